@@ -1,0 +1,18 @@
+# All dependencies come from Debian 12 packages (see .ci/install-deps).
+find_package(Threads REQUIRED)
+find_package(Protobuf REQUIRED)          # CMake's FindProtobuf: Debian ships no protobuf config
+find_package(gRPC CONFIG REQUIRED)       # gRPC::grpc++, gRPC::grpc_cpp_plugin
+find_package(absl CONFIG REQUIRED)
+find_package(spdlog CONFIG REQUIRED)
+find_package(fmt CONFIG REQUIRED)
+find_package(Boost 1.74 REQUIRED COMPONENTS program_options)
+find_package(OpenSSL REQUIRED)
+find_package(SQLite3 REQUIRED)
+find_package(yaml-cpp CONFIG REQUIRED)
+find_package(nlohmann_json CONFIG REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(NFTABLES REQUIRED IMPORTED_TARGET libnftables)
+pkg_check_modules(NL REQUIRED IMPORTED_TARGET libnl-3.0 libnl-route-3.0 libnl-nf-3.0)
+if(BULKHEAD_TESTS)
+  find_package(GTest REQUIRED)
+endif()

@@ -1,0 +1,97 @@
+#include "common/identity.h"
+
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <cctype>
+#include <memory>
+
+#include "absl/status/status.h"
+#include "common/format.h"
+
+namespace bulkhead {
+namespace {
+
+std::string subjectField(X509_NAME* name, int nid) {
+  int idx = X509_NAME_get_index_by_NID(name, nid, -1);
+  if (idx < 0) return {};
+  ASN1_STRING* data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
+  unsigned char* utf8 = nullptr;
+  int len = ASN1_STRING_to_UTF8(&utf8, data);
+  if (len < 0) return {};
+  std::string out(reinterpret_cast<char*>(utf8), static_cast<size_t>(len));
+  OPENSSL_free(utf8);
+  return out;
+}
+
+}  // namespace
+
+std::string_view peerKindName(PeerKind kind) {
+  switch (kind) {
+    case PeerKind::kController: return "controller";
+    case PeerKind::kAgent: return "agent";
+    case PeerKind::kOperator: return "operator";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<Role> parseRole(std::string_view text) {
+  if (text == "viewer") return Role::kViewer;
+  if (text == "responder") return Role::kResponder;
+  if (text == "admin") return Role::kAdmin;
+  return absl::InvalidArgumentError(
+      fmt::format("role: invalid value \"{}\": expected viewer, responder or admin", text));
+}
+
+std::string_view roleName(Role role) {
+  switch (role) {
+    case Role::kViewer: return "viewer";
+    case Role::kResponder: return "responder";
+    case Role::kAdmin: return "admin";
+  }
+  return "unknown";
+}
+
+bool isValidName(std::string_view name) {
+  if (name.empty() || name.size() > 63 || name.front() == '.' || name.front() == '-') {
+    return false;
+  }
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::StatusOr<PeerIdentity> identityFromCertPem(std::string_view pem) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
+  std::unique_ptr<X509, decltype(&X509_free)> cert(
+      PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), &X509_free);
+  if (!cert) return absl::InvalidArgumentError("certificate: not a PEM X.509 certificate");
+  X509_NAME* subject = X509_get_subject_name(cert.get());
+  std::string org = subjectField(subject, NID_organizationName);
+  std::string unit = subjectField(subject, NID_organizationalUnitName);
+  std::string cn = subjectField(subject, NID_commonName);
+  if (org != "bulkhead") {
+    return absl::PermissionDeniedError("certificate: subject O is not \"bulkhead\"");
+  }
+  PeerIdentity id;
+  if (unit == "agent") id.kind = PeerKind::kAgent;
+  else if (unit == "operator") id.kind = PeerKind::kOperator;
+  else if (unit == "controller") id.kind = PeerKind::kController;
+  else return absl::PermissionDeniedError(fmt::format("certificate: unknown OU \"{}\"", unit));
+  if (!isValidName(cn)) {
+    return absl::PermissionDeniedError(fmt::format("certificate: invalid CN \"{}\"", cn));
+  }
+  id.name = cn;
+  if (id.kind == PeerKind::kOperator) {
+    auto role = parseRole(subjectField(subject, NID_title));
+    if (!role.ok()) return absl::PermissionDeniedError("certificate: operator without a valid role");
+    id.role = *role;
+  }
+  return id;
+}
+
+}  // namespace bulkhead

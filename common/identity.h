@@ -1,0 +1,36 @@
+// Identities are bound to certificates, never to message fields. Subject layout, set by
+// `bulkhead pki`: O=bulkhead, OU=<kind>, CN=<name>, title=<role> (operators only).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace bulkhead {
+
+enum class PeerKind { kController, kAgent, kOperator };
+
+std::string_view peerKindName(PeerKind kind);
+
+// Operator roles, weakest first. viewer: read only; responder: containment actions;
+// admin: everything.
+enum class Role { kViewer, kResponder, kAdmin };
+
+absl::StatusOr<Role> parseRole(std::string_view text);
+std::string_view roleName(Role role);
+
+struct PeerIdentity {
+  PeerKind kind = PeerKind::kAgent;
+  std::string name;            // host id for agents, operator name for operators
+  Role role = Role::kViewer;   // operators only
+};
+
+// Host ids and operator names: 1-63 characters of [A-Za-z0-9._-], not starting with '.' or '-'.
+bool isValidName(std::string_view name);
+
+// Reads the identity from a PEM certificate. The certificate chain must already have been
+// verified (by TLS); this only reads the subject.
+absl::StatusOr<PeerIdentity> identityFromCertPem(std::string_view pem);
+
+}  // namespace bulkhead

@@ -1,0 +1,15 @@
+// spdlog set-up shared by the daemons: `--log-format text|json`, `--log-level LEVEL`.
+#pragma once
+
+#include <string_view>
+
+#include "absl/status/status.h"
+
+namespace bulkhead {
+
+// Configures the default logger on stderr. JSON lines have ts (UTC, RFC 3339), level, logger
+// and msg (escaped). Errors name the bad flag value.
+absl::Status setupLogging(std::string_view program, std::string_view format,
+                          std::string_view level);
+
+}  // namespace bulkhead

@@ -1,0 +1,133 @@
+#include "common/tls.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/security/server_credentials.h>
+
+#include "absl/status/status.h"
+#include "common/format.h"
+
+namespace bulkhead {
+
+namespace fs = std::filesystem;
+
+absl::StatusOr<std::string> readFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(
+        fmt::format("cannot read {}: {}", path.string(), std::strerror(errno)));
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+absl::Status writeFileAtomic(const fs::path& path, const std::string& data, mode_t mode) {
+  fs::path tmp = path;
+  tmp += ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) {
+    return absl::PermissionDeniedError(
+        fmt::format("cannot write {}: {}", tmp.string(), std::strerror(errno)));
+  }
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      return absl::InternalError(fmt::format("write {}: {}", tmp.string(), std::strerror(err)));
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (::fchmod(fd, mode) != 0 || ::fsync(fd) != 0) {
+    int err = errno;
+    ::close(fd);
+    return absl::InternalError(fmt::format("fsync {}: {}", tmp.string(), std::strerror(err)));
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(fmt::format("rename to {}: {}", path.string(), std::strerror(errno)));
+  }
+  fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<IdentityFiles> loadIdentity(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    return absl::NotFoundError(
+        fmt::format("identity: {} is not a directory (create one with `bulkhead pki`)", dir.string()));
+  }
+  IdentityFiles id;
+  for (auto [name, target] : {std::pair{"ca.crt", &id.ca_pem}, std::pair{"tls.crt", &id.cert_pem},
+                              std::pair{"tls.key", &id.key_pem}}) {
+    auto data = readFile(dir / name);
+    if (!data.ok()) return absl::NotFoundError(fmt::format("identity: {}", data.status().message()));
+    *target = *std::move(data);
+  }
+  auto self = identityFromCertPem(id.cert_pem);
+  if (!self.ok()) {
+    return absl::InvalidArgumentError(
+        fmt::format("identity: {}: {}", (dir / "tls.crt").string(), self.status().message()));
+  }
+  id.self = *self;
+  return id;
+}
+
+absl::Status writeIdentity(const fs::path& dir, const std::string& ca_pem,
+                           const std::string& cert_pem, const std::string& key_pem,
+                           bool overwrite) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return absl::PermissionDeniedError(fmt::format("cannot create {}: {}", dir.string(), ec.message()));
+  ::chmod(dir.c_str(), 0700);
+  if (!overwrite && fs::exists(dir / "tls.key")) {
+    return absl::AlreadyExistsError(
+        fmt::format("{} already holds an identity (tls.key); refusing to overwrite", dir.string()));
+  }
+  if (auto s = writeFileAtomic(dir / "ca.crt", ca_pem, 0644); !s.ok()) return s;
+  if (auto s = writeFileAtomic(dir / "tls.key", key_pem, 0600); !s.ok()) return s;
+  return writeFileAtomic(dir / "tls.crt", cert_pem, 0644);
+}
+
+std::shared_ptr<grpc::ServerCredentials> serverCredentials(const IdentityFiles& id) {
+  grpc::SslServerCredentialsOptions opts(
+      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  opts.pem_root_certs = id.ca_pem;
+  opts.pem_key_cert_pairs.push_back({id.key_pem, id.cert_pem});
+  return grpc::SslServerCredentials(opts);
+}
+
+std::shared_ptr<grpc::ChannelCredentials> clientCredentials(const IdentityFiles& id) {
+  grpc::SslCredentialsOptions opts;
+  opts.pem_root_certs = id.ca_pem;
+  opts.pem_private_key = id.key_pem;
+  opts.pem_cert_chain = id.cert_pem;
+  return grpc::SslCredentials(opts);
+}
+
+absl::StatusOr<PeerIdentity> peerIdentity(const grpc::AuthContext& auth) {
+  if (!auth.IsPeerAuthenticated()) {
+    return absl::UnauthenticatedError("no verified client certificate");
+  }
+  auto pems = auth.FindPropertyValues("x509_pem_cert");
+  if (pems.empty()) return absl::UnauthenticatedError("no client certificate");
+  return identityFromCertPem(std::string_view(pems.front().data(), pems.front().size()));
+}
+
+}  // namespace bulkhead

@@ -1,0 +1,48 @@
+#include "common/pki.h"
+
+#include <gtest/gtest.h>
+
+#include "common/identity.h"
+
+namespace bulkhead {
+namespace {
+
+TEST(Pki, IssuedCertificatesCarryTheIdentity) {
+  auto ca = createCa("test-ca", std::chrono::hours(24));
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  CertRequest agent{.kind = PeerKind::kAgent, .name = "web-03"};
+  auto a = issueCert(*ca, agent);
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto id = identityFromCertPem(a->cert_pem);
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(id->kind, PeerKind::kAgent);
+  EXPECT_EQ(id->name, "web-03");
+
+  CertRequest op{.kind = PeerKind::kOperator, .name = "alice", .role = Role::kResponder};
+  auto o = issueCert(*ca, op);
+  ASSERT_TRUE(o.ok());
+  auto oid = identityFromCertPem(o->cert_pem);
+  ASSERT_TRUE(oid.ok());
+  EXPECT_EQ(oid->kind, PeerKind::kOperator);
+  EXPECT_EQ(oid->role, Role::kResponder);
+}
+
+TEST(Pki, RejectsInvalidNames) {
+  auto ca = createCa("test-ca", std::chrono::hours(24));
+  ASSERT_TRUE(ca.ok());
+  for (const char* bad : {"", "-x", "a b", "x/y", "a;b"}) {
+    CertRequest r{.kind = PeerKind::kAgent, .name = bad};
+    auto c = issueCert(*ca, r);
+    EXPECT_FALSE(c.ok()) << bad;
+  }
+}
+
+TEST(Identity, RejectsCaAndGarbage) {
+  auto ca = createCa("test-ca", std::chrono::hours(24));
+  ASSERT_TRUE(ca.ok());
+  EXPECT_FALSE(identityFromCertPem(ca->cert_pem).ok());   // OU=ca is not a peer kind
+  EXPECT_FALSE(identityFromCertPem("not a cert").ok());
+}
+
+}  // namespace
+}  // namespace bulkhead
