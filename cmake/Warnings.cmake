@@ -1,6 +1,6 @@
 # Project-wide warning flags; CI builds with -DBULKHEAD_WERROR=ON.
 set(BULKHEAD_WARNINGS -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast
-    -Wcast-align -Woverloaded-virtual -Wnull-dereference -Wformat=2 -Wimplicit-fallthrough
+    -Wcast-align -Woverloaded-virtual -Wformat=2 -Wimplicit-fallthrough
     -Wno-missing-field-initializers)  # designated initializers may omit defaulted members
 if(BULKHEAD_WERROR)
   list(APPEND BULKHEAD_WARNINGS -Werror)

@@ -1,0 +1,53 @@
+// The `bulkhead` command line: global options, command dispatch, exit statuses.
+//
+// Exit status (DESIGN.md): 0 every target done; 1 some target failed or the controller is
+// unreachable (each failure said); 2 bad usage or input (nothing changed).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <iosfwd>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace bulkhead::cli {
+
+enum ExitCode : int { kOk = 0, kFailed = 1, kUsage = 2 };
+
+struct GlobalOptions {
+  std::string controller;        // ADDR:PORT; --controller or $BULKHEAD_CONTROLLER
+  std::string identity;          // DIR; --identity or $BULKHEAD_IDENTITY
+  std::string controller_name = "bulkhead-controller";  // TLS name in the controller cert
+  bool json = false;
+  std::chrono::milliseconds timeout{10'000};
+};
+
+struct Io {
+  std::ostream& out;
+  std::ostream& err;
+};
+
+// A command takes its own arguments (everything after the command name) and returns an exit
+// code. It prints its result on io.out and errors (one clear line each) on io.err.
+using CommandFn =
+    std::function<int(const GlobalOptions&, const std::vector<std::string>& args, Io& io)>;
+
+struct CommandInfo {
+  std::string summary;
+  CommandFn run;
+};
+
+// The full command table (name -> command). Multi-word commands ("pki init", "evidence list")
+// are keyed by their words joined with a space.
+const std::map<std::string, CommandInfo>& commands();
+
+// Runs the CLI on argv (without the program name). Never throws.
+int runCli(const std::vector<std::string>& argv, Io& io);
+
+// Registration hooks, one per command family.
+void addPkiCommands(std::map<std::string, CommandInfo>& table);
+void addHostCommands(std::map<std::string, CommandInfo>& table);
+
+}  // namespace bulkhead::cli

@@ -1,0 +1,227 @@
+// `bulkhead hosts`, `bulkhead status HOST`, `bulkhead audit`.
+#include <chrono>
+#include <ostream>
+
+#include <fmt/format.h>
+
+#include "cli/args.h"
+#include "cli/cli.h"
+#include "cli/operator_client.h"
+#include "cli/output.h"
+#include "common/format.h"
+#include "common/parse.h"
+
+namespace po = boost::program_options;
+
+namespace bulkhead::cli {
+namespace {
+
+int64_t nowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string joinLabels(const google::protobuf::Map<std::string, std::string>& labels) {
+  std::map<std::string, std::string> sorted(labels.begin(), labels.end());
+  std::string out;
+  for (const auto& [k, v] : sorted) out += (out.empty() ? "" : ",") + k + "=" + v;
+  return out.empty() ? "-" : out;
+}
+
+std::string joinList(const google::protobuf::RepeatedPtrField<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : " ") + s;
+  return out.empty() ? "-" : out;
+}
+
+// Connects or prints why not; returns nullptr after printing.
+std::unique_ptr<OperatorClient> connect(const std::string& command, const GlobalOptions& g,
+                                        Io& io) {
+  auto client = OperatorClient::create(g);
+  if (!client.ok()) {
+    io.err << "bulkhead " << command << ": " << client.status().message() << "\n";
+    return nullptr;
+  }
+  return *std::move(client);
+}
+
+int hosts(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
+  std::string selector;
+  po::options_description opts("hosts");
+  opts.add_options()("selector", po::value(&selector), "only hosts with these labels (k=v[,k=v])");
+  po::variables_map vm;
+  bool help = false;
+  if (!parseCommandArgs("hosts", args, opts, {}, vm, io.out, io.err, &help)) {
+    return help ? kOk : kUsage;
+  }
+  if (vm.count("selector") != 0) {
+    if (auto s = parseSelector("--selector", selector); !s.ok()) {
+      io.err << "bulkhead hosts: " << s.status().message() << "\n";
+      return kUsage;
+    }
+  }
+  auto client = connect("hosts", g, io);
+  if (!client) return kUsage;
+  v1::ListHostsRequest req;
+  req.set_selector(selector);
+  v1::ListHostsResponse resp;
+  auto ctx = client->context();
+  grpc::Status st = client->stub().ListHosts(ctx.get(), req, &resp);
+  if (!st.ok()) return reportRpcError("hosts", client->controller(), st, io.err);
+  if (g.json) {
+    printJson(io.out, resp);
+    return kOk;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"HOST", "STATE", "CONTAINMENT", "LAST SEEN", "ADDRESSES", "LABELS", "AGENT"}};
+  int64_t now = nowMs();
+  for (const auto& h : resp.hosts()) {
+    std::string containment = h.isolated() ? "isolated" : "open";
+    if (h.desired_generation() != h.enforced_generation()) containment += " (pending)";
+    rows.push_back({h.host_id(), h.online() ? "online" : "offline", containment,
+                    ago(h.last_seen_unix_ms(), now), joinList(h.addresses()),
+                    joinLabels(h.labels()), h.agent_version()});
+  }
+  printTable(io.out, rows);
+  return kOk;
+}
+
+std::string protoName(v1::Protocol p) {
+  switch (p) {
+    case v1::PROTOCOL_TCP: return "tcp";
+    case v1::PROTOCOL_UDP: return "udp";
+    case v1::PROTOCOL_ICMP: return "icmp";
+    default: return "any";
+  }
+}
+
+std::string ports(const v1::PortRange& r) {
+  if (r.first() == 0 && r.last() == 0) return "any";
+  if (r.first() == r.last()) return std::to_string(r.first());
+  return fmt::format("{}-{}", r.first(), r.last());
+}
+
+int status(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
+  std::string host;
+  po::options_description opts("status HOST");
+  opts.add_options()("host", po::value(&host)->required(), "host id");
+  po::positional_options_description pos;
+  pos.add("host", 1);
+  po::variables_map vm;
+  bool help = false;
+  if (!parseCommandArgs("status", args, opts, pos, vm, io.out, io.err, &help)) {
+    return help ? kOk : kUsage;
+  }
+  auto client = connect("status", g, io);
+  if (!client) return kUsage;
+  v1::GetHostRequest req;
+  req.set_host(host);
+  v1::HostStatus resp;
+  auto ctx = client->context();
+  grpc::Status st = client->stub().GetHost(ctx.get(), req, &resp);
+  if (!st.ok()) return reportRpcError("status", client->controller(), st, io.err);
+  if (g.json) {
+    printJson(io.out, resp);
+    return kOk;
+  }
+  const auto& h = resp.host();
+  int64_t now = nowMs();
+  std::vector<std::vector<std::string>> rows = {
+      {"host", h.host_id()},
+      {"hostname", h.hostname()},
+      {"state", h.online() ? "online" : "offline"},
+      {"last seen", fmt::format("{} ({})", utcTime(h.last_seen_unix_ms()),
+                                ago(h.last_seen_unix_ms(), now))},
+      {"addresses", joinList(h.addresses())},
+      {"labels", joinLabels(h.labels())},
+      {"os", h.os()},
+      {"agent", h.agent_version()},
+  };
+  const auto& iso = resp.desired().isolation();
+  std::string isolation = iso.enabled() ? "isolated" : "open";
+  if (iso.enabled() && iso.expires_at_unix_ms() > 0) {
+    isolation += fmt::format(" until {}", utcTime(iso.expires_at_unix_ms()));
+  }
+  if (iso.enabled() && !iso.reason().empty()) {
+    isolation += fmt::format(" (reason: {}, by {})", iso.reason(), iso.requested_by());
+  }
+  rows.push_back({"isolation", isolation});
+  rows.push_back({"exemptions", joinList(iso.exemption_sets())});
+  rows.push_back({"generation", fmt::format("desired {}, enforced {}", h.desired_generation(),
+                                            h.enforced_generation())});
+  rows.push_back({"ruleset hash", h.ruleset_hash().empty() ? "-" : h.ruleset_hash()});
+  const auto& rep = resp.last_report();
+  if (rep.generation() != 0) {
+    rows.push_back({"last apply",
+                    fmt::format("generation {} {} at {}, {} flows cut{}", rep.generation(),
+                                rep.ok() ? "ok" : "FAILED: " + rep.error(),
+                                utcTime(rep.applied_at_unix_ms()), rep.flows_cut(),
+                                rep.ok() ? "" : (rep.left_closed() ? " (left closed)"
+                                                                   : " (left open)"))});
+  }
+  printTable(io.out, rows);
+  if (iso.enabled() && iso.exemptions_size() > 0) {
+    io.out << "\nexemptions in force:\n";
+    std::vector<std::vector<std::string>> ex = {{"SET", "DIR", "PROTO", "REMOTE", "PORTS"}};
+    for (const auto& r : iso.exemptions()) {
+      ex.push_back({r.set_name(), r.direction() == v1::DIRECTION_IN ? "in" : "out",
+                    protoName(r.protocol()), r.remote_cidr(), ports(r.ports())});
+    }
+    printTable(io.out, ex);
+  }
+  if (resp.tamper_events_size() > 0) {
+    io.out << "\ntamper events:\n";
+    std::vector<std::vector<std::string>> te = {{"AT", "WHAT", "RESTORED"}};
+    for (const auto& t : resp.tamper_events()) {
+      te.push_back({utcTime(t.at_unix_ms()), t.what(),
+                    t.restored() ? fmt::format("yes, in {} ms", t.restore_latency_us() / 1000)
+                                 : "NO"});
+    }
+    printTable(io.out, te);
+  }
+  return kOk;
+}
+
+int audit(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
+  unsigned limit = 50;
+  po::options_description opts("audit");
+  opts.add_options()("limit", po::value(&limit)->default_value(50), "newest N records");
+  po::variables_map vm;
+  bool help = false;
+  if (!parseCommandArgs("audit", args, opts, {}, vm, io.out, io.err, &help)) {
+    return help ? kOk : kUsage;
+  }
+  auto client = connect("audit", g, io);
+  if (!client) return kUsage;
+  v1::ListAuditRequest req;
+  req.set_limit(limit);
+  v1::ListAuditResponse resp;
+  auto ctx = client->context();
+  grpc::Status st = client->stub().ListAudit(ctx.get(), req, &resp);
+  if (!st.ok()) return reportRpcError("audit", client->controller(), st, io.err);
+  if (g.json) {
+    printJson(io.out, resp);
+    return kOk;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "AT", "OPERATOR", "ACTION", "TARGET", "OUTCOME", "REASON"}};
+  for (const auto& r : resp.records()) {
+    rows.push_back({std::to_string(r.id()), utcTime(r.at_unix_ms()), r.operator_(), r.action(),
+                    r.target().empty() ? "-" : r.target(), r.outcome(),
+                    r.reason().empty() ? "-" : r.reason()});
+  }
+  printTable(io.out, rows);
+  return kOk;
+}
+
+}  // namespace
+
+void addHostCommands(std::map<std::string, CommandInfo>& table) {
+  table["hosts"] = {"list hosts with their state, labels and containment", hosts};
+  table["status"] = {"show one host: connection, containment, last apply, tamper events",
+                     status};
+  table["audit"] = {"show the audit trail", audit};
+}
+
+}  // namespace bulkhead::cli

@@ -1,0 +1,74 @@
+#include "cli/operator_client.h"
+
+#include <fmt/format.h>
+
+#include "common/format.h"
+#include "common/parse.h"
+#include "common/tls.h"
+
+namespace bulkhead::cli {
+
+absl::StatusOr<std::unique_ptr<OperatorClient>> OperatorClient::create(
+    const GlobalOptions& options) {
+  if (options.controller.empty()) {
+    return absl::InvalidArgumentError(
+        "--controller: required (ADDR:PORT, or set BULKHEAD_CONTROLLER)");
+  }
+  auto hp = parseHostPort("--controller", options.controller);
+  if (!hp.ok()) return hp.status();
+  if (options.identity.empty()) {
+    return absl::InvalidArgumentError(
+        "--identity: required (an operator identity directory, or set BULKHEAD_IDENTITY)");
+  }
+  auto id = loadIdentity(options.identity);
+  if (!id.ok()) return id.status();
+  if (id->self.kind != PeerKind::kOperator) {
+    return absl::InvalidArgumentError(fmt::format(
+        "--identity: {} holds a {} identity, not an operator one", options.identity,
+        peerKindName(id->self.kind)));
+  }
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride(options.controller_name);
+  args.SetMaxReceiveMessageSize(64 << 20);
+  std::string target = hp->host.find(':') != std::string::npos
+                           ? fmt::format("ipv6:[{}]:{}", hp->host, hp->port)
+                           : fmt::format("{}:{}", hp->host, hp->port);
+  auto channel = grpc::CreateCustomChannel(target, clientCredentials(*id), args);
+  return std::unique_ptr<OperatorClient>(
+      new OperatorClient(options.controller, options.timeout, v1::Operator::NewStub(channel)));
+}
+
+std::unique_ptr<grpc::ClientContext> OperatorClient::context(
+    std::chrono::milliseconds timeout) const {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::max(timeout, timeout_));
+  return ctx;
+}
+
+int reportRpcError(const std::string& command, const std::string& controller,
+                   const grpc::Status& status, std::ostream& err) {
+  switch (status.error_code()) {
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::NOT_FOUND:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::ALREADY_EXISTS:
+    case grpc::StatusCode::OUT_OF_RANGE:
+      err << "bulkhead " << command << ": " << status.error_message() << "\n";
+      return kUsage;
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      err << "bulkhead " << command << ": cannot reach the controller at " << controller << ": "
+          << status.error_message() << "\n";
+      return kFailed;
+    case grpc::StatusCode::PERMISSION_DENIED:
+    case grpc::StatusCode::UNAUTHENTICATED:
+      err << "bulkhead " << command << ": refused by the controller: " << status.error_message()
+          << "\n";
+      return kFailed;
+    default:
+      err << "bulkhead " << command << ": " << status.error_message() << "\n";
+      return kFailed;
+  }
+}
+
+}  // namespace bulkhead::cli

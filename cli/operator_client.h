@@ -1,0 +1,44 @@
+// A connection to the controller's Operator service with the operator's mTLS identity.
+#pragma once
+
+#include <memory>
+#include <ostream>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "bulkhead/v1/operator.grpc.pb.h"
+#include "cli/cli.h"
+
+namespace bulkhead::cli {
+
+class OperatorClient {
+ public:
+  // Validates --controller and loads --identity; errors name the flag or file at fault.
+  static absl::StatusOr<std::unique_ptr<OperatorClient>> create(const GlobalOptions& options);
+
+  v1::Operator::Stub& stub() { return *stub_; }
+
+  // A fresh context whose deadline is the --timeout (or `timeout` if longer).
+  std::unique_ptr<grpc::ClientContext> context(std::chrono::milliseconds timeout = {}) const;
+
+  const std::string& controller() const { return controller_; }
+
+ private:
+  OperatorClient(std::string controller, std::chrono::milliseconds timeout,
+                 std::unique_ptr<v1::Operator::Stub> stub)
+      : controller_(std::move(controller)), timeout_(timeout), stub_(std::move(stub)) {}
+
+  std::string controller_;
+  std::chrono::milliseconds timeout_;
+  std::unique_ptr<v1::Operator::Stub> stub_;
+};
+
+// Prints one line for a failed RPC and returns the exit code: 2 for bad input the controller
+// rejected (invalid argument, unknown host, precondition), 1 for everything else (controller
+// unreachable, refused identity, internal errors).
+int reportRpcError(const std::string& command, const std::string& controller,
+                   const grpc::Status& status, std::ostream& err);
+
+}  // namespace bulkhead::cli

@@ -1,0 +1,25 @@
+// Output helpers: aligned tables for people, JSON documents for scripts.
+#pragma once
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include <google/protobuf/message.h>
+
+namespace bulkhead::cli {
+
+// Prints rows as left-aligned columns separated by two spaces; the first row is the header.
+void printTable(std::ostream& out, const std::vector<std::vector<std::string>>& rows);
+
+// Prints a protobuf message as one JSON document (proto field names, defaults included).
+void printJson(std::ostream& out, const google::protobuf::Message& message);
+
+// "3s ago", "5m ago", "2h ago", "never" relative to now_ms.
+std::string ago(int64_t then_ms, int64_t now_ms);
+
+// RFC 3339 UTC with milliseconds, "" for 0.
+std::string utcTime(int64_t unix_ms);
+
+}  // namespace bulkhead::cli
