@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs everything bulkhead needs to build, test and run its lab, from Debian 12 packages.
+# Idempotent; skips apt entirely when every package is already installed.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  g++ cmake ninja-build pkg-config git
+  # libraries
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+  libnftables-dev libnl-3-dev libnl-route-3-dev libnl-nf-3-dev
+  libspdlog-dev libfmt-dev libboost-program-options-dev libsqlite3-dev libssl-dev
+  libyaml-cpp-dev nlohmann-json3-dev libgtest-dev libgmock-dev
+  # the lab and the tests: namespaces, firewall, real traffic, real sessions
+  nftables iproute2 util-linux procps python3 openssh-server openssh-client conntrack
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: run as root (apt-get install)" >&2
+  exit 2
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"
+# The lab starts its own sshd per host; the machine's own sshd unit is not needed for that.

@@ -1,0 +1,140 @@
+// The CLI's contract with people and scripts: exit statuses and one clear line per error.
+#include "cli/cli.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "common/tls.h"
+
+namespace bulkhead::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Run {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+Run run(std::vector<std::string> args) {
+  std::ostringstream out;
+  std::ostringstream err;
+  Io io{out, err};
+  int code = runCli(args, io);
+  return {code, out.str(), err.str()};
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("bulkhead-cli-test-" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string pki() const { return (dir_ / "pki").string(); }
+  fs::path dir_;
+};
+
+int countLines(const std::string& s) {
+  return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
+}
+
+TEST_F(CliTest, UnknownCommandAndFlagsAreUsageErrors) {
+  auto r = run({"frobnicate"});
+  EXPECT_EQ(r.code, kUsage);
+  EXPECT_NE(r.err.find("unknown command \"frobnicate\""), std::string::npos);
+  r = run({"hosts", "--bogus"});
+  EXPECT_EQ(r.code, kUsage);
+  EXPECT_NE(r.err.find("--bogus"), std::string::npos);
+  EXPECT_EQ(countLines(r.err), 1);
+  r = run({});
+  EXPECT_EQ(r.code, kUsage);
+  r = run({"--help"});
+  EXPECT_EQ(r.code, kOk);
+  EXPECT_NE(r.out.find("pki init"), std::string::npos);
+}
+
+TEST_F(CliTest, BadValuesNameTheFlag) {
+  auto r = run({"--timeout", "soon", "hosts"});
+  EXPECT_EQ(r.code, kUsage);
+  EXPECT_NE(r.err.find("--timeout"), std::string::npos);
+  r = run({"hosts", "--selector", "role"});
+  EXPECT_EQ(r.code, kUsage);
+  EXPECT_NE(r.err.find("--selector"), std::string::npos);
+  r = run({"--controller", "nohostport", "--identity", "/nonexistent", "hosts"});
+  EXPECT_EQ(r.code, kUsage);
+  EXPECT_NE(r.err.find("--controller"), std::string::npos);
+}
+
+TEST_F(CliTest, MissingIdentityIsAUsageError) {
+  auto r = run({"--controller", "127.0.0.1:1", "--identity", (dir_ / "none").string(), "hosts"});
+  EXPECT_EQ(r.code, kUsage);
+  EXPECT_NE(r.err.find("identity"), std::string::npos);
+  EXPECT_EQ(countLines(r.err), 1);
+}
+
+TEST_F(CliTest, PkiInitIssuesAndRefusesToReplaceTheCa) {
+  auto r = run({"pki", "init", "--dir", pki(), "--controller-ip", "10.77.0.1",
+                "--controller-ip", "fd77::1"});
+  ASSERT_EQ(r.code, kOk) << r.err;
+  auto ctl = loadIdentity(dir_ / "pki" / "controller");
+  ASSERT_TRUE(ctl.ok()) << ctl.status();
+  EXPECT_EQ(ctl->self.kind, PeerKind::kController);
+  auto admin = loadIdentity(dir_ / "pki" / "operators" / "admin");
+  ASSERT_TRUE(admin.ok());
+  EXPECT_EQ(admin->self.role, Role::kAdmin);
+  EXPECT_EQ(fs::status(dir_ / "pki" / "ca" / "ca.key").permissions() & fs::perms::group_read,
+            fs::perms::none);
+
+  r = run({"pki", "init", "--dir", pki()});
+  EXPECT_EQ(r.code, kUsage);
+  EXPECT_NE(r.err.find("refusing"), std::string::npos);
+
+  r = run({"pki", "issue", "agent", "--host-id", "web-03", "--dir", pki()});
+  ASSERT_EQ(r.code, kOk) << r.err;
+  auto agent = loadIdentity(dir_ / "pki" / "agents" / "web-03");
+  ASSERT_TRUE(agent.ok());
+  EXPECT_EQ(agent->self.kind, PeerKind::kAgent);
+  EXPECT_EQ(agent->self.name, "web-03");
+
+  r = run({"pki", "issue", "agent", "--host-id", "web-03", "--dir", pki()});
+  EXPECT_EQ(r.code, kUsage) << "an existing identity is never overwritten";
+
+  r = run({"pki", "issue", "operator", "--name", "carol", "--role", "root", "--dir", pki()});
+  EXPECT_EQ(r.code, kUsage);
+  EXPECT_NE(r.err.find("role"), std::string::npos);
+}
+
+TEST_F(CliTest, PkiRejectsBadInput) {
+  EXPECT_EQ(run({"pki", "init", "--dir", pki(), "--controller-ip", "10.77.0.300"}).code, kUsage);
+  EXPECT_FALSE(fs::exists(dir_ / "pki" / "ca")) << "nothing is written on bad input";
+  EXPECT_EQ(run({"pki", "issue", "agent", "--host-id", "a/b", "--dir", pki()}).code, kUsage);
+  EXPECT_EQ(run({"pki", "issue", "agent", "--host-id", "x", "--dir", pki()}).code, kUsage)
+      << "no CA yet";
+  EXPECT_EQ(run({"pki", "issue", "robot", "--dir", pki()}).code, kUsage);
+}
+
+TEST_F(CliTest, UnreachableControllerExitsOne) {
+  ASSERT_EQ(run({"pki", "init", "--dir", pki()}).code, kOk);
+  auto r = run({"--controller", "127.0.0.1:1", "--identity", pki() + "/operators/admin",
+                "--timeout", "2s", "hosts"});
+  EXPECT_EQ(r.code, kFailed);
+  EXPECT_NE(r.err.find("cannot reach the controller at 127.0.0.1:1"), std::string::npos);
+  EXPECT_EQ(countLines(r.err), 1);
+}
+
+TEST_F(CliTest, AgentIdentityCannotBeUsedAsOperator) {
+  ASSERT_EQ(run({"pki", "init", "--dir", pki()}).code, kOk);
+  ASSERT_EQ(run({"pki", "issue", "agent", "--host-id", "h1", "--dir", pki()}).code, kOk);
+  auto r = run({"--controller", "127.0.0.1:1", "--identity", pki() + "/agents/h1", "hosts"});
+  EXPECT_EQ(r.code, kUsage);
+  EXPECT_NE(r.err.find("not an operator"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace bulkhead::cli
