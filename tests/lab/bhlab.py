@@ -193,6 +193,15 @@ def _ip(args: Sequence[str], timeout: float = 20.0, batch: Optional[Sequence[str
     return r
 
 
+def read_json(path: str):
+    """Parsed JSON file, or None if it does not exist (yet) or is incomplete."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def list_netns() -> List[str]:
     try:
         return sorted(os.listdir(NETNS_DIR))
@@ -634,9 +643,7 @@ class Lab:
         log_path = None
         f = None
         if stdout is None:
-            with self._lock:
-                self._seq += 1
-                seq = self._seq
+            seq = self._next_seq()
             lab_ = re.sub(r"[^A-Za-z0-9_.-]", "_", label or os.path.basename(argv[0]))
             log_path = os.path.join(self.tmpdir, f"{name}.{lab_}.{seq}.log")
             f = open(log_path, "ab")
@@ -654,6 +661,54 @@ class Lab:
             self._procs = [q for q in self._procs if q.poll() is None]
             self._procs.append(p)
         return p
+
+    # ---- TCP traffic (tcpstream.py) --------------------------------------------------------
+
+    def tcp_server(self, name: str, port: int, timeout: float = 10.0) -> subprocess.Popen:
+        """Start an echo server (dual-stack) in node `name`; returns once it listens.
+        .report_path holds its JSON report (accepted/open connections, peers)."""
+        rp = os.path.join(self.tmpdir, f"{name}.serve.{port}.{self._next_seq()}.json")
+        p = self.spawn(name, [sys.executable, TCPSTREAM, "serve", str(port), "--report", rp],
+                       label=f"serve{port}")
+        p.report_path = rp
+        wait_until(lambda: read_json(rp) or p.poll() is not None, timeout,
+                   desc=f"tcp server on {name}:{port}")
+        if p.poll() is not None:
+            raise LabError(f"tcp server on {name}:{port} exited: {self.log_text(p)}")
+        return p
+
+    def tcp_stream(self, name: str, host: str, port: int, interval_ms: float = 5,
+                   reconnect: bool = False, wait_connected: float = 10.0,
+                   extra: Sequence[str] = ()) -> subprocess.Popen:
+        """Start a stream from node `name` to host:port; returns once connected and echoing
+        (unless wait_connected=0). Read progress with read_json(p.report_path); stop it with
+        p.terminate() (it writes a final report) and p.wait()."""
+        rp = os.path.join(self.tmpdir, f"{name}.stream.{self._next_seq()}.json")
+        argv = [sys.executable, TCPSTREAM, "stream", host, str(port), "--interval-ms",
+                str(interval_ms), "--report", rp] + (["--reconnect"] if reconnect else []) + \
+            list(extra)
+        p = self.spawn(name, argv, label="stream")
+        p.report_path = rp
+        if wait_connected:
+            def ok():
+                r = read_json(rp)
+                if r and r.get("state") == "dead":
+                    raise LabError(f"stream {name} -> {host}:{port} failed: {r['first_error']}")
+                return r and r.get("echoes", 0) > 0
+            wait_until(ok, wait_connected, desc=f"stream {name} -> {host}:{port}")
+        return p
+
+    def tcp_probe(self, name: str, host: str, port: int, timeout: float = 1.0,
+                  echo: bool = False) -> bool:
+        """True if a new TCP connection from node `name` to host:port succeeds."""
+        argv = [sys.executable, TCPSTREAM, "probe", host, str(port), "--timeout", str(timeout)]
+        r = self.run(name, argv + (["--echo"] if echo else []), timeout=timeout + 10)
+        return r.returncode == 0
+
+    def _next_seq(self) -> int:
+        with self._lock:
+            self._seq += 1
+            return self._seq
 
     def log_text(self, proc_or_path, tail: int = 20000) -> str:
         path = getattr(proc_or_path, "log_path", proc_or_path)
