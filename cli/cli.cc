@@ -39,6 +39,7 @@ const std::map<std::string, CommandInfo>& commands() {
     auto* t = new std::map<std::string, CommandInfo>();
     addPkiCommands(*t);
     addHostCommands(*t);
+    addContainmentCommands(*t);
     return t;
   }();
   return *table;

@@ -49,5 +49,6 @@ int runCli(const std::vector<std::string>& argv, Io& io);
 // Registration hooks, one per command family.
 void addPkiCommands(std::map<std::string, CommandInfo>& table);
 void addHostCommands(std::map<std::string, CommandInfo>& table);
+void addContainmentCommands(std::map<std::string, CommandInfo>& table);
 
 }  // namespace bulkhead::cli
