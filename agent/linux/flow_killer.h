@@ -14,6 +14,10 @@ struct CutReport {
   std::vector<Flow> sockets_destroyed;   // local sockets aborted (peer got a RST)
   std::vector<Flow> conntrack_deleted;   // conntrack entries removed
   std::vector<std::string> errors;       // per-flow failures, the cut went on
+  // Flows the selector kept (for --dry-run "kept" listings and counts). With dry_run the two
+  // vectors above list what WOULD be cut.
+  std::vector<Flow> sockets_kept;
+  std::vector<Flow> conntrack_kept;
 };
 
 // Returns true for flows that must be cut.

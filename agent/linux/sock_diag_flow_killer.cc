@@ -1,0 +1,406 @@
+#include "agent/linux/sock_diag_flow_killer.h"
+
+#include <arpa/inet.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <initializer_list>
+
+#include "common/format.h"
+
+namespace bulkhead::agent {
+namespace {
+
+constexpr int kDumpTimeoutMs = 5000;  // per recv while dumping
+constexpr int kAckTimeoutMs = 2000;   // per batch, waiting for missing acks
+constexpr size_t kRecvBufSize = 64 * 1024;
+
+bool isV4Mapped(const std::array<uint8_t, 16>& a) {
+  for (int i = 0; i < 10; ++i)
+    if (a[i] != 0) return false;
+  return a[10] == 0xff && a[11] == 0xff;
+}
+
+bool isUnspecified(const std::array<uint8_t, 16>& a) {
+  for (uint8_t b : a)
+    if (b != 0) return false;
+  return true;
+}
+
+std::array<uint8_t, 16> unmap(const std::array<uint8_t, 16>& a) {
+  std::array<uint8_t, 16> out{};
+  std::memcpy(out.data(), a.data() + 12, 4);
+  return out;
+}
+
+Flow flowFromDiag(const inet_diag_msg& m) {
+  Flow f;
+  f.proto = FlowProto::kTcp;
+  f.family = m.idiag_family;
+  const size_t n = m.idiag_family == AF_INET ? 4 : 16;
+  std::memcpy(f.local_addr.data(), m.id.idiag_src, n);
+  std::memcpy(f.remote_addr.data(), m.id.idiag_dst, n);
+  f.local_port = ntohs(m.id.idiag_sport);
+  f.remote_port = ntohs(m.id.idiag_dport);
+  if (f.family == AF_INET6 && isV4Mapped(f.remote_addr) &&
+      (isV4Mapped(f.local_addr) || isUnspecified(f.local_addr))) {
+    f.family = AF_INET;
+    f.local_addr = isUnspecified(f.local_addr) ? std::array<uint8_t, 16>{} : unmap(f.local_addr);
+    f.remote_addr = unmap(f.remote_addr);
+  }
+  return f;
+}
+
+std::string errnoText(int err) { return std::strerror(err); }
+
+// Reads and discards anything queued (stale acks of an earlier, timed-out batch).
+void drain(int fd) {
+  std::vector<uint8_t> buf(kRecvBufSize);
+  for (int i = 0; i < 100000; ++i) {
+    ssize_t n = recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 && errno != ENOBUFS) return;
+  }
+}
+
+}  // namespace
+
+uint32_t cutStatesMask() {
+  uint32_t mask = 0;
+  for (int s : std::initializer_list<int>{TCP_ESTABLISHED, TCP_SYN_SENT, TCP_SYN_RECV, TCP_FIN_WAIT1, TCP_FIN_WAIT2,
+                TCP_CLOSE_WAIT, TCP_LAST_ACK, TCP_CLOSING, 12 /* TCP_NEW_SYN_RECV */}) {
+    mask |= 1u << s;
+  }
+  return mask;
+}
+
+std::string describeFlow(const Flow& f) {
+  const char* proto = "other";
+  switch (f.proto) {
+    case FlowProto::kTcp: proto = "tcp"; break;
+    case FlowProto::kUdp: proto = "udp"; break;
+    case FlowProto::kIcmp: proto = "icmp"; break;
+    case FlowProto::kIcmpv6: proto = "icmpv6"; break;
+    case FlowProto::kOther: break;
+  }
+  char l[INET6_ADDRSTRLEN] = {};
+  char r[INET6_ADDRSTRLEN] = {};
+  inet_ntop(f.family, f.local_addr.data(), l, sizeof(l));
+  inet_ntop(f.family, f.remote_addr.data(), r, sizeof(r));
+  if (f.family == AF_INET6) {
+    return fmt::format("{} [{}]:{} <- [{}]:{}{}", proto, l, f.local_port, r, f.remote_port,
+                       f.forwarded ? " (forwarded)" : "");
+  }
+  return fmt::format("{} {}:{} <- {}:{}{}", proto, l, f.local_port, r, f.remote_port,
+                     f.forwarded ? " (forwarded)" : "");
+}
+
+absl::Status parseInetDiagDump(const void* data, size_t len, std::vector<DiagSocket>* out,
+                               bool* done) {
+  const auto* base = static_cast<const uint8_t*>(data);
+  size_t off = 0;
+  while (off + sizeof(nlmsghdr) <= len) {
+    nlmsghdr h;
+    std::memcpy(&h, base + off, sizeof(h));
+    if (h.nlmsg_len < sizeof(nlmsghdr) || off + h.nlmsg_len > len) {
+      return absl::DataLossError(
+          fmt::format("malformed sock_diag message (length {} at offset {} of {})", h.nlmsg_len,
+                      off, len));
+    }
+    const uint8_t* payload = base + off + NLMSG_HDRLEN;
+    const size_t plen = h.nlmsg_len - NLMSG_HDRLEN;
+    if (h.nlmsg_type == NLMSG_DONE) {
+      int err = 0;
+      if (plen >= sizeof(int)) std::memcpy(&err, payload, sizeof(int));
+      if (err < 0) {
+        return absl::UnavailableError(fmt::format("sock_diag dump failed: {}", errnoText(-err)));
+      }
+      *done = true;
+      return absl::OkStatus();
+    }
+    if (h.nlmsg_type == NLMSG_ERROR) {
+      int err = 0;
+      if (plen >= sizeof(int)) std::memcpy(&err, payload, sizeof(int));
+      return absl::UnavailableError(fmt::format("sock_diag dump failed: {}", errnoText(-err)));
+    }
+    if (h.nlmsg_type == SOCK_DIAG_BY_FAMILY) {
+      if (plen < sizeof(inet_diag_msg)) {
+        return absl::DataLossError(fmt::format("short inet_diag_msg ({} bytes)", plen));
+      }
+      inet_diag_msg m;
+      std::memcpy(&m, payload, sizeof(m));
+      if (m.idiag_family != AF_INET && m.idiag_family != AF_INET6) {
+        return absl::DataLossError(
+            fmt::format("inet_diag_msg with family {}", static_cast<int>(m.idiag_family)));
+      }
+      DiagSocket s;
+      s.flow = flowFromDiag(m);
+      s.family = m.idiag_family;
+      s.state = m.idiag_state;
+      s.uid = m.idiag_uid;
+      s.inode = m.idiag_inode;
+      s.id = m.id;
+      out->push_back(s);
+    }
+    off += NLMSG_ALIGN(h.nlmsg_len);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status parseNetlinkAcks(const void* data, size_t len, std::vector<NetlinkAck>* out) {
+  const auto* base = static_cast<const uint8_t*>(data);
+  size_t off = 0;
+  while (off + sizeof(nlmsghdr) <= len) {
+    nlmsghdr h;
+    std::memcpy(&h, base + off, sizeof(h));
+    if (h.nlmsg_len < sizeof(nlmsghdr) || off + h.nlmsg_len > len) {
+      return absl::DataLossError(fmt::format("malformed netlink ack (length {})", h.nlmsg_len));
+    }
+    if (h.nlmsg_type == NLMSG_ERROR) {
+      if (h.nlmsg_len < NLMSG_HDRLEN + sizeof(int)) {
+        return absl::DataLossError("short NLMSG_ERROR");
+      }
+      int err = 0;
+      std::memcpy(&err, base + off + NLMSG_HDRLEN, sizeof(int));
+      out->push_back({h.nlmsg_seq, err});
+    }
+    off += NLMSG_ALIGN(h.nlmsg_len);
+  }
+  return absl::OkStatus();
+}
+
+void appendDestroyRequest(const DiagSocket& s, uint32_t seq, std::vector<uint8_t>* buf) {
+  struct {
+    nlmsghdr h;
+    inet_diag_req_v2 r;
+  } msg;
+  std::memset(&msg, 0, sizeof(msg));
+  msg.h.nlmsg_len = sizeof(msg);
+  msg.h.nlmsg_type = SOCK_DESTROY;
+  msg.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+  msg.h.nlmsg_seq = seq;
+  msg.r.sdiag_family = s.family;
+  msg.r.sdiag_protocol = IPPROTO_TCP;
+  msg.r.idiag_states = ~0u;
+  msg.r.id = s.id;
+  static_assert(sizeof(msg) % NLMSG_ALIGNTO == 0);
+  const auto* p = reinterpret_cast<const uint8_t*>(&msg);
+  buf->insert(buf->end(), p, p + sizeof(msg));
+}
+
+absl::StatusOr<std::unique_ptr<SockDiagFlowKiller>> SockDiagFlowKiller::create(Options options) {
+  if (options.destroy_batch == 0) options.destroy_batch = 1;
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (fd < 0) {
+    return absl::UnavailableError(fmt::format("cannot open a NETLINK_SOCK_DIAG socket: {}",
+                                              errnoText(errno)));
+  }
+  // Room for a whole batch of acks; FORCE needs CAP_NET_ADMIN, which SOCK_DESTROY needs anyway.
+  int rcvbuf = 8 << 20;
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) != 0) {
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+  }
+  int one = 1;  // acks of failed requests without the echoed request
+  setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
+  std::unique_ptr<ConntrackTable> ct;
+  std::string ct_error;
+  if (options.conntrack) {
+    auto c = ConntrackTable::create();
+    if (c.ok()) {
+      ct = *std::move(c);
+    } else {
+      ct_error = fmt::format("conntrack entries not cut: {}", c.status());
+    }
+  }
+  return std::unique_ptr<SockDiagFlowKiller>(
+      new SockDiagFlowKiller(options, fd, std::move(ct), std::move(ct_error)));
+}
+
+SockDiagFlowKiller::SockDiagFlowKiller(Options options, int fd, std::unique_ptr<ConntrackTable> ct,
+                                       std::string ct_error)
+    : options_(options), fd_(fd), ct_(std::move(ct)), ct_error_(std::move(ct_error)) {}
+
+SockDiagFlowKiller::~SockDiagFlowKiller() { close(fd_); }
+
+absl::StatusOr<std::vector<DiagSocket>> SockDiagFlowKiller::dumpTcp(int family) {
+  drain(fd_);
+  struct {
+    nlmsghdr h;
+    inet_diag_req_v2 r;
+  } req;
+  std::memset(&req, 0, sizeof(req));
+  req.h.nlmsg_len = sizeof(req);
+  req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.h.nlmsg_seq = seq_++;
+  req.r.sdiag_family = static_cast<uint8_t>(family);
+  req.r.sdiag_protocol = IPPROTO_TCP;
+  req.r.idiag_states = cutStatesMask();
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (sendto(fd_, &req, sizeof(req), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) <
+      0) {
+    return absl::UnavailableError(fmt::format("sock_diag dump request: {}", errnoText(errno)));
+  }
+  std::vector<DiagSocket> out;
+  std::vector<uint8_t> buf(kRecvBufSize);
+  bool done = false;
+  while (!done) {
+    pollfd p{fd_, POLLIN, 0};
+    int pr = poll(&p, 1, kDumpTimeoutMs);
+    if (pr < 0 && errno == EINTR) continue;
+    if (pr <= 0) return absl::DeadlineExceededError("sock_diag dump timed out");
+    ssize_t n = recv(fd_, buf.data(), buf.size(), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::UnavailableError(fmt::format("sock_diag dump: {}", errnoText(errno)));
+    }
+    if (auto s = parseInetDiagDump(buf.data(), static_cast<size_t>(n), &out, &done); !s.ok()) {
+      return s;
+    }
+  }
+  return out;
+}
+
+void SockDiagFlowKiller::destroy(const std::vector<const DiagSocket*>& chosen,
+                                 CutReport* report) {
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  std::vector<uint8_t> out;
+  std::vector<uint8_t> in(kRecvBufSize);
+  std::vector<NetlinkAck> acks;
+  std::vector<int> result;  // per request in the batch: 1 = no ack yet
+  drain(fd_);
+  for (size_t start = 0; start < chosen.size(); start += options_.destroy_batch) {
+    const size_t n = std::min(options_.destroy_batch, chosen.size() - start);
+    const uint32_t base = seq_;
+    seq_ += static_cast<uint32_t>(n);
+    out.clear();
+    for (size_t i = 0; i < n; ++i) {
+      appendDestroyRequest(*chosen[start + i], base + static_cast<uint32_t>(i), &out);
+    }
+    result.assign(n, 1);
+    size_t pending = n;
+    bool lost = false;
+    // The kernel processes every message of the datagram inside sendto(); acks are queued
+    // by the time it returns.
+    if (sendto(fd_, out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&kernel),
+               sizeof(kernel)) < 0) {
+      report->errors.push_back(fmt::format("SOCK_DESTROY of {} sockets not sent: {}", n,
+                                           errnoText(errno)));
+      continue;
+    }
+    while (pending > 0) {
+      ssize_t r = recv(fd_, in.data(), in.size(), MSG_DONTWAIT);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno == ENOBUFS) {
+          lost = true;
+          continue;
+        }
+        if (errno != EAGAIN && errno != EWOULDBLOCK) break;
+        pollfd p{fd_, POLLIN, 0};
+        if (poll(&p, 1, lost ? 0 : kAckTimeoutMs) <= 0) break;
+        continue;
+      }
+      acks.clear();
+      (void)parseNetlinkAcks(in.data(), static_cast<size_t>(r), &acks);
+      for (const NetlinkAck& a : acks) {
+        const uint32_t idx = a.seq - base;
+        if (idx >= n || result[idx] != 1) continue;  // stale or duplicate
+        result[idx] = a.error;
+        --pending;
+      }
+    }
+    bool unsupported = false;
+    size_t destroyed_here = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const Flow& f = chosen[start + i]->flow;
+      const int err = result[i];
+      if (err == 0) {
+        report->sockets_destroyed.push_back(f);
+        ++destroyed_here;
+      } else if (err == -ENOENT) {
+        // Closed between the dump and the destroy: nothing left to cut.
+      } else if (err == -EOPNOTSUPP) {
+        unsupported = true;
+      } else if (err == 1) {
+        report->errors.push_back(fmt::format("{}: SOCK_DESTROY not acknowledged{}",
+                                             describeFlow(f),
+                                             lost ? " (ack queue overflowed)" : ""));
+      } else {
+        report->errors.push_back(
+            fmt::format("{}: SOCK_DESTROY failed: {}", describeFlow(f), errnoText(-err)));
+      }
+    }
+    if (unsupported) {
+      report->errors.push_back(fmt::format(
+          "SOCK_DESTROY not supported by this kernel (CONFIG_INET_DIAG_DESTROY missing): "
+          "{} chosen sockets stay established (the firewall only stalls them)",
+          chosen.size() - start - destroyed_here));
+      return;
+    }
+  }
+}
+
+absl::StatusOr<CutReport> SockDiagFlowKiller::cut(const FlowSelector& selector, bool dry_run) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CutReport report;
+  std::vector<std::string> fatal;
+  if (options_.sockets) {
+    std::vector<DiagSocket> all;
+    bool dumped = false;
+    for (int family : {AF_INET, AF_INET6}) {
+      auto d = dumpTcp(family);
+      if (!d.ok()) {
+        report.errors.push_back(fmt::format("{} TCP sockets not enumerated, none of them cut: {}",
+                                            family == AF_INET ? "IPv4" : "IPv6", d.status()));
+        continue;
+      }
+      dumped = true;
+      all.insert(all.end(), d->begin(), d->end());
+    }
+    if (!dumped) fatal.push_back("socket dump failed");
+    std::vector<const DiagSocket*> chosen;
+    for (const DiagSocket& s : all) {
+      if (selector(s.flow)) {
+        chosen.push_back(&s);
+      } else {
+        report.sockets_kept.push_back(s.flow);
+      }
+    }
+    if (dry_run) {
+      for (const DiagSocket* s : chosen) report.sockets_destroyed.push_back(s->flow);
+    } else {
+      destroy(chosen, &report);
+    }
+  }
+  if (options_.conntrack) {
+    if (!ct_) {
+      report.errors.push_back(ct_error_);
+      fatal.push_back("no conntrack socket");
+    } else if (auto s = ct_->cut(selector, dry_run, &report); !s.ok()) {
+      report.errors.push_back(fmt::format("conntrack entries not cut: {}", s));
+      fatal.push_back("conntrack dump failed");
+    }
+  }
+  const size_t parts = (options_.sockets ? 1 : 0) + (options_.conntrack ? 1 : 0);
+  if (parts > 0 && fatal.size() == parts) {
+    std::string all;
+    for (const auto& e : report.errors) all += (all.empty() ? "" : "; ") + e;
+    return absl::UnavailableError(
+        fmt::format("no flow could be enumerated, nothing was cut (established connections stay "
+                    "open until the firewall stalls them): {}",
+                    all));
+  }
+  return report;
+}
+
+}  // namespace bulkhead::agent
