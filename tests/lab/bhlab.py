@@ -202,6 +202,56 @@ def read_json(path: str):
         return None
 
 
+def _communicate(p: subprocess.Popen, input: Optional[str], timeout: float):
+    """Like Popen.communicate, but returns once the process itself has exited (plus a short
+    grace for the pipes), even if a background child it left behind still holds them open.
+    Raises subprocess.TimeoutExpired if the process runs longer than timeout."""
+    bufs = {}
+
+    def reader(name, f):
+        chunks = []
+        bufs[name] = chunks
+        fd = f.fileno()
+        try:
+            while True:
+                chunk = os.read(fd, 65536)  # returns what is there, unlike a text read(n)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except OSError:
+            pass
+        finally:
+            f.close()
+
+    def text(name):
+        if name not in bufs:
+            return None
+        return b"".join(bufs[name]).decode(errors="replace")
+
+    threads = []
+    for name in ("stdout", "stderr"):
+        f = getattr(p, name)
+        if f is not None:
+            t = threading.Thread(target=reader, args=(name, f), daemon=True)
+            t.start()
+            threads.append(t)
+    if p.stdin is not None:
+        try:
+            if input:
+                p.stdin.write(input.encode())
+            p.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+    try:
+        p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise subprocess.TimeoutExpired(p.args, timeout, text("stdout"),
+                                        text("stderr")) from None
+    for t in threads:
+        t.join(0.5)
+    return text("stdout"), text("stderr")
+
+
 def list_netns() -> List[str]:
     try:
         return sorted(os.listdir(NETNS_DIR))
@@ -605,18 +655,15 @@ class Lab:
             capture: bool = True) -> subprocess.CompletedProcess:
         """Run argv in node `name`, wait (bounded) and return a CompletedProcess (text).
 
+        Returns when the process exits, even if it left a background child holding the pipes
+        (that child keeps running in the node until teardown; its later output is lost).
         On timeout the process is killed and subprocess.TimeoutExpired is raised."""
-        kw = dict(stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                  env=env, text=True)
+        kw = dict(stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL, env=env)
         if capture:
             kw.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         p = self._popen(name, argv, cwd=cwd, **kw)
         try:
-            out, err = p.communicate(input, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-            raise
+            out, err = _communicate(p, input, timeout)
         except BaseException:
             p.kill()
             p.wait()
