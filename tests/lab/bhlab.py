@@ -320,7 +320,8 @@ def _teardown_all():
     with _live_lock:
         labs = list(_live_labs)
     for lab in labs:
-        if not lab.persistent:
+        # a forked child (e.g. multiprocessing) must not tear down its parent's lab
+        if not lab.persistent and lab.creator_pid == os.getpid():
             try:
                 lab.close(failed=True)
             except Exception as e:  # keep going: tear down the others too
