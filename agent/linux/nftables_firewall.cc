@@ -52,8 +52,10 @@ NftablesFirewall::~NftablesFirewall() { nft_ctx_free(ctx_); }
 absl::StatusOr<std::string> NftablesFirewall::runLocked(const std::string& buf, bool dry_run) {
   nft_ctx_set_dry_run(ctx_, dry_run);
   int rc = nft_run_cmd_from_buffer(ctx_, buf.c_str());
-  // Copy both buffers at once: the next command overwrites them.
-  std::string out = nft_ctx_get_output_buffer(ctx_) ? nft_ctx_get_output_buffer(ctx_) : "";
+  // Copy both buffers at once: the next command overwrites them. Each getter call also resets
+  // its buffer, so call it exactly once.
+  const char* raw_out = nft_ctx_get_output_buffer(ctx_);
+  std::string out = raw_out != nullptr ? raw_out : "";
   std::string err = trimmed(nft_ctx_get_error_buffer(ctx_));
   nft_ctx_set_dry_run(ctx_, false);
   if (rc != 0) {

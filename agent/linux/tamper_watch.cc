@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <optional>
 
 #include "common/format.h"
 
@@ -193,7 +192,8 @@ void NetlinkTamperWatch::run() {
   TamperAggregator agg(options_.family, options_.table);
   std::vector<uint8_t> buf(256 * 1024);
   std::vector<NftEvent> events;
-  std::optional<Clock::time_point> fire_at;  // end of the open debounce window
+  bool window_open = false;                   // a debounce window is open...
+  Clock::time_point fire_at{};                // ...and ends here
   bool overflow = false;
   const bool backstop_on = options_.backstop.count() > 0;
   Clock::time_point next_backstop = Clock::now() + options_.backstop;
@@ -206,7 +206,7 @@ void NetlinkTamperWatch::run() {
       int v = static_cast<int>(std::clamp<int64_t>(ms, 0, 60000));
       timeout_ms = timeout_ms < 0 ? v : std::min(timeout_ms, v);
     };
-    if (fire_at) until(*fire_at);
+    if (window_open) until(fire_at);
     if (backstop_on) until(next_backstop);
 
     pollfd fds[2] = {{stop_fd_, POLLIN, 0}, {sock_, POLLIN, 0}};
@@ -230,16 +230,22 @@ void NetlinkTamperWatch::run() {
         if (!parseNftEvents(buf.data(), static_cast<size_t>(n), &events).ok()) overflow = true;
         bool relevant = false;
         for (const NftEvent& e : events) relevant = agg.add(e) || relevant;
-        if ((relevant || overflow) && !fire_at) fire_at = Clock::now() + options_.debounce;
+        if ((relevant || overflow) && !window_open) {
+          window_open = true;
+          fire_at = Clock::now() + options_.debounce;
+        }
       }
-      if (overflow && !fire_at) fire_at = Clock::now() + options_.debounce;
+      if (overflow && !window_open) {
+        window_open = true;
+        fire_at = Clock::now() + options_.debounce;
+      }
     }
 
     now = Clock::now();
-    if (fire_at && now >= *fire_at) {
+    if (window_open && now >= fire_at) {
       TamperEvent ev = agg.take();
       if (overflow) ev.reason = TamperEvent::Reason::kOverflow;
-      fire_at.reset();
+      window_open = false;
       overflow = false;
       callback_(ev);
       next_backstop = Clock::now() + options_.backstop;

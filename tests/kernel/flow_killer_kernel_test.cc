@@ -1,0 +1,265 @@
+// SockDiagFlowKiller against the real kernel: SOCK_DESTROY of loopback TCP sockets (IPv4 and
+// IPv6) and conntrack deletion, inside this process's private network namespace.
+#include "agent/linux/sock_diag_flow_killer.h"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "agent/linux/nftables_firewall.h"
+#include "tests/kernel/loopback_conns.h"
+#include "tests/kernel/private_netns.h"
+
+namespace bulkhead::agent {
+namespace {
+
+using test::Conn;
+using test::Fd;
+
+std::unique_ptr<SockDiagFlowKiller> makeKiller(SockDiagFlowKiller::Options o = {}) {
+  auto k = SockDiagFlowKiller::create(o);
+  EXPECT_TRUE(k.ok()) << k.status();
+  return k.ok() ? *std::move(k) : nullptr;
+}
+
+bool isAbortOrReset(int r) { return r == 0 || r == -ECONNRESET || r == -ECONNABORTED; }
+
+class FlowKillerTest : public ::testing::TestWithParam<int> {
+ protected:
+  void SetUp() override { BULKHEAD_REQUIRE_PRIVATE_NETNS(); }
+};
+
+// N connections; cut the client side of every other one; the cut ones fail at both ends,
+// the rest still carry data both ways.
+TEST_P(FlowKillerTest, CutsChosenSocketsOnly) {
+  const int family = GetParam();
+  Fd listener = test::listenLoopback(family);
+  ASSERT_GE(listener.get(), 0);
+  const uint16_t port = test::localPort(listener.get());
+  std::string err;
+  std::vector<Conn> conns = test::connectMany(family, listener, 10, &err);
+  ASSERT_EQ(conns.size(), 10u) << err;
+
+  std::set<uint16_t> chosen;
+  for (size_t i = 0; i < conns.size(); i += 2) chosen.insert(conns[i].client_port);
+
+  auto killer = makeKiller();
+  ASSERT_NE(killer, nullptr);
+  auto report = killer->cut(
+      [&](const Flow& f) {
+        return f.proto == FlowProto::kTcp && f.remote_port == port &&
+               chosen.count(f.local_port) > 0;
+      },
+      /*dry_run=*/false);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->errors.empty()) << report->errors.front();
+  ASSERT_EQ(report->sockets_destroyed.size(), chosen.size());
+  for (const Flow& f : report->sockets_destroyed) {
+    EXPECT_EQ(f.family, family);
+    EXPECT_EQ(f.remote_port, port);
+    EXPECT_TRUE(chosen.count(f.local_port)) << describeFlow(f);
+  }
+  // Kept: the unchosen clients and every server-side socket.
+  EXPECT_GE(report->sockets_kept.size(), conns.size() + (conns.size() - chosen.size()) - 1);
+
+  for (Conn& c : conns) {
+    if (chosen.count(c.client_port)) {
+      // Local side: ECONNABORTED (or EOF); peer: RST.
+      int rc = test::readWithin(c.client.get(), 2000);
+      EXPECT_TRUE(isAbortOrReset(rc)) << "client read " << rc;
+      int rs = test::readWithin(c.server.get(), 2000);
+      EXPECT_TRUE(isAbortOrReset(rs)) << "server read " << rs;
+    } else {
+      EXPECT_TRUE(test::exchange(c.client.get(), c.server.get(), "ping"));
+      EXPECT_TRUE(test::exchange(c.server.get(), c.client.get(), "pong"));
+    }
+  }
+}
+
+TEST_P(FlowKillerTest, DryRunCutsNothing) {
+  const int family = GetParam();
+  Fd listener = test::listenLoopback(family);
+  ASSERT_GE(listener.get(), 0);
+  const uint16_t port = test::localPort(listener.get());
+  std::string err;
+  std::vector<Conn> conns = test::connectMany(family, listener, 5, &err);
+  ASSERT_EQ(conns.size(), 5u) << err;
+
+  auto killer = makeKiller();
+  ASSERT_NE(killer, nullptr);
+  auto report = killer->cut([&](const Flow& f) { return f.remote_port == port; }, true);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->sockets_destroyed.size(), conns.size());  // would be cut
+  for (Conn& c : conns) {
+    EXPECT_TRUE(test::exchange(c.client.get(), c.server.get(), "still here"));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, FlowKillerTest, ::testing::Values(AF_INET, AF_INET6),
+                         [](const ::testing::TestParamInfo<int>& p) { return p.param == AF_INET ? "IPv4" : "IPv6"; });
+
+TEST(FlowKillerMapped, V4MappedSocketIsReportedAsIPv4) {
+  BULKHEAD_REQUIRE_PRIVATE_NETNS();
+  // A dual-stack listener on :: accepting an IPv4 client: the server socket is AF_INET6 with
+  // v4-mapped addresses; the Flow must say AF_INET 127.0.0.1.
+  Fd l(socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_GE(l.get(), 0);
+  int zero = 0;
+  setsockopt(l.get(), IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+  sockaddr_in6 any{};
+  any.sin6_family = AF_INET6;
+  ASSERT_EQ(bind(l.get(), reinterpret_cast<sockaddr*>(&any), sizeof(any)), 0);
+  ASSERT_EQ(listen(l.get(), 16), 0);
+  const uint16_t port = test::localPort(l.get());
+  std::string err;
+  auto conns = test::connectMany(AF_INET, l, 1, &err);
+  ASSERT_EQ(conns.size(), 1u) << err;
+
+  auto killer = makeKiller();
+  ASSERT_NE(killer, nullptr);
+  // Cut the server side (local port == listener port).
+  auto report = killer->cut([&](const Flow& f) { return f.local_port == port; }, false);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(report->sockets_destroyed.size(), 1u);
+  const Flow& f = report->sockets_destroyed[0];
+  EXPECT_EQ(f.family, AF_INET);
+  EXPECT_EQ(f.remote_addr[0], 127);
+  EXPECT_EQ(f.remote_port, conns[0].client_port);
+  EXPECT_TRUE(isAbortOrReset(test::readWithin(conns[0].client.get(), 2000)));
+}
+
+// --- conntrack ---------------------------------------------------------------------------
+
+// Number of /proc/net/nf_conntrack lines mentioning `needle` (-1 if the file is absent).
+int procConntrackLines(const std::string& needle) {
+  std::ifstream in("/proc/net/nf_conntrack");
+  if (!in) return -1;
+  int n = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (line.find(needle) != std::string::npos) ++n;
+  }
+  return n;
+}
+
+bool sendUdp(int family, uint16_t from_port_hint, uint16_t to_port, Fd* out) {
+  (void)from_port_hint;
+  Fd s(socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_storage ss;
+  socklen_t len = test::makeAddr(family, to_port, &ss);
+  bool ok = s.get() >= 0 &&
+            sendto(s.get(), "x", 1, 0, reinterpret_cast<sockaddr*>(&ss), len) == 1;
+  *out = std::move(s);
+  return ok;
+}
+
+class ConntrackTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    BULKHEAD_REQUIRE_PRIVATE_NETNS();
+    auto fw = NftablesFirewall::create();
+    ASSERT_TRUE(fw.ok());
+    fw_ = *std::move(fw);
+    // A conntrack-using rule in another table makes this namespace track connections.
+    ASSERT_TRUE(fw_->runRaw("flush ruleset\n"
+                            "table inet cttest {\n"
+                            "  chain in {\n"
+                            "    type filter hook input priority 0; policy accept;\n"
+                            "    ct state established,related accept\n"
+                            "  }\n"
+                            "}\n")
+                    .ok());
+  }
+  void TearDown() override {
+    if (fw_) (void)fw_->runRaw("flush ruleset");
+  }
+  std::unique_ptr<NftablesFirewall> fw_;
+};
+
+TEST_F(ConntrackTest, DeletesChosenEntriesV4AndV6) {
+  // A UDP receiver per family (no socket to destroy: only conntrack can cut these).
+  Fd r4(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  Fd r6(socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_storage ss;
+  socklen_t len = test::makeAddr(AF_INET, 0, &ss);
+  ASSERT_EQ(bind(r4.get(), reinterpret_cast<sockaddr*>(&ss), len), 0);
+  len = test::makeAddr(AF_INET6, 0, &ss);
+  ASSERT_EQ(bind(r6.get(), reinterpret_cast<sockaddr*>(&ss), len), 0);
+  const uint16_t p4 = test::localPort(r4.get());
+  const uint16_t p6 = test::localPort(r6.get());
+  Fd s4, s6, s_other;
+  ASSERT_TRUE(sendUdp(AF_INET, 0, p4, &s4));
+  ASSERT_TRUE(sendUdp(AF_INET6, 0, p6, &s6));
+  // A kept flow: UDP to another port.
+  Fd r_other(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  len = test::makeAddr(AF_INET, 0, &ss);
+  ASSERT_EQ(bind(r_other.get(), reinterpret_cast<sockaddr*>(&ss), len), 0);
+  const uint16_t p_other = test::localPort(r_other.get());
+  ASSERT_TRUE(sendUdp(AF_INET, 0, p_other, &s_other));
+  // And a TCP connection: both its socket and its conntrack entry go.
+  Fd listener = test::listenLoopback(AF_INET);
+  const uint16_t pt = test::localPort(listener.get());
+  std::string err;
+  auto conns = test::connectMany(AF_INET, listener, 1, &err);
+  ASSERT_EQ(conns.size(), 1u) << err;
+
+  auto killer = makeKiller();
+  ASSERT_NE(killer, nullptr);
+  auto table = ConntrackTable::create();
+  ASSERT_TRUE(table.ok()) << table.status();
+  auto before = (*table)->list();
+  ASSERT_TRUE(before.ok()) << before.status();
+  auto has = [](const std::vector<Flow>& flows, FlowProto proto, uint16_t port) {
+    for (const Flow& f : flows) {
+      if (f.proto == proto && f.remote_port == port && !f.forwarded) return true;
+    }
+    return false;
+  };
+  ASSERT_TRUE(has(*before, FlowProto::kUdp, p4));
+  ASSERT_TRUE(has(*before, FlowProto::kUdp, p6));
+  ASSERT_TRUE(has(*before, FlowProto::kUdp, p_other));
+  ASSERT_TRUE(has(*before, FlowProto::kTcp, pt));
+  const std::string dport4 = "dport=" + std::to_string(p4) + " ";
+  EXPECT_EQ(procConntrackLines(dport4), 1);
+
+  auto pick = [&](const Flow& f) {
+    return (f.proto == FlowProto::kUdp && (f.remote_port == p4 || f.remote_port == p6)) ||
+           (f.proto == FlowProto::kTcp && f.remote_port == pt);
+  };
+  // Dry run first: lists, deletes nothing.
+  auto dry = killer->cut(pick, true);
+  ASSERT_TRUE(dry.ok()) << dry.status();
+  EXPECT_EQ(dry->conntrack_deleted.size(), 3u);
+  EXPECT_TRUE(has(*(*table)->list(), FlowProto::kUdp, p4));
+
+  auto report = killer->cut(pick, false);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->errors.empty()) << report->errors.front();
+  EXPECT_EQ(report->conntrack_deleted.size(), 3u);
+  EXPECT_EQ(report->sockets_destroyed.size(), 1u);  // the TCP client socket
+
+  auto after = (*table)->list();
+  ASSERT_TRUE(after.ok());
+  EXPECT_FALSE(has(*after, FlowProto::kUdp, p4));
+  EXPECT_FALSE(has(*after, FlowProto::kUdp, p6));
+  EXPECT_TRUE(has(*after, FlowProto::kUdp, p_other));  // kept
+  EXPECT_EQ(procConntrackLines(dport4), 0);
+}
+
+TEST(ConntrackEmpty, NamespaceWithoutTrackingIsNotAnError) {
+  BULKHEAD_REQUIRE_PRIVATE_NETNS();
+  auto fw = NftablesFirewall::create();
+  ASSERT_TRUE(fw.ok());
+  ASSERT_TRUE((*fw)->runRaw("flush ruleset").ok());
+  auto killer = makeKiller();
+  ASSERT_NE(killer, nullptr);
+  auto report = killer->cut([](const Flow&) { return true; }, true);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->errors.empty()) << report->errors.front();
+}
+
+}  // namespace
+}  // namespace bulkhead::agent
