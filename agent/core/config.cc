@@ -1,0 +1,163 @@
+#include "agent/core/config.h"
+
+#include <algorithm>
+#include <array>
+#include <sstream>
+
+#include <boost/program_options.hpp>
+
+#include "absl/status/status.h"
+#include "common/format.h"
+#include "common/identity.h"
+
+namespace bulkhead::agent {
+namespace po = boost::program_options;
+namespace {
+
+po::options_description options() {
+  po::options_description o("bulkhead-agent options");
+  o.add_options()
+      ("controller", po::value<std::string>(), "controller ADDR:PORT (name or IP literal)")
+      ("identity", po::value<std::string>(), "identity DIR holding ca.crt, tls.crt, tls.key")
+      ("state-dir", po::value<std::string>(), "state DIR (desired state, pinned IPs, agent.sock)")
+      ("label", po::value<std::vector<std::string>>()->composing(), "label k=v (repeatable)")
+      ("controller-name", po::value<std::string>(),
+       "TLS name expected in the controller certificate (default bulkhead-controller)")
+      ("log-format", po::value<std::string>(), "text | json (default text)")
+      ("log-level", po::value<std::string>(),
+       "trace | debug | info | warn | error | critical | off (default info)")
+      ("allow-root-netns", po::bool_switch(),
+       "allow enforcement in the initial network namespace (real hosts only)")
+      ("restore", po::bool_switch(), "apply the persisted desired state and exit (boot)")
+      ("status", po::bool_switch(), "print the running agent's status and exit")
+      ("help", po::bool_switch(), "print this help")
+      ("version", po::bool_switch(), "print the version");
+  return o;
+}
+
+absl::Status invalid(std::string_view flag, std::string_view value, std::string_view why) {
+  return absl::InvalidArgumentError(fmt::format("{}: invalid value \"{}\": {}", flag, value, why));
+}
+
+// DNS-ish name checked against the controller certificate.
+bool isValidTlsName(const std::string& s) {
+  if (s.empty() || s.size() > 253) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_' ||
+           c == ':';
+  });
+}
+
+}  // namespace
+
+std::string agentUsage() {
+  std::ostringstream ss;
+  ss << "usage:\n"
+        "  bulkhead-agent --controller ADDR:PORT --identity DIR --state-dir DIR [--label k=v]...\n"
+        "  bulkhead-agent --restore --state-dir DIR     apply the persisted state and exit\n"
+        "  bulkhead-agent status --state-dir DIR        print the running agent's status\n\n"
+     << options();
+  return ss.str();
+}
+
+absl::StatusOr<AgentConfig> parseAgentArgs(const std::vector<std::string>& raw) {
+  std::vector<std::string> args = raw;
+  bool status_command = false;
+  if (!args.empty() && args.front() == "status") {
+    status_command = true;
+    args.erase(args.begin());
+  }
+  po::variables_map vm;
+  try {
+    auto opts = options();
+    // No positional arguments: a stray word is collected here and reported, never ignored.
+    opts.add_options()("stray-argument", po::value<std::vector<std::string>>());
+    po::positional_options_description stray;
+    stray.add("stray-argument", -1);
+    po::store(po::command_line_parser(args).options(opts).positional(stray).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return absl::InvalidArgumentError(fmt::format("{} (see --help)", e.what()));
+  }
+
+  if (vm.count("stray-argument")) {
+    return absl::InvalidArgumentError(
+        fmt::format("unexpected argument \"{}\" (see --help)",
+                    vm["stray-argument"].as<std::vector<std::string>>().front()));
+  }
+  AgentConfig c;
+  if (vm["help"].as<bool>()) {
+    c.mode = AgentMode::kHelp;
+    return c;
+  }
+  if (vm["version"].as<bool>()) {
+    c.mode = AgentMode::kVersion;
+    return c;
+  }
+  int modes = (vm["restore"].as<bool>() ? 1 : 0) + ((vm["status"].as<bool>() || status_command) ? 1 : 0);
+  if (modes > 1) return absl::InvalidArgumentError("--restore and status are exclusive");
+  if (vm["restore"].as<bool>()) c.mode = AgentMode::kRestore;
+  if (vm["status"].as<bool>() || status_command) c.mode = AgentMode::kStatus;
+
+  auto get = [&](const char* name) -> std::string {
+    return vm.count(name) ? vm[name].as<std::string>() : std::string();
+  };
+
+  if (!vm.count("state-dir")) return absl::InvalidArgumentError("--state-dir: required");
+  c.state_dir = get("state-dir");
+  if (c.state_dir.empty()) return invalid("--state-dir", "", "empty path");
+
+  if (vm.count("log-format")) c.log_format = get("log-format");
+  if (c.log_format != "text" && c.log_format != "json") {
+    return invalid("--log-format", c.log_format, "expected text or json");
+  }
+  if (vm.count("log-level")) c.log_level = get("log-level");
+  static constexpr std::array<std::string_view, 7> kLevels = {"trace", "debug", "info", "warn",
+                                                             "error", "critical", "off"};
+  if (std::find(kLevels.begin(), kLevels.end(), c.log_level) == kLevels.end()) {
+    return invalid("--log-level", c.log_level,
+                   "expected trace, debug, info, warn, error, critical or off");
+  }
+  c.allow_root_netns = vm["allow-root-netns"].as<bool>();
+
+  if (c.mode == AgentMode::kStatus) {
+    for (const char* f : {"controller", "identity", "label", "controller-name"}) {
+      if (vm.count(f)) return absl::InvalidArgumentError(fmt::format("--{}: not used by status", f));
+    }
+    return c;
+  }
+  if (c.mode == AgentMode::kRestore) {
+    for (const char* f : {"controller", "identity", "label", "controller-name"}) {
+      if (vm.count(f)) {
+        return absl::InvalidArgumentError(
+            fmt::format("--{}: not used by --restore (it reads the state dir only)", f));
+      }
+    }
+    return c;
+  }
+
+  if (!vm.count("controller")) return absl::InvalidArgumentError("--controller: required (ADDR:PORT)");
+  auto hp = parseHostPort("--controller", get("controller"));
+  if (!hp.ok()) return hp.status();
+  c.controller = *hp;
+  if (!vm.count("identity")) return absl::InvalidArgumentError("--identity: required (DIR)");
+  c.identity_dir = get("identity");
+  if (c.identity_dir.empty()) return invalid("--identity", "", "empty path");
+  if (vm.count("controller-name")) c.controller_name = get("controller-name");
+  if (!isValidTlsName(c.controller_name)) {
+    return invalid("--controller-name", c.controller_name, "expected a DNS name");
+  }
+  if (vm.count("label")) {
+    for (const auto& text : vm["label"].as<std::vector<std::string>>()) {
+      auto kv = parseLabel("--label", text);
+      if (!kv.ok()) return kv.status();
+      if (c.labels.count(kv->first)) {
+        return invalid("--label", text, fmt::format("label \"{}\" given twice", kv->first));
+      }
+      c.labels.insert(*std::move(kv));
+    }
+  }
+  return c;
+}
+
+}  // namespace bulkhead::agent

@@ -1,0 +1,43 @@
+// The agent's command line, parsed and validated without touching the system. File-system
+// checks (identity files, state dir) are start-up steps of the daemon, not of this parser.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/parse.h"
+
+namespace bulkhead::agent {
+
+enum class AgentMode {
+  kRun,       // the daemon: apply persisted state, connect, reconcile
+  kRestore,   // boot: apply the persisted state and exit
+  kStatus,    // print the running agent's local status (JSON) and exit
+  kHelp,      // --help: print usage and exit 0
+  kVersion,   // --version
+};
+
+struct AgentConfig {
+  AgentMode mode = AgentMode::kRun;
+  HostPort controller;                                  // kRun
+  std::string controller_name = "bulkhead-controller";  // TLS name checked in the controller cert
+  std::filesystem::path identity_dir;                   // kRun
+  std::filesystem::path state_dir;                      // every mode but help/version
+  Labels labels;
+  std::string log_format = "text";                      // text | json
+  std::string log_level = "info";
+  // Enforcement in the machine's initial network namespace is refused unless this is set
+  // (a real host sets it in its unit file; a developer machine or CI never does).
+  bool allow_root_netns = false;
+};
+
+// Parses argv[1..]. `bulkhead-agent status --state-dir DIR` and `--status` both select
+// kStatus. Errors are one line naming the flag and the value at fault.
+absl::StatusOr<AgentConfig> parseAgentArgs(const std::vector<std::string>& args);
+
+// Usage text for --help.
+std::string agentUsage();
+
+}  // namespace bulkhead::agent

@@ -1,0 +1,91 @@
+// One agent's channel to the controller: a bidirectional stream on the gRPC callback API,
+// re-opened with jittered exponential backoff whenever it ends, for as long as the session
+// runs. Used by the daemon (one session) and by bench/ (thousands in one process).
+//
+// Protocol: the agent writes Hello first; the controller answers Welcome (heartbeat interval);
+// the session then writes a Heartbeat every interval. Other controller messages go to the
+// handler. At most one write is outstanding per stream; later ones wait in a queue.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "agent/core/backoff.h"
+#include "agent/rpc/timer_queue.h"
+#include "bulkhead/v1/agent.grpc.pb.h"
+
+namespace bulkhead::agent {
+
+// Gets the session's events. Called on gRPC or timer threads, never concurrently for one
+// session's connect/disconnect pair, and never after ControllerSession::stop() returns.
+// Implementations must not block and must not call stop() from inside a callback.
+class SessionHandler {
+ public:
+  virtual ~SessionHandler() = default;
+  // The Hello to open each new stream with.
+  virtual bulkhead::v1::AgentMessage hello() = 0;
+  // A Heartbeat to send now.
+  virtual bulkhead::v1::AgentMessage heartbeat() = 0;
+  // The controller accepted the stream.
+  virtual void onConnected(const bulkhead::v1::Welcome& welcome) = 0;
+  // Any controller message after Welcome.
+  virtual void onMessage(const bulkhead::v1::ControllerMessage& message) = 0;
+  // The stream ended (or never opened); `reason` is one line ("UNAVAILABLE: ...").
+  // `retry_in` is the delay before the next attempt.
+  virtual void onDisconnected(const std::string& reason, bool was_connected,
+                              std::chrono::milliseconds retry_in) = 0;
+};
+
+struct SessionOptions {
+  // gRPC target URIs tried in turn after each failed attempt, e.g.
+  // "ipv4:10.77.0.2:7443,10.77.0.3:7443" and "ipv6:[fd77::2]:7443".
+  std::vector<std::string> targets;
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  std::string ssl_target_name;   // name checked in the controller certificate
+  BackoffPolicy backoff;
+  uint64_t seed = 0;             // jitter seed; give each session its own
+  // One TCP connection per session (the load generator); otherwise gRPC may share one
+  // subchannel between channels with identical arguments.
+  bool local_subchannel_pool = false;
+  std::chrono::milliseconds default_heartbeat{10'000};  // if Welcome gives 0
+  std::chrono::milliseconds welcome_timeout{15'000};    // stream open without Welcome: cancel
+};
+
+// Builds the channel arguments used by every agent stream (keepalive and reconnect backoff as
+// in notes/linux-mechanics.md, certificate name override).
+grpc::ChannelArguments agentChannelArguments(const SessionOptions& options);
+
+class ControllerSession {
+ public:
+  // `timers` and `handler` must outlive the session.
+  ControllerSession(SessionOptions options, TimerQueue* timers, SessionHandler* handler);
+  // Calls stop().
+  ~ControllerSession();
+
+  ControllerSession(const ControllerSession&) = delete;
+  ControllerSession& operator=(const ControllerSession&) = delete;
+
+  // Opens the first stream now. Call once.
+  void start();
+
+  // Cancels the stream and pending timers, waits (bounded by gRPC cancellation) until the
+  // stream is gone. No handler callback runs after stop() returns. Idempotent.
+  void stop();
+
+  // Queues a message on the current stream. False if no stream is established (no Welcome
+  // yet): the caller keeps its state and resends it in Hello or after onConnected().
+  bool send(const bulkhead::v1::AgentMessage& message);
+
+  bool connected() const;
+
+ private:
+  class Impl;
+  std::shared_ptr<Impl> impl_;   // shared with pending timer callbacks
+};
+
+}  // namespace bulkhead::agent
