@@ -1,0 +1,158 @@
+#include "controller/core/config.h"
+
+#include <arpa/inet.h>
+
+#include <boost/program_options.hpp>
+#include <sstream>
+
+#include "absl/status/status.h"
+#include "common/format.h"
+
+namespace bulkhead::controller {
+namespace po = boost::program_options;
+
+namespace {
+
+bool isIpLiteral(const std::string& host) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
+bool isWildcard(const std::string& host) {
+  return host == "0.0.0.0" || host == "::" || host == "[::]";
+}
+
+absl::StatusOr<uint32_t> parsePositive(std::string_view field, const std::string& text) {
+  if (text.empty() || text.size() > 9 || text.find_first_not_of("0123456789") != std::string::npos) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}: invalid value \"{}\": expected a positive whole number", field, text));
+  }
+  uint32_t v = static_cast<uint32_t>(std::stoul(text));
+  if (v == 0) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}: invalid value \"{}\": must be at least 1", field, text));
+  }
+  return v;
+}
+
+}  // namespace
+
+absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std::string>& args) {
+  std::string listen, identity, data_dir, policy_dir, hb_interval = "5s", hb_timeout = "15s";
+  std::string selector_limit = "10", log_format = "text", log_level = "info";
+  std::vector<std::string> advertise;
+
+  po::options_description desc(
+      "Usage: bulkhead-controller --listen ADDR:PORT --identity DIR --data-dir DIR [options]");
+  desc.add_options()
+      ("help,h", "print this help and exit")
+      ("version", "print the version and exit")
+      ("listen", po::value(&listen)->value_name("ADDR:PORT"),
+       "address to serve agents and operators on (required)")
+      ("advertise", po::value(&advertise)->value_name("IP:PORT"),
+       "an IP literal and port agents dial (repeatable); always kept reachable on isolated hosts")
+      ("identity", po::value(&identity)->value_name("DIR"),
+       "controller identity directory: ca.crt, tls.crt, tls.key (required)")
+      ("data-dir", po::value(&data_dir)->value_name("DIR"),
+       "state directory, created if missing (required)")
+      ("policy-dir", po::value(&policy_dir)->value_name("DIR"),
+       "exemption set library (policies/*.yaml); reloaded on SIGHUP")
+      ("heartbeat-interval", po::value(&hb_interval)->value_name("DUR"),
+       "heartbeat interval told to agents (default 5s)")
+      ("heartbeat-timeout", po::value(&hb_timeout)->value_name("DUR"),
+       "a host without a message for this long is offline (default 15s)")
+      ("selector-limit", po::value(&selector_limit)->value_name("N"),
+       "isolate/release by selector matching more hosts needs `yes` (default 10)")
+      ("log-format", po::value(&log_format)->value_name("text|json"), "log format (default text)")
+      ("log-level", po::value(&log_level)->value_name("LEVEL"),
+       "trace, debug, info, warn, error or off (default info)");
+
+  ControllerCommandLine out;
+  std::ostringstream usage;
+  usage << desc;
+  out.usage = usage.str();
+
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(desc).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return absl::InvalidArgumentError(std::string(e.what()));
+  }
+  if (vm.count("help")) {
+    out.help = true;
+    return out;
+  }
+  if (vm.count("version")) {
+    out.version = true;
+    return out;
+  }
+
+  for (const char* required : {"listen", "identity", "data-dir"}) {
+    if (!vm.count(required)) {
+      return absl::InvalidArgumentError(fmt::format("--{}: required", required));
+    }
+  }
+  ControllerConfig& c = out.config;
+  auto hp = parseHostPort("--listen", listen);
+  if (!hp.ok()) return hp.status();
+  c.listen = *hp;
+  c.listen_text = listen;
+  for (const auto& a : advertise) {
+    auto ep = parseHostPort("--advertise", a);
+    if (!ep.ok()) return ep.status();
+    if (!isIpLiteral(ep->host) || isWildcard(ep->host)) {
+      return absl::InvalidArgumentError(fmt::format(
+          "--advertise: invalid value \"{}\": expected an IP literal agents can dial", a));
+    }
+    c.advertise.push_back(*ep);
+  }
+  if (identity.empty()) return absl::InvalidArgumentError("--identity: empty directory name");
+  if (data_dir.empty()) return absl::InvalidArgumentError("--data-dir: empty directory name");
+  c.identity_dir = identity;
+  c.data_dir = data_dir;
+  c.policy_dir = policy_dir;
+
+  auto interval = parseDuration("--heartbeat-interval", hb_interval);
+  if (!interval.ok()) return interval.status();
+  auto timeout = parseDuration("--heartbeat-timeout", hb_timeout);
+  if (!timeout.ok()) return timeout.status();
+  if (*interval > std::chrono::hours(1)) {
+    return absl::InvalidArgumentError(
+        fmt::format("--heartbeat-interval: invalid value \"{}\": at most 1h", hb_interval));
+  }
+  if (*timeout <= *interval) {
+    return absl::InvalidArgumentError(fmt::format(
+        "--heartbeat-timeout: invalid value \"{}\": must be longer than --heartbeat-interval ({})",
+        hb_timeout, hb_interval));
+  }
+  c.heartbeat_interval = *interval;
+  c.heartbeat_timeout = *timeout;
+
+  auto limit = parsePositive("--selector-limit", selector_limit);
+  if (!limit.ok()) return limit.status();
+  c.selector_limit = *limit;
+
+  if (log_format != "text" && log_format != "json") {
+    return absl::InvalidArgumentError(
+        fmt::format("--log-format: invalid value \"{}\": use text or json", log_format));
+  }
+  c.log_format = log_format;
+  c.log_level = log_level;   // validated by setupLogging
+  return out;
+}
+
+std::vector<HostPort> dialableEndpoints(const ControllerConfig& config) {
+  std::vector<HostPort> out;
+  auto add = [&out](const HostPort& hp) {
+    for (const auto& e : out) {
+      if (e.host == hp.host && e.port == hp.port) return;
+    }
+    out.push_back(hp);
+  };
+  if (isIpLiteral(config.listen.host) && !isWildcard(config.listen.host)) add(config.listen);
+  for (const auto& a : config.advertise) add(a);
+  return out;
+}
+
+}  // namespace bulkhead::controller

@@ -1,0 +1,44 @@
+// The controller's command line, parsed and validated without touching the system (the
+// daemon checks files and directories afterwards).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/parse.h"
+
+namespace bulkhead::controller {
+
+struct ControllerConfig {
+  HostPort listen;                    // --listen ADDR:PORT
+  std::string listen_text;            // as given, for logs
+  std::vector<HostPort> advertise;    // --advertise IP:PORT (IP literals agents dial)
+  std::string identity_dir;           // --identity DIR
+  std::string data_dir;               // --data-dir DIR
+  std::string policy_dir;             // --policy-dir DIR; empty = no policies
+  std::chrono::milliseconds heartbeat_interval{5000};
+  std::chrono::milliseconds heartbeat_timeout{15000};
+  uint32_t selector_limit = 10;
+  std::string log_format = "text";
+  std::string log_level = "info";
+};
+
+struct ControllerCommandLine {
+  bool help = false;        // --help: print `usage` and exit 0
+  bool version = false;     // --version
+  std::string usage;
+  ControllerConfig config;  // valid only when !help && !version
+};
+
+// Parses the arguments after the program name. Errors are one line naming the flag and the
+// value at fault (unknown flags, missing required flags, bad durations or addresses).
+absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std::string>& args);
+
+// The IP literals the controller can be dialled at, with their port: every --advertise, plus
+// the --listen address when it is an IP literal other than a wildcard (0.0.0.0, ::).
+std::vector<HostPort> dialableEndpoints(const ControllerConfig& config);
+
+}  // namespace bulkhead::controller

@@ -1,0 +1,166 @@
+#include "controller/rpc/agent_stream.h"
+
+#include <spdlog/spdlog.h>
+
+#include "common/format.h"
+#include "common/tls.h"
+#include "controller/rpc/fleet.h"
+
+namespace bulkhead::controller {
+
+using bulkhead::v1::AgentMessage;
+using bulkhead::v1::ControllerMessage;
+
+AgentStream::AgentStream(Fleet* fleet, grpc::CallbackServerContext* ctx)
+    : fleet_(fleet), ctx_(ctx), peer_(ctx->peer()) {}
+
+grpc::ServerBidiReactor<AgentMessage, ControllerMessage>* AgentStream::start(
+    Fleet* fleet, grpc::CallbackServerContext* ctx) {
+  auto stream = std::make_shared<AgentStream>(fleet, ctx);
+  stream->self_ = stream;
+  auto auth = ctx->auth_context();
+  auto id = auth ? peerIdentity(*auth) : absl::UnauthenticatedError("no client certificate");
+  if (!id.ok()) {
+    spdlog::warn("agent channel: refused {}: {}", stream->peer_, id.status());
+    stream->finish(grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                                fmt::format("{}", id.status())));
+    return stream.get();
+  }
+  if (id->kind != PeerKind::kAgent) {
+    spdlog::warn("agent channel: refused {}: certificate OU={} \"{}\" is not an agent",
+                 stream->peer_, peerKindName(id->kind), id->name);
+    stream->finish(grpc::Status(
+        grpc::StatusCode::PERMISSION_DENIED,
+        fmt::format("certificate OU={} is not an agent identity", peerKindName(id->kind))));
+    return stream.get();
+  }
+  stream->host_id_ = id->name;
+  stream->StartRead(&stream->in_);
+  return stream.get();
+}
+
+bool AgentStream::enqueue(ControllerMessage msg) {
+  std::lock_guard lock(mu_);
+  if (finish_requested_) return false;
+  if (msg.has_desired_state()) {
+    uint64_t gen = msg.desired_state().generation();
+    if (gen < newest_state_generation_) return false;   // a newer state is already queued
+    newest_state_generation_ = gen;
+    // Replace a desired state still waiting (not the one being written at the front).
+    for (size_t i = writing_ ? 1 : 0; i < queue_.size(); ++i) {
+      if (queue_[i].has_desired_state()) {
+        queue_[i] = std::move(msg);
+        return true;
+      }
+    }
+  }
+  if (queue_.size() >= kMaxQueuedMessages) {
+    finish_requested_ = true;
+    finish_status_ = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                  "agent is not reading its stream (send queue full)");
+    return true;   // kick() issues the finish once the outstanding write completes
+  }
+  queue_.push_back(std::move(msg));
+  return true;
+}
+
+void AgentStream::kick() {
+  const ControllerMessage* next = nullptr;
+  bool do_finish = false;
+  grpc::Status status;
+  {
+    std::lock_guard lock(mu_);
+    if (writing_ || finish_called_) return;
+    if (!queue_.empty() && !finish_requested_) {
+      writing_ = true;
+      next = &queue_.front();
+    } else if (finish_requested_) {
+      finish_called_ = true;
+      do_finish = true;
+      status = finish_status_;
+    }
+  }
+  if (next != nullptr) StartWrite(next);
+  if (do_finish) Finish(status);
+}
+
+void AgentStream::finish(const grpc::Status& status) {
+  {
+    std::lock_guard lock(mu_);
+    if (finish_requested_) return;
+    finish_requested_ = true;
+    finish_status_ = status;
+    if (writing_) return;   // OnWriteDone finishes
+    finish_called_ = true;
+  }
+  Finish(status);
+}
+
+void AgentStream::OnWriteDone(bool ok) {
+  const ControllerMessage* next = nullptr;
+  bool do_finish = false;
+  grpc::Status status;
+  {
+    std::lock_guard lock(mu_);
+    queue_.pop_front();
+    if (!ok) {
+      queue_.clear();
+      if (!finish_requested_) {
+        finish_requested_ = true;
+        finish_status_ = grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed");
+      }
+    }
+    if (!queue_.empty() && !finish_requested_) {
+      next = &queue_.front();
+    } else {   // nothing to write, or finishing: messages still queued are dropped
+      writing_ = false;
+      if (finish_requested_ && !finish_called_) {
+        finish_called_ = true;
+        do_finish = true;
+        status = finish_status_;
+      }
+    }
+  }
+  if (next != nullptr) StartWrite(next);
+  if (do_finish) Finish(status);
+}
+
+void AgentStream::OnReadDone(bool ok) {
+  if (!ok) {
+    // The agent closed its side or the call broke: end our side too.
+    finish(grpc::Status::OK);
+    return;
+  }
+  if (!hello_seen_) {
+    if (!in_.has_hello()) {
+      finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "the first message on the agent channel must be hello"));
+      return;
+    }
+    hello_seen_ = true;
+    grpc::Status s = fleet_->onHello(shared_from_this(), in_.hello());
+    if (!s.ok()) {
+      finish(s);
+      return;
+    }
+  } else {
+    fleet_->onMessage(*this, in_);
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (finish_requested_) return;   // no more reads once we are ending the stream
+  }
+  StartRead(&in_);
+}
+
+void AgentStream::OnCancel() {
+  finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+}
+
+void AgentStream::OnDone() {
+  fleet_->onStreamDone(this);
+  // The last reference held on behalf of gRPC: may delete this.
+  std::shared_ptr<AgentStream> self = std::move(self_);
+}
+
+}  // namespace bulkhead::controller

@@ -1,0 +1,245 @@
+#include "controller/rpc/fleet.h"
+
+#include <spdlog/spdlog.h>
+
+#include "common/format.h"
+#include "controller/rpc/agent_stream.h"
+
+namespace bulkhead::controller {
+
+namespace v1 = bulkhead::v1;
+
+namespace {
+// Hello fields an agent may not inflate without bound.
+constexpr size_t kMaxAddresses = 256;
+constexpr size_t kMaxLabels = 64;
+}  // namespace
+
+Fleet::Deferred::~Deferred() {
+  for (auto& s : kick) s->kick();
+  for (auto& [s, status] : finish) s->finish(status);
+}
+
+Fleet::Fleet(const Clock& clock, Store& store, FleetOptions options)
+    : clock_(clock),
+      store_(store),
+      options_(options),
+      registry_(clock, options.heartbeat_timeout) {}
+
+Fleet::~Fleet() = default;
+
+absl::Status Fleet::restore() {
+  auto hosts = store_.loadHosts();
+  if (!hosts.ok()) return hosts.status();
+  auto desired = store_.loadDesiredStates();
+  if (!desired.ok()) return desired.status();
+  std::lock_guard lock(mu_);
+  registry_.restore(*std::move(hosts));
+  desired_ = *std::move(desired);
+  return absl::OkStatus();
+}
+
+grpc::Status Fleet::onHello(const std::shared_ptr<AgentStream>& stream, const v1::Hello& hello) {
+  const std::string& host_id = stream->hostId();
+  if (!hello.host_id().empty() && hello.host_id() != host_id) {
+    spdlog::warn("agent channel: {} with certificate for host \"{}\" claimed host_id \"{}\"",
+                 stream->peer(), host_id, hello.host_id());
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        fmt::format("hello.host_id \"{}\" does not match the certificate's host "
+                                    "id \"{}\"",
+                                    hello.host_id(), host_id));
+  }
+  if (static_cast<size_t>(hello.addresses_size()) > kMaxAddresses ||
+      hello.labels_size() > static_cast<int>(kMaxLabels)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        fmt::format("hello: at most {} addresses and {} labels", kMaxAddresses,
+                                    kMaxLabels));
+  }
+  HelloInfo info;
+  info.hostname = hello.hostname();
+  info.addresses.assign(hello.addresses().begin(), hello.addresses().end());
+  for (const auto& [k, v] : hello.labels()) info.labels[k] = v;
+  info.os = hello.os();
+  info.agent_version = hello.agent_version();
+  info.enforced_generation = hello.enforced_generation();
+  info.ruleset_hash = hello.ruleset_hash();
+
+  Deferred after;
+  std::lock_guard lock(mu_);
+  if (closing_) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller is shutting down");
+  }
+  uint64_t superseded = 0;
+  uint64_t session = registry_.connect(host_id, info, &superseded);
+  stream->setSession(session);
+  auto it = streams_.find(host_id);
+  if (it != streams_.end() && it->second != stream) {
+    spdlog::info("host {}: new stream from {} replaces the one from {}", host_id, stream->peer(),
+                 it->second->peer());
+    after.finish.emplace_back(it->second,
+                              grpc::Status(grpc::StatusCode::ABORTED,
+                                           "replaced by a newer stream of the same host"));
+  }
+  streams_[host_id] = stream;
+  spdlog::info("host {} connected from {} (enforced generation {})", host_id, stream->peer(),
+               hello.enforced_generation());
+
+  v1::ControllerMessage welcome;
+  welcome.mutable_welcome()->set_host_id(host_id);
+  welcome.mutable_welcome()->set_heartbeat_interval_ms(
+      static_cast<uint32_t>(options_.heartbeat_interval.count()));
+  welcome.mutable_welcome()->set_controller_time_unix_ms(clock_.nowUnixMs());
+  stream->enqueue(std::move(welcome));
+  if (auto d = desired_.find(host_id); d != desired_.end()) {
+    v1::ControllerMessage state;
+    *state.mutable_desired_state() = d->second;
+    stream->enqueue(std::move(state));
+  }
+  after.kick.push_back(stream);
+  return grpc::Status::OK;
+}
+
+void Fleet::onMessage(AgentStream& stream, const v1::AgentMessage& msg) {
+  const std::string& host_id = stream.hostId();
+  std::lock_guard lock(mu_);
+  bool current = true;
+  switch (msg.body_case()) {
+    case v1::AgentMessage::kHeartbeat:
+      current = registry_.setEnforced(host_id, stream.session(),
+                                      msg.heartbeat().enforced_generation(),
+                                      msg.heartbeat().ruleset_hash());
+      break;
+    case v1::AgentMessage::kStateReport:
+      current = registry_.setReport(host_id, stream.session(), msg.state_report());
+      if (current) {
+        const auto& r = msg.state_report();
+        if (r.ok()) {
+          spdlog::info("host {}: enforced generation {} (ruleset {}, {} flows cut)", host_id,
+                       r.enforced_generation(), r.ruleset_hash().substr(0, 12), r.flows_cut());
+        } else {
+          spdlog::warn("host {}: generation {} failed: {} (left {})", host_id, r.generation(),
+                       r.error(), r.left_closed() ? "closed" : "open");
+        }
+      }
+      break;
+    case v1::AgentMessage::kTamper:
+      current = registry_.addTamper(host_id, stream.session(), msg.tamper());
+      if (current) {
+        spdlog::warn("host {}: tamper event: {} (restored: {})", host_id, msg.tamper().what(),
+                     msg.tamper().restored());
+      }
+      break;
+    case v1::AgentMessage::kHello:
+      spdlog::warn("host {}: second hello on one stream ignored", host_id);
+      current = registry_.touch(host_id, stream.session());
+      break;
+    default:
+      current = registry_.touch(host_id, stream.session());
+      break;
+  }
+  if (!current) {
+    spdlog::debug("host {}: message on a superseded stream ignored", host_id);
+  }
+}
+
+void Fleet::onStreamDone(AgentStream* stream) {
+  std::lock_guard lock(mu_);
+  if (stream->hostId().empty()) return;
+  auto it = streams_.find(stream->hostId());
+  if (it != streams_.end() && it->second.get() == stream) {
+    streams_.erase(it);
+    spdlog::info("host {} disconnected ({})", stream->hostId(), stream->peer());
+  }
+  registry_.disconnect(stream->hostId(), stream->session());
+}
+
+void Fleet::sweep() {
+  Deferred after;
+  std::lock_guard lock(mu_);
+  for (const auto& expired : registry_.sweep()) {
+    spdlog::warn("host {} offline: no message for more than {} ms", expired.host_id,
+                 options_.heartbeat_timeout.count());
+    auto it = streams_.find(expired.host_id);
+    if (it != streams_.end() && it->second->session() == expired.session) {
+      after.finish.emplace_back(it->second,
+                                grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                             "no heartbeat within the heartbeat timeout"));
+    }
+  }
+}
+
+absl::Status Fleet::flush() {
+  HostRegistry::Dirty dirty;
+  {
+    std::lock_guard lock(mu_);
+    dirty = registry_.takeDirty();
+  }
+  if (dirty.hosts.empty() && dirty.tamper.empty()) return absl::OkStatus();
+  absl::Status s = store_.saveHosts(dirty.hosts, dirty.tamper);
+  if (!s.ok()) {
+    std::lock_guard lock(mu_);
+    registry_.restoreDirty(std::move(dirty));
+  }
+  return s;
+}
+
+void Fleet::closeAllStreams(const grpc::Status& status) {
+  Deferred after;
+  std::lock_guard lock(mu_);
+  closing_ = true;
+  for (auto& [id, s] : streams_) after.finish.emplace_back(s, status);
+}
+
+size_t Fleet::streamCount() {
+  std::lock_guard lock(mu_);
+  return streams_.size();
+}
+
+v1::HostSummary Fleet::summaryLocked(const HostInfo& h) const {
+  v1::HostSummary s;
+  s.set_host_id(h.host_id);
+  s.set_hostname(h.hostname);
+  for (const auto& a : h.addresses) s.add_addresses(a);
+  for (const auto& [k, v] : h.labels) (*s.mutable_labels())[k] = v;
+  s.set_os(h.os);
+  s.set_agent_version(h.agent_version);
+  s.set_online(registry_.online(h.host_id));
+  s.set_last_seen_unix_ms(h.last_seen_unix_ms);
+  s.set_first_seen_unix_ms(h.first_seen_unix_ms);
+  s.set_connected_since_unix_ms(s.online() ? h.connected_since_unix_ms : 0);
+  s.set_enforced_generation(h.enforced_generation);
+  s.set_ruleset_hash(h.ruleset_hash);
+  if (auto d = desired_.find(h.host_id); d != desired_.end()) {
+    s.set_desired_generation(d->second.generation());
+    s.set_isolated(d->second.isolation().enabled());
+  }
+  return s;
+}
+
+std::vector<v1::HostSummary> Fleet::listHosts(const Labels& selector) {
+  std::lock_guard lock(mu_);
+  std::vector<v1::HostSummary> out;
+  for (const HostInfo* h : registry_.list(selector)) out.push_back(summaryLocked(*h));
+  return out;
+}
+
+std::optional<v1::HostStatus> Fleet::getHost(const std::string& host_id) {
+  std::lock_guard lock(mu_);
+  const HostInfo* h = registry_.find(host_id);
+  if (h == nullptr) return std::nullopt;
+  v1::HostStatus st;
+  *st.mutable_host() = summaryLocked(*h);
+  if (auto d = desired_.find(host_id); d != desired_.end()) *st.mutable_desired() = d->second;
+  if (h->last_report.generation() != 0 || h->last_report.applied_at_unix_ms() != 0) {
+    *st.mutable_last_report() = h->last_report;
+  }
+  for (const auto& e : h->tamper_events) *st.add_tamper_events() = e;
+  return st;
+}
+
+bool Fleet::online(const std::string& host_id) {
+  std::lock_guard lock(mu_);
+  return registry_.online(host_id);
+}
+
+}  // namespace bulkhead::controller

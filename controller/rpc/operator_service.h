@@ -1,0 +1,77 @@
+// The Operator service (bulkhead CLI, automation) on the gRPC callback API.
+//
+// Every call is audited, reads included, with the operator identity from the client
+// certificate; the audit row is durable before the call returns, and a call whose audit row
+// cannot be written fails (nothing is accepted unaudited). Only OU=operator certificates are
+// served; viewers may only read, responders and admins may act.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "bulkhead/v1/operator.grpc.pb.h"
+#include "common/identity.h"
+#include "controller/core/clock.h"
+#include "controller/rpc/fleet.h"
+#include "controller/store/store.h"
+
+namespace bulkhead::controller {
+
+class OperatorService final : public bulkhead::v1::Operator::CallbackService {
+ public:
+  OperatorService(const Clock& clock, Store& store, Fleet& fleet);
+
+  // The generated base keeps the sync-API overloads of every method; keep them visible.
+  using Base = bulkhead::v1::Operator::CallbackService;
+  using Base::GetHost;
+  using Base::Isolate;
+  using Base::ListAudit;
+  using Base::ListHosts;
+  using Base::Release;
+  using Base::VerifyAudit;
+
+  grpc::ServerUnaryReactor* ListHosts(grpc::CallbackServerContext* ctx,
+                                      const bulkhead::v1::ListHostsRequest* req,
+                                      bulkhead::v1::ListHostsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetHost(grpc::CallbackServerContext* ctx,
+                                    const bulkhead::v1::GetHostRequest* req,
+                                    bulkhead::v1::HostStatus* resp) override;
+  grpc::ServerUnaryReactor* Isolate(grpc::CallbackServerContext* ctx,
+                                    const bulkhead::v1::IsolateRequest* req,
+                                    bulkhead::v1::ContainmentResponse* resp) override;
+  grpc::ServerUnaryReactor* Release(grpc::CallbackServerContext* ctx,
+                                    const bulkhead::v1::ReleaseRequest* req,
+                                    bulkhead::v1::ContainmentResponse* resp) override;
+  grpc::ServerUnaryReactor* ListAudit(grpc::CallbackServerContext* ctx,
+                                      const bulkhead::v1::ListAuditRequest* req,
+                                      bulkhead::v1::ListAuditResponse* resp) override;
+  grpc::ServerUnaryReactor* VerifyAudit(grpc::CallbackServerContext* ctx,
+                                        const bulkhead::v1::VerifyAuditRequest* req,
+                                        bulkhead::v1::VerifyAuditResponse* resp) override;
+
+  // The caller of one call, as its certificate says.
+  struct Caller {
+    std::string audit_name;        // operator name, or the certificate's CN, or "unauthenticated"
+    bool is_operator = false;
+    Role role = Role::kViewer;
+    grpc::Status refusal;          // non-OK: the call must be refused with this
+  };
+  static Caller identify(const grpc::CallbackServerContext& ctx);
+
+ private:
+  // Appends the audit row for a finished call and returns the status to send: `result`, or
+  // INTERNAL when the row could not be written.
+  grpc::Status audit(const Caller& caller, const std::string& action, const std::string& target,
+                     const std::string& reason, const grpc::Status& result,
+                     const std::string& detail = "");
+  // The caller's refusal, if any: not an operator, or (write) a viewer.
+  static grpc::Status authorize(const Caller& caller, bool write);
+
+  const Clock& clock_;
+  Store& store_;
+  Fleet& fleet_;
+};
+
+}  // namespace bulkhead::controller

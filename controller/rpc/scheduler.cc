@@ -1,0 +1,77 @@
+#include "controller/rpc/scheduler.h"
+
+#include <pthread.h>
+
+#include <spdlog/spdlog.h>
+
+namespace bulkhead::controller {
+
+Scheduler::Scheduler(std::string name) : name_(std::move(name)) {
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), name_.substr(0, 15).c_str());
+    run();
+  });
+}
+
+Scheduler::~Scheduler() { stop(); }
+
+void Scheduler::every(std::chrono::milliseconds period, std::function<void()> fn) {
+  add(Clock::now() + period, period, std::move(fn));
+}
+
+void Scheduler::after(std::chrono::milliseconds delay, std::function<void()> fn) {
+  add(Clock::now() + delay, std::chrono::milliseconds(0), std::move(fn));
+}
+
+void Scheduler::add(Clock::time_point due, std::chrono::milliseconds period,
+                    std::function<void()> fn) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    tasks_.push(Task{due, seq_++, period, std::move(fn)});
+  }
+  cv_.notify_one();
+}
+
+void Scheduler::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+  }
+  cv_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Scheduler::run() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    if (tasks_.empty()) {
+      if (stopping_) return;
+      cv_.wait(lock);
+      continue;
+    }
+    auto now = Clock::now();
+    if (tasks_.top().due > now) {
+      if (stopping_) return;
+      cv_.wait_until(lock, tasks_.top().due);
+      continue;
+    }
+    Task t = tasks_.top();
+    tasks_.pop();
+    lock.unlock();
+    try {
+      t.fn();
+    } catch (const std::exception& e) {
+      spdlog::error("{}: task failed: {}", name_, e.what());
+    }
+    lock.lock();
+    if (t.period.count() > 0 && !stopping_) {
+      t.due = std::max(t.due + t.period, Clock::now());
+      t.seq = seq_++;
+      tasks_.push(std::move(t));
+    }
+  }
+}
+
+}  // namespace bulkhead::controller

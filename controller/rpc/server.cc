@@ -1,0 +1,85 @@
+#include "controller/rpc/server.h"
+
+#include <spdlog/spdlog.h>
+
+#include "bulkhead/v1/agent.grpc.pb.h"
+#include "common/format.h"
+#include "controller/rpc/agent_stream.h"
+
+namespace bulkhead::controller {
+
+class ControllerServer::AgentChannelService final
+    : public bulkhead::v1::AgentChannel::CallbackService {
+ public:
+  explicit AgentChannelService(Fleet* fleet) : fleet_(fleet) {}
+  using bulkhead::v1::AgentChannel::CallbackService::Connect;   // keep the sync overload visible
+  grpc::ServerBidiReactor<bulkhead::v1::AgentMessage, bulkhead::v1::ControllerMessage>* Connect(
+      grpc::CallbackServerContext* ctx) override {
+    return AgentStream::start(fleet_, ctx);
+  }
+
+ private:
+  Fleet* fleet_;
+};
+
+ControllerServer::ControllerServer(const Clock& clock, Store& store, ServerOptions options)
+    : clock_(clock),
+      store_(store),
+      options_(std::move(options)),
+      fleet_(clock, store, options_.fleet),
+      agent_service_(std::make_unique<AgentChannelService>(&fleet_)),
+      operator_service_(clock, store, fleet_) {}
+
+absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::start(const Clock& clock,
+                                                                          Store& store,
+                                                                          ServerOptions options) {
+  std::unique_ptr<ControllerServer> s(new ControllerServer(clock, store, std::move(options)));
+  if (auto st = s->fleet_.restore(); !st.ok()) {
+    return absl::Status(st.code(), fmt::format("restoring from the store: {}", st.message()));
+  }
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(s->options_.listen, s->options_.credentials, &s->port_);
+  builder.RegisterService(s->agent_service_.get());
+  builder.RegisterService(&s->operator_service_);
+  builder.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
+  // Agents ping every 30-60 s (keepalive); accept pings down to 10 s apart without data, so a
+  // well-configured agent never collects strikes, and drop a peer after 3 strikes.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 3);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // Our own pings find dead TCP connections that the heartbeat timeout would find later.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
+  s->server_ = builder.BuildAndStart();
+  if (!s->server_ || s->port_ == 0) {
+    s->server_.reset();
+    return absl::UnavailableError(
+        fmt::format("--listen: cannot listen on {} (address in use or not local?)",
+                    s->options_.listen));
+  }
+  s->timers_ = std::make_unique<Scheduler>("bh-timers");
+  s->io_ = std::make_unique<Scheduler>("bh-store");
+  Fleet* fleet = &s->fleet_;
+  s->timers_->every(s->options_.sweep_interval, [fleet] { fleet->sweep(); });
+  s->io_->every(s->options_.flush_interval, [fleet] {
+    if (auto st = fleet->flush(); !st.ok()) spdlog::error("store flush failed: {}", st);
+  });
+  return s;
+}
+
+ControllerServer::~ControllerServer() { shutdown(); }
+
+void ControllerServer::shutdown(std::chrono::milliseconds grace) {
+  if (stopped_) return;
+  stopped_ = true;
+  fleet_.closeAllStreams(grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down"));
+  if (server_) {
+    server_->Shutdown(std::chrono::system_clock::now() + grace);
+    server_->Wait();
+  }
+  if (timers_) timers_->stop();
+  if (io_) io_->stop();
+  if (auto st = fleet_.flush(); !st.ok()) spdlog::error("final store flush failed: {}", st);
+}
+
+}  // namespace bulkhead::controller

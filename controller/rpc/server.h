@@ -1,0 +1,63 @@
+// The controller's gRPC server: AgentChannel and Operator on the callback API, the Fleet, and
+// the background schedulers (heartbeat sweep, store flush).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "controller/core/clock.h"
+#include "controller/rpc/fleet.h"
+#include "controller/rpc/operator_service.h"
+#include "controller/rpc/scheduler.h"
+#include "controller/store/store.h"
+
+namespace bulkhead::controller {
+
+// Largest message the server accepts (a bigger one fails the call with RESOURCE_EXHAUSTED).
+inline constexpr int kMaxReceiveMessageBytes = 4 * 1024 * 1024;
+
+struct ServerOptions {
+  std::string listen;                                   // "ADDR:PORT" as gRPC takes it; port 0 picks one
+  std::shared_ptr<grpc::ServerCredentials> credentials; // mTLS (serverCredentials())
+  FleetOptions fleet;
+  std::chrono::milliseconds sweep_interval{500};
+  std::chrono::milliseconds flush_interval{1000};
+};
+
+class ControllerServer {
+ public:
+  // Restores the fleet from the store, binds and starts serving. Fails if the address cannot
+  // be bound or the store cannot be read.
+  static absl::StatusOr<std::unique_ptr<ControllerServer>> start(const Clock& clock, Store& store,
+                                                                 ServerOptions options);
+  ~ControllerServer();   // shutdown()
+
+  int port() const { return port_; }
+  Fleet& fleet() { return fleet_; }
+
+  // Ends agent streams, stops the server (waiting up to `grace` for calls), stops the
+  // background work and flushes the registry to the store. Idempotent.
+  void shutdown(std::chrono::milliseconds grace = std::chrono::milliseconds(2000));
+
+ private:
+  class AgentChannelService;
+  ControllerServer(const Clock& clock, Store& store, ServerOptions options);
+
+  const Clock& clock_;
+  Store& store_;
+  ServerOptions options_;
+  Fleet fleet_;
+  std::unique_ptr<AgentChannelService> agent_service_;
+  OperatorService operator_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<Scheduler> timers_;   // sweep
+  std::unique_ptr<Scheduler> io_;       // store flush
+  int port_ = 0;
+  bool stopped_ = false;
+};
+
+}  // namespace bulkhead::controller

@@ -1,0 +1,499 @@
+#include "controller/store/sqlite_store.h"
+
+#include <openssl/evp.h>
+#include <sqlite3.h>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "common/format.h"
+
+namespace bulkhead::controller {
+namespace {
+
+// Schema migrations: step N (1-based) moves user_version N-1 to N. Append only; never edit a
+// step that has shipped.
+constexpr const char* kMigrations[] = {
+    // 1: registry, audit chain, desired state.
+    R"sql(
+      CREATE TABLE hosts(
+        host_id TEXT PRIMARY KEY NOT NULL,
+        hostname TEXT NOT NULL DEFAULT '',
+        addresses TEXT NOT NULL DEFAULT '[]',
+        labels TEXT NOT NULL DEFAULT '{}',
+        os TEXT NOT NULL DEFAULT '',
+        agent_version TEXT NOT NULL DEFAULT '',
+        first_seen_unix_ms INTEGER NOT NULL DEFAULT 0,
+        last_seen_unix_ms INTEGER NOT NULL DEFAULT 0,
+        enforced_generation INTEGER NOT NULL DEFAULT 0,
+        ruleset_hash TEXT NOT NULL DEFAULT '');
+      CREATE TABLE audit(
+        id INTEGER PRIMARY KEY,
+        at_unix_ms INTEGER NOT NULL,
+        operator TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL);
+      CREATE TABLE desired_state(
+        host_id TEXT PRIMARY KEY NOT NULL,
+        generation INTEGER NOT NULL,
+        state BLOB NOT NULL);
+    )sql",
+    // 2: last state report per host, tamper events.
+    R"sql(
+      ALTER TABLE hosts ADD COLUMN last_report BLOB;
+      CREATE TABLE tamper_events(
+        id INTEGER PRIMARY KEY,
+        host_id TEXT NOT NULL,
+        at_unix_ms INTEGER NOT NULL,
+        event BLOB NOT NULL);
+      CREATE INDEX tamper_events_by_host ON tamper_events(host_id, id);
+    )sql",
+};
+
+// A prepared statement, finalized on scope exit.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  absl::Status prepared() const {
+    if (rc_ == SQLITE_OK) return absl::OkStatus();
+    return absl::InternalError(fmt::format("sqlite prepare: {}", sqlite3_errmsg(db_)));
+  }
+  void bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  void bind(int i, const std::string& v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  void bindBlob(int i, const std::string& v) {
+    sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int step() { return sqlite3_step(stmt_); }
+  absl::Status run() {
+    int rc = step();
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+      return absl::OkStatus();
+    }
+    std::string msg = sqlite3_errmsg(db_);
+    sqlite3_reset(stmt_);
+    return absl::InternalError(fmt::format("sqlite: {}", msg));
+  }
+  int64_t i64(int col) { return sqlite3_column_int64(stmt_, col); }
+  std::string text(int col) {
+    const auto* p = sqlite3_column_blob(stmt_, col);
+    int n = sqlite3_column_bytes(stmt_, col);
+    return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), static_cast<size_t>(n));
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+std::string toHex(const unsigned char* p, size_t n) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(n * 2);
+  for (size_t i = 0; i < n; ++i) {
+    out.push_back(kDigits[p[i] >> 4]);
+    out.push_back(kDigits[p[i] & 0xf]);
+  }
+  return out;
+}
+
+void appendField(std::string& out, const std::string& v) {
+  out += fmt::format("{}:", v.size());
+  out += v;
+  out += ';';
+}
+
+absl::Status sqliteError(sqlite3* db, std::string_view what) {
+  return absl::InternalError(fmt::format("{}: {}", what, sqlite3_errmsg(db)));
+}
+
+}  // namespace
+
+std::string auditRowHash(const AuditEntry& e) {
+  std::string buf;
+  appendField(buf, e.prev_hash);
+  appendField(buf, std::to_string(e.id));
+  appendField(buf, std::to_string(e.at_unix_ms));
+  appendField(buf, e.operator_name);
+  appendField(buf, e.action);
+  appendField(buf, e.target);
+  appendField(buf, e.reason);
+  appendField(buf, e.outcome);
+  appendField(buf, e.detail);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(buf.data(), buf.size(), md, &len, EVP_sha256(), nullptr);
+  return toHex(md, len);
+}
+
+absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::create(const std::filesystem::path& path) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    sqlite3_close(db);
+    return absl::PermissionDeniedError(
+        fmt::format("cannot open database {}: {}", path.string(), msg));
+  }
+  std::unique_ptr<SqliteStore> store(new SqliteStore(db, path.string()));
+  sqlite3_busy_timeout(db, 5000);
+  {
+    std::lock_guard lock(store->mu_);
+    // journal_mode returns a row; exec() ignores it. A read-only file or directory fails here.
+    for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
+                               "PRAGMA foreign_keys=ON"}) {
+      if (auto s = store->exec(pragma); !s.ok()) {
+        return absl::PermissionDeniedError(
+            fmt::format("cannot use database {}: {}", path.string(), s.message()));
+      }
+    }
+    {
+      Stmt check(db, "PRAGMA journal_mode");
+      if (check.prepared().ok() && check.step() == SQLITE_ROW && check.text(0) != "wal") {
+        return absl::PermissionDeniedError(fmt::format(
+            "cannot use database {}: WAL journal mode unavailable (journal_mode={})",
+            path.string(), check.text(0)));
+      }
+    }
+    if (auto s = store->migrate(); !s.ok()) {
+      return absl::PermissionDeniedError(
+          fmt::format("cannot use database {}: {}", path.string(), s.message()));
+    }
+  }
+  return store;
+}
+
+SqliteStore::~SqliteStore() { sqlite3_close_v2(db_); }
+
+int SqliteStore::latestSchemaVersion() { return static_cast<int>(std::size(kMigrations)); }
+
+absl::Status SqliteStore::exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err != nullptr ? err : sqlite3_errmsg(db_);
+    sqlite3_free(err);
+    return absl::InternalError(fmt::format("sqlite: {}", msg));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStore::execForTest(const std::string& sql) {
+  std::lock_guard lock(mu_);
+  return exec(sql.c_str());
+}
+
+absl::StatusOr<int> SqliteStore::schemaVersion() {
+  std::lock_guard lock(mu_);
+  Stmt st(db_, "PRAGMA user_version");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  if (st.step() != SQLITE_ROW) return sqliteError(db_, "PRAGMA user_version");
+  return static_cast<int>(st.i64(0));
+}
+
+absl::Status SqliteStore::migrate() {
+  if (auto s = exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  int version = 0;
+  {
+    Stmt st(db_, "PRAGMA user_version");
+    if (auto s = st.prepared(); !s.ok()) return s;
+    if (st.step() == SQLITE_ROW) version = static_cast<int>(st.i64(0));
+  }
+  if (version > latestSchemaVersion()) {
+    exec("ROLLBACK").IgnoreError();
+    return absl::FailedPreconditionError(fmt::format(
+        "schema version {} is newer than this controller knows ({})", version,
+        latestSchemaVersion()));
+  }
+  for (int v = version; v < latestSchemaVersion(); ++v) {
+    if (auto s = exec(kMigrations[v]); !s.ok()) {
+      exec("ROLLBACK").IgnoreError();
+      return absl::InternalError(fmt::format("migration to schema {}: {}", v + 1, s.message()));
+    }
+  }
+  std::string set_version = fmt::format("PRAGMA user_version={}", latestSchemaVersion());
+  if (auto s = exec(set_version.c_str()); !s.ok()) {
+    exec("ROLLBACK").IgnoreError();
+    return s;
+  }
+  return exec("COMMIT");
+}
+
+absl::Status SqliteStore::saveHosts(const std::vector<HostInfo>& hosts,
+                                    const std::vector<TamperRecord>& tamper) {
+  if (hosts.empty() && tamper.empty()) return absl::OkStatus();
+  std::lock_guard lock(mu_);
+  if (auto s = exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  auto fail = [this](absl::Status s) {
+    exec("ROLLBACK").IgnoreError();
+    return s;
+  };
+  Stmt up(db_, R"sql(
+      INSERT INTO hosts(host_id, hostname, addresses, labels, os, agent_version,
+                        first_seen_unix_ms, last_seen_unix_ms, enforced_generation,
+                        ruleset_hash, last_report)
+      VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+      ON CONFLICT(host_id) DO UPDATE SET
+        hostname=excluded.hostname, addresses=excluded.addresses, labels=excluded.labels,
+        os=excluded.os, agent_version=excluded.agent_version,
+        first_seen_unix_ms=excluded.first_seen_unix_ms,
+        last_seen_unix_ms=excluded.last_seen_unix_ms,
+        enforced_generation=excluded.enforced_generation,
+        ruleset_hash=excluded.ruleset_hash, last_report=excluded.last_report)sql");
+  if (auto s = up.prepared(); !s.ok()) return fail(s);
+  for (const auto& h : hosts) {
+    up.bind(1, h.host_id);
+    up.bind(2, h.hostname);
+    up.bind(3, nlohmann::json(h.addresses).dump());
+    up.bind(4, nlohmann::json(h.labels).dump());
+    up.bind(5, h.os);
+    up.bind(6, h.agent_version);
+    up.bind(7, h.first_seen_unix_ms);
+    up.bind(8, h.last_seen_unix_ms);
+    up.bind(9, static_cast<int64_t>(h.enforced_generation));
+    up.bind(10, h.ruleset_hash);
+    up.bindBlob(11, h.last_report.SerializeAsString());
+    if (auto s = up.run(); !s.ok()) return fail(s);
+  }
+  if (!tamper.empty()) {
+    Stmt ins(db_, "INSERT INTO tamper_events(host_id, at_unix_ms, event) VALUES(?1, ?2, ?3)");
+    if (auto s = ins.prepared(); !s.ok()) return fail(s);
+    for (const auto& t : tamper) {
+      ins.bind(1, t.host_id);
+      ins.bind(2, t.event.at_unix_ms());
+      ins.bindBlob(3, t.event.SerializeAsString());
+      if (auto s = ins.run(); !s.ok()) return fail(s);
+    }
+    Stmt prune(db_, R"sql(
+        DELETE FROM tamper_events WHERE host_id = ?1 AND id NOT IN (
+          SELECT id FROM tamper_events WHERE host_id = ?1 ORDER BY id DESC LIMIT ?2))sql");
+    if (auto s = prune.prepared(); !s.ok()) return fail(s);
+    std::string last;
+    for (const auto& t : tamper) {
+      if (t.host_id == last) continue;
+      last = t.host_id;
+      prune.bind(1, t.host_id);
+      prune.bind(2, static_cast<int64_t>(kMaxTamperEvents));
+      if (auto s = prune.run(); !s.ok()) return fail(s);
+    }
+  }
+  return exec("COMMIT");
+}
+
+absl::StatusOr<std::vector<HostInfo>> SqliteStore::loadHosts() {
+  std::lock_guard lock(mu_);
+  std::vector<HostInfo> out;
+  std::map<std::string, size_t> index;
+  {
+    Stmt st(db_, R"sql(
+        SELECT host_id, hostname, addresses, labels, os, agent_version, first_seen_unix_ms,
+               last_seen_unix_ms, enforced_generation, ruleset_hash, last_report
+        FROM hosts ORDER BY host_id)sql");
+    if (auto s = st.prepared(); !s.ok()) return s;
+    int rc;
+    while ((rc = st.step()) == SQLITE_ROW) {
+      HostInfo h;
+      h.host_id = st.text(0);
+      h.hostname = st.text(1);
+      auto addresses = nlohmann::json::parse(st.text(2), nullptr, false);
+      if (addresses.is_array()) {
+        for (const auto& a : addresses) {
+          if (a.is_string()) h.addresses.push_back(a.get<std::string>());
+        }
+      }
+      auto labels = nlohmann::json::parse(st.text(3), nullptr, false);
+      if (labels.is_object()) {
+        for (const auto& [k, v] : labels.items()) {
+          if (v.is_string()) h.labels[k] = v.get<std::string>();
+        }
+      }
+      h.os = st.text(4);
+      h.agent_version = st.text(5);
+      h.first_seen_unix_ms = st.i64(6);
+      h.last_seen_unix_ms = st.i64(7);
+      h.enforced_generation = static_cast<uint64_t>(st.i64(8));
+      h.ruleset_hash = st.text(9);
+      h.last_report.ParseFromString(st.text(10));
+      index[h.host_id] = out.size();
+      out.push_back(std::move(h));
+    }
+    if (rc != SQLITE_DONE) return sqliteError(db_, "load hosts");
+  }
+  Stmt ev(db_, "SELECT host_id, event FROM tamper_events ORDER BY id");
+  if (auto s = ev.prepared(); !s.ok()) return s;
+  int rc;
+  while ((rc = ev.step()) == SQLITE_ROW) {
+    auto it = index.find(ev.text(0));
+    if (it == index.end()) continue;
+    bulkhead::v1::TamperEvent e;
+    if (!e.ParseFromString(ev.text(1))) continue;
+    auto& list = out[it->second].tamper_events;
+    list.push_back(std::move(e));
+    while (list.size() > kMaxTamperEvents) list.pop_front();
+  }
+  if (rc != SQLITE_DONE) return sqliteError(db_, "load tamper events");
+  return out;
+}
+
+absl::StatusOr<AuditEntry> SqliteStore::appendAudit(const AuditEntry& entry) {
+  std::lock_guard lock(mu_);
+  if (auto s = exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  auto fail = [this](absl::Status s) {
+    exec("ROLLBACK").IgnoreError();
+    return s;
+  };
+  AuditEntry row = entry;
+  row.prev_hash = kAuditGenesisHash;
+  row.id = 1;
+  {
+    Stmt head(db_, "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1");
+    if (auto s = head.prepared(); !s.ok()) return fail(s);
+    int rc = head.step();
+    if (rc == SQLITE_ROW) {
+      row.id = head.i64(0) + 1;
+      row.prev_hash = head.text(1);
+    } else if (rc != SQLITE_DONE) {
+      return fail(sqliteError(db_, "audit head"));
+    }
+  }
+  row.hash = auditRowHash(row);
+  Stmt ins(db_, R"sql(
+      INSERT INTO audit(id, at_unix_ms, operator, action, target, reason, outcome, detail,
+                        prev_hash, hash)
+      VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10))sql");
+  if (auto s = ins.prepared(); !s.ok()) return fail(s);
+  ins.bind(1, row.id);
+  ins.bind(2, row.at_unix_ms);
+  ins.bind(3, row.operator_name);
+  ins.bind(4, row.action);
+  ins.bind(5, row.target);
+  ins.bind(6, row.reason);
+  ins.bind(7, row.outcome);
+  ins.bind(8, row.detail);
+  ins.bind(9, row.prev_hash);
+  ins.bind(10, row.hash);
+  if (auto s = ins.run(); !s.ok()) return fail(s);
+  if (auto s = exec("COMMIT"); !s.ok()) return fail(s);
+  return row;
+}
+
+namespace {
+constexpr const char* kAuditColumns =
+    "id, at_unix_ms, operator, action, target, reason, outcome, detail, prev_hash, hash";
+
+AuditEntry readAudit(Stmt& st) {
+  AuditEntry e;
+  e.id = st.i64(0);
+  e.at_unix_ms = st.i64(1);
+  e.operator_name = st.text(2);
+  e.action = st.text(3);
+  e.target = st.text(4);
+  e.reason = st.text(5);
+  e.outcome = st.text(6);
+  e.detail = st.text(7);
+  e.prev_hash = st.text(8);
+  e.hash = st.text(9);
+  return e;
+}
+}  // namespace
+
+absl::StatusOr<std::vector<AuditEntry>> SqliteStore::listAudit(size_t limit) {
+  std::lock_guard lock(mu_);
+  std::string sql =
+      limit == 0 ? fmt::format("SELECT {} FROM audit ORDER BY id", kAuditColumns)
+                 : fmt::format("SELECT * FROM (SELECT {} FROM audit ORDER BY id DESC LIMIT {}) "
+                               "ORDER BY id",
+                               kAuditColumns, limit);
+  Stmt st(db_, sql.c_str());
+  if (auto s = st.prepared(); !s.ok()) return s;
+  std::vector<AuditEntry> out;
+  int rc;
+  while ((rc = st.step()) == SQLITE_ROW) out.push_back(readAudit(st));
+  if (rc != SQLITE_DONE) return sqliteError(db_, "list audit");
+  return out;
+}
+
+absl::StatusOr<AuditVerification> SqliteStore::verifyAudit() {
+  std::lock_guard lock(mu_);
+  std::string sql = fmt::format("SELECT {} FROM audit ORDER BY id", kAuditColumns);
+  Stmt st(db_, sql.c_str());
+  if (auto s = st.prepared(); !s.ok()) return s;
+  AuditVerification v;
+  std::string prev = kAuditGenesisHash;
+  int64_t prev_id = 0;
+  int rc;
+  while ((rc = st.step()) == SQLITE_ROW) {
+    AuditEntry e = readAudit(st);
+    ++v.rows;
+    if (e.prev_hash != prev) {
+      v.ok = false;
+      v.first_bad_id = e.id;
+      v.problem = prev_id == 0
+                      ? "prev_hash is not the chain start (earlier rows removed or row altered)"
+                      : fmt::format("prev_hash does not match row {} (rows removed or altered)",
+                                    prev_id);
+      return v;
+    }
+    if (auditRowHash(e) != e.hash) {
+      v.ok = false;
+      v.first_bad_id = e.id;
+      v.problem = "hash does not match the row's contents (row altered)";
+      return v;
+    }
+    prev = e.hash;
+    prev_id = e.id;
+  }
+  if (rc != SQLITE_DONE) return sqliteError(db_, "verify audit");
+  return v;
+}
+
+absl::Status SqliteStore::saveDesiredState(const std::string& host_id,
+                                           const bulkhead::v1::DesiredState& state) {
+  std::lock_guard lock(mu_);
+  Stmt st(db_, R"sql(
+      INSERT INTO desired_state(host_id, generation, state) VALUES(?1, ?2, ?3)
+      ON CONFLICT(host_id) DO UPDATE SET generation=excluded.generation, state=excluded.state)sql");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, host_id);
+  st.bind(2, static_cast<int64_t>(state.generation()));
+  st.bindBlob(3, state.SerializeAsString());
+  return st.run();
+}
+
+absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>>
+SqliteStore::loadDesiredStates() {
+  std::lock_guard lock(mu_);
+  Stmt st(db_, "SELECT host_id, state FROM desired_state");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  std::map<std::string, bulkhead::v1::DesiredState> out;
+  int rc;
+  while ((rc = st.step()) == SQLITE_ROW) {
+    bulkhead::v1::DesiredState d;
+    if (!d.ParseFromString(st.text(1))) {
+      return absl::DataLossError(
+          fmt::format("desired_state: row for host \"{}\" does not parse", st.text(0)));
+    }
+    out[st.text(0)] = std::move(d);
+  }
+  if (rc != SQLITE_DONE) return sqliteError(db_, "load desired states");
+  return out;
+}
+
+}  // namespace bulkhead::controller

@@ -1,0 +1,56 @@
+// Store on an embedded SQLite database: WAL journal, synchronous=NORMAL, a busy timeout, and
+// schema migrations from version 1 tracked in PRAGMA user_version. One connection guarded by a
+// mutex: every method is thread-safe and blocks on disk I/O, so callers on latency-sensitive
+// threads (stream reactors) must not call it.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "controller/store/store.h"
+
+struct sqlite3;
+
+namespace bulkhead::controller {
+
+class SqliteStore final : public Store {
+ public:
+  // Opens (creating if missing) the database at `path` and migrates it to the newest schema.
+  // Fails if the file cannot be opened or written, or was written by a newer version.
+  static absl::StatusOr<std::unique_ptr<SqliteStore>> create(const std::filesystem::path& path);
+  ~SqliteStore() override;
+  SqliteStore(const SqliteStore&) = delete;
+  SqliteStore& operator=(const SqliteStore&) = delete;
+
+  // The newest schema version this build knows.
+  static int latestSchemaVersion();
+  absl::StatusOr<int> schemaVersion();
+
+  absl::Status saveHosts(const std::vector<HostInfo>& hosts,
+                         const std::vector<TamperRecord>& tamper) override;
+  absl::StatusOr<std::vector<HostInfo>> loadHosts() override;
+  absl::StatusOr<AuditEntry> appendAudit(const AuditEntry& entry) override;
+  absl::StatusOr<std::vector<AuditEntry>> listAudit(size_t limit) override;
+  absl::StatusOr<AuditVerification> verifyAudit() override;
+  absl::Status saveDesiredState(const std::string& host_id,
+                                const bulkhead::v1::DesiredState& state) override;
+  absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>> loadDesiredStates() override;
+
+  // Test hook: runs raw SQL (used to simulate tampering).
+  absl::Status execForTest(const std::string& sql);
+
+ private:
+  SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  absl::Status migrate();
+  absl::Status exec(const char* sql);   // REQUIRES: mu_ held
+
+  std::mutex mu_;
+  sqlite3* db_;
+  std::string path_;
+  std::string last_audit_hash_;   // cached head of the chain; GUARDED_BY(mu_)
+};
+
+}  // namespace bulkhead::controller

@@ -1,0 +1,129 @@
+#include "controller/core/config.h"
+
+#include <gtest/gtest.h>
+
+namespace bulkhead::controller {
+namespace {
+
+using std::chrono::milliseconds;
+
+const std::vector<std::string> kRequired = {"--listen", "10.77.0.1:7443", "--identity", "/id",
+                                            "--data-dir", "/data"};
+
+std::vector<std::string> with(std::vector<std::string> extra) {
+  std::vector<std::string> args = kRequired;
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+TEST(ControllerFlags, DefaultsAndRequired) {
+  auto cmd = parseControllerFlags(kRequired);
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  const auto& c = cmd->config;
+  EXPECT_EQ(c.listen.host, "10.77.0.1");
+  EXPECT_EQ(c.listen.port, 7443);
+  EXPECT_EQ(c.identity_dir, "/id");
+  EXPECT_EQ(c.data_dir, "/data");
+  EXPECT_EQ(c.heartbeat_interval, milliseconds(5000));
+  EXPECT_EQ(c.heartbeat_timeout, milliseconds(15000));
+  EXPECT_EQ(c.selector_limit, 10u);
+  EXPECT_EQ(c.log_format, "text");
+  EXPECT_TRUE(c.policy_dir.empty());
+}
+
+TEST(ControllerFlags, AllFlags) {
+  auto cmd = parseControllerFlags(with({"--policy-dir", "/p", "--heartbeat-interval", "1s",
+                                        "--heartbeat-timeout", "2500ms", "--selector-limit", "3",
+                                        "--log-format", "json", "--log-level", "debug",
+                                        "--advertise", "10.77.0.1:7443", "--advertise",
+                                        "[fd77::1]:7443"}));
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  const auto& c = cmd->config;
+  EXPECT_EQ(c.policy_dir, "/p");
+  EXPECT_EQ(c.heartbeat_interval, milliseconds(1000));
+  EXPECT_EQ(c.heartbeat_timeout, milliseconds(2500));
+  EXPECT_EQ(c.selector_limit, 3u);
+  EXPECT_EQ(c.log_format, "json");
+  ASSERT_EQ(c.advertise.size(), 2u);
+  EXPECT_EQ(c.advertise[1].host, "fd77::1");
+}
+
+TEST(ControllerFlags, MissingRequiredFlagIsNamed) {
+  for (const char* flag : {"--listen", "--identity", "--data-dir"}) {
+    std::vector<std::string> args;
+    for (size_t i = 0; i < kRequired.size(); i += 2) {
+      if (kRequired[i] != flag) {
+        args.push_back(kRequired[i]);
+        args.push_back(kRequired[i + 1]);
+      }
+    }
+    auto cmd = parseControllerFlags(args);
+    ASSERT_FALSE(cmd.ok()) << flag;
+    EXPECT_EQ(cmd.status().message(), std::string(flag) + ": required");
+  }
+}
+
+TEST(ControllerFlags, BadValuesNameTheFlagAndValue) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string expect;   // substring of the error
+  };
+  const std::vector<Case> cases = {
+      {with({"--heartbeat-interval", "5x"}), "--heartbeat-interval"},
+      {with({"--heartbeat-timeout", "0s"}), "--heartbeat-timeout"},
+      {with({"--heartbeat-interval", "10s", "--heartbeat-timeout", "5s"}),
+       "must be longer than --heartbeat-interval"},
+      {with({"--selector-limit", "0"}), "--selector-limit: invalid value \"0\""},
+      {with({"--selector-limit", "ten"}), "--selector-limit: invalid value \"ten\""},
+      {with({"--log-format", "xml"}), "--log-format: invalid value \"xml\""},
+      {with({"--advertise", "controller.example:7443"}), "--advertise"},
+      {with({"--advertise", "0.0.0.0:7443"}), "--advertise"},
+      {with({"--advertise", "10.77.0.1"}), "--advertise"},
+      {{"--listen", "10.77.0.1", "--identity", "/id", "--data-dir", "/d"}, "--listen"},
+      {{"--listen", "10.77.0.1:99999", "--identity", "/id", "--data-dir", "/d"}, "--listen"},
+  };
+  for (const auto& c : cases) {
+    auto cmd = parseControllerFlags(c.args);
+    ASSERT_FALSE(cmd.ok()) << c.expect;
+    EXPECT_NE(std::string(cmd.status().message()).find(c.expect), std::string::npos)
+        << cmd.status().message();
+  }
+}
+
+TEST(ControllerFlags, UnknownFlagIsOneClearError) {
+  auto cmd = parseControllerFlags(with({"--bogus", "1"}));
+  ASSERT_FALSE(cmd.ok());
+  EXPECT_NE(std::string(cmd.status().message()).find("bogus"), std::string::npos);
+  EXPECT_EQ(std::string(cmd.status().message()).find('\n'), std::string::npos);
+}
+
+TEST(ControllerFlags, HelpNeedsNothingElse) {
+  auto cmd = parseControllerFlags({"--help"});
+  ASSERT_TRUE(cmd.ok());
+  EXPECT_TRUE(cmd->help);
+  EXPECT_NE(cmd->usage.find("--listen"), std::string::npos);
+}
+
+TEST(ControllerFlags, DialableEndpoints) {
+  auto wildcard = parseControllerFlags(
+      {"--listen", "0.0.0.0:7443", "--identity", "/i", "--data-dir", "/d"});
+  ASSERT_TRUE(wildcard.ok());
+  EXPECT_TRUE(dialableEndpoints(wildcard->config).empty());
+
+  auto both = parseControllerFlags({"--listen", "10.77.0.1:7443", "--identity", "/i",
+                                    "--data-dir", "/d", "--advertise", "10.77.0.1:7443",
+                                    "--advertise", "[fd77::1]:7443"});
+  ASSERT_TRUE(both.ok());
+  auto eps = dialableEndpoints(both->config);
+  ASSERT_EQ(eps.size(), 2u);   // the duplicate of --listen is listed once
+  EXPECT_EQ(eps[0].host, "10.77.0.1");
+  EXPECT_EQ(eps[1].host, "fd77::1");
+
+  auto named = parseControllerFlags(
+      {"--listen", "localhost:7443", "--identity", "/i", "--data-dir", "/d"});
+  ASSERT_TRUE(named.ok());
+  EXPECT_TRUE(dialableEndpoints(named->config).empty());
+}
+
+}  // namespace
+}  // namespace bulkhead::controller
