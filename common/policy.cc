@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <sys/socket.h>
+#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cctype>
@@ -11,8 +12,6 @@
 #include <set>
 #include <sstream>
 #include <system_error>
-
-#include <yaml-cpp/yaml.h>
 
 #include "absl/status/status.h"
 #include "common/format.h"
@@ -59,11 +58,16 @@ int lineOf(const YAML::Node& node, int fallback) {
 
 const char* kindOf(const YAML::Node& node) {
   switch (node.Type()) {
-    case YAML::NodeType::Null: return "nothing";
-    case YAML::NodeType::Scalar: return "a scalar";
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Map: return "a mapping";
-    case YAML::NodeType::Undefined: break;
+    case YAML::NodeType::Null:
+      return "nothing";
+    case YAML::NodeType::Scalar:
+      return "a scalar";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Undefined:
+      break;
   }
   return "an undefined value";
 }
@@ -145,13 +149,12 @@ void parsePortField(const YAML::Node& node, int line, PolicyRule& rule, Errors& 
   auto first = parsePort("port", all.substr(0, dash));
   auto last = parsePort("port", all.substr(dash + 1));
   if (!first.ok() || !last.ok()) {
-    return errors.add(line, "port",
-                      fmt::format("invalid value \"{}\": a range is FIRST-LAST, each 1 to 65535",
-                                  *text));
+    return errors.add(
+        line, "port",
+        fmt::format("invalid value \"{}\": a range is FIRST-LAST, each 1 to 65535", *text));
   }
   if (*first > *last) {
-    return errors.add(line, "port",
-                      fmt::format("invalid value \"{}\": range is backwards", *text));
+    return errors.add(line, "port", fmt::format("invalid value \"{}\": range is backwards", *text));
   }
   rule.port_first = *first;
   rule.port_last = *last;
@@ -170,50 +173,57 @@ std::optional<PolicyRule> parseRule(const YAML::Node& node, int line, Errors& er
   size_t errors_before = errors.lines().size();
   bool has_direction = false, has_proto = false, has_remote = false;
   int port_line = 0;
-  forEachEntry(node, line, errors, [&](const std::string& key, const YAML::Node& value,
-                                       int key_line) {
-    int vline = lineOf(value, key_line);
-    if (key == "direction") {
-      has_direction = true;
-      auto text = scalarOf(value, vline, key, "in or out", errors);
-      if (!text) return;
-      if (*text == "in") rule.direction = v1::DIRECTION_IN;
-      else if (*text == "out") rule.direction = v1::DIRECTION_OUT;
-      else errors.add(vline, key, fmt::format("invalid value \"{}\": expected in or out", *text));
-    } else if (key == "proto") {
-      has_proto = true;
-      auto text = scalarOf(value, vline, key, "tcp, udp, icmp or any", errors);
-      if (!text) return;
-      if (*text == "tcp") rule.protocol = v1::PROTOCOL_TCP;
-      else if (*text == "udp") rule.protocol = v1::PROTOCOL_UDP;
-      else if (*text == "icmp") rule.protocol = v1::PROTOCOL_ICMP;
-      else if (*text == "any") rule.protocol = v1::PROTOCOL_ANY;
-      else {
-        errors.add(vline, key,
-                   fmt::format("invalid value \"{}\": expected tcp, udp, icmp or any", *text));
-      }
-    } else if (key == "remote") {
-      has_remote = true;
-      auto text = scalarOf(value, vline, key, "a CIDR, an IP address or a DNS name", errors);
-      if (!text) return;
-      rule.remote = *text;
-      auto cidr = parseCidr("remote", *text);
-      if (cidr.ok()) {
-        rule.remote_cidr = *cidr;
-      } else if (text->find_first_of(":/") != std::string::npos || !isDnsName(*text)) {
-        // Looks like an address (or is no valid name either): the CIDR error says why.
-        errors.add(vline, "remote",
-                   fmt::format("invalid value \"{}\": not an IPv4/IPv6 address, CIDR or DNS "
-                               "name",
-                               *text));
-      }
-    } else if (key == "port") {
-      port_line = vline;
-      parsePortField(value, vline, rule, errors);
-    } else {
-      errors.add(key_line, key, "unknown field (expected direction, proto, remote, port)");
-    }
-  });
+  forEachEntry(
+      node, line, errors, [&](const std::string& key, const YAML::Node& value, int key_line) {
+        int vline = lineOf(value, key_line);
+        if (key == "direction") {
+          has_direction = true;
+          auto text = scalarOf(value, vline, key, "in or out", errors);
+          if (!text) return;
+          if (*text == "in")
+            rule.direction = v1::DIRECTION_IN;
+          else if (*text == "out")
+            rule.direction = v1::DIRECTION_OUT;
+          else
+            errors.add(vline, key, fmt::format("invalid value \"{}\": expected in or out", *text));
+        } else if (key == "proto") {
+          has_proto = true;
+          auto text = scalarOf(value, vline, key, "tcp, udp, icmp or any", errors);
+          if (!text) return;
+          if (*text == "tcp")
+            rule.protocol = v1::PROTOCOL_TCP;
+          else if (*text == "udp")
+            rule.protocol = v1::PROTOCOL_UDP;
+          else if (*text == "icmp")
+            rule.protocol = v1::PROTOCOL_ICMP;
+          else if (*text == "any")
+            rule.protocol = v1::PROTOCOL_ANY;
+          else {
+            errors.add(vline, key,
+                       fmt::format("invalid value \"{}\": expected tcp, udp, icmp or any", *text));
+          }
+        } else if (key == "remote") {
+          has_remote = true;
+          auto text = scalarOf(value, vline, key, "a CIDR, an IP address or a DNS name", errors);
+          if (!text) return;
+          rule.remote = *text;
+          auto cidr = parseCidr("remote", *text);
+          if (cidr.ok()) {
+            rule.remote_cidr = *cidr;
+          } else if (text->find_first_of(":/") != std::string::npos || !isDnsName(*text)) {
+            // Looks like an address (or is no valid name either): the CIDR error says why.
+            errors.add(vline, "remote",
+                       fmt::format("invalid value \"{}\": not an IPv4/IPv6 address, CIDR or DNS "
+                                   "name",
+                                   *text));
+          }
+        } else if (key == "port") {
+          port_line = vline;
+          parsePortField(value, vline, rule, errors);
+        } else {
+          errors.add(key_line, key, "unknown field (expected direction, proto, remote, port)");
+        }
+      });
   if (!has_direction) errors.add(line, "direction", "missing (required: in or out)");
   if (!has_proto) errors.add(line, "proto", "missing (required: tcp, udp, icmp or any)");
   if (!has_remote) errors.add(line, "remote", "missing (required: CIDR, address or DNS name)");
@@ -265,17 +275,16 @@ absl::StatusOr<ExemptionSet> parsePolicy(std::string_view file_name, std::string
   }
   const YAML::Node& root = docs[0];
   if (!root.IsMap()) {
-    errors.add(lineOf(root, 1), "yaml",
-               fmt::format("expected a mapping with name, description, rules, found {}",
-                           kindOf(root)));
+    errors.add(
+        lineOf(root, 1), "yaml",
+        fmt::format("expected a mapping with name, description, rules, found {}", kindOf(root)));
     return absl::InvalidArgumentError(joinLines(errors.lines()));
   }
 
   ExemptionSet set;
   set.file = std::string(file_name);
   bool has_name = false, has_description = false, has_rules = false;
-  forEachEntry(root, 1, errors, [&](const std::string& key, const YAML::Node& value,
-                                    int key_line) {
+  forEachEntry(root, 1, errors, [&](const std::string& key, const YAML::Node& value, int key_line) {
     int vline = lineOf(value, key_line);
     if (key == "name") {
       has_name = true;
@@ -308,8 +317,8 @@ absl::StatusOr<ExemptionSet> parsePolicy(std::string_view file_name, std::string
     } else if (key == "rules") {
       has_rules = true;
       if (!value.IsSequence()) {
-        return errors.add(vline, key, fmt::format("expected a list of rules, found {}",
-                                                  kindOf(value)));
+        return errors.add(vline, key,
+                          fmt::format("expected a list of rules, found {}", kindOf(value)));
       }
       if (value.size() == 0) return errors.add(vline, key, "must hold at least one rule");
       for (const YAML::Node& item : value) {
@@ -339,8 +348,7 @@ absl::StatusOr<PolicyLibrary> buildPolicyLibrary(
     }
     if (const ExemptionSet* first = library.find(set->name)) {
       errors.push_back(fmt::format("{}:{}: name: duplicate set \"{}\", first defined in {}:{}",
-                                   file, set->name_line, set->name, first->file,
-                                   first->name_line));
+                                   file, set->name_line, set->name, first->file, first->name_line));
       continue;
     }
     std::string name = set->name;
@@ -477,10 +485,10 @@ absl::StatusOr<std::vector<v1::ExemptionRule>> resolveExemptions(
       }
       auto addrs = resolver.resolve(rule.remote);
       if (!addrs.ok() || addrs->empty()) {
-        errors.push_back(fmt::format(
-            "exemption set \"{}\" ({}:{}): remote \"{}\": {}", set->name, set->file, rule.line,
-            rule.remote, addrs.ok() ? std::string("resolved to no address")
-                                    : std::string(addrs.status().message())));
+        errors.push_back(fmt::format("exemption set \"{}\" ({}:{}): remote \"{}\": {}", set->name,
+                                     set->file, rule.line, rule.remote,
+                                     addrs.ok() ? std::string("resolved to no address")
+                                                : std::string(addrs.status().message())));
         continue;
       }
       for (const std::string& a : *addrs) {

@@ -25,25 +25,25 @@ namespace bulkhead {
 struct PolicyRule {
   bulkhead::v1::Direction direction = bulkhead::v1::DIRECTION_UNSPECIFIED;  // IN or OUT
   bulkhead::v1::Protocol protocol = bulkhead::v1::PROTOCOL_ANY;
-  std::string remote;                 // as written: a CIDR/address literal or a DNS name
-  std::optional<Cidr> remote_cidr;    // set when `remote` is a literal; unset for a DNS name
-  uint16_t port_first = 0;            // 0, 0 = any port
+  std::string remote;               // as written: a CIDR/address literal or a DNS name
+  std::optional<Cidr> remote_cidr;  // set when `remote` is a literal; unset for a DNS name
+  uint16_t port_first = 0;          // 0, 0 = any port
   uint16_t port_last = 0;
-  int line = 0;                       // 1-based line of the rule in its file
+  int line = 0;  // 1-based line of the rule in its file
 };
 
 // One exemption set (one file).
 struct ExemptionSet {
-  std::string name;                   // [a-z0-9-]{1,63}, unique across a directory
+  std::string name;  // [a-z0-9-]{1,63}, unique across a directory
   std::string description;
   // Automatic attachment: a set whose selector matches a host's labels is kept whenever that
   // host is isolated (unless the operator says --no-default-exemptions). `all_hosts` is the
   // selector "*": every host.
   std::optional<Labels> selector;
   bool all_hosts = false;
-  std::vector<PolicyRule> rules;      // never empty
-  std::string file;                   // file name the set came from, for messages
-  int name_line = 1;                  // 1-based line of the `name` field
+  std::vector<PolicyRule> rules;  // never empty
+  std::string file;               // file name the set came from, for messages
+  int name_line = 1;              // 1-based line of the `name` field
 };
 
 // All sets of a policy directory, by name.

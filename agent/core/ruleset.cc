@@ -100,8 +100,8 @@ std::vector<Cidr> normaliseCidrs(std::vector<Cidr> cidrs) {
   });
   std::vector<Cidr> kept;
   for (const Cidr& c : cidrs) {
-    bool covered = std::any_of(kept.begin(), kept.end(),
-                               [&](const Cidr& k) { return k.contains(c); });
+    bool covered =
+        std::any_of(kept.begin(), kept.end(), [&](const Cidr& k) { return k.contains(c); });
     if (!covered) kept.push_back(c);
   }
   std::sort(kept.begin(), kept.end(), cidrLess);
@@ -206,11 +206,20 @@ Model buildModel(const v1::DesiredState& state, bool isolated) {
     int f = familyIndex(*c);
     std::vector<uint8_t> protos;
     switch (rule.protocol()) {
-      case v1::PROTOCOL_TCP: protos = {kTcp}; break;
-      case v1::PROTOCOL_UDP: protos = {kUdp}; break;
-      case v1::PROTOCOL_ANY: protos = {kTcp, kUdp}; [[fallthrough]];
-      case v1::PROTOCOL_ICMP: m.exempt_icmp[f].push_back(*c); break;
-      default: continue;
+      case v1::PROTOCOL_TCP:
+        protos = {kTcp};
+        break;
+      case v1::PROTOCOL_UDP:
+        protos = {kUdp};
+        break;
+      case v1::PROTOCOL_ANY:
+        protos = {kTcp, kUdp};
+        [[fallthrough]];
+      case v1::PROTOCOL_ICMP:
+        m.exempt_icmp[f].push_back(*c);
+        break;
+      default:
+        continue;
     }
     for (uint8_t p : protos) {
       if (in) in_sets[f].add(*c, p, ports->first, ports->second);
@@ -263,8 +272,8 @@ std::vector<std::string> cidrElements(const std::vector<Cidr>& cidrs) {
 std::vector<std::string> portElements(const std::vector<Element>& elements) {
   std::vector<std::string> out;
   for (const Element& e : elements) {
-    out.push_back(fmt::format("{} . {} . {}", cidrText(e.cidr), protoText(e.proto),
-                              portText(e.lo, e.hi)));
+    out.push_back(
+        fmt::format("{} . {} . {}", cidrText(e.cidr), protoText(e.proto), portText(e.lo, e.hi)));
   }
   return out;
 }
@@ -278,8 +287,7 @@ void renderChainHead(std::string& out, std::string_view name, std::string_view h
 // True when the flow's address is a loopback address.
 bool isLoopback(const Cidr& a) {
   if (a.family == AF_INET) return a.addr[0] == 127;
-  static constexpr std::array<uint8_t, 16> kLo = {0, 0, 0, 0, 0, 0, 0, 0,
-                                                  0, 0, 0, 0, 0, 0, 0, 1};
+  static constexpr std::array<uint8_t, 16> kLo = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
   return a.addr == kLo;
 }
 
@@ -396,9 +404,8 @@ std::string renderRuleset(const v1::DesiredState& state, int64_t now_unix_ms) {
     for (const auto& [addr, port] : m.ctrl[f]) {
       ctrl.push_back(fmt::format("{} . {}", addrText(kFamily[f], addr), port));
     }
-    renderSet(out, fmt::format("ctrl{}", kSuffix[f]), fmt::format("{} . inet_service",
-                                                                  kAddrType[f]),
-              "interval", ctrl);
+    renderSet(out, fmt::format("ctrl{}", kSuffix[f]),
+              fmt::format("{} . inet_service", kAddrType[f]), "interval", ctrl);
   }
   for (int f = 0; f < 2; ++f) {
     renderSet(out, fmt::format("protected{}", kSuffix[f]), kAddrType[f], "interval",
@@ -435,8 +442,9 @@ std::string renderRuleset(const v1::DesiredState& state, int64_t now_unix_ms) {
     out += "    ip6 saddr @exempt_icmp6 meta l4proto ipv6-icmp accept\n";
     out += "    meta nfproto ipv4 udp sport 67 udp dport 68 accept\n";
     out += "    meta nfproto ipv6 udp sport 547 udp dport 546 accept\n";
-    out += "    icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, "
-           "nd-neighbor-advert, mld-listener-query } accept\n";
+    out +=
+        "    icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, "
+        "nd-neighbor-advert, mld-listener-query } accept\n";
     out += "    icmpv6 type packet-too-big accept\n";
     out += "    icmp type destination-unreachable icmp code frag-needed accept\n";
   }
@@ -462,8 +470,9 @@ std::string renderRuleset(const v1::DesiredState& state, int64_t now_unix_ms) {
     out += "    ip6 daddr @exempt_icmp6 meta l4proto ipv6-icmp accept\n";
     out += "    meta nfproto ipv4 udp sport 68 udp dport 67 accept\n";
     out += "    meta nfproto ipv6 udp sport 546 udp dport 547 accept\n";
-    out += "    icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, "
-           "nd-neighbor-advert, mld-listener-report, mld2-listener-report } accept\n";
+    out +=
+        "    icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, "
+        "nd-neighbor-advert, mld-listener-report, mld2-listener-report } accept\n";
   }
   out += "  }\n";
 

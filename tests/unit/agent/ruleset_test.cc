@@ -3,19 +3,18 @@
 #include "agent/core/ruleset.h"
 
 #include <arpa/inet.h>
-#include <sys/socket.h>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <array>
-#include <tuple>
 #include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/format.h"
@@ -226,8 +225,8 @@ TEST(RenderRuleset, IsolationKeepsDhcpNdAndResets) {
       return l.find("nd-neighbor-solicit") != std::string::npos;
     });
     ASSERT_NE(nd, lines->end());
-    for (const char* type : {"nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit",
-                             "nd-router-advert"}) {
+    for (const char* type :
+         {"nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit", "nd-router-advert"}) {
       EXPECT_NE(nd->find(type), std::string::npos) << type;
     }
   }
@@ -246,10 +245,10 @@ TEST(RenderRuleset, OverlappingExemptionsAreNormalised) {
   *iso->add_exemptions() = rule(v1::DIRECTION_IN, v1::PROTOCOL_ICMP, "10.77.1.7/32");
   *iso->add_exemptions() = rule(v1::DIRECTION_IN, v1::PROTOCOL_ICMP, "10.77.0.0/16");
   const std::string text = renderRuleset(s, kNow);
-  EXPECT_THAT(setElements(text, "exempt_in4"),
-              ::testing::ElementsAre("10.77.0.0/16 . tcp . 5000-6000",
-                                     "10.77.0.50 . tcp . 6001-6200",
-                                     "10.77.0.50 . udp . 5432", "10.77.1.0/24 . tcp . 22"));
+  EXPECT_THAT(
+      setElements(text, "exempt_in4"),
+      ::testing::ElementsAre("10.77.0.0/16 . tcp . 5000-6000", "10.77.0.50 . tcp . 6001-6200",
+                             "10.77.0.50 . udp . 5432", "10.77.1.0/24 . tcp . 22"));
   EXPECT_THAT(setElements(text, "exempt_icmp4"), ::testing::ElementsAre("10.77.0.0/16"));
 }
 
@@ -383,7 +382,9 @@ class Random {
   int upTo(int n) { return std::uniform_int_distribution<int>(0, n - 1)(gen_); }
   bool coin() { return upTo(2) == 1; }
   template <typename T>
-  const T& pick(const std::vector<T>& v) { return v[upTo(static_cast<int>(v.size()))]; }
+  const T& pick(const std::vector<T>& v) {
+    return v[upTo(static_cast<int>(v.size()))];
+  }
   std::mt19937& gen() { return gen_; }
 
  private:
@@ -411,10 +412,14 @@ std::string randomCidr(Random& r, bool v6) {
 
 std::pair<uint32_t, uint32_t> randomPorts(Random& r) {
   switch (r.upTo(5)) {
-    case 0: return {0, 0};
-    case 1: return {22, 22};
-    case 2: return {5432, 5432};
-    case 3: return {6000, 6010};
+    case 0:
+      return {0, 0};
+    case 1:
+      return {22, 22};
+    case 2:
+      return {5432, 5432};
+    case 3:
+      return {6000, 6010};
     default: {
       uint32_t lo = 5000 + static_cast<uint32_t>(r.upTo(1100));
       return {lo, lo + static_cast<uint32_t>(r.upTo(200))};
@@ -436,9 +441,14 @@ v1::DesiredState randomState(Random& r) {
   auto* iso = s.mutable_isolation();
   iso->set_enabled(r.upTo(4) != 0);
   switch (r.upTo(3)) {
-    case 0: break;
-    case 1: iso->set_expires_at_unix_ms(kNow - r.upTo(1000)); break;
-    default: iso->set_expires_at_unix_ms(kNow + 1 + r.upTo(1000)); break;
+    case 0:
+      break;
+    case 1:
+      iso->set_expires_at_unix_ms(kNow - r.upTo(1000));
+      break;
+    default:
+      iso->set_expires_at_unix_ms(kNow + 1 + r.upTo(1000));
+      break;
   }
   int rules = r.upTo(25);
   for (int i = 0; i < rules; ++i) {
@@ -446,10 +456,9 @@ v1::DesiredState randomState(Random& r) {
     auto proto = r.pick(std::vector<v1::Protocol>{v1::PROTOCOL_TCP, v1::PROTOCOL_UDP,
                                                   v1::PROTOCOL_ICMP, v1::PROTOCOL_ANY});
     if (proto == v1::PROTOCOL_ICMP) lo = hi = 0;
-    *iso->add_exemptions() =
-        rule(r.pick(std::vector<v1::Direction>{v1::DIRECTION_IN, v1::DIRECTION_OUT,
-                                               v1::DIRECTION_BOTH}),
-             proto, randomCidr(r, r.coin()), lo, hi);
+    *iso->add_exemptions() = rule(
+        r.pick(std::vector<v1::Direction>{v1::DIRECTION_IN, v1::DIRECTION_OUT, v1::DIRECTION_BOTH}),
+        proto, randomCidr(r, r.coin()), lo, hi);
   }
   if (r.upTo(4) == 0) s.add_protected_cidrs(randomCidr(r, r.coin()));
   return s;
@@ -469,7 +478,8 @@ bool referenceKept(const Flow& f, const v1::DesiredState& s, int64_t now) {
   if (f.forwarded) return false;
   if (local == remote) return true;
   for (const auto& e : s.controller_endpoints()) {
-    if (f.proto == FlowProto::kTcp && *parseCidr("c", e.ip()) == remote && e.port() == f.remote_port) {
+    if (f.proto == FlowProto::kTcp && *parseCidr("c", e.ip()) == remote &&
+        e.port() == f.remote_port) {
       return true;
     }
   }
@@ -504,10 +514,14 @@ Flow randomFlow(Random& r) {
                           : fmt::format("10.77.{}.{}", r.upTo(3) == 0 ? 1 : 0, r.upTo(80));
   auto port = [&]() -> uint16_t {
     switch (r.upTo(4)) {
-      case 0: return 22;
-      case 1: return 5432;
-      case 2: return static_cast<uint16_t>(5990 + r.upTo(40));
-      default: return static_cast<uint16_t>(4900 + r.upTo(1400));
+      case 0:
+        return 22;
+      case 1:
+        return 5432;
+      case 2:
+        return static_cast<uint16_t>(5990 + r.upTo(40));
+      default:
+        return static_cast<uint16_t>(4900 + r.upTo(1400));
     }
   };
   Flow f = flow(proto, local, port(), remote, port());
@@ -538,7 +552,8 @@ ParsedElement parseElement(const std::string& e) {
     p.proto = parts[1];
     size_t dash = parts[2].find('-');
     p.lo = static_cast<uint32_t>(std::stoul(parts[2].substr(0, dash)));
-    p.hi = dash == std::string::npos ? p.lo : static_cast<uint32_t>(std::stoul(parts[2].substr(dash + 1)));
+    p.hi = dash == std::string::npos ? p.lo
+                                     : static_cast<uint32_t>(std::stoul(parts[2].substr(dash + 1)));
   }
   return p;
 }
@@ -581,7 +596,8 @@ TEST(RulesetProperties, RandomStates) {
     for (const auto& [chain, rule4, rule6] :
          {std::tuple<std::string, std::string, std::string>{
               "input", "ip saddr . tcp sport @ctrl4 accept", "ip6 saddr . tcp sport @ctrl6 accept"},
-          {"output", "ip daddr . tcp dport @ctrl4 accept", "ip6 daddr . tcp dport @ctrl6 accept"}}) {
+          {"output", "ip daddr . tcp dport @ctrl4 accept",
+           "ip6 daddr . tcp dport @ctrl6 accept"}}) {
       auto lines = chainLines(text, chain);
       auto first_drop = std::find_if(lines.begin() + 1, lines.end(), [](const std::string& l) {
         return l.find("drop") != std::string::npos || l.find("reject") != std::string::npos;

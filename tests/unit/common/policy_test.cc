@@ -1,7 +1,6 @@
 #include "common/policy.h"
 
 #include <arpa/inet.h>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -178,24 +177,26 @@ INSTANTIATE_TEST_SUITE_P(
                   "CIDR or DNS name"},
         ErrorCase{"unknown rule field", composed()[14].c_str(),
                   "p.yaml:7: ports: unknown field (expected direction, proto, remote, port)"},
-        ErrorCase{"field twice", composed()[15].c_str(),
-                  "p.yaml:7: proto: field given twice"},
+        ErrorCase{"field twice", composed()[15].c_str(), "p.yaml:7: proto: field given twice"},
         ErrorCase{"rule not a mapping", composed()[16].c_str(),
                   "p.yaml:4: rules: each rule must be a mapping (direction, proto, remote, "
                   "port), found a scalar"},
         ErrorCase{"mapping where a scalar belongs", composed()[17].c_str(),
                   "p.yaml:6: remote: expected a CIDR, an IP address or a DNS name, found a "
                   "mapping"},
-        ErrorCase{"unknown top-level field", "name: x\ndescription: d\nowner: me\nrules:\n"
-                                             "  - {direction: in, proto: tcp, remote: 10.0.0.1}\n",
+        ErrorCase{"unknown top-level field",
+                  "name: x\ndescription: d\nowner: me\nrules:\n"
+                  "  - {direction: in, proto: tcp, remote: 10.0.0.1}\n",
                   "p.yaml:3: owner: unknown field (expected name, description, selector, "
                   "rules)"},
-        ErrorCase{"bad name", "name: Bad_Name\ndescription: d\nrules:\n"
-                              "  - {direction: in, proto: tcp, remote: 10.0.0.1}\n",
+        ErrorCase{"bad name",
+                  "name: Bad_Name\ndescription: d\nrules:\n"
+                  "  - {direction: in, proto: tcp, remote: 10.0.0.1}\n",
                   "p.yaml:1: name: invalid value \"Bad_Name\": must be 1-63 characters of "
                   "[a-z0-9-]"},
-        ErrorCase{"name is a list", "name: [a]\ndescription: d\nrules:\n"
-                                    "  - {direction: in, proto: tcp, remote: 10.0.0.1}\n",
+        ErrorCase{"name is a list",
+                  "name: [a]\ndescription: d\nrules:\n"
+                  "  - {direction: in, proto: tcp, remote: 10.0.0.1}\n",
                   "p.yaml:1: name: expected a set name, found a list"},
         ErrorCase{"empty rules", "name: x\ndescription: d\nrules: []\n",
                   "p.yaml:3: rules: must hold at least one rule"},
@@ -205,11 +206,13 @@ INSTANTIATE_TEST_SUITE_P(
                   "p.yaml:1: name: missing (required)\n"
                   "p.yaml:1: description: missing (required)\n"
                   "p.yaml:1: rules: missing (required: a list of rules)"},
-        ErrorCase{"bad selector", "name: x\ndescription: d\nselector: role\nrules:\n"
-                                  "  - {direction: in, proto: tcp, remote: 10.0.0.1}\n",
+        ErrorCase{"bad selector",
+                  "name: x\ndescription: d\nselector: role\nrules:\n"
+                  "  - {direction: in, proto: tcp, remote: 10.0.0.1}\n",
                   "p.yaml:3: selector: invalid value \"role\": expected KEY=VALUE"},
-        ErrorCase{"empty file", "", "p.yaml:1: yaml: empty file: expected a mapping with name, "
-                                    "description, rules"},
+        ErrorCase{"empty file", "",
+                  "p.yaml:1: yaml: empty file: expected a mapping with name, "
+                  "description, rules"},
         ErrorCase{"top level is a list", "- a\n- b\n",
                   "p.yaml:1: yaml: expected a mapping with name, description, rules, found a "
                   "list"},
@@ -228,23 +231,27 @@ TEST(ParsePolicy, CollectsEveryErrorOfAFile) {
 }
 
 TEST(ParsePolicy, YamlSyntaxErrorNamesItsLine) {
-  std::string err = errorOf("name: x\ndescription: d\nrules:\n  - direction: in\n"
-                            "    proto: tcp\n   remote: 10.0.0.1\n");
+  std::string err = errorOf(
+      "name: x\ndescription: d\nrules:\n  - direction: in\n"
+      "    proto: tcp\n   remote: 10.0.0.1\n");
   EXPECT_THAT(err, ::testing::StartsWith("p.yaml:6: yaml: ")) << err;
 }
 
 TEST(ParsePolicy, BareStarSelectorGetsAHint) {
-  std::string err = errorOf("name: x\ndescription: d\nselector: *\nrules:\n"
-                            "  - {direction: in, proto: tcp, remote: 10.0.0.1}\n");
+  std::string err = errorOf(
+      "name: x\ndescription: d\nselector: *\nrules:\n"
+      "  - {direction: in, proto: tcp, remote: 10.0.0.1}\n");
   EXPECT_THAT(err, ::testing::StartsWith("p.yaml:3: yaml: ")) << err;
   EXPECT_THAT(err, HasSubstr("write selector: \"*\" with quotes")) << err;
 }
 
 std::vector<std::pair<std::string, std::string>> twoFiles(const std::string& name_b) {
-  return {{"a.yaml", "name: shared\ndescription: d\nrules:\n"
-                     "  - {direction: in, proto: tcp, remote: 10.0.0.1}\n"},
-          {"b.yaml", "# comment\nname: " + name_b + "\ndescription: d\nrules:\n"
-                     "  - {direction: out, proto: udp, remote: fd77::50, port: 53}\n"}};
+  return {{"a.yaml",
+           "name: shared\ndescription: d\nrules:\n"
+           "  - {direction: in, proto: tcp, remote: 10.0.0.1}\n"},
+          {"b.yaml", "# comment\nname: " + name_b +
+                         "\ndescription: d\nrules:\n"
+                         "  - {direction: out, proto: udp, remote: fd77::50, port: 53}\n"}};
 }
 
 TEST(BuildPolicyLibrary, RejectsDuplicateNamesAcrossFiles) {
@@ -293,8 +300,8 @@ TEST(LoadPolicyDir, ShippedPoliciesAreValid) {
   EXPECT_EQ(*pg->selector, (Labels{{"role", "db"}}));
   std::set<std::string> seen;
   for (const auto& r : pg->rules) {
-    seen.insert(fmt::format("{} {} {}", v1::Direction_Name(r.direction),
-                            r.remote_cidr->toString(), r.port_first));
+    seen.insert(fmt::format("{} {} {}", v1::Direction_Name(r.direction), r.remote_cidr->toString(),
+                            r.port_first));
   }
   EXPECT_EQ(seen, (std::set<std::string>{
                       "DIRECTION_IN 10.77.0.50/32 5432", "DIRECTION_IN fd77::50/128 5432",
