@@ -183,10 +183,30 @@ int status(const GlobalOptions& g, const std::vector<std::string>& args, Io& io)
   return kOk;
 }
 
+int verifyAudit(const GlobalOptions& g, OperatorClient& client, Io& io) {
+  v1::VerifyAuditResponse resp;
+  auto ctx = client.context();
+  grpc::Status st = client.stub().VerifyAudit(ctx.get(), v1::VerifyAuditRequest(), &resp);
+  if (!st.ok()) return reportRpcError("audit", client.controller(), st, io.err);
+  if (g.json) {
+    printJson(io.out, resp);
+  } else if (resp.ok()) {
+    io.out << "audit trail intact: " << resp.rows() << " rows, hash chain verified\n";
+  } else {
+    io.out << "audit trail ALTERED at row " << resp.first_bad_id() << ": " << resp.problem()
+           << " (" << resp.rows() << " rows checked)\n";
+  }
+  return resp.ok() ? kOk : kFailed;
+}
+
 int audit(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
   unsigned limit = 50;
+  bool verify = false;
   po::options_description opts("audit");
-  opts.add_options()("limit", po::value(&limit)->default_value(50), "newest N records");
+  opts.add_options()
+      ("limit", po::value(&limit)->default_value(50), "newest N records")
+      ("verify", po::bool_switch(&verify),
+       "recompute the audit hash chain; exit 1 if any row was altered");
   po::variables_map vm;
   bool help = false;
   if (!parseCommandArgs("audit", args, opts, {}, vm, io.out, io.err, &help)) {
@@ -194,6 +214,7 @@ int audit(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) 
   }
   auto client = connect("audit", g, io);
   if (!client) return kUsage;
+  if (verify) return verifyAudit(g, *client, io);
   v1::ListAuditRequest req;
   req.set_limit(limit);
   v1::ListAuditResponse resp;
