@@ -122,13 +122,17 @@ TEST(RulesetKernelCheck, RandomOverlappingStatesApply) {
       r->set_direction(static_cast<v1::Direction>(1 + upTo(3)));
       r->set_protocol(static_cast<v1::Protocol>(upTo(4)));
       bool v6 = upTo(2) == 1;
-      int prefix = v6 ? std::vector<int>{16, 120, 126, 128}[upTo(4)]
-                      : std::vector<int>{16, 24, 29, 30, 32}[upTo(5)];
+      int prefix = v6 ? std::vector<int>{0, 16, 120, 126, 128}[upTo(5)]
+                      : std::vector<int>{0, 16, 24, 29, 30, 32}[upTo(6)];
       int host_bits = (v6 ? 128 : 32) - prefix;
       unsigned last =
           host_bits >= 3 ? 0u : (static_cast<unsigned>(upTo(8)) >> host_bits) << host_bits;
-      r->set_remote_cidr(v6 ? fmt::format("fd77::{:x}/{}", last, prefix)
-                            : fmt::format("10.77.0.{}/{}", last, prefix));
+      if (prefix == 0) {
+        r->set_remote_cidr(v6 ? "::/0" : "0.0.0.0/0");
+      } else {
+        r->set_remote_cidr(v6 ? fmt::format("fd77::{:x}/{}", last, prefix)
+                              : fmt::format("10.77.0.{}/{}", last, prefix));
+      }
       if (r->protocol() != v1::PROTOCOL_ICMP && upTo(3) != 0) {
         uint32_t lo = 5430 + static_cast<uint32_t>(upTo(6));
         r->mutable_ports()->set_first(lo);

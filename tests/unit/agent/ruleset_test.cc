@@ -394,7 +394,7 @@ class Random {
 // Small address spaces so that rules overlap often.
 std::string randomCidr(Random& r, bool v6) {
   if (v6) {
-    int prefix = r.pick(std::vector<int>{16, 64, 120, 124, 128});
+    int prefix = r.pick(std::vector<int>{0, 16, 64, 120, 124, 128});
     uint8_t last = static_cast<uint8_t>(r.upTo(64));
     Cidr c = *parseCidr("x", "fd77::/16");
     if (prefix > 16) c.addr[15] = last;
@@ -402,7 +402,7 @@ std::string randomCidr(Random& r, bool v6) {
     c.prefix_len = prefix;
     return c.toString();
   }
-  int prefix = r.pick(std::vector<int>{16, 24, 26, 28, 30, 32});
+  int prefix = r.pick(std::vector<int>{0, 16, 24, 26, 28, 30, 32});
   Cidr c = *parseCidr("x", "10.77.0.0/16");
   if (prefix > 16) c.addr[3] = static_cast<uint8_t>(r.upTo(64));
   for (int bit = prefix; bit < 32; ++bit) c.addr[bit / 8] &= ~(0x80 >> (bit % 8));
