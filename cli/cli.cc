@@ -40,6 +40,7 @@ const std::map<std::string, CommandInfo>& commands() {
     addPkiCommands(*t);
     addHostCommands(*t);
     addContainmentCommands(*t);
+    addPolicyCommands(*t);
     return t;
   }();
   return *table;
