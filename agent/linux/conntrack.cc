@@ -35,26 +35,20 @@ std::array<uint8_t, 16> addrBytes(const nl_addr* a) {
   return out;
 }
 
-std::string addrText(int family, const std::array<uint8_t, 16>& a) {
-  char buf[INET6_ADDRSTRLEN] = {};
-  inet_ntop(family, a.data(), buf, sizeof(buf));
-  return family == AF_INET6 ? fmt::format("[{}]", buf) : std::string(buf);
-}
-
-std::string ctFlowText(const Flow& f) {
-  return fmt::format("conntrack proto {} {}:{} -> {}:{}{}", static_cast<int>(f.proto),
-                     addrText(f.family, f.local_addr), f.local_port,
-                     addrText(f.family, f.remote_addr), f.remote_port,
-                     f.forwarded ? " (forwarded)" : "");
-}
+std::string ctFlowText(const Flow& f) { return "conntrack " + f.toString(); }
 
 FlowProto toFlowProto(uint8_t p) {
   switch (p) {
-    case IPPROTO_TCP: return FlowProto::kTcp;
-    case IPPROTO_UDP: return FlowProto::kUdp;
-    case IPPROTO_ICMP: return FlowProto::kIcmp;
-    case IPPROTO_ICMPV6: return FlowProto::kIcmpv6;
-    default: return FlowProto::kOther;
+    case IPPROTO_TCP:
+      return FlowProto::kTcp;
+    case IPPROTO_UDP:
+      return FlowProto::kUdp;
+    case IPPROTO_ICMP:
+      return FlowProto::kIcmp;
+    case IPPROTO_ICMPV6:
+      return FlowProto::kIcmpv6;
+    default:
+      return FlowProto::kOther;
   }
 }
 

@@ -84,9 +84,8 @@ absl::Status NftablesFirewall::apply(const std::string& ruleset) {
   }
   if (auto r = runLocked(batch, /*dry_run=*/false); !r.ok()) {
     // One batch is one transaction: the kernel aborted all of it.
-    return absl::AbortedError(
-        fmt::format("kernel rejected the ruleset transaction ({}): {}", kStateUnchanged,
-                    r.status()));
+    return absl::AbortedError(fmt::format("kernel rejected the ruleset transaction ({}): {}",
+                                          kStateUnchanged, r.status()));
   }
   return absl::OkStatus();
 }
@@ -126,12 +125,12 @@ absl::StatusOr<std::string> NftablesFirewall::readBackHash() {
 
 absl::Status NftablesFirewall::remove() {
   std::lock_guard<std::mutex> lock(mu_);
-  auto r = runLocked(
-      fmt::format("add table {0} {1}\ndelete table {0} {1}\n", kFamily, kTable), false);
+  auto r =
+      runLocked(fmt::format("add table {0} {1}\ndelete table {0} {1}\n", kFamily, kTable), false);
   if (!r.ok()) {
-    return absl::InternalError(fmt::format(
-        "cannot remove table {} {} (it stays in force, host still contained): {}", kFamily,
-        kTable, r.status()));
+    return absl::InternalError(
+        fmt::format("cannot remove table {} {} (it stays in force, host still contained): {}",
+                    kFamily, kTable, r.status()));
   }
   return absl::OkStatus();
 }

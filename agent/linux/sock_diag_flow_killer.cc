@@ -74,33 +74,15 @@ void drain(int fd) {
 
 uint32_t cutStatesMask() {
   uint32_t mask = 0;
-  for (int s : std::initializer_list<int>{TCP_ESTABLISHED, TCP_SYN_SENT, TCP_SYN_RECV, TCP_FIN_WAIT1, TCP_FIN_WAIT2,
-                TCP_CLOSE_WAIT, TCP_LAST_ACK, TCP_CLOSING, 12 /* TCP_NEW_SYN_RECV */}) {
+  for (int s : std::initializer_list<int>{TCP_ESTABLISHED, TCP_SYN_SENT, TCP_SYN_RECV,
+                                          TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_CLOSE_WAIT,
+                                          TCP_LAST_ACK, TCP_CLOSING, 12 /* TCP_NEW_SYN_RECV */}) {
     mask |= 1u << s;
   }
   return mask;
 }
 
-std::string describeFlow(const Flow& f) {
-  const char* proto = "other";
-  switch (f.proto) {
-    case FlowProto::kTcp: proto = "tcp"; break;
-    case FlowProto::kUdp: proto = "udp"; break;
-    case FlowProto::kIcmp: proto = "icmp"; break;
-    case FlowProto::kIcmpv6: proto = "icmpv6"; break;
-    case FlowProto::kOther: break;
-  }
-  char l[INET6_ADDRSTRLEN] = {};
-  char r[INET6_ADDRSTRLEN] = {};
-  inet_ntop(f.family, f.local_addr.data(), l, sizeof(l));
-  inet_ntop(f.family, f.remote_addr.data(), r, sizeof(r));
-  if (f.family == AF_INET6) {
-    return fmt::format("{} [{}]:{} <- [{}]:{}{}", proto, l, f.local_port, r, f.remote_port,
-                       f.forwarded ? " (forwarded)" : "");
-  }
-  return fmt::format("{} {}:{} <- {}:{}{}", proto, l, f.local_port, r, f.remote_port,
-                     f.forwarded ? " (forwarded)" : "");
-}
+std::string describeFlow(const Flow& f) { return f.toString(); }
 
 absl::Status parseInetDiagDump(const void* data, size_t len, std::vector<DiagSocket>* out,
                                bool* done) {
@@ -110,9 +92,8 @@ absl::Status parseInetDiagDump(const void* data, size_t len, std::vector<DiagSoc
     nlmsghdr h;
     std::memcpy(&h, base + off, sizeof(h));
     if (h.nlmsg_len < sizeof(nlmsghdr) || off + h.nlmsg_len > len) {
-      return absl::DataLossError(
-          fmt::format("malformed sock_diag message (length {} at offset {} of {})", h.nlmsg_len,
-                      off, len));
+      return absl::DataLossError(fmt::format(
+          "malformed sock_diag message (length {} at offset {} of {})", h.nlmsg_len, off, len));
     }
     const uint8_t* payload = base + off + NLMSG_HDRLEN;
     const size_t plen = h.nlmsg_len - NLMSG_HDRLEN;
@@ -199,8 +180,8 @@ absl::StatusOr<std::unique_ptr<SockDiagFlowKiller>> SockDiagFlowKiller::create(O
   if (options.destroy_batch == 0) options.destroy_batch = 1;
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (fd < 0) {
-    return absl::UnavailableError(fmt::format("cannot open a NETLINK_SOCK_DIAG socket: {}",
-                                              errnoText(errno)));
+    return absl::UnavailableError(
+        fmt::format("cannot open a NETLINK_SOCK_DIAG socket: {}", errnoText(errno)));
   }
   // Room for a whole batch of acks; FORCE needs CAP_NET_ADMIN, which SOCK_DESTROY needs anyway.
   int rcvbuf = 8 << 20;
@@ -245,8 +226,7 @@ absl::StatusOr<std::vector<DiagSocket>> SockDiagFlowKiller::dumpTcp(int family) 
   req.r.idiag_states = cutStatesMask();
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
-  if (sendto(fd_, &req, sizeof(req), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) <
-      0) {
+  if (sendto(fd_, &req, sizeof(req), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0) {
     return absl::UnavailableError(fmt::format("sock_diag dump request: {}", errnoText(errno)));
   }
   std::vector<DiagSocket> out;
@@ -269,8 +249,7 @@ absl::StatusOr<std::vector<DiagSocket>> SockDiagFlowKiller::dumpTcp(int family) 
   return out;
 }
 
-void SockDiagFlowKiller::destroy(const std::vector<const DiagSocket*>& chosen,
-                                 CutReport* report) {
+void SockDiagFlowKiller::destroy(const std::vector<const DiagSocket*>& chosen, CutReport* report) {
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
   std::vector<uint8_t> out;
@@ -293,8 +272,8 @@ void SockDiagFlowKiller::destroy(const std::vector<const DiagSocket*>& chosen,
     // by the time it returns.
     if (sendto(fd_, out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&kernel),
                sizeof(kernel)) < 0) {
-      report->errors.push_back(fmt::format("SOCK_DESTROY of {} sockets not sent: {}", n,
-                                           errnoText(errno)));
+      report->errors.push_back(
+          fmt::format("SOCK_DESTROY of {} sockets not sent: {}", n, errnoText(errno)));
       continue;
     }
     while (pending > 0) {
@@ -332,8 +311,7 @@ void SockDiagFlowKiller::destroy(const std::vector<const DiagSocket*>& chosen,
       } else if (err == -EOPNOTSUPP) {
         unsupported = true;
       } else if (err == 1) {
-        report->errors.push_back(fmt::format("{}: SOCK_DESTROY not acknowledged{}",
-                                             describeFlow(f),
+        report->errors.push_back(fmt::format("{}: SOCK_DESTROY not acknowledged{}", describeFlow(f),
                                              lost ? " (ack queue overflowed)" : ""));
       } else {
         report->errors.push_back(

@@ -20,12 +20,12 @@ namespace bulkhead::agent {
 
 // One TCP socket from a SOCK_DIAG_BY_FAMILY dump.
 struct DiagSocket {
-  Flow flow;             // IPv4-mapped IPv6 sockets are presented as AF_INET flows
-  uint8_t family = 0;    // family the kernel reported (needed for SOCK_DESTROY)
-  uint8_t state = 0;     // TCP state (linux/tcp_states.h numbering)
+  Flow flow;           // IPv4-mapped IPv6 sockets are presented as AF_INET flows
+  uint8_t family = 0;  // family the kernel reported (needed for SOCK_DESTROY)
+  uint8_t state = 0;   // TCP state (linux/tcp_states.h numbering)
   uint32_t uid = 0;
   uint32_t inode = 0;
-  inet_diag_sockid id{}; // opaque kernel id incl. cookie, echoed back in SOCK_DESTROY
+  inet_diag_sockid id{};  // opaque kernel id incl. cookie, echoed back in SOCK_DESTROY
 };
 
 // TCP states cut() enumerates: every state but LISTEN, TIME_WAIT and CLOSE (an unconnected
@@ -51,7 +51,7 @@ absl::Status parseNetlinkAcks(const void* data, size_t len, std::vector<NetlinkA
 // to `buf`.
 void appendDestroyRequest(const DiagSocket& s, uint32_t seq, std::vector<uint8_t>* buf);
 
-// "tcp 10.77.0.11:22 <- 10.77.0.66:51234"-style text (the Flow's local <- remote).
+// Flow::toString(): "tcp 10.77.0.11:22 <- 10.77.0.66:51234" (local <- remote).
 std::string describeFlow(const Flow& f);
 
 // Thread-compatible: one cut() at a time (an internal mutex serialises stray callers). All
@@ -89,7 +89,7 @@ class SockDiagFlowKiller final : public FlowKiller {
 
   std::mutex mu_;
   const Options options_;
-  int fd_;                              // NETLINK_SOCK_DIAG socket, owned
+  int fd_;  // NETLINK_SOCK_DIAG socket, owned
   uint32_t seq_ = 1;
   std::unique_ptr<ConntrackTable> ct_;  // null if ctnetlink could not be opened
   std::string ct_error_;                // why ct_ is null

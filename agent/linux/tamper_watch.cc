@@ -40,20 +40,23 @@ uint32_t attrBe32(const uint8_t* p, size_t n) {
 
 std::string nftMessageName(uint16_t t) {
   static constexpr const char* kNames[] = {
-      "NEWTABLE", "GETTABLE", "DELTABLE", "NEWCHAIN", "GETCHAIN", "DELCHAIN",
-      "NEWRULE", "GETRULE", "DELRULE", "NEWSET", "GETSET", "DELSET",
-      "NEWSETELEM", "GETSETELEM", "DELSETELEM", "NEWGEN", "GETGEN", "TRACE",
-      "NEWOBJ", "GETOBJ", "DELOBJ", "GETOBJ_RESET", "NEWFLOWTABLE", "GETFLOWTABLE",
-      "DELFLOWTABLE"};
+      "NEWTABLE", "GETTABLE",     "DELTABLE",     "NEWCHAIN",     "GETCHAIN",
+      "DELCHAIN", "NEWRULE",      "GETRULE",      "DELRULE",      "NEWSET",
+      "GETSET",   "DELSET",       "NEWSETELEM",   "GETSETELEM",   "DELSETELEM",
+      "NEWGEN",   "GETGEN",       "TRACE",        "NEWOBJ",       "GETOBJ",
+      "DELOBJ",   "GETOBJ_RESET", "NEWFLOWTABLE", "GETFLOWTABLE", "DELFLOWTABLE"};
   if (t < sizeof(kNames) / sizeof(kNames[0])) return kNames[t];
   return fmt::format("MSG_{}", t);
 }
 
 std::string toString(TamperEvent::Reason r) {
   switch (r) {
-    case TamperEvent::Reason::kTableChanged: return "table-changed";
-    case TamperEvent::Reason::kOverflow: return "event-overflow";
-    case TamperEvent::Reason::kBackstop: return "backstop";
+    case TamperEvent::Reason::kTableChanged:
+      return "table-changed";
+    case TamperEvent::Reason::kOverflow:
+      return "event-overflow";
+    case TamperEvent::Reason::kBackstop:
+      return "backstop";
   }
   return "unknown";
 }
@@ -65,8 +68,8 @@ absl::Status parseNftEvents(const void* data, size_t len, std::vector<NftEvent>*
     nlmsghdr h;
     std::memcpy(&h, base + off, sizeof(h));
     if (h.nlmsg_len < sizeof(nlmsghdr) || off + h.nlmsg_len > len) {
-      return absl::DataLossError(fmt::format("malformed nf_tables event (length {} at {} of {})",
-                                             h.nlmsg_len, off, len));
+      return absl::DataLossError(
+          fmt::format("malformed nf_tables event (length {} at {} of {})", h.nlmsg_len, off, len));
     }
     const size_t next = off + NLMSG_ALIGN(h.nlmsg_len);
     if ((h.nlmsg_type >> 8) != NFNL_SUBSYS_NFTABLES ||
@@ -133,8 +136,8 @@ TamperEvent TamperAggregator::take() {
   return out;
 }
 
-absl::StatusOr<std::unique_ptr<NetlinkTamperWatch>> NetlinkTamperWatch::create(
-    Options options, Callback callback) {
+absl::StatusOr<std::unique_ptr<NetlinkTamperWatch>> NetlinkTamperWatch::create(Options options,
+                                                                               Callback callback) {
   int sock = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_NETFILTER);
   if (sock < 0) {
     return absl::UnavailableError(fmt::format(
@@ -171,7 +174,9 @@ absl::StatusOr<std::unique_ptr<NetlinkTamperWatch>> NetlinkTamperWatch::create(
 }
 
 NetlinkTamperWatch::NetlinkTamperWatch(Options options, Callback callback, int sock, int stop_fd)
-    : options_(std::move(options)), callback_(std::move(callback)), sock_(sock),
+    : options_(std::move(options)),
+      callback_(std::move(callback)),
+      sock_(sock),
       stop_fd_(stop_fd) {}
 
 NetlinkTamperWatch::~NetlinkTamperWatch() {
@@ -192,8 +197,8 @@ void NetlinkTamperWatch::run() {
   TamperAggregator agg(options_.family, options_.table);
   std::vector<uint8_t> buf(256 * 1024);
   std::vector<NftEvent> events;
-  bool window_open = false;                   // a debounce window is open...
-  Clock::time_point fire_at{};                // ...and ends here
+  bool window_open = false;     // a debounce window is open...
+  Clock::time_point fire_at{};  // ...and ends here
   bool overflow = false;
   const bool backstop_on = options_.backstop.count() > 0;
   Clock::time_point next_backstop = Clock::now() + options_.backstop;

@@ -73,8 +73,9 @@ int main(int argc, char** argv) {
   auto fw = bulkhead::agent::NftablesFirewall::create();
   if (!fw.ok()) return 1;
   if (conntrack &&
-      !(*fw)->runRaw("table inet benchct {\n chain in {\n  type filter hook input priority 0;"
-                     " policy accept;\n  ct state established accept\n }\n}\n")
+      !(*fw)
+           ->runRaw("table inet benchct {\n chain in {\n  type filter hook input priority 0;"
+                    " policy accept;\n  ct state established accept\n }\n}\n")
            .ok()) {
     std::fprintf(stderr, "cannot load the conntrack rule\n");
     return 1;
@@ -101,8 +102,8 @@ int main(int argc, char** argv) {
     setup_times.push_back(ms(Clock::now() - s0));
     // Cut the client side of every connection (the server side gets a RST).
     auto t0 = Clock::now();
-    auto report = (*killer)->cut(
-        [port](const Flow& f) { return f.remote_port == port; }, /*dry_run=*/false);
+    auto report =
+        (*killer)->cut([port](const Flow& f) { return f.remote_port == port; }, /*dry_run=*/false);
     auto t1 = Clock::now();
     if (!report.ok()) {
       std::fprintf(stderr, "cut: %s\n", std::string(report.status().message()).c_str());
@@ -123,9 +124,10 @@ int main(int argc, char** argv) {
     conns.clear();  // close everything before the next run
     listener.reset();
   }
-  std::printf("flow_kill_bench: %zu established loopback TCP connections%s, %d runs: "
-              "median cut() %.1f ms (dump + select + SOCK_DESTROY%s), target <= 1000 ms\n",
-              flows, conntrack ? " with conntrack entries" : "", runs, median(times),
-              conntrack ? " + conntrack delete" : "");
+  std::printf(
+      "flow_kill_bench: %zu established loopback TCP connections%s, %d runs: "
+      "median cut() %.1f ms (dump + select + SOCK_DESTROY%s), target <= 1000 ms\n",
+      flows, conntrack ? " with conntrack entries" : "", runs, median(times),
+      conntrack ? " + conntrack delete" : "");
   return 0;
 }

@@ -88,8 +88,8 @@ struct Conn {
 // Opens n connections to `listener` (family, port), accepting as it goes (or, with
 // accept = false, leaving the server sides established in the accept queue: half the fds; the
 // listener's backlog must then hold n). Returns fewer on failure; `error` says why.
-inline std::vector<Conn> connectMany(int family, const Fd& listener, size_t n,
-                                     std::string* error, bool accept = true) {
+inline std::vector<Conn> connectMany(int family, const Fd& listener, size_t n, std::string* error,
+                                     bool accept = true) {
   std::vector<Conn> out;
   out.reserve(n);
   const uint16_t port = localPort(listener.get());

@@ -1,6 +1,4 @@
 // NftablesFirewall against the real kernel, inside this process's private network namespace.
-#include "agent/linux/nftables_firewall.h"
-
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -8,6 +6,7 @@
 #include <thread>
 
 #include "agent/core/ruleset.h"
+#include "agent/linux/nftables_firewall.h"
 #include "agent/linux/ruleset_hash.h"
 #include "tests/kernel/private_netns.h"
 

@@ -1,4 +1,6 @@
 // enterPrivateNetns(): unshare(CLONE_NEWNET), verify, bring up lo.
+#include "tests/kernel/private_netns.h"
+
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
@@ -10,8 +12,6 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
-
-#include "tests/kernel/private_netns.h"
 
 namespace bulkhead::test {
 namespace {
@@ -73,4 +73,3 @@ bool enterPrivateNetns() {
 }
 
 }  // namespace bulkhead::test
-

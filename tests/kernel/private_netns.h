@@ -5,9 +5,9 @@
 // not root (and therefore not isolated).
 #pragma once
 
-#include <string>
-
 #include <gtest/gtest.h>
+
+#include <string>
 
 namespace bulkhead::test {
 
@@ -22,9 +22,9 @@ bool enterPrivateNetns();
 
 }  // namespace bulkhead::test
 
-#define BULKHEAD_REQUIRE_PRIVATE_NETNS()                                   \
-  do {                                                                     \
-    if (!::bulkhead::test::privateNetnsSkipReason().empty()) {             \
-      GTEST_SKIP() << ::bulkhead::test::privateNetnsSkipReason();          \
-    }                                                                      \
+#define BULKHEAD_REQUIRE_PRIVATE_NETNS()                          \
+  do {                                                            \
+    if (!::bulkhead::test::privateNetnsSkipReason().empty()) {    \
+      GTEST_SKIP() << ::bulkhead::test::privateNetnsSkipReason(); \
+    }                                                             \
   } while (0)

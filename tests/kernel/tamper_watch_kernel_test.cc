@@ -1,6 +1,4 @@
 // NetlinkTamperWatch against the real kernel, inside this process's private network namespace.
-#include "agent/linux/tamper_watch.h"
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,6 +10,7 @@
 #include <string>
 
 #include "agent/linux/nftables_firewall.h"
+#include "agent/linux/tamper_watch.h"
 #include "tests/kernel/private_netns.h"
 
 namespace bulkhead::agent {
@@ -138,8 +137,9 @@ TEST_F(TamperWatchTest, OtherTablesDoNotFire) {
   ASSERT_NE(w, nullptr);
   ASSERT_TRUE(fw_->apply(kRuleset).ok());
   inbox_.drain(milliseconds(200));
-  ASSERT_TRUE(intruder_->runRaw("add table inet docker\nadd chain inet docker c\n"
-                                "add table ip bulkhead\n")
+  ASSERT_TRUE(intruder_
+                  ->runRaw("add table inet docker\nadd chain inet docker c\n"
+                           "add table ip bulkhead\n")
                   .ok());
   EXPECT_FALSE(inbox_.pop(milliseconds(300)).has_value());
 }

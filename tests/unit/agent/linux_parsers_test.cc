@@ -208,8 +208,9 @@ class ConntrackFlowTest : public ::testing::Test {
 };
 
 TEST_F(ConntrackFlowTest, InboundToThisHost) {
-  Flow f = flowFromConntrack(AF_INET, IPPROTO_TCP, tuple(v4("10.77.0.66"), 5000, v4("10.77.0.11"), 22),
-                             tuple(v4("10.77.0.11"), 22, v4("10.77.0.66"), 5000), local_);
+  Flow f =
+      flowFromConntrack(AF_INET, IPPROTO_TCP, tuple(v4("10.77.0.66"), 5000, v4("10.77.0.11"), 22),
+                        tuple(v4("10.77.0.11"), 22, v4("10.77.0.66"), 5000), local_);
   EXPECT_FALSE(f.forwarded);
   EXPECT_EQ(f.proto, FlowProto::kTcp);
   EXPECT_EQ(f.local_addr, v4("10.77.0.11"));
@@ -230,29 +231,30 @@ TEST_F(ConntrackFlowTest, OutboundFromThisHostV6) {
 
 TEST_F(ConntrackFlowTest, LoopbackIsLocalWithoutInterfaceList) {
   LocalAddresses none;
-  Flow f = flowFromConntrack(AF_INET, IPPROTO_TCP, tuple(v4("127.0.0.1"), 40000, v4("127.0.0.1"), 80),
-                             tuple(v4("127.0.0.1"), 80, v4("127.0.0.1"), 40000), none);
+  Flow f =
+      flowFromConntrack(AF_INET, IPPROTO_TCP, tuple(v4("127.0.0.1"), 40000, v4("127.0.0.1"), 80),
+                        tuple(v4("127.0.0.1"), 80, v4("127.0.0.1"), 40000), none);
   EXPECT_FALSE(f.forwarded);
   EXPECT_EQ(f.remote_port, 80);
 }
 
 TEST_F(ConntrackFlowTest, RoutedAndNattedAreForwarded) {
   // Routed through: no end is local.
-  Flow routed = flowFromConntrack(AF_INET, IPPROTO_TCP,
-                                  tuple(v4("10.77.5.5"), 1234, v4("10.77.6.6"), 22),
-                                  tuple(v4("10.77.6.6"), 22, v4("10.77.5.5"), 1234), local_);
+  Flow routed =
+      flowFromConntrack(AF_INET, IPPROTO_TCP, tuple(v4("10.77.5.5"), 1234, v4("10.77.6.6"), 22),
+                        tuple(v4("10.77.6.6"), 22, v4("10.77.5.5"), 1234), local_);
   EXPECT_TRUE(routed.forwarded);
   EXPECT_EQ(routed.local_addr, v4("10.77.5.5"));  // initiator by convention
   EXPECT_EQ(routed.remote_addr, v4("10.77.6.6"));
   // DNAT to a container: arrives for this host's address, answered by the container.
-  Flow dnat = flowFromConntrack(AF_INET, IPPROTO_TCP,
-                                tuple(v4("10.77.0.66"), 1234, v4("10.77.0.11"), 8080),
-                                tuple(v4("172.17.0.2"), 80, v4("10.77.0.66"), 1234), local_);
+  Flow dnat =
+      flowFromConntrack(AF_INET, IPPROTO_TCP, tuple(v4("10.77.0.66"), 1234, v4("10.77.0.11"), 8080),
+                        tuple(v4("172.17.0.2"), 80, v4("10.77.0.66"), 1234), local_);
   EXPECT_TRUE(dnat.forwarded);
   // SNAT/masquerade of a container's outbound connection.
-  Flow snat = flowFromConntrack(AF_INET, IPPROTO_TCP,
-                                tuple(v4("172.17.0.2"), 1234, v4("10.77.0.99"), 443),
-                                tuple(v4("10.77.0.99"), 443, v4("10.77.0.11"), 61000), local_);
+  Flow snat =
+      flowFromConntrack(AF_INET, IPPROTO_TCP, tuple(v4("172.17.0.2"), 1234, v4("10.77.0.99"), 443),
+                        tuple(v4("10.77.0.99"), 443, v4("10.77.0.11"), 61000), local_);
   EXPECT_TRUE(snat.forwarded);
 }
 
@@ -356,8 +358,7 @@ TEST(NftEvents, MalformedIsAnErrorAndOtherSubsystemsSkipped) {
 
 TEST(RulesetHash, Sha256Hex) {
   EXPECT_EQ(rulesetHash(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(rulesetHash("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(rulesetHash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 TEST(ReplacementBatch, PrefixAddedOnce) {
