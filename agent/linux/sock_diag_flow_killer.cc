@@ -1,6 +1,7 @@
 #include "agent/linux/sock_diag_flow_killer.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
@@ -10,8 +11,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#include <unordered_map>
 
 #include "common/format.h"
 
@@ -83,6 +87,58 @@ uint32_t cutStatesMask() {
 }
 
 std::string describeFlow(const Flow& f) { return f.toString(); }
+
+uint64_t socketInodeFromLink(const std::string& link) {
+  static constexpr char kPrefix[] = "socket:[";
+  constexpr size_t kLen = sizeof(kPrefix) - 1;
+  if (link.size() <= kLen + 1 || link.compare(0, kLen, kPrefix) != 0 || link.back() != ']') {
+    return 0;
+  }
+  uint64_t v = 0;
+  for (size_t i = kLen; i + 1 < link.size(); ++i) {
+    if (link[i] < '0' || link[i] > '9') return 0;
+    v = v * 10 + static_cast<uint64_t>(link[i] - '0');
+  }
+  return v;
+}
+
+void resolveSocketOwners(std::vector<DiagSocket>* sockets) {
+  std::unordered_map<uint64_t, uint32_t> owner;  // inode -> pid (0 = not found yet)
+  for (const DiagSocket& s : *sockets) {
+    if (s.inode != 0) owner.emplace(s.inode, 0);
+  }
+  if (owner.empty()) return;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return;
+  char path[320];  // "/proc/<pid>/fd/" + a d_name of up to 255 bytes
+  char link[64];
+  while (dirent* pe = readdir(proc)) {
+    char* end = nullptr;
+    const unsigned long pid = std::strtoul(pe->d_name, &end, 10);
+    if (pid == 0 || *end != '\0') continue;
+    std::snprintf(path, sizeof(path), "/proc/%lu/fd", pid);
+    DIR* fds = opendir(path);
+    if (fds == nullptr) continue;  // gone, or not ours to read
+    while (dirent* fe = readdir(fds)) {
+      if (fe->d_name[0] == '.') continue;
+      std::snprintf(path, sizeof(path), "/proc/%lu/fd/%s", pid, fe->d_name);
+      ssize_t n = readlink(path, link, sizeof(link) - 1);
+      if (n <= 0) continue;
+      const uint64_t inode = socketInodeFromLink(std::string(link, static_cast<size_t>(n)));
+      if (inode == 0) continue;
+      auto it = owner.find(inode);
+      if (it != owner.end() && (it->second == 0 || pid < it->second)) {
+        it->second = static_cast<uint32_t>(pid);
+      }
+    }
+    closedir(fds);
+  }
+  closedir(proc);
+  for (DiagSocket& s : *sockets) {
+    auto it = owner.find(s.inode);
+    if (it != owner.end()) s.flow.owner_pid = it->second;
+  }
+}
 
 absl::Status parseInetDiagDump(const void* data, size_t len, std::vector<DiagSocket>* out,
                                bool* done) {
@@ -346,6 +402,7 @@ absl::StatusOr<CutReport> SockDiagFlowKiller::cut(const FlowSelector& selector, 
       all.insert(all.end(), d->begin(), d->end());
     }
     if (!dumped) fatal.push_back("socket dump failed");
+    if (options_.resolve_owners) resolveSocketOwners(&all);
     std::vector<const DiagSocket*> chosen;
     for (const DiagSocket& s : all) {
       if (selector(s.flow)) {

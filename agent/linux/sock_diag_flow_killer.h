@@ -54,6 +54,14 @@ void appendDestroyRequest(const DiagSocket& s, uint32_t seq, std::vector<uint8_t
 // Flow::toString(): "tcp 10.77.0.11:22 <- 10.77.0.66:51234" (local <- remote).
 std::string describeFlow(const Flow& f);
 
+// Pure. The inode of a "/proc/PID/fd/N" link text "socket:[12345]"; 0 if not a socket.
+uint64_t socketInodeFromLink(const std::string& link);
+
+// Sets Flow::owner_pid of each socket to the lowest pid holding its inode open (0 if none is
+// found), scanning /proc/*/fd (pids of the PID namespace /proc was mounted for). Unreadable
+// processes are skipped.
+void resolveSocketOwners(std::vector<DiagSocket>* sockets);
+
 // Thread-compatible: one cut() at a time (an internal mutex serialises stray callers). All
 // sockets are opened by create() and bound to the network namespace of the calling thread at
 // that time; flows of other namespaces (containers) need one killer per namespace.
@@ -63,6 +71,9 @@ class SockDiagFlowKiller final : public FlowKiller {
     bool sockets = true;         // SOCK_DESTROY local TCP sockets
     bool conntrack = true;       // delete conntrack entries
     size_t destroy_batch = 512;  // SOCK_DESTROY requests per sendmsg
+    // Fill Flow::owner_pid of sockets (before the selector sees them) by scanning
+    // /proc/*/fd of the mounted /proc: costs one readlink per open fd on the host.
+    bool resolve_owners = false;
   };
 
   static absl::StatusOr<std::unique_ptr<SockDiagFlowKiller>> create(Options options);

@@ -1,8 +1,8 @@
 // Benchmark (a program, not a test): time SockDiagFlowKiller::cut() of N established loopback
 // TCP connections inside a private network namespace. Prints the median of several runs.
-//   flow_kill_bench [--flows N] [--runs R] [--conntrack]
+//   flow_kill_bench [--flows N] [--runs R] [--conntrack] [--owners]
 // --conntrack also loads a conntrack-using rule first, so every connection has a conntrack
-// entry that cut() deletes too.
+// entry that cut() deletes too; --owners resolves each socket's owning pid first.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   size_t flows = 10000;
   int runs = 5;
   bool conntrack = false;
+  bool owners = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--flows" && i + 1 < argc) {
@@ -49,8 +50,11 @@ int main(int argc, char** argv) {
       runs = std::atoi(argv[++i]);
     } else if (a == "--conntrack") {
       conntrack = true;
+    } else if (a == "--owners") {
+      owners = true;
     } else {
-      std::fprintf(stderr, "usage: flow_kill_bench [--flows N] [--runs R] [--conntrack]\n");
+      std::fprintf(stderr,
+                   "usage: flow_kill_bench [--flows N] [--runs R] [--conntrack] [--owners]\n");
       return 2;
     }
   }
@@ -80,7 +84,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cannot load the conntrack rule\n");
     return 1;
   }
-  auto killer = bulkhead::agent::SockDiagFlowKiller::create();
+  bulkhead::agent::SockDiagFlowKiller::Options options;
+  options.resolve_owners = owners;
+  auto killer = bulkhead::agent::SockDiagFlowKiller::create(options);
   if (!killer.ok()) {
     std::fprintf(stderr, "%s\n", std::string(killer.status().message()).c_str());
     return 1;
@@ -126,8 +132,8 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "flow_kill_bench: %zu established loopback TCP connections%s, %d runs: "
-      "median cut() %.1f ms (dump + select + SOCK_DESTROY%s), target <= 1000 ms\n",
+      "median cut() %.1f ms (dump%s + select + SOCK_DESTROY%s), target <= 1000 ms\n",
       flows, conntrack ? " with conntrack entries" : "", runs, median(times),
-      conntrack ? " + conntrack delete" : "");
+      owners ? " + owner pids from /proc" : "", conntrack ? " + conntrack delete" : "");
   return 0;
 }

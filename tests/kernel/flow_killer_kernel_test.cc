@@ -79,6 +79,27 @@ TEST_P(FlowKillerTest, CutsChosenSocketsOnly) {
   }
 }
 
+TEST_P(FlowKillerTest, ResolvesOwningProcessBeforeSelecting) {
+  const int family = GetParam();
+  Fd listener = test::listenLoopback(family);
+  ASSERT_GE(listener.get(), 0);
+  const uint16_t port = test::localPort(listener.get());
+  std::string err;
+  std::vector<Conn> conns = test::connectMany(family, listener, 3, &err);
+  ASSERT_EQ(conns.size(), 3u) << err;
+  SockDiagFlowKiller::Options o;
+  o.resolve_owners = true;
+  auto killer = makeKiller(o);
+  ASSERT_NE(killer, nullptr);
+  const uint32_t self = static_cast<uint32_t>(getpid());
+  // Select by owner: what kill-sessions needs ("cut the connections of these processes").
+  auto report = killer->cut(
+      [&](const Flow& f) { return f.owner_pid == self && f.remote_port == port; }, true);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->sockets_destroyed.size(), conns.size());
+  for (const Flow& f : report->sockets_destroyed) EXPECT_EQ(f.owner_pid, self);
+}
+
 TEST_P(FlowKillerTest, DryRunCutsNothing) {
   const int family = GetParam();
   Fd listener = test::listenLoopback(family);

@@ -176,6 +176,14 @@ TEST(SockDiagParse, AcksAndDestroyRequest) {
   EXPECT_EQ(std::memcmp(&r.id, &socks[0].id, sizeof(r.id)), 0);
 }
 
+TEST(SockDiagParse, SocketInodeFromFdLink) {
+  EXPECT_EQ(socketInodeFromLink("socket:[12345]"), 12345u);
+  EXPECT_EQ(socketInodeFromLink("socket:[]"), 0u);
+  EXPECT_EQ(socketInodeFromLink("socket:[12a]"), 0u);
+  EXPECT_EQ(socketInodeFromLink("pipe:[12345]"), 0u);
+  EXPECT_EQ(socketInodeFromLink("/dev/null"), 0u);
+}
+
 TEST(SockDiagParse, StatesMaskSkipsListenTimeWaitClose) {
   const uint32_t m = cutStatesMask();
   EXPECT_TRUE(m & (1u << 1));    // ESTABLISHED
