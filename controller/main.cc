@@ -15,6 +15,7 @@
 #include "common/logging.h"
 #include "common/tls.h"
 #include "controller/core/config.h"
+#include "controller/rpc/policies.h"
 #include "controller/rpc/server.h"
 #include "controller/rpc/system_clock.h"
 #include "controller/store/sqlite_store.h"
@@ -94,8 +95,33 @@ int run(int argc, char** argv) {
   auto store = SqliteStore::create(std::filesystem::path(config.data_dir) / "controller.db");
   if (!store.ok()) return fail(fmt::format("--data-dir: {}", store.status()));
 
+  Policies policies(config.policy_dir);
+  if (!config.policy_dir.empty()) {
+    if (auto s = policies.reload(); !s.ok()) {
+      // Every problem, one per line, each naming its file and line.
+      return fail(fmt::format("--policy-dir: {}", s));
+    }
+    spdlog::info("policies: {} exemption sets from {}", policies.current()->sets.size(),
+                 config.policy_dir);
+  }
+  std::vector<bulkhead::v1::Endpoint> endpoints;
+  for (const auto& hp : dialableEndpoints(config)) {
+    bulkhead::v1::Endpoint e;
+    e.set_ip(hp.host);
+    e.set_port(hp.port);
+    endpoints.push_back(e);
+  }
+  if (endpoints.empty()) {
+    spdlog::warn("no dialable controller endpoint (--listen {} is not an IP address agents can "
+                 "dial): isolation is refused until the controller runs with --advertise IP:PORT",
+                 config.listen_text);
+  }
+
   SystemClock clock;
   ServerOptions options;
+  options.containment.endpoints = endpoints;
+  options.containment.selector_limit = config.selector_limit;
+  options.policies = &policies;
   options.listen = config.listen_text;
   options.credentials = serverCredentials(*identity);
   options.fleet.heartbeat_interval = config.heartbeat_interval;
@@ -121,7 +147,15 @@ int run(int argc, char** argv) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGHUP) {
-      spdlog::info("SIGHUP: nothing to reload (no --policy-dir)");
+      if (config.policy_dir.empty()) {
+        spdlog::info("SIGHUP: nothing to reload (no --policy-dir)");
+      } else if (auto s = policies.reload(); !s.ok()) {
+        spdlog::error("SIGHUP: policies in {} not reloaded, the previous ones stay in force: {}",
+                      config.policy_dir, s);
+      } else {
+        spdlog::info("SIGHUP: policies reloaded: {} exemption sets from {}",
+                     policies.current()->sets.size(), config.policy_dir);
+      }
       continue;
     }
     spdlog::info("{}: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");

@@ -95,6 +95,20 @@ grpc::Status Fleet::onHello(const std::shared_ptr<AgentStream>& stream, const v1
     *state.mutable_desired_state() = d->second;
     stream->enqueue(std::move(state));
   }
+  if (auto d = desired_.find(host_id);
+      d != desired_.end() && hello.enforced_generation() > d->second.generation()) {
+    spdlog::warn("host {} enforces generation {}, newer than the controller's {} (store restored "
+                 "from an older copy?): it keeps its own state until the next change",
+                 host_id, hello.enforced_generation(), d->second.generation());
+  }
+  const uint64_t enforced = hello.enforced_generation();
+  answerLocked(host_id, [enforced](const Waiter& w, v1::HostOutcome* out) {
+    if (!w.command_id.empty() || ackFromEnforced(enforced, w.generation) != AckResult::kEnforced) {
+      return false;
+    }
+    out->set_state(v1::HostOutcome::ENFORCED);
+    return true;
+  });
   after.kick.push_back(stream);
   return grpc::Status::OK;
 }
@@ -104,15 +118,63 @@ void Fleet::onMessage(AgentStream& stream, const v1::AgentMessage& msg) {
   std::lock_guard lock(mu_);
   bool current = true;
   switch (msg.body_case()) {
-    case v1::AgentMessage::kHeartbeat:
+    case v1::AgentMessage::kHeartbeat: {
       current = registry_.setEnforced(host_id, stream.session(),
                                       msg.heartbeat().enforced_generation(),
                                       msg.heartbeat().ruleset_hash());
+      if (!current) break;
+      const uint64_t enforced = msg.heartbeat().enforced_generation();
+      answerLocked(host_id, [enforced](const Waiter& w, v1::HostOutcome* out) {
+        if (!w.command_id.empty() ||
+            ackFromEnforced(enforced, w.generation) != AckResult::kEnforced) {
+          return false;
+        }
+        out->set_state(v1::HostOutcome::ENFORCED);
+        return true;
+      });
       break;
+    }
+    case v1::AgentMessage::kCommandResult: {
+      current = registry_.touch(host_id, stream.session());
+      if (!current) break;
+      const auto& r = msg.command_result();
+      answerLocked(host_id, [&r](const Waiter& w, v1::HostOutcome* out) {
+        if (w.command_id.empty() || w.command_id != r.command_id()) return false;
+        if (r.ok()) {
+          out->set_state(v1::HostOutcome::DRY_RUN);
+          out->set_ruleset_text(r.preview().ruleset_text());
+          for (const auto& f : r.preview().would_cut()) *out->add_flows_cut() = f;
+          for (const auto& f : r.preview().would_keep()) *out->add_flows_kept() = f;
+        } else {
+          out->set_state(v1::HostOutcome::FAILED);
+          out->set_error(r.error().empty() ? "dry run failed on the agent" : r.error());
+        }
+        return true;
+      });
+      break;
+    }
     case v1::AgentMessage::kStateReport:
       current = registry_.setReport(host_id, stream.session(), msg.state_report());
       if (current) {
         const auto& r = msg.state_report();
+        answerLocked(host_id, [&r](const Waiter& w, v1::HostOutcome* out) {
+          if (!w.command_id.empty()) return false;
+          switch (ackFromReport(r, w.generation)) {
+            case AckResult::kNone:
+              return false;
+            case AckResult::kEnforced:
+              out->set_state(v1::HostOutcome::ENFORCED);
+              break;
+            case AckResult::kFailed:
+              out->set_state(v1::HostOutcome::FAILED);
+              out->set_error(fmt::format("{} (host left {})",
+                                         r.error().empty() ? "enforcement failed" : r.error(),
+                                         r.left_closed() ? "closed" : "open"));
+              break;
+          }
+          *out->mutable_report() = r;
+          return true;
+        });
         if (r.ok()) {
           spdlog::info("host {}: enforced generation {} (ruleset {}, {} flows cut)", host_id,
                        r.enforced_generation(), r.ruleset_hash().substr(0, 12), r.flows_cut());
@@ -193,6 +255,164 @@ void Fleet::closeAllStreams(const grpc::Status& status) {
 size_t Fleet::streamCount() {
   std::lock_guard lock(mu_);
   return streams_.size();
+}
+
+void Fleet::answerLocked(const std::string& host,
+                         const std::function<bool(const Waiter&, v1::HostOutcome*)>& answer) {
+  auto it = waiters_.find(host);
+  if (it == waiters_.end()) return;
+  auto& list = it->second;
+  for (size_t i = 0; i < list.size();) {
+    Waiter& w = list[i];
+    if (w.op->done || !answer(w, w.op->response->mutable_outcomes(w.index))) {
+      ++i;
+      continue;
+    }
+    std::shared_ptr<PendingOp> op = w.op;
+    list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));
+    if (--op->waiting == 0 && op_ready_) op_ready_(op);
+  }
+  if (list.empty()) waiters_.erase(it);
+}
+
+void Fleet::setOpReadyHandler(std::function<void(std::shared_ptr<PendingOp>)> handler) {
+  std::lock_guard lock(mu_);
+  op_ready_ = std::move(handler);
+}
+
+std::map<std::string, TargetHost> Fleet::targets() {
+  std::lock_guard lock(mu_);
+  std::map<std::string, TargetHost> out;
+  for (const HostInfo* h : registry_.list()) {
+    out[h->host_id] = TargetHost{h->labels, h->addresses, registry_.online(h->host_id)};
+  }
+  return out;
+}
+
+std::map<std::string, v1::DesiredState> Fleet::desiredStates(const std::vector<std::string>& hosts) {
+  std::lock_guard lock(mu_);
+  std::map<std::string, v1::DesiredState> out;
+  for (const auto& h : hosts) {
+    auto it = desired_.find(h);
+    out[h] = it == desired_.end() ? v1::DesiredState() : it->second;
+  }
+  return out;
+}
+
+std::map<std::string, v1::DesiredState> Fleet::allDesiredStates() {
+  std::lock_guard lock(mu_);
+  return desired_;
+}
+
+bool Fleet::publish(const std::shared_ptr<PendingOp>& op, const std::vector<std::string>& order,
+                    const std::map<std::string, v1::DesiredState>& states,
+                    const std::map<std::string, std::vector<std::string>>& sets) {
+  Deferred after;
+  std::lock_guard lock(mu_);
+  for (const auto& [host, state] : states) desired_[host] = state;
+  for (const auto& host : order) {
+    auto st = states.find(host);
+    if (st == states.end()) continue;
+    const uint64_t generation = st->second.generation();
+    std::shared_ptr<AgentStream> stream;
+    if (auto s = streams_.find(host); s != streams_.end() && registry_.online(host)) {
+      stream = s->second;
+      v1::ControllerMessage m;
+      *m.mutable_desired_state() = st->second;
+      if (stream->enqueue(std::move(m))) after.kick.push_back(stream);
+      else stream.reset();   // the stream is ending: the state goes out on reconnect
+    }
+    if (!op) continue;
+    v1::HostOutcome* out = op->response->add_outcomes();
+    out->set_host_id(host);
+    out->set_generation(generation);
+    if (auto n = sets.find(host); n != sets.end()) {
+      for (const auto& name : n->second) out->add_exemption_sets(name);
+    }
+    if (!stream) {
+      out->set_state(v1::HostOutcome::PENDING);
+      out->set_error("host offline: will apply when its agent reconnects");
+      continue;
+    }
+    out->set_state(v1::HostOutcome::PENDING);
+    waiters_[host].push_back(Waiter{op, op->response->outcomes_size() - 1, generation, ""});
+    ++op->waiting;
+  }
+  if (op && op->waiting > 0) pending_ops_[op->id] = op;
+  return !op || op->waiting == 0;
+}
+
+bool Fleet::preview(const std::shared_ptr<PendingOp>& op, const std::vector<std::string>& order,
+                    const std::map<std::string, v1::DesiredState>& states,
+                    const std::map<std::string, std::vector<std::string>>& sets) {
+  Deferred after;
+  std::lock_guard lock(mu_);
+  for (const auto& host : order) {
+    auto st = states.find(host);
+    if (st == states.end()) continue;
+    v1::HostOutcome* out = op->response->add_outcomes();
+    out->set_host_id(host);
+    out->set_generation(st->second.generation());
+    if (auto n = sets.find(host); n != sets.end()) {
+      for (const auto& name : n->second) out->add_exemption_sets(name);
+    }
+    auto s = streams_.find(host);
+    if (s == streams_.end() || !registry_.online(host)) {
+      out->set_state(v1::HostOutcome::FAILED);
+      out->set_error("host offline: a dry run needs its agent connected");
+      continue;
+    }
+    v1::ControllerMessage m;
+    v1::Command* cmd = m.mutable_command();
+    cmd->set_id(fmt::format("preview-{}-{}", op->id, next_command_++));
+    cmd->set_deadline_unix_ms(clock_.nowUnixMs() + op->wait.count());
+    cmd->set_reason(op->reason);
+    cmd->set_requested_by(op->operator_name);
+    *cmd->mutable_preview_state()->mutable_state() = st->second;
+    std::string id = cmd->id();
+    if (!s->second->enqueue(std::move(m))) {
+      out->set_state(v1::HostOutcome::FAILED);
+      out->set_error("host disconnecting: a dry run needs its agent connected");
+      continue;
+    }
+    after.kick.push_back(s->second);
+    out->set_state(v1::HostOutcome::DRY_RUN);
+    waiters_[host].push_back(Waiter{op, op->response->outcomes_size() - 1, 0, std::move(id)});
+    ++op->waiting;
+  }
+  if (op->waiting > 0) pending_ops_[op->id] = op;
+  return op->waiting == 0;
+}
+
+bool Fleet::settle(const std::shared_ptr<PendingOp>& op, v1::HostOutcome::State open_state,
+                   const std::string& open_error) {
+  std::lock_guard lock(mu_);
+  if (op->done) return false;
+  op->done = true;
+  pending_ops_.erase(op->id);
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    auto& list = it->second;
+    for (size_t i = 0; i < list.size();) {
+      if (list[i].op == op) {
+        v1::HostOutcome* out = op->response->mutable_outcomes(list[i].index);
+        out->set_state(open_state);
+        out->set_error(open_error);
+        list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));
+      } else {
+        ++i;
+      }
+    }
+    it = list.empty() ? waiters_.erase(it) : std::next(it);
+  }
+  op->waiting = 0;
+  return true;
+}
+
+std::vector<std::shared_ptr<PendingOp>> Fleet::pendingOps() {
+  std::lock_guard lock(mu_);
+  std::vector<std::shared_ptr<PendingOp>> out;
+  for (auto& [id, op] : pending_ops_) out.push_back(op);
+  return out;
 }
 
 v1::HostSummary Fleet::summaryLocked(const HostInfo& h) const {

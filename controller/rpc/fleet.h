@@ -25,12 +25,30 @@
 #include "bulkhead/v1/agent.pb.h"
 #include "bulkhead/v1/operator.pb.h"
 #include "controller/core/clock.h"
+#include "controller/core/containment.h"
 #include "controller/core/registry.h"
 #include "controller/store/store.h"
 
 namespace bulkhead::controller {
 
 class AgentStream;
+
+// One Isolate/Release call (or dry run) waiting for its hosts' answers. `response` outcomes
+// and `waiting` are guarded by the Fleet's mutex until the Fleet settles the op (done); after
+// that only the thread that settled it touches the op.
+struct PendingOp {
+  uint64_t id = 0;
+  bool dry_run = false;
+  grpc::ServerUnaryReactor* reactor = nullptr;          // finished once, after settling
+  bulkhead::v1::ContainmentResponse* response = nullptr;
+  std::string operator_name;
+  std::string action;      // "isolate" | "release"
+  std::string target;
+  std::string reason;
+  std::chrono::milliseconds wait{5000};
+  size_t waiting = 0;      // outcomes still open
+  bool done = false;
+};
 
 struct FleetOptions {
   std::chrono::milliseconds heartbeat_interval{5000};
@@ -62,6 +80,35 @@ class Fleet {
   void closeAllStreams(const grpc::Status& status);
   size_t streamCount();
 
+  // --- containment (called from the controller's single containment thread) ---
+  // Called (under the Fleet's lock) when an op's last outcome is answered; must not block.
+  void setOpReadyHandler(std::function<void(std::shared_ptr<PendingOp>)> handler);
+  // Every known host with its labels, addresses and whether it is online.
+  std::map<std::string, TargetHost> targets();
+  // The desired states of `hosts` (an empty state, generation 0, for hosts without one).
+  std::map<std::string, bulkhead::v1::DesiredState> desiredStates(
+      const std::vector<std::string>& hosts);
+  std::map<std::string, bulkhead::v1::DesiredState> allDesiredStates();
+  // Installs `states` (already persisted) and pushes each to its host if online. With an op,
+  // adds one outcome per host in `order` (exemption sets from `sets`): PENDING "offline" for
+  // hosts without a stream, open (waiting for the acknowledgement) for the others. Returns
+  // true when nothing is left to wait for.
+  bool publish(const std::shared_ptr<PendingOp>& op, const std::vector<std::string>& order,
+               const std::map<std::string, bulkhead::v1::DesiredState>& states,
+               const std::map<std::string, std::vector<std::string>>& sets);
+  // Dry run: sends each online host a PreviewState command for its would-be state and makes
+  // `op` wait for the answers; offline hosts get FAILED outcomes. Changes no state. Returns
+  // true when nothing is left to wait for.
+  bool preview(const std::shared_ptr<PendingOp>& op, const std::vector<std::string>& order,
+               const std::map<std::string, bulkhead::v1::DesiredState>& states,
+               const std::map<std::string, std::vector<std::string>>& sets);
+  // Marks `op` done, forgets its waiters and closes its open outcomes with `open_state` and
+  // `open_error`. False if it was already settled.
+  bool settle(const std::shared_ptr<PendingOp>& op, bulkhead::v1::HostOutcome::State open_state,
+              const std::string& open_error);
+  // Ops still waiting (for shutdown).
+  std::vector<std::shared_ptr<PendingOp>> pendingOps();
+
   // --- operator reads (consistent snapshots) ---
   std::vector<bulkhead::v1::HostSummary> listHosts(const Labels& selector);
   std::optional<bulkhead::v1::HostStatus> getHost(const std::string& host_id);
@@ -76,6 +123,19 @@ class Fleet {
   };
   bulkhead::v1::HostSummary summaryLocked(const HostInfo& h) const;   // REQUIRES: mu_
 
+  // A host's open outcome in an op: waits for an acknowledgement of `generation`, or (dry
+  // run) for the CommandResult of `command_id`.
+  struct Waiter {
+    std::shared_ptr<PendingOp> op;
+    int index = 0;   // in op->response->outcomes
+    uint64_t generation = 0;
+    std::string command_id;
+  };
+  // Applies `answer` to every waiter of `host`; a waiter it answers (returns true for) is
+  // closed and its op reported ready when it was the last. REQUIRES: mu_
+  void answerLocked(const std::string& host,
+                    const std::function<bool(const Waiter&, bulkhead::v1::HostOutcome*)>& answer);
+
   const Clock& clock_;
   Store& store_;
   const FleetOptions options_;
@@ -85,6 +145,10 @@ class Fleet {
   std::unordered_map<std::string, std::shared_ptr<AgentStream>> streams_;    // GUARDED_BY(mu_)
   std::map<std::string, bulkhead::v1::DesiredState> desired_;                // GUARDED_BY(mu_)
   bool closing_ = false;                                                     // GUARDED_BY(mu_)
+  std::unordered_map<std::string, std::vector<Waiter>> waiters_;             // GUARDED_BY(mu_)
+  std::map<uint64_t, std::shared_ptr<PendingOp>> pending_ops_;               // GUARDED_BY(mu_)
+  std::function<void(std::shared_ptr<PendingOp>)> op_ready_;                 // GUARDED_BY(mu_)
+  uint64_t next_command_ = 1;                                                // GUARDED_BY(mu_)
 };
 
 }  // namespace bulkhead::controller

@@ -5,6 +5,7 @@
 #include "common/format.h"
 #include "common/parse.h"
 #include "common/tls.h"
+#include "controller/rpc/audit.h"
 
 namespace bulkhead::controller {
 
@@ -15,23 +16,11 @@ namespace {
 constexpr uint32_t kDefaultAuditLimit = 100;
 constexpr uint32_t kMaxAuditLimit = 10000;
 
-grpc::Status toGrpc(const absl::Status& s) {
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
-
-std::string outcomeOf(const grpc::Status& s) {
-  if (s.ok()) return "ok";
-  if (s.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
-      s.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
-    return "denied";
-  }
-  return fmt::format("error: {}", s.error_message());
-}
-
 }  // namespace
 
-OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet)
-    : clock_(clock), store_(store), fleet_(fleet) {}
+OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet,
+                                 Containment& containment)
+    : clock_(clock), store_(store), fleet_(fleet), containment_(containment) {}
 
 OperatorService::Caller OperatorService::identify(const grpc::CallbackServerContext& ctx) {
   Caller c;
@@ -69,25 +58,7 @@ grpc::Status OperatorService::authorize(const Caller& caller, bool write) {
 grpc::Status OperatorService::audit(const Caller& caller, const std::string& action,
                                     const std::string& target, const std::string& reason,
                                     const grpc::Status& result, const std::string& detail) {
-  AuditEntry e;
-  e.at_unix_ms = clock_.nowUnixMs();
-  e.operator_name = caller.audit_name;
-  e.action = action;
-  e.target = target;
-  e.reason = reason;
-  e.outcome = outcomeOf(result);
-  e.detail = detail;
-  if (e.detail.empty() && !result.ok() && e.outcome == "denied") e.detail = result.error_message();
-  auto row = store_.appendAudit(e);
-  if (!row.ok()) {
-    spdlog::error("audit: cannot record {} by {}: {}", action, caller.audit_name, row.status());
-    return grpc::Status(grpc::StatusCode::INTERNAL,
-                        fmt::format("audit trail unavailable, call refused: {}", row.status()));
-  }
-  if (!result.ok()) {
-    spdlog::info("operator {}: {} {} -> {}", caller.audit_name, action, target, e.outcome);
-  }
-  return result;
+  return recordCall(store_, clock_, caller.audit_name, action, target, reason, result, detail);
 }
 
 grpc::ServerUnaryReactor* OperatorService::ListHosts(grpc::CallbackServerContext* ctx,
@@ -100,7 +71,7 @@ grpc::ServerUnaryReactor* OperatorService::ListHosts(grpc::CallbackServerContext
     Labels selector;
     if (!req->selector().empty()) {
       auto parsed = parseSelector("selector", req->selector());
-      if (!parsed.ok()) status = toGrpc(parsed.status());
+      if (!parsed.ok()) status = toGrpcStatus(parsed.status());
       else selector = *parsed;
     }
     if (status.ok()) {
@@ -131,29 +102,43 @@ grpc::ServerUnaryReactor* OperatorService::GetHost(grpc::CallbackServerContext* 
   return reactor;
 }
 
+namespace {
+std::string targetOf(const google::protobuf::RepeatedPtrField<std::string>& hosts,
+                     const std::string& selector) {
+  if (!selector.empty()) return fmt::format("selector {}", selector);
+  std::string out;
+  for (const auto& h : hosts) out += fmt::format("{}{}", out.empty() ? "" : ",", h);
+  return out;
+}
+}  // namespace
+
 grpc::ServerUnaryReactor* OperatorService::Isolate(grpc::CallbackServerContext* ctx,
                                                    const v1::IsolateRequest* req,
-                                                   v1::ContainmentResponse* /*resp*/) {
+                                                   v1::ContainmentResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
   grpc::Status status = authorize(caller, true);
-  if (status.ok()) {
-    status = grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "isolate: not available yet");
+  if (!status.ok()) {
+    reactor->Finish(audit(caller, "isolate", targetOf(req->hosts(), req->selector()),
+                          req->reason(), status));
+    return reactor;
   }
-  reactor->Finish(audit(caller, "isolate", req->selector(), req->reason(), status));
+  containment_.isolate(caller.audit_name, req, resp, reactor);   // finishes the call later
   return reactor;
 }
 
 grpc::ServerUnaryReactor* OperatorService::Release(grpc::CallbackServerContext* ctx,
                                                    const v1::ReleaseRequest* req,
-                                                   v1::ContainmentResponse* /*resp*/) {
+                                                   v1::ContainmentResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
   grpc::Status status = authorize(caller, true);
-  if (status.ok()) {
-    status = grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "release: not available yet");
+  if (!status.ok()) {
+    reactor->Finish(audit(caller, "release", targetOf(req->hosts(), req->selector()),
+                          req->reason(), status));
+    return reactor;
   }
-  reactor->Finish(audit(caller, "release", req->selector(), req->reason(), status));
+  containment_.release(caller.audit_name, req, resp, reactor);   // finishes the call later
   return reactor;
 }
 
@@ -167,7 +152,7 @@ grpc::ServerUnaryReactor* OperatorService::ListAudit(grpc::CallbackServerContext
   if (status.ok()) {
     auto rows = store_.listAudit(limit);
     if (!rows.ok()) {
-      status = toGrpc(rows.status());
+      status = toGrpcStatus(rows.status());
     } else {
       for (const auto& e : *rows) {
         auto* r = resp->add_records();
@@ -198,7 +183,7 @@ grpc::ServerUnaryReactor* OperatorService::VerifyAudit(grpc::CallbackServerConte
   if (status.ok()) {
     auto v = store_.verifyAudit();
     if (!v.ok()) {
-      status = toGrpc(v.status());
+      status = toGrpcStatus(v.status());
     } else {
       resp->set_ok(v->ok);
       resp->set_rows(v->rows);

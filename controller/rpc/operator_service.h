@@ -14,6 +14,7 @@
 #include "bulkhead/v1/operator.grpc.pb.h"
 #include "common/identity.h"
 #include "controller/core/clock.h"
+#include "controller/rpc/containment.h"
 #include "controller/rpc/fleet.h"
 #include "controller/store/store.h"
 
@@ -21,7 +22,7 @@ namespace bulkhead::controller {
 
 class OperatorService final : public bulkhead::v1::Operator::CallbackService {
  public:
-  OperatorService(const Clock& clock, Store& store, Fleet& fleet);
+  OperatorService(const Clock& clock, Store& store, Fleet& fleet, Containment& containment);
 
   // The generated base keeps the sync-API overloads of every method; keep them visible.
   using Base = bulkhead::v1::Operator::CallbackService;
@@ -72,6 +73,7 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   const Clock& clock_;
   Store& store_;
   Fleet& fleet_;
+  Containment& containment_;
 };
 
 }  // namespace bulkhead::controller

@@ -15,22 +15,23 @@ Scheduler::Scheduler(std::string name) : name_(std::move(name)) {
 
 Scheduler::~Scheduler() { stop(); }
 
-void Scheduler::every(std::chrono::milliseconds period, std::function<void()> fn) {
-  add(Clock::now() + period, period, std::move(fn));
+bool Scheduler::every(std::chrono::milliseconds period, std::function<void()> fn) {
+  return add(Clock::now() + period, period, std::move(fn));
 }
 
-void Scheduler::after(std::chrono::milliseconds delay, std::function<void()> fn) {
-  add(Clock::now() + delay, std::chrono::milliseconds(0), std::move(fn));
+bool Scheduler::after(std::chrono::milliseconds delay, std::function<void()> fn) {
+  return add(Clock::now() + delay, std::chrono::milliseconds(0), std::move(fn));
 }
 
-void Scheduler::add(Clock::time_point due, std::chrono::milliseconds period,
+bool Scheduler::add(Clock::time_point due, std::chrono::milliseconds period,
                     std::function<void()> fn) {
   {
     std::lock_guard lock(mu_);
-    if (stopping_) return;
+    if (stopping_) return false;
     tasks_.push(Task{due, seq_++, period, std::move(fn)});
   }
   cv_.notify_one();
+  return true;
 }
 
 void Scheduler::stop() {

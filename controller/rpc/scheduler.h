@@ -22,12 +22,13 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Runs `fn` every `period`, first after one period. Thread-safe.
-  void every(std::chrono::milliseconds period, std::function<void()> fn);
-  // Runs `fn` once after `delay`. Thread-safe.
-  void after(std::chrono::milliseconds delay, std::function<void()> fn);
-  // Runs `fn` as soon as the thread is free. Thread-safe.
-  void post(std::function<void()> fn) { after(std::chrono::milliseconds(0), std::move(fn)); }
+  // Each returns false (and drops `fn`) once stop() has begun. Thread-safe.
+  // Runs `fn` every `period`, first after one period.
+  bool every(std::chrono::milliseconds period, std::function<void()> fn);
+  // Runs `fn` once after `delay`.
+  bool after(std::chrono::milliseconds delay, std::function<void()> fn);
+  // Runs `fn` as soon as the thread is free.
+  bool post(std::function<void()> fn) { return after(std::chrono::milliseconds(0), std::move(fn)); }
   // Runs what is already due, then stops the thread; later tasks never run. Idempotent.
   // REQUIRES: not called from a task.
   void stop();
@@ -41,7 +42,7 @@ class Scheduler {
     std::function<void()> fn;
     bool operator>(const Task& o) const { return due != o.due ? due > o.due : seq > o.seq; }
   };
-  void add(Clock::time_point due, std::chrono::milliseconds period, std::function<void()> fn);
+  bool add(Clock::time_point due, std::chrono::milliseconds period, std::function<void()> fn);
   void run();
 
   std::mutex mu_;

@@ -27,8 +27,12 @@ ControllerServer::ControllerServer(const Clock& clock, Store& store, ServerOptio
       store_(store),
       options_(std::move(options)),
       fleet_(clock, store, options_.fleet),
+      containment_(clock, store, fleet_,
+                   options_.policies != nullptr ? *options_.policies : default_policies_,
+                   options_.resolver != nullptr ? *options_.resolver : default_resolver_,
+                   options_.containment),
       agent_service_(std::make_unique<AgentChannelService>(&fleet_)),
-      operator_service_(clock, store, fleet_) {}
+      operator_service_(clock, store, fleet_, containment_) {}
 
 absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::start(const Clock& clock,
                                                                           Store& store,
@@ -73,6 +77,7 @@ void ControllerServer::shutdown(std::chrono::milliseconds grace) {
   if (stopped_) return;
   stopped_ = true;
   fleet_.closeAllStreams(grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down"));
+  containment_.shutdown();   // finishes calls still waiting for acknowledgements
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() + grace);
     server_->Wait();

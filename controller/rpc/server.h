@@ -10,7 +10,9 @@
 
 #include "absl/status/statusor.h"
 #include "controller/core/clock.h"
+#include "controller/rpc/containment.h"
 #include "controller/rpc/fleet.h"
+#include "controller/rpc/policies.h"
 #include "controller/rpc/operator_service.h"
 #include "controller/rpc/scheduler.h"
 #include "controller/store/store.h"
@@ -24,6 +26,9 @@ struct ServerOptions {
   std::string listen;                                   // "ADDR:PORT" as gRPC takes it; port 0 picks one
   std::shared_ptr<grpc::ServerCredentials> credentials; // mTLS (serverCredentials())
   FleetOptions fleet;
+  ContainmentOptions containment;
+  Policies* policies = nullptr;       // not owned; nullptr: no exemption sets
+  NameResolver* resolver = nullptr;   // not owned; nullptr: getaddrinfo(3)
   std::chrono::milliseconds sweep_interval{500};
   std::chrono::milliseconds flush_interval{1000};
 };
@@ -51,6 +56,9 @@ class ControllerServer {
   Store& store_;
   ServerOptions options_;
   Fleet fleet_;
+  Policies default_policies_{std::string()};
+  GetaddrinfoResolver default_resolver_;
+  Containment containment_;
   std::unique_ptr<AgentChannelService> agent_service_;
   OperatorService operator_service_;
   std::unique_ptr<grpc::Server> server_;

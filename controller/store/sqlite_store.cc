@@ -352,25 +352,19 @@ absl::StatusOr<std::vector<HostInfo>> SqliteStore::loadHosts() {
   return out;
 }
 
-absl::StatusOr<AuditEntry> SqliteStore::appendAudit(const AuditEntry& entry) {
-  std::lock_guard lock(mu_);
-  if (auto s = exec("BEGIN IMMEDIATE"); !s.ok()) return s;
-  auto fail = [this](absl::Status s) {
-    exec("ROLLBACK").IgnoreError();
-    return s;
-  };
+absl::StatusOr<AuditEntry> SqliteStore::insertAuditLocked(const AuditEntry& entry) {
   AuditEntry row = entry;
   row.prev_hash = kAuditGenesisHash;
   row.id = 1;
   {
     Stmt head(db_, "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1");
-    if (auto s = head.prepared(); !s.ok()) return fail(s);
+    if (auto s = head.prepared(); !s.ok()) return s;
     int rc = head.step();
     if (rc == SQLITE_ROW) {
       row.id = head.i64(0) + 1;
       row.prev_hash = head.text(1);
     } else if (rc != SQLITE_DONE) {
-      return fail(sqliteError(db_, "audit head"));
+      return sqliteError(db_, "audit head");
     }
   }
   row.hash = auditRowHash(row);
@@ -378,7 +372,7 @@ absl::StatusOr<AuditEntry> SqliteStore::appendAudit(const AuditEntry& entry) {
       INSERT INTO audit(id, at_unix_ms, operator, action, target, reason, outcome, detail,
                         prev_hash, hash)
       VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10))sql");
-  if (auto s = ins.prepared(); !s.ok()) return fail(s);
+  if (auto s = ins.prepared(); !s.ok()) return s;
   ins.bind(1, row.id);
   ins.bind(2, row.at_unix_ms);
   ins.bind(3, row.operator_name);
@@ -389,7 +383,38 @@ absl::StatusOr<AuditEntry> SqliteStore::appendAudit(const AuditEntry& entry) {
   ins.bind(8, row.detail);
   ins.bind(9, row.prev_hash);
   ins.bind(10, row.hash);
-  if (auto s = ins.run(); !s.ok()) return fail(s);
+  if (auto s = ins.run(); !s.ok()) return s;
+  return row;
+}
+
+absl::StatusOr<AuditEntry> SqliteStore::appendAudit(const AuditEntry& entry) {
+  std::lock_guard lock(mu_);
+  if (auto s = exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  auto row = insertAuditLocked(entry);
+  if (!row.ok()) {
+    exec("ROLLBACK").IgnoreError();
+    return row.status();
+  }
+  if (auto s = exec("COMMIT"); !s.ok()) {
+    exec("ROLLBACK").IgnoreError();
+    return s;
+  }
+  return row;
+}
+
+absl::StatusOr<AuditEntry> SqliteStore::commitChange(
+    const std::map<std::string, bulkhead::v1::DesiredState>& states, const AuditEntry& entry) {
+  std::lock_guard lock(mu_);
+  if (auto s = exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  auto fail = [this](absl::Status s) {
+    exec("ROLLBACK").IgnoreError();
+    return s;
+  };
+  for (const auto& [host, state] : states) {
+    if (auto s = putDesiredStateLocked(host, state); !s.ok()) return fail(s);
+  }
+  auto row = insertAuditLocked(entry);
+  if (!row.ok()) return fail(row.status());
   if (auto s = exec("COMMIT"); !s.ok()) return fail(s);
   return row;
 }
@@ -464,9 +489,8 @@ absl::StatusOr<AuditVerification> SqliteStore::verifyAudit() {
   return v;
 }
 
-absl::Status SqliteStore::saveDesiredState(const std::string& host_id,
-                                           const bulkhead::v1::DesiredState& state) {
-  std::lock_guard lock(mu_);
+absl::Status SqliteStore::putDesiredStateLocked(const std::string& host_id,
+                                                const bulkhead::v1::DesiredState& state) {
   Stmt st(db_, R"sql(
       INSERT INTO desired_state(host_id, generation, state) VALUES(?1, ?2, ?3)
       ON CONFLICT(host_id) DO UPDATE SET generation=excluded.generation, state=excluded.state)sql");
@@ -475,6 +499,12 @@ absl::Status SqliteStore::saveDesiredState(const std::string& host_id,
   st.bind(2, static_cast<int64_t>(state.generation()));
   st.bindBlob(3, state.SerializeAsString());
   return st.run();
+}
+
+absl::Status SqliteStore::saveDesiredState(const std::string& host_id,
+                                           const bulkhead::v1::DesiredState& state) {
+  std::lock_guard lock(mu_);
+  return putDesiredStateLocked(host_id, state);
 }
 
 absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>>

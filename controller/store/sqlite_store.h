@@ -38,6 +38,9 @@ class SqliteStore final : public Store {
   absl::Status saveDesiredState(const std::string& host_id,
                                 const bulkhead::v1::DesiredState& state) override;
   absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>> loadDesiredStates() override;
+  absl::StatusOr<AuditEntry> commitChange(
+      const std::map<std::string, bulkhead::v1::DesiredState>& states,
+      const AuditEntry& entry) override;
 
   // Test hook: runs raw SQL (used to simulate tampering).
   absl::Status execForTest(const std::string& sql);
@@ -46,11 +49,14 @@ class SqliteStore final : public Store {
   SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   absl::Status migrate();
   absl::Status exec(const char* sql);   // REQUIRES: mu_ held
+  // Inside an open transaction: the row with id, prev_hash and hash filled in, inserted.
+  absl::StatusOr<AuditEntry> insertAuditLocked(const AuditEntry& entry);   // REQUIRES: mu_ held
+  absl::Status putDesiredStateLocked(const std::string& host_id,
+                                     const bulkhead::v1::DesiredState& state);   // REQUIRES: mu_
 
   std::mutex mu_;
   sqlite3* db_;
   std::string path_;
-  std::string last_audit_hash_;   // cached head of the chain; GUARDED_BY(mu_)
 };
 
 }  // namespace bulkhead::controller

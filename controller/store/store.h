@@ -69,6 +69,11 @@ class Store {
                                         const bulkhead::v1::DesiredState& state) = 0;
   virtual absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>>
   loadDesiredStates() = 0;
+
+  // Replaces the desired states of several hosts and appends the audit row recording the
+  // change, in one transaction: either all of it is durable or none. Returns the audit row.
+  virtual absl::StatusOr<AuditEntry> commitChange(
+      const std::map<std::string, bulkhead::v1::DesiredState>& states, const AuditEntry& entry) = 0;
 };
 
 }  // namespace bulkhead::controller

@@ -1,0 +1,352 @@
+#include "controller/rpc/containment.h"
+
+#include <spdlog/spdlog.h>
+
+#include <set>
+
+#include "common/format.h"
+#include "controller/core/containment.h"
+#include "controller/rpc/audit.h"
+
+namespace bulkhead::controller {
+
+namespace v1 = bulkhead::v1;
+
+namespace {
+
+std::string joined(const std::vector<std::string>& items, const char* sep = ",") {
+  std::string out;
+  for (const auto& i : items) {
+    if (!out.empty()) out += sep;
+    out += i;
+  }
+  return out;
+}
+
+std::string targetText(const std::vector<std::string>& hosts, const std::string& selector) {
+  if (!selector.empty()) return fmt::format("selector {}", selector);
+  return joined(hosts);
+}
+
+bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
+
+const char* stateName(v1::HostOutcome::State s) {
+  switch (s) {
+    case v1::HostOutcome::ENFORCED: return "enforced";
+    case v1::HostOutcome::PENDING: return "pending";
+    case v1::HostOutcome::FAILED: return "failed";
+    case v1::HostOutcome::DRY_RUN: return "dry-run";
+    default: return "unknown";
+  }
+}
+
+}  // namespace
+
+Containment::Containment(const Clock& clock, Store& store, Fleet& fleet, Policies& policies,
+                         NameResolver& resolver, ContainmentOptions options)
+    : clock_(clock),
+      store_(store),
+      fleet_(fleet),
+      policies_(policies),
+      resolver_(resolver),
+      options_(std::move(options)),
+      thread_("bh-contain") {
+  fleet_.setOpReadyHandler([this](std::shared_ptr<PendingOp> op) {
+    // Under the Fleet's lock: only hand over to the containment thread. If it is stopping,
+    // shutdown() settles the op.
+    thread_.post([this, op] { complete(op, false); });
+  });
+  thread_.every(options_.expiry_interval, [this] { expireIsolations(); });
+}
+
+Containment::~Containment() { shutdown(); }
+
+void Containment::shutdown() {
+  if (stopped_.exchange(true)) return;
+  fleet_.setOpReadyHandler(nullptr);
+  thread_.post([this] {
+    for (auto& op : fleet_.pendingOps()) complete(op, true);
+  });
+  thread_.stop();
+  // Anything that became pending while the thread stopped.
+  for (auto& op : fleet_.pendingOps()) complete(op, true);
+}
+
+std::chrono::milliseconds Containment::waitFor(uint32_t wait_ms) const {
+  if (wait_ms == 0) return options_.default_wait;
+  return std::min(std::chrono::milliseconds(wait_ms), options_.max_wait);
+}
+
+void Containment::isolate(std::string operator_name, const v1::IsolateRequest* req,
+                          v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
+  bool posted = !stopped_ && thread_.post([this, name = std::move(operator_name), req, resp,
+                                           reactor] { doIsolate(name, *req, resp, reactor); });
+  if (!posted) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down"));
+  }
+}
+
+void Containment::release(std::string operator_name, const v1::ReleaseRequest* req,
+                          v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
+  bool posted = !stopped_ && thread_.post([this, name = std::move(operator_name), req, resp,
+                                           reactor] { doRelease(name, *req, resp, reactor); });
+  if (!posted) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down"));
+  }
+}
+
+void Containment::doIsolate(const std::string& operator_name, const v1::IsolateRequest& req,
+                            v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
+  const std::vector<std::string> hosts(req.hosts().begin(), req.hosts().end());
+  const std::string target = targetText(hosts, req.selector());
+  auto refuse = [&](const grpc::Status& status) {
+    reactor->Finish(recordCall(store_, clock_, operator_name, "isolate", target, req.reason(),
+                               status, req.dry_run() ? "dry run" : ""));
+  };
+  if (blank(req.reason())) {
+    return refuse(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "reason: required"));
+  }
+  if (req.ttl_ms() < 0) {
+    return refuse(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                               fmt::format("ttl_ms: invalid value {}: must not be negative",
+                                           req.ttl_ms())));
+  }
+  if (options_.endpoints.empty()) {
+    return refuse(grpc::Status(
+        grpc::StatusCode::FAILED_PRECONDITION,
+        "no controller endpoint an isolated host could still reach: start the controller with "
+        "--advertise IP:PORT (or --listen on an IP address)"));
+  }
+  auto known = fleet_.targets();
+  auto targets = resolveTargets(known, TargetRequest{hosts, req.selector(), req.yes()},
+                                options_.selector_limit);
+  if (!targets.ok()) return refuse(toGrpcStatus(targets.status()));
+
+  for (const auto& h : *targets) {
+    if (auto ip = controllerAddressOf(known.at(h).addresses, options_.endpoints)) {
+      return refuse(grpc::Status(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          fmt::format("host \"{}\" is the controller's own host (address {}): refusing to "
+                      "isolate it; nothing was applied",
+                      h, *ip)));
+    }
+  }
+
+  // Exemption sets per host, resolved to IP literals (DNS names resolved once per set list).
+  auto library = policies_.current();
+  const std::vector<std::string> requested(req.exempt_sets().begin(), req.exempt_sets().end());
+  std::map<std::string, std::vector<v1::ExemptionRule>> resolved_by_sets;
+  std::map<std::string, std::vector<std::string>> set_names;
+  std::map<std::string, v1::DesiredState> states;
+  const auto current = fleet_.desiredStates(*targets);
+  const int64_t now = clock_.nowUnixMs();
+  for (const auto& h : *targets) {
+    auto sets = exemptionSetsFor(*library, known.at(h).labels, requested,
+                                 req.no_default_exemptions());
+    if (!sets.ok()) return refuse(toGrpcStatus(sets.status()));
+    std::vector<std::string> names;
+    for (const auto* s : *sets) names.push_back(s->name);
+    const std::string key = joined(names);
+    auto cached = resolved_by_sets.find(key);
+    if (cached == resolved_by_sets.end()) {
+      auto rules = resolveExemptions(*sets, resolver_);
+      if (!rules.ok()) {
+        return refuse(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                   fmt::format("{}", rules.status())));
+      }
+      cached = resolved_by_sets.emplace(key, *std::move(rules)).first;
+    }
+    IsolationSpec spec;
+    spec.set_names = names;
+    spec.rules = cached->second;
+    spec.expires_at_unix_ms = req.ttl_ms() > 0 ? now + req.ttl_ms() : 0;
+    spec.reason = req.reason();
+    spec.requested_by = operator_name;
+    states[h] = isolatedState(current.at(h), spec, options_.endpoints);
+    set_names[h] = std::move(names);
+  }
+
+  auto op = std::make_shared<PendingOp>();
+  op->id = next_op_++;
+  op->dry_run = req.dry_run();
+  op->reactor = reactor;
+  op->response = resp;
+  op->operator_name = operator_name;
+  op->action = "isolate";
+  op->target = target;
+  op->reason = req.reason();
+  op->wait = waitFor(req.wait_ms());
+
+  if (req.dry_run()) {
+    for (auto& [h, s] : states) s.set_generation(current.at(h).generation());   // not a change
+    if (fleet_.preview(op, *targets, states, set_names)) {
+      complete(op, false);
+    } else if (!thread_.after(op->wait, [this, op] { complete(op, false); })) {
+      complete(op, true);
+    }
+    return;
+  }
+  std::string detail = fmt::format("hosts {}", joined(*targets));
+  if (req.ttl_ms() > 0) detail += fmt::format("; ttl {} ms", req.ttl_ms());
+  if (req.no_default_exemptions()) detail += "; no default exemptions";
+  std::set<std::string> all_sets;
+  for (const auto& [h, n] : set_names) all_sets.insert(n.begin(), n.end());
+  detail += fmt::format("; exemptions {}",
+                        all_sets.empty() ? "none"
+                                         : joined(std::vector<std::string>(all_sets.begin(),
+                                                                           all_sets.end())));
+  commitAndWait(op, *targets, states, set_names, detail);
+}
+
+void Containment::doRelease(const std::string& operator_name, const v1::ReleaseRequest& req,
+                            v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
+  const std::vector<std::string> hosts(req.hosts().begin(), req.hosts().end());
+  const std::string target = targetText(hosts, req.selector());
+  auto refuse = [&](const grpc::Status& status) {
+    reactor->Finish(
+        recordCall(store_, clock_, operator_name, "release", target, req.reason(), status));
+  };
+  if (blank(req.reason())) {
+    return refuse(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "reason: required"));
+  }
+  auto targets = resolveTargets(fleet_.targets(), TargetRequest{hosts, req.selector(), req.yes()},
+                                options_.selector_limit);
+  if (!targets.ok()) return refuse(toGrpcStatus(targets.status()));
+  const auto current = fleet_.desiredStates(*targets);
+  std::map<std::string, v1::DesiredState> states;
+  for (const auto& h : *targets) {
+    states[h] = releasedState(current.at(h), req.reason(), operator_name, options_.endpoints);
+  }
+  auto op = std::make_shared<PendingOp>();
+  op->id = next_op_++;
+  op->reactor = reactor;
+  op->response = resp;
+  op->operator_name = operator_name;
+  op->action = "release";
+  op->target = target;
+  op->reason = req.reason();
+  op->wait = waitFor(req.wait_ms());
+  commitAndWait(op, *targets, states, {}, fmt::format("hosts {}", joined(*targets)));
+}
+
+void Containment::commitAndWait(const std::shared_ptr<PendingOp>& op,
+                                const std::vector<std::string>& order,
+                                const std::map<std::string, v1::DesiredState>& states,
+                                const std::map<std::string, std::vector<std::string>>& sets,
+                                const std::string& detail) {
+  std::string gens;
+  for (const auto& h : order) {
+    gens += fmt::format("{}{}={}", gens.empty() ? "" : ",", h, states.at(h).generation());
+  }
+  AuditEntry e;
+  e.at_unix_ms = clock_.nowUnixMs();
+  e.operator_name = op->operator_name;
+  e.action = op->action;
+  e.target = op->target;
+  e.reason = op->reason;
+  e.outcome = "ok";
+  e.detail = fmt::format("{}; generations {}", detail, gens);
+  auto row = store_.commitChange(states, e);
+  if (!row.ok()) {
+    spdlog::error("{} {}: cannot persist: {}", op->action, op->target, row.status());
+    grpc::Status status(grpc::StatusCode::INTERNAL,
+                        fmt::format("store unavailable, nothing applied: {}", row.status()));
+    op->reactor->Finish(recordCall(store_, clock_, op->operator_name, op->action, op->target,
+                                   op->reason, status));
+    return;
+  }
+  spdlog::info("operator {}: {} {} ({}) generations {}", op->operator_name, op->action,
+               op->target, op->reason, gens);
+  if (fleet_.publish(op, order, states, sets)) {
+    complete(op, false);
+  } else if (!thread_.after(op->wait, [this, op] { complete(op, false); })) {
+    complete(op, true);
+  }
+}
+
+void Containment::complete(const std::shared_ptr<PendingOp>& op, bool shutting_down) {
+  std::string open_error;
+  v1::HostOutcome::State open_state = v1::HostOutcome::PENDING;
+  if (op->dry_run) {
+    open_state = v1::HostOutcome::FAILED;
+    open_error = shutting_down ? "controller shutting down before the agent answered"
+                               : fmt::format("no dry-run answer from the agent within {} ms",
+                                             op->wait.count());
+  } else {
+    open_error = shutting_down
+                     ? "controller shutting down before the acknowledgement: will apply when "
+                       "the agent receives it"
+                     : fmt::format("no acknowledgement within {} ms: will apply when the agent "
+                                   "acknowledges",
+                                   op->wait.count());
+  }
+  if (!fleet_.settle(op, open_state, open_error)) return;   // already completed
+
+  std::map<std::string, std::vector<std::string>> by_state;
+  for (const auto& o : op->response->outcomes()) {
+    by_state[stateName(o.state())].push_back(
+        o.error().empty() ? o.host_id() : fmt::format("{} ({})", o.host_id(), o.error()));
+  }
+  std::string summary;
+  for (const auto& [state, hosts] : by_state) {
+    summary += fmt::format("{}{} {}: {}", summary.empty() ? "" : "; ", hosts.size(), state,
+                           joined(hosts, ", "));
+  }
+  const bool all_good = !by_state.count("failed") && !by_state.count("pending");
+  grpc::Status status = grpc::Status::OK;
+  if (op->dry_run) {
+    // The only audit row of a dry run: its failure fails the call.
+    status = recordCall(store_, clock_, op->operator_name, op->action, op->target, op->reason,
+                        grpc::Status::OK, fmt::format("dry run; {}", summary));
+  } else {
+    AuditEntry e;
+    e.at_unix_ms = clock_.nowUnixMs();
+    e.operator_name = op->operator_name;
+    e.action = op->action + ".result";
+    e.target = op->target;
+    e.reason = op->reason;
+    e.outcome = all_good ? "ok" : fmt::format("error: {}", summary);
+    e.detail = summary;
+    if (auto row = store_.appendAudit(e); !row.ok()) {
+      spdlog::error("audit: cannot record the result of {} {}: {}", op->action, op->target,
+                    row.status());
+    }
+  }
+  spdlog::info("{} {}: {}", op->action, op->target, summary);
+  op->reactor->Finish(status);
+}
+
+void Containment::expireIsolations() {
+  const int64_t now = clock_.nowUnixMs();
+  std::map<std::string, v1::DesiredState> states;
+  std::vector<std::string> order;
+  for (const auto& [host, state] : fleet_.allDesiredStates()) {
+    if (!isolationExpired(state, now)) continue;
+    states[host] = releasedState(
+        state, fmt::format("ttl expired (isolated for: {})", state.isolation().reason()),
+        "controller", options_.endpoints);
+    order.push_back(host);
+  }
+  if (states.empty()) return;
+  AuditEntry e;
+  e.at_unix_ms = now;
+  e.operator_name = "controller";
+  e.action = "release";
+  e.target = joined(order);
+  e.reason = "ttl expired";
+  e.outcome = "ok";
+  std::string gens;
+  for (const auto& h : order) {
+    gens += fmt::format("{}{}={}", gens.empty() ? "" : ",", h, states.at(h).generation());
+  }
+  e.detail = fmt::format("automatic release at expiry; generations {}", gens);
+  auto row = store_.commitChange(states, e);
+  if (!row.ok()) {
+    spdlog::error("ttl release of {}: cannot persist (will retry): {}", e.target, row.status());
+    return;
+  }
+  spdlog::info("ttl expired: released {} (generations {})", e.target, gens);
+  fleet_.publish(nullptr, order, states, {});
+}
+
+}  // namespace bulkhead::controller

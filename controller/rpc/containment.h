@@ -1,0 +1,79 @@
+// Isolate and release: validates an operator's request, computes and persists the next
+// desired states (with the audit row, in one transaction), pushes them, and finishes the call
+// once every online host acknowledged, failed, or the wait ran out. Also releases isolations
+// whose TTL expired.
+//
+// Threading: all of it runs on one "containment" thread (its own Scheduler), so changes to
+// desired states are serialised and gRPC threads never block on the store or on DNS. The
+// unary call is finished from that thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "bulkhead/v1/operator.pb.h"
+#include "common/policy.h"
+#include "controller/core/clock.h"
+#include "controller/rpc/fleet.h"
+#include "controller/rpc/policies.h"
+#include "controller/rpc/scheduler.h"
+#include "controller/store/store.h"
+
+namespace bulkhead::controller {
+
+struct ContainmentOptions {
+  std::vector<bulkhead::v1::Endpoint> endpoints;   // controller IPs agents dial; always kept
+  uint32_t selector_limit = 10;
+  std::chrono::milliseconds default_wait{5000};
+  std::chrono::milliseconds max_wait{120000};
+  std::chrono::milliseconds expiry_interval{500};
+};
+
+class Containment {
+ public:
+  Containment(const Clock& clock, Store& store, Fleet& fleet, Policies& policies,
+              NameResolver& resolver, ContainmentOptions options);
+  ~Containment();   // shutdown()
+
+  // Takes over a call whose caller is authorised: finishes `reactor` later. `req` and `resp`
+  // stay valid until then (gRPC owns them until Finish).
+  void isolate(std::string operator_name, const bulkhead::v1::IsolateRequest* req,
+               bulkhead::v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor);
+  void release(std::string operator_name, const bulkhead::v1::ReleaseRequest* req,
+               bulkhead::v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor);
+
+  // Finishes every waiting call (open outcomes PENDING) and stops the containment thread.
+  // Idempotent.
+  void shutdown();
+
+ private:
+  void doIsolate(const std::string& operator_name, const bulkhead::v1::IsolateRequest& req,
+                 bulkhead::v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor);
+  void doRelease(const std::string& operator_name, const bulkhead::v1::ReleaseRequest& req,
+                 bulkhead::v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor);
+  // Persists `states` with the audit row, publishes, and finishes when answered.
+  void commitAndWait(const std::shared_ptr<PendingOp>& op, const std::vector<std::string>& order,
+                     const std::map<std::string, bulkhead::v1::DesiredState>& states,
+                     const std::map<std::string, std::vector<std::string>>& sets,
+                     const std::string& detail);
+  void complete(const std::shared_ptr<PendingOp>& op, bool shutting_down);
+  void expireIsolations();
+  std::chrono::milliseconds waitFor(uint32_t wait_ms) const;
+
+  const Clock& clock_;
+  Store& store_;
+  Fleet& fleet_;
+  Policies& policies_;
+  NameResolver& resolver_;
+  const ContainmentOptions options_;
+  std::atomic<uint64_t> next_op_{1};
+  std::atomic<bool> stopped_{false};
+  Scheduler thread_;   // last: stopped first on destruction
+};
+
+}  // namespace bulkhead::controller
