@@ -57,6 +57,14 @@ int reportRpcError(const std::string& command, const std::string& controller,
       return kUsage;
     case grpc::StatusCode::UNAVAILABLE:
     case grpc::StatusCode::DEADLINE_EXCEEDED:
+      if (status.error_message().find("andshake") != std::string::npos ||
+          status.error_message().find("certificate") != std::string::npos) {
+        err << "bulkhead " << command << ": TLS with the controller at " << controller
+            << " failed (certificates from different CAs, a revoked or wrong-kind identity, or"
+               " a wrong --controller-name): "
+            << status.error_message() << "\n";
+        return kFailed;
+      }
       err << "bulkhead " << command << ": cannot reach the controller at " << controller << ": "
           << status.error_message() << "\n";
       return kFailed;
