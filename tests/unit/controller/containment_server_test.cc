@@ -1,0 +1,442 @@
+// Isolate and release through the real server: operator call -> desired state pushed on the
+// agent's stream -> StateReport -> per-host outcome; with exemption sets from a policy
+// library, the guardrails, TTL expiry on a fake clock and dry runs.
+#include "tests/unit/controller/server_harness.h"
+
+namespace bulkhead::controller {
+namespace {
+
+using namespace bulkhead::controller::testing;
+namespace v1 = bulkhead::v1;
+using std::chrono::milliseconds;
+
+PolicyLibrary testLibrary() {
+  auto lib = buildPolicyLibrary({
+      {"jump.yaml", R"(name: ir-jump-host
+description: responders
+selector: "*"
+rules:
+  - direction: in
+    proto: tcp
+    remote: 10.77.0.40/32
+    port: 22
+)"},
+      {"pg.yaml", R"(name: postgres-replication
+description: replication
+selector: role=db
+rules:
+  - direction: in
+    proto: tcp
+    remote: 10.77.1.22/32
+    port: 5432
+)"},
+      {"dns.yaml", R"(name: dns
+description: resolvers
+rules:
+  - direction: out
+    proto: udp
+    remote: 10.77.0.50/32
+    port: 53
+)"},
+  });
+  EXPECT_TRUE(lib.ok()) << lib.status();
+  return lib.ok() ? *lib : PolicyLibrary();
+}
+
+class ContainmentServerTest : public ServerTest {
+ protected:
+  void configure(ServerOptions& o) override {
+    v1::Endpoint e;
+    e.set_ip("10.77.0.1");
+    e.set_port(7443);
+    o.containment.endpoints = endpoints_ ? *endpoints_ : std::vector<v1::Endpoint>{e};
+    o.containment.selector_limit = 2;
+    o.containment.expiry_interval = milliseconds(50);
+    o.policies = &policies_;
+  }
+
+  struct Call {
+    grpc::Status status;
+    v1::ContainmentResponse resp;
+  };
+  std::future<Call> isolateAsync(v1::IsolateRequest req, Role role = Role::kResponder) {
+    return std::async(std::launch::async, [this, req, role] {
+      auto stub = op(role, "rita");
+      grpc::ClientContext ctx;
+      deadline(&ctx);
+      Call c;
+      c.status = stub->Isolate(&ctx, req, &c.resp);
+      return c;
+    });
+  }
+  std::future<Call> releaseAsync(v1::ReleaseRequest req) {
+    return std::async(std::launch::async, [this, req] {
+      auto stub = op(Role::kResponder, "rita");
+      grpc::ClientContext ctx;
+      deadline(&ctx);
+      Call c;
+      c.status = stub->Release(&ctx, req, &c.resp);
+      return c;
+    });
+  }
+  static v1::IsolateRequest isolateReq(std::vector<std::string> hosts, uint32_t wait_ms = 5000) {
+    v1::IsolateRequest r;
+    for (auto& h : hosts) r.add_hosts(h);
+    r.set_reason("INC-42");
+    r.set_wait_ms(wait_ms);
+    return r;
+  }
+  static Call get(std::future<Call>& f) {
+    EXPECT_EQ(f.wait_for(kWait), std::future_status::ready);
+    return f.get();
+  }
+  v1::HostStatus status(const std::string& host) {
+    auto stub = op(Role::kViewer, "victor");
+    grpc::ClientContext ctx;
+    deadline(&ctx);
+    v1::GetHostRequest req;
+    req.set_host(host);
+    v1::HostStatus st;
+    EXPECT_TRUE(stub->GetHost(&ctx, req, &st).ok());
+    return st;
+  }
+
+  Policies policies_{testLibrary()};
+  std::optional<std::vector<v1::Endpoint>> endpoints_;
+};
+
+TEST_F(ContainmentServerTest, IsolateIsPushedAcknowledgedAndShownInStatus) {
+  auto a = agent("db-01");
+  ASSERT_TRUE(a->connect("db-01", {{"role", "db"}}));
+  auto call = isolateAsync(isolateReq({"db-01"}));
+  v1::ControllerMessage m;
+  ASSERT_TRUE(a->readUntil(v1::ControllerMessage::kDesiredState, &m));
+  const auto& d = m.desired_state();
+  EXPECT_EQ(d.generation(), 1u);
+  EXPECT_TRUE(d.isolation().enabled());
+  EXPECT_EQ(d.isolation().reason(), "INC-42");
+  EXPECT_EQ(d.isolation().requested_by(), "rita");
+  ASSERT_EQ(d.isolation().exemption_sets_size(), 2);   // defaults: "*" and role=db
+  EXPECT_EQ(d.isolation().exemption_sets(0), "ir-jump-host");
+  EXPECT_EQ(d.isolation().exemption_sets(1), "postgres-replication");
+  ASSERT_EQ(d.isolation().exemptions_size(), 2);
+  EXPECT_EQ(d.isolation().exemptions(1).remote_cidr(), "10.77.1.22/32");
+  EXPECT_EQ(d.isolation().exemptions(1).set_name(), "postgres-replication");
+  ASSERT_EQ(d.controller_endpoints_size(), 1);
+  EXPECT_EQ(d.controller_endpoints(0).ip(), "10.77.0.1");
+  ASSERT_TRUE(a->report(1, true, "hash-1", 3));
+
+  Call c = get(call);
+  ASSERT_TRUE(c.status.ok()) << c.status.error_message();
+  ASSERT_EQ(c.resp.outcomes_size(), 1);
+  const auto& o = c.resp.outcomes(0);
+  EXPECT_EQ(o.host_id(), "db-01");
+  EXPECT_EQ(o.state(), v1::HostOutcome::ENFORCED);
+  EXPECT_EQ(o.generation(), 1u);
+  EXPECT_EQ(o.report().ruleset_hash(), "hash-1");
+  EXPECT_EQ(o.report().flows_cut(), 3u);
+  EXPECT_EQ(o.exemption_sets_size(), 2);
+
+  auto st = status("db-01");
+  EXPECT_TRUE(st.host().isolated());
+  EXPECT_EQ(st.host().desired_generation(), 1u);
+  EXPECT_EQ(st.host().enforced_generation(), 1u);
+  EXPECT_EQ(st.host().ruleset_hash(), "hash-1");
+  EXPECT_TRUE(st.desired().isolation().enabled());
+  EXPECT_EQ(st.last_report().flows_cut(), 3u);
+
+  auto rows = auditRows();
+  ASSERT_GE(rows.size(), 2u);
+  const AuditEntry* change = nullptr;
+  const AuditEntry* result = nullptr;
+  for (const auto& r : rows) {
+    if (r.action == "isolate") change = &r;
+    if (r.action == "isolate.result") result = &r;
+  }
+  ASSERT_NE(change, nullptr);
+  ASSERT_NE(result, nullptr);
+  EXPECT_EQ(change->operator_name, "rita");
+  EXPECT_EQ(change->target, "db-01");
+  EXPECT_EQ(change->reason, "INC-42");
+  EXPECT_EQ(change->outcome, "ok");
+  EXPECT_NE(change->detail.find("postgres-replication"), std::string::npos);
+  EXPECT_EQ(result->outcome, "ok");
+  EXPECT_LT(change->id, result->id);
+
+  // Release: isolation off, next generation.
+  v1::ReleaseRequest rel;
+  rel.add_hosts("db-01");
+  rel.set_reason("INC-42 contained");
+  auto rcall = releaseAsync(rel);
+  ASSERT_TRUE(a->readUntil(v1::ControllerMessage::kDesiredState, &m));
+  EXPECT_EQ(m.desired_state().generation(), 2u);
+  EXPECT_FALSE(m.desired_state().isolation().enabled());
+  EXPECT_EQ(m.desired_state().controller_endpoints_size(), 1);
+  ASSERT_TRUE(a->report(2, true, "hash-2"));
+  Call r = get(rcall);
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.resp.outcomes(0).state(), v1::HostOutcome::ENFORCED);
+  EXPECT_FALSE(status("db-01").host().isolated());
+}
+
+TEST_F(ContainmentServerTest, AgentFailureIsReportedWithTheReason) {
+  auto a = agent("web-01");
+  ASSERT_TRUE(a->connect("web-01"));
+  auto call = isolateAsync(isolateReq({"web-01"}));
+  v1::ControllerMessage m;
+  ASSERT_TRUE(a->readUntil(v1::ControllerMessage::kDesiredState, &m));
+  ASSERT_TRUE(a->report(1, false, "old", 0, "nft: syntax error"));
+  Call c = get(call);
+  ASSERT_TRUE(c.status.ok());
+  const auto& o = c.resp.outcomes(0);
+  EXPECT_EQ(o.state(), v1::HostOutcome::FAILED);
+  EXPECT_NE(o.error().find("nft: syntax error"), std::string::npos);
+  EXPECT_NE(o.error().find("closed"), std::string::npos);
+  EXPECT_TRUE(o.report().left_closed());
+  auto rows = auditRows();
+  EXPECT_EQ(rows.back().action, "isolate.result");
+  EXPECT_EQ(rows.back().outcome.rfind("error: ", 0), 0u);
+}
+
+TEST_F(ContainmentServerTest, NoAcknowledgementWithinTheWaitIsPending) {
+  auto a = agent("web-01");
+  ASSERT_TRUE(a->connect("web-01"));
+  auto start = std::chrono::steady_clock::now();
+  auto call = isolateAsync(isolateReq({"web-01"}, 300));
+  Call c = get(call);
+  auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(c.status.ok());
+  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::PENDING);
+  EXPECT_NE(c.resp.outcomes(0).error().find("no acknowledgement within 300 ms"),
+            std::string::npos);
+  EXPECT_GE(took, milliseconds(250));
+  // The state stays desired; a late acknowledgement shows in the status.
+  ASSERT_TRUE(a->report(1, true, "late"));
+  EXPECT_TRUE(eventually([&] { return status("web-01").host().enforced_generation() == 1; }));
+}
+
+TEST_F(ContainmentServerTest, OfflineHostIsPendingAndIsolatedWhenItReconnects) {
+  {
+    auto a = agent("web-01");
+    ASSERT_TRUE(a->connect("web-01"));
+    ASSERT_TRUE(a->finish().ok());
+  }
+  ASSERT_TRUE(eventually([&] { return !listedOnline("web-01"); }));
+  auto call = isolateAsync(isolateReq({"web-01"}));
+  Call c = get(call);
+  ASSERT_TRUE(c.status.ok());
+  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::PENDING);
+  EXPECT_NE(c.resp.outcomes(0).error().find("offline"), std::string::npos);
+
+  auto again = agent("web-01");
+  ASSERT_TRUE(again->hello("web-01"));
+  v1::ControllerMessage m;
+  ASSERT_TRUE(again->read(&m));
+  EXPECT_TRUE(m.has_welcome());   // Welcome first, then the current desired state
+  ASSERT_TRUE(again->read(&m));
+  ASSERT_TRUE(m.has_desired_state());
+  EXPECT_EQ(m.desired_state().generation(), 1u);
+  EXPECT_TRUE(m.desired_state().isolation().enabled());
+}
+
+TEST_F(ContainmentServerTest, DesiredStateSurvivesARestart) {
+  {
+    auto a = agent("web-01");
+    ASSERT_TRUE(a->connect("web-01"));
+    auto call = isolateAsync(isolateReq({"web-01"}, 200));
+    get(call);
+  }
+  server_.reset();
+  store_.reset();
+  openStore();
+  startServer();
+  EXPECT_TRUE(status("web-01").desired().isolation().enabled());
+  auto a = agent("web-01");
+  ASSERT_TRUE(a->hello("web-01"));
+  v1::ControllerMessage m;
+  ASSERT_TRUE(a->readUntil(v1::ControllerMessage::kDesiredState, &m));
+  EXPECT_EQ(m.desired_state().generation(), 1u);
+}
+
+TEST_F(ContainmentServerTest, RefusalsNameTheProblemAndApplyNothing) {
+  auto a = agent("web-01");
+  ASSERT_TRUE(a->connect("web-01", {{"role", "web"}}));
+  auto b = agent("web-02");
+  ASSERT_TRUE(b->connect("web-02", {{"role", "web"}}));
+  auto c3 = agent("web-03");
+  ASSERT_TRUE(c3->connect("web-03", {{"role", "web"}}));
+  struct Case {
+    v1::IsolateRequest req;
+    grpc::StatusCode code;
+    std::string message;   // substring
+  };
+  std::vector<Case> cases;
+  {
+    auto r = isolateReq({"web-01", "nope-7"});
+    cases.push_back({r, grpc::StatusCode::NOT_FOUND, "unknown host \"nope-7\""});
+  }
+  {
+    auto r = isolateReq({"web-01", "web-02"});
+    r.add_exempt_sets("nfs");
+    cases.push_back({r, grpc::StatusCode::INVALID_ARGUMENT, "\"nfs\""});
+  }
+  {
+    auto r = isolateReq({"web-01"});
+    r.set_reason(" ");
+    cases.push_back({r, grpc::StatusCode::INVALID_ARGUMENT, "reason: required"});
+  }
+  {
+    v1::IsolateRequest r;
+    r.set_selector("role=web");
+    r.set_reason("INC-42");
+    cases.push_back({r, grpc::StatusCode::FAILED_PRECONDITION, "matches 3 hosts"});
+  }
+  {
+    v1::IsolateRequest r;
+    r.set_selector("role");
+    r.set_reason("INC-42");
+    cases.push_back({r, grpc::StatusCode::INVALID_ARGUMENT, "selector"});
+  }
+  for (auto& c : cases) {
+    auto f = isolateAsync(c.req);
+    Call res = get(f);
+    EXPECT_EQ(res.status.error_code(), c.code) << c.message << ": " << res.status.error_message();
+    EXPECT_NE(res.status.error_message().find(c.message), std::string::npos)
+        << res.status.error_message();
+    auto rows = auditRows();
+    EXPECT_EQ(rows.back().action, "isolate");
+    EXPECT_EQ(rows.back().outcome.rfind("error: ", 0), 0u) << rows.back().outcome;
+  }
+  for (const char* h : {"web-01", "web-02", "web-03"}) {
+    EXPECT_EQ(status(h).host().desired_generation(), 0u) << h;
+  }
+  // A viewer may not isolate.
+  auto f = isolateAsync(isolateReq({"web-01"}), Role::kViewer);
+  EXPECT_EQ(get(f).status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  // With --yes the selector applies to all three.
+  v1::IsolateRequest yes;
+  yes.set_selector("role=web");
+  yes.set_reason("INC-42");
+  yes.set_yes(true);
+  yes.set_wait_ms(200);
+  auto fy = isolateAsync(yes);
+  Call ry = get(fy);
+  ASSERT_TRUE(ry.status.ok()) << ry.status.error_message();
+  EXPECT_EQ(ry.resp.outcomes_size(), 3);
+}
+
+TEST_F(ContainmentServerTest, TheControllersOwnHostIsNeverIsolated) {
+  auto a = agent("ctl-host");
+  ASSERT_TRUE(a->connect("ctl-host", {}, "10.77.0.1/16"));
+  auto f = isolateAsync(isolateReq({"ctl-host"}));
+  Call c = get(f);
+  EXPECT_EQ(c.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(c.status.error_message().find("controller's own host"), std::string::npos);
+  EXPECT_EQ(status("ctl-host").host().desired_generation(), 0u);
+}
+
+TEST_F(ContainmentServerTest, TtlReleasesByItself) {
+  auto a = agent("web-01");
+  ASSERT_TRUE(a->connect("web-01"));
+  auto req = isolateReq({"web-01"});
+  req.set_ttl_ms(10'000);
+  auto call = isolateAsync(req);
+  v1::ControllerMessage m;
+  ASSERT_TRUE(a->readUntil(v1::ControllerMessage::kDesiredState, &m));
+  EXPECT_EQ(m.desired_state().isolation().expires_at_unix_ms(), clock_.nowUnixMs() + 10'000);
+  ASSERT_TRUE(a->report(1, true));
+  ASSERT_TRUE(get(call).status.ok());
+  // Time passes with heartbeats (the heartbeat timeout here is 3 s).
+  for (int i = 0; i < 9; ++i) {
+    clock_.advance(milliseconds(1'000));
+    ASSERT_TRUE(a->heartbeat());
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  clock_.advance(milliseconds(999));
+  std::this_thread::sleep_for(milliseconds(200));
+  EXPECT_TRUE(status("web-01").host().isolated());
+  clock_.advance(milliseconds(1));
+  ASSERT_TRUE(a->readUntil(v1::ControllerMessage::kDesiredState, &m));
+  EXPECT_EQ(m.desired_state().generation(), 2u);
+  EXPECT_FALSE(m.desired_state().isolation().enabled());
+  EXPECT_FALSE(status("web-01").host().isolated());
+  bool audited = false;
+  for (const auto& r : auditRows()) {
+    if (r.action == "release" && r.operator_name == "controller" && r.reason == "ttl expired") {
+      audited = true;
+    }
+  }
+  EXPECT_TRUE(audited);
+}
+
+TEST_F(ContainmentServerTest, DryRunAsksTheAgentAndChangesNothing) {
+  auto a = agent("web-01");
+  ASSERT_TRUE(a->connect("web-01"));
+  auto req = isolateReq({"web-01"});
+  req.set_dry_run(true);
+  req.add_exempt_sets("dns");
+  auto call = isolateAsync(req);
+  v1::ControllerMessage m;
+  ASSERT_TRUE(a->readUntil(v1::ControllerMessage::kCommand, &m));
+  ASSERT_TRUE(m.command().has_preview_state());
+  EXPECT_TRUE(m.command().preview_state().state().isolation().enabled());
+  EXPECT_EQ(m.command().preview_state().state().isolation().exemption_sets(0), "dns");
+  v1::AgentMessage answer;
+  auto* r = answer.mutable_command_result();
+  r->set_command_id(m.command().id());
+  r->set_ok(true);
+  r->mutable_preview()->set_ruleset_text("table inet bulkhead { }");
+  auto* cut = r->mutable_preview()->add_would_cut();
+  cut->set_description("tcp 10.77.1.11:22 <- 10.77.0.66:51234");
+  r->mutable_preview()->add_would_keep()->set_description("tcp 10.77.1.11:5432 <- 10.77.1.22:40000");
+  ASSERT_TRUE(a->write(answer));
+  Call c = get(call);
+  ASSERT_TRUE(c.status.ok()) << c.status.error_message();
+  const auto& o = c.resp.outcomes(0);
+  EXPECT_EQ(o.state(), v1::HostOutcome::DRY_RUN);
+  EXPECT_EQ(o.ruleset_text(), "table inet bulkhead { }");
+  ASSERT_EQ(o.flows_cut_size(), 1);
+  EXPECT_EQ(o.flows_cut(0).description(), "tcp 10.77.1.11:22 <- 10.77.0.66:51234");
+  EXPECT_EQ(o.flows_kept_size(), 1);
+  auto st = status("web-01");
+  EXPECT_EQ(st.host().desired_generation(), 0u);
+  EXPECT_FALSE(st.host().isolated());
+  auto rows = auditRows();
+  bool audited = false;
+  for (const auto& row : rows) {
+    if (row.action == "isolate" && row.detail.rfind("dry run", 0) == 0) audited = true;
+  }
+  EXPECT_TRUE(audited);
+}
+
+TEST_F(ContainmentServerTest, TamperEventsShowInStatus) {
+  auto a = agent("web-01");
+  ASSERT_TRUE(a->connect("web-01"));
+  v1::AgentMessage t;
+  t.mutable_tamper()->set_what("table inet bulkhead deleted");
+  t.mutable_tamper()->set_restored(true);
+  t.mutable_tamper()->set_restore_latency_us(1200);
+  ASSERT_TRUE(a->write(t));
+  EXPECT_TRUE(eventually([&] { return status("web-01").tamper_events_size() == 1; }));
+  EXPECT_EQ(status("web-01").tamper_events(0).what(), "table inet bulkhead deleted");
+}
+
+class NoEndpointServerTest : public ContainmentServerTest {
+ protected:
+  void SetUp() override {
+    endpoints_ = std::vector<v1::Endpoint>{};
+    ContainmentServerTest::SetUp();
+  }
+};
+
+TEST_F(NoEndpointServerTest, IsolationIsRefusedWithoutADialableEndpoint) {
+  auto a = agent("web-01");
+  ASSERT_TRUE(a->connect("web-01"));
+  auto f = isolateAsync(isolateReq({"web-01"}));
+  Call c = get(f);
+  EXPECT_EQ(c.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(c.status.error_message().find("--advertise"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace bulkhead::controller
