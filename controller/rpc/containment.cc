@@ -79,19 +79,29 @@ std::chrono::milliseconds Containment::waitFor(uint32_t wait_ms) const {
 
 void Containment::isolate(std::string operator_name, const v1::IsolateRequest* req,
                           v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
-  bool posted = !stopped_ && thread_.post([this, name = std::move(operator_name), req, resp,
-                                           reactor] { doIsolate(name, *req, resp, reactor); });
+  bool posted = !stopped_ && thread_.post([this, name = operator_name, req, resp, reactor] {
+    doIsolate(name, *req, resp, reactor);
+  });
   if (!posted) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down"));
+    std::vector<std::string> hosts(req->hosts().begin(), req->hosts().end());
+    reactor->Finish(recordCall(
+        store_, clock_, operator_name, "isolate", targetText(hosts, req->selector()),
+        req->reason(),
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down, nothing applied")));
   }
 }
 
 void Containment::release(std::string operator_name, const v1::ReleaseRequest* req,
                           v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
-  bool posted = !stopped_ && thread_.post([this, name = std::move(operator_name), req, resp,
-                                           reactor] { doRelease(name, *req, resp, reactor); });
+  bool posted = !stopped_ && thread_.post([this, name = operator_name, req, resp, reactor] {
+    doRelease(name, *req, resp, reactor);
+  });
   if (!posted) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down"));
+    std::vector<std::string> hosts(req->hosts().begin(), req->hosts().end());
+    reactor->Finish(recordCall(
+        store_, clock_, operator_name, "release", targetText(hosts, req->selector()),
+        req->reason(),
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down, nothing applied")));
   }
 }
 
