@@ -30,11 +30,12 @@ def build_dir_from_env() -> str:
 class Fleet:
     def __init__(self, lab: Lab, build_dir: Optional[str] = None,
                  heartbeat_interval: str = "500ms", heartbeat_timeout: str = "2s",
-                 policy_dir: Optional[str] = None):
+                 policy_dir: Optional[str] = None, log_level: str = "debug"):
         self.lab = lab
         self.build_dir = build_dir or build_dir_from_env()
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
+        self.log_level = log_level
         self.policy_dir = policy_dir or os.path.join(REPO, "policies")
         self.pki = os.path.join(lab.tmpdir, "pki")
         self.data_dir = os.path.join(lab.tmpdir, "controller-data")
@@ -83,7 +84,7 @@ class Fleet:
                 "--identity", os.path.join(self.pki, "controller"),
                 "--data-dir", self.data_dir, "--policy-dir", self.policy_dir,
                 "--heartbeat-interval", self.heartbeat_interval,
-                "--heartbeat-timeout", self.heartbeat_timeout, "--log-level", "debug",
+                "--heartbeat-timeout", self.heartbeat_timeout, "--log-level", self.log_level,
                 *extra]
 
     def start_controller(self, extra: Iterable[str] = (), timeout: float = 15.0):
@@ -110,7 +111,7 @@ class Fleet:
                    identity: Optional[str] = None, extra: Iterable[str] = ()) -> List[str]:
         argv = [self.bin("bulkhead-agent"), "--controller", self.controller_addr,
                 "--identity", identity or self.agent_identity(host),
-                "--state-dir", self.agent_state_dir(host), "--log-level", "debug"]
+                "--state-dir", self.agent_state_dir(host), "--log-level", self.log_level]
         for k, v in sorted((labels or {}).items()):
             argv += ["--label", f"{k}={v}"]
         return argv + list(extra)
