@@ -11,8 +11,10 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <atomic>
 #include <random>
 
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "agent/core/backoff.h"
@@ -20,8 +22,13 @@
 #include "agent/core/hello.h"
 #include "agent/daemon/agent_status.h"
 #include "agent/daemon/controller_pin.h"
+#include "agent/daemon/reconcile_worker.h"
+#include "agent/daemon/reconciler.h"
 #include "agent/linux/host_facts.h"
 #include "agent/linux/netns_guard.h"
+#include "agent/linux/nftables_firewall.h"
+#include "agent/linux/sock_diag_flow_killer.h"
+#include "agent/linux/tamper_watch.h"
 #include "agent/linux/status_socket.h"
 #include "agent/rpc/controller_session.h"
 #include "agent/rpc/timer_queue.h"
@@ -108,12 +115,116 @@ absl::StatusOr<int> lockStateDir(const fs::path& dir) {
   return fd;
 }
 
-// The daemon's side of the controller stream.
-class AgentDaemon final : public SessionHandler {
+// Stand-ins when the kernel may not (or cannot) be touched: every call reports why.
+class RefusedFirewall final : public Firewall {
+ public:
+  explicit RefusedFirewall(absl::Status why) : why_(std::move(why)) {}
+  absl::Status check(const std::string&) override { return why_; }
+  absl::Status apply(const std::string&) override { return why_; }
+  absl::StatusOr<std::string> readBack() override { return why_; }
+  absl::Status remove() override { return why_; }
+
+ private:
+  absl::Status why_;
+};
+
+class RefusedFlowKiller final : public FlowKiller {
+ public:
+  explicit RefusedFlowKiller(absl::Status why) : why_(std::move(why)) {}
+  absl::StatusOr<CutReport> cut(const FlowSelector&, bool) override { return why_; }
+
+ private:
+  absl::Status why_;
+};
+
+struct Enforcement {
+  std::unique_ptr<Firewall> firewall;
+  std::unique_ptr<FlowKiller> killer;
+};
+
+// The real kernel side if allowed and available; refusing stand-ins otherwise.
+Enforcement makeEnforcement(const absl::Status& allowed) {
+  Enforcement e;
+  if (!allowed.ok()) {
+    e.firewall = std::make_unique<RefusedFirewall>(allowed);
+    e.killer = std::make_unique<RefusedFlowKiller>(allowed);
+    return e;
+  }
+  auto fw = NftablesFirewall::create();
+  if (fw.ok()) {
+    e.firewall = *std::move(fw);
+  } else {
+    spdlog::error("nftables unavailable: {}", fw.status());
+    e.firewall = std::make_unique<RefusedFirewall>(absl::UnavailableError(
+        fmt::format("nftables unavailable, host left as it was: {}", fw.status())));
+  }
+  auto killer = SockDiagFlowKiller::create();
+  if (killer.ok()) {
+    e.killer = *std::move(killer);
+  } else {
+    spdlog::error("flow killer unavailable: {}", killer.status());
+    e.killer = std::make_unique<RefusedFlowKiller>(absl::UnavailableError(
+        fmt::format("cannot enumerate flows: {}", killer.status())));
+  }
+  return e;
+}
+
+std::vector<v1::Endpoint> endpointsOf(const PinnedController& pin) {
+  std::vector<v1::Endpoint> out;
+  for (const auto& ip : pin.ips) {
+    v1::Endpoint ep;
+    ep.set_ip(ip);
+    ep.set_port(pin.port);
+    out.push_back(std::move(ep));
+  }
+  return out;
+}
+
+std::string describeWatchEvent(const TamperEvent& e) {
+  std::string s = toString(e.reason);
+  if (!e.kinds.empty()) s += fmt::format(": {}", fmt::join(e.kinds, ", "));
+  if (!e.actors.empty()) s += fmt::format(" by {}", fmt::join(e.actors, ", "));
+  return s;
+}
+
+void noteEnforced(StatusBoard* board, const EnforcedState& st) {
+  board->update([&](AgentStatus& s) {
+    s.desired_generation = st.desired_generation;
+    s.enforced_generation = st.enforced_generation;
+    s.ruleset_hash = st.ruleset_hash;
+    s.isolated = st.isolated;
+    s.exemption_sets = st.exemption_sets;
+    s.isolation_expires_at_unix_ms = st.isolation_expires_at_unix_ms;
+    s.blocks = st.blocks;
+    s.fail_closed = st.fail_closed;
+  });
+}
+
+void logReport(const v1::StateReport& r) {
+  if (r.ok()) {
+    spdlog::info("generation {} enforced: ruleset {}, {} flows cut", r.enforced_generation(),
+                 r.ruleset_hash().empty() ? "removed" : r.ruleset_hash().substr(0, 12), r.flows_cut());
+  } else {
+    spdlog::error("generation {} not enforced: {} (host left {}; generation {} in force)",
+                  r.generation(), r.error(), r.left_closed() ? "closed" : "open",
+                  r.enforced_generation());
+  }
+  for (const auto& st : r.steps()) {
+    spdlog::debug("  step {}: {} in {} us{}", st.name(), st.ok() ? "ok" : "FAILED", st.duration_us(),
+                  st.detail().empty() ? "" : fmt::format(" ({})", st.detail()));
+  }
+}
+
+// The daemon's side of the controller stream and of the reconcile worker.
+class AgentDaemon final : public SessionHandler, public ReconcileSink {
  public:
   AgentDaemon(const AgentConfig& config, std::string host_id, StatusBoard* board)
       : config_(config), host_id_(std::move(host_id)), board_(board) {}
 
+  void setWorker(ReconcileWorker* worker) { worker_ = worker; }
+  void setSession(ControllerSession* session) { session_.store(session); }
+
+  // SessionHandler.
   v1::AgentMessage hello() override {
     AgentStatus s = board_->snapshot();
     HelloInputs in;
@@ -158,13 +269,21 @@ class AgentDaemon final : public SessionHandler {
 
   void onMessage(const v1::ControllerMessage& m) override {
     if (m.has_desired_state()) {
-      spdlog::info("desired state generation {} received", m.desired_state().generation());
-      board_->update([&](AgentStatus& s) {
-        s.desired_generation = std::max(s.desired_generation, m.desired_state().generation());
-      });
-      // Reconciliation lands with issue 3 (agent/daemon/reconciler).
+      spdlog::debug("desired state generation {} received", m.desired_state().generation());
+      worker_->desiredState(m.desired_state());
     } else if (m.has_command()) {
-      spdlog::warn("command {} not supported by this agent version", m.command().id());
+      const auto& c = m.command();
+      if (c.has_preview_state()) {
+        spdlog::info("dry run {} requested by {}", c.id(), c.requested_by());
+        worker_->preview(c.id(), c.preview_state().state());
+      } else {
+        spdlog::warn("command {} not supported by this agent version", c.id());
+        v1::CommandResult r;
+        r.set_command_id(c.id());
+        r.set_ok(false);
+        r.set_error(fmt::format("command not supported by bulkhead-agent {}", BULKHEAD_VERSION));
+        onCommandResult(r);
+      }
     }
   }
 
@@ -191,10 +310,52 @@ class AgentDaemon final : public SessionHandler {
     last_warned_at_ = now;
   }
 
+  // ReconcileSink (worker thread).
+  void onReport(const v1::StateReport& r, const EnforcedState& st) override {
+    noteEnforced(board_, st);
+    board_->update([&](AgentStatus& s) {
+      s.last_apply_ok = r.ok();
+      s.last_apply_error = r.error();
+      s.last_apply_unix_ms = r.applied_at_unix_ms();
+      s.flows_cut_last = r.flows_cut();
+    });
+    logReport(r);
+    v1::AgentMessage m;
+    *m.mutable_state_report() = r;
+    send(m);
+  }
+
+  void onTamper(const v1::TamperEvent& e, const EnforcedState& st) override {
+    noteEnforced(board_, st);
+    board_->addTamperEvent(e);
+    spdlog::warn("tamper: {}; {} in {} us", e.what(), e.restored() ? "restored" : "NOT restored",
+                 e.restore_latency_us());
+    v1::AgentMessage m;
+    *m.mutable_tamper() = e;
+    send(m);
+  }
+
+  void onCommandResult(const v1::CommandResult& r) override {
+    if (!r.ok()) spdlog::warn("command {} failed: {}", r.command_id(), r.error());
+    v1::AgentMessage m;
+    *m.mutable_command_result() = r;
+    send(m);
+  }
+
  private:
+  void send(const v1::AgentMessage& m) {
+    ControllerSession* s = session_.load();
+    if (s == nullptr || !s->send(m)) {
+      spdlog::debug("not connected: {} not sent (the next hello/heartbeat carries the state)",
+                    m.GetDescriptor()->oneof_decl(0)->name());
+    }
+  }
+
   const AgentConfig& config_;
   std::string host_id_;
   StatusBoard* board_;
+  ReconcileWorker* worker_ = nullptr;
+  std::atomic<ControllerSession*> session_{nullptr};
   // Touched only from onConnected/onDisconnected, which the session serialises.
   std::string last_warned_reason_;
   std::chrono::steady_clock::time_point last_warned_at_{};
@@ -207,6 +368,47 @@ int runStatus(const AgentConfig& config) {
     return kExitFailure;
   }
   std::fwrite(doc->data(), 1, doc->size(), stdout);
+  return kExitOk;
+}
+
+// --restore (boot, before the network): enforce the persisted state once and exit.
+int runRestore(const AgentConfig& config) {
+  if (auto s = setupLogging("bulkhead-agent", config.log_format, config.log_level); !s.ok()) {
+    printError(fmt::format("{}", s));
+    return kExitUsage;
+  }
+  std::error_code ec;
+  if (!fs::is_directory(config.state_dir, ec)) {
+    printError(fmt::format("--state-dir: {} is not a directory", config.state_dir.string()));
+    return kExitUsage;
+  }
+  NetnsReport netns = classifyNetns(probeNetns());
+  absl::Status allowed = checkEnforcementAllowed(netns, config.allow_root_netns);
+  if (!allowed.ok()) {
+    printError(fmt::format("--restore: {}", allowed));
+    return kExitFailure;
+  }
+  std::vector<v1::Endpoint> controller;
+  if (auto pin = readPin(config.state_dir); pin.ok()) controller = endpointsOf(*pin);
+  Enforcement enforcement = makeEnforcement(allowed);
+  Reconciler reconciler(ReconcilerOptions{config.state_dir, controller, allowed},
+                        enforcement.firewall.get(), enforcement.killer.get(), nowUnixMs);
+  auto report = reconciler.restore();
+  if (!report) {
+    std::printf("bulkhead-agent: no persisted state in %s: nothing to restore\n",
+                config.state_dir.c_str());
+    return kExitOk;
+  }
+  logReport(*report);
+  const auto& st = reconciler.state();
+  if (!report->ok()) {
+    printError(fmt::format("--restore: {} (host left {})", report->error(),
+                           report->left_closed() ? "closed" : "open"));
+    return kExitFailure;
+  }
+  std::printf("bulkhead-agent: restored generation %llu: isolation %s, %zu blocks, ruleset %s\n",
+              static_cast<unsigned long long>(st.enforced_generation), st.isolated ? "on" : "off",
+              st.blocks, st.ruleset_hash.empty() ? "removed" : st.ruleset_hash.c_str());
   return kExitOk;
 }
 
@@ -263,6 +465,44 @@ int runDaemon(const AgentConfig& config) {
   spdlog::info("bulkhead-agent {} starting as host {} (state dir {})", BULKHEAD_VERSION, host_id,
                config.state_dir.string());
 
+  // Enforce the persisted state before anything else, with the controller endpoints known so
+  // far (an IP literal, or the last pin), so a restarted agent converges before it connects.
+  std::vector<v1::Endpoint> known_controller;
+  if (auto literal = resolveWithGetaddrinfo(config.controller.host);
+      literal.ok() && literal->size() == 1 && literal->front() == config.controller.host) {
+    known_controller = endpointsOf(PinnedController{config.controller.host, config.controller.port,
+                                                    *literal, 0});
+  } else if (auto old = readPin(config.state_dir); old.ok()) {
+    known_controller = endpointsOf(*old);
+  }
+  Enforcement enforcement = makeEnforcement(enforce_ok);
+  Reconciler reconciler(ReconcilerOptions{config.state_dir, known_controller, enforce_ok},
+                        enforcement.firewall.get(), enforcement.killer.get(), nowUnixMs);
+  AgentDaemon daemon(config, host_id, &board);
+  ReconcileWorker worker(&reconciler, &daemon, std::chrono::seconds(10));
+  daemon.setWorker(&worker);
+  worker.runSync([&](Reconciler& r) {
+    if (auto report = r.restore()) {
+      daemon.onReport(*report, r.state());
+    } else {
+      spdlog::info("no persisted desired state: nothing to enforce yet");
+    }
+  });
+  std::unique_ptr<NetlinkTamperWatch> watch;
+  if (enforce_ok.ok()) {
+    NetlinkTamperWatch::Options wo;
+    wo.backstop = std::chrono::milliseconds(0);   // the worker re-checks every 10 s itself
+    auto w = NetlinkTamperWatch::create(wo, [&worker](const TamperEvent& e) {
+      worker.recheck(describeWatchEvent(e));
+    });
+    if (w.ok()) {
+      watch = *std::move(w);
+    } else {
+      spdlog::warn("tamper watch unavailable ({}); re-checking the table every 10 s only",
+                   w.status());
+    }
+  }
+
   // Pin the controller's IPs; an unresolvable name without a previous pin is retried.
   std::random_device rd;
   Backoff pin_backoff(BackoffPolicy{}, (static_cast<uint64_t>(rd()) << 32) | rd());
@@ -277,15 +517,16 @@ int runDaemon(const AgentConfig& config) {
     board.update([&](AgentStatus& s) { s.last_connect_error = std::string(p.status().message()); });
     spdlog::warn("{}; retrying in {} ms", p.status(), delay.count());
     if (int sig = waitForStopSignal(delay); sig != 0) {
-      spdlog::info("signal {} received, exiting", sig);
+      spdlog::info("signal {} received, exiting (enforced state stays in the kernel)", sig);
+      if (watch) watch->stop();
       return kExitOk;
     }
   }
   board.update([&](AgentStatus& s) { s.controller_ips = pin.ips; });
   spdlog::info("controller {} pinned to {}", config.controller.host, fmt::join(pin.ips, ", "));
+  worker.pinnedController(endpointsOf(pin));
 
   TimerQueue timers;
-  AgentDaemon daemon(config, host_id, &board);
   SessionOptions opts;
   opts.targets = grpcTargets(pin);
   opts.credentials = clientCredentials(*identity);
@@ -293,13 +534,16 @@ int runDaemon(const AgentConfig& config) {
   opts.seed = (static_cast<uint64_t>(rd()) << 32) | rd();
   {
     ControllerSession session(opts, &timers, &daemon);
+    daemon.setSession(&session);
     session.start();
     int sig = 0;
     while ((sig = waitForStopSignal(std::chrono::seconds(3600))) == 0) {
     }
-    spdlog::info("signal {} received, disconnecting", sig);
+    spdlog::info("signal {} received, disconnecting (enforced state stays in the kernel)", sig);
     session.stop();
+    daemon.setSession(nullptr);
   }
+  if (watch) watch->stop();
   ::close(*lock_fd);
   spdlog::info("bulkhead-agent stopped");
   return kExitOk;
@@ -328,8 +572,7 @@ int agentMain(const std::vector<std::string>& args) {
     case AgentMode::kStatus:
       return runStatus(*config);
     case AgentMode::kRestore:
-      printError("--restore: not implemented yet");
-      return kExitFailure;
+      return runRestore(*config);
     case AgentMode::kRun:
       return runDaemon(*config);
   }

@@ -17,7 +17,10 @@ grpc::ChannelArguments agentChannelArguments(const SessionOptions& options) {
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
               static_cast<int>(options.backoff.initial.count()));
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(options.backoff.initial.count()));
+  // gRPC uses MIN_RECONNECT_BACKOFF as the *connect timeout* of each attempt (TCP + TLS
+  // handshake), not as a delay: 200 ms made handshakes to a busy controller fail ("Handshake
+  // read failed") and multiplied its work. Keep gRPC's default of 20 s.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20'000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options.backoff.max.count()));
   if (!options.ssl_target_name.empty()) args.SetSslTargetNameOverride(options.ssl_target_name);
   if (options.local_subchannel_pool) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);

@@ -1,0 +1,379 @@
+#include "agent/daemon/reconciler.h"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
+
+#include "agent/core/ruleset.h"
+#include "agent/daemon/state_file.h"
+#include "agent/linux/ruleset_hash.h"
+#include "common/format.h"
+
+namespace bulkhead::agent {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// Runs one named step, timing it and recording it in the report.
+class Steps {
+ public:
+  explicit Steps(google::protobuf::RepeatedPtrField<v1::Step>* out) : out_(out) {}
+  absl::Status run(const std::string& name, const std::function<absl::Status(std::string*)>& fn) {
+    auto t0 = SteadyClock::now();
+    std::string detail;
+    absl::Status s = fn(&detail);
+    auto* step = out_->Add();
+    step->set_name(name);
+    step->set_ok(s.ok());
+    step->set_detail(s.ok() ? detail : std::string(s.message()));
+    step->set_duration_us(
+        std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - t0).count());
+    return s;
+  }
+
+ private:
+  google::protobuf::RepeatedPtrField<v1::Step>* out_;
+};
+
+std::string ipText(int family, const std::array<uint8_t, 16>& a) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (inet_ntop(family == AF_INET6 ? AF_INET6 : AF_INET, a.data(), buf, sizeof buf) == nullptr) {
+    return "";
+  }
+  return buf;
+}
+
+}  // namespace
+
+v1::FlowRecord toFlowRecord(const Flow& f) {
+  v1::FlowRecord r;
+  switch (f.proto) {
+    case FlowProto::kTcp: r.set_protocol(v1::PROTOCOL_TCP); break;
+    case FlowProto::kUdp: r.set_protocol(v1::PROTOCOL_UDP); break;
+    case FlowProto::kIcmp:
+    case FlowProto::kIcmpv6: r.set_protocol(v1::PROTOCOL_ICMP); break;
+    case FlowProto::kOther: r.set_protocol(v1::PROTOCOL_ANY); break;
+  }
+  r.set_local_ip(ipText(f.family, f.local_addr));
+  r.set_local_port(f.local_port);
+  r.set_remote_ip(ipText(f.family, f.remote_addr));
+  r.set_remote_port(f.remote_port);
+  r.set_forwarded(f.forwarded);
+  r.set_pid(f.owner_pid);
+  r.set_description(f.toString());
+  return r;
+}
+
+Reconciler::Reconciler(ReconcilerOptions options, Firewall* firewall, FlowKiller* killer, NowFn now)
+    : options_(std::move(options)), firewall_(firewall), killer_(killer), now_(std::move(now)) {}
+
+v1::DesiredState Reconciler::withPinnedController(const v1::DesiredState& s) const {
+  v1::DesiredState merged = s;
+  for (const auto& pin : options_.pinned_controller) {
+    bool present = false;
+    for (const auto& ep : merged.controller_endpoints()) {
+      if (ep.ip() == pin.ip() && ep.port() == pin.port()) present = true;
+    }
+    if (!present) *merged.add_controller_endpoints() = pin;
+  }
+  return merged;
+}
+
+void Reconciler::noteDesired(const v1::DesiredState& s) {
+  state_.desired_generation = s.generation();
+  state_.exemption_sets.assign(s.isolation().exemption_sets().begin(),
+                               s.isolation().exemption_sets().end());
+  state_.blocks = static_cast<size_t>(s.blocks_size());
+}
+
+v1::StateReport Reconciler::enforce(const v1::DesiredState& desired, bool fail_closed) {
+  v1::StateReport r;
+  r.set_generation(desired.generation());
+  Steps steps(r.mutable_steps());
+  const int64_t now = now_();
+  auto fail = [&](const std::string& error) {
+    r.set_ok(false);
+    r.set_error(error);
+    r.set_enforced_generation(state_.enforced_generation);
+    r.set_ruleset_hash(state_.ruleset_hash);
+    r.set_left_closed(state_.isolated);
+    r.set_applied_at_unix_ms(now);
+    return r;
+  };
+  if (!options_.enforcement_allowed.ok()) {
+    return fail(std::string(options_.enforcement_allowed.message()));
+  }
+  const v1::DesiredState merged = withPinnedController(desired);
+  if (auto s = steps.run("validate", [&](std::string*) { return validateDesiredState(merged); });
+      !s.ok()) {
+    return fail(fmt::format("invalid desired state, nothing applied: {}", s));
+  }
+  const bool active = isolationActive(merged, now);
+  const bool want_table = active || merged.blocks_size() > 0;
+  std::string hash;
+  if (want_table) {
+    std::string text;
+    (void)steps.run("render", [&](std::string* d) {
+      text = renderRuleset(merged, now);
+      *d = fmt::format("{} bytes, isolation {}", text.size(), active ? "on" : "off");
+      return absl::OkStatus();
+    });
+    if (auto s = steps.run("check", [&](std::string*) { return firewall_->check(text); }); !s.ok()) {
+      return fail(fmt::format("the kernel rejected the ruleset, previous one kept: {}", s));
+    }
+    if (auto s = steps.run("apply", [&](std::string*) { return firewall_->apply(text); }); !s.ok()) {
+      return fail(fmt::format("applying the ruleset failed, previous one kept: {}", s));
+    }
+    auto s = steps.run("read back", [&](std::string* d) {
+      auto back = firewall_->readBack();
+      if (!back.ok()) return back.status();
+      hash = rulesetHash(*back);
+      *d = fmt::format("sha256 {}", hash);
+      return absl::OkStatus();
+    });
+    if (!s.ok()) {
+      // The apply reported success but the table cannot be read back: not enforced.
+      state_.ruleset_hash.clear();
+      return fail(fmt::format("ruleset applied but not read back from the kernel: {}", s));
+    }
+  } else {
+    if (auto s = steps.run("remove table", [&](std::string*) { return firewall_->remove(); });
+        !s.ok()) {
+      return fail(fmt::format("removing the table failed: {}", s));
+    }
+    auto s = steps.run("read back", [&](std::string* d) {
+      auto back = firewall_->readBack();
+      if (back.ok()) return absl::InternalError("table inet bulkhead still present after removal");
+      if (back.status().code() != absl::StatusCode::kNotFound) return back.status();
+      *d = "no table";
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return fail(fmt::format("release not verified: {}", s));
+  }
+
+  state_.enforced_generation = desired.generation();
+  state_.ruleset_hash = hash;
+  state_.table_expected = want_table;
+  state_.isolated = active;
+  state_.isolation_expires_at_unix_ms = active ? merged.isolation().expires_at_unix_ms() : 0;
+  state_.fail_closed = fail_closed;
+  r.set_ok(true);
+  r.set_enforced_generation(desired.generation());
+  r.set_ruleset_hash(hash);
+
+  if (active) {
+    FlowFilter filter(merged, true);
+    CutReport cut;
+    auto s = steps.run("cut flows", [&](std::string* d) {
+      auto c = killer_->cut([&filter](const Flow& f) { return !filter.kept(f); }, false);
+      if (!c.ok()) return c.status();
+      cut = *std::move(c);
+      *d = fmt::format("{} sockets destroyed, {} conntrack entries deleted, {} kept{}",
+                       cut.sockets_destroyed.size(), cut.conntrack_deleted.size(),
+                       cut.sockets_kept.size() + cut.conntrack_kept.size(),
+                       cut.errors.empty() ? "" : fmt::format("; errors: {}", fmt::join(cut.errors, "; ")));
+      return absl::OkStatus();
+    });
+    r.set_flows_cut(static_cast<uint32_t>(cut.sockets_destroyed.size() + cut.conntrack_deleted.size()));
+    if (!s.ok()) {
+      r.set_ok(false);
+      r.set_error(fmt::format("ruleset enforced, but established flows were not cut: {}", s));
+      r.set_left_closed(true);
+    }
+  }
+  r.set_applied_at_unix_ms(now_());
+  return r;
+}
+
+std::optional<v1::StateReport> Reconciler::restore() {
+  auto loaded = loadDesiredState(options_.state_dir);
+  if (loaded.ok()) {
+    if (!loaded->has_value()) return std::nullopt;
+    desired_ = **loaded;
+    noteDesired(*desired_);
+    return enforce(*desired_, false);
+  }
+  // Fail closed: the state may have said "isolated"; keep only the controller channel.
+  spdlog::error("persisted desired state unreadable ({}); failing closed to a controller-only "
+                "isolation",
+                loaded.status());
+  v1::DesiredState closed;
+  closed.set_generation(0);
+  closed.mutable_isolation()->set_enabled(true);
+  closed.mutable_isolation()->set_reason("fail closed: persisted desired state unreadable");
+  desired_.reset();
+  state_.desired_generation = 0;
+  v1::StateReport r = enforce(closed, true);
+  if (r.ok()) {
+    r.set_ok(false);
+    r.set_error(fmt::format("persisted desired state unreadable ({}); failed closed to a "
+                            "controller-only isolation until the controller sends a state",
+                            loaded.status()));
+    r.set_left_closed(true);
+  }
+  return r;
+}
+
+v1::StateReport Reconciler::apply(const v1::DesiredState& desired) {
+  if (desired_ && desired.generation() < desired_->generation()) {
+    v1::StateReport r;
+    r.set_generation(desired.generation());
+    r.set_ok(false);
+    r.set_error(fmt::format("generation {} is older than generation {} this agent holds; ignored",
+                            desired.generation(), desired_->generation()));
+    r.set_enforced_generation(state_.enforced_generation);
+    r.set_ruleset_hash(state_.ruleset_hash);
+    r.set_left_closed(state_.isolated);
+    r.set_applied_at_unix_ms(now_());
+    return r;
+  }
+  // Validate before persisting: an invalid state must not replace the good one on disk.
+  if (auto s = validateDesiredState(withPinnedController(desired)); !s.ok()) {
+    v1::StateReport r;
+    r.set_generation(desired.generation());
+    r.set_ok(false);
+    r.set_error(fmt::format("invalid desired state, nothing applied: {}", s));
+    r.set_enforced_generation(state_.enforced_generation);
+    r.set_ruleset_hash(state_.ruleset_hash);
+    r.set_left_closed(state_.isolated);
+    r.set_applied_at_unix_ms(now_());
+    return r;
+  }
+  auto t0 = SteadyClock::now();
+  absl::Status persisted = persistDesiredState(options_.state_dir, desired);
+  auto persist_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - t0).count();
+  desired_ = desired;
+  noteDesired(desired);
+  v1::StateReport r = enforce(desired, false);
+  v1::Step step;
+  step.set_name("persist");
+  step.set_ok(persisted.ok());
+  step.set_detail(persisted.ok() ? desiredStatePath(options_.state_dir).string()
+                                 : std::string(persisted.message()));
+  step.set_duration_us(persist_us);
+  r.mutable_steps()->Add(std::move(step));
+  std::rotate(r.mutable_steps()->rbegin(), r.mutable_steps()->rbegin() + 1,
+              r.mutable_steps()->rend());   // persist is the first step
+  if (!persisted.ok() && r.ok()) {
+    r.set_ok(false);
+    r.set_error(fmt::format("enforced, but not persisted (an agent restart would lose it): {}",
+                            persisted));
+    r.set_left_closed(state_.isolated);
+  }
+  return r;
+}
+
+std::optional<v1::StateReport> Reconciler::setPinnedController(
+    std::vector<v1::Endpoint> endpoints) {
+  auto same = [](const std::vector<v1::Endpoint>& a, const std::vector<v1::Endpoint>& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (a[i].ip() != b[i].ip() || a[i].port() != b[i].port()) return false;
+    }
+    return true;
+  };
+  if (same(endpoints, options_.pinned_controller)) return std::nullopt;
+  options_.pinned_controller = std::move(endpoints);
+  if (!options_.enforcement_allowed.ok() || (!state_.isolated && !state_.fail_closed)) {
+    return std::nullopt;   // the controller channel matters only while isolated
+  }
+  if (desired_) return enforce(*desired_, false);
+  v1::DesiredState closed;
+  closed.mutable_isolation()->set_enabled(true);
+  return enforce(closed, true);
+}
+
+std::optional<v1::StateReport> Reconciler::tick() {
+  if (!desired_ || !options_.enforcement_allowed.ok()) return std::nullopt;
+  bool active = isolationActive(*desired_, now_());
+  if (active == state_.isolated) return std::nullopt;
+  spdlog::info("isolation of generation {} {}", desired_->generation(),
+               active ? "now in force" : "expired: releasing locally");
+  return enforce(*desired_, false);
+}
+
+int64_t Reconciler::nextDeadline() const {
+  if (!desired_ || !state_.isolated) return 0;
+  return state_.isolation_expires_at_unix_ms;
+}
+
+std::optional<v1::TamperEvent> Reconciler::recheck(const std::string& what) {
+  if (!options_.enforcement_allowed.ok()) return std::nullopt;
+  if (!desired_ && !state_.fail_closed) return std::nullopt;   // no state: no opinion
+  auto t0 = SteadyClock::now();
+  auto back = firewall_->readBack();
+  if (!back.ok() && back.status().code() != absl::StatusCode::kNotFound) {
+    spdlog::warn("tamper re-check: cannot read the table back: {}", back.status());
+    return std::nullopt;
+  }
+  const bool present = back.ok();
+  const std::string hash = present ? rulesetHash(*back) : "";
+  if (present == state_.table_expected && hash == state_.ruleset_hash) return std::nullopt;
+
+  v1::TamperEvent e;
+  e.set_at_unix_ms(now_());
+  std::string change = !present ? "table inet bulkhead deleted"
+                       : state_.table_expected ? "table inet bulkhead changed"
+                                               : "table inet bulkhead appeared";
+  e.set_what(what.empty() ? change : fmt::format("{} ({})", change, what));
+  bool restored = false;
+  if (state_.fail_closed && !desired_) {
+    v1::DesiredState closed;
+    closed.mutable_isolation()->set_enabled(true);
+    restored = enforce(closed, true).ok();
+  } else if (desired_) {
+    restored = enforce(*desired_, false).ok();
+  }
+  e.set_restored(restored);
+  e.set_restore_latency_us(
+      std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - t0).count());
+  return e;
+}
+
+v1::CommandResult Reconciler::preview(const std::string& command_id,
+                                      const v1::DesiredState& desired) {
+  v1::CommandResult cr;
+  cr.set_command_id(command_id);
+  Steps steps(cr.mutable_steps());
+  auto fail = [&](const std::string& error) {
+    cr.set_ok(false);
+    cr.set_error(error);
+    return cr;
+  };
+  if (!options_.enforcement_allowed.ok()) return fail(std::string(options_.enforcement_allowed.message()));
+  const v1::DesiredState merged = withPinnedController(desired);
+  if (auto s = steps.run("validate", [&](std::string*) { return validateDesiredState(merged); });
+      !s.ok()) {
+    return fail(fmt::format("invalid desired state: {}", s));
+  }
+  const int64_t now = now_();
+  const bool active = isolationActive(merged, now);
+  std::string text = renderRuleset(merged, now);
+  if (auto s = steps.run("check", [&](std::string*) { return firewall_->check(text); }); !s.ok()) {
+    return fail(fmt::format("the kernel would reject the ruleset: {}", s));
+  }
+  auto* p = cr.mutable_preview();
+  p->set_ruleset_text(active || merged.blocks_size() > 0 ? text : std::string());
+  FlowFilter filter(merged, active);
+  auto s = steps.run("list flows", [&](std::string* d) {
+    auto c = killer_->cut([&filter](const Flow& f) { return !filter.kept(f); }, /*dry_run=*/true);
+    if (!c.ok()) return c.status();
+    for (const auto& f : c->sockets_destroyed) *p->add_would_cut() = toFlowRecord(f);
+    for (const auto& f : c->conntrack_deleted) *p->add_would_cut() = toFlowRecord(f);
+    for (const auto& f : c->sockets_kept) *p->add_would_keep() = toFlowRecord(f);
+    for (const auto& f : c->conntrack_kept) *p->add_would_keep() = toFlowRecord(f);
+    *d = fmt::format("{} would be cut, {} kept", p->would_cut_size(), p->would_keep_size());
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return fail(fmt::format("live flows could not be listed: {}", s));
+  cr.set_ok(true);
+  return cr;
+}
+
+}  // namespace bulkhead::agent

@@ -1,0 +1,349 @@
+// The reconcile loop against FakeFirewall / FakeFlowKiller and a fake clock.
+#include "agent/daemon/reconciler.h"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <gtest/gtest.h>
+
+#include "agent/daemon/state_file.h"
+#include "agent/linux/ruleset_hash.h"
+#include "common/tls.h"
+#include "fake_enforcement.h"
+
+namespace bulkhead::agent {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr int64_t kNow = 1'700'000'000'000;
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/bulkhead-reconcile-test-XXXXXX";
+    path_ = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+Flow tcp(const char* local, uint16_t lport, const char* remote, uint16_t rport) {
+  Flow f;
+  f.family = AF_INET;
+  f.proto = FlowProto::kTcp;
+  inet_pton(AF_INET, local, f.local_addr.data());
+  inet_pton(AF_INET, remote, f.remote_addr.data());
+  f.local_port = lport;
+  f.remote_port = rport;
+  return f;
+}
+
+v1::Endpoint endpoint(const char* ip, uint32_t port) {
+  v1::Endpoint e;
+  e.set_ip(ip);
+  e.set_port(port);
+  return e;
+}
+
+// Isolated, keeping 10.77.0.50:5432 (out) and the controller 10.77.0.2:7443.
+v1::DesiredState isolated(uint64_t gen, int64_t expires_at = 0) {
+  v1::DesiredState s;
+  s.set_generation(gen);
+  *s.add_controller_endpoints() = endpoint("10.77.0.2", 7443);
+  auto* iso = s.mutable_isolation();
+  iso->set_enabled(true);
+  iso->set_expires_at_unix_ms(expires_at);
+  iso->add_exemption_sets("postgres-replication");
+  auto* r = iso->add_exemptions();
+  r->set_direction(v1::DIRECTION_OUT);
+  r->set_protocol(v1::PROTOCOL_TCP);
+  r->set_remote_cidr("10.77.0.50/32");
+  r->mutable_ports()->set_first(5432);
+  r->mutable_ports()->set_last(5432);
+  r->set_set_name("postgres-replication");
+  return s;
+}
+
+v1::DesiredState released(uint64_t gen) {
+  v1::DesiredState s;
+  s.set_generation(gen);
+  *s.add_controller_endpoints() = endpoint("10.77.0.2", 7443);
+  return s;
+}
+
+class ReconcilerTest : public ::testing::Test {
+ protected:
+  ReconcilerTest() {
+    killer_.flows = {
+        tcp("10.77.1.11", 22, "10.77.0.66", 51234),     // attacker SSH: cut
+        tcp("10.77.1.11", 40000, "10.77.0.50", 5432),   // exempt replication: kept
+        tcp("10.77.1.11", 40001, "10.77.0.2", 7443),    // controller channel: kept
+        tcp("10.77.1.11", 40002, "10.77.0.9", 7443),    // pinned controller IP: kept
+    };
+  }
+  std::unique_ptr<Reconciler> make(absl::Status allowed = absl::OkStatus()) {
+    return std::make_unique<Reconciler>(
+        ReconcilerOptions{dir_.path(), {endpoint("10.77.0.9", 7443)}, allowed}, &fw_, &killer_,
+        [this] { return now_; });
+  }
+  static bool hasStep(const v1::StateReport& r, const std::string& name, bool ok = true) {
+    for (const auto& s : r.steps()) {
+      if (s.name() == name) return s.ok() == ok;
+    }
+    return false;
+  }
+
+  TempDir dir_;
+  FakeFirewall fw_;
+  FakeFlowKiller killer_;
+  int64_t now_ = kNow;
+};
+
+TEST_F(ReconcilerTest, IsolatePersistsAppliesReadsBackAndCuts) {
+  auto rec = make();
+  auto r = rec->apply(isolated(5));
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(r.generation(), 5u);
+  EXPECT_EQ(r.enforced_generation(), 5u);
+  EXPECT_EQ(r.ruleset_hash(), rulesetHash("read back: " + fw_.table));
+  EXPECT_EQ(r.flows_cut(), 1u);   // only the attacker's session
+  ASSERT_EQ(killer_.flows.size(), 3u);
+  EXPECT_EQ(killer_.flows[0].remote_port, 5432);
+  EXPECT_FALSE(killer_.last_dry_run);
+  EXPECT_EQ(fw_.checks, 1);
+  EXPECT_EQ(fw_.applies, 1);
+  // The pinned controller IP is in the ruleset even though the controller did not list it.
+  EXPECT_NE(fw_.table.find("10.77.0.9"), std::string::npos);
+  EXPECT_NE(fw_.table.find("10.77.0.2"), std::string::npos);
+  for (const char* step : {"persist", "validate", "render", "check", "apply", "read back", "cut flows"}) {
+    EXPECT_TRUE(hasStep(r, step)) << step;
+  }
+  EXPECT_EQ(r.steps(0).name(), "persist");
+  auto persisted = loadDesiredState(dir_.path());
+  ASSERT_TRUE(persisted.ok() && persisted->has_value());
+  EXPECT_EQ((*persisted)->generation(), 5u);
+  EXPECT_TRUE(rec->state().isolated);
+  EXPECT_EQ(rec->state().exemption_sets, std::vector<std::string>{"postgres-replication"});
+}
+
+TEST_F(ReconcilerTest, RejectedRulesetKeepsThePreviousOne) {
+  auto rec = make();
+  ASSERT_TRUE(rec->apply(isolated(5)).ok());
+  const std::string before = fw_.table;
+  fw_.check_error = absl::InvalidArgumentError("syntax error");
+  auto changed = isolated(6);
+  changed.mutable_isolation()->mutable_exemptions(0)->set_remote_cidr("10.77.0.51/32");
+  auto r = rec->apply(changed);
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.error().find("syntax error"), std::string::npos);
+  EXPECT_NE(r.error().find("previous one kept"), std::string::npos);
+  EXPECT_TRUE(hasStep(r, "check", false));
+  EXPECT_FALSE(hasStep(r, "apply"));
+  EXPECT_EQ(fw_.applies, 1);
+  EXPECT_EQ(fw_.table, before);
+  EXPECT_EQ(r.enforced_generation(), 5u);
+  EXPECT_TRUE(r.left_closed());
+}
+
+TEST_F(ReconcilerTest, FailedApplyReportsLeftClosedWhenIsolated) {
+  auto rec = make();
+  ASSERT_TRUE(rec->apply(isolated(5)).ok());
+  fw_.apply_error = absl::InternalError("netlink: Operation not permitted");
+  auto r = rec->apply(isolated(6));
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(r.left_closed());
+  EXPECT_EQ(r.generation(), 6u);
+  EXPECT_EQ(r.enforced_generation(), 5u);
+  EXPECT_EQ(rec->state().enforced_generation, 5u);
+}
+
+TEST_F(ReconcilerTest, ReleaseWithoutBlocksRemovesTheTable) {
+  auto rec = make();
+  ASSERT_TRUE(rec->apply(isolated(5)).ok());
+  auto r = rec->apply(released(6));
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_FALSE(fw_.present);
+  EXPECT_EQ(fw_.removes, 1);
+  EXPECT_EQ(r.ruleset_hash(), "");
+  EXPECT_EQ(r.enforced_generation(), 6u);
+  EXPECT_EQ(r.flows_cut(), 0u);
+  EXPECT_FALSE(rec->state().isolated);
+  EXPECT_EQ(killer_.flows.size(), 3u);   // nothing more cut on release
+}
+
+TEST_F(ReconcilerTest, OlderGenerationIsRefusedAndInvalidIsNotPersisted) {
+  auto rec = make();
+  ASSERT_TRUE(rec->apply(isolated(5)).ok());
+  auto old = rec->apply(released(4));
+  EXPECT_FALSE(old.ok());
+  EXPECT_NE(old.error().find("older"), std::string::npos);
+  EXPECT_TRUE(fw_.present);
+  auto bad = isolated(6);
+  bad.mutable_isolation()->mutable_exemptions(0)->set_remote_cidr("10.77.0.500/32");
+  auto r = rec->apply(bad);
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.error().find("10.77.0.500"), std::string::npos);
+  EXPECT_EQ((*loadDesiredState(dir_.path()))->generation(), 5u);   // still the good one
+  EXPECT_EQ(rec->state().enforced_generation, 5u);
+}
+
+TEST_F(ReconcilerTest, RestoreAppliesThePersistedStateBeforeAnyController) {
+  ASSERT_TRUE(persistDesiredState(dir_.path(), isolated(9)).ok());
+  auto rec = make();
+  auto r = rec->restore();
+  ASSERT_TRUE(r.has_value());
+  ASSERT_TRUE(r->ok()) << r->error();
+  EXPECT_EQ(r->enforced_generation(), 9u);
+  EXPECT_TRUE(fw_.present);
+  EXPECT_TRUE(rec->state().isolated);
+}
+
+TEST_F(ReconcilerTest, NoPersistedStateTouchesNothing) {
+  auto rec = make();
+  EXPECT_FALSE(rec->restore().has_value());
+  EXPECT_EQ(fw_.applies + fw_.removes + fw_.checks, 0);
+  EXPECT_FALSE(rec->recheck("backstop").has_value());
+}
+
+TEST_F(ReconcilerTest, UnreadableStateFailsClosedToControllerOnly) {
+  ASSERT_TRUE(writeFileAtomic(desiredStatePath(dir_.path()), "\xff\xff garbage", 0600).ok());
+  auto rec = make();
+  auto r = rec->restore();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_FALSE(r->ok());            // reported as a failure: the real state is unknown
+  EXPECT_TRUE(r->left_closed());
+  EXPECT_NE(r->error().find("failed closed"), std::string::npos);
+  EXPECT_TRUE(fw_.present);
+  EXPECT_TRUE(rec->state().isolated);
+  EXPECT_TRUE(rec->state().fail_closed);
+  EXPECT_NE(fw_.table.find("10.77.0.9"), std::string::npos);   // the pinned controller is kept
+  EXPECT_EQ(killer_.flows.size(), 1u);                         // only the controller flow survives
+  // The controller's state then replaces the fail-closed isolation.
+  auto next = rec->apply(released(3));
+  EXPECT_TRUE(next.ok()) << next.error();
+  EXPECT_FALSE(rec->state().fail_closed);
+  EXPECT_FALSE(fw_.present);
+}
+
+TEST_F(ReconcilerTest, TtlReleasesLocallyWhenItExpires) {
+  auto rec = make();
+  ASSERT_TRUE(rec->apply(isolated(5, kNow + 60'000)).ok());
+  EXPECT_EQ(rec->nextDeadline(), kNow + 60'000);
+  now_ = kNow + 59'999;
+  EXPECT_FALSE(rec->tick().has_value());
+  EXPECT_TRUE(fw_.present);
+  now_ = kNow + 60'000;
+  auto r = rec->tick();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->ok()) << r->error();
+  EXPECT_EQ(r->enforced_generation(), 5u);
+  EXPECT_FALSE(fw_.present);
+  EXPECT_FALSE(rec->state().isolated);
+  EXPECT_EQ(rec->nextDeadline(), 0);
+  EXPECT_FALSE(rec->tick().has_value());
+}
+
+TEST_F(ReconcilerTest, ExpiredTtlIsNotReappliedOnRestore) {
+  ASSERT_TRUE(persistDesiredState(dir_.path(), isolated(5, kNow - 1)).ok());
+  auto rec = make();
+  auto r = rec->restore();
+  ASSERT_TRUE(r.has_value() && r->ok());
+  EXPECT_FALSE(fw_.present);
+  EXPECT_FALSE(rec->state().isolated);
+}
+
+TEST_F(ReconcilerTest, TamperIsDetectedAndRestored) {
+  auto rec = make();
+  ASSERT_TRUE(rec->apply(isolated(5)).ok());
+  std::string hash = rec->state().ruleset_hash;
+  EXPECT_FALSE(rec->recheck("NEWGEN").has_value());   // our own apply: no tamper
+  fw_.tamperDelete();
+  killer_.flows.push_back(tcp("10.77.1.11", 22, "10.77.0.66", 51300));   // attacker came back
+  auto e = rec->recheck("DELTABLE by nft (pid 42)");
+  ASSERT_TRUE(e.has_value());
+  EXPECT_TRUE(e->restored());
+  EXPECT_NE(e->what().find("deleted"), std::string::npos);
+  EXPECT_NE(e->what().find("nft (pid 42)"), std::string::npos);
+  EXPECT_EQ(e->at_unix_ms(), kNow);
+  EXPECT_TRUE(fw_.present);
+  EXPECT_EQ(rec->state().ruleset_hash, hash);
+  EXPECT_EQ(killer_.flows.size(), 3u);   // the new attacker session was cut again
+  // Edited (not deleted) table.
+  fw_.table += "\n# someone's rule";
+  auto e2 = rec->recheck("");
+  ASSERT_TRUE(e2.has_value());
+  EXPECT_NE(e2->what().find("changed"), std::string::npos);
+  EXPECT_EQ(rec->state().ruleset_hash, hash);
+}
+
+TEST_F(ReconcilerTest, TableAppearingAfterReleaseIsRemoved) {
+  auto rec = make();
+  ASSERT_TRUE(rec->apply(released(2)).ok());
+  fw_.present = true;
+  fw_.table = "table inet bulkhead {}";
+  auto e = rec->recheck("NEWTABLE");
+  ASSERT_TRUE(e.has_value());
+  EXPECT_NE(e->what().find("appeared"), std::string::npos);
+  EXPECT_FALSE(fw_.present);
+}
+
+TEST_F(ReconcilerTest, PreviewChangesNothing) {
+  auto rec = make();
+  auto cr = rec->preview("cmd-1", isolated(5));
+  ASSERT_TRUE(cr.ok()) << cr.error();
+  EXPECT_EQ(cr.command_id(), "cmd-1");
+  EXPECT_TRUE(killer_.last_dry_run);
+  EXPECT_EQ(fw_.applies, 0);
+  EXPECT_EQ(fw_.checks, 1);
+  EXPECT_FALSE(fw_.present);
+  EXPECT_EQ(killer_.flows.size(), 4u);
+  ASSERT_EQ(cr.preview().would_cut_size(), 1);
+  EXPECT_EQ(cr.preview().would_cut(0).remote_ip(), "10.77.0.66");
+  EXPECT_EQ(cr.preview().would_cut(0).remote_port(), 51234u);
+  EXPECT_EQ(cr.preview().would_cut(0).protocol(), v1::PROTOCOL_TCP);
+  EXPECT_EQ(cr.preview().would_keep_size(), 3);
+  EXPECT_NE(cr.preview().ruleset_text().find("table inet bulkhead"), std::string::npos);
+  EXPECT_FALSE(loadDesiredState(dir_.path())->has_value());
+}
+
+TEST_F(ReconcilerTest, RefusedEnforcementTouchesNothing) {
+  auto rec = make(absl::FailedPreconditionError("refusing to enforce: initial netns"));
+  auto r = rec->apply(isolated(5));
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.error().find("refusing"), std::string::npos);
+  EXPECT_FALSE(r.left_closed());
+  EXPECT_EQ(fw_.checks + fw_.applies + fw_.removes + fw_.reads, 0);
+  EXPECT_EQ(killer_.calls, 0);
+  EXPECT_FALSE(rec->preview("c", isolated(5)).ok());
+  EXPECT_EQ(killer_.calls, 0);
+}
+
+TEST_F(ReconcilerTest, CutFailureIsReportedWithTheRulesetInForce) {
+  auto rec = make();
+  killer_.error = absl::UnavailableError("no flow could be enumerated");
+  auto r = rec->apply(isolated(5));
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(r.left_closed());
+  EXPECT_EQ(r.enforced_generation(), 5u);
+  EXPECT_NE(r.error().find("not cut"), std::string::npos);
+  EXPECT_TRUE(fw_.present);
+}
+
+TEST_F(ReconcilerTest, NewPinnedControllerIsRenderedWhileIsolated) {
+  auto rec = make();
+  ASSERT_TRUE(rec->apply(isolated(5)).ok());
+  auto r = rec->setPinnedController({endpoint("10.77.0.8", 7443)});
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->ok());
+  EXPECT_NE(fw_.table.find("10.77.0.8"), std::string::npos);
+  EXPECT_FALSE(rec->setPinnedController({endpoint("10.77.0.8", 7443)}).has_value());
+}
+
+}  // namespace
+}  // namespace bulkhead::agent
