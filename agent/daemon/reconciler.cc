@@ -123,11 +123,11 @@ v1::StateReport Reconciler::enforce(const v1::DesiredState& desired, bool fail_c
       *d = fmt::format("{} bytes, isolation {}", text.size(), active ? "on" : "off");
       return absl::OkStatus();
     });
-    if (auto s = steps.run("check", [&](std::string*) { return firewall_->check(text); }); !s.ok()) {
-      return fail(fmt::format("the kernel rejected the ruleset, previous one kept: {}", s));
-    }
+    // Firewall::apply() validates the batch with the kernel (dry run) before committing it
+    // (NftablesFirewall does both in one call), so no separate check() here: it cost a second
+    // full parse (~15 ms) on every apply.
     if (auto s = steps.run("apply", [&](std::string*) { return firewall_->apply(text); }); !s.ok()) {
-      return fail(fmt::format("applying the ruleset failed, previous one kept: {}", s));
+      return fail(fmt::format("the ruleset was not applied, previous one kept: {}", s));
     }
     auto s = steps.run("read back", [&](std::string* d) {
       auto back = firewall_->readBack();

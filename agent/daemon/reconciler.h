@@ -1,6 +1,6 @@
 // The reconcile loop's decisions and side effects, one step at a time: desired state ->
-// persisted copy -> rendered ruleset -> kernel (check, apply, read back, hash) -> cut flows ->
-// StateReport. The kernel and the clock come in through the constructor (NftablesFirewall and
+// persisted copy -> rendered ruleset -> kernel (apply = dry-run check + atomic commit, read
+// back, hash) -> cut flows -> StateReport. The kernel and the clock come in through the constructor (NftablesFirewall and
 // SockDiagFlowKiller in the daemon, fakes in unit tests).
 //
 // Thread-safety: none. The daemon drives one Reconciler from one thread (the nft context it

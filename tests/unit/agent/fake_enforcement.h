@@ -18,8 +18,10 @@ class FakeFirewall final : public Firewall {
     checked.push_back(ruleset);
     return check_error;
   }
+  // Like NftablesFirewall: validates (check) first, then commits; either failure changes nothing.
   absl::Status apply(const std::string& ruleset) override {
     ++applies;
+    if (auto s = check(ruleset); !s.ok()) return s;
     if (!apply_error.ok()) return apply_error;
     table = ruleset;
     present = true;
