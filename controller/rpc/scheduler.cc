@@ -52,10 +52,11 @@ void Scheduler::run() {
       cv_.wait(lock);
       continue;
     }
-    auto now = Clock::now();
-    if (tasks_.top().due > now) {
+    // A copy: wait_until keeps reading its argument while add() may reallocate the queue.
+    const Clock::time_point due = tasks_.top().due;
+    if (due > Clock::now()) {
       if (stopping_) return;
-      cv_.wait_until(lock, tasks_.top().due);
+      cv_.wait_until(lock, due);
       continue;
     }
     Task t = tasks_.top();

@@ -94,6 +94,11 @@ TEST_F(ServerTest, HeartbeatTimeoutTakesTheHostOfflineAndEndsTheStream) {
   ASSERT_TRUE(a->read(&m));
   clock_.advance(milliseconds(2500));
   ASSERT_TRUE(a->heartbeat());
+  const int64_t heartbeat_at = clock_.nowUnixMs();
+  ASSERT_TRUE(eventually([&] {   // the server has processed the heartbeat
+    auto list = hosts();
+    return list.hosts_size() == 1 && list.hosts(0).last_seen_unix_ms() == heartbeat_at;
+  }));
   clock_.advance(milliseconds(2500));   // 2.5 s since the heartbeat: still online
   std::this_thread::sleep_for(milliseconds(200));
   EXPECT_TRUE(listedOnline("web-01"));
