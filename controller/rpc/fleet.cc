@@ -98,7 +98,8 @@ grpc::Status Fleet::onHello(const std::shared_ptr<AgentStream>& stream, const v1
   if (auto d = desired_.find(host_id);
       d != desired_.end() && hello.enforced_generation() > d->second.generation()) {
     spdlog::warn("host {} enforces generation {}, newer than the controller's {} (store restored "
-                 "from an older copy?): it keeps its own state until the next change",
+                 "from an older copy?): it keeps its own state until the next change, which is "
+                 "numbered above it",
                  host_id, hello.enforced_generation(), d->second.generation());
   }
   const uint64_t enforced = hello.enforced_generation();
@@ -294,7 +295,15 @@ std::map<std::string, v1::DesiredState> Fleet::desiredStates(const std::vector<s
   std::map<std::string, v1::DesiredState> out;
   for (const auto& h : hosts) {
     auto it = desired_.find(h);
-    out[h] = it == desired_.end() ? v1::DesiredState() : it->second;
+    v1::DesiredState s = it == desired_.end() ? v1::DesiredState() : it->second;
+    // An agent that enforces a newer generation than the controller knows (the store was
+    // restored from an older copy, or lost) ignores older ones: number the next change above
+    // what it enforces.
+    if (const HostInfo* info = registry_.find(h);
+        info != nullptr && info->enforced_generation > s.generation()) {
+      s.set_generation(info->enforced_generation);
+    }
+    out[h] = std::move(s);
   }
   return out;
 }

@@ -85,7 +85,8 @@ class Fleet {
   void setOpReadyHandler(std::function<void(std::shared_ptr<PendingOp>)> handler);
   // Every known host with its labels, addresses and whether it is online.
   std::map<std::string, TargetHost> targets();
-  // The desired states of `hosts` (an empty state, generation 0, for hosts without one).
+  // The desired states of `hosts` (an empty state, generation 0, for hosts without one), each
+  // with its generation raised to what the host's agent last said it enforces, if higher.
   std::map<std::string, bulkhead::v1::DesiredState> desiredStates(
       const std::vector<std::string>& hosts);
   std::map<std::string, bulkhead::v1::DesiredState> allDesiredStates();

@@ -410,6 +410,23 @@ TEST_F(ContainmentServerTest, DryRunAsksTheAgentAndChangesNothing) {
   EXPECT_TRUE(audited);
 }
 
+TEST_F(ContainmentServerTest, ChangesAreNumberedAboveWhatTheAgentAlreadyEnforces) {
+  // An agent enforcing generation 7 that this controller's store never saw (restored backup).
+  auto a = agent("web-01");
+  ASSERT_TRUE(a->hello("web-01", {}, "web-01", "10.77.1.11/16", 7));
+  v1::ControllerMessage m;
+  ASSERT_TRUE(a->read(&m));
+  ASSERT_TRUE(m.has_welcome());
+  auto call = isolateAsync(isolateReq({"web-01"}));
+  ASSERT_TRUE(a->readUntil(v1::ControllerMessage::kDesiredState, &m));
+  EXPECT_EQ(m.desired_state().generation(), 8u);
+  ASSERT_TRUE(a->report(8, true));
+  Call c = get(call);
+  ASSERT_TRUE(c.status.ok());
+  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::ENFORCED);
+  EXPECT_EQ(c.resp.outcomes(0).generation(), 8u);
+}
+
 TEST_F(ContainmentServerTest, TamperEventsShowInStatus) {
   auto a = agent("web-01");
   ASSERT_TRUE(a->connect("web-01"));
