@@ -76,9 +76,21 @@ int printOutcomes(const GlobalOptions& g, const v1::ContainmentResponse& resp, I
   for (const auto& o : resp.outcomes()) {
     if (o.state() == v1::HostOutcome::DRY_RUN) {
       io.out << "\n# " << o.host_id() << ": ruleset that would be applied\n" << o.ruleset_text();
-      for (const auto& s : o.report().steps()) {
-        io.out << "# " << s.name() << ": " << s.detail() << "\n";
-      }
+      auto flows = [&](const char* title,
+                       const google::protobuf::RepeatedPtrField<v1::FlowRecord>& list) {
+        io.out << "\n# " << o.host_id() << ": " << list.size() << " live flows " << title
+               << "\n";
+        std::vector<std::vector<std::string>> flow_rows = {{"PROTO", "LOCAL", "REMOTE", "PID"}};
+        for (const auto& f : list) {
+          flow_rows.push_back({protoName(f.protocol()), endpoint(f.local_ip(), f.local_port()),
+                          endpoint(f.remote_ip(), f.remote_port()) +
+                              (f.forwarded() ? " (forwarded)" : ""),
+                          f.pid() != 0 ? std::to_string(f.pid()) : "-"});
+        }
+        if (!list.empty()) printTable(io.out, flow_rows);
+      };
+      flows("would be cut", o.flows_cut());
+      flows("would be kept", o.flows_kept());
     }
   }
   return all_done ? kOk : kFailed;

@@ -87,15 +87,6 @@ int hosts(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) 
   return kOk;
 }
 
-std::string protoName(v1::Protocol p) {
-  switch (p) {
-    case v1::PROTOCOL_TCP: return "tcp";
-    case v1::PROTOCOL_UDP: return "udp";
-    case v1::PROTOCOL_ICMP: return "icmp";
-    default: return "any";
-  }
-}
-
 std::string ports(const v1::PortRange& r) {
   if (r.first() == 0 && r.last() == 0) return "any";
   if (r.first() == r.last()) return std::to_string(r.first());

@@ -58,4 +58,18 @@ std::string utcTime(int64_t unix_ms) {
   return fmt::format("{}.{:03}Z", buf, unix_ms % 1000);
 }
 
+std::string protoName(v1::Protocol protocol) {
+  switch (protocol) {
+    case v1::PROTOCOL_TCP: return "tcp";
+    case v1::PROTOCOL_UDP: return "udp";
+    case v1::PROTOCOL_ICMP: return "icmp";
+    default: return "any";
+  }
+}
+
+std::string endpoint(const std::string& ip, uint32_t port) {
+  return ip.find(':') != std::string::npos ? fmt::format("[{}]:{}", ip, port)
+                                           : fmt::format("{}:{}", ip, port);
+}
+
 }  // namespace bulkhead::cli

@@ -8,6 +8,8 @@
 
 #include <google/protobuf/message.h>
 
+#include "bulkhead/v1/containment.pb.h"
+
 namespace bulkhead::cli {
 
 // Prints rows as left-aligned columns separated by two spaces; the first row is the header.
@@ -21,5 +23,11 @@ std::string ago(int64_t then_ms, int64_t now_ms);
 
 // RFC 3339 UTC with milliseconds, "" for 0.
 std::string utcTime(int64_t unix_ms);
+
+// "tcp", "udp", "icmp" or "any".
+std::string protoName(v1::Protocol protocol);
+
+// "10.77.0.5:22" or "[fd77::5]:22".
+std::string endpoint(const std::string& ip, uint32_t port);
 
 }  // namespace bulkhead::cli

@@ -335,7 +335,7 @@ class IsolationTest(unittest.TestCase):
                      "  - direction: [in]\n    proto: tcp\n    remote: 10.77.0.50\n")
         r = lab.run("jump", [f.bin("bulkhead"), "policy", "check", bad])
         self.assertEqual(r.returncode, 2, r.stderr)
-        for needle in ("broken.yaml:6", "broken.yaml:10", "broken.yaml:11"):
+        for needle in ("broken.yaml:6", "broken.yaml:11", "broken.yaml:12"):
             self.assertIn(needle, r.stderr)
         # a broken file on SIGHUP: the controller keeps its library and says why
         shutil.copy(os.path.join(bad, "broken.yaml"), self.policy_dir)
