@@ -51,7 +51,9 @@ int printOutcomes(const GlobalOptions& g, const v1::ContainmentResponse& resp, I
         for (const auto& s : rep.steps()) total_us += s.duration_us();
         apply = fmt::format("{:.1f} ms", static_cast<double>(total_us) / 1000.0);
         cut = std::to_string(rep.flows_cut());
-        detail = fmt::format("ruleset {}", rep.ruleset_hash().substr(0, 12));
+        detail = rep.ruleset_hash().empty()
+                     ? std::string("table removed")
+                     : fmt::format("ruleset {}", rep.ruleset_hash().substr(0, 12));
         if (o.exemption_sets_size() > 0) {
           std::string sets;
           for (const auto& s : o.exemption_sets()) sets += (sets.empty() ? "" : ",") + s;

@@ -90,9 +90,13 @@ def main() -> int:
         time.sleep(1.0)
         a, d = read_json(attacker.report_path), read_json(database.report_path)
         err = a.get("first_error") or {}
+        when = ""
+        if err:
+            lag = 1000 * (err.get("time", t1) - t1)
+            when = (f", {lag:.0f} ms after the CLI returned" if lag > 0 else
+                    ", before the CLI had even returned")
         print(f"attacker session: {a['state']}"
-              + (f" ({err.get('error')}, {1000 * (err.get('time', t1) - t1):+.0f} ms after the "
-                 "acknowledgement)" if err else ""))
+              + (f" ({err.get('error')}{when})" if err else ""))
         print(f"database stream: {d['state']}, {d['echoes']} round trips, "
               f"{d['failures']} failures")
         ok = lab.tcp_probe("attacker", lab.ip4("h1"), 2222, timeout=1)
