@@ -123,9 +123,8 @@ v1::StateReport Reconciler::enforce(const v1::DesiredState& desired, bool fail_c
       *d = fmt::format("{} bytes, isolation {}", text.size(), active ? "on" : "off");
       return absl::OkStatus();
     });
-    // Firewall::apply() validates the batch with the kernel (dry run) before committing it
-    // (NftablesFirewall does both in one call), so no separate check() here: it cost a second
-    // full parse (~15 ms) on every apply.
+    // Firewall::apply() is one kernel transaction: the kernel validates the whole batch and
+    // commits all of it or nothing, so a separate check() would only cost time.
     if (auto s = steps.run("apply", [&](std::string*) { return firewall_->apply(text); }); !s.ok()) {
       return fail(fmt::format("the ruleset was not applied, previous one kept: {}", s));
     }

@@ -52,6 +52,10 @@ Flow flowFromConntrack(int family, uint8_t l4proto, const CtTuple& orig, const C
 // Protocols whose conntrack tuples carry ports (TCP, UDP, UDP-Lite, SCTP, DCCP).
 bool protoHasPorts(uint8_t l4proto);
 
+// True when this network namespace has no conntrack entries (nf_conntrack_count is 0, or
+// conntrack is not loaded here).
+bool conntrackEmpty();
+
 // ConntrackTable: a ctnetlink socket in the network namespace where create() ran.
 // Thread-compatible: one caller at a time (the agent's enforcement thread).
 class ConntrackTable {

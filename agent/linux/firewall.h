@@ -16,7 +16,8 @@ class Firewall {
   // the kernel without changing anything (nft -c).
   virtual absl::Status check(const std::string& ruleset) = 0;
 
-  // Replaces our table with `ruleset` in one atomic transaction (after check()). On failure
+  // Replaces our table with `ruleset` in one atomic transaction, which the kernel validates
+  // as a whole before committing (a separate dry run would check the same batch again). On failure
   // the previous table stays exactly as it was.
   virtual absl::Status apply(const std::string& ruleset) = 0;
 

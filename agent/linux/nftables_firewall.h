@@ -59,6 +59,9 @@ class NftablesFirewall final : public Firewall {
 
   std::mutex mu_;
   nft_ctx* ctx_;  // owned; GUARDED_BY(mu_)
+  // What the last apply/remove/readBack saw; only picks apply()'s fast path, never decides
+  // correctness. Starts true (the safe, slower path). GUARDED_BY(mu_)
+  bool table_present_ = true;
 };
 
 // The batch apply()/check() run: `ruleset` preceded by `add table inet bulkhead` / `delete
