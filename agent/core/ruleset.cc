@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/core/blocks.h"
 #include "common/format.h"
 #include "common/parse.h"
 
@@ -378,6 +379,7 @@ absl::Status validateDesiredState(const v1::DesiredState& state) {
                  "must be FIRST <= LAST <= 65535 (0-0 = any)");
     }
   }
+  if (auto s = validateBlocks(state); !s.ok()) return s;
   if (iso.enabled() && state.controller_endpoints_size() == 0) {
     return bad("controller_endpoints", "", "empty: isolation would cut the controller channel");
   }
@@ -393,6 +395,7 @@ bool isolationActive(const v1::DesiredState& state, int64_t now_unix_ms) {
 std::string renderRuleset(const v1::DesiredState& state, int64_t now_unix_ms) {
   const bool iso = isolationActive(state, now_unix_ms);
   const Model m = buildModel(state, iso);
+  const BlockElements blocks = blockElements(state, now_unix_ms);
   std::string out = "add table inet bulkhead\ndelete table inet bulkhead\n";
   out += "table inet bulkhead {\n";
 
@@ -423,6 +426,7 @@ std::string renderRuleset(const v1::DesiredState& state, int64_t now_unix_ms) {
     renderSet(out, fmt::format("exempt_icmp{}", kSuffix[f]), kAddrType[f], "interval",
               cidrElements(m.exempt_icmp[f]));
   }
+  out += renderBlockSets(blocks, now_unix_ms);
 
   // input: packets from the remote (saddr), to our port (dport).
   renderChainHead(out, "input", "input", iso);
@@ -433,6 +437,7 @@ std::string renderRuleset(const v1::DesiredState& state, int64_t now_unix_ms) {
   out += "    ip6 saddr @protected6 accept\n";
   out += "    ip saddr @block4 drop\n";
   out += "    ip6 saddr @block6 drop\n";
+  out += renderBlockRules(blocks, "input");
   if (iso) {
     out += "    ip saddr . meta l4proto . th dport @exempt_in4 accept\n";
     out += "    ip6 saddr . meta l4proto . th dport @exempt_in6 accept\n";
@@ -461,6 +466,7 @@ std::string renderRuleset(const v1::DesiredState& state, int64_t now_unix_ms) {
   out += "    tcp flags & rst == rst accept\n";
   out += "    ip daddr @block4 drop\n";
   out += "    ip6 daddr @block6 drop\n";
+  out += renderBlockRules(blocks, "output");
   if (iso) {
     out += "    ip daddr . meta l4proto . th sport @exempt_in4 accept\n";
     out += "    ip6 daddr . meta l4proto . th sport @exempt_in6 accept\n";
@@ -486,6 +492,7 @@ std::string renderRuleset(const v1::DesiredState& state, int64_t now_unix_ms) {
   out += "    ip daddr @block4 drop\n";
   out += "    ip6 saddr @block6 drop\n";
   out += "    ip6 daddr @block6 drop\n";
+  out += renderBlockRules(blocks, "forward");
   out += "  }\n";
   out += "}\n";
   return out;

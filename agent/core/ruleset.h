@@ -5,7 +5,9 @@
 // Table layout (stable whatever the state; sets may be empty):
 //   sets   ctrl4/6        controller ip . tcp port             always accepted (both ways)
 //          protected4/6   protected CIDRs                      always accepted (all chains)
-//          block4/6       blocked CIDRs (interval, timeout)    dropped; elements: issue 4
+//          block4/6       reserved, always empty (kept so the layout stays stable)
+//          blk<F>_<dir>_<kind>_<L>  blocks, one hash set per prefix length with per-element
+//                         kernel timeouts (agent/core/blocks.h); only those in use
 //          exempt_in4/6   remote . l4proto . LOCAL port        kept while isolated
 //          exempt_out4/6  remote . l4proto . REMOTE port       kept while isolated
 //          exempt_icmp4/6 remote CIDRs with icmp/any rules     ICMP kept while isolated
@@ -51,7 +53,7 @@ std::string renderRuleset(const bulkhead::v1::DesiredState& state, int64_t now_u
 // port in range; OUT: remote in CIDR and remote port in range; protocol and family match;
 // ICMP for icmp/any rules) and DHCP client flows are kept, everything else (including all
 // forwarded flows not touching a protected CIDR) is cut. When isolation is not active every
-// flow is kept (blocks: issue 4). IPv4-mapped IPv6 addresses count as IPv4.
+// flow is kept. Blocks are judged apart (BlockMatcher, agent/core/blocks.h): a block wins. IPv4-mapped IPv6 addresses count as IPv4.
 bool flowKept(const Flow& flow, const bulkhead::v1::DesiredState& state, int64_t now_unix_ms);
 
 // The same decision compiled once for judging many flows (a cut of 10,000 flows): build it

@@ -91,7 +91,8 @@ void Reconciler::noteDesired(const v1::DesiredState& s) {
   state_.blocks = static_cast<size_t>(s.blocks_size());
 }
 
-v1::StateReport Reconciler::enforce(const v1::DesiredState& desired, bool fail_closed) {
+v1::StateReport Reconciler::enforce(const v1::DesiredState& desired, bool fail_closed,
+                                    bool incremental) {
   v1::StateReport r;
   r.set_generation(desired.generation());
   Steps steps(r.mutable_steps());
@@ -114,19 +115,46 @@ v1::StateReport Reconciler::enforce(const v1::DesiredState& desired, bool fail_c
     return fail(fmt::format("invalid desired state, nothing applied: {}", s));
   }
   const bool active = isolationActive(merged, now);
-  const bool want_table = active || merged.blocks_size() > 0;
+  const BlockElements blocks = blockElements(merged, now);
+  const bool want_table = active || !blocks.empty();
+  const BlockElements before = state_.table_expected ? kernel_blocks_ : BlockElements();
   std::string hash;
+  std::string base;
   if (want_table) {
-    std::string text;
-    (void)steps.run("render", [&](std::string* d) {
-      text = renderRuleset(merged, now);
-      *d = fmt::format("{} bytes, isolation {}", text.size(), active ? "on" : "off");
-      return absl::OkStatus();
-    });
-    // Firewall::apply() is one kernel transaction: the kernel validates the whole batch and
-    // commits all of it or nothing, so a separate check() would only cost time.
-    if (auto s = steps.run("apply", [&](std::string*) { return firewall_->apply(text); }); !s.ok()) {
-      return fail(fmt::format("the ruleset was not applied, previous one kept: {}", s));
+    v1::DesiredState without_blocks = merged;
+    without_blocks.clear_blocks();
+    base = renderRuleset(without_blocks, now);
+    // Only blocks changed and the table is in place: add/delete elements, no rebuild.
+    std::optional<std::string> batch;
+    // An unchanged state is re-applied in full (re-verification, tamper restore).
+    if (incremental && state_.table_expected && !state_.ruleset_hash.empty() &&
+        kernel_base_ == base) {
+      batch = blockUpdateBatch(kernel_blocks_, blocks, now);
+      if (batch && batch->empty()) batch.reset();
+    }
+    bool updated = false;
+    if (batch) {
+      auto s = steps.run("update blocks", [&](std::string* d) {
+        *d = fmt::format("{} bytes", batch->size());
+        return firewall_->update(*batch);
+      });
+      updated = s.ok();
+      if (!s.ok()) spdlog::warn("incremental block update failed, rebuilding the table: {}", s);
+    }
+    if (!updated) {
+      std::string text;
+      (void)steps.run("render", [&](std::string* d) {
+        text = renderRuleset(merged, now);
+        *d = fmt::format("{} bytes, isolation {}, {} block sets", text.size(),
+                         active ? "on" : "off", blocks.size());
+        return absl::OkStatus();
+      });
+      // Firewall::apply() is one kernel transaction: the kernel validates the whole batch and
+      // commits all of it or nothing, so a separate check() would only cost time.
+      if (auto s = steps.run("apply", [&](std::string*) { return firewall_->apply(text); });
+          !s.ok()) {
+        return fail(fmt::format("the ruleset was not applied, previous one kept: {}", s));
+      }
     }
     auto s = steps.run("read back", [&](std::string* d) {
       auto back = firewall_->readBack();
@@ -161,15 +189,21 @@ v1::StateReport Reconciler::enforce(const v1::DesiredState& desired, bool fail_c
   state_.isolated = active;
   state_.isolation_expires_at_unix_ms = active ? merged.isolation().expires_at_unix_ms() : 0;
   state_.fail_closed = fail_closed;
+  kernel_blocks_ = want_table ? blocks : BlockElements();
+  kernel_base_ = base;
   r.set_ok(true);
   r.set_enforced_generation(desired.generation());
   r.set_ruleset_hash(hash);
 
-  if (active) {
-    FlowFilter filter(merged, true);
+  // Cut what the new state drops: everything not kept while isolated, and (a block wins over
+  // an exemption) whatever a block matches, whenever blocks were added.
+  if (active || blocksAdded(before, blocks)) {
+    FlowFilter filter(merged, active);
+    BlockMatcher matcher(merged, now);
     CutReport cut;
     auto s = steps.run("cut flows", [&](std::string* d) {
-      auto c = killer_->cut([&filter](const Flow& f) { return !filter.kept(f); }, false);
+      auto c = killer_->cut(
+          [&](const Flow& f) { return !filter.kept(f) || matcher.blocked(f); }, false);
       if (!c.ok()) return c.status();
       cut = *std::move(c);
       *d = fmt::format("{} sockets destroyed, {} conntrack entries deleted, {} kept{}",
@@ -288,8 +322,26 @@ std::optional<v1::StateReport> Reconciler::setPinnedController(
   return enforce(closed, true);
 }
 
+void Reconciler::noteExpiredBlocks(int64_t now) {
+  bool expired = false;
+  for (auto& [name, elems] : kernel_blocks_) {
+    for (auto it = elems.begin(); it != elems.end();) {
+      if (it->second != 0 && it->second + kBlockExpirySlackMs <= now) {
+        last_block_expiry_ms_ = std::max(last_block_expiry_ms_, it->second);
+        it = elems.erase(it);
+        expired = true;
+      } else {
+        ++it;
+      }
+    }
+  }
+  if (!expired || !state_.table_expected) return;
+  if (auto back = firewall_->readBack(); back.ok()) state_.ruleset_hash = rulesetHash(*back);
+}
+
 std::optional<v1::StateReport> Reconciler::tick() {
   if (!desired_ || !options_.enforcement_allowed.ok()) return std::nullopt;
+  noteExpiredBlocks(now_());
   bool active = isolationActive(*desired_, now_());
   if (active == state_.isolated) return std::nullopt;
   spdlog::info("isolation of generation {} {}", desired_->generation(),
@@ -298,8 +350,15 @@ std::optional<v1::StateReport> Reconciler::tick() {
 }
 
 int64_t Reconciler::nextDeadline() const {
-  if (!desired_ || !state_.isolated) return 0;
-  return state_.isolation_expires_at_unix_ms;
+  if (!desired_) return 0;
+  int64_t next = state_.isolated ? state_.isolation_expires_at_unix_ms : 0;
+  // Block elements expire in the kernel by themselves; the tick only refreshes the hash, a
+  // little after the kernel's own (slightly later) expiry.
+  if (int64_t b = nextBlockExpiry(kernel_blocks_, now_() - kBlockExpirySlackMs); b != 0) {
+    b += kBlockExpirySlackMs;
+    if (next == 0 || b < next) next = b;
+  }
+  return next;
 }
 
 std::optional<v1::TamperEvent> Reconciler::recheck(const std::string& what) {
@@ -314,6 +373,20 @@ std::optional<v1::TamperEvent> Reconciler::recheck(const std::string& what) {
   const bool present = back.ok();
   const std::string hash = present ? rulesetHash(*back) : "";
   if (present == state_.table_expected && hash == state_.ruleset_hash) return std::nullopt;
+  if (present && state_.table_expected) {
+    // Block elements the kernel timed out itself change the listing: not a tamper.
+    const int64_t now = now_();
+    noteExpiredBlocks(now);
+    const bool expiring = nextBlockExpiry(kernel_blocks_, now - kBlockExpirySlackMs) != 0 &&
+                          nextBlockExpiry(kernel_blocks_, now - kBlockExpirySlackMs) <=
+                              now + kBlockExpirySlackMs;
+    if (hash == state_.ruleset_hash) return std::nullopt;
+    if (expiring || (last_block_expiry_ms_ != 0 &&
+                     now - last_block_expiry_ms_ <= 2 * kBlockExpirySlackMs)) {
+      state_.ruleset_hash = hash;
+      return std::nullopt;
+    }
+  }
 
   v1::TamperEvent e;
   e.set_at_unix_ms(now_());
@@ -327,7 +400,7 @@ std::optional<v1::TamperEvent> Reconciler::recheck(const std::string& what) {
     closed.mutable_isolation()->set_enabled(true);
     restored = enforce(closed, true).ok();
   } else if (desired_) {
-    restored = enforce(*desired_, false).ok();
+    restored = enforce(*desired_, false, /*incremental=*/false).ok();
   }
   e.set_restored(restored);
   e.set_restore_latency_us(
@@ -361,7 +434,9 @@ v1::CommandResult Reconciler::preview(const std::string& command_id,
   p->set_ruleset_text(active || merged.blocks_size() > 0 ? text : std::string());
   FlowFilter filter(merged, active);
   auto s = steps.run("list flows", [&](std::string* d) {
-    auto c = killer_->cut([&filter](const Flow& f) { return !filter.kept(f); }, /*dry_run=*/true);
+    BlockMatcher matcher(merged, now);
+    auto c = killer_->cut([&](const Flow& f) { return !filter.kept(f) || matcher.blocked(f); },
+                          /*dry_run=*/true);
     if (!c.ok()) return c.status();
     for (const auto& f : c->sockets_destroyed) *p->add_would_cut() = toFlowRecord(f);
     for (const auto& f : c->conntrack_deleted) *p->add_would_cut() = toFlowRecord(f);

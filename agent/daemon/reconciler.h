@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "agent/core/blocks.h"
 #include "agent/linux/firewall.h"
 #include "agent/linux/flow_killer.h"
 #include "bulkhead/v1/agent.pb.h"
@@ -86,9 +87,15 @@ class Reconciler {
 
  private:
   // Renders and enforces `state` (merged with the pinned endpoints); fills report steps.
-  bulkhead::v1::StateReport enforce(const bulkhead::v1::DesiredState& state, bool fail_closed);
+  // With `incremental`, a change of blocks only is applied as element add/delete batches.
+  bulkhead::v1::StateReport enforce(const bulkhead::v1::DesiredState& state, bool fail_closed,
+                                    bool incremental = true);
   bulkhead::v1::DesiredState withPinnedController(const bulkhead::v1::DesiredState& s) const;
   void noteDesired(const bulkhead::v1::DesiredState& s);
+
+  // Blocks whose kernel timeout has run out since the last enforcement: forgets them and
+  // re-reads the table's hash (the kernel removed the elements itself; not a tamper).
+  void noteExpiredBlocks(int64_t now);
 
   ReconcilerOptions options_;
   Firewall* firewall_;
@@ -97,6 +104,12 @@ class Reconciler {
   std::optional<bulkhead::v1::DesiredState> desired_;   // persisted / in force
   bool isolation_was_active_ = false;
   EnforcedState state_;
+  // What the kernel holds, for incremental block updates: the block set elements and the
+  // rendered ruleset without them (a rebuild is needed when the latter changes).
+  BlockElements kernel_blocks_;                   // valid when state_.table_expected
+  std::string kernel_base_;                       // renderRuleset() of the state without blocks
+  int64_t last_block_expiry_ms_ = 0;              // latest expiry noteExpiredBlocks() forgot
+  static constexpr int64_t kBlockExpirySlackMs = 200;
 };
 
 // Flow -> FlowRecord (IPs as text, description).

@@ -30,8 +30,8 @@ class Firewall {
   virtual absl::Status remove() = 0;
 
   // Runs `batch` (nft commands that touch only our table, e.g. `add element` / `delete
-  // element` for incremental block updates) as one atomic transaction after a dry-run check,
-  // without rebuilding the table. On failure nothing changes. Optional: implementations that
+  // element` for incremental block updates) as one atomic transaction, without rebuilding
+  // the table. On failure nothing changes. Optional: implementations that
   // do not support it return Unimplemented.
   virtual absl::Status update(const std::string& batch) {
     (void)batch;

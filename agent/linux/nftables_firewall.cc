@@ -105,10 +105,8 @@ absl::Status NftablesFirewall::apply(const std::string& ruleset) {
 
 absl::Status NftablesFirewall::update(const std::string& batch) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (auto r = runLocked(batch, /*dry_run=*/true); !r.ok()) {
-    return absl::InvalidArgumentError(
-        fmt::format("update failed the nftables check ({}): {}", kStateUnchanged, r.status()));
-  }
+  // No dry run first, as in apply(): the batch is one transaction, all or nothing, and a dry
+  // run would only add an abort's RCU grace period to every block change.
   if (auto r = runLocked(batch, /*dry_run=*/false); !r.ok()) {
     return absl::AbortedError(fmt::format("kernel rejected the update transaction ({}): {}",
                                           kStateUnchanged, r.status()));

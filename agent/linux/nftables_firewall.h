@@ -42,7 +42,8 @@ class NftablesFirewall final : public Firewall {
   absl::StatusOr<std::string> readBack() override;
   // add-then-delete in one batch: an absent table is not an error.
   absl::Status remove() override;
-  // Runs `batch` unchanged (no table rebuild) after a dry-run check, atomically.
+  // Runs `batch` unchanged (no table rebuild) as one atomic transaction (no separate dry run:
+  // the kernel rejects a bad batch as a whole).
   absl::Status update(const std::string& batch) override;
 
   // SHA-256 hex of readBack(); NotFound if the table does not exist.
