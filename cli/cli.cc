@@ -41,6 +41,7 @@ const std::map<std::string, CommandInfo>& commands() {
     addHostCommands(*t);
     addContainmentCommands(*t);
     addPolicyCommands(*t);
+    addSessionCommands(*t);
     return t;
   }();
   return *table;

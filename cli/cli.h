@@ -51,5 +51,6 @@ void addPkiCommands(std::map<std::string, CommandInfo>& table);
 void addHostCommands(std::map<std::string, CommandInfo>& table);
 void addContainmentCommands(std::map<std::string, CommandInfo>& table);
 void addPolicyCommands(std::map<std::string, CommandInfo>& table);
+void addSessionCommands(std::map<std::string, CommandInfo>& table);
 
 }  // namespace bulkhead::cli

@@ -26,6 +26,10 @@ po::options_description options() {
       ("log-format", po::value<std::string>(), "text | json (default text)")
       ("log-level", po::value<std::string>(),
        "trace | debug | info | warn | error | critical | off (default info)")
+      ("protect-exe", po::value<std::vector<std::string>>()->composing(),
+       "never kill processes running this absolute exe path (repeatable)")
+      ("protect-comm", po::value<std::vector<std::string>>()->composing(),
+       "never kill processes with this name (comm; repeatable)")
       ("allow-root-netns", po::bool_switch(),
        "allow enforcement in the initial network namespace (real hosts only)")
       ("restore", po::bool_switch(), "apply the persisted desired state and exit (boot)")
@@ -146,6 +150,20 @@ absl::StatusOr<AgentConfig> parseAgentArgs(const std::vector<std::string>& raw) 
   if (vm.count("controller-name")) c.controller_name = get("controller-name");
   if (!isValidTlsName(c.controller_name)) {
     return invalid("--controller-name", c.controller_name, "expected a DNS name");
+  }
+  if (vm.count("protect-exe")) {
+    for (const auto& exe : vm["protect-exe"].as<std::vector<std::string>>()) {
+      if (exe.empty() || exe.front() != '/') return invalid("--protect-exe", exe, "expected an absolute path");
+      c.protect_exes.push_back(exe);
+    }
+  }
+  if (vm.count("protect-comm")) {
+    for (const auto& comm : vm["protect-comm"].as<std::vector<std::string>>()) {
+      if (comm.empty() || comm.size() > 15) {
+        return invalid("--protect-comm", comm, "expected a process name of 1 to 15 characters");
+      }
+      c.protect_comms.push_back(comm);
+    }
   }
   if (vm.count("label")) {
     for (const auto& text : vm["label"].as<std::vector<std::string>>()) {

@@ -31,6 +31,10 @@ struct AgentConfig {
   // Enforcement in the machine's initial network namespace is refused unless this is set
   // (a real host sets it in its unit file; a developer machine or CI never does).
   bool allow_root_netns = false;
+  // Processes kill-sessions / kill-process never touch (besides pid 1, the agent itself and
+  // the sshd listener).
+  std::vector<std::string> protect_exes;
+  std::vector<std::string> protect_comms;
 };
 
 // Parses argv[1..]. `bulkhead-agent status --state-dir DIR` and `--status` both select

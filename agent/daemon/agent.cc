@@ -22,6 +22,7 @@
 #include "agent/core/hello.h"
 #include "agent/daemon/agent_status.h"
 #include "agent/daemon/controller_pin.h"
+#include "agent/daemon/process_actions.h"
 #include "agent/daemon/reconcile_worker.h"
 #include "agent/daemon/reconciler.h"
 #include "agent/linux/host_facts.h"
@@ -222,6 +223,11 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
       : config_(config), host_id_(std::move(host_id)), board_(board) {}
 
   void setWorker(ReconcileWorker* worker) { worker_ = worker; }
+  // Session and process commands; null (refused) where enforcement is not allowed.
+  void setProcessActions(ProcessActionWorker* actions, std::string refusal) {
+    actions_ = actions;
+    actions_refusal_ = std::move(refusal);
+  }
   void setSession(ControllerSession* session) { session_.store(session); }
 
   // SessionHandler.
@@ -276,6 +282,16 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
       if (c.has_preview_state()) {
         spdlog::info("dry run {} requested by {}", c.id(), c.requested_by());
         worker_->preview(c.id(), c.preview_state().state());
+      } else if (c.has_list_sessions() || c.has_kill_sessions() || c.has_kill_process()) {
+        if (actions_ != nullptr) {
+          actions_->submit(c);
+        } else {
+          v1::CommandResult r;
+          r.set_command_id(c.id());
+          r.set_ok(false);
+          r.set_error(fmt::format("process actions disabled on this host: {}", actions_refusal_));
+          onCommandResult(r);
+        }
       } else {
         spdlog::warn("command {} not supported by this agent version", c.id());
         v1::CommandResult r;
@@ -355,6 +371,8 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
   std::string host_id_;
   StatusBoard* board_;
   ReconcileWorker* worker_ = nullptr;
+  ProcessActionWorker* actions_ = nullptr;
+  std::string actions_refusal_;
   std::atomic<ControllerSession*> session_{nullptr};
   // Touched only from onConnected/onDisconnected, which the session serialises.
   std::string last_warned_reason_;
@@ -488,6 +506,31 @@ int runDaemon(const AgentConfig& config) {
       spdlog::info("no persisted desired state: nothing to enforce yet");
     }
   });
+  // Session and process actions: only where enforcement is allowed (never in a developer's
+  // or CI machine's own namespaces). Flows of killed processes are cut by owner pid.
+  ProcSessionSource session_source;
+  std::unique_ptr<FlowKiller> owner_cutter;
+  std::unique_ptr<ProcessActions> process_actions;
+  std::unique_ptr<ProcessActionWorker> action_worker;
+  if (enforce_ok.ok()) {
+    SockDiagFlowKiller::Options ko;
+    ko.conntrack = false;
+    ko.resolve_owners = true;
+    if (auto k = SockDiagFlowKiller::create(ko); k.ok()) {
+      owner_cutter = *std::move(k);
+    } else {
+      spdlog::warn("killed processes' sockets will close as they die, not cut first: {}", k.status());
+    }
+    ProcessActionsOptions pao;
+    pao.protection.self_pid = static_cast<int>(::getpid());
+    pao.protection.exes = config.protect_exes;
+    pao.protection.comms = config.protect_comms;
+    process_actions = std::make_unique<ProcessActions>(&session_source, owner_cutter.get(), pao);
+    action_worker = std::make_unique<ProcessActionWorker>(
+        process_actions.get(), [&daemon](const v1::CommandResult& r) { daemon.onCommandResult(r); },
+        nowUnixMs);
+  }
+  daemon.setProcessActions(action_worker.get(), enforce_ok.ok() ? "" : std::string(enforce_ok.message()));
   std::unique_ptr<NetlinkTamperWatch> watch;
   if (enforce_ok.ok()) {
     NetlinkTamperWatch::Options wo;

@@ -139,6 +139,7 @@ void Fleet::onMessage(AgentStream& stream, const v1::AgentMessage& msg) {
       current = registry_.touch(host_id, stream.session());
       if (!current) break;
       const auto& r = msg.command_result();
+      if (command_listener_) command_listener_(host_id, r);
       answerLocked(host_id, [&r](const Waiter& w, v1::HostOutcome* out) {
         if (w.command_id.empty() || w.command_id != r.command_id()) return false;
         if (r.ok()) {
@@ -391,6 +392,30 @@ bool Fleet::preview(const std::shared_ptr<PendingOp>& op, const std::vector<std:
   }
   if (op->waiting > 0) pending_ops_[op->id] = op;
   return op->waiting == 0;
+}
+
+bool Fleet::sendCommand(const std::string& host, v1::Command command, std::string* why) {
+  Deferred after;
+  std::lock_guard lock(mu_);
+  auto s = streams_.find(host);
+  if (s == streams_.end() || !registry_.online(host)) {
+    *why = "host offline: its agent must be connected";
+    return false;
+  }
+  v1::ControllerMessage m;
+  *m.mutable_command() = std::move(command);
+  if (!s->second->enqueue(std::move(m))) {
+    *why = "host disconnecting: its agent must be connected";
+    return false;
+  }
+  after.kick.push_back(s->second);
+  return true;
+}
+
+void Fleet::setCommandListener(
+    std::function<void(const std::string&, const v1::CommandResult&)> listener) {
+  std::lock_guard lock(mu_);
+  command_listener_ = std::move(listener);
 }
 
 bool Fleet::settle(const std::shared_ptr<PendingOp>& op, v1::HostOutcome::State open_state,

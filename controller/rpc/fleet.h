@@ -107,6 +107,14 @@ class Fleet {
   // `open_error`. False if it was already settled.
   bool settle(const std::shared_ptr<PendingOp>& op, bulkhead::v1::HostOutcome::State open_state,
               const std::string& open_error);
+  // One-shot commands (sessions, processes): queues `command` on `host`'s stream. False with
+  // `why` when the host is unknown, offline or disconnecting. The answer comes to the command
+  // listener.
+  bool sendCommand(const std::string& host, bulkhead::v1::Command command, std::string* why);
+  // Receives every CommandResult (with the host it came from), on a gRPC thread, under the
+  // Fleet's lock: it must not block or call into the Fleet. Null to unset.
+  void setCommandListener(
+      std::function<void(const std::string&, const bulkhead::v1::CommandResult&)> listener);
   // Ops still waiting (for shutdown).
   std::vector<std::shared_ptr<PendingOp>> pendingOps();
 
@@ -150,6 +158,8 @@ class Fleet {
   std::map<uint64_t, std::shared_ptr<PendingOp>> pending_ops_;               // GUARDED_BY(mu_)
   std::function<void(std::shared_ptr<PendingOp>)> op_ready_;                 // GUARDED_BY(mu_)
   uint64_t next_command_ = 1;                                                // GUARDED_BY(mu_)
+  std::function<void(const std::string&, const bulkhead::v1::CommandResult&)>
+      command_listener_;                                                     // GUARDED_BY(mu_)
 };
 
 }  // namespace bulkhead::controller

@@ -20,7 +20,11 @@ constexpr uint32_t kMaxAuditLimit = 10000;
 
 OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet,
                                  Containment& containment)
-    : clock_(clock), store_(store), fleet_(fleet), containment_(containment) {}
+    : clock_(clock),
+      store_(store),
+      fleet_(fleet),
+      containment_(containment),
+      host_actions_(std::make_unique<HostActions>(clock, fleet, HostActionsOptions{})) {}
 
 OperatorService::Caller OperatorService::identify(const grpc::CallbackServerContext& ctx) {
   Caller c;

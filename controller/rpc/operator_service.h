@@ -16,6 +16,7 @@
 #include "controller/core/clock.h"
 #include "controller/rpc/containment.h"
 #include "controller/rpc/fleet.h"
+#include "controller/rpc/host_actions.h"
 #include "controller/store/store.h"
 
 namespace bulkhead::controller {
@@ -32,6 +33,9 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   using Base::ListHosts;
   using Base::Release;
   using Base::VerifyAudit;
+  using Base::ListSessions;
+  using Base::KillSessions;
+  using Base::KillProcess;
 
   grpc::ServerUnaryReactor* ListHosts(grpc::CallbackServerContext* ctx,
                                       const bulkhead::v1::ListHostsRequest* req,
@@ -51,6 +55,17 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   grpc::ServerUnaryReactor* VerifyAudit(grpc::CallbackServerContext* ctx,
                                         const bulkhead::v1::VerifyAuditRequest* req,
                                         bulkhead::v1::VerifyAuditResponse* resp) override;
+
+  // Sessions and processes (operator_host_actions.cc): one command to the host's agent.
+  grpc::ServerUnaryReactor* ListSessions(grpc::CallbackServerContext* ctx,
+                                         const bulkhead::v1::ListSessionsRequest* req,
+                                         bulkhead::v1::HostActionResponse* resp) override;
+  grpc::ServerUnaryReactor* KillSessions(grpc::CallbackServerContext* ctx,
+                                         const bulkhead::v1::KillSessionsRequest* req,
+                                         bulkhead::v1::HostActionResponse* resp) override;
+  grpc::ServerUnaryReactor* KillProcess(grpc::CallbackServerContext* ctx,
+                                        const bulkhead::v1::KillProcessRequest* req,
+                                        bulkhead::v1::HostActionResponse* resp) override;
 
   // The caller of one call, as its certificate says.
   struct Caller {
@@ -74,6 +89,13 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   Store& store_;
   Fleet& fleet_;
   Containment& containment_;
+  // Sends host actions; after the members it uses (destroyed first: answers waiting calls).
+  std::unique_ptr<HostActions> host_actions_;
+  // Sends `command` to `host` and finishes the call with the agent's answer, audited as
+  // `action` with a summary of the result.
+  void runHostAction(const Caller& caller, const std::string& action, const std::string& host,
+                     const std::string& reason, bulkhead::v1::Command command, uint32_t wait_ms,
+                     bulkhead::v1::HostActionResponse* resp, grpc::ServerUnaryReactor* reactor);
 };
 
 }  // namespace bulkhead::controller

@@ -1,0 +1,80 @@
+// The agent's session and process commands (list-sessions, kill-sessions, kill-process).
+//
+// A kill first stops every chosen process (SIGSTOP through a pinned pidfd) so none can fork
+// away, re-scans until no new member of the sessions (or new descendant, with --tree)
+// appears, optionally captures evidence (--freeze: process records with the exe hash and
+// open sockets), destroys the stopped processes' TCP sockets, then SIGKILLs them all and
+// waits for them to exit. Protected processes (pid 1, the agent, the sshd listener, the
+// configured list) are spared and listed; a request that would touch only protected
+// processes, or names an unknown user or session, is refused with nothing done.
+//
+// Freezing uses SIGSTOP, not the cgroup v2 freezer: the processes of a session live in
+// whatever cgroup their parents had (hybrid v1/v2 hosts, the lab), and SIGSTOP holds them
+// just as well until the SIGKILL, which a stopped process cannot escape.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "agent/core/processes.h"
+#include "agent/linux/flow_killer.h"
+#include "agent/linux/proc_scan.h"
+#include "bulkhead/v1/agent.pb.h"
+
+namespace bulkhead::agent {
+
+struct ProcessActionsOptions {
+  Protection protection;
+  std::chrono::milliseconds kill_wait{3000};   // for the processes to exit after SIGKILL
+  int max_rounds = 8;                          // re-scans for late forks
+};
+
+class ProcessActions {
+ public:
+  // `sessions` lists sessions; `flows` (may be null) cuts the killed processes' sockets.
+  // Both must outlive this object.
+  ProcessActions(SessionSource* sessions, FlowKiller* flows, ProcessActionsOptions options);
+
+  // Runs one command (list_sessions, kill_sessions or kill_process). Blocks.
+  bulkhead::v1::CommandResult run(const bulkhead::v1::Command& command);
+
+ private:
+  SessionSource* sessions_;
+  FlowKiller* flows_;
+  ProcessActionsOptions options_;
+};
+
+// Runs ProcessActions on a thread of its own (a kill may wait seconds for processes to die;
+// enforcement must not wait behind it), one command at a time, in order. Commands whose
+// deadline passed while queued are answered with an error and not run.
+class ProcessActionWorker {
+ public:
+  using Done = std::function<void(const bulkhead::v1::CommandResult&)>;
+  // `actions` must outlive the worker; `done` runs on the worker thread.
+  ProcessActionWorker(ProcessActions* actions, Done done, std::function<int64_t()> now_unix_ms);
+  ~ProcessActionWorker();   // stops and joins; queued commands are dropped
+  ProcessActionWorker(const ProcessActionWorker&) = delete;
+  ProcessActionWorker& operator=(const ProcessActionWorker&) = delete;
+
+  void submit(const bulkhead::v1::Command& command);
+
+ private:
+  void loop();
+
+  ProcessActions* actions_;
+  Done done_;
+  std::function<int64_t()> now_unix_ms_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;                              // GUARDED_BY(mu_)
+  std::deque<bulkhead::v1::Command> queue_;        // GUARDED_BY(mu_)
+  std::thread thread_;
+};
+
+}  // namespace bulkhead::agent

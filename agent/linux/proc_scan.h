@@ -1,0 +1,50 @@
+// Reads processes and login sessions from /proc (the PID namespace /proc was mounted for), and
+// resolves user names. The pure parsing lives in agent/core/processes.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "agent/core/processes.h"
+
+namespace bulkhead::agent {
+
+// Every process of /proc (kernel threads marked). Processes that exit while being read are
+// skipped. `with_sockets` fills socket_inodes (one readlink per open fd).
+absl::StatusOr<std::vector<ProcessInfo>> scanProcesses(bool with_sockets);
+
+// One process, or nullopt when it is gone (or unreadable).
+std::optional<ProcessInfo> readProcess(int pid, bool with_sockets);
+
+// /proc/net/tcp and tcp6 of the calling thread's network namespace.
+std::vector<ProcNetSocket> readTcpSockets();
+
+// Lower-case hex SHA-256 of a file (e.g. /proc/PID/exe, which works even if the binary was
+// deleted from disk).
+absl::StatusOr<std::string> sha256OfFile(const std::string& path);
+
+// User name <-> uid through NSS (getpwnam_r / getpwuid_r).
+std::optional<uint32_t> uidOfUser(const std::string& name);
+std::string userOfUid(uint32_t uid);
+
+// Where session listings come from. The /proc source works everywhere (audit session ids are
+// set by pam_loginuid); a logind source would ask org.freedesktop.login1 where a system bus
+// exists. Sessions carry the pids to kill either way: the kill itself always goes by audit
+// session id through /proc, so children that left the logind scope are not missed.
+class SessionSource {
+ public:
+  virtual ~SessionSource() = default;
+  virtual std::string name() const = 0;   // "proc" | "logind"
+  virtual absl::StatusOr<std::vector<SessionInfo>> sessions() = 0;
+};
+
+class ProcSessionSource final : public SessionSource {
+ public:
+  std::string name() const override { return "proc"; }
+  absl::StatusOr<std::vector<SessionInfo>> sessions() override;
+};
+
+}  // namespace bulkhead::agent

@@ -1,0 +1,283 @@
+// `bulkhead sessions HOST`, `bulkhead kill-sessions HOST ...`, `bulkhead kill-process HOST ...`.
+//
+// Exit status: 0 done; 1 the agent failed (some process survived) or the host could not be
+// reached; 2 bad usage, or the agent refused (only protected processes, unknown user or
+// session: nothing killed).
+#include <chrono>
+#include <ostream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/args.h"
+#include "cli/cli.h"
+#include "cli/operator_client.h"
+#include "cli/output.h"
+#include "common/parse.h"
+
+namespace po = boost::program_options;
+
+namespace bulkhead::cli {
+namespace {
+
+using nlohmann::json;
+
+// The agent's wait and the call's deadline: killing waits for processes to exit.
+constexpr uint32_t kWaitMs = 15000;
+constexpr std::chrono::milliseconds kCallTimeout{20000};
+
+std::string str(const json& j, const char* key) {
+  if (!j.contains(key)) return "-";
+  const auto& v = j[key];
+  if (v.is_string()) return v.get<std::string>().empty() ? "-" : v.get<std::string>();
+  return v.dump();
+}
+
+std::string startTime(const json& s) {
+  int64_t t = s.value("start_unix", int64_t{0});
+  return t > 0 ? utcTime(t * 1000) : "-";
+}
+
+// One document for --json: the response with the agent's result parsed.
+void printResponseJson(std::ostream& out, const v1::HostActionResponse& r) {
+  json doc{{"host", r.host_id()}, {"ok", r.ok()}, {"refused", r.refused()}, {"error", r.error()}};
+  auto result = json::parse(r.result_json(), nullptr, false);
+  doc["result"] = result.is_discarded() ? json(nullptr) : result;
+  out << doc.dump(2) << "\n";
+}
+
+void printProcesses(std::ostream& out, const json& doc, const char* key, const char* title,
+                    bool with_why) {
+  if (!doc.contains(key) || !doc[key].is_array() || doc[key].empty()) return;
+  out << title << ":\n";
+  std::vector<std::vector<std::string>> rows;
+  if (with_why) {
+    rows.push_back({"PID", "USER", "COMMAND", "WHY"});
+  } else {
+    rows.push_back({"PID", "USER", "COMMAND"});
+  }
+  for (const auto& p : doc[key]) {
+    std::vector<std::string> row{str(p, "pid"), str(p, "user"), str(p, "cmdline")};
+    if (with_why) row.push_back(str(p, "why"));
+    rows.push_back(std::move(row));
+  }
+  printTable(out, rows);
+}
+
+void printSessions(std::ostream& out, const json& sessions) {
+  std::vector<std::vector<std::string>> rows = {
+      {"SESSION", "USER", "TTY", "REMOTE", "SERVICE", "STARTED", "LEADER", "PROCESSES"}};
+  for (const auto& s : sessions) {
+    rows.push_back({str(s, "id"), str(s, "user"), str(s, "tty"), str(s, "remote"),
+                    str(s, "service"), startTime(s), str(s, "leader_pid"), str(s, "processes")});
+  }
+  printTable(out, rows);
+}
+
+// Prints the outcome of a kill and returns the exit code.
+int printKill(const std::string& command, const GlobalOptions& g, const v1::HostActionResponse& r,
+              Io& io) {
+  if (g.json) {
+    printResponseJson(io.out, r);
+  } else {
+    auto doc = json::parse(r.result_json(), nullptr, false);
+    if (doc.is_discarded()) doc = json::object();
+    if (doc.contains("sessions") && doc["sessions"].is_array() && !doc["sessions"].empty()) {
+      io.out << "sessions:\n";
+      printSessions(io.out, doc["sessions"]);
+    }
+    if (doc.contains("note")) io.out << doc["note"].get<std::string>() << "\n";
+    if (doc.value("frozen", false) && doc.contains("records")) {
+      io.out << fmt::format("frozen ({}) and captured before the kill:\n",
+                            doc.value("freeze_method", "?"));
+      std::vector<std::vector<std::string>> rows = {{"PID", "USER", "EXE", "SHA-256", "SOCKETS", "COMMAND"}};
+      for (const auto& p : doc["records"]) {
+        std::string socks;
+        for (const auto& s : p.value("sockets", json::array())) {
+          if (s.value("kind", "") == "tcp") {
+            socks += fmt::format("{}{}->{}", socks.empty() ? "" : " ", s.value("local", ""),
+                                 s.value("remote", ""));
+          }
+        }
+        std::string hash = p.value("exe_sha256", "");
+        rows.push_back({str(p, "pid"), str(p, "user"), str(p, "exe"),
+                        hash.empty() ? "-" : hash.substr(0, 16), socks.empty() ? "-" : socks,
+                        str(p, "cmdline")});
+      }
+      printTable(io.out, rows);
+    }
+    printProcesses(io.out, doc, "killed", "killed", false);
+    printProcesses(io.out, doc, "spared", "spared (protected)", true);
+    printProcesses(io.out, doc, "still_alive", "STILL ALIVE", false);
+    io.out << fmt::format("{} processes killed, {} spared, {} connections cut\n",
+                          doc.contains("killed") ? doc["killed"].size() : 0,
+                          doc.contains("spared") ? doc["spared"].size() : 0,
+                          doc.value("connections_cut", 0));
+  }
+  if (!r.ok()) {
+    io.err << fmt::format("bulkhead {}: {}: {}\n", command, r.host_id(), r.error());
+    return kFailed;
+  }
+  return kOk;
+}
+
+std::unique_ptr<OperatorClient> connect(const std::string& command, const GlobalOptions& g, Io& io) {
+  auto client = OperatorClient::create(g);
+  if (!client.ok()) {
+    io.err << "bulkhead " << command << ": " << client.status().message() << "\n";
+    return nullptr;
+  }
+  return *std::move(client);
+}
+
+int sessions(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
+  std::string host;
+  po::options_description opts("sessions HOST");
+  opts.add_options()("host", po::value(&host)->required(), "host id");
+  po::positional_options_description pos;
+  pos.add("host", 1);
+  po::variables_map vm;
+  bool help = false;
+  if (!parseCommandArgs("sessions", args, opts, pos, vm, io.out, io.err, &help)) {
+    return help ? kOk : kUsage;
+  }
+  auto client = connect("sessions", g, io);
+  if (!client) return kUsage;
+  v1::ListSessionsRequest req;
+  req.set_host(host);
+  req.set_wait_ms(kWaitMs);
+  v1::HostActionResponse resp;
+  auto ctx = client->context(kCallTimeout);
+  grpc::Status st = client->stub().ListSessions(ctx.get(), req, &resp);
+  if (!st.ok()) return reportRpcError("sessions", client->controller(), st, io.err);
+  if (g.json) {
+    printResponseJson(io.out, resp);
+  } else if (resp.ok()) {
+    auto doc = json::parse(resp.result_json(), nullptr, false);
+    if (!doc.is_discarded() && doc.contains("sessions")) printSessions(io.out, doc["sessions"]);
+  }
+  if (!resp.ok()) {
+    io.err << fmt::format("bulkhead sessions: {}: {}\n", host, resp.error());
+    return kFailed;
+  }
+  return kOk;
+}
+
+int killSessions(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
+  std::string host, user, from, reason;
+  uint32_t session = 0;
+  po::options_description opts("kill-sessions HOST (--user U | --session ID | --from CIDR | --all) [--freeze] --reason TEXT");
+  opts.add_options()
+      ("host", po::value(&host)->required(), "host id")
+      ("user", po::value(&user), "every session of this user")
+      ("session", po::value(&session), "this session id (see `bulkhead sessions`)")
+      ("from", po::value(&from), "every session whose remote address is in CIDR")
+      ("all", po::bool_switch(), "every interactive (remote or tty) session")
+      ("freeze", po::bool_switch(), "stop the processes and capture their records before the kill")
+      ("reason", po::value(&reason)->required(), "why (audited)");
+  po::positional_options_description pos;
+  pos.add("host", 1);
+  po::variables_map vm;
+  bool help = false;
+  if (!parseCommandArgs("kill-sessions", args, opts, pos, vm, io.out, io.err, &help)) {
+    return help ? kOk : kUsage;
+  }
+  bool all = vm["all"].as<bool>();
+  int given = (vm.count("user") != 0) + (vm.count("session") != 0) + (vm.count("from") != 0) + all;
+  if (given != 1) {
+    io.err << "bulkhead kill-sessions: exactly one of --user, --session, --from, --all is required\n";
+    return kUsage;
+  }
+  if (vm.count("user") && user.empty()) {
+    io.err << "bulkhead kill-sessions: --user: empty user name\n";
+    return kUsage;
+  }
+  if (vm.count("session") && session == 0) {
+    io.err << "bulkhead kill-sessions: --session: invalid value \"0\": not a session id\n";
+    return kUsage;
+  }
+  if (vm.count("from")) {
+    if (auto c = parseCidr("--from", from); !c.ok()) {
+      io.err << "bulkhead kill-sessions: " << c.status().message() << "\n";
+      return kUsage;
+    }
+  }
+  auto client = connect("kill-sessions", g, io);
+  if (!client) return kUsage;
+  v1::KillSessionsRequest req;
+  req.set_host(host);
+  req.set_reason(reason);
+  req.set_wait_ms(kWaitMs);
+  auto* m = req.mutable_match();
+  m->set_user(user);
+  m->set_session_id(session);
+  m->set_from_cidr(from);
+  m->set_all(all);
+  m->set_freeze(vm["freeze"].as<bool>());
+  v1::HostActionResponse resp;
+  auto ctx = client->context(kCallTimeout);
+  grpc::Status st = client->stub().KillSessions(ctx.get(), req, &resp);
+  if (!st.ok()) return reportRpcError("kill-sessions", client->controller(), st, io.err);
+  return printKill("kill-sessions", g, resp, io);
+}
+
+int killProcess(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
+  std::string host, exe, user, reason;
+  int pid = 0;
+  po::options_description opts("kill-process HOST (--pid N | --exe PATH | --user U) [--tree] --reason TEXT");
+  opts.add_options()
+      ("host", po::value(&host)->required(), "host id")
+      ("pid", po::value(&pid), "this process")
+      ("exe", po::value(&exe), "every process running this binary (absolute path)")
+      ("user", po::value(&user), "every process of this user")
+      ("tree", po::bool_switch(), "and their descendants")
+      ("reason", po::value(&reason)->required(), "why (audited)");
+  po::positional_options_description pos;
+  pos.add("host", 1);
+  po::variables_map vm;
+  bool help = false;
+  if (!parseCommandArgs("kill-process", args, opts, pos, vm, io.out, io.err, &help)) {
+    return help ? kOk : kUsage;
+  }
+  int given = (vm.count("pid") != 0) + (vm.count("exe") != 0) + (vm.count("user") != 0);
+  if (given != 1) {
+    io.err << "bulkhead kill-process: exactly one of --pid, --exe, --user is required\n";
+    return kUsage;
+  }
+  if (vm.count("pid") && pid <= 0) {
+    io.err << fmt::format("bulkhead kill-process: --pid: invalid value \"{}\": not a process id\n", pid);
+    return kUsage;
+  }
+  if (vm.count("exe") && (exe.empty() || exe.front() != '/')) {
+    io.err << fmt::format("bulkhead kill-process: --exe: invalid value \"{}\": expected an absolute path\n", exe);
+    return kUsage;
+  }
+  auto client = connect("kill-process", g, io);
+  if (!client) return kUsage;
+  v1::KillProcessRequest req;
+  req.set_host(host);
+  req.set_reason(reason);
+  req.set_wait_ms(kWaitMs);
+  auto* m = req.mutable_match();
+  m->set_pid(pid);
+  m->set_exe(exe);
+  m->set_user(user);
+  m->set_tree(vm["tree"].as<bool>());
+  v1::HostActionResponse resp;
+  auto ctx = client->context(kCallTimeout);
+  grpc::Status st = client->stub().KillProcess(ctx.get(), req, &resp);
+  if (!st.ok()) return reportRpcError("kill-process", client->controller(), st, io.err);
+  return printKill("kill-process", g, resp, io);
+}
+
+}  // namespace
+
+void addSessionCommands(std::map<std::string, CommandInfo>& table) {
+  table["sessions"] = {"HOST: login sessions (id, user, tty, remote, leader, processes)", sessions};
+  table["kill-sessions"] = {
+      "HOST (--user U | --session ID | --from CIDR | --all) [--freeze] --reason TEXT", killSessions};
+  table["kill-process"] = {"HOST (--pid N | --exe PATH | --user U) [--tree] --reason TEXT",
+                           killProcess};
+}
+
+}  // namespace bulkhead::cli

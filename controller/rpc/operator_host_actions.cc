@@ -1,0 +1,193 @@
+// Operator RPCs on one host's sessions and processes (issue 5): each is a Command to the
+// host's agent, answered with the agent's result document, audited with its summary (every
+// process killed and spared, by pid, user and command line).
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "common/format.h"
+#include "common/parse.h"
+#include "common/tls.h"
+#include "controller/rpc/audit.h"
+#include "controller/rpc/operator_service.h"
+
+namespace bulkhead::controller {
+
+namespace v1 = bulkhead::v1;
+
+namespace {
+
+bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
+
+constexpr size_t kMaxAuditDetail = 8192;
+
+// "killed 3: 1201 bhtest (sleep 1000), ...; spared 1: 1 root (holder) [pid 1]".
+std::string summarize(const std::string& action, const std::string& result_json) {
+  auto doc = nlohmann::json::parse(result_json, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) return "";
+  if (action == "sessions") {
+    return fmt::format("{} sessions (source {})",
+                       doc.contains("sessions") ? doc["sessions"].size() : 0,
+                       doc.value("source", "?"));
+  }
+  auto list = [&doc](const char* key, bool with_why) {
+    std::string out;
+    if (!doc.contains(key) || !doc[key].is_array()) return fmt::format("{} 0", key);
+    out = fmt::format("{} {}", key, doc[key].size());
+    const char* sep = ": ";
+    for (const auto& p : doc[key]) {
+      out += fmt::format("{}{} {} ({})", sep, p.value("pid", 0), p.value("user", ""),
+                         p.value("cmdline", ""));
+      if (with_why) out += fmt::format(" [{}]", p.value("why", ""));
+      sep = ", ";
+    }
+    return out;
+  };
+  std::string s;
+  if (doc.contains("sessions") && doc["sessions"].is_array() && action == "kill-sessions") {
+    s += fmt::format("sessions {}", doc["sessions"].size());
+    const char* sep = ": ";
+    for (const auto& x : doc["sessions"]) {
+      s += fmt::format("{}{} {} from {}", sep, x.value("id", 0u), x.value("user", ""),
+                       x.value("remote", "").empty() ? x.value("tty", "-") : x.value("remote", ""));
+      sep = ", ";
+    }
+    s += "; ";
+  }
+  s += list("killed", false) + "; " + list("spared", true);
+  if (doc.value("frozen", false)) {
+    s += fmt::format("; frozen ({}), {} records", doc.value("freeze_method", "?"),
+                     doc.contains("records") ? doc["records"].size() : 0);
+  }
+  s += fmt::format("; connections cut {}", doc.value("connections_cut", 0));
+  if (s.size() > kMaxAuditDetail) s = s.substr(0, kMaxAuditDetail) + "...";
+  return s;
+}
+
+}  // namespace
+
+void OperatorService::runHostAction(const Caller& caller, const std::string& action,
+                                     const std::string& host, const std::string& reason,
+                                     v1::Command command, uint32_t wait_ms,
+                                     v1::HostActionResponse* resp,
+                                     grpc::ServerUnaryReactor* reactor) {
+  resp->set_host_id(host);
+  command.set_reason(reason);
+  command.set_requested_by(caller.audit_name);
+  host_actions_->run(host, std::move(command), wait_ms,
+                     [this, caller, action, host, reason, resp, reactor](const HostActions::Answer& a) {
+    grpc::Status status = grpc::Status::OK;
+    std::string detail;
+    switch (a.kind) {
+      case HostActions::Answer::Kind::kOffline:
+        status = grpc::Status(grpc::StatusCode::UNAVAILABLE, fmt::format("{}: {}", host, a.error));
+        break;
+      case HostActions::Answer::Kind::kTimeout:
+        status = grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, fmt::format("{}: {}", host, a.error));
+        break;
+      case HostActions::Answer::Kind::kShutdown:
+        status = grpc::Status(grpc::StatusCode::UNAVAILABLE, a.error);
+        break;
+      case HostActions::Answer::Kind::kDone: {
+        const auto& r = a.result;
+        resp->set_ok(r.ok());
+        resp->set_refused(r.refused());
+        resp->set_error(r.error());
+        resp->set_result_json(r.result_json());
+        if (r.refused()) {
+          // The request is at fault and nothing was done: a precondition the caller broke.
+          status = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, r.error());
+        } else {
+          detail = summarize(action, r.result_json());
+          if (!r.ok()) detail = fmt::format("FAILED: {}; {}", r.error(), detail);
+        }
+        break;
+      }
+    }
+    reactor->Finish(audit(caller, action, host, reason, status, detail));
+  });
+}
+
+grpc::ServerUnaryReactor* OperatorService::ListSessions(grpc::CallbackServerContext* ctx,
+                                                        const v1::ListSessionsRequest* req,
+                                                        v1::HostActionResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  Caller caller = identify(*ctx);
+  grpc::Status status = authorize(caller, false);
+  if (status.ok() && !fleet_.getHost(req->host())) {
+    status = grpc::Status(grpc::StatusCode::NOT_FOUND, fmt::format("unknown host \"{}\"", req->host()));
+  }
+  if (!status.ok()) {
+    reactor->Finish(audit(caller, "sessions", req->host(), "", status));
+    return reactor;
+  }
+  v1::Command c;
+  c.mutable_list_sessions();
+  runHostAction(caller, "sessions", req->host(), "", std::move(c), req->wait_ms(), resp, reactor);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorService::KillSessions(grpc::CallbackServerContext* ctx,
+                                                        const v1::KillSessionsRequest* req,
+                                                        v1::HostActionResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  Caller caller = identify(*ctx);
+  grpc::Status status = authorize(caller, true);
+  const auto& m = req->match();
+  int given = !m.user().empty() + (m.session_id() != 0) + !m.from_cidr().empty() + m.all();
+  if (status.ok() && blank(req->reason())) {
+    status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "reason: required");
+  } else if (status.ok() && given != 1) {
+    status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "match: exactly one of user, session, from, all is required");
+  } else if (status.ok() && !m.from_cidr().empty()) {
+    if (auto c = parseCidr("from", m.from_cidr()); !c.ok()) status = toGrpcStatus(c.status());
+  }
+  if (status.ok() && !fleet_.getHost(req->host())) {
+    status = grpc::Status(grpc::StatusCode::NOT_FOUND, fmt::format("unknown host \"{}\"", req->host()));
+  }
+  if (!status.ok()) {
+    reactor->Finish(audit(caller, "kill-sessions", req->host(), req->reason(), status));
+    return reactor;
+  }
+  v1::Command c;
+  *c.mutable_kill_sessions() = m;
+  runHostAction(caller, "kill-sessions", req->host(), req->reason(), std::move(c), req->wait_ms(),
+                resp, reactor);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorService::KillProcess(grpc::CallbackServerContext* ctx,
+                                                       const v1::KillProcessRequest* req,
+                                                       v1::HostActionResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  Caller caller = identify(*ctx);
+  grpc::Status status = authorize(caller, true);
+  const auto& m = req->match();
+  int given = (m.pid() != 0) + !m.exe().empty() + !m.user().empty();
+  if (status.ok() && blank(req->reason())) {
+    status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "reason: required");
+  } else if (status.ok() && given != 1) {
+    status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "match: exactly one of pid, exe, user is required");
+  } else if (status.ok() && m.pid() < 0) {
+    status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          fmt::format("pid: {} is not a process id", m.pid()));
+  } else if (status.ok() && !m.exe().empty() && m.exe().front() != '/') {
+    status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          fmt::format("exe: \"{}\" is not an absolute path", m.exe()));
+  }
+  if (status.ok() && !fleet_.getHost(req->host())) {
+    status = grpc::Status(grpc::StatusCode::NOT_FOUND, fmt::format("unknown host \"{}\"", req->host()));
+  }
+  if (!status.ok()) {
+    reactor->Finish(audit(caller, "kill-process", req->host(), req->reason(), status));
+    return reactor;
+  }
+  v1::Command c;
+  *c.mutable_kill_process() = m;
+  runHostAction(caller, "kill-process", req->host(), req->reason(), std::move(c), req->wait_ms(),
+                resp, reactor);
+  return reactor;
+}
+
+}  // namespace bulkhead::controller
