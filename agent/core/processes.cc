@@ -275,4 +275,80 @@ bool sessionMatches(const SessionInfo& s, const SessionMatch& m) {
   return false;
 }
 
+absl::StatusOr<LogindSession> parseLoginctlShow(std::string_view text) {
+  LogindSession s;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t eol = text.find('\n', pos);
+    if (eol == std::string_view::npos) eol = text.size();
+    std::string_view line = text.substr(pos, eol - pos);
+    pos = eol + 1;
+    size_t eq = line.find('=');
+    if (eq == std::string_view::npos) continue;
+    std::string_view key = line.substr(0, eq);
+    std::string value(line.substr(eq + 1));
+    if (key == "Id") {
+      s.id = value;
+    } else if (key == "User") {
+      if (!parseNumber(value, &s.uid)) {
+        return absl::InvalidArgumentError(fmt::format("loginctl User: \"{}\" is not a uid", value));
+      }
+    } else if (key == "Name") {
+      s.user = value;
+    } else if (key == "TTY") {
+      s.tty = value;
+    } else if (key == "RemoteHost") {
+      s.remote_host = value;
+    } else if (key == "Service") {
+      s.service = value;
+    } else if (key == "Leader") {
+      if (!parseNumber(value, &s.leader)) s.leader = 0;
+    }
+  }
+  if (s.id.empty()) return absl::InvalidArgumentError("loginctl show-session: no Id line");
+  return s;
+}
+
+std::vector<std::string> parseLoginctlList(std::string_view text) {
+  std::vector<std::string> ids;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t eol = text.find('\n', pos);
+    if (eol == std::string_view::npos) eol = text.size();
+    auto f = splitSpaces(text.substr(pos, eol - pos));
+    pos = eol + 1;
+    if (!f.empty()) ids.emplace_back(f[0]);
+  }
+  return ids;
+}
+
+std::vector<SessionInfo> mergeLogindSessions(const std::vector<LogindSession>& logind,
+                                             const std::vector<SessionInfo>& from_proc) {
+  std::map<uint32_t, const SessionInfo*> by_id;
+  for (const auto& s : from_proc) by_id[s.id] = &s;
+  std::set<uint32_t> seen;
+  std::vector<SessionInfo> out;
+  for (const auto& l : logind) {
+    SessionInfo s;
+    uint32_t id = kNoAuditId;
+    if (parseNumber(l.id, &id)) {
+      if (auto it = by_id.find(id); it != by_id.end()) s = *it->second;
+      s.id = id;
+      seen.insert(id);
+    }
+    s.loginuid = l.uid;
+    if (!l.user.empty()) s.user = l.user;
+    if (!l.tty.empty()) s.tty = l.tty;
+    if (!l.remote_host.empty()) s.remote = l.remote_host;
+    if (!l.service.empty()) s.service = l.service;
+    if (l.leader > 0) s.leader_pid = l.leader;
+    out.push_back(std::move(s));
+  }
+  for (const auto& s : from_proc) {
+    if (!seen.count(s.id)) out.push_back(s);
+  }
+  std::sort(out.begin(), out.end(), [](const SessionInfo& a, const SessionInfo& b) { return a.id < b.id; });
+  return out;
+}
+
 }  // namespace bulkhead::agent

@@ -126,4 +126,31 @@ struct SessionMatch {
 };
 bool sessionMatches(const SessionInfo& s, const SessionMatch& m);
 
+// One session as logind (org.freedesktop.login1) describes it. Its id is the audit session id
+// where the kernel has audit, so /proc/PID/sessionid finds every process of it, including
+// those that left the session's scope.
+struct LogindSession {
+  std::string id;
+  uint32_t uid = kNoAuditId;
+  std::string user;
+  std::string tty;
+  std::string remote_host;
+  std::string service;    // "sshd", "login", ...
+  int leader = 0;
+};
+
+// `loginctl show-session ID -p Id -p User -p Name -p TTY -p RemoteHost -p Service -p Leader`
+// output (Key=Value lines).
+absl::StatusOr<LogindSession> parseLoginctlShow(std::string_view text);
+
+// `loginctl list-sessions --no-legend` output: the session ids (first column).
+std::vector<std::string> parseLoginctlList(std::string_view text);
+
+// Sessions as logind lists them, with the pids (and start time, when logind gives none) from
+// the /proc grouping `from_proc` under the same id. logind's tty, remote host and service win;
+// a logind session whose id is not numeric keeps id kNoAuditId and no pids (it cannot be
+// killed by audit id). /proc sessions unknown to logind (daemons with an audit id) are kept.
+std::vector<SessionInfo> mergeLogindSessions(const std::vector<LogindSession>& logind,
+                                             const std::vector<SessionInfo>& from_proc);
+
 }  // namespace bulkhead::agent

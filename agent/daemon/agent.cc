@@ -508,7 +508,12 @@ int runDaemon(const AgentConfig& config) {
   });
   // Session and process actions: only where enforcement is allowed (never in a developer's
   // or CI machine's own namespaces). Flows of killed processes are cut by owner pid.
-  ProcSessionSource session_source;
+  ProcSessionSource proc_sessions;
+  ExecLoginctlRunner loginctl;
+  LogindSessionSource logind_sessions(&loginctl, &proc_sessions);
+  SessionSource& session_source = logindLikelyPresent()
+                                      ? static_cast<SessionSource&>(logind_sessions)
+                                      : static_cast<SessionSource&>(proc_sessions);
   std::unique_ptr<FlowKiller> owner_cutter;
   std::unique_ptr<ProcessActions> process_actions;
   std::unique_ptr<ProcessActionWorker> action_worker;

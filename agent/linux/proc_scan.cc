@@ -1,6 +1,11 @@
 #include "agent/linux/proc_scan.h"
 
 #include <dirent.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <pwd.h>
@@ -13,6 +18,7 @@
 #include <map>
 #include <mutex>
 #include <sstream>
+#include <chrono>
 
 #include <fmt/format.h>
 
@@ -199,6 +205,93 @@ absl::StatusOr<std::vector<SessionInfo>> ProcSessionSource::sessions() {
   auto procs = scanProcesses(true);
   if (!procs.ok()) return procs.status();
   return groupSessions(*procs, readTcpSockets());
+}
+
+bool logindLikelyPresent() {
+  struct stat st {};
+  return ::stat("/run/systemd/seats", &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+absl::StatusOr<std::string> ExecLoginctlRunner::run(const std::vector<std::string>& args) {
+  const char* path = ::access("/usr/bin/loginctl", X_OK) == 0 ? "/usr/bin/loginctl"
+                     : ::access("/bin/loginctl", X_OK) == 0   ? "/bin/loginctl"
+                                                              : nullptr;
+  if (path == nullptr) return absl::UnavailableError("loginctl not installed");
+  std::vector<std::string> argv_s{path, "--no-pager"};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) return absl::InternalError("pipe2 failed");
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  char* envp[] = {const_cast<char*>("LANG=C"), nullptr};
+  int rc = ::posix_spawn(&pid, path, &fa, nullptr, argv.data(), envp);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(pipefd[1]);
+  if (rc != 0) {
+    ::close(pipefd[0]);
+    return absl::UnavailableError(fmt::format("cannot run {}: {}", path, std::strerror(rc)));
+  }
+  std::string out;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  bool timed_out = false;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd p{pipefd[0], POLLIN, 0};
+    int n = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      timed_out = n == 0;
+      break;
+    }
+    char buf[4096];
+    ssize_t r = ::read(pipefd[0], buf, sizeof buf);
+    if (r <= 0) break;
+    out.append(buf, static_cast<size_t>(r));
+  }
+  ::close(pipefd[0]);
+  if (timed_out) ::kill(pid, SIGKILL);   // our own child, by its pid
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out) return absl::DeadlineExceededError("loginctl took over 3 s");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::UnavailableError("loginctl failed (no system bus or no logind)");
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<SessionInfo>> LogindSessionSource::sessions() {
+  auto list = runner_->run({"list-sessions", "--no-legend"});
+  std::vector<LogindSession> logind;
+  if (list.ok()) {
+    for (const auto& id : parseLoginctlList(*list)) {
+      auto show = runner_->run({"show-session", id, "-p", "Id", "-p", "User", "-p", "Name", "-p",
+                                "TTY", "-p", "RemoteHost", "-p", "Service", "-p", "Leader"});
+      if (!show.ok()) continue;   // ended meanwhile
+      auto s = parseLoginctlShow(*show);
+      if (s.ok()) logind.push_back(*std::move(s));
+    }
+  }
+  auto from_proc = fallback_->sessions();
+  if (!from_proc.ok()) return from_proc.status();
+  if (!list.ok()) {
+    last_ = fallback_->name();
+    return from_proc;
+  }
+  last_ = "logind";
+  return mergeLogindSessions(logind, *from_proc);
 }
 
 }  // namespace bulkhead::agent

@@ -47,4 +47,38 @@ class ProcSessionSource final : public SessionSource {
   absl::StatusOr<std::vector<SessionInfo>> sessions() override;
 };
 
+// Runs `loginctl ARGS...` and returns its standard output; an error when loginctl is missing,
+// fails (no system bus, no logind) or runs over its time limit.
+class LoginctlRunner {
+ public:
+  virtual ~LoginctlRunner() = default;
+  virtual absl::StatusOr<std::string> run(const std::vector<std::string>& args) = 0;
+};
+
+// The real runner: /usr/bin/loginctl (or /bin/loginctl) with a 3 s limit, stdin closed.
+class ExecLoginctlRunner final : public LoginctlRunner {
+ public:
+  absl::StatusOr<std::string> run(const std::vector<std::string>& args) override;
+};
+
+// True where logind may answer: /run/systemd/seats exists (systemd-logind's runtime dir).
+bool logindLikelyPresent();
+
+// Sessions from logind (tty, remote host, service as logind knows them), with their processes
+// from /proc by audit session id. When logind cannot be asked, falls back to `fallback` (the
+// /proc source); name() then says "proc".
+class LogindSessionSource final : public SessionSource {
+ public:
+  // Both must outlive this object.
+  LogindSessionSource(LoginctlRunner* runner, SessionSource* fallback)
+      : runner_(runner), fallback_(fallback) {}
+  std::string name() const override { return last_; }
+  absl::StatusOr<std::vector<SessionInfo>> sessions() override;
+
+ private:
+  LoginctlRunner* runner_;
+  SessionSource* fallback_;
+  std::string last_ = "logind";
+};
+
 }  // namespace bulkhead::agent

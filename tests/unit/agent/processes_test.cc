@@ -224,3 +224,62 @@ TEST(Protection, OnlyProtectedMeansNothingToKill) {
 
 }  // namespace
 }  // namespace bulkhead::agent
+
+namespace bulkhead::agent {
+namespace {
+
+TEST(Logind, ParsesLoginctlOutput) {
+  auto ids = parseLoginctlList("      3 1001 mallory seat0 tty2\n     c1  120 gdm     seat0 tty1\n");
+  EXPECT_EQ(ids, (std::vector<std::string>{"3", "c1"}));
+  auto s = parseLoginctlShow("Id=3\nUser=1001\nName=mallory\nTTY=pts/0\nRemoteHost=10.77.0.66\n"
+                             "Service=sshd\nLeader=4\n");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->id, "3");
+  EXPECT_EQ(s->uid, 1001u);
+  EXPECT_EQ(s->user, "mallory");
+  EXPECT_EQ(s->tty, "pts/0");
+  EXPECT_EQ(s->remote_host, "10.77.0.66");
+  EXPECT_EQ(s->service, "sshd");
+  EXPECT_EQ(s->leader, 4);
+  EXPECT_FALSE(parseLoginctlShow("User=1\n").ok());
+  EXPECT_FALSE(parseLoginctlShow("Id=3\nUser=x\n").ok());
+}
+
+TEST(Logind, MergeKeepsProcPidsAndLogindDetails) {
+  std::vector<SessionInfo> proc(2);
+  proc[0].id = 3;
+  proc[0].pids = {100, 101, 103};
+  proc[0].leader_pid = 100;
+  proc[0].user = "1001";
+  proc[1].id = 9;   // a daemon with an audit id logind does not list
+  proc[1].pids = {200};
+  LogindSession a;
+  a.id = "3";
+  a.uid = 1001;
+  a.user = "mallory";
+  a.remote_host = "10.77.0.66";
+  a.service = "sshd";
+  a.leader = 100;
+  LogindSession greeter;
+  greeter.id = "c1";
+  greeter.uid = 120;
+  greeter.user = "gdm";
+  greeter.tty = "tty1";
+  auto out = mergeLogindSessions({a, greeter}, proc);
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].id, 3u);
+  EXPECT_EQ(out[0].pids, (std::vector<int>{100, 101, 103}));
+  EXPECT_EQ(out[0].user, "mallory");
+  EXPECT_EQ(out[0].remote, "10.77.0.66");
+  EXPECT_EQ(out[0].service, "sshd");
+  EXPECT_EQ(out[1].id, 9u);
+  EXPECT_EQ(out[2].id, kNoAuditId);   // "c1": no audit id, listed but never killed by id
+  EXPECT_TRUE(out[2].pids.empty());
+  EXPECT_EQ(out[2].tty, "tty1");
+  SessionMatch from;
+  from.from = *parseCidr("from", "10.77.0.66/32");
+  EXPECT_TRUE(sessionMatches(out[0], from));
+}
+
+}  // namespace
+}  // namespace bulkhead::agent
