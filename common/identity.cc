@@ -78,17 +78,22 @@ absl::StatusOr<PeerIdentity> identityFromCertPem(std::string_view pem) {
     return absl::PermissionDeniedError("certificate: subject O is not \"bulkhead\"");
   }
   PeerIdentity id;
-  if (unit == "agent") id.kind = PeerKind::kAgent;
-  else if (unit == "operator") id.kind = PeerKind::kOperator;
-  else if (unit == "controller") id.kind = PeerKind::kController;
-  else return absl::PermissionDeniedError(fmt::format("certificate: unknown OU \"{}\"", unit));
+  if (unit == "agent")
+    id.kind = PeerKind::kAgent;
+  else if (unit == "operator")
+    id.kind = PeerKind::kOperator;
+  else if (unit == "controller")
+    id.kind = PeerKind::kController;
+  else
+    return absl::PermissionDeniedError(fmt::format("certificate: unknown OU \"{}\"", unit));
   if (!isValidName(cn)) {
     return absl::PermissionDeniedError(fmt::format("certificate: invalid CN \"{}\"", cn));
   }
   id.name = cn;
   if (id.kind == PeerKind::kOperator) {
     auto role = parseRole(subjectField(subject, NID_title));
-    if (!role.ok()) return absl::PermissionDeniedError("certificate: operator without a valid role");
+    if (!role.ok())
+      return absl::PermissionDeniedError("certificate: operator without a valid role");
     id.role = *role;
   }
   return id;

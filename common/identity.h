@@ -22,8 +22,8 @@ std::string_view roleName(Role role);
 
 struct PeerIdentity {
   PeerKind kind = PeerKind::kAgent;
-  std::string name;            // host id for agents, operator name for operators
-  Role role = Role::kViewer;   // operators only
+  std::string name;           // host id for agents, operator name for operators
+  Role role = Role::kViewer;  // operators only
 };
 
 // Host ids and operator names: 1-63 characters of [A-Za-z0-9._-], not starting with '.' or '-'.

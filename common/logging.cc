@@ -51,10 +51,11 @@ absl::Status setupLogging(std::string_view program, std::string_view format,
                           std::string_view level) {
   auto lvl = spdlog::level::from_str(std::string(level));
   if (lvl == spdlog::level::off && level != "off") {
-    return absl::InvalidArgumentError(fmt::format("--log-level: invalid value \"{}\": use trace, debug, info, warn, error or off", level));
+    return absl::InvalidArgumentError(fmt::format(
+        "--log-level: invalid value \"{}\": use trace, debug, info, warn, error or off", level));
   }
-  auto logger = std::make_shared<spdlog::logger>(
-      std::string(program), std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger = std::make_shared<spdlog::logger>(std::string(program),
+                                                 std::make_shared<spdlog::sinks::stderr_sink_mt>());
   if (format == "json") {
     auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
     formatter->add_flag<JsonEscapedMessage>('J').set_pattern(

@@ -58,12 +58,18 @@ absl::StatusOr<std::chrono::milliseconds> parseDuration(std::string_view field,
     while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i]))) ++i;
     std::string_view unit = text.substr(ustart, i - ustart);
     int64_t mult = 0;
-    if (unit == "ms") mult = 1;
-    else if (unit == "s") mult = 1000;
-    else if (unit == "m") mult = 60'000;
-    else if (unit == "h") mult = 3'600'000;
-    else if (unit == "d") mult = 86'400'000;
-    else return invalid(field, text, "unknown or missing unit (use ms, s, m, h or d)");
+    if (unit == "ms")
+      mult = 1;
+    else if (unit == "s")
+      mult = 1000;
+    else if (unit == "m")
+      mult = 60'000;
+    else if (unit == "h")
+      mult = 3'600'000;
+    else if (unit == "d")
+      mult = 86'400'000;
+    else
+      return invalid(field, text, "unknown or missing unit (use ms, s, m, h or d)");
     total_ms += n * mult;
     if (total_ms > int64_t{366} * 86'400'000) return invalid(field, text, "longer than a year");
   }
@@ -165,8 +171,7 @@ absl::StatusOr<Cidr> parseCidr(std::string_view field, std::string_view text) {
   }
   c.prefix_len = max_len;
   if (slash != std::string_view::npos) {
-    if (!parseInt(prefix_text, &c.prefix_len) || c.prefix_len < 0 ||
-        c.prefix_len > max_len) {
+    if (!parseInt(prefix_text, &c.prefix_len) || c.prefix_len < 0 || c.prefix_len > max_len) {
       return invalid(field, text, fmt::format("prefix length must be 0 to {}", max_len));
     }
   }

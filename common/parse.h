@@ -19,7 +19,7 @@ absl::StatusOr<std::chrono::milliseconds> parseDuration(std::string_view field,
                                                         std::string_view text);
 
 struct HostPort {
-  std::string host;   // name or IP literal, without brackets
+  std::string host;  // name or IP literal, without brackets
   uint16_t port = 0;
 };
 
@@ -37,10 +37,10 @@ absl::StatusOr<Labels> parseSelector(std::string_view field, std::string_view te
 bool selectorMatches(const Labels& selector, const Labels& labels);
 
 struct Cidr {
-  int family = 0;                     // AF_INET or AF_INET6
-  std::array<uint8_t, 16> addr{};     // network address, host bits zero
+  int family = 0;                  // AF_INET or AF_INET6
+  std::array<uint8_t, 16> addr{};  // network address, host bits zero
   int prefix_len = 0;
-  std::string toString() const;       // canonical, e.g. "10.77.0.0/16", "fd77::/16"
+  std::string toString() const;  // canonical, e.g. "10.77.0.0/16", "fd77::/16"
   bool contains(const Cidr& other) const;
   friend bool operator==(const Cidr&, const Cidr&) = default;
 };

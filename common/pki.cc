@@ -11,8 +11,8 @@
 #include <memory>
 
 #include "absl/status/status.h"
-#include "common/format.h"
 #include "absl/strings/str_join.h"
+#include "common/format.h"
 
 namespace bulkhead {
 namespace {
@@ -101,6 +101,14 @@ X509Ptr readCert(const std::string& pem) {
   return X509Ptr(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
 }
 
+absl::StatusOr<CertAndKey> toPems(X509* cert, EVP_PKEY* key) {
+  auto c = certPem(cert);
+  if (!c.ok()) return c.status();
+  auto k = keyPem(key);
+  if (!k.ok()) return k.status();
+  return CertAndKey{*std::move(c), *std::move(k)};
+}
+
 }  // namespace
 
 absl::StatusOr<CertAndKey> createCa(const std::string& name, std::chrono::hours validity) {
@@ -115,23 +123,20 @@ absl::StatusOr<CertAndKey> createCa(const std::string& name, std::chrono::hours 
     if (auto s = addExt(cert.get(), cert.get(), nid, value); !s.ok()) return s;
   }
   if (!X509_sign(cert.get(), key.get(), EVP_sha256())) return sslError("signing the CA");
-  CertAndKey out;
-  auto c = certPem(cert.get());
-  auto k = keyPem(key.get());
-  if (!c.ok()) return c.status();
-  if (!k.ok()) return k.status();
-  out.cert_pem = *std::move(c);
-  out.key_pem = *std::move(k);
-  return out;
+  return toPems(cert.get(), key.get());
 }
 
 absl::StatusOr<CertAndKey> issueCert(const CertAndKey& ca, const CertRequest& request) {
   if (!isValidName(request.name)) {
-    return absl::InvalidArgumentError(fmt::format("name: invalid value \"{}\": use 1-63 characters of [A-Za-z0-9._-], not starting with '.' or '-'", request.name));
+    return absl::InvalidArgumentError(
+        fmt::format("name: invalid value \"{}\": use 1-63 characters of [A-Za-z0-9._-], not "
+                    "starting with '.' or '-'",
+                    request.name));
   }
   X509Ptr ca_cert = readCert(ca.cert_pem);
   PKeyPtr ca_key = readKey(ca.key_pem);
-  if (!ca_cert || !ca_key) return absl::InvalidArgumentError("pki: unreadable CA certificate or key");
+  if (!ca_cert || !ca_key)
+    return absl::InvalidArgumentError("pki: unreadable CA certificate or key");
   PKeyPtr key = newKey();
   if (!key) return sslError("generating a key");
   X509Ptr cert = newCert(key.get(), request.validity);
@@ -153,20 +158,14 @@ absl::StatusOr<CertAndKey> issueCert(const CertAndKey& ca, const CertRequest& re
   } else {
     exts.emplace_back(NID_ext_key_usage, "clientAuth");
     // A URI SAN mirrors the subject for tools that read SPIFFE-style ids.
-    exts.emplace_back(NID_subject_alt_name, fmt::format("URI:bulkhead://{}/{}", peerKindName(request.kind), request.name));
+    exts.emplace_back(NID_subject_alt_name, fmt::format("URI:bulkhead://{}/{}",
+                                                        peerKindName(request.kind), request.name));
   }
   for (const auto& [nid, value] : exts) {
     if (auto s = addExt(cert.get(), ca_cert.get(), nid, value); !s.ok()) return s;
   }
   if (!X509_sign(cert.get(), ca_key.get(), EVP_sha256())) return sslError("signing");
-  CertAndKey out;
-  auto c = certPem(cert.get());
-  auto k = keyPem(key.get());
-  if (!c.ok()) return c.status();
-  if (!k.ok()) return k.status();
-  out.cert_pem = *std::move(c);
-  out.key_pem = *std::move(k);
-  return out;
+  return toPems(cert.get(), key.get());
 }
 
 }  // namespace bulkhead

@@ -17,10 +17,10 @@ struct CertAndKey {
 
 struct CertRequest {
   PeerKind kind = PeerKind::kAgent;
-  std::string name;                      // CN: host id, operator name or controller name
-  Role role = Role::kViewer;             // operators only
-  std::vector<std::string> dns_names;    // controller only: subjectAltName DNS entries
-  std::vector<std::string> ip_addresses; // controller only: subjectAltName IP entries
+  std::string name;                       // CN: host id, operator name or controller name
+  Role role = Role::kViewer;              // operators only
+  std::vector<std::string> dns_names;     // controller only: subjectAltName DNS entries
+  std::vector<std::string> ip_addresses;  // controller only: subjectAltName IP entries
   std::chrono::hours validity{24 * 825};
 };
 

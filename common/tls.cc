@@ -1,6 +1,8 @@
 #include "common/tls.h"
 
 #include <fcntl.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/security/server_credentials.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,9 +10,6 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
-
-#include <grpcpp/security/credentials.h>
-#include <grpcpp/security/server_credentials.h>
 
 #include "absl/status/status.h"
 #include "common/format.h"
@@ -56,7 +55,8 @@ absl::Status writeFileAtomic(const fs::path& path, const std::string& data, mode
   }
   ::close(fd);
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(fmt::format("rename to {}: {}", path.string(), std::strerror(errno)));
+    return absl::InternalError(
+        fmt::format("rename to {}: {}", path.string(), std::strerror(errno)));
   }
   fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -70,14 +70,15 @@ absl::Status writeFileAtomic(const fs::path& path, const std::string& data, mode
 absl::StatusOr<IdentityFiles> loadIdentity(const fs::path& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
-    return absl::NotFoundError(
-        fmt::format("identity: {} is not a directory (create one with `bulkhead pki`)", dir.string()));
+    return absl::NotFoundError(fmt::format(
+        "identity: {} is not a directory (create one with `bulkhead pki`)", dir.string()));
   }
   IdentityFiles id;
   for (auto [name, target] : {std::pair{"ca.crt", &id.ca_pem}, std::pair{"tls.crt", &id.cert_pem},
                               std::pair{"tls.key", &id.key_pem}}) {
     auto data = readFile(dir / name);
-    if (!data.ok()) return absl::NotFoundError(fmt::format("identity: {}", data.status().message()));
+    if (!data.ok())
+      return absl::NotFoundError(fmt::format("identity: {}", data.status().message()));
     *target = *std::move(data);
   }
   auto self = identityFromCertPem(id.cert_pem);
@@ -94,7 +95,9 @@ absl::Status writeIdentity(const fs::path& dir, const std::string& ca_pem,
                            bool overwrite) {
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) return absl::PermissionDeniedError(fmt::format("cannot create {}: {}", dir.string(), ec.message()));
+  if (ec)
+    return absl::PermissionDeniedError(
+        fmt::format("cannot create {}: {}", dir.string(), ec.message()));
   ::chmod(dir.c_str(), 0700);
   if (!overwrite && fs::exists(dir / "tls.key")) {
     return absl::AlreadyExistsError(

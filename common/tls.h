@@ -4,13 +4,13 @@
 // written by `bulkhead pki`. Every bulkhead program takes one with --identity DIR.
 #pragma once
 
-#include <filesystem>
-#include <memory>
-#include <string>
-
 #include <grpcpp/security/auth_context.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "common/identity.h"
@@ -21,7 +21,7 @@ struct IdentityFiles {
   std::string ca_pem;
   std::string cert_pem;
   std::string key_pem;
-  PeerIdentity self;   // read from cert_pem
+  PeerIdentity self;  // read from cert_pem
 };
 
 // Reads DIR/{ca.crt,tls.crt,tls.key}. Errors name the missing or unreadable file.
@@ -30,8 +30,7 @@ absl::StatusOr<IdentityFiles> loadIdentity(const std::filesystem::path& dir);
 // Writes an identity directory (created 0700 if missing; key 0600). Refuses to overwrite an
 // existing tls.key unless `overwrite`.
 absl::Status writeIdentity(const std::filesystem::path& dir, const std::string& ca_pem,
-                           const std::string& cert_pem, const std::string& key_pem,
-                           bool overwrite);
+                           const std::string& cert_pem, const std::string& key_pem, bool overwrite);
 
 // Server credentials that require and verify a client certificate from the same CA.
 std::shared_ptr<grpc::ServerCredentials> serverCredentials(const IdentityFiles& id);

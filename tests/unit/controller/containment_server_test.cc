@@ -2,6 +2,7 @@
 // agent's stream -> StateReport -> per-host outcome; with exemption sets from a policy
 // library, the guardrails, TTL expiry on a fake clock and dry runs.
 #include "tests/unit/controller/server_harness.h"
+#include "tests/unit/controller/test_policies.h"
 
 namespace bulkhead::controller {
 namespace {
@@ -9,39 +10,6 @@ namespace {
 using namespace bulkhead::controller::testing;
 namespace v1 = bulkhead::v1;
 using std::chrono::milliseconds;
-
-PolicyLibrary testLibrary() {
-  auto lib = buildPolicyLibrary({
-      {"jump.yaml", R"(name: ir-jump-host
-description: responders
-selector: "*"
-rules:
-  - direction: in
-    proto: tcp
-    remote: 10.77.0.40/32
-    port: 22
-)"},
-      {"pg.yaml", R"(name: postgres-replication
-description: replication
-selector: role=db
-rules:
-  - direction: in
-    proto: tcp
-    remote: 10.77.1.22/32
-    port: 5432
-)"},
-      {"dns.yaml", R"(name: dns
-description: resolvers
-rules:
-  - direction: out
-    proto: udp
-    remote: 10.77.0.50/32
-    port: 53
-)"},
-  });
-  EXPECT_TRUE(lib.ok()) << lib.status();
-  return lib.ok() ? *lib : PolicyLibrary();
-}
 
 class ContainmentServerTest : public ServerTest {
  protected:
@@ -101,7 +69,7 @@ class ContainmentServerTest : public ServerTest {
     return st;
   }
 
-  Policies policies_{testLibrary()};
+  Policies policies_{testPolicyLibrary()};
   std::optional<std::vector<v1::Endpoint>> endpoints_;
 };
 

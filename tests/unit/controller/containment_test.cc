@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/unit/controller/fake_clock.h"
+#include "tests/unit/controller/test_policies.h"
 
 namespace bulkhead::controller {
 namespace {
@@ -165,39 +166,6 @@ TEST(Acknowledgement, ReportsAndEnforcedGenerations) {
   EXPECT_EQ(ackFromEnforced(5, 6), AckResult::kNone);
 }
 
-PolicyLibrary library() {
-  auto lib = buildPolicyLibrary({
-      {"jump.yaml", R"(name: ir-jump-host
-description: responders
-selector: "*"
-rules:
-  - direction: in
-    proto: tcp
-    remote: 10.77.0.40/32
-    port: 22
-)"},
-      {"pg.yaml", R"(name: postgres-replication
-description: replication
-selector: role=db
-rules:
-  - direction: in
-    proto: tcp
-    remote: 10.77.1.22/32
-    port: 5432
-)"},
-      {"dns.yaml", R"(name: dns
-description: resolvers
-rules:
-  - direction: out
-    proto: udp
-    remote: 10.77.0.50/32
-    port: 53
-)"},
-  });
-  EXPECT_TRUE(lib.ok()) << lib.status();
-  return lib.ok() ? *lib : PolicyLibrary();
-}
-
 std::vector<std::string> names(const absl::StatusOr<std::vector<const ExemptionSet*>>& sets) {
   std::vector<std::string> out;
   if (!sets.ok()) return {"error"};
@@ -206,7 +174,7 @@ std::vector<std::string> names(const absl::StatusOr<std::vector<const ExemptionS
 }
 
 TEST(Exemptions, DefaultsFollowTheHostLabels) {
-  auto lib = library();
+  auto lib = testPolicyLibrary();
   EXPECT_EQ(names(exemptionSetsFor(lib, {{"role", "db"}}, {}, false)),
             (std::vector<std::string>{"ir-jump-host", "postgres-replication"}));
   EXPECT_EQ(names(exemptionSetsFor(lib, {{"role", "web"}}, {}, false)),
@@ -219,7 +187,7 @@ TEST(Exemptions, DefaultsFollowTheHostLabels) {
 }
 
 TEST(Exemptions, UnknownRequestedSetIsNamed) {
-  auto lib = library();
+  auto lib = testPolicyLibrary();
   auto sets = exemptionSetsFor(lib, {}, {"nfs"}, false);
   ASSERT_FALSE(sets.ok());
   EXPECT_EQ(sets.status().code(), absl::StatusCode::kInvalidArgument);
