@@ -207,7 +207,8 @@ LogLevel VERBOSE
         for t in (f"sleep 2{tag}", f"sleep 3{tag}", f"sleep 4{tag}"):
             self.assertTrue(any(p["cmdline"].startswith(t) for p in res["killed"]), (t, res))
         self.assertTrue(all(p["pid"] for p in res["killed"]))
-        # The intruder's client sees its connection end; every process of the session is gone.
+        # The session's TCP connection was cut (RST) before the kill, and the client saw it end.
+        self.assertGreaterEqual(res["connections_cut"], 1, res)
         evil.wait(timeout=15)
         for t in (f"sleep 2{tag}", f"sleep 3{tag}", f"sleep 4{tag}"):
             self.assertEqual(self.pids_running(t), [], t)
@@ -307,6 +308,34 @@ LogLevel VERBOSE
             self.assertEqual(self.pids_running(t), [], t)
         self.assertIsNone(other.poll())
         other.kill()
+
+    def test_05b_all_interactive_sessions_and_kill_process_user(self):
+        tag = str(int(time.time() * 1000) % 100000)
+        a = self.ssh("attacker", self.mallory, f"sleep 11{tag}")
+        b = self.ssh("jump", self.alice, f"sleep 12{tag}")
+        self.wait_session(self.mallory, f"sleep 11{tag}")
+        self.wait_session(self.alice, f"sleep 12{tag}")
+        bystander = self.lab.spawn(HOST, ["sleep", f"13{tag}"], label="bystander")  # no session
+        listener = self.listener_pids()
+        doc, _ = self.kill("kill-sessions", HOST, "--all")
+        users = sorted(s["user"] for s in doc["result"]["sessions"])
+        self.assertEqual(users, sorted([self.mallory, self.alice]))
+        a.wait(timeout=15)
+        b.wait(timeout=15)
+        self.assertIsNone(bystander.poll())
+        self.assertEqual(self.listener_pids(), listener)
+
+        # kill-process --user: every process of that uid, wherever it runs
+        c = self.ssh("jump", self.alice, f"nohup sleep 14{tag} >/dev/null 2>&1 & sleep 15{tag}")
+        wait_until(lambda: self.pids_running(f"sleep 14{tag}") and self.pids_running(f"sleep 15{tag}"),
+                   15, desc="alice's processes")
+        doc, _ = self.kill("kill-process", HOST, "--user", self.alice)
+        for t in (f"sleep 14{tag}", f"sleep 15{tag}"):
+            self.assertTrue(any(p["cmdline"].startswith(t) for p in doc["result"]["killed"]), t)
+        self.assertTrue(all(p["user"] == self.alice for p in doc["result"]["killed"]))
+        c.wait(timeout=15)
+        self.assertIsNone(bystander.poll())
+        bystander.kill()
 
     def test_06_refusals_exit_2_nothing_killed(self):
         procs_before = self.ps()
