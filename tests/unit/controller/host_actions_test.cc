@@ -1,0 +1,217 @@
+// Sessions and processes through the real server: operator call -> Command on the agent's
+// stream -> CommandResult -> response and audit row; refusals, timeouts, offline and unknown
+// hosts, roles and bad input.
+#include <algorithm>
+
+#include "tests/unit/controller/server_harness.h"
+
+namespace bulkhead::controller {
+namespace {
+
+using namespace bulkhead::controller::testing;
+namespace v1 = bulkhead::v1;
+
+class HostActionsTest : public ServerTest {
+ protected:
+  struct Call {
+    grpc::Status status;
+    v1::HostActionResponse resp;
+  };
+  std::future<Call> killSessionsAsync(v1::KillSessionsRequest req, Role role = Role::kResponder) {
+    return std::async(std::launch::async, [this, req, role] {
+      auto stub = op(role, "rita");
+      grpc::ClientContext ctx;
+      deadline(&ctx);
+      Call c;
+      c.status = stub->KillSessions(&ctx, req, &c.resp);
+      return c;
+    });
+  }
+  std::future<Call> killProcessAsync(v1::KillProcessRequest req, Role role = Role::kResponder) {
+    return std::async(std::launch::async, [this, req, role] {
+      auto stub = op(role, "rita");
+      grpc::ClientContext ctx;
+      deadline(&ctx);
+      Call c;
+      c.status = stub->KillProcess(&ctx, req, &c.resp);
+      return c;
+    });
+  }
+  std::future<Call> listAsync(const std::string& host, Role role = Role::kViewer) {
+    return std::async(std::launch::async, [this, host, role] {
+      auto stub = op(role, "vera");
+      grpc::ClientContext ctx;
+      deadline(&ctx);
+      v1::ListSessionsRequest req;
+      req.set_host(host);
+      Call c;
+      c.status = stub->ListSessions(&ctx, req, &c.resp);
+      return c;
+    });
+  }
+  static Call get(std::future<Call>& f) {
+    EXPECT_EQ(f.wait_for(kWait), std::future_status::ready);
+    return f.get();
+  }
+  static v1::KillSessionsRequest fromReq(const std::string& host, const std::string& cidr) {
+    v1::KillSessionsRequest r;
+    r.set_host(host);
+    r.mutable_match()->set_from_cidr(cidr);
+    r.set_reason("INC-77");
+    r.set_wait_ms(5000);
+    return r;
+  }
+  std::unique_ptr<FakeAgent> online(const std::string& host) {
+    auto a = agent(host);
+    EXPECT_TRUE(a->connect(host));
+    EXPECT_TRUE(eventually([&] { return listedOnline(host); }));
+    return a;
+  }
+  // Reads the next Command (skipping desired states).
+  static v1::Command nextCommand(FakeAgent& a) {
+    v1::ControllerMessage m;
+    EXPECT_TRUE(a.readUntil(v1::ControllerMessage::kCommand, &m));
+    return m.command();
+  }
+  static void answer(FakeAgent& a, const v1::Command& c, bool ok, bool refused,
+                     const std::string& error, const std::string& json) {
+    v1::AgentMessage m;
+    auto* r = m.mutable_command_result();
+    r->set_command_id(c.id());
+    r->set_ok(ok);
+    r->set_refused(refused);
+    r->set_error(error);
+    r->set_result_json(json);
+    ASSERT_TRUE(a.write(m));
+  }
+  const AuditEntry* lastAudit(const std::string& action) {
+    rows_ = auditRows();
+    for (auto it = rows_.rbegin(); it != rows_.rend(); ++it) {
+      if (it->action == action) return &*it;
+    }
+    return nullptr;
+  }
+  std::vector<AuditEntry> rows_;
+};
+
+TEST_F(HostActionsTest, KillSessionsRoundTripIsAuditedWithWhatDied) {
+  auto a = online("h1");
+  auto f = killSessionsAsync(fromReq("h1", "10.77.0.66/32"));
+  v1::Command c = nextCommand(*a);
+  ASSERT_TRUE(c.has_kill_sessions());
+  EXPECT_EQ(c.kill_sessions().from_cidr(), "10.77.0.66/32");
+  EXPECT_EQ(c.reason(), "INC-77");
+  EXPECT_EQ(c.requested_by(), "rita");
+  EXPECT_GT(c.deadline_unix_ms(), 0);
+  answer(*a, c, true, false, "",
+         R"({"sessions":[{"id":7,"user":"mallory","remote":"10.77.0.66"}],)"
+         R"("killed":[{"pid":41,"user":"mallory","cmdline":"sleep 1000"}],)"
+         R"("spared":[{"pid":1,"user":"root","cmdline":"init","why":"pid 1"}],"connections_cut":1})");
+  Call r = get(f);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_TRUE(r.resp.ok());
+  EXPECT_EQ(r.resp.host_id(), "h1");
+  EXPECT_NE(r.resp.result_json().find("sleep 1000"), std::string::npos);
+  const AuditEntry* row = lastAudit("kill-sessions");
+  ASSERT_NE(row, nullptr);
+  EXPECT_EQ(row->operator_name, "rita");
+  EXPECT_EQ(row->target, "h1");
+  EXPECT_EQ(row->reason, "INC-77");
+  EXPECT_EQ(row->outcome, "ok");
+  EXPECT_NE(row->detail.find("7 mallory from 10.77.0.66"), std::string::npos) << row->detail;
+  EXPECT_NE(row->detail.find("killed 1: 41 mallory (sleep 1000)"), std::string::npos) << row->detail;
+  EXPECT_NE(row->detail.find("spared 1: 1 root (init) [pid 1]"), std::string::npos) << row->detail;
+}
+
+TEST_F(HostActionsTest, AgentRefusalIsAFailedPreconditionAndAudited) {
+  auto a = online("h1");
+  v1::KillProcessRequest req;
+  req.set_host("h1");
+  req.mutable_match()->set_pid(1);
+  req.set_reason("INC-77");
+  auto f = killProcessAsync(req);
+  v1::Command c = nextCommand(*a);
+  ASSERT_TRUE(c.has_kill_process());
+  EXPECT_EQ(c.kill_process().pid(), 1);
+  answer(*a, c, false, true, "--pid 1 touches only protected processes: pid 1 (pid 1); nothing killed", "");
+  Call r = get(f);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(r.status.error_message().find("only protected"), std::string::npos);
+  const AuditEntry* row = lastAudit("kill-process");
+  ASSERT_NE(row, nullptr);
+  EXPECT_NE(row->outcome, "ok");
+}
+
+TEST_F(HostActionsTest, AgentFailureIsReportedWithItsPartialResult) {
+  auto a = online("h1");
+  auto f = killSessionsAsync(fromReq("h1", "10.77.0.0/16"));
+  v1::Command c = nextCommand(*a);
+  answer(*a, c, false, false, "1 process(es) still alive", R"({"killed":[],"still_alive":[{"pid":9}]})");
+  Call r = get(f);
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_FALSE(r.resp.ok());
+  EXPECT_FALSE(r.resp.refused());
+  EXPECT_EQ(r.resp.error(), "1 process(es) still alive");
+  const AuditEntry* row = lastAudit("kill-sessions");
+  ASSERT_NE(row, nullptr);
+  EXPECT_EQ(row->detail.rfind("FAILED: 1 process(es) still alive", 0), 0u) << row->detail;
+}
+
+TEST_F(HostActionsTest, NoAnswerTimesOutAndALateAnswerIsIgnored) {
+  auto a = online("h1");
+  auto req = fromReq("h1", "10.77.0.66/32");
+  req.set_wait_ms(200);
+  auto f = killSessionsAsync(req);
+  v1::Command c = nextCommand(*a);
+  Call r = get(f);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  answer(*a, c, true, false, "", "{}");   // too late: dropped, nothing crashes
+  auto g = listAsync("h1");
+  v1::Command l = nextCommand(*a);
+  EXPECT_TRUE(l.has_list_sessions());
+  answer(*a, l, true, false, "", R"({"source":"proc","sessions":[]})");
+  Call lr = get(g);
+  ASSERT_TRUE(lr.status.ok()) << lr.status.error_message();   // viewers may list
+  EXPECT_TRUE(lr.resp.ok());
+}
+
+TEST_F(HostActionsTest, OfflineUnknownHostsRolesAndBadInput) {
+  {
+    auto a = online("h1");
+    ASSERT_TRUE(a->finish().ok());
+  }
+  ASSERT_TRUE(eventually([&] { return !listedOnline("h1"); }));
+  auto f = killSessionsAsync(fromReq("h1", "10.0.0.1"));
+  Call r = get(f);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(r.status.error_message().find("offline"), std::string::npos);
+  f = killSessionsAsync(fromReq("nope", "10.0.0.1"));
+  EXPECT_EQ(get(f).status.error_code(), grpc::StatusCode::NOT_FOUND);
+  f = killSessionsAsync(fromReq("h1", "10.0.0.1"), Role::kViewer);
+  EXPECT_EQ(get(f).status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  auto bad = fromReq("h1", "10.0.0.999");
+  f = killSessionsAsync(bad);
+  EXPECT_EQ(get(f).status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  auto two = fromReq("h1", "10.0.0.1");
+  two.mutable_match()->set_all(true);
+  f = killSessionsAsync(two);
+  EXPECT_EQ(get(f).status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  auto noreason = fromReq("h1", "10.0.0.1");
+  noreason.set_reason(" ");
+  f = killSessionsAsync(noreason);
+  EXPECT_EQ(get(f).status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::KillProcessRequest rel;
+  rel.set_host("h1");
+  rel.mutable_match()->set_exe("sleep");
+  rel.set_reason("x");
+  auto p = killProcessAsync(rel);
+  EXPECT_EQ(get(p).status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // every refusal is audited too
+  rows_ = auditRows();
+  EXPECT_GE(std::count_if(rows_.begin(), rows_.end(),
+                          [](const AuditEntry& e) { return e.action == "kill-sessions"; }),
+            6);
+}
+
+}  // namespace
+}  // namespace bulkhead::controller
