@@ -40,6 +40,7 @@ const std::map<std::string, CommandInfo>& commands() {
     addPkiCommands(*t);
     addHostCommands(*t);
     addContainmentCommands(*t);
+    addBlockCommands(*t);
     addPolicyCommands(*t);
     addSessionCommands(*t);
     return t;

@@ -50,6 +50,7 @@ int runCli(const std::vector<std::string>& argv, Io& io);
 void addPkiCommands(std::map<std::string, CommandInfo>& table);
 void addHostCommands(std::map<std::string, CommandInfo>& table);
 void addContainmentCommands(std::map<std::string, CommandInfo>& table);
+void addBlockCommands(std::map<std::string, CommandInfo>& table);
 void addPolicyCommands(std::map<std::string, CommandInfo>& table);
 void addSessionCommands(std::map<std::string, CommandInfo>& table);
 

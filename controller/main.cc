@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -14,6 +16,7 @@
 #include "common/format.h"
 #include "common/logging.h"
 #include "common/tls.h"
+#include "controller/core/blocks.h"
 #include "controller/core/config.h"
 #include "controller/rpc/policies.h"
 #include "controller/rpc/server.h"
@@ -121,6 +124,24 @@ int run(int argc, char** argv) {
   ServerOptions options;
   options.containment.endpoints = endpoints;
   options.containment.selector_limit = config.selector_limit;
+  options.containment.block_confirm_prefix_v4 = config.block_confirm_prefix_v4;
+  options.containment.block_confirm_prefix_v6 = config.block_confirm_prefix_v6;
+  if (!config.policy_dir.empty()) {
+    // Protected CIDRs (never blocked): POLICY_DIR/guardrails/protected.yaml, optional.
+    const auto path = std::filesystem::path(config.policy_dir) / "guardrails" / "protected.yaml";
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec)) {
+      std::ifstream in(path);
+      std::stringstream text;
+      text << in.rdbuf();
+      if (!in) return fail(fmt::format("--policy-dir: cannot read {}", path.string()));
+      auto parsed = parseProtectedCidrs(path.string(), text.str());
+      if (!parsed.ok()) return fail(fmt::format("--policy-dir: {}", parsed.status()));
+      options.containment.protected_cidrs = *std::move(parsed);
+      spdlog::info("guardrails: {} protected CIDRs from {}",
+                   options.containment.protected_cidrs.size(), path.string());
+    }
+  }
   options.policies = &policies;
   options.listen = config.listen_text;
   options.credentials = serverCredentials(*identity);

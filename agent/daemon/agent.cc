@@ -22,6 +22,7 @@
 #include "agent/core/hello.h"
 #include "agent/daemon/agent_status.h"
 #include "agent/daemon/controller_pin.h"
+#include "agent/daemon/kill_connections.h"
 #include "agent/daemon/process_actions.h"
 #include "agent/daemon/reconcile_worker.h"
 #include "agent/daemon/reconciler.h"
@@ -229,6 +230,8 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
     actions_refusal_ = std::move(refusal);
   }
   void setSession(ControllerSession* session) { session_.store(session); }
+  // kill-connections: cuts with owner pids; null where enforcement is not allowed.
+  void setConnectionKiller(FlowKiller* killer) { connection_killer_ = killer; }
 
   // SessionHandler.
   v1::AgentMessage hello() override {
@@ -282,6 +285,20 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
       if (c.has_preview_state()) {
         spdlog::info("dry run {} requested by {}", c.id(), c.requested_by());
         worker_->preview(c.id(), c.preview_state().state());
+      } else if (c.has_kill_connections()) {
+        spdlog::info("kill-connections {} ({}) requested by {}", c.id(),
+                     c.kill_connections().remote_cidr(), c.requested_by());
+        if (connection_killer_ != nullptr && worker_ != nullptr) {
+          worker_->runAsync([this, c](Reconciler&) {
+            onCommandResult(killConnections(*connection_killer_, c));
+          });
+        } else {
+          v1::CommandResult r;
+          r.set_command_id(c.id());
+          r.set_ok(false);
+          r.set_error("kill-connections disabled on this host (enforcement not allowed here)");
+          onCommandResult(r);
+        }
       } else if (c.has_list_sessions() || c.has_kill_sessions() || c.has_kill_process()) {
         if (actions_ != nullptr) {
           actions_->submit(c);
@@ -372,6 +389,7 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
   StatusBoard* board_;
   ReconcileWorker* worker_ = nullptr;
   ProcessActionWorker* actions_ = nullptr;
+  FlowKiller* connection_killer_ = nullptr;
   std::string actions_refusal_;
   std::atomic<ControllerSession*> session_{nullptr};
   // Touched only from onConnected/onDisconnected, which the session serialises.
@@ -497,7 +515,18 @@ int runDaemon(const AgentConfig& config) {
   Reconciler reconciler(ReconcilerOptions{config.state_dir, known_controller, enforce_ok},
                         enforcement.firewall.get(), enforcement.killer.get(), nowUnixMs);
   AgentDaemon daemon(config, host_id, &board);
+  std::unique_ptr<FlowKiller> connection_killer;
+  if (enforce_ok.ok()) {
+    SockDiagFlowKiller::Options ko;
+    ko.resolve_owners = true;   // kill-connections reports the owning process
+    if (auto k = SockDiagFlowKiller::create(ko); k.ok()) {
+      connection_killer = *std::move(k);
+    } else {
+      spdlog::warn("kill-connections unavailable: {}", k.status());
+    }
+  }
   ReconcileWorker worker(&reconciler, &daemon, std::chrono::seconds(10));
+  daemon.setConnectionKiller(connection_killer.get());
   daemon.setWorker(&worker);
   worker.runSync([&](Reconciler& r) {
     if (auto report = r.restore()) {

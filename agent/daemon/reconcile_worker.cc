@@ -35,6 +35,14 @@ void ReconcileWorker::runSync(const std::function<void(Reconciler&)>& fn) {
   fut.wait();
 }
 
+void ReconcileWorker::runAsync(std::function<void(Reconciler&)> fn) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sync_.push_back([this, fn = std::move(fn)] { fn(*reconciler_); });
+  }
+  cv_.notify_all();
+}
+
 void ReconcileWorker::desiredState(const bulkhead::v1::DesiredState& state) {
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -38,6 +38,9 @@ class ReconcileWorker {
 
   // Runs `fn` on the worker thread and waits for it (start-up steps such as restore()).
   void runSync(const std::function<void(Reconciler&)>& fn);
+  // Queues `fn` to run on the worker thread (one-shot commands such as kill-connections),
+  // in order with the rest; does not wait.
+  void runAsync(std::function<void(Reconciler&)> fn);
 
   // Queues the newest desired state; an older one still queued is superseded.
   void desiredState(const bulkhead::v1::DesiredState& state);

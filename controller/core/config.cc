@@ -4,6 +4,7 @@
 
 #include <boost/program_options.hpp>
 #include <sstream>
+#include <tuple>
 
 #include "absl/status/status.h"
 #include "common/format.h"
@@ -40,6 +41,7 @@ absl::StatusOr<uint32_t> parsePositive(std::string_view field, const std::string
 absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std::string>& args) {
   std::string listen, identity, data_dir, policy_dir, hb_interval = "5s", hb_timeout = "15s";
   std::string selector_limit = "10", log_format = "text", log_level = "info";
+  std::string block_confirm_v4 = "16", block_confirm_v6 = "48";
   std::vector<std::string> advertise;
 
   po::options_description desc(
@@ -63,6 +65,10 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
        "a host without a message for this long is offline (default 15s)")
       ("selector-limit", po::value(&selector_limit)->value_name("N"),
        "isolate/release by selector matching more hosts needs `yes` (default 10)")
+      ("block-confirm-prefix-v4", po::value(&block_confirm_v4)->value_name("LEN"),
+       "a v4 block wider than /LEN needs `yes` (default 16)")
+      ("block-confirm-prefix-v6", po::value(&block_confirm_v6)->value_name("LEN"),
+       "a v6 block wider than /LEN needs `yes` (default 48)")
       ("log-format", po::value(&log_format)->value_name("text|json"), "log format (default text)")
       ("log-level", po::value(&log_level)->value_name("LEVEL"),
        "trace, debug, info, warn, error or off (default info)");
@@ -132,6 +138,18 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   auto limit = parsePositive("--selector-limit", selector_limit);
   if (!limit.ok()) return limit.status();
   c.selector_limit = *limit;
+
+  for (auto [flag, text, max, dest] :
+       {std::tuple{"--block-confirm-prefix-v4", &block_confirm_v4, 32, &c.block_confirm_prefix_v4},
+        std::tuple{"--block-confirm-prefix-v6", &block_confirm_v6, 128, &c.block_confirm_prefix_v6}}) {
+    int v = -1;
+    if (text->empty() || text->find_first_not_of("0123456789") != std::string::npos ||
+        text->size() > 3 || (v = std::stoi(*text)) > max) {
+      return absl::InvalidArgumentError(
+          fmt::format("{}: invalid value \"{}\": use a prefix length 0 to {}", flag, *text, max));
+    }
+    *dest = v;
+  }
 
   if (log_format != "text" && log_format != "json") {
     return absl::InvalidArgumentError(

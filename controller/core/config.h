@@ -22,6 +22,9 @@ struct ControllerConfig {
   std::chrono::milliseconds heartbeat_interval{5000};
   std::chrono::milliseconds heartbeat_timeout{15000};
   uint32_t selector_limit = 10;
+  // A block wider than these prefix lengths needs `yes`.
+  int block_confirm_prefix_v4 = 16;
+  int block_confirm_prefix_v6 = 48;
   std::string log_format = "text";
   std::string log_level = "info";
 };

@@ -56,7 +56,18 @@ Containment::Containment(const Clock& clock, Store& store, Fleet& fleet, Policie
     // shutdown() settles the op.
     thread_.post([this, op] { complete(op, false); });
   });
-  thread_.every(options_.expiry_interval, [this] { expireIsolations(); });
+  if (auto stored = store_.loadDesiredStates(); stored.ok()) {
+    if (auto it = stored->find(kFleetStateKey); it != stored->end()) {
+      fleet_blocks_.assign(it->second.blocks().begin(), it->second.blocks().end());
+      fleet_generation_ = it->second.generation();
+    }
+  } else {
+    spdlog::error("fleet-wide blocks not loaded: {}", stored.status());
+  }
+  thread_.every(options_.expiry_interval, [this] {
+    expireIsolations();
+    propagateFleetBlocks();
+  });
 }
 
 Containment::~Containment() { shutdown(); }
@@ -243,7 +254,8 @@ void Containment::commitAndWait(const std::shared_ptr<PendingOp>& op,
                                 const std::vector<std::string>& order,
                                 const std::map<std::string, v1::DesiredState>& states,
                                 const std::map<std::string, std::vector<std::string>>& sets,
-                                const std::string& detail) {
+                                const std::string& detail,
+                                const std::map<std::string, v1::DesiredState>& persist_only) {
   std::string gens;
   for (const auto& h : order) {
     gens += fmt::format("{}{}={}", gens.empty() ? "" : ",", h, states.at(h).generation());
@@ -256,7 +268,9 @@ void Containment::commitAndWait(const std::shared_ptr<PendingOp>& op,
   e.reason = op->reason;
   e.outcome = "ok";
   e.detail = fmt::format("{}; generations {}", detail, gens);
-  auto row = store_.commitChange(states, e);
+  std::map<std::string, v1::DesiredState> persisted = states;
+  persisted.insert(persist_only.begin(), persist_only.end());
+  auto row = store_.commitChange(persisted, e);
   if (!row.ok()) {
     spdlog::error("{} {}: cannot persist: {}", op->action, op->target, row.status());
     grpc::Status status(grpc::StatusCode::INTERNAL,

@@ -18,6 +18,7 @@
 
 #include "bulkhead/v1/operator.pb.h"
 #include "common/policy.h"
+#include "controller/core/blocks.h"
 #include "controller/core/clock.h"
 #include "controller/rpc/fleet.h"
 #include "controller/rpc/policies.h"
@@ -32,6 +33,11 @@ struct ContainmentOptions {
   std::chrono::milliseconds default_wait{5000};
   std::chrono::milliseconds max_wait{120000};
   std::chrono::milliseconds expiry_interval{500};
+  // Blocks: protected CIDRs (policies/guardrails/protected.yaml) and the prefix lengths
+  // beyond which a block needs --yes. The controller endpoints are added as guardrails.
+  std::vector<ProtectedCidr> protected_cidrs;
+  int block_confirm_prefix_v4 = 16;
+  int block_confirm_prefix_v6 = 48;
 };
 
 class Containment {
@@ -47,6 +53,17 @@ class Containment {
   void release(std::string operator_name, const bulkhead::v1::ReleaseRequest* req,
                bulkhead::v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor);
 
+  // Blocks (implemented in blocks.cc), on the same thread as isolate/release so that every
+  // change of a desired state is serialised. Fleet-wide blocks (`all`) are stored once (under
+  // kFleetStateKey) and added to every host's desired state, including hosts that join or
+  // reconnect later (checked every expiry_interval).
+  void block(std::string operator_name, const bulkhead::v1::BlockRequest* req,
+             bulkhead::v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor);
+  void unblock(std::string operator_name, const bulkhead::v1::UnblockRequest* req,
+               bulkhead::v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor);
+  void listBlocks(std::string operator_name, const bulkhead::v1::ListBlocksRequest* req,
+                  bulkhead::v1::ListBlocksResponse* resp, grpc::ServerUnaryReactor* reactor);
+
   // Finishes every waiting call (open outcomes PENDING) and stops the containment thread.
   // Idempotent.
   void shutdown();
@@ -60,9 +77,19 @@ class Containment {
   void commitAndWait(const std::shared_ptr<PendingOp>& op, const std::vector<std::string>& order,
                      const std::map<std::string, bulkhead::v1::DesiredState>& states,
                      const std::map<std::string, std::vector<std::string>>& sets,
-                     const std::string& detail);
+                     const std::string& detail,
+                     const std::map<std::string, bulkhead::v1::DesiredState>& persist_only = {});
   void complete(const std::shared_ptr<PendingOp>& op, bool shutting_down);
   void expireIsolations();
+  void doBlock(const std::string& operator_name, const bulkhead::v1::BlockRequest& req,
+               bulkhead::v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor);
+  void doUnblock(const std::string& operator_name, const bulkhead::v1::UnblockRequest& req,
+                 bulkhead::v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor);
+  void doListBlocks(const std::string& operator_name, const bulkhead::v1::ListBlocksRequest& req,
+                    bulkhead::v1::ListBlocksResponse* resp, grpc::ServerUnaryReactor* reactor);
+  // Adds the fleet-wide blocks a known host lacks (new or re-registered hosts).
+  void propagateFleetBlocks();
+  BlockGuardrails blockGuardrails() const;
   std::chrono::milliseconds waitFor(uint32_t wait_ms) const;
 
   const Clock& clock_;
@@ -72,6 +99,9 @@ class Containment {
   NameResolver& resolver_;
   const ContainmentOptions options_;
   std::atomic<uint64_t> next_op_{1};
+  std::vector<bulkhead::v1::Block> fleet_blocks_;   // containment thread only
+  uint64_t fleet_generation_ = 0;                   // containment thread only
+  uint64_t next_block_ = 1;                         // containment thread only
   std::atomic<bool> stopped_{false};
   Scheduler thread_;   // last: stopped first on destruction
 };

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/format.h"
+#include "controller/core/blocks.h"
 #include "controller/rpc/agent_stream.h"
 
 namespace bulkhead::controller {
@@ -36,6 +37,7 @@ absl::Status Fleet::restore() {
   std::lock_guard lock(mu_);
   registry_.restore(*std::move(hosts));
   desired_ = *std::move(desired);
+  desired_.erase(kFleetStateKey);   // the fleet-wide blocks: Containment's, not a host
   return absl::OkStatus();
 }
 

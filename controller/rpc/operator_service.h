@@ -33,6 +33,10 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   using Base::ListHosts;
   using Base::Release;
   using Base::VerifyAudit;
+  using Base::Block;
+  using Base::Unblock;
+  using Base::ListBlocks;
+  using Base::KillConnections;
   using Base::ListSessions;
   using Base::KillSessions;
   using Base::KillProcess;
@@ -66,6 +70,24 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   grpc::ServerUnaryReactor* KillProcess(grpc::CallbackServerContext* ctx,
                                         const bulkhead::v1::KillProcessRequest* req,
                                         bulkhead::v1::HostActionResponse* resp) override;
+
+  // Blocks (operator_blocks.cc): handed to Containment, which finishes the call.
+  grpc::ServerUnaryReactor* Block(grpc::CallbackServerContext* ctx,
+                                  const bulkhead::v1::BlockRequest* req,
+                                  bulkhead::v1::ContainmentResponse* resp) override;
+  grpc::ServerUnaryReactor* Unblock(grpc::CallbackServerContext* ctx,
+                                    const bulkhead::v1::UnblockRequest* req,
+                                    bulkhead::v1::ContainmentResponse* resp) override;
+  grpc::ServerUnaryReactor* ListBlocks(grpc::CallbackServerContext* ctx,
+                                       const bulkhead::v1::ListBlocksRequest* req,
+                                       bulkhead::v1::ListBlocksResponse* resp) override;
+  // kill-connections: one command to the host's agent (runHostAction).
+  grpc::ServerUnaryReactor* KillConnections(grpc::CallbackServerContext* ctx,
+                                            const bulkhead::v1::KillConnectionsRequest* req,
+                                            bulkhead::v1::HostActionResponse* resp) override;
+
+  // Finishes calls still waiting for an agent's command result. Idempotent.
+  void shutdown();
 
   // The caller of one call, as its certificate says.
   struct Caller {

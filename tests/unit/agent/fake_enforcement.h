@@ -39,6 +39,16 @@ class FakeFirewall final : public Firewall {
     return absl::OkStatus();
   }
 
+  // Incremental batches (blocks): appended to the table text, so the read-back hash changes.
+  absl::Status update(const std::string& batch) override {
+    ++updates;
+    if (!present) return absl::NotFoundError("no table inet bulkhead");
+    if (!update_error.ok()) return update_error;
+    batches.push_back(batch);
+    table += batch;
+    return absl::OkStatus();
+  }
+
   // Someone else's `nft flush ruleset`.
   void tamperDelete() {
     present = false;
@@ -50,7 +60,9 @@ class FakeFirewall final : public Firewall {
   bool present = false;
   std::string table;
   std::vector<std::string> checked;
-  int checks = 0, applies = 0, reads = 0, removes = 0;
+  int checks = 0, applies = 0, reads = 0, removes = 0, updates = 0;
+  absl::Status update_error = absl::OkStatus();
+  std::vector<std::string> batches;
 };
 
 class FakeFlowKiller final : public FlowKiller {

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include "agent/daemon/kill_connections.h"
 #include "agent/daemon/state_file.h"
 #include "agent/linux/ruleset_hash.h"
 #include "common/tls.h"
@@ -341,6 +342,101 @@ TEST_F(ReconcilerTest, NewPinnedControllerIsRenderedWhileIsolated) {
   EXPECT_TRUE(r->ok());
   EXPECT_NE(fw_.table.find("10.77.0.8"), std::string::npos);
   EXPECT_FALSE(rec->setPinnedController({endpoint("10.77.0.8", 7443)}).has_value());
+}
+
+v1::DesiredState withBlocks(uint64_t gen, std::vector<std::pair<const char*, int64_t>> blocks) {
+  v1::DesiredState s;
+  s.set_generation(gen);
+  for (const auto& [cidr, expires] : blocks) {
+    auto* b = s.add_blocks();
+    b->set_remote_cidr(cidr);
+    b->set_expires_at_unix_ms(expires);
+  }
+  return s;
+}
+
+TEST_F(ReconcilerTest, BlockChangesAreIncrementalAndCutMatchingFlows) {
+  auto rec = make();
+  killer_.flows = {tcp("10.77.1.11", 22, "10.77.0.66", 51000),
+                   tcp("10.77.1.11", 22, "10.77.0.50", 51001)};
+  auto r = rec->apply(withBlocks(1, {{"10.77.0.67", 0}}));
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(fw_.applies, 1);
+  EXPECT_EQ(killer_.flows.size(), 2u);   // nothing matched 10.77.0.67
+  r = rec->apply(withBlocks(2, {{"10.77.0.67", 0}, {"10.77.0.66", kNow + 3000}}));
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(fw_.applies, 1);   // no rebuild
+  ASSERT_EQ(fw_.batches.size(), 1u);
+  EXPECT_NE(fw_.batches[0].find("add element inet bulkhead blk4_in_addr_32 { 10.77.0.66 "
+                                "timeout 3000ms }"),
+            std::string::npos)
+      << fw_.batches[0];
+  EXPECT_TRUE(hasStep(r, "update blocks"));
+  EXPECT_EQ(r.flows_cut(), 1u);   // the attacker's session, not the bystander's
+  ASSERT_EQ(killer_.flows.size(), 1u);
+  EXPECT_EQ(r.ruleset_hash(), rulesetHash("read back: " + fw_.table));
+  // The kernel expires the element; the tick re-reads the hash, and a re-check is no tamper.
+  EXPECT_EQ(rec->nextDeadline(), kNow + 3000 + 200);
+  now_ = kNow + 3200;
+  fw_.table += "# element expired\n";
+  EXPECT_FALSE(rec->tick().has_value());
+  EXPECT_FALSE(rec->recheck("NEWGEN").has_value());
+  // A new prefix length needs a new set: full rebuild.
+  r = rec->apply(withBlocks(3, {{"10.77.0.67", 0}, {"10.78.0.0/16", 0}}));
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(fw_.applies, 2);
+  // A failed incremental update falls back to a rebuild.
+  fw_.update_error = absl::AbortedError("element missing");
+  r = rec->apply(withBlocks(4, {{"10.78.0.0/16", 0}, {"10.77.0.67", 0}, {"10.77.0.68", 0}}));
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(fw_.applies, 3);
+  // All blocks gone: the table is removed.
+  r = rec->apply(withBlocks(5, {}));
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_FALSE(fw_.present);
+}
+
+TEST_F(ReconcilerTest, ExpiredBlocksAreNotRestored) {
+  ASSERT_TRUE(
+      persistDesiredState(dir_.path(), withBlocks(3, {{"10.77.0.66", kNow + 5000},
+                                                      {"10.77.0.67", kNow - 1}}))
+          .ok());
+  auto rec = make();
+  auto r = rec->restore();
+  ASSERT_TRUE(r.has_value() && r->ok());
+  EXPECT_NE(fw_.table.find("10.77.0.66 timeout 5000ms"), std::string::npos) << fw_.table;
+  EXPECT_EQ(fw_.table.find("10.77.0.67"), std::string::npos);
+}
+
+TEST_F(ReconcilerTest, KillConnectionsCutsOnlyMatchingFlowsAndListsThem) {
+  killer_.flows = {tcp("10.77.1.11", 22, "10.77.0.66", 51000),
+                   tcp("10.77.1.11", 8080, "10.77.0.66", 51001),
+                   tcp("10.77.1.11", 22, "10.77.0.50", 51002)};
+  killer_.flows[0].owner_pid = 4242;
+  v1::Command c;
+  c.set_id("cmd-1");
+  c.mutable_kill_connections()->set_remote_cidr("10.77.0.64/30");
+  c.mutable_kill_connections()->mutable_ports()->set_first(22);
+  c.mutable_kill_connections()->mutable_ports()->set_last(22);
+  auto r = killConnections(killer_, c);
+  EXPECT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(r.command_id(), "cmd-1");
+  EXPECT_NE(r.result_json().find("\"connections_cut\":1"), std::string::npos) << r.result_json();
+  EXPECT_NE(r.result_json().find("\"pid\":4242"), std::string::npos) << r.result_json();
+  EXPECT_NE(r.result_json().find("\"remote\":\"10.77.0.66\""), std::string::npos);
+  EXPECT_EQ(killer_.flows.size(), 2u);
+  // No port: every flow of the remote.
+  c.mutable_kill_connections()->clear_ports();
+  r = killConnections(killer_, c);
+  EXPECT_NE(r.result_json().find("\"connections_cut\":1"), std::string::npos);
+  EXPECT_EQ(killer_.flows.size(), 1u);
+  // Bad input: refused, nothing cut.
+  c.mutable_kill_connections()->set_remote_cidr("10.77.0.300");
+  r = killConnections(killer_, c);
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(r.refused());
+  EXPECT_NE(r.error().find("remote_cidr"), std::string::npos);
+  EXPECT_EQ(killer_.flows.size(), 1u);
 }
 
 }  // namespace

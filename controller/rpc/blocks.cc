@@ -1,0 +1,317 @@
+// Containment's block operations: block, unblock, list, and the propagation of fleet-wide
+// blocks to hosts that join or reconnect later. All of it runs on the containment thread.
+#include <spdlog/spdlog.h>
+
+#include <set>
+
+#include "common/format.h"
+#include "controller/core/blocks.h"
+#include "controller/rpc/audit.h"
+#include "controller/rpc/containment.h"
+
+namespace bulkhead::controller {
+
+namespace v1 = bulkhead::v1;
+
+namespace {
+
+std::string joinedHosts(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : ",") + i;
+  return out;
+}
+
+template <typename Req>
+std::string blockTarget(const Req& req) {
+  if (req.all()) return "all";
+  if (!req.selector().empty()) return fmt::format("selector {}", req.selector());
+  return joinedHosts(std::vector<std::string>(req.hosts().begin(), req.hosts().end()));
+}
+
+bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
+
+}  // namespace
+
+BlockGuardrails Containment::blockGuardrails() const {
+  BlockGuardrails g;
+  for (const auto& e : options_.endpoints) g.controller_ips.push_back(e.ip());
+  g.protected_cidrs = options_.protected_cidrs;
+  g.confirm_prefix_v4 = options_.block_confirm_prefix_v4;
+  g.confirm_prefix_v6 = options_.block_confirm_prefix_v6;
+  return g;
+}
+
+void Containment::block(std::string operator_name, const v1::BlockRequest* req,
+                        v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
+  bool posted = !stopped_ && thread_.post([this, name = operator_name, req, resp, reactor] {
+    doBlock(name, *req, resp, reactor);
+  });
+  if (!posted) {
+    reactor->Finish(recordCall(
+        store_, clock_, operator_name, "block", blockTarget(*req), req->reason(),
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down, nothing applied")));
+  }
+}
+
+void Containment::unblock(std::string operator_name, const v1::UnblockRequest* req,
+                          v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
+  bool posted = !stopped_ && thread_.post([this, name = operator_name, req, resp, reactor] {
+    doUnblock(name, *req, resp, reactor);
+  });
+  if (!posted) {
+    reactor->Finish(recordCall(
+        store_, clock_, operator_name, "unblock", blockTarget(*req), req->reason(),
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down, nothing applied")));
+  }
+}
+
+void Containment::listBlocks(std::string operator_name, const v1::ListBlocksRequest* req,
+                             v1::ListBlocksResponse* resp, grpc::ServerUnaryReactor* reactor) {
+  bool posted = !stopped_ && thread_.post([this, name = operator_name, req, resp, reactor] {
+    doListBlocks(name, *req, resp, reactor);
+  });
+  if (!posted) {
+    reactor->Finish(recordCall(
+        store_, clock_, operator_name, "blocks", req->host().empty() ? "all" : req->host(), "",
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down")));
+  }
+}
+
+void Containment::doBlock(const std::string& operator_name, const v1::BlockRequest& req,
+                          v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
+  const std::string target = blockTarget(req);
+  auto refuse = [&](const grpc::Status& status) {
+    reactor->Finish(recordCall(store_, clock_, operator_name, "block", target, req.reason(),
+                               status, fmt::format("cidr {}", req.remote_cidr())));
+  };
+  if (blank(req.reason())) {
+    return refuse(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "reason: required"));
+  }
+  if (req.ttl_ms() < 0) {
+    return refuse(grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        fmt::format("ttl_ms: invalid value {}: must not be negative", req.ttl_ms())));
+  }
+  auto match = parseBlockMatch(req.remote_cidr(), req.protocol(), req.port(), req.direction());
+  if (!match.ok()) return refuse(toGrpcStatus(match.status()));
+  if (auto s = checkBlockGuardrails(*match, blockGuardrails(), req.yes()); !s.ok()) {
+    return refuse(toGrpcStatus(s));
+  }
+  const std::vector<std::string> hosts(req.hosts().begin(), req.hosts().end());
+  std::vector<std::string> targets;
+  auto known = fleet_.targets();
+  if (req.all()) {
+    if (!hosts.empty() || !req.selector().empty()) {
+      return refuse(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 "all: cannot be combined with hosts or a selector"));
+    }
+    for (const auto& [h, t] : known) targets.push_back(h);
+  } else {
+    auto resolved = resolveTargets(known, TargetRequest{hosts, req.selector(), req.yes()},
+                                   options_.selector_limit);
+    if (!resolved.ok()) return refuse(toGrpcStatus(resolved.status()));
+    targets = *std::move(resolved);
+  }
+  const int64_t now = clock_.nowUnixMs();
+  const int64_t expires = req.ttl_ms() > 0 ? now + req.ttl_ms() : 0;
+  const v1::Block block = makeBlock(*match, fmt::format("blk-{}-{}", now, next_block_++), expires,
+                                    req.reason(), operator_name, now);
+  const auto current = fleet_.desiredStates(targets);
+  std::map<std::string, v1::DesiredState> states;
+  for (const auto& h : targets) states[h] = withBlock(current.at(h), block, now, options_.endpoints);
+  std::map<std::string, v1::DesiredState> fleet_state;
+  if (req.all()) {
+    v1::DesiredState f;
+    for (const auto& b : fleet_blocks_) *f.add_blocks() = b;
+    f.set_generation(fleet_generation_);
+    fleet_state[kFleetStateKey] = withBlock(f, block, now, {});
+  }
+
+  auto op = std::make_shared<PendingOp>();
+  op->id = next_op_++;
+  op->reactor = reactor;
+  op->response = resp;
+  op->operator_name = operator_name;
+  op->action = "block";
+  op->target = target;
+  op->reason = req.reason();
+  op->wait = waitFor(req.wait_ms());
+  std::string detail = fmt::format("block {} ({}); hosts {}", match->describe(), block.id(),
+                                   targets.empty() ? "none yet" : joinedHosts(targets));
+  if (req.ttl_ms() > 0) detail += fmt::format("; ttl {} ms", req.ttl_ms());
+  if (req.all()) detail += "; fleet-wide (hosts joining later get it too)";
+  // commitAndWait persists the fleet row with the hosts' states and the audit row, atomically.
+  if (req.all()) {
+    fleet_blocks_.assign(fleet_state[kFleetStateKey].blocks().begin(),
+                         fleet_state[kFleetStateKey].blocks().end());
+    fleet_generation_ = fleet_state[kFleetStateKey].generation();
+  }
+  commitAndWait(op, targets, states, {}, detail, fleet_state);
+}
+
+void Containment::doUnblock(const std::string& operator_name, const v1::UnblockRequest& req,
+                            v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
+  const std::string target = blockTarget(req);
+  auto refuse = [&](const grpc::Status& status) {
+    reactor->Finish(recordCall(store_, clock_, operator_name, "unblock", target, req.reason(),
+                               status, fmt::format("cidr {}", req.remote_cidr())));
+  };
+  if (blank(req.reason())) {
+    return refuse(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "reason: required"));
+  }
+  auto match = parseBlockMatch(req.remote_cidr(), req.protocol(), req.port(), req.direction());
+  if (!match.ok()) return refuse(toGrpcStatus(match.status()));
+  const int64_t now = clock_.nowUnixMs();
+  const bool fleet_wide = std::any_of(fleet_blocks_.begin(), fleet_blocks_.end(),
+                                      [&](const v1::Block& b) {
+                                        return sameMatch(b, *match) &&
+                                               (b.expires_at_unix_ms() == 0 ||
+                                                b.expires_at_unix_ms() > now);
+                                      });
+  const std::vector<std::string> hosts(req.hosts().begin(), req.hosts().end());
+  std::vector<std::string> targets;
+  auto known = fleet_.targets();
+  if (req.all()) {
+    if (!hosts.empty() || !req.selector().empty()) {
+      return refuse(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 "all: cannot be combined with hosts or a selector"));
+    }
+    for (const auto& [h, t] : known) targets.push_back(h);
+  } else {
+    if (fleet_wide) {
+      return refuse(grpc::Status(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          fmt::format("{} is a fleet-wide block: remove it with --all; nothing was changed",
+                      match->describe())));
+    }
+    auto resolved = resolveTargets(known, TargetRequest{hosts, req.selector(), req.yes()},
+                                   options_.selector_limit);
+    if (!resolved.ok()) return refuse(toGrpcStatus(resolved.status()));
+    targets = *std::move(resolved);
+  }
+  const auto current = fleet_.desiredStates(targets);
+  std::map<std::string, v1::DesiredState> states;
+  std::vector<std::string> order;
+  for (const auto& h : targets) {
+    if (auto next = withoutBlock(current.at(h), *match, now, options_.endpoints)) {
+      states[h] = *std::move(next);
+      order.push_back(h);
+    }
+  }
+  std::map<std::string, v1::DesiredState> fleet_state;
+  if (req.all() && fleet_wide) {
+    v1::DesiredState f;
+    for (const auto& b : fleet_blocks_) *f.add_blocks() = b;
+    f.set_generation(fleet_generation_);
+    if (auto next = withoutBlock(f, *match, now, {})) fleet_state[kFleetStateKey] = *next;
+  }
+  if (order.empty() && fleet_state.empty()) {
+    return refuse(grpc::Status(
+        grpc::StatusCode::NOT_FOUND,
+        fmt::format("no block {} on {}; nothing was changed", match->describe(), target)));
+  }
+  if (!fleet_state.empty()) {
+    fleet_blocks_.assign(fleet_state[kFleetStateKey].blocks().begin(),
+                         fleet_state[kFleetStateKey].blocks().end());
+    fleet_generation_ = fleet_state[kFleetStateKey].generation();
+  }
+  auto op = std::make_shared<PendingOp>();
+  op->id = next_op_++;
+  op->reactor = reactor;
+  op->response = resp;
+  op->operator_name = operator_name;
+  op->action = "unblock";
+  op->target = target;
+  op->reason = req.reason();
+  op->wait = waitFor(req.wait_ms());
+  commitAndWait(op, order, states, {},
+                fmt::format("unblock {}; hosts {}{}", match->describe(),
+                            order.empty() ? "none" : joinedHosts(order),
+                            fleet_state.empty() ? "" : "; fleet-wide"),
+                fleet_state);
+}
+
+void Containment::doListBlocks(const std::string& operator_name,
+                               const v1::ListBlocksRequest& req, v1::ListBlocksResponse* resp,
+                               grpc::ServerUnaryReactor* reactor) {
+  const std::string target = req.host().empty() ? "all" : req.host();
+  const int64_t now = clock_.nowUnixMs();
+  auto known = fleet_.targets();
+  std::vector<std::string> hosts;
+  if (!req.host().empty()) {
+    if (!known.count(req.host())) {
+      reactor->Finish(recordCall(
+          store_, clock_, operator_name, "blocks", target, "",
+          grpc::Status(grpc::StatusCode::NOT_FOUND,
+                       fmt::format("unknown host \"{}\"", req.host()))));
+      return;
+    }
+    hosts.push_back(req.host());
+  } else {
+    for (const auto& [h, t] : known) hosts.push_back(h);
+  }
+  auto remaining = [&](const v1::Block& b) {
+    return b.expires_at_unix_ms() == 0 ? int64_t{0} : b.expires_at_unix_ms() - now;
+  };
+  std::set<std::string> fleet_ids;
+  for (const auto& b : fleet_blocks_) {
+    if (b.expires_at_unix_ms() != 0 && b.expires_at_unix_ms() <= now) continue;
+    fleet_ids.insert(b.id());
+    auto* e = resp->add_entries();
+    *e->mutable_block() = b;
+    e->set_fleet_wide(true);
+    e->set_remaining_ms(remaining(b));
+  }
+  for (const auto& [h, state] : fleet_.desiredStates(hosts)) {
+    for (const auto& b : state.blocks()) {
+      if (fleet_ids.count(b.id()) || (b.expires_at_unix_ms() != 0 && b.expires_at_unix_ms() <= now)) {
+        continue;
+      }
+      auto* e = resp->add_entries();
+      *e->mutable_block() = b;
+      e->set_host_id(h);
+      e->set_remaining_ms(remaining(b));
+    }
+  }
+  reactor->Finish(recordCall(store_, clock_, operator_name, "blocks", target, "",
+                             grpc::Status::OK, fmt::format("{} blocks", resp->entries_size())));
+}
+
+void Containment::propagateFleetBlocks() {
+  if (fleet_blocks_.empty()) return;
+  const int64_t now = clock_.nowUnixMs();
+  std::vector<std::string> all;
+  for (const auto& [h, t] : fleet_.targets()) all.push_back(h);
+  const auto current = fleet_.desiredStates(all);
+  std::map<std::string, v1::DesiredState> states;
+  std::vector<std::string> order;
+  std::string added;
+  for (const auto& [h, state] : current) {
+    auto missing = missingFleetBlocks(state, fleet_blocks_, now);
+    if (missing.empty()) continue;
+    v1::DesiredState next = state;
+    for (const auto& b : missing) next = withBlock(next, b, now, options_.endpoints);
+    next.set_generation(state.generation() + 1);
+    states[h] = std::move(next);
+    order.push_back(h);
+    added += fmt::format("{}{}: {} block(s)", added.empty() ? "" : "; ", h, missing.size());
+  }
+  if (states.empty()) return;
+  AuditEntry e;
+  e.at_unix_ms = now;
+  e.operator_name = "controller";
+  e.action = "block";
+  e.target = joinedHosts(order);
+  e.reason = "fleet-wide blocks for a host that joined or reconnected";
+  e.outcome = "ok";
+  e.detail = added;
+  if (auto row = store_.commitChange(states, e); !row.ok()) {
+    spdlog::error("fleet-wide blocks for {}: cannot persist (will retry): {}", e.target,
+                  row.status());
+    return;
+  }
+  spdlog::info("fleet-wide blocks added to {}", added);
+  fleet_.publish(nullptr, order, states, {});
+}
+
+}  // namespace bulkhead::controller

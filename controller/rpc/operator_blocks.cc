@@ -1,0 +1,101 @@
+// Operator service: Block, Unblock, ListBlocks. Authorises the caller, then hands the call to
+// Containment (its thread serialises every change of a desired state and finishes the call).
+#include "common/format.h"
+#include "common/parse.h"
+#include "controller/rpc/audit.h"
+#include "controller/rpc/operator_service.h"
+
+namespace bulkhead::controller {
+
+namespace v1 = bulkhead::v1;
+
+namespace {
+
+template <typename Req>
+std::string targetOfBlock(const Req& req) {
+  if (req.all()) return "all";
+  if (!req.selector().empty()) return fmt::format("selector {}", req.selector());
+  std::string out;
+  for (const auto& h : req.hosts()) out += (out.empty() ? "" : ",") + h;
+  return out;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* OperatorService::Block(grpc::CallbackServerContext* ctx,
+                                                 const v1::BlockRequest* req,
+                                                 v1::ContainmentResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  Caller caller = identify(*ctx);
+  if (grpc::Status status = authorize(caller, true); !status.ok()) {
+    reactor->Finish(audit(caller, "block", targetOfBlock(*req), req->reason(), status));
+    return reactor;
+  }
+  containment_.block(caller.audit_name, req, resp, reactor);   // finishes the call later
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorService::Unblock(grpc::CallbackServerContext* ctx,
+                                                   const v1::UnblockRequest* req,
+                                                   v1::ContainmentResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  Caller caller = identify(*ctx);
+  if (grpc::Status status = authorize(caller, true); !status.ok()) {
+    reactor->Finish(audit(caller, "unblock", targetOfBlock(*req), req->reason(), status));
+    return reactor;
+  }
+  containment_.unblock(caller.audit_name, req, resp, reactor);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorService::ListBlocks(grpc::CallbackServerContext* ctx,
+                                                      const v1::ListBlocksRequest* req,
+                                                      v1::ListBlocksResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  Caller caller = identify(*ctx);
+  if (grpc::Status status = authorize(caller, false); !status.ok()) {
+    reactor->Finish(
+        audit(caller, "blocks", req->host().empty() ? "all" : req->host(), "", status));
+    return reactor;
+  }
+  containment_.listBlocks(caller.audit_name, req, resp, reactor);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorService::KillConnections(
+    grpc::CallbackServerContext* ctx, const v1::KillConnectionsRequest* req,
+    v1::HostActionResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  Caller caller = identify(*ctx);
+  grpc::Status status = authorize(caller, true);
+  if (status.ok() && req->reason().find_first_not_of(" \t\r\n") == std::string::npos) {
+    status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "reason: required");
+  }
+  if (status.ok()) {
+    if (auto c = parseCidr("remote_cidr", req->remote_cidr()); !c.ok()) {
+      status = toGrpcStatus(c.status());
+    }
+  }
+  if (status.ok() && req->port() > 65535) {
+    status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          fmt::format("port: invalid value {}: must be 1 to 65535", req->port()));
+  }
+  if (status.ok() && !fleet_.getHost(req->host())) {
+    status = grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          fmt::format("unknown host \"{}\"", req->host()));
+  }
+  if (!status.ok()) {
+    reactor->Finish(audit(caller, "kill-connections", req->host(), req->reason(), status,
+                          fmt::format("remote {}", req->remote_cidr())));
+    return reactor;
+  }
+  v1::Command c;
+  c.mutable_kill_connections()->set_remote_cidr(req->remote_cidr());
+  c.mutable_kill_connections()->mutable_ports()->set_first(req->port());
+  c.mutable_kill_connections()->mutable_ports()->set_last(req->port());
+  runHostAction(caller, "kill-connections", req->host(), req->reason(), std::move(c),
+                req->wait_ms(), resp, reactor);
+  return reactor;
+}
+
+}  // namespace bulkhead::controller
