@@ -277,6 +277,42 @@ class BlocksTest(unittest.TestCase):
             lab.run("attacker", ["ip", "route", "del", f"{svc}/32"])
             lab.run(router, ["sysctl", "-qw", "net.ipv4.ip_forward=0"])
 
+    def test_kill_connections_cuts_without_blocking_and_lists_them(self):
+        lab, h = self.lab, "h1"
+        victim = lab.tcp_stream("attacker", lab.ip4(h), BACKDOOR)
+        victim6 = lab.tcp_stream("attacker", lab.ip6(h), WEB)
+        bystander = lab.tcp_stream("jump", lab.ip4(h), BACKDOOR)
+        rc, doc, err = self.fleet.cli("kill-connections", h, "--remote", ATTACKER4, "--port",
+                                      str(BACKDOOR), "--reason", "INC-10 cut", timeout=30)
+        self.assertEqual(rc, 0, f"{err} {doc}")
+        res = doc["result"]
+        self.assertGreaterEqual(res["connections_cut"], 1, res)
+        conns = [c for c in res["connections"] if c["remote"] == ATTACKER4]
+        self.assertTrue(conns, res)
+        self.assertEqual(conns[0]["local_port"], BACKDOOR)
+        self.assertGreater(conns[0]["pid"], 0, res)   # the owning process (the server)
+        self.wait_dead(victim)
+        self.assertNotEqual(read_json(victim6.report_path)["state"], "dead")   # other port, v6
+        self.assertNotEqual(read_json(bystander.report_path)["state"], "dead")
+        self.assertTrue(self.can_connect("attacker", lab.ip4(h), BACKDOOR))   # not a block
+        rc, text, err = self.fleet.cli("kill-connections", h, "--remote", ATTACKER6,
+                                       "--reason", "INC-10 v6", json_out=False, timeout=30)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("connections cut", text)
+        self.assertIn(ATTACKER6, text)
+        self.wait_dead(victim6)
+        for args, needle in [(["kill-connections", h, "--remote", "10.77.0.300", "--reason", "x"],
+                              "--remote"),
+                             (["kill-connections", h, "--remote", ATTACKER4, "--port", "0",
+                               "--reason", "x"], "--port"),
+                             (["kill-connections", "nosuchhost", "--remote", ATTACKER4,
+                               "--reason", "x"], "nosuchhost"),
+                             (["kill-connections", h, "--remote", ATTACKER4], "--reason")]:
+            rc, out, err = self.fleet.cli(*args, json_out=False, timeout=30)
+            self.assertEqual(rc, 2, f"{args}: {out} {err}")
+            self.assertIn(needle, err)
+        bystander.terminate()
+
     def test_bad_input_is_refused_and_changes_nothing(self):
         cases = [
             (["block", "10.77.0.300", "--all", "--reason", "x"], "CIDR"),
