@@ -228,16 +228,25 @@ std::optional<std::string> blockUpdateBatch(const BlockElements& before, const B
   for (const auto& [name, old_elems] : before) {
     const auto& new_elems = after.at(name);
     std::vector<std::string> del, add;
-    for (const auto& [key, expires] : old_elems) {
-      auto it = new_elems.find(key);
-      if (it != new_elems.end() && it->second == expires) continue;
-      if (expires != 0 && expires <= now_unix_ms) continue;   // the kernel already dropped it
-      del.push_back(key);
-    }
-    for (const auto& [key, expires] : new_elems) {
-      auto it = old_elems.find(key);
-      if (it != old_elems.end() && it->second == expires) continue;
-      add.push_back(key + timeoutText(expires, now_unix_ms));
+    // Both maps are sorted by key: one merge walk, no lookups.
+    auto o = old_elems.begin();
+    auto n = new_elems.begin();
+    while (o != old_elems.end() || n != new_elems.end()) {
+      if (n == new_elems.end() || (o != old_elems.end() && o->first < n->first)) {
+        if (o->second == 0 || o->second > now_unix_ms) del.push_back(o->first);   // gone
+        ++o;
+      } else if (o == old_elems.end() || n->first < o->first) {
+        add.push_back(n->first + timeoutText(n->second, now_unix_ms));           // new
+        ++n;
+      } else {
+        if (o->second != n->second) {                                            // new expiry
+          // Expired by now: the kernel already dropped it (a delete would abort the batch).
+          if (o->second == 0 || o->second > now_unix_ms) del.push_back(o->first);
+          add.push_back(n->first + timeoutText(n->second, now_unix_ms));
+        }
+        ++o;
+        ++n;
+      }
     }
     if (!del.empty()) {
       dels += fmt::format("delete element {} {} {{ {} }}\n", kTable, name, fmt::join(del, ", "));
