@@ -12,14 +12,21 @@ HostActions::HostActions(const Clock& clock, Fleet& fleet, HostActionsOptions op
       [this](const std::string& host, const v1::CommandResult& r) { onResult(host, r); });
 }
 
-HostActions::~HostActions() {
-  fleet_.setCommandListener(nullptr);
+HostActions::~HostActions() { shutdown(); }
+
+void HostActions::shutdown() {
   std::map<std::string, std::pair<std::string, Done>> left;
+  {
+    std::lock_guard lock(mu_);
+    if (stopped_) return;
+    stopped_ = true;
+  }
+  fleet_.setCommandListener(nullptr);
+  thread_.stop();
   {
     std::lock_guard lock(mu_);
     left.swap(waiting_);
   }
-  thread_.stop();
   for (auto& [id, w] : left) {
     Answer a;
     a.kind = Answer::Kind::kShutdown;
@@ -32,10 +39,21 @@ void HostActions::run(const std::string& host, v1::Command command, uint32_t wai
   auto wait = wait_ms == 0 ? options_.default_wait : std::chrono::milliseconds(wait_ms);
   wait = std::min(wait, options_.max_wait);
   std::string id;
+  bool stopped = false;
   {
     std::lock_guard lock(mu_);
-    id = fmt::format("action-{}-{}", clock_.nowUnixMs(), next_id_++);
-    waiting_[id] = {host, std::move(done)};
+    stopped = stopped_;
+    if (!stopped) {
+      id = fmt::format("action-{}-{}", clock_.nowUnixMs(), next_id_++);
+      waiting_[id] = {host, std::move(done)};
+    }
+  }
+  if (stopped) {
+    Answer a;
+    a.kind = Answer::Kind::kShutdown;
+    a.error = "controller shutting down";
+    done(a);
+    return;
   }
   command.set_id(id);
   command.set_deadline_unix_ms(clock_.nowUnixMs() + wait.count());

@@ -36,7 +36,7 @@ class HostActions {
   using Done = std::function<void(const Answer&)>;
 
   HostActions(const Clock& clock, Fleet& fleet, HostActionsOptions options);
-  ~HostActions();   // answers every waiting command kShutdown, unhooks from the Fleet
+  ~HostActions();   // shutdown()
 
   HostActions(const HostActions&) = delete;
   HostActions& operator=(const HostActions&) = delete;
@@ -44,6 +44,9 @@ class HostActions {
   // Sets the command's id and deadline (now + wait_ms, or the default; capped) and sends it.
   // `done` runs exactly once, on this object's thread.
   void run(const std::string& host, bulkhead::v1::Command command, uint32_t wait_ms, Done done);
+  // Unhooks from the Fleet, stops the thread and answers every waiting command kShutdown (on
+  // the calling thread). Later run() calls are answered kShutdown at once. Idempotent.
+  void shutdown();
 
  private:
   void onResult(const std::string& host, const bulkhead::v1::CommandResult& result);
@@ -54,6 +57,7 @@ class HostActions {
   const HostActionsOptions options_;
   std::mutex mu_;
   uint64_t next_id_ = 1;                                                    // GUARDED_BY(mu_)
+  bool stopped_ = false;                                                    // GUARDED_BY(mu_)
   std::map<std::string, std::pair<std::string, Done>> waiting_;             // GUARDED_BY(mu_)
   Scheduler thread_;   // last: stopped first on destruction
 };

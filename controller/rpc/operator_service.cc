@@ -26,6 +26,8 @@ OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet,
       containment_(containment),
       host_actions_(std::make_unique<HostActions>(clock, fleet, HostActionsOptions{})) {}
 
+void OperatorService::shutdown() { host_actions_->shutdown(); }
+
 OperatorService::Caller OperatorService::identify(const grpc::CallbackServerContext& ctx) {
   Caller c;
   auto auth = ctx.auth_context();

@@ -78,6 +78,7 @@ void ControllerServer::shutdown(std::chrono::milliseconds grace) {
   stopped_ = true;
   fleet_.closeAllStreams(grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down"));
   containment_.shutdown();   // finishes calls still waiting for acknowledgements
+  operator_service_.shutdown();   // and those waiting for an agent's command result
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() + grace);
     server_->Wait();

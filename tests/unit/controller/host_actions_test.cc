@@ -213,5 +213,19 @@ TEST_F(HostActionsTest, OfflineUnknownHostsRolesAndBadInput) {
             6);
 }
 
+TEST_F(HostActionsTest, ShutdownFinishesAWaitingCall) {
+  auto a = online("h1");
+  auto req = fromReq("h1", "10.77.0.66/32");
+  req.set_wait_ms(60000);
+  auto f = killSessionsAsync(req);
+  v1::Command c = nextCommand(*a);
+  EXPECT_TRUE(c.has_kill_sessions());
+  auto started = std::chrono::steady_clock::now();
+  server_->shutdown();
+  Call r = get(f);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE) << r.status.error_message();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(8));
+}
+
 }  // namespace
 }  // namespace bulkhead::controller
