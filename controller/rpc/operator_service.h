@@ -89,9 +89,6 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   // Finishes calls still waiting for an agent's command result. Idempotent.
   void shutdown();
 
-  // Finishes calls still waiting for an agent's command result. Idempotent.
-  void shutdown();
-
   // The caller of one call, as its certificate says.
   struct Caller {
     std::string audit_name;        // operator name, or the certificate's CN, or "unauthenticated"
