@@ -140,13 +140,13 @@ void Containment::doBlock(const std::string& operator_name, const v1::BlockReque
                                    targets.empty() ? "none yet" : joinedHosts(targets));
   if (req.ttl_ms() > 0) detail += fmt::format("; ttl {} ms", req.ttl_ms());
   if (req.all()) detail += "; fleet-wide (hosts joining later get it too)";
-  // commitAndWait persists the fleet row with the hosts' states and the audit row, atomically.
-  if (req.all()) {
+  // commitAndWait persists the fleet row with the hosts' states and the audit row, atomically;
+  // the in-memory fleet list follows only what was persisted.
+  if (commitAndWait(op, targets, states, {}, detail, fleet_state) && req.all()) {
     fleet_blocks_.assign(fleet_state[kFleetStateKey].blocks().begin(),
                          fleet_state[kFleetStateKey].blocks().end());
     fleet_generation_ = fleet_state[kFleetStateKey].generation();
   }
-  commitAndWait(op, targets, states, {}, detail, fleet_state);
 }
 
 void Containment::doUnblock(const std::string& operator_name, const v1::UnblockRequest& req,
@@ -210,11 +210,6 @@ void Containment::doUnblock(const std::string& operator_name, const v1::UnblockR
         grpc::StatusCode::NOT_FOUND,
         fmt::format("no block {} on {}; nothing was changed", match->describe(), target)));
   }
-  if (!fleet_state.empty()) {
-    fleet_blocks_.assign(fleet_state[kFleetStateKey].blocks().begin(),
-                         fleet_state[kFleetStateKey].blocks().end());
-    fleet_generation_ = fleet_state[kFleetStateKey].generation();
-  }
   auto op = std::make_shared<PendingOp>();
   op->id = next_op_++;
   op->reactor = reactor;
@@ -224,11 +219,17 @@ void Containment::doUnblock(const std::string& operator_name, const v1::UnblockR
   op->target = target;
   op->reason = req.reason();
   op->wait = waitFor(req.wait_ms());
-  commitAndWait(op, order, states, {},
-                fmt::format("unblock {}; hosts {}{}", match->describe(),
-                            order.empty() ? "none" : joinedHosts(order),
-                            fleet_state.empty() ? "" : "; fleet-wide"),
-                fleet_state);
+  const bool persisted = commitAndWait(
+      op, order, states, {},
+      fmt::format("unblock {}; hosts {}{}", match->describe(),
+                  order.empty() ? "none" : joinedHosts(order),
+                  fleet_state.empty() ? "" : "; fleet-wide"),
+      fleet_state);
+  if (persisted && !fleet_state.empty()) {
+    fleet_blocks_.assign(fleet_state[kFleetStateKey].blocks().begin(),
+                         fleet_state[kFleetStateKey].blocks().end());
+    fleet_generation_ = fleet_state[kFleetStateKey].generation();
+  }
 }
 
 void Containment::doListBlocks(const std::string& operator_name,

@@ -250,7 +250,7 @@ void Containment::doRelease(const std::string& operator_name, const v1::ReleaseR
   commitAndWait(op, *targets, states, {}, fmt::format("hosts {}", joined(*targets)));
 }
 
-void Containment::commitAndWait(const std::shared_ptr<PendingOp>& op,
+bool Containment::commitAndWait(const std::shared_ptr<PendingOp>& op,
                                 const std::vector<std::string>& order,
                                 const std::map<std::string, v1::DesiredState>& states,
                                 const std::map<std::string, std::vector<std::string>>& sets,
@@ -277,7 +277,7 @@ void Containment::commitAndWait(const std::shared_ptr<PendingOp>& op,
                         fmt::format("store unavailable, nothing applied: {}", row.status()));
     op->reactor->Finish(recordCall(store_, clock_, op->operator_name, op->action, op->target,
                                    op->reason, status));
-    return;
+    return false;
   }
   spdlog::info("operator {}: {} {} ({}) generations {}", op->operator_name, op->action,
                op->target, op->reason, gens);
@@ -286,6 +286,7 @@ void Containment::commitAndWait(const std::shared_ptr<PendingOp>& op,
   } else if (!thread_.after(op->wait, [this, op] { complete(op, false); })) {
     complete(op, true);
   }
+  return true;
 }
 
 void Containment::complete(const std::shared_ptr<PendingOp>& op, bool shutting_down) {

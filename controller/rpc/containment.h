@@ -73,8 +73,9 @@ class Containment {
                  bulkhead::v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor);
   void doRelease(const std::string& operator_name, const bulkhead::v1::ReleaseRequest& req,
                  bulkhead::v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor);
-  // Persists `states` with the audit row, publishes, and finishes when answered.
-  void commitAndWait(const std::shared_ptr<PendingOp>& op, const std::vector<std::string>& order,
+  // Persists `states` (and `persist_only`) with the audit row, publishes, and finishes when
+  // answered. False when nothing could be persisted (the call is finished with the error).
+  bool commitAndWait(const std::shared_ptr<PendingOp>& op, const std::vector<std::string>& order,
                      const std::map<std::string, bulkhead::v1::DesiredState>& states,
                      const std::map<std::string, std::vector<std::string>>& sets,
                      const std::string& detail,
