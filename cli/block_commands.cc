@@ -39,7 +39,9 @@ void addBlockOptions(po::options_description& opts, BlockArgs& a) {
       ("port", po::value(&a.port), "one port 1-65535 (default: any)")
       ("proto", po::value(&a.proto), "tcp, udp or any (default any)")
       ("direction", po::value(&a.direction),
-       "in (from the remote), out (to the remote) or both (default)")
+       "in (drop packets from the remote), out (drop packets to it) or both (default); "
+       "stateless: without --port, `in` also drops the replies to this host's own "
+       "connections to the remote")
       ("reason", po::value(&a.reason), "why (incident or ticket); required, audited")
       ("wait", po::value(&a.wait), "how long to wait for the agents' acknowledgements")
       ("yes", po::bool_switch(&a.yes), "confirm a wide prefix or a selector matching many hosts");
