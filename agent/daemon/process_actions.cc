@@ -328,6 +328,15 @@ v1::CommandResult ProcessActions::run(const v1::Command& c) {
     if (k.pid() != 0) {
       if (k.pid() < 0) return refused(c, fmt::format("--pid: {} is not a process id", k.pid()));
       int pid = k.pid();
+      // A tree from a protected process (pid 1: the whole host) is refused outright: name the
+      // processes below it instead.
+      if (auto p = readProcess(pid, false); p && k.tree()) {
+        if (auto why = protectedBecause(*p, options_.protection)) {
+          return refused(c, fmt::format("--pid {} --tree: pid {} is protected ({}); a tree kill "
+                                        "from it is refused, nothing killed",
+                                        pid, pid, *why));
+        }
+      }
       root = [pid](const ProcessInfo& p) { return p.pid == pid; };
       what = fmt::format("--pid {}", pid);
     } else if (!k.exe().empty()) {

@@ -348,6 +348,8 @@ LogLevel VERBOSE
 
         for args, words in (
                 (("kill-process", HOST, "--pid", "1"), "pid 1"),
+                (("kill-process", HOST, "--pid", "1", "--tree"), "pid 1"),
+                (("kill-process", HOST, "--pid", str(agent[0]), "--tree"), "agent"),
                 (("kill-process", HOST, "--pid", str(agent[0])), "agent"),
                 (("kill-process", HOST, "--pid", str(listener[0])), "sshd listener"),
                 (("kill-process", HOST, "--exe", self.protected_exe), "protected exe"),
@@ -357,9 +359,7 @@ LogLevel VERBOSE
             _, err = self.kill(*args, expect=2)
             self.assertIn(words, err, args)
             self.assertEqual(len(err.strip().splitlines()), 1, err)
-        # --tree on pid 1 would reach everything: spared pid 1, agent, listener; others die?
-        # No: a tree kill from pid 1 is not a refusal but must spare the protected ones. It is
-        # too broad to run here; usage errors instead:
+        # usage errors
         rc, _, err = self.fleet.cli("kill-sessions", HOST, "--reason", "x", timeout=30)
         self.assertEqual(rc, 2, err)
         rc, _, err = self.fleet.cli("kill-process", HOST, "--pid", "5", "--exe", "/x", "--reason",
