@@ -283,6 +283,7 @@ void Containment::propagateFleetBlocks() {
   const int64_t now = clock_.nowUnixMs();
   std::vector<std::string> all;
   for (const auto& [h, t] : fleet_.targets()) all.push_back(h);
+  if (all == propagated_hosts_ && fleet_generation_ == propagated_generation_) return;
   const auto current = fleet_.desiredStates(all);
   std::map<std::string, v1::DesiredState> states;
   std::vector<std::string> order;
@@ -297,7 +298,11 @@ void Containment::propagateFleetBlocks() {
     order.push_back(h);
     added += fmt::format("{}{}: {} block(s)", added.empty() ? "" : "; ", h, missing.size());
   }
-  if (states.empty()) return;
+  if (states.empty()) {
+    propagated_hosts_ = std::move(all);
+    propagated_generation_ = fleet_generation_;
+    return;
+  }
   AuditEntry e;
   e.at_unix_ms = now;
   e.operator_name = "controller";
@@ -313,6 +318,8 @@ void Containment::propagateFleetBlocks() {
   }
   spdlog::info("fleet-wide blocks added to {}", added);
   fleet_.publish(nullptr, order, states, {});
+  propagated_hosts_ = std::move(all);
+  propagated_generation_ = fleet_generation_;
 }
 
 }  // namespace bulkhead::controller

@@ -103,6 +103,10 @@ class Containment {
   std::vector<bulkhead::v1::Block> fleet_blocks_;   // containment thread only
   uint64_t fleet_generation_ = 0;                   // containment thread only
   uint64_t next_block_ = 1;                         // containment thread only
+  // What propagateFleetBlocks() last checked: only a new host (or a fleet-wide change) can
+  // lack a fleet-wide block, so nothing is scanned while these stay the same.
+  std::vector<std::string> propagated_hosts_;       // containment thread only
+  uint64_t propagated_generation_ = 0;              // containment thread only
   std::atomic<bool> stopped_{false};
   Scheduler thread_;   // last: stopped first on destruction
 };
