@@ -43,38 +43,26 @@ BlockGuardrails Containment::blockGuardrails() const {
 
 void Containment::block(std::string operator_name, const v1::BlockRequest* req,
                         v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
-  bool posted = !stopped_ && thread_.post([this, name = operator_name, req, resp, reactor] {
-    doBlock(name, *req, resp, reactor);
-  });
-  if (!posted) {
-    reactor->Finish(recordCall(
-        store_, clock_, operator_name, "block", blockTarget(*req), req->reason(),
-        grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down, nothing applied")));
-  }
+  postOrRefuse(operator_name, "block", blockTarget(*req), req->reason(), reactor,
+               [this, name = operator_name, req, resp, reactor] {
+                 doBlock(name, *req, resp, reactor);
+               });
 }
 
 void Containment::unblock(std::string operator_name, const v1::UnblockRequest* req,
                           v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
-  bool posted = !stopped_ && thread_.post([this, name = operator_name, req, resp, reactor] {
-    doUnblock(name, *req, resp, reactor);
-  });
-  if (!posted) {
-    reactor->Finish(recordCall(
-        store_, clock_, operator_name, "unblock", blockTarget(*req), req->reason(),
-        grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down, nothing applied")));
-  }
+  postOrRefuse(operator_name, "unblock", blockTarget(*req), req->reason(), reactor,
+               [this, name = operator_name, req, resp, reactor] {
+                 doUnblock(name, *req, resp, reactor);
+               });
 }
 
 void Containment::listBlocks(std::string operator_name, const v1::ListBlocksRequest* req,
                              v1::ListBlocksResponse* resp, grpc::ServerUnaryReactor* reactor) {
-  bool posted = !stopped_ && thread_.post([this, name = operator_name, req, resp, reactor] {
-    doListBlocks(name, *req, resp, reactor);
-  });
-  if (!posted) {
-    reactor->Finish(recordCall(
-        store_, clock_, operator_name, "blocks", req->host().empty() ? "all" : req->host(), "",
-        grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down")));
-  }
+  postOrRefuse(operator_name, "blocks", req->host().empty() ? "all" : req->host(), "", reactor,
+               [this, name = operator_name, req, resp, reactor] {
+                 doListBlocks(name, *req, resp, reactor);
+               });
 }
 
 void Containment::doBlock(const std::string& operator_name, const v1::BlockRequest& req,

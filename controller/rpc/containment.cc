@@ -88,32 +88,31 @@ std::chrono::milliseconds Containment::waitFor(uint32_t wait_ms) const {
   return std::min(std::chrono::milliseconds(wait_ms), options_.max_wait);
 }
 
+void Containment::postOrRefuse(const std::string& operator_name, const char* action,
+                               const std::string& target, const std::string& reason,
+                               grpc::ServerUnaryReactor* reactor, std::function<void()> work) {
+  if (!stopped_ && thread_.post(std::move(work))) return;
+  reactor->Finish(recordCall(
+      store_, clock_, operator_name, action, target, reason,
+      grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down, nothing applied")));
+}
+
 void Containment::isolate(std::string operator_name, const v1::IsolateRequest* req,
                           v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
-  bool posted = !stopped_ && thread_.post([this, name = operator_name, req, resp, reactor] {
-    doIsolate(name, *req, resp, reactor);
-  });
-  if (!posted) {
-    std::vector<std::string> hosts(req->hosts().begin(), req->hosts().end());
-    reactor->Finish(recordCall(
-        store_, clock_, operator_name, "isolate", targetText(hosts, req->selector()),
-        req->reason(),
-        grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down, nothing applied")));
-  }
+  std::vector<std::string> hosts(req->hosts().begin(), req->hosts().end());
+  postOrRefuse(operator_name, "isolate", targetText(hosts, req->selector()), req->reason(),
+               reactor, [this, name = operator_name, req, resp, reactor] {
+                 doIsolate(name, *req, resp, reactor);
+               });
 }
 
 void Containment::release(std::string operator_name, const v1::ReleaseRequest* req,
                           v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
-  bool posted = !stopped_ && thread_.post([this, name = operator_name, req, resp, reactor] {
-    doRelease(name, *req, resp, reactor);
-  });
-  if (!posted) {
-    std::vector<std::string> hosts(req->hosts().begin(), req->hosts().end());
-    reactor->Finish(recordCall(
-        store_, clock_, operator_name, "release", targetText(hosts, req->selector()),
-        req->reason(),
-        grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down, nothing applied")));
-  }
+  std::vector<std::string> hosts(req->hosts().begin(), req->hosts().end());
+  postOrRefuse(operator_name, "release", targetText(hosts, req->selector()), req->reason(),
+               reactor, [this, name = operator_name, req, resp, reactor] {
+                 doRelease(name, *req, resp, reactor);
+               });
 }
 
 void Containment::doIsolate(const std::string& operator_name, const v1::IsolateRequest& req,

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -69,6 +70,11 @@ class Containment {
   void shutdown();
 
  private:
+  // Runs `work` on the containment thread; while shutting down, finishes the call at once
+  // with UNAVAILABLE ("nothing applied") and audits that instead.
+  void postOrRefuse(const std::string& operator_name, const char* action,
+                    const std::string& target, const std::string& reason,
+                    grpc::ServerUnaryReactor* reactor, std::function<void()> work);
   void doIsolate(const std::string& operator_name, const bulkhead::v1::IsolateRequest& req,
                  bulkhead::v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor);
   void doRelease(const std::string& operator_name, const bulkhead::v1::ReleaseRequest& req,
