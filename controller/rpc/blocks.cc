@@ -65,6 +65,20 @@ void Containment::listBlocks(std::string operator_name, const v1::ListBlocksRequ
                });
 }
 
+absl::StatusOr<std::vector<std::string>> Containment::blockTargets(
+    bool all, const std::vector<std::string>& hosts, const std::string& selector, bool yes) {
+  auto known = fleet_.targets();
+  if (!all) {
+    return resolveTargets(known, TargetRequest{hosts, selector, yes}, options_.selector_limit);
+  }
+  if (!hosts.empty() || !selector.empty()) {
+    return absl::InvalidArgumentError("all: cannot be combined with hosts or a selector");
+  }
+  std::vector<std::string> targets;
+  for (const auto& [h, t] : known) targets.push_back(h);
+  return targets;
+}
+
 void Containment::doBlock(const std::string& operator_name, const v1::BlockRequest& req,
                           v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
   const std::string target = blockTarget(req);
@@ -85,21 +99,10 @@ void Containment::doBlock(const std::string& operator_name, const v1::BlockReque
   if (auto s = checkBlockGuardrails(*match, blockGuardrails(), req.yes()); !s.ok()) {
     return refuse(toGrpcStatus(s));
   }
-  const std::vector<std::string> hosts(req.hosts().begin(), req.hosts().end());
-  std::vector<std::string> targets;
-  auto known = fleet_.targets();
-  if (req.all()) {
-    if (!hosts.empty() || !req.selector().empty()) {
-      return refuse(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                 "all: cannot be combined with hosts or a selector"));
-    }
-    for (const auto& [h, t] : known) targets.push_back(h);
-  } else {
-    auto resolved = resolveTargets(known, TargetRequest{hosts, req.selector(), req.yes()},
-                                   options_.selector_limit);
-    if (!resolved.ok()) return refuse(toGrpcStatus(resolved.status()));
-    targets = *std::move(resolved);
-  }
+  auto resolved =
+      blockTargets(req.all(), {req.hosts().begin(), req.hosts().end()}, req.selector(), req.yes());
+  if (!resolved.ok()) return refuse(toGrpcStatus(resolved.status()));
+  const std::vector<std::string> targets = *std::move(resolved);
   const int64_t now = clock_.nowUnixMs();
   const int64_t expires = req.ttl_ms() > 0 ? now + req.ttl_ms() : 0;
   const v1::Block block = makeBlock(*match, fmt::format("blk-{}-{}", now, next_block_++), expires,
@@ -156,27 +159,16 @@ void Containment::doUnblock(const std::string& operator_name, const v1::UnblockR
                                                (b.expires_at_unix_ms() == 0 ||
                                                 b.expires_at_unix_ms() > now);
                                       });
-  const std::vector<std::string> hosts(req.hosts().begin(), req.hosts().end());
-  std::vector<std::string> targets;
-  auto known = fleet_.targets();
-  if (req.all()) {
-    if (!hosts.empty() || !req.selector().empty()) {
-      return refuse(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                 "all: cannot be combined with hosts or a selector"));
-    }
-    for (const auto& [h, t] : known) targets.push_back(h);
-  } else {
-    if (fleet_wide) {
-      return refuse(grpc::Status(
-          grpc::StatusCode::FAILED_PRECONDITION,
-          fmt::format("{} is a fleet-wide block: remove it with --all; nothing was changed",
-                      match->describe())));
-    }
-    auto resolved = resolveTargets(known, TargetRequest{hosts, req.selector(), req.yes()},
-                                   options_.selector_limit);
-    if (!resolved.ok()) return refuse(toGrpcStatus(resolved.status()));
-    targets = *std::move(resolved);
+  if (!req.all() && fleet_wide) {
+    return refuse(grpc::Status(
+        grpc::StatusCode::FAILED_PRECONDITION,
+        fmt::format("{} is a fleet-wide block: remove it with --all; nothing was changed",
+                    match->describe())));
   }
+  auto resolved =
+      blockTargets(req.all(), {req.hosts().begin(), req.hosts().end()}, req.selector(), req.yes());
+  if (!resolved.ok()) return refuse(toGrpcStatus(resolved.status()));
+  const std::vector<std::string> targets = *std::move(resolved);
   const auto current = fleet_.desiredStates(targets);
   std::map<std::string, v1::DesiredState> states;
   std::vector<std::string> order;

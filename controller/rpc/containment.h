@@ -97,6 +97,11 @@ class Containment {
   // Adds the fleet-wide blocks a known host lacks (new or re-registered hosts).
   void propagateFleetBlocks();
   BlockGuardrails blockGuardrails() const;
+  // The hosts a block or unblock names: every known host with `all` (which takes no hosts or
+  // selector), else the hosts or the selector under resolveTargets' rules.
+  absl::StatusOr<std::vector<std::string>> blockTargets(bool all,
+                                                        const std::vector<std::string>& hosts,
+                                                        const std::string& selector, bool yes);
   std::chrono::milliseconds waitFor(uint32_t wait_ms) const;
 
   const Clock& clock_;
