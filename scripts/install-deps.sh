@@ -10,7 +10,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libnftables-dev libnl-3-dev libnl-route-3-dev libnl-nf-3-dev
   libspdlog-dev libfmt-dev libboost-program-options-dev libsqlite3-dev libssl-dev
-  libyaml-cpp-dev nlohmann-json3-dev libgtest-dev libgmock-dev
+  libyaml-cpp-dev nlohmann-json3-dev libgtest-dev libgmock-dev libarchive-dev
   # the lab and the tests: namespaces, firewall, real traffic, real sessions
   nftables iproute2 util-linux procps python3 openssh-server openssh-client conntrack
 )

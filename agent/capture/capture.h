@@ -1,0 +1,56 @@
+// The capture engine (issue 6): runs collectors, each on its own thread with a time limit and a
+// size cap, and packs what they wrote into one signed bundle (evidence/bundle.h). A collector
+// that hangs is cut at its limit (its thread is abandoned, its output up to then kept and
+// marked "timeout") and the capture completes without it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+#include "agent/collect/collector.h"
+#include "evidence/signing.h"
+
+namespace bulkhead::agent {
+
+struct CaptureOptions {
+  collect::CollectContext context;
+  // 0 = each collector's timeLimit().
+  std::chrono::milliseconds collector_time_limit{0};
+  // All recovered binaries together (ArtifactSink::copy beyond this fails with a warning).
+  uint64_t max_binaries_total = 1024 * collect::kMiB;
+  // Bundle written to spool_dir / (capture_id + ".tar.gz"); the collectors' work files go to
+  // spool_dir / (capture_id + ".work") and are removed when the bundle is finished.
+  std::filesystem::path spool_dir;
+};
+
+struct CaptureOutcome {
+  std::filesystem::path bundle;
+  std::string file_name;           // bundle.filename()
+  std::string sha256;              // hex, of the .tar.gz
+  uint64_t size = 0;
+  std::string manifest_sha256;
+  uint32_t files = 0;
+  int64_t duration_ms = 0;
+  nlohmann::json collectors;       // the collection log's lines, as an array
+};
+
+// stage: "collecting" (done/total = collectors finished/started; detail "processes ok 120 ms"),
+// "packing" (done/total = bytes). Called from the engine's threads, never concurrently.
+using CaptureProgress = std::function<void(const std::string& stage, const std::string& detail,
+                                           uint64_t done, uint64_t total)>;
+
+// Fails only if the bundle cannot be written or signed; collector failures are in the log.
+absl::StatusOr<CaptureOutcome> runCapture(const CaptureOptions& options,
+                                          std::vector<std::unique_ptr<collect::Collector>> collectors,
+                                          const evidence::Signer& signer,
+                                          const CaptureProgress& progress);
+
+}  // namespace bulkhead::agent

@@ -1,0 +1,17 @@
+// PLACEHOLDER (lead): replaced by the engineer who owns this collector.
+#include "agent/collect/collectors.h"
+
+namespace bulkhead::agent::collect {
+namespace {
+class Placeholder final : public Collector {
+ public:
+  std::string_view name() const override { return "network"; }
+  absl::Status collect(const CollectContext&, ArtifactSink&) override {
+    return absl::UnimplementedError("network collector not built yet");
+  }
+};
+}  // namespace
+
+std::unique_ptr<Collector> makeNetworkCollector() { return std::make_unique<Placeholder>(); }
+
+}  // namespace bulkhead::agent::collect

@@ -1,0 +1,17 @@
+// PLACEHOLDER (lead): replaced by the engineer who owns this collector.
+#include "agent/collect/collectors.h"
+
+namespace bulkhead::agent::collect {
+namespace {
+class Placeholder final : public Collector {
+ public:
+  std::string_view name() const override { return "open_files"; }
+  absl::Status collect(const CollectContext&, ArtifactSink&) override {
+    return absl::UnimplementedError("open_files collector not built yet");
+  }
+};
+}  // namespace
+
+std::unique_ptr<Collector> makeOpenFilesCollector() { return std::make_unique<Placeholder>(); }
+
+}  // namespace bulkhead::agent::collect

@@ -1,0 +1,81 @@
+// The evidence bundle (format "bulkhead-evidence/1", described in evidence/README.md): a
+// tar.gz any responder opens with `tar xzf`, one directory "<capture_id>/" holding the
+// artifacts, recovered binaries, the collection log, a manifest of SHA-256 per file, the
+// agent's signature of the manifest and the agent's certificate.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "evidence/signing.h"
+
+namespace bulkhead::evidence {
+
+inline constexpr std::string_view kFormat = "bulkhead-evidence/1";
+
+// Writes a bundle to a file, streaming: each added file is hashed and written as it comes.
+class BundleWriter {
+ public:
+  // `dir` is the bundle's top directory ("<capture_id>"); `manifest_fields` are copied into
+  // manifest.json (capture_id, host_id, hostname, requested_by, reason, times, clock offset,
+  // agent_version...); "format" and "files" are added by finish().
+  static absl::StatusOr<std::unique_ptr<BundleWriter>> create(const std::filesystem::path& out,
+                                                              std::string dir,
+                                                              nlohmann::json manifest_fields);
+  virtual ~BundleWriter() = default;
+  // `path` is relative to the top directory ("artifacts/processes.jsonl").
+  virtual absl::Status addBytes(std::string_view path, std::string_view bytes) = 0;
+  // Copies a whole file from disk into the bundle at `path`.
+  virtual absl::Status addFile(std::string_view path, const std::filesystem::path& from) = 0;
+  struct Result {
+    std::string sha256;             // hex, of the whole .tar.gz
+    uint64_t size = 0;
+    std::string manifest_sha256;    // hex, of manifest.json
+    uint32_t files = 0;             // files in the manifest
+  };
+  // Writes manifest.json, manifest.sig (signer.sign(manifest.json)) and agent.crt, closes the
+  // archive and fsyncs it.
+  virtual absl::StatusOr<Result> finish(const Signer& signer) = 0;
+};
+
+struct Problem {
+  std::string file;      // path inside the bundle, or the bundle file itself, or "signature"
+  std::string problem;
+};
+
+struct Verification {
+  bool ok() const { return problems.empty(); }
+  std::vector<Problem> problems;
+  uint32_t files_checked = 0;
+  nlohmann::json manifest;        // parsed manifest.json (null if unreadable)
+  std::string manifest_sha256;
+  bool signature_ok = false;      // signature valid and signer certificate accepted
+  std::vector<std::string> collector_errors;   // "collector: error" from collection-log.jsonl
+};
+
+struct VerifyOptions {
+  std::string expected_sha256;    // hex SHA-256 of the whole file (the evidence id); empty: skip
+  std::string ca_pem;             // fleet CA; empty: the signer's certificate is not checked
+  std::string expected_host_id;   // empty: not checked
+};
+
+// Reads the bundle once: recomputes every member's SHA-256 against the manifest (missing,
+// extra and changed files are problems naming the file), the whole file's SHA-256, the
+// signature and the signer. Only an unreadable file is an error status; corruption (a bad
+// gzip stream) is a problem naming the bundle file.
+absl::StatusOr<Verification> verifyBundle(const std::filesystem::path& bundle,
+                                          const VerifyOptions& options);
+
+// The content of one member (path relative to the top directory); NotFound if absent.
+absl::StatusOr<std::string> readMember(const std::filesystem::path& bundle,
+                                       std::string_view path, uint64_t max_bytes = 256 << 20);
+
+}  // namespace bulkhead::evidence

@@ -1,0 +1,43 @@
+// Signing and checking evidence manifests with the agent's mTLS key (ECDSA P-256, SHA-256,
+// DER signature), and checking the signer's certificate against the fleet CA. Stock tools can
+// check the same signature:
+//   openssl x509 -in agent.crt -pubkey -noout > agent.pub
+//   openssl dgst -sha256 -verify agent.pub -signature manifest.sig manifest.json
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace bulkhead::evidence {
+
+class Signer {
+ public:
+  // The agent's key and certificate (PEM). Fails if the key does not match the certificate.
+  static absl::StatusOr<Signer> fromPem(std::string key_pem, std::string cert_pem);
+  // DER-encoded ECDSA signature over SHA-256(data).
+  absl::StatusOr<std::string> sign(std::string_view data) const;
+  const std::string& certPem() const { return cert_pem_; }
+
+ private:
+  Signer(std::string key_pem, std::string cert_pem)
+      : key_pem_(std::move(key_pem)), cert_pem_(std::move(cert_pem)) {}
+  std::string key_pem_;
+  std::string cert_pem_;
+};
+
+// OK if `signature` is a valid signature of `data` by the certificate's key.
+absl::Status checkSignature(std::string_view cert_pem, std::string_view data,
+                            std::string_view signature);
+
+// OK if `cert_pem` was issued by `ca_pem`, is an agent certificate (OU=agent) and its CN is
+// `host_id`. Expiry is not checked: evidence outlives certificates.
+absl::Status checkSigner(std::string_view cert_pem, std::string_view ca_pem,
+                         std::string_view host_id);
+
+// Hex SHA-256.
+std::string sha256Hex(std::string_view data);
+
+}  // namespace bulkhead::evidence
