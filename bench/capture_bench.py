@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Capture benchmark in the lab (root): a controller and one agent (h1); h1 first as it is, then
+with 1,000 extra processes and 5,000 extra sockets (2,500 established TCP connections over
+loopback, both ends). For each, N captures from the jump host; prints the medians of the time
+the agent spent collecting and packing (manifest started -> finished), the end-to-end time of
+`bulkhead capture --output` (request, collect, upload, store, download) and the bundle size, and
+each collector's median duration. Target (DESIGN.md): capture of a host with 1,000 processes
+<= 2 s.
+
+    python3 bench/capture_bench.py [--build-dir build] [--runs 5] [--procs 1000] [--sockets 5000]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tarfile
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(REPO, "tests", "lab"))
+
+from bhlab import Lab, wait_until  # noqa: E402
+from fleet import Fleet  # noqa: E402
+
+LOAD = r"""
+import os, resource, signal, socket, sys, time
+procs, pairs, ready = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+resource.setrlimit(resource.RLIMIT_NOFILE, (pairs * 2 + 1024, pairs * 2 + 1024))
+kids = []
+for _ in range(procs):
+    pid = os.fork()
+    if pid == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.execv("/bin/sleep", ["sleep", "3600"])
+    kids.append(pid)
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", 0)); l.listen(4096)
+held = []
+for _ in range(pairs):
+    c = socket.create_connection(l.getsockname())
+    s, _ = l.accept()
+    held += [c, s]
+open(ready, "w").write(str(len(held)))
+def stop(*_):
+    for k in kids:
+        try: os.kill(k, signal.SIGKILL)
+        except OSError: pass
+    os._exit(0)
+signal.signal(signal.SIGTERM, stop)
+while True: time.sleep(3600)
+"""
+
+
+def capture_once(fleet, out_dir, label, i):
+    out = os.path.join(out_dir, f"{label}-{i}.tar.gz")
+    t0 = time.monotonic()
+    rc, doc, err = fleet.cli("capture", "h1", "--reason", f"bench {label} {i}", "--output", out,
+                             timeout=600)
+    wall = time.monotonic() - t0
+    if rc != 0:
+        raise RuntimeError(f"capture failed ({rc}): {err}")
+    with tarfile.open(out, "r:gz") as t:
+        top = t.getnames()[0].split("/", 1)[0]
+        manifest = json.load(t.extractfile(f"{top}/manifest.json"))
+        log = [json.loads(x) for x in t.extractfile(f"{top}/collection-log.jsonl").read()
+               .decode().splitlines() if x.strip()]
+        procs = sum(1 for _ in t.extractfile(f"{top}/artifacts/processes.jsonl"))
+        socks = sum(1 for _ in t.extractfile(f"{top}/artifacts/sockets.jsonl"))
+    os.unlink(out)
+    return {"collect_s": (manifest["finished_at_unix_ms"] - manifest["started_at_unix_ms"]) / 1e3,
+            "wall_s": wall, "size": int(doc["size"]), "procs": procs, "sockets": socks,
+            "collectors": {e["collector"]: e["duration_ms"] for e in log}}
+
+
+def report(label, runs):
+    med = lambda k: statistics.median(r[k] for r in runs)  # noqa: E731
+    print(f"{label}: {runs[0]['procs']} processes, {runs[0]['sockets']} sockets, "
+          f"{len(runs)} runs")
+    print(f"  collect+pack median {med('collect_s'):.3f} s (min {min(r['collect_s'] for r in runs):.3f},"
+          f" max {max(r['collect_s'] for r in runs):.3f})")
+    print(f"  end to end (capture --output) median {med('wall_s'):.3f} s")
+    print(f"  bundle median {med('size') / 2**20:.2f} MiB")
+    names = runs[0]["collectors"].keys()
+    print("  collectors (median ms): " + ", ".join(
+        f"{n} {statistics.median(r['collectors'].get(n, 0) for r in runs):.0f}" for n in names))
+    sys.stdout.flush()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build-dir", default=os.path.join(REPO, "build"))
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--procs", type=int, default=1000)
+    ap.add_argument("--sockets", type=int, default=5000)
+    a = ap.parse_args()
+    with Lab(hosts=1) as lab:
+        fleet = Fleet(lab, os.path.abspath(a.build_dir), heartbeat_interval="5s",
+                      heartbeat_timeout="15s", log_level="warn")
+        fleet.start_controller()
+        fleet.start_agent("h1", {"role": "web"})
+        fleet.wait_online(["h1"])
+        out_dir = os.path.join(lab.tmpdir, "bench")
+        os.makedirs(out_dir)
+        report("idle host", [capture_once(fleet, out_dir, "idle", i) for i in range(a.runs)])
+        ready = os.path.join(lab.tmpdir, "load.ready")
+        load = lab.spawn("h1", [sys.executable, "-c", LOAD, str(a.procs), str(a.sockets // 2),
+                                ready], label="load")
+        wait_until(lambda: os.path.exists(ready) or load.poll() is not None, 300,
+                   desc="load ready")
+        if load.poll() is not None:
+            print(lab.log_text(load), file=sys.stderr)
+            return 1
+        report(f"+{a.procs} processes, +{a.sockets} sockets",
+               [capture_once(fleet, out_dir, "loaded", i) for i in range(a.runs)])
+        load.terminate()
+        load.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
