@@ -6,12 +6,12 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -33,21 +33,32 @@ class BundleWriter {
   virtual ~BundleWriter() = default;
   // `path` is relative to the top directory ("artifacts/processes.jsonl").
   virtual absl::Status addBytes(std::string_view path, std::string_view bytes) = 0;
-  // Copies a whole file from disk into the bundle at `path`.
+  // Copies a whole file from disk into the bundle at `path`, streaming in 1 MiB blocks (the
+  // file is never held in memory). The file must not shrink while it is copied.
   virtual absl::Status addFile(std::string_view path, const std::filesystem::path& from) = 0;
+  // Calls `progress(bytes)` with the member bytes added so far, about every `every_bytes` and
+  // after each member. Default: no progress reports.
+  virtual void setProgress(std::function<void(uint64_t bytes)> progress, uint64_t every_bytes) {
+    (void)progress;
+    (void)every_bytes;
+  }
   struct Result {
-    std::string sha256;             // hex, of the whole .tar.gz
+    std::string sha256;  // hex, of the whole .tar.gz
     uint64_t size = 0;
-    std::string manifest_sha256;    // hex, of manifest.json
-    uint32_t files = 0;             // files in the manifest
+    std::string manifest_sha256;  // hex, of manifest.json
+    uint32_t files = 0;           // files in the manifest
   };
   // Writes manifest.json, manifest.sig (signer.sign(manifest.json)) and agent.crt, closes the
-  // archive and fsyncs it.
+  // archive and fsyncs it. Paths must be clean relative paths, each added once; manifest.json,
+  // manifest.sig and agent.crt are reserved. After any failure every call fails with it. A
+  // writer destroyed before finish() succeeded removes its partial file.
   virtual absl::StatusOr<Result> finish(const Signer& signer) = 0;
 };
 
 struct Problem {
-  std::string file;      // path inside the bundle, or the bundle file itself, or "signature"
+  // Path inside the bundle ("manifest.sig": the signature, "agent.crt": the signer), or the
+  // bundle file's own path (whole-file hash, corrupt gzip/tar stream).
+  std::string file;
   std::string problem;
 };
 
@@ -55,16 +66,17 @@ struct Verification {
   bool ok() const { return problems.empty(); }
   std::vector<Problem> problems;
   uint32_t files_checked = 0;
-  nlohmann::json manifest;        // parsed manifest.json (null if unreadable)
+  nlohmann::json manifest;  // parsed manifest.json (null if unreadable)
   std::string manifest_sha256;
-  bool signature_ok = false;      // signature valid and signer certificate accepted
-  std::vector<std::string> collector_errors;   // "collector: error" from collection-log.jsonl
+  bool signature_ok = false;  // signature valid and signer certificate accepted
+  // "collector: status: error" for each collection-log.jsonl line whose status is not "ok".
+  std::vector<std::string> collector_errors;
 };
 
 struct VerifyOptions {
-  std::string expected_sha256;    // hex SHA-256 of the whole file (the evidence id); empty: skip
-  std::string ca_pem;             // fleet CA; empty: the signer's certificate is not checked
-  std::string expected_host_id;   // empty: not checked
+  std::string expected_sha256;   // hex SHA-256 of the whole file (the evidence id); empty: skip
+  std::string ca_pem;            // fleet CA; empty: the signer's certificate is not checked
+  std::string expected_host_id;  // empty: not checked
 };
 
 // Reads the bundle once: recomputes every member's SHA-256 against the manifest (missing,
@@ -75,7 +87,7 @@ absl::StatusOr<Verification> verifyBundle(const std::filesystem::path& bundle,
                                           const VerifyOptions& options);
 
 // The content of one member (path relative to the top directory); NotFound if absent.
-absl::StatusOr<std::string> readMember(const std::filesystem::path& bundle,
-                                       std::string_view path, uint64_t max_bytes = 256 << 20);
+absl::StatusOr<std::string> readMember(const std::filesystem::path& bundle, std::string_view path,
+                                       uint64_t max_bytes = 256 << 20);
 
 }  // namespace bulkhead::evidence

@@ -33,7 +33,7 @@ absl::Status checkSignature(std::string_view cert_pem, std::string_view data,
                             std::string_view signature);
 
 // OK if `cert_pem` was issued by `ca_pem`, is an agent certificate (OU=agent) and its CN is
-// `host_id`. Expiry is not checked: evidence outlives certificates.
+// `host_id` (empty `host_id`: any agent). Expiry is not checked: evidence outlives certificates.
 absl::Status checkSigner(std::string_view cert_pem, std::string_view ca_pem,
                          std::string_view host_id);
 
