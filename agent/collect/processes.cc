@@ -1,17 +1,302 @@
-// PLACEHOLDER (lead): replaced by the engineer who owns this collector.
+// processes.jsonl, binaries/<sha256>, hidden_pids.jsonl (evidence/README.md).
+//
+// One pass over the numeric directories of ctx.proc_root. Each process is read relative to a
+// directory fd of /proc/PID, so a pid that exits mid-read fails its reads (skipped silently)
+// instead of a reused pid answering them. Executables are hashed once per (device, inode);
+// deleted and memfd executables are copied into the bundle through /proc/PID/exe, which
+// still reads the unlinked file. Hidden pids (answering kill(pid, 0) but absent from the
+// listing, as with a getdents-hooking rootkit) are probed only on the real /proc.
+#include "agent/core/processes.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <unordered_map>
+#include <vector>
+
 #include "agent/collect/collectors.h"
+#include "agent/collect/proc_files.h"
+#include "agent/linux/proc_scan.h"
+#include "common/format.h"
 
 namespace bulkhead::agent::collect {
 namespace {
-class Placeholder final : public Collector {
- public:
-  std::string_view name() const override { return "processes"; }
-  absl::Status collect(const CollectContext&, ArtifactSink&) override {
-    return absl::UnimplementedError("processes collector not built yet");
+
+using nlohmann::json;
+
+constexpr size_t kStatCap = 4096;
+constexpr size_t kStatusCap = 16384;
+constexpr size_t kCmdlineCap = 64 * 1024;
+constexpr size_t kEnvironCap = 8 * 1024;  // README: environ is capped
+constexpr int kHiddenProbeMargin = 32768;
+
+struct ExeKey {
+  uint64_t dev = 0;
+  uint64_t ino = 0;
+  bool operator==(const ExeKey& o) const { return dev == o.dev && ino == o.ino; }
+};
+struct ExeKeyHash {
+  size_t operator()(const ExeKey& k) const {
+    return std::hash<uint64_t>()(k.ino * 1000003u ^ k.dev);
   }
 };
+
+// What is known of one executable file, shared by every process running it.
+struct ExeInfo {
+  json sha256 = nullptr;  // hex, or null when it could not be read
+  bool recovery_tried = false;
+  json recovered = nullptr;  // "binaries/<sha256>"
+  bool truncated = false;
+};
+
+// One collect() call: caches and buffers live here, not in globals (see collector.h).
+class ProcessScan {
+ public:
+  ProcessScan(const CollectContext& ctx, ArtifactSink& sink, int proc_fd)
+      : ctx_(ctx), sink_(sink), proc_fd_(proc_fd) {
+    long t = ::sysconf(_SC_CLK_TCK);
+    ticks_ = t > 0 ? static_cast<uint64_t>(t) : 100;
+    if (proc::readFileAt(proc_fd_, "stat", 1 << 20, &buf_)) {
+      if (auto b = proc::parseBootTime(buf_)) btime_ms_ = *b * 1000;
+    }
+    if (!btime_ms_) sink_.warn(fmt::format("no btime in {}/stat", ctx_.proc_root.string()));
+  }
+
+  absl::Status run() {
+    std::optional<int64_t> listed_at_ms;
+    if (proc::readFileAt(proc_fd_, "uptime", 4096, &buf_)) listed_at_ms = proc::parseUptimeMs(buf_);
+    std::vector<int> pids;
+    if (!proc::forEachNumericEntry(proc_fd_, ".", [&](int pid, const char*) {
+          pids.push_back(pid);
+          return true;
+        })) {
+      return absl::UnavailableError(
+          fmt::format("cannot list {}: {}", ctx_.proc_root.string(), std::strerror(errno)));
+    }
+    for (int pid : pids) {
+      if (sink_.stopped()) return absl::OkStatus();
+      std::optional<json> r = readProcess(pid);
+      if (!r) continue;  // exited meanwhile
+      if (!sink_.record("processes.jsonl", *r)) return absl::OkStatus();
+    }
+    if (ctx_.proc_root == "/proc") probeHidden(pids, listed_at_ms);
+    return absl::OkStatus();
+  }
+
+ private:
+  std::optional<json> readProcess(int pid) {
+    char name[16];
+    std::snprintf(name, sizeof name, "%d", pid);
+    proc::ScopedFd dir = proc::openDir(proc_fd_, name);
+    if (!dir.ok() || !proc::readFileAt(dir.get(), "stat", kStatCap, &buf_)) return std::nullopt;
+    auto st = parseProcStat(buf_);
+    if (!st.ok()) {
+      sink_.warn(fmt::format("pid {}: {}", pid, st.status()));
+      return std::nullopt;
+    }
+    if (!proc::readFileAt(dir.get(), "status", kStatusCap, &buf_)) return std::nullopt;
+    proc::StatusFields status = proc::parseStatusFields(buf_);
+
+    json r;
+    r["pid"] = pid;
+    r["ppid"] = status.ppid >= 0 ? status.ppid : st->ppid;
+    r["comm"] = proc::utf8(st->comm);
+    r["cmdline"] = proc::readFileAt(dir.get(), "cmdline", kCmdlineCap, &buf_) ? proc::splitNul(buf_)
+                                                                              : json::array();
+    r["state"] = std::string(1, st->state);
+    r["uid"] = status.uid ? json(*status.uid) : json(nullptr);
+    r["euid"] = status.euid ? json(*status.euid) : json(nullptr);
+    r["gid"] = status.gid ? json(*status.gid) : json(nullptr);
+    r["user"] = status.uid ? userName(*status.uid) : json(nullptr);
+    r["loginuid"] = auditId(dir.get(), "loginuid");
+    r["sessionid"] = auditId(dir.get(), "sessionid");
+    auto tty = proc::ttyOrNone(st->tty_nr);
+    r["tty"] = tty ? json(*tty) : json(nullptr);
+    r["start_time_unix_ms"] =
+        btime_ms_ ? json(*btime_ms_ + static_cast<int64_t>(st->start_ticks * 1000 / ticks_))
+                  : json(nullptr);
+    r["threads"] = status.threads >= 0 ? json(status.threads) : json(nullptr);
+    addExe(pid, dir.get(), &r);
+    r["cwd"] = link(dir.get(), "cwd");
+    r["root"] = link(dir.get(), "root");
+    r["environ"] = proc::readFileAt(dir.get(), "environ", kEnvironCap, &buf_) ? proc::splitNul(buf_)
+                                                                              : json(nullptr);
+    return r;
+  }
+
+  // exe, exe_deleted, exe_memfd, exe_sha256, exe_dev, exe_inode, exe_size, recovered,
+  // recovered_truncated.
+  void addExe(int pid, int dir, json* r) {
+    json& out = *r;
+    out["exe"] = nullptr;
+    out["exe_deleted"] = false;
+    out["exe_memfd"] = false;
+    out["exe_sha256"] = nullptr;
+    out["exe_dev"] = nullptr;
+    out["exe_inode"] = nullptr;
+    out["exe_size"] = nullptr;
+    out["recovered"] = nullptr;
+    out["recovered_truncated"] = false;
+    std::optional<std::string> target = proc::readLinkAt(dir, "exe");
+    if (!target) return;  // kernel thread, or exited
+    proc::LinkFlags flags = proc::linkFlags(*target);
+    out["exe"] = proc::utf8(*target);
+    out["exe_deleted"] = flags.deleted;
+    out["exe_memfd"] = flags.memfd;
+    struct stat st {};
+    if (::fstatat(dir, "exe", &st, 0) != 0) {
+      sink_.warn(fmt::format("pid {}: cannot stat exe {}: {}", pid, proc::utf8(*target),
+                             std::strerror(errno)));
+      return;
+    }
+    out["exe_dev"] = static_cast<uint64_t>(st.st_dev);
+    out["exe_inode"] = static_cast<uint64_t>(st.st_ino);
+    out["exe_size"] = static_cast<int64_t>(st.st_size);
+    ExeInfo& info =
+        exes_[ExeKey{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)}];
+    if (info.sha256.is_null()) {
+      // The one costly step of the scan: each distinct executable is read once.
+      auto sha = sha256OfFile(fmt::format("{}/{}/exe", ctx_.proc_root.string(), pid));
+      if (sha.ok()) {
+        info.sha256 = *sha;
+      } else {
+        sink_.warn(fmt::format("pid {}: exe not hashed: {}", pid, sha.status()));
+      }
+    }
+    out["exe_sha256"] = info.sha256;
+    if ((flags.deleted || flags.memfd) && info.sha256.is_string()) recover(pid, dir, &info);
+    out["recovered"] = info.recovered;
+    out["recovered_truncated"] = info.truncated;
+  }
+
+  // Copies a deleted or memfd executable into the bundle as binaries/<sha256> (once).
+  void recover(int pid, int dir, ExeInfo* info) {
+    if (info->recovery_tried) return;
+    info->recovery_tried = true;
+    std::string path = fmt::format("binaries/{}", info->sha256.get<std::string>());
+    if (sink_.has(path)) {
+      info->recovered = path;
+      return;
+    }
+    proc::ScopedFd fd(::openat(dir, "exe", O_RDONLY | O_CLOEXEC));
+    if (!fd.ok()) {
+      sink_.warn(fmt::format("pid {}: deleted exe not recovered: {}", pid, std::strerror(errno)));
+      return;
+    }
+    auto copied = sink_.copy(path, fd.get(), ctx_.max_binary_bytes);
+    if (!copied.ok()) {
+      sink_.warn(fmt::format("pid {}: deleted exe not recovered: {}", pid, copied.status()));
+      return;
+    }
+    info->recovered = path;
+    info->truncated = copied->truncated;
+  }
+
+  json auditId(int dir, const char* file) {
+    if (!proc::readFileAt(dir, file, 64, &buf_)) return nullptr;
+    auto id = proc::auditIdOrUnset(buf_);
+    return id ? json(*id) : json(nullptr);
+  }
+
+  static json link(int dir, const char* file) {
+    auto t = proc::readLinkAt(dir, file);
+    return t ? json(proc::utf8(*t)) : json(nullptr);
+  }
+
+  // The user name of `uid` through NSS, null if it has none. Cached per scan.
+  json userName(uint32_t uid) {
+    auto [it, inserted] = users_.try_emplace(uid, nullptr);
+    if (inserted) {
+      passwd pw{};
+      passwd* res = nullptr;
+      char buf[4096];
+      if (::getpwuid_r(uid, &pw, buf, sizeof buf, &res) == 0 && res != nullptr) {
+        it->second = proc::utf8(pw.pw_name);
+      }
+    }
+    return it->second;
+  }
+
+  // hidden_pids.jsonl: pids 1..min(pid_max, highest listed + 32768) that exist (kill(pid, 0)
+  // finds them) but were not listed, excluding threads (Tgid != pid) and processes that
+  // started after the listing or appear in a second listing.
+  void probeHidden(const std::vector<int>& pids, std::optional<int64_t> listed_at_ms) {
+    int pid_max = 4194304;  // PID_MAX_LIMIT
+    if (proc::readFileAt(proc_fd_, "sys/kernel/pid_max", 64, &buf_)) {
+      int v = std::atoi(buf_.c_str());
+      if (v > 0) pid_max = v;
+    }
+    int highest = pids.empty() ? 0 : *std::max_element(pids.begin(), pids.end());
+    const int limit = std::min(pid_max, highest + kHiddenProbeMargin);
+    std::vector<bool> listed(static_cast<size_t>(limit) + 1, false);
+    for (int p : pids) {
+      if (p <= limit) listed[static_cast<size_t>(p)] = true;
+    }
+    std::vector<int> candidates;
+    for (int p = 1; p <= limit; ++p) {
+      if ((p & 4095) == 0 && sink_.stopped()) return;
+      if (listed[static_cast<size_t>(p)]) continue;
+      if (::kill(p, 0) == 0 || errno == EPERM) candidates.push_back(p);
+    }
+    if (candidates.empty()) return;
+    std::vector<bool> relisted(static_cast<size_t>(limit) + 1, false);
+    proc::forEachNumericEntry(proc_fd_, ".", [&](int p, const char*) {
+      if (p <= limit) relisted[static_cast<size_t>(p)] = true;
+      return true;
+    });
+    for (int p : candidates) {
+      if (sink_.stopped()) return;
+      if (relisted[static_cast<size_t>(p)]) continue;  // started after the first listing
+      char name[16];
+      std::snprintf(name, sizeof name, "%d", p);
+      proc::ScopedFd dir = proc::openDir(proc_fd_, name);
+      if (!dir.ok() || !proc::readFileAt(dir.get(), "status", kStatusCap, &buf_)) continue;
+      if (proc::parseStatusFields(buf_).tgid != p) continue;  // a thread: never listed
+      if (!proc::readFileAt(dir.get(), "stat", kStatCap, &buf_)) continue;
+      auto st = parseProcStat(buf_);
+      if (!st.ok()) continue;
+      if (listed_at_ms &&
+          static_cast<int64_t>(st->start_ticks * 1000 / ticks_) > *listed_at_ms + 10) {
+        continue;  // started after the listing
+      }
+      if (!sink_.record("hidden_pids.jsonl", json{{"pid", p}, {"comm", proc::utf8(st->comm)}})) {
+        return;
+      }
+    }
+  }
+
+  const CollectContext& ctx_;
+  ArtifactSink& sink_;
+  const int proc_fd_;
+  uint64_t ticks_ = 100;
+  std::optional<int64_t> btime_ms_;
+  std::string buf_;  // reused by every read
+  std::unordered_map<ExeKey, ExeInfo, ExeKeyHash> exes_;
+  std::unordered_map<uint32_t, json> users_;
+};
+
+class ProcessCollector final : public Collector {
+ public:
+  std::string_view name() const override { return "processes"; }
+  absl::Status collect(const CollectContext& ctx, ArtifactSink& sink) override {
+    proc::ScopedFd proc_fd = proc::openDir(AT_FDCWD, ctx.proc_root.c_str());
+    if (!proc_fd.ok()) {
+      return absl::UnavailableError(
+          fmt::format("cannot open {}: {}", ctx.proc_root.string(), std::strerror(errno)));
+    }
+    return ProcessScan(ctx, sink, proc_fd.get()).run();
+  }
+};
+
 }  // namespace
 
-std::unique_ptr<Collector> makeProcessCollector() { return std::make_unique<Placeholder>(); }
+std::unique_ptr<Collector> makeProcessCollector() { return std::make_unique<ProcessCollector>(); }
 
 }  // namespace bulkhead::agent::collect

@@ -1,0 +1,254 @@
+#include "agent/collect/proc_files.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+
+#include "agent/core/processes.h"
+
+namespace bulkhead::agent::collect::proc {
+namespace {
+
+template <typename T>
+bool parseNumber(std::string_view s, T* out) {
+  if (s.empty()) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+std::string_view firstField(std::string_view s) {
+  size_t b = s.find_first_not_of(" \t");
+  if (b == std::string_view::npos) return {};
+  size_t e = s.find_first_of(" \t\n", b);
+  return s.substr(b, e == std::string_view::npos ? std::string_view::npos : e - b);
+}
+
+// Splits off the next whitespace-separated field of *s (leading blanks skipped).
+std::string_view nextField(std::string_view* s) {
+  size_t b = s->find_first_not_of(' ');
+  if (b == std::string_view::npos) {
+    *s = {};
+    return {};
+  }
+  size_t e = s->find(' ', b);
+  std::string_view f = s->substr(b, e == std::string_view::npos ? std::string_view::npos : e - b);
+  *s = e == std::string_view::npos ? std::string_view{} : s->substr(e);
+  return f;
+}
+
+}  // namespace
+
+ScopedFd& ScopedFd::operator=(ScopedFd&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.release();
+  }
+  return *this;
+}
+
+ScopedFd::~ScopedFd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+ScopedFd openDir(int dirfd, const char* name) {
+  return ScopedFd(::openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+}
+
+bool readFileAt(int dirfd, const char* name, size_t cap, std::string* out) {
+  out->clear();
+  ScopedFd fd(::openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+  if (!fd.ok()) return false;
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  char buf[16384];
+  while (out->size() < cap) {
+    ssize_t n = ::read(fd.get(), buf, std::min(sizeof buf, cap - out->size()));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    if (n == 0) break;
+    out->append(buf, static_cast<size_t>(n));
+  }
+  return true;
+}
+
+std::optional<std::string> readLinkAt(int dirfd, const char* name) {
+  char buf[4096];
+  ssize_t n = ::readlinkat(dirfd, name, buf, sizeof buf);
+  if (n < 0) return std::nullopt;
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+bool forEachNumericEntry(int dirfd, const char* name,
+                         absl::FunctionRef<bool(int number, const char* entry)> each) {
+  ScopedFd fd = openDir(dirfd, name);
+  if (!fd.ok()) return false;
+  DIR* d = ::fdopendir(fd.get());
+  if (d == nullptr) return false;
+  fd.release();  // owned by `d` now
+  while (dirent* e = ::readdir(d)) {
+    int n = 0;
+    const char* s = e->d_name;
+    if (*s < '0' || *s > '9' || (*s == '0' && s[1] != '\0')) continue;
+    auto [p, ec] = std::from_chars(s, s + std::char_traits<char>::length(s), n);
+    if (ec != std::errc() || *p != '\0') continue;
+    if (!each(n, s)) break;
+  }
+  ::closedir(d);
+  return true;
+}
+
+std::string utf8(std::string_view s) {
+  bool ascii = true;
+  for (char c : s) {
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      ascii = false;
+      break;
+    }
+  }
+  if (ascii) return std::string(s);
+  // nlohmann's serializer knows UTF-8: let it replace what is invalid, then read it back.
+  std::string dumped =
+      nlohmann::json(std::string(s)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return nlohmann::json::parse(dumped).get<std::string>();
+}
+
+StatusFields parseStatusFields(std::string_view text) {
+  StatusFields f;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t eol = text.find('\n', pos);
+    if (eol == std::string_view::npos) eol = text.size();
+    std::string_view line = text.substr(pos, eol - pos);
+    pos = eol + 1;
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string_view key = line.substr(0, colon);
+    std::string_view rest = line.substr(colon + 1);
+    if (key == "Tgid") {
+      parseNumber(firstField(rest), &f.tgid);
+    } else if (key == "PPid") {
+      parseNumber(firstField(rest), &f.ppid);
+    } else if (key == "Threads") {
+      parseNumber(firstField(rest), &f.threads);
+    } else if (key == "Uid" || key == "Gid") {
+      // "Uid:\treal\teffective\tsaved\tfs"
+      uint32_t real = 0, effective = 0;
+      size_t b = rest.find_first_not_of(" \t");
+      std::string_view tail = b == std::string_view::npos ? std::string_view{} : rest.substr(b);
+      std::string_view a = firstField(tail);
+      std::string_view after = tail.substr(a.size());
+      bool ok_real = parseNumber(a, &real);
+      bool ok_eff = parseNumber(firstField(after), &effective);
+      if (key == "Uid") {
+        if (ok_real) f.uid = real;
+        if (ok_eff) f.euid = effective;
+      } else if (ok_real) {
+        f.gid = real;
+      }
+    }
+  }
+  return f;
+}
+
+nlohmann::json splitNul(std::string_view raw) {
+  nlohmann::json out = nlohmann::json::array();
+  while (!raw.empty()) {
+    size_t nul = raw.find('\0');
+    std::string_view part = raw.substr(0, nul);
+    out.push_back(utf8(part));
+    if (nul == std::string_view::npos) break;
+    raw.remove_prefix(nul + 1);
+  }
+  return out;
+}
+
+std::optional<int64_t> parseBootTime(std::string_view proc_stat) {
+  size_t pos = proc_stat.rfind("\nbtime ", std::string_view::npos);
+  if (pos == std::string_view::npos) {
+    if (proc_stat.substr(0, 6) != "btime ") return std::nullopt;
+    pos = 0;
+  } else {
+    pos += 1;
+  }
+  int64_t v = 0;
+  if (!parseNumber(firstField(proc_stat.substr(pos + 6)), &v)) return std::nullopt;
+  return v;
+}
+
+std::optional<int64_t> parseUptimeMs(std::string_view proc_uptime) {
+  std::string_view f = firstField(proc_uptime);
+  size_t dot = f.find('.');
+  int64_t secs = 0;
+  if (!parseNumber(f.substr(0, dot), &secs)) return std::nullopt;
+  int64_t ms = 0;
+  if (dot != std::string_view::npos) {
+    std::string_view frac = f.substr(dot + 1);
+    int digits = 0;
+    for (char c : frac) {
+      if (c < '0' || c > '9') return std::nullopt;
+      if (digits++ < 3) ms = ms * 10 + (c - '0');
+    }
+    for (; digits < 3; ++digits) ms *= 10;
+  }
+  return secs * 1000 + ms;
+}
+
+LinkFlags linkFlags(std::string_view target) {
+  static constexpr std::string_view kDeleted = " (deleted)";
+  static constexpr std::string_view kMemfd = "/memfd:";
+  LinkFlags f;
+  f.deleted = target.size() >= kDeleted.size() &&
+              target.substr(target.size() - kDeleted.size()) == kDeleted;
+  f.memfd = target.substr(0, kMemfd.size()) == kMemfd;
+  return f;
+}
+
+std::optional<uint32_t> auditIdOrUnset(std::string_view text) {
+  auto v = parseAuditId("audit id", text);
+  if (!v.ok() || *v == kNoAuditId) return std::nullopt;
+  return *v;
+}
+
+std::optional<std::string> ttyOrNone(int tty_nr) {
+  std::string name = ttyName(tty_nr);
+  if (name.empty()) return std::nullopt;
+  return name;
+}
+
+std::optional<MapLine> parseMapsLine(std::string_view line) {
+  // "start-end perms offset dev inode [spaces] path"
+  MapLine m;
+  std::string_view rest = line;
+  std::string_view range = nextField(&rest);
+  size_t dash = range.find('-');
+  if (dash == std::string_view::npos) return std::nullopt;
+  m.start = range.substr(0, dash);
+  m.end = range.substr(dash + 1);
+  m.perms = nextField(&rest);
+  m.offset = nextField(&rest);
+  std::string_view dev = nextField(&rest);
+  std::string_view inode = nextField(&rest);
+  if (m.start.empty() || m.end.empty() || m.perms.size() != 4 || m.offset.empty() || dev.empty() ||
+      inode.empty()) {
+    return std::nullopt;
+  }
+  size_t b = rest.find_first_not_of(' ');
+  m.path = b == std::string_view::npos ? std::string_view{} : rest.substr(b);
+  return m;
+}
+
+bool interestingMapping(const MapLine& m) {
+  LinkFlags f = linkFlags(m.path);
+  if (f.deleted || f.memfd) return true;
+  bool anonymous =
+      m.path.empty() || m.path == "[heap]" || m.path == "[stack]" || m.path.substr(0, 5) == "[anon";
+  return anonymous && m.perms.find('x') != std::string_view::npos;
+}
+
+}  // namespace bulkhead::agent::collect::proc

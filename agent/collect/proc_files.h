@@ -1,0 +1,112 @@
+// Private helpers of the /proc collectors (metadata, processes, open_files, sockets): reading
+// small kernel files relative to directory fds (one path lookup per process, and a process
+// that exits fails the reads instead of a reused pid answering them), listing numeric
+// directories, and the pure parsers of /proc text that agent/core/processes does not cover.
+// Not thread-safe objects; no globals (collector threads may be abandoned, see collector.h).
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
+
+namespace bulkhead::agent::collect::proc {
+
+// Owns one file descriptor (closed on destruction); -1 when empty.
+class ScopedFd {
+ public:
+  explicit ScopedFd(int fd = -1) : fd_(fd) {}
+  ScopedFd(ScopedFd&& o) noexcept : fd_(o.release()) {}
+  ScopedFd& operator=(ScopedFd&& o) noexcept;
+  ScopedFd(const ScopedFd&) = delete;
+  ScopedFd& operator=(const ScopedFd&) = delete;
+  ~ScopedFd();
+  int get() const { return fd_; }
+  bool ok() const { return fd_ >= 0; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+
+ private:
+  int fd_;
+};
+
+// openat(dirfd, name) as a directory (O_RDONLY|O_DIRECTORY|O_CLOEXEC); dirfd may be AT_FDCWD.
+ScopedFd openDir(int dirfd, const char* name);
+
+// Reads `name` under `dirfd` into *out (replaced; its capacity is reused), at most `cap`
+// bytes. Opens O_RDONLY|O_CLOEXEC|O_NONBLOCK|O_NOCTTY and refuses anything that is not a
+// regular file (procfs files are), so a FIFO never blocks. False if it cannot be opened or
+// read (a process that exited).
+bool readFileAt(int dirfd, const char* name, size_t cap, std::string* out);
+
+// readlinkat(dirfd, name); nullopt if it is not a readable link (e.g. a kernel thread's exe).
+std::optional<std::string> readLinkAt(int dirfd, const char* name);
+
+// Calls `each(number, name)` for every entry of the directory `dirfd`/`name` whose name is a
+// non-negative decimal number (pids of /proc, fds of /proc/PID/fd), in directory order; `each`
+// returns false to stop early. False if the directory cannot be opened.
+bool forEachNumericEntry(int dirfd, const char* name,
+                         absl::FunctionRef<bool(int number, const char* entry)> each);
+
+// `s` as valid UTF-8 (JSON strings must be): unchanged when it already is, else invalid bytes
+// become U+FFFD. Process names, arguments and paths are arbitrary bytes.
+std::string utf8(std::string_view s);
+
+// ---- pure parsers ------------------------------------------------------------------------
+
+// The /proc/PID/status lines the process collector records; -1 / nullopt when absent.
+struct StatusFields {
+  int tgid = -1;
+  int ppid = -1;
+  int threads = -1;
+  std::optional<uint32_t> uid;   // real
+  std::optional<uint32_t> euid;  // effective
+  std::optional<uint32_t> gid;   // real
+};
+StatusFields parseStatusFields(std::string_view text);
+
+// NUL-separated strings (cmdline, environ) as a JSON array of UTF-8 strings; a trailing NUL
+// does not make an empty last element.
+nlohmann::json splitNul(std::string_view raw);
+
+// "btime N" of /proc/stat, in seconds since the epoch; nullopt when missing.
+std::optional<int64_t> parseBootTime(std::string_view proc_stat);
+
+// First number of /proc/uptime in milliseconds; nullopt when it does not parse.
+std::optional<int64_t> parseUptimeMs(std::string_view proc_uptime);
+
+// What an exe/fd link text says about its target.
+struct LinkFlags {
+  bool deleted = false;  // ends with " (deleted)": unlinked from disk
+  bool memfd = false;    // starts with "/memfd:": an anonymous memory file
+};
+LinkFlags linkFlags(std::string_view target);
+
+// /proc/PID/sessionid or loginuid text: the id, or nullopt when unset (4294967295) or bad.
+std::optional<uint32_t> auditIdOrUnset(std::string_view text);
+
+// "/dev/pts/N"-style name of a stat tty_nr ("pts/3", "tty1"), nullopt for none.
+std::optional<std::string> ttyOrNone(int tty_nr);
+
+// One line of /proc/PID/maps.
+struct MapLine {
+  std::string_view start;  // hex text as the kernel prints it
+  std::string_view end;
+  std::string_view perms;   // "r-xp"
+  std::string_view offset;  // hex text
+  std::string_view path;    // "" for anonymous; may contain spaces; may end " (deleted)"
+};
+std::optional<MapLine> parseMapsLine(std::string_view line);
+
+// Mappings memory_maps.jsonl keeps: deleted files, memfd files, and anonymous executable
+// memory (no path, [heap], [stack], [anon:...]) — not [vdso]/[vsyscall]/[vvar].
+bool interestingMapping(const MapLine& m);
+
+}  // namespace bulkhead::agent::collect::proc

@@ -1,0 +1,366 @@
+// The /proc collectors (metadata, processes, open_files, sockets) against a fixture proc tree
+// in a temp dir (CollectContext.proc_root), then against the real /proc of this process.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "agent/collect/collectors.h"
+#include "agent/collect/proc_files.h"
+#include "agent/linux/proc_scan.h"
+#include "tests/unit/agent/memory_sink.h"
+
+namespace bulkhead::agent::collect {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using testing::MemorySink;
+
+TEST(ProcParsers, StatusFields) {
+  auto f = proc::parseStatusFields(
+      "Name:\tsleep\nTgid:\t4242\nPid:\t4243\nPPid:\t1\nUid:\t1000\t0\t0\t0\n"
+      "Gid:\t100\t101\t101\t101\nThreads:\t3\n");
+  EXPECT_EQ(f.tgid, 4242);
+  EXPECT_EQ(f.ppid, 1);
+  EXPECT_EQ(f.threads, 3);
+  EXPECT_EQ(f.uid, 1000u);
+  EXPECT_EQ(f.euid, 0u);
+  EXPECT_EQ(f.gid, 100u);
+  auto empty = proc::parseStatusFields("Name:\tx\nUid:\tabc\n");
+  EXPECT_EQ(empty.tgid, -1);
+  EXPECT_FALSE(empty.uid.has_value());
+}
+
+TEST(ProcParsers, NulListsTimesAndIds) {
+  EXPECT_EQ(proc::splitNul(std::string_view("a\0b c\0", 6)), json({"a", "b c"}));
+  EXPECT_EQ(proc::splitNul(""), json::array());
+  EXPECT_EQ(proc::splitNul(std::string_view("x\0\xff", 3)), json({"x", "\xef\xbf\xbd"}));
+  EXPECT_EQ(proc::parseBootTime("cpu 1 2\nbtime 1700000000\nprocesses 9\n"), 1700000000);
+  EXPECT_FALSE(proc::parseBootTime("cpu 1 2\n").has_value());
+  EXPECT_EQ(proc::parseUptimeMs("1234.56 99.00\n"), 1234560);
+  EXPECT_EQ(proc::parseUptimeMs("7 1\n"), 7000);
+  EXPECT_FALSE(proc::auditIdOrUnset("4294967295").has_value());
+  EXPECT_EQ(proc::auditIdOrUnset("17\n"), 17u);
+  EXPECT_FALSE(proc::ttyOrNone(0).has_value());
+  EXPECT_EQ(proc::ttyOrNone((136 << 8) | 5), "pts/5");
+  EXPECT_EQ(proc::ttyOrNone((4 << 8) | 1), "tty1");
+}
+
+TEST(ProcParsers, LinkFlags) {
+  auto d = proc::linkFlags("/tmp/x (deleted)");
+  EXPECT_TRUE(d.deleted);
+  EXPECT_FALSE(d.memfd);
+  auto m = proc::linkFlags("/memfd:evil (deleted)");
+  EXPECT_TRUE(m.deleted);
+  EXPECT_TRUE(m.memfd);
+  auto n = proc::linkFlags("/usr/bin/sleep");
+  EXPECT_FALSE(n.deleted || n.memfd);
+}
+
+TEST(ProcParsers, MapsLines) {
+  auto m = proc::parseMapsLine(
+      "7f00a000-7f00b000 r-xp 00001000 fd:01 1234                       /tmp/my lib.so (deleted)");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->start, "7f00a000");
+  EXPECT_EQ(m->end, "7f00b000");
+  EXPECT_EQ(m->perms, "r-xp");
+  EXPECT_EQ(m->offset, "00001000");
+  EXPECT_EQ(m->path, "/tmp/my lib.so (deleted)");
+  EXPECT_TRUE(proc::interestingMapping(*m));
+  auto anon = proc::parseMapsLine("7f00a000-7f00b000 rwxp 00000000 00:00 0 ");
+  ASSERT_TRUE(anon.has_value());
+  EXPECT_EQ(anon->path, "");
+  EXPECT_TRUE(proc::interestingMapping(*anon));
+  EXPECT_FALSE(proc::interestingMapping(
+      *proc::parseMapsLine("7f00a000-7f00b000 rw-p 00000000 00:00 0                  [heap]")));
+  EXPECT_FALSE(proc::interestingMapping(
+      *proc::parseMapsLine("7ffd000-7ffe000 r-xp 00000000 00:00 0                  [vdso]")));
+  EXPECT_FALSE(proc::interestingMapping(
+      *proc::parseMapsLine("5600-5700 r-xp 00000000 fd:01 99 /usr/bin/sleep")));
+  EXPECT_TRUE(proc::interestingMapping(
+      *proc::parseMapsLine("5600-5700 r--s 00000000 00:01 99 /memfd:shm (deleted)")));
+  EXPECT_FALSE(proc::parseMapsLine("garbage").has_value());
+}
+
+// A fake proc tree: <tmp>/proc/{stat,uptime,PID/...}, executables under <tmp>/bin.
+class FixtureProc : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/collect_proc_test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    proc_ = dir_ / "proc";
+    fs::create_directories(proc_);
+    fs::create_directories(dir_ / "bin");
+    write(proc_ / "stat", "cpu  1 2 3\nbtime 1700000000\nprocesses 99\n");
+    write(proc_ / "uptime", "1234.56 99.00\n");
+    fs::create_directories(proc_ / "self");
+    fs::create_directories(proc_ / "12x");
+    write(dir_ / "bin" / "x (deleted)", "implant bytes");
+    ctx_.proc_root = proc_;
+    ctx_.capture_id = "cap-1";
+    ctx_.host_id = "h1";
+    ctx_.hostname = "web-03";
+    ctx_.agent_version = "0.1.0";
+    ctx_.requested_by = "alice";
+    ctx_.reason = "INC-42";
+    ctx_.controller_time_unix_ms = 1700000100000;
+    ctx_.received_at_unix_ms = 1700000100250;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  static void write(const fs::path& p, std::string_view bytes) {
+    std::ofstream(p, std::ios::binary) << bytes;
+  }
+  static std::string statLine(int pid, const std::string& comm, int ppid, int tty_nr,
+                              uint64_t start_ticks) {
+    // pid (comm) state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt
+    // utime stime cutime cstime priority nice num_threads itrealvalue starttime vsize ...
+    return std::to_string(pid) + " (" + comm + ") S " + std::to_string(ppid) + " 1 1 " +
+           std::to_string(tty_nr) + " -1 0 0 0 0 0 0 0 0 0 20 0 1 0 " +
+           std::to_string(start_ticks) + " 1000 200\n";
+  }
+  // One process directory; `exe` is the link target ("" for none: a kernel thread).
+  fs::path addProcess(int pid, const std::string& comm, const std::string& exe, int tty_nr = 0) {
+    fs::path p = proc_ / std::to_string(pid);
+    fs::create_directories(p);
+    write(p / "stat", statLine(pid, comm, 1, tty_nr, 250));
+    write(p / "status", "Name:\tx\nTgid:\t" + std::to_string(pid) +
+                            "\nPPid:\t1\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nThreads:\t2\n");
+    write(p / "loginuid", "1000");
+    write(p / "sessionid", "4294967295");
+    if (!exe.empty()) {
+      write(p / "cmdline", std::string_view("/bin/x\0-v\0", 10));
+      write(p / "environ", std::string_view("A=1\0B=2\0", 8));
+      fs::create_symlink(exe, p / "exe");
+      fs::create_symlink("/tmp", p / "cwd");
+      fs::create_symlink("/", p / "root");
+    } else {
+      write(p / "cmdline", "");
+      write(p / "environ", "");
+    }
+    return p;
+  }
+  std::map<int, json> byPid(const MemorySink& sink) {
+    std::map<int, json> out;
+    for (const auto& r : sink.of("processes.jsonl")) out[r["pid"].get<int>()] = r;
+    return out;
+  }
+
+  fs::path dir_;
+  fs::path proc_;
+  CollectContext ctx_;
+};
+
+TEST_F(FixtureProc, Metadata) {
+  MemorySink sink;
+  ASSERT_TRUE(makeMetadataCollector()->collect(ctx_, sink).ok());
+  json m = json::parse(sink.files.at("metadata.json"));
+  EXPECT_EQ(m["host_id"], "h1");
+  EXPECT_EQ(m["reason"], "INC-42");
+  EXPECT_EQ(m["requested_by"], "alice");
+  EXPECT_EQ(m["boot_time_unix_ms"], 1700000000000);
+  EXPECT_EQ(m["uptime_ms"], 1234560);
+  EXPECT_EQ(m["clock_offset_ms"], 250);
+  EXPECT_EQ(m["controller_time_unix_ms"], 1700000100000);
+  EXPECT_TRUE(m["uname"]["sysname"] == "Linux") << m.dump();
+  EXPECT_EQ(m["agent_version"], "0.1.0");
+  std::string utc = m["collected_at_utc"];
+  ASSERT_EQ(utc.size(), 24u) << utc;  // 2026-11-23T17:01:02.345Z
+  EXPECT_EQ(utc.back(), 'Z');
+  EXPECT_GT(m["collected_at_unix_ms"].get<int64_t>(), 1700000000000);
+  EXPECT_TRUE(m["pid_namespace"].is_null());  // the fixture has no self/ns/pid
+
+  ctx_.controller_time_unix_ms = 0;
+  MemorySink again;
+  ASSERT_TRUE(makeMetadataCollector()->collect(ctx_, again).ok());
+  EXPECT_TRUE(json::parse(again.files.at("metadata.json"))["clock_offset_ms"].is_null());
+}
+
+TEST_F(FixtureProc, ProcessesParsedFlaggedAndRecovered) {
+  const std::string deleted_exe = (dir_ / "bin" / "x (deleted)").string();
+  addProcess(100, "a) b (c", deleted_exe, (136 << 8) | 1);
+  addProcess(300, "twin", deleted_exe);
+  addProcess(200, "evil", "/memfd:evil (deleted)");
+  addProcess(400, "kworker/0:1", "");
+  MemorySink sink;
+  ASSERT_TRUE(makeProcessCollector()->collect(ctx_, sink).ok());
+  auto procs = byPid(sink);
+  ASSERT_EQ(procs.size(), 4u) << json(sink.of("processes.jsonl")).dump();
+  EXPECT_TRUE(sink.of("hidden_pids.jsonl").empty()) << "not probed on a fixture";
+
+  const json& a = procs[100];
+  EXPECT_EQ(a["comm"], "a) b (c");
+  EXPECT_EQ(a["ppid"], 1);
+  EXPECT_EQ(a["state"], "S");
+  EXPECT_EQ(a["cmdline"], json({"/bin/x", "-v"}));
+  EXPECT_EQ(a["environ"], json({"A=1", "B=2"}));
+  EXPECT_EQ(a["uid"], 0);
+  EXPECT_EQ(a["user"], "root");
+  EXPECT_EQ(a["loginuid"], 1000);
+  EXPECT_TRUE(a["sessionid"].is_null());
+  EXPECT_EQ(a["tty"], "pts/1");
+  EXPECT_EQ(a["threads"], 2);
+  const int64_t ticks = ::sysconf(_SC_CLK_TCK);
+  EXPECT_EQ(a["start_time_unix_ms"], 1700000000000 + 250 * 1000 / ticks);
+  EXPECT_EQ(a["exe"], deleted_exe);
+  EXPECT_TRUE(a["exe_deleted"].get<bool>());
+  EXPECT_FALSE(a["exe_memfd"].get<bool>());
+  auto sha = sha256OfFile(deleted_exe);
+  ASSERT_TRUE(sha.ok());
+  EXPECT_EQ(a["exe_sha256"], *sha);
+  EXPECT_EQ(a["exe_size"], 13);
+  EXPECT_EQ(a["recovered"], "binaries/" + *sha);
+  EXPECT_FALSE(a["recovered_truncated"].get<bool>());
+  EXPECT_EQ(sink.files.at("binaries/" + *sha), "implant bytes");
+  EXPECT_EQ(a["cwd"], "/tmp");
+  EXPECT_EQ(a["root"], "/");
+
+  // Same (dev, inode): same hash and recovery, one copy.
+  EXPECT_EQ(procs[300]["exe_sha256"], *sha);
+  EXPECT_EQ(procs[300]["recovered"], "binaries/" + *sha);
+  EXPECT_EQ(sink.files.size(), 1u);
+
+  const json& evil = procs[200];
+  EXPECT_TRUE(evil["exe_memfd"].get<bool>());
+  EXPECT_TRUE(evil["exe_deleted"].get<bool>());
+  EXPECT_TRUE(evil["exe_sha256"].is_null());  // dangling in the fixture: nothing to read
+  EXPECT_TRUE(evil["tty"].is_null());
+
+  const json& k = procs[400];
+  EXPECT_TRUE(k["exe"].is_null());
+  EXPECT_FALSE(k["exe_deleted"].get<bool>());
+  EXPECT_EQ(k["cmdline"], json::array());
+}
+
+TEST_F(FixtureProc, RecoveryCapped) {
+  const std::string deleted_exe = (dir_ / "bin" / "x (deleted)").string();
+  addProcess(100, "x", deleted_exe);
+  ctx_.max_binary_bytes = 4;
+  MemorySink sink;
+  ASSERT_TRUE(makeProcessCollector()->collect(ctx_, sink).ok());
+  auto procs = byPid(sink);
+  EXPECT_TRUE(procs[100]["recovered_truncated"].get<bool>());
+  EXPECT_EQ(sink.files.at(procs[100]["recovered"].get<std::string>()), "impl");
+}
+
+TEST_F(FixtureProc, VanishedPidIsSkipped) {
+  addProcess(100, "x", "/usr/bin/x");
+  fs::create_directories(proc_ / "555");  // exited: nothing left to read
+  MemorySink sink;
+  ASSERT_TRUE(makeProcessCollector()->collect(ctx_, sink).ok());
+  EXPECT_EQ(byPid(sink).size(), 1u);
+}
+
+TEST_F(FixtureProc, StopsWhenTheSinkIsStopped) {
+  addProcess(100, "x", "/usr/bin/x");
+  MemorySink sink;
+  sink.stop = true;
+  EXPECT_TRUE(makeProcessCollector()->collect(ctx_, sink).ok());
+  EXPECT_TRUE(sink.of("processes.jsonl").empty());
+}
+
+TEST_F(FixtureProc, OpenFilesAndMaps) {
+  fs::path p = addProcess(100, "x", "/usr/bin/x");
+  fs::create_directories(p / "fd");
+  fs::create_symlink("/dev/null", p / "fd" / "0");
+  fs::create_symlink("/tmp/gone (deleted)", p / "fd" / "3");
+  fs::create_symlink("socket:[123]", p / "fd" / "4");
+  write(p / "maps",
+        "5600-5700 r-xp 00000000 fd:01 99 /usr/bin/x\n"
+        "7f00-7f10 r-xp 00000000 fd:01 77 /tmp/lib.so (deleted)\n"
+        "7f10-7f20 rwxp 00000000 00:00 0 \n"
+        "7f20-7f30 r-xp 00000000 00:01 5 /memfd:stage2 (deleted)\n"
+        "7ffd-7ffe r-xp 00000000 00:00 0 [vdso]\n");
+  MemorySink sink;
+  ASSERT_TRUE(makeOpenFilesCollector()->collect(ctx_, sink).ok());
+  std::map<int, json> fds;
+  for (const auto& r : sink.of("open_files.jsonl")) fds[r["fd"].get<int>()] = r;
+  ASSERT_EQ(fds.size(), 3u);
+  EXPECT_EQ(fds[0]["target"], "/dev/null");
+  EXPECT_FALSE(fds[0]["deleted"].get<bool>());
+  EXPECT_TRUE(fds[3]["deleted"].get<bool>());
+  EXPECT_EQ(fds[4]["target"], "socket:[123]");
+  EXPECT_EQ(fds[4]["pid"], 100);
+  auto maps = sink.of("memory_maps.jsonl");
+  ASSERT_EQ(maps.size(), 3u) << json(maps).dump();
+  EXPECT_EQ(maps[0]["path"], "/tmp/lib.so (deleted)");
+  EXPECT_EQ(maps[0]["start"], "7f00");
+  EXPECT_EQ(maps[0]["end"], "7f10");
+  EXPECT_TRUE(maps[0]["deleted"].get<bool>());
+  EXPECT_TRUE(maps[1]["path"].is_null());
+  EXPECT_EQ(maps[1]["perms"], "rwxp");
+  EXPECT_TRUE(maps[2]["memfd"].get<bool>());
+}
+
+// ---- the real /proc ------------------------------------------------------------------------
+
+TEST(RealProc, FindsItselfWithTheRightHash) {
+  // A second thread: its tid answers kill() but is never listed; it must not be "hidden".
+  std::atomic<bool> quit{false};
+  std::atomic<int> tid{0};
+  std::thread t([&] {
+    tid = static_cast<int>(::gettid());
+    while (!quit) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  });
+  while (tid == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CollectContext ctx;
+  MemorySink sink;
+  auto t0 = std::chrono::steady_clock::now();
+  absl::Status s = makeProcessCollector()->collect(ctx, sink);
+  auto took = std::chrono::steady_clock::now() - t0;
+  quit = true;
+  t.join();
+  ASSERT_TRUE(s.ok()) << s;
+  std::printf(
+      "processes collector on /proc: %zu processes, %lld ms\n", sink.of("processes.jsonl").size(),
+      static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+  json self;
+  for (const auto& r : sink.of("processes.jsonl")) {
+    if (r["pid"] == ::getpid()) self = r;
+  }
+  ASSERT_TRUE(self.is_object());
+  auto sha = sha256OfFile("/proc/self/exe");
+  ASSERT_TRUE(sha.ok());
+  EXPECT_EQ(self["exe_sha256"], *sha);
+  EXPECT_FALSE(self["exe_deleted"].get<bool>());
+  EXPECT_TRUE(self["recovered"].is_null());
+  EXPECT_EQ(self["threads"], 2);
+  EXPECT_EQ(self["uid"], ::getuid());
+  for (const auto& h : sink.of("hidden_pids.jsonl")) {
+    EXPECT_NE(h["pid"], tid.load()) << "a thread reported as a hidden process";
+  }
+}
+
+TEST(RealProc, TimesEveryCollector) {
+  CollectContext ctx;
+  for (auto make :
+       {makeMetadataCollector, makeProcessCollector, makeOpenFilesCollector, makeSocketCollector}) {
+    auto c = make();
+    MemorySink sink;
+    auto t0 = std::chrono::steady_clock::now();
+    absl::Status s = c->collect(ctx, sink);
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    size_t records = 0;
+    for (const auto& [name, rs] : sink.records) records += rs.size();
+    std::printf("%-10s %5lld ms  %6zu records  %zu warnings  %s\n", std::string(c->name()).c_str(),
+                static_cast<long long>(ms), records, sink.warnings.size(),
+                s.ok() ? "ok" : std::string(s.message()).c_str());
+    for (size_t i = 0; i < sink.warnings.size() && i < 3; ++i) {
+      std::printf("  warning: %s\n", sink.warnings[i].c_str());
+    }
+    EXPECT_TRUE(s.ok()) << c->name() << ": " << s;
+  }
+}
+
+}  // namespace
+}  // namespace bulkhead::agent::collect
