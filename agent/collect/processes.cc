@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <unordered_map>
 #include <vector>
@@ -36,6 +37,7 @@ constexpr size_t kStatusCap = 16384;
 constexpr size_t kCmdlineCap = 64 * 1024;
 constexpr size_t kEnvironCap = 8 * 1024;  // README: environ is capped
 constexpr int kHiddenProbeMargin = 32768;
+constexpr std::chrono::milliseconds kHiddenProbeBudget{500};
 
 struct ExeKey {
   uint64_t dev = 0;
@@ -226,7 +228,8 @@ class ProcessScan {
 
   // hidden_pids.jsonl: pids 1..min(pid_max, highest listed + 32768) that exist (kill(pid, 0)
   // finds them) but were not listed, excluding threads (Tgid != pid) and processes that
-  // started after the listing or appear in a second listing.
+  // started after the listing or appear in a second listing. Probes from the top down for at
+  // most kHiddenProbeBudget (a warning says how far it got when cut).
   void probeHidden(const std::vector<int>& pids, std::optional<int64_t> listed_at_ms) {
     int pid_max = 4194304;  // PID_MAX_LIMIT
     if (proc::readFileAt(proc_fd_, "sys/kernel/pid_max", 64, &buf_)) {
@@ -239,9 +242,17 @@ class ProcessScan {
     for (int p : pids) {
       if (p <= limit) listed[static_cast<size_t>(p)] = true;
     }
+    // Newest pids first (pids are handed out upwards, wrapping at pid_max), within a time
+    // budget: a kill() costs about 0.5 us, and pid_max may be 4194304.
     std::vector<int> candidates;
-    for (int p = 1; p <= limit; ++p) {
+    const auto deadline = std::chrono::steady_clock::now() + kHiddenProbeBudget;
+    for (int p = limit; p >= 1; --p) {
       if ((p & 4095) == 0 && sink_.stopped()) return;
+      if ((p & 4095) == 0 && std::chrono::steady_clock::now() > deadline) {
+        sink_.warn(fmt::format("hidden pid probe cut at its {} ms budget: pids {}..{} probed",
+                               kHiddenProbeBudget.count(), p + 1, limit));
+        break;
+      }
       if (listed[static_cast<size_t>(p)]) continue;
       if (::kill(p, 0) == 0 || errno == EPERM) candidates.push_back(p);
     }
