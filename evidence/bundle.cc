@@ -446,6 +446,9 @@ struct Member {
 
 }  // namespace
 
+bool isCleanMemberPath(std::string_view path) { return isCleanRelativePath(path); }
+bool isReservedMemberPath(std::string_view path) { return isReservedMember(path); }
+
 absl::StatusOr<std::unique_ptr<BundleWriter>> BundleWriter::create(const std::filesystem::path& out,
                                                                    std::string dir,
                                                                    nlohmann::json manifest_fields) {

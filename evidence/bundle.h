@@ -21,6 +21,12 @@ namespace bulkhead::evidence {
 
 inline constexpr std::string_view kFormat = "bulkhead-evidence/1";
 
+// True if `path` can name a member below the top directory: relative, no empty, "." or ".."
+// component.
+bool isCleanMemberPath(std::string_view path);
+// manifest.json, manifest.sig and agent.crt: written by BundleWriter::finish() only.
+bool isReservedMemberPath(std::string_view path);
+
 // Writes a bundle to a file, streaming: each added file is hashed and written as it comes.
 class BundleWriter {
  public:

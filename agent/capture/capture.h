@@ -4,15 +4,15 @@
 // marked "timeout") and the capture completes without it.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 #include "agent/collect/collector.h"
@@ -29,28 +29,31 @@ struct CaptureOptions {
   // Bundle written to spool_dir / (capture_id + ".tar.gz"); the collectors' work files go to
   // spool_dir / (capture_id + ".work") and are removed when the bundle is finished.
   std::filesystem::path spool_dir;
+  // Optional: set to true to cancel. Running collectors are cut, none is started any more, no
+  // bundle is written and runCapture returns Cancelled.
+  std::shared_ptr<const std::atomic<bool>> cancel;
 };
 
 struct CaptureOutcome {
   std::filesystem::path bundle;
-  std::string file_name;           // bundle.filename()
-  std::string sha256;              // hex, of the .tar.gz
+  std::string file_name;  // bundle.filename()
+  std::string sha256;     // hex, of the .tar.gz
   uint64_t size = 0;
   std::string manifest_sha256;
   uint32_t files = 0;
   int64_t duration_ms = 0;
-  nlohmann::json collectors;       // the collection log's lines, as an array
+  nlohmann::json collectors;  // the collection log's lines, as an array
 };
 
-// stage: "collecting" (done/total = collectors finished/started; detail "processes ok 120 ms"),
+// stage: "collecting" (after each collector: done/total = collectors finished/all; detail
+// "processes ok 120 ms"),
 // "packing" (done/total = bytes). Called from the engine's threads, never concurrently.
 using CaptureProgress = std::function<void(const std::string& stage, const std::string& detail,
                                            uint64_t done, uint64_t total)>;
 
 // Fails only if the bundle cannot be written or signed; collector failures are in the log.
-absl::StatusOr<CaptureOutcome> runCapture(const CaptureOptions& options,
-                                          std::vector<std::unique_ptr<collect::Collector>> collectors,
-                                          const evidence::Signer& signer,
-                                          const CaptureProgress& progress);
+absl::StatusOr<CaptureOutcome> runCapture(
+    const CaptureOptions& options, std::vector<std::unique_ptr<collect::Collector>> collectors,
+    const evidence::Signer& signer, const CaptureProgress& progress);
 
 }  // namespace bulkhead::agent
