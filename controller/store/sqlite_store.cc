@@ -3,6 +3,8 @@
 #include <openssl/evp.h>
 #include <sqlite3.h>
 
+#include <cctype>
+
 #include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
@@ -52,6 +54,45 @@ constexpr const char* kMigrations[] = {
         at_unix_ms INTEGER NOT NULL,
         event BLOB NOT NULL);
       CREATE INDEX tamper_events_by_host ON tamper_events(host_id, id);
+    )sql",
+    // 3: evidence (issue 6): captures, stored bundles, custody chains (one per bundle).
+    R"sql(
+      CREATE TABLE captures(
+        capture_id TEXT PRIMARY KEY NOT NULL,
+        host_id TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        requested_at INTEGER NOT NULL,
+        command_id TEXT NOT NULL,
+        state TEXT NOT NULL);
+      CREATE TABLE evidence(
+        id TEXT PRIMARY KEY NOT NULL,
+        capture_id TEXT NOT NULL,
+        host_id TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        requested_at INTEGER NOT NULL,
+        collected_at INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        manifest_sha256 TEXT NOT NULL,
+        files INTEGER NOT NULL,
+        signature_ok INTEGER NOT NULL,
+        collector_errors TEXT NOT NULL,
+        file_name TEXT NOT NULL,
+        clock_offset_ms INTEGER NOT NULL,
+        path TEXT NOT NULL);
+      CREATE INDEX evidence_by_capture ON evidence(capture_id);
+      CREATE TABLE custody(
+        rowid INTEGER PRIMARY KEY,
+        evidence_id TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL);
+      CREATE INDEX custody_by_evidence ON custody(evidence_id, rowid);
     )sql",
 };
 
@@ -119,6 +160,13 @@ void appendField(std::string& out, const std::string& v) {
   out += ';';
 }
 
+std::string sha256Hex(const std::string& data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  return toHex(md, len);
+}
+
 absl::Status sqliteError(sqlite3* db, std::string_view what) {
   return absl::InternalError(fmt::format("{}: {}", what, sqlite3_errmsg(db)));
 }
@@ -136,10 +184,18 @@ std::string auditRowHash(const AuditEntry& e) {
   appendField(buf, e.reason);
   appendField(buf, e.outcome);
   appendField(buf, e.detail);
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(buf.data(), buf.size(), md, &len, EVP_sha256(), nullptr);
-  return toHex(md, len);
+  return sha256Hex(buf);
+}
+
+std::string custodyEventHash(const CustodyEntry& e) {
+  std::string buf;
+  appendField(buf, e.prev_hash);
+  appendField(buf, e.evidence_id);
+  appendField(buf, std::to_string(e.at_unix_ms));
+  appendField(buf, e.actor);
+  appendField(buf, e.action);
+  appendField(buf, e.detail);
+  return sha256Hex(buf);
 }
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::create(const std::filesystem::path& path) {
@@ -524,6 +580,345 @@ SqliteStore::loadDesiredStates() {
   }
   if (rc != SQLITE_DONE) return sqliteError(db_, "load desired states");
   return out;
+}
+
+// --- evidence ---
+
+namespace {
+
+constexpr const char* kCaptureColumns =
+    "capture_id, host_id, requested_by, reason, requested_at, command_id, state";
+constexpr const char* kEvidenceColumns =
+    "id, capture_id, host_id, requested_by, reason, requested_at, collected_at, received_at, "
+    "size, manifest_sha256, files, signature_ok, collector_errors, file_name, clock_offset_ms, "
+    "path";
+constexpr const char* kCustodyColumns =
+    "rowid, evidence_id, at, actor, action, detail, prev_hash, hash";
+
+EvidenceRow readEvidence(Stmt& st) {
+  EvidenceRow r;
+  r.id = st.text(0);
+  r.capture_id = st.text(1);
+  r.host_id = st.text(2);
+  r.requested_by = st.text(3);
+  r.reason = st.text(4);
+  r.requested_at_unix_ms = st.i64(5);
+  r.collected_at_unix_ms = st.i64(6);
+  r.received_at_unix_ms = st.i64(7);
+  r.size = static_cast<uint64_t>(st.i64(8));
+  r.manifest_sha256 = st.text(9);
+  r.files = static_cast<uint32_t>(st.i64(10));
+  r.signature_ok = st.i64(11) != 0;
+  auto errors = nlohmann::json::parse(st.text(12), nullptr, false);
+  if (errors.is_array()) {
+    for (const auto& e : errors) {
+      if (e.is_string()) r.collector_errors.push_back(e.get<std::string>());
+    }
+  }
+  r.file_name = st.text(13);
+  r.clock_offset_ms = st.i64(14);
+  r.path = st.text(15);
+  return r;
+}
+
+CustodyEntry readCustody(Stmt& st) {
+  CustodyEntry e;
+  e.id = st.i64(0);
+  e.evidence_id = st.text(1);
+  e.at_unix_ms = st.i64(2);
+  e.actor = st.text(3);
+  e.action = st.text(4);
+  e.detail = st.text(5);
+  e.prev_hash = st.text(6);
+  e.hash = st.text(7);
+  return e;
+}
+
+bool isHex(const std::string& s) {
+  return !s.empty() && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+}  // namespace
+
+absl::Status SqliteStore::addCapture(const CaptureRow& c) {
+  std::lock_guard lock(mu_);
+  std::string sql = fmt::format("INSERT INTO captures({}) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                                kCaptureColumns);
+  {
+    Stmt exists(db_, "SELECT 1 FROM captures WHERE capture_id = ?1");
+    if (auto s = exists.prepared(); !s.ok()) return s;
+    exists.bind(1, c.capture_id);
+    if (exists.step() == SQLITE_ROW) {
+      return absl::AlreadyExistsError(fmt::format("capture \"{}\" exists", c.capture_id));
+    }
+  }
+  Stmt st(db_, sql.c_str());
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, c.capture_id);
+  st.bind(2, c.host_id);
+  st.bind(3, c.requested_by);
+  st.bind(4, c.reason);
+  st.bind(5, c.requested_at_unix_ms);
+  st.bind(6, c.command_id);
+  st.bind(7, c.state);
+  return st.run();
+}
+
+absl::StatusOr<CaptureRow> SqliteStore::getCapture(const std::string& capture_id) {
+  std::lock_guard lock(mu_);
+  std::string sql = fmt::format("SELECT {} FROM captures WHERE capture_id = ?1", kCaptureColumns);
+  Stmt st(db_, sql.c_str());
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, capture_id);
+  int rc = st.step();
+  if (rc == SQLITE_DONE) {
+    return absl::NotFoundError(fmt::format("no capture \"{}\" was requested", capture_id));
+  }
+  if (rc != SQLITE_ROW) return sqliteError(db_, "get capture");
+  CaptureRow c;
+  c.capture_id = st.text(0);
+  c.host_id = st.text(1);
+  c.requested_by = st.text(2);
+  c.reason = st.text(3);
+  c.requested_at_unix_ms = st.i64(4);
+  c.command_id = st.text(5);
+  c.state = st.text(6);
+  return c;
+}
+
+absl::Status SqliteStore::setCaptureState(const std::string& capture_id,
+                                          const std::string& state) {
+  std::lock_guard lock(mu_);
+  Stmt st(db_, "UPDATE captures SET state = ?2 WHERE capture_id = ?1");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, capture_id);
+  st.bind(2, state);
+  if (auto s = st.run(); !s.ok()) return s;
+  if (sqlite3_changes(db_) == 0) {
+    return absl::NotFoundError(fmt::format("no capture \"{}\" was requested", capture_id));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CustodyEntry> SqliteStore::insertCustodyLocked(const CustodyEntry& event) {
+  CustodyEntry e = event;
+  e.prev_hash = e.evidence_id;
+  {
+    Stmt head(db_, "SELECT hash FROM custody WHERE evidence_id = ?1 ORDER BY rowid DESC LIMIT 1");
+    if (auto s = head.prepared(); !s.ok()) return s;
+    head.bind(1, e.evidence_id);
+    int rc = head.step();
+    if (rc == SQLITE_ROW) {
+      e.prev_hash = head.text(0);
+    } else if (rc != SQLITE_DONE) {
+      return sqliteError(db_, "custody head");
+    }
+  }
+  e.hash = custodyEventHash(e);
+  Stmt ins(db_, R"sql(
+      INSERT INTO custody(evidence_id, at, actor, action, detail, prev_hash, hash)
+      VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7))sql");
+  if (auto s = ins.prepared(); !s.ok()) return s;
+  ins.bind(1, e.evidence_id);
+  ins.bind(2, e.at_unix_ms);
+  ins.bind(3, e.actor);
+  ins.bind(4, e.action);
+  ins.bind(5, e.detail);
+  ins.bind(6, e.prev_hash);
+  ins.bind(7, e.hash);
+  if (auto s = ins.run(); !s.ok()) return s;
+  e.id = sqlite3_last_insert_rowid(db_);
+  return e;
+}
+
+absl::StatusOr<std::vector<CustodyEntry>> SqliteStore::addEvidence(
+    const EvidenceRow& r, const std::vector<CustodyEntry>& events) {
+  std::lock_guard lock(mu_);
+  if (auto s = exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  auto fail = [this](absl::Status s) {
+    exec("ROLLBACK").IgnoreError();
+    return s;
+  };
+  {
+    Stmt exists(db_, "SELECT 1 FROM evidence WHERE id = ?1");
+    if (auto s = exists.prepared(); !s.ok()) return fail(s);
+    exists.bind(1, r.id);
+    if (exists.step() == SQLITE_ROW) {
+      return fail(absl::AlreadyExistsError(fmt::format("evidence {} is already stored", r.id)));
+    }
+  }
+  std::string sql = fmt::format(
+      "INSERT INTO evidence({}) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
+      "?14, ?15, ?16)",
+      kEvidenceColumns);
+  Stmt ins(db_, sql.c_str());
+  if (auto s = ins.prepared(); !s.ok()) return fail(s);
+  ins.bind(1, r.id);
+  ins.bind(2, r.capture_id);
+  ins.bind(3, r.host_id);
+  ins.bind(4, r.requested_by);
+  ins.bind(5, r.reason);
+  ins.bind(6, r.requested_at_unix_ms);
+  ins.bind(7, r.collected_at_unix_ms);
+  ins.bind(8, r.received_at_unix_ms);
+  ins.bind(9, static_cast<int64_t>(r.size));
+  ins.bind(10, r.manifest_sha256);
+  ins.bind(11, static_cast<int64_t>(r.files));
+  ins.bind(12, static_cast<int64_t>(r.signature_ok ? 1 : 0));
+  ins.bind(13, nlohmann::json(r.collector_errors).dump());
+  ins.bind(14, r.file_name);
+  ins.bind(15, r.clock_offset_ms);
+  ins.bind(16, r.path);
+  if (auto s = ins.run(); !s.ok()) return fail(s);
+  std::vector<CustodyEntry> out;
+  for (CustodyEntry e : events) {
+    e.evidence_id = r.id;
+    auto row = insertCustodyLocked(e);
+    if (!row.ok()) return fail(row.status());
+    out.push_back(*std::move(row));
+  }
+  Stmt state(db_, "UPDATE captures SET state = 'received' WHERE capture_id = ?1");
+  if (auto s = state.prepared(); !s.ok()) return fail(s);
+  state.bind(1, r.capture_id);
+  if (auto s = state.run(); !s.ok()) return fail(s);
+  if (auto s = exec("COMMIT"); !s.ok()) return fail(s);
+  return out;
+}
+
+absl::StatusOr<CustodyEntry> SqliteStore::appendCustody(const CustodyEntry& event) {
+  std::lock_guard lock(mu_);
+  if (auto s = exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  auto fail = [this](absl::Status s) {
+    exec("ROLLBACK").IgnoreError();
+    return s;
+  };
+  {
+    Stmt exists(db_, "SELECT 1 FROM evidence WHERE id = ?1");
+    if (auto s = exists.prepared(); !s.ok()) return fail(s);
+    exists.bind(1, event.evidence_id);
+    if (exists.step() != SQLITE_ROW) {
+      return fail(absl::NotFoundError(fmt::format("no evidence with id {}", event.evidence_id)));
+    }
+  }
+  auto row = insertCustodyLocked(event);
+  if (!row.ok()) return fail(row.status());
+  if (auto s = exec("COMMIT"); !s.ok()) return fail(s);
+  return row;
+}
+
+absl::StatusOr<std::vector<EvidenceRow>> SqliteStore::listEvidence(const std::string& host_id) {
+  std::lock_guard lock(mu_);
+  std::string sql = fmt::format(
+      "SELECT {} FROM evidence WHERE ?1 = '' OR host_id = ?1 ORDER BY received_at, id",
+      kEvidenceColumns);
+  Stmt st(db_, sql.c_str());
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, host_id);
+  std::vector<EvidenceRow> out;
+  int rc;
+  while ((rc = st.step()) == SQLITE_ROW) out.push_back(readEvidence(st));
+  if (rc != SQLITE_DONE) return sqliteError(db_, "list evidence");
+  return out;
+}
+
+absl::StatusOr<EvidenceRow> SqliteStore::getEvidence(const std::string& id_or_prefix) {
+  std::string want = id_or_prefix;
+  for (char& ch : want) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (!isHex(want) || want.size() > 64) {
+    return absl::InvalidArgumentError(fmt::format(
+        "evidence id \"{}\": expected hex digits (a SHA-256, or a prefix of one)", id_or_prefix));
+  }
+  if (want.size() < 8) {
+    return absl::InvalidArgumentError(fmt::format(
+        "evidence id \"{}\": give at least 8 hex digits", id_or_prefix));
+  }
+  std::lock_guard lock(mu_);
+  std::string sql = fmt::format(
+      "SELECT {} FROM evidence WHERE substr(id, 1, ?2) = ?1 ORDER BY id LIMIT 2", kEvidenceColumns);
+  Stmt st(db_, sql.c_str());
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, want);
+  st.bind(2, static_cast<int64_t>(want.size()));
+  std::vector<EvidenceRow> found;
+  int rc;
+  while ((rc = st.step()) == SQLITE_ROW) found.push_back(readEvidence(st));
+  if (rc != SQLITE_DONE) return sqliteError(db_, "get evidence");
+  if (found.empty()) return absl::NotFoundError(fmt::format("no evidence with id {}", want));
+  if (found.size() > 1) {
+    return absl::InvalidArgumentError(fmt::format(
+        "evidence id {} is ambiguous: it matches {} and {} at least; give more digits", want,
+        found[0].id, found[1].id));
+  }
+  return std::move(found[0]);
+}
+
+absl::StatusOr<std::optional<EvidenceRow>> SqliteStore::evidenceForCapture(
+    const std::string& capture_id) {
+  std::lock_guard lock(mu_);
+  std::string sql = fmt::format(
+      "SELECT {} FROM evidence WHERE capture_id = ?1 ORDER BY received_at DESC LIMIT 1",
+      kEvidenceColumns);
+  Stmt st(db_, sql.c_str());
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, capture_id);
+  int rc = st.step();
+  if (rc == SQLITE_DONE) return std::optional<EvidenceRow>();
+  if (rc != SQLITE_ROW) return sqliteError(db_, "evidence for capture");
+  return std::optional<EvidenceRow>(readEvidence(st));
+}
+
+absl::StatusOr<std::vector<CustodyEntry>> SqliteStore::listCustody(
+    const std::string& evidence_id) {
+  std::lock_guard lock(mu_);
+  std::string sql =
+      fmt::format("SELECT {} FROM custody WHERE evidence_id = ?1 ORDER BY rowid", kCustodyColumns);
+  Stmt st(db_, sql.c_str());
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, evidence_id);
+  std::vector<CustodyEntry> out;
+  int rc;
+  while ((rc = st.step()) == SQLITE_ROW) out.push_back(readCustody(st));
+  if (rc != SQLITE_DONE) return sqliteError(db_, "list custody");
+  return out;
+}
+
+absl::StatusOr<CustodyVerification> SqliteStore::verifyCustody(const std::string& evidence_id) {
+  auto events = listCustody(evidence_id);
+  if (!events.ok()) return events.status();
+  CustodyVerification v;
+  if (events->empty()) {
+    v.ok = false;
+    v.problem = fmt::format("evidence {} has no custody events (record removed)", evidence_id);
+    return v;
+  }
+  std::string prev = evidence_id;
+  int64_t prev_id = 0;
+  for (const auto& e : *events) {
+    ++v.events;
+    if (e.prev_hash != prev) {
+      v.ok = false;
+      v.first_bad_id = e.id;
+      v.problem = prev_id == 0
+                      ? fmt::format("custody event {} ({}): prev_hash is not the evidence id "
+                                    "(earlier events removed or event altered)",
+                                    e.id, e.action)
+                      : fmt::format("custody event {} ({}): prev_hash does not match event {} "
+                                    "(events removed or altered)",
+                                    e.id, e.action, prev_id);
+      return v;
+    }
+    if (custodyEventHash(e) != e.hash) {
+      v.ok = false;
+      v.first_bad_id = e.id;
+      v.problem = fmt::format(
+          "custody event {} ({}): hash does not match the event's contents (event altered)", e.id,
+          e.action);
+      return v;
+    }
+    prev = e.hash;
+    prev_id = e.id;
+  }
+  return v;
 }
 
 }  // namespace bulkhead::controller

@@ -41,6 +41,18 @@ class SqliteStore final : public Store {
   absl::StatusOr<AuditEntry> commitChange(
       const std::map<std::string, bulkhead::v1::DesiredState>& states,
       const AuditEntry& entry) override;
+  absl::Status addCapture(const CaptureRow& capture) override;
+  absl::StatusOr<CaptureRow> getCapture(const std::string& capture_id) override;
+  absl::Status setCaptureState(const std::string& capture_id, const std::string& state) override;
+  absl::StatusOr<std::vector<CustodyEntry>> addEvidence(
+      const EvidenceRow& row, const std::vector<CustodyEntry>& events) override;
+  absl::StatusOr<CustodyEntry> appendCustody(const CustodyEntry& event) override;
+  absl::StatusOr<std::vector<EvidenceRow>> listEvidence(const std::string& host_id) override;
+  absl::StatusOr<EvidenceRow> getEvidence(const std::string& id_or_prefix) override;
+  absl::StatusOr<std::optional<EvidenceRow>> evidenceForCapture(
+      const std::string& capture_id) override;
+  absl::StatusOr<std::vector<CustodyEntry>> listCustody(const std::string& evidence_id) override;
+  absl::StatusOr<CustodyVerification> verifyCustody(const std::string& evidence_id) override;
 
   // Test hook: runs raw SQL (used to simulate tampering).
   absl::Status execForTest(const std::string& sql);
@@ -53,6 +65,8 @@ class SqliteStore final : public Store {
   absl::StatusOr<AuditEntry> insertAuditLocked(const AuditEntry& entry);   // REQUIRES: mu_ held
   absl::Status putDesiredStateLocked(const std::string& host_id,
                                      const bulkhead::v1::DesiredState& state);   // REQUIRES: mu_
+  // Inside an open transaction: appends `event` to its bundle's chain.   REQUIRES: mu_ held
+  absl::StatusOr<CustodyEntry> insertCustodyLocked(const CustodyEntry& event);
 
   std::mutex mu_;
   sqlite3* db_;

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,66 @@ struct AuditVerification {
   std::string problem;         // what is wrong with the first bad row
 };
 
+// One capture an operator requested (issue 6). `state`: "requested" until its bundle is
+// stored ("received"); "failed" or "timeout" when the Capture call ended without one (a bundle
+// arriving later is still accepted and moves it to "received").
+struct CaptureRow {
+  std::string capture_id;
+  std::string host_id;
+  std::string requested_by;
+  std::string reason;
+  int64_t requested_at_unix_ms = 0;
+  std::string command_id;
+  std::string state = "requested";
+};
+
+// One stored evidence bundle. `id` is the hex SHA-256 of the bundle (its content address);
+// `path` is relative to the evidence directory ("ab/ab12....tar.gz").
+struct EvidenceRow {
+  std::string id;
+  std::string capture_id;
+  std::string host_id;
+  std::string requested_by;
+  std::string reason;
+  int64_t requested_at_unix_ms = 0;
+  int64_t collected_at_unix_ms = 0;    // agent clock (manifest finished_at_unix_ms)
+  int64_t received_at_unix_ms = 0;
+  uint64_t size = 0;
+  std::string manifest_sha256;
+  uint32_t files = 0;
+  bool signature_ok = false;
+  std::vector<std::string> collector_errors;
+  std::string file_name;
+  int64_t clock_offset_ms = 0;
+  std::string path;
+};
+
+// One event of a bundle's custody record. `id` (global, increasing), `prev_hash` and `hash`
+// are assigned by the store on append.
+struct CustodyEntry {
+  int64_t id = 0;
+  std::string evidence_id;
+  int64_t at_unix_ms = 0;
+  std::string actor;     // operator name, or "agent:<host>"
+  std::string action;    // requested, collected, received, get, show, verify
+  std::string detail;
+  std::string prev_hash; // the previous event's hash; the evidence id for the first event
+  std::string hash;
+};
+
+// SHA-256 (hex) over the length-prefixed fields, in this order: prev_hash, evidence_id,
+// at_unix_ms (decimal), actor, action, detail; each encoded as "<byte length>:<bytes>;" (the
+// audit rows' encoding), so no two different events encode alike. The store's row id is not
+// included: the chain is per bundle and `prev_hash` already fixes the order.
+std::string custodyEventHash(const CustodyEntry& e);
+
+struct CustodyVerification {
+  bool ok = true;
+  int64_t events = 0;          // events checked
+  int64_t first_bad_id = 0;    // 0 when ok
+  std::string problem;         // what is wrong with the first bad event
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -74,6 +135,33 @@ class Store {
   // change, in one transaction: either all of it is durable or none. Returns the audit row.
   virtual absl::StatusOr<AuditEntry> commitChange(
       const std::map<std::string, bulkhead::v1::DesiredState>& states, const AuditEntry& entry) = 0;
+
+  // --- evidence (issue 6) ---
+  // Records a requested capture (durable when this returns). AlreadyExists if the id is taken.
+  virtual absl::Status addCapture(const CaptureRow& capture) = 0;
+  // NotFound "no capture ..." if unknown.
+  virtual absl::StatusOr<CaptureRow> getCapture(const std::string& capture_id) = 0;
+  virtual absl::Status setCaptureState(const std::string& capture_id, const std::string& state) = 0;
+  // Adds the bundle's row and its first custody events (chained in the given order, the first
+  // linked to the evidence id), and marks its capture "received", in one transaction. Returns
+  // the events as stored. AlreadyExists if a bundle with this id is stored.
+  virtual absl::StatusOr<std::vector<CustodyEntry>> addEvidence(
+      const EvidenceRow& row, const std::vector<CustodyEntry>& events) = 0;
+  // Appends one event to the bundle's custody chain (durable when this returns). NotFound if
+  // the bundle is unknown.
+  virtual absl::StatusOr<CustodyEntry> appendCustody(const CustodyEntry& event) = 0;
+  // Every bundle (of `host_id`, or all when empty), oldest received first.
+  virtual absl::StatusOr<std::vector<EvidenceRow>> listEvidence(const std::string& host_id) = 0;
+  // By full id or a unique prefix of at least 8 hex digits (case-insensitive).
+  // InvalidArgument for a malformed or ambiguous id, NotFound "no evidence with id ...".
+  virtual absl::StatusOr<EvidenceRow> getEvidence(const std::string& id_or_prefix) = 0;
+  // The bundle stored for a capture, if any.
+  virtual absl::StatusOr<std::optional<EvidenceRow>> evidenceForCapture(
+      const std::string& capture_id) = 0;
+  // The bundle's custody events, oldest first.
+  virtual absl::StatusOr<std::vector<CustodyEntry>> listCustody(const std::string& evidence_id) = 0;
+  // Recomputes the bundle's custody chain; reports the first event that does not match.
+  virtual absl::StatusOr<CustodyVerification> verifyCustody(const std::string& evidence_id) = 0;
 };
 
 }  // namespace bulkhead::controller
