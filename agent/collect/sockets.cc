@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <unordered_map>
 #include <vector>
@@ -34,6 +35,8 @@ using nlohmann::json;
 
 constexpr int kRecvTimeoutMs = 3000;  // per recv of a dump: the kernel answers at once
 constexpr size_t kRecvBufSize = 64 * 1024;
+// The sockets are written after the owner scan: past this, write them with the owners found.
+constexpr std::chrono::milliseconds kOwnerScanBudget{5000};
 
 // TCP state names (linux/tcp_states.h numbering), lower case as `ss` prints them.
 const char* tcpStateName(uint8_t state) {
@@ -319,6 +322,7 @@ class SocketScan {
   }
 
   // One pass over <proc_root>/*/fd: which pids hold each dumped socket, and their comms.
+  // Bounded by kOwnerScanBudget (then a warning) and by sink.stopped().
   void findOwners() {
     for (const Row& row : rows_) {
       if (row.inode != 0) owners_.try_emplace(row.inode);
@@ -331,7 +335,14 @@ class SocketScan {
       return;
     }
     std::string comm;
+    const auto deadline = std::chrono::steady_clock::now() + kOwnerScanBudget;
     proc::forEachNumericEntry(proc_fd.get(), ".", [&](int pid, const char* name) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        sink_.warn(
+            fmt::format("socket owners incomplete: the /proc fd scan passed its {} ms budget",
+                        kOwnerScanBudget.count()));
+        return false;
+      }
       proc::ScopedFd dir = proc::openDir(proc_fd.get(), name);
       if (!dir.ok()) return !sink_.stopped();
       proc::ScopedFd fds = proc::openDir(dir.get(), "fd");
