@@ -1,17 +1,367 @@
-// PLACEHOLDER (lead): replaced by the engineer who owns this collector.
+// Persistence collector: where an intruder makes a foothold survive: accounts (passwd, group;
+// never shadow), SSH authorized_keys, crontabs, systemd units and timers (system, runtime,
+// transient, per-user), sudoers, and shell histories. Every file goes through
+// readRegularFile (stat first, O_NONBLOCK, fstat): a FIFO or device planted as
+// .bash_history is a warning, never a hang.
+#include <fmt/format.h>
+
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
 #include "agent/collect/collectors.h"
+#include "agent/collect/host_files.h"
+#include "common/format.h"
 
 namespace bulkhead::agent::collect {
 namespace {
-class Placeholder final : public Collector {
+
+constexpr uint64_t kAccountsCap = 16 * kMiB;
+constexpr uint64_t kConfigCap = 256 * 1024;  // crontabs, sudoers
+constexpr uint64_t kUnitCap = 16 * 1024;     // systemd unit content
+constexpr uint64_t kKeysCap = 1 * kMiB;      // authorized_keys
+constexpr uint64_t kHistoryCap = 64 * 1024;  // the last 64 KiB of a history
+
+struct Home {
+  std::string user;
+  std::string dir;  // as on the host ("/home/u")
+};
+
+// The sink refused a record: the collector stops and returns (partial output is kept).
+class Refused {};
+
+class Emitter {
+ public:
+  Emitter(const CollectContext& ctx, ArtifactSink& sink) : ctx_(ctx), sink_(sink) {}
+
+  const CollectContext& ctx() const { return ctx_; }
+  ArtifactSink& sink() { return sink_; }
+
+  void record(std::string_view artifact, const nlohmann::json& r) {
+    if (!sink_.record(artifact, r)) throw Refused();
+  }
+  void checkStopped() {
+    if (sink_.stopped()) throw Refused();
+  }
+
+  // Reads `host_path` below the root; a warning (unless it does not exist) and nullopt when
+  // it cannot be read as a regular file.
+  std::optional<FileBytes> read(const std::string& host_path, uint64_t cap, bool tail = false) {
+    checkStopped();
+    auto f = readRegularFile(underRoot(ctx_.root, host_path), cap, tail);
+    if (absl::IsNotFound(f.status())) return std::nullopt;
+    if (!f.ok()) {
+      sink_.warn(fmt::format("{}: {}", host_path, f.status()));
+      return std::nullopt;
+    }
+    return *std::move(f);
+  }
+
+  // Emits {path, mtime_unix_ms, content, truncated} + `extra` for one file to `artifact`.
+  void contentRecord(std::string_view artifact, const std::string& host_path, uint64_t cap,
+                     nlohmann::json extra = nlohmann::json::object(), bool tail = false) {
+    auto f = read(host_path, cap, tail);
+    if (!f) return;
+    nlohmann::json& r = extra;
+    putText(r, "path", host_path);
+    r["mtime_unix_ms"] = mtimeMs(f->st);
+    r["size"] = static_cast<int64_t>(f->st.st_size);
+    r["owner_uid"] = f->st.st_uid;
+    putText(r, "content", f->bytes);
+    r["truncated"] = f->truncated;
+    record(artifact, r);
+  }
+
+  // Names in the host directory `host_dir` (sorted); a warning when it cannot be listed.
+  std::vector<std::string> list(const std::string& host_dir) {
+    auto names = listDir(underRoot(ctx_.root, host_dir));
+    if (!names.ok()) {
+      sink_.warn(fmt::format("{}", names.status()));
+      return {};
+    }
+    return *std::move(names);
+  }
+
+ private:
+  const CollectContext& ctx_;
+  ArtifactSink& sink_;
+};
+
+std::string joinPath(const std::string& dir, std::string_view name) {
+  return dir.ends_with('/') ? fmt::format("{}{}", dir, name) : fmt::format("{}/{}", dir, name);
+}
+
+nlohmann::json number(std::string_view text) {
+  int64_t v = 0;
+  if (absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &v)) return v;
+  return nullptr;
+}
+
+std::vector<std::string_view> splitColons(std::string_view line) {
+  std::vector<std::string_view> f;
+  size_t start = 0;
+  for (;;) {
+    size_t c = line.find(':', start);
+    f.push_back(line.substr(start, c == std::string_view::npos ? c : c - start));
+    if (c == std::string_view::npos) return f;
+    start = c + 1;
+  }
+}
+
+// accounts.jsonl from /etc/passwd and /etc/group; returns the homes to search (one per
+// directory, first user wins; /root always).
+std::vector<Home> emitAccounts(Emitter& em) {
+  std::vector<Home> homes;
+  std::set<std::string> seen;
+  if (auto f = em.read("/etc/passwd", kAccountsCap)) {
+    if (f->truncated) em.sink().warn("/etc/passwd: over 16 MiB, the rest not read");
+    for (std::string_view line : splitLines(f->bytes)) {
+      em.checkStopped();
+      if (trimBlanks(line).empty() || line.front() == '#') continue;
+      std::vector<std::string_view> p = splitColons(line);
+      if (p.size() < 7) {
+        em.sink().warn(fmt::format("/etc/passwd: malformed line \"{}\"", line.substr(0, 200)));
+        continue;
+      }
+      nlohmann::json r;
+      r["source"] = "passwd";
+      putText(r, "name", p[0]);
+      r["id"] = number(p[2]);
+      r["gid"] = number(p[3]);
+      putText(r, "gecos", p[4]);
+      putText(r, "home", p[5]);
+      putText(r, "shell", p[6]);
+      em.record("accounts.jsonl", r);
+      if (!p[5].empty() && p[5].front() == '/' && seen.insert(std::string(p[5])).second) {
+        homes.push_back({std::string(p[0]), std::string(p[5])});
+      }
+    }
+  }
+  if (seen.insert("/root").second) homes.push_back({"root", "/root"});
+  if (auto f = em.read("/etc/group", kAccountsCap)) {
+    for (std::string_view line : splitLines(f->bytes)) {
+      em.checkStopped();
+      if (trimBlanks(line).empty() || line.front() == '#') continue;
+      std::vector<std::string_view> g = splitColons(line);
+      if (g.size() < 4) {
+        em.sink().warn(fmt::format("/etc/group: malformed line \"{}\"", line.substr(0, 200)));
+        continue;
+      }
+      nlohmann::json r;
+      r["source"] = "group";
+      putText(r, "name", g[0]);
+      r["id"] = number(g[2]);
+      r["gid"] = number(g[2]);
+      nlohmann::json members = nlohmann::json::array();
+      std::string_view list = g[3];
+      while (!list.empty()) {
+        size_t comma = list.find(',');
+        std::string_view m = trimBlanks(list.substr(0, comma));
+        if (!m.empty()) {
+          nlohmann::json one;
+          putText(one, "name", m);
+          members.push_back(std::move(one["name"]));
+        }
+        if (comma == std::string_view::npos) break;
+        list.remove_prefix(comma + 1);
+      }
+      r["members"] = std::move(members);
+      em.record("accounts.jsonl", r);
+    }
+  }
+  return homes;
+}
+
+void emitAuthorizedKeys(Emitter& em, const std::vector<Home>& homes) {
+  for (const Home& h : homes) {
+    for (const char* file : {".ssh/authorized_keys", ".ssh/authorized_keys2"}) {
+      const std::string path = joinPath(h.dir, file);
+      auto f = em.read(path, kKeysCap);
+      if (!f) continue;
+      if (f->truncated) em.sink().warn(fmt::format("{}: over 1 MiB, the rest not read", path));
+      int line_no = 0;
+      for (std::string_view line : splitLines(f->bytes)) {
+        ++line_no;
+        std::string_view t = trimBlanks(line);
+        if (t.empty() || t.front() == '#') continue;
+        nlohmann::json r;
+        putText(r, "user", h.user);
+        putText(r, "path", path);
+        r["line_no"] = line_no;
+        putText(r, "line", t);
+        r["mtime_unix_ms"] = mtimeMs(f->st);
+        r["owner_uid"] = f->st.st_uid;
+        em.record("authorized_keys.jsonl", r);
+      }
+    }
+  }
+}
+
+void emitCrontabs(Emitter& em) {
+  auto crontab = [&](const std::string& path, nlohmann::json user) {
+    nlohmann::json extra;
+    extra["user"] = std::move(user);
+    em.contentRecord("crontabs.jsonl", path, kConfigCap, std::move(extra));
+  };
+  // System crontabs name the user on each line: `user` is null.
+  crontab("/etc/crontab", nullptr);
+  crontab("/etc/anacrontab", nullptr);
+  for (const std::string& n : em.list("/etc/cron.d")) crontab(joinPath("/etc/cron.d", n), nullptr);
+  for (const char* period : {"hourly", "daily", "weekly", "monthly"}) {
+    const std::string dir = fmt::format("/etc/cron.{}", period);
+    for (const std::string& n : em.list(dir)) crontab(joinPath(dir, n), "root");
+  }
+  // Debian: /var/spool/cron/crontabs/USER; Red Hat: /var/spool/cron/USER.
+  for (const std::string& n : em.list("/var/spool/cron/crontabs")) {
+    crontab(joinPath("/var/spool/cron/crontabs", n), n);
+  }
+  for (const std::string& n : em.list("/var/spool/cron")) {
+    if (n == "crontabs" || n == "atjobs" || n == "atspool") continue;
+    crontab(joinPath("/var/spool/cron", n), n);
+  }
+}
+
+void emitSudoers(Emitter& em) {
+  em.contentRecord("sudoers.jsonl", "/etc/sudoers", kConfigCap);
+  for (const std::string& n : em.list("/etc/sudoers.d")) {
+    em.contentRecord("sudoers.jsonl", joinPath("/etc/sudoers.d", n), kConfigCap);
+  }
+}
+
+// "service", "timer", ... from the file name; "dropin" for NAME.d/*.conf; null without one.
+nlohmann::json unitKind(const std::string& host_path) {
+  const std::filesystem::path p(host_path);
+  const std::string name = p.filename().string();
+  const std::string parent = p.parent_path().filename().string();
+  if (parent.ends_with(".d") && name.ends_with(".conf")) return "dropin";
+  size_t dot = name.rfind('.');
+  if (dot == std::string::npos || dot + 1 == name.size()) return nullptr;
+  return name.substr(dot + 1);
+}
+
+class UnitLister {
+ public:
+  explicit UnitLister(Emitter& em) : em_(em) {}
+
+  // Every unit file below `host_dir` (recursively: *.wants/, *.d/ drop-ins), symlinks with
+  // their target. `only_suffix` limits the listing to one kind (vendor timers).
+  void tree(const std::string& host_dir, int max_depth, std::string_view only_suffix = {}) {
+    WalkLimits limits;
+    limits.max_depth = max_depth;
+    limits.max_entries = 20000;
+    bool refused = false;
+    WalkResult w = walkTree(
+        em_.ctx().root, host_dir, limits,
+        [&](const WalkEntry& e) {
+          if (S_ISDIR(e.st.st_mode)) return true;
+          if (!only_suffix.empty() && !e.host_path.ends_with(only_suffix)) return true;
+          try {
+            unit(e);
+          } catch (const Refused&) {
+            refused = true;
+          }
+          return !refused;
+        },
+        [&](const std::string& m) { em_.sink().warn(m); }, [&] { return em_.sink().stopped(); });
+    if (refused) throw Refused();
+    em_.checkStopped();
+    if (w.cut) em_.sink().warn(fmt::format("{}: listing cut at {} entries", host_dir, 20000));
+  }
+
+ private:
+  void unit(const WalkEntry& e) {
+    // /lib is /usr/lib on merged-/usr systems: one record per file.
+    if (S_ISREG(e.st.st_mode) && !seen_.insert({e.st.st_dev, e.st.st_ino}).second) return;
+    nlohmann::json r;
+    putText(r, "path", e.host_path);
+    putText(r, "name", std::filesystem::path(e.host_path).filename().string());
+    r["kind"] = unitKind(e.host_path);
+    r["mtime_unix_ms"] = mtimeMs(e.st);
+    r["owner_uid"] = e.st.st_uid;
+    std::string content_path;
+    if (S_ISLNK(e.st.st_mode)) {
+      putText(r, "link_target", e.link_target);
+      // A link to a vendor unit (enablement) or /dev/null (masked) says all; a link to a unit
+      // elsewhere (`systemctl link /opt/x.service`) is read, resolved below the root.
+      const std::string& t = e.link_target;
+      // Links into the directories listed here anyway are not read twice.
+      if (!t.starts_with("/usr/lib/systemd/") && !t.starts_with("/lib/systemd/") &&
+          !t.starts_with("/etc/systemd/") && t != "/dev/null") {
+        content_path = t.starts_with('/') ? t
+                                          : (std::filesystem::path(e.host_path).parent_path() / t)
+                                                .lexically_normal()
+                                                .string();
+      }
+    } else if (S_ISREG(e.st.st_mode)) {
+      content_path = e.host_path;
+    } else {
+      r["type"] = std::string(fileTypeName(e.st.st_mode));
+    }
+    if (!content_path.empty()) {
+      if (auto f = em_.read(content_path, kUnitCap)) {
+        putText(r, "content", f->bytes);
+        r["truncated"] = f->truncated;
+      }
+    }
+    em_.record("systemd_units.jsonl", r);
+  }
+
+  Emitter& em_;
+  std::set<std::pair<dev_t, ino_t>> seen_;
+};
+
+void emitUnits(Emitter& em, const std::vector<Home>& homes) {
+  UnitLister units(em);
+  units.tree("/etc/systemd/system", 4);
+  units.tree("/run/systemd/system", 4);
+  units.tree("/run/systemd/transient", 2);  // systemd-run units and timers
+  units.tree("/etc/systemd/user", 4);
+  for (const Home& h : homes) units.tree(joinPath(h.dir, ".config/systemd/user"), 4);
+  units.tree("/usr/lib/systemd/system", 1, ".timer");
+  units.tree("/lib/systemd/system", 1, ".timer");
+}
+
+void emitHistories(Emitter& em, const std::vector<Home>& homes) {
+  constexpr const char* kFiles[] = {".bash_history", ".zsh_history", ".sh_history",
+                                    ".ash_history",  ".history",     ".python_history",
+                                    ".mysql_history"};
+  for (const Home& h : homes) {
+    for (const char* file : kFiles) {
+      nlohmann::json extra;
+      putText(extra, "user", h.user);
+      em.contentRecord("shell_history.jsonl", joinPath(h.dir, file), kHistoryCap, std::move(extra),
+                       /*tail=*/true);
+    }
+  }
+}
+
+class PersistenceCollector final : public Collector {
  public:
   std::string_view name() const override { return "persistence"; }
-  absl::Status collect(const CollectContext&, ArtifactSink&) override {
-    return absl::UnimplementedError("persistence collector not built yet");
+  std::chrono::milliseconds timeLimit() const override { return std::chrono::seconds(20); }
+
+  absl::Status collect(const CollectContext& ctx, ArtifactSink& sink) override {
+    Emitter em(ctx, sink);
+    try {
+      const std::vector<Home> homes = emitAccounts(em);
+      emitAuthorizedKeys(em, homes);
+      emitCrontabs(em);
+      emitUnits(em, homes);
+      emitSudoers(em);
+      emitHistories(em, homes);
+    } catch (const Refused&) {
+      // Size cap or time limit: what was written stays; the engine reports which.
+    }
+    return absl::OkStatus();
   }
 };
+
 }  // namespace
 
-std::unique_ptr<Collector> makePersistenceCollector() { return std::make_unique<Placeholder>(); }
+std::unique_ptr<Collector> makePersistenceCollector() {
+  return std::make_unique<PersistenceCollector>();
+}
 
 }  // namespace bulkhead::agent::collect

@@ -1,0 +1,305 @@
+#include "agent/collect/host_files.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+
+#include "absl/strings/escaping.h"
+
+namespace bulkhead::agent::collect {
+namespace {
+
+// Closes a file descriptor on scope exit.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+std::string errnoText(int err) { return std::strerror(err); }
+
+}  // namespace
+
+std::filesystem::path underRoot(const std::filesystem::path& root, std::string_view host_path) {
+  while (!host_path.empty() && host_path.front() == '/') host_path.remove_prefix(1);
+  return root / std::filesystem::path(std::string(host_path));
+}
+
+int64_t mtimeMs(const struct stat& st) {
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000;
+}
+
+int64_t ctimeMs(const struct stat& st) {
+  return static_cast<int64_t>(st.st_ctim.tv_sec) * 1000 + st.st_ctim.tv_nsec / 1000000;
+}
+
+std::string_view fileTypeName(mode_t mode) {
+  if (S_ISREG(mode)) return "file";
+  if (S_ISDIR(mode)) return "dir";
+  if (S_ISLNK(mode)) return "symlink";
+  if (S_ISFIFO(mode)) return "fifo";
+  if (S_ISSOCK(mode)) return "socket";
+  if (S_ISCHR(mode)) return "chardev";
+  if (S_ISBLK(mode)) return "blockdev";
+  return "other";
+}
+
+absl::StatusOr<FileBytes> readRegularFile(const std::filesystem::path& path, uint64_t cap,
+                                          bool tail) {
+  struct stat before {};
+  if (::stat(path.c_str(), &before) != 0) {
+    int err = errno;
+    if (err == ENOENT || err == ENOTDIR) {
+      return absl::NotFoundError(fmt::format("{}: does not exist", path.string()));
+    }
+    return absl::UnavailableError(fmt::format("{}: stat: {}", path.string(), errnoText(err)));
+  }
+  if (!S_ISREG(before.st_mode)) {
+    return absl::FailedPreconditionError(fmt::format("{}: not a regular file ({}), not read",
+                                                     path.string(), fileTypeName(before.st_mode)));
+  }
+  constexpr int kFlags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY;
+  int raw = ::open(path.c_str(), kFlags | O_NOATIME);
+  if (raw < 0 && errno == EPERM) raw = ::open(path.c_str(), kFlags);  // not the owner
+  if (raw < 0) {
+    int err = errno;
+    if (err == ENOENT) return absl::NotFoundError(fmt::format("{}: vanished", path.string()));
+    return absl::UnavailableError(fmt::format("{}: open: {}", path.string(), errnoText(err)));
+  }
+  Fd fd(raw);
+  FileBytes out;
+  if (::fstat(fd.get(), &out.st) != 0) {
+    return absl::UnavailableError(fmt::format("{}: fstat: {}", path.string(), errnoText(errno)));
+  }
+  if (!S_ISREG(out.st.st_mode) || out.st.st_dev != before.st_dev ||
+      out.st.st_ino != before.st_ino) {
+    return absl::FailedPreconditionError(
+        fmt::format("{}: replaced while being opened (now {}), not read", path.string(),
+                    fileTypeName(out.st.st_mode)));
+  }
+  off_t offset = 0;
+  const uint64_t size = static_cast<uint64_t>(out.st.st_size);
+  if (tail && size > cap) {
+    offset = static_cast<off_t>(size - cap);
+    out.truncated = true;
+  }
+  char buf[65536];
+  for (;;) {
+    const uint64_t want = std::min<uint64_t>(sizeof buf, cap + 1 - out.bytes.size());
+    ssize_t n = ::pread(fd.get(), buf, want, offset);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::UnavailableError(fmt::format("{}: read: {}", path.string(), errnoText(errno)));
+    }
+    if (n == 0) break;
+    out.bytes.append(buf, static_cast<size_t>(n));
+    offset += n;
+    if (out.bytes.size() > cap) {  // read one byte more than `cap` to know there is more
+      if (tail) {
+        out.bytes.erase(0, out.bytes.size() - cap);  // grew while read: keep the last bytes
+      } else {
+        out.bytes.resize(cap);
+      }
+      out.truncated = true;
+      break;
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> listDir(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) {
+    int err = errno;
+    if (err == ENOENT || err == ENOTDIR) return names;
+    return absl::UnavailableError(fmt::format("{}: opendir: {}", dir.string(), errnoText(err)));
+  }
+  while (const dirent* e = ::readdir(d)) {
+    std::string_view n = e->d_name;
+    if (n == "." || n == "..") continue;
+    names.emplace_back(n);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+namespace {
+
+constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
+
+// Opens `components` one by one below `top_fd`, refusing symlinks at every step.
+int openBeneath(int top_fd, const std::vector<std::string>& components) {
+  int cur = ::dup(top_fd);
+  for (const std::string& c : components) {
+    if (cur < 0) return -1;
+    int next = ::openat(cur, c.c_str(), kDirFlags);
+    int err = errno;
+    ::close(cur);
+    errno = err;
+    cur = next;
+  }
+  return cur;
+}
+
+struct PendingDir {
+  std::string host_path;
+  std::vector<std::string> components;  // below the top
+  int depth = 0;
+  dev_t dev = 0;
+  ino_t ino = 0;
+};
+
+}  // namespace
+
+WalkResult walkTree(const std::filesystem::path& root, const std::string& host_top,
+                    const WalkLimits& limits, const std::function<bool(const WalkEntry&)>& visit,
+                    const std::function<void(const std::string&)>& warn,
+                    const std::function<bool()>& stopped) {
+  WalkResult result;
+  const std::filesystem::path top = underRoot(root, host_top);
+  WalkEntry entry;
+  entry.host_path = host_top;
+  if (::lstat(top.c_str(), &entry.st) != 0) {
+    if (errno != ENOENT) warn(fmt::format("{}: lstat: {}", host_top, errnoText(errno)));
+    return result;
+  }
+  if (S_ISLNK(entry.st.st_mode)) {
+    char target[4096];
+    ssize_t n = ::readlink(top.c_str(), target, sizeof target);
+    if (n > 0) entry.link_target.assign(target, static_cast<size_t>(n));
+    warn(fmt::format("{}: is a symlink to {}, not followed", host_top, entry.link_target));
+  }
+  ++result.entries;
+  if (!visit(entry)) {
+    result.cut = true;
+    return result;
+  }
+  if (!S_ISDIR(entry.st.st_mode) || limits.max_depth < 1) return result;
+  Fd top_fd(::open(top.c_str(), kDirFlags));
+  if (top_fd.get() < 0) {
+    warn(fmt::format("{}: open: {}", host_top, errnoText(errno)));
+    return result;
+  }
+  std::deque<PendingDir> queue;
+  queue.push_back({host_top, {}, 0, entry.st.st_dev, entry.st.st_ino});
+  while (!queue.empty()) {
+    if (stopped()) {
+      result.cut = true;
+      return result;
+    }
+    PendingDir dir = std::move(queue.front());
+    queue.pop_front();
+    Fd dfd(openBeneath(top_fd.get(), dir.components));
+    if (dfd.get() < 0) {
+      warn(fmt::format("{}: cannot open directory: {}", dir.host_path, errnoText(errno)));
+      continue;
+    }
+    struct stat dst {};
+    if (::fstat(dfd.get(), &dst) != 0 || dst.st_dev != dir.dev || dst.st_ino != dir.ino) {
+      warn(fmt::format("{}: replaced while listed, skipped", dir.host_path));
+      continue;
+    }
+    int list_fd = ::dup(dfd.get());
+    DIR* d = list_fd < 0 ? nullptr : ::fdopendir(list_fd);
+    if (d == nullptr) {
+      if (list_fd >= 0) ::close(list_fd);
+      warn(fmt::format("{}: cannot list: {}", dir.host_path, errnoText(errno)));
+      continue;
+    }
+    std::vector<std::string> names;
+    while (const dirent* e = ::readdir(d)) {
+      std::string_view n = e->d_name;
+      if (n != "." && n != "..") names.emplace_back(n);
+      if (names.size() > limits.max_entries || stopped()) break;
+    }
+    ::closedir(d);
+    std::sort(names.begin(), names.end());
+    const std::string prefix = dir.host_path == "/" ? "/" : dir.host_path + "/";
+    for (const std::string& name : names) {
+      if (stopped() || result.entries >= limits.max_entries) {
+        result.cut = true;
+        return result;
+      }
+      WalkEntry child;
+      child.host_path = prefix + name;
+      child.depth = dir.depth + 1;
+      if (::fstatat(dfd.get(), name.c_str(), &child.st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno != ENOENT) warn(fmt::format("{}: lstat: {}", child.host_path, errnoText(errno)));
+        continue;
+      }
+      if (S_ISLNK(child.st.st_mode)) {
+        char target[4096];
+        ssize_t n = ::readlinkat(dfd.get(), name.c_str(), target, sizeof target);
+        if (n > 0) child.link_target.assign(target, static_cast<size_t>(n));
+      }
+      ++result.entries;
+      if (!visit(child)) {
+        result.cut = true;
+        return result;
+      }
+      if (S_ISDIR(child.st.st_mode) && child.depth < limits.max_depth) {
+        PendingDir next{child.host_path, dir.components, child.depth, child.st.st_dev,
+                        child.st.st_ino};
+        next.components.push_back(name);
+        queue.push_back(std::move(next));
+      }
+    }
+  }
+  return result;
+}
+
+void putText(nlohmann::json& r, const std::string& key, std::string_view bytes) {
+  if (std::all_of(bytes.begin(), bytes.end(), [](char c) { return (c & 0x80) == 0; })) {
+    r[key] = std::string(bytes);  // ASCII: valid as it is
+    return;
+  }
+  nlohmann::json raw = std::string(bytes);
+  // The library's own UTF-8 check: `replace` turns each invalid byte into U+FFFD.
+  std::string dumped = raw.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string clean = nlohmann::json::parse(dumped).get<std::string>();
+  if (clean.size() == bytes.size() && clean == bytes) {
+    r[key] = std::move(clean);
+    return;
+  }
+  r[key] = std::move(clean);
+  r[key + "_base64"] = absl::Base64Escape(absl::string_view(bytes.data(), bytes.size()));
+}
+
+std::vector<std::string_view> splitLines(std::string_view text) {
+  std::vector<std::string_view> lines;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    lines.push_back(line);
+    if (nl == std::string_view::npos) break;
+    text.remove_prefix(nl + 1);
+  }
+  return lines;
+}
+
+std::string_view trimBlanks(std::string_view s) {
+  constexpr std::string_view kBlanks = " \t\r\n";
+  size_t b = s.find_first_not_of(kBlanks);
+  if (b == std::string_view::npos) return {};
+  size_t e = s.find_last_not_of(kBlanks);
+  return s.substr(b, e - b + 1);
+}
+
+}  // namespace bulkhead::agent::collect

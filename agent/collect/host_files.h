@@ -1,0 +1,93 @@
+// File access for the host collectors (network, firewall, logins, kernel, temp_files,
+// persistence): paths below a fixture root, reads that never block on FIFOs or devices, a
+// symlink-safe directory walk, and JSON text that survives bytes that are not UTF-8.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace bulkhead::agent::collect {
+
+// `host_path` ("/etc/passwd", absolute as on the host) below `root` ("/" or a fixture dir).
+std::filesystem::path underRoot(const std::filesystem::path& root, std::string_view host_path);
+
+// stat times as Unix milliseconds.
+int64_t mtimeMs(const struct stat& st);
+int64_t ctimeMs(const struct stat& st);
+
+// "file", "dir", "symlink", "fifo", "socket", "chardev", "blockdev" or "other" for st_mode.
+std::string_view fileTypeName(mode_t mode);
+
+struct FileBytes {
+  std::string bytes;       // the first `cap` bytes, or the last `cap` bytes when read as tail
+  struct stat st {};       // fstat of the file that was read
+  bool truncated = false;  // the file held more than `cap` bytes
+};
+
+// Reads a regular file without ever blocking and without side effects on devices:
+// stat() first (follows symlinks) and refuse anything that is not a regular file BEFORE
+// opening (opening a device such as /dev/watchdog can act), then open
+// O_RDONLY|O_NONBLOCK|O_CLOEXEC|O_NOCTTY (O_NOATIME where permitted, to keep access times as
+// evidence), fstat again and refuse a file that is not regular or was swapped meanwhile.
+// Reads until end of file (so /proc files with st_size 0 work), at most `cap` bytes: the
+// first ones, or with `tail` the last ones (needs st_size; /proc files are read from the start).
+// Errors: NotFound when the path does not exist (callers usually skip quietly),
+// FailedPrecondition "not a regular file (fifo)" and others naming the path and errno.
+absl::StatusOr<FileBytes> readRegularFile(const std::filesystem::path& path, uint64_t cap,
+                                          bool tail = false);
+
+// Entry names of a directory (no "." and ".."), sorted; empty when it does not exist.
+// Errors other than ENOENT/ENOTDIR name the path.
+absl::StatusOr<std::vector<std::string>> listDir(const std::filesystem::path& dir);
+
+// One entry met by walkTree.
+struct WalkEntry {
+  std::string host_path;    // "/tmp/a/b": the host path, without the fixture root
+  int depth = 0;            // 0 = the tree's top directory itself, 1 = its entries, ...
+  struct stat st {};        // lstat (never follows symlinks)
+  std::string link_target;  // symlinks only (readlinkat), empty otherwise
+};
+
+struct WalkLimits {
+  int max_depth = 4;           // entries deeper than this are neither listed nor entered
+  size_t max_entries = 20000;  // the top directory counts as one
+};
+
+struct WalkResult {
+  size_t entries = 0;
+  bool cut = false;  // max_entries reached, or visit() returned false
+};
+
+// Lists the tree at `host_top` ("/tmp") below `root` breadth first (shallow entries before
+// deep ones, so a cut keeps the overview), with lstat only: never follows a symlink (every
+// directory is opened component by component with O_NOFOLLOW|O_DIRECTORY from the top) and
+// never opens a file. Directories on other file systems are entered too. Unreadable
+// directories go to `warn`; a missing top gives an empty result. `visit` returns false to
+// stop; `stopped` is polled between entries.
+WalkResult walkTree(const std::filesystem::path& root, const std::string& host_top,
+                    const WalkLimits& limits, const std::function<bool(const WalkEntry&)>& visit,
+                    const std::function<void(const std::string&)>& warn,
+                    const std::function<bool()>& stopped);
+
+// Sets `r[key]` to `bytes` as JSON text. Bytes that are not valid UTF-8 (file names and
+// contents are attacker controlled) become U+FFFD there, and the exact bytes are kept in
+// `r[key + "_base64"]`, so nothing is lost and the record always serialises.
+void putText(nlohmann::json& r, const std::string& key, std::string_view bytes);
+
+// Lines of `text` (without "\n" or a trailing "\r").
+std::vector<std::string_view> splitLines(std::string_view text);
+
+// `s` without leading and trailing blanks (space, tab, CR, LF).
+std::string_view trimBlanks(std::string_view s);
+
+}  // namespace bulkhead::agent::collect
