@@ -10,9 +10,11 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/magic.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -52,6 +54,7 @@ struct ExeKeyHash {
 
 // What is known of one executable file, shared by every process running it.
 struct ExeInfo {
+  bool hash_tried = false;
   json sha256 = nullptr;  // hex, or null when it could not be read
   bool recovery_tried = false;
   json recovered = nullptr;  // "binaries/<sha256>"
@@ -163,10 +166,16 @@ class ProcessScan {
     out["exe_size"] = static_cast<int64_t>(st.st_size);
     ExeInfo& info =
         exes_[ExeKey{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)}];
-    if (info.sha256.is_null()) {
-      // The one costly step of the scan: each distinct executable is read once.
-      auto sha = sha256OfFile(fmt::format("{}/{}/exe", ctx_.proc_root.string(), pid));
-      if (sha.ok()) {
+    if (!info.hash_tried) {
+      // The one costly step of the scan: each distinct executable is read once. Not on FUSE:
+      // a user-space file system run by the intruder could stall the read forever.
+      info.hash_tried = true;
+      const std::string exe_path = fmt::format("{}/{}/exe", ctx_.proc_root.string(), pid);
+      struct statfs fs {};
+      if (::statfs(exe_path.c_str(), &fs) == 0 && fs.f_type == FUSE_SUPER_MAGIC) {
+        sink_.warn(fmt::format("pid {}: exe {} is on a FUSE file system: not hashed or recovered",
+                               pid, proc::utf8(*target)));
+      } else if (auto sha = sha256OfFile(exe_path); sha.ok()) {
         info.sha256 = *sha;
       } else {
         sink_.warn(fmt::format("pid {}: exe not hashed: {}", pid, sha.status()));
@@ -231,6 +240,13 @@ class ProcessScan {
   // started after the listing or appear in a second listing. Probes from the top down for at
   // most kHiddenProbeBudget (a warning says how far it got when cut).
   void probeHidden(const std::vector<int>& pids, std::optional<int64_t> listed_at_ms) {
+    // kill() numbers pids in the agent's pid namespace, /proc in the one it was mounted for:
+    // probing is meaningful only when they are the same (/proc/self names the agent).
+    auto self = proc::readLinkAt(proc_fd_, "self");
+    if (!self || *self != std::to_string(::getpid())) {
+      sink_.warn("hidden pids not probed: /proc belongs to another pid namespace");
+      return;
+    }
     int pid_max = 4194304;  // PID_MAX_LIMIT
     if (proc::readFileAt(proc_fd_, "sys/kernel/pid_max", 64, &buf_)) {
       int v = std::atoi(buf_.c_str());
