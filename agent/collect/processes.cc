@@ -35,7 +35,7 @@ namespace {
 using nlohmann::json;
 
 constexpr size_t kStatCap = 4096;
-constexpr size_t kStatusCap = 16384;
+constexpr size_t kStatusCap = 1 << 20;  // "Groups:" (before "Threads:") may be long
 constexpr size_t kCmdlineCap = 64 * 1024;
 constexpr size_t kEnvironCap = 8 * 1024;  // README: environ is capped
 constexpr int kHiddenProbeMargin = 32768;

@@ -339,6 +339,16 @@ TEST(RealProc, FindsItselfWithTheRightHash) {
   }
 }
 
+TEST(RealProc, MetadataNamesThePidNamespace) {
+  CollectContext ctx;
+  MemorySink sink;
+  ASSERT_TRUE(makeMetadataCollector()->collect(ctx, sink).ok());
+  json m = json::parse(sink.files.at("metadata.json"));
+  EXPECT_EQ(m["pid_namespace"].get<std::string>().rfind("pid:[", 0), 0u) << m.dump();
+  EXPECT_GT(m["boot_time_unix_ms"].get<int64_t>(), 0);
+  EXPECT_LE(m["boot_time_unix_ms"].get<int64_t>(), m["collected_at_unix_ms"].get<int64_t>());
+}
+
 TEST(RealProc, TimesEveryCollector) {
   CollectContext ctx;
   for (auto make :
