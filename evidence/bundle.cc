@@ -635,22 +635,22 @@ absl::StatusOr<Verification> verifyBundle(const std::filesystem::path& bundle,
   return v;
 }
 
-absl::StatusOr<std::string> readMember(const std::filesystem::path& bundle, std::string_view path,
-                                       uint64_t max_bytes) {
+absl::StatusOr<std::map<std::string, std::string>> readMembers(
+    const std::filesystem::path& bundle, const std::vector<std::string>& paths,
+    uint64_t max_bytes) {
   BundleReader reader(bundle);
   if (auto s = reader.open(); !s.ok()) return s;
+  std::set<std::string> wanted(paths.begin(), paths.end());
+  std::map<std::string, std::string> found;
   std::string top;
-  while (struct archive_entry* entry = reader.nextEntry()) {
-    EntryPath p =
-        splitEntryPath(archive_entry_pathname(entry) ? archive_entry_pathname(entry) : "", top);
-    if (!p.problem.empty() || p.rel != path || archive_entry_filetype(entry) != AE_IFREG) {
+  while (found.size() < wanted.size()) {
+    struct archive_entry* entry = reader.nextEntry();
+    if (entry == nullptr) break;
+    const char* name = archive_entry_pathname(entry);
+    EntryPath p = splitEntryPath(name != nullptr ? name : "", top);
+    if (!p.problem.empty() || wanted.count(p.rel) == 0 || found.count(p.rel) > 0 ||
+        archive_entry_filetype(entry) != AE_IFREG) {
       continue;
-    }
-    if (archive_entry_size_is_set(entry) &&
-        static_cast<uint64_t>(archive_entry_size(entry)) > max_bytes) {
-      return absl::ResourceExhaustedError(
-          fmt::format("bundle {}: member {} is {} bytes, more than the limit of {}",
-                      bundle.string(), path, archive_entry_size(entry), max_bytes));
     }
     std::string out;
     bool too_big = false;
@@ -662,15 +662,26 @@ absl::StatusOr<std::string> readMember(const std::filesystem::path& bundle, std:
     if (too_big) {
       return absl::ResourceExhaustedError(
           fmt::format("bundle {}: member {} is more than the limit of {} bytes", bundle.string(),
-                      path, max_bytes));
+                      p.rel, max_bytes));
     }
-    return out;
+    found.emplace(p.rel, std::move(out));
   }
   if (!reader.error().empty()) {
     return absl::DataLossError(
         fmt::format("bundle {}: corrupt archive: {}", bundle.string(), reader.error()));
   }
-  return absl::NotFoundError(fmt::format("bundle {}: no member {}", bundle.string(), path));
+  return found;
+}
+
+absl::StatusOr<std::string> readMember(const std::filesystem::path& bundle, std::string_view path,
+                                       uint64_t max_bytes) {
+  auto found = readMembers(bundle, {std::string(path)}, max_bytes);
+  if (!found.ok()) return found.status();
+  auto it = found->find(std::string(path));
+  if (it == found->end()) {
+    return absl::NotFoundError(fmt::format("bundle {}: no member {}", bundle.string(), path));
+  }
+  return std::move(it->second);
 }
 
 }  // namespace bulkhead::evidence

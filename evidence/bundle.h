@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -95,5 +96,11 @@ absl::StatusOr<Verification> verifyBundle(const std::filesystem::path& bundle,
 // The content of one member (path relative to the top directory); NotFound if absent.
 absl::StatusOr<std::string> readMember(const std::filesystem::path& bundle, std::string_view path,
                                        uint64_t max_bytes = 256 << 20);
+
+// The contents of the members named in `paths` that are present, read in one pass over the
+// bundle; DataLoss if the stream is corrupt, ResourceExhausted if one is over `max_bytes`.
+absl::StatusOr<std::map<std::string, std::string>> readMembers(
+    const std::filesystem::path& bundle, const std::vector<std::string>& paths,
+    uint64_t max_bytes = 256 << 20);
 
 }  // namespace bulkhead::evidence

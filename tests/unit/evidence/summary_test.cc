@@ -1,0 +1,212 @@
+// evidence/summary: findings from a synthetic bundle (a deleted implant with a connection out
+// and a listener, logins, preload, hidden pid, a failed collector) and their rendering.
+#include "evidence/summary.h"
+
+#include <gtest/gtest.h>
+
+#include "evidence/bundle.h"
+#include "tests/unit/evidence/evidence_testing.h"
+
+namespace bulkhead::evidence {
+namespace {
+
+using nlohmann::json;
+using testing::Pki;
+using testing::TempDir;
+
+std::string lines(const std::vector<json>& records) {
+  std::string out;
+  for (const auto& r : records) out += r.dump() + "\n";
+  return out;
+}
+
+const std::string kSha(64, 'a');
+
+std::filesystem::path writeSyntheticBundle(const TempDir& dir) {
+  auto out = dir / "b.tar.gz";
+  auto w = BundleWriter::create(out, "cap-9", {{"host_id", "web-03"}, {"capture_id", "cap-9"}});
+  EXPECT_TRUE(w.ok());
+  auto add = [&](const std::string& path, const std::string& bytes) {
+    EXPECT_TRUE((*w)->addBytes(path, bytes).ok()) << path;
+  };
+  add("metadata.json",
+      json{{"capture_id", "cap-9"}, {"host_id", "web-03"}, {"collected_at_unix_ms", 1763917262000}}
+          .dump());
+  add("artifacts/processes.jsonl",
+      lines({{{"pid", 1}, {"comm", "systemd"}, {"exe", "/usr/lib/systemd/systemd"}},
+             {{"pid", 700}, {"comm", "sshd"}, {"exe", "/usr/sbin/sshd"}},
+             {{"pid", 4242},
+              {"comm", "implant"},
+              {"exe", "/tmp/implant (deleted)"},
+              {"exe_deleted", true},
+              {"exe_memfd", false},
+              {"exe_sha256", kSha},
+              {"recovered", "binaries/" + kSha}},
+             {{"pid", 5000},
+              {"comm", "miner"},
+              {"exe", "/memfd:x (deleted)"},
+              {"exe_deleted", true},
+              {"exe_memfd", true},
+              {"exe_sha256", nullptr},
+              {"recovered", nullptr}},
+             {{"pid", 6000}, {"comm", "tool"}, {"exe", "/home/bob/tool"}}}) +
+          "this line is not JSON\n");
+  auto sock = [](std::string proto, std::string state, std::string la, int lp, std::string ra,
+                 int rp, std::vector<int> pids) {
+    return json{{"family", la.find(':') != std::string::npos ? "inet6" : "inet"},
+                {"protocol", proto},
+                {"state", state},
+                {"local_address", la},
+                {"local_port", lp},
+                {"remote_address", ra},
+                {"remote_port", rp},
+                {"pids", pids}};
+  };
+  add("artifacts/sockets.jsonl",
+      lines({sock("tcp", "established", "10.0.0.5", 51234, "10.77.0.66", 443, {4242}),
+             sock("tcp", "listen", "0.0.0.0", 4444, "0.0.0.0", 0, {4242}),
+             sock("tcp", "listen", "0.0.0.0", 22, "0.0.0.0", 0, {700}),
+             sock("tcp", "established", "10.0.0.5", 22, "192.0.2.9", 60000, {700}),
+             sock("tcp", "established", "127.0.0.1", 5432, "127.0.0.1", 40000, {700}),
+             sock("tcp", "time-wait", "10.0.0.5", 40001, "10.77.0.66", 80, {}),
+             sock("udp", "unconnected", "0.0.0.0", 5353, "0.0.0.0", 0, {6000}),
+             sock("udp", "unconnected", "127.0.0.1", 323, "0.0.0.0", 0, {6000}),
+             sock("tcp", "listen", "::", 8080, "::", 0, {}),
+             json{{"family", "unix"}, {"protocol", "stream"}, {"state", "listen"}}}));
+  std::vector<json> wtmp;
+  for (int i = 0; i < 12; ++i) {
+    wtmp.push_back({{"type", "user_process"},
+                    {"user", "u" + std::to_string(i)},
+                    {"line", "pts/" + std::to_string(i)},
+                    {"host", "198.51.100." + std::to_string(i)},
+                    {"at_unix_ms", 1763900000000 + i * 1000}});
+  }
+  wtmp.push_back({{"type", "dead_process"}, {"line", "pts/1"}, {"at_unix_ms", 1763999999999}});
+  add("artifacts/wtmp.jsonl", lines(wtmp));
+  add("artifacts/utmp.jsonl", lines({{{"type", "user_process"},
+                                      {"user", "root"},
+                                      {"line", "pts/9"},
+                                      {"address", "203.0.113.7"},
+                                      {"at_unix_ms", 1763917000000}},
+                                     {{"type", "boot_time"}, {"at_unix_ms", 1}}}));
+  add("artifacts/btmp.jsonl", lines({{{"user", "admin"}, {"host", "1.2.3.4"}},
+                                     {{"user", "root"}, {"host", "1.2.3.4"}},
+                                     {{"user", "oracle"}, {"host", "1.2.3.4"}},
+                                     {{"user", "test"}, {"address", "5.6.7.8"}}}));
+  add("artifacts/preload.jsonl",
+      lines({{{"source", "/etc/ld.so.preload"}, {"entry", "/lib/libhide.so"}}}));
+  add("artifacts/kernel.json", json{{"tainted", 4096}}.dump());
+  add("artifacts/hidden_pids.jsonl", lines({{{"pid", 31337}, {"comm", "ghost"}}}));
+  add("collection-log.jsonl", lines({{{"collector", "processes"}, {"status", "ok"}, {"error", ""}},
+                                     {{"collector", "sockets"}, {"status", "ok"}, {"error", ""}},
+                                     {{"collector", "persistence"},
+                                      {"status", "timeout"},
+                                      {"error", "time limit 2000 ms reached"}}}));
+  EXPECT_TRUE((*w)->finish(Pki::signer()).ok());
+  return out;
+}
+
+TEST(Summary, NamesTheImplantAndWhatItDoes) {
+  TempDir dir;
+  auto s = summarize(writeSyntheticBundle(dir));
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ((*s)["host_id"], "web-03");
+  EXPECT_EQ((*s)["capture_id"], "cap-9");
+  EXPECT_EQ((*s)["unreadable_lines"], 1);
+
+  const json& f = (*s)["findings"];
+  ASSERT_GE(f.size(), 5u) << f.dump(1);
+  // Most severe first; the implant's finding names its connection and its listener.
+  EXPECT_EQ(f[0]["kind"], "deleted_executable");
+  EXPECT_EQ(f[0]["severity"], "high");
+  EXPECT_EQ(f[0]["pid"], 4242);
+  EXPECT_EQ(f[0]["comm"], "implant");
+  EXPECT_EQ(f[0]["detail"], "sha256 aaaaaaaaaaaa... recovered binaries/" + kSha +
+                                "; connected to tcp 10.77.0.66:443; listening on tcp 0.0.0.0:4444");
+  EXPECT_EQ(f[1]["kind"], "memfd_executable");
+  EXPECT_EQ(f[1]["detail"], "sha256 unknown not recovered");
+  std::map<std::string, int> kinds;
+  for (const auto& x : f) ++kinds[x["kind"].get<std::string>()];
+  EXPECT_EQ(kinds["preload"], 1);
+  EXPECT_EQ(kinds["hidden_process"], 1);
+  EXPECT_EQ(kinds["unexpected_listener"], 3);  // implant 4444, /home tool 5353, no owner 8080
+  EXPECT_EQ(kinds["remote_connection"], 2);    // implant, sshd (loopback and time-wait left out)
+  EXPECT_EQ(kinds["failed_logins"], 1);
+  EXPECT_EQ(kinds["collector_failed"], 1);
+  for (size_t i = 1; i < f.size(); ++i) {
+    auto rank = [](const json& x) {
+      return x["severity"] == "high" ? 0 : x["severity"] == "medium" ? 1 : 2;
+    };
+    EXPECT_LE(rank(f[i - 1]), rank(f[i])) << i;
+  }
+
+  ASSERT_EQ((*s)["deleted_executables"].size(), 2u);
+  EXPECT_EQ((*s)["deleted_executables"][0]["recovered"], "binaries/" + kSha);
+  EXPECT_EQ((*s)["deleted_executables"][1]["memfd"], true);
+
+  const json& remote = (*s)["remote_connections"];
+  ASSERT_EQ(remote.size(), 2u) << remote.dump(1);
+  EXPECT_EQ(remote[0], (json{{"pid", 4242},
+                             {"comm", "implant"},
+                             {"exe", "/tmp/implant (deleted)"},
+                             {"protocol", "tcp"},
+                             {"local", "10.0.0.5:51234"},
+                             {"remote", "10.77.0.66:443"},
+                             {"state", "established"}}));
+
+  const json& listeners = (*s)["unexpected_listeners"];
+  ASSERT_EQ(listeners.size(), 3u) << listeners.dump(1);
+  EXPECT_EQ(listeners[0]["local"], "0.0.0.0:4444");
+  EXPECT_EQ(listeners[0]["why"], "executable deleted");
+  EXPECT_EQ(listeners[1]["why"], "executable under /home");
+  EXPECT_EQ(listeners[2]["local"], "[::]:8080");
+  EXPECT_EQ(listeners[2]["why"], "no owning process");
+
+  const json& logins = (*s)["recent_logins"];
+  ASSERT_EQ(logins.size(), 11u);  // the current one and the 10 newest past ones
+  EXPECT_EQ(logins[0]["user"], "root");
+  EXPECT_EQ(logins[0]["from"], "203.0.113.7");
+  EXPECT_EQ(logins[0]["current"], true);
+  EXPECT_EQ(logins[1]["user"], "u11");
+  EXPECT_EQ(logins[10]["user"], "u2");
+  EXPECT_EQ((*s)["failed_logins"]["count"], 4);
+  EXPECT_EQ((*s)["failed_logins"]["top_sources"][0], (json{{"from", "1.2.3.4"}, {"count", 3}}));
+  EXPECT_EQ((*s)["preload"][0]["entry"], "/lib/libhide.so");
+  EXPECT_EQ((*s)["hidden_pids"][0]["pid"], 31337);
+  EXPECT_EQ((*s)["kernel_tainted"], 4096);
+  EXPECT_EQ((*s)["collectors"]["ok"], 2);
+  EXPECT_EQ((*s)["collectors"]["failed"][0]["collector"], "persistence");
+
+  const std::string text = renderSummary(*s);
+  EXPECT_NE(text.find("HIGH    deleted executable: pid 4242 implant /tmp/implant (deleted) "
+                      "sha256 aaaaaaaaaaaa... recovered binaries/" +
+                      kSha),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("tcp   10.0.0.5:51234 -> 10.77.0.66:443"), std::string::npos) << text;
+  EXPECT_NE(text.find("0.0.0.0:4444  pid 4242 implant"), std::string::npos) << text;
+  EXPECT_NE(text.find("Failed logins: 4; from 1.2.3.4 (3), 5.6.7.8 (1)"), std::string::npos);
+  EXPECT_NE(text.find("persistence: timeout: time limit 2000 ms reached"), std::string::npos);
+  EXPECT_EQ(text.back(), '\n');
+  std::printf("%s", text.c_str());
+}
+
+TEST(Summary, EmptyOrForeignBundles) {
+  TempDir dir;
+  auto out = dir / "e.tar.gz";
+  auto w = BundleWriter::create(out, "cap-0", {{"host_id", "web-03"}});
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE((*w)->finish(Pki::signer()).ok());
+  auto s = summarize(out);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ((*s)["host_id"], "web-03");
+  EXPECT_TRUE((*s)["findings"].empty());
+  EXPECT_NE(renderSummary(*s).find("Findings (0)"), std::string::npos);
+  EXPECT_EQ(renderSummary(json()), "no summary\n");
+
+  testing::writeFile(dir / "junk.tar.gz", "junk");
+  EXPECT_EQ(summarize(dir / "junk.tar.gz").status().code(), absl::StatusCode::kDataLoss);
+}
+
+}  // namespace
+}  // namespace bulkhead::evidence
