@@ -232,7 +232,9 @@ class SocketScan {
     const char* proto = protocol == IPPROTO_TCP ? "tcp" : protocol == IPPROTO_UDP ? "udp" : "raw";
     const char* fam = family == AF_INET ? "inet" : "inet6";
     std::vector<DiagSocket> found;
-    bool ok = dumpOrReset(&req, sizeof req, fmt::format("{} {} sockets", fam, proto),
+    bool ok = dumpOrReset(&req, sizeof req,
+                          fmt::format("{} {} sockets{}", fam, proto,
+                                      protocol == IPPROTO_RAW ? " (needs raw_diag)" : ""),
                           [&](const uint8_t* data, size_t n, bool* done) {
                             return parseInetDiagDump(data, n, &found, done);
                           });
