@@ -27,12 +27,12 @@ class MetadataCollector final : public Collector {
     const int64_t now_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
     json m;
-    m["capture_id"] = ctx.capture_id;
-    m["host_id"] = ctx.host_id;
+    m["capture_id"] = proc::utf8(ctx.capture_id);
+    m["host_id"] = proc::utf8(ctx.host_id);
     m["hostname"] = proc::utf8(ctx.hostname);
     m["requested_by"] = proc::utf8(ctx.requested_by);
     m["reason"] = proc::utf8(ctx.reason);
-    m["agent_version"] = ctx.agent_version;
+    m["agent_version"] = proc::utf8(ctx.agent_version);
     m["collected_at_unix_ms"] = now_ms;
     m["collected_at_utc"] = fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03d}Z",
                                         fmt::gmtime(std::chrono::system_clock::to_time_t(now)),

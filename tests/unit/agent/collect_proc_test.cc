@@ -240,6 +240,18 @@ TEST_F(FixtureProc, ProcessesParsedFlaggedAndRecovered) {
   EXPECT_EQ(k["cmdline"], json::array());
 }
 
+TEST_F(FixtureProc, BytesThatAreNotUtf8StillSerialise) {
+  fs::path p = addProcess(100, "evil\xff\xfe", "/tmp/\xc3(bin");
+  write(p / "cmdline", std::string_view("\x80\0ok\0", 5));
+  MemorySink sink;
+  ASSERT_TRUE(makeProcessCollector()->collect(ctx_, sink).ok());
+  auto procs = byPid(sink);
+  ASSERT_EQ(procs.size(), 1u);
+  EXPECT_NO_THROW(procs[100].dump());
+  EXPECT_EQ(procs[100]["comm"], "evil\xef\xbf\xbd\xef\xbf\xbd");
+  EXPECT_EQ(procs[100]["cmdline"][1], "ok");
+}
+
 TEST_F(FixtureProc, RecoveryCapped) {
   const std::string deleted_exe = (dir_ / "bin" / "x (deleted)").string();
   addProcess(100, "x", deleted_exe);
@@ -361,7 +373,10 @@ TEST(RealProc, TimesEveryCollector) {
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
             .count();
     size_t records = 0;
-    for (const auto& [name, rs] : sink.records) records += rs.size();
+    for (const auto& [name, rs] : sink.records) {
+      records += rs.size();
+      for (const auto& r : rs) EXPECT_NO_THROW(r.dump()) << name;  // valid UTF-8 throughout
+    }
     std::printf("%-10s %5lld ms  %6zu records  %zu warnings  %s\n", std::string(c->name()).c_str(),
                 static_cast<long long>(ms), records, sink.warnings.size(),
                 s.ok() ? "ok" : std::string(s.message()).c_str());
