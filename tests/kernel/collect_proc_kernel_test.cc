@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -63,6 +64,7 @@ class Children {
  public:
   ~Children() { killAll(); }
   void add(pid_t pid) { pids_.push_back(pid); }
+  const std::vector<pid_t>& pids() const { return pids_; }
   void killAll() {
     for (pid_t p : pids_) ::kill(p, SIGKILL);
     for (pid_t p : pids_) {
@@ -329,7 +331,20 @@ TEST_F(CollectProcKernelTest, BenchmarkThousandProcessesFiveThousandSockets) {
     size_t records = 0;
     for (const auto& [name, rs] : sink.records) records += rs.size();
     if (c->name() == "sockets") socket_records = records;
-    if (c->name() == "processes") process_records = sink.of("processes.jsonl").size();
+    if (c->name() == "processes") {
+      process_records = sink.of("processes.jsonl").size();
+      std::set<int> kid_pids(kids.pids().begin(), kids.pids().end());
+      size_t kids_seen = 0;
+      for (const auto& r : sink.of("processes.jsonl")) {
+        if (!kid_pids.count(r["pid"].get<int>())) continue;
+        ++kids_seen;
+        EXPECT_EQ(r["exe_sha256"], sleep_sha_);
+      }
+      EXPECT_EQ(kids_seen, kid_pids.size());
+      for (const auto& h : sink.of("hidden_pids.jsonl")) {
+        EXPECT_FALSE(kid_pids.count(h["pid"].get<int>())) << "listed child reported hidden";
+      }
+    }
     std::printf("bench %-10s %8.1f ms (cpu %7.1f ms) %7zu records %zu warnings\n",
                 std::string(c->name()).c_str(), ms, cpu, records, sink.warnings.size());
   }
