@@ -147,6 +147,9 @@ int run(int argc, char** argv) {
   options.credentials = serverCredentials(*identity);
   options.fleet.heartbeat_interval = config.heartbeat_interval;
   options.fleet.heartbeat_timeout = config.heartbeat_timeout;
+  options.evidence.dir = std::filesystem::path(config.data_dir) / "evidence";
+  options.evidence.ca_pem = identity->ca_pem;
+  options.evidence.max_bytes = config.max_evidence_bytes;
   auto server = ControllerServer::start(clock, **store, options);
   if (!server.ok()) return fail(fmt::format("{}", server.status()));
   g_grpc_started = true;

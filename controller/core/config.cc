@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <boost/program_options.hpp>
+#include <map>
 #include <sstream>
 #include <tuple>
 
@@ -38,10 +39,37 @@ absl::StatusOr<uint32_t> parsePositive(std::string_view field, const std::string
 
 }  // namespace
 
+namespace {
+
+// "1048576", "512KiB", "64MiB", "8GiB", "1TiB": a positive byte count.
+absl::StatusOr<uint64_t> parseByteSize(const char* flag, const std::string& text) {
+  size_t digits = text.find_first_not_of("0123456789");
+  std::string number = text.substr(0, digits);
+  std::string unit = digits == std::string::npos ? "" : text.substr(digits);
+  static const std::map<std::string, int> kShift = {
+      {"", 0}, {"B", 0}, {"KiB", 10}, {"MiB", 20}, {"GiB", 30}, {"TiB", 40}};
+  auto shift = kShift.find(unit);
+  uint64_t n = 0;
+  bool ok = !number.empty() && number.size() <= 15 && shift != kShift.end();
+  if (ok) {
+    n = std::stoull(number);
+    ok = n > 0 && n <= (UINT64_MAX >> shift->second);
+  }
+  if (!ok) {
+    return absl::InvalidArgumentError(fmt::format(
+        "{}: invalid value \"{}\": use a positive size such as 1048576, 512MiB or 8GiB", flag,
+        text));
+  }
+  return n << shift->second;
+}
+
+}  // namespace
+
 absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std::string>& args) {
   std::string listen, identity, data_dir, policy_dir, hb_interval = "5s", hb_timeout = "15s";
   std::string selector_limit = "10", log_format = "text", log_level = "info";
   std::string block_confirm_v4 = "16", block_confirm_v6 = "48";
+  std::string max_evidence_bytes = "8GiB";
   std::vector<std::string> advertise;
 
   po::options_description desc(
@@ -69,6 +97,9 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
        "a v4 block wider than /LEN needs `yes` (default 16)")
       ("block-confirm-prefix-v6", po::value(&block_confirm_v6)->value_name("LEN"),
        "a v6 block wider than /LEN needs `yes` (default 48)")
+      ("max-evidence-bytes", po::value(&max_evidence_bytes)->value_name("SIZE"),
+       "largest evidence bundle accepted from an agent: bytes, or with KiB, MiB, GiB "
+       "(default 8GiB)")
       ("log-format", po::value(&log_format)->value_name("text|json"), "log format (default text)")
       ("log-level", po::value(&log_level)->value_name("LEVEL"),
        "trace, debug, info, warn, error or off (default info)");
@@ -150,6 +181,10 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
     }
     *dest = v;
   }
+
+  auto max_evidence = parseByteSize("--max-evidence-bytes", max_evidence_bytes);
+  if (!max_evidence.ok()) return max_evidence.status();
+  c.max_evidence_bytes = *max_evidence;
 
   if (log_format != "text" && log_format != "json") {
     return absl::InvalidArgumentError(

@@ -25,6 +25,8 @@ struct ControllerConfig {
   // A block wider than these prefix lengths needs `yes`.
   int block_confirm_prefix_v4 = 16;
   int block_confirm_prefix_v6 = 48;
+  // --max-evidence-bytes: an evidence upload announcing more is refused before any byte.
+  uint64_t max_evidence_bytes = uint64_t{8} << 30;
   std::string log_format = "text";
   std::string log_level = "info";
 };

@@ -157,6 +157,10 @@ void Fleet::onMessage(AgentStream& stream, const v1::AgentMessage& msg) {
       });
       break;
     }
+    case v1::AgentMessage::kProgress:
+      current = registry_.touch(host_id, stream.session());
+      if (current && progress_listener_) progress_listener_(host_id, msg.progress());
+      break;
     case v1::AgentMessage::kStateReport:
       current = registry_.setReport(host_id, stream.session(), msg.state_report());
       if (current) {
@@ -418,6 +422,12 @@ void Fleet::setCommandListener(
     std::function<void(const std::string&, const v1::CommandResult&)> listener) {
   std::lock_guard lock(mu_);
   command_listener_ = std::move(listener);
+}
+
+void Fleet::setProgressListener(
+    std::function<void(const std::string&, const v1::CommandProgress&)> listener) {
+  std::lock_guard lock(mu_);
+  progress_listener_ = std::move(listener);
 }
 
 bool Fleet::settle(const std::shared_ptr<PendingOp>& op, v1::HostOutcome::State open_state,

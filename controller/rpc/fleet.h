@@ -115,6 +115,10 @@ class Fleet {
   // Fleet's lock: it must not block or call into the Fleet. Null to unset.
   void setCommandListener(
       std::function<void(const std::string&, const bulkhead::v1::CommandResult&)> listener);
+  // Receives every CommandProgress (with the host it came from), like the command listener:
+  // on a gRPC thread, under the Fleet's lock; must not block or call into the Fleet.
+  void setProgressListener(
+      std::function<void(const std::string&, const bulkhead::v1::CommandProgress&)> listener);
   // Ops still waiting (for shutdown).
   std::vector<std::shared_ptr<PendingOp>> pendingOps();
 
@@ -160,6 +164,8 @@ class Fleet {
   uint64_t next_command_ = 1;                                                // GUARDED_BY(mu_)
   std::function<void(const std::string&, const bulkhead::v1::CommandResult&)>
       command_listener_;                                                     // GUARDED_BY(mu_)
+  std::function<void(const std::string&, const bulkhead::v1::CommandProgress&)>
+      progress_listener_;                                                    // GUARDED_BY(mu_)
 };
 
 }  // namespace bulkhead::controller

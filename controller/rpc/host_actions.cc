@@ -37,14 +37,18 @@ void HostActions::shutdown() {
 
 void HostActions::run(const std::string& host, v1::Command command, uint32_t wait_ms, Done done) {
   auto wait = wait_ms == 0 ? options_.default_wait : std::chrono::milliseconds(wait_ms);
-  wait = std::min(wait, options_.max_wait);
-  std::string id;
+  runFor(host, std::move(command), std::min(wait, options_.max_wait), std::move(done));
+}
+
+void HostActions::runFor(const std::string& host, v1::Command command,
+                         std::chrono::milliseconds wait, Done done) {
+  std::string id = command.id();
   bool stopped = false;
   {
     std::lock_guard lock(mu_);
     stopped = stopped_;
     if (!stopped) {
-      id = fmt::format("action-{}-{}", clock_.nowUnixMs(), next_id_++);
+      if (id.empty()) id = fmt::format("action-{}-{}", clock_.nowUnixMs(), next_id_++);
       waiting_[id] = {host, std::move(done)};
     }
   }

@@ -44,6 +44,11 @@ class HostActions {
   // Sets the command's id and deadline (now + wait_ms, or the default; capped) and sends it.
   // `done` runs exactly once, on this object's thread.
   void run(const std::string& host, bulkhead::v1::Command command, uint32_t wait_ms, Done done);
+  // Like run() with exactly `wait` (no default, no cap), for long commands (a capture). A
+  // command that already has an id keeps it (the caller routes its progress by that id; it
+  // must be unique).
+  void runFor(const std::string& host, bulkhead::v1::Command command,
+              std::chrono::milliseconds wait, Done done);
   // Unhooks from the Fleet, stops the thread and answers every waiting command kShutdown (on
   // the calling thread). Later run() calls are answered kShutdown at once. Idempotent.
   void shutdown();

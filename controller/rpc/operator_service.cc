@@ -19,11 +19,12 @@ constexpr uint32_t kMaxAuditLimit = 10000;
 }  // namespace
 
 OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet,
-                                 Containment& containment)
+                                 Containment& containment, EvidenceHub* evidence)
     : clock_(clock),
       store_(store),
       fleet_(fleet),
       containment_(containment),
+      evidence_(evidence),
       host_actions_(std::make_unique<HostActions>(clock, fleet, HostActionsOptions{})) {}
 
 void OperatorService::shutdown() { host_actions_->shutdown(); }

@@ -15,6 +15,7 @@
 #include "common/identity.h"
 #include "controller/core/clock.h"
 #include "controller/rpc/containment.h"
+#include "controller/rpc/evidence.h"
 #include "controller/rpc/fleet.h"
 #include "controller/rpc/host_actions.h"
 #include "controller/store/store.h"
@@ -23,7 +24,9 @@ namespace bulkhead::controller {
 
 class OperatorService final : public bulkhead::v1::Operator::CallbackService {
  public:
-  OperatorService(const Clock& clock, Store& store, Fleet& fleet, Containment& containment);
+  // `evidence` (not owned) serves the evidence RPCs; nullptr: they fail UNAVAILABLE.
+  OperatorService(const Clock& clock, Store& store, Fleet& fleet, Containment& containment,
+                  EvidenceHub* evidence = nullptr);
 
   // The generated base keeps the sync-API overloads of every method; keep them visible.
   using Base = bulkhead::v1::Operator::CallbackService;
@@ -40,6 +43,11 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   using Base::ListSessions;
   using Base::KillSessions;
   using Base::KillProcess;
+  using Base::Capture;
+  using Base::ListEvidence;
+  using Base::GetEvidence;
+  using Base::VerifyEvidence;
+  using Base::ShowEvidence;
 
   grpc::ServerUnaryReactor* ListHosts(grpc::CallbackServerContext* ctx,
                                       const bulkhead::v1::ListHostsRequest* req,
@@ -86,6 +94,24 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
                                             const bulkhead::v1::KillConnectionsRequest* req,
                                             bulkhead::v1::HostActionResponse* resp) override;
 
+  // Evidence (operator_evidence.cc). Roles: capture, get and show (they collect or read
+  // sensitive host data) need responder or admin; list and verify (records and hashes only)
+  // are open to viewers too. get, show and verify are recorded in the bundle's custody record
+  // before they answer; every call is audited.
+  grpc::ServerWriteReactor<bulkhead::v1::CaptureEvent>* Capture(
+      grpc::CallbackServerContext* ctx, const bulkhead::v1::CaptureRequest* req) override;
+  grpc::ServerUnaryReactor* ListEvidence(grpc::CallbackServerContext* ctx,
+                                         const bulkhead::v1::ListEvidenceRequest* req,
+                                         bulkhead::v1::ListEvidenceResponse* resp) override;
+  grpc::ServerWriteReactor<bulkhead::v1::EvidenceDownload>* GetEvidence(
+      grpc::CallbackServerContext* ctx, const bulkhead::v1::GetEvidenceRequest* req) override;
+  grpc::ServerUnaryReactor* VerifyEvidence(grpc::CallbackServerContext* ctx,
+                                           const bulkhead::v1::VerifyEvidenceRequest* req,
+                                           bulkhead::v1::VerifyEvidenceResponse* resp) override;
+  grpc::ServerUnaryReactor* ShowEvidence(grpc::CallbackServerContext* ctx,
+                                         const bulkhead::v1::ShowEvidenceRequest* req,
+                                         bulkhead::v1::ShowEvidenceResponse* resp) override;
+
   // Finishes calls still waiting for an agent's command result. Idempotent.
   void shutdown();
 
@@ -111,6 +137,7 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   Store& store_;
   Fleet& fleet_;
   Containment& containment_;
+  EvidenceHub* const evidence_;
   // Sends host actions; after the members it uses (destroyed first: answers waiting calls).
   std::unique_ptr<HostActions> host_actions_;
   // Sends `command` to `host` and finishes the call with the agent's answer, audited as

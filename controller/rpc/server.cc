@@ -11,15 +11,21 @@ namespace bulkhead::controller {
 class ControllerServer::AgentChannelService final
     : public bulkhead::v1::AgentChannel::CallbackService {
  public:
-  explicit AgentChannelService(Fleet* fleet) : fleet_(fleet) {}
+  AgentChannelService(Fleet* fleet, EvidenceHub* evidence) : fleet_(fleet), evidence_(evidence) {}
   using bulkhead::v1::AgentChannel::CallbackService::Connect;   // keep the sync overload visible
+  using bulkhead::v1::AgentChannel::CallbackService::UploadEvidence;
   grpc::ServerBidiReactor<bulkhead::v1::AgentMessage, bulkhead::v1::ControllerMessage>* Connect(
       grpc::CallbackServerContext* ctx) override {
     return AgentStream::start(fleet_, ctx);
   }
+  grpc::ServerReadReactor<bulkhead::v1::EvidenceUpload>* UploadEvidence(
+      grpc::CallbackServerContext* ctx, bulkhead::v1::EvidenceReceipt* receipt) override {
+    return evidence_->upload(ctx, receipt);
+  }
 
  private:
   Fleet* fleet_;
+  EvidenceHub* evidence_;
 };
 
 ControllerServer::ControllerServer(const Clock& clock, Store& store, ServerOptions options)
@@ -31,8 +37,9 @@ ControllerServer::ControllerServer(const Clock& clock, Store& store, ServerOptio
                    options_.policies != nullptr ? *options_.policies : default_policies_,
                    options_.resolver != nullptr ? *options_.resolver : default_resolver_,
                    options_.containment),
-      agent_service_(std::make_unique<AgentChannelService>(&fleet_)),
-      operator_service_(clock, store, fleet_, containment_) {}
+      evidence_(clock, store, fleet_, options_.evidence),
+      agent_service_(std::make_unique<AgentChannelService>(&fleet_, &evidence_)),
+      operator_service_(clock, store, fleet_, containment_, &evidence_) {}
 
 absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::start(const Clock& clock,
                                                                           Store& store,
@@ -41,6 +48,7 @@ absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::start(const 
   if (auto st = s->fleet_.restore(); !st.ok()) {
     return absl::Status(st.code(), fmt::format("restoring from the store: {}", st.message()));
   }
+  if (auto st = s->evidence_.init(); !st.ok()) return st;
   grpc::ServerBuilder builder;
   builder.AddListeningPort(s->options_.listen, s->options_.credentials, &s->port_);
   builder.RegisterService(s->agent_service_.get());
@@ -83,6 +91,7 @@ void ControllerServer::shutdown(std::chrono::milliseconds grace) {
     server_->Shutdown(std::chrono::system_clock::now() + grace);
     server_->Wait();
   }
+  evidence_.shutdown();   // after the server: uploads finish on its I/O thread
   if (timers_) timers_->stop();
   if (io_) io_->stop();
   if (auto st = fleet_.flush(); !st.ok()) spdlog::error("final store flush failed: {}", st);

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "controller/core/clock.h"
 #include "controller/rpc/containment.h"
+#include "controller/rpc/evidence.h"
 #include "controller/rpc/fleet.h"
 #include "controller/rpc/policies.h"
 #include "controller/rpc/operator_service.h"
@@ -31,6 +32,7 @@ struct ServerOptions {
   NameResolver* resolver = nullptr;   // not owned; nullptr: getaddrinfo(3)
   std::chrono::milliseconds sweep_interval{500};
   std::chrono::milliseconds flush_interval{1000};
+  EvidenceOptions evidence;           // dir empty: no evidence store (captures refused)
 };
 
 class ControllerServer {
@@ -59,6 +61,7 @@ class ControllerServer {
   Policies default_policies_{std::string()};
   GetaddrinfoResolver default_resolver_;
   Containment containment_;
+  EvidenceHub evidence_;
   std::unique_ptr<AgentChannelService> agent_service_;
   OperatorService operator_service_;
   std::unique_ptr<grpc::Server> server_;

@@ -1,0 +1,96 @@
+// Evidence on the controller (issue 6): receives bundles from agents (AgentChannel
+// .UploadEvidence), stores them content-addressed (EvidenceFiles) with their custody record
+// (Store), checks them on receipt (evidence::verifyBundle), and routes the progress of capture
+// commands (agent progress, upload bytes) to the Capture calls waiting for them.
+//
+// Threading: upload reactions run on gRPC threads and only write the received chunk to its
+// part file; store reads and writes, fsync and verification run on the hub's I/O thread.
+// Progress is delivered to watchers on the hub's events thread (never under the Fleet's lock).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "bulkhead/v1/agent.pb.h"
+#include "bulkhead/v1/operator.pb.h"
+#include "controller/core/clock.h"
+#include "controller/rpc/fleet.h"
+#include "controller/rpc/scheduler.h"
+#include "controller/store/evidence_files.h"
+#include "controller/store/store.h"
+
+namespace bulkhead::controller {
+
+struct EvidenceOptions {
+  std::filesystem::path dir;               // <data-dir>/evidence; empty: evidence disabled
+  std::string ca_pem;                      // fleet CA, checks the signer of each bundle
+  uint64_t max_bytes = uint64_t{8} << 30;  // bigger uploads are refused before any byte
+  uint64_t progress_every = 4 << 20;       // upload progress is reported every this many bytes
+};
+
+class EvidenceHub {
+ public:
+  EvidenceHub(const Clock& clock, Store& store, Fleet& fleet, EvidenceOptions options);
+  ~EvidenceHub();   // shutdown()
+  EvidenceHub(const EvidenceHub&) = delete;
+  EvidenceHub& operator=(const EvidenceHub&) = delete;
+
+  // Prepares the evidence directory and hooks the Fleet's progress listener. A no-op when
+  // evidence is disabled.
+  absl::Status init();
+  bool enabled() const { return !options_.dir.empty(); }
+
+  // AgentChannel.UploadEvidence: the reactor for one upload (see agent.proto). It answers
+  // only once the bytes are stored (fsynced, renamed) and recorded with their custody events.
+  grpc::ServerReadReactor<bulkhead::v1::EvidenceUpload>* upload(
+      grpc::CallbackServerContext* ctx, bulkhead::v1::EvidenceReceipt* receipt);
+
+  // Progress of command `command_id` (the agent's and the upload's) goes to `fn`, on the
+  // events thread, until unwatch(). One watcher per command.
+  using ProgressFn = std::function<void(const bulkhead::v1::CommandProgress&)>;
+  void watch(const std::string& command_id, ProgressFn fn);
+  void unwatch(const std::string& command_id);
+  // Thread-safe, never blocks: hands `p` to its watcher, if any.
+  void publish(const bulkhead::v1::CommandProgress& p);
+
+  // Runs `fn` on the I/O thread (disk-heavy work: verification, summaries). False (fn
+  // dropped) after shutdown.
+  bool postIo(std::function<void()> fn) { return io_.post(std::move(fn)); }
+
+  Store& store() { return store_; }
+  const Clock& clock() const { return clock_; }
+  const EvidenceOptions& options() const { return options_; }
+  EvidenceFiles& files() { return files_; }
+
+  // Unhooks from the Fleet and stops the threads (running what is due). Call after the gRPC
+  // server has stopped. Idempotent.
+  void shutdown();
+
+  // The wire form of a stored bundle; with `custody` when given.
+  static void toProto(const EvidenceRow& row, const std::vector<CustodyEntry>* custody,
+                      bulkhead::v1::EvidenceRecord* out);
+
+ private:
+  class Upload;
+
+  const Clock& clock_;
+  Store& store_;
+  Fleet& fleet_;
+  const EvidenceOptions options_;
+  EvidenceFiles files_;
+  std::mutex mu_;
+  std::map<std::string, ProgressFn> watchers_;   // GUARDED_BY(mu_)
+  bool stopped_ = false;                         // GUARDED_BY(mu_)
+  Scheduler events_{"bh-ev-events"};
+  Scheduler io_{"bh-evidence"};
+};
+
+}  // namespace bulkhead::controller
