@@ -59,9 +59,9 @@ std::string_view fileTypeName(mode_t mode) {
 }
 
 absl::StatusOr<FileBytes> readRegularFile(const std::filesystem::path& path, uint64_t cap,
-                                          bool tail) {
+                                          bool tail, bool follow_symlinks) {
   struct stat before {};
-  if (::stat(path.c_str(), &before) != 0) {
+  if ((follow_symlinks ? ::stat(path.c_str(), &before) : ::lstat(path.c_str(), &before)) != 0) {
     int err = errno;
     if (err == ENOENT || err == ENOTDIR) {
       return absl::NotFoundError(fmt::format("{}: does not exist", path.string()));
@@ -72,9 +72,10 @@ absl::StatusOr<FileBytes> readRegularFile(const std::filesystem::path& path, uin
     return absl::FailedPreconditionError(fmt::format("{}: not a regular file ({}), not read",
                                                      path.string(), fileTypeName(before.st_mode)));
   }
-  constexpr int kFlags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY;
-  int raw = ::open(path.c_str(), kFlags | O_NOATIME);
-  if (raw < 0 && errno == EPERM) raw = ::open(path.c_str(), kFlags);  // not the owner
+  const int flags =
+      O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY | (follow_symlinks ? 0 : O_NOFOLLOW);
+  int raw = ::open(path.c_str(), flags | O_NOATIME);
+  if (raw < 0 && errno == EPERM) raw = ::open(path.c_str(), flags);  // not the owner
   if (raw < 0) {
     int err = errno;
     if (err == ENOENT) return absl::NotFoundError(fmt::format("{}: vanished", path.string()));
@@ -119,6 +120,13 @@ absl::StatusOr<FileBytes> readRegularFile(const std::filesystem::path& path, uin
     }
   }
   return out;
+}
+
+std::optional<std::string> symlinkTarget(const std::filesystem::path& path) {
+  char target[4096];
+  ssize_t n = ::readlink(path.c_str(), target, sizeof target);
+  if (n < 0) return std::nullopt;
+  return std::string(target, static_cast<size_t>(n));
 }
 
 absl::StatusOr<std::vector<std::string>> listDir(const std::filesystem::path& dir) {

@@ -41,10 +41,15 @@ struct FileBytes {
 // evidence), fstat again and refuse a file that is not regular or was swapped meanwhile.
 // Reads until end of file (so /proc files with st_size 0 work), at most `cap` bytes: the
 // first ones, or with `tail` the last ones (needs st_size; /proc files are read from the start).
+// Without `follow_symlinks` the last component must not be a symlink (lstat, O_NOFOLLOW): for
+// paths a user controls, where ~/.bash_history -> /etc/shadow must not copy the shadow file.
 // Errors: NotFound when the path does not exist (callers usually skip quietly),
 // FailedPrecondition "not a regular file (fifo)" and others naming the path and errno.
 absl::StatusOr<FileBytes> readRegularFile(const std::filesystem::path& path, uint64_t cap,
-                                          bool tail = false);
+                                          bool tail = false, bool follow_symlinks = true);
+
+// The target of the symlink at `path`; nullopt when it is not a symlink (or does not exist).
+std::optional<std::string> symlinkTarget(const std::filesystem::path& path);
 
 // Entry names of a directory (no "." and ".."), sorted; empty when it does not exist.
 // Errors other than ENOENT/ENOTDIR name the path.

@@ -47,22 +47,42 @@ class Emitter {
   }
 
   // Reads `host_path` below the root; a warning (unless it does not exist) and nullopt when
-  // it cannot be read as a regular file.
-  std::optional<FileBytes> read(const std::string& host_path, uint64_t cap, bool tail = false) {
+  // it cannot be read as a regular file. `follow` false: a symlink is not followed.
+  std::optional<FileBytes> read(const std::string& host_path, uint64_t cap, bool tail = false,
+                                bool follow = true) {
     checkStopped();
-    auto f = readRegularFile(underRoot(ctx_.root, host_path), cap, tail);
+    auto f = readRegularFile(underRoot(ctx_.root, host_path), cap, tail, follow);
     if (absl::IsNotFound(f.status())) return std::nullopt;
     if (!f.ok()) {
-      sink_.warn(fmt::format("{}: {}", host_path, f.status()));
+      sink_.warn(fmt::format("{}", f.status()));
       return std::nullopt;
     }
     return *std::move(f);
   }
 
+  // For a path in a home (the user controls it): when it is a symlink, emits `extra` +
+  // {path, link_target, mtime_unix_ms} to `artifact` (`ln -sf /dev/null ~/.bash_history` is
+  // evidence; the target, maybe /etc/shadow, is never read) and returns true.
+  bool userSymlink(std::string_view artifact, const std::string& host_path, nlohmann::json extra) {
+    const std::filesystem::path p = underRoot(ctx_.root, host_path);
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) return false;
+    nlohmann::json& r = extra;
+    putText(r, "path", host_path);
+    putText(r, "link_target", symlinkTarget(p).value_or(""));
+    r["mtime_unix_ms"] = mtimeMs(st);
+    r["owner_uid"] = st.st_uid;
+    record(artifact, r);
+    return true;
+  }
+
   // Emits {path, mtime_unix_ms, content, truncated} + `extra` for one file to `artifact`.
+  // `user_path`: in a home; a symlink is recorded as such, never followed.
   void contentRecord(std::string_view artifact, const std::string& host_path, uint64_t cap,
-                     nlohmann::json extra = nlohmann::json::object(), bool tail = false) {
-    auto f = read(host_path, cap, tail);
+                     nlohmann::json extra = nlohmann::json::object(), bool tail = false,
+                     bool user_path = false) {
+    if (user_path && userSymlink(artifact, host_path, extra)) return;
+    auto f = read(host_path, cap, tail, /*follow=*/!user_path);
     if (!f) return;
     nlohmann::json& r = extra;
     putText(r, "path", host_path);
@@ -178,7 +198,12 @@ void emitAuthorizedKeys(Emitter& em, const std::vector<Home>& homes) {
   for (const Home& h : homes) {
     for (const char* file : {".ssh/authorized_keys", ".ssh/authorized_keys2"}) {
       const std::string path = joinPath(h.dir, file);
-      auto f = em.read(path, kKeysCap);
+      nlohmann::json link;
+      putText(link, "user", h.user);
+      link["line_no"] = nullptr;
+      link["line"] = nullptr;
+      if (em.userSymlink("authorized_keys.jsonl", path, std::move(link))) continue;
+      auto f = em.read(path, kKeysCap, /*tail=*/false, /*follow=*/false);
       if (!f) continue;
       if (f->truncated) em.sink().warn(fmt::format("{}: over 1 MiB, the rest not read", path));
       int line_no = 0;
@@ -247,7 +272,10 @@ class UnitLister {
 
   // Every unit file below `host_dir` (recursively: *.wants/, *.d/ drop-ins), symlinks with
   // their target. `only_suffix` limits the listing to one kind (vendor timers).
-  void tree(const std::string& host_dir, int max_depth, std::string_view only_suffix = {}) {
+  // `user_owned`: a home's unit directory, whose symlinks are listed but never read (they may
+  // point at /etc/shadow).
+  void tree(const std::string& host_dir, int max_depth, std::string_view only_suffix = {},
+            bool user_owned = false) {
     WalkLimits limits;
     limits.max_depth = max_depth;
     limits.max_entries = 20000;
@@ -258,7 +286,7 @@ class UnitLister {
           if (S_ISDIR(e.st.st_mode)) return true;
           if (!only_suffix.empty() && !e.host_path.ends_with(only_suffix)) return true;
           try {
-            unit(e);
+            unit(e, user_owned);
           } catch (const Refused&) {
             refused = true;
           }
@@ -271,7 +299,7 @@ class UnitLister {
   }
 
  private:
-  void unit(const WalkEntry& e) {
+  void unit(const WalkEntry& e, bool user_owned) {
     // /lib is /usr/lib on merged-/usr systems: one record per file.
     if (S_ISREG(e.st.st_mode) && !seen_.insert({e.st.st_dev, e.st.st_ino}).second) return;
     nlohmann::json r;
@@ -287,7 +315,7 @@ class UnitLister {
       // elsewhere (`systemctl link /opt/x.service`) is read, resolved below the root.
       const std::string& t = e.link_target;
       // Links into the directories listed here anyway are not read twice.
-      if (!t.starts_with("/usr/lib/systemd/") && !t.starts_with("/lib/systemd/") &&
+      if (!user_owned && !t.starts_with("/usr/lib/systemd/") && !t.starts_with("/lib/systemd/") &&
           !t.starts_with("/etc/systemd/") && t != "/dev/null") {
         content_path = t.starts_with('/') ? t
                                           : (std::filesystem::path(e.host_path).parent_path() / t)
@@ -300,7 +328,7 @@ class UnitLister {
       r["type"] = std::string(fileTypeName(e.st.st_mode));
     }
     if (!content_path.empty()) {
-      if (auto f = em_.read(content_path, kUnitCap)) {
+      if (auto f = em_.read(content_path, kUnitCap, /*tail=*/false, /*follow=*/!user_owned)) {
         putText(r, "content", f->bytes);
         r["truncated"] = f->truncated;
       }
@@ -318,7 +346,9 @@ void emitUnits(Emitter& em, const std::vector<Home>& homes) {
   units.tree("/run/systemd/system", 4);
   units.tree("/run/systemd/transient", 2);  // systemd-run units and timers
   units.tree("/etc/systemd/user", 4);
-  for (const Home& h : homes) units.tree(joinPath(h.dir, ".config/systemd/user"), 4);
+  for (const Home& h : homes) {
+    units.tree(joinPath(h.dir, ".config/systemd/user"), 4, {}, /*user_owned=*/true);
+  }
   units.tree("/usr/lib/systemd/system", 1, ".timer");
   units.tree("/lib/systemd/system", 1, ".timer");
 }
@@ -332,7 +362,7 @@ void emitHistories(Emitter& em, const std::vector<Home>& homes) {
       nlohmann::json extra;
       putText(extra, "user", h.user);
       em.contentRecord("shell_history.jsonl", joinPath(h.dir, file), kHistoryCap, std::move(extra),
-                       /*tail=*/true);
+                       /*tail=*/true, /*user_path=*/true);
     }
   }
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <utmp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -273,7 +274,12 @@ TEST_F(CollectHostTest, TempFilesCutAtTheEntryLimit) {
   }
   write("var/tmp/after", "x");
   MemorySink sink;
+  const auto start = Clock::now();
   ASSERT_TRUE(makeTempFilesCollector()->collect(ctx_, sink).ok());
+  std::printf(
+      "temp_files over 20,100 entries: %lld ms\n",
+      static_cast<long long>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count()));
   auto list = sink.of("tmp_listing.jsonl");
   EXPECT_EQ(list.size(), 20000u + 2u) << "20,000 of /tmp, then /var/tmp and its file";
   EXPECT_FALSE(find(list, "path", "/var/tmp/after").is_null());
@@ -313,6 +319,13 @@ TEST_F(CollectHostTest, PersistenceFindsKeysCronUnitsSudoersAndHistories) {
   ASSERT_EQ(::symlink("usr/lib", (root_ / "lib").c_str()), 0);  // merged /usr
   write("etc/sudoers", "root ALL=(ALL:ALL) ALL\n");
   write("etc/sudoers.d/99-u", "u ALL=(ALL) NOPASSWD: ALL\n");
+  // Symlinks in homes are recorded, never followed (absolute: they would reach the real
+  // /etc/shadow of this machine if they were).
+  fs::create_directories(root_ / "root/.ssh");
+  for (const char* link : {"root/.bash_history", "root/.ssh/authorized_keys",
+                           "home/u/.config/systemd/user/shadow.service"}) {
+    ASSERT_EQ(::symlink("/etc/shadow", (root_ / link).c_str()), 0) << link;
+  }
 
   MemorySink sink;
   const auto start = Clock::now();
@@ -340,6 +353,12 @@ TEST_F(CollectHostTest, PersistenceFindsKeysCronUnitsSudoersAndHistories) {
   }
 
   auto keys = sink.of("authorized_keys.jsonl");
+  auto root_keys = find(keys, "path", "/root/.ssh/authorized_keys");
+  ASSERT_FALSE(root_keys.is_null());
+  EXPECT_EQ(root_keys["link_target"], "/etc/shadow");
+  EXPECT_EQ(root_keys["line"], nullptr);
+  EXPECT_EQ(root_keys["user"], "root");
+  keys.erase(std::remove(keys.begin(), keys.end(), root_keys), keys.end());
   ASSERT_EQ(keys.size(), 2u);
   EXPECT_EQ(keys[1]["user"], "u");
   EXPECT_EQ(keys[1]["path"], "/home/u/.ssh/authorized_keys");
@@ -369,6 +388,10 @@ TEST_F(CollectHostTest, PersistenceFindsKeysCronUnitsSudoersAndHistories) {
   EXPECT_EQ(find(units, "path", "/etc/systemd/system/ssh.service.d/override.conf")["kind"],
             "dropin");
   EXPECT_FALSE(find(units, "path", "/home/u/.config/systemd/user/miner.service").is_null());
+  auto shadow_unit = find(units, "path", "/home/u/.config/systemd/user/shadow.service");
+  ASSERT_FALSE(shadow_unit.is_null());
+  EXPECT_EQ(shadow_unit["link_target"], "/etc/shadow");
+  EXPECT_FALSE(shadow_unit.contains("content"));
   int vendor_timers = 0;
   for (const auto& r : units) {
     if (r["name"] == "apt-daily.timer") ++vendor_timers;
@@ -381,7 +404,11 @@ TEST_F(CollectHostTest, PersistenceFindsKeysCronUnitsSudoersAndHistories) {
   EXPECT_EQ(find(sudoers, "path", "/etc/sudoers.d/99-u")["content"], "u ALL=(ALL) NOPASSWD: ALL\n");
 
   auto hist = sink.of("shell_history.jsonl");
-  ASSERT_EQ(hist.size(), 2u);
+  ASSERT_EQ(hist.size(), 3u);
+  auto root_hist = find(hist, "path", "/root/.bash_history");
+  ASSERT_FALSE(root_hist.is_null());
+  EXPECT_EQ(root_hist["link_target"], "/etc/shadow");
+  EXPECT_FALSE(root_hist.contains("content")) << "a symlink in a home is never followed";
   auto uh = find(hist, "path", "/home/u/.bash_history");
   ASSERT_FALSE(uh.is_null());
   EXPECT_EQ(uh["user"], "u");
