@@ -15,8 +15,10 @@
 #include <random>
 #include <thread>
 
+#include "agent/collect/collectors.h"
 #include "common/format.h"
 #include "evidence/bundle.h"
+#include "evidence/summary.h"
 #include "tests/unit/evidence/evidence_testing.h"
 
 namespace bulkhead::agent {
@@ -400,6 +402,31 @@ TEST(Capture, EngineTimeForABusyHost) {
       static_cast<unsigned long long>(out->size));
   EXPECT_LT(ms, 2000);
   verify(*out);
+}
+
+// The real collectors on this machine (unprivileged: some may fail; the capture still
+// completes, verifies and summarizes).
+TEST(Capture, DefaultCollectorsOnThisHost) {
+  TempDir dir;
+  CaptureOptions o = options(dir);
+  o.collector_time_limit = std::chrono::seconds(5);
+  auto out = runCapture(o, collect::defaultCollectors(), Pki::signer(), nullptr);
+  ASSERT_TRUE(out.ok()) << out.status();
+  for (const auto& c : out->collectors) {
+    std::printf("  %-12s %-9s %5lld ms %8llu bytes %s\n", c["collector"].get<std::string>().c_str(),
+                c["status"].get<std::string>().c_str(),
+                static_cast<long long>(c["duration_ms"].get<int64_t>()),
+                static_cast<unsigned long long>(c["bytes"].get<uint64_t>()),
+                c["error"].get<std::string>().c_str());
+  }
+  std::printf("real collectors: %lld ms, bundle %llu bytes, %u files\n",
+              static_cast<long long>(out->duration_ms), static_cast<unsigned long long>(out->size),
+              out->files);
+  verify(*out);
+  EXPECT_TRUE(evidence::readMember(out->bundle, "metadata.json").ok());
+  auto summary = evidence::summarize(out->bundle);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ((*summary)["host_id"], "web-03");
 }
 
 // Figures: a capture recovering one 100 MiB incompressible binary (larger than 64 MiB).
