@@ -11,24 +11,12 @@
 #include <deque>
 
 #include "absl/strings/escaping.h"
+#include "agent/collect/proc_files.h"
 
 namespace bulkhead::agent::collect {
 namespace {
 
-// Closes a file descriptor on scope exit.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+using proc::ScopedFd;
 
 std::string errnoText(int err) { return std::strerror(err); }
 
@@ -81,7 +69,7 @@ absl::StatusOr<FileBytes> readRegularFile(const std::filesystem::path& path, uin
     if (err == ENOENT) return absl::NotFoundError(fmt::format("{}: vanished", path.string()));
     return absl::UnavailableError(fmt::format("{}: open: {}", path.string(), errnoText(err)));
   }
-  Fd fd(raw);
+  ScopedFd fd(raw);
   FileBytes out;
   if (::fstat(fd.get(), &out.st) != 0) {
     return absl::UnavailableError(fmt::format("{}: fstat: {}", path.string(), errnoText(errno)));
@@ -180,18 +168,20 @@ WalkResult walkTree(const std::filesystem::path& root, const std::string& host_t
                     const std::function<void(const std::string&)>& warn,
                     const std::function<bool()>& stopped) {
   WalkResult result;
+  // Paths are attacker-chosen bytes: warnings must stay valid UTF-8 too.
+  auto say = [&](const std::string& m) { warn(proc::utf8(m)); };
   const std::filesystem::path top = underRoot(root, host_top);
   WalkEntry entry;
   entry.host_path = host_top;
   if (::lstat(top.c_str(), &entry.st) != 0) {
-    if (errno != ENOENT) warn(fmt::format("{}: lstat: {}", host_top, errnoText(errno)));
+    if (errno != ENOENT) say(fmt::format("{}: lstat: {}", host_top, errnoText(errno)));
     return result;
   }
   if (S_ISLNK(entry.st.st_mode)) {
     char target[4096];
     ssize_t n = ::readlink(top.c_str(), target, sizeof target);
     if (n > 0) entry.link_target.assign(target, static_cast<size_t>(n));
-    warn(fmt::format("{}: is a symlink to {}, not followed", host_top, entry.link_target));
+    say(fmt::format("{}: is a symlink to {}, not followed", host_top, entry.link_target));
   }
   ++result.entries;
   if (!visit(entry)) {
@@ -199,9 +189,9 @@ WalkResult walkTree(const std::filesystem::path& root, const std::string& host_t
     return result;
   }
   if (!S_ISDIR(entry.st.st_mode) || limits.max_depth < 1) return result;
-  Fd top_fd(::open(top.c_str(), kDirFlags));
+  ScopedFd top_fd(::open(top.c_str(), kDirFlags));
   if (top_fd.get() < 0) {
-    warn(fmt::format("{}: open: {}", host_top, errnoText(errno)));
+    say(fmt::format("{}: open: {}", host_top, errnoText(errno)));
     return result;
   }
   std::deque<PendingDir> queue;
@@ -213,21 +203,21 @@ WalkResult walkTree(const std::filesystem::path& root, const std::string& host_t
     }
     PendingDir dir = std::move(queue.front());
     queue.pop_front();
-    Fd dfd(openBeneath(top_fd.get(), dir.components));
+    ScopedFd dfd(openBeneath(top_fd.get(), dir.components));
     if (dfd.get() < 0) {
-      warn(fmt::format("{}: cannot open directory: {}", dir.host_path, errnoText(errno)));
+      say(fmt::format("{}: cannot open directory: {}", dir.host_path, errnoText(errno)));
       continue;
     }
     struct stat dst {};
     if (::fstat(dfd.get(), &dst) != 0 || dst.st_dev != dir.dev || dst.st_ino != dir.ino) {
-      warn(fmt::format("{}: replaced while listed, skipped", dir.host_path));
+      say(fmt::format("{}: replaced while listed, skipped", dir.host_path));
       continue;
     }
     int list_fd = ::dup(dfd.get());
     DIR* d = list_fd < 0 ? nullptr : ::fdopendir(list_fd);
     if (d == nullptr) {
       if (list_fd >= 0) ::close(list_fd);
-      warn(fmt::format("{}: cannot list: {}", dir.host_path, errnoText(errno)));
+      say(fmt::format("{}: cannot list: {}", dir.host_path, errnoText(errno)));
       continue;
     }
     std::vector<std::string> names;
@@ -248,7 +238,7 @@ WalkResult walkTree(const std::filesystem::path& root, const std::string& host_t
       child.host_path = prefix + name;
       child.depth = dir.depth + 1;
       if (::fstatat(dfd.get(), name.c_str(), &child.st, AT_SYMLINK_NOFOLLOW) != 0) {
-        if (errno != ENOENT) warn(fmt::format("{}: lstat: {}", child.host_path, errnoText(errno)));
+        if (errno != ENOENT) say(fmt::format("{}: lstat: {}", child.host_path, errnoText(errno)));
         continue;
       }
       if (S_ISLNK(child.st.st_mode)) {
@@ -273,20 +263,11 @@ WalkResult walkTree(const std::filesystem::path& root, const std::string& host_t
 }
 
 void putText(nlohmann::json& r, const std::string& key, std::string_view bytes) {
-  if (std::all_of(bytes.begin(), bytes.end(), [](char c) { return (c & 0x80) == 0; })) {
-    r[key] = std::string(bytes);  // ASCII: valid as it is
-    return;
-  }
-  nlohmann::json raw = std::string(bytes);
-  // The library's own UTF-8 check: `replace` turns each invalid byte into U+FFFD.
-  std::string dumped = raw.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  std::string clean = nlohmann::json::parse(dumped).get<std::string>();
-  if (clean.size() == bytes.size() && clean == bytes) {
-    r[key] = std::move(clean);
-    return;
+  std::string clean = proc::utf8(bytes);
+  if (clean.size() != bytes.size() || clean != bytes) {
+    r[key + "_base64"] = absl::Base64Escape(absl::string_view(bytes.data(), bytes.size()));
   }
   r[key] = std::move(clean);
-  r[key + "_base64"] = absl::Base64Escape(absl::string_view(bytes.data(), bytes.size()));
 }
 
 std::vector<std::string_view> splitLines(std::string_view text) {

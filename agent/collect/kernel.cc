@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "agent/collect/collectors.h"
 #include "agent/collect/host_files.h"
+#include "agent/collect/proc_files.h"
 #include "common/format.h"
 
 namespace bulkhead::agent::collect {
@@ -107,7 +108,7 @@ bool emitModules(const CollectContext& ctx, ArtifactSink& sink, std::set<std::st
     if (trimBlanks(line).empty()) continue;
     nlohmann::json r = moduleRecord(line);
     if (r.is_null()) {
-      sink.warn(fmt::format("modules: unparsable line \"{}\"", line.substr(0, 200)));
+      sink.warn(fmt::format("modules: unparsable line \"{}\"", proc::utf8(line.substr(0, 200))));
       continue;
     }
     names.insert(r["name"].get<std::string>());
@@ -129,7 +130,7 @@ bool emitKernelFile(const CollectContext& ctx, ArtifactSink& sink,
     sink.warn(fmt::format("taint: {}", t.status()));
   } else if (std::string_view text = trimBlanks(t->bytes);
              !absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &mask)) {
-    sink.warn(fmt::format("taint: unparsable \"{}\"", text.substr(0, 64)));
+    sink.warn(fmt::format("taint: unparsable \"{}\"", proc::utf8(text.substr(0, 64))));
   } else {
     k["tainted"] = mask;
     for (unsigned bit = 0; bit < 64; ++bit) {
@@ -162,10 +163,7 @@ bool emitKernelFile(const CollectContext& ctx, ArtifactSink& sink,
       if (sink.stopped()) return false;
       struct stat st {};
       if (::lstat((sys_module / m / "initstate").c_str(), &st) != 0) continue;
-      if (modules.count(m) != 0) continue;
-      nlohmann::json one;
-      putText(one, "name", m);
-      sysfs_only.push_back(std::move(one["name"]));
+      if (modules.count(m) == 0) sysfs_only.push_back(proc::utf8(m));
     }
   }
   k["sysfs_only_modules"] = std::move(sysfs_only);

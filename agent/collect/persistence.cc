@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "agent/collect/collectors.h"
 #include "agent/collect/host_files.h"
+#include "agent/collect/proc_files.h"
 #include "common/format.h"
 
 namespace bulkhead::agent::collect {
@@ -130,67 +131,64 @@ std::vector<std::string_view> splitColons(std::string_view line) {
   }
 }
 
+// Calls `each(fields)` for every non-blank, non-comment line of the colon-separated file
+// `host_path` (passwd, group) that has at least `min_fields` fields; warns about the others.
+template <typename Fn>
+void forEachColonLine(Emitter& em, const std::string& host_path, size_t min_fields, Fn each) {
+  auto f = em.read(host_path, kAccountsCap);
+  if (!f) return;
+  if (f->truncated) em.sink().warn(fmt::format("{}: over 16 MiB, the rest not read", host_path));
+  for (std::string_view line : splitLines(f->bytes)) {
+    em.checkStopped();
+    if (trimBlanks(line).empty() || line.front() == '#') continue;
+    std::vector<std::string_view> fields = splitColons(line);
+    if (fields.size() < min_fields) {
+      em.sink().warn(
+          fmt::format("{}: malformed line \"{}\"", host_path, proc::utf8(line.substr(0, 200))));
+      continue;
+    }
+    each(fields);
+  }
+}
+
 // accounts.jsonl from /etc/passwd and /etc/group; returns the homes to search (one per
 // directory, first user wins; /root always).
 std::vector<Home> emitAccounts(Emitter& em) {
   std::vector<Home> homes;
   std::set<std::string> seen;
-  if (auto f = em.read("/etc/passwd", kAccountsCap)) {
-    if (f->truncated) em.sink().warn("/etc/passwd: over 16 MiB, the rest not read");
-    for (std::string_view line : splitLines(f->bytes)) {
-      em.checkStopped();
-      if (trimBlanks(line).empty() || line.front() == '#') continue;
-      std::vector<std::string_view> p = splitColons(line);
-      if (p.size() < 7) {
-        em.sink().warn(fmt::format("/etc/passwd: malformed line \"{}\"", line.substr(0, 200)));
-        continue;
-      }
-      nlohmann::json r;
-      r["source"] = "passwd";
-      putText(r, "name", p[0]);
-      r["id"] = number(p[2]);
-      r["gid"] = number(p[3]);
-      putText(r, "gecos", p[4]);
-      putText(r, "home", p[5]);
-      putText(r, "shell", p[6]);
-      em.record("accounts.jsonl", r);
-      if (!p[5].empty() && p[5].front() == '/' && seen.insert(std::string(p[5])).second) {
-        homes.push_back({std::string(p[0]), std::string(p[5])});
-      }
+  forEachColonLine(em, "/etc/passwd", 7, [&](const std::vector<std::string_view>& p) {
+    nlohmann::json r;
+    r["source"] = "passwd";
+    putText(r, "name", p[0]);
+    r["id"] = number(p[2]);
+    r["gid"] = number(p[3]);
+    putText(r, "gecos", p[4]);
+    putText(r, "home", p[5]);
+    putText(r, "shell", p[6]);
+    em.record("accounts.jsonl", r);
+    if (!p[5].empty() && p[5].front() == '/' && seen.insert(std::string(p[5])).second) {
+      homes.push_back({std::string(p[0]), std::string(p[5])});
     }
-  }
+  });
   if (seen.insert("/root").second) homes.push_back({"root", "/root"});
-  if (auto f = em.read("/etc/group", kAccountsCap)) {
-    for (std::string_view line : splitLines(f->bytes)) {
-      em.checkStopped();
-      if (trimBlanks(line).empty() || line.front() == '#') continue;
-      std::vector<std::string_view> g = splitColons(line);
-      if (g.size() < 4) {
-        em.sink().warn(fmt::format("/etc/group: malformed line \"{}\"", line.substr(0, 200)));
-        continue;
-      }
-      nlohmann::json r;
-      r["source"] = "group";
-      putText(r, "name", g[0]);
-      r["id"] = number(g[2]);
-      r["gid"] = number(g[2]);
-      nlohmann::json members = nlohmann::json::array();
-      std::string_view list = g[3];
-      while (!list.empty()) {
-        size_t comma = list.find(',');
-        std::string_view m = trimBlanks(list.substr(0, comma));
-        if (!m.empty()) {
-          nlohmann::json one;
-          putText(one, "name", m);
-          members.push_back(std::move(one["name"]));
-        }
-        if (comma == std::string_view::npos) break;
-        list.remove_prefix(comma + 1);
-      }
-      r["members"] = std::move(members);
-      em.record("accounts.jsonl", r);
+  forEachColonLine(em, "/etc/group", 4, [&](const std::vector<std::string_view>& g) {
+    nlohmann::json r;
+    r["source"] = "group";
+    putText(r, "name", g[0]);
+    r["id"] = number(g[2]);
+    r["gid"] = number(g[2]);
+    nlohmann::json members = nlohmann::json::array();
+    std::string_view list = g[3];
+    while (!list.empty()) {
+      size_t comma = list.find(',');
+      std::string_view m = trimBlanks(list.substr(0, comma));
+      if (!m.empty()) members.push_back(proc::utf8(m));
+      if (comma == std::string_view::npos) break;
+      list.remove_prefix(comma + 1);
     }
-  }
+    r["members"] = std::move(members);
+    em.record("accounts.jsonl", r);
+  });
   return homes;
 }
 
