@@ -196,6 +196,18 @@ class FailedWrite final : public grpc::ServerWriteReactor<T> {
 
 }  // namespace
 
+grpc::Status OperatorService::findEvidence(const Caller& caller, bool write, const std::string& id,
+                                           EvidenceRow* row) {
+  grpc::Status status = authorize(caller, write);
+  if (!status.ok()) return status;
+  if (evidence_ == nullptr || !evidence_->enabled()) return noEvidenceStore();
+  if (id.empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "id: required");
+  auto found = store_.getEvidence(id);
+  if (!found.ok()) return toGrpcStatus(found.status());
+  *row = *std::move(found);
+  return grpc::Status::OK;
+}
+
 grpc::ServerWriteReactor<v1::CaptureEvent>* OperatorService::Capture(
     grpc::CallbackServerContext* ctx, const v1::CaptureRequest* req) {
   Caller caller = identify(*ctx);
@@ -329,13 +341,9 @@ grpc::ServerUnaryReactor* OperatorService::ListEvidence(grpc::CallbackServerCont
 grpc::ServerWriteReactor<v1::EvidenceDownload>* OperatorService::GetEvidence(
     grpc::CallbackServerContext* ctx, const v1::GetEvidenceRequest* req) {
   Caller caller = identify(*ctx);
-  grpc::Status status = authorize(caller, true);
-  if (status.ok() && (evidence_ == nullptr || !evidence_->enabled())) status = noEvidenceStore();
-  absl::StatusOr<EvidenceRow> row = absl::NotFoundError("");
-  if (status.ok()) {
-    row = store_.getEvidence(req->id());
-    if (!row.ok()) status = toGrpcStatus(row.status());
-  }
+  std::optional<EvidenceRow> row(std::in_place);
+  grpc::Status status = findEvidence(caller, true, req->id(), &*row);
+  if (!status.ok()) row.reset();
   int fd = -1;
   std::string path;
   if (status.ok()) {
@@ -347,7 +355,7 @@ grpc::ServerWriteReactor<v1::EvidenceDownload>* OperatorService::GetEvidence(
                                         row->id, path, std::strerror(errno)));
     }
   }
-  std::string target = row.ok() ? row->id : req->id();
+  std::string target = row ? row->id : req->id();
   absl::StatusOr<std::vector<CustodyEntry>> custody;
   if (status.ok()) {
     CustodyEntry e{.evidence_id = row->id, .at_unix_ms = clock_.nowUnixMs(),
@@ -411,18 +419,13 @@ grpc::ServerUnaryReactor* OperatorService::VerifyEvidence(grpc::CallbackServerCo
                                                           v1::VerifyEvidenceResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = authorize(caller, false);
-  if (status.ok() && (evidence_ == nullptr || !evidence_->enabled())) status = noEvidenceStore();
-  absl::StatusOr<EvidenceRow> row = absl::NotFoundError("");
-  if (status.ok()) {
-    row = store_.getEvidence(req->id());
-    if (!row.ok()) status = toGrpcStatus(row.status());
-  }
+  EvidenceRow row;
+  grpc::Status status = findEvidence(caller, false, req->id(), &row);
   if (!status.ok()) {
     reactor->Finish(audit(caller, "evidence-verify", req->id(), "", status));
     return reactor;
   }
-  bool posted = evidence_->postIo([this, caller, row = *row, resp, reactor] {
+  bool posted = evidence_->postIo([this, caller, row, resp, reactor] {
     verifyStored(*evidence_, row, resp);
     std::string outcome =
         resp->ok() ? fmt::format("ok: bundle, {} files, signature and custody chain intact",
@@ -440,7 +443,7 @@ grpc::ServerUnaryReactor* OperatorService::VerifyEvidence(grpc::CallbackServerCo
     reactor->Finish(audit(caller, "evidence-verify", row.id, "", result, outcome));
   });
   if (!posted) {
-    reactor->Finish(audit(caller, "evidence-verify", row->id, "",
+    reactor->Finish(audit(caller, "evidence-verify", row.id, "",
                           grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down")));
   }
   return reactor;
@@ -451,18 +454,13 @@ grpc::ServerUnaryReactor* OperatorService::ShowEvidence(grpc::CallbackServerCont
                                                         v1::ShowEvidenceResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = authorize(caller, true);
-  if (status.ok() && (evidence_ == nullptr || !evidence_->enabled())) status = noEvidenceStore();
-  absl::StatusOr<EvidenceRow> row = absl::NotFoundError("");
-  if (status.ok()) {
-    row = store_.getEvidence(req->id());
-    if (!row.ok()) status = toGrpcStatus(row.status());
-  }
+  EvidenceRow row;
+  grpc::Status status = findEvidence(caller, true, req->id(), &row);
   if (!status.ok()) {
     reactor->Finish(audit(caller, "evidence-show", req->id(), "", status));
     return reactor;
   }
-  bool posted = evidence_->postIo([this, caller, row = *row, resp, reactor] {
+  bool posted = evidence_->postIo([this, caller, row, resp, reactor] {
     const auto path = evidence_->files().absolute(row.path);
     grpc::Status result;
     std::error_code ec;
@@ -490,7 +488,7 @@ grpc::ServerUnaryReactor* OperatorService::ShowEvidence(grpc::CallbackServerCont
     reactor->Finish(audit(caller, "evidence-show", row.id, "", result));
   });
   if (!posted) {
-    reactor->Finish(audit(caller, "evidence-show", row->id, "",
+    reactor->Finish(audit(caller, "evidence-show", row.id, "",
                           grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down")));
   }
   return reactor;

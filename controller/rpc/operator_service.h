@@ -132,6 +132,10 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
                      const std::string& detail = "");
   // The caller's refusal, if any: not an operator, or (write) a viewer.
   static grpc::Status authorize(const Caller& caller, bool write);
+  // For the calls on one stored bundle: the caller's refusal, no evidence store, or why `id`
+  // names no single bundle; OK with *row filled in.
+  grpc::Status findEvidence(const Caller& caller, bool write, const std::string& id,
+                            EvidenceRow* row);
 
   const Clock& clock_;
   Store& store_;

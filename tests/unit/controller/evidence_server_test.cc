@@ -55,17 +55,6 @@ class EvidenceServerTest : public ServerTest {
     r.set_wait_ms(60000);
     return r;
   }
-  std::unique_ptr<FakeAgent> online(const std::string& host) {
-    auto a = agent(host);
-    EXPECT_TRUE(a->connect(host));
-    EXPECT_TRUE(eventually([&] { return listedOnline(host); }));
-    return a;
-  }
-  static v1::Command nextCommand(FakeAgent& a) {
-    v1::ControllerMessage m;
-    EXPECT_TRUE(a.readUntil(v1::ControllerMessage::kCommand, &m));
-    return m.command();
-  }
 
   struct Upload {
     grpc::Status status;

@@ -61,18 +61,6 @@ class HostActionsTest : public ServerTest {
     r.set_wait_ms(5000);
     return r;
   }
-  std::unique_ptr<FakeAgent> online(const std::string& host) {
-    auto a = agent(host);
-    EXPECT_TRUE(a->connect(host));
-    EXPECT_TRUE(eventually([&] { return listedOnline(host); }));
-    return a;
-  }
-  // Reads the next Command (skipping desired states).
-  static v1::Command nextCommand(FakeAgent& a) {
-    v1::ControllerMessage m;
-    EXPECT_TRUE(a.readUntil(v1::ControllerMessage::kCommand, &m));
-    return m.command();
-  }
   static void answer(FakeAgent& a, const v1::Command& c, bool ok, bool refused,
                      const std::string& error, const std::string& json) {
     v1::AgentMessage m;

@@ -194,6 +194,19 @@ class ServerTest : public ::testing::Test {
   std::unique_ptr<FakeAgent> agent(const std::string& cert_name) {
     return std::make_unique<FakeAgent>(channel(pki_.identity(PeerKind::kAgent, cert_name)));
   }
+  // A connected agent for `host`, once the fleet lists the host online.
+  std::unique_ptr<FakeAgent> online(const std::string& host) {
+    auto a = agent(host);
+    EXPECT_TRUE(a->connect(host));
+    EXPECT_TRUE(eventually([&] { return listedOnline(host); }));
+    return a;
+  }
+  // Reads the next Command (skipping desired states).
+  static v1::Command nextCommand(FakeAgent& a) {
+    v1::ControllerMessage m;
+    EXPECT_TRUE(a.readUntil(v1::ControllerMessage::kCommand, &m));
+    return m.command();
+  }
   std::vector<AuditEntry> auditRows() { return *store_->listAudit(0); }
 
   fs::path dir_;
