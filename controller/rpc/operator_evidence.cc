@@ -399,7 +399,8 @@ void verifyStored(EvidenceHub& hub, const EvidenceRow& row, v1::VerifyEvidenceRe
     if (!v.ok()) {
       problem(path.string(), fmt::format("cannot be checked: {}", v.status()));
     } else {
-      for (const auto& p : v->problems) problem(p.file, p.problem);
+      // A problem of the whole archive may come without a file: name the stored bundle.
+      for (const auto& p : v->problems) problem(p.file.empty() ? path.string() : p.file, p.problem);
       resp->set_files_checked(v->files_checked);
     }
   }
