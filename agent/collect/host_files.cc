@@ -171,6 +171,10 @@ WalkResult walkTree(const std::filesystem::path& root, const std::string& host_t
   // Paths are attacker-chosen bytes: warnings must stay valid UTF-8 too.
   auto say = [&](const std::string& m) { warn(proc::utf8(m)); };
   const std::filesystem::path top = underRoot(root, host_top);
+  if (limits.avoid.count(host_top) != 0) {
+    say(fmt::format("{}: mount point of a file system that may hang, not examined", host_top));
+    return result;
+  }
   WalkEntry entry;
   entry.host_path = host_top;
   if (::lstat(top.c_str(), &entry.st) != 0) {
@@ -237,6 +241,11 @@ WalkResult walkTree(const std::filesystem::path& root, const std::string& host_t
       WalkEntry child;
       child.host_path = prefix + name;
       child.depth = dir.depth + 1;
+      if (limits.avoid.count(child.host_path) != 0) {
+        say(fmt::format("{}: mount point of a file system that may hang, not examined",
+                        child.host_path));
+        continue;
+      }
       if (::fstatat(dfd.get(), name.c_str(), &child.st, AT_SYMLINK_NOFOLLOW) != 0) {
         if (errno != ENOENT) say(fmt::format("{}: lstat: {}", child.host_path, errnoText(errno)));
         continue;
@@ -260,6 +269,45 @@ WalkResult walkTree(const std::filesystem::path& root, const std::string& host_t
     }
   }
   return result;
+}
+
+std::set<std::string> hangProneMounts(const std::filesystem::path& mountinfo) {
+  std::set<std::string> out;
+  auto f = readRegularFile(mountinfo, 16 * 1024 * 1024);
+  if (!f.ok()) return out;
+  for (std::string_view line : splitLines(f->bytes)) {
+    // "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw": mount point is field
+    // 5, the file system type follows " - ".
+    size_t dash = line.find(" - ");
+    if (dash == std::string_view::npos) continue;
+    std::string_view rest = line.substr(dash + 3);
+    std::string_view fstype = rest.substr(0, rest.find(' '));
+    const bool risky = fstype.starts_with("fuse") || fstype.starts_with("nfs") ||
+                       fstype == "cifs" || fstype == "smb3" || fstype == "9p" || fstype == "ceph" ||
+                       fstype == "glusterfs";
+    if (!risky) continue;
+    std::string_view head = line.substr(0, dash);
+    std::string_view point;
+    for (int i = 0; i < 5 && !head.empty(); ++i) {
+      size_t sp = head.find(' ');
+      point = head.substr(0, sp);
+      head = sp == std::string_view::npos ? std::string_view() : head.substr(sp + 1);
+    }
+    std::string decoded;  // octal escapes for space, tab, newline, backslash: "\\040"
+    for (size_t i = 0; i < point.size(); ++i) {
+      auto octal = [&](size_t k) { return point[k] >= '0' && point[k] <= '7'; };
+      if (point[i] == '\\' && i + 3 < point.size() && octal(i + 1) && octal(i + 2) &&
+          octal(i + 3)) {
+        decoded.push_back(static_cast<char>((point[i + 1] - '0') * 64 + (point[i + 2] - '0') * 8 +
+                                            (point[i + 3] - '0')));
+        i += 3;
+      } else {
+        decoded.push_back(point[i]);
+      }
+    }
+    out.insert(std::move(decoded));
+  }
+  return out;
 }
 
 void putText(nlohmann::json& r, const std::string& key, std::string_view bytes) {

@@ -10,6 +10,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -66,7 +67,15 @@ struct WalkEntry {
 struct WalkLimits {
   int max_depth = 4;           // entries deeper than this are neither listed nor entered
   size_t max_entries = 20000;  // the top directory counts as one
+  // Host paths never lstat'ed, listed or entered (with a warning): mount points of file
+  // systems whose getattr may hang forever (FUSE, NFS; see hangProneMounts).
+  std::set<std::string> avoid;
 };
+
+// Mount points (host paths) of file systems where a stat can block without end: fuse*, nfs*,
+// cifs, smb3, 9p, ceph, glusterfs. Read from `mountinfo` (the agent's /proc/self/mountinfo);
+// paths with escapes (\040) are decoded. Empty when it cannot be read.
+std::set<std::string> hangProneMounts(const std::filesystem::path& mountinfo);
 
 struct WalkResult {
   size_t entries = 0;

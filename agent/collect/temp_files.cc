@@ -39,7 +39,9 @@ class TempFilesCollector final : public Collector {
   std::string_view name() const override { return "temp_files"; }
 
   absl::Status collect(const CollectContext& ctx, ArtifactSink& sink) override {
-    const WalkLimits limits;  // depth 4, 20,000 entries per tree
+    WalkLimits limits;  // depth 4, 20,000 entries per tree
+    // An intruder's FUSE or NFS mount under /tmp must not hang the listing on its first lstat.
+    limits.avoid = hangProneMounts(ctx.proc_root / "self/mountinfo");
     for (const char* tree : kTrees) {
       bool refused = false;
       WalkResult w = walkTree(

@@ -266,6 +266,28 @@ TEST_F(CollectHostTest, TempFilesListedWithLstatOnly) {
   EXPECT_LT(last_depth1, first_depth2);
 }
 
+TEST_F(CollectHostTest, TempFilesSkipMountsThatMayHang) {
+  write("proc/self/mountinfo",
+        "22 27 0:21 / /proc rw,relatime - proc proc rw\n"
+        "40 27 0:50 / /tmp/fuse\\040dir rw,nosuid - fuse.sshfs evil@10.77.0.66:/ rw\n"
+        "41 27 0:51 / /var/tmp/nfs rw - nfs4 10.77.0.66:/x rw\n"
+        "42 27 0:52 / /tmp/plain rw - tmpfs tmpfs rw\n");
+  fs::create_directories(root_ / "tmp/fuse dir");
+  write("tmp/fuse dir/inside", "x");
+  write("var/tmp/nfs/inside", "x");
+  write("tmp/plain/inside", "x");
+  MemorySink sink;
+  ASSERT_TRUE(makeTempFilesCollector()->collect(ctx_, sink).ok());
+  auto list = sink.of("tmp_listing.jsonl");
+  EXPECT_TRUE(find(list, "path", "/tmp/fuse dir").is_null());
+  EXPECT_TRUE(find(list, "path", "/tmp/fuse dir/inside").is_null());
+  EXPECT_TRUE(find(list, "path", "/var/tmp/nfs").is_null());
+  EXPECT_FALSE(find(list, "path", "/tmp/plain/inside").is_null());
+  EXPECT_TRUE(
+      anyWarningContains(sink, "/tmp/fuse dir: mount point of a file system that may hang"));
+  EXPECT_TRUE(anyWarningContains(sink, "/var/tmp/nfs: mount point"));
+}
+
 TEST_F(CollectHostTest, TempFilesCutAtTheEntryLimit) {
   // The limit is per tree: 20,000 entries; a tree with more is cut and warned about.
   fs::create_directories(root_ / "tmp/flood");
