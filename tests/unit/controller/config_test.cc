@@ -127,3 +127,27 @@ TEST(ControllerFlags, DialableEndpoints) {
 
 }  // namespace
 }  // namespace bulkhead::controller
+
+namespace bulkhead::controller {
+namespace {
+
+TEST(ControllerFlags, MaxEvidenceBytes) {
+  auto cmd = parseControllerFlags(kRequired);
+  ASSERT_TRUE(cmd.ok());
+  EXPECT_EQ(cmd->config.max_evidence_bytes, uint64_t{8} << 30);
+  for (auto [text, bytes] : {std::pair{"1048576", uint64_t{1} << 20},
+                             std::pair{"512MiB", uint64_t{512} << 20},
+                             std::pair{"2GiB", uint64_t{2} << 30}, std::pair{"1TiB", uint64_t{1} << 40}}) {
+    cmd = parseControllerFlags(with({"--max-evidence-bytes", text}));
+    ASSERT_TRUE(cmd.ok()) << text << ": " << cmd.status();
+    EXPECT_EQ(cmd->config.max_evidence_bytes, bytes) << text;
+  }
+  for (const char* bad : {"0", "", "12GB", "-1", "1.5GiB", "99999999999999999999"}) {
+    cmd = parseControllerFlags(with({"--max-evidence-bytes", bad}));
+    ASSERT_FALSE(cmd.ok()) << bad;
+    EXPECT_NE(cmd.status().message().find("--max-evidence-bytes"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace bulkhead::controller
