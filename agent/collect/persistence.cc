@@ -5,6 +5,8 @@
 // .bash_history is a warning, never a hang.
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
 #include <set>
 #include <string>
 #include <utility>
@@ -192,10 +194,70 @@ std::vector<Home> emitAccounts(Emitter& em) {
   return homes;
 }
 
+// The AuthorizedKeysFile patterns of sshd_config and its sshd_config.d/*.conf drop-ins (every
+// occurrence, Match blocks included: an intruder may add one), beside sshd's defaults.
+std::vector<std::string> authorizedKeysPatterns(Emitter& em) {
+  std::vector<std::string> patterns = {".ssh/authorized_keys", ".ssh/authorized_keys2"};
+  std::vector<std::string> configs = {"/etc/ssh/sshd_config"};
+  for (const std::string& n : em.list("/etc/ssh/sshd_config.d")) {
+    if (n.ends_with(".conf")) configs.push_back(joinPath("/etc/ssh/sshd_config.d", n));
+  }
+  for (const std::string& config : configs) {
+    auto f = em.read(config, kConfigCap);
+    if (!f) continue;
+    for (std::string_view line : splitLines(f->bytes)) {
+      std::string_view t = trimBlanks(line);
+      constexpr std::string_view kKey = "authorizedkeysfile";
+      if (t.size() <= kKey.size()) continue;
+      std::string lower(t.substr(0, kKey.size()));
+      for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (lower != kKey ||
+          (t[kKey.size()] != ' ' && t[kKey.size()] != '\t' && t[kKey.size()] != '=')) {
+        continue;
+      }
+      std::string_view values = t.substr(kKey.size() + 1);
+      while (!values.empty()) {
+        values = trimBlanks(values);
+        size_t end = values.find_first_of(" \t");
+        std::string_view v = values.substr(0, end);
+        if (!v.empty() && v != "none" && v != "=" &&
+            std::find(patterns.begin(), patterns.end(), v) == patterns.end()) {
+          patterns.emplace_back(v);
+        }
+        if (end == std::string_view::npos) break;
+        values.remove_prefix(end);
+      }
+    }
+  }
+  return patterns;
+}
+
+// sshd's tokens: %h home, %u user, %U uid is not known here (left as is), %% a percent sign;
+// a relative path is below the home.
+std::string expandKeysPattern(const std::string& pattern, const Home& h) {
+  std::string out;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] == '%' && i + 1 < pattern.size()) {
+      switch (pattern[++i]) {
+        case 'h': out += h.dir; break;
+        case 'u': out += h.user; break;
+        case '%': out += '%'; break;
+        default: out += pattern.substr(i - 1, 2);
+      }
+      continue;
+    }
+    out += pattern[i];
+  }
+  return out.starts_with('/') ? out : joinPath(h.dir, out);
+}
+
 void emitAuthorizedKeys(Emitter& em, const std::vector<Home>& homes) {
+  const std::vector<std::string> patterns = authorizedKeysPatterns(em);
+  std::set<std::pair<std::string, std::string>> done;  // (user, path)
   for (const Home& h : homes) {
-    for (const char* file : {".ssh/authorized_keys", ".ssh/authorized_keys2"}) {
-      const std::string path = joinPath(h.dir, file);
+    for (const std::string& pattern : patterns) {
+      const std::string path = expandKeysPattern(pattern, h);
+      if (!done.insert({h.user, path}).second) continue;
       nlohmann::json link;
       putText(link, "user", h.user);
       link["line_no"] = nullptr;

@@ -341,6 +341,11 @@ TEST_F(CollectHostTest, PersistenceFindsKeysCronUnitsSudoersAndHistories) {
   ASSERT_EQ(::symlink("usr/lib", (root_ / "lib").c_str()), 0);  // merged /usr
   write("etc/sudoers", "root ALL=(ALL:ALL) ALL\n");
   write("etc/sudoers.d/99-u", "u ALL=(ALL) NOPASSWD: ALL\n");
+  write("etc/ssh/sshd_config",
+        "Include /etc/ssh/sshd_config.d/*.conf\n"
+        "AuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys2\n");
+  write("etc/ssh/sshd_config.d/50-x.conf", "Match User u\n  AuthorizedKeysFile /etc/ssh/keys/%u\n");
+  write("etc/ssh/keys/u", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIhidden backdoor@c2\n");
   // Symlinks in homes are recorded, never followed (absolute: they would reach the real
   // /etc/shadow of this machine if they were).
   fs::create_directories(root_ / "root/.ssh");
@@ -381,6 +386,11 @@ TEST_F(CollectHostTest, PersistenceFindsKeysCronUnitsSudoersAndHistories) {
   EXPECT_EQ(root_keys["line"], nullptr);
   EXPECT_EQ(root_keys["user"], "root");
   keys.erase(std::remove(keys.begin(), keys.end(), root_keys), keys.end());
+  auto hidden = find(keys, "path", "/etc/ssh/keys/u");
+  ASSERT_FALSE(hidden.is_null()) << "AuthorizedKeysFile of sshd_config.d is followed";
+  EXPECT_EQ(hidden["user"], "u");
+  EXPECT_EQ(hidden["line_no"], 1);
+  keys.erase(std::remove(keys.begin(), keys.end(), hidden), keys.end());
   ASSERT_EQ(keys.size(), 2u);
   EXPECT_EQ(keys[1]["user"], "u");
   EXPECT_EQ(keys[1]["path"], "/home/u/.ssh/authorized_keys");
