@@ -30,6 +30,11 @@ po::options_description options() {
        "never kill processes running this absolute exe path (repeatable)")
       ("protect-comm", po::value<std::vector<std::string>>()->composing(),
        "never kill processes with this name (comm; repeatable)")
+      ("capture-spool-dir", po::value<std::string>(),
+       "DIR for evidence bundles not yet acknowledged by the controller (default "
+       "<state-dir>/evidence)")
+      ("test-hang-collector", po::bool_switch(),
+       "testing only: adds a collector that never returns, to prove time limits")
       ("allow-root-netns", po::bool_switch(),
        "allow enforcement in the initial network namespace (real hosts only)")
       ("restore", po::bool_switch(), "apply the persisted desired state and exit (boot)")
@@ -125,13 +130,15 @@ absl::StatusOr<AgentConfig> parseAgentArgs(const std::vector<std::string>& raw) 
   c.allow_root_netns = vm["allow-root-netns"].as<bool>();
 
   if (c.mode == AgentMode::kStatus) {
-    for (const char* f : {"controller", "identity", "label", "controller-name"}) {
+    for (const char* f :
+         {"controller", "identity", "label", "controller-name", "capture-spool-dir"}) {
       if (vm.count(f)) return absl::InvalidArgumentError(fmt::format("--{}: not used by status", f));
     }
     return c;
   }
   if (c.mode == AgentMode::kRestore) {
-    for (const char* f : {"controller", "identity", "label", "controller-name"}) {
+    for (const char* f :
+         {"controller", "identity", "label", "controller-name", "capture-spool-dir"}) {
       if (vm.count(f)) {
         return absl::InvalidArgumentError(
             fmt::format("--{}: not used by --restore (it reads the state dir only)", f));
@@ -165,6 +172,12 @@ absl::StatusOr<AgentConfig> parseAgentArgs(const std::vector<std::string>& raw) 
       c.protect_comms.push_back(comm);
     }
   }
+  c.capture_spool_dir = c.state_dir / "evidence";
+  if (vm.count("capture-spool-dir")) {
+    c.capture_spool_dir = get("capture-spool-dir");
+    if (c.capture_spool_dir.empty()) return invalid("--capture-spool-dir", "", "empty path");
+  }
+  c.test_hang_collector = vm["test-hang-collector"].as<bool>();
   if (vm.count("label")) {
     for (const auto& text : vm["label"].as<std::vector<std::string>>()) {
       auto kv = parseLabel("--label", text);

@@ -35,6 +35,11 @@ struct AgentConfig {
   // the sshd listener).
   std::vector<std::string> protect_exes;
   std::vector<std::string> protect_comms;
+  // Evidence captures (issue 6): bundles are written here and stay until the controller has
+  // acknowledged them (default <state-dir>/evidence, created 0700).
+  std::filesystem::path capture_spool_dir;
+  // Testing only: every capture also runs a collector that never returns (time-limit tests).
+  bool test_hang_collector = false;
 };
 
 // Parses argv[1..]. `bulkhead-agent status --state-dir DIR` and `--status` both select

@@ -17,10 +17,13 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include "agent/capture/capture.h"
+#include "agent/collect/collectors.h"
 #include "agent/core/backoff.h"
 #include "agent/core/config.h"
 #include "agent/core/hello.h"
 #include "agent/daemon/agent_status.h"
+#include "agent/daemon/capture_worker.h"
 #include "agent/daemon/controller_pin.h"
 #include "agent/daemon/kill_connections.h"
 #include "agent/daemon/process_actions.h"
@@ -33,10 +36,12 @@
 #include "agent/linux/tamper_watch.h"
 #include "agent/linux/status_socket.h"
 #include "agent/rpc/controller_session.h"
+#include "agent/rpc/evidence_uploader.h"
 #include "agent/rpc/timer_queue.h"
 #include "common/format.h"
 #include "common/logging.h"
 #include "common/tls.h"
+#include "evidence/signing.h"
 
 namespace bulkhead::agent {
 namespace fs = std::filesystem;
@@ -232,6 +237,12 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
   void setSession(ControllerSession* session) { session_.store(session); }
   // kill-connections: cuts with owner pids; null where enforcement is not allowed.
   void setConnectionKiller(FlowKiller* killer) { connection_killer_ = killer; }
+  // Evidence captures: read-only, so allowed where enforcement is not. Null until the
+  // controller is pinned (no command can arrive before) and after the session stopped.
+  void setCaptureWorker(CaptureWorker* worker) { capture_worker_.store(worker); }
+
+  // Best effort on the Connect stream (progress, results); dropped when not connected.
+  void sendMessage(const v1::AgentMessage& m) { send(m); }
 
   // SessionHandler.
   v1::AgentMessage hello() override {
@@ -274,6 +285,7 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
     spdlog::info("connected to controller {} as {} (heartbeat every {} ms)", config_.controller.host,
                  host_id_, w.heartbeat_interval_ms());
     last_warned_reason_.clear();
+    if (CaptureWorker* cw = capture_worker_.load()) cw->retryPending();
   }
 
   void onMessage(const v1::ControllerMessage& m) override {
@@ -297,6 +309,16 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
           r.set_command_id(c.id());
           r.set_ok(false);
           r.set_error("kill-connections disabled on this host (enforcement not allowed here)");
+          onCommandResult(r);
+        }
+      } else if (c.has_capture()) {
+        if (CaptureWorker* cw = capture_worker_.load()) {
+          cw->submit(c);
+        } else {
+          v1::CommandResult r;
+          r.set_command_id(c.id());
+          r.set_ok(false);
+          r.set_error("capture: the agent is stopping");
           onCommandResult(r);
         }
       } else if (c.has_list_sessions() || c.has_kill_sessions() || c.has_kill_process()) {
@@ -392,6 +414,7 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
   FlowKiller* connection_killer_ = nullptr;
   std::string actions_refusal_;
   std::atomic<ControllerSession*> session_{nullptr};
+  std::atomic<CaptureWorker*> capture_worker_{nullptr};
   // Touched only from onConnected/onDisconnected, which the session serialises.
   std::string last_warned_reason_;
   std::chrono::steady_clock::time_point last_warned_at_{};
@@ -609,6 +632,30 @@ int runDaemon(const AgentConfig& config) {
   opts.credentials = clientCredentials(*identity);
   opts.ssl_target_name = config.controller_name;
   opts.seed = (static_cast<uint64_t>(rd()) << 32) | rd();
+
+  // Evidence: bundles are signed with the agent's TLS key and uploaded on a channel of their
+  // own. A key that cannot be used makes captures fail with that error; the agent still runs.
+  auto signer = evidence::Signer::fromPem(identity->key_pem, identity->cert_pem);
+  if (!signer.ok()) spdlog::error("evidence captures will fail: signing key: {}", signer.status());
+  auto uploader = std::make_unique<EvidenceUploader>(EvidenceUploaderOptions{opts});
+  CaptureWorkerOptions cwo;
+  cwo.spool_dir = config.capture_spool_dir;
+  cwo.host_id = host_id;
+  cwo.hostname = collectHostFacts().hostname;
+  cwo.agent_version = BULKHEAD_VERSION;
+  cwo.test_hang_collector = config.test_hang_collector;
+  if (cwo.test_hang_collector) spdlog::warn("--test-hang-collector: every capture runs test-hang");
+  CaptureWorker::Deps deps;
+  deps.run_capture = runCapture;
+  deps.collectors = collect::defaultCollectors;
+  deps.upload = [up = uploader.get()](const fs::path& bundle, const v1::EvidenceHeader& header,
+                                      const EvidenceUploader::Progress& progress) {
+    return up->upload(bundle, header, progress);
+  };
+  deps.send = [&daemon](const v1::AgentMessage& m) { daemon.sendMessage(m); };
+  deps.now_unix_ms = nowUnixMs;
+  auto capture_worker = std::make_unique<CaptureWorker>(cwo, std::move(signer), std::move(deps));
+  daemon.setCaptureWorker(capture_worker.get());
   {
     ControllerSession session(opts, &timers, &daemon);
     daemon.setSession(&session);
@@ -620,6 +667,11 @@ int runDaemon(const AgentConfig& config) {
     session.stop();
     daemon.setSession(nullptr);
   }
+  // No command arrives any more: stop the upload in flight, then wait for a running capture.
+  daemon.setCaptureWorker(nullptr);
+  uploader->cancel();
+  capture_worker.reset();
+  uploader.reset();
   if (watch) watch->stop();
   ::close(*lock_fd);
   spdlog::info("bulkhead-agent stopped");

@@ -27,9 +27,7 @@ grpc::ChannelArguments agentChannelArguments(const SessionOptions& options) {
   return args;
 }
 
-namespace {
-
-std::string describe(const grpc::Status& s) {
+std::string describeGrpcStatus(const grpc::Status& s) {
   static constexpr const char* kNames[] = {
       "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
       "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
@@ -40,8 +38,6 @@ std::string describe(const grpc::Status& s) {
   if (s.error_message().empty()) return name;
   return fmt::format("{}: {}", name, s.error_message());
 }
-
-}  // namespace
 
 class ControllerSession::Impl : public std::enable_shared_from_this<Impl> {
  public:
@@ -314,7 +310,7 @@ void ControllerSession::Impl::onStreamDone(Stream* s, const grpc::Status& status
     cv_.notify_all();
   }
   if (!notify_handler) return;
-  handler_->onDisconnected(describe(status), was_connected, delay);
+  handler_->onDisconnected(describeGrpcStatus(status), was_connected, delay);
   std::lock_guard<std::mutex> lock(mu_);
   --busy_;
   cv_.notify_all();

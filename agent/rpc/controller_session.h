@@ -60,6 +60,9 @@ struct SessionOptions {
 // in notes/linux-mechanics.md, certificate name override).
 grpc::ChannelArguments agentChannelArguments(const SessionOptions& options);
 
+// One line for a failed call: "UNAVAILABLE: failed to connect to all addresses".
+std::string describeGrpcStatus(const grpc::Status& status);
+
 class ControllerSession {
  public:
   // `timers` and `handler` must outlive the session.

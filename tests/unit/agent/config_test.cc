@@ -86,5 +86,25 @@ TEST(AgentConfig, HelpAndVersion) {
   EXPECT_NE(agentUsage().find("--state-dir"), std::string::npos);
 }
 
+TEST(AgentConfig, CaptureFlags) {
+  auto d = parse({"--controller", "c:1", "--identity", "i", "--state-dir", "/var/lib/bh"});
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->capture_spool_dir, "/var/lib/bh/evidence");
+  EXPECT_FALSE(d->test_hang_collector);
+  auto c = parse({"--controller", "c:1", "--identity", "i", "--state-dir", "s",
+                  "--capture-spool-dir", "/spool", "--test-hang-collector"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->capture_spool_dir, "/spool");
+  EXPECT_TRUE(c->test_hang_collector);
+  expectError({"--controller", "c:1", "--identity", "i", "--state-dir", "s",
+               "--capture-spool-dir", ""},
+              "--capture-spool-dir");
+  expectError({"--restore", "--state-dir", "x", "--capture-spool-dir", "/spool"},
+              "--capture-spool-dir");
+  std::string usage = agentUsage();
+  EXPECT_NE(usage.find("--capture-spool-dir"), std::string::npos);
+  EXPECT_NE(usage.find("testing only: adds a collector that never returns"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace bulkhead::agent

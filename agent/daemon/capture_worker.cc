@@ -1,0 +1,394 @@
+#include "agent/daemon/capture_worker.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "common/format.h"
+#include "common/identity.h"
+#include "common/tls.h"
+
+namespace bulkhead::agent {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr char kSidecarSuffix[] = ".json";
+
+// A name usable as a file name in the spool directory.
+bool isPlainName(const std::string& s) {
+  if (s.empty() || s.size() > 200 || s == "." || s == "..") return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
+  });
+}
+
+v1::CommandResult failure(const std::string& command_id, const std::string& error) {
+  v1::CommandResult r;
+  r.set_command_id(command_id);
+  r.set_ok(false);
+  r.set_error(error);
+  return r;
+}
+
+class TestHangCollector final : public collect::Collector {
+ public:
+  std::string_view name() const override { return "test-hang"; }
+  absl::Status collect(const collect::CollectContext&, collect::ArtifactSink&) override {
+    // Ignores sink.stopped() on purpose: proves the engine cuts a collector that hangs.
+    std::this_thread::sleep_for(std::chrono::hours(1));
+    return absl::OkStatus();
+  }
+};
+
+}  // namespace
+
+std::string sidecarJson(const v1::EvidenceHeader& h, int64_t spooled_at_unix_ms) {
+  json j{{"capture_id", h.capture_id()}, {"size", h.size()},
+         {"sha256", h.sha256()},         {"file_name", h.file_name()},
+         {"command_id", h.command_id()}, {"spooled_at_unix_ms", spooled_at_unix_ms}};
+  return j.dump() + "\n";
+}
+
+absl::StatusOr<SpooledBundle> parseSidecar(const fs::path& spool_dir, const std::string& text) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError("not a JSON object");
+  SpooledBundle s;
+  auto str = [&](const char* key) -> absl::StatusOr<std::string> {
+    if (!j.contains(key) || !j[key].is_string()) {
+      return absl::InvalidArgumentError(fmt::format("\"{}\": missing or not a string", key));
+    }
+    return j[key].get<std::string>();
+  };
+  auto id = str("capture_id");
+  if (!id.ok()) return id.status();
+  if (!isPlainName(*id)) {
+    return absl::InvalidArgumentError(fmt::format("\"capture_id\": invalid value \"{}\"", *id));
+  }
+  auto file = str("file_name");
+  if (!file.ok()) return file.status();
+  if (!isPlainName(*file)) {
+    return absl::InvalidArgumentError(fmt::format("\"file_name\": invalid value \"{}\"", *file));
+  }
+  auto sha = str("sha256");
+  if (!sha.ok()) return sha.status();
+  if (sha->size() != 64 || !std::all_of(sha->begin(), sha->end(), [](char c) {
+        return std::isdigit(static_cast<unsigned char>(c)) || (c >= 'a' && c <= 'f');
+      })) {
+    return absl::InvalidArgumentError(fmt::format("\"sha256\": invalid value \"{}\"", *sha));
+  }
+  if (!j.contains("size") || !j["size"].is_number_unsigned()) {
+    return absl::InvalidArgumentError("\"size\": missing or not a byte count");
+  }
+  s.header.set_capture_id(*id);
+  s.header.set_file_name(*file);
+  s.header.set_sha256(*sha);
+  s.header.set_size(j["size"].get<uint64_t>());
+  if (j.contains("command_id") && j["command_id"].is_string()) {
+    s.header.set_command_id(j["command_id"].get<std::string>());
+  }
+  if (j.contains("spooled_at_unix_ms") && j["spooled_at_unix_ms"].is_number_integer()) {
+    s.spooled_at_unix_ms = j["spooled_at_unix_ms"].get<int64_t>();
+  }
+  s.bundle = spool_dir / *file;
+  s.sidecar = spool_dir / (*id + kSidecarSuffix);
+  return s;
+}
+
+absl::Status writeSidecar(const fs::path& spool_dir, const SpooledBundle& s) {
+  return writeFileAtomic(spool_dir / (s.header.capture_id() + kSidecarSuffix),
+                         sidecarJson(s.header, s.spooled_at_unix_ms), 0600);
+}
+
+std::vector<SpooledBundle> pendingUploads(const fs::path& spool_dir,
+                                          std::vector<std::string>* problems) {
+  std::vector<SpooledBundle> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(spool_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path& p = it->path();
+    if (p.extension() != kSidecarSuffix || !it->is_regular_file()) continue;
+    auto text = readFile(p);
+    if (!text.ok()) {
+      problems->push_back(fmt::format("{}: {}", p.string(), text.status()));
+      continue;
+    }
+    auto s = parseSidecar(spool_dir, *text);
+    if (!s.ok()) {
+      problems->push_back(fmt::format("{}: {}", p.string(), s.status()));
+      continue;
+    }
+    if (s->sidecar != p) {
+      problems->push_back(fmt::format("{}: names capture {} (expected {})", p.string(),
+                                      s->header.capture_id(), s->sidecar.filename().string()));
+      continue;
+    }
+    if (!fs::exists(s->bundle)) {
+      problems->push_back(fmt::format("{}: bundle {} is missing", p.string(), s->bundle.string()));
+      continue;
+    }
+    out.push_back(*std::move(s));
+  }
+  std::sort(out.begin(), out.end(), [](const SpooledBundle& a, const SpooledBundle& b) {
+    if (a.spooled_at_unix_ms != b.spooled_at_unix_ms) {
+      return a.spooled_at_unix_ms < b.spooled_at_unix_ms;
+    }
+    return a.header.capture_id() < b.header.capture_id();
+  });
+  return out;
+}
+
+void removeSpooled(const SpooledBundle& s) {
+  std::error_code ec;
+  fs::remove(s.bundle, ec);
+  fs::remove(s.sidecar, ec);
+}
+
+std::string captureResultJson(const v1::EvidenceHeader& h, const v1::EvidenceReceipt& receipt,
+                              int64_t duration_ms, const json& collectors) {
+  json j{{"capture_id", h.capture_id()},
+         {"evidence_id", receipt.evidence_id()},
+         {"sha256", h.sha256()},
+         {"size", h.size()},
+         {"duration_ms", duration_ms},
+         {"already_stored", receipt.already_stored()},
+         {"collectors", collectors.is_array() ? collectors : json::array()}};
+  return j.dump();
+}
+
+std::string keptOnHostError(const fs::path& bundle, const std::string& why) {
+  return fmt::format("evidence kept on the host at {}; upload failed: {}; will retry",
+                     bundle.string(), why);
+}
+
+std::unique_ptr<collect::Collector> makeTestHangCollector() {
+  return std::make_unique<TestHangCollector>();
+}
+
+CaptureWorker::CaptureWorker(CaptureWorkerOptions options, absl::StatusOr<evidence::Signer> signer,
+                             Deps deps)
+    : options_(std::move(options)), signer_(std::move(signer)), deps_(std::move(deps)) {
+  thread_ = std::thread([this] { loop(); });
+}
+
+CaptureWorker::~CaptureWorker() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void CaptureWorker::submit(const v1::Command& command) {
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(command);
+  }
+  cv_.notify_all();
+}
+
+void CaptureWorker::retryPending() {
+  {
+    std::lock_guard lock(mu_);
+    retry_ = true;
+  }
+  cv_.notify_all();
+}
+
+void CaptureWorker::waitIdle() {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [this] { return stop_ || (queue_.empty() && !retry_ && !busy_); });
+}
+
+void CaptureWorker::loop() {
+  auto next_retry = std::chrono::steady_clock::now() + options_.retry_every;
+  for (;;) {
+    v1::Command c;
+    bool have_command = false;
+    {
+      std::unique_lock lock(mu_);
+      busy_ = false;
+      cv_.notify_all();
+      cv_.wait_until(lock, next_retry, [this] { return stop_ || retry_ || !queue_.empty(); });
+      if (stop_) return;
+      if (!queue_.empty()) {
+        c = std::move(queue_.front());
+        queue_.pop_front();
+        have_command = true;
+      } else {
+        retry_ = false;  // explicit poke or the periodic retry
+      }
+      busy_ = true;
+    }
+    if (have_command) {
+      capture(c);
+    } else {
+      retryAll();
+      next_retry = std::chrono::steady_clock::now() + options_.retry_every;
+    }
+  }
+}
+
+void CaptureWorker::progress(const std::string& command_id, const std::string& stage,
+                             const std::string& detail, uint64_t done, uint64_t total) {
+  v1::AgentMessage m;
+  auto* p = m.mutable_progress();
+  p->set_command_id(command_id);
+  p->set_stage(stage);
+  p->set_detail(detail);
+  p->set_done(done);
+  p->set_total(total);
+  deps_.send(m);
+}
+
+void CaptureWorker::answer(const v1::CommandResult& r) {
+  if (!r.ok()) spdlog::warn("capture {} failed: {}", r.command_id(), r.error());
+  v1::AgentMessage m;
+  *m.mutable_command_result() = r;
+  deps_.send(m);
+}
+
+void CaptureWorker::capture(const v1::Command& c) {
+  const auto& req = c.capture();
+  const std::string& capture_id = req.capture_id();
+  if (!isPlainName(capture_id)) {
+    answer(failure(c.id(), fmt::format("capture: invalid capture id \"{}\"", capture_id)));
+    return;
+  }
+  if (!signer_.ok()) {
+    answer(failure(c.id(), fmt::format("capture refused: cannot load the agent's signing key: {}",
+                                       signer_.status())));
+    return;
+  }
+  std::error_code ec;
+  fs::create_directories(options_.spool_dir, ec);
+  if (ec || ::chmod(options_.spool_dir.c_str(), 0700) != 0) {
+    answer(failure(c.id(), fmt::format("capture: cannot prepare the spool directory {}: {}",
+                                       options_.spool_dir.string(),
+                                       ec ? ec.message() : std::strerror(errno))));
+    return;
+  }
+  if (fs::exists(options_.spool_dir / (capture_id + kSidecarSuffix))) {
+    answer(failure(c.id(), fmt::format("capture {} is already spooled on this host and waiting "
+                                       "for upload; not captured again",
+                                       capture_id)));
+    return;
+  }
+  spdlog::info("capture {} ({}) requested by {}: {}", capture_id, c.id(), c.requested_by(),
+               c.reason());
+  int64_t received_at = deps_.now_unix_ms();
+  CaptureOptions o;
+  o.context.capture_id = capture_id;
+  o.context.host_id = options_.host_id;
+  o.context.hostname = options_.hostname;
+  o.context.agent_version = options_.agent_version;
+  o.context.requested_by = c.requested_by();
+  o.context.reason = c.reason();
+  o.context.requested_at_unix_ms = req.controller_time_unix_ms();
+  o.context.controller_time_unix_ms = req.controller_time_unix_ms();
+  o.context.received_at_unix_ms = received_at;
+  if (req.max_binary_bytes() != 0) o.context.max_binary_bytes = req.max_binary_bytes();
+  o.collector_time_limit = std::chrono::milliseconds(req.collector_time_limit_ms());
+  o.spool_dir = options_.spool_dir;
+
+  auto collectors = deps_.collectors();
+  if (options_.test_hang_collector) collectors.push_back(makeTestHangCollector());
+  // Progress is informational: at most one message per stage change, per finished stage and
+  // per 250 ms (packing reports bytes and may call often).
+  std::string last_stage;
+  auto last_sent = std::chrono::steady_clock::time_point{};
+  CaptureProgress on_progress = [&](const std::string& stage, const std::string& detail,
+                                    uint64_t done, uint64_t total) {
+    auto now = std::chrono::steady_clock::now();
+    if (stage == last_stage && done != total && stage != "collecting" &&
+        now - last_sent < std::chrono::milliseconds(250)) {
+      return;
+    }
+    last_stage = stage;
+    last_sent = now;
+    progress(c.id(), stage, detail, done, total);
+  };
+  auto outcome = deps_.run_capture(o, std::move(collectors), *signer_, on_progress);
+  if (!outcome.ok()) {
+    answer(failure(c.id(), fmt::format("capture {} failed: {}", capture_id, outcome.status())));
+    return;
+  }
+  SpooledBundle spooled;
+  spooled.bundle = outcome->bundle;
+  spooled.sidecar = options_.spool_dir / (capture_id + kSidecarSuffix);
+  spooled.header.set_capture_id(capture_id);
+  spooled.header.set_size(outcome->size);
+  spooled.header.set_sha256(outcome->sha256);
+  spooled.header.set_file_name(outcome->file_name);
+  spooled.header.set_command_id(c.id());
+  spooled.spooled_at_unix_ms = deps_.now_unix_ms();
+  if (auto s = writeSidecar(options_.spool_dir, spooled); !s.ok()) {
+    // The bundle is still uploaded now; only a retry after a failure depends on the sidecar.
+    spdlog::error("capture {}: cannot write its sidecar: {}", capture_id, s);
+  }
+  spdlog::info("capture {}: bundle {} ({} bytes, {} files) in {} ms", capture_id,
+               outcome->bundle.string(), outcome->size, outcome->files, outcome->duration_ms);
+  auto receipt = uploadSpooled(spooled, c.id());
+  if (!receipt.ok()) {
+    answer(
+        failure(c.id(), keptOnHostError(spooled.bundle, std::string(receipt.status().message()))));
+    return;
+  }
+  v1::CommandResult r;
+  r.set_command_id(c.id());
+  r.set_ok(true);
+  r.set_result_json(
+      captureResultJson(spooled.header, *receipt, outcome->duration_ms, outcome->collectors));
+  answer(r);
+}
+
+absl::StatusOr<v1::EvidenceReceipt> CaptureWorker::uploadSpooled(const SpooledBundle& s,
+                                                                 const std::string& command_id) {
+  uint64_t total = s.header.size();
+  auto on_progress = [&](uint64_t done, uint64_t all) {
+    if (!command_id.empty()) progress(command_id, "uploading", "", done, all);
+  };
+  if (!command_id.empty()) progress(command_id, "uploading", "", 0, total);
+  auto receipt = deps_.upload(s.bundle, s.header, on_progress);
+  if (!receipt.ok()) {
+    spdlog::warn("evidence {} ({} bytes) not uploaded, kept at {}: {}", s.header.capture_id(),
+                 total, s.bundle.string(), receipt.status());
+    return receipt;
+  }
+  if (!receipt->evidence_id().empty() && receipt->evidence_id() != s.header.sha256()) {
+    // The controller's content address must be the bytes' hash: keep the bundle.
+    return absl::DataLossError(fmt::format("controller stored it as {}, expected {}",
+                                           receipt->evidence_id(), s.header.sha256()));
+  }
+  removeSpooled(s);
+  spdlog::info("evidence {} uploaded: evidence id {}{}", s.header.capture_id(),
+               receipt->evidence_id(), receipt->already_stored() ? " (already stored)" : "");
+  if (!command_id.empty()) progress(command_id, "stored", receipt->evidence_id(), total, total);
+  return receipt;
+}
+
+void CaptureWorker::retryAll() {
+  std::vector<std::string> problems;
+  auto pending = pendingUploads(options_.spool_dir, &problems);
+  for (const auto& p : problems) spdlog::warn("evidence spool: {}", p);
+  for (const auto& s : pending) {
+    {
+      std::lock_guard lock(mu_);
+      if (stop_) return;
+    }
+    spdlog::info("retrying the upload of evidence {} ({} bytes, spooled at {})",
+                 s.header.capture_id(), s.header.size(), s.bundle.string());
+    // No progress: the command was answered when its first upload failed. The header keeps
+    // the command id so the controller can tie the bundle to its request.
+    if (!uploadSpooled(s, "").ok()) break;  // the controller is unreachable: wait for the next
+  }
+}
+
+}  // namespace bulkhead::agent
