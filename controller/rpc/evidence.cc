@@ -47,9 +47,9 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
       return;
     }
     if (id->kind != PeerKind::kAgent) {
-      finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                          fmt::format("certificate OU={} is not an agent identity",
-                                      peerKindName(id->kind))));
+      finish(grpc::Status(
+          grpc::StatusCode::PERMISSION_DENIED,
+          fmt::format("certificate OU={} is not an agent identity", peerKindName(id->kind))));
       return;
     }
     host_ = id->name;
@@ -64,10 +64,11 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
     const uint64_t expected = header_.size();
     if (!ok) {
       if (part_->size() != expected) {
-        failSoon(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          fmt::format("upload of capture {} ended after {} of {} bytes; nothing "
-                                      "stored",
-                                      header_.capture_id(), part_->size(), expected)));
+        failSoon(
+            grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                         fmt::format("upload of capture {} ended after {} of {} bytes; nothing "
+                                     "stored",
+                                     header_.capture_id(), part_->size(), expected)));
         return;
       }
       auto self = shared_from_this();
@@ -76,15 +77,16 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
     }
     if (!in_.has_data()) {
       failSoon(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "an upload has one header, then data messages only"));
+                            "an upload has one header, then data messages only"));
       return;
     }
     const std::string& data = in_.data();
     if (data.size() > expected - part_->size()) {
-      failSoon(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        fmt::format("upload of capture {}: more bytes than the header's size {}; "
-                                    "nothing stored",
-                                    header_.capture_id(), expected)));
+      failSoon(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                       fmt::format("upload of capture {}: more bytes than the header's size {}; "
+                                   "nothing stored",
+                                   header_.capture_id(), expected)));
       return;
     }
     if (auto s = part_->write(data); !s.ok()) {
@@ -108,8 +110,8 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down");
   }
 
-  v1::CommandProgress progress(const std::string& stage, const std::string& detail,
-                               uint64_t done, uint64_t total) const {
+  v1::CommandProgress progress(const std::string& stage, const std::string& detail, uint64_t done,
+                               uint64_t total) const {
     v1::CommandProgress p;
     p.set_command_id(header_.command_id());
     p.set_stage(stage);
@@ -135,17 +137,17 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
     if (header_.capture_id().empty()) {
       bad = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "header.capture_id: required");
     } else if (!isSha256Hex(header_.sha256())) {
-      bad = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                         fmt::format("header.sha256: \"{}\" is not 64 lowercase hex digits",
-                                     header_.sha256()));
+      bad = grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          fmt::format("header.sha256: \"{}\" is not 64 lowercase hex digits", header_.sha256()));
     } else if (header_.size() == 0) {
       bad = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "header.size: 0 (an empty bundle)");
     } else if (header_.size() > hub_->options_.max_bytes) {
-      bad = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                         fmt::format("bundle of capture {} is {} bytes, above this controller's "
-                                     "limit of {} bytes (--max-evidence-bytes)",
-                                     header_.capture_id(), header_.size(),
-                                     hub_->options_.max_bytes));
+      bad =
+          grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                       fmt::format("bundle of capture {} is {} bytes, above this controller's "
+                                   "limit of {} bytes (--max-evidence-bytes)",
+                                   header_.capture_id(), header_.size(), hub_->options_.max_bytes));
     }
     if (!bad.ok()) {
       failSoon(bad);
@@ -171,8 +173,8 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
     capture_ = *std::move(capture);
     auto part = hub_->files_.createPart(header_.capture_id());
     if (!part.ok()) {
-      fail(grpc::Status(grpc::StatusCode::INTERNAL, fmt::format("evidence store: {}",
-                                                                part.status())));
+      fail(grpc::Status(grpc::StatusCode::INTERNAL,
+                        fmt::format("evidence store: {}", part.status())));
       return;
     }
     part_ = *std::move(part);
@@ -207,8 +209,8 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
       return;
     }
     if (existing.status().code() != absl::StatusCode::kNotFound) {
-      fail(grpc::Status(grpc::StatusCode::INTERNAL, fmt::format("evidence store: {}",
-                                                                existing.status())));
+      fail(grpc::Status(grpc::StatusCode::INTERNAL,
+                        fmt::format("evidence store: {}", existing.status())));
       return;
     }
     const std::filesystem::path stored = hub_->files_.absolute(EvidenceFiles::relativePath(sha));
@@ -223,10 +225,10 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
     row.size = part_->size();
     row.file_name = header_.file_name();
     row.path = EvidenceFiles::relativePath(sha);
-    std::string check;   // the verification's outcome, for the custody record and the audit
+    std::string check;  // the verification's outcome, for the custody record and the audit
     auto v = evidence::verifyBundle(
-        stored, {.expected_sha256 = sha, .ca_pem = hub_->options_.ca_pem,
-                 .expected_host_id = host_});
+        stored,
+        {.expected_sha256 = sha, .ca_pem = hub_->options_.ca_pem, .expected_host_id = host_});
     if (!v.ok()) {
       check = fmt::format("NOT CHECKED: {}", v.status());
     } else {
@@ -246,8 +248,8 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
     events[0].at_unix_ms = capture_.requested_at_unix_ms;
     events[0].actor = capture_.requested_by;
     events[0].action = "requested";
-    events[0].detail = fmt::format("capture {} of {}: {}", capture_.capture_id, host_,
-                                   capture_.reason);
+    events[0].detail =
+        fmt::format("capture {} of {}: {}", capture_.capture_id, host_, capture_.reason);
     events[1].at_unix_ms = row.collected_at_unix_ms;
     events[1].actor = actor;
     events[1].action = "collected";
@@ -261,7 +263,7 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
                                    row.signature_ok ? "ok" : "NOT OK", check);
     auto added = hub_->store_.addEvidence(row, events);
     if (!added.ok() && added.status().code() == absl::StatusCode::kAlreadyExists) {
-      alreadyStored(sha, now, actor);   // the same bundle raced in on another upload
+      alreadyStored(sha, now, actor);  // the same bundle raced in on another upload
       return;
     }
     if (!added.ok()) {
@@ -270,19 +272,19 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
                         fmt::format("evidence store: cannot record {}: {}", sha, added.status())));
       return;
     }
-    grpc::Status status = recordCall(
-        hub_->store_, hub_->clock_, actor, "evidence-received", sha, capture_.reason,
-        grpc::Status::OK,
-        fmt::format("capture {}, {} bytes, signature {}; {}", capture_.capture_id, row.size,
-                    row.signature_ok ? "ok" : "NOT OK", check));
+    grpc::Status status =
+        recordCall(hub_->store_, hub_->clock_, actor, "evidence-received", sha, capture_.reason,
+                   grpc::Status::OK,
+                   fmt::format("capture {}, {} bytes, signature {}; {}", capture_.capture_id,
+                               row.size, row.signature_ok ? "ok" : "NOT OK", check));
     if (!status.ok()) {
       fail(status);
       return;
     }
     hub_->publish(progress("stored", sha, row.size, row.size));
     receipt_->set_evidence_id(sha);
-    spdlog::info("evidence {} stored: capture {} of {}, {} bytes", sha, capture_.capture_id,
-                 host_, row.size);
+    spdlog::info("evidence {} stored: capture {} of {}, {} bytes", sha, capture_.capture_id, host_,
+                 row.size);
     finish(grpc::Status::OK);
   }
 
@@ -301,9 +303,9 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
                         fmt::format("evidence store: custody of {}: {}", sha, row.status())));
       return;
     }
-    grpc::Status status =
-        recordCall(hub_->store_, hub_->clock_, actor, "evidence-received", sha, capture_.reason,
-                   grpc::Status::OK, fmt::format("capture {}: already stored", header_.capture_id()));
+    grpc::Status status = recordCall(
+        hub_->store_, hub_->clock_, actor, "evidence-received", sha, capture_.reason,
+        grpc::Status::OK, fmt::format("capture {}: already stored", header_.capture_id()));
     if (!status.ok()) {
       fail(status);
       return;

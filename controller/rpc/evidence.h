@@ -8,6 +8,8 @@
 // Progress is delivered to watchers on the hub's events thread (never under the Fleet's lock).
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -15,8 +17,6 @@
 #include <mutex>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/status.h"
 #include "bulkhead/v1/agent.pb.h"
@@ -39,7 +39,7 @@ struct EvidenceOptions {
 class EvidenceHub {
  public:
   EvidenceHub(const Clock& clock, Store& store, Fleet& fleet, EvidenceOptions options);
-  ~EvidenceHub();   // shutdown()
+  ~EvidenceHub();  // shutdown()
   EvidenceHub(const EvidenceHub&) = delete;
   EvidenceHub& operator=(const EvidenceHub&) = delete;
 
@@ -87,8 +87,8 @@ class EvidenceHub {
   const EvidenceOptions options_;
   EvidenceFiles files_;
   std::mutex mu_;
-  std::map<std::string, ProgressFn> watchers_;   // GUARDED_BY(mu_)
-  bool stopped_ = false;                         // GUARDED_BY(mu_)
+  std::map<std::string, ProgressFn> watchers_;  // GUARDED_BY(mu_)
+  bool stopped_ = false;                        // GUARDED_BY(mu_)
   Scheduler events_{"bh-ev-events"};
   Scheduler io_{"bh-evidence"};
 };

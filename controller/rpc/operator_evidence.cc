@@ -4,6 +4,7 @@
 // on the evidence I/O thread). get, show and verify are appended to the bundle's custody record
 // before the call answers; every call is audited.
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,8 +12,6 @@
 #include <ctime>
 #include <optional>
 #include <random>
-
-#include <spdlog/spdlog.h>
 
 #include "common/format.h"
 #include "controller/rpc/audit.h"
@@ -134,9 +133,9 @@ class CaptureCall final : public grpc::ServerWriteReactor<v1::CaptureEvent>,
 
   std::shared_ptr<CaptureCall> self_;
   std::mutex mu_;
-  std::optional<v1::CaptureEvent> pending_;   // newest progress not yet written
-  std::optional<v1::CaptureEvent> last_;      // the done event
-  v1::CaptureEvent current_;                  // being written
+  std::optional<v1::CaptureEvent> pending_;  // newest progress not yet written
+  std::optional<v1::CaptureEvent> last_;     // the done event
+  v1::CaptureEvent current_;                 // being written
   bool writing_ = false;
   bool ending_ = false;
   bool finished_ = false;
@@ -224,13 +223,16 @@ grpc::ServerWriteReactor<v1::CaptureEvent>* OperatorService::Capture(
     result = grpc::Status(grpc::StatusCode::UNAVAILABLE, fmt::format("host {} is offline", host));
   }
   const int64_t now = clock_.nowUnixMs();
-  CaptureRow row{.capture_id = newCaptureId(now, host), .host_id = host,
-                 .requested_by = caller.audit_name, .reason = req->reason(),
+  CaptureRow row{.capture_id = newCaptureId(now, host),
+                 .host_id = host,
+                 .requested_by = caller.audit_name,
+                 .reason = req->reason(),
                  .requested_at_unix_ms = now};
   row.command_id = fmt::format("capture-{}", row.capture_id);
   if (result.ok()) {
     if (auto s = store_.addCapture(row); !s.ok()) {
-      result = grpc::Status(grpc::StatusCode::INTERNAL, fmt::format("recording the capture: {}", s));
+      result =
+          grpc::Status(grpc::StatusCode::INTERNAL, fmt::format("recording the capture: {}", s));
     }
   }
   auto call = CaptureCall::create();
@@ -251,69 +253,71 @@ grpc::ServerWriteReactor<v1::CaptureEvent>* OperatorService::Capture(
   cap->set_controller_time_unix_ms(now);
   cap->set_collector_time_limit_ms(req->collector_time_limit_ms());
   cap->set_max_binary_bytes(req->max_binary_bytes());
-  const auto wait = req->wait_ms() == 0 ? kDefaultCaptureWait
-                                         : std::chrono::milliseconds(req->wait_ms());
-  host_actions_->runFor(host, std::move(command), wait,
-                        [this, call, caller, row, wait](const HostActions::Answer& a) {
-    evidence_->unwatch(row.command_id);
-    grpc::Status answer;
-    std::string detail = fmt::format("capture {}", row.capture_id);
-    std::string state;
-    std::optional<v1::EvidenceRecord> done;
-    switch (a.kind) {
-      case HostActions::Answer::Kind::kOffline:
-        answer = grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                              fmt::format("host {} is offline", row.host_id));
-        state = "failed";
-        break;
-      case HostActions::Answer::Kind::kTimeout:
-        answer = grpc::Status(
-            grpc::StatusCode::DEADLINE_EXCEEDED,
-            fmt::format("no answer within {} s; the bundle will be stored when it arrives",
-                        (wait.count() + 999) / 1000));
-        state = "timeout";
-        break;
-      case HostActions::Answer::Kind::kShutdown:
-        answer = grpc::Status(grpc::StatusCode::UNAVAILABLE, a.error);
-        break;
-      case HostActions::Answer::Kind::kDone: {
-        const auto& r = a.result;
-        if (!r.ok()) {
-          answer = grpc::Status(
-              r.refused() ? grpc::StatusCode::FAILED_PRECONDITION : grpc::StatusCode::ABORTED,
-              fmt::format("{}: capture failed: {}", row.host_id,
-                          r.error().empty() ? "no error given" : r.error()));
-          state = "failed";
-          break;
+  const auto wait =
+      req->wait_ms() == 0 ? kDefaultCaptureWait : std::chrono::milliseconds(req->wait_ms());
+  host_actions_->runFor(
+      host, std::move(command), wait,
+      [this, call, caller, row, wait](const HostActions::Answer& a) {
+        evidence_->unwatch(row.command_id);
+        grpc::Status answer;
+        std::string detail = fmt::format("capture {}", row.capture_id);
+        std::string state;
+        std::optional<v1::EvidenceRecord> done;
+        switch (a.kind) {
+          case HostActions::Answer::Kind::kOffline:
+            answer = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                  fmt::format("host {} is offline", row.host_id));
+            state = "failed";
+            break;
+          case HostActions::Answer::Kind::kTimeout:
+            answer = grpc::Status(
+                grpc::StatusCode::DEADLINE_EXCEEDED,
+                fmt::format("no answer within {} s; the bundle will be stored when it arrives",
+                            (wait.count() + 999) / 1000));
+            state = "timeout";
+            break;
+          case HostActions::Answer::Kind::kShutdown:
+            answer = grpc::Status(grpc::StatusCode::UNAVAILABLE, a.error);
+            break;
+          case HostActions::Answer::Kind::kDone: {
+            const auto& r = a.result;
+            if (!r.ok()) {
+              answer = grpc::Status(
+                  r.refused() ? grpc::StatusCode::FAILED_PRECONDITION : grpc::StatusCode::ABORTED,
+                  fmt::format("{}: capture failed: {}", row.host_id,
+                              r.error().empty() ? "no error given" : r.error()));
+              state = "failed";
+              break;
+            }
+            auto ev = store_.evidenceForCapture(row.capture_id);
+            absl::StatusOr<std::vector<CustodyEntry>> custody = std::vector<CustodyEntry>();
+            if (ev.ok() && ev->has_value()) custody = store_.listCustody((*ev)->id);
+            if (!ev.ok() || !custody.ok()) {
+              answer = toGrpcStatus(!ev.ok() ? ev.status() : custody.status());
+            } else if (!ev->has_value()) {
+              answer = grpc::Status(
+                  grpc::StatusCode::INTERNAL,
+                  fmt::format("the agent reported capture {} done but no bundle is stored for it",
+                              row.capture_id));
+            } else {
+              const EvidenceRow& e = **ev;
+              done.emplace();
+              EvidenceHub::toProto(e, &*custody, &*done);
+              detail = fmt::format("capture {}: evidence {}, {} bytes, {} files, signature {}",
+                                   row.capture_id, e.id, e.size, e.files,
+                                   e.signature_ok ? "ok" : "NOT OK");
+            }
+            break;
+          }
         }
-        auto ev = store_.evidenceForCapture(row.capture_id);
-        absl::StatusOr<std::vector<CustodyEntry>> custody = std::vector<CustodyEntry>();
-        if (ev.ok() && ev->has_value()) custody = store_.listCustody((*ev)->id);
-        if (!ev.ok() || !custody.ok()) {
-          answer = toGrpcStatus(!ev.ok() ? ev.status() : custody.status());
-        } else if (!ev->has_value()) {
-          answer = grpc::Status(
-              grpc::StatusCode::INTERNAL,
-              fmt::format("the agent reported capture {} done but no bundle is stored for it",
-                          row.capture_id));
-        } else {
-          const EvidenceRow& e = **ev;
-          done.emplace();
-          EvidenceHub::toProto(e, &*custody, &*done);
-          detail = fmt::format("capture {}: evidence {}, {} bytes, {} files, signature {}",
-                               row.capture_id, e.id, e.size, e.files,
-                               e.signature_ok ? "ok" : "NOT OK");
+        if (!state.empty()) {
+          if (auto s = store_.setCaptureState(row.capture_id, state); !s.ok()) {
+            spdlog::error("capture {}: cannot record state {}: {}", row.capture_id, state, s);
+          }
         }
-        break;
-      }
-    }
-    if (!state.empty()) {
-      if (auto s = store_.setCaptureState(row.capture_id, state); !s.ok()) {
-        spdlog::error("capture {}: cannot record state {}: {}", row.capture_id, state, s);
-      }
-    }
-    call->end(audit(caller, "capture", row.host_id, row.reason, answer, detail), std::move(done));
-  });
+        call->end(audit(caller, "capture", row.host_id, row.reason, answer, detail),
+                  std::move(done));
+      });
   return call.get();
 }
 
@@ -351,15 +355,17 @@ grpc::ServerWriteReactor<v1::EvidenceDownload>* OperatorService::GetEvidence(
     fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
       status = grpc::Status(grpc::StatusCode::DATA_LOSS,
-                            fmt::format("evidence {}: stored bundle {} cannot be read: {}",
-                                        row->id, path, std::strerror(errno)));
+                            fmt::format("evidence {}: stored bundle {} cannot be read: {}", row->id,
+                                        path, std::strerror(errno)));
     }
   }
   std::string target = row ? row->id : req->id();
   absl::StatusOr<std::vector<CustodyEntry>> custody;
   if (status.ok()) {
-    CustodyEntry e{.evidence_id = row->id, .at_unix_ms = clock_.nowUnixMs(),
-                   .actor = caller.audit_name, .action = "get",
+    CustodyEntry e{.evidence_id = row->id,
+                   .at_unix_ms = clock_.nowUnixMs(),
+                   .actor = caller.audit_name,
+                   .action = "get",
                    .detail = fmt::format("download of {} bytes", row->size)};
     if (auto added = store_.appendCustody(e); !added.ok()) {
       status = toGrpcStatus(added.status());
@@ -432,10 +438,14 @@ grpc::ServerUnaryReactor* OperatorService::VerifyEvidence(grpc::CallbackServerCo
         resp->ok() ? fmt::format("ok: bundle, {} files, signature and custody chain intact",
                                  resp->files_checked())
                    : fmt::format("FAILED: {} problems", resp->problems_size());
-    for (const auto& p : resp->problems()) outcome += fmt::format("; {}: {}", p.file(), p.problem());
+    for (const auto& p : resp->problems())
+      outcome += fmt::format("; {}: {}", p.file(), p.problem());
     grpc::Status result;
-    CustodyEntry e{.evidence_id = row.id, .at_unix_ms = clock_.nowUnixMs(),
-                   .actor = caller.audit_name, .action = "verify", .detail = outcome};
+    CustodyEntry e{.evidence_id = row.id,
+                   .at_unix_ms = clock_.nowUnixMs(),
+                   .actor = caller.audit_name,
+                   .action = "verify",
+                   .detail = outcome};
     if (auto added = store_.appendCustody(e); !added.ok()) result = toGrpcStatus(added.status());
     auto custody = store_.listCustody(row.id);
     if (result.ok() && !custody.ok()) result = toGrpcStatus(custody.status());
@@ -467,16 +477,19 @@ grpc::ServerUnaryReactor* OperatorService::ShowEvidence(grpc::CallbackServerCont
     std::error_code ec;
     absl::StatusOr<nlohmann::json> summary = absl::NotFoundError("");
     if (!std::filesystem::exists(path, ec)) {
-      result = grpc::Status(grpc::StatusCode::DATA_LOSS,
-                            fmt::format("evidence {}: stored bundle {} is missing", row.id,
-                                        path.string()));
+      result = grpc::Status(
+          grpc::StatusCode::DATA_LOSS,
+          fmt::format("evidence {}: stored bundle {} is missing", row.id, path.string()));
     } else if (summary = evidence::summarize(path); !summary.ok()) {
       result = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                             fmt::format("evidence {}: no summary: {}", row.id, summary.status()));
     } else {
       resp->set_summary_json(summary->dump());
-      CustodyEntry e{.evidence_id = row.id, .at_unix_ms = clock_.nowUnixMs(),
-                     .actor = caller.audit_name, .action = "show", .detail = "summary read"};
+      CustodyEntry e{.evidence_id = row.id,
+                     .at_unix_ms = clock_.nowUnixMs(),
+                     .actor = caller.audit_name,
+                     .action = "show",
+                     .detail = "summary read"};
       auto added = store_.appendCustody(e);
       absl::StatusOr<std::vector<CustodyEntry>> custody = added.status();
       if (added.ok()) custody = store_.listCustody(row.id);

@@ -1,15 +1,14 @@
 #include "controller/store/evidence_files.h"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cctype>
+#include <cerrno>
 #include <cstring>
 #include <random>
 #include <vector>
-
-#include <spdlog/spdlog.h>
 
 #include "common/format.h"
 
@@ -47,7 +46,8 @@ absl::Status syncDir(const fs::path& dir) {
 
 }  // namespace
 
-PartFile::PartFile(fs::path path, int fd) : path_(std::move(path)), fd_(fd), sha_(EVP_MD_CTX_new()) {
+PartFile::PartFile(fs::path path, int fd)
+    : path_(std::move(path)), fd_(fd), sha_(EVP_MD_CTX_new()) {
   EVP_DigestInit_ex(sha_, EVP_sha256(), nullptr);
 }
 
@@ -90,9 +90,8 @@ absl::Status EvidenceFiles::init() {
   std::error_code ec;
   fs::create_directories(root_ / "incoming", ec);
   if (ec) {
-    return absl::PermissionDeniedError(
-        fmt::format("evidence store: cannot create {}: {}", (root_ / "incoming").string(),
-                    ec.message()));
+    return absl::PermissionDeniedError(fmt::format("evidence store: cannot create {}: {}",
+                                                   (root_ / "incoming").string(), ec.message()));
   }
   for (const auto& entry : fs::directory_iterator(root_ / "incoming", ec)) {
     if (entry.path().extension() != ".part") continue;
@@ -102,8 +101,8 @@ absl::Status EvidenceFiles::init() {
     fs::remove(entry.path(), rm);
   }
   if (ec) {
-    return absl::PermissionDeniedError(fmt::format(
-        "evidence store: cannot list {}: {}", (root_ / "incoming").string(), ec.message()));
+    return absl::PermissionDeniedError(fmt::format("evidence store: cannot list {}: {}",
+                                                   (root_ / "incoming").string(), ec.message()));
   }
   return absl::OkStatus();
 }

@@ -17,7 +17,7 @@ namespace {
 using namespace bulkhead::controller::testing;
 namespace v1 = bulkhead::v1;
 
-constexpr auto kLongWait = std::chrono::seconds(90);   // the large upload on a loaded machine
+constexpr auto kLongWait = std::chrono::seconds(90);  // the large upload on a loaded machine
 
 class EvidenceServerTest : public ServerTest {
  protected:
@@ -48,7 +48,8 @@ class EvidenceServerTest : public ServerTest {
     EXPECT_EQ(f.wait_for(kLongWait), std::future_status::ready);
     return f.get();
   }
-  static v1::CaptureRequest captureReq(const std::string& host, const std::string& reason = "INC-42") {
+  static v1::CaptureRequest captureReq(const std::string& host,
+                                       const std::string& reason = "INC-42") {
     v1::CaptureRequest r;
     r.set_host(host);
     r.set_reason(reason);
@@ -89,8 +90,10 @@ class EvidenceServerTest : public ServerTest {
   // A signed bundle of capture `capture_id` from `host`, as the agent writes it.
   fs::path bundle(const std::string& host, const std::string& capture_id) {
     fs::path out = dir_ / (capture_id + ".tar.gz");
-    nlohmann::json fields = {{"capture_id", capture_id}, {"host_id", host},
-                             {"requested_by", "rita"}, {"reason", "INC-42"},
+    nlohmann::json fields = {{"capture_id", capture_id},
+                             {"host_id", host},
+                             {"requested_by", "rita"},
+                             {"reason", "INC-42"},
                              {"started_at_unix_ms", 1700000000100},
                              {"finished_at_unix_ms", 1700000000900},
                              {"clock_offset_ms", 12}};
@@ -98,9 +101,12 @@ class EvidenceServerTest : public ServerTest {
     EXPECT_TRUE(w.ok()) << w.status();
     if (!w.ok()) return out;
     EXPECT_TRUE((*w)->addBytes("metadata.json", R"({"host_id":"h1"})").ok());
-    EXPECT_TRUE((*w)->addBytes("artifacts/processes.jsonl", R"({"pid":1,"comm":"init"})" "\n").ok());
-    EXPECT_TRUE((*w)->addBytes("collection-log.jsonl",
-                               R"({"collector":"processes","status":"ok"})" "\n").ok());
+    EXPECT_TRUE((*w)->addBytes("artifacts/processes.jsonl", R"({"pid":1,"comm":"init"})"
+                                                            "\n")
+                    .ok());
+    EXPECT_TRUE((*w)->addBytes("collection-log.jsonl", R"({"collector":"processes","status":"ok"})"
+                                                       "\n")
+                    .ok());
     auto id = pki_.identity(PeerKind::kAgent, host);
     auto signer = evidence::Signer::fromPem(id.key_pem, id.cert_pem);
     EXPECT_TRUE(signer.ok()) << signer.status();
@@ -171,8 +177,10 @@ class EvidenceServerTest : public ServerTest {
     req.set_id(id);
     v1::VerifyEvidenceResponse resp;
     grpc::Status s = stub->VerifyEvidence(&ctx, req, &resp);
-    if (status != nullptr) *status = s;
-    else EXPECT_TRUE(s.ok()) << s.error_message();
+    if (status != nullptr)
+      *status = s;
+    else
+      EXPECT_TRUE(s.ok()) << s.error_message();
     return resp;
   }
   struct Download {
@@ -243,7 +251,7 @@ TEST_F(EvidenceServerTest, CaptureStoresASignedBundleWithItsCustodyAndVerifies) 
   v1::Command c = nextCommand(*a);
   ASSERT_TRUE(c.has_capture());
   const std::string cap = c.capture().capture_id();
-  EXPECT_TRUE(cap.starts_with("cap-20231114T221320Z-h1-")) << cap;   // the fake clock's time
+  EXPECT_TRUE(cap.starts_with("cap-20231114T221320Z-h1-")) << cap;  // the fake clock's time
   EXPECT_EQ(cap.size(), std::string("cap-20231114T221320Z-h1-0000").size());
   EXPECT_EQ(c.reason(), "INC-42");
   EXPECT_EQ(c.requested_by(), "rita");
@@ -323,7 +331,8 @@ TEST_F(EvidenceServerTest, CaptureStoresASignedBundleWithItsCustodyAndVerifies) 
   ASSERT_GT(v.problems_size(), 0);
   EXPECT_FALSE(v.problems(0).file().empty());
   // The custody chain check is part of verify: tamper with an event.
-  ASSERT_TRUE(store_->execForTest("UPDATE custody SET actor = 'mallory' WHERE action = 'requested'").ok());
+  ASSERT_TRUE(
+      store_->execForTest("UPDATE custody SET actor = 'mallory' WHERE action = 'requested'").ok());
   v = verify(id);
   bool custody_named = false;
   for (const auto& pr : v.problems()) custody_named |= pr.file() == "custody";
@@ -337,7 +346,7 @@ TEST_F(EvidenceServerTest, GetStreamsTheBundleAndIsRecordedInCustodyFirst) {
   Download d = download(rec.evidence_id().substr(0, 8));
   ASSERT_TRUE(d.status.ok()) << d.status.error_message();
   EXPECT_EQ(d.record.evidence_id(), rec.evidence_id());
-  ASSERT_EQ(d.record.custody_size(), 4);   // this access already in it
+  ASSERT_EQ(d.record.custody_size(), 4);  // this access already in it
   EXPECT_EQ(d.record.custody(3).action(), "get");
   EXPECT_EQ(d.record.custody(3).actor(), "gina");
   EXPECT_EQ(evidence::sha256Hex(d.data), rec.evidence_id());
@@ -372,7 +381,8 @@ TEST_F(EvidenceServerTest, CaptureLargerThan64MiBStreamsThrough) {
   CaptureCall r = get(f);
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   bool uploading = false;
-  for (const auto& e : r.events) uploading |= e.has_progress() && e.progress().stage() == "uploading";
+  for (const auto& e : r.events)
+    uploading |= e.has_progress() && e.progress().stage() == "uploading";
   EXPECT_TRUE(uploading);
   ASSERT_TRUE(r.events.back().has_done());
   EXPECT_EQ(r.events.back().done().size(), size);
@@ -390,8 +400,12 @@ TEST_F(EvidenceServerTest, CaptureLargerThan64MiBStreamsThrough) {
 }
 
 TEST_F(EvidenceServerTest, BadUploadsAreRefusedAndStoreNothing) {
-  ASSERT_TRUE(store_->addCapture({.capture_id = "cap-h1", .host_id = "h1", .requested_by = "rita",
-                                  .reason = "INC-42", .command_id = "capture-cap-h1"})
+  ASSERT_TRUE(store_
+                  ->addCapture({.capture_id = "cap-h1",
+                                .host_id = "h1",
+                                .requested_by = "rita",
+                                .reason = "INC-42",
+                                .command_id = "capture-cap-h1"})
                   .ok());
   fs::path file = randomFile("small.bin", 300000);
   v1::EvidenceHeader h;

@@ -17,7 +17,7 @@ namespace {
 namespace fs = std::filesystem;
 
 const std::string kId1 = std::string(64, 'a');
-const std::string kId2 = "aaaaaaaa" + std::string(56, 'b');   // shares 8 digits with kId1
+const std::string kId2 = "aaaaaaaa" + std::string(56, 'b');  // shares 8 digits with kId1
 const std::string kId3 = std::string(64, 'c');
 
 class EvidenceStoreTest : public ::testing::Test {
@@ -41,19 +41,32 @@ class EvidenceStoreTest : public ::testing::Test {
     return s.ok() ? *std::move(s) : nullptr;
   }
   static CaptureRow capture(const std::string& id, const std::string& host = "web-03") {
-    return CaptureRow{.capture_id = id, .host_id = host, .requested_by = "alice",
-                      .reason = "INC-42", .requested_at_unix_ms = 1000,
+    return CaptureRow{.capture_id = id,
+                      .host_id = host,
+                      .requested_by = "alice",
+                      .reason = "INC-42",
+                      .requested_at_unix_ms = 1000,
                       .command_id = "capture-" + id};
   }
   // Stores bundle `id` of capture `capture_id` with its three first custody events.
   void addBundle(const std::string& id, const std::string& capture_id,
                  const std::string& host = "web-03") {
     ASSERT_TRUE(store_->addCapture(capture(capture_id, host)).ok());
-    EvidenceRow r{.id = id, .capture_id = capture_id, .host_id = host, .requested_by = "alice",
-                  .reason = "INC-42", .requested_at_unix_ms = 1000, .collected_at_unix_ms = 2000,
-                  .received_at_unix_ms = 3000, .size = 123, .manifest_sha256 = kId3, .files = 7,
-                  .signature_ok = true, .collector_errors = {"btmp: timeout"},
-                  .file_name = capture_id + ".tar.gz", .clock_offset_ms = -5,
+    EvidenceRow r{.id = id,
+                  .capture_id = capture_id,
+                  .host_id = host,
+                  .requested_by = "alice",
+                  .reason = "INC-42",
+                  .requested_at_unix_ms = 1000,
+                  .collected_at_unix_ms = 2000,
+                  .received_at_unix_ms = 3000,
+                  .size = 123,
+                  .manifest_sha256 = kId3,
+                  .files = 7,
+                  .signature_ok = true,
+                  .collector_errors = {"btmp: timeout"},
+                  .file_name = capture_id + ".tar.gz",
+                  .clock_offset_ms = -5,
                   .path = EvidenceFiles::relativePath(id)};
     std::vector<CustodyEntry> events(3);
     events[0] = {.at_unix_ms = 1000, .actor = "alice", .action = "requested", .detail = "INC-42"};
@@ -87,7 +100,7 @@ TEST_F(EvidenceStoreTest, CaptureThenEvidenceThenCustodyChainVerifies) {
   auto custody = store_->listCustody(kId1);
   ASSERT_TRUE(custody.ok());
   ASSERT_EQ(custody->size(), 4u);
-  EXPECT_EQ((*custody)[0].prev_hash, kId1);   // the chain starts at the evidence id
+  EXPECT_EQ((*custody)[0].prev_hash, kId1);  // the chain starts at the evidence id
   EXPECT_EQ((*custody)[0].action, "requested");
   for (size_t i = 1; i < custody->size(); ++i) {
     EXPECT_EQ((*custody)[i].prev_hash, (*custody)[i - 1].hash);
@@ -108,17 +121,19 @@ TEST_F(EvidenceStoreTest, TamperedOrRemovedCustodyEventsAreDetected) {
   addBundle(kId1, "cap-1");
   addBundle(kId3, "cap-3");
   ASSERT_TRUE(store_->appendCustody({.evidence_id = kId1, .actor = "bob", .action = "get"}).ok());
-  ASSERT_TRUE(store_->execForTest(
-      "UPDATE custody SET actor = 'mallory' WHERE action = 'get'").ok());
+  ASSERT_TRUE(
+      store_->execForTest("UPDATE custody SET actor = 'mallory' WHERE action = 'get'").ok());
   auto v = store_->verifyCustody(kId1);
   ASSERT_TRUE(v.ok());
   EXPECT_FALSE(v->ok);
   EXPECT_NE(v->problem.find("(get)"), std::string::npos) << v->problem;
   EXPECT_NE(v->problem.find("altered"), std::string::npos) << v->problem;
-  EXPECT_TRUE(store_->verifyCustody(kId3)->ok);   // chains are per bundle
+  EXPECT_TRUE(store_->verifyCustody(kId3)->ok);  // chains are per bundle
   // Removing the "collected" event of the other bundle breaks the link of "received".
-  ASSERT_TRUE(store_->execForTest("DELETE FROM custody WHERE evidence_id = '" + kId3 +
-                                  "' AND action = 'collected'").ok());
+  ASSERT_TRUE(store_
+                  ->execForTest("DELETE FROM custody WHERE evidence_id = '" + kId3 +
+                                "' AND action = 'collected'")
+                  .ok());
   v = store_->verifyCustody(kId3);
   EXPECT_FALSE(v->ok);
   EXPECT_NE(v->problem.find("(received)"), std::string::npos) << v->problem;
@@ -128,7 +143,7 @@ TEST_F(EvidenceStoreTest, IdsResolveByUniquePrefix) {
   addBundle(kId1, "cap-1");
   addBundle(kId2, "cap-2");
   addBundle(kId3, "cap-3", "db-01");
-  EXPECT_EQ(store_->getEvidence("CCCCCCCC")->id, kId3);   // case-insensitive
+  EXPECT_EQ(store_->getEvidence("CCCCCCCC")->id, kId3);  // case-insensitive
   EXPECT_EQ(store_->getEvidence("aaaaaaaaa")->id, kId1);
   auto ambiguous = store_->getEvidence("aaaaaaaa");
   EXPECT_EQ(ambiguous.status().code(), absl::StatusCode::kInvalidArgument);
@@ -138,14 +153,12 @@ TEST_F(EvidenceStoreTest, IdsResolveByUniquePrefix) {
   EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(unknown.status().message(), "no evidence with id dddddddd");
   EXPECT_EQ(store_->getEvidence("abc").status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(store_->getEvidence("zzzzzzzzzz").status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->getEvidence("zzzzzzzzzz").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(store_->listEvidence("")->size(), 3u);
   EXPECT_EQ(store_->listEvidence("db-01")->size(), 1u);
-  EXPECT_EQ(store_->appendCustody({.evidence_id = kId3.substr(1) + "d", .action = "get"})
-                .status()
-                .code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      store_->appendCustody({.evidence_id = kId3.substr(1) + "d", .action = "get"}).status().code(),
+      absl::StatusCode::kNotFound);
 }
 
 TEST_F(EvidenceStoreTest, DuplicatesAreRefusedAndChangeNothing) {
@@ -161,13 +174,18 @@ TEST_F(EvidenceStoreTest, DuplicatesAreRefusedAndChangeNothing) {
 }
 
 TEST_F(EvidenceStoreTest, MigratesASchema2DatabaseKeepingItsRows) {
-  AuditEntry e{.at_unix_ms = 1, .operator_name = "alice", .action = "isolate", .target = "h1",
+  AuditEntry e{.at_unix_ms = 1,
+               .operator_name = "alice",
+               .action = "isolate",
+               .target = "h1",
                .outcome = "ok"};
   ASSERT_TRUE(store_->appendAudit(e).ok());
   ASSERT_TRUE(store_->saveHosts({HostInfo{.host_id = "old-01"}}, {}).ok());
   // Back to what schema 2 left: no evidence tables.
-  ASSERT_TRUE(store_->execForTest("DROP TABLE captures; DROP TABLE evidence; DROP TABLE custody; "
-                                  "PRAGMA user_version=2").ok());
+  ASSERT_TRUE(store_
+                  ->execForTest("DROP TABLE captures; DROP TABLE evidence; DROP TABLE custody; "
+                                "PRAGMA user_version=2")
+                  .ok());
   store_.reset();
   store_ = open();
   ASSERT_NE(store_, nullptr);
@@ -178,7 +196,7 @@ TEST_F(EvidenceStoreTest, MigratesASchema2DatabaseKeepingItsRows) {
   EXPECT_TRUE(store_->listEvidence("")->empty());
   addBundle(kId1, "cap-1");
   store_.reset();
-  store_ = open();   // and the evidence survives a reopen
+  store_ = open();  // and the evidence survives a reopen
   EXPECT_TRUE(store_->verifyCustody(kId1)->ok);
 }
 
@@ -189,7 +207,7 @@ TEST_F(EvidenceStoreTest, FilesAreStoredOnceUnderTheirHash) {
     std::ofstream stale(dir_ / "evidence" / "incoming" / "cap-old.1234.part");
     stale << "partial";
   }
-  ASSERT_TRUE(files.init().ok());   // removes the stale part
+  ASSERT_TRUE(files.init().ok());  // removes the stale part
   EXPECT_TRUE(fs::is_empty(dir_ / "evidence" / "incoming"));
   std::string id;
   for (int i = 0; i < 2; ++i) {
@@ -211,7 +229,7 @@ TEST_F(EvidenceStoreTest, FilesAreStoredOnceUnderTheirHash) {
     auto dropped = files.createPart("cap-2");
     ASSERT_TRUE(dropped.ok());
     ASSERT_TRUE((*dropped)->write("x").ok());
-  }   // never committed: removed
+  }  // never committed: removed
   EXPECT_TRUE(fs::is_empty(dir_ / "evidence" / "incoming"));
 }
 
