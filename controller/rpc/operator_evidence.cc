@@ -491,8 +491,8 @@ grpc::ServerUnaryReactor* OperatorService::ShowEvidence(grpc::CallbackServerCont
                      .action = "show",
                      .detail = "summary read"};
       auto added = store_.appendCustody(e);
-      absl::StatusOr<std::vector<CustodyEntry>> custody = added.status();
-      if (added.ok()) custody = store_.listCustody(row.id);
+      auto custody = added.ok() ? store_.listCustody(row.id)
+                                : absl::StatusOr<std::vector<CustodyEntry>>(added.status());
       if (!custody.ok()) {
         result = toGrpcStatus(custody.status());
       } else {

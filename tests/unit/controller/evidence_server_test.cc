@@ -497,7 +497,11 @@ TEST_F(EvidenceServerTest, TimeoutAndAgentFailureAndALateUploadIsStillStored) {
   EXPECT_EQ(r.status.error_message(),
             "no answer within 1 s; the bundle will be stored when it arrives");
   EXPECT_EQ(store_->getCapture(c.capture().capture_id())->state, "timeout");
-  // The agent uploads later (a retry after reconnecting): stored and listed.
+  // The agent uploads later, after a controller restart (a retry after reconnecting): stored
+  // and listed.
+  a.reset();
+  server_.reset();
+  startServer();
   fs::path file = bundle("h1", c.capture().capture_id());
   v1::EvidenceHeader h;
   h.set_capture_id(c.capture().capture_id());
@@ -506,6 +510,7 @@ TEST_F(EvidenceServerTest, TimeoutAndAgentFailureAndALateUploadIsStillStored) {
   EXPECT_EQ(list().evidence_size(), 1);
   EXPECT_EQ(store_->getCapture(c.capture().capture_id())->state, "received");
 
+  a = online("h1");
   f = captureAsync(captureReq("h1"));
   c = nextCommand(*a);
   answer(*a, c, false, "collector processes: permission denied");
@@ -513,6 +518,33 @@ TEST_F(EvidenceServerTest, TimeoutAndAgentFailureAndALateUploadIsStillStored) {
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::ABORTED);
   EXPECT_NE(r.status.error_message().find("permission denied"), std::string::npos);
   EXPECT_EQ(lastAudit("capture")->outcome, "error: " + r.status.error_message());
+}
+
+TEST_F(EvidenceServerTest, ShowIsForRespondersAndRecordedInCustody) {
+  auto a = online("h1");
+  auto rec = captureOnce(*a, "h1");
+  ASSERT_FALSE(rec.evidence_id().empty());
+  auto show = [&](Role role, v1::ShowEvidenceResponse* resp) {
+    auto stub = op(role, "sam");
+    grpc::ClientContext ctx;
+    deadline(&ctx);
+    v1::ShowEvidenceRequest req;
+    req.set_id(rec.evidence_id());
+    return stub->ShowEvidence(&ctx, req, resp);
+  };
+  v1::ShowEvidenceResponse resp;
+  EXPECT_EQ(show(Role::kViewer, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(store_->listCustody(rec.evidence_id())->size(), 3u);
+  grpc::Status s = show(Role::kResponder, &resp);
+  if (s.ok()) {
+    EXPECT_FALSE(resp.summary_json().empty());
+    ASSERT_EQ(resp.record().custody_size(), 4);
+    EXPECT_EQ(resp.record().custody(3).action(), "show");
+  } else {   // no summary could be made: no access recorded, the error names the bundle
+    EXPECT_NE(s.error_message().find(rec.evidence_id()), std::string::npos);
+    EXPECT_EQ(store_->listCustody(rec.evidence_id())->size(), 3u);
+  }
+  EXPECT_EQ(lastAudit("evidence-show")->operator_name, "sam");
 }
 
 }  // namespace
