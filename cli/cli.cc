@@ -43,6 +43,7 @@ const std::map<std::string, CommandInfo>& commands() {
     addBlockCommands(*t);
     addPolicyCommands(*t);
     addSessionCommands(*t);
+    addEvidenceCommands(*t);
     return t;
   }();
   return *table;

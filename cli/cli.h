@@ -53,5 +53,6 @@ void addContainmentCommands(std::map<std::string, CommandInfo>& table);
 void addBlockCommands(std::map<std::string, CommandInfo>& table);
 void addPolicyCommands(std::map<std::string, CommandInfo>& table);
 void addSessionCommands(std::map<std::string, CommandInfo>& table);
+void addEvidenceCommands(std::map<std::string, CommandInfo>& table);
 
 }  // namespace bulkhead::cli

@@ -1,11 +1,16 @@
 // `bulkhead isolate` and `bulkhead release`: change a host's desired containment state and
 // wait for the agents' verified acknowledgements.
+#include <algorithm>
+#include <atomic>
+#include <mutex>
 #include <ostream>
+#include <thread>
 
 #include <fmt/format.h>
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/evidence_commands.h"
 #include "cli/operator_client.h"
 #include "cli/output.h"
 #include "common/format.h"
@@ -142,12 +147,69 @@ bool validateTargets(const std::string& command, const TargetArgs& t, uint32_t* 
   return true;
 }
 
+// How long `isolate --capture-first` waits for each host's evidence before isolating anyway.
+constexpr uint32_t kCaptureFirstWaitMs = 120'000;
+constexpr size_t kCaptureFirstParallel = 8;
+
+// `isolate --capture-first`: captures every target host (at most kCaptureFirstParallel at a
+// time; a selector is resolved with ListHosts first), progress and outcome on io.err. Returns
+// false if any capture failed (each said); the caller isolates regardless.
+bool captureFirst(OperatorClient& client, const TargetArgs& t, Io& io) {
+  std::vector<std::string> hosts = t.hosts;
+  if (!t.selector.empty()) {
+    v1::ListHostsRequest req;
+    req.set_selector(t.selector);
+    v1::ListHostsResponse resp;
+    auto ctx = client.context();
+    grpc::Status st = client.stub().ListHosts(ctx.get(), req, &resp);
+    if (!st.ok()) {
+      io.err << fmt::format("bulkhead isolate: --capture-first: cannot list the hosts of {}: {}; "
+                            "isolating without evidence\n",
+                            t.selector, st.error_message());
+      return false;
+    }
+    for (const auto& h : resp.hosts()) hosts.push_back(h.host_id());
+  }
+  std::mutex mu;   // io.err and ok
+  bool ok = true;
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < hosts.size(); i = next++) {
+      CaptureSpec spec;
+      spec.host = hosts[i];
+      spec.reason = t.reason;
+      spec.wait_ms = kCaptureFirstWaitMs;
+      CaptureCallResult r = captureHost(client, spec, [&](const std::string& line) {
+        std::lock_guard lock(mu);
+        io.err << line << "\n";
+      });
+      std::lock_guard lock(mu);
+      if (r.code == kOk) {
+        io.err << fmt::format("capture {}: stored as evidence {} ({}, signature {})\n",
+                              spec.host, r.record.evidence_id(), humanBytes(r.record.size()),
+                              r.record.signature_ok() ? "ok" : "NOT VALID");
+      } else {
+        ok = false;
+        io.err << fmt::format("bulkhead isolate: capture failed: {}; isolating anyway\n",
+                              r.error);
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < std::min(hosts.size(), kCaptureFirstParallel); ++i) {
+    threads.emplace_back(work);
+  }
+  for (auto& th : threads) th.join();
+  return ok;
+}
+
 int isolate(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
   TargetArgs t;
   std::vector<std::string> exempt;
   bool no_defaults = false;
   std::string ttl;
   bool dry_run = false;
+  bool capture_first = false;
   po::options_description opts("isolate HOST...|--selector k=v");
   addTargetOptions(opts, t);
   opts.add_options()
@@ -156,7 +218,10 @@ int isolate(const GlobalOptions& g, const std::vector<std::string>& args, Io& io
        "do not attach the sets whose selector matches the host")
       ("ttl", po::value(&ttl), "release automatically after this long (e.g. 30m, 4h)")
       ("dry-run", po::bool_switch(&dry_run),
-       "print the ruleset and the flows that would be cut and kept; change nothing");
+       "print the ruleset and the flows that would be cut and kept; change nothing")
+      ("capture-first", po::bool_switch(&capture_first),
+       "capture evidence of each host first (same reason, up to 120 s), then isolate; a "
+       "failed capture is reported and the host is isolated anyway");
   po::positional_options_description pos;
   pos.add("host", -1);
   po::variables_map vm;
@@ -166,6 +231,11 @@ int isolate(const GlobalOptions& g, const std::vector<std::string>& args, Io& io
   }
   uint32_t wait_ms = 0;
   if (!validateTargets("isolate", t, &wait_ms, io)) return kUsage;
+  if (capture_first && dry_run) {
+    io.err << "bulkhead isolate: --capture-first: not allowed with --dry-run (a dry run changes "
+              "and captures nothing)\n";
+    return kUsage;
+  }
   v1::IsolateRequest req;
   if (!ttl.empty()) {
     auto d = parseDuration("--ttl", ttl);
@@ -188,11 +258,13 @@ int isolate(const GlobalOptions& g, const std::vector<std::string>& args, Io& io
     io.err << "bulkhead isolate: " << client.status().message() << "\n";
     return kUsage;
   }
+  bool captured = !capture_first || captureFirst(**client, t, io);
   v1::ContainmentResponse resp;
   auto ctx = (*client)->context(std::chrono::milliseconds(wait_ms + 5000));
   grpc::Status st = (*client)->stub().Isolate(ctx.get(), req, &resp);
   if (!st.ok()) return reportRpcError("isolate", (*client)->controller(), st, io.err);
-  return printOutcomes(g, resp, io);
+  int code = printOutcomes(g, resp, io);
+  return captured ? code : std::max<int>(code, kFailed);
 }
 
 int release(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
@@ -229,7 +301,8 @@ int release(const GlobalOptions& g, const std::vector<std::string>& args, Io& io
 }  // namespace
 
 void addContainmentCommands(std::map<std::string, CommandInfo>& table) {
-  table["isolate"] = {"isolate hosts, keeping exemption sets; waits for verified acks",
+  table["isolate"] = {"isolate hosts, keeping exemption sets; waits for verified acks "
+                      "(--capture-first: evidence first)",
                       isolate};
   table["release"] = {"release isolated hosts; waits for verified acks", release};
 }

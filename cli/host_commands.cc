@@ -36,16 +36,6 @@ std::string joinList(const google::protobuf::RepeatedPtrField<std::string>& item
 }
 
 // Connects or prints why not; returns nullptr after printing.
-std::unique_ptr<OperatorClient> connect(const std::string& command, const GlobalOptions& g,
-                                        Io& io) {
-  auto client = OperatorClient::create(g);
-  if (!client.ok()) {
-    io.err << "bulkhead " << command << ": " << client.status().message() << "\n";
-    return nullptr;
-  }
-  return *std::move(client);
-}
-
 int hosts(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
   std::string selector;
   po::options_description opts("hosts");
@@ -61,7 +51,7 @@ int hosts(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) 
       return kUsage;
     }
   }
-  auto client = connect("hosts", g, io);
+  auto client = connectClient("hosts", g, io.err);
   if (!client) return kUsage;
   v1::ListHostsRequest req;
   req.set_selector(selector);
@@ -104,7 +94,7 @@ int status(const GlobalOptions& g, const std::vector<std::string>& args, Io& io)
   if (!parseCommandArgs("status", args, opts, pos, vm, io.out, io.err, &help)) {
     return help ? kOk : kUsage;
   }
-  auto client = connect("status", g, io);
+  auto client = connectClient("status", g, io.err);
   if (!client) return kUsage;
   v1::GetHostRequest req;
   req.set_host(host);
@@ -203,7 +193,7 @@ int audit(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) 
   if (!parseCommandArgs("audit", args, opts, {}, vm, io.out, io.err, &help)) {
     return help ? kOk : kUsage;
   }
-  auto client = connect("audit", g, io);
+  auto client = connectClient("audit", g, io.err);
   if (!client) return kUsage;
   if (verify) return verifyAudit(g, *client, io);
   v1::ListAuditRequest req;

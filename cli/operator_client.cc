@@ -45,6 +45,16 @@ std::unique_ptr<grpc::ClientContext> OperatorClient::context(
   return ctx;
 }
 
+std::unique_ptr<OperatorClient> connectClient(const std::string& command,
+                                              const GlobalOptions& options, std::ostream& err) {
+  auto client = OperatorClient::create(options);
+  if (!client.ok()) {
+    err << "bulkhead " << command << ": " << client.status().message() << "\n";
+    return nullptr;
+  }
+  return *std::move(client);
+}
+
 int reportRpcError(const std::string& command, const std::string& controller,
                    const grpc::Status& status, std::ostream& err) {
   switch (status.error_code()) {

@@ -35,6 +35,11 @@ class OperatorClient {
   std::unique_ptr<v1::Operator::Stub> stub_;
 };
 
+// OperatorClient::create, or nullptr after one line on `err` naming the command and the flag
+// or file at fault (exit 2 for the caller).
+std::unique_ptr<OperatorClient> connectClient(const std::string& command,
+                                              const GlobalOptions& options, std::ostream& err);
+
 // Prints one line for a failed RPC and returns the exit code: 2 for bad input the controller
 // rejected (invalid argument, unknown host, precondition), 1 for everything else (controller
 // unreachable, refused identity, internal errors).

@@ -24,14 +24,37 @@ void printTable(std::ostream& out, const std::vector<std::vector<std::string>>& 
   }
 }
 
-void printJson(std::ostream& out, const google::protobuf::Message& message) {
+namespace {
+
+bool encodeJson(const google::protobuf::Message& message, bool whitespace, std::string* json) {
   google::protobuf::util::JsonPrintOptions opts;
   opts.preserve_proto_field_names = true;
   opts.always_print_primitive_fields = true;
-  opts.add_whitespace = true;
+  opts.add_whitespace = whitespace;
+  return google::protobuf::util::MessageToJsonString(message, json, opts).ok();
+}
+
+}  // namespace
+
+nlohmann::json toJson(const google::protobuf::Message& message) {
+  std::string text;
+  if (!encodeJson(message, false, &text)) return nullptr;
+  return nlohmann::json::parse(text, nullptr, false);
+}
+
+std::string humanBytes(uint64_t bytes) {
+  if (bytes < 1024) return fmt::format("{} B", bytes);
+  double v = static_cast<double>(bytes) / 1024.0;
+  for (const char* unit : {"KiB", "MiB", "GiB"}) {
+    if (v < 1024.0 || std::string_view(unit) == "GiB") return fmt::format("{:.1f} {}", v, unit);
+    v /= 1024.0;
+  }
+  return fmt::format("{} B", bytes);
+}
+
+void printJson(std::ostream& out, const google::protobuf::Message& message) {
   std::string json;
-  auto status = google::protobuf::util::MessageToJsonString(message, &json, opts);
-  if (!status.ok()) {
+  if (!encodeJson(message, true, &json)) {
     out << "{\"error\": \"cannot encode the response as JSON\"}\n";
     return;
   }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <google/protobuf/message.h>
+#include <nlohmann/json.hpp>
 
 #include "bulkhead/v1/containment.pb.h"
 
@@ -17,6 +18,13 @@ void printTable(std::ostream& out, const std::vector<std::vector<std::string>>& 
 
 // Prints a protobuf message as one JSON document (proto field names, defaults included).
 void printJson(std::ostream& out, const google::protobuf::Message& message);
+
+// A protobuf message as a JSON value (proto field names, defaults included), to embed in a
+// larger document.
+nlohmann::json toJson(const google::protobuf::Message& message);
+
+// "512 B", "12.3 KiB", "80.5 MiB", "1.2 GiB".
+std::string humanBytes(uint64_t bytes);
 
 // "3s ago", "5m ago", "2h ago", "never" relative to now_ms.
 std::string ago(int64_t then_ms, int64_t now_ms);

@@ -121,15 +121,6 @@ int printKill(const std::string& command, const GlobalOptions& g, const v1::Host
   return kOk;
 }
 
-std::unique_ptr<OperatorClient> connect(const std::string& command, const GlobalOptions& g, Io& io) {
-  auto client = OperatorClient::create(g);
-  if (!client.ok()) {
-    io.err << "bulkhead " << command << ": " << client.status().message() << "\n";
-    return nullptr;
-  }
-  return *std::move(client);
-}
-
 int sessions(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
   std::string host;
   po::options_description opts("sessions HOST");
@@ -141,7 +132,7 @@ int sessions(const GlobalOptions& g, const std::vector<std::string>& args, Io& i
   if (!parseCommandArgs("sessions", args, opts, pos, vm, io.out, io.err, &help)) {
     return help ? kOk : kUsage;
   }
-  auto client = connect("sessions", g, io);
+  auto client = connectClient("sessions", g, io.err);
   if (!client) return kUsage;
   v1::ListSessionsRequest req;
   req.set_host(host);
@@ -202,7 +193,7 @@ int killSessions(const GlobalOptions& g, const std::vector<std::string>& args, I
       return kUsage;
     }
   }
-  auto client = connect("kill-sessions", g, io);
+  auto client = connectClient("kill-sessions", g, io.err);
   if (!client) return kUsage;
   v1::KillSessionsRequest req;
   req.set_host(host);
@@ -252,7 +243,7 @@ int killProcess(const GlobalOptions& g, const std::vector<std::string>& args, Io
     io.err << fmt::format("bulkhead kill-process: --exe: invalid value \"{}\": expected an absolute path\n", exe);
     return kUsage;
   }
-  auto client = connect("kill-process", g, io);
+  auto client = connectClient("kill-process", g, io.err);
   if (!client) return kUsage;
   v1::KillProcessRequest req;
   req.set_host(host);

@@ -1,0 +1,32 @@
+// Evidence capture as a building block of other commands (`isolate --capture-first`).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "bulkhead/v1/operator.pb.h"
+#include "cli/operator_client.h"
+
+namespace bulkhead::cli {
+
+struct CaptureSpec {
+  std::string host;
+  std::string reason;
+  uint32_t wait_ms = 300'000;
+  uint32_t collector_time_limit_ms = 0;  // 0 = collector defaults
+  uint64_t max_binary_bytes = 0;         // 0 = agent default
+};
+
+struct CaptureCallResult {
+  int code = kOk;             // kOk, kFailed or kUsage (see `bulkhead capture`)
+  v1::EvidenceRecord record;  // when code == kOk
+  std::string error;          // one line naming the host and the reason, without "\n"
+};
+
+// Runs one Capture call. Every progress event is rendered as one line ("capture h1:
+// collecting 3/10 processes ok 120 ms") and passed to `progress` (on the calling thread).
+CaptureCallResult captureHost(OperatorClient& client, const CaptureSpec& spec,
+                              const std::function<void(const std::string&)>& progress);
+
+}  // namespace bulkhead::cli
