@@ -300,18 +300,24 @@ void CaptureWorker::capture(const v1::Command& c) {
 
   auto collectors = deps_.collectors();
   if (options_.test_hang_collector) collectors.push_back(makeTestHangCollector());
-  // Progress is informational: at most one message per stage change, per finished stage and
-  // per 250 ms (packing reports bytes and may call often).
+  // Progress is informational: every collector, and for byte stages (packing) at most one
+  // message per 250 ms plus the end; never the same (stage, done, total) twice in a row.
   std::string last_stage;
+  uint64_t last_done = 0;
+  uint64_t last_total = 0;
   auto last_sent = std::chrono::steady_clock::time_point{};
   CaptureProgress on_progress = [&](const std::string& stage, const std::string& detail,
                                     uint64_t done, uint64_t total) {
     auto now = std::chrono::steady_clock::now();
-    if (stage == last_stage && done != total && stage != "collecting" &&
+    bool same_stage = stage == last_stage;
+    if (same_stage && done == last_done && total == last_total) return;
+    if (same_stage && done != total && stage != "collecting" &&
         now - last_sent < std::chrono::milliseconds(250)) {
       return;
     }
     last_stage = stage;
+    last_done = done;
+    last_total = total;
     last_sent = now;
     progress(c.id(), stage, detail, done, total);
   };
@@ -387,7 +393,14 @@ void CaptureWorker::retryAll() {
                  s.header.capture_id(), s.header.size(), s.bundle.string());
     // No progress: the command was answered when its first upload failed. The header keeps
     // the command id so the controller can tie the bundle to its request.
-    if (!uploadSpooled(s, "").ok()) break;  // the controller is unreachable: wait for the next
+    auto receipt = uploadSpooled(s, "");
+    // Unreachable: the others would fail too, wait for the next retry. A bundle this controller
+    // refuses (e.g. too large) must not hold back the ones behind it.
+    if (!receipt.ok() &&
+        (absl::IsUnavailable(receipt.status()) || absl::IsDeadlineExceeded(receipt.status()) ||
+         absl::IsCancelled(receipt.status()))) {
+      break;
+    }
   }
 }
 

@@ -139,6 +139,8 @@ struct Harness {
   std::vector<v1::AgentMessage> sent;
   std::vector<std::string> collector_names;
   int upload_failures_left = 0;
+  absl::StatusCode failure_code = absl::StatusCode::kUnavailable;
+  std::vector<std::string> uploaded;  // capture ids, in order of the attempts
   int uploads = 0;
 
   CaptureWorker::Deps deps() {
@@ -169,8 +171,12 @@ struct Harness {
       {
         std::lock_guard lock(mu);
         ++uploads;
+        uploaded.push_back(h.capture_id());
         if (upload_failures_left > 0) {
           --upload_failures_left;
+          if (failure_code != absl::StatusCode::kUnavailable) {
+            return absl::Status(failure_code, "refused");
+          }
           return absl::UnavailableError("UNAVAILABLE: controller down");
         }
       }
@@ -307,6 +313,36 @@ TEST(CaptureWorker, SpooledBundlesAreRetriedAtStartUp) {
   EXPECT_NE(results[0].error().find("signing key: no key"), std::string::npos)
       << results[0].error();
   EXPECT_NE(results[1].error().find("invalid capture id"), std::string::npos) << results[1].error();
+}
+
+TEST(CaptureWorker, RefusedBundleDoesNotHoldBackTheOthers) {
+  for (auto code : {absl::StatusCode::kResourceExhausted, absl::StatusCode::kUnavailable}) {
+    TempDir dir;
+    Harness h;
+    h.upload_failures_left = 1;
+    h.failure_code = code;
+    for (auto [id, at] : {std::pair<std::string, int64_t>{"cap-old", 1}, {"cap-new", 2}}) {
+      SpooledBundle s;
+      s.header = header(id);
+      s.spooled_at_unix_ms = at;
+      ASSERT_TRUE(writeSidecar(dir.path(), s).ok());
+      touch(dir.path() / (id + ".tar.gz"));
+    }
+    CaptureWorkerOptions o;
+    o.spool_dir = dir.path();
+    CaptureWorker w(o, absl::UnavailableError("no key"), h.deps());
+    w.waitIdle();
+    std::lock_guard lock(h.mu);
+    if (code == absl::StatusCode::kUnavailable) {
+      // Unreachable: the rest waits for the next retry.
+      EXPECT_EQ(h.uploaded, std::vector<std::string>{"cap-old"});
+      EXPECT_TRUE(fs::exists(dir.path() / "cap-new.tar.gz"));
+    } else {
+      EXPECT_EQ(h.uploaded, (std::vector<std::string>{"cap-old", "cap-new"}));
+      EXPECT_FALSE(fs::exists(dir.path() / "cap-new.tar.gz"));
+    }
+    EXPECT_TRUE(fs::exists(dir.path() / "cap-old.tar.gz"));
+  }
 }
 
 TEST(CaptureWorker, PeriodicRetry) {
