@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <ostream>
+#include <set>
 
 #include "cli/args.h"
 #include "cli/cli.h"
@@ -74,6 +75,7 @@ bool isByteStage(const std::string& stage) { return stage == "packing" || stage 
 
 std::string progressLine(const std::string& host, const v1::CommandProgress& p) {
   std::string line = fmt::format("capture {}: {}", host, p.stage());
+  if (p.stage() == "stored") return line + " as evidence " + p.detail();
   if (isByteStage(p.stage())) {
     line += fmt::format(" {:.1f}/{:.1f} MiB", static_cast<double>(p.done()) / (1 << 20),
                         static_cast<double>(p.total()) / (1 << 20));
@@ -502,9 +504,24 @@ CaptureCallResult captureHost(OperatorClient& client, const CaptureSpec& spec,
   auto reader = client.stub().Capture(ctx.get(), req);
   v1::CaptureEvent event;
   bool done = false;
+  // The agent and the controller may both report a step: a line is shown once, and byte
+  // counts only forward, every 4 MiB or more and at the end.
+  std::set<std::string> shown;
+  std::map<std::string, uint64_t> bytes_shown;   // stage -> done
   while (reader->Read(&event)) {
     if (event.has_progress()) {
-      if (progress) progress(progressLine(spec.host, event.progress()));
+      const auto& p = event.progress();
+      if (isByteStage(p.stage())) {
+        auto it = bytes_shown.find(p.stage());
+        bool at_end = p.done() == p.total();
+        if (it != bytes_shown.end() &&
+            (p.done() <= it->second || (p.done() - it->second < (4u << 20) && !at_end))) {
+          continue;
+        }
+        bytes_shown[p.stage()] = p.done();
+      }
+      std::string line = progressLine(spec.host, p);
+      if (progress && shown.insert(line).second) progress(line);
     } else if (event.has_done()) {
       result.record = event.done();
       done = true;
