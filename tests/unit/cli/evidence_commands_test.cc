@@ -7,32 +7,15 @@
 #include <sstream>
 
 #include "cli/cli.h"
+#include "tests/unit/cli/cli_run.h"
 
 namespace bulkhead::cli {
 namespace {
 
-struct CliRun {
-  int code;
-  std::string out;
-  std::string err;
-};
+using clitest::CliRun;
 
-CliRun run(std::vector<std::string> args) {
-  std::ostringstream out;
-  std::ostringstream err;
-  Io io{out, err};
-  // An unroutable controller and no identity: a test that got as far as dialling would fail
-  // with an --identity error instead of the usage errors checked here.
-  args.insert(args.begin(), {"--controller", "192.0.2.1:7443", "--identity", "/nonexistent"});
-  int code = runCli(args, io);
-  return {code, out.str(), err.str()};
-}
-
-int lines(const std::string& s) {
-  int n = 0;
-  for (char c : s) n += c == '\n';
-  return n;
-}
+CliRun run(std::vector<std::string> args) { return clitest::runOffline(std::move(args)); }
+int lines(const std::string& s) { return clitest::lineCount(s); }
 
 TEST(EvidenceCommands, Registered) {
   for (const char* name : {"capture", "evidence", "evidence list", "evidence get",
