@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <ostream>
@@ -281,8 +282,18 @@ int capture(const GlobalOptions& g, const std::vector<std::string>& args, Io& io
   }
   auto client = connectClient("capture", g, io.err);
   if (!client) return kUsage;
-  CaptureCallResult r =
-      captureHost(*client, spec, [&io](const std::string& line) { io.err << line << "\n"; });
+  // On a terminal the progress redraws one line; otherwise (logs, scripts) one line per event.
+  bool redraw = &io.err == &std::cerr && ::isatty(STDERR_FILENO) == 1;
+  bool line_open = false;
+  CaptureCallResult r = captureHost(*client, spec, [&](const std::string& line) {
+    if (redraw) {
+      io.err << "\r\033[K" << line << std::flush;
+      line_open = true;
+    } else {
+      io.err << line << "\n";
+    }
+  });
+  if (line_open) io.err << "\n";
   if (r.code != kOk) {
     io.err << "bulkhead capture: " << r.error << "\n";
     return r.code;
