@@ -335,7 +335,9 @@ class CaptureTest(unittest.TestCase):
         ruleset = json.loads(b.read("artifacts/nftables.json"))
         tables = [x["table"]["name"] for x in ruleset.get("nftables", []) if "table" in x]
         self.assertNotIn("bulkhead", tables, "captured before the isolation changed it")
-        self.assertTrue(any(s.get("remote_address") == ATTACKER4 and s.get("local_port") == 7070
+        # the echo server is dual-stack: its accepted sockets carry v4-mapped addresses
+        self.assertTrue(any(s.get("remote_address") in (ATTACKER4, "::ffff:" + ATTACKER4)
+                            and s.get("local_port") == 7070
                             and s.get("state") == "established"
                             for s in b.jsonl("sockets.jsonl")),
                         "the attacker's live connection as the intruder left it")
