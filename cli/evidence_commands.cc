@@ -76,7 +76,6 @@ bool isByteStage(const std::string& stage) { return stage == "packing" || stage 
 
 std::string progressLine(const std::string& host, const v1::CommandProgress& p) {
   std::string line = fmt::format("capture {}: {}", host, p.stage());
-  if (p.stage() == "stored") return line + " as evidence " + p.detail();
   if (isByteStage(p.stage())) {
     line += fmt::format(" {:.1f}/{:.1f} MiB", static_cast<double>(p.done()) / (1 << 20),
                         static_cast<double>(p.total()) / (1 << 20));
@@ -522,6 +521,7 @@ CaptureCallResult captureHost(OperatorClient& client, const CaptureSpec& spec,
   while (reader->Read(&event)) {
     if (event.has_progress()) {
       const auto& p = event.progress();
+      if (p.stage() == "stored") continue;   // the closing line says it, with size and signature
       if (isByteStage(p.stage())) {
         auto it = bytes_shown.find(p.stage());
         bool at_end = p.done() == p.total();

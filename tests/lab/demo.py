@@ -12,6 +12,7 @@ released. Everything runs inside namespaces this script creates and removes.
 
 import argparse
 import os
+import shutil
 import sys
 import time
 
@@ -76,9 +77,26 @@ def main() -> int:
         print(f"attacker session: {a['echoes']} round trips; database stream: "
               f"{d['echoes']} round trips, {d['failures']} failures")
 
-        say("Contain h1, keeping the database replication (and, by default, the jump host)")
+        say("The intruder left an implant on h1: a binary started, then deleted from disk, "
+            "calling home to the attacker and listening on 4444")
+        implant_dir = os.path.join(lab.tmpdir, "implant")
+        os.makedirs(implant_dir)
+        implant = os.path.join(implant_dir, "kworker-update")
+        shutil.copy("/usr/bin/python3.11", implant)
+        lab.tcp_server("attacker", 9001)
+        pidfile = os.path.join(implant_dir, "pid")
+        code = ("import os,socket,time;l=socket.socket();l.bind(('0.0.0.0',4444));l.listen();"
+                "c=socket.create_connection(('10.77.0.66',9001));"
+                f"open('{pidfile}','w').write(str(os.getpid()));time.sleep(3600)")
+        lab.spawn("h1", [implant, "-c", code], env={"PYTHONHOME": "/usr"}, label="implant")
+        wait_until(lambda: os.path.exists(pidfile), 15, desc="implant running")
+        os.unlink(implant)
+        print(f"implant pid {open(pidfile).read()} on h1, its file deleted")
+
+        say("Capture h1's volatile state first, then contain it, keeping the database "
+            "replication (and, by default, the jump host)")
         t0 = time.time()
-        rc = show(fleet, "isolate", "h1", "--exempt", "postgres-replication",
+        rc = show(fleet, "isolate", "h1", "--capture-first", "--exempt", "postgres-replication",
                   "--reason", "INC-42 webshell on h1")
         t1 = time.time()
         if rc != 0:
@@ -103,6 +121,13 @@ def main() -> int:
         print(f"new attacker connection to h1:2222: {'CONNECTED (bad)' if ok else 'blocked'}")
         ok6 = lab.tcp_probe("attacker", lab.ip6("h1"), 2222, timeout=1)
         print(f"new attacker connection over IPv6: {'CONNECTED (bad)' if ok6 else 'blocked'}")
+
+        say("The evidence: stored by its SHA-256, signed by h1's agent, with a custody record")
+        rc, doc, err = fleet.cli("evidence", "list", "--host", "h1")
+        evidence_id = doc["evidence"][-1]["evidence_id"] if rc == 0 and doc.get("evidence") else ""
+        show(fleet, "evidence", "list")
+        show(fleet, "evidence", "show", evidence_id[:12])
+        show(fleet, "evidence", "verify", evidence_id[:12])
 
         say("Status of h1")
         show(fleet, "status", "h1")
