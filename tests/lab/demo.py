@@ -3,9 +3,10 @@
 
 A real bulkhead-controller and three real agents (h1 web, h2 db, h3 web) in their own network,
 PID and mount namespaces; an attacker with a live TCP session into h1; the payment database
-(the `service` node) streaming to h1. The responder isolates h1 keeping the database flow,
-the attacker's session dies at once, the database stream never misses a write, then h1 is
-released. Everything runs inside namespaces this script creates and removes.
+(the `service` node) streaming to h1; an implant on h1 whose binary was deleted. The responder
+captures h1's state and then isolates it keeping the database flow (`isolate --capture-first`):
+the attacker's session dies at once, the database stream never misses a write; the evidence is
+listed, summarised (the implant named) and verified; then h1 is released. Everything runs inside namespaces this script creates and removes.
 
     python3 tests/lab/demo.py [--build-dir build] [--keep]
 """
