@@ -204,6 +204,9 @@ absl::StatusOr<json> summarize(const std::filesystem::path& bundle) {
                                   ? metadata["collected_at_unix_ms"]
                                   : field(manifest, "started_at_unix_ms");
   json findings = json::array();
+  // The collecting agent's own connections (its controller channel) are listed, marked, and
+  // never raised as findings.
+  const int64_t agent_pid = metadata.contains("agent_pid") ? number(metadata, "agent_pid") : -1;
 
   // Remote connections and listeners, by socket; remembered per pid for the deleted-exe lines.
   json remote = json::array();
@@ -229,6 +232,11 @@ absl::StatusOr<json> summarize(const std::filesystem::path& bundle) {
                   {"local", local},
                   {"remote", peer},
                   {"state", state}};
+        if (pid >= 0 && pid == agent_pid) {
+          c["note"] = "the bulkhead agent's controller channel";
+          remote.push_back(std::move(c));
+          continue;
+        }
         remote.push_back(std::move(c));
         remotes_of[pid].push_back(fmt::format("{} {}", protocol, peer));
       }
@@ -471,9 +479,10 @@ std::string renderSummary(const json& s) {
   const json& remote = list(s, "remote_connections");
   out += fmt::format("\nConnections to other hosts ({})\n", remote.size());
   for (const auto& c : remote) {
-    out += fmt::format("  {:<5} {} -> {}  {}  pid {} {} {}\n", show(c, "protocol"),
+    out += fmt::format("  {:<5} {} -> {}  {}  pid {} {} {}{}\n", show(c, "protocol"),
                        show(c, "local"), show(c, "remote"), show(c, "state"), show(c, "pid"),
-                       show(c, "comm"), show(c, "exe"));
+                       show(c, "comm"), show(c, "exe"),
+                       c.contains("note") ? fmt::format(" ({})", show(c, "note")) : "");
   }
   const json& listeners = list(s, "unexpected_listeners");
   out += fmt::format("\nListening sockets owned by unexpected processes ({})\n", listeners.size());

@@ -5,6 +5,7 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include <chrono>
 
@@ -57,6 +58,9 @@ class MetadataCollector final : public Collector {
     m["boot_time_unix_ms"] = boot;
     m["uptime_ms"] = uptime;
     m["pid_namespace"] = pid_ns;
+    // The collecting agent itself, so readers can tell its controller channel from the host's
+    // own connections (pid as seen in the agent's pid namespace).
+    m["agent_pid"] = static_cast<int64_t>(::getpid());
 
     if (ctx.controller_time_unix_ms != 0) {
       m["controller_time_unix_ms"] = ctx.controller_time_unix_ms;

@@ -342,6 +342,17 @@ class CaptureTest(unittest.TestCase):
                             for s in b.jsonl("sockets.jsonl")),
                         "the attacker's live connection as the intruder left it")
 
+        # while isolated, a capture still reaches the controller (the channel is exempt) and
+        # now shows the isolation table
+        doc, after, _ = self.capture("h3", reason="INC-46 after isolation")
+        ruleset = json.loads(after.read("artifacts/nftables.json"))
+        tables = [x["table"]["name"] for x in ruleset.get("nftables", []) if "table" in x]
+        self.assertIn("bulkhead", tables)
+        show, _ = self.evidence("show", doc["evidence_id"])
+        agent = json.loads(after.read("metadata.json"))["agent_pid"]
+        self.assertFalse(any(f.get("pid") == agent for f in show["summary"]["findings"]),
+                         "the agent's own controller channel is not a finding")
+
     def test_bad_input_changes_nothing(self):
         before = self.evidence("list")[0].get("evidence", [])
         for args, needle in ((("capture", "h1"), "--reason"),

@@ -30,7 +30,10 @@ std::filesystem::path writeSyntheticBundle(const TempDir& dir) {
     EXPECT_TRUE((*w)->addBytes(path, bytes).ok()) << path;
   };
   add("metadata.json",
-      json{{"capture_id", "cap-9"}, {"host_id", "web-03"}, {"collected_at_unix_ms", 1763917262000}}
+      json{{"capture_id", "cap-9"},
+           {"host_id", "web-03"},
+           {"collected_at_unix_ms", 1763917262000},
+           {"agent_pid", 900}}
           .dump());
   add("artifacts/processes.jsonl",
       lines({{{"pid", 1}, {"comm", "systemd"}, {"exe", "/usr/lib/systemd/systemd"}},
@@ -49,7 +52,8 @@ std::filesystem::path writeSyntheticBundle(const TempDir& dir) {
               {"exe_memfd", true},
               {"exe_sha256", nullptr},
               {"recovered", nullptr}},
-             {{"pid", 6000}, {"comm", "tool"}, {"exe", "/home/bob/tool"}}}) +
+             {{"pid", 6000}, {"comm", "tool"}, {"exe", "/home/bob/tool"}},
+             {{"pid", 900}, {"comm", "bulkhead-agent"}, {"exe", "/usr/sbin/bulkhead-agent"}}}) +
           "this line is not JSON\n");
   auto sock = [](std::string proto, std::string state, std::string la, int lp, std::string ra,
                  int rp, std::vector<int> pids) {
@@ -72,6 +76,7 @@ std::filesystem::path writeSyntheticBundle(const TempDir& dir) {
              sock("udp", "unconnected", "0.0.0.0", 5353, "0.0.0.0", 0, {6000}),
              sock("udp", "unconnected", "127.0.0.1", 323, "0.0.0.0", 0, {6000}),
              sock("tcp", "listen", "::", 8080, "::", 0, {}),
+             sock("tcp", "established", "10.0.0.5", 41000, "10.0.0.1", 7443, {900}),
              json{{"family", "unix"}, {"protocol", "stream"}, {"state", "listen"}}}));
   std::vector<json> wtmp;
   for (int i = 0; i < 12; ++i) {
@@ -130,9 +135,19 @@ TEST(Summary, NamesTheImplantAndWhatItDoes) {
   EXPECT_EQ(kinds["preload"], 1);
   EXPECT_EQ(kinds["hidden_process"], 1);
   EXPECT_EQ(kinds["unexpected_listener"], 3);  // implant 4444, /home tool 5353, no owner 8080
-  EXPECT_EQ(kinds["remote_connection"], 2);    // implant, sshd (loopback and time-wait left out)
+  // implant, sshd (loopback, time-wait and the agent's own controller channel left out)
+  EXPECT_EQ(kinds["remote_connection"], 2);
   EXPECT_EQ(kinds["failed_logins"], 1);
   EXPECT_EQ(kinds["collector_failed"], 1);
+  // The agent's channel is listed, marked as such.
+  bool agent_listed = false;
+  for (const auto& c : (*s)["remote_connections"]) {
+    if (c["pid"] == 900) {
+      agent_listed = true;
+      EXPECT_EQ(c["note"], "the bulkhead agent's controller channel");
+    }
+  }
+  EXPECT_TRUE(agent_listed);
   for (size_t i = 1; i < f.size(); ++i) {
     auto rank = [](const json& x) {
       return x["severity"] == "high" ? 0 : x["severity"] == "medium" ? 1 : 2;
@@ -145,7 +160,8 @@ TEST(Summary, NamesTheImplantAndWhatItDoes) {
   EXPECT_EQ((*s)["deleted_executables"][1]["memfd"], true);
 
   const json& remote = (*s)["remote_connections"];
-  ASSERT_EQ(remote.size(), 2u) << remote.dump(1);
+  // implant, sshd, and the agent's channel (listed, marked, no finding)
+  ASSERT_EQ(remote.size(), 3u) << remote.dump(1);
   EXPECT_EQ(remote[0], (json{{"pid", 4242},
                              {"comm", "implant"},
                              {"exe", "/tmp/implant (deleted)"},
