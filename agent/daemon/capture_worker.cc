@@ -1,6 +1,7 @@
 #include "agent/daemon/capture_worker.h"
 
 #include <fmt/format.h>
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
@@ -229,6 +230,9 @@ void CaptureWorker::loop() {
     }
     if (have_command) {
       capture(c);
+      // The collectors' threads leave freed heap in glibc arenas; give it back so an agent
+      // that captured once does not stay larger for the rest of its life.
+      ::malloc_trim(0);
     } else {
       retryAll();
       next_retry = std::chrono::steady_clock::now() + options_.retry_every;
