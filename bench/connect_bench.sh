@@ -8,7 +8,9 @@
 #
 # Environment: BUILD (build dir, default: ../build next to this script), HEARTBEAT (heartbeat
 # interval the controller tells agents, default the controller's own), PORT (default 7443),
-# KEEP=1 keeps the temp dir.
+# KEEP=1 keeps the temp dir, ISOLATE_RUNS=R: then R times isolate every stream with one
+# `bulkhead isolate --selector loadgen=1 --yes` and release them, printing each call's time until
+# every host is acknowledged (the load generator's streams acknowledge desired states at once).
 set -euo pipefail
 
 N=${1:-1000}
@@ -87,6 +89,20 @@ sleep "$IDLE"
 C1=$(cpu_ticks "$CTL"); W1=$(date +%s.%N)
 RSS1=$(rss_kib "$CTL")
 THR=$(threads "$CTL")
+if [[ ${ISOLATE_RUNS:-0} -gt 0 ]]; then
+  CLI=("$BUILD/cli/bulkhead" --controller "127.0.0.1:$PORT" --identity "$T/pki/operators/admin" --json)
+  enforced() { grep -o '"ENFORCED"' "$1" | wc -l; }
+  echo
+  for i in $(seq "$ISOLATE_RUNS"); do
+    for op in isolate release; do
+      s=$(date +%s.%N)
+      "${CLI[@]}" "$op" --selector loadgen=1 --yes --reason "bench $i" --wait 120s >"$T/$op.$i.json" 2>"$T/$op.$i.err" || true
+      e=$(date +%s.%N)
+      awk -v op="$op" -v i="$i" -v s="$s" -v e="$e" -v ok="$(enforced "$T/$op.$i.json")" -v n="$N" \
+        'BEGIN { printf "%s %d: %.3f s, %d of %d hosts acknowledged\n", op, i, e - s, ok, n }'
+    done
+  done
+fi
 kill -INT "$LG"; timeout 120 tail --pid="$LG" -f /dev/null || true
 tail -2 "$T/loadgen.log"
 LG=""

@@ -2,6 +2,10 @@
 // agent identity, its own channel and its own TCP connection, and holds them idle. Prints the
 // connect time (total, p50/p99 per stream). A benchmark program, not a test.
 //
+// Each stream answers a desired state at once with a StateReport saying it is enforced (no
+// kernel work): with it, an isolate over many streams measures the controller's fan-out and
+// acknowledgement path (a real agent adds its own ~6 ms apply, in parallel on its own host).
+//
 //   bulkhead-loadgen --controller ADDR:PORT --ca-dir DIR -n N [--hold DUR]
 //
 // DIR holds ca.crt and ca.key (the fleet CA, e.g. PKI_DIR/ca from `bulkhead pki init`).
@@ -30,6 +34,7 @@
 #include "common/format.h"
 #include "common/parse.h"
 #include "common/pki.h"
+#include "common/runtime.h"
 #include "common/tls.h"
 
 namespace bulkhead::bench {
@@ -90,7 +95,21 @@ class LoadAgent final : public SessionHandler {
     ++fleet_->connected;
     fleet_->cv.notify_all();
   }
-  void onMessage(const v1::ControllerMessage&) override {}
+  void onMessage(const v1::ControllerMessage& m) override {
+    ControllerSession* session = session_.load();
+    if (!m.has_desired_state() || session == nullptr) return;
+    const uint64_t generation = m.desired_state().generation();
+    v1::AgentMessage report;
+    auto* r = report.mutable_state_report();
+    r->set_generation(generation);
+    r->set_ok(true);
+    r->set_enforced_generation(generation);
+    r->set_ruleset_hash(fmt::format("loadgen-{}", generation));
+    r->set_applied_at_unix_ms(nowUnixMs());
+    session->send(report);
+  }
+  // The session this agent answers on (set once, before start()).
+  void setSession(ControllerSession* session) { session_.store(session); }
   void onDisconnected(const std::string& reason, bool was_connected,
                       std::chrono::milliseconds) override {
     std::lock_guard<std::mutex> lock(fleet_->mu);
@@ -112,6 +131,7 @@ class LoadAgent final : public SessionHandler {
   Fleet* fleet_;
   Clock::time_point started_;
   std::optional<Clock::duration> first_connect_;  // GUARDED_BY(fleet_->mu)
+  std::atomic<ControllerSession*> session_{nullptr};
 };
 
 void raiseNofile() {
@@ -237,6 +257,7 @@ int run(int argc, char** argv) {
     }
     agents.push_back(std::make_unique<LoadAgent>(names[i], &fleet));
     sessions.push_back(std::make_unique<ControllerSession>(opts[i], &timers, agents.back().get()));
+    agents.back()->setSession(sessions.back().get());
     agents.back()->markStarted();
     sessions.back()->start();
     opts[i] = SessionOptions{};   // drop the credentials copy
@@ -301,4 +322,7 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace bulkhead::bench
 
-int main(int argc, char** argv) { return bulkhead::bench::run(argc, argv); }
+int main(int argc, char** argv) {
+  bulkhead::tuneProcessRuntime();
+  return bulkhead::bench::run(argc, argv);
+}

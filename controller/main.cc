@@ -15,6 +15,7 @@
 
 #include "common/format.h"
 #include "common/logging.h"
+#include "common/runtime.h"
 #include "common/tls.h"
 #include "controller/core/blocks.h"
 #include "controller/core/config.h"
@@ -198,6 +199,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  bulkhead::tuneProcessRuntime();
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {
