@@ -118,44 +118,6 @@ std::string utf8(std::string_view s) {
   return nlohmann::json::parse(dumped).get<std::string>();
 }
 
-StatusFields parseStatusFields(std::string_view text) {
-  StatusFields f;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t eol = text.find('\n', pos);
-    if (eol == std::string_view::npos) eol = text.size();
-    std::string_view line = text.substr(pos, eol - pos);
-    pos = eol + 1;
-    size_t colon = line.find(':');
-    if (colon == std::string_view::npos) continue;
-    std::string_view key = line.substr(0, colon);
-    std::string_view rest = line.substr(colon + 1);
-    if (key == "Tgid") {
-      parseNumber(firstField(rest), &f.tgid);
-    } else if (key == "PPid") {
-      parseNumber(firstField(rest), &f.ppid);
-    } else if (key == "Threads") {
-      parseNumber(firstField(rest), &f.threads);
-    } else if (key == "Uid" || key == "Gid") {
-      // "Uid:\treal\teffective\tsaved\tfs"
-      uint32_t real = 0, effective = 0;
-      size_t b = rest.find_first_not_of(" \t");
-      std::string_view tail = b == std::string_view::npos ? std::string_view{} : rest.substr(b);
-      std::string_view a = firstField(tail);
-      std::string_view after = tail.substr(a.size());
-      bool ok_real = parseNumber(a, &real);
-      bool ok_eff = parseNumber(firstField(after), &effective);
-      if (key == "Uid") {
-        if (ok_real) f.uid = real;
-        if (ok_eff) f.euid = effective;
-      } else if (ok_real) {
-        f.gid = real;
-      }
-    }
-  }
-  return f;
-}
-
 nlohmann::json splitNul(std::string_view raw) {
   nlohmann::json out = nlohmann::json::array();
   while (!raw.empty()) {

@@ -61,17 +61,6 @@ std::string utf8(std::string_view s);
 
 // ---- pure parsers ------------------------------------------------------------------------
 
-// The /proc/PID/status lines the process collector records; -1 / nullopt when absent.
-struct StatusFields {
-  int tgid = -1;
-  int ppid = -1;
-  int threads = -1;
-  std::optional<uint32_t> uid;   // real
-  std::optional<uint32_t> euid;  // effective
-  std::optional<uint32_t> gid;   // real
-};
-StatusFields parseStatusFields(std::string_view text);
-
 // NUL-separated strings (cmdline, environ) as a JSON array of UTF-8 strings; a trailing NUL
 // does not make an empty last element.
 nlohmann::json splitNul(std::string_view raw);

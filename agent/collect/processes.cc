@@ -109,7 +109,7 @@ class ProcessScan {
       return std::nullopt;
     }
     if (!proc::readFileAt(dir.get(), "status", kStatusCap, &buf_)) return std::nullopt;
-    proc::StatusFields status = proc::parseStatusFields(buf_);
+    ProcStatus status = parseProcStatus(buf_);
 
     json r;
     r["pid"] = pid;
@@ -287,7 +287,7 @@ class ProcessScan {
       std::snprintf(name, sizeof name, "%d", p);
       proc::ScopedFd dir = proc::openDir(proc_fd_, name);
       if (!dir.ok() || !proc::readFileAt(dir.get(), "status", kStatusCap, &buf_)) continue;
-      if (proc::parseStatusFields(buf_).tgid != p) continue;  // a thread: never listed
+      if (parseProcStatus(buf_).tgid != p) continue;  // a thread: never listed
       if (!proc::readFileAt(dir.get(), "stat", kStatCap, &buf_)) continue;
       auto st = parseProcStat(buf_);
       if (!st.ok()) continue;

@@ -100,23 +100,45 @@ absl::StatusOr<ProcStat> parseProcStat(std::string_view text) {
   return st;
 }
 
-absl::StatusOr<uint32_t> parseStatusUid(std::string_view text) {
+ProcStatus parseProcStatus(std::string_view text) {
+  ProcStatus st;
   size_t pos = 0;
   while (pos < text.size()) {
     size_t eol = text.find('\n', pos);
     if (eol == std::string_view::npos) eol = text.size();
     std::string_view line = text.substr(pos, eol - pos);
-    if (line.substr(0, 4) == "Uid:") {
-      auto f = splitSpaces(line.substr(4));
-      uint32_t uid = 0;
-      if (f.empty() || !parseNumber(f[0], &uid)) {
-        return absl::InvalidArgumentError(fmt::format("/proc status: bad Uid line \"{}\"", line));
-      }
-      return uid;
-    }
     pos = eol + 1;
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string_view key = line.substr(0, colon);
+    auto f = splitSpaces(line.substr(colon + 1));
+    if (f.empty()) continue;
+    if (key == "Tgid") {
+      parseNumber(f[0], &st.tgid);
+    } else if (key == "PPid") {
+      parseNumber(f[0], &st.ppid);
+    } else if (key == "Threads") {
+      parseNumber(f[0], &st.threads);
+    } else if (key == "Uid" || key == "Gid") {
+      // "Uid:\treal\teffective\tsaved\tfs"
+      uint32_t real = 0, effective = 0;
+      bool ok_real = parseNumber(f[0], &real);
+      bool ok_eff = f.size() > 1 && parseNumber(f[1], &effective);
+      if (key == "Uid") {
+        if (ok_real) st.uid = real;
+        if (ok_eff) st.euid = effective;
+      } else if (ok_real) {
+        st.gid = real;
+      }
+    }
   }
-  return absl::InvalidArgumentError("/proc status: no Uid line");
+  return st;
+}
+
+absl::StatusOr<uint32_t> parseStatusUid(std::string_view text) {
+  auto uid = parseProcStatus(text).uid;
+  if (!uid) return absl::InvalidArgumentError("/proc status: no Uid line with a number");
+  return *uid;
 }
 
 absl::StatusOr<uint32_t> parseAuditId(std::string_view field, std::string_view text) {

@@ -30,6 +30,18 @@ struct ProcStat {
 };
 absl::StatusOr<ProcStat> parseProcStat(std::string_view text);
 
+// The fields of /proc/PID/status we use; each left unset (-1, nullopt) when its line is
+// missing or does not parse.
+struct ProcStatus {
+  int tgid = -1;
+  int ppid = -1;
+  int threads = -1;
+  std::optional<uint32_t> uid;   // real
+  std::optional<uint32_t> euid;  // effective
+  std::optional<uint32_t> gid;   // real
+};
+ProcStatus parseProcStatus(std::string_view text);
+
 // The real uid from the "Uid:" line of /proc/PID/status.
 absl::StatusOr<uint32_t> parseStatusUid(std::string_view text);
 

@@ -13,6 +13,7 @@
 
 #include "agent/collect/collectors.h"
 #include "agent/collect/proc_files.h"
+#include "agent/core/processes.h"
 #include "agent/linux/proc_scan.h"
 #include "tests/unit/agent/memory_sink.h"
 
@@ -24,7 +25,7 @@ using nlohmann::json;
 using testing::MemorySink;
 
 TEST(ProcParsers, StatusFields) {
-  auto f = proc::parseStatusFields(
+  auto f = parseProcStatus(
       "Name:\tsleep\nTgid:\t4242\nPid:\t4243\nPPid:\t1\nUid:\t1000\t0\t0\t0\n"
       "Gid:\t100\t101\t101\t101\nThreads:\t3\n");
   EXPECT_EQ(f.tgid, 4242);
@@ -33,7 +34,7 @@ TEST(ProcParsers, StatusFields) {
   EXPECT_EQ(f.uid, 1000u);
   EXPECT_EQ(f.euid, 0u);
   EXPECT_EQ(f.gid, 100u);
-  auto empty = proc::parseStatusFields("Name:\tx\nUid:\tabc\n");
+  auto empty = parseProcStatus("Name:\tx\nUid:\tabc\n");
   EXPECT_EQ(empty.tgid, -1);
   EXPECT_FALSE(empty.uid.has_value());
 }
