@@ -18,19 +18,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string hexDigest(EVP_MD_CTX* ctx) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx, md, &len);
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(kDigits[md[i] >> 4]);
-    out.push_back(kDigits[md[i] & 0xf]);
-  }
-  return out;
-}
-
 absl::Status errnoError(const std::string& what, const fs::path& path) {
   return absl::InternalError(fmt::format("{} {}: {}", what, path.string(), std::strerror(errno)));
 }
@@ -46,19 +33,15 @@ absl::Status syncDir(const fs::path& dir) {
 
 }  // namespace
 
-PartFile::PartFile(fs::path path, int fd)
-    : path_(std::move(path)), fd_(fd), sha_(EVP_MD_CTX_new()) {
-  EVP_DigestInit_ex(sha_, EVP_sha256(), nullptr);
-}
+PartFile::PartFile(fs::path path, int fd) : path_(std::move(path)), fd_(fd) {}
 
 PartFile::~PartFile() {
   if (fd_ >= 0) ::close(fd_);
   if (!committed_) remove();
-  EVP_MD_CTX_free(sha_);
 }
 
 absl::Status PartFile::write(std::string_view data) {
-  EVP_DigestUpdate(sha_, data.data(), data.size());
+  sha_.update(data);
   size_ += data.size();
   while (!data.empty()) {
     ssize_t n = ::write(fd_, data.data(), data.size());
@@ -71,7 +54,7 @@ absl::Status PartFile::write(std::string_view data) {
   return absl::OkStatus();
 }
 
-std::string PartFile::finishHash() { return hexDigest(sha_); }
+std::string PartFile::finishHash() { return sha_.hexDigest(); }
 
 absl::Status PartFile::syncAndClose() {
   if (::fsync(fd_) != 0) return errnoError("fsync", path_);
@@ -151,24 +134,20 @@ absl::Status EvidenceFiles::commit(PartFile& part, const std::string& id, bool* 
 absl::StatusOr<std::string> sha256OfFile(const fs::path& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return errnoError("open", path);
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  evidence::Sha256 sha;
   std::vector<char> buf(1 << 20);
   for (;;) {
     ssize_t n = ::read(fd, buf.data(), buf.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       ::close(fd);
-      EVP_MD_CTX_free(ctx);
       return errnoError("read", path);
     }
     if (n == 0) break;
-    EVP_DigestUpdate(ctx, buf.data(), static_cast<size_t>(n));
+    sha.update(buf.data(), static_cast<size_t>(n));
   }
   ::close(fd);
-  std::string out = hexDigest(ctx);
-  EVP_MD_CTX_free(ctx);
-  return out;
+  return sha.hexDigest();
 }
 
 }  // namespace bulkhead::controller

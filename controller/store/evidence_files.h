@@ -4,8 +4,6 @@
 // block on disk I/O: call them off gRPC reactor threads, except PartFile::write (one chunk).
 #pragma once
 
-#include <openssl/evp.h>
-
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -14,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "evidence/hash.h"
 
 namespace bulkhead::controller {
 
@@ -41,7 +40,7 @@ class PartFile {
   std::filesystem::path path_;
   int fd_;
   uint64_t size_ = 0;
-  EVP_MD_CTX* sha_;
+  evidence::Sha256 sha_;
   bool committed_ = false;
 };
 
