@@ -44,4 +44,10 @@ std::string toHex(const unsigned char* bytes, size_t size) {
   return out;
 }
 
+std::string sha256Hex(std::string_view data) {
+  Sha256 h;
+  h.update(data);
+  return h.hexDigest();
+}
+
 }  // namespace bulkhead::evidence

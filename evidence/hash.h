@@ -27,6 +27,9 @@ class Sha256 {
   std::unique_ptr<EVP_MD_CTX, Free> ctx_;
 };
 
+// Lower-case hex SHA-256 of `data`.
+std::string sha256Hex(std::string_view data);
+
 // Lower-case hex of `size` bytes.
 std::string toHex(const unsigned char* bytes, size_t size);
 

@@ -147,10 +147,4 @@ absl::Status checkSigner(std::string_view cert_pem, std::string_view ca_pem,
   return absl::OkStatus();
 }
 
-std::string sha256Hex(std::string_view data) {
-  Sha256 h;
-  h.update(data);
-  return h.hexDigest();
-}
-
 }  // namespace bulkhead::evidence

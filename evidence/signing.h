@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "evidence/hash.h"   // sha256Hex, used with signatures
 
 namespace bulkhead::evidence {
 
@@ -37,7 +38,5 @@ absl::Status checkSignature(std::string_view cert_pem, std::string_view data,
 absl::Status checkSigner(std::string_view cert_pem, std::string_view ca_pem,
                          std::string_view host_id);
 
-// Hex SHA-256.
-std::string sha256Hex(std::string_view data);
 
 }  // namespace bulkhead::evidence

@@ -1,6 +1,5 @@
 #include "controller/store/sqlite_store.h"
 
-#include <openssl/evp.h>
 #include <sqlite3.h>
 
 #include <cctype>
@@ -9,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "common/format.h"
+#include "evidence/hash.h"
 
 namespace bulkhead::controller {
 namespace {
@@ -143,28 +143,10 @@ class Stmt {
   int rc_;
 };
 
-std::string toHex(const unsigned char* p, size_t n) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(n * 2);
-  for (size_t i = 0; i < n; ++i) {
-    out.push_back(kDigits[p[i] >> 4]);
-    out.push_back(kDigits[p[i] & 0xf]);
-  }
-  return out;
-}
-
 void appendField(std::string& out, const std::string& v) {
   out += fmt::format("{}:", v.size());
   out += v;
   out += ';';
-}
-
-std::string sha256Hex(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  return toHex(md, len);
 }
 
 absl::Status sqliteError(sqlite3* db, std::string_view what) {
@@ -184,7 +166,7 @@ std::string auditRowHash(const AuditEntry& e) {
   appendField(buf, e.reason);
   appendField(buf, e.outcome);
   appendField(buf, e.detail);
-  return sha256Hex(buf);
+  return evidence::sha256Hex(buf);
 }
 
 std::string custodyEventHash(const CustodyEntry& e) {
@@ -195,7 +177,7 @@ std::string custodyEventHash(const CustodyEntry& e) {
   appendField(buf, e.actor);
   appendField(buf, e.action);
   appendField(buf, e.detail);
-  return sha256Hex(buf);
+  return evidence::sha256Hex(buf);
 }
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::create(const std::filesystem::path& path) {

@@ -4,12 +4,13 @@
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-#include <openssl/evp.h>
 
 #include <atomic>
 #include <fstream>
 #include <mutex>
 #include <random>
+
+#include "evidence/hash.h"
 
 namespace bulkhead::agent {
 namespace {
@@ -17,18 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 constexpr uint64_t kMiB = 1024 * 1024;
 
-std::string sha256Hex(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out += kHex[md[i] >> 4];
-    out += kHex[md[i] & 15];
-  }
-  return out;
-}
+using evidence::sha256Hex;
 
 // Stores what one upload sent; answers with the SHA-256 of the bytes (as the controller does).
 class FakeChannel final : public v1::AgentChannel::Service {
