@@ -17,6 +17,7 @@
 #include "common/format.h"
 #include "common/identity.h"
 #include "evidence/hash.h"
+#include "evidence/json_read.h"
 
 namespace bulkhead::evidence {
 namespace {
@@ -27,6 +28,11 @@ constexpr std::string_view kManifest = "manifest.json";
 constexpr std::string_view kSignature = "manifest.sig";
 constexpr std::string_view kCertificate = "agent.crt";
 constexpr std::string_view kCollectionLog = "collection-log.jsonl";
+// What a verification keeps of an untrusted bundle (see Verification).
+constexpr size_t kMaxMemberPath = 4096;   // longer member paths are refused, not kept
+constexpr size_t kMaxNameShown = 256;     // a member path named in a problem
+constexpr size_t kMaxProblemText = 1024;  // one problem's text
+constexpr size_t kMaxCollectorErrorText = 512;
 
 std::string errnoText(int err) { return std::strerror(err); }
 
@@ -461,8 +467,12 @@ absl::StatusOr<Verification> verifyBundle(const std::filesystem::path& bundle,
                                           const VerifyOptions& options) {
   Verification v;
   const std::string bundle_name = bundle.string();
-  auto problem = [&v](std::string file, std::string text) {
-    v.problems.push_back({std::move(file), std::move(text)});
+  auto problem = [&v](std::string_view file, std::string_view text) {
+    if (v.problems.size() >= kMaxProblems) {
+      ++v.problems_omitted;
+      return;
+    }
+    v.problems.push_back({boundedText(file, kMaxNameShown), boundedText(text, kMaxProblemText)});
   };
   BundleReader reader(bundle);
   if (auto s = reader.open(); !s.ok()) return s;
@@ -471,13 +481,24 @@ absl::StatusOr<Verification> verifyBundle(const std::filesystem::path& bundle,
   std::map<std::string, Member> members;
   std::map<std::string, std::string> special;  // manifest, signature, certificate, log bytes
   Sha256 hash;
+  size_t entries = 0;
+  bool too_many = false;
   while (struct archive_entry* entry = reader.nextEntry()) {
+    if (++entries > kMaxMembers) {
+      too_many = true;
+      break;
+    }
     const char* name = archive_entry_pathname(entry);
     EntryPath path = splitEntryPath(name != nullptr ? name : "", top);
     const std::string shown = path.rel.empty() ? std::string(name ? name : "") : path.rel;
     if (!path.problem.empty()) {
       problem(shown, path.problem);
       continue;  // its data is skipped by the next header read
+    }
+    if (path.rel.size() > kMaxMemberPath) {
+      problem(shown,
+              fmt::format("path of {} bytes: longer than {}", path.rel.size(), kMaxMemberPath));
+      continue;
     }
     const auto type = archive_entry_filetype(entry);
     if (type == AE_IFDIR) continue;
@@ -505,8 +526,12 @@ absl::StatusOr<Verification> verifyBundle(const std::filesystem::path& bundle,
     }
     if (keep) special[path.rel] = std::move(kept);
   }
-  const bool readable = reader.error().empty();
-  if (!readable) {
+  const bool readable = reader.error().empty() && !too_many;
+  if (too_many) {
+    problem(bundle_name,
+            fmt::format("more than {} archive entries: the rest is not checked", kMaxMembers));
+  }
+  if (!reader.error().empty()) {
     if (reader.readErrno() != 0) {
       return absl::UnavailableError(
           fmt::format("bundle {}: read failed: {}", bundle_name, errnoText(reader.readErrno())));
@@ -533,9 +558,9 @@ absl::StatusOr<Verification> verifyBundle(const std::filesystem::path& bundle,
     if (v.manifest.is_discarded() || !v.manifest.is_object()) {
       v.manifest = nullptr;
       problem(std::string(kManifest), "not a JSON object");
-    } else if (v.manifest.value("format", "") != kFormat) {
-      problem(std::string(kManifest),
-              fmt::format("format \"{}\" is not \"{}\"", v.manifest.value("format", ""), kFormat));
+    } else if (auto format = jsonString(v.manifest, "format"); format != kFormat) {
+      problem(kManifest, format ? fmt::format("format \"{}\" is not \"{}\"", *format, kFormat)
+                                : fmt::format("format: not the string \"{}\"", kFormat));
     }
   }
   std::set<std::string> listed;
@@ -545,12 +570,15 @@ absl::StatusOr<Verification> verifyBundle(const std::filesystem::path& bundle,
       problem(std::string(kManifest), "no \"files\" array");
     } else {
       for (const auto& f : *files) {
-        if (!f.is_object() || !f.contains("path") || !f["path"].is_string()) {
-          problem(std::string(kManifest), fmt::format("malformed files entry {}", f.dump()));
+        const auto listed_path = jsonString(f, "path");
+        if (!listed_path) {
+          problem(kManifest,
+                  fmt::format("malformed files entry {}",
+                              f.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
           continue;
         }
-        const std::string path = f["path"].get<std::string>();
-        const std::string want = f.value("sha256", "");
+        const std::string& path = *listed_path;
+        const std::string want = jsonStringOr(f, "sha256");
         if (!listed.insert(path).second) {
           problem(path, "listed twice in the manifest");
           continue;
@@ -568,10 +596,9 @@ absl::StatusOr<Verification> verifyBundle(const std::filesystem::path& bundle,
         if (it->second.sha256 != want) {
           problem(path,
                   fmt::format("sha256 mismatch: manifest {}, content {}", want, it->second.sha256));
-        } else if (f.contains("size") && f["size"].is_number_unsigned() &&
-                   f["size"].get<uint64_t>() != it->second.size) {
-          problem(path, fmt::format("size mismatch: manifest {}, content {}",
-                                    f["size"].get<uint64_t>(), it->second.size));
+        } else if (auto size = jsonUnsigned(f, "size"); size && *size != it->second.size) {
+          problem(path,
+                  fmt::format("size mismatch: manifest {}, content {}", *size, it->second.size));
         }
       }
     }
@@ -600,7 +627,7 @@ absl::StatusOr<Verification> verifyBundle(const std::filesystem::path& bundle,
       }
     }
     if (auto id = identityFromCertPem(crt->second); id.ok() && v.manifest.is_object()) {
-      const std::string host = v.manifest.value("host_id", "");
+      const std::string host = jsonStringOr(v.manifest, "host_id");
       if (host != id->name) {
         problem(std::string(kManifest),
                 fmt::format("host_id \"{}\" is not the signer's \"{}\"", host, id->name));
@@ -608,16 +635,17 @@ absl::StatusOr<Verification> verifyBundle(const std::filesystem::path& bundle,
       }
     }
     if (options.ca_pem.empty() && !options.expected_host_id.empty() && v.manifest.is_object() &&
-        v.manifest.value("host_id", "") != options.expected_host_id) {
-      problem(std::string(kManifest),
+        jsonStringOr(v.manifest, "host_id") != options.expected_host_id) {
+      problem(kManifest,
               fmt::format("host_id \"{}\" is not the expected \"{}\"",
-                          v.manifest.value("host_id", ""), options.expected_host_id));
+                          jsonStringOr(v.manifest, "host_id"), options.expected_host_id));
       ok = false;
     }
     v.signature_ok = ok;
   }
 
   // Collectors that did not finish cleanly.
+  size_t collector_errors_omitted = 0;
   if (auto log = special.find(std::string(kCollectionLog)); log != special.end()) {
     std::string_view text = log->second;
     while (!text.empty()) {
@@ -626,11 +654,25 @@ absl::StatusOr<Verification> verifyBundle(const std::filesystem::path& bundle,
       text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
       auto j = nlohmann::json::parse(line, nullptr, false);
       if (j.is_discarded() || !j.is_object()) continue;
-      const std::string status = j.value("status", "");
+      const std::string status = jsonStringOr(j, "status");
       if (status == "ok") continue;
+      if (v.collector_errors.size() >= kMaxCollectorErrors) {
+        ++collector_errors_omitted;
+        continue;
+      }
       v.collector_errors.push_back(
-          fmt::format("{}: {}: {}", j.value("collector", "?"), status, j.value("error", "")));
+          boundedText(fmt::format("{}: {}: {}", jsonStringOr(j, "collector", "?"), status,
+                                  jsonStringOr(j, "error")),
+                      kMaxCollectorErrorText));
     }
+  }
+  if (collector_errors_omitted > 0) {
+    v.collector_errors.push_back(
+        fmt::format("... and {} more collectors not ok", collector_errors_omitted));
+  }
+  if (v.problems_omitted > 0) {
+    v.problems.push_back({boundedText(bundle_name, kMaxNameShown),
+                          fmt::format("... and {} more problems not listed", v.problems_omitted)});
   }
   return v;
 }

@@ -69,9 +69,19 @@ struct Problem {
   std::string problem;
 };
 
+// What verifyBundle() keeps of an untrusted bundle, whatever its size: at most kMaxProblems
+// problems (then one more saying how many were left out), each path and text clipped and
+// escaped (evidence/json_read.h boundedText); at most kMaxMembers archive entries read (the
+// rest is a problem, not checked); at most kMaxCollectorErrors collector errors (then one line
+// saying how many more).
+inline constexpr size_t kMaxProblems = 100;
+inline constexpr size_t kMaxMembers = 50000;
+inline constexpr size_t kMaxCollectorErrors = 64;
+
 struct Verification {
   bool ok() const { return problems.empty(); }
   std::vector<Problem> problems;
+  size_t problems_omitted = 0;  // problems found beyond kMaxProblems, not listed
   uint32_t files_checked = 0;
   nlohmann::json manifest;  // parsed manifest.json (null if unreadable)
   std::string manifest_sha256;

@@ -14,6 +14,7 @@
 
 #include "common/format.h"
 #include "evidence/bundle.h"
+#include "evidence/json_read.h"
 
 namespace bulkhead::evidence {
 namespace {
@@ -23,6 +24,10 @@ using nlohmann::json;
 constexpr size_t kRecentLogins = 10;
 constexpr size_t kTopSources = 5;
 constexpr size_t kRemotesPerFinding = 3;
+// Bounds on what a summary of an untrusted bundle holds: entries per list (the rest counted
+// in "omitted") and bytes per text value (clipped and escaped).
+constexpr size_t kMaxListed = 100;
+constexpr size_t kMaxText = 512;
 
 // Parses JSON lines; lines that are not JSON objects are skipped and counted.
 std::vector<json> jsonLines(const std::string& text, size_t* bad) {
@@ -45,24 +50,23 @@ std::vector<json> jsonLines(const std::string& text, size_t* bad) {
 }
 
 std::string str(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  return boundedText(jsonStringOr(j, key), kMaxText);
 }
 
-bool flag(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_boolean() && it->get<bool>();
-}
+bool flag(const json& j, const char* key) { return jsonBoolOr(j, key); }
 
+// A scalar field as shown in the summary: strings clipped, numbers and booleans as they are;
+// anything else (missing, objects, arrays) null.
 json field(const json& j, const char* key) {
+  if (!j.is_object()) return nullptr;
   auto it = j.find(key);
-  return it != j.end() ? *it : json(nullptr);
+  if (it == j.end()) return nullptr;
+  if (it->is_string()) return boundedText(it->get_ref<const std::string&>(), kMaxText);
+  if (it->is_number() || it->is_boolean()) return *it;
+  return nullptr;
 }
 
-int64_t number(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
-}
+int64_t number(const json& j, const char* key) { return jsonIntOr(j, key); }
 
 // Loopback (127/8, ::1, v4-mapped 127/8) or unspecified (0.0.0.0, ::). Unparsable: false.
 bool isLocalOrUnspecified(const std::string& address) {
@@ -197,11 +201,12 @@ absl::StatusOr<json> summarize(const std::filesystem::path& bundle) {
   };
 
   json s;
-  s["host_id"] = metadata.contains("host_id") ? metadata["host_id"] : field(manifest, "host_id");
-  s["capture_id"] =
-      metadata.contains("capture_id") ? metadata["capture_id"] : field(manifest, "capture_id");
+  s["host_id"] =
+      metadata.contains("host_id") ? field(metadata, "host_id") : field(manifest, "host_id");
+  s["capture_id"] = metadata.contains("capture_id") ? field(metadata, "capture_id")
+                                                    : field(manifest, "capture_id");
   s["collected_at_unix_ms"] = metadata.contains("collected_at_unix_ms")
-                                  ? metadata["collected_at_unix_ms"]
+                                  ? field(metadata, "collected_at_unix_ms")
                                   : field(manifest, "started_at_unix_ms");
   json findings = json::array();
   // The collecting agent's own connections (its controller channel) are listed, marked, and
@@ -400,17 +405,26 @@ absl::StatusOr<json> summarize(const std::filesystem::path& bundle) {
   }
 
   std::stable_sort(findings.begin(), findings.end(), [](const json& a, const json& b) {
-    return severityRank(a["severity"].get<std::string>()) <
-           severityRank(b["severity"].get<std::string>());
+    return severityRank(str(a, "severity")) < severityRank(str(b, "severity"));
   });
-  s["findings"] = std::move(findings);
-  s["deleted_executables"] = std::move(deleted);
-  s["remote_connections"] = std::move(remote);
-  s["unexpected_listeners"] = std::move(listeners);
-  s["preload"] = std::move(preload);
-  s["hidden_pids"] = std::move(hidden);
-  s["collectors"] = {{"ok", ok}, {"failed", std::move(failed_collectors)}};
+  json omitted = json::object();
+  auto bounded = [&omitted](const char* name, json list) {
+    if (list.size() > kMaxListed) {
+      omitted[name] = list.size() - kMaxListed;
+      list.erase(list.begin() + static_cast<std::ptrdiff_t>(kMaxListed), list.end());
+    }
+    return list;
+  };
+  s["findings"] = bounded("findings", std::move(findings));
+  s["deleted_executables"] = bounded("deleted_executables", std::move(deleted));
+  s["remote_connections"] = bounded("remote_connections", std::move(remote));
+  s["unexpected_listeners"] = bounded("unexpected_listeners", std::move(listeners));
+  s["preload"] = bounded("preload", std::move(preload));
+  s["hidden_pids"] = bounded("hidden_pids", std::move(hidden));
+  s["recent_logins"] = bounded("recent_logins", std::move(s["recent_logins"]));
+  s["collectors"] = {{"ok", ok}, {"failed", bounded("collectors", std::move(failed_collectors))}};
   s["unreadable_lines"] = bad_lines;
+  if (!omitted.empty()) s["omitted"] = std::move(omitted);
   return s;
 }
 
@@ -499,7 +513,7 @@ std::string renderSummary(const json& s) {
   for (const auto& l : logins) {
     out += fmt::format("  {}  {:<12} {:<8} from {}{}\n", utc(l.value("at_unix_ms", json())),
                        show(l, "user"), show(l, "line"), show(l, "from"),
-                       l.value("current", false) ? "  (logged in)" : "");
+                       jsonBoolOr(l, "current") ? "  (logged in)" : "");
   }
   const json failed = s.value("failed_logins", json::object());
   out += fmt::format("\nFailed logins: {}", show(failed, "count"));
@@ -526,6 +540,13 @@ std::string renderSummary(const json& s) {
                      failed_collectors.size());
   for (const auto& c : failed_collectors) {
     out += fmt::format("  {}: {}: {}\n", show(c, "collector"), show(c, "status"), show(c, "error"));
+  }
+  if (auto it = s.find("omitted"); it != s.end() && it->is_object() && !it->empty()) {
+    out += fmt::format("\nNot shown (at most {} entries per list):", kMaxListed);
+    for (const auto& [list_name, count] : it->items()) {
+      out += fmt::format(" {} more {};", count.dump(), kindText(list_name));
+    }
+    out += "\n";
   }
   return out;
 }

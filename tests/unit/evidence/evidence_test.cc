@@ -387,5 +387,50 @@ TEST(Bundle, LargeMemberStreamsWithBoundedMemory) {
       static_cast<long long>(r->size) - static_cast<long long>(kSize), grown_kib);
 }
 
+TEST(Bundle, ProblemsOfACraftedBundleAreBoundedAndEscaped) {
+  TempDir dir;
+  auto out = dir / "b.tar.gz";
+  writeSmallBundle(dir, out);
+  // 3000 members the manifest does not list, one with a terminal escape in its name.
+  repack(dir, out,
+         "mkdir junk && cd junk && seq 1 3000 | sed 's/^/bogus-/' | xargs touch && "
+         "touch \"$(printf 'evil\\033[31mred')\" && cd ..");
+  auto v = verifyBundle(out, strict(""));
+  ASSERT_TRUE(v.ok()) << v.status();
+  ASSERT_EQ(v->problems.size(), kMaxProblems + 1);
+  EXPECT_EQ(v->problems_omitted, 3001u - kMaxProblems);
+  EXPECT_EQ(v->problems.back().problem,
+            "... and " + std::to_string(3001 - kMaxProblems) + " more problems not listed");
+  for (const auto& p : v->problems) {
+    EXPECT_EQ(p.file.find('\033'), std::string::npos) << p.file;
+    EXPECT_LE(p.file.size() + p.problem.size(), 2048u);
+  }
+  EXPECT_TRUE(v->signature_ok);  // the signed manifest itself is intact
+}
+
+TEST(Bundle, ManifestAndLogFieldsOfTheWrongTypeAreProblemsNotExceptions) {
+  TempDir dir;
+  auto out = dir / "b.tar.gz";
+  writeSmallBundle(dir, out);
+  // Every field the verifier reads, with another type (the signature no longer matches).
+  repack(dir, out,
+         "sed -i -e 's/\"host_id\": \"web-03\"/\"host_id\": 42/' "
+         "-e 's/\"format\": \"bulkhead-evidence\\/1\"/\"format\": [1]/' "
+         "-e 's/\"sha256\": \"[0-9a-f]*\"/\"sha256\": 7/' -e 's/\"size\": [0-9]*/\"size\": -1/' "
+         "manifest.json && grep -q '\"host_id\": 42' manifest.json && "
+         "printf '{\"collector\":5,\"status\":[\"x\"],\"error\":{}}\\n' > collection-log.jsonl");
+  absl::StatusOr<Verification> v = absl::UnknownError("not run");
+  ASSERT_NO_THROW(v = verifyBundle(out, strict("")));
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_FALSE(v->ok());
+  EXPECT_FALSE(v->signature_ok);
+  const std::string all = describe(*v);
+  EXPECT_NE(all.find("manifest.json: format: not the string"), std::string::npos) << all;
+  EXPECT_NE(all.find("host_id \"\" is not the signer's \"web-03\""), std::string::npos) << all;
+  EXPECT_NE(all.find("sha256 mismatch: manifest , content"), std::string::npos) << all;
+  ASSERT_EQ(v->collector_errors.size(), 1u);
+  EXPECT_EQ(v->collector_errors[0], "?: : ");
+}
+
 }  // namespace
 }  // namespace bulkhead::evidence

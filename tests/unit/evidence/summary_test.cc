@@ -224,5 +224,39 @@ TEST(Summary, EmptyOrForeignBundles) {
   EXPECT_EQ(summarize(dir / "junk.tar.gz").status().code(), absl::StatusCode::kDataLoss);
 }
 
+TEST(Summary, ListsAndTextsOfAHostileBundleAreBounded) {
+  TempDir dir;
+  auto out = dir / "h.tar.gz";
+  auto w = BundleWriter::create(out, "cap-h", {{"host_id", "web-03"}});
+  ASSERT_TRUE(w.ok());
+  std::vector<json> procs;
+  for (int pid = 1; pid <= 500; ++pid) {
+    procs.push_back({{"pid", pid},
+                     {"comm", std::string(5000, 'c')},
+                     {"exe", "/tmp/x\033[2J (deleted)"},
+                     {"exe_deleted", true}});
+  }
+  procs.push_back({{"pid", "not a number"}, {"comm", {{"nested", 1}}}, {"exe_deleted", "yes"}});
+  ASSERT_TRUE((*w)->addBytes("artifacts/processes.jsonl", lines(procs)).ok());
+  ASSERT_TRUE(
+      (*w)->addBytes("metadata.json", json{{"host_id", {1, 2}}, {"agent_pid", "x"}}.dump()).ok());
+  ASSERT_TRUE((*w)->finish(Pki::signer()).ok());
+  absl::StatusOr<json> s = absl::UnknownError("not run");
+  ASSERT_NO_THROW(s = summarize(out));
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ((*s)["findings"].size(), 100u);
+  EXPECT_EQ((*s)["deleted_executables"].size(), 100u);
+  EXPECT_EQ((*s)["omitted"]["deleted_executables"], 400);
+  EXPECT_EQ((*s)["omitted"]["findings"], 400);
+  EXPECT_TRUE((*s)["host_id"].is_null());
+  const auto& d = (*s)["deleted_executables"][0];
+  EXPECT_LT(d["comm"].get<std::string>().size(), 600u);
+  EXPECT_EQ(d["exe"], "/tmp/x\\x1b[2J (deleted)");
+  EXPECT_LT(s->dump().size(), size_t{1} << 20);
+  const std::string text = renderSummary(*s);
+  EXPECT_EQ(text.find('\033'), std::string::npos);
+  EXPECT_NE(text.find("400 more deleted executables"), std::string::npos) << text.substr(0, 400);
+}
+
 }  // namespace
 }  // namespace bulkhead::evidence
