@@ -151,6 +151,10 @@ int run(int argc, char** argv) {
   options.evidence.dir = std::filesystem::path(config.data_dir) / "evidence";
   options.evidence.ca_pem = identity->ca_pem;
   options.evidence.max_bytes = config.max_evidence_bytes;
+  options.evidence.host_quota_bytes = config.evidence_host_quota;
+  options.evidence.reserve_bytes = config.evidence_reserve;
+  options.evidence.max_uploads = config.max_evidence_uploads;
+  options.evidence.max_uploads_per_host = config.max_evidence_uploads_per_host;
   auto server = ControllerServer::start(clock, **store, options);
   if (!server.ok()) return fail(fmt::format("{}", server.status()));
   g_grpc_started = true;

@@ -69,40 +69,47 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   std::string listen, identity, data_dir, policy_dir, hb_interval = "5s", hb_timeout = "15s";
   std::string selector_limit = "10", log_format = "text", log_level = "info";
   std::string block_confirm_v4 = "16", block_confirm_v6 = "48";
-  std::string max_evidence_bytes = "8GiB";
+  std::string max_evidence_bytes = "8GiB", evidence_host_quota = "32GiB", evidence_reserve = "1GiB";
+  std::string max_evidence_uploads = "16", max_evidence_uploads_per_host = "2";
   std::vector<std::string> advertise;
 
   po::options_description desc(
       "Usage: bulkhead-controller --listen ADDR:PORT --identity DIR --data-dir DIR [options]");
-  desc.add_options()
-      ("help,h", "print this help and exit")
-      ("version", "print the version and exit")
-      ("listen", po::value(&listen)->value_name("ADDR:PORT"),
-       "address to serve agents and operators on (required)")
-      ("advertise", po::value(&advertise)->value_name("IP:PORT"),
-       "an IP literal and port agents dial (repeatable); always kept reachable on isolated hosts")
-      ("identity", po::value(&identity)->value_name("DIR"),
-       "controller identity directory: ca.crt, tls.crt, tls.key (required)")
-      ("data-dir", po::value(&data_dir)->value_name("DIR"),
-       "state directory, created if missing (required)")
-      ("policy-dir", po::value(&policy_dir)->value_name("DIR"),
-       "exemption set library (policies/*.yaml); reloaded on SIGHUP")
-      ("heartbeat-interval", po::value(&hb_interval)->value_name("DUR"),
-       "heartbeat interval told to agents (default 5s)")
-      ("heartbeat-timeout", po::value(&hb_timeout)->value_name("DUR"),
-       "a host without a message for this long is offline (default 15s)")
-      ("selector-limit", po::value(&selector_limit)->value_name("N"),
-       "isolate/release by selector matching more hosts needs `yes` (default 10)")
-      ("block-confirm-prefix-v4", po::value(&block_confirm_v4)->value_name("LEN"),
-       "a v4 block wider than /LEN needs `yes` (default 16)")
-      ("block-confirm-prefix-v6", po::value(&block_confirm_v6)->value_name("LEN"),
-       "a v6 block wider than /LEN needs `yes` (default 48)")
-      ("max-evidence-bytes", po::value(&max_evidence_bytes)->value_name("SIZE"),
-       "largest evidence bundle accepted from an agent: bytes, or with KiB, MiB, GiB "
-       "(default 8GiB)")
-      ("log-format", po::value(&log_format)->value_name("text|json"), "log format (default text)")
-      ("log-level", po::value(&log_level)->value_name("LEVEL"),
-       "trace, debug, info, warn, error or off (default info)");
+  desc.add_options()("help,h", "print this help and exit")("version", "print the version and exit")(
+      "listen", po::value(&listen)->value_name("ADDR:PORT"),
+      "address to serve agents and operators on (required)")(
+      "advertise", po::value(&advertise)->value_name("IP:PORT"),
+      "an IP literal and port agents dial (repeatable); always kept reachable on isolated hosts")(
+      "identity", po::value(&identity)->value_name("DIR"),
+      "controller identity directory: ca.crt, tls.crt, tls.key (required)")(
+      "data-dir", po::value(&data_dir)->value_name("DIR"),
+      "state directory, created if missing (required)")(
+      "policy-dir", po::value(&policy_dir)->value_name("DIR"),
+      "exemption set library (policies/*.yaml); reloaded on SIGHUP")(
+      "heartbeat-interval", po::value(&hb_interval)->value_name("DUR"),
+      "heartbeat interval told to agents (default 5s)")(
+      "heartbeat-timeout", po::value(&hb_timeout)->value_name("DUR"),
+      "a host without a message for this long is offline (default 15s)")(
+      "selector-limit", po::value(&selector_limit)->value_name("N"),
+      "isolate/release by selector matching more hosts needs `yes` (default 10)")(
+      "block-confirm-prefix-v4", po::value(&block_confirm_v4)->value_name("LEN"),
+      "a v4 block wider than /LEN needs `yes` (default 16)")(
+      "block-confirm-prefix-v6", po::value(&block_confirm_v6)->value_name("LEN"),
+      "a v6 block wider than /LEN needs `yes` (default 48)")(
+      "max-evidence-bytes", po::value(&max_evidence_bytes)->value_name("SIZE"),
+      "largest evidence bundle accepted from an agent: bytes, or with KiB, MiB, GiB "
+      "(default 8GiB)")(
+      "evidence-host-quota", po::value(&evidence_host_quota)->value_name("SIZE"),
+      "evidence bytes stored (and being uploaded) per host; more is refused (default 32GiB)")(
+      "evidence-reserve", po::value(&evidence_reserve)->value_name("SIZE"),
+      "free space the evidence file system keeps: an upload that would leave less is refused "
+      "(default 1GiB)")("max-evidence-uploads", po::value(&max_evidence_uploads)->value_name("N"),
+                        "evidence uploads in progress at once, all hosts (default 16)")(
+      "max-evidence-uploads-per-host", po::value(&max_evidence_uploads_per_host)->value_name("N"),
+      "evidence uploads in progress at once from one host (default 2)")(
+      "log-format", po::value(&log_format)->value_name("text|json"), "log format (default text)")(
+      "log-level", po::value(&log_level)->value_name("LEVEL"),
+      "trace, debug, info, warn, error or off (default info)");
 
   ControllerCommandLine out;
   std::ostringstream usage;
@@ -185,6 +192,18 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   auto max_evidence = parseByteSize("--max-evidence-bytes", max_evidence_bytes);
   if (!max_evidence.ok()) return max_evidence.status();
   c.max_evidence_bytes = *max_evidence;
+  auto quota = parseByteSize("--evidence-host-quota", evidence_host_quota);
+  if (!quota.ok()) return quota.status();
+  c.evidence_host_quota = *quota;
+  auto reserve = parseByteSize("--evidence-reserve", evidence_reserve);
+  if (!reserve.ok()) return reserve.status();
+  c.evidence_reserve = *reserve;
+  auto uploads = parsePositive("--max-evidence-uploads", max_evidence_uploads);
+  if (!uploads.ok()) return uploads.status();
+  c.max_evidence_uploads = *uploads;
+  auto per_host = parsePositive("--max-evidence-uploads-per-host", max_evidence_uploads_per_host);
+  if (!per_host.ok()) return per_host.status();
+  c.max_evidence_uploads_per_host = *per_host;
 
   if (log_format != "text" && log_format != "json") {
     return absl::InvalidArgumentError(

@@ -27,6 +27,13 @@ struct ControllerConfig {
   int block_confirm_prefix_v6 = 48;
   // --max-evidence-bytes: an evidence upload announcing more is refused before any byte.
   uint64_t max_evidence_bytes = uint64_t{8} << 30;
+  // --evidence-host-quota: bytes of evidence stored (plus in progress) per host.
+  uint64_t evidence_host_quota = uint64_t{32} << 30;
+  // --evidence-reserve: free space the evidence file system keeps after every upload.
+  uint64_t evidence_reserve = uint64_t{1} << 30;
+  // --max-evidence-uploads, --max-evidence-uploads-per-host: uploads in progress at once.
+  uint32_t max_evidence_uploads = 16;
+  uint32_t max_evidence_uploads_per_host = 2;
   std::string log_format = "text";
   std::string log_level = "info";
 };

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/format.h"
+#include "evidence/json_read.h"
 
 namespace bulkhead::controller {
 
@@ -23,11 +24,13 @@ grpc::Status recordCall(Store& store, const Clock& clock, const std::string& ope
   e.at_unix_ms = clock.nowUnixMs();
   e.operator_name = operator_name;
   e.action = action;
-  e.target = target;
+  e.target = evidence::boundedText(target, kMaxAuditTarget, false);
   e.reason = reason;
-  e.outcome = auditOutcome(result);
-  e.detail = detail;
-  if (e.detail.empty() && e.outcome == "denied") e.detail = result.error_message();
+  e.outcome = evidence::boundedText(auditOutcome(result), kMaxAuditText, false);
+  e.detail = evidence::boundedText(detail, kMaxAuditText, false);
+  if (e.detail.empty() && e.outcome == "denied") {
+    e.detail = evidence::boundedText(result.error_message(), kMaxAuditText, false);
+  }
   auto row = store.appendAudit(e);
   if (!row.ok()) {
     spdlog::error("audit: cannot record {} by {}: {}", action, operator_name, row.status());

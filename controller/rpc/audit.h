@@ -10,11 +10,20 @@
 
 namespace bulkhead::controller {
 
+// The most a response the controller builds carries in its repeated parts (listings page
+// beyond it), well below the 4 MiB a default gRPC client accepts.
+inline constexpr size_t kMaxResponseBytes = 2 << 20;
+
+// Bounds on the fields recordCall() writes (target, outcome, detail), clipped beyond them.
+inline constexpr size_t kMaxAuditTarget = 1024;
+inline constexpr size_t kMaxAuditText = 8192;
+
 // "ok", "denied" (permission or authentication refusals) or "error: MESSAGE".
 std::string auditOutcome(const grpc::Status& status);
 
 // Appends the audit row of a call and returns the status to send: `result`, or INTERNAL when
-// the row could not be written (a call is never answered unaudited).
+// the row could not be written (a call is never answered unaudited). Target, outcome and
+// detail are clipped (kMaxAuditTarget, kMaxAuditText) and kept valid UTF-8.
 grpc::Status recordCall(Store& store, const Clock& clock, const std::string& operator_name,
                         const std::string& action, const std::string& target,
                         const std::string& reason, const grpc::Status& result,

@@ -6,6 +6,7 @@
 #include "common/tls.h"
 #include "controller/rpc/audit.h"
 #include "evidence/bundle.h"
+#include "evidence/json_read.h"
 
 namespace bulkhead::controller {
 
@@ -13,13 +14,28 @@ namespace v1 = bulkhead::v1;
 
 namespace {
 
+// Header fields are the agent's text: bounded before anything echoes or stores them.
+constexpr size_t kMaxHeaderCaptureId = 256;
+constexpr size_t kMaxHeaderCommandId = 256;
+constexpr size_t kMaxHeaderFileName = 255;
+// Custody details the controller writes from a bundle's verification.
+constexpr size_t kMaxCustodyDetail = 8192;
+// What a record carries when it is sent: custody events up to this many bytes (the first
+// kKeptFirstCustody and then the newest), collector errors up to kMaxRecordCollectorErrors.
+constexpr size_t kMaxRecordCustodyBytes = 1 << 20;
+constexpr size_t kKeptFirstCustody = 3;
+constexpr size_t kMaxRecordCollectorErrors = evidence::kMaxCollectorErrors + 1;
+constexpr size_t kMaxRecordText = 8192;
+
 bool isSha256Hex(const std::string& s) {
   return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
 
-int64_t jsonInt(const nlohmann::json& doc, const char* key) {
-  if (!doc.is_object() || !doc.contains(key) || !doc[key].is_number()) return 0;
-  return doc[key].get<int64_t>();
+// Agent text as kept or echoed: clipped, control characters and invalid UTF-8 escaped.
+std::string shown(const std::string& text, size_t max) { return evidence::boundedText(text, max); }
+// Stored text as sent: clipped, kept valid UTF-8, otherwise as stored.
+std::string clipped(const std::string& text, size_t max) {
+  return evidence::boundedText(text, max, false);
 }
 
 }  // namespace
@@ -72,7 +88,7 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
         return;
       }
       auto self = shared_from_this();
-      if (!hub_->postIo([self] { self->complete(); })) finish(shuttingDown());
+      if (!hub_->postIo([self] { self->guarded(&Upload::complete); })) finish(shuttingDown());
       return;
     }
     if (!in_.has_data()) {
@@ -136,10 +152,22 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
     grpc::Status bad;
     if (header_.capture_id().empty()) {
       bad = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "header.capture_id: required");
+    } else if (header_.capture_id().size() > kMaxHeaderCaptureId) {
+      bad = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                         fmt::format("header.capture_id: {} bytes, more than {}",
+                                     header_.capture_id().size(), kMaxHeaderCaptureId));
+    } else if (header_.command_id().size() > kMaxHeaderCommandId) {
+      bad = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                         fmt::format("header.command_id: {} bytes, more than {}",
+                                     header_.command_id().size(), kMaxHeaderCommandId));
+    } else if (header_.file_name().size() > kMaxHeaderFileName) {
+      bad = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                         fmt::format("header.file_name: {} bytes, more than {}",
+                                     header_.file_name().size(), kMaxHeaderFileName));
     } else if (!isSha256Hex(header_.sha256())) {
-      bad = grpc::Status(
-          grpc::StatusCode::INVALID_ARGUMENT,
-          fmt::format("header.sha256: \"{}\" is not 64 lowercase hex digits", header_.sha256()));
+      bad = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                         fmt::format("header.sha256: \"{}\" is not 64 lowercase hex digits",
+                                     shown(header_.sha256(), 80)));
     } else if (header_.size() == 0) {
       bad = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "header.size: 0 (an empty bundle)");
     } else if (header_.size() > hub_->options_.max_bytes) {
@@ -154,10 +182,27 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
       return;
     }
     auto self = shared_from_this();
-    if (!hub_->postIo([self] { self->checkHeader(); })) finish(shuttingDown());
+    if (!hub_->postIo([self] { self->guarded(&Upload::checkHeader); })) finish(shuttingDown());
   }
 
-  // I/O thread: the capture must have been requested for this host.
+  // I/O thread: runs one step; an exception ends the call with INTERNAL and an audit row.
+  void guarded(void (Upload::*step)()) {
+    try {
+      (this->*step)();
+    } catch (const std::exception& e) {
+      fail(grpc::Status(grpc::StatusCode::INTERNAL,
+                        fmt::format("upload of capture {}: internal error: {}",
+                                    shown(header_.capture_id(), kMaxHeaderCaptureId), e.what())));
+    } catch (...) {
+      fail(grpc::Status(grpc::StatusCode::INTERNAL,
+                        fmt::format("upload of capture {}: internal error",
+                                    shown(header_.capture_id(), kMaxHeaderCaptureId))));
+    }
+  }
+
+  // I/O thread: the capture must have been requested for this host and have no bundle yet
+  // (the same bundle again is answered at once: already stored), and the upload must fit the
+  // hub's limits.
   void checkHeader() {
     auto capture = hub_->store_.getCapture(header_.capture_id());
     if (!capture.ok()) {
@@ -171,6 +216,26 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
       return;
     }
     capture_ = *std::move(capture);
+    auto prior = hub_->store_.evidenceForCapture(capture_.capture_id);
+    if (!prior.ok()) {
+      fail(grpc::Status(grpc::StatusCode::INTERNAL,
+                        fmt::format("evidence store: {}", prior.status())));
+      return;
+    }
+    if (prior->has_value()) {
+      if ((*prior)->id == header_.sha256()) {
+        // A retry after a lost receipt: the stored bytes are the ones announced.
+        alreadyStored(header_.sha256(), hub_->clock_.nowUnixMs(), fmt::format("agent:{}", host_));
+      } else {
+        fail(differentBundle((*prior)->id));
+      }
+      return;
+    }
+    if (grpc::Status admitted = hub_->admit(host_, header_.size()); !admitted.ok()) {
+      fail(admitted);
+      return;
+    }
+    admitted_ = true;
     auto part = hub_->files_.createPart(header_.capture_id());
     if (!part.ok()) {
       fail(grpc::Status(grpc::StatusCode::INTERNAL,
@@ -194,6 +259,22 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
                         fmt::format("upload of capture {}: sha256 mismatch: the header says {}, "
                                     "the {} bytes received hash to {}; nothing stored",
                                     header_.capture_id(), header_.sha256(), part_->size(), sha)));
+      return;
+    }
+    // Another upload of this capture may have been stored while this one was receiving.
+    auto prior = hub_->store_.evidenceForCapture(capture_.capture_id);
+    if (!prior.ok()) {
+      fail(grpc::Status(grpc::StatusCode::INTERNAL,
+                        fmt::format("evidence store: {}", prior.status())));
+      return;
+    }
+    if (prior->has_value()) {
+      part_->remove();
+      if ((*prior)->id == sha) {
+        alreadyStored(sha, hub_->clock_.nowUnixMs(), fmt::format("agent:{}", host_));
+      } else {
+        fail(differentBundle((*prior)->id));
+      }
       return;
     }
     bool file_existed = false;
@@ -223,7 +304,7 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
     row.requested_at_unix_ms = capture_.requested_at_unix_ms;
     row.received_at_unix_ms = now;
     row.size = part_->size();
-    row.file_name = header_.file_name();
+    row.file_name = shown(header_.file_name(), kMaxHeaderFileName);
     row.path = EvidenceFiles::relativePath(sha);
     std::string check;  // the verification's outcome, for the custody record and the audit
     auto v = evidence::verifyBundle(
@@ -233,8 +314,8 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
       check = fmt::format("NOT CHECKED: {}", v.status());
     } else {
       row.signature_ok = v->signature_ok;
-      row.collected_at_unix_ms = jsonInt(v->manifest, "finished_at_unix_ms");
-      row.clock_offset_ms = jsonInt(v->manifest, "clock_offset_ms");
+      row.collected_at_unix_ms = evidence::jsonIntOr(v->manifest, "finished_at_unix_ms");
+      row.clock_offset_ms = evidence::jsonIntOr(v->manifest, "clock_offset_ms");
       row.files = v->files_checked;
       row.manifest_sha256 = v->manifest_sha256;
       row.collector_errors = v->collector_errors;
@@ -259,8 +340,9 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
     events[2].at_unix_ms = now;
     events[2].actor = actor;
     events[2].action = "received";
-    events[2].detail = fmt::format("{} bytes, sha256 {}, signature {}; {}", row.size, sha,
-                                   row.signature_ok ? "ok" : "NOT OK", check);
+    events[2].detail = shown(fmt::format("{} bytes, sha256 {}, signature {}; {}", row.size, sha,
+                                         row.signature_ok ? "ok" : "NOT OK", check),
+                             kMaxCustodyDetail);
     auto added = hub_->store_.addEvidence(row, events);
     if (!added.ok() && added.status().code() == absl::StatusCode::kAlreadyExists) {
       alreadyStored(sha, now, actor);  // the same bundle raced in on another upload
@@ -296,7 +378,7 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
     e.at_unix_ms = now;
     e.actor = actor;
     e.action = "received";
-    e.detail = fmt::format("again (capture {}): identical to the stored copy, which is kept",
+    e.detail = fmt::format("again (capture {}): same sha256 as the stored copy, which is kept",
                            header_.capture_id());
     if (auto row = hub_->store_.appendCustody(e); !row.ok()) {
       fail(grpc::Status(grpc::StatusCode::INTERNAL,
@@ -314,6 +396,14 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
     receipt_->set_evidence_id(sha);
     receipt_->set_already_stored(true);
     finish(grpc::Status::OK);
+  }
+
+  grpc::Status differentBundle(const std::string& stored_id) const {
+    return grpc::Status(
+        grpc::StatusCode::ALREADY_EXISTS,
+        fmt::format("capture {} already has its bundle (evidence {}); a different bundle (sha256 "
+                    "{}) for it is refused",
+                    capture_.capture_id, stored_id, header_.sha256()));
   }
 
   // fail() on the I/O thread (it writes the audit trail). REQUIRES: no read outstanding.
@@ -334,6 +424,7 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
 
   void finish(const grpc::Status& status) {
     if (finished_.exchange(true)) return;
+    if (admitted_) hub_->release(host_, header_.size());
     Finish(status);
   }
 
@@ -347,6 +438,7 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
   v1::EvidenceHeader header_;
   CaptureRow capture_;
   std::unique_ptr<PartFile> part_;
+  bool admitted_ = false;  // counted in the hub's uploads in progress until finish()
   uint64_t next_progress_ = 0;
   std::atomic<bool> finished_{false};
 };
@@ -386,6 +478,68 @@ grpc::ServerReadReactor<v1::EvidenceUpload>* EvidenceHub::upload(grpc::CallbackS
   Upload* raw = upload.get();
   raw->start(std::move(upload));
   return raw;
+}
+
+grpc::Status EvidenceHub::admit(const std::string& host, uint64_t size) {
+  auto stored = store_.evidenceBytesOfHost(host);
+  if (!stored.ok()) {
+    return grpc::Status(grpc::StatusCode::INTERNAL,
+                        fmt::format("evidence store: {}", stored.status()));
+  }
+  auto available = files_.availableBytes();
+  if (!available.ok()) {
+    return grpc::Status(grpc::StatusCode::INTERNAL,
+                        fmt::format("evidence store: {}", available.status()));
+  }
+  std::lock_guard lock(inflight_mu_);
+  InFlight& mine = inflight_[host];
+  auto refuse = [&](std::string why) {
+    if (mine.uploads == 0) inflight_.erase(host);
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, std::move(why));
+  };
+  if (inflight_total_.uploads >= options_.max_uploads) {
+    return refuse(
+        fmt::format("{} evidence uploads are in progress, this controller's limit "
+                    "(--max-evidence-uploads); retry later",
+                    inflight_total_.uploads));
+  }
+  if (mine.uploads >= options_.max_uploads_per_host) {
+    return refuse(
+        fmt::format("host {} has {} evidence uploads in progress, this controller's "
+                    "limit per host (--max-evidence-uploads-per-host); retry later",
+                    host, mine.uploads));
+  }
+  if (*stored + mine.bytes + size > options_.host_quota_bytes) {
+    return refuse(
+        fmt::format("host {} has {} bytes of evidence stored and {} in progress; {} "
+                    "more would pass its quota of {} bytes (--evidence-host-quota)",
+                    host, *stored, mine.bytes, size, options_.host_quota_bytes));
+  }
+  const uint64_t needed = inflight_total_.bytes + size;
+  if (*available < options_.reserve_bytes || *available - options_.reserve_bytes < needed) {
+    return refuse(
+        fmt::format("evidence store: {} bytes free; {} bytes for this bundle and {} "
+                    "for uploads in progress would leave less than the {} bytes kept "
+                    "free (--evidence-reserve)",
+                    *available, size, inflight_total_.bytes, options_.reserve_bytes));
+  }
+  ++mine.uploads;
+  mine.bytes += size;
+  ++inflight_total_.uploads;
+  inflight_total_.bytes += size;
+  return grpc::Status::OK;
+}
+
+void EvidenceHub::release(const std::string& host, uint64_t size) {
+  std::lock_guard lock(inflight_mu_);
+  auto it = inflight_.find(host);
+  if (it != inflight_.end()) {
+    --it->second.uploads;
+    it->second.bytes -= size;
+    if (it->second.uploads == 0) inflight_.erase(it);
+  }
+  --inflight_total_.uploads;
+  inflight_total_.bytes -= size;
 }
 
 void EvidenceHub::watch(const std::string& command_id, ProgressFn fn) {
@@ -430,19 +584,38 @@ void EvidenceHub::toProto(const EvidenceRow& r, const std::vector<CustodyEntry>*
   out->set_manifest_sha256(r.manifest_sha256);
   out->set_files(r.files);
   out->set_signature_ok(r.signature_ok);
-  for (const auto& e : r.collector_errors) out->add_collector_errors(e);
-  out->set_file_name(r.file_name);
+  for (size_t i = 0; i < r.collector_errors.size() && i < kMaxRecordCollectorErrors; ++i) {
+    out->add_collector_errors(clipped(r.collector_errors[i], kMaxRecordText));
+  }
+  out->set_file_name(clipped(r.file_name, kMaxHeaderFileName));
   out->set_clock_offset_ms(r.clock_offset_ms);
   if (custody == nullptr) return;
-  for (const auto& e : *custody) {
-    auto* c = out->add_custody();
-    c->set_at_unix_ms(e.at_unix_ms);
-    c->set_actor(e.actor);
-    c->set_action(e.action);
-    c->set_detail(e.detail);
-    c->set_prev_hash(e.prev_hash);
-    c->set_hash(e.hash);
+  auto toEvent = [](const CustodyEntry& e) {
+    v1::CustodyEvent c;
+    c.set_at_unix_ms(e.at_unix_ms);
+    c.set_actor(clipped(e.actor, kMaxRecordText));
+    c.set_action(clipped(e.action, kMaxRecordText));
+    c.set_detail(clipped(e.detail, kMaxRecordText));
+    c.set_prev_hash(e.prev_hash);
+    c.set_hash(e.hash);
+    return c;
+  };
+  // The first events (request, collection, receipt), then as many of the newest as fit.
+  const size_t first = std::min(custody->size(), kKeptFirstCustody);
+  size_t bytes = 0;
+  for (size_t i = 0; i < first; ++i) {
+    *out->add_custody() = toEvent((*custody)[i]);
+    bytes += out->custody(static_cast<int>(i)).ByteSizeLong();
   }
+  std::vector<v1::CustodyEvent> newest;
+  for (size_t i = custody->size(); i > first; --i) {
+    v1::CustodyEvent c = toEvent((*custody)[i - 1]);
+    if (bytes + c.ByteSizeLong() > kMaxRecordCustodyBytes) break;
+    bytes += c.ByteSizeLong();
+    newest.push_back(std::move(c));
+  }
+  out->set_custody_omitted(static_cast<uint32_t>(custody->size() - first - newest.size()));
+  for (auto it = newest.rbegin(); it != newest.rend(); ++it) *out->add_custody() = std::move(*it);
 }
 
 }  // namespace bulkhead::controller

@@ -29,11 +29,20 @@
 
 namespace bulkhead::controller {
 
+// Limits on uploads; a refused upload ends with RESOURCE_EXHAUSTED (before any byte is
+// written) and an audit row, and its agent keeps the bundle and retries later.
 struct EvidenceOptions {
   std::filesystem::path dir;               // <data-dir>/evidence; empty: evidence disabled
   std::string ca_pem;                      // fleet CA, checks the signer of each bundle
   uint64_t max_bytes = uint64_t{8} << 30;  // bigger uploads are refused before any byte
   uint64_t progress_every = 4 << 20;       // upload progress is reported every this many bytes
+  // Bytes stored for one host plus its uploads in progress may not pass this.
+  uint64_t host_quota_bytes = uint64_t{32} << 30;
+  // An upload is refused unless the evidence file system keeps this much free after it (and
+  // after every upload in progress).
+  uint64_t reserve_bytes = uint64_t{1} << 30;
+  uint32_t max_uploads = 16;          // uploads in progress at once, all hosts
+  uint32_t max_uploads_per_host = 2;  // uploads in progress at once, one host
 };
 
 class EvidenceHub {
@@ -81,6 +90,17 @@ class EvidenceHub {
  private:
   class Upload;
 
+  // Uploads in progress (admitted, not finished), of one host or of all.
+  struct InFlight {
+    uint32_t uploads = 0;
+    uint64_t bytes = 0;
+  };
+  // Admits an upload of `size` bytes from `host` past the limits of EvidenceOptions, or says
+  // which one refuses it (RESOURCE_EXHAUSTED; INTERNAL if the store cannot tell). Blocks on
+  // the store and statvfs: I/O thread. A success must be paired with release().
+  grpc::Status admit(const std::string& host, uint64_t size);
+  void release(const std::string& host, uint64_t size);  // thread-safe
+
   const Clock& clock_;
   Store& store_;
   Fleet& fleet_;
@@ -89,6 +109,9 @@ class EvidenceHub {
   std::mutex mu_;
   std::map<std::string, ProgressFn> watchers_;  // GUARDED_BY(mu_)
   bool stopped_ = false;                        // GUARDED_BY(mu_)
+  std::mutex inflight_mu_;
+  std::map<std::string, InFlight> inflight_;  // by host; GUARDED_BY(inflight_mu_)
+  InFlight inflight_total_;                   // GUARDED_BY(inflight_mu_)
   Scheduler events_{"bh-ev-events"};
   Scheduler io_{"bh-evidence"};
 };

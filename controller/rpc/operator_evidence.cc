@@ -17,6 +17,7 @@
 #include "controller/rpc/audit.h"
 #include "controller/rpc/operator_service.h"
 #include "evidence/bundle.h"
+#include "evidence/json_read.h"
 #include "evidence/summary.h"
 
 namespace bulkhead::controller {
@@ -27,6 +28,8 @@ namespace {
 
 constexpr std::chrono::milliseconds kDefaultCaptureWait{300000};
 constexpr size_t kDownloadChunk = 1 << 20;
+constexpr int kMaxListedEvidence = 1000;    // records per ListEvidence page
+constexpr size_t kMaxVerifyOutcome = 8192;  // verify's custody detail
 
 bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
 
@@ -185,6 +188,11 @@ class DownloadCall final : public grpc::ServerWriteReactor<v1::EvidenceDownload>
   v1::EvidenceDownload msg_;
 };
 
+grpc::Status internalError(const std::string& id, const std::exception& e) {
+  return grpc::Status(grpc::StatusCode::INTERNAL,
+                      fmt::format("evidence {}: internal error: {}", id, e.what()));
+}
+
 // A finished ServerWriteReactor that only reports `result`.
 template <typename T>
 class FailedWrite final : public grpc::ServerWriteReactor<T> {
@@ -333,7 +341,16 @@ grpc::ServerUnaryReactor* OperatorService::ListEvidence(grpc::CallbackServerCont
     if (!rows.ok()) {
       status = toGrpcStatus(rows.status());
     } else {
-      for (const auto& r : *rows) EvidenceHub::toProto(r, nullptr, resp->add_evidence());
+      size_t bytes = 0;
+      size_t i = req->offset();
+      for (; i < rows->size() && resp->evidence_size() < kMaxListedEvidence; ++i) {
+        v1::EvidenceRecord rec;
+        EvidenceHub::toProto((*rows)[i], nullptr, &rec);
+        if (resp->evidence_size() > 0 && bytes + rec.ByteSizeLong() > kMaxResponseBytes) break;
+        bytes += rec.ByteSizeLong();
+        *resp->add_evidence() = std::move(rec);
+      }
+      if (i < rows->size()) resp->set_next_offset(static_cast<uint32_t>(i));
     }
   }
   reactor->Finish(audit(caller, "evidence-list", req->host().empty() ? "*" : req->host(), "",
@@ -351,9 +368,16 @@ grpc::ServerWriteReactor<v1::EvidenceDownload>* OperatorService::GetEvidence(
   int fd = -1;
   std::string path;
   if (status.ok()) {
-    path = evidence_->files().absolute(row->path).string();
-    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    // The file is found by its content address, never by a path read from the database.
+    auto stored = evidence_->files().bundlePath(row->id);
+    if (!stored.ok()) {
+      status = grpc::Status(grpc::StatusCode::DATA_LOSS,
+                            fmt::format("evidence record {}", stored.status().message()));
+    } else {
+      path = stored->string();
+      fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    }
+    if (status.ok() && fd < 0) {
       status = grpc::Status(grpc::StatusCode::DATA_LOSS,
                             fmt::format("evidence {}: stored bundle {} cannot be read: {}", row->id,
                                         path, std::strerror(errno)));
@@ -389,14 +413,17 @@ namespace {
 // VerifyEvidence's checks of one stored bundle, on the evidence I/O thread: the file against
 // its id and signed manifest, the signer, and the custody chain.
 void verifyStored(EvidenceHub& hub, const EvidenceRow& row, v1::VerifyEvidenceResponse* resp) {
-  const auto path = hub.files().absolute(row.path);
   auto problem = [resp](const std::string& file, const std::string& what) {
     auto* p = resp->add_problems();
     p->set_file(file);
     p->set_problem(what);
   };
+  auto stored = hub.files().bundlePath(row.id);
+  const std::filesystem::path path = stored.ok() ? *stored : std::filesystem::path();
   std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) {
+  if (!stored.ok()) {
+    problem("record", std::string(stored.status().message()));
+  } else if (!std::filesystem::exists(path, ec)) {
     problem(path.string(), "the stored bundle is missing");
   } else {
     auto v = evidence::verifyBundle(path, {.expected_sha256 = row.id,
@@ -433,25 +460,30 @@ grpc::ServerUnaryReactor* OperatorService::VerifyEvidence(grpc::CallbackServerCo
     return reactor;
   }
   bool posted = evidence_->postIo([this, caller, row, resp, reactor] {
-    verifyStored(*evidence_, row, resp);
-    std::string outcome =
-        resp->ok() ? fmt::format("ok: bundle, {} files, signature and custody chain intact",
-                                 resp->files_checked())
-                   : fmt::format("FAILED: {} problems", resp->problems_size());
-    for (const auto& p : resp->problems())
-      outcome += fmt::format("; {}: {}", p.file(), p.problem());
-    grpc::Status result;
-    CustodyEntry e{.evidence_id = row.id,
-                   .at_unix_ms = clock_.nowUnixMs(),
-                   .actor = caller.audit_name,
-                   .action = "verify",
-                   .detail = outcome};
-    if (auto added = store_.appendCustody(e); !added.ok()) result = toGrpcStatus(added.status());
-    auto custody = store_.listCustody(row.id);
-    if (result.ok() && !custody.ok()) result = toGrpcStatus(custody.status());
-    if (result.ok()) EvidenceHub::toProto(row, &*custody, resp->mutable_record());
-    if (!resp->ok()) spdlog::error("evidence verify {}: {}", row.id, outcome);
-    reactor->Finish(audit(caller, "evidence-verify", row.id, "", result, outcome));
+    try {
+      verifyStored(*evidence_, row, resp);
+      std::string outcome =
+          resp->ok() ? fmt::format("ok: bundle, {} files, signature and custody chain intact",
+                                   resp->files_checked())
+                     : fmt::format("FAILED: {} problems", resp->problems_size());
+      for (const auto& p : resp->problems())
+        outcome += fmt::format("; {}: {}", p.file(), p.problem());
+      outcome = evidence::boundedText(outcome, kMaxVerifyOutcome, false);
+      grpc::Status result;
+      CustodyEntry e{.evidence_id = row.id,
+                     .at_unix_ms = clock_.nowUnixMs(),
+                     .actor = caller.audit_name,
+                     .action = "verify",
+                     .detail = outcome};
+      if (auto added = store_.appendCustody(e); !added.ok()) result = toGrpcStatus(added.status());
+      auto custody = store_.listCustody(row.id);
+      if (result.ok() && !custody.ok()) result = toGrpcStatus(custody.status());
+      if (result.ok()) EvidenceHub::toProto(row, &*custody, resp->mutable_record());
+      if (!resp->ok()) spdlog::error("evidence verify {}: {}", row.id, outcome);
+      reactor->Finish(audit(caller, "evidence-verify", row.id, "", result, outcome));
+    } catch (const std::exception& e) {
+      reactor->Finish(audit(caller, "evidence-verify", row.id, "", internalError(row.id, e)));
+    }
   });
   if (!posted) {
     reactor->Finish(audit(caller, "evidence-verify", row.id, "",
@@ -472,34 +504,50 @@ grpc::ServerUnaryReactor* OperatorService::ShowEvidence(grpc::CallbackServerCont
     return reactor;
   }
   bool posted = evidence_->postIo([this, caller, row, resp, reactor] {
-    const auto path = evidence_->files().absolute(row.path);
-    grpc::Status result;
-    std::error_code ec;
-    absl::StatusOr<nlohmann::json> summary = absl::NotFoundError("");
-    if (!std::filesystem::exists(path, ec)) {
-      result = grpc::Status(
-          grpc::StatusCode::DATA_LOSS,
-          fmt::format("evidence {}: stored bundle {} is missing", row.id, path.string()));
-    } else if (summary = evidence::summarize(path); !summary.ok()) {
-      result = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                            fmt::format("evidence {}: no summary: {}", row.id, summary.status()));
-    } else {
-      resp->set_summary_json(summary->dump());
-      CustodyEntry e{.evidence_id = row.id,
-                     .at_unix_ms = clock_.nowUnixMs(),
-                     .actor = caller.audit_name,
-                     .action = "show",
-                     .detail = "summary read"};
-      auto added = store_.appendCustody(e);
-      auto custody = added.ok() ? store_.listCustody(row.id)
-                                : absl::StatusOr<std::vector<CustodyEntry>>(added.status());
-      if (!custody.ok()) {
-        result = toGrpcStatus(custody.status());
+    try {
+      auto stored = evidence_->files().bundlePath(row.id);
+      const std::filesystem::path path = stored.ok() ? *stored : std::filesystem::path();
+      grpc::Status result;
+      std::error_code ec;
+      absl::StatusOr<nlohmann::json> summary = absl::NotFoundError("");
+      if (!stored.ok()) {
+        result = grpc::Status(grpc::StatusCode::DATA_LOSS,
+                              fmt::format("evidence record {}", stored.status().message()));
+      } else if (!std::filesystem::exists(path, ec)) {
+        result = grpc::Status(
+            grpc::StatusCode::DATA_LOSS,
+            fmt::format("evidence {}: stored bundle {} is missing", row.id, path.string()));
+      } else if (summary = evidence::summarize(path); !summary.ok()) {
+        result = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                              fmt::format("evidence {}: no summary: {}", row.id, summary.status()));
       } else {
-        EvidenceHub::toProto(row, &*custody, resp->mutable_record());
+        resp->set_summary_json(
+            summary->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        CustodyEntry e{.evidence_id = row.id,
+                       .at_unix_ms = clock_.nowUnixMs(),
+                       .actor = caller.audit_name,
+                       .action = "show",
+                       .detail = "summary read"};
+        auto added = store_.appendCustody(e);
+        auto custody = added.ok() ? store_.listCustody(row.id)
+                                  : absl::StatusOr<std::vector<CustodyEntry>>(added.status());
+        if (!custody.ok()) {
+          result = toGrpcStatus(custody.status());
+        } else {
+          EvidenceHub::toProto(row, &*custody, resp->mutable_record());
+        }
       }
+      if (result.ok() && resp->ByteSizeLong() > kMaxResponseBytes) {
+        resp->Clear();
+        result = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                              fmt::format("evidence {}: the summary is larger than {} bytes",
+                                          row.id, kMaxResponseBytes));
+      }
+      reactor->Finish(audit(caller, "evidence-show", row.id, "", result));
+    } catch (const std::exception& e) {
+      resp->Clear();
+      reactor->Finish(audit(caller, "evidence-show", row.id, "", internalError(row.id, e)));
     }
-    reactor->Finish(audit(caller, "evidence-show", row.id, "", result));
   });
   if (!posted) {
     reactor->Finish(audit(caller, "evidence-show", row.id, "",

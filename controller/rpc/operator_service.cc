@@ -6,6 +6,7 @@
 #include "common/parse.h"
 #include "common/tls.h"
 #include "controller/rpc/audit.h"
+#include "evidence/json_read.h"
 
 namespace bulkhead::controller {
 
@@ -15,6 +16,8 @@ namespace {
 
 constexpr uint32_t kDefaultAuditLimit = 100;
 constexpr uint32_t kMaxAuditLimit = 10000;
+// A listed audit field beyond this is clipped (the stored row and its hash are intact).
+constexpr size_t kMaxListedAuditField = 16384;
 
 }  // namespace
 
@@ -156,27 +159,47 @@ grpc::ServerUnaryReactor* OperatorService::ListAudit(grpc::CallbackServerContext
   Caller caller = identify(*ctx);
   grpc::Status status = authorize(caller, false);
   uint32_t limit = req->limit() == 0 ? kDefaultAuditLimit : std::min(req->limit(), kMaxAuditLimit);
+  if (status.ok() && req->before_id() < 0) {
+    status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          fmt::format("before_id: {} is negative", req->before_id()));
+  }
   if (status.ok()) {
-    auto rows = store_.listAudit(limit);
+    auto rows = store_.listAuditPage(req->before_id(), limit);
     if (!rows.ok()) {
       status = toGrpcStatus(rows.status());
     } else {
-      for (const auto& e : *rows) {
-        auto* r = resp->add_records();
-        r->set_id(e.id);
-        r->set_at_unix_ms(e.at_unix_ms);
-        r->set_operator_(e.operator_name);
-        r->set_action(e.action);
-        r->set_target(e.target);
-        r->set_reason(e.reason);
-        r->set_outcome(e.outcome);
-        r->set_detail(e.detail);
-        r->set_prev_hash(e.prev_hash);
-        r->set_hash(e.hash);
+      // Newest first until the page is full; then sent oldest first.
+      auto clip = [](const std::string& text) {
+        return evidence::boundedText(text, kMaxListedAuditField, false);
+      };
+      std::vector<v1::AuditRecord> page;
+      size_t bytes = 0;
+      for (auto it = rows->rbegin(); it != rows->rend(); ++it) {
+        v1::AuditRecord r;
+        r.set_id(it->id);
+        r.set_at_unix_ms(it->at_unix_ms);
+        r.set_operator_(clip(it->operator_name));
+        r.set_action(clip(it->action));
+        r.set_target(clip(it->target));
+        r.set_reason(clip(it->reason));
+        r.set_outcome(clip(it->outcome));
+        r.set_detail(clip(it->detail));
+        r.set_prev_hash(it->prev_hash);
+        r.set_hash(it->hash);
+        if (!page.empty() && bytes + r.ByteSizeLong() > kMaxResponseBytes) break;
+        bytes += r.ByteSizeLong();
+        page.push_back(std::move(r));
       }
+      const bool more = page.size() < rows->size() || rows->size() == limit;
+      if (more && !page.empty()) resp->set_next_before_id(page.back().id());
+      for (auto it = page.rbegin(); it != page.rend(); ++it) *resp->add_records() = std::move(*it);
     }
   }
-  reactor->Finish(audit(caller, "audit", fmt::format("limit={}", limit), "", status));
+  reactor->Finish(audit(caller, "audit",
+                        req->before_id() > 0
+                            ? fmt::format("limit={} before={}", limit, req->before_id())
+                            : fmt::format("limit={}", limit),
+                        "", status));
   return reactor;
 }
 

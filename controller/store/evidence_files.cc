@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -107,6 +108,20 @@ absl::StatusOr<std::unique_ptr<PartFile>> EvidenceFiles::createPart(const std::s
 
 std::string EvidenceFiles::relativePath(const std::string& id) {
   return fmt::format("{}/{}.tar.gz", id.substr(0, 2), id);
+}
+
+absl::StatusOr<fs::path> EvidenceFiles::bundlePath(const std::string& id) const {
+  if (id.size() != 64 || id.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return absl::InvalidArgumentError(
+        fmt::format("evidence id \"{}\": not 64 lowercase hex digits", id.substr(0, 80)));
+  }
+  return root_ / relativePath(id);
+}
+
+absl::StatusOr<uint64_t> EvidenceFiles::availableBytes() const {
+  struct statvfs st {};
+  if (::statvfs(root_.c_str(), &st) != 0) return errnoError("statvfs", root_);
+  return static_cast<uint64_t>(st.f_bavail) * static_cast<uint64_t>(st.f_frsize);
 }
 
 absl::Status EvidenceFiles::commit(PartFile& part, const std::string& id, bool* already_there) {

@@ -60,6 +60,11 @@ class EvidenceFiles {
   absl::Status commit(PartFile& part, const std::string& id, bool* already_there);
   // "ab/ab12....tar.gz": the path of bundle `id` relative to root (as the store records it).
   static std::string relativePath(const std::string& id);
+  // Where bundle `id` is stored, derived from the id alone (never from a stored path);
+  // InvalidArgument unless `id` is 64 lowercase hex digits.
+  absl::StatusOr<std::filesystem::path> bundlePath(const std::string& id) const;
+  // Bytes an unprivileged writer may still use on root's file system (statvfs f_bavail).
+  absl::StatusOr<uint64_t> availableBytes() const;
   std::filesystem::path absolute(const std::string& relative) const { return root_ / relative; }
   const std::filesystem::path& root() const { return root_; }
 

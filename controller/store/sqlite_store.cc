@@ -493,6 +493,24 @@ absl::StatusOr<std::vector<AuditEntry>> SqliteStore::listAudit(size_t limit) {
   return out;
 }
 
+absl::StatusOr<std::vector<AuditEntry>> SqliteStore::listAuditPage(int64_t before_id,
+                                                                   size_t limit) {
+  std::lock_guard lock(mu_);
+  std::string sql = fmt::format(
+      "SELECT * FROM (SELECT {} FROM audit WHERE ?1 <= 0 OR id < ?1 ORDER BY id DESC LIMIT ?2) "
+      "ORDER BY id",
+      kAuditColumns);
+  Stmt st(db_, sql.c_str());
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, before_id);
+  st.bind(2, static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX)));
+  std::vector<AuditEntry> out;
+  int rc;
+  while ((rc = st.step()) == SQLITE_ROW) out.push_back(readAudit(st));
+  if (rc != SQLITE_DONE) return sqliteError(db_, "list audit");
+  return out;
+}
+
 absl::StatusOr<AuditVerification> SqliteStore::verifyAudit() {
   std::lock_guard lock(mu_);
   std::string sql = fmt::format("SELECT {} FROM audit ORDER BY id", kAuditColumns);
@@ -832,6 +850,15 @@ absl::StatusOr<EvidenceRow> SqliteStore::getEvidence(const std::string& id_or_pr
         found[0].id, found[1].id));
   }
   return std::move(found[0]);
+}
+
+absl::StatusOr<uint64_t> SqliteStore::evidenceBytesOfHost(const std::string& host_id) {
+  std::lock_guard lock(mu_);
+  Stmt st(db_, "SELECT COALESCE(SUM(size), 0) FROM evidence WHERE host_id = ?1");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, host_id);
+  if (st.step() != SQLITE_ROW) return sqliteError(db_, "evidence bytes of host");
+  return static_cast<uint64_t>(st.i64(0));
 }
 
 absl::StatusOr<std::optional<EvidenceRow>> SqliteStore::evidenceForCapture(

@@ -34,6 +34,7 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<HostInfo>> loadHosts() override;
   absl::StatusOr<AuditEntry> appendAudit(const AuditEntry& entry) override;
   absl::StatusOr<std::vector<AuditEntry>> listAudit(size_t limit) override;
+  absl::StatusOr<std::vector<AuditEntry>> listAuditPage(int64_t before_id, size_t limit) override;
   absl::StatusOr<AuditVerification> verifyAudit() override;
   absl::Status saveDesiredState(const std::string& host_id,
                                 const bulkhead::v1::DesiredState& state) override;
@@ -49,6 +50,7 @@ class SqliteStore final : public Store {
   absl::StatusOr<CustodyEntry> appendCustody(const CustodyEntry& event) override;
   absl::StatusOr<std::vector<EvidenceRow>> listEvidence(const std::string& host_id) override;
   absl::StatusOr<EvidenceRow> getEvidence(const std::string& id_or_prefix) override;
+  absl::StatusOr<uint64_t> evidenceBytesOfHost(const std::string& host_id) override;
   absl::StatusOr<std::optional<EvidenceRow>> evidenceForCapture(
       const std::string& capture_id) override;
   absl::StatusOr<std::vector<CustodyEntry>> listCustody(const std::string& evidence_id) override;

@@ -122,6 +122,10 @@ class Store {
   virtual absl::StatusOr<AuditEntry> appendAudit(const AuditEntry& entry) = 0;
   // The newest `limit` rows (all if 0), oldest first.
   virtual absl::StatusOr<std::vector<AuditEntry>> listAudit(size_t limit) = 0;
+  // One page, newest first in selection: the newest `limit` rows whose id is below
+  // `before_id` (0: no bound), returned oldest first.
+  virtual absl::StatusOr<std::vector<AuditEntry>> listAuditPage(int64_t before_id,
+                                                                size_t limit) = 0;
   // Recomputes the whole chain; reports the first row whose hash or link does not match.
   virtual absl::StatusOr<AuditVerification> verifyAudit() = 0;
 
@@ -155,6 +159,8 @@ class Store {
   // By full id or a unique prefix of at least 8 hex digits (case-insensitive).
   // InvalidArgument for a malformed or ambiguous id, NotFound "no evidence with id ...".
   virtual absl::StatusOr<EvidenceRow> getEvidence(const std::string& id_or_prefix) = 0;
+  // Total size of the bundles stored for `host_id`.
+  virtual absl::StatusOr<uint64_t> evidenceBytesOfHost(const std::string& host_id) = 0;
   // The bundle stored for a capture, if any.
   virtual absl::StatusOr<std::optional<EvidenceRow>> evidenceForCapture(
       const std::string& capture_id) = 0;

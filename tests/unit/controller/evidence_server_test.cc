@@ -5,7 +5,11 @@
 // bad capture requests; timeout with a late upload still stored.
 #include <fstream>
 #include <random>
+#include <set>
 
+#include "cli/cli.h"
+#include "common/tls.h"
+#include "controller/rpc/audit.h"
 #include "controller/store/evidence_files.h"
 #include "evidence/bundle.h"
 #include "evidence/signing.h"
@@ -22,10 +26,13 @@ constexpr auto kLongWait = std::chrono::seconds(90);  // the large upload on a l
 class EvidenceServerTest : public ServerTest {
  protected:
   void configure(ServerOptions& o) override {
+    o.evidence = limits_;
     o.evidence.dir = dir_ / "evidence";
     o.evidence.ca_pem = controller_id_.ca_pem;
     o.evidence.max_bytes = 100 << 20;
   }
+  // Limits for the next startServer().
+  EvidenceOptions limits_;
 
   struct CaptureCall {
     grpc::Status status;
@@ -63,13 +70,15 @@ class EvidenceServerTest : public ServerTest {
   };
   // Uploads `file` as host `host` with `header` (size and sha256 filled in from the file unless
   // set), in chunks of `chunk` bytes read one at a time.
-  Upload upload(const std::string& host, v1::EvidenceHeader header, const fs::path& file,
-                size_t chunk = 1 << 20) {
+  Upload upload(
+      const std::string& host, v1::EvidenceHeader header, const fs::path& file,
+      size_t chunk = 1 << 20,
+      std::chrono::seconds wait = std::chrono::duration_cast<std::chrono::seconds>(kLongWait)) {
     if (header.size() == 0) header.set_size(fs::file_size(file));
     if (header.sha256().empty()) header.set_sha256(*sha256OfFile(file));
     auto stub = v1::AgentChannel::NewStub(channel(pki_.identity(PeerKind::kAgent, host)));
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + kLongWait);
+    ctx.set_deadline(std::chrono::system_clock::now() + wait);
     Upload u;
     auto writer = stub->UploadEvidence(&ctx, &u.receipt);
     v1::EvidenceUpload m;
@@ -545,6 +554,387 @@ TEST_F(EvidenceServerTest, ShowIsForRespondersAndRecordedInCustody) {
     EXPECT_EQ(store_->listCustody(rec.evidence_id())->size(), 3u);
   }
   EXPECT_EQ(lastAudit("evidence-show")->operator_name, "sam");
+}
+
+// --- hostile uploads, limits, paths (a host's agent identity in an attacker's hands) ---
+
+class EvidenceLimitsTest : public EvidenceServerTest {
+ protected:
+  void addCapture(const std::string& id, const std::string& host) {
+    ASSERT_TRUE(store_
+                    ->addCapture({.capture_id = id,
+                                  .host_id = host,
+                                  .requested_by = "rita",
+                                  .reason = "INC-42",
+                                  .command_id = "capture-" + id})
+                    .ok());
+  }
+  static v1::EvidenceHeader header(const std::string& capture_id) {
+    v1::EvidenceHeader h;
+    h.set_capture_id(capture_id);
+    return h;
+  }
+  void restart() {
+    server_.reset();
+    startServer();
+  }
+  // A tar.gz shaped like a bundle of capture `capture_id` by host h1: a manifest listing no
+  // file, no signature, and `junk` empty members with 200-character names.
+  fs::path craftedBundle(const std::string& capture_id, int junk) {
+    const fs::path root = dir_ / ("crafted-" + capture_id);
+    fs::create_directories(root / capture_id / "junk");
+    std::ofstream(root / capture_id / "manifest.json")
+        << R"({"format":"bulkhead-evidence/1","host_id":"h1","files":[]})";
+    for (int i = 0; i < junk; ++i) {
+      std::ofstream(root / capture_id / "junk" / fmt::format("{:0>200}", i));
+    }
+    const fs::path out = dir_ / (capture_id + ".crafted.tar.gz");
+    const std::string cmd =
+        fmt::format("tar czf {} -C {} {}", out.string(), root.string(), capture_id);
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    fs::remove_all(root);
+    return out;
+  }
+  // ListAudit as a viewer with a default client (4 MiB receive limit).
+  grpc::Status listAudit(uint32_t limit, int64_t before_id, v1::ListAuditResponse* resp) {
+    auto stub = op(Role::kViewer, "vera");
+    grpc::ClientContext ctx;
+    deadline(&ctx);
+    v1::ListAuditRequest req;
+    req.set_limit(limit);
+    req.set_before_id(before_id);
+    return stub->ListAudit(&ctx, req, resp);
+  }
+  grpc::Status show(const std::string& id, v1::ShowEvidenceResponse* resp) {
+    auto stub = op(Role::kResponder, "sam");
+    grpc::ClientContext ctx;
+    deadline(&ctx);
+    v1::ShowEvidenceRequest req;
+    req.set_id(id);
+    return stub->ShowEvidence(&ctx, req, resp);
+  }
+  // An upload left open after `sent` of its bytes.
+  struct OpenUpload {
+    std::unique_ptr<v1::AgentChannel::Stub> stub;
+    grpc::ClientContext ctx;
+    v1::EvidenceReceipt receipt;
+    std::unique_ptr<grpc::ClientWriter<v1::EvidenceUpload>> writer;
+    std::string rest;
+  };
+  std::unique_ptr<OpenUpload> openUpload(const std::string& host, const std::string& capture_id,
+                                         const fs::path& file) {
+    auto u = std::make_unique<OpenUpload>();
+    u->stub = v1::AgentChannel::NewStub(channel(pki_.identity(PeerKind::kAgent, host)));
+    u->ctx.set_deadline(std::chrono::system_clock::now() + kLongWait);
+    u->writer = u->stub->UploadEvidence(&u->ctx, &u->receipt);
+    const std::string bytes = readAll(file);
+    v1::EvidenceUpload m;
+    m.mutable_header()->set_capture_id(capture_id);
+    m.mutable_header()->set_size(bytes.size());
+    m.mutable_header()->set_sha256(evidence::sha256Hex(bytes));
+    EXPECT_TRUE(u->writer->Write(m));
+    m.set_data(bytes.substr(0, bytes.size() / 2));
+    EXPECT_TRUE(u->writer->Write(m));
+    u->rest = bytes.substr(bytes.size() / 2);
+    return u;
+  }
+  static grpc::Status finishUpload(OpenUpload& u) {
+    v1::EvidenceUpload m;
+    m.set_data(u.rest);
+    u.writer->Write(m);
+    u.writer->WritesDone();
+    return u.writer->Finish();
+  }
+  // True once an upload of `capture_id` is receiving into its part file.
+  bool receiving(const std::string& capture_id) {
+    return eventually([&] {
+      for (const auto& e : fs::directory_iterator(dir_ / "evidence" / "incoming")) {
+        if (e.path().filename().string().starts_with(capture_id + ".")) return true;
+      }
+      return false;
+    });
+  }
+  // A copy of `file` with `tag` appended (other bytes, another content address).
+  fs::path variant(const fs::path& file, const std::string& tag) {
+    fs::path out = dir_ / (file.filename().string() + "." + tag);
+    fs::copy_file(file, out, fs::copy_options::overwrite_existing);
+    std::ofstream(out, std::ios::app) << tag;
+    return out;
+  }
+  size_t auditCount(const std::string& action, const std::string& outcome_has) {
+    size_t n = 0;
+    for (const auto& r : auditRows()) {
+      n += r.action == action && r.outcome.find(outcome_has) != std::string::npos;
+    }
+    return n;
+  }
+};
+
+// `bulkhead evidence get ID` (the CLI, in process) against this server, run in `cwd`.
+int cliGet(const fs::path& cwd, const std::vector<std::string>& args, int port,
+           const fs::path& identity, std::string* err) {
+  std::vector<std::string> argv = {"--controller",      fmt::format("127.0.0.1:{}", port),
+                                   "--identity",        identity.string(),
+                                   "--controller-name", "controller",
+                                   "evidence",          "get"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const fs::path before = fs::current_path();
+  fs::current_path(cwd);
+  std::ostringstream out, errs;
+  cli::Io io{out, errs};
+  int code = cli::runCli(argv, io);
+  fs::current_path(before);
+  *err = errs.str();
+  return code;
+}
+
+TEST_F(EvidenceLimitsTest, CliGetSavesAsIdDotTarGzAndNeverOverwritesOrFollowsALink) {
+  addCapture("cap-cli", "h1");
+  v1::EvidenceHeader h = header("cap-cli");
+  h.set_file_name(".bash_aliases");  // the agent's choice: never used as the output name
+  Upload u = upload("h1", h, bundle("h1", "cap-cli"));
+  ASSERT_TRUE(u.status.ok()) << u.status.error_message();
+  const std::string id = u.receipt.evidence_id();
+  const fs::path identity = dir_ / "gina";
+  auto op_id = pki_.identity(PeerKind::kOperator, "gina", Role::kResponder);
+  ASSERT_TRUE(writeIdentity(identity, op_id.ca_pem, op_id.cert_pem, op_id.key_pem, false).ok());
+  const fs::path cwd = dir_ / "cwd";
+  fs::create_directories(cwd);
+  std::string err;
+  ASSERT_EQ(cliGet(cwd, {id.substr(0, 12)}, server_->port(), identity, &err), 0) << err;
+  const fs::path saved = cwd / (id + ".tar.gz");
+  ASSERT_TRUE(fs::exists(saved));
+  EXPECT_EQ(*sha256OfFile(saved), id);
+  EXPECT_FALSE(fs::exists(cwd / ".bash_aliases"));
+  EXPECT_EQ(std::distance(fs::directory_iterator(cwd), fs::directory_iterator()), 1);
+  // Again: refused, the file kept as it was.
+  { std::ofstream(saved, std::ios::trunc) << "an analyst's edits"; }
+  EXPECT_EQ(cliGet(cwd, {id}, server_->port(), identity, &err), cli::kUsage);
+  EXPECT_NE(err.find("exists"), std::string::npos) << err;
+  EXPECT_EQ(readAll(saved), "an analyst's edits");
+  EXPECT_EQ(cliGet(cwd, {id.substr(0, 12)}, server_->port(), identity, &err), cli::kUsage);
+  EXPECT_EQ(readAll(saved), "an analyst's edits");
+  // A symbolic link in its place is not followed, even a dangling one.
+  fs::remove(saved);
+  const fs::path target = dir_ / "elsewhere";
+  fs::create_symlink(target, saved);
+  EXPECT_EQ(cliGet(cwd, {id.substr(0, 12)}, server_->port(), identity, &err), cli::kUsage);
+  EXPECT_NE(err.find("symbolic link"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(target));
+  EXPECT_TRUE(fs::is_symlink(saved));
+  EXPECT_FALSE(fs::exists(cwd / (id + ".tar.gz.part")));
+}
+
+TEST_F(EvidenceLimitsTest, CraftedBundleIsStoredWithBoundedRowsAndTheAuditStillLists) {
+  addCapture("cap-crafted", "h1");
+  // 20,000 bogus members: one problem each, about 5 MB of problem text before any bound.
+  const fs::path file = craftedBundle("cap-crafted", 20000);
+  Upload u = upload("h1", header("cap-crafted"), file);
+  ASSERT_TRUE(u.status.ok()) << u.status.error_message();
+  const std::string id = u.receipt.evidence_id();
+  // Stored (evidence is never dropped), flagged unsigned; its rows are bounded.
+  const AuditEntry* row = lastAudit("evidence-received");
+  ASSERT_NE(row, nullptr);
+  EXPECT_EQ(row->outcome, "ok");
+  EXPECT_LT(row->detail.size(), 10000u);
+  EXPECT_NE(row->detail.find("signature NOT OK"), std::string::npos) << row->detail.substr(0, 300);
+  auto custody = store_->listCustody(id);
+  ASSERT_TRUE(custody.ok());
+  for (const auto& e : *custody) EXPECT_LT(e.detail.size(), 10000u) << e.action;
+  // Every listing and the summary still answer a default client.
+  v1::ListAuditResponse audit;
+  grpc::Status st = listAudit(1000, 0, &audit);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_GT(audit.records_size(), 0);
+  v1::ShowEvidenceResponse shown;
+  st = show(id, &shown);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_LT(shown.ByteSizeLong(), size_t{4} << 20);
+  auto v = verify(id);
+  EXPECT_FALSE(v.ok());
+  EXPECT_LE(v.problems_size(), static_cast<int>(evidence::kMaxProblems) + 1);
+  EXPECT_NE(v.problems(v.problems_size() - 1).problem().find("more problems not listed"),
+            std::string::npos);
+  ASSERT_EQ(list().evidence_size(), 1);
+  EXPECT_FALSE(list().evidence(0).signature_ok());
+}
+
+TEST_F(EvidenceLimitsTest, OneBundlePerCaptureAndTheSameBytesAgainGetAReceipt) {
+  addCapture("cap-once", "h1");
+  const fs::path first = bundle("h1", "cap-once");
+  Upload u = upload("h1", header("cap-once"), first);
+  ASSERT_TRUE(u.status.ok()) << u.status.error_message();
+  EXPECT_FALSE(u.receipt.already_stored());
+  const std::string id = u.receipt.evidence_id();
+  // The receipt was lost; the agent uploads the same bytes again: a receipt, nothing new.
+  Upload retry = upload("h1", header("cap-once"), first);
+  ASSERT_TRUE(retry.status.ok()) << retry.status.error_message();
+  EXPECT_TRUE(retry.receipt.already_stored());
+  EXPECT_EQ(retry.receipt.evidence_id(), id);
+  // A different bundle for the capture already received: refused, audited, nothing stored.
+  const fs::path other = randomFile("other.bin", 50000);
+  Upload second = upload("h1", header("cap-once"), other);
+  EXPECT_EQ(second.status.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_NE(second.status.error_message().find(id), std::string::npos)
+      << second.status.error_message();
+  EXPECT_EQ(lastAudit("evidence-received")->outcome, "error: " + second.status.error_message());
+  EXPECT_EQ(storedFiles(), 1u);
+  ASSERT_EQ(list().evidence_size(), 1);
+  EXPECT_EQ(list().evidence(0).evidence_id(), id);
+  EXPECT_EQ(store_->getCapture("cap-once")->state, "received");
+}
+
+TEST_F(EvidenceLimitsTest, HostQuotaAndFreeSpaceReserveRefuseWithResourceExhausted) {
+  limits_.host_quota_bytes = 400000;
+  restart();
+  for (const char* cap : {"cap-q1", "cap-q2"}) addCapture(cap, "h1");
+  addCapture("cap-q3", "h2");
+  const fs::path a = randomFile("a.bin", 300000);
+  ASSERT_TRUE(upload("h1", header("cap-q1"), a).status.ok());
+  const fs::path b = dir_ / "b.bin";
+  fs::copy_file(a, b);
+  { std::ofstream(b, std::ios::app) << "different"; }
+  Upload over = upload("h1", header("cap-q2"), b);
+  EXPECT_EQ(over.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(over.status.error_message().find("--evidence-host-quota"), std::string::npos)
+      << over.status.error_message();
+  EXPECT_EQ(lastAudit("evidence-received")->outcome, "error: " + over.status.error_message());
+  // The quota is per host.
+  ASSERT_TRUE(upload("h2", header("cap-q3"), b).status.ok());
+  EXPECT_EQ(storedFiles(), 2u);
+
+  limits_.host_quota_bytes = uint64_t{1} << 40;
+  limits_.reserve_bytes = uint64_t{1} << 60;  // more than any disk has
+  restart();
+  Upload full = upload("h1", header("cap-q2"), b);
+  EXPECT_EQ(full.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(full.status.error_message().find("--evidence-reserve"), std::string::npos)
+      << full.status.error_message();
+  EXPECT_EQ(lastAudit("evidence-received")->outcome, "error: " + full.status.error_message());
+  EXPECT_EQ(auditCount("evidence-received", "--evidence-"), 2u);
+  EXPECT_EQ(storedFiles(), 2u);
+  EXPECT_EQ(store_->getCapture("cap-q2")->state, "requested");
+}
+
+TEST_F(EvidenceLimitsTest, UploadsInProgressAreCappedPerHostAndInAll) {
+  limits_.max_uploads = 2;
+  limits_.max_uploads_per_host = 1;
+  restart();
+  addCapture("cap-c1", "h1");
+  addCapture("cap-c2", "h1");
+  addCapture("cap-c3", "h2");
+  addCapture("cap-c4", "h3");
+  const fs::path file = randomFile("c.bin", 200000);
+  auto first = openUpload("h1", "cap-c1", variant(file, "1"));
+  ASSERT_TRUE(receiving("cap-c1"));
+  Upload same_host = upload("h1", header("cap-c2"), file);
+  EXPECT_EQ(same_host.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(same_host.status.error_message().find("--max-evidence-uploads-per-host"),
+            std::string::npos)
+      << same_host.status.error_message();
+  auto second = openUpload("h2", "cap-c3", variant(file, "3"));
+  ASSERT_TRUE(receiving("cap-c3"));
+  Upload third = upload("h3", header("cap-c4"), file);
+  EXPECT_EQ(third.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(third.status.error_message().find("(--max-evidence-uploads)"), std::string::npos)
+      << third.status.error_message();
+  EXPECT_EQ(auditCount("evidence-received", "retry later"), 2u);
+  // A finished upload frees its place.
+  grpc::Status done = finishUpload(*first);
+  ASSERT_TRUE(done.ok()) << done.error_message();
+  Upload again = upload("h3", header("cap-c4"), file);
+  ASSERT_TRUE(again.status.ok()) << again.status.error_message();
+  done = finishUpload(*second);
+  ASSERT_TRUE(done.ok()) << done.error_message();
+  EXPECT_EQ(storedFiles(), 3u);
+}
+
+TEST_F(EvidenceLimitsTest, GetServesTheContentAddressedFileNotTheRowsPath) {
+  auto a = online("h1");
+  auto rec = captureOnce(*a, "h1");
+  ASSERT_FALSE(rec.evidence_id().empty());
+  const fs::path secret = dir_ / "secret.txt";
+  { std::ofstream(secret) << "the controller's private notes"; }
+  ASSERT_TRUE(
+      store_->execForTest(fmt::format("UPDATE evidence SET path = '{}'", secret.string())).ok());
+  Download d = download(rec.evidence_id());
+  ASSERT_TRUE(d.status.ok()) << d.status.error_message();
+  EXPECT_EQ(evidence::sha256Hex(d.data), rec.evidence_id());
+  EXPECT_EQ(d.data.find("private notes"), std::string::npos);
+  auto v = verify(rec.evidence_id());
+  EXPECT_TRUE(v.ok()) << (v.problems_size() > 0 ? v.problems(0).problem() : "");
+}
+
+TEST_F(EvidenceLimitsTest, WrongTypesInABundlesJsonAreProblemsNotAHang) {
+  addCapture("cap-types", "h1");
+  const fs::path out = dir_ / "types.tar.gz";
+  nlohmann::json fields = {{"capture_id", "cap-types"},
+                           {"host_id", 42},
+                           {"finished_at_unix_ms", "late"},
+                           {"clock_offset_ms", {{"a", 1}}}};
+  auto w = evidence::BundleWriter::create(out, "cap-types", fields);
+  ASSERT_TRUE(w.ok()) << w.status();
+  ASSERT_TRUE((*w)->addBytes("collection-log.jsonl",
+                             R"({"collector":5,"status":["x"],"error":null})"
+                             "\n")
+                  .ok());
+  auto id = pki_.identity(PeerKind::kAgent, "h1");
+  auto r = (*w)->finish(*evidence::Signer::fromPem(id.key_pem, id.cert_pem));
+  ASSERT_TRUE(r.ok()) << r.status();
+  Upload u = upload("h1", header("cap-types"), out, 1 << 20, std::chrono::seconds(20));
+  ASSERT_TRUE(u.status.ok()) << u.status.error_message();
+  const AuditEntry* row = lastAudit("evidence-received");
+  ASSERT_NE(row, nullptr);
+  EXPECT_NE(row->detail.find("host_id"), std::string::npos) << row->detail;
+  ASSERT_EQ(list().evidence_size(), 1);
+  EXPECT_EQ(list().evidence(0).collected_at_unix_ms(), 0);
+  EXPECT_FALSE(list().evidence(0).signature_ok());
+}
+
+TEST_F(EvidenceLimitsTest, AuditListingPagesAndClipsOversizedRows) {
+  // Rows as an earlier version wrote them: a few of several MB, and many of 12 KB.
+  for (int i = 0; i < 3; ++i) {
+    AuditEntry e{.at_unix_ms = 1,
+                 .operator_name = "agent:h1",
+                 .action = "evidence-received",
+                 .target = "x",
+                 .outcome = "ok",
+                 .detail = std::string(3 << 20, 'p')};
+    ASSERT_TRUE(store_->appendAudit(e).ok());
+  }
+  for (int i = 0; i < 300; ++i) {
+    AuditEntry e{.at_unix_ms = 2,
+                 .operator_name = "alice",
+                 .action = "status",
+                 .target = fmt::format("row-{}", i),
+                 .outcome = "ok",
+                 .detail = std::string(12000, 'd')};
+    ASSERT_TRUE(store_->appendAudit(e).ok());
+  }
+  std::set<int64_t> want;
+  for (const auto& r : auditRows()) want.insert(r.id);
+  std::set<int64_t> got;
+  int64_t before = 0;
+  int pages = 0;
+  for (; pages < 50; ++pages) {
+    v1::ListAuditResponse resp;
+    grpc::Status st = listAudit(10000, before, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_LE(resp.ByteSizeLong(), kMaxResponseBytes + (64 << 10));
+    for (int i = 1; i < resp.records_size(); ++i) {
+      EXPECT_LT(resp.records(i - 1).id(), resp.records(i).id());  // oldest first
+    }
+    for (const auto& r : resp.records()) {
+      EXPECT_LE(r.detail().size(), 16384u + 64u);
+      EXPECT_TRUE(got.insert(r.id()).second) << "row " << r.id() << " listed twice";
+    }
+    if (resp.next_before_id() == 0) break;
+    before = resp.next_before_id();
+  }
+  EXPECT_GT(pages, 0);  // more than one page
+  for (int64_t id : want) EXPECT_TRUE(got.count(id)) << "row " << id << " never listed";
+  v1::ListAuditResponse bad;
+  EXPECT_EQ(listAudit(10, -1, &bad).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 }  // namespace
