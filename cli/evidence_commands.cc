@@ -5,8 +5,8 @@
 // unknown host or evidence id.
 #include "cli/evidence_commands.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +17,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <ostream>
 #include <set>
 
@@ -93,12 +94,23 @@ std::string withSubject(const std::string& subject, const std::string& message) 
   return fmt::format("{}: {}", subject, message);
 }
 
-// The file a bundle is saved as when no --output is given: the record's file name, in the
-// current directory (never a path the controller chose).
+// The file a bundle is saved as when no --output is given: "<evidence id>.tar.gz" in the
+// current directory; never a name the agent or the controller chose. Empty if the record's id
+// is not an evidence id.
 std::string defaultOutput(const v1::EvidenceRecord& r) {
-  std::string name = fs::path(r.file_name()).filename().string();
-  if (name.empty() || name == "." || name == "..") name = r.evidence_id() + ".tar.gz";
-  return name;
+  const std::string& id = r.evidence_id();
+  if (id.size() != 64 || id.find_first_not_of("0123456789abcdef") != std::string::npos) return "";
+  return id + ".tar.gz";
+}
+
+// Why `path` cannot be created without --force (it exists, possibly as a symbolic link); empty
+// if it can.
+std::string existing(const std::string& path) {
+  std::error_code ec;
+  auto st = fs::symlink_status(path, ec);
+  if (ec || !fs::exists(st)) return "";
+  return fmt::format("{} exists{} (use --force to overwrite)", path,
+                     fs::is_symlink(st) ? " as a symbolic link" : "");
 }
 
 struct Download {
@@ -107,9 +119,11 @@ struct Download {
   std::string output;
 };
 
-// GetEvidence(id) into `output` (the record's file name if empty): written to OUTPUT.part,
-// checked (size and SHA-256 against the evidence id), then renamed. An existing OUTPUT is
-// kept unless `force`. Errors are one line on io.err.
+// GetEvidence(id) into `output` ("<evidence id>.tar.gz" if empty): written to OUTPUT.part
+// (created new, never through a symbolic link), checked (size and SHA-256 against the evidence
+// id), then linked to OUTPUT, which fails rather than replace an existing file or follow a
+// symbolic link; with `force` renamed over it (a link there is replaced, not followed). Errors
+// are one line on io.err.
 Download download(OperatorClient& client, const std::string& command, const std::string& id,
                   const std::string& output, bool force, Io& io) {
   Download d;
@@ -133,15 +147,34 @@ Download download(OperatorClient& client, const std::string& command, const std:
       have_record = true;
       d.record = msg.record();
       d.output = output.empty() ? defaultOutput(d.record) : output;
-      std::error_code ec;
-      if (!force && fs::exists(d.output, ec)) {
-        fail = fmt::format("{} exists (use --force to overwrite)", d.output);
+      if (d.output.empty()) {
+        fail = fmt::format(
+            "the controller sent a record whose evidence id \"{}\" is not 64 hex "
+            "digits",
+            d.record.evidence_id().substr(0, 80));
+        break;
+      }
+      if (std::string why = existing(d.output); !force && !why.empty()) {
+        fail = why;
         d.code = kUsage;
         break;
       }
-      part = d.output + ".part";
-      f = std::fopen(part.c_str(), "wb");
+      const std::string candidate = d.output + ".part";
+      int fd =
+          ::open(candidate.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+      if (fd < 0) {
+        fail = errno == EEXIST
+                   ? fmt::format(
+                         "{} exists (a download in progress or left over; "
+                         "remove it first)",
+                         candidate)
+                   : fmt::format("cannot create {}: {}", candidate, std::strerror(errno));
+        break;
+      }
+      part = candidate;
+      f = ::fdopen(fd, "wb");
       if (f == nullptr) {
+        ::close(fd);
         fail = fmt::format("cannot write {}: {}", part, std::strerror(errno));
         break;
       }
@@ -203,14 +236,31 @@ Download download(OperatorClient& client, const std::string& command, const std:
     d.code = kFailed;
     return d;
   }
-  std::error_code ec;
-  fs::rename(part, d.output, ec);
-  if (ec) {
-    discard();
-    io.err << fmt::format("bulkhead {}: cannot rename {} to {}: {}\n", command, part, d.output,
-                          ec.message());
-    d.code = kFailed;
+  if (force) {
+    std::error_code ec;
+    fs::rename(part, d.output, ec);
+    if (ec) {
+      discard();
+      io.err << fmt::format("bulkhead {}: cannot rename {} to {}: {}\n", command, part, d.output,
+                            ec.message());
+      d.code = kFailed;
+    }
+    return d;
   }
+  // link(2) never replaces OUTPUT and never follows a symbolic link there.
+  if (::link(part.c_str(), d.output.c_str()) != 0) {
+    const int err = errno;
+    discard();
+    std::string why = fmt::format("cannot create {}: {}", d.output, std::strerror(err));
+    if (err == EEXIST) {
+      why = existing(d.output);
+      if (why.empty()) why = fmt::format("{} exists (use --force to overwrite)", d.output);
+    }
+    io.err << fmt::format("bulkhead {}: {}\n", command, why);
+    d.code = err == EEXIST ? kUsage : kFailed;
+    return d;
+  }
+  discard();
   return d;
 }
 
@@ -275,9 +325,8 @@ int capture(const GlobalOptions& g, const std::vector<std::string>& args, Io& io
       return usage(error);
     }
   }
-  std::error_code ec;
-  if (!output.empty() && !force && fs::exists(output, ec)) {
-    return usage(fmt::format("--output: {} exists (use --force to overwrite)", output));
+  if (std::string why = existing(output); !output.empty() && !force && !why.empty()) {
+    return usage(fmt::format("--output: {}", why));
   }
   auto client = connectClient("capture", g, io.err);
   if (!client) return kUsage;
@@ -326,12 +375,19 @@ int evidenceList(const GlobalOptions& g, const std::vector<std::string>& args, I
   }
   auto client = connectClient("evidence list", g, io.err);
   if (!client) return kUsage;
+  // Every page, merged.
+  v1::ListEvidenceResponse resp;
   v1::ListEvidenceRequest req;
   req.set_host(host);
-  v1::ListEvidenceResponse resp;
-  auto ctx = client->context();
-  grpc::Status st = client->stub().ListEvidence(ctx.get(), req, &resp);
-  if (!st.ok()) return reportRpcError("evidence list", client->controller(), st, io.err);
+  for (;;) {
+    v1::ListEvidenceResponse page;
+    auto ctx = client->context();
+    grpc::Status st = client->stub().ListEvidence(ctx.get(), req, &page);
+    if (!st.ok()) return reportRpcError("evidence list", client->controller(), st, io.err);
+    for (auto& r : *page.mutable_evidence()) *resp.add_evidence() = std::move(r);
+    if (page.next_offset() <= req.offset() || page.evidence_size() == 0) break;
+    req.set_offset(page.next_offset());
+  }
   if (g.json) {
     printJson(io.out, resp);
     return kOk;
@@ -391,16 +447,14 @@ int evidenceGet(const GlobalOptions& g, const std::vector<std::string>& args, Io
   std::string id, output;
   bool force = false;
   po::options_description opts("evidence get ID [--output FILE]");
-  opts.add_options()
-      ("output", po::value(&output), "save as FILE (default: the bundle's name, here)")
-      ("force", po::bool_switch(&force), "overwrite FILE if it exists");
+  opts.add_options()("output", po::value(&output),
+                     "save as FILE (default: ID.tar.gz here, ID in full)")(
+      "force", po::bool_switch(&force), "overwrite FILE if it exists");
   int code = kOk;
   if (!parseIdArgs("evidence get", args, opts, &id, io, &code)) return code;
-  std::error_code ec;
-  if (!output.empty() && !force && fs::exists(output, ec)) {
-    io.err << fmt::format("bulkhead evidence get: --output: {} exists (use --force to "
-                          "overwrite)\n",
-                          output);
+  if (std::string why = existing(output.empty() ? id + ".tar.gz" : output);
+      !force && !why.empty() && (!output.empty() || id.size() == 64)) {
+    io.err << fmt::format("bulkhead evidence get: {}{}\n", output.empty() ? "" : "--output: ", why);
     return kUsage;
   }
   auto client = connectClient("evidence get", g, io.err);
@@ -436,7 +490,8 @@ int evidenceVerify(const GlobalOptions& g, const std::vector<std::string>& args,
   } else if (resp.ok()) {
     io.out << fmt::format("OK {}: {} files, signature by agent {}, custody {} events\n",
                           resp.record().evidence_id(), resp.files_checked(),
-                          resp.record().host_id(), resp.record().custody_size());
+                          resp.record().host_id(),
+                          resp.record().custody_size() + resp.record().custody_omitted());
   } else {
     for (const auto& p : resp.problems()) {
       io.out << fmt::format("FAIL {}: {}\n", p.file(), p.problem());

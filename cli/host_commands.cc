@@ -196,12 +196,29 @@ int audit(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) 
   auto client = connectClient("audit", g, io.err);
   if (!client) return kUsage;
   if (verify) return verifyAudit(g, *client, io);
+  if (limit == 0) limit = 50;
+  // The newest `limit` rows, fetched newest page first (the controller bounds each page).
+  std::vector<v1::ListAuditResponse> pages;
+  size_t rows_read = 0;
   v1::ListAuditRequest req;
-  req.set_limit(limit);
-  v1::ListAuditResponse resp;
-  auto ctx = client->context();
-  grpc::Status st = client->stub().ListAudit(ctx.get(), req, &resp);
-  if (!st.ok()) return reportRpcError("audit", client->controller(), st, io.err);
+  while (rows_read < limit) {
+    req.set_limit(static_cast<uint32_t>(limit - rows_read));
+    v1::ListAuditResponse page;
+    auto ctx = client->context();
+    grpc::Status st = client->stub().ListAudit(ctx.get(), req, &page);
+    if (!st.ok()) return reportRpcError("audit", client->controller(), st, io.err);
+    rows_read += static_cast<size_t>(page.records_size());
+    const int64_t next = page.next_before_id();
+    const bool empty = page.records_size() == 0;
+    pages.push_back(std::move(page));
+    if (empty || next <= 0 || (req.before_id() > 0 && next >= req.before_id())) break;
+    req.set_before_id(next);
+  }
+  v1::ListAuditResponse resp;  // oldest first
+  for (auto it = pages.rbegin(); it != pages.rend(); ++it) {
+    for (auto& r : *it->mutable_records()) *resp.add_records() = std::move(r);
+  }
+  if (!pages.empty()) resp.set_next_before_id(pages.back().next_before_id());
   if (g.json) {
     printJson(io.out, resp);
     return kOk;
