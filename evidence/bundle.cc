@@ -29,7 +29,7 @@ constexpr std::string_view kSignature = "manifest.sig";
 constexpr std::string_view kCertificate = "agent.crt";
 constexpr std::string_view kCollectionLog = "collection-log.jsonl";
 // What a verification keeps of an untrusted bundle (see Verification).
-constexpr size_t kMaxMemberPath = 4096;   // longer member paths are refused, not kept
+constexpr size_t kMaxMemberPath = 1024;  // longer member paths are refused, not kept
 constexpr size_t kMaxNameShown = 256;     // a member path named in a problem
 constexpr size_t kMaxProblemText = 1024;  // one problem's text
 constexpr size_t kMaxCollectorErrorText = 512;

@@ -482,6 +482,7 @@ grpc::ServerUnaryReactor* OperatorService::VerifyEvidence(grpc::CallbackServerCo
       if (!resp->ok()) spdlog::error("evidence verify {}: {}", row.id, outcome);
       reactor->Finish(audit(caller, "evidence-verify", row.id, "", result, outcome));
     } catch (const std::exception& e) {
+      resp->Clear();
       reactor->Finish(audit(caller, "evidence-verify", row.id, "", internalError(row.id, e)));
     }
   });

@@ -365,6 +365,90 @@ class CaptureTest(unittest.TestCase):
             self.assertIn(needle, err)
         self.assertEqual(len(self.evidence("list")[0].get("evidence", [])), len(before))
 
+    # ---- a hostile host: root on h2 writes what its agent uploads ----------------------------
+
+    def audit_rows(self, limit=2000):
+        rc, doc, err = self.fleet.cli("audit", "--limit", str(limit), timeout=60)
+        self.assertEqual(rc, 0, f"audit: {err}")
+        return doc.get("records", [])
+
+    def plant_in_spool(self, host, capture_id, name, data):
+        """Writes a bundle and its sidecar into the agent's spool, as root on the host can."""
+        spool = os.path.join(self.fleet.agent_state_dir(host), "evidence")
+        os.makedirs(spool, mode=0o700, exist_ok=True)
+        with open(os.path.join(spool, name), "wb") as f:
+            f.write(data)
+        sidecar = {"capture_id": capture_id, "size": len(data),
+                   "sha256": hashlib.sha256(data).hexdigest(), "file_name": name,
+                   "command_id": "", "spooled_at_unix_ms": 0}
+        with open(os.path.join(spool, capture_id + ".json"), "w") as f:
+            json.dump(sidecar, f)
+        return sidecar["sha256"]
+
+    @staticmethod
+    def crafted_bundle(capture_id, host, junk):
+        """A tar.gz shaped like a bundle: an unsigned manifest listing nothing and `junk`
+        members with 200-character names (one verification problem each)."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            def add(name, data):
+                info = tarfile.TarInfo(f"{capture_id}/{name}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            add("manifest.json", json.dumps({"format": "bulkhead-evidence/1", "host_id": host,
+                                             "files": []}).encode())
+            for i in range(junk):
+                add(f"junk/{i:0>200}", b"")
+        return buf.getvalue()
+
+    def restart_h2(self):
+        self.fleet.kill_agent("h2")
+        self.fleet.start_agent("h2", HOSTS["h2"], extra=["--test-hang-collector"])
+        self.fleet.wait_online(["h2"], timeout=20)
+
+    def test_hostile_uploads_are_bounded(self):
+        # An open capture whose agent never answers: the hung collector holds it past --wait,
+        # then the agent is killed before it uploads.
+        rc, _, err = self.fleet.cli("capture", "h2", "--reason", "INC-48 hostile", "--wait",
+                                    "1s", "--collector-timeout", "60s", timeout=60)
+        self.assertEqual(rc, 1, err)
+        self.fleet.kill_agent("h2")
+        self.addCleanup(self.restart_h2)
+        caps = [r for r in self.audit_rows() if r["action"] == "capture"
+                and r.get("target") == "h2" and "INC-48" in r.get("reason", "")]
+        self.assertTrue(caps, "the capture's audit row")
+        capture_id = caps[-1]["detail"].split()[1]
+        # Root on h2 plants a crafted bundle for it: 20,000 bogus members.
+        crafted = self.crafted_bundle(capture_id, "h2", 20000)
+        eid = self.plant_in_spool("h2", capture_id, "crafted.tar.gz", crafted)
+        self.fleet.start_agent("h2", HOSTS["h2"], extra=["--test-hang-collector"])
+        self.fleet.wait_online(["h2"], timeout=20)
+        wait_until(lambda: any(r["evidence_id"] == eid for r in
+                               self.evidence("list", "--host", "h2")[0].get("evidence", [])),
+                   30, desc="the crafted bundle uploaded by h2's agent")
+        # Stored (never dropped), unsigned; its audit row bounded; audit and show still work.
+        rows = [r for r in self.audit_rows() if r["action"] == "evidence-received"
+                and r.get("target") == eid]
+        self.assertTrue(rows)
+        self.assertLess(len(rows[-1].get("detail", "")), 10000, rows[-1].get("detail", "")[:300])
+        self.assertIn("signature NOT OK", rows[-1]["detail"])
+        show, err = self.evidence("show", eid)
+        self.assertFalse(show["record"].get("signature_ok", False))
+        v, _ = self.evidence("verify", eid, expect=1)
+        self.assertLessEqual(len(v["problems"]), 101)
+        # A different bundle for the capture now received is refused; the agent keeps it.
+        other = self.crafted_bundle(capture_id, "h2", 3)
+        self.plant_in_spool("h2", capture_id, "crafted2.tar.gz", other)
+        self.restart_h2()
+        wait_until(lambda: any(r["action"] == "evidence-received"
+                               and "already has its bundle" in r.get("outcome", "")
+                               for r in self.audit_rows()),
+                   30, desc="the second bundle refused and audited")
+        spool = os.path.join(self.fleet.agent_state_dir("h2"), "evidence")
+        self.assertTrue(os.path.exists(os.path.join(spool, "crafted2.tar.gz")))
+        os.unlink(os.path.join(spool, "crafted2.tar.gz"))
+        os.unlink(os.path.join(spool, capture_id + ".json"))
+
     def test_offline_host_fails_clearly(self):
         self.fleet.kill_agent("h2")
         self.addCleanup(lambda: (self.fleet.start_agent("h2", HOSTS["h2"],
