@@ -166,10 +166,14 @@ absl::StatusOr<json> summarize(const std::filesystem::path& bundle) {
                                            "collection-log.jsonl"};
   auto members = readMembers(bundle, wanted);
   if (!members.ok()) return members.status();
+  return summarizeMembers(*members);
+}
+
+json summarizeMembers(const std::map<std::string, std::string>& members) {
   auto text = [&](const char* path) -> const std::string& {
     static const std::string kEmpty;
-    auto it = members->find(path);
-    return it == members->end() ? kEmpty : it->second;
+    auto it = members.find(path);
+    return it == members.end() ? kEmpty : it->second;
   };
   auto object = [&](const char* path) {
     json j = json::parse(text(path), nullptr, false);

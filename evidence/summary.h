@@ -5,14 +5,19 @@
 #pragma once
 
 #include <filesystem>
-
+#include <map>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "absl/status/statusor.h"
 
 namespace bulkhead::evidence {
 
 absl::StatusOr<nlohmann::json> summarize(const std::filesystem::path& bundle);
+
+// Pure: the same from the bundle's members already read (path relative to the top directory,
+// e.g. "artifacts/processes.jsonl", -> content). Every member is untrusted and may be missing.
+nlohmann::json summarizeMembers(const std::map<std::string, std::string>& members);
 
 // Human-readable rendering of summarize()'s document (for the CLI), ending with a newline.
 std::string renderSummary(const nlohmann::json& summary);

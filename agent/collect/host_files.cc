@@ -272,10 +272,14 @@ WalkResult walkTree(const std::filesystem::path& root, const std::string& host_t
 }
 
 std::set<std::string> hangProneMounts(const std::filesystem::path& mountinfo) {
-  std::set<std::string> out;
   auto f = readRegularFile(mountinfo, 16 * 1024 * 1024);
-  if (!f.ok()) return out;
-  for (std::string_view line : splitLines(f->bytes)) {
+  if (!f.ok()) return {};
+  return parseHangProneMounts(f->bytes);
+}
+
+std::set<std::string> parseHangProneMounts(std::string_view mountinfo_text) {
+  std::set<std::string> out;
+  for (std::string_view line : splitLines(mountinfo_text)) {
     // "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw": mount point is field
     // 5, the file system type follows " - ".
     size_t dash = line.find(" - ");

@@ -76,6 +76,8 @@ struct WalkLimits {
 // cifs, smb3, 9p, ceph, glusterfs. Read from `mountinfo` (the agent's /proc/self/mountinfo);
 // paths with escapes (\040) are decoded. Empty when it cannot be read.
 std::set<std::string> hangProneMounts(const std::filesystem::path& mountinfo);
+// Pure: the same from the text of a mountinfo file.
+std::set<std::string> parseHangProneMounts(std::string_view mountinfo_text);
 
 struct WalkResult {
   size_t entries = 0;

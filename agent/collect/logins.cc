@@ -4,12 +4,14 @@
 #include <fmt/format.h>
 #include <utmp.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
 #include "absl/strings/numbers.h"
 #include "agent/collect/collectors.h"
 #include "agent/collect/host_files.h"
+#include "agent/collect/login_records.h"
 #include "common/format.h"
 
 namespace bulkhead::agent::collect {
@@ -50,7 +52,7 @@ nlohmann::json utmpAddress(const int32_t (&a)[4]) {
   return std::string(buf);
 }
 
-nlohmann::json utmpRecord(const struct utmp& u) {
+nlohmann::json recordOfUtmp(const struct utmp& u) {
   nlohmann::json r;
   r["type"] = utmpTypeName(u.ut_type);
   putText(r, "user", field(u.ut_user));
@@ -96,7 +98,7 @@ bool emitUtmpFile(const CollectContext& ctx, ArtifactSink& sink,
       if (sink.stopped()) return false;
       struct utmp u;
       std::memcpy(&u, bytes.data() + off, sizeof u);
-      nlohmann::json r = utmpRecord(u);
+      nlohmann::json r = recordOfUtmp(u);
       r["source"] = std::string(host_path);
       if (!sink.record(artifact, r)) return false;
     }
@@ -105,7 +107,14 @@ bool emitUtmpFile(const CollectContext& ctx, ArtifactSink& sink,
   return true;
 }
 
-// KEY=VALUE lines of a logind session file.
+}  // namespace
+
+nlohmann::json utmpRecord(std::string_view record) {
+  struct utmp u {};
+  std::memcpy(&u, record.data(), std::min(record.size(), sizeof u));
+  return recordOfUtmp(u);
+}
+
 nlohmann::json sessionRecord(std::string_view id, std::string_view text) {
   nlohmann::json r;
   putText(r, "id", id);
@@ -146,6 +155,8 @@ nlohmann::json sessionRecord(std::string_view id, std::string_view text) {
   }
   return r;
 }
+
+namespace {
 
 bool emitSessions(const CollectContext& ctx, ArtifactSink& sink) {
   const std::filesystem::path dir = underRoot(ctx.root, "/run/systemd/sessions");

@@ -25,6 +25,7 @@
 
 #include "agent/collect/collectors.h"
 #include "agent/collect/proc_files.h"
+#include "agent/collect/sock_diag_records.h"
 #include "agent/linux/sock_diag_flow_killer.h"
 #include "common/format.h"
 
@@ -122,6 +123,70 @@ DiagRequest<Req> diagRequest(uint32_t seq, uint8_t family) {
   return req;
 }
 
+}  // namespace
+
+absl::Status parseUnixDiagDatagram(const uint8_t* data, size_t len, std::vector<SocketRecord>* out,
+                                   bool* done) {
+  auto each = [&](const uint8_t* payload, size_t plen) {
+    if (plen < sizeof(unix_diag_msg)) return;
+    unix_diag_msg m;
+    std::memcpy(&m, payload, sizeof m);
+    json r;
+    r["family"] = "unix";
+    r["protocol"] = unixTypeName(m.udiag_type);
+    r["state"] = datagramStateName(m.udiag_state);
+    r["inode"] = m.udiag_ino;
+    r["path"] = nullptr;
+    r["uid"] = nullptr;
+    forEachAttr(payload, plen, sizeof m, [&](const nlattr* a) {
+      const auto* bytes = static_cast<const char*>(nla_data(a));
+      const size_t n = static_cast<size_t>(nla_len(a));
+      if (nla_type(a) == UNIX_DIAG_NAME && n > 0) {
+        // Abstract names start with NUL; shown as "@name" the way ss does.
+        std::string name = bytes[0] == '\0' ? "@" + std::string(bytes + 1, n - 1)
+                                            : std::string(bytes, strnlen(bytes, n));
+        r["path"] = proc::utf8(name);
+      } else if (nla_type(a) == UNIX_DIAG_PEER && n >= sizeof(uint32_t)) {
+        r["peer_inode"] = nla_get_u32(const_cast<nlattr*>(a));
+      } else if (nla_type(a) == UNIX_DIAG_UID && n >= sizeof(uint32_t)) {
+        r["uid"] = nla_get_u32(const_cast<nlattr*>(a));
+      }
+    });
+    out->push_back(SocketRecord{std::move(r), m.udiag_ino});
+  };
+  return walkDiagDatagram(data, len, each, done);
+}
+
+absl::Status parsePacketDiagDatagram(const uint8_t* data, size_t len,
+                                     std::vector<SocketRecord>* out, bool* done) {
+  auto each = [&](const uint8_t* payload, size_t plen) {
+    if (plen < sizeof(packet_diag_msg)) return;
+    packet_diag_msg m;
+    std::memcpy(&m, payload, sizeof m);
+    json r;
+    r["family"] = "packet";
+    r["protocol"] = "packet";
+    r["inode"] = m.pdiag_ino;
+    r["packet_protocol"] = m.pdiag_num;  // ethertype, host order (ETH_P_ALL = 3)
+    r["ifindex"] = nullptr;
+    r["uid"] = nullptr;
+    forEachAttr(payload, plen, sizeof m, [&](const nlattr* a) {
+      const size_t n = static_cast<size_t>(nla_len(a));
+      if (nla_type(a) == PACKET_DIAG_INFO && n >= sizeof(packet_diag_info)) {
+        packet_diag_info info;
+        std::memcpy(&info, nla_data(a), sizeof info);
+        r["ifindex"] = info.pdi_index;  // 0: bound to every interface
+      } else if (nla_type(a) == PACKET_DIAG_UID && n >= sizeof(uint32_t)) {
+        r["uid"] = nla_get_u32(const_cast<nlattr*>(a));
+      }
+    });
+    out->push_back(SocketRecord{std::move(r), m.pdiag_ino});
+  };
+  return walkDiagDatagram(data, len, each, done);
+}
+
+namespace {
+
 class SocketScan {
  public:
   SocketScan(const CollectContext& ctx, ArtifactSink& sink) : ctx_(ctx), sink_(sink) {}
@@ -168,10 +233,7 @@ class SocketScan {
   }
 
  private:
-  struct Row {
-    json record;
-    uint64_t inode = 0;
-  };
+  using Row = SocketRecord;
 
   // Sends one dump request and feeds every answer datagram to `on_datagram` until it sets
   // *done. False (with a warning naming `what`) when the dump failed.
@@ -258,68 +320,18 @@ class SocketScan {
     auto req = diagRequest<unix_diag_req>(++seq_, AF_UNIX);
     req.r.udiag_states = ~0u;
     req.r.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_UID;
-    auto each = [&](const uint8_t* payload, size_t plen) {
-      if (plen < sizeof(unix_diag_msg)) return;
-      unix_diag_msg m;
-      std::memcpy(&m, payload, sizeof m);
-      json r;
-      r["family"] = "unix";
-      r["protocol"] = unixTypeName(m.udiag_type);
-      r["state"] = datagramStateName(m.udiag_state);
-      r["inode"] = m.udiag_ino;
-      r["path"] = nullptr;
-      r["uid"] = nullptr;
-      forEachAttr(payload, plen, sizeof m, [&](const nlattr* a) {
-        const auto* data = static_cast<const char*>(nla_data(a));
-        const size_t n = static_cast<size_t>(nla_len(a));
-        if (nla_type(a) == UNIX_DIAG_NAME && n > 0) {
-          // Abstract names start with NUL; shown as "@name" the way ss does.
-          std::string name = data[0] == '\0' ? "@" + std::string(data + 1, n - 1)
-                                             : std::string(data, strnlen(data, n));
-          r["path"] = proc::utf8(name);
-        } else if (nla_type(a) == UNIX_DIAG_PEER && n >= sizeof(uint32_t)) {
-          r["peer_inode"] = nla_get_u32(const_cast<nlattr*>(a));
-        } else if (nla_type(a) == UNIX_DIAG_UID && n >= sizeof(uint32_t)) {
-          r["uid"] = nla_get_u32(const_cast<nlattr*>(a));
-        }
-      });
-      rows_.push_back(Row{std::move(r), m.udiag_ino});
-    };
     return dumpOrReset(&req, sizeof req, "unix sockets",
                        [&](const uint8_t* data, size_t n, bool* done) {
-                         return walkDiagDatagram(data, n, each, done);
+                         return parseUnixDiagDatagram(data, n, &rows_, done);
                        });
   }
 
   bool dumpPacket() {
     auto req = diagRequest<packet_diag_req>(++seq_, AF_PACKET);
     req.r.pdiag_show = PACKET_SHOW_INFO;
-    auto each = [&](const uint8_t* payload, size_t plen) {
-      if (plen < sizeof(packet_diag_msg)) return;
-      packet_diag_msg m;
-      std::memcpy(&m, payload, sizeof m);
-      json r;
-      r["family"] = "packet";
-      r["protocol"] = "packet";
-      r["inode"] = m.pdiag_ino;
-      r["packet_protocol"] = m.pdiag_num;  // ethertype, host order (ETH_P_ALL = 3)
-      r["ifindex"] = nullptr;
-      r["uid"] = nullptr;
-      forEachAttr(payload, plen, sizeof m, [&](const nlattr* a) {
-        const size_t n = static_cast<size_t>(nla_len(a));
-        if (nla_type(a) == PACKET_DIAG_INFO && n >= sizeof(packet_diag_info)) {
-          packet_diag_info info;
-          std::memcpy(&info, nla_data(a), sizeof info);
-          r["ifindex"] = info.pdi_index;  // 0: bound to every interface
-        } else if (nla_type(a) == PACKET_DIAG_UID && n >= sizeof(uint32_t)) {
-          r["uid"] = nla_get_u32(const_cast<nlattr*>(a));
-        }
-      });
-      rows_.push_back(Row{std::move(r), m.pdiag_ino});
-    };
     return dumpOrReset(&req, sizeof req, "packet sockets",
                        [&](const uint8_t* data, size_t n, bool* done) {
-                         return walkDiagDatagram(data, n, each, done);
+                         return parsePacketDiagDatagram(data, n, &rows_, done);
                        });
   }
 
