@@ -11,6 +11,9 @@ PACKAGES=(
   libnftables-dev libnl-3-dev libnl-route-3-dev libnl-nf-3-dev
   libspdlog-dev libfmt-dev libboost-program-options-dev libsqlite3-dev libssl-dev
   libyaml-cpp-dev nlohmann-json3-dev libgtest-dev libgmock-dev libarchive-dev
+  # sanitizer, fuzz and static-check stages of scripts/test.sh: clang with its sanitizer and
+  # libFuzzer runtimes, llvm-symbolizer for readable reports, clang-tidy
+  clang libclang-rt-14-dev llvm clang-tidy
   # the lab and the tests: namespaces, firewall, real traffic, real sessions
   nftables iproute2 util-linux procps python3 openssh-server openssh-client conntrack
 )

@@ -1,14 +1,87 @@
 #!/usr/bin/env bash
-# One command for the whole test suite on a fresh Debian 12 machine, as root:
-# installs dependencies, builds, runs unit tests, then the root-only kernel and lab tests.
-set -euo pipefail
+# One command for the whole test suite on a fresh Debian 12 machine, as root (.ci/run calls it):
+#   1. normal   installs dependencies, builds (gcc, warnings are errors), runs every test: unit,
+#               then the root-only kernel and lab tests.
+#   2. asan     scripts/sanitize.sh asan: unit (with the fuzz corpus replays) and kernel tests
+#               under ASan + UBSan (clang, build-asan).
+#   3. tsan     scripts/sanitize.sh tsan: the controller/agent RPC tests under TSan (build-tsan).
+#   4. fuzz     scripts/fuzz.sh: each libFuzzer target for ${BULKHEAD_FUZZ_SECONDS:-20} s.
+#   5. tidy     scripts/clang_tidy_changed.py: clang-tidy on the lines changed since
+#               scripts/clang-tidy-base, warnings-clean.
+# Stage 1 always runs. Locally BULKHEAD_CI_STAGES (comma-separated, e.g. "asan,fuzz"; "none"
+# for stage 1 only) picks the others; with CI=true all run whatever it says. Arguments go to
+# stage 1's ctest. Every stage runs even if an earlier one failed; the exit status is non-zero
+# if any failed, and the last line is the total over all stages: "total: N passed, N failed".
+set -uo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
-scripts/build.sh
 BUILD_DIR=${BUILD_DIR:-build}
-# Leftovers of an interrupted earlier run (namespaces whose creator is gone).
-python3 tests/lab/bhlab.py cleanup >/dev/null 2>&1 || true
-cd "$BUILD_DIR"
-# One run so the closing summary covers everything. Unit tests run two at a time; tests
-# labelled "root" (kernel and lab) are RUN_SERIAL: they build namespaces and time traffic.
-exec ctest -j 2 --output-on-failure --timeout 900 "$@"
+export BUILD_DIR
+
+all_stages="asan,tsan,fuzz,tidy"
+stages=${BULKHEAD_CI_STAGES:-$all_stages}
+if [ "${CI:-}" = "true" ]; then stages=$all_stages; fi
+
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+summary=()
+total_passed=0
+total_failed=0
+any_failed=0
+
+# run_stage NAME CMD...: runs CMD with its output shown and kept, then counts its results from
+# its last summary line (CTest's or "N passed, N failed"); a stage that printed none counts as
+# one failure.
+run_stage() {
+  local name=$1
+  shift
+  echo "=== stage $name: $*"
+  local start=$SECONDS
+  "$@" 2>&1 | tee "$logs/$name.log"
+  local rc=${PIPESTATUS[0]}
+  local secs=$((SECONDS - start))
+  local passed="" failed="" line
+  line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$logs/$name.log" | tail -n 1)
+  if [ -n "$line" ]; then
+    failed=$(sed -E 's/^[0-9]+% tests passed, ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
+    passed=$(( $(sed -E 's/.* out of ([0-9]+).*/\1/' <<<"$line") - failed ))
+  else
+    line=$(grep -E '^([a-z-]+: )?[0-9]+ passed, [0-9]+ failed' "$logs/$name.log" | tail -n 1)
+    if [ -n "$line" ]; then
+      passed=$(sed -E 's/^([a-z-]+: )?([0-9]+) passed.*/\2/' <<<"$line")
+      failed=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
+    fi
+  fi
+  if [ -z "$passed" ]; then passed=0; failed=1; fi
+  if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+  [ "$rc" -ne 0 ] && any_failed=1
+  total_passed=$((total_passed + passed))
+  total_failed=$((total_failed + failed))
+  summary+=("$(printf '%-7s %5d passed, %3d failed  exit %-3d %5d s' "$name" "$passed" "$failed" "$rc" "$secs")")
+}
+
+normal_stage() {
+  scripts/install-deps.sh || return
+  scripts/build.sh || return
+  # Leftovers of an interrupted earlier run (namespaces whose creator is gone).
+  python3 tests/lab/bhlab.py cleanup >/dev/null 2>&1 || true
+  # One run so its summary covers every test. Unit tests run two at a time; tests labelled
+  # "root" (kernel and lab) are RUN_SERIAL: they build namespaces and time traffic.
+  (cd "$BUILD_DIR" && ctest -j 2 --output-on-failure --timeout 900 "$@")
+}
+
+run_stage normal normal_stage "$@"
+for stage in ${stages//,/ }; do
+  case "$stage" in
+    none) ;;
+    asan) run_stage asan scripts/sanitize.sh asan ;;
+    tsan) run_stage tsan scripts/sanitize.sh tsan ;;
+    fuzz) run_stage fuzz scripts/fuzz.sh ;;
+    tidy) run_stage tidy scripts/clang_tidy_changed.py --build "$BUILD_DIR" ;;
+    *) echo "test.sh: unknown stage \"$stage\" in BULKHEAD_CI_STAGES ($all_stages, none)"; any_failed=1 ;;
+  esac
+done
+
+echo "=== stages"
+printf '%s\n' "${summary[@]}"
+echo "total: $total_passed passed, $total_failed failed"
+exit "$any_failed"

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Runs every libFuzzer target of fuzz/ for a bounded time, starting from its seed corpus.
+#   scripts/fuzz.sh [SECONDS]   (default ${BULKHEAD_FUZZ_SECONDS:-20} per target)
+# Builds the targets in build-asan (the ASan + UBSan + libFuzzer build of scripts/sanitize.sh,
+# configured here if needed). New inputs go to a scratch directory, not to the committed
+# corpus. A crash, leak, sanitizer report or timeout fails the target; its input is kept as
+# build-asan/fuzz-artifacts/<target>-crash-* (add it to fuzz/corpus/<target>/ with the fix).
+# Ends with "fuzz: N passed, N failed"; exit status 1 when a target failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-${BULKHEAD_FUZZ_SECONDS:-20}}
+# shellcheck source=sanitizers/env.sh
+source scripts/sanitizers/env.sh
+dir=${BUILD_DIR_ASAN:-build-asan}
+if [ ! -f "$dir/build.ninja" ]; then
+  launcher=()
+  [ -n "${BULKHEAD_SANITIZE_LAUNCHER:-}" ] && launcher=("-DCMAKE_CXX_COMPILER_LAUNCHER=${BULKHEAD_SANITIZE_LAUNCHER}")
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Sanitize \
+    "-DCMAKE_CXX_FLAGS_SANITIZE=-O1 -gline-tables-only" -DBULKHEAD_WERROR=OFF \
+    -DBULKHEAD_SANITIZE=address,undefined -DBULKHEAD_FUZZ=ON "${launcher[@]}" >/dev/null
+fi
+ninja -C "$dir" -j "${BULKHEAD_BUILD_JOBS:-$(nproc)}" fuzzers
+
+artifacts="$PWD/$dir/fuzz-artifacts"
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+mkdir -p "$artifacts"
+passed=0
+failed=0
+failed_names=()
+for corpus in fuzz/corpus/*/; do
+  name=$(basename "$corpus")
+  bin="$dir/fuzz/$name"
+  if [ ! -x "$bin" ]; then
+    echo "fuzz: $name: no binary $bin (corpus without a target?)"
+    failed=$((failed + 1)); failed_names+=("$name"); continue
+  fi
+  mkdir -p "$scratch/$name"
+  log="$scratch/$name.log"
+  start=$(date +%s)
+  # -timeout: one input running over 10 s is a hang; -rss_limit_mb: a blow-up is a finding.
+  if "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+      -print_final_stats=1 -artifact_prefix="$artifacts/$name-" \
+      "$scratch/$name" "$corpus" >"$log" 2>&1; then
+    runs=$(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
+    echo "fuzz: $name passed ($(( $(date +%s) - start )) s, $runs runs)"
+    passed=$((passed + 1))
+  else
+    echo "fuzz: $name FAILED; the end of its output:"
+    tail -n 60 "$log" | sed 's/^/    /'
+    failed=$((failed + 1)); failed_names+=("$name")
+  fi
+done
+[ ${#failed_names[@]} -gt 0 ] && echo "fuzz: failed targets: ${failed_names[*]}"
+echo "fuzz: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

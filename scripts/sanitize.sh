@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Builds bulkhead with clang and sanitizers in a build directory of its own, then runs tests:
+#   scripts/sanitize.sh asan   build-asan: ASan + UBSan (+ libFuzzer coverage, so the same build
+#                              holds the fuzz targets that scripts/fuzz.sh runs). Runs every
+#                              unit test (the fuzz corpus replays included) and, as root, the
+#                              kernel tests. The lab tests (tests/integration) are not run.
+#   scripts/sanitize.sh tsan   build-tsan: TSan. Builds and runs only the tests that exercise
+#                              the controller's and the agent's threads and gRPC streams.
+# Prints the CTest summary; exit status non-zero when a build or a test fails. A UBSan finding
+# aborts its test; ASan, LSan and TSan reports fail theirs. Suppressions: scripts/sanitizers/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:?usage: scripts/sanitize.sh asan|tsan}
+# shellcheck source=sanitizers/env.sh
+source scripts/sanitizers/env.sh
+
+# -O1 and line tables: fast enough to run, cheap to compile, symbolized stacks.
+common_args=(-G Ninja -DCMAKE_CXX_COMPILER=clang++
+  -DCMAKE_BUILD_TYPE=Sanitize "-DCMAKE_CXX_FLAGS_SANITIZE=-O1 -gline-tables-only"
+  -DBULKHEAD_WERROR=OFF)
+# Warnings are gated by the gcc build (scripts/build.sh) and clang-tidy, not here.
+if [ -n "${BULKHEAD_SANITIZE_LAUNCHER:-}" ]; then
+  common_args+=("-DCMAKE_CXX_COMPILER_LAUNCHER=${BULKHEAD_SANITIZE_LAUNCHER}")
+fi
+jobs=${BULKHEAD_BUILD_JOBS:-$(nproc)}
+
+case "$mode" in
+  asan)
+    dir=${BUILD_DIR_ASAN:-build-asan}
+    cmake -S . -B "$dir" "${common_args[@]}" -DBULKHEAD_SANITIZE=address,undefined \
+      -DBULKHEAD_FUZZ=ON >/dev/null
+    ninja -C "$dir" -j "$jobs"
+    cd "$dir"
+    # Unit tests (fuzz corpus replays included) and kernel tests (label root, RUN_SERIAL);
+    # not the lab tests. Root-only tests skip themselves when not root.
+    exec ctest -j 2 --output-on-failure --timeout 900 -E '^lab_'
+    ;;
+  tsan)
+    dir=${BUILD_DIR_TSAN:-build-tsan}
+    # The threaded RPC code: the agent's controller session and evidence uploader, the
+    # controller's services over in-process gRPC, the agent's capture and reconcile workers.
+    targets=(agent_rpc_test evidence_uploader_test agent_daemon_test capture_worker_test
+      controller_server_test controller_containment_test controller_host_actions_test
+      controller_blocks_test controller_evidence_test)
+    cmake -S . -B "$dir" "${common_args[@]}" -DBULKHEAD_SANITIZE=thread >/dev/null
+    ninja -C "$dir" -j "$jobs" "${targets[@]}"
+    cd "$dir"
+    # Only the binaries built above: other targets' tests are "<target>_NOT_BUILT".
+    exec ctest -j 2 --output-on-failure --timeout 900 -L unit -LE fuzz -E '_NOT_BUILT$'
+    ;;
+  *)
+    echo "sanitize.sh: unknown mode \"$mode\" (asan or tsan)" >&2
+    exit 2
+    ;;
+esac
