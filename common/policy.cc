@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <sys/socket.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -56,18 +57,58 @@ int lineOf(const YAML::Node& node, int fallback) {
   return line >= 0 ? line + 1 : fallback;
 }
 
+// Records where each document's top node starts, from yaml-cpp's event parser.
+class TopNodeMarks final : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> marks;  // one per document read
+
+  void OnDocumentStart(const YAML::Mark&) override { pending_ = true; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { top(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { top(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    top(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    top(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    top(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void top(const YAML::Mark& mark) {
+    if (pending_) marks.push_back(mark);
+    pending_ = false;
+  }
+  bool pending_ = false;
+};
+
+// The top-node marks of the first `max_documents` documents of `text`. Bounded on purpose:
+// yaml-cpp 0.7's LoadAll never returns on some malformed streams (one starting with ","), whose
+// parser reports an empty document without consuming the offending token, forever, allocating
+// a node each time. Throws YAML::Exception on a syntax error, as LoadAll does.
+std::vector<YAML::Mark> documentMarks(const std::string& text, size_t max_documents) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  TopNodeMarks handler;
+  for (size_t i = 0; i < max_documents && parser.HandleNextDocument(handler); ++i) {
+  }
+  return handler.marks;
+}
+
 const char* kindOf(const YAML::Node& node) {
   switch (node.Type()) {
-    case YAML::NodeType::Null:
-      return "nothing";
-    case YAML::NodeType::Scalar:
-      return "a scalar";
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Map:
-      return "a mapping";
-    case YAML::NodeType::Undefined:
-      break;
+    case YAML::NodeType::Null: return "nothing";
+    case YAML::NodeType::Scalar: return "a scalar";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Undefined: break;
   }
   return "an undefined value";
 }
@@ -257,23 +298,28 @@ const ExemptionSet* PolicyLibrary::find(const std::string& name) const {
 
 absl::StatusOr<ExemptionSet> parsePolicy(std::string_view file_name, std::string_view yaml) {
   Errors errors(file_name);
-  std::vector<YAML::Node> docs;
+  YAML::Node root;
   try {
-    docs = YAML::LoadAll(std::string(yaml));
+    const std::string text(yaml);
+    const std::vector<YAML::Mark> docs = documentMarks(text, 2);
+    if (docs.size() > 1) {
+      const bool stalled = docs[1].pos == docs[0].pos;  // the parser read nothing more
+      const YAML::Mark& at = stalled ? docs[0] : docs[1];
+      errors.add(at.line >= 0 ? at.line + 1 : 1, "yaml",
+                 stalled ? "not YAML the parser can read past (a stray \",\"?)"
+                         : "more than one document: one exemption set per file");
+      return absl::InvalidArgumentError(joinLines(errors.lines()));
+    }
+    root = YAML::Load(text);  // the one document
   } catch (const YAML::Exception& e) {
     int line = e.mark.line >= 0 ? e.mark.line + 1 : 1;
     errors.add(line, "yaml", e.msg + yamlHint(yaml, line));
     return absl::InvalidArgumentError(joinLines(errors.lines()));
   }
-  if (docs.size() > 1) {
-    errors.add(lineOf(docs[1], 1), "yaml", "more than one document: one exemption set per file");
-    return absl::InvalidArgumentError(joinLines(errors.lines()));
-  }
-  if (docs.empty() || docs[0].IsNull()) {
+  if (root.IsNull()) {
     errors.add(1, "yaml", "empty file: expected a mapping with name, description, rules");
     return absl::InvalidArgumentError(joinLines(errors.lines()));
   }
-  const YAML::Node& root = docs[0];
   if (!root.IsMap()) {
     errors.add(
         lineOf(root, 1), "yaml",
