@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <limits>
 
 #include "agent/core/processes.h"
 
@@ -140,6 +141,7 @@ std::optional<int64_t> parseBootTime(std::string_view proc_stat) {
   }
   int64_t v = 0;
   if (!parseNumber(firstField(proc_stat.substr(pos + 6)), &v)) return std::nullopt;
+  if (v > std::numeric_limits<int64_t>::max() / 1000) return std::nullopt;  // callers use ms
   return v;
 }
 
@@ -158,6 +160,7 @@ std::optional<int64_t> parseUptimeMs(std::string_view proc_uptime) {
     }
     for (; digits < 3; ++digits) ms *= 10;
   }
+  if (secs > (std::numeric_limits<int64_t>::max() - ms) / 1000) return std::nullopt;
   return secs * 1000 + ms;
 }
 

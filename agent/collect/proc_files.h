@@ -65,10 +65,11 @@ std::string utf8(std::string_view s);
 // does not make an empty last element.
 nlohmann::json splitNul(std::string_view raw);
 
-// "btime N" of /proc/stat, in seconds since the epoch; nullopt when missing.
+// "btime N" of /proc/stat, in seconds since the epoch; nullopt when missing or too large to
+// be counted in milliseconds in an int64_t.
 std::optional<int64_t> parseBootTime(std::string_view proc_stat);
 
-// First number of /proc/uptime in milliseconds; nullopt when it does not parse.
+// First number of /proc/uptime in milliseconds; nullopt when it does not parse or does not fit.
 std::optional<int64_t> parseUptimeMs(std::string_view proc_uptime);
 
 // What an exe/fd link text says about its target.

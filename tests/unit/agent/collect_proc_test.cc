@@ -47,6 +47,10 @@ TEST(ProcParsers, NulListsTimesAndIds) {
   EXPECT_FALSE(proc::parseBootTime("cpu 1 2\n").has_value());
   EXPECT_EQ(proc::parseUptimeMs("1234.56 99.00\n"), 1234560);
   EXPECT_EQ(proc::parseUptimeMs("7 1\n"), 7000);
+  // Out of range for milliseconds in an int64_t (found by fuzz/proc_fuzz).
+  EXPECT_FALSE(proc::parseUptimeMs("1111111111111110242 42\n").has_value());
+  EXPECT_FALSE(proc::parseBootTime("btime 9223372036854776\n").has_value());
+  EXPECT_EQ(proc::parseBootTime("btime 9223372036854775\n"), 9223372036854775);
   EXPECT_FALSE(proc::auditIdOrUnset("4294967295").has_value());
   EXPECT_EQ(proc::auditIdOrUnset("17\n"), 17u);
   EXPECT_FALSE(proc::ttyOrNone(0).has_value());
