@@ -103,7 +103,7 @@ TEST_F(ReconcileWorkerTest, TtlWakesTheWorkerAndReleases) {
   ReconcileWorker w(rec_.get(), &sink_, 0ms);
   w.desiredState(isolated(3, wallMs() + 300));
   ASSERT_TRUE(sink_.waitFor([&] { return sink_.reports.size() == 1; }));
-  EXPECT_TRUE(fw_.present);
+  w.runSync([&](Reconciler&) { EXPECT_TRUE(fw_.present); });  // fw_ belongs to the worker
   ASSERT_TRUE(sink_.waitFor([&] { return sink_.reports.size() == 2; }, 3000ms));
   EXPECT_TRUE(sink_.reports[1].ok());
   EXPECT_EQ(sink_.reports[1].ruleset_hash(), "");
