@@ -4,8 +4,8 @@
 #                              holds the fuzz targets that scripts/fuzz.sh runs). Runs every
 #                              unit test (the fuzz corpus replays included) and, as root, the
 #                              kernel tests. The lab tests (tests/integration) are not run.
-#   scripts/sanitize.sh tsan   build-tsan: TSan. Builds and runs only the tests that exercise
-#                              the controller's and the agent's threads and gRPC streams.
+#   scripts/sanitize.sh tsan   build-tsan: TSan. Builds and runs only the agent's threaded
+#                              tests that do not go through gRPC (see the tsan case below).
 # Prints the CTest summary; exit status non-zero when a build or a test fails. A UBSan finding
 # aborts its test; ASan, LSan and TSan reports fail theirs. Suppressions: scripts/sanitizers/.
 set -euo pipefail
@@ -37,11 +37,11 @@ case "$mode" in
     ;;
   tsan)
     dir=${BUILD_DIR_TSAN:-build-tsan}
-    # The threaded RPC code: the agent's controller session and evidence uploader, the
-    # controller's services over in-process gRPC, the agent's capture and reconcile workers.
-    targets=(agent_rpc_test evidence_uploader_test agent_daemon_test capture_worker_test
-      controller_server_test controller_containment_test controller_host_actions_test
-      controller_blocks_test controller_evidence_test)
+    # The agent's threaded code that runs without gRPC: the reconcile worker (TTL timer,
+    # tamper events, previews), the status socket, the capture worker and its spool. The
+    # gRPC-based tests are not run here: Debian's gRPC and absl are not instrumented, so TSan
+    # cannot see their synchronisation and reports races on every call (README.md, Tests).
+    targets=(agent_daemon_test capture_worker_test sanitizer_canary)
     cmake -S . -B "$dir" "${common_args[@]}" -DBULKHEAD_SANITIZE=thread >/dev/null
     ninja -C "$dir" -j "$jobs" "${targets[@]}"
     cd "$dir"
