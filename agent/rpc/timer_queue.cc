@@ -52,7 +52,9 @@ void TimerQueue::run() {
     }
     auto first = queue_.begin();
     if (first->first > Clock::now()) {
-      cv_.wait_until(lock, first->first);
+      // A copy: cancel() may erase the entry (and its time point) while this waits.
+      const Clock::time_point when = first->first;
+      cv_.wait_until(lock, when);
       continue;
     }
     Id id = first->second.first;
