@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every libFuzzer target of fuzz/ for a bounded time, starting from its seed corpus.
-#   scripts/fuzz.sh [SECONDS]   (default ${BULKHEAD_FUZZ_SECONDS:-20} per target)
+#   scripts/fuzz.sh [SECONDS]   (default ${BULKHEAD_FUZZ_SECONDS:-20} per target; seed
+#                               ${BULKHEAD_FUZZ_SEED:-1}, 0 for a random one)
 # Builds the targets in build-asan (the ASan + UBSan + libFuzzer build of scripts/sanitize.sh,
 # configured here if needed). New inputs go to a scratch directory, not to the committed
 # corpus. A crash, leak, sanitizer report or timeout fails the target; its input is kept as
@@ -9,6 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-${BULKHEAD_FUZZ_SECONDS:-20}}
+# A fixed seed by default, so a failure in CI reproduces with the same command; 0 = random.
+seed=${BULKHEAD_FUZZ_SEED:-1}
 # shellcheck source=sanitizers/env.sh
 source scripts/sanitizers/env.sh
 dir=${BUILD_DIR_ASAN:-build-asan}
@@ -39,7 +42,7 @@ for corpus in fuzz/corpus/*/; do
   log="$scratch/$name.log"
   start=$(date +%s)
   # -timeout: one input running over 10 s is a hang; -rss_limit_mb: a blow-up is a finding.
-  if "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+  if "$bin" -seed="$seed" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
       -print_final_stats=1 -artifact_prefix="$artifacts/$name-" \
       "$scratch/$name" "$corpus" >"$log" 2>&1; then
     runs=$(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
