@@ -88,7 +88,7 @@ absl::Status walkDiagDatagram(const uint8_t* data, size_t len,
     if (h.nlmsg_type == NLMSG_ERROR) {
       int err = 0;
       if (plen >= sizeof err) std::memcpy(&err, payload, sizeof err);
-      return absl::UnavailableError(std::strerror(-err));
+      return absl::UnavailableError(std::strerror(static_cast<int>(-static_cast<int64_t>(err))));
     }
     if (h.nlmsg_type == SOCK_DIAG_BY_FAMILY) each(payload, plen);
     off += NLMSG_ALIGN(h.nlmsg_len);

@@ -64,6 +64,9 @@ Flow flowFromDiag(const inet_diag_msg& m) {
 
 std::string errnoText(int err) { return std::strerror(err); }
 
+// The errno of a netlink error code (a negative errno); any int from the wire, INT_MIN too.
+int negatedErrno(int code) { return static_cast<int>(-static_cast<int64_t>(code)); }
+
 // Reads and discards anything queued (stale acks of an earlier, timed-out batch).
 void drain(int fd) {
   std::vector<uint8_t> buf(kRecvBufSize);
@@ -157,7 +160,8 @@ absl::Status parseInetDiagDump(const void* data, size_t len, std::vector<DiagSoc
       int err = 0;
       if (plen >= sizeof(int)) std::memcpy(&err, payload, sizeof(int));
       if (err < 0) {
-        return absl::UnavailableError(fmt::format("sock_diag dump failed: {}", errnoText(-err)));
+        return absl::UnavailableError(
+            fmt::format("sock_diag dump failed: {}", errnoText(negatedErrno(err))));
       }
       *done = true;
       return absl::OkStatus();
@@ -165,7 +169,8 @@ absl::Status parseInetDiagDump(const void* data, size_t len, std::vector<DiagSoc
     if (h.nlmsg_type == NLMSG_ERROR) {
       int err = 0;
       if (plen >= sizeof(int)) std::memcpy(&err, payload, sizeof(int));
-      return absl::UnavailableError(fmt::format("sock_diag dump failed: {}", errnoText(-err)));
+      return absl::UnavailableError(
+          fmt::format("sock_diag dump failed: {}", errnoText(negatedErrno(err))));
     }
     if (h.nlmsg_type == SOCK_DIAG_BY_FAMILY) {
       if (plen < sizeof(inet_diag_msg)) {
@@ -370,8 +375,8 @@ void SockDiagFlowKiller::destroy(const std::vector<const DiagSocket*>& chosen, C
         report->errors.push_back(fmt::format("{}: SOCK_DESTROY not acknowledged{}", describeFlow(f),
                                              lost ? " (ack queue overflowed)" : ""));
       } else {
-        report->errors.push_back(
-            fmt::format("{}: SOCK_DESTROY failed: {}", describeFlow(f), errnoText(-err)));
+        report->errors.push_back(fmt::format("{}: SOCK_DESTROY failed: {}", describeFlow(f),
+                                             errnoText(negatedErrno(err))));
       }
     }
     if (unsupported) {

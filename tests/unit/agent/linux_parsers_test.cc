@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -128,6 +129,10 @@ TEST(SockDiagParse, ErrorsAndTruncation) {
   std::vector<uint8_t> e;
   appendMsg(&e, NLMSG_ERROR, intPayload(-EPERM));
   EXPECT_FALSE(parseInetDiagDump(e.data(), e.size(), &out, &done).ok());
+  // Any int from the wire, INT_MIN too (negating it overflowed; found by fuzz/sock_diag_fuzz).
+  std::vector<uint8_t> min;
+  appendMsg(&min, NLMSG_ERROR, intPayload(std::numeric_limits<int>::min()));
+  EXPECT_FALSE(parseInetDiagDump(min.data(), min.size(), &out, &done).ok());
 
   std::vector<uint8_t> t;
   appendMsg(&t, SOCK_DIAG_BY_FAMILY, diagMsg(AF_INET, "10.0.0.1", 1, "10.0.0.2", 2, 1));
