@@ -1,8 +1,17 @@
 // `bulkhead hosts`, `bulkhead status HOST`, `bulkhead audit`.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <ostream>
+#include <sstream>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "cli/args.h"
 #include "cli/cli.h"
@@ -10,6 +19,7 @@
 #include "cli/output.h"
 #include "common/format.h"
 #include "common/parse.h"
+#include "evidence/signing.h"
 
 namespace po = boost::program_options;
 
@@ -164,15 +174,91 @@ int status(const GlobalOptions& g, const std::vector<std::string>& args, Io& io)
   return kOk;
 }
 
-int verifyAudit(const GlobalOptions& g, OperatorClient& client, Io& io) {
+absl::StatusOr<std::string> readWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(fmt::format("cannot read {}", path));
+  return text.str();
+}
+
+// Creates `path` (never replacing a file or following a symlink) holding `data`, synced.
+absl::Status writeNewFile(const std::string& path, std::string_view data) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return absl::AlreadyExistsError(fmt::format("cannot create {}: {}", path,
+                                                std::strerror(errno)));
+  }
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  bool ok = done == data.size() && ::fsync(fd) == 0;
+  int saved = errno;
+  ::close(fd);
+  if (!ok) {
+    ::unlink(path.c_str());
+    return absl::DataLossError(fmt::format("cannot write {}: {}", path, std::strerror(saved)));
+  }
+  return absl::OkStatus();
+}
+
+// The head checkpoint of an export written by `audit export`, after checking FILE.sig (the
+// controller's signature over FILE) with FILE.crt.
+absl::StatusOr<v1::VerifyAuditRequest> checkpointOfExport(const std::string& file) {
+  auto text = readWholeFile(file);
+  if (!text.ok()) return text.status();
+  auto sig = readWholeFile(file + ".sig");
+  if (!sig.ok()) return sig.status();
+  auto cert = readWholeFile(file + ".crt");
+  if (!cert.ok()) return cert.status();
+  if (auto s = evidence::checkSignature(*cert, *text, *sig); !s.ok()) {
+    return absl::InvalidArgumentError(fmt::format(
+        "{}: the signature in {}.sig does not match: the export was altered ({})", file, file,
+        s.message()));
+  }
+  std::string_view body = *text;
+  while (!body.empty() && body.back() == '\n') body.remove_suffix(1);
+  auto nl = body.rfind('\n');
+  auto head = nlohmann::json::parse(nl == std::string_view::npos ? body : body.substr(nl + 1),
+                                    nullptr, false);
+  if (!head.is_object() || head.value("type", "") != "head" ||
+      !head.contains("last_id") || !head["last_id"].is_number_integer() ||
+      !head.contains("last_hash") || !head["last_hash"].is_string()) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}: the last line is not an audit export head", file));
+  }
+  v1::VerifyAuditRequest req;
+  req.set_checkpoint_id(head["last_id"].get<int64_t>());
+  req.set_checkpoint_hash(head["last_hash"].get<std::string>());
+  return req;
+}
+
+int verifyAudit(const GlobalOptions& g, OperatorClient& client, const v1::VerifyAuditRequest& req,
+                Io& io) {
   v1::VerifyAuditResponse resp;
   auto ctx = client.context();
-  grpc::Status st = client.stub().VerifyAudit(ctx.get(), v1::VerifyAuditRequest(), &resp);
+  grpc::Status st = client.stub().VerifyAudit(ctx.get(), req, &resp);
   if (!st.ok()) return reportRpcError("audit", client.controller(), st, io.err);
   if (g.json) {
     printJson(io.out, resp);
   } else if (resp.ok()) {
-    io.out << "audit trail intact: " << resp.rows() << " rows, hash chain verified\n";
+    io.out << "audit trail intact: " << resp.rows() << " rows, hash chain verified";
+    if (resp.keyed()) {
+      io.out << ", MACs verified";
+      if (resp.unkeyed_rows() > 0) {
+        io.out << " (" << resp.unkeyed_rows()
+               << " older rows before keyed chaining: hash chain only)";
+      }
+    }
+    if (req.checkpoint_id() > 0) {
+      io.out << "; checkpoint row " << req.checkpoint_id() << " present, nothing missing";
+    }
+    io.out << "\n";
   } else {
     io.out << "audit trail ALTERED at row " << resp.first_bad_id() << ": " << resp.problem()
            << " (" << resp.rows() << " rows checked)\n";
@@ -183,19 +269,35 @@ int verifyAudit(const GlobalOptions& g, OperatorClient& client, Io& io) {
 int audit(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
   unsigned limit = 50;
   bool verify = false;
+  std::string checkpoint;
   po::options_description opts("audit");
   opts.add_options()
       ("limit", po::value(&limit)->default_value(50), "newest N records")
       ("verify", po::bool_switch(&verify),
-       "recompute the audit hash chain; exit 1 if any row was altered");
+       "recompute the audit hash chain and MACs; exit 1 if any row was altered")
+      ("checkpoint", po::value(&checkpoint)->value_name("FILE"),
+       "with --verify: an earlier `audit export` file; rows missing after its head fail");
   po::variables_map vm;
   bool help = false;
   if (!parseCommandArgs("audit", args, opts, {}, vm, io.out, io.err, &help)) {
     return help ? kOk : kUsage;
   }
+  v1::VerifyAuditRequest verify_req;
+  if (!checkpoint.empty()) {
+    if (!verify) {
+      io.err << "bulkhead audit: --checkpoint: only with --verify\n";
+      return kUsage;
+    }
+    auto req = checkpointOfExport(checkpoint);
+    if (!req.ok()) {
+      io.err << "bulkhead audit: --checkpoint: " << req.status().message() << "\n";
+      return kUsage;
+    }
+    verify_req = *std::move(req);
+  }
   auto client = connectClient("audit", g, io.err);
   if (!client) return kUsage;
-  if (verify) return verifyAudit(g, *client, io);
+  if (verify) return verifyAudit(g, *client, verify_req, io);
   if (limit == 0) limit = 50;
   // The newest `limit` rows, fetched newest page first (the controller bounds each page).
   std::vector<v1::ListAuditResponse> pages;
@@ -234,6 +336,77 @@ int audit(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) 
   return kOk;
 }
 
+int auditExport(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
+  int64_t since = 0;
+  std::string output;
+  po::options_description opts("audit export");
+  opts.add_options()
+      ("since", po::value(&since)->value_name("ID"), "first row id exported (default: all)")
+      ("output", po::value(&output)->value_name("FILE")->required(),
+       "the JSON-lines file; FILE.sig (signature) and FILE.crt (signer) are written beside it");
+  po::variables_map vm;
+  bool help = false;
+  if (!parseCommandArgs("audit export", args, opts, {}, vm, io.out, io.err, &help)) {
+    return help ? kOk : kUsage;
+  }
+  if (since < 0) {
+    io.err << fmt::format("bulkhead audit export: --since: invalid value {}: use a row id\n",
+                          since);
+    return kUsage;
+  }
+  for (const auto& path : {output, output + ".sig", output + ".crt"}) {
+    std::error_code ec;
+    if (std::filesystem::symlink_status(path, ec).type() !=
+        std::filesystem::file_type::not_found) {
+      io.err << fmt::format("bulkhead audit export: --output: {} exists; nothing written\n",
+                            path);
+      return kUsage;
+    }
+  }
+  auto client = connectClient("audit export", g, io.err);
+  if (!client) return kUsage;
+  v1::ExportAuditRequest req;
+  req.set_since_id(since);
+  auto ctx = client->context();
+  auto reader = client->stub().ExportAudit(ctx.get(), req);
+  v1::AuditExportChunk chunk;
+  std::string text, signature, cert;
+  while (reader->Read(&chunk)) {
+    text += chunk.data();
+    if (!chunk.signature().empty()) signature = chunk.signature();
+    if (!chunk.certificate_pem().empty()) cert = chunk.certificate_pem();
+  }
+  grpc::Status st = reader->Finish();
+  if (!st.ok()) return reportRpcError("audit export", client->controller(), st, io.err);
+  if (auto s = evidence::checkSignature(cert, text, signature); !s.ok()) {
+    io.err << fmt::format("bulkhead audit export: the export does not match its signature: {}\n",
+                          s.message());
+    return kFailed;
+  }
+  for (const auto& [path, data] : {std::pair{output, &text}, std::pair{output + ".sig", &signature},
+                                   std::pair{output + ".crt", &cert}}) {
+    if (auto s = writeNewFile(path, *data); !s.ok()) {
+      io.err << "bulkhead audit export: " << s.message() << "\n";
+      return kFailed;
+    }
+  }
+  auto head = checkpointOfExport(output);
+  if (g.json) {
+    nlohmann::json doc = {{"output", output},
+                          {"signature", output + ".sig"},
+                          {"certificate", output + ".crt"},
+                          {"last_id", head.ok() ? head->checkpoint_id() : 0},
+                          {"last_hash", head.ok() ? head->checkpoint_hash() : ""}};
+    io.out << doc.dump(2) << "\n";
+  } else {
+    io.out << fmt::format("wrote {} ({} bytes), {}.sig, {}.crt; head row {} hash {}\n", output,
+                          text.size(), output, output,
+                          head.ok() ? head->checkpoint_id() : 0,
+                          head.ok() ? head->checkpoint_hash() : "-");
+  }
+  return kOk;
+}
+
 }  // namespace
 
 void addHostCommands(std::map<std::string, CommandInfo>& table) {
@@ -241,6 +414,7 @@ void addHostCommands(std::map<std::string, CommandInfo>& table) {
   table["status"] = {"show one host: connection, containment, last apply, tamper events",
                      status};
   table["audit"] = {"show the audit trail", audit};
+  table["audit export"] = {"write the audit rows as a signed JSON-lines file", auditExport};
 }
 
 }  // namespace bulkhead::cli

@@ -1,6 +1,7 @@
 // bulkhead-controller: builds the real dependencies (flags, logging, identity, SQLite store,
 // gRPC server) and runs until SIGTERM/SIGINT. Startup failures print one line and exit 2.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -22,7 +23,10 @@
 #include "controller/rpc/policies.h"
 #include "controller/rpc/server.h"
 #include "controller/rpc/system_clock.h"
+#include "controller/store/audit_key.h"
+#include "controller/store/data_dir.h"
 #include "controller/store/sqlite_store.h"
+#include "evidence/signing.h"
 
 namespace {
 
@@ -45,25 +49,6 @@ void grpcLog(gpr_log_func_args* args) {
   spdlog::log(level, "grpc: {}", args->message);
 }
 
-absl::Status checkDataDir(const std::filesystem::path& dir) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) {
-    return absl::InvalidArgumentError(
-        fmt::format("--data-dir: {} exists and is not a directory", dir.string()));
-  }
-  fs::create_directories(dir, ec);
-  if (ec) {
-    return absl::PermissionDeniedError(
-        fmt::format("--data-dir: cannot create {}: {}", dir.string(), ec.message()));
-  }
-  if (::access(dir.c_str(), R_OK | W_OK | X_OK) != 0) {
-    return absl::PermissionDeniedError(
-        fmt::format("--data-dir: {} is not readable and writable", dir.string()));
-  }
-  return absl::OkStatus();
-}
-
 int run(int argc, char** argv) {
   // Signals are taken synchronously by the main thread: block them before any thread starts.
   sigset_t signals;
@@ -72,6 +57,9 @@ int run(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  // Everything the controller creates (database, WAL, evidence, audit key) is private.
+  ::umask(077);
 
   auto cmd = parseControllerFlags(std::vector<std::string>(argv + 1, argv + argc));
   if (!cmd.ok()) return fail(fmt::format("{} (see --help)", cmd.status()));
@@ -95,8 +83,13 @@ int run(int argc, char** argv) {
     return fail(fmt::format("--identity: {}/tls.crt is an {} certificate, not a controller's",
                             config.identity_dir, peerKindName(identity->self.kind)));
   }
-  if (auto s = checkDataDir(config.data_dir); !s.ok()) return fail(fmt::format("{}", s));
-  auto store = SqliteStore::create(std::filesystem::path(config.data_dir) / "controller.db");
+  if (auto s = prepareDataDir(config.data_dir); !s.ok()) return fail(fmt::format("{}", s));
+  auto audit_key = loadOrCreateAuditKey(config.audit_key, config.data_dir);
+  if (!audit_key.ok()) return fail(fmt::format("{}", audit_key.status()));
+  auto audit_signer = evidence::Signer::fromPem(identity->key_pem, identity->cert_pem);
+  if (!audit_signer.ok()) return fail(fmt::format("--identity: {}", audit_signer.status()));
+  auto store = SqliteStore::create(std::filesystem::path(config.data_dir) / "controller.db",
+                                   {.audit_key = *std::move(audit_key)});
   if (!store.ok()) return fail(fmt::format("--data-dir: {}", store.status()));
 
   Policies policies(config.policy_dir);
@@ -155,6 +148,7 @@ int run(int argc, char** argv) {
   options.evidence.reserve_bytes = config.evidence_reserve;
   options.evidence.max_uploads = config.max_evidence_uploads;
   options.evidence.max_uploads_per_host = config.max_evidence_uploads_per_host;
+  options.audit_signer = *std::move(audit_signer);
   auto server = ControllerServer::start(clock, **store, options);
   if (!server.ok()) return fail(fmt::format("{}", server.status()));
   g_grpc_started = true;

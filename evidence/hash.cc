@@ -1,5 +1,7 @@
 #include "evidence/hash.h"
 
+#include <openssl/hmac.h>
+
 #include <cstdio>
 #include <cstdlib>
 
@@ -48,6 +50,16 @@ std::string sha256Hex(std::string_view data) {
   Sha256 h;
   h.update(data);
   return h.hexDigest();
+}
+
+std::string hmacSha256Hex(std::string_view key, std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+           reinterpret_cast<const unsigned char*>(data.data()), data.size(), md, &len) == nullptr) {
+    check(0, "HMAC");
+  }
+  return toHex(md, len);
 }
 
 }  // namespace bulkhead::evidence

@@ -30,6 +30,9 @@ class Sha256 {
 // Lower-case hex SHA-256 of `data`.
 std::string sha256Hex(std::string_view data);
 
+// Lower-case hex HMAC-SHA256 of `data` under `key`.
+std::string hmacSha256Hex(std::string_view key, std::string_view data);
+
 // Lower-case hex of `size` bytes.
 std::string toHex(const unsigned char* bytes, size_t size);
 

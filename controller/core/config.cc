@@ -1,5 +1,7 @@
 #include "controller/core/config.h"
 
+#include <filesystem>
+
 #include <arpa/inet.h>
 
 #include <boost/program_options.hpp>
@@ -66,7 +68,8 @@ absl::StatusOr<uint64_t> parseByteSize(const char* flag, const std::string& text
 }  // namespace
 
 absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std::string>& args) {
-  std::string listen, identity, data_dir, policy_dir, hb_interval = "5s", hb_timeout = "15s";
+  std::string listen, identity, data_dir, audit_key, policy_dir, hb_interval = "5s",
+      hb_timeout = "15s";
   std::string selector_limit = "10", log_format = "text", log_level = "info";
   std::string block_confirm_v4 = "16", block_confirm_v6 = "48";
   std::string max_evidence_bytes = "8GiB", evidence_host_quota = "32GiB", evidence_reserve = "1GiB";
@@ -83,7 +86,10 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
       "identity", po::value(&identity)->value_name("DIR"),
       "controller identity directory: ca.crt, tls.crt, tls.key (required)")(
       "data-dir", po::value(&data_dir)->value_name("DIR"),
-      "state directory, created if missing (required)")(
+      "state directory, created if missing, kept private (0700) (required)")(
+      "audit-key", po::value(&audit_key)->value_name("FILE"),
+      "HMAC key of the audit chain, outside --data-dir; created (0600) if missing "
+      "(default IDENTITY_DIR/audit.key)")(
       "policy-dir", po::value(&policy_dir)->value_name("DIR"),
       "exemption set library (policies/*.yaml); reloaded on SIGHUP")(
       "heartbeat-interval", po::value(&hb_interval)->value_name("DUR"),
@@ -155,6 +161,11 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   if (data_dir.empty()) return absl::InvalidArgumentError("--data-dir: empty directory name");
   c.identity_dir = identity;
   c.data_dir = data_dir;
+  if (vm.count("audit-key") != 0 && audit_key.empty()) {
+    return absl::InvalidArgumentError("--audit-key: empty file name");
+  }
+  c.audit_key = audit_key.empty() ? (std::filesystem::path(identity) / "audit.key").string()
+                                  : audit_key;
   c.policy_dir = policy_dir;
 
   auto interval = parseDuration("--heartbeat-interval", hb_interval);

@@ -18,6 +18,7 @@ struct ControllerConfig {
   std::vector<HostPort> advertise;    // --advertise IP:PORT (IP literals agents dial)
   std::string identity_dir;           // --identity DIR
   std::string data_dir;               // --data-dir DIR
+  std::string audit_key;              // --audit-key FILE (default IDENTITY_DIR/audit.key)
   std::string policy_dir;             // --policy-dir DIR; empty = no policies
   std::chrono::milliseconds heartbeat_interval{5000};
   std::chrono::milliseconds heartbeat_timeout{15000};

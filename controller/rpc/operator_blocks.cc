@@ -94,7 +94,10 @@ grpc::ServerUnaryReactor* OperatorService::KillConnections(
   c.mutable_kill_connections()->mutable_ports()->set_first(req->port());
   c.mutable_kill_connections()->mutable_ports()->set_last(req->port());
   runHostAction(caller, "kill-connections", req->host(), req->reason(), std::move(c),
-                req->wait_ms(), resp, reactor);
+                req->wait_ms(), resp, reactor,
+                req->port() == 0 ? fmt::format("remote {}", req->remote_cidr())
+                                 : fmt::format("remote {} port {}", req->remote_cidr(),
+                                               req->port()));
   return reactor;
 }
 

@@ -248,6 +248,15 @@ grpc::ServerWriteReactor<v1::CaptureEvent>* OperatorService::Capture(
     call->end(audit(caller, "capture", host, req->reason(), result));
     return call.get();
   }
+  if (auto s = auditAccepted(caller, "capture", host, req->reason(),
+                             fmt::format("capture {}", row.capture_id));
+      !s.ok()) {
+    if (auto st = store_.setCaptureState(row.capture_id, "failed"); !st.ok()) {
+      spdlog::error("capture {}: cannot record state failed: {}", row.capture_id, st);
+    }
+    call->end(s);
+    return call.get();
+  }
   std::weak_ptr<CaptureCall> weak = call;
   evidence_->watch(row.command_id, [weak](const v1::CommandProgress& p) {
     if (auto c = weak.lock()) c->progress(p);
@@ -323,7 +332,7 @@ grpc::ServerWriteReactor<v1::CaptureEvent>* OperatorService::Capture(
             spdlog::error("capture {}: cannot record state {}: {}", row.capture_id, state, s);
           }
         }
-        call->end(audit(caller, "capture", row.host_id, row.reason, answer, detail),
+        call->end(audit(caller, "capture.result", row.host_id, row.reason, answer, detail),
                   std::move(done));
       });
   return call.get();

@@ -65,16 +65,46 @@ std::string summarize(const std::string& action, const std::string& result_json)
 
 }  // namespace
 
+grpc::Status OperatorService::auditAccepted(const Caller& caller, const std::string& action,
+                                            const std::string& host, const std::string& reason,
+                                            const std::string& detail) {
+  AuditEntry e{.at_unix_ms = clock_.nowUnixMs(),
+               .operator_name = caller.audit_name,
+               .action = action,
+               .target = host,
+               .reason = reason,
+               .outcome = "accepted",
+               .detail = detail};
+  if (auto row = store_.appendAudit(e); !row.ok()) {
+    spdlog::error("audit: cannot record {} {} by {} as accepted: {}", action, host,
+                  caller.audit_name, row.status());
+    return grpc::Status(
+        grpc::StatusCode::INTERNAL,
+        fmt::format("audit trail unavailable, nothing sent to {}: {}", host, row.status()));
+  }
+  return grpc::Status::OK;
+}
+
 void OperatorService::runHostAction(const Caller& caller, const std::string& action,
                                      const std::string& host, const std::string& reason,
                                      v1::Command command, uint32_t wait_ms,
                                      v1::HostActionResponse* resp,
-                                     grpc::ServerUnaryReactor* reactor) {
+                                     grpc::ServerUnaryReactor* reactor,
+                                     const std::string& accepted_detail) {
   resp->set_host_id(host);
   command.set_reason(reason);
   command.set_requested_by(caller.audit_name);
+  std::string result_action = action;
+  if (!accepted_detail.empty()) {
+    if (auto s = auditAccepted(caller, action, host, reason, accepted_detail); !s.ok()) {
+      reactor->Finish(s);
+      return;
+    }
+    result_action = action + ".result";
+  }
   host_actions_->run(host, std::move(command), wait_ms,
-                     [this, caller, action, host, reason, resp, reactor](const HostActions::Answer& a) {
+                     [this, caller, action, result_action, host, reason, resp,
+                      reactor](const HostActions::Answer& a) {
     grpc::Status status = grpc::Status::OK;
     std::string detail;
     switch (a.kind) {
@@ -103,7 +133,7 @@ void OperatorService::runHostAction(const Caller& caller, const std::string& act
         break;
       }
     }
-    reactor->Finish(audit(caller, action, host, reason, status, detail));
+    reactor->Finish(audit(caller, result_action, host, reason, status, detail));
   });
 }
 
@@ -149,10 +179,15 @@ grpc::ServerUnaryReactor* OperatorService::KillSessions(grpc::CallbackServerCont
     reactor->Finish(audit(caller, "kill-sessions", req->host(), req->reason(), status));
     return reactor;
   }
+  std::string what = m.all()                  ? "all sessions"
+                     : !m.user().empty()        ? fmt::format("user {}", m.user())
+                     : m.session_id() != 0      ? fmt::format("session {}", m.session_id())
+                                                : fmt::format("from {}", m.from_cidr());
+  if (m.freeze()) what += ", freeze first";
   v1::Command c;
   *c.mutable_kill_sessions() = m;
   runHostAction(caller, "kill-sessions", req->host(), req->reason(), std::move(c), req->wait_ms(),
-                resp, reactor);
+                resp, reactor, what);
   return reactor;
 }
 
@@ -183,10 +218,13 @@ grpc::ServerUnaryReactor* OperatorService::KillProcess(grpc::CallbackServerConte
     reactor->Finish(audit(caller, "kill-process", req->host(), req->reason(), status));
     return reactor;
   }
+  std::string what = m.pid() != 0      ? fmt::format("pid {}", m.pid())
+                     : !m.exe().empty() ? fmt::format("exe {}", m.exe())
+                                        : fmt::format("user {}", m.user());
   v1::Command c;
   *c.mutable_kill_process() = m;
   runHostAction(caller, "kill-process", req->host(), req->reason(), std::move(c), req->wait_ms(),
-                resp, reactor);
+                resp, reactor, what);
   return reactor;
 }
 

@@ -2,11 +2,15 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <optional>
+
 #include "common/format.h"
 #include "common/parse.h"
 #include "common/tls.h"
 #include "controller/rpc/audit.h"
 #include "evidence/json_read.h"
+#include "controller/store/audit_export.h"
 
 namespace bulkhead::controller {
 
@@ -18,16 +22,52 @@ constexpr uint32_t kDefaultAuditLimit = 100;
 constexpr uint32_t kMaxAuditLimit = 10000;
 // A listed audit field beyond this is clipped (the stored row and its hash are intact).
 constexpr size_t kMaxListedAuditField = 16384;
+constexpr size_t kExportChunk = 1 << 20;
+
+// Writes prepared messages one after the other, then finishes OK; or only finishes with
+// `failure` when that is not OK.
+class ExportWriter final : public grpc::ServerWriteReactor<v1::AuditExportChunk> {
+ public:
+  ExportWriter(std::vector<v1::AuditExportChunk> chunks, const grpc::Status& failure)
+      : chunks_(std::move(chunks)) {
+    if (!failure.ok()) {
+      Finish(failure);
+    } else {
+      next();
+    }
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+      return;
+    }
+    next();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void next() {
+    if (next_ == chunks_.size()) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    StartWrite(&chunks_[next_++]);
+  }
+  std::vector<v1::AuditExportChunk> chunks_;
+  size_t next_ = 0;
+};
 
 }  // namespace
 
 OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet,
-                                 Containment& containment, EvidenceHub* evidence)
+                                 Containment& containment, EvidenceHub* evidence,
+                                 const evidence::Signer* audit_signer)
     : clock_(clock),
       store_(store),
       fleet_(fleet),
       containment_(containment),
       evidence_(evidence),
+      audit_signer_(audit_signer),
       host_actions_(std::make_unique<HostActions>(clock, fleet, HostActionsOptions{})) {}
 
 void OperatorService::shutdown() { host_actions_->shutdown(); }
@@ -186,6 +226,7 @@ grpc::ServerUnaryReactor* OperatorService::ListAudit(grpc::CallbackServerContext
         r.set_detail(clip(it->detail));
         r.set_prev_hash(it->prev_hash);
         r.set_hash(it->hash);
+        r.set_mac(it->mac);
         if (!page.empty() && bytes + r.ByteSizeLong() > kMaxResponseBytes) break;
         bytes += r.ByteSizeLong();
         page.push_back(std::move(r));
@@ -204,14 +245,23 @@ grpc::ServerUnaryReactor* OperatorService::ListAudit(grpc::CallbackServerContext
 }
 
 grpc::ServerUnaryReactor* OperatorService::VerifyAudit(grpc::CallbackServerContext* ctx,
-                                                       const v1::VerifyAuditRequest* /*req*/,
+                                                       const v1::VerifyAuditRequest* req,
                                                        v1::VerifyAuditResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
   grpc::Status status = authorize(caller, false);
   std::string detail;
+  std::optional<AuditCheckpoint> checkpoint;
+  if (status.ok() && req->checkpoint_id() < 0) {
+    status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          fmt::format("checkpoint_id: invalid value {}: must be a row id (>= 1) "
+                                      "or 0 for none",
+                                      req->checkpoint_id()));
+  } else if (status.ok() && req->checkpoint_id() > 0) {
+    checkpoint = AuditCheckpoint{req->checkpoint_id(), req->checkpoint_hash()};
+  }
   if (status.ok()) {
-    auto v = store_.verifyAudit();
+    auto v = store_.verifyAudit(checkpoint);
     if (!v.ok()) {
       status = toGrpcStatus(v.status());
     } else {
@@ -219,13 +269,69 @@ grpc::ServerUnaryReactor* OperatorService::VerifyAudit(grpc::CallbackServerConte
       resp->set_rows(v->rows);
       resp->set_first_bad_id(v->first_bad_id);
       resp->set_problem(v->problem);
-      detail = v->ok ? fmt::format("chain intact, {} rows", v->rows)
+      resp->set_unkeyed_rows(v->unkeyed_rows);
+      resp->set_keyed(v->keyed);
+      resp->set_last_id(v->last_id);
+      resp->set_last_hash(v->last_hash);
+      detail = v->ok ? fmt::format("chain intact, {} rows{}", v->rows,
+                                   checkpoint ? fmt::format(", checkpoint row {} present",
+                                                            checkpoint->last_id)
+                                              : "")
                      : fmt::format("chain broken at row {}: {}", v->first_bad_id, v->problem);
       if (!v->ok) spdlog::error("audit verify: {}", detail);
     }
   }
   reactor->Finish(audit(caller, "audit-verify", "audit", "", status, detail));
   return reactor;
+}
+
+grpc::ServerWriteReactor<v1::AuditExportChunk>* OperatorService::ExportAudit(
+    grpc::CallbackServerContext* ctx, const v1::ExportAuditRequest* req) {
+  Caller caller = identify(*ctx);
+  grpc::Status status = authorize(caller, false);
+  const int64_t since = std::max<int64_t>(req->since_id(), 1);
+  if (status.ok() && req->since_id() < 0) {
+    status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          fmt::format("since_id: invalid value {}: must be a row id (>= 1) or 0 "
+                                      "for all rows",
+                                      req->since_id()));
+  } else if (status.ok() && audit_signer_ == nullptr) {
+    status = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "this controller has no signing key for audit exports");
+  }
+  std::vector<v1::AuditExportChunk> chunks;
+  std::string detail;
+  if (status.ok()) {
+    auto rows = store_.listAuditFrom(since);
+    if (!rows.ok()) {
+      status = toGrpcStatus(rows.status());
+    } else {
+      auto self = identityFromCertPem(audit_signer_->certPem());
+      AuditExportHeader header{.controller = self.ok() ? self->name : std::string(),
+                               .exported_at_unix_ms = clock_.nowUnixMs(),
+                               .since_id = since};
+      std::string text = auditExportText(header, *rows);
+      auto signature = audit_signer_->sign(text);
+      if (!signature.ok()) {
+        status = toGrpcStatus(signature.status());
+      } else {
+        for (size_t at = 0; at < text.size(); at += kExportChunk) {
+          chunks.emplace_back().set_data(text.substr(at, kExportChunk));
+        }
+        auto& last = chunks.emplace_back();
+        last.set_signature(*signature);
+        last.set_certificate_pem(audit_signer_->certPem());
+        detail = rows->empty()
+                     ? "no rows"
+                     : fmt::format("rows {} to {}, head hash {}, file sha256 {}",
+                                   rows->front().id, rows->back().id, rows->back().hash,
+                                   evidence::sha256Hex(text));
+      }
+    }
+  }
+  status = audit(caller, "audit-export", fmt::format("since={}", since), "", status, detail);
+  if (!status.ok()) chunks.clear();
+  return new ExportWriter(std::move(chunks), status);
 }
 
 }  // namespace bulkhead::controller

@@ -19,14 +19,17 @@
 #include "controller/rpc/fleet.h"
 #include "controller/rpc/host_actions.h"
 #include "controller/store/store.h"
+#include "evidence/signing.h"
 
 namespace bulkhead::controller {
 
 class OperatorService final : public bulkhead::v1::Operator::CallbackService {
  public:
   // `evidence` (not owned) serves the evidence RPCs; nullptr: they fail UNAVAILABLE.
+  // `audit_signer` (not owned) signs audit exports; nullptr: ExportAudit fails UNAVAILABLE.
   OperatorService(const Clock& clock, Store& store, Fleet& fleet, Containment& containment,
-                  EvidenceHub* evidence = nullptr);
+                  EvidenceHub* evidence = nullptr,
+                  const evidence::Signer* audit_signer = nullptr);
 
   // The generated base keeps the sync-API overloads of every method; keep them visible.
   using Base = bulkhead::v1::Operator::CallbackService;
@@ -36,6 +39,7 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   using Base::ListHosts;
   using Base::Release;
   using Base::VerifyAudit;
+  using Base::ExportAudit;
   using Base::Block;
   using Base::Unblock;
   using Base::ListBlocks;
@@ -67,6 +71,8 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   grpc::ServerUnaryReactor* VerifyAudit(grpc::CallbackServerContext* ctx,
                                         const bulkhead::v1::VerifyAuditRequest* req,
                                         bulkhead::v1::VerifyAuditResponse* resp) override;
+  grpc::ServerWriteReactor<bulkhead::v1::AuditExportChunk>* ExportAudit(
+      grpc::CallbackServerContext* ctx, const bulkhead::v1::ExportAuditRequest* req) override;
 
   // Sessions and processes (operator_host_actions.cc): one command to the host's agent.
   grpc::ServerUnaryReactor* ListSessions(grpc::CallbackServerContext* ctx,
@@ -142,13 +148,22 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   Fleet& fleet_;
   Containment& containment_;
   EvidenceHub* const evidence_;
+  const evidence::Signer* const audit_signer_;
   // Sends host actions; after the members it uses (destroyed first: answers waiting calls).
   std::unique_ptr<HostActions> host_actions_;
-  // Sends `command` to `host` and finishes the call with the agent's answer, audited as
-  // `action` with a summary of the result.
+  // Records `action` on `host` as accepted (outcome "accepted", `detail` saying what is asked)
+  // before anything is sent; INTERNAL when the row cannot be written (then nothing is sent).
+  grpc::Status auditAccepted(const Caller& caller, const std::string& action,
+                             const std::string& host, const std::string& reason,
+                             const std::string& detail);
+  // Sends `command` to `host` and finishes the call with the agent's answer. A write action
+  // (`accepted_detail` non-empty) is first audited as accepted (auditAccepted) and its answer
+  // as "<action>.result"; a read (ListSessions) gets one row, after the answer, as `action`.
+  // Either way the answer's row carries a summary of the result.
   void runHostAction(const Caller& caller, const std::string& action, const std::string& host,
                      const std::string& reason, bulkhead::v1::Command command, uint32_t wait_ms,
-                     bulkhead::v1::HostActionResponse* resp, grpc::ServerUnaryReactor* reactor);
+                     bulkhead::v1::HostActionResponse* resp, grpc::ServerUnaryReactor* reactor,
+                     const std::string& accepted_detail = "");
 };
 
 }  // namespace bulkhead::controller

@@ -39,7 +39,8 @@ ControllerServer::ControllerServer(const Clock& clock, Store& store, ServerOptio
                    options_.containment),
       evidence_(clock, store, fleet_, options_.evidence),
       agent_service_(std::make_unique<AgentChannelService>(&fleet_, &evidence_)),
-      operator_service_(clock, store, fleet_, containment_, &evidence_) {}
+      operator_service_(clock, store, fleet_, containment_, &evidence_,
+                        options_.audit_signer ? &*options_.audit_signer : nullptr) {}
 
 absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::start(const Clock& clock,
                                                                           Store& store,

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
@@ -17,6 +18,7 @@
 #include "controller/rpc/operator_service.h"
 #include "controller/rpc/scheduler.h"
 #include "controller/store/store.h"
+#include "evidence/signing.h"
 
 namespace bulkhead::controller {
 
@@ -33,6 +35,9 @@ struct ServerOptions {
   std::chrono::milliseconds sweep_interval{500};
   std::chrono::milliseconds flush_interval{1000};
   EvidenceOptions evidence;           // dir empty: no evidence store (captures refused)
+  // The controller's key and certificate, signing audit exports; unset: ExportAudit fails
+  // UNAVAILABLE.
+  std::optional<evidence::Signer> audit_signer;
 };
 
 class ControllerServer {

@@ -3,11 +3,13 @@
 #include <sqlite3.h>
 
 #include <cctype>
+#include <chrono>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
 #include "common/format.h"
+#include "controller/store/audit_key.h"
 #include "evidence/hash.h"
 
 namespace bulkhead::controller {
@@ -94,6 +96,10 @@ constexpr const char* kMigrations[] = {
         hash TEXT NOT NULL);
       CREATE INDEX custody_by_evidence ON custody(evidence_id, rowid);
     )sql",
+    // 4: keyed audit chain: HMAC-SHA256 of each row's hash ('' on rows written before).
+    R"sql(
+      ALTER TABLE audit ADD COLUMN mac TEXT NOT NULL DEFAULT '';
+    )sql",
 };
 
 // A prepared statement, finalized on scope exit.
@@ -169,6 +175,10 @@ std::string auditRowHash(const AuditEntry& e) {
   return evidence::sha256Hex(buf);
 }
 
+std::string auditRowMac(std::string_view key, const AuditEntry& e) {
+  return evidence::hmacSha256Hex(key, e.hash);
+}
+
 std::string custodyEventHash(const CustodyEntry& e) {
   std::string buf;
   appendField(buf, e.prev_hash);
@@ -180,7 +190,8 @@ std::string custodyEventHash(const CustodyEntry& e) {
   return evidence::sha256Hex(buf);
 }
 
-absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::create(const std::filesystem::path& path) {
+absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::create(const std::filesystem::path& path,
+                                                                 SqliteStoreOptions options) {
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
@@ -191,12 +202,13 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::create(const std::file
     return absl::PermissionDeniedError(
         fmt::format("cannot open database {}: {}", path.string(), msg));
   }
-  std::unique_ptr<SqliteStore> store(new SqliteStore(db, path.string()));
+  std::unique_ptr<SqliteStore> store(
+      new SqliteStore(db, path.string(), std::move(options.audit_key)));
   sqlite3_busy_timeout(db, 5000);
   {
     std::lock_guard lock(store->mu_);
     // journal_mode returns a row; exec() ignores it. A read-only file or directory fails here.
-    for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
+    for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
                                "PRAGMA foreign_keys=ON"}) {
       if (auto s = store->exec(pragma); !s.ok()) {
         return absl::PermissionDeniedError(
@@ -214,6 +226,11 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::create(const std::file
     if (auto s = store->migrate(); !s.ok()) {
       return absl::PermissionDeniedError(
           fmt::format("cannot use database {}: {}", path.string(), s.message()));
+    }
+    if (auto s = store->startKeyedChainLocked(); !s.ok()) {
+      return absl::PermissionDeniedError(
+          fmt::format("cannot use database {}: starting the keyed audit chain: {}",
+                      path.string(), s.message()));
     }
   }
   return store;
@@ -236,6 +253,15 @@ absl::Status SqliteStore::exec(const char* sql) {
 absl::Status SqliteStore::execForTest(const std::string& sql) {
   std::lock_guard lock(mu_);
   return exec(sql.c_str());
+}
+
+absl::StatusOr<int64_t> SqliteStore::pragmaForTest(const std::string& name) {
+  std::lock_guard lock(mu_);
+  std::string sql = fmt::format("PRAGMA {}", name);
+  Stmt st(db_, sql.c_str());
+  if (auto s = st.prepared(); !s.ok()) return s;
+  if (st.step() != SQLITE_ROW) return sqliteError(db_, sql);
+  return st.i64(0);
 }
 
 absl::StatusOr<int> SqliteStore::schemaVersion() {
@@ -406,10 +432,11 @@ absl::StatusOr<AuditEntry> SqliteStore::insertAuditLocked(const AuditEntry& entr
     }
   }
   row.hash = auditRowHash(row);
+  row.mac = audit_key_.empty() ? std::string() : auditRowMac(audit_key_, row);
   Stmt ins(db_, R"sql(
       INSERT INTO audit(id, at_unix_ms, operator, action, target, reason, outcome, detail,
-                        prev_hash, hash)
-      VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10))sql");
+                        prev_hash, hash, mac)
+      VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11))sql");
   if (auto s = ins.prepared(); !s.ok()) return s;
   ins.bind(1, row.id);
   ins.bind(2, row.at_unix_ms);
@@ -421,8 +448,45 @@ absl::StatusOr<AuditEntry> SqliteStore::insertAuditLocked(const AuditEntry& entr
   ins.bind(8, row.detail);
   ins.bind(9, row.prev_hash);
   ins.bind(10, row.hash);
+  ins.bind(11, row.mac);
   if (auto s = ins.run(); !s.ok()) return s;
   return row;
+}
+
+absl::Status SqliteStore::startKeyedChainLocked() {
+  if (audit_key_.empty()) return absl::OkStatus();
+  int64_t last_id = 0;
+  {
+    Stmt head(db_, "SELECT id, mac FROM audit ORDER BY id DESC LIMIT 1");
+    if (auto s = head.prepared(); !s.ok()) return s;
+    int rc = head.step();
+    if (rc == SQLITE_DONE) return absl::OkStatus();   // empty: keyed from the first row
+    if (rc != SQLITE_ROW) return sqliteError(db_, "audit head");
+    if (!head.text(1).empty()) return absl::OkStatus();   // already keyed
+    last_id = head.i64(0);
+  }
+  AuditEntry marker;
+  marker.at_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  marker.operator_name = "controller";
+  marker.action = kAuditKeyedAction;
+  marker.outcome = "ok";
+  marker.detail = fmt::format(
+      "keyed chaining (HMAC-SHA256) starts here, key id {}; rows up to {} carry no MAC and are "
+      "covered by this row's MAC through the hash chain",
+      auditKeyId(audit_key_), last_id);
+  if (auto s = exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  auto row = insertAuditLocked(marker);
+  if (!row.ok()) {
+    exec("ROLLBACK").IgnoreError();
+    return row.status();
+  }
+  if (auto s = exec("COMMIT"); !s.ok()) {
+    exec("ROLLBACK").IgnoreError();
+    return s;
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<AuditEntry> SqliteStore::appendAudit(const AuditEntry& entry) {
@@ -459,7 +523,7 @@ absl::StatusOr<AuditEntry> SqliteStore::commitChange(
 
 namespace {
 constexpr const char* kAuditColumns =
-    "id, at_unix_ms, operator, action, target, reason, outcome, detail, prev_hash, hash";
+    "id, at_unix_ms, operator, action, target, reason, outcome, detail, prev_hash, hash, mac";
 
 AuditEntry readAudit(Stmt& st) {
   AuditEntry e;
@@ -473,6 +537,7 @@ AuditEntry readAudit(Stmt& st) {
   e.detail = st.text(7);
   e.prev_hash = st.text(8);
   e.hash = st.text(9);
+  e.mac = st.text(10);
   return e;
 }
 }  // namespace
@@ -511,37 +576,92 @@ absl::StatusOr<std::vector<AuditEntry>> SqliteStore::listAuditPage(int64_t befor
   return out;
 }
 
-absl::StatusOr<AuditVerification> SqliteStore::verifyAudit() {
+absl::StatusOr<std::vector<AuditEntry>> SqliteStore::listAuditFrom(int64_t first_id) {
+  std::lock_guard lock(mu_);
+  std::string sql = fmt::format("SELECT {} FROM audit WHERE id >= ?1 ORDER BY id", kAuditColumns);
+  Stmt st(db_, sql.c_str());
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, first_id);
+  std::vector<AuditEntry> out;
+  int rc;
+  while ((rc = st.step()) == SQLITE_ROW) out.push_back(readAudit(st));
+  if (rc != SQLITE_DONE) return sqliteError(db_, "list audit");
+  return out;
+}
+
+absl::StatusOr<AuditVerification> SqliteStore::verifyAudit(
+    const std::optional<AuditCheckpoint>& checkpoint) {
   std::lock_guard lock(mu_);
   std::string sql = fmt::format("SELECT {} FROM audit ORDER BY id", kAuditColumns);
   Stmt st(db_, sql.c_str());
   if (auto s = st.prepared(); !s.ok()) return s;
   AuditVerification v;
+  v.keyed = !audit_key_.empty();
+  auto bad = [&v](int64_t id, std::string problem) {
+    v.ok = false;
+    v.first_bad_id = id;
+    v.problem = std::move(problem);
+    return v;
+  };
   std::string prev = kAuditGenesisHash;
   int64_t prev_id = 0;
+  int64_t first_keyed_id = 0;
+  std::optional<std::string> checkpoint_hash;   // the hash of row checkpoint->last_id, if seen
   int rc;
   while ((rc = st.step()) == SQLITE_ROW) {
     AuditEntry e = readAudit(st);
     ++v.rows;
     if (e.prev_hash != prev) {
-      v.ok = false;
-      v.first_bad_id = e.id;
-      v.problem = prev_id == 0
-                      ? "prev_hash is not the chain start (earlier rows removed or row altered)"
-                      : fmt::format("prev_hash does not match row {} (rows removed or altered)",
-                                    prev_id);
-      return v;
+      return bad(e.id,
+                 prev_id == 0
+                     ? "prev_hash is not the chain start (earlier rows removed or row altered)"
+                     : fmt::format("prev_hash does not match row {} (rows removed or altered)",
+                                   prev_id));
     }
     if (auditRowHash(e) != e.hash) {
-      v.ok = false;
-      v.first_bad_id = e.id;
-      v.problem = "hash does not match the row's contents (row altered)";
-      return v;
+      return bad(e.id, "hash does not match the row's contents (row altered)");
     }
+    if (v.keyed) {
+      if (e.mac.empty() && first_keyed_id != 0) {
+        return bad(e.id, fmt::format("row has no MAC although keyed chaining started at row {} "
+                                     "(MAC removed: row altered)",
+                                     first_keyed_id));
+      }
+      if (!e.mac.empty() && auditRowMac(audit_key_, e) != e.mac) {
+        return bad(e.id, fmt::format(
+                             "MAC does not match (row altered and hashes recomputed, or the "
+                             "controller runs with an audit key other than the one that wrote "
+                             "it; this key's id is {})",
+                             auditKeyId(audit_key_)));
+      }
+      if (!e.mac.empty() && first_keyed_id == 0) first_keyed_id = e.id;
+      if (e.mac.empty()) ++v.unkeyed_rows;
+    }
+    if (checkpoint && e.id == checkpoint->last_id) checkpoint_hash = e.hash;
     prev = e.hash;
     prev_id = e.id;
   }
   if (rc != SQLITE_DONE) return sqliteError(db_, "verify audit");
+  v.last_id = prev_id;
+  v.last_hash = prev_id == 0 ? std::string() : prev;
+  if (v.keyed && v.rows > 0 && first_keyed_id == 0) {
+    return bad(prev_id, "no row carries a MAC: the keyed part of the chain was removed (rows "
+                        "deleted, or MACs stripped)");
+  }
+  if (checkpoint) {
+    if (!checkpoint_hash) {
+      return bad(checkpoint->last_id,
+                 fmt::format("rows missing at the tail: the checkpoint ends at row {} but the "
+                             "table ends at row {}",
+                             checkpoint->last_id, prev_id));
+    }
+    if (*checkpoint_hash != checkpoint->last_hash) {
+      return bad(checkpoint->last_id,
+                 fmt::format("row {} differs from the checkpoint (hash {} there, {} here): "
+                             "rows replaced at the tail",
+                             checkpoint->last_id, checkpoint->last_hash, *checkpoint_hash));
+    }
+  }
   return v;
 }
 

@@ -1,4 +1,6 @@
-// Store on an embedded SQLite database: WAL journal, synchronous=NORMAL, a busy timeout, and
+// Store on an embedded SQLite database: WAL journal, synchronous=FULL (a commit is on disk,
+// WAL included, before it returns: an acknowledged containment or audit row survives a power
+// loss), a busy timeout, and
 // schema migrations from version 1 tracked in PRAGMA user_version. One connection guarded by a
 // mutex: every method is thread-safe and blocks on disk I/O, so callers on latency-sensitive
 // threads (stream reactors) must not call it.
@@ -16,11 +18,19 @@ struct sqlite3;
 
 namespace bulkhead::controller {
 
+struct SqliteStoreOptions {
+  // The audit chain's HMAC key (raw bytes, see audit_key.h). Empty: rows are appended without
+  // a MAC and verification checks the hash chain only (tests, tools reading old files).
+  std::string audit_key;
+};
+
 class SqliteStore final : public Store {
  public:
   // Opens (creating if missing) the database at `path` and migrates it to the newest schema.
-  // Fails if the file cannot be opened or written, or was written by a newer version.
-  static absl::StatusOr<std::unique_ptr<SqliteStore>> create(const std::filesystem::path& path);
+  // Fails if the file cannot be opened or written, or was written by a newer version. With an
+  // audit key, a table whose last row has no MAC gets the "audit-keyed" marker row.
+  static absl::StatusOr<std::unique_ptr<SqliteStore>> create(const std::filesystem::path& path,
+                                                             SqliteStoreOptions options = {});
   ~SqliteStore() override;
   SqliteStore(const SqliteStore&) = delete;
   SqliteStore& operator=(const SqliteStore&) = delete;
@@ -35,7 +45,10 @@ class SqliteStore final : public Store {
   absl::StatusOr<AuditEntry> appendAudit(const AuditEntry& entry) override;
   absl::StatusOr<std::vector<AuditEntry>> listAudit(size_t limit) override;
   absl::StatusOr<std::vector<AuditEntry>> listAuditPage(int64_t before_id, size_t limit) override;
-  absl::StatusOr<AuditVerification> verifyAudit() override;
+  absl::StatusOr<std::vector<AuditEntry>> listAuditFrom(int64_t first_id) override;
+  using Store::verifyAudit;
+  absl::StatusOr<AuditVerification> verifyAudit(
+      const std::optional<AuditCheckpoint>& checkpoint) override;
   absl::Status saveDesiredState(const std::string& host_id,
                                 const bulkhead::v1::DesiredState& state) override;
   absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>> loadDesiredStates() override;
@@ -56,11 +69,15 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<CustodyEntry>> listCustody(const std::string& evidence_id) override;
   absl::StatusOr<CustodyVerification> verifyCustody(const std::string& evidence_id) override;
 
-  // Test hook: runs raw SQL (used to simulate tampering).
+  // Test hooks: runs raw SQL (used to simulate tampering); reads one PRAGMA's value.
   absl::Status execForTest(const std::string& sql);
+  absl::StatusOr<int64_t> pragmaForTest(const std::string& name);
 
  private:
-  SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  SqliteStore(sqlite3* db, std::string path, std::string audit_key)
+      : db_(db), path_(std::move(path)), audit_key_(std::move(audit_key)) {}
+  // With a key: appends the marker row when the table's last row has no MAC.
+  absl::Status startKeyedChainLocked();   // REQUIRES: mu_ held
   absl::Status migrate();
   absl::Status exec(const char* sql);   // REQUIRES: mu_ held
   // Inside an open transaction: the row with id, prev_hash and hash filled in, inserted.
@@ -73,6 +90,7 @@ class SqliteStore final : public Store {
   std::mutex mu_;
   sqlite3* db_;
   std::string path_;
+  const std::string audit_key_;
 };
 
 }  // namespace bulkhead::controller

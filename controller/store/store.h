@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -16,7 +17,14 @@
 
 namespace bulkhead::controller {
 
-// One audit row. `id`, `prev_hash` and `hash` are assigned by the store on append.
+// One audit row. `id`, `prev_hash`, `hash` and `mac` are assigned by the store on append.
+//
+// Two chains run over the rows. `hash` is an unkeyed SHA-256 chain anyone can recompute (an
+// exported file is checked with it); `mac` is HMAC-SHA256 under the controller's audit key
+// (kept outside the data directory) over `hash`, so a row edited and every later hash
+// recomputed cannot be given valid MACs without the key. Rows written before keyed chaining
+// started (an older controller) have an empty `mac`; the store appends an "audit-keyed" marker
+// row when it first opens such a table with a key, and from there on every row carries one.
 struct AuditEntry {
   int64_t id = 0;
   int64_t at_unix_ms = 0;
@@ -28,6 +36,18 @@ struct AuditEntry {
   std::string detail;
   std::string prev_hash;       // hex SHA-256 of the previous row ("" chain start: 64 zeros)
   std::string hash;            // hex SHA-256 over prev_hash and this row's fields
+  std::string mac;             // hex HMAC-SHA256(audit key, hash); "" before keyed chaining
+};
+
+// The action of the row that marks where keyed chaining starts in a table migrated from
+// unkeyed rows.
+inline constexpr char kAuditKeyedAction[] = "audit-keyed";
+
+// The last row of an earlier view of the chain (an export's head): the table must still hold
+// row `last_id` with this hash, else rows were removed or replaced at the tail.
+struct AuditCheckpoint {
+  int64_t last_id = 0;
+  std::string last_hash;
 };
 
 // The hash-chain genesis value: the prev_hash of the first row.
@@ -38,11 +58,18 @@ inline constexpr char kAuditGenesisHash[] =
 // different rows encode alike. Includes the id, so renumbering is detected too.
 std::string auditRowHash(const AuditEntry& e);
 
+// HMAC-SHA256 (hex) of a row's hash under the audit key.
+std::string auditRowMac(std::string_view key, const AuditEntry& e);
+
 struct AuditVerification {
   bool ok = true;
   int64_t rows = 0;            // rows checked
   int64_t first_bad_id = 0;    // 0 when ok
   std::string problem;         // what is wrong with the first bad row
+  int64_t unkeyed_rows = 0;    // rows before keyed chaining started (hash chain only)
+  bool keyed = false;          // MACs were checked (the store has an audit key)
+  int64_t last_id = 0;         // the newest row checked, and its hash
+  std::string last_hash;
 };
 
 // One capture an operator requested (issue 6). `state`: "requested" until its bundle is
@@ -126,8 +153,14 @@ class Store {
   // `before_id` (0: no bound), returned oldest first.
   virtual absl::StatusOr<std::vector<AuditEntry>> listAuditPage(int64_t before_id,
                                                                 size_t limit) = 0;
-  // Recomputes the whole chain; reports the first row whose hash or link does not match.
-  virtual absl::StatusOr<AuditVerification> verifyAudit() = 0;
+  // Every row with id >= first_id, oldest first.
+  virtual absl::StatusOr<std::vector<AuditEntry>> listAuditFrom(int64_t first_id) = 0;
+  // Recomputes the whole chain; reports the first row whose hash, link or MAC does not match.
+  // With an audit key, the table must end in a keyed row and no unkeyed row may follow a keyed
+  // one. With `checkpoint`, row checkpoint->last_id must still be there with that hash.
+  virtual absl::StatusOr<AuditVerification> verifyAudit(
+      const std::optional<AuditCheckpoint>& checkpoint) = 0;
+  absl::StatusOr<AuditVerification> verifyAudit() { return verifyAudit(std::nullopt); }
 
   // Replaces a host's desired state (durable when this returns).
   virtual absl::Status saveDesiredState(const std::string& host_id,

@@ -220,7 +220,7 @@ LogLevel VERBOSE
         # And the audit trail holds the result.
         rc, audit, err = self.fleet.cli("audit", timeout=30)
         self.assertEqual(rc, 0, err)
-        rows = [r for r in audit["records"] if r.get("action") == "kill-sessions"]
+        rows = [r for r in audit["records"] if r.get("action") == "kill-sessions.result"]
         self.assertTrue(any(f"sleep 4{tag}" in r.get("detail", "") for r in rows), rows[-3:])
         self.kill("kill-sessions", HOST, "--user", self.alice)
         good.wait(timeout=15)

@@ -31,6 +31,18 @@ TEST(ControllerFlags, DefaultsAndRequired) {
   EXPECT_TRUE(c.policy_dir.empty());
 }
 
+TEST(ControllerFlags, AuditKeyDefaultsToTheIdentityDirectory) {
+  auto cmd = parseControllerFlags(kRequired);
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(cmd->config.audit_key, "/id/audit.key");
+  cmd = parseControllerFlags(with({"--audit-key", "/etc/bulkhead/audit.key"}));
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(cmd->config.audit_key, "/etc/bulkhead/audit.key");
+  cmd = parseControllerFlags(with({"--audit-key", ""}));
+  ASSERT_FALSE(cmd.ok());
+  EXPECT_NE(std::string(cmd.status().message()).find("--audit-key"), std::string::npos);
+}
+
 TEST(ControllerFlags, AllFlags) {
   auto cmd = parseControllerFlags(with({"--policy-dir", "/p", "--heartbeat-interval", "1s",
                                         "--heartbeat-timeout", "2500ms", "--selector-limit", "3",

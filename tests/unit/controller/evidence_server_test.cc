@@ -262,6 +262,12 @@ TEST_F(EvidenceServerTest, CaptureStoresASignedBundleWithItsCustodyAndVerifies) 
   const std::string cap = c.capture().capture_id();
   EXPECT_TRUE(cap.starts_with("cap-20231114T221320Z-h1-")) << cap;  // the fake clock's time
   EXPECT_EQ(cap.size(), std::string("cap-20231114T221320Z-h1-0000").size());
+  // Audited as accepted before the agent got the command; the result row comes with the answer.
+  const AuditEntry* accepted = lastAudit("capture");
+  ASSERT_NE(accepted, nullptr);
+  EXPECT_EQ(accepted->outcome, "accepted");
+  EXPECT_EQ(accepted->detail, "capture " + cap);
+  EXPECT_EQ(lastAudit("capture.result"), nullptr);
   EXPECT_EQ(c.reason(), "INC-42");
   EXPECT_EQ(c.requested_by(), "rita");
   EXPECT_EQ(c.capture().controller_time_unix_ms(), clock_.nowUnixMs());
@@ -304,7 +310,7 @@ TEST_F(EvidenceServerTest, CaptureStoresASignedBundleWithItsCustodyAndVerifies) 
   EXPECT_EQ(rec.custody(2).actor(), "agent:h1");
   const fs::path stored = dir_ / "evidence" / id.substr(0, 2) / (id + ".tar.gz");
   EXPECT_EQ(readAll(stored), readAll(file));
-  const AuditEntry* row = lastAudit("capture");
+  const AuditEntry* row = lastAudit("capture.result");
   ASSERT_NE(row, nullptr);
   EXPECT_EQ(row->operator_name, "rita");
   EXPECT_EQ(row->outcome, "ok");
@@ -526,7 +532,7 @@ TEST_F(EvidenceServerTest, TimeoutAndAgentFailureAndALateUploadIsStillStored) {
   r = get(f);
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::ABORTED);
   EXPECT_NE(r.status.error_message().find("permission denied"), std::string::npos);
-  EXPECT_EQ(lastAudit("capture")->outcome, "error: " + r.status.error_message());
+  EXPECT_EQ(lastAudit("capture.result")->outcome, "error: " + r.status.error_message());
 }
 
 TEST_F(EvidenceServerTest, ShowIsForRespondersAndRecordedInCustody) {

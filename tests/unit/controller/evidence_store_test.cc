@@ -184,7 +184,7 @@ TEST_F(EvidenceStoreTest, MigratesASchema2DatabaseKeepingItsRows) {
   // Back to what schema 2 left: no evidence tables.
   ASSERT_TRUE(store_
                   ->execForTest("DROP TABLE captures; DROP TABLE evidence; DROP TABLE custody; "
-                                "PRAGMA user_version=2")
+                                "ALTER TABLE audit DROP COLUMN mac; PRAGMA user_version=2")
                   .ok());
   store_.reset();
   store_ = open();

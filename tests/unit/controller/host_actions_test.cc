@@ -100,7 +100,7 @@ TEST_F(HostActionsTest, KillSessionsRoundTripIsAuditedWithWhatDied) {
   EXPECT_TRUE(r.resp.ok());
   EXPECT_EQ(r.resp.host_id(), "h1");
   EXPECT_NE(r.resp.result_json().find("sleep 1000"), std::string::npos);
-  const AuditEntry* row = lastAudit("kill-sessions");
+  const AuditEntry* row = lastAudit("kill-sessions.result");
   ASSERT_NE(row, nullptr);
   EXPECT_EQ(row->operator_name, "rita");
   EXPECT_EQ(row->target, "h1");
@@ -125,7 +125,7 @@ TEST_F(HostActionsTest, AgentRefusalIsAFailedPreconditionAndAudited) {
   Call r = get(f);
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_NE(r.status.error_message().find("only protected"), std::string::npos);
-  const AuditEntry* row = lastAudit("kill-process");
+  const AuditEntry* row = lastAudit("kill-process.result");
   ASSERT_NE(row, nullptr);
   EXPECT_NE(row->outcome, "ok");
 }
@@ -140,7 +140,7 @@ TEST_F(HostActionsTest, AgentFailureIsReportedWithItsPartialResult) {
   EXPECT_FALSE(r.resp.ok());
   EXPECT_FALSE(r.resp.refused());
   EXPECT_EQ(r.resp.error(), "1 process(es) still alive");
-  const AuditEntry* row = lastAudit("kill-sessions");
+  const AuditEntry* row = lastAudit("kill-sessions.result");
   ASSERT_NE(row, nullptr);
   EXPECT_EQ(row->detail.rfind("FAILED: 1 process(es) still alive", 0), 0u) << row->detail;
 }
@@ -213,6 +213,97 @@ TEST_F(HostActionsTest, ShutdownFinishesAWaitingCall) {
   Call r = get(f);
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE) << r.status.error_message();
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(8));
+}
+
+// The accepted row is durable before the agent sees the command, the result row follows the
+// answer, and a controller that stops in between leaves the accepted row on disk.
+TEST_F(HostActionsTest, WriteActionsAreAuditedAsAcceptedBeforeTheyAreSent) {
+  auto a = online("h1");
+  v1::KillProcessRequest req;
+  req.set_host("h1");
+  req.mutable_match()->set_pid(4242);
+  req.set_reason("INC-77");
+  req.set_wait_ms(60000);
+  auto f = killProcessAsync(req);
+  v1::Command c = nextCommand(*a);   // the agent holds the command and has not answered
+  ASSERT_TRUE(c.has_kill_process());
+  const AuditEntry* accepted = lastAudit("kill-process");
+  ASSERT_NE(accepted, nullptr);
+  EXPECT_EQ(accepted->outcome, "accepted");
+  EXPECT_EQ(accepted->detail, "pid 4242");
+  EXPECT_EQ(accepted->operator_name, "rita");
+  EXPECT_EQ(accepted->reason, "INC-77");
+  const int64_t accepted_id = accepted->id;
+  EXPECT_EQ(lastAudit("kill-process.result"), nullptr);
+  answer(*a, c, true, false, "", R"({"killed":[{"pid":4242,"user":"mallory","cmdline":"nc"}]})");
+  Call r = get(f);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  const AuditEntry* result = lastAudit("kill-process.result");
+  ASSERT_NE(result, nullptr);
+  EXPECT_GT(result->id, accepted_id);
+  EXPECT_EQ(result->outcome, "ok");
+  EXPECT_NE(result->detail.find("killed 1: 4242 mallory (nc)"), std::string::npos)
+      << result->detail;
+
+  // kill-sessions and kill-connections alike; the agent never answers and the controller
+  // stops: the accepted rows are on disk (read through a second connection).
+  auto s = killSessionsAsync(fromReq("h1", "10.77.0.66/32"));
+  c = nextCommand(*a);
+  ASSERT_TRUE(c.has_kill_sessions());
+  auto kc = std::async(std::launch::async, [this] {
+    auto stub = op(Role::kResponder, "rita");
+    grpc::ClientContext ctx;
+    deadline(&ctx);
+    v1::KillConnectionsRequest kr;
+    kr.set_host("h1");
+    kr.set_remote_cidr("10.77.0.66/32");
+    kr.set_port(22);
+    kr.set_reason("INC-77");
+    kr.set_wait_ms(60000);
+    Call call;
+    call.status = stub->KillConnections(&ctx, kr, &call.resp);
+    return call;
+  });
+  c = nextCommand(*a);
+  ASSERT_TRUE(c.has_kill_connections());
+  auto second = SqliteStore::create(dir_ / "controller.db");
+  ASSERT_TRUE(second.ok()) << second.status();
+  auto rows = (*second)->listAudit(0);
+  ASSERT_TRUE(rows.ok());
+  std::map<std::string, const AuditEntry*> latest;
+  for (const auto& e : *rows) latest[e.action] = &e;
+  ASSERT_TRUE(latest.count("kill-sessions"));
+  EXPECT_EQ(latest["kill-sessions"]->outcome, "accepted");
+  EXPECT_EQ(latest["kill-sessions"]->detail, "from 10.77.0.66/32");
+  ASSERT_TRUE(latest.count("kill-connections"));
+  EXPECT_EQ(latest["kill-connections"]->outcome, "accepted");
+  EXPECT_EQ(latest["kill-connections"]->detail, "remote 10.77.0.66/32 port 22");
+  EXPECT_FALSE(latest.count("kill-sessions.result"));
+  EXPECT_FALSE(latest.count("kill-connections.result"));
+  server_->shutdown();
+  EXPECT_EQ(get(s).status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(get(kc).status.error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(HostActionsTest, NothingIsSentWhenTheAcceptedRowCannotBeWritten) {
+  auto a = online("h1");
+  ASSERT_TRUE(store_
+                  ->execForTest("CREATE TRIGGER refuse_accepted BEFORE INSERT ON audit "
+                                "WHEN NEW.outcome = 'accepted' "
+                                "BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+                  .ok());
+  auto f = killSessionsAsync(fromReq("h1", "10.77.0.66/32"));
+  Call r = get(f);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INTERNAL);
+  EXPECT_NE(r.status.error_message().find("nothing sent"), std::string::npos)
+      << r.status.error_message();
+  // The next command the agent sees is the listing, not the kill.
+  auto g = listAsync("h1");
+  v1::Command l = nextCommand(*a);
+  EXPECT_TRUE(l.has_list_sessions());
+  EXPECT_FALSE(l.has_kill_sessions());
+  answer(*a, l, true, false, "", R"({"source":"proc","sessions":[]})");
+  EXPECT_TRUE(get(g).status.ok());
 }
 
 }  // namespace

@@ -1,0 +1,311 @@
+// The keyed audit chain (HMAC under a key outside the data directory), its migration from
+// unkeyed rows, truncation detected against a checkpoint, the audit key file, and the data
+// directory's permissions.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/format.h"
+#include "controller/store/audit_key.h"
+#include "controller/store/data_dir.h"
+#include "controller/store/sqlite_store.h"
+
+namespace bulkhead::controller {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kKey(32, '\x11');
+const std::string kOtherKey(32, '\x22');
+
+mode_t modeOf(const fs::path& p) {
+  struct stat st{};
+  EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
+  return st.st_mode & 07777;
+}
+
+class AuditChainTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/bulkhead-audit-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    path_ = dir_ / "controller.db";
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  std::unique_ptr<SqliteStore> open(const std::string& key) {
+    auto s = SqliteStore::create(path_, {.audit_key = key});
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *std::move(s) : nullptr;
+  }
+  static AuditEntry entry(int i) {
+    return AuditEntry{.at_unix_ms = 1700000000000 + i,
+                      .operator_name = "alice",
+                      .action = "isolate",
+                      .target = fmt::format("web-{:02}", i),
+                      .reason = "INC-42",
+                      .outcome = "ok"};
+  }
+  static void append(SqliteStore& store, int from, int to) {
+    for (int i = from; i <= to; ++i) ASSERT_TRUE(store.appendAudit(entry(i)).ok());
+  }
+  // What an attacker with write access to the database (and not the key) does: edits row
+  // `id` and recomputes the unkeyed hash chain from there to the end. With `strip_macs`, also
+  // clears the MACs of the rows rewritten.
+  static void rewriteFrom(SqliteStore& store, int64_t id, bool strip_macs = false) {
+    auto rows = store.listAudit(0);
+    ASSERT_TRUE(rows.ok());
+    std::string prev;
+    for (auto& e : *rows) {
+      if (e.id < id) {
+        prev = e.hash;
+        continue;
+      }
+      if (e.id == id) e.reason = "routine maintenance";
+      if (!prev.empty()) e.prev_hash = prev;
+      e.hash = auditRowHash(e);
+      prev = e.hash;
+      ASSERT_TRUE(store
+                      .execForTest(fmt::format(
+                          "UPDATE audit SET reason = '{}', prev_hash = '{}', hash = '{}'{} "
+                          "WHERE id = {}",
+                          e.reason, e.prev_hash, e.hash, strip_macs ? ", mac = ''" : "", e.id))
+                      .ok());
+    }
+  }
+  fs::path dir_;
+  fs::path path_;
+};
+
+TEST_F(AuditChainTest, KeyedRowsCarryAMacOfTheirHashAndVerify) {
+  auto store = open(kKey);
+  append(*store, 1, 3);
+  auto rows = store->listAudit(0);
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 3u);   // an empty table starts keyed: no marker row
+  for (const auto& e : *rows) EXPECT_EQ(e.mac, auditRowMac(kKey, e));
+  auto v = store->verifyAudit();
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok) << v->problem;
+  EXPECT_TRUE(v->keyed);
+  EXPECT_EQ(v->unkeyed_rows, 0);
+  EXPECT_EQ(v->last_id, 3);
+  EXPECT_EQ(v->last_hash, rows->back().hash);
+}
+
+TEST_F(AuditChainTest, AMiddleRowEditedWithEveryLaterHashRecomputedIsDetected) {
+  {
+    // Without a key (the chain before this change) the rewrite goes unnoticed...
+    auto unkeyed = open("");
+    append(*unkeyed, 1, 6);
+    rewriteFrom(*unkeyed, 3);
+    auto v = unkeyed->verifyAudit();
+    ASSERT_TRUE(v.ok());
+    EXPECT_TRUE(v->ok);
+  }
+  for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path_.string() + suffix);
+  // ...with one, the edited row's MAC no longer matches.
+  auto store = open(kKey);
+  append(*store, 1, 6);
+  rewriteFrom(*store, 3);
+  auto v = store->verifyAudit();
+  ASSERT_TRUE(v.ok());
+  EXPECT_FALSE(v->ok);
+  EXPECT_EQ(v->first_bad_id, 3);
+  EXPECT_NE(v->problem.find("MAC does not match"), std::string::npos) << v->problem;
+}
+
+TEST_F(AuditChainTest, StrippedMacsAreDetected) {
+  auto store = open(kKey);
+  append(*store, 1, 6);
+  rewriteFrom(*store, 4, /*strip_macs=*/true);
+  auto v = store->verifyAudit();
+  ASSERT_TRUE(v.ok());
+  EXPECT_FALSE(v->ok);
+  EXPECT_EQ(v->first_bad_id, 4);
+  EXPECT_NE(v->problem.find("no MAC"), std::string::npos) << v->problem;
+  // Every MAC stripped: the table looks unkeyed, which a keyed controller refuses.
+  rewriteFrom(*store, 1, /*strip_macs=*/true);
+  v = store->verifyAudit();
+  ASSERT_TRUE(v.ok());
+  EXPECT_FALSE(v->ok);
+  EXPECT_NE(v->problem.find("no row carries a MAC"), std::string::npos) << v->problem;
+}
+
+TEST_F(AuditChainTest, AWrongKeyIsDetectedAndNamed) {
+  {
+    auto store = open(kKey);
+    append(*store, 1, 3);
+  }
+  auto store = open(kOtherKey);
+  auto v = store->verifyAudit();
+  ASSERT_TRUE(v.ok());
+  EXPECT_FALSE(v->ok);
+  EXPECT_EQ(v->first_bad_id, 1);
+  EXPECT_NE(v->problem.find("audit key"), std::string::npos) << v->problem;
+  EXPECT_NE(v->problem.find(auditKeyId(kOtherKey)), std::string::npos) << v->problem;
+}
+
+TEST_F(AuditChainTest, TailRowsDeletedAreDetectedAgainstACheckpoint) {
+  auto store = open(kKey);
+  append(*store, 1, 6);
+  auto head = store->verifyAudit();
+  ASSERT_TRUE(head.ok() && head->ok);
+  const AuditCheckpoint checkpoint{head->last_id, head->last_hash};
+  auto v = store->verifyAudit(checkpoint);
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok) << v->problem;
+
+  ASSERT_TRUE(store->execForTest("DELETE FROM audit WHERE id >= 5").ok());
+  v = store->verifyAudit();
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok);   // a shorter chain is still a valid chain...
+  v = store->verifyAudit(checkpoint);
+  ASSERT_TRUE(v.ok());
+  EXPECT_FALSE(v->ok);   // ...but not against the checkpoint
+  EXPECT_EQ(v->first_bad_id, 6);
+  EXPECT_NE(v->problem.find("rows missing at the tail"), std::string::npos) << v->problem;
+  EXPECT_NE(v->problem.find("table ends at row 4"), std::string::npos) << v->problem;
+
+  // Deleted, then new rows appended under the same ids: row 6 is there but not the same.
+  append(*store, 7, 8);
+  v = store->verifyAudit(checkpoint);
+  ASSERT_TRUE(v.ok());
+  EXPECT_FALSE(v->ok);
+  EXPECT_EQ(v->first_bad_id, 6);
+  EXPECT_NE(v->problem.find("differs from the checkpoint"), std::string::npos) << v->problem;
+}
+
+TEST_F(AuditChainTest, AnOldUnkeyedDatabaseMigratesWithAMarkerAndKeepsVerifying) {
+  {
+    // A database as the previous schema (v3) left it: no mac column.
+    auto old = open("");
+    append(*old, 1, 4);
+    ASSERT_TRUE(old->execForTest("ALTER TABLE audit DROP COLUMN mac").ok());
+    ASSERT_TRUE(old->execForTest("PRAGMA user_version=3").ok());
+  }
+  {
+    auto store = open(kKey);
+    EXPECT_EQ(*store->schemaVersion(), SqliteStore::latestSchemaVersion());
+    auto rows = store->listAudit(0);
+    ASSERT_TRUE(rows.ok());
+    ASSERT_EQ(rows->size(), 5u);
+    const AuditEntry& marker = rows->back();
+    EXPECT_EQ(marker.action, kAuditKeyedAction);
+    EXPECT_EQ(marker.mac, auditRowMac(kKey, marker));
+    EXPECT_NE(marker.detail.find(auditKeyId(kKey)), std::string::npos) << marker.detail;
+    for (int i = 0; i < 4; ++i) EXPECT_EQ((*rows)[i].mac, "");
+    append(*store, 5, 6);
+    auto v = store->verifyAudit();
+    ASSERT_TRUE(v.ok());
+    EXPECT_TRUE(v->ok) << v->problem;
+    EXPECT_EQ(v->rows, 7);
+    EXPECT_EQ(v->unkeyed_rows, 4);
+  }
+  {
+    // Reopening does not add a second marker.
+    auto store = open(kKey);
+    EXPECT_EQ(store->listAudit(0)->size(), 7u);
+    // An old, unkeyed row rewritten with every later hash recomputed: the marker's MAC, over
+    // a hash that chains through the old rows, catches it.
+    rewriteFrom(*store, 2);
+    auto v = store->verifyAudit();
+    ASSERT_TRUE(v.ok());
+    EXPECT_FALSE(v->ok);
+    EXPECT_EQ(v->first_bad_id, 5);
+    EXPECT_NE(v->problem.find("MAC does not match"), std::string::npos) << v->problem;
+  }
+}
+
+TEST_F(AuditChainTest, CommitsAreSyncedFull) {
+  auto store = open(kKey);
+  auto mode = store->pragmaForTest("synchronous");
+  ASSERT_TRUE(mode.ok()) << mode.status();
+  EXPECT_EQ(*mode, 2);   // FULL
+}
+
+// --- the audit key file ---
+
+TEST_F(AuditChainTest, AuditKeyIsCreatedPrivateAndReadBack) {
+  const fs::path key_path = dir_ / "identity" / "audit.key";
+  auto key = loadOrCreateAuditKey(key_path, dir_ / "data");
+  ASSERT_TRUE(key.ok()) << key.status();
+  EXPECT_EQ(key->size(), kAuditKeyBytes);
+  EXPECT_EQ(modeOf(key_path), 0600);
+  auto again = loadOrCreateAuditKey(key_path, dir_ / "data");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, *key);
+}
+
+TEST_F(AuditChainTest, AuditKeyFileIsRefusedWhenExposedOrInsideTheDataDir) {
+  const fs::path key_path = dir_ / "audit.key";
+  ASSERT_TRUE(loadOrCreateAuditKey(key_path, dir_ / "data").ok());
+  fs::permissions(key_path, fs::perms::group_read | fs::perms::others_read, fs::perm_options::add);
+  auto open_key = loadOrCreateAuditKey(key_path, dir_ / "data");
+  ASSERT_FALSE(open_key.ok());
+  EXPECT_NE(std::string(open_key.status().message()).find("chmod 600"), std::string::npos)
+      << open_key.status();
+  auto inside = loadOrCreateAuditKey(dir_ / "data" / "audit.key", dir_ / "data");
+  ASSERT_FALSE(inside.ok());
+  EXPECT_NE(std::string(inside.status().message()).find("inside --data-dir"), std::string::npos)
+      << inside.status();
+  EXPECT_FALSE(fs::exists(dir_ / "data" / "audit.key"));
+  fs::create_symlink(key_path, dir_ / "link.key");
+  EXPECT_FALSE(loadOrCreateAuditKey(dir_ / "link.key", dir_ / "data").ok());
+}
+
+TEST_F(AuditChainTest, AuditKeyTextMustBe64HexDigits) {
+  auto ok = parseAuditKey(std::string(64, 'a') + "\n", "k");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(*ok, std::string(32, '\xaa'));
+  for (const std::string& bad : {std::string(), std::string(62, 'a'), std::string(64, 'g')}) {
+    auto r = parseAuditKey(bad, "/etc/k");
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(std::string(r.status().message()).find("/etc/k"), std::string::npos);
+  }
+}
+
+// --- the data directory ---
+
+TEST_F(AuditChainTest, DataDirAndEverythingInItBecomePrivate) {
+  const fs::path data = dir_ / "data";
+  fs::create_directories(data / "evidence" / "ab");
+  ASSERT_EQ(::chmod(data.c_str(), 0755), 0);
+  ASSERT_EQ(::chmod((data / "evidence").c_str(), 0755), 0);
+  for (const auto& f : {data / "controller.db", data / "controller.db-wal",
+                        data / "controller.db-shm", data / "evidence" / "ab" / "ab12.tar.gz"}) {
+    std::ofstream(f) << "x";
+    ASSERT_EQ(::chmod(f.c_str(), 0644), 0);
+  }
+  std::ofstream(dir_ / "outside") << "x";
+  ASSERT_EQ(::chmod((dir_ / "outside").c_str(), 0644), 0);
+  fs::create_symlink(dir_ / "outside", data / "link");
+  ASSERT_TRUE(prepareDataDir(data).ok());
+  EXPECT_EQ(modeOf(data), 0700);
+  EXPECT_EQ(modeOf(data / "evidence"), 0700);
+  EXPECT_EQ(modeOf(data / "evidence" / "ab"), 0700);
+  EXPECT_EQ(modeOf(data / "controller.db"), 0600);
+  EXPECT_EQ(modeOf(data / "controller.db-wal"), 0600);
+  EXPECT_EQ(modeOf(data / "controller.db-shm"), 0600);
+  EXPECT_EQ(modeOf(data / "evidence" / "ab" / "ab12.tar.gz"), 0600);
+  EXPECT_EQ(modeOf(dir_ / "outside"), 0644);   // a symlink's target is left alone
+}
+
+TEST_F(AuditChainTest, DataDirIsCreatedPrivateAndAFileIsRefused) {
+  ASSERT_TRUE(prepareDataDir(dir_ / "new" / "data").ok());
+  EXPECT_EQ(modeOf(dir_ / "new" / "data"), 0700);
+  std::ofstream(dir_ / "file") << "x";
+  auto s = prepareDataDir(dir_ / "file");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(std::string(s.message()).find("not a directory"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace bulkhead::controller

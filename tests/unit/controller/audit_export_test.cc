@@ -1,0 +1,226 @@
+// Audit export through the real server, checked with the README's stock-tools recipe (openssl
+// and python3), and VerifyAudit on a keyed table: a middle row rewritten, rows deleted at the
+// tail against an export's head checkpoint.
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "controller/store/audit_key.h"
+#include "evidence/signing.h"
+#include "tests/unit/controller/server_harness.h"
+
+namespace bulkhead::controller {
+namespace {
+
+using namespace bulkhead::controller::testing;
+namespace v1 = bulkhead::v1;
+
+const std::string kKey(32, '\x5a');
+
+std::string readFile(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void writeFile(const fs::path& p, const std::string& data) {
+  std::ofstream(p, std::ios::binary | std::ios::trunc) << data;
+}
+
+// The shell block under "<!-- audit-export-recipe -->" in README.md.
+std::string readmeRecipe() {
+  std::string readme = readFile(BULKHEAD_README);
+  auto marker = readme.find("<!-- audit-export-recipe -->");
+  EXPECT_NE(marker, std::string::npos);
+  auto start = readme.find("```sh\n", marker);
+  auto end = readme.find("\n```\n", start);
+  EXPECT_NE(start, std::string::npos);
+  EXPECT_NE(end, std::string::npos);
+  start += 6;
+  return readme.substr(start, end - start + 1);
+}
+
+class AuditExportTest : public ServerTest {
+ protected:
+  void SetUp() override {
+    ServerTest::SetUp();
+    // The same server on a keyed store.
+    server_.reset();
+    store_.reset();
+    auto s = SqliteStore::create(dir_ / "controller.db", {.audit_key = kKey});
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = *std::move(s);
+    startServer();
+    out_ = dir_ / "export";
+    fs::create_directories(out_);
+    writeFile(out_ / "ca.crt", controller_id_.ca_pem);
+    writeFile(out_ / "recipe.sh", readmeRecipe());
+  }
+  void configure(ServerOptions& o) override {
+    auto signer = evidence::Signer::fromPem(controller_id_.key_pem, controller_id_.cert_pem);
+    ASSERT_TRUE(signer.ok()) << signer.status();
+    o.audit_signer = *std::move(signer);
+  }
+  struct Export {
+    grpc::Status status;
+    std::string text, signature, cert;
+  };
+  Export exportAudit(int64_t since = 0) {
+    auto stub = op(Role::kViewer, "vera");
+    grpc::ClientContext ctx;
+    deadline(&ctx);
+    v1::ExportAuditRequest req;
+    req.set_since_id(since);
+    auto reader = stub->ExportAudit(&ctx, req);
+    Export e;
+    v1::AuditExportChunk chunk;
+    while (reader->Read(&chunk)) {
+      e.text += chunk.data();
+      if (!chunk.signature().empty()) e.signature = chunk.signature();
+      if (!chunk.certificate_pem().empty()) e.cert = chunk.certificate_pem();
+    }
+    e.status = reader->Finish();
+    return e;
+  }
+  void writeExport(const std::string& text, const std::string& signature, const std::string& cert) {
+    writeFile(out_ / "audit.jsonl", text);
+    writeFile(out_ / "audit.jsonl.sig", signature);
+    writeFile(out_ / "audit.jsonl.crt", cert);
+  }
+  // Runs the README's recipe in out_; its exit code, output in out_/recipe.out.
+  int runRecipe() {
+    std::string cmd = fmt::format("cd '{}' && bash -e recipe.sh > recipe.out 2>&1", out_.string());
+    int rc = std::system(cmd.c_str());
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  }
+  std::string recipeOutput() { return readFile(out_ / "recipe.out"); }
+  v1::VerifyAuditResponse verify(int64_t checkpoint_id = 0, const std::string& hash = "") {
+    auto stub = op(Role::kViewer, "vera");
+    grpc::ClientContext ctx;
+    deadline(&ctx);
+    v1::VerifyAuditRequest req;
+    req.set_checkpoint_id(checkpoint_id);
+    req.set_checkpoint_hash(hash);
+    v1::VerifyAuditResponse resp;
+    auto s = stub->VerifyAudit(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp;
+  }
+  void someRows() {
+    for (int i = 0; i < 3; ++i) hosts();
+    // Text a JSON encoder must escape, and bytes that are not UTF-8 (exported as _hex).
+    AuditEntry odd{.at_unix_ms = 1700000000000,
+                   .operator_name = "rita",
+                   .action = "kill-process",
+                   .target = "web-03",
+                   .reason = "INC-42 \"quoted\" \\ é ✓",
+                   .outcome = "accepted",
+                   .detail = std::string("cmdline \xff\xfe tail")};
+    ASSERT_TRUE(store_->appendAudit(odd).ok());
+    hosts();
+  }
+  fs::path out_;
+};
+
+TEST_F(AuditExportTest, TheReadmeRecipeChecksAnExportAndCatchesEdits) {
+  someRows();
+  Export e = exportAudit();
+  ASSERT_TRUE(e.status.ok()) << e.status.error_message();
+  ASSERT_FALSE(e.signature.empty());
+  EXPECT_EQ(e.cert, controller_id_.cert_pem);
+  EXPECT_NE(e.text.find("\"detail_hex\""), std::string::npos);
+  writeExport(e.text, e.signature, e.cert);
+  ASSERT_EQ(runRecipe(), 0) << recipeOutput();
+  EXPECT_NE(recipeOutput().find("Verified OK"), std::string::npos) << recipeOutput();
+  EXPECT_NE(recipeOutput().find("chain ok: 5 rows"), std::string::npos) << recipeOutput();
+
+  // One row edited: the signature no longer matches.
+  std::string edited = e.text;
+  auto at = edited.find("\"target\":\"web-03\"");
+  ASSERT_NE(at, std::string::npos);
+  edited.replace(at, 17, "\"target\":\"web-04\"");
+  writeExport(edited, e.signature, e.cert);
+  EXPECT_NE(runRecipe(), 0) << recipeOutput();
+  EXPECT_NE(recipeOutput().find("Verification failure"), std::string::npos) << recipeOutput();
+
+  // Edited and signed again (by someone holding the controller's key): the recomputed chain
+  // names the row.
+  auto signer = evidence::Signer::fromPem(controller_id_.key_pem, controller_id_.cert_pem);
+  ASSERT_TRUE(signer.ok());
+  writeExport(edited, *signer->sign(edited), e.cert);
+  EXPECT_NE(runRecipe(), 0) << recipeOutput();
+  EXPECT_NE(recipeOutput().find("row 4: altered"), std::string::npos) << recipeOutput();
+
+  // The last row cut from the file (and signed again): the head no longer matches.
+  std::string cut = e.text;
+  auto head_line = cut.find("{\"last_hash\"");
+  ASSERT_NE(head_line, std::string::npos);
+  auto last_row = cut.rfind('\n', head_line - 2) + 1;
+  cut.erase(last_row, head_line - last_row);
+  writeExport(cut, *signer->sign(cut), e.cert);
+  EXPECT_NE(runRecipe(), 0) << recipeOutput();
+  EXPECT_NE(recipeOutput().find("head does not match"), std::string::npos) << recipeOutput();
+}
+
+TEST_F(AuditExportTest, ExportSinceAnIdStartsThere) {
+  someRows();
+  Export e = exportAudit(3);
+  ASSERT_TRUE(e.status.ok()) << e.status.error_message();
+  EXPECT_EQ(e.text.find("\"id\":1,"), std::string::npos);
+  EXPECT_NE(e.text.find("\"id\":3,"), std::string::npos);
+  EXPECT_NE(e.text.find("\"since_id\":3"), std::string::npos);
+  writeExport(e.text, e.signature, e.cert);
+  ASSERT_EQ(runRecipe(), 0) << recipeOutput();
+  Export bad = exportAudit(-1);
+  EXPECT_EQ(bad.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(bad.status.error_message().find("since_id"), std::string::npos);
+}
+
+TEST_F(AuditExportTest, VerifyAuditDetectsARewrittenRowAndATruncatedTail) {
+  someRows();
+  Export e = exportAudit();
+  ASSERT_TRUE(e.status.ok());
+  // The export's head: the last row it holds.
+  auto rows = store_->listAudit(0);
+  ASSERT_TRUE(rows.ok());
+  const AuditEntry& exported_last = (*rows)[4];
+  EXPECT_NE(e.text.find(fmt::format("\"last_hash\":\"{}\",\"last_id\":5", exported_last.hash)),
+            std::string::npos)
+      << e.text;
+  auto v = verify(5, exported_last.hash);
+  EXPECT_TRUE(v.ok()) << v.problem();
+  EXPECT_TRUE(v.keyed());
+
+  // Rows deleted at the tail: still a valid chain, but row 5 is gone.
+  ASSERT_TRUE(store_->execForTest("DELETE FROM audit WHERE id >= 4").ok());
+  v = verify();
+  EXPECT_TRUE(v.ok()) << v.problem();
+  v = verify(5, exported_last.hash);
+  EXPECT_FALSE(v.ok());
+  EXPECT_NE(v.problem().find("rows missing at the tail"), std::string::npos) << v.problem();
+
+  // A middle row edited with every later hash recomputed: its MAC fails.
+  rows = store_->listAudit(0);
+  std::string prev;
+  for (auto r : *rows) {
+    if (r.id == 2) r.outcome = "denied";
+    if (r.id >= 2) {
+      r.prev_hash = prev;
+      r.hash = auditRowHash(r);
+      ASSERT_TRUE(store_
+                      ->execForTest(fmt::format("UPDATE audit SET outcome = '{}', prev_hash = "
+                                                "'{}', hash = '{}' WHERE id = {}",
+                                                r.outcome, r.prev_hash, r.hash, r.id))
+                      .ok());
+    }
+    prev = r.hash;
+  }
+  v = verify();
+  EXPECT_FALSE(v.ok());
+  EXPECT_EQ(v.first_bad_id(), 2);
+  EXPECT_NE(v.problem().find("MAC does not match"), std::string::npos) << v.problem();
+}
+
+}  // namespace
+}  // namespace bulkhead::controller
