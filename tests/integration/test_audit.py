@@ -92,7 +92,7 @@ class AuditTest(unittest.TestCase):
         rc, doc, err = self.fleet.cli("audit", "export", "--output", path)
         self.assertEqual(rc, 0, err)
         self.assertEqual(doc["output"], path)
-        shutil.copy(os.path.join(self.fleet.pki, "ca.crt"), os.path.join(out, "ca.crt"))
+        shutil.copy(os.path.join(self.fleet.pki, "ca", "ca.crt"), os.path.join(out, "ca.crt"))
         with open(os.path.join(out, "recipe.sh"), "w") as f:
             f.write(readme_recipe())
         return out
@@ -156,7 +156,8 @@ class AuditTest(unittest.TestCase):
             self.assertEqual(self.fleet.cli("hosts")[0], 0)
         rows = self.rows()
         target = rows[len(rows) // 2]
-        con = sqlite3.connect(self.db, timeout=10)
+        con = sqlite3.connect(self.db, timeout=10, isolation_level=None)
+        con.row_factory = sqlite3.Row
         try:
             con.execute("BEGIN IMMEDIATE")
             prev = None
@@ -169,7 +170,7 @@ class AuditTest(unittest.TestCase):
                     con.execute("UPDATE audit SET outcome=?, prev_hash=?, hash=? WHERE id=?",
                                 (r["outcome"], r["prev_hash"], r["hash"], r["id"]))
                 prev = r["hash"]
-            con.commit()
+            con.execute("COMMIT")
         finally:
             con.close()
         rc, text, err = self.fleet.cli("audit", "--verify", json_out=False)
