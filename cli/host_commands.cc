@@ -176,7 +176,9 @@ int status(const GlobalOptions& g, const std::vector<std::string>& args, Io& io)
 
 absl::StatusOr<std::string> readWholeFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
+  if (!in) {
+    return absl::NotFoundError(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
+  }
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) return absl::DataLossError(fmt::format("cannot read {}", path));

@@ -18,7 +18,7 @@
 namespace bulkhead::controller {
 
 struct AuditExportHeader {
-  std::string controller;        // the controller's certificate name
+  std::string controller;  // the controller's certificate name
   int64_t exported_at_unix_ms = 0;
   int64_t since_id = 0;
 };

@@ -45,8 +45,8 @@ absl::StatusOr<std::string> createKey(const fs::path& path) {
   if (path.has_parent_path() && !fs::exists(path.parent_path(), ec)) {
     fs::create_directories(path.parent_path(), ec);
     if (ec) {
-      return absl::PermissionDeniedError(fmt::format(
-          "--audit-key: cannot create {}: {}", path.parent_path().string(), ec.message()));
+      return absl::PermissionDeniedError(fmt::format("--audit-key: cannot create {}: {}",
+                                                     path.parent_path().string(), ec.message()));
     }
     fs::permissions(path.parent_path(), fs::perms::owner_all, ec);
   }
@@ -90,8 +90,7 @@ absl::StatusOr<std::string> parseAuditKey(std::string_view text, std::string_vie
   }
   if (!valid) {
     return absl::InvalidArgumentError(fmt::format(
-        "--audit-key: {} does not hold a key: expected {} hex digits", origin,
-        2 * kAuditKeyBytes));
+        "--audit-key: {} does not hold a key: expected {} hex digits", origin, 2 * kAuditKeyBytes));
   }
   return key;
 }
@@ -112,7 +111,7 @@ absl::StatusOr<std::string> loadOrCreateAuditKey(const fs::path& path, const fs:
   int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT) return createKey(path);
   if (fd < 0) return errnoError("cannot open", path);
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) != 0) {
     ::close(fd);
     return errnoError("cannot stat", path);
@@ -124,9 +123,9 @@ absl::StatusOr<std::string> loadOrCreateAuditKey(const fs::path& path, const fs:
   }
   if ((st.st_mode & 077) != 0) {
     ::close(fd);
-    return absl::PermissionDeniedError(fmt::format(
-        "--audit-key: {} is open to group or others (mode {:04o}): chmod 600 it", path.string(),
-        st.st_mode & 07777));
+    return absl::PermissionDeniedError(
+        fmt::format("--audit-key: {} is open to group or others (mode {:04o}): chmod 600 it",
+                    path.string(), st.st_mode & 07777));
   }
   std::string text(256, '\0');
   ssize_t n = ::read(fd, text.data(), text.size());

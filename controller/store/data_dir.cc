@@ -16,9 +16,9 @@ namespace {
 // Removes group and other bits (and, on files, the execute bits) from one path, unless it is
 // a symlink.
 absl::Status makePrivate(const fs::path& path) {
-  struct stat st{};
+  struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return absl::OkStatus();   // removed meanwhile
+    if (errno == ENOENT) return absl::OkStatus();  // removed meanwhile
     return absl::PermissionDeniedError(
         fmt::format("--data-dir: cannot stat {}: {}", path.string(), std::strerror(errno)));
   }

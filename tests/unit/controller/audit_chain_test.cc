@@ -23,7 +23,7 @@ const std::string kKey(32, '\x11');
 const std::string kOtherKey(32, '\x22');
 
 mode_t modeOf(const fs::path& p) {
-  struct stat st{};
+  struct stat st {};
   EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
   return st.st_mode & 07777;
 }
@@ -89,7 +89,7 @@ TEST_F(AuditChainTest, KeyedRowsCarryAMacOfTheirHashAndVerify) {
   append(*store, 1, 3);
   auto rows = store->listAudit(0);
   ASSERT_TRUE(rows.ok());
-  ASSERT_EQ(rows->size(), 3u);   // an empty table starts keyed: no marker row
+  ASSERT_EQ(rows->size(), 3u);  // an empty table starts keyed: no marker row
   for (const auto& e : *rows) EXPECT_EQ(e.mac, auditRowMac(kKey, e));
   auto v = store->verifyAudit();
   ASSERT_TRUE(v.ok());
@@ -166,10 +166,10 @@ TEST_F(AuditChainTest, TailRowsDeletedAreDetectedAgainstACheckpoint) {
   ASSERT_TRUE(store->execForTest("DELETE FROM audit WHERE id >= 5").ok());
   v = store->verifyAudit();
   ASSERT_TRUE(v.ok());
-  EXPECT_TRUE(v->ok);   // a shorter chain is still a valid chain...
+  EXPECT_TRUE(v->ok);  // a shorter chain is still a valid chain...
   v = store->verifyAudit(checkpoint);
   ASSERT_TRUE(v.ok());
-  EXPECT_FALSE(v->ok);   // ...but not against the checkpoint
+  EXPECT_FALSE(v->ok);  // ...but not against the checkpoint
   EXPECT_EQ(v->first_bad_id, 6);
   EXPECT_NE(v->problem.find("rows missing at the tail"), std::string::npos) << v->problem;
   EXPECT_NE(v->problem.find("table ends at row 4"), std::string::npos) << v->problem;
@@ -228,7 +228,7 @@ TEST_F(AuditChainTest, CommitsAreSyncedFull) {
   auto store = open(kKey);
   auto mode = store->pragmaForTest("synchronous");
   ASSERT_TRUE(mode.ok()) << mode.status();
-  EXPECT_EQ(*mode, 2);   // FULL
+  EXPECT_EQ(*mode, 2);  // FULL
 }
 
 // --- the audit key file ---
@@ -295,7 +295,7 @@ TEST_F(AuditChainTest, DataDirAndEverythingInItBecomePrivate) {
   EXPECT_EQ(modeOf(data / "controller.db-wal"), 0600);
   EXPECT_EQ(modeOf(data / "controller.db-shm"), 0600);
   EXPECT_EQ(modeOf(data / "evidence" / "ab" / "ab12.tar.gz"), 0600);
-  EXPECT_EQ(modeOf(dir_ / "outside"), 0644);   // a symlink's target is left alone
+  EXPECT_EQ(modeOf(dir_ / "outside"), 0644);  // a symlink's target is left alone
 }
 
 TEST_F(AuditChainTest, DataDirIsCreatedPrivateAndAFileIsRefused) {
