@@ -29,9 +29,7 @@ class ControllerServer::AgentChannelService final
 };
 
 ControllerServer::ControllerServer(const Clock& clock, Store& store, ServerOptions options)
-    : clock_(clock),
-      store_(store),
-      options_(std::move(options)),
+    : options_(std::move(options)),
       fleet_(clock, store, options_.fleet),
       containment_(clock, store, fleet_,
                    options_.policies != nullptr ? *options_.policies : default_policies_,

@@ -59,8 +59,6 @@ class ControllerServer {
   class AgentChannelService;
   ControllerServer(const Clock& clock, Store& store, ServerOptions options);
 
-  const Clock& clock_;
-  Store& store_;
   ServerOptions options_;
   Fleet fleet_;
   Policies default_policies_{std::string()};
