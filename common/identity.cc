@@ -1,9 +1,12 @@
 #include "common/identity.h"
 
+#include <openssl/asn1.h>
+#include <openssl/bn.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include <cctype>
+#include <ctime>
 #include <memory>
 
 #include "absl/status/status.h"
@@ -22,6 +25,22 @@ std::string subjectField(X509_NAME* name, int nid) {
   std::string out(reinterpret_cast<char*>(utf8), static_cast<size_t>(len));
   OPENSSL_free(utf8);
   return out;
+}
+
+std::string serialHex(X509* cert) {
+  BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get_serialNumber(cert), nullptr);
+  if (bn == nullptr) return {};
+  char* hex = BN_bn2hex(bn);
+  std::string out = hex != nullptr ? hex : "";
+  OPENSSL_free(hex);
+  BN_free(bn);
+  return out;
+}
+
+int64_t notAfterUnix(X509* cert) {
+  struct tm tm {};
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) != 1) return 0;
+  return static_cast<int64_t>(timegm(&tm));
 }
 
 }  // namespace
@@ -64,6 +83,24 @@ bool isValidName(std::string_view name) {
   return true;
 }
 
+bool isValidDnsName(std::string_view name) {
+  if (name.empty() || name.size() > 253) return false;
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t end = name.find('.', start);
+    if (end == std::string_view::npos) end = name.size();
+    std::string_view label = name.substr(start, end - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
+      return false;
+    }
+    for (char c : label) {
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') return false;
+    }
+    start = end + 1;
+  }
+  return true;
+}
+
 absl::StatusOr<PeerIdentity> identityFromCertPem(std::string_view pem) {
   std::unique_ptr<BIO, decltype(&BIO_free)> bio(
       BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
@@ -90,6 +127,8 @@ absl::StatusOr<PeerIdentity> identityFromCertPem(std::string_view pem) {
     return absl::PermissionDeniedError(fmt::format("certificate: invalid CN \"{}\"", cn));
   }
   id.name = cn;
+  id.serial = serialHex(cert.get());
+  id.not_after_unix = notAfterUnix(cert.get());
   if (id.kind == PeerKind::kOperator) {
     auto role = parseRole(subjectField(subject, NID_title));
     if (!role.ok())

@@ -2,6 +2,7 @@
 // `bulkhead pki`: O=bulkhead, OU=<kind>, CN=<name>, title=<role> (operators only).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -24,10 +25,16 @@ struct PeerIdentity {
   PeerKind kind = PeerKind::kAgent;
   std::string name;           // host id for agents, operator name for operators
   Role role = Role::kViewer;  // operators only
+  std::string serial;         // certificate serial, upper-case hex as `openssl x509 -serial`
+  int64_t not_after_unix = 0; // certificate expiry (seconds since the epoch)
 };
 
 // Host ids and operator names: 1-63 characters of [A-Za-z0-9._-], not starting with '.' or '-'.
 bool isValidName(std::string_view name);
+
+// A DNS name as a certificate's subjectAltName carries it: dot-separated labels of 1-63
+// characters of [A-Za-z0-9-], not starting or ending with '-', 253 characters at most.
+bool isValidDnsName(std::string_view name);
 
 // Reads the identity from a PEM certificate. The certificate chain must already have been
 // verified (by TLS); this only reads the subject.

@@ -8,6 +8,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <cctype>
 #include <memory>
 
 #include "absl/status/status.h"
@@ -24,6 +25,9 @@ struct Deleter {
 using PKeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
 using X509Ptr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
 using BioPtr = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
+using CrlPtr = std::unique_ptr<X509_CRL, Deleter<X509_CRL, X509_CRL_free>>;
+using Asn1TimePtr = std::unique_ptr<ASN1_TIME, Deleter<ASN1_TIME, ASN1_TIME_free>>;
+using Asn1IntPtr = std::unique_ptr<ASN1_INTEGER, Deleter<ASN1_INTEGER, ASN1_INTEGER_free>>;
 
 absl::Status sslError(std::string_view what) {
   return absl::InternalError(fmt::format("pki: {} failed", what));
@@ -62,7 +66,7 @@ absl::Status addExt(X509* cert, X509* issuer, int nid, const std::string& value)
   return ok ? absl::OkStatus() : sslError("adding an extension");
 }
 
-X509Ptr newCert(EVP_PKEY* key, std::chrono::hours validity) {
+X509Ptr newCert(EVP_PKEY* key, std::chrono::seconds validity) {
   X509Ptr cert(X509_new());
   X509_set_version(cert.get(), 2);
   unsigned char serial[16];
@@ -73,7 +77,7 @@ X509Ptr newCert(EVP_PKEY* key, std::chrono::hours validity) {
   BN_free(bn);
   X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);  // tolerate small clock skew
   X509_gmtime_adj(X509_getm_notAfter(cert.get()),
-                  static_cast<long>(std::chrono::seconds(validity).count()));
+                  static_cast<long>(validity.count()));
   X509_set_pubkey(cert.get(), key);
   return cert;
 }
@@ -166,6 +170,105 @@ absl::StatusOr<CertAndKey> issueCert(const CertAndKey& ca, const CertRequest& re
   }
   if (!X509_sign(cert.get(), ca_key.get(), EVP_sha256())) return sslError("signing");
   return toPems(cert.get(), key.get());
+}
+
+absl::StatusOr<std::string> normalizeSerial(std::string_view text) {
+  std::string hex;
+  bool all_hex = true;
+  std::string_view rest = text;
+  if (rest.size() > 2 && rest[0] == '0' && (rest[1] == 'x' || rest[1] == 'X')) {
+    rest.remove_prefix(2);
+  }
+  for (char c : rest) {
+    if (c == ':') continue;
+    all_hex = all_hex && std::isxdigit(static_cast<unsigned char>(c)) != 0;
+    hex.push_back(c);
+  }
+  BIGNUM* bn = nullptr;
+  if (!all_hex || hex.empty() || hex.size() > 64 ||
+      BN_hex2bn(&bn, hex.c_str()) != static_cast<int>(hex.size())) {
+    BN_free(bn);
+    return absl::InvalidArgumentError(
+        fmt::format("serial: invalid value \"{}\": expected hexadecimal digits (as `openssl "
+                    "x509 -serial` prints them)",
+                    text));
+  }
+  char* out = BN_bn2hex(bn);
+  std::string serial = out != nullptr ? out : "";
+  OPENSSL_free(out);
+  BN_free(bn);
+  return serial;
+}
+
+absl::StatusOr<std::string> createCrl(const CertAndKey& ca, const std::vector<RevokedCert>& revoked,
+                                      int64_t now_unix, std::chrono::hours validity) {
+  X509Ptr ca_cert = readCert(ca.cert_pem);
+  PKeyPtr ca_key = readKey(ca.key_pem);
+  if (!ca_cert || !ca_key) {
+    return absl::InvalidArgumentError("pki: unreadable CA certificate or key");
+  }
+  CrlPtr crl(X509_CRL_new());
+  if (!crl || !X509_CRL_set_version(crl.get(), 1) ||
+      !X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(ca_cert.get()))) {
+    return sslError("creating the CRL");
+  }
+  Asn1TimePtr this_update(ASN1_TIME_set(nullptr, static_cast<time_t>(now_unix)));
+  Asn1TimePtr next_update(ASN1_TIME_set(
+      nullptr, static_cast<time_t>(now_unix + std::chrono::seconds(validity).count())));
+  if (!this_update || !next_update || !X509_CRL_set1_lastUpdate(crl.get(), this_update.get()) ||
+      !X509_CRL_set1_nextUpdate(crl.get(), next_update.get())) {
+    return sslError("setting the CRL dates");
+  }
+  for (const auto& entry : revoked) {
+    auto canonical = normalizeSerial(entry.serial);
+    if (!canonical.ok()) return canonical.status();
+    BIGNUM* bn = nullptr;
+    BN_hex2bn(&bn, canonical->c_str());
+    Asn1IntPtr serial(BN_to_ASN1_INTEGER(bn, nullptr));
+    BN_free(bn);
+    Asn1TimePtr when(ASN1_TIME_set(nullptr, static_cast<time_t>(entry.revoked_at_unix)));
+    X509_REVOKED* rev = X509_REVOKED_new();
+    if (!serial || !when || rev == nullptr ||
+        !X509_REVOKED_set_serialNumber(rev, serial.get()) ||
+        !X509_REVOKED_set_revocationDate(rev, when.get()) ||
+        !X509_CRL_add0_revoked(crl.get(), rev)) {
+      X509_REVOKED_free(rev);
+      return sslError("adding a CRL entry");
+    }
+  }
+  X509_CRL_sort(crl.get());
+  if (!X509_CRL_sign(crl.get(), ca_key.get(), EVP_sha256())) return sslError("signing the CRL");
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!PEM_write_bio_X509_CRL(bio.get(), crl.get())) return sslError("writing the CRL");
+  return bioString(bio.get());
+}
+
+absl::StatusOr<std::set<std::string>> revokedSerials(const std::string& crl_pem,
+                                                     const std::string& ca_pem) {
+  X509Ptr ca_cert = readCert(ca_pem);
+  if (!ca_cert) return absl::InvalidArgumentError("crl: unreadable CA certificate");
+  BioPtr bio(BIO_new_mem_buf(crl_pem.data(), static_cast<int>(crl_pem.size())));
+  CrlPtr crl(PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr));
+  if (!crl) return absl::InvalidArgumentError("crl: not a PEM X.509 CRL");
+  if (X509_NAME_cmp(X509_CRL_get_issuer(crl.get()), X509_get_subject_name(ca_cert.get())) != 0) {
+    return absl::InvalidArgumentError("crl: issued by another CA than the fleet CA");
+  }
+  EVP_PKEY* ca_key = X509_get0_pubkey(ca_cert.get());
+  if (ca_key == nullptr || X509_CRL_verify(crl.get(), ca_key) != 1) {
+    return absl::InvalidArgumentError("crl: signature does not verify against the fleet CA");
+  }
+  std::set<std::string> serials;
+  STACK_OF(X509_REVOKED)* entries = X509_CRL_get_REVOKED(crl.get());
+  for (int i = 0; i < sk_X509_REVOKED_num(entries); ++i) {
+    const X509_REVOKED* rev = sk_X509_REVOKED_value(entries, i);
+    BIGNUM* bn = ASN1_INTEGER_to_BN(X509_REVOKED_get0_serialNumber(rev), nullptr);
+    if (bn == nullptr) return sslError("reading a CRL entry");
+    char* hex = BN_bn2hex(bn);
+    if (hex != nullptr) serials.insert(hex);
+    OPENSSL_free(hex);
+    BN_free(bn);
+  }
+  return serials;
 }
 
 }  // namespace bulkhead

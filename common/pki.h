@@ -2,7 +2,10 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -21,8 +24,12 @@ struct CertRequest {
   Role role = Role::kViewer;              // operators only
   std::vector<std::string> dns_names;     // controller only: subjectAltName DNS entries
   std::vector<std::string> ip_addresses;  // controller only: subjectAltName IP entries
-  std::chrono::hours validity{24 * 825};
+  std::chrono::seconds validity{std::chrono::hours(24 * 825)};
 };
+
+// A certificate serial as typed by a person ("7a:3f:..", "0x7A3F", "7A3F") in the canonical
+// form of PeerIdentity::serial. INVALID_ARGUMENT names the value when it is not hexadecimal.
+absl::StatusOr<std::string> normalizeSerial(std::string_view text);
 
 // A self-signed CA certificate with a fresh P-256 key.
 absl::StatusOr<CertAndKey> createCa(const std::string& name, std::chrono::hours validity);
@@ -30,5 +37,21 @@ absl::StatusOr<CertAndKey> createCa(const std::string& name, std::chrono::hours 
 // Issues a leaf certificate signed by `ca`. Controllers get serverAuth (and the name as a DNS
 // SAN); agents and operators get clientAuth.
 absl::StatusOr<CertAndKey> issueCert(const CertAndKey& ca, const CertRequest& request);
+
+// One revoked certificate, as a CRL entry.
+struct RevokedCert {
+  std::string serial;           // upper-case hex, as PeerIdentity::serial
+  int64_t revoked_at_unix = 0;  // revocationDate
+};
+
+// A CRL (PEM, X.509 v2) listing `revoked`, signed by `ca`, valid from `now_unix` for
+// `validity` (nextUpdate). Checkable with `openssl crl -CAfile ca.crt -in crl.pem`.
+absl::StatusOr<std::string> createCrl(const CertAndKey& ca, const std::vector<RevokedCert>& revoked,
+                                      int64_t now_unix, std::chrono::hours validity);
+
+// The serials a CRL lists, after checking that it is signed by the CA in `ca_pem`. nextUpdate
+// is not enforced: a stale list still denies what it names.
+absl::StatusOr<std::set<std::string>> revokedSerials(const std::string& crl_pem,
+                                                     const std::string& ca_pem);
 
 }  // namespace bulkhead

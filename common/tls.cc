@@ -87,6 +87,22 @@ absl::StatusOr<IdentityFiles> loadIdentity(const fs::path& dir) {
         fmt::format("identity: {}: {}", (dir / "tls.crt").string(), self.status().message()));
   }
   id.self = *self;
+  if (fs::exists(dir / kControllerNameFile, ec)) {
+    auto name = readFile(dir / kControllerNameFile);
+    if (!name.ok()) {
+      return absl::NotFoundError(fmt::format("identity: {}", name.status().message()));
+    }
+    std::string text = *name;
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) {
+      text.pop_back();
+    }
+    if (!isValidDnsName(text)) {
+      return absl::InvalidArgumentError(
+          fmt::format("identity: {}: invalid value \"{}\": expected a DNS name",
+                      (dir / kControllerNameFile).string(), text));
+    }
+    id.controller_name = text;
+  }
   return id;
 }
 

@@ -1,6 +1,7 @@
 // Identity directories and gRPC mTLS credentials.
 //
-// An identity directory holds ca.crt (the fleet CA), tls.crt and tls.key (mode 0600), as
+// An identity directory holds ca.crt (the fleet CA), tls.crt and tls.key (mode 0600), and
+// optionally controller-name (the name in the controller's certificate, one line), as
 // written by `bulkhead pki`. Every bulkhead program takes one with --identity DIR.
 #pragma once
 
@@ -22,9 +23,14 @@ struct IdentityFiles {
   std::string cert_pem;
   std::string key_pem;
   PeerIdentity self;  // read from cert_pem
+  std::string controller_name;  // from the controller-name file; empty when there is none
 };
 
-// Reads DIR/{ca.crt,tls.crt,tls.key}. Errors name the missing or unreadable file.
+// The file of an identity directory naming the controller's certificate name.
+inline constexpr const char* kControllerNameFile = "controller-name";
+
+// Reads DIR/{ca.crt,tls.crt,tls.key} and DIR/controller-name if present. Errors name the
+// missing or unreadable file, or a controller-name that is not a DNS name.
 absl::StatusOr<IdentityFiles> loadIdentity(const std::filesystem::path& dir);
 
 // Writes an identity directory (created 0700 if missing; key 0600). Refuses to overwrite an

@@ -44,5 +44,30 @@ TEST(Identity, RejectsCaAndGarbage) {
   EXPECT_FALSE(identityFromCertPem("not a cert").ok());
 }
 
+TEST(Pki, SerialsAreNormalizedAsOpensslPrintsThem) {
+  EXPECT_EQ(normalizeSerial("0a:1b:2c").value_or("?"), "0A1B2C");
+  EXPECT_EQ(normalizeSerial("0x0A1B2C").value_or("?"), "0A1B2C");
+  EXPECT_EQ(normalizeSerial("a1b2c").value_or("?"), "0A1B2C");
+  for (const char* bad : {"", "xyz", "12 34", "0x"}) EXPECT_FALSE(normalizeSerial(bad).ok()) << bad;
+  auto ca = createCa("test-ca", std::chrono::hours(24));
+  ASSERT_TRUE(ca.ok());
+  auto leaf = issueCert(*ca, CertRequest{.kind = PeerKind::kAgent, .name = "web-01"});
+  ASSERT_TRUE(leaf.ok());
+  auto id = identityFromCertPem(leaf->cert_pem);
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(normalizeSerial(id->serial).value_or("?"), id->serial);
+}
+
+TEST(Identity, DnsNames) {
+  for (const char* good : {"bulkhead-controller", "ctl.example.org", "a", "x1.y2"}) {
+    EXPECT_TRUE(isValidDnsName(good)) << good;
+  }
+  for (const char* bad : {"", "a_b", "a..b", ".a", "a.", "-a", "a-", "a b", "*.x", "10.0.0.5/24",
+                          "a:b"}) {
+    EXPECT_FALSE(isValidDnsName(bad)) << bad;
+  }
+  EXPECT_FALSE(isValidDnsName(std::string(64, 'a')));
+}
+
 }  // namespace
 }  // namespace bulkhead
