@@ -60,7 +60,7 @@ int runCli(const std::vector<std::string>& argv, Io& io) {
       ("identity", po::value(&g.identity)->default_value(envOr("BULKHEAD_IDENTITY", "")),
        "operator identity directory (ca.crt, tls.crt, tls.key)")
       ("controller-name", po::value(&g.controller_name)->default_value(g.controller_name),
-       "name in the controller's certificate")
+       "name in the controller's certificate (default: the identity's controller-name file)")
       ("json", po::bool_switch(&g.json), "print one machine-readable JSON document")
       ("timeout", po::value(&timeout_text)->default_value("10s"), "RPC timeout")
       ("help,h", po::bool_switch(&help), "show help");
@@ -70,6 +70,7 @@ int runCli(const std::vector<std::string>& argv, Io& io) {
     po::variables_map vm;
     po::store(parsed, vm);
     po::notify(vm);
+    g.controller_name_given = !vm["controller-name"].defaulted();
     rest = po::collect_unrecognized(parsed.options, po::include_positional);
   } catch (const std::exception& e) {
     io.err << "bulkhead: " << e.what() << "\n";

@@ -19,7 +19,10 @@ enum ExitCode : int { kOk = 0, kFailed = 1, kUsage = 2 };
 struct GlobalOptions {
   std::string controller;        // ADDR:PORT; --controller or $BULKHEAD_CONTROLLER
   std::string identity;          // DIR; --identity or $BULKHEAD_IDENTITY
-  std::string controller_name = "bulkhead-controller";  // TLS name in the controller cert
+  // TLS name in the controller cert. Unless given (controller_name_given), the identity's
+  // controller-name file wins over this default.
+  std::string controller_name = "bulkhead-controller";
+  bool controller_name_given = false;
   bool json = false;
   std::chrono::milliseconds timeout{10'000};
 };

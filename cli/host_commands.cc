@@ -45,6 +45,13 @@ std::string joinList(const google::protobuf::RepeatedPtrField<std::string>& item
   return out.empty() ? "-" : out;
 }
 
+// "2026-12-12 00:00:00 UTC (in 9 days)" for a certificate's expiry.
+std::string certExpiry(int64_t not_after_ms, int64_t now_ms) {
+  const int64_t days = (not_after_ms - now_ms) / 86'400'000;
+  if (not_after_ms <= now_ms) return fmt::format("{} (EXPIRED)", utcTime(not_after_ms));
+  return fmt::format("{} (in {} day{})", utcTime(not_after_ms), days, days == 1 ? "" : "s");
+}
+
 // Connects or prints why not; returns nullptr after printing.
 int hosts(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
   std::string selector;
@@ -84,6 +91,17 @@ int hosts(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) 
                     joinLabels(h.labels()), h.agent_version()});
   }
   printTable(io.out, rows);
+  bool expiring_header = false;
+  for (const auto& h : resp.hosts()) {
+    if (!h.cert_expiring()) continue;
+    if (!expiring_header) {
+      io.out << "\ncertificates expiring soon (renew with `bulkhead pki issue agent "
+                "--replace`):\n";
+    }
+    expiring_header = true;
+    io.out << "  " << h.host_id() << ": agent certificate expires "
+           << certExpiry(h.cert_not_after_unix_ms(), now) << "\n";
+  }
   return kOk;
 }
 
@@ -129,6 +147,11 @@ int status(const GlobalOptions& g, const std::vector<std::string>& args, Io& io)
       {"os", h.os()},
       {"agent", h.agent_version()},
   };
+  if (h.cert_not_after_unix_ms() != 0) {
+    rows.push_back({"certificate", fmt::format("expires {}{}",
+                                               certExpiry(h.cert_not_after_unix_ms(), now),
+                                               h.cert_expiring() ? ", EXPIRING SOON" : "")});
+  }
   const auto& iso = resp.desired().isolation();
   std::string isolation = iso.enabled() ? "isolated" : "open";
   if (iso.enabled() && iso.expires_at_unix_ms() > 0) {

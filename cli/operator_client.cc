@@ -28,7 +28,9 @@ absl::StatusOr<std::unique_ptr<OperatorClient>> OperatorClient::create(
         peerKindName(id->self.kind)));
   }
   grpc::ChannelArguments args;
-  args.SetSslTargetNameOverride(options.controller_name);
+  args.SetSslTargetNameOverride(options.controller_name_given || id->controller_name.empty()
+                                    ? options.controller_name
+                                    : id->controller_name);
   args.SetMaxReceiveMessageSize(64 << 20);
   std::string target = hp->host.find(':') != std::string::npos
                            ? fmt::format("ipv6:[{}]:{}", hp->host, hp->port)
