@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <set>
 #include <fstream>
 #include <sstream>
 #include <iostream>
@@ -17,9 +18,11 @@
 #include "common/format.h"
 #include "common/logging.h"
 #include "common/runtime.h"
+#include "common/pki.h"
 #include "common/tls.h"
 #include "controller/core/blocks.h"
 #include "controller/core/config.h"
+#include "controller/rpc/peer_gate.h"
 #include "controller/rpc/policies.h"
 #include "controller/rpc/server.h"
 #include "controller/rpc/system_clock.h"
@@ -47,6 +50,22 @@ void grpcLog(gpr_log_func_args* args) {
   spdlog::level::level_enum level = spdlog::level::debug;
   if (g_grpc_started && args->severity == GPR_LOG_SEVERITY_ERROR) level = spdlog::level::warn;
   spdlog::log(level, "grpc: {}", args->message);
+}
+
+// The revoked serials of the CRL at `path`, checked against the fleet CA. A missing file
+// revokes nothing unless it was named with --crl.
+absl::StatusOr<std::set<std::string>> loadRevoked(const std::filesystem::path& path,
+                                                  bool named, const std::string& ca_pem) {
+  std::error_code ec;
+  if (!named && !std::filesystem::exists(path, ec)) return std::set<std::string>{};
+  auto pem = readFile(path);
+  if (!pem.ok()) return absl::NotFoundError(fmt::format("--crl: {}", pem.status().message()));
+  auto serials = revokedSerials(*pem, ca_pem);
+  if (!serials.ok()) {
+    return absl::InvalidArgumentError(
+        fmt::format("--crl: {}: {}", path.string(), serials.status().message()));
+  }
+  return serials;
 }
 
 int run(int argc, char** argv) {
@@ -115,6 +134,21 @@ int run(int argc, char** argv) {
   }
 
   SystemClock clock;
+  PeerGate gate(clock, config.cert_expiry_warning);
+  const bool crl_named = !config.crl_file.empty();
+  const std::filesystem::path crl_path =
+      crl_named ? std::filesystem::path(config.crl_file)
+                : std::filesystem::path(config.identity_dir) / "crl.pem";
+  {
+    auto revoked = loadRevoked(crl_path, crl_named, identity->ca_pem);
+    if (!revoked.ok()) return fail(fmt::format("{}", revoked.status()));
+    gate.setRevoked(*std::move(revoked));
+    if (gate.revokedCount() > 0) {
+      spdlog::info("revocation: {} revoked certificates from {}", gate.revokedCount(),
+                   crl_path.string());
+    }
+  }
+  (void)gate.admit(identity->self);   // logs the controller's own certificate near expiry
   ServerOptions options;
   options.containment.endpoints = endpoints;
   options.containment.selector_limit = config.selector_limit;
@@ -141,6 +175,7 @@ int run(int argc, char** argv) {
   options.credentials = serverCredentials(*identity);
   options.fleet.heartbeat_interval = config.heartbeat_interval;
   options.fleet.heartbeat_timeout = config.heartbeat_timeout;
+  options.fleet.gate = &gate;
   options.evidence.dir = std::filesystem::path(config.data_dir) / "evidence";
   options.evidence.ca_pem = identity->ca_pem;
   options.evidence.max_bytes = config.max_evidence_bytes;
@@ -170,6 +205,16 @@ int run(int argc, char** argv) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGHUP) {
+      if (auto revoked = loadRevoked(crl_path, crl_named, identity->ca_pem); !revoked.ok()) {
+        spdlog::error("SIGHUP: revocations not reloaded, the previous {} stay in force: {}",
+                      gate.revokedCount(), revoked.status());
+      } else {
+        gate.setRevoked(*std::move(revoked));
+        auto ended = (*server)->fleet().closeRevokedStreams();
+        spdlog::info("SIGHUP: {} revoked certificates from {}; {} agent streams ended{}{}",
+                     gate.revokedCount(), crl_path.string(), ended.size(),
+                     ended.empty() ? "" : ": ", fmt::join(ended, ", "));
+      }
       if (config.policy_dir.empty()) {
         spdlog::info("SIGHUP: nothing to reload (no --policy-dir)");
       } else if (auto s = policies.reload(); !s.ok()) {

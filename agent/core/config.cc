@@ -154,7 +154,10 @@ absl::StatusOr<AgentConfig> parseAgentArgs(const std::vector<std::string>& raw) 
   if (!vm.count("identity")) return absl::InvalidArgumentError("--identity: required (DIR)");
   c.identity_dir = get("identity");
   if (c.identity_dir.empty()) return invalid("--identity", "", "empty path");
-  if (vm.count("controller-name")) c.controller_name = get("controller-name");
+  if (vm.count("controller-name")) {
+    c.controller_name = get("controller-name");
+    c.controller_name_given = true;
+  }
   if (!isValidTlsName(c.controller_name)) {
     return invalid("--controller-name", c.controller_name, "expected a DNS name");
   }

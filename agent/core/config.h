@@ -23,6 +23,7 @@ struct AgentConfig {
   AgentMode mode = AgentMode::kRun;
   HostPort controller;                                  // kRun
   std::string controller_name = "bulkhead-controller";  // TLS name checked in the controller cert
+  bool controller_name_given = false;  // --controller-name given: overrides the identity's file
   std::filesystem::path identity_dir;                   // kRun
   std::filesystem::path state_dir;                      // every mode but help/version
   Labels labels;

@@ -630,7 +630,31 @@ int runDaemon(const AgentConfig& config) {
   SessionOptions opts;
   opts.targets = grpcTargets(pin);
   opts.credentials = clientCredentials(*identity);
-  opts.ssl_target_name = config.controller_name;
+  opts.ssl_target_name = config.controller_name_given || identity->controller_name.empty()
+                             ? config.controller_name
+                             : identity->controller_name;
+  // A replaced identity (`bulkhead pki issue agent --replace`, copied into --identity) is used
+  // from the next connection attempt on; one for another host id or of another kind is not.
+  opts.reload_credentials = [dir = config.identity_dir, host_id,
+                             current = identity->cert_pem]() mutable
+      -> std::shared_ptr<grpc::ChannelCredentials> {
+    auto fresh = loadIdentity(dir);
+    if (!fresh.ok()) {
+      spdlog::warn("identity: keeping the loaded one: {}", fresh.status());
+      return nullptr;
+    }
+    if (fresh->cert_pem == current) return nullptr;
+    if (fresh->self.kind != PeerKind::kAgent || fresh->self.name != host_id) {
+      spdlog::error("identity: {}/tls.crt now names {} \"{}\", not agent \"{}\"; keeping the "
+                    "loaded identity",
+                    dir.string(), peerKindName(fresh->self.kind), fresh->self.name, host_id);
+      return nullptr;
+    }
+    current = fresh->cert_pem;
+    spdlog::info("identity: using the replaced certificate (serial {}) from now on",
+                 fresh->self.serial);
+    return clientCredentials(*fresh);
+  };
   opts.seed = (static_cast<uint64_t>(rd()) << 32) | rd();
 
   // Evidence: bundles are signed with the agent's TLS key and uploaded on a channel of their

@@ -226,11 +226,17 @@ void ControllerSession::Impl::attempt() {
     ++busy_;
   }
   AgentMessage hello = handler_->hello();
+  std::shared_ptr<grpc::ChannelCredentials> fresh =
+      options_.reload_credentials ? options_.reload_credentials() : nullptr;
   Stream* s = nullptr;
   {
     std::lock_guard<std::mutex> lock(mu_);
     --busy_;
     cv_.notify_all();
+    if (fresh) {   // live streams keep their own reference to the old channel
+      options_.credentials = std::move(fresh);
+      channels_.assign(channels_.size(), nullptr);
+    }
     if (stopping_ || stream_ != nullptr) return;
     ++epoch_;
     connected_ = false;

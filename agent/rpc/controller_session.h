@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,6 +47,9 @@ struct SessionOptions {
   // "ipv4:10.77.0.2:7443,10.77.0.3:7443" and "ipv6:[fd77::2]:7443".
   std::vector<std::string> targets;
   std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // Called before each connection attempt; non-null: credentials to use from now on (the
+  // channels are rebuilt with them). May read files; must not call into the session.
+  std::function<std::shared_ptr<grpc::ChannelCredentials>()> reload_credentials;
   std::string ssl_target_name;   // name checked in the controller certificate
   BackoffPolicy backoff;
   uint64_t seed = 0;             // jitter seed; give each session its own

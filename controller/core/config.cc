@@ -74,6 +74,7 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   std::string block_confirm_v4 = "16", block_confirm_v6 = "48";
   std::string max_evidence_bytes = "8GiB", evidence_host_quota = "32GiB", evidence_reserve = "1GiB";
   std::string max_evidence_uploads = "16", max_evidence_uploads_per_host = "2";
+  std::string crl_file, cert_expiry_warning = "30d";
   std::vector<std::string> advertise;
 
   po::options_description desc(
@@ -113,6 +114,11 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
                         "evidence uploads in progress at once, all hosts (default 16)")(
       "max-evidence-uploads-per-host", po::value(&max_evidence_uploads_per_host)->value_name("N"),
       "evidence uploads in progress at once from one host (default 2)")(
+      "crl", po::value(&crl_file)->value_name("FILE"),
+      "CRL of revoked certificates (bulkhead pki revoke); re-read on SIGHUP (default: crl.pem "
+      "in the --identity directory, if present)")(
+      "cert-expiry-warning", po::value(&cert_expiry_warning)->value_name("DUR"),
+      "certificates expiring within this are logged and flagged in `hosts` (default 30d)")(
       "log-format", po::value(&log_format)->value_name("text|json"), "log format (default text)")(
       "log-level", po::value(&log_level)->value_name("LEVEL"),
       "trace, debug, info, warn, error or off (default info)");
@@ -215,6 +221,10 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   auto per_host = parsePositive("--max-evidence-uploads-per-host", max_evidence_uploads_per_host);
   if (!per_host.ok()) return per_host.status();
   c.max_evidence_uploads_per_host = *per_host;
+  c.crl_file = crl_file;
+  auto expiry_warning = parseDuration("--cert-expiry-warning", cert_expiry_warning);
+  if (!expiry_warning.ok()) return expiry_warning.status();
+  c.cert_expiry_warning = *expiry_warning;
 
   if (log_format != "text" && log_format != "json") {
     return absl::InvalidArgumentError(

@@ -35,6 +35,11 @@ struct ControllerConfig {
   // --max-evidence-uploads, --max-evidence-uploads-per-host: uploads in progress at once.
   uint32_t max_evidence_uploads = 16;
   uint32_t max_evidence_uploads_per_host = 2;
+  // --crl FILE: the fleet CA's CRL (`bulkhead pki revoke`), re-read on SIGHUP; empty: the
+  // identity directory's crl.pem, when there is one.
+  std::string crl_file;
+  // --cert-expiry-warning: certificates expiring within this are logged and flagged in `hosts`.
+  std::chrono::milliseconds cert_expiry_warning{std::chrono::hours(24 * 30)};
   std::string log_format = "text";
   std::string log_level = "info";
 };

@@ -34,7 +34,17 @@ grpc::ServerBidiReactor<AgentMessage, ControllerMessage>* AgentStream::start(
         fmt::format("certificate OU={} is not an agent identity", peerKindName(id->kind))));
     return stream.get();
   }
+  if (PeerGate* gate = fleet->gate(); gate != nullptr) {
+    if (auto admitted = gate->admit(*id); !admitted.ok()) {
+      spdlog::warn("agent channel: refused {}: {}", stream->peer_, admitted.message());
+      stream->finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                  std::string(admitted.message())));
+      return stream.get();
+    }
+  }
   stream->host_id_ = id->name;
+  stream->cert_serial_ = id->serial;
+  stream->cert_not_after_unix_ = id->not_after_unix;
   stream->StartRead(&stream->in_);
   return stream.get();
 }

@@ -50,6 +50,9 @@ class AgentStream final
   void finish(const grpc::Status& status);
 
   const std::string& hostId() const { return host_id_; }
+  // The peer certificate's serial and expiry; set before the first read.
+  const std::string& certSerial() const { return cert_serial_; }
+  int64_t certNotAfterUnix() const { return cert_not_after_unix_; }
   const std::string& peer() const { return peer_; }
   // Set by the Fleet (under its lock) when the hello is accepted; 0 before.
   uint64_t session() const { return session_; }
@@ -67,6 +70,8 @@ class AgentStream final
   grpc::CallbackServerContext* const ctx_;
   std::shared_ptr<AgentStream> self_;
   std::string host_id_;     // certificate CN; set before the first read
+  std::string cert_serial_;
+  int64_t cert_not_after_unix_ = 0;
   std::string peer_;
   uint64_t session_ = 0;
   bool hello_seen_ = false; // read side only

@@ -68,6 +68,12 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
           fmt::format("certificate OU={} is not an agent identity", peerKindName(id->kind))));
       return;
     }
+    if (PeerGate* gate = hub_->fleet_.gate(); gate != nullptr) {
+      if (auto admitted = gate->admit(*id); !admitted.ok()) {
+        finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, std::string(admitted.message())));
+        return;
+      }
+    }
     host_ = id->name;
     StartRead(&in_);
   }

@@ -43,6 +43,11 @@ absl::Status Fleet::restore() {
 
 grpc::Status Fleet::onHello(const std::shared_ptr<AgentStream>& stream, const v1::Hello& hello) {
   const std::string& host_id = stream->hostId();
+  if (options_.gate != nullptr && options_.gate->isRevoked(stream->certSerial())) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        fmt::format("the agent certificate of \"{}\" (serial {}) is revoked",
+                                    host_id, stream->certSerial()));
+  }
   if (!hello.host_id().empty() && hello.host_id() != host_id) {
     spdlog::warn("agent channel: {} with certificate for host \"{}\" claimed host_id \"{}\"",
                  stream->peer(), host_id, hello.host_id());
@@ -260,6 +265,22 @@ void Fleet::closeAllStreams(const grpc::Status& status) {
   for (auto& [id, s] : streams_) after.finish.emplace_back(s, status);
 }
 
+std::vector<std::string> Fleet::closeRevokedStreams() {
+  std::vector<std::string> ended;
+  if (options_.gate == nullptr) return ended;
+  Deferred after;
+  std::lock_guard lock(mu_);
+  for (auto& [id, s] : streams_) {
+    if (!options_.gate->isRevoked(s->certSerial())) continue;
+    ended.push_back(id);
+    after.finish.emplace_back(
+        s, grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        fmt::format("the agent certificate of \"{}\" (serial {}) is revoked", id,
+                                    s->certSerial())));
+  }
+  return ended;
+}
+
 size_t Fleet::streamCount() {
   std::lock_guard lock(mu_);
   return streams_.size();
@@ -475,6 +496,11 @@ v1::HostSummary Fleet::summaryLocked(const HostInfo& h) const {
   s.set_connected_since_unix_ms(s.online() ? h.connected_since_unix_ms : 0);
   s.set_enforced_generation(h.enforced_generation);
   s.set_ruleset_hash(h.ruleset_hash);
+  if (auto st = streams_.find(h.host_id); st != streams_.end() && s.online()) {
+    s.set_cert_not_after_unix_ms(st->second->certNotAfterUnix() * 1000);
+    s.set_cert_expiring(options_.gate != nullptr &&
+                        options_.gate->expiresSoon(st->second->certNotAfterUnix()));
+  }
   if (auto d = desired_.find(h.host_id); d != desired_.end()) {
     s.set_desired_generation(d->second.generation());
     s.set_isolated(d->second.isolation().enabled());

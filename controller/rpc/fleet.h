@@ -27,6 +27,7 @@
 #include "controller/core/clock.h"
 #include "controller/core/containment.h"
 #include "controller/core/registry.h"
+#include "controller/rpc/peer_gate.h"
 #include "controller/store/store.h"
 
 namespace bulkhead::controller {
@@ -53,6 +54,7 @@ struct PendingOp {
 struct FleetOptions {
   std::chrono::milliseconds heartbeat_interval{5000};
   std::chrono::milliseconds heartbeat_timeout{15000};
+  PeerGate* gate = nullptr;   // not owned; nullptr: no revocation, no expiry warnings
 };
 
 class Fleet {
@@ -79,6 +81,10 @@ class Fleet {
   // Ends every stream with `status` (shutdown). New hellos are refused afterwards.
   void closeAllStreams(const grpc::Status& status);
   size_t streamCount();
+  // Ends (PERMISSION_DENIED) every stream whose certificate the gate now revokes; returns the
+  // host ids whose streams were ended.
+  std::vector<std::string> closeRevokedStreams();
+  PeerGate* gate() const { return options_.gate; }
 
   // --- containment (called from the controller's single containment thread) ---
   // Called (under the Fleet's lock) when an op's last outcome is answered; must not block.

@@ -90,6 +90,14 @@ OperatorService::Caller OperatorService::identify(const grpc::CallbackServerCont
         fmt::format("certificate OU={} is not an operator identity", peerKindName(id->kind)));
     return c;
   }
+  if (PeerGate* gate = fleet_.gate(); gate != nullptr) {
+    if (auto admitted = gate->admit(*id); !admitted.ok()) {
+      spdlog::warn("operator call refused: {}", admitted.message());
+      c.refusal = grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                               std::string(admitted.message()));
+      return c;
+    }
+  }
   c.is_operator = true;
   c.role = id->role;
   return c;

@@ -128,7 +128,8 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
     Role role = Role::kViewer;
     grpc::Status refusal;          // non-OK: the call must be refused with this
   };
-  static Caller identify(const grpc::CallbackServerContext& ctx);
+  // Refuses revoked certificates (the Fleet's PeerGate).
+  Caller identify(const grpc::CallbackServerContext& ctx);
 
  private:
   // Appends the audit row for a finished call and returns the status to send: `result`, or
