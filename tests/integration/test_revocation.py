@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Stolen identities in the lab: `bulkhead pki revoke` and a SIGHUP to the controller refuse a
+revoked operator's calls and end a revoked agent's live stream (its reconnects refused, other
+agents unaffected); an agent whose identity was replaced comes back with the new certificate;
+certificates near expiry show in `hosts` and `status`; the controller name given to
+`pki init` is used by every CLI call and agent without repeating it. Root only.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+LAB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab")
+sys.path.insert(0, os.path.abspath(LAB_DIR))
+
+from bhlab import Lab, wait_until  # noqa: E402
+from fleet import Fleet  # noqa: E402
+
+IS_ROOT = os.geteuid() == 0
+CONTROLLER_NAME = "bulkhead.lab.example"
+HOSTS = ["h1", "h2", "h3", "h4"]
+
+
+class NamedControllerFleet(Fleet):
+    """A fleet whose PKI names the controller CONTROLLER_NAME; nothing else repeats it."""
+
+    def _make_pki(self):
+        subprocess.run([self.bin("bulkhead"), "pki", "init", "--dir", self.pki,
+                        "--controller-name", CONTROLLER_NAME,
+                        "--controller-ip", self.lab.ip4("ctl"),
+                        "--controller-ip", self.lab.ip6("ctl")],
+                       check=True, capture_output=True, text=True, timeout=30)
+        for h in self.lab.hosts:
+            extra = ["--valid-for", "10d"] if h.name == "h3" else []
+            subprocess.run([self.bin("bulkhead"), "pki", "issue", "agent", "--host-id", h.name,
+                            "--dir", self.pki, *extra],
+                           check=True, capture_output=True, text=True, timeout=30)
+
+
+@unittest.skipUnless(IS_ROOT, "the lab needs root")
+class RevocationTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.lab = Lab(hosts=len(HOSTS))
+        cls.addClassCleanup(cls.lab.close)
+        cls.fleet = NamedControllerFleet(cls.lab, heartbeat_interval="500ms",
+                                         heartbeat_timeout="2s")
+        cls.fleet.start_controller()
+        for h in HOSTS:
+            cls.fleet.start_agent(h)
+        cls.fleet.wait_online(HOSTS, timeout=30)
+
+    def tearDown(self):
+        outcome = getattr(self, "_outcome", None)
+        if outcome is not None and not getattr(outcome, "success", True):
+            self.lab.mark_failed()
+            print(self.lab.dump_logs(), file=sys.stderr)
+
+    def pki(self, *args):
+        return subprocess.run([self.fleet.bin("bulkhead"), *args],
+                              capture_output=True, text=True, timeout=30)
+
+    def sighup(self):
+        self.fleet.controller.send_signal(signal.SIGHUP)
+
+    def controller_log(self) -> str:
+        return self.lab.log_text(self.fleet.controller, tail=200000)
+
+    def wait_log(self, pattern: str, timeout: float = 10.0):
+        wait_until(lambda: re.search(pattern, self.controller_log()), timeout, interval=0.1,
+                   desc=f"controller log matching {pattern!r}")
+
+    # ---- item 14: the controller name travels with the identity -----------------------------
+
+    def test_controller_name_comes_from_the_identity(self):
+        # setUpClass already ran four agents and the CLI without --controller-name.
+        rc, doc, err = self.fleet.cli("hosts")
+        self.assertEqual(rc, 0, err)
+        with open(os.path.join(self.fleet.pki, "operators", "admin", "controller-name")) as fh:
+            self.assertEqual(fh.read().strip(), CONTROLLER_NAME)
+        # An explicit flag still wins: a wrong name fails TLS, exit 1.
+        rc, _, err = self.fleet.cli("--controller-name", "other.example", "hosts", timeout=30)
+        self.assertEqual(rc, 1, err)
+        self.assertIn("TLS", err)
+
+    # ---- near expiry ---------------------------------------------------------------------------
+
+    def test_certificate_near_expiry_shows_in_hosts_and_status(self):
+        hosts = self.fleet.hosts()
+        self.assertTrue(hosts["h3"].get("cert_expiring"), hosts["h3"])
+        self.assertFalse(hosts["h1"].get("cert_expiring", False), hosts["h1"])
+        days = (int(hosts["h3"]["cert_not_after_unix_ms"]) / 1000 - time.time()) / 86400
+        self.assertTrue(9 < days <= 10, days)
+        rc, out, err = self.fleet.cli("hosts", json_out=False)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("certificates expiring soon", out)
+        self.assertRegex(out, r"h3: agent certificate expires .*\(in 9 days\)")
+        self.assertNotRegex(out, r"h1: agent certificate")
+        rc, out, err = self.fleet.cli("status", "h3", json_out=False)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"certificate\s+expires .*EXPIRING SOON")
+        rc, out, err = self.fleet.cli("status", "h1", json_out=False)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"certificate\s+expires ")
+        self.assertNotIn("EXPIRING SOON", out)
+        self.wait_log(r'certificate expiring: agent "h3"')
+
+    # ---- item 5: revocation ------------------------------------------------------------------
+
+    def test_revoked_operator_is_refused_after_sighup(self):
+        r = self.pki("pki", "issue", "operator", "--name", "alice", "--role", "responder",
+                     "--dir", self.fleet.pki)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        alice = os.path.join(self.fleet.pki, "operators", "alice")
+        rc, _, err = self.fleet.cli("hosts", identity=alice)
+        self.assertEqual(rc, 0, err)
+        r = self.pki("pki", "revoke", "--dir", self.fleet.pki, "--name", "alice",
+                     "--reason", "laptop stolen")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # Not applied before the reload.
+        rc, _, err = self.fleet.cli("hosts", identity=alice)
+        self.assertEqual(rc, 0, err)
+        self.sighup()
+        self.wait_log(r"SIGHUP: \d+ revoked certificates")
+
+        rc, _, err = self.fleet.cli("hosts", identity=alice, json_out=False)
+        self.assertEqual(rc, 1, err)
+        self.assertIn("refused by the controller", err)
+        self.assertRegex(err, r'operator certificate of "alice" \(serial [0-9A-F]+\) is revoked')
+        for call in (("status", "h1"), ("isolate", "h1", "--reason", "x"), ("audit",)):
+            rc, _, err = self.fleet.cli(*call, identity=alice, json_out=False)
+            self.assertEqual(rc, 1, f"{call}: {err}")
+            self.assertIn("revoked", err)
+        # The refusals are audited under the certificate's name; the admin is unaffected.
+        rc, doc, err = self.fleet.cli("audit", "--limit", "20")
+        self.assertEqual(rc, 0, err)
+        refused = [a for a in doc["records"] if a.get("operator") == "alice" and
+                   a.get("action") == "hosts"]
+        self.assertTrue(any("revoked" in a.get("outcome", "") for a in refused), refused)
+
+    def test_revoked_agent_stream_ends_and_reconnects_are_refused(self):
+        r = self.pki("pki", "revoke", "--dir", self.fleet.pki, "--name", "h2", "--kind", "agent",
+                     "--reason", "INC-90 host compromised")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("revoked agent h2", r.stdout)
+        time.sleep(1.0)
+        self.assertTrue(self.fleet.hosts()["h2"]["online"], "nothing changes before the reload")
+        self.sighup()
+        self.wait_log(r"agent streams ended: .*h2")
+        self.fleet.wait_online(["h2"], timeout=10, online=False)
+        # The agent keeps retrying; every attempt is refused.
+        self.wait_log(r'agent channel: refused .*agent certificate of "h2" \(serial [0-9A-F]+\) '
+                      r'is revoked', timeout=30)
+        self.assertIsNone(self.fleet.agents["h2"].poll(), "the agent process keeps running")
+        hosts = self.fleet.hosts()
+        self.assertFalse(hosts["h2"]["online"])
+        for h in ("h1", "h3"):
+            self.assertTrue(hosts[h]["online"], h)
+
+    def test_replaced_agent_identity_is_used_on_the_next_connection(self):
+        ident = self.fleet.agent_identity("h4")
+        with open(os.path.join(ident, "tls.crt")) as fh:
+            old_pem = fh.read()
+        r = self.pki("pki", "issue", "agent", "--host-id", "h4", "--dir", self.fleet.pki,
+                     "--replace")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        old_serial = subprocess.run(["openssl", "x509", "-noout", "-serial"], input=old_pem,
+                                    capture_output=True, text=True,
+                                    check=True).stdout.strip().split("=")[1]
+        # Revoking the old certificate ends the stream; the agent reconnects with the new one.
+        r = self.pki("pki", "revoke", "--dir", self.fleet.pki, "--serial", old_serial,
+                     "--reason", "rotated")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.sighup()
+        self.wait_log(r"agent streams ended: .*h4")
+        self.wait_log(r"host h4 disconnected")
+        self.fleet.wait_online(["h4"], timeout=30)
+        agent_log = self.lab.log_text(self.fleet.agents["h4"], tail=200000)
+        self.assertIn("using the replaced certificate", agent_log)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
