@@ -1,5 +1,6 @@
 #include "common/pki.h"
 
+#include <arpa/inet.h>
 #include <openssl/bn.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
@@ -269,6 +270,33 @@ absl::StatusOr<std::set<std::string>> revokedSerials(const std::string& crl_pem,
     BN_free(bn);
   }
   return serials;
+}
+
+absl::StatusOr<std::vector<std::string>> certificateIpAddresses(std::string_view pem) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
+  std::unique_ptr<X509, decltype(&X509_free)> cert(
+      PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), &X509_free);
+  if (!cert) return absl::InvalidArgumentError("certificate: not a PEM X.509 certificate");
+  std::unique_ptr<GENERAL_NAMES, decltype(&GENERAL_NAMES_free)> names(
+      static_cast<GENERAL_NAMES*>(
+          X509_get_ext_d2i(cert.get(), NID_subject_alt_name, nullptr, nullptr)),
+      &GENERAL_NAMES_free);
+  std::vector<std::string> out;
+  if (!names) return out;
+  for (int i = 0; i < sk_GENERAL_NAME_num(names.get()); ++i) {
+    const GENERAL_NAME* name = sk_GENERAL_NAME_value(names.get(), i);
+    if (name->type != GEN_IPADD) continue;
+    const ASN1_OCTET_STRING* ip = name->d.iPAddress;
+    const int len = ASN1_STRING_length(ip);
+    if (len != 4 && len != 16) continue;
+    char text[INET6_ADDRSTRLEN] = {};
+    if (inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(ip), text, sizeof text) !=
+        nullptr) {
+      out.emplace_back(text);
+    }
+  }
+  return out;
 }
 
 }  // namespace bulkhead

@@ -54,4 +54,9 @@ absl::StatusOr<std::string> createCrl(const CertAndKey& ca, const std::vector<Re
 absl::StatusOr<std::set<std::string>> revokedSerials(const std::string& crl_pem,
                                                      const std::string& ca_pem);
 
+// The IP addresses in a PEM certificate's subjectAltName (as written by `pki init
+// --controller-ip`), in certificate order, as IP literals ("10.0.0.5", "fd77::1"). A
+// certificate without IP entries gives an empty list.
+absl::StatusOr<std::vector<std::string>> certificateIpAddresses(std::string_view pem);
+
 }  // namespace bulkhead

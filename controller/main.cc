@@ -17,6 +17,7 @@
 
 #include "common/format.h"
 #include "common/logging.h"
+#include "common/pki.h"
 #include "common/runtime.h"
 #include "common/pki.h"
 #include "common/tls.h"
@@ -120,17 +121,33 @@ int run(int argc, char** argv) {
     spdlog::info("policies: {} exemption sets from {}", policies.current()->sets.size(),
                  config.policy_dir);
   }
+  auto certificate_ips = certificateIpAddresses(identity->cert_pem);
+  if (!certificate_ips.ok()) {
+    return fail(
+        fmt::format("--identity: {}/tls.crt: {}", config.identity_dir, certificate_ips.status()));
+  }
   std::vector<bulkhead::v1::Endpoint> endpoints;
-  for (const auto& hp : dialableEndpoints(config)) {
+  std::string endpoint_list;
+  for (const auto& hp : dialableEndpoints(config, *certificate_ips)) {
     bulkhead::v1::Endpoint e;
     e.set_ip(hp.host);
     e.set_port(hp.port);
     endpoints.push_back(e);
+    endpoint_list += fmt::format("{}{}", endpoint_list.empty() ? "" : ", ",
+                                 hp.host.find(':') != std::string::npos
+                                     ? fmt::format("[{}]:{}", hp.host, hp.port)
+                                     : fmt::format("{}:{}", hp.host, hp.port));
   }
   if (endpoints.empty()) {
-    spdlog::warn("no dialable controller endpoint (--listen {} is not an IP address agents can "
-                 "dial): isolation is refused until the controller runs with --advertise IP:PORT",
-                 config.listen_text);
+    spdlog::warn(
+        "no dialable controller endpoint (--listen {} is not an IP address agents can "
+        "dial and the certificate names no IP address): isolation is refused until the "
+        "controller runs with --advertise IP:PORT (or a certificate from `pki init "
+        "--controller-ip IP`)",
+        config.listen_text);
+  } else {
+    spdlog::info("controller endpoints (kept reachable on isolated hosts, never blocked): {}",
+                 endpoint_list);
   }
 
   SystemClock clock;

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 
 #include <boost/program_options.hpp>
+#include <cstring>
 #include <map>
 #include <sstream>
 #include <tuple>
@@ -235,16 +236,30 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   return out;
 }
 
-std::vector<HostPort> dialableEndpoints(const ControllerConfig& config) {
+std::vector<HostPort> dialableEndpoints(const ControllerConfig& config,
+                                        const std::vector<std::string>& certificate_ips) {
   std::vector<HostPort> out;
-  auto add = [&out](const HostPort& hp) {
+  auto same = [](const HostPort& a, const HostPort& b) {
+    if (a.port != b.port) return false;
+    unsigned char x[16] = {}, y[16] = {};
+    for (int family : {AF_INET, AF_INET6}) {
+      if (inet_pton(family, a.host.c_str(), x) == 1 && inet_pton(family, b.host.c_str(), y) == 1) {
+        return std::memcmp(x, y, family == AF_INET ? 4 : 16) == 0;
+      }
+    }
+    return a.host == b.host;
+  };
+  auto add = [&](const HostPort& hp) {
     for (const auto& e : out) {
-      if (e.host == hp.host && e.port == hp.port) return;
+      if (same(e, hp)) return;
     }
     out.push_back(hp);
   };
   if (isIpLiteral(config.listen.host) && !isWildcard(config.listen.host)) add(config.listen);
   for (const auto& a : config.advertise) add(a);
+  for (const auto& ip : certificate_ips) {
+    if (isIpLiteral(ip) && !isWildcard(ip)) add(HostPort{ip, config.listen.port});
+  }
   return out;
 }
 

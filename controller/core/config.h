@@ -55,8 +55,12 @@ struct ControllerCommandLine {
 // value at fault (unknown flags, missing required flags, bad durations or addresses).
 absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std::string>& args);
 
-// The IP literals the controller can be dialled at, with their port: every --advertise, plus
-// the --listen address when it is an IP literal other than a wildcard (0.0.0.0, ::).
-std::vector<HostPort> dialableEndpoints(const ControllerConfig& config);
+// The IP literals the controller can be dialled at, with their port: the --listen address
+// when it is an IP literal other than a wildcard (0.0.0.0, ::), every --advertise, and every
+// IP address of the controller's certificate (`certificate_ips`, its subjectAltName: the
+// addresses agents verify it by) with the --listen port. Each address once, in that order.
+// These are the controller's own addresses: kept reachable on isolated hosts, never blocked.
+std::vector<HostPort> dialableEndpoints(const ControllerConfig& config,
+                                        const std::vector<std::string>& certificate_ips);
 
 }  // namespace bulkhead::controller

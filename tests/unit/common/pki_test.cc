@@ -37,6 +37,27 @@ TEST(Pki, RejectsInvalidNames) {
   }
 }
 
+TEST(Identity, ReadsTheControllersIpAddressesFromItsCertificate) {
+  auto ca = createCa("test-ca", std::chrono::hours(24));
+  ASSERT_TRUE(ca.ok());
+  CertRequest ctl{.kind = PeerKind::kController,
+                  .name = "bulkhead-controller",
+                  .dns_names = {"ctl.example"},
+                  .ip_addresses = {"10.0.0.5", "fd77::1"}};
+  auto c = issueCert(*ca, ctl);
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto ips = certificateIpAddresses(c->cert_pem);
+  ASSERT_TRUE(ips.ok()) << ips.status();
+  EXPECT_EQ(*ips, (std::vector<std::string>{"10.0.0.5", "fd77::1"}));
+  // DNS names only: no address.
+  auto agent = issueCert(*ca, CertRequest{.kind = PeerKind::kAgent, .name = "web-03"});
+  ASSERT_TRUE(agent.ok());
+  auto none = certificateIpAddresses(agent->cert_pem);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  EXPECT_FALSE(certificateIpAddresses("not a certificate").ok());
+}
+
 TEST(Identity, RejectsCaAndGarbage) {
   auto ca = createCa("test-ca", std::chrono::hours(24));
   ASSERT_TRUE(ca.ok());

@@ -120,13 +120,13 @@ TEST(ControllerFlags, DialableEndpoints) {
   auto wildcard = parseControllerFlags(
       {"--listen", "0.0.0.0:7443", "--identity", "/i", "--data-dir", "/d"});
   ASSERT_TRUE(wildcard.ok());
-  EXPECT_TRUE(dialableEndpoints(wildcard->config).empty());
+  EXPECT_TRUE(dialableEndpoints(wildcard->config, {}).empty());
 
   auto both = parseControllerFlags({"--listen", "10.77.0.1:7443", "--identity", "/i",
                                     "--data-dir", "/d", "--advertise", "10.77.0.1:7443",
                                     "--advertise", "[fd77::1]:7443"});
   ASSERT_TRUE(both.ok());
-  auto eps = dialableEndpoints(both->config);
+  auto eps = dialableEndpoints(both->config, {});
   ASSERT_EQ(eps.size(), 2u);   // the duplicate of --listen is listed once
   EXPECT_EQ(eps[0].host, "10.77.0.1");
   EXPECT_EQ(eps[1].host, "fd77::1");
@@ -134,7 +134,31 @@ TEST(ControllerFlags, DialableEndpoints) {
   auto named = parseControllerFlags(
       {"--listen", "localhost:7443", "--identity", "/i", "--data-dir", "/d"});
   ASSERT_TRUE(named.ok());
-  EXPECT_TRUE(dialableEndpoints(named->config).empty());
+  EXPECT_TRUE(dialableEndpoints(named->config, {}).empty());
+}
+
+TEST(ControllerFlags, TheCertificatesAddressesAreDialableWithoutAdvertise) {
+  // The README's quick start: --listen 0.0.0.0:7443 and a certificate from
+  // `pki init --controller-ip 10.0.0.5`.
+  auto wildcard =
+      parseControllerFlags({"--listen", "0.0.0.0:7443", "--identity", "/i", "--data-dir", "/d"});
+  ASSERT_TRUE(wildcard.ok());
+  auto eps = dialableEndpoints(wildcard->config, {"10.0.0.5", "fd77:0::1"});
+  ASSERT_EQ(eps.size(), 2u);
+  EXPECT_EQ(eps[0].host, "10.0.0.5");
+  EXPECT_EQ(eps[0].port, 7443);
+  EXPECT_EQ(eps[1].host, "fd77:0::1");
+  EXPECT_EQ(eps[1].port, 7443);
+
+  // With --advertise the certificate's addresses are kept too; the same address written
+  // differently is listed once.
+  auto advertised = parseControllerFlags({"--listen", "[::]:7443", "--identity", "/i", "--data-dir",
+                                          "/d", "--advertise", "[fd77::1]:7443"});
+  ASSERT_TRUE(advertised.ok());
+  eps = dialableEndpoints(advertised->config, {"fd77:0:0::1", "10.0.0.5"});
+  ASSERT_EQ(eps.size(), 2u);
+  EXPECT_EQ(eps[0].host, "fd77::1");
+  EXPECT_EQ(eps[1].host, "10.0.0.5");
 }
 
 }  // namespace
