@@ -73,6 +73,17 @@ std::string osReleaseValue(std::string_view text, std::string_view key) {
   return "";
 }
 
+// `text` as printable ASCII of at most `max` bytes: other bytes (and spaces unless `spaces`)
+// become '?'.
+std::string printable(std::string_view text, size_t max, bool spaces) {
+  std::string out(text.substr(0, max));
+  for (char& ch : out) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c > 0x7e || (c == ' ' && !spaces)) ch = '?';
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string prettyNameFromOsRelease(std::string_view text) {
@@ -94,7 +105,7 @@ std::string osDescription(const HostFacts& facts) {
 bulkhead::v1::Hello buildHello(const HelloInputs& in) {
   bulkhead::v1::Hello h;
   h.set_host_id(in.host_id);
-  h.set_hostname(in.facts.hostname);
+  h.set_hostname(printable(in.facts.hostname, 253, false));
   std::vector<std::string> seen;
   for (const auto& a : in.facts.addresses) {
     if (!isGlobalAddress(a)) continue;
@@ -104,7 +115,7 @@ bulkhead::v1::Hello buildHello(const HelloInputs& in) {
     h.add_addresses(cidr);
   }
   for (const auto& [k, v] : in.labels) (*h.mutable_labels())[k] = v;
-  h.set_os(osDescription(in.facts));
+  h.set_os(printable(osDescription(in.facts), 256, true));
   h.set_agent_version(in.agent_version);
   h.set_enforced_generation(in.enforced_generation);
   h.set_ruleset_hash(in.ruleset_hash);

@@ -53,7 +53,10 @@ struct HelloInputs {
   int64_t now_unix_ms = 0;
 };
 
-// Addresses are global ones only, deduplicated, in the order given.
+// Addresses are global ones only, deduplicated, in the order given. The hostname and the OS
+// description are sent as printable ASCII within the controller's bounds (253 and 256 bytes):
+// any other byte becomes '?' (a space in the hostname too), so an odd os-release or hostname
+// never gets the agent's hello refused.
 bulkhead::v1::Hello buildHello(const HelloInputs& in);
 
 }  // namespace bulkhead::agent

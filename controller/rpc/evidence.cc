@@ -117,7 +117,7 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
     }
     if (part_->size() >= next_progress_ || part_->size() == expected) {
       next_progress_ = part_->size() + hub_->options_.progress_every;
-      hub_->publish(progress("uploading", "", part_->size(), expected));
+      hub_->publish(host_, progress("uploading", "", part_->size(), expected));
     }
     StartRead(&in_);
   }
@@ -135,7 +135,8 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
   v1::CommandProgress progress(const std::string& stage, const std::string& detail, uint64_t done,
                                uint64_t total) const {
     v1::CommandProgress p;
-    p.set_command_id(header_.command_id());
+    // The command the controller created for this capture, never the header's claim.
+    p.set_command_id(capture_.command_id);
     p.set_stage(stage);
     p.set_detail(detail);
     p.set_done(done);
@@ -249,7 +250,7 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
       return;
     }
     part_ = *std::move(part);
-    hub_->publish(progress("uploading", "", 0, header_.size()));
+    hub_->publish(host_, progress("uploading", "", 0, header_.size()));
     StartRead(&in_);
   }
 
@@ -369,7 +370,7 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
       fail(status);
       return;
     }
-    hub_->publish(progress("stored", sha, row.size, row.size));
+    hub_->publish(host_, progress("stored", sha, row.size, row.size));
     receipt_->set_evidence_id(sha);
     spdlog::info("evidence {} stored: capture {} of {}, {} bytes", sha, capture_.capture_id, host_,
                  row.size);
@@ -398,7 +399,7 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
       fail(status);
       return;
     }
-    hub_->publish(progress("stored", sha, header_.size(), header_.size()));
+    hub_->publish(host_, progress("stored", sha, header_.size(), header_.size()));
     receipt_->set_evidence_id(sha);
     receipt_->set_already_stored(true);
     finish(grpc::Status::OK);
@@ -462,7 +463,7 @@ absl::Status EvidenceHub::init() {
   if (!enabled()) return absl::OkStatus();
   if (auto s = files_.init(); !s.ok()) return s;
   fleet_.setProgressListener(
-      [this](const std::string&, const v1::CommandProgress& p) { publish(p); });
+      [this](const std::string& host, const v1::CommandProgress& p) { publish(host, p); });
   return absl::OkStatus();
 }
 
@@ -548,9 +549,9 @@ void EvidenceHub::release(const std::string& host, uint64_t size) {
   inflight_total_.bytes -= size;
 }
 
-void EvidenceHub::watch(const std::string& command_id, ProgressFn fn) {
+void EvidenceHub::watch(const std::string& command_id, const std::string& host, ProgressFn fn) {
   std::lock_guard lock(mu_);
-  if (!stopped_) watchers_[command_id] = std::move(fn);
+  if (!stopped_) watchers_[command_id] = Watcher{host, std::move(fn)};
 }
 
 void EvidenceHub::unwatch(const std::string& command_id) {
@@ -558,11 +559,17 @@ void EvidenceHub::unwatch(const std::string& command_id) {
   watchers_.erase(command_id);
 }
 
-void EvidenceHub::publish(const v1::CommandProgress& p) {
+void EvidenceHub::publish(const std::string& host, const v1::CommandProgress& p) {
   if (p.command_id().empty()) return;
   {
     std::lock_guard lock(mu_);
-    if (!watchers_.contains(p.command_id())) return;
+    auto it = watchers_.find(p.command_id());
+    if (it == watchers_.end()) return;
+    if (it->second.host != host) {
+      spdlog::warn("progress of command {} from host {} dropped: the command was sent to {}",
+                   p.command_id(), host, it->second.host);
+      return;
+    }
   }
   events_.post([this, p] {
     ProgressFn fn;
@@ -570,7 +577,7 @@ void EvidenceHub::publish(const v1::CommandProgress& p) {
       std::lock_guard lock(mu_);
       auto it = watchers_.find(p.command_id());
       if (it == watchers_.end()) return;
-      fn = it->second;
+      fn = it->second.fn;
     }
     fn(p);
   });

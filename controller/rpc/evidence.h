@@ -62,13 +62,14 @@ class EvidenceHub {
   grpc::ServerReadReactor<bulkhead::v1::EvidenceUpload>* upload(
       grpc::CallbackServerContext* ctx, bulkhead::v1::EvidenceReceipt* receipt);
 
-  // Progress of command `command_id` (the agent's and the upload's) goes to `fn`, on the
-  // events thread, until unwatch(). One watcher per command.
+  // Progress of command `command_id`, sent to `host` (the agent's and the upload's), goes to
+  // `fn`, on the events thread, until unwatch(). One watcher per command.
   using ProgressFn = std::function<void(const bulkhead::v1::CommandProgress&)>;
-  void watch(const std::string& command_id, ProgressFn fn);
+  void watch(const std::string& command_id, const std::string& host, ProgressFn fn);
   void unwatch(const std::string& command_id);
-  // Thread-safe, never blocks: hands `p` to its watcher, if any.
-  void publish(const bulkhead::v1::CommandProgress& p);
+  // Thread-safe, never blocks: hands `p`, which came from `host`, to its command's watcher if
+  // the command was sent to that host; progress naming another host's command is dropped.
+  void publish(const std::string& host, const bulkhead::v1::CommandProgress& p);
 
   // Runs `fn` on the I/O thread (disk-heavy work: verification, summaries). False (fn
   // dropped) after shutdown.
@@ -107,7 +108,11 @@ class EvidenceHub {
   const EvidenceOptions options_;
   EvidenceFiles files_;
   std::mutex mu_;
-  std::map<std::string, ProgressFn> watchers_;  // GUARDED_BY(mu_)
+  struct Watcher {
+    std::string host;
+    ProgressFn fn;
+  };
+  std::map<std::string, Watcher> watchers_;     // GUARDED_BY(mu_); by command id
   bool stopped_ = false;                        // GUARDED_BY(mu_)
   std::mutex inflight_mu_;
   std::map<std::string, InFlight> inflight_;  // by host; GUARDED_BY(inflight_mu_)

@@ -4,6 +4,7 @@
 
 #include "common/format.h"
 #include "controller/core/blocks.h"
+#include "controller/core/hello.h"
 #include "controller/rpc/agent_stream.h"
 
 namespace bulkhead::controller {
@@ -11,9 +12,15 @@ namespace bulkhead::controller {
 namespace v1 = bulkhead::v1;
 
 namespace {
-// Hello fields an agent may not inflate without bound.
-constexpr size_t kMaxAddresses = 256;
-constexpr size_t kMaxLabels = 64;
+
+// The tamper event recorded when an agent reports a generation the controller never issued.
+std::string overclaim(const char* what, uint64_t claimed, uint64_t issued) {
+  return fmt::format(
+      "agent reported {} {}, above generation {}, the newest this controller "
+      "issued for the host: ignored",
+      what, claimed, issued);
+}
+
 }  // namespace
 
 Fleet::Deferred::~Deferred() {
@@ -56,29 +63,36 @@ grpc::Status Fleet::onHello(const std::shared_ptr<AgentStream>& stream, const v1
                                     "id \"{}\"",
                                     hello.host_id(), host_id));
   }
-  if (static_cast<size_t>(hello.addresses_size()) > kMaxAddresses ||
-      hello.labels_size() > static_cast<int>(kMaxLabels)) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        fmt::format("hello: at most {} addresses and {} labels", kMaxAddresses,
-                                    kMaxLabels));
+  auto valid = helloInfoFrom(hello);
+  if (!valid.ok()) {
+    spdlog::warn("agent channel: hello of host {} from {} refused: {}", host_id, stream->peer(),
+                 valid.status().message());
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(valid.status().message()));
   }
-  HelloInfo info;
-  info.hostname = hello.hostname();
-  info.addresses.assign(hello.addresses().begin(), hello.addresses().end());
-  for (const auto& [k, v] : hello.labels()) info.labels[k] = v;
-  info.os = hello.os();
-  info.agent_version = hello.agent_version();
-  info.enforced_generation = hello.enforced_generation();
-  info.ruleset_hash = hello.ruleset_hash();
+  HelloInfo info = *std::move(valid);
 
   Deferred after;
   std::lock_guard lock(mu_);
   if (closing_) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller is shutting down");
   }
+  const uint64_t issued = issuedGenerationLocked(host_id);
+  const bool overclaimed = !acceptedGeneration(info.enforced_generation, issued);
+  if (overclaimed) {
+    // What the controller last knew it enforces stands (0 when that is not bounded either).
+    const HostInfo* known = registry_.find(host_id);
+    info.enforced_generation =
+        known != nullptr && acceptedGeneration(known->enforced_generation, issued)
+            ? known->enforced_generation
+            : 0;
+  }
   uint64_t superseded = 0;
   uint64_t session = registry_.connect(host_id, info, &superseded);
   stream->setSession(session);
+  if (overclaimed) {
+    flagLocked(host_id, session,
+               overclaim("enforced generation", hello.enforced_generation(), issued));
+  }
   auto it = streams_.find(host_id);
   if (it != streams_.end() && it->second != stream) {
     spdlog::info("host {}: new stream from {} replaces the one from {}", host_id, stream->peer(),
@@ -102,14 +116,7 @@ grpc::Status Fleet::onHello(const std::shared_ptr<AgentStream>& stream, const v1
     *state.mutable_desired_state() = d->second;
     stream->enqueue(std::move(state));
   }
-  if (auto d = desired_.find(host_id);
-      d != desired_.end() && hello.enforced_generation() > d->second.generation()) {
-    spdlog::warn("host {} enforces generation {}, newer than the controller's {} (store restored "
-                 "from an older copy?): it keeps its own state until the next change, which is "
-                 "numbered above it",
-                 host_id, hello.enforced_generation(), d->second.generation());
-  }
-  const uint64_t enforced = hello.enforced_generation();
+  const uint64_t enforced = info.enforced_generation;
   answerLocked(host_id, [enforced](const Waiter& w, v1::HostOutcome* out) {
     if (!w.command_id.empty() || ackFromEnforced(enforced, w.generation) != AckResult::kEnforced) {
       return false;
@@ -127,11 +134,18 @@ void Fleet::onMessage(AgentStream& stream, const v1::AgentMessage& msg) {
   bool current = true;
   switch (msg.body_case()) {
     case v1::AgentMessage::kHeartbeat: {
-      current = registry_.setEnforced(host_id, stream.session(),
-                                      msg.heartbeat().enforced_generation(),
+      const uint64_t enforced = msg.heartbeat().enforced_generation();
+      const uint64_t issued = issuedGenerationLocked(host_id);
+      if (!acceptedGeneration(enforced, issued)) {
+        current = registry_.touch(host_id, stream.session());
+        if (current) {
+          flagLocked(host_id, stream.session(), overclaim("enforced generation", enforced, issued));
+        }
+        break;
+      }
+      current = registry_.setEnforced(host_id, stream.session(), enforced,
                                       msg.heartbeat().ruleset_hash());
       if (!current) break;
-      const uint64_t enforced = msg.heartbeat().enforced_generation();
       answerLocked(host_id, [enforced](const Waiter& w, v1::HostOutcome* out) {
         if (!w.command_id.empty() ||
             ackFromEnforced(enforced, w.generation) != AckResult::kEnforced) {
@@ -166,10 +180,31 @@ void Fleet::onMessage(AgentStream& stream, const v1::AgentMessage& msg) {
       current = registry_.touch(host_id, stream.session());
       if (current && progress_listener_) progress_listener_(host_id, msg.progress());
       break;
-    case v1::AgentMessage::kStateReport:
-      current = registry_.setReport(host_id, stream.session(), msg.state_report());
+    case v1::AgentMessage::kStateReport: {
+      const uint64_t issued = issuedGenerationLocked(host_id);
+      v1::StateReport claimed = msg.state_report();
+      if (!acceptedGeneration(claimed.generation(), issued)) {
+        // About a generation never issued: answers nothing, records nothing.
+        current = registry_.touch(host_id, stream.session());
+        if (current) {
+          flagLocked(host_id, stream.session(),
+                     overclaim("a state report about generation", claimed.generation(), issued));
+        }
+        break;
+      }
+      if (!acceptedGeneration(claimed.enforced_generation(), issued)) {
+        // About an issued generation, but claiming a newer one in force (an agent that holds a
+        // state this controller never issued refuses older ones): its failure still answers,
+        // the claimed generation stands for nothing.
+        const HostInfo* known = registry_.find(host_id);
+        const uint64_t before = known != nullptr ? known->enforced_generation : 0;
+        flagLocked(host_id, stream.session(),
+                   overclaim("enforced generation", claimed.enforced_generation(), issued));
+        claimed.set_enforced_generation(acceptedGeneration(before, issued) ? before : 0);
+      }
+      current = registry_.setReport(host_id, stream.session(), claimed);
       if (current) {
-        const auto& r = msg.state_report();
+        const auto& r = claimed;
         answerLocked(host_id, [&r](const Waiter& w, v1::HostOutcome* out) {
           if (!w.command_id.empty()) return false;
           switch (ackFromReport(r, w.generation)) {
@@ -197,6 +232,7 @@ void Fleet::onMessage(AgentStream& stream, const v1::AgentMessage& msg) {
         }
       }
       break;
+    }
     case v1::AgentMessage::kTamper:
       current = registry_.addTamper(host_id, stream.session(), msg.tamper());
       if (current) {
@@ -304,6 +340,24 @@ void Fleet::answerLocked(const std::string& host,
   if (list.empty()) waiters_.erase(it);
 }
 
+uint64_t Fleet::issuedGenerationLocked(const std::string& host) const {
+  auto it = desired_.find(host);
+  return it == desired_.end() ? 0 : it->second.generation();
+}
+
+void Fleet::flagLocked(const std::string& host, uint64_t session, const std::string& what) {
+  // Once per distinct claim in a row: a heartbeat repeating it is not a new event.
+  if (const HostInfo* h = registry_.find(host);
+      h != nullptr && !h->tamper_events.empty() && h->tamper_events.back().what() == what) {
+    return;
+  }
+  spdlog::warn("host {}: {}", host, what);
+  v1::TamperEvent e;
+  e.set_at_unix_ms(clock_.nowUnixMs());
+  e.set_what(what);
+  registry_.addTamper(host, session, e);
+}
+
 void Fleet::setOpReadyHandler(std::function<void(std::shared_ptr<PendingOp>)> handler) {
   std::lock_guard lock(mu_);
   op_ready_ = std::move(handler);
@@ -323,15 +377,8 @@ std::map<std::string, v1::DesiredState> Fleet::desiredStates(const std::vector<s
   std::map<std::string, v1::DesiredState> out;
   for (const auto& h : hosts) {
     auto it = desired_.find(h);
-    v1::DesiredState s = it == desired_.end() ? v1::DesiredState() : it->second;
-    // An agent that enforces a newer generation than the controller knows (the store was
-    // restored from an older copy, or lost) ignores older ones: number the next change above
-    // what it enforces.
-    if (const HostInfo* info = registry_.find(h);
-        info != nullptr && info->enforced_generation > s.generation()) {
-      s.set_generation(info->enforced_generation);
-    }
-    out[h] = std::move(s);
+    // The generation is the controller's own: what an agent reports never numbers a change.
+    out[h] = it == desired_.end() ? v1::DesiredState() : it->second;
   }
   return out;
 }

@@ -67,7 +67,11 @@ class Fleet {
 
   // --- stream reactions (gRPC threads; never block) ---
   // The stream's hello. Registers the stream (superseding an older one of the same host) and
-  // queues Welcome and the host's desired state. A non-OK status refuses the stream.
+  // queues Welcome and the host's desired state. A non-OK status refuses the stream: a host id
+  // other than the certificate's (PERMISSION_DENIED), a field that fails helloInfoFrom
+  // (INVALID_ARGUMENT naming it). An enforced generation above the newest this controller
+  // issued for the host is ignored and recorded as a tamper event; so are such generations
+  // in heartbeats and state reports (onMessage).
   grpc::Status onHello(const std::shared_ptr<AgentStream>& stream, const bulkhead::v1::Hello& hello);
   void onMessage(AgentStream& stream, const bulkhead::v1::AgentMessage& msg);
   // OnDone of a stream: unregisters it.
@@ -91,8 +95,8 @@ class Fleet {
   void setOpReadyHandler(std::function<void(std::shared_ptr<PendingOp>)> handler);
   // Every known host with its labels, addresses and whether it is online.
   std::map<std::string, TargetHost> targets();
-  // The desired states of `hosts` (an empty state, generation 0, for hosts without one), each
-  // with its generation raised to what the host's agent last said it enforces, if higher.
+  // The desired states of `hosts` (an empty state, generation 0, for hosts without one). Their
+  // generations are the controller's own; nothing an agent reports raises them.
   std::map<std::string, bulkhead::v1::DesiredState> desiredStates(
       const std::vector<std::string>& hosts);
   std::map<std::string, bulkhead::v1::DesiredState> allDesiredStates();
@@ -141,6 +145,11 @@ class Fleet {
     ~Deferred();
   };
   bulkhead::v1::HostSummary summaryLocked(const HostInfo& h) const;   // REQUIRES: mu_
+  // The newest generation this controller issued for `host` (0: none). REQUIRES: mu_
+  uint64_t issuedGenerationLocked(const std::string& host) const;
+  // Records `what` as a tamper event of `host` (shown in status, persisted, logged), unless it
+  // repeats the host's newest event. REQUIRES: mu_
+  void flagLocked(const std::string& host, uint64_t session, const std::string& what);
 
   // A host's open outcome in an op: waits for an acknowledgement of `generation`, or (dry
   // run) for the CommandResult of `command_id`.

@@ -258,7 +258,7 @@ grpc::ServerWriteReactor<v1::CaptureEvent>* OperatorService::Capture(
     return call.get();
   }
   std::weak_ptr<CaptureCall> weak = call;
-  evidence_->watch(row.command_id, [weak](const v1::CommandProgress& p) {
+  evidence_->watch(row.command_id, row.host_id, [weak](const v1::CommandProgress& p) {
     if (auto c = weak.lock()) c->progress(p);
   });
   v1::Command command;

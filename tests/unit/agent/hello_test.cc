@@ -77,5 +77,20 @@ TEST(Hello, BuiltFromFakeFacts) {
   EXPECT_EQ(h.sent_at_unix_ms(), 1700000000000);
 }
 
+TEST(Hello, HostnameAndOsAreSentAsBoundedPrintableAscii) {
+  HelloInputs in;
+  in.host_id = "web-03";
+  in.facts.hostname = "web 03\x1b[2J\xc3\xa9";
+  in.facts.os_release = "PRETTY_NAME=\"Caf\xc3\xa9 OS\tX\"\n";
+  auto h = buildHello(in);
+  EXPECT_EQ(h.hostname(), "web?03?[2J??");
+  EXPECT_EQ(h.os(), "Caf?? OS?X");
+  in.facts.hostname = std::string(300, 'h');
+  in.facts.os_release = "PRETTY_NAME=" + std::string(300, 'o') + "\n";
+  h = buildHello(in);
+  EXPECT_EQ(h.hostname().size(), 253u);
+  EXPECT_EQ(h.os().size(), 256u);
+}
+
 }  // namespace
 }  // namespace bulkhead::agent

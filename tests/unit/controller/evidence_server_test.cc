@@ -354,6 +354,47 @@ TEST_F(EvidenceServerTest, CaptureStoresASignedBundleWithItsCustodyAndVerifies) 
   EXPECT_TRUE(custody_named);
 }
 
+TEST_F(EvidenceServerTest, ProgressIsTakenOnlyFromTheHostTheCommandWentTo) {
+  auto a = online("h1");
+  auto b = online("h2");
+  auto f = captureAsync(captureReq("h1"));
+  v1::Command c = nextCommand(*a);
+  ASSERT_TRUE(c.has_capture());
+  // h2 names h1's capture command: its progress must not reach h1's capture call.
+  clock_.advance(milliseconds(500));
+  const int64_t at = clock_.nowUnixMs();
+  v1::AgentMessage forged;
+  forged.mutable_progress()->set_command_id(c.id());
+  forged.mutable_progress()->set_stage("forged by h2");
+  ASSERT_TRUE(b->write(forged));
+  ASSERT_TRUE(eventually([&] {
+    const auto list = hosts();
+    for (const auto& h : list.hosts()) {
+      if (h.host_id() == "h2") return h.last_seen_unix_ms() == at;
+    }
+    return false;
+  }));
+  v1::AgentMessage own;
+  own.mutable_progress()->set_command_id(c.id());
+  own.mutable_progress()->set_stage("collecting");
+  ASSERT_TRUE(a->write(own));
+  fs::path file = bundle("h1", c.capture().capture_id());
+  v1::EvidenceHeader h;
+  h.set_capture_id(c.capture().capture_id());
+  h.set_command_id(c.id());
+  ASSERT_TRUE(upload("h1", h, file).status.ok());
+  answer(*a, c, true);
+  CaptureCall r = get(f);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  bool own_seen = false;
+  for (const auto& e : r.events) {
+    if (!e.has_progress()) continue;
+    EXPECT_NE(e.progress().stage(), "forged by h2");
+    own_seen |= e.progress().stage() == "collecting";
+  }
+  EXPECT_TRUE(own_seen);
+}
+
 TEST_F(EvidenceServerTest, GetStreamsTheBundleAndIsRecordedInCustodyFirst) {
   auto a = online("h1");
   auto rec = captureOnce(*a, "h1");
