@@ -89,13 +89,19 @@ std::optional<std::pair<int, std::array<unsigned char, 16>>> ipBytes(const std::
   return std::nullopt;
 }
 
+bool isLoopback(const std::pair<int, std::array<unsigned char, 16>>& ip) {
+  static constexpr std::array<unsigned char, 16> kLoop6 = {0, 0, 0, 0, 0, 0, 0, 0,
+                                                           0, 0, 0, 0, 0, 0, 0, 1};
+  return ip.first == AF_INET ? ip.second[0] == 127 : ip.second == kLoop6;
+}
+
 }  // namespace
 
 std::optional<std::string> controllerAddressOf(const std::vector<std::string>& host_addresses,
                                                const std::vector<v1::Endpoint>& endpoints) {
   for (const auto& ep : endpoints) {
     auto e = ipBytes(ep.ip());
-    if (!e) continue;
+    if (!e || isLoopback(*e)) continue;
     for (const auto& a : host_addresses) {
       auto h = ipBytes(a);
       if (h && *h == *e) return ep.ip();
@@ -144,6 +150,11 @@ v1::DesiredState releasedState(const v1::DesiredState& current, const std::strin
 bool isolationExpired(const v1::DesiredState& state, int64_t now_unix_ms) {
   const auto& iso = state.isolation();
   return iso.enabled() && iso.expires_at_unix_ms() > 0 && iso.expires_at_unix_ms() <= now_unix_ms;
+}
+
+std::optional<uint64_t> acceptedGeneration(uint64_t claimed, uint64_t issued) {
+  if (claimed > issued) return std::nullopt;
+  return claimed;
 }
 
 AckResult ackFromReport(const v1::StateReport& report, uint64_t generation) {

@@ -45,10 +45,18 @@ absl::StatusOr<std::vector<const ExemptionSet*>> exemptionSetsFor(
     const PolicyLibrary& library, const Labels& host_labels,
     const std::vector<std::string>& requested, bool no_defaults);
 
-// The controller endpoint (IP literal) found among a host's addresses, if any: such a host is
-// the controller's own and must never be isolated.
+// The controller endpoint (IP literal) found among a host's addresses, if any: such a host may
+// be the controller's own and is never isolated (its isolation alone fails; the other targets
+// of the request proceed). `endpoints` are the controller's addresses from its configuration;
+// loopback addresses never match (every host has them).
 std::optional<std::string> controllerAddressOf(const std::vector<std::string>& host_addresses,
                                                const std::vector<bulkhead::v1::Endpoint>& endpoints);
+
+// An enforced generation an agent reports, bound to the newest generation the controller
+// issued for its host: the claim when it is at most `issued`, else nullopt. A claim above
+// anything issued is ignored: it never answers a wait and never numbers the next change
+// (the next generation is always the controller's stored one + 1).
+std::optional<uint64_t> acceptedGeneration(uint64_t claimed, uint64_t issued);
 
 struct IsolationSpec {
   std::vector<std::string> set_names;

@@ -135,20 +135,30 @@ void Containment::doIsolate(const std::string& operator_name, const v1::IsolateR
     return refuse(grpc::Status(
         grpc::StatusCode::FAILED_PRECONDITION,
         "no controller endpoint an isolated host could still reach: start the controller with "
-        "--advertise IP:PORT (or --listen on an IP address)"));
+        "--advertise IP:PORT, --listen on an IP address, or a certificate that names its IP "
+        "addresses (pki init --controller-ip)"));
   }
   auto known = fleet_.targets();
   auto targets = resolveTargets(known, TargetRequest{hosts, req.selector(), req.yes()},
                                 options_.selector_limit);
   if (!targets.ok()) return refuse(toGrpcStatus(targets.status()));
 
+  // Guardrails decided per host: a host that fails one gets a FAILED outcome of its own and
+  // the request goes on for the others.
+  std::vector<v1::HostOutcome> refused;
+  std::vector<std::string> allowed;
   for (const auto& h : *targets) {
     if (auto ip = controllerAddressOf(known.at(h).addresses, options_.endpoints)) {
-      return refuse(grpc::Status(
-          grpc::StatusCode::FAILED_PRECONDITION,
-          fmt::format("host \"{}\" is the controller's own host (address {}): refusing to "
-                      "isolate it; nothing was applied",
-                      h, *ip)));
+      v1::HostOutcome o;
+      o.set_host_id(h);
+      o.set_state(v1::HostOutcome::FAILED);
+      o.set_error(fmt::format(
+          "reports the controller's address {} as its own: refusing to isolate what may be the "
+          "controller's host (the fleet would lose its controller); host left open",
+          *ip));
+      refused.push_back(std::move(o));
+    } else {
+      allowed.push_back(h);
     }
   }
 
@@ -158,9 +168,9 @@ void Containment::doIsolate(const std::string& operator_name, const v1::IsolateR
   std::map<std::string, std::vector<v1::ExemptionRule>> resolved_by_sets;
   std::map<std::string, std::vector<std::string>> set_names;
   std::map<std::string, v1::DesiredState> states;
-  const auto current = fleet_.desiredStates(*targets);
+  const auto current = fleet_.desiredStates(allowed);
   const int64_t now = clock_.nowUnixMs();
-  for (const auto& h : *targets) {
+  for (const auto& h : allowed) {
     auto sets = exemptionSetsFor(*library, known.at(h).labels, requested,
                                  req.no_default_exemptions());
     if (!sets.ok()) return refuse(toGrpcStatus(sets.status()));
@@ -196,17 +206,21 @@ void Containment::doIsolate(const std::string& operator_name, const v1::IsolateR
   op->target = target;
   op->reason = req.reason();
   op->wait = waitFor(req.wait_ms());
+  for (auto& o : refused) *resp->add_outcomes() = std::move(o);
 
   if (req.dry_run()) {
     for (auto& [h, s] : states) s.set_generation(current.at(h).generation());   // not a change
-    if (fleet_.preview(op, *targets, states, set_names)) {
+    if (fleet_.preview(op, allowed, states, set_names)) {
       complete(op, false);
     } else if (!thread_.after(op->wait, [this, op] { complete(op, false); })) {
       complete(op, true);
     }
     return;
   }
-  std::string detail = fmt::format("hosts {}", joined(*targets));
+  std::string detail = fmt::format("hosts {}", allowed.empty() ? "none" : joined(allowed));
+  for (const auto& o : resp->outcomes()) {
+    detail += fmt::format("; refused {} ({})", o.host_id(), o.error());
+  }
   if (req.ttl_ms() > 0) detail += fmt::format("; ttl {} ms", req.ttl_ms());
   if (req.no_default_exemptions()) detail += "; no default exemptions";
   std::set<std::string> all_sets;
@@ -215,7 +229,7 @@ void Containment::doIsolate(const std::string& operator_name, const v1::IsolateR
                         all_sets.empty() ? "none"
                                          : joined(std::vector<std::string>(all_sets.begin(),
                                                                            all_sets.end())));
-  commitAndWait(op, *targets, states, set_names, detail);
+  commitAndWait(op, allowed, states, set_names, detail);
 }
 
 void Containment::doRelease(const std::string& operator_name, const v1::ReleaseRequest& req,

@@ -298,9 +298,126 @@ TEST_F(ContainmentServerTest, TheControllersOwnHostIsNeverIsolated) {
   ASSERT_TRUE(a->connect("ctl-host", {}, "10.77.0.1/16"));
   auto f = isolateAsync(isolateReq({"ctl-host"}));
   Call c = get(f);
-  EXPECT_EQ(c.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_NE(c.status.error_message().find("controller's own host"), std::string::npos);
+  ASSERT_TRUE(c.status.ok()) << c.status.error_message();
+  ASSERT_EQ(c.resp.outcomes_size(), 1);
+  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::FAILED);
+  EXPECT_NE(c.resp.outcomes(0).error().find("controller's address 10.77.0.1"), std::string::npos)
+      << c.resp.outcomes(0).error();
+  EXPECT_NE(c.resp.outcomes(0).error().find("left open"), std::string::npos);
+  auto rows = auditRows();
+  EXPECT_EQ(rows.back().action, "isolate.result");
+  EXPECT_EQ(rows.back().outcome.rfind("error: ", 0), 0u) << rows.back().outcome;
   EXPECT_EQ(status("ctl-host").host().desired_generation(), 0u);
+}
+
+TEST_F(ContainmentServerTest, AHostClaimingTheControllersAddressFailsAloneTheOthersAreIsolated) {
+  auto honest = agent("web-01");
+  ASSERT_TRUE(honest->connect("web-01", {{"role", "web"}}, "10.77.1.11/16"));
+  auto liar = agent("web-02");
+  ASSERT_TRUE(liar->connect("web-02", {{"role", "web"}}, "10.77.0.1/32"));
+  v1::IsolateRequest by_selector;
+  by_selector.set_selector("role=web");
+  by_selector.set_reason("INC-42");
+  by_selector.set_wait_ms(5000);
+  uint64_t generation = 0;
+  for (const auto& req : {isolateReq({"web-01", "web-02"}), by_selector}) {
+    auto call = isolateAsync(req);
+    v1::ControllerMessage m;
+    ASSERT_TRUE(honest->readUntil(v1::ControllerMessage::kDesiredState, &m));
+    EXPECT_TRUE(m.desired_state().isolation().enabled());
+    generation = m.desired_state().generation();
+    ASSERT_TRUE(honest->report(generation, true));
+    Call c = get(call);
+    ASSERT_TRUE(c.status.ok()) << c.status.error_message();
+    ASSERT_EQ(c.resp.outcomes_size(), 2);
+    std::map<std::string, v1::HostOutcome> by_host;
+    for (const auto& o : c.resp.outcomes()) by_host[o.host_id()] = o;
+    EXPECT_EQ(by_host["web-01"].state(), v1::HostOutcome::ENFORCED);
+    EXPECT_EQ(by_host["web-02"].state(), v1::HostOutcome::FAILED);
+    EXPECT_NE(by_host["web-02"].error().find("10.77.0.1"), std::string::npos);
+    auto rows = auditRows();
+    EXPECT_EQ(rows.back().action, "isolate.result");
+    EXPECT_NE(rows.back().outcome.find("web-02"), std::string::npos) << rows.back().outcome;
+  }
+  EXPECT_TRUE(status("web-01").host().isolated());
+  EXPECT_FALSE(status("web-02").host().isolated());
+  EXPECT_EQ(status("web-02").host().desired_generation(), 0u);
+  EXPECT_EQ(generation, 2u);
+}
+
+TEST_F(ContainmentServerTest, AHelloThatBreaksItsFieldsIsRefusedWithTheReason) {
+  struct Case {
+    std::string hostname, address, label_key, label_value, field;
+  };
+  for (const auto& c : std::vector<Case>{
+           {"web-01\x1b[2J", "10.77.1.11/16", "role", "web", "hello.hostname"},
+           {"web-01", "10.77.1.11/99", "role", "web", "hello.addresses[0]"},
+           {"web-01", "127.0.0.1/8", "role", "web", "hello.addresses[0]"},
+           {"web-01", "10.77.1.11/16", "role", "", "hello.labels"},
+           {std::string(300, 'h'), "10.77.1.11/16", "role", "web", "hello.hostname"}}) {
+    auto a = agent("web-01");
+    ASSERT_TRUE(a->hello("web-01", {{c.label_key, c.label_value}}, c.hostname, c.address));
+    grpc::Status s = a->finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.field;
+    EXPECT_NE(s.error_message().find(c.field), std::string::npos) << s.error_message();
+  }
+  EXPECT_EQ(hosts().hosts_size(), 0);
+}
+
+TEST_F(ContainmentServerTest, ReportedGenerationsNeverNumberOrAcknowledgeChanges) {
+  // An agent that claims generation UINT64_MAX (the controller issued none).
+  auto a = agent("web-01");
+  ASSERT_TRUE(a->hello("web-01", {}, "web-01", "10.77.1.11/16", UINT64_MAX));
+  v1::ControllerMessage m;
+  ASSERT_TRUE(a->read(&m));
+  ASSERT_TRUE(m.has_welcome());
+  EXPECT_TRUE(eventually([&] { return status("web-01").tamper_events_size() == 1; }));
+  EXPECT_NE(status("web-01").tamper_events(0).what().find("18446744073709551615"),
+            std::string::npos);
+  EXPECT_EQ(status("web-01").host().enforced_generation(), 0u);
+
+  // The change is numbered from the controller's own value, and neither a heartbeat nor a
+  // report claiming more than it issued acknowledges it.
+  auto call = isolateAsync(isolateReq({"web-01"}, 500));
+  ASSERT_TRUE(a->readUntil(v1::ControllerMessage::kDesiredState, &m));
+  EXPECT_EQ(m.desired_state().generation(), 1u);
+  v1::AgentMessage hb;
+  hb.mutable_heartbeat()->set_enforced_generation(UINT64_MAX);
+  ASSERT_TRUE(a->write(hb));
+  ASSERT_TRUE(a->report(UINT64_MAX, true));
+  Call c = get(call);
+  ASSERT_TRUE(c.status.ok());
+  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::PENDING);
+  EXPECT_EQ(status("web-01").host().enforced_generation(), 0u);
+
+  // The next change is 2, not UINT64_MAX + 1 = 0; an honest report of it acknowledges it.
+  auto next = isolateAsync(isolateReq({"web-01"}));
+  ASSERT_TRUE(a->readUntil(v1::ControllerMessage::kDesiredState, &m));
+  EXPECT_EQ(m.desired_state().generation(), 2u);
+  ASSERT_TRUE(a->report(2, true));
+  Call n = get(next);
+  ASSERT_TRUE(n.status.ok());
+  EXPECT_EQ(n.resp.outcomes(0).state(), v1::HostOutcome::ENFORCED);
+  EXPECT_EQ(n.resp.outcomes(0).generation(), 2u);
+  EXPECT_EQ(status("web-01").host().enforced_generation(), 2u);
+
+  // An agent holding a newer state than this controller issued (its store restored from an
+  // older copy) refuses generation 3: the failure answers, its claim of 50 stands for nothing.
+  auto third = isolateAsync(isolateReq({"web-01"}));
+  ASSERT_TRUE(a->readUntil(v1::ControllerMessage::kDesiredState, &m));
+  EXPECT_EQ(m.desired_state().generation(), 3u);
+  v1::AgentMessage refusal;
+  refusal.mutable_state_report()->set_generation(3);
+  refusal.mutable_state_report()->set_ok(false);
+  refusal.mutable_state_report()->set_enforced_generation(50);
+  refusal.mutable_state_report()->set_error(
+      "generation 3 is older than generation 50 this agent holds; ignored");
+  ASSERT_TRUE(a->write(refusal));
+  Call t = get(third);
+  ASSERT_TRUE(t.status.ok());
+  EXPECT_EQ(t.resp.outcomes(0).state(), v1::HostOutcome::FAILED);
+  EXPECT_NE(t.resp.outcomes(0).error().find("older than generation 50"), std::string::npos);
+  EXPECT_EQ(status("web-01").host().enforced_generation(), 2u);
 }
 
 TEST_F(ContainmentServerTest, TtlReleasesByItself) {
@@ -376,23 +493,6 @@ TEST_F(ContainmentServerTest, DryRunAsksTheAgentAndChangesNothing) {
     if (row.action == "isolate" && row.detail.rfind("dry run", 0) == 0) audited = true;
   }
   EXPECT_TRUE(audited);
-}
-
-TEST_F(ContainmentServerTest, ChangesAreNumberedAboveWhatTheAgentAlreadyEnforces) {
-  // An agent enforcing generation 7 that this controller's store never saw (restored backup).
-  auto a = agent("web-01");
-  ASSERT_TRUE(a->hello("web-01", {}, "web-01", "10.77.1.11/16", 7));
-  v1::ControllerMessage m;
-  ASSERT_TRUE(a->read(&m));
-  ASSERT_TRUE(m.has_welcome());
-  auto call = isolateAsync(isolateReq({"web-01"}));
-  ASSERT_TRUE(a->readUntil(v1::ControllerMessage::kDesiredState, &m));
-  EXPECT_EQ(m.desired_state().generation(), 8u);
-  ASSERT_TRUE(a->report(8, true));
-  Call c = get(call);
-  ASSERT_TRUE(c.status.ok());
-  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::ENFORCED);
-  EXPECT_EQ(c.resp.outcomes(0).generation(), 8u);
 }
 
 TEST_F(ContainmentServerTest, TamperEventsShowInStatus) {

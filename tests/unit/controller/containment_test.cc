@@ -88,6 +88,31 @@ TEST(Guardrail, ControllerOwnHostIsRecognisedByAnyEndpointAddress) {
   EXPECT_FALSE(controllerAddressOf({"10.77.0.1/16"}, {}));
 }
 
+TEST(Guardrail, LoopbackNeverMarksAHostAsTheControllers) {
+  // A controller listening on loopback (or a certificate naming it) does not make every host
+  // that claims 127.0.0.1 or ::1 the controller's own.
+  std::vector<v1::Endpoint> eps = endpoints();
+  for (const char* ip : {"127.0.0.1", "::1"}) {
+    v1::Endpoint e;
+    e.set_ip(ip);
+    e.set_port(7443);
+    eps.push_back(e);
+  }
+  EXPECT_FALSE(controllerAddressOf({"127.0.0.1/8"}, eps));
+  EXPECT_FALSE(controllerAddressOf({"::1/128"}, eps));
+  EXPECT_FALSE(controllerAddressOf({"::ffff:127.0.0.1"}, eps));
+  EXPECT_EQ(controllerAddressOf({"127.0.0.1/8", "10.77.0.1/32"}, eps), "10.77.0.1");
+}
+
+TEST(Generations, AReportedGenerationIsBoundByWhatTheControllerIssued) {
+  EXPECT_EQ(acceptedGeneration(0, 0), 0u);
+  EXPECT_EQ(acceptedGeneration(4, 5), 4u);
+  EXPECT_EQ(acceptedGeneration(5, 5), 5u);
+  EXPECT_FALSE(acceptedGeneration(6, 5));
+  EXPECT_FALSE(acceptedGeneration(UINT64_MAX, 5));
+  EXPECT_FALSE(acceptedGeneration(1, 0));
+}
+
 TEST(DesiredState, IsolateBumpsGenerationKeepsBlocksAndAlwaysCarriesEndpoints) {
   v1::DesiredState cur;
   cur.set_generation(4);
