@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/format.h"
+#include "common/text.h"
 
 namespace bulkhead {
 namespace {
@@ -45,7 +46,27 @@ class JsonEscapedMessage final : public spdlog::custom_flag_formatter {
   }
 };
 
+// %E: the message payload with non-printable characters escaped (escapeNonPrintable), so
+// that text from hosts and operators can neither forge a line nor reach a terminal raw.
+class EscapedMessage final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    std::string text = escapeNonPrintable(std::string_view(msg.payload.data(), msg.payload.size()));
+    dest.append(text.data(), text.data() + text.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<EscapedMessage>();
+  }
+};
+
 }  // namespace
+
+std::unique_ptr<spdlog::formatter> textLogFormatter() {
+  auto formatter = std::make_unique<spdlog::pattern_formatter>();
+  formatter->add_flag<EscapedMessage>('E').set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %n: %E");
+  return formatter;
+}
 
 absl::Status setupLogging(std::string_view program, std::string_view format,
                           std::string_view level) {
@@ -62,7 +83,7 @@ absl::Status setupLogging(std::string_view program, std::string_view format,
         R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","logger":"%n","msg":"%J"})");
     logger->set_formatter(std::move(formatter));
   } else if (format == "text") {
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %n: %v");
+    logger->set_formatter(textLogFormatter());
   } else {
     return absl::InvalidArgumentError(
         fmt::format("--log-format: invalid value \"{}\": use text or json", format));

@@ -1,11 +1,18 @@
 // spdlog set-up shared by the daemons: `--log-format text|json`, `--log-level LEVEL`.
 #pragma once
 
+#include <memory>
 #include <string_view>
+
+#include <spdlog/formatter.h>
 
 #include "absl/status/status.h"
 
 namespace bulkhead {
+
+// The text format's formatter: local time, level, logger name, then the message with
+// non-printable characters escaped (common/text.h), one record per line.
+std::unique_ptr<spdlog::formatter> textLogFormatter();
 
 // Configures the default logger on stderr. JSON lines have ts (UTC, RFC 3339), level, logger
 // and msg (escaped). Errors name the bad flag value.
