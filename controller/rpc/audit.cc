@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/format.h"
+#include "common/text.h"
 #include "evidence/json_read.h"
 
 namespace bulkhead::controller {
@@ -24,12 +25,14 @@ grpc::Status recordCall(Store& store, const Clock& clock, const std::string& ope
   e.at_unix_ms = clock.nowUnixMs();
   e.operator_name = operator_name;
   e.action = action;
-  e.target = evidence::boundedText(target, kMaxAuditTarget, false);
-  e.reason = reason;
-  e.outcome = evidence::boundedText(auditOutcome(result), kMaxAuditText, false);
-  e.detail = evidence::boundedText(detail, kMaxAuditText, false);
+  e.target = evidence::boundedText(escapeNonPrintable(target), kMaxAuditTarget, false);
+  e.reason = escapeNonPrintable(reason);
+  e.outcome =
+      evidence::boundedText(escapeNonPrintable(auditOutcome(result)), kMaxAuditText, false);
+  e.detail = evidence::boundedText(escapeNonPrintable(detail), kMaxAuditText, false);
   if (e.detail.empty() && e.outcome == "denied") {
-    e.detail = evidence::boundedText(result.error_message(), kMaxAuditText, false);
+    e.detail =
+        evidence::boundedText(escapeNonPrintable(result.error_message()), kMaxAuditText, false);
   }
   auto row = store.appendAudit(e);
   if (!row.ok()) {

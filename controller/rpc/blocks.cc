@@ -5,6 +5,7 @@
 #include <set>
 
 #include "common/format.h"
+#include "common/saturating.h"
 #include "controller/core/blocks.h"
 #include "controller/rpc/audit.h"
 #include "controller/rpc/containment.h"
@@ -104,7 +105,7 @@ void Containment::doBlock(const std::string& operator_name, const v1::BlockReque
   if (!resolved.ok()) return refuse(toGrpcStatus(resolved.status()));
   const std::vector<std::string> targets = *std::move(resolved);
   const int64_t now = clock_.nowUnixMs();
-  const int64_t expires = req.ttl_ms() > 0 ? now + req.ttl_ms() : 0;
+  const int64_t expires = req.ttl_ms() > 0 ? saturatingAdd(now, req.ttl_ms()) : 0;
   const v1::Block block = makeBlock(*match, fmt::format("blk-{}-{}", now, next_block_++), expires,
                                     req.reason(), operator_name, now);
   const auto current = fleet_.desiredStates(targets);

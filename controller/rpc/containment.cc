@@ -5,6 +5,7 @@
 #include <set>
 
 #include "common/format.h"
+#include "common/saturating.h"
 #include "controller/core/containment.h"
 #include "controller/rpc/audit.h"
 
@@ -189,7 +190,7 @@ void Containment::doIsolate(const std::string& operator_name, const v1::IsolateR
     IsolationSpec spec;
     spec.set_names = names;
     spec.rules = cached->second;
-    spec.expires_at_unix_ms = req.ttl_ms() > 0 ? now + req.ttl_ms() : 0;
+    spec.expires_at_unix_ms = req.ttl_ms() > 0 ? saturatingAdd(now, req.ttl_ms()) : 0;
     spec.reason = req.reason();
     spec.requested_by = operator_name;
     states[h] = isolatedState(current.at(h), spec, options_.endpoints);

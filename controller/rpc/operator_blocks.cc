@@ -27,7 +27,7 @@ grpc::ServerUnaryReactor* OperatorService::Block(grpc::CallbackServerContext* ct
                                                  v1::ContainmentResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  if (grpc::Status status = authorize(caller, true); !status.ok()) {
+  if (grpc::Status status = validated(authorize(caller, true), *req); !status.ok()) {
     reactor->Finish(audit(caller, "block", targetOfBlock(*req), req->reason(), status));
     return reactor;
   }
@@ -40,7 +40,7 @@ grpc::ServerUnaryReactor* OperatorService::Unblock(grpc::CallbackServerContext* 
                                                    v1::ContainmentResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  if (grpc::Status status = authorize(caller, true); !status.ok()) {
+  if (grpc::Status status = validated(authorize(caller, true), *req); !status.ok()) {
     reactor->Finish(audit(caller, "unblock", targetOfBlock(*req), req->reason(), status));
     return reactor;
   }
@@ -53,7 +53,7 @@ grpc::ServerUnaryReactor* OperatorService::ListBlocks(grpc::CallbackServerContex
                                                       v1::ListBlocksResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  if (grpc::Status status = authorize(caller, false); !status.ok()) {
+  if (grpc::Status status = validated(authorize(caller, false), *req); !status.ok()) {
     reactor->Finish(
         audit(caller, "blocks", req->host().empty() ? "all" : req->host(), "", status));
     return reactor;
@@ -67,7 +67,7 @@ grpc::ServerUnaryReactor* OperatorService::KillConnections(
     v1::HostActionResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = authorize(caller, true);
+  grpc::Status status = validated(authorize(caller, true), *req);
   if (status.ok() && req->reason().find_first_not_of(" \t\r\n") == std::string::npos) {
     status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "reason: required");
   }

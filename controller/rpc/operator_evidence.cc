@@ -207,6 +207,7 @@ grpc::Status OperatorService::findEvidence(const Caller& caller, bool write, con
                                            EvidenceRow* row) {
   grpc::Status status = authorize(caller, write);
   if (!status.ok()) return status;
+  if (auto s = checkText("id", id, kMaxIdBytes); !s.ok()) return toGrpcStatus(s);
   if (evidence_ == nullptr || !evidence_->enabled()) return noEvidenceStore();
   if (id.empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "id: required");
   auto found = store_.getEvidence(id);
@@ -218,7 +219,7 @@ grpc::Status OperatorService::findEvidence(const Caller& caller, bool write, con
 grpc::ServerWriteReactor<v1::CaptureEvent>* OperatorService::Capture(
     grpc::CallbackServerContext* ctx, const v1::CaptureRequest* req) {
   Caller caller = identify(*ctx);
-  grpc::Status result = authorize(caller, true);
+  grpc::Status result = validated(authorize(caller, true), *req);
   const std::string host = req->host();
   if (result.ok() && (evidence_ == nullptr || !evidence_->enabled())) result = noEvidenceStore();
   if (result.ok() && blank(req->reason())) {
@@ -343,7 +344,7 @@ grpc::ServerUnaryReactor* OperatorService::ListEvidence(grpc::CallbackServerCont
                                                         v1::ListEvidenceResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = authorize(caller, false);
+  grpc::Status status = validated(authorize(caller, false), *req);
   if (status.ok() && (evidence_ == nullptr || !evidence_->enabled())) status = noEvidenceStore();
   if (status.ok()) {
     auto rows = store_.listEvidence(req->host());

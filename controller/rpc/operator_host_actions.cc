@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/format.h"
+#include "common/json.h"
 #include "common/parse.h"
 #include "common/tls.h"
 #include "controller/rpc/audit.h"
@@ -20,47 +21,66 @@ bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std:
 
 constexpr size_t kMaxAuditDetail = 8192;
 
-// "killed 3: 1201 bhtest (sleep 1000), ...; spared 1: 1 root (holder) [pid 1]".
+// "killed 3: 1201 bhtest (sleep 1000), ...; spared 1: 1 root (holder) [pid 1]". The document
+// is the agent's: every field is read without trusting its presence or type.
 std::string summarize(const std::string& action, const std::string& result_json) {
-  auto doc = nlohmann::json::parse(result_json, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object()) return "";
+  auto parsed = parseForeignJson(result_json);
+  if (!parsed || !parsed->is_object()) return "";
+  const nlohmann::json& doc = *parsed;
   if (action == "sessions") {
-    return fmt::format("{} sessions (source {})",
-                       doc.contains("sessions") ? doc["sessions"].size() : 0,
-                       doc.value("source", "?"));
+    return fmt::format("{} sessions (source {})", jsonArraySize(doc, "sessions"),
+                       jsonStringOr(doc, "source", "?"));
   }
   auto list = [&doc](const char* key, bool with_why) {
-    std::string out;
-    if (!doc.contains(key) || !doc[key].is_array()) return fmt::format("{} 0", key);
-    out = fmt::format("{} {}", key, doc[key].size());
+    const nlohmann::json* items = jsonArray(doc, key);
+    if (items == nullptr) return fmt::format("{} 0", key);
+    std::string out = fmt::format("{} {}", key, items->size());
     const char* sep = ": ";
-    for (const auto& p : doc[key]) {
-      out += fmt::format("{}{} {} ({})", sep, p.value("pid", 0), p.value("user", ""),
-                         p.value("cmdline", ""));
-      if (with_why) out += fmt::format(" [{}]", p.value("why", ""));
+    for (const auto& p : *items) {
+      out += fmt::format("{}{} {} ({})", sep, jsonIntOr(p, "pid", 0), jsonStringOr(p, "user", ""),
+                         jsonStringOr(p, "cmdline", ""));
+      if (with_why) out += fmt::format(" [{}]", jsonStringOr(p, "why", ""));
       sep = ", ";
     }
     return out;
   };
   std::string s;
-  if (doc.contains("sessions") && doc["sessions"].is_array() && action == "kill-sessions") {
-    s += fmt::format("sessions {}", doc["sessions"].size());
+  if (const nlohmann::json* sessions = jsonArray(doc, "sessions");
+      sessions != nullptr && action == "kill-sessions") {
+    s += fmt::format("sessions {}", sessions->size());
     const char* sep = ": ";
-    for (const auto& x : doc["sessions"]) {
-      s += fmt::format("{}{} {} from {}", sep, x.value("id", 0u), x.value("user", ""),
-                       x.value("remote", "").empty() ? x.value("tty", "-") : x.value("remote", ""));
+    for (const auto& x : *sessions) {
+      std::string remote = jsonStringOr(x, "remote", "");
+      s += fmt::format("{}{} {} from {}", sep, jsonUintOr(x, "id", 0), jsonStringOr(x, "user", ""),
+                       remote.empty() ? jsonStringOr(x, "tty", "-") : remote);
       sep = ", ";
     }
     s += "; ";
   }
   s += list("killed", false) + "; " + list("spared", true);
-  if (doc.value("frozen", false)) {
-    s += fmt::format("; frozen ({}), {} records", doc.value("freeze_method", "?"),
-                     doc.contains("records") ? doc["records"].size() : 0);
+  if (jsonBoolOr(doc, "frozen", false)) {
+    s += fmt::format("; frozen ({}), {} records", jsonStringOr(doc, "freeze_method", "?"),
+                     jsonArraySize(doc, "records"));
   }
-  s += fmt::format("; connections cut {}", doc.value("connections_cut", 0));
+  s += fmt::format("; connections cut {}", jsonIntOr(doc, "connections_cut", 0));
   if (s.size() > kMaxAuditDetail) s = s.substr(0, kMaxAuditDetail) + "...";
   return s;
+}
+
+// The audit detail of an agent's (not refused) result. Never throws: anything thrown while
+// reading the agent's document ends the call with INTERNAL (and the caller audits it).
+grpc::Status summarizeResult(const std::string& host, const std::string& action,
+                             const v1::CommandResult& r, std::string* detail) {
+  try {
+    *detail = summarize(action, r.result_json());
+    if (!r.ok()) *detail = fmt::format("FAILED: {}; {}", r.error(), *detail);
+    return grpc::Status::OK;
+  } catch (const std::exception& e) {
+    detail->clear();
+    return grpc::Status(
+        grpc::StatusCode::INTERNAL,
+        fmt::format("{}: the agent's result could not be read: {}", host, e.what()));
+  }
 }
 
 }  // namespace
@@ -127,8 +147,7 @@ void OperatorService::runHostAction(const Caller& caller, const std::string& act
           // The request is at fault and nothing was done: a precondition the caller broke.
           status = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, r.error());
         } else {
-          detail = summarize(action, r.result_json());
-          if (!r.ok()) detail = fmt::format("FAILED: {}; {}", r.error(), detail);
+          status = summarizeResult(host, action, r, &detail);
         }
         break;
       }
@@ -142,7 +161,7 @@ grpc::ServerUnaryReactor* OperatorService::ListSessions(grpc::CallbackServerCont
                                                         v1::HostActionResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = authorize(caller, false);
+  grpc::Status status = validated(authorize(caller, false), *req);
   if (status.ok() && !fleet_.getHost(req->host())) {
     status = grpc::Status(grpc::StatusCode::NOT_FOUND, fmt::format("unknown host \"{}\"", req->host()));
   }
@@ -161,7 +180,7 @@ grpc::ServerUnaryReactor* OperatorService::KillSessions(grpc::CallbackServerCont
                                                         v1::HostActionResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = authorize(caller, true);
+  grpc::Status status = validated(authorize(caller, true), *req);
   const auto& m = req->match();
   int given = !m.user().empty() + (m.session_id() != 0) + !m.from_cidr().empty() + m.all();
   if (status.ok() && blank(req->reason())) {
@@ -196,7 +215,7 @@ grpc::ServerUnaryReactor* OperatorService::KillProcess(grpc::CallbackServerConte
                                                        v1::HostActionResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = authorize(caller, true);
+  grpc::Status status = validated(authorize(caller, true), *req);
   const auto& m = req->match();
   int given = (m.pid() != 0) + !m.exe().empty() + !m.user().empty();
   if (status.ok() && blank(req->reason())) {

@@ -124,7 +124,7 @@ grpc::ServerUnaryReactor* OperatorService::ListHosts(grpc::CallbackServerContext
                                                      v1::ListHostsResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = authorize(caller, false);
+  grpc::Status status = validated(authorize(caller, false), *req);
   if (status.ok()) {
     Labels selector;
     if (!req->selector().empty()) {
@@ -146,7 +146,7 @@ grpc::ServerUnaryReactor* OperatorService::GetHost(grpc::CallbackServerContext* 
                                                    v1::HostStatus* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = authorize(caller, false);
+  grpc::Status status = validated(authorize(caller, false), *req);
   if (status.ok()) {
     auto host = fleet_.getHost(req->host());
     if (!host) {
@@ -175,7 +175,7 @@ grpc::ServerUnaryReactor* OperatorService::Isolate(grpc::CallbackServerContext* 
                                                    v1::ContainmentResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = authorize(caller, true);
+  grpc::Status status = validated(authorize(caller, true), *req);
   if (!status.ok()) {
     reactor->Finish(audit(caller, "isolate", targetOf(req->hosts(), req->selector()),
                           req->reason(), status));
@@ -190,7 +190,7 @@ grpc::ServerUnaryReactor* OperatorService::Release(grpc::CallbackServerContext* 
                                                    v1::ContainmentResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = authorize(caller, true);
+  grpc::Status status = validated(authorize(caller, true), *req);
   if (!status.ok()) {
     reactor->Finish(audit(caller, "release", targetOf(req->hosts(), req->selector()),
                           req->reason(), status));
@@ -205,7 +205,7 @@ grpc::ServerUnaryReactor* OperatorService::ListAudit(grpc::CallbackServerContext
                                                      v1::ListAuditResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = authorize(caller, false);
+  grpc::Status status = validated(authorize(caller, false), *req);
   uint32_t limit = req->limit() == 0 ? kDefaultAuditLimit : std::min(req->limit(), kMaxAuditLimit);
   if (status.ok() && req->before_id() < 0) {
     status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,

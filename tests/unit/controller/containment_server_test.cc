@@ -1,6 +1,9 @@
 // Isolate and release through the real server: operator call -> desired state pushed on the
 // agent's stream -> StateReport -> per-host outcome; with exemption sets from a policy
 // library, the guardrails, TTL expiry on a fake clock and dry runs.
+#include <algorithm>
+#include <limits>
+
 #include "tests/unit/controller/server_harness.h"
 #include "tests/unit/controller/test_policies.h"
 
@@ -291,6 +294,71 @@ TEST_F(ContainmentServerTest, RefusalsNameTheProblemAndApplyNothing) {
   Call ry = get(fy);
   ASSERT_TRUE(ry.status.ok()) << ry.status.error_message();
   EXPECT_EQ(ry.resp.outcomes_size(), 3);
+}
+
+bool hasControl(const std::string& s) {
+  return std::any_of(s.begin(), s.end(),
+                     [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
+TEST_F(ContainmentServerTest, ControlCharactersAreRefusedAndForgeNoAuditRow) {
+  auto a = agent("web-01");
+  ASSERT_TRUE(a->connect("web-01", {{"role", "web"}}));
+  const size_t before = auditRows().size();
+  auto r = isolateReq({"web-01"});
+  r.set_reason("INC-1\n2026-01-01T00:00:00.000Z  alice  release  web-01  ok  all clear");
+  auto f = isolateAsync(r);
+  Call res = get(f);
+  EXPECT_EQ(res.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(res.status.error_message().rfind("reason: invalid value \"INC-1\\n2026", 0), 0u)
+      << res.status.error_message();
+  // A host name with a newline (a viewer's status) and an ESC sequence (isolate's host list).
+  {
+    auto stub = op(Role::kViewer, "victor");
+    grpc::ClientContext ctx;
+    deadline(&ctx);
+    v1::GetHostRequest req;
+    req.set_host("web-01\n9  forged");
+    v1::HostStatus st;
+    auto s = stub->GetHost(&ctx, req, &st);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+    EXPECT_EQ(s.error_message().rfind("host: invalid value", 0), 0u) << s.error_message();
+  }
+  auto esc = isolateReq({"web-01", "web-02\x1b[2J"});
+  auto g = isolateAsync(esc);
+  EXPECT_EQ(get(g).status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // Nothing applied; one audit row per refused call, every field on one line.
+  EXPECT_EQ(status("web-01").host().desired_generation(), 0u);
+  auto rows = auditRows();
+  ASSERT_GE(rows.size(), before + 3);
+  size_t refused = 0;
+  for (size_t i = before; i < rows.size(); ++i) {
+    const auto& row = rows[i];
+    EXPECT_FALSE(hasControl(row.target) || hasControl(row.reason) || hasControl(row.outcome) ||
+                 hasControl(row.detail))
+        << row.action << " " << row.target << " " << row.reason;
+    if (row.outcome.rfind("error: ", 0) == 0) ++refused;
+  }
+  EXPECT_EQ(refused, 3u);
+  const auto isolate_row = std::find_if(rows.begin() + static_cast<long>(before), rows.end(),
+                                        [](const AuditEntry& e) { return e.action == "isolate"; });
+  ASSERT_NE(isolate_row, rows.end());
+  EXPECT_EQ(isolate_row->reason.rfind("INC-1\\n2026-01-01", 0), 0u) << isolate_row->reason;
+}
+
+TEST_F(ContainmentServerTest, ATtlNearInt64MaxIsRefusedAndNothingIsApplied) {
+  auto a = agent("web-01");
+  ASSERT_TRUE(a->connect("web-01", {{"role", "web"}}));
+  auto r = isolateReq({"web-01"});
+  r.set_ttl_ms(std::numeric_limits<int64_t>::max() - 1);
+  auto f = isolateAsync(r);
+  Call res = get(f);
+  EXPECT_EQ(res.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(res.status.error_message().rfind("ttl_ms: invalid value 9223372036854775806 ms", 0), 0u)
+      << res.status.error_message();
+  EXPECT_EQ(auditRows().back().action, "isolate");
+  EXPECT_EQ(auditRows().back().outcome.rfind("error: ttl_ms:", 0), 0u);
+  EXPECT_EQ(status("web-01").host().desired_generation(), 0u);
 }
 
 TEST_F(ContainmentServerTest, TheControllersOwnHostIsNeverIsolated) {

@@ -145,6 +145,33 @@ TEST_F(HostActionsTest, AgentFailureIsReportedWithItsPartialResult) {
   EXPECT_EQ(row->detail.rfind("FAILED: 1 process(es) still alive", 0), 0u) << row->detail;
 }
 
+TEST_F(HostActionsTest, AResultWithWrongTypesIsSummarisedAndAudited) {
+  auto a = online("h1");
+  auto f = killSessionsAsync(fromReq("h1", "10.77.0.66/32"));
+  v1::Command c = nextCommand(*a);
+  // Every field the summary reads has the wrong type (a hostile or broken agent).
+  answer(*a, c, true, false, "",
+         R"({"sessions":[{"id":"seven","user":7,"remote":[],"tty":{}},3],)"
+         R"("killed":[{"pid":"41","user":null,"cmdline":12},"x"],)"
+         R"("spared":{"pid":1},"frozen":"yes","connections_cut":"many"})");
+  Call r = get(f);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  const AuditEntry* row = lastAudit("kill-sessions");
+  ASSERT_NE(row, nullptr);
+  EXPECT_EQ(row->outcome, "ok");
+  EXPECT_NE(row->detail.find("sessions 2: 0  from -"), std::string::npos) << row->detail;
+  EXPECT_NE(row->detail.find("killed 2: 0  ()"), std::string::npos) << row->detail;
+  EXPECT_NE(row->detail.find("spared 0"), std::string::npos) << row->detail;
+  EXPECT_NE(row->detail.find("connections cut 0"), std::string::npos) << row->detail;
+  // A document that is not an object, or nests without end, gives an empty summary.
+  auto g = killSessionsAsync(fromReq("h1", "10.77.0.66/32"));
+  v1::Command d = nextCommand(*a);
+  answer(*a, d, true, false, "", std::string(100000, '[') + std::string(100000, ']'));
+  Call deep = get(g);
+  ASSERT_TRUE(deep.status.ok()) << deep.status.error_message();
+  EXPECT_EQ(lastAudit("kill-sessions")->detail, "");
+}
+
 TEST_F(HostActionsTest, NoAnswerTimesOutAndALateAnswerIsIgnored) {
   auto a = online("h1");
   auto req = fromReq("h1", "10.77.0.66/32");

@@ -1,0 +1,221 @@
+#include "controller/core/validate.h"
+
+#include "common/format.h"
+#include "common/text.h"
+
+namespace bulkhead::controller {
+
+namespace v1 = bulkhead::v1;
+
+namespace {
+
+constexpr size_t kShownBytes = 80;  // of a bad value, in an error message
+
+std::string shown(std::string_view value) {
+  if (value.size() <= kShownBytes) return escapeNonPrintable(value);
+  return escapeNonPrintable(value.substr(0, kShownBytes)) + "...";
+}
+
+absl::Status invalid(std::string message) { return absl::InvalidArgumentError(std::move(message)); }
+
+// Runs checks in order; the first failure wins.
+class Checks {
+ public:
+  Checks& text(std::string_view field, std::string_view value, size_t max_bytes) {
+    if (status_.ok()) status_ = checkText(field, value, max_bytes);
+    return *this;
+  }
+  template <typename List>
+  Checks& texts(std::string_view field, const List& values, size_t max_bytes, int max_count) {
+    if (!status_.ok()) return *this;
+    if (values.size() > max_count) {
+      status_ = invalid(
+          fmt::format("{}: {} values given, at most {} allowed", field, values.size(), max_count));
+      return *this;
+    }
+    for (const auto& v : values) {
+      status_ = checkText(field, v, max_bytes);
+      if (!status_.ok()) break;
+    }
+    return *this;
+  }
+  Checks& range(std::string_view field, int64_t value, int64_t lo, int64_t hi,
+                std::string_view unit = "") {
+    if (status_.ok()) status_ = checkRange(field, value, lo, hi, unit);
+    return *this;
+  }
+  Checks& urange(std::string_view field, uint64_t value, uint64_t lo, uint64_t hi,
+                 std::string_view unit = "") {
+    if (status_.ok()) status_ = checkRange(field, value, lo, hi, unit);
+    return *this;
+  }
+  Checks& check(bool ok, std::string_view field, std::string message) {
+    if (status_.ok() && !ok) status_ = invalid(fmt::format("{}: {}", field, message));
+    return *this;
+  }
+  absl::Status done() { return status_; }
+
+ private:
+  absl::Status status_;
+};
+
+Checks& checkWait(Checks& c, uint32_t wait_ms) {
+  return c.urange("wait_ms", wait_ms, 0, kMaxWaitMs, "ms");
+}
+
+Checks& checkPort(Checks& c, uint32_t port) { return c.urange("port", port, 0, 65535); }
+
+Checks& checkTtl(Checks& c, int64_t ttl_ms) {
+  return c.range("ttl_ms", ttl_ms, 0, kMaxTtlMs, "ms");
+}
+
+Checks& protocolAndDirection(Checks& c, int protocol, int direction) {
+  return c
+      .check(v1::Protocol_IsValid(protocol), "protocol",
+             fmt::format("invalid value {}: not a known protocol", protocol))
+      .check(v1::Direction_IsValid(direction), "direction",
+             fmt::format("invalid value {}: not a known direction", direction));
+}
+
+}  // namespace
+
+absl::Status checkText(std::string_view field, std::string_view value, size_t max_bytes) {
+  if (value.size() > max_bytes) {
+    return invalid(fmt::format("{}: invalid value \"{}\": {} bytes, at most {} allowed", field,
+                               shown(value), value.size(), max_bytes));
+  }
+  if (auto bad = findNonPrintable(value)) {
+    return invalid(fmt::format(
+        "{}: invalid value \"{}\": control or non-printable character {} at byte {} is not "
+        "allowed",
+        field, shown(value), bad->shown, bad->offset));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status checkRange(std::string_view field, int64_t value, int64_t lo, int64_t hi,
+                        std::string_view unit) {
+  if (value >= lo && value <= hi) return absl::OkStatus();
+  const char* space = unit.empty() ? "" : " ";
+  return invalid(fmt::format("{}: invalid value {}{}{}: must be between {}{}{} and {}{}{}", field,
+                             value, space, unit, lo, space, unit, hi, space, unit));
+}
+
+absl::Status checkRange(std::string_view field, uint64_t value, uint64_t lo, uint64_t hi,
+                        std::string_view unit) {
+  if (value >= lo && value <= hi) return absl::OkStatus();
+  const char* space = unit.empty() ? "" : " ";
+  return invalid(fmt::format("{}: invalid value {}{}{}: must be between {}{}{} and {}{}{}", field,
+                             value, space, unit, lo, space, unit, hi, space, unit));
+}
+
+absl::Status validateRequest(const v1::ListHostsRequest& req) {
+  return Checks().text("selector", req.selector(), kMaxSelectorBytes).done();
+}
+
+absl::Status validateRequest(const v1::GetHostRequest& req) {
+  return Checks().text("host", req.host(), kMaxIdBytes).done();
+}
+
+absl::Status validateRequest(const v1::IsolateRequest& req) {
+  Checks c;
+  c.texts("hosts", req.hosts(), kMaxIdBytes, kMaxHostsPerRequest)
+      .text("selector", req.selector(), kMaxSelectorBytes)
+      .texts("exempt_sets", req.exempt_sets(), kMaxIdBytes, kMaxExemptSetsPerRequest)
+      .text("reason", req.reason(), kMaxReasonBytes);
+  checkTtl(c, req.ttl_ms());
+  return checkWait(c, req.wait_ms()).done();
+}
+
+absl::Status validateRequest(const v1::ReleaseRequest& req) {
+  Checks c;
+  c.texts("hosts", req.hosts(), kMaxIdBytes, kMaxHostsPerRequest)
+      .text("selector", req.selector(), kMaxSelectorBytes)
+      .text("reason", req.reason(), kMaxReasonBytes);
+  return checkWait(c, req.wait_ms()).done();
+}
+
+absl::Status validateRequest(const v1::ListAuditRequest& req) {
+  return Checks().urange("limit", req.limit(), 0, kMaxAuditRows).done();
+}
+
+absl::Status validateRequest(const v1::BlockRequest& req) {
+  Checks c;
+  c.texts("hosts", req.hosts(), kMaxIdBytes, kMaxHostsPerRequest)
+      .text("selector", req.selector(), kMaxSelectorBytes)
+      .text("remote_cidr", req.remote_cidr(), kMaxCidrBytes)
+      .text("reason", req.reason(), kMaxReasonBytes);
+  checkPort(c, req.port());
+  protocolAndDirection(c, req.protocol(), req.direction());
+  checkTtl(c, req.ttl_ms());
+  return checkWait(c, req.wait_ms()).done();
+}
+
+absl::Status validateRequest(const v1::UnblockRequest& req) {
+  Checks c;
+  c.texts("hosts", req.hosts(), kMaxIdBytes, kMaxHostsPerRequest)
+      .text("selector", req.selector(), kMaxSelectorBytes)
+      .text("remote_cidr", req.remote_cidr(), kMaxCidrBytes)
+      .text("reason", req.reason(), kMaxReasonBytes);
+  checkPort(c, req.port());
+  protocolAndDirection(c, req.protocol(), req.direction());
+  return checkWait(c, req.wait_ms()).done();
+}
+
+absl::Status validateRequest(const v1::ListBlocksRequest& req) {
+  return Checks().text("host", req.host(), kMaxIdBytes).done();
+}
+
+absl::Status validateRequest(const v1::KillConnectionsRequest& req) {
+  Checks c;
+  c.text("host", req.host(), kMaxIdBytes)
+      .text("remote_cidr", req.remote_cidr(), kMaxCidrBytes)
+      .text("reason", req.reason(), kMaxReasonBytes);
+  checkPort(c, req.port());
+  return checkWait(c, req.wait_ms()).done();
+}
+
+absl::Status validateRequest(const v1::ListSessionsRequest& req) {
+  Checks c;
+  c.text("host", req.host(), kMaxIdBytes);
+  return checkWait(c, req.wait_ms()).done();
+}
+
+absl::Status validateRequest(const v1::KillSessionsRequest& req) {
+  Checks c;
+  const auto& m = req.match();
+  c.text("host", req.host(), kMaxIdBytes)
+      .text("reason", req.reason(), kMaxReasonBytes)
+      .text("user", m.user(), kMaxIdBytes)
+      .text("from", m.from_cidr(), kMaxCidrBytes)
+      .check(m.session_id() != kUnsetSessionId, "session",
+             fmt::format("invalid value {}: the kernel's \"no session\" id", m.session_id()));
+  return checkWait(c, req.wait_ms()).done();
+}
+
+absl::Status validateRequest(const v1::KillProcessRequest& req) {
+  Checks c;
+  const auto& m = req.match();
+  c.text("host", req.host(), kMaxIdBytes)
+      .text("reason", req.reason(), kMaxReasonBytes)
+      .text("exe", m.exe(), kMaxPathBytes)
+      .text("user", m.user(), kMaxIdBytes)
+      .range("pid", m.pid(), 0, kMaxPid);
+  return checkWait(c, req.wait_ms()).done();
+}
+
+absl::Status validateRequest(const v1::CaptureRequest& req) {
+  Checks c;
+  c.text("host", req.host(), kMaxIdBytes)
+      .text("reason", req.reason(), kMaxReasonBytes)
+      .urange("collector_time_limit_ms", req.collector_time_limit_ms(), 0, kMaxCollectorTimeLimitMs,
+              "ms")
+      .urange("max_binary_bytes", req.max_binary_bytes(), 0, kMaxBinaryBytes, "bytes");
+  return checkWait(c, req.wait_ms()).done();
+}
+
+absl::Status validateRequest(const v1::ListEvidenceRequest& req) {
+  return Checks().text("host", req.host(), kMaxIdBytes).done();
+}
+
+}  // namespace bulkhead::controller
