@@ -15,6 +15,7 @@
 
 #include "agent/capture/file_sink.h"
 #include "common/format.h"
+#include "common/json.h"
 #include "evidence/bundle.h"
 
 namespace bulkhead::agent {
@@ -306,7 +307,7 @@ absl::StatusOr<CaptureOutcome> runCapture(
   std::string log_text;
   for (const Run& run : runs) {
     log_lines.push_back(run.log);
-    log_text += run.log.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    log_text += dumpJson(run.log);
     log_text += '\n';
   }
   uint64_t total = log_text.size();

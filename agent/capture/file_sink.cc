@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common/format.h"
+#include "common/json.h"
 #include "evidence/bundle.h"
 #include "evidence/hash.h"
 
@@ -143,7 +144,7 @@ bool FileSink::flushLocked(Output& out) {
 bool FileSink::record(std::string_view artifact, const nlohmann::json& record) {
   const std::string path = fmt::format("artifacts/{}", artifact);
   // Serialized outside the lock; invalid UTF-8 in a string becomes U+FFFD instead of throwing.
-  std::string line = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string line = dumpJson(record);
   line.push_back('\n');
   std::lock_guard lock(mu_);
   if (stoppedLocked()) return false;

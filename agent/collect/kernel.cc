@@ -15,6 +15,7 @@
 #include "agent/collect/host_files.h"
 #include "agent/collect/proc_files.h"
 #include "common/format.h"
+#include "common/json.h"
 
 namespace bulkhead::agent::collect {
 namespace {
@@ -167,7 +168,7 @@ bool emitKernelFile(const CollectContext& ctx, ArtifactSink& sink,
     }
   }
   k["sysfs_only_modules"] = std::move(sysfs_only);
-  return sink.file("artifacts/kernel.json", k.dump(2));
+  return sink.file("artifacts/kernel.json", dumpJson(k, 2));
 }
 
 // Entries of /etc/ld.so.preload as ld.so reads them: separated by blanks or ':', '#' starts

@@ -11,6 +11,7 @@
 
 #include "agent/collect/collectors.h"
 #include "agent/collect/proc_files.h"
+#include "common/json.h"
 
 namespace bulkhead::agent::collect {
 namespace {
@@ -81,7 +82,7 @@ class MetadataCollector final : public Collector {
       m["uname"] = nullptr;
       sink.warn("uname(2) failed");
     }
-    if (!sink.file("metadata.json", m.dump(2) + "\n")) {
+    if (!sink.file("metadata.json", dumpJson(m, 2) + "\n")) {
       return absl::ResourceExhaustedError("metadata.json not written: the sink refused it");
     }
     return absl::OkStatus();

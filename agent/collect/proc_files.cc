@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "agent/core/processes.h"
+#include "common/json.h"
 
 namespace bulkhead::agent::collect::proc {
 namespace {
@@ -114,8 +115,7 @@ std::string utf8(std::string_view s) {
   }
   if (ascii) return std::string(s);
   // nlohmann's serializer knows UTF-8: let it replace what is invalid, then read it back.
-  std::string dumped =
-      nlohmann::json(std::string(s)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string dumped = dumpJson(nlohmann::json(std::string(s)));
   return nlohmann::json::parse(dumped).get<std::string>();
 }
 

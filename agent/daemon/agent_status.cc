@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/time/time.h"
+#include "common/json.h"
 
 namespace bulkhead::agent {
 namespace {
@@ -58,7 +59,7 @@ std::string statusToJson(const AgentStatus& s, int64_t now_unix_ms) {
       {"last_tamper_event", tamper.empty() ? nlohmann::json(nullptr) : tamper.back()},
       {"tamper_events", tamper},
   };
-  return j.dump(2) + "\n";
+  return dumpJson(j, 2) + "\n";
 }
 
 }  // namespace bulkhead::agent

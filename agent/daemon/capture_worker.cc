@@ -13,6 +13,7 @@
 
 #include "common/format.h"
 #include "common/identity.h"
+#include "common/json.h"
 #include "common/tls.h"
 
 namespace bulkhead::agent {
@@ -55,7 +56,7 @@ std::string sidecarJson(const v1::EvidenceHeader& h, int64_t spooled_at_unix_ms)
   json j{{"capture_id", h.capture_id()}, {"size", h.size()},
          {"sha256", h.sha256()},         {"file_name", h.file_name()},
          {"command_id", h.command_id()}, {"spooled_at_unix_ms", spooled_at_unix_ms}};
-  return j.dump() + "\n";
+  return dumpJson(j) + "\n";
 }
 
 absl::StatusOr<SpooledBundle> parseSidecar(const fs::path& spool_dir, const std::string& text) {
@@ -160,7 +161,7 @@ std::string captureResultJson(const v1::EvidenceHeader& h, const v1::EvidenceRec
          {"duration_ms", duration_ms},
          {"already_stored", receipt.already_stored()},
          {"collectors", collectors.is_array() ? collectors : json::array()}};
-  return j.dump();
+  return dumpJson(j);
 }
 
 std::string keptOnHostError(const fs::path& bundle, const std::string& why) {

@@ -8,6 +8,7 @@
 
 #include "agent/daemon/reconciler.h"
 #include "common/format.h"
+#include "common/json.h"
 #include "common/parse.h"
 
 namespace bulkhead::agent {
@@ -67,7 +68,7 @@ v1::CommandResult killConnections(FlowKiller& killer, const v1::Command& command
   for (const auto& f : cut->conntrack_deleted) add(f, "conntrack entry deleted");
   doc["connections_cut"] = cut->sockets_destroyed.size() + cut->conntrack_deleted.size();
   doc["errors"] = cut->errors;
-  r.set_result_json(doc.dump());
+  r.set_result_json(dumpJson(doc));
   r.set_ok(cut->errors.empty());
   if (!cut->errors.empty()) r.set_error(fmt::format("{}", fmt::join(cut->errors, "; ")));
   return r;

@@ -14,6 +14,7 @@
 
 #include "agent/linux/process_killer.h"
 #include "common/format.h"
+#include "common/json.h"
 
 namespace bulkhead::agent {
 namespace {
@@ -229,7 +230,7 @@ v1::CommandResult finish(const v1::Command& c, KillRun run) {
   r.set_command_id(c.id());
   r.set_ok(!run.failed);
   r.set_error(run.error);
-  r.set_result_json(run.doc.dump());
+  r.set_result_json(dumpJson(run.doc));
   return r;
 }
 
@@ -244,7 +245,7 @@ v1::CommandResult ProcessActions::run(const v1::Command& c) {
     v1::CommandResult r;
     r.set_command_id(c.id());
     r.set_ok(true);
-    r.set_result_json(doc.dump());
+    r.set_result_json(dumpJson(doc));
     return r;
   }
 
@@ -300,7 +301,7 @@ v1::CommandResult ProcessActions::run(const v1::Command& c) {
       v1::CommandResult r;
       r.set_command_id(c.id());
       r.set_ok(true);
-      r.set_result_json(doc.dump());
+      r.set_result_json(dumpJson(doc));
       return r;
     }
     // Every process carrying one of the audit session ids: the id is inherited across
@@ -417,7 +418,15 @@ void ProcessActionWorker::loop() {
       done_(failed(c, "deadline passed before the agent got to the command: not run"));
       continue;
     }
-    done_(actions_->run(c));
+    // A command that throws is answered as failed; the agent and its other work go on.
+    v1::CommandResult result;
+    try {
+      result = actions_->run(c);
+    } catch (const std::exception& e) {
+      spdlog::error("command {}: internal error: {}", c.id(), e.what());
+      result = failed(c, fmt::format("internal error on the agent: {}", e.what()));
+    }
+    done_(result);
   }
 }
 

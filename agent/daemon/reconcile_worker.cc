@@ -1,5 +1,6 @@
 #include "agent/daemon/reconcile_worker.h"
 
+#include <algorithm>
 #include <future>
 
 #include <spdlog/spdlog.h>
@@ -91,9 +92,12 @@ void ReconcileWorker::run() {
     if (deadline_ms > 0) {
       auto until = std::chrono::milliseconds(deadline_ms) -
                    std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch());
-      wake = std::min(wake, std::chrono::steady_clock::now() +
-                                std::max(until, std::chrono::milliseconds(0)) +
-                                std::chrono::milliseconds(1));
+      // Clamped to the hour-long wait: a far deadline (years away) must not overflow the
+      // steady clock's nanoseconds into the past.
+      until = std::clamp<std::chrono::milliseconds>(until, std::chrono::milliseconds(0),
+                                                    std::chrono::hours(1));
+      wake =
+          std::min(wake, std::chrono::steady_clock::now() + until + std::chrono::milliseconds(1));
     }
     cv_.wait_until(lock, wake, [&] {
       return stop_ || !sync_.empty() || desired_ || !previews_.empty() || recheck_ || pinned_;

@@ -13,6 +13,7 @@
 #include "agent/daemon/state_file.h"
 #include "agent/linux/ruleset_hash.h"
 #include "common/format.h"
+#include "common/saturating.h"
 
 namespace bulkhead::agent {
 namespace {
@@ -354,8 +355,9 @@ int64_t Reconciler::nextDeadline() const {
   int64_t next = state_.isolated ? state_.isolation_expires_at_unix_ms : 0;
   // Block elements expire in the kernel by themselves; the tick only refreshes the hash, a
   // little after the kernel's own (slightly later) expiry.
-  if (int64_t b = nextBlockExpiry(kernel_blocks_, now_() - kBlockExpirySlackMs); b != 0) {
-    b += kBlockExpirySlackMs;
+  if (int64_t b = nextBlockExpiry(kernel_blocks_, saturatingSub(now_(), kBlockExpirySlackMs));
+      b != 0) {
+    b = saturatingAdd(b, kBlockExpirySlackMs);
     if (next == 0 || b < next) next = b;
   }
   return next;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <limits>
 
 #include <gtest/gtest.h>
 
@@ -353,6 +354,14 @@ v1::DesiredState withBlocks(uint64_t gen, std::vector<std::pair<const char*, int
     b->set_expires_at_unix_ms(expires);
   }
   return s;
+}
+
+TEST_F(ReconcilerTest, ABlockExpiringAtTheEndOfTimeKeepsItsDeadlineInTheFuture) {
+  auto rec = make();
+  auto r = rec->apply(withBlocks(1, {{"10.77.0.66", std::numeric_limits<int64_t>::max()}}));
+  ASSERT_TRUE(r.ok()) << r.error();
+  // Saturates: the expiry plus the re-read slack must not wrap into the past.
+  EXPECT_EQ(rec->nextDeadline(), std::numeric_limits<int64_t>::max());
 }
 
 TEST_F(ReconcilerTest, BlockChangesAreIncrementalAndCutMatchingFlows) {
