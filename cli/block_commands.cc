@@ -10,7 +10,9 @@
 #include "cli/operator_client.h"
 #include "cli/output.h"
 #include "common/format.h"
+#include "common/json.h"
 #include "common/parse.h"
+#include "common/text.h"
 
 namespace po = boost::program_options;
 
@@ -304,28 +306,31 @@ int killConnections(const GlobalOptions& g, const std::vector<std::string>& args
   auto ctx = (*client)->context(std::chrono::milliseconds(req.wait_ms() + 5000));
   grpc::Status st = (*client)->stub().KillConnections(ctx.get(), req, &resp);
   if (!st.ok()) return reportRpcError("kill-connections", (*client)->controller(), st, io.err);
-  auto doc = nlohmann::json::parse(resp.result_json(), nullptr, false);
+  auto doc = parseForeignJson(resp.result_json());
   if (g.json) {
     nlohmann::json out = {{"host_id", resp.host_id()}, {"ok", resp.ok()}, {"error", resp.error()}};
-    out["result"] = doc.is_discarded() ? nlohmann::json() : doc;
-    io.out << out.dump(2) << "\n";
+    out["result"] = doc ? *doc : nlohmann::json();
+    io.out << dumpJson(out, 2) << "\n";
     return resp.ok() ? kOk : kFailed;
   }
   std::vector<std::vector<std::string>> rows = {{"PROTO", "LOCAL", "REMOTE", "PID", "HOW"}};
-  if (!doc.is_discarded() && doc.contains("connections")) {
-    for (const auto& f : doc["connections"]) {
-      rows.push_back({f.value("proto", "?"),
-                      endpoint(f.value("local", ""), f.value("local_port", 0u)),
-                      endpoint(f.value("remote", ""), f.value("remote_port", 0u)) +
-                          (f.value("forwarded", false) ? " (forwarded)" : ""),
-                      f.value("pid", 0u) != 0 ? std::to_string(f.value("pid", 0u)) : "-",
-                      f.value("how", "")});
+  if (const nlohmann::json* conns = doc ? jsonArray(*doc, "connections") : nullptr) {
+    for (const auto& f : *conns) {
+      const uint64_t pid = jsonUintOr(f, "pid", 0);
+      rows.push_back({jsonStringOr(f, "proto", "?"),
+                      endpoint(jsonStringOr(f, "local", ""),
+                               static_cast<uint32_t>(jsonUintOr(f, "local_port", 0))),
+                      endpoint(jsonStringOr(f, "remote", ""),
+                               static_cast<uint32_t>(jsonUintOr(f, "remote_port", 0))) +
+                          (jsonBoolOr(f, "forwarded", false) ? " (forwarded)" : ""),
+                      pid != 0 ? std::to_string(pid) : "-", jsonStringOr(f, "how", "")});
     }
   }
-  io.out << host << ": " << rows.size() - 1 << " connections cut\n";
+  io.out << escapeNonPrintable(host) << ": " << rows.size() - 1 << " connections cut\n";
   if (rows.size() > 1) printTable(io.out, rows);
   if (!resp.ok()) {
-    io.err << "bulkhead kill-connections: " << host << ": " << resp.error() << "\n";
+    io.err << "bulkhead kill-connections: " << escapeNonPrintable(host) << ": "
+           << escapeNonPrintable(resp.error()) << "\n";
     return kFailed;
   }
   return kOk;

@@ -15,6 +15,7 @@
 #include "cli/output.h"
 #include "common/format.h"
 #include "common/parse.h"
+#include "common/text.h"
 
 namespace po = boost::program_options;
 
@@ -82,11 +83,12 @@ int printOutcomes(const GlobalOptions& g, const v1::ContainmentResponse& resp, I
   printTable(io.out, rows);
   for (const auto& o : resp.outcomes()) {
     if (o.state() == v1::HostOutcome::DRY_RUN) {
-      io.out << "\n# " << o.host_id() << ": ruleset that would be applied\n" << o.ruleset_text();
+      io.out << "\n# " << escapeNonPrintable(o.host_id()) << ": ruleset that would be applied\n"
+             << o.ruleset_text();
       auto flows = [&](const char* title,
                        const google::protobuf::RepeatedPtrField<v1::FlowRecord>& list) {
-        io.out << "\n# " << o.host_id() << ": " << list.size() << " live flows " << title
-               << "\n";
+        io.out << "\n# " << escapeNonPrintable(o.host_id()) << ": " << list.size() << " live flows "
+               << title << "\n";
         std::vector<std::vector<std::string>> flow_rows = {{"PROTO", "LOCAL", "REMOTE", "PID"}};
         for (const auto& f : list) {
           flow_rows.push_back({protoName(f.protocol()), endpoint(f.local_ip(), f.local_port()),

@@ -25,6 +25,7 @@
 #include "cli/cli.h"
 #include "cli/output.h"
 #include "common/parse.h"
+#include "common/text.h"
 #include "evidence/hash.h"
 #include "evidence/summary.h"
 
@@ -266,10 +267,10 @@ Download download(OperatorClient& client, const std::string& command, const std:
 
 void printRecordSummary(std::ostream& out, const v1::EvidenceRecord& r) {
   out << fmt::format("evidence {}\n", r.evidence_id());
-  out << fmt::format("  host        {}\n", r.host_id());
-  out << fmt::format("  capture     {}\n", r.capture_id());
+  out << fmt::format("  host        {}\n", escapeNonPrintable(r.host_id()));
+  out << fmt::format("  capture     {}\n", escapeNonPrintable(r.capture_id()));
   out << fmt::format("  requested   {} by {}: {}\n", utcTime(r.requested_at_unix_ms()),
-                     r.requested_by(), r.reason());
+                     escapeNonPrintable(r.requested_by()), escapeNonPrintable(r.reason()));
   out << fmt::format("  collected   {} (agent clock, offset {} ms)\n",
                      utcTime(r.collected_at_unix_ms()), r.clock_offset_ms());
   out << fmt::format("  size        {} ({} bytes), {} files\n", humanBytes(r.size()), r.size(),
@@ -279,7 +280,7 @@ void printRecordSummary(std::ostream& out, const v1::EvidenceRecord& r) {
     out << "  collectors  all ok\n";
   } else {
     out << fmt::format("  collectors  {} with errors:\n", r.collector_errors_size());
-    for (const auto& e : r.collector_errors()) out << "    " << e << "\n";
+    for (const auto& e : r.collector_errors()) out << "    " << escapeNonPrintable(e) << "\n";
   }
 }
 
@@ -335,15 +336,15 @@ int capture(const GlobalOptions& g, const std::vector<std::string>& args, Io& io
   bool line_open = false;
   CaptureCallResult r = captureHost(*client, spec, [&](const std::string& line) {
     if (redraw) {
-      io.err << "\r\033[K" << line << std::flush;
+      io.err << "\r\033[K" << escapeNonPrintable(line) << std::flush;
       line_open = true;
     } else {
-      io.err << line << "\n";
+      io.err << escapeNonPrintable(line) << "\n";
     }
   });
   if (line_open) io.err << "\n";
   if (r.code != kOk) {
-    io.err << "bulkhead capture: " << r.error << "\n";
+    io.err << "bulkhead capture: " << escapeNonPrintable(r.error) << "\n";
     return r.code;
   }
   std::string saved;

@@ -4,6 +4,7 @@
 
 #include "common/format.h"
 #include "common/parse.h"
+#include "common/text.h"
 #include "common/tls.h"
 
 namespace bulkhead::cli {
@@ -58,7 +59,10 @@ std::unique_ptr<OperatorClient> connectClient(const std::string& command,
 }
 
 int reportRpcError(const std::string& command, const std::string& controller,
-                   const grpc::Status& status, std::ostream& err) {
+                   const grpc::Status& rpc_status, std::ostream& err) {
+  // The controller's message may carry a host's or an operator's text: shown escaped.
+  const grpc::Status status(rpc_status.error_code(),
+                            escapeNonPrintable(rpc_status.error_message()));
   switch (status.error_code()) {
     case grpc::StatusCode::INVALID_ARGUMENT:
     case grpc::StatusCode::NOT_FOUND:

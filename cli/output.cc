@@ -6,9 +6,17 @@
 #include <fmt/format.h>
 #include <google/protobuf/util/json_util.h>
 
+#include "common/text.h"
+
 namespace bulkhead::cli {
 
-void printTable(std::ostream& out, const std::vector<std::vector<std::string>>& rows) {
+void printTable(std::ostream& out, const std::vector<std::vector<std::string>>& raw_rows) {
+  std::vector<std::vector<std::string>> rows;
+  rows.reserve(raw_rows.size());
+  for (const auto& raw : raw_rows) {
+    auto& row = rows.emplace_back();
+    for (const auto& cell : raw) row.push_back(escapeNonPrintable(cell));
+  }
   std::vector<size_t> width;
   for (const auto& row : rows) {
     width.resize(std::max(width.size(), row.size()), 0);

@@ -14,6 +14,7 @@
 namespace bulkhead::cli {
 
 // Prints rows as left-aligned columns separated by two spaces; the first row is the header.
+// Non-printable characters in cells are shown escaped (common/text.h): one row, one line.
 void printTable(std::ostream& out, const std::vector<std::vector<std::string>>& rows);
 
 // Prints a protobuf message as one JSON document (proto field names, defaults included).

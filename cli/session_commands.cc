@@ -13,7 +13,9 @@
 #include "cli/cli.h"
 #include "cli/operator_client.h"
 #include "cli/output.h"
+#include "common/json.h"
 #include "common/parse.h"
+#include "common/text.h"
 
 namespace po = boost::program_options;
 
@@ -26,29 +28,31 @@ using nlohmann::json;
 constexpr uint32_t kWaitMs = 15000;
 constexpr std::chrono::milliseconds kCallTimeout{20000};
 
+// A field of the agent's document as table text: strings as they are, other values as JSON,
+// "-" when missing or empty. printTable escapes what is not printable.
 std::string str(const json& j, const char* key) {
-  if (!j.contains(key)) return "-";
-  const auto& v = j[key];
-  if (v.is_string()) return v.get<std::string>().empty() ? "-" : v.get<std::string>();
-  return v.dump();
+  if (auto s = jsonString(j, key)) return s->empty() ? "-" : *s;
+  if (!j.is_object() || !j.contains(key)) return "-";
+  return dumpJson(j[key]);
 }
 
 std::string startTime(const json& s) {
-  int64_t t = s.value("start_unix", int64_t{0});
-  return t > 0 ? utcTime(t * 1000) : "-";
+  int64_t t = jsonIntOr(s, "start_unix", 0);
+  return t > 0 && t < (int64_t{1} << 40) ? utcTime(t * 1000) : "-";
 }
 
 // One document for --json: the response with the agent's result parsed.
 void printResponseJson(std::ostream& out, const v1::HostActionResponse& r) {
   json doc{{"host", r.host_id()}, {"ok", r.ok()}, {"refused", r.refused()}, {"error", r.error()}};
-  auto result = json::parse(r.result_json(), nullptr, false);
-  doc["result"] = result.is_discarded() ? json(nullptr) : result;
-  out << doc.dump(2) << "\n";
+  auto result = parseForeignJson(r.result_json());
+  doc["result"] = result ? *std::move(result) : json(nullptr);
+  out << dumpJson(doc, 2) << "\n";
 }
 
 void printProcesses(std::ostream& out, const json& doc, const char* key, const char* title,
                     bool with_why) {
-  if (!doc.contains(key) || !doc[key].is_array() || doc[key].empty()) return;
+  const json* items = jsonArray(doc, key);
+  if (items == nullptr || items->empty()) return;
   out << title << ":\n";
   std::vector<std::vector<std::string>> rows;
   if (with_why) {
@@ -56,7 +60,7 @@ void printProcesses(std::ostream& out, const json& doc, const char* key, const c
   } else {
     rows.push_back({"PID", "USER", "COMMAND"});
   }
-  for (const auto& p : doc[key]) {
+  for (const auto& p : *items) {
     std::vector<std::string> row{str(p, "pid"), str(p, "user"), str(p, "cmdline")};
     if (with_why) row.push_back(str(p, "why"));
     rows.push_back(std::move(row));
@@ -80,26 +84,27 @@ int printKill(const std::string& command, const GlobalOptions& g, const v1::Host
   if (g.json) {
     printResponseJson(io.out, r);
   } else {
-    auto doc = json::parse(r.result_json(), nullptr, false);
-    if (doc.is_discarded()) doc = json::object();
-    if (doc.contains("sessions") && doc["sessions"].is_array() && !doc["sessions"].empty()) {
+    json doc = parseForeignJson(r.result_json()).value_or(json::object());
+    if (const json* sessions = jsonArray(doc, "sessions"); sessions && !sessions->empty()) {
       io.out << "sessions:\n";
-      printSessions(io.out, doc["sessions"]);
+      printSessions(io.out, *sessions);
     }
-    if (doc.contains("note")) io.out << doc["note"].get<std::string>() << "\n";
-    if (doc.value("frozen", false) && doc.contains("records")) {
+    if (auto note = jsonString(doc, "note")) io.out << escapeNonPrintable(*note) << "\n";
+    if (const json* records = jsonArray(doc, "records");
+        records && jsonBoolOr(doc, "frozen", false)) {
       io.out << fmt::format("frozen ({}) and captured before the kill:\n",
-                            doc.value("freeze_method", "?"));
+                            escapeNonPrintable(jsonStringOr(doc, "freeze_method", "?")));
       std::vector<std::vector<std::string>> rows = {{"PID", "USER", "EXE", "SHA-256", "SOCKETS", "COMMAND"}};
-      for (const auto& p : doc["records"]) {
+      for (const auto& p : *records) {
         std::string socks;
-        for (const auto& s : p.value("sockets", json::array())) {
-          if (s.value("kind", "") == "tcp") {
-            socks += fmt::format("{}{}->{}", socks.empty() ? "" : " ", s.value("local", ""),
-                                 s.value("remote", ""));
+        const json* sockets = jsonArray(p, "sockets");
+        for (const auto& s : sockets ? *sockets : json::array()) {
+          if (jsonStringOr(s, "kind", "") == "tcp") {
+            socks += fmt::format("{}{}->{}", socks.empty() ? "" : " ", jsonStringOr(s, "local", ""),
+                                 jsonStringOr(s, "remote", ""));
           }
         }
-        std::string hash = p.value("exe_sha256", "");
+        std::string hash = jsonStringOr(p, "exe_sha256", "");
         rows.push_back({str(p, "pid"), str(p, "user"), str(p, "exe"),
                         hash.empty() ? "-" : hash.substr(0, 16), socks.empty() ? "-" : socks,
                         str(p, "cmdline")});
@@ -110,12 +115,12 @@ int printKill(const std::string& command, const GlobalOptions& g, const v1::Host
     printProcesses(io.out, doc, "spared", "spared (protected)", true);
     printProcesses(io.out, doc, "still_alive", "STILL ALIVE", false);
     io.out << fmt::format("{} processes killed, {} spared, {} connections cut\n",
-                          doc.contains("killed") ? doc["killed"].size() : 0,
-                          doc.contains("spared") ? doc["spared"].size() : 0,
-                          doc.value("connections_cut", 0));
+                          jsonArraySize(doc, "killed"), jsonArraySize(doc, "spared"),
+                          jsonIntOr(doc, "connections_cut", 0));
   }
   if (!r.ok()) {
-    io.err << fmt::format("bulkhead {}: {}: {}\n", command, r.host_id(), r.error());
+    io.err << fmt::format("bulkhead {}: {}: {}\n", command, escapeNonPrintable(r.host_id()),
+                          escapeNonPrintable(r.error()));
     return kFailed;
   }
   return kOk;
@@ -144,11 +149,14 @@ int sessions(const GlobalOptions& g, const std::vector<std::string>& args, Io& i
   if (g.json) {
     printResponseJson(io.out, resp);
   } else if (resp.ok()) {
-    auto doc = json::parse(resp.result_json(), nullptr, false);
-    if (!doc.is_discarded() && doc.contains("sessions")) printSessions(io.out, doc["sessions"]);
+    auto doc = parseForeignJson(resp.result_json());
+    if (const json* sessions = doc ? jsonArray(*doc, "sessions") : nullptr) {
+      printSessions(io.out, *sessions);
+    }
   }
   if (!resp.ok()) {
-    io.err << fmt::format("bulkhead sessions: {}: {}\n", host, resp.error());
+    io.err << fmt::format("bulkhead sessions: {}: {}\n", escapeNonPrintable(host),
+                          escapeNonPrintable(resp.error()));
     return kFailed;
   }
   return kOk;
