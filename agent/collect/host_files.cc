@@ -12,6 +12,7 @@
 
 #include "absl/strings/escaping.h"
 #include "agent/collect/proc_files.h"
+#include "common/format.h"
 
 namespace bulkhead::agent::collect {
 namespace {
@@ -46,39 +47,20 @@ std::string_view fileTypeName(mode_t mode) {
   return "other";
 }
 
-absl::StatusOr<FileBytes> readRegularFile(const std::filesystem::path& path, uint64_t cap,
-                                          bool tail, bool follow_symlinks) {
-  struct stat before {};
-  if ((follow_symlinks ? ::stat(path.c_str(), &before) : ::lstat(path.c_str(), &before)) != 0) {
-    int err = errno;
-    if (err == ENOENT || err == ENOTDIR) {
-      return absl::NotFoundError(fmt::format("{}: does not exist", path.string()));
-    }
-    return absl::UnavailableError(fmt::format("{}: stat: {}", path.string(), errnoText(err)));
-  }
-  if (!S_ISREG(before.st_mode)) {
-    return absl::FailedPreconditionError(fmt::format("{}: not a regular file ({}), not read",
-                                                     path.string(), fileTypeName(before.st_mode)));
-  }
-  const int flags =
-      O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY | (follow_symlinks ? 0 : O_NOFOLLOW);
-  int raw = ::open(path.c_str(), flags | O_NOATIME);
-  if (raw < 0 && errno == EPERM) raw = ::open(path.c_str(), flags);  // not the owner
-  if (raw < 0) {
-    int err = errno;
-    if (err == ENOENT) return absl::NotFoundError(fmt::format("{}: vanished", path.string()));
-    return absl::UnavailableError(fmt::format("{}: open: {}", path.string(), errnoText(err)));
-  }
-  ScopedFd fd(raw);
+namespace {
+
+// Reads the regular file open at `fd` (whose stat before the open was `before`) as
+// readRegularFile describes; `shown` names it in errors.
+absl::StatusOr<FileBytes> readOpenFile(ScopedFd fd, const struct stat& before,
+                                       const std::string& shown, uint64_t cap, bool tail) {
   FileBytes out;
   if (::fstat(fd.get(), &out.st) != 0) {
-    return absl::UnavailableError(fmt::format("{}: fstat: {}", path.string(), errnoText(errno)));
+    return absl::UnavailableError(fmt::format("{}: fstat: {}", shown, errnoText(errno)));
   }
   if (!S_ISREG(out.st.st_mode) || out.st.st_dev != before.st_dev ||
       out.st.st_ino != before.st_ino) {
-    return absl::FailedPreconditionError(
-        fmt::format("{}: replaced while being opened (now {}), not read", path.string(),
-                    fileTypeName(out.st.st_mode)));
+    return absl::FailedPreconditionError(fmt::format(
+        "{}: replaced while being opened (now {}), not read", shown, fileTypeName(out.st.st_mode)));
   }
   off_t offset = 0;
   const uint64_t size = static_cast<uint64_t>(out.st.st_size);
@@ -92,7 +74,7 @@ absl::StatusOr<FileBytes> readRegularFile(const std::filesystem::path& path, uin
     ssize_t n = ::pread(fd.get(), buf, want, offset);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return absl::UnavailableError(fmt::format("{}: read: {}", path.string(), errnoText(errno)));
+      return absl::UnavailableError(fmt::format("{}: read: {}", shown, errnoText(errno)));
     }
     if (n == 0) break;
     out.bytes.append(buf, static_cast<size_t>(n));
@@ -108,6 +90,162 @@ absl::StatusOr<FileBytes> readRegularFile(const std::filesystem::path& path, uin
     }
   }
   return out;
+}
+
+constexpr int kReadFlags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY;
+
+// openat with O_NOATIME where permitted (the owner or CAP_FOWNER), without it otherwise.
+int openNoAtime(int dirfd, const char* name, int flags) {
+  int fd = ::openat(dirfd, name, flags | O_NOATIME);
+  if (fd < 0 && errno == EPERM) fd = ::openat(dirfd, name, flags);
+  return fd;
+}
+
+}  // namespace
+
+absl::StatusOr<FileBytes> readRegularFile(const std::filesystem::path& path, uint64_t cap,
+                                          bool tail, bool follow_symlinks) {
+  struct stat before {};
+  if ((follow_symlinks ? ::stat(path.c_str(), &before) : ::lstat(path.c_str(), &before)) != 0) {
+    int err = errno;
+    if (err == ENOENT || err == ENOTDIR) {
+      return absl::NotFoundError(fmt::format("{}: does not exist", path.string()));
+    }
+    return absl::UnavailableError(fmt::format("{}: stat: {}", path.string(), errnoText(err)));
+  }
+  if (!S_ISREG(before.st_mode)) {
+    return absl::FailedPreconditionError(fmt::format("{}: not a regular file ({}), not read",
+                                                     path.string(), fileTypeName(before.st_mode)));
+  }
+  int raw = openNoAtime(AT_FDCWD, path.c_str(), kReadFlags | (follow_symlinks ? 0 : O_NOFOLLOW));
+  if (raw < 0) {
+    int err = errno;
+    if (err == ENOENT) return absl::NotFoundError(fmt::format("{}: vanished", path.string()));
+    return absl::UnavailableError(fmt::format("{}: open: {}", path.string(), errnoText(err)));
+  }
+  return readOpenFile(ScopedFd(raw), before, path.string(), cap, tail);
+}
+
+absl::StatusOr<UserPathParent> openUserPathParent(const std::filesystem::path& root,
+                                                  const std::string& trusted_dir,
+                                                  const std::string& host_path) {
+  const std::string prefix = trusted_dir.ends_with('/') ? trusted_dir : trusted_dir + "/";
+  if (!host_path.starts_with(prefix) || host_path.size() == prefix.size()) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}: not below {}", proc::utf8(host_path), proc::utf8(trusted_dir)));
+  }
+  std::vector<std::string> components;
+  for (std::string_view rest = std::string_view(host_path).substr(prefix.size()); !rest.empty();) {
+    size_t slash = rest.find('/');
+    std::string_view c = rest.substr(0, slash);
+    if (c == "..") {
+      return absl::InvalidArgumentError(fmt::format(
+          "{}: \"..\" below {} is not followed", proc::utf8(host_path), proc::utf8(trusted_dir)));
+    }
+    if (!c.empty() && c != ".") components.emplace_back(c);
+    if (slash == std::string_view::npos) break;
+    rest.remove_prefix(slash + 1);
+  }
+  if (components.empty()) {
+    return absl::InvalidArgumentError(fmt::format("{}: names no file", proc::utf8(host_path)));
+  }
+  const std::filesystem::path top = underRoot(root, trusted_dir);
+  UserPathParent out;
+  out.dir = ScopedFd(::open(top.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!out.dir.ok()) {
+    int err = errno;
+    if (err == ENOENT || err == ENOTDIR) {
+      return absl::NotFoundError(fmt::format("{}: does not exist", proc::utf8(trusted_dir)));
+    }
+    return absl::UnavailableError(
+        fmt::format("{}: open: {}", proc::utf8(trusted_dir), errnoText(err)));
+  }
+  std::string walked = prefix.substr(0, prefix.size() - 1);
+  for (size_t i = 0; i + 1 < components.size(); ++i) {
+    const std::string& c = components[i];
+    walked += "/" + c;
+    struct stat st {};
+    if (::fstatat(out.dir.get(), c.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      int err = errno;
+      if (err == ENOENT || err == ENOTDIR) {
+        return absl::NotFoundError(fmt::format("{}: does not exist", proc::utf8(walked)));
+      }
+      return absl::UnavailableError(
+          fmt::format("{}: lstat: {}", proc::utf8(walked), errnoText(err)));
+    }
+    if (S_ISLNK(st.st_mode)) {
+      SymlinkOnPath link;
+      link.host_path = walked;
+      link.st = st;
+      char target[4096];
+      ssize_t n = ::readlinkat(out.dir.get(), c.c_str(), target, sizeof target);
+      if (n > 0) link.target.assign(target, static_cast<size_t>(n));
+      out.link = std::move(link);
+      return out;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+      return absl::NotFoundError(
+          fmt::format("{}: not a directory ({})", proc::utf8(walked), fileTypeName(st.st_mode)));
+    }
+    ScopedFd next(
+        ::openat(out.dir.get(), c.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!next.ok()) {
+      return absl::FailedPreconditionError(
+          fmt::format("{}: replaced while being resolved ({}), not followed", proc::utf8(walked),
+                      errnoText(errno)));
+    }
+    out.dir = std::move(next);
+  }
+  out.name = components.back();
+  out.host_path = walked + "/" + out.name;
+  return out;
+}
+
+absl::StatusOr<FileBytes> readUserFile(const std::filesystem::path& root,
+                                       const std::string& trusted_dir, const std::string& host_path,
+                                       uint64_t cap, bool tail,
+                                       std::optional<SymlinkOnPath>* link) {
+  link->reset();
+  auto parent = openUserPathParent(root, trusted_dir, host_path);
+  if (!parent.ok()) return parent.status();
+  const std::string shown = proc::utf8(host_path);
+  auto symlinkFound = [&](const SymlinkOnPath& l) {
+    *link = l;
+    return absl::FailedPreconditionError(fmt::format("{}: {} is a symlink to {}, not followed",
+                                                     shown, proc::utf8(l.host_path),
+                                                     proc::utf8(l.target)));
+  };
+  if (parent->link) return symlinkFound(*parent->link);
+  const int dir = parent->dir.get();
+  const char* name = parent->name.c_str();
+  struct stat before {};
+  if (::fstatat(dir, name, &before, AT_SYMLINK_NOFOLLOW) != 0) {
+    int err = errno;
+    if (err == ENOENT || err == ENOTDIR) {
+      return absl::NotFoundError(fmt::format("{}: does not exist", shown));
+    }
+    return absl::UnavailableError(fmt::format("{}: lstat: {}", shown, errnoText(err)));
+  }
+  if (S_ISLNK(before.st_mode)) {
+    SymlinkOnPath l;
+    l.host_path = parent->host_path;
+    l.st = before;
+    char target[4096];
+    ssize_t n = ::readlinkat(dir, name, target, sizeof target);
+    if (n > 0) l.target.assign(target, static_cast<size_t>(n));
+    return symlinkFound(l);
+  }
+  if (!S_ISREG(before.st_mode)) {
+    return absl::FailedPreconditionError(
+        fmt::format("{}: not a regular file ({}), not read", shown, fileTypeName(before.st_mode)));
+  }
+  int raw = openNoAtime(dir, name, kReadFlags | O_NOFOLLOW);
+  if (raw < 0) {
+    int err = errno;
+    if (err == ENOENT) return absl::NotFoundError(fmt::format("{}: vanished", shown));
+    return absl::UnavailableError(fmt::format("{}: open: {}", shown, errnoText(err)));
+  }
+  return readOpenFile(ScopedFd(raw), before, shown, cap, tail);
 }
 
 std::optional<std::string> symlinkTarget(const std::filesystem::path& path) {
@@ -175,15 +313,39 @@ WalkResult walkTree(const std::filesystem::path& root, const std::string& host_t
     say(fmt::format("{}: mount point of a file system that may hang, not examined", host_top));
     return result;
   }
+  // The top is named relative to `parent_fd`: the current directory, or with a trusted_dir
+  // the top's own directory reached without following the user's symlinks.
+  int parent_fd = AT_FDCWD;
+  std::string top_name = top.string();
+  std::optional<UserPathParent> user;
   WalkEntry entry;
   entry.host_path = host_top;
-  if (::lstat(top.c_str(), &entry.st) != 0) {
+  if (!limits.trusted_dir.empty()) {
+    auto parent = openUserPathParent(root, limits.trusted_dir, host_top);
+    if (!parent.ok()) {
+      if (!absl::IsNotFound(parent.status())) say(fmt::format("{}", parent.status()));
+      return result;
+    }
+    user = *std::move(parent);
+    if (user->link) {
+      entry.host_path = user->link->host_path;
+      entry.st = user->link->st;
+      entry.link_target = user->link->target;
+      say(fmt::format("{}: is a symlink to {}, not followed", entry.host_path, entry.link_target));
+      ++result.entries;
+      result.cut = !visit(entry);
+      return result;
+    }
+    parent_fd = user->dir.get();
+    top_name = user->name;
+  }
+  if (::fstatat(parent_fd, top_name.c_str(), &entry.st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno != ENOENT) say(fmt::format("{}: lstat: {}", host_top, errnoText(errno)));
     return result;
   }
   if (S_ISLNK(entry.st.st_mode)) {
     char target[4096];
-    ssize_t n = ::readlink(top.c_str(), target, sizeof target);
+    ssize_t n = ::readlinkat(parent_fd, top_name.c_str(), target, sizeof target);
     if (n > 0) entry.link_target.assign(target, static_cast<size_t>(n));
     say(fmt::format("{}: is a symlink to {}, not followed", host_top, entry.link_target));
   }
@@ -193,7 +355,7 @@ WalkResult walkTree(const std::filesystem::path& root, const std::string& host_t
     return result;
   }
   if (!S_ISDIR(entry.st.st_mode) || limits.max_depth < 1) return result;
-  ScopedFd top_fd(::open(top.c_str(), kDirFlags));
+  ScopedFd top_fd(::openat(parent_fd, top_name.c_str(), kDirFlags));
   if (top_fd.get() < 0) {
     say(fmt::format("{}: open: {}", host_top, errnoText(errno)));
     return result;

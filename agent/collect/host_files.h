@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "agent/collect/proc_files.h"
 
 namespace bulkhead::agent::collect {
 
@@ -49,6 +50,38 @@ struct FileBytes {
 absl::StatusOr<FileBytes> readRegularFile(const std::filesystem::path& path, uint64_t cap,
                                           bool tail = false, bool follow_symlinks = true);
 
+// A symlink met on a path a user controls.
+struct SymlinkOnPath {
+  std::string host_path;  // the link itself, e.g. "/home/u/.ssh"
+  std::string target;     // what it points to (readlink), e.g. "/root/.ssh"
+  struct stat st {};      // lstat of the link
+};
+
+// `host_path` ("/home/u/.ssh/authorized_keys") lies below `trusted_dir` ("/home/u": its own
+// components are the administrator's and may be symlinks, e.g. /home -> /var/home); every
+// component after it is the user's. Those are resolved from an O_PATH descriptor of
+// `trusted_dir`, one by one with O_NOFOLLOW, so no symlink among them is ever followed
+// (~/.ssh -> /root/.ssh must not make root's keys the user's). The result holds the directory
+// that contains the last component and its name, or `link` when an intermediate component is
+// a symlink (nothing below it is resolved). ".." components are refused (InvalidArgument);
+// NotFound when a component does not exist.
+struct UserPathParent {
+  proc::ScopedFd dir;     // O_PATH descriptor of the last component's directory
+  std::string name;       // the last component
+  std::string host_path;  // host_path, normalised ("." and empty components dropped)
+  std::optional<SymlinkOnPath> link;
+};
+absl::StatusOr<UserPathParent> openUserPathParent(const std::filesystem::path& root,
+                                                  const std::string& trusted_dir,
+                                                  const std::string& host_path);
+
+// readRegularFile for a path a user controls (see openUserPathParent): no component below
+// `trusted_dir`, the last one included, is followed when it is a symlink. When one is, `*link`
+// describes it and the result is FailedPrecondition (nothing is read).
+absl::StatusOr<FileBytes> readUserFile(const std::filesystem::path& root,
+                                       const std::string& trusted_dir, const std::string& host_path,
+                                       uint64_t cap, bool tail, std::optional<SymlinkOnPath>* link);
+
 // The target of the symlink at `path`; nullopt when it is not a symlink (or does not exist).
 std::optional<std::string> symlinkTarget(const std::filesystem::path& path);
 
@@ -70,6 +103,10 @@ struct WalkLimits {
   // Host paths never lstat'ed, listed or entered (with a warning): mount points of file
   // systems whose getattr may hang forever (FUSE, NFS; see hangProneMounts).
   std::set<std::string> avoid;
+  // When set (a home), host_top lies below it and the components between are the user's:
+  // they are resolved as openUserPathParent does. A symlink among them, host_top included, is
+  // the only entry visited (depth 0, link_target set); nothing behind it is listed.
+  std::string trusted_dir;
 };
 
 // Mount points (host paths) of file systems where a stat can block without end: fuse*, nfs*,

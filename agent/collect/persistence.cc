@@ -63,29 +63,43 @@ class Emitter {
     return *std::move(f);
   }
 
-  // For a path in a home (the user controls it): when it is a symlink, emits `extra` +
-  // {path, link_target, mtime_unix_ms} to `artifact` (`ln -sf /dev/null ~/.bash_history` is
-  // evidence; the target, maybe /etc/shadow, is never read) and returns true.
-  bool userSymlink(std::string_view artifact, const std::string& host_path, nlohmann::json extra) {
-    const std::filesystem::path p = underRoot(ctx_.root, host_path);
-    struct stat st {};
-    if (::lstat(p.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) return false;
-    nlohmann::json& r = extra;
-    putText(r, "path", host_path);
-    putText(r, "link_target", symlinkTarget(p).value_or(""));
-    r["mtime_unix_ms"] = mtimeMs(st);
-    r["owner_uid"] = st.st_uid;
-    record(artifact, r);
-    return true;
+  // Reads `host_path` in the home `home_dir`, where the user controls every component below
+  // the home (readUserFile). A symlink among them is evidence and is recorded to `artifact`
+  // as `extra` + {path (the link), link_target, mtime_unix_ms, owner_uid, and requested_path
+  // when the link is a directory on the way}; its target (maybe /etc/shadow or /root/.ssh) is
+  // never read. nullopt then, or when the file cannot be read (a warning unless missing).
+  std::optional<FileBytes> readUser(std::string_view artifact, const std::string& home_dir,
+                                    const std::string& host_path, uint64_t cap, bool tail,
+                                    nlohmann::json extra) {
+    checkStopped();
+    std::optional<SymlinkOnPath> link;
+    auto f = readUserFile(ctx_.root, home_dir, host_path, cap, tail, &link);
+    if (link) {
+      nlohmann::json& r = extra;
+      putText(r, "path", link->host_path);
+      putText(r, "link_target", link->target);
+      r["mtime_unix_ms"] = mtimeMs(link->st);
+      r["owner_uid"] = link->st.st_uid;
+      if (link->host_path != host_path) putText(r, "requested_path", host_path);
+      record(artifact, r);
+      return std::nullopt;
+    }
+    if (absl::IsNotFound(f.status())) return std::nullopt;
+    if (!f.ok()) {
+      sink_.warn(fmt::format("{}", f.status()));
+      return std::nullopt;
+    }
+    return *std::move(f);
   }
 
   // Emits {path, mtime_unix_ms, content, truncated} + `extra` for one file to `artifact`.
-  // `user_path`: in a home; a symlink is recorded as such, never followed.
+  // `home_dir` set: the file is in that home and read with readUser (symlinks recorded, never
+  // followed).
   void contentRecord(std::string_view artifact, const std::string& host_path, uint64_t cap,
                      nlohmann::json extra = nlohmann::json::object(), bool tail = false,
-                     bool user_path = false) {
-    if (user_path && userSymlink(artifact, host_path, extra)) return;
-    auto f = read(host_path, cap, tail, /*follow=*/!user_path);
+                     const std::string& home_dir = "") {
+    auto f = home_dir.empty() ? read(host_path, cap, tail)
+                              : readUser(artifact, home_dir, host_path, cap, tail, extra);
     if (!f) return;
     nlohmann::json& r = extra;
     putText(r, "path", host_path);
@@ -251,6 +265,10 @@ std::string expandKeysPattern(const std::string& pattern, const Home& h) {
   return out.starts_with('/') ? out : joinPath(h.dir, out);
 }
 
+bool inHome(const std::string& host_path, const Home& h) {
+  return host_path.starts_with(h.dir.ends_with('/') ? h.dir : h.dir + "/");
+}
+
 void emitAuthorizedKeys(Emitter& em, const std::vector<Home>& homes) {
   const std::vector<std::string> patterns = authorizedKeysPatterns(em);
   std::set<std::pair<std::string, std::string>> done;  // (user, path)
@@ -262,8 +280,11 @@ void emitAuthorizedKeys(Emitter& em, const std::vector<Home>& homes) {
       putText(link, "user", h.user);
       link["line_no"] = nullptr;
       link["line"] = nullptr;
-      if (em.userSymlink("authorized_keys.jsonl", path, std::move(link))) continue;
-      auto f = em.read(path, kKeysCap, /*tail=*/false, /*follow=*/false);
+      // Keys files in the home are the user's whole path; elsewhere (an AuthorizedKeysFile
+      // such as /etc/ssh/keys/%u) only the last component is.
+      auto f = inHome(path, h) ? em.readUser("authorized_keys.jsonl", h.dir, path, kKeysCap,
+                                             /*tail=*/false, std::move(link))
+                               : em.read(path, kKeysCap, /*tail=*/false, /*follow=*/false);
       if (!f) continue;
       if (f->truncated) em.sink().warn(fmt::format("{}: over 1 MiB, the rest not read", path));
       int line_no = 0;
@@ -332,13 +353,14 @@ class UnitLister {
 
   // Every unit file below `host_dir` (recursively: *.wants/, *.d/ drop-ins), symlinks with
   // their target. `only_suffix` limits the listing to one kind (vendor timers).
-  // `user_owned`: a home's unit directory, whose symlinks are listed but never read (they may
-  // point at /etc/shadow).
+  // `home_dir` set: a unit directory in that home, whose symlinks (on the way to it too) are
+  // listed but never followed or read (they may point at /etc/shadow).
   void tree(const std::string& host_dir, int max_depth, std::string_view only_suffix = {},
-            bool user_owned = false) {
+            const std::string& home_dir = "") {
     WalkLimits limits;
     limits.max_depth = max_depth;
     limits.max_entries = 20000;
+    limits.trusted_dir = home_dir;
     bool refused = false;
     WalkResult w = walkTree(
         em_.ctx().root, host_dir, limits,
@@ -346,7 +368,7 @@ class UnitLister {
           if (S_ISDIR(e.st.st_mode)) return true;
           if (!only_suffix.empty() && !e.host_path.ends_with(only_suffix)) return true;
           try {
-            unit(e, user_owned);
+            unit(e, home_dir);
           } catch (const Refused&) {
             refused = true;
           }
@@ -359,7 +381,8 @@ class UnitLister {
   }
 
  private:
-  void unit(const WalkEntry& e, bool user_owned) {
+  void unit(const WalkEntry& e, const std::string& home_dir) {
+    const bool user_owned = !home_dir.empty();
     // /lib is /usr/lib on merged-/usr systems: one record per file.
     if (S_ISREG(e.st.st_mode) && !seen_.insert({e.st.st_dev, e.st.st_ino}).second) return;
     nlohmann::json r;
@@ -388,7 +411,20 @@ class UnitLister {
       r["type"] = std::string(fileTypeName(e.st.st_mode));
     }
     if (!content_path.empty()) {
-      if (auto f = em_.read(content_path, kUnitCap, /*tail=*/false, /*follow=*/!user_owned)) {
+      std::optional<FileBytes> f;
+      if (user_owned) {
+        // Read again by path: a component swapped for a symlink since the walk is not followed.
+        std::optional<SymlinkOnPath> link;
+        auto got = readUserFile(em_.ctx().root, home_dir, content_path, kUnitCap, false, &link);
+        if (got.ok()) {
+          f = *std::move(got);
+        } else if (!absl::IsNotFound(got.status())) {
+          em_.sink().warn(fmt::format("{}", got.status()));
+        }
+      } else {
+        f = em_.read(content_path, kUnitCap);
+      }
+      if (f) {
         putText(r, "content", f->bytes);
         r["truncated"] = f->truncated;
       }
@@ -407,7 +443,7 @@ void emitUnits(Emitter& em, const std::vector<Home>& homes) {
   units.tree("/run/systemd/transient", 2);  // systemd-run units and timers
   units.tree("/etc/systemd/user", 4);
   for (const Home& h : homes) {
-    units.tree(joinPath(h.dir, ".config/systemd/user"), 4, {}, /*user_owned=*/true);
+    units.tree(joinPath(h.dir, ".config/systemd/user"), 4, {}, h.dir);
   }
   units.tree("/usr/lib/systemd/system", 1, ".timer");
   units.tree("/lib/systemd/system", 1, ".timer");
@@ -422,7 +458,7 @@ void emitHistories(Emitter& em, const std::vector<Home>& homes) {
       nlohmann::json extra;
       putText(extra, "user", h.user);
       em.contentRecord("shell_history.jsonl", joinPath(h.dir, file), kHistoryCap, std::move(extra),
-                       /*tail=*/true, /*user_path=*/true);
+                       /*tail=*/true, h.dir);
     }
   }
 }

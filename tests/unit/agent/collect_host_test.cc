@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 
 #include "agent/collect/collectors.h"
@@ -458,6 +459,85 @@ TEST_F(CollectHostTest, PersistenceFindsKeysCronUnitsSudoersAndHistories) {
   EXPECT_EQ(py["content"].get<std::string>().size(), 64u * 1024);
   EXPECT_TRUE(py["content"].get<std::string>().ends_with("import os\n")) << "the last 64 KiB";
   EXPECT_EQ(py["truncated"], true);
+}
+
+// A directory on the way to a user's file is a symlink (~/.ssh -> root's .ssh): the link is
+// recorded, nothing behind it is read as the user's.
+TEST_F(CollectHostTest, PersistenceRecordsSymlinkedDirectoriesInHomesWithoutFollowing) {
+  write("etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\n"
+        "w:x:1002:1002::/home/w:/bin/bash\n");
+  write("etc/group", "w:x:1002:\n");
+  const fs::path elsewhere = root_ / "elsewhere";
+  write("elsewhere/.ssh/authorized_keys", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIroot root@admin\n");
+  write("elsewhere/.config/systemd/user/root-only.service", "[Service]\nExecStart=/x\n");
+  write("elsewhere/history", "secret command of someone else\n");
+  fs::create_directories(root_ / "home/w/.local");
+  ASSERT_EQ(::symlink((elsewhere / ".ssh").c_str(), (root_ / "home/w/.ssh").c_str()), 0);
+  ASSERT_EQ(::symlink((elsewhere / ".config").c_str(), (root_ / "home/w/.config").c_str()), 0);
+  // A relative link on the way works the same.
+  ASSERT_EQ(::symlink("../../../elsewhere", (root_ / "home/w/.local/share").c_str()), 0);
+  write("etc/ssh/sshd_config", "AuthorizedKeysFile .ssh/authorized_keys .local/share/history\n");
+
+  MemorySink sink;
+  ASSERT_TRUE(makePersistenceCollector()->collect(ctx_, sink).ok());
+  for (const auto& r : sink.records) {
+    for (const auto& rec : r.second) {
+      EXPECT_EQ(rec.dump().find("root@admin"), std::string::npos) << rec.dump();
+      EXPECT_EQ(rec.dump().find("someone else"), std::string::npos) << rec.dump();
+      EXPECT_NE(rec.value("path", ""), "/home/w/.config/systemd/user/root-only.service");
+    }
+  }
+  auto keys = sink.of("authorized_keys.jsonl");
+  auto ssh = find(keys, "requested_path", "/home/w/.ssh/authorized_keys");
+  ASSERT_FALSE(ssh.is_null()) << "the link is recorded";
+  EXPECT_EQ(ssh["path"], "/home/w/.ssh");
+  EXPECT_EQ(ssh["link_target"], (elsewhere / ".ssh").string());
+  EXPECT_EQ(ssh["user"], "w");
+  EXPECT_EQ(ssh["line"], nullptr);
+  auto rel = find(keys, "requested_path", "/home/w/.local/share/history");
+  ASSERT_FALSE(rel.is_null());
+  EXPECT_EQ(rel["path"], "/home/w/.local/share");
+  EXPECT_EQ(rel["link_target"], "../../../elsewhere");
+  auto units = sink.of("systemd_units.jsonl");
+  auto config = find(units, "path", "/home/w/.config");
+  ASSERT_FALSE(config.is_null()) << "the unit directory's link is listed";
+  EXPECT_EQ(config["link_target"], (elsewhere / ".config").string());
+  EXPECT_FALSE(config.contains("content"));
+}
+
+TEST(HostFilesTest, ReadUserFileNeverFollowsAComponentBelowTheTrustedDirectory) {
+  char tmpl[] = "/tmp/read_user_file.XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const fs::path root = tmpl;
+  fs::create_directories(root / "home/u/real");
+  std::ofstream(root / "home/u/real/f") << "mine";
+  fs::create_directories(root / "secret");
+  std::ofstream(root / "secret/f") << "not yours";
+  ASSERT_EQ(::symlink((root / "secret").c_str(), (root / "home/u/dir").c_str()), 0);
+  ASSERT_EQ(::symlink((root / "secret/f").c_str(), (root / "home/u/real/g").c_str()), 0);
+  // The trusted part may itself hold a symlink (/home -> /var/home).
+  ASSERT_EQ(::symlink("home", (root / "homes").c_str()), 0);
+  std::optional<SymlinkOnPath> link;
+  auto ok = readUserFile(root, "/homes/u", "/homes/u/real/f", 100, false, &link);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->bytes, "mine");
+  EXPECT_FALSE(link.has_value());
+  auto mid = readUserFile(root, "/home/u", "/home/u/dir/f", 100, false, &link);
+  EXPECT_EQ(mid.status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(link.has_value());
+  EXPECT_EQ(link->host_path, "/home/u/dir");
+  EXPECT_EQ(link->target, (root / "secret").string());
+  auto last = readUserFile(root, "/home/u", "/home/u/real/g", 100, false, &link);
+  EXPECT_EQ(last.status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(link.has_value());
+  EXPECT_EQ(link->host_path, "/home/u/real/g");
+  auto up = readUserFile(root, "/home/u", "/home/u/../../secret/f", 100, false, &link);
+  EXPECT_EQ(up.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::IsNotFound(
+      readUserFile(root, "/home/u", "/home/u/none/f", 100, false, &link).status()));
+  std::error_code ec;
+  fs::remove_all(root, ec);
 }
 
 TEST_F(CollectHostTest, CollectorsStopWhenTheSinkStops) {
