@@ -30,10 +30,10 @@ const nlohmann::json* jsonObject(const nlohmann::json& doc, std::string_view key
 
 // Shorthands: the member, or `fallback` when the getter above gives nothing.
 std::string jsonStringOr(const nlohmann::json& doc, std::string_view key,
-                         std::string_view fallback);
-int64_t jsonIntOr(const nlohmann::json& doc, std::string_view key, int64_t fallback);
-uint64_t jsonUintOr(const nlohmann::json& doc, std::string_view key, uint64_t fallback);
-bool jsonBoolOr(const nlohmann::json& doc, std::string_view key, bool fallback);
+                         std::string_view fallback = {});
+int64_t jsonIntOr(const nlohmann::json& doc, std::string_view key, int64_t fallback = 0);
+uint64_t jsonUintOr(const nlohmann::json& doc, std::string_view key, uint64_t fallback = 0);
+bool jsonBoolOr(const nlohmann::json& doc, std::string_view key, bool fallback = false);
 // Element count of the array member `key`; 0 when missing or not an array.
 size_t jsonArraySize(const nlohmann::json& doc, std::string_view key);
 

@@ -6,12 +6,6 @@ namespace bulkhead::evidence {
 
 namespace {
 
-const nlohmann::json* member(const nlohmann::json& j, std::string_view key) {
-  if (!j.is_object()) return nullptr;
-  auto it = j.find(key);
-  return it == j.end() ? nullptr : &*it;
-}
-
 // Length of the valid UTF-8 sequence at text[i] (1 to 4), or 0 if the bytes there are not one.
 size_t utf8Length(std::string_view text, size_t i) {
   const auto b = static_cast<unsigned char>(text[i]);
@@ -42,40 +36,6 @@ size_t utf8Length(std::string_view text, size_t i) {
 }
 
 }  // namespace
-
-std::optional<std::string> jsonString(const nlohmann::json& j, std::string_view key) {
-  const auto* v = member(j, key);
-  if (v == nullptr || !v->is_string()) return std::nullopt;
-  return v->get_ref<const std::string&>();
-}
-
-std::optional<int64_t> jsonInt(const nlohmann::json& j, std::string_view key) {
-  const auto* v = member(j, key);
-  if (v == nullptr) return std::nullopt;
-  if (v->is_number_unsigned()) {
-    const auto u = v->get<uint64_t>();
-    if (u > static_cast<uint64_t>(INT64_MAX)) return std::nullopt;
-    return static_cast<int64_t>(u);
-  }
-  if (v->is_number_integer()) return v->get<int64_t>();
-  return std::nullopt;
-}
-
-std::optional<uint64_t> jsonUnsigned(const nlohmann::json& j, std::string_view key) {
-  const auto* v = member(j, key);
-  if (v == nullptr) return std::nullopt;
-  if (v->is_number_unsigned()) return v->get<uint64_t>();
-  if (v->is_number_integer() && v->get<int64_t>() >= 0) {
-    return static_cast<uint64_t>(v->get<int64_t>());
-  }
-  return std::nullopt;
-}
-
-std::optional<bool> jsonBool(const nlohmann::json& j, std::string_view key) {
-  const auto* v = member(j, key);
-  if (v == nullptr || !v->is_boolean()) return std::nullopt;
-  return v->get<bool>();
-}
 
 std::string boundedText(std::string_view text, size_t max_bytes, bool escape_controls) {
   std::string out;

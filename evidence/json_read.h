@@ -10,27 +10,21 @@
 #include <string>
 #include <string_view>
 
+#include "common/json.h"
+
 namespace bulkhead::evidence {
 
-// j[key] when j is an object holding a string there.
-std::optional<std::string> jsonString(const nlohmann::json& j, std::string_view key);
-// j[key] when it is an integer (signed, or unsigned within int64_t).
-std::optional<int64_t> jsonInt(const nlohmann::json& j, std::string_view key);
+// The typed getters are common/json.h's (one set for all foreign JSON), under the names the
+// evidence code uses.
+using bulkhead::jsonBool;
+using bulkhead::jsonBoolOr;
+using bulkhead::jsonInt;
+using bulkhead::jsonIntOr;
+using bulkhead::jsonString;
+using bulkhead::jsonStringOr;
 // j[key] when it is a non-negative integer.
-std::optional<uint64_t> jsonUnsigned(const nlohmann::json& j, std::string_view key);
-// j[key] when it is a boolean.
-std::optional<bool> jsonBool(const nlohmann::json& j, std::string_view key);
-
-inline std::string jsonStringOr(const nlohmann::json& j, std::string_view key,
-                                std::string fallback = {}) {
-  auto v = jsonString(j, key);
-  return v ? *std::move(v) : std::move(fallback);
-}
-inline int64_t jsonIntOr(const nlohmann::json& j, std::string_view key, int64_t fallback = 0) {
-  return jsonInt(j, key).value_or(fallback);
-}
-inline bool jsonBoolOr(const nlohmann::json& j, std::string_view key, bool fallback = false) {
-  return jsonBool(j, key).value_or(fallback);
+inline std::optional<uint64_t> jsonUnsigned(const nlohmann::json& j, std::string_view key) {
+  return bulkhead::jsonUint(j, key);
 }
 
 // `text` as valid UTF-8 with no control characters (each invalid or control byte written as
