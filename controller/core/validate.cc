@@ -1,5 +1,7 @@
 #include "controller/core/validate.h"
 
+#include <limits>
+
 #include "common/format.h"
 #include "common/text.h"
 
@@ -136,7 +138,10 @@ absl::Status validateRequest(const v1::ReleaseRequest& req) {
 }
 
 absl::Status validateRequest(const v1::ListAuditRequest& req) {
-  return Checks().urange("limit", req.limit(), 0, kMaxAuditRows).done();
+  // `limit` is any count: the listing pages and clamps it.
+  return Checks()
+      .range("before_id", req.before_id(), 0, std::numeric_limits<int64_t>::max())
+      .done();
 }
 
 absl::Status validateRequest(const v1::BlockRequest& req) {

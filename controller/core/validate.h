@@ -28,7 +28,6 @@ inline constexpr int64_t kMaxTtlMs = 366LL * 24 * 3600 * 1000;  // a year (and a
 inline constexpr uint32_t kMaxWaitMs = 3600 * 1000;             // an hour
 inline constexpr uint32_t kMaxCollectorTimeLimitMs = 3600 * 1000;
 inline constexpr uint64_t kMaxBinaryBytes = 4ULL << 30;  // 4 GiB per executable
-inline constexpr uint32_t kMaxAuditRows = 10000;
 inline constexpr int32_t kMaxPid = 4194304;              // PID_MAX_LIMIT
 inline constexpr uint32_t kUnsetSessionId = 0xFFFFFFFF;  // the kernel's "no session"
 

@@ -141,9 +141,10 @@ TEST(ValidateRange, EveryNumericFieldIsChecked) {
   c.set_max_binary_bytes(std::numeric_limits<uint64_t>::max());
   expectInvalid(validateRequest(c), "max_binary_bytes: invalid value 18446744073709551615 bytes");
   v1::ListAuditRequest a;
-  a.set_limit(kMaxAuditRows + 1);
-  expectInvalid(validateRequest(a), "limit:");
-  a.set_limit(0);
+  a.set_before_id(-1);
+  expectInvalid(validateRequest(a), "before_id: invalid value -1");
+  a.set_before_id(0);
+  a.set_limit(std::numeric_limits<uint32_t>::max());   // clamped by the listing, not refused
   EXPECT_TRUE(validateRequest(a).ok());
 }
 
