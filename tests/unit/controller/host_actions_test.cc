@@ -156,7 +156,7 @@ TEST_F(HostActionsTest, AResultWithWrongTypesIsSummarisedAndAudited) {
          R"("spared":{"pid":1},"frozen":"yes","connections_cut":"many"})");
   Call r = get(f);
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
-  const AuditEntry* row = lastAudit("kill-sessions");
+  const AuditEntry* row = lastAudit("kill-sessions.result");
   ASSERT_NE(row, nullptr);
   EXPECT_EQ(row->outcome, "ok");
   EXPECT_NE(row->detail.find("sessions 2: 0  from -"), std::string::npos) << row->detail;
@@ -169,7 +169,7 @@ TEST_F(HostActionsTest, AResultWithWrongTypesIsSummarisedAndAudited) {
   answer(*a, d, true, false, "", std::string(100000, '[') + std::string(100000, ']'));
   Call deep = get(g);
   ASSERT_TRUE(deep.status.ok()) << deep.status.error_message();
-  EXPECT_EQ(lastAudit("kill-sessions")->detail, "");
+  EXPECT_EQ(lastAudit("kill-sessions.result")->detail, "");
 }
 
 TEST_F(HostActionsTest, NoAnswerTimesOutAndALateAnswerIsIgnored) {
