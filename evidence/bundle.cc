@@ -62,8 +62,11 @@ class FileBundleWriter final : public BundleWriter {
 
   ~FileBundleWriter() override {
     if (archive_ != nullptr) {
-      // Not finished: the partial file is not a bundle. Do not write a trailer.
-      archive_write_fail(archive_);
+      // Not finished: the partial file is not a bundle and is removed below. The archive is
+      // closed normally with its output discarded (onWrite), because archive_write_fail()
+      // makes libarchive skip the gzip filter's close and leak its zlib and write buffers.
+      abandoned_ = true;
+      archive_write_close(archive_);
       archive_write_free(archive_);
     }
     if (fd_ >= 0) {
@@ -187,6 +190,7 @@ class FileBundleWriter final : public BundleWriter {
  private:
   static la_ssize_t onWrite(struct archive* a, void* self_ptr, const void* buf, size_t n) {
     auto* self = static_cast<FileBundleWriter*>(self_ptr);
+    if (self->abandoned_) return static_cast<la_ssize_t>(n);
     const char* p = static_cast<const char*>(buf);
     size_t left = n;
     while (left > 0) {
@@ -270,6 +274,7 @@ class FileBundleWriter final : public BundleWriter {
   int fd_ = -1;
   struct archive* archive_ = nullptr;
   absl::Status broken_;  // first failure: every later call returns it
+  bool abandoned_ = false;  // destroyed unfinished: output is discarded while closing
   Sha256 out_hash_;
   uint64_t out_size_ = 0;
   Sha256 member_hash_;
