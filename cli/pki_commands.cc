@@ -1,4 +1,4 @@
-// `bulkhead pki init`, `bulkhead pki issue agent|operator` and `bulkhead pki revoke`.
+// `bulkhead pki init`, `bulkhead pki issue agent|operator|controller` and `bulkhead pki revoke`.
 //
 // Layout of a PKI directory:
 //   DIR/ca/ca.crt, DIR/ca/ca.key (0600)       the fleet CA; keep ca.key offline when you can
@@ -249,14 +249,18 @@ int pkiIssue(const GlobalOptions& g, const std::vector<std::string>& args, Io& i
   std::string role_text;
   std::string valid_for;
   bool replace = false;
-  po::options_description opts("pki issue agent|operator");
+  std::vector<std::string> controller_ips;
+  po::options_description opts("pki issue agent|operator|controller");
   opts.add_options()
-      ("kind", po::value(&kind)->required(), "agent or operator")
+      ("kind", po::value(&kind)->required(), "agent, operator or controller")
       ("dir", po::value(&dir)->required(), "PKI directory made by pki init")
       ("host-id", po::value(&host_id), "agent: the host id")
       ("name", po::value(&name), "operator: the operator name")
       ("role", po::value(&role_text)->default_value("responder"),
        "operator: viewer, responder or admin")
+      ("controller-ip", po::value(&controller_ips)->value_name("IP"),
+       "controller: an IP address agents dial (repeatable; default: those of the certificate "
+       "being replaced)")
       ("out", po::value(&out), "output directory (default DIR/agents/ID or DIR/operators/NAME)")
       ("valid-for", po::value(&valid_for),
        "certificate lifetime, e.g. 30d (default: operators 90d, agents 825d)")
@@ -291,8 +295,28 @@ int pkiIssue(const GlobalOptions& g, const std::vector<std::string>& args, Io& i
     }
     req = CertRequest{.kind = PeerKind::kOperator, .name = name, .role = *role};
     target = out.empty() ? fs::path(dir) / "operators" / name : fs::path(out);
+  } else if (kind == "controller") {
+    // A new certificate for the same controller (rotation): the name of `pki init`, and the
+    // IP addresses given or else those of the certificate it replaces.
+    req = CertRequest{.kind = PeerKind::kController, .name = pkiControllerName(dir)};
+    target = out.empty() ? fs::path(dir) / "controller" : fs::path(out);
+    for (const auto& ip : controller_ips) {
+      unsigned char buf[16];
+      if (inet_pton(AF_INET, ip.c_str(), buf) != 1 && inet_pton(AF_INET6, ip.c_str(), buf) != 1) {
+        io.err << "bulkhead pki issue controller: --controller-ip: invalid value \"" << ip
+               << "\": not an IPv4 or IPv6 address\n";
+        return kUsage;
+      }
+    }
+    req.ip_addresses = controller_ips;
+    if (controller_ips.empty()) {
+      if (auto old = readFile(target / "tls.crt"); old.ok()) {
+        if (auto ips = certificateIpAddresses(*old); ips.ok()) req.ip_addresses = *ips;
+      }
+    }
   } else {
-    io.err << "bulkhead pki issue: invalid kind \"" << kind << "\": expected agent or operator\n";
+    io.err << "bulkhead pki issue: invalid kind \"" << kind
+           << "\": expected agent, operator or controller\n";
     return kUsage;
   }
   auto validity =
@@ -303,7 +327,13 @@ int pkiIssue(const GlobalOptions& g, const std::vector<std::string>& args, Io& i
     return kUsage;
   }
   req.validity = *validity;
-  if (!isValidName(req.name)) {
+  if (kind == "controller" && !isValidDnsName(req.name)) {
+    io.err << "bulkhead pki issue controller: --dir: " << dir
+           << " names no controller (no ca/controller-name and no controller/tls.crt; made by "
+              "`bulkhead pki init`?)\n";
+    return kUsage;
+  }
+  if (kind != "controller" && !isValidName(req.name)) {
     io.err << "bulkhead pki issue " << kind << ": " << (kind == "agent" ? "--host-id" : "--name")
            << ": invalid value \"" << req.name
            << "\": use 1-63 characters of [A-Za-z0-9._-], not starting with '.' or '-'\n";

@@ -299,4 +299,25 @@ absl::StatusOr<std::vector<std::string>> certificateIpAddresses(std::string_view
   return out;
 }
 
+absl::Status checkIdentityFiles(const std::string& ca_pem, const std::string& cert_pem,
+                                const std::string& key_pem) {
+  X509Ptr ca = readCert(ca_pem);
+  if (!ca) return absl::InvalidArgumentError("ca.crt: not a PEM X.509 certificate");
+  X509Ptr cert = readCert(cert_pem);
+  if (!cert) return absl::InvalidArgumentError("tls.crt: not a PEM X.509 certificate");
+  PKeyPtr key = readKey(key_pem);
+  if (!key) return absl::InvalidArgumentError("tls.key: not a PEM private key");
+  if (X509_check_private_key(cert.get(), key.get()) != 1) {
+    return absl::InvalidArgumentError("tls.key: not the key of the certificate in tls.crt");
+  }
+  EVP_PKEY* ca_key = X509_get0_pubkey(ca.get());
+  if (ca_key == nullptr || X509_verify(cert.get(), ca_key) != 1) {
+    return absl::InvalidArgumentError("tls.crt: not signed by the CA in ca.crt");
+  }
+  if (X509_cmp_current_time(X509_get0_notAfter(cert.get())) <= 0) {
+    return absl::InvalidArgumentError("tls.crt: the certificate has expired");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace bulkhead

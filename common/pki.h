@@ -54,6 +54,12 @@ absl::StatusOr<std::string> createCrl(const CertAndKey& ca, const std::vector<Re
 absl::StatusOr<std::set<std::string>> revokedSerials(const std::string& crl_pem,
                                                      const std::string& ca_pem);
 
+// Checks an identity's files against each other: `key_pem` is the key of `cert_pem`, which is
+// signed by the CA certificate `ca_pem` and has not expired. INVALID_ARGUMENT names the file
+// (ca.crt, tls.crt, tls.key) and what is wrong.
+absl::Status checkIdentityFiles(const std::string& ca_pem, const std::string& cert_pem,
+                                const std::string& key_pem);
+
 // The IP addresses in a PEM certificate's subjectAltName (as written by `pki init
 // --controller-ip`), in certificate order, as IP literals ("10.0.0.5", "fd77::1"). A
 // certificate without IP entries gives an empty list.

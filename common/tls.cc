@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_credentials_options.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "common/format.h"
+#include "common/pki.h"
 
 namespace bulkhead {
 
@@ -147,6 +149,107 @@ absl::StatusOr<PeerIdentity> peerIdentity(const grpc::AuthContext& auth) {
   auto pems = auth.FindPropertyValues("x509_pem_cert");
   if (pems.empty()) return absl::UnauthenticatedError("no client certificate");
   return identityFromCertPem(std::string_view(pems.front().data(), pems.front().size()));
+}
+
+namespace {
+
+constexpr const char* kCurrentLink = "current";
+
+absl::Status checkServerIdentity(const IdentityFiles& id) {
+  if (auto s = checkIdentityFiles(id.ca_pem, id.cert_pem, id.key_pem); !s.ok()) return s;
+  if (id.self.kind != PeerKind::kController) {
+    return absl::InvalidArgumentError(
+        fmt::format("tls.crt: the certificate of \"{}\" is not a controller certificate",
+                    id.self.name));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RotatingServerCredentials>> RotatingServerCredentials::create(
+    const IdentityFiles& id, fs::path live_dir, std::chrono::seconds refresh) {
+  if (auto s = checkServerIdentity(id); !s.ok()) {
+    return absl::InvalidArgumentError(fmt::format("identity: {}", s.message()));
+  }
+  std::error_code ec;
+  fs::create_directories(live_dir, ec);
+  if (ec || ::chmod(live_dir.c_str(), 0700) != 0) {
+    return absl::PermissionDeniedError(fmt::format(
+        "tls runtime directory: cannot create {} (mode 0700): {}", live_dir.string(),
+        ec ? ec.message() : std::strerror(errno)));
+  }
+  // Generations of an earlier run: only the names this class writes are touched.
+  for (const auto& entry : fs::directory_iterator(live_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("gen-", 0) == 0 || name == kCurrentLink || name == "current.tmp") {
+      fs::remove_all(entry.path(), ec);
+    }
+  }
+  std::unique_ptr<RotatingServerCredentials> self(new RotatingServerCredentials());
+  self->live_dir_ = std::move(live_dir);
+  if (auto s = self->writeGeneration(id); !s.ok()) return s;
+  self->current_ = id;
+  const fs::path current = self->live_dir_ / kCurrentLink;
+  self->provider_ = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      (current / "tls.key").string(), (current / "tls.crt").string(),
+      (current / "ca.crt").string(), static_cast<unsigned>(refresh.count()));
+  grpc::experimental::TlsServerCredentialsOptions opts(self->provider_);
+  opts.watch_root_certs();
+  opts.watch_identity_key_cert_pairs();
+  opts.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  self->credentials_ = grpc::experimental::TlsServerCredentials(opts);
+  return self;
+}
+
+absl::StatusOr<bool> RotatingServerCredentials::replace(const IdentityFiles& next) {
+  if (next.cert_pem == current_.cert_pem && next.key_pem == current_.key_pem &&
+      next.ca_pem == current_.ca_pem) {
+    return false;
+  }
+  if (next.ca_pem != current_.ca_pem) {
+    return absl::InvalidArgumentError(
+        "ca.crt: differs from the fleet CA the controller started with (a new CA needs a "
+        "restart, and new agent and operator identities)");
+  }
+  if (auto s = checkServerIdentity(next); !s.ok()) return s;
+  if (next.self.name != current_.self.name) {
+    return absl::InvalidArgumentError(fmt::format(
+        "tls.crt: names the controller \"{}\", not \"{}\" (agents verify the name; a new name "
+        "needs a restart)",
+        next.self.name, current_.self.name));
+  }
+  if (auto s = writeGeneration(next); !s.ok()) return s;
+  current_ = next;
+  return true;
+}
+
+absl::Status RotatingServerCredentials::writeGeneration(const IdentityFiles& id) {
+  const uint64_t next = generation_ + 1;
+  const fs::path dir = live_dir_ / fmt::format("gen-{}", next);
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  if (auto s = writeIdentity(dir, id.ca_pem, id.cert_pem, id.key_pem, /*overwrite=*/true);
+      !s.ok()) {
+    return absl::Status(s.code(), fmt::format("tls runtime directory: {}", s.message()));
+  }
+  // One rename switches all three files: gRPC never reads a key of one generation with the
+  // certificate of another (beyond one refresh, if it reads across the rename).
+  const fs::path tmp = live_dir_ / "current.tmp";
+  fs::remove(tmp, ec);
+  fs::create_directory_symlink(dir.filename(), tmp, ec);
+  if (!ec) fs::rename(tmp, live_dir_ / kCurrentLink, ec);
+  if (ec) {
+    const std::string why = ec.message();
+    fs::remove_all(dir, ec);
+    return absl::PermissionDeniedError(
+        fmt::format("tls runtime directory: cannot switch {} to {}: {}",
+                    (live_dir_ / kCurrentLink).string(), dir.string(), why));
+  }
+  // The generation before the previous one: gRPC may still be reading the previous.
+  if (next >= 3) fs::remove_all(live_dir_ / fmt::format("gen-{}", next - 2), ec);
+  generation_ = next;
+  return absl::OkStatus();
 }
 
 }  // namespace bulkhead

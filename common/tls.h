@@ -8,7 +8,10 @@
 #include <grpcpp/security/auth_context.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
 
+#include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -53,5 +56,43 @@ absl::StatusOr<std::string> readFile(const std::filesystem::path& path);
 // Atomically replaces `path`: temp file, fsync, rename, fsync of the directory.
 absl::Status writeFileAtomic(const std::filesystem::path& path, const std::string& data,
                              mode_t mode);
+
+// The controller's server credentials, whose own certificate and key can be replaced while it
+// serves. gRPC reads the live identity from `live_dir` (FileWatcherCertificateProvider, every
+// `refresh`); replace() checks a new identity and swaps it in there atomically (a generation
+// directory and a `current` symlink renamed over the old one), so connections made after the
+// next refresh present the new certificate and open ones keep theirs. The fleet CA and the
+// certificate's name cannot change this way (agents verify the controller by both): that needs
+// a restart. `live_dir` holds a copy of the private key: keep it private (0700, on tmpfs such as
+// systemd's RuntimeDirectory).
+class RotatingServerCredentials {
+ public:
+  // Writes `id` into `live_dir` (created 0700; stale generations of an earlier run removed).
+  // Errors name the directory or file that could not be written, or what is wrong with `id`.
+  static absl::StatusOr<std::unique_ptr<RotatingServerCredentials>> create(
+      const IdentityFiles& id, std::filesystem::path live_dir,
+      std::chrono::seconds refresh = std::chrono::seconds(1));
+
+  // Require and verify a client certificate from the fleet CA, as serverCredentials() does.
+  std::shared_ptr<grpc::ServerCredentials> credentials() const { return credentials_; }
+  const PeerIdentity& current() const { return current_.self; }
+
+  // Makes `next` the live identity. True when it differs from the current one, false when it
+  // is the same certificate and key (nothing written). INVALID_ARGUMENT, and nothing changes,
+  // when its key does not match its certificate, the certificate is not signed by the current
+  // CA or has expired, the CA differs, or the certificate is not a controller certificate of
+  // the same name.
+  absl::StatusOr<bool> replace(const IdentityFiles& next);
+
+ private:
+  RotatingServerCredentials() = default;
+  absl::Status writeGeneration(const IdentityFiles& id);
+
+  std::filesystem::path live_dir_;
+  uint64_t generation_ = 0;
+  IdentityFiles current_;
+  std::shared_ptr<grpc::experimental::CertificateProviderInterface> provider_;
+  std::shared_ptr<grpc::ServerCredentials> credentials_;
+};
 
 }  // namespace bulkhead

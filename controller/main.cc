@@ -189,7 +189,10 @@ int run(int argc, char** argv) {
   }
   options.policies = &policies;
   options.listen = config.listen_text;
-  options.credentials = serverCredentials(*identity);
+  auto tls = RotatingServerCredentials::create(*identity,
+                                              std::filesystem::path(config.runtime_dir) / "tls");
+  if (!tls.ok()) return fail(fmt::format("--runtime-dir: {}", tls.status()));
+  options.credentials = (*tls)->credentials();
   options.fleet.heartbeat_interval = config.heartbeat_interval;
   options.fleet.heartbeat_timeout = config.heartbeat_timeout;
   options.fleet.gate = &gate;
@@ -222,6 +225,19 @@ int run(int argc, char** argv) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGHUP) {
+      // The controller's own certificate: a replaced tls.crt/tls.key (`pki issue controller
+      // --replace`) is presented to new connections from the next second; a bad one is refused
+      // and the one in use stays.
+      auto next = loadIdentity(config.identity_dir);
+      auto replaced = next.ok() ? (*tls)->replace(*next) : absl::StatusOr<bool>(next.status());
+      if (!replaced.ok()) {
+        spdlog::error("SIGHUP: certificate not replaced, serial {} stays in use: {}",
+                      (*tls)->current().serial, replaced.status());
+      } else if (*replaced) {
+        spdlog::info("SIGHUP: certificate replaced: new connections get serial {}",
+                     (*tls)->current().serial);
+        (void)gate.admit((*tls)->current());   // logs it when near expiry
+      }
       if (auto revoked = loadRevoked(crl_path, crl_named, identity->ca_pem); !revoked.ok()) {
         spdlog::error("SIGHUP: revocations not reloaded, the previous {} stay in force: {}",
                       gate.revokedCount(), revoked.status());

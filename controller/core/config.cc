@@ -69,7 +69,7 @@ absl::StatusOr<uint64_t> parseByteSize(const char* flag, const std::string& text
 }  // namespace
 
 absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std::string>& args) {
-  std::string listen, identity, data_dir, audit_key, policy_dir, hb_interval = "5s",
+  std::string listen, identity, data_dir, audit_key, runtime_dir, policy_dir, hb_interval = "5s",
       hb_timeout = "15s";
   std::string selector_limit = "10", log_format = "text", log_level = "info";
   std::string block_confirm_v4 = "16", block_confirm_v6 = "48";
@@ -92,6 +92,9 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
       "audit-key", po::value(&audit_key)->value_name("FILE"),
       "HMAC key of the audit chain, outside --data-dir; created (0600) if missing "
       "(default IDENTITY_DIR/audit.key)")(
+      "runtime-dir", po::value(&runtime_dir)->value_name("DIR"),
+      "private directory (0700) for the live copy of the identity that SIGHUP replaces "
+      "(default DATA_DIR/run; the systemd unit: /run/bulkhead-controller)")(
       "policy-dir", po::value(&policy_dir)->value_name("DIR"),
       "exemption set library (policies/*.yaml); reloaded on SIGHUP")(
       "heartbeat-interval", po::value(&hb_interval)->value_name("DUR"),
@@ -173,6 +176,11 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   }
   c.audit_key = audit_key.empty() ? (std::filesystem::path(identity) / "audit.key").string()
                                   : audit_key;
+  if (vm.count("runtime-dir") != 0 && runtime_dir.empty()) {
+    return absl::InvalidArgumentError("--runtime-dir: empty directory name");
+  }
+  c.runtime_dir = runtime_dir.empty() ? (std::filesystem::path(data_dir) / "run").string()
+                                      : runtime_dir;
   c.policy_dir = policy_dir;
 
   auto interval = parseDuration("--heartbeat-interval", hb_interval);

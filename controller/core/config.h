@@ -19,6 +19,7 @@ struct ControllerConfig {
   std::string identity_dir;           // --identity DIR
   std::string data_dir;               // --data-dir DIR
   std::string audit_key;              // --audit-key FILE (default IDENTITY_DIR/audit.key)
+  std::string runtime_dir;            // --runtime-dir DIR (default DATA_DIR/run): live TLS copy
   std::string policy_dir;             // --policy-dir DIR; empty = no policies
   std::chrono::milliseconds heartbeat_interval{5000};
   std::chrono::milliseconds heartbeat_timeout{15000};

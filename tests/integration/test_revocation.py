@@ -192,5 +192,53 @@ class RevocationTest(unittest.TestCase):
         self.assertIn("using the replaced certificate", agent_log)
 
 
+    # ---- the controller's own certificate, replaced without a restart --------------------------
+
+    def presented_serial(self) -> str:
+        """The serial of the certificate the controller presents to a new TLS connection."""
+        op = os.path.join(self.fleet.pki, "operators", "admin")
+        r = self.lab.sh("jump", f"openssl s_client -connect {self.fleet.controller_addr} "
+                        f"-cert {op}/tls.crt -key {op}/tls.key </dev/null 2>/dev/null | "
+                        "openssl x509 -noout -serial", timeout=20)
+        return r.stdout.strip().split("=")[-1]
+
+    def test_replaced_controller_certificate_is_presented_after_sighup(self):
+        ctl = os.path.join(self.fleet.pki, "controller")
+        old_serial = self.presented_serial()
+        self.assertTrue(old_serial)
+        r = self.pki("pki", "issue", "controller", "--dir", self.fleet.pki, "--replace")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        new_serial = subprocess.run(["openssl", "x509", "-noout", "-serial", "-in",
+                                     os.path.join(ctl, "tls.crt")], capture_output=True,
+                                    text=True, check=True).stdout.strip().split("=")[1]
+        self.assertNotEqual(new_serial, old_serial)
+        # Files on disk alone change nothing until SIGHUP.
+        time.sleep(1.5)
+        self.assertEqual(self.presented_serial(), old_serial)
+        since = self.sighup()
+        self.wait_log(rf"certificate replaced: new connections get serial {new_serial}",
+                      since=since)
+        wait_until(lambda: self.presented_serial() == new_serial, 10, interval=0.2,
+                   desc="the new certificate presented")
+        # Operators and agents verify it as before: a call works, the fleet stays online.
+        rc, _, err = self.fleet.cli("hosts")
+        self.assertEqual(rc, 0, err)
+        self.fleet.wait_online(HOSTS, timeout=30)
+        # An agent certificate in its place is refused on SIGHUP; the new one stays in use.
+        saved = {}
+        for f in ("tls.crt", "tls.key"):
+            with open(os.path.join(ctl, f)) as fh:
+                saved[f] = fh.read()
+        other = self.pki("pki", "issue", "agent", "--host-id", "not-a-controller", "--dir",
+                         self.fleet.pki, "--out", ctl, "--replace")
+        self.assertEqual(other.returncode, 0, other.stderr)
+        since = self.sighup()
+        self.wait_log(rf"certificate not replaced, serial {new_serial} stays in use: .*"
+                      r"not a controller certificate", since=since)
+        self.assertEqual(self.presented_serial(), new_serial)
+        for f, text in saved.items():   # the controller's identity back
+            with open(os.path.join(ctl, f), "w") as fh:
+                fh.write(text)
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -238,5 +238,38 @@ TEST_F(PkiCommandsTest, ControllerNameIsStoredWithEveryIdentityAndUsedAsTheDefau
   EXPECT_NE(bad.status().message().find("controller-name"), std::string::npos);
 }
 
+TEST_F(PkiCommandsTest, IssueControllerRotatesWithTheSameNameAndAddresses) {
+  ASSERT_EQ(run({"pki", "init", "--dir", pki(), "--controller-name", "ctl.example.org",
+                 "--controller-ip", "10.77.0.1"})
+                .code,
+            kOk);
+  const fs::path ctl = dir_ / "pki" / "controller";
+  auto before = loadIdentity(ctl);
+  ASSERT_TRUE(before.ok()) << before.status();
+  // Without --replace the identity in place is kept.
+  EXPECT_EQ(run({"pki", "issue", "controller", "--dir", pki()}).code, kUsage);
+  ASSERT_EQ(run({"pki", "issue", "controller", "--dir", pki(), "--replace"}).code, kOk);
+  auto after = loadIdentity(ctl);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_NE(after->self.serial, before->self.serial);
+  EXPECT_EQ(after->self.kind, PeerKind::kController);
+  EXPECT_EQ(after->self.name, "ctl.example.org");
+  EXPECT_EQ(after->controller_name, "ctl.example.org");
+  EXPECT_EQ(*certificateIpAddresses(after->cert_pem), std::vector<std::string>{"10.77.0.1"});
+  EXPECT_TRUE(checkIdentityFiles(after->ca_pem, after->cert_pem, after->key_pem).ok());
+  // New addresses when given; a bad one is refused naming it.
+  ASSERT_EQ(run({"pki", "issue", "controller", "--dir", pki(), "--replace", "--controller-ip",
+                 "10.77.0.2", "--controller-ip", "fd77::2"})
+                .code,
+            kOk);
+  EXPECT_EQ(*certificateIpAddresses(loadIdentity(ctl)->cert_pem),
+            (std::vector<std::string>{"10.77.0.2", "fd77::2"}));
+  auto bad = run({"pki", "issue", "controller", "--dir", pki(), "--replace", "--controller-ip",
+                  "10.77.0"});
+  EXPECT_EQ(bad.code, kUsage);
+  EXPECT_NE(bad.err.find("--controller-ip: invalid value \"10.77.0\""), std::string::npos)
+      << bad.err;
+}
+
 }  // namespace
 }  // namespace bulkhead::cli
