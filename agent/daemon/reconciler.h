@@ -102,7 +102,6 @@ class Reconciler {
   FlowKiller* killer_;
   NowFn now_;
   std::optional<bulkhead::v1::DesiredState> desired_;   // persisted / in force
-  bool isolation_was_active_ = false;
   EnforcedState state_;
   // What the kernel holds, for incremental block updates: the block set elements and the
   // rendered ruleset without them (a rebuild is needed when the latter changes).

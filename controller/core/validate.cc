@@ -18,7 +18,7 @@ std::string shown(std::string_view value) {
   return escapeNonPrintable(value.substr(0, kShownBytes)) + "...";
 }
 
-absl::Status invalid(std::string message) { return absl::InvalidArgumentError(std::move(message)); }
+absl::Status invalid(const std::string& message) { return absl::InvalidArgumentError(message); }
 
 // Runs checks in order; the first failure wins.
 class Checks {

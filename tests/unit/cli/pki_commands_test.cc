@@ -24,7 +24,7 @@ struct Run {
   std::string err;
 };
 
-Run run(std::vector<std::string> args) {
+Run run(const std::vector<std::string>& args) {
   std::ostringstream out;
   std::ostringstream err;
   Io io{out, err};

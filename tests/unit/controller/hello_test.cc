@@ -29,7 +29,7 @@ std::string refusal(const v1::Hello& hello, const std::string& field) {
   EXPECT_FALSE(info.ok()) << field;
   if (info.ok()) return "";
   EXPECT_EQ(info.status().code(), absl::StatusCode::kInvalidArgument);
-  const std::string m(info.status().message());
+  std::string m(info.status().message());
   EXPECT_NE(m.find(field), std::string::npos) << m;
   EXPECT_EQ(m.find('\n'), std::string::npos) << m;
   EXPECT_EQ(m.find('\x1b'), std::string::npos) << m;

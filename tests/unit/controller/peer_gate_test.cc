@@ -57,9 +57,9 @@ TEST(PeerGate, ExpiresSoonWithinTheWarningWindow) {
   FakeClock clock(1'700'000'000'000);
   PeerGate gate(clock, std::chrono::hours(24 * 30));
   const int64_t now = 1'700'000'000;
-  EXPECT_TRUE(gate.expiresSoon(now + 10 * 86400));
+  EXPECT_TRUE(gate.expiresSoon(now + int64_t{10} * 86400));
   EXPECT_TRUE(gate.expiresSoon(now - 1));
-  EXPECT_FALSE(gate.expiresSoon(now + 31 * 86400));
+  EXPECT_FALSE(gate.expiresSoon(now + int64_t{31} * 86400));
 }
 
 }  // namespace
