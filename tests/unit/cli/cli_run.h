@@ -15,6 +15,15 @@ struct CliRun {
   std::string err;
 };
 
+// Runs `args` as given (commands that need no controller, such as `pki`).
+inline CliRun run(const std::vector<std::string>& args) {
+  std::ostringstream out;
+  std::ostringstream err;
+  Io io{out, err};
+  int code = runCli(args, io);
+  return {code, out.str(), err.str()};
+}
+
 // Runs `args` against an unroutable controller with a missing identity: a test that got as
 // far as dialling fails with an --identity error instead of the usage errors it checks.
 inline CliRun runOffline(std::vector<std::string> args) {

@@ -12,25 +12,14 @@
 #include "cli/cli.h"
 #include "common/pki.h"
 #include "common/tls.h"
+#include "tests/unit/cli/cli_run.h"
 
 namespace bulkhead::cli {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Run {
-  int code;
-  std::string out;
-  std::string err;
-};
-
-Run run(const std::vector<std::string>& args) {
-  std::ostringstream out;
-  std::ostringstream err;
-  Io io{out, err};
-  int code = runCli(args, io);
-  return {code, out.str(), err.str()};
-}
+using clitest::run;
 
 int64_t nowUnix() {
   return std::chrono::duration_cast<std::chrono::seconds>(
