@@ -14,6 +14,8 @@ PACKAGES=(
   # sanitizer, fuzz and static-check stages of scripts/test.sh: clang with its sanitizer and
   # libFuzzer runtimes, llvm-symbolizer for readable reports, clang-tidy
   clang libclang-rt-14-dev llvm clang-tidy
+  # the TSan stage rebuilds Debian's abseil source with TSan (dpkg-source unpacks it)
+  dpkg-dev
   # the lab and the tests: namespaces, firewall, real traffic, real sessions
   nftables iproute2 util-linux procps python3 openssh-server openssh-client conntrack
 )

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "common/callback_order.h"
+
 namespace bulkhead::agent {
 
 using bulkhead::v1::AgentMessage;
@@ -108,6 +110,7 @@ class ControllerSession::Impl::Stream final
   Stream(Impl* session, const std::shared_ptr<grpc::Channel>& channel, AgentMessage hello,
          uint64_t epoch)
       : epoch_(epoch), session_(session), stub_(v1::AgentChannel::NewStub(channel)) {
+    const ReactorTurn turn(this);
     stub_->async()->Connect(&ctx_, this);
     current_ = std::move(hello);
     writing_ = true;
@@ -115,6 +118,7 @@ class ControllerSession::Impl::Stream final
 
   // Starts the call: Hello first, then reads. Call once, without holding the session lock.
   void begin() {
+    const ReactorTurn turn(this);
     AddHold();   // released when the read side ends; no write starts after that
     StartWrite(&current_);
     StartRead(&incoming_);
@@ -123,6 +127,7 @@ class ControllerSession::Impl::Stream final
 
   // False once the stream is closing.
   bool write(const AgentMessage& m) {
+    const ReactorTurn turn(this);
     std::lock_guard<std::mutex> lock(mu_);
     if (closing_) return false;
     queue_.push_back(m);
@@ -133,6 +138,7 @@ class ControllerSession::Impl::Stream final
   void cancel() { ctx_.TryCancel(); }
 
   void OnWriteDone(bool ok) override {
+    const ReactorTurn turn(this);
     std::lock_guard<std::mutex> lock(mu_);
     writing_ = false;
     if (!ok) {
@@ -145,6 +151,7 @@ class ControllerSession::Impl::Stream final
   void OnReadDone(bool ok) override {
     if (!ok) {
       {
+        const ReactorTurn turn(this);
         std::lock_guard<std::mutex> lock(mu_);
         closing_ = true;
         queue_.clear();
@@ -152,6 +159,7 @@ class ControllerSession::Impl::Stream final
       RemoveHold();   // may run OnDone (and delete this) inline: nothing after it
       return;
     }
+    const ReactorTurn turn(this);
     if (incoming_.has_welcome() && !welcomed_) {
       welcomed_ = true;
       session_->onWelcome(this, incoming_.welcome());
@@ -166,6 +174,7 @@ class ControllerSession::Impl::Stream final
   }
 
   void OnDone(const grpc::Status& status) override {
+    afterEveryTurn(this);
     Impl* session = session_;
     session->onStreamDone(this, status, welcomed_);
     delete this;

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/callback_order.h"
 #include "common/format.h"
 #include "common/tls.h"
 #include "controller/rpc/fleet.h"
@@ -17,6 +18,7 @@ AgentStream::AgentStream(Fleet* fleet, grpc::CallbackServerContext* ctx)
 grpc::ServerBidiReactor<AgentMessage, ControllerMessage>* AgentStream::start(
     Fleet* fleet, grpc::CallbackServerContext* ctx) {
   auto stream = std::make_shared<AgentStream>(fleet, ctx);
+  const ReactorTurn turn(stream.get());
   stream->self_ = stream;
   auto auth = ctx->auth_context();
   auto id = auth ? peerIdentity(*auth) : absl::UnauthenticatedError("no client certificate");
@@ -50,6 +52,7 @@ grpc::ServerBidiReactor<AgentMessage, ControllerMessage>* AgentStream::start(
 }
 
 bool AgentStream::enqueue(ControllerMessage msg) {
+  const ReactorTurn turn(this);
   std::lock_guard lock(mu_);
   if (finish_requested_) return false;
   if (msg.has_desired_state()) {
@@ -75,6 +78,7 @@ bool AgentStream::enqueue(ControllerMessage msg) {
 }
 
 void AgentStream::kick() {
+  const ReactorTurn turn(this);
   const ControllerMessage* next = nullptr;
   bool do_finish = false;
   grpc::Status status;
@@ -95,6 +99,7 @@ void AgentStream::kick() {
 }
 
 void AgentStream::finish(const grpc::Status& status) {
+  const ReactorTurn turn(this);
   {
     std::lock_guard lock(mu_);
     if (finish_requested_) return;
@@ -107,6 +112,7 @@ void AgentStream::finish(const grpc::Status& status) {
 }
 
 void AgentStream::OnWriteDone(bool ok) {
+  const ReactorTurn turn(this);
   const ControllerMessage* next = nullptr;
   bool do_finish = false;
   grpc::Status status;
@@ -136,6 +142,7 @@ void AgentStream::OnWriteDone(bool ok) {
 }
 
 void AgentStream::OnReadDone(bool ok) {
+  const ReactorTurn turn(this);
   if (!ok) {
     // The agent closed its side or the call broke: end our side too.
     finish(grpc::Status::OK);
@@ -164,10 +171,12 @@ void AgentStream::OnReadDone(bool ok) {
 }
 
 void AgentStream::OnCancel() {
+  const ReactorTurn turn(this);
   finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
 }
 
 void AgentStream::OnDone() {
+  afterEveryTurn(this);
   fleet_->onStreamDone(this);
   // The last reference held on behalf of gRPC: may delete this.
   std::shared_ptr<AgentStream> self = std::move(self_);

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/callback_order.h"
 #include "common/format.h"
 #include "common/tls.h"
 #include "controller/rpc/audit.h"
@@ -50,6 +51,7 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
       : hub_(hub), ctx_(ctx), receipt_(receipt) {}
 
   void start(std::shared_ptr<Upload> self) {
+    const ReactorTurn turn(this);
     self_ = std::move(self);
     if (!hub_->enabled()) {
       finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -75,10 +77,12 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
       }
     }
     host_ = id->name;
-    StartRead(&in_);
+    readNext();
   }
 
   void OnReadDone(bool ok) override {
+    const ReactorTurn turn(this);
+    operationDone(&in_);
     if (!have_header_) {
       onHeader(ok);
       return;
@@ -119,10 +123,11 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
       next_progress_ = part_->size() + hub_->options_.progress_every;
       hub_->publish(host_, progress("uploading", "", part_->size(), expected));
     }
-    StartRead(&in_);
+    readNext();
   }
 
   void OnDone() override {
+    afterEveryTurn(this);
     // The last reference held on behalf of gRPC: may delete this.
     std::shared_ptr<Upload> self = std::move(self_);
   }
@@ -192,8 +197,16 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
     if (!hub_->postIo([self] { self->guarded(&Upload::checkHeader); })) finish(shuttingDown());
   }
 
+  // Any thread: the next message into in_. The I/O thread starts reads too, so the hand-off is
+  // told to TSan (common/callback_order.h).
+  void readNext() {
+    operationStarts(&in_);
+    StartRead(&in_);
+  }
+
   // I/O thread: runs one step; an exception ends the call with INTERNAL and an audit row.
   void guarded(void (Upload::*step)()) {
+    const ReactorTurn turn(this);
     try {
       (this->*step)();
     } catch (const std::exception& e) {
@@ -251,7 +264,7 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
     }
     part_ = *std::move(part);
     hub_->publish(host_, progress("uploading", "", 0, header_.size()));
-    StartRead(&in_);
+    readNext();
   }
 
   // I/O thread: every byte is in the part file.

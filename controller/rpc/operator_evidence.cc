@@ -13,6 +13,7 @@
 #include <optional>
 #include <random>
 
+#include "common/callback_order.h"
 #include "common/format.h"
 #include "controller/rpc/audit.h"
 #include "controller/rpc/operator_service.h"
@@ -63,6 +64,7 @@ class CaptureCall final : public grpc::ServerWriteReactor<v1::CaptureEvent>,
 
   // Thread-safe; ignored once the call is ending.
   void progress(const v1::CommandProgress& p) {
+    const ReactorTurn turn(this);
     {
       std::lock_guard lock(mu_);
       if (ending_) return;
@@ -73,6 +75,7 @@ class CaptureCall final : public grpc::ServerWriteReactor<v1::CaptureEvent>,
   }
   // Ends the call: with `status` OK, writes `done` first. Thread-safe; the first call wins.
   void end(const grpc::Status& status, std::optional<v1::EvidenceRecord> done = std::nullopt) {
+    const ReactorTurn turn(this);
     {
       std::lock_guard lock(mu_);
       if (ending_) return;
@@ -87,6 +90,7 @@ class CaptureCall final : public grpc::ServerWriteReactor<v1::CaptureEvent>,
   }
 
   void OnWriteDone(bool ok) override {
+    const ReactorTurn turn(this);
     {
       std::lock_guard lock(mu_);
       writing_ = false;
@@ -103,6 +107,7 @@ class CaptureCall final : public grpc::ServerWriteReactor<v1::CaptureEvent>,
   }
   void OnCancel() override { end(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled")); }
   void OnDone() override {
+    afterEveryTurn(this);
     // The last reference held on behalf of gRPC: may delete this.
     std::shared_ptr<CaptureCall> self = std::move(self_);
   }
@@ -151,6 +156,7 @@ class DownloadCall final : public grpc::ServerWriteReactor<v1::EvidenceDownload>
   // Takes `fd` (open for reading).
   DownloadCall(int fd, std::string path, v1::EvidenceRecord record)
       : fd_(fd), path_(std::move(path)) {
+    const ReactorTurn turn(this);
     *msg_.mutable_record() = std::move(record);
     StartWrite(&msg_);
   }
@@ -158,6 +164,7 @@ class DownloadCall final : public grpc::ServerWriteReactor<v1::EvidenceDownload>
     if (fd_ >= 0) ::close(fd_);
   }
   void OnWriteDone(bool ok) override {
+    const ReactorTurn turn(this);
     if (!ok) {
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
       return;
@@ -180,7 +187,10 @@ class DownloadCall final : public grpc::ServerWriteReactor<v1::EvidenceDownload>
     data->resize(static_cast<size_t>(n));
     StartWrite(&msg_);
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    afterEveryTurn(this);
+    delete this;
+  }
 
  private:
   int fd_;
@@ -197,8 +207,14 @@ grpc::Status internalError(const std::string& id, const std::exception& e) {
 template <typename T>
 class FailedWrite final : public grpc::ServerWriteReactor<T> {
  public:
-  explicit FailedWrite(const grpc::Status& result) { this->Finish(result); }
-  void OnDone() override { delete this; }
+  explicit FailedWrite(const grpc::Status& result) {
+    const ReactorTurn turn(this);
+    this->Finish(result);
+  }
+  void OnDone() override {
+    afterEveryTurn(this);
+    delete this;
+  }
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "common/callback_order.h"
 #include "common/format.h"
 #include "common/parse.h"
 #include "common/tls.h"
@@ -30,6 +31,7 @@ class ExportWriter final : public grpc::ServerWriteReactor<v1::AuditExportChunk>
  public:
   ExportWriter(std::vector<v1::AuditExportChunk> chunks, const grpc::Status& failure)
       : chunks_(std::move(chunks)) {
+    const ReactorTurn turn(this);
     if (!failure.ok()) {
       Finish(failure);
     } else {
@@ -37,13 +39,17 @@ class ExportWriter final : public grpc::ServerWriteReactor<v1::AuditExportChunk>
     }
   }
   void OnWriteDone(bool ok) override {
+    const ReactorTurn turn(this);
     if (!ok) {
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
       return;
     }
     next();
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    afterEveryTurn(this);
+    delete this;
+  }
 
  private:
   void next() {

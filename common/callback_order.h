@@ -1,0 +1,75 @@
+// The one ordering of gRPC's callback API that ThreadSanitizer cannot see, told to it.
+//
+// gRPC runs a reactor's OnDone after its constructor and every other callback of it have
+// returned (grpcpp/support/server_callback.h, client_callback.h). gRPC enforces that inside its
+// core, which TSan cannot see when gRPC is not built with TSan (Debian's is not), so without
+// this TSan reports OnDone's clean-up (the reactor deleted, its buffers freed) as racing with
+// the callbacks before it. Only that order is announced: callbacks that may run at the same
+// time (OnReadDone and OnWriteDone of one stream) are not ordered with each other, so a race
+// between them is still reported. Without TSan both compile to nothing.
+//
+//   Reactor() { const ReactorTurn turn(this); ... StartRead(&in_); }
+//   void OnReadDone(bool ok) override { const ReactorTurn turn(this); ... }
+//   void OnDone() override { afterEveryTurn(this); delete this; }
+//
+// The other hand-off TSan cannot see: an operation started on one of our own threads (a worker
+// that calls StartRead when it is done with the last message) completes on a gRPC thread.
+// operationStarts(&buffer) just before StartRead(&buffer) or StartWrite(&buffer), and
+// operationDone(&buffer) first in the matching OnReadDone or OnWriteDone: what the starting
+// thread did happens before the callback. Keyed by the buffer, so a read and a write of one
+// stream stay unordered with each other.
+#pragma once
+
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define BULKHEAD_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define BULKHEAD_TSAN 1
+#endif
+
+#ifdef BULKHEAD_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
+namespace bulkhead {
+
+// Marks a constructor or callback of `reactor` (not OnDone): when it returns, what it did
+// happens before OnDone's afterEveryTurn(reactor).
+class ReactorTurn {
+ public:
+  explicit ReactorTurn(const void* reactor) : reactor_(reactor) {}
+  ~ReactorTurn() {
+#ifdef BULKHEAD_TSAN
+    __tsan_release(const_cast<void*>(reactor_));
+#endif
+  }
+  ReactorTurn(const ReactorTurn&) = delete;
+  ReactorTurn& operator=(const ReactorTurn&) = delete;
+
+ private:
+  [[maybe_unused]] const void* reactor_;
+};
+
+// First statement of OnDone: everything the constructor and callbacks of `reactor` did happens
+// before what follows.
+inline void afterEveryTurn([[maybe_unused]] const void* reactor) {
+#ifdef BULKHEAD_TSAN
+  __tsan_acquire(const_cast<void*>(reactor));
+#endif
+}
+
+inline void operationStarts([[maybe_unused]] const void* buffer) {
+#ifdef BULKHEAD_TSAN
+  __tsan_release(const_cast<void*>(buffer));
+#endif
+}
+
+inline void operationDone([[maybe_unused]] const void* buffer) {
+#ifdef BULKHEAD_TSAN
+  __tsan_acquire(const_cast<void*>(buffer));
+#endif
+}
+
+}  // namespace bulkhead
