@@ -7,32 +7,30 @@
 #include <memory>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "common/format.h"
 #include "common/text.h"
 
 namespace bulkhead {
 namespace {
 
-// %J: the message payload, escaped for a JSON string.
+// %J: the message payload as the inside of a JSON string, in ASCII: control characters, DEL
+// and every non-ASCII character as \uXXXX, each invalid UTF-8 sequence as U+FFFD. The line
+// stays valid JSON whatever a host or operator put in the text, and reaches no terminal raw.
 class JsonEscapedMessage final : public spdlog::custom_flag_formatter {
  public:
   void format(const spdlog::details::log_msg& msg, const std::tm&,
               spdlog::memory_buf_t& dest) override {
-    for (char c : msg.payload) {
-      switch (c) {
-        case '"': append(dest, "\\\""); break;
-        case '\\': append(dest, "\\\\"); break;
-        case '\n': append(dest, "\\n"); break;
-        case '\r': append(dest, "\\r"); break;
-        case '\t': append(dest, "\\t"); break;
-        default:
-          if (static_cast<unsigned char>(c) < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", c);
-            append(dest, buf);
-          } else {
-            dest.push_back(c);
-          }
+    const std::string quoted =
+        nlohmann::json(std::string(msg.payload.data(), msg.payload.size()))
+            .dump(-1, ' ', /*ensure_ascii=*/true, nlohmann::json::error_handler_t::replace);
+    // Without the surrounding quotes.
+    for (size_t i = 1; i + 1 < quoted.size(); ++i) {
+      if (quoted[i] == '\x7f') {
+        append(dest, "\\u007f");
+      } else {
+        dest.push_back(quoted[i]);
       }
     }
   }
@@ -68,6 +66,13 @@ std::unique_ptr<spdlog::formatter> textLogFormatter() {
   return formatter;
 }
 
+std::unique_ptr<spdlog::formatter> jsonLogFormatter() {
+  auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+  formatter->add_flag<JsonEscapedMessage>('J').set_pattern(
+      R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","logger":"%n","msg":"%J"})");
+  return formatter;
+}
+
 absl::Status setupLogging(std::string_view program, std::string_view format,
                           std::string_view level) {
   auto lvl = spdlog::level::from_str(std::string(level));
@@ -78,10 +83,7 @@ absl::Status setupLogging(std::string_view program, std::string_view format,
   auto logger = std::make_shared<spdlog::logger>(std::string(program),
                                                  std::make_shared<spdlog::sinks::stderr_sink_mt>());
   if (format == "json") {
-    auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
-    formatter->add_flag<JsonEscapedMessage>('J').set_pattern(
-        R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","logger":"%n","msg":"%J"})");
-    logger->set_formatter(std::move(formatter));
+    logger->set_formatter(jsonLogFormatter());
   } else if (format == "text") {
     logger->set_formatter(textLogFormatter());
   } else {

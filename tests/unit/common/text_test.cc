@@ -1,13 +1,17 @@
-// The one escaping of outside text for terminals and log lines, and the text log format.
+// The one escaping of outside text for terminals and log lines, and the text and JSON log
+// formats.
 #include "common/text.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/details/log_msg.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "common/logging.h"
 
@@ -79,6 +83,28 @@ TEST(TextLog, NonPrintablesInAMessageAreEscapedOnOneLine) {
       out.find("isolate reason INC-1\\n2026-01-01T00:00:00.000 info  bulkhead: forged\\x1b[2J"),
       std::string::npos)
       << out;
+}
+
+TEST(JsonLog, HostileTextGivesOneParseableAsciiLineWithTheTextKept) {
+  // ESC, DEL, a C1 control in UTF-8 (U+009B, CSI), an invalid byte, a quote, a backslash.
+  const std::string payload = "a\x1b[2J\x7f\xc2\x9b\xff\"\\z\n";
+  const spdlog::details::log_msg msg(spdlog::source_loc{}, "bulkhead-test", spdlog::level::warn,
+                                     payload);
+  spdlog::memory_buf_t buf;
+  jsonLogFormatter()->format(msg, buf);
+  const std::string line(buf.data(), buf.size());
+  ASSERT_FALSE(line.empty());
+  EXPECT_EQ(line.find('\n'), line.size() - 1) << line;  // one line
+  for (size_t i = 0; i + 1 < line.size(); ++i) {
+    const auto c = static_cast<unsigned char>(line[i]);
+    EXPECT_TRUE(c >= 0x20 && c < 0x7f) << "byte " << int{c} << " at " << i << " in " << line;
+  }
+  const auto doc = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(doc.is_object()) << line;
+  EXPECT_EQ(doc.value("level", ""), "warning");
+  EXPECT_EQ(doc.value("logger", ""), "bulkhead-test");
+  // The text survives; only the invalid byte becomes U+FFFD.
+  EXPECT_EQ(doc.value("msg", ""), "a\x1b[2J\x7f\xc2\x9b\xef\xbf\xbd\"\\z\n");
 }
 
 }  // namespace
