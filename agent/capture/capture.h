@@ -1,4 +1,4 @@
-// The capture engine (issue 6): runs collectors, each on its own thread with a time limit and a
+// The capture engine: runs collectors, each on its own thread with a time limit and a
 // size cap, and packs what they wrote into one signed bundle (evidence/bundle.h). A collector
 // that hangs is cut at its limit (its thread is abandoned, its output up to then kept and
 // marked "timeout") and the capture completes without it.

@@ -1,4 +1,4 @@
-// Evidence collectors (issue 6): each reads one part of the host's volatile state straight from
+// Evidence collectors: each reads one part of the host's volatile state straight from
 // the kernel (/proc, sock_diag, rtnetlink, libnftables, files) and writes it as artifacts
 // through an ArtifactSink. The capture engine (agent/capture/) runs every collector on its own
 // thread with a time limit and a size cap, and packs what they wrote into the signed bundle.

@@ -36,7 +36,7 @@ struct AgentConfig {
   // the sshd listener).
   std::vector<std::string> protect_exes;
   std::vector<std::string> protect_comms;
-  // Evidence captures (issue 6): bundles are written here and stay until the controller has
+  // Evidence captures: bundles are written here and stay until the controller has
   // acknowledged them (default <state-dir>/evidence, created 0700).
   std::filesystem::path capture_spool_dir;
   // Testing only: every capture also runs a collector that never returns (time-limit tests).

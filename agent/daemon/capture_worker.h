@@ -1,4 +1,4 @@
-// Evidence captures on the agent (issue 6): the capture command is run on a thread of its own
+// Evidence captures on the agent: the capture command is run on a thread of its own
 // (one capture at a time, others queued; never on the reconcile worker or a gRPC thread), the
 // bundle is spooled, uploaded, and deleted only once the controller has acknowledged it.
 //

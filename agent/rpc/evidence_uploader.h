@@ -1,4 +1,4 @@
-// Uploads spooled evidence bundles to the controller (issue 6): AgentChannel.UploadEvidence, a
+// Uploads spooled evidence bundles to the controller: AgentChannel.UploadEvidence, a
 // client-streaming call on a channel of its own, so a 100 MiB upload never shares the control
 // stream's TCP connection and never delays an isolate command.
 //

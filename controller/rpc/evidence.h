@@ -1,4 +1,4 @@
-// Evidence on the controller (issue 6): receives bundles from agents (AgentChannel
+// Evidence on the controller: receives bundles from agents (AgentChannel
 // .UploadEvidence), stores them content-addressed (EvidenceFiles) with their custody record
 // (Store), checks them on receipt (evidence::verifyBundle), and routes the progress of capture
 // commands (agent progress, upload bytes) to the Capture calls waiting for them.

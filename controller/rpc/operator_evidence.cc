@@ -1,4 +1,4 @@
-// Operator RPCs on evidence (issue 6): Capture (a command to the host's agent, its progress
+// Operator RPCs on evidence: Capture (a command to the host's agent, its progress
 // streamed back, the stored record at the end), ListEvidence, GetEvidence (streamed in 1 MiB
 // chunks, read from disk one chunk per completed write), VerifyEvidence and ShowEvidence (run
 // on the evidence I/O thread). get, show and verify are appended to the bundle's custody record

@@ -1,4 +1,4 @@
-// Operator RPCs on one host's sessions and processes (issue 5): each is a Command to the
+// Operator RPCs on one host's sessions and processes: each is a Command to the
 // host's agent, answered with the agent's result document, audited with its summary (every
 // process killed and spared, by pid, user and command line).
 #include <nlohmann/json.hpp>

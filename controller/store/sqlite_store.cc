@@ -57,7 +57,7 @@ constexpr const char* kMigrations[] = {
         event BLOB NOT NULL);
       CREATE INDEX tamper_events_by_host ON tamper_events(host_id, id);
     )sql",
-    // 3: evidence (issue 6): captures, stored bundles, custody chains (one per bundle).
+    // 3: evidence: captures, stored bundles, custody chains (one per bundle).
     R"sql(
       CREATE TABLE captures(
         capture_id TEXT PRIMARY KEY NOT NULL,

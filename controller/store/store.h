@@ -72,7 +72,7 @@ struct AuditVerification {
   std::string last_hash;
 };
 
-// One capture an operator requested (issue 6). `state`: "requested" until its bundle is
+// One capture an operator requested. `state`: "requested" until its bundle is
 // stored ("received"); "failed" or "timeout" when the Capture call ended without one (a bundle
 // arriving later is still accepted and moves it to "received").
 struct CaptureRow {
@@ -173,7 +173,7 @@ class Store {
   virtual absl::StatusOr<AuditEntry> commitChange(
       const std::map<std::string, bulkhead::v1::DesiredState>& states, const AuditEntry& entry) = 0;
 
-  // --- evidence (issue 6) ---
+  // --- evidence ---
   // Records a requested capture (durable when this returns). AlreadyExists if the id is taken.
   virtual absl::Status addCapture(const CaptureRow& capture) = 0;
   // NotFound "no capture ..." if unknown.

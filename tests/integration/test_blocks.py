@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue 4 in the lab, with real traffic: fleet-wide blocks with expiry, cuts of established
+"""Fleet-wide blocks in the lab, with real traffic: with expiry, cuts of established
 connections, persistence across agent restarts and reboots, hosts joining later, forwarded
 traffic, guardrails and bad input. Root only.
 

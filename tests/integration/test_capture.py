@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue 6 in the lab: evidence capture with a chain of custody. Root only.
+"""Evidence capture in the lab with a chain of custody. Root only.
 
 h1 runs a planted implant: a copied binary, started, then deleted from disk, holding a TCP
 connection to the attacker and listening on a port. The bundle must show it (flagged deleted,

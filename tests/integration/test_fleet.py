@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue 2 in the lab: agents dial out over mTLS, show up online with their labels, go offline
+"""The fleet in the lab: agents dial out over mTLS, show up online with their labels, go offline
 when they die, come back after a controller kill -9, and nobody without a valid certificate
 gets in. Root only.
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue 3 in the lab, with real traffic: isolate and release with business-continuity
+"""Isolate and release in the lab, with real traffic, with business-continuity
 exemptions, cut established flows, self-healing after tampering, persistence across agent
 restarts and reboots, offline hosts, TTLs, guardrails and bad input. Root only.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue 5 in the lab, with real SSH sessions: a real sshd in host h1 (UsePAM yes, so
+"""Sessions and processes in the lab, with real SSH sessions: a real sshd in host h1 (UsePAM yes, so
 pam_loginuid gives every login its audit session id), real ssh clients from the attacker and
 the jump host with key authentication, test users created here (machine-wide: the lab shares
 /etc) and deleted at the end. Then kill-sessions (--from, --user, --session, --freeze),
@@ -169,7 +169,7 @@ LogLevel VERBOSE
         return [p for p, (pp, _, _, a) in self.ps().items() if pp in (0, 1) and "[listener]" in a]
 
     def kill(self, *args, expect=0):
-        rc, doc, err = self.fleet.cli(*args, "--reason", "issue 5 lab test", timeout=60)
+        rc, doc, err = self.fleet.cli(*args, "--reason", "sessions lab test", timeout=60)
         self.assertEqual(rc, expect, f"{args}: rc={rc} err={err} out={doc}")
         return doc, err
 
