@@ -147,6 +147,48 @@ TEST_F(BlocksServerTest, FleetBlockReachesEveryHostLaterHostsAndSurvivesARestart
   EXPECT_TRUE(audited);
 }
 
+// A block whose commit fails midway (desired states written, audit row refused): refused as a
+// whole, nothing listed or sent, and the acknowledged block before it survives a restart.
+TEST_F(BlocksServerTest, ABlockWhoseCommitFailsMidwayAppliesNothingAndLosesNothing) {
+  auto a = agent("web-01");
+  ASSERT_TRUE(a->connect("web-01"));
+  auto first = blockAsync(blockReq("10.77.0.66"));
+  v1::DesiredState d;
+  ASSERT_TRUE(readBlocks(*a, 1, &d));
+  ASSERT_TRUE(a->report(1, true, "hash-1"));
+  ASSERT_TRUE(get(first).status.ok());
+
+  ASSERT_TRUE(store_
+                  ->execForTest("CREATE TRIGGER fail_block BEFORE INSERT ON audit "
+                                "WHEN NEW.action = 'block' AND NEW.outcome = 'ok' "
+                                "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+                  .ok());
+  auto second = blockAsync(blockReq("10.77.0.77"));
+  Call failed = get(second);
+  EXPECT_EQ(failed.status.error_code(), grpc::StatusCode::INTERNAL);
+  EXPECT_NE(failed.status.error_message().find("nothing applied"), std::string::npos)
+      << failed.status.error_message();
+  auto l = list();
+  ASSERT_EQ(l.entries_size(), 1);
+  EXPECT_EQ(l.entries(0).block().remote_cidr(), "10.77.0.66/32");
+  EXPECT_TRUE(store_->verifyAudit()->ok);
+
+  ASSERT_TRUE(store_->execForTest("DROP TRIGGER fail_block").ok());
+  a.reset();
+  server_.reset();
+  store_.reset();
+  openStore();
+  startServer();
+  l = list();
+  ASSERT_EQ(l.entries_size(), 1);
+  EXPECT_EQ(l.entries(0).block().remote_cidr(), "10.77.0.66/32");
+  // A host joining now gets exactly the acknowledged block.
+  auto b = agent("web-02");
+  ASSERT_TRUE(b->connect("web-02"));
+  ASSERT_TRUE(readBlocks(*b, 1, &d));
+  EXPECT_EQ(d.blocks(0).remote_cidr(), "10.77.0.66/32");
+}
+
 TEST_F(BlocksServerTest, GuardrailsAndBadInputChangeNothing) {
   auto a = agent("web-01");
   ASSERT_TRUE(a->connect("web-01"));

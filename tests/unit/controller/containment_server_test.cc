@@ -169,6 +169,68 @@ TEST_F(ContainmentServerTest, AgentFailureIsReportedWithTheReason) {
   EXPECT_EQ(rows.back().outcome.rfind("error: ", 0), 0u);
 }
 
+// The disk fails in the middle of a change: the new desired state is written, then its audit
+// row is refused, so the transaction must roll back. The operator is told nothing was applied,
+// the agent is sent nothing, no generation is used up, and the acknowledged isolation of
+// another host survives a restart.
+TEST_F(ContainmentServerTest, AnIsolateWhoseCommitFailsMidwayAppliesNothingAndLosesNothing) {
+  auto a1 = agent("web-01");
+  ASSERT_TRUE(a1->connect("web-01", {}, "10.77.1.11/16"));
+  auto a2 = agent("web-02");
+  ASSERT_TRUE(a2->connect("web-02", {}, "10.77.1.12/16"));
+  auto first = isolateAsync(isolateReq({"web-01"}));
+  v1::ControllerMessage m;
+  ASSERT_TRUE(a1->readUntil(v1::ControllerMessage::kDesiredState, &m));
+  ASSERT_TRUE(a1->report(1, true, "hash-1"));
+  ASSERT_TRUE(get(first).status.ok());
+
+  ASSERT_TRUE(store_
+                  ->execForTest("CREATE TRIGGER fail_isolate BEFORE INSERT ON audit "
+                                "WHEN NEW.action = 'isolate' AND NEW.outcome = 'ok' "
+                                "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+                  .ok());
+  auto second = isolateAsync(isolateReq({"web-02"}));
+  Call failed = get(second);
+  EXPECT_EQ(failed.status.error_code(), grpc::StatusCode::INTERNAL);
+  EXPECT_NE(failed.status.error_message().find("nothing applied"), std::string::npos)
+      << failed.status.error_message();
+  EXPECT_NE(failed.status.error_message().find("disk I/O error"), std::string::npos)
+      << failed.status.error_message();
+  EXPECT_FALSE(status("web-02").desired().isolation().enabled());
+  EXPECT_EQ(status("web-02").host().desired_generation(), 0u);
+  EXPECT_TRUE(status("web-01").host().isolated());
+  // The refused call is in the audit trail, and the chain still verifies.
+  const auto rows = auditRows();
+  const AuditEntry* refused = nullptr;
+  for (const auto& r : rows) {
+    if (r.action == "isolate" && r.target == "web-02") refused = &r;
+  }
+  ASSERT_NE(refused, nullptr);
+  EXPECT_EQ(refused->outcome.rfind("error: ", 0), 0u) << refused->outcome;
+  EXPECT_TRUE(store_->verifyAudit()->ok);
+
+  ASSERT_TRUE(store_->execForTest("DROP TRIGGER fail_isolate").ok());
+  a1.reset();
+  a2.reset();
+  server_.reset();
+  store_.reset();
+  openStore();
+  startServer();
+  EXPECT_TRUE(status("web-01").desired().isolation().enabled());
+  EXPECT_FALSE(status("web-02").desired().isolation().enabled());
+  // The first desired state web-02 ever receives is generation 1: the failed change took none.
+  auto b2 = agent("web-02");
+  ASSERT_TRUE(b2->connect("web-02", {}, "10.77.1.12/16"));
+  auto again = isolateAsync(isolateReq({"web-02"}));
+  ASSERT_TRUE(b2->readUntil(v1::ControllerMessage::kDesiredState, &m));
+  EXPECT_EQ(m.desired_state().generation(), 1u);
+  EXPECT_TRUE(m.desired_state().isolation().enabled());
+  ASSERT_TRUE(b2->report(1, true, "hash-2"));
+  Call c = get(again);
+  ASSERT_TRUE(c.status.ok()) << c.status.error_message();
+  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::ENFORCED);
+}
+
 TEST_F(ContainmentServerTest, NoAcknowledgementWithinTheWaitIsPending) {
   auto a = agent("web-01");
   ASSERT_TRUE(a->connect("web-01"));

@@ -831,6 +831,53 @@ TEST_F(EvidenceLimitsTest, OneBundlePerCaptureAndTheSameBytesAgainGetAReceipt) {
   EXPECT_EQ(store_->getCapture("cap-once")->state, "received");
 }
 
+// The disk fails while the receipt is committed (the bundle's row written, its custody events
+// refused): no receipt, nothing listed, the capture still open; the agent's retry is stored.
+TEST_F(EvidenceLimitsTest, AReceiptWhoseCommitFailsMidwayIsNotGivenAndTheRetryIsStored) {
+  addCapture("cap-fail", "h1");
+  const fs::path file = bundle("h1", "cap-fail");
+  ASSERT_TRUE(store_
+                  ->execForTest("CREATE TRIGGER fail_custody BEFORE INSERT ON custody "
+                                "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+                  .ok());
+  Upload failed = upload("h1", header("cap-fail"), file);
+  EXPECT_EQ(failed.status.error_code(), grpc::StatusCode::INTERNAL);
+  EXPECT_NE(failed.status.error_message().find("disk I/O error"), std::string::npos)
+      << failed.status.error_message();
+  EXPECT_TRUE(failed.receipt.evidence_id().empty());
+  EXPECT_EQ(list().evidence_size(), 0);
+  EXPECT_EQ(store_->getCapture("cap-fail")->state, "requested");
+  EXPECT_EQ(auditCount("evidence-received", "error: "), 1u);
+  EXPECT_TRUE(store_->verifyAudit()->ok);
+
+  ASSERT_TRUE(store_->execForTest("DROP TRIGGER fail_custody").ok());
+  Upload retry = upload("h1", header("cap-fail"), file);
+  ASSERT_TRUE(retry.status.ok()) << retry.status.error_message();
+  EXPECT_FALSE(retry.receipt.already_stored());
+  ASSERT_EQ(list().evidence_size(), 1);
+  EXPECT_EQ(list().evidence(0).evidence_id(), retry.receipt.evidence_id());
+  EXPECT_TRUE(store_->verifyCustody(retry.receipt.evidence_id())->ok);
+}
+
+// A bug that throws on the evidence thread ends the upload with INTERNAL and an audit row,
+// never a call left hanging without a receipt; the next upload is stored.
+TEST_F(EvidenceLimitsTest, AnExceptionOnTheEvidenceThreadEndsTheUploadWithInternalAndAnAuditRow) {
+  addCapture("cap-throw", "h1");
+  const fs::path file = bundle("h1", "cap-throw");
+  faults_->throwNext("addEvidence");
+  Upload failed = upload("h1", header("cap-throw"), file);
+  EXPECT_EQ(failed.status.error_code(), grpc::StatusCode::INTERNAL);
+  EXPECT_NE(failed.status.error_message().find("internal error"), std::string::npos)
+      << failed.status.error_message();
+  EXPECT_FALSE(faults_->armed("addEvidence"));
+  EXPECT_EQ(auditCount("evidence-received", "internal error"), 1u);
+  EXPECT_EQ(list().evidence_size(), 0);
+
+  Upload retry = upload("h1", header("cap-throw"), file);
+  ASSERT_TRUE(retry.status.ok()) << retry.status.error_message();
+  ASSERT_EQ(list().evidence_size(), 1);
+}
+
 TEST_F(EvidenceLimitsTest, HostQuotaAndFreeSpaceReserveRefuseWithResourceExhausted) {
   limits_.host_quota_bytes = 400000;
   restart();

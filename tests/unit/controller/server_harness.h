@@ -17,6 +17,7 @@
 #include "common/tls.h"
 #include "controller/rpc/server.h"
 #include "controller/store/sqlite_store.h"
+#include "tests/unit/controller/faulty_store.h"
 #include "tests/unit/controller/fake_clock.h"
 
 namespace bulkhead::controller::testing {
@@ -137,6 +138,7 @@ class ServerTest : public ::testing::Test {
   }
   void TearDown() override {
     server_.reset();
+    faults_.reset();
     store_.reset();
     std::error_code ec;
     fs::remove_all(dir_, ec);
@@ -157,7 +159,8 @@ class ServerTest : public ::testing::Test {
     o.sweep_interval = milliseconds(50);
     o.flush_interval = milliseconds(100);
     configure(o);
-    auto s = ControllerServer::start(clock_, *store_, o);
+    faults_ = std::make_unique<FaultyStore>(*store_);
+    auto s = ControllerServer::start(clock_, *faults_, o);
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = *std::move(s);
   }
@@ -214,6 +217,7 @@ class ServerTest : public ::testing::Test {
   IdentityFiles controller_id_;
   FakeClock clock_;
   std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<FaultyStore> faults_;  // what the server uses: store_, with armed faults
   std::unique_ptr<ControllerServer> server_;
 };
 

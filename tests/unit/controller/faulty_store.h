@@ -1,0 +1,158 @@
+// A Store that forwards every call to a real one, and fails the calls a test arms, in the
+// spirit of LevelDB's fault-injection Env: the server under test sees a store that returns an
+// error (or throws) exactly where the test says, and nothing reaches the real store for that
+// call. Failures inside a transaction, after part of it was written, are made in the real
+// database instead (a trigger that raises, SqliteStore::execForTest), so the rollback is real.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+
+#include "controller/store/store.h"
+
+namespace bulkhead::controller::testing {
+
+class FaultyStore final : public Store {
+ public:
+  explicit FaultyStore(Store& real) : real_(real) {}
+
+  // The next call of `method` (a Store method's name) returns `status` without reaching the
+  // real store.
+  void failNext(const std::string& method,
+                absl::Status status = absl::UnavailableError("injected fault: disk I/O error")) {
+    std::lock_guard lock(mu_);
+    faults_[method] = Fault{std::move(status), false};
+  }
+  // The next call of `method` throws std::runtime_error, as a bug in a store would.
+  void throwNext(const std::string& method) {
+    std::lock_guard lock(mu_);
+    faults_[method] = Fault{absl::OkStatus(), true};
+  }
+  // True until the armed fault of `method` has fired.
+  bool armed(const std::string& method) {
+    std::lock_guard lock(mu_);
+    return faults_.contains(method);
+  }
+
+  absl::Status saveHosts(const std::vector<HostInfo>& hosts,
+                         const std::vector<TamperRecord>& tamper) override {
+    if (auto s = fault("saveHosts"); !s.ok()) return s;
+    return real_.saveHosts(hosts, tamper);
+  }
+  absl::StatusOr<std::vector<HostInfo>> loadHosts() override {
+    if (auto s = fault("loadHosts"); !s.ok()) return s;
+    return real_.loadHosts();
+  }
+  absl::StatusOr<AuditEntry> appendAudit(const AuditEntry& entry) override {
+    if (auto s = fault("appendAudit"); !s.ok()) return s;
+    return real_.appendAudit(entry);
+  }
+  absl::StatusOr<std::vector<AuditEntry>> listAudit(size_t limit) override {
+    if (auto s = fault("listAudit"); !s.ok()) return s;
+    return real_.listAudit(limit);
+  }
+  absl::StatusOr<std::vector<AuditEntry>> listAuditPage(int64_t before_id,
+                                                        size_t limit) override {
+    if (auto s = fault("listAuditPage"); !s.ok()) return s;
+    return real_.listAuditPage(before_id, limit);
+  }
+  absl::StatusOr<std::vector<AuditEntry>> listAuditFrom(int64_t first_id) override {
+    if (auto s = fault("listAuditFrom"); !s.ok()) return s;
+    return real_.listAuditFrom(first_id);
+  }
+  using Store::verifyAudit;
+  absl::StatusOr<AuditVerification> verifyAudit(
+      const std::optional<AuditCheckpoint>& checkpoint) override {
+    if (auto s = fault("verifyAudit"); !s.ok()) return s;
+    return real_.verifyAudit(checkpoint);
+  }
+  absl::Status saveDesiredState(const std::string& host_id,
+                                const bulkhead::v1::DesiredState& state) override {
+    if (auto s = fault("saveDesiredState"); !s.ok()) return s;
+    return real_.saveDesiredState(host_id, state);
+  }
+  absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>> loadDesiredStates()
+      override {
+    if (auto s = fault("loadDesiredStates"); !s.ok()) return s;
+    return real_.loadDesiredStates();
+  }
+  absl::StatusOr<AuditEntry> commitChange(
+      const std::map<std::string, bulkhead::v1::DesiredState>& states,
+      const AuditEntry& entry) override {
+    if (auto s = fault("commitChange"); !s.ok()) return s;
+    return real_.commitChange(states, entry);
+  }
+  absl::Status addCapture(const CaptureRow& capture) override {
+    if (auto s = fault("addCapture"); !s.ok()) return s;
+    return real_.addCapture(capture);
+  }
+  absl::StatusOr<CaptureRow> getCapture(const std::string& capture_id) override {
+    if (auto s = fault("getCapture"); !s.ok()) return s;
+    return real_.getCapture(capture_id);
+  }
+  absl::Status setCaptureState(const std::string& capture_id, const std::string& state) override {
+    if (auto s = fault("setCaptureState"); !s.ok()) return s;
+    return real_.setCaptureState(capture_id, state);
+  }
+  absl::StatusOr<std::vector<CustodyEntry>> addEvidence(
+      const EvidenceRow& row, const std::vector<CustodyEntry>& events) override {
+    if (auto s = fault("addEvidence"); !s.ok()) return s;
+    return real_.addEvidence(row, events);
+  }
+  absl::StatusOr<CustodyEntry> appendCustody(const CustodyEntry& event) override {
+    if (auto s = fault("appendCustody"); !s.ok()) return s;
+    return real_.appendCustody(event);
+  }
+  absl::StatusOr<std::vector<EvidenceRow>> listEvidence(const std::string& host_id) override {
+    if (auto s = fault("listEvidence"); !s.ok()) return s;
+    return real_.listEvidence(host_id);
+  }
+  absl::StatusOr<EvidenceRow> getEvidence(const std::string& id_or_prefix) override {
+    if (auto s = fault("getEvidence"); !s.ok()) return s;
+    return real_.getEvidence(id_or_prefix);
+  }
+  absl::StatusOr<uint64_t> evidenceBytesOfHost(const std::string& host_id) override {
+    if (auto s = fault("evidenceBytesOfHost"); !s.ok()) return s;
+    return real_.evidenceBytesOfHost(host_id);
+  }
+  absl::StatusOr<std::optional<EvidenceRow>> evidenceForCapture(
+      const std::string& capture_id) override {
+    if (auto s = fault("evidenceForCapture"); !s.ok()) return s;
+    return real_.evidenceForCapture(capture_id);
+  }
+  absl::StatusOr<std::vector<CustodyEntry>> listCustody(const std::string& evidence_id) override {
+    if (auto s = fault("listCustody"); !s.ok()) return s;
+    return real_.listCustody(evidence_id);
+  }
+  absl::StatusOr<CustodyVerification> verifyCustody(const std::string& evidence_id) override {
+    if (auto s = fault("verifyCustody"); !s.ok()) return s;
+    return real_.verifyCustody(evidence_id);
+  }
+
+ private:
+  struct Fault {
+    absl::Status status;
+    bool throws = false;
+  };
+  // The armed fault of `method`, disarmed as it fires: its status, or a throw.
+  absl::Status fault(const std::string& method) {
+    Fault f;
+    {
+      std::lock_guard lock(mu_);
+      auto it = faults_.find(method);
+      if (it == faults_.end()) return absl::OkStatus();
+      f = std::move(it->second);
+      faults_.erase(it);
+    }
+    if (f.throws) throw std::runtime_error("injected fault: " + method + " threw");
+    return f.status;
+  }
+
+  Store& real_;
+  std::mutex mu_;
+  std::map<std::string, Fault> faults_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace bulkhead::controller::testing
