@@ -81,6 +81,7 @@ int printOutcomes(const GlobalOptions& g, const v1::ContainmentResponse& resp, I
                     apply, detail});
   }
   printTable(io.out, rows);
+  for (const auto& w : resp.warnings()) io.out << "warning: " << escapeNonPrintable(w) << "\n";
   for (const auto& o : resp.outcomes()) {
     if (o.state() == v1::HostOutcome::DRY_RUN) {
       io.out << "\n# " << escapeNonPrintable(o.host_id()) << ": ruleset that would be applied\n"

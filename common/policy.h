@@ -79,8 +79,8 @@ absl::StatusOr<std::vector<const ExemptionSet*>> selectSets(
     const PolicyLibrary& library, const Labels& host_labels,
     const std::vector<std::string>& requested, bool include_defaults);
 
-// Turns DNS names into IP literals. Implementations may block; the controller calls this
-// outside its reactors.
+// Turns DNS names into IP literals. Implementations may block; the controller calls this only
+// on its DNS thread (controller/rpc/name_cache.h), never on the containment thread.
 class NameResolver {
  public:
   virtual ~NameResolver() = default;

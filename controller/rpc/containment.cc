@@ -44,12 +44,12 @@ const char* stateName(v1::HostOutcome::State s) {
 }  // namespace
 
 Containment::Containment(const Clock& clock, Store& store, Fleet& fleet, Policies& policies,
-                         NameResolver& resolver, ContainmentOptions options)
+                         const NameCache& names, ContainmentOptions options)
     : clock_(clock),
       store_(store),
       fleet_(fleet),
       policies_(policies),
-      resolver_(resolver),
+      names_(names),
       options_(std::move(options)),
       thread_("bh-contain") {
   fleet_.setOpReadyHandler([this](std::shared_ptr<PendingOp> op) {
@@ -163,8 +163,9 @@ void Containment::doIsolate(const std::string& operator_name, const v1::IsolateR
     }
   }
 
-  // Exemption sets per host, resolved to IP literals (DNS names resolved once per set list).
+  // Exemption sets per host, as IP literals: DNS names from the cache (never resolved here).
   auto library = policies_.current();
+  NameCache::Lookup lookup = names_.lookup();
   const std::vector<std::string> requested(req.exempt_sets().begin(), req.exempt_sets().end());
   std::map<std::string, std::vector<v1::ExemptionRule>> resolved_by_sets;
   std::map<std::string, std::vector<std::string>> set_names;
@@ -180,7 +181,7 @@ void Containment::doIsolate(const std::string& operator_name, const v1::IsolateR
     const std::string key = joined(names);
     auto cached = resolved_by_sets.find(key);
     if (cached == resolved_by_sets.end()) {
-      auto rules = resolveExemptions(*sets, resolver_);
+      auto rules = resolveExemptions(*sets, lookup);
       if (!rules.ok()) {
         return refuse(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                                    fmt::format("{}", rules.status())));
@@ -208,6 +209,7 @@ void Containment::doIsolate(const std::string& operator_name, const v1::IsolateR
   op->reason = req.reason();
   op->wait = waitFor(req.wait_ms());
   for (auto& o : refused) *resp->add_outcomes() = std::move(o);
+  for (const auto& w : lookup.warnings()) resp->add_warnings(w);
 
   if (req.dry_run()) {
     for (auto& [h, s] : states) s.set_generation(current.at(h).generation());   // not a change
@@ -224,6 +226,7 @@ void Containment::doIsolate(const std::string& operator_name, const v1::IsolateR
   }
   if (req.ttl_ms() > 0) detail += fmt::format("; ttl {} ms", req.ttl_ms());
   if (req.no_default_exemptions()) detail += "; no default exemptions";
+  for (const auto& w : lookup.warnings()) detail += fmt::format("; {}", w);
   std::set<std::string> all_sets;
   for (const auto& [h, n] : set_names) all_sets.insert(n.begin(), n.end());
   detail += fmt::format("; exemptions {}",

@@ -22,6 +22,7 @@
 #include "controller/core/blocks.h"
 #include "controller/core/clock.h"
 #include "controller/rpc/fleet.h"
+#include "controller/rpc/name_cache.h"
 #include "controller/rpc/policies.h"
 #include "controller/rpc/scheduler.h"
 #include "controller/store/store.h"
@@ -44,7 +45,7 @@ struct ContainmentOptions {
 class Containment {
  public:
   Containment(const Clock& clock, Store& store, Fleet& fleet, Policies& policies,
-              NameResolver& resolver, ContainmentOptions options);
+              const NameCache& names, ContainmentOptions options);
   ~Containment();   // shutdown()
 
   // Takes over a call whose caller is authorised: finishes `reactor` later. `req` and `resp`
@@ -108,7 +109,7 @@ class Containment {
   Store& store_;
   Fleet& fleet_;
   Policies& policies_;
-  NameResolver& resolver_;
+  const NameCache& names_;   // exemption DNS names, resolved off this thread
   const ContainmentOptions options_;
   std::atomic<uint64_t> next_op_{1};
   std::vector<bulkhead::v1::Block> fleet_blocks_;   // containment thread only

@@ -31,9 +31,10 @@ class ControllerServer::AgentChannelService final
 ControllerServer::ControllerServer(const Clock& clock, Store& store, ServerOptions options)
     : options_(std::move(options)),
       fleet_(clock, store, options_.fleet),
+      names_(clock, options_.policies != nullptr ? *options_.policies : default_policies_,
+             options_.resolver != nullptr ? *options_.resolver : default_resolver_, options_.names),
       containment_(clock, store, fleet_,
-                   options_.policies != nullptr ? *options_.policies : default_policies_,
-                   options_.resolver != nullptr ? *options_.resolver : default_resolver_,
+                   options_.policies != nullptr ? *options_.policies : default_policies_, names_,
                    options_.containment),
       evidence_(clock, store, fleet_, options_.evidence),
       agent_service_(std::make_unique<AgentChannelService>(&fleet_, &evidence_)),

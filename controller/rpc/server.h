@@ -32,6 +32,7 @@ struct ServerOptions {
   ContainmentOptions containment;
   Policies* policies = nullptr;       // not owned; nullptr: no exemption sets
   NameResolver* resolver = nullptr;   // not owned; nullptr: getaddrinfo(3)
+  NameCacheOptions names;             // when exemption DNS names are resolved
   std::chrono::milliseconds sweep_interval{500};
   std::chrono::milliseconds flush_interval{1000};
   EvidenceOptions evidence;           // dir empty: no evidence store (captures refused)
@@ -50,6 +51,7 @@ class ControllerServer {
 
   int port() const { return port_; }
   Fleet& fleet() { return fleet_; }
+  const NameCache& names() const { return names_; }
 
   // Ends agent streams, stops the server (waiting up to `grace` for calls), stops the
   // background work and flushes the registry to the store. Idempotent.
@@ -63,6 +65,7 @@ class ControllerServer {
   Fleet fleet_;
   Policies default_policies_{std::string()};
   GetaddrinfoResolver default_resolver_;
+  NameCache names_;
   Containment containment_;
   EvidenceHub evidence_;
   std::unique_ptr<AgentChannelService> agent_service_;

@@ -2,7 +2,9 @@
 // agent's stream -> StateReport -> per-host outcome; with exemption sets from a policy
 // library, the guardrails, TTL expiry on a fake clock and dry runs.
 #include <algorithm>
+#include <condition_variable>
 #include <limits>
+#include <mutex>
 
 #include "tests/unit/controller/server_harness.h"
 #include "tests/unit/controller/test_policies.h"
@@ -635,6 +637,153 @@ TEST_F(ContainmentServerTest, TamperEventsShowInStatus) {
   ASSERT_TRUE(a->write(t));
   EXPECT_TRUE(eventually([&] { return status("web-01").tamper_events_size() == 1; }));
   EXPECT_EQ(status("web-01").tamper_events(0).what(), "table inet bulkhead deleted");
+}
+
+// A resolver the test scripts: answers from a table, blocks until told otherwise (bounded), or
+// fails as a broken DNS server does.
+class ScriptedResolver final : public NameResolver {
+ public:
+  enum class Mode { kAnswer, kBlock, kFail };
+  void set(Mode mode) {
+    {
+      std::lock_guard lock(mu_);
+      mode_ = mode;
+    }
+    changed_.notify_all();
+  }
+  int blocked() {
+    std::lock_guard lock(mu_);
+    return blocked_;
+  }
+  absl::StatusOr<std::vector<std::string>> resolve(const std::string& name) override {
+    std::unique_lock lock(mu_);
+    if (mode_ == Mode::kBlock) {
+      ++blocked_;
+      changed_.wait_for(lock, std::chrono::seconds(20), [&] { return mode_ != Mode::kBlock; });
+      --blocked_;
+    }
+    if (mode_ == Mode::kFail) return absl::UnavailableError("Temporary failure in name resolution");
+    if (name != "db.lab") return absl::NotFoundError("no such name");
+    return std::vector<std::string>{"10.77.1.22"};
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable changed_;
+  Mode mode_ = Mode::kAnswer;
+  int blocked_ = 0;
+};
+
+// Exemption sets that name their remote by DNS name.
+class DnsContainmentTest : public ContainmentServerTest {
+ protected:
+  void configure(ServerOptions& o) override {
+    ContainmentServerTest::configure(o);
+    o.policies = &dns_policies_;
+    o.resolver = &resolver_;
+    o.names.refresh = milliseconds(100);
+    o.names.poll = milliseconds(20);
+  }
+  void TearDown() override {
+    resolver_.set(ScriptedResolver::Mode::kAnswer);  // lets the cache's thread stop
+    ContainmentServerTest::TearDown();
+  }
+  static PolicyLibrary dnsLibrary() {
+    auto lib = buildPolicyLibrary({{"db.yaml", R"(name: db-by-name
+description: the database, by DNS name
+selector: "*"
+rules:
+  - direction: out
+    proto: tcp
+    remote: db.lab
+    port: 5432
+)"}});
+    EXPECT_TRUE(lib.ok()) << lib.status();
+    return lib.ok() ? *lib : PolicyLibrary();
+  }
+  bool resolved() {
+    return eventually([&] {
+      auto e = server_->names().entry("db.lab");
+      return e && !e->addresses.empty();
+    });
+  }
+  // The isolation rules web host `a` is sent, after acknowledging them.
+  v1::DesiredState isolateAndAck(FakeAgent& a, const std::string& host, Call* call) {
+    auto f = isolateAsync(isolateReq({host}));
+    v1::ControllerMessage m;
+    EXPECT_TRUE(a.readUntil(v1::ControllerMessage::kDesiredState, &m));
+    EXPECT_TRUE(a.report(m.desired_state().generation(), true, "hash"));
+    *call = get(f);
+    return m.desired_state();
+  }
+
+  ScriptedResolver resolver_;
+  Policies dns_policies_{dnsLibrary()};
+};
+
+TEST_F(DnsContainmentTest, AnIsolateNeverWaitsForASlowResolver) {
+  ASSERT_TRUE(resolved());
+  // Every resolution from now on hangs (a DNS server that does not answer): the refresh is
+  // stuck in it.
+  resolver_.set(ScriptedResolver::Mode::kBlock);
+  ASSERT_TRUE(eventually([&] { return resolver_.blocked() > 0; }));
+  auto a = agent("web-01");
+  ASSERT_TRUE(a->connect("web-01"));
+  Call c;
+  const v1::DesiredState d = isolateAndAck(*a, "web-01", &c);
+  ASSERT_TRUE(c.status.ok()) << c.status.error_message();
+  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::ENFORCED);
+  ASSERT_EQ(d.isolation().exemptions_size(), 1);
+  EXPECT_EQ(d.isolation().exemptions(0).remote_cidr(), "10.77.1.22/32");
+  EXPECT_EQ(d.isolation().exemptions(0).set_name(), "db-by-name");
+  EXPECT_GT(resolver_.blocked(), 0);  // done while the resolver was still hanging
+  EXPECT_EQ(c.resp.warnings_size(), 0);
+}
+
+TEST_F(DnsContainmentTest, WhenTheRefreshFailsTheLastGoodAddressesAreUsedAndTheResultSaysSo) {
+  ASSERT_TRUE(resolved());
+  resolver_.set(ScriptedResolver::Mode::kFail);
+  ASSERT_TRUE(eventually([&] {
+    auto e = server_->names().entry("db.lab");
+    return e && !e->last_error.empty();
+  }));
+  auto a = agent("web-01");
+  ASSERT_TRUE(a->connect("web-01"));
+  Call c;
+  const v1::DesiredState d = isolateAndAck(*a, "web-01", &c);
+  ASSERT_TRUE(c.status.ok()) << c.status.error_message();
+  ASSERT_EQ(d.isolation().exemptions_size(), 1);
+  EXPECT_EQ(d.isolation().exemptions(0).remote_cidr(), "10.77.1.22/32");
+  ASSERT_EQ(c.resp.warnings_size(), 1);
+  EXPECT_NE(c.resp.warnings(0).find("\"db.lab\" are stale"), std::string::npos)
+      << c.resp.warnings(0);
+  EXPECT_NE(c.resp.warnings(0).find("Temporary failure in name resolution"), std::string::npos)
+      << c.resp.warnings(0);
+  bool audited = false;
+  const auto rows = auditRows();
+  for (const auto& r : rows) {
+    if (r.action == "isolate" && r.detail.find("are stale") != std::string::npos) audited = true;
+  }
+  EXPECT_TRUE(audited);
+}
+
+TEST_F(DnsContainmentTest, ANameThatNeverResolvedRefusesTheIsolateNamingIt) {
+  resolver_.set(ScriptedResolver::Mode::kFail);
+  server_.reset();
+  startServer();  // a fresh cache whose every attempt fails
+  ASSERT_TRUE(eventually([&] {
+    auto e = server_->names().entry("db.lab");
+    return e && !e->last_error.empty();
+  }));
+  auto a = agent("web-01");
+  ASSERT_TRUE(a->connect("web-01"));
+  auto f = isolateAsync(isolateReq({"web-01"}));
+  Call c = get(f);
+  EXPECT_EQ(c.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(c.status.error_message().find("db.lab"), std::string::npos) << c.status.error_message();
+  EXPECT_NE(c.status.error_message().find("Temporary failure"), std::string::npos)
+      << c.status.error_message();
+  EXPECT_FALSE(status("web-01").desired().isolation().enabled());
 }
 
 class NoEndpointServerTest : public ContainmentServerTest {

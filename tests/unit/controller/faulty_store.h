@@ -53,8 +53,7 @@ class FaultyStore final : public Store {
     if (auto s = fault("listAudit"); !s.ok()) return s;
     return real_.listAudit(limit);
   }
-  absl::StatusOr<std::vector<AuditEntry>> listAuditPage(int64_t before_id,
-                                                        size_t limit) override {
+  absl::StatusOr<std::vector<AuditEntry>> listAuditPage(int64_t before_id, size_t limit) override {
     if (auto s = fault("listAuditPage"); !s.ok()) return s;
     return real_.listAuditPage(before_id, limit);
   }
@@ -73,8 +72,7 @@ class FaultyStore final : public Store {
     if (auto s = fault("saveDesiredState"); !s.ok()) return s;
     return real_.saveDesiredState(host_id, state);
   }
-  absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>> loadDesiredStates()
-      override {
+  absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>> loadDesiredStates() override {
     if (auto s = fault("loadDesiredStates"); !s.ok()) return s;
     return real_.loadDesiredStates();
   }
