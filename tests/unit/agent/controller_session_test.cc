@@ -11,6 +11,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include "common/callback_order.h"
 #include "common/pki.h"
 #include "common/tls.h"
 
@@ -62,11 +63,13 @@ class FakeController final : public v1::AgentChannel::CallbackService {
   class Reactor final : public grpc::ServerBidiReactor<AgentMessage, ControllerMessage> {
    public:
     Reactor(FakeController* f, grpc::CallbackServerContext* ctx) : f_(f) {
+      const ReactorTurn turn(this);
       auto id = peerIdentity(*ctx->auth_context());
       peer_ = id.ok() ? id->name : "";
       StartRead(&in_);
     }
     void OnReadDone(bool ok) override {
+      const ReactorTurn turn(this);
       if (!ok) {
         std::lock_guard<std::mutex> lock(mu_);
         read_done_ = true;
@@ -98,6 +101,7 @@ class FakeController final : public v1::AgentChannel::CallbackService {
       StartRead(&in_);
     }
     void OnWriteDone(bool) override {
+      const ReactorTurn turn(this);
       std::lock_guard<std::mutex> lock(mu_);
       writing_ = false;
       if (!pending_.empty()) {
@@ -107,6 +111,7 @@ class FakeController final : public v1::AgentChannel::CallbackService {
       }
     }
     void OnDone() override {
+      afterEveryTurn(this);
       {
         std::lock_guard<std::mutex> lock(f_->mu);
         ++f_->streams_done;
