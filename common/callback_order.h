@@ -1,4 +1,4 @@
-// The one ordering of gRPC's callback API that ThreadSanitizer cannot see, told to it.
+// The orderings of gRPC's callback API that ThreadSanitizer cannot see, told to it.
 //
 // gRPC runs a reactor's OnDone after its constructor and every other callback of it have
 // returned (grpcpp/support/server_callback.h, client_callback.h). gRPC enforces that inside its
@@ -6,7 +6,7 @@
 // this TSan reports OnDone's clean-up (the reactor deleted, its buffers freed) as racing with
 // the callbacks before it. Only that order is announced: callbacks that may run at the same
 // time (OnReadDone and OnWriteDone of one stream) are not ordered with each other, so a race
-// between them is still reported. Without TSan both compile to nothing.
+// between them is still reported. Without TSan all of this compiles to nothing.
 //
 //   Reactor() { const ReactorTurn turn(this); ... StartRead(&in_); }
 //   void OnReadDone(bool ok) override { const ReactorTurn turn(this); ... }
@@ -35,41 +35,39 @@
 
 namespace bulkhead {
 
+// What this thread did so far happens before a later tsanAcquire(key). No-ops without TSan.
+inline void tsanRelease([[maybe_unused]] const void* key) {
+#ifdef BULKHEAD_TSAN
+  __tsan_release(const_cast<void*>(key));
+#endif
+}
+inline void tsanAcquire([[maybe_unused]] const void* key) {
+#ifdef BULKHEAD_TSAN
+  __tsan_acquire(const_cast<void*>(key));
+#endif
+}
+
 // Marks a constructor or callback of `reactor` (not OnDone): when it returns, what it did
 // happens before OnDone's afterEveryTurn(reactor).
 class ReactorTurn {
  public:
   explicit ReactorTurn(const void* reactor) : reactor_(reactor) {}
-  ~ReactorTurn() {
-#ifdef BULKHEAD_TSAN
-    __tsan_release(const_cast<void*>(reactor_));
-#endif
-  }
+  ~ReactorTurn() { tsanRelease(reactor_); }
   ReactorTurn(const ReactorTurn&) = delete;
   ReactorTurn& operator=(const ReactorTurn&) = delete;
 
  private:
-  [[maybe_unused]] const void* reactor_;
+  const void* reactor_;
 };
 
 // First statement of OnDone: everything the constructor and callbacks of `reactor` did happens
 // before what follows.
-inline void afterEveryTurn([[maybe_unused]] const void* reactor) {
-#ifdef BULKHEAD_TSAN
-  __tsan_acquire(const_cast<void*>(reactor));
-#endif
-}
+inline void afterEveryTurn(const void* reactor) { tsanAcquire(reactor); }
 
-inline void operationStarts([[maybe_unused]] const void* buffer) {
-#ifdef BULKHEAD_TSAN
-  __tsan_release(const_cast<void*>(buffer));
-#endif
-}
+// Just before StartRead(buffer) or StartWrite(buffer) on a thread of ours.
+inline void operationStarts(const void* buffer) { tsanRelease(buffer); }
 
-inline void operationDone([[maybe_unused]] const void* buffer) {
-#ifdef BULKHEAD_TSAN
-  __tsan_acquire(const_cast<void*>(buffer));
-#endif
-}
+// First in the OnReadDone or OnWriteDone of that operation.
+inline void operationDone(const void* buffer) { tsanAcquire(buffer); }
 
 }  // namespace bulkhead

@@ -3,7 +3,7 @@
 #include "controller/rpc/name_cache.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
+#include <cstdlib>
 
 #include <atomic>
 #include <filesystem>
