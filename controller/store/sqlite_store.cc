@@ -4,6 +4,7 @@
 
 #include <cctype>
 #include <chrono>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -100,6 +101,44 @@ constexpr const char* kMigrations[] = {
     R"sql(
       ALTER TABLE audit ADD COLUMN mac TEXT NOT NULL DEFAULT '';
     )sql",
+};
+
+// Runs `sql` (one or more statements, no results).
+absl::Status execSql(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err != nullptr ? err : sqlite3_errmsg(db);
+    sqlite3_free(err);
+    return absl::InternalError(fmt::format("sqlite: {}", msg));
+  }
+  return absl::OkStatus();
+}
+
+// One write transaction (BEGIN IMMEDIATE). Rolled back when it leaves scope uncommitted, so
+// no return path leaves it open or half-applied. REQUIRES: the store's lock held for its life.
+class Transaction {
+ public:
+  static absl::StatusOr<Transaction> begin(sqlite3* db) {
+    if (auto s = execSql(db, "BEGIN IMMEDIATE"); !s.ok()) return s;
+    return Transaction(db);
+  }
+  Transaction(Transaction&& other) noexcept : db_(std::exchange(other.db_, nullptr)) {}
+  Transaction& operator=(Transaction&&) = delete;
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  ~Transaction() {
+    if (db_ != nullptr) execSql(db_, "ROLLBACK").IgnoreError();
+  }
+  // Commits; on failure the transaction is rolled back when it leaves scope.
+  absl::Status commit() {
+    if (auto s = execSql(db_, "COMMIT"); !s.ok()) return s;
+    db_ = nullptr;
+    return absl::OkStatus();
+  }
+
+ private:
+  explicit Transaction(sqlite3* db) : db_(db) {}
+  sqlite3* db_;
 };
 
 // A prepared statement, finalized on scope exit.
@@ -240,15 +279,7 @@ SqliteStore::~SqliteStore() { sqlite3_close_v2(db_); }
 
 int SqliteStore::latestSchemaVersion() { return static_cast<int>(std::size(kMigrations)); }
 
-absl::Status SqliteStore::exec(const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err != nullptr ? err : sqlite3_errmsg(db_);
-    sqlite3_free(err);
-    return absl::InternalError(fmt::format("sqlite: {}", msg));
-  }
-  return absl::OkStatus();
-}
+absl::Status SqliteStore::exec(const char* sql) { return execSql(db_, sql); }
 
 absl::Status SqliteStore::execForTest(const std::string& sql) {
   std::lock_guard lock(mu_);
@@ -273,7 +304,8 @@ absl::StatusOr<int> SqliteStore::schemaVersion() {
 }
 
 absl::Status SqliteStore::migrate() {
-  if (auto s = exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  auto tx = Transaction::begin(db_);
+  if (!tx.ok()) return tx.status();
   int version = 0;
   {
     Stmt st(db_, "PRAGMA user_version");
@@ -281,34 +313,26 @@ absl::Status SqliteStore::migrate() {
     if (st.step() == SQLITE_ROW) version = static_cast<int>(st.i64(0));
   }
   if (version > latestSchemaVersion()) {
-    exec("ROLLBACK").IgnoreError();
     return absl::FailedPreconditionError(fmt::format(
         "schema version {} is newer than this controller knows ({})", version,
         latestSchemaVersion()));
   }
   for (int v = version; v < latestSchemaVersion(); ++v) {
     if (auto s = exec(kMigrations[v]); !s.ok()) {
-      exec("ROLLBACK").IgnoreError();
       return absl::InternalError(fmt::format("migration to schema {}: {}", v + 1, s.message()));
     }
   }
   std::string set_version = fmt::format("PRAGMA user_version={}", latestSchemaVersion());
-  if (auto s = exec(set_version.c_str()); !s.ok()) {
-    exec("ROLLBACK").IgnoreError();
-    return s;
-  }
-  return exec("COMMIT");
+  if (auto s = exec(set_version.c_str()); !s.ok()) return s;
+  return tx->commit();
 }
 
 absl::Status SqliteStore::saveHosts(const std::vector<HostInfo>& hosts,
                                     const std::vector<TamperRecord>& tamper) {
   if (hosts.empty() && tamper.empty()) return absl::OkStatus();
   std::lock_guard lock(mu_);
-  if (auto s = exec("BEGIN IMMEDIATE"); !s.ok()) return s;
-  auto fail = [this](absl::Status s) {
-    exec("ROLLBACK").IgnoreError();
-    return s;
-  };
+  auto tx = Transaction::begin(db_);
+  if (!tx.ok()) return tx.status();
   Stmt up(db_, R"sql(
       INSERT INTO hosts(host_id, hostname, addresses, labels, os, agent_version,
                         first_seen_unix_ms, last_seen_unix_ms, enforced_generation,
@@ -321,7 +345,7 @@ absl::Status SqliteStore::saveHosts(const std::vector<HostInfo>& hosts,
         last_seen_unix_ms=excluded.last_seen_unix_ms,
         enforced_generation=excluded.enforced_generation,
         ruleset_hash=excluded.ruleset_hash, last_report=excluded.last_report)sql");
-  if (auto s = up.prepared(); !s.ok()) return fail(s);
+  if (auto s = up.prepared(); !s.ok()) return s;
   for (const auto& h : hosts) {
     up.bind(1, h.host_id);
     up.bind(2, h.hostname);
@@ -334,31 +358,31 @@ absl::Status SqliteStore::saveHosts(const std::vector<HostInfo>& hosts,
     up.bind(9, static_cast<int64_t>(h.enforced_generation));
     up.bind(10, h.ruleset_hash);
     up.bindBlob(11, h.last_report.SerializeAsString());
-    if (auto s = up.run(); !s.ok()) return fail(s);
+    if (auto s = up.run(); !s.ok()) return s;
   }
   if (!tamper.empty()) {
     Stmt ins(db_, "INSERT INTO tamper_events(host_id, at_unix_ms, event) VALUES(?1, ?2, ?3)");
-    if (auto s = ins.prepared(); !s.ok()) return fail(s);
+    if (auto s = ins.prepared(); !s.ok()) return s;
     for (const auto& t : tamper) {
       ins.bind(1, t.host_id);
       ins.bind(2, t.event.at_unix_ms());
       ins.bindBlob(3, t.event.SerializeAsString());
-      if (auto s = ins.run(); !s.ok()) return fail(s);
+      if (auto s = ins.run(); !s.ok()) return s;
     }
     Stmt prune(db_, R"sql(
         DELETE FROM tamper_events WHERE host_id = ?1 AND id NOT IN (
           SELECT id FROM tamper_events WHERE host_id = ?1 ORDER BY id DESC LIMIT ?2))sql");
-    if (auto s = prune.prepared(); !s.ok()) return fail(s);
+    if (auto s = prune.prepared(); !s.ok()) return s;
     std::string last;
     for (const auto& t : tamper) {
       if (t.host_id == last) continue;
       last = t.host_id;
       prune.bind(1, t.host_id);
       prune.bind(2, static_cast<int64_t>(kMaxTamperEvents));
-      if (auto s = prune.run(); !s.ok()) return fail(s);
+      if (auto s = prune.run(); !s.ok()) return s;
     }
   }
-  return exec("COMMIT");
+  return tx->commit();
 }
 
 absl::StatusOr<std::vector<HostInfo>> SqliteStore::loadHosts() {
@@ -476,48 +500,35 @@ absl::Status SqliteStore::startKeyedChainLocked() {
       "keyed chaining (HMAC-SHA256) starts here, key id {}; rows up to {} carry no MAC and are "
       "covered by this row's MAC through the hash chain",
       auditKeyId(audit_key_), last_id);
-  if (auto s = exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  auto tx = Transaction::begin(db_);
+  if (!tx.ok()) return tx.status();
   auto row = insertAuditLocked(marker);
-  if (!row.ok()) {
-    exec("ROLLBACK").IgnoreError();
-    return row.status();
-  }
-  if (auto s = exec("COMMIT"); !s.ok()) {
-    exec("ROLLBACK").IgnoreError();
-    return s;
-  }
+  if (!row.ok()) return row.status();
+  if (auto s = tx->commit(); !s.ok()) return s;
   return absl::OkStatus();
 }
 
 absl::StatusOr<AuditEntry> SqliteStore::appendAudit(const AuditEntry& entry) {
   std::lock_guard lock(mu_);
-  if (auto s = exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  auto tx = Transaction::begin(db_);
+  if (!tx.ok()) return tx.status();
   auto row = insertAuditLocked(entry);
-  if (!row.ok()) {
-    exec("ROLLBACK").IgnoreError();
-    return row.status();
-  }
-  if (auto s = exec("COMMIT"); !s.ok()) {
-    exec("ROLLBACK").IgnoreError();
-    return s;
-  }
+  if (!row.ok()) return row.status();
+  if (auto s = tx->commit(); !s.ok()) return s;
   return row;
 }
 
 absl::StatusOr<AuditEntry> SqliteStore::commitChange(
     const std::map<std::string, bulkhead::v1::DesiredState>& states, const AuditEntry& entry) {
   std::lock_guard lock(mu_);
-  if (auto s = exec("BEGIN IMMEDIATE"); !s.ok()) return s;
-  auto fail = [this](absl::Status s) {
-    exec("ROLLBACK").IgnoreError();
-    return s;
-  };
+  auto tx = Transaction::begin(db_);
+  if (!tx.ok()) return tx.status();
   for (const auto& [host, state] : states) {
-    if (auto s = putDesiredStateLocked(host, state); !s.ok()) return fail(s);
+    if (auto s = putDesiredStateLocked(host, state); !s.ok()) return s;
   }
   auto row = insertAuditLocked(entry);
-  if (!row.ok()) return fail(row.status());
-  if (auto s = exec("COMMIT"); !s.ok()) return fail(s);
+  if (!row.ok()) return row.status();
+  if (auto s = tx->commit(); !s.ok()) return s;
   return row;
 }
 
@@ -854,17 +865,14 @@ absl::StatusOr<CustodyEntry> SqliteStore::insertCustodyLocked(const CustodyEntry
 absl::StatusOr<std::vector<CustodyEntry>> SqliteStore::addEvidence(
     const EvidenceRow& r, const std::vector<CustodyEntry>& events) {
   std::lock_guard lock(mu_);
-  if (auto s = exec("BEGIN IMMEDIATE"); !s.ok()) return s;
-  auto fail = [this](absl::Status s) {
-    exec("ROLLBACK").IgnoreError();
-    return s;
-  };
+  auto tx = Transaction::begin(db_);
+  if (!tx.ok()) return tx.status();
   {
     Stmt exists(db_, "SELECT 1 FROM evidence WHERE id = ?1");
-    if (auto s = exists.prepared(); !s.ok()) return fail(s);
+    if (auto s = exists.prepared(); !s.ok()) return s;
     exists.bind(1, r.id);
     if (exists.step() == SQLITE_ROW) {
-      return fail(absl::AlreadyExistsError(fmt::format("evidence {} is already stored", r.id)));
+      return absl::AlreadyExistsError(fmt::format("evidence {} is already stored", r.id));
     }
   }
   std::string sql = fmt::format(
@@ -872,7 +880,7 @@ absl::StatusOr<std::vector<CustodyEntry>> SqliteStore::addEvidence(
       "?14, ?15, ?16)",
       kEvidenceColumns);
   Stmt ins(db_, sql.c_str());
-  if (auto s = ins.prepared(); !s.ok()) return fail(s);
+  if (auto s = ins.prepared(); !s.ok()) return s;
   ins.bind(1, r.id);
   ins.bind(2, r.capture_id);
   ins.bind(3, r.host_id);
@@ -889,40 +897,37 @@ absl::StatusOr<std::vector<CustodyEntry>> SqliteStore::addEvidence(
   ins.bind(14, r.file_name);
   ins.bind(15, r.clock_offset_ms);
   ins.bind(16, r.path);
-  if (auto s = ins.run(); !s.ok()) return fail(s);
+  if (auto s = ins.run(); !s.ok()) return s;
   std::vector<CustodyEntry> out;
   for (CustodyEntry e : events) {
     e.evidence_id = r.id;
     auto row = insertCustodyLocked(e);
-    if (!row.ok()) return fail(row.status());
+    if (!row.ok()) return row.status();
     out.push_back(*std::move(row));
   }
   Stmt state(db_, "UPDATE captures SET state = 'received' WHERE capture_id = ?1");
-  if (auto s = state.prepared(); !s.ok()) return fail(s);
+  if (auto s = state.prepared(); !s.ok()) return s;
   state.bind(1, r.capture_id);
-  if (auto s = state.run(); !s.ok()) return fail(s);
-  if (auto s = exec("COMMIT"); !s.ok()) return fail(s);
+  if (auto s = state.run(); !s.ok()) return s;
+  if (auto s = tx->commit(); !s.ok()) return s;
   return out;
 }
 
 absl::StatusOr<CustodyEntry> SqliteStore::appendCustody(const CustodyEntry& event) {
   std::lock_guard lock(mu_);
-  if (auto s = exec("BEGIN IMMEDIATE"); !s.ok()) return s;
-  auto fail = [this](absl::Status s) {
-    exec("ROLLBACK").IgnoreError();
-    return s;
-  };
+  auto tx = Transaction::begin(db_);
+  if (!tx.ok()) return tx.status();
   {
     Stmt exists(db_, "SELECT 1 FROM evidence WHERE id = ?1");
-    if (auto s = exists.prepared(); !s.ok()) return fail(s);
+    if (auto s = exists.prepared(); !s.ok()) return s;
     exists.bind(1, event.evidence_id);
     if (exists.step() != SQLITE_ROW) {
-      return fail(absl::NotFoundError(fmt::format("no evidence with id {}", event.evidence_id)));
+      return absl::NotFoundError(fmt::format("no evidence with id {}", event.evidence_id));
     }
   }
   auto row = insertCustodyLocked(event);
-  if (!row.ok()) return fail(row.status());
-  if (auto s = exec("COMMIT"); !s.ok()) return fail(s);
+  if (!row.ok()) return row.status();
+  if (auto s = tx->commit(); !s.ok()) return s;
   return row;
 }
 

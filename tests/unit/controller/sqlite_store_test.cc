@@ -107,6 +107,31 @@ TEST_F(SqliteStoreTest, RefusesADatabaseFromANewerVersion) {
   EXPECT_NE(std::string(s.status().message()).find("999"), std::string::npos);
 }
 
+// A write that fails after part of its transaction ran leaves nothing of it, and no open
+// transaction behind: the next write works.
+TEST_F(SqliteStoreTest, AWriteFailingMidwayLeavesNothingAndTheNextWriteWorks) {
+  auto store = open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(
+      store
+          ->execForTest("CREATE TRIGGER refuse_h2 BEFORE INSERT ON desired_state "
+                        "WHEN NEW.host_id = 'h2' BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+          .ok());
+  v1::DesiredState d;
+  d.set_generation(1);
+  d.mutable_isolation()->set_enabled(true);
+  auto row = store->commitChange({{"h1", d}, {"h2", d}}, entry("isolate", "h1,h2"));
+  ASSERT_FALSE(row.ok());
+  EXPECT_NE(std::string(row.status().message()).find("disk full"), std::string::npos);
+  EXPECT_TRUE(store->loadDesiredStates()->empty());  // h1's row, written first, is gone
+  EXPECT_TRUE(store->listAudit(0)->empty());
+  auto next = store->appendAudit(entry("release", "h1"));
+  ASSERT_TRUE(next.ok()) << next.status();
+  ASSERT_TRUE(store->commitChange({{"h1", d}}, entry("isolate", "h1")).ok());
+  EXPECT_EQ(store->loadDesiredStates()->size(), 1u);
+  EXPECT_TRUE(store->verifyAudit()->ok);
+}
+
 TEST_F(SqliteStoreTest, UnwritableLocationIsAClearError) {
   auto s = SqliteStore::create(dir_ / "missing-subdir" / "controller.db");
   ASSERT_FALSE(s.ok());
@@ -134,7 +159,7 @@ TEST_F(SqliteStoreTest, ReopenKeepsHostsAuditAndDesiredState) {
     ev.set_what("nft flush ruleset");
     ev.set_at_unix_ms(18);
     ASSERT_TRUE(store->saveHosts({h}, {{"web-01", ev}}).ok());
-    h.last_seen_unix_ms = 30;   // an update of the same row
+    h.last_seen_unix_ms = 30;  // an update of the same row
     ASSERT_TRUE(store->saveHosts({h}, {}).ok());
     ASSERT_TRUE(store->appendAudit(entry("isolate", "web-01")).ok());
     bulkhead::v1::DesiredState d;
@@ -152,7 +177,7 @@ TEST_F(SqliteStoreTest, ReopenKeepsHostsAuditAndDesiredState) {
   EXPECT_EQ(h.addresses, (std::vector<std::string>{"10.77.1.11/16", "fd77::11/64"}));
   EXPECT_EQ(h.labels.at("env"), "prod");
   EXPECT_EQ(h.last_seen_unix_ms, 30);
-  EXPECT_EQ(h.connected_since_unix_ms, 0);   // not persisted: offline until it reconnects
+  EXPECT_EQ(h.connected_since_unix_ms, 0);  // not persisted: offline until it reconnects
   EXPECT_EQ(h.enforced_generation, 3u);
   EXPECT_EQ(h.last_report.flows_cut(), 4u);
   ASSERT_EQ(h.tamper_events.size(), 1u);
@@ -230,8 +255,9 @@ TEST_F(SqliteStoreTest, VerifyDetectsARecomputedHashAndADeletedRow) {
     AuditEntry forged = (*rows)[1];
     forged.outcome = "denied";
     forged.hash = auditRowHash(forged);
-    ASSERT_TRUE(store->execForTest("UPDATE audit SET outcome = 'denied', hash = '" + forged.hash +
-                                   "' WHERE id = 2")
+    ASSERT_TRUE(store
+                    ->execForTest("UPDATE audit SET outcome = 'denied', hash = '" + forged.hash +
+                                  "' WHERE id = 2")
                     .ok());
     auto v = store->verifyAudit();
     ASSERT_TRUE(v.ok());
@@ -243,7 +269,7 @@ TEST_F(SqliteStoreTest, VerifyDetectsARecomputedHashAndADeletedRow) {
   ASSERT_TRUE(store2->execForTest("DELETE FROM audit WHERE id = 1").ok());
   auto v = store2->verifyAudit();
   ASSERT_TRUE(v.ok());
-  EXPECT_FALSE(v->ok);   // row 4 no longer links to the chain start
+  EXPECT_FALSE(v->ok);  // row 4 no longer links to the chain start
   EXPECT_EQ(v->first_bad_id, 4);
 }
 
