@@ -203,6 +203,7 @@ int run(int argc, char** argv) {
   options.evidence.reserve_bytes = config.evidence_reserve;
   options.evidence.max_uploads = config.max_evidence_uploads;
   options.evidence.max_uploads_per_host = config.max_evidence_uploads_per_host;
+  options.evidence.idle_timeout = config.evidence_idle_timeout;
   options.audit_signer = *std::move(audit_signer);
   auto server = ControllerServer::start(clock, **store, options);
   if (!server.ok()) return fail(fmt::format("{}", server.status()));

@@ -75,6 +75,7 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   std::string block_confirm_v4 = "16", block_confirm_v6 = "48";
   std::string max_evidence_bytes = "8GiB", evidence_host_quota = "32GiB", evidence_reserve = "1GiB";
   std::string max_evidence_uploads = "16", max_evidence_uploads_per_host = "2";
+  std::string evidence_idle_timeout = "60s";
   std::string crl_file, cert_expiry_warning = "30d";
   std::vector<std::string> advertise;
 
@@ -118,6 +119,8 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
                         "evidence uploads in progress at once, all hosts (default 16)")(
       "max-evidence-uploads-per-host", po::value(&max_evidence_uploads_per_host)->value_name("N"),
       "evidence uploads in progress at once from one host (default 2)")(
+      "evidence-idle-timeout", po::value(&evidence_idle_timeout)->value_name("DUR"),
+      "an evidence upload sending nothing for this long is cancelled (default 60s)")(
       "crl", po::value(&crl_file)->value_name("FILE"),
       "CRL of revoked certificates (bulkhead pki revoke); re-read on SIGHUP (default: crl.pem "
       "in the --identity directory, if present)")(
@@ -230,6 +233,9 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   auto per_host = parsePositive("--max-evidence-uploads-per-host", max_evidence_uploads_per_host);
   if (!per_host.ok()) return per_host.status();
   c.max_evidence_uploads_per_host = *per_host;
+  auto idle = parseDuration("--evidence-idle-timeout", evidence_idle_timeout);
+  if (!idle.ok()) return idle.status();
+  c.evidence_idle_timeout = *idle;
   c.crl_file = crl_file;
   auto expiry_warning = parseDuration("--cert-expiry-warning", cert_expiry_warning);
   if (!expiry_warning.ok()) return expiry_warning.status();

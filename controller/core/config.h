@@ -36,6 +36,9 @@ struct ControllerConfig {
   // --max-evidence-uploads, --max-evidence-uploads-per-host: uploads in progress at once.
   uint32_t max_evidence_uploads = 16;
   uint32_t max_evidence_uploads_per_host = 2;
+  // --evidence-idle-timeout: an upload that sends nothing for this long is cancelled, freeing
+  // its place among the uploads in progress.
+  std::chrono::milliseconds evidence_idle_timeout{std::chrono::seconds(60)};
   // --crl FILE: the fleet CA's CRL (`bulkhead pki revoke`), re-read on SIGHUP; empty: the
   // identity directory's crl.pem, when there is one.
   std::string crl_file;

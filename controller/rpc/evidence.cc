@@ -78,11 +78,23 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
     }
     host_ = id->name;
     readNext();
+    watchIdle(hub_->options_.idle_timeout);
   }
 
   void OnReadDone(bool ok) override {
     const ReactorTurn turn(this);
     operationDone(&in_);
+    reading_ = false;
+    if (!ok && stalled_) {
+      failSoon(grpc::Status(
+          grpc::StatusCode::DEADLINE_EXCEEDED,
+          fmt::format("upload of capture {} stalled: nothing received for {} ms after {} of {} "
+                      "bytes (--evidence-idle-timeout); cancelled, nothing stored",
+                      shown(header_.capture_id(), kMaxHeaderCaptureId),
+                      hub_->options_.idle_timeout.count(), part_ ? part_->size() : 0,
+                      header_.size())));
+      return;
+    }
     if (!have_header_) {
       onHeader(ok);
       return;
@@ -200,8 +212,37 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
   // Any thread: the next message into in_. The I/O thread starts reads too, so the hand-off is
   // told to TSan (common/callback_order.h).
   void readNext() {
+    read_started_ms_ = steadyMs();
+    reading_ = true;
     operationStarts(&in_);
     StartRead(&in_);
+  }
+
+  // Cancels the call if a read has been outstanding for the idle timeout; checks again later
+  // otherwise. Runs on the hub's event thread; holds the upload only weakly.
+  void watchIdle(std::chrono::milliseconds delay) {
+    std::weak_ptr<Upload> weak = weak_from_this();
+    hub_->events_.after(delay, [weak] {
+      if (auto self = weak.lock()) self->checkIdle();
+    });
+  }
+  void checkIdle() {
+    if (finished_) return;
+    const int64_t idle = hub_->options_.idle_timeout.count();
+    const int64_t waited = reading_ ? steadyMs() - read_started_ms_ : 0;
+    if (waited >= idle) {
+      stalled_ = true;
+      spdlog::warn("evidence upload from {}: nothing received for {} ms, cancelling",
+                   host_.empty() ? ctx_->peer() : host_, waited);
+      ctx_->TryCancel();
+      return;
+    }
+    watchIdle(std::chrono::milliseconds(idle - waited));
+  }
+  static int64_t steadyMs() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
   }
 
   // I/O thread: runs one step; an exception ends the call with INTERNAL and an audit row.
@@ -461,6 +502,9 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
   bool admitted_ = false;  // counted in the hub's uploads in progress until finish()
   uint64_t next_progress_ = 0;
   std::atomic<bool> finished_{false};
+  std::atomic<bool> reading_{false};          // a read is outstanding (the client's turn)
+  std::atomic<int64_t> read_started_ms_{0};   // steady clock, when it was started
+  std::atomic<bool> stalled_{false};          // cancelled by checkIdle()
 };
 
 EvidenceHub::EvidenceHub(const Clock& clock, Store& store, Fleet& fleet, EvidenceOptions options)

@@ -43,6 +43,9 @@ struct EvidenceOptions {
   uint64_t reserve_bytes = uint64_t{1} << 30;
   uint32_t max_uploads = 16;          // uploads in progress at once, all hosts
   uint32_t max_uploads_per_host = 2;  // uploads in progress at once, one host
+  // An upload whose next message does not come within this is cancelled (audited, nothing
+  // stored), so a stalled agent cannot hold a place among the uploads in progress.
+  std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};
 };
 
 class EvidenceHub {

@@ -943,6 +943,27 @@ TEST_F(EvidenceLimitsTest, UploadsInProgressAreCappedPerHostAndInAll) {
   EXPECT_EQ(storedFiles(), 3u);
 }
 
+// An agent that stops sending in the middle of an upload loses its place after the idle
+// timeout: the call is cancelled and audited, nothing is stored, and the next upload proceeds.
+TEST_F(EvidenceLimitsTest, AStalledUploadIsCancelledAndFreesItsPlace) {
+  limits_.max_uploads = 1;
+  limits_.idle_timeout = milliseconds(300);
+  restart();
+  addCapture("cap-s1", "h1");
+  addCapture("cap-s2", "h2");
+  const fs::path file = randomFile("s.bin", 200000);
+  auto stalled = openUpload("h1", "cap-s1", file);  // half sent, then nothing
+  ASSERT_TRUE(receiving("cap-s1"));
+  ASSERT_TRUE(eventually([&] { return auditCount("evidence-received", "stalled") == 1; }));
+  EXPECT_EQ(auditCount("evidence-received", "--evidence-idle-timeout"), 1u);
+  Upload next = upload("h2", header("cap-s2"), file);
+  ASSERT_TRUE(next.status.ok()) << next.status.error_message();
+  EXPECT_EQ(storedFiles(), 1u);
+  EXPECT_EQ(store_->getCapture("cap-s1")->state, "requested");  // the agent may try again
+  grpc::Status late = finishUpload(*stalled);
+  EXPECT_FALSE(late.ok());
+}
+
 TEST_F(EvidenceLimitsTest, GetServesTheContentAddressedFileNotTheRowsPath) {
   auto a = online("h1");
   auto rec = captureOnce(*a, "h1");
