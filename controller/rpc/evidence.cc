@@ -219,25 +219,36 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
   }
 
   // Cancels the call if a read has been outstanding for the idle timeout; checks again later
-  // otherwise. Runs on the hub's event thread; holds the upload only weakly.
+  // otherwise. The check runs on the hub's event thread and holds the upload only weakly; the
+  // cancel itself runs on the I/O thread, where this upload's finish() runs, so the call is
+  // never cancelled after it was finished (its context is gone after OnDone).
   void watchIdle(std::chrono::milliseconds delay) {
     std::weak_ptr<Upload> weak = weak_from_this();
     hub_->events_.after(delay, [weak] {
       if (auto self = weak.lock()) self->checkIdle();
     });
   }
+  int64_t idleFor() const { return reading_ ? steadyMs() - read_started_ms_ : 0; }
   void checkIdle() {
     if (finished_) return;
     const int64_t idle = hub_->options_.idle_timeout.count();
-    const int64_t waited = reading_ ? steadyMs() - read_started_ms_ : 0;
-    if (waited >= idle) {
-      stalled_ = true;
-      spdlog::warn("evidence upload from {}: nothing received for {} ms, cancelling",
-                   host_.empty() ? ctx_->peer() : host_, waited);
-      ctx_->TryCancel();
+    const int64_t waited = idleFor();
+    if (waited < idle) {
+      watchIdle(std::chrono::milliseconds(idle - waited));
       return;
     }
-    watchIdle(std::chrono::milliseconds(idle - waited));
+    auto self = shared_from_this();
+    hub_->postIo([self, idle] {
+      if (self->finished_) return;
+      if (self->idleFor() < idle) {  // a message came meanwhile
+        self->watchIdle(std::chrono::milliseconds(idle));
+        return;
+      }
+      self->stalled_ = true;
+      spdlog::warn("evidence upload from {}: nothing received for {} ms, cancelling",
+                   self->host_, self->idleFor());
+      self->ctx_->TryCancel();
+    });
   }
   static int64_t steadyMs() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(

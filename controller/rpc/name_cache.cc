@@ -31,7 +31,7 @@ absl::StatusOr<std::vector<std::string>> NameCache::Lookup::resolve(const std::s
     if (e.last_error.empty()) return absl::UnavailableError("not resolved yet");
     return absl::UnavailableError(e.last_error);
   }
-  if (!e.last_error.empty()) {
+  if (!e.last_error.empty() && warned_.insert(name).second) {
     const auto secs = static_cast<std::time_t>(e.resolved_at_unix_ms / 1000);
     warnings_.push_back(fmt::format(
         "exemption addresses of \"{}\" are stale: resolved at {:%Y-%m-%dT%H:%M:%SZ}, the "

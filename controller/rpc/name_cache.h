@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -50,6 +51,7 @@ class NameCache {
     explicit Lookup(std::map<std::string, Entry> entries) : entries_(std::move(entries)) {}
     std::map<std::string, Entry> entries_;
     std::vector<std::string> warnings_;
+    std::set<std::string> warned_;  // names already in warnings_
   };
 
   // Starts the thread, which resolves the names of `policies`' current library at once.
