@@ -158,11 +158,7 @@ TEST_F(BlocksServerTest, ABlockWhoseCommitFailsMidwayAppliesNothingAndLosesNothi
   ASSERT_TRUE(a->report(1, true, "hash-1"));
   ASSERT_TRUE(get(first).status.ok());
 
-  ASSERT_TRUE(store_
-                  ->execForTest("CREATE TRIGGER fail_block BEFORE INSERT ON audit "
-                                "WHEN NEW.action = 'block' AND NEW.outcome = 'ok' "
-                                "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
-                  .ok());
+  failInserts("audit", "NEW.action = 'block' AND NEW.outcome = 'ok'");
   auto second = blockAsync(blockReq("10.77.0.77"));
   Call failed = get(second);
   EXPECT_EQ(failed.status.error_code(), grpc::StatusCode::INTERNAL);
@@ -173,7 +169,7 @@ TEST_F(BlocksServerTest, ABlockWhoseCommitFailsMidwayAppliesNothingAndLosesNothi
   EXPECT_EQ(l.entries(0).block().remote_cidr(), "10.77.0.66/32");
   EXPECT_TRUE(store_->verifyAudit()->ok);
 
-  ASSERT_TRUE(store_->execForTest("DROP TRIGGER fail_block").ok());
+  stopFailingInserts("audit");
   a.reset();
   server_.reset();
   store_.reset();

@@ -186,11 +186,7 @@ TEST_F(ContainmentServerTest, AnIsolateWhoseCommitFailsMidwayAppliesNothingAndLo
   ASSERT_TRUE(a1->report(1, true, "hash-1"));
   ASSERT_TRUE(get(first).status.ok());
 
-  ASSERT_TRUE(store_
-                  ->execForTest("CREATE TRIGGER fail_isolate BEFORE INSERT ON audit "
-                                "WHEN NEW.action = 'isolate' AND NEW.outcome = 'ok' "
-                                "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
-                  .ok());
+  failInserts("audit", "NEW.action = 'isolate' AND NEW.outcome = 'ok'");
   auto second = isolateAsync(isolateReq({"web-02"}));
   Call failed = get(second);
   EXPECT_EQ(failed.status.error_code(), grpc::StatusCode::INTERNAL);
@@ -211,7 +207,7 @@ TEST_F(ContainmentServerTest, AnIsolateWhoseCommitFailsMidwayAppliesNothingAndLo
   EXPECT_EQ(refused->outcome.rfind("error: ", 0), 0u) << refused->outcome;
   EXPECT_TRUE(store_->verifyAudit()->ok);
 
-  ASSERT_TRUE(store_->execForTest("DROP TRIGGER fail_isolate").ok());
+  stopFailingInserts("audit");
   a1.reset();
   a2.reset();
   server_.reset();

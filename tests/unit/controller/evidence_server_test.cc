@@ -836,10 +836,7 @@ TEST_F(EvidenceLimitsTest, OneBundlePerCaptureAndTheSameBytesAgainGetAReceipt) {
 TEST_F(EvidenceLimitsTest, AReceiptWhoseCommitFailsMidwayIsNotGivenAndTheRetryIsStored) {
   addCapture("cap-fail", "h1");
   const fs::path file = bundle("h1", "cap-fail");
-  ASSERT_TRUE(store_
-                  ->execForTest("CREATE TRIGGER fail_custody BEFORE INSERT ON custody "
-                                "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
-                  .ok());
+  failInserts("custody");
   Upload failed = upload("h1", header("cap-fail"), file);
   EXPECT_EQ(failed.status.error_code(), grpc::StatusCode::INTERNAL);
   EXPECT_NE(failed.status.error_message().find("disk I/O error"), std::string::npos)
@@ -850,7 +847,7 @@ TEST_F(EvidenceLimitsTest, AReceiptWhoseCommitFailsMidwayIsNotGivenAndTheRetryIs
   EXPECT_EQ(auditCount("evidence-received", "error: "), 1u);
   EXPECT_TRUE(store_->verifyAudit()->ok);
 
-  ASSERT_TRUE(store_->execForTest("DROP TRIGGER fail_custody").ok());
+  stopFailingInserts("custody");
   Upload retry = upload("h1", header("cap-fail"), file);
   ASSERT_TRUE(retry.status.ok()) << retry.status.error_message();
   EXPECT_FALSE(retry.receipt.already_stored());

@@ -17,8 +17,8 @@
 #include "common/tls.h"
 #include "controller/rpc/server.h"
 #include "controller/store/sqlite_store.h"
-#include "tests/unit/controller/faulty_store.h"
 #include "tests/unit/controller/fake_clock.h"
+#include "tests/unit/controller/faulty_store.h"
 
 namespace bulkhead::controller::testing {
 
@@ -211,6 +211,19 @@ class ServerTest : public ::testing::Test {
     return m.command();
   }
   std::vector<AuditEntry> auditRows() { return *store_->listAudit(0); }
+  // From now on, inserts into `table` whose row matches `when` (SQL on NEW) fail with "disk
+  // I/O error" inside their transaction, after what it wrote before them: a real rollback.
+  void failInserts(const std::string& table, const std::string& when = "1") {
+    ASSERT_TRUE(
+        store_
+            ->execForTest(fmt::format("CREATE TRIGGER fail_{0} BEFORE INSERT ON {0} WHEN {1} "
+                                      "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END",
+                                      table, when))
+            .ok());
+  }
+  void stopFailingInserts(const std::string& table) {
+    ASSERT_TRUE(store_->execForTest(fmt::format("DROP TRIGGER fail_{}", table)).ok());
+  }
 
   fs::path dir_;
   Pki pki_;
