@@ -103,15 +103,6 @@ bool fillMatch(const std::string& command, const BlockArgs& a, Req& req, Io& io)
   return true;
 }
 
-const char* stateName(v1::HostOutcome::State s) {
-  switch (s) {
-    case v1::HostOutcome::ENFORCED: return "enforced";
-    case v1::HostOutcome::PENDING: return "pending";
-    case v1::HostOutcome::FAILED: return "FAILED";
-    default: return "unknown";
-  }
-}
-
 // One row per host; 0 when every host enforced, else 1.
 int printBlockOutcomes(const GlobalOptions& g, const std::string& what,
                        const v1::ContainmentResponse& resp, Io& io) {
@@ -142,7 +133,7 @@ int printBlockOutcomes(const GlobalOptions& g, const std::string& what,
       detail = o.error().empty() ? rep.error() : o.error();
     }
     rows.push_back(
-        {o.host_id(), stateName(o.state()), std::to_string(o.generation()), cut, detail});
+        {o.host_id(), enumText(o.state()), std::to_string(o.generation()), cut, detail});
   }
   io.out << what << "\n";
   printTable(io.out, rows);
@@ -250,7 +241,7 @@ int blocks(const GlobalOptions& g, const std::vector<std::string>& args, Io& io)
     const char* dir = b.direction() == v1::DIRECTION_IN    ? "in"
                       : b.direction() == v1::DIRECTION_OUT ? "out"
                                                            : "both";
-    rows.push_back({b.remote_cidr(), protoName(b.protocol()),
+    rows.push_back({b.remote_cidr(), enumText(b.protocol()),
                     b.ports().first() == 0 ? "any" : std::to_string(b.ports().first()), dir,
                     e.fleet_wide() ? "all hosts" : e.host_id(), remainingText(e.remaining_ms()),
                     b.requested_by(), b.reason()});
@@ -308,9 +299,7 @@ int killConnections(const GlobalOptions& g, const std::vector<std::string>& args
   if (!st.ok()) return reportRpcError("kill-connections", (*client)->controller(), st, io.err);
   auto doc = parseForeignJson(resp.result_json());
   if (g.json) {
-    nlohmann::json out = {{"host_id", resp.host_id()}, {"ok", resp.ok()}, {"error", resp.error()}};
-    out["result"] = doc ? *doc : nlohmann::json();
-    io.out << dumpJson(out, 2) << "\n";
+    printJson(io.out, resp);
     return resp.ok() ? kOk : kFailed;
   }
   std::vector<std::vector<std::string>> rows = {{"PROTO", "LOCAL", "REMOTE", "PID", "HOW"}};

@@ -22,16 +22,6 @@ namespace po = boost::program_options;
 namespace bulkhead::cli {
 namespace {
 
-std::string stateName(v1::HostOutcome::State s) {
-  switch (s) {
-    case v1::HostOutcome::ENFORCED: return "enforced";
-    case v1::HostOutcome::PENDING: return "pending";
-    case v1::HostOutcome::FAILED: return "FAILED";
-    case v1::HostOutcome::DRY_RUN: return "dry-run";
-    default: return "unknown";
-  }
-}
-
 // Prints the per-host outcomes; returns 0 when every host is enforced (or dry-run), else 1.
 int printOutcomes(const GlobalOptions& g, const v1::ContainmentResponse& resp, Io& io) {
   bool all_done = true;
@@ -77,7 +67,7 @@ int printOutcomes(const GlobalOptions& g, const v1::ContainmentResponse& resp, I
       default:
         detail = o.error();
     }
-    rows.push_back({o.host_id(), stateName(o.state()), std::to_string(o.generation()), cut,
+    rows.push_back({o.host_id(), enumText(o.state()), std::to_string(o.generation()), cut,
                     apply, detail});
   }
   printTable(io.out, rows);
@@ -92,7 +82,7 @@ int printOutcomes(const GlobalOptions& g, const v1::ContainmentResponse& resp, I
                << title << "\n";
         std::vector<std::vector<std::string>> flow_rows = {{"PROTO", "LOCAL", "REMOTE", "PID"}};
         for (const auto& f : list) {
-          flow_rows.push_back({protoName(f.protocol()), endpoint(f.local_ip(), f.local_port()),
+          flow_rows.push_back({enumText(f.protocol()), endpoint(f.local_ip(), f.local_port()),
                           endpoint(f.remote_ip(), f.remote_port()) +
                               (f.forwarded() ? " (forwarded)" : ""),
                           f.pid() != 0 ? std::to_string(f.pid()) : "-"});

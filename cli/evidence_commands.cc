@@ -354,9 +354,8 @@ int capture(const GlobalOptions& g, const std::vector<std::string>& args, Io& io
     saved = d.output;
   }
   if (g.json) {
-    json doc = toJson(r.record);
-    if (!saved.empty()) doc["output"] = saved;
-    io.out << doc.dump(2) << "\n";
+    printJson(io.out, json{{"record", contractJson(r.record)},
+                           {"output", saved.empty() ? json(nullptr) : json(saved)}});
   } else {
     printRecordSummary(io.out, r.record);
     if (!saved.empty()) io.out << fmt::format("  saved as    {}\n", saved);
@@ -463,8 +462,7 @@ int evidenceGet(const GlobalOptions& g, const std::vector<std::string>& args, Io
   Download d = download(*client, "evidence get", id, output, force, io);
   if (d.code != kOk) return d.code;
   if (g.json) {
-    json doc{{"record", toJson(d.record)}, {"output", d.output}};
-    io.out << doc.dump(2) << "\n";
+    printJson(io.out, json{{"record", contractJson(d.record)}, {"output", d.output}});
   } else {
     io.out << fmt::format("saved {} ({}) as {}: SHA-256 matches the evidence id\n",
                           d.record.evidence_id(), humanBytes(d.record.size()), d.output);
@@ -530,8 +528,7 @@ int evidenceShow(const GlobalOptions& g, const std::vector<std::string>& args, I
     return kFailed;
   }
   if (g.json) {
-    json doc{{"record", toJson(resp.record())}, {"summary", summary}};
-    io.out << doc.dump(2) << "\n";
+    printJson(io.out, resp);
     return kOk;
   }
   printRecordSummary(io.out, resp.record());

@@ -180,7 +180,7 @@ int status(const GlobalOptions& g, const std::vector<std::string>& args, Io& io)
     std::vector<std::vector<std::string>> ex = {{"SET", "DIR", "PROTO", "REMOTE", "PORTS"}};
     for (const auto& r : iso.exemptions()) {
       ex.push_back({r.set_name(), r.direction() == v1::DIRECTION_IN ? "in" : "out",
-                    protoName(r.protocol()), r.remote_cidr(), ports(r.ports())});
+                    enumText(r.protocol()), r.remote_cidr(), ports(r.ports())});
     }
     printTable(io.out, ex);
   }
@@ -422,7 +422,7 @@ int auditExport(const GlobalOptions& g, const std::vector<std::string>& args, Io
                           {"certificate", output + ".crt"},
                           {"last_id", head.ok() ? head->checkpoint_id() : 0},
                           {"last_hash", head.ok() ? head->checkpoint_hash() : ""}};
-    io.out << doc.dump(2) << "\n";
+    printJson(io.out, doc);
   } else {
     io.out << fmt::format("wrote {} ({} bytes), {}.sig, {}.crt; head row {} hash {}\n", output,
                           text.size(), output, output,

@@ -1,11 +1,14 @@
 #include "cli/output.h"
 
+#include <absl/strings/escaping.h>
+#include <fmt/format.h>
+#include <google/protobuf/descriptor.h>
+
 #include <algorithm>
+#include <cctype>
 #include <ctime>
 
-#include <fmt/format.h>
-#include <google/protobuf/util/json_util.h>
-
+#include "common/json.h"
 #include "common/text.h"
 
 namespace bulkhead::cli {
@@ -34,20 +37,174 @@ void printTable(std::ostream& out, const std::vector<std::vector<std::string>>& 
 
 namespace {
 
-bool encodeJson(const google::protobuf::Message& message, bool whitespace, std::string* json) {
-  google::protobuf::util::JsonPrintOptions opts;
-  opts.preserve_proto_field_names = true;
-  opts.always_print_primitive_fields = true;
-  opts.add_whitespace = whitespace;
-  return google::protobuf::util::MessageToJsonString(message, json, opts).ok();
+namespace pb = google::protobuf;
+
+// "PROTOCOL" for Protocol, "HOST_STATE" for HostState: the prefix enum values carry.
+std::string upperSnake(std::string_view camel) {
+  std::string out;
+  for (size_t i = 0; i < camel.size(); ++i) {
+    const char c = camel[i];
+    if (i > 0 && std::isupper(static_cast<unsigned char>(c)) != 0) out += '_';
+    out += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+nlohmann::json scalarJson(const pb::Message& m, const pb::Reflection& r,
+                          const pb::FieldDescriptor& f, int index) {
+  const bool rep = f.is_repeated();
+  using F = pb::FieldDescriptor;
+  switch (f.cpp_type()) {
+    case F::CPPTYPE_INT32: return rep ? r.GetRepeatedInt32(m, &f, index) : r.GetInt32(m, &f);
+    case F::CPPTYPE_INT64: return rep ? r.GetRepeatedInt64(m, &f, index) : r.GetInt64(m, &f);
+    case F::CPPTYPE_UINT32: return rep ? r.GetRepeatedUInt32(m, &f, index) : r.GetUInt32(m, &f);
+    case F::CPPTYPE_UINT64: return rep ? r.GetRepeatedUInt64(m, &f, index) : r.GetUInt64(m, &f);
+    case F::CPPTYPE_DOUBLE: return rep ? r.GetRepeatedDouble(m, &f, index) : r.GetDouble(m, &f);
+    case F::CPPTYPE_FLOAT: return rep ? r.GetRepeatedFloat(m, &f, index) : r.GetFloat(m, &f);
+    case F::CPPTYPE_BOOL: return rep ? r.GetRepeatedBool(m, &f, index) : r.GetBool(m, &f);
+    case F::CPPTYPE_ENUM:
+      return enumText(*(rep ? r.GetRepeatedEnum(m, &f, index) : r.GetEnum(m, &f)));
+    case F::CPPTYPE_STRING: {
+      std::string value = rep ? r.GetRepeatedString(m, &f, index) : r.GetString(m, &f);
+      if (f.type() == F::TYPE_BYTES) {
+        std::string b64;
+        absl::Base64Escape(value, &b64);
+        return b64;
+      }
+      return value;
+    }
+    case F::CPPTYPE_MESSAGE:
+      return contractJson(rep ? r.GetRepeatedMessage(m, &f, index) : r.GetMessage(m, &f));
+  }
+  return nullptr;
+}
+
+constexpr std::string_view kJsonSuffix = "_json";
+
+bool isEmbeddedJson(const pb::FieldDescriptor& f) {
+  const std::string& name = f.name();
+  return f.type() == pb::FieldDescriptor::TYPE_STRING && name.size() > kJsonSuffix.size() &&
+         name.compare(name.size() - kJsonSuffix.size(), kJsonSuffix.size(), kJsonSuffix) == 0;
 }
 
 }  // namespace
 
-nlohmann::json toJson(const google::protobuf::Message& message) {
-  std::string text;
-  if (!encodeJson(message, false, &text)) return nullptr;
-  return nlohmann::json::parse(text, nullptr, false);
+std::string enumText(const pb::EnumValueDescriptor& value) {
+  std::string name = value.name();
+  const std::string prefix = upperSnake(value.type()->name()) + "_";
+  if (name.size() > prefix.size() && name.compare(0, prefix.size(), prefix) == 0) {
+    name.erase(0, prefix.size());
+  }
+  for (char& c : name)
+    c = c == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name;
+}
+
+nlohmann::json contractJson(const pb::Message& message) {
+  const pb::Descriptor& d = *message.GetDescriptor();
+  const pb::Reflection& r = *message.GetReflection();
+  nlohmann::json out = nlohmann::json::object();
+  for (int i = 0; i < d.field_count(); ++i) {
+    const pb::FieldDescriptor& f = *d.field(i);
+    if (f.real_containing_oneof() != nullptr && !r.HasField(message, &f)) continue;
+    std::string name = f.name();
+    if (f.is_map()) {
+      nlohmann::json map = nlohmann::json::object();
+      const pb::FieldDescriptor& key = *f.message_type()->map_key();
+      const pb::FieldDescriptor& val = *f.message_type()->map_value();
+      for (int k = 0; k < r.FieldSize(message, &f); ++k) {
+        const pb::Message& entry = r.GetRepeatedMessage(message, &f, k);
+        const pb::Reflection& er = *entry.GetReflection();
+        nlohmann::json key_json = scalarJson(entry, er, key, -1);
+        map[key_json.is_string() ? key_json.get<std::string>() : key_json.dump()] =
+            scalarJson(entry, er, val, -1);
+      }
+      out[name] = std::move(map);
+    } else if (f.is_repeated()) {
+      nlohmann::json items = nlohmann::json::array();
+      for (int k = 0; k < r.FieldSize(message, &f); ++k)
+        items.push_back(scalarJson(message, r, f, k));
+      out[name] = std::move(items);
+    } else if (f.cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE && !r.HasField(message, &f)) {
+      out[name] = nullptr;
+    } else if (isEmbeddedJson(f)) {
+      name.resize(name.size() - kJsonSuffix.size());
+      out[name] = parseForeignJson(r.GetString(message, &f)).value_or(nlohmann::json(nullptr));
+    } else {
+      out[name] = scalarJson(message, r, f, -1);
+    }
+  }
+  return out;
+}
+
+namespace {
+
+nlohmann::json valueSchema(const pb::FieldDescriptor& f, std::vector<const pb::Descriptor*>& todo) {
+  using F = pb::FieldDescriptor;
+  switch (f.cpp_type()) {
+    case F::CPPTYPE_INT32:
+    case F::CPPTYPE_INT64: return {{"type", "integer"}};
+    case F::CPPTYPE_UINT32:
+    case F::CPPTYPE_UINT64: return {{"type", "integer"}, {"minimum", 0}};
+    case F::CPPTYPE_DOUBLE:
+    case F::CPPTYPE_FLOAT: return {{"type", "number"}};
+    case F::CPPTYPE_BOOL: return {{"type", "boolean"}};
+    case F::CPPTYPE_ENUM: {
+      nlohmann::json values = nlohmann::json::array();
+      for (int i = 0; i < f.enum_type()->value_count(); ++i) {
+        values.push_back(enumText(*f.enum_type()->value(i)));
+      }
+      values.push_back("unknown");
+      return {{"enum", values}};
+    }
+    case F::CPPTYPE_STRING:
+      if (f.type() == F::TYPE_BYTES) return {{"type", "string"}, {"contentEncoding", "base64"}};
+      return {{"type", "string"}};
+    case F::CPPTYPE_MESSAGE:
+      todo.push_back(f.message_type());
+      return {{"$ref", "#/$defs/" + f.message_type()->full_name()}};
+  }
+  return nlohmann::json::object();
+}
+
+}  // namespace
+
+nlohmann::json contractSchemaDefs(const std::vector<const pb::Descriptor*>& roots) {
+  nlohmann::json defs = nlohmann::json::object();
+  std::vector<const pb::Descriptor*> todo(roots.begin(), roots.end());
+  while (!todo.empty()) {
+    const pb::Descriptor* d = todo.back();
+    todo.pop_back();
+    if (defs.contains(d->full_name())) continue;
+    nlohmann::json properties = nlohmann::json::object();
+    nlohmann::json required = nlohmann::json::array();
+    for (int i = 0; i < d->field_count(); ++i) {
+      const pb::FieldDescriptor& f = *d->field(i);
+      std::string name = f.name();
+      nlohmann::json schema;
+      if (f.is_map()) {
+        schema = {{"type", "object"},
+                  {"additionalProperties", valueSchema(*f.message_type()->map_value(), todo)}};
+      } else if (f.is_repeated()) {
+        schema = {{"type", "array"}, {"items", valueSchema(f, todo)}};
+      } else if (isEmbeddedJson(f)) {
+        name.resize(name.size() - kJsonSuffix.size());
+        schema = {{"type", nlohmann::json::array({"object", "null"})}};
+      } else if (f.cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE &&
+                 f.real_containing_oneof() == nullptr) {
+        schema = {{"anyOf", nlohmann::json::array({valueSchema(f, todo), {{"type", "null"}}})}};
+      } else {
+        schema = valueSchema(f, todo);
+      }
+      properties[name] = std::move(schema);
+      if (f.real_containing_oneof() == nullptr) required.push_back(name);
+    }
+    defs[d->full_name()] = {{"type", "object"},
+                            {"properties", std::move(properties)},
+                            {"required", std::move(required)},
+                            {"additionalProperties", false}};
+  }
+  return defs;
 }
 
 std::string humanBytes(uint64_t bytes) {
@@ -61,14 +218,10 @@ std::string humanBytes(uint64_t bytes) {
 }
 
 void printJson(std::ostream& out, const google::protobuf::Message& message) {
-  std::string json;
-  if (!encodeJson(message, true, &json)) {
-    out << "{\"error\": \"cannot encode the response as JSON\"}\n";
-    return;
-  }
-  out << json;
-  if (json.empty() || json.back() != '\n') out << "\n";
+  printJson(out, contractJson(message));
 }
+
+void printJson(std::ostream& out, const nlohmann::json& doc) { out << dumpJson(doc, 2) << "\n"; }
 
 std::string ago(int64_t then_ms, int64_t now_ms) {
   if (then_ms <= 0) return "never";
@@ -87,15 +240,6 @@ std::string utcTime(int64_t unix_ms) {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
   return fmt::format("{}.{:03}Z", buf, unix_ms % 1000);
-}
-
-std::string protoName(v1::Protocol protocol) {
-  switch (protocol) {
-    case v1::PROTOCOL_TCP: return "tcp";
-    case v1::PROTOCOL_UDP: return "udp";
-    case v1::PROTOCOL_ICMP: return "icmp";
-    default: return "any";
-  }
 }
 
 std::string endpoint(const std::string& ip, uint32_t port) {

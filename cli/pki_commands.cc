@@ -26,6 +26,7 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/output.h"
 #include "common/format.h"
 #include "common/parse.h"
 #include "common/pki.h"
@@ -112,11 +113,11 @@ void report(const GlobalOptions& g, Io& io, const std::string& what, const fs::p
   std::string serial = id.ok() ? id->serial : "";
   int64_t not_after = id.ok() ? id->not_after_unix : 0;
   if (g.json) {
-    io.out << nlohmann::json{{"issued", what},           {"identity", identity},
-                             {"dir", dir.string()},      {"serial", serial},
-                             {"not_after_unix", not_after}}
-                  .dump(2)
-           << "\n";
+    printJson(io.out, nlohmann::json{{"issued", what},
+                                     {"identity", identity},
+                                     {"dir", dir.string()},
+                                     {"serial", serial},
+                                     {"not_after_unix_ms", not_after * 1000}});
   } else {
     io.out << "issued " << what << " " << identity << " in " << dir.string() << " (serial "
            << serial << ", valid until " << utcDate(not_after) << ")\n";
@@ -224,12 +225,10 @@ int pkiInit(const GlobalOptions& g, const std::vector<std::string>& args, Io& io
     }
   }
   if (g.json) {
-    io.out << nlohmann::json{{"dir", root.string()},
-                             {"ca", (root / "ca").string()},
-                             {"controller", (root / "controller").string()},
-                             {"operator", (root / "operators" / admin).string()}}
-                  .dump(2)
-           << "\n";
+    printJson(io.out, nlohmann::json{{"dir", root.string()},
+                                     {"ca", (root / "ca").string()},
+                                     {"controller", (root / "controller").string()},
+                                     {"operator", (root / "operators" / admin).string()}});
   } else {
     io.out << "created fleet CA in " << (root / "ca").string() << "\n"
            << "controller identity (" << controller_name << ") in "
@@ -535,10 +534,8 @@ int pkiRevoke(const GlobalOptions& g, const std::vector<std::string>& args, Io& 
                      {"kind", std::string(peerKindName(c->id.kind))},
                      {"name", c->id.name}});
     }
-    io.out << nlohmann::json{{"revoked", out}, {"reason", reason},
-                             {"crl", (root / "ca" / "crl.pem").string()}}
-                  .dump(2)
-           << "\n";
+    printJson(io.out, nlohmann::json{
+                          {"revoked", out}, {"reason", reason}, {"crl", (root / "ca" / "crl.pem").string()}});
   } else {
     for (const IssuedCert* c : chosen) {
       io.out << "revoked " << peerKindName(c->id.kind) << " " << c->id.name << " (serial "

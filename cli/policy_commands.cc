@@ -53,7 +53,7 @@ int policyCheck(const GlobalOptions& g, const std::vector<std::string>& args, Io
   if (!library.ok()) {
     auto errors = splitLines(library.status().message());
     if (g.json) {
-      io.out << nlohmann::json{{"ok", false}, {"dir", dir}, {"errors", errors}}.dump(2) << "\n";
+      printJson(io.out, nlohmann::json{{"ok", false}, {"dir", dir}, {"errors", errors}});
     } else {
       for (const auto& e : errors) io.err << e << "\n";
     }
@@ -65,7 +65,7 @@ int policyCheck(const GlobalOptions& g, const std::vector<std::string>& args, Io
       sets.push_back({{"name", name}, {"file", set.file}, {"selector", selectorText(set)},
                       {"rules", set.rules.size()}, {"description", set.description}});
     }
-    io.out << nlohmann::json{{"ok", true}, {"dir", dir}, {"sets", sets}}.dump(2) << "\n";
+    printJson(io.out, nlohmann::json{{"ok", true}, {"dir", dir}, {"sets", sets}});
     return kOk;
   }
   std::vector<std::vector<std::string>> rows = {{"SET", "ATTACHED TO", "RULES", "FILE"}};

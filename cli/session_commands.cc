@@ -42,13 +42,6 @@ std::string startTime(const json& s) {
 }
 
 // One document for --json: the response with the agent's result parsed.
-void printResponseJson(std::ostream& out, const v1::HostActionResponse& r) {
-  json doc{{"host", r.host_id()}, {"ok", r.ok()}, {"refused", r.refused()}, {"error", r.error()}};
-  auto result = parseForeignJson(r.result_json());
-  doc["result"] = result ? *std::move(result) : json(nullptr);
-  out << dumpJson(doc, 2) << "\n";
-}
-
 void printProcesses(std::ostream& out, const json& doc, const char* key, const char* title,
                     bool with_why) {
   const json* items = jsonArray(doc, key);
@@ -82,7 +75,7 @@ void printSessions(std::ostream& out, const json& sessions) {
 int printKill(const std::string& command, const GlobalOptions& g, const v1::HostActionResponse& r,
               Io& io) {
   if (g.json) {
-    printResponseJson(io.out, r);
+    printJson(io.out, r);
   } else {
     json doc = parseForeignJson(r.result_json()).value_or(json::object());
     if (const json* sessions = jsonArray(doc, "sessions"); sessions && !sessions->empty()) {
@@ -147,7 +140,7 @@ int sessions(const GlobalOptions& g, const std::vector<std::string>& args, Io& i
   grpc::Status st = client->stub().ListSessions(ctx.get(), req, &resp);
   if (!st.ok()) return reportRpcError("sessions", client->controller(), st, io.err);
   if (g.json) {
-    printResponseJson(io.out, resp);
+    printJson(io.out, resp);
   } else if (resp.ok()) {
     auto doc = parseForeignJson(resp.result_json());
     if (const json* sessions = doc ? jsonArray(*doc, "sessions") : nullptr) {

@@ -18,6 +18,8 @@ PACKAGES=(
   dpkg-dev
   # the lab and the tests: namespaces, firewall, real traffic, real sessions
   nftables iproute2 util-linux procps python3 openssh-server openssh-client conntrack
+  # the lab checks every `bulkhead --json` document against cli/schemas/
+  python3-jsonschema
 )
 
 if [ "$(id -u)" -ne 0 ]; then

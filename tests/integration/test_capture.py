@@ -139,7 +139,8 @@ class CaptureTest(unittest.TestCase):
         if expect != 0:
             return None, None, err
         self.assertIsInstance(doc, dict, err)
-        self.assertEqual(doc.get("output"), out)
+        self.assertEqual(doc["output"], out)
+        doc = doc["record"]
         self.assertTrue(os.path.exists(out))
         self.assertEqual(sha256_file(out), doc["evidence_id"], "downloaded bytes = evidence id")
         print(f"capture {host}: {took:.2f} s end to end, {int(doc['size']) / 2**20:.1f} MiB, "

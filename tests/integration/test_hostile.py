@@ -99,8 +99,8 @@ class HostileAgentTest(_LabCase):
 
     def check_honest_isolated_liar_failed(self, doc, streams, liar_generation):
         h1, h2 = self.outcome(doc, "h1"), self.outcome(doc, "h2")
-        self.assertEqual(h1["state"], "ENFORCED", doc)
-        self.assertEqual(h2["state"], "FAILED", doc)
+        self.assertEqual(h1["state"], "enforced", doc)
+        self.assertEqual(h2["state"], "failed", doc)
         self.assertIn(f"controller's address {self.lab.ip4('ctl')}", h2["error"])
         self.assertIn("left open", h2["error"])
         self.wait_dead(streams["h1"])
@@ -160,14 +160,14 @@ class WildcardListenTest(_LabCase):
     def test_isolation_keeps_the_controller_reachable_from_its_certificate(self):
         stream = self.lab.tcp_stream("attacker", self.lab.ip4("h1"), BACKDOOR)
         doc, _ = self.cli("isolate", "h1", "--reason", "INC-72")
-        self.assertEqual(self.outcome(doc, "h1")["state"], "ENFORCED", doc)
+        self.assertEqual(self.outcome(doc, "h1")["state"], "enforced", doc)
         self.wait_dead(stream)
         st, _ = self.cli("status", "h1")
         pinned = {e["ip"] for e in st["desired"]["controller_endpoints"]}
         self.assertEqual(pinned, {self.lab.ip4("ctl"), self.lab.ip6("ctl")})
         # The channel survives the isolation: the release reaches the agent and is enforced.
         doc, _ = self.cli("release", "h1", "--reason", "INC-72 done")
-        self.assertEqual(self.outcome(doc, "h1")["state"], "ENFORCED", doc)
+        self.assertEqual(self.outcome(doc, "h1")["state"], "enforced", doc)
 
     def test_the_controllers_addresses_can_never_be_blocked(self):
         for cidr in (f"{self.lab.ip4('ctl')}/32", f"{self.lab.ip6('ctl')}/128", "10.77.0.0/24"):

@@ -133,7 +133,7 @@ class IsolationTest(unittest.TestCase):
             doc, _ = self.isolate(h, "--reason", "INC-42")
             t_ack = time.time()
             o = self.outcome(doc, h)
-            self.assertEqual(o["state"], "ENFORCED")
+            self.assertEqual(o["state"], "enforced")
             self.assertGreaterEqual(o["report"]["flows_cut"], 2, o)
             self.assertIn("postgres-replication", o["exemption_sets"])
             self.assertIn("ir-jump-host", o["exemption_sets"])
@@ -269,7 +269,7 @@ class IsolationTest(unittest.TestCase):
         self.fleet.kill_agent(h)
         self.fleet.wait_online([h], online=False, timeout=10)
         doc, err = self.isolate(h, "--reason", "INC-11", "--wait", "1s", expect=1)
-        self.assertEqual(self.outcome(doc, h)["state"], "PENDING")
+        self.assertEqual(self.outcome(doc, h)["state"], "pending")
         self.assertTrue(self.can_connect("attacker", lab.ip4(h), BACKDOOR),
                         "nothing can be enforced while the agent is away")
         self.fleet.start_agent(h, LABELS[h])
@@ -303,7 +303,7 @@ class IsolationTest(unittest.TestCase):
             rc, out, err = self.fleet.cli("isolate", "ctl-host", "--reason", "oops")
             self.assertEqual(rc, 1, f"{out} {err}")
             [o] = [o for o in out["outcomes"] if o["host_id"] == "ctl-host"]
-            self.assertEqual(o["state"], "FAILED", out)
+            self.assertEqual(o["state"], "failed", out)
             self.assertIn("controller's address", o["error"])
             self.assertFalse(self.table_present("ctl"))
         finally:
@@ -348,7 +348,7 @@ class IsolationTest(unittest.TestCase):
             time.sleep(0.5)
             self.assertIsNone(f.controller.poll(), "the controller survives a bad reload")
             doc, _ = self.isolate("h1", "--exempt", "ntp", "--reason", "INC-13")
-            self.assertEqual(self.outcome(doc, "h1")["state"], "ENFORCED")
+            self.assertEqual(self.outcome(doc, "h1")["state"], "enforced")
         finally:
             os.remove(os.path.join(self.policy_dir, "broken.yaml"))
             f.controller.send_signal(1)

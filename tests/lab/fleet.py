@@ -17,6 +17,7 @@ import signal
 import subprocess
 from typing import Dict, Iterable, List, Optional, Tuple
 
+import json_contract
 from bhlab import Lab, wait_until
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -140,11 +141,17 @@ class Fleet:
             argv.append("--json")
         r = self.lab.run(node, argv + list(args), timeout=timeout)
         out: object = r.stdout
-        if json_out and r.returncode in (0, 1) and r.stdout.strip():
+        if json_out and r.stdout.strip():
+            # The --json contract: one JSON document, valid against the command's schema.
             try:
                 out = json.loads(r.stdout)
-            except json.JSONDecodeError:
-                pass
+            except json.JSONDecodeError as e:
+                raise AssertionError(f"bulkhead {' '.join(args)} --json printed no JSON ({e}): "
+                                     f"{r.stdout[:500]!r}") from None
+            broken = json_contract.problems(args, out)
+            if broken:
+                raise AssertionError(f"bulkhead {' '.join(args)} --json breaks its schema: "
+                                     + "; ".join(broken[:5]) + f"\n{r.stdout[:2000]}")
         return r.returncode, out, r.stderr
 
     def hosts(self) -> Dict[str, dict]:

@@ -42,5 +42,70 @@ TEST(Output, ControllerErrorsAreEscaped) {
   EXPECT_EQ(err.str(), "bulkhead status: unknown host \"x\\x1b[31m\\nforged line\"\n");
 }
 
+TEST(JsonContract, NumbersAreNumbersEnumsAreTextAndEveryFieldIsPresent) {
+  v1::ContainmentResponse resp;
+  auto* o = resp.add_outcomes();
+  o->set_host_id("web-01");
+  o->set_state(v1::HostOutcome::DRY_RUN);
+  o->set_generation(9'007'199'254'740'993ULL);  // beyond a double's exact integers
+  nlohmann::json doc = contractJson(resp);
+  const nlohmann::json& out = doc["outcomes"][0];
+  EXPECT_EQ(out["state"], "dry-run");
+  ASSERT_TRUE(out["generation"].is_number_unsigned()) << out.dump();
+  EXPECT_EQ(out["generation"].get<uint64_t>(), 9'007'199'254'740'993ULL);
+  EXPECT_EQ(out["error"], "");           // defaults are printed
+  EXPECT_TRUE(out["report"].is_null());  // an unset message is null
+  EXPECT_TRUE(out["exemption_sets"].is_array());
+  EXPECT_TRUE(doc["warnings"].is_array());
+  // Printed, the big number keeps every digit.
+  std::ostringstream text;
+  printJson(text, resp);
+  EXPECT_NE(text.str().find("9007199254740993"), std::string::npos) << text.str();
+}
+
+TEST(JsonContract, EnumValuesAreSpeltAsInTheTextOutput) {
+  EXPECT_EQ(enumText(v1::PROTOCOL_TCP), "tcp");
+  EXPECT_EQ(enumText(v1::PROTOCOL_ANY), "any");
+  EXPECT_EQ(enumText(v1::DIRECTION_BOTH), "both");
+  EXPECT_EQ(enumText(v1::HostOutcome::ENFORCED), "enforced");
+  EXPECT_EQ(enumText(v1::HostOutcome::FAILED), "failed");
+  EXPECT_EQ(enumText(static_cast<v1::Protocol>(77)), "unknown");
+}
+
+TEST(JsonContract, AnEmbeddedJsonDocumentIsParsedAndHostIsAlwaysHostId) {
+  v1::HostActionResponse resp;
+  resp.set_host_id("web-01");
+  resp.set_result_json(R"({"sessions":[{"id":"3","leader_pid":42}]})");
+  nlohmann::json doc = contractJson(resp);
+  EXPECT_EQ(doc["host_id"], "web-01");
+  EXPECT_FALSE(doc.contains("host"));
+  EXPECT_FALSE(doc.contains("result_json"));
+  EXPECT_EQ(doc["result"]["sessions"][0]["leader_pid"], 42);
+  resp.set_result_json("not json {");
+  EXPECT_TRUE(contractJson(resp)["result"].is_null());
+}
+
+TEST(JsonContract, OnlyTheSetMemberOfAOneofAppearsAndBytesAreBase64) {
+  v1::CaptureEvent event;
+  event.mutable_done()->set_evidence_id("ab");
+  nlohmann::json doc = contractJson(event);
+  EXPECT_TRUE(doc.contains("done"));
+  EXPECT_FALSE(doc.contains("progress"));
+  v1::AuditExportChunk chunk;
+  chunk.set_data(std::string("\x00\xff", 2));
+  EXPECT_EQ(contractJson(chunk)["data"], "AP8=");
+}
+
+TEST(JsonContract, InvalidUtf8FromAHostIsReplacedNotFatal) {
+  v1::HostActionResponse resp;
+  resp.set_host_id("web-01");
+  resp.set_error(std::string("bad \xff byte"));
+  std::ostringstream text;
+  printJson(text, resp);
+  auto parsed = nlohmann::json::parse(text.str(), nullptr, false);
+  ASSERT_FALSE(parsed.is_discarded()) << text.str();
+  EXPECT_EQ(parsed["error"], "bad \xef\xbf\xbd byte");
+}
+
 }  // namespace
 }  // namespace bulkhead::cli

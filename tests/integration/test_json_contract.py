@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""The CLI's `--json` is a contract (cli/schemas/): in a real lab (a controller, two agents), every
+command is run with `--json` and its document validates against the command's schema
+(Fleet.cli checks each; json_contract.problems for the offline `pki` commands). The test fails
+when a command exists that it did not run, so a new command cannot skip its schema. Also:
+numbers are JSON numbers and enum values are spelt as in the text output. Root only.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import unittest
+
+LAB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab")
+sys.path.insert(0, os.path.abspath(LAB_DIR))
+
+import json_contract  # noqa: E402
+from bhlab import Lab, wait_until  # noqa: E402
+from fleet import REPO, Fleet  # noqa: E402
+
+IS_ROOT = os.geteuid() == 0
+HOSTS = {"h1": {"role": "web"}, "h2": {"role": "db"}}
+
+
+def all_commands():
+    """Every command the schemas cover: one file per command (messages.schema.json aside)."""
+    names = sorted(f[:-len(".schema.json")] for f in os.listdir(json_contract.SCHEMA_DIR)
+                   if f.endswith(".schema.json") and f != "messages.schema.json")
+    two_word = {"audit-export", "evidence-list", "evidence-get", "evidence-verify",
+                "evidence-show", "pki-init", "pki-issue", "pki-revoke", "policy-check"}
+    return {n.replace("-", " ", 1) if n in two_word else n for n in names}
+
+
+@unittest.skipUnless(IS_ROOT, "the lab needs root")
+class JsonContractTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.lab = Lab(hosts=2)
+        cls.addClassCleanup(cls.lab.close)
+        cls.fleet = Fleet(cls.lab)
+        cls.fleet.start_controller()
+        for h, labels in HOSTS.items():
+            cls.fleet.start_agent(h, labels)
+        cls.fleet.wait_online(HOSTS, timeout=20)
+        cls.ran = set()
+
+    def tearDown(self):
+        outcome = getattr(self, "_outcome", None)
+        if outcome is not None and not getattr(outcome, "success", True):
+            self.lab.mark_failed()
+            print(self.lab.dump_logs(), file=sys.stderr)
+
+    def cli(self, *args, expect=(0,), timeout=60):
+        """Runs `bulkhead --json ARGS` (Fleet.cli validates the document); returns it."""
+        rc, doc, err = self.fleet.cli(*args, timeout=timeout)
+        self.assertIn(rc, expect, f"{args}: {err} {doc}")
+        self.assertIsInstance(doc, dict, f"{args}: no JSON document: {err}")
+        self.ran.add(json_contract.command_of(args))
+        return doc
+
+    def offline(self, *args, expect=0):
+        """Runs a `pki` or `policy` command outside the lab and validates its document."""
+        r = subprocess.run([self.fleet.bin("bulkhead"), "--json", *args], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, expect, f"{args}: {r.stderr}")
+        doc = json.loads(r.stdout)
+        self.assertEqual(json_contract.problems(args, doc), [], r.stdout)
+        self.ran.add(json_contract.command_of(args))
+        return doc
+
+    def test_every_command_prints_what_its_schema_says(self):
+        tmp = self.lab.tmpdir
+        cidr = self.lab.ip4("attacker") + "/32"
+        # hosts and containment
+        hosts = self.cli("hosts")
+        self.assertIsInstance(hosts["hosts"][0]["last_seen_unix_ms"], int)
+        self.cli("status", "h1")
+        doc = self.cli("isolate", "h1", "--reason", "INC-7 contract")
+        out = doc["outcomes"][0]
+        self.assertEqual(out["state"], "enforced", doc)
+        self.assertIsInstance(out["generation"], int)
+        text = self.fleet.cli("hosts", json_out=False)[1]
+        self.assertIn("isolated", text)
+        self.cli("isolate", "h2", "--dry-run", "--reason", "INC-7 contract")
+        self.cli("release", "h1", "--reason", "INC-7 contract")
+        self.cli("block", cidr, "h1", "--proto", "tcp", "--port", "22", "--reason", "INC-7")
+        blocks = self.cli("blocks")
+        self.assertEqual(blocks["entries"][0]["block"]["protocol"], "tcp", blocks)
+        self.assertIsInstance(blocks["entries"][0]["remaining_ms"], int)
+        self.cli("unblock", cidr, "h1", "--proto", "tcp", "--port", "22", "--reason", "INC-7")
+        self.cli("kill-connections", "h1", "--remote", cidr, "--reason", "INC-7")
+        # sessions and processes
+        sessions = self.cli("sessions", "h1")
+        self.assertEqual(sessions["host_id"], "h1")
+        self.assertIn("sessions", sessions["result"])
+        self.cli("kill-sessions", "h1", "--from", cidr, "--reason", "INC-7", expect=(0, 1, 2))
+        implant = os.path.join(tmp, "contract-implant")
+        shutil.copy("/bin/sleep", implant)
+        proc = self.lab.spawn("h1", [implant, "300"], label="implant")
+        self.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait()))
+        killed = self.cli("kill-process", "h1", "--exe", implant, "--reason", "INC-7")
+        self.assertTrue(killed["ok"], killed)
+        wait_until(lambda: proc.poll() is not None, 10, desc="implant killed")
+        # evidence
+        saved = os.path.join(tmp, "contract-capture.tar.gz")
+        cap = self.cli("capture", "h2", "--reason", "INC-7", "--output", saved, timeout=300)
+        self.assertEqual(cap["output"], saved)
+        self.assertIsInstance(cap["record"]["size"], int)
+        ev = cap["record"]["evidence_id"]
+        listed = self.cli("evidence", "list")
+        self.assertIn(ev, [e["evidence_id"] for e in listed["evidence"]])
+        got = self.cli("evidence", "get", ev, "--output", os.path.join(tmp, "contract-get.tar.gz"))
+        self.assertEqual(got["record"]["evidence_id"], ev)
+        self.assertTrue(self.cli("evidence", "verify", ev)["ok"])
+        show = self.cli("evidence", "show", ev)
+        self.assertIsInstance(show["summary"], dict)
+        # audit
+        rows = self.cli("audit", "--limit", "5")
+        self.assertIsInstance(rows["records"][0]["id"], int, rows)
+        self.assertTrue(self.cli("audit", "--verify")["ok"])
+        self.cli("audit", "export", "--output", os.path.join(tmp, "contract-audit.jsonl"))
+        # offline commands: policies and the PKI
+        self.offline("policy", "check", os.path.join(REPO, "policies"))
+        bad = os.path.join(tmp, "contract-bad-policy")
+        os.makedirs(bad)
+        with open(os.path.join(bad, "broken.yaml"), "w") as f:
+            f.write("sets: [\n")
+        errors = self.offline("policy", "check", bad, expect=2)
+        self.assertFalse(errors["ok"])
+        pki = os.path.join(tmp, "contract-pki")
+        self.offline("pki", "init", "--dir", pki, "--controller-ip", "10.77.9.1")
+        issued = self.offline("pki", "issue", "agent", "--host-id", "web-9", "--dir", pki)
+        self.assertIsInstance(issued["not_after_unix_ms"], int)
+        self.offline("pki", "revoke", "--name", "web-9", "--dir", pki, "--reason", "lost laptop")
+        # every command ran
+        self.assertEqual(all_commands() - self.ran, set(), "commands this test did not run")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
