@@ -31,12 +31,22 @@ missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# buf (the protobuf linter and breaking-change checker) comes from the npm registry, where it is
+# packaged with its binary; npm itself from Debian unless the machine has one already.
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#PACKAGES[@]} packages present"
-  exit 0
+else
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # The lab starts its own sshd per host; the machine's own sshd unit is not needed for that.
 fi
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-apt-get install -y -q --no-install-recommends "${missing[@]}"
-# The lab starts its own sshd per host; the machine's own sshd unit is not needed for that.
+
+BUF_VERSION=1.75.0
+BUF_PREFIX=/opt/bulkhead-tools
+if [ "$("$BUF_PREFIX/node_modules/.bin/buf" --version 2>/dev/null)" != "$BUF_VERSION" ]; then
+  echo "install-deps: installing buf $BUF_VERSION into $BUF_PREFIX (npm)"
+  npm install --no-audit --no-fund --prefix "$BUF_PREFIX" "@bufbuild/buf@$BUF_VERSION"
+fi
