@@ -41,6 +41,12 @@ KERNEL_HEADER = re.compile(
     r"packet_diag|netfilter)|sys/pidfd\.h)")
 KERNEL_ALLOWED = ("agent/linux/", "agent/collect/", "tests/", "bench/", "fuzz/")
 
+# gRPC (its headers and the generated service stubs, *.grpc.pb.h): only the transport layers.
+# Everything else handles plain types and the generated messages (*.pb.h).
+GRPC_HEADER = re.compile(r"^(grpcpp/|grpc/|.*\.grpc\.pb\.h$)")
+GRPC_ALLOWED = ("controller/rpc/", "agent/rpc/", "cli/", "common/tls.", "controller/main.cc",
+                "tests/", "bench/", "fuzz/")
+
 SOURCE_DIRS = ("agent", "controller", "common", "evidence", "cli", "tests", "bench", "fuzz")
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]')
 
@@ -59,6 +65,9 @@ def check_file(rel, text):
         if KERNEL_HEADER.match(inc) and not rel.startswith(KERNEL_ALLOWED):
             problems.append(f"{rel}:{lineno}: includes <{inc}>: kernel interfaces (netlink, "
                             "nftables, pidfd) belong in agent/linux/ or agent/collect/")
+        if GRPC_HEADER.match(inc) and not rel.startswith(GRPC_ALLOWED):
+            problems.append(f"{rel}:{lineno}: includes {inc}: gRPC belongs in the rpc/ layers "
+                            "(controller/rpc/, agent/rpc/, cli/, common/tls)")
     return problems
 
 
@@ -94,12 +103,16 @@ def self_test():
         "agent/daemon/j.cc": "#include <nftables/libnftables.h>\n",
         "controller/rpc/k.cc": "#include <linux/sock_diag.h>\n",
         "agent/core/l.cc": "#include <sys/pidfd.h>\n",
+        "controller/core/m.cc": "#include <grpcpp/grpcpp.h>\n",
+        "agent/daemon/n.cc": '#include "bulkhead/v1/agent.grpc.pb.h"\n',
     }
     allowed = {
         "agent/linux/ok.cc": '#include <nftables/libnftables.h>\n#include "agent/core/flow.h"\n',
         "agent/collect/ok.cc": "#include <netlink/route/link.h>\n",
         "controller/rpc/ok.cc": '#include "controller/store/store.h"\n#include "common/json.h"\n',
         "tests/kernel/ok.cc": "#include <nftables/libnftables.h>\n",
+        "agent/rpc/ok.cc": '#include <grpcpp/grpcpp.h>\n#include "bulkhead/v1/agent.grpc.pb.h"\n',
+        "controller/core/ok.cc": '#include "bulkhead/v1/operator.pb.h"\n',
     }
     with tempfile.TemporaryDirectory() as root:
         for rel, text in {**cases, **allowed}.items():
