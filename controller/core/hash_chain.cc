@@ -65,20 +65,20 @@ bool ChainVerifier::add(const StoredLink& link) {
                 fmt::format("hash does not match the {}'s contents ({} altered)", item, item));
   }
   if (!key_.empty()) {
-    if (link.mac.empty() && first_keyed_id_ != 0) {
+    if (link.mac.empty() && first_keyed_id_) {
       return fail(index, link.id,
                   fmt::format("{} has no MAC although keyed chaining started at {} {} "
                               "(MAC removed: {} altered)",
-                              item, item, first_keyed_id_, item));
+                              item, item, *first_keyed_id_, item));
     }
     if (!link.mac.empty() && chainLinkMac(key_, link.hash) != link.mac) {
       return fail(index, link.id,
-                  fmt::format("MAC does not match ({} altered and hashes recomputed, or {}", item,
+                  fmt::format("MAC does not match ({} altered and hashes recomputed, or {})", item,
                               wording_.other_key));
     }
     if (link.mac.empty()) {
       ++v_.unkeyed_links;
-    } else if (first_keyed_id_ == 0) {
+    } else if (!first_keyed_id_) {
       first_keyed_id_ = link.id;
     }
   }
@@ -94,7 +94,7 @@ ChainVerification ChainVerifier::finish() {
   v_.last_id = prev_id_;
   v_.last_hash = v_.links == 0 ? std::string() : prev_hash_;
   const std::string& item = wording_.item;
-  if (!key_.empty() && v_.links > 0 && first_keyed_id_ == 0) {
+  if (!key_.empty() && v_.links > 0 && !first_keyed_id_) {
     fail(end - 1, prev_id_,
          fmt::format("no {} carries a MAC: the keyed part of the chain was removed "
                      "({}s deleted, or MACs stripped)",

@@ -58,9 +58,9 @@ struct ChainWording {
   std::string item = "row";
   std::string start = "the chain start";
   std::string container = "table";  // what holds the chain, for a truncated tail
-  // Appended to "MAC does not match (<item> altered and hashes recomputed, or ": what else a
-  // MAC that does not match can mean (another key), ending the parenthesis.
-  std::string other_key = "another key wrote it)";
+  // What else a MAC that does not match can mean: "MAC does not match (<item> altered and
+  // hashes recomputed, or <other_key>)".
+  std::string other_key = "another key wrote it";
 };
 
 // The last link of an earlier view of the chain: the chain must still hold link `id` with
@@ -110,7 +110,7 @@ class ChainVerifier {
   ChainVerification v_;
   std::string prev_hash_;
   int64_t prev_id_ = 0;
-  int64_t first_keyed_id_ = 0;
+  std::optional<int64_t> first_keyed_id_;  // the first link with a MAC, once seen
   std::optional<std::string> checkpoint_hash_;  // the hash of link checkpoint_->id, once seen
 };
 
