@@ -110,7 +110,7 @@ class ChainVerifier {
   ChainVerification v_;
   std::string prev_hash_;
   int64_t prev_id_ = 0;
-  std::optional<int64_t> first_keyed_id_;  // the first link with a MAC, once seen
+  std::optional<int64_t> first_keyed_id_;       // the first link with a MAC, once seen
   std::optional<std::string> checkpoint_hash_;  // the hash of link checkpoint_->id, once seen
 };
 

@@ -33,14 +33,11 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::create(const std::file
   const int64_t now_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                   std::chrono::system_clock::now().time_since_epoch())
                                   .count();
-  if (auto s = inTransaction(store->db_,
-                             [&store, now_unix_ms] {
-                               return store->audit_.startKeyedChain(now_unix_ms);
-                             });
+  if (auto s = inTransaction(
+          store->db_, [&store, now_unix_ms] { return store->audit_.startKeyedChain(now_unix_ms); });
       !s.ok()) {
-    return absl::PermissionDeniedError(
-        fmt::format("cannot use database {}: starting the keyed audit chain: {}", path.string(),
-                    s.message()));
+    return absl::PermissionDeniedError(fmt::format(
+        "cannot use database {}: starting the keyed audit chain: {}", path.string(), s.message()));
   }
   return store;
 }
@@ -88,8 +85,7 @@ absl::Status SqliteStore::saveDesiredState(const std::string& host_id,
   return desired_states_.put(host_id, state);
 }
 
-absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>>
-SqliteStore::loadDesiredStates() {
+absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>> SqliteStore::loadDesiredStates() {
   std::lock_guard lock(mu_);
   return desired_states_.load();
 }
@@ -146,8 +142,7 @@ absl::StatusOr<CaptureRow> SqliteStore::getCapture(const std::string& capture_id
   return captures_.get(capture_id);
 }
 
-absl::Status SqliteStore::setCaptureState(const std::string& capture_id,
-                                          const std::string& state) {
+absl::Status SqliteStore::setCaptureState(const std::string& capture_id, const std::string& state) {
   std::lock_guard lock(mu_);
   auto found = captures_.setState(capture_id, state);
   if (!found.ok()) return found.status();
@@ -163,7 +158,8 @@ absl::StatusOr<std::vector<CustodyEntry>> SqliteStore::addEvidence(
   return inTransaction(db_, [&]() -> absl::StatusOr<std::vector<CustodyEntry>> {
     auto stored = evidence_.contains(row.id);
     if (!stored.ok()) return stored.status();
-    if (*stored) return absl::AlreadyExistsError(fmt::format("evidence {} is already stored", row.id));
+    if (*stored)
+      return absl::AlreadyExistsError(fmt::format("evidence {} is already stored", row.id));
     if (auto s = evidence_.add(row); !s.ok()) return s;
     std::vector<CustodyEntry> out;
     for (CustodyEntry e : events) {
@@ -183,7 +179,8 @@ absl::StatusOr<CustodyEntry> SqliteStore::appendCustody(const CustodyEntry& even
   return inTransaction(db_, [&]() -> absl::StatusOr<CustodyEntry> {
     auto stored = evidence_.contains(event.evidence_id);
     if (!stored.ok()) return stored.status();
-    if (!*stored) return absl::NotFoundError(fmt::format("no evidence with id {}", event.evidence_id));
+    if (!*stored)
+      return absl::NotFoundError(fmt::format("no evidence with id {}", event.evidence_id));
     return custody_.append(event);
   });
 }
@@ -209,8 +206,7 @@ absl::StatusOr<std::optional<EvidenceRow>> SqliteStore::evidenceForCapture(
   return evidence_.forCapture(capture_id);
 }
 
-absl::StatusOr<std::vector<CustodyEntry>> SqliteStore::listCustody(
-    const std::string& evidence_id) {
+absl::StatusOr<std::vector<CustodyEntry>> SqliteStore::listCustody(const std::string& evidence_id) {
   std::lock_guard lock(mu_);
   return custody_.list(evidence_id);
 }

@@ -2,17 +2,14 @@
 // and events, as every database written so far holds them. A row appended today must hash
 // to the same value, and rows written with these values (an existing database) must verify.
 #include <gtest/gtest.h>
-#include <unistd.h>
-
-#include <filesystem>
 
 #include "common/format.h"
 #include "controller/store/sqlite_store.h"
+#include "evidence/hash.h"
+#include "tests/unit/evidence/evidence_testing.h"
 
 namespace bulkhead::controller {
 namespace {
-
-namespace fs = std::filesystem;
 
 const std::string kKey(32, '\x11');
 const std::string kEvidenceId(64, 'e');
@@ -78,26 +75,15 @@ const char* const kCustodyPinned[] = {
 
 class ChainFormatTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/bulkhead-chainfmt-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
   std::unique_ptr<SqliteStore> open(const std::string& name, const std::string& key) {
     auto s = SqliteStore::create(dir_ / name, {.audit_key = key});
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? *std::move(s) : nullptr;
   }
   static std::string hexOf(const std::string& bytes) {
-    std::string out;
-    for (unsigned char c : bytes) out += fmt::format("{:02x}", c);
-    return out;
+    return evidence::toHex(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
   }
-  fs::path dir_;
+  evidence::testing::TempDir dir_;
 };
 
 TEST_F(ChainFormatTest, AuditRowsHashAndMacAsPinned) {
