@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "controller/store/sqlite_tables.h"
 #include "controller/store/store.h"
 
 struct sqlite3;
@@ -74,23 +75,16 @@ class SqliteStore final : public Store {
   absl::StatusOr<int64_t> pragmaForTest(const std::string& name);
 
  private:
-  SqliteStore(sqlite3* db, std::string path, std::string audit_key)
-      : db_(db), path_(std::move(path)), audit_key_(std::move(audit_key)) {}
-  // With a key: appends the marker row when the table's last row has no MAC.
-  absl::Status startKeyedChainLocked();   // REQUIRES: mu_ held
-  absl::Status migrate();
-  absl::Status exec(const char* sql);   // REQUIRES: mu_ held
-  // Inside an open transaction: the row with id, prev_hash and hash filled in, inserted.
-  absl::StatusOr<AuditEntry> insertAuditLocked(const AuditEntry& entry);   // REQUIRES: mu_ held
-  absl::Status putDesiredStateLocked(const std::string& host_id,
-                                     const bulkhead::v1::DesiredState& state);   // REQUIRES: mu_
-  // Inside an open transaction: appends `event` to its bundle's chain.   REQUIRES: mu_ held
-  absl::StatusOr<CustodyEntry> insertCustodyLocked(const CustodyEntry& event);
+  SqliteStore(sqlite3* db, std::string audit_key);
 
-  std::mutex mu_;
-  sqlite3* db_;
-  std::string path_;
-  const std::string audit_key_;
+  std::mutex mu_;  // guards the connection and every table below
+  sqlite3* db_;    // owned, closed by the destructor
+  SqliteHosts hosts_;
+  SqliteDesiredStates desired_states_;
+  SqliteAudit audit_;
+  SqliteCaptures captures_;
+  SqliteEvidence evidence_;
+  SqliteCustody custody_;
 };
 
 }  // namespace bulkhead::controller

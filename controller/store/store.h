@@ -54,6 +54,10 @@ struct AuditCheckpoint {
 inline constexpr char kAuditGenesisHash[] =
     "0000000000000000000000000000000000000000000000000000000000000000";
 
+// The row's canonical bytes as its chain hashes them (ChainRecord, core/hash_chain.h): id,
+// at_unix_ms, operator, action, target, reason, outcome, detail.
+std::string auditRecord(const AuditEntry& e);
+
 // SHA-256 (hex) over prev_hash and every field of the row, each length-prefixed so that no two
 // different rows encode alike. Includes the id, so renumbering is detected too.
 std::string auditRowHash(const AuditEntry& e);
@@ -124,6 +128,8 @@ struct CustodyEntry {
 // audit rows' encoding), so no two different events encode alike. The store's row id is not
 // included: the chain is per bundle and `prev_hash` already fixes the order.
 std::string custodyEventHash(const CustodyEntry& e);
+// The event's canonical bytes (ChainRecord): evidence_id, at_unix_ms, actor, action, detail.
+std::string custodyRecord(const CustodyEntry& e);
 
 struct CustodyVerification {
   bool ok = true;

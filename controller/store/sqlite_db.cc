@@ -1,0 +1,134 @@
+#include "controller/store/sqlite_db.h"
+
+#include <nlohmann/json.hpp>
+
+#include "common/format.h"
+
+namespace bulkhead::controller::sqlite {
+
+absl::Status exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err != nullptr ? err : sqlite3_errmsg(db);
+    sqlite3_free(err);
+    return absl::InternalError(fmt::format("sqlite: {}", msg));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status error(sqlite3* db, std::string_view what) {
+  return absl::InternalError(fmt::format("{}: {}", what, sqlite3_errmsg(db)));
+}
+
+absl::StatusOr<Connection> open(const std::filesystem::path& path) {
+  sqlite3* raw = nullptr;
+  int rc =
+      sqlite3_open_v2(path.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  Connection db(raw);
+  if (rc != SQLITE_OK) {
+    std::string msg = raw != nullptr ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
+    return absl::PermissionDeniedError(
+        fmt::format("cannot open database {}: {}", path.string(), msg));
+  }
+  sqlite3_busy_timeout(db.get(), 5000);
+  // journal_mode returns a row; exec() ignores it. A read-only file or directory fails here.
+  for (const char* pragma :
+       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
+    if (auto s = exec(db.get(), pragma); !s.ok()) {
+      return absl::PermissionDeniedError(
+          fmt::format("cannot use database {}: {}", path.string(), s.message()));
+    }
+  }
+  Stmt check(db.get(), "PRAGMA journal_mode");
+  if (check.prepared().ok() && check.step() == SQLITE_ROW && check.text(0) != "wal") {
+    return absl::PermissionDeniedError(
+        fmt::format("cannot use database {}: WAL journal mode unavailable (journal_mode={})",
+                    path.string(), check.text(0)));
+  }
+  return db;
+}
+
+absl::StatusOr<Transaction> Transaction::begin(sqlite3* db) {
+  if (auto s = exec(db, "BEGIN IMMEDIATE"); !s.ok()) return s;
+  return Transaction(db);
+}
+
+Transaction::~Transaction() {
+  if (db_ != nullptr) exec(db_, "ROLLBACK").IgnoreError();
+}
+
+absl::Status Transaction::commit() {
+  if (auto s = exec(db_, "COMMIT"); !s.ok()) return s;
+  db_ = nullptr;
+  return absl::OkStatus();
+}
+
+Stmt::Stmt(sqlite3* db, const char* sql) : db_(db) {
+  rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+}
+
+Stmt::~Stmt() { sqlite3_finalize(stmt_); }
+
+absl::Status Stmt::prepared() const {
+  if (rc_ == SQLITE_OK) return absl::OkStatus();
+  return absl::InternalError(fmt::format("sqlite prepare: {}", sqlite3_errmsg(db_)));
+}
+
+void Stmt::bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+
+void Stmt::bind(int i, const std::string& v) {
+  sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+}
+
+void Stmt::bindBlob(int i, const std::string& v) {
+  sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+}
+
+void Stmt::bindStrings(int i, const std::vector<std::string>& v) {
+  bind(i, nlohmann::json(v).dump());
+}
+
+int Stmt::step() { return sqlite3_step(stmt_); }
+
+absl::Status Stmt::run() {
+  int rc = step();
+  if (rc == SQLITE_DONE || rc == SQLITE_ROW) {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+    return absl::OkStatus();
+  }
+  std::string msg = sqlite3_errmsg(db_);
+  sqlite3_reset(stmt_);
+  return absl::InternalError(fmt::format("sqlite: {}", msg));
+}
+
+int64_t Stmt::i64(int col) { return sqlite3_column_int64(stmt_, col); }
+
+std::string Stmt::text(int col) {
+  const auto* p = sqlite3_column_blob(stmt_, col);
+  int n = sqlite3_column_bytes(stmt_, col);
+  return p == nullptr ? std::string()
+                      : std::string(static_cast<const char*>(p), static_cast<size_t>(n));
+}
+
+std::vector<std::string> Stmt::strings(int col) {
+  std::vector<std::string> out;
+  auto list = nlohmann::json::parse(text(col), nullptr, false);
+  if (!list.is_array()) return out;
+  for (const auto& e : list) {
+    if (e.is_string()) out.push_back(e.get<std::string>());
+  }
+  return out;
+}
+
+absl::StatusOr<bool> exists(sqlite3* db, const char* sql, const std::string& key) {
+  Stmt st(db, sql);
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, key);
+  int rc = st.step();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return error(db, sql);
+  return rc == SQLITE_ROW;
+}
+
+}  // namespace bulkhead::controller::sqlite

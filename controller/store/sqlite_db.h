@@ -1,0 +1,116 @@
+// The SQLite plumbing the store's tables share: the connection, statements, transactions.
+// Internal to controller/store (it includes <sqlite3.h>; headers outside this folder must not
+// include it). Nothing here locks: REQUIRES the store's lock held while a connection, a
+// statement or a transaction is in use.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace bulkhead::controller::sqlite {
+
+// Runs `sql` (one or more statements; result rows are dropped).
+absl::Status exec(sqlite3* db, const char* sql);
+
+// Internal "<what>: <the connection's last error>".
+absl::Status error(sqlite3* db, std::string_view what);
+
+struct Close {
+  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+};
+using Connection = std::unique_ptr<sqlite3, Close>;
+
+// Opens (creating if missing) the database at `path`: WAL journal, synchronous=FULL, foreign
+// keys, a 5 s busy timeout. PermissionDenied "cannot open database ..." / "cannot use database
+// ..." when the file cannot be opened or written, or WAL is unavailable.
+absl::StatusOr<Connection> open(const std::filesystem::path& path);
+
+// One write transaction (BEGIN IMMEDIATE). Rolled back when it leaves scope uncommitted, so
+// no return path leaves it open or half-applied.
+class Transaction {
+ public:
+  static absl::StatusOr<Transaction> begin(sqlite3* db);
+  Transaction(Transaction&& other) noexcept : db_(std::exchange(other.db_, nullptr)) {}
+  Transaction& operator=(Transaction&&) = delete;
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  ~Transaction();
+  // Commits; on failure the transaction is rolled back when it leaves scope.
+  absl::Status commit();
+
+ private:
+  explicit Transaction(sqlite3* db) : db_(db) {}
+  sqlite3* db_;
+};
+
+// Runs `body` (returning absl::Status or absl::StatusOr<T>) in one transaction, committed when
+// it returns OK and rolled back otherwise. Returns what `body` returned, or the failure to
+// begin or commit.
+template <typename Body>
+auto inTransaction(sqlite3* db, Body&& body) -> std::invoke_result_t<Body> {
+  auto tx = Transaction::begin(db);
+  if (!tx.ok()) return tx.status();
+  auto result = std::forward<Body>(body)();
+  if (!result.ok()) return result;
+  if (auto s = tx->commit(); !s.ok()) return s;
+  return result;
+}
+
+// A prepared statement, finalized on scope exit.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql);
+  Stmt(sqlite3* db, const std::string& sql) : Stmt(db, sql.c_str()) {}
+  ~Stmt();
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  // Whether preparing succeeded; check before binding or stepping.
+  absl::Status prepared() const;
+  void bind(int i, int64_t v);
+  void bind(int i, const std::string& v);
+  void bindBlob(int i, const std::string& v);
+  // A list of strings, stored as a JSON array (text).
+  void bindStrings(int i, const std::vector<std::string>& v);
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int step();
+  // Steps once (a write), then resets the statement and its bindings for the next run.
+  absl::Status run();
+  int64_t i64(int col);
+  std::string text(int col);  // also reads blobs
+  // A list bound with bindStrings(); elements that are not strings, or text that does not
+  // parse, are left out.
+  std::vector<std::string> strings(int col);
+
+  // Steps through every result row, `read(*this)` for each. `what` names the query in errors.
+  template <typename Read>
+  auto collect(Read read, std::string_view what)
+      -> absl::StatusOr<std::vector<std::invoke_result_t<Read, Stmt&>>> {
+    std::vector<std::invoke_result_t<Read, Stmt&>> out;
+    int rc;
+    while ((rc = step()) == SQLITE_ROW) out.push_back(read(*this));
+    if (rc != SQLITE_DONE) return error(db_, what);
+    return out;
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+// Whether `sql`, its one parameter ?1 bound to `key`, returns a row.
+absl::StatusOr<bool> exists(sqlite3* db, const char* sql, const std::string& key);
+
+}  // namespace bulkhead::controller::sqlite

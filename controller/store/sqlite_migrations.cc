@@ -1,0 +1,127 @@
+#include "controller/store/sqlite_migrations.h"
+
+#include <iterator>
+
+#include "common/format.h"
+#include "controller/store/sqlite_db.h"
+
+namespace bulkhead::controller::sqlite {
+namespace {
+
+// Schema migrations: step N (1-based) moves user_version N-1 to N. Append only; never edit a
+// step that has shipped.
+constexpr const char* kMigrations[] = {
+    // 1: registry, audit chain, desired state.
+    R"sql(
+      CREATE TABLE hosts(
+        host_id TEXT PRIMARY KEY NOT NULL,
+        hostname TEXT NOT NULL DEFAULT '',
+        addresses TEXT NOT NULL DEFAULT '[]',
+        labels TEXT NOT NULL DEFAULT '{}',
+        os TEXT NOT NULL DEFAULT '',
+        agent_version TEXT NOT NULL DEFAULT '',
+        first_seen_unix_ms INTEGER NOT NULL DEFAULT 0,
+        last_seen_unix_ms INTEGER NOT NULL DEFAULT 0,
+        enforced_generation INTEGER NOT NULL DEFAULT 0,
+        ruleset_hash TEXT NOT NULL DEFAULT '');
+      CREATE TABLE audit(
+        id INTEGER PRIMARY KEY,
+        at_unix_ms INTEGER NOT NULL,
+        operator TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL);
+      CREATE TABLE desired_state(
+        host_id TEXT PRIMARY KEY NOT NULL,
+        generation INTEGER NOT NULL,
+        state BLOB NOT NULL);
+    )sql",
+    // 2: last state report per host, tamper events.
+    R"sql(
+      ALTER TABLE hosts ADD COLUMN last_report BLOB;
+      CREATE TABLE tamper_events(
+        id INTEGER PRIMARY KEY,
+        host_id TEXT NOT NULL,
+        at_unix_ms INTEGER NOT NULL,
+        event BLOB NOT NULL);
+      CREATE INDEX tamper_events_by_host ON tamper_events(host_id, id);
+    )sql",
+    // 3: evidence: captures, stored bundles, custody chains (one per bundle).
+    R"sql(
+      CREATE TABLE captures(
+        capture_id TEXT PRIMARY KEY NOT NULL,
+        host_id TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        requested_at INTEGER NOT NULL,
+        command_id TEXT NOT NULL,
+        state TEXT NOT NULL);
+      CREATE TABLE evidence(
+        id TEXT PRIMARY KEY NOT NULL,
+        capture_id TEXT NOT NULL,
+        host_id TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        requested_at INTEGER NOT NULL,
+        collected_at INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        manifest_sha256 TEXT NOT NULL,
+        files INTEGER NOT NULL,
+        signature_ok INTEGER NOT NULL,
+        collector_errors TEXT NOT NULL,
+        file_name TEXT NOT NULL,
+        clock_offset_ms INTEGER NOT NULL,
+        path TEXT NOT NULL);
+      CREATE INDEX evidence_by_capture ON evidence(capture_id);
+      CREATE TABLE custody(
+        rowid INTEGER PRIMARY KEY,
+        evidence_id TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL);
+      CREATE INDEX custody_by_evidence ON custody(evidence_id, rowid);
+    )sql",
+    // 4: keyed audit chain: HMAC-SHA256 of each row's hash ('' on rows written before).
+    R"sql(
+      ALTER TABLE audit ADD COLUMN mac TEXT NOT NULL DEFAULT '';
+    )sql",
+};
+
+}  // namespace
+
+int latestSchemaVersion() { return static_cast<int>(std::size(kMigrations)); }
+
+absl::StatusOr<int> schemaVersion(sqlite3* db) {
+  Stmt st(db, "PRAGMA user_version");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  if (st.step() != SQLITE_ROW) return error(db, "PRAGMA user_version");
+  return static_cast<int>(st.i64(0));
+}
+
+absl::Status migrate(sqlite3* db) {
+  return inTransaction(db, [db]() -> absl::Status {
+    auto version = schemaVersion(db);
+    if (!version.ok()) return version.status();
+    if (*version > latestSchemaVersion()) {
+      return absl::FailedPreconditionError(
+          fmt::format("schema version {} is newer than this controller knows ({})", *version,
+                      latestSchemaVersion()));
+    }
+    for (int v = *version; v < latestSchemaVersion(); ++v) {
+      if (auto s = exec(db, kMigrations[v]); !s.ok()) {
+        return absl::InternalError(fmt::format("migration to schema {}: {}", v + 1, s.message()));
+      }
+    }
+    return exec(db, fmt::format("PRAGMA user_version={}", latestSchemaVersion()).c_str());
+  });
+}
+
+}  // namespace bulkhead::controller::sqlite

@@ -1,0 +1,119 @@
+// The SQLite store's tables, one class each: the SQL that reads and writes that table and
+// nothing else. SqliteStore composes them, holding the lock and opening the transactions that
+// span several. Internal to controller/store.
+//
+// Every method REQUIRES the store's lock held. A method that writes more than one statement
+// REQUIRES an open transaction (sqlite::Transaction), so that it is applied whole or not at all.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "bulkhead/v1/containment.pb.h"
+#include "controller/store/store.h"
+
+struct sqlite3;
+
+namespace bulkhead::controller {
+
+// hosts and tamper_events: the registry's rows.
+class SqliteHosts {
+ public:
+  explicit SqliteHosts(sqlite3* db) : db_(db) {}
+  // Upserts the rows, appends the events and prunes each host's beyond kMaxTamperEvents.
+  // REQUIRES: a transaction.
+  absl::Status save(const std::vector<HostInfo>& hosts, const std::vector<TamperRecord>& tamper);
+  // Every host with its last kMaxTamperEvents tamper events, ordered by host id.
+  absl::StatusOr<std::vector<HostInfo>> load();
+
+ private:
+  sqlite3* db_;
+};
+
+// desired_state: one row per host (and "@fleet").
+class SqliteDesiredStates {
+ public:
+  explicit SqliteDesiredStates(sqlite3* db) : db_(db) {}
+  absl::Status put(const std::string& host_id, const bulkhead::v1::DesiredState& state);
+  // DataLoss when a row does not parse.
+  absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>> load();
+
+ private:
+  sqlite3* db_;
+};
+
+// audit: the hash-chained (and, with a key, MACed) rows; the chain itself is
+// core/hash_chain.h.
+class SqliteAudit {
+ public:
+  // `key` empty: rows get no MAC and verification checks the hash chain only.
+  SqliteAudit(sqlite3* db, std::string key) : db_(db), key_(std::move(key)) {}
+  // Appends `entry` after the last row: id, prev_hash, hash and mac assigned. REQUIRES: a
+  // transaction.
+  absl::StatusOr<AuditEntry> append(const AuditEntry& entry);
+  // With a key, when the last row has no MAC: appends the kAuditKeyedAction marker row, dated
+  // `now_unix_ms`. REQUIRES: a transaction.
+  absl::Status startKeyedChain(int64_t now_unix_ms);
+  // As Store::listAudit, listAuditPage, listAuditFrom, verifyAudit.
+  absl::StatusOr<std::vector<AuditEntry>> list(size_t limit);
+  absl::StatusOr<std::vector<AuditEntry>> page(int64_t before_id, size_t limit);
+  absl::StatusOr<std::vector<AuditEntry>> from(int64_t first_id);
+  absl::StatusOr<AuditVerification> verify(const std::optional<AuditCheckpoint>& checkpoint);
+
+ private:
+  sqlite3* db_;
+  const std::string key_;
+};
+
+// captures: the captures operators requested.
+class SqliteCaptures {
+ public:
+  explicit SqliteCaptures(sqlite3* db) : db_(db) {}
+  // AlreadyExists if the id is taken.
+  absl::Status add(const CaptureRow& capture);
+  // NotFound "no capture ..." if unknown.
+  absl::StatusOr<CaptureRow> get(const std::string& capture_id);
+  // False when there is no such capture.
+  absl::StatusOr<bool> setState(const std::string& capture_id, const std::string& state);
+
+ private:
+  sqlite3* db_;
+};
+
+// evidence: the stored bundles' rows.
+class SqliteEvidence {
+ public:
+  explicit SqliteEvidence(sqlite3* db) : db_(db) {}
+  absl::StatusOr<bool> contains(const std::string& id);
+  absl::Status add(const EvidenceRow& row);
+  // As Store::listEvidence, getEvidence, evidenceBytesOfHost, evidenceForCapture.
+  absl::StatusOr<std::vector<EvidenceRow>> list(const std::string& host_id);
+  absl::StatusOr<EvidenceRow> get(const std::string& id_or_prefix);
+  absl::StatusOr<uint64_t> bytesOfHost(const std::string& host_id);
+  absl::StatusOr<std::optional<EvidenceRow>> forCapture(const std::string& capture_id);
+
+ private:
+  sqlite3* db_;
+};
+
+// custody: one hash chain per bundle (core/hash_chain.h), starting at the evidence id.
+class SqliteCustody {
+ public:
+  explicit SqliteCustody(sqlite3* db) : db_(db) {}
+  // Appends `event` to its bundle's chain: id, prev_hash and hash assigned. REQUIRES: a
+  // transaction.
+  absl::StatusOr<CustodyEntry> append(const CustodyEntry& event);
+  // As Store::listCustody, verifyCustody.
+  absl::StatusOr<std::vector<CustodyEntry>> list(const std::string& evidence_id);
+  absl::StatusOr<CustodyVerification> verify(const std::string& evidence_id);
+
+ private:
+  sqlite3* db_;
+};
+
+}  // namespace bulkhead::controller

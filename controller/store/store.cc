@@ -1,0 +1,40 @@
+#include "controller/store/store.h"
+
+#include "controller/core/hash_chain.h"
+
+namespace bulkhead::controller {
+
+std::string auditRecord(const AuditEntry& e) {
+  return ChainRecord()
+      .add(e.id)
+      .add(e.at_unix_ms)
+      .add(e.operator_name)
+      .add(e.action)
+      .add(e.target)
+      .add(e.reason)
+      .add(e.outcome)
+      .add(e.detail)
+      .bytes();
+}
+
+std::string auditRowHash(const AuditEntry& e) { return chainLinkHash(e.prev_hash, auditRecord(e)); }
+
+std::string auditRowMac(std::string_view key, const AuditEntry& e) {
+  return chainLinkMac(key, e.hash);
+}
+
+std::string custodyRecord(const CustodyEntry& e) {
+  return ChainRecord()
+      .add(e.evidence_id)
+      .add(e.at_unix_ms)
+      .add(e.actor)
+      .add(e.action)
+      .add(e.detail)
+      .bytes();
+}
+
+std::string custodyEventHash(const CustodyEntry& e) {
+  return chainLinkHash(e.prev_hash, custodyRecord(e));
+}
+
+}  // namespace bulkhead::controller
