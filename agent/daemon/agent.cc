@@ -32,6 +32,7 @@
 #include "agent/linux/host_facts.h"
 #include "agent/linux/netns_guard.h"
 #include "agent/linux/nftables_firewall.h"
+#include "agent/linux/process_killer.h"
 #include "agent/linux/sock_diag_flow_killer.h"
 #include "agent/linux/tamper_watch.h"
 #include "agent/linux/status_socket.h"
@@ -567,6 +568,8 @@ int runDaemon(const AgentConfig& config) {
                                       ? static_cast<SessionSource&>(logind_sessions)
                                       : static_cast<SessionSource&>(proc_sessions);
   std::unique_ptr<FlowKiller> owner_cutter;
+  LinuxProcFs procfs;
+  PidfdSignaller signaller;
   std::unique_ptr<ProcessActions> process_actions;
   std::unique_ptr<ProcessActionWorker> action_worker;
   if (enforce_ok.ok()) {
@@ -582,7 +585,8 @@ int runDaemon(const AgentConfig& config) {
     pao.protection.self_pid = static_cast<int>(::getpid());
     pao.protection.exes = config.protect_exes;
     pao.protection.comms = config.protect_comms;
-    process_actions = std::make_unique<ProcessActions>(&session_source, owner_cutter.get(), pao);
+    process_actions = std::make_unique<ProcessActions>(&session_source, owner_cutter.get(),
+                                                       &procfs, &signaller, pao);
     action_worker = std::make_unique<ProcessActionWorker>(
         process_actions.get(), [&daemon](const v1::CommandResult& r) { daemon.onCommandResult(r); },
         nowUnixMs);

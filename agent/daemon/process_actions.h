@@ -24,7 +24,9 @@
 
 #include "agent/core/processes.h"
 #include "agent/linux/flow_killer.h"
+#include "agent/linux/proc_fs.h"
 #include "agent/linux/proc_scan.h"
+#include "agent/linux/process_signaller.h"
 #include "bulkhead/v1/agent.pb.h"
 
 namespace bulkhead::agent {
@@ -37,9 +39,11 @@ struct ProcessActionsOptions {
 
 class ProcessActions {
  public:
-  // `sessions` lists sessions; `flows` (may be null) cuts the killed processes' sockets.
-  // Both must outlive this object.
-  ProcessActions(SessionSource* sessions, FlowKiller* flows, ProcessActionsOptions options);
+  // `sessions` lists sessions; `flows` (may be null) cuts the killed processes' sockets;
+  // `procfs` reads the processes and `signaller` stops and kills them. All must outlive this
+  // object.
+  ProcessActions(SessionSource* sessions, FlowKiller* flows, ProcFs* procfs,
+                 ProcessSignaller* signaller, ProcessActionsOptions options);
 
   // Runs one command (list_sessions, kill_sessions or kill_process). Blocks.
   bulkhead::v1::CommandResult run(const bulkhead::v1::Command& command);
@@ -47,6 +51,8 @@ class ProcessActions {
  private:
   SessionSource* sessions_;
   FlowKiller* flows_;
+  ProcFs* procfs_;
+  ProcessSignaller* signaller_;
   ProcessActionsOptions options_;
 };
 
