@@ -390,51 +390,32 @@ v1::CommandResult ProcessActions::run(const v1::Command& c) {
 
 ProcessActionWorker::ProcessActionWorker(ProcessActions* actions, Done done,
                                          std::function<int64_t()> now_unix_ms)
-    : actions_(actions), done_(std::move(done)), now_unix_ms_(std::move(now_unix_ms)) {
-  thread_ = std::thread([this] { loop(); });
-}
+    : actions_(actions), done_(std::move(done)), now_unix_ms_(std::move(now_unix_ms)) {}
 
 ProcessActionWorker::~ProcessActionWorker() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  thread_.join();
+  stopping_ = true;
+  thread_.stop();
 }
 
 void ProcessActionWorker::submit(const v1::Command& command) {
-  {
-    std::lock_guard lock(mu_);
-    queue_.push_back(command);
-  }
-  cv_.notify_all();
+  thread_.post([this, command] { runOne(command); });
 }
 
-void ProcessActionWorker::loop() {
-  for (;;) {
-    v1::Command c;
-    {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
-      if (stop_) return;
-      c = std::move(queue_.front());
-      queue_.pop_front();
-    }
-    if (c.deadline_unix_ms() != 0 && now_unix_ms_() > c.deadline_unix_ms()) {
-      done_(failed(c, "deadline passed before the agent got to the command: not run"));
-      continue;
-    }
-    // A command that throws is answered as failed; the agent and its other work go on.
-    v1::CommandResult result;
-    try {
-      result = actions_->run(c);
-    } catch (const std::exception& e) {
-      spdlog::error("command {}: internal error: {}", c.id(), e.what());
-      result = failed(c, fmt::format("internal error on the agent: {}", e.what()));
-    }
-    done_(result);
+void ProcessActionWorker::runOne(const v1::Command& c) {
+  if (stopping_) return;
+  if (c.deadline_unix_ms() != 0 && now_unix_ms_() > c.deadline_unix_ms()) {
+    done_(failed(c, "deadline passed before the agent got to the command: not run"));
+    return;
   }
+  // A command that throws is answered as failed; the agent and its other work go on.
+  v1::CommandResult result;
+  try {
+    result = actions_->run(c);
+  } catch (const std::exception& e) {
+    spdlog::error("command {}: internal error: {}", c.id(), e.what());
+    result = failed(c, fmt::format("internal error on the agent: {}", e.what()));
+  }
+  done_(result);
 }
 
 }  // namespace bulkhead::agent

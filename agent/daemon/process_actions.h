@@ -13,14 +13,11 @@
 // just as well until the SIGKILL, which a stopped process cannot escape.
 #pragma once
 
+#include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 
 #include "agent/core/processes.h"
 #include "agent/linux/flow_killer.h"
@@ -28,6 +25,7 @@
 #include "agent/linux/proc_scan.h"
 #include "agent/linux/process_signaller.h"
 #include "bulkhead/v1/agent.pb.h"
+#include "common/scheduler.h"
 
 namespace bulkhead::agent {
 
@@ -56,9 +54,9 @@ class ProcessActions {
   ProcessActionsOptions options_;
 };
 
-// Runs ProcessActions on a thread of its own (a kill may wait seconds for processes to die;
-// enforcement must not wait behind it), one command at a time, in order. Commands whose
-// deadline passed while queued are answered with an error and not run.
+// Runs ProcessActions on a thread of its own (a Scheduler: a kill may wait seconds for
+// processes to die; enforcement must not wait behind it), one command at a time, in order.
+// Commands whose deadline passed while queued are answered with an error and not run.
 class ProcessActionWorker {
  public:
   using Done = std::function<void(const bulkhead::v1::CommandResult&)>;
@@ -68,19 +66,17 @@ class ProcessActionWorker {
   ProcessActionWorker(const ProcessActionWorker&) = delete;
   ProcessActionWorker& operator=(const ProcessActionWorker&) = delete;
 
+  // Queues `command`. Never blocks.
   void submit(const bulkhead::v1::Command& command);
 
  private:
-  void loop();
+  void runOne(const bulkhead::v1::Command& command);
 
   ProcessActions* actions_;
   Done done_;
   std::function<int64_t()> now_unix_ms_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;                              // GUARDED_BY(mu_)
-  std::deque<bulkhead::v1::Command> queue_;        // GUARDED_BY(mu_)
-  std::thread thread_;
+  std::atomic<bool> stopping_{false};   // queued commands are skipped once set
+  Scheduler thread_{"bh-actions"};      // last: stopped first on destruction
 };
 
 }  // namespace bulkhead::agent
