@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "agent/linux/netlink_messages.h"
 #include "common/format.h"
 
 namespace bulkhead::agent {
@@ -25,32 +26,24 @@ std::string netlinkErrorText(int code) {
 absl::Status walkSockDiagDatagram(const uint8_t* data, size_t len,
                                   absl::FunctionRef<absl::Status(const uint8_t*, size_t)> each,
                                   bool* done) {
-  size_t off = 0;
-  while (off + sizeof(nlmsghdr) <= len) {
-    nlmsghdr h;
-    std::memcpy(&h, data + off, sizeof h);
-    if (h.nlmsg_len < sizeof(nlmsghdr) || off + h.nlmsg_len > len) {
-      return absl::DataLossError(fmt::format(
-          "malformed sock_diag message (length {} at offset {} of {})", h.nlmsg_len, off, len));
-    }
-    const uint8_t* payload = data + off + NLMSG_HDRLEN;
-    const size_t plen = h.nlmsg_len - NLMSG_HDRLEN;
-    if (h.nlmsg_type == NLMSG_DONE || h.nlmsg_type == NLMSG_ERROR) {
-      int err = 0;
-      if (plen >= sizeof err) std::memcpy(&err, payload, sizeof err);
-      if (h.nlmsg_type == NLMSG_ERROR || err < 0) {
-        return absl::UnavailableError(
-            fmt::format("sock_diag dump failed: {}", netlinkErrorText(err)));
-      }
-      *done = true;
-      return absl::OkStatus();
-    }
-    if (h.nlmsg_type == SOCK_DIAG_BY_FAMILY) {
-      if (absl::Status s = each(payload, plen); !s.ok()) return s;
-    }
-    off += NLMSG_ALIGN(h.nlmsg_len);
-  }
-  return absl::OkStatus();
+  return forEachNetlinkMessage(
+      data, len, "sock_diag message", [&](const NetlinkMessage& m) -> absl::StatusOr<bool> {
+        const uint16_t type = m.header.nlmsg_type;
+        if (type == NLMSG_DONE || type == NLMSG_ERROR) {
+          int err = 0;
+          if (m.payload_len >= sizeof err) std::memcpy(&err, m.payload, sizeof err);
+          if (type == NLMSG_ERROR || err < 0) {
+            return absl::UnavailableError(
+                fmt::format("sock_diag dump failed: {}", netlinkErrorText(err)));
+          }
+          *done = true;
+          return false;
+        }
+        if (type == SOCK_DIAG_BY_FAMILY) {
+          if (absl::Status s = each(m.payload, m.payload_len); !s.ok()) return s;
+        }
+        return true;
+      });
 }
 
 absl::StatusOr<SockDiagSocket> SockDiagSocket::open(int rcvbuf_bytes) {

@@ -17,6 +17,7 @@
 #include <initializer_list>
 #include <unordered_map>
 
+#include "agent/linux/netlink_messages.h"
 #include "agent/linux/proc_files.h"
 #include "common/format.h"
 
@@ -134,25 +135,16 @@ absl::Status parseInetDiagDump(const void* data, size_t len, std::vector<DiagSoc
 }
 
 absl::Status parseNetlinkAcks(const void* data, size_t len, std::vector<NetlinkAck>* out) {
-  const auto* base = static_cast<const uint8_t*>(data);
-  size_t off = 0;
-  while (off + sizeof(nlmsghdr) <= len) {
-    nlmsghdr h;
-    std::memcpy(&h, base + off, sizeof(h));
-    if (h.nlmsg_len < sizeof(nlmsghdr) || off + h.nlmsg_len > len) {
-      return absl::DataLossError(fmt::format("malformed netlink ack (length {})", h.nlmsg_len));
-    }
-    if (h.nlmsg_type == NLMSG_ERROR) {
-      if (h.nlmsg_len < NLMSG_HDRLEN + sizeof(int)) {
-        return absl::DataLossError("short NLMSG_ERROR");
-      }
-      int err = 0;
-      std::memcpy(&err, base + off + NLMSG_HDRLEN, sizeof(int));
-      out->push_back({h.nlmsg_seq, err});
-    }
-    off += NLMSG_ALIGN(h.nlmsg_len);
-  }
-  return absl::OkStatus();
+  return forEachNetlinkMessage(
+      static_cast<const uint8_t*>(data), len, "netlink ack",
+      [out](const NetlinkMessage& m) -> absl::StatusOr<bool> {
+        if (m.header.nlmsg_type != NLMSG_ERROR) return true;
+        if (m.payload_len < sizeof(int)) return absl::DataLossError("short NLMSG_ERROR");
+        int err = 0;
+        std::memcpy(&err, m.payload, sizeof(int));
+        out->push_back({m.header.nlmsg_seq, err});
+        return true;
+      });
 }
 
 void appendDestroyRequest(const DiagSocket& s, uint32_t seq, std::vector<uint8_t>* buf) {
