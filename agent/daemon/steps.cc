@@ -1,7 +1,5 @@
 #include "agent/daemon/steps.h"
 
-#include <spdlog/spdlog.h>
-
 namespace bulkhead::agent {
 
 void Teardown::add(std::string name, std::function<void()> fn) {
@@ -10,27 +8,23 @@ void Teardown::add(std::string name, std::function<void()> fn) {
 
 void Teardown::run() {
   while (!actions_.empty()) {
-    auto [name, fn] = std::move(actions_.back());
+    std::function<void()> fn = std::move(actions_.back().second);
     actions_.pop_back();
-    spdlog::debug("teardown: {}", name);
     fn();
   }
 }
 
 int runSteps(const std::vector<Step>& steps, int done) {
   Teardown teardown;
-  int code = done;
   for (const Step& step : steps) {
-    spdlog::debug("start-up step: {}", step.name);
     StepOutcome outcome = step.run(teardown);
     if (outcome.stops()) {
-      code = outcome.exitCode();
-      spdlog::debug("start-up step {} ends start-up (exit status {})", step.name, code);
-      break;
+      teardown.run();
+      return outcome.exitCode();
     }
   }
   teardown.run();
-  return code;
+  return done;
 }
 
 }  // namespace bulkhead::agent

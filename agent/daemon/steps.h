@@ -33,7 +33,7 @@ class Teardown {
   Teardown(const Teardown&) = delete;
   Teardown& operator=(const Teardown&) = delete;
 
-  // Registers `fn` (named for the log) to run at teardown.
+  // Registers `fn` (named for readers of the start-up code) to run at teardown.
   void add(std::string name, std::function<void()> fn);
   // Runs every registered action, last registered first, once each; later calls run only
   // what was registered since.
@@ -49,7 +49,8 @@ struct Step {
   std::function<StepOutcome(Teardown& teardown)> run;
 };
 
-// Runs `steps` in order until one stops (the later ones do not run), then the teardown.
+// Runs `steps` in order until one stops (the later ones do not run), then the teardown. Logs
+// nothing: a step that stops start-up says why itself (one line on stderr for bad input).
 // Returns the exit status of the step that stopped, or `done` when every step went on.
 int runSteps(const std::vector<Step>& steps, int done);
 
