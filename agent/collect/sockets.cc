@@ -218,11 +218,11 @@ class SocketScan {
     const char* fam = family == AF_INET ? "inet" : "inet6";
     std::vector<DiagSocket> found;
     bool ok = dump(&req, sizeof req,
-                          fmt::format("{} {} sockets{}", fam, proto,
-                                      protocol == IPPROTO_RAW ? " (needs raw_diag)" : ""),
-                          [&](const uint8_t* data, size_t n, bool* done) {
-                            return parseInetDiagDump(data, n, &found, done);
-                          });
+                   fmt::format("{} {} sockets{}", fam, proto,
+                               protocol == IPPROTO_RAW ? " (needs raw_diag)" : ""),
+                   [&](const uint8_t* data, size_t n, bool* done) {
+                     return parseInetDiagDump(data, n, &found, done);
+                   });
     for (const DiagSocket& s : found) {
       json r;
       r["family"] = fam;
@@ -243,19 +243,17 @@ class SocketScan {
     auto req = sockDiagDumpRequest<unix_diag_req>(diag_->nextSeq(), AF_UNIX);
     req.r.udiag_states = ~0u;
     req.r.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_UID;
-    return dump(&req, sizeof req, "unix sockets",
-                       [&](const uint8_t* data, size_t n, bool* done) {
-                         return parseUnixDiagDatagram(data, n, &rows_, done);
-                       });
+    return dump(&req, sizeof req, "unix sockets", [&](const uint8_t* data, size_t n, bool* done) {
+      return parseUnixDiagDatagram(data, n, &rows_, done);
+    });
   }
 
   bool dumpPacket() {
     auto req = sockDiagDumpRequest<packet_diag_req>(diag_->nextSeq(), AF_PACKET);
     req.r.pdiag_show = PACKET_SHOW_INFO;
-    return dump(&req, sizeof req, "packet sockets",
-                       [&](const uint8_t* data, size_t n, bool* done) {
-                         return parsePacketDiagDatagram(data, n, &rows_, done);
-                       });
+    return dump(&req, sizeof req, "packet sockets", [&](const uint8_t* data, size_t n, bool* done) {
+      return parsePacketDiagDatagram(data, n, &rows_, done);
+    });
   }
 
   // One pass over <proc_root>/*/fd: which pids hold each dumped socket, and their comms.

@@ -1,6 +1,5 @@
 #include "agent/linux/proc_scan.h"
 
-#include <dirent.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -12,12 +11,9 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <mutex>
-#include <sstream>
 #include <chrono>
 
 #include <fmt/format.h>
