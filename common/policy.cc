@@ -1,7 +1,5 @@
 #include "common/policy.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <sys/socket.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
@@ -16,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "common/format.h"
+#include "common/resolve.h"
 
 namespace bulkhead {
 namespace {
@@ -479,32 +478,9 @@ absl::StatusOr<std::vector<const ExemptionSet*>> selectSets(
 }
 
 absl::StatusOr<std::vector<std::string>> GetaddrinfoResolver::resolve(const std::string& name) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* result = nullptr;
-  int rc = getaddrinfo(name.c_str(), nullptr, &hints, &result);
-  if (rc != 0) {
-    return absl::NotFoundError(fmt::format("cannot resolve \"{}\": {}", name, gai_strerror(rc)));
-  }
-  std::set<std::string> addrs;
-  for (addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {
-    char buf[INET6_ADDRSTRLEN] = {};
-    const void* src = nullptr;
-    if (ai->ai_family == AF_INET) {
-      src = &reinterpret_cast<const sockaddr_in*>(ai->ai_addr)->sin_addr;
-    } else if (ai->ai_family == AF_INET6) {
-      src = &reinterpret_cast<const sockaddr_in6*>(ai->ai_addr)->sin6_addr;
-    } else {
-      continue;
-    }
-    if (inet_ntop(ai->ai_family, src, buf, sizeof buf) != nullptr) addrs.insert(buf);
-  }
-  freeaddrinfo(result);
-  if (addrs.empty()) {
-    return absl::NotFoundError(fmt::format("cannot resolve \"{}\": no IP addresses", name));
-  }
-  return std::vector<std::string>(addrs.begin(), addrs.end());
+  auto addrs = resolveHost(name);
+  if (addrs.ok()) std::sort(addrs->begin(), addrs->end());
+  return addrs;
 }
 
 absl::StatusOr<std::vector<v1::ExemptionRule>> resolveExemptions(

@@ -88,7 +88,7 @@ class NameResolver {
   virtual absl::StatusOr<std::vector<std::string>> resolve(const std::string& name) = 0;
 };
 
-// Resolves with getaddrinfo(3) (the system's resolver configuration).
+// Resolves with resolveHost (common/resolve.h); addresses in ascending text order.
 class GetaddrinfoResolver : public NameResolver {
  public:
   absl::StatusOr<std::vector<std::string>> resolve(const std::string& name) override;

@@ -1,4 +1,4 @@
-// /proc text as the agent parses it (agent/core/processes, agent/collect/proc_files): stat,
+// /proc text as the agent parses it (agent/core/processes, agent/linux/proc_files): stat,
 // status, cmdline, loginuid, net/tcp, maps, fd links, stat btime, uptime, and loginctl output.
 // Process names, arguments and mapped file names are chosen by any local user. Every parser
 // reads the same input; JSON built from it must serialise (strict UTF-8).
@@ -8,13 +8,12 @@
 #include <string_view>
 
 #include "agent/collect/host_files.h"
-#include "agent/collect/proc_files.h"
+#include "agent/linux/proc_files.h"
 #include "agent/core/processes.h"
-#include "agent/linux/sock_diag_flow_killer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace bulkhead::agent;
-  namespace proc = collect::proc;
+  namespace proc = bulkhead::agent::proc;
   const std::string_view text(reinterpret_cast<const char*>(data), size);
 
   if (auto stat = parseProcStat(text); stat.ok()) {
@@ -30,7 +29,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (bool v6 : {false, true}) (void)parseProcNetTcp(text, v6);
   (void)parseLoginctlShow(text);
   (void)parseLoginctlList(text);
-  (void)socketInodeFromLink(std::string(text));
+  (void)proc::socketInodeFromLink(std::string(text));
   (void)proc::linkFlags(text);
   (void)proc::parseBootTime(text);
   (void)proc::parseUptimeMs(text);

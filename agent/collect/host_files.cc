@@ -11,7 +11,7 @@
 #include <deque>
 
 #include "absl/strings/escaping.h"
-#include "agent/collect/proc_files.h"
+#include "agent/linux/proc_files.h"
 #include "common/format.h"
 
 namespace bulkhead::agent::collect {

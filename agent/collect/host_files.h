@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "agent/collect/proc_files.h"
+#include "agent/linux/proc_files.h"
 
 namespace bulkhead::agent::collect {
 

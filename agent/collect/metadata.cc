@@ -10,7 +10,7 @@
 #include <chrono>
 
 #include "agent/collect/collectors.h"
-#include "agent/collect/proc_files.h"
+#include "agent/linux/proc_files.h"
 #include "common/json.h"
 
 namespace bulkhead::agent::collect {

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "agent/collect/collectors.h"
-#include "agent/collect/proc_files.h"
+#include "agent/linux/proc_files.h"
 
 namespace bulkhead::agent::collect {
 namespace {

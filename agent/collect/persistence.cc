@@ -15,7 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "agent/collect/collectors.h"
 #include "agent/collect/host_files.h"
-#include "agent/collect/proc_files.h"
+#include "agent/linux/proc_files.h"
 #include "common/format.h"
 
 namespace bulkhead::agent::collect {

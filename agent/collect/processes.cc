@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <linux/magic.h>
-#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -27,7 +26,7 @@
 #include <vector>
 
 #include "agent/collect/collectors.h"
-#include "agent/collect/proc_files.h"
+#include "agent/linux/proc_files.h"
 #include "agent/linux/proc_scan.h"
 #include "common/format.h"
 
@@ -227,12 +226,7 @@ class ProcessScan {
   json userName(uint32_t uid) {
     auto [it, inserted] = users_.try_emplace(uid, nullptr);
     if (inserted) {
-      passwd pw{};
-      passwd* res = nullptr;
-      char buf[4096];
-      if (::getpwuid_r(uid, &pw, buf, sizeof buf, &res) == 0 && res != nullptr) {
-        it->second = proc::utf8(pw.pw_name);
-      }
+      if (auto name = userNameOfUid(uid)) it->second = proc::utf8(*name);
     }
     return it->second;
   }

@@ -17,9 +17,9 @@ struct SocketRecord {
   uint64_t inode = 0;
 };
 
-// Appends a record per SOCK_DIAG_BY_FAMILY message to `out`; sets *done at NLMSG_DONE. An
-// NLMSG_ERROR message or a message whose length runs past the datagram is an error; a message
-// too short for its header, and attributes that do not fit, are skipped.
+// Appends a record per SOCK_DIAG_BY_FAMILY message to `out`; sets *done at NLMSG_DONE. The
+// messages are walked by walkSockDiagDatagram (agent/linux/sock_diag.h), whose errors these
+// return; a message too short for its header, and attributes that do not fit, are skipped.
 absl::Status parseUnixDiagDatagram(const uint8_t* data, size_t len, std::vector<SocketRecord>* out,
                                    bool* done);
 absl::Status parsePacketDiagDatagram(const uint8_t* data, size_t len,

@@ -12,7 +12,6 @@
 #include <linux/unix_diag.h>
 #include <netinet/in.h>
 #include <netlink/attr.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,8 +23,9 @@
 #include <vector>
 
 #include "agent/collect/collectors.h"
-#include "agent/collect/proc_files.h"
+#include "agent/linux/proc_files.h"
 #include "agent/collect/sock_diag_records.h"
+#include "agent/linux/sock_diag.h"
 #include "agent/linux/sock_diag_flow_killer.h"
 #include "common/format.h"
 
@@ -34,8 +34,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr int kRecvTimeoutMs = 3000;  // per recv of a dump: the kernel answers at once
-constexpr size_t kRecvBufSize = 64 * 1024;
+constexpr std::chrono::milliseconds kRecvTimeout{3000};  // per recv: the kernel answers at once
 // The sockets are written after the owner scan: past this, write them with the owners found.
 constexpr std::chrono::milliseconds kOwnerScanBudget{5000};
 
@@ -67,35 +66,6 @@ std::string addressText(uint8_t family, const __be32* words) {
   return buf;
 }
 
-// Walks the netlink messages of one datagram of a sock_diag dump: `each(payload, len)` for
-// every SOCK_DIAG_BY_FAMILY message, *done at NLMSG_DONE, an error at NLMSG_ERROR.
-absl::Status walkDiagDatagram(const uint8_t* data, size_t len,
-                              absl::FunctionRef<void(const uint8_t*, size_t)> each, bool* done) {
-  size_t off = 0;
-  while (off + sizeof(nlmsghdr) <= len) {
-    nlmsghdr h;
-    std::memcpy(&h, data + off, sizeof h);
-    if (h.nlmsg_len < sizeof(nlmsghdr) || off + h.nlmsg_len > len) {
-      return absl::DataLossError(
-          fmt::format("malformed sock_diag message (length {})", h.nlmsg_len));
-    }
-    const uint8_t* payload = data + off + NLMSG_HDRLEN;
-    const size_t plen = h.nlmsg_len - NLMSG_HDRLEN;
-    if (h.nlmsg_type == NLMSG_DONE) {
-      *done = true;
-      return absl::OkStatus();
-    }
-    if (h.nlmsg_type == NLMSG_ERROR) {
-      int err = 0;
-      if (plen >= sizeof err) std::memcpy(&err, payload, sizeof err);
-      return absl::UnavailableError(std::strerror(static_cast<int>(-static_cast<int64_t>(err))));
-    }
-    if (h.nlmsg_type == SOCK_DIAG_BY_FAMILY) each(payload, plen);
-    off += NLMSG_ALIGN(h.nlmsg_len);
-  }
-  return absl::OkStatus();
-}
-
 // Netlink attributes after a fixed-size header in a sock_diag message.
 template <typename F>
 void forEachAttr(const uint8_t* payload, size_t plen, size_t header, F&& each) {
@@ -106,29 +76,12 @@ void forEachAttr(const uint8_t* payload, size_t plen, size_t header, F&& each) {
   nla_for_each_attr(a, head, static_cast<int>(plen - NLMSG_ALIGN(header)), rem) { each(a); }
 }
 
-// A SOCK_DIAG_BY_FAMILY dump request: the netlink header and the family's request body.
-template <typename Req>
-struct DiagRequest {
-  nlmsghdr h;
-  Req r;
-};
-template <typename Req>
-DiagRequest<Req> diagRequest(uint32_t seq, uint8_t family) {
-  DiagRequest<Req> req{};
-  req.h.nlmsg_len = sizeof req;
-  req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  req.h.nlmsg_seq = seq;
-  req.r.sdiag_family = family;
-  return req;
-}
-
 }  // namespace
 
 absl::Status parseUnixDiagDatagram(const uint8_t* data, size_t len, std::vector<SocketRecord>* out,
                                    bool* done) {
   auto each = [&](const uint8_t* payload, size_t plen) {
-    if (plen < sizeof(unix_diag_msg)) return;
+    if (plen < sizeof(unix_diag_msg)) return absl::OkStatus();  // skipped
     unix_diag_msg m;
     std::memcpy(&m, payload, sizeof m);
     json r;
@@ -153,14 +106,15 @@ absl::Status parseUnixDiagDatagram(const uint8_t* data, size_t len, std::vector<
       }
     });
     out->push_back(SocketRecord{std::move(r), m.udiag_ino});
+    return absl::OkStatus();
   };
-  return walkDiagDatagram(data, len, each, done);
+  return walkSockDiagDatagram(data, len, each, done);
 }
 
 absl::Status parsePacketDiagDatagram(const uint8_t* data, size_t len,
                                      std::vector<SocketRecord>* out, bool* done) {
   auto each = [&](const uint8_t* payload, size_t plen) {
-    if (plen < sizeof(packet_diag_msg)) return;
+    if (plen < sizeof(packet_diag_msg)) return absl::OkStatus();  // skipped
     packet_diag_msg m;
     std::memcpy(&m, payload, sizeof m);
     json r;
@@ -181,8 +135,9 @@ absl::Status parsePacketDiagDatagram(const uint8_t* data, size_t len,
       }
     });
     out->push_back(SocketRecord{std::move(r), m.pdiag_ino});
+    return absl::OkStatus();
   };
-  return walkDiagDatagram(data, len, each, done);
+  return walkSockDiagDatagram(data, len, each, done);
 }
 
 namespace {
@@ -192,10 +147,7 @@ class SocketScan {
   SocketScan(const CollectContext& ctx, ArtifactSink& sink) : ctx_(ctx), sink_(sink) {}
 
   absl::Status run() {
-    if (!openSocket()) {
-      return absl::UnavailableError(
-          fmt::format("cannot open a NETLINK_SOCK_DIAG socket: {}", std::strerror(errno)));
-    }
+    if (absl::Status s = openSocket(); !s.ok()) return s;
     int dumped = 0;
     bool raw_diag = true;  // kernels without raw_diag refuse both families: warn once
     for (uint8_t family : {uint8_t{AF_INET}, uint8_t{AF_INET6}}) {
@@ -236,70 +188,41 @@ class SocketScan {
   using Row = SocketRecord;
 
   // Sends one dump request and feeds every answer datagram to `on_datagram` until it sets
-  // *done. False (with a warning naming `what`) when the dump failed.
+  // *done. False (with a warning naming `what`, unless stopped) when the dump failed; the
+  // socket is then replaced, so that its leftovers never reach the next dump.
   bool dump(const void* req, size_t len, const std::string& what,
             absl::FunctionRef<absl::Status(const uint8_t*, size_t, bool*)> on_datagram) {
-    sockaddr_nl kernel{};
-    kernel.nl_family = AF_NETLINK;
-    if (::sendto(nl_.get(), req, len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) {
-      sink_.warn(fmt::format("{} not dumped: {}", what, std::strerror(errno)));
-      return false;
+    absl::Status s =
+        diag_->dump(req, len, kRecvTimeout, on_datagram, [this] { return sink_.stopped(); });
+    if (s.ok()) return true;
+    if (!sink_.stopped()) sink_.warn(fmt::format("{} not dumped: {}", what, s));
+    if (absl::Status reopened = openSocket(); !reopened.ok()) {
+      sink_.warn(fmt::format("sock_diag socket not reopened: {}", reopened));
     }
-    buf_.resize(kRecvBufSize);
-    bool done = false;
-    while (!done) {
-      if (sink_.stopped()) return false;
-      pollfd p{nl_.get(), POLLIN, 0};
-      int pr = ::poll(&p, 1, kRecvTimeoutMs);
-      if (pr < 0 && errno == EINTR) continue;
-      if (pr <= 0) {
-        sink_.warn(fmt::format("{} not dumped: no answer from the kernel", what));
-        return false;
-      }
-      ssize_t n = ::recv(nl_.get(), buf_.data(), buf_.size(), 0);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        sink_.warn(fmt::format("{} not dumped: {}", what, std::strerror(errno)));
-        return false;
-      }
-      if (auto s = on_datagram(buf_.data(), static_cast<size_t>(n), &done); !s.ok()) {
-        sink_.warn(fmt::format("{} not dumped: {}", what, s));
-        return false;
-      }
-    }
-    return true;
-  }
-
-  // A fresh socket after a failed dump, so that its leftovers never reach the next one.
-  bool dumpOrReset(const void* req, size_t len, const std::string& what,
-                   absl::FunctionRef<absl::Status(const uint8_t*, size_t, bool*)> on_datagram) {
-    if (dump(req, len, what, on_datagram)) return true;
-    openSocket();
     return false;
   }
 
-  bool openSocket() {
-    nl_ = proc::ScopedFd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
-    if (!nl_.ok()) return false;
-    int rcvbuf = 4 << 20;
-    ::setsockopt(nl_.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    return true;
+  absl::Status openSocket() {
+    auto diag = SockDiagSocket::open(4 << 20);
+    if (!diag.ok()) return diag.status();
+    diag_ = *std::move(diag);
+    return absl::OkStatus();
   }
 
   bool dumpInet(uint8_t family, uint8_t protocol) {
-    auto req = diagRequest<inet_diag_req_raw>(++seq_, family);
+    auto req = sockDiagDumpRequest<inet_diag_req_raw>(diag_->nextSeq(), family);
     req.r.sdiag_protocol = protocol;
     req.r.sdiag_raw_protocol = protocol == IPPROTO_RAW ? IPPROTO_RAW : 0;  // raw: every protocol
     req.r.idiag_states = ~0u;
     const char* proto = protocol == IPPROTO_TCP ? "tcp" : protocol == IPPROTO_UDP ? "udp" : "raw";
     const char* fam = family == AF_INET ? "inet" : "inet6";
     std::vector<DiagSocket> found;
-    bool ok = dumpOrReset(&req, sizeof req,
-                          fmt::format("{} {} sockets{}", fam, proto,
-                                      protocol == IPPROTO_RAW ? " (needs raw_diag)" : ""),
-                          [&](const uint8_t* data, size_t n, bool* done) {
-                            return parseInetDiagDump(data, n, &found, done);
-                          });
+    bool ok = dump(&req, sizeof req,
+                   fmt::format("{} {} sockets{}", fam, proto,
+                               protocol == IPPROTO_RAW ? " (needs raw_diag)" : ""),
+                   [&](const uint8_t* data, size_t n, bool* done) {
+                     return parseInetDiagDump(data, n, &found, done);
+                   });
     for (const DiagSocket& s : found) {
       json r;
       r["family"] = fam;
@@ -317,22 +240,20 @@ class SocketScan {
   }
 
   bool dumpUnix() {
-    auto req = diagRequest<unix_diag_req>(++seq_, AF_UNIX);
+    auto req = sockDiagDumpRequest<unix_diag_req>(diag_->nextSeq(), AF_UNIX);
     req.r.udiag_states = ~0u;
     req.r.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_UID;
-    return dumpOrReset(&req, sizeof req, "unix sockets",
-                       [&](const uint8_t* data, size_t n, bool* done) {
-                         return parseUnixDiagDatagram(data, n, &rows_, done);
-                       });
+    return dump(&req, sizeof req, "unix sockets", [&](const uint8_t* data, size_t n, bool* done) {
+      return parseUnixDiagDatagram(data, n, &rows_, done);
+    });
   }
 
   bool dumpPacket() {
-    auto req = diagRequest<packet_diag_req>(++seq_, AF_PACKET);
+    auto req = sockDiagDumpRequest<packet_diag_req>(diag_->nextSeq(), AF_PACKET);
     req.r.pdiag_show = PACKET_SHOW_INFO;
-    return dumpOrReset(&req, sizeof req, "packet sockets",
-                       [&](const uint8_t* data, size_t n, bool* done) {
-                         return parsePacketDiagDatagram(data, n, &rows_, done);
-                       });
+    return dump(&req, sizeof req, "packet sockets", [&](const uint8_t* data, size_t n, bool* done) {
+      return parsePacketDiagDatagram(data, n, &rows_, done);
+    });
   }
 
   // One pass over <proc_root>/*/fd: which pids hold each dumped socket, and their comms.
@@ -359,14 +280,8 @@ class SocketScan {
       }
       proc::ScopedFd dir = proc::openDir(proc_fd.get(), name);
       if (!dir.ok()) return !sink_.stopped();
-      proc::ScopedFd fds = proc::openDir(dir.get(), "fd");
-      if (!fds.ok()) return !sink_.stopped();
       bool owns = false;
-      proc::forEachNumericEntry(fds.get(), ".", [&](int, const char* fd) {
-        auto target = proc::readLinkAt(fds.get(), fd);
-        if (!target) return true;
-        uint64_t inode = socketInodeFromLink(*target);
-        if (inode == 0) return true;
+      proc::forEachSocketInode(dir.get(), [&](uint64_t inode) {
         auto it = owners_.find(inode);
         if (it == owners_.end()) return true;  // another network namespace's socket
         it->second.push_back(pid);
@@ -387,9 +302,7 @@ class SocketScan {
 
   const CollectContext& ctx_;
   ArtifactSink& sink_;
-  proc::ScopedFd nl_;
-  uint32_t seq_ = 0;
-  std::vector<uint8_t> buf_;
+  std::optional<SockDiagSocket> diag_;
   std::vector<Row> rows_;
   std::unordered_map<uint64_t, std::vector<int>> owners_;  // socket inode -> pids
   std::unordered_map<int, json> comms_;

@@ -29,9 +29,11 @@
 #include "agent/daemon/process_actions.h"
 #include "agent/daemon/reconcile_worker.h"
 #include "agent/daemon/reconciler.h"
+#include "agent/daemon/steps.h"
 #include "agent/linux/host_facts.h"
 #include "agent/linux/netns_guard.h"
 #include "agent/linux/nftables_firewall.h"
+#include "agent/linux/process_killer.h"
 #include "agent/linux/sock_diag_flow_killer.h"
 #include "agent/linux/tamper_watch.h"
 #include "agent/linux/status_socket.h"
@@ -471,61 +473,119 @@ int runRestore(const AgentConfig& config) {
   return kExitOk;
 }
 
-int runDaemon(const AgentConfig& config) {
-  if (auto s = setupLogging("bulkhead-agent", config.log_format, config.log_level); !s.ok()) {
+// What the start-up steps of the daemon build, in the order they build it. Each step's
+// teardown resets what it made, so the objects go in reverse order.
+struct DaemonState {
+  explicit DaemonState(const AgentConfig& c) : config(c) {}
+  const AgentConfig& config;
+  std::optional<IdentityFiles> identity;
+  int lock_fd = -1;
+  std::string host_id;
+  StatusBoard board;
+  absl::Status enforce_ok;
+  std::unique_ptr<StatusSocketServer> status_server;
+  Enforcement enforcement;
+  std::unique_ptr<Reconciler> reconciler;
+  std::unique_ptr<AgentDaemon> daemon;
+  std::unique_ptr<FlowKiller> connection_killer;
+  std::unique_ptr<ReconcileWorker> worker;
+  ProcSessionSource proc_sessions;
+  ExecLoginctlRunner loginctl;
+  std::unique_ptr<LogindSessionSource> logind_sessions;
+  std::unique_ptr<FlowKiller> owner_cutter;
+  LinuxProcFs procfs;
+  PidfdSignaller signaller;
+  std::unique_ptr<ProcessActions> process_actions;
+  std::unique_ptr<ProcessActionWorker> action_worker;
+  std::unique_ptr<NetlinkTamperWatch> watch;
+  std::random_device rd;
+  PinnedController pin;
+  SessionOptions session_options;
+  std::unique_ptr<EvidenceUploader> uploader;
+  std::unique_ptr<CaptureWorker> capture_worker;
+  std::unique_ptr<TimerQueue> timers;
+  std::unique_ptr<ControllerSession> session;
+  bool served = false;   // start-up completed and ran until a stop signal
+};
+
+StepOutcome loggingStep(DaemonState& d, Teardown&) {
+  if (auto s = setupLogging("bulkhead-agent", d.config.log_format, d.config.log_level); !s.ok()) {
     printError(fmt::format("{}", s));
-    return kExitUsage;
+    return StepOutcome::exit(kExitUsage);
   }
-  auto identity = loadIdentity(config.identity_dir);
+  return StepOutcome::next();
+}
+
+StepOutcome identityStep(DaemonState& d, Teardown&) {
+  auto identity = loadIdentity(d.config.identity_dir);
   if (!identity.ok()) {
     std::string msg(identity.status().message());
     if (msg.rfind("identity: ", 0) == 0) msg.erase(0, 10);
     printError(fmt::format("--identity: {}", msg));
-    return kExitUsage;
+    return StepOutcome::exit(kExitUsage);
   }
   if (identity->self.kind != PeerKind::kAgent) {
     printError(fmt::format("--identity: {} holds a {} certificate; the agent needs one issued "
                            "with `bulkhead pki issue agent`",
-                           (config.identity_dir / "tls.crt").string(),
+                           (d.config.identity_dir / "tls.crt").string(),
                            peerKindName(identity->self.kind)));
-    return kExitUsage;
+    return StepOutcome::exit(kExitUsage);
   }
-  if (auto s = prepareStateDir(config.state_dir); !s.ok()) {
+  d.identity = *std::move(identity);
+  d.host_id = d.identity->self.name;
+  return StepOutcome::next();
+}
+
+StepOutcome stateDirStep(DaemonState& d, Teardown& teardown) {
+  if (auto s = prepareStateDir(d.config.state_dir); !s.ok()) {
     printError(fmt::format("{}", s));
-    return kExitUsage;
+    return StepOutcome::exit(kExitUsage);
   }
-  auto lock_fd = lockStateDir(config.state_dir);
+  auto lock_fd = lockStateDir(d.config.state_dir);
   if (!lock_fd.ok()) {
     printError(fmt::format("{}", lock_fd.status()));
-    return kExitUsage;
+    return StepOutcome::exit(kExitUsage);
   }
-  const std::string host_id = identity->self.name;
-  StatusBoard board;
+  d.lock_fd = *lock_fd;
+  teardown.add("state dir lock", [&d] { ::close(d.lock_fd); });
+  return StepOutcome::next();
+}
+
+StepOutcome netnsStep(DaemonState& d, Teardown&) {
   NetnsReport netns = classifyNetns(probeNetns());
-  absl::Status enforce_ok = checkEnforcementAllowed(netns, config.allow_root_netns);
-  board.update([&](AgentStatus& s) {
-    s.host_id = host_id;
-    s.controller = fmt::format("{}:{}", config.controller.host, config.controller.port);
+  d.enforce_ok = checkEnforcementAllowed(netns, d.config.allow_root_netns);
+  d.board.update([&](AgentStatus& s) {
+    s.host_id = d.host_id;
+    s.controller = fmt::format("{}:{}", d.config.controller.host, d.config.controller.port);
     s.netns_verdict = netns.verdict == NetnsVerdict::kInitial      ? "initial"
                       : netns.verdict == NetnsVerdict::kNotInitial ? "not-initial"
                                                                    : "unknown";
-    s.enforcement_allowed = enforce_ok.ok();
-    s.enforcement_refusal = enforce_ok.ok() ? "" : std::string(enforce_ok.message());
+    s.enforcement_allowed = d.enforce_ok.ok();
+    s.enforcement_refusal = d.enforce_ok.ok() ? "" : std::string(d.enforce_ok.message());
   });
-  if (!enforce_ok.ok()) spdlog::warn("{}", enforce_ok);
+  if (!d.enforce_ok.ok()) spdlog::warn("{}", d.enforce_ok);
+  return StepOutcome::next();
+}
 
-  auto status_server = StatusSocketServer::create(config.state_dir / "agent.sock", [&board] {
-    return statusToJson(board.snapshot(), nowUnixMs());
+StepOutcome statusSocketStep(DaemonState& d, Teardown& teardown) {
+  auto server = StatusSocketServer::create(d.config.state_dir / "agent.sock", [&d] {
+    return statusToJson(d.board.snapshot(), nowUnixMs());
   });
-  if (!status_server.ok()) {
-    printError(fmt::format("--state-dir: {}", status_server.status()));
-    return kExitUsage;
+  if (!server.ok()) {
+    printError(fmt::format("--state-dir: {}", server.status()));
+    return StepOutcome::exit(kExitUsage);
   }
-  spdlog::info("bulkhead-agent {} starting as host {} (state dir {})", BULKHEAD_VERSION, host_id,
-               config.state_dir.string());
+  d.status_server = *std::move(server);
+  teardown.add("status socket", [&d] { d.status_server.reset(); });
+  spdlog::info("bulkhead-agent {} starting as host {} (state dir {})", BULKHEAD_VERSION, d.host_id,
+               d.config.state_dir.string());
+  return StepOutcome::next();
+}
 
-  // Enforce the persisted state before anything else, with the controller endpoints known so
-  // far (an IP literal, or the last pin), so a restarted agent converges before it connects.
+// Enforces the persisted state before anything else, with the controller endpoints known so
+// far (an IP literal, or the last pin), so a restarted agent converges before it connects.
+StepOutcome restoreStep(DaemonState& d, Teardown& teardown) {
+  const AgentConfig& config = d.config;
   std::vector<v1::Endpoint> known_controller;
   if (auto literal = resolveWithGetaddrinfo(config.controller.host);
       literal.ok() && literal->size() == 1 && literal->front() == config.controller.host) {
@@ -534,109 +594,138 @@ int runDaemon(const AgentConfig& config) {
   } else if (auto old = readPin(config.state_dir); old.ok()) {
     known_controller = endpointsOf(*old);
   }
-  Enforcement enforcement = makeEnforcement(enforce_ok);
-  Reconciler reconciler(ReconcilerOptions{config.state_dir, known_controller, enforce_ok},
-                        enforcement.firewall.get(), enforcement.killer.get(), nowUnixMs);
-  AgentDaemon daemon(config, host_id, &board);
-  std::unique_ptr<FlowKiller> connection_killer;
-  if (enforce_ok.ok()) {
+  d.enforcement = makeEnforcement(d.enforce_ok);
+  d.reconciler = std::make_unique<Reconciler>(
+      ReconcilerOptions{config.state_dir, known_controller, d.enforce_ok},
+      d.enforcement.firewall.get(), d.enforcement.killer.get(), nowUnixMs);
+  d.daemon = std::make_unique<AgentDaemon>(config, d.host_id, &d.board);
+  teardown.add("reconciler", [&d] {
+    d.daemon.reset();
+    d.reconciler.reset();
+    d.enforcement = Enforcement{};
+  });
+  if (d.enforce_ok.ok()) {
     SockDiagFlowKiller::Options ko;
     ko.resolve_owners = true;   // kill-connections reports the owning process
     if (auto k = SockDiagFlowKiller::create(ko); k.ok()) {
-      connection_killer = *std::move(k);
+      d.connection_killer = *std::move(k);
     } else {
       spdlog::warn("kill-connections unavailable: {}", k.status());
     }
   }
-  ReconcileWorker worker(&reconciler, &daemon, std::chrono::seconds(10));
-  daemon.setConnectionKiller(connection_killer.get());
-  daemon.setWorker(&worker);
-  worker.runSync([&](Reconciler& r) {
+  d.worker = std::make_unique<ReconcileWorker>(d.reconciler.get(), d.daemon.get(),
+                                               std::chrono::seconds(10));
+  teardown.add("reconcile worker", [&d] {
+    d.worker.reset();
+    d.connection_killer.reset();
+  });
+  d.daemon->setConnectionKiller(d.connection_killer.get());
+  d.daemon->setWorker(d.worker.get());
+  d.worker->runSync([&d](Reconciler& r) {
     if (auto report = r.restore()) {
-      daemon.onReport(*report, r.state());
+      d.daemon->onReport(*report, r.state());
     } else {
       spdlog::info("no persisted desired state: nothing to enforce yet");
     }
   });
-  // Session and process actions: only where enforcement is allowed (never in a developer's
-  // or CI machine's own namespaces). Flows of killed processes are cut by owner pid.
-  ProcSessionSource proc_sessions;
-  ExecLoginctlRunner loginctl;
-  LogindSessionSource logind_sessions(&loginctl, &proc_sessions);
+  return StepOutcome::next();
+}
+
+// Session and process actions: only where enforcement is allowed (never in a developer's or
+// CI machine's own namespaces). Flows of killed processes are cut by owner pid.
+StepOutcome processActionsStep(DaemonState& d, Teardown& teardown) {
+  d.logind_sessions = std::make_unique<LogindSessionSource>(&d.loginctl, &d.proc_sessions);
   SessionSource& session_source = logindLikelyPresent()
-                                      ? static_cast<SessionSource&>(logind_sessions)
-                                      : static_cast<SessionSource&>(proc_sessions);
-  std::unique_ptr<FlowKiller> owner_cutter;
-  std::unique_ptr<ProcessActions> process_actions;
-  std::unique_ptr<ProcessActionWorker> action_worker;
-  if (enforce_ok.ok()) {
+                                      ? static_cast<SessionSource&>(*d.logind_sessions)
+                                      : static_cast<SessionSource&>(d.proc_sessions);
+  teardown.add("process actions", [&d] {
+    d.action_worker.reset();
+    d.process_actions.reset();
+    d.owner_cutter.reset();
+    d.logind_sessions.reset();
+  });
+  if (d.enforce_ok.ok()) {
     SockDiagFlowKiller::Options ko;
     ko.conntrack = false;
     ko.resolve_owners = true;
     if (auto k = SockDiagFlowKiller::create(ko); k.ok()) {
-      owner_cutter = *std::move(k);
+      d.owner_cutter = *std::move(k);
     } else {
       spdlog::warn("killed processes' sockets will close as they die, not cut first: {}", k.status());
     }
     ProcessActionsOptions pao;
     pao.protection.self_pid = static_cast<int>(::getpid());
-    pao.protection.exes = config.protect_exes;
-    pao.protection.comms = config.protect_comms;
-    process_actions = std::make_unique<ProcessActions>(&session_source, owner_cutter.get(), pao);
-    action_worker = std::make_unique<ProcessActionWorker>(
-        process_actions.get(), [&daemon](const v1::CommandResult& r) { daemon.onCommandResult(r); },
+    pao.protection.exes = d.config.protect_exes;
+    pao.protection.comms = d.config.protect_comms;
+    d.process_actions = std::make_unique<ProcessActions>(&session_source, d.owner_cutter.get(),
+                                                         &d.procfs, &d.signaller, pao);
+    d.action_worker = std::make_unique<ProcessActionWorker>(
+        d.process_actions.get(),
+        [daemon = d.daemon.get()](const v1::CommandResult& r) { daemon->onCommandResult(r); },
         nowUnixMs);
   }
-  daemon.setProcessActions(action_worker.get(), enforce_ok.ok() ? "" : std::string(enforce_ok.message()));
-  std::unique_ptr<NetlinkTamperWatch> watch;
-  if (enforce_ok.ok()) {
-    NetlinkTamperWatch::Options wo;
-    wo.backstop = std::chrono::milliseconds(0);   // the worker re-checks every 10 s itself
-    auto w = NetlinkTamperWatch::create(wo, [&worker](const TamperEvent& e) {
-      worker.recheck(describeWatchEvent(e));
-    });
-    if (w.ok()) {
-      watch = *std::move(w);
-    } else {
-      spdlog::warn("tamper watch unavailable ({}); re-checking the table every 10 s only",
-                   w.status());
-    }
-  }
+  d.daemon->setProcessActions(d.action_worker.get(),
+                              d.enforce_ok.ok() ? "" : std::string(d.enforce_ok.message()));
+  return StepOutcome::next();
+}
 
-  // Pin the controller's IPs; an unresolvable name without a previous pin is retried.
-  std::random_device rd;
-  Backoff pin_backoff(BackoffPolicy{}, (static_cast<uint64_t>(rd()) << 32) | rd());
-  PinnedController pin;
+StepOutcome tamperWatchStep(DaemonState& d, Teardown& teardown) {
+  if (!d.enforce_ok.ok()) return StepOutcome::next();
+  NetlinkTamperWatch::Options wo;
+  wo.backstop = std::chrono::milliseconds(0);   // the worker re-checks every 10 s itself
+  auto w = NetlinkTamperWatch::create(wo, [worker = d.worker.get()](const TamperEvent& e) {
+    worker->recheck(describeWatchEvent(e));
+  });
+  if (!w.ok()) {
+    spdlog::warn("tamper watch unavailable ({}); re-checking the table every 10 s only",
+                 w.status());
+    return StepOutcome::next();
+  }
+  d.watch = *std::move(w);
+  teardown.add("tamper watch", [&d] {
+    d.watch->stop();
+    d.watch.reset();
+  });
+  return StepOutcome::next();
+}
+
+// Pins the controller's IPs; an unresolvable name without a previous pin is retried until a
+// stop signal.
+StepOutcome pinStep(DaemonState& d, Teardown&) {
+  Backoff pin_backoff(BackoffPolicy{}, (static_cast<uint64_t>(d.rd()) << 32) | d.rd());
   for (;;) {
-    auto p = pinController(config.controller, config.state_dir, resolveWithGetaddrinfo, nowUnixMs());
+    auto p = pinController(d.config.controller, d.config.state_dir, resolveWithGetaddrinfo,
+                           nowUnixMs());
     if (p.ok()) {
-      pin = *std::move(p);
+      d.pin = *std::move(p);
       break;
     }
     auto delay = pin_backoff.next();
-    board.update([&](AgentStatus& s) { s.last_connect_error = std::string(p.status().message()); });
+    d.board.update([&](AgentStatus& s) { s.last_connect_error = std::string(p.status().message()); });
     spdlog::warn("{}; retrying in {} ms", p.status(), delay.count());
     if (int sig = waitForStopSignal(delay); sig != 0) {
       spdlog::info("signal {} received, exiting (enforced state stays in the kernel)", sig);
-      if (watch) watch->stop();
-      return kExitOk;
+      return StepOutcome::exit(kExitOk);
     }
   }
-  board.update([&](AgentStatus& s) { s.controller_ips = pin.ips; });
-  spdlog::info("controller {} pinned to {}", config.controller.host, fmt::join(pin.ips, ", "));
-  worker.pinnedController(endpointsOf(pin));
+  d.board.update([&](AgentStatus& s) { s.controller_ips = d.pin.ips; });
+  spdlog::info("controller {} pinned to {}", d.config.controller.host, fmt::join(d.pin.ips, ", "));
+  d.worker->pinnedController(endpointsOf(d.pin));
+  return StepOutcome::next();
+}
 
-  TimerQueue timers;
-  SessionOptions opts;
-  opts.targets = grpcTargets(pin);
-  opts.credentials = clientCredentials(*identity);
-  opts.ssl_target_name = config.controller_name_given || identity->controller_name.empty()
+StepOutcome sessionOptionsStep(DaemonState& d, Teardown&) {
+  const AgentConfig& config = d.config;
+  SessionOptions& opts = d.session_options;
+  opts.targets = grpcTargets(d.pin);
+  opts.credentials = clientCredentials(*d.identity);
+  opts.ssl_target_name = config.controller_name_given || d.identity->controller_name.empty()
                              ? config.controller_name
-                             : identity->controller_name;
+                             : d.identity->controller_name;
   // A replaced identity (`bulkhead pki issue agent --replace`, copied into --identity) is used
   // from the next connection attempt on; one for another host id or of another kind is not.
-  opts.reload_credentials = [dir = config.identity_dir, host_id,
-                             current = identity->cert_pem]() mutable
+  opts.reload_credentials = [dir = config.identity_dir, host_id = d.host_id,
+                             current = d.identity->cert_pem]() mutable
       -> std::shared_ptr<grpc::ChannelCredentials> {
     auto fresh = loadIdentity(dir);
     if (!fresh.ok()) {
@@ -655,51 +744,89 @@ int runDaemon(const AgentConfig& config) {
                  fresh->self.serial);
     return clientCredentials(*fresh);
   };
-  opts.seed = (static_cast<uint64_t>(rd()) << 32) | rd();
+  opts.seed = (static_cast<uint64_t>(d.rd()) << 32) | d.rd();
+  return StepOutcome::next();
+}
 
-  // Evidence: bundles are signed with the agent's TLS key and uploaded on a channel of their
-  // own. A key that cannot be used makes captures fail with that error; the agent still runs.
-  auto signer = evidence::Signer::fromPem(identity->key_pem, identity->cert_pem);
+// Evidence: bundles are signed with the agent's TLS key and uploaded on a channel of their
+// own. A key that cannot be used makes captures fail with that error; the agent still runs.
+StepOutcome evidenceStep(DaemonState& d, Teardown& teardown) {
+  auto signer = evidence::Signer::fromPem(d.identity->key_pem, d.identity->cert_pem);
   if (!signer.ok()) spdlog::error("evidence captures will fail: signing key: {}", signer.status());
-  auto uploader = std::make_unique<EvidenceUploader>(EvidenceUploaderOptions{opts});
+  d.uploader = std::make_unique<EvidenceUploader>(EvidenceUploaderOptions{d.session_options});
   CaptureWorkerOptions cwo;
-  cwo.spool_dir = config.capture_spool_dir;
-  cwo.host_id = host_id;
+  cwo.spool_dir = d.config.capture_spool_dir;
+  cwo.host_id = d.host_id;
   cwo.hostname = collectHostFacts().hostname;
   cwo.agent_version = BULKHEAD_VERSION;
-  cwo.test_hang_collector = config.test_hang_collector;
+  cwo.test_hang_collector = d.config.test_hang_collector;
   if (cwo.test_hang_collector) spdlog::warn("--test-hang-collector: every capture runs test-hang");
   CaptureWorker::Deps deps;
   deps.run_capture = runCapture;
   deps.collectors = collect::defaultCollectors;
-  deps.upload = [up = uploader.get()](const fs::path& bundle, const v1::EvidenceHeader& header,
-                                      const EvidenceUploader::Progress& progress) {
+  deps.upload = [up = d.uploader.get()](const fs::path& bundle, const v1::EvidenceHeader& header,
+                                        const EvidenceUploader::Progress& progress) {
     return up->upload(bundle, header, progress);
   };
-  deps.send = [&daemon](const v1::AgentMessage& m) { daemon.sendMessage(m); };
+  deps.send = [daemon = d.daemon.get()](const v1::AgentMessage& m) { daemon->sendMessage(m); };
   deps.now_unix_ms = nowUnixMs;
-  auto capture_worker = std::make_unique<CaptureWorker>(cwo, std::move(signer), std::move(deps));
-  daemon.setCaptureWorker(capture_worker.get());
-  {
-    ControllerSession session(opts, &timers, &daemon);
-    daemon.setSession(&session);
-    session.start();
-    int sig = 0;
-    while ((sig = waitForStopSignal(std::chrono::seconds(3600))) == 0) {
-    }
-    spdlog::info("signal {} received, disconnecting (enforced state stays in the kernel)", sig);
-    session.stop();
-    daemon.setSession(nullptr);
+  d.capture_worker = std::make_unique<CaptureWorker>(cwo, std::move(signer), std::move(deps));
+  d.daemon->setCaptureWorker(d.capture_worker.get());
+  // No command arrives any more by then: stop the upload in flight, then wait for a running
+  // capture.
+  teardown.add("evidence", [&d] {
+    d.daemon->setCaptureWorker(nullptr);
+    d.uploader->cancel();
+    d.capture_worker.reset();
+    d.uploader.reset();
+  });
+  return StepOutcome::next();
+}
+
+StepOutcome sessionStep(DaemonState& d, Teardown& teardown) {
+  d.timers = std::make_unique<TimerQueue>();
+  d.session = std::make_unique<ControllerSession>(d.session_options, d.timers.get(), d.daemon.get());
+  d.daemon->setSession(d.session.get());
+  teardown.add("controller session", [&d] {
+    d.session->stop();
+    d.daemon->setSession(nullptr);
+    d.session.reset();
+    d.timers.reset();
+  });
+  d.session->start();
+  return StepOutcome::next();
+}
+
+StepOutcome serveStep(DaemonState& d, Teardown&) {
+  d.served = true;
+  int sig = 0;
+  while ((sig = waitForStopSignal(std::chrono::seconds(3600))) == 0) {
   }
-  // No command arrives any more: stop the upload in flight, then wait for a running capture.
-  daemon.setCaptureWorker(nullptr);
-  uploader->cancel();
-  capture_worker.reset();
-  uploader.reset();
-  if (watch) watch->stop();
-  ::close(*lock_fd);
-  spdlog::info("bulkhead-agent stopped");
-  return kExitOk;
+  spdlog::info("signal {} received, disconnecting (enforced state stays in the kernel)", sig);
+  return StepOutcome::next();
+}
+
+int runDaemon(const AgentConfig& config) {
+  DaemonState d(config);
+  auto step = [&d](std::string name, StepOutcome (*fn)(DaemonState&, Teardown&)) {
+    return Step{std::move(name), [&d, fn](Teardown& t) { return fn(d, t); }};
+  };
+  int code = runSteps({step("logging", loggingStep),
+                       step("identity", identityStep),
+                       step("state dir", stateDirStep),
+                       step("network namespace", netnsStep),
+                       step("status socket", statusSocketStep),
+                       step("restore", restoreStep),
+                       step("process actions", processActionsStep),
+                       step("tamper watch", tamperWatchStep),
+                       step("pin controller", pinStep),
+                       step("session options", sessionOptionsStep),
+                       step("evidence", evidenceStep),
+                       step("controller session", sessionStep),
+                       step("serve", serveStep)},
+                      kExitOk);
+  if (d.served) spdlog::info("bulkhead-agent stopped");
+  return code;
 }
 
 }  // namespace

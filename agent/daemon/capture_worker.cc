@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "common/format.h"
 #include "common/identity.h"
@@ -176,69 +175,79 @@ std::unique_ptr<collect::Collector> makeTestHangCollector() {
 CaptureWorker::CaptureWorker(CaptureWorkerOptions options, absl::StatusOr<evidence::Signer> signer,
                              Deps deps)
     : options_(std::move(options)), signer_(std::move(signer)), deps_(std::move(deps)) {
-  thread_ = std::thread([this] { loop(); });
+  queueRetry();  // what an earlier run left spooled
 }
 
 CaptureWorker::~CaptureWorker() {
   {
     std::lock_guard lock(mu_);
-    stop_ = true;
+    stopping_ = true;
   }
-  cv_.notify_all();
-  thread_.join();
+  idle_cv_.notify_all();
+  thread_.stop();
+}
+
+void CaptureWorker::post(std::function<void()> fn) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    ++pending_;
+  }
+  bool posted = thread_.post([this, fn = std::move(fn)] {
+    bool skip = false;
+    {
+      std::lock_guard lock(mu_);
+      skip = stopping_;
+    }
+    if (!skip) fn();
+    std::lock_guard lock(mu_);
+    --pending_;
+    idle_cv_.notify_all();
+  });
+  if (!posted) {
+    std::lock_guard lock(mu_);
+    --pending_;
+    idle_cv_.notify_all();
+  }
 }
 
 void CaptureWorker::submit(const v1::Command& command) {
-  {
-    std::lock_guard lock(mu_);
-    queue_.push_back(command);
-  }
-  cv_.notify_all();
+  post([this, command] {
+    capture(command);
+    // The collectors' threads leave freed heap in glibc arenas; give it back so an agent
+    // that captured once does not stay larger for the rest of its life.
+    ::malloc_trim(0);
+  });
 }
 
-void CaptureWorker::retryPending() {
+void CaptureWorker::retryPending() { queueRetry(); }
+
+void CaptureWorker::queueRetry() {
   {
     std::lock_guard lock(mu_);
-    retry_ = true;
+    if (retry_queued_) return;
+    retry_queued_ = true;
   }
-  cv_.notify_all();
+  post([this] {
+    {
+      std::lock_guard lock(mu_);
+      retry_queued_ = false;
+    }
+    retryAll();
+    armPeriodicRetry();
+  });
+}
+
+void CaptureWorker::armPeriodicRetry() {
+  const uint64_t generation = ++retry_generation_;
+  thread_.after(options_.retry_every, [this, generation] {
+    if (generation == retry_generation_) queueRetry();
+  });
 }
 
 void CaptureWorker::waitIdle() {
   std::unique_lock lock(mu_);
-  cv_.wait(lock, [this] { return stop_ || (queue_.empty() && !retry_ && !busy_); });
-}
-
-void CaptureWorker::loop() {
-  auto next_retry = std::chrono::steady_clock::now() + options_.retry_every;
-  for (;;) {
-    v1::Command c;
-    bool have_command = false;
-    {
-      std::unique_lock lock(mu_);
-      busy_ = false;
-      cv_.notify_all();
-      cv_.wait_until(lock, next_retry, [this] { return stop_ || retry_ || !queue_.empty(); });
-      if (stop_) return;
-      if (!queue_.empty()) {
-        c = std::move(queue_.front());
-        queue_.pop_front();
-        have_command = true;
-      } else {
-        retry_ = false;  // explicit poke or the periodic retry
-      }
-      busy_ = true;
-    }
-    if (have_command) {
-      capture(c);
-      // The collectors' threads leave freed heap in glibc arenas; give it back so an agent
-      // that captured once does not stay larger for the rest of its life.
-      ::malloc_trim(0);
-    } else {
-      retryAll();
-      next_retry = std::chrono::steady_clock::now() + options_.retry_every;
-    }
-  }
+  idle_cv_.wait(lock, [this] { return stopping_ || pending_ == 0; });
 }
 
 void CaptureWorker::progress(const std::string& command_id, const std::string& stage,
@@ -392,7 +401,7 @@ void CaptureWorker::retryAll() {
   for (const auto& s : pending) {
     {
       std::lock_guard lock(mu_);
-      if (stop_) return;
+      if (stopping_) return;
     }
     spdlog::info("retrying the upload of evidence {} ({} bytes, spooled at {})",
                  s.header.capture_id(), s.header.size(), s.bundle.string());

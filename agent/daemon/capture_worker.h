@@ -1,30 +1,30 @@
-// Evidence captures on the agent: the capture command is run on a thread of its own
-// (one capture at a time, others queued; never on the reconcile worker or a gRPC thread), the
+// Evidence captures on the agent: the capture command is run on a thread of its own (a
+// Scheduler: one capture at a time, others queued in order with the uploads; never on the
+// reconcile worker or a gRPC thread), the
 // bundle is spooled, uploaded, and deleted only once the controller has acknowledged it.
 //
 // Spool directory contract: a bundle "<capture_id>.tar.gz" is accepted once its sidecar
 // "<capture_id>.json" exists (written right after the capture, before the first upload). Every
 // bundle with a sidecar is uploaded until acknowledged: right after the capture, on every
-// (re)connect, every 60 s, and at start-up, oldest first. A bundle without a sidecar is the
+// (re)connect, 60 s after the last retry, and at start-up, oldest first. A bundle without a sidecar is the
 // remnant of a capture that never finished and is left alone.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "agent/capture/capture.h"
 #include "agent/collect/collector.h"
 #include "bulkhead/v1/agent.pb.h"
+#include "common/scheduler.h"
 #include "evidence/signing.h"
 
 namespace bulkhead::agent {
@@ -112,7 +112,12 @@ class CaptureWorker {
   void waitIdle();
 
  private:
-  void loop();
+  // Queues a retry of every spooled bundle unless one is queued already.
+  void queueRetry();
+  // The retry `retry_every` after the last one (an earlier one, explicit, supersedes it).
+  void armPeriodicRetry();
+  // Runs `fn` on the thread, counted for waitIdle(); skipped once stopping.
+  void post(std::function<void()> fn);
   void capture(const v1::Command& command);
   void retryAll();
   // Uploads one spooled bundle; on receipt removes it. Returns the receipt or why it failed.
@@ -126,12 +131,12 @@ class CaptureWorker {
   absl::StatusOr<evidence::Signer> signer_;
   Deps deps_;
   std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;              // GUARDED_BY(mu_)
-  bool retry_ = true;              // GUARDED_BY(mu_); true: spooled bundles at start-up
-  bool busy_ = false;              // GUARDED_BY(mu_)
-  std::deque<v1::Command> queue_;  // GUARDED_BY(mu_)
-  std::thread thread_;
+  std::condition_variable idle_cv_;
+  bool stopping_ = false;     // GUARDED_BY(mu_); queued work is skipped once set
+  bool retry_queued_ = false; // GUARDED_BY(mu_)
+  int pending_ = 0;           // GUARDED_BY(mu_); posted and not yet finished
+  uint64_t retry_generation_ = 0;  // touched on the thread only
+  Scheduler thread_{"bh-capture"};  // last: stopped first on destruction
 };
 
 }  // namespace bulkhead::agent

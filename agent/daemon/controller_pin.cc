@@ -1,7 +1,6 @@
 #include "agent/daemon/controller_pin.h"
 
 #include <arpa/inet.h>
-#include <netdb.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -10,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "common/format.h"
+#include "common/resolve.h"
 #include "common/tls.h"
 
 namespace bulkhead::agent {
@@ -29,35 +29,11 @@ bool isV4Literal(const std::string& ip) {
 
 absl::StatusOr<std::vector<std::string>> resolveWithGetaddrinfo(const std::string& host) {
   if (isV4Literal(host) || isV6Literal(host)) return std::vector<std::string>{host};
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &res);
-  if (rc != 0) {
-    return absl::UnavailableError(
-        fmt::format("cannot resolve controller name \"{}\": {}", host, gai_strerror(rc)));
+  auto ips = resolveHost(host);
+  if (!ips.ok()) {
+    return absl::UnavailableError(fmt::format("controller name: {}", ips.status().message()));
   }
-  std::vector<std::string> out;
-  for (addrinfo* i = res; i != nullptr; i = i->ai_next) {
-    char buf[INET6_ADDRSTRLEN] = {};
-    const void* src = nullptr;
-    if (i->ai_family == AF_INET) {
-      src = &reinterpret_cast<const sockaddr_in*>(i->ai_addr)->sin_addr;
-    } else if (i->ai_family == AF_INET6) {
-      src = &reinterpret_cast<const sockaddr_in6*>(i->ai_addr)->sin6_addr;
-    } else {
-      continue;
-    }
-    if (inet_ntop(i->ai_family, src, buf, sizeof buf) == nullptr) continue;
-    std::string ip = buf;
-    if (std::find(out.begin(), out.end(), ip) == out.end()) out.push_back(ip);
-  }
-  ::freeaddrinfo(res);
-  if (out.empty()) {
-    return absl::UnavailableError(fmt::format("controller name \"{}\" has no addresses", host));
-  }
-  return out;
+  return ips;
 }
 
 std::vector<std::string> grpcTargets(const PinnedController& pin) {

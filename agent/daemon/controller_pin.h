@@ -23,7 +23,8 @@ struct PinnedController {
 // Resolves a host name to IP literals; IP literals resolve to themselves.
 using Resolver = std::function<absl::StatusOr<std::vector<std::string>>(const std::string& host)>;
 
-// getaddrinfo-based resolver (AF_UNSPEC, deduplicated).
+// resolveHost (common/resolve.h), but an IP literal resolves to itself as written; errors are
+// Unavailable.
 absl::StatusOr<std::vector<std::string>> resolveWithGetaddrinfo(const std::string& host);
 
 // gRPC targets: "ipv4:IP:PORT,IP:PORT" for the v4 addresses, "ipv6:[IP]:PORT,..." for v6.

@@ -55,13 +55,14 @@ json sessionJson(const SessionInfo& s) {
 }
 
 // The evidence record of a stopped process.
-json recordJson(const ProcessInfo& p, const std::map<uint64_t, const ProcNetSocket*>& tcp) {
+json recordJson(const ProcessInfo& p, const std::map<uint64_t, const ProcNetSocket*>& tcp,
+               ProcFs& procfs) {
   json j = processJson(p);
   j["comm"] = p.comm;
   j["loginuid"] = p.loginuid;
   j["sessionid"] = p.sessionid;
   j["start_unix"] = p.start_unix;
-  auto hash = sha256OfFile(fmt::format("/proc/{}/exe", p.pid));
+  auto hash = procfs.exeSha256(p.pid);
   j["exe_sha256"] = hash.ok() ? *hash : "";
   if (!hash.ok()) j["exe_sha256_error"] = fmt::format("{}", hash.status());
   json socks = json::array();
@@ -84,9 +85,13 @@ using Selector = std::function<std::vector<ProcessInfo>(const std::vector<Proces
 
 }  // namespace
 
-ProcessActions::ProcessActions(SessionSource* sessions, FlowKiller* flows,
-                               ProcessActionsOptions options)
-    : sessions_(sessions), flows_(flows), options_(std::move(options)) {}
+ProcessActions::ProcessActions(SessionSource* sessions, FlowKiller* flows, ProcFs* procfs,
+                               ProcessSignaller* signaller, ProcessActionsOptions options)
+    : sessions_(sessions),
+      flows_(flows),
+      procfs_(procfs),
+      signaller_(signaller),
+      options_(std::move(options)) {}
 
 namespace {
 
@@ -98,16 +103,17 @@ struct KillRun {
 };
 
 // The stop / re-scan / capture / cut / kill pipeline shared by kill-sessions and kill-process.
-KillRun stopAndKill(const Selector& select, bool freeze, FlowKiller* flows,
-                    const ProcessActionsOptions& opt, const std::string& what) {
+KillRun stopAndKill(const Selector& select, bool freeze, FlowKiller* flows, ProcFs& procfs,
+                    ProcessSignaller& signaller, const ProcessActionsOptions& opt,
+                    const std::string& what) {
   KillRun run;
-  auto all = scanProcesses(true);
+  auto all = procfs.scan(true);
   if (!all.ok()) {
     run.failed = true;
     run.error = fmt::format("{}", all.status());
     return run;
   }
-  PinnedProcesses pinned;
+  PinnedProcesses pinned(&procfs, &signaller);
   std::map<int, json> spared;
   json skipped = json::array();
   auto plan = planKill(select(*all, pinned), opt.protection);
@@ -146,7 +152,7 @@ KillRun stopAndKill(const Selector& select, bool freeze, FlowKiller* flows,
   stopBatch(plan.kill);
   int rounds = 1;
   for (; rounds < opt.max_rounds; ++rounds) {
-    auto again = scanProcesses(freeze);
+    auto again = procfs.scan(freeze);
     if (!again.ok()) break;
     auto more = planKill(select(*again, pinned), opt.protection);
     for (const auto& s : more.spared) {
@@ -166,13 +172,14 @@ KillRun stopAndKill(const Selector& select, bool freeze, FlowKiller* flows,
 
   if (freeze) {
     // Every victim is stopped: read its record now (sockets as they are).
-    auto sockets = readTcpSockets();
+    auto sockets = procfs.tcpSockets();
     std::map<uint64_t, const ProcNetSocket*> tcp;
     for (const auto& s : sockets) tcp[s.inode] = &s;
     json records = json::array();
     for (const auto& p : pinned.processes()) {
-      auto now = readProcess(p.pid, true);
-      records.push_back(recordJson(now && now->start_ticks == p.start_ticks ? *now : p, tcp));
+      auto now = procfs.read(p.pid, true);
+      records.push_back(
+          recordJson(now && now->start_ticks == p.start_ticks ? *now : p, tcp, procfs));
     }
     run.doc["frozen"] = true;
     run.doc["freeze_method"] = "sigstop";
@@ -256,7 +263,7 @@ v1::CommandResult ProcessActions::run(const v1::Command& c) {
     std::string what;
     if (!k.user().empty()) {
       ++given;
-      auto uid = uidOfUser(k.user());
+      auto uid = procfs_->uidOfUser(k.user());
       if (!uid) return refused(c, fmt::format("--user: unknown user \"{}\"; nothing killed", k.user()));
       m.uid = *uid;
       what = fmt::format("--user {}", k.user());
@@ -315,7 +322,7 @@ v1::CommandResult ProcessActions::run(const v1::Command& c) {
     };
     spdlog::info("kill-sessions {} requested by {}: sessions {}", what, c.requested_by(),
                  fmt::join(ids, ", "));
-    KillRun run = stopAndKill(select, k.freeze(), flows_, options_, what);
+    KillRun run = stopAndKill(select, k.freeze(), flows_, *procfs_, *signaller_, options_, what);
     if (!run.refused) run.doc["sessions"] = std::move(matched);
     return finish(c, std::move(run));
   }
@@ -331,7 +338,7 @@ v1::CommandResult ProcessActions::run(const v1::Command& c) {
       int pid = k.pid();
       // A tree from a protected process (pid 1: the whole host) is refused outright: name the
       // processes below it instead.
-      if (auto p = readProcess(pid, false); p && k.tree()) {
+      if (auto p = procfs_->read(pid, false); p && k.tree()) {
         if (auto why = protectedBecause(*p, options_.protection)) {
           return refused(c, fmt::format("--pid {} --tree: pid {} is protected ({}); a tree kill "
                                         "from it is refused, nothing killed",
@@ -345,7 +352,7 @@ v1::CommandResult ProcessActions::run(const v1::Command& c) {
       root = [exe](const ProcessInfo& p) { return p.exe == exe || p.exe == exe + " (deleted)"; };
       what = fmt::format("--exe {}", exe);
     } else {
-      auto uid = uidOfUser(k.user());
+      auto uid = procfs_->uidOfUser(k.user());
       if (!uid) return refused(c, fmt::format("--user: unknown user \"{}\"; nothing killed", k.user()));
       uint32_t u = *uid;
       root = [u](const ProcessInfo& p) { return p.uid == u; };
@@ -375,7 +382,7 @@ v1::CommandResult ProcessActions::run(const v1::Command& c) {
       return out;
     };
     spdlog::info("kill-process {}{} requested by {}", what, tree ? " --tree" : "", c.requested_by());
-    return finish(c, stopAndKill(select, false, flows_, options_, what));
+    return finish(c, stopAndKill(select, false, flows_, *procfs_, *signaller_, options_, what));
   }
 
   return failed(c, "not a session or process command");
@@ -383,51 +390,32 @@ v1::CommandResult ProcessActions::run(const v1::Command& c) {
 
 ProcessActionWorker::ProcessActionWorker(ProcessActions* actions, Done done,
                                          std::function<int64_t()> now_unix_ms)
-    : actions_(actions), done_(std::move(done)), now_unix_ms_(std::move(now_unix_ms)) {
-  thread_ = std::thread([this] { loop(); });
-}
+    : actions_(actions), done_(std::move(done)), now_unix_ms_(std::move(now_unix_ms)) {}
 
 ProcessActionWorker::~ProcessActionWorker() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  thread_.join();
+  stopping_ = true;
+  thread_.stop();
 }
 
 void ProcessActionWorker::submit(const v1::Command& command) {
-  {
-    std::lock_guard lock(mu_);
-    queue_.push_back(command);
-  }
-  cv_.notify_all();
+  thread_.post([this, command] { runOne(command); });
 }
 
-void ProcessActionWorker::loop() {
-  for (;;) {
-    v1::Command c;
-    {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
-      if (stop_) return;
-      c = std::move(queue_.front());
-      queue_.pop_front();
-    }
-    if (c.deadline_unix_ms() != 0 && now_unix_ms_() > c.deadline_unix_ms()) {
-      done_(failed(c, "deadline passed before the agent got to the command: not run"));
-      continue;
-    }
-    // A command that throws is answered as failed; the agent and its other work go on.
-    v1::CommandResult result;
-    try {
-      result = actions_->run(c);
-    } catch (const std::exception& e) {
-      spdlog::error("command {}: internal error: {}", c.id(), e.what());
-      result = failed(c, fmt::format("internal error on the agent: {}", e.what()));
-    }
-    done_(result);
+void ProcessActionWorker::runOne(const v1::Command& c) {
+  if (stopping_) return;
+  if (c.deadline_unix_ms() != 0 && now_unix_ms_() > c.deadline_unix_ms()) {
+    done_(failed(c, "deadline passed before the agent got to the command: not run"));
+    return;
   }
+  // A command that throws is answered as failed; the agent and its other work go on.
+  v1::CommandResult result;
+  try {
+    result = actions_->run(c);
+  } catch (const std::exception& e) {
+    spdlog::error("command {}: internal error: {}", c.id(), e.what());
+    result = failed(c, fmt::format("internal error on the agent: {}", e.what()));
+  }
+  done_(result);
 }
 
 }  // namespace bulkhead::agent

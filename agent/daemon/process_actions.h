@@ -13,19 +13,19 @@
 // just as well until the SIGKILL, which a stopped process cannot escape.
 #pragma once
 
+#include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 
 #include "agent/core/processes.h"
 #include "agent/linux/flow_killer.h"
+#include "agent/linux/proc_fs.h"
 #include "agent/linux/proc_scan.h"
+#include "agent/linux/process_signaller.h"
 #include "bulkhead/v1/agent.pb.h"
+#include "common/scheduler.h"
 
 namespace bulkhead::agent {
 
@@ -37,9 +37,11 @@ struct ProcessActionsOptions {
 
 class ProcessActions {
  public:
-  // `sessions` lists sessions; `flows` (may be null) cuts the killed processes' sockets.
-  // Both must outlive this object.
-  ProcessActions(SessionSource* sessions, FlowKiller* flows, ProcessActionsOptions options);
+  // `sessions` lists sessions; `flows` (may be null) cuts the killed processes' sockets;
+  // `procfs` reads the processes and `signaller` stops and kills them. All must outlive this
+  // object.
+  ProcessActions(SessionSource* sessions, FlowKiller* flows, ProcFs* procfs,
+                 ProcessSignaller* signaller, ProcessActionsOptions options);
 
   // Runs one command (list_sessions, kill_sessions or kill_process). Blocks.
   bulkhead::v1::CommandResult run(const bulkhead::v1::Command& command);
@@ -47,12 +49,14 @@ class ProcessActions {
  private:
   SessionSource* sessions_;
   FlowKiller* flows_;
+  ProcFs* procfs_;
+  ProcessSignaller* signaller_;
   ProcessActionsOptions options_;
 };
 
-// Runs ProcessActions on a thread of its own (a kill may wait seconds for processes to die;
-// enforcement must not wait behind it), one command at a time, in order. Commands whose
-// deadline passed while queued are answered with an error and not run.
+// Runs ProcessActions on a thread of its own (a Scheduler: a kill may wait seconds for
+// processes to die; enforcement must not wait behind it), one command at a time, in order.
+// Commands whose deadline passed while queued are answered with an error and not run.
 class ProcessActionWorker {
  public:
   using Done = std::function<void(const bulkhead::v1::CommandResult&)>;
@@ -62,19 +66,17 @@ class ProcessActionWorker {
   ProcessActionWorker(const ProcessActionWorker&) = delete;
   ProcessActionWorker& operator=(const ProcessActionWorker&) = delete;
 
+  // Queues `command`. Never blocks.
   void submit(const bulkhead::v1::Command& command);
 
  private:
-  void loop();
+  void runOne(const bulkhead::v1::Command& command);
 
   ProcessActions* actions_;
   Done done_;
   std::function<int64_t()> now_unix_ms_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;                              // GUARDED_BY(mu_)
-  std::deque<bulkhead::v1::Command> queue_;        // GUARDED_BY(mu_)
-  std::thread thread_;
+  std::atomic<bool> stopping_{false};   // queued commands are skipped once set
+  Scheduler thread_{"bh-actions"};      // last: stopped first on destruction
 };
 
 }  // namespace bulkhead::agent

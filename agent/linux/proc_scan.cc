@@ -1,6 +1,5 @@
 #include "agent/linux/proc_scan.h"
 
-#include <dirent.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -12,88 +11,81 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <mutex>
-#include <sstream>
 #include <chrono>
 
 #include <fmt/format.h>
 
+#include "agent/linux/proc_files.h"
+
 namespace bulkhead::agent {
 namespace {
 
-// Whole small file; nullopt if it cannot be opened or read.
-std::optional<std::string> readSmall(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      ::close(fd);
-      return std::nullopt;
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > (1u << 20)) break;
-  }
-  ::close(fd);
-  return out;
-}
-
-std::string readLink(const std::string& path) {
-  char buf[4096];
-  ssize_t n = ::readlink(path.c_str(), buf, sizeof buf - 1);
-  if (n <= 0) return "";
-  return std::string(buf, static_cast<size_t>(n));
-}
+constexpr size_t kSmallFileCap = 1 << 20;
 
 int64_t bootTimeUnix() {
   static const int64_t btime = [] {
-    auto text = readSmall("/proc/stat");
-    if (!text) return int64_t{0};
-    size_t pos = text->find("\nbtime ");
-    if (pos == std::string::npos) return int64_t{0};
-    return static_cast<int64_t>(std::strtoll(text->c_str() + pos + 7, nullptr, 10));
+    std::string text;
+    if (!proc::readFileAt(AT_FDCWD, "/proc/stat", kSmallFileCap, &text)) return int64_t{0};
+    return proc::parseBootTime(text).value_or(0);
   }();
   return btime;
 }
 
-std::vector<uint64_t> socketInodes(int pid) {
-  std::vector<uint64_t> out;
-  std::string dir = fmt::format("/proc/{}/fd", pid);
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return out;
-  while (dirent* e = ::readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    std::string target = readLink(dir + "/" + e->d_name);
-    if (target.rfind("socket:[", 0) != 0 || target.back() != ']') continue;
-    uint64_t inode = 0;
-    const char* b = target.c_str() + 8;
-    const char* end = target.c_str() + target.size() - 1;
-    if (std::from_chars(b, end, inode).ec == std::errc()) out.push_back(inode);
+// The process whose directory under /proc is `dir`; nullopt when it is gone.
+std::optional<ProcessInfo> readProcessAt(int dir, bool with_sockets) {
+  std::string text;
+  if (!proc::readFileAt(dir, "stat", kSmallFileCap, &text)) return std::nullopt;
+  auto st = parseProcStat(text);
+  if (!st.ok()) return std::nullopt;
+  ProcessInfo p;
+  p.pid = st->pid;
+  p.ppid = st->ppid;
+  p.comm = st->comm;
+  p.tty_nr = st->tty_nr;
+  p.start_ticks = st->start_ticks;
+  static const long ticks = ::sysconf(_SC_CLK_TCK);
+  p.start_unix = bootTimeUnix() + static_cast<int64_t>(st->start_ticks / static_cast<uint64_t>(ticks > 0 ? ticks : 100));
+  if (!proc::readFileAt(dir, "status", kSmallFileCap, &text)) return std::nullopt;
+  if (auto uid = parseStatusUid(text); uid.ok()) p.uid = *uid;
+  if (proc::readFileAt(dir, "loginuid", kSmallFileCap, &text)) {
+    if (auto v = parseAuditId("loginuid", text); v.ok()) p.loginuid = *v;
   }
-  ::closedir(d);
-  return out;
+  if (proc::readFileAt(dir, "sessionid", kSmallFileCap, &text)) {
+    if (auto v = parseAuditId("sessionid", text); v.ok()) p.sessionid = *v;
+  }
+  p.cmdline = proc::readFileAt(dir, "cmdline", kSmallFileCap, &text) ? joinCmdline(text) : "";
+  p.exe = proc::readLinkAt(dir, "exe").value_or("");
+  // Kernel threads: children of kthreadd (pid 2) or kthreadd itself, with no command line.
+  p.kernel_thread = p.cmdline.empty() && p.exe.empty() && (p.ppid == 2 || p.pid == 2);
+  p.user = userOfUid(p.uid);
+  if (with_sockets) {
+    proc::forEachSocketInode(dir, [&](uint64_t inode) {
+      p.socket_inodes.push_back(inode);
+      return true;
+    });
+  }
+  return p;
 }
 
 }  // namespace
+
+std::optional<std::string> userNameOfUid(uint32_t uid) {
+  passwd pw{};
+  passwd* res = nullptr;
+  char buf[4096];
+  if (::getpwuid_r(uid, &pw, buf, sizeof buf, &res) != 0 || res == nullptr) return std::nullopt;
+  return std::string(pw.pw_name);
+}
 
 std::string userOfUid(uint32_t uid) {
   static std::mutex mu;
   static std::map<uint32_t, std::string> cache;
   std::lock_guard lock(mu);
   if (auto it = cache.find(uid); it != cache.end()) return it->second;
-  passwd pw{};
-  passwd* res = nullptr;
-  char buf[4096];
-  std::string name;
-  if (::getpwuid_r(uid, &pw, buf, sizeof buf, &res) == 0 && res != nullptr) name = pw.pw_name;
+  std::string name = userNameOfUid(uid).value_or("");
   // Users come and go during a response (the lab adds and removes them): cache hits only.
   if (!name.empty()) cache[uid] = name;
   return name.empty() ? std::to_string(uid) : name;
@@ -110,62 +102,45 @@ std::optional<uint32_t> uidOfUser(const std::string& name) {
 }
 
 std::optional<ProcessInfo> readProcess(int pid, bool with_sockets) {
-  std::string base = fmt::format("/proc/{}", pid);
-  auto stat_text = readSmall(base + "/stat");
-  if (!stat_text) return std::nullopt;
-  auto st = parseProcStat(*stat_text);
-  if (!st.ok()) return std::nullopt;
-  ProcessInfo p;
-  p.pid = st->pid;
-  p.ppid = st->ppid;
-  p.comm = st->comm;
-  p.tty_nr = st->tty_nr;
-  p.start_ticks = st->start_ticks;
-  static const long ticks = ::sysconf(_SC_CLK_TCK);
-  p.start_unix = bootTimeUnix() + static_cast<int64_t>(st->start_ticks / static_cast<uint64_t>(ticks > 0 ? ticks : 100));
-  if (auto status = readSmall(base + "/status")) {
-    if (auto uid = parseStatusUid(*status); uid.ok()) p.uid = *uid;
-  } else {
+  proc::ScopedFd dir = proc::openDir(AT_FDCWD, fmt::format("/proc/{}", pid).c_str());
+  if (!dir.ok()) return std::nullopt;
+  return readProcessAt(dir.get(), with_sockets);
+}
+
+std::optional<char> readProcessState(int pid) {
+  std::string text;
+  if (!proc::readFileAt(AT_FDCWD, fmt::format("/proc/{}/stat", pid).c_str(), 4096, &text)) {
     return std::nullopt;
   }
-  if (auto t = readSmall(base + "/loginuid")) {
-    if (auto v = parseAuditId("loginuid", *t); v.ok()) p.loginuid = *v;
-  }
-  if (auto t = readSmall(base + "/sessionid")) {
-    if (auto v = parseAuditId("sessionid", *t); v.ok()) p.sessionid = *v;
-  }
-  auto cmd = readSmall(base + "/cmdline");
-  p.cmdline = cmd ? joinCmdline(*cmd) : "";
-  p.exe = readLink(base + "/exe");
-  // Kernel threads: children of kthreadd (pid 2) or kthreadd itself, with no command line.
-  p.kernel_thread = p.cmdline.empty() && p.exe.empty() && (p.ppid == 2 || p.pid == 2);
-  p.user = userOfUid(p.uid);
-  if (with_sockets) p.socket_inodes = socketInodes(pid);
-  return p;
+  auto st = parseProcStat(text);
+  if (!st.ok()) return std::nullopt;
+  return st->state;
 }
 
 absl::StatusOr<std::vector<ProcessInfo>> scanProcesses(bool with_sockets) {
-  DIR* d = ::opendir("/proc");
-  if (d == nullptr) {
+  proc::ScopedFd proc_fd = proc::openDir(AT_FDCWD, "/proc");
+  std::vector<ProcessInfo> out;
+  bool listed = proc_fd.ok() && proc::forEachNumericEntry(proc_fd.get(), ".", [&](int pid, const char* name) {
+    if (pid <= 0) return true;  // not a process
+    proc::ScopedFd dir = proc::openDir(proc_fd.get(), name);
+    if (!dir.ok()) return true;
+    if (auto info = readProcessAt(dir.get(), with_sockets)) out.push_back(std::move(*info));
+    return true;
+  });
+  if (!listed) {
     return absl::UnavailableError(fmt::format("cannot read /proc: {}", std::strerror(errno)));
   }
-  std::vector<ProcessInfo> out;
-  while (dirent* e = ::readdir(d)) {
-    int pid = 0;
-    const char* n = e->d_name;
-    auto [p, ec] = std::from_chars(n, n + std::strlen(n), pid);
-    if (ec != std::errc() || *p != '\0' || pid <= 0) continue;
-    if (auto info = readProcess(pid, with_sockets)) out.push_back(std::move(*info));
-  }
-  ::closedir(d);
   return out;
 }
 
 std::vector<ProcNetSocket> readTcpSockets() {
   std::vector<ProcNetSocket> out;
-  if (auto t = readSmall("/proc/net/tcp")) out = parseProcNetTcp(*t, false);
-  if (auto t = readSmall("/proc/net/tcp6")) {
-    auto v6 = parseProcNetTcp(*t, true);
+  std::string text;
+  if (proc::readFileAt(AT_FDCWD, "/proc/net/tcp", kSmallFileCap, &text)) {
+    out = parseProcNetTcp(text, false);
+  }
+  if (proc::readFileAt(AT_FDCWD, "/proc/net/tcp6", kSmallFileCap, &text)) {
+    auto v6 = parseProcNetTcp(text, true);
     out.insert(out.end(), v6.begin(), v6.end());
   }
   return out;
@@ -199,6 +174,10 @@ absl::StatusOr<std::string> sha256OfFile(const std::string& path) {
   std::string hex;
   for (unsigned i = 0; i < len; ++i) hex += fmt::format("{:02x}", md[i]);
   return hex;
+}
+
+absl::StatusOr<std::string> LinuxProcFs::exeSha256(int pid) {
+  return sha256OfFile(fmt::format("/proc/{}/exe", pid));
 }
 
 absl::StatusOr<std::vector<SessionInfo>> ProcSessionSource::sessions() {

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "agent/core/processes.h"
+#include "agent/linux/proc_fs.h"
 
 namespace bulkhead::agent {
 
@@ -19,6 +20,9 @@ absl::StatusOr<std::vector<ProcessInfo>> scanProcesses(bool with_sockets);
 // One process, or nullopt when it is gone (or unreadable).
 std::optional<ProcessInfo> readProcess(int pid, bool with_sockets);
 
+// The state letter of /proc/PID/stat, or nullopt when it is gone.
+std::optional<char> readProcessState(int pid);
+
 // /proc/net/tcp and tcp6 of the calling thread's network namespace.
 std::vector<ProcNetSocket> readTcpSockets();
 
@@ -28,7 +32,28 @@ absl::StatusOr<std::string> sha256OfFile(const std::string& path);
 
 // User name <-> uid through NSS (getpwnam_r / getpwuid_r).
 std::optional<uint32_t> uidOfUser(const std::string& name);
+// The name, "<uid>" when it has none; names found are cached for the process's lifetime.
 std::string userOfUid(uint32_t uid);
+// The name, or nullopt when the uid has none (not cached).
+std::optional<std::string> userNameOfUid(uint32_t uid);
+
+// ProcFs on the /proc of the agent's PID namespace and the network namespace of the calling
+// thread (the functions above). Stateless.
+class LinuxProcFs final : public ProcFs {
+ public:
+  absl::StatusOr<std::vector<ProcessInfo>> scan(bool with_sockets) override {
+    return scanProcesses(with_sockets);
+  }
+  std::optional<ProcessInfo> read(int pid, bool with_sockets) override {
+    return readProcess(pid, with_sockets);
+  }
+  std::optional<char> state(int pid) override { return readProcessState(pid); }
+  std::vector<ProcNetSocket> tcpSockets() override { return readTcpSockets(); }
+  absl::StatusOr<std::string> exeSha256(int pid) override;
+  std::optional<uint32_t> uidOfUser(const std::string& name) override {
+    return agent::uidOfUser(name);
+  }
+};
 
 // Where session listings come from. The /proc source works everywhere (audit session ids are
 // set by pam_loginuid); a logind source would ask org.freedesktop.login1 where a system bus

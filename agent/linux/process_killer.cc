@@ -1,6 +1,5 @@
 #include "agent/linux/process_killer.h"
 
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -12,26 +11,32 @@
 
 #include <fmt/format.h>
 
-#include "agent/linux/proc_scan.h"
-
 namespace bulkhead::agent {
-namespace {
 
-int pidfdOpen(int pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
-
-int pidfdSendSignal(int fd, int sig) {
-  return static_cast<int>(::syscall(SYS_pidfd_send_signal, fd, sig, nullptr, 0));
+absl::StatusOr<int> PidfdSignaller::pin(int pid) {
+  int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (fd >= 0) return fd;
+  if (errno == ESRCH) return absl::NotFoundError("already exited");
+  return absl::UnavailableError(fmt::format("pidfd_open: {}", std::strerror(errno)));
 }
 
-bool exited(int fd) {
-  pollfd p{fd, POLLIN, 0};
+void PidfdSignaller::release(int handle) { ::close(handle); }
+
+absl::Status PidfdSignaller::signal(int handle, int sig) {
+  if (::syscall(SYS_pidfd_send_signal, handle, sig, nullptr, 0) != 0 && errno != ESRCH) {
+    return absl::UnavailableError(
+        fmt::format("pidfd_send_signal({}): {}", sig, std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+bool PidfdSignaller::exited(int handle) {
+  pollfd p{handle, POLLIN, 0};
   return ::poll(&p, 1, 0) > 0 && (p.revents & POLLIN) != 0;
 }
 
-}  // namespace
-
 PinnedProcesses::~PinnedProcesses() {
-  for (int fd : fds_) ::close(fd);
+  for (int h : handles_) signaller_->release(h);
 }
 
 bool PinnedProcesses::pinned(int pid) const {
@@ -43,31 +48,28 @@ bool PinnedProcesses::pinned(int pid) const {
 
 bool PinnedProcesses::pin(const ProcessInfo& p, std::string* why) {
   if (pinned(p.pid)) return true;
-  int fd = pidfdOpen(p.pid);
-  if (fd < 0) {
-    *why = errno == ESRCH ? "already exited" : fmt::format("pidfd_open: {}", std::strerror(errno));
+  auto handle = signaller_->pin(p.pid);
+  if (!handle.ok()) {
+    *why = std::string(handle.status().message());
     return false;
   }
-  // The pidfd now holds whatever process has this pid: make sure it is the one we chose.
-  auto now = readProcess(p.pid, false);
+  // The pin now holds whatever process has this pid: make sure it is the one we chose.
+  auto now = procfs_->read(p.pid, false);
   if (!now || now->start_ticks != p.start_ticks) {
-    ::close(fd);
+    signaller_->release(*handle);
     *why = now ? "pid reused by another process: not signalled" : "already exited";
     return false;
   }
   procs_.push_back(p);
-  fds_.push_back(fd);
+  handles_.push_back(*handle);
   return true;
 }
 
 std::vector<std::pair<int, std::string>> PinnedProcesses::signalAll(int sig) {
   std::vector<std::pair<int, std::string>> out;
-  for (size_t i = 0; i < fds_.size(); ++i) {
-    std::string err;
-    if (pidfdSendSignal(fds_[i], sig) != 0 && errno != ESRCH) {
-      err = fmt::format("pidfd_send_signal({}): {}", sig, std::strerror(errno));
-    }
-    out.emplace_back(procs_[i].pid, err);
+  for (size_t i = 0; i < handles_.size(); ++i) {
+    absl::Status s = signaller_->signal(handles_[i], sig);
+    out.emplace_back(procs_[i].pid, s.ok() ? "" : std::string(s.message()));
   }
   return out;
 }
@@ -76,8 +78,8 @@ std::vector<int> PinnedProcesses::waitExited(std::chrono::milliseconds timeout) 
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     std::vector<int> alive;
-    for (size_t i = 0; i < fds_.size(); ++i) {
-      if (!exited(fds_[i])) alive.push_back(procs_[i].pid);
+    for (size_t i = 0; i < handles_.size(); ++i) {
+      if (!signaller_->exited(handles_[i])) alive.push_back(procs_[i].pid);
     }
     if (alive.empty() || std::chrono::steady_clock::now() >= deadline) return alive;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
@@ -88,20 +90,10 @@ void PinnedProcesses::waitStopped(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     bool all = true;
-    for (size_t i = 0; i < fds_.size() && all; ++i) {
-      if (exited(fds_[i])) continue;
-      auto text = fmt::format("/proc/{}/stat", procs_[i].pid);
-      int fd = ::open(text.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) continue;
-      char buf[1024];
-      ssize_t n = ::read(fd, buf, sizeof buf - 1);
-      ::close(fd);
-      if (n <= 0) continue;
-      auto parsed = parseProcStat(std::string_view(buf, static_cast<size_t>(n)));
-      if (parsed.ok() && parsed->state != 'T' && parsed->state != 't' && parsed->state != 'Z' &&
-          parsed->state != 'X') {
-        all = false;
-      }
+    for (size_t i = 0; i < handles_.size() && all; ++i) {
+      if (signaller_->exited(handles_[i])) continue;
+      std::optional<char> state = procfs_->state(procs_[i].pid);
+      if (state && *state != 'T' && *state != 't' && *state != 'Z' && *state != 'X') all = false;
     }
     if (all || std::chrono::steady_clock::now() >= deadline) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));

@@ -1,7 +1,7 @@
 #include "agent/linux/sock_diag_flow_killer.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
+#include <fcntl.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
@@ -17,12 +17,14 @@
 #include <initializer_list>
 #include <unordered_map>
 
+#include "agent/linux/netlink_messages.h"
+#include "agent/linux/proc_files.h"
 #include "common/format.h"
 
 namespace bulkhead::agent {
 namespace {
 
-constexpr int kDumpTimeoutMs = 5000;  // per recv while dumping
+constexpr std::chrono::milliseconds kDumpTimeout{5000};  // per recv while dumping
 constexpr int kAckTimeoutMs = 2000;   // per batch, waiting for missing acks
 constexpr size_t kRecvBufSize = 64 * 1024;
 
@@ -67,16 +69,6 @@ std::string errnoText(int err) { return std::strerror(err); }
 // The errno of a netlink error code (a negative errno); any int from the wire, INT_MIN too.
 int negatedErrno(int code) { return static_cast<int>(-static_cast<int64_t>(code)); }
 
-// Reads and discards anything queued (stale acks of an earlier, timed-out batch).
-void drain(int fd) {
-  std::vector<uint8_t> buf(kRecvBufSize);
-  for (int i = 0; i < 100000; ++i) {
-    ssize_t n = recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0 && errno != ENOBUFS) return;
-  }
-}
-
 }  // namespace
 
 uint32_t cutStatesMask() {
@@ -91,52 +83,26 @@ uint32_t cutStatesMask() {
 
 std::string describeFlow(const Flow& f) { return f.toString(); }
 
-uint64_t socketInodeFromLink(const std::string& link) {
-  static constexpr char kPrefix[] = "socket:[";
-  constexpr size_t kLen = sizeof(kPrefix) - 1;
-  if (link.size() <= kLen + 1 || link.compare(0, kLen, kPrefix) != 0 || link.back() != ']') {
-    return 0;
-  }
-  uint64_t v = 0;
-  for (size_t i = kLen; i + 1 < link.size(); ++i) {
-    if (link[i] < '0' || link[i] > '9') return 0;
-    v = v * 10 + static_cast<uint64_t>(link[i] - '0');
-  }
-  return v;
-}
-
 void resolveSocketOwners(std::vector<DiagSocket>* sockets) {
   std::unordered_map<uint64_t, uint32_t> owner;  // inode -> pid (0 = not found yet)
   for (const DiagSocket& s : *sockets) {
     if (s.inode != 0) owner.emplace(s.inode, 0);
   }
   if (owner.empty()) return;
-  DIR* proc = opendir("/proc");
-  if (proc == nullptr) return;
-  char path[320];  // "/proc/<pid>/fd/" + a d_name of up to 255 bytes
-  char link[64];
-  while (dirent* pe = readdir(proc)) {
-    char* end = nullptr;
-    const unsigned long pid = std::strtoul(pe->d_name, &end, 10);
-    if (pid == 0 || *end != '\0') continue;
-    std::snprintf(path, sizeof(path), "/proc/%lu/fd", pid);
-    DIR* fds = opendir(path);
-    if (fds == nullptr) continue;  // gone, or not ours to read
-    while (dirent* fe = readdir(fds)) {
-      if (fe->d_name[0] == '.') continue;
-      std::snprintf(path, sizeof(path), "/proc/%lu/fd/%s", pid, fe->d_name);
-      ssize_t n = readlink(path, link, sizeof(link) - 1);
-      if (n <= 0) continue;
-      const uint64_t inode = socketInodeFromLink(std::string(link, static_cast<size_t>(n)));
-      if (inode == 0) continue;
+  proc::ScopedFd proc_fd = proc::openDir(AT_FDCWD, "/proc");
+  if (!proc_fd.ok()) return;
+  proc::forEachNumericEntry(proc_fd.get(), ".", [&](int pid, const char* name) {
+    if (pid <= 0) return true;  // not a process
+    proc::ScopedFd dir = proc::openDir(proc_fd.get(), name);
+    if (!dir.ok()) return true;  // gone, or not ours to read
+    proc::forEachSocketInode(dir.get(), [&](uint64_t inode) {
       auto it = owner.find(inode);
-      if (it != owner.end() && (it->second == 0 || pid < it->second)) {
-        it->second = static_cast<uint32_t>(pid);
-      }
-    }
-    closedir(fds);
-  }
-  closedir(proc);
+      const auto p = static_cast<uint32_t>(pid);
+      if (it != owner.end() && (it->second == 0 || p < it->second)) it->second = p;
+      return true;
+    });
+    return true;
+  });
   for (DiagSocket& s : *sockets) {
     auto it = owner.find(s.inode);
     if (it != owner.end()) s.flow.owner_pid = it->second;
@@ -145,77 +111,40 @@ void resolveSocketOwners(std::vector<DiagSocket>* sockets) {
 
 absl::Status parseInetDiagDump(const void* data, size_t len, std::vector<DiagSocket>* out,
                                bool* done) {
-  const auto* base = static_cast<const uint8_t*>(data);
-  size_t off = 0;
-  while (off + sizeof(nlmsghdr) <= len) {
-    nlmsghdr h;
-    std::memcpy(&h, base + off, sizeof(h));
-    if (h.nlmsg_len < sizeof(nlmsghdr) || off + h.nlmsg_len > len) {
-      return absl::DataLossError(fmt::format(
-          "malformed sock_diag message (length {} at offset {} of {})", h.nlmsg_len, off, len));
+  auto each = [out](const uint8_t* payload, size_t plen) {
+    if (plen < sizeof(inet_diag_msg)) {
+      return absl::DataLossError(fmt::format("short inet_diag_msg ({} bytes)", plen));
     }
-    const uint8_t* payload = base + off + NLMSG_HDRLEN;
-    const size_t plen = h.nlmsg_len - NLMSG_HDRLEN;
-    if (h.nlmsg_type == NLMSG_DONE) {
-      int err = 0;
-      if (plen >= sizeof(int)) std::memcpy(&err, payload, sizeof(int));
-      if (err < 0) {
-        return absl::UnavailableError(
-            fmt::format("sock_diag dump failed: {}", errnoText(negatedErrno(err))));
-      }
-      *done = true;
-      return absl::OkStatus();
+    inet_diag_msg m;
+    std::memcpy(&m, payload, sizeof(m));
+    if (m.idiag_family != AF_INET && m.idiag_family != AF_INET6) {
+      return absl::DataLossError(
+          fmt::format("inet_diag_msg with family {}", static_cast<int>(m.idiag_family)));
     }
-    if (h.nlmsg_type == NLMSG_ERROR) {
-      int err = 0;
-      if (plen >= sizeof(int)) std::memcpy(&err, payload, sizeof(int));
-      return absl::UnavailableError(
-          fmt::format("sock_diag dump failed: {}", errnoText(negatedErrno(err))));
-    }
-    if (h.nlmsg_type == SOCK_DIAG_BY_FAMILY) {
-      if (plen < sizeof(inet_diag_msg)) {
-        return absl::DataLossError(fmt::format("short inet_diag_msg ({} bytes)", plen));
-      }
-      inet_diag_msg m;
-      std::memcpy(&m, payload, sizeof(m));
-      if (m.idiag_family != AF_INET && m.idiag_family != AF_INET6) {
-        return absl::DataLossError(
-            fmt::format("inet_diag_msg with family {}", static_cast<int>(m.idiag_family)));
-      }
-      DiagSocket s;
-      s.flow = flowFromDiag(m);
-      s.family = m.idiag_family;
-      s.state = m.idiag_state;
-      s.uid = m.idiag_uid;
-      s.inode = m.idiag_inode;
-      s.id = m.id;
-      out->push_back(s);
-    }
-    off += NLMSG_ALIGN(h.nlmsg_len);
-  }
-  return absl::OkStatus();
+    DiagSocket s;
+    s.flow = flowFromDiag(m);
+    s.family = m.idiag_family;
+    s.state = m.idiag_state;
+    s.uid = m.idiag_uid;
+    s.inode = m.idiag_inode;
+    s.id = m.id;
+    out->push_back(s);
+    return absl::OkStatus();
+  };
+  return walkSockDiagDatagram(static_cast<const uint8_t*>(data), len, each, done);
 }
 
 absl::Status parseNetlinkAcks(const void* data, size_t len, std::vector<NetlinkAck>* out) {
-  const auto* base = static_cast<const uint8_t*>(data);
-  size_t off = 0;
-  while (off + sizeof(nlmsghdr) <= len) {
-    nlmsghdr h;
-    std::memcpy(&h, base + off, sizeof(h));
-    if (h.nlmsg_len < sizeof(nlmsghdr) || off + h.nlmsg_len > len) {
-      return absl::DataLossError(fmt::format("malformed netlink ack (length {})", h.nlmsg_len));
-    }
-    if (h.nlmsg_type == NLMSG_ERROR) {
-      if (h.nlmsg_len < NLMSG_HDRLEN + sizeof(int)) {
-        return absl::DataLossError("short NLMSG_ERROR");
-      }
-      int err = 0;
-      std::memcpy(&err, base + off + NLMSG_HDRLEN, sizeof(int));
-      out->push_back({h.nlmsg_seq, err});
-    }
-    off += NLMSG_ALIGN(h.nlmsg_len);
-  }
-  return absl::OkStatus();
+  return forEachNetlinkMessage(
+      static_cast<const uint8_t*>(data), len, "netlink ack",
+      [out](const NetlinkMessage& m) -> absl::StatusOr<bool> {
+        if (m.header.nlmsg_type != NLMSG_ERROR) return true;
+        if (m.payload_len < sizeof(int)) return absl::DataLossError("short NLMSG_ERROR");
+        int err = 0;
+        std::memcpy(&err, m.payload, sizeof(int));
+        out->push_back({m.header.nlmsg_seq, err});
+        return true;
+      });
 }
 
 void appendDestroyRequest(const DiagSocket& s, uint32_t seq, std::vector<uint8_t>* buf) {
@@ -239,18 +168,9 @@ void appendDestroyRequest(const DiagSocket& s, uint32_t seq, std::vector<uint8_t
 
 absl::StatusOr<std::unique_ptr<SockDiagFlowKiller>> SockDiagFlowKiller::create(Options options) {
   if (options.destroy_batch == 0) options.destroy_batch = 1;
-  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-  if (fd < 0) {
-    return absl::UnavailableError(
-        fmt::format("cannot open a NETLINK_SOCK_DIAG socket: {}", errnoText(errno)));
-  }
-  // Room for a whole batch of acks; FORCE needs CAP_NET_ADMIN, which SOCK_DESTROY needs anyway.
-  int rcvbuf = 8 << 20;
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) != 0) {
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-  }
-  int one = 1;  // acks of failed requests without the echoed request
-  setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
+  // Room for a whole batch of acks.
+  auto diag = SockDiagSocket::open(8 << 20);
+  if (!diag.ok()) return diag.status();
   std::unique_ptr<ConntrackTable> ct;
   std::string ct_error;
   if (options.conntrack) {
@@ -262,51 +182,25 @@ absl::StatusOr<std::unique_ptr<SockDiagFlowKiller>> SockDiagFlowKiller::create(O
     }
   }
   return std::unique_ptr<SockDiagFlowKiller>(
-      new SockDiagFlowKiller(options, fd, std::move(ct), std::move(ct_error)));
+      new SockDiagFlowKiller(options, *std::move(diag), std::move(ct), std::move(ct_error)));
 }
 
-SockDiagFlowKiller::SockDiagFlowKiller(Options options, int fd, std::unique_ptr<ConntrackTable> ct,
-                                       std::string ct_error)
-    : options_(options), fd_(fd), ct_(std::move(ct)), ct_error_(std::move(ct_error)) {}
+SockDiagFlowKiller::SockDiagFlowKiller(Options options, SockDiagSocket diag,
+                                       std::unique_ptr<ConntrackTable> ct, std::string ct_error)
+    : options_(options), diag_(std::move(diag)), ct_(std::move(ct)), ct_error_(std::move(ct_error)) {}
 
-SockDiagFlowKiller::~SockDiagFlowKiller() { close(fd_); }
+SockDiagFlowKiller::~SockDiagFlowKiller() = default;
 
 absl::StatusOr<std::vector<DiagSocket>> SockDiagFlowKiller::dumpTcp(int family) {
-  drain(fd_);
-  struct {
-    nlmsghdr h;
-    inet_diag_req_v2 r;
-  } req;
-  std::memset(&req, 0, sizeof(req));
-  req.h.nlmsg_len = sizeof(req);
-  req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  req.h.nlmsg_seq = seq_++;
-  req.r.sdiag_family = static_cast<uint8_t>(family);
+  auto req = sockDiagDumpRequest<inet_diag_req_v2>(diag_.nextSeq(), static_cast<uint8_t>(family));
   req.r.sdiag_protocol = IPPROTO_TCP;
   req.r.idiag_states = cutStatesMask();
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  if (sendto(fd_, &req, sizeof(req), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0) {
-    return absl::UnavailableError(fmt::format("sock_diag dump request: {}", errnoText(errno)));
-  }
   std::vector<DiagSocket> out;
-  std::vector<uint8_t> buf(kRecvBufSize);
-  bool done = false;
-  while (!done) {
-    pollfd p{fd_, POLLIN, 0};
-    int pr = poll(&p, 1, kDumpTimeoutMs);
-    if (pr < 0 && errno == EINTR) continue;
-    if (pr <= 0) return absl::DeadlineExceededError("sock_diag dump timed out");
-    ssize_t n = recv(fd_, buf.data(), buf.size(), 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::UnavailableError(fmt::format("sock_diag dump: {}", errnoText(errno)));
-    }
-    if (auto s = parseInetDiagDump(buf.data(), static_cast<size_t>(n), &out, &done); !s.ok()) {
-      return s;
-    }
-  }
+  absl::Status s = diag_.dump(&req, sizeof req, kDumpTimeout,
+                              [&out](const uint8_t* data, size_t n, bool* done) {
+                                return parseInetDiagDump(data, n, &out, done);
+                              });
+  if (!s.ok()) return s;
   return out;
 }
 
@@ -317,11 +211,11 @@ void SockDiagFlowKiller::destroy(const std::vector<const DiagSocket*>& chosen, C
   std::vector<uint8_t> in(kRecvBufSize);
   std::vector<NetlinkAck> acks;
   std::vector<int> result;  // per request in the batch: 1 = no ack yet
-  drain(fd_);
+  diag_.drain();
+  const int fd = diag_.fd();
   for (size_t start = 0; start < chosen.size(); start += options_.destroy_batch) {
     const size_t n = std::min(options_.destroy_batch, chosen.size() - start);
-    const uint32_t base = seq_;
-    seq_ += static_cast<uint32_t>(n);
+    const uint32_t base = diag_.nextSeq(static_cast<uint32_t>(n));
     out.clear();
     for (size_t i = 0; i < n; ++i) {
       appendDestroyRequest(*chosen[start + i], base + static_cast<uint32_t>(i), &out);
@@ -331,14 +225,14 @@ void SockDiagFlowKiller::destroy(const std::vector<const DiagSocket*>& chosen, C
     bool lost = false;
     // The kernel processes every message of the datagram inside sendto(); acks are queued
     // by the time it returns.
-    if (sendto(fd_, out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&kernel),
+    if (sendto(fd, out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&kernel),
                sizeof(kernel)) < 0) {
       report->errors.push_back(
           fmt::format("SOCK_DESTROY of {} sockets not sent: {}", n, errnoText(errno)));
       continue;
     }
     while (pending > 0) {
-      ssize_t r = recv(fd_, in.data(), in.size(), MSG_DONTWAIT);
+      ssize_t r = recv(fd, in.data(), in.size(), MSG_DONTWAIT);
       if (r < 0) {
         if (errno == EINTR) continue;
         if (errno == ENOBUFS) {
@@ -346,7 +240,7 @@ void SockDiagFlowKiller::destroy(const std::vector<const DiagSocket*>& chosen, C
           continue;
         }
         if (errno != EAGAIN && errno != EWOULDBLOCK) break;
-        pollfd p{fd_, POLLIN, 0};
+        pollfd p{fd, POLLIN, 0};
         if (poll(&p, 1, lost ? 0 : kAckTimeoutMs) <= 0) break;
         continue;
       }

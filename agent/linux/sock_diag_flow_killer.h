@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "agent/linux/conntrack.h"
 #include "agent/linux/flow_killer.h"
+#include "agent/linux/sock_diag.h"
 
 namespace bulkhead::agent {
 
@@ -54,9 +55,6 @@ void appendDestroyRequest(const DiagSocket& s, uint32_t seq, std::vector<uint8_t
 // Flow::toString(): "tcp 10.77.0.11:22 <- 10.77.0.66:51234" (local <- remote).
 std::string describeFlow(const Flow& f);
 
-// Pure. The inode of a "/proc/PID/fd/N" link text "socket:[12345]"; 0 if not a socket.
-uint64_t socketInodeFromLink(const std::string& link);
-
 // Sets Flow::owner_pid of each socket to the lowest pid holding its inode open (0 if none is
 // found), scanning /proc/*/fd (pids of the PID namespace /proc was mounted for). Unreadable
 // processes are skipped.
@@ -93,15 +91,14 @@ class SockDiagFlowKiller final : public FlowKiller {
   absl::StatusOr<std::vector<DiagSocket>> dumpTcp(int family);
 
  private:
-  SockDiagFlowKiller(Options options, int fd, std::unique_ptr<ConntrackTable> ct,
+  SockDiagFlowKiller(Options options, SockDiagSocket diag, std::unique_ptr<ConntrackTable> ct,
                      std::string ct_error);
   // Destroys `chosen`, appending successes to report->sockets_destroyed.
   void destroy(const std::vector<const DiagSocket*>& chosen, CutReport* report);
 
   std::mutex mu_;
   const Options options_;
-  int fd_;  // NETLINK_SOCK_DIAG socket, owned
-  uint32_t seq_ = 1;
+  SockDiagSocket diag_;
   std::unique_ptr<ConntrackTable> ct_;  // null if ctnetlink could not be opened
   std::string ct_error_;                // why ct_ is null
 };

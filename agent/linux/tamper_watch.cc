@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "agent/linux/netlink_messages.h"
 #include "common/format.h"
 
 namespace bulkhead::agent {
@@ -62,53 +63,43 @@ std::string toString(TamperEvent::Reason r) {
 }
 
 absl::Status parseNftEvents(const void* data, size_t len, std::vector<NftEvent>* out) {
-  const auto* base = static_cast<const uint8_t*>(data);
-  size_t off = 0;
-  while (off + sizeof(nlmsghdr) <= len) {
-    nlmsghdr h;
-    std::memcpy(&h, base + off, sizeof(h));
-    if (h.nlmsg_len < sizeof(nlmsghdr) || off + h.nlmsg_len > len) {
-      return absl::DataLossError(
-          fmt::format("malformed nf_tables event (length {} at {} of {})", h.nlmsg_len, off, len));
-    }
-    const size_t next = off + NLMSG_ALIGN(h.nlmsg_len);
-    if ((h.nlmsg_type >> 8) != NFNL_SUBSYS_NFTABLES ||
-        h.nlmsg_len < NLMSG_HDRLEN + sizeof(nfgenmsg)) {
-      off = next;
-      continue;
-    }
-    NftEvent e;
-    e.msg_type = h.nlmsg_type & 0xff;
-    nfgenmsg g;
-    std::memcpy(&g, base + off + NLMSG_HDRLEN, sizeof(g));
-    e.family = g.nfgen_family;
-    size_t a = off + NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg));
-    const size_t end = off + h.nlmsg_len;
-    while (a + sizeof(nlattr) <= end) {
-      nlattr at;
-      std::memcpy(&at, base + a, sizeof(at));
-      if (at.nla_len < sizeof(nlattr) || a + at.nla_len > end) {
-        return absl::DataLossError(
-            fmt::format("malformed attribute in nf_tables event {}", nftMessageName(e.msg_type)));
-      }
-      const uint8_t* p = base + a + NLA_HDRLEN;
-      const size_t n = at.nla_len - NLA_HDRLEN;
-      const int type = at.nla_type & NLA_TYPE_MASK;
-      if (e.msg_type == NFT_MSG_NEWGEN) {
-        if (type == NFTA_GEN_ID) e.gen_id = attrBe32(p, n);
-        if (type == NFTA_GEN_PROC_PID) e.pid = attrBe32(p, n);
-        if (type == NFTA_GEN_PROC_NAME) e.proc_name = attrString(p, n);
-      } else if (type == 1) {
-        // NFTA_TABLE_NAME, NFTA_CHAIN_TABLE, NFTA_RULE_TABLE, NFTA_SET_TABLE,
-        // NFTA_SET_ELEM_LIST_TABLE, NFTA_OBJ_TABLE, NFTA_FLOWTABLE_TABLE are all attribute 1.
-        e.table = attrString(p, n);
-      }
-      a += NLA_ALIGN(at.nla_len);
-    }
-    out->push_back(std::move(e));
-    off = next;
-  }
-  return absl::OkStatus();
+  return forEachNetlinkMessage(
+      static_cast<const uint8_t*>(data), len, "nf_tables event",
+      [out](const NetlinkMessage& m) -> absl::StatusOr<bool> {
+        if ((m.header.nlmsg_type >> 8) != NFNL_SUBSYS_NFTABLES ||
+            m.payload_len < sizeof(nfgenmsg)) {
+          return true;
+        }
+        NftEvent e;
+        e.msg_type = m.header.nlmsg_type & 0xff;
+        nfgenmsg g;
+        std::memcpy(&g, m.payload, sizeof(g));
+        e.family = g.nfgen_family;
+        size_t a = NLMSG_ALIGN(sizeof(nfgenmsg));
+        while (a + sizeof(nlattr) <= m.payload_len) {
+          nlattr at;
+          std::memcpy(&at, m.payload + a, sizeof(at));
+          if (at.nla_len < sizeof(nlattr) || a + at.nla_len > m.payload_len) {
+            return absl::DataLossError(fmt::format("malformed attribute in nf_tables event {}",
+                                                   nftMessageName(e.msg_type)));
+          }
+          const uint8_t* p = m.payload + a + NLA_HDRLEN;
+          const size_t n = at.nla_len - NLA_HDRLEN;
+          const int type = at.nla_type & NLA_TYPE_MASK;
+          if (e.msg_type == NFT_MSG_NEWGEN) {
+            if (type == NFTA_GEN_ID) e.gen_id = attrBe32(p, n);
+            if (type == NFTA_GEN_PROC_PID) e.pid = attrBe32(p, n);
+            if (type == NFTA_GEN_PROC_NAME) e.proc_name = attrString(p, n);
+          } else if (type == 1) {
+            // NFTA_TABLE_NAME, NFTA_CHAIN_TABLE, NFTA_RULE_TABLE, NFTA_SET_TABLE,
+            // NFTA_SET_ELEM_LIST_TABLE, NFTA_OBJ_TABLE, NFTA_FLOWTABLE_TABLE are all attribute 1.
+            e.table = attrString(p, n);
+          }
+          a += NLA_ALIGN(at.nla_len);
+        }
+        out->push_back(std::move(e));
+        return true;
+      });
 }
 
 TamperAggregator::TamperAggregator(uint8_t family, std::string table)

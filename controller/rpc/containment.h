@@ -24,7 +24,7 @@
 #include "controller/rpc/fleet.h"
 #include "controller/rpc/name_cache.h"
 #include "controller/rpc/policies.h"
-#include "controller/rpc/scheduler.h"
+#include "common/scheduler.h"
 #include "controller/store/store.h"
 
 namespace bulkhead::controller {

@@ -16,7 +16,7 @@
 #include "controller/rpc/fleet.h"
 #include "controller/rpc/policies.h"
 #include "controller/rpc/operator_service.h"
-#include "controller/rpc/scheduler.h"
+#include "common/scheduler.h"
 #include "controller/store/store.h"
 #include "evidence/signing.h"
 

@@ -12,7 +12,7 @@
 #include <thread>
 
 #include "agent/collect/collectors.h"
-#include "agent/collect/proc_files.h"
+#include "agent/linux/proc_files.h"
 #include "agent/core/processes.h"
 #include "agent/linux/proc_scan.h"
 #include "tests/unit/agent/memory_sink.h"

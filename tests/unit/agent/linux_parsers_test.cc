@@ -15,6 +15,7 @@
 
 #include "agent/linux/conntrack.h"
 #include "agent/linux/nftables_firewall.h"
+#include "agent/linux/proc_files.h"
 #include "agent/linux/ruleset_hash.h"
 #include "agent/linux/sock_diag_flow_killer.h"
 #include "agent/linux/tamper_watch.h"
@@ -182,11 +183,11 @@ TEST(SockDiagParse, AcksAndDestroyRequest) {
 }
 
 TEST(SockDiagParse, SocketInodeFromFdLink) {
-  EXPECT_EQ(socketInodeFromLink("socket:[12345]"), 12345u);
-  EXPECT_EQ(socketInodeFromLink("socket:[]"), 0u);
-  EXPECT_EQ(socketInodeFromLink("socket:[12a]"), 0u);
-  EXPECT_EQ(socketInodeFromLink("pipe:[12345]"), 0u);
-  EXPECT_EQ(socketInodeFromLink("/dev/null"), 0u);
+  EXPECT_EQ(proc::socketInodeFromLink("socket:[12345]"), 12345u);
+  EXPECT_EQ(proc::socketInodeFromLink("socket:[]"), 0u);
+  EXPECT_EQ(proc::socketInodeFromLink("socket:[12a]"), 0u);
+  EXPECT_EQ(proc::socketInodeFromLink("pipe:[12345]"), 0u);
+  EXPECT_EQ(proc::socketInodeFromLink("/dev/null"), 0u);
 }
 
 TEST(SockDiagParse, StatesMaskSkipsListenTimeWaitClose) {

@@ -1,9 +1,14 @@
-// ProcessActions on real processes of the test's own (a child it starts): host data that is
-// not UTF-8 (an argv holding \xff) must come back as a valid result document.
+// ProcessActions over fakes of /proc, the signaller and the flow killer (the order of stop,
+// re-scan, record, cut and kill), and on a real process of the test's own (a child it starts):
+// host data that is not UTF-8 (an argv holding \xff) must come back as a valid result document.
 #include "agent/daemon/process_actions.h"
+#include "agent/linux/process_killer.h"
+#include "fake_processes.h"
 
 #include <fmt/format.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +25,128 @@ class NoSessions final : public SessionSource {
     return std::vector<SessionInfo>{};
   }
 };
+
+using ::testing::ElementsAre;
+
+class FixedSessions final : public SessionSource {
+ public:
+  explicit FixedSessions(std::vector<SessionInfo> sessions) : sessions_(std::move(sessions)) {}
+  std::string name() const override { return "fixed"; }
+  absl::StatusOr<std::vector<SessionInfo>> sessions() override { return sessions_; }
+
+ private:
+  std::vector<SessionInfo> sessions_;
+};
+
+Flow flowOwnedBy(uint32_t pid) {
+  Flow f;
+  f.family = AF_INET;
+  f.local_port = 22;
+  f.remote_port = static_cast<uint16_t>(40000 + pid);
+  f.owner_pid = pid;
+  return f;
+}
+
+ProcessActionsOptions fakeOptions() {
+  ProcessActionsOptions o;
+  o.protection.self_pid = 99999;
+  o.kill_wait = std::chrono::milliseconds(100);
+  return o;
+}
+
+// Session 5: bash (100) and its child (101); a fork in flight (102, under 101) shows up only
+// once the first processes are stopped. Session 7 (200) is someone else's.
+class ProcessActionsOrder : public ::testing::Test {
+ protected:
+  ProcessActionsOrder() {
+    host_.add(1, 0, kNoAuditId, "init");
+    host_.add(100, 1, 5, "bash");
+    host_.add(101, 100, 5, "worker");
+    host_.add(200, 1, 7, "other");
+    host_.on_first_stop = [](FakeHost& h) { h.add(102, 101, 5, "forked"); };
+  }
+
+  // Runs `c` with a flow killer over `flows` and the sessions `sessions`.
+  v1::CommandResult run(const v1::Command& c, std::vector<Flow> flows,
+                        std::vector<SessionInfo> sessions = {}) {
+    RecordingFlowKiller killer(&host_, std::move(flows));
+    FixedSessions source(std::move(sessions));
+    ProcessActions actions(&source, &killer, &procfs_, &signaller_, fakeOptions());
+    return actions.run(c);
+  }
+
+  FakeHost host_;
+  FakeProcFs procfs_{&host_};
+  FakeSignaller signaller_{&host_};
+};
+
+TEST_F(ProcessActionsOrder, KillSessionsWithFreezeStopsRescansRecordsCutsThenKills) {
+  SessionInfo s5;
+  s5.id = 5;
+  s5.user = "alice";
+  s5.pids = {100, 101};
+  v1::Command c;
+  c.set_id("cmd-1");
+  c.mutable_kill_sessions()->set_session_id(5);
+  c.mutable_kill_sessions()->set_freeze(true);
+
+  v1::CommandResult r = run(c, {flowOwnedBy(100), flowOwnedBy(200), flowOwnedBy(102)}, {s5});
+
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_THAT(host_.events,
+              ElementsAre("scan+sockets", "stop 100", "stop 101",             // first batch
+                          "scan+sockets", "stop 100", "stop 101", "stop 102",  // the late fork
+                          "scan+sockets",                                     // nothing new
+                          "record tcp", "record 100", "record 101", "record 102",
+                          "cut", "cut flow of 100", "cut flow of 102",
+                          "kill 100", "kill 101", "kill 102"));
+  auto doc = nlohmann::json::parse(r.result_json());
+  EXPECT_EQ(doc["scan_rounds"], 2);  // the third scan found nothing new
+  EXPECT_EQ(doc["connections_cut"], 2);
+  EXPECT_EQ(doc["records"].size(), 3u);
+  EXPECT_EQ(doc["killed"].size(), 3u);
+  EXPECT_TRUE(host_.procs.count(200));
+}
+
+TEST_F(ProcessActionsOrder, KillProcessTreeWithoutFreezeRecordsNothing) {
+  v1::Command c;
+  c.set_id("cmd-2");
+  c.mutable_kill_process()->set_pid(101);
+  c.mutable_kill_process()->set_tree(true);
+
+  v1::CommandResult r = run(c, {flowOwnedBy(101)});
+
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_THAT(host_.events, ElementsAre("scan+sockets", "stop 101",      //
+                                        "scan", "stop 101", "stop 102",  // the late fork
+                                        "scan",                          //
+                                        "cut", "cut flow of 101",        //
+                                        "kill 101", "kill 102"));
+  EXPECT_TRUE(host_.procs.count(100));
+}
+
+TEST_F(ProcessActionsOrder, OnlyProtectedProcessesIsRefusedBeforeAnythingIsStopped) {
+  v1::Command c;
+  c.set_id("cmd-3");
+  c.mutable_kill_process()->set_pid(1);
+
+  v1::CommandResult r = run(c, {});
+
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(r.refused()) << r.error();
+  EXPECT_THAT(host_.events, ElementsAre("scan+sockets"));
+}
+
+TEST_F(ProcessActionsOrder, AProcessWhosePidWasReusedIsNeverSignalled) {
+  PinnedProcesses pinned(&procfs_, &signaller_);
+  ProcessInfo chosen = host_.procs[101];
+  host_.procs[101].start_ticks += 1;  // 101 exited and its pid now names another process
+  std::string why;
+  EXPECT_FALSE(pinned.pin(chosen, &why));
+  EXPECT_EQ(why, "pid reused by another process: not signalled");
+  pinned.signalAll(SIGKILL);
+  EXPECT_TRUE(host_.events.empty());
+}
 
 // A child `sleep 30` whose argv[0] is not UTF-8.
 pid_t startNonUtf8Child() {
@@ -50,7 +177,9 @@ TEST(ProcessActions, KillOfAProcessWithANonUtf8ArgvGivesAValidDocument) {
   ProcessActionsOptions options;
   options.protection.self_pid = ::getpid();
   options.kill_wait = std::chrono::milliseconds(5000);
-  ProcessActions actions(&sessions, nullptr, options);
+  LinuxProcFs procfs;
+  PidfdSignaller signaller;
+  ProcessActions actions(&sessions, nullptr, &procfs, &signaller, options);
   v1::Command c;
   c.set_id("cmd-1");
   c.mutable_kill_process()->set_pid(child);

@@ -1,4 +1,4 @@
-#include "agent/collect/proc_files.h"
+#include "agent/linux/proc_files.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -12,7 +12,7 @@
 #include "agent/core/processes.h"
 #include "common/json.h"
 
-namespace bulkhead::agent::collect::proc {
+namespace bulkhead::agent::proc {
 namespace {
 
 template <typename T>
@@ -105,6 +105,17 @@ bool forEachNumericEntry(int dirfd, const char* name,
   return true;
 }
 
+bool forEachSocketInode(int pid_dirfd, absl::FunctionRef<bool(uint64_t inode)> each) {
+  ScopedFd fds = openDir(pid_dirfd, "fd");
+  if (!fds.ok()) return false;
+  return forEachNumericEntry(fds.get(), ".", [&](int, const char* fd) {
+    auto target = readLinkAt(fds.get(), fd);
+    if (!target) return true;
+    uint64_t inode = socketInodeFromLink(*target);
+    return inode == 0 || each(inode);
+  });
+}
+
 std::string utf8(std::string_view s) {
   bool ascii = true;
   for (char c : s) {
@@ -164,6 +175,16 @@ std::optional<int64_t> parseUptimeMs(std::string_view proc_uptime) {
   return secs * 1000 + ms;
 }
 
+uint64_t socketInodeFromLink(std::string_view link) {
+  static constexpr std::string_view kPrefix = "socket:[";
+  if (link.size() <= kPrefix.size() + 1 || link.substr(0, kPrefix.size()) != kPrefix ||
+      link.back() != ']') {
+    return 0;
+  }
+  uint64_t v = 0;
+  return parseNumber(link.substr(kPrefix.size(), link.size() - kPrefix.size() - 1), &v) ? v : 0;
+}
+
 LinkFlags linkFlags(std::string_view target) {
   static constexpr std::string_view kDeleted = " (deleted)";
   static constexpr std::string_view kMemfd = "/memfd:";
@@ -216,4 +237,4 @@ bool interestingMapping(const MapLine& m) {
   return anonymous && m.perms.find('x') != std::string_view::npos;
 }
 
-}  // namespace bulkhead::agent::collect::proc
+}  // namespace bulkhead::agent::proc

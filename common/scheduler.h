@@ -1,6 +1,7 @@
 // A single thread that runs periodic tasks, one-shot timers and posted work, in deadline
-// order. Tasks run one at a time on that thread and may block it briefly (a store write), so
-// the controller uses separate schedulers for timers and for disk I/O.
+// order (posted work in the order posted). Tasks run one at a time on that thread and may
+// block it (a store write, a process kill), so the controller and the agent give each kind of
+// blocking work a scheduler of its own. A task that throws is logged and dropped.
 #pragma once
 
 #include <chrono>
@@ -13,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-namespace bulkhead::controller {
+namespace bulkhead {
 
 class Scheduler {
  public:
@@ -54,4 +55,4 @@ class Scheduler {
   std::thread thread_;
 };
 
-}  // namespace bulkhead::controller
+}  // namespace bulkhead

@@ -1,8 +1,10 @@
-// Private helpers of the /proc collectors (metadata, processes, open_files, sockets): reading
-// small kernel files relative to directory fds (one path lookup per process, and a process
-// that exits fails the reads instead of a reused pid answering them), listing numeric
-// directories, and the pure parsers of /proc text that agent/core/processes does not cover.
-// Not thread-safe objects; no globals (collector threads may be abandoned, see collector.h).
+// The agent's one /proc reader: small kernel files read relative to directory fds (one path
+// lookup per process, and a process that exits fails the reads instead of a reused pid
+// answering them), numeric directory listings, the socket inodes among a process's fds, and
+// the pure parsers of /proc text that agent/core/processes does not cover. Used by the
+// collectors (agent/collect), the process scan (proc_scan.h) and the socket owner lookup of
+// the flow killer. Not thread-safe objects; no globals (collector threads may be abandoned,
+// see agent/collect/collector.h).
 #pragma once
 
 #include <cstdint>
@@ -14,7 +16,7 @@
 
 #include "absl/functional/function_ref.h"
 
-namespace bulkhead::agent::collect::proc {
+namespace bulkhead::agent::proc {
 
 // Owns one file descriptor (closed on destruction); -1 when empty.
 class ScopedFd {
@@ -55,6 +57,11 @@ std::optional<std::string> readLinkAt(int dirfd, const char* name);
 bool forEachNumericEntry(int dirfd, const char* name,
                          absl::FunctionRef<bool(int number, const char* entry)> each);
 
+// Calls `each(inode)` for every socket among the open fds of the process whose /proc directory
+// is `pid_dirfd` (links "socket:[N]" in its fd/), in directory order; `each` returns false to
+// stop early. False if the fd directory cannot be opened (gone, or not ours to read).
+bool forEachSocketInode(int pid_dirfd, absl::FunctionRef<bool(uint64_t inode)> each);
+
 // `s` as valid UTF-8 (JSON strings must be): unchanged when it already is, else invalid bytes
 // become U+FFFD. Process names, arguments and paths are arbitrary bytes.
 std::string utf8(std::string_view s);
@@ -71,6 +78,9 @@ std::optional<int64_t> parseBootTime(std::string_view proc_stat);
 
 // First number of /proc/uptime in milliseconds; nullopt when it does not parse or does not fit.
 std::optional<int64_t> parseUptimeMs(std::string_view proc_uptime);
+
+// The inode of a "/proc/PID/fd/N" link text "socket:[12345]"; 0 if not a socket.
+uint64_t socketInodeFromLink(std::string_view link);
 
 // What an exe/fd link text says about its target.
 struct LinkFlags {
@@ -99,4 +109,4 @@ std::optional<MapLine> parseMapsLine(std::string_view line);
 // memory (no path, [heap], [stack], [anon:...]) — not [vdso]/[vsyscall]/[vvar].
 bool interestingMapping(const MapLine& m);
 
-}  // namespace bulkhead::agent::collect::proc
+}  // namespace bulkhead::agent::proc

@@ -1,10 +1,10 @@
-#include "controller/rpc/scheduler.h"
+#include "common/scheduler.h"
 
 #include <pthread.h>
 
 #include <spdlog/spdlog.h>
 
-namespace bulkhead::controller {
+namespace bulkhead {
 
 Scheduler::Scheduler(std::string name) : name_(std::move(name)) {
   thread_ = std::thread([this] {
@@ -76,4 +76,4 @@ void Scheduler::run() {
   }
 }
 
-}  // namespace bulkhead::controller
+}  // namespace bulkhead

@@ -1,0 +1,87 @@
+// The agent's one NETLINK_SOCK_DIAG client: the dump loop (request, answer datagrams until
+// NLMSG_DONE, bounded waits) and the walk over the messages of one answer datagram. Used by
+// the flow killer (sock_diag_flow_killer.h: TCP dumps, then SOCK_DESTROY on the same socket)
+// and by the socket collector (agent/collect/sockets.cc: inet, UNIX and packet dumps).
+#pragma once
+
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace bulkhead::agent {
+
+// Pure. Walks the netlink messages of one datagram of a SOCK_DIAG_BY_FAMILY dump: calls
+// `each(payload, length)` for every SOCK_DIAG_BY_FAMILY message (an error from it ends the
+// walk and is returned) and sets *done at NLMSG_DONE. NLMSG_ERROR, an NLMSG_DONE carrying an
+// error, and a message whose length runs past the datagram are errors; other message types
+// are skipped.
+absl::Status walkSockDiagDatagram(const uint8_t* data, size_t len,
+                                  absl::FunctionRef<absl::Status(const uint8_t*, size_t)> each,
+                                  bool* done);
+
+// A SOCK_DIAG_BY_FAMILY dump request: the netlink header and the family's request body
+// (inet_diag_req_v2, unix_diag_req, packet_diag_req, ...), zeroed but for the header and
+// sdiag_family.
+template <typename Req>
+struct SockDiagRequest {
+  nlmsghdr h;
+  Req r;
+};
+template <typename Req>
+SockDiagRequest<Req> sockDiagDumpRequest(uint32_t seq, uint8_t family) {
+  SockDiagRequest<Req> req{};
+  req.h.nlmsg_len = sizeof req;
+  req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.h.nlmsg_seq = seq;
+  req.r.sdiag_family = family;
+  return req;
+}
+
+// One NETLINK_SOCK_DIAG socket, bound to the network namespace of the thread that opened it.
+// Movable, not copyable; not thread-safe.
+class SockDiagSocket {
+ public:
+  // `rcvbuf_bytes`: receive buffer asked for (SO_RCVBUFFORCE where permitted, else SO_RCVBUF).
+  // Acks of failed requests come without the echoed request (NETLINK_CAP_ACK).
+  static absl::StatusOr<SockDiagSocket> open(int rcvbuf_bytes);
+  SockDiagSocket(SockDiagSocket&& o) noexcept : fd_(o.fd_), seq_(o.seq_) { o.fd_ = -1; }
+  SockDiagSocket& operator=(SockDiagSocket&& o) noexcept;
+  SockDiagSocket(const SockDiagSocket&) = delete;
+  SockDiagSocket& operator=(const SockDiagSocket&) = delete;
+  ~SockDiagSocket();
+
+  int fd() const { return fd_; }
+  // Reserves `count` consecutive request sequence numbers (counting up from 1); returns the
+  // first.
+  uint32_t nextSeq(uint32_t count = 1) {
+    uint32_t first = seq_;
+    seq_ += count;
+    return first;
+  }
+  // Reads and discards anything queued (answers of an earlier request that was given up).
+  void drain();
+
+  // Drains, sends the dump request `req` (`len` bytes: one netlink message) and passes every
+  // answer datagram to `on_datagram` until it sets *done. Fails when sending fails, when no
+  // datagram arrives within `recv_timeout`, when `stopped()` turns true (Cancelled), or with
+  // the first error of `on_datagram`.
+  absl::Status dump(
+      const void* req, size_t len, std::chrono::milliseconds recv_timeout,
+      absl::FunctionRef<absl::Status(const uint8_t*, size_t, bool*)> on_datagram,
+      absl::FunctionRef<bool()> stopped = [] { return false; });
+
+ private:
+  explicit SockDiagSocket(int fd) : fd_(fd) {}
+  int fd_;
+  uint32_t seq_ = 1;
+};
+
+}  // namespace bulkhead::agent
