@@ -20,7 +20,7 @@
 #include "bulkhead/v1/operator.grpc.pb.h"
 #include "common/format.h"
 #include "common/parse.h"
-#include "common/tls.h"
+#include "common/tls/tls.h"
 
 namespace po = boost::program_options;
 using Clock = std::chrono::steady_clock;

@@ -33,9 +33,9 @@
 #include "agent/rpc/timer_queue.h"
 #include "common/format.h"
 #include "common/parse.h"
-#include "common/pki.h"
+#include "common/tls/pki.h"
 #include "common/runtime.h"
-#include "common/tls.h"
+#include "common/tls/tls.h"
 
 namespace bulkhead::bench {
 namespace {

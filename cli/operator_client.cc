@@ -5,7 +5,7 @@
 #include "common/format.h"
 #include "common/parse.h"
 #include "common/text.h"
-#include "common/tls.h"
+#include "common/tls/tls.h"
 
 namespace bulkhead::cli {
 

@@ -27,10 +27,11 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/output.h"
+#include "common/certificate.h"
 #include "common/format.h"
 #include "common/parse.h"
-#include "common/pki.h"
-#include "common/tls.h"
+#include "common/tls/pki.h"
+#include "common/tls/tls.h"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;

@@ -1,4 +1,5 @@
-// Identities are bound to certificates, never to message fields. Subject layout, set by
+// Who a peer is: kind, name, role. Identities are bound to certificates, never to message
+// fields (common/certificate.h reads them from one). Subject layout, set by
 // `bulkhead pki`: O=bulkhead, OU=<kind>, CN=<name>, title=<role> (operators only).
 #pragma once
 
@@ -35,9 +36,5 @@ bool isValidName(std::string_view name);
 // A DNS name as a certificate's subjectAltName carries it: dot-separated labels of 1-63
 // characters of [A-Za-z0-9-], not starting or ending with '-', 253 characters at most.
 bool isValidDnsName(std::string_view name);
-
-// Reads the identity from a PEM certificate. The certificate chain must already have been
-// verified (by TLS); this only reads the subject.
-absl::StatusOr<PeerIdentity> identityFromCertPem(std::string_view pem);
 
 }  // namespace bulkhead

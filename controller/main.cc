@@ -17,10 +17,10 @@
 
 #include "common/format.h"
 #include "common/logging.h"
-#include "common/pki.h"
+#include "common/tls/pki.h"
 #include "common/runtime.h"
-#include "common/pki.h"
-#include "common/tls.h"
+#include "common/tls/pki.h"
+#include "common/tls/tls.h"
 #include "controller/core/blocks.h"
 #include "controller/core/config.h"
 #include "controller/rpc/peer_gate.h"

@@ -14,6 +14,7 @@
 #include <optional>
 #include <set>
 
+#include "common/certificate.h"
 #include "common/format.h"
 #include "common/identity.h"
 #include "evidence/hash.h"

@@ -8,6 +8,7 @@
 
 #include <memory>
 
+#include "common/certificate.h"
 #include "common/format.h"
 #include "common/identity.h"
 #include "evidence/hash.h"

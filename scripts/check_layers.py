@@ -44,7 +44,7 @@ KERNEL_ALLOWED = ("agent/linux/", "agent/collect/", "tests/", "bench/", "fuzz/")
 # gRPC (its headers and the generated service stubs, *.grpc.pb.h): only the transport layers.
 # Everything else handles plain types and the generated messages (*.pb.h).
 GRPC_HEADER = re.compile(r"^(grpcpp/|grpc/|.*\.grpc\.pb\.h$)")
-GRPC_ALLOWED = ("controller/rpc/", "agent/rpc/", "cli/", "common/tls.", "controller/main.cc",
+GRPC_ALLOWED = ("controller/rpc/", "agent/rpc/", "cli/", "common/tls/", "controller/main.cc",
                 "tests/", "bench/", "fuzz/")
 
 SOURCE_DIRS = ("agent", "controller", "common", "evidence", "cli", "tests", "bench", "fuzz")
@@ -67,7 +67,11 @@ def check_file(rel, text):
                             "nftables, pidfd) belong in agent/linux/ or agent/collect/")
         if GRPC_HEADER.match(inc) and not rel.startswith(GRPC_ALLOWED):
             problems.append(f"{rel}:{lineno}: includes {inc}: gRPC belongs in the rpc/ layers "
-                            "(controller/rpc/, agent/rpc/, cli/, common/tls)")
+                            "(controller/rpc/, agent/rpc/, cli/, common/tls/)")
+        if (kind == '"' and inc.startswith("common/tls/") and rel.startswith("common/")
+                and not rel.startswith("common/tls/")):
+            problems.append(f"{rel}:{lineno}: includes {inc}: common/ is the part without TLS, "
+                            "the CA or gRPC; common/tls/ builds on it, not the other way")
     return problems
 
 
@@ -105,6 +109,7 @@ def self_test():
         "agent/core/l.cc": "#include <sys/pidfd.h>\n",
         "controller/core/m.cc": "#include <grpcpp/grpcpp.h>\n",
         "agent/daemon/n.cc": '#include "bulkhead/v1/agent.grpc.pb.h"\n',
+        "common/o.cc": '#include "common/tls/pki.h"\n',
     }
     allowed = {
         "agent/linux/ok.cc": '#include <nftables/libnftables.h>\n#include "agent/core/flow.h"\n',
@@ -113,6 +118,7 @@ def self_test():
         "tests/kernel/ok.cc": "#include <nftables/libnftables.h>\n",
         "agent/rpc/ok.cc": '#include <grpcpp/grpcpp.h>\n#include "bulkhead/v1/agent.grpc.pb.h"\n',
         "controller/core/ok.cc": '#include "bulkhead/v1/operator.pb.h"\n',
+        "common/tls/ok.cc": '#include <grpcpp/grpcpp.h>\n#include "common/json.h"\n',
     }
     with tempfile.TemporaryDirectory() as root:
         for rel, text in {**cases, **allowed}.items():

@@ -42,7 +42,7 @@
 #include "agent/rpc/timer_queue.h"
 #include "common/format.h"
 #include "common/logging.h"
-#include "common/tls.h"
+#include "common/tls/tls.h"
 #include "evidence/signing.h"
 
 namespace bulkhead::agent {

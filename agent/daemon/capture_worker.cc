@@ -13,7 +13,7 @@
 #include "common/format.h"
 #include "common/identity.h"
 #include "common/json.h"
-#include "common/tls.h"
+#include "common/tls/tls.h"
 
 namespace bulkhead::agent {
 namespace fs = std::filesystem;

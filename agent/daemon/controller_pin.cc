@@ -10,7 +10,7 @@
 #include "absl/status/status.h"
 #include "common/format.h"
 #include "common/resolve.h"
-#include "common/tls.h"
+#include "common/tls/tls.h"
 
 namespace bulkhead::agent {
 namespace {

@@ -5,7 +5,7 @@
 
 #include "absl/status/status.h"
 #include "common/format.h"
-#include "common/tls.h"
+#include "common/tls/tls.h"
 
 namespace bulkhead::agent {
 

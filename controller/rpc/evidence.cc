@@ -4,7 +4,7 @@
 
 #include "common/callback_order.h"
 #include "common/format.h"
-#include "common/tls.h"
+#include "common/tls/tls.h"
 #include "controller/rpc/audit.h"
 #include "evidence/bundle.h"
 #include "evidence/json_read.h"

@@ -7,7 +7,7 @@
 #include "common/format.h"
 #include "common/json.h"
 #include "common/parse.h"
-#include "common/tls.h"
+#include "common/tls/tls.h"
 #include "controller/rpc/audit.h"
 #include "controller/rpc/operator_service.h"
 

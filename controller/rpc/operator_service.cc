@@ -6,9 +6,10 @@
 #include <optional>
 
 #include "common/callback_order.h"
+#include "common/certificate.h"
 #include "common/format.h"
 #include "common/parse.h"
-#include "common/tls.h"
+#include "common/tls/tls.h"
 #include "controller/rpc/audit.h"
 #include "evidence/json_read.h"
 #include "controller/store/audit_export.h"

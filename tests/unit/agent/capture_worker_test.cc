@@ -8,7 +8,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
-#include "common/pki.h"
+#include "common/tls/pki.h"
 
 namespace bulkhead::agent {
 namespace {

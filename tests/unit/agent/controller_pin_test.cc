@@ -7,7 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/status/status.h"
-#include "common/tls.h"
+#include "common/tls/tls.h"
 
 namespace bulkhead::agent {
 namespace {

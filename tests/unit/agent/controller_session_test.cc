@@ -12,8 +12,8 @@
 #include <gtest/gtest.h>
 
 #include "common/callback_order.h"
-#include "common/pki.h"
-#include "common/tls.h"
+#include "common/tls/pki.h"
+#include "common/tls/tls.h"
 
 namespace bulkhead::agent {
 namespace {

@@ -13,7 +13,7 @@
 #include "agent/daemon/kill_connections.h"
 #include "agent/daemon/state_file.h"
 #include "agent/linux/ruleset_hash.h"
-#include "common/tls.h"
+#include "common/tls/tls.h"
 #include "fake_enforcement.h"
 
 namespace bulkhead::agent {

@@ -8,7 +8,7 @@
 
 #include <gtest/gtest.h>
 
-#include "common/tls.h"
+#include "common/tls/tls.h"
 
 namespace bulkhead::cli {
 namespace {

@@ -10,8 +10,8 @@
 #include <sstream>
 
 #include "cli/cli.h"
-#include "common/pki.h"
-#include "common/tls.h"
+#include "common/tls/pki.h"
+#include "common/tls/tls.h"
 #include "tests/unit/cli/cli_run.h"
 
 namespace bulkhead::cli {

@@ -1,7 +1,8 @@
-#include "common/pki.h"
+#include "common/tls/pki.h"
 
 #include <gtest/gtest.h>
 
+#include "common/certificate.h"
 #include "common/identity.h"
 
 namespace bulkhead {

@@ -8,7 +8,7 @@
 #include <set>
 
 #include "cli/cli.h"
-#include "common/tls.h"
+#include "common/tls/tls.h"
 #include "controller/rpc/audit.h"
 #include "controller/store/evidence_files.h"
 #include "evidence/bundle.h"

@@ -4,7 +4,8 @@
 
 #include <gtest/gtest.h>
 
-#include "common/pki.h"
+#include "common/certificate.h"
+#include "common/tls/pki.h"
 #include "fake_clock.h"
 
 namespace bulkhead::controller {

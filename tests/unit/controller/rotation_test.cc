@@ -3,6 +3,7 @@
 // is refused and the server keeps serving with the certificate it had.
 #include <gtest/gtest.h>
 
+#include "common/certificate.h"
 #include "tests/unit/controller/server_harness.h"
 
 namespace bulkhead::controller::testing {

@@ -12,9 +12,10 @@
 
 #include "bulkhead/v1/agent.grpc.pb.h"
 #include "bulkhead/v1/operator.grpc.pb.h"
+#include "common/certificate.h"
 #include "common/format.h"
-#include "common/pki.h"
-#include "common/tls.h"
+#include "common/tls/pki.h"
+#include "common/tls/tls.h"
 #include "controller/rpc/server.h"
 #include "controller/store/sqlite_store.h"
 #include "tests/unit/controller/fake_clock.h"

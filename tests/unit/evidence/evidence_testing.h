@@ -12,7 +12,7 @@
 #include <sstream>
 #include <string>
 
-#include "common/pki.h"
+#include "common/tls/pki.h"
 #include "evidence/signing.h"
 
 namespace bulkhead::evidence::testing {

@@ -1,4 +1,4 @@
-#include "common/pki.h"
+#include "common/tls/pki.h"
 
 #include <arpa/inet.h>
 #include <openssl/bn.h>

@@ -1,4 +1,4 @@
-#include "common/tls.h"
+#include "common/tls/tls.h"
 
 #include <fcntl.h>
 #include <grpcpp/security/credentials.h>
@@ -13,8 +13,9 @@
 #include <sstream>
 
 #include "absl/status/status.h"
+#include "common/certificate.h"
 #include "common/format.h"
-#include "common/pki.h"
+#include "common/tls/pki.h"
 
 namespace bulkhead {
 
