@@ -23,15 +23,17 @@ PROJECT_RULES = [
      "evidence/ depends only on common/"),
     ("agent/core/", r"^(agent/(linux|collect|capture|daemon|rpc)|controller|cli)/",
      "agent/core/ is pure: no side effects, no rpc"),
-    ("controller/core/", r"^(controller/(rpc|store)|agent|cli)/",
-     "controller/core/ is pure: no store, no rpc"),
-    ("controller/store/", r"^(controller/rpc|agent|cli)/",
-     "controller/store/ stores: it never calls rpc/"),
+    ("controller/core/", r"^(controller/(rpc|service|store)|agent|cli)/",
+     "controller/core/ is pure: no store, no service, no rpc"),
+    ("controller/store/", r"^(controller/(rpc|service)|agent|cli)/",
+     "controller/store/ stores: it never calls service/ or rpc/"),
+    ("controller/service/", r"^controller/rpc/",
+     "controller/service/ is what every front door calls: it never includes rpc/"),
     ("controller/", r"^(agent|cli)/",
      "the controller does not include the agent or the CLI"),
     ("agent/", r"^(controller|cli)/",
      "the agent does not include the controller or the CLI"),
-    ("cli/", r"^(agent|controller/(rpc|store))/",
+    ("cli/", r"^(agent|controller/(rpc|service|store))/",
      "the CLI talks to the controller over its API only"),
 ]
 
@@ -40,6 +42,11 @@ KERNEL_HEADER = re.compile(
     r"^(nftables/|netlink/|libmnl/|linux/(netlink|rtnetlink|sock_diag|inet_diag|unix_diag|"
     r"packet_diag|netfilter)|sys/pidfd\.h)")
 KERNEL_ALLOWED = ("agent/linux/", "agent/collect/", "tests/", "bench/", "fuzz/")
+
+# gRPC (the library and generated service stubs; message types, *.pb.h, are fine): only the
+# front doors use it. The controller's layers below rpc/ are plain C++.
+GRPC_HEADER = re.compile(r"^(grpcpp/|grpc/|grpc\+\+/)|\.grpc\.pb\.h$")
+GRPC_FORBIDDEN = ("controller/core/", "controller/store/", "controller/service/")
 
 SOURCE_DIRS = ("agent", "controller", "common", "evidence", "cli", "tests", "bench", "fuzz")
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]')
@@ -56,6 +63,9 @@ def check_file(rel, text):
             for folder, forbidden, why in PROJECT_RULES:
                 if rel.startswith(folder) and re.match(forbidden, inc):
                     problems.append(f"{rel}:{lineno}: includes {inc}: {why}")
+        if GRPC_HEADER.search(inc) and rel.startswith(GRPC_FORBIDDEN):
+            problems.append(f"{rel}:{lineno}: includes {inc}: gRPC belongs in controller/rpc/ "
+                            "(the front door); core/, store/ and service/ use plain types")
         if KERNEL_HEADER.match(inc) and not rel.startswith(KERNEL_ALLOWED):
             problems.append(f"{rel}:{lineno}: includes <{inc}>: kernel interfaces (netlink, "
                             "nftables, pidfd) belong in agent/linux/ or agent/collect/")
@@ -94,12 +104,22 @@ def self_test():
         "agent/daemon/j.cc": "#include <nftables/libnftables.h>\n",
         "controller/rpc/k.cc": "#include <linux/sock_diag.h>\n",
         "agent/core/l.cc": "#include <sys/pidfd.h>\n",
+        "controller/service/m.cc": '#include "controller/rpc/fleet.h"\n',
+        "controller/service/n.cc": "#include <grpcpp/grpcpp.h>\n",
+        "controller/service/o.cc": '#include "bulkhead/v1/operator.grpc.pb.h"\n',
+        "controller/store/p.cc": '#include "controller/service/audit.h"\n',
+        "controller/core/q.cc": '#include "controller/service/audit.h"\n',
+        "cli/r.cc": '#include "controller/service/authorization.h"\n',
     }
     allowed = {
         "agent/linux/ok.cc": '#include <nftables/libnftables.h>\n#include "agent/core/flow.h"\n',
         "agent/collect/ok.cc": "#include <netlink/route/link.h>\n",
         "controller/rpc/ok.cc": '#include "controller/store/store.h"\n#include "common/json.h"\n',
         "tests/kernel/ok.cc": "#include <nftables/libnftables.h>\n",
+        "controller/service/ok.cc": ('#include "controller/store/store.h"\n'
+                                     '#include "bulkhead/v1/agent.pb.h"\n'),
+        "controller/rpc/ok2.cc": ('#include "controller/service/audit.h"\n'
+                                  "#include <grpcpp/grpcpp.h>\n"),
     }
     with tempfile.TemporaryDirectory() as root:
         for rel, text in {**cases, **allowed}.items():

@@ -27,8 +27,8 @@ grpc::ServerUnaryReactor* OperatorService::Block(grpc::CallbackServerContext* ct
                                                  v1::ContainmentResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  if (grpc::Status status = validated(authorize(caller, true), *req); !status.ok()) {
-    reactor->Finish(audit(caller, "block", targetOfBlock(*req), req->reason(), status));
+  if (grpc::Status status = validated(authorized(caller, OperatorAction::kBlock), *req); !status.ok()) {
+    reactor->Finish(audit(caller, OperatorAction::kBlock, targetOfBlock(*req), req->reason(), status));
     return reactor;
   }
   containment_.block(caller.audit_name, req, resp, reactor);   // finishes the call later
@@ -40,8 +40,8 @@ grpc::ServerUnaryReactor* OperatorService::Unblock(grpc::CallbackServerContext* 
                                                    v1::ContainmentResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  if (grpc::Status status = validated(authorize(caller, true), *req); !status.ok()) {
-    reactor->Finish(audit(caller, "unblock", targetOfBlock(*req), req->reason(), status));
+  if (grpc::Status status = validated(authorized(caller, OperatorAction::kUnblock), *req); !status.ok()) {
+    reactor->Finish(audit(caller, OperatorAction::kUnblock, targetOfBlock(*req), req->reason(), status));
     return reactor;
   }
   containment_.unblock(caller.audit_name, req, resp, reactor);
@@ -53,9 +53,9 @@ grpc::ServerUnaryReactor* OperatorService::ListBlocks(grpc::CallbackServerContex
                                                       v1::ListBlocksResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  if (grpc::Status status = validated(authorize(caller, false), *req); !status.ok()) {
+  if (grpc::Status status = validated(authorized(caller, OperatorAction::kListBlocks), *req); !status.ok()) {
     reactor->Finish(
-        audit(caller, "blocks", req->host().empty() ? "all" : req->host(), "", status));
+        audit(caller, OperatorAction::kListBlocks, req->host().empty() ? "all" : req->host(), "", status));
     return reactor;
   }
   containment_.listBlocks(caller.audit_name, req, resp, reactor);
@@ -67,7 +67,7 @@ grpc::ServerUnaryReactor* OperatorService::KillConnections(
     v1::HostActionResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorize(caller, true), *req);
+  grpc::Status status = validated(authorized(caller, OperatorAction::kKillConnections), *req);
   if (status.ok() && req->reason().find_first_not_of(" \t\r\n") == std::string::npos) {
     status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "reason: required");
   }
@@ -85,7 +85,7 @@ grpc::ServerUnaryReactor* OperatorService::KillConnections(
                           fmt::format("unknown host \"{}\"", req->host()));
   }
   if (!status.ok()) {
-    reactor->Finish(audit(caller, "kill-connections", req->host(), req->reason(), status,
+    reactor->Finish(audit(caller, OperatorAction::kKillConnections, req->host(), req->reason(), status,
                           fmt::format("remote {}", req->remote_cidr())));
     return reactor;
   }
@@ -93,7 +93,7 @@ grpc::ServerUnaryReactor* OperatorService::KillConnections(
   c.mutable_kill_connections()->set_remote_cidr(req->remote_cidr());
   c.mutable_kill_connections()->mutable_ports()->set_first(req->port());
   c.mutable_kill_connections()->mutable_ports()->set_last(req->port());
-  runHostAction(caller, "kill-connections", req->host(), req->reason(), std::move(c),
+  runHostAction(caller, OperatorAction::kKillConnections, req->host(), req->reason(), std::move(c),
                 req->wait_ms(), resp, reactor,
                 req->port() == 0 ? fmt::format("remote {}", req->remote_cidr())
                                  : fmt::format("remote {} port {}", req->remote_cidr(),

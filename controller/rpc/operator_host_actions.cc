@@ -85,27 +85,14 @@ grpc::Status summarizeResult(const std::string& host, const std::string& action,
 
 }  // namespace
 
-grpc::Status OperatorService::auditAccepted(const Caller& caller, const std::string& action,
+grpc::Status OperatorService::auditAccepted(const Caller& caller, OperatorAction action,
                                             const std::string& host, const std::string& reason,
                                             const std::string& detail) {
-  AuditEntry e{.at_unix_ms = clock_.nowUnixMs(),
-               .operator_name = caller.audit_name,
-               .action = action,
-               .target = host,
-               .reason = reason,
-               .outcome = "accepted",
-               .detail = detail};
-  if (auto row = store_.appendAudit(e); !row.ok()) {
-    spdlog::error("audit: cannot record {} {} by {} as accepted: {}", action, host,
-                  caller.audit_name, row.status());
-    return grpc::Status(
-        grpc::StatusCode::INTERNAL,
-        fmt::format("audit trail unavailable, nothing sent to {}: {}", host, row.status()));
-  }
-  return grpc::Status::OK;
+  return toGrpcStatus(recordAccepted(store_, clock_, caller.audit_name,
+                                     std::string(actionName(action)), host, reason, detail));
 }
 
-void OperatorService::runHostAction(const Caller& caller, const std::string& action,
+void OperatorService::runHostAction(const Caller& caller, OperatorAction action_id,
                                      const std::string& host, const std::string& reason,
                                      v1::Command command, uint32_t wait_ms,
                                      v1::HostActionResponse* resp,
@@ -114,9 +101,10 @@ void OperatorService::runHostAction(const Caller& caller, const std::string& act
   resp->set_host_id(host);
   command.set_reason(reason);
   command.set_requested_by(caller.audit_name);
+  const std::string action(actionName(action_id));
   std::string result_action = action;
   if (!accepted_detail.empty()) {
-    if (auto s = auditAccepted(caller, action, host, reason, accepted_detail); !s.ok()) {
+    if (auto s = auditAccepted(caller, action_id, host, reason, accepted_detail); !s.ok()) {
       reactor->Finish(s);
       return;
     }
@@ -161,17 +149,17 @@ grpc::ServerUnaryReactor* OperatorService::ListSessions(grpc::CallbackServerCont
                                                         v1::HostActionResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorize(caller, false), *req);
+  grpc::Status status = validated(authorized(caller, OperatorAction::kListSessions), *req);
   if (status.ok() && !fleet_.getHost(req->host())) {
     status = grpc::Status(grpc::StatusCode::NOT_FOUND, fmt::format("unknown host \"{}\"", req->host()));
   }
   if (!status.ok()) {
-    reactor->Finish(audit(caller, "sessions", req->host(), "", status));
+    reactor->Finish(audit(caller, OperatorAction::kListSessions, req->host(), "", status));
     return reactor;
   }
   v1::Command c;
   c.mutable_list_sessions();
-  runHostAction(caller, "sessions", req->host(), "", std::move(c), req->wait_ms(), resp, reactor);
+  runHostAction(caller, OperatorAction::kListSessions, req->host(), "", std::move(c), req->wait_ms(), resp, reactor);
   return reactor;
 }
 
@@ -180,7 +168,7 @@ grpc::ServerUnaryReactor* OperatorService::KillSessions(grpc::CallbackServerCont
                                                         v1::HostActionResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorize(caller, true), *req);
+  grpc::Status status = validated(authorized(caller, OperatorAction::kKillSessions), *req);
   const auto& m = req->match();
   int given = !m.user().empty() + (m.session_id() != 0) + !m.from_cidr().empty() + m.all();
   if (status.ok() && blank(req->reason())) {
@@ -195,7 +183,7 @@ grpc::ServerUnaryReactor* OperatorService::KillSessions(grpc::CallbackServerCont
     status = grpc::Status(grpc::StatusCode::NOT_FOUND, fmt::format("unknown host \"{}\"", req->host()));
   }
   if (!status.ok()) {
-    reactor->Finish(audit(caller, "kill-sessions", req->host(), req->reason(), status));
+    reactor->Finish(audit(caller, OperatorAction::kKillSessions, req->host(), req->reason(), status));
     return reactor;
   }
   std::string what = m.all()                  ? "all sessions"
@@ -205,7 +193,7 @@ grpc::ServerUnaryReactor* OperatorService::KillSessions(grpc::CallbackServerCont
   if (m.freeze()) what += ", freeze first";
   v1::Command c;
   *c.mutable_kill_sessions() = m;
-  runHostAction(caller, "kill-sessions", req->host(), req->reason(), std::move(c), req->wait_ms(),
+  runHostAction(caller, OperatorAction::kKillSessions, req->host(), req->reason(), std::move(c), req->wait_ms(),
                 resp, reactor, what);
   return reactor;
 }
@@ -215,7 +203,7 @@ grpc::ServerUnaryReactor* OperatorService::KillProcess(grpc::CallbackServerConte
                                                        v1::HostActionResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorize(caller, true), *req);
+  grpc::Status status = validated(authorized(caller, OperatorAction::kKillProcess), *req);
   const auto& m = req->match();
   int given = (m.pid() != 0) + !m.exe().empty() + !m.user().empty();
   if (status.ok() && blank(req->reason())) {
@@ -234,7 +222,7 @@ grpc::ServerUnaryReactor* OperatorService::KillProcess(grpc::CallbackServerConte
     status = grpc::Status(grpc::StatusCode::NOT_FOUND, fmt::format("unknown host \"{}\"", req->host()));
   }
   if (!status.ok()) {
-    reactor->Finish(audit(caller, "kill-process", req->host(), req->reason(), status));
+    reactor->Finish(audit(caller, OperatorAction::kKillProcess, req->host(), req->reason(), status));
     return reactor;
   }
   std::string what = m.pid() != 0      ? fmt::format("pid {}", m.pid())
@@ -242,7 +230,7 @@ grpc::ServerUnaryReactor* OperatorService::KillProcess(grpc::CallbackServerConte
                                         : fmt::format("user {}", m.user());
   v1::Command c;
   *c.mutable_kill_process() = m;
-  runHostAction(caller, "kill-process", req->host(), req->reason(), std::move(c), req->wait_ms(),
+  runHostAction(caller, OperatorAction::kKillProcess, req->host(), req->reason(), std::move(c), req->wait_ms(),
                 resp, reactor, what);
   return reactor;
 }

@@ -78,29 +78,26 @@ OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet,
 
 void OperatorService::shutdown() { host_actions_->shutdown(); }
 
-OperatorService::Caller OperatorService::identify(const grpc::CallbackServerContext& ctx) {
+Caller OperatorService::identify(const grpc::CallbackServerContext& ctx) {
   Caller c;
   auto auth = ctx.auth_context();
   auto id = auth ? peerIdentity(*auth) : absl::UnauthenticatedError("no client certificate");
   if (!id.ok()) {
     c.audit_name = "unauthenticated";
-    c.refusal = grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                             fmt::format("{}", id.status()));
+    c.refusal = absl::UnauthenticatedError(fmt::format("{}", id.status()));
     return c;
   }
   c.audit_name = id->name;
   if (id->kind != PeerKind::kOperator) {
     c.audit_name = fmt::format("{}:{}", peerKindName(id->kind), id->name);
-    c.refusal = grpc::Status(
-        grpc::StatusCode::PERMISSION_DENIED,
+    c.refusal = absl::PermissionDeniedError(
         fmt::format("certificate OU={} is not an operator identity", peerKindName(id->kind)));
     return c;
   }
   if (PeerGate* gate = fleet_.gate(); gate != nullptr) {
     if (auto admitted = gate->admit(*id); !admitted.ok()) {
       spdlog::warn("operator call refused: {}", admitted.message());
-      c.refusal = grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                               std::string(admitted.message()));
+      c.refusal = absl::PermissionDeniedError(admitted.message());
       return c;
     }
   }
@@ -109,14 +106,14 @@ OperatorService::Caller OperatorService::identify(const grpc::CallbackServerCont
   return c;
 }
 
-grpc::Status OperatorService::authorize(const Caller& caller, bool write) {
-  if (!caller.refusal.ok()) return caller.refusal;
-  if (write && caller.role == Role::kViewer) {
-    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                        fmt::format("operator \"{}\" has role viewer: read only",
-                                    caller.audit_name));
-  }
-  return grpc::Status::OK;
+grpc::Status OperatorService::authorized(const Caller& caller, OperatorAction action) {
+  return toGrpcStatus(authorize(caller, action));
+}
+
+grpc::Status OperatorService::audit(const Caller& caller, OperatorAction action,
+                                    const std::string& target, const std::string& reason,
+                                    const grpc::Status& result, const std::string& detail) {
+  return audit(caller, std::string(actionName(action)), target, reason, result, detail);
 }
 
 grpc::Status OperatorService::audit(const Caller& caller, const std::string& action,
@@ -130,7 +127,7 @@ grpc::ServerUnaryReactor* OperatorService::ListHosts(grpc::CallbackServerContext
                                                      v1::ListHostsResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorize(caller, false), *req);
+  grpc::Status status = validated(authorized(caller, OperatorAction::kListHosts), *req);
   if (status.ok()) {
     Labels selector;
     if (!req->selector().empty()) {
@@ -142,7 +139,7 @@ grpc::ServerUnaryReactor* OperatorService::ListHosts(grpc::CallbackServerContext
       for (auto& h : fleet_.listHosts(selector)) *resp->add_hosts() = std::move(h);
     }
   }
-  reactor->Finish(audit(caller, "hosts", req->selector().empty() ? "*" : req->selector(), "",
+  reactor->Finish(audit(caller, OperatorAction::kListHosts, req->selector().empty() ? "*" : req->selector(), "",
                         status, status.ok() ? fmt::format("{} hosts", resp->hosts_size()) : ""));
   return reactor;
 }
@@ -152,7 +149,7 @@ grpc::ServerUnaryReactor* OperatorService::GetHost(grpc::CallbackServerContext* 
                                                    v1::HostStatus* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorize(caller, false), *req);
+  grpc::Status status = validated(authorized(caller, OperatorAction::kGetHost), *req);
   if (status.ok()) {
     auto host = fleet_.getHost(req->host());
     if (!host) {
@@ -162,7 +159,7 @@ grpc::ServerUnaryReactor* OperatorService::GetHost(grpc::CallbackServerContext* 
       *resp = *std::move(host);
     }
   }
-  reactor->Finish(audit(caller, "status", req->host(), "", status));
+  reactor->Finish(audit(caller, OperatorAction::kGetHost, req->host(), "", status));
   return reactor;
 }
 
@@ -181,9 +178,9 @@ grpc::ServerUnaryReactor* OperatorService::Isolate(grpc::CallbackServerContext* 
                                                    v1::ContainmentResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorize(caller, true), *req);
+  grpc::Status status = validated(authorized(caller, OperatorAction::kIsolate), *req);
   if (!status.ok()) {
-    reactor->Finish(audit(caller, "isolate", targetOf(req->hosts(), req->selector()),
+    reactor->Finish(audit(caller, OperatorAction::kIsolate, targetOf(req->hosts(), req->selector()),
                           req->reason(), status));
     return reactor;
   }
@@ -196,9 +193,9 @@ grpc::ServerUnaryReactor* OperatorService::Release(grpc::CallbackServerContext* 
                                                    v1::ContainmentResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorize(caller, true), *req);
+  grpc::Status status = validated(authorized(caller, OperatorAction::kRelease), *req);
   if (!status.ok()) {
-    reactor->Finish(audit(caller, "release", targetOf(req->hosts(), req->selector()),
+    reactor->Finish(audit(caller, OperatorAction::kRelease, targetOf(req->hosts(), req->selector()),
                           req->reason(), status));
     return reactor;
   }
@@ -211,7 +208,7 @@ grpc::ServerUnaryReactor* OperatorService::ListAudit(grpc::CallbackServerContext
                                                      v1::ListAuditResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorize(caller, false), *req);
+  grpc::Status status = validated(authorized(caller, OperatorAction::kListAudit), *req);
   uint32_t limit = req->limit() == 0 ? kDefaultAuditLimit : std::min(req->limit(), kMaxAuditLimit);
   if (status.ok() && req->before_id() < 0) {
     status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -250,7 +247,7 @@ grpc::ServerUnaryReactor* OperatorService::ListAudit(grpc::CallbackServerContext
       for (auto it = page.rbegin(); it != page.rend(); ++it) *resp->add_records() = std::move(*it);
     }
   }
-  reactor->Finish(audit(caller, "audit",
+  reactor->Finish(audit(caller, OperatorAction::kListAudit,
                         req->before_id() > 0
                             ? fmt::format("limit={} before={}", limit, req->before_id())
                             : fmt::format("limit={}", limit),
@@ -263,7 +260,7 @@ grpc::ServerUnaryReactor* OperatorService::VerifyAudit(grpc::CallbackServerConte
                                                        v1::VerifyAuditResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = authorize(caller, false);
+  grpc::Status status = authorized(caller, OperatorAction::kVerifyAudit);
   std::string detail;
   std::optional<AuditCheckpoint> checkpoint;
   if (status.ok() && req->checkpoint_id() < 0) {
@@ -295,14 +292,14 @@ grpc::ServerUnaryReactor* OperatorService::VerifyAudit(grpc::CallbackServerConte
       if (!v->ok) spdlog::error("audit verify: {}", detail);
     }
   }
-  reactor->Finish(audit(caller, "audit-verify", "audit", "", status, detail));
+  reactor->Finish(audit(caller, OperatorAction::kVerifyAudit, "audit", "", status, detail));
   return reactor;
 }
 
 grpc::ServerWriteReactor<v1::AuditExportChunk>* OperatorService::ExportAudit(
     grpc::CallbackServerContext* ctx, const v1::ExportAuditRequest* req) {
   Caller caller = identify(*ctx);
-  grpc::Status status = authorize(caller, false);
+  grpc::Status status = authorized(caller, OperatorAction::kExportAudit);
   const int64_t since = std::max<int64_t>(req->since_id(), 1);
   if (status.ok() && req->since_id() < 0) {
     status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -343,7 +340,7 @@ grpc::ServerWriteReactor<v1::AuditExportChunk>* OperatorService::ExportAudit(
       }
     }
   }
-  status = audit(caller, "audit-export", fmt::format("since={}", since), "", status, detail);
+  status = audit(caller, OperatorAction::kExportAudit, fmt::format("since={}", since), "", status, detail);
   if (!status.ok()) chunks.clear();
   return new ExportWriter(std::move(chunks), status);
 }
