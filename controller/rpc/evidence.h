@@ -23,7 +23,7 @@
 #include "bulkhead/v1/operator.pb.h"
 #include "controller/core/clock.h"
 #include "controller/rpc/fleet.h"
-#include "controller/rpc/scheduler.h"
+#include "controller/service/scheduler.h"
 #include "controller/store/evidence_files.h"
 #include "controller/store/store.h"
 

@@ -16,7 +16,7 @@
 #include "bulkhead/v1/operator.pb.h"
 #include "controller/core/clock.h"
 #include "controller/rpc/fleet.h"
-#include "controller/rpc/scheduler.h"
+#include "controller/service/scheduler.h"
 
 namespace bulkhead::controller {
 

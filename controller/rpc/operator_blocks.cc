@@ -4,34 +4,25 @@
 #include "common/parse.h"
 #include "controller/rpc/audit.h"
 #include "controller/rpc/operator_service.h"
+#include "controller/rpc/translate.h"
 
 namespace bulkhead::controller {
 
 namespace v1 = bulkhead::v1;
-
-namespace {
-
-template <typename Req>
-std::string targetOfBlock(const Req& req) {
-  if (req.all()) return "all";
-  if (!req.selector().empty()) return fmt::format("selector {}", req.selector());
-  std::string out;
-  for (const auto& h : req.hosts()) out += (out.empty() ? "" : ",") + h;
-  return out;
-}
-
-}  // namespace
 
 grpc::ServerUnaryReactor* OperatorService::Block(grpc::CallbackServerContext* ctx,
                                                  const v1::BlockRequest* req,
                                                  v1::ContainmentResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  if (grpc::Status status = validated(authorized(caller, OperatorAction::kBlock), *req); !status.ok()) {
-    reactor->Finish(audit(caller, OperatorAction::kBlock, targetOfBlock(*req), req->reason(), status));
+  BlockRequest request = fromProto(*req);
+  if (grpc::Status status = validated(authorized(caller, OperatorAction::kBlock), *req);
+      !status.ok()) {
+    reactor->Finish(
+        audit(caller, OperatorAction::kBlock, auditTarget(request), request.reason, status));
     return reactor;
   }
-  containment_.block(caller.audit_name, req, resp, reactor);   // finishes the call later
+  containment_.block(caller.audit_name, std::move(request), finishWith(resp, reactor));
   return reactor;
 }
 
@@ -40,11 +31,14 @@ grpc::ServerUnaryReactor* OperatorService::Unblock(grpc::CallbackServerContext* 
                                                    v1::ContainmentResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  if (grpc::Status status = validated(authorized(caller, OperatorAction::kUnblock), *req); !status.ok()) {
-    reactor->Finish(audit(caller, OperatorAction::kUnblock, targetOfBlock(*req), req->reason(), status));
+  UnblockRequest request = fromProto(*req);
+  if (grpc::Status status = validated(authorized(caller, OperatorAction::kUnblock), *req);
+      !status.ok()) {
+    reactor->Finish(
+        audit(caller, OperatorAction::kUnblock, auditTarget(request), request.reason, status));
     return reactor;
   }
-  containment_.unblock(caller.audit_name, req, resp, reactor);
+  containment_.unblock(caller.audit_name, std::move(request), finishWith(resp, reactor));
   return reactor;
 }
 
@@ -53,12 +47,13 @@ grpc::ServerUnaryReactor* OperatorService::ListBlocks(grpc::CallbackServerContex
                                                       v1::ListBlocksResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  if (grpc::Status status = validated(authorized(caller, OperatorAction::kListBlocks), *req); !status.ok()) {
-    reactor->Finish(
-        audit(caller, OperatorAction::kListBlocks, req->host().empty() ? "all" : req->host(), "", status));
+  ListBlocksRequest request = fromProto(*req);
+  if (grpc::Status status = validated(authorized(caller, OperatorAction::kListBlocks), *req);
+      !status.ok()) {
+    reactor->Finish(audit(caller, OperatorAction::kListBlocks, auditTarget(request), "", status));
     return reactor;
   }
-  containment_.listBlocks(caller.audit_name, req, resp, reactor);
+  containment_.listBlocks(caller.audit_name, std::move(request), finishWith(resp, reactor));
   return reactor;
 }
 
@@ -68,7 +63,7 @@ grpc::ServerUnaryReactor* OperatorService::KillConnections(
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
   grpc::Status status = validated(authorized(caller, OperatorAction::kKillConnections), *req);
-  if (status.ok() && req->reason().find_first_not_of(" \t\r\n") == std::string::npos) {
+  if (status.ok() && isBlank(req->reason())) {
     status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "reason: required");
   }
   if (status.ok()) {

@@ -32,8 +32,6 @@ constexpr size_t kDownloadChunk = 1 << 20;
 constexpr int kMaxListedEvidence = 1000;    // records per ListEvidence page
 constexpr size_t kMaxVerifyOutcome = 8192;  // verify's custody detail
 
-bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
-
 grpc::Status noEvidenceStore() {
   return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                       "this controller has no evidence store (--data-dir)");
@@ -238,7 +236,7 @@ grpc::ServerWriteReactor<v1::CaptureEvent>* OperatorService::Capture(
   grpc::Status result = validated(authorized(caller, OperatorAction::kCapture), *req);
   const std::string host = req->host();
   if (result.ok() && (evidence_ == nullptr || !evidence_->enabled())) result = noEvidenceStore();
-  if (result.ok() && blank(req->reason())) {
+  if (result.ok() && isBlank(req->reason())) {
     result = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "--reason is required");
   } else if (result.ok() && host.empty()) {
     result = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "host: required");

@@ -17,8 +17,6 @@ namespace v1 = bulkhead::v1;
 
 namespace {
 
-bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
-
 constexpr size_t kMaxAuditDetail = 8192;
 
 // "killed 3: 1201 bhtest (sleep 1000), ...; spared 1: 1 root (holder) [pid 1]". The document
@@ -171,7 +169,7 @@ grpc::ServerUnaryReactor* OperatorService::KillSessions(grpc::CallbackServerCont
   grpc::Status status = validated(authorized(caller, OperatorAction::kKillSessions), *req);
   const auto& m = req->match();
   int given = !m.user().empty() + (m.session_id() != 0) + !m.from_cidr().empty() + m.all();
-  if (status.ok() && blank(req->reason())) {
+  if (status.ok() && isBlank(req->reason())) {
     status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "reason: required");
   } else if (status.ok() && given != 1) {
     status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -206,7 +204,7 @@ grpc::ServerUnaryReactor* OperatorService::KillProcess(grpc::CallbackServerConte
   grpc::Status status = validated(authorized(caller, OperatorAction::kKillProcess), *req);
   const auto& m = req->match();
   int given = (m.pid() != 0) + !m.exe().empty() + !m.user().empty();
-  if (status.ok() && blank(req->reason())) {
+  if (status.ok() && isBlank(req->reason())) {
     status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "reason: required");
   } else if (status.ok() && given != 1) {
     status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,

@@ -10,6 +10,7 @@
 #include "common/parse.h"
 #include "common/tls.h"
 #include "controller/rpc/audit.h"
+#include "controller/rpc/translate.h"
 #include "evidence/json_read.h"
 #include "controller/store/audit_export.h"
 
@@ -163,28 +164,19 @@ grpc::ServerUnaryReactor* OperatorService::GetHost(grpc::CallbackServerContext* 
   return reactor;
 }
 
-namespace {
-std::string targetOf(const google::protobuf::RepeatedPtrField<std::string>& hosts,
-                     const std::string& selector) {
-  if (!selector.empty()) return fmt::format("selector {}", selector);
-  std::string out;
-  for (const auto& h : hosts) out += fmt::format("{}{}", out.empty() ? "" : ",", h);
-  return out;
-}
-}  // namespace
-
 grpc::ServerUnaryReactor* OperatorService::Isolate(grpc::CallbackServerContext* ctx,
                                                    const v1::IsolateRequest* req,
                                                    v1::ContainmentResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
+  IsolateRequest request = fromProto(*req);
   grpc::Status status = validated(authorized(caller, OperatorAction::kIsolate), *req);
   if (!status.ok()) {
-    reactor->Finish(audit(caller, OperatorAction::kIsolate, targetOf(req->hosts(), req->selector()),
-                          req->reason(), status));
+    reactor->Finish(
+        audit(caller, OperatorAction::kIsolate, auditTarget(request), request.reason, status));
     return reactor;
   }
-  containment_.isolate(caller.audit_name, req, resp, reactor);   // finishes the call later
+  containment_.isolate(caller.audit_name, std::move(request), finishWith(resp, reactor));
   return reactor;
 }
 
@@ -193,13 +185,14 @@ grpc::ServerUnaryReactor* OperatorService::Release(grpc::CallbackServerContext* 
                                                    v1::ContainmentResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
+  ReleaseRequest request = fromProto(*req);
   grpc::Status status = validated(authorized(caller, OperatorAction::kRelease), *req);
   if (!status.ok()) {
-    reactor->Finish(audit(caller, OperatorAction::kRelease, targetOf(req->hosts(), req->selector()),
-                          req->reason(), status));
+    reactor->Finish(
+        audit(caller, OperatorAction::kRelease, auditTarget(request), request.reason, status));
     return reactor;
   }
-  containment_.release(caller.audit_name, req, resp, reactor);   // finishes the call later
+  containment_.release(caller.audit_name, std::move(request), finishWith(resp, reactor));
   return reactor;
 }
 

@@ -14,7 +14,7 @@
 #include "bulkhead/v1/operator.grpc.pb.h"
 #include "common/identity.h"
 #include "controller/core/clock.h"
-#include "controller/rpc/containment.h"
+#include "controller/service/containment.h"
 #include "controller/rpc/evidence.h"
 #include "controller/rpc/fleet.h"
 #include "controller/rpc/host_actions.h"

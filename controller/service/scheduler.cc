@@ -1,4 +1,4 @@
-#include "controller/rpc/scheduler.h"
+#include "controller/service/scheduler.h"
 
 #include <pthread.h>
 
