@@ -88,14 +88,13 @@ class Fleet final : public FleetControl {
                const std::map<std::string, std::vector<std::string>>& sets) override;
   bool settle(const std::shared_ptr<PendingOp>& op, bulkhead::v1::HostOutcome::State open_state,
               const std::string& open_error) override;
-  // One-shot commands (sessions, processes): queues `command` on `host`'s stream. False with
-  // `why` when the host is unknown, offline or disconnecting. The answer comes to the command
-  // listener.
-  bool sendCommand(const std::string& host, bulkhead::v1::Command command, std::string* why);
-  // Receives every CommandResult (with the host it came from), on a gRPC thread, under the
-  // Fleet's lock: it must not block or call into the Fleet. Null to unset.
+  // (FleetControl) The command listener runs on a gRPC thread.
+  bool known(const std::string& host) override { return getHost(host).has_value(); }
+  bool sendCommand(const std::string& host, bulkhead::v1::Command command,
+                   std::string* why) override;
   void setCommandListener(
-      std::function<void(const std::string&, const bulkhead::v1::CommandResult&)> listener);
+      std::function<void(const std::string&, const bulkhead::v1::CommandResult&)> listener)
+      override;
   // Receives every CommandProgress (with the host it came from), like the command listener:
   // on a gRPC thread, under the Fleet's lock; must not block or call into the Fleet.
   void setProgressListener(

@@ -63,36 +63,13 @@ grpc::ServerUnaryReactor* OperatorService::KillConnections(
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
   grpc::Status status = validated(authorized(caller, OperatorAction::kKillConnections), *req);
-  if (status.ok() && isBlank(req->reason())) {
-    status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "reason: required");
-  }
-  if (status.ok()) {
-    if (auto c = parseCidr("remote_cidr", req->remote_cidr()); !c.ok()) {
-      status = toGrpcStatus(c.status());
-    }
-  }
-  if (status.ok() && req->port() > 65535) {
-    status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          fmt::format("port: invalid value {}: must be 1 to 65535", req->port()));
-  }
-  if (status.ok() && !fleet_.getHost(req->host())) {
-    status = grpc::Status(grpc::StatusCode::NOT_FOUND,
-                          fmt::format("unknown host \"{}\"", req->host()));
-  }
   if (!status.ok()) {
-    reactor->Finish(audit(caller, OperatorAction::kKillConnections, req->host(), req->reason(), status,
-                          fmt::format("remote {}", req->remote_cidr())));
+    reactor->Finish(audit(caller, OperatorAction::kKillConnections, req->host(), req->reason(),
+                          status, fmt::format("remote {}", req->remote_cidr())));
     return reactor;
   }
-  v1::Command c;
-  c.mutable_kill_connections()->set_remote_cidr(req->remote_cidr());
-  c.mutable_kill_connections()->mutable_ports()->set_first(req->port());
-  c.mutable_kill_connections()->mutable_ports()->set_last(req->port());
-  runHostAction(caller, OperatorAction::kKillConnections, req->host(), req->reason(), std::move(c),
-                req->wait_ms(), resp, reactor,
-                req->port() == 0 ? fmt::format("remote {}", req->remote_cidr())
-                                 : fmt::format("remote {} port {}", req->remote_cidr(),
-                                               req->port()));
+  host_operations_->killConnections(caller.audit_name, fromProto(*req),
+                                    finishWith(resp, reactor));
   return reactor;
 }
 

@@ -75,7 +75,9 @@ OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet,
       containment_(containment),
       evidence_(evidence),
       audit_signer_(audit_signer),
-      host_actions_(std::make_unique<HostActions>(clock, fleet, HostActionsOptions{})) {}
+      host_actions_(std::make_unique<HostActions>(clock, fleet, HostActionsOptions{})),
+      host_operations_(
+          std::make_unique<HostOperations>(clock, store, fleet, *host_actions_)) {}
 
 void OperatorService::shutdown() { host_actions_->shutdown(); }
 

@@ -17,7 +17,8 @@
 #include "controller/service/containment.h"
 #include "controller/rpc/evidence.h"
 #include "controller/rpc/fleet.h"
-#include "controller/rpc/host_actions.h"
+#include "controller/service/host_actions.h"
+#include "controller/service/host_operations.h"
 #include "controller/service/authorization.h"
 #include "controller/store/store.h"
 #include "evidence/signing.h"
@@ -96,7 +97,7 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   grpc::ServerUnaryReactor* ListBlocks(grpc::CallbackServerContext* ctx,
                                        const bulkhead::v1::ListBlocksRequest* req,
                                        bulkhead::v1::ListBlocksResponse* resp) override;
-  // kill-connections: one command to the host's agent (runHostAction).
+  // kill-connections: one command to the host's agent (HostOperations).
   grpc::ServerUnaryReactor* KillConnections(grpc::CallbackServerContext* ctx,
                                             const bulkhead::v1::KillConnectionsRequest* req,
                                             bulkhead::v1::HostActionResponse* resp) override;
@@ -156,14 +157,8 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   grpc::Status auditAccepted(const Caller& caller, OperatorAction action,
                              const std::string& host, const std::string& reason,
                              const std::string& detail);
-  // Sends `command` to `host` and finishes the call with the agent's answer. A write action
-  // (`accepted_detail` non-empty) is first audited as accepted (auditAccepted) and its answer
-  // as "<action>.result"; a read (ListSessions) gets one row, after the answer, as `action`.
-  // Either way the answer's row carries a summary of the result.
-  void runHostAction(const Caller& caller, OperatorAction action, const std::string& host,
-                     const std::string& reason, bulkhead::v1::Command command, uint32_t wait_ms,
-                     bulkhead::v1::HostActionResponse* resp, grpc::ServerUnaryReactor* reactor,
-                     const std::string& accepted_detail = "");
+  // Sessions, processes and connections (after host_actions_, which it uses).
+  std::unique_ptr<HostOperations> host_operations_;
 };
 
 }  // namespace bulkhead::controller

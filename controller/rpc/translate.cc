@@ -69,6 +69,28 @@ ListBlocksRequest fromProto(const v1::ListBlocksRequest& req) {
   return ListBlocksRequest{.host = req.host()};
 }
 
+ListSessionsRequest fromProto(const v1::ListSessionsRequest& req) {
+  return ListSessionsRequest{.host = req.host(), .wait_ms = req.wait_ms()};
+}
+
+KillSessionsRequest fromProto(const v1::KillSessionsRequest& req) {
+  return KillSessionsRequest{
+      .host = req.host(), .match = req.match(), .reason = req.reason(), .wait_ms = req.wait_ms()};
+}
+
+KillProcessRequest fromProto(const v1::KillProcessRequest& req) {
+  return KillProcessRequest{
+      .host = req.host(), .match = req.match(), .reason = req.reason(), .wait_ms = req.wait_ms()};
+}
+
+KillConnectionsRequest fromProto(const v1::KillConnectionsRequest& req) {
+  return KillConnectionsRequest{.host = req.host(),
+                                .remote_cidr = req.remote_cidr(),
+                                .port = req.port(),
+                                .reason = req.reason(),
+                                .wait_ms = req.wait_ms()};
+}
+
 ContainmentDone finishWith(v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
   return [resp, reactor](const absl::Status& status, ContainmentResult result) {
     for (auto& o : result.outcomes) *resp->add_outcomes() = std::move(o);
@@ -86,6 +108,17 @@ BlocksDone finishWith(v1::ListBlocksResponse* resp, grpc::ServerUnaryReactor* re
       e->set_host_id(std::move(b.host_id));
       e->set_remaining_ms(b.remaining_ms);
     }
+    reactor->Finish(toGrpcStatus(status));
+  };
+}
+
+HostActionDone finishWith(v1::HostActionResponse* resp, grpc::ServerUnaryReactor* reactor) {
+  return [resp, reactor](const absl::Status& status, HostActionResult result) {
+    resp->set_host_id(std::move(result.host_id));
+    resp->set_ok(result.ok);
+    resp->set_refused(result.refused);
+    resp->set_error(std::move(result.error));
+    resp->set_result_json(std::move(result.result_json));
     reactor->Finish(toGrpcStatus(status));
   };
 }

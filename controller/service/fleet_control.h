@@ -80,6 +80,18 @@ class FleetControl {
                       const std::string& open_error) = 0;
   // Ops still waiting (for shutdown).
   virtual std::vector<std::shared_ptr<PendingOp>> pendingOps() = 0;
+
+  // Whether `host` is known (online or not).
+  virtual bool known(const std::string& host) = 0;
+  // One-shot commands (sessions, processes, captures): queues `command` on `host`'s stream.
+  // False with `why` when the host is unknown, offline or disconnecting. The answer comes to
+  // the command listener.
+  virtual bool sendCommand(const std::string& host, bulkhead::v1::Command command,
+                           std::string* why) = 0;
+  // Receives every CommandResult (with the host it came from), under the fleet's lock: it must
+  // not block or call into the fleet. Null to unset.
+  virtual void setCommandListener(
+      std::function<void(const std::string&, const bulkhead::v1::CommandResult&)> listener) = 0;
 };
 
 }  // namespace bulkhead::controller

@@ -7,8 +7,10 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <thread>
 
 #include "controller/service/containment.h"
+#include "controller/service/host_operations.h"
 #include "controller/store/sqlite_store.h"
 #include "tests/unit/controller/fake_clock.h"
 #include "tests/unit/controller/test_policies.h"
@@ -65,6 +67,32 @@ class FakeFleetControl final : public FleetControl {
     return true;
   }
   std::vector<std::shared_ptr<PendingOp>> pendingOps() override { return {}; }
+  bool known(const std::string& host) override { return hosts_.contains(host); }
+  bool sendCommand(const std::string& host, v1::Command command, std::string* why) override {
+    std::lock_guard lock(mu_);
+    if (!hosts_.contains(host)) {
+      *why = "unknown host";
+      return false;
+    }
+    sent_.emplace_back(host, std::move(command));
+    return true;
+  }
+  void setCommandListener(
+      std::function<void(const std::string&, const v1::CommandResult&)> listener) override {
+    std::lock_guard lock(mu_);
+    listener_ = std::move(listener);
+  }
+
+  // The agent of `host` answers the newest command sent.
+  void answer(const std::string& host, v1::CommandResult result) {
+    std::lock_guard lock(mu_);
+    result.set_command_id(sent_.back().second.id());
+    if (listener_) listener_(host, result);
+  }
+  std::vector<std::pair<std::string, v1::Command>> sent() {
+    std::lock_guard lock(mu_);
+    return sent_;
+  }
 
   int publishes() {
     std::lock_guard lock(mu_);
@@ -80,6 +108,8 @@ class FakeFleetControl final : public FleetControl {
   std::mutex mu_;
   std::map<std::string, v1::DesiredState> states_;
   int publishes_ = 0;
+  std::vector<std::pair<std::string, v1::Command>> sent_;
+  std::function<void(const std::string&, const v1::CommandResult&)> listener_;
 };
 
 class NoDns final : public NameResolver {
@@ -238,6 +268,79 @@ TEST_F(ContainmentServiceTest, AfterShutdownACallIsRefusedUnavailableAndAudited)
   EXPECT_EQ(audit().back().target, "web-01");
   EXPECT_EQ(audit().back().reason, "incident 7");
   EXPECT_EQ(fleet_.publishes(), 0);
+}
+
+// Host actions: plain requests, the agent's answer through a fake fleet.
+class HostOperationsTest : public ContainmentServiceTest {
+ protected:
+  HostOperationsTest() : actions_(clock_, fleet_, {}), ops_(clock_, *store_, fleet_, actions_) {}
+
+  template <typename Call>
+  std::pair<absl::Status, HostActionResult> await(Call call) {
+    auto promise = std::make_shared<std::promise<std::pair<absl::Status, HostActionResult>>>();
+    auto future = promise->get_future();
+    call([promise](const absl::Status& s, HostActionResult r) {
+      promise->set_value({s, std::move(r)});
+    });
+    EXPECT_EQ(future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    return future.get();
+  }
+
+  HostActions actions_;
+  HostOperations ops_;
+};
+
+TEST_F(HostOperationsTest, AKillIsAuditedAsAcceptedSentAndAnsweredWithTheAgentsResult) {
+  auto promise = std::make_shared<std::promise<std::pair<absl::Status, HostActionResult>>>();
+  ops_.killProcess("alice",
+                   KillProcessRequest{.host = "web-01", .reason = "miner", .wait_ms = 5000},
+                   [promise](const absl::Status& s, HostActionResult r) {
+                     promise->set_value({s, std::move(r)});
+                   });
+  // Not sent: exactly one of pid, exe, user is required.
+  auto [refused, nothing] = promise->get_future().get();
+  EXPECT_TRUE(absl::IsInvalidArgument(refused)) << refused;
+  EXPECT_TRUE(fleet_.sent().empty());
+  EXPECT_EQ(audit().back().action, "kill-process");
+
+  KillProcessRequest req{.host = "web-01", .reason = "miner", .wait_ms = 5000};
+  req.match.set_pid(41);
+  auto answered = std::async(std::launch::async, [&] {
+    return await([&](HostActionDone done) { ops_.killProcess("alice", req, std::move(done)); });
+  });
+  for (int i = 0; i < 500 && fleet_.sent().empty(); ++i) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  ASSERT_EQ(fleet_.sent().size(), 1u);
+  EXPECT_EQ(fleet_.sent()[0].second.kill_process().pid(), 41);
+  EXPECT_EQ(fleet_.sent()[0].second.requested_by(), "alice");
+  EXPECT_EQ(audit().back().action, "kill-process");
+  EXPECT_EQ(audit().back().outcome, "accepted");
+  EXPECT_EQ(audit().back().detail, "pid 41");
+  v1::CommandResult r;
+  r.set_ok(true);
+  r.set_result_json(R"({"killed":[{"pid":41,"user":"bob","cmdline":"xmrig"}],"spared":[]})");
+  fleet_.answer("web-01", r);
+  auto [status, result] = answered.get();
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_TRUE(result.ok);
+  EXPECT_EQ(result.host_id, "web-01");
+  EXPECT_EQ(audit().back().action, "kill-process.result");
+  EXPECT_EQ(audit().back().detail.rfind("killed 1: 41 bob (xmrig); spared 0", 0), 0u)
+      << audit().back().detail;
+}
+
+TEST_F(HostOperationsTest, AnUnknownHostIsNotFoundAndNothingIsSent) {
+  auto [status, result] = await([&](HostActionDone done) {
+    ops_.killConnections(
+        "alice",
+        KillConnectionsRequest{.host = "nope-9", .remote_cidr = "10.77.0.66/32", .reason = "c2"},
+        std::move(done));
+  });
+  EXPECT_TRUE(absl::IsNotFound(status)) << status;
+  EXPECT_TRUE(fleet_.sent().empty());
+  EXPECT_EQ(audit().back().action, "kill-connections");
+  EXPECT_EQ(audit().back().detail, "remote 10.77.0.66/32");
 }
 
 }  // namespace
