@@ -217,6 +217,13 @@ class FailedWrite final : public grpc::ServerWriteReactor<T> {
 
 }  // namespace
 
+grpc::Status OperatorService::auditAccepted(const Caller& caller, OperatorAction action,
+                                            const std::string& host, const std::string& reason,
+                                            const std::string& detail) {
+  return toGrpcStatus(recordAccepted(store_, clock_, caller.audit_name,
+                                     std::string(actionName(action)), host, reason, detail));
+}
+
 grpc::Status OperatorService::findEvidence(const Caller& caller, OperatorAction action,
                                            const std::string& id, EvidenceRow* row) {
   grpc::Status status = authorized(caller, action);

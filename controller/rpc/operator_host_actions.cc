@@ -9,13 +9,6 @@ namespace bulkhead::controller {
 
 namespace v1 = bulkhead::v1;
 
-grpc::Status OperatorService::auditAccepted(const Caller& caller, OperatorAction action,
-                                            const std::string& host, const std::string& reason,
-                                            const std::string& detail) {
-  return toGrpcStatus(recordAccepted(store_, clock_, caller.audit_name,
-                                     std::string(actionName(action)), host, reason, detail));
-}
-
 grpc::ServerUnaryReactor* OperatorService::ListSessions(grpc::CallbackServerContext* ctx,
                                                         const v1::ListSessionsRequest* req,
                                                         v1::HostActionResponse* resp) {

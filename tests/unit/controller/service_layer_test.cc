@@ -1,5 +1,6 @@
-// Containment as a service: plain requests, a callback with the result, a fake fleet instead
-// of agent streams. No gRPC: what the service decides and records, tested directly.
+// The service layer (Containment, HostOperations): plain requests, a callback with the result,
+// a fake fleet instead of agent streams. No gRPC: what the service decides and records, tested
+// directly.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
