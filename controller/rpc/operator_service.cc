@@ -12,7 +12,6 @@
 #include "controller/rpc/audit.h"
 #include "controller/rpc/translate.h"
 #include "evidence/json_read.h"
-#include "controller/store/audit_export.h"
 
 namespace bulkhead::controller {
 
@@ -74,7 +73,7 @@ OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet,
       fleet_(fleet),
       containment_(containment),
       evidence_(evidence),
-      audit_signer_(audit_signer),
+      audit_trail_(clock, store, audit_signer),
       host_actions_(std::make_unique<HostActions>(clock, fleet, HostActionsOptions{})),
       host_operations_(
           std::make_unique<HostOperations>(clock, store, fleet, *host_actions_)) {}
@@ -254,90 +253,35 @@ grpc::ServerUnaryReactor* OperatorService::VerifyAudit(grpc::CallbackServerConte
                                                        const v1::VerifyAuditRequest* req,
                                                        v1::VerifyAuditResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  Caller caller = identify(*ctx);
-  grpc::Status status = authorized(caller, OperatorAction::kVerifyAudit);
-  std::string detail;
-  std::optional<AuditCheckpoint> checkpoint;
-  if (status.ok() && req->checkpoint_id() < 0) {
-    status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          fmt::format("checkpoint_id: invalid value {}: must be a row id (>= 1) "
-                                      "or 0 for none",
-                                      req->checkpoint_id()));
-  } else if (status.ok() && req->checkpoint_id() > 0) {
-    checkpoint = AuditCheckpoint{req->checkpoint_id(), req->checkpoint_hash()};
+  auto v = audit_trail_.verify(identify(*ctx), req->checkpoint_id(), req->checkpoint_hash());
+  if (v.ok()) {
+    resp->set_ok(v->ok);
+    resp->set_rows(v->rows);
+    resp->set_first_bad_id(v->first_bad_id);
+    resp->set_problem(v->problem);
+    resp->set_unkeyed_rows(v->unkeyed_rows);
+    resp->set_keyed(v->keyed);
+    resp->set_last_id(v->last_id);
+    resp->set_last_hash(v->last_hash);
   }
-  if (status.ok()) {
-    auto v = store_.verifyAudit(checkpoint);
-    if (!v.ok()) {
-      status = toGrpcStatus(v.status());
-    } else {
-      resp->set_ok(v->ok);
-      resp->set_rows(v->rows);
-      resp->set_first_bad_id(v->first_bad_id);
-      resp->set_problem(v->problem);
-      resp->set_unkeyed_rows(v->unkeyed_rows);
-      resp->set_keyed(v->keyed);
-      resp->set_last_id(v->last_id);
-      resp->set_last_hash(v->last_hash);
-      detail = v->ok ? fmt::format("chain intact, {} rows{}", v->rows,
-                                   checkpoint ? fmt::format(", checkpoint row {} present",
-                                                            checkpoint->last_id)
-                                              : "")
-                     : fmt::format("chain broken at row {}: {}", v->first_bad_id, v->problem);
-      if (!v->ok) spdlog::error("audit verify: {}", detail);
-    }
-  }
-  reactor->Finish(audit(caller, OperatorAction::kVerifyAudit, "audit", "", status, detail));
+  reactor->Finish(toGrpcStatus(v.status()));
   return reactor;
 }
 
 grpc::ServerWriteReactor<v1::AuditExportChunk>* OperatorService::ExportAudit(
     grpc::CallbackServerContext* ctx, const v1::ExportAuditRequest* req) {
-  Caller caller = identify(*ctx);
-  grpc::Status status = authorized(caller, OperatorAction::kExportAudit);
-  const int64_t since = std::max<int64_t>(req->since_id(), 1);
-  if (status.ok() && req->since_id() < 0) {
-    status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          fmt::format("since_id: invalid value {}: must be a row id (>= 1) or 0 "
-                                      "for all rows",
-                                      req->since_id()));
-  } else if (status.ok() && audit_signer_ == nullptr) {
-    status = grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          "this controller has no signing key for audit exports");
-  }
+  auto exported = audit_trail_.exportFrom(identify(*ctx), req->since_id());
   std::vector<v1::AuditExportChunk> chunks;
-  std::string detail;
-  if (status.ok()) {
-    auto rows = store_.listAuditFrom(since);
-    if (!rows.ok()) {
-      status = toGrpcStatus(rows.status());
-    } else {
-      auto self = identityFromCertPem(audit_signer_->certPem());
-      AuditExportHeader header{.controller = self.ok() ? self->name : std::string(),
-                               .exported_at_unix_ms = clock_.nowUnixMs(),
-                               .since_id = since};
-      std::string text = auditExportText(header, *rows);
-      auto signature = audit_signer_->sign(text);
-      if (!signature.ok()) {
-        status = toGrpcStatus(signature.status());
-      } else {
-        for (size_t at = 0; at < text.size(); at += kExportChunk) {
-          chunks.emplace_back().set_data(text.substr(at, kExportChunk));
-        }
-        auto& last = chunks.emplace_back();
-        last.set_signature(*signature);
-        last.set_certificate_pem(audit_signer_->certPem());
-        detail = rows->empty()
-                     ? "no rows"
-                     : fmt::format("rows {} to {}, head hash {}, file sha256 {}",
-                                   rows->front().id, rows->back().id, rows->back().hash,
-                                   evidence::sha256Hex(text));
-      }
+  if (exported.ok()) {
+    const std::string& text = exported->text;
+    for (size_t at = 0; at < text.size(); at += kExportChunk) {
+      chunks.emplace_back().set_data(text.substr(at, kExportChunk));
     }
+    auto& last = chunks.emplace_back();
+    last.set_signature(exported->signature);
+    last.set_certificate_pem(exported->certificate_pem);
   }
-  status = audit(caller, OperatorAction::kExportAudit, fmt::format("since={}", since), "", status, detail);
-  if (!status.ok()) chunks.clear();
-  return new ExportWriter(std::move(chunks), status);
+  return new ExportWriter(std::move(chunks), toGrpcStatus(exported.status()));
 }
 
 }  // namespace bulkhead::controller

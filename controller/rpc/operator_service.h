@@ -19,6 +19,7 @@
 #include "controller/rpc/fleet.h"
 #include "controller/service/host_actions.h"
 #include "controller/service/host_operations.h"
+#include "controller/service/audit_trail.h"
 #include "controller/service/authorization.h"
 #include "controller/store/store.h"
 #include "evidence/signing.h"
@@ -149,7 +150,7 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   Fleet& fleet_;
   Containment& containment_;
   EvidenceHub* const evidence_;
-  const evidence::Signer* const audit_signer_;
+  AuditTrail audit_trail_;   // verify and export
   // Sends host actions; after the members it uses (destroyed first: answers waiting calls).
   std::unique_ptr<HostActions> host_actions_;
   // Records `action` on `host` as accepted (outcome "accepted", `detail` saying what is asked)

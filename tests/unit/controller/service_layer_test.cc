@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "controller/service/audit_trail.h"
 #include "controller/service/containment.h"
 #include "controller/service/host_operations.h"
 #include "controller/store/sqlite_store.h"
@@ -269,6 +270,31 @@ TEST_F(ContainmentServiceTest, AfterShutdownACallIsRefusedUnavailableAndAudited)
   EXPECT_EQ(audit().back().target, "web-01");
   EXPECT_EQ(audit().back().reason, "incident 7");
   EXPECT_EQ(fleet_.publishes(), 0);
+}
+
+TEST_F(ContainmentServiceTest, AuditTrailVerifiesForAViewerAndRecordsEveryCallRefusalsToo) {
+  AuditTrail trail(clock_, *store_, nullptr);
+  const Caller viewer{.audit_name = "vera", .is_operator = true, .role = Role::kViewer};
+  auto v = trail.verify(viewer, 0, "");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_TRUE(v->ok);
+  EXPECT_EQ(audit().back().action, "audit-verify");
+  EXPECT_EQ(audit().back().operator_name, "vera");
+  EXPECT_EQ(audit().back().detail.rfind("chain intact", 0), 0u) << audit().back().detail;
+
+  EXPECT_TRUE(absl::IsInvalidArgument(trail.verify(viewer, -1, "").status()));
+  EXPECT_EQ(audit().back().action, "audit-verify");
+
+  auto exported = trail.exportFrom(viewer, 0);
+  EXPECT_TRUE(absl::IsUnavailable(exported.status())) << exported.status();
+  EXPECT_EQ(audit().back().action, "audit-export");
+  EXPECT_EQ(audit().back().target, "since=1");
+
+  const Caller agent{.audit_name = "agent:web-01",
+                     .refusal = absl::PermissionDeniedError("not an operator")};
+  EXPECT_TRUE(absl::IsPermissionDenied(trail.verify(agent, 0, "").status()));
+  EXPECT_EQ(audit().back().operator_name, "agent:web-01");
+  EXPECT_EQ(audit().back().outcome, "denied");
 }
 
 // Host actions: plain requests, the agent's answer through a fake fleet.
