@@ -80,7 +80,7 @@ absl::StatusOr<std::vector<const ExemptionSet*>> selectSets(
     const std::vector<std::string>& requested, bool include_defaults);
 
 // Turns DNS names into IP literals. Implementations may block; the controller calls this only
-// on its DNS thread (controller/rpc/name_cache.h), never on the containment thread.
+// on its DNS thread (controller/service/name_cache.h), never on the containment thread.
 class NameResolver {
  public:
   virtual ~NameResolver() = default;

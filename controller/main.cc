@@ -24,7 +24,7 @@
 #include "controller/core/blocks.h"
 #include "controller/core/config.h"
 #include "controller/rpc/peer_gate.h"
-#include "controller/rpc/policies.h"
+#include "controller/service/policies.h"
 #include "controller/rpc/server.h"
 #include "controller/rpc/system_clock.h"
 #include "controller/store/audit_key.h"

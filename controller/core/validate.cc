@@ -81,6 +81,10 @@ Checks& protocolAndDirection(Checks& c, int protocol, int direction) {
 
 }  // namespace
 
+bool isBlank(std::string_view value) {
+  return value.find_first_not_of(" \t\r\n") == std::string_view::npos;
+}
+
 absl::Status checkText(std::string_view field, std::string_view value, size_t max_bytes) {
   if (value.size() > max_bytes) {
     return invalid(fmt::format("{}: invalid value \"{}\": {} bytes, at most {} allowed", field,

@@ -31,6 +31,10 @@ inline constexpr uint64_t kMaxBinaryBytes = 4ULL << 30;  // 4 GiB per executable
 inline constexpr int32_t kMaxPid = 4194304;              // PID_MAX_LIMIT
 inline constexpr uint32_t kUnsetSessionId = 0xFFFFFFFF;  // the kernel's "no session"
 
+// True when `value` is empty or only spaces, tabs and line breaks: a required text (a reason)
+// that was not given.
+bool isBlank(std::string_view value);
+
 // `value` is printable and at most `max_bytes` long (empty is fine).
 absl::Status checkText(std::string_view field, std::string_view value, size_t max_bytes);
 // lo <= value <= hi; `unit` follows the value in the message ("ms", "bytes", "").

@@ -1,4 +1,5 @@
-// Recording operator calls in the audit trail.
+// The RPC edge of auditing and validation: grpc::Status in and out, over the service layer's
+// plain absl::Status versions (controller/service/audit.h).
 #pragma once
 
 #include <string>
@@ -7,33 +8,25 @@
 
 #include "controller/core/clock.h"
 #include "controller/core/validate.h"
+#include "controller/service/audit.h"
 #include "controller/store/store.h"
 
 namespace bulkhead::controller {
 
-// The most a response the controller builds carries in its repeated parts (listings page
-// beyond it), well below the 4 MiB a default gRPC client accepts.
-inline constexpr size_t kMaxResponseBytes = 2 << 20;
-
-// Bounds on the fields recordCall() writes (target, outcome, detail), clipped beyond them.
-inline constexpr size_t kMaxAuditTarget = 1024;
-inline constexpr size_t kMaxAuditText = 8192;
-
-// "ok", "denied" (permission or authentication refusals) or "error: MESSAGE".
-std::string auditOutcome(const grpc::Status& status);
-
-// Appends the audit row of a call and returns the status to send: `result`, or INTERNAL when
-// the row could not be written (a call is never answered unaudited). Non-printable characters
-// in target, reason, outcome and detail are stored escaped (common/text.h), so neither a
-// refused request nor an agent's text forges rows in a listing; target, outcome and detail
-// are clipped (kMaxAuditTarget, kMaxAuditText).
-grpc::Status recordCall(Store& store, const Clock& clock, const std::string& operator_name,
-                        const std::string& action, const std::string& target,
-                        const std::string& reason, const grpc::Status& result,
-                        const std::string& detail = "");
-
 inline grpc::Status toGrpcStatus(const absl::Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+inline absl::Status fromGrpcStatus(const grpc::Status& s) {
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+}
+
+// recordCall() (controller/service/audit.h) for a gRPC status.
+inline grpc::Status recordCall(Store& store, const Clock& clock, const std::string& operator_name,
+                               const std::string& action, const std::string& target,
+                               const std::string& reason, const grpc::Status& result,
+                               const std::string& detail = "") {
+  return toGrpcStatus(recordCall(store, clock, operator_name, action, target, reason,
+                                 fromGrpcStatus(result), detail));
 }
 
 // `prior` when it is an error, else the check of every field of `request`

@@ -329,7 +329,7 @@ void Fleet::answerLocked(const std::string& host,
   auto& list = it->second;
   for (size_t i = 0; i < list.size();) {
     Waiter& w = list[i];
-    if (w.op->done || !answer(w, w.op->response->mutable_outcomes(w.index))) {
+    if (w.op->settled || !answer(w, &w.op->result.outcomes[w.index])) {
       ++i;
       continue;
     }
@@ -407,7 +407,7 @@ bool Fleet::publish(const std::shared_ptr<PendingOp>& op, const std::vector<std:
       else stream.reset();   // the stream is ending: the state goes out on reconnect
     }
     if (!op) continue;
-    v1::HostOutcome* out = op->response->add_outcomes();
+    v1::HostOutcome* out = &op->result.outcomes.emplace_back();
     out->set_host_id(host);
     out->set_generation(generation);
     if (auto n = sets.find(host); n != sets.end()) {
@@ -419,7 +419,7 @@ bool Fleet::publish(const std::shared_ptr<PendingOp>& op, const std::vector<std:
       continue;
     }
     out->set_state(v1::HostOutcome::PENDING);
-    waiters_[host].push_back(Waiter{op, op->response->outcomes_size() - 1, generation, ""});
+    waiters_[host].push_back(Waiter{op, op->result.outcomes.size() - 1, generation, ""});
     ++op->waiting;
   }
   if (op && op->waiting > 0) pending_ops_[op->id] = op;
@@ -434,7 +434,7 @@ bool Fleet::preview(const std::shared_ptr<PendingOp>& op, const std::vector<std:
   for (const auto& host : order) {
     auto st = states.find(host);
     if (st == states.end()) continue;
-    v1::HostOutcome* out = op->response->add_outcomes();
+    v1::HostOutcome* out = &op->result.outcomes.emplace_back();
     out->set_host_id(host);
     out->set_generation(st->second.generation());
     if (auto n = sets.find(host); n != sets.end()) {
@@ -461,7 +461,7 @@ bool Fleet::preview(const std::shared_ptr<PendingOp>& op, const std::vector<std:
     }
     after.kick.push_back(s->second);
     out->set_state(v1::HostOutcome::DRY_RUN);
-    waiters_[host].push_back(Waiter{op, op->response->outcomes_size() - 1, 0, std::move(id)});
+    waiters_[host].push_back(Waiter{op, op->result.outcomes.size() - 1, 0, std::move(id)});
     ++op->waiting;
   }
   if (op->waiting > 0) pending_ops_[op->id] = op;
@@ -501,14 +501,14 @@ void Fleet::setProgressListener(
 bool Fleet::settle(const std::shared_ptr<PendingOp>& op, v1::HostOutcome::State open_state,
                    const std::string& open_error) {
   std::lock_guard lock(mu_);
-  if (op->done) return false;
-  op->done = true;
+  if (op->settled) return false;
+  op->settled = true;
   pending_ops_.erase(op->id);
   for (auto it = waiters_.begin(); it != waiters_.end();) {
     auto& list = it->second;
     for (size_t i = 0; i < list.size();) {
       if (list[i].op == op) {
-        v1::HostOutcome* out = op->response->mutable_outcomes(list[i].index);
+        v1::HostOutcome* out = &op->result.outcomes[list[i].index];
         out->set_state(open_state);
         out->set_error(open_error);
         list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));

@@ -28,28 +28,12 @@
 #include "controller/core/containment.h"
 #include "controller/core/registry.h"
 #include "controller/rpc/peer_gate.h"
+#include "controller/service/fleet_control.h"
 #include "controller/store/store.h"
 
 namespace bulkhead::controller {
 
 class AgentStream;
-
-// One Isolate/Release call (or dry run) waiting for its hosts' answers. `response` outcomes
-// and `waiting` are guarded by the Fleet's mutex until the Fleet settles the op (done); after
-// that only the thread that settled it touches the op.
-struct PendingOp {
-  uint64_t id = 0;
-  bool dry_run = false;
-  grpc::ServerUnaryReactor* reactor = nullptr;          // finished once, after settling
-  bulkhead::v1::ContainmentResponse* response = nullptr;
-  std::string operator_name;
-  std::string action;      // "isolate" | "release"
-  std::string target;
-  std::string reason;
-  std::chrono::milliseconds wait{5000};
-  size_t waiting = 0;      // outcomes still open
-  bool done = false;
-};
 
 struct FleetOptions {
   std::chrono::milliseconds heartbeat_interval{5000};
@@ -57,7 +41,7 @@ struct FleetOptions {
   PeerGate* gate = nullptr;   // not owned; nullptr: no revocation, no expiry warnings
 };
 
-class Fleet {
+class Fleet final : public FleetControl {
  public:
   Fleet(const Clock& clock, Store& store, FleetOptions options);
   ~Fleet();
@@ -90,47 +74,32 @@ class Fleet {
   std::vector<std::string> closeRevokedStreams();
   PeerGate* gate() const { return options_.gate; }
 
-  // --- containment (called from the controller's single containment thread) ---
-  // Called (under the Fleet's lock) when an op's last outcome is answered; must not block.
-  void setOpReadyHandler(std::function<void(std::shared_ptr<PendingOp>)> handler);
-  // Every known host with its labels, addresses and whether it is online.
-  std::map<std::string, TargetHost> targets();
-  // The desired states of `hosts` (an empty state, generation 0, for hosts without one). Their
-  // generations are the controller's own; nothing an agent reports raises them.
+  // --- containment (FleetControl; called from the controller's containment thread) ---
+  void setOpReadyHandler(std::function<void(std::shared_ptr<PendingOp>)> handler) override;
+  std::map<std::string, TargetHost> targets() override;
   std::map<std::string, bulkhead::v1::DesiredState> desiredStates(
-      const std::vector<std::string>& hosts);
-  std::map<std::string, bulkhead::v1::DesiredState> allDesiredStates();
-  // Installs `states` (already persisted) and pushes each to its host if online. With an op,
-  // adds one outcome per host in `order` (exemption sets from `sets`): PENDING "offline" for
-  // hosts without a stream, open (waiting for the acknowledgement) for the others. Returns
-  // true when nothing is left to wait for.
+      const std::vector<std::string>& hosts) override;
+  std::map<std::string, bulkhead::v1::DesiredState> allDesiredStates() override;
   bool publish(const std::shared_ptr<PendingOp>& op, const std::vector<std::string>& order,
                const std::map<std::string, bulkhead::v1::DesiredState>& states,
-               const std::map<std::string, std::vector<std::string>>& sets);
-  // Dry run: sends each online host a PreviewState command for its would-be state and makes
-  // `op` wait for the answers; offline hosts get FAILED outcomes. Changes no state. Returns
-  // true when nothing is left to wait for.
+               const std::map<std::string, std::vector<std::string>>& sets) override;
   bool preview(const std::shared_ptr<PendingOp>& op, const std::vector<std::string>& order,
                const std::map<std::string, bulkhead::v1::DesiredState>& states,
-               const std::map<std::string, std::vector<std::string>>& sets);
-  // Marks `op` done, forgets its waiters and closes its open outcomes with `open_state` and
-  // `open_error`. False if it was already settled.
+               const std::map<std::string, std::vector<std::string>>& sets) override;
   bool settle(const std::shared_ptr<PendingOp>& op, bulkhead::v1::HostOutcome::State open_state,
-              const std::string& open_error);
-  // One-shot commands (sessions, processes): queues `command` on `host`'s stream. False with
-  // `why` when the host is unknown, offline or disconnecting. The answer comes to the command
-  // listener.
-  bool sendCommand(const std::string& host, bulkhead::v1::Command command, std::string* why);
-  // Receives every CommandResult (with the host it came from), on a gRPC thread, under the
-  // Fleet's lock: it must not block or call into the Fleet. Null to unset.
+              const std::string& open_error) override;
+  // (FleetControl) The command listener runs on a gRPC thread.
+  bool known(const std::string& host) override { return getHost(host).has_value(); }
+  bool sendCommand(const std::string& host, bulkhead::v1::Command command,
+                   std::string* why) override;
   void setCommandListener(
-      std::function<void(const std::string&, const bulkhead::v1::CommandResult&)> listener);
+      std::function<void(const std::string&, const bulkhead::v1::CommandResult&)> listener)
+      override;
   // Receives every CommandProgress (with the host it came from), like the command listener:
   // on a gRPC thread, under the Fleet's lock; must not block or call into the Fleet.
   void setProgressListener(
       std::function<void(const std::string&, const bulkhead::v1::CommandProgress&)> listener);
-  // Ops still waiting (for shutdown).
-  std::vector<std::shared_ptr<PendingOp>> pendingOps();
+  std::vector<std::shared_ptr<PendingOp>> pendingOps() override;
 
   // --- operator reads (consistent snapshots) ---
   std::vector<bulkhead::v1::HostSummary> listHosts(const Labels& selector);
@@ -155,7 +124,7 @@ class Fleet {
   // run) for the CommandResult of `command_id`.
   struct Waiter {
     std::shared_ptr<PendingOp> op;
-    int index = 0;   // in op->response->outcomes
+    size_t index = 0;   // in op->result.outcomes
     uint64_t generation = 0;
     std::string command_id;
   };

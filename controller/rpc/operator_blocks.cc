@@ -4,34 +4,25 @@
 #include "common/parse.h"
 #include "controller/rpc/audit.h"
 #include "controller/rpc/operator_service.h"
+#include "controller/rpc/translate.h"
 
 namespace bulkhead::controller {
 
 namespace v1 = bulkhead::v1;
-
-namespace {
-
-template <typename Req>
-std::string targetOfBlock(const Req& req) {
-  if (req.all()) return "all";
-  if (!req.selector().empty()) return fmt::format("selector {}", req.selector());
-  std::string out;
-  for (const auto& h : req.hosts()) out += (out.empty() ? "" : ",") + h;
-  return out;
-}
-
-}  // namespace
 
 grpc::ServerUnaryReactor* OperatorService::Block(grpc::CallbackServerContext* ctx,
                                                  const v1::BlockRequest* req,
                                                  v1::ContainmentResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  if (grpc::Status status = validated(authorize(caller, true), *req); !status.ok()) {
-    reactor->Finish(audit(caller, "block", targetOfBlock(*req), req->reason(), status));
+  BlockRequest request = fromProto(*req);
+  if (grpc::Status status = validated(authorized(caller, OperatorAction::kBlock), *req);
+      !status.ok()) {
+    reactor->Finish(
+        audit(caller, OperatorAction::kBlock, auditTarget(request), request.reason, status));
     return reactor;
   }
-  containment_.block(caller.audit_name, req, resp, reactor);   // finishes the call later
+  containment_.block(caller.audit_name, std::move(request), finishWith(resp, reactor));
   return reactor;
 }
 
@@ -40,11 +31,14 @@ grpc::ServerUnaryReactor* OperatorService::Unblock(grpc::CallbackServerContext* 
                                                    v1::ContainmentResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  if (grpc::Status status = validated(authorize(caller, true), *req); !status.ok()) {
-    reactor->Finish(audit(caller, "unblock", targetOfBlock(*req), req->reason(), status));
+  UnblockRequest request = fromProto(*req);
+  if (grpc::Status status = validated(authorized(caller, OperatorAction::kUnblock), *req);
+      !status.ok()) {
+    reactor->Finish(
+        audit(caller, OperatorAction::kUnblock, auditTarget(request), request.reason, status));
     return reactor;
   }
-  containment_.unblock(caller.audit_name, req, resp, reactor);
+  containment_.unblock(caller.audit_name, std::move(request), finishWith(resp, reactor));
   return reactor;
 }
 
@@ -53,12 +47,13 @@ grpc::ServerUnaryReactor* OperatorService::ListBlocks(grpc::CallbackServerContex
                                                       v1::ListBlocksResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  if (grpc::Status status = validated(authorize(caller, false), *req); !status.ok()) {
-    reactor->Finish(
-        audit(caller, "blocks", req->host().empty() ? "all" : req->host(), "", status));
+  ListBlocksRequest request = fromProto(*req);
+  if (grpc::Status status = validated(authorized(caller, OperatorAction::kListBlocks), *req);
+      !status.ok()) {
+    reactor->Finish(audit(caller, OperatorAction::kListBlocks, auditTarget(request), "", status));
     return reactor;
   }
-  containment_.listBlocks(caller.audit_name, req, resp, reactor);
+  containment_.listBlocks(caller.audit_name, std::move(request), finishWith(resp, reactor));
   return reactor;
 }
 
@@ -67,37 +62,14 @@ grpc::ServerUnaryReactor* OperatorService::KillConnections(
     v1::HostActionResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorize(caller, true), *req);
-  if (status.ok() && req->reason().find_first_not_of(" \t\r\n") == std::string::npos) {
-    status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "reason: required");
-  }
-  if (status.ok()) {
-    if (auto c = parseCidr("remote_cidr", req->remote_cidr()); !c.ok()) {
-      status = toGrpcStatus(c.status());
-    }
-  }
-  if (status.ok() && req->port() > 65535) {
-    status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          fmt::format("port: invalid value {}: must be 1 to 65535", req->port()));
-  }
-  if (status.ok() && !fleet_.getHost(req->host())) {
-    status = grpc::Status(grpc::StatusCode::NOT_FOUND,
-                          fmt::format("unknown host \"{}\"", req->host()));
-  }
+  grpc::Status status = validated(authorized(caller, OperatorAction::kKillConnections), *req);
   if (!status.ok()) {
-    reactor->Finish(audit(caller, "kill-connections", req->host(), req->reason(), status,
-                          fmt::format("remote {}", req->remote_cidr())));
+    reactor->Finish(audit(caller, OperatorAction::kKillConnections, req->host(), req->reason(),
+                          status, fmt::format("remote {}", req->remote_cidr())));
     return reactor;
   }
-  v1::Command c;
-  c.mutable_kill_connections()->set_remote_cidr(req->remote_cidr());
-  c.mutable_kill_connections()->mutable_ports()->set_first(req->port());
-  c.mutable_kill_connections()->mutable_ports()->set_last(req->port());
-  runHostAction(caller, "kill-connections", req->host(), req->reason(), std::move(c),
-                req->wait_ms(), resp, reactor,
-                req->port() == 0 ? fmt::format("remote {}", req->remote_cidr())
-                                 : fmt::format("remote {} port {}", req->remote_cidr(),
-                                               req->port()));
+  host_operations_->killConnections(caller.audit_name, fromProto(*req),
+                                    finishWith(resp, reactor));
   return reactor;
 }
 

@@ -32,8 +32,6 @@ constexpr size_t kDownloadChunk = 1 << 20;
 constexpr int kMaxListedEvidence = 1000;    // records per ListEvidence page
 constexpr size_t kMaxVerifyOutcome = 8192;  // verify's custody detail
 
-bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
-
 grpc::Status noEvidenceStore() {
   return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                       "this controller has no evidence store (--data-dir)");
@@ -219,9 +217,16 @@ class FailedWrite final : public grpc::ServerWriteReactor<T> {
 
 }  // namespace
 
-grpc::Status OperatorService::findEvidence(const Caller& caller, bool write, const std::string& id,
-                                           EvidenceRow* row) {
-  grpc::Status status = authorize(caller, write);
+grpc::Status OperatorService::auditAccepted(const Caller& caller, OperatorAction action,
+                                            const std::string& host, const std::string& reason,
+                                            const std::string& detail) {
+  return toGrpcStatus(recordAccepted(store_, clock_, caller.audit_name,
+                                     std::string(actionName(action)), host, reason, detail));
+}
+
+grpc::Status OperatorService::findEvidence(const Caller& caller, OperatorAction action,
+                                           const std::string& id, EvidenceRow* row) {
+  grpc::Status status = authorized(caller, action);
   if (!status.ok()) return status;
   if (auto s = checkText("id", id, kMaxIdBytes); !s.ok()) return toGrpcStatus(s);
   if (evidence_ == nullptr || !evidence_->enabled()) return noEvidenceStore();
@@ -235,10 +240,10 @@ grpc::Status OperatorService::findEvidence(const Caller& caller, bool write, con
 grpc::ServerWriteReactor<v1::CaptureEvent>* OperatorService::Capture(
     grpc::CallbackServerContext* ctx, const v1::CaptureRequest* req) {
   Caller caller = identify(*ctx);
-  grpc::Status result = validated(authorize(caller, true), *req);
+  grpc::Status result = validated(authorized(caller, OperatorAction::kCapture), *req);
   const std::string host = req->host();
   if (result.ok() && (evidence_ == nullptr || !evidence_->enabled())) result = noEvidenceStore();
-  if (result.ok() && blank(req->reason())) {
+  if (result.ok() && isBlank(req->reason())) {
     result = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "--reason is required");
   } else if (result.ok() && host.empty()) {
     result = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "host: required");
@@ -262,10 +267,10 @@ grpc::ServerWriteReactor<v1::CaptureEvent>* OperatorService::Capture(
   }
   auto call = CaptureCall::create();
   if (!result.ok()) {
-    call->end(audit(caller, "capture", host, req->reason(), result));
+    call->end(audit(caller, OperatorAction::kCapture, host, req->reason(), result));
     return call.get();
   }
-  if (auto s = auditAccepted(caller, "capture", host, req->reason(),
+  if (auto s = auditAccepted(caller, OperatorAction::kCapture, host, req->reason(),
                              fmt::format("capture {}", row.capture_id));
       !s.ok()) {
     if (auto st = store_.setCaptureState(row.capture_id, "failed"); !st.ok()) {
@@ -360,7 +365,7 @@ grpc::ServerUnaryReactor* OperatorService::ListEvidence(grpc::CallbackServerCont
                                                         v1::ListEvidenceResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorize(caller, false), *req);
+  grpc::Status status = validated(authorized(caller, OperatorAction::kListEvidence), *req);
   if (status.ok() && (evidence_ == nullptr || !evidence_->enabled())) status = noEvidenceStore();
   if (status.ok()) {
     auto rows = store_.listEvidence(req->host());
@@ -379,7 +384,7 @@ grpc::ServerUnaryReactor* OperatorService::ListEvidence(grpc::CallbackServerCont
       if (i < rows->size()) resp->set_next_offset(static_cast<uint32_t>(i));
     }
   }
-  reactor->Finish(audit(caller, "evidence-list", req->host().empty() ? "*" : req->host(), "",
+  reactor->Finish(audit(caller, OperatorAction::kListEvidence, req->host().empty() ? "*" : req->host(), "",
                         status,
                         status.ok() ? fmt::format("{} bundles", resp->evidence_size()) : ""));
   return reactor;
@@ -389,7 +394,7 @@ grpc::ServerWriteReactor<v1::EvidenceDownload>* OperatorService::GetEvidence(
     grpc::CallbackServerContext* ctx, const v1::GetEvidenceRequest* req) {
   Caller caller = identify(*ctx);
   std::optional<EvidenceRow> row(std::in_place);
-  grpc::Status status = findEvidence(caller, true, req->id(), &*row);
+  grpc::Status status = findEvidence(caller, OperatorAction::kGetEvidence, req->id(), &*row);
   if (!status.ok()) row.reset();
   int fd = -1;
   std::string path;
@@ -423,7 +428,7 @@ grpc::ServerWriteReactor<v1::EvidenceDownload>* OperatorService::GetEvidence(
       status = toGrpcStatus(custody.status());
     }
   }
-  status = audit(caller, "evidence-get", target, "", status,
+  status = audit(caller, OperatorAction::kGetEvidence, target, "", status,
                  status.ok() ? fmt::format("{} bytes", row->size) : "");
   if (!status.ok()) {
     if (fd >= 0) ::close(fd);
@@ -480,9 +485,9 @@ grpc::ServerUnaryReactor* OperatorService::VerifyEvidence(grpc::CallbackServerCo
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
   EvidenceRow row;
-  grpc::Status status = findEvidence(caller, false, req->id(), &row);
+  grpc::Status status = findEvidence(caller, OperatorAction::kVerifyEvidence, req->id(), &row);
   if (!status.ok()) {
-    reactor->Finish(audit(caller, "evidence-verify", req->id(), "", status));
+    reactor->Finish(audit(caller, OperatorAction::kVerifyEvidence, req->id(), "", status));
     return reactor;
   }
   bool posted = evidence_->postIo([this, caller, row, resp, reactor] {
@@ -506,14 +511,14 @@ grpc::ServerUnaryReactor* OperatorService::VerifyEvidence(grpc::CallbackServerCo
       if (result.ok() && !custody.ok()) result = toGrpcStatus(custody.status());
       if (result.ok()) EvidenceHub::toProto(row, &*custody, resp->mutable_record());
       if (!resp->ok()) spdlog::error("evidence verify {}: {}", row.id, outcome);
-      reactor->Finish(audit(caller, "evidence-verify", row.id, "", result, outcome));
+      reactor->Finish(audit(caller, OperatorAction::kVerifyEvidence, row.id, "", result, outcome));
     } catch (const std::exception& e) {
       resp->Clear();
-      reactor->Finish(audit(caller, "evidence-verify", row.id, "", internalError(row.id, e)));
+      reactor->Finish(audit(caller, OperatorAction::kVerifyEvidence, row.id, "", internalError(row.id, e)));
     }
   });
   if (!posted) {
-    reactor->Finish(audit(caller, "evidence-verify", row.id, "",
+    reactor->Finish(audit(caller, OperatorAction::kVerifyEvidence, row.id, "",
                           grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down")));
   }
   return reactor;
@@ -525,9 +530,9 @@ grpc::ServerUnaryReactor* OperatorService::ShowEvidence(grpc::CallbackServerCont
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
   EvidenceRow row;
-  grpc::Status status = findEvidence(caller, true, req->id(), &row);
+  grpc::Status status = findEvidence(caller, OperatorAction::kShowEvidence, req->id(), &row);
   if (!status.ok()) {
-    reactor->Finish(audit(caller, "evidence-show", req->id(), "", status));
+    reactor->Finish(audit(caller, OperatorAction::kShowEvidence, req->id(), "", status));
     return reactor;
   }
   bool posted = evidence_->postIo([this, caller, row, resp, reactor] {
@@ -570,14 +575,14 @@ grpc::ServerUnaryReactor* OperatorService::ShowEvidence(grpc::CallbackServerCont
                               fmt::format("evidence {}: the summary is larger than {} bytes",
                                           row.id, kMaxResponseBytes));
       }
-      reactor->Finish(audit(caller, "evidence-show", row.id, "", result));
+      reactor->Finish(audit(caller, OperatorAction::kShowEvidence, row.id, "", result));
     } catch (const std::exception& e) {
       resp->Clear();
-      reactor->Finish(audit(caller, "evidence-show", row.id, "", internalError(row.id, e)));
+      reactor->Finish(audit(caller, OperatorAction::kShowEvidence, row.id, "", internalError(row.id, e)));
     }
   });
   if (!posted) {
-    reactor->Finish(audit(caller, "evidence-show", row.id, "",
+    reactor->Finish(audit(caller, OperatorAction::kShowEvidence, row.id, "",
                           grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down")));
   }
   return reactor;

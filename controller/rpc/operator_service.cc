@@ -11,8 +11,8 @@
 #include "common/parse.h"
 #include "common/tls/tls.h"
 #include "controller/rpc/audit.h"
+#include "controller/rpc/translate.h"
 #include "evidence/json_read.h"
-#include "controller/store/audit_export.h"
 
 namespace bulkhead::controller {
 
@@ -74,34 +74,33 @@ OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet,
       fleet_(fleet),
       containment_(containment),
       evidence_(evidence),
-      audit_signer_(audit_signer),
-      host_actions_(std::make_unique<HostActions>(clock, fleet, HostActionsOptions{})) {}
+      audit_trail_(clock, store, audit_signer),
+      host_actions_(std::make_unique<HostActions>(clock, fleet, HostActionsOptions{})),
+      host_operations_(
+          std::make_unique<HostOperations>(clock, store, fleet, *host_actions_)) {}
 
 void OperatorService::shutdown() { host_actions_->shutdown(); }
 
-OperatorService::Caller OperatorService::identify(const grpc::CallbackServerContext& ctx) {
+Caller OperatorService::identify(const grpc::CallbackServerContext& ctx) {
   Caller c;
   auto auth = ctx.auth_context();
   auto id = auth ? peerIdentity(*auth) : absl::UnauthenticatedError("no client certificate");
   if (!id.ok()) {
     c.audit_name = "unauthenticated";
-    c.refusal = grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                             fmt::format("{}", id.status()));
+    c.refusal = absl::UnauthenticatedError(fmt::format("{}", id.status()));
     return c;
   }
   c.audit_name = id->name;
   if (id->kind != PeerKind::kOperator) {
     c.audit_name = fmt::format("{}:{}", peerKindName(id->kind), id->name);
-    c.refusal = grpc::Status(
-        grpc::StatusCode::PERMISSION_DENIED,
+    c.refusal = absl::PermissionDeniedError(
         fmt::format("certificate OU={} is not an operator identity", peerKindName(id->kind)));
     return c;
   }
   if (PeerGate* gate = fleet_.gate(); gate != nullptr) {
     if (auto admitted = gate->admit(*id); !admitted.ok()) {
       spdlog::warn("operator call refused: {}", admitted.message());
-      c.refusal = grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                               std::string(admitted.message()));
+      c.refusal = absl::PermissionDeniedError(admitted.message());
       return c;
     }
   }
@@ -110,14 +109,14 @@ OperatorService::Caller OperatorService::identify(const grpc::CallbackServerCont
   return c;
 }
 
-grpc::Status OperatorService::authorize(const Caller& caller, bool write) {
-  if (!caller.refusal.ok()) return caller.refusal;
-  if (write && caller.role == Role::kViewer) {
-    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                        fmt::format("operator \"{}\" has role viewer: read only",
-                                    caller.audit_name));
-  }
-  return grpc::Status::OK;
+grpc::Status OperatorService::authorized(const Caller& caller, OperatorAction action) {
+  return toGrpcStatus(authorize(caller, action));
+}
+
+grpc::Status OperatorService::audit(const Caller& caller, OperatorAction action,
+                                    const std::string& target, const std::string& reason,
+                                    const grpc::Status& result, const std::string& detail) {
+  return audit(caller, std::string(actionName(action)), target, reason, result, detail);
 }
 
 grpc::Status OperatorService::audit(const Caller& caller, const std::string& action,
@@ -131,7 +130,7 @@ grpc::ServerUnaryReactor* OperatorService::ListHosts(grpc::CallbackServerContext
                                                      v1::ListHostsResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorize(caller, false), *req);
+  grpc::Status status = validated(authorized(caller, OperatorAction::kListHosts), *req);
   if (status.ok()) {
     Labels selector;
     if (!req->selector().empty()) {
@@ -143,7 +142,7 @@ grpc::ServerUnaryReactor* OperatorService::ListHosts(grpc::CallbackServerContext
       for (auto& h : fleet_.listHosts(selector)) *resp->add_hosts() = std::move(h);
     }
   }
-  reactor->Finish(audit(caller, "hosts", req->selector().empty() ? "*" : req->selector(), "",
+  reactor->Finish(audit(caller, OperatorAction::kListHosts, req->selector().empty() ? "*" : req->selector(), "",
                         status, status.ok() ? fmt::format("{} hosts", resp->hosts_size()) : ""));
   return reactor;
 }
@@ -153,7 +152,7 @@ grpc::ServerUnaryReactor* OperatorService::GetHost(grpc::CallbackServerContext* 
                                                    v1::HostStatus* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorize(caller, false), *req);
+  grpc::Status status = validated(authorized(caller, OperatorAction::kGetHost), *req);
   if (status.ok()) {
     auto host = fleet_.getHost(req->host());
     if (!host) {
@@ -163,32 +162,23 @@ grpc::ServerUnaryReactor* OperatorService::GetHost(grpc::CallbackServerContext* 
       *resp = *std::move(host);
     }
   }
-  reactor->Finish(audit(caller, "status", req->host(), "", status));
+  reactor->Finish(audit(caller, OperatorAction::kGetHost, req->host(), "", status));
   return reactor;
 }
-
-namespace {
-std::string targetOf(const google::protobuf::RepeatedPtrField<std::string>& hosts,
-                     const std::string& selector) {
-  if (!selector.empty()) return fmt::format("selector {}", selector);
-  std::string out;
-  for (const auto& h : hosts) out += fmt::format("{}{}", out.empty() ? "" : ",", h);
-  return out;
-}
-}  // namespace
 
 grpc::ServerUnaryReactor* OperatorService::Isolate(grpc::CallbackServerContext* ctx,
                                                    const v1::IsolateRequest* req,
                                                    v1::ContainmentResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorize(caller, true), *req);
+  IsolateRequest request = fromProto(*req);
+  grpc::Status status = validated(authorized(caller, OperatorAction::kIsolate), *req);
   if (!status.ok()) {
-    reactor->Finish(audit(caller, "isolate", targetOf(req->hosts(), req->selector()),
-                          req->reason(), status));
+    reactor->Finish(
+        audit(caller, OperatorAction::kIsolate, auditTarget(request), request.reason, status));
     return reactor;
   }
-  containment_.isolate(caller.audit_name, req, resp, reactor);   // finishes the call later
+  containment_.isolate(caller.audit_name, std::move(request), finishWith(resp, reactor));
   return reactor;
 }
 
@@ -197,13 +187,14 @@ grpc::ServerUnaryReactor* OperatorService::Release(grpc::CallbackServerContext* 
                                                    v1::ContainmentResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorize(caller, true), *req);
+  ReleaseRequest request = fromProto(*req);
+  grpc::Status status = validated(authorized(caller, OperatorAction::kRelease), *req);
   if (!status.ok()) {
-    reactor->Finish(audit(caller, "release", targetOf(req->hosts(), req->selector()),
-                          req->reason(), status));
+    reactor->Finish(
+        audit(caller, OperatorAction::kRelease, auditTarget(request), request.reason, status));
     return reactor;
   }
-  containment_.release(caller.audit_name, req, resp, reactor);   // finishes the call later
+  containment_.release(caller.audit_name, std::move(request), finishWith(resp, reactor));
   return reactor;
 }
 
@@ -212,7 +203,7 @@ grpc::ServerUnaryReactor* OperatorService::ListAudit(grpc::CallbackServerContext
                                                      v1::ListAuditResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorize(caller, false), *req);
+  grpc::Status status = validated(authorized(caller, OperatorAction::kListAudit), *req);
   uint32_t limit = req->limit() == 0 ? kDefaultAuditLimit : std::min(req->limit(), kMaxAuditLimit);
   if (status.ok() && req->before_id() < 0) {
     status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -251,7 +242,7 @@ grpc::ServerUnaryReactor* OperatorService::ListAudit(grpc::CallbackServerContext
       for (auto it = page.rbegin(); it != page.rend(); ++it) *resp->add_records() = std::move(*it);
     }
   }
-  reactor->Finish(audit(caller, "audit",
+  reactor->Finish(audit(caller, OperatorAction::kListAudit,
                         req->before_id() > 0
                             ? fmt::format("limit={} before={}", limit, req->before_id())
                             : fmt::format("limit={}", limit),
@@ -263,90 +254,35 @@ grpc::ServerUnaryReactor* OperatorService::VerifyAudit(grpc::CallbackServerConte
                                                        const v1::VerifyAuditRequest* req,
                                                        v1::VerifyAuditResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  Caller caller = identify(*ctx);
-  grpc::Status status = authorize(caller, false);
-  std::string detail;
-  std::optional<AuditCheckpoint> checkpoint;
-  if (status.ok() && req->checkpoint_id() < 0) {
-    status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          fmt::format("checkpoint_id: invalid value {}: must be a row id (>= 1) "
-                                      "or 0 for none",
-                                      req->checkpoint_id()));
-  } else if (status.ok() && req->checkpoint_id() > 0) {
-    checkpoint = AuditCheckpoint{req->checkpoint_id(), req->checkpoint_hash()};
+  auto v = audit_trail_.verify(identify(*ctx), req->checkpoint_id(), req->checkpoint_hash());
+  if (v.ok()) {
+    resp->set_ok(v->ok);
+    resp->set_rows(v->rows);
+    resp->set_first_bad_id(v->first_bad_id);
+    resp->set_problem(v->problem);
+    resp->set_unkeyed_rows(v->unkeyed_rows);
+    resp->set_keyed(v->keyed);
+    resp->set_last_id(v->last_id);
+    resp->set_last_hash(v->last_hash);
   }
-  if (status.ok()) {
-    auto v = store_.verifyAudit(checkpoint);
-    if (!v.ok()) {
-      status = toGrpcStatus(v.status());
-    } else {
-      resp->set_ok(v->ok);
-      resp->set_rows(v->rows);
-      resp->set_first_bad_id(v->first_bad_id);
-      resp->set_problem(v->problem);
-      resp->set_unkeyed_rows(v->unkeyed_rows);
-      resp->set_keyed(v->keyed);
-      resp->set_last_id(v->last_id);
-      resp->set_last_hash(v->last_hash);
-      detail = v->ok ? fmt::format("chain intact, {} rows{}", v->rows,
-                                   checkpoint ? fmt::format(", checkpoint row {} present",
-                                                            checkpoint->last_id)
-                                              : "")
-                     : fmt::format("chain broken at row {}: {}", v->first_bad_id, v->problem);
-      if (!v->ok) spdlog::error("audit verify: {}", detail);
-    }
-  }
-  reactor->Finish(audit(caller, "audit-verify", "audit", "", status, detail));
+  reactor->Finish(toGrpcStatus(v.status()));
   return reactor;
 }
 
 grpc::ServerWriteReactor<v1::AuditExportChunk>* OperatorService::ExportAudit(
     grpc::CallbackServerContext* ctx, const v1::ExportAuditRequest* req) {
-  Caller caller = identify(*ctx);
-  grpc::Status status = authorize(caller, false);
-  const int64_t since = std::max<int64_t>(req->since_id(), 1);
-  if (status.ok() && req->since_id() < 0) {
-    status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          fmt::format("since_id: invalid value {}: must be a row id (>= 1) or 0 "
-                                      "for all rows",
-                                      req->since_id()));
-  } else if (status.ok() && audit_signer_ == nullptr) {
-    status = grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          "this controller has no signing key for audit exports");
-  }
+  auto exported = audit_trail_.exportFrom(identify(*ctx), req->since_id());
   std::vector<v1::AuditExportChunk> chunks;
-  std::string detail;
-  if (status.ok()) {
-    auto rows = store_.listAuditFrom(since);
-    if (!rows.ok()) {
-      status = toGrpcStatus(rows.status());
-    } else {
-      auto self = identityFromCertPem(audit_signer_->certPem());
-      AuditExportHeader header{.controller = self.ok() ? self->name : std::string(),
-                               .exported_at_unix_ms = clock_.nowUnixMs(),
-                               .since_id = since};
-      std::string text = auditExportText(header, *rows);
-      auto signature = audit_signer_->sign(text);
-      if (!signature.ok()) {
-        status = toGrpcStatus(signature.status());
-      } else {
-        for (size_t at = 0; at < text.size(); at += kExportChunk) {
-          chunks.emplace_back().set_data(text.substr(at, kExportChunk));
-        }
-        auto& last = chunks.emplace_back();
-        last.set_signature(*signature);
-        last.set_certificate_pem(audit_signer_->certPem());
-        detail = rows->empty()
-                     ? "no rows"
-                     : fmt::format("rows {} to {}, head hash {}, file sha256 {}",
-                                   rows->front().id, rows->back().id, rows->back().hash,
-                                   evidence::sha256Hex(text));
-      }
+  if (exported.ok()) {
+    const std::string& text = exported->text;
+    for (size_t at = 0; at < text.size(); at += kExportChunk) {
+      chunks.emplace_back().set_data(text.substr(at, kExportChunk));
     }
+    auto& last = chunks.emplace_back();
+    last.set_signature(exported->signature);
+    last.set_certificate_pem(exported->certificate_pem);
   }
-  status = audit(caller, "audit-export", fmt::format("since={}", since), "", status, detail);
-  if (!status.ok()) chunks.clear();
-  return new ExportWriter(std::move(chunks), status);
+  return new ExportWriter(std::move(chunks), toGrpcStatus(exported.status()));
 }
 
 }  // namespace bulkhead::controller

@@ -14,10 +14,13 @@
 #include "bulkhead/v1/operator.grpc.pb.h"
 #include "common/identity.h"
 #include "controller/core/clock.h"
-#include "controller/rpc/containment.h"
+#include "controller/service/containment.h"
 #include "controller/rpc/evidence.h"
 #include "controller/rpc/fleet.h"
-#include "controller/rpc/host_actions.h"
+#include "controller/service/host_actions.h"
+#include "controller/service/host_operations.h"
+#include "controller/service/audit_trail.h"
+#include "controller/service/authorization.h"
 #include "controller/store/store.h"
 #include "evidence/signing.h"
 
@@ -95,7 +98,7 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   grpc::ServerUnaryReactor* ListBlocks(grpc::CallbackServerContext* ctx,
                                        const bulkhead::v1::ListBlocksRequest* req,
                                        bulkhead::v1::ListBlocksResponse* resp) override;
-  // kill-connections: one command to the host's agent (runHostAction).
+  // kill-connections: one command to the host's agent (HostOperations).
   grpc::ServerUnaryReactor* KillConnections(grpc::CallbackServerContext* ctx,
                                             const bulkhead::v1::KillConnectionsRequest* req,
                                             bulkhead::v1::HostActionResponse* resp) override;
@@ -121,27 +124,25 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   // Finishes calls still waiting for an agent's command result. Idempotent.
   void shutdown();
 
-  // The caller of one call, as its certificate says.
-  struct Caller {
-    std::string audit_name;        // operator name, or the certificate's CN, or "unauthenticated"
-    bool is_operator = false;
-    Role role = Role::kViewer;
-    grpc::Status refusal;          // non-OK: the call must be refused with this
-  };
-  // Refuses revoked certificates (the Fleet's PeerGate).
+  // The caller of one call, as its certificate says. Refuses revoked certificates (the
+  // Fleet's PeerGate).
   Caller identify(const grpc::CallbackServerContext& ctx);
 
  private:
   // Appends the audit row for a finished call and returns the status to send: `result`, or
-  // INTERNAL when the row could not be written.
+  // INTERNAL when the row could not be written. The first form records `action`'s audit name
+  // (controller/service/authorization.h); the second any other (an "<action>.result").
+  grpc::Status audit(const Caller& caller, OperatorAction action, const std::string& target,
+                     const std::string& reason, const grpc::Status& result,
+                     const std::string& detail = "");
   grpc::Status audit(const Caller& caller, const std::string& action, const std::string& target,
                      const std::string& reason, const grpc::Status& result,
                      const std::string& detail = "");
-  // The caller's refusal, if any: not an operator, or (write) a viewer.
-  static grpc::Status authorize(const Caller& caller, bool write);
+  // The caller's refusal for `action`, if any (controller/service/authorization.h).
+  static grpc::Status authorized(const Caller& caller, OperatorAction action);
   // For the calls on one stored bundle: the caller's refusal, no evidence store, or why `id`
   // names no single bundle; OK with *row filled in.
-  grpc::Status findEvidence(const Caller& caller, bool write, const std::string& id,
+  grpc::Status findEvidence(const Caller& caller, OperatorAction action, const std::string& id,
                             EvidenceRow* row);
 
   const Clock& clock_;
@@ -149,22 +150,16 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   Fleet& fleet_;
   Containment& containment_;
   EvidenceHub* const evidence_;
-  const evidence::Signer* const audit_signer_;
+  AuditTrail audit_trail_;   // verify and export
   // Sends host actions; after the members it uses (destroyed first: answers waiting calls).
   std::unique_ptr<HostActions> host_actions_;
   // Records `action` on `host` as accepted (outcome "accepted", `detail` saying what is asked)
   // before anything is sent; INTERNAL when the row cannot be written (then nothing is sent).
-  grpc::Status auditAccepted(const Caller& caller, const std::string& action,
+  grpc::Status auditAccepted(const Caller& caller, OperatorAction action,
                              const std::string& host, const std::string& reason,
                              const std::string& detail);
-  // Sends `command` to `host` and finishes the call with the agent's answer. A write action
-  // (`accepted_detail` non-empty) is first audited as accepted (auditAccepted) and its answer
-  // as "<action>.result"; a read (ListSessions) gets one row, after the answer, as `action`.
-  // Either way the answer's row carries a summary of the result.
-  void runHostAction(const Caller& caller, const std::string& action, const std::string& host,
-                     const std::string& reason, bulkhead::v1::Command command, uint32_t wait_ms,
-                     bulkhead::v1::HostActionResponse* resp, grpc::ServerUnaryReactor* reactor,
-                     const std::string& accepted_detail = "");
+  // Sessions, processes and connections (after host_actions_, which it uses).
+  std::unique_ptr<HostOperations> host_operations_;
 };
 
 }  // namespace bulkhead::controller

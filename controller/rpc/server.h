@@ -11,10 +11,10 @@
 
 #include "absl/status/statusor.h"
 #include "controller/core/clock.h"
-#include "controller/rpc/containment.h"
+#include "controller/service/containment.h"
 #include "controller/rpc/evidence.h"
 #include "controller/rpc/fleet.h"
-#include "controller/rpc/policies.h"
+#include "controller/service/policies.h"
 #include "controller/rpc/operator_service.h"
 #include "common/scheduler.h"
 #include "controller/store/store.h"

@@ -1,6 +1,6 @@
 // The exemption DNS names cache: names of the library in force resolved on its own thread,
 // those of a reloaded library picked up, the last good answer kept when a refresh fails.
-#include "controller/rpc/name_cache.h"
+#include "controller/service/name_cache.h"
 
 #include <gtest/gtest.h>
 #include <cstdlib>

@@ -1,4 +1,4 @@
-#include "controller/rpc/containment.h"
+#include "controller/service/containment.h"
 
 #include <spdlog/spdlog.h>
 
@@ -7,7 +7,8 @@
 #include "common/format.h"
 #include "common/saturating.h"
 #include "controller/core/containment.h"
-#include "controller/rpc/audit.h"
+#include "controller/core/validate.h"
+#include "controller/service/audit.h"
 
 namespace bulkhead::controller {
 
@@ -29,7 +30,11 @@ std::string targetText(const std::vector<std::string>& hosts, const std::string&
   return joined(hosts);
 }
 
-bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
+std::string blockTargetText(bool all, const std::vector<std::string>& hosts,
+                            const std::string& selector) {
+  if (all) return "all";
+  return targetText(hosts, selector);
+}
 
 const char* stateName(v1::HostOutcome::State s) {
   switch (s) {
@@ -43,7 +48,19 @@ const char* stateName(v1::HostOutcome::State s) {
 
 }  // namespace
 
-Containment::Containment(const Clock& clock, Store& store, Fleet& fleet, Policies& policies,
+std::string auditTarget(const IsolateRequest& req) { return targetText(req.hosts, req.selector); }
+std::string auditTarget(const ReleaseRequest& req) { return targetText(req.hosts, req.selector); }
+std::string auditTarget(const BlockRequest& req) {
+  return blockTargetText(req.all, req.hosts, req.selector);
+}
+std::string auditTarget(const UnblockRequest& req) {
+  return blockTargetText(req.all, req.hosts, req.selector);
+}
+std::string auditTarget(const ListBlocksRequest& req) {
+  return req.host.empty() ? "all" : req.host;
+}
+
+Containment::Containment(const Clock& clock, Store& store, FleetControl& fleet, Policies& policies,
                          const NameCache& names, ContainmentOptions options)
     : clock_(clock),
       store_(store),
@@ -91,58 +108,46 @@ std::chrono::milliseconds Containment::waitFor(uint32_t wait_ms) const {
 
 void Containment::postOrRefuse(const std::string& operator_name, const char* action,
                                const std::string& target, const std::string& reason,
-                               grpc::ServerUnaryReactor* reactor, std::function<void()> work) {
+                               std::function<void(const absl::Status&)> refused,
+                               std::function<void()> work) {
   if (!stopped_ && thread_.post(std::move(work))) return;
-  reactor->Finish(recordCall(
-      store_, clock_, operator_name, action, target, reason,
-      grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down, nothing applied")));
+  refused(recordCall(store_, clock_, operator_name, action, target, reason,
+                     absl::UnavailableError("controller shutting down, nothing applied")));
 }
 
-void Containment::isolate(std::string operator_name, const v1::IsolateRequest* req,
-                          v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
-  std::vector<std::string> hosts(req->hosts().begin(), req->hosts().end());
-  postOrRefuse(operator_name, "isolate", targetText(hosts, req->selector()), req->reason(),
-               reactor, [this, name = operator_name, req, resp, reactor] {
-                 doIsolate(name, *req, resp, reactor);
-               });
+void Containment::isolate(std::string operator_name, IsolateRequest req, ContainmentDone done) {
+  submit("isolate", std::move(operator_name), std::move(req), std::move(done),
+         &Containment::doIsolate);
 }
 
-void Containment::release(std::string operator_name, const v1::ReleaseRequest* req,
-                          v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
-  std::vector<std::string> hosts(req->hosts().begin(), req->hosts().end());
-  postOrRefuse(operator_name, "release", targetText(hosts, req->selector()), req->reason(),
-               reactor, [this, name = operator_name, req, resp, reactor] {
-                 doRelease(name, *req, resp, reactor);
-               });
+void Containment::release(std::string operator_name, ReleaseRequest req, ContainmentDone done) {
+  submit("release", std::move(operator_name), std::move(req), std::move(done),
+         &Containment::doRelease);
 }
 
-void Containment::doIsolate(const std::string& operator_name, const v1::IsolateRequest& req,
-                            v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
-  const std::vector<std::string> hosts(req.hosts().begin(), req.hosts().end());
-  const std::string target = targetText(hosts, req.selector());
-  auto refuse = [&](const grpc::Status& status) {
-    reactor->Finish(recordCall(store_, clock_, operator_name, "isolate", target, req.reason(),
-                               status, req.dry_run() ? "dry run" : ""));
+void Containment::doIsolate(const std::string& operator_name, const IsolateRequest& req,
+                            ContainmentDone& done) {
+  const std::string target = auditTarget(req);
+  auto refuse = [&](const absl::Status& status) {
+    done(recordCall(store_, clock_, operator_name, "isolate", target, req.reason, status,
+                    req.dry_run ? "dry run" : ""),
+         {});
   };
-  if (blank(req.reason())) {
-    return refuse(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "reason: required"));
-  }
-  if (req.ttl_ms() < 0) {
-    return refuse(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                               fmt::format("ttl_ms: invalid value {}: must not be negative",
-                                           req.ttl_ms())));
+  if (isBlank(req.reason)) return refuse(absl::InvalidArgumentError("reason: required"));
+  if (req.ttl_ms < 0) {
+    return refuse(absl::InvalidArgumentError(
+        fmt::format("ttl_ms: invalid value {}: must not be negative", req.ttl_ms)));
   }
   if (options_.endpoints.empty()) {
-    return refuse(grpc::Status(
-        grpc::StatusCode::FAILED_PRECONDITION,
+    return refuse(absl::FailedPreconditionError(
         "no controller endpoint an isolated host could still reach: start the controller with "
         "--advertise IP:PORT, --listen on an IP address, or a certificate that names its IP "
         "addresses (pki init --controller-ip)"));
   }
   auto known = fleet_.targets();
-  auto targets = resolveTargets(known, TargetRequest{hosts, req.selector(), req.yes()},
+  auto targets = resolveTargets(known, TargetRequest{req.hosts, req.selector, req.yes},
                                 options_.selector_limit);
-  if (!targets.ok()) return refuse(toGrpcStatus(targets.status()));
+  if (!targets.ok()) return refuse(targets.status());
 
   // Guardrails decided per host: a host that fails one gets a FAILED outcome of its own and
   // the request goes on for the others.
@@ -166,7 +171,7 @@ void Containment::doIsolate(const std::string& operator_name, const v1::IsolateR
   // Exemption sets per host, as IP literals: DNS names from the cache (never resolved here).
   auto library = policies_.current();
   NameCache::Lookup lookup = names_.lookup();
-  const std::vector<std::string> requested(req.exempt_sets().begin(), req.exempt_sets().end());
+  const std::vector<std::string>& requested = req.exempt_sets;
   std::map<std::string, std::vector<v1::ExemptionRule>> resolved_by_sets;
   std::map<std::string, std::vector<std::string>> set_names;
   std::map<std::string, v1::DesiredState> states;
@@ -174,8 +179,8 @@ void Containment::doIsolate(const std::string& operator_name, const v1::IsolateR
   const int64_t now = clock_.nowUnixMs();
   for (const auto& h : allowed) {
     auto sets = exemptionSetsFor(*library, known.at(h).labels, requested,
-                                 req.no_default_exemptions());
-    if (!sets.ok()) return refuse(toGrpcStatus(sets.status()));
+                                 req.no_default_exemptions);
+    if (!sets.ok()) return refuse(sets.status());
     std::vector<std::string> names;
     for (const auto* s : *sets) names.push_back(s->name);
     const std::string key = joined(names);
@@ -183,16 +188,15 @@ void Containment::doIsolate(const std::string& operator_name, const v1::IsolateR
     if (cached == resolved_by_sets.end()) {
       auto rules = resolveExemptions(*sets, lookup);
       if (!rules.ok()) {
-        return refuse(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                   fmt::format("{}", rules.status())));
+        return refuse(absl::FailedPreconditionError(fmt::format("{}", rules.status())));
       }
       cached = resolved_by_sets.emplace(key, *std::move(rules)).first;
     }
     IsolationSpec spec;
     spec.set_names = names;
     spec.rules = cached->second;
-    spec.expires_at_unix_ms = req.ttl_ms() > 0 ? saturatingAdd(now, req.ttl_ms()) : 0;
-    spec.reason = req.reason();
+    spec.expires_at_unix_ms = req.ttl_ms > 0 ? saturatingAdd(now, req.ttl_ms) : 0;
+    spec.reason = req.reason;
     spec.requested_by = operator_name;
     states[h] = isolatedState(current.at(h), spec, options_.endpoints);
     set_names[h] = std::move(names);
@@ -200,18 +204,17 @@ void Containment::doIsolate(const std::string& operator_name, const v1::IsolateR
 
   auto op = std::make_shared<PendingOp>();
   op->id = next_op_++;
-  op->dry_run = req.dry_run();
-  op->reactor = reactor;
-  op->response = resp;
+  op->dry_run = req.dry_run;
+  op->done = std::move(done);
   op->operator_name = operator_name;
   op->action = "isolate";
   op->target = target;
-  op->reason = req.reason();
-  op->wait = waitFor(req.wait_ms());
-  for (auto& o : refused) *resp->add_outcomes() = std::move(o);
-  for (const auto& w : lookup.warnings()) resp->add_warnings(w);
+  op->reason = req.reason;
+  op->wait = waitFor(req.wait_ms);
+  for (auto& o : refused) op->result.outcomes.push_back(std::move(o));
+  for (const auto& w : lookup.warnings()) op->result.warnings.push_back(w);
 
-  if (req.dry_run()) {
+  if (req.dry_run) {
     for (auto& [h, s] : states) s.set_generation(current.at(h).generation());   // not a change
     if (fleet_.preview(op, allowed, states, set_names)) {
       complete(op, false);
@@ -221,11 +224,11 @@ void Containment::doIsolate(const std::string& operator_name, const v1::IsolateR
     return;
   }
   std::string detail = fmt::format("hosts {}", allowed.empty() ? "none" : joined(allowed));
-  for (const auto& o : resp->outcomes()) {
+  for (const auto& o : op->result.outcomes) {
     detail += fmt::format("; refused {} ({})", o.host_id(), o.error());
   }
-  if (req.ttl_ms() > 0) detail += fmt::format("; ttl {} ms", req.ttl_ms());
-  if (req.no_default_exemptions()) detail += "; no default exemptions";
+  if (req.ttl_ms > 0) detail += fmt::format("; ttl {} ms", req.ttl_ms);
+  if (req.no_default_exemptions) detail += "; no default exemptions";
   for (const auto& w : lookup.warnings()) detail += fmt::format("; {}", w);
   std::set<std::string> all_sets;
   for (const auto& [h, n] : set_names) all_sets.insert(n.begin(), n.end());
@@ -236,34 +239,29 @@ void Containment::doIsolate(const std::string& operator_name, const v1::IsolateR
   commitAndWait(op, allowed, states, set_names, detail);
 }
 
-void Containment::doRelease(const std::string& operator_name, const v1::ReleaseRequest& req,
-                            v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
-  const std::vector<std::string> hosts(req.hosts().begin(), req.hosts().end());
-  const std::string target = targetText(hosts, req.selector());
-  auto refuse = [&](const grpc::Status& status) {
-    reactor->Finish(
-        recordCall(store_, clock_, operator_name, "release", target, req.reason(), status));
+void Containment::doRelease(const std::string& operator_name, const ReleaseRequest& req,
+                            ContainmentDone& done) {
+  const std::string target = auditTarget(req);
+  auto refuse = [&](const absl::Status& status) {
+    done(recordCall(store_, clock_, operator_name, "release", target, req.reason, status), {});
   };
-  if (blank(req.reason())) {
-    return refuse(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "reason: required"));
-  }
-  auto targets = resolveTargets(fleet_.targets(), TargetRequest{hosts, req.selector(), req.yes()},
+  if (isBlank(req.reason)) return refuse(absl::InvalidArgumentError("reason: required"));
+  auto targets = resolveTargets(fleet_.targets(), TargetRequest{req.hosts, req.selector, req.yes},
                                 options_.selector_limit);
-  if (!targets.ok()) return refuse(toGrpcStatus(targets.status()));
+  if (!targets.ok()) return refuse(targets.status());
   const auto current = fleet_.desiredStates(*targets);
   std::map<std::string, v1::DesiredState> states;
   for (const auto& h : *targets) {
-    states[h] = releasedState(current.at(h), req.reason(), operator_name, options_.endpoints);
+    states[h] = releasedState(current.at(h), req.reason, operator_name, options_.endpoints);
   }
   auto op = std::make_shared<PendingOp>();
   op->id = next_op_++;
-  op->reactor = reactor;
-  op->response = resp;
+  op->done = std::move(done);
   op->operator_name = operator_name;
   op->action = "release";
   op->target = target;
-  op->reason = req.reason();
-  op->wait = waitFor(req.wait_ms());
+  op->reason = req.reason;
+  op->wait = waitFor(req.wait_ms);
   commitAndWait(op, *targets, states, {}, fmt::format("hosts {}", joined(*targets)));
 }
 
@@ -290,10 +288,11 @@ bool Containment::commitAndWait(const std::shared_ptr<PendingOp>& op,
   auto row = store_.commitChange(persisted, e);
   if (!row.ok()) {
     spdlog::error("{} {}: cannot persist: {}", op->action, op->target, row.status());
-    grpc::Status status(grpc::StatusCode::INTERNAL,
-                        fmt::format("store unavailable, nothing applied: {}", row.status()));
-    op->reactor->Finish(recordCall(store_, clock_, op->operator_name, op->action, op->target,
-                                   op->reason, status));
+    absl::Status status = absl::InternalError(
+        fmt::format("store unavailable, nothing applied: {}", row.status()));
+    op->done(recordCall(store_, clock_, op->operator_name, op->action, op->target, op->reason,
+                        status),
+             {});
     return false;
   }
   spdlog::info("operator {}: {} {} ({}) generations {}", op->operator_name, op->action,
@@ -325,7 +324,7 @@ void Containment::complete(const std::shared_ptr<PendingOp>& op, bool shutting_d
   if (!fleet_.settle(op, open_state, open_error)) return;   // already completed
 
   std::map<std::string, std::vector<std::string>> by_state;
-  for (const auto& o : op->response->outcomes()) {
+  for (const auto& o : op->result.outcomes) {
     by_state[stateName(o.state())].push_back(
         o.error().empty() ? o.host_id() : fmt::format("{} ({})", o.host_id(), o.error()));
   }
@@ -335,11 +334,11 @@ void Containment::complete(const std::shared_ptr<PendingOp>& op, bool shutting_d
                            joined(hosts, ", "));
   }
   const bool all_good = !by_state.count("failed") && !by_state.count("pending");
-  grpc::Status status = grpc::Status::OK;
+  absl::Status status;
   if (op->dry_run) {
     // The only audit row of a dry run: its failure fails the call.
     status = recordCall(store_, clock_, op->operator_name, op->action, op->target, op->reason,
-                        grpc::Status::OK, fmt::format("dry run; {}", summary));
+                        absl::OkStatus(), fmt::format("dry run; {}", summary));
   } else {
     AuditEntry e;
     e.at_unix_ms = clock_.nowUnixMs();
@@ -355,7 +354,7 @@ void Containment::complete(const std::shared_ptr<PendingOp>& op, bool shutting_d
     }
   }
   spdlog::info("{} {}: {}", op->action, op->target, summary);
-  op->reactor->Finish(status);
+  op->done(status, status.ok() ? std::move(op->result) : ContainmentResult{});
 }
 
 void Containment::expireIsolations() {

@@ -15,7 +15,7 @@
 #include "bulkhead/v1/agent.pb.h"
 #include "bulkhead/v1/operator.pb.h"
 #include "controller/core/clock.h"
-#include "controller/rpc/fleet.h"
+#include "controller/service/fleet_control.h"
 #include "common/scheduler.h"
 
 namespace bulkhead::controller {
@@ -35,7 +35,7 @@ class HostActions {
   };
   using Done = std::function<void(const Answer&)>;
 
-  HostActions(const Clock& clock, Fleet& fleet, HostActionsOptions options);
+  HostActions(const Clock& clock, FleetControl& fleet, HostActionsOptions options);
   ~HostActions();   // shutdown()
 
   HostActions(const HostActions&) = delete;
@@ -58,7 +58,7 @@ class HostActions {
   void answer(const std::string& id, Answer a);
 
   const Clock& clock_;
-  Fleet& fleet_;
+  FleetControl& fleet_;
   const HostActionsOptions options_;
   std::mutex mu_;
   uint64_t next_id_ = 1;                                                    // GUARDED_BY(mu_)

@@ -1,4 +1,4 @@
-#include "controller/rpc/name_cache.h"
+#include "controller/service/name_cache.h"
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>

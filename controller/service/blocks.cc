@@ -7,8 +7,9 @@
 #include "common/format.h"
 #include "common/saturating.h"
 #include "controller/core/blocks.h"
-#include "controller/rpc/audit.h"
-#include "controller/rpc/containment.h"
+#include "controller/core/validate.h"
+#include "controller/service/audit.h"
+#include "controller/service/containment.h"
 
 namespace bulkhead::controller {
 
@@ -22,15 +23,6 @@ std::string joinedHosts(const std::vector<std::string>& items) {
   return out;
 }
 
-template <typename Req>
-std::string blockTarget(const Req& req) {
-  if (req.all()) return "all";
-  if (!req.selector().empty()) return fmt::format("selector {}", req.selector());
-  return joinedHosts(std::vector<std::string>(req.hosts().begin(), req.hosts().end()));
-}
-
-bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
-
 }  // namespace
 
 BlockGuardrails Containment::blockGuardrails() const {
@@ -42,28 +34,19 @@ BlockGuardrails Containment::blockGuardrails() const {
   return g;
 }
 
-void Containment::block(std::string operator_name, const v1::BlockRequest* req,
-                        v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
-  postOrRefuse(operator_name, "block", blockTarget(*req), req->reason(), reactor,
-               [this, name = operator_name, req, resp, reactor] {
-                 doBlock(name, *req, resp, reactor);
-               });
+void Containment::block(std::string operator_name, BlockRequest req, ContainmentDone done) {
+  submit("block", std::move(operator_name), std::move(req), std::move(done),
+         &Containment::doBlock);
 }
 
-void Containment::unblock(std::string operator_name, const v1::UnblockRequest* req,
-                          v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
-  postOrRefuse(operator_name, "unblock", blockTarget(*req), req->reason(), reactor,
-               [this, name = operator_name, req, resp, reactor] {
-                 doUnblock(name, *req, resp, reactor);
-               });
+void Containment::unblock(std::string operator_name, UnblockRequest req, ContainmentDone done) {
+  submit("unblock", std::move(operator_name), std::move(req), std::move(done),
+         &Containment::doUnblock);
 }
 
-void Containment::listBlocks(std::string operator_name, const v1::ListBlocksRequest* req,
-                             v1::ListBlocksResponse* resp, grpc::ServerUnaryReactor* reactor) {
-  postOrRefuse(operator_name, "blocks", req->host().empty() ? "all" : req->host(), "", reactor,
-               [this, name = operator_name, req, resp, reactor] {
-                 doListBlocks(name, *req, resp, reactor);
-               });
+void Containment::listBlocks(std::string operator_name, ListBlocksRequest req, BlocksDone done) {
+  submit("blocks", std::move(operator_name), std::move(req), std::move(done),
+         &Containment::doListBlocks);
 }
 
 absl::StatusOr<std::vector<std::string>> Containment::blockTargets(
@@ -80,39 +63,36 @@ absl::StatusOr<std::vector<std::string>> Containment::blockTargets(
   return targets;
 }
 
-void Containment::doBlock(const std::string& operator_name, const v1::BlockRequest& req,
-                          v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
-  const std::string target = blockTarget(req);
-  auto refuse = [&](const grpc::Status& status) {
-    reactor->Finish(recordCall(store_, clock_, operator_name, "block", target, req.reason(),
-                               status, fmt::format("cidr {}", req.remote_cidr())));
+void Containment::doBlock(const std::string& operator_name, const BlockRequest& req,
+                          ContainmentDone& done) {
+  const std::string target = auditTarget(req);
+  auto refuse = [&](const absl::Status& status) {
+    done(recordCall(store_, clock_, operator_name, "block", target, req.reason, status,
+                    fmt::format("cidr {}", req.remote_cidr)),
+         {});
   };
-  if (blank(req.reason())) {
-    return refuse(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "reason: required"));
+  if (isBlank(req.reason)) return refuse(absl::InvalidArgumentError("reason: required"));
+  if (req.ttl_ms < 0) {
+    return refuse(absl::InvalidArgumentError(
+        fmt::format("ttl_ms: invalid value {}: must not be negative", req.ttl_ms)));
   }
-  if (req.ttl_ms() < 0) {
-    return refuse(grpc::Status(
-        grpc::StatusCode::INVALID_ARGUMENT,
-        fmt::format("ttl_ms: invalid value {}: must not be negative", req.ttl_ms())));
+  auto match = parseBlockMatch(req.remote_cidr, req.protocol, req.port, req.direction);
+  if (!match.ok()) return refuse(match.status());
+  if (auto s = checkBlockGuardrails(*match, blockGuardrails(), req.yes); !s.ok()) {
+    return refuse(s);
   }
-  auto match = parseBlockMatch(req.remote_cidr(), req.protocol(), req.port(), req.direction());
-  if (!match.ok()) return refuse(toGrpcStatus(match.status()));
-  if (auto s = checkBlockGuardrails(*match, blockGuardrails(), req.yes()); !s.ok()) {
-    return refuse(toGrpcStatus(s));
-  }
-  auto resolved =
-      blockTargets(req.all(), {req.hosts().begin(), req.hosts().end()}, req.selector(), req.yes());
-  if (!resolved.ok()) return refuse(toGrpcStatus(resolved.status()));
+  auto resolved = blockTargets(req.all, req.hosts, req.selector, req.yes);
+  if (!resolved.ok()) return refuse(resolved.status());
   const std::vector<std::string> targets = *std::move(resolved);
   const int64_t now = clock_.nowUnixMs();
-  const int64_t expires = req.ttl_ms() > 0 ? saturatingAdd(now, req.ttl_ms()) : 0;
+  const int64_t expires = req.ttl_ms > 0 ? saturatingAdd(now, req.ttl_ms) : 0;
   const v1::Block block = makeBlock(*match, fmt::format("blk-{}-{}", now, next_block_++), expires,
-                                    req.reason(), operator_name, now);
+                                    req.reason, operator_name, now);
   const auto current = fleet_.desiredStates(targets);
   std::map<std::string, v1::DesiredState> states;
   for (const auto& h : targets) states[h] = withBlock(current.at(h), block, now, options_.endpoints);
   std::map<std::string, v1::DesiredState> fleet_state;
-  if (req.all()) {
+  if (req.all) {
     v1::DesiredState f;
     for (const auto& b : fleet_blocks_) *f.add_blocks() = b;
     f.set_generation(fleet_generation_);
@@ -121,38 +101,36 @@ void Containment::doBlock(const std::string& operator_name, const v1::BlockReque
 
   auto op = std::make_shared<PendingOp>();
   op->id = next_op_++;
-  op->reactor = reactor;
-  op->response = resp;
+  op->done = std::move(done);
   op->operator_name = operator_name;
   op->action = "block";
   op->target = target;
-  op->reason = req.reason();
-  op->wait = waitFor(req.wait_ms());
+  op->reason = req.reason;
+  op->wait = waitFor(req.wait_ms);
   std::string detail = fmt::format("block {} ({}); hosts {}", match->describe(), block.id(),
                                    targets.empty() ? "none yet" : joinedHosts(targets));
-  if (req.ttl_ms() > 0) detail += fmt::format("; ttl {} ms", req.ttl_ms());
-  if (req.all()) detail += "; fleet-wide (hosts joining later get it too)";
+  if (req.ttl_ms > 0) detail += fmt::format("; ttl {} ms", req.ttl_ms);
+  if (req.all) detail += "; fleet-wide (hosts joining later get it too)";
   // commitAndWait persists the fleet row with the hosts' states and the audit row, atomically;
   // the in-memory fleet list follows only what was persisted.
-  if (commitAndWait(op, targets, states, {}, detail, fleet_state) && req.all()) {
+  if (commitAndWait(op, targets, states, {}, detail, fleet_state) && req.all) {
     fleet_blocks_.assign(fleet_state[kFleetStateKey].blocks().begin(),
                          fleet_state[kFleetStateKey].blocks().end());
     fleet_generation_ = fleet_state[kFleetStateKey].generation();
   }
 }
 
-void Containment::doUnblock(const std::string& operator_name, const v1::UnblockRequest& req,
-                            v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
-  const std::string target = blockTarget(req);
-  auto refuse = [&](const grpc::Status& status) {
-    reactor->Finish(recordCall(store_, clock_, operator_name, "unblock", target, req.reason(),
-                               status, fmt::format("cidr {}", req.remote_cidr())));
+void Containment::doUnblock(const std::string& operator_name, const UnblockRequest& req,
+                            ContainmentDone& done) {
+  const std::string target = auditTarget(req);
+  auto refuse = [&](const absl::Status& status) {
+    done(recordCall(store_, clock_, operator_name, "unblock", target, req.reason, status,
+                    fmt::format("cidr {}", req.remote_cidr)),
+         {});
   };
-  if (blank(req.reason())) {
-    return refuse(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "reason: required"));
-  }
-  auto match = parseBlockMatch(req.remote_cidr(), req.protocol(), req.port(), req.direction());
-  if (!match.ok()) return refuse(toGrpcStatus(match.status()));
+  if (isBlank(req.reason)) return refuse(absl::InvalidArgumentError("reason: required"));
+  auto match = parseBlockMatch(req.remote_cidr, req.protocol, req.port, req.direction);
+  if (!match.ok()) return refuse(match.status());
   const int64_t now = clock_.nowUnixMs();
   const bool fleet_wide = std::any_of(fleet_blocks_.begin(), fleet_blocks_.end(),
                                       [&](const v1::Block& b) {
@@ -160,15 +138,13 @@ void Containment::doUnblock(const std::string& operator_name, const v1::UnblockR
                                                (b.expires_at_unix_ms() == 0 ||
                                                 b.expires_at_unix_ms() > now);
                                       });
-  if (!req.all() && fleet_wide) {
-    return refuse(grpc::Status(
-        grpc::StatusCode::FAILED_PRECONDITION,
+  if (!req.all && fleet_wide) {
+    return refuse(absl::FailedPreconditionError(
         fmt::format("{} is a fleet-wide block: remove it with --all; nothing was changed",
                     match->describe())));
   }
-  auto resolved =
-      blockTargets(req.all(), {req.hosts().begin(), req.hosts().end()}, req.selector(), req.yes());
-  if (!resolved.ok()) return refuse(toGrpcStatus(resolved.status()));
+  auto resolved = blockTargets(req.all, req.hosts, req.selector, req.yes);
+  if (!resolved.ok()) return refuse(resolved.status());
   const std::vector<std::string> targets = *std::move(resolved);
   const auto current = fleet_.desiredStates(targets);
   std::map<std::string, v1::DesiredState> states;
@@ -180,26 +156,24 @@ void Containment::doUnblock(const std::string& operator_name, const v1::UnblockR
     }
   }
   std::map<std::string, v1::DesiredState> fleet_state;
-  if (req.all() && fleet_wide) {
+  if (req.all && fleet_wide) {
     v1::DesiredState f;
     for (const auto& b : fleet_blocks_) *f.add_blocks() = b;
     f.set_generation(fleet_generation_);
     if (auto next = withoutBlock(f, *match, now, {})) fleet_state[kFleetStateKey] = *next;
   }
   if (order.empty() && fleet_state.empty()) {
-    return refuse(grpc::Status(
-        grpc::StatusCode::NOT_FOUND,
+    return refuse(absl::NotFoundError(
         fmt::format("no block {} on {}; nothing was changed", match->describe(), target)));
   }
   auto op = std::make_shared<PendingOp>();
   op->id = next_op_++;
-  op->reactor = reactor;
-  op->response = resp;
+  op->done = std::move(done);
   op->operator_name = operator_name;
   op->action = "unblock";
   op->target = target;
-  op->reason = req.reason();
-  op->wait = waitFor(req.wait_ms());
+  op->reason = req.reason;
+  op->wait = waitFor(req.wait_ms);
   const bool persisted = commitAndWait(
       op, order, states, {},
       fmt::format("unblock {}; hosts {}{}", match->describe(),
@@ -213,22 +187,20 @@ void Containment::doUnblock(const std::string& operator_name, const v1::UnblockR
   }
 }
 
-void Containment::doListBlocks(const std::string& operator_name,
-                               const v1::ListBlocksRequest& req, v1::ListBlocksResponse* resp,
-                               grpc::ServerUnaryReactor* reactor) {
-  const std::string target = req.host().empty() ? "all" : req.host();
+void Containment::doListBlocks(const std::string& operator_name, const ListBlocksRequest& req,
+                               BlocksDone& done) {
+  const std::string target = auditTarget(req);
   const int64_t now = clock_.nowUnixMs();
   auto known = fleet_.targets();
   std::vector<std::string> hosts;
-  if (!req.host().empty()) {
-    if (!known.count(req.host())) {
-      reactor->Finish(recordCall(
-          store_, clock_, operator_name, "blocks", target, "",
-          grpc::Status(grpc::StatusCode::NOT_FOUND,
-                       fmt::format("unknown host \"{}\"", req.host()))));
+  if (!req.host.empty()) {
+    if (!known.count(req.host)) {
+      done(recordCall(store_, clock_, operator_name, "blocks", target, "",
+                      absl::NotFoundError(fmt::format("unknown host \"{}\"", req.host))),
+           {});
       return;
     }
-    hosts.push_back(req.host());
+    hosts.push_back(req.host);
   } else {
     for (const auto& [h, t] : known) hosts.push_back(h);
   }
@@ -236,27 +208,23 @@ void Containment::doListBlocks(const std::string& operator_name,
     return b.expires_at_unix_ms() == 0 ? int64_t{0} : b.expires_at_unix_ms() - now;
   };
   std::set<std::string> fleet_ids;
+  std::vector<BlockEntry> entries;
   for (const auto& b : fleet_blocks_) {
     if (b.expires_at_unix_ms() != 0 && b.expires_at_unix_ms() <= now) continue;
     fleet_ids.insert(b.id());
-    auto* e = resp->add_entries();
-    *e->mutable_block() = b;
-    e->set_fleet_wide(true);
-    e->set_remaining_ms(remaining(b));
+    entries.push_back(BlockEntry{.block = b, .fleet_wide = true, .remaining_ms = remaining(b)});
   }
   for (const auto& [h, state] : fleet_.desiredStates(hosts)) {
     for (const auto& b : state.blocks()) {
       if (fleet_ids.count(b.id()) || (b.expires_at_unix_ms() != 0 && b.expires_at_unix_ms() <= now)) {
         continue;
       }
-      auto* e = resp->add_entries();
-      *e->mutable_block() = b;
-      e->set_host_id(h);
-      e->set_remaining_ms(remaining(b));
+      entries.push_back(BlockEntry{.block = b, .host_id = h, .remaining_ms = remaining(b)});
     }
   }
-  reactor->Finish(recordCall(store_, clock_, operator_name, "blocks", target, "",
-                             grpc::Status::OK, fmt::format("{} blocks", resp->entries_size())));
+  absl::Status status = recordCall(store_, clock_, operator_name, "blocks", target, "",
+                                   absl::OkStatus(), fmt::format("{} blocks", entries.size()));
+  done(status, status.ok() ? std::move(entries) : std::vector<BlockEntry>{});
 }
 
 void Containment::propagateFleetBlocks() {

@@ -1,4 +1,4 @@
-#include "controller/rpc/host_actions.h"
+#include "controller/service/host_actions.h"
 
 #include <fmt/format.h>
 
@@ -6,7 +6,8 @@ namespace bulkhead::controller {
 
 namespace v1 = bulkhead::v1;
 
-HostActions::HostActions(const Clock& clock, Fleet& fleet, HostActionsOptions options)
+HostActions::HostActions(const Clock& clock, FleetControl& fleet,
+                         HostActionsOptions options)
     : clock_(clock), fleet_(fleet), options_(options), thread_("host-actions") {
   fleet_.setCommandListener(
       [this](const std::string& host, const v1::CommandResult& r) { onResult(host, r); });

@@ -1,4 +1,4 @@
-#include "controller/rpc/policies.h"
+#include "controller/service/policies.h"
 
 namespace bulkhead::controller {
 

@@ -17,7 +17,7 @@
 
 #include "common/policy.h"
 #include "controller/core/clock.h"
-#include "controller/rpc/policies.h"
+#include "controller/service/policies.h"
 
 namespace bulkhead::controller {
 

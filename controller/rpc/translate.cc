@@ -1,0 +1,126 @@
+#include "controller/rpc/translate.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "controller/rpc/audit.h"
+
+namespace bulkhead::controller {
+
+namespace v1 = bulkhead::v1;
+
+namespace {
+
+std::vector<std::string> strings(const google::protobuf::RepeatedPtrField<std::string>& items) {
+  return {items.begin(), items.end()};
+}
+
+}  // namespace
+
+IsolateRequest fromProto(const v1::IsolateRequest& req) {
+  return IsolateRequest{.hosts = strings(req.hosts()),
+                        .selector = req.selector(),
+                        .yes = req.yes(),
+                        .exempt_sets = strings(req.exempt_sets()),
+                        .no_default_exemptions = req.no_default_exemptions(),
+                        .ttl_ms = req.ttl_ms(),
+                        .dry_run = req.dry_run(),
+                        .reason = req.reason(),
+                        .wait_ms = req.wait_ms()};
+}
+
+ReleaseRequest fromProto(const v1::ReleaseRequest& req) {
+  return ReleaseRequest{.hosts = strings(req.hosts()),
+                        .selector = req.selector(),
+                        .yes = req.yes(),
+                        .reason = req.reason(),
+                        .wait_ms = req.wait_ms()};
+}
+
+BlockRequest fromProto(const v1::BlockRequest& req) {
+  return BlockRequest{.hosts = strings(req.hosts()),
+                      .selector = req.selector(),
+                      .all = req.all(),
+                      .yes = req.yes(),
+                      .remote_cidr = req.remote_cidr(),
+                      .protocol = req.protocol(),
+                      .port = req.port(),
+                      .direction = req.direction(),
+                      .ttl_ms = req.ttl_ms(),
+                      .reason = req.reason(),
+                      .wait_ms = req.wait_ms()};
+}
+
+UnblockRequest fromProto(const v1::UnblockRequest& req) {
+  return UnblockRequest{.hosts = strings(req.hosts()),
+                        .selector = req.selector(),
+                        .all = req.all(),
+                        .yes = req.yes(),
+                        .remote_cidr = req.remote_cidr(),
+                        .protocol = req.protocol(),
+                        .port = req.port(),
+                        .direction = req.direction(),
+                        .reason = req.reason(),
+                        .wait_ms = req.wait_ms()};
+}
+
+ListBlocksRequest fromProto(const v1::ListBlocksRequest& req) {
+  return ListBlocksRequest{.host = req.host()};
+}
+
+ListSessionsRequest fromProto(const v1::ListSessionsRequest& req) {
+  return ListSessionsRequest{.host = req.host(), .wait_ms = req.wait_ms()};
+}
+
+KillSessionsRequest fromProto(const v1::KillSessionsRequest& req) {
+  return KillSessionsRequest{
+      .host = req.host(), .match = req.match(), .reason = req.reason(), .wait_ms = req.wait_ms()};
+}
+
+KillProcessRequest fromProto(const v1::KillProcessRequest& req) {
+  return KillProcessRequest{
+      .host = req.host(), .match = req.match(), .reason = req.reason(), .wait_ms = req.wait_ms()};
+}
+
+KillConnectionsRequest fromProto(const v1::KillConnectionsRequest& req) {
+  return KillConnectionsRequest{.host = req.host(),
+                                .remote_cidr = req.remote_cidr(),
+                                .port = req.port(),
+                                .reason = req.reason(),
+                                .wait_ms = req.wait_ms()};
+}
+
+ContainmentDone finishWith(v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {
+  return [resp, reactor](const absl::Status& status, ContainmentResult result) {
+    for (auto& o : result.outcomes) *resp->add_outcomes() = std::move(o);
+    for (auto& w : result.warnings) resp->add_warnings(std::move(w));
+    reactor->Finish(toGrpcStatus(status));
+  };
+}
+
+BlocksDone finishWith(v1::ListBlocksResponse* resp, grpc::ServerUnaryReactor* reactor) {
+  return [resp, reactor](const absl::Status& status, std::vector<BlockEntry> blocks) {
+    for (auto& b : blocks) {
+      v1::BlockEntry* e = resp->add_entries();
+      *e->mutable_block() = std::move(b.block);
+      e->set_fleet_wide(b.fleet_wide);
+      e->set_host_id(std::move(b.host_id));
+      e->set_remaining_ms(b.remaining_ms);
+    }
+    reactor->Finish(toGrpcStatus(status));
+  };
+}
+
+HostActionDone finishWith(v1::HostActionResponse* resp, grpc::ServerUnaryReactor* reactor) {
+  return [resp, reactor](const absl::Status& status, HostActionResult result) {
+    resp->set_host_id(std::move(result.host_id));
+    resp->set_ok(result.ok);
+    resp->set_refused(result.refused);
+    resp->set_error(std::move(result.error));
+    resp->set_result_json(std::move(result.result_json));
+    reactor->Finish(toGrpcStatus(status));
+  };
+}
+
+}  // namespace bulkhead::controller

@@ -1,0 +1,64 @@
+#include "controller/service/audit.h"
+
+#include <spdlog/spdlog.h>
+
+#include "common/format.h"
+#include "common/text.h"
+#include "evidence/json_read.h"
+
+namespace bulkhead::controller {
+
+std::string auditOutcome(const absl::Status& s) {
+  if (s.ok()) return "ok";
+  if (absl::IsPermissionDenied(s) || absl::IsUnauthenticated(s)) return "denied";
+  return fmt::format("error: {}", s.message());
+}
+
+absl::Status recordCall(Store& store, const Clock& clock, const std::string& operator_name,
+                        const std::string& action, const std::string& target,
+                        const std::string& reason, const absl::Status& result,
+                        const std::string& detail) {
+  AuditEntry e;
+  e.at_unix_ms = clock.nowUnixMs();
+  e.operator_name = operator_name;
+  e.action = action;
+  e.target = evidence::boundedText(escapeNonPrintable(target), kMaxAuditTarget, false);
+  e.reason = escapeNonPrintable(reason);
+  e.outcome = evidence::boundedText(escapeNonPrintable(auditOutcome(result)), kMaxAuditText, false);
+  e.detail = evidence::boundedText(escapeNonPrintable(detail), kMaxAuditText, false);
+  if (e.detail.empty() && e.outcome == "denied") {
+    e.detail = evidence::boundedText(escapeNonPrintable(std::string(result.message())),
+                                     kMaxAuditText, false);
+  }
+  auto row = store.appendAudit(e);
+  if (!row.ok()) {
+    spdlog::error("audit: cannot record {} by {}: {}", action, operator_name, row.status());
+    return absl::InternalError(
+        fmt::format("audit trail unavailable, call refused: {}", row.status()));
+  }
+  if (!result.ok()) {
+    spdlog::info("operator {}: {} {} -> {}", operator_name, action, target, e.outcome);
+  }
+  return result;
+}
+
+absl::Status recordAccepted(Store& store, const Clock& clock, const std::string& operator_name,
+                            const std::string& action, const std::string& target,
+                            const std::string& reason, const std::string& detail) {
+  AuditEntry e{.at_unix_ms = clock.nowUnixMs(),
+               .operator_name = operator_name,
+               .action = action,
+               .target = target,
+               .reason = reason,
+               .outcome = "accepted",
+               .detail = detail};
+  if (auto row = store.appendAudit(e); !row.ok()) {
+    spdlog::error("audit: cannot record {} {} by {} as accepted: {}", action, target, operator_name,
+                  row.status());
+    return absl::InternalError(
+        fmt::format("audit trail unavailable, nothing sent to {}: {}", target, row.status()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace bulkhead::controller

@@ -1,0 +1,43 @@
+// Recording operator calls in the audit trail, in plain absl::Status terms: the one place a
+// call's row is written, whichever front door took the call.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "absl/status/status.h"
+#include "controller/core/clock.h"
+#include "controller/service/authorization.h"
+#include "controller/store/store.h"
+
+namespace bulkhead::controller {
+
+// The most a response the controller builds carries in its repeated parts (listings page
+// beyond it), well below the 4 MiB a default gRPC client accepts.
+inline constexpr size_t kMaxResponseBytes = 2 << 20;
+
+// Bounds on the fields recordCall() writes (target, outcome, detail), clipped beyond them.
+inline constexpr size_t kMaxAuditTarget = 1024;
+inline constexpr size_t kMaxAuditText = 8192;
+
+// "ok", "denied" (permission or authentication refusals) or "error: MESSAGE".
+std::string auditOutcome(const absl::Status& status);
+
+// Appends the audit row of a call and returns the status to answer with: `result`, or
+// INTERNAL when the row could not be written (a call is never answered unaudited).
+// Non-printable characters in target, reason, outcome and detail are stored escaped
+// (common/text.h), so neither a refused request nor an agent's text forges rows in a listing;
+// target, outcome and detail are clipped (kMaxAuditTarget, kMaxAuditText).
+absl::Status recordCall(Store& store, const Clock& clock, const std::string& operator_name,
+                        const std::string& action, const std::string& target,
+                        const std::string& reason, const absl::Status& result,
+                        const std::string& detail = "");
+
+// Records `action` on `target` as accepted (outcome "accepted", `detail` saying what is
+// asked) before anything is sent to an agent; INTERNAL naming `target` when the row cannot be
+// written (then nothing may be sent).
+absl::Status recordAccepted(Store& store, const Clock& clock, const std::string& operator_name,
+                            const std::string& action, const std::string& target,
+                            const std::string& reason, const std::string& detail);
+
+}  // namespace bulkhead::controller

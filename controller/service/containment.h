@@ -1,0 +1,210 @@
+// Isolate, release, block and unblock: checks an operator's request, computes and persists the
+// next desired states (with the audit row, in one transaction), pushes them through the
+// FleetControl, and hands the result over once every online host answered or the wait ran
+// out. Also releases isolations whose TTL expired and gives fleet-wide blocks to hosts that
+// join later.
+//
+// The caller is already authorised (controller/service/authorization.h) and its request's
+// fields checked (controller/core/validate.h); Containment applies the rules about what a
+// request must say (a reason, a non-negative TTL, a known host) and audits every outcome.
+//
+// Threading: all of it runs on one "bh-contain" thread (its own Scheduler), so changes to
+// desired states are serialised and the caller's thread never blocks on the store or on DNS.
+// `done` runs on that thread (or, while shutting down, on the caller's).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "bulkhead/v1/agent.pb.h"
+#include "common/policy.h"
+#include "controller/core/blocks.h"
+#include "controller/core/clock.h"
+#include "controller/service/fleet_control.h"
+#include "controller/service/name_cache.h"
+#include "controller/service/policies.h"
+#include "common/scheduler.h"
+#include "controller/store/store.h"
+
+namespace bulkhead::controller {
+
+// The hosts a request names: explicit `hosts`, or a `selector` (`yes` confirms one matching
+// more than the selector limit).
+struct IsolateRequest {
+  std::vector<std::string> hosts;
+  std::string selector;
+  bool yes = false;
+  std::vector<std::string> exempt_sets;
+  bool no_default_exemptions = false;
+  int64_t ttl_ms = 0;    // 0: until released
+  bool dry_run = false;
+  std::string reason;
+  uint32_t wait_ms = 0;  // 0: the default wait
+};
+
+struct ReleaseRequest {
+  std::vector<std::string> hosts;
+  std::string selector;
+  bool yes = false;
+  std::string reason;
+  uint32_t wait_ms = 0;
+};
+
+// `all`: every host, now and later (no hosts, no selector).
+struct BlockRequest {
+  std::vector<std::string> hosts;
+  std::string selector;
+  bool all = false;
+  bool yes = false;  // also confirms a prefix wider than the confirm limit
+  std::string remote_cidr;
+  bulkhead::v1::Protocol protocol = bulkhead::v1::PROTOCOL_ANY;
+  uint32_t port = 0;  // 0: any
+  bulkhead::v1::Direction direction = bulkhead::v1::DIRECTION_UNSPECIFIED;
+  int64_t ttl_ms = 0;  // 0: until unblocked
+  std::string reason;
+  uint32_t wait_ms = 0;
+};
+
+struct UnblockRequest {
+  std::vector<std::string> hosts;
+  std::string selector;
+  bool all = false;
+  bool yes = false;
+  std::string remote_cidr;
+  bulkhead::v1::Protocol protocol = bulkhead::v1::PROTOCOL_ANY;
+  uint32_t port = 0;
+  bulkhead::v1::Direction direction = bulkhead::v1::DIRECTION_UNSPECIFIED;
+  std::string reason;
+  uint32_t wait_ms = 0;
+};
+
+struct ListBlocksRequest {
+  std::string host;  // empty: every host and the fleet-wide blocks
+};
+
+// One block in force: fleet-wide, or on `host_id`.
+struct BlockEntry {
+  bulkhead::v1::Block block;
+  bool fleet_wide = false;
+  std::string host_id;
+  int64_t remaining_ms = 0;  // 0: permanent
+};
+using BlocksDone = std::function<void(const absl::Status& status, std::vector<BlockEntry> blocks)>;
+
+// The audit target of a request: "selector S", "all", or the hosts joined by commas.
+std::string auditTarget(const IsolateRequest& req);
+std::string auditTarget(const ReleaseRequest& req);
+std::string auditTarget(const BlockRequest& req);
+std::string auditTarget(const UnblockRequest& req);
+std::string auditTarget(const ListBlocksRequest& req);
+
+struct ContainmentOptions {
+  std::vector<bulkhead::v1::Endpoint> endpoints;   // controller IPs agents dial; always kept
+  uint32_t selector_limit = 10;
+  std::chrono::milliseconds default_wait{5000};
+  std::chrono::milliseconds max_wait{120000};
+  std::chrono::milliseconds expiry_interval{500};
+  // Blocks: protected CIDRs (policies/guardrails/protected.yaml) and the prefix lengths
+  // beyond which a block needs --yes. The controller endpoints are added as guardrails.
+  std::vector<ProtectedCidr> protected_cidrs;
+  int block_confirm_prefix_v4 = 16;
+  int block_confirm_prefix_v6 = 48;
+};
+
+class Containment {
+ public:
+  Containment(const Clock& clock, Store& store, FleetControl& fleet, Policies& policies,
+              const NameCache& names, ContainmentOptions options);
+  ~Containment();   // shutdown()
+
+  // Takes over a request of an authorised caller; `done` receives its result exactly once.
+  void isolate(std::string operator_name, IsolateRequest req, ContainmentDone done);
+  void release(std::string operator_name, ReleaseRequest req, ContainmentDone done);
+
+  // Blocks (implemented in blocks.cc), on the same thread as isolate/release so that every
+  // change of a desired state is serialised. Fleet-wide blocks (`all`) are stored once (under
+  // kFleetStateKey) and added to every host's desired state, including hosts that join or
+  // reconnect later (checked every expiry_interval).
+  void block(std::string operator_name, BlockRequest req, ContainmentDone done);
+  void unblock(std::string operator_name, UnblockRequest req, ContainmentDone done);
+  void listBlocks(std::string operator_name, ListBlocksRequest req, BlocksDone done);
+
+  // Finishes every waiting call (open outcomes PENDING) and stops the containment thread.
+  // Idempotent.
+  void shutdown();
+
+ private:
+  // Runs `work` on the containment thread; while shutting down, audits UNAVAILABLE ("nothing
+  // applied") and hands that to `refused` instead.
+  void postOrRefuse(const std::string& operator_name, const char* action,
+                    const std::string& target, const std::string& reason,
+                    std::function<void(const absl::Status&)> refused, std::function<void()> work);
+  // Audits and refuses `req` at once while shutting down, else runs `work` with it on the
+  // containment thread.
+  template <typename Request, typename Done>
+  void submit(const char* action, std::string operator_name, Request req, Done done,
+              void (Containment::*work)(const std::string&, const Request&, Done&)) {
+    // Computed before `req` and the name move into the work (argument order is unspecified).
+    const std::string target = auditTarget(req);
+    std::string reason;
+    if constexpr (requires { req.reason; }) reason = req.reason;
+    const std::string name = operator_name;
+    postOrRefuse(
+        name, action, target, reason, [done](const absl::Status& s) { done(s, {}); },
+        [this, work, name = std::move(operator_name), req = std::move(req), done]() mutable {
+          (this->*work)(name, req, done);
+        });
+  }
+  void doIsolate(const std::string& operator_name, const IsolateRequest& req,
+                 ContainmentDone& done);
+  void doRelease(const std::string& operator_name, const ReleaseRequest& req,
+                 ContainmentDone& done);
+  // Persists `states` (and `persist_only`) with the audit row, publishes, and completes the op
+  // when answered. False when nothing could be persisted (op->done got the error).
+  bool commitAndWait(const std::shared_ptr<PendingOp>& op, const std::vector<std::string>& order,
+                     const std::map<std::string, bulkhead::v1::DesiredState>& states,
+                     const std::map<std::string, std::vector<std::string>>& sets,
+                     const std::string& detail,
+                     const std::map<std::string, bulkhead::v1::DesiredState>& persist_only = {});
+  void complete(const std::shared_ptr<PendingOp>& op, bool shutting_down);
+  void expireIsolations();
+  void doBlock(const std::string& operator_name, const BlockRequest& req, ContainmentDone& done);
+  void doUnblock(const std::string& operator_name, const UnblockRequest& req,
+                 ContainmentDone& done);
+  void doListBlocks(const std::string& operator_name, const ListBlocksRequest& req,
+                    BlocksDone& done);
+  // Adds the fleet-wide blocks a known host lacks (new or re-registered hosts).
+  void propagateFleetBlocks();
+  BlockGuardrails blockGuardrails() const;
+  // The hosts a block or unblock names: every known host with `all` (which takes no hosts or
+  // selector), else the hosts or the selector under resolveTargets' rules.
+  absl::StatusOr<std::vector<std::string>> blockTargets(bool all,
+                                                        const std::vector<std::string>& hosts,
+                                                        const std::string& selector, bool yes);
+  std::chrono::milliseconds waitFor(uint32_t wait_ms) const;
+
+  const Clock& clock_;
+  Store& store_;
+  FleetControl& fleet_;
+  Policies& policies_;
+  const NameCache& names_;   // exemption DNS names, resolved off this thread
+  const ContainmentOptions options_;
+  std::atomic<uint64_t> next_op_{1};
+  std::vector<bulkhead::v1::Block> fleet_blocks_;   // containment thread only
+  uint64_t fleet_generation_ = 0;                   // containment thread only
+  uint64_t next_block_ = 1;                         // containment thread only
+  // What propagateFleetBlocks() last checked: only a new host (or a fleet-wide change) can
+  // lack a fleet-wide block, so nothing is scanned while these stay the same.
+  std::vector<std::string> propagated_hosts_;       // containment thread only
+  uint64_t propagated_generation_ = 0;              // containment thread only
+  std::atomic<bool> stopped_{false};
+  Scheduler thread_;   // last: stopped first on destruction
+};
+
+}  // namespace bulkhead::controller

@@ -1,0 +1,95 @@
+// Operator actions on one host's sessions, processes and connections: each is checked,
+// audited (a write as "accepted" before anything is sent, then "<action>.result" with a summary
+// of the agent's answer; a read once, after the answer), sent to the host's agent as one
+// Command through HostActions, and answered with the agent's result document.
+//
+// The caller is already authorised (controller/service/authorization.h) and its request's
+// fields checked (controller/core/validate.h); this class applies what a request must say (a
+// reason, exactly one match, a known host).
+//
+// Threading: `done` runs on HostActions' thread, or on the calling thread for a refusal.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "bulkhead/v1/agent.pb.h"
+#include "controller/core/clock.h"
+#include "controller/service/authorization.h"
+#include "controller/service/fleet_control.h"
+#include "controller/service/host_actions.h"
+#include "controller/store/store.h"
+
+namespace bulkhead::controller {
+
+struct ListSessionsRequest {
+  std::string host;
+  uint32_t wait_ms = 0;  // 0: the default wait
+};
+
+struct KillSessionsRequest {
+  std::string host;
+  bulkhead::v1::KillSessions match;  // exactly one of user, session, from, all
+  std::string reason;
+  uint32_t wait_ms = 0;
+};
+
+struct KillProcessRequest {
+  std::string host;
+  bulkhead::v1::KillProcess match;  // exactly one of pid, exe, user
+  std::string reason;
+  uint32_t wait_ms = 0;
+};
+
+struct KillConnectionsRequest {
+  std::string host;
+  std::string remote_cidr;
+  uint32_t port = 0;  // 0: any
+  std::string reason;
+  uint32_t wait_ms = 0;
+};
+
+// The agent's answer. ok=false with refused=true: nothing was done because the request is at
+// fault (then the status is FAILED_PRECONDITION); refused=false: the action failed.
+struct HostActionResult {
+  std::string host_id;
+  bool ok = false;
+  bool refused = false;
+  std::string error;
+  std::string result_json;  // the agent's result document
+};
+using HostActionDone = std::function<void(const absl::Status& status, HostActionResult result)>;
+
+class HostOperations {
+ public:
+  // `actions` (not owned) sends the commands and must outlive this.
+  HostOperations(const Clock& clock, Store& store, FleetControl& fleet, HostActions& actions);
+
+  void listSessions(const std::string& operator_name, ListSessionsRequest req, HostActionDone done);
+  void killSessions(const std::string& operator_name, KillSessionsRequest req, HostActionDone done);
+  void killProcess(const std::string& operator_name, KillProcessRequest req, HostActionDone done);
+  void killConnections(const std::string& operator_name, KillConnectionsRequest req,
+                       HostActionDone done);
+
+ private:
+  // Sends `command` to `host` and hands the agent's answer to `done`. A write action
+  // (`accepted_detail` non-empty) is first audited as accepted and its answer as
+  // "<action>.result"; a read gets one row, after the answer, as `action`. Either way the
+  // answer's row carries a summary of the result.
+  void run(const std::string& operator_name, OperatorAction action, const std::string& host,
+           const std::string& reason, bulkhead::v1::Command command, uint32_t wait_ms,
+           HostActionDone done, const std::string& accepted_detail = "");
+  // Audits a refusal of `action` and hands it to `done`.
+  void refuse(const std::string& operator_name, OperatorAction action, const std::string& host,
+              const std::string& reason, const absl::Status& status, HostActionDone& done,
+              const std::string& detail = "");
+
+  const Clock& clock_;
+  Store& store_;
+  FleetControl& fleet_;
+  HostActions& actions_;
+};
+
+}  // namespace bulkhead::controller

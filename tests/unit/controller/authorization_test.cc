@@ -1,0 +1,100 @@
+// The operator actions' table and the one authorize() check: no gRPC, no store.
+#include "controller/service/authorization.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+#include <string>
+
+namespace bulkhead::controller {
+namespace {
+
+using A = OperatorAction;
+
+Caller operatorWith(Role role) {
+  return Caller{.audit_name = "alice", .is_operator = true, .role = role, .refusal = {}};
+}
+
+// The actions that change a host or collect or read its data; everything else is a read.
+const std::set<A> kMutating = {A::kIsolate,         A::kRelease,      A::kBlock,       A::kUnblock,
+                               A::kKillConnections, A::kKillSessions, A::kKillProcess, A::kCapture,
+                               A::kGetEvidence,     A::kShowEvidence};
+
+TEST(ActionRules, OneRowPerActionWithTheAuditNamesTheTrailHasAlwaysUsed) {
+  const std::map<A, std::string> expected = {
+      {A::kListHosts, "hosts"},
+      {A::kGetHost, "status"},
+      {A::kIsolate, "isolate"},
+      {A::kRelease, "release"},
+      {A::kListAudit, "audit"},
+      {A::kVerifyAudit, "audit-verify"},
+      {A::kExportAudit, "audit-export"},
+      {A::kBlock, "block"},
+      {A::kUnblock, "unblock"},
+      {A::kListBlocks, "blocks"},
+      {A::kKillConnections, "kill-connections"},
+      {A::kListSessions, "sessions"},
+      {A::kKillSessions, "kill-sessions"},
+      {A::kKillProcess, "kill-process"},
+      {A::kCapture, "capture"},
+      {A::kListEvidence, "evidence-list"},
+      {A::kGetEvidence, "evidence-get"},
+      {A::kVerifyEvidence, "evidence-verify"},
+      {A::kShowEvidence, "evidence-show"},
+  };
+  ASSERT_EQ(actionRules().size(), expected.size());
+  std::set<std::string_view> names;
+  for (const auto& rule : actionRules()) {
+    EXPECT_EQ(rule.name, expected.at(rule.action));
+    EXPECT_EQ(&ruleFor(rule.action), &rule);
+    EXPECT_EQ(actionName(rule.action), rule.name);
+    names.insert(rule.name);
+  }
+  EXPECT_EQ(names.size(), expected.size()) << "audit names must be distinct";
+}
+
+TEST(ActionRules, MutatingActionsNeedAResponderAndReadsAViewer) {
+  for (const auto& rule : actionRules()) {
+    EXPECT_EQ(rule.min_role, kMutating.contains(rule.action) ? Role::kResponder : Role::kViewer)
+        << rule.name;
+  }
+}
+
+TEST(Authorize, AViewerIsRefusedEveryMutatingActionAndAllowedEveryRead) {
+  const Caller viewer = operatorWith(Role::kViewer);
+  for (const auto& rule : actionRules()) {
+    absl::Status s = authorize(viewer, rule.action);
+    if (kMutating.contains(rule.action)) {
+      EXPECT_TRUE(absl::IsPermissionDenied(s)) << rule.name << ": " << s;
+      EXPECT_EQ(s.message(), "operator \"alice\" has role viewer: read only") << rule.name;
+    } else {
+      EXPECT_TRUE(s.ok()) << rule.name << ": " << s;
+    }
+  }
+}
+
+TEST(Authorize, RespondersAndAdminsMayDoEverything) {
+  for (Role role : {Role::kResponder, Role::kAdmin}) {
+    for (const auto& rule : actionRules()) {
+      EXPECT_TRUE(authorize(operatorWith(role), rule.action).ok())
+          << roleName(role) << " " << rule.name;
+    }
+  }
+}
+
+TEST(Authorize, TheCallersOwnRefusalWinsWhateverTheRoleAndAction) {
+  Caller revoked = operatorWith(Role::kAdmin);
+  revoked.refusal = absl::PermissionDeniedError("the operator certificate of \"alice\" is revoked");
+  Caller agent{.audit_name = "agent:web-01",
+               .is_operator = false,
+               .role = Role::kViewer,
+               .refusal = absl::PermissionDeniedError("certificate OU=agent is not an operator")};
+  for (const auto& rule : actionRules()) {
+    EXPECT_EQ(authorize(revoked, rule.action), revoked.refusal) << rule.name;
+    EXPECT_EQ(authorize(agent, rule.action), agent.refusal) << rule.name;
+  }
+}
+
+}  // namespace
+}  // namespace bulkhead::controller
