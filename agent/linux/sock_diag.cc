@@ -14,7 +14,7 @@
 namespace bulkhead::agent {
 namespace {
 
-constexpr size_t kRecvBufSize = 64 * 1024;
+constexpr size_t kRecvBufSize = size_t{64} * 1024;
 
 // The strerror of a netlink error code (a negative errno); any int from the wire, INT_MIN too.
 std::string netlinkErrorText(int code) {

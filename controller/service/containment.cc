@@ -108,7 +108,7 @@ std::chrono::milliseconds Containment::waitFor(uint32_t wait_ms) const {
 
 void Containment::postOrRefuse(const std::string& operator_name, const char* action,
                                const std::string& target, const std::string& reason,
-                               std::function<void(const absl::Status&)> refused,
+                               const std::function<void(const absl::Status&)>& refused,
                                std::function<void()> work) {
   if (!stopped_ && thread_.post(std::move(work))) return;
   refused(recordCall(store_, clock_, operator_name, action, target, reason,

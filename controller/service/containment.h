@@ -144,7 +144,8 @@ class Containment {
   // applied") and hands that to `refused` instead.
   void postOrRefuse(const std::string& operator_name, const char* action,
                     const std::string& target, const std::string& reason,
-                    std::function<void(const absl::Status&)> refused, std::function<void()> work);
+                    const std::function<void(const absl::Status&)>& refused,
+                    std::function<void()> work);
   // Audits and refuses `req` at once while shutting down, else runs `work` with it on the
   // containment thread.
   template <typename Request, typename Done>

@@ -98,7 +98,7 @@ void HostOperations::refuse(const std::string& operator_name, OperatorAction act
        {});
 }
 
-void HostOperations::listSessions(const std::string& operator_name, ListSessionsRequest req,
+void HostOperations::listSessions(const std::string& operator_name, const ListSessionsRequest& req,
                                   HostActionDone done) {
   if (!fleet_.known(req.host)) {
     return refuse(operator_name, OperatorAction::kListSessions, req.host, "", unknownHost(req.host),
@@ -110,7 +110,7 @@ void HostOperations::listSessions(const std::string& operator_name, ListSessions
       std::move(done));
 }
 
-void HostOperations::killSessions(const std::string& operator_name, KillSessionsRequest req,
+void HostOperations::killSessions(const std::string& operator_name, const KillSessionsRequest& req,
                                   HostActionDone done) {
   const auto& m = req.match;
   const int given = !m.user().empty() + (m.session_id() != 0) + !m.from_cidr().empty() + m.all();
@@ -138,7 +138,7 @@ void HostOperations::killSessions(const std::string& operator_name, KillSessions
       std::move(done), what);
 }
 
-void HostOperations::killProcess(const std::string& operator_name, KillProcessRequest req,
+void HostOperations::killProcess(const std::string& operator_name, const KillProcessRequest& req,
                                  HostActionDone done) {
   const auto& m = req.match;
   const int given = (m.pid() != 0) + !m.exe().empty() + !m.user().empty();

@@ -67,9 +67,12 @@ class HostOperations {
   // `actions` (not owned) sends the commands and must outlive this.
   HostOperations(const Clock& clock, Store& store, FleetControl& fleet, HostActions& actions);
 
-  void listSessions(const std::string& operator_name, ListSessionsRequest req, HostActionDone done);
-  void killSessions(const std::string& operator_name, KillSessionsRequest req, HostActionDone done);
-  void killProcess(const std::string& operator_name, KillProcessRequest req, HostActionDone done);
+  void listSessions(const std::string& operator_name, const ListSessionsRequest& req,
+                    HostActionDone done);
+  void killSessions(const std::string& operator_name, const KillSessionsRequest& req,
+                    HostActionDone done);
+  void killProcess(const std::string& operator_name, const KillProcessRequest& req,
+                   HostActionDone done);
   void killConnections(const std::string& operator_name, KillConnectionsRequest req,
                        HostActionDone done);
 

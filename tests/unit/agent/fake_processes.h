@@ -4,8 +4,8 @@
 #pragma once
 
 #include <fmt/format.h>
-#include <signal.h>
 
+#include <csignal>
 #include <functional>
 #include <map>
 #include <set>
@@ -26,7 +26,7 @@ struct FakeHost {
   // Runs once, on the first SIGSTOP (e.g. a fork in flight that the re-scan must find).
   std::function<void(FakeHost&)> on_first_stop;
 
-  ProcessInfo& add(int pid, int ppid, uint32_t sessionid, std::string comm) {
+  ProcessInfo& add(int pid, int ppid, uint32_t sessionid, const std::string& comm) {
     ProcessInfo p;
     p.pid = pid;
     p.ppid = ppid;
@@ -45,7 +45,7 @@ class FakeProcFs final : public ProcFs {
  public:
   explicit FakeProcFs(FakeHost* host) : host_(host) {}
   absl::StatusOr<std::vector<ProcessInfo>> scan(bool with_sockets) override {
-    host_->events.push_back(with_sockets ? "scan+sockets" : "scan");
+    host_->events.emplace_back(with_sockets ? "scan+sockets" : "scan");
     std::vector<ProcessInfo> out;
     for (const auto& [pid, p] : host_->procs) out.push_back(p);
     return out;
@@ -60,11 +60,11 @@ class FakeProcFs final : public ProcFs {
     return host_->stopped.count(pid) ? 'T' : 'S';
   }
   std::vector<ProcNetSocket> tcpSockets() override {
-    host_->events.push_back("record tcp");
+    host_->events.emplace_back("record tcp");
     return {};
   }
   absl::StatusOr<std::string> exeSha256(int pid) override {
-    host_->events.push_back(fmt::format("record {}", pid));
+    host_->events.emplace_back(fmt::format("record {}", pid));
     return std::string(64, 'a');
   }
   std::optional<uint32_t> uidOfUser(const std::string& name) override {
@@ -88,11 +88,11 @@ class FakeSignaller final : public ProcessSignaller {
   absl::Status signal(int handle, int sig) override {
     if (!host_->procs.count(handle)) return absl::OkStatus();
     if (sig == SIGSTOP) {
-      host_->events.push_back(fmt::format("stop {}", handle));
+      host_->events.emplace_back(fmt::format("stop {}", handle));
       host_->stopped.insert(handle);
       if (auto hook = std::exchange(host_->on_first_stop, nullptr)) hook(*host_);
     } else if (sig == SIGKILL) {
-      host_->events.push_back(fmt::format("kill {}", handle));
+      host_->events.emplace_back(fmt::format("kill {}", handle));
       host_->procs.erase(handle);
       host_->stopped.erase(handle);
     }
@@ -110,11 +110,11 @@ class RecordingFlowKiller final : public FlowKiller {
   RecordingFlowKiller(FakeHost* host, std::vector<Flow> flows)
       : host_(host), flows_(std::move(flows)) {}
   absl::StatusOr<CutReport> cut(const FlowSelector& selector, bool dry_run) override {
-    host_->events.push_back(dry_run ? "cut (dry run)" : "cut");
+    host_->events.emplace_back(dry_run ? "cut (dry run)" : "cut");
     CutReport r;
     for (const Flow& f : flows_) {
       if (selector(f)) {
-        host_->events.push_back(fmt::format("cut flow of {}", f.owner_pid));
+        host_->events.emplace_back(fmt::format("cut flow of {}", f.owner_pid));
         r.sockets_destroyed.push_back(f);
       } else {
         r.sockets_kept.push_back(f);

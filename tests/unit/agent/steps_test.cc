@@ -13,11 +13,11 @@ namespace {
 using ::testing::ElementsAre;
 
 // A step that logs itself, registers a teardown that logs "undo <name>", and ends with `out`.
-Step logged(std::vector<std::string>* log, std::string name,
+Step logged(std::vector<std::string>* log, const std::string& name,
             StepOutcome out = StepOutcome::next()) {
   return Step{name, [log, name, out](Teardown& t) {
-                log->push_back(name);
-                t.add(name, [log, name] { log->push_back("undo " + name); });
+                log->emplace_back(name);
+                t.add(name, [log, name] { log->emplace_back("undo " + name); });
                 return out;
               }};
 }
@@ -40,7 +40,7 @@ TEST(RunSteps, AStepThatStopsSkipsTheRestAndStillTearsDownWhatWasSetUp) {
 TEST(RunSteps, AStepMayStopBeforeRegisteringAnything) {
   std::vector<std::string> log;
   Step fails{"fails", [&log](Teardown&) {
-               log.push_back("fails");
+               log.emplace_back("fails");
                return StepOutcome::exit(1);
              }};
   EXPECT_EQ(runSteps({logged(&log, "a"), fails}, 0), 1);
@@ -51,11 +51,11 @@ TEST(Teardown, RunsOnceEvenWhenRunTwiceAndOnDestruction) {
   std::vector<std::string> log;
   {
     Teardown t;
-    t.add("x", [&log] { log.push_back("x"); });
-    t.add("y", [&log] { log.push_back("y"); });
+    t.add("x", [&log] { log.emplace_back("x"); });
+    t.add("y", [&log] { log.emplace_back("y"); });
     t.run();
     t.run();
-    t.add("z", [&log] { log.push_back("z"); });
+    t.add("z", [&log] { log.emplace_back("z"); });
   }
   EXPECT_THAT(log, ElementsAre("y", "x", "z"));
 }

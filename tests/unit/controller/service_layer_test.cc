@@ -2,8 +2,8 @@
 // a fake fleet instead of agent streams. No gRPC: what the service decides and records, tested
 // directly.
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <future>
 #include <memory>
@@ -253,7 +253,7 @@ TEST_F(ContainmentServiceTest, ABlockIsListedWithItsHostAndAnUnknownHostIsNotFou
   auto unknown = std::make_shared<std::promise<absl::Status>>();
   containment_->listBlocks(
       "bob", ListBlocksRequest{.host = "nope-9"},
-      [unknown](const absl::Status& s, std::vector<BlockEntry>) { unknown->set_value(s); });
+      [unknown](const absl::Status& s, const std::vector<BlockEntry>&) { unknown->set_value(s); });
   EXPECT_TRUE(absl::IsNotFound(unknown->get_future().get()));
 }
 

@@ -44,15 +44,15 @@ struct Pki {
   static const Pki& get() {
     static const Pki pki = [] {
       Pki p;
-      auto ca = createCa("test-ca", std::chrono::hours(24));
-      EXPECT_TRUE(ca.ok());
-      p.ca = *ca;
+      auto made_ca = createCa("test-ca", std::chrono::hours(24));
+      EXPECT_TRUE(made_ca.ok());
+      p.ca = *made_ca;
       CertRequest req;
       req.kind = PeerKind::kAgent;
       req.name = "web-03";
-      auto agent = issueCert(p.ca, req);
-      EXPECT_TRUE(agent.ok());
-      p.agent = *agent;
+      auto issued = issueCert(p.ca, req);
+      EXPECT_TRUE(issued.ok());
+      p.agent = *issued;
       return p;
     }();
     return pki;
