@@ -99,14 +99,7 @@ void Containment::doBlock(const std::string& operator_name, const BlockRequest& 
     fleet_state[kFleetStateKey] = withBlock(f, block, now, {});
   }
 
-  auto op = std::make_shared<PendingOp>();
-  op->id = next_op_++;
-  op->done = std::move(done);
-  op->operator_name = operator_name;
-  op->action = "block";
-  op->target = target;
-  op->reason = req.reason;
-  op->wait = waitFor(req.wait_ms);
+  auto op = newOp("block", operator_name, target, req.reason, req.wait_ms, std::move(done));
   std::string detail = fmt::format("block {} ({}); hosts {}", match->describe(), block.id(),
                                    targets.empty() ? "none yet" : joinedHosts(targets));
   if (req.ttl_ms > 0) detail += fmt::format("; ttl {} ms", req.ttl_ms);
@@ -166,14 +159,7 @@ void Containment::doUnblock(const std::string& operator_name, const UnblockReque
     return refuse(absl::NotFoundError(
         fmt::format("no block {} on {}; nothing was changed", match->describe(), target)));
   }
-  auto op = std::make_shared<PendingOp>();
-  op->id = next_op_++;
-  op->done = std::move(done);
-  op->operator_name = operator_name;
-  op->action = "unblock";
-  op->target = target;
-  op->reason = req.reason;
-  op->wait = waitFor(req.wait_ms);
+  auto op = newOp("unblock", operator_name, target, req.reason, req.wait_ms, std::move(done));
   const bool persisted = commitAndWait(
       op, order, states, {},
       fmt::format("unblock {}; hosts {}{}", match->describe(),

@@ -106,6 +106,20 @@ std::chrono::milliseconds Containment::waitFor(uint32_t wait_ms) const {
   return std::min(std::chrono::milliseconds(wait_ms), options_.max_wait);
 }
 
+std::shared_ptr<PendingOp> Containment::newOp(const char* action, const std::string& operator_name,
+                                              const std::string& target, const std::string& reason,
+                                              uint32_t wait_ms, ContainmentDone done) {
+  auto op = std::make_shared<PendingOp>();
+  op->id = next_op_++;
+  op->done = std::move(done);
+  op->operator_name = operator_name;
+  op->action = action;
+  op->target = target;
+  op->reason = reason;
+  op->wait = waitFor(wait_ms);
+  return op;
+}
+
 void Containment::postOrRefuse(const std::string& operator_name, const char* action,
                                const std::string& target, const std::string& reason,
                                const std::function<void(const absl::Status&)>& refused,
@@ -202,15 +216,8 @@ void Containment::doIsolate(const std::string& operator_name, const IsolateReque
     set_names[h] = std::move(names);
   }
 
-  auto op = std::make_shared<PendingOp>();
-  op->id = next_op_++;
+  auto op = newOp("isolate", operator_name, target, req.reason, req.wait_ms, std::move(done));
   op->dry_run = req.dry_run;
-  op->done = std::move(done);
-  op->operator_name = operator_name;
-  op->action = "isolate";
-  op->target = target;
-  op->reason = req.reason;
-  op->wait = waitFor(req.wait_ms);
   for (auto& o : refused) op->result.outcomes.push_back(std::move(o));
   for (const auto& w : lookup.warnings()) op->result.warnings.push_back(w);
 
@@ -254,14 +261,7 @@ void Containment::doRelease(const std::string& operator_name, const ReleaseReque
   for (const auto& h : *targets) {
     states[h] = releasedState(current.at(h), req.reason, operator_name, options_.endpoints);
   }
-  auto op = std::make_shared<PendingOp>();
-  op->id = next_op_++;
-  op->done = std::move(done);
-  op->operator_name = operator_name;
-  op->action = "release";
-  op->target = target;
-  op->reason = req.reason;
-  op->wait = waitFor(req.wait_ms);
+  auto op = newOp("release", operator_name, target, req.reason, req.wait_ms, std::move(done));
   commitAndWait(op, *targets, states, {}, fmt::format("hosts {}", joined(*targets)));
 }
 

@@ -189,6 +189,10 @@ class Containment {
                                                         const std::vector<std::string>& hosts,
                                                         const std::string& selector, bool yes);
   std::chrono::milliseconds waitFor(uint32_t wait_ms) const;
+  // A new operation of `action` (its id, caller, audit target, reason and wait), answering `done`.
+  std::shared_ptr<PendingOp> newOp(const char* action, const std::string& operator_name,
+                                   const std::string& target, const std::string& reason,
+                                   uint32_t wait_ms, ContainmentDone done);
 
   const Clock& clock_;
   Store& store_;
