@@ -12,12 +12,15 @@
 //   void OnReadDone(bool ok) override { const ReactorTurn turn(this); ... }
 //   void OnDone() override { afterEveryTurn(this); delete this; }
 //
-// The other hand-off TSan cannot see: an operation started on one of our own threads (a worker
-// that calls StartRead when it is done with the last message) completes on a gRPC thread.
+// The other hand-off TSan cannot see: an operation started on one thread completes in a
+// callback on another. That is every chain of reads or writes: OnWriteDone starts the next
+// write, whose OnWriteDone may run on a different gRPC thread and reuses the buffer the last one
+// filled; or a worker of ours calls StartRead when it is done with the last message.
 // operationStarts(&buffer) just before StartRead(&buffer) or StartWrite(&buffer), and
 // operationDone(&buffer) first in the matching OnReadDone or OnWriteDone: what the starting
-// thread did happens before the callback. Keyed by the buffer, so a read and a write of one
-// stream stay unordered with each other.
+// thread did happens before the callback. Keyed by the buffer (or one member standing for the
+// stream's write side when writes use several buffers), so a read and a write of one stream
+// stay unordered with each other. A chain whose state is guarded by a mutex needs none of it.
 #pragma once
 
 #if defined(__has_feature)

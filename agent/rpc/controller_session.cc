@@ -121,6 +121,7 @@ class ControllerSession::Impl::Stream final
     const ReactorTurn turn(this);
     AddHold();   // released when the read side ends; no write starts after that
     StartWrite(&current_);
+    operationStarts(&incoming_);
     StartRead(&incoming_);
     StartCall();
   }
@@ -149,6 +150,7 @@ class ControllerSession::Impl::Stream final
   }
 
   void OnReadDone(bool ok) override {
+    operationDone(&incoming_);   // the last read's callback may have run on another thread
     if (!ok) {
       {
         const ReactorTurn turn(this);
@@ -170,6 +172,7 @@ class ControllerSession::Impl::Stream final
       }
     }
     // Messages before Welcome are a protocol error on the controller's side; ignored.
+    operationStarts(&incoming_);
     StartRead(&incoming_);
   }
 

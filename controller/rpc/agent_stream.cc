@@ -47,6 +47,7 @@ grpc::ServerBidiReactor<AgentMessage, ControllerMessage>* AgentStream::start(
   stream->host_id_ = id->name;
   stream->cert_serial_ = id->serial;
   stream->cert_not_after_unix_ = id->not_after_unix;
+  operationStarts(&stream->in_);
   stream->StartRead(&stream->in_);
   return stream.get();
 }
@@ -143,6 +144,7 @@ void AgentStream::OnWriteDone(bool ok) {
 
 void AgentStream::OnReadDone(bool ok) {
   const ReactorTurn turn(this);
+  operationDone(&in_);   // the last read's callback (hello_seen_, in_) ran on another thread
   if (!ok) {
     // The agent closed its side or the call broke: end our side too.
     finish(grpc::Status::OK);
@@ -167,6 +169,7 @@ void AgentStream::OnReadDone(bool ok) {
     std::lock_guard lock(mu_);
     if (finish_requested_) return;   // no more reads once we are ending the stream
   }
+  operationStarts(&in_);
   StartRead(&in_);
 }
 

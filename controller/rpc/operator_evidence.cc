@@ -156,6 +156,7 @@ class DownloadCall final : public grpc::ServerWriteReactor<v1::EvidenceDownload>
       : fd_(fd), path_(std::move(path)) {
     const ReactorTurn turn(this);
     *msg_.mutable_record() = std::move(record);
+    operationStarts(&msg_);
     StartWrite(&msg_);
   }
   ~DownloadCall() override {
@@ -163,6 +164,7 @@ class DownloadCall final : public grpc::ServerWriteReactor<v1::EvidenceDownload>
   }
   void OnWriteDone(bool ok) override {
     const ReactorTurn turn(this);
+    operationDone(&msg_);   // the last write's OnWriteDone may have run on another thread
     if (!ok) {
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
       return;
@@ -183,6 +185,7 @@ class DownloadCall final : public grpc::ServerWriteReactor<v1::EvidenceDownload>
       return;
     }
     data->resize(static_cast<size_t>(n));
+    operationStarts(&msg_);
     StartWrite(&msg_);
   }
   void OnDone() override {

@@ -41,6 +41,7 @@ class ExportWriter final : public grpc::ServerWriteReactor<v1::AuditExportChunk>
   }
   void OnWriteDone(bool ok) override {
     const ReactorTurn turn(this);
+    operationDone(&chunks_);   // the write side: next_ was moved by the last callback
     if (!ok) {
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
       return;
@@ -58,7 +59,9 @@ class ExportWriter final : public grpc::ServerWriteReactor<v1::AuditExportChunk>
       Finish(grpc::Status::OK);
       return;
     }
-    StartWrite(&chunks_[next_++]);
+    const v1::AuditExportChunk* chunk = &chunks_[next_++];
+    operationStarts(&chunks_);
+    StartWrite(chunk);
   }
   std::vector<v1::AuditExportChunk> chunks_;
   size_t next_ = 0;
