@@ -489,11 +489,11 @@ struct DaemonState {
   std::unique_ptr<AgentDaemon> daemon;
   std::unique_ptr<FlowKiller> connection_killer;
   std::unique_ptr<ReconcileWorker> worker;
-  ProcSessionSource proc_sessions;
+  LinuxProcFs procfs;
+  ProcSessionSource proc_sessions{&procfs};
   ExecLoginctlRunner loginctl;
   std::unique_ptr<LogindSessionSource> logind_sessions;
   std::unique_ptr<FlowKiller> owner_cutter;
-  LinuxProcFs procfs;
   PidfdSignaller signaller;
   std::unique_ptr<ProcessActions> process_actions;
   std::unique_ptr<ProcessActionWorker> action_worker;

@@ -181,9 +181,9 @@ absl::StatusOr<std::string> LinuxProcFs::exeSha256(int pid) {
 }
 
 absl::StatusOr<std::vector<SessionInfo>> ProcSessionSource::sessions() {
-  auto procs = scanProcesses(true);
+  auto procs = procfs_->scan(/*with_sockets=*/true);
   if (!procs.ok()) return procs.status();
-  return groupSessions(*procs, readTcpSockets());
+  return groupSessions(*procs, procfs_->tcpSockets());
 }
 
 bool logindLikelyPresent() {

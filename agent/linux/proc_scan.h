@@ -66,10 +66,16 @@ class SessionSource {
   virtual absl::StatusOr<std::vector<SessionInfo>> sessions() = 0;
 };
 
+// Sessions grouped by audit session id from the processes and TCP sockets `procfs` reads.
 class ProcSessionSource final : public SessionSource {
  public:
+  // `procfs` must outlive this object.
+  explicit ProcSessionSource(ProcFs* procfs) : procfs_(procfs) {}
   std::string name() const override { return "proc"; }
   absl::StatusOr<std::vector<SessionInfo>> sessions() override;
+
+ private:
+  ProcFs* procfs_;
 };
 
 // Runs `loginctl ARGS...` and returns its standard output; an error when loginctl is missing,

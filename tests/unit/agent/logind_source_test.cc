@@ -1,9 +1,11 @@
-// LogindSessionSource with a fake loginctl (the machine and the lab have no system bus).
+// The session sources: LogindSessionSource with a fake loginctl (the machine and the lab have
+// no system bus), ProcSessionSource over a fake /proc.
 #include <map>
 
 #include <gtest/gtest.h>
 
 #include "agent/linux/proc_scan.h"
+#include "fake_processes.h"
 
 namespace bulkhead::agent {
 namespace {
@@ -62,6 +64,26 @@ TEST(LogindSessionSource, FallsBackToProcWithoutABus) {
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(src.name(), "proc");
   EXPECT_EQ(s->size(), 2u);
+}
+
+TEST(ProcSessionSource, GroupsTheProcessesItsProcFsReadsByAuditSession) {
+  FakeHost host;
+  host.add(100, 1, 5, "bash");
+  host.add(101, 100, 5, "vim");
+  host.add(200, 1, 7, "sshd");
+  host.add(300, 1, kNoAuditId, "cron");   // no audit session: not a login session
+  FakeProcFs procfs(&host);
+  ProcSessionSource src(&procfs);
+  auto s = src.sessions();
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_EQ(s->size(), 2u);
+  EXPECT_EQ((*s)[0].id, 5u);
+  EXPECT_EQ((*s)[0].pids, (std::vector<int>{100, 101}));
+  EXPECT_EQ((*s)[0].leader_pid, 100);
+  EXPECT_EQ((*s)[1].id, 7u);
+  EXPECT_EQ((*s)[1].service, "sshd");
+  // One scan with sockets (for the remote address) and the TCP table: nothing else is read.
+  EXPECT_EQ(host.events, (std::vector<std::string>{"scan+sockets", "record tcp"}));
 }
 
 TEST(ExecLoginctlRunner, ReportsFailureAsAnError) {
