@@ -1,6 +1,7 @@
 // The service layer's operator reads and evidence calls (HostInventory, AuditTrail::list,
 // EvidenceService): plain requests, a fake fleet, a fake evidence backend (its I/O work runs
-// inline), a real SQLite store. What each call decides, records and opens, tested without gRPC.
+// inline), a real SQLite store behind a fault-injecting one. What each call decides, records
+// and opens, tested without gRPC.
 #include "controller/service/evidence_service.h"
 
 #include <gtest/gtest.h>
@@ -23,6 +24,7 @@
 #include "controller/service/host_inventory.h"
 #include "controller/store/sqlite_store.h"
 #include "tests/unit/controller/fake_clock.h"
+#include "tests/unit/controller/faulty_store.h"
 
 namespace bulkhead::controller {
 namespace {
@@ -162,16 +164,18 @@ class EvidenceServiceTest : public ::testing::Test {
     auto store = SqliteStore::create(dir_ / "controller.db");
     EXPECT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
+    faulty_ = std::make_unique<testing::FaultyStore>(*store_);
     backend_ = std::make_unique<FakeEvidenceBackend>(dir_ / "evidence");
     EXPECT_TRUE(backend_->files().init().ok());
     actions_ = std::make_unique<HostActions>(clock_, fleet_, HostActionsOptions{});
     service_ =
-        std::make_unique<EvidenceService>(clock_, *store_, fleet_, *actions_, backend_.get());
+        std::make_unique<EvidenceService>(clock_, *faulty_, fleet_, *actions_, backend_.get());
   }
   ~EvidenceServiceTest() override {
     actions_->shutdown();
     service_.reset();
     actions_.reset();
+    faulty_.reset();
     store_.reset();
     std::filesystem::remove_all(dir_);
   }
@@ -232,17 +236,24 @@ class EvidenceServiceTest : public ::testing::Test {
     auto promise = std::make_shared<std::promise<Captured>>();
     auto future = promise->get_future();
     service_->capture(
-        caller, req, [](const v1::CommandProgress&) {},
+        caller, req,
+        [this](const v1::CommandProgress& p) {
+          std::lock_guard lock(progress_mu_);
+          progress_.push_back(p.stage());
+        },
         [promise](const absl::Status& s, std::optional<StoredEvidence> e) {
           promise->set_value(Captured{s, std::move(e)});
         });
     return future;
   }
 
+  std::mutex progress_mu_;
+  std::vector<std::string> progress_;  // stages that reached capture()'s progress callback
   FakeClock clock_;
   FakeFleet fleet_;
   std::filesystem::path dir_;
   std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<testing::FaultyStore> faulty_;  // what the service uses
   std::unique_ptr<FakeEvidenceBackend> backend_;
   std::unique_ptr<HostActions> actions_;
   std::unique_ptr<EvidenceService> service_;
@@ -295,6 +306,14 @@ TEST_F(EvidenceServiceTest, ACaptureIsAuditedAsAcceptedBeforeItIsSentAndAnswersW
   auto watchers = backend_->watchers();
   ASSERT_TRUE(watchers.contains(command.id()));
   EXPECT_EQ(watchers.at(command.id()).first, "web-01");
+  v1::CommandProgress p;
+  p.set_command_id(command.id());
+  p.set_stage("collecting");
+  watchers.at(command.id()).second(p);
+  {
+    std::lock_guard lock(progress_mu_);
+    EXPECT_EQ(progress_, std::vector<std::string>{"collecting"});
+  }
 
   storeBundle(capture_id, "bundle bytes");
   v1::CommandResult result;
@@ -313,6 +332,33 @@ TEST_F(EvidenceServiceTest, ACaptureIsAuditedAsAcceptedBeforeItIsSentAndAnswersW
   EXPECT_EQ(rows[1].outcome, "ok");
   EXPECT_EQ(rows[1].detail, fmt::format("capture {}: evidence {}, 12 bytes, 3 files, signature ok",
                                         capture_id, kBundleId));
+}
+
+TEST_F(EvidenceServiceTest, ACaptureWhoseAcceptedRowCannotBeWrittenIsNeverSent) {
+  faulty_->failNext("appendAudit");
+  auto done = capture(operatorWith("alice", Role::kResponder),
+                      CaptureRequest{.host = "web-01", .reason = "INC-1"});
+  ASSERT_EQ(done.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  Captured c = done.get();
+  EXPECT_TRUE(absl::IsInternal(c.status)) << c.status;
+  EXPECT_TRUE(std::string(c.status.message())
+                  .starts_with("audit trail unavailable, nothing sent to web-01"))
+      << c.status;
+  EXPECT_TRUE(fleet_.sent().empty());
+  EXPECT_TRUE(backend_->watchers().empty());
+  EXPECT_TRUE(audit().empty());
+}
+
+TEST_F(EvidenceServiceTest, GetWhoseCustodyEventCannotBeWrittenOpensNothingAndIsAudited) {
+  storeBundle("cap-1", "bundle bytes");
+  faulty_->failNext("appendCustody");
+  auto opened = service_->get(operatorWith("alice", Role::kResponder), kBundleId);
+  EXPECT_EQ(opened.status(), absl::UnavailableError("injected fault: disk I/O error"));
+  EXPECT_EQ(custodyActions(), (std::vector<std::string>{"requested"}));
+  auto rows = audit();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].outcome, "error: injected fault: disk I/O error");
+  EXPECT_EQ(rows[0].detail, "");
 }
 
 TEST_F(EvidenceServiceTest, GetOfAnUnknownIdIsNotFoundNamingItAndAudited) {
