@@ -24,6 +24,7 @@
 #include "controller/core/clock.h"
 #include "controller/rpc/fleet.h"
 #include "common/scheduler.h"
+#include "controller/service/evidence_backend.h"
 #include "controller/store/evidence_files.h"
 #include "controller/store/store.h"
 
@@ -48,7 +49,7 @@ struct EvidenceOptions {
   std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};
 };
 
-class EvidenceHub {
+class EvidenceHub final : public EvidenceBackend {
  public:
   EvidenceHub(const Clock& clock, Store& store, Fleet& fleet, EvidenceOptions options);
   ~EvidenceHub();  // shutdown()
@@ -58,30 +59,30 @@ class EvidenceHub {
   // Prepares the evidence directory and hooks the Fleet's progress listener. A no-op when
   // evidence is disabled.
   absl::Status init();
-  bool enabled() const { return !options_.dir.empty(); }
+  bool enabled() const override { return !options_.dir.empty(); }
 
   // AgentChannel.UploadEvidence: the reactor for one upload (see agent.proto). It answers
   // only once the bytes are stored (fsynced, renamed) and recorded with their custody events.
   grpc::ServerReadReactor<bulkhead::v1::EvidenceUpload>* upload(
       grpc::CallbackServerContext* ctx, bulkhead::v1::EvidenceReceipt* receipt);
 
-  // Progress of command `command_id`, sent to `host` (the agent's and the upload's), goes to
-  // `fn`, on the events thread, until unwatch(). One watcher per command.
-  using ProgressFn = std::function<void(const bulkhead::v1::CommandProgress&)>;
-  void watch(const std::string& command_id, const std::string& host, ProgressFn fn);
-  void unwatch(const std::string& command_id);
+  // (EvidenceBackend) Progress of command `command_id`, sent to `host` (the agent's and the
+  // upload's), goes to `fn`, on the events thread, until unwatch(). One watcher per command.
+  void watch(const std::string& command_id, const std::string& host, ProgressFn fn) override;
+  void unwatch(const std::string& command_id) override;
   // Thread-safe, never blocks: hands `p`, which came from `host`, to its command's watcher if
   // the command was sent to that host; progress naming another host's command is dropped.
   void publish(const std::string& host, const bulkhead::v1::CommandProgress& p);
 
   // Runs `fn` on the I/O thread (disk-heavy work: verification, summaries). False (fn
   // dropped) after shutdown.
-  bool postIo(std::function<void()> fn) { return io_.post(std::move(fn)); }
+  bool postIo(std::function<void()> fn) override { return io_.post(std::move(fn)); }
 
   Store& store() { return store_; }
   const Clock& clock() const { return clock_; }
   const EvidenceOptions& options() const { return options_; }
-  EvidenceFiles& files() { return files_; }
+  EvidenceFiles& files() override { return files_; }
+  const std::string& caPem() const override { return options_.ca_pem; }
 
   // Unhooks from the Fleet and stops the threads (running what is due). Call after the gRPC
   // server has stopped. Idempotent.

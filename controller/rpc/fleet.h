@@ -29,6 +29,7 @@
 #include "controller/core/registry.h"
 #include "controller/rpc/peer_gate.h"
 #include "controller/service/fleet_control.h"
+#include "controller/service/host_directory.h"
 #include "controller/store/store.h"
 
 namespace bulkhead::controller {
@@ -41,7 +42,7 @@ struct FleetOptions {
   PeerGate* gate = nullptr;   // not owned; nullptr: no revocation, no expiry warnings
 };
 
-class Fleet final : public FleetControl {
+class Fleet final : public FleetControl, public HostDirectory {
  public:
   Fleet(const Clock& clock, Store& store, FleetOptions options);
   ~Fleet();
@@ -101,10 +102,10 @@ class Fleet final : public FleetControl {
       std::function<void(const std::string&, const bulkhead::v1::CommandProgress&)> listener);
   std::vector<std::shared_ptr<PendingOp>> pendingOps() override;
 
-  // --- operator reads (consistent snapshots) ---
-  std::vector<bulkhead::v1::HostSummary> listHosts(const Labels& selector);
-  std::optional<bulkhead::v1::HostStatus> getHost(const std::string& host_id);
-  bool online(const std::string& host_id);
+  // --- operator reads (HostDirectory; consistent snapshots) ---
+  std::vector<bulkhead::v1::HostSummary> listHosts(const Labels& selector) override;
+  std::optional<bulkhead::v1::HostStatus> getHost(const std::string& host_id) override;
+  bool online(const std::string& host_id) override;
 
  private:
   // Stream work collected under mu_ and run after it is released (declare before the lock).

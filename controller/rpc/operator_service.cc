@@ -20,10 +20,6 @@ namespace v1 = bulkhead::v1;
 
 namespace {
 
-constexpr uint32_t kDefaultAuditLimit = 100;
-constexpr uint32_t kMaxAuditLimit = 10000;
-// A listed audit field beyond this is clipped (the stored row and its hash are intact).
-constexpr size_t kMaxListedAuditField = 16384;
 constexpr size_t kExportChunk = 1 << 20;
 
 // Writes prepared messages one after the other, then finishes OK; or only finishes with
@@ -76,11 +72,14 @@ OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet,
       store_(store),
       fleet_(fleet),
       containment_(containment),
-      evidence_(evidence),
+      inventory_(clock, store, fleet),
       audit_trail_(clock, store, audit_signer),
       host_actions_(std::make_unique<HostActions>(clock, fleet, HostActionsOptions{})),
       host_operations_(
-          std::make_unique<HostOperations>(clock, store, fleet, *host_actions_)) {}
+          std::make_unique<HostOperations>(clock, store, fleet, *host_actions_)) {
+  evidence_service_ =
+      std::make_unique<EvidenceService>(clock, store, fleet, *host_actions_, evidence);
+}
 
 void OperatorService::shutdown() { host_actions_->shutdown(); }
 
@@ -132,21 +131,11 @@ grpc::ServerUnaryReactor* OperatorService::ListHosts(grpc::CallbackServerContext
                                                      const v1::ListHostsRequest* req,
                                                      v1::ListHostsResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorized(caller, OperatorAction::kListHosts), *req);
-  if (status.ok()) {
-    Labels selector;
-    if (!req->selector().empty()) {
-      auto parsed = parseSelector("selector", req->selector());
-      if (!parsed.ok()) status = toGrpcStatus(parsed.status());
-      else selector = *parsed;
-    }
-    if (status.ok()) {
-      for (auto& h : fleet_.listHosts(selector)) *resp->add_hosts() = std::move(h);
-    }
+  auto hosts = inventory_.listHosts(identify(*ctx), fromProto(*req));
+  if (hosts.ok()) {
+    for (auto& h : *hosts) *resp->add_hosts() = std::move(h);
   }
-  reactor->Finish(audit(caller, OperatorAction::kListHosts, req->selector().empty() ? "*" : req->selector(), "",
-                        status, status.ok() ? fmt::format("{} hosts", resp->hosts_size()) : ""));
+  reactor->Finish(toGrpcStatus(hosts.status()));
   return reactor;
 }
 
@@ -154,18 +143,9 @@ grpc::ServerUnaryReactor* OperatorService::GetHost(grpc::CallbackServerContext* 
                                                    const v1::GetHostRequest* req,
                                                    v1::HostStatus* resp) {
   auto* reactor = ctx->DefaultReactor();
-  Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorized(caller, OperatorAction::kGetHost), *req);
-  if (status.ok()) {
-    auto host = fleet_.getHost(req->host());
-    if (!host) {
-      status = grpc::Status(grpc::StatusCode::NOT_FOUND,
-                            fmt::format("unknown host \"{}\"", req->host()));
-    } else {
-      *resp = *std::move(host);
-    }
-  }
-  reactor->Finish(audit(caller, OperatorAction::kGetHost, req->host(), "", status));
+  auto host = inventory_.getHost(identify(*ctx), fromProto(*req));
+  if (host.ok()) *resp = *std::move(host);
+  reactor->Finish(toGrpcStatus(host.status()));
   return reactor;
 }
 
@@ -205,51 +185,13 @@ grpc::ServerUnaryReactor* OperatorService::ListAudit(grpc::CallbackServerContext
                                                      const v1::ListAuditRequest* req,
                                                      v1::ListAuditResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorized(caller, OperatorAction::kListAudit), *req);
-  uint32_t limit = req->limit() == 0 ? kDefaultAuditLimit : std::min(req->limit(), kMaxAuditLimit);
-  if (status.ok() && req->before_id() < 0) {
-    status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          fmt::format("before_id: {} is negative", req->before_id()));
+  auto page = audit_trail_.list(identify(*ctx), fromProto(*req),
+                                [](const AuditEntry& row) { return toProto(row).ByteSizeLong(); });
+  if (page.ok()) {
+    for (const auto& row : page->records) *resp->add_records() = toProto(row);
+    if (page->next_before_id != 0) resp->set_next_before_id(page->next_before_id);
   }
-  if (status.ok()) {
-    auto rows = store_.listAuditPage(req->before_id(), limit);
-    if (!rows.ok()) {
-      status = toGrpcStatus(rows.status());
-    } else {
-      // Newest first until the page is full; then sent oldest first.
-      auto clip = [](const std::string& text) {
-        return evidence::boundedText(text, kMaxListedAuditField, false);
-      };
-      std::vector<v1::AuditRecord> page;
-      size_t bytes = 0;
-      for (auto it = rows->rbegin(); it != rows->rend(); ++it) {
-        v1::AuditRecord r;
-        r.set_id(it->id);
-        r.set_at_unix_ms(it->at_unix_ms);
-        r.set_operator_(clip(it->operator_name));
-        r.set_action(clip(it->action));
-        r.set_target(clip(it->target));
-        r.set_reason(clip(it->reason));
-        r.set_outcome(clip(it->outcome));
-        r.set_detail(clip(it->detail));
-        r.set_prev_hash(it->prev_hash);
-        r.set_hash(it->hash);
-        r.set_mac(it->mac);
-        if (!page.empty() && bytes + r.ByteSizeLong() > kMaxResponseBytes) break;
-        bytes += r.ByteSizeLong();
-        page.push_back(std::move(r));
-      }
-      const bool more = page.size() < rows->size() || rows->size() == limit;
-      if (more && !page.empty()) resp->set_next_before_id(page.back().id());
-      for (auto it = page.rbegin(); it != page.rend(); ++it) *resp->add_records() = std::move(*it);
-    }
-  }
-  reactor->Finish(audit(caller, OperatorAction::kListAudit,
-                        req->before_id() > 0
-                            ? fmt::format("limit={} before={}", limit, req->before_id())
-                            : fmt::format("limit={}", limit),
-                        "", status));
+  reactor->Finish(toGrpcStatus(page.status()));
   return reactor;
 }
 

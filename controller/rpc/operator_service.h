@@ -15,9 +15,11 @@
 #include "common/identity.h"
 #include "controller/core/clock.h"
 #include "controller/service/containment.h"
+#include "controller/service/evidence_service.h"
 #include "controller/rpc/evidence.h"
 #include "controller/rpc/fleet.h"
 #include "controller/service/host_actions.h"
+#include "controller/service/host_inventory.h"
 #include "controller/service/host_operations.h"
 #include "controller/service/audit_trail.h"
 #include "controller/service/authorization.h"
@@ -103,10 +105,8 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
                                             const bulkhead::v1::KillConnectionsRequest* req,
                                             bulkhead::v1::HostActionResponse* resp) override;
 
-  // Evidence (operator_evidence.cc). Roles: capture, get and show (they collect or read
-  // sensitive host data) need responder or admin; list and verify (records and hashes only)
-  // are open to viewers too. get, show and verify are recorded in the bundle's custody record
-  // before they answer; every call is audited.
+  // Evidence (operator_evidence.cc): EvidenceService (controller/service/evidence_service.h)
+  // decides and records; these stream its answers.
   grpc::ServerWriteReactor<bulkhead::v1::CaptureEvent>* Capture(
       grpc::CallbackServerContext* ctx, const bulkhead::v1::CaptureRequest* req) override;
   grpc::ServerUnaryReactor* ListEvidence(grpc::CallbackServerContext* ctx,
@@ -140,24 +140,18 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
                      const std::string& detail = "");
   // The caller's refusal for `action`, if any (controller/service/authorization.h).
   static grpc::Status authorized(const Caller& caller, OperatorAction action);
-  // For the calls on one stored bundle: the caller's refusal, no evidence store, or why `id`
-  // names no single bundle; OK with *row filled in.
-  grpc::Status findEvidence(const Caller& caller, OperatorAction action, const std::string& id,
-                            EvidenceRow* row);
 
   const Clock& clock_;
   Store& store_;
   Fleet& fleet_;
   Containment& containment_;
-  EvidenceHub* const evidence_;
-  AuditTrail audit_trail_;   // verify and export
+  HostInventory inventory_;  // hosts and status
+  AuditTrail audit_trail_;   // list, verify and export
+  // Capture and the calls on stored evidence. Uses host_actions_ but is destroyed after it:
+  // the captures it still waits for are answered while host_actions_ shuts down.
+  std::unique_ptr<EvidenceService> evidence_service_;
   // Sends host actions; after the members it uses (destroyed first: answers waiting calls).
   std::unique_ptr<HostActions> host_actions_;
-  // Records `action` on `host` as accepted (outcome "accepted", `detail` saying what is asked)
-  // before anything is sent; INTERNAL when the row cannot be written (then nothing is sent).
-  grpc::Status auditAccepted(const Caller& caller, OperatorAction action,
-                             const std::string& host, const std::string& reason,
-                             const std::string& detail);
   // Sessions, processes and connections (after host_actions_, which it uses).
   std::unique_ptr<HostOperations> host_operations_;
 };

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "controller/rpc/audit.h"
+#include "controller/rpc/evidence.h"
 
 namespace bulkhead::controller {
 
@@ -18,6 +19,18 @@ std::vector<std::string> strings(const google::protobuf::RepeatedPtrField<std::s
 
 }  // namespace
 
+ListHostsRequest fromProto(const v1::ListHostsRequest& req) {
+  return ListHostsRequest{.selector = req.selector()};
+}
+
+GetHostRequest fromProto(const v1::GetHostRequest& req) {
+  return GetHostRequest{.host = req.host()};
+}
+
+ListAuditRequest fromProto(const v1::ListAuditRequest& req) {
+  return ListAuditRequest{.before_id = req.before_id(), .limit = req.limit()};
+}
+
 IsolateRequest fromProto(const v1::IsolateRequest& req) {
   return IsolateRequest{.hosts = strings(req.hosts()),
                         .selector = req.selector(),
@@ -28,6 +41,18 @@ IsolateRequest fromProto(const v1::IsolateRequest& req) {
                         .dry_run = req.dry_run(),
                         .reason = req.reason(),
                         .wait_ms = req.wait_ms()};
+}
+
+CaptureRequest fromProto(const v1::CaptureRequest& req) {
+  return CaptureRequest{.host = req.host(),
+                        .reason = req.reason(),
+                        .collector_time_limit_ms = req.collector_time_limit_ms(),
+                        .max_binary_bytes = req.max_binary_bytes(),
+                        .wait_ms = req.wait_ms()};
+}
+
+ListEvidenceRequest fromProto(const v1::ListEvidenceRequest& req) {
+  return ListEvidenceRequest{.host = req.host(), .offset = req.offset()};
 }
 
 ReleaseRequest fromProto(const v1::ReleaseRequest& req) {
@@ -89,6 +114,55 @@ KillConnectionsRequest fromProto(const v1::KillConnectionsRequest& req) {
                                 .port = req.port(),
                                 .reason = req.reason(),
                                 .wait_ms = req.wait_ms()};
+}
+
+v1::AuditRecord toProto(const AuditEntry& row) {
+  v1::AuditRecord r;
+  r.set_id(row.id);
+  r.set_at_unix_ms(row.at_unix_ms);
+  r.set_operator_(row.operator_name);
+  r.set_action(row.action);
+  r.set_target(row.target);
+  r.set_reason(row.reason);
+  r.set_outcome(row.outcome);
+  r.set_detail(row.detail);
+  r.set_prev_hash(row.prev_hash);
+  r.set_hash(row.hash);
+  r.set_mac(row.mac);
+  return r;
+}
+
+v1::EvidenceRecord toProto(const EvidenceRow& row) {
+  v1::EvidenceRecord out;
+  EvidenceHub::toProto(row, nullptr, &out);
+  return out;
+}
+
+v1::EvidenceRecord toProto(const StoredEvidence& evidence) {
+  v1::EvidenceRecord out;
+  EvidenceHub::toProto(evidence.row, &evidence.custody, &out);
+  return out;
+}
+
+v1::VerifyEvidenceResponse toProto(const EvidenceVerification& verification) {
+  v1::VerifyEvidenceResponse out;
+  for (const auto& p : verification.problems) {
+    auto* problem = out.add_problems();
+    problem->set_file(p.file);
+    problem->set_problem(p.problem);
+  }
+  out.set_files_checked(verification.files_checked);
+  out.set_ok(verification.ok);
+  *out.mutable_record() = toProto(verification.evidence);
+  return out;
+}
+
+v1::ShowEvidenceResponse toProto(const ShownEvidence& shown) {
+  v1::ShowEvidenceResponse out;
+  out.set_summary_json(
+      shown.summary.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  *out.mutable_record() = toProto(shown.evidence);
+  return out;
 }
 
 ContainmentDone finishWith(v1::ContainmentResponse* resp, grpc::ServerUnaryReactor* reactor) {

@@ -6,12 +6,20 @@
 #include <grpcpp/grpcpp.h>
 
 #include "bulkhead/v1/operator.pb.h"
+#include "controller/service/audit_trail.h"
 #include "controller/service/containment.h"
+#include "controller/service/evidence_service.h"
+#include "controller/service/host_inventory.h"
 #include "controller/service/host_operations.h"
 
 namespace bulkhead::controller {
 
+ListHostsRequest fromProto(const bulkhead::v1::ListHostsRequest& req);
+GetHostRequest fromProto(const bulkhead::v1::GetHostRequest& req);
+ListAuditRequest fromProto(const bulkhead::v1::ListAuditRequest& req);
 IsolateRequest fromProto(const bulkhead::v1::IsolateRequest& req);
+CaptureRequest fromProto(const bulkhead::v1::CaptureRequest& req);
+ListEvidenceRequest fromProto(const bulkhead::v1::ListEvidenceRequest& req);
 ReleaseRequest fromProto(const bulkhead::v1::ReleaseRequest& req);
 BlockRequest fromProto(const bulkhead::v1::BlockRequest& req);
 UnblockRequest fromProto(const bulkhead::v1::UnblockRequest& req);
@@ -20,6 +28,13 @@ ListSessionsRequest fromProto(const bulkhead::v1::ListSessionsRequest& req);
 KillSessionsRequest fromProto(const bulkhead::v1::KillSessionsRequest& req);
 KillProcessRequest fromProto(const bulkhead::v1::KillProcessRequest& req);
 KillConnectionsRequest fromProto(const bulkhead::v1::KillConnectionsRequest& req);
+
+bulkhead::v1::AuditRecord toProto(const AuditEntry& row);
+// A stored bundle's record without (`row`) or with its custody events (EvidenceHub::toProto).
+bulkhead::v1::EvidenceRecord toProto(const EvidenceRow& row);
+bulkhead::v1::EvidenceRecord toProto(const StoredEvidence& evidence);
+bulkhead::v1::VerifyEvidenceResponse toProto(const EvidenceVerification& verification);
+bulkhead::v1::ShowEvidenceResponse toProto(const ShownEvidence& shown);
 
 // Callbacks that fill `resp` with the result and finish `reactor` with the status. `resp` and
 // `reactor` belong to gRPC and stay valid until the Finish.

@@ -3,19 +3,84 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <iterator>
+#include <limits>
 #include <optional>
 
 #include "common/certificate.h"
 #include "common/format.h"
 #include "common/identity.h"
+#include "controller/core/validate.h"
 #include "controller/service/audit.h"
 #include "controller/store/audit_export.h"
 #include "evidence/hash.h"
+#include "evidence/json_read.h"
 
 namespace bulkhead::controller {
 
+namespace {
+
+constexpr uint32_t kDefaultAuditLimit = 100;
+constexpr uint32_t kMaxAuditLimit = 10000;
+// A listed audit field beyond this is clipped (the stored row and its hash are intact).
+constexpr size_t kMaxListedAuditField = 16384;
+
+}  // namespace
+
 AuditTrail::AuditTrail(const Clock& clock, Store& store, const evidence::Signer* signer)
     : clock_(clock), store_(store), signer_(signer) {}
+
+absl::StatusOr<AuditPage> AuditTrail::list(const Caller& caller, const ListAuditRequest& req,
+                                           const ListedBytes& listed_bytes) {
+  absl::Status status = authorize(caller, OperatorAction::kListAudit);
+  // `limit` is any count: the listing pages and clamps it.
+  if (status.ok()) {
+    status =
+        checkRange("before_id", req.before_id, int64_t{0}, std::numeric_limits<int64_t>::max());
+  }
+  const uint32_t limit = req.limit == 0 ? kDefaultAuditLimit : std::min(req.limit, kMaxAuditLimit);
+  if (status.ok() && req.before_id < 0) {
+    status = absl::InvalidArgumentError(fmt::format("before_id: {} is negative", req.before_id));
+  }
+  AuditPage page;
+  if (status.ok()) {
+    auto rows = store_.listAuditPage(req.before_id, limit);
+    if (!rows.ok()) {
+      status = rows.status();
+    } else {
+      // Newest first until the page is full; then answered oldest first.
+      auto clip = [](const std::string& text) {
+        return evidence::boundedText(text, kMaxListedAuditField, false);
+      };
+      std::vector<AuditEntry> newest;
+      size_t bytes = 0;
+      for (auto it = rows->rbegin(); it != rows->rend(); ++it) {
+        AuditEntry r = *it;
+        r.operator_name = clip(it->operator_name);
+        r.action = clip(it->action);
+        r.target = clip(it->target);
+        r.reason = clip(it->reason);
+        r.outcome = clip(it->outcome);
+        r.detail = clip(it->detail);
+        const size_t size = listed_bytes(r);
+        if (!newest.empty() && bytes + size > kMaxResponseBytes) break;
+        bytes += size;
+        newest.push_back(std::move(r));
+      }
+      const bool more = newest.size() < rows->size() || rows->size() == limit;
+      if (more && !newest.empty()) page.next_before_id = newest.back().id;
+      page.records.assign(std::make_move_iterator(newest.rbegin()),
+                          std::make_move_iterator(newest.rend()));
+    }
+  }
+  status = recordCall(store_, clock_, caller.audit_name,
+                      std::string(actionName(OperatorAction::kListAudit)),
+                      req.before_id > 0 ? fmt::format("limit={} before={}", limit, req.before_id)
+                                        : fmt::format("limit={}", limit),
+                      "", status);
+  if (!status.ok()) return status;
+  return page;
+}
 
 absl::StatusOr<AuditVerification> AuditTrail::verify(const Caller& caller, int64_t checkpoint_id,
                                                      const std::string& checkpoint_hash) {

@@ -1,10 +1,13 @@
-// The operator calls on the audit trail itself that need no listing: verify the chain and
-// export it signed. Each authorises the caller (controller/service/authorization.h), checks
-// the request and records the call, refusals included, before it answers.
+// The operator calls on the audit trail itself: list a page, verify the chain and export it
+// signed. Each authorises the caller (controller/service/authorization.h), checks the request
+// and records the call, refusals included, before it answers.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "controller/core/clock.h"
@@ -22,11 +25,30 @@ struct AuditExport {
   std::string certificate_pem;
 };
 
+struct ListAuditRequest {
+  int64_t before_id = 0;  // rows older than this id; 0: from the newest (negative: refused)
+  uint32_t limit = 0;     // rows at most; 0: the default (100); clamped to 10000
+};
+
+// One page of the trail, oldest first. Text fields are clipped for listing (the stored rows
+// and their hashes are intact). `next_before_id` (0: none) asks for the older rest.
+struct AuditPage {
+  std::vector<AuditEntry> records;
+  int64_t next_before_id = 0;
+};
+
+// How many bytes `row` takes in the answer; a page stops before kMaxResponseBytes
+// (controller/service/audit.h), and always holds at least one row when there is one.
+using ListedBytes = std::function<size_t(const AuditEntry& row)>;
+
 class AuditTrail {
  public:
   // `signer` (not owned) signs exports; nullptr: export fails UNAVAILABLE.
   AuditTrail(const Clock& clock, Store& store, const evidence::Signer* signer);
 
+  // The newest `req.limit` rows older than `req.before_id`, as many as fit one answer.
+  absl::StatusOr<AuditPage> list(const Caller& caller, const ListAuditRequest& req,
+                                 const ListedBytes& listed_bytes);
   // Checks every hash, link and MAC; with `checkpoint_id` > 0 also that row `checkpoint_id`
   // is present with `checkpoint_hash`. A negative id is INVALID_ARGUMENT.
   absl::StatusOr<AuditVerification> verify(const Caller& caller, int64_t checkpoint_id,

@@ -1,0 +1,156 @@
+// The operator calls on evidence: capture (a command to the host's agent, its progress, the
+// stored record at the end), list, get (the stored bundle opened for download), verify and
+// show. Each authorises the caller (controller/service/authorization.h), checks the request
+// and records the call in the audit trail, refusals included, before it answers; get, show
+// and verify are first appended to the bundle's custody record. Capture is audited as
+// accepted before its command is sent, and its answer as "capture.result".
+//
+// Roles: capture, get and show (they collect or read sensitive host data) need responder or
+// admin; list and verify (records and hashes only) are open to viewers too.
+//
+// Threading: capture's `done` runs on HostActions' thread, verify's and show's on the
+// evidence I/O thread; a refusal is answered on the calling thread. Progress runs on the
+// backend's thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "controller/core/clock.h"
+#include "controller/service/authorization.h"
+#include "controller/service/evidence_backend.h"
+#include "controller/service/host_actions.h"
+#include "controller/service/host_directory.h"
+#include "controller/store/store.h"
+
+namespace bulkhead::controller {
+
+struct CaptureRequest {
+  std::string host;
+  std::string reason;                    // required
+  uint32_t collector_time_limit_ms = 0;  // 0: the agent's default
+  uint64_t max_binary_bytes = 0;         // 0: the agent's default
+  uint32_t wait_ms = 0;                  // 0: five minutes
+};
+
+struct ListEvidenceRequest {
+  std::string host;     // empty: every host
+  uint32_t offset = 0;  // the first record of the page
+};
+
+// A stored bundle's record with its custody events.
+struct StoredEvidence {
+  EvidenceRow row;
+  std::vector<CustodyEntry> custody;
+};
+
+// One page of records, in the store's order; `next_offset` asks for the rest.
+struct EvidencePage {
+  std::vector<EvidenceRow> evidence;
+  std::optional<uint32_t> next_offset;
+};
+
+// One problem a verification found: the file (or "record", "custody") and what is wrong.
+struct BundleProblem {
+  std::string file;
+  std::string problem;
+};
+
+struct EvidenceVerification {
+  bool ok = false;  // no problems
+  uint32_t files_checked = 0;
+  std::vector<BundleProblem> problems;
+  StoredEvidence evidence;  // with the custody event of this verification
+};
+
+struct ShownEvidence {
+  nlohmann::json summary;   // evidence::summarize() of the bundle
+  StoredEvidence evidence;  // with the custody event of this reading
+};
+
+// A stored bundle opened for reading, its "get" custody event already recorded. Owns `fd`:
+// closed on destruction unless released.
+class OpenedBundle {
+ public:
+  OpenedBundle(int fd, std::string path, StoredEvidence evidence);
+  ~OpenedBundle();
+  OpenedBundle(OpenedBundle&& other) noexcept;
+  OpenedBundle& operator=(OpenedBundle&&) = delete;
+  OpenedBundle(const OpenedBundle&) = delete;
+  OpenedBundle& operator=(const OpenedBundle&) = delete;
+
+  // The descriptor (open for reading); the caller closes it.
+  int releaseFd();
+  const std::string& path() const { return path_; }
+  const StoredEvidence& evidence() const { return evidence_; }
+
+ private:
+  int fd_;
+  std::string path_;
+  StoredEvidence evidence_;
+};
+
+// Receives a capture's end, exactly once: `status` OK with the stored bundle, or why not.
+using CaptureDone =
+    std::function<void(const absl::Status& status, std::optional<StoredEvidence> evidence)>;
+// How many bytes `row` takes in the listing's answer; a page stops before kMaxResponseBytes
+// (controller/service/audit.h), and holds at least one record when there is one.
+using EvidenceBytes = std::function<size_t(const EvidenceRow& row)>;
+using VerifyDone = std::function<void(const absl::Status& status, EvidenceVerification result)>;
+// How many bytes the answer of a show takes; above kMaxResponseBytes the show fails.
+using ShownBytes = std::function<size_t(const ShownEvidence& shown)>;
+using ShowDone = std::function<void(const absl::Status& status, ShownEvidence result)>;
+
+class EvidenceService {
+ public:
+  // `hosts` and `actions` must outlive this; `evidence` (not owned) may be nullptr: every
+  // call then fails UNAVAILABLE.
+  EvidenceService(const Clock& clock, Store& store, HostDirectory& hosts, HostActions& actions,
+                  EvidenceBackend* evidence);
+
+  // Records the capture, audits it as accepted and sends the command to the host's agent;
+  // progress goes to `progress` until the end. `done` gets the stored record, or why there is
+  // none (the host is unknown or offline, the agent failed, no answer in time).
+  void capture(const Caller& caller, const CaptureRequest& req,
+               EvidenceBackend::ProgressFn progress, CaptureDone done);
+  absl::StatusOr<EvidencePage> list(const Caller& caller, const ListEvidenceRequest& req,
+                                    const EvidenceBytes& record_bytes);
+  // The bundle `id` (an evidence id or a unique prefix of one), opened by its content address
+  // (never by a path read from the database) with its custody event "get" recorded.
+  absl::StatusOr<OpenedBundle> get(const Caller& caller, const std::string& id);
+  // Checks the stored bundle against its id and signed manifest, its signer and its custody
+  // chain, on the I/O thread; records the outcome as a custody event "verify".
+  void verify(const Caller& caller, const std::string& id, VerifyDone done);
+  // Reads the bundle's summary on the I/O thread; records a custody event "show".
+  void show(const Caller& caller, const std::string& id, ShownBytes answer_bytes, ShowDone done);
+
+ private:
+  // For the calls on one stored bundle: the caller's refusal, no evidence store, or why `id`
+  // names no single bundle; else the bundle's row.
+  absl::StatusOr<EvidenceRow> find(const Caller& caller, OperatorAction action,
+                                   const std::string& id);
+  // Appends `action`'s custody event to `row`'s bundle and reads the record back with it.
+  absl::StatusOr<StoredEvidence> withCustody(const Caller& caller, const EvidenceRow& row,
+                                             const std::string& action, const std::string& detail);
+  absl::Status audit(const Caller& caller, const std::string& action, const std::string& target,
+                     const std::string& reason, const absl::Status& result,
+                     const std::string& detail = "");
+  absl::Status audit(const Caller& caller, OperatorAction action, const std::string& target,
+                     const std::string& reason, const absl::Status& result,
+                     const std::string& detail = "");
+
+  const Clock& clock_;
+  Store& store_;
+  HostDirectory& hosts_;
+  HostActions& actions_;
+  EvidenceBackend* const evidence_;
+};
+
+}  // namespace bulkhead::controller
