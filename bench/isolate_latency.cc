@@ -56,7 +56,7 @@ bool record(const grpc::Status& st, const bulkhead::v1::ContainmentResponse& res
     return false;
   }
   if (resp.outcomes_size() != 1 ||
-      resp.outcomes(0).state() != bulkhead::v1::HostOutcome::ENFORCED) {
+      resp.outcomes(0).state() != bulkhead::v1::HostOutcome::STATE_ENFORCED) {
     fmt::print(stderr, "not enforced: {}\n", resp.ShortDebugString());
     return false;
   }

@@ -107,7 +107,7 @@ bool fillMatch(const std::string& command, const BlockArgs& a, Req& req, Io& io)
 int printBlockOutcomes(const GlobalOptions& g, const std::string& what,
                        const v1::ContainmentResponse& resp, Io& io) {
   bool all_done = true;
-  for (const auto& o : resp.outcomes()) all_done &= o.state() == v1::HostOutcome::ENFORCED;
+  for (const auto& o : resp.outcomes()) all_done &= o.state() == v1::HostOutcome::STATE_ENFORCED;
   if (g.json) {
     printJson(io.out, resp);
     return all_done ? kOk : kFailed;
@@ -122,12 +122,12 @@ int printBlockOutcomes(const GlobalOptions& g, const std::string& what,
     const auto& rep = o.report();
     std::string detail;
     std::string cut = "-";
-    if (o.state() == v1::HostOutcome::ENFORCED) {
+    if (o.state() == v1::HostOutcome::STATE_ENFORCED) {
       cut = std::to_string(rep.flows_cut());
       detail = rep.ruleset_hash().empty()
                    ? std::string("table removed")
                    : fmt::format("ruleset {}", rep.ruleset_hash().substr(0, 12));
-    } else if (o.state() == v1::HostOutcome::PENDING) {
+    } else if (o.state() == v1::HostOutcome::STATE_PENDING) {
       detail = o.error().empty() ? "offline: will apply on reconnect" : o.error();
     } else {
       detail = o.error().empty() ? rep.error() : o.error();

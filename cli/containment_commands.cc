@@ -26,7 +26,7 @@ namespace {
 int printOutcomes(const GlobalOptions& g, const v1::ContainmentResponse& resp, Io& io) {
   bool all_done = true;
   for (const auto& o : resp.outcomes()) {
-    if (o.state() != v1::HostOutcome::ENFORCED && o.state() != v1::HostOutcome::DRY_RUN) {
+    if (o.state() != v1::HostOutcome::STATE_ENFORCED && o.state() != v1::HostOutcome::STATE_DRY_RUN) {
       all_done = false;
     }
   }
@@ -42,7 +42,7 @@ int printOutcomes(const GlobalOptions& g, const v1::ContainmentResponse& resp, I
     std::string cut = "-";
     const auto& rep = o.report();
     switch (o.state()) {
-      case v1::HostOutcome::ENFORCED: {
+      case v1::HostOutcome::STATE_ENFORCED: {
         int64_t total_us = 0;
         for (const auto& s : rep.steps()) total_us += s.duration_us();
         apply = fmt::format("{:.1f} ms", static_cast<double>(total_us) / 1000.0);
@@ -57,10 +57,10 @@ int printOutcomes(const GlobalOptions& g, const v1::ContainmentResponse& resp, I
         }
         break;
       }
-      case v1::HostOutcome::PENDING:
+      case v1::HostOutcome::STATE_PENDING:
         detail = o.error().empty() ? "offline: will apply on reconnect" : o.error();
         break;
-      case v1::HostOutcome::FAILED:
+      case v1::HostOutcome::STATE_FAILED:
         detail = fmt::format("{} (host left {})", o.error().empty() ? rep.error() : o.error(),
                              rep.left_closed() ? "closed" : "open");
         break;
@@ -73,7 +73,7 @@ int printOutcomes(const GlobalOptions& g, const v1::ContainmentResponse& resp, I
   printTable(io.out, rows);
   for (const auto& w : resp.warnings()) io.out << "warning: " << escapeNonPrintable(w) << "\n";
   for (const auto& o : resp.outcomes()) {
-    if (o.state() == v1::HostOutcome::DRY_RUN) {
+    if (o.state() == v1::HostOutcome::STATE_DRY_RUN) {
       io.out << "\n# " << escapeNonPrintable(o.host_id()) << ": ruleset that would be applied\n"
              << o.ruleset_text();
       auto flows = [&](const char* title,

@@ -71,10 +71,12 @@ Checks& checkTtl(Checks& c, int64_t ttl_ms) {
   return c.range("ttl_ms", ttl_ms, 0, kMaxTtlMs, "ms");
 }
 
+// A block's protocol is required: the operator says "any" explicitly.
 Checks& protocolAndDirection(Checks& c, int protocol, int direction) {
   return c
       .check(v1::Protocol_IsValid(protocol), "protocol",
              fmt::format("invalid value {}: not a known protocol", protocol))
+      .check(protocol != v1::PROTOCOL_UNSPECIFIED, "protocol", "required: any, tcp or udp")
       .check(v1::Direction_IsValid(direction), "direction",
              fmt::format("invalid value {}: not a known direction", direction));
 }

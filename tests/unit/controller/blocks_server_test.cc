@@ -63,6 +63,7 @@ class BlocksServerTest : public ServerTest {
   static v1::BlockRequest blockReq(const std::string& cidr) {
     v1::BlockRequest r;
     r.set_remote_cidr(cidr);
+    r.set_protocol(v1::PROTOCOL_ANY);
     r.set_all(true);
     r.set_reason("INC-4");
     r.set_wait_ms(5000);
@@ -93,17 +94,20 @@ TEST_F(BlocksServerTest, FleetBlockReachesEveryHostLaterHostsAndSurvivesARestart
   EXPECT_EQ(d.blocks(0).requested_by(), "rita");
   EXPECT_EQ(d.blocks(0).reason(), "INC-4");
   EXPECT_EQ(d.blocks(0).direction(), v1::DIRECTION_BOTH);
+  // "any" reaches agents as UNSPECIFIED, the form every agent version reads as any.
+  EXPECT_EQ(d.blocks(0).protocol(), v1::PROTOCOL_UNSPECIFIED);
   ASSERT_EQ(d.controller_endpoints_size(), 1);
   ASSERT_TRUE(a->report(1, true, "hash-1", 2));
   Call c = get(call);
   ASSERT_TRUE(c.status.ok()) << c.status.error_message();
   ASSERT_EQ(c.resp.outcomes_size(), 1);
-  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::ENFORCED);
+  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::STATE_ENFORCED);
   EXPECT_EQ(c.resp.outcomes(0).report().flows_cut(), 2u);
   auto l = list();
   ASSERT_EQ(l.entries_size(), 1);
   EXPECT_TRUE(l.entries(0).fleet_wide());
   EXPECT_EQ(l.entries(0).remaining_ms(), 0);
+  EXPECT_EQ(l.entries(0).block().protocol(), v1::PROTOCOL_ANY);   // operators see ANY
 
   // A host that connects later gets the fleet-wide block.
   auto b = agent("web-02");
@@ -126,6 +130,7 @@ TEST_F(BlocksServerTest, FleetBlockReachesEveryHostLaterHostsAndSurvivesARestart
   // A fleet-wide block is removed fleet-wide only.
   v1::UnblockRequest u;
   u.set_remote_cidr("10.77.0.66");
+  u.set_protocol(v1::PROTOCOL_ANY);
   u.add_hosts("web-03");
   u.set_reason("done");
   Call r = unblock(u);

@@ -104,7 +104,7 @@ TEST_F(ContainmentServerTest, IsolateIsPushedAcknowledgedAndShownInStatus) {
   ASSERT_EQ(c.resp.outcomes_size(), 1);
   const auto& o = c.resp.outcomes(0);
   EXPECT_EQ(o.host_id(), "db-01");
-  EXPECT_EQ(o.state(), v1::HostOutcome::ENFORCED);
+  EXPECT_EQ(o.state(), v1::HostOutcome::STATE_ENFORCED);
   EXPECT_EQ(o.generation(), 1u);
   EXPECT_EQ(o.report().ruleset_hash(), "hash-1");
   EXPECT_EQ(o.report().flows_cut(), 3u);
@@ -148,7 +148,7 @@ TEST_F(ContainmentServerTest, IsolateIsPushedAcknowledgedAndShownInStatus) {
   ASSERT_TRUE(a->report(2, true, "hash-2"));
   Call r = get(rcall);
   ASSERT_TRUE(r.status.ok());
-  EXPECT_EQ(r.resp.outcomes(0).state(), v1::HostOutcome::ENFORCED);
+  EXPECT_EQ(r.resp.outcomes(0).state(), v1::HostOutcome::STATE_ENFORCED);
   EXPECT_FALSE(status("db-01").host().isolated());
 }
 
@@ -162,7 +162,7 @@ TEST_F(ContainmentServerTest, AgentFailureIsReportedWithTheReason) {
   Call c = get(call);
   ASSERT_TRUE(c.status.ok());
   const auto& o = c.resp.outcomes(0);
-  EXPECT_EQ(o.state(), v1::HostOutcome::FAILED);
+  EXPECT_EQ(o.state(), v1::HostOutcome::STATE_FAILED);
   EXPECT_NE(o.error().find("nft: syntax error"), std::string::npos);
   EXPECT_NE(o.error().find("closed"), std::string::npos);
   EXPECT_TRUE(o.report().left_closed());
@@ -226,7 +226,7 @@ TEST_F(ContainmentServerTest, AnIsolateWhoseCommitFailsMidwayAppliesNothingAndLo
   ASSERT_TRUE(b2->report(1, true, "hash-2"));
   Call c = get(again);
   ASSERT_TRUE(c.status.ok()) << c.status.error_message();
-  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::ENFORCED);
+  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::STATE_ENFORCED);
 }
 
 TEST_F(ContainmentServerTest, NoAcknowledgementWithinTheWaitIsPending) {
@@ -237,7 +237,7 @@ TEST_F(ContainmentServerTest, NoAcknowledgementWithinTheWaitIsPending) {
   Call c = get(call);
   auto took = std::chrono::steady_clock::now() - start;
   ASSERT_TRUE(c.status.ok());
-  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::PENDING);
+  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::STATE_PENDING);
   EXPECT_NE(c.resp.outcomes(0).error().find("no acknowledgement within 300 ms"),
             std::string::npos);
   EXPECT_GE(took, milliseconds(250));
@@ -256,7 +256,7 @@ TEST_F(ContainmentServerTest, OfflineHostIsPendingAndIsolatedWhenItReconnects) {
   auto call = isolateAsync(isolateReq({"web-01"}));
   Call c = get(call);
   ASSERT_TRUE(c.status.ok());
-  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::PENDING);
+  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::STATE_PENDING);
   EXPECT_NE(c.resp.outcomes(0).error().find("offline"), std::string::npos);
 
   auto again = agent("web-01");
@@ -428,7 +428,7 @@ TEST_F(ContainmentServerTest, TheControllersOwnHostIsNeverIsolated) {
   Call c = get(f);
   ASSERT_TRUE(c.status.ok()) << c.status.error_message();
   ASSERT_EQ(c.resp.outcomes_size(), 1);
-  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::FAILED);
+  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::STATE_FAILED);
   EXPECT_NE(c.resp.outcomes(0).error().find("controller's address 10.77.0.1"), std::string::npos)
       << c.resp.outcomes(0).error();
   EXPECT_NE(c.resp.outcomes(0).error().find("left open"), std::string::npos);
@@ -460,8 +460,8 @@ TEST_F(ContainmentServerTest, AHostClaimingTheControllersAddressFailsAloneTheOth
     ASSERT_EQ(c.resp.outcomes_size(), 2);
     std::map<std::string, v1::HostOutcome> by_host;
     for (const auto& o : c.resp.outcomes()) by_host[o.host_id()] = o;
-    EXPECT_EQ(by_host["web-01"].state(), v1::HostOutcome::ENFORCED);
-    EXPECT_EQ(by_host["web-02"].state(), v1::HostOutcome::FAILED);
+    EXPECT_EQ(by_host["web-01"].state(), v1::HostOutcome::STATE_ENFORCED);
+    EXPECT_EQ(by_host["web-02"].state(), v1::HostOutcome::STATE_FAILED);
     EXPECT_NE(by_host["web-02"].error().find("10.77.0.1"), std::string::npos);
     auto rows = auditRows();
     EXPECT_EQ(rows.back().action, "isolate.result");
@@ -515,7 +515,7 @@ TEST_F(ContainmentServerTest, ReportedGenerationsNeverNumberOrAcknowledgeChanges
   ASSERT_TRUE(a->report(UINT64_MAX, true));
   Call c = get(call);
   ASSERT_TRUE(c.status.ok());
-  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::PENDING);
+  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::STATE_PENDING);
   EXPECT_EQ(status("web-01").host().enforced_generation(), 0u);
 
   // The next change is 2, not UINT64_MAX + 1 = 0; an honest report of it acknowledges it.
@@ -525,7 +525,7 @@ TEST_F(ContainmentServerTest, ReportedGenerationsNeverNumberOrAcknowledgeChanges
   ASSERT_TRUE(a->report(2, true));
   Call n = get(next);
   ASSERT_TRUE(n.status.ok());
-  EXPECT_EQ(n.resp.outcomes(0).state(), v1::HostOutcome::ENFORCED);
+  EXPECT_EQ(n.resp.outcomes(0).state(), v1::HostOutcome::STATE_ENFORCED);
   EXPECT_EQ(n.resp.outcomes(0).generation(), 2u);
   EXPECT_EQ(status("web-01").host().enforced_generation(), 2u);
 
@@ -543,7 +543,7 @@ TEST_F(ContainmentServerTest, ReportedGenerationsNeverNumberOrAcknowledgeChanges
   ASSERT_TRUE(a->write(refusal));
   Call t = get(third);
   ASSERT_TRUE(t.status.ok());
-  EXPECT_EQ(t.resp.outcomes(0).state(), v1::HostOutcome::FAILED);
+  EXPECT_EQ(t.resp.outcomes(0).state(), v1::HostOutcome::STATE_FAILED);
   EXPECT_NE(t.resp.outcomes(0).error().find("older than generation 50"), std::string::npos);
   EXPECT_EQ(status("web-01").host().enforced_generation(), 2u);
 }
@@ -607,7 +607,7 @@ TEST_F(ContainmentServerTest, DryRunAsksTheAgentAndChangesNothing) {
   Call c = get(call);
   ASSERT_TRUE(c.status.ok()) << c.status.error_message();
   const auto& o = c.resp.outcomes(0);
-  EXPECT_EQ(o.state(), v1::HostOutcome::DRY_RUN);
+  EXPECT_EQ(o.state(), v1::HostOutcome::STATE_DRY_RUN);
   EXPECT_EQ(o.ruleset_text(), "table inet bulkhead { }");
   ASSERT_EQ(o.flows_cut_size(), 1);
   EXPECT_EQ(o.flows_cut(0).description(), "tcp 10.77.1.11:22 <- 10.77.0.66:51234");
@@ -728,7 +728,7 @@ TEST_F(DnsContainmentTest, AnIsolateNeverWaitsForASlowResolver) {
   Call c;
   const v1::DesiredState d = isolateAndAck(*a, "web-01", &c);
   ASSERT_TRUE(c.status.ok()) << c.status.error_message();
-  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::ENFORCED);
+  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::STATE_ENFORCED);
   ASSERT_EQ(d.isolation().exemptions_size(), 1);
   EXPECT_EQ(d.isolation().exemptions(0).remote_cidr(), "10.77.1.22/32");
   EXPECT_EQ(d.isolation().exemptions(0).set_name(), "db-by-name");

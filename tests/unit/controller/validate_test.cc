@@ -95,6 +95,7 @@ TEST(ValidateRange, TtlNearInt64MaxIsRefused) {
   v1::BlockRequest b;
   b.set_all(true);
   b.set_remote_cidr("10.77.0.66");
+  b.set_protocol(v1::PROTOCOL_ANY);
   b.set_reason("x");
   b.set_ttl_ms(kMaxTtlMs + 1);
   expectInvalid(validateRequest(b), "ttl_ms:");
@@ -113,6 +114,7 @@ TEST(ValidateRange, EveryNumericFieldIsChecked) {
   b.set_protocol(static_cast<v1::Protocol>(99));
   expectInvalid(validateRequest(b), "protocol: invalid value 99");
   b.set_protocol(v1::PROTOCOL_TCP);
+  EXPECT_TRUE(validateRequest(b).ok());
   b.set_direction(static_cast<v1::Direction>(-3));
   expectInvalid(validateRequest(b), "direction:");
   v1::UnblockRequest u;
@@ -146,6 +148,20 @@ TEST(ValidateRange, EveryNumericFieldIsChecked) {
   a.set_before_id(0);
   a.set_limit(std::numeric_limits<uint32_t>::max());   // clamped by the listing, not refused
   EXPECT_TRUE(validateRequest(a).ok());
+}
+
+TEST(ValidateProtocol, BlockAndUnblockRequireAnExplicitProtocol) {
+  v1::BlockRequest b;
+  b.set_all(true);
+  b.set_reason("x");
+  expectInvalid(validateRequest(b), "protocol: required: any, tcp or udp");
+  b.set_protocol(v1::PROTOCOL_ANY);
+  EXPECT_TRUE(validateRequest(b).ok());
+  v1::UnblockRequest u;
+  u.set_all(true);
+  expectInvalid(validateRequest(u), "protocol: required: any, tcp or udp");
+  u.set_protocol(v1::PROTOCOL_UDP);
+  EXPECT_TRUE(validateRequest(u).ok());
 }
 
 }  // namespace
