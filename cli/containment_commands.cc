@@ -238,8 +238,7 @@ int isolate(const GlobalOptions& g, const std::vector<std::string>& args, Io& io
     }
     req.set_ttl_ms(d->count());
   }
-  for (const auto& h : t.hosts) req.add_hosts(h);
-  req.set_selector(t.selector);
+  *req.mutable_targets() = targetsOf(t.hosts, t.selector);
   for (const auto& e : exempt) req.add_exempt_sets(e);
   req.set_no_default_exemptions(no_defaults);
   req.set_dry_run(dry_run);
@@ -274,8 +273,7 @@ int release(const GlobalOptions& g, const std::vector<std::string>& args, Io& io
   uint32_t wait_ms = 0;
   if (!validateTargets("release", t, &wait_ms, io)) return kUsage;
   v1::ReleaseRequest req;
-  for (const auto& h : t.hosts) req.add_hosts(h);
-  req.set_selector(t.selector);
+  *req.mutable_targets() = targetsOf(t.hosts, t.selector);
   req.set_reason(t.reason);
   req.set_wait_ms(wait_ms);
   req.set_yes(t.yes);

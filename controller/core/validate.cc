@@ -81,6 +81,23 @@ Checks& protocolAndDirection(Checks& c, int protocol, int direction) {
              fmt::format("invalid value {}: not a known direction", direction));
 }
 
+Checks& targets(Checks& c, const v1::Targets& t) {
+  return c.texts("hosts", t.hosts().ids(), kMaxIdBytes, kMaxHostsPerRequest)
+      .text("selector", t.selector(), kMaxSelectorBytes);
+}
+
+// Isolate and release: host ids or a selector; `all` is for blocks only.
+Checks& hostTargets(Checks& c, const v1::Targets& t) {
+  return targets(c, t).check(!t.has_all(), "targets",
+                             "all: not accepted here: name one or more hosts, or a selector");
+}
+
+Checks& blockMatch(Checks& c, const v1::BlockMatch& m) {
+  c.text("remote_cidr", m.remote_cidr(), kMaxCidrBytes);
+  checkPort(c, m.port());
+  return protocolAndDirection(c, m.protocol(), m.direction());
+}
+
 }  // namespace
 
 bool isBlank(std::string_view value) {
@@ -127,8 +144,7 @@ absl::Status validateRequest(const v1::GetHostRequest& req) {
 
 absl::Status validateRequest(const v1::IsolateRequest& req) {
   Checks c;
-  c.texts("hosts", req.hosts(), kMaxIdBytes, kMaxHostsPerRequest)
-      .text("selector", req.selector(), kMaxSelectorBytes)
+  hostTargets(c, req.targets())
       .texts("exempt_sets", req.exempt_sets(), kMaxIdBytes, kMaxExemptSetsPerRequest)
       .text("reason", req.reason(), kMaxReasonBytes);
   checkTtl(c, req.ttl_ms());
@@ -137,8 +153,7 @@ absl::Status validateRequest(const v1::IsolateRequest& req) {
 
 absl::Status validateRequest(const v1::ReleaseRequest& req) {
   Checks c;
-  c.texts("hosts", req.hosts(), kMaxIdBytes, kMaxHostsPerRequest)
-      .text("selector", req.selector(), kMaxSelectorBytes)
+  hostTargets(c, req.targets())
       .text("reason", req.reason(), kMaxReasonBytes);
   return checkWait(c, req.wait_ms()).done();
 }
@@ -152,24 +167,16 @@ absl::Status validateRequest(const v1::ListAuditRequest& req) {
 
 absl::Status validateRequest(const v1::BlockRequest& req) {
   Checks c;
-  c.texts("hosts", req.hosts(), kMaxIdBytes, kMaxHostsPerRequest)
-      .text("selector", req.selector(), kMaxSelectorBytes)
-      .text("remote_cidr", req.remote_cidr(), kMaxCidrBytes)
-      .text("reason", req.reason(), kMaxReasonBytes);
-  checkPort(c, req.port());
-  protocolAndDirection(c, req.protocol(), req.direction());
+  targets(c, req.targets()).text("reason", req.reason(), kMaxReasonBytes);
+  blockMatch(c, req.match());
   checkTtl(c, req.ttl_ms());
   return checkWait(c, req.wait_ms()).done();
 }
 
 absl::Status validateRequest(const v1::UnblockRequest& req) {
   Checks c;
-  c.texts("hosts", req.hosts(), kMaxIdBytes, kMaxHostsPerRequest)
-      .text("selector", req.selector(), kMaxSelectorBytes)
-      .text("remote_cidr", req.remote_cidr(), kMaxCidrBytes)
-      .text("reason", req.reason(), kMaxReasonBytes);
-  checkPort(c, req.port());
-  protocolAndDirection(c, req.protocol(), req.direction());
+  targets(c, req.targets()).text("reason", req.reason(), kMaxReasonBytes);
+  blockMatch(c, req.match());
   return checkWait(c, req.wait_ms()).done();
 }
 

@@ -54,7 +54,7 @@ class ContainmentServerTest : public ServerTest {
   }
   static v1::IsolateRequest isolateReq(std::vector<std::string> hosts, uint32_t wait_ms = 5000) {
     v1::IsolateRequest r;
-    for (auto& h : hosts) r.add_hosts(h);
+    for (auto& h : hosts) r.mutable_targets()->mutable_hosts()->add_ids(h);
     r.set_reason("INC-42");
     r.set_wait_ms(wait_ms);
     return r;
@@ -138,7 +138,7 @@ TEST_F(ContainmentServerTest, IsolateIsPushedAcknowledgedAndShownInStatus) {
 
   // Release: isolation off, next generation.
   v1::ReleaseRequest rel;
-  rel.add_hosts("db-01");
+  rel.mutable_targets()->mutable_hosts()->add_ids("db-01");
   rel.set_reason("INC-42 contained");
   auto rcall = releaseAsync(rel);
   ASSERT_TRUE(a->readUntil(v1::ControllerMessage::kDesiredState, &m));
@@ -318,13 +318,19 @@ TEST_F(ContainmentServerTest, RefusalsNameTheProblemAndApplyNothing) {
   }
   {
     v1::IsolateRequest r;
-    r.set_selector("role=web");
+    r.mutable_targets()->set_selector("role=web");
     r.set_reason("INC-42");
     cases.push_back({r, grpc::StatusCode::FAILED_PRECONDITION, "matches 3 hosts"});
   }
   {
+    v1::IsolateRequest r;   // no targets at all
+    r.set_reason("INC-42");
+    cases.push_back(
+        {r, grpc::StatusCode::INVALID_ARGUMENT, "targets: name one or more hosts, or a selector"});
+  }
+  {
     v1::IsolateRequest r;
-    r.set_selector("role");
+    r.mutable_targets()->set_selector("role");
     r.set_reason("INC-42");
     cases.push_back({r, grpc::StatusCode::INVALID_ARGUMENT, "selector"});
   }
@@ -346,7 +352,7 @@ TEST_F(ContainmentServerTest, RefusalsNameTheProblemAndApplyNothing) {
   EXPECT_EQ(get(f).status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   // With --yes the selector applies to all three.
   v1::IsolateRequest yes;
-  yes.set_selector("role=web");
+  yes.mutable_targets()->set_selector("role=web");
   yes.set_reason("INC-42");
   yes.set_yes(true);
   yes.set_wait_ms(200);
@@ -444,7 +450,7 @@ TEST_F(ContainmentServerTest, AHostClaimingTheControllersAddressFailsAloneTheOth
   auto liar = agent("web-02");
   ASSERT_TRUE(liar->connect("web-02", {{"role", "web"}}, "10.77.0.1/32"));
   v1::IsolateRequest by_selector;
-  by_selector.set_selector("role=web");
+  by_selector.mutable_targets()->set_selector("role=web");
   by_selector.set_reason("INC-42");
   by_selector.set_wait_ms(5000);
   uint64_t generation = 0;
