@@ -56,7 +56,7 @@ bool record(const grpc::Status& st, const bulkhead::v1::ContainmentResponse& res
     return false;
   }
   if (resp.outcomes_size() != 1 ||
-      resp.outcomes(0).state() != bulkhead::v1::HostOutcome::ENFORCED) {
+      resp.outcomes(0).state() != bulkhead::v1::HostOutcome::STATE_ENFORCED) {
     fmt::print(stderr, "not enforced: {}\n", resp.ShortDebugString());
     return false;
   }
@@ -106,7 +106,7 @@ int main(int argc, char** argv) {
   Samples release;
   for (int i = 0; i < cycles; ++i) {
     bulkhead::v1::IsolateRequest ireq;
-    ireq.add_hosts(host);
+    ireq.mutable_targets()->mutable_hosts()->add_ids(host);
     ireq.set_reason(fmt::format("latency bench cycle {}", i));
     ireq.set_wait_ms(5000);
     bulkhead::v1::ContainmentResponse resp;
@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
     if (!record(stub->Isolate(&ictx, ireq, &resp), resp, t0, isolate)) return 1;
 
     bulkhead::v1::ReleaseRequest rreq;
-    rreq.add_hosts(host);
+    rreq.mutable_targets()->mutable_hosts()->add_ids(host);
     rreq.set_reason(fmt::format("latency bench cycle {}", i));
     rreq.set_wait_ms(5000);
     grpc::ClientContext rctx;

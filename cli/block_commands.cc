@@ -70,31 +70,29 @@ bool fillMatch(const std::string& command, const BlockArgs& a, Req& req, Io& io)
   if (!a.port.empty()) {
     auto p = parsePort("--port", a.port);
     if (!p.ok()) return bad(std::string(p.status().message()));
-    req.set_port(*p);
+    req.mutable_match()->set_port(*p);
   }
   if (a.proto == "tcp") {
-    req.set_protocol(v1::PROTOCOL_TCP);
+    req.mutable_match()->set_protocol(v1::PROTOCOL_TCP);
   } else if (a.proto == "udp") {
-    req.set_protocol(v1::PROTOCOL_UDP);
+    req.mutable_match()->set_protocol(v1::PROTOCOL_UDP);
   } else if (a.proto == "any") {
-    req.set_protocol(v1::PROTOCOL_ANY);
+    req.mutable_match()->set_protocol(v1::PROTOCOL_ANY);
   } else {
     return bad(fmt::format("--proto: invalid value \"{}\": use tcp, udp or any", a.proto));
   }
   if (a.direction == "in") {
-    req.set_direction(v1::DIRECTION_IN);
+    req.mutable_match()->set_direction(v1::DIRECTION_IN);
   } else if (a.direction == "out") {
-    req.set_direction(v1::DIRECTION_OUT);
+    req.mutable_match()->set_direction(v1::DIRECTION_OUT);
   } else if (a.direction == "both") {
-    req.set_direction(v1::DIRECTION_BOTH);
+    req.mutable_match()->set_direction(v1::DIRECTION_BOTH);
   } else {
     return bad(fmt::format("--direction: invalid value \"{}\": use in, out or both", a.direction));
   }
   if (a.reason.empty()) return bad("--reason: required (an incident or ticket id)");
-  req.set_remote_cidr(a.cidr);
-  for (const auto& h : a.hosts) req.add_hosts(h);
-  req.set_selector(a.selector);
-  req.set_all(a.all);
+  req.mutable_match()->set_remote_cidr(a.cidr);
+  *req.mutable_targets() = targetsOf(a.hosts, a.selector, a.all);
   req.set_reason(a.reason);
   req.set_yes(a.yes);
   auto wait = parseDuration("--wait", a.wait);
@@ -107,7 +105,7 @@ bool fillMatch(const std::string& command, const BlockArgs& a, Req& req, Io& io)
 int printBlockOutcomes(const GlobalOptions& g, const std::string& what,
                        const v1::ContainmentResponse& resp, Io& io) {
   bool all_done = true;
-  for (const auto& o : resp.outcomes()) all_done &= o.state() == v1::HostOutcome::ENFORCED;
+  for (const auto& o : resp.outcomes()) all_done &= o.state() == v1::HostOutcome::STATE_ENFORCED;
   if (g.json) {
     printJson(io.out, resp);
     return all_done ? kOk : kFailed;
@@ -122,12 +120,12 @@ int printBlockOutcomes(const GlobalOptions& g, const std::string& what,
     const auto& rep = o.report();
     std::string detail;
     std::string cut = "-";
-    if (o.state() == v1::HostOutcome::ENFORCED) {
+    if (o.state() == v1::HostOutcome::STATE_ENFORCED) {
       cut = std::to_string(rep.flows_cut());
       detail = rep.ruleset_hash().empty()
                    ? std::string("table removed")
                    : fmt::format("ruleset {}", rep.ruleset_hash().substr(0, 12));
-    } else if (o.state() == v1::HostOutcome::PENDING) {
+    } else if (o.state() == v1::HostOutcome::STATE_PENDING) {
       detail = o.error().empty() ? "offline: will apply on reconnect" : o.error();
     } else {
       detail = o.error().empty() ? rep.error() : o.error();

@@ -26,7 +26,7 @@ namespace {
 int printOutcomes(const GlobalOptions& g, const v1::ContainmentResponse& resp, Io& io) {
   bool all_done = true;
   for (const auto& o : resp.outcomes()) {
-    if (o.state() != v1::HostOutcome::ENFORCED && o.state() != v1::HostOutcome::DRY_RUN) {
+    if (o.state() != v1::HostOutcome::STATE_ENFORCED && o.state() != v1::HostOutcome::STATE_DRY_RUN) {
       all_done = false;
     }
   }
@@ -42,7 +42,7 @@ int printOutcomes(const GlobalOptions& g, const v1::ContainmentResponse& resp, I
     std::string cut = "-";
     const auto& rep = o.report();
     switch (o.state()) {
-      case v1::HostOutcome::ENFORCED: {
+      case v1::HostOutcome::STATE_ENFORCED: {
         int64_t total_us = 0;
         for (const auto& s : rep.steps()) total_us += s.duration_us();
         apply = fmt::format("{:.1f} ms", static_cast<double>(total_us) / 1000.0);
@@ -57,10 +57,10 @@ int printOutcomes(const GlobalOptions& g, const v1::ContainmentResponse& resp, I
         }
         break;
       }
-      case v1::HostOutcome::PENDING:
+      case v1::HostOutcome::STATE_PENDING:
         detail = o.error().empty() ? "offline: will apply on reconnect" : o.error();
         break;
-      case v1::HostOutcome::FAILED:
+      case v1::HostOutcome::STATE_FAILED:
         detail = fmt::format("{} (host left {})", o.error().empty() ? rep.error() : o.error(),
                              rep.left_closed() ? "closed" : "open");
         break;
@@ -73,7 +73,7 @@ int printOutcomes(const GlobalOptions& g, const v1::ContainmentResponse& resp, I
   printTable(io.out, rows);
   for (const auto& w : resp.warnings()) io.out << "warning: " << escapeNonPrintable(w) << "\n";
   for (const auto& o : resp.outcomes()) {
-    if (o.state() == v1::HostOutcome::DRY_RUN) {
+    if (o.state() == v1::HostOutcome::STATE_DRY_RUN) {
       io.out << "\n# " << escapeNonPrintable(o.host_id()) << ": ruleset that would be applied\n"
              << o.ruleset_text();
       auto flows = [&](const char* title,
@@ -238,8 +238,7 @@ int isolate(const GlobalOptions& g, const std::vector<std::string>& args, Io& io
     }
     req.set_ttl_ms(d->count());
   }
-  for (const auto& h : t.hosts) req.add_hosts(h);
-  req.set_selector(t.selector);
+  *req.mutable_targets() = targetsOf(t.hosts, t.selector);
   for (const auto& e : exempt) req.add_exempt_sets(e);
   req.set_no_default_exemptions(no_defaults);
   req.set_dry_run(dry_run);
@@ -274,8 +273,7 @@ int release(const GlobalOptions& g, const std::vector<std::string>& args, Io& io
   uint32_t wait_ms = 0;
   if (!validateTargets("release", t, &wait_ms, io)) return kUsage;
   v1::ReleaseRequest req;
-  for (const auto& h : t.hosts) req.add_hosts(h);
-  req.set_selector(t.selector);
+  *req.mutable_targets() = targetsOf(t.hosts, t.selector);
   req.set_reason(t.reason);
   req.set_wait_ms(wait_ms);
   req.set_yes(t.yes);

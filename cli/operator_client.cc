@@ -95,4 +95,17 @@ int reportRpcError(const std::string& command, const std::string& controller,
   }
 }
 
+bulkhead::v1::Targets targetsOf(const std::vector<std::string>& hosts,
+                                const std::string& selector, bool all) {
+  bulkhead::v1::Targets t;
+  if (all) {
+    t.set_all(true);
+  } else if (!selector.empty()) {
+    t.set_selector(selector);
+  } else {
+    for (const auto& h : hosts) t.mutable_hosts()->add_ids(h);
+  }
+  return t;
+}
+
 }  // namespace bulkhead::cli

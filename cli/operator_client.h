@@ -4,6 +4,7 @@
 #include <memory>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
@@ -45,5 +46,10 @@ std::unique_ptr<OperatorClient> connectClient(const std::string& command,
 // unreachable, refused identity, internal errors).
 int reportRpcError(const std::string& command, const std::string& controller,
                    const grpc::Status& status, std::ostream& err);
+
+// The request's targets from the command line: host ids, a selector or all, whichever the
+// user gave (the commands check first that exactly one was given).
+bulkhead::v1::Targets targetsOf(const std::vector<std::string>& hosts,
+                                const std::string& selector, bool all = false);
 
 }  // namespace bulkhead::cli

@@ -251,9 +251,13 @@ int killProcess(const GlobalOptions& g, const std::vector<std::string>& args, Io
   req.set_reason(reason);
   req.set_wait_ms(kWaitMs);
   auto* m = req.mutable_match();
-  m->set_pid(pid);
-  m->set_exe(exe);
-  m->set_user(user);
+  if (vm.count("pid") != 0) {
+    m->set_pid(pid);
+  } else if (vm.count("exe") != 0) {
+    m->set_exe(exe);
+  } else {
+    m->set_user(user);
+  }
   m->set_tree(vm["tree"].as<bool>());
   v1::HostActionResponse resp;
   auto ctx = client->context(kCallTimeout);

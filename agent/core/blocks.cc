@@ -31,6 +31,8 @@ std::array<uint8_t, 16> maskBytes(int prefix_len) {
   return m;
 }
 
+bool isAny(v1::Protocol p) { return p == v1::PROTOCOL_ANY || p == v1::PROTOCOL_UNSPECIFIED; }
+
 bool wantsIn(v1::Direction d) { return d != v1::DIRECTION_OUT; }
 bool wantsOut(v1::Direction d) { return d != v1::DIRECTION_IN; }
 
@@ -38,6 +40,7 @@ std::vector<uint8_t> protosOf(const v1::Block& b) {
   switch (b.protocol()) {
     case v1::PROTOCOL_TCP: return {kTcp};
     case v1::PROTOCOL_UDP: return {kUdp};
+    case v1::PROTOCOL_UNSPECIFIED:
     case v1::PROTOCOL_ANY: return b.ports().first() == 0 ? std::vector<uint8_t>{} :
                                                            std::vector<uint8_t>{kTcp, kUdp};
     default: return {};
@@ -121,7 +124,7 @@ absl::Status validateBlocks(const v1::DesiredState& state) {
       return absl::InvalidArgumentError(fmt::format("{}.direction: invalid value {}", field,
                                                     static_cast<int>(b.direction())));
     }
-    if (b.protocol() != v1::PROTOCOL_ANY && b.protocol() != v1::PROTOCOL_TCP &&
+    if (!isAny(b.protocol()) && b.protocol() != v1::PROTOCOL_TCP &&
         b.protocol() != v1::PROTOCOL_UDP) {
       return absl::InvalidArgumentError(fmt::format(
           "{}.protocol: invalid value {}: must be any, tcp or udp", field,
@@ -155,7 +158,7 @@ BlockElements blockElements(const v1::DesiredState& state, int64_t now_unix_ms) 
     const std::string addr = addrText(c->family, c->addr);
     const uint32_t port = b.ports().first();
     std::vector<uint8_t> protos = protosOf(b);
-    if (b.protocol() != v1::PROTOCOL_ANY && protos.empty()) continue;   // icmp: invalid
+    if (!isAny(b.protocol()) && protos.empty()) continue;   // icmp: invalid
     std::string kind = protos.empty() ? "addr" : port == 0 ? "proto" : "port";
     std::vector<std::string> keys;
     if (protos.empty()) {

@@ -16,7 +16,8 @@
 // merges a /16 into a /8 (the interval-set auto-merge pitfall loses the /16's expiry), each
 // element keeps its own timeout. Identical elements from several blocks are merged with the
 // latest expiry (permanent wins).
-// Protocol "any" with a port means tcp and udp on that port. A block matches one port or any
+// Protocol "any" (ANY, or UNSPECIFIED: see containment.proto) with a port means tcp and udp on
+// that port. A block matches one port or any
 // (PortRange first == last, or 0-0).
 #pragma once
 

@@ -213,6 +213,7 @@ Model buildModel(const v1::DesiredState& state, bool isolated) {
       case v1::PROTOCOL_UDP:
         protos = {kUdp};
         break;
+      case v1::PROTOCOL_UNSPECIFIED:
       case v1::PROTOCOL_ANY:
         protos = {kTcp, kUdp};
         [[fallthrough]];

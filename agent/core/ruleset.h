@@ -14,7 +14,7 @@
 //   chains input, output, forward: hook priority -310, stateless rules; policy drop while
 //          isolated, accept otherwise. Order: loopback, controller, protected, (output: TCP
 //          RST), blocks, then (isolated only) exemptions, DHCP, IPv6 ND/MLD, PMTU ICMP.
-// Protocol "any" in an exemption means tcp + udp (on its ports) + icmp (to/from the remote);
+// Protocol "any" (ANY, or UNSPECIFIED: see containment.proto) in an exemption means tcp + udp (on its ports) + icmp (to/from the remote);
 // other IP protocols are not kept.
 #pragma once
 

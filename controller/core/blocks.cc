@@ -99,14 +99,14 @@ absl::StatusOr<BlockMatch> parseBlockMatch(const std::string& remote_cidr, v1::P
   auto c = parseCidr("remote_cidr", remote_cidr);
   if (!c.ok()) return c.status();
   m.cidr = *c;
-  if (protocol != v1::PROTOCOL_ANY && protocol != v1::PROTOCOL_TCP &&
-      protocol != v1::PROTOCOL_UDP) {
+  if (protocol != v1::PROTOCOL_UNSPECIFIED && protocol != v1::PROTOCOL_ANY &&
+      protocol != v1::PROTOCOL_TCP && protocol != v1::PROTOCOL_UDP) {
     return absl::InvalidArgumentError(
         fmt::format("protocol: invalid value \"{}\": must be tcp or udp (or any)",
                     v1::Protocol_IsValid(protocol) ? v1::Protocol_Name(protocol)
                                                    : fmt::format("{}", static_cast<int>(protocol))));
   }
-  m.protocol = protocol;
+  m.protocol = protocol == v1::PROTOCOL_UNSPECIFIED ? v1::PROTOCOL_ANY : protocol;
   if (port > 65535) {
     return absl::InvalidArgumentError(
         fmt::format("port: invalid value {}: must be 1 to 65535", port));
@@ -161,7 +161,9 @@ bool sameMatch(const v1::Block& block, const BlockMatch& match) {
   auto c = parseCidr("remote_cidr", block.remote_cidr());
   const v1::Direction d =
       block.direction() == v1::DIRECTION_UNSPECIFIED ? v1::DIRECTION_BOTH : block.direction();
-  return c.ok() && *c == match.cidr && block.protocol() == match.protocol &&
+  const v1::Protocol p =
+      block.protocol() == v1::PROTOCOL_UNSPECIFIED ? v1::PROTOCOL_ANY : block.protocol();
+  return c.ok() && *c == match.cidr && p == match.protocol &&
          block.ports().first() == match.port && d == match.direction;
 }
 
@@ -228,6 +230,26 @@ std::vector<v1::Block> missingFleetBlocks(const v1::DesiredState& state,
     bool present = std::any_of(state.blocks().begin(), state.blocks().end(),
                                [&](const v1::Block& b) { return b.id() == f.id(); });
     if (!present) out.push_back(f);
+  }
+  return out;
+}
+
+void readUnsetProtocolsAsAny(v1::DesiredState& state) {
+  for (auto& b : *state.mutable_blocks()) {
+    if (b.protocol() == v1::PROTOCOL_UNSPECIFIED) b.set_protocol(v1::PROTOCOL_ANY);
+  }
+  for (auto& r : *state.mutable_isolation()->mutable_exemptions()) {
+    if (r.protocol() == v1::PROTOCOL_UNSPECIFIED) r.set_protocol(v1::PROTOCOL_ANY);
+  }
+}
+
+v1::DesiredState agentWireState(const v1::DesiredState& state) {
+  v1::DesiredState out = state;
+  for (auto& b : *out.mutable_blocks()) {
+    if (b.protocol() == v1::PROTOCOL_ANY) b.set_protocol(v1::PROTOCOL_UNSPECIFIED);
+  }
+  for (auto& r : *out.mutable_isolation()->mutable_exemptions()) {
+    if (r.protocol() == v1::PROTOCOL_ANY) r.set_protocol(v1::PROTOCOL_UNSPECIFIED);
   }
   return out;
 }

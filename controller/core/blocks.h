@@ -54,7 +54,8 @@ struct BlockMatch {
 };
 
 // Validates the request's fields. Errors (INVALID_ARGUMENT) name the field and the value:
-// remote_cidr, port (> 65535), protocol (icmp or unknown), direction.
+// remote_cidr, port (> 65535), protocol (icmp or unknown), direction. Protocol UNSPECIFIED
+// (a block stored or sent in that form) is ANY; operator requests refuse it before this.
 absl::StatusOr<BlockMatch> parseBlockMatch(const std::string& remote_cidr,
                                            bulkhead::v1::Protocol protocol, uint32_t port,
                                            bulkhead::v1::Direction direction);
@@ -82,6 +83,14 @@ bulkhead::v1::DesiredState withBlock(const bulkhead::v1::DesiredState& current,
 std::optional<bulkhead::v1::DesiredState> withoutBlock(
     const bulkhead::v1::DesiredState& current, const BlockMatch& match, int64_t now_unix_ms,
     const std::vector<bulkhead::v1::Endpoint>& endpoints);
+
+// Protocol in a DesiredState: UNSPECIFIED means ANY (states stored by earlier versions, and
+// the agent wire form below).
+// Rewrites UNSPECIFIED to ANY in the blocks and exemption rules: the controller's own form.
+void readUnsetProtocolsAsAny(bulkhead::v1::DesiredState& state);
+// `state` as sent to agents: ANY written as UNSPECIFIED, which agents of every version read
+// as any (an agent one version behind refuses the value ANY as unknown).
+bulkhead::v1::DesiredState agentWireState(const bulkhead::v1::DesiredState& state);
 
 // The fleet-wide blocks in force at `now` that `state` lacks (by id).
 std::vector<bulkhead::v1::Block> missingFleetBlocks(const bulkhead::v1::DesiredState& state,

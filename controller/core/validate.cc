@@ -71,12 +71,31 @@ Checks& checkTtl(Checks& c, int64_t ttl_ms) {
   return c.range("ttl_ms", ttl_ms, 0, kMaxTtlMs, "ms");
 }
 
+// A block's protocol is required: the operator says "any" explicitly.
 Checks& protocolAndDirection(Checks& c, int protocol, int direction) {
   return c
       .check(v1::Protocol_IsValid(protocol), "protocol",
              fmt::format("invalid value {}: not a known protocol", protocol))
+      .check(protocol != v1::PROTOCOL_UNSPECIFIED, "protocol", "required: any, tcp or udp")
       .check(v1::Direction_IsValid(direction), "direction",
              fmt::format("invalid value {}: not a known direction", direction));
+}
+
+Checks& targets(Checks& c, const v1::Targets& t) {
+  return c.texts("hosts", t.hosts().ids(), kMaxIdBytes, kMaxHostsPerRequest)
+      .text("selector", t.selector(), kMaxSelectorBytes);
+}
+
+// Isolate and release: host ids or a selector; `all` is for blocks only.
+Checks& hostTargets(Checks& c, const v1::Targets& t) {
+  return targets(c, t).check(!t.has_all(), "targets",
+                             "all: not accepted here: name one or more hosts, or a selector");
+}
+
+Checks& blockMatch(Checks& c, const v1::BlockMatch& m) {
+  c.text("remote_cidr", m.remote_cidr(), kMaxCidrBytes);
+  checkPort(c, m.port());
+  return protocolAndDirection(c, m.protocol(), m.direction());
 }
 
 }  // namespace
@@ -125,8 +144,7 @@ absl::Status validateRequest(const v1::GetHostRequest& req) {
 
 absl::Status validateRequest(const v1::IsolateRequest& req) {
   Checks c;
-  c.texts("hosts", req.hosts(), kMaxIdBytes, kMaxHostsPerRequest)
-      .text("selector", req.selector(), kMaxSelectorBytes)
+  hostTargets(c, req.targets())
       .texts("exempt_sets", req.exempt_sets(), kMaxIdBytes, kMaxExemptSetsPerRequest)
       .text("reason", req.reason(), kMaxReasonBytes);
   checkTtl(c, req.ttl_ms());
@@ -135,8 +153,7 @@ absl::Status validateRequest(const v1::IsolateRequest& req) {
 
 absl::Status validateRequest(const v1::ReleaseRequest& req) {
   Checks c;
-  c.texts("hosts", req.hosts(), kMaxIdBytes, kMaxHostsPerRequest)
-      .text("selector", req.selector(), kMaxSelectorBytes)
+  hostTargets(c, req.targets())
       .text("reason", req.reason(), kMaxReasonBytes);
   return checkWait(c, req.wait_ms()).done();
 }
@@ -150,24 +167,16 @@ absl::Status validateRequest(const v1::ListAuditRequest& req) {
 
 absl::Status validateRequest(const v1::BlockRequest& req) {
   Checks c;
-  c.texts("hosts", req.hosts(), kMaxIdBytes, kMaxHostsPerRequest)
-      .text("selector", req.selector(), kMaxSelectorBytes)
-      .text("remote_cidr", req.remote_cidr(), kMaxCidrBytes)
-      .text("reason", req.reason(), kMaxReasonBytes);
-  checkPort(c, req.port());
-  protocolAndDirection(c, req.protocol(), req.direction());
+  targets(c, req.targets()).text("reason", req.reason(), kMaxReasonBytes);
+  blockMatch(c, req.match());
   checkTtl(c, req.ttl_ms());
   return checkWait(c, req.wait_ms()).done();
 }
 
 absl::Status validateRequest(const v1::UnblockRequest& req) {
   Checks c;
-  c.texts("hosts", req.hosts(), kMaxIdBytes, kMaxHostsPerRequest)
-      .text("selector", req.selector(), kMaxSelectorBytes)
-      .text("remote_cidr", req.remote_cidr(), kMaxCidrBytes)
-      .text("reason", req.reason(), kMaxReasonBytes);
-  checkPort(c, req.port());
-  protocolAndDirection(c, req.protocol(), req.direction());
+  targets(c, req.targets()).text("reason", req.reason(), kMaxReasonBytes);
+  blockMatch(c, req.match());
   return checkWait(c, req.wait_ms()).done();
 }
 

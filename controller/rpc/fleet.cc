@@ -113,7 +113,7 @@ grpc::Status Fleet::onHello(const std::shared_ptr<AgentStream>& stream, const v1
   stream->enqueue(std::move(welcome));
   if (auto d = desired_.find(host_id); d != desired_.end()) {
     v1::ControllerMessage state;
-    *state.mutable_desired_state() = d->second;
+    *state.mutable_desired_state() = agentWireState(d->second);
     stream->enqueue(std::move(state));
   }
   const uint64_t enforced = info.enforced_generation;
@@ -121,7 +121,7 @@ grpc::Status Fleet::onHello(const std::shared_ptr<AgentStream>& stream, const v1
     if (!w.command_id.empty() || ackFromEnforced(enforced, w.generation) != AckResult::kEnforced) {
       return false;
     }
-    out->set_state(v1::HostOutcome::ENFORCED);
+    out->set_state(v1::HostOutcome::STATE_ENFORCED);
     return true;
   });
   after.kick.push_back(stream);
@@ -151,7 +151,7 @@ void Fleet::onMessage(AgentStream& stream, const v1::AgentMessage& msg) {
             ackFromEnforced(enforced, w.generation) != AckResult::kEnforced) {
           return false;
         }
-        out->set_state(v1::HostOutcome::ENFORCED);
+        out->set_state(v1::HostOutcome::STATE_ENFORCED);
         return true;
       });
       break;
@@ -164,12 +164,12 @@ void Fleet::onMessage(AgentStream& stream, const v1::AgentMessage& msg) {
       answerLocked(host_id, [&r](const Waiter& w, v1::HostOutcome* out) {
         if (w.command_id.empty() || w.command_id != r.command_id()) return false;
         if (r.ok()) {
-          out->set_state(v1::HostOutcome::DRY_RUN);
+          out->set_state(v1::HostOutcome::STATE_DRY_RUN);
           out->set_ruleset_text(r.preview().ruleset_text());
           for (const auto& f : r.preview().would_cut()) *out->add_flows_cut() = f;
           for (const auto& f : r.preview().would_keep()) *out->add_flows_kept() = f;
         } else {
-          out->set_state(v1::HostOutcome::FAILED);
+          out->set_state(v1::HostOutcome::STATE_FAILED);
           out->set_error(r.error().empty() ? "dry run failed on the agent" : r.error());
         }
         return true;
@@ -211,10 +211,10 @@ void Fleet::onMessage(AgentStream& stream, const v1::AgentMessage& msg) {
             case AckResult::kNone:
               return false;
             case AckResult::kEnforced:
-              out->set_state(v1::HostOutcome::ENFORCED);
+              out->set_state(v1::HostOutcome::STATE_ENFORCED);
               break;
             case AckResult::kFailed:
-              out->set_state(v1::HostOutcome::FAILED);
+              out->set_state(v1::HostOutcome::STATE_FAILED);
               out->set_error(fmt::format("{} (host left {})",
                                          r.error().empty() ? "enforcement failed" : r.error(),
                                          r.left_closed() ? "closed" : "open"));
@@ -402,7 +402,7 @@ bool Fleet::publish(const std::shared_ptr<PendingOp>& op, const std::vector<std:
     if (auto s = streams_.find(host); s != streams_.end() && registry_.online(host)) {
       stream = s->second;
       v1::ControllerMessage m;
-      *m.mutable_desired_state() = st->second;
+      *m.mutable_desired_state() = agentWireState(st->second);
       if (stream->enqueue(std::move(m))) after.kick.push_back(stream);
       else stream.reset();   // the stream is ending: the state goes out on reconnect
     }
@@ -414,11 +414,11 @@ bool Fleet::publish(const std::shared_ptr<PendingOp>& op, const std::vector<std:
       for (const auto& name : n->second) out->add_exemption_sets(name);
     }
     if (!stream) {
-      out->set_state(v1::HostOutcome::PENDING);
+      out->set_state(v1::HostOutcome::STATE_PENDING);
       out->set_error("host offline: will apply when its agent reconnects");
       continue;
     }
-    out->set_state(v1::HostOutcome::PENDING);
+    out->set_state(v1::HostOutcome::STATE_PENDING);
     waiters_[host].push_back(Waiter{op, op->result.outcomes.size() - 1, generation, ""});
     ++op->waiting;
   }
@@ -442,7 +442,7 @@ bool Fleet::preview(const std::shared_ptr<PendingOp>& op, const std::vector<std:
     }
     auto s = streams_.find(host);
     if (s == streams_.end() || !registry_.online(host)) {
-      out->set_state(v1::HostOutcome::FAILED);
+      out->set_state(v1::HostOutcome::STATE_FAILED);
       out->set_error("host offline: a dry run needs its agent connected");
       continue;
     }
@@ -452,15 +452,15 @@ bool Fleet::preview(const std::shared_ptr<PendingOp>& op, const std::vector<std:
     cmd->set_deadline_unix_ms(clock_.nowUnixMs() + op->wait.count());
     cmd->set_reason(op->reason);
     cmd->set_requested_by(op->operator_name);
-    *cmd->mutable_preview_state()->mutable_state() = st->second;
+    *cmd->mutable_preview_state()->mutable_state() = agentWireState(st->second);
     std::string id = cmd->id();
     if (!s->second->enqueue(std::move(m))) {
-      out->set_state(v1::HostOutcome::FAILED);
+      out->set_state(v1::HostOutcome::STATE_FAILED);
       out->set_error("host disconnecting: a dry run needs its agent connected");
       continue;
     }
     after.kick.push_back(s->second);
-    out->set_state(v1::HostOutcome::DRY_RUN);
+    out->set_state(v1::HostOutcome::STATE_DRY_RUN);
     waiters_[host].push_back(Waiter{op, op->result.outcomes.size() - 1, 0, std::move(id)});
     ++op->waiting;
   }

@@ -17,6 +17,23 @@ std::vector<std::string> strings(const google::protobuf::RepeatedPtrField<std::s
   return {items.begin(), items.end()};
 }
 
+// The oneof's one target; none set leaves all three empty, which the service refuses.
+struct TargetFields {
+  std::vector<std::string> hosts;
+  std::string selector;
+  bool all = false;
+};
+
+TargetFields targetsOf(const v1::Targets& t) {
+  switch (t.target_case()) {
+    case v1::Targets::kHosts: return {.hosts = strings(t.hosts().ids())};
+    case v1::Targets::kSelector: return {.selector = t.selector()};
+    case v1::Targets::kAll: return {.all = t.all()};
+    case v1::Targets::TARGET_NOT_SET: break;
+  }
+  return {};
+}
+
 }  // namespace
 
 ListHostsRequest fromProto(const v1::ListHostsRequest& req) {
@@ -32,8 +49,9 @@ ListAuditRequest fromProto(const v1::ListAuditRequest& req) {
 }
 
 IsolateRequest fromProto(const v1::IsolateRequest& req) {
-  return IsolateRequest{.hosts = strings(req.hosts()),
-                        .selector = req.selector(),
+  TargetFields t = targetsOf(req.targets());
+  return IsolateRequest{.hosts = std::move(t.hosts),
+                        .selector = std::move(t.selector),
                         .yes = req.yes(),
                         .exempt_sets = strings(req.exempt_sets()),
                         .no_default_exemptions = req.no_default_exemptions(),
@@ -56,36 +74,41 @@ ListEvidenceRequest fromProto(const v1::ListEvidenceRequest& req) {
 }
 
 ReleaseRequest fromProto(const v1::ReleaseRequest& req) {
-  return ReleaseRequest{.hosts = strings(req.hosts()),
-                        .selector = req.selector(),
+  TargetFields t = targetsOf(req.targets());
+  return ReleaseRequest{.hosts = std::move(t.hosts),
+                        .selector = std::move(t.selector),
                         .yes = req.yes(),
                         .reason = req.reason(),
                         .wait_ms = req.wait_ms()};
 }
 
 BlockRequest fromProto(const v1::BlockRequest& req) {
-  return BlockRequest{.hosts = strings(req.hosts()),
-                      .selector = req.selector(),
-                      .all = req.all(),
+  TargetFields t = targetsOf(req.targets());
+  const v1::BlockMatch& m = req.match();
+  return BlockRequest{.hosts = std::move(t.hosts),
+                      .selector = std::move(t.selector),
+                      .all = t.all,
                       .yes = req.yes(),
-                      .remote_cidr = req.remote_cidr(),
-                      .protocol = req.protocol(),
-                      .port = req.port(),
-                      .direction = req.direction(),
+                      .remote_cidr = m.remote_cidr(),
+                      .protocol = m.protocol(),
+                      .port = m.port(),
+                      .direction = m.direction(),
                       .ttl_ms = req.ttl_ms(),
                       .reason = req.reason(),
                       .wait_ms = req.wait_ms()};
 }
 
 UnblockRequest fromProto(const v1::UnblockRequest& req) {
-  return UnblockRequest{.hosts = strings(req.hosts()),
-                        .selector = req.selector(),
-                        .all = req.all(),
+  TargetFields t = targetsOf(req.targets());
+  const v1::BlockMatch& m = req.match();
+  return UnblockRequest{.hosts = std::move(t.hosts),
+                        .selector = std::move(t.selector),
+                        .all = t.all,
                         .yes = req.yes(),
-                        .remote_cidr = req.remote_cidr(),
-                        .protocol = req.protocol(),
-                        .port = req.port(),
-                        .direction = req.direction(),
+                        .remote_cidr = m.remote_cidr(),
+                        .protocol = m.protocol(),
+                        .port = m.port(),
+                        .direction = m.direction(),
                         .reason = req.reason(),
                         .wait_ms = req.wait_ms()};
 }

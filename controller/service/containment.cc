@@ -38,10 +38,10 @@ std::string blockTargetText(bool all, const std::vector<std::string>& hosts,
 
 const char* stateName(v1::HostOutcome::State s) {
   switch (s) {
-    case v1::HostOutcome::ENFORCED: return "enforced";
-    case v1::HostOutcome::PENDING: return "pending";
-    case v1::HostOutcome::FAILED: return "failed";
-    case v1::HostOutcome::DRY_RUN: return "dry-run";
+    case v1::HostOutcome::STATE_ENFORCED: return "enforced";
+    case v1::HostOutcome::STATE_PENDING: return "pending";
+    case v1::HostOutcome::STATE_FAILED: return "failed";
+    case v1::HostOutcome::STATE_DRY_RUN: return "dry-run";
     default: return "unknown";
   }
 }
@@ -171,7 +171,7 @@ void Containment::doIsolate(const std::string& operator_name, const IsolateReque
     if (auto ip = controllerAddressOf(known.at(h).addresses, options_.endpoints)) {
       v1::HostOutcome o;
       o.set_host_id(h);
-      o.set_state(v1::HostOutcome::FAILED);
+      o.set_state(v1::HostOutcome::STATE_FAILED);
       o.set_error(fmt::format(
           "reports the controller's address {} as its own: refusing to isolate what may be the "
           "controller's host (the fleet would lose its controller); host left open",
@@ -307,9 +307,9 @@ bool Containment::commitAndWait(const std::shared_ptr<PendingOp>& op,
 
 void Containment::complete(const std::shared_ptr<PendingOp>& op, bool shutting_down) {
   std::string open_error;
-  v1::HostOutcome::State open_state = v1::HostOutcome::PENDING;
+  v1::HostOutcome::State open_state = v1::HostOutcome::STATE_PENDING;
   if (op->dry_run) {
-    open_state = v1::HostOutcome::FAILED;
+    open_state = v1::HostOutcome::STATE_FAILED;
     open_error = shutting_down ? "controller shutting down before the agent answered"
                                : fmt::format("no dry-run answer from the agent within {} ms",
                                              op->wait.count());

@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/format.h"
+#include "controller/core/blocks.h"
 #include "controller/store/sqlite_db.h"
 #include "controller/store/sqlite_tables.h"
 
@@ -140,6 +141,7 @@ absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>> SqliteDesiredS
       return absl::DataLossError(
           fmt::format("desired_state: row for host \"{}\" does not parse", st.text(0)));
     }
+    readUnsetProtocolsAsAny(d);   // rows written before PROTOCOL_ANY existed carry 0
     out[st.text(0)] = std::move(d);
   }
   if (rc != SQLITE_DONE) return sqlite::error(db_, "load desired states");

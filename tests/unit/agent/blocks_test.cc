@@ -180,5 +180,32 @@ TEST(Blocks, RulesetCarriesBlocksAndABlockComesBeforeExemptions) {
   EXPECT_EQ(renderRuleset(s, kNow + 3000).find("blk4"), std::string::npos);
 }
 
+// Controllers send "any" as UNSPECIFIED (see containment.proto): it renders exactly as ANY,
+// in blocks (with and without a port) and in exemption rules.
+TEST(Blocks, ProtocolUnspecifiedRendersAsAny) {
+  auto state = [](v1::Protocol p) {
+    v1::DesiredState s = withBlocks({block("10.77.0.50", 0, v1::DIRECTION_BOTH, p),
+                                     block("10.77.0.51", 0, v1::DIRECTION_OUT, p, 53)});
+    auto* ep = s.add_controller_endpoints();
+    ep->set_ip("10.77.0.1");
+    ep->set_port(7443);
+    s.mutable_isolation()->set_enabled(true);
+    auto* ex = s.mutable_isolation()->add_exemptions();
+    ex->set_direction(v1::DIRECTION_OUT);
+    ex->set_protocol(p);
+    ex->set_remote_cidr("10.77.0.60/32");
+    return s;
+  };
+  const v1::DesiredState any = state(v1::PROTOCOL_ANY);
+  const v1::DesiredState unset = state(v1::PROTOCOL_UNSPECIFIED);
+  ASSERT_TRUE(validateDesiredState(unset).ok());
+  ASSERT_TRUE(validateBlocks(unset).ok());
+  const std::string text = renderRuleset(unset, kNow);
+  EXPECT_EQ(text, renderRuleset(any, kNow));
+  EXPECT_NE(text.find("10.77.0.60"), std::string::npos) << text;   // the exemption is kept
+  EXPECT_NE(text.find("10.77.0.51"), std::string::npos) << text;
+  EXPECT_NE(renderRuleset(state(v1::PROTOCOL_TCP), kNow), text);   // the protocol matters
+}
+
 }  // namespace
 }  // namespace bulkhead::agent

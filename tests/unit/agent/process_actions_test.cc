@@ -137,6 +137,20 @@ TEST_F(ProcessActionsOrder, OnlyProtectedProcessesIsRefusedBeforeAnythingIsStopp
   EXPECT_THAT(host_.events, ElementsAre("scan+sockets"));
 }
 
+TEST_F(ProcessActionsOrder, AKillProcessWithoutAMatchIsRefusedBeforeAnythingIsScanned) {
+  for (int variant = 0; variant < 2; ++variant) {
+    v1::Command c;
+    c.set_id("cmd-4");
+    c.mutable_kill_process()->set_tree(true);
+    if (variant == 1) c.mutable_kill_process()->set_pid(0);   // set, but no process
+    v1::CommandResult r = run(c, {});
+    EXPECT_FALSE(r.ok());
+    EXPECT_TRUE(r.refused()) << r.error();
+    EXPECT_NE(r.error().find("exactly one of"), std::string::npos) << r.error();
+    EXPECT_TRUE(host_.events.empty());
+  }
+}
+
 TEST_F(ProcessActionsOrder, AProcessWhosePidWasReusedIsNeverSignalled) {
   PinnedProcesses pinned(&procfs_, &signaller_);
   ProcessInfo chosen = host_.procs[101];

@@ -46,7 +46,7 @@ TEST(JsonContract, NumbersAreNumbersEnumsAreTextAndEveryFieldIsPresent) {
   v1::ContainmentResponse resp;
   auto* o = resp.add_outcomes();
   o->set_host_id("web-01");
-  o->set_state(v1::HostOutcome::DRY_RUN);
+  o->set_state(v1::HostOutcome::STATE_DRY_RUN);
   o->set_generation(9'007'199'254'740'993ULL);  // beyond a double's exact integers
   nlohmann::json doc = contractJson(resp);
   const nlohmann::json& out = doc["outcomes"][0];
@@ -67,8 +67,9 @@ TEST(JsonContract, EnumValuesAreSpeltAsInTheTextOutput) {
   EXPECT_EQ(enumText(v1::PROTOCOL_TCP), "tcp");
   EXPECT_EQ(enumText(v1::PROTOCOL_ANY), "any");
   EXPECT_EQ(enumText(v1::DIRECTION_BOTH), "both");
-  EXPECT_EQ(enumText(v1::HostOutcome::ENFORCED), "enforced");
-  EXPECT_EQ(enumText(v1::HostOutcome::FAILED), "failed");
+  EXPECT_EQ(enumText(v1::HostOutcome::STATE_ENFORCED), "enforced");
+  EXPECT_EQ(enumText(v1::HostOutcome::STATE_FAILED), "failed");
+  EXPECT_EQ(enumText(v1::HostOutcome::STATE_DRY_RUN), "dry-run");
   EXPECT_EQ(enumText(static_cast<v1::Protocol>(77)), "unknown");
 }
 

@@ -62,8 +62,9 @@ class BlocksServerTest : public ServerTest {
   }
   static v1::BlockRequest blockReq(const std::string& cidr) {
     v1::BlockRequest r;
-    r.set_remote_cidr(cidr);
-    r.set_all(true);
+    r.mutable_match()->set_remote_cidr(cidr);
+    r.mutable_match()->set_protocol(v1::PROTOCOL_ANY);
+    r.mutable_targets()->set_all(true);
     r.set_reason("INC-4");
     r.set_wait_ms(5000);
     return r;
@@ -93,17 +94,20 @@ TEST_F(BlocksServerTest, FleetBlockReachesEveryHostLaterHostsAndSurvivesARestart
   EXPECT_EQ(d.blocks(0).requested_by(), "rita");
   EXPECT_EQ(d.blocks(0).reason(), "INC-4");
   EXPECT_EQ(d.blocks(0).direction(), v1::DIRECTION_BOTH);
+  // "any" reaches agents as UNSPECIFIED, the form every agent version reads as any.
+  EXPECT_EQ(d.blocks(0).protocol(), v1::PROTOCOL_UNSPECIFIED);
   ASSERT_EQ(d.controller_endpoints_size(), 1);
   ASSERT_TRUE(a->report(1, true, "hash-1", 2));
   Call c = get(call);
   ASSERT_TRUE(c.status.ok()) << c.status.error_message();
   ASSERT_EQ(c.resp.outcomes_size(), 1);
-  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::ENFORCED);
+  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::STATE_ENFORCED);
   EXPECT_EQ(c.resp.outcomes(0).report().flows_cut(), 2u);
   auto l = list();
   ASSERT_EQ(l.entries_size(), 1);
   EXPECT_TRUE(l.entries(0).fleet_wide());
   EXPECT_EQ(l.entries(0).remaining_ms(), 0);
+  EXPECT_EQ(l.entries(0).block().protocol(), v1::PROTOCOL_ANY);   // operators see ANY
 
   // A host that connects later gets the fleet-wide block.
   auto b = agent("web-02");
@@ -125,14 +129,14 @@ TEST_F(BlocksServerTest, FleetBlockReachesEveryHostLaterHostsAndSurvivesARestart
 
   // A fleet-wide block is removed fleet-wide only.
   v1::UnblockRequest u;
-  u.set_remote_cidr("10.77.0.66");
-  u.add_hosts("web-03");
+  u.mutable_match()->set_remote_cidr("10.77.0.66");
+  u.mutable_match()->set_protocol(v1::PROTOCOL_ANY);
+  u.mutable_targets()->mutable_hosts()->add_ids("web-03");
   u.set_reason("done");
   Call r = unblock(u);
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_NE(r.status.error_message().find("--all"), std::string::npos);
-  u.clear_hosts();
-  u.set_all(true);
+  u.mutable_targets()->set_all(true);
   u.set_wait_ms(300);
   r = unblock(u);
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
@@ -206,11 +210,8 @@ TEST_F(BlocksServerTest, GuardrailsAndBadInputChangeNothing) {
   };
   for (const auto& k : cases) {
     auto req = blockReq(k.cidr);
-    req.set_port(k.port);
-    if (!k.host.empty()) {
-      req.set_all(false);
-      req.add_hosts(k.host);
-    }
+    req.mutable_match()->set_port(k.port);
+    if (!k.host.empty()) req.mutable_targets()->mutable_hosts()->add_ids(k.host);
     auto f = blockAsync(req);
     Call c = get(f);
     EXPECT_EQ(c.status.error_code(), k.code) << k.cidr << ": " << c.status.error_message();

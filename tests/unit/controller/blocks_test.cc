@@ -117,5 +117,31 @@ TEST(ControllerBlocks, MissingFleetBlocks) {
   EXPECT_TRUE(missingFleetBlocks(s, fleet, kNow + 5).empty());   // f2 expired
 }
 
+TEST(ControllerBlocks, ProtocolUnspecifiedIsAnyAndAgentsGetAnyAsUnspecified) {
+  EXPECT_EQ(match("10.77.0.66", 0, v1::PROTOCOL_UNSPECIFIED).protocol, v1::PROTOCOL_ANY);
+  v1::Block stored;   // a block written before PROTOCOL_ANY existed
+  stored.set_remote_cidr("10.77.0.66/32");
+  EXPECT_TRUE(sameMatch(stored, match("10.77.0.66")));
+  EXPECT_FALSE(sameMatch(stored, match("10.77.0.66", 0, v1::PROTOCOL_TCP)));
+
+  v1::DesiredState s;
+  *s.add_blocks() = stored;
+  s.add_blocks()->set_protocol(v1::PROTOCOL_UDP);
+  s.mutable_isolation()->add_exemptions()->set_protocol(v1::PROTOCOL_UNSPECIFIED);
+  s.mutable_isolation()->add_exemptions()->set_protocol(v1::PROTOCOL_ICMP);
+  readUnsetProtocolsAsAny(s);
+  EXPECT_EQ(s.blocks(0).protocol(), v1::PROTOCOL_ANY);
+  EXPECT_EQ(s.blocks(1).protocol(), v1::PROTOCOL_UDP);
+  EXPECT_EQ(s.isolation().exemptions(0).protocol(), v1::PROTOCOL_ANY);
+  EXPECT_EQ(s.isolation().exemptions(1).protocol(), v1::PROTOCOL_ICMP);
+
+  v1::DesiredState wire = agentWireState(s);
+  EXPECT_EQ(wire.blocks(0).protocol(), v1::PROTOCOL_UNSPECIFIED);
+  EXPECT_EQ(wire.blocks(1).protocol(), v1::PROTOCOL_UDP);
+  EXPECT_EQ(wire.isolation().exemptions(0).protocol(), v1::PROTOCOL_UNSPECIFIED);
+  EXPECT_EQ(wire.isolation().exemptions(1).protocol(), v1::PROTOCOL_ICMP);
+  EXPECT_EQ(s.blocks(0).protocol(), v1::PROTOCOL_ANY);   // the controller's copy is unchanged
+}
+
 }  // namespace
 }  // namespace bulkhead::controller

@@ -54,7 +54,7 @@ class ContainmentServerTest : public ServerTest {
   }
   static v1::IsolateRequest isolateReq(std::vector<std::string> hosts, uint32_t wait_ms = 5000) {
     v1::IsolateRequest r;
-    for (auto& h : hosts) r.add_hosts(h);
+    for (auto& h : hosts) r.mutable_targets()->mutable_hosts()->add_ids(h);
     r.set_reason("INC-42");
     r.set_wait_ms(wait_ms);
     return r;
@@ -104,7 +104,7 @@ TEST_F(ContainmentServerTest, IsolateIsPushedAcknowledgedAndShownInStatus) {
   ASSERT_EQ(c.resp.outcomes_size(), 1);
   const auto& o = c.resp.outcomes(0);
   EXPECT_EQ(o.host_id(), "db-01");
-  EXPECT_EQ(o.state(), v1::HostOutcome::ENFORCED);
+  EXPECT_EQ(o.state(), v1::HostOutcome::STATE_ENFORCED);
   EXPECT_EQ(o.generation(), 1u);
   EXPECT_EQ(o.report().ruleset_hash(), "hash-1");
   EXPECT_EQ(o.report().flows_cut(), 3u);
@@ -138,7 +138,7 @@ TEST_F(ContainmentServerTest, IsolateIsPushedAcknowledgedAndShownInStatus) {
 
   // Release: isolation off, next generation.
   v1::ReleaseRequest rel;
-  rel.add_hosts("db-01");
+  rel.mutable_targets()->mutable_hosts()->add_ids("db-01");
   rel.set_reason("INC-42 contained");
   auto rcall = releaseAsync(rel);
   ASSERT_TRUE(a->readUntil(v1::ControllerMessage::kDesiredState, &m));
@@ -148,7 +148,7 @@ TEST_F(ContainmentServerTest, IsolateIsPushedAcknowledgedAndShownInStatus) {
   ASSERT_TRUE(a->report(2, true, "hash-2"));
   Call r = get(rcall);
   ASSERT_TRUE(r.status.ok());
-  EXPECT_EQ(r.resp.outcomes(0).state(), v1::HostOutcome::ENFORCED);
+  EXPECT_EQ(r.resp.outcomes(0).state(), v1::HostOutcome::STATE_ENFORCED);
   EXPECT_FALSE(status("db-01").host().isolated());
 }
 
@@ -162,7 +162,7 @@ TEST_F(ContainmentServerTest, AgentFailureIsReportedWithTheReason) {
   Call c = get(call);
   ASSERT_TRUE(c.status.ok());
   const auto& o = c.resp.outcomes(0);
-  EXPECT_EQ(o.state(), v1::HostOutcome::FAILED);
+  EXPECT_EQ(o.state(), v1::HostOutcome::STATE_FAILED);
   EXPECT_NE(o.error().find("nft: syntax error"), std::string::npos);
   EXPECT_NE(o.error().find("closed"), std::string::npos);
   EXPECT_TRUE(o.report().left_closed());
@@ -226,7 +226,7 @@ TEST_F(ContainmentServerTest, AnIsolateWhoseCommitFailsMidwayAppliesNothingAndLo
   ASSERT_TRUE(b2->report(1, true, "hash-2"));
   Call c = get(again);
   ASSERT_TRUE(c.status.ok()) << c.status.error_message();
-  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::ENFORCED);
+  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::STATE_ENFORCED);
 }
 
 TEST_F(ContainmentServerTest, NoAcknowledgementWithinTheWaitIsPending) {
@@ -237,7 +237,7 @@ TEST_F(ContainmentServerTest, NoAcknowledgementWithinTheWaitIsPending) {
   Call c = get(call);
   auto took = std::chrono::steady_clock::now() - start;
   ASSERT_TRUE(c.status.ok());
-  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::PENDING);
+  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::STATE_PENDING);
   EXPECT_NE(c.resp.outcomes(0).error().find("no acknowledgement within 300 ms"),
             std::string::npos);
   EXPECT_GE(took, milliseconds(250));
@@ -256,7 +256,7 @@ TEST_F(ContainmentServerTest, OfflineHostIsPendingAndIsolatedWhenItReconnects) {
   auto call = isolateAsync(isolateReq({"web-01"}));
   Call c = get(call);
   ASSERT_TRUE(c.status.ok());
-  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::PENDING);
+  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::STATE_PENDING);
   EXPECT_NE(c.resp.outcomes(0).error().find("offline"), std::string::npos);
 
   auto again = agent("web-01");
@@ -318,13 +318,19 @@ TEST_F(ContainmentServerTest, RefusalsNameTheProblemAndApplyNothing) {
   }
   {
     v1::IsolateRequest r;
-    r.set_selector("role=web");
+    r.mutable_targets()->set_selector("role=web");
     r.set_reason("INC-42");
     cases.push_back({r, grpc::StatusCode::FAILED_PRECONDITION, "matches 3 hosts"});
   }
   {
+    v1::IsolateRequest r;   // no targets at all
+    r.set_reason("INC-42");
+    cases.push_back(
+        {r, grpc::StatusCode::INVALID_ARGUMENT, "targets: name one or more hosts, or a selector"});
+  }
+  {
     v1::IsolateRequest r;
-    r.set_selector("role");
+    r.mutable_targets()->set_selector("role");
     r.set_reason("INC-42");
     cases.push_back({r, grpc::StatusCode::INVALID_ARGUMENT, "selector"});
   }
@@ -346,7 +352,7 @@ TEST_F(ContainmentServerTest, RefusalsNameTheProblemAndApplyNothing) {
   EXPECT_EQ(get(f).status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   // With --yes the selector applies to all three.
   v1::IsolateRequest yes;
-  yes.set_selector("role=web");
+  yes.mutable_targets()->set_selector("role=web");
   yes.set_reason("INC-42");
   yes.set_yes(true);
   yes.set_wait_ms(200);
@@ -428,7 +434,7 @@ TEST_F(ContainmentServerTest, TheControllersOwnHostIsNeverIsolated) {
   Call c = get(f);
   ASSERT_TRUE(c.status.ok()) << c.status.error_message();
   ASSERT_EQ(c.resp.outcomes_size(), 1);
-  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::FAILED);
+  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::STATE_FAILED);
   EXPECT_NE(c.resp.outcomes(0).error().find("controller's address 10.77.0.1"), std::string::npos)
       << c.resp.outcomes(0).error();
   EXPECT_NE(c.resp.outcomes(0).error().find("left open"), std::string::npos);
@@ -444,7 +450,7 @@ TEST_F(ContainmentServerTest, AHostClaimingTheControllersAddressFailsAloneTheOth
   auto liar = agent("web-02");
   ASSERT_TRUE(liar->connect("web-02", {{"role", "web"}}, "10.77.0.1/32"));
   v1::IsolateRequest by_selector;
-  by_selector.set_selector("role=web");
+  by_selector.mutable_targets()->set_selector("role=web");
   by_selector.set_reason("INC-42");
   by_selector.set_wait_ms(5000);
   uint64_t generation = 0;
@@ -460,8 +466,8 @@ TEST_F(ContainmentServerTest, AHostClaimingTheControllersAddressFailsAloneTheOth
     ASSERT_EQ(c.resp.outcomes_size(), 2);
     std::map<std::string, v1::HostOutcome> by_host;
     for (const auto& o : c.resp.outcomes()) by_host[o.host_id()] = o;
-    EXPECT_EQ(by_host["web-01"].state(), v1::HostOutcome::ENFORCED);
-    EXPECT_EQ(by_host["web-02"].state(), v1::HostOutcome::FAILED);
+    EXPECT_EQ(by_host["web-01"].state(), v1::HostOutcome::STATE_ENFORCED);
+    EXPECT_EQ(by_host["web-02"].state(), v1::HostOutcome::STATE_FAILED);
     EXPECT_NE(by_host["web-02"].error().find("10.77.0.1"), std::string::npos);
     auto rows = auditRows();
     EXPECT_EQ(rows.back().action, "isolate.result");
@@ -515,7 +521,7 @@ TEST_F(ContainmentServerTest, ReportedGenerationsNeverNumberOrAcknowledgeChanges
   ASSERT_TRUE(a->report(UINT64_MAX, true));
   Call c = get(call);
   ASSERT_TRUE(c.status.ok());
-  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::PENDING);
+  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::STATE_PENDING);
   EXPECT_EQ(status("web-01").host().enforced_generation(), 0u);
 
   // The next change is 2, not UINT64_MAX + 1 = 0; an honest report of it acknowledges it.
@@ -525,7 +531,7 @@ TEST_F(ContainmentServerTest, ReportedGenerationsNeverNumberOrAcknowledgeChanges
   ASSERT_TRUE(a->report(2, true));
   Call n = get(next);
   ASSERT_TRUE(n.status.ok());
-  EXPECT_EQ(n.resp.outcomes(0).state(), v1::HostOutcome::ENFORCED);
+  EXPECT_EQ(n.resp.outcomes(0).state(), v1::HostOutcome::STATE_ENFORCED);
   EXPECT_EQ(n.resp.outcomes(0).generation(), 2u);
   EXPECT_EQ(status("web-01").host().enforced_generation(), 2u);
 
@@ -543,7 +549,7 @@ TEST_F(ContainmentServerTest, ReportedGenerationsNeverNumberOrAcknowledgeChanges
   ASSERT_TRUE(a->write(refusal));
   Call t = get(third);
   ASSERT_TRUE(t.status.ok());
-  EXPECT_EQ(t.resp.outcomes(0).state(), v1::HostOutcome::FAILED);
+  EXPECT_EQ(t.resp.outcomes(0).state(), v1::HostOutcome::STATE_FAILED);
   EXPECT_NE(t.resp.outcomes(0).error().find("older than generation 50"), std::string::npos);
   EXPECT_EQ(status("web-01").host().enforced_generation(), 2u);
 }
@@ -607,7 +613,7 @@ TEST_F(ContainmentServerTest, DryRunAsksTheAgentAndChangesNothing) {
   Call c = get(call);
   ASSERT_TRUE(c.status.ok()) << c.status.error_message();
   const auto& o = c.resp.outcomes(0);
-  EXPECT_EQ(o.state(), v1::HostOutcome::DRY_RUN);
+  EXPECT_EQ(o.state(), v1::HostOutcome::STATE_DRY_RUN);
   EXPECT_EQ(o.ruleset_text(), "table inet bulkhead { }");
   ASSERT_EQ(o.flows_cut_size(), 1);
   EXPECT_EQ(o.flows_cut(0).description(), "tcp 10.77.1.11:22 <- 10.77.0.66:51234");
@@ -728,7 +734,7 @@ TEST_F(DnsContainmentTest, AnIsolateNeverWaitsForASlowResolver) {
   Call c;
   const v1::DesiredState d = isolateAndAck(*a, "web-01", &c);
   ASSERT_TRUE(c.status.ok()) << c.status.error_message();
-  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::ENFORCED);
+  EXPECT_EQ(c.resp.outcomes(0).state(), v1::HostOutcome::STATE_ENFORCED);
   ASSERT_EQ(d.isolation().exemptions_size(), 1);
   EXPECT_EQ(d.isolation().exemptions(0).remote_cidr(), "10.77.1.22/32");
   EXPECT_EQ(d.isolation().exemptions(0).set_name(), "db-by-name");

@@ -120,6 +120,7 @@ TEST_F(HostActionsTest, AgentRefusalIsAFailedPreconditionAndAudited) {
   auto f = killProcessAsync(req);
   v1::Command c = nextCommand(*a);
   ASSERT_TRUE(c.has_kill_process());
+  EXPECT_EQ(c.kill_process().match_case(), v1::KillProcess::kPid);
   EXPECT_EQ(c.kill_process().pid(), 1);
   answer(*a, c, false, true, "--pid 1 touches only protected processes: pid 1 (pid 1); nothing killed", "");
   Call r = get(f);

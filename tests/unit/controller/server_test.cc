@@ -142,7 +142,7 @@ TEST_F(ServerTest, ViewerMayReadButNotAct) {
     grpc::ClientContext ctx;
     deadline(&ctx);
     v1::IsolateRequest req;
-    req.add_hosts("web-01");
+    req.mutable_targets()->mutable_hosts()->add_ids("web-01");
     req.set_reason("INC-1");
     v1::ContainmentResponse resp;
     auto s = stub->Isolate(&ctx, req, &resp);

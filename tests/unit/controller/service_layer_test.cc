@@ -52,7 +52,7 @@ class FakeFleetControl final : public FleetControl {
       auto& o = op->result.outcomes.emplace_back();
       o.set_host_id(h);
       o.set_generation(states.at(h).generation());
-      o.set_state(v1::HostOutcome::ENFORCED);
+      o.set_state(v1::HostOutcome::STATE_ENFORCED);
     }
     return true;
   }
@@ -188,7 +188,7 @@ TEST_F(ContainmentServiceTest, IsolateCommitsAuditsPublishesAndAnswersWithTheOut
   ASSERT_TRUE(a.status.ok()) << a.status;
   ASSERT_EQ(a.result.outcomes.size(), 1u);
   EXPECT_EQ(a.result.outcomes[0].host_id(), "web-01");
-  EXPECT_EQ(a.result.outcomes[0].state(), v1::HostOutcome::ENFORCED);
+  EXPECT_EQ(a.result.outcomes[0].state(), v1::HostOutcome::STATE_ENFORCED);
   EXPECT_EQ(a.result.outcomes[0].generation(), 1u);
   EXPECT_TRUE(fleet_.state("web-01").has_isolation());
   auto rows = audit();

@@ -192,6 +192,34 @@ TEST_F(SqliteStoreTest, ReopenKeepsHostsAuditAndDesiredState) {
   EXPECT_EQ(desired->at("web-01").generation(), 3u);
 }
 
+// Earlier versions wrote "any" as Protocol 0, which proto3 leaves out of the bytes: such a row
+// is exactly a state saved with UNSPECIFIED, and it reads back as ANY.
+TEST_F(SqliteStoreTest, ARowWrittenWithProtocolZeroReadsAsAny) {
+  {
+    auto store = open();
+    bulkhead::v1::DesiredState d;
+    d.set_generation(2);
+    auto* b = d.add_blocks();
+    b->set_remote_cidr("203.0.113.9/32");
+    b->set_protocol(bulkhead::v1::PROTOCOL_UNSPECIFIED);
+    auto* tcp = d.add_blocks();
+    tcp->set_remote_cidr("203.0.113.10/32");
+    tcp->set_protocol(bulkhead::v1::PROTOCOL_TCP);
+    auto* r = d.mutable_isolation()->add_exemptions();
+    r->set_remote_cidr("10.77.0.50/32");
+    bulkhead::v1::Block only_cidr;
+    only_cidr.set_remote_cidr("203.0.113.9/32");
+    ASSERT_EQ(b->SerializeAsString(), only_cidr.SerializeAsString());
+    ASSERT_TRUE(store->saveDesiredState("web-01", d).ok());
+  }
+  auto desired = open()->loadDesiredStates();
+  ASSERT_TRUE(desired.ok()) << desired.status();
+  const auto& d = desired->at("web-01");
+  EXPECT_EQ(d.blocks(0).protocol(), bulkhead::v1::PROTOCOL_ANY);
+  EXPECT_EQ(d.blocks(1).protocol(), bulkhead::v1::PROTOCOL_TCP);
+  EXPECT_EQ(d.isolation().exemptions(0).protocol(), bulkhead::v1::PROTOCOL_ANY);
+}
+
 TEST_F(SqliteStoreTest, TamperEventsArePrunedPerHost) {
   auto store = open();
   HostInfo h;

@@ -18,7 +18,7 @@ void expectInvalid(const absl::Status& s, const std::string& field_and_more) {
 
 v1::IsolateRequest isolate(const std::string& reason) {
   v1::IsolateRequest r;
-  r.add_hosts("web-01");
+  r.mutable_targets()->mutable_hosts()->add_ids("web-01");
   r.set_reason(reason);
   return r;
 }
@@ -44,13 +44,13 @@ TEST(ValidateText, PrintableUtf8IsAccepted) {
 
 TEST(ValidateText, IdsSelectorsSetsAndPathsAreChecked) {
   auto r = isolate("INC-1");
-  r.add_hosts("web-02\nforged");
+  r.mutable_targets()->mutable_hosts()->add_ids("web-02\nforged");
   expectInvalid(validateRequest(r), "hosts: invalid value \"web-02\\nforged\"");
   r = isolate("INC-1");
   r.add_exempt_sets("db\x1b]0;x\x07");
   expectInvalid(validateRequest(r), "exempt_sets:");
   r = isolate("INC-1");
-  r.set_selector("role=web\r");
+  r.mutable_targets()->set_selector("role=web\r");
   expectInvalid(validateRequest(r), "selector:");
   v1::GetHostRequest g;
   g.set_host("web-01\n");
@@ -79,7 +79,7 @@ TEST(ValidateText, LengthsAreBounded) {
                 "reason: invalid value \"xxxx");
   EXPECT_TRUE(validateRequest(isolate(std::string(kMaxReasonBytes, 'x'))).ok());
   auto r = isolate("INC-1");
-  r.add_hosts(std::string(kMaxIdBytes + 1, 'h'));
+  r.mutable_targets()->mutable_hosts()->add_ids(std::string(kMaxIdBytes + 1, 'h'));
   expectInvalid(validateRequest(r), "hosts:");
 }
 
@@ -93,8 +93,9 @@ TEST(ValidateRange, TtlNearInt64MaxIsRefused) {
   r.set_ttl_ms(kMaxTtlMs);
   EXPECT_TRUE(validateRequest(r).ok());
   v1::BlockRequest b;
-  b.set_all(true);
-  b.set_remote_cidr("10.77.0.66");
+  b.mutable_targets()->set_all(true);
+  b.mutable_match()->set_remote_cidr("10.77.0.66");
+  b.mutable_match()->set_protocol(v1::PROTOCOL_ANY);
   b.set_reason("x");
   b.set_ttl_ms(kMaxTtlMs + 1);
   expectInvalid(validateRequest(b), "ttl_ms:");
@@ -105,18 +106,19 @@ TEST(ValidateRange, EveryNumericFieldIsChecked) {
   r.set_wait_ms(kMaxWaitMs + 1);
   expectInvalid(validateRequest(r), "wait_ms:");
   v1::BlockRequest b;
-  b.set_all(true);
+  b.mutable_targets()->set_all(true);
   b.set_reason("x");
-  b.set_port(65536);
+  b.mutable_match()->set_port(65536);
   expectInvalid(validateRequest(b), "port: invalid value 65536: must be between 0 and 65535");
-  b.set_port(443);
-  b.set_protocol(static_cast<v1::Protocol>(99));
+  b.mutable_match()->set_port(443);
+  b.mutable_match()->set_protocol(static_cast<v1::Protocol>(99));
   expectInvalid(validateRequest(b), "protocol: invalid value 99");
-  b.set_protocol(v1::PROTOCOL_TCP);
-  b.set_direction(static_cast<v1::Direction>(-3));
+  b.mutable_match()->set_protocol(v1::PROTOCOL_TCP);
+  EXPECT_TRUE(validateRequest(b).ok());
+  b.mutable_match()->set_direction(static_cast<v1::Direction>(-3));
   expectInvalid(validateRequest(b), "direction:");
   v1::UnblockRequest u;
-  u.set_port(70000);
+  u.mutable_match()->set_port(70000);
   expectInvalid(validateRequest(u), "port:");
   v1::KillConnectionsRequest kc;
   kc.set_port(1u << 20);
@@ -146,6 +148,33 @@ TEST(ValidateRange, EveryNumericFieldIsChecked) {
   a.set_before_id(0);
   a.set_limit(std::numeric_limits<uint32_t>::max());   // clamped by the listing, not refused
   EXPECT_TRUE(validateRequest(a).ok());
+}
+
+TEST(ValidateProtocol, BlockAndUnblockRequireAnExplicitProtocol) {
+  v1::BlockRequest b;
+  b.mutable_targets()->set_all(true);
+  b.set_reason("x");
+  expectInvalid(validateRequest(b), "protocol: required: any, tcp or udp");
+  b.mutable_match()->set_protocol(v1::PROTOCOL_ANY);
+  EXPECT_TRUE(validateRequest(b).ok());
+  v1::UnblockRequest u;
+  u.mutable_targets()->set_all(true);
+  expectInvalid(validateRequest(u), "protocol: required: any, tcp or udp");
+  u.mutable_match()->set_protocol(v1::PROTOCOL_UDP);
+  EXPECT_TRUE(validateRequest(u).ok());
+}
+
+TEST(ValidateTargets, IsolateAndReleaseRefuseAll) {
+  auto r = isolate("INC-1");
+  EXPECT_TRUE(validateRequest(r).ok());
+  r.mutable_targets()->set_all(true);   // replaces the host ids: one target kind at a time
+  EXPECT_EQ(r.targets().hosts().ids_size(), 0);
+  expectInvalid(validateRequest(r), "targets: all: not accepted here");
+  v1::ReleaseRequest rel;
+  rel.mutable_targets()->set_all(true);
+  expectInvalid(validateRequest(rel), "targets: all: not accepted here");
+  rel.mutable_targets()->set_selector("role=web");
+  EXPECT_TRUE(validateRequest(rel).ok());
 }
 
 }  // namespace
