@@ -4,13 +4,24 @@ README says what it may depend on). Run by CTest (test `layering`, label unit).
 
   scripts/check_layers.py [--root DIR]   checks the sources under DIR (default: the repo)
   scripts/check_layers.py --self-test    proves each rule reports a violation
+  scripts/check_layers.py --compile-db BUILD/compile_commands.json [--self-test]
+      checks that the build enforces the same project rules: with the compile command of a
+      source in each folder, a header of every folder that folder may not include is not found
+      (each target exports only its own folder's headers, cmake/Headers.cmake), while a header
+      of its own folder is. --self-test adds -I<repo> to every command (a target exporting the
+      whole tree) and passes only if every forbidden header is then reported.
 
-Prints one line per violation, "FILE:LINE: includes X: RULE", and a closing "N passed,
-N failed" line (files checked, violations). Exit status 1 on any violation.
+Prints one line per violation, "FILE:LINE: includes X: RULE" (compile check: "FILE: finds X:
+RULE"), and a closing "N passed, N failed" line (files or probes checked, violations). Exit
+status 1 on any violation.
 """
 import argparse
+import concurrent.futures
+import json
 import os
 import re
+import shlex
+import subprocess
 import sys
 import tempfile
 
@@ -52,6 +63,18 @@ GRPC_ALLOWED = ("controller/rpc/", "agent/rpc/", "cli/", "common/tls/", "control
 SOURCE_DIRS = ("agent", "controller", "common", "evidence", "cli", "tests", "bench", "fuzz")
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]')
 
+COMMON_TLS_WHY = ("common/ is the part without TLS, the CA or gRPC; common/tls/ builds on it, "
+                  "not the other way")
+
+
+def project_rules_for(rel):
+    """(forbidden included path (regex), why) of every project rule for the file at rel."""
+    rules = [(forbidden, why) for folder, forbidden, why in PROJECT_RULES
+             if rel.startswith(folder)]
+    if rel.startswith("common/") and not rel.startswith("common/tls/"):
+        rules.append((r"^common/tls/", COMMON_TLS_WHY))
+    return rules
+
 
 def check_file(rel, text):
     problems = []
@@ -61,8 +84,8 @@ def check_file(rel, text):
             continue
         kind, inc = m.group(1), m.group(2)
         if kind == '"':
-            for folder, forbidden, why in PROJECT_RULES:
-                if rel.startswith(folder) and re.match(forbidden, inc):
+            for forbidden, why in project_rules_for(rel):
+                if re.match(forbidden, inc):
                     problems.append(f"{rel}:{lineno}: includes {inc}: {why}")
         if KERNEL_HEADER.match(inc) and not rel.startswith(KERNEL_ALLOWED):
             problems.append(f"{rel}:{lineno}: includes <{inc}>: kernel interfaces (netlink, "
@@ -70,10 +93,6 @@ def check_file(rel, text):
         if GRPC_HEADER.match(inc) and not rel.startswith(GRPC_ALLOWED):
             problems.append(f"{rel}:{lineno}: includes {inc}: gRPC belongs in the rpc/ layers "
                             "(controller/rpc/, agent/rpc/, cli/, common/tls/)")
-        if (kind == '"' and inc.startswith("common/tls/") and rel.startswith("common/")
-                and not rel.startswith("common/tls/")):
-            problems.append(f"{rel}:{lineno}: includes {inc}: common/ is the part without TLS, "
-                            "the CA or gRPC; common/tls/ builds on it, not the other way")
     return problems
 
 
@@ -93,6 +112,108 @@ def check_tree(root):
                     problems += check_file(rel, f.read())
                 files += 1
     return files, problems
+
+
+def compile_args(entry):
+    """The compiler and its options from a compile_commands.json entry, without the source,
+    the output and the dependency-file options."""
+    args = entry["arguments"] if "arguments" in entry else shlex.split(entry["command"])
+    if os.path.basename(args[0]) in ("ccache", "sccache"):
+        args = args[1:]
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in ("-o", "-MF", "-MT", "-MQ"):
+            skip = True
+        elif a in ("-c", "-MD", "-MMD", entry["file"]):
+            pass
+        else:
+            out.append(a)
+    return out
+
+
+def finds(entry, header, extra):
+    """Whether entry's compile command (plus extra) finds header: the preprocessor's
+    __has_include, which searches exactly as #include does without reading the header."""
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = os.path.join(tmp, "probe.cc")
+        with open(probe, "w") as f:
+            f.write(f'#if __has_include("{header}")\nbulkhead_found\n#else\n'
+                    'bulkhead_missing\n#endif\n')
+        r = subprocess.run(compile_args(entry) + extra + ["-E", "-P", probe],
+                           cwd=entry["directory"], capture_output=True, text=True)
+    words = r.stdout.split()
+    if r.returncode != 0 or words not in (["bulkhead_found"], ["bulkhead_missing"]):
+        raise RuntimeError(f"{entry['file']}: the probe for {header} did not preprocess "
+                           f"(exit {r.returncode}): {r.stderr.strip()[-500:]}")
+    return words == ["bulkhead_found"]
+
+
+def compile_probes(db_path, root):
+    """(including file's entry, header, forbidden: why or None for the own-folder control)."""
+    with open(db_path) as f:
+        entries = json.load(f)
+    units = {}
+    for e in sorted(entries, key=lambda e: e["file"]):
+        rel = os.path.relpath(os.path.realpath(e["file"]), os.path.realpath(root))
+        if rel.startswith("..") or not rel.endswith(".cc"):
+            continue
+        units.setdefault(os.path.dirname(rel), (rel, e))
+    header_dirs = {}
+    for top in SOURCE_DIRS:
+        if top in ("tests", "bench", "fuzz"):
+            continue
+        for dirpath, _, filenames in os.walk(os.path.join(root, top)):
+            headers = sorted(n for n in filenames if n.endswith(".h"))
+            if headers:
+                folder = os.path.relpath(dirpath, root)
+                header_dirs[folder] = f"{folder}/{headers[0]}"
+    probes = []
+    for folder, (rel, entry) in sorted(units.items()):
+        rules = project_rules_for(rel)
+        if not rules:
+            continue
+        if folder in header_dirs:
+            probes.append((rel, entry, header_dirs[folder], None))
+        for _, header in sorted(header_dirs.items()):
+            for forbidden, why in rules:
+                if re.match(forbidden, header):
+                    probes.append((rel, entry, header, why))
+                    break
+    return probes
+
+
+def check_compile(db_path, root, extra):
+    """(probes, problems): each problem is (file, header, message)."""
+    probes = compile_probes(db_path, root)
+    problems = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        results = pool.map(lambda p: finds(p[1], p[2], extra), probes)
+        for (rel, _, header, why), found in zip(probes, results):
+            if why is None and not found:
+                problems.append((rel, header, f"does not find {header}, a header of its own "
+                                 "folder"))
+            elif why is not None and found:
+                problems.append((rel, header, f"finds {header}: {why}"))
+    return probes, problems
+
+
+def compile_self_test(db_path, root):
+    probes, problems = check_compile(db_path, root, ["-I" + root])
+    forbidden = {(rel, header) for rel, _, header, why in probes if why is not None}
+    reported = {(rel, header) for rel, header, _ in problems}
+    for rel, header, message in problems:
+        if (rel, header) not in forbidden:
+            print(f"self-test: {rel}: {message}")
+    missed = sorted(forbidden - reported)
+    for rel, header in missed:
+        print(f"self-test: {rel} finds {header} with -I{root} but was not reported")
+    failed = len(missed) + len(reported - forbidden) + (0 if forbidden else 1)
+    if not forbidden:
+        print("self-test: no forbidden header to probe (is the compile database empty?)")
+    print(f"include graph self-test: {len(forbidden) - len(missed)} passed, {failed} failed")
+    return 1 if failed else 0
 
 
 def self_test():
@@ -153,7 +274,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     ap.add_argument("--self-test", action="store_true")
+    ap.add_argument("--compile-db", metavar="FILE")
     args = ap.parse_args()
+    if args.compile_db:
+        root = os.path.realpath(args.root)
+        if args.self_test:
+            return compile_self_test(args.compile_db, root)
+        probes, problems = check_compile(args.compile_db, root, [])
+        for rel, _, message in problems:
+            print(f"{rel}: {message}")
+        print(f"include graph: {len(probes) - len(problems)} passed, {len(problems)} failed")
+        return 1 if problems else 0
     if args.self_test:
         return self_test()
     files, problems = check_tree(args.root)
