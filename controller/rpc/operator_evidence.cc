@@ -235,7 +235,7 @@ grpc::ServerUnaryReactor* OperatorService::VerifyEvidence(grpc::CallbackServerCo
   auto* reactor = ctx->DefaultReactor();
   evidence_service_->verify(
       identify(*ctx), req->id(),
-      [resp, reactor](const absl::Status& status, EvidenceVerification result) {
+      [resp, reactor](const absl::Status& status, const EvidenceVerification& result) {
         if (status.ok()) *resp = toProto(result);
         reactor->Finish(toGrpcStatus(status));
       });
@@ -249,7 +249,7 @@ grpc::ServerUnaryReactor* OperatorService::ShowEvidence(grpc::CallbackServerCont
   evidence_service_->show(
       identify(*ctx), req->id(),
       [](const ShownEvidence& shown) { return toProto(shown).ByteSizeLong(); },
-      [resp, reactor](const absl::Status& status, ShownEvidence shown) {
+      [resp, reactor](const absl::Status& status, const ShownEvidence& shown) {
         if (status.ok()) *resp = toProto(shown);
         reactor->Finish(toGrpcStatus(status));
       });

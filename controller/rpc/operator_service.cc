@@ -144,8 +144,9 @@ grpc::ServerUnaryReactor* OperatorService::GetHost(grpc::CallbackServerContext* 
                                                    v1::HostStatus* resp) {
   auto* reactor = ctx->DefaultReactor();
   auto host = inventory_.getHost(identify(*ctx), fromProto(*req));
+  const absl::Status status = host.status();
   if (host.ok()) *resp = *std::move(host);
-  reactor->Finish(toGrpcStatus(host.status()));
+  reactor->Finish(toGrpcStatus(status));
   return reactor;
 }
 

@@ -54,14 +54,15 @@ absl::StatusOr<AuditPage> AuditTrail::list(const Caller& caller, const ListAudit
       };
       std::vector<AuditEntry> newest;
       size_t bytes = 0;
-      for (auto it = rows->rbegin(); it != rows->rend(); ++it) {
-        AuditEntry r = *it;
-        r.operator_name = clip(it->operator_name);
-        r.action = clip(it->action);
-        r.target = clip(it->target);
-        r.reason = clip(it->reason);
-        r.outcome = clip(it->outcome);
-        r.detail = clip(it->detail);
+      for (size_t i = rows->size(); i-- > 0;) {
+        const AuditEntry& row = (*rows)[i];
+        AuditEntry r = row;
+        r.operator_name = clip(row.operator_name);
+        r.action = clip(row.action);
+        r.target = clip(row.target);
+        r.reason = clip(row.reason);
+        r.outcome = clip(row.outcome);
+        r.detail = clip(row.detail);
         const size_t size = listed_bytes(r);
         if (!newest.empty() && bytes + size > kMaxResponseBytes) break;
         bytes += size;

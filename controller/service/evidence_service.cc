@@ -355,10 +355,11 @@ void EvidenceService::verify(const Caller& caller, const std::string& id, Verify
       for (const auto& p : result.problems) outcome += fmt::format("; {}: {}", p.file, p.problem);
       outcome = evidence::boundedText(outcome, kMaxVerifyOutcome, false);
       auto stored = withCustody(caller, row, "verify", outcome);
+      const absl::Status custody = stored.status();
       if (stored.ok()) result.evidence = *std::move(stored);
       if (!result.ok) spdlog::error("evidence verify {}: {}", row.id, outcome);
       absl::Status status =
-          audit(caller, OperatorAction::kVerifyEvidence, row.id, "", stored.status(), outcome);
+          audit(caller, OperatorAction::kVerifyEvidence, row.id, "", custody, outcome);
       answer(status, status.ok() ? std::move(result) : EvidenceVerification{});
     } catch (const std::exception& e) {
       answer(audit(caller, OperatorAction::kVerifyEvidence, row.id, "", internalError(row.id, e)),

@@ -476,7 +476,7 @@ TEST_F(EvidenceServiceTest, VerifyAfterShutdownIsUnavailableAndAudited) {
   backend_->stopped_ = true;
   absl::Status status;
   service_->verify(operatorWith("vic", Role::kViewer), kBundleId,
-                   [&](const absl::Status& s, EvidenceVerification) { status = s; });
+                   [&](const absl::Status& s, const EvidenceVerification&) { status = s; });
   EXPECT_EQ(status, absl::UnavailableError("controller shutting down"));
   EXPECT_EQ(custodyActions(), (std::vector<std::string>{"requested"}));
   EXPECT_EQ(audit().back().outcome, "error: controller shutting down");
@@ -492,7 +492,7 @@ TEST_F(EvidenceServiceTest, ShowOfABundleWithoutASummaryFailsWithoutACustodyEven
         sized = true;
         return size_t{1};
       },
-      [&](const absl::Status& s, ShownEvidence) { status = s; });
+      [&](const absl::Status& s, const ShownEvidence&) { status = s; });
   EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
   EXPECT_EQ(
       std::string(status.message()).rfind(fmt::format("evidence {}: no summary: ", kBundleId), 0),
@@ -508,7 +508,7 @@ TEST_F(EvidenceServiceTest, ShowByAViewerIsRefusedAndNothingIsRead) {
   absl::Status status;
   service_->show(
       operatorWith("vic", Role::kViewer), kBundleId, [](const ShownEvidence&) { return size_t{1}; },
-      [&](const absl::Status& s, ShownEvidence) { status = s; });
+      [&](const absl::Status& s, const ShownEvidence&) { status = s; });
   EXPECT_TRUE(absl::IsPermissionDenied(status)) << status;
   EXPECT_EQ(custodyActions(), (std::vector<std::string>{"requested"}));
   EXPECT_EQ(audit().back().target, kBundleId);
