@@ -6,7 +6,7 @@ scripts/clang-tidy-base (a fixed commit of main, so a fresh clone of main checks
 as a developer's branch does), or --base REV (e.g. `--base $(git merge-base HEAD main)` for only
 your branch's lines). Uncommitted edits count too. Warnings are reported only on those lines,
 in .cc and .h files alike: each changed .cc file is checked, and each changed header through
-one .cc file of the build that includes it. If the base commit is not in the clone (a shallow
+one .cc file of the build that includes it, directly or through other headers. If the base commit is not in the clone (a shallow
 clone), the lines of the last commit are checked instead.
 
 Needs compile_commands.json (every CMake build here writes one). Prints each warning, then
@@ -96,6 +96,35 @@ def main():
     def rel(p):
         return os.path.relpath(p, ROOT)
 
+    # Who includes whom, by the repository-root spelling of #include "dir/file.h".
+    included_by = {}
+    include_line = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+    tracked = git("ls-files", "--", "*.cc", "*.h").stdout.split()
+    for source in tracked:
+        try:
+            with open(os.path.join(ROOT, source), errors="replace") as f:
+                text = f.read()
+        except OSError:
+            continue
+        for header in include_line.findall(text):
+            included_by.setdefault(header, []).append(source)
+
+    def unit_for(header):
+        """A unit of the build that includes `header`, directly or through other headers: the .cc
+        beside it first, then the nearest includer (breadth first). None when none does."""
+        stem = os.path.splitext(header)[0] + ".cc"
+        seen, frontier = {header}, [header]
+        while frontier:
+            includers = [i for h in frontier for i in included_by.get(h, [])]
+            units_here = [i for i in includers if os.path.join(ROOT, i) in units]
+            if stem in units_here:
+                return os.path.join(ROOT, stem)
+            if units_here:
+                return os.path.join(ROOT, sorted(units_here)[0])
+            frontier = [i for i in includers if i.endswith(".h") and i not in seen]
+            seen.update(frontier)
+        return None
+
     to_check, unchecked = set(), []
     for path in changes:
         if path.endswith(".cc"):
@@ -104,17 +133,11 @@ def main():
             else:
                 unchecked.append(path)
             continue
-        # A header: the .cc beside it if it includes it, else any unit that includes it.
-        include = re.compile(r'#include\s+"' + re.escape(path) + '"')
-        stem = os.path.join(ROOT, os.path.splitext(path)[0] + ".cc")
-        candidates = ([stem] if stem in units else []) + units
-        for unit in candidates:
-            with open(unit, errors="replace") as f:
-                if include.search(f.read()):
-                    to_check.add(unit)
-                    break
-        else:
+        unit = unit_for(path)
+        if unit is None:
             unchecked.append(path)
+        else:
+            to_check.add(unit)
 
     print(f"clang-tidy: base {base}: {len(changes)} changed files, "
           f"{len(to_check)} translation units to check")

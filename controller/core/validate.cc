@@ -1,6 +1,8 @@
 #include "controller/core/validate.h"
 
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "common/format.h"
 #include "common/text.h"
@@ -30,7 +32,7 @@ class Checks {
   template <typename List>
   Checks& texts(std::string_view field, const List& values, size_t max_bytes, int max_count) {
     if (!status_.ok()) return *this;
-    if (values.size() > max_count) {
+    if (values.size() > static_cast<size_t>(max_count)) {
       status_ = invalid(
           fmt::format("{}: {} values given, at most {} allowed", field, values.size(), max_count));
       return *this;
@@ -81,21 +83,23 @@ Checks& protocolAndDirection(Checks& c, int protocol, int direction) {
              fmt::format("invalid value {}: not a known direction", direction));
 }
 
-Checks& targets(Checks& c, const v1::Targets& t) {
-  return c.texts("hosts", t.hosts().ids(), kMaxIdBytes, kMaxHostsPerRequest)
-      .text("selector", t.selector(), kMaxSelectorBytes);
+Checks& targets(Checks& c, const std::vector<std::string>& hosts, const std::string& selector) {
+  return c.texts("hosts", hosts, kMaxIdBytes, kMaxHostsPerRequest)
+      .text("selector", selector, kMaxSelectorBytes);
 }
 
 // Isolate and release: host ids or a selector; `all` is for blocks only.
-Checks& hostTargets(Checks& c, const v1::Targets& t) {
-  return targets(c, t).check(!t.has_all(), "targets",
-                             "all: not accepted here: name one or more hosts, or a selector");
+Checks& hostTargets(Checks& c, const std::vector<std::string>& hosts, const std::string& selector,
+                    bool all) {
+  return targets(c, hosts, selector)
+      .check(!all, "targets", "all: not accepted here: name one or more hosts, or a selector");
 }
 
-Checks& blockMatch(Checks& c, const v1::BlockMatch& m) {
-  c.text("remote_cidr", m.remote_cidr(), kMaxCidrBytes);
-  checkPort(c, m.port());
-  return protocolAndDirection(c, m.protocol(), m.direction());
+template <typename Request>
+Checks& blockMatch(Checks& c, const Request& req) {
+  c.text("remote_cidr", req.remote_cidr, kMaxCidrBytes);
+  checkPort(c, req.port);
+  return protocolAndDirection(c, req.protocol, req.direction);
 }
 
 }  // namespace
@@ -134,106 +138,105 @@ absl::Status checkRange(std::string_view field, uint64_t value, uint64_t lo, uin
                              value, space, unit, lo, space, unit, hi, space, unit));
 }
 
-absl::Status validateRequest(const v1::ListHostsRequest& req) {
-  return Checks().text("selector", req.selector(), kMaxSelectorBytes).done();
+absl::Status validateRequest(const ListHostsRequest& req) {
+  return Checks().text("selector", req.selector, kMaxSelectorBytes).done();
 }
 
-absl::Status validateRequest(const v1::GetHostRequest& req) {
-  return Checks().text("host", req.host(), kMaxIdBytes).done();
+absl::Status validateRequest(const GetHostRequest& req) {
+  return Checks().text("host", req.host, kMaxIdBytes).done();
 }
 
-absl::Status validateRequest(const v1::IsolateRequest& req) {
+absl::Status validateRequest(const IsolateRequest& req) {
   Checks c;
-  hostTargets(c, req.targets())
-      .texts("exempt_sets", req.exempt_sets(), kMaxIdBytes, kMaxExemptSetsPerRequest)
-      .text("reason", req.reason(), kMaxReasonBytes);
-  checkTtl(c, req.ttl_ms());
-  return checkWait(c, req.wait_ms()).done();
+  hostTargets(c, req.hosts, req.selector, req.all)
+      .texts("exempt_sets", req.exempt_sets, kMaxIdBytes, kMaxExemptSetsPerRequest)
+      .text("reason", req.reason, kMaxReasonBytes);
+  checkTtl(c, req.ttl_ms);
+  return checkWait(c, req.wait_ms).done();
 }
 
-absl::Status validateRequest(const v1::ReleaseRequest& req) {
+absl::Status validateRequest(const ReleaseRequest& req) {
   Checks c;
-  hostTargets(c, req.targets())
-      .text("reason", req.reason(), kMaxReasonBytes);
-  return checkWait(c, req.wait_ms()).done();
+  hostTargets(c, req.hosts, req.selector, req.all).text("reason", req.reason, kMaxReasonBytes);
+  return checkWait(c, req.wait_ms).done();
 }
 
-absl::Status validateRequest(const v1::ListAuditRequest& req) {
+absl::Status validateRequest(const ListAuditRequest& req) {
   // `limit` is any count: the listing pages and clamps it.
   return Checks()
-      .range("before_id", req.before_id(), 0, std::numeric_limits<int64_t>::max())
+      .range("before_id", req.before_id, 0, std::numeric_limits<int64_t>::max())
       .done();
 }
 
-absl::Status validateRequest(const v1::BlockRequest& req) {
+absl::Status validateRequest(const BlockRequest& req) {
   Checks c;
-  targets(c, req.targets()).text("reason", req.reason(), kMaxReasonBytes);
-  blockMatch(c, req.match());
-  checkTtl(c, req.ttl_ms());
-  return checkWait(c, req.wait_ms()).done();
+  targets(c, req.hosts, req.selector).text("reason", req.reason, kMaxReasonBytes);
+  blockMatch(c, req);
+  checkTtl(c, req.ttl_ms);
+  return checkWait(c, req.wait_ms).done();
 }
 
-absl::Status validateRequest(const v1::UnblockRequest& req) {
+absl::Status validateRequest(const UnblockRequest& req) {
   Checks c;
-  targets(c, req.targets()).text("reason", req.reason(), kMaxReasonBytes);
-  blockMatch(c, req.match());
-  return checkWait(c, req.wait_ms()).done();
+  targets(c, req.hosts, req.selector).text("reason", req.reason, kMaxReasonBytes);
+  blockMatch(c, req);
+  return checkWait(c, req.wait_ms).done();
 }
 
-absl::Status validateRequest(const v1::ListBlocksRequest& req) {
-  return Checks().text("host", req.host(), kMaxIdBytes).done();
+absl::Status validateRequest(const ListBlocksRequest& req) {
+  return Checks().text("host", req.host, kMaxIdBytes).done();
 }
 
-absl::Status validateRequest(const v1::KillConnectionsRequest& req) {
+absl::Status validateRequest(const KillConnectionsRequest& req) {
   Checks c;
-  c.text("host", req.host(), kMaxIdBytes)
-      .text("remote_cidr", req.remote_cidr(), kMaxCidrBytes)
-      .text("reason", req.reason(), kMaxReasonBytes);
-  checkPort(c, req.port());
-  return checkWait(c, req.wait_ms()).done();
+  c.text("host", req.host, kMaxIdBytes)
+      .text("remote_cidr", req.remote_cidr, kMaxCidrBytes)
+      .text("reason", req.reason, kMaxReasonBytes);
+  checkPort(c, req.port);
+  return checkWait(c, req.wait_ms).done();
 }
 
-absl::Status validateRequest(const v1::ListSessionsRequest& req) {
+absl::Status validateRequest(const ListSessionsRequest& req) {
   Checks c;
-  c.text("host", req.host(), kMaxIdBytes);
-  return checkWait(c, req.wait_ms()).done();
+  c.text("host", req.host, kMaxIdBytes);
+  return checkWait(c, req.wait_ms).done();
 }
 
-absl::Status validateRequest(const v1::KillSessionsRequest& req) {
+absl::Status validateRequest(const KillSessionsRequest& req) {
   Checks c;
-  const auto& m = req.match();
-  c.text("host", req.host(), kMaxIdBytes)
-      .text("reason", req.reason(), kMaxReasonBytes)
+  const auto& m = req.match;
+  c.text("host", req.host, kMaxIdBytes)
+      .text("reason", req.reason, kMaxReasonBytes)
       .text("user", m.user(), kMaxIdBytes)
       .text("from", m.from_cidr(), kMaxCidrBytes)
       .check(m.session_id() != kUnsetSessionId, "session",
              fmt::format("invalid value {}: the kernel's \"no session\" id", m.session_id()));
-  return checkWait(c, req.wait_ms()).done();
+  return checkWait(c, req.wait_ms).done();
 }
 
-absl::Status validateRequest(const v1::KillProcessRequest& req) {
+absl::Status validateRequest(const KillProcessRequest& req) {
   Checks c;
-  const auto& m = req.match();
-  c.text("host", req.host(), kMaxIdBytes)
-      .text("reason", req.reason(), kMaxReasonBytes)
+  const auto& m = req.match;
+  c.text("host", req.host, kMaxIdBytes)
+      .text("reason", req.reason, kMaxReasonBytes)
       .text("exe", m.exe(), kMaxPathBytes)
       .text("user", m.user(), kMaxIdBytes)
       .range("pid", m.pid(), 0, kMaxPid);
-  return checkWait(c, req.wait_ms()).done();
+  return checkWait(c, req.wait_ms).done();
 }
 
-absl::Status validateRequest(const v1::CaptureRequest& req) {
+absl::Status validateRequest(const CaptureRequest& req) {
   Checks c;
-  c.text("host", req.host(), kMaxIdBytes)
-      .text("reason", req.reason(), kMaxReasonBytes)
-      .urange("collector_time_limit_ms", req.collector_time_limit_ms(), 0, kMaxCollectorTimeLimitMs,
+  c.text("host", req.host, kMaxIdBytes)
+      .text("reason", req.reason, kMaxReasonBytes)
+      .urange("collector_time_limit_ms", req.collector_time_limit_ms, 0, kMaxCollectorTimeLimitMs,
               "ms")
-      .urange("max_binary_bytes", req.max_binary_bytes(), 0, kMaxBinaryBytes, "bytes");
-  return checkWait(c, req.wait_ms()).done();
+      .urange("max_binary_bytes", req.max_binary_bytes, 0, kMaxBinaryBytes, "bytes");
+  return checkWait(c, req.wait_ms).done();
 }
 
-absl::Status validateRequest(const v1::ListEvidenceRequest& req) {
-  return Checks().text("host", req.host(), kMaxIdBytes).done();
+absl::Status validateRequest(const ListEvidenceRequest& req) {
+  return Checks().text("host", req.host, kMaxIdBytes).done();
 }
 
 }  // namespace bulkhead::controller

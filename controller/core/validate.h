@@ -5,14 +5,14 @@
 // must be printable UTF-8 (common/text.h: no newline, ESC, DEL, NUL, C1 or bidi control) and
 // within a byte limit; numbers must be within the ranges below. Every error is
 // INVALID_ARGUMENT and names the field and the value (escaped, shortened). Presence rules
-// ("reason: required", "exactly one of ...") stay with the handlers.
+// ("reason: required", "exactly one of ...") are the service's (controller/service/).
 #pragma once
 
 #include <cstdint>
 #include <string_view>
 
 #include "absl/status/status.h"
-#include "bulkhead/v1/operator.pb.h"
+#include "controller/core/requests.h"
 
 namespace bulkhead::controller {
 
@@ -43,21 +43,22 @@ absl::Status checkRange(std::string_view field, int64_t value, int64_t lo, int64
 absl::Status checkRange(std::string_view field, uint64_t value, uint64_t lo, uint64_t hi,
                         std::string_view unit = "");
 
-// One check per operator request: every text and numeric field it carries. (The evidence
-// calls that take only an id check it with checkText("id", id, kMaxIdBytes).)
-absl::Status validateRequest(const bulkhead::v1::ListHostsRequest& req);
-absl::Status validateRequest(const bulkhead::v1::GetHostRequest& req);
-absl::Status validateRequest(const bulkhead::v1::IsolateRequest& req);
-absl::Status validateRequest(const bulkhead::v1::ReleaseRequest& req);
-absl::Status validateRequest(const bulkhead::v1::ListAuditRequest& req);
-absl::Status validateRequest(const bulkhead::v1::BlockRequest& req);
-absl::Status validateRequest(const bulkhead::v1::UnblockRequest& req);
-absl::Status validateRequest(const bulkhead::v1::ListBlocksRequest& req);
-absl::Status validateRequest(const bulkhead::v1::KillConnectionsRequest& req);
-absl::Status validateRequest(const bulkhead::v1::ListSessionsRequest& req);
-absl::Status validateRequest(const bulkhead::v1::KillSessionsRequest& req);
-absl::Status validateRequest(const bulkhead::v1::KillProcessRequest& req);
-absl::Status validateRequest(const bulkhead::v1::CaptureRequest& req);
-absl::Status validateRequest(const bulkhead::v1::ListEvidenceRequest& req);
+// One check per operator request: every text and numeric field it carries, in field order;
+// the first failure is returned. (The evidence calls that take only an id check it with
+// checkText("id", id, kMaxIdBytes).)
+absl::Status validateRequest(const ListHostsRequest& req);
+absl::Status validateRequest(const GetHostRequest& req);
+absl::Status validateRequest(const IsolateRequest& req);
+absl::Status validateRequest(const ReleaseRequest& req);
+absl::Status validateRequest(const ListAuditRequest& req);
+absl::Status validateRequest(const BlockRequest& req);
+absl::Status validateRequest(const UnblockRequest& req);
+absl::Status validateRequest(const ListBlocksRequest& req);
+absl::Status validateRequest(const KillConnectionsRequest& req);
+absl::Status validateRequest(const ListSessionsRequest& req);
+absl::Status validateRequest(const KillSessionsRequest& req);
+absl::Status validateRequest(const KillProcessRequest& req);
+absl::Status validateRequest(const CaptureRequest& req);
+absl::Status validateRequest(const ListEvidenceRequest& req);
 
 }  // namespace bulkhead::controller

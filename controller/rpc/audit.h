@@ -1,5 +1,5 @@
-// The RPC edge of auditing and validation: grpc::Status in and out, over the service layer's
-// plain absl::Status versions (controller/service/audit.h).
+// The RPC edge of auditing: grpc::Status in and out, over the service layer's plain
+// absl::Status versions (controller/service/audit.h).
 #pragma once
 
 #include <string>
@@ -7,7 +7,6 @@
 #include <grpcpp/grpcpp.h>
 
 #include "controller/core/clock.h"
-#include "controller/core/validate.h"
 #include "controller/service/audit.h"
 #include "controller/store/store.h"
 
@@ -27,14 +26,6 @@ inline grpc::Status recordCall(Store& store, const Clock& clock, const std::stri
                                const std::string& detail = "") {
   return toGrpcStatus(recordCall(store, clock, operator_name, action, target, reason,
                                  fromGrpcStatus(result), detail));
-}
-
-// `prior` when it is an error, else the check of every field of `request`
-// (controller/core/validate.h).
-template <typename Request>
-grpc::Status validated(const grpc::Status& prior, const Request& request) {
-  if (!prior.ok()) return prior;
-  return toGrpcStatus(validateRequest(request));
 }
 
 }  // namespace bulkhead::controller

@@ -1,8 +1,5 @@
-// Operator service: Block, Unblock, ListBlocks. Authorises the caller, then hands the call to
-// Containment (its thread serialises every change of a desired state and finishes the call).
-#include "common/format.h"
-#include "common/parse.h"
-#include "controller/rpc/audit.h"
+// Operator service: Block, Unblock, ListBlocks and KillConnections, translated for
+// Containment and HostOperations (controller/service/), which check, audit and finish the call.
 #include "controller/rpc/operator_service.h"
 #include "controller/rpc/translate.h"
 
@@ -14,15 +11,7 @@ grpc::ServerUnaryReactor* OperatorService::Block(grpc::CallbackServerContext* ct
                                                  const v1::BlockRequest* req,
                                                  v1::ContainmentResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  Caller caller = identify(*ctx);
-  BlockRequest request = fromProto(*req);
-  if (grpc::Status status = validated(authorized(caller, OperatorAction::kBlock), *req);
-      !status.ok()) {
-    reactor->Finish(
-        audit(caller, OperatorAction::kBlock, auditTarget(request), request.reason, status));
-    return reactor;
-  }
-  containment_.block(caller.audit_name, std::move(request), finishWith(resp, reactor));
+  containment_.block(identify(*ctx), fromProto(*req), finishWith(resp, reactor));
   return reactor;
 }
 
@@ -30,15 +19,7 @@ grpc::ServerUnaryReactor* OperatorService::Unblock(grpc::CallbackServerContext* 
                                                    const v1::UnblockRequest* req,
                                                    v1::ContainmentResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  Caller caller = identify(*ctx);
-  UnblockRequest request = fromProto(*req);
-  if (grpc::Status status = validated(authorized(caller, OperatorAction::kUnblock), *req);
-      !status.ok()) {
-    reactor->Finish(
-        audit(caller, OperatorAction::kUnblock, auditTarget(request), request.reason, status));
-    return reactor;
-  }
-  containment_.unblock(caller.audit_name, std::move(request), finishWith(resp, reactor));
+  containment_.unblock(identify(*ctx), fromProto(*req), finishWith(resp, reactor));
   return reactor;
 }
 
@@ -46,30 +27,15 @@ grpc::ServerUnaryReactor* OperatorService::ListBlocks(grpc::CallbackServerContex
                                                       const v1::ListBlocksRequest* req,
                                                       v1::ListBlocksResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  Caller caller = identify(*ctx);
-  ListBlocksRequest request = fromProto(*req);
-  if (grpc::Status status = validated(authorized(caller, OperatorAction::kListBlocks), *req);
-      !status.ok()) {
-    reactor->Finish(audit(caller, OperatorAction::kListBlocks, auditTarget(request), "", status));
-    return reactor;
-  }
-  containment_.listBlocks(caller.audit_name, std::move(request), finishWith(resp, reactor));
+  containment_.listBlocks(identify(*ctx), fromProto(*req), finishWith(resp, reactor));
   return reactor;
 }
 
-grpc::ServerUnaryReactor* OperatorService::KillConnections(
-    grpc::CallbackServerContext* ctx, const v1::KillConnectionsRequest* req,
-    v1::HostActionResponse* resp) {
+grpc::ServerUnaryReactor* OperatorService::KillConnections(grpc::CallbackServerContext* ctx,
+                                                           const v1::KillConnectionsRequest* req,
+                                                           v1::HostActionResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorized(caller, OperatorAction::kKillConnections), *req);
-  if (!status.ok()) {
-    reactor->Finish(audit(caller, OperatorAction::kKillConnections, req->host(), req->reason(),
-                          status, fmt::format("remote {}", req->remote_cidr())));
-    return reactor;
-  }
-  host_operations_->killConnections(caller.audit_name, fromProto(*req),
-                                    finishWith(resp, reactor));
+  host_operations_->killConnections(identify(*ctx), fromProto(*req), finishWith(resp, reactor));
   return reactor;
 }
 

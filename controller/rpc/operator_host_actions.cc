@@ -1,7 +1,5 @@
-// Operator RPCs on one host's sessions and processes: the caller is identified and
-// authorised, the request checked and translated; HostOperations (controller/service/) audits,
-// sends the command and answers.
-#include "controller/rpc/audit.h"
+// Operator RPCs on one host's sessions and processes, translated for HostOperations
+// (controller/service/), which checks, audits, sends the command and answers.
 #include "controller/rpc/operator_service.h"
 #include "controller/rpc/translate.h"
 
@@ -13,13 +11,7 @@ grpc::ServerUnaryReactor* OperatorService::ListSessions(grpc::CallbackServerCont
                                                         const v1::ListSessionsRequest* req,
                                                         v1::HostActionResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorized(caller, OperatorAction::kListSessions), *req);
-  if (!status.ok()) {
-    reactor->Finish(audit(caller, OperatorAction::kListSessions, req->host(), "", status));
-    return reactor;
-  }
-  host_operations_->listSessions(caller.audit_name, fromProto(*req), finishWith(resp, reactor));
+  host_operations_->listSessions(identify(*ctx), fromProto(*req), finishWith(resp, reactor));
   return reactor;
 }
 
@@ -27,14 +19,7 @@ grpc::ServerUnaryReactor* OperatorService::KillSessions(grpc::CallbackServerCont
                                                         const v1::KillSessionsRequest* req,
                                                         v1::HostActionResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorized(caller, OperatorAction::kKillSessions), *req);
-  if (!status.ok()) {
-    reactor->Finish(
-        audit(caller, OperatorAction::kKillSessions, req->host(), req->reason(), status));
-    return reactor;
-  }
-  host_operations_->killSessions(caller.audit_name, fromProto(*req), finishWith(resp, reactor));
+  host_operations_->killSessions(identify(*ctx), fromProto(*req), finishWith(resp, reactor));
   return reactor;
 }
 
@@ -42,14 +27,7 @@ grpc::ServerUnaryReactor* OperatorService::KillProcess(grpc::CallbackServerConte
                                                        const v1::KillProcessRequest* req,
                                                        v1::HostActionResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  Caller caller = identify(*ctx);
-  grpc::Status status = validated(authorized(caller, OperatorAction::kKillProcess), *req);
-  if (!status.ok()) {
-    reactor->Finish(
-        audit(caller, OperatorAction::kKillProcess, req->host(), req->reason(), status));
-    return reactor;
-  }
-  host_operations_->killProcess(caller.audit_name, fromProto(*req), finishWith(resp, reactor));
+  host_operations_->killProcess(identify(*ctx), fromProto(*req), finishWith(resp, reactor));
   return reactor;
 }
 

@@ -68,9 +68,7 @@ class ExportWriter final : public grpc::ServerWriteReactor<v1::AuditExportChunk>
 OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet,
                                  Containment& containment, EvidenceHub* evidence,
                                  const evidence::Signer* audit_signer)
-    : clock_(clock),
-      store_(store),
-      fleet_(fleet),
+    : fleet_(fleet),
       containment_(containment),
       inventory_(clock, store, fleet),
       audit_trail_(clock, store, audit_signer),
@@ -111,22 +109,6 @@ Caller OperatorService::identify(const grpc::CallbackServerContext& ctx) {
   return c;
 }
 
-grpc::Status OperatorService::authorized(const Caller& caller, OperatorAction action) {
-  return toGrpcStatus(authorize(caller, action));
-}
-
-grpc::Status OperatorService::audit(const Caller& caller, OperatorAction action,
-                                    const std::string& target, const std::string& reason,
-                                    const grpc::Status& result, const std::string& detail) {
-  return audit(caller, std::string(actionName(action)), target, reason, result, detail);
-}
-
-grpc::Status OperatorService::audit(const Caller& caller, const std::string& action,
-                                    const std::string& target, const std::string& reason,
-                                    const grpc::Status& result, const std::string& detail) {
-  return recordCall(store_, clock_, caller.audit_name, action, target, reason, result, detail);
-}
-
 grpc::ServerUnaryReactor* OperatorService::ListHosts(grpc::CallbackServerContext* ctx,
                                                      const v1::ListHostsRequest* req,
                                                      v1::ListHostsResponse* resp) {
@@ -154,15 +136,7 @@ grpc::ServerUnaryReactor* OperatorService::Isolate(grpc::CallbackServerContext* 
                                                    const v1::IsolateRequest* req,
                                                    v1::ContainmentResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  Caller caller = identify(*ctx);
-  IsolateRequest request = fromProto(*req);
-  grpc::Status status = validated(authorized(caller, OperatorAction::kIsolate), *req);
-  if (!status.ok()) {
-    reactor->Finish(
-        audit(caller, OperatorAction::kIsolate, auditTarget(request), request.reason, status));
-    return reactor;
-  }
-  containment_.isolate(caller.audit_name, std::move(request), finishWith(resp, reactor));
+  containment_.isolate(identify(*ctx), fromProto(*req), finishWith(resp, reactor));
   return reactor;
 }
 
@@ -170,15 +144,7 @@ grpc::ServerUnaryReactor* OperatorService::Release(grpc::CallbackServerContext* 
                                                    const v1::ReleaseRequest* req,
                                                    v1::ContainmentResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  Caller caller = identify(*ctx);
-  ReleaseRequest request = fromProto(*req);
-  grpc::Status status = validated(authorized(caller, OperatorAction::kRelease), *req);
-  if (!status.ok()) {
-    reactor->Finish(
-        audit(caller, OperatorAction::kRelease, auditTarget(request), request.reason, status));
-    return reactor;
-  }
-  containment_.release(caller.audit_name, std::move(request), finishWith(resp, reactor));
+  containment_.release(identify(*ctx), fromProto(*req), finishWith(resp, reactor));
   return reactor;
 }
 

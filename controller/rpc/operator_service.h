@@ -129,20 +129,6 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   Caller identify(const grpc::CallbackServerContext& ctx);
 
  private:
-  // Appends the audit row for a finished call and returns the status to send: `result`, or
-  // INTERNAL when the row could not be written. The first form records `action`'s audit name
-  // (controller/service/authorization.h); the second any other (an "<action>.result").
-  grpc::Status audit(const Caller& caller, OperatorAction action, const std::string& target,
-                     const std::string& reason, const grpc::Status& result,
-                     const std::string& detail = "");
-  grpc::Status audit(const Caller& caller, const std::string& action, const std::string& target,
-                     const std::string& reason, const grpc::Status& result,
-                     const std::string& detail = "");
-  // The caller's refusal for `action`, if any (controller/service/authorization.h).
-  static grpc::Status authorized(const Caller& caller, OperatorAction action);
-
-  const Clock& clock_;
-  Store& store_;
   Fleet& fleet_;
   Containment& containment_;
   HostInventory inventory_;  // hosts and status

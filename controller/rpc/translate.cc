@@ -52,6 +52,7 @@ IsolateRequest fromProto(const v1::IsolateRequest& req) {
   TargetFields t = targetsOf(req.targets());
   return IsolateRequest{.hosts = std::move(t.hosts),
                         .selector = std::move(t.selector),
+                        .all = t.all,
                         .yes = req.yes(),
                         .exempt_sets = strings(req.exempt_sets()),
                         .no_default_exemptions = req.no_default_exemptions(),
@@ -77,6 +78,7 @@ ReleaseRequest fromProto(const v1::ReleaseRequest& req) {
   TargetFields t = targetsOf(req.targets());
   return ReleaseRequest{.hosts = std::move(t.hosts),
                         .selector = std::move(t.selector),
+                        .all = t.all,
                         .yes = req.yes(),
                         .reason = req.reason(),
                         .wait_ms = req.wait_ms()};

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <iterator>
-#include <limits>
 #include <optional>
 
 #include "common/certificate.h"
@@ -33,15 +32,8 @@ AuditTrail::AuditTrail(const Clock& clock, Store& store, const evidence::Signer*
 absl::StatusOr<AuditPage> AuditTrail::list(const Caller& caller, const ListAuditRequest& req,
                                            const ListedBytes& listed_bytes) {
   absl::Status status = authorize(caller, OperatorAction::kListAudit);
-  // `limit` is any count: the listing pages and clamps it.
-  if (status.ok()) {
-    status =
-        checkRange("before_id", req.before_id, int64_t{0}, std::numeric_limits<int64_t>::max());
-  }
+  if (status.ok()) status = validateRequest(req);
   const uint32_t limit = req.limit == 0 ? kDefaultAuditLimit : std::min(req.limit, kMaxAuditLimit);
-  if (status.ok() && req.before_id < 0) {
-    status = absl::InvalidArgumentError(fmt::format("before_id: {} is negative", req.before_id));
-  }
   AuditPage page;
   if (status.ok()) {
     auto rows = store_.listAuditPage(req.before_id, limit);
@@ -75,7 +67,7 @@ absl::StatusOr<AuditPage> AuditTrail::list(const Caller& caller, const ListAudit
     }
   }
   status = recordCall(store_, clock_, caller.audit_name,
-                      std::string(actionName(OperatorAction::kListAudit)),
+                      auditAction(OperatorAction::kListAudit),
                       req.before_id > 0 ? fmt::format("limit={} before={}", limit, req.before_id)
                                         : fmt::format("limit={}", limit),
                       "", status);
@@ -109,7 +101,7 @@ absl::StatusOr<AuditVerification> AuditTrail::verify(const Caller& caller, int64
     }
   }
   status = recordCall(store_, clock_, caller.audit_name,
-                      std::string(actionName(OperatorAction::kVerifyAudit)), "audit", "",
+                      auditAction(OperatorAction::kVerifyAudit), "audit", "",
                       v.status(), detail);
   if (!status.ok()) return status;
   return v;
@@ -150,7 +142,7 @@ absl::StatusOr<AuditExport> AuditTrail::exportFrom(const Caller& caller, int64_t
     }
   }
   status = recordCall(store_, clock_, caller.audit_name,
-                      std::string(actionName(OperatorAction::kExportAudit)),
+                      auditAction(OperatorAction::kExportAudit),
                       fmt::format("since={}", since), "", status, detail);
   if (!status.ok()) return status;
   return out;

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "controller/core/clock.h"
+#include "controller/core/requests.h"
 #include "controller/service/authorization.h"
 #include "controller/store/store.h"
 #include "evidence/signing.h"
@@ -23,11 +24,6 @@ struct AuditExport {
   std::string text;
   std::string signature;
   std::string certificate_pem;
-};
-
-struct ListAuditRequest {
-  int64_t before_id = 0;  // rows older than this id; 0: from the newest (negative: refused)
-  uint32_t limit = 0;     // rows at most; 0: the default (100); clamped to 10000
 };
 
 // One page of the trail, oldest first. Text fields are clipped for listing (the stored rows

@@ -70,4 +70,6 @@ absl::Status authorize(const Caller& caller, OperatorAction action) {
                                                  actionName(action), roleName(needed)));
 }
 
+std::string auditAction(OperatorAction action) { return std::string(actionName(action)); }
+
 }  // namespace bulkhead::controller

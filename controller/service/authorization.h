@@ -45,6 +45,8 @@ struct ActionRule {
 std::span<const ActionRule> actionRules();
 const ActionRule& ruleFor(OperatorAction action);
 std::string_view actionName(OperatorAction action);
+// The same as a string: the `action` of the audit rows this action writes.
+std::string auditAction(OperatorAction action);
 
 // The caller of one operator call, as the front door established it (for gRPC: the client
 // certificate, checked against the CRL).

@@ -34,18 +34,16 @@ BlockGuardrails Containment::blockGuardrails() const {
   return g;
 }
 
-void Containment::block(std::string operator_name, BlockRequest req, ContainmentDone done) {
-  submit("block", std::move(operator_name), std::move(req), std::move(done),
-         &Containment::doBlock);
+void Containment::block(const Caller& caller, BlockRequest req, ContainmentDone done) {
+  submit(OperatorAction::kBlock, caller, std::move(req), std::move(done), &Containment::doBlock);
 }
 
-void Containment::unblock(std::string operator_name, UnblockRequest req, ContainmentDone done) {
-  submit("unblock", std::move(operator_name), std::move(req), std::move(done),
-         &Containment::doUnblock);
+void Containment::unblock(const Caller& caller, UnblockRequest req, ContainmentDone done) {
+  submit(OperatorAction::kUnblock, caller, std::move(req), std::move(done), &Containment::doUnblock);
 }
 
-void Containment::listBlocks(std::string operator_name, ListBlocksRequest req, BlocksDone done) {
-  submit("blocks", std::move(operator_name), std::move(req), std::move(done),
+void Containment::listBlocks(const Caller& caller, ListBlocksRequest req, BlocksDone done) {
+  submit(OperatorAction::kListBlocks, caller, std::move(req), std::move(done),
          &Containment::doListBlocks);
 }
 
@@ -67,7 +65,7 @@ void Containment::doBlock(const std::string& operator_name, const BlockRequest& 
                           ContainmentDone& done) {
   const std::string target = auditTarget(req);
   auto refuse = [&](const absl::Status& status) {
-    done(recordCall(store_, clock_, operator_name, "block", target, req.reason, status,
+    done(recordCall(store_, clock_, operator_name, auditAction(OperatorAction::kBlock), target, req.reason, status,
                     fmt::format("cidr {}", req.remote_cidr)),
          {});
   };
@@ -99,7 +97,7 @@ void Containment::doBlock(const std::string& operator_name, const BlockRequest& 
     fleet_state[kFleetStateKey] = withBlock(f, block, now, {});
   }
 
-  auto op = newOp("block", operator_name, target, req.reason, req.wait_ms, std::move(done));
+  auto op = newOp(OperatorAction::kBlock, operator_name, target, req.reason, req.wait_ms, std::move(done));
   std::string detail = fmt::format("block {} ({}); hosts {}", match->describe(), block.id(),
                                    targets.empty() ? "none yet" : joinedHosts(targets));
   if (req.ttl_ms > 0) detail += fmt::format("; ttl {} ms", req.ttl_ms);
@@ -117,7 +115,7 @@ void Containment::doUnblock(const std::string& operator_name, const UnblockReque
                             ContainmentDone& done) {
   const std::string target = auditTarget(req);
   auto refuse = [&](const absl::Status& status) {
-    done(recordCall(store_, clock_, operator_name, "unblock", target, req.reason, status,
+    done(recordCall(store_, clock_, operator_name, auditAction(OperatorAction::kUnblock), target, req.reason, status,
                     fmt::format("cidr {}", req.remote_cidr)),
          {});
   };
@@ -159,7 +157,7 @@ void Containment::doUnblock(const std::string& operator_name, const UnblockReque
     return refuse(absl::NotFoundError(
         fmt::format("no block {} on {}; nothing was changed", match->describe(), target)));
   }
-  auto op = newOp("unblock", operator_name, target, req.reason, req.wait_ms, std::move(done));
+  auto op = newOp(OperatorAction::kUnblock, operator_name, target, req.reason, req.wait_ms, std::move(done));
   const bool persisted = commitAndWait(
       op, order, states, {},
       fmt::format("unblock {}; hosts {}{}", match->describe(),
@@ -181,7 +179,7 @@ void Containment::doListBlocks(const std::string& operator_name, const ListBlock
   std::vector<std::string> hosts;
   if (!req.host.empty()) {
     if (!known.count(req.host)) {
-      done(recordCall(store_, clock_, operator_name, "blocks", target, "",
+      done(recordCall(store_, clock_, operator_name, auditAction(OperatorAction::kListBlocks), target, "",
                       absl::NotFoundError(fmt::format("unknown host \"{}\"", req.host))),
            {});
       return;
@@ -208,7 +206,7 @@ void Containment::doListBlocks(const std::string& operator_name, const ListBlock
       entries.push_back(BlockEntry{.block = b, .host_id = h, .remaining_ms = remaining(b)});
     }
   }
-  absl::Status status = recordCall(store_, clock_, operator_name, "blocks", target, "",
+  absl::Status status = recordCall(store_, clock_, operator_name, auditAction(OperatorAction::kListBlocks), target, "",
                                    absl::OkStatus(), fmt::format("{} blocks", entries.size()));
   done(status, status.ok() ? std::move(entries) : std::vector<BlockEntry>{});
 }
@@ -241,7 +239,7 @@ void Containment::propagateFleetBlocks() {
   AuditEntry e;
   e.at_unix_ms = now;
   e.operator_name = "controller";
-  e.action = "block";
+  e.action = auditAction(OperatorAction::kBlock);
   e.target = joinedHosts(order);
   e.reason = "fleet-wide blocks for a host that joined or reconnected";
   e.outcome = "ok";

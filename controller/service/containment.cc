@@ -106,36 +106,36 @@ std::chrono::milliseconds Containment::waitFor(uint32_t wait_ms) const {
   return std::min(std::chrono::milliseconds(wait_ms), options_.max_wait);
 }
 
-std::shared_ptr<PendingOp> Containment::newOp(const char* action, const std::string& operator_name,
+std::shared_ptr<PendingOp> Containment::newOp(OperatorAction action, const std::string& operator_name,
                                               const std::string& target, const std::string& reason,
                                               uint32_t wait_ms, ContainmentDone done) {
   auto op = std::make_shared<PendingOp>();
   op->id = next_op_++;
   op->done = std::move(done);
   op->operator_name = operator_name;
-  op->action = action;
+  op->action = auditAction(action);
   op->target = target;
   op->reason = reason;
   op->wait = waitFor(wait_ms);
   return op;
 }
 
-void Containment::postOrRefuse(const std::string& operator_name, const char* action,
+void Containment::postOrRefuse(const std::string& operator_name, OperatorAction action,
                                const std::string& target, const std::string& reason,
                                const std::function<void(const absl::Status&)>& refused,
                                std::function<void()> work) {
   if (!stopped_ && thread_.post(std::move(work))) return;
-  refused(recordCall(store_, clock_, operator_name, action, target, reason,
+  refused(recordCall(store_, clock_, operator_name, auditAction(action), target, reason,
                      absl::UnavailableError("controller shutting down, nothing applied")));
 }
 
-void Containment::isolate(std::string operator_name, IsolateRequest req, ContainmentDone done) {
-  submit("isolate", std::move(operator_name), std::move(req), std::move(done),
+void Containment::isolate(const Caller& caller, IsolateRequest req, ContainmentDone done) {
+  submit(OperatorAction::kIsolate, caller, std::move(req), std::move(done),
          &Containment::doIsolate);
 }
 
-void Containment::release(std::string operator_name, ReleaseRequest req, ContainmentDone done) {
-  submit("release", std::move(operator_name), std::move(req), std::move(done),
+void Containment::release(const Caller& caller, ReleaseRequest req, ContainmentDone done) {
+  submit(OperatorAction::kRelease, caller, std::move(req), std::move(done),
          &Containment::doRelease);
 }
 
@@ -143,7 +143,7 @@ void Containment::doIsolate(const std::string& operator_name, const IsolateReque
                             ContainmentDone& done) {
   const std::string target = auditTarget(req);
   auto refuse = [&](const absl::Status& status) {
-    done(recordCall(store_, clock_, operator_name, "isolate", target, req.reason, status,
+    done(recordCall(store_, clock_, operator_name, auditAction(OperatorAction::kIsolate), target, req.reason, status,
                     req.dry_run ? "dry run" : ""),
          {});
   };
@@ -216,7 +216,7 @@ void Containment::doIsolate(const std::string& operator_name, const IsolateReque
     set_names[h] = std::move(names);
   }
 
-  auto op = newOp("isolate", operator_name, target, req.reason, req.wait_ms, std::move(done));
+  auto op = newOp(OperatorAction::kIsolate, operator_name, target, req.reason, req.wait_ms, std::move(done));
   op->dry_run = req.dry_run;
   for (auto& o : refused) op->result.outcomes.push_back(std::move(o));
   for (const auto& w : lookup.warnings()) op->result.warnings.push_back(w);
@@ -250,7 +250,7 @@ void Containment::doRelease(const std::string& operator_name, const ReleaseReque
                             ContainmentDone& done) {
   const std::string target = auditTarget(req);
   auto refuse = [&](const absl::Status& status) {
-    done(recordCall(store_, clock_, operator_name, "release", target, req.reason, status), {});
+    done(recordCall(store_, clock_, operator_name, auditAction(OperatorAction::kRelease), target, req.reason, status), {});
   };
   if (isBlank(req.reason)) return refuse(absl::InvalidArgumentError("reason: required"));
   auto targets = resolveTargets(fleet_.targets(), TargetRequest{req.hosts, req.selector, req.yes},
@@ -261,7 +261,7 @@ void Containment::doRelease(const std::string& operator_name, const ReleaseReque
   for (const auto& h : *targets) {
     states[h] = releasedState(current.at(h), req.reason, operator_name, options_.endpoints);
   }
-  auto op = newOp("release", operator_name, target, req.reason, req.wait_ms, std::move(done));
+  auto op = newOp(OperatorAction::kRelease, operator_name, target, req.reason, req.wait_ms, std::move(done));
   commitAndWait(op, *targets, states, {}, fmt::format("hosts {}", joined(*targets)));
 }
 
@@ -372,7 +372,7 @@ void Containment::expireIsolations() {
   AuditEntry e;
   e.at_unix_ms = now;
   e.operator_name = "controller";
-  e.action = "release";
+  e.action = auditAction(OperatorAction::kRelease);
   e.target = joined(order);
   e.reason = "ttl expired";
   e.outcome = "ok";

@@ -4,9 +4,9 @@
 // out. Also releases isolations whose TTL expired and gives fleet-wide blocks to hosts that
 // join later.
 //
-// The caller is already authorised (controller/service/authorization.h) and its request's
-// fields checked (controller/core/validate.h); Containment applies the rules about what a
-// request must say (a reason, a non-negative TTL, a known host) and audits every outcome.
+// Containment checks the caller's role (controller/service/authorization.h), every field of the
+// request (controller/core/validate.h) and what a request must say (a reason, a non-negative
+// TTL, a known host), and audits every outcome.
 //
 // Threading: all of it runs on one "bh-contain" thread (its own Scheduler), so changes to
 // desired states are serialised and the caller's thread never blocks on the store or on DNS.
@@ -26,6 +26,10 @@
 #include "common/policy.h"
 #include "controller/core/blocks.h"
 #include "controller/core/clock.h"
+#include "controller/core/requests.h"
+#include "controller/core/validate.h"
+#include "controller/service/audit.h"
+#include "controller/service/authorization.h"
 #include "controller/service/fleet_control.h"
 #include "controller/service/name_cache.h"
 #include "controller/service/policies.h"
@@ -33,60 +37,6 @@
 #include "controller/store/store.h"
 
 namespace bulkhead::controller {
-
-// The hosts a request names: explicit `hosts`, or a `selector` (`yes` confirms one matching
-// more than the selector limit).
-struct IsolateRequest {
-  std::vector<std::string> hosts;
-  std::string selector;
-  bool yes = false;
-  std::vector<std::string> exempt_sets;
-  bool no_default_exemptions = false;
-  int64_t ttl_ms = 0;    // 0: until released
-  bool dry_run = false;
-  std::string reason;
-  uint32_t wait_ms = 0;  // 0: the default wait
-};
-
-struct ReleaseRequest {
-  std::vector<std::string> hosts;
-  std::string selector;
-  bool yes = false;
-  std::string reason;
-  uint32_t wait_ms = 0;
-};
-
-// `all`: every host, now and later (no hosts, no selector).
-struct BlockRequest {
-  std::vector<std::string> hosts;
-  std::string selector;
-  bool all = false;
-  bool yes = false;  // also confirms a prefix wider than the confirm limit
-  std::string remote_cidr;
-  bulkhead::v1::Protocol protocol = bulkhead::v1::PROTOCOL_ANY;
-  uint32_t port = 0;  // 0: any
-  bulkhead::v1::Direction direction = bulkhead::v1::DIRECTION_UNSPECIFIED;
-  int64_t ttl_ms = 0;  // 0: until unblocked
-  std::string reason;
-  uint32_t wait_ms = 0;
-};
-
-struct UnblockRequest {
-  std::vector<std::string> hosts;
-  std::string selector;
-  bool all = false;
-  bool yes = false;
-  std::string remote_cidr;
-  bulkhead::v1::Protocol protocol = bulkhead::v1::PROTOCOL_ANY;
-  uint32_t port = 0;
-  bulkhead::v1::Direction direction = bulkhead::v1::DIRECTION_UNSPECIFIED;
-  std::string reason;
-  uint32_t wait_ms = 0;
-};
-
-struct ListBlocksRequest {
-  std::string host;  // empty: every host and the fleet-wide blocks
-};
 
 // One block in force: fleet-wide, or on `host_id`.
 struct BlockEntry {
@@ -123,17 +73,20 @@ class Containment {
               const NameCache& names, ContainmentOptions options);
   ~Containment();   // shutdown()
 
-  // Takes over a request of an authorised caller; `done` receives its result exactly once.
-  void isolate(std::string operator_name, IsolateRequest req, ContainmentDone done);
-  void release(std::string operator_name, ReleaseRequest req, ContainmentDone done);
+  // Each checks that `caller` may ask for it (authorization.h) and every field of `req`
+  // (controller/core/validate.h); a refusal is audited and handed to `done` at once, on the
+  // calling thread. Otherwise the request is taken over: `done` receives its result exactly
+  // once.
+  void isolate(const Caller& caller, IsolateRequest req, ContainmentDone done);
+  void release(const Caller& caller, ReleaseRequest req, ContainmentDone done);
 
   // Blocks (implemented in blocks.cc), on the same thread as isolate/release so that every
   // change of a desired state is serialised. Fleet-wide blocks (`all`) are stored once (under
   // kFleetStateKey) and added to every host's desired state, including hosts that join or
   // reconnect later (checked every expiry_interval).
-  void block(std::string operator_name, BlockRequest req, ContainmentDone done);
-  void unblock(std::string operator_name, UnblockRequest req, ContainmentDone done);
-  void listBlocks(std::string operator_name, ListBlocksRequest req, BlocksDone done);
+  void block(const Caller& caller, BlockRequest req, ContainmentDone done);
+  void unblock(const Caller& caller, UnblockRequest req, ContainmentDone done);
+  void listBlocks(const Caller& caller, ListBlocksRequest req, BlocksDone done);
 
   // Finishes every waiting call (open outcomes PENDING) and stops the containment thread.
   // Idempotent.
@@ -142,23 +95,31 @@ class Containment {
  private:
   // Runs `work` on the containment thread; while shutting down, audits UNAVAILABLE ("nothing
   // applied") and hands that to `refused` instead.
-  void postOrRefuse(const std::string& operator_name, const char* action,
+  void postOrRefuse(const std::string& operator_name, OperatorAction action,
                     const std::string& target, const std::string& reason,
                     const std::function<void(const absl::Status&)>& refused,
                     std::function<void()> work);
-  // Audits and refuses `req` at once while shutting down, else runs `work` with it on the
-  // containment thread.
+  // Audits and refuses `req` at once when `caller` may not ask for `action`, a field of `req`
+  // is invalid, or the service is shutting down; else runs `work` with it on the containment
+  // thread.
   template <typename Request, typename Done>
-  void submit(const char* action, std::string operator_name, Request req, Done done,
+  void submit(OperatorAction action, const Caller& caller, Request req, Done done,
               void (Containment::*work)(const std::string&, const Request&, Done&)) {
-    // Computed before `req` and the name move into the work (argument order is unspecified).
+    // Computed before `req` moves into the work (argument order is unspecified).
     const std::string target = auditTarget(req);
     std::string reason;
     if constexpr (requires { req.reason; }) reason = req.reason;
-    const std::string name = operator_name;
+    absl::Status allowed = authorize(caller, action);
+    if (allowed.ok()) allowed = validateRequest(req);
+    if (!allowed.ok()) {
+      done(recordCall(store_, clock_, caller.audit_name, auditAction(action), target, reason,
+                      allowed),
+           {});
+      return;
+    }
     postOrRefuse(
-        name, action, target, reason, [done](const absl::Status& s) { done(s, {}); },
-        [this, work, name = std::move(operator_name), req = std::move(req), done]() mutable {
+        caller.audit_name, action, target, reason, [done](const absl::Status& s) { done(s, {}); },
+        [this, work, name = caller.audit_name, req = std::move(req), done]() mutable {
           (this->*work)(name, req, done);
         });
   }
@@ -190,7 +151,7 @@ class Containment {
                                                         const std::string& selector, bool yes);
   std::chrono::milliseconds waitFor(uint32_t wait_ms) const;
   // A new operation of `action` (its id, caller, audit target, reason and wait), answering `done`.
-  std::shared_ptr<PendingOp> newOp(const char* action, const std::string& operator_name,
+  std::shared_ptr<PendingOp> newOp(OperatorAction action, const std::string& operator_name,
                                    const std::string& target, const std::string& reason,
                                    uint32_t wait_ms, ContainmentDone done);
 

@@ -51,23 +51,6 @@ std::string newCaptureId(int64_t now_ms, const std::string& host) {
   return fmt::format("cap-{}-{}-{:04x}", stamp, host, rd() & 0xffff);
 }
 
-// Every field of a capture request, in order; the first failure wins.
-absl::Status validate(const CaptureRequest& req) {
-  absl::Status s = checkText("host", req.host, kMaxIdBytes);
-  if (s.ok()) s = checkText("reason", req.reason, kMaxReasonBytes);
-  if (s.ok()) {
-    s = checkRange("collector_time_limit_ms", uint64_t{req.collector_time_limit_ms}, uint64_t{0},
-                   uint64_t{kMaxCollectorTimeLimitMs}, "ms");
-  }
-  if (s.ok()) {
-    s = checkRange("max_binary_bytes", req.max_binary_bytes, uint64_t{0}, kMaxBinaryBytes, "bytes");
-  }
-  if (s.ok()) {
-    s = checkRange("wait_ms", uint64_t{req.wait_ms}, uint64_t{0}, uint64_t{kMaxWaitMs}, "ms");
-  }
-  return s;
-}
-
 // The checks of one stored bundle: the file against its id and signed manifest, the signer,
 // and the custody chain. Blocks on disk.
 void verifyStored(EvidenceBackend& backend, Store& store, const EvidenceRow& row,
@@ -132,7 +115,7 @@ absl::Status EvidenceService::audit(const Caller& caller, const std::string& act
 absl::Status EvidenceService::audit(const Caller& caller, OperatorAction action,
                                     const std::string& target, const std::string& reason,
                                     const absl::Status& result, const std::string& detail) {
-  return audit(caller, std::string(actionName(action)), target, reason, result, detail);
+  return audit(caller, auditAction(action), target, reason, result, detail);
 }
 
 absl::StatusOr<EvidenceRow> EvidenceService::find(const Caller& caller, OperatorAction action,
@@ -162,7 +145,7 @@ absl::StatusOr<StoredEvidence> EvidenceService::withCustody(const Caller& caller
 void EvidenceService::capture(const Caller& caller, const CaptureRequest& req,
                               EvidenceBackend::ProgressFn progress, CaptureDone done) {
   absl::Status result = authorize(caller, OperatorAction::kCapture);
-  if (result.ok()) result = validate(req);
+  if (result.ok()) result = validateRequest(req);
   const std::string& host = req.host;
   if (result.ok() && (evidence_ == nullptr || !evidence_->enabled())) result = noEvidenceStore();
   if (result.ok() && isBlank(req.reason)) {
@@ -191,7 +174,7 @@ void EvidenceService::capture(const Caller& caller, const CaptureRequest& req,
     return;
   }
   if (auto s = recordAccepted(store_, clock_, caller.audit_name,
-                              std::string(actionName(OperatorAction::kCapture)), host, req.reason,
+                              auditAction(OperatorAction::kCapture), host, req.reason,
                               fmt::format("capture {}", row.capture_id));
       !s.ok()) {
     if (auto st = store_.setCaptureState(row.capture_id, "failed"); !st.ok()) {
@@ -277,7 +260,7 @@ absl::StatusOr<EvidencePage> EvidenceService::list(const Caller& caller,
                                                    const ListEvidenceRequest& req,
                                                    const EvidenceBytes& record_bytes) {
   absl::Status status = authorize(caller, OperatorAction::kListEvidence);
-  if (status.ok()) status = checkText("host", req.host, kMaxIdBytes);
+  if (status.ok()) status = validateRequest(req);
   if (status.ok() && (evidence_ == nullptr || !evidence_->enabled())) status = noEvidenceStore();
   EvidencePage page;
   if (status.ok()) {

@@ -24,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "controller/core/clock.h"
+#include "controller/core/requests.h"
 #include "controller/service/authorization.h"
 #include "controller/service/evidence_backend.h"
 #include "controller/service/host_actions.h"
@@ -31,19 +32,6 @@
 #include "controller/store/store.h"
 
 namespace bulkhead::controller {
-
-struct CaptureRequest {
-  std::string host;
-  std::string reason;                    // required
-  uint32_t collector_time_limit_ms = 0;  // 0: the agent's default
-  uint64_t max_binary_bytes = 0;         // 0: the agent's default
-  uint32_t wait_ms = 0;                  // 0: five minutes
-};
-
-struct ListEvidenceRequest {
-  std::string host;     // empty: every host
-  uint32_t offset = 0;  // the first record of the page
-};
 
 // A stored bundle's record with its custody events.
 struct StoredEvidence {

@@ -15,7 +15,7 @@ HostInventory::HostInventory(const Clock& clock, Store& store, HostDirectory& ho
 absl::StatusOr<std::vector<v1::HostSummary>> HostInventory::listHosts(const Caller& caller,
                                                                       const ListHostsRequest& req) {
   absl::Status status = authorize(caller, OperatorAction::kListHosts);
-  if (status.ok()) status = checkText("selector", req.selector, kMaxSelectorBytes);
+  if (status.ok()) status = validateRequest(req);
   std::vector<v1::HostSummary> hosts;
   if (status.ok()) {
     Labels selector;
@@ -30,7 +30,7 @@ absl::StatusOr<std::vector<v1::HostSummary>> HostInventory::listHosts(const Call
     if (status.ok()) hosts = hosts_.listHosts(selector);
   }
   status = recordCall(store_, clock_, caller.audit_name,
-                      std::string(actionName(OperatorAction::kListHosts)),
+                      auditAction(OperatorAction::kListHosts),
                       req.selector.empty() ? "*" : req.selector, "", status,
                       status.ok() ? fmt::format("{} hosts", hosts.size()) : "");
   if (!status.ok()) return status;
@@ -40,7 +40,7 @@ absl::StatusOr<std::vector<v1::HostSummary>> HostInventory::listHosts(const Call
 absl::StatusOr<v1::HostStatus> HostInventory::getHost(const Caller& caller,
                                                       const GetHostRequest& req) {
   absl::Status status = authorize(caller, OperatorAction::kGetHost);
-  if (status.ok()) status = checkText("host", req.host, kMaxIdBytes);
+  if (status.ok()) status = validateRequest(req);
   v1::HostStatus host;
   if (status.ok()) {
     auto found = hosts_.getHost(req.host);
@@ -51,7 +51,7 @@ absl::StatusOr<v1::HostStatus> HostInventory::getHost(const Caller& caller,
     }
   }
   status = recordCall(store_, clock_, caller.audit_name,
-                      std::string(actionName(OperatorAction::kGetHost)), req.host, "", status);
+                      auditAction(OperatorAction::kGetHost), req.host, "", status);
   if (!status.ok()) return status;
   return host;
 }

@@ -9,19 +9,12 @@
 #include "absl/status/statusor.h"
 #include "bulkhead/v1/operator.pb.h"
 #include "controller/core/clock.h"
+#include "controller/core/requests.h"
 #include "controller/service/authorization.h"
 #include "controller/service/host_directory.h"
 #include "controller/store/store.h"
 
 namespace bulkhead::controller {
-
-struct ListHostsRequest {
-  std::string selector;  // "k=v[,k=v]"; empty: every host
-};
-
-struct GetHostRequest {
-  std::string host;
-};
 
 class HostInventory {
  public:

@@ -83,49 +83,85 @@ absl::Status unknownHost(const std::string& host) {
   return absl::NotFoundError(fmt::format("unknown host \"{}\"", host));
 }
 
+// What each request must say, beyond its fields' formats: the first rule it breaks.
+absl::Status required(const KillSessionsRequest& req) {
+  const auto& m = req.match;
+  const int given = !m.user().empty() + (m.session_id() != 0) + !m.from_cidr().empty() + m.all();
+  if (isBlank(req.reason)) return absl::InvalidArgumentError("reason: required");
+  if (given != 1) {
+    return absl::InvalidArgumentError("match: exactly one of user, session, from, all is required");
+  }
+  if (!m.from_cidr().empty()) return parseCidr("from", m.from_cidr()).status();
+  return absl::OkStatus();
+}
+
+absl::Status required(const KillProcessRequest& req) {
+  const auto& m = req.match;
+  const int given = (m.pid() != 0) + !m.exe().empty() + !m.user().empty();
+  if (isBlank(req.reason)) return absl::InvalidArgumentError("reason: required");
+  if (given != 1) {
+    return absl::InvalidArgumentError("match: exactly one of pid, exe, user is required");
+  }
+  if (m.pid() < 0) {
+    return absl::InvalidArgumentError(fmt::format("pid: {} is not a process id", m.pid()));
+  }
+  if (!m.exe().empty() && m.exe().front() != '/') {
+    return absl::InvalidArgumentError(fmt::format("exe: \"{}\" is not an absolute path", m.exe()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status required(const KillConnectionsRequest& req) {
+  if (isBlank(req.reason)) return absl::InvalidArgumentError("reason: required");
+  // The port's range is a field check (validateRequest).
+  return parseCidr("remote_cidr", req.remote_cidr).status();
+}
+
 }  // namespace
 
 HostOperations::HostOperations(const Clock& clock, Store& store, FleetControl& fleet,
                                HostActions& actions)
     : clock_(clock), store_(store), fleet_(fleet), actions_(actions) {}
 
+template <typename Request>
+absl::Status HostOperations::admitted(const Caller& caller, OperatorAction action,
+                                      const Request& req) {
+  absl::Status status = authorize(caller, action);
+  if (status.ok()) status = validateRequest(req);
+  return status;
+}
+
 void HostOperations::refuse(const std::string& operator_name, OperatorAction action,
                             const std::string& host, const std::string& reason,
                             const absl::Status& status, HostActionDone& done,
                             const std::string& detail) {
-  done(recordCall(store_, clock_, operator_name, std::string(actionName(action)), host, reason,
+  done(recordCall(store_, clock_, operator_name, auditAction(action), host, reason,
                   status, detail),
        {});
 }
 
-void HostOperations::listSessions(const std::string& operator_name, const ListSessionsRequest& req,
+void HostOperations::listSessions(const Caller& caller, const ListSessionsRequest& req,
                                   HostActionDone done) {
-  if (!fleet_.known(req.host)) {
-    return refuse(operator_name, OperatorAction::kListSessions, req.host, "", unknownHost(req.host),
-                  done);
+  absl::Status status = admitted(caller, OperatorAction::kListSessions, req);
+  if (status.ok() && !fleet_.known(req.host)) status = unknownHost(req.host);
+  if (!status.ok()) {
+    return refuse(caller.audit_name, OperatorAction::kListSessions, req.host, "", status, done);
   }
   v1::Command c;
   c.mutable_list_sessions();
-  run(operator_name, OperatorAction::kListSessions, req.host, "", std::move(c), req.wait_ms,
+  run(caller.audit_name, OperatorAction::kListSessions, req.host, "", std::move(c), req.wait_ms,
       std::move(done));
 }
 
-void HostOperations::killSessions(const std::string& operator_name, const KillSessionsRequest& req,
+void HostOperations::killSessions(const Caller& caller, const KillSessionsRequest& req,
                                   HostActionDone done) {
   const auto& m = req.match;
-  const int given = !m.user().empty() + (m.session_id() != 0) + !m.from_cidr().empty() + m.all();
-  absl::Status status;
-  if (isBlank(req.reason)) {
-    status = absl::InvalidArgumentError("reason: required");
-  } else if (given != 1) {
-    status =
-        absl::InvalidArgumentError("match: exactly one of user, session, from, all is required");
-  } else if (!m.from_cidr().empty()) {
-    if (auto c = parseCidr("from", m.from_cidr()); !c.ok()) status = c.status();
-  }
+  absl::Status status = admitted(caller, OperatorAction::kKillSessions, req);
+  if (status.ok()) status = required(req);
   if (status.ok() && !fleet_.known(req.host)) status = unknownHost(req.host);
   if (!status.ok()) {
-    return refuse(operator_name, OperatorAction::kKillSessions, req.host, req.reason, status, done);
+    return refuse(caller.audit_name, OperatorAction::kKillSessions, req.host, req.reason, status,
+                  done);
   }
   std::string what = m.all()               ? "all sessions"
                      : !m.user().empty()   ? fmt::format("user {}", m.user())
@@ -134,59 +170,43 @@ void HostOperations::killSessions(const std::string& operator_name, const KillSe
   if (m.freeze()) what += ", freeze first";
   v1::Command c;
   *c.mutable_kill_sessions() = m;
-  run(operator_name, OperatorAction::kKillSessions, req.host, req.reason, std::move(c), req.wait_ms,
+  run(caller.audit_name, OperatorAction::kKillSessions, req.host, req.reason, std::move(c), req.wait_ms,
       std::move(done), what);
 }
 
-void HostOperations::killProcess(const std::string& operator_name, const KillProcessRequest& req,
+void HostOperations::killProcess(const Caller& caller, const KillProcessRequest& req,
                                  HostActionDone done) {
   const auto& m = req.match;
-  const int given = (m.pid() != 0) + !m.exe().empty() + !m.user().empty();
-  absl::Status status;
-  if (isBlank(req.reason)) {
-    status = absl::InvalidArgumentError("reason: required");
-  } else if (given != 1) {
-    status = absl::InvalidArgumentError("match: exactly one of pid, exe, user is required");
-  } else if (m.pid() < 0) {
-    status = absl::InvalidArgumentError(fmt::format("pid: {} is not a process id", m.pid()));
-  } else if (!m.exe().empty() && m.exe().front() != '/') {
-    status =
-        absl::InvalidArgumentError(fmt::format("exe: \"{}\" is not an absolute path", m.exe()));
-  }
+  absl::Status status = admitted(caller, OperatorAction::kKillProcess, req);
+  if (status.ok()) status = required(req);
   if (status.ok() && !fleet_.known(req.host)) status = unknownHost(req.host);
   if (!status.ok()) {
-    return refuse(operator_name, OperatorAction::kKillProcess, req.host, req.reason, status, done);
+    return refuse(caller.audit_name, OperatorAction::kKillProcess, req.host, req.reason, status,
+                  done);
   }
   std::string what = m.pid() != 0       ? fmt::format("pid {}", m.pid())
                      : !m.exe().empty() ? fmt::format("exe {}", m.exe())
                                         : fmt::format("user {}", m.user());
   v1::Command c;
   *c.mutable_kill_process() = m;
-  run(operator_name, OperatorAction::kKillProcess, req.host, req.reason, std::move(c), req.wait_ms,
+  run(caller.audit_name, OperatorAction::kKillProcess, req.host, req.reason, std::move(c), req.wait_ms,
       std::move(done), what);
 }
 
-void HostOperations::killConnections(const std::string& operator_name, KillConnectionsRequest req,
+void HostOperations::killConnections(const Caller& caller, const KillConnectionsRequest& req,
                                      HostActionDone done) {
-  absl::Status status;
-  if (isBlank(req.reason)) {
-    status = absl::InvalidArgumentError("reason: required");
-  } else if (auto c = parseCidr("remote_cidr", req.remote_cidr); !c.ok()) {
-    status = c.status();
-  } else if (req.port > 65535) {
-    status = absl::InvalidArgumentError(
-        fmt::format("port: invalid value {}: must be 1 to 65535", req.port));
-  }
+  absl::Status status = admitted(caller, OperatorAction::kKillConnections, req);
+  if (status.ok()) status = required(req);
   if (status.ok() && !fleet_.known(req.host)) status = unknownHost(req.host);
   if (!status.ok()) {
-    return refuse(operator_name, OperatorAction::kKillConnections, req.host, req.reason, status,
+    return refuse(caller.audit_name, OperatorAction::kKillConnections, req.host, req.reason, status,
                   done, fmt::format("remote {}", req.remote_cidr));
   }
   v1::Command c;
   c.mutable_kill_connections()->set_remote_cidr(req.remote_cidr);
   c.mutable_kill_connections()->mutable_ports()->set_first(req.port);
   c.mutable_kill_connections()->mutable_ports()->set_last(req.port);
-  run(operator_name, OperatorAction::kKillConnections, req.host, req.reason, std::move(c),
+  run(caller.audit_name, OperatorAction::kKillConnections, req.host, req.reason, std::move(c),
       req.wait_ms, std::move(done),
       req.port == 0 ? fmt::format("remote {}", req.remote_cidr)
                     : fmt::format("remote {} port {}", req.remote_cidr, req.port));

@@ -3,9 +3,9 @@
 // of the agent's answer; a read once, after the answer), sent to the host's agent as one
 // Command through HostActions, and answered with the agent's result document.
 //
-// The caller is already authorised (controller/service/authorization.h) and its request's
-// fields checked (controller/core/validate.h); this class applies what a request must say (a
-// reason, exactly one match, a known host).
+// Each call checks the caller's role (controller/service/authorization.h), the request's fields
+// (controller/core/validate.h) and what a request must say (a reason, exactly one match, a
+// known host), in that order.
 //
 // Threading: `done` runs on HostActions' thread, or on the calling thread for a refusal.
 #pragma once
@@ -17,39 +17,13 @@
 #include "absl/status/status.h"
 #include "bulkhead/v1/agent.pb.h"
 #include "controller/core/clock.h"
+#include "controller/core/requests.h"
 #include "controller/service/authorization.h"
 #include "controller/service/fleet_control.h"
 #include "controller/service/host_actions.h"
 #include "controller/store/store.h"
 
 namespace bulkhead::controller {
-
-struct ListSessionsRequest {
-  std::string host;
-  uint32_t wait_ms = 0;  // 0: the default wait
-};
-
-struct KillSessionsRequest {
-  std::string host;
-  bulkhead::v1::KillSessions match;  // exactly one of user, session, from, all
-  std::string reason;
-  uint32_t wait_ms = 0;
-};
-
-struct KillProcessRequest {
-  std::string host;
-  bulkhead::v1::KillProcess match;  // exactly one of pid, exe, user
-  std::string reason;
-  uint32_t wait_ms = 0;
-};
-
-struct KillConnectionsRequest {
-  std::string host;
-  std::string remote_cidr;
-  uint32_t port = 0;  // 0: any
-  std::string reason;
-  uint32_t wait_ms = 0;
-};
 
 // The agent's answer. ok=false with refused=true: nothing was done because the request is at
 // fault (then the status is FAILED_PRECONDITION); refused=false: the action failed.
@@ -67,13 +41,13 @@ class HostOperations {
   // `actions` (not owned) sends the commands and must outlive this.
   HostOperations(const Clock& clock, Store& store, FleetControl& fleet, HostActions& actions);
 
-  void listSessions(const std::string& operator_name, const ListSessionsRequest& req,
-                    HostActionDone done);
-  void killSessions(const std::string& operator_name, const KillSessionsRequest& req,
-                    HostActionDone done);
-  void killProcess(const std::string& operator_name, const KillProcessRequest& req,
-                   HostActionDone done);
-  void killConnections(const std::string& operator_name, KillConnectionsRequest req,
+  // Each checks that `caller` may ask for it (authorization.h), every field of `req`
+  // (controller/core/validate.h) and what the request must say; a refusal is audited and
+  // handed to `done` at once, on the calling thread.
+  void listSessions(const Caller& caller, const ListSessionsRequest& req, HostActionDone done);
+  void killSessions(const Caller& caller, const KillSessionsRequest& req, HostActionDone done);
+  void killProcess(const Caller& caller, const KillProcessRequest& req, HostActionDone done);
+  void killConnections(const Caller& caller, const KillConnectionsRequest& req,
                        HostActionDone done);
 
  private:
@@ -84,6 +58,9 @@ class HostOperations {
   void run(const std::string& operator_name, OperatorAction action, const std::string& host,
            const std::string& reason, bulkhead::v1::Command command, uint32_t wait_ms,
            HostActionDone done, const std::string& accepted_detail = "");
+  // authorize(caller, action), then validateRequest(req): the first refusal.
+  template <typename Request>
+  absl::Status admitted(const Caller& caller, OperatorAction action, const Request& req);
   // Audits a refusal of `action` and hands it to `done`.
   void refuse(const std::string& operator_name, OperatorAction action, const std::string& host,
               const std::string& reason, const absl::Status& status, HostActionDone& done,

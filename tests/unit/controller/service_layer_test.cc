@@ -126,6 +126,10 @@ struct Answer {
   ContainmentResult result;
 };
 
+const Caller kAlice{.audit_name = "alice", .is_operator = true, .role = Role::kResponder};
+const Caller kVera{.audit_name = "vera", .is_operator = true, .role = Role::kViewer};
+const Caller kBob{.audit_name = "bob", .is_operator = true, .role = Role::kViewer};
+
 class ContainmentServiceTest : public ::testing::Test {
  protected:
   ContainmentServiceTest()
@@ -182,7 +186,7 @@ class ContainmentServiceTest : public ::testing::Test {
 
 TEST_F(ContainmentServiceTest, IsolateCommitsAuditsPublishesAndAnswersWithTheOutcomes) {
   Answer a = await([&](ContainmentDone done) {
-    containment_->isolate("alice", IsolateRequest{.hosts = {"web-01"}, .reason = "incident 7"},
+    containment_->isolate(kAlice, IsolateRequest{.hosts = {"web-01"}, .reason = "incident 7"},
                           std::move(done));
   });
   ASSERT_TRUE(a.status.ok()) << a.status;
@@ -202,7 +206,7 @@ TEST_F(ContainmentServiceTest, IsolateCommitsAuditsPublishesAndAnswersWithTheOut
 
 TEST_F(ContainmentServiceTest, ARequestWithoutAReasonIsRefusedAuditedAndNothingIsPublished) {
   Answer a = await([&](ContainmentDone done) {
-    containment_->isolate("alice", IsolateRequest{.hosts = {"web-01"}, .reason = " \t"},
+    containment_->isolate(kAlice, IsolateRequest{.hosts = {"web-01"}, .reason = "   "},
                           std::move(done));
   });
   EXPECT_TRUE(absl::IsInvalidArgument(a.status)) << a.status;
@@ -217,7 +221,7 @@ TEST_F(ContainmentServiceTest, ARequestWithoutAReasonIsRefusedAuditedAndNothingI
 
 TEST_F(ContainmentServiceTest, ReleaseOfAnUnknownHostIsRefusedNamingIt) {
   Answer a = await([&](ContainmentDone done) {
-    containment_->release("alice", ReleaseRequest{.hosts = {"nope-9"}, .reason = "done"},
+    containment_->release(kAlice, ReleaseRequest{.hosts = {"nope-9"}, .reason = "done"},
                           std::move(done));
   });
   EXPECT_TRUE(absl::IsNotFound(a.status)) << a.status;
@@ -228,7 +232,7 @@ TEST_F(ContainmentServiceTest, ReleaseOfAnUnknownHostIsRefusedNamingIt) {
 TEST_F(ContainmentServiceTest, ABlockIsListedWithItsHostAndAnUnknownHostIsNotFound) {
   Answer a = await([&](ContainmentDone done) {
     containment_->block(
-        "alice",
+        kAlice,
         BlockRequest{.hosts = {"db-01"}, .remote_cidr = "203.0.113.9/32", .reason = "c2 server"},
         std::move(done));
   });
@@ -237,7 +241,7 @@ TEST_F(ContainmentServiceTest, ABlockIsListedWithItsHostAndAnUnknownHostIsNotFou
   EXPECT_EQ(fleet_.state("db-01").blocks_size(), 1);
 
   auto listed = std::make_shared<std::promise<std::pair<absl::Status, std::vector<BlockEntry>>>>();
-  containment_->listBlocks("bob", ListBlocksRequest{},
+  containment_->listBlocks(kBob, ListBlocksRequest{},
                            [listed](const absl::Status& s, std::vector<BlockEntry> b) {
                              listed->set_value({s, std::move(b)});
                            });
@@ -252,7 +256,7 @@ TEST_F(ContainmentServiceTest, ABlockIsListedWithItsHostAndAnUnknownHostIsNotFou
 
   auto unknown = std::make_shared<std::promise<absl::Status>>();
   containment_->listBlocks(
-      "bob", ListBlocksRequest{.host = "nope-9"},
+      kBob, ListBlocksRequest{.host = "nope-9"},
       [unknown](const absl::Status& s, const std::vector<BlockEntry>&) { unknown->set_value(s); });
   EXPECT_TRUE(absl::IsNotFound(unknown->get_future().get()));
 }
@@ -260,7 +264,7 @@ TEST_F(ContainmentServiceTest, ABlockIsListedWithItsHostAndAnUnknownHostIsNotFou
 TEST_F(ContainmentServiceTest, AfterShutdownACallIsRefusedUnavailableAndAudited) {
   containment_->shutdown();
   Answer a = await([&](ContainmentDone done) {
-    containment_->isolate("alice", IsolateRequest{.hosts = {"web-01"}, .reason = "incident 7"},
+    containment_->isolate(kAlice, IsolateRequest{.hosts = {"web-01"}, .reason = "incident 7"},
                           std::move(done));
   });
   EXPECT_TRUE(absl::IsUnavailable(a.status)) << a.status;
@@ -272,9 +276,57 @@ TEST_F(ContainmentServiceTest, AfterShutdownACallIsRefusedUnavailableAndAudited)
   EXPECT_EQ(fleet_.publishes(), 0);
 }
 
+TEST_F(ContainmentServiceTest, AViewersIsolateIsRefusedAuditedAndChangesNothing) {
+  Answer a = await([&](ContainmentDone done) {
+    containment_->isolate(kVera, IsolateRequest{.hosts = {"web-01"}, .reason = "incident 7"},
+                          std::move(done));
+  });
+  EXPECT_TRUE(absl::IsPermissionDenied(a.status)) << a.status;
+  EXPECT_TRUE(a.result.outcomes.empty());
+  EXPECT_FALSE(fleet_.state("web-01").has_isolation());
+  EXPECT_EQ(audit().back().action, "isolate");
+  EXPECT_EQ(audit().back().operator_name, "vera");
+  EXPECT_EQ(audit().back().outcome, "denied");
+  EXPECT_EQ(audit().back().target, "web-01");
+}
+
+TEST_F(ContainmentServiceTest, ABlockWithABadFieldIsRefusedNamingTheFieldAndChangesNothing) {
+  Answer a = await([&](ContainmentDone done) {
+    containment_->block(kAlice,
+                        BlockRequest{.hosts = {"web-01"},
+                                     .remote_cidr = "10.77.0.66/32",
+                                     .port = 70000,
+                                     .reason = "c2"},
+                        std::move(done));
+  });
+  EXPECT_TRUE(absl::IsInvalidArgument(a.status)) << a.status;
+  EXPECT_EQ(a.status.message(), "port: invalid value 70000: must be between 0 and 65535");
+  EXPECT_EQ(fleet_.state("web-01").blocks_size(), 0);
+  EXPECT_EQ(audit().back().action, "block");
+  EXPECT_EQ(audit().back().outcome,
+            "error: port: invalid value 70000: must be between 0 and 65535");
+}
+
+TEST_F(ContainmentServiceTest, IsolateAndReleaseRefuseAllHostsFromAnyFrontDoor) {
+  Answer isolate = await([&](ContainmentDone done) {
+    containment_->isolate(kAlice, IsolateRequest{.all = true, .reason = "incident 7"},
+                          std::move(done));
+  });
+  EXPECT_TRUE(absl::IsInvalidArgument(isolate.status)) << isolate.status;
+  EXPECT_EQ(isolate.status.message(),
+            "targets: all: not accepted here: name one or more hosts, or a selector");
+  Answer release = await([&](ContainmentDone done) {
+    containment_->release(kAlice, ReleaseRequest{.all = true, .reason = "done"}, std::move(done));
+  });
+  EXPECT_TRUE(absl::IsInvalidArgument(release.status)) << release.status;
+  EXPECT_FALSE(fleet_.state("web-01").has_isolation());
+  EXPECT_FALSE(fleet_.state("db-01").has_isolation());
+  EXPECT_EQ(audit().back().action, "release");
+}
+
 TEST_F(ContainmentServiceTest, AuditTrailVerifiesForAViewerAndRecordsEveryCallRefusalsToo) {
   AuditTrail trail(clock_, *store_, nullptr);
-  const Caller viewer{.audit_name = "vera", .is_operator = true, .role = Role::kViewer};
+  const Caller& viewer = kVera;
   auto v = trail.verify(viewer, 0, "");
   ASSERT_TRUE(v.ok()) << v.status();
   EXPECT_TRUE(v->ok);
@@ -319,7 +371,7 @@ class HostOperationsTest : public ContainmentServiceTest {
 
 TEST_F(HostOperationsTest, AKillIsAuditedAsAcceptedSentAndAnsweredWithTheAgentsResult) {
   auto promise = std::make_shared<std::promise<std::pair<absl::Status, HostActionResult>>>();
-  ops_.killProcess("alice",
+  ops_.killProcess(kAlice,
                    KillProcessRequest{.host = "web-01", .reason = "miner", .wait_ms = 5000},
                    [promise](const absl::Status& s, HostActionResult r) {
                      promise->set_value({s, std::move(r)});
@@ -333,7 +385,7 @@ TEST_F(HostOperationsTest, AKillIsAuditedAsAcceptedSentAndAnsweredWithTheAgentsR
   KillProcessRequest req{.host = "web-01", .reason = "miner", .wait_ms = 5000};
   req.match.set_pid(41);
   auto answered = std::async(std::launch::async, [&] {
-    return await([&](HostActionDone done) { ops_.killProcess("alice", req, std::move(done)); });
+    return await([&](HostActionDone done) { ops_.killProcess(kAlice, req, std::move(done)); });
   });
   for (int i = 0; i < 500 && fleet_.sent().empty(); ++i) {
     std::this_thread::sleep_for(milliseconds(10));
@@ -357,10 +409,34 @@ TEST_F(HostOperationsTest, AKillIsAuditedAsAcceptedSentAndAnsweredWithTheAgentsR
       << audit().back().detail;
 }
 
+TEST_F(HostOperationsTest, AViewerCannotKillAndNothingIsSentButTheRefusalIsAudited) {
+  KillSessionsRequest req{.host = "web-01", .reason = "intruder", .wait_ms = 5000};
+  req.match.set_user("mallory");
+  auto [status, result] =
+      await([&](HostActionDone done) { ops_.killSessions(kVera, req, std::move(done)); });
+  EXPECT_TRUE(absl::IsPermissionDenied(status)) << status;
+  EXPECT_TRUE(fleet_.sent().empty());
+  EXPECT_EQ(audit().back().action, "kill-sessions");
+  EXPECT_EQ(audit().back().operator_name, "vera");
+  EXPECT_EQ(audit().back().outcome, "denied");
+}
+
+TEST_F(HostOperationsTest, AFieldWithAControlCharacterIsRefusedBeforeTheHostIsLookedUp) {
+  KillProcessRequest req{.host = "nope-9", .reason = "miner\x1b[2J", .wait_ms = 5000};
+  req.match.set_pid(41);
+  auto [status, result] =
+      await([&](HostActionDone done) { ops_.killProcess(kAlice, req, std::move(done)); });
+  EXPECT_TRUE(absl::IsInvalidArgument(status)) << status;
+  EXPECT_EQ(status.message().rfind("reason: invalid value", 0), 0u) << status;
+  EXPECT_TRUE(fleet_.sent().empty());
+  EXPECT_EQ(audit().back().action, "kill-process");
+  EXPECT_EQ(audit().back().reason, "miner\\x1b[2J");
+}
+
 TEST_F(HostOperationsTest, AnUnknownHostIsNotFoundAndNothingIsSent) {
   auto [status, result] = await([&](HostActionDone done) {
     ops_.killConnections(
-        "alice",
+        kAlice,
         KillConnectionsRequest{.host = "nope-9", .remote_cidr = "10.77.0.66/32", .reason = "c2"},
         std::move(done));
   });
