@@ -3,14 +3,12 @@
 #include <ostream>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/operator_client.h"
 #include "cli/output.h"
 #include "common/format.h"
-#include "common/json.h"
 #include "common/parse.h"
 #include "common/text.h"
 
@@ -295,23 +293,18 @@ int killConnections(const GlobalOptions& g, const std::vector<std::string>& args
   auto ctx = (*client)->context(std::chrono::milliseconds(req.wait_ms() + 5000));
   grpc::Status st = (*client)->stub().KillConnections(ctx.get(), req, &resp);
   if (!st.ok()) return reportRpcError("kill-connections", (*client)->controller(), st, io.err);
-  auto doc = parseForeignJson(resp.result_json());
   if (g.json) {
     printJson(io.out, resp);
     return resp.ok() ? kOk : kFailed;
   }
   std::vector<std::vector<std::string>> rows = {{"PROTO", "LOCAL", "REMOTE", "PID", "HOW"}};
-  if (const nlohmann::json* conns = doc ? jsonArray(*doc, "connections") : nullptr) {
-    for (const auto& f : *conns) {
-      const uint64_t pid = jsonUintOr(f, "pid", 0);
-      rows.push_back({jsonStringOr(f, "proto", "?"),
-                      endpoint(jsonStringOr(f, "local", ""),
-                               static_cast<uint32_t>(jsonUintOr(f, "local_port", 0))),
-                      endpoint(jsonStringOr(f, "remote", ""),
-                               static_cast<uint32_t>(jsonUintOr(f, "remote_port", 0))) +
-                          (jsonBoolOr(f, "forwarded", false) ? " (forwarded)" : ""),
-                      pid != 0 ? std::to_string(pid) : "-", jsonStringOr(f, "how", "")});
-    }
+  for (const v1::CutConnection& f : resp.kill_connections().connections()) {
+    std::string how = f.how() == v1::CUT_METHOD_SOCKET_DESTROYED    ? "socket destroyed"
+                      : f.how() == v1::CUT_METHOD_CONNTRACK_DELETED ? "conntrack entry deleted"
+                                                                    : enumText(f.how());
+    rows.push_back({enumText(f.proto()), endpoint(f.local(), f.local_port()),
+                    endpoint(f.remote(), f.remote_port()) + (f.forwarded() ? " (forwarded)" : ""),
+                    f.pid() != 0 ? std::to_string(f.pid()) : "-", std::move(how)});
   }
   io.out << escapeNonPrintable(host) << ": " << rows.size() - 1 << " connections cut\n";
   if (rows.size() > 1) printTable(io.out, rows);

@@ -7,13 +7,11 @@
 #include <ostream>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/operator_client.h"
 #include "cli/output.h"
-#include "common/json.h"
 #include "common/parse.h"
 #include "common/text.h"
 
@@ -22,30 +20,22 @@ namespace po = boost::program_options;
 namespace bulkhead::cli {
 namespace {
 
-using nlohmann::json;
 
 // The agent's wait and the call's deadline: killing waits for processes to exit.
 constexpr uint32_t kWaitMs = 15000;
 constexpr std::chrono::milliseconds kCallTimeout{20000};
 
-// A field of the agent's document as table text: strings as they are, other values as JSON,
-// "-" when missing or empty. printTable escapes what is not printable.
-std::string str(const json& j, const char* key) {
-  if (auto s = jsonString(j, key)) return s->empty() ? "-" : *s;
-  if (!j.is_object() || !j.contains(key)) return "-";
-  return dumpJson(j[key]);
+// A text field as table text: "-" when empty. printTable escapes what is not printable.
+std::string str(const std::string& s) { return s.empty() ? "-" : s; }
+
+std::string startTime(int64_t start_unix) {
+  return start_unix > 0 && start_unix < (int64_t{1} << 40) ? utcTime(start_unix * 1000) : "-";
 }
 
-std::string startTime(const json& s) {
-  int64_t t = jsonIntOr(s, "start_unix", 0);
-  return t > 0 && t < (int64_t{1} << 40) ? utcTime(t * 1000) : "-";
-}
-
-// One document for --json: the response with the agent's result parsed.
-void printProcesses(std::ostream& out, const json& doc, const char* key, const char* title,
-                    bool with_why) {
-  const json* items = jsonArray(doc, key);
-  if (items == nullptr || items->empty()) return;
+void printProcesses(std::ostream& out,
+                    const google::protobuf::RepeatedPtrField<v1::ProcessEntry>& items,
+                    const char* title, bool with_why) {
+  if (items.empty()) return;
   out << title << ":\n";
   std::vector<std::vector<std::string>> rows;
   if (with_why) {
@@ -53,20 +43,22 @@ void printProcesses(std::ostream& out, const json& doc, const char* key, const c
   } else {
     rows.push_back({"PID", "USER", "COMMAND"});
   }
-  for (const auto& p : *items) {
-    std::vector<std::string> row{str(p, "pid"), str(p, "user"), str(p, "cmdline")};
-    if (with_why) row.push_back(str(p, "why"));
+  for (const v1::ProcessEntry& p : items) {
+    std::vector<std::string> row{std::to_string(p.pid()), str(p.user()), str(p.cmdline())};
+    if (with_why) row.push_back(str(p.why()));
     rows.push_back(std::move(row));
   }
   printTable(out, rows);
 }
 
-void printSessions(std::ostream& out, const json& sessions) {
+void printSessions(std::ostream& out,
+                   const google::protobuf::RepeatedPtrField<v1::SessionRecord>& sessions) {
   std::vector<std::vector<std::string>> rows = {
       {"SESSION", "USER", "TTY", "REMOTE", "SERVICE", "STARTED", "LEADER", "PROCESSES"}};
-  for (const auto& s : sessions) {
-    rows.push_back({str(s, "id"), str(s, "user"), str(s, "tty"), str(s, "remote"),
-                    str(s, "service"), startTime(s), str(s, "leader_pid"), str(s, "processes")});
+  for (const v1::SessionRecord& s : sessions) {
+    rows.push_back({std::to_string(s.id()), str(s.user()), str(s.tty()), str(s.remote()),
+                    str(s.service()), startTime(s.start_unix()), std::to_string(s.leader_pid()),
+                    std::to_string(s.processes())});
   }
   printTable(out, rows);
 }
@@ -77,39 +69,35 @@ int printKill(const std::string& command, const GlobalOptions& g, const v1::Host
   if (g.json) {
     printJson(io.out, r);
   } else {
-    json doc = parseForeignJson(r.result_json()).value_or(json::object());
-    if (const json* sessions = jsonArray(doc, "sessions"); sessions && !sessions->empty()) {
+    const v1::KillProcessesResult& k = r.kill_processes();
+    if (!k.sessions().empty()) {
       io.out << "sessions:\n";
-      printSessions(io.out, *sessions);
+      printSessions(io.out, k.sessions());
     }
-    if (auto note = jsonString(doc, "note")) io.out << escapeNonPrintable(*note) << "\n";
-    if (const json* records = jsonArray(doc, "records");
-        records && jsonBoolOr(doc, "frozen", false)) {
+    if (!k.note().empty()) io.out << escapeNonPrintable(k.note()) << "\n";
+    if (k.frozen()) {
       io.out << fmt::format("frozen ({}) and captured before the kill:\n",
-                            escapeNonPrintable(jsonStringOr(doc, "freeze_method", "?")));
+                            enumText(k.freeze_method()));
       std::vector<std::vector<std::string>> rows = {{"PID", "USER", "EXE", "SHA-256", "SOCKETS", "COMMAND"}};
-      for (const auto& p : *records) {
+      for (const v1::ProcessRecord& p : k.records()) {
         std::string socks;
-        const json* sockets = jsonArray(p, "sockets");
-        for (const auto& s : sockets ? *sockets : json::array()) {
-          if (jsonStringOr(s, "kind", "") == "tcp") {
-            socks += fmt::format("{}{}->{}", socks.empty() ? "" : " ", jsonStringOr(s, "local", ""),
-                                 jsonStringOr(s, "remote", ""));
+        for (const v1::SocketRecord& s : p.sockets()) {
+          if (s.kind() == v1::SOCKET_KIND_TCP) {
+            socks += fmt::format("{}{}->{}", socks.empty() ? "" : " ", s.local(), s.remote());
           }
         }
-        std::string hash = jsonStringOr(p, "exe_sha256", "");
-        rows.push_back({str(p, "pid"), str(p, "user"), str(p, "exe"),
+        const std::string& hash = p.exe_sha256();
+        rows.push_back({std::to_string(p.pid()), str(p.user()), str(p.exe()),
                         hash.empty() ? "-" : hash.substr(0, 16), socks.empty() ? "-" : socks,
-                        str(p, "cmdline")});
+                        str(p.cmdline())});
       }
       printTable(io.out, rows);
     }
-    printProcesses(io.out, doc, "killed", "killed", false);
-    printProcesses(io.out, doc, "spared", "spared (protected)", true);
-    printProcesses(io.out, doc, "still_alive", "STILL ALIVE", false);
+    printProcesses(io.out, k.killed(), "killed", false);
+    printProcesses(io.out, k.spared(), "spared (protected)", true);
+    printProcesses(io.out, k.still_alive(), "STILL ALIVE", false);
     io.out << fmt::format("{} processes killed, {} spared, {} connections cut\n",
-                          jsonArraySize(doc, "killed"), jsonArraySize(doc, "spared"),
-                          jsonIntOr(doc, "connections_cut", 0));
+                          k.killed_size(), k.spared_size(), k.connections_cut());
   }
   if (!r.ok()) {
     io.err << fmt::format("bulkhead {}: {}: {}\n", command, escapeNonPrintable(r.host_id()),
@@ -141,11 +129,8 @@ int sessions(const GlobalOptions& g, const std::vector<std::string>& args, Io& i
   if (!st.ok()) return reportRpcError("sessions", client->controller(), st, io.err);
   if (g.json) {
     printJson(io.out, resp);
-  } else if (resp.ok()) {
-    auto doc = parseForeignJson(resp.result_json());
-    if (const json* sessions = doc ? jsonArray(*doc, "sessions") : nullptr) {
-      printSessions(io.out, *sessions);
-    }
+  } else if (resp.ok() && resp.has_list_sessions()) {
+    printSessions(io.out, resp.list_sessions().sessions());
   }
   if (!resp.ok()) {
     io.err << fmt::format("bulkhead sessions: {}: {}\n", escapeNonPrintable(host),

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "agent/linux/proc_files.h"
 #include "common/format.h"
 #include "common/identity.h"
 #include "common/json.h"
@@ -151,16 +152,38 @@ void removeSpooled(const SpooledBundle& s) {
   fs::remove(s.sidecar, ec);
 }
 
-std::string captureResultJson(const v1::EvidenceHeader& h, const v1::EvidenceReceipt& receipt,
-                              int64_t duration_ms, const json& collectors) {
-  json j{{"capture_id", h.capture_id()},
-         {"evidence_id", receipt.evidence_id()},
-         {"sha256", h.sha256()},
-         {"size", h.size()},
-         {"duration_ms", duration_ms},
-         {"already_stored", receipt.already_stored()},
-         {"collectors", collectors.is_array() ? collectors : json::array()}};
-  return dumpJson(j);
+v1::CaptureResult captureResult(const v1::EvidenceHeader& h, const v1::EvidenceReceipt& receipt,
+                                int64_t duration_ms, const json& collectors) {
+  v1::CaptureResult out;
+  out.set_capture_id(h.capture_id());
+  out.set_evidence_id(receipt.evidence_id());
+  out.set_sha256(h.sha256());
+  out.set_size(h.size());
+  out.set_duration_ms(duration_ms);
+  out.set_already_stored(receipt.already_stored());
+  if (!collectors.is_array()) return out;
+  for (const json& line : collectors) {
+    v1::CollectorRun& run = *out.add_collectors();
+    run.set_collector(proc::utf8(jsonStringOr(line, "collector", "")));
+    const std::string status = jsonStringOr(line, "status", "");
+    run.set_status(status == "ok"          ? v1::COLLECTOR_STATUS_OK
+                   : status == "error"     ? v1::COLLECTOR_STATUS_ERROR
+                   : status == "timeout"   ? v1::COLLECTOR_STATUS_TIMEOUT
+                   : status == "truncated" ? v1::COLLECTOR_STATUS_TRUNCATED
+                                           : v1::COLLECTOR_STATUS_UNSPECIFIED);
+    run.set_started_at_unix_ms(jsonIntOr(line, "started_at_unix_ms", 0));
+    run.set_duration_ms(jsonIntOr(line, "duration_ms", 0));
+    run.set_bytes(jsonUintOr(line, "bytes", 0));
+    run.set_records(jsonUintOr(line, "records", 0));
+    run.set_error(proc::utf8(jsonStringOr(line, "error", "")));
+    run.set_warnings(jsonUintOr(line, "warnings", 0));
+    if (const json* samples = jsonArray(line, "warning_samples")) {
+      for (const json& w : *samples) {
+        if (w.is_string()) run.add_warning_samples(proc::utf8(w.get<std::string>()));
+      }
+    }
+  }
+  return out;
 }
 
 std::string keptOnHostError(const fs::path& bundle, const std::string& why) {
@@ -364,8 +387,8 @@ void CaptureWorker::capture(const v1::Command& c) {
   v1::CommandResult r;
   r.set_command_id(c.id());
   r.set_ok(true);
-  r.set_result_json(
-      captureResultJson(spooled.header, *receipt, outcome->duration_ms, outcome->collectors));
+  *r.mutable_capture() =
+      captureResult(spooled.header, *receipt, outcome->duration_ms, outcome->collectors);
   answer(r);
 }
 

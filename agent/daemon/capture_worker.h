@@ -53,9 +53,11 @@ std::vector<SpooledBundle> pendingUploads(const std::filesystem::path& spool_dir
 // whose bundle is gone, which pendingUploads() reports and skips).
 void removeSpooled(const SpooledBundle& spooled);
 
-// result_json of a successful capture.
-std::string captureResultJson(const v1::EvidenceHeader& header, const v1::EvidenceReceipt& receipt,
-                              int64_t duration_ms, const nlohmann::json& collectors);
+// The result of a successful capture. `collectors` is the collection log (an array of the
+// collectors' log lines); a line's unknown status reads as COLLECTOR_STATUS_UNSPECIFIED.
+v1::CaptureResult captureResult(const v1::EvidenceHeader& header,
+                                const v1::EvidenceReceipt& receipt, int64_t duration_ms,
+                                const nlohmann::json& collectors);
 // CommandResult.error when the upload failed: the bundle stays on the host.
 std::string keptOnHostError(const std::filesystem::path& bundle, const std::string& why);
 

@@ -4,11 +4,9 @@
 
 #include <algorithm>
 
-#include <nlohmann/json.hpp>
-
 #include "agent/daemon/reconciler.h"
+#include "agent/linux/proc_files.h"
 #include "common/format.h"
-#include "common/json.h"
 #include "common/parse.h"
 
 namespace bulkhead::agent {
@@ -51,24 +49,23 @@ v1::CommandResult killConnections(FlowKiller& killer, const v1::Command& command
     r.set_error(fmt::format("connections could not be listed or cut: {}", cut.status()));
     return r;
   }
-  nlohmann::json doc;
-  doc["connections"] = nlohmann::json::array();
-  auto add = [&](const Flow& f, const char* how) {
+  v1::KillConnectionsResult& out = *r.mutable_kill_connections();
+  auto add = [&](const Flow& f, v1::CutMethod how) {
     v1::FlowRecord rec = toFlowRecord(f);
-    doc["connections"].push_back({{"proto", f.proto == FlowProto::kUdp ? "udp" : "tcp"},
-                                  {"local", rec.local_ip()},
-                                  {"local_port", rec.local_port()},
-                                  {"remote", rec.remote_ip()},
-                                  {"remote_port", rec.remote_port()},
-                                  {"pid", rec.pid()},
-                                  {"forwarded", rec.forwarded()},
-                                  {"how", how}});
+    v1::CutConnection& c = *out.add_connections();
+    c.set_proto(f.proto == FlowProto::kUdp ? v1::PROTOCOL_UDP : v1::PROTOCOL_TCP);
+    c.set_local(rec.local_ip());
+    c.set_local_port(rec.local_port());
+    c.set_remote(rec.remote_ip());
+    c.set_remote_port(rec.remote_port());
+    c.set_pid(rec.pid());
+    c.set_forwarded(rec.forwarded());
+    c.set_how(how);
   };
-  for (const auto& f : cut->sockets_destroyed) add(f, "socket destroyed");
-  for (const auto& f : cut->conntrack_deleted) add(f, "conntrack entry deleted");
-  doc["connections_cut"] = cut->sockets_destroyed.size() + cut->conntrack_deleted.size();
-  doc["errors"] = cut->errors;
-  r.set_result_json(dumpJson(doc));
+  for (const auto& f : cut->sockets_destroyed) add(f, v1::CUT_METHOD_SOCKET_DESTROYED);
+  for (const auto& f : cut->conntrack_deleted) add(f, v1::CUT_METHOD_CONNTRACK_DELETED);
+  out.set_connections_cut(static_cast<uint32_t>(out.connections_size()));
+  for (const auto& e : cut->errors) out.add_errors(proc::utf8(e));
   r.set_ok(cut->errors.empty());
   if (!cut->errors.empty()) r.set_error(fmt::format("{}", fmt::join(cut->errors, "; ")));
   return r;

@@ -10,9 +10,8 @@ namespace bulkhead::agent {
 // Answers `command` (which has kill_connections) with `killer`: sockets destroyed and
 // conntrack entries deleted whose remote address (either end, for forwarded flows) is in
 // remote_cidr and, when ports are given, whose local or remote port is in the range.
-// result_json: {"connections_cut": N, "connections": [{"proto", "local", "local_port",
-// "remote", "remote_port", "pid", "forwarded", "how"}], "errors": [...]}. A bad CIDR or port
-// range: ok=false, refused=true, nothing cut.
+// The answer's kill_connections lists each connection cut and what failed (errors: ok=false).
+// A bad CIDR or port range: ok=false, refused=true, nothing cut.
 bulkhead::v1::CommandResult killConnections(FlowKiller& killer,
                                             const bulkhead::v1::Command& command);
 

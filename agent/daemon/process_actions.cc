@@ -9,18 +9,17 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "agent/linux/proc_files.h"
 #include "agent/linux/process_killer.h"
 #include "common/format.h"
-#include "common/json.h"
 
 namespace bulkhead::agent {
 namespace {
 
-using nlohmann::json;
 namespace v1 = bulkhead::v1;
+using proc::utf8;  // host text (names, argv, paths) is arbitrary bytes; proto strings are UTF-8
 
 v1::CommandResult refused(const v1::Command& c, const std::string& why) {
   v1::CommandResult r;
@@ -39,44 +38,68 @@ v1::CommandResult failed(const v1::Command& c, const std::string& why) {
   return r;
 }
 
-json processJson(const ProcessInfo& p) {
-  return json{{"pid", p.pid}, {"ppid", p.ppid}, {"user", p.user}, {"uid", p.uid},
-              {"cmdline", p.cmdline.empty() ? fmt::format("[{}]", p.comm) : p.cmdline},
-              {"exe", p.exe}};
+v1::ProcessEntry processEntry(const ProcessInfo& p) {
+  v1::ProcessEntry e;
+  e.set_pid(p.pid);
+  e.set_ppid(p.ppid);
+  e.set_user(utf8(p.user));
+  e.set_uid(p.uid);
+  e.set_cmdline(utf8(p.cmdline.empty() ? fmt::format("[{}]", p.comm) : p.cmdline));
+  e.set_exe(utf8(p.exe));
+  return e;
 }
 
-json sessionJson(const SessionInfo& s) {
-  return json{{"id", s.id},          {"user", s.user},
-              {"loginuid", s.loginuid}, {"tty", s.tty},
-              {"remote", s.remote},  {"service", s.service},
-              {"leader_pid", s.leader_pid}, {"start_unix", s.start_unix},
-              {"processes", s.pids.size()}, {"pids", s.pids},
-              {"interactive", s.interactive()}};
+v1::SessionRecord sessionRecord(const SessionInfo& s) {
+  v1::SessionRecord r;
+  r.set_id(s.id);
+  r.set_user(utf8(s.user));
+  r.set_loginuid(s.loginuid);
+  r.set_tty(utf8(s.tty));
+  r.set_remote(utf8(s.remote));
+  r.set_service(utf8(s.service));
+  r.set_leader_pid(s.leader_pid);
+  r.set_start_unix(s.start_unix);
+  r.set_processes(static_cast<uint32_t>(s.pids.size()));
+  for (int pid : s.pids) r.add_pids(pid);
+  r.set_interactive(s.interactive());
+  return r;
 }
 
 // The evidence record of a stopped process.
-json recordJson(const ProcessInfo& p, const std::map<uint64_t, const ProcNetSocket*>& tcp,
-               ProcFs& procfs) {
-  json j = processJson(p);
-  j["comm"] = p.comm;
-  j["loginuid"] = p.loginuid;
-  j["sessionid"] = p.sessionid;
-  j["start_unix"] = p.start_unix;
+v1::ProcessRecord processRecord(const ProcessInfo& p,
+                                const std::map<uint64_t, const ProcNetSocket*>& tcp,
+                                ProcFs& procfs) {
+  v1::ProcessRecord r;
+  r.set_pid(p.pid);
+  r.set_ppid(p.ppid);
+  r.set_user(utf8(p.user));
+  r.set_uid(p.uid);
+  r.set_cmdline(utf8(p.cmdline.empty() ? fmt::format("[{}]", p.comm) : p.cmdline));
+  r.set_exe(utf8(p.exe));
+  r.set_comm(utf8(p.comm));
+  r.set_loginuid(p.loginuid);
+  r.set_sessionid(p.sessionid);
+  r.set_start_unix(p.start_unix);
   auto hash = procfs.exeSha256(p.pid);
-  j["exe_sha256"] = hash.ok() ? *hash : "";
-  if (!hash.ok()) j["exe_sha256_error"] = fmt::format("{}", hash.status());
-  json socks = json::array();
+  if (hash.ok()) {
+    r.set_exe_sha256(*hash);
+  } else {
+    r.set_exe_sha256_error(utf8(fmt::format("{}", hash.status())));
+  }
   for (uint64_t inode : p.socket_inodes) {
+    v1::SocketRecord& sock = *r.add_sockets();
+    sock.set_inode(inode);
     auto it = tcp.find(inode);
     if (it == tcp.end()) {
-      socks.push_back(json{{"inode", inode}, {"kind", "other"}});
+      sock.set_kind(v1::SOCKET_KIND_OTHER);
     } else {
-      socks.push_back(json{{"inode", inode}, {"kind", "tcp"}, {"local", it->second->local},
-                           {"remote", it->second->remote}, {"state", it->second->state}});
+      sock.set_kind(v1::SOCKET_KIND_TCP);
+      sock.set_local(utf8(it->second->local));
+      sock.set_remote(utf8(it->second->remote));
+      sock.set_state(static_cast<uint32_t>(it->second->state));
     }
   }
-  j["sockets"] = std::move(socks);
-  return j;
+  return r;
 }
 
 // Picks the processes to act on from a fresh scan; `pinned` are those already held.
@@ -96,7 +119,7 @@ ProcessActions::ProcessActions(SessionSource* sessions, FlowKiller* flows, ProcF
 namespace {
 
 struct KillRun {
-  json doc = json::object();
+  v1::KillProcessesResult result;
   bool refused = false;
   bool failed = false;
   std::string error;
@@ -114,12 +137,12 @@ KillRun stopAndKill(const Selector& select, bool freeze, FlowKiller* flows, Proc
     return run;
   }
   PinnedProcesses pinned(&procfs, &signaller);
-  std::map<int, json> spared;
-  json skipped = json::array();
+  std::map<int, v1::ProcessEntry> spared;
+  v1::KillProcessesResult& result = run.result;
   auto plan = planKill(select(*all, pinned), opt.protection);
   for (const auto& s : plan.spared) {
-    spared[s.process.pid] = processJson(s.process);
-    spared[s.process.pid]["why"] = s.why;
+    spared[s.process.pid] = processEntry(s.process);
+    spared[s.process.pid].set_why(utf8(s.why));
   }
   if (plan.kill.empty()) {
     run.refused = true;
@@ -142,7 +165,10 @@ KillRun stopAndKill(const Selector& select, bool freeze, FlowKiller* flows, Proc
       if (pinned.pin(p, &why)) {
         ++added;
       } else {
-        skipped.push_back(json{{"pid", p.pid}, {"cmdline", p.cmdline}, {"why", why}});
+        v1::ProcessEntry& e = *result.add_skipped();
+        e.set_pid(p.pid);
+        e.set_cmdline(utf8(p.cmdline));
+        e.set_why(utf8(why));
       }
     }
     pinned.signalAll(SIGSTOP);
@@ -157,8 +183,8 @@ KillRun stopAndKill(const Selector& select, bool freeze, FlowKiller* flows, Proc
     auto more = planKill(select(*again, pinned), opt.protection);
     for (const auto& s : more.spared) {
       if (spared.count(s.process.pid)) continue;
-      spared[s.process.pid] = processJson(s.process);
-      spared[s.process.pid]["why"] = s.why;
+      spared[s.process.pid] = processEntry(s.process);
+      spared[s.process.pid].set_why(utf8(s.why));
     }
     std::vector<ProcessInfo> fresh;
     for (const auto& p : more.kill) {
@@ -166,7 +192,7 @@ KillRun stopAndKill(const Selector& select, bool freeze, FlowKiller* flows, Proc
     }
     if (fresh.empty() || stopBatch(fresh) == 0) break;
   }
-  run.doc["scan_rounds"] = rounds;
+  result.set_scan_rounds(static_cast<uint32_t>(rounds));
   std::set<int> victims;
   for (const auto& p : pinned.processes()) victims.insert(p.pid);
 
@@ -175,15 +201,13 @@ KillRun stopAndKill(const Selector& select, bool freeze, FlowKiller* flows, Proc
     auto sockets = procfs.tcpSockets();
     std::map<uint64_t, const ProcNetSocket*> tcp;
     for (const auto& s : sockets) tcp[s.inode] = &s;
-    json records = json::array();
     for (const auto& p : pinned.processes()) {
       auto now = procfs.read(p.pid, true);
-      records.push_back(
-          recordJson(now && now->start_ticks == p.start_ticks ? *now : p, tcp, procfs));
+      *result.add_records() =
+          processRecord(now && now->start_ticks == p.start_ticks ? *now : p, tcp, procfs);
     }
-    run.doc["frozen"] = true;
-    run.doc["freeze_method"] = "sigstop";
-    run.doc["records"] = std::move(records);
+    result.set_frozen(true);
+    result.set_freeze_method(v1::FREEZE_METHOD_SIGSTOP);
   }
 
   // Cut the victims' TCP connections (the peer gets a RST at once), then kill.
@@ -195,34 +219,24 @@ KillRun stopAndKill(const Selector& select, bool freeze, FlowKiller* flows, Proc
     if (report.ok()) {
       cut = report->sockets_destroyed.size();
     } else {
-      run.doc["cut_error"] = fmt::format("{}", report.status());
+      result.set_cut_error(utf8(fmt::format("{}", report.status())));
     }
   }
-  run.doc["connections_cut"] = cut;
+  result.set_connections_cut(static_cast<uint32_t>(cut));
 
-  json errors = json::array();
   for (const auto& [pid, err] : pinned.signalAll(SIGKILL)) {
-    if (!err.empty()) errors.push_back(json{{"pid", pid}, {"error", err}});
+    if (err.empty()) continue;
+    v1::SignalError& e = *result.add_errors();
+    e.set_pid(pid);
+    e.set_error(utf8(err));
   }
   // A SIGKILLed stopped process still has to be scheduled to die: wait, bounded.
   auto alive = pinned.waitExited(opt.kill_wait);
   std::set<int> alive_set(alive.begin(), alive.end());
-  json killed = json::array();
-  json not_dead = json::array();
   for (const auto& p : pinned.processes()) {
-    if (alive_set.count(p.pid)) {
-      not_dead.push_back(processJson(p));
-    } else {
-      killed.push_back(processJson(p));
-    }
+    *(alive_set.count(p.pid) ? result.add_still_alive() : result.add_killed()) = processEntry(p);
   }
-  json spared_list = json::array();
-  for (auto& [pid, j] : spared) spared_list.push_back(j);
-  run.doc["killed"] = std::move(killed);
-  run.doc["spared"] = std::move(spared_list);
-  run.doc["skipped"] = std::move(skipped);
-  run.doc["still_alive"] = std::move(not_dead);
-  run.doc["errors"] = std::move(errors);
+  for (auto& [pid, e] : spared) *result.add_spared() = std::move(e);
   if (!alive.empty()) {
     run.failed = true;
     run.error = fmt::format("{} process(es) still alive {} ms after SIGKILL: {}", alive.size(),
@@ -237,7 +251,7 @@ v1::CommandResult finish(const v1::Command& c, KillRun run) {
   r.set_command_id(c.id());
   r.set_ok(!run.failed);
   r.set_error(run.error);
-  r.set_result_json(dumpJson(run.doc));
+  *r.mutable_kill_processes() = std::move(run.result);
   return r;
 }
 
@@ -247,12 +261,12 @@ v1::CommandResult ProcessActions::run(const v1::Command& c) {
   if (c.has_list_sessions()) {
     auto list = sessions_->sessions();
     if (!list.ok()) return failed(c, fmt::format("cannot list sessions: {}", list.status()));
-    json doc{{"source", sessions_->name()}, {"sessions", json::array()}};
-    for (const auto& s : *list) doc["sessions"].push_back(sessionJson(s));
     v1::CommandResult r;
     r.set_command_id(c.id());
     r.set_ok(true);
-    r.set_result_json(dumpJson(doc));
+    v1::ListSessionsResult& out = *r.mutable_list_sessions();
+    out.set_source(utf8(sessions_->name()));
+    for (const auto& s : *list) *out.add_sessions() = sessionRecord(s);
     return r;
   }
 
@@ -291,11 +305,11 @@ v1::CommandResult ProcessActions::run(const v1::Command& c) {
     auto list = sessions_->sessions();
     if (!list.ok()) return failed(c, fmt::format("cannot list sessions: {}", list.status()));
     std::set<uint32_t> ids;
-    json matched = json::array();
+    std::vector<v1::SessionRecord> matched;
     for (const auto& s : *list) {
       if (sessionMatches(s, m)) {
         ids.insert(s.id);
-        matched.push_back(sessionJson(s));
+        matched.push_back(sessionRecord(s));
       }
     }
     if (m.session_id && ids.empty()) {
@@ -303,12 +317,11 @@ v1::CommandResult ProcessActions::run(const v1::Command& c) {
                                     *m.session_id));
     }
     if (ids.empty()) {
-      json doc{{"sessions", json::array()}, {"killed", json::array()}, {"spared", json::array()},
-               {"note", fmt::format("{} matches no session; nothing killed", what)}};
       v1::CommandResult r;
       r.set_command_id(c.id());
       r.set_ok(true);
-      r.set_result_json(dumpJson(doc));
+      r.mutable_kill_processes()->set_note(
+          utf8(fmt::format("{} matches no session; nothing killed", what)));
       return r;
     }
     // Every process carrying one of the audit session ids: the id is inherited across
@@ -323,7 +336,9 @@ v1::CommandResult ProcessActions::run(const v1::Command& c) {
     spdlog::info("kill-sessions {} requested by {}: sessions {}", what, c.requested_by(),
                  fmt::join(ids, ", "));
     KillRun run = stopAndKill(select, k.freeze(), flows_, *procfs_, *signaller_, options_, what);
-    if (!run.refused) run.doc["sessions"] = std::move(matched);
+    if (!run.refused) {
+      for (auto& s : matched) *run.result.add_sessions() = std::move(s);
+    }
     return finish(c, std::move(run));
   }
 

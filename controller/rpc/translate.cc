@@ -2,6 +2,7 @@
 
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "controller/rpc/audit.h"
@@ -217,7 +218,13 @@ HostActionDone finishWith(v1::HostActionResponse* resp, grpc::ServerUnaryReactor
     resp->set_ok(result.ok);
     resp->set_refused(result.refused);
     resp->set_error(std::move(result.error));
-    resp->set_result_json(std::move(result.result_json));
+    if (auto* k = std::get_if<v1::KillConnectionsResult>(&result.output)) {
+      *resp->mutable_kill_connections() = std::move(*k);
+    } else if (auto* l = std::get_if<v1::ListSessionsResult>(&result.output)) {
+      *resp->mutable_list_sessions() = std::move(*l);
+    } else if (auto* p = std::get_if<v1::KillProcessesResult>(&result.output)) {
+      *resp->mutable_kill_processes() = std::move(*p);
+    }
     reactor->Finish(toGrpcStatus(status));
   };
 }

@@ -1,12 +1,10 @@
 #include "controller/service/host_operations.h"
 
-#include <exception>
-#include <nlohmann/json.hpp>
 #include <utility>
 
 #include "common/format.h"
-#include "common/json.h"
 #include "common/parse.h"
+#include "controller/core/legacy_result.h"
 #include "controller/core/validate.h"
 #include "controller/service/audit.h"
 
@@ -18,64 +16,72 @@ namespace {
 
 constexpr size_t kMaxAuditDetail = 8192;
 
-// "killed 3: 1201 bhtest (sleep 1000), ...; spared 1: 1 root (holder) [pid 1]". The document
-// is the agent's: every field is read without trusting its presence or type.
-std::string summarize(const std::string& action, const std::string& result_json) {
-  auto parsed = parseForeignJson(result_json);
-  if (!parsed || !parsed->is_object()) return "";
-  const nlohmann::json& doc = *parsed;
+// "killed 3: 1201 bhtest (sleep 1000), ...; spared 1: 1 root (holder) [pid 1]"; "" when the
+// agent sent no result.
+std::string summarize(const std::string& action, const v1::CommandResult& r) {
+  if (r.result_case() == v1::CommandResult::RESULT_NOT_SET) return "";
   if (action == "sessions") {
-    return fmt::format("{} sessions (source {})", jsonArraySize(doc, "sessions"),
-                       jsonStringOr(doc, "source", "?"));
+    const v1::ListSessionsResult& l = r.list_sessions();
+    return fmt::format("{} sessions (source {})", l.sessions_size(), l.source());
   }
-  auto list = [&doc](const char* key, bool with_why) {
-    const nlohmann::json* items = jsonArray(doc, key);
-    if (items == nullptr) return fmt::format("{} 0", key);
-    std::string out = fmt::format("{} {}", key, items->size());
+  const v1::KillProcessesResult& k = r.kill_processes();  // the default one when not set
+  auto list = [](const char* key, const auto& items, bool with_why) {
+    std::string out = fmt::format("{} {}", key, items.size());
     const char* sep = ": ";
-    for (const auto& p : *items) {
-      out += fmt::format("{}{} {} ({})", sep, jsonIntOr(p, "pid", 0), jsonStringOr(p, "user", ""),
-                         jsonStringOr(p, "cmdline", ""));
-      if (with_why) out += fmt::format(" [{}]", jsonStringOr(p, "why", ""));
+    for (const v1::ProcessEntry& p : items) {
+      out += fmt::format("{}{} {} ({})", sep, p.pid(), p.user(), p.cmdline());
+      if (with_why) out += fmt::format(" [{}]", p.why());
       sep = ", ";
     }
     return out;
   };
   std::string s;
-  if (const nlohmann::json* sessions = jsonArray(doc, "sessions");
-      sessions != nullptr && action == "kill-sessions") {
-    s += fmt::format("sessions {}", sessions->size());
+  if (r.has_kill_processes() && action == "kill-sessions") {
+    s += fmt::format("sessions {}", k.sessions_size());
     const char* sep = ": ";
-    for (const auto& x : *sessions) {
-      std::string remote = jsonStringOr(x, "remote", "");
-      s += fmt::format("{}{} {} from {}", sep, jsonUintOr(x, "id", 0), jsonStringOr(x, "user", ""),
-                       remote.empty() ? jsonStringOr(x, "tty", "-") : remote);
+    for (const v1::SessionRecord& x : k.sessions()) {
+      s += fmt::format("{}{} {} from {}", sep, x.id(), x.user(),
+                       x.remote().empty() ? x.tty() : x.remote());
       sep = ", ";
     }
     s += "; ";
   }
-  s += list("killed", false) + "; " + list("spared", true);
-  if (jsonBoolOr(doc, "frozen", false)) {
-    s += fmt::format("; frozen ({}), {} records", jsonStringOr(doc, "freeze_method", "?"),
-                     jsonArraySize(doc, "records"));
+  s += list("killed", k.killed(), false) + "; " + list("spared", k.spared(), true);
+  if (k.frozen()) {
+    s += fmt::format("; frozen ({}), {} records",
+                     k.freeze_method() == v1::FREEZE_METHOD_SIGSTOP ? "sigstop" : "?",
+                     k.records_size());
   }
-  s += fmt::format("; connections cut {}", jsonIntOr(doc, "connections_cut", 0));
+  s += fmt::format("; connections cut {}", r.has_kill_connections()
+                                               ? r.kill_connections().connections_cut()
+                                               : k.connections_cut());
   if (s.size() > kMaxAuditDetail) s = s.substr(0, kMaxAuditDetail) + "...";
   return s;
 }
 
-// The audit detail of an agent's (not refused) result. Never throws: anything thrown while
-// reading the agent's document ends the call with INTERNAL (and the caller audits it).
-absl::Status summarizeResult(const std::string& host, const std::string& action,
-                             const v1::CommandResult& r, std::string* detail) {
-  try {
-    *detail = summarize(action, r.result_json());
-    if (!r.ok()) *detail = fmt::format("FAILED: {}; {}", r.error(), *detail);
-    return absl::OkStatus();
-  } catch (const std::exception& e) {
-    detail->clear();
-    return absl::InternalError(
-        fmt::format("{}: the agent's result could not be read: {}", host, e.what()));
+// The audit detail of an agent's (not refused) result.
+std::string summarizeResult(const std::string& action, const v1::CommandResult& r) {
+  std::string detail = summarize(action, r);
+  if (!r.ok()) detail = fmt::format("FAILED: {}; {}", r.error(), detail);
+  return detail;
+}
+
+// An agent one version behind answers with a JSON document instead of the typed result: read
+// it into the typed result. A document that does not read leaves no result and makes `r` a
+// failure whose error says so (the agent did act: only its report is lost).
+void convertOlderAgentResult(const std::string& host, const std::string& action,
+                             v1::CommandResult& r) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  if (r.result_case() != v1::CommandResult::RESULT_NOT_SET || r.result_json().empty()) return;
+  std::string document = std::move(*r.mutable_result_json());
+  r.clear_result_json();
+#pragma GCC diagnostic pop
+  if (absl::Status s = convertLegacyResult(action, document, &r); !s.ok()) {
+    std::string why = fmt::format("{}: the result of an older agent could not be read: {}", host,
+                                  s.message());
+    r.set_ok(false);
+    r.set_error(r.error().empty() ? why : fmt::format("{}; {}", r.error(), why));
   }
 }
 
@@ -247,17 +253,30 @@ void HostOperations::run(const std::string& operator_name, OperatorAction action
             status = absl::UnavailableError(a.error);
             break;
           case HostActions::Answer::Kind::kDone: {
-            const auto& r = a.result;
+            v1::CommandResult r = a.result;
+            convertOlderAgentResult(host, action, r);
             result.ok = r.ok();
             result.refused = r.refused();
             result.error = r.error();
-            result.result_json = r.result_json();
             if (r.refused()) {
               // The request is at fault and nothing was done: a precondition the
               // caller broke.
               status = absl::FailedPreconditionError(r.error());
             } else {
-              status = summarizeResult(host, action, r, &detail);
+              detail = summarizeResult(action, r);
+            }
+            switch (r.result_case()) {
+              case v1::CommandResult::kKillConnections:
+                result.output = std::move(*r.mutable_kill_connections());
+                break;
+              case v1::CommandResult::kListSessions:
+                result.output = std::move(*r.mutable_list_sessions());
+                break;
+              case v1::CommandResult::kKillProcesses:
+                result.output = std::move(*r.mutable_kill_processes());
+                break;
+              default:
+                break;
             }
             break;
           }

@@ -1,7 +1,7 @@
 // Operator actions on one host's sessions, processes and connections: each is checked,
 // audited (a write as "accepted" before anything is sent, then "<action>.result" with a summary
 // of the agent's answer; a read once, after the answer), sent to the host's agent as one
-// Command through HostActions, and answered with the agent's result document.
+// Command through HostActions, and answered with the agent's typed result.
 //
 // Each call checks the caller's role (controller/service/authorization.h), the request's fields
 // (controller/core/validate.h) and what a request must say (a reason, exactly one match, a
@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <variant>
 
 #include "absl/status/status.h"
 #include "bulkhead/v1/agent.pb.h"
@@ -32,7 +33,12 @@ struct HostActionResult {
   bool ok = false;
   bool refused = false;
   std::string error;
-  std::string result_json;  // the agent's result document
+  // What the agent did: the typed result of the action; monostate when it sent none (refused,
+  // failed before acting, offline, timed out, or an older agent's document that did not read:
+  // then ok=false and error says so).
+  std::variant<std::monostate, bulkhead::v1::KillConnectionsResult,
+               bulkhead::v1::ListSessionsResult, bulkhead::v1::KillProcessesResult>
+      output;
 };
 using HostActionDone = std::function<void(const absl::Status& status, HostActionResult result)>;
 

@@ -287,7 +287,7 @@ class BlocksTest(unittest.TestCase):
         rc, doc, err = self.fleet.cli("kill-connections", h, "--remote", ATTACKER4, "--port",
                                       str(BACKDOOR), "--reason", "INC-10 cut", timeout=30)
         self.assertEqual(rc, 0, f"{err} {doc}")
-        res = doc["result"]
+        res = doc["kill_connections"]
         self.assertGreaterEqual(res["connections_cut"], 1, res)
         conns = [c for c in res["connections"] if c["remote"] == ATTACKER4]
         self.assertTrue(conns, res)

@@ -94,7 +94,7 @@ class JsonContractTest(unittest.TestCase):
         # sessions and processes
         sessions = self.cli("sessions", "h1")
         self.assertEqual(sessions["host_id"], "h1")
-        self.assertIn("sessions", sessions["result"])
+        self.assertIn("sessions", sessions["list_sessions"])
         self.cli("kill-sessions", "h1", "--from", cidr, "--reason", "INC-7", expect=(0, 1, 2))
         implant = os.path.join(tmp, "contract-implant")
         shutil.copy("/bin/sleep", implant)

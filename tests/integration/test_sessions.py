@@ -148,7 +148,7 @@ LogLevel VERBOSE
     def sessions(self):
         rc, doc, err = self.fleet.cli("sessions", HOST, timeout=30)
         self.assertEqual(rc, 0, err)
-        return doc["result"]["sessions"]
+        return doc["list_sessions"]["sessions"]
 
     def wait_session(self, user, marker, timeout=15):
         """The session of `user` whose processes include `marker` in a command line."""
@@ -202,7 +202,7 @@ LogLevel VERBOSE
         self.assertEqual(len(listener), 1)
 
         doc, _ = self.kill("kill-sessions", HOST, "--from", f"{self.lab.ip4('attacker')}/32")
-        res = doc["result"]
+        res = doc["kill_processes"]
         self.assertEqual([s["id"] for s in res["sessions"]], [s_evil["id"]])
         for t in (f"sleep 2{tag}", f"sleep 3{tag}", f"sleep 4{tag}"):
             self.assertTrue(any(p["cmdline"].startswith(t) for p in res["killed"]), (t, res))
@@ -237,14 +237,14 @@ LogLevel VERBOSE
         s_b2 = self.wait_session(self.alice, f"sleep 9{tag}")
 
         doc, _ = self.kill("kill-sessions", HOST, "--user", self.mallory)
-        self.assertEqual(len(doc["result"]["sessions"]), 2)
+        self.assertEqual(len(doc["kill_processes"]["sessions"]), 2)
         a1.wait(timeout=15)
         a2.wait(timeout=15)
         self.assertIsNone(b1.poll())
         self.assertIsNone(b2.poll())
 
         doc, _ = self.kill("kill-sessions", HOST, "--session", str(s_b1["id"]))
-        self.assertEqual([s["id"] for s in doc["result"]["sessions"]], [s_b1["id"]])
+        self.assertEqual([s["id"] for s in doc["kill_processes"]["sessions"]], [s_b1["id"]])
         b1.wait(timeout=15)
         time.sleep(0.5)
         self.assertIsNone(b2.poll())
@@ -258,7 +258,7 @@ LogLevel VERBOSE
         evil = self.ssh("attacker", self.mallory, f"nohup sleep 3{tag} >/dev/null 2>&1 & sleep 2{tag}")
         s = self.wait_session(self.mallory, f"sleep 2{tag}")
         doc, _ = self.kill("kill-sessions", HOST, "--session", str(s["id"]), "--freeze")
-        res = doc["result"]
+        res = doc["kill_processes"]
         self.assertTrue(res["frozen"])
         recs = {r["pid"]: r for r in res["records"]}
         killed = {p["pid"] for p in res["killed"]}
@@ -289,7 +289,7 @@ LogLevel VERBOSE
         other = self.lab.spawn(HOST, ["sleep", "9031"], label="other")
         wait_until(lambda: len(self.pids_running(f"{exe} 90")) == 3, 10, desc="implants")
         doc, _ = self.kill("kill-process", HOST, "--exe", exe)
-        self.assertEqual(len(doc["result"]["killed"]), 3)
+        self.assertEqual(len(doc["kill_processes"]["killed"]), 3)
         wait_until(lambda: self.pids_running(f"{exe} 90") == [], 10, desc="implants gone")
         self.assertIsNone(other.poll())
 
@@ -302,7 +302,7 @@ LogLevel VERBOSE
         root = [p for p, (_, _, _, a) in procs.items() if a.startswith("sh -c sleep 9101")]
         self.assertEqual(len(root), 1)
         doc, _ = self.kill("kill-process", HOST, "--pid", str(root[0]), "--tree")
-        self.assertGreaterEqual(len(doc["result"]["killed"]), 5)   # sh, sleep, sh, sleep, implant
+        self.assertGreaterEqual(len(doc["kill_processes"]["killed"]), 5)   # sh, sleep, sh, sleep, implant
         parent.wait(timeout=10)
         for t in ("sleep 9101", "sleep 9102", f"{exe} 9100"):
             self.assertEqual(self.pids_running(t), [], t)
@@ -318,7 +318,7 @@ LogLevel VERBOSE
         bystander = self.lab.spawn(HOST, ["sleep", f"13{tag}"], label="bystander")  # no session
         listener = self.listener_pids()
         doc, _ = self.kill("kill-sessions", HOST, "--all")
-        users = sorted(s["user"] for s in doc["result"]["sessions"])
+        users = sorted(s["user"] for s in doc["kill_processes"]["sessions"])
         self.assertEqual(users, sorted([self.mallory, self.alice]))
         a.wait(timeout=15)
         b.wait(timeout=15)
@@ -331,8 +331,8 @@ LogLevel VERBOSE
                    15, desc="alice's processes")
         doc, _ = self.kill("kill-process", HOST, "--user", self.alice)
         for t in (f"sleep 14{tag}", f"sleep 15{tag}"):
-            self.assertTrue(any(p["cmdline"].startswith(t) for p in doc["result"]["killed"]), t)
-        self.assertTrue(all(p["user"] == self.alice for p in doc["result"]["killed"]))
+            self.assertTrue(any(p["cmdline"].startswith(t) for p in doc["kill_processes"]["killed"]), t)
+        self.assertTrue(all(p["user"] == self.alice for p in doc["kill_processes"]["killed"]))
         c.wait(timeout=15)
         self.assertIsNone(bystander.poll())
         bystander.kill()

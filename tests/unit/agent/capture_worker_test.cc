@@ -119,14 +119,30 @@ TEST(Sidecar, PendingUploadsOldestFirstAndProblemsReported) {
 TEST(CaptureResult, Documents) {
   v1::EvidenceReceipt receipt;
   receipt.set_evidence_id(kSha);
-  json j = json::parse(captureResultJson(header("cap-1"), receipt, 1500,
-                                         json::array({{{"collector", "processes"}}})));
-  EXPECT_EQ(j["capture_id"], "cap-1");
-  EXPECT_EQ(j["evidence_id"], kSha);
-  EXPECT_EQ(j["sha256"], kSha);
-  EXPECT_EQ(j["size"], 1);
-  EXPECT_EQ(j["duration_ms"], 1500);
-  EXPECT_EQ(j["collectors"][0]["collector"], "processes");
+  v1::CaptureResult r = captureResult(
+      header("cap-1"), receipt, 1500,
+      json::array({{{"collector", "processes"},
+                    {"status", "truncated"},
+                    {"bytes", 12},
+                    {"error", "size cap of 12 bytes reached"},
+                    {"warnings", 1},
+                    {"warning_samples", {"bad \xff line"}}},
+                   {{"collector", "kernel"}, {"status", "sideways"}}}));
+  EXPECT_EQ(r.capture_id(), "cap-1");
+  EXPECT_EQ(r.evidence_id(), kSha);
+  EXPECT_EQ(r.sha256(), kSha);
+  EXPECT_EQ(r.size(), 1u);
+  EXPECT_EQ(r.duration_ms(), 1500);
+  ASSERT_EQ(r.collectors_size(), 2);
+  EXPECT_EQ(r.collectors(0).collector(), "processes");
+  EXPECT_EQ(r.collectors(0).status(), v1::COLLECTOR_STATUS_TRUNCATED);
+  EXPECT_EQ(r.collectors(0).bytes(), 12u);
+  EXPECT_EQ(r.collectors(0).error(), "size cap of 12 bytes reached");
+  EXPECT_EQ(r.collectors(0).warnings(), 1u);
+  ASSERT_EQ(r.collectors(0).warning_samples_size(), 1);
+  // Proto strings are UTF-8: an invalid byte reads as U+FFFD.
+  EXPECT_EQ(r.collectors(0).warning_samples(0), "bad \xef\xbf\xbd line");
+  EXPECT_EQ(r.collectors(1).status(), v1::COLLECTOR_STATUS_UNSPECIFIED);
   EXPECT_EQ(keptOnHostError("/s/cap-1.tar.gz", "UNAVAILABLE: down"),
             "evidence kept on the host at /s/cap-1.tar.gz; upload failed: UNAVAILABLE: down; "
             "will retry");
@@ -234,10 +250,12 @@ TEST(CaptureWorker, UploadsAndAnswersWithTheReceipt) {
   auto results = h.results();
   ASSERT_EQ(results.size(), 1u);
   EXPECT_TRUE(results[0].ok()) << results[0].error();
-  json j = json::parse(results[0].result_json());
-  EXPECT_EQ(j["capture_id"], "cap-1");
-  EXPECT_EQ(j["evidence_id"], kSha);
-  EXPECT_EQ(j["collectors"][0]["collector"], "fake");
+  ASSERT_TRUE(results[0].has_capture());
+  EXPECT_EQ(results[0].capture().capture_id(), "cap-1");
+  EXPECT_EQ(results[0].capture().evidence_id(), kSha);
+  ASSERT_EQ(results[0].capture().collectors_size(), 1);
+  EXPECT_EQ(results[0].capture().collectors(0).collector(), "fake");
+  EXPECT_EQ(results[0].capture().collectors(0).status(), v1::COLLECTOR_STATUS_OK);
   EXPECT_FALSE(fs::exists(o.spool_dir / "cap-1.tar.gz"));
   EXPECT_FALSE(fs::exists(o.spool_dir / "cap-1.json"));
   EXPECT_EQ(fs::status(o.spool_dir).permissions() & fs::perms::all, fs::perms::owner_all);

@@ -1,6 +1,6 @@
 // ProcessActions over fakes of /proc, the signaller and the flow killer (the order of stop,
 // re-scan, record, cut and kill), and on a real process of the test's own (a child it starts):
-// host data that is not UTF-8 (an argv holding \xff) must come back as a valid result document.
+// host data that is not UTF-8 (an argv holding \xff) must come back as valid UTF-8.
 #include "agent/daemon/process_actions.h"
 #include "agent/linux/process_killer.h"
 #include "fake_processes.h"
@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <nlohmann/json.hpp>
 
 namespace bulkhead::agent {
 namespace {
@@ -100,11 +99,18 @@ TEST_F(ProcessActionsOrder, KillSessionsWithFreezeStopsRescansRecordsCutsThenKil
                           "record tcp", "record 100", "record 101", "record 102",
                           "cut", "cut flow of 100", "cut flow of 102",
                           "kill 100", "kill 101", "kill 102"));
-  auto doc = nlohmann::json::parse(r.result_json());
-  EXPECT_EQ(doc["scan_rounds"], 2);  // the third scan found nothing new
-  EXPECT_EQ(doc["connections_cut"], 2);
-  EXPECT_EQ(doc["records"].size(), 3u);
-  EXPECT_EQ(doc["killed"].size(), 3u);
+  ASSERT_TRUE(r.has_kill_processes());
+  const v1::KillProcessesResult& k = r.kill_processes();
+  EXPECT_EQ(k.scan_rounds(), 2u);  // the third scan found nothing new
+  EXPECT_EQ(k.connections_cut(), 2u);
+  EXPECT_TRUE(k.frozen());
+  EXPECT_EQ(k.freeze_method(), v1::FREEZE_METHOD_SIGSTOP);
+  EXPECT_EQ(k.records_size(), 3);
+  EXPECT_EQ(k.killed_size(), 3);
+  ASSERT_EQ(k.sessions_size(), 1);
+  EXPECT_EQ(k.sessions(0).id(), 5u);
+  EXPECT_EQ(k.sessions(0).user(), "alice");
+  EXPECT_EQ(k.sessions(0).processes(), 2u);
   EXPECT_TRUE(host_.procs.count(200));
 }
 
@@ -175,7 +181,7 @@ pid_t startNonUtf8Child() {
   return pid;
 }
 
-TEST(ProcessActions, KillOfAProcessWithANonUtf8ArgvGivesAValidDocument) {
+TEST(ProcessActions, KillOfAProcessWithANonUtf8ArgvGivesValidUtf8) {
   pid_t child = startNonUtf8Child();
   ASSERT_GT(child, 0);
   // Wait (bounded) until the exec is visible, so the scan sees the sleeper's argv.
@@ -201,11 +207,12 @@ TEST(ProcessActions, KillOfAProcessWithANonUtf8ArgvGivesAValidDocument) {
   int wstatus = 0;
   ::waitpid(child, &wstatus, 0);
   EXPECT_TRUE(r.ok()) << r.error();
-  ASSERT_TRUE(nlohmann::json::accept(r.result_json())) << r.result_json();
-  auto doc = nlohmann::json::parse(r.result_json());
-  ASSERT_EQ(doc["killed"].size(), 1u) << r.result_json();
-  EXPECT_EQ(doc["killed"][0]["pid"], child);
-  EXPECT_EQ(doc["killed"][0]["cmdline"], "\xef\xbf\xbd\xef\xbf\xbd-sleeper 30");
+  // Proto strings must be UTF-8: the result serialises and parses back.
+  v1::CommandResult back;
+  ASSERT_TRUE(back.ParseFromString(r.SerializeAsString()));
+  ASSERT_EQ(back.kill_processes().killed_size(), 1) << back.DebugString();
+  EXPECT_EQ(back.kill_processes().killed(0).pid(), child);
+  EXPECT_EQ(back.kill_processes().killed(0).cmdline(), "\xef\xbf\xbd\xef\xbf\xbd-sleeper 30");
   EXPECT_TRUE(WIFSIGNALED(wstatus));
 }
 

@@ -430,14 +430,21 @@ TEST_F(ReconcilerTest, KillConnectionsCutsOnlyMatchingFlowsAndListsThem) {
   auto r = killConnections(killer_, c);
   EXPECT_TRUE(r.ok()) << r.error();
   EXPECT_EQ(r.command_id(), "cmd-1");
-  EXPECT_NE(r.result_json().find("\"connections_cut\":1"), std::string::npos) << r.result_json();
-  EXPECT_NE(r.result_json().find("\"pid\":4242"), std::string::npos) << r.result_json();
-  EXPECT_NE(r.result_json().find("\"remote\":\"10.77.0.66\""), std::string::npos);
+  ASSERT_TRUE(r.has_kill_connections());
+  EXPECT_EQ(r.kill_connections().connections_cut(), 1u);
+  ASSERT_EQ(r.kill_connections().connections_size(), 1);
+  const v1::CutConnection& cut = r.kill_connections().connections(0);
+  EXPECT_EQ(cut.proto(), v1::PROTOCOL_TCP);
+  EXPECT_EQ(cut.pid(), 4242u);
+  EXPECT_EQ(cut.remote(), "10.77.0.66");
+  EXPECT_EQ(cut.remote_port(), 51000u);
+  EXPECT_EQ(cut.local_port(), 22u);
+  EXPECT_NE(cut.how(), v1::CUT_METHOD_UNSPECIFIED);
   EXPECT_EQ(killer_.flows.size(), 2u);
   // No port: every flow of the remote.
   c.mutable_kill_connections()->clear_ports();
   r = killConnections(killer_, c);
-  EXPECT_NE(r.result_json().find("\"connections_cut\":1"), std::string::npos);
+  EXPECT_EQ(r.kill_connections().connections_cut(), 1u);
   EXPECT_EQ(killer_.flows.size(), 1u);
   // Bad input: refused, nothing cut.
   c.mutable_kill_connections()->set_remote_cidr("10.77.0.300");

@@ -73,17 +73,60 @@ TEST(JsonContract, EnumValuesAreSpeltAsInTheTextOutput) {
   EXPECT_EQ(enumText(static_cast<v1::Protocol>(77)), "unknown");
 }
 
-TEST(JsonContract, AnEmbeddedJsonDocumentIsParsedAndHostIsAlwaysHostId) {
+TEST(JsonContract, AnEmbeddedJsonDocumentIsParsed) {
+  // CommandResult.result_json (deprecated) is one: set through reflection.
+  v1::CommandResult result;
+  const auto* field = result.GetDescriptor()->FindFieldByName("result_json");
+  ASSERT_NE(field, nullptr);
+  result.GetReflection()->SetString(&result, field, R"({"sessions":[{"id":"3","leader_pid":42}]})");
+  nlohmann::json doc = contractJson(result);
+  EXPECT_FALSE(doc.contains("result_json"));
+  EXPECT_EQ(doc["result"]["sessions"][0]["leader_pid"], 42);
+  result.GetReflection()->SetString(&result, field, "not json {");
+  EXPECT_TRUE(contractJson(result)["result"].is_null());
+}
+
+TEST(JsonContract, AKillProcessResultIsTypedAndHostIsAlwaysHostId) {
   v1::HostActionResponse resp;
   resp.set_host_id("web-01");
-  resp.set_result_json(R"({"sessions":[{"id":"3","leader_pid":42}]})");
+  resp.set_ok(true);
+  v1::KillProcessesResult& k = *resp.mutable_kill_processes();
+  k.set_scan_rounds(2);
+  k.set_frozen(true);
+  k.set_freeze_method(v1::FREEZE_METHOD_SIGSTOP);
+  k.set_connections_cut(3);
+  v1::ProcessEntry& killed = *k.add_killed();
+  killed.set_pid(4242);
+  killed.set_uid(1001);
+  killed.set_user("mallory");
+  killed.set_cmdline("nc -l 4444");
+  v1::ProcessRecord& record = *k.add_records();
+  record.set_pid(4242);
+  record.set_start_unix(1764780000);
+  v1::SocketRecord& sock = *record.add_sockets();
+  sock.set_inode(uint64_t{1} << 40);
+  sock.set_kind(v1::SOCKET_KIND_TCP);
+  sock.set_state(1);
   nlohmann::json doc = contractJson(resp);
   EXPECT_EQ(doc["host_id"], "web-01");
   EXPECT_FALSE(doc.contains("host"));
+  EXPECT_FALSE(doc.contains("result"));
   EXPECT_FALSE(doc.contains("result_json"));
-  EXPECT_EQ(doc["result"]["sessions"][0]["leader_pid"], 42);
-  resp.set_result_json("not json {");
-  EXPECT_TRUE(contractJson(resp)["result"].is_null());
+  EXPECT_FALSE(doc.contains("list_sessions"));   // only the oneof member that is set
+  const nlohmann::json& r = doc["kill_processes"];
+  ASSERT_TRUE(r.is_object()) << doc.dump();
+  EXPECT_TRUE(r["scan_rounds"].is_number_unsigned());
+  EXPECT_EQ(r["scan_rounds"], 2);
+  EXPECT_EQ(r["connections_cut"], 3);
+  EXPECT_EQ(r["freeze_method"], "sigstop");
+  EXPECT_TRUE(r["killed"][0]["pid"].is_number_integer());
+  EXPECT_EQ(r["killed"][0]["pid"], 4242);
+  EXPECT_EQ(r["killed"][0]["uid"], 1001);
+  EXPECT_EQ(r["killed"][0]["why"], "");
+  EXPECT_EQ(r["records"][0]["start_unix"], 1764780000);
+  EXPECT_EQ(r["records"][0]["sockets"][0]["inode"], uint64_t{1} << 40);
+  EXPECT_EQ(r["records"][0]["sockets"][0]["kind"], "tcp");
+  EXPECT_EQ(r["still_alive"], nlohmann::json::array());   // every field is present
 }
 
 TEST(JsonContract, OnlyTheSetMemberOfAOneofAppearsAndBytesAreBase64) {

@@ -146,7 +146,7 @@ class EvidenceServerTest : public ServerTest {
     r->set_command_id(c.id());
     r->set_ok(ok);
     r->set_error(error);
-    r->set_result_json(R"({"capture_id":")" + c.capture().capture_id() + R"("})");
+    r->mutable_capture()->set_capture_id(c.capture().capture_id());
     ASSERT_TRUE(a.write(m));
   }
   // The agent's side of a capture: progress, upload of `file`, result.

@@ -61,17 +61,58 @@ class HostActionsTest : public ServerTest {
     r.set_wait_ms(5000);
     return r;
   }
+  // Answers `c` with `result` (its typed result, if any) and ok, refused, error.
   static void answer(FakeAgent& a, const v1::Command& c, bool ok, bool refused,
-                     const std::string& error, const std::string& json) {
+                     const std::string& error, v1::CommandResult result = {}) {
     v1::AgentMessage m;
     auto* r = m.mutable_command_result();
+    *r = std::move(result);
     r->set_command_id(c.id());
     r->set_ok(ok);
     r->set_refused(refused);
     r->set_error(error);
-    r->set_result_json(json);
     ASSERT_TRUE(a.write(m));
   }
+  // Answers `c` as an agent one version behind: the result as a JSON document in result_json.
+  static void answerAsOlderAgent(FakeAgent& a, const v1::Command& c, bool ok,
+                                 const std::string& error, const std::string& json) {
+    v1::AgentMessage m;
+    auto* r = m.mutable_command_result();
+    r->set_command_id(c.id());
+    r->set_ok(ok);
+    r->set_error(error);
+    r->GetReflection()->SetString(r, r->GetDescriptor()->FindFieldByName("result_json"), json);
+    ASSERT_TRUE(a.write(m));
+  }
+  static v1::ProcessEntry process(int pid, const std::string& user, const std::string& cmdline,
+                                  const std::string& why = "") {
+    v1::ProcessEntry p;
+    p.set_pid(pid);
+    p.set_user(user);
+    p.set_cmdline(cmdline);
+    p.set_why(why);
+    return p;
+  }
+  // What an agent answers to the kill of session 7 (mallory from 10.77.0.66).
+  static v1::CommandResult killedSession7() {
+    v1::CommandResult r;
+    v1::KillProcessesResult& k = *r.mutable_kill_processes();
+    v1::SessionRecord& s = *k.add_sessions();
+    s.set_id(7);
+    s.set_user("mallory");
+    s.set_remote("10.77.0.66");
+    *k.add_killed() = process(41, "mallory", "sleep 1000");
+    *k.add_spared() = process(1, "root", "init", "pid 1");
+    k.set_connections_cut(1);
+    return r;
+  }
+  static constexpr const char* kKilledSession7Json =
+      R"({"sessions":[{"id":7,"user":"mallory","remote":"10.77.0.66"}],)"
+      R"("killed":[{"pid":41,"user":"mallory","cmdline":"sleep 1000"}],)"
+      R"("spared":[{"pid":1,"user":"root","cmdline":"init","why":"pid 1"}],"connections_cut":1})";
+  static constexpr const char* kKilledSession7Detail =
+      "sessions 1: 7 mallory from 10.77.0.66; killed 1: 41 mallory (sleep 1000); "
+      "spared 1: 1 root (init) [pid 1]; connections cut 1";
   const AuditEntry* lastAudit(const std::string& action) {
     rows_ = auditRows();
     for (auto it = rows_.rbegin(); it != rows_.rend(); ++it) {
@@ -91,15 +132,13 @@ TEST_F(HostActionsTest, KillSessionsRoundTripIsAuditedWithWhatDied) {
   EXPECT_EQ(c.reason(), "INC-77");
   EXPECT_EQ(c.requested_by(), "rita");
   EXPECT_GT(c.deadline_unix_ms(), 0);
-  answer(*a, c, true, false, "",
-         R"({"sessions":[{"id":7,"user":"mallory","remote":"10.77.0.66"}],)"
-         R"("killed":[{"pid":41,"user":"mallory","cmdline":"sleep 1000"}],)"
-         R"("spared":[{"pid":1,"user":"root","cmdline":"init","why":"pid 1"}],"connections_cut":1})");
+  answer(*a, c, true, false, "", killedSession7());
   Call r = get(f);
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   EXPECT_TRUE(r.resp.ok());
   EXPECT_EQ(r.resp.host_id(), "h1");
-  EXPECT_NE(r.resp.result_json().find("sleep 1000"), std::string::npos);
+  ASSERT_TRUE(r.resp.has_kill_processes());
+  EXPECT_EQ(r.resp.kill_processes().killed(0).cmdline(), "sleep 1000");
   const AuditEntry* row = lastAudit("kill-sessions.result");
   ASSERT_NE(row, nullptr);
   EXPECT_EQ(row->operator_name, "rita");
@@ -109,6 +148,27 @@ TEST_F(HostActionsTest, KillSessionsRoundTripIsAuditedWithWhatDied) {
   EXPECT_NE(row->detail.find("7 mallory from 10.77.0.66"), std::string::npos) << row->detail;
   EXPECT_NE(row->detail.find("killed 1: 41 mallory (sleep 1000)"), std::string::npos) << row->detail;
   EXPECT_NE(row->detail.find("spared 1: 1 root (init) [pid 1]"), std::string::npos) << row->detail;
+  EXPECT_EQ(row->detail, kKilledSession7Detail);
+}
+
+TEST_F(HostActionsTest, AnOlderAgentsDocumentIsConvertedAndAuditedAlike) {
+  auto a = online("h1");
+  auto f = killSessionsAsync(fromReq("h1", "10.77.0.66/32"));
+  v1::Command c = nextCommand(*a);
+  answerAsOlderAgent(*a, c, true, "", kKilledSession7Json);
+  Call r = get(f);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_TRUE(r.resp.ok()) << r.resp.error();
+  EXPECT_EQ(r.resp.error(), "");
+  v1::HostActionResponse want;
+  want.set_host_id("h1");
+  want.set_ok(true);
+  *want.mutable_kill_processes() = killedSession7().kill_processes();
+  EXPECT_EQ(r.resp.SerializeAsString(), want.SerializeAsString()) << r.resp.DebugString();
+  const AuditEntry* row = lastAudit("kill-sessions.result");
+  ASSERT_NE(row, nullptr);
+  EXPECT_EQ(row->outcome, "ok");
+  EXPECT_EQ(row->detail, kKilledSession7Detail);
 }
 
 TEST_F(HostActionsTest, AgentRefusalIsAFailedPreconditionAndAudited) {
@@ -122,7 +182,7 @@ TEST_F(HostActionsTest, AgentRefusalIsAFailedPreconditionAndAudited) {
   ASSERT_TRUE(c.has_kill_process());
   EXPECT_EQ(c.kill_process().match_case(), v1::KillProcess::kPid);
   EXPECT_EQ(c.kill_process().pid(), 1);
-  answer(*a, c, false, true, "--pid 1 touches only protected processes: pid 1 (pid 1); nothing killed", "");
+  answer(*a, c, false, true, "--pid 1 touches only protected processes: pid 1 (pid 1); nothing killed");
   Call r = get(f);
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_NE(r.status.error_message().find("only protected"), std::string::npos);
@@ -135,42 +195,50 @@ TEST_F(HostActionsTest, AgentFailureIsReportedWithItsPartialResult) {
   auto a = online("h1");
   auto f = killSessionsAsync(fromReq("h1", "10.77.0.0/16"));
   v1::Command c = nextCommand(*a);
-  answer(*a, c, false, false, "1 process(es) still alive", R"({"killed":[],"still_alive":[{"pid":9}]})");
+  v1::CommandResult partial;
+  partial.mutable_kill_processes()->add_still_alive()->set_pid(9);
+  answer(*a, c, false, false, "1 process(es) still alive", partial);
   Call r = get(f);
   ASSERT_TRUE(r.status.ok());
   EXPECT_FALSE(r.resp.ok());
   EXPECT_FALSE(r.resp.refused());
   EXPECT_EQ(r.resp.error(), "1 process(es) still alive");
+  EXPECT_EQ(r.resp.kill_processes().still_alive(0).pid(), 9);
   const AuditEntry* row = lastAudit("kill-sessions.result");
   ASSERT_NE(row, nullptr);
   EXPECT_EQ(row->detail.rfind("FAILED: 1 process(es) still alive", 0), 0u) << row->detail;
 }
 
-TEST_F(HostActionsTest, AResultWithWrongTypesIsSummarisedAndAudited) {
+TEST_F(HostActionsTest, AnOlderAgentsDocumentThatDoesNotReadFailsTheResultSayingSo) {
   auto a = online("h1");
   auto f = killSessionsAsync(fromReq("h1", "10.77.0.66/32"));
   v1::Command c = nextCommand(*a);
-  // Every field the summary reads has the wrong type (a hostile or broken agent).
-  answer(*a, c, true, false, "",
-         R"({"sessions":[{"id":"seven","user":7,"remote":[],"tty":{}},3],)"
-         R"("killed":[{"pid":"41","user":null,"cmdline":12},"x"],)"
-         R"("spared":{"pid":1},"frozen":"yes","connections_cut":"many"})");
+  // Fields of the wrong type (a hostile or broken agent).
+  answerAsOlderAgent(*a, c, true, "",
+                     R"({"sessions":[{"id":"seven","user":7,"remote":[],"tty":{}},3],)"
+                     R"("killed":[{"pid":"41","user":null,"cmdline":12},"x"],)"
+                     R"("spared":{"pid":1},"frozen":"yes","connections_cut":"many"})");
   Call r = get(f);
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_FALSE(r.resp.ok());
+  EXPECT_FALSE(r.resp.has_kill_processes());
+  EXPECT_EQ(r.resp.error(),
+            "h1: the result of an older agent could not be read: the agent's result document "
+            "does not read: frozen: not true or false");
   const AuditEntry* row = lastAudit("kill-sessions.result");
   ASSERT_NE(row, nullptr);
-  EXPECT_EQ(row->outcome, "ok");
-  EXPECT_NE(row->detail.find("sessions 2: 0  from -"), std::string::npos) << row->detail;
-  EXPECT_NE(row->detail.find("killed 2: 0  ()"), std::string::npos) << row->detail;
-  EXPECT_NE(row->detail.find("spared 0"), std::string::npos) << row->detail;
-  EXPECT_NE(row->detail.find("connections cut 0"), std::string::npos) << row->detail;
-  // A document that is not an object, or nests without end, gives an empty summary.
+  EXPECT_EQ(row->detail, "FAILED: " + r.resp.error() + "; ");
+  // A document that is not an object, or nests without end, is not read either; the agent's
+  // own error is kept first.
   auto g = killSessionsAsync(fromReq("h1", "10.77.0.66/32"));
   v1::Command d = nextCommand(*a);
-  answer(*a, d, true, false, "", std::string(100000, '[') + std::string(100000, ']'));
+  answerAsOlderAgent(*a, d, false, "1 process(es) still alive",
+                     std::string(100000, '[') + std::string(100000, ']'));
   Call deep = get(g);
   ASSERT_TRUE(deep.status.ok()) << deep.status.error_message();
-  EXPECT_EQ(lastAudit("kill-sessions.result")->detail, "");
+  EXPECT_EQ(deep.resp.error(),
+            "1 process(es) still alive; h1: the result of an older agent could not be read: "
+            "the agent's result document is not a JSON object");
 }
 
 TEST_F(HostActionsTest, NoAnswerTimesOutAndALateAnswerIsIgnored) {
@@ -181,11 +249,13 @@ TEST_F(HostActionsTest, NoAnswerTimesOutAndALateAnswerIsIgnored) {
   v1::Command c = nextCommand(*a);
   Call r = get(f);
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-  answer(*a, c, true, false, "", "{}");   // too late: dropped, nothing crashes
+  answer(*a, c, true, false, "");   // too late: dropped, nothing crashes
   auto g = listAsync("h1");
   v1::Command l = nextCommand(*a);
   EXPECT_TRUE(l.has_list_sessions());
-  answer(*a, l, true, false, "", R"({"source":"proc","sessions":[]})");
+  v1::CommandResult none;
+  none.mutable_list_sessions()->set_source("proc");
+  answer(*a, l, true, false, "", none);
   Call lr = get(g);
   ASSERT_TRUE(lr.status.ok()) << lr.status.error_message();   // viewers may list
   EXPECT_TRUE(lr.resp.ok());
@@ -263,7 +333,9 @@ TEST_F(HostActionsTest, WriteActionsAreAuditedAsAcceptedBeforeTheyAreSent) {
   EXPECT_EQ(accepted->reason, "INC-77");
   const int64_t accepted_id = accepted->id;
   EXPECT_EQ(lastAudit("kill-process.result"), nullptr);
-  answer(*a, c, true, false, "", R"({"killed":[{"pid":4242,"user":"mallory","cmdline":"nc"}]})");
+  v1::CommandResult killed;
+  *killed.mutable_kill_processes()->add_killed() = process(4242, "mallory", "nc");
+  answer(*a, c, true, false, "", killed);
   Call r = get(f);
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   const AuditEntry* result = lastAudit("kill-process.result");
@@ -330,7 +402,9 @@ TEST_F(HostActionsTest, NothingIsSentWhenTheAcceptedRowCannotBeWritten) {
   v1::Command l = nextCommand(*a);
   EXPECT_TRUE(l.has_list_sessions());
   EXPECT_FALSE(l.has_kill_sessions());
-  answer(*a, l, true, false, "", R"({"source":"proc","sessions":[]})");
+  v1::CommandResult none;
+  none.mutable_list_sessions()->set_source("proc");
+  answer(*a, l, true, false, "", none);
   EXPECT_TRUE(get(g).status.ok());
 }
 

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <variant>
 
 #include "controller/service/audit_trail.h"
 #include "controller/service/containment.h"
@@ -398,15 +399,19 @@ TEST_F(HostOperationsTest, AKillIsAuditedAsAcceptedSentAndAnsweredWithTheAgentsR
   EXPECT_EQ(audit().back().detail, "pid 41");
   v1::CommandResult r;
   r.set_ok(true);
-  r.set_result_json(R"({"killed":[{"pid":41,"user":"bob","cmdline":"xmrig"}],"spared":[]})");
+  v1::ProcessEntry& killed = *r.mutable_kill_processes()->add_killed();
+  killed.set_pid(41);
+  killed.set_user("bob");
+  killed.set_cmdline("xmrig");
   fleet_.answer("web-01", r);
   auto [status, result] = answered.get();
   ASSERT_TRUE(status.ok()) << status;
   EXPECT_TRUE(result.ok);
   EXPECT_EQ(result.host_id, "web-01");
   EXPECT_EQ(audit().back().action, "kill-process.result");
-  EXPECT_EQ(audit().back().detail.rfind("killed 1: 41 bob (xmrig); spared 0", 0), 0u)
-      << audit().back().detail;
+  EXPECT_EQ(audit().back().detail, "killed 1: 41 bob (xmrig); spared 0; connections cut 0");
+  ASSERT_TRUE(std::holds_alternative<v1::KillProcessesResult>(result.output));
+  EXPECT_EQ(std::get<v1::KillProcessesResult>(result.output).killed(0).pid(), 41);
 }
 
 TEST_F(HostOperationsTest, AViewerCannotKillAndNothingIsSentButTheRefusalIsAudited) {
