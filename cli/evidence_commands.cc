@@ -74,11 +74,18 @@ bool validEvidenceId(const std::string& id) {
                      [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
 }
 
-bool isByteStage(const std::string& stage) { return stage == "packing" || stage == "uploading"; }
+bool isByteStage(v1::CaptureStage stage) {
+  return stage == v1::CAPTURE_STAGE_PACKING || stage == v1::CAPTURE_STAGE_UPLOADING;
+}
 
-std::string progressLine(const std::string& host, const v1::CommandProgress& p) {
-  std::string line = fmt::format("capture {}: {}", host, p.stage());
-  if (isByteStage(p.stage())) {
+}  // namespace
+
+std::string captureProgressLine(const std::string& host, const v1::CommandProgress& p) {
+  std::string line = fmt::format("capture {}:", host);
+  if (p.capture_stage() != v1::CAPTURE_STAGE_UNSPECIFIED) {
+    line += " " + enumText(p.capture_stage());
+  }
+  if (isByteStage(p.capture_stage())) {
     line += fmt::format(" {:.1f}/{:.1f} MiB", static_cast<double>(p.done()) / (1 << 20),
                         static_cast<double>(p.total()) / (1 << 20));
   } else if (p.total() > 0) {
@@ -87,6 +94,8 @@ std::string progressLine(const std::string& host, const v1::CommandProgress& p) 
   if (!p.detail().empty()) line += " " + p.detail();
   return line;
 }
+
+namespace {
 
 // One line for a failed call; the subject (host or evidence id) is named if the controller's
 // message does not name it.
@@ -570,21 +579,22 @@ CaptureCallResult captureHost(OperatorClient& client, const CaptureSpec& spec,
   // The agent and the controller may both report a step: a line is shown once, and byte
   // counts only forward, every 4 MiB or more and at the end.
   std::set<std::string> shown;
-  std::map<std::string, uint64_t> bytes_shown;   // stage -> done
+  std::map<v1::CaptureStage, uint64_t> bytes_shown;  // stage -> done
   while (reader->Read(&event)) {
     if (event.has_progress()) {
       const auto& p = event.progress();
-      if (p.stage() == "stored") continue;   // the closing line says it, with size and signature
-      if (isByteStage(p.stage())) {
-        auto it = bytes_shown.find(p.stage());
+      // The closing line says it, with size and signature.
+      if (p.capture_stage() == v1::CAPTURE_STAGE_STORED) continue;
+      if (isByteStage(p.capture_stage())) {
+        auto it = bytes_shown.find(p.capture_stage());
         bool at_end = p.done() == p.total();
         if (it != bytes_shown.end() &&
             (p.done() <= it->second || (p.done() - it->second < (4u << 20) && !at_end))) {
           continue;
         }
-        bytes_shown[p.stage()] = p.done();
+        bytes_shown[p.capture_stage()] = p.done();
       }
-      std::string line = progressLine(spec.host, p);
+      std::string line = captureProgressLine(spec.host, p);
       if (progress && shown.insert(line).second) progress(line);
     } else if (event.has_done()) {
       result.record = event.done();

@@ -24,6 +24,10 @@ struct CaptureCallResult {
   std::string error;          // one line naming the host and the reason, without "\n"
 };
 
+// One progress event as a line: "capture h1: collecting 3/10 processes ok 120 ms", "capture h1:
+// packing 1.5/8.0 MiB". An older agent's progress has no stage: "capture h1: 3/10 ...".
+std::string captureProgressLine(const std::string& host, const v1::CommandProgress& p);
+
 // Runs one Capture call. Every progress event is rendered as one line ("capture h1:
 // collecting 3/10 processes ok 120 ms") and passed to `progress` (on the calling thread).
 CaptureCallResult captureHost(OperatorClient& client, const CaptureSpec& spec,

@@ -25,6 +25,7 @@
 #include "controller/core/config.h"
 #include "controller/rpc/peer_gate.h"
 #include "controller/service/policies.h"
+#include "controller/service/record_text.h"
 #include "controller/rpc/server.h"
 #include "controller/rpc/system_clock.h"
 #include "controller/store/audit_key.h"
@@ -216,7 +217,7 @@ int run(int argc, char** argv) {
                host, (*server)->port(), identity->self.name, config.data_dir,
                config.heartbeat_interval.count(), config.heartbeat_timeout.count());
   AuditEntry start{.at_unix_ms = clock.nowUnixMs(), .operator_name = "controller",
-                   .action = "controller-start", .target = fmt::format("{}:{}", host, (*server)->port()),
+                   .action = kControllerStartAction, .target = fmt::format("{}:{}", host, (*server)->port()),
                    .outcome = "ok"};
   if (auto row = (*store)->appendAudit(start); !row.ok()) {
     spdlog::error("audit: cannot record controller start: {}", row.status());
@@ -265,7 +266,7 @@ int run(int argc, char** argv) {
   }
   (*server)->shutdown();
   AuditEntry stop{.at_unix_ms = clock.nowUnixMs(), .operator_name = "controller",
-                  .action = "controller-stop", .target = start.target, .outcome = "ok"};
+                  .action = kControllerStopAction, .target = start.target, .outcome = "ok"};
   if (auto row = (*store)->appendAudit(stop); !row.ok()) {
     spdlog::error("audit: cannot record controller stop: {}", row.status());
   }

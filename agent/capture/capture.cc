@@ -98,7 +98,7 @@ absl::StatusOr<CaptureOutcome> runCapture(
     const evidence::Signer& signer, const CaptureProgress& progress) {
   const auto t0 = Clock::now();
   const auto& ctx = options.context;
-  auto report = [&](const std::string& stage, const std::string& detail, uint64_t done,
+  auto report = [&](v1::CaptureStage stage, const std::string& detail, uint64_t done,
                     uint64_t total) {
     if (progress) progress(stage, detail, done, total);
   };
@@ -185,8 +185,8 @@ absl::StatusOr<CaptureOutcome> runCapture(
     run.finished = true;
     run.log = logLine(run, status, error, duration_ms);
     ++finished;
-    report("collecting", fmt::format("{} {} {} ms", run.name, status, duration_ms), finished,
-           runs.size());
+    report(v1::CAPTURE_STAGE_COLLECTING, fmt::format("{} {} {} ms", run.name, status, duration_ms),
+           finished, runs.size());
   };
   std::unique_lock lock(board->mu);
   while (finished < runs.size()) {
@@ -332,10 +332,10 @@ absl::StatusOr<CaptureOutcome> runCapture(
                            {"agent_version", ctx.agent_version}};
   auto writer = evidence::BundleWriter::create(bundle_path, ctx.capture_id, std::move(fields));
   if (!writer.ok()) return writer.status();
-  report("packing", "", 0, total);
+  report(v1::CAPTURE_STAGE_PACKING, "", 0, total);
   // The manifest, signature and certificate come on top of `total`: done is capped at it.
   (*writer)->setProgress(
-      [&](uint64_t bytes) { report("packing", "", std::min(bytes, total), total); },
+      [&](uint64_t bytes) { report(v1::CAPTURE_STAGE_PACKING, "", std::min(bytes, total), total); },
       kPackProgressEvery);
   for (const auto& [name, disk] : members) {
     if (auto s = (*writer)->addFile(name, disk); !s.ok()) return s;

@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "agent/collect/collector.h"
+#include "bulkhead/v1/agent.pb.h"
 #include "evidence/signing.h"
 
 namespace bulkhead::agent {
@@ -45,10 +46,10 @@ struct CaptureOutcome {
   nlohmann::json collectors;  // the collection log's lines, as an array
 };
 
-// stage: "collecting" (after each collector: done/total = collectors finished/all; detail
-// "processes ok 120 ms"),
-// "packing" (done/total = bytes). Called from the engine's threads, never concurrently.
-using CaptureProgress = std::function<void(const std::string& stage, const std::string& detail,
+// stage: CAPTURE_STAGE_COLLECTING (after each collector: done/total = collectors
+// finished/all; detail "processes ok 120 ms"), CAPTURE_STAGE_PACKING (done/total = bytes).
+// Called from the engine's threads, never concurrently.
+using CaptureProgress = std::function<void(v1::CaptureStage stage, const std::string& detail,
                                            uint64_t done, uint64_t total)>;
 
 // Fails only if the bundle cannot be written or signed; collector failures are in the log.

@@ -273,12 +273,12 @@ void CaptureWorker::waitIdle() {
   idle_cv_.wait(lock, [this] { return stopping_ || pending_ == 0; });
 }
 
-void CaptureWorker::progress(const std::string& command_id, const std::string& stage,
+void CaptureWorker::progress(const std::string& command_id, v1::CaptureStage stage,
                              const std::string& detail, uint64_t done, uint64_t total) {
   v1::AgentMessage m;
   auto* p = m.mutable_progress();
   p->set_command_id(command_id);
-  p->set_stage(stage);
+  p->set_capture_stage(stage);
   p->set_detail(detail);
   p->set_done(done);
   p->set_total(total);
@@ -339,16 +339,16 @@ void CaptureWorker::capture(const v1::Command& c) {
   if (options_.test_hang_collector) collectors.push_back(makeTestHangCollector());
   // Progress is informational: every collector, and for byte stages (packing) at most one
   // message per 250 ms plus the end; never the same (stage, done, total) twice in a row.
-  std::string last_stage;
+  v1::CaptureStage last_stage = v1::CAPTURE_STAGE_UNSPECIFIED;
   uint64_t last_done = 0;
   uint64_t last_total = 0;
   auto last_sent = std::chrono::steady_clock::time_point{};
-  CaptureProgress on_progress = [&](const std::string& stage, const std::string& detail,
+  CaptureProgress on_progress = [&](v1::CaptureStage stage, const std::string& detail,
                                     uint64_t done, uint64_t total) {
     auto now = std::chrono::steady_clock::now();
     bool same_stage = stage == last_stage;
     if (same_stage && done == last_done && total == last_total) return;
-    if (same_stage && done != total && stage != "collecting" &&
+    if (same_stage && done != total && stage != v1::CAPTURE_STAGE_COLLECTING &&
         now - last_sent < std::chrono::milliseconds(250)) {
       return;
     }
@@ -396,9 +396,9 @@ absl::StatusOr<v1::EvidenceReceipt> CaptureWorker::uploadSpooled(const SpooledBu
                                                                  const std::string& command_id) {
   uint64_t total = s.header.size();
   auto on_progress = [&](uint64_t done, uint64_t all) {
-    if (!command_id.empty()) progress(command_id, "uploading", "", done, all);
+    if (!command_id.empty()) progress(command_id, v1::CAPTURE_STAGE_UPLOADING, "", done, all);
   };
-  if (!command_id.empty()) progress(command_id, "uploading", "", 0, total);
+  if (!command_id.empty()) progress(command_id, v1::CAPTURE_STAGE_UPLOADING, "", 0, total);
   auto receipt = deps_.upload(s.bundle, s.header, on_progress);
   if (!receipt.ok()) {
     spdlog::warn("evidence {} ({} bytes) not uploaded, kept at {}: {}", s.header.capture_id(),
@@ -413,7 +413,9 @@ absl::StatusOr<v1::EvidenceReceipt> CaptureWorker::uploadSpooled(const SpooledBu
   removeSpooled(s);
   spdlog::info("evidence {} uploaded: evidence id {}{}", s.header.capture_id(),
                receipt->evidence_id(), receipt->already_stored() ? " (already stored)" : "");
-  if (!command_id.empty()) progress(command_id, "stored", receipt->evidence_id(), total, total);
+  if (!command_id.empty()) {
+    progress(command_id, v1::CAPTURE_STAGE_STORED, receipt->evidence_id(), total, total);
+  }
   return receipt;
 }
 

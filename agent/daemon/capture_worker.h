@@ -125,7 +125,7 @@ class CaptureWorker {
   // Uploads one spooled bundle; on receipt removes it. Returns the receipt or why it failed.
   absl::StatusOr<v1::EvidenceReceipt> uploadSpooled(const SpooledBundle& spooled,
                                                     const std::string& command_id);
-  void progress(const std::string& command_id, const std::string& stage, const std::string& detail,
+  void progress(const std::string& command_id, v1::CaptureStage stage, const std::string& detail,
                 uint64_t done, uint64_t total);
   void answer(const v1::CommandResult& result);
 

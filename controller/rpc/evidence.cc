@@ -6,6 +6,7 @@
 #include "common/format.h"
 #include "common/tls/tls.h"
 #include "controller/rpc/audit.h"
+#include "controller/service/record_text.h"
 #include "evidence/bundle.h"
 #include "evidence/json_read.h"
 
@@ -133,7 +134,7 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
     }
     if (part_->size() >= next_progress_ || part_->size() == expected) {
       next_progress_ = part_->size() + hub_->options_.progress_every;
-      hub_->publish(host_, progress("uploading", "", part_->size(), expected));
+      hub_->publish(host_, progress(v1::CAPTURE_STAGE_UPLOADING, "", part_->size(), expected));
     }
     readNext();
   }
@@ -149,12 +150,12 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down");
   }
 
-  v1::CommandProgress progress(const std::string& stage, const std::string& detail, uint64_t done,
+  v1::CommandProgress progress(v1::CaptureStage stage, const std::string& detail, uint64_t done,
                                uint64_t total) const {
     v1::CommandProgress p;
     // The command the controller created for this capture, never the header's claim.
     p.set_command_id(capture_.command_id);
-    p.set_stage(stage);
+    p.set_capture_stage(stage);
     p.set_detail(detail);
     p.set_done(done);
     p.set_total(total);
@@ -315,7 +316,7 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
       return;
     }
     part_ = *std::move(part);
-    hub_->publish(host_, progress("uploading", "", 0, header_.size()));
+    hub_->publish(host_, progress(v1::CAPTURE_STAGE_UPLOADING, "", 0, header_.size()));
     readNext();
   }
 
@@ -400,18 +401,18 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
     std::vector<CustodyEntry> events(3);
     events[0].at_unix_ms = capture_.requested_at_unix_ms;
     events[0].actor = capture_.requested_by;
-    events[0].action = "requested";
+    events[0].action = kCustodyRequested;
     events[0].detail =
         fmt::format("capture {} of {}: {}", capture_.capture_id, host_, capture_.reason);
     events[1].at_unix_ms = row.collected_at_unix_ms;
     events[1].actor = actor;
-    events[1].action = "collected";
+    events[1].action = kCustodyCollected;
     events[1].detail = fmt::format("{} files, manifest sha256 {}, clock offset {} ms", row.files,
                                    row.manifest_sha256.empty() ? "unknown" : row.manifest_sha256,
                                    row.clock_offset_ms);
     events[2].at_unix_ms = now;
     events[2].actor = actor;
-    events[2].action = "received";
+    events[2].action = kCustodyReceived;
     events[2].detail = shown(fmt::format("{} bytes, sha256 {}, signature {}; {}", row.size, sha,
                                          row.signature_ok ? "ok" : "NOT OK", check),
                              kMaxCustodyDetail);
@@ -427,7 +428,7 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
       return;
     }
     grpc::Status status =
-        recordCall(hub_->store_, hub_->clock_, actor, "evidence-received", sha, capture_.reason,
+        recordCall(hub_->store_, hub_->clock_, actor, kEvidenceReceivedAction, sha, capture_.reason,
                    grpc::Status::OK,
                    fmt::format("capture {}, {} bytes, signature {}; {}", capture_.capture_id,
                                row.size, row.signature_ok ? "ok" : "NOT OK", check));
@@ -435,7 +436,7 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
       fail(status);
       return;
     }
-    hub_->publish(host_, progress("stored", sha, row.size, row.size));
+    hub_->publish(host_, progress(v1::CAPTURE_STAGE_STORED, sha, row.size, row.size));
     receipt_->set_evidence_id(sha);
     spdlog::info("evidence {} stored: capture {} of {}, {} bytes", sha, capture_.capture_id, host_,
                  row.size);
@@ -449,7 +450,7 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
     e.evidence_id = sha;
     e.at_unix_ms = now;
     e.actor = actor;
-    e.action = "received";
+    e.action = kCustodyReceived;
     e.detail = fmt::format("again (capture {}): same sha256 as the stored copy, which is kept",
                            header_.capture_id());
     if (auto row = hub_->store_.appendCustody(e); !row.ok()) {
@@ -458,13 +459,13 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
       return;
     }
     grpc::Status status = recordCall(
-        hub_->store_, hub_->clock_, actor, "evidence-received", sha, capture_.reason,
+        hub_->store_, hub_->clock_, actor, kEvidenceReceivedAction, sha, capture_.reason,
         grpc::Status::OK, fmt::format("capture {}: already stored", header_.capture_id()));
     if (!status.ok()) {
       fail(status);
       return;
     }
-    hub_->publish(host_, progress("stored", sha, header_.size(), header_.size()));
+    hub_->publish(host_, progress(v1::CAPTURE_STAGE_STORED, sha, header_.size(), header_.size()));
     receipt_->set_evidence_id(sha);
     receipt_->set_already_stored(true);
     finish(grpc::Status::OK);
@@ -490,7 +491,7 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
     spdlog::warn("evidence upload from {} refused: {}", host_.empty() ? ctx_->peer() : host_,
                  status.error_message());
     grpc::Status sent = recordCall(hub_->store_, hub_->clock_, fmt::format("agent:{}", host_),
-                                   "evidence-received", header_.capture_id(), "", status);
+                                   kEvidenceReceivedAction, header_.capture_id(), "", status);
     finish(sent);
   }
 
@@ -676,6 +677,7 @@ void EvidenceHub::toProto(const EvidenceRow& r, const std::vector<CustodyEntry>*
     c.set_at_unix_ms(e.at_unix_ms);
     c.set_actor(clipped(e.actor, kMaxRecordText));
     c.set_action(clipped(e.action, kMaxRecordText));
+    c.set_action_type(readCustodyAction(e.action));
     c.set_detail(clipped(e.detail, kMaxRecordText));
     c.set_prev_hash(e.prev_hash);
     c.set_hash(e.hash);

@@ -7,6 +7,7 @@
 
 #include "controller/rpc/audit.h"
 #include "controller/rpc/evidence.h"
+#include "controller/service/record_text.h"
 
 namespace bulkhead::controller {
 
@@ -155,6 +156,10 @@ v1::AuditRecord toProto(const AuditEntry& row) {
   r.set_prev_hash(row.prev_hash);
   r.set_hash(row.hash);
   r.set_mac(row.mac);
+  const AuditReading reading = readAuditText(row.action, row.outcome);
+  r.set_action_type(reading.action);
+  r.set_phase(reading.phase);
+  r.set_outcome_type(reading.outcome);
   return r;
 }
 

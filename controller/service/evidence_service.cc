@@ -16,6 +16,7 @@
 #include "common/format.h"
 #include "controller/core/validate.h"
 #include "controller/service/audit.h"
+#include "controller/service/record_text.h"
 #include "evidence/bundle.h"
 #include "evidence/json_read.h"
 #include "evidence/summary.h"
@@ -309,7 +310,8 @@ absl::StatusOr<OpenedBundle> EvidenceService::get(const Caller& caller, const st
   const std::string target = row.ok() ? row->id : id;
   absl::StatusOr<StoredEvidence> evidence = absl::UnknownError("not looked up");
   if (status.ok()) {
-    evidence = withCustody(caller, *row, "get", fmt::format("download of {} bytes", row->size));
+    evidence =
+        withCustody(caller, *row, kCustodyGet, fmt::format("download of {} bytes", row->size));
     status = evidence.status();
   }
   status = audit(caller, OperatorAction::kGetEvidence, target, "", status,
@@ -337,7 +339,7 @@ void EvidenceService::verify(const Caller& caller, const std::string& id, Verify
                     : fmt::format("FAILED: {} problems", result.problems.size());
       for (const auto& p : result.problems) outcome += fmt::format("; {}: {}", p.file, p.problem);
       outcome = evidence::boundedText(outcome, kMaxVerifyOutcome, false);
-      auto stored = withCustody(caller, row, "verify", outcome);
+      auto stored = withCustody(caller, row, kCustodyVerify, outcome);
       const absl::Status custody = stored.status();
       if (stored.ok()) result.evidence = *std::move(stored);
       if (!result.ok) spdlog::error("evidence verify {}: {}", row.id, outcome);
@@ -382,7 +384,7 @@ void EvidenceService::show(const Caller& caller, const std::string& id, ShownByt
             fmt::format("evidence {}: no summary: {}", row.id, summary.status()));
       } else {
         shown.summary = *std::move(summary);
-        auto custody = withCustody(caller, row, "show", "summary read");
+        auto custody = withCustody(caller, row, kCustodyShow, "summary read");
         if (!custody.ok()) {
           result = custody.status();
         } else {

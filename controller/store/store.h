@@ -32,7 +32,7 @@ struct AuditEntry {
   std::string action;          // "hosts", "status", "isolate", ...
   std::string target;
   std::string reason;
-  std::string outcome;         // "ok", "denied", "error: ..."
+  std::string outcome;         // "ok", "accepted", "denied", "error: ..."
   std::string detail;
   std::string prev_hash;       // hex SHA-256 of the previous row ("" chain start: 64 zeros)
   std::string hash;            // hex SHA-256 over prev_hash and this row's fields

@@ -287,10 +287,10 @@ TEST(Capture, AtMostFourRunAtOnceAndProgressIsReported) {
   uint64_t pack_calls = 0, pack_done = 0, pack_total = 0;
   auto out = runCapture(
       options(dir), std::move(cs), Pki::signer(),
-      [&](const std::string& stage, const std::string& detail, uint64_t done, uint64_t total) {
-        if (stage == "collecting") {
+      [&](v1::CaptureStage stage, const std::string& detail, uint64_t done, uint64_t total) {
+        if (stage == v1::CAPTURE_STAGE_COLLECTING) {
           collecting.push_back(fmt::format("{}/{} {}", done, total, detail));
-        } else if (stage == "packing") {
+        } else if (stage == v1::CAPTURE_STAGE_PACKING) {
           ++pack_calls;
           pack_done = done;
           pack_total = total;
@@ -467,8 +467,8 @@ TEST(Capture, LargeBinaryPackingThroughput) {
   std::chrono::steady_clock::time_point pack_start;
   std::chrono::nanoseconds cpu_start{0};
   auto out = runCapture(o, std::move(cs), Pki::signer(),
-                        [&](const std::string& stage, const std::string&, uint64_t done, uint64_t) {
-                          if (stage != "packing" || done != 0) return;
+                        [&](v1::CaptureStage stage, const std::string&, uint64_t done, uint64_t) {
+                          if (stage != v1::CAPTURE_STAGE_PACKING || done != 0) return;
                           pack_start = std::chrono::steady_clock::now();
                           cpu_start = thread_cpu();
                         });

@@ -169,7 +169,7 @@ struct Harness {
         std::lock_guard lock(mu);
         for (const auto& c : collectors) collector_names.emplace_back(c->name());
       }
-      progress("collecting", "fake ok 1 ms", 1, 1);
+      progress(v1::CAPTURE_STAGE_COLLECTING, "fake ok 1 ms", 1, 1);
       CaptureOutcome out;
       out.file_name = o.context.capture_id + ".tar.gz";
       out.bundle = o.spool_dir / out.file_name;
@@ -261,14 +261,16 @@ TEST(CaptureWorker, UploadsAndAnswersWithTheReceipt) {
   EXPECT_EQ(fs::status(o.spool_dir).permissions() & fs::perms::all, fs::perms::owner_all);
   std::lock_guard lock(h.mu);
   EXPECT_EQ(h.collector_names, std::vector<std::string>{"test-hang"});
-  std::vector<std::string> stages;
+  std::vector<v1::CaptureStage> stages;
   for (const auto& m : h.sent) {
     if (m.has_progress()) {
       EXPECT_EQ(m.progress().command_id(), "c1");
-      stages.push_back(m.progress().stage());
+      stages.push_back(m.progress().capture_stage());
     }
   }
-  EXPECT_EQ(stages, (std::vector<std::string>{"collecting", "uploading", "uploading", "stored"}));
+  EXPECT_EQ(stages, (std::vector<v1::CaptureStage>{
+                        v1::CAPTURE_STAGE_COLLECTING, v1::CAPTURE_STAGE_UPLOADING,
+                        v1::CAPTURE_STAGE_UPLOADING, v1::CAPTURE_STAGE_STORED}));
 }
 
 TEST(CaptureWorker, FailedUploadKeepsTheBundleAndRetries) {

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "cli/cli.h"
+#include "cli/evidence_commands.h"
 #include "tests/unit/cli/cli_run.h"
 
 namespace bulkhead::cli {
@@ -95,6 +96,33 @@ TEST(EvidenceCommands, Help) {
   }
   EXPECT_NE(run({"capture", "--help"}).out.find("--reason"), std::string::npos);
   EXPECT_NE(run({"isolate", "--help"}).out.find("--capture-first"), std::string::npos);
+}
+
+TEST(EvidenceCommands, CaptureProgressNamesTheStageAsText) {
+  v1::CommandProgress p;
+  p.set_capture_stage(v1::CAPTURE_STAGE_COLLECTING);
+  p.set_done(3);
+  p.set_total(10);
+  p.set_detail("processes ok 120 ms");
+  EXPECT_EQ(captureProgressLine("h1", p), "capture h1: collecting 3/10 processes ok 120 ms");
+  p.set_capture_stage(v1::CAPTURE_STAGE_PACKING);
+  p.set_done(3 << 19);
+  p.set_total(8 << 20);
+  p.clear_detail();
+  EXPECT_EQ(captureProgressLine("h1", p), "capture h1: packing 1.5/8.0 MiB");
+  p.set_capture_stage(v1::CAPTURE_STAGE_UPLOADING);
+  EXPECT_EQ(captureProgressLine("h1", p), "capture h1: uploading 1.5/8.0 MiB");
+  p.set_capture_stage(v1::CAPTURE_STAGE_STORED);
+  p.set_done(1);
+  p.set_total(1);
+  p.set_detail("abcd");
+  EXPECT_EQ(captureProgressLine("h1", p), "capture h1: stored 1/1 abcd");
+  // An older agent's stage (text in the reserved field 2) is not read: no stage shown.
+  p.clear_capture_stage();
+  p.set_done(3);
+  p.set_total(10);
+  p.set_detail("processes ok 120 ms");
+  EXPECT_EQ(captureProgressLine("h1", p), "capture h1: 3/10 processes ok 120 ms");
 }
 
 }  // namespace

@@ -155,7 +155,7 @@ class EvidenceServerTest : public ServerTest {
     EXPECT_TRUE(c.has_capture());
     v1::AgentMessage p;
     p.mutable_progress()->set_command_id(c.id());
-    p.mutable_progress()->set_stage("collecting");
+    p.mutable_progress()->set_capture_stage(v1::CAPTURE_STAGE_COLLECTING);
     p.mutable_progress()->set_done(1);
     p.mutable_progress()->set_total(20);
     EXPECT_TRUE(a.write(p));
@@ -273,7 +273,7 @@ TEST_F(EvidenceServerTest, CaptureStoresASignedBundleWithItsCustodyAndVerifies) 
   EXPECT_EQ(c.capture().controller_time_unix_ms(), clock_.nowUnixMs());
   v1::AgentMessage p;
   p.mutable_progress()->set_command_id(c.id());
-  p.mutable_progress()->set_stage("collecting");
+  p.mutable_progress()->set_capture_stage(v1::CAPTURE_STAGE_COLLECTING);
   ASSERT_TRUE(a->write(p));
   fs::path file = bundle("h1", cap);
   v1::EvidenceHeader h;
@@ -365,7 +365,7 @@ TEST_F(EvidenceServerTest, ProgressIsTakenOnlyFromTheHostTheCommandWentTo) {
   const int64_t at = clock_.nowUnixMs();
   v1::AgentMessage forged;
   forged.mutable_progress()->set_command_id(c.id());
-  forged.mutable_progress()->set_stage("forged by h2");
+  forged.mutable_progress()->set_detail("forged by h2");
   ASSERT_TRUE(b->write(forged));
   ASSERT_TRUE(eventually([&] {
     const auto list = hosts();
@@ -376,7 +376,7 @@ TEST_F(EvidenceServerTest, ProgressIsTakenOnlyFromTheHostTheCommandWentTo) {
   }));
   v1::AgentMessage own;
   own.mutable_progress()->set_command_id(c.id());
-  own.mutable_progress()->set_stage("collecting");
+  own.mutable_progress()->set_capture_stage(v1::CAPTURE_STAGE_COLLECTING);
   ASSERT_TRUE(a->write(own));
   fs::path file = bundle("h1", c.capture().capture_id());
   v1::EvidenceHeader h;
@@ -389,8 +389,8 @@ TEST_F(EvidenceServerTest, ProgressIsTakenOnlyFromTheHostTheCommandWentTo) {
   bool own_seen = false;
   for (const auto& e : r.events) {
     if (!e.has_progress()) continue;
-    EXPECT_NE(e.progress().stage(), "forged by h2");
-    own_seen |= e.progress().stage() == "collecting";
+    EXPECT_NE(e.progress().detail(), "forged by h2");
+    own_seen |= e.progress().capture_stage() == v1::CAPTURE_STAGE_COLLECTING;
   }
   EXPECT_TRUE(own_seen);
 }
@@ -438,7 +438,7 @@ TEST_F(EvidenceServerTest, CaptureLargerThan64MiBStreamsThrough) {
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   bool uploading = false;
   for (const auto& e : r.events)
-    uploading |= e.has_progress() && e.progress().stage() == "uploading";
+    uploading |= e.has_progress() && e.progress().capture_stage() == v1::CAPTURE_STAGE_UPLOADING;
   EXPECT_TRUE(uploading);
   ASSERT_TRUE(r.events.back().has_done());
   EXPECT_EQ(r.events.back().done().size(), size);

@@ -239,7 +239,7 @@ class EvidenceServiceTest : public ::testing::Test {
         caller, req,
         [this](const v1::CommandProgress& p) {
           std::lock_guard lock(progress_mu_);
-          progress_.push_back(p.stage());
+          progress_.push_back(p.capture_stage());
         },
         [promise](const absl::Status& s, std::optional<StoredEvidence> e) {
           promise->set_value(Captured{s, std::move(e)});
@@ -248,7 +248,7 @@ class EvidenceServiceTest : public ::testing::Test {
   }
 
   std::mutex progress_mu_;
-  std::vector<std::string> progress_;  // stages that reached capture()'s progress callback
+  std::vector<v1::CaptureStage> progress_;  // stages that reached capture()'s progress callback
   FakeClock clock_;
   FakeFleet fleet_;
   std::filesystem::path dir_;
@@ -308,11 +308,11 @@ TEST_F(EvidenceServiceTest, ACaptureIsAuditedAsAcceptedBeforeItIsSentAndAnswersW
   EXPECT_EQ(watchers.at(command.id()).first, "web-01");
   v1::CommandProgress p;
   p.set_command_id(command.id());
-  p.set_stage("collecting");
+  p.set_capture_stage(v1::CAPTURE_STAGE_COLLECTING);
   watchers.at(command.id()).second(p);
   {
     std::lock_guard lock(progress_mu_);
-    EXPECT_EQ(progress_, std::vector<std::string>{"collecting"});
+    EXPECT_EQ(progress_, std::vector<v1::CaptureStage>{v1::CAPTURE_STAGE_COLLECTING});
   }
 
   storeBundle(capture_id, "bundle bytes");
