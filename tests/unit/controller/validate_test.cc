@@ -41,10 +41,10 @@ TEST(ValidateText, PrintableUtf8IsAccepted) {
 
 TEST(ValidateText, IdsSelectorsSetsAndPathsAreChecked) {
   auto r = isolate("INC-1");
-  r.hosts.push_back("web-02\nforged");
+  r.hosts.emplace_back("web-02\nforged");
   expectInvalid(validateRequest(r), "hosts: invalid value \"web-02\\nforged\"");
   r = isolate("INC-1");
-  r.exempt_sets.push_back("db\x1b]0;x\x07");
+  r.exempt_sets.emplace_back("db\x1b]0;x\x07");
   expectInvalid(validateRequest(r), "exempt_sets:");
   r = isolate("INC-1");
   r.selector = "role=web\r";
@@ -69,7 +69,7 @@ TEST(ValidateText, LengthsAreBounded) {
                 "reason: invalid value \"xxxx");
   EXPECT_TRUE(validateRequest(isolate(std::string(kMaxReasonBytes, 'x'))).ok());
   auto r = isolate("INC-1");
-  r.hosts.push_back(std::string(kMaxIdBytes + 1, 'h'));
+  r.hosts.emplace_back(kMaxIdBytes + 1, 'h');
   expectInvalid(validateRequest(r), "hosts:");
   r = isolate("INC-1");
   r.hosts.assign(kMaxHostsPerRequest + 1, "web-01");
