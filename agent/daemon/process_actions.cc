@@ -38,14 +38,21 @@ v1::CommandResult failed(const v1::Command& c, const std::string& why) {
   return r;
 }
 
+// The fields a ProcessEntry and a ProcessRecord share; a process without a command line shows
+// as "[comm]".
+template <typename Message>
+void setProcessFields(const ProcessInfo& p, Message& m) {
+  m.set_pid(p.pid);
+  m.set_ppid(p.ppid);
+  m.set_user(utf8(p.user));
+  m.set_uid(p.uid);
+  m.set_cmdline(utf8(p.cmdline.empty() ? fmt::format("[{}]", p.comm) : p.cmdline));
+  m.set_exe(utf8(p.exe));
+}
+
 v1::ProcessEntry processEntry(const ProcessInfo& p) {
   v1::ProcessEntry e;
-  e.set_pid(p.pid);
-  e.set_ppid(p.ppid);
-  e.set_user(utf8(p.user));
-  e.set_uid(p.uid);
-  e.set_cmdline(utf8(p.cmdline.empty() ? fmt::format("[{}]", p.comm) : p.cmdline));
-  e.set_exe(utf8(p.exe));
+  setProcessFields(p, e);
   return e;
 }
 
@@ -70,12 +77,7 @@ v1::ProcessRecord processRecord(const ProcessInfo& p,
                                 const std::map<uint64_t, const ProcNetSocket*>& tcp,
                                 ProcFs& procfs) {
   v1::ProcessRecord r;
-  r.set_pid(p.pid);
-  r.set_ppid(p.ppid);
-  r.set_user(utf8(p.user));
-  r.set_uid(p.uid);
-  r.set_cmdline(utf8(p.cmdline.empty() ? fmt::format("[{}]", p.comm) : p.cmdline));
-  r.set_exe(utf8(p.exe));
+  setProcessFields(p, r);
   r.set_comm(utf8(p.comm));
   r.set_loginuid(p.loginuid);
   r.set_sessionid(p.sessionid);
