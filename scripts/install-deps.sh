@@ -29,7 +29,7 @@ fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
 done
 # buf (the protobuf linter and breaking-change checker) comes from the npm registry, where it is
 # packaged with its binary; npm itself from Debian unless the machine has one already.

@@ -56,8 +56,10 @@ case "$mode" in
     cmake -S . -B "$dir" "${common_args[@]}" -DBULKHEAD_SANITIZE=thread >/dev/null
     ninja -C "$dir" -j "$jobs" "${targets[@]}"
     # The instrumented absl must be the one loaded, or the reports are gRPC's hand-offs.
-    if ! ldd "$dir/tests/unit/controller/controller_server_test" |
-      grep -q "libabsl_synchronization.* => $absl_dir/"; then
+    # ldd's output is read whole first: piped into grep -q under pipefail, grep's early exit
+    # can kill ldd with SIGPIPE and fail the check at random (it did, once, in CI).
+    loaded=$(ldd "$dir/tests/unit/controller/controller_server_test")
+    if ! grep -q "libabsl_synchronization.* => $absl_dir/" <<<"$loaded"; then
       echo "sanitize.sh: the TSan-built absl in $absl_dir is not the one loaded" >&2
       exit 1
     fi
