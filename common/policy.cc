@@ -1,126 +1,22 @@
 #include "common/policy.h"
 
 #include <sys/socket.h>
-#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cctype>
-#include <filesystem>
-#include <fstream>
 #include <set>
 #include <sstream>
-#include <system_error>
 
 #include "absl/status/status.h"
 #include "common/format.h"
 #include "common/resolve.h"
+#include "common/yaml_doc.h"
 
 namespace bulkhead {
 namespace {
 
 namespace v1 = bulkhead::v1;
-
-// Collects "FILE:LINE: field: problem" lines for one file.
-class Errors {
- public:
-  explicit Errors(std::string_view file) : file_(file) {}
-
-  void add(int line, std::string_view field, std::string_view problem) {
-    lines_.push_back(fmt::format("{}:{}: {}: {}", file_, line, field, problem));
-  }
-  // `status` already reads "field: problem" (the parse.h convention).
-  void add(int line, const absl::Status& status) {
-    lines_.push_back(fmt::format("{}:{}: {}", file_, line, status));
-  }
-  bool empty() const { return lines_.empty(); }
-  const std::vector<std::string>& lines() const { return lines_; }
-
- private:
-  std::string file_;
-  std::vector<std::string> lines_;
-};
-
-std::string joinLines(const std::vector<std::string>& lines) {
-  std::string out;
-  for (const auto& l : lines) {
-    if (!out.empty()) out += '\n';
-    out += l;
-  }
-  return out;
-}
-
-// 1-based line of `node`, or `fallback` when yaml-cpp has no mark for it.
-int lineOf(const YAML::Node& node, int fallback) {
-  int line = node.Mark().line;
-  return line >= 0 ? line + 1 : fallback;
-}
-
-// Records where each document's top node starts, from yaml-cpp's event parser.
-class TopNodeMarks final : public YAML::EventHandler {
- public:
-  std::vector<YAML::Mark> marks;  // one per document read
-
-  void OnDocumentStart(const YAML::Mark&) override { pending_ = true; }
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { top(mark); }
-  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { top(mark); }
-  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
-                const std::string&) override {
-    top(mark);
-  }
-  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
-                       YAML::EmitterStyle::value) override {
-    top(mark);
-  }
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
-                  YAML::EmitterStyle::value) override {
-    top(mark);
-  }
-  void OnMapEnd() override {}
-
- private:
-  void top(const YAML::Mark& mark) {
-    if (pending_) marks.push_back(mark);
-    pending_ = false;
-  }
-  bool pending_ = false;
-};
-
-// The top-node marks of the first `max_documents` documents of `text`. Bounded on purpose:
-// yaml-cpp 0.7's LoadAll never returns on some malformed streams (one starting with ","), whose
-// parser reports an empty document without consuming the offending token, forever, allocating
-// a node each time. Throws YAML::Exception on a syntax error, as LoadAll does.
-std::vector<YAML::Mark> documentMarks(const std::string& text, size_t max_documents) {
-  std::istringstream in(text);
-  YAML::Parser parser(in);
-  TopNodeMarks handler;
-  for (size_t i = 0; i < max_documents && parser.HandleNextDocument(handler); ++i) {
-  }
-  return handler.marks;
-}
-
-const char* kindOf(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Null: return "nothing";
-    case YAML::NodeType::Scalar: return "a scalar";
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Map: return "a mapping";
-    case YAML::NodeType::Undefined: break;
-  }
-  return "an undefined value";
-}
-
-// The scalar text of `node`, or an error "field: expected WHAT, found a list".
-std::optional<std::string> scalarOf(const YAML::Node& node, int line, std::string_view field,
-                                    std::string_view what, Errors& errors) {
-  if (!node.IsScalar()) {
-    errors.add(line, field, fmt::format("expected {}, found {}", what, kindOf(node)));
-    return std::nullopt;
-  }
-  return node.Scalar();
-}
 
 bool isSetName(std::string_view s) {
   if (s.empty() || s.size() > 63) return false;
@@ -153,29 +49,7 @@ bool isDnsName(std::string_view s) {
                       [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
 }
 
-// Iterates a mapping's entries, reporting non-scalar and duplicate keys; calls
-// `fn(key, value, key_line)` for the others.
-template <typename Fn>
-void forEachEntry(const YAML::Node& map, int map_line, Errors& errors, Fn fn) {
-  std::set<std::string> seen;
-  for (auto it = map.begin(); it != map.end(); ++it) {
-    const YAML::Node key = it->first;
-    const YAML::Node value = it->second;
-    int key_line = lineOf(key, map_line);
-    if (!key.IsScalar()) {
-      errors.add(key_line, "key", fmt::format("expected a field name, found {}", kindOf(key)));
-      continue;
-    }
-    const std::string& name = key.Scalar();
-    if (!seen.insert(name).second) {
-      errors.add(key_line, name, "field given twice");
-      continue;
-    }
-    fn(name, value, key_line);
-  }
-}
-
-void parsePortField(const YAML::Node& node, int line, PolicyRule& rule, Errors& errors) {
+void parsePortField(const YAML::Node& node, int line, PolicyRule& rule, YamlErrors& errors) {
   auto text = scalarOf(node, line, "port", "a port (5432) or a range (\"6000-6010\")", errors);
   if (!text) return;
   size_t dash = text->find('-');
@@ -200,7 +74,7 @@ void parsePortField(const YAML::Node& node, int line, PolicyRule& rule, Errors& 
   rule.port_last = *last;
 }
 
-std::optional<PolicyRule> parseRule(const YAML::Node& node, int line, Errors& errors) {
+std::optional<PolicyRule> parseRule(const YAML::Node& node, int line, YamlErrors& errors) {
   if (!node.IsMap()) {
     errors.add(line, "rules",
                fmt::format("each rule must be a mapping (direction, proto, remote, port), "
@@ -296,35 +170,12 @@ const ExemptionSet* PolicyLibrary::find(const std::string& name) const {
 }
 
 absl::StatusOr<ExemptionSet> parsePolicy(std::string_view file_name, std::string_view yaml) {
-  Errors errors(file_name);
-  YAML::Node root;
-  try {
-    const std::string text(yaml);
-    const std::vector<YAML::Mark> docs = documentMarks(text, 2);
-    if (docs.size() > 1) {
-      const bool stalled = docs[1].pos == docs[0].pos;  // the parser read nothing more
-      const YAML::Mark& at = stalled ? docs[0] : docs[1];
-      errors.add(at.line >= 0 ? at.line + 1 : 1, "yaml",
-                 stalled ? "not YAML the parser can read past (a stray \",\"?)"
-                         : "more than one document: one exemption set per file");
-      return absl::InvalidArgumentError(joinLines(errors.lines()));
-    }
-    root = YAML::Load(text);  // the one document
-  } catch (const YAML::Exception& e) {
-    int line = e.mark.line >= 0 ? e.mark.line + 1 : 1;
-    errors.add(line, "yaml", e.msg + yamlHint(yaml, line));
-    return absl::InvalidArgumentError(joinLines(errors.lines()));
-  }
-  if (root.IsNull()) {
-    errors.add(1, "yaml", "empty file: expected a mapping with name, description, rules");
-    return absl::InvalidArgumentError(joinLines(errors.lines()));
-  }
-  if (!root.IsMap()) {
-    errors.add(
-        lineOf(root, 1), "yaml",
-        fmt::format("expected a mapping with name, description, rules, found {}", kindOf(root)));
-    return absl::InvalidArgumentError(joinLines(errors.lines()));
-  }
+  YamlErrors errors(file_name);
+  std::optional<YAML::Node> doc =
+      loadOneMapping(yaml, "exemption set", "a mapping with name, description, rules", errors,
+                     [yaml](int line) { return yamlHint(yaml, line); });
+  if (!doc) return errors.status();
+  const YAML::Node& root = *doc;
 
   ExemptionSet set;
   set.file = std::string(file_name);
@@ -377,7 +228,7 @@ absl::StatusOr<ExemptionSet> parsePolicy(std::string_view file_name, std::string
   if (!has_name) errors.add(1, "name", "missing (required)");
   if (!has_description) errors.add(1, "description", "missing (required)");
   if (!has_rules) errors.add(1, "rules", "missing (required: a list of rules)");
-  if (!errors.empty()) return absl::InvalidArgumentError(joinLines(errors.lines()));
+  if (!errors.empty()) return errors.status();
   return set;
 }
 
@@ -404,40 +255,10 @@ absl::StatusOr<PolicyLibrary> buildPolicyLibrary(
 }
 
 absl::StatusOr<PolicyLibrary> loadPolicyDir(const std::string& dir) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) {
-    return absl::InvalidArgumentError(
-        fmt::format("policy-dir: \"{}\" is not a readable directory{}", dir,
-                    ec ? fmt::format(" ({})", ec.message()) : std::string()));
-  }
-  std::vector<std::string> names;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    std::string name = it->path().filename().string();
-    std::string ext = it->path().extension().string();
-    if (name.empty() || name.front() == '.' || (ext != ".yaml" && ext != ".yml")) continue;
-    std::error_code type_ec;
-    if (!it->is_regular_file(type_ec)) continue;
-    names.push_back(std::move(name));
-  }
-  if (ec) {
-    return absl::InvalidArgumentError(
-        fmt::format("policy-dir: cannot list \"{}\": {}", dir, ec.message()));
-  }
-  std::sort(names.begin(), names.end());
-  std::vector<std::pair<std::string, std::string>> files;
-  std::vector<std::string> errors;
-  for (const auto& name : names) {
-    std::ifstream in(fs::path(dir) / name, std::ios::binary);
-    std::ostringstream text;
-    text << in.rdbuf();
-    if (!in.good() && !in.eof()) {
-      errors.push_back(fmt::format("{}:1: file: cannot read", name));
-      continue;
-    }
-    files.emplace_back(name, text.str());
-  }
-  auto library = buildPolicyLibrary(files);
+  auto read = readYamlDir(dir, "policy-dir");
+  if (!read.ok()) return read.status();
+  std::vector<std::string> errors = std::move(read->errors);
+  auto library = buildPolicyLibrary(read->files);
   if (!library.ok()) errors.push_back(std::string(library.status().message()));
   if (!errors.empty()) return absl::InvalidArgumentError(joinLines(errors));
   return library;
