@@ -36,6 +36,8 @@ PROJECT_RULES = [
      "agent/core/ is pure: no side effects, no rpc"),
     ("controller/core/", r"^(controller/(rpc|service|store)|agent|cli)/",
      "controller/core/ is pure: no store, no service, no rpc"),
+    ("controller/playbook/", r"^(controller/(rpc|service|store)|agent|cli)/",
+     "controller/playbook/ is pure: no store, no service, no rpc"),
     ("controller/store/", r"^(controller/(rpc|service)|agent|cli)/",
      "controller/store/ stores: it never calls service/ or rpc/"),
     ("controller/service/", r"^controller/rpc/",
