@@ -41,7 +41,9 @@ done
 [ ${#todo[@]} -eq 0 ] && exit 0
 
 [ "$(id -u)" -eq 0 ] || die "run as root to fetch ${todo[*]} into $CACHE (or set BULKHEAD_LAB_TOOLS)"
-command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || die "needs apt-get and dpkg-deb (Debian)"
+for t in apt-get apt-cache dpkg-deb; do
+  command -v "$t" >/dev/null || die "needs $t (Debian)"
+done
 
 # candidate version of a package, from the local package lists
 candidate() { apt-cache policy "$1" 2>/dev/null | sed -n 's/^  Candidate: //p'; }
@@ -53,7 +55,8 @@ for p in "${todo[@]}"; do
 done
 if [ "$need_update" -eq 1 ]; then
   echo "lab-tools: apt-get update (package lists missing or stale)" >&2
-  if ! out=$(apt-get update -q 2>&1) || grep -qE '^(W|E): (Failed to fetch|Some index files failed)' <<<"$out"; then
+  if ! out=$(apt-get update -q 2>&1) ||
+      grep -qE '^(W|E): (Failed to fetch|Some index files failed)' <<<"$out"; then
     echo "$out" | grep -E '^(W|E):' >&2 || true
     die "cannot reach the Debian mirror (apt-get update failed); the lab's tool tests need ${todo[*]}"
   fi
@@ -64,7 +67,9 @@ dl=$(mktemp -d "$CACHE/.download.XXXXXX")
 trap 'rm -rf "$dl"' EXIT
 for p in "${todo[@]}"; do
   c=$(candidate "$p")
-  [ -n "$c" ] && [ "$c" != "(none)" ] || die "$p: no candidate version in the package lists (is bookworm main in the apt sources?)"
+  if [ -z "$c" ] || [ "$c" = "(none)" ]; then
+    die "$p: no candidate version in the package lists (is bookworm main in the apt sources?)"
+  fi
   [ "$(upstream "$c")" = "${WANT[$p]}" ] ||
     die "$p: the mirror has $c, the tests are written for ${WANT[$p]} (Debian 12)"
   # apt drops privileges to _apt for downloads; the cache dir may not be writable for it
@@ -72,8 +77,9 @@ for p in "${todo[@]}"; do
     cat "$dl/$p.log" >&2
     die "$p $c: download failed: cannot reach the Debian mirror?"
   fi
-  deb=$(ls "$dl"/"${p}"_*.deb 2>/dev/null | head -n 1)
-  [ -n "$deb" ] || die "$p: apt-get download left no .deb"
+  debs=("$dl/${p}"_*.deb)
+  deb=${debs[0]}
+  [ -f "$deb" ] || die "$p: apt-get download left no .deb"
   v=$(dpkg-deb -f "$deb" Version)
   [ "$v" = "$c" ] || die "$p: downloaded $v, expected $c"
   # extract next to the final place, then swap, so an interrupted run leaves no half tree
@@ -81,7 +87,7 @@ for p in "${todo[@]}"; do
   mkdir -p "$CACHE/.new-$p"
   dpkg-deb -x "$deb" "$CACHE/.new-$p"
   echo "$p $v" >"$CACHE/.new-$p/.bulkhead-stamp"
-  rm -rf "$CACHE/$p"
+  rm -rf "${CACHE:?}/$p"
   mv "$CACHE/.new-$p" "$CACHE/$p"
   rm -f "$deb"
   echo "lab-tools: $p $v (fetched into $CACHE/$p)"

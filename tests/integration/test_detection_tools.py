@@ -77,7 +77,10 @@ class DetectionToolsTest(unittest.TestCase):
     def need(self, *pkgs):
         missing = tools.missing_tools(pkgs)
         if missing:
-            self.skipTest(f"{', '.join(missing)} not fetched (scripts/lab-tools.sh)")
+            msg = f"{', '.join(missing)} not fetched into {tools.TOOLS_DIR} (scripts/lab-tools.sh)"
+            if os.environ.get("CI") == "true":  # install-deps.sh fetches them: a bug, not a skip
+                self.fail(msg)
+            self.skipTest(msg)
 
     # ---- fail2ban ------------------------------------------------------------------------------
 

@@ -35,7 +35,6 @@ import datetime
 import json
 import os
 import secrets
-import shlex
 import shutil
 import signal
 import subprocess
@@ -234,6 +233,8 @@ class WebhookReceiver:
 
 def _cmd_webhook_receiver(a) -> int:
     import http.server
+    import threading
+    lock = threading.Lock()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -247,7 +248,7 @@ def _cmd_webhook_receiver(a) -> int:
                 body = raw.decode(errors="replace")
             rec = {"t": time.time(), "method": self.command, "path": self.path,
                    "headers": {k: v for k, v in self.headers.items()}, "body": body}
-            with open(a.record, "a") as f:
+            with lock, open(a.record, "a") as f:
                 f.write(json.dumps(rec) + "\n")
             self.send_response(a.status)
             self.send_header("Content-Length", "0")
@@ -337,8 +338,13 @@ def ssh_fail(lab, node: str, host: str, user: str = "nosuchuser", port: int = 22
 def _cmd_syslog_pipe(a) -> int:
     """Run argv with stdout+stderr on a pipe; append each line to --out as
     `<host> <ident>[<pid>]: <line>` (no date: fail2ban reads it with datepattern {NONE})."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def die_with_parent():  # PR_SET_PDEATHSIG: the daemon goes if this pipe is killed -9
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)
     p = subprocess.Popen(a.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT)
+                         stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
 
     def term(signum, frame):
         if p.poll() is None:
