@@ -413,11 +413,12 @@ class Fail2ban:
         action = f"{banaction}[{params}]" if params else banaction
         with open(os.path.join(self.dir, "fail2ban.conf"), "w") as f:
             f.write(f"[Definition]\nloglevel = {loglevel}\nlogtarget = {self.logfile}\n"
-                    f"syslogsocket = auto\nsocket = {self.sock}\npidfile = {self.pidfile}\n"
+                    f"syslogsocket = auto\nallowipv6 = auto\nsocket = {self.sock}\n"
+                    f"pidfile = {self.pidfile}\n"
                     f"dbfile = {self.dbfile}\ndbpurgeage = 1d\ndbmaxmatches = 10\n"
                     "[Thread]\n")
         with open(os.path.join(self.dir, "jail.conf"), "w") as f:
-            f.write(f"[DEFAULT]\nallowipv6 = auto\nignoreself = true\n"
+            f.write(f"[DEFAULT]\nignoreself = true\n"
                     f"ignoreip = {' '.join(ignoreip)}\n\n"
                     f"[{jail}]\nenabled = true\nfilter = {filter}\nbackend = polling\n"
                     f"logpath = {logpath}\ndatepattern = {datepattern}\n"
