@@ -50,3 +50,7 @@ if [ "$("$BUF_PREFIX/node_modules/.bin/buf" --version 2>/dev/null)" != "$BUF_VER
   echo "install-deps: installing buf $BUF_VERSION into $BUF_PREFIX (npm)"
   npm install --no-audit --no-fund --prefix "$BUF_PREFIX" "@bufbuild/buf@$BUF_VERSION"
 fi
+
+# The real detection tools the lab tests drive (fail2ban, CrowdSec, Alertmanager): fetched and
+# extracted into a cache dir, never installed (their maintainer scripts start services).
+"$(dirname "$0")/lab-tools.sh"

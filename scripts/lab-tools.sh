@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Fetches the real detection tools the lab tests drive (tests/lab/tools.py), from Debian 12's
+# packages, WITHOUT installing them: `apt-get download` + `dpkg-deb -x` into a cache dir, so no
+# maintainer script runs (they would start services, register with CrowdSec's central API and,
+# for the bouncers, rewrite the machine's firewall). The tests start each daemon themselves,
+# inside a lab node, with a private configuration.
+#
+#   ${BULKHEAD_LAB_TOOLS:-/var/cache/bulkhead/lab-tools}/<package>/   the extracted package
+#   .../<package>/.bulkhead-stamp                                     "<package> <version>"
+#
+# Idempotent and quick when cached (no apt call at all when every stamp matches). One line per
+# tool on stdout. Exit 1 with a clear message if the mirror cannot be reached or carries another
+# upstream version than the one the tests were written against.
+set -euo pipefail
+
+CACHE=${BULKHEAD_LAB_TOOLS:-/var/cache/bulkhead/lab-tools}
+# package -> upstream version (Debian 12 "bookworm")
+declare -A WANT=(
+  [fail2ban]=1.0.2
+  [crowdsec]=1.4.6
+  [prometheus-alertmanager]=0.25.0
+)
+ORDER=(fail2ban crowdsec prometheus-alertmanager)
+
+die() { echo "lab-tools: $*" >&2; exit 1; }
+
+# upstream part of a Debian version: strip the epoch and the Debian revision
+upstream() { local v=${1#*:}; echo "${v%-*}"; }
+
+stamp_of() { cat "$CACHE/$1/.bulkhead-stamp" 2>/dev/null || true; }
+
+todo=()
+for p in "${ORDER[@]}"; do
+  s=$(stamp_of "$p")
+  if [ -n "$s" ] && [ "$(upstream "${s#* }")" = "${WANT[$p]}" ]; then
+    echo "lab-tools: $p ${s#* } (cached in $CACHE/$p)"
+  else
+    todo+=("$p")
+  fi
+done
+[ ${#todo[@]} -eq 0 ] && exit 0
+
+[ "$(id -u)" -eq 0 ] || die "run as root to fetch ${todo[*]} into $CACHE (or set BULKHEAD_LAB_TOOLS)"
+for t in apt-get apt-cache dpkg-deb; do
+  command -v "$t" >/dev/null || die "needs $t (Debian)"
+done
+
+# candidate version of a package, from the local package lists
+candidate() { apt-cache policy "$1" 2>/dev/null | sed -n 's/^  Candidate: //p'; }
+
+need_update=0
+for p in "${todo[@]}"; do
+  c=$(candidate "$p")
+  if [ -z "$c" ] || [ "$c" = "(none)" ] || [ "$(upstream "$c")" != "${WANT[$p]}" ]; then need_update=1; fi
+done
+if [ "$need_update" -eq 1 ]; then
+  echo "lab-tools: apt-get update (package lists missing or stale)" >&2
+  if ! out=$(apt-get update -q 2>&1) ||
+      grep -qE '^(W|E): (Failed to fetch|Some index files failed)' <<<"$out"; then
+    echo "$out" | grep -E '^(W|E):' >&2 || true
+    die "cannot reach the Debian mirror (apt-get update failed); the lab's tool tests need ${todo[*]}"
+  fi
+fi
+
+mkdir -p "$CACHE"
+dl=$(mktemp -d "$CACHE/.download.XXXXXX")
+trap 'rm -rf "$dl"' EXIT
+for p in "${todo[@]}"; do
+  c=$(candidate "$p")
+  if [ -z "$c" ] || [ "$c" = "(none)" ]; then
+    die "$p: no candidate version in the package lists (is bookworm main in the apt sources?)"
+  fi
+  [ "$(upstream "$c")" = "${WANT[$p]}" ] ||
+    die "$p: the mirror has $c, the tests are written for ${WANT[$p]} (Debian 12)"
+  # apt drops privileges to _apt for downloads; the cache dir may not be writable for it
+  if ! (cd "$dl" && apt-get -q -o APT::Sandbox::User=root download "$p=$c" >"$dl/$p.log" 2>&1); then
+    cat "$dl/$p.log" >&2
+    die "$p $c: download failed: cannot reach the Debian mirror?"
+  fi
+  debs=("$dl/${p}"_*.deb)
+  deb=${debs[0]}
+  [ -f "$deb" ] || die "$p: apt-get download left no .deb"
+  v=$(dpkg-deb -f "$deb" Version)
+  [ "$v" = "$c" ] || die "$p: downloaded $v, expected $c"
+  # extract next to the final place, then swap, so an interrupted run leaves no half tree
+  rm -rf "$CACHE/.new-$p"
+  mkdir -p "$CACHE/.new-$p"
+  dpkg-deb -x "$deb" "$CACHE/.new-$p"
+  echo "$p $v" >"$CACHE/.new-$p/.bulkhead-stamp"
+  rm -rf "${CACHE:?}/$p"
+  mv "$CACHE/.new-$p" "$CACHE/$p"
+  rm -f "$deb"
+  echo "lab-tools: $p $v (fetched into $CACHE/$p)"
+done
