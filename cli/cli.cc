@@ -42,6 +42,7 @@ const std::map<std::string, CommandInfo>& commands() {
     addContainmentCommands(*t);
     addBlockCommands(*t);
     addPolicyCommands(*t);
+    addSignalCommands(*t);
     addSessionCommands(*t);
     addEvidenceCommands(*t);
     return t;

@@ -57,5 +57,6 @@ void addBlockCommands(std::map<std::string, CommandInfo>& table);
 void addPolicyCommands(std::map<std::string, CommandInfo>& table);
 void addSessionCommands(std::map<std::string, CommandInfo>& table);
 void addEvidenceCommands(std::map<std::string, CommandInfo>& table);
+void addSignalCommands(std::map<std::string, CommandInfo>& table);
 
 }  // namespace bulkhead::cli

@@ -189,6 +189,7 @@ int run(int argc, char** argv) {
     }
   }
   options.policies = &policies;
+  options.signals.policy_dir = config.policy_dir;
   options.listen = config.listen_text;
   auto tls = RotatingServerCredentials::create(*identity,
                                               std::filesystem::path(config.runtime_dir) / "tls");
@@ -209,6 +210,13 @@ int run(int argc, char** argv) {
   auto server = ControllerServer::start(clock, **store, options);
   if (!server.ok()) return fail(fmt::format("{}", server.status()));
   g_grpc_started = true;
+  if (auto s = (*server)->signals().reload(); !s.ok()) {
+    return fail(fmt::format("--policy-dir: {}", s));
+  }
+  if (!config.policy_dir.empty()) {
+    spdlog::info("playbooks: {} from {}/playbooks", (*server)->signals().playbookCount(),
+                 config.policy_dir);
+  }
 
   std::string host = config.listen.host.find(':') != std::string::npos
                          ? fmt::format("[{}]", config.listen.host)
@@ -258,6 +266,15 @@ int run(int argc, char** argv) {
       } else {
         spdlog::info("SIGHUP: policies reloaded: {} exemption sets from {}",
                      policies.current()->sets.size(), config.policy_dir);
+      }
+      if (!config.policy_dir.empty()) {
+        if (auto s = (*server)->signals().reload(); !s.ok()) {
+          spdlog::error("SIGHUP: playbooks in {} not reloaded, the previous ones stay in force: {}",
+                        config.policy_dir, s);
+        } else {
+          spdlog::info("SIGHUP: playbooks reloaded: {} from {}/playbooks",
+                       (*server)->signals().playbookCount(), config.policy_dir);
+        }
       }
       continue;
     }

@@ -90,8 +90,8 @@ std::string protectedAddress(const Cidr& cidr, const AutomationGuardrails& guard
     for (const std::string& address : host.addresses) {
       auto host_cidr = parseCidr("address", address);
       if (host_cidr.ok() && cidr.contains(*host_cidr)) {
-        return fmt::format("{} holds {}, an address of protected host {} ({})",
-                           cidr.toString(), address, host.id, selectorText(*selector));
+        return fmt::format("{} holds {}, an address of protected host {} ({})", cidr.toString(),
+                           address, host.id, selectorText(*selector));
       }
     }
   }
@@ -154,8 +154,8 @@ absl::Status validateSignal(const v1::Signal& signal) {
         fmt::format("rule: {} bytes, at most {}", signal.rule().size(), kMaxRuleBytes));
   }
   if (signal.addresses_size() > kMaxAddresses) {
-    return absl::InvalidArgumentError(fmt::format("addresses: {} given, at most {}",
-                                                  signal.addresses_size(), kMaxAddresses));
+    return absl::InvalidArgumentError(
+        fmt::format("addresses: {} given, at most {}", signal.addresses_size(), kMaxAddresses));
   }
   for (const std::string& a : signal.addresses()) {
     if (auto c = parseCidr("address", a); !c.ok()) return c.status();
@@ -186,9 +186,9 @@ std::string derivedIdempotencyKey(const v1::Signal& signal) {
     addresses.push_back(c.ok() ? c->toString() : a);
   }
   std::sort(addresses.begin(), addresses.end());
-  std::string canonical = fmt::format("{}\n{}\n{}\n{}\n{}\n", signalSourceName(signal.source()),
-                                      signal.integration(), signal.rule(), signal.host(),
-                                      signal.resolved() ? "resolved" : "firing");
+  std::string canonical =
+      fmt::format("{}\n{}\n{}\n{}\n{}\n", signalSourceName(signal.source()), signal.integration(),
+                  signal.rule(), signal.host(), signal.resolved() ? "resolved" : "firing");
   for (const std::string& a : addresses) canonical += a + "\n";
   return "derived:" + evidence::sha256Hex(canonical);
 }
@@ -233,8 +233,7 @@ absl::StatusOr<AutomationGuardrails> parseAutomationGuardrails(std::string_view 
     }
     into = n;
   };
-  forEachEntry(*doc, 1, errors, [&](const std::string& key, const YAML::Node& value,
-                                    int key_line) {
+  forEachEntry(*doc, 1, errors, [&](const std::string& key, const YAML::Node& value, int key_line) {
     int vline = lineOf(value, key_line);
     if (key == "protected_hosts") {
       selectors(value, vline, key, out.protected_hosts);
@@ -285,8 +284,8 @@ bool PlaybookEngine::admit(Window& window, uint32_t limit,
 }
 
 Decision PlaybookEngine::evaluate(const v1::Signal& signal, const std::string& reporting_host,
-                                  const FleetView& fleet,
-                                  std::chrono::steady_clock::time_point now, bool count) {
+                                  const FleetView& fleet, std::chrono::steady_clock::time_point now,
+                                  bool count) {
   Decision decision;
   std::optional<FleetHost> reporting;
   if (!reporting_host.empty()) reporting = fleet.host(reporting_host);
@@ -362,13 +361,12 @@ Decision PlaybookEngine::evaluate(const v1::Signal& signal, const std::string& r
           break;
       }
       for (const FleetHost* h : targets) planned.hosts.push_back(h->id);
-      if (planned.verdict == Verdict::kStart && actsOnAddresses(action.kind) &&
-          addresses.empty()) {
+      if (planned.verdict == Verdict::kStart && actsOnAddresses(action.kind) && addresses.empty()) {
         planned.verdict = Verdict::kSkipped;
         planned.why = "the signal carries no address";
       }
-      const bool undo = planned.kind == ActionKind::kUnblock ||
-                        planned.kind == ActionKind::kRelease;
+      const bool undo =
+          planned.kind == ActionKind::kUnblock || planned.kind == ActionKind::kRelease;
 
       // Guardrails: protected addresses and hosts.
       if (planned.verdict == Verdict::kStart && !undo && actsOnAddresses(action.kind)) {
@@ -410,8 +408,8 @@ Decision PlaybookEngine::evaluate(const v1::Signal& signal, const std::string& r
             const Labels* s = matchingSelector(guardrails_.approval_for_isolate, h->labels);
             if (s != nullptr) {
               planned.verdict = Verdict::kNeedsApproval;
-              planned.why = fmt::format("isolating {} ({}) needs approval", h->id,
-                                        selectorText(*s));
+              planned.why =
+                  fmt::format("isolating {} ({}) needs approval", h->id, selectorText(*s));
               break;
             }
           }
@@ -438,9 +436,10 @@ Decision PlaybookEngine::evaluate(const v1::Signal& signal, const std::string& r
         } else {
           Window& capped = own_ok ? global_ : own;
           planned.verdict = Verdict::kSuppressed;
-          planned.why = own_ok ? fmt::format("rate cap: {} automatic actions per minute, all "
-                                             "playbooks",
-                                             guardrails_.rate_per_minute)
+          planned.why = own_ok ? fmt::format(
+                                     "rate cap: {} automatic actions per minute, all "
+                                     "playbooks",
+                                     guardrails_.rate_per_minute)
                                : fmt::format("rate cap: {} actions per minute for playbook {}",
                                              playbook.rate_per_minute, playbook.name);
           if (!capped.suppressing) decision.rate_cap_reached = true;

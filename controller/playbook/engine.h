@@ -46,10 +46,10 @@ class FleetView {
 };
 
 struct AutomationGuardrails {
-  BlockGuardrails blocks;              // controller addresses, protected CIDRs, prefix limits
-  std::vector<Labels> protected_hosts;  // never acted on; their addresses never blocked
-  uint32_t rate_per_minute = 120;       // automatic actions per minute, all playbooks
-  uint32_t blast_radius = 10;           // more hosts than this: approval
+  BlockGuardrails blocks;                    // controller addresses, protected CIDRs, prefix limits
+  std::vector<Labels> protected_hosts;       // never acted on; their addresses never blocked
+  uint32_t rate_per_minute = 120;            // automatic actions per minute, all playbooks
+  uint32_t blast_radius = 10;                // more hosts than this: approval
   std::vector<Labels> approval_for_isolate;  // isolating a matching host: approval
 };
 
@@ -73,9 +73,9 @@ std::string_view verdictName(Verdict verdict);
 struct PlannedAction {
   std::string playbook;
   ActionKind kind = ActionKind::kBlock;
-  bool fleet_wide = false;          // blocks and connection kills with scope fleet
-  std::vector<std::string> hosts;   // the host ids it touches otherwise (and for counting)
-  std::vector<Cidr> addresses;      // blocks, connection and session kills
+  bool fleet_wide = false;           // blocks and connection kills with scope fleet
+  std::vector<std::string> hosts;    // the host ids it touches otherwise (and for counting)
+  std::vector<Cidr> addresses;       // blocks, connection and session kills
   std::chrono::milliseconds ttl{0};  // blocks and isolations; 0: none
   std::vector<std::string> exempt_sets;
   Verdict verdict = Verdict::kStart;
@@ -128,8 +128,7 @@ class PlaybookEngine {
     bool suppressing = false;  // the last action it saw was suppressed
   };
   Decision evaluate(const bulkhead::v1::Signal& signal, const std::string& reporting_host,
-                    const FleetView& fleet, std::chrono::steady_clock::time_point now,
-                    bool count);
+                    const FleetView& fleet, std::chrono::steady_clock::time_point now, bool count);
   // True when one more action fits the window's `limit` at `now` (and takes it when `count`).
   static bool admit(Window& window, uint32_t limit, std::chrono::steady_clock::time_point now,
                     bool count);

@@ -112,65 +112,65 @@ void parseMatch(const YAML::Node& node, int line, PlaybookMatch& match, YamlErro
                       fmt::format("expected a mapping (source, rule, min_severity, ...), found {}",
                                   kindOf(node)));
   }
-  forEachEntry(node, line, errors, [&](const std::string& key, const YAML::Node& value,
-                                       int key_line) {
-    int vline = lineOf(value, key_line);
-    if (key == "source") {
-      for (const auto& [text, at] : scalarsOf(value, vline, key, "a source", errors)) {
-        auto source = parseSignalSource("source", text);
-        if (!source.ok()) {
-          errors.add(at, source.status());
+  forEachEntry(
+      node, line, errors, [&](const std::string& key, const YAML::Node& value, int key_line) {
+        int vline = lineOf(value, key_line);
+        if (key == "source") {
+          for (const auto& [text, at] : scalarsOf(value, vline, key, "a source", errors)) {
+            auto source = parseSignalSource("source", text);
+            if (!source.ok()) {
+              errors.add(at, source.status());
+            } else {
+              match.sources.insert(*source);
+            }
+          }
+        } else if (key == "integration") {
+          auto text = scalarOf(value, vline, key, "an integration name", errors);
+          if (text && !isPlaybookName(*text)) {
+            errors.add(
+                vline, key,
+                fmt::format("invalid value \"{}\": must be 1-63 characters of [a-z0-9-]", *text));
+          } else if (text) {
+            match.integration = *text;
+          }
+        } else if (key == "rule") {
+          auto text = scalarOf(value, vline, key, "a regular expression (RE2)", errors);
+          if (!text) return;
+          RE2::Options options;
+          options.set_log_errors(false);
+          auto re = std::make_shared<const RE2>(*text, options);
+          if (!re->ok()) {
+            return errors.add(
+                vline, key,
+                fmt::format("invalid regular expression \"{}\": {}", *text, re->error()));
+          }
+          match.rule_text = *text;
+          match.rule = std::move(re);
+        } else if (key == "min_severity") {
+          auto text = scalarOf(value, vline, key, "a severity", errors);
+          if (!text) return;
+          auto severity = parseSeverity("min_severity", *text);
+          if (!severity.ok()) return errors.add(vline, severity.status());
+          match.min_severity = *severity;
+        } else if (key == "reporting_host" || key == "affected_host") {
+          auto text = scalarOf(value, vline, key, "a selector k=v[,k=v]", errors);
+          if (!text) return;
+          auto selector = parseSelector(key, *text);
+          if (!selector.ok()) return errors.add(vline, selector.status());
+          (key == "reporting_host" ? match.reporting_host : match.affected_host) = *selector;
         } else {
-          match.sources.insert(*source);
+          errors.add(key_line, key,
+                     "unknown field (expected source, integration, rule, min_severity, "
+                     "reporting_host, affected_host)");
         }
-      }
-    } else if (key == "integration") {
-      auto text = scalarOf(value, vline, key, "an integration name", errors);
-      if (text && !isPlaybookName(*text)) {
-        errors.add(vline, key,
-                   fmt::format("invalid value \"{}\": must be 1-63 characters of [a-z0-9-]",
-                               *text));
-      } else if (text) {
-        match.integration = *text;
-      }
-    } else if (key == "rule") {
-      auto text = scalarOf(value, vline, key, "a regular expression (RE2)", errors);
-      if (!text) return;
-      RE2::Options options;
-      options.set_log_errors(false);
-      auto re = std::make_shared<const RE2>(*text, options);
-      if (!re->ok()) {
-        return errors.add(vline, key,
-                          fmt::format("invalid regular expression \"{}\": {}", *text,
-                                      re->error()));
-      }
-      match.rule_text = *text;
-      match.rule = std::move(re);
-    } else if (key == "min_severity") {
-      auto text = scalarOf(value, vline, key, "a severity", errors);
-      if (!text) return;
-      auto severity = parseSeverity("min_severity", *text);
-      if (!severity.ok()) return errors.add(vline, severity.status());
-      match.min_severity = *severity;
-    } else if (key == "reporting_host" || key == "affected_host") {
-      auto text = scalarOf(value, vline, key, "a selector k=v[,k=v]", errors);
-      if (!text) return;
-      auto selector = parseSelector(key, *text);
-      if (!selector.ok()) return errors.add(vline, selector.status());
-      (key == "reporting_host" ? match.reporting_host : match.affected_host) = *selector;
-    } else {
-      errors.add(key_line, key,
-                 "unknown field (expected source, integration, rule, min_severity, "
-                 "reporting_host, affected_host)");
-    }
-  });
+      });
 }
 
 std::optional<PlaybookAction> parseAction(const YAML::Node& node, int line, YamlErrors& errors) {
   if (!node.IsMap()) {
-    errors.add(line, "actions",
-               fmt::format("each action must be a mapping (action, scope, ...), found {}",
-                           kindOf(node)));
+    errors.add(
+        line, "actions",
+        fmt::format("each action must be a mapping (action, scope, ...), found {}", kindOf(node)));
     return std::nullopt;
   }
   PlaybookAction action;
@@ -179,56 +179,57 @@ std::optional<PlaybookAction> parseAction(const YAML::Node& node, int line, Yaml
   bool has_kind = false;
   std::optional<Scope> scope;
   int scope_line = line, ttl_line = 0, exempt_line = 0, selector_line = 0;
-  forEachEntry(node, line, errors, [&](const std::string& key, const YAML::Node& value,
-                                       int key_line) {
-    int vline = lineOf(value, key_line);
-    if (key == "action") {
-      auto text = scalarOf(value, vline, key, "an action", errors);
-      if (!text) return;
-      auto it = std::find_if(kWritableActions.begin(), kWritableActions.end(),
-                             [&](const auto& entry) { return entry.second == *text; });
-      if (it == kWritableActions.end()) {
-        return errors.add(vline, key,
-                          fmt::format("unknown action \"{}\" (expected {})", *text,
-                                      namesOf(kWritableActions)));
-      }
-      has_kind = true;
-      action.kind = it->first;
-    } else if (key == "scope") {
-      auto text = scalarOf(value, vline, key, "a scope", errors);
-      if (!text) return;
-      auto it = std::find_if(kScopes.begin(), kScopes.end(),
-                             [&](const auto& entry) { return entry.second == *text; });
-      if (it == kScopes.end()) {
-        return errors.add(vline, key,
-                          fmt::format("unknown scope \"{}\" (expected {})", *text,
-                                      namesOf(kScopes)));
-      }
-      scope = it->first;
-      scope_line = vline;
-    } else if (key == "selector") {
-      selector_line = vline;
-      auto text = scalarOf(value, vline, key, "a selector k=v[,k=v]", errors);
-      if (!text) return;
-      auto selector = parseSelector("selector", *text);
-      if (!selector.ok()) return errors.add(vline, selector.status());
-      action.selector = *selector;
-    } else if (key == "ttl") {
-      ttl_line = vline;
-      auto text = scalarOf(value, vline, key, "a duration (10m, 1h)", errors);
-      if (!text) return;
-      auto ttl = parseDuration("ttl", *text);
-      if (!ttl.ok()) return errors.add(vline, ttl.status());
-      action.ttl = *ttl;
-    } else if (key == "exempt") {
-      exempt_line = vline;
-      for (const auto& [text, at] : scalarsOf(value, vline, key, "an exemption set", errors)) {
-        action.exempt_sets.push_back(text);
-      }
-    } else {
-      errors.add(key_line, key, "unknown field (expected action, scope, selector, ttl, exempt)");
-    }
-  });
+  forEachEntry(
+      node, line, errors, [&](const std::string& key, const YAML::Node& value, int key_line) {
+        int vline = lineOf(value, key_line);
+        if (key == "action") {
+          auto text = scalarOf(value, vline, key, "an action", errors);
+          if (!text) return;
+          auto it = std::find_if(kWritableActions.begin(), kWritableActions.end(),
+                                 [&](const auto& entry) { return entry.second == *text; });
+          if (it == kWritableActions.end()) {
+            return errors.add(vline, key,
+                              fmt::format("unknown action \"{}\" (expected {})", *text,
+                                          namesOf(kWritableActions)));
+          }
+          has_kind = true;
+          action.kind = it->first;
+        } else if (key == "scope") {
+          auto text = scalarOf(value, vline, key, "a scope", errors);
+          if (!text) return;
+          auto it = std::find_if(kScopes.begin(), kScopes.end(),
+                                 [&](const auto& entry) { return entry.second == *text; });
+          if (it == kScopes.end()) {
+            return errors.add(
+                vline, key,
+                fmt::format("unknown scope \"{}\" (expected {})", *text, namesOf(kScopes)));
+          }
+          scope = it->first;
+          scope_line = vline;
+        } else if (key == "selector") {
+          selector_line = vline;
+          auto text = scalarOf(value, vline, key, "a selector k=v[,k=v]", errors);
+          if (!text) return;
+          auto selector = parseSelector("selector", *text);
+          if (!selector.ok()) return errors.add(vline, selector.status());
+          action.selector = *selector;
+        } else if (key == "ttl") {
+          ttl_line = vline;
+          auto text = scalarOf(value, vline, key, "a duration (10m, 1h)", errors);
+          if (!text) return;
+          auto ttl = parseDuration("ttl", *text);
+          if (!ttl.ok()) return errors.add(vline, ttl.status());
+          action.ttl = *ttl;
+        } else if (key == "exempt") {
+          exempt_line = vline;
+          for (const auto& [text, at] : scalarsOf(value, vline, key, "an exemption set", errors)) {
+            action.exempt_sets.push_back(text);
+          }
+        } else {
+          errors.add(key_line, key,
+                     "unknown field (expected action, scope, selector, ttl, exempt)");
+        }
+      });
   if (!has_kind) {
     if (errors.count() == errors_before) {
       errors.add(line, "action", fmt::format("missing (required: {})", namesOf(kWritableActions)));
@@ -238,8 +239,7 @@ std::optional<PlaybookAction> parseAction(const YAML::Node& node, int line, Yaml
   const std::string_view name = actionKindName(action.kind);
   if (!scope) {
     scope = actsOnAddresses(action.kind)
-                ? (action.kind == ActionKind::kKillSessions ? Scope::kReportingHost
-                                                            : Scope::kFleet)
+                ? (action.kind == ActionKind::kKillSessions ? Scope::kReportingHost : Scope::kFleet)
                 : Scope::kAffectedHost;
   }
   action.scope = *scope;
@@ -290,8 +290,8 @@ absl::StatusOr<v1::SignalSource> parseSignalSource(std::string_view field, std::
   for (const auto& [source, name] : kSources) {
     if (name == text) return source;
   }
-  return absl::InvalidArgumentError(fmt::format("{}: unknown source \"{}\" (expected {})", field,
-                                                text, namesOf(kSources)));
+  return absl::InvalidArgumentError(
+      fmt::format("{}: unknown source \"{}\" (expected {})", field, text, namesOf(kSources)));
 }
 
 std::string_view signalSourceName(v1::SignalSource source) {
@@ -305,8 +305,8 @@ absl::StatusOr<v1::Severity> parseSeverity(std::string_view field, std::string_v
   for (const auto& [severity, name] : kSeverities) {
     if (name == text) return severity;
   }
-  return absl::InvalidArgumentError(fmt::format("{}: unknown severity \"{}\" (expected {})",
-                                                field, text, namesOf(kSeverities)));
+  return absl::InvalidArgumentError(
+      fmt::format("{}: unknown severity \"{}\" (expected {})", field, text, namesOf(kSeverities)));
 }
 
 std::string_view severityName(v1::Severity severity) {
@@ -326,8 +326,7 @@ absl::StatusOr<Playbook> parsePlaybook(std::string_view file_name, std::string_v
   Playbook playbook;
   playbook.file = std::string(file_name);
   bool has_name = false, has_description = false, has_match = false, has_actions = false;
-  forEachEntry(*doc, 1, errors, [&](const std::string& key, const YAML::Node& value,
-                                    int key_line) {
+  forEachEntry(*doc, 1, errors, [&](const std::string& key, const YAML::Node& value, int key_line) {
     int vline = lineOf(value, key_line);
     if (key == "name") {
       has_name = true;
@@ -416,9 +415,9 @@ absl::StatusOr<PlaybookSet> buildPlaybookSet(
       continue;
     }
     if (const Playbook* first = set.find(playbook->name)) {
-      errors.push_back(fmt::format(
-          "{}:{}: name: duplicate playbook \"{}\", first defined in {}:{}", file,
-          playbook->name_line, playbook->name, first->file, first->name_line));
+      errors.push_back(fmt::format("{}:{}: name: duplicate playbook \"{}\", first defined in {}:{}",
+                                   file, playbook->name_line, playbook->name, first->file,
+                                   first->name_line));
       continue;
     }
     set.playbooks.push_back(std::move(*playbook));

@@ -104,10 +104,9 @@ absl::StatusOr<PlaybookSet> loadPlaybookDir(const std::string& dir);
 // Signal sources and severities as playbooks and the CLI write them: "fail2ban", "crowdsec",
 // "alertmanager", "falco", "wazuh", "sshguard", "webhook", "cli"; "info" .. "critical".
 absl::StatusOr<bulkhead::v1::SignalSource> parseSignalSource(std::string_view field,
-                                                            std::string_view text);
+                                                             std::string_view text);
 std::string_view signalSourceName(bulkhead::v1::SignalSource source);
-absl::StatusOr<bulkhead::v1::Severity> parseSeverity(std::string_view field,
-                                                     std::string_view text);
+absl::StatusOr<bulkhead::v1::Severity> parseSeverity(std::string_view field, std::string_view text);
 std::string_view severityName(bulkhead::v1::Severity severity);
 
 }  // namespace bulkhead::controller

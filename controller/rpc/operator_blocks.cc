@@ -35,7 +35,7 @@ grpc::ServerUnaryReactor* OperatorService::KillConnections(grpc::CallbackServerC
                                                            const v1::KillConnectionsRequest* req,
                                                            v1::HostActionResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  host_operations_->killConnections(identify(*ctx), fromProto(*req), finishWith(resp, reactor));
+  host_operations_.killConnections(identify(*ctx), fromProto(*req), finishWith(resp, reactor));
   return reactor;
 }
 

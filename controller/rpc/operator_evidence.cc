@@ -193,7 +193,7 @@ grpc::ServerWriteReactor<v1::CaptureEvent>* OperatorService::Capture(
     grpc::CallbackServerContext* ctx, const v1::CaptureRequest* req) {
   auto call = CaptureCall::create();
   std::weak_ptr<CaptureCall> weak = call;
-  evidence_service_->capture(
+  evidence_service_.capture(
       identify(*ctx), fromProto(*req),
       [weak](const v1::CommandProgress& p) {
         if (auto c = weak.lock()) c->progress(p);
@@ -210,7 +210,7 @@ grpc::ServerUnaryReactor* OperatorService::ListEvidence(grpc::CallbackServerCont
                                                         const v1::ListEvidenceRequest* req,
                                                         v1::ListEvidenceResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  auto page = evidence_service_->list(identify(*ctx), fromProto(*req), [](const EvidenceRow& row) {
+  auto page = evidence_service_.list(identify(*ctx), fromProto(*req), [](const EvidenceRow& row) {
     return toProto(row).ByteSizeLong();
   });
   if (page.ok()) {
@@ -223,7 +223,7 @@ grpc::ServerUnaryReactor* OperatorService::ListEvidence(grpc::CallbackServerCont
 
 grpc::ServerWriteReactor<v1::EvidenceDownload>* OperatorService::GetEvidence(
     grpc::CallbackServerContext* ctx, const v1::GetEvidenceRequest* req) {
-  auto opened = evidence_service_->get(identify(*ctx), req->id());
+  auto opened = evidence_service_.get(identify(*ctx), req->id());
   if (!opened.ok()) return new FailedWrite<v1::EvidenceDownload>(toGrpcStatus(opened.status()));
   v1::EvidenceRecord record = toProto(opened->evidence());
   return new DownloadCall(opened->releaseFd(), opened->path(), std::move(record));
@@ -233,7 +233,7 @@ grpc::ServerUnaryReactor* OperatorService::VerifyEvidence(grpc::CallbackServerCo
                                                           const v1::VerifyEvidenceRequest* req,
                                                           v1::VerifyEvidenceResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  evidence_service_->verify(
+  evidence_service_.verify(
       identify(*ctx), req->id(),
       [resp, reactor](const absl::Status& status, const EvidenceVerification& result) {
         if (status.ok()) *resp = toProto(result);
@@ -246,7 +246,7 @@ grpc::ServerUnaryReactor* OperatorService::ShowEvidence(grpc::CallbackServerCont
                                                         const v1::ShowEvidenceRequest* req,
                                                         v1::ShowEvidenceResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  evidence_service_->show(
+  evidence_service_.show(
       identify(*ctx), req->id(),
       [](const ShownEvidence& shown) { return toProto(shown).ByteSizeLong(); },
       [resp, reactor](const absl::Status& status, const ShownEvidence& shown) {

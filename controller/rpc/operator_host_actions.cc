@@ -11,7 +11,7 @@ grpc::ServerUnaryReactor* OperatorService::ListSessions(grpc::CallbackServerCont
                                                         const v1::ListSessionsRequest* req,
                                                         v1::HostActionResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  host_operations_->listSessions(identify(*ctx), fromProto(*req), finishWith(resp, reactor));
+  host_operations_.listSessions(identify(*ctx), fromProto(*req), finishWith(resp, reactor));
   return reactor;
 }
 
@@ -19,7 +19,7 @@ grpc::ServerUnaryReactor* OperatorService::KillSessions(grpc::CallbackServerCont
                                                         const v1::KillSessionsRequest* req,
                                                         v1::HostActionResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  host_operations_->killSessions(identify(*ctx), fromProto(*req), finishWith(resp, reactor));
+  host_operations_.killSessions(identify(*ctx), fromProto(*req), finishWith(resp, reactor));
   return reactor;
 }
 
@@ -27,7 +27,7 @@ grpc::ServerUnaryReactor* OperatorService::KillProcess(grpc::CallbackServerConte
                                                        const v1::KillProcessRequest* req,
                                                        v1::HostActionResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  host_operations_->killProcess(identify(*ctx), fromProto(*req), finishWith(resp, reactor));
+  host_operations_.killProcess(identify(*ctx), fromProto(*req), finishWith(resp, reactor));
   return reactor;
 }
 

@@ -66,20 +66,16 @@ class ExportWriter final : public grpc::ServerWriteReactor<v1::AuditExportChunk>
 }  // namespace
 
 OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet,
-                                 Containment& containment, EvidenceHub* evidence,
+                                 Containment& containment, HostOperations& host_operations,
+                                 EvidenceService& evidence_service, SignalService& signals,
                                  const evidence::Signer* audit_signer)
     : fleet_(fleet),
       containment_(containment),
       inventory_(clock, store, fleet),
       audit_trail_(clock, store, audit_signer),
-      host_actions_(std::make_unique<HostActions>(clock, fleet, HostActionsOptions{})),
-      host_operations_(
-          std::make_unique<HostOperations>(clock, store, fleet, *host_actions_)) {
-  evidence_service_ =
-      std::make_unique<EvidenceService>(clock, store, fleet, *host_actions_, evidence);
-}
-
-void OperatorService::shutdown() { host_actions_->shutdown(); }
+      host_operations_(host_operations),
+      evidence_service_(evidence_service),
+      signals_(signals) {}
 
 Caller OperatorService::identify(const grpc::CallbackServerContext& ctx) {
   Caller c;

@@ -21,6 +21,7 @@
 #include "controller/service/host_actions.h"
 #include "controller/service/host_inventory.h"
 #include "controller/service/host_operations.h"
+#include "controller/service/signals.h"
 #include "controller/service/audit_trail.h"
 #include "controller/service/authorization.h"
 #include "controller/store/store.h"
@@ -30,11 +31,11 @@ namespace bulkhead::controller {
 
 class OperatorService final : public bulkhead::v1::Operator::CallbackService {
  public:
-  // `evidence` (not owned) serves the evidence RPCs; nullptr: they fail UNAVAILABLE.
-  // `audit_signer` (not owned) signs audit exports; nullptr: ExportAudit fails UNAVAILABLE.
+  // The services it translates for (not owned) outlive it. `audit_signer` (not owned) signs
+  // audit exports; nullptr: ExportAudit fails UNAVAILABLE.
   OperatorService(const Clock& clock, Store& store, Fleet& fleet, Containment& containment,
-                  EvidenceHub* evidence = nullptr,
-                  const evidence::Signer* audit_signer = nullptr);
+                  HostOperations& host_operations, EvidenceService& evidence_service,
+                  SignalService& signals, const evidence::Signer* audit_signer = nullptr);
 
   // The generated base keeps the sync-API overloads of every method; keep them visible.
   using Base = bulkhead::v1::Operator::CallbackService;
@@ -57,6 +58,9 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   using Base::GetEvidence;
   using Base::VerifyEvidence;
   using Base::ShowEvidence;
+  using Base::SubmitSignal;
+  using Base::ListSignals;
+  using Base::PreviewSignal;
 
   grpc::ServerUnaryReactor* ListHosts(grpc::CallbackServerContext* ctx,
                                       const bulkhead::v1::ListHostsRequest* req,
@@ -121,8 +125,16 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
                                          const bulkhead::v1::ShowEvidenceRequest* req,
                                          bulkhead::v1::ShowEvidenceResponse* resp) override;
 
-  // Finishes calls still waiting for an agent's command result. Idempotent.
-  void shutdown();
+  // Signals (operator_signals.cc): SignalService decides and records.
+  grpc::ServerUnaryReactor* SubmitSignal(grpc::CallbackServerContext* ctx,
+                                         const bulkhead::v1::SubmitSignalRequest* req,
+                                         bulkhead::v1::SubmitSignalResponse* resp) override;
+  grpc::ServerUnaryReactor* ListSignals(grpc::CallbackServerContext* ctx,
+                                        const bulkhead::v1::ListSignalsRequest* req,
+                                        bulkhead::v1::ListSignalsResponse* resp) override;
+  grpc::ServerUnaryReactor* PreviewSignal(grpc::CallbackServerContext* ctx,
+                                          const bulkhead::v1::PreviewSignalRequest* req,
+                                          bulkhead::v1::SubmitSignalResponse* resp) override;
 
   // The caller of one call, as its certificate says. Refuses revoked certificates (the
   // Fleet's PeerGate).
@@ -133,13 +145,9 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   Containment& containment_;
   HostInventory inventory_;  // hosts and status
   AuditTrail audit_trail_;   // list, verify and export
-  // Capture and the calls on stored evidence. Uses host_actions_ but is destroyed after it:
-  // the captures it still waits for are answered while host_actions_ shuts down.
-  std::unique_ptr<EvidenceService> evidence_service_;
-  // Sends host actions; after the members it uses (destroyed first: answers waiting calls).
-  std::unique_ptr<HostActions> host_actions_;
-  // Sessions, processes and connections (after host_actions_, which it uses).
-  std::unique_ptr<HostOperations> host_operations_;
+  HostOperations& host_operations_;  // sessions, processes and connections
+  EvidenceService& evidence_service_;  // capture and the calls on stored evidence
+  SignalService& signals_;
 };
 
 }  // namespace bulkhead::controller

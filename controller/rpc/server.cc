@@ -37,9 +37,27 @@ ControllerServer::ControllerServer(const Clock& clock, Store& store, ServerOptio
                    options_.policies != nullptr ? *options_.policies : default_policies_, names_,
                    options_.containment),
       evidence_(clock, store, fleet_, options_.evidence),
-      agent_service_(std::make_unique<AgentChannelService>(&fleet_, &evidence_)),
-      operator_service_(clock, store, fleet_, containment_, &evidence_,
-                        options_.audit_signer ? &*options_.audit_signer : nullptr) {}
+      host_actions_(std::make_unique<HostActions>(clock, fleet_, HostActionsOptions{})),
+      host_operations_(std::make_unique<HostOperations>(clock, store, fleet_, *host_actions_)) {
+  evidence_service_ =
+      std::make_unique<EvidenceService>(clock, store, fleet_, *host_actions_, &evidence_);
+  actuator_ = std::make_unique<ServiceActuator>(containment_, *host_operations_,
+                                                *evidence_service_);
+  SignalServiceOptions signal_options = options_.signals;
+  signal_options.blocks.controller_ips.clear();
+  for (const auto& e : options_.containment.endpoints) {
+    signal_options.blocks.controller_ips.push_back(e.ip());
+  }
+  signal_options.blocks.protected_cidrs = options_.containment.protected_cidrs;
+  signal_options.blocks.confirm_prefix_v4 = options_.containment.block_confirm_prefix_v4;
+  signal_options.blocks.confirm_prefix_v6 = options_.containment.block_confirm_prefix_v6;
+  signals_ = std::make_unique<SignalService>(clock, store, fleet_, *actuator_,
+                                             std::move(signal_options));
+  agent_service_ = std::make_unique<AgentChannelService>(&fleet_, &evidence_);
+  operator_service_ = std::make_unique<OperatorService>(
+      clock, store, fleet_, containment_, *host_operations_, *evidence_service_, *signals_,
+      options_.audit_signer ? &*options_.audit_signer : nullptr);
+}
 
 absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::start(const Clock& clock,
                                                                           Store& store,
@@ -52,7 +70,7 @@ absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::start(const 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(s->options_.listen, s->options_.credentials, &s->port_);
   builder.RegisterService(s->agent_service_.get());
-  builder.RegisterService(&s->operator_service_);
+  builder.RegisterService(s->operator_service_.get());
   builder.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
   // Agents ping every 30-60 s (keepalive); accept pings down to 10 s apart without data, so a
   // well-configured agent never collects strikes, and drop a peer after 3 strikes.
@@ -85,8 +103,9 @@ void ControllerServer::shutdown(std::chrono::milliseconds grace) {
   if (stopped_) return;
   stopped_ = true;
   fleet_.closeAllStreams(grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down"));
+  signals_->shutdown();      // no new signals; the ones taken are decided and recorded
   containment_.shutdown();   // finishes calls still waiting for acknowledgements
-  operator_service_.shutdown();   // and those waiting for an agent's command result
+  host_actions_->shutdown();   // and those waiting for an agent's command result
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() + grace);
     server_->Wait();

@@ -15,6 +15,8 @@
 #include "controller/rpc/evidence.h"
 #include "controller/rpc/fleet.h"
 #include "controller/service/policies.h"
+#include "controller/service/signal_actuator.h"
+#include "controller/service/signals.h"
 #include "controller/rpc/operator_service.h"
 #include "common/scheduler.h"
 #include "controller/store/store.h"
@@ -36,6 +38,7 @@ struct ServerOptions {
   std::chrono::milliseconds sweep_interval{500};
   std::chrono::milliseconds flush_interval{1000};
   EvidenceOptions evidence;           // dir empty: no evidence store (captures refused)
+  SignalServiceOptions signals;       // policy_dir empty: no playbooks (signals recorded only)
   // The controller's key and certificate, signing audit exports; unset: ExportAudit fails
   // UNAVAILABLE.
   std::optional<evidence::Signer> audit_signer;
@@ -51,6 +54,8 @@ class ControllerServer {
 
   int port() const { return port_; }
   Fleet& fleet() { return fleet_; }
+  // Signals: the intake every front door uses, and reload() of playbooks on SIGHUP.
+  SignalService& signals() { return *signals_; }
   const NameCache& names() const { return names_; }
 
   // Ends agent streams, stops the server (waiting up to `grace` for calls), stops the
@@ -68,8 +73,19 @@ class ControllerServer {
   NameCache names_;
   Containment containment_;
   EvidenceHub evidence_;
+  // Capture and the calls on stored evidence. Uses host_actions_ but is destroyed after it:
+  // the captures it still waits for are answered while host_actions_ shuts down.
+  std::unique_ptr<EvidenceService> evidence_service_;
+  // Sends host actions; after the members it uses (destroyed first: answers waiting calls).
+  std::unique_ptr<HostActions> host_actions_;
+  // Sessions, processes and connections (after host_actions_, which it uses).
+  std::unique_ptr<HostOperations> host_operations_;
+  // What playbooks decide, carried out by the services above; the signals' thread stops
+  // before they go.
+  std::unique_ptr<ServiceActuator> actuator_;
+  std::unique_ptr<SignalService> signals_;
   std::unique_ptr<AgentChannelService> agent_service_;
-  OperatorService operator_service_;
+  std::unique_ptr<OperatorService> operator_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<Scheduler> timers_;   // sweep
   std::unique_ptr<Scheduler> io_;       // store flush

@@ -33,6 +33,9 @@ constexpr std::array kRules = {
     ActionRule{A::kGetEvidence, "evidence-get", Role::kResponder},
     ActionRule{A::kVerifyEvidence, "evidence-verify", Role::kViewer},
     ActionRule{A::kShowEvidence, "evidence-show", Role::kResponder},
+    ActionRule{A::kSubmitSignal, "signal", Role::kResponder},
+    ActionRule{A::kListSignals, "signals", Role::kViewer},
+    ActionRule{A::kPreviewSignal, "signal-preview", Role::kViewer},
 };
 
 constexpr bool inOrder() {
@@ -42,7 +45,7 @@ constexpr bool inOrder() {
   return true;
 }
 static_assert(inOrder(), "kRules: one row per OperatorAction, in declaration order");
-static_assert(kRules.size() == static_cast<size_t>(A::kShowEvidence) + 1,
+static_assert(kRules.size() == static_cast<size_t>(A::kPreviewSignal) + 1,
               "kRules: a row for every OperatorAction");
 
 }  // namespace

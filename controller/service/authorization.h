@@ -33,6 +33,9 @@ enum class OperatorAction {
   kGetEvidence,      // evidence-get
   kVerifyEvidence,   // evidence-verify
   kShowEvidence,     // evidence-show
+  kSubmitSignal,     // signal
+  kListSignals,      // signals
+  kPreviewSignal,    // signal-preview
 };
 
 struct ActionRule {

@@ -1,6 +1,7 @@
 #include "controller/service/record_text.h"
 
 #include "controller/service/authorization.h"
+#include "controller/service/signal_intake.h"
 #include "controller/store/store.h"
 
 namespace bulkhead::controller {
@@ -75,7 +76,7 @@ std::vector<std::string> auditActionNames() {
   std::vector<std::string> names;
   for (const ActionRule& rule : actionRules()) names.emplace_back(rule.name);
   for (const char* own : {kEvidenceReceivedAction, kControllerStartAction, kControllerStopAction,
-                          kAuditKeyedAction}) {
+                          kAuditKeyedAction, kSignalActionAuditAction, kSignalRateCapAuditAction}) {
     names.emplace_back(own);
   }
   return names;

@@ -14,6 +14,10 @@
 
 namespace bulkhead::controller {
 
+// The audit actions of the rows SignalService writes besides the operator calls' own.
+inline constexpr char kSignalActionAuditAction[] = "signal-action";
+inline constexpr char kSignalRateCapAuditAction[] = "signal-rate-cap";
+
 // Who delivered a signal, as the front door established it (never from the signal itself).
 struct SignalDelivery {
   // For the audit trail and `bulkhead signals`: "host:ID", "operator:NAME",

@@ -93,6 +93,16 @@ constexpr const char* kMigrations[] = {
     R"sql(
       ALTER TABLE audit ADD COLUMN mac TEXT NOT NULL DEFAULT '';
     )sql",
+    // 5: signals (detections) and what each caused.
+    R"sql(
+      CREATE TABLE signals(
+        id TEXT PRIMARY KEY NOT NULL,
+        received_at INTEGER NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        record BLOB NOT NULL);
+      CREATE INDEX signals_by_key ON signals(idempotency_key, received_at);
+      CREATE INDEX signals_by_time ON signals(received_at);
+    )sql",
 };
 
 }  // namespace

@@ -18,7 +18,8 @@ SqliteStore::SqliteStore(sqlite3* db, std::string audit_key)
       audit_(db, std::move(audit_key)),
       captures_(db),
       evidence_(db),
-      custody_(db) {}
+      custody_(db),
+      signals_(db) {}
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::create(const std::filesystem::path& path,
                                                                  SqliteStoreOptions options) {
@@ -214,6 +215,38 @@ absl::StatusOr<std::vector<CustodyEntry>> SqliteStore::listCustody(const std::st
 absl::StatusOr<CustodyVerification> SqliteStore::verifyCustody(const std::string& evidence_id) {
   std::lock_guard lock(mu_);
   return custody_.verify(evidence_id);
+}
+
+// --- signals ---
+
+absl::StatusOr<std::optional<SignalRow>> SqliteStore::addSignal(const SignalRow& row,
+                                                                int64_t dedupe_since_unix_ms,
+                                                                const AuditEntry& audit) {
+  std::lock_guard lock(mu_);
+  return inTransaction(db_, [&]() -> absl::StatusOr<std::optional<SignalRow>> {
+    auto earlier = signals_.findByKey(row.idempotency_key, dedupe_since_unix_ms);
+    if (!earlier.ok() || earlier->has_value()) return earlier;
+    if (auto s = signals_.add(row); !s.ok()) return s;
+    if (auto appended = audit_.append(audit); !appended.ok()) return appended.status();
+    return std::optional<SignalRow>();
+  });
+}
+
+absl::StatusOr<std::optional<SignalRow>> SqliteStore::findSignal(
+    const std::string& idempotency_key, int64_t since_unix_ms) {
+  std::lock_guard lock(mu_);
+  return signals_.findByKey(idempotency_key, since_unix_ms);
+}
+
+absl::Status SqliteStore::updateSignal(const SignalRow& row) {
+  std::lock_guard lock(mu_);
+  return signals_.update(row);
+}
+
+absl::StatusOr<std::vector<SignalRow>> SqliteStore::listSignals(int64_t since_unix_ms,
+                                                                size_t limit) {
+  std::lock_guard lock(mu_);
+  return signals_.list(since_unix_ms, limit);
 }
 
 }  // namespace bulkhead::controller

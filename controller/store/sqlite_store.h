@@ -69,6 +69,14 @@ class SqliteStore final : public Store {
       const std::string& capture_id) override;
   absl::StatusOr<std::vector<CustodyEntry>> listCustody(const std::string& evidence_id) override;
   absl::StatusOr<CustodyVerification> verifyCustody(const std::string& evidence_id) override;
+  absl::StatusOr<std::optional<SignalRow>> addSignal(const SignalRow& row,
+                                                     int64_t dedupe_since_unix_ms,
+                                                     const AuditEntry& audit) override;
+  absl::StatusOr<std::optional<SignalRow>> findSignal(const std::string& idempotency_key,
+                                                      int64_t since_unix_ms) override;
+  absl::Status updateSignal(const SignalRow& row) override;
+  absl::StatusOr<std::vector<SignalRow>> listSignals(int64_t since_unix_ms,
+                                                     size_t limit) override;
 
   // Test hooks: runs raw SQL (used to simulate tampering); reads one PRAGMA's value.
   absl::Status execForTest(const std::string& sql);
@@ -85,6 +93,7 @@ class SqliteStore final : public Store {
   SqliteCaptures captures_;
   SqliteEvidence evidence_;
   SqliteCustody custody_;
+  SqliteSignals signals_;
 };
 
 }  // namespace bulkhead::controller

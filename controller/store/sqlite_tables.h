@@ -116,4 +116,20 @@ class SqliteCustody {
   sqlite3* db_;
 };
 
+// signals: the detections received, with what each caused (the record is a SignalRecord).
+class SqliteSignals {
+ public:
+  explicit SqliteSignals(sqlite3* db) : db_(db) {}
+  // The newest signal with `key` received at or after `since_unix_ms`, if any.
+  absl::StatusOr<std::optional<SignalRow>> findByKey(const std::string& key,
+                                                     int64_t since_unix_ms);
+  absl::Status add(const SignalRow& row);
+  // NotFound when there is no such signal.
+  absl::Status update(const SignalRow& row);
+  absl::StatusOr<std::vector<SignalRow>> list(int64_t since_unix_ms, size_t limit);
+
+ private:
+  sqlite3* db_;
+};
+
 }  // namespace bulkhead::controller

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "bulkhead/v1/containment.pb.h"
+#include "bulkhead/v1/signals.pb.h"
 #include "controller/core/registry.h"
 
 namespace bulkhead::controller {
@@ -138,6 +139,12 @@ struct CustodyVerification {
   std::string problem;         // what is wrong with the first bad event
 };
 
+// One recorded signal (controller/service/signals.h): what `bulkhead signals` shows.
+struct SignalRow {
+  std::string idempotency_key;  // scoped by source and integration; unique per dedupe window
+  bulkhead::v1::SignalRecord record;  // id, time, deliverer, signal, disposition, actions
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -207,6 +214,21 @@ class Store {
   virtual absl::StatusOr<std::vector<CustodyEntry>> listCustody(const std::string& evidence_id) = 0;
   // Recomputes the bundle's custody chain; reports the first event that does not match.
   virtual absl::StatusOr<CustodyVerification> verifyCustody(const std::string& evidence_id) = 0;
+
+  // Signals. Records `row` with its audit row, in one transaction, unless a signal with the
+  // same idempotency key was received at or after `dedupe_since_unix_ms`: then nothing is
+  // written and that earlier signal is returned (the audit row is not written either).
+  virtual absl::StatusOr<std::optional<SignalRow>> addSignal(const SignalRow& row,
+                                                             int64_t dedupe_since_unix_ms,
+                                                             const AuditEntry& audit) = 0;
+  // The newest signal with `idempotency_key` received at or after `since_unix_ms`, if any.
+  virtual absl::StatusOr<std::optional<SignalRow>> findSignal(const std::string& idempotency_key,
+                                                              int64_t since_unix_ms) = 0;
+  // Replaces the record of signal `row.record.signal_id()` (its actions' outcomes as they end).
+  virtual absl::Status updateSignal(const SignalRow& row) = 0;
+  // Signals received at or after `since_unix_ms`, newest first, at most `limit`.
+  virtual absl::StatusOr<std::vector<SignalRow>> listSignals(int64_t since_unix_ms,
+                                                             size_t limit) = 0;
 };
 
 }  // namespace bulkhead::controller

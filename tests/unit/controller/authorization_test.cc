@@ -19,7 +19,7 @@ Caller operatorWith(Role role) {
 // The actions that change a host or collect or read its data; everything else is a read.
 const std::set<A> kMutating = {A::kIsolate,         A::kRelease,      A::kBlock,       A::kUnblock,
                                A::kKillConnections, A::kKillSessions, A::kKillProcess, A::kCapture,
-                               A::kGetEvidence,     A::kShowEvidence};
+                               A::kGetEvidence,     A::kShowEvidence, A::kSubmitSignal};
 
 TEST(ActionRules, OneRowPerActionWithTheAuditNamesTheTrailHasAlwaysUsed) {
   const std::map<A, std::string> expected = {
@@ -42,6 +42,9 @@ TEST(ActionRules, OneRowPerActionWithTheAuditNamesTheTrailHasAlwaysUsed) {
       {A::kGetEvidence, "evidence-get"},
       {A::kVerifyEvidence, "evidence-verify"},
       {A::kShowEvidence, "evidence-show"},
+      {A::kSubmitSignal, "signal"},
+      {A::kListSignals, "signals"},
+      {A::kPreviewSignal, "signal-preview"},
   };
   ASSERT_EQ(actionRules().size(), expected.size());
   std::set<std::string_view> names;

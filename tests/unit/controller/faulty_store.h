@@ -128,6 +128,26 @@ class FaultyStore final : public Store {
     if (auto s = fault("verifyCustody"); !s.ok()) return s;
     return real_.verifyCustody(evidence_id);
   }
+  absl::StatusOr<std::optional<SignalRow>> addSignal(const SignalRow& row,
+                                                     int64_t dedupe_since_unix_ms,
+                                                     const AuditEntry& audit) override {
+    if (auto s = fault("addSignal"); !s.ok()) return s;
+    return real_.addSignal(row, dedupe_since_unix_ms, audit);
+  }
+  absl::StatusOr<std::optional<SignalRow>> findSignal(const std::string& idempotency_key,
+                                                      int64_t since_unix_ms) override {
+    if (auto s = fault("findSignal"); !s.ok()) return s;
+    return real_.findSignal(idempotency_key, since_unix_ms);
+  }
+  absl::Status updateSignal(const SignalRow& row) override {
+    if (auto s = fault("updateSignal"); !s.ok()) return s;
+    return real_.updateSignal(row);
+  }
+  absl::StatusOr<std::vector<SignalRow>> listSignals(int64_t since_unix_ms,
+                                                     size_t limit) override {
+    if (auto s = fault("listSignals"); !s.ok()) return s;
+    return real_.listSignals(since_unix_ms, limit);
+  }
 
  private:
   struct Fault {

@@ -1,8 +1,8 @@
 // The engine: what a signal causes under the guardrails. A fleet of plain structs, time passed in.
-#include "controller/playbook/engine.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include "controller/playbook/engine.h"
 
 namespace bulkhead::controller {
 namespace {
@@ -91,10 +91,10 @@ TEST(PlaybookEngine, Fail2banBanBlocksFleetWideForTheBantime) {
 
 TEST(PlaybookEngine, NoMatchForOtherSourcesRulesAndSeverities) {
   FakeFleet fleet = labFleet();
-  PlaybookEngine engine(
-      playbooks({kFleetBlock, "name: crit\ndescription: d\nmatch: {min_severity: critical}\n"
-                              "actions: [{action: block}]\n"}),
-      guardrails());
+  PlaybookEngine engine(playbooks({kFleetBlock,
+                                   "name: crit\ndescription: d\nmatch: {min_severity: critical}\n"
+                                   "actions: [{action: block}]\n"}),
+                        guardrails());
   v1::Signal other = fail2ban("203.0.113.7");
   other.set_rule("nginx-http-auth");
   EXPECT_EQ(engine.decide(other, "h1", fleet, t0).disposition, v1::SIGNAL_DISPOSITION_NO_MATCH);
@@ -109,8 +109,8 @@ TEST(PlaybookEngine, NoMatchForOtherSourcesRulesAndSeverities) {
 TEST(PlaybookEngine, ProtectedAddressesAreNeverBlocked) {
   FakeFleet fleet = labFleet();
   PlaybookEngine engine(playbooks({kFleetBlock}), guardrails());
-  for (const char* ip : {"10.77.0.1", "127.0.0.1", "10.77.0.50", "10.77.0.40", "10.77.0.0/24",
-                         "0.0.0.0/0"}) {
+  for (const char* ip :
+       {"10.77.0.1", "127.0.0.1", "10.77.0.50", "10.77.0.40", "10.77.0.0/24", "0.0.0.0/0"}) {
     Decision d = engine.decide(fail2ban(ip), "h1", fleet, t0);
     EXPECT_EQ(d.disposition, v1::SIGNAL_DISPOSITION_SUPPRESSED) << ip;
     ASSERT_FALSE(d.actions.empty());

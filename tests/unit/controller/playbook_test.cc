@@ -135,8 +135,8 @@ TEST(PlaybookParse, MissingFieldsAndWrongShapes) {
 }
 
 TEST(PlaybookSet, DuplicateNamesAndEveryFileReported) {
-  auto set = buildPlaybookSet({{"a.yaml", kFleetBlock}, {"b.yaml", kFleetBlock},
-                               {"c.yaml", "name: [x]\n"}});
+  auto set = buildPlaybookSet(
+      {{"a.yaml", kFleetBlock}, {"b.yaml", kFleetBlock}, {"c.yaml", "name: [x]\n"}});
   ASSERT_FALSE(set.ok());
   std::string e(set.status().message());
   EXPECT_THAT(e, HasSubstr("b.yaml:1: name: duplicate playbook \"ssh-brute-force\", first "

@@ -1,0 +1,57 @@
+// Operator service: SubmitSignal and ListSignals, translated for SignalService
+// (controller/service/signals.h), which checks, records, decides and audits.
+#include "controller/rpc/audit.h"
+#include "controller/rpc/operator_service.h"
+
+namespace bulkhead::controller {
+
+namespace v1 = bulkhead::v1;
+
+grpc::ServerUnaryReactor* OperatorService::SubmitSignal(grpc::CallbackServerContext* ctx,
+                                                        const v1::SubmitSignalRequest* req,
+                                                        v1::SubmitSignalResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  signals_.submitAsOperator(identify(*ctx), req->signal(),
+                            [resp, reactor](absl::StatusOr<SignalOutcome> outcome) {
+                              if (!outcome.ok()) {
+                                reactor->Finish(toGrpcStatus(outcome.status()));
+                                return;
+                              }
+                              resp->set_signal_id(outcome->signal_id);
+                              resp->set_disposition(outcome->disposition);
+                              for (auto& a : outcome->actions) *resp->add_actions() = std::move(a);
+                              reactor->Finish(grpc::Status::OK);
+                            });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorService::ListSignals(grpc::CallbackServerContext* ctx,
+                                                       const v1::ListSignalsRequest* req,
+                                                       v1::ListSignalsResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  auto records = signals_.list(identify(*ctx), req->since_unix_ms(), req->limit());
+  if (!records.ok()) {
+    reactor->Finish(toGrpcStatus(records.status()));
+    return reactor;
+  }
+  for (auto& r : *records) *resp->add_signals() = std::move(r);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorService::PreviewSignal(grpc::CallbackServerContext* ctx,
+                                                         const v1::PreviewSignalRequest* req,
+                                                         v1::SubmitSignalResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  auto outcome = signals_.preview(identify(*ctx), req->signal(), req->reporting_host());
+  if (!outcome.ok()) {
+    reactor->Finish(toGrpcStatus(outcome.status()));
+    return reactor;
+  }
+  resp->set_disposition(outcome->disposition);
+  for (auto& a : outcome->actions) *resp->add_actions() = std::move(a);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace bulkhead::controller

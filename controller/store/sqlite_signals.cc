@@ -1,0 +1,79 @@
+// SqliteSignals (sqlite_tables.h).
+#include "common/format.h"
+#include "controller/store/sqlite_db.h"
+#include "controller/store/sqlite_tables.h"
+
+namespace bulkhead::controller {
+namespace {
+
+using sqlite::Stmt;
+
+absl::StatusOr<SignalRow> readSignal(Stmt& st) {
+  SignalRow row;
+  row.idempotency_key = st.text(0);
+  if (!row.record.ParseFromString(st.text(1))) {
+    return absl::DataLossError("signals: a stored record does not parse");
+  }
+  return row;
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<SignalRow>> SqliteSignals::findByKey(const std::string& key,
+                                                                  int64_t since_unix_ms) {
+  Stmt st(db_,
+          "SELECT idempotency_key, record FROM signals WHERE idempotency_key = ?1 AND "
+          "received_at >= ?2 ORDER BY received_at DESC LIMIT 1");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, key);
+  st.bind(2, since_unix_ms);
+  int rc = st.step();
+  if (rc == SQLITE_DONE) return std::optional<SignalRow>();
+  if (rc != SQLITE_ROW) return sqlite::error(db_, "find signal");
+  auto row = readSignal(st);
+  if (!row.ok()) return row.status();
+  return std::optional<SignalRow>(std::move(*row));
+}
+
+absl::Status SqliteSignals::add(const SignalRow& row) {
+  Stmt st(db_,
+          "INSERT INTO signals(id, received_at, idempotency_key, record) VALUES(?1, ?2, ?3, ?4)");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, row.record.signal_id());
+  st.bind(2, row.record.received_unix_ms());
+  st.bind(3, row.idempotency_key);
+  st.bindBlob(4, row.record.SerializeAsString());
+  return st.run();
+}
+
+absl::Status SqliteSignals::update(const SignalRow& row) {
+  Stmt st(db_, "UPDATE signals SET record = ?2 WHERE id = ?1");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, row.record.signal_id());
+  st.bindBlob(2, row.record.SerializeAsString());
+  if (auto s = st.run(); !s.ok()) return s;
+  if (sqlite3_changes(db_) == 0) {
+    return absl::NotFoundError(fmt::format("no signal \"{}\"", row.record.signal_id()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<SignalRow>> SqliteSignals::list(int64_t since_unix_ms, size_t limit) {
+  Stmt st(db_,
+          "SELECT idempotency_key, record FROM signals WHERE received_at >= ?1 "
+          "ORDER BY received_at DESC, rowid DESC LIMIT ?2");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, since_unix_ms);
+  st.bind(2, static_cast<int64_t>(limit));
+  std::vector<SignalRow> out;
+  int rc;
+  while ((rc = st.step()) == SQLITE_ROW) {
+    auto row = readSignal(st);
+    if (!row.ok()) return row.status();
+    out.push_back(std::move(*row));
+  }
+  if (rc != SQLITE_DONE) return sqlite::error(db_, "list signals");
+  return out;
+}
+
+}  // namespace bulkhead::controller
