@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <set>
+#include <utility>
 
 #include "cli/args.h"
 #include "cli/cli.h"
@@ -93,6 +94,117 @@ std::string captureProgressLine(const std::string& host, const v1::CommandProgre
   }
   if (!p.detail().empty()) line += " " + p.detail();
   return line;
+}
+
+namespace {
+
+// An optional field of the typed summary as the document has it: the value, or null.
+template <typename T>
+json valueOrNull(bool has, const T& value) {
+  return has ? json(value) : json(nullptr);
+}
+
+}  // namespace
+
+json summaryDocument(const v1::EvidenceSummary& s) {
+  json doc = json::object();
+  doc["host_id"] = valueOrNull(s.has_host_id(), s.host_id());
+  doc["capture_id"] = valueOrNull(s.has_capture_id(), s.capture_id());
+  doc["collected_at_unix_ms"] = valueOrNull(s.has_collected_at_unix_ms(), s.collected_at_unix_ms());
+  json findings = json::array();
+  for (const auto& f : s.findings()) {
+    json j = {{"kind", f.kind()}, {"severity", f.severity()}, {"detail", f.detail()}};
+    if (f.has_pid()) j["pid"] = f.pid();
+    if (f.comm_listed()) j["comm"] = valueOrNull(f.has_comm(), f.comm());
+    if (f.exe_listed()) j["exe"] = valueOrNull(f.has_exe(), f.exe());
+    findings.push_back(std::move(j));
+  }
+  doc["findings"] = std::move(findings);
+  json deleted = json::array();
+  for (const auto& d : s.deleted_executables()) {
+    deleted.push_back({{"pid", d.pid()},
+                       {"comm", valueOrNull(d.has_comm(), d.comm())},
+                       {"exe", valueOrNull(d.has_exe(), d.exe())},
+                       {"exe_sha256", valueOrNull(d.has_exe_sha256(), d.exe_sha256())},
+                       {"recovered", valueOrNull(d.has_recovered(), d.recovered())},
+                       {"memfd", d.memfd()}});
+  }
+  doc["deleted_executables"] = std::move(deleted);
+  json remote = json::array();
+  for (const auto& c : s.remote_connections()) {
+    json j = {{"pid", valueOrNull(c.has_pid(), c.pid())},
+              {"comm", valueOrNull(c.has_comm(), c.comm())},
+              {"exe", valueOrNull(c.has_exe(), c.exe())},
+              {"protocol", c.protocol()},
+              {"local", c.local()},
+              {"remote", c.remote()},
+              {"state", c.state()}};
+    if (c.has_note()) j["note"] = c.note();
+    remote.push_back(std::move(j));
+  }
+  doc["remote_connections"] = std::move(remote);
+  json listeners = json::array();
+  for (const auto& l : s.unexpected_listeners()) {
+    listeners.push_back({{"pid", valueOrNull(l.has_pid(), l.pid())},
+                         {"comm", valueOrNull(l.has_comm(), l.comm())},
+                         {"exe", valueOrNull(l.has_exe(), l.exe())},
+                         {"protocol", l.protocol()},
+                         {"local", l.local()},
+                         {"why", l.why()}});
+  }
+  doc["unexpected_listeners"] = std::move(listeners);
+  json logins = json::array();
+  for (const auto& l : s.recent_logins()) {
+    json j = {{"user", valueOrNull(l.has_user(), l.user())},
+              {"from", valueOrNull(l.has_from(), l.from())},
+              {"line", valueOrNull(l.has_line(), l.line())},
+              {"at_unix_ms", valueOrNull(l.has_at_unix_ms(), l.at_unix_ms())}};
+    if (l.current()) j["current"] = true;
+    logins.push_back(std::move(j));
+  }
+  doc["recent_logins"] = std::move(logins);
+  json top_sources = json::array();
+  for (const auto& t : s.failed_logins().top_sources()) {
+    top_sources.push_back({{"from", t.from()}, {"count", t.count()}});
+  }
+  doc["failed_logins"] = {{"count", s.failed_logins().count()},
+                          {"top_sources", std::move(top_sources)}};
+  json preload = json::array();
+  for (const auto& p : s.preload()) {
+    preload.push_back({{"source", valueOrNull(p.has_source(), p.source())},
+                       {"entry", valueOrNull(p.has_entry(), p.entry())}});
+  }
+  doc["preload"] = std::move(preload);
+  json hidden = json::array();
+  for (const auto& h : s.hidden_pids()) {
+    hidden.push_back({{"pid", valueOrNull(h.has_pid(), h.pid())},
+                      {"comm", valueOrNull(h.has_comm(), h.comm())}});
+  }
+  doc["hidden_pids"] = std::move(hidden);
+  doc["kernel_tainted"] = s.kernel_tainted();
+  json failed_collectors = json::array();
+  for (const auto& c : s.collectors().failed()) {
+    failed_collectors.push_back({{"collector", valueOrNull(c.has_collector(), c.collector())},
+                                 {"status", valueOrNull(c.has_status(), c.status())},
+                                 {"error", valueOrNull(c.has_error(), c.error())}});
+  }
+  doc["collectors"] = {{"ok", s.collectors().ok()}, {"failed", std::move(failed_collectors)}};
+  doc["unreadable_lines"] = s.unreadable_lines();
+  // Lists cut short only, as the document names them.
+  const v1::EvidenceSummary::Omitted& o = s.omitted();
+  json omitted = json::object();
+  for (const auto& [list_name, count] : {std::pair<const char*, uint64_t>{"findings", o.findings()},
+                                         {"deleted_executables", o.deleted_executables()},
+                                         {"remote_connections", o.remote_connections()},
+                                         {"unexpected_listeners", o.unexpected_listeners()},
+                                         {"preload", o.preload()},
+                                         {"hidden_pids", o.hidden_pids()},
+                                         {"recent_logins", o.recent_logins()},
+                                         {"collectors", o.collectors()}}) {
+    if (count > 0) omitted[list_name] = count;
+  }
+  if (!omitted.empty()) doc["omitted"] = std::move(omitted);
+  return doc;
 }
 
 namespace {
@@ -530,10 +642,12 @@ int evidenceShow(const GlobalOptions& g, const std::vector<std::string>& args, I
   auto ctx = client->context(std::chrono::milliseconds(120'000));
   grpc::Status st = client->stub().ShowEvidence(ctx.get(), req, &resp);
   if (!st.ok()) return reportEvidenceError("evidence show", id, *client, st, io);
-  json summary = json::parse(resp.summary_json(), nullptr, false);
-  if (summary.is_discarded()) {
-    io.err << fmt::format("bulkhead evidence show: {}: the controller's summary is not JSON\n",
-                          resp.record().evidence_id());
+  if (!resp.has_summary()) {
+    // An older controller sends its summary as JSON in a field this CLI no longer reads.
+    io.err << fmt::format(
+        "bulkhead evidence show: {}: the controller sent no summary (an older "
+        "controller? upgrade it)\n",
+        resp.record().evidence_id());
     return kFailed;
   }
   if (g.json) {
@@ -541,7 +655,7 @@ int evidenceShow(const GlobalOptions& g, const std::vector<std::string>& args, I
     return kOk;
   }
   printRecordSummary(io.out, resp.record());
-  io.out << "\n" << evidence::renderSummary(summary);
+  io.out << "\n" << evidence::renderSummary(summaryDocument(resp.summary()));
   return kOk;
 }
 

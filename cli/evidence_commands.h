@@ -1,8 +1,10 @@
-// Evidence capture as a building block of other commands (`isolate --capture-first`).
+// Evidence capture as a building block of other commands (`isolate --capture-first`), and
+// the typed evidence summary read back as the document its text rendering takes.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "bulkhead/v1/operator.pb.h"
@@ -32,5 +34,12 @@ std::string captureProgressLine(const std::string& host, const v1::CommandProgre
 // collecting 3/10 processes ok 120 ms") and passed to `progress` (on the calling thread).
 CaptureCallResult captureHost(OperatorClient& client, const CaptureSpec& spec,
                               const std::function<void(const std::string&)>& progress);
+
+// The document evidence::renderSummary() reads (evidence/README.md, "Summary") from the typed
+// summary: an unset optional field is null, a finding's comm / exe appear only when listed, a
+// connection's note and a login's current only when set, `omitted` only naming lists cut
+// short. The inverse of the controller's conversion, so `evidence show` prints what it printed
+// when the summary came as JSON.
+nlohmann::json summaryDocument(const v1::EvidenceSummary& summary);
 
 }  // namespace bulkhead::cli

@@ -125,8 +125,8 @@ nlohmann::json contractJson(const pb::Message& message) {
       for (int k = 0; k < r.FieldSize(message, &f); ++k)
         items.push_back(scalarJson(message, r, f, k));
       out[name] = std::move(items);
-    } else if (f.cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE && !r.HasField(message, &f)) {
-      out[name] = nullptr;
+    } else if (f.has_presence() && !r.HasField(message, &f)) {
+      out[name] = nullptr;  // an unset message or proto3 `optional` field
     } else if (isEmbeddedJson(f)) {
       name.resize(name.size() - kJsonSuffix.size());
       out[name] = parseForeignJson(r.GetString(message, &f)).value_or(nlohmann::json(nullptr));
@@ -190,8 +190,7 @@ nlohmann::json contractSchemaDefs(const std::vector<const pb::Descriptor*>& root
       } else if (isEmbeddedJson(f)) {
         name.resize(name.size() - kJsonSuffix.size());
         schema = {{"type", nlohmann::json::array({"object", "null"})}};
-      } else if (f.cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE &&
-                 f.real_containing_oneof() == nullptr) {
+      } else if (f.has_presence() && f.real_containing_oneof() == nullptr) {
         schema = {{"anyOf", nlohmann::json::array({valueSchema(f, todo), {{"type", "null"}}})}};
       } else {
         schema = valueSchema(f, todo);

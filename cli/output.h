@@ -21,9 +21,9 @@ void printTable(std::ostream& out, const std::vector<std::vector<std::string>>& 
 
 // The `--json` contract (schemas in cli/schemas/, one per command). A protobuf message becomes
 // an object with the proto field names; every field is present (a oneof's only when set, an
-// unset message as null); 64-bit integers are JSON numbers; enum values are spelt as in the text
-// output (enumText); bytes are base64; a string field NAME_json holding a JSON document appears
-// parsed as NAME (null when it is not JSON).
+// unset message or proto3 `optional` field as null); 64-bit integers are JSON numbers; enum values
+// are spelt as in the text output (enumText); bytes are base64; a string field NAME_json holding a
+// JSON document appears parsed as NAME (null when it is not JSON).
 nlohmann::json contractJson(const google::protobuf::Message& message);
 
 // JSON Schema definitions (draft 2020-12 "$defs", keyed by full message name) of what

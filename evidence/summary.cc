@@ -8,6 +8,7 @@
 #include <cctype>
 #include <ctime>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -55,15 +56,17 @@ std::string str(const json& j, const char* key) {
 
 bool flag(const json& j, const char* key) { return jsonBoolOr(j, key); }
 
-// A scalar field as shown in the summary: strings clipped, numbers and booleans as they are;
-// anything else (missing, objects, arrays) null.
-json field(const json& j, const char* key) {
-  if (!j.is_object()) return nullptr;
-  auto it = j.find(key);
-  if (it == j.end()) return nullptr;
-  if (it->is_string()) return boundedText(it->get_ref<const std::string&>(), kMaxText);
-  if (it->is_number() || it->is_boolean()) return *it;
-  return nullptr;
+// The summary's fields have one type each, whatever the bundle holds: a text field is a
+// string (clipped and escaped) or null, an integer field an int64 or null. Null means missing,
+// of another type, or (integers) not an integer that fits int64.
+json textOrNull(const json& j, const char* key) {
+  std::optional<std::string> value = jsonString(j, key);
+  return value ? json(boundedText(*value, kMaxText)) : json(nullptr);
+}
+
+json intOrNull(const json& j, const char* key) {
+  std::optional<int64_t> value = jsonInt(j, key);
+  return value ? json(*value) : json(nullptr);
 }
 
 int64_t number(const json& j, const char* key) { return jsonIntOr(j, key); }
@@ -139,8 +142,8 @@ json finding(std::string kind, std::string severity, const json* process, int64_
   json f = {{"kind", std::move(kind)}, {"severity", std::move(severity)}};
   if (pid >= 0) f["pid"] = pid;
   if (process != nullptr) {
-    f["comm"] = field(*process, "comm");
-    f["exe"] = field(*process, "exe");
+    f["comm"] = textOrNull(*process, "comm");
+    f["exe"] = textOrNull(*process, "exe");
   }
   f["detail"] = std::move(detail);
   return f;
@@ -205,13 +208,13 @@ json summarizeMembers(const std::map<std::string, std::string>& members) {
   };
 
   json s;
-  s["host_id"] =
-      metadata.contains("host_id") ? field(metadata, "host_id") : field(manifest, "host_id");
-  s["capture_id"] = metadata.contains("capture_id") ? field(metadata, "capture_id")
-                                                    : field(manifest, "capture_id");
+  s["host_id"] = metadata.contains("host_id") ? textOrNull(metadata, "host_id")
+                                              : textOrNull(manifest, "host_id");
+  s["capture_id"] = metadata.contains("capture_id") ? textOrNull(metadata, "capture_id")
+                                                    : textOrNull(manifest, "capture_id");
   s["collected_at_unix_ms"] = metadata.contains("collected_at_unix_ms")
-                                  ? field(metadata, "collected_at_unix_ms")
-                                  : field(manifest, "started_at_unix_ms");
+                                  ? intOrNull(metadata, "collected_at_unix_ms")
+                                  : intOrNull(manifest, "started_at_unix_ms");
   json findings = json::array();
   // The collecting agent's own connections (its controller channel) are listed, marked, and
   // never raised as findings.
@@ -235,8 +238,8 @@ json summarizeMembers(const std::map<std::string, std::string>& members) {
       for (int64_t pid : pids.empty() ? std::vector<int64_t>{-1} : pids) {
         const json* proc = processOf(pid);
         json c = {{"pid", pid >= 0 ? json(pid) : json(nullptr)},
-                  {"comm", proc ? field(*proc, "comm") : json(nullptr)},
-                  {"exe", proc ? field(*proc, "exe") : json(nullptr)},
+                  {"comm", proc ? textOrNull(*proc, "comm") : json(nullptr)},
+                  {"exe", proc ? textOrNull(*proc, "exe") : json(nullptr)},
                   {"protocol", protocol},
                   {"local", local},
                   {"remote", peer},
@@ -261,8 +264,8 @@ json summarizeMembers(const std::map<std::string, std::string>& members) {
         std::string why = listenerWhy(proc, pid);
         if (why.empty()) continue;
         listeners.push_back({{"pid", pid >= 0 ? json(pid) : json(nullptr)},
-                             {"comm", proc ? field(*proc, "comm") : json(nullptr)},
-                             {"exe", proc ? field(*proc, "exe") : json(nullptr)},
+                             {"comm", proc ? textOrNull(*proc, "comm") : json(nullptr)},
+                             {"exe", proc ? textOrNull(*proc, "exe") : json(nullptr)},
                              {"protocol", protocol},
                              {"local", local},
                              {"why", why}});
@@ -279,10 +282,10 @@ json summarizeMembers(const std::map<std::string, std::string>& members) {
     if (!memfd && !flag(p, "exe_deleted")) continue;
     const int64_t pid = number(p, "pid");
     deleted.push_back({{"pid", pid},
-                       {"comm", field(p, "comm")},
-                       {"exe", field(p, "exe")},
-                       {"exe_sha256", field(p, "exe_sha256")},
-                       {"recovered", field(p, "recovered")},
+                       {"comm", textOrNull(p, "comm")},
+                       {"exe", textOrNull(p, "exe")},
+                       {"exe_sha256", textOrNull(p, "exe_sha256")},
+                       {"recovered", textOrNull(p, "recovered")},
                        {"memfd", memfd}});
     const std::string sha = str(p, "exe_sha256");
     const std::string recovered = str(p, "recovered");
@@ -319,10 +322,10 @@ json summarizeMembers(const std::map<std::string, std::string>& members) {
   auto loginOf = [](const json& r, bool current) {
     std::string from = str(r, "host");
     if (from.empty()) from = str(r, "address");
-    json l = {{"user", field(r, "user")},
+    json l = {{"user", textOrNull(r, "user")},
               {"from", from.empty() ? json(nullptr) : json(from)},
-              {"line", field(r, "line")},
-              {"at_unix_ms", field(r, "at_unix_ms")}};
+              {"line", textOrNull(r, "line")},
+              {"at_unix_ms", intOrNull(r, "at_unix_ms")}};
     if (current) l["current"] = true;
     return l;
   };
@@ -377,20 +380,20 @@ json summarizeMembers(const std::map<std::string, std::string>& members) {
   // Preload entries, hidden pids, kernel taint.
   json preload = json::array();
   for (const auto& r : jsonLines(text("artifacts/preload.jsonl"), &bad_lines)) {
-    preload.push_back({{"source", field(r, "source")}, {"entry", field(r, "entry")}});
+    preload.push_back({{"source", textOrNull(r, "source")}, {"entry", textOrNull(r, "entry")}});
     findings.push_back(finding("preload", "high", nullptr, -1,
                                fmt::format("{} in {}", str(r, "entry"), str(r, "source"))));
   }
   json hidden = json::array();
   for (const auto& r : jsonLines(text("artifacts/hidden_pids.jsonl"), &bad_lines)) {
-    hidden.push_back({{"pid", field(r, "pid")}, {"comm", field(r, "comm")}});
+    hidden.push_back({{"pid", intOrNull(r, "pid")}, {"comm", textOrNull(r, "comm")}});
     json f = finding("hidden_process", "high", nullptr, number(r, "pid"),
                      "answers a direct probe but is absent from the /proc listing");
-    f["comm"] = field(r, "comm");
+    f["comm"] = textOrNull(r, "comm");
     findings.push_back(std::move(f));
   }
-  s["kernel_tainted"] =
-      kernel.contains("tainted") && kernel["tainted"].is_number() ? kernel["tainted"] : json(0);
+  // The taint mask: a non-negative integer, 0 when unknown.
+  s["kernel_tainted"] = jsonUintOr(kernel, "tainted");
 
   // Collectors.
   uint64_t ok = 0;
@@ -400,9 +403,9 @@ json summarizeMembers(const std::map<std::string, std::string>& members) {
       ++ok;
       continue;
     }
-    failed_collectors.push_back({{"collector", field(r, "collector")},
-                                 {"status", field(r, "status")},
-                                 {"error", field(r, "error")}});
+    failed_collectors.push_back({{"collector", textOrNull(r, "collector")},
+                                 {"status", textOrNull(r, "status")},
+                                 {"error", textOrNull(r, "error")}});
     findings.push_back(
         finding("collector_failed", "medium", nullptr, -1,
                 fmt::format("{}: {}: {}", str(r, "collector"), str(r, "status"), str(r, "error"))));

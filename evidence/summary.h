@@ -17,6 +17,9 @@ absl::StatusOr<nlohmann::json> summarize(const std::filesystem::path& bundle);
 
 // Pure: the same from the bundle's members already read (path relative to the top directory,
 // e.g. "artifacts/processes.jsonl", -> content). Every member is untrusted and may be missing.
+// Each field of the document has one type whatever the members hold (evidence/README.md): a
+// text field is a string or null, an integer field an int64 or null, a count an unsigned
+// integer; a field of another type in a member reads as null. Never throws.
 nlohmann::json summarizeMembers(const std::map<std::string, std::string>& members);
 
 // Human-readable rendering of summarize()'s document (for the CLI), ending with a newline.

@@ -1,10 +1,15 @@
 #include "controller/rpc/translate.h"
 
+#include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
 
+#include "common/json.h"
 #include "controller/rpc/audit.h"
 #include "controller/rpc/evidence.h"
 #include "controller/service/record_text.h"
@@ -36,7 +41,140 @@ TargetFields targetsOf(const v1::Targets& t) {
   return {};
 }
 
+// Reading evidence::summarizeMembers()'s document, whose fields have one type each (a text is
+// a string or null, an integer an int64 or null): a null or absent member leaves the optional
+// field unset. The getters never throw, so a document of another shape gives empty fields.
+using nlohmann::json;
+
+void forEachIn(const json& doc, std::string_view key, const std::function<void(const json&)>& fn) {
+  if (const json* items = jsonArray(doc, key)) {
+    for (const json& item : *items) fn(item);
+  }
+}
+
+template <typename Message>
+void setText(const json& doc, std::string_view key, Message* out,
+             void (Message::*set)(const std::string&)) {
+  if (std::optional<std::string> value = jsonString(doc, key)) (out->*set)(*value);
+}
+
+template <typename Message>
+void setInt(const json& doc, std::string_view key, Message* out, void (Message::*set)(int64_t)) {
+  if (std::optional<int64_t> value = jsonInt(doc, key)) (out->*set)(*value);
+}
+
+void addFinding(const json& f, v1::EvidenceSummary::Finding* out) {
+  out->set_kind(jsonStringOr(f, "kind"));
+  out->set_severity(jsonStringOr(f, "severity"));
+  setInt(f, "pid", out, &v1::EvidenceSummary::Finding::set_pid);
+  // Present (even null) means the finding names the process's comm / exe.
+  out->set_comm_listed(f.is_object() && f.contains("comm"));
+  setText(f, "comm", out, &v1::EvidenceSummary::Finding::set_comm);
+  out->set_exe_listed(f.is_object() && f.contains("exe"));
+  setText(f, "exe", out, &v1::EvidenceSummary::Finding::set_exe);
+  out->set_detail(jsonStringOr(f, "detail"));
+}
+
+void addDeleted(const json& d, v1::EvidenceSummary::DeletedExecutable* out) {
+  using M = v1::EvidenceSummary::DeletedExecutable;
+  out->set_pid(jsonIntOr(d, "pid"));
+  setText(d, "comm", out, &M::set_comm);
+  setText(d, "exe", out, &M::set_exe);
+  setText(d, "exe_sha256", out, &M::set_exe_sha256);
+  setText(d, "recovered", out, &M::set_recovered);
+  out->set_memfd(jsonBoolOr(d, "memfd"));
+}
+
+void addRemote(const json& c, v1::EvidenceSummary::RemoteConnection* out) {
+  using M = v1::EvidenceSummary::RemoteConnection;
+  setInt(c, "pid", out, &M::set_pid);
+  setText(c, "comm", out, &M::set_comm);
+  setText(c, "exe", out, &M::set_exe);
+  out->set_protocol(jsonStringOr(c, "protocol"));
+  out->set_local(jsonStringOr(c, "local"));
+  out->set_remote(jsonStringOr(c, "remote"));
+  out->set_state(jsonStringOr(c, "state"));
+  setText(c, "note", out, &M::set_note);
+}
+
+void addListener(const json& l, v1::EvidenceSummary::UnexpectedListener* out) {
+  using M = v1::EvidenceSummary::UnexpectedListener;
+  setInt(l, "pid", out, &M::set_pid);
+  setText(l, "comm", out, &M::set_comm);
+  setText(l, "exe", out, &M::set_exe);
+  out->set_protocol(jsonStringOr(l, "protocol"));
+  out->set_local(jsonStringOr(l, "local"));
+  out->set_why(jsonStringOr(l, "why"));
+}
+
+void addLogin(const json& l, v1::EvidenceSummary::Login* out) {
+  using M = v1::EvidenceSummary::Login;
+  setText(l, "user", out, &M::set_user);
+  setText(l, "from", out, &M::set_from);
+  setText(l, "line", out, &M::set_line);
+  setInt(l, "at_unix_ms", out, &M::set_at_unix_ms);
+  out->set_current(jsonBoolOr(l, "current"));
+}
+
 }  // namespace
+
+v1::EvidenceSummary toEvidenceSummary(const json& summary) {
+  using S = v1::EvidenceSummary;
+  S out;
+  setText(summary, "host_id", &out, &S::set_host_id);
+  setText(summary, "capture_id", &out, &S::set_capture_id);
+  setInt(summary, "collected_at_unix_ms", &out, &S::set_collected_at_unix_ms);
+  forEachIn(summary, "findings", [&](const json& f) { addFinding(f, out.add_findings()); });
+  forEachIn(summary, "deleted_executables",
+            [&](const json& d) { addDeleted(d, out.add_deleted_executables()); });
+  forEachIn(summary, "remote_connections",
+            [&](const json& c) { addRemote(c, out.add_remote_connections()); });
+  forEachIn(summary, "unexpected_listeners",
+            [&](const json& l) { addListener(l, out.add_unexpected_listeners()); });
+  forEachIn(summary, "recent_logins", [&](const json& l) { addLogin(l, out.add_recent_logins()); });
+  const json* failed_logins = jsonObject(summary, "failed_logins");
+  const json no_object = json::object();
+  const json& failed = failed_logins != nullptr ? *failed_logins : no_object;
+  out.mutable_failed_logins()->set_count(jsonUintOr(failed, "count"));
+  forEachIn(failed, "top_sources", [&](const json& t) {
+    S::FailedLoginSource* source = out.mutable_failed_logins()->add_top_sources();
+    source->set_from(jsonStringOr(t, "from"));
+    source->set_count(jsonUintOr(t, "count"));
+  });
+  forEachIn(summary, "preload", [&](const json& p) {
+    S::PreloadEntry* entry = out.add_preload();
+    setText(p, "source", entry, &S::PreloadEntry::set_source);
+    setText(p, "entry", entry, &S::PreloadEntry::set_entry);
+  });
+  forEachIn(summary, "hidden_pids", [&](const json& h) {
+    S::HiddenPid* hidden = out.add_hidden_pids();
+    setInt(h, "pid", hidden, &S::HiddenPid::set_pid);
+    setText(h, "comm", hidden, &S::HiddenPid::set_comm);
+  });
+  out.set_kernel_tainted(jsonUintOr(summary, "kernel_tainted"));
+  const json* collectors_doc = jsonObject(summary, "collectors");
+  const json& collectors = collectors_doc != nullptr ? *collectors_doc : no_object;
+  out.mutable_collectors()->set_ok(jsonUintOr(collectors, "ok"));
+  forEachIn(collectors, "failed", [&](const json& c) {
+    S::FailedCollector* failed_collector = out.mutable_collectors()->add_failed();
+    setText(c, "collector", failed_collector, &S::FailedCollector::set_collector);
+    setText(c, "status", failed_collector, &S::FailedCollector::set_status);
+    setText(c, "error", failed_collector, &S::FailedCollector::set_error);
+  });
+  out.set_unreadable_lines(jsonUintOr(summary, "unreadable_lines"));
+  const json* omitted_doc = jsonObject(summary, "omitted");
+  const json& omitted = omitted_doc != nullptr ? *omitted_doc : no_object;
+  S::Omitted* o = out.mutable_omitted();
+  o->set_findings(jsonUintOr(omitted, "findings"));
+  o->set_deleted_executables(jsonUintOr(omitted, "deleted_executables"));
+  o->set_remote_connections(jsonUintOr(omitted, "remote_connections"));
+  o->set_unexpected_listeners(jsonUintOr(omitted, "unexpected_listeners"));
+  o->set_preload(jsonUintOr(omitted, "preload"));
+  o->set_hidden_pids(jsonUintOr(omitted, "hidden_pids"));
+  o->set_recent_logins(jsonUintOr(omitted, "recent_logins"));
+  o->set_collectors(jsonUintOr(omitted, "collectors"));
+  return out;
+}
 
 ListHostsRequest fromProto(const v1::ListHostsRequest& req) {
   return ListHostsRequest{.selector = req.selector()};
@@ -190,8 +328,7 @@ v1::VerifyEvidenceResponse toProto(const EvidenceVerification& verification) {
 
 v1::ShowEvidenceResponse toProto(const ShownEvidence& shown) {
   v1::ShowEvidenceResponse out;
-  out.set_summary_json(
-      shown.summary.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  *out.mutable_summary() = toEvidenceSummary(shown.summary);
   *out.mutable_record() = toProto(shown.evidence);
   return out;
 }

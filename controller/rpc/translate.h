@@ -5,6 +5,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <nlohmann/json.hpp>
+
 #include "bulkhead/v1/operator.pb.h"
 #include "controller/service/audit_trail.h"
 #include "controller/service/containment.h"
@@ -34,7 +36,12 @@ bulkhead::v1::AuditRecord toProto(const AuditEntry& row);
 bulkhead::v1::EvidenceRecord toProto(const EvidenceRow& row);
 bulkhead::v1::EvidenceRecord toProto(const StoredEvidence& evidence);
 bulkhead::v1::VerifyEvidenceResponse toProto(const EvidenceVerification& verification);
+// The record, and `shown.summary` as the typed summary (toEvidenceSummary).
 bulkhead::v1::ShowEvidenceResponse toProto(const ShownEvidence& shown);
+// evidence::summarize()'s document as the typed message: a null or absent field stays unset,
+// and a finding's comm_listed / exe_listed say whether its document names comm / exe at all.
+// The document's strings are valid UTF-8 (evidence::boundedText), as proto strings must be.
+bulkhead::v1::EvidenceSummary toEvidenceSummary(const nlohmann::json& summary);
 
 // Callbacks that fill `resp` with the result and finish `reactor` with the status. `resp` and
 // `reactor` belong to gRPC and stay valid until the Finish.

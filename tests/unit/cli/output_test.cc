@@ -140,6 +140,28 @@ TEST(JsonContract, OnlyTheSetMemberOfAOneofAppearsAndBytesAreBase64) {
   EXPECT_EQ(contractJson(chunk)["data"], "AP8=");
 }
 
+TEST(JsonContract, AnUnsetOptionalFieldIsNullASetOneItsValue) {
+  v1::EvidenceSummary::Finding finding;
+  finding.set_kind("hidden_process");
+  finding.set_pid(0);
+  finding.set_comm_listed(true);
+  nlohmann::json doc = contractJson(finding);
+  EXPECT_EQ(doc["pid"], 0);            // set, even to 0
+  EXPECT_TRUE(doc["comm"].is_null());  // unset: null, not ""
+  EXPECT_TRUE(doc["exe"].is_null());
+  EXPECT_EQ(doc["comm_listed"], true);
+  EXPECT_EQ(doc["exe_listed"], false);
+  EXPECT_EQ(doc["detail"], "");  // a plain proto3 string: its value, "" when unset
+
+  v1::ShowEvidenceResponse resp;
+  resp.mutable_summary()->set_host_id("web-03");
+  doc = contractJson(resp);
+  EXPECT_EQ(doc["summary"]["host_id"], "web-03");
+  EXPECT_TRUE(doc["summary"]["capture_id"].is_null());
+  EXPECT_TRUE(doc["summary"]["collected_at_unix_ms"].is_null());
+  EXPECT_EQ(doc["summary"]["kernel_tainted"], 0);
+}
+
 TEST(JsonContract, InvalidUtf8FromAHostIsReplacedNotFatal) {
   v1::HostActionResponse resp;
   resp.set_host_id("web-01");

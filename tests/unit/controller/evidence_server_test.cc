@@ -600,7 +600,8 @@ TEST_F(EvidenceServerTest, ShowIsForRespondersAndRecordedInCustody) {
   EXPECT_EQ(store_->listCustody(rec.evidence_id())->size(), 3u);
   grpc::Status s = show(Role::kResponder, &resp);
   if (s.ok()) {
-    EXPECT_FALSE(resp.summary_json().empty());
+    ASSERT_TRUE(resp.has_summary());
+    EXPECT_EQ(resp.summary().host_id(), "h1");
     ASSERT_EQ(resp.record().custody_size(), 4);
     EXPECT_EQ(resp.record().custody(3).action(), "show");
   } else {   // no summary could be made: no access recorded, the error names the bundle

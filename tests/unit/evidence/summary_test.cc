@@ -2,6 +2,7 @@
 // and a listener, logins, preload, hidden pid, a failed collector) and their rendering.
 #include "evidence/summary.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "evidence/bundle.h"
@@ -29,12 +30,11 @@ std::filesystem::path writeSyntheticBundle(const TempDir& dir) {
   auto add = [&](const std::string& path, const std::string& bytes) {
     EXPECT_TRUE((*w)->addBytes(path, bytes).ok()) << path;
   };
-  add("metadata.json",
-      json{{"capture_id", "cap-9"},
-           {"host_id", "web-03"},
-           {"collected_at_unix_ms", 1763917262000},
-           {"agent_pid", 900}}
-          .dump());
+  add("metadata.json", json{{"capture_id", "cap-9"},
+                            {"host_id", "web-03"},
+                            {"collected_at_unix_ms", 1763917262000},
+                            {"agent_pid", 900}}
+                           .dump());
   add("artifacts/processes.jsonl",
       lines({{{"pid", 1}, {"comm", "systemd"}, {"exe", "/usr/lib/systemd/systemd"}},
              {{"pid", 700}, {"comm", "sshd"}, {"exe", "/usr/sbin/sshd"}},
@@ -256,6 +256,223 @@ TEST(Summary, ListsAndTextsOfAHostileBundleAreBounded) {
   const std::string text = renderSummary(*s);
   EXPECT_EQ(text.find('\033'), std::string::npos);
   EXPECT_NE(text.find("400 more deleted executables"), std::string::npos) << text.substr(0, 400);
+}
+
+// The summary's document has one type per field whatever the members hold: text fields are
+// strings or null, integer fields int64 or null, counts unsigned, flags booleans.
+enum class Want { kText, kInt, kUnsigned, kBool, kString, kArray, kObject };
+
+void expectFields(const json& entry, const std::map<std::string, Want>& fields,
+                  const std::string& where) {
+  ASSERT_TRUE(entry.is_object()) << where << ": " << entry.dump();
+  for (const auto& [key, want] : fields) {
+    if (!entry.contains(key)) continue;  // presence is checked by the callers that rely on it
+    const json& v = entry[key];
+    switch (want) {
+      case Want::kText:
+        EXPECT_TRUE(v.is_string() || v.is_null()) << where << "." << key << ": " << v.dump();
+        break;
+      case Want::kInt:
+        EXPECT_TRUE(v.is_number_integer() || v.is_null())
+            << where << "." << key << ": " << v.dump();
+        break;
+      case Want::kUnsigned:
+        EXPECT_TRUE(v.is_number_unsigned()) << where << "." << key << ": " << v.dump();
+        break;
+      case Want::kBool:
+        EXPECT_TRUE(v.is_boolean()) << where << "." << key << ": " << v.dump();
+        break;
+      case Want::kString:
+        EXPECT_TRUE(v.is_string()) << where << "." << key << ": " << v.dump();
+        break;
+      case Want::kArray: EXPECT_TRUE(v.is_array()) << where << "." << key; break;
+      case Want::kObject: EXPECT_TRUE(v.is_object()) << where << "." << key; break;
+    }
+  }
+  for (const auto& item : entry.items()) {
+    EXPECT_TRUE(fields.count(item.key()) == 1) << where << ": unexpected key " << item.key();
+  }
+}
+
+void expectList(const json& s, const char* name, const std::map<std::string, Want>& fields) {
+  ASSERT_TRUE(s.contains(name) && s[name].is_array()) << name;
+  for (size_t i = 0; i < s[name].size(); ++i) {
+    expectFields(s[name][i], fields, fmt::format("{}[{}]", name, i));
+  }
+}
+
+// Checks the whole document against the fixed types (evidence/README.md, "Summary").
+void expectFixedTypes(const json& s) {
+  using W = Want;
+  expectFields(s,
+               {{"host_id", W::kText},
+                {"capture_id", W::kText},
+                {"collected_at_unix_ms", W::kInt},
+                {"findings", W::kArray},
+                {"deleted_executables", W::kArray},
+                {"remote_connections", W::kArray},
+                {"unexpected_listeners", W::kArray},
+                {"recent_logins", W::kArray},
+                {"failed_logins", W::kObject},
+                {"preload", W::kArray},
+                {"hidden_pids", W::kArray},
+                {"kernel_tainted", W::kUnsigned},
+                {"collectors", W::kObject},
+                {"unreadable_lines", W::kUnsigned},
+                {"omitted", W::kObject}},
+               "summary");
+  for (const char* key :
+       {"host_id", "capture_id", "collected_at_unix_ms", "kernel_tainted", "unreadable_lines"}) {
+    EXPECT_TRUE(s.contains(key)) << key;
+  }
+  expectList(s, "findings",
+             {{"kind", W::kString},
+              {"severity", W::kString},
+              {"pid", W::kInt},
+              {"comm", W::kText},
+              {"exe", W::kText},
+              {"detail", W::kString}});
+  for (const auto& f : s["findings"]) EXPECT_FALSE(f.contains("pid") && f["pid"].is_null());
+  expectList(s, "deleted_executables",
+             {{"pid", W::kInt},
+              {"comm", W::kText},
+              {"exe", W::kText},
+              {"exe_sha256", W::kText},
+              {"recovered", W::kText},
+              {"memfd", W::kBool}});
+  expectList(s, "remote_connections",
+             {{"pid", W::kInt},
+              {"comm", W::kText},
+              {"exe", W::kText},
+              {"protocol", W::kString},
+              {"local", W::kString},
+              {"remote", W::kString},
+              {"state", W::kString},
+              {"note", W::kString}});
+  expectList(s, "unexpected_listeners",
+             {{"pid", W::kInt},
+              {"comm", W::kText},
+              {"exe", W::kText},
+              {"protocol", W::kString},
+              {"local", W::kString},
+              {"why", W::kString}});
+  expectList(s, "recent_logins",
+             {{"user", W::kText},
+              {"from", W::kText},
+              {"line", W::kText},
+              {"at_unix_ms", W::kInt},
+              {"current", W::kBool}});
+  expectFields(s["failed_logins"], {{"count", W::kUnsigned}, {"top_sources", W::kArray}},
+               "failed_logins");
+  expectList(s["failed_logins"], "top_sources", {{"from", W::kString}, {"count", W::kUnsigned}});
+  expectList(s, "preload", {{"source", W::kText}, {"entry", W::kText}});
+  expectList(s, "hidden_pids", {{"pid", W::kInt}, {"comm", W::kText}});
+  expectFields(s["collectors"], {{"ok", W::kUnsigned}, {"failed", W::kArray}}, "collectors");
+  expectList(s["collectors"], "failed",
+             {{"collector", W::kText}, {"status", W::kText}, {"error", W::kText}});
+  if (s.contains("omitted")) {
+    ASSERT_TRUE(s["omitted"].is_object());
+    for (const auto& item : s["omitted"].items()) {
+      EXPECT_TRUE(item.value().is_number_unsigned()) << item.key();
+    }
+  }
+}
+
+// Members whose fields have the wrong types: every field of the summary still has its type.
+TEST(Summary, FieldsHaveOneTypeWhateverTheMembersHold) {
+  const json odd_values[] = {5,
+                             1.5,
+                             -3,
+                             true,
+                             nullptr,
+                             json::array({1, "x"}),
+                             json{{"nested", 1}},
+                             "text",
+                             18446744073709551615ULL};
+  for (const json& odd : odd_values) {
+    SCOPED_TRACE(odd.dump());
+    std::map<std::string, std::string> members;
+    members["metadata.json"] = json{
+        {"host_id", odd},
+        {"capture_id", odd},
+        {"collected_at_unix_ms", odd},
+        {"agent_pid", odd}}.dump();
+    members["artifacts/processes.jsonl"] =
+        lines({{{"pid", 10},
+                {"comm", odd},
+                {"exe", odd},
+                {"exe_deleted", true},
+                {"exe_memfd", odd},
+                {"exe_sha256", odd},
+                {"recovered", odd}},
+               {{"pid", odd}, {"comm", odd}, {"exe_deleted", true}}});
+    members["artifacts/sockets.jsonl"] = lines({{{"family", "inet"},
+                                                 {"protocol", "tcp"},
+                                                 {"state", "established"},
+                                                 {"local_address", "10.0.0.5"},
+                                                 {"local_port", odd},
+                                                 {"remote_address", "192.0.2.1"},
+                                                 {"remote_port", odd},
+                                                 {"pids", json::array({10, odd, 11})}},
+                                                {{"family", "inet"},
+                                                 {"protocol", "tcp"},
+                                                 {"state", "listen"},
+                                                 {"local_address", "0.0.0.0"},
+                                                 {"local_port", 4444},
+                                                 {"pids", odd}}});
+    const json login = {{"type", "user_process"}, {"user", odd},      {"line", odd}, {"host", odd},
+                        {"address", odd},         {"at_unix_ms", odd}};
+    members["artifacts/utmp.jsonl"] = lines({login});
+    members["artifacts/wtmp.jsonl"] = lines({login, json{{"type", "user_process"}}});
+    members["artifacts/btmp.jsonl"] = lines({{{"host", odd}}, json::object()});
+    members["artifacts/preload.jsonl"] = lines({{{"source", odd}, {"entry", odd}}});
+    members["artifacts/kernel.json"] = json{{"tainted", odd}}.dump();
+    members["artifacts/hidden_pids.jsonl"] = lines({{{"pid", odd}, {"comm", odd}}});
+    members["collection-log.jsonl"] =
+        lines({{{"collector", odd}, {"status", odd}, {"error", odd}}, json::object()});
+    json s;
+    ASSERT_NO_THROW(s = summarizeMembers(members));
+    expectFixedTypes(s);
+    EXPECT_FALSE(s["findings"].empty());
+    EXPECT_FALSE(s["hidden_pids"].empty());
+    EXPECT_FALSE(s["recent_logins"].empty());
+    ASSERT_NO_THROW((void)renderSummary(s));
+  }
+}
+
+// Members missing, empty, or with records that have no fields at all.
+TEST(Summary, MissingMembersAndFieldsKeepTheTypes) {
+  expectFixedTypes(summarizeMembers({}));
+  std::map<std::string, std::string> members;
+  for (const char* path :
+       {"artifacts/processes.jsonl", "artifacts/sockets.jsonl", "artifacts/utmp.jsonl",
+        "artifacts/wtmp.jsonl", "artifacts/btmp.jsonl", "artifacts/preload.jsonl",
+        "artifacts/hidden_pids.jsonl", "collection-log.jsonl"}) {
+    members[path] = "{}\n[]\n";
+  }
+  members["metadata.json"] = "[]";
+  members["artifacts/kernel.json"] = "{}";
+  const json s = summarizeMembers(members);
+  expectFixedTypes(s);
+  EXPECT_TRUE(s["host_id"].is_null());
+  EXPECT_TRUE(s["collected_at_unix_ms"].is_null());
+  EXPECT_EQ(s["kernel_tainted"], 0);
+  ASSERT_EQ(s["hidden_pids"].size(), 1u);
+  EXPECT_TRUE(s["hidden_pids"][0]["pid"].is_null());
+  ASSERT_EQ(s["preload"].size(), 1u);
+  EXPECT_TRUE(s["preload"][0]["entry"].is_null());
+  ASSERT_EQ(s["collectors"]["failed"].size(), 1u);
+  EXPECT_TRUE(s["collectors"]["failed"][0]["status"].is_null());
+  EXPECT_EQ(s["failed_logins"]["count"], 1);
+  EXPECT_EQ(s["unreadable_lines"], 8);  // the "[]" lines
+}
+
+// The synthetic bundle's document has the fixed types too.
+TEST(Summary, ASummaryOfARealisticBundleHasTheFixedTypes) {
+  TempDir dir;
+  auto s = summarize(writeSyntheticBundle(dir));
+  ASSERT_TRUE(s.ok()) << s.status();
+  expectFixedTypes(*s);
 }
 
 }  // namespace
