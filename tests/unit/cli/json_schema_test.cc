@@ -26,7 +26,8 @@ std::vector<const google::protobuf::Descriptor*> printedMessages() {
           v1::HostActionResponse::descriptor(),   v1::ListEvidenceResponse::descriptor(),
           v1::EvidenceRecord::descriptor(),       v1::VerifyEvidenceResponse::descriptor(),
           v1::ShowEvidenceResponse::descriptor(), v1::ListAuditResponse::descriptor(),
-          v1::VerifyAuditResponse::descriptor()};
+          v1::VerifyAuditResponse::descriptor(),  v1::SubmitSignalResponse::descriptor(),
+          v1::ListSignalsResponse::descriptor()};
 }
 
 std::string schemaFileOf(const std::string& command) {
