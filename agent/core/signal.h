@@ -26,7 +26,7 @@
 
 namespace bulkhead::agent {
 
-inline constexpr size_t kMaxSignalRequestBytes = 64 * 1024;
+inline constexpr size_t kMaxSignalRequestBytes = size_t{64} * 1024;
 // Limits of signals.proto; the controller refuses a signal over them.
 inline constexpr int kMaxSignalAddresses = 64;
 inline constexpr size_t kMaxSignalRuleBytes = 256;

@@ -25,7 +25,7 @@
 namespace bulkhead::agent {
 
 // Largest message read from wazuh-execd (an alert carries its full log line).
-inline constexpr size_t kMaxWazuhMessageBytes = 256 * 1024;
+inline constexpr size_t kMaxWazuhMessageBytes = size_t{256} * 1024;
 
 struct WazuhMessage {
   int format = 4;               // 4 or 5

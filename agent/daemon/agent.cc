@@ -661,7 +661,7 @@ StepOutcome signalSocketStep(DaemonState& d, Teardown& teardown) {
       [daemon = d.daemon.get()](const v1::AgentMessage& m) { return daemon->trySend(m); });
   auto server = SignalSocketServer::create(
       d.config.state_dir / "signal.sock",
-      [f = d.signal_forwarder.get()](std::string line, SignalSocketServer::Reply reply) {
+      [f = d.signal_forwarder.get()](const std::string& line, SignalSocketServer::Reply reply) {
         f->handleRequestLine(line, nowUnixMs(), std::move(reply));
       });
   if (!server.ok()) {

@@ -93,7 +93,7 @@ int runWazuh(const ReportCommand& c, const ReportIo& io) {
   }
   if (needsCheckKeys(*message)) {
     io.out(checkKeysMessage(*message));
-    auto answer = io.read_line(64 * 1024, kWazuhReadTimeout);
+    auto answer = io.read_line(size_t{64} * 1024, kWazuhReadTimeout);
     if (!answer.ok() || !answer->has_value()) {
       io.err(fmt::format("wazuh-active-response: no answer to check_keys: {}",
                          answer.ok() ? "end of input" : std::string(answer.status().message())));

@@ -64,10 +64,10 @@ void SignalForwarder::submit(v1::Signal signal, std::chrono::milliseconds timeou
   if (!connected_) return;  // onConnected sends it
   p.sent = true;
   lock.unlock();
-  sendNow(id, std::move(message));
+  sendNow(id, message);
 }
 
-void SignalForwarder::sendNow(uint64_t id, AgentMessage message) {
+void SignalForwarder::sendNow(uint64_t id, const AgentMessage& message) {
   for (;;) {
     uint64_t epoch = 0;
     {
@@ -101,7 +101,7 @@ void SignalForwarder::handleRequestLine(const std::string& line, int64_t now_uni
     request->signal.set_idempotency_key(defaultIdempotencyKey(request->signal, minute));
   }
   submit(std::move(request->signal), request->timeout,
-         [reply = std::move(reply)](SignalResponse r) { reply(encodeSignalResponse(r)); });
+         [reply = std::move(reply)](const SignalResponse& r) { reply(encodeSignalResponse(r)); });
 }
 
 void SignalForwarder::onConnected() {
@@ -116,7 +116,7 @@ void SignalForwarder::onConnected() {
       to_send.emplace_back(id, p.message);
     }
   }
-  for (auto& [id, m] : to_send) sendNow(id, std::move(m));
+  for (const auto& [id, m] : to_send) sendNow(id, m);
 }
 
 void SignalForwarder::onReceipt(const v1::SignalReceipt& receipt) {

@@ -67,7 +67,7 @@ class SignalForwarder {
     TimerQueue::Id timer = 0;
     bool sent = false;
   };
-  void sendNow(uint64_t id, bulkhead::v1::AgentMessage message);
+  void sendNow(uint64_t id, const bulkhead::v1::AgentMessage& message);
   void expire(uint64_t id);
 
   TimerQueue* timers_;

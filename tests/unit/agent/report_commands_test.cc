@@ -57,7 +57,7 @@ class FakeIo {
   std::string out, err;
 };
 
-ReportCommand command(std::vector<std::string> args) {
+ReportCommand command(const std::vector<std::string>& args) {
   auto c = parseReportCommand(args);
   EXPECT_TRUE(c.ok()) << c.status();
   return *c;

@@ -93,8 +93,8 @@ TEST(SignalArgs, BadInputNamesTheField) {
 TEST(SignalArgs, TooManyAddresses) {
   std::vector<std::string> args = {"signal", "--source", "sshguard", "--rule", "sshguard"};
   for (int i = 0; i < 65; ++i) {
-    args.push_back("--ip");
-    args.push_back("198.51.100." + std::to_string(i));
+    args.emplace_back("--ip");
+    args.emplace_back("198.51.100." + std::to_string(i));
   }
   auto r = parseReportCommand(args);
   ASSERT_FALSE(r.ok());

@@ -63,10 +63,10 @@ class FakeController final : public v1::AgentChannel::CallbackService {
         maybeFinishLocked(grpc::Status::OK);
         return;
       }
-      Answer answer;
+      Answer mode;
       {
         std::lock_guard<std::mutex> flock(f_->mu);
-        answer = f_->answer;
+        mode = f_->answer;
         if (in_.has_signal()) f_->reports.push_back(in_.signal());
         f_->cv.notify_all();
       }
@@ -78,7 +78,7 @@ class FakeController final : public v1::AgentChannel::CallbackService {
       } else if (in_.has_signal()) {
         ControllerMessage r;
         r.mutable_signal_receipt()->set_report_id(in_.signal().report_id());
-        switch (answer) {
+        switch (mode) {
           case Answer::kReceipt:
             r.mutable_signal_receipt()->set_signal_id("sig-" +
                                                       std::to_string(in_.signal().report_id()));
@@ -155,9 +155,9 @@ class RoutingHandler final : public SessionHandler {
   }
   void onConnected(const v1::Welcome&) override {
     (*forwarder_)->onConnected();
-    std::lock_guard<std::mutex> lock(mu);
-    ++connects;
-    cv.notify_all();
+    std::lock_guard<std::mutex> lock(mu_);
+    ++connects_;
+    cv_.notify_all();
   }
   void onMessage(const ControllerMessage& m) override {
     if (m.has_signal_receipt()) (*forwarder_)->onReceipt(m.signal_receipt());
@@ -166,15 +166,15 @@ class RoutingHandler final : public SessionHandler {
     (*forwarder_)->onDisconnected(reason);
   }
   bool waitConnected(int n) {
-    std::unique_lock<std::mutex> lock(mu);
-    return cv.wait_for(lock, 5s, [&] { return connects >= n; });
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, 5s, [&] { return connects_ >= n; });
   }
 
  private:
   SignalForwarder** forwarder_;
-  std::mutex mu;
-  std::condition_variable cv;
-  int connects = 0;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int connects_ = 0;
 };
 
 class SignalForwardingTest : public ::testing::Test {
@@ -239,7 +239,7 @@ class SignalForwardingTest : public ::testing::Test {
     o.allowed_uid = o.allowed_uid == 0 ? ::getuid() : o.allowed_uid;
     auto s = SignalSocketServer::create(
         socketPath(),
-        [this](std::string line, SignalSocketServer::Reply reply) {
+        [this](const std::string& line, SignalSocketServer::Reply reply) {
           forwarder_->handleRequestLine(line, 1'700'000'000'000, std::move(reply));
         },
         o);
@@ -257,7 +257,8 @@ class SignalForwardingTest : public ::testing::Test {
   }
   // One exchange on the socket, as `bulkhead-agent signal` does it.
   SignalResponse send(std::chrono::milliseconds timeout, v1::Signal s = signal()) {
-    auto line = exchangeSignalSocket(socketPath(), encodeSignalRequest({s, timeout}), timeout + 2s);
+    auto line = exchangeSignalSocket(socketPath(), encodeSignalRequest({std::move(s), timeout}),
+                                     timeout + 2s);
     EXPECT_TRUE(line.ok()) << line.status();
     if (!line.ok()) return {};
     auto r = decodeSignalResponse(*line);
@@ -422,7 +423,7 @@ class SignalSocketTest : public ::testing::Test {
         dir_ / "signal.sock",
         [this](std::string line, SignalSocketServer::Reply reply) {
           std::lock_guard<std::mutex> lock(mu_);
-          lines_.push_back(line);
+          lines_.push_back(std::move(line));
           held_.push_back(std::move(reply));
           cv_.notify_all();
         },
