@@ -64,7 +64,9 @@ std::string agentUsage() {
   ss << "usage:\n"
         "  bulkhead-agent --controller ADDR:PORT --identity DIR --state-dir DIR [--label k=v]...\n"
         "  bulkhead-agent --restore --state-dir DIR     apply the persisted state and exit\n"
-        "  bulkhead-agent status --state-dir DIR        print the running agent's status\n\n"
+        "  bulkhead-agent status --state-dir DIR        print the running agent's status\n"
+        "  bulkhead-agent signal|wazuh-active-response|sshguard-backend ... --help\n"
+        "                                               report detections (see their --help)\n\n"
      << options();
   return ss.str();
 }

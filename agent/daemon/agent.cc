@@ -29,6 +29,7 @@
 #include "agent/daemon/process_actions.h"
 #include "agent/daemon/reconcile_worker.h"
 #include "agent/daemon/reconciler.h"
+#include "agent/daemon/report_commands.h"
 #include "agent/daemon/steps.h"
 #include "agent/linux/host_facts.h"
 #include "agent/linux/netns_guard.h"
@@ -36,9 +37,11 @@
 #include "agent/linux/process_killer.h"
 #include "agent/linux/sock_diag_flow_killer.h"
 #include "agent/linux/tamper_watch.h"
+#include "agent/linux/signal_socket.h"
 #include "agent/linux/status_socket.h"
 #include "agent/rpc/controller_session.h"
 #include "agent/rpc/evidence_uploader.h"
+#include "agent/rpc/signal_forwarder.h"
 #include "agent/rpc/timer_queue.h"
 #include "common/format.h"
 #include "common/logging.h"
@@ -242,6 +245,15 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
   // Evidence captures: read-only, so allowed where enforcement is not. Null until the
   // controller is pinned (no command can arrive before) and after the session stopped.
   void setCaptureWorker(CaptureWorker* worker) { capture_worker_.store(worker); }
+  // Local tools' signals: told about the stream's ups and downs and given its receipts. Null
+  // before the signal socket exists and after it is gone.
+  void setSignalForwarder(SignalForwarder* forwarder) { signals_.store(forwarder); }
+
+  // On the Connect stream if it is up; false otherwise (nothing queued).
+  bool trySend(const v1::AgentMessage& m) {
+    ControllerSession* s = session_.load();
+    return s != nullptr && s->send(m);
+  }
 
   // Best effort on the Connect stream (progress, results); dropped when not connected.
   void sendMessage(const v1::AgentMessage& m) { send(m); }
@@ -288,10 +300,13 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
                  host_id_, w.heartbeat_interval_ms());
     last_warned_reason_.clear();
     if (CaptureWorker* cw = capture_worker_.load()) cw->retryPending();
+    if (SignalForwarder* f = signals_.load()) f->onConnected();
   }
 
   void onMessage(const v1::ControllerMessage& m) override {
-    if (m.has_desired_state()) {
+    if (m.has_signal_receipt()) {
+      if (SignalForwarder* f = signals_.load()) f->onReceipt(m.signal_receipt());
+    } else if (m.has_desired_state()) {
       spdlog::debug("desired state generation {} received", m.desired_state().generation());
       worker_->desiredState(m.desired_state());
     } else if (m.has_command()) {
@@ -346,6 +361,7 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
 
   void onDisconnected(const std::string& reason, bool was_connected,
                       std::chrono::milliseconds retry_in) override {
+    if (SignalForwarder* f = signals_.load()) f->onDisconnected(reason);
     board_->update([&](AgentStatus& s) {
       s.connected = false;
       s.last_connect_error = reason;
@@ -417,6 +433,7 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
   std::string actions_refusal_;
   std::atomic<ControllerSession*> session_{nullptr};
   std::atomic<CaptureWorker*> capture_worker_{nullptr};
+  std::atomic<SignalForwarder*> signals_{nullptr};
   // Touched only from onConnected/onDisconnected, which the session serialises.
   std::string last_warned_reason_;
   std::chrono::steady_clock::time_point last_warned_at_{};
@@ -498,6 +515,9 @@ struct DaemonState {
   std::unique_ptr<ProcessActions> process_actions;
   std::unique_ptr<ProcessActionWorker> action_worker;
   std::unique_ptr<NetlinkTamperWatch> watch;
+  std::unique_ptr<TimerQueue> signal_timers;
+  std::unique_ptr<SignalForwarder> signal_forwarder;
+  std::unique_ptr<SignalSocketServer> signal_server;
   std::random_device rd;
   PinnedController pin;
   SessionOptions session_options;
@@ -627,6 +647,37 @@ StepOutcome restoreStep(DaemonState& d, Teardown& teardown) {
     } else {
       spdlog::info("no persisted desired state: nothing to enforce yet");
     }
+  });
+  return StepOutcome::next();
+}
+
+// STATE_DIR/signal.sock: local detection tools report through it (agent/core/signal.h). Up
+// before the controller is reached: a signal sent meanwhile waits for the stream (up to its
+// timeout) instead of finding no agent.
+StepOutcome signalSocketStep(DaemonState& d, Teardown& teardown) {
+  d.signal_timers = std::make_unique<TimerQueue>();
+  d.signal_forwarder = std::make_unique<SignalForwarder>(
+      d.signal_timers.get(),
+      [daemon = d.daemon.get()](const v1::AgentMessage& m) { return daemon->trySend(m); });
+  auto server = SignalSocketServer::create(
+      d.config.state_dir / "signal.sock",
+      [f = d.signal_forwarder.get()](const std::string& line, SignalSocketServer::Reply reply) {
+        f->handleRequestLine(line, nowUnixMs(), std::move(reply));
+      });
+  if (!server.ok()) {
+    d.signal_forwarder.reset();
+    d.signal_timers.reset();
+    printError(fmt::format("--state-dir: {}", server.status()));
+    return StepOutcome::exit(kExitUsage);
+  }
+  d.signal_server = *std::move(server);
+  d.daemon->setSignalForwarder(d.signal_forwarder.get());
+  // No new request once the server is gone; waiting ones are answered "not delivered".
+  teardown.add("signal socket", [&d] {
+    d.signal_server.reset();
+    d.daemon->setSignalForwarder(nullptr);
+    d.signal_forwarder.reset();
+    d.signal_timers.reset();
   });
   return StepOutcome::next();
 }
@@ -817,6 +868,7 @@ int runDaemon(const AgentConfig& config) {
                        step("network namespace", netnsStep),
                        step("status socket", statusSocketStep),
                        step("restore", restoreStep),
+                       step("signal socket", signalSocketStep),
                        step("process actions", processActionsStep),
                        step("tamper watch", tamperWatchStep),
                        step("pin controller", pinStep),
@@ -832,6 +884,21 @@ int runDaemon(const AgentConfig& config) {
 }  // namespace
 
 int agentMain(const std::vector<std::string>& args) {
+  // The reporting subcommands run under fail2ban, wazuh-execd or sshguard, which stop them
+  // with SIGTERM: the daemon's signal mask is not theirs.
+  if (!args.empty() && isReportSubcommand(args.front())) {
+    ::signal(SIGPIPE, SIG_IGN);
+    auto command = parseReportCommand(args);
+    if (!command.ok()) {
+      printError(fmt::format("{}", command.status().message()));
+      return kExitUsage;
+    }
+    if (command->help) {
+      std::cout << "usage:\n" << reportUsage();
+      return kExitOk;
+    }
+    return runReportCommand(*command, processReportIo(command->state_dir));
+  }
   // Before any thread exists: stop signals are received synchronously, SIGPIPE is ignored.
   sigset_t set = stopSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);

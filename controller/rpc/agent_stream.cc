@@ -163,7 +163,8 @@ void AgentStream::OnReadDone(bool ok) {
       return;
     }
   } else {
-    fleet_->onMessage(*this, in_);
+    if (in_.has_signal()) onSignal(in_.signal());
+    fleet_->onMessage(*this, in_);  // a signal, too, counts as a sign of life
   }
   {
     std::lock_guard lock(mu_);
@@ -171,6 +172,63 @@ void AgentStream::OnReadDone(bool ok) {
   }
   operationStarts(&in_);
   StartRead(&in_);
+}
+
+std::string checkForwardedSignal(const v1::Signal& signal) {
+  if (signal.addresses_size() > kMaxSignalAddresses) {
+    return fmt::format("signal.addresses: {} addresses, at most {}", signal.addresses_size(),
+                       kMaxSignalAddresses);
+  }
+  if (signal.rule().size() > kMaxSignalRuleBytes) {
+    return fmt::format("signal.rule: {} bytes, at most {}", signal.rule().size(),
+                       kMaxSignalRuleBytes);
+  }
+  if (signal.labels_size() > kMaxSignalLabels) {
+    return fmt::format("signal.labels: {} labels, at most {}", signal.labels_size(),
+                       kMaxSignalLabels);
+  }
+  return "";
+}
+
+void AgentStream::onSignal(const v1::SignalReport& report) {
+  const uint64_t report_id = report.report_id();
+  auto refuse = [this, report_id](std::string error) {
+    spdlog::warn("host {}: signal report {} refused: {}", host_id_, report_id, error);
+    ControllerMessage m;
+    m.mutable_signal_receipt()->set_report_id(report_id);
+    m.mutable_signal_receipt()->set_error(std::move(error));
+    send(std::move(m));
+  };
+  SignalIntake* intake = fleet_->signals();
+  if (intake == nullptr) return refuse("signals are not enabled on this controller");
+  if (std::string why = checkForwardedSignal(report.signal()); !why.empty()) {
+    return refuse(std::move(why));
+  }
+  if (signals_in_flight_.fetch_add(1) >= kMaxSignalsInFlight) {
+    signals_in_flight_.fetch_sub(1);
+    return refuse(fmt::format("too many signals in flight on this stream (at most {}); retry",
+                              kMaxSignalsInFlight));
+  }
+  v1::Signal signal = report.signal();
+  signal.set_host(host_id_);  // the certificate's host, whatever the agent claimed
+  SignalDelivery from{fmt::format("host:{}", host_id_), host_id_};
+  // `done` may run inline (on this reaction) or later on any thread, even after OnDone: the
+  // shared_ptr keeps the stream alive, and send() drops the receipt once the stream finishes.
+  intake->submit(std::move(from), std::move(signal),
+                 [self = shared_from_this(), report_id](absl::StatusOr<SignalOutcome> outcome) {
+                   ControllerMessage m;
+                   auto* receipt = m.mutable_signal_receipt();
+                   receipt->set_report_id(report_id);
+                   if (outcome.ok()) {
+                     receipt->set_signal_id(outcome->signal_id);
+                     receipt->set_disposition(outcome->disposition);
+                   } else {
+                     std::string error(outcome.status().message());
+                     receipt->set_error(error.empty() ? outcome.status().ToString() : error);
+                   }
+                   self->signals_in_flight_.fetch_sub(1);
+                   self->send(std::move(m));
+                 });
 }
 
 void AgentStream::OnCancel() {

@@ -11,6 +11,7 @@
 // gRPC never touches it after OnDone.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -27,6 +28,19 @@ class Fleet;
 
 // Messages queued for one stream beyond which the agent is considered stuck.
 inline constexpr size_t kMaxQueuedMessages = 1024;
+
+// Limits on a SignalReport, checked before the signal reaches the SignalIntake; a report over
+// them is answered with an error receipt (nothing recorded). signals.proto states the first
+// three.
+inline constexpr int kMaxSignalAddresses = 64;
+inline constexpr size_t kMaxSignalRuleBytes = 256;
+inline constexpr int kMaxSignalLabels = 64;
+// Signals of one stream submitted and not yet answered by the intake; one more is refused
+// with an error receipt (the agent's local tool may retry).
+inline constexpr int kMaxSignalsInFlight = 64;
+
+// The one-line reason a forwarded signal is refused before the intake sees it, or empty.
+std::string checkForwardedSignal(const bulkhead::v1::Signal& signal);
 
 class AgentStream final
     : public grpc::ServerBidiReactor<bulkhead::v1::AgentMessage, bulkhead::v1::ControllerMessage>,
@@ -65,6 +79,9 @@ class AgentStream final
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
   void OnDone() override;
+  // A SignalReport (read side): submits it to the Fleet's SignalIntake and answers with a
+  // SignalReceipt of the same report_id, queued like any other write, once the intake is done.
+  void onSignal(const bulkhead::v1::SignalReport& report);
 
   Fleet* const fleet_;
   grpc::CallbackServerContext* const ctx_;
@@ -76,6 +93,7 @@ class AgentStream final
   uint64_t session_ = 0;
   bool hello_seen_ = false; // read side only
   bulkhead::v1::AgentMessage in_;
+  std::atomic<int> signals_in_flight_{0};
 
   std::mutex mu_;
   std::deque<bulkhead::v1::ControllerMessage> queue_;   // front is being written if writing_

@@ -30,6 +30,7 @@
 #include "controller/rpc/peer_gate.h"
 #include "controller/service/fleet_control.h"
 #include "controller/service/host_directory.h"
+#include "controller/service/signal_intake.h"
 #include "controller/store/store.h"
 
 namespace bulkhead::controller {
@@ -40,6 +41,9 @@ struct FleetOptions {
   std::chrono::milliseconds heartbeat_interval{5000};
   std::chrono::milliseconds heartbeat_timeout{15000};
   PeerGate* gate = nullptr;   // not owned; nullptr: no revocation, no expiry warnings
+  // Where signals that agents forward (AgentMessage.signal) go. Not owned; must outlive the
+  // server. nullptr: every SignalReport is answered with an error receipt.
+  SignalIntake* signals = nullptr;
 };
 
 class Fleet final : public FleetControl, public HostDirectory {
@@ -74,6 +78,7 @@ class Fleet final : public FleetControl, public HostDirectory {
   // host ids whose streams were ended.
   std::vector<std::string> closeRevokedStreams();
   PeerGate* gate() const { return options_.gate; }
+  SignalIntake* signals() const { return options_.signals; }
 
   // --- containment (FleetControl; called from the controller's containment thread) ---
   void setOpReadyHandler(std::function<void(std::shared_ptr<PendingOp>)> handler) override;
