@@ -30,7 +30,11 @@ class ControllerServer::AgentChannelService final
 
 ControllerServer::ControllerServer(const Clock& clock, Store& store, ServerOptions options)
     : options_(std::move(options)),
-      fleet_(clock, store, options_.fleet),
+      fleet_(clock, store, [this] {
+        FleetOptions fleet = options_.fleet;
+        if (fleet.signals == nullptr) fleet.signals = &agent_signals_;
+        return fleet;
+      }()),
       names_(clock, options_.policies != nullptr ? *options_.policies : default_policies_,
              options_.resolver != nullptr ? *options_.resolver : default_resolver_, options_.names),
       containment_(clock, store, fleet_,
@@ -53,6 +57,7 @@ ControllerServer::ControllerServer(const Clock& clock, Store& store, ServerOptio
   signal_options.blocks.confirm_prefix_v6 = options_.containment.block_confirm_prefix_v6;
   signals_ = std::make_unique<SignalService>(clock, store, fleet_, *actuator_,
                                              std::move(signal_options));
+  agent_signals_.target = signals_.get();
   agent_service_ = std::make_unique<AgentChannelService>(&fleet_, &evidence_);
   operator_service_ = std::make_unique<OperatorService>(
       clock, store, fleet_, containment_, *host_operations_, *evidence_service_, *signals_,

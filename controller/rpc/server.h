@@ -64,9 +64,23 @@ class ControllerServer {
 
  private:
   class AgentChannelService;
+  // The fleet's SignalIntake: forwards to signals_, which is built after the fleet (it acts
+  // through services that use the fleet). Pointed at it in the constructor, before serving.
+  class LateSignalIntake final : public SignalIntake {
+   public:
+    void submit(SignalDelivery from, bulkhead::v1::Signal signal, SignalDone done) override {
+      if (target == nullptr) {
+        done(absl::UnavailableError("signals are not enabled on this controller"));
+        return;
+      }
+      target->submit(std::move(from), std::move(signal), std::move(done));
+    }
+    SignalIntake* target = nullptr;
+  };
   ControllerServer(const Clock& clock, Store& store, ServerOptions options);
 
   ServerOptions options_;
+  LateSignalIntake agent_signals_;
   Fleet fleet_;
   Policies default_policies_{std::string()};
   GetaddrinfoResolver default_resolver_;

@@ -169,13 +169,29 @@ TEST_F(AgentSignalTest, AnswerAfterTheStreamEndedIsDropped) {
   EXPECT_EQ(receipt(*b).report_id(), 6u);
 }
 
-TEST_F(ServerTest, SignalsWithoutAnIntakeAreRefusedWithAReceipt) {
+TEST_F(ServerTest, TheServersOwnSignalServiceRecordsAnAgentsSignal) {
+  // No intake in the options: the server wires its SignalService (no playbooks here).
   auto a = online("web-01");
   ASSERT_TRUE(a->write(report(9)));
   v1::ControllerMessage m;
   ASSERT_TRUE(a->readUntil(v1::ControllerMessage::kSignalReceipt, &m));
   EXPECT_EQ(m.signal_receipt().report_id(), 9u);
-  EXPECT_EQ(m.signal_receipt().error(), "signals are not enabled on this controller");
+  EXPECT_EQ(m.signal_receipt().error(), "");
+  EXPECT_EQ(m.signal_receipt().disposition(), v1::SIGNAL_DISPOSITION_NO_MATCH);
+  ASSERT_FALSE(m.signal_receipt().signal_id().empty());
+  auto rows = store_->listSignals(0, 10);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 1u);
+  const v1::SignalRecord& r = (*rows)[0].record;
+  EXPECT_EQ(r.signal_id(), m.signal_receipt().signal_id());
+  EXPECT_EQ(r.delivered_by(), "host:web-01");
+  EXPECT_EQ(r.signal().host(), "web-01");  // from the certificate
+  // The same report again is a duplicate of the first, nothing recorded twice.
+  ASSERT_TRUE(a->write(report(10)));
+  ASSERT_TRUE(a->readUntil(v1::ControllerMessage::kSignalReceipt, &m));
+  EXPECT_EQ(m.signal_receipt().disposition(), v1::SIGNAL_DISPOSITION_DUPLICATE);
+  EXPECT_EQ(m.signal_receipt().signal_id(), r.signal_id());
+  EXPECT_EQ(store_->listSignals(0, 10)->size(), 1u);
   // The stream stays up.
   ASSERT_TRUE(a->heartbeat());
   EXPECT_TRUE(listedOnline("web-01"));
