@@ -273,6 +273,13 @@ Decision PlaybookEngine::preview(const v1::Signal& signal, const std::string& re
   return copy.evaluate(signal, reporting_host, fleet, now, /*count=*/false);
 }
 
+PlaybookEngine::Rates PlaybookEngine::rates() const { return Rates{global_, per_playbook_}; }
+
+void PlaybookEngine::restoreRates(Rates rates) {
+  global_ = std::move(rates.global);
+  per_playbook_ = std::move(rates.per_playbook);
+}
+
 bool PlaybookEngine::admit(Window& window, uint32_t limit,
                            std::chrono::steady_clock::time_point now, bool count) {
   while (!window.starts.empty() && now - window.starts.front() >= kWindow) {

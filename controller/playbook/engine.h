@@ -115,6 +115,12 @@ class PlaybookEngine {
   Decision preview(const bulkhead::v1::Signal& signal, const std::string& reporting_host,
                    const FleetView& fleet, std::chrono::steady_clock::time_point now) const;
 
+  // The rate caps' windows, to put back with restoreRates() when what decide() started could
+  // not happen after all (the signal was not recorded): a failed signal takes no room.
+  struct Rates;
+  Rates rates() const;
+  void restoreRates(Rates rates);
+
   // Replaces playbooks and guardrails (a reload); the rate windows stay.
   void replace(PlaybookSet playbooks, AutomationGuardrails guardrails);
 
@@ -137,6 +143,12 @@ class PlaybookEngine {
   AutomationGuardrails guardrails_;
   Window global_;
   std::map<std::string, Window> per_playbook_;
+
+ public:
+  struct Rates {
+    Window global;
+    std::map<std::string, Window> per_playbook;
+  };
 };
 
 }  // namespace bulkhead::controller

@@ -153,7 +153,8 @@ void SignalService::submitAsOperator(const Caller& caller, v1::Signal signal, Si
 void SignalService::submit(SignalDelivery from, v1::Signal signal, SignalDone done) {
   if (!from.reporting_host.empty()) signal.set_host(from.reporting_host);
   if (absl::Status valid = validateSignal(signal); !valid.ok()) {
-    done(recordCall(store_, clock_, from.delivered_by, auditAction(OperatorAction::kSubmitSignal), describe(signal), "", valid));
+    done(recordCall(store_, clock_, from.delivered_by, auditAction(OperatorAction::kSubmitSignal),
+                    describe(signal), "", valid));
     return;
   }
   auto shared = std::make_shared<SignalDone>(std::move(done));
@@ -176,8 +177,9 @@ void SignalService::process(const SignalDelivery& from, v1::Signal signal, Signa
   auto earlier = store_.findSignal(key, dedupe_since);
   if (earlier.ok() && earlier->has_value()) {
     const std::string& first_id = (*earlier)->record.signal_id();
-    (void)recordCall(store_, clock_, from.delivered_by, auditAction(OperatorAction::kSubmitSignal), describe(signal), first_id,
-                     absl::OkStatus(), "duplicate: idempotency key seen before, nothing done");
+    (void)recordCall(store_, clock_, from.delivered_by, auditAction(OperatorAction::kSubmitSignal),
+                     describe(signal), first_id, absl::OkStatus(),
+                     "duplicate: idempotency key seen before, nothing done");
     done(SignalOutcome{.signal_id = first_id, .disposition = v1::SIGNAL_DISPOSITION_DUPLICATE});
     return;
   }
@@ -185,11 +187,17 @@ void SignalService::process(const SignalDelivery& from, v1::Signal signal, Signa
   DirectoryFleet fleet(hosts_);
   Decision decision;
   std::string signal_id;
+  std::optional<PlaybookEngine::Rates> rates_before;  // put back if the signal is not recorded
   {
     std::lock_guard lock(mu_);
+    rates_before = engine_.rates();
     decision = engine_.decide(signal, from.reporting_host, fleet, std::chrono::steady_clock::now());
     signal_id = fmt::format("sig-{}-{}", now_ms, ++sequence_);
   }
+  auto giveBackRates = [&] {
+    std::lock_guard lock(mu_);
+    engine_.restoreRates(*std::move(rates_before));
+  };
 
   SignalRow row;
   row.idempotency_key = key;
@@ -217,6 +225,7 @@ void SignalService::process(const SignalDelivery& from, v1::Signal signal, Signa
                         .detail = escapeNonPrintable(summary)};
   auto recorded = store_.addSignal(row, dedupe_since, signal_row);
   if (!recorded.ok()) {
+    giveBackRates();
     spdlog::error("signal {} from {} not recorded: {}", target, from.delivered_by,
                   recorded.status());
     done(absl::UnavailableError(
@@ -224,6 +233,7 @@ void SignalService::process(const SignalDelivery& from, v1::Signal signal, Signa
     return;
   }
   if (recorded->has_value()) {  // another controller recorded the same key meanwhile
+    giveBackRates();
     done(SignalOutcome{.signal_id = (*recorded)->record.signal_id(),
                        .disposition = v1::SIGNAL_DISPOSITION_DUPLICATE});
     return;
