@@ -41,15 +41,15 @@ case "$mode" in
   tsan)
     dir=${BUILD_DIR_TSAN:-build-tsan}
     # The threaded code: the controller's and the agent's RPC tests (gRPC callback threads,
-    # bh-contain, the fleet and evidence hubs, the agent's session), the reconcile and capture
-    # workers and the status socket. Debian's gRPC is not built with TSan; it locks with
-    # absl::Mutex, so absl is rebuilt with TSan (build-absl-tsan.sh) and put first on the
+    # bh-contain, the fleet and evidence hubs, the agent's session, the signals' thread behind
+    # the agent stream), the reconcile and capture workers, the status and signal sockets.
+    # Debian's gRPC is not built with TSan; it locks with absl::Mutex, so absl is rebuilt with TSan (build-absl-tsan.sh) and put first on the
     # library path, and env.sh's ignore_noninstrumented_modules=1 drops what gRPC's own
     # uninstrumented code does. sanitizer_grpc_canary proves a race in a handler still shows.
     targets=(controller_server_test controller_containment_test controller_host_actions_test
       controller_blocks_test controller_evidence_test controller_audit_export_test
-      controller_peer_gate_test agent_rpc_test evidence_uploader_test agent_daemon_test
-      capture_worker_test sanitizer_canary sanitizer_grpc_canary)
+      controller_peer_gate_test controller_agent_signal_test agent_rpc_test evidence_uploader_test
+      agent_daemon_test capture_worker_test sanitizer_canary sanitizer_grpc_canary)
     absl_dir=$(realpath -m "$dir/absl-tsan")
     scripts/sanitizers/build-absl-tsan.sh "$absl_dir"
     export LD_LIBRARY_PATH="$absl_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
