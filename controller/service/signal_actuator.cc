@@ -24,8 +24,11 @@ class Join {
     if (--left_ != 0) return;
     std::string text;
     for (const auto& [what, n] : counts_) {
-      text += fmt::format("{}{}{}", text.empty() ? "" : "; ", n > 1 ? fmt::format("{} x ", n) : "",
-                          what);
+      // "3 hosts ok" for three kills; "hosts 3 enforced" for one block, "2x hosts 3 enforced"
+      // for two
+      text += fmt::format("{}{}{}", text.empty() ? "" : "; ",
+                          n > 1 ? fmt::format("{}{}", n, what == "hosts ok" ? " " : "x ") : "",
+                          n > 1 || what != "hosts ok" ? what : "host ok");
     }
     absl::Status error = error_;
     lock.unlock();
@@ -127,7 +130,7 @@ void ServiceActuator::start(const Caller& caller, const PlannedAction& action,
         for (const Cidr& cidr : action.addresses) {
           auto finished = [join](const absl::Status& s, const HostActionResult& r) {
             join->part(s.ok() && !r.ok ? absl::InternalError(r.host_id + ": " + r.error) : s,
-                       "done");
+                       "hosts ok");
           };
           if (action.kind == ActionKind::kKillConnections) {
             operations_.killConnections(

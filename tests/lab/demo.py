@@ -138,6 +138,21 @@ def main() -> int:
         ok = lab.tcp_probe("attacker", lab.ip4("h1"), 2222, timeout=1)
         print(f"new connection to h1:2222 after release: {'connected' if ok else 'BLOCKED (bad)'}")
 
+        say("A detection tool on h3 (sshguard) reports the attacker through h3's agent; the "
+            "ssh-brute-force playbook blocks it on every host")
+        argv = [fleet.bin("bulkhead-agent"), "signal", "--source", "sshguard", "--rule", "sshd",
+                "--ip", lab.ip4("attacker"), "--ttl", "10m",
+                "--state-dir", fleet.agent_state_dir("h3")]
+        print("$ (on h3) bulkhead-agent signal --source sshguard --rule sshd --ip "
+              f"{lab.ip4('attacker')} --ttl 10m", flush=True)
+        r = lab.run("h3", argv, timeout=30)
+        sys.stdout.write(r.stdout + r.stderr)
+        wait_until(lambda: not lab.tcp_probe("attacker", lab.ip4("h1"), 2222, timeout=0.3), 10,
+                   desc="the fleet-wide block")
+        print("new attacker connection to h1:2222: blocked (the block is fleet-wide)")
+        show(fleet, "signals")
+        show(fleet, "blocks")
+
         say("The audit trail")
         show(fleet, "audit", "--limit", "8")
         show(fleet, "audit", "--verify")
