@@ -159,14 +159,13 @@ void SignalService::submit(SignalDelivery from, v1::Signal signal, SignalDone do
   }
   auto shared = std::make_shared<SignalDone>(std::move(done));
   // Runs on the worker: `process` and `actionEnded` are the only users of in_flight_.
-  const bool posted =
-      worker_.post([this, from = std::move(from), signal = std::move(signal), shared]() mutable {
-        process(from, std::move(signal), *shared);
-      });
+  const bool posted = worker_.post([this, from = std::move(from), signal = std::move(signal),
+                                    shared]() mutable { process(from, signal, *shared); });
   if (!posted) (*shared)(absl::UnavailableError("the controller is shutting down: not recorded"));
 }
 
-void SignalService::process(const SignalDelivery& from, v1::Signal signal, SignalDone& done) {
+void SignalService::process(const SignalDelivery& from, const v1::Signal& signal,
+                            SignalDone& done) {
   const int64_t now_ms = clock_.nowUnixMs();
   std::string key =
       signal.idempotency_key().empty() ? derivedIdempotencyKey(signal) : signal.idempotency_key();

@@ -86,7 +86,7 @@ class SignalService final : public SignalIntake {
   void shutdown();
 
  private:
-  void process(const SignalDelivery& from, bulkhead::v1::Signal signal, SignalDone& done);
+  void process(const SignalDelivery& from, const bulkhead::v1::Signal& signal, SignalDone& done);
   void actionEnded(const std::string& signal_id, size_t index, const absl::Status& status,
                    const std::string& summary);
 

@@ -71,12 +71,12 @@ actions:
   - action: kill-connections
 )";
 
-const auto t0 = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+const auto kT0 = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
 
 TEST(PlaybookEngine, Fail2banBanBlocksFleetWideForTheBantime) {
   FakeFleet fleet = labFleet();
   PlaybookEngine engine(playbooks({kFleetBlock}), guardrails());
-  Decision d = engine.decide(fail2ban("203.0.113.7"), "h1", fleet, t0);
+  Decision d = engine.decide(fail2ban("203.0.113.7"), "h1", fleet, kT0);
   EXPECT_EQ(d.disposition, v1::SIGNAL_DISPOSITION_ACTED);
   EXPECT_THAT(d.matched, ElementsAre("ssh"));
   ASSERT_EQ(d.actions.size(), 2u);
@@ -97,12 +97,12 @@ TEST(PlaybookEngine, NoMatchForOtherSourcesRulesAndSeverities) {
                         guardrails());
   v1::Signal other = fail2ban("203.0.113.7");
   other.set_rule("nginx-http-auth");
-  EXPECT_EQ(engine.decide(other, "h1", fleet, t0).disposition, v1::SIGNAL_DISPOSITION_NO_MATCH);
+  EXPECT_EQ(engine.decide(other, "h1", fleet, kT0).disposition, v1::SIGNAL_DISPOSITION_NO_MATCH);
   other.set_source(v1::SIGNAL_SOURCE_CROWDSEC);
   other.set_rule("sshd");
-  EXPECT_EQ(engine.decide(other, "", fleet, t0).disposition, v1::SIGNAL_DISPOSITION_NO_MATCH);
+  EXPECT_EQ(engine.decide(other, "", fleet, kT0).disposition, v1::SIGNAL_DISPOSITION_NO_MATCH);
   other.set_severity(v1::SEVERITY_CRITICAL);
-  Decision d = engine.decide(other, "", fleet, t0);
+  Decision d = engine.decide(other, "", fleet, kT0);
   EXPECT_THAT(d.matched, ElementsAre("crit"));
 }
 
@@ -111,13 +111,13 @@ TEST(PlaybookEngine, ProtectedAddressesAreNeverBlocked) {
   PlaybookEngine engine(playbooks({kFleetBlock}), guardrails());
   for (const char* ip :
        {"10.77.0.1", "127.0.0.1", "10.77.0.50", "10.77.0.40", "10.77.0.0/24", "0.0.0.0/0"}) {
-    Decision d = engine.decide(fail2ban(ip), "h1", fleet, t0);
+    Decision d = engine.decide(fail2ban(ip), "h1", fleet, kT0);
     EXPECT_EQ(d.disposition, v1::SIGNAL_DISPOSITION_SUPPRESSED) << ip;
     ASSERT_FALSE(d.actions.empty());
     EXPECT_EQ(d.actions[0].verdict, Verdict::kSuppressed) << ip;
     EXPECT_THAT(d.actions[0].why, HasSubstr("protected address")) << ip;
   }
-  Decision jump = engine.decide(fail2ban("10.77.0.40"), "h1", fleet, t0);
+  Decision jump = engine.decide(fail2ban("10.77.0.40"), "h1", fleet, kT0);
   EXPECT_THAT(jump.actions[0].why, HasSubstr("protected host jump (role=jump)"));
 }
 
@@ -141,17 +141,17 @@ v1::Signal alert(const std::string& host, bool resolved = false) {
 TEST(PlaybookEngine, IsolationsOfSensitiveHostsWaitForApproval) {
   FakeFleet fleet = labFleet();
   PlaybookEngine engine(playbooks({kIsolate}), guardrails());
-  Decision web = engine.decide(alert("h1"), "", fleet, t0);
+  Decision web = engine.decide(alert("h1"), "", fleet, kT0);
   EXPECT_EQ(web.disposition, v1::SIGNAL_DISPOSITION_ACTED);
   EXPECT_EQ(web.actions[0].target(), "h1");
   EXPECT_EQ(web.actions[0].detail(), "exempt ir-jump-host for 3600 s");  // default_ttl
-  Decision db = engine.decide(alert("h3"), "", fleet, t0);
+  Decision db = engine.decide(alert("h3"), "", fleet, kT0);
   EXPECT_EQ(db.disposition, v1::SIGNAL_DISPOSITION_AWAITING_APPROVAL);
   EXPECT_THAT(db.actions[0].why, HasSubstr("isolating h3 (role=db) needs approval"));
-  Decision jump = engine.decide(alert("jump"), "", fleet, t0);
+  Decision jump = engine.decide(alert("jump"), "", fleet, kT0);
   EXPECT_EQ(jump.disposition, v1::SIGNAL_DISPOSITION_SUPPRESSED);
   EXPECT_THAT(jump.actions[0].why, HasSubstr("protected host: jump"));
-  Decision unknown = engine.decide(alert("nosuch"), "", fleet, t0);
+  Decision unknown = engine.decide(alert("nosuch"), "", fleet, kT0);
   EXPECT_EQ(unknown.disposition, v1::SIGNAL_DISPOSITION_NOTHING_TO_DO);
   EXPECT_THAT(unknown.actions[0].why, HasSubstr("affected host \"nosuch\" is not known"));
 }
@@ -164,7 +164,7 @@ TEST(PlaybookEngine, BlastRadiusAsksForApproval) {
                                    "  - {action: kill-sessions, scope: fleet}\n"}),
                         guardrails());
   v1::Signal s = fail2ban("203.0.113.7");
-  Decision d = engine.decide(s, "", fleet, t0);
+  Decision d = engine.decide(s, "", fleet, kT0);
   ASSERT_EQ(d.actions.size(), 2u);
   // kill-sessions on the fleet: jump is protected and left out; 3 hosts remain, more than 2.
   EXPECT_EQ(d.actions[0].playbook, "all-but-jump");
@@ -177,7 +177,7 @@ TEST(PlaybookEngine, BlastRadiusAsksForApproval) {
 TEST(PlaybookEngine, SimulationRecordsWithoutActing) {
   FakeFleet fleet = labFleet();
   PlaybookEngine engine(playbooks({std::string(kFleetBlock) + "simulate: true\n"}), guardrails());
-  Decision d = engine.decide(fail2ban("203.0.113.7"), "h1", fleet, t0);
+  Decision d = engine.decide(fail2ban("203.0.113.7"), "h1", fleet, kT0);
   EXPECT_EQ(d.disposition, v1::SIGNAL_DISPOSITION_SIMULATED);
   for (const PlannedAction& a : d.actions) {
     EXPECT_EQ(a.verdict, Verdict::kSimulated);
@@ -195,7 +195,7 @@ TEST(PlaybookEngine, RateCapsSuppressTheRestAndFlagTheFirstSuppressionOnce) {
   int started = 0, suppressed = 0, flagged = 0;
   for (int i = 0; i < 1000; ++i) {
     Decision d = engine.decide(fail2ban("203.0.113." + std::to_string(i % 250)), "h1", fleet,
-                               t0 + std::chrono::milliseconds(i * 50));  // 1000 in 50 s
+                               kT0 + std::chrono::milliseconds(i * 50));  // 1000 in 50 s
     started += d.disposition == v1::SIGNAL_DISPOSITION_ACTED;
     suppressed += d.disposition == v1::SIGNAL_DISPOSITION_SUPPRESSED;
     flagged += d.rate_cap_reached;
@@ -207,7 +207,7 @@ TEST(PlaybookEngine, RateCapsSuppressTheRestAndFlagTheFirstSuppressionOnce) {
   EXPECT_EQ(suppressed, 990);
   EXPECT_EQ(flagged, 1);
   // A minute after the first start, the window has room again.
-  Decision later = engine.decide(fail2ban("198.51.100.1"), "h1", fleet, t0 + seconds(61));
+  Decision later = engine.decide(fail2ban("198.51.100.1"), "h1", fleet, kT0 + seconds(61));
   EXPECT_EQ(later.disposition, v1::SIGNAL_DISPOSITION_ACTED);
   EXPECT_FALSE(later.rate_cap_reached);
 }
@@ -217,8 +217,8 @@ TEST(PlaybookEngine, TheGlobalCapCoversEveryPlaybook) {
   AutomationGuardrails g = guardrails();
   g.rate_per_minute = 3;
   PlaybookEngine engine(playbooks({kFleetBlock}), g);  // two actions per signal
-  Decision first = engine.decide(fail2ban("203.0.113.1"), "h1", fleet, t0);
-  Decision second = engine.decide(fail2ban("203.0.113.2"), "h1", fleet, t0);
+  Decision first = engine.decide(fail2ban("203.0.113.1"), "h1", fleet, kT0);
+  Decision second = engine.decide(fail2ban("203.0.113.2"), "h1", fleet, kT0);
   EXPECT_EQ(first.actions[1].verdict, Verdict::kStart);
   EXPECT_EQ(second.actions[0].verdict, Verdict::kStart);
   EXPECT_EQ(second.actions[1].verdict, Verdict::kSuppressed);
@@ -234,12 +234,12 @@ TEST(PlaybookEngine, PreviewCountsNothing) {
                                    "actions: [{action: block}]\n"}),
                         g);
   for (int i = 0; i < 5; ++i) {
-    EXPECT_EQ(engine.preview(fail2ban("203.0.113.1"), "", fleet, t0).disposition,
+    EXPECT_EQ(engine.preview(fail2ban("203.0.113.1"), "", fleet, kT0).disposition,
               v1::SIGNAL_DISPOSITION_ACTED);
   }
-  EXPECT_EQ(engine.decide(fail2ban("203.0.113.1"), "", fleet, t0).disposition,
+  EXPECT_EQ(engine.decide(fail2ban("203.0.113.1"), "", fleet, kT0).disposition,
             v1::SIGNAL_DISPOSITION_ACTED);
-  EXPECT_EQ(engine.decide(fail2ban("203.0.113.1"), "", fleet, t0).disposition,
+  EXPECT_EQ(engine.decide(fail2ban("203.0.113.1"), "", fleet, kT0).disposition,
             v1::SIGNAL_DISPOSITION_SUPPRESSED);
 }
 
@@ -248,18 +248,18 @@ TEST(PlaybookEngine, AResolvedSignalUndoesOnlyWhatThePlaybookSays) {
   PlaybookEngine engine(playbooks({kFleetBlock, kIsolate}), guardrails());
   v1::Signal unban = fail2ban("203.0.113.7");
   unban.set_resolved(true);
-  Decision d = engine.decide(unban, "h1", fleet, t0);
+  Decision d = engine.decide(unban, "h1", fleet, kT0);
   ASSERT_EQ(d.actions.size(), 1u);  // the block is undone; connection kills are not undone
   EXPECT_EQ(d.actions[0].kind, ActionKind::kUnblock);
   EXPECT_TRUE(d.actions[0].fleet_wide);
   EXPECT_EQ(d.actions[0].verdict, Verdict::kStart);
   // A resolved alert does not release unless the playbook says so.
-  Decision resolved = engine.decide(alert("h1", true), "", fleet, t0);
+  Decision resolved = engine.decide(alert("h1", true), "", fleet, kT0);
   EXPECT_TRUE(resolved.actions.empty());
   EXPECT_EQ(resolved.disposition, v1::SIGNAL_DISPOSITION_NOTHING_TO_DO);
   PlaybookEngine releasing(playbooks({std::string(kIsolate) + "release_on_resolve: true\n"}),
                            guardrails());
-  Decision release = releasing.decide(alert("h1", true), "", fleet, t0);
+  Decision release = releasing.decide(alert("h1", true), "", fleet, kT0);
   ASSERT_EQ(release.actions.size(), 1u);
   EXPECT_EQ(release.actions[0].kind, ActionKind::kRelease);
   EXPECT_EQ(release.actions[0].target(), "h1");
@@ -270,10 +270,10 @@ TEST(PlaybookEngine, ReportingHostScopeNeedsAnAgent) {
   PlaybookEngine engine(playbooks({"name: local\ndescription: d\nmatch: {}\n"
                                    "actions: [{action: kill-sessions}]\n"}),
                         guardrails());
-  Decision from_agent = engine.decide(fail2ban("203.0.113.7"), "h2", fleet, t0);
+  Decision from_agent = engine.decide(fail2ban("203.0.113.7"), "h2", fleet, kT0);
   EXPECT_EQ(from_agent.actions[0].target(), "h2");
   EXPECT_EQ(from_agent.actions[0].verdict, Verdict::kStart);
-  Decision from_cli = engine.decide(fail2ban("203.0.113.7"), "", fleet, t0);
+  Decision from_cli = engine.decide(fail2ban("203.0.113.7"), "", fleet, kT0);
   EXPECT_EQ(from_cli.actions[0].verdict, Verdict::kSkipped);
   EXPECT_THAT(from_cli.actions[0].why, HasSubstr("did not come from an agent"));
 }
