@@ -42,7 +42,7 @@ std::string selectorText(const Labels& labels) {
   std::string out;
   for (const auto& [k, v] : labels) {
     if (!out.empty()) out += ',';
-    out += k + "=" + v;
+    out.append(k).append("=").append(v);
   }
   return out;
 }
