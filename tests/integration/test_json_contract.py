@@ -29,7 +29,8 @@ def all_commands():
     names = sorted(f[:-len(".schema.json")] for f in os.listdir(json_contract.SCHEMA_DIR)
                    if f.endswith(".schema.json") and f != "messages.schema.json")
     two_word = {"audit-export", "evidence-list", "evidence-get", "evidence-verify",
-                "evidence-show", "pki-init", "pki-issue", "pki-revoke", "policy-check"}
+                "evidence-show", "pki-init", "pki-issue", "pki-revoke", "policy-check",
+                "playbook-check", "playbook-test"}
     return {n.replace("-", " ", 1) if n in two_word else n for n in names}
 
 
@@ -121,6 +122,25 @@ class JsonContractTest(unittest.TestCase):
         self.assertIsInstance(rows["records"][0]["id"], int, rows)
         self.assertTrue(self.cli("audit", "--verify")["ok"])
         self.cli("audit", "export", "--output", os.path.join(tmp, "contract-audit.jsonl"))
+        # signals and playbooks
+        sig = self.cli("signal", "--source", "sshguard", "--rule", "sshd", "--ip",
+                       "203.0.113.77", "--ttl", "1m", "--key", "contract-1")
+        self.assertEqual(sig["disposition"], "acted", sig)
+        self.assertIsInstance(sig["actions"], list)
+        listed = self.cli("signals", "--since", "1h")
+        self.assertIn(sig["signal_id"], [s["signal_id"] for s in listed["signals"]])
+        self.assertIsInstance(listed["signals"][0]["received_unix_ms"], int)
+        signal_file = os.path.join(tmp, "contract-signal.json")
+        with open(signal_file, "w") as f:
+            json.dump({"source": "fail2ban", "rule": "sshd", "addresses": ["203.0.113.78"]}, f)
+        preview = self.cli("playbook", "test", signal_file)
+        self.assertEqual(preview["signal_id"], "", preview)
+        self.offline("playbook", "check", os.path.join(REPO, "policies", "playbooks"))
+        bad_playbooks = os.path.join(tmp, "contract-bad-playbooks")
+        os.makedirs(bad_playbooks)
+        with open(os.path.join(bad_playbooks, "broken.yaml"), "w") as f:
+            f.write("name: [x]\n")
+        self.assertFalse(self.offline("playbook", "check", bad_playbooks, expect=2)["ok"])
         # offline commands: policies and the PKI
         self.offline("policy", "check", os.path.join(REPO, "policies"))
         bad = os.path.join(tmp, "contract-bad-policy")
