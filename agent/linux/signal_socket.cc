@@ -18,37 +18,13 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "agent/linux/unix_socket.h"
 #include "common/format.h"
 
 namespace bulkhead::agent {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-absl::StatusOr<sockaddr_un> unixAddress(const std::filesystem::path& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  const std::string& p = path.native();
-  if (p.size() >= sizeof addr.sun_path) {
-    return absl::InvalidArgumentError(
-        fmt::format("signal socket path {} is too long ({} bytes, at most {})", p, p.size(),
-                    sizeof addr.sun_path - 1));
-  }
-  std::memcpy(addr.sun_path, p.c_str(), p.size() + 1);
-  return addr;
-}
-
-// Best effort within the socket's send timeout: a client that does not read its (short)
-// answer loses it.
-void writeAll(int fd, const std::string& data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    off += static_cast<size_t>(n);
-  }
-}
 
 std::string errorLine(SignalResult result, std::string error) {
   SignalResponse r;
@@ -72,28 +48,9 @@ struct SignalSocketServer::Shared {
 
 absl::StatusOr<std::unique_ptr<SignalSocketServer>> SignalSocketServer::create(
     const std::filesystem::path& path, Handler handler, SignalSocketOptions options) {
-  auto addr = unixAddress(path);
-  if (!addr.ok()) return addr.status();
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::InternalError(fmt::format("signal socket: {}", std::strerror(errno)));
-  ::unlink(path.c_str());
-  // Bound with no permissions for anyone until chmod: no window in which others can connect.
-  mode_t old_mask = ::umask(0777);
-  int bound = ::bind(fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr);
-  int bind_err = errno;
-  ::umask(old_mask);
-  if (bound != 0) {
-    ::close(fd);
-    return absl::PermissionDeniedError(
-        fmt::format("cannot bind signal socket {}: {}", path.string(), std::strerror(bind_err)));
-  }
-  if (::chmod(path.c_str(), 0600) != 0 || ::listen(fd, 64) != 0) {
-    int err = errno;
-    ::close(fd);
-    ::unlink(path.c_str());
-    return absl::InternalError(
-        fmt::format("signal socket {}: {}", path.string(), std::strerror(err)));
-  }
+  auto listening = listenUnixSocket(path, "signal socket", 64);
+  if (!listening.ok()) return listening.status();
+  const int fd = *listening;
   int stop = ::eventfd(0, EFD_CLOEXEC);
   auto shared = std::make_shared<Shared>();
   shared->wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -242,10 +199,7 @@ void SignalSocketServer::serve() {
       if (c < 0) continue;
       timeval tv{1, 0};
       ::setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-      ucred cred{};
-      socklen_t len = sizeof cred;
-      if (::getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
-          cred.uid != options_.allowed_uid) {
+      if (peerUid(c) != options_.allowed_uid) {
         writeAll(c, errorLine(SignalResult::kInvalid,
                               "permission denied: the agent's signal socket is root-only"));
         ::close(c);
@@ -270,21 +224,9 @@ void SignalSocketServer::serve() {
 absl::StatusOr<std::string> exchangeSignalSocket(const std::filesystem::path& path,
                                                  const std::string& request_line,
                                                  std::chrono::milliseconds timeout) {
-  auto addr = unixAddress(path);
-  if (!addr.ok()) return addr.status();
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::InternalError(fmt::format("socket: {}", std::strerror(errno)));
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0) {
-    int err = errno;
-    ::close(fd);
-    if (err == EACCES || err == EPERM) {
-      return absl::PermissionDeniedError(
-          fmt::format("cannot open {}: {} (the signal socket is root-only)", path.string(),
-                      std::strerror(err)));
-    }
-    return absl::UnavailableError(fmt::format("the agent is not running (no answer on {}: {})",
-                                              path.string(), std::strerror(err)));
-  }
+  auto connected = connectUnixSocket(path, "signal socket");
+  if (!connected.ok()) return connected.status();
+  const int fd = *connected;
   auto deadline = Clock::now() + timeout;
   auto left_ms = [&] {
     auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();

@@ -11,56 +11,16 @@
 #include <cstring>
 
 #include "absl/status/status.h"
+#include "agent/linux/unix_socket.h"
 #include "common/format.h"
 
 namespace bulkhead::agent {
-namespace {
-
-absl::StatusOr<sockaddr_un> unixAddress(const std::filesystem::path& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  const std::string& p = path.native();
-  if (p.size() >= sizeof addr.sun_path) {
-    return absl::InvalidArgumentError(
-        fmt::format("status socket path {} is too long ({} bytes, at most {})", p, p.size(),
-                    sizeof addr.sun_path - 1));
-  }
-  std::memcpy(addr.sun_path, p.c_str(), p.size() + 1);
-  return addr;
-}
-
-void writeAll(int fd, const std::string& data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    off += static_cast<size_t>(n);
-  }
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<StatusSocketServer>> StatusSocketServer::create(
     const std::filesystem::path& path, DocumentFn document, uid_t allowed_uid) {
-  auto addr = unixAddress(path);
-  if (!addr.ok()) return addr.status();
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::InternalError(fmt::format("status socket: {}", std::strerror(errno)));
-  ::unlink(path.c_str());
-  if (::bind(fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0) {
-    int err = errno;
-    ::close(fd);
-    return absl::PermissionDeniedError(
-        fmt::format("cannot bind status socket {}: {}", path.string(), std::strerror(err)));
-  }
-  if (::chmod(path.c_str(), 0600) != 0 || ::listen(fd, 16) != 0) {
-    int err = errno;
-    ::close(fd);
-    ::unlink(path.c_str());
-    return absl::InternalError(
-        fmt::format("status socket {}: {}", path.string(), std::strerror(err)));
-  }
+  auto listening = listenUnixSocket(path, "status socket", 16);
+  if (!listening.ok()) return listening.status();
+  const int fd = *listening;
   int stop = ::eventfd(0, EFD_CLOEXEC);
   if (stop < 0) {
     int err = errno;
@@ -105,9 +65,7 @@ void StatusSocketServer::serve() {
     if (c < 0) continue;
     timeval tv{1, 0};
     ::setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    ucred cred{};
-    socklen_t len = sizeof cred;
-    if (::getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != allowed_uid_) {
+    if (peerUid(c) != allowed_uid_) {
       writeAll(c, "{\"error\":\"permission denied: the agent socket is root-only\"}\n");
     } else {
       writeAll(c, document_());
@@ -118,19 +76,12 @@ void StatusSocketServer::serve() {
 
 absl::StatusOr<std::string> queryStatusSocket(const std::filesystem::path& path,
                                               std::chrono::milliseconds timeout) {
-  auto addr = unixAddress(path);
-  if (!addr.ok()) return addr.status();
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::InternalError(fmt::format("socket: {}", std::strerror(errno)));
+  auto connected = connectUnixSocket(path, "status socket");
+  if (!connected.ok()) return connected.status();
+  const int fd = *connected;
   timeval tv{static_cast<time_t>(timeout.count() / 1000),
              static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0) {
-    int err = errno;
-    ::close(fd);
-    return absl::UnavailableError(fmt::format("the agent is not running (no answer on {}: {})",
-                                              path.string(), std::strerror(err)));
-  }
   std::string out;
   char buf[4096];
   for (;;) {
