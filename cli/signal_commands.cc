@@ -28,19 +28,6 @@ namespace v1 = bulkhead::v1;
 using controller::parseSeverity;
 using controller::parseSignalSource;
 
-std::string dispositionText(v1::SignalDisposition d) {
-  switch (d) {
-    case v1::SIGNAL_DISPOSITION_ACTED: return "acted";
-    case v1::SIGNAL_DISPOSITION_NO_MATCH: return "no playbook matched";
-    case v1::SIGNAL_DISPOSITION_DUPLICATE: return "duplicate (acted on before)";
-    case v1::SIGNAL_DISPOSITION_SUPPRESSED: return "suppressed by a guardrail";
-    case v1::SIGNAL_DISPOSITION_SIMULATED: return "simulated";
-    case v1::SIGNAL_DISPOSITION_AWAITING_APPROVAL: return "awaiting approval";
-    case v1::SIGNAL_DISPOSITION_NOTHING_TO_DO: return "nothing to act on";
-    default: return "unknown";
-  }
-}
-
 void printActions(std::ostream& out,
                   const google::protobuf::RepeatedPtrField<v1::SignalAction>& actions) {
   if (actions.empty()) return;
@@ -205,7 +192,8 @@ int signalCommand(const GlobalOptions& g, const std::vector<std::string>& args, 
     printJson(io.out, resp);
     return kOk;
   }
-  io.out << fmt::format("signal {}: {}\n", resp.signal_id(), dispositionText(resp.disposition()));
+  io.out << fmt::format("signal {}: {}\n", resp.signal_id(),
+                        controller::dispositionText(resp.disposition()));
   printActions(io.out, resp.actions());
   return kOk;
 }
@@ -254,7 +242,7 @@ int signalsCommand(const GlobalOptions& g, const std::vector<std::string>& args,
     std::string addresses;
     for (const std::string& a : r.signal().addresses())
       addresses += (addresses.empty() ? "" : ",") + a;
-    std::string caused = dispositionText(r.disposition());
+    std::string caused(controller::dispositionText(r.disposition()));
     for (const v1::SignalAction& a : r.actions()) {
       caused += fmt::format("; {} {} {}: {}", a.playbook(), a.action(), a.target(), a.outcome());
     }
@@ -380,7 +368,7 @@ int playbookTest(const GlobalOptions& g, const std::vector<std::string>& args, I
     return kOk;
   }
   io.out << fmt::format("would be: {} (nothing was changed)\n",
-                        dispositionText(resp.disposition()));
+                        controller::dispositionText(resp.disposition()));
   printActions(io.out, resp.actions());
   return kOk;
 }

@@ -4,7 +4,6 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <charconv>
 
 #include "absl/status/status.h"
 #include "common/format.h"
@@ -225,13 +224,9 @@ absl::StatusOr<AutomationGuardrails> parseAutomationGuardrails(std::string_view 
   auto count = [&](const YAML::Node& value, int vline, const std::string& key, uint32_t& into) {
     auto text = scalarOf(value, vline, key, "a number", errors);
     if (!text) return;
-    uint32_t n = 0;
-    auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), n);
-    if (ec != std::errc() || end != text->data() + text->size() || n == 0 || n > 1000000) {
-      return errors.add(vline, key,
-                        fmt::format("invalid value \"{}\": expected 1 to 1000000", *text));
-    }
-    into = n;
+    auto n = parseCount(key, *text);
+    if (!n.ok()) return errors.add(vline, n.status());
+    into = *n;
   };
   forEachEntry(*doc, 1, errors, [&](const std::string& key, const YAML::Node& value, int key_line) {
     int vline = lineOf(value, key_line);

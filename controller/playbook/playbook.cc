@@ -301,6 +301,29 @@ std::string_view signalSourceName(v1::SignalSource source) {
   return "unspecified";
 }
 
+std::string_view dispositionText(v1::SignalDisposition d) {
+  switch (d) {
+    case v1::SIGNAL_DISPOSITION_ACTED: return "acted";
+    case v1::SIGNAL_DISPOSITION_NO_MATCH: return "no playbook matched";
+    case v1::SIGNAL_DISPOSITION_DUPLICATE: return "duplicate (acted on before)";
+    case v1::SIGNAL_DISPOSITION_SUPPRESSED: return "suppressed by a guardrail";
+    case v1::SIGNAL_DISPOSITION_SIMULATED: return "simulated";
+    case v1::SIGNAL_DISPOSITION_AWAITING_APPROVAL: return "awaiting approval";
+    case v1::SIGNAL_DISPOSITION_NOTHING_TO_DO: return "nothing to act on";
+    default: return "unknown";
+  }
+}
+
+absl::StatusOr<uint32_t> parseCount(std::string_view field, std::string_view text) {
+  uint32_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end != text.data() + text.size() || n == 0 || n > 1000000) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}: invalid value \"{}\": expected 1 to 1000000", field, text));
+  }
+  return n;
+}
+
 absl::StatusOr<v1::Severity> parseSeverity(std::string_view field, std::string_view text) {
   for (const auto& [severity, name] : kSeverities) {
     if (name == text) return severity;
@@ -370,13 +393,9 @@ absl::StatusOr<Playbook> parsePlaybook(std::string_view file_name, std::string_v
     } else if (key == "rate_per_minute") {
       auto text = scalarOf(value, vline, key, "a number of actions", errors);
       if (!text) return;
-      uint32_t n = 0;
-      auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), n);
-      if (ec != std::errc() || end != text->data() + text->size() || n == 0 || n > 1000000) {
-        return errors.add(vline, key,
-                          fmt::format("invalid value \"{}\": expected 1 to 1000000", *text));
-      }
-      playbook.rate_per_minute = n;
+      auto n = parseCount(key, *text);
+      if (!n.ok()) return errors.add(vline, n.status());
+      playbook.rate_per_minute = *n;
     } else if (key == "default_ttl") {
       auto text = scalarOf(value, vline, key, "a duration (10m, 1h)", errors);
       if (!text) return;

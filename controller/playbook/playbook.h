@@ -109,4 +109,12 @@ std::string_view signalSourceName(bulkhead::v1::SignalSource source);
 absl::StatusOr<bulkhead::v1::Severity> parseSeverity(std::string_view field, std::string_view text);
 std::string_view severityName(bulkhead::v1::Severity severity);
 
+// What a signal caused, for people (the CLI, the audit rows' outcome): "acted",
+// "no playbook matched", "suppressed by a guardrail", ...
+std::string_view dispositionText(bulkhead::v1::SignalDisposition disposition);
+
+// A count in a playbook or guardrail file (rate_per_minute, blast_radius): 1 to 1,000,000.
+// Errors: "FIELD: invalid value "TEXT": expected 1 to 1000000".
+absl::StatusOr<uint32_t> parseCount(std::string_view field, std::string_view text);
+
 }  // namespace bulkhead::controller

@@ -77,19 +77,6 @@ v1::SignalAction toRecord(const PlannedAction& a) {
   return out;
 }
 
-std::string dispositionName(v1::SignalDisposition d) {
-  switch (d) {
-    case v1::SIGNAL_DISPOSITION_ACTED: return "acted";
-    case v1::SIGNAL_DISPOSITION_NO_MATCH: return "no playbook matched";
-    case v1::SIGNAL_DISPOSITION_DUPLICATE: return "duplicate";
-    case v1::SIGNAL_DISPOSITION_SUPPRESSED: return "suppressed";
-    case v1::SIGNAL_DISPOSITION_SIMULATED: return "simulated";
-    case v1::SIGNAL_DISPOSITION_AWAITING_APPROVAL: return "awaiting approval";
-    case v1::SIGNAL_DISPOSITION_NOTHING_TO_DO: return "nothing to do";
-    default: return "unspecified";
-  }
-}
-
 constexpr uint32_t kDefaultListLimit = 100;
 constexpr uint32_t kMaxListLimit = 10000;
 
@@ -220,7 +207,7 @@ void SignalService::process(const SignalDelivery& from, const v1::Signal& signal
                         .action = auditAction(OperatorAction::kSubmitSignal),
                         .target = escapeNonPrintable(target),
                         .reason = signal_id,
-                        .outcome = dispositionName(decision.disposition),
+                        .outcome = std::string(dispositionText(decision.disposition)),
                         .detail = escapeNonPrintable(summary)};
   auto recorded = store_.addSignal(row, dedupe_since, signal_row);
   if (!recorded.ok()) {
@@ -338,9 +325,9 @@ absl::StatusOr<SignalOutcome> SignalService::preview(const Caller& caller, v1::S
     std::lock_guard lock(mu_);
     decision = engine_.preview(signal, reporting_host, fleet, std::chrono::steady_clock::now());
   }
-  if (auto s =
-          recordCall(store_, clock_, caller.audit_name, auditAction(OperatorAction::kPreviewSignal),
-                     describe(signal), "", absl::OkStatus(), dispositionName(decision.disposition));
+  if (auto s = recordCall(store_, clock_, caller.audit_name,
+                          auditAction(OperatorAction::kPreviewSignal), describe(signal), "",
+                          absl::OkStatus(), std::string(dispositionText(decision.disposition)));
       !s.ok()) {
     return s;
   }
