@@ -243,8 +243,9 @@ void SignalService::process(const SignalDelivery& from, const v1::Signal& signal
   SignalOutcome outcome{.signal_id = signal_id,
                         .disposition = decision.disposition,
                         .actions = {record.actions().begin(), record.actions().end()}};
-  done(std::move(outcome));
 
+  // The actions start before the answer goes out: enforcement never waits on the caller, and
+  // a caller that has its answer knows the actions were handed to the fleet.
   for (size_t i = 0; i < decision.actions.size(); ++i) {
     const PlannedAction& a = decision.actions[i];
     if (a.verdict != Verdict::kStart) continue;
@@ -261,6 +262,7 @@ void SignalService::process(const SignalDelivery& from, const v1::Signal& signal
                       });
                     });
   }
+  done(std::move(outcome));
 }
 
 void SignalService::actionEnded(const std::string& signal_id, size_t index,
