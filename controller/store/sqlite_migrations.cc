@@ -103,6 +103,27 @@ constexpr const char* kMigrations[] = {
       CREATE INDEX signals_by_key ON signals(idempotency_key, received_at);
       CREATE INDEX signals_by_time ON signals(received_at);
     )sql",
+    // 6: approvals (automatic actions waiting for a responder) and webhook integrations
+    // (per-integration bearer tokens, stored as SHA-256 only).
+    R"sql(
+      CREATE TABLE approvals(
+        id TEXT PRIMARY KEY NOT NULL,
+        signal_id TEXT NOT NULL,
+        requested_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        record BLOB NOT NULL);
+      CREATE INDEX approvals_by_state ON approvals(state, expires_at);
+      CREATE INDEX approvals_by_time ON approvals(requested_at);
+      CREATE TABLE integrations(
+        name TEXT PRIMARY KEY NOT NULL,
+        format TEXT NOT NULL,
+        token_sha256 TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER NOT NULL DEFAULT 0,
+        record BLOB NOT NULL);
+      CREATE UNIQUE INDEX integrations_by_token ON integrations(token_sha256);
+    )sql",
 };
 
 }  // namespace
