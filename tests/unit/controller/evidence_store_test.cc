@@ -182,10 +182,13 @@ TEST_F(EvidenceStoreTest, MigratesASchema2DatabaseKeepingItsRows) {
   ASSERT_TRUE(store_->appendAudit(e).ok());
   ASSERT_TRUE(store_->saveHosts({HostInfo{.host_id = "old-01"}}, {}).ok());
   // Back to what schema 2 left: no evidence tables.
-  ASSERT_TRUE(store_
-                  ->execForTest("DROP TABLE captures; DROP TABLE evidence; DROP TABLE custody; DROP TABLE signals; "
-                                "ALTER TABLE audit DROP COLUMN mac; PRAGMA user_version=2")
-                  .ok());
+  ASSERT_TRUE(
+      store_
+          ->execForTest(
+              "DROP TABLE captures; DROP TABLE evidence; DROP TABLE custody; DROP TABLE signals; "
+              "DROP TABLE approvals; DROP TABLE integrations; "
+              "ALTER TABLE audit DROP COLUMN mac; PRAGMA user_version=2")
+          .ok());
   store_.reset();
   store_ = open();
   ASSERT_NE(store_, nullptr);
