@@ -11,6 +11,8 @@ PACKAGES=(
   libnftables-dev libnl-3-dev libnl-route-3-dev libnl-nf-3-dev
   libspdlog-dev libfmt-dev libboost-program-options-dev libsqlite3-dev libssl-dev
   libyaml-cpp-dev nlohmann-json3-dev libgtest-dev libgmock-dev libarchive-dev
+  # HTTP: the CrowdSec LAPI client and the HTTPS webhook listener
+  libcpp-httplib-dev
   # sanitizer, fuzz and static-check stages of scripts/test.sh: clang with its sanitizer and
   # libFuzzer runtimes, llvm-symbolizer for readable reports, clang-tidy
   clang libclang-rt-14-dev llvm clang-tidy
