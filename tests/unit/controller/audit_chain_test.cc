@@ -188,7 +188,9 @@ TEST_F(AuditChainTest, AnOldUnkeyedDatabaseMigratesWithAMarkerAndKeepsVerifying)
     // A database as the previous schema (v3) left it: no mac column.
     auto old = open("");
     append(*old, 1, 4);
-    ASSERT_TRUE(old->execForTest("ALTER TABLE audit DROP COLUMN mac; DROP TABLE signals").ok());
+    ASSERT_TRUE(old->execForTest("ALTER TABLE audit DROP COLUMN mac; DROP TABLE signals; "
+                                 "DROP TABLE approvals; DROP TABLE integrations")
+                    .ok());
     ASSERT_TRUE(old->execForTest("PRAGMA user_version=3").ok());
   }
   {
