@@ -459,9 +459,10 @@ absl::StatusOr<v1::Approval> SignalService::decide(const Caller& caller,
   v1::Approval approval = *std::move(stored);
   const int64_t now_ms = clock_.nowUnixMs();
   if (approval.state() != v1::APPROVAL_STATE_PENDING) {
+    const bool expired = approval.state() == v1::APPROVAL_STATE_EXPIRED;
     return refuse(absl::FailedPreconditionError(
         fmt::format("approval {} is already {}{}", approval_id, approvalStateText(approval.state()),
-                    approval.decided_by().empty() ? "" : " by " + approval.decided_by())));
+                    expired ? " (rejected): nothing done" : " by " + approval.decided_by())));
   }
   if (now_ms >= approval.expires_unix_ms()) {
     return refuse(absl::FailedPreconditionError(

@@ -105,7 +105,9 @@ absl::Status SqliteApprovals::replaceIf(const v1::Approval& a, v1::ApprovalState
   if (sqlite3_changes(db_) == 1) return absl::OkStatus();
   auto stored = get(a.approval_id());
   if (!stored.ok()) return stored.status();
-  std::string by = stored->decided_by().empty() ? "" : " by " + stored->decided_by();
+  std::string by = stored->state() == v1::APPROVAL_STATE_EXPIRED ? " (rejected)"
+                   : stored->decided_by().empty()                ? ""
+                                                                 : " by " + stored->decided_by();
   return absl::FailedPreconditionError(
       fmt::format("approval {} is already {}{}", a.approval_id(), stateText(stored->state()), by));
 }
