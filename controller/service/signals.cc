@@ -10,6 +10,7 @@
 #include "common/format.h"
 #include "common/text.h"
 #include "controller/service/audit.h"
+#include "evidence/json_read.h"
 
 namespace bulkhead::controller {
 namespace {
@@ -263,21 +264,23 @@ void SignalService::process(const SignalDelivery& from, const v1::Signal& signal
     const std::string what = a.verdict == Verdict::kNeedsApproval
                                  ? std::string(verdictName(a.verdict)) + " " + approval_ids[i]
                                  : std::string(verdictName(a.verdict));
+    const std::string action_target = a.target().empty() ? target : a.target();
+    const std::string detail = fmt::format("{} {}: {}{}", actionKindName(a.kind), a.detail(), what,
+                                           a.why.empty() ? "" : " (" + a.why + ")");
+    if (a.verdict != Verdict::kNeedsApproval) {
+      (void)recordCall(store_, clock_, "playbook:" + a.playbook, kSignalActionAuditAction,
+                       action_target, signal_id, absl::OkStatus(), detail);
+      continue;
+    }
+    // The same row recordCall would write, but in the approval's transaction.
     AuditEntry action_row{
         .at_unix_ms = now_ms,
         .operator_name = "playbook:" + a.playbook,
         .action = kSignalActionAuditAction,
-        .target = escapeNonPrintable(a.target().empty() ? target : a.target()),
+        .target = evidence::boundedText(escapeNonPrintable(action_target), kMaxAuditTarget, false),
         .reason = signal_id,
         .outcome = "ok",
-        .detail = escapeNonPrintable(fmt::format("{} {}: {}{}", actionKindName(a.kind), a.detail(),
-                                                 what, a.why.empty() ? "" : " (" + a.why + ")"))};
-    if (a.verdict != Verdict::kNeedsApproval) {
-      (void)recordCall(store_, clock_, action_row.operator_name, action_row.action,
-                       a.target().empty() ? target : a.target(), signal_id, absl::OkStatus(),
-                       action_row.detail);
-      continue;
-    }
+        .detail = evidence::boundedText(escapeNonPrintable(detail), kMaxAuditText, false)};
     v1::Approval approval;
     approval.set_approval_id(approval_ids[i]);
     approval.set_signal_id(signal_id);

@@ -12,7 +12,7 @@
   approvals     an isolation of a role=db host waits for approval: listed by `bulkhead
                 approvals`, refused to the operator who reported it, approved by a second
                 operator, and the host is really isolated; a second one expires as rejected
-                (--approval-expiry 15s) and its host stays reachable.
+                (--approval-expiry 20s) and its host stays reachable.
 
 Prints the delay from fail2ban's ban to the block enforced on every host. Root only.
 """
@@ -206,9 +206,9 @@ actions:
 @unittest.skipUnless(IS_ROOT, "the lab needs root")
 class ApprovalsTest(unittest.TestCase):
     """Its own lab: h2 and h3 are role=db (policies/guardrails/automation.yaml gates their
-    isolation), a playbook isolates on a Wazuh alert, and approvals expire after 15 s."""
+    isolation), a playbook isolates on a Wazuh alert, and approvals expire after 20 s."""
 
-    EXPIRY_S = 15
+    EXPIRY_S = 20
 
     @classmethod
     def setUpClass(cls):
