@@ -74,8 +74,12 @@ grpc::ServerUnaryReactor* OperatorService::Approve(grpc::CallbackServerContext* 
                                                    v1::Approval* resp) {
   auto* reactor = ctx->DefaultReactor();
   auto decided = signals_.approve(identify(*ctx), req->approval_id(), req->reason());
-  if (decided.ok()) *resp = *std::move(decided);
-  reactor->Finish(decided.ok() ? grpc::Status::OK : toGrpcStatus(decided.status()));
+  if (!decided.ok()) {
+    reactor->Finish(toGrpcStatus(decided.status()));
+    return reactor;
+  }
+  *resp = *std::move(decided);
+  reactor->Finish(grpc::Status::OK);
   return reactor;
 }
 
@@ -84,8 +88,12 @@ grpc::ServerUnaryReactor* OperatorService::Reject(grpc::CallbackServerContext* c
                                                   v1::Approval* resp) {
   auto* reactor = ctx->DefaultReactor();
   auto decided = signals_.reject(identify(*ctx), req->approval_id(), req->reason());
-  if (decided.ok()) *resp = *std::move(decided);
-  reactor->Finish(decided.ok() ? grpc::Status::OK : toGrpcStatus(decided.status()));
+  if (!decided.ok()) {
+    reactor->Finish(toGrpcStatus(decided.status()));
+    return reactor;
+  }
+  *resp = *std::move(decided);
+  reactor->Finish(grpc::Status::OK);
   return reactor;
 }
 
