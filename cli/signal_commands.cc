@@ -3,6 +3,8 @@
 //   bulkhead signals [--since D] [--limit N]                          what recent signals caused
 //   bulkhead playbook check DIR                                        validate playbook files
 //   bulkhead playbook test FILE.json [--reporting-host H]              what a signal would do
+//   bulkhead approvals [--all] [--limit N]                             actions awaiting approval
+//   bulkhead approve ID --reason TEXT / bulkhead reject ID --reason TEXT
 #include <fmt/format.h>
 
 #include <chrono>
@@ -373,6 +375,121 @@ int playbookTest(const GlobalOptions& g, const std::vector<std::string>& args, I
   return kOk;
 }
 
+std::string approvalStateText(v1::ApprovalState state) {
+  switch (state) {
+    case v1::APPROVAL_STATE_PENDING: return "pending";
+    case v1::APPROVAL_STATE_APPROVED: return "approved";
+    case v1::APPROVAL_STATE_REJECTED: return "rejected";
+    case v1::APPROVAL_STATE_EXPIRED: return "expired";
+    default: return "unknown";
+  }
+}
+
+int approvalsCommand(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
+  bool all = false;
+  uint32_t limit = 0;
+  po::options_description opts("approvals [--all] [--limit N]");
+  opts.add_options()("all", po::bool_switch(&all),
+                     "the most recent in any state (default: pending only)")(
+      "limit", po::value(&limit), "at most N approvals (default 100)");
+  po::positional_options_description pos;
+  po::variables_map vm;
+  bool help = false;
+  if (!parseCommandArgs("approvals", args, opts, pos, vm, io.out, io.err, &help)) {
+    return help ? kOk : kUsage;
+  }
+  v1::ListApprovalsRequest req;
+  req.set_all(all);
+  req.set_limit(limit);
+  auto client = OperatorClient::create(g);
+  if (!client.ok()) {
+    io.err << "bulkhead approvals: " << client.status().message() << "\n";
+    return kUsage;
+  }
+  v1::ListApprovalsResponse resp;
+  auto ctx = (*client)->context(g.timeout);
+  grpc::Status st = (*client)->stub().ListApprovals(ctx.get(), req, &resp);
+  if (!st.ok()) return reportRpcError("approvals", (*client)->controller(), st, io.err);
+  if (g.json) {
+    printJson(io.out, resp);
+    return kOk;
+  }
+  if (resp.approvals().empty()) {
+    io.out << (all ? "no approvals\n" : "no approvals pending\n");
+    return kOk;
+  }
+  std::vector<std::vector<std::string>> rows = {{"APPROVAL", "STATE", "REQUESTED", "EXPIRES",
+                                                 "SIGNAL", "REQUESTED BY", "PLAYBOOK", "ACTION",
+                                                 "TARGET", "DETAIL", "DECIDED"}};
+  for (const v1::Approval& a : resp.approvals()) {
+    std::string decided = "-";
+    if (a.state() != v1::APPROVAL_STATE_PENDING) {
+      decided =
+          fmt::format("{} at {}: {}", a.decided_by(), utcTime(a.decided_unix_ms()), a.reason());
+      if (!a.outcome().empty()) decided += "; " + a.outcome();
+    }
+    rows.push_back({a.approval_id(), approvalStateText(a.state()), utcTime(a.requested_unix_ms()),
+                    utcTime(a.expires_unix_ms()), a.signal_id(), a.requested_by(), a.playbook(),
+                    a.action().action(), a.action().target(), a.action().detail(), decided});
+  }
+  printTable(io.out, rows);
+  return kOk;
+}
+
+// approve and reject: one approval id and a reason.
+int decideCommand(const std::string& command, const GlobalOptions& g,
+                  const std::vector<std::string>& args, Io& io) {
+  std::string id, reason;
+  po::options_description opts(command + " APPROVAL_ID --reason TEXT");
+  opts.add_options()("id", po::value(&id)->required(), "the approval (from `bulkhead approvals`)")(
+      "reason", po::value(&reason), "why (incident or ticket); required, audited");
+  po::positional_options_description pos;
+  pos.add("id", 1);
+  po::variables_map vm;
+  bool help = false;
+  if (!parseCommandArgs(command, args, opts, pos, vm, io.out, io.err, &help)) {
+    return help ? kOk : kUsage;
+  }
+  if (id.empty()) {
+    io.err << "bulkhead " << command << ": APPROVAL_ID: required\n";
+    return kUsage;
+  }
+  if (reason.empty()) {
+    io.err << "bulkhead " << command << ": --reason: required (an incident or ticket id)\n";
+    return kUsage;
+  }
+  v1::DecideApprovalRequest req;
+  req.set_approval_id(id);
+  req.set_reason(reason);
+  auto client = OperatorClient::create(g);
+  if (!client.ok()) {
+    io.err << "bulkhead " << command << ": " << client.status().message() << "\n";
+    return kUsage;
+  }
+  v1::Approval resp;
+  auto ctx = (*client)->context(g.timeout);
+  grpc::Status st = command == "approve" ? (*client)->stub().Approve(ctx.get(), req, &resp)
+                                         : (*client)->stub().Reject(ctx.get(), req, &resp);
+  if (!st.ok()) return reportRpcError(command, (*client)->controller(), st, io.err);
+  if (g.json) {
+    printJson(io.out, resp);
+    return kOk;
+  }
+  io.out << fmt::format("approval {}: {} by {}: {} {} {} (signal {}): {}\n", resp.approval_id(),
+                        approvalStateText(resp.state()), resp.decided_by(), resp.playbook(),
+                        resp.action().action(), resp.action().target(), resp.signal_id(),
+                        resp.outcome());
+  return kOk;
+}
+
+int approveCommand(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
+  return decideCommand("approve", g, args, io);
+}
+
+int rejectCommand(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
+  return decideCommand("reject", g, args, io);
+}
+
 }  // namespace
 
 void addSignalCommands(std::map<std::string, CommandInfo>& table) {
@@ -382,6 +499,9 @@ void addSignalCommands(std::map<std::string, CommandInfo>& table) {
   table["playbook check"] = {"validate a directory of playbooks (file:line errors)", playbookCheck};
   table["playbook test"] = {"what a signal (JSON file) would do now, changing nothing",
                             playbookTest};
+  table["approvals"] = {"automatic actions awaiting a responder's approval", approvalsCommand};
+  table["approve"] = {"approve a pending action: it runs as you", approveCommand};
+  table["reject"] = {"reject a pending action: it never runs", rejectCommand};
 }
 
 }  // namespace bulkhead::cli

@@ -190,6 +190,7 @@ int run(int argc, char** argv) {
   }
   options.policies = &policies;
   options.signals.policy_dir = config.policy_dir;
+  options.signals.approval_expiry = config.approval_expiry;
   options.listen = config.listen_text;
   auto tls = RotatingServerCredentials::create(*identity,
                                               std::filesystem::path(config.runtime_dir) / "tls");

@@ -77,6 +77,7 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   std::string max_evidence_uploads = "16", max_evidence_uploads_per_host = "2";
   std::string evidence_idle_timeout = "60s";
   std::string crl_file, cert_expiry_warning = "30d";
+  std::string approval_expiry = "1h";
   std::vector<std::string> advertise;
 
   po::options_description desc(
@@ -126,7 +127,10 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
       "in the --identity directory, if present)")(
       "cert-expiry-warning", po::value(&cert_expiry_warning)->value_name("DUR"),
       "certificates expiring within this are logged and flagged in `hosts` (default 30d)")(
-      "log-format", po::value(&log_format)->value_name("text|json"), "log format (default text)")(
+      "approval-expiry", po::value(&approval_expiry)->value_name("DUR"),
+      "an automatic action waiting for approval that nobody decides within this expires as "
+      "rejected (default 1h)")("log-format", po::value(&log_format)->value_name("text|json"),
+                               "log format (default text)")(
       "log-level", po::value(&log_level)->value_name("LEVEL"),
       "trace, debug, info, warn, error or off (default info)");
 
@@ -240,6 +244,13 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   auto expiry_warning = parseDuration("--cert-expiry-warning", cert_expiry_warning);
   if (!expiry_warning.ok()) return expiry_warning.status();
   c.cert_expiry_warning = *expiry_warning;
+  auto approvals = parseDuration("--approval-expiry", approval_expiry);
+  if (!approvals.ok()) return approvals.status();
+  if (approvals->count() <= 0) {
+    return absl::InvalidArgumentError(fmt::format(
+        "--approval-expiry: invalid value \"{}\": must be longer than 0s", approval_expiry));
+  }
+  c.approval_expiry = *approvals;
 
   if (log_format != "text" && log_format != "json") {
     return absl::InvalidArgumentError(

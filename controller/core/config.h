@@ -44,6 +44,8 @@ struct ControllerConfig {
   std::string crl_file;
   // --cert-expiry-warning: certificates expiring within this are logged and flagged in `hosts`.
   std::chrono::milliseconds cert_expiry_warning{std::chrono::hours(24 * 30)};
+  // --approval-expiry: a pending approval nobody decided within this expires (as rejected).
+  std::chrono::milliseconds approval_expiry{std::chrono::hours(1)};
   std::string log_format = "text";
   std::string log_level = "info";
 };

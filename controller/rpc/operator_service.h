@@ -39,28 +39,31 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
 
   // The generated base keeps the sync-API overloads of every method; keep them visible.
   using Base = bulkhead::v1::Operator::CallbackService;
+  using Base::Approve;
+  using Base::Block;
+  using Base::Capture;
+  using Base::ExportAudit;
+  using Base::GetEvidence;
   using Base::GetHost;
   using Base::Isolate;
-  using Base::ListAudit;
-  using Base::ListHosts;
-  using Base::Release;
-  using Base::VerifyAudit;
-  using Base::ExportAudit;
-  using Base::Block;
-  using Base::Unblock;
-  using Base::ListBlocks;
   using Base::KillConnections;
-  using Base::ListSessions;
-  using Base::KillSessions;
   using Base::KillProcess;
-  using Base::Capture;
+  using Base::KillSessions;
+  using Base::ListApprovals;
+  using Base::ListAudit;
+  using Base::ListBlocks;
   using Base::ListEvidence;
-  using Base::GetEvidence;
-  using Base::VerifyEvidence;
-  using Base::ShowEvidence;
-  using Base::SubmitSignal;
+  using Base::ListHosts;
+  using Base::ListSessions;
   using Base::ListSignals;
   using Base::PreviewSignal;
+  using Base::Reject;
+  using Base::Release;
+  using Base::ShowEvidence;
+  using Base::SubmitSignal;
+  using Base::Unblock;
+  using Base::VerifyAudit;
+  using Base::VerifyEvidence;
 
   grpc::ServerUnaryReactor* ListHosts(grpc::CallbackServerContext* ctx,
                                       const bulkhead::v1::ListHostsRequest* req,
@@ -135,6 +138,15 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   grpc::ServerUnaryReactor* PreviewSignal(grpc::CallbackServerContext* ctx,
                                           const bulkhead::v1::PreviewSignalRequest* req,
                                           bulkhead::v1::SubmitSignalResponse* resp) override;
+  grpc::ServerUnaryReactor* ListApprovals(grpc::CallbackServerContext* ctx,
+                                          const bulkhead::v1::ListApprovalsRequest* req,
+                                          bulkhead::v1::ListApprovalsResponse* resp) override;
+  grpc::ServerUnaryReactor* Approve(grpc::CallbackServerContext* ctx,
+                                    const bulkhead::v1::DecideApprovalRequest* req,
+                                    bulkhead::v1::Approval* resp) override;
+  grpc::ServerUnaryReactor* Reject(grpc::CallbackServerContext* ctx,
+                                   const bulkhead::v1::DecideApprovalRequest* req,
+                                   bulkhead::v1::Approval* resp) override;
 
   // The caller of one call, as its certificate says. Refuses revoked certificates (the
   // Fleet's PeerGate).

@@ -1,4 +1,5 @@
-// Operator service: SubmitSignal and ListSignals, translated for SignalService
+// Operator service: signals (SubmitSignal, ListSignals, PreviewSignal) and approvals
+// (ListApprovals, Approve, Reject), translated for SignalService
 // (controller/service/signals.h), which checks, records, decides and audits.
 #include "controller/rpc/audit.h"
 #include "controller/rpc/operator_service.h"
@@ -50,6 +51,48 @@ grpc::ServerUnaryReactor* OperatorService::PreviewSignal(grpc::CallbackServerCon
   }
   resp->set_disposition(outcome->disposition);
   for (auto& a : outcome->actions) *resp->add_actions() = std::move(a);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorService::ListApprovals(grpc::CallbackServerContext* ctx,
+                                                         const v1::ListApprovalsRequest* req,
+                                                         v1::ListApprovalsResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  auto approvals = signals_.listApprovals(identify(*ctx), req->all(), req->limit());
+  if (!approvals.ok()) {
+    reactor->Finish(toGrpcStatus(approvals.status()));
+    return reactor;
+  }
+  for (auto& a : *approvals) *resp->add_approvals() = std::move(a);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorService::Approve(grpc::CallbackServerContext* ctx,
+                                                   const v1::DecideApprovalRequest* req,
+                                                   v1::Approval* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  auto decided = signals_.approve(identify(*ctx), req->approval_id(), req->reason());
+  if (!decided.ok()) {
+    reactor->Finish(toGrpcStatus(decided.status()));
+    return reactor;
+  }
+  *resp = *std::move(decided);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorService::Reject(grpc::CallbackServerContext* ctx,
+                                                  const v1::DecideApprovalRequest* req,
+                                                  v1::Approval* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  auto decided = signals_.reject(identify(*ctx), req->approval_id(), req->reason());
+  if (!decided.ok()) {
+    reactor->Finish(toGrpcStatus(decided.status()));
+    return reactor;
+  }
+  *resp = *std::move(decided);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

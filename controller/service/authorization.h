@@ -36,6 +36,9 @@ enum class OperatorAction {
   kSubmitSignal,     // signal
   kListSignals,      // signals
   kPreviewSignal,    // signal-preview
+  kListApprovals,    // approvals
+  kApprove,          // approve
+  kReject,           // reject
 };
 
 struct ActionRule {

@@ -17,6 +17,8 @@ namespace bulkhead::controller {
 // The audit actions of the rows SignalService writes besides the operator calls' own.
 inline constexpr char kSignalActionAuditAction[] = "signal-action";
 inline constexpr char kSignalRateCapAuditAction[] = "signal-rate-cap";
+// A pending approval nobody decided before it expired (the controller's row; read as rejected).
+inline constexpr char kApprovalExpiredAuditAction[] = "approval-expired";
 
 // Who delivered a signal, as the front door established it (never from the signal itself).
 struct SignalDelivery {

@@ -10,6 +10,7 @@
 #include "common/format.h"
 #include "common/text.h"
 #include "controller/service/audit.h"
+#include "evidence/json_read.h"
 
 namespace bulkhead::controller {
 namespace {
@@ -65,16 +66,34 @@ std::string describe(const v1::Signal& s) {
   return out;
 }
 
-v1::SignalAction toRecord(const PlannedAction& a) {
+// `approval_id`: the approval a waiting action waits for ("awaiting approval ID: why").
+v1::SignalAction toRecord(const PlannedAction& a, const std::string& approval_id = "") {
   v1::SignalAction out;
   out.set_playbook(a.playbook);
   out.set_action(std::string(actionKindName(a.kind)));
   out.set_target(a.target());
   out.set_detail(a.detail());
   std::string outcome(verdictName(a.verdict));
+  if (!approval_id.empty()) outcome += " " + approval_id;
   if (!a.why.empty()) outcome += ": " + a.why;
   out.set_outcome(outcome);
   return out;
+}
+
+std::string approvalStateText(v1::ApprovalState state) {
+  switch (state) {
+    case v1::APPROVAL_STATE_PENDING: return "pending";
+    case v1::APPROVAL_STATE_APPROVED: return "approved";
+    case v1::APPROVAL_STATE_REJECTED: return "rejected";
+    case v1::APPROVAL_STATE_EXPIRED: return "expired";
+    default: return "unknown";
+  }
+}
+
+// "isolate h2 (exempt ir-jump-host for 3600 s) of playbook db, signal sig-1-2"
+std::string describeApproval(const v1::Approval& a) {
+  return fmt::format("{} {} ({}) of playbook {}, signal {}", a.action().action(),
+                     a.action().target(), a.action().detail(), a.playbook(), a.signal_id());
 }
 
 constexpr uint32_t kDefaultListLimit = 100;
@@ -90,7 +109,11 @@ SignalService::SignalService(const Clock& clock, Store& store, HostDirectory& ho
       actuator_(actuator),
       options_(std::move(options)),
       engine_(PlaybookSet{}, AutomationGuardrails{.blocks = options_.blocks}),
-      worker_("bh-signals") {}
+      worker_("bh-signals") {
+  if (options_.approval_check_period.count() > 0) {
+    worker_.every(options_.approval_check_period, [this] { (void)expireApprovals(); });
+  }
+}
 
 SignalService::~SignalService() { shutdown(); }
 
@@ -173,12 +196,18 @@ void SignalService::process(const SignalDelivery& from, const v1::Signal& signal
   DirectoryFleet fleet(hosts_);
   Decision decision;
   std::string signal_id;
+  std::vector<std::string> approval_ids;  // per action: the approval it waits for, or ""
   std::optional<PlaybookEngine::Rates> rates_before;  // put back if the signal is not recorded
   {
     std::lock_guard lock(mu_);
     rates_before = engine_.rates();
     decision = engine_.decide(signal, from.reporting_host, fleet, std::chrono::steady_clock::now());
     signal_id = fmt::format("sig-{}-{}", now_ms, ++sequence_);
+    for (const PlannedAction& a : decision.actions) {
+      approval_ids.push_back(a.verdict == Verdict::kNeedsApproval
+                                 ? fmt::format("apr-{}-{}", now_ms, ++sequence_)
+                                 : std::string());
+    }
   }
   auto giveBackRates = [&] {
     std::lock_guard lock(mu_);
@@ -193,7 +222,9 @@ void SignalService::process(const SignalDelivery& from, const v1::Signal& signal
   record.set_delivered_by(from.delivered_by);
   *record.mutable_signal() = signal;
   record.set_disposition(decision.disposition);
-  for (const PlannedAction& a : decision.actions) *record.add_actions() = toRecord(a);
+  for (size_t i = 0; i < decision.actions.size(); ++i) {
+    *record.add_actions() = toRecord(decision.actions[i], approval_ids[i]);
+  }
 
   const std::string target = describe(signal);
   std::vector<AuditEntry> rows;
@@ -225,13 +256,51 @@ void SignalService::process(const SignalDelivery& from, const v1::Signal& signal
     return;
   }
   // One row per action that did not start (suppressed, simulated, waiting), and one when a
-  // rate cap starts suppressing: each names the playbook and the signal.
-  for (const PlannedAction& a : decision.actions) {
+  // rate cap starts suppressing: each names the playbook and the signal. A waiting action's
+  // row is written with its approval, in one transaction.
+  for (size_t i = 0; i < decision.actions.size(); ++i) {
+    const PlannedAction& a = decision.actions[i];
     if (a.verdict == Verdict::kStart) continue;
-    (void)recordCall(store_, clock_, "playbook:" + a.playbook, kSignalActionAuditAction,
-                     a.target().empty() ? target : a.target(), signal_id, absl::OkStatus(),
-                     fmt::format("{} {}: {}{}", actionKindName(a.kind), a.detail(),
-                                 verdictName(a.verdict), a.why.empty() ? "" : " (" + a.why + ")"));
+    const std::string what = a.verdict == Verdict::kNeedsApproval
+                                 ? std::string(verdictName(a.verdict)) + " " + approval_ids[i]
+                                 : std::string(verdictName(a.verdict));
+    const std::string action_target = a.target().empty() ? target : a.target();
+    const std::string detail = fmt::format("{} {}: {}{}", actionKindName(a.kind), a.detail(), what,
+                                           a.why.empty() ? "" : " (" + a.why + ")");
+    if (a.verdict != Verdict::kNeedsApproval) {
+      (void)recordCall(store_, clock_, "playbook:" + a.playbook, kSignalActionAuditAction,
+                       action_target, signal_id, absl::OkStatus(), detail);
+      continue;
+    }
+    // The same row recordCall would write, but in the approval's transaction.
+    AuditEntry action_row{
+        .at_unix_ms = now_ms,
+        .operator_name = "playbook:" + a.playbook,
+        .action = kSignalActionAuditAction,
+        .target = evidence::boundedText(escapeNonPrintable(action_target), kMaxAuditTarget, false),
+        .reason = signal_id,
+        .outcome = "ok",
+        .detail = evidence::boundedText(escapeNonPrintable(detail), kMaxAuditText, false)};
+    v1::Approval approval;
+    approval.set_approval_id(approval_ids[i]);
+    approval.set_signal_id(signal_id);
+    approval.set_playbook(a.playbook);
+    *approval.mutable_action() = record.actions(static_cast<int>(i));
+    approval.set_requested_by(from.delivered_by);
+    approval.set_requested_unix_ms(now_ms);
+    approval.set_expires_unix_ms(now_ms + options_.approval_expiry.count());
+    approval.set_state(v1::APPROVAL_STATE_PENDING);
+    approval.set_action_index(static_cast<uint32_t>(i));
+    approval.set_reporting_host(from.reporting_host);
+    if (auto s = store_.addApproval(approval, action_row); !s.ok()) {
+      // The signal stands recorded; its record says this action will not run.
+      spdlog::error("signal {}: approval {} not recorded: {}", signal_id, approval_ids[i], s);
+      record.mutable_actions(static_cast<int>(i))
+          ->set_outcome(fmt::format("failed: approval not recorded: {}", s.message()));
+      if (auto u = store_.updateSignal(row); !u.ok()) {
+        spdlog::warn("signal {}: record not updated: {}", signal_id, u);
+      }
+    }
   }
   if (decision.rate_cap_reached) {
     spdlog::warn("signals: a rate cap started suppressing automatic actions (signal {})",
@@ -336,6 +405,237 @@ absl::StatusOr<SignalOutcome> SignalService::preview(const Caller& caller, v1::S
   SignalOutcome out{.disposition = decision.disposition};
   for (const PlannedAction& a : decision.actions) out.actions.push_back(toRecord(a));
   return out;
+}
+
+// --- approvals ---
+
+absl::StatusOr<std::vector<v1::Approval>> SignalService::listApprovals(const Caller& caller,
+                                                                       bool all, uint32_t limit) {
+  const std::string action = auditAction(OperatorAction::kListApprovals);
+  if (absl::Status allowed = authorize(caller, OperatorAction::kListApprovals); !allowed.ok()) {
+    return recordCall(store_, clock_, caller.audit_name, action, "", "", allowed);
+  }
+  if (limit == 0) limit = kDefaultListLimit;
+  limit = std::min(limit, kMaxListLimit);
+  auto rows = store_.listApprovals(!all, limit);
+  absl::Status status = rows.ok() ? absl::OkStatus() : rows.status();
+  if (auto s = recordCall(store_, clock_, caller.audit_name, action, all ? "all" : "pending", "",
+                          status);
+      !s.ok()) {
+    return s;
+  }
+  std::vector<v1::Approval> out;
+  size_t bytes = 0;
+  for (v1::Approval& a : *rows) {
+    bytes += a.ByteSizeLong() + 8;
+    if (!out.empty() && bytes > kMaxResponseBytes) break;
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+absl::StatusOr<v1::Approval> SignalService::approve(const Caller& caller,
+                                                    const std::string& approval_id,
+                                                    const std::string& reason) {
+  return decide(caller, approval_id, reason, true);
+}
+
+absl::StatusOr<v1::Approval> SignalService::reject(const Caller& caller,
+                                                   const std::string& approval_id,
+                                                   const std::string& reason) {
+  return decide(caller, approval_id, reason, false);
+}
+
+absl::StatusOr<v1::Approval> SignalService::decide(const Caller& caller,
+                                                   const std::string& approval_id,
+                                                   const std::string& reason, bool approve) {
+  const OperatorAction op = approve ? OperatorAction::kApprove : OperatorAction::kReject;
+  const std::string action = auditAction(op);
+  auto refuse = [&](const absl::Status& why) {
+    return recordCall(store_, clock_, caller.audit_name, action, approval_id, reason, why);
+  };
+  if (absl::Status allowed = authorize(caller, op); !allowed.ok()) return refuse(allowed);
+  if (approval_id.empty()) return refuse(absl::InvalidArgumentError("approval id: required"));
+  if (reason.empty()) return refuse(absl::InvalidArgumentError("reason: required"));
+  auto stored = store_.getApproval(approval_id);
+  if (!stored.ok()) return refuse(stored.status());
+  v1::Approval approval = *std::move(stored);
+  const int64_t now_ms = clock_.nowUnixMs();
+  if (approval.state() != v1::APPROVAL_STATE_PENDING) {
+    const bool expired = approval.state() == v1::APPROVAL_STATE_EXPIRED;
+    return refuse(absl::FailedPreconditionError(
+        fmt::format("approval {} is already {}{}", approval_id, approvalStateText(approval.state()),
+                    expired ? " (rejected): nothing done" : " by " + approval.decided_by())));
+  }
+  if (now_ms >= approval.expires_unix_ms()) {
+    return refuse(absl::FailedPreconditionError(
+        fmt::format("approval {} has expired (rejected): nothing done", approval_id)));
+  }
+  // Four eyes: a person who asked for the action does not also approve it. (Withdrawing one's
+  // own request by rejecting it is allowed.)
+  if (approve && approval.requested_by() == "operator:" + caller.audit_name) {
+    return refuse(absl::PermissionDeniedError(
+        fmt::format("operator \"{}\" requested this action (signal {}): another responder must "
+                    "approve it",
+                    caller.audit_name, approval.signal_id())));
+  }
+
+  // Approving plans the signal again under the playbooks and guardrails in force: the action
+  // runs only if they still plan it exactly so and no guardrail now stops it.
+  std::optional<PlannedAction> planned;
+  if (approve) {
+    auto signal = store_.getSignal(approval.signal_id());
+    if (!signal.ok()) return refuse(signal.status());
+    DirectoryFleet fleet(hosts_);
+    Decision again;
+    {
+      std::lock_guard lock(mu_);
+      again = engine_.preview(signal->record.signal(), approval.reporting_host(), fleet,
+                              std::chrono::steady_clock::now());
+    }
+    for (const PlannedAction& a : again.actions) {
+      if (a.playbook == approval.playbook() &&
+          actionKindName(a.kind) == approval.action().action() &&
+          a.target() == approval.action().target() && a.detail() == approval.action().detail()) {
+        planned = a;
+        break;
+      }
+    }
+    if (!planned) {
+      return refuse(absl::FailedPreconditionError(fmt::format(
+          "the playbooks in force no longer plan {} {} for signal {}: not started (still "
+          "pending)",
+          approval.action().action(), approval.action().target(), approval.signal_id())));
+    }
+    if (planned->verdict != Verdict::kStart && planned->verdict != Verdict::kNeedsApproval) {
+      return refuse(absl::FailedPreconditionError(fmt::format(
+          "a guardrail now stops {} {}: {}{}: not started (still pending)",
+          approval.action().action(), approval.action().target(), verdictName(planned->verdict),
+          planned->why.empty() ? "" : " " + planned->why)));
+    }
+  }
+
+  v1::Approval decided = approval;
+  decided.set_state(approve ? v1::APPROVAL_STATE_APPROVED : v1::APPROVAL_STATE_REJECTED);
+  decided.set_decided_by(caller.audit_name);
+  decided.set_decided_unix_ms(now_ms);
+  decided.set_reason(reason);
+  decided.set_outcome(approve ? "started" : "not run");
+  AuditEntry row{.at_unix_ms = now_ms,
+                 .operator_name = caller.audit_name,
+                 .action = action,
+                 .target = escapeNonPrintable(approval_id),
+                 .reason = escapeNonPrintable(reason),
+                 .outcome = "ok",
+                 .detail = escapeNonPrintable(describeApproval(approval))};
+  if (absl::Status s = store_.decideApproval(decided, row); !s.ok()) {
+    // Lost the race (FAILED_PRECONDITION naming the winner) or the commit failed: nothing
+    // changed, nothing started.
+    return refuse(s);
+  }
+  const std::string verdict = fmt::format("{} by {} ({})", approve ? "approved" : "rejected",
+                                          caller.audit_name, approval_id);
+  if (!approve) {
+    setSignalOutcome(approval.signal_id(), approval.action_index(), verdict + ": not run");
+    return decided;
+  }
+  setSignalOutcome(approval.signal_id(), approval.action_index(), verdict + ": started");
+  // The action runs as the approver, not as the playbook: the person who let it through is the
+  // one its own audit rows (isolate, block, ...) name, and the reason ties them to the approval,
+  // the signal and the approver's own words, so an auditor reads the whole chain from one row.
+  const std::string action_reason =
+      fmt::format("approval {} of signal {} (playbook {}): {}", approval_id, approval.signal_id(),
+                  approval.playbook(), reason);
+  actuator_.start(caller, *planned, action_reason,
+                  [this, approval_id](const absl::Status& status, const std::string& summary) {
+                    worker_.post([this, approval_id, status, summary] {
+                      approvedActionEnded(approval_id, status, summary);
+                    });
+                  });
+  return decided;
+}
+
+void SignalService::approvedActionEnded(const std::string& approval_id, const absl::Status& status,
+                                        const std::string& summary) {
+  auto stored = store_.getApproval(approval_id);
+  if (!stored.ok()) {
+    spdlog::warn("approval {}: outcome not recorded: {}", approval_id, stored.status());
+    return;
+  }
+  v1::Approval approval = *std::move(stored);
+  const std::string outcome = status.ok() ? "done" + (summary.empty() ? "" : ": " + summary)
+                                          : fmt::format("failed: {}", status);
+  approval.set_outcome(outcome);
+  if (auto s = store_.updateApproval(approval); !s.ok()) {
+    spdlog::warn("approval {}: outcome not recorded: {}", approval_id, s);
+  }
+  setSignalOutcome(
+      approval.signal_id(), approval.action_index(),
+      fmt::format("approved by {} ({}): {}", approval.decided_by(), approval_id, outcome));
+}
+
+void SignalService::setSignalOutcome(const std::string& signal_id, uint32_t index,
+                                     const std::string& outcome) {
+  worker_.post([this, signal_id, index, outcome] {
+    auto write = [&](v1::SignalRecord& record) {
+      if (index < static_cast<uint32_t>(record.actions_size())) {
+        record.mutable_actions(static_cast<int>(index))->set_outcome(outcome);
+      }
+    };
+    // A record in flight (other actions of the signal still running) is rewritten whole as
+    // each ends: update that copy too, or it would put the old outcome back.
+    if (auto it = in_flight_.find(signal_id); it != in_flight_.end()) {
+      write(it->second.row.record);
+    }
+    auto row = store_.getSignal(signal_id);
+    if (!row.ok()) {
+      spdlog::warn("signal {}: action outcome not recorded: {}", signal_id, row.status());
+      return;
+    }
+    write(row->record);
+    if (auto s = store_.updateSignal(*row); !s.ok()) {
+      spdlog::warn("signal {}: action outcome not recorded: {}", signal_id, s);
+    }
+  });
+}
+
+size_t SignalService::expireApprovals() {
+  const int64_t now_ms = clock_.nowUnixMs();
+  auto due = store_.listExpiredApprovals(now_ms, kMaxExpiriesPerPass);
+  if (!due.ok()) {
+    spdlog::warn("approvals: expiry check failed (retried): {}", due.status());
+    return 0;
+  }
+  size_t expired = 0;
+  for (const v1::Approval& approval : *due) {
+    v1::Approval decided = approval;
+    decided.set_state(v1::APPROVAL_STATE_EXPIRED);
+    decided.set_decided_by("controller");
+    decided.set_decided_unix_ms(now_ms);
+    decided.set_reason("nobody decided before it expired: rejected");
+    decided.set_outcome("not run");
+    AuditEntry row{
+        .at_unix_ms = now_ms,
+        .operator_name = "controller",
+        .action = kApprovalExpiredAuditAction,
+        .target = escapeNonPrintable(approval.approval_id()),
+        .reason = approval.signal_id(),
+        .outcome = "ok",
+        .detail = escapeNonPrintable("rejected, not run: " + describeApproval(approval))};
+    // FAILED_PRECONDITION: a responder decided it meanwhile, which stands.
+    if (absl::Status s = store_.decideApproval(decided, row); !s.ok()) {
+      if (!absl::IsFailedPrecondition(s)) {
+        spdlog::warn("approval {}: expiry not recorded (retried): {}", approval.approval_id(), s);
+      }
+      continue;
+    }
+    ++expired;
+    spdlog::info("approval {} expired: {} not run", approval.approval_id(),
+                 describeApproval(approval));
+    setSignalOutcome(approval.signal_id(), approval.action_index(),
+                     fmt::format("expired ({}): rejected, not run", approval.approval_id()));
+  }
+  return expired;
 }
 
 }  // namespace bulkhead::controller

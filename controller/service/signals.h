@@ -14,6 +14,13 @@
 // The actions run through the service layer's own operations (SignalActuator), with the
 // playbook as the caller ("playbook:NAME") and the signal's id in the reason, so their own
 // audit rows name both. Their ends are written back into the signal's record.
+//
+// Approvals: an action a guardrail holds back (Verdict::kNeedsApproval) gets an approval row
+// (store, with its audit row) that expires after `approval_expiry`. approve() plans the signal
+// again under the guardrails in force (a protected address stays protected) and starts the
+// action as the approver; reject() and expiry run nothing. Every decision is a compare-and-set
+// from PENDING with its audit row, so of two racing decisions one wins. Approvals live in the
+// store only: after a restart the pending ones are still listed, approved and expired.
 #pragma once
 
 #include <chrono>
@@ -54,6 +61,11 @@ struct SignalServiceOptions {
   std::chrono::milliseconds dedupe_window{std::chrono::hours(24)};
   // The controller's own addresses and protected CIDRs (never blocked).
   BlockGuardrails blocks;
+  // A pending approval nobody decided within this time expires (as rejected).
+  std::chrono::milliseconds approval_expiry{std::chrono::hours(1)};
+  // How often the signals thread looks for expired approvals; 0: never (tests call
+  // expireApprovals() themselves).
+  std::chrono::milliseconds approval_check_period{std::chrono::seconds(1)};
 };
 
 class SignalService final : public SignalIntake {
@@ -82,6 +94,29 @@ class SignalService final : public SignalIntake {
   absl::StatusOr<SignalOutcome> preview(const Caller& caller, bulkhead::v1::Signal signal,
                                         const std::string& reporting_host);
 
+  // `bulkhead approvals`: pending ones (oldest expiry first), or with `all` the newest in any
+  // state. Viewer; audited as "approvals".
+  absl::StatusOr<std::vector<bulkhead::v1::Approval>> listApprovals(const Caller& caller, bool all,
+                                                                    uint32_t limit);
+  // Decides a pending approval; `reason` is required. The caller must be a responder and, when
+  // a person requested the action (delivered the signal), another person (PERMISSION_DENIED
+  // naming why). FAILED_PRECONDITION when it is no longer pending or has expired, or, for an
+  // approval, when the guardrails in force now stop the action or the playbooks no longer plan
+  // it (then it stays pending). Approve starts the action; the answer says "started" and the
+  // action's end is written into the approval and the signal's record. Audited as "approve" /
+  // "reject" (the success row in the same transaction as the decision).
+  absl::StatusOr<bulkhead::v1::Approval> approve(const Caller& caller,
+                                                 const std::string& approval_id,
+                                                 const std::string& reason);
+  absl::StatusOr<bulkhead::v1::Approval> reject(const Caller& caller,
+                                                const std::string& approval_id,
+                                                const std::string& reason);
+  // Marks the pending approvals past their expiry EXPIRED, each with an "approval-expired"
+  // audit row; at most kMaxExpiriesPerPass per call (the rest on the next). Returns how many.
+  // Runs on the signals thread every approval_check_period; thread-safe.
+  size_t expireApprovals();
+  static constexpr size_t kMaxExpiriesPerPass = 100;
+
   // Refuses new signals (UNAVAILABLE) and stops the thread. Idempotent.
   void shutdown();
 
@@ -89,6 +124,15 @@ class SignalService final : public SignalIntake {
   void process(const SignalDelivery& from, const bulkhead::v1::Signal& signal, SignalDone& done);
   void actionEnded(const std::string& signal_id, size_t index, const absl::Status& status,
                    const std::string& summary);
+  // Shared by approve() and reject(): checks, records the decision (compare-and-set).
+  absl::StatusOr<bulkhead::v1::Approval> decide(const Caller& caller,
+                                                const std::string& approval_id,
+                                                const std::string& reason, bool approve);
+  // Writes `outcome` as the outcome of action `index` of signal `signal_id` (on the signals
+  // thread, so a record in flight is updated too).
+  void setSignalOutcome(const std::string& signal_id, uint32_t index, const std::string& outcome);
+  void approvedActionEnded(const std::string& approval_id, const absl::Status& status,
+                           const std::string& summary);
 
   const Clock& clock_;
   Store& store_;

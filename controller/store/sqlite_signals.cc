@@ -76,4 +76,14 @@ absl::StatusOr<std::vector<SignalRow>> SqliteSignals::list(int64_t since_unix_ms
   return out;
 }
 
+absl::StatusOr<SignalRow> SqliteSignals::get(const std::string& signal_id) {
+  Stmt st(db_, "SELECT idempotency_key, record FROM signals WHERE id = ?1");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, signal_id);
+  int rc = st.step();
+  if (rc == SQLITE_DONE) return absl::NotFoundError(fmt::format("no signal \"{}\"", signal_id));
+  if (rc != SQLITE_ROW) return sqlite::error(db_, "get signal");
+  return readSignal(st);
+}
+
 }  // namespace bulkhead::controller

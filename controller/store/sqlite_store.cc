@@ -10,6 +10,7 @@
 namespace bulkhead::controller {
 
 using sqlite::inTransaction;
+namespace v1 = bulkhead::v1;
 
 SqliteStore::SqliteStore(sqlite3* db, std::string audit_key)
     : db_(db),
@@ -19,7 +20,8 @@ SqliteStore::SqliteStore(sqlite3* db, std::string audit_key)
       captures_(db),
       evidence_(db),
       custody_(db),
-      signals_(db) {}
+      signals_(db),
+      approvals_(db) {}
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::create(const std::filesystem::path& path,
                                                                  SqliteStoreOptions options) {
@@ -247,6 +249,51 @@ absl::StatusOr<std::vector<SignalRow>> SqliteStore::listSignals(int64_t since_un
                                                                 size_t limit) {
   std::lock_guard lock(mu_);
   return signals_.list(since_unix_ms, limit);
+}
+
+absl::StatusOr<SignalRow> SqliteStore::getSignal(const std::string& signal_id) {
+  std::lock_guard lock(mu_);
+  return signals_.get(signal_id);
+}
+
+// --- approvals ---
+
+absl::Status SqliteStore::addApproval(const v1::Approval& approval, const AuditEntry& audit) {
+  std::lock_guard lock(mu_);
+  return inTransaction(db_, [&]() -> absl::Status {
+    if (auto s = approvals_.add(approval); !s.ok()) return s;
+    return audit_.append(audit).status();
+  });
+}
+
+absl::StatusOr<v1::Approval> SqliteStore::getApproval(const std::string& approval_id) {
+  std::lock_guard lock(mu_);
+  return approvals_.get(approval_id);
+}
+
+absl::StatusOr<std::vector<v1::Approval>> SqliteStore::listApprovals(bool pending_only,
+                                                                     size_t limit) {
+  std::lock_guard lock(mu_);
+  return approvals_.list(pending_only, limit);
+}
+
+absl::StatusOr<std::vector<v1::Approval>> SqliteStore::listExpiredApprovals(int64_t now_unix_ms,
+                                                                            size_t limit) {
+  std::lock_guard lock(mu_);
+  return approvals_.expired(now_unix_ms, limit);
+}
+
+absl::Status SqliteStore::decideApproval(const v1::Approval& decided, const AuditEntry& audit) {
+  std::lock_guard lock(mu_);
+  return inTransaction(db_, [&]() -> absl::Status {
+    if (auto s = approvals_.replaceIf(decided, v1::APPROVAL_STATE_PENDING); !s.ok()) return s;
+    return audit_.append(audit).status();
+  });
+}
+
+absl::Status SqliteStore::updateApproval(const v1::Approval& approval) {
+  std::lock_guard lock(mu_);
+  return approvals_.replaceIf(approval, approval.state());
 }
 
 }  // namespace bulkhead::controller

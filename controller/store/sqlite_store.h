@@ -77,6 +77,17 @@ class SqliteStore final : public Store {
   absl::Status updateSignal(const SignalRow& row) override;
   absl::StatusOr<std::vector<SignalRow>> listSignals(int64_t since_unix_ms,
                                                      size_t limit) override;
+  absl::StatusOr<SignalRow> getSignal(const std::string& signal_id) override;
+  absl::Status addApproval(const bulkhead::v1::Approval& approval,
+                           const AuditEntry& audit) override;
+  absl::StatusOr<bulkhead::v1::Approval> getApproval(const std::string& approval_id) override;
+  absl::StatusOr<std::vector<bulkhead::v1::Approval>> listApprovals(bool pending_only,
+                                                                    size_t limit) override;
+  absl::StatusOr<std::vector<bulkhead::v1::Approval>> listExpiredApprovals(int64_t now_unix_ms,
+                                                                           size_t limit) override;
+  absl::Status decideApproval(const bulkhead::v1::Approval& decided,
+                              const AuditEntry& audit) override;
+  absl::Status updateApproval(const bulkhead::v1::Approval& approval) override;
 
   // Test hooks: runs raw SQL (used to simulate tampering); reads one PRAGMA's value.
   absl::Status execForTest(const std::string& sql);
@@ -94,6 +105,7 @@ class SqliteStore final : public Store {
   SqliteEvidence evidence_;
   SqliteCustody custody_;
   SqliteSignals signals_;
+  SqliteApprovals approvals_;
 };
 
 }  // namespace bulkhead::controller

@@ -127,6 +127,28 @@ class SqliteSignals {
   // NotFound when there is no such signal.
   absl::Status update(const SignalRow& row);
   absl::StatusOr<std::vector<SignalRow>> list(int64_t since_unix_ms, size_t limit);
+  // NotFound when there is no such signal.
+  absl::StatusOr<SignalRow> get(const std::string& signal_id);
+
+ private:
+  sqlite3* db_;
+};
+
+// Table `approvals`: the Approval message in `record`, its id, signal, times and state in
+// columns for the lookups (sqlite_approvals.cc).
+class SqliteApprovals {
+ public:
+  explicit SqliteApprovals(sqlite3* db) : db_(db) {}
+  // AlreadyExists if the id is taken.
+  absl::Status add(const bulkhead::v1::Approval& approval);
+  // NotFound when there is no such approval.
+  absl::StatusOr<bulkhead::v1::Approval> get(const std::string& approval_id);
+  absl::StatusOr<std::vector<bulkhead::v1::Approval>> list(bool pending_only, size_t limit);
+  absl::StatusOr<std::vector<bulkhead::v1::Approval>> expired(int64_t now_unix_ms, size_t limit);
+  // Replaces the row while its state is `expected_state`; FailedPrecondition (naming the
+  // stored state and decider) when it is not, NotFound when there is no such approval.
+  absl::Status replaceIf(const bulkhead::v1::Approval& approval,
+                         bulkhead::v1::ApprovalState expected_state);
 
  private:
   sqlite3* db_;

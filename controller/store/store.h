@@ -229,6 +229,32 @@ class Store {
   // Signals received at or after `since_unix_ms`, newest first, at most `limit`.
   virtual absl::StatusOr<std::vector<SignalRow>> listSignals(int64_t since_unix_ms,
                                                              size_t limit) = 0;
+  // The signal with this id; NotFound "no signal ..." if unknown.
+  virtual absl::StatusOr<SignalRow> getSignal(const std::string& signal_id) = 0;
+
+  // Approvals (automatic actions waiting for a responder). Records `approval` (state PENDING)
+  // with its audit row, in one transaction. AlreadyExists if the id is taken.
+  virtual absl::Status addApproval(const bulkhead::v1::Approval& approval,
+                                   const AuditEntry& audit) = 0;
+  // NotFound "no approval ..." if unknown.
+  virtual absl::StatusOr<bulkhead::v1::Approval> getApproval(const std::string& approval_id) = 0;
+  // Pending ones (oldest expiry first) when `pending_only`, else the newest requested first;
+  // at most `limit`.
+  virtual absl::StatusOr<std::vector<bulkhead::v1::Approval>> listApprovals(bool pending_only,
+                                                                            size_t limit) = 0;
+  // Pending approvals whose expiry is at or before `now_unix_ms`, oldest expiry first, at most
+  // `limit`.
+  virtual absl::StatusOr<std::vector<bulkhead::v1::Approval>> listExpiredApprovals(
+      int64_t now_unix_ms, size_t limit) = 0;
+  // Compare-and-set: replaces approval `decided.approval_id()` by `decided` (a decided state)
+  // with the decision's audit row, in one transaction, only while the stored one is PENDING.
+  // FailedPrecondition naming the state and decider when it is not (someone decided first:
+  // nothing written); NotFound if unknown.
+  virtual absl::Status decideApproval(const bulkhead::v1::Approval& decided,
+                                      const AuditEntry& audit) = 0;
+  // Replaces the record of a decided approval (the outcome of its action, as it ends); the
+  // state must stay what it is (FailedPrecondition otherwise).
+  virtual absl::Status updateApproval(const bulkhead::v1::Approval& approval) = 0;
 };
 
 }  // namespace bulkhead::controller

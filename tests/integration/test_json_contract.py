@@ -141,6 +141,31 @@ class JsonContractTest(unittest.TestCase):
         with open(os.path.join(bad_playbooks, "broken.yaml"), "w") as f:
             f.write("name: [x]\n")
         self.assertFalse(self.offline("playbook", "check", bad_playbooks, expect=2)["ok"])
+        # approvals: isolating h2 (role=db) waits for a responder other than the requester
+        waiting = []
+        for rule in ("contract-implant-1", "contract-implant-2"):
+            alert = self.cli("signal", "--source", "alertmanager", "--rule", rule, "--host", "h2",
+                             "--severity", "critical")
+            self.assertEqual(alert["disposition"], "awaiting-approval", alert)
+            waiting.append(alert["signal_id"])
+        pending = self.cli("approvals")["approvals"]
+        ids = {a["signal_id"]: a["approval_id"] for a in pending}
+        self.assertTrue(set(waiting) <= set(ids), pending)
+        self.assertEqual(pending[0]["state"], "pending", pending)
+        self.assertIsInstance(pending[0]["expires_unix_ms"], int)
+        rejected = self.cli("reject", ids[waiting[0]], "--reason", "contract: false positive")
+        self.assertEqual(rejected["state"], "rejected", rejected)
+        r = subprocess.run([self.fleet.bin("bulkhead"), "pki", "issue", "operator", "--name",
+                            "contract-bob", "--role", "responder", "--dir", self.fleet.pki],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rc, approved, err = self.fleet.cli(
+            "approve", ids[waiting[1]], "--reason", "contract: confirmed",
+            identity=os.path.join(self.fleet.pki, "operators", "contract-bob"))
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(approved["state"], "approved", approved)
+        self.ran.add("approve")
+        self.assertEqual(len(self.cli("approvals", "--all")["approvals"]), 2)
         # offline commands: policies and the PKI
         self.offline("policy", "check", os.path.join(REPO, "policies"))
         bad = os.path.join(tmp, "contract-bad-policy")

@@ -9,12 +9,18 @@
   guardrails    a signal naming the controller or a protected address does nothing but an audit
                 row; `bulkhead playbook test` changes nothing; a replayed key acts once.
   bad input     an unknown source, a bad address: exit 2, one line, nothing recorded.
+  approvals     an isolation of a role=db host waits for approval: listed by `bulkhead
+                approvals`, refused to the operator who reported it, approved by a second
+                operator, and the host is really isolated; a second one expires as rejected
+                (--approval-expiry 20s) and its host stays reachable.
 
 Prints the delay from fail2ban's ban to the block enforced on every host. Root only.
 """
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 import time
 import unittest
@@ -183,6 +189,140 @@ class SignalsTest(unittest.TestCase):
             self.assertIn(needle, err)
             self.assertEqual(len(err.strip().splitlines()), 1, err)
         self.assertEqual(len(self.signals()), before)
+
+
+APPROVAL_PLAYBOOK = """\
+name: approval-lab
+description: A Wazuh alert about one of our hosts isolates it (role=db waits for approval)
+match:
+  source: wazuh
+actions:
+  - action: isolate
+    scope: affected-host
+    ttl: 10m
+"""
+
+
+@unittest.skipUnless(IS_ROOT, "the lab needs root")
+class ApprovalsTest(unittest.TestCase):
+    """Its own lab: h2 and h3 are role=db (policies/guardrails/automation.yaml gates their
+    isolation), a playbook isolates on a Wazuh alert, and approvals expire after 20 s."""
+
+    EXPIRY_S = 20
+
+    @classmethod
+    def setUpClass(cls):
+        cls.lab = Lab(hosts=3)
+        cls.addClassCleanup(cls.lab.close)
+        policies = os.path.join(cls.lab.tmpdir, "policies")
+        shutil.copytree(os.path.join(REPO, "policies"), policies)
+        with open(os.path.join(policies, "playbooks", "approval-lab.yaml"), "w") as f:
+            f.write(APPROVAL_PLAYBOOK)
+        cls.fleet = Fleet(cls.lab, policy_dir=policies)
+        cls.fleet.start_controller(extra=["--approval-expiry", f"{cls.EXPIRY_S}s"])
+        cls.fleet.start_agent("h1", labels={"role": "web"})
+        for h in ("h2", "h3"):
+            cls.fleet.start_agent(h, labels={"role": "db"})
+        cls.fleet.wait_online(["h1", "h2", "h3"])
+        cls.servers = [cls.lab.tcp_server(h, 7000) for h in ("h2", "h3")]
+        for name in ("alice", "bob"):
+            r = subprocess.run([cls.fleet.bin("bulkhead"), "pki", "issue", "operator", "--name",
+                                name, "--role", "responder", "--dir", cls.fleet.pki],
+                               capture_output=True, text=True, timeout=30)
+            if r.returncode != 0:
+                raise RuntimeError(f"pki issue operator {name}: {r.stderr}")
+
+    def tearDown(self):
+        outcome = getattr(self, "_outcome", None)
+        if outcome is not None and not getattr(outcome, "success", True):
+            self.lab.mark_failed()
+            print(self.lab.dump_logs(), file=sys.stderr)
+
+    def as_(self, who, *args, check=True):
+        identity = os.path.join(self.fleet.pki, "operators", who)
+        rc, doc, err = self.fleet.cli(*args, identity=identity)
+        if check:
+            self.assertEqual(rc, 0, err)
+        return rc, doc, err
+
+    def reachable(self, host):
+        return self.lab.tcp_probe("attacker", self.lab.ip4(host), 7000, timeout=0.5)
+
+    def alert(self, host, rule):
+        """Alice reports a Wazuh alert about `host`; returns (signal id, approval id)."""
+        _, out, _ = self.as_("alice", "signal", "--source", "wazuh", "--rule", rule, "--host",
+                             host, "--severity", "high")
+        self.assertEqual(out["disposition"], "awaiting-approval", out)
+        self.assertEqual(len(out["actions"]), 1, out)
+        self.assertTrue(out["actions"][0]["outcome"].startswith("awaiting approval apr-"), out)
+        pending = self.as_("bob", "approvals")[1]["approvals"]
+        mine = [a for a in pending if a["signal_id"] == out["signal_id"]]
+        self.assertEqual(len(mine), 1, pending)
+        a = mine[0]
+        self.assertEqual((a["state"], a["requested_by"], a["playbook"]),
+                         ("pending", "operator:alice", "approval-lab"), a)
+        self.assertEqual((a["action"]["action"], a["action"]["target"]), ("isolate", host), a)
+        return out["signal_id"], a["approval_id"]
+
+    def test_an_approved_isolation_isolates_and_an_undecided_one_expires_as_rejected(self):
+        self.assertTrue(self.reachable("h2") and self.reachable("h3"))
+        signal_id, approval_id = self.alert("h3", "rootkit-h3")
+        # `bulkhead signals` says what it waits for; nothing happened yet.
+        _, out, _ = self.as_("bob", "signals")
+        rec = [s for s in out["signals"] if s["signal_id"] == signal_id][0]
+        self.assertIn(f"awaiting approval {approval_id}", rec["actions"][0]["outcome"])
+        self.assertTrue(self.reachable("h3"))
+
+        # Bad input: exit 2, one line.
+        rc, _, err = self.as_("bob", "approve", approval_id, check=False)
+        self.assertEqual(rc, 2, err)
+        self.assertIn("--reason", err)
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+        rc, _, err = self.as_("bob", "approve", "apr-nope", "--reason", "x", check=False)
+        self.assertEqual(rc, 2, err)
+        self.assertIn("no approval", err)
+        # The operator who reported it may not approve it.
+        rc, _, err = self.as_("alice", "approve", approval_id, "--reason", "mine", check=False)
+        self.assertNotEqual(rc, 0, err)
+        self.assertIn("another responder must approve", err)
+        self.assertTrue(self.reachable("h3"))
+
+        # A second operator approves: h3 is really isolated.
+        _, decided, _ = self.as_("bob", "approve", approval_id, "--reason", "INC-42 confirmed")
+        self.assertEqual((decided["state"], decided["decided_by"]), ("approved", "bob"), decided)
+        wait_until(lambda: not self.reachable("h3"), 15, interval=0.1, desc="h3 isolated")
+        self.assertTrue(self.reachable("h2"))
+        wait_until(lambda: self.as_("bob", "approvals", "--all")[1]["approvals"][0]["outcome"]
+                   .startswith("done"), 15, desc="the approved action's outcome recorded")
+        # The isolation's own audit row names the approver and the approval.
+        audit = self.as_("bob", "audit", "--limit", "300")[1]["records"]
+        self.assertTrue(any(r["action"] == "isolate" and r["operator"] == "bob" and
+                            approval_id in r["reason"] and signal_id in r["reason"]
+                            for r in audit), audit[-20:])
+        self.assertTrue(any(r["action"] == "approve" and r["operator"] == "bob" and
+                            r["target"] == approval_id and r["outcome"] == "ok" for r in audit))
+        # Approving twice does nothing.
+        rc, _, err = self.as_("admin", "approve", approval_id, "--reason", "again", check=False)
+        self.assertEqual(rc, 2, err)
+        self.assertIn("already approved by bob", err)
+
+        # A second one nobody decides expires as rejected, and h2 is never isolated.
+        _, second = self.alert("h2", "rootkit-h2")
+
+        def expired():
+            listed = self.as_("bob", "approvals", "--all")[1]["approvals"]
+            return [a for a in listed if a["approval_id"] == second and a["state"] == "expired"]
+        wait_until(expired, self.EXPIRY_S + 15, interval=0.5, desc="the second approval expired")
+        self.assertTrue(self.reachable("h2"))
+        self.assertNotIn(second, [a["approval_id"]
+                                  for a in self.as_("bob", "approvals")[1]["approvals"]])
+        audit = self.as_("bob", "audit", "--limit", "300")[1]["records"]
+        self.assertTrue(any(r["action"] == "approval-expired" and r["target"] == second and
+                            r["operator"] == "controller" for r in audit))
+        rc, _, err = self.as_("bob", "approve", second, "--reason", "too late", check=False)
+        self.assertEqual(rc, 2, err)
+        self.assertIn("already expired", err)
+        self.assertTrue(self.reachable("h2"))
 
 
 if __name__ == "__main__":

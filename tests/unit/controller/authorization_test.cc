@@ -17,9 +17,10 @@ Caller operatorWith(Role role) {
 }
 
 // The actions that change a host or collect or read its data; everything else is a read.
-const std::set<A> kMutating = {A::kIsolate,         A::kRelease,      A::kBlock,       A::kUnblock,
-                               A::kKillConnections, A::kKillSessions, A::kKillProcess, A::kCapture,
-                               A::kGetEvidence,     A::kShowEvidence, A::kSubmitSignal};
+const std::set<A> kMutating = {A::kIsolate,         A::kRelease,      A::kBlock,        A::kUnblock,
+                               A::kKillConnections, A::kKillSessions, A::kKillProcess,  A::kCapture,
+                               A::kGetEvidence,     A::kShowEvidence, A::kSubmitSignal, A::kApprove,
+                               A::kReject};
 
 TEST(ActionRules, OneRowPerActionWithTheAuditNamesTheTrailHasAlwaysUsed) {
   const std::map<A, std::string> expected = {
@@ -45,6 +46,9 @@ TEST(ActionRules, OneRowPerActionWithTheAuditNamesTheTrailHasAlwaysUsed) {
       {A::kSubmitSignal, "signal"},
       {A::kListSignals, "signals"},
       {A::kPreviewSignal, "signal-preview"},
+      {A::kListApprovals, "approvals"},
+      {A::kApprove, "approve"},
+      {A::kReject, "reject"},
   };
   ASSERT_EQ(actionRules().size(), expected.size());
   std::set<std::string_view> names;

@@ -44,16 +44,31 @@ TEST(ControllerFlags, AuditKeyDefaultsToTheIdentityDirectory) {
 }
 
 TEST(ControllerFlags, AllFlags) {
-  auto cmd = parseControllerFlags(with({"--policy-dir", "/p", "--heartbeat-interval", "1s",
-                                        "--heartbeat-timeout", "2500ms", "--selector-limit", "3",
-                                        "--evidence-idle-timeout", "90s",
-                                        "--log-format", "json", "--log-level", "debug",
-                                        "--advertise", "10.77.0.1:7443", "--advertise",
+  auto cmd = parseControllerFlags(with({"--policy-dir",
+                                        "/p",
+                                        "--heartbeat-interval",
+                                        "1s",
+                                        "--heartbeat-timeout",
+                                        "2500ms",
+                                        "--selector-limit",
+                                        "3",
+                                        "--evidence-idle-timeout",
+                                        "90s",
+                                        "--approval-expiry",
+                                        "2s",
+                                        "--log-format",
+                                        "json",
+                                        "--log-level",
+                                        "debug",
+                                        "--advertise",
+                                        "10.77.0.1:7443",
+                                        "--advertise",
                                         "[fd77::1]:7443"}));
   ASSERT_TRUE(cmd.ok()) << cmd.status();
   const auto& c = cmd->config;
   EXPECT_EQ(c.policy_dir, "/p");
   EXPECT_EQ(c.evidence_idle_timeout, std::chrono::seconds(90));
+  EXPECT_EQ(c.approval_expiry, std::chrono::seconds(2));
   EXPECT_EQ(c.heartbeat_interval, milliseconds(1000));
   EXPECT_EQ(c.heartbeat_timeout, milliseconds(2500));
   EXPECT_EQ(c.selector_limit, 3u);
@@ -87,6 +102,8 @@ TEST(ControllerFlags, BadValuesNameTheFlagAndValue) {
       {with({"--heartbeat-timeout", "0s"}), "--heartbeat-timeout"},
       {with({"--evidence-idle-timeout", "soon"}), "--evidence-idle-timeout"},
       {with({"--evidence-idle-timeout", "0s"}), "--evidence-idle-timeout"},
+      {with({"--approval-expiry", "soon"}), "--approval-expiry"},
+      {with({"--approval-expiry", "0s"}), "--approval-expiry"},
       {with({"--heartbeat-interval", "10s", "--heartbeat-timeout", "5s"}),
        "must be longer than --heartbeat-interval"},
       {with({"--selector-limit", "0"}), "--selector-limit: invalid value \"0\""},

@@ -148,6 +148,38 @@ class FaultyStore final : public Store {
     if (auto s = fault("listSignals"); !s.ok()) return s;
     return real_.listSignals(since_unix_ms, limit);
   }
+  absl::StatusOr<SignalRow> getSignal(const std::string& signal_id) override {
+    if (auto s = fault("getSignal"); !s.ok()) return s;
+    return real_.getSignal(signal_id);
+  }
+  absl::Status addApproval(const bulkhead::v1::Approval& approval,
+                           const AuditEntry& audit) override {
+    if (auto s = fault("addApproval"); !s.ok()) return s;
+    return real_.addApproval(approval, audit);
+  }
+  absl::StatusOr<bulkhead::v1::Approval> getApproval(const std::string& approval_id) override {
+    if (auto s = fault("getApproval"); !s.ok()) return s;
+    return real_.getApproval(approval_id);
+  }
+  absl::StatusOr<std::vector<bulkhead::v1::Approval>> listApprovals(bool pending_only,
+                                                                    size_t limit) override {
+    if (auto s = fault("listApprovals"); !s.ok()) return s;
+    return real_.listApprovals(pending_only, limit);
+  }
+  absl::StatusOr<std::vector<bulkhead::v1::Approval>> listExpiredApprovals(int64_t now_unix_ms,
+                                                                           size_t limit) override {
+    if (auto s = fault("listExpiredApprovals"); !s.ok()) return s;
+    return real_.listExpiredApprovals(now_unix_ms, limit);
+  }
+  absl::Status decideApproval(const bulkhead::v1::Approval& decided,
+                              const AuditEntry& audit) override {
+    if (auto s = fault("decideApproval"); !s.ok()) return s;
+    return real_.decideApproval(decided, audit);
+  }
+  absl::Status updateApproval(const bulkhead::v1::Approval& approval) override {
+    if (auto s = fault("updateApproval"); !s.ok()) return s;
+    return real_.updateApproval(approval);
+  }
 
  private:
   struct Fault {

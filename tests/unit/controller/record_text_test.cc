@@ -7,6 +7,7 @@
 #include <string>
 
 #include "controller/service/audit.h"
+#include "controller/service/signal_intake.h"
 #include "controller/store/store.h"
 
 namespace bulkhead::controller {
@@ -17,7 +18,7 @@ namespace v1 = bulkhead::v1;
 TEST(AuditText, EveryActionTheControllerWritesReadsAsItsOwnValueInBothPhases) {
   std::set<v1::AuditAction> seen;
   const auto names = auditActionNames();
-  ASSERT_EQ(names.size(), actionRules().size() + 6);
+  ASSERT_EQ(names.size(), actionRules().size() + 7);
   for (const std::string& name : names) {
     const AuditReading call = readAuditText(name, "ok");
     EXPECT_NE(call.action, v1::AUDIT_ACTION_UNSPECIFIED) << name;
@@ -42,6 +43,8 @@ TEST(AuditText, TheControllersOwnRowsAndTheTableNamesReadAsNamed) {
   EXPECT_EQ(readAuditText(kControllerStartAction, "ok").action, v1::AUDIT_ACTION_CONTROLLER_START);
   EXPECT_EQ(readAuditText(kControllerStopAction, "ok").action, v1::AUDIT_ACTION_CONTROLLER_STOP);
   EXPECT_EQ(readAuditText(kAuditKeyedAction, "ok").action, v1::AUDIT_ACTION_AUDIT_KEYED);
+  EXPECT_EQ(readAuditText(kApprovalExpiredAuditAction, "ok").action,
+            v1::AUDIT_ACTION_APPROVAL_EXPIRED);
 }
 
 TEST(AuditText, UnknownActionTextReadsUnspecifiedInActionAndPhase) {

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <thread>
 
 #include "controller/service/signals.h"
 #include "controller/store/sqlite_store.h"
@@ -29,7 +30,7 @@ class FakeDirectory final : public HostDirectory {
       v1::HostSummary h;
       h.set_host_id(id);
       h.set_hostname(id);
-      (*h.mutable_labels())["role"] = "web";
+      (*h.mutable_labels())["role"] = std::string(id) == "h3" ? "db" : "web";
       h.add_addresses(std::string("10.77.0.1") + id[1]);
       out.push_back(h);
     }
@@ -78,8 +79,14 @@ class SignalServiceTest : public ::testing::Test {
     ASSERT_TRUE(store.ok()) << store.status();
     real_ = *std::move(store);
     faulty_ = std::make_unique<testing::FaultyStore>(*real_);
+    startService();
+  }
+  // (Re)starts the service on the same store, as a controller restart would.
+  void startService() {
+    service_.reset();
     SignalServiceOptions options{.policy_dir = (dir_ / "policies").string()};
     options.blocks.controller_ips = {"10.77.0.1"};
+    options.approval_check_period = std::chrono::milliseconds(0);  // tests expire by hand
     service_ = std::make_unique<SignalService>(clock_, *faulty_, directory_, actuator_, options);
     ASSERT_TRUE(service_->reload().ok());
   }
@@ -229,6 +236,256 @@ TEST_F(SignalServiceTest, ABadReloadKeepsThePlaybooksInForce) {
   EXPECT_THAT(std::string(s.message()), HasSubstr("broken.yaml:1: name"));
   EXPECT_EQ(service_->playbookCount(), 1u);
   EXPECT_EQ(submit(ban("203.0.113.7"))->disposition, v1::SIGNAL_DISPOSITION_ACTED);
+}
+
+// Approvals: an isolation of a role=db host (h3) waits for a responder.
+class ApprovalTest : public SignalServiceTest {
+ protected:
+  void SetUp() override {
+    SignalServiceTest::SetUp();
+    std::ofstream(dir_ / "policies" / "playbooks" / "implant.yaml")
+        << "name: implant\ndescription: d\nmatch: {source: alertmanager}\n"
+           "actions: [{action: isolate, scope: affected-host, ttl: 1h}]\n";
+    fs::create_directories(dir_ / "policies" / "guardrails");
+    std::ofstream(dir_ / "policies" / "guardrails" / "automation.yaml")
+        << "approval_for_isolate: [role=db]\n";
+    ASSERT_TRUE(service_->reload().ok());
+  }
+
+  // An alert about h3 delivered by `by`; returns its approval's id.
+  std::string alert(const std::string& by = "integration:am", const std::string& rule = "implant") {
+    v1::Signal s;
+    s.set_source(v1::SIGNAL_SOURCE_ALERTMANAGER);
+    s.set_rule(rule);
+    s.set_host("h3");
+    std::promise<absl::StatusOr<SignalOutcome>> p;
+    service_->submit(SignalDelivery{.delivered_by = by}, s,
+                     [&](absl::StatusOr<SignalOutcome> o) { p.set_value(std::move(o)); });
+    auto out = p.get_future().get();
+    EXPECT_TRUE(out.ok()) << out.status();
+    if (!out.ok()) return "";
+    EXPECT_EQ(out->disposition, v1::SIGNAL_DISPOSITION_AWAITING_APPROVAL);
+    auto pending = service_->listApprovals(viewer_, false, 0);
+    EXPECT_TRUE(pending.ok()) << pending.status();
+    for (const v1::Approval& a : *pending) {
+      if (a.signal_id() == out->signal_id) return a.approval_id();
+    }
+    ADD_FAILURE() << "no approval for " << out->signal_id;
+    return "";
+  }
+  static Caller responder(const std::string& name) {
+    return Caller{.audit_name = name, .is_operator = true, .role = Role::kResponder};
+  }
+  // Waits until the signals thread has written `want` (a prefix) as the approval's outcome.
+  v1::Approval waitForOutcome(const std::string& id, const std::string& want) {
+    v1::Approval a;
+    for (int i = 0; i < 400; ++i) {
+      a = *real_->getApproval(id);
+      if (a.outcome().starts_with(want)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return a;
+  }
+  std::string signalOutcome(const std::string& signal_id) {
+    return real_->getSignal(signal_id)->record.actions(0).outcome();
+  }
+  int auditRows(const std::string& action) {
+    int n = 0;
+    for (const AuditEntry& e : audit()) n += e.action == action;
+    return n;
+  }
+
+  const Caller viewer_{.audit_name = "vera", .is_operator = true, .role = Role::kViewer};
+};
+
+TEST_F(ApprovalTest, ApproveRunsTheActionOnceAsTheApproverAndRecordsItsOutcome) {
+  const std::string id = alert();
+  ASSERT_FALSE(id.empty());
+  EXPECT_TRUE(actuator_.all().empty());
+  v1::Approval pending = *real_->getApproval(id);
+  EXPECT_EQ(pending.state(), v1::APPROVAL_STATE_PENDING);
+  EXPECT_EQ(pending.requested_by(), "integration:am");
+  EXPECT_EQ(pending.playbook(), "implant");
+  EXPECT_EQ(pending.action().action(), "isolate");
+  EXPECT_EQ(pending.action().target(), "h3");
+  EXPECT_EQ(pending.expires_unix_ms() - pending.requested_unix_ms(), 3'600'000);
+  // `bulkhead signals` names the approval the action waits for.
+  EXPECT_THAT(signalOutcome(pending.signal_id()), HasSubstr("awaiting approval " + id));
+
+  auto approved = service_->approve(responder("bob"), id, "INC-7: confirmed implant");
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  EXPECT_EQ(approved->state(), v1::APPROVAL_STATE_APPROVED);
+  EXPECT_EQ(approved->decided_by(), "bob");
+  auto started = actuator_.all();
+  ASSERT_EQ(started.size(), 1u);
+  EXPECT_EQ(started[0].caller, "bob");
+  EXPECT_EQ(started[0].kind, ActionKind::kIsolate);
+  EXPECT_EQ(started[0].target, "h3");
+  EXPECT_THAT(started[0].reason, HasSubstr("approval " + id + " of signal " + pending.signal_id()));
+  EXPECT_THAT(started[0].reason, HasSubstr("INC-7: confirmed implant"));
+  // Its end is written into the approval and the signal's record.
+  EXPECT_EQ(waitForOutcome(id, "done").outcome(), "done: hosts 3 enforced");
+  for (int i = 0;
+       i < 400 && !signalOutcome(pending.signal_id()).ends_with("done: hosts 3 enforced"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(signalOutcome(pending.signal_id()),
+            "approved by bob (" + id + "): done: hosts 3 enforced");
+  // Once only: a second decision is refused and starts nothing.
+  auto again = service_->approve(responder("dave"), id, "again");
+  EXPECT_TRUE(absl::IsFailedPrecondition(again.status())) << again.status();
+  EXPECT_THAT(std::string(again.status().message()), HasSubstr("already approved by bob"));
+  EXPECT_EQ(actuator_.all().size(), 1u);
+  EXPECT_TRUE(service_->listApprovals(viewer_, false, 0)->empty());
+  EXPECT_EQ(service_->listApprovals(viewer_, true, 0)->size(), 1u);
+  // Audited: the decision (ok) and the refused second one.
+  int approve_ok = 0, approve_refused = 0;
+  for (const AuditEntry& e : audit()) {
+    if (e.action != "approve") continue;
+    (e.outcome == "ok" ? approve_ok : approve_refused)++;
+    if (e.outcome == "ok") {
+      EXPECT_EQ(e.operator_name, "bob");
+      EXPECT_EQ(e.target, id);
+      EXPECT_THAT(e.detail, HasSubstr(pending.signal_id()));
+    }
+  }
+  EXPECT_EQ(approve_ok, 1);
+  EXPECT_EQ(approve_refused, 1);
+}
+
+TEST_F(ApprovalTest, RejectAndExpiryRunNothingAndAreAudited) {
+  const std::string rejected = alert("integration:am", "implant-1");
+  const std::string expiring = alert("integration:am", "implant-2");
+  ASSERT_NE(rejected, expiring);
+  auto r = service_->reject(responder("bob"), rejected, "false positive");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->state(), v1::APPROVAL_STATE_REJECTED);
+  EXPECT_EQ(auditRows("reject"), 1);
+  // Not yet due: nothing expires.
+  EXPECT_EQ(service_->expireApprovals(), 0u);
+  clock_.advance(std::chrono::minutes(61));
+  EXPECT_EQ(service_->expireApprovals(), 1u);
+  v1::Approval expired = *real_->getApproval(expiring);
+  EXPECT_EQ(expired.state(), v1::APPROVAL_STATE_EXPIRED);
+  EXPECT_EQ(expired.decided_by(), "controller");
+  EXPECT_EQ(real_->getApproval(rejected)->state(), v1::APPROVAL_STATE_REJECTED);
+  const AuditEntry last = [&] {
+    AuditEntry found;
+    for (const AuditEntry& e : audit()) {
+      if (e.action == kApprovalExpiredAuditAction) found = e;
+    }
+    return found;
+  }();
+  EXPECT_EQ(last.operator_name, "controller");
+  EXPECT_EQ(last.target, expiring);
+  EXPECT_THAT(last.detail, HasSubstr("rejected"));
+  EXPECT_EQ(auditRows(kApprovalExpiredAuditAction), 1);
+  // Nothing ran, and an expired approval cannot be approved any more.
+  auto late = service_->approve(responder("bob"), expiring, "too late");
+  EXPECT_TRUE(absl::IsFailedPrecondition(late.status())) << late.status();
+  EXPECT_TRUE(actuator_.all().empty());
+  EXPECT_EQ(service_->expireApprovals(), 0u);
+  for (int i = 0; i < 400 && !signalOutcome(expired.signal_id()).starts_with("expired"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_THAT(signalOutcome(expired.signal_id()), HasSubstr("expired (" + expiring + ")"));
+}
+
+TEST_F(ApprovalTest, APersonMayNotApproveTheirOwnRequestNorAViewerAny) {
+  const std::string id = alert("operator:alice");
+  auto own = service_->approve(responder("alice"), id, "mine");
+  EXPECT_TRUE(absl::IsPermissionDenied(own.status())) << own.status();
+  EXPECT_THAT(std::string(own.status().message()), HasSubstr("another responder must approve"));
+  auto viewer = service_->approve(viewer_, id, "looks bad");
+  EXPECT_TRUE(absl::IsPermissionDenied(viewer.status())) << viewer.status();
+  auto no_reason = service_->approve(responder("bob"), id, "");
+  EXPECT_TRUE(absl::IsInvalidArgument(no_reason.status())) << no_reason.status();
+  EXPECT_TRUE(actuator_.all().empty());
+  EXPECT_EQ(real_->getApproval(id)->state(), v1::APPROVAL_STATE_PENDING);
+  EXPECT_TRUE(service_->approve(responder("bob"), id, "INC-8").ok());
+  EXPECT_EQ(actuator_.all().size(), 1u);
+}
+
+TEST_F(ApprovalTest, OfTwoRacingDecisionsOneWins) {
+  for (int round = 0; round < 5; ++round) {
+    const std::string id = alert("integration:am", "race-" + std::to_string(round));
+    const size_t before = actuator_.all().size();
+    std::promise<void> go;
+    std::shared_future<void> ready = go.get_future().share();
+    auto approve = std::async(std::launch::async, [&] {
+      ready.wait();
+      return service_->approve(responder("bob"), id, "go");
+    });
+    auto reject = std::async(std::launch::async, [&] {
+      ready.wait();
+      return service_->reject(responder("dave"), id, "stop");
+    });
+    go.set_value();
+    auto a = approve.get();
+    auto r = reject.get();
+    ASSERT_NE(a.ok(), r.ok()) << a.status() << " / " << r.status();
+    const absl::Status& lost = a.ok() ? r.status() : a.status();
+    EXPECT_TRUE(absl::IsFailedPrecondition(lost)) << lost;
+    EXPECT_EQ(actuator_.all().size(), before + (a.ok() ? 1 : 0));
+    EXPECT_EQ(real_->getApproval(id)->state(),
+              a.ok() ? v1::APPROVAL_STATE_APPROVED : v1::APPROVAL_STATE_REJECTED);
+  }
+}
+
+TEST_F(ApprovalTest, PendingApprovalsSurviveARestartAndStillExpire) {
+  const std::string kept = alert("integration:am", "restart-1");
+  const std::string expiring = alert("integration:am", "restart-2");
+  startService();  // a controller restart: nothing in memory
+  auto pending = service_->listApprovals(viewer_, false, 0);
+  ASSERT_TRUE(pending.ok());
+  ASSERT_EQ(pending->size(), 2u);
+  EXPECT_TRUE(service_->approve(responder("bob"), kept, "after restart").ok());
+  EXPECT_EQ(actuator_.all().size(), 1u);
+  clock_.advance(std::chrono::hours(2));
+  EXPECT_EQ(service_->expireApprovals(), 1u);
+  EXPECT_EQ(real_->getApproval(expiring)->state(), v1::APPROVAL_STATE_EXPIRED);
+}
+
+TEST_F(ApprovalTest, AFailedCommitChangesNothing) {
+  const std::string id = alert();
+  const size_t audit_before = audit().size();
+  faulty_->failNext("decideApproval");
+  auto out = service_->approve(responder("bob"), id, "INC-9");
+  EXPECT_TRUE(absl::IsUnavailable(out.status())) << out.status();
+  EXPECT_TRUE(actuator_.all().empty());
+  EXPECT_EQ(real_->getApproval(id)->state(), v1::APPROVAL_STATE_PENDING);
+  // Only the refused call's row was added.
+  ASSERT_EQ(audit().size(), audit_before + 1);
+  EXPECT_THAT(audit().back().outcome, HasSubstr("error"));
+  // An expiry whose commit fails leaves it pending, and the next pass expires it.
+  clock_.advance(std::chrono::hours(2));
+  faulty_->failNext("decideApproval");
+  EXPECT_EQ(service_->expireApprovals(), 0u);
+  EXPECT_EQ(real_->getApproval(id)->state(), v1::APPROVAL_STATE_PENDING);
+  EXPECT_EQ(service_->expireApprovals(), 1u);
+  // A real rollback: the audit append fails inside the decision's transaction.
+  const std::string second = alert("integration:am", "rollback");
+  ASSERT_TRUE(real_
+                  ->execForTest("CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN "
+                                "SELECT RAISE(ABORT, 'injected'); END")
+                  .ok());
+  auto failed = service_->reject(responder("bob"), second, "x");
+  EXPECT_FALSE(failed.ok());
+  ASSERT_TRUE(real_->execForTest("DROP TRIGGER no_audit").ok());
+  EXPECT_EQ(real_->getApproval(second)->state(), v1::APPROVAL_STATE_PENDING);
+}
+
+TEST_F(ApprovalTest, GuardrailsAreCheckedAgainWhenApproved) {
+  const std::string id = alert();
+  // h3 became protected meanwhile: approving it would isolate a protected host.
+  std::ofstream(dir_ / "policies" / "guardrails" / "automation.yaml")
+      << "approval_for_isolate: [role=db]\nprotected_hosts: [role=db]\n";
+  ASSERT_TRUE(service_->reload().ok());
+  auto out = service_->approve(responder("bob"), id, "INC-10");
+  EXPECT_TRUE(absl::IsFailedPrecondition(out.status())) << out.status();
+  EXPECT_THAT(std::string(out.status().message()), HasSubstr("guardrail"));
+  EXPECT_TRUE(actuator_.all().empty());
+  EXPECT_EQ(real_->getApproval(id)->state(), v1::APPROVAL_STATE_PENDING);
 }
 
 }  // namespace
