@@ -77,6 +77,8 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   std::string max_evidence_uploads = "16", max_evidence_uploads_per_host = "2";
   std::string evidence_idle_timeout = "60s";
   std::string crl_file, cert_expiry_warning = "30d";
+  std::string webhook_listen, webhook_cert, webhook_key, webhook_body_limit = "1MiB",
+      webhook_rate = "120";
   std::vector<std::string> advertise;
 
   po::options_description desc(
@@ -126,6 +128,16 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
       "in the --identity directory, if present)")(
       "cert-expiry-warning", po::value(&cert_expiry_warning)->value_name("DUR"),
       "certificates expiring within this are logged and flagged in `hosts` (default 30d)")(
+      "webhook-listen", po::value(&webhook_listen)->value_name("ADDR:PORT"),
+      "serve HTTPS webhooks (POST /v1/signals/NAME) on this address; off when unset")(
+      "webhook-cert", po::value(&webhook_cert)->value_name("FILE"),
+      "the webhook listener's own TLS certificate chain (PEM)")(
+      "webhook-key", po::value(&webhook_key)->value_name("FILE"),
+      "the webhook listener's private key (PEM)")(
+      "webhook-body-limit", po::value(&webhook_body_limit)->value_name("SIZE"),
+      "largest webhook body accepted; larger ones are answered 413 (default 1MiB)")(
+      "webhook-rate", po::value(&webhook_rate)->value_name("N"),
+      "webhook requests a minute per integration; more are answered 429 (default 120)")(
       "log-format", po::value(&log_format)->value_name("text|json"), "log format (default text)")(
       "log-level", po::value(&log_level)->value_name("LEVEL"),
       "trace, debug, info, warn, error or off (default info)");
@@ -240,6 +252,21 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   auto expiry_warning = parseDuration("--cert-expiry-warning", cert_expiry_warning);
   if (!expiry_warning.ok()) return expiry_warning.status();
   c.cert_expiry_warning = *expiry_warning;
+
+  c.webhook_listen = webhook_listen;
+  if (!webhook_listen.empty() && (webhook_cert.empty() || webhook_key.empty())) {
+    return absl::InvalidArgumentError(
+        "--webhook-listen: needs --webhook-cert and --webhook-key (the listener's own TLS "
+        "certificate)");
+  }
+  c.webhook_cert = webhook_cert;
+  c.webhook_key = webhook_key;
+  auto body_limit = parseByteSize("--webhook-body-limit", webhook_body_limit);
+  if (!body_limit.ok()) return body_limit.status();
+  c.webhook_body_limit = *body_limit;
+  auto rate = parsePositive("--webhook-rate", webhook_rate);
+  if (!rate.ok()) return rate.status();
+  c.webhook_rate = *rate;
 
   if (log_format != "text" && log_format != "json") {
     return absl::InvalidArgumentError(

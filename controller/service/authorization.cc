@@ -36,6 +36,9 @@ constexpr std::array kRules = {
     ActionRule{A::kSubmitSignal, "signal", Role::kResponder},
     ActionRule{A::kListSignals, "signals", Role::kViewer},
     ActionRule{A::kPreviewSignal, "signal-preview", Role::kViewer},
+    ActionRule{A::kListIntegrations, "integrations", Role::kViewer},
+    ActionRule{A::kCreateIntegration, "integration-create", Role::kAdmin},
+    ActionRule{A::kRevokeIntegration, "integration-revoke", Role::kAdmin},
 };
 
 constexpr bool inOrder() {
@@ -45,7 +48,7 @@ constexpr bool inOrder() {
   return true;
 }
 static_assert(inOrder(), "kRules: one row per OperatorAction, in declaration order");
-static_assert(kRules.size() == static_cast<size_t>(A::kPreviewSignal) + 1,
+static_assert(kRules.size() == static_cast<size_t>(A::kRevokeIntegration) + 1,
               "kRules: a row for every OperatorAction");
 
 }  // namespace

@@ -36,6 +36,9 @@ enum class OperatorAction {
   kSubmitSignal,     // signal
   kListSignals,      // signals
   kPreviewSignal,    // signal-preview
+  kListIntegrations,   // integrations
+  kCreateIntegration,  // integration-create
+  kRevokeIntegration,  // integration-revoke
 };
 
 struct ActionRule {

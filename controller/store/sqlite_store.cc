@@ -19,7 +19,8 @@ SqliteStore::SqliteStore(sqlite3* db, std::string audit_key)
       captures_(db),
       evidence_(db),
       custody_(db),
-      signals_(db) {}
+      signals_(db),
+      integrations_(db) {}
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::create(const std::filesystem::path& path,
                                                                  SqliteStoreOptions options) {
@@ -247,6 +248,35 @@ absl::StatusOr<std::vector<SignalRow>> SqliteStore::listSignals(int64_t since_un
                                                                 size_t limit) {
   std::lock_guard lock(mu_);
   return signals_.list(since_unix_ms, limit);
+}
+
+// --- integrations ---
+
+absl::Status SqliteStore::addIntegration(const IntegrationRow& row, const AuditEntry& audit) {
+  std::lock_guard lock(mu_);
+  return inTransaction(db_, [&]() -> absl::Status {
+    if (auto s = integrations_.add(row); !s.ok()) return s;
+    return audit_.append(audit).status();
+  });
+}
+
+absl::Status SqliteStore::updateIntegration(const IntegrationRow& row, const AuditEntry& audit) {
+  std::lock_guard lock(mu_);
+  return inTransaction(db_, [&]() -> absl::Status {
+    if (auto s = integrations_.update(row); !s.ok()) return s;
+    return audit_.append(audit).status();
+  });
+}
+
+absl::StatusOr<std::optional<IntegrationRow>> SqliteStore::findIntegration(
+    const std::string& name) {
+  std::lock_guard lock(mu_);
+  return integrations_.find(name);
+}
+
+absl::StatusOr<std::vector<IntegrationRow>> SqliteStore::listIntegrations() {
+  std::lock_guard lock(mu_);
+  return integrations_.list();
 }
 
 }  // namespace bulkhead::controller

@@ -77,6 +77,10 @@ class SqliteStore final : public Store {
   absl::Status updateSignal(const SignalRow& row) override;
   absl::StatusOr<std::vector<SignalRow>> listSignals(int64_t since_unix_ms,
                                                      size_t limit) override;
+  absl::Status addIntegration(const IntegrationRow& row, const AuditEntry& audit) override;
+  absl::Status updateIntegration(const IntegrationRow& row, const AuditEntry& audit) override;
+  absl::StatusOr<std::optional<IntegrationRow>> findIntegration(const std::string& name) override;
+  absl::StatusOr<std::vector<IntegrationRow>> listIntegrations() override;
 
   // Test hooks: runs raw SQL (used to simulate tampering); reads one PRAGMA's value.
   absl::Status execForTest(const std::string& sql);
@@ -94,6 +98,7 @@ class SqliteStore final : public Store {
   SqliteEvidence evidence_;
   SqliteCustody custody_;
   SqliteSignals signals_;
+  SqliteIntegrations integrations_;
 };
 
 }  // namespace bulkhead::controller

@@ -145,6 +145,13 @@ struct SignalRow {
   bulkhead::v1::SignalRecord record;  // id, time, deliverer, signal, disposition, actions
 };
 
+// One webhook integration (controller/service/integrations.h): its bearer token's SHA-256
+// (hex; the token itself is never stored) and its record.
+struct IntegrationRow {
+  std::string token_sha256;
+  bulkhead::v1::Integration record;  // name, format, config, creation, revocation
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -229,6 +236,18 @@ class Store {
   // Signals received at or after `since_unix_ms`, newest first, at most `limit`.
   virtual absl::StatusOr<std::vector<SignalRow>> listSignals(int64_t since_unix_ms,
                                                              size_t limit) = 0;
+
+  // Webhook integrations. Adds `row` with its audit row, in one transaction; AlreadyExists
+  // when the name (or the token's hash) is taken: then nothing is written.
+  virtual absl::Status addIntegration(const IntegrationRow& row, const AuditEntry& audit) = 0;
+  // Replaces the record of integration `row.record.name()` (its revocation) with its audit
+  // row, in one transaction; NotFound when there is no such integration.
+  virtual absl::Status updateIntegration(const IntegrationRow& row, const AuditEntry& audit) = 0;
+  // By name, revoked or not.
+  virtual absl::StatusOr<std::optional<IntegrationRow>> findIntegration(
+      const std::string& name) = 0;
+  // Every integration, revoked ones too, ordered by name.
+  virtual absl::StatusOr<std::vector<IntegrationRow>> listIntegrations() = 0;
 };
 
 }  // namespace bulkhead::controller

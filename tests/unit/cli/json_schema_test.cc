@@ -27,7 +27,8 @@ std::vector<const google::protobuf::Descriptor*> printedMessages() {
           v1::EvidenceRecord::descriptor(),       v1::VerifyEvidenceResponse::descriptor(),
           v1::ShowEvidenceResponse::descriptor(), v1::ListAuditResponse::descriptor(),
           v1::VerifyAuditResponse::descriptor(),  v1::SubmitSignalResponse::descriptor(),
-          v1::ListSignalsResponse::descriptor()};
+          v1::ListSignalsResponse::descriptor(),  v1::ListIntegrationsResponse::descriptor(),
+          v1::CreateIntegrationResponse::descriptor(), v1::Integration::descriptor()};
 }
 
 std::string schemaFileOf(const std::string& command) {

@@ -45,6 +45,9 @@ TEST(ActionRules, OneRowPerActionWithTheAuditNamesTheTrailHasAlwaysUsed) {
       {A::kSubmitSignal, "signal"},
       {A::kListSignals, "signals"},
       {A::kPreviewSignal, "signal-preview"},
+      {A::kListIntegrations, "integrations"},
+      {A::kCreateIntegration, "integration-create"},
+      {A::kRevokeIntegration, "integration-revoke"},
   };
   ASSERT_EQ(actionRules().size(), expected.size());
   std::set<std::string_view> names;
