@@ -141,6 +141,14 @@ class JsonContractTest(unittest.TestCase):
         with open(os.path.join(bad_playbooks, "broken.yaml"), "w") as f:
             f.write("name: [x]\n")
         self.assertFalse(self.offline("playbook", "check", bad_playbooks, expect=2)["ok"])
+        # webhook integrations
+        created = self.cli("integrations", "create", "contract-am", "--format", "alertmanager")
+        self.assertEqual(len(created["token"]), 64, created)
+        self.assertEqual(created["integration"]["format"], "alertmanager", created)
+        listed = self.cli("integrations")
+        self.assertIn("contract-am", [i["name"] for i in listed["integrations"]])
+        revoked = self.cli("integrations", "revoke", "contract-am", "--reason", "contract test")
+        self.assertIsInstance(revoked["revoked_unix_ms"], int)
         # offline commands: policies and the PKI
         self.offline("policy", "check", os.path.join(REPO, "policies"))
         bad = os.path.join(tmp, "contract-bad-policy")
