@@ -327,8 +327,8 @@ TEST_F(SqliteStoreTest, IntegrationsAreAddedOnceRevokedAndKeptWithTheirAuditRows
   // The same name, or the same token hash, is refused and writes nothing (no audit row).
   IntegrationRow same_name = row;
   same_name.token_sha256 = std::string(64, 'b');
-  EXPECT_TRUE(absl::IsAlreadyExists(
-      store->addIntegration(same_name, entry("integration-create", "am"))));
+  EXPECT_TRUE(
+      absl::IsAlreadyExists(store->addIntegration(same_name, entry("integration-create", "am"))));
   IntegrationRow same_token = row;
   same_token.record.set_name("other");
   EXPECT_FALSE(store->addIntegration(same_token, entry("integration-create", "other")).ok());
