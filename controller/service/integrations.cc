@@ -15,7 +15,7 @@ namespace {
 namespace v1 = bulkhead::v1;
 
 constexpr size_t kTokenBytes = 32;
-constexpr int64_t kRefusalRowIntervalMs = 60 * 1000;
+constexpr int64_t kRefusalRowIntervalMs = int64_t{60} * 1000;
 // Refusals of unknown names share one key, so the map holds one entry per integration + 1.
 constexpr char kUnknownKey[] = "(unknown integration)";
 
