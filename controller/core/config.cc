@@ -77,8 +77,8 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   std::string max_evidence_uploads = "16", max_evidence_uploads_per_host = "2";
   std::string evidence_idle_timeout = "60s";
   std::string crl_file, cert_expiry_warning = "30d";
-  std::string webhook_listen, webhook_cert, webhook_key, webhook_body_limit = "1MiB",
-      webhook_rate = "120";
+  std::string webhook_listen, webhook_cert, webhook_key;
+  std::string webhook_body_limit = "1MiB", webhook_rate = "120";
   std::vector<std::string> advertise;
 
   po::options_description desc(

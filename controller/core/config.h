@@ -45,11 +45,11 @@ struct ControllerConfig {
   // --cert-expiry-warning: certificates expiring within this are logged and flagged in `hosts`.
   std::chrono::milliseconds cert_expiry_warning{std::chrono::hours(24 * 30)};
   // The HTTPS webhook listener (controller/webhook/): off while webhook_listen is empty.
-  std::string webhook_listen;          // --webhook-listen ADDR:PORT
-  std::string webhook_cert;            // --webhook-cert FILE (required with --webhook-listen)
-  std::string webhook_key;             // --webhook-key FILE (required with --webhook-listen)
+  std::string webhook_listen;             // --webhook-listen ADDR:PORT
+  std::string webhook_cert;               // --webhook-cert FILE (required with --webhook-listen)
+  std::string webhook_key;                // --webhook-key FILE (required with --webhook-listen)
   uint64_t webhook_body_limit = 1 << 20;  // --webhook-body-limit SIZE
-  uint32_t webhook_rate = 120;         // --webhook-rate N: requests a minute per integration
+  uint32_t webhook_rate = 120;            // --webhook-rate N: requests a minute per integration
   std::string log_format = "text";
   std::string log_level = "info";
 };

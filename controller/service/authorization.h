@@ -36,6 +36,8 @@ enum class OperatorAction {
   kSubmitSignal,     // signal
   kListSignals,      // signals
   kPreviewSignal,    // signal-preview
+
+  // Webhook integrations (service/integrations.h).
   kListIntegrations,   // integrations
   kCreateIntegration,  // integration-create
   kRevokeIntegration,  // integration-revoke

@@ -76,9 +76,9 @@ v1::CustodyAction readCustodyAction(std::string_view action) {
 std::vector<std::string> auditActionNames() {
   std::vector<std::string> names;
   for (const ActionRule& rule : actionRules()) names.emplace_back(rule.name);
-  for (const char* own : {kEvidenceReceivedAction, kControllerStartAction, kControllerStopAction,
-                          kAuditKeyedAction, kSignalActionAuditAction, kSignalRateCapAuditAction,
-                          kWebhookRefusedAuditAction}) {
+  for (const char* own :
+       {kEvidenceReceivedAction, kControllerStartAction, kControllerStopAction, kAuditKeyedAction,
+        kSignalActionAuditAction, kSignalRateCapAuditAction, kWebhookRefusedAuditAction}) {
     names.emplace_back(own);
   }
   return names;
