@@ -43,6 +43,7 @@ const std::map<std::string, CommandInfo>& commands() {
     addBlockCommands(*t);
     addPolicyCommands(*t);
     addSignalCommands(*t);
+    addIntegrationCommands(*t);
     addSessionCommands(*t);
     addEvidenceCommands(*t);
     return t;

@@ -58,5 +58,6 @@ void addPolicyCommands(std::map<std::string, CommandInfo>& table);
 void addSessionCommands(std::map<std::string, CommandInfo>& table);
 void addEvidenceCommands(std::map<std::string, CommandInfo>& table);
 void addSignalCommands(std::map<std::string, CommandInfo>& table);
+void addIntegrationCommands(std::map<std::string, CommandInfo>& table);
 
 }  // namespace bulkhead::cli

@@ -31,6 +31,7 @@
 #include "controller/store/audit_key.h"
 #include "controller/store/data_dir.h"
 #include "controller/store/sqlite_store.h"
+#include "controller/webhook/listener.h"
 #include "evidence/signing.h"
 
 namespace {
@@ -218,6 +219,19 @@ int run(int argc, char** argv) {
     spdlog::info("playbooks: {} from {}/playbooks", (*server)->signals().playbookCount(),
                  config.policy_dir);
   }
+  // Webhooks: after the playbooks are in force, so the first signal meets them.
+  std::unique_ptr<webhook::Listener> webhooks;
+  if (!config.webhook_listen.empty()) {
+    auto listener = webhook::Listener::start(
+        clock, (*server)->integrations(), (*server)->signals(),
+        webhook::ListenerOptions{.listen = config.webhook_listen,
+                                 .cert_file = config.webhook_cert,
+                                 .key_file = config.webhook_key,
+                                 .body_limit = config.webhook_body_limit,
+                                 .rate_per_minute = config.webhook_rate});
+    if (!listener.ok()) return fail(fmt::format("{}", listener.status()));
+    webhooks = *std::move(listener);
+  }
 
   std::string host = config.listen.host.find(':') != std::string::npos
                          ? fmt::format("[{}]", config.listen.host)
@@ -282,6 +296,7 @@ int run(int argc, char** argv) {
     spdlog::info("{}: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     break;
   }
+  if (webhooks) webhooks->stop();  // no new signals from integrations; those taken are answered
   (*server)->shutdown();
   AuditEntry stop{.at_unix_ms = clock.nowUnixMs(), .operator_name = "controller",
                   .action = kControllerStopAction, .target = start.target, .outcome = "ok"};

@@ -262,6 +262,20 @@ def proc_seeds():
     put("proc_fuzz", "seed-loginctl-list", "      3    0 root  pts/0\n c1 1000 user tty1\n")
 
 
+
+def webhook_seeds():
+    """The first byte picks the format (0 Alertmanager, 1 Falcosidekick, 2 generic)."""
+    testdata = os.path.join(ROOT, "tests", "unit", "controller", "testdata", "webhook")
+    for pick, name in ((0, "alertmanager_firing"), (0, "alertmanager_resolved"),
+                       (1, "falcosidekick")):
+        with open(os.path.join(testdata, name + ".json"), "rb") as f:
+            put("webhook_fuzz", name, bytes([pick]) + f.read())
+    put("webhook_fuzz", "generic",
+        b'\x02{"alerts":[{"rule":"r","sev":"high","ips":["192.0.2.1"],"a":{"b":["h1"]},'
+        b'"id":7,"r":true,"ttl":60,"x":{"y":"z"}}]}')
+    put("webhook_fuzz", "am_missing", b'\x00{"version":"4","alerts":[{"status":"firing","labels":{}}]}')
+    put("webhook_fuzz", "falco_bad", b'\x01{"rule":"r","priority":"Loud"}')
+
 if __name__ == "__main__":
     parse_seeds()
     policy_seeds()
@@ -272,3 +286,4 @@ if __name__ == "__main__":
     mountinfo_seeds()
     logins_seeds()
     proc_seeds()
+    webhook_seeds()

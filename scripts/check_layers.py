@@ -42,6 +42,13 @@ PROJECT_RULES = [
      "controller/store/ stores: it never calls service/ or rpc/"),
     ("controller/service/", r"^controller/rpc/",
      "controller/service/ is what every front door calls: it never includes rpc/"),
+    ("controller/service/", r"^controller/webhook/",
+     "controller/service/ is what every front door calls: it never includes webhook/"),
+    ("controller/webhook/formats", r"^controller/(rpc|service|store)/",
+     "controller/webhook/formats is pure: payload text in, signals out, no service or store"),
+    ("controller/webhook/", r"^controller/(rpc|store)/",
+     "controller/webhook/ is a front door beside rpc/: it reaches the controller through "
+     "service/ only"),
     ("controller/", r"^(agent|cli)/",
      "the controller does not include the agent or the CLI"),
     ("agent/", r"^(controller|cli)/",
@@ -241,6 +248,9 @@ def self_test():
         "controller/store/s4.cc": '#include "controller/service/audit.h"\n',
         "controller/core/s5.cc": '#include "controller/service/audit.h"\n',
         "cli/s6.cc": '#include "controller/service/authorization.h"\n',
+        "controller/webhook/w1.cc": '#include "controller/rpc/server.h"\n',
+        "controller/webhook/formats_x.cc": '#include "controller/service/signals.h"\n',
+        "controller/service/s7.cc": '#include "controller/webhook/listener.h"\n',
     }
     allowed = {
         "agent/linux/ok.cc": '#include <nftables/libnftables.h>\n#include "agent/core/flow.h"\n',
@@ -253,6 +263,8 @@ def self_test():
         "controller/service/ok.cc": ('#include "controller/store/store.h"\n'
                                      '#include "bulkhead/v1/operator.pb.h"\n'),
         "controller/rpc/ok2.cc": '#include "controller/service/audit.h"\n',
+        "controller/webhook/ok.cc": ('#include "controller/service/signal_intake.h"\n'
+                                     "#include <httplib.h>\n"),
     }
     with tempfile.TemporaryDirectory() as root:
         for rel, text in {**cases, **allowed}.items():

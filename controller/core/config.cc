@@ -1,11 +1,10 @@
 #include "controller/core/config.h"
 
-#include <filesystem>
-
 #include <arpa/inet.h>
 
 #include <boost/program_options.hpp>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <sstream>
 #include <tuple>
@@ -28,7 +27,8 @@ bool isWildcard(const std::string& host) {
 }
 
 absl::StatusOr<uint32_t> parsePositive(std::string_view field, const std::string& text) {
-  if (text.empty() || text.size() > 9 || text.find_first_not_of("0123456789") != std::string::npos) {
+  if (text.empty() || text.size() > 9 ||
+      text.find_first_not_of("0123456789") != std::string::npos) {
     return absl::InvalidArgumentError(
         fmt::format("{}: invalid value \"{}\": expected a positive whole number", field, text));
   }
@@ -49,8 +49,8 @@ absl::StatusOr<uint64_t> parseByteSize(const char* flag, const std::string& text
   size_t digits = text.find_first_not_of("0123456789");
   std::string number = text.substr(0, digits);
   std::string unit = digits == std::string::npos ? "" : text.substr(digits);
-  static const std::map<std::string, int> kShift = {
-      {"", 0}, {"B", 0}, {"KiB", 10}, {"MiB", 20}, {"GiB", 30}, {"TiB", 40}};
+  static const std::map<std::string, int> kShift = {{"", 0},     {"B", 0},    {"KiB", 10},
+                                                    {"MiB", 20}, {"GiB", 30}, {"TiB", 40}};
   auto shift = kShift.find(unit);
   uint64_t n = 0;
   bool ok = !number.empty() && number.size() <= 15 && shift != kShift.end();
@@ -59,9 +59,9 @@ absl::StatusOr<uint64_t> parseByteSize(const char* flag, const std::string& text
     ok = n > 0 && n <= (UINT64_MAX >> shift->second);
   }
   if (!ok) {
-    return absl::InvalidArgumentError(fmt::format(
-        "{}: invalid value \"{}\": use a positive size such as 1048576, 512MiB or 8GiB", flag,
-        text));
+    return absl::InvalidArgumentError(
+        fmt::format("{}: invalid value \"{}\": use a positive size such as 1048576, 512MiB or 8GiB",
+                    flag, text));
   }
   return n << shift->second;
 }
@@ -70,7 +70,7 @@ absl::StatusOr<uint64_t> parseByteSize(const char* flag, const std::string& text
 
 absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std::string>& args) {
   std::string listen, identity, data_dir, audit_key, runtime_dir, policy_dir, hb_interval = "5s",
-      hb_timeout = "15s";
+                                                                              hb_timeout = "15s";
   std::string selector_limit = "10", log_format = "text", log_level = "info";
   std::string block_confirm_v4 = "16", block_confirm_v6 = "48";
   std::string max_evidence_bytes = "8GiB", evidence_host_quota = "32GiB", evidence_reserve = "1GiB";
@@ -78,6 +78,8 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   std::string evidence_idle_timeout = "60s";
   std::string crl_file, cert_expiry_warning = "30d";
   std::string approval_expiry = "1h";
+  std::string webhook_listen, webhook_cert, webhook_key;
+  std::string webhook_body_limit = "1MiB", webhook_rate = "120";
   std::vector<std::string> advertise;
 
   po::options_description desc(
@@ -129,8 +131,18 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
       "certificates expiring within this are logged and flagged in `hosts` (default 30d)")(
       "approval-expiry", po::value(&approval_expiry)->value_name("DUR"),
       "an automatic action waiting for approval that nobody decides within this expires as "
-      "rejected (default 1h)")("log-format", po::value(&log_format)->value_name("text|json"),
-                               "log format (default text)")(
+      "rejected (default 1h)")(
+      "webhook-listen", po::value(&webhook_listen)->value_name("ADDR:PORT"),
+      "serve HTTPS webhooks (POST /v1/signals/NAME) on this address; off when unset")(
+      "webhook-cert", po::value(&webhook_cert)->value_name("FILE"),
+      "the webhook listener's own TLS certificate chain (PEM)")(
+      "webhook-key", po::value(&webhook_key)->value_name("FILE"),
+      "the webhook listener's private key (PEM)")(
+      "webhook-body-limit", po::value(&webhook_body_limit)->value_name("SIZE"),
+      "largest webhook body accepted; larger ones are answered 413 (default 1MiB)")(
+      "webhook-rate", po::value(&webhook_rate)->value_name("N"),
+      "webhook requests a minute per integration; more are answered 429 (default 120)")(
+      "log-format", po::value(&log_format)->value_name("text|json"), "log format (default text)")(
       "log-level", po::value(&log_level)->value_name("LEVEL"),
       "trace, debug, info, warn, error or off (default info)");
 
@@ -181,13 +193,13 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   if (vm.count("audit-key") != 0 && audit_key.empty()) {
     return absl::InvalidArgumentError("--audit-key: empty file name");
   }
-  c.audit_key = audit_key.empty() ? (std::filesystem::path(identity) / "audit.key").string()
-                                  : audit_key;
+  c.audit_key =
+      audit_key.empty() ? (std::filesystem::path(identity) / "audit.key").string() : audit_key;
   if (vm.count("runtime-dir") != 0 && runtime_dir.empty()) {
     return absl::InvalidArgumentError("--runtime-dir: empty directory name");
   }
-  c.runtime_dir = runtime_dir.empty() ? (std::filesystem::path(data_dir) / "run").string()
-                                      : runtime_dir;
+  c.runtime_dir =
+      runtime_dir.empty() ? (std::filesystem::path(data_dir) / "run").string() : runtime_dir;
   c.policy_dir = policy_dir;
 
   auto interval = parseDuration("--heartbeat-interval", hb_interval);
@@ -212,7 +224,8 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
 
   for (auto [flag, text, max, dest] :
        {std::tuple{"--block-confirm-prefix-v4", &block_confirm_v4, 32, &c.block_confirm_prefix_v4},
-        std::tuple{"--block-confirm-prefix-v6", &block_confirm_v6, 128, &c.block_confirm_prefix_v6}}) {
+        std::tuple{"--block-confirm-prefix-v6", &block_confirm_v6, 128,
+                   &c.block_confirm_prefix_v6}}) {
     int v = -1;
     if (text->empty() || text->find_first_not_of("0123456789") != std::string::npos ||
         text->size() > 3 || (v = std::stoi(*text)) > max) {
@@ -252,12 +265,27 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   }
   c.approval_expiry = *approvals;
 
+  c.webhook_listen = webhook_listen;
+  if (!webhook_listen.empty() && (webhook_cert.empty() || webhook_key.empty())) {
+    return absl::InvalidArgumentError(
+        "--webhook-listen: needs --webhook-cert and --webhook-key (the listener's own TLS "
+        "certificate)");
+  }
+  c.webhook_cert = webhook_cert;
+  c.webhook_key = webhook_key;
+  auto body_limit = parseByteSize("--webhook-body-limit", webhook_body_limit);
+  if (!body_limit.ok()) return body_limit.status();
+  c.webhook_body_limit = *body_limit;
+  auto rate = parsePositive("--webhook-rate", webhook_rate);
+  if (!rate.ok()) return rate.status();
+  c.webhook_rate = *rate;
+
   if (log_format != "text" && log_format != "json") {
     return absl::InvalidArgumentError(
         fmt::format("--log-format: invalid value \"{}\": use text or json", log_format));
   }
   c.log_format = log_format;
-  c.log_level = log_level;   // validated by setupLogging
+  c.log_level = log_level;  // validated by setupLogging
   return out;
 }
 

@@ -46,6 +46,12 @@ struct ControllerConfig {
   std::chrono::milliseconds cert_expiry_warning{std::chrono::hours(24 * 30)};
   // --approval-expiry: a pending approval nobody decided within this expires (as rejected).
   std::chrono::milliseconds approval_expiry{std::chrono::hours(1)};
+  // The HTTPS webhook listener (controller/webhook/): off while webhook_listen is empty.
+  std::string webhook_listen;             // --webhook-listen ADDR:PORT
+  std::string webhook_cert;               // --webhook-cert FILE (required with --webhook-listen)
+  std::string webhook_key;                // --webhook-key FILE (required with --webhook-listen)
+  uint64_t webhook_body_limit = 1 << 20;  // --webhook-body-limit SIZE
+  uint32_t webhook_rate = 120;            // --webhook-rate N: requests a minute per integration
   std::string log_format = "text";
   std::string log_level = "info";
 };

@@ -68,6 +68,7 @@ class ExportWriter final : public grpc::ServerWriteReactor<v1::AuditExportChunk>
 OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet,
                                  Containment& containment, HostOperations& host_operations,
                                  EvidenceService& evidence_service, SignalService& signals,
+                                 IntegrationService& integrations,
                                  const evidence::Signer* audit_signer)
     : fleet_(fleet),
       containment_(containment),
@@ -75,7 +76,8 @@ OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet,
       audit_trail_(clock, store, audit_signer),
       host_operations_(host_operations),
       evidence_service_(evidence_service),
-      signals_(signals) {}
+      signals_(signals),
+      integrations_(integrations) {}
 
 Caller OperatorService::identify(const grpc::CallbackServerContext& ctx) {
   Caller c;

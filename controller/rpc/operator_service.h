@@ -21,6 +21,7 @@
 #include "controller/service/host_actions.h"
 #include "controller/service/host_inventory.h"
 #include "controller/service/host_operations.h"
+#include "controller/service/integrations.h"
 #include "controller/service/signals.h"
 #include "controller/service/audit_trail.h"
 #include "controller/service/authorization.h"
@@ -35,7 +36,8 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   // audit exports; nullptr: ExportAudit fails UNAVAILABLE.
   OperatorService(const Clock& clock, Store& store, Fleet& fleet, Containment& containment,
                   HostOperations& host_operations, EvidenceService& evidence_service,
-                  SignalService& signals, const evidence::Signer* audit_signer = nullptr);
+                  SignalService& signals, IntegrationService& integrations,
+                  const evidence::Signer* audit_signer = nullptr);
 
   // The generated base keeps the sync-API overloads of every method; keep them visible.
   using Base = bulkhead::v1::Operator::CallbackService;
@@ -64,6 +66,9 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   using Base::Unblock;
   using Base::VerifyAudit;
   using Base::VerifyEvidence;
+  using Base::CreateIntegration;
+  using Base::ListIntegrations;
+  using Base::RevokeIntegration;
 
   grpc::ServerUnaryReactor* ListHosts(grpc::CallbackServerContext* ctx,
                                       const bulkhead::v1::ListHostsRequest* req,
@@ -148,6 +153,17 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
                                    const bulkhead::v1::DecideApprovalRequest* req,
                                    bulkhead::v1::Approval* resp) override;
 
+  // Webhook integrations (operator_signals.cc): IntegrationService checks, stores and audits.
+  grpc::ServerUnaryReactor* CreateIntegration(grpc::CallbackServerContext* ctx,
+                                              const bulkhead::v1::CreateIntegrationRequest* req,
+                                              bulkhead::v1::CreateIntegrationResponse* resp) override;
+  grpc::ServerUnaryReactor* ListIntegrations(grpc::CallbackServerContext* ctx,
+                                             const bulkhead::v1::ListIntegrationsRequest* req,
+                                             bulkhead::v1::ListIntegrationsResponse* resp) override;
+  grpc::ServerUnaryReactor* RevokeIntegration(grpc::CallbackServerContext* ctx,
+                                              const bulkhead::v1::RevokeIntegrationRequest* req,
+                                              bulkhead::v1::Integration* resp) override;
+
   // The caller of one call, as its certificate says. Refuses revoked certificates (the
   // Fleet's PeerGate).
   Caller identify(const grpc::CallbackServerContext& ctx);
@@ -160,6 +176,7 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   HostOperations& host_operations_;  // sessions, processes and connections
   EvidenceService& evidence_service_;  // capture and the calls on stored evidence
   SignalService& signals_;
+  IntegrationService& integrations_;
 };
 
 }  // namespace bulkhead::controller

@@ -1,6 +1,7 @@
 // Operator service: signals (SubmitSignal, ListSignals, PreviewSignal) and approvals
 // (ListApprovals, Approve, Reject), translated for SignalService
-// (controller/service/signals.h), which checks, records, decides and audits.
+// (controller/service/signals.h), which checks, records, decides and audits; and the webhook
+// integrations, for IntegrationService (controller/service/integrations.h).
 #include "controller/rpc/audit.h"
 #include "controller/rpc/operator_service.h"
 
@@ -93,6 +94,50 @@ grpc::ServerUnaryReactor* OperatorService::Reject(grpc::CallbackServerContext* c
     return reactor;
   }
   *resp = *std::move(decided);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorService::CreateIntegration(
+    grpc::CallbackServerContext* ctx, const v1::CreateIntegrationRequest* req,
+    v1::CreateIntegrationResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  auto created =
+      integrations_.create(identify(*ctx), req->name(), req->format(), req->config_json());
+  if (!created.ok()) {
+    reactor->Finish(toGrpcStatus(created.status()));
+    return reactor;
+  }
+  *resp->mutable_integration() = std::move(created->integration);
+  resp->set_token(std::move(created->token));
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorService::ListIntegrations(
+    grpc::CallbackServerContext* ctx, const v1::ListIntegrationsRequest* /*req*/,
+    v1::ListIntegrationsResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  auto list = integrations_.list(identify(*ctx));
+  if (!list.ok()) {
+    reactor->Finish(toGrpcStatus(list.status()));
+    return reactor;
+  }
+  for (auto& i : *list) *resp->add_integrations() = std::move(i);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorService::RevokeIntegration(
+    grpc::CallbackServerContext* ctx, const v1::RevokeIntegrationRequest* req,
+    v1::Integration* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  auto revoked = integrations_.revoke(identify(*ctx), req->name(), req->reason());
+  if (!revoked.ok()) {
+    reactor->Finish(toGrpcStatus(revoked.status()));
+    return reactor;
+  }
+  *resp = std::move(*revoked);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -5,6 +5,7 @@
 #include "bulkhead/v1/agent.grpc.pb.h"
 #include "common/format.h"
 #include "controller/rpc/agent_stream.h"
+#include "controller/webhook/formats.h"
 
 namespace bulkhead::controller {
 
@@ -58,10 +59,16 @@ ControllerServer::ControllerServer(const Clock& clock, Store& store, ServerOptio
   signals_ = std::make_unique<SignalService>(clock, store, fleet_, *actuator_,
                                              std::move(signal_options));
   agent_signals_.target = signals_.get();
+  integrations_ = std::make_unique<IntegrationService>(
+      clock, store, [](const std::string& format, const std::string& config_json) {
+        auto parsed = webhook::parseFormat(format);
+        if (!parsed.ok()) return parsed.status();
+        return webhook::parseFormatConfig(*parsed, config_json).status();
+      });
   agent_service_ = std::make_unique<AgentChannelService>(&fleet_, &evidence_);
   operator_service_ = std::make_unique<OperatorService>(
       clock, store, fleet_, containment_, *host_operations_, *evidence_service_, *signals_,
-      options_.audit_signer ? &*options_.audit_signer : nullptr);
+      *integrations_, options_.audit_signer ? &*options_.audit_signer : nullptr);
 }
 
 absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::start(const Clock& clock,
@@ -109,6 +116,7 @@ void ControllerServer::shutdown(std::chrono::milliseconds grace) {
   stopped_ = true;
   fleet_.closeAllStreams(grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down"));
   signals_->shutdown();      // no new signals; the ones taken are decided and recorded
+  integrations_->flushRefusals();  // refused webhook requests counted but not yet audited
   containment_.shutdown();   // finishes calls still waiting for acknowledgements
   host_actions_->shutdown();   // and those waiting for an agent's command result
   if (server_) {

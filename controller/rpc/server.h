@@ -56,6 +56,8 @@ class ControllerServer {
   Fleet& fleet() { return fleet_; }
   // Signals: the intake every front door uses, and reload() of playbooks on SIGHUP.
   SignalService& signals() { return *signals_; }
+  // Webhook integrations: the operator calls, and the webhook listener's token checks.
+  IntegrationService& integrations() { return *integrations_; }
   const NameCache& names() const { return names_; }
 
   // Ends agent streams, stops the server (waiting up to `grace` for calls), stops the
@@ -98,6 +100,7 @@ class ControllerServer {
   // before they go.
   std::unique_ptr<ServiceActuator> actuator_;
   std::unique_ptr<SignalService> signals_;
+  std::unique_ptr<IntegrationService> integrations_;
   std::unique_ptr<AgentChannelService> agent_service_;
   std::unique_ptr<OperatorService> operator_service_;
   std::unique_ptr<grpc::Server> server_;

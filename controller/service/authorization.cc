@@ -39,6 +39,9 @@ constexpr std::array kRules = {
     ActionRule{A::kListApprovals, "approvals", Role::kViewer},
     ActionRule{A::kApprove, "approve", Role::kResponder},
     ActionRule{A::kReject, "reject", Role::kResponder},
+    ActionRule{A::kListIntegrations, "integrations", Role::kViewer},
+    ActionRule{A::kCreateIntegration, "integration-create", Role::kAdmin},
+    ActionRule{A::kRevokeIntegration, "integration-revoke", Role::kAdmin},
 };
 
 constexpr bool inOrder() {
@@ -48,7 +51,7 @@ constexpr bool inOrder() {
   return true;
 }
 static_assert(inOrder(), "kRules: one row per OperatorAction, in declaration order");
-static_assert(kRules.size() == static_cast<size_t>(A::kReject) + 1,
+static_assert(kRules.size() == static_cast<size_t>(A::kRevokeIntegration) + 1,
               "kRules: a row for every OperatorAction");
 
 }  // namespace

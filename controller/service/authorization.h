@@ -39,6 +39,11 @@ enum class OperatorAction {
   kListApprovals,    // approvals
   kApprove,          // approve
   kReject,           // reject
+
+  // Webhook integrations (service/integrations.h).
+  kListIntegrations,   // integrations
+  kCreateIntegration,  // integration-create
+  kRevokeIntegration,  // integration-revoke
 };
 
 struct ActionRule {

@@ -1,6 +1,7 @@
 #include "controller/service/record_text.h"
 
 #include "controller/service/authorization.h"
+#include "controller/service/integrations.h"
 #include "controller/service/signal_intake.h"
 #include "controller/store/store.h"
 
@@ -75,9 +76,9 @@ v1::CustodyAction readCustodyAction(std::string_view action) {
 std::vector<std::string> auditActionNames() {
   std::vector<std::string> names;
   for (const ActionRule& rule : actionRules()) names.emplace_back(rule.name);
-  for (const char* own :
-       {kEvidenceReceivedAction, kControllerStartAction, kControllerStopAction, kAuditKeyedAction,
-        kSignalActionAuditAction, kSignalRateCapAuditAction, kApprovalExpiredAuditAction}) {
+  for (const char* own : {kEvidenceReceivedAction, kControllerStartAction, kControllerStopAction,
+                          kAuditKeyedAction, kSignalActionAuditAction, kSignalRateCapAuditAction,
+                          kApprovalExpiredAuditAction, kWebhookRefusedAuditAction}) {
     names.emplace_back(own);
   }
   return names;

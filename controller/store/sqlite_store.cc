@@ -21,7 +21,8 @@ SqliteStore::SqliteStore(sqlite3* db, std::string audit_key)
       evidence_(db),
       custody_(db),
       signals_(db),
-      approvals_(db) {}
+      approvals_(db),
+      integrations_(db) {}
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::create(const std::filesystem::path& path,
                                                                  SqliteStoreOptions options) {
@@ -234,8 +235,8 @@ absl::StatusOr<std::optional<SignalRow>> SqliteStore::addSignal(const SignalRow&
   });
 }
 
-absl::StatusOr<std::optional<SignalRow>> SqliteStore::findSignal(
-    const std::string& idempotency_key, int64_t since_unix_ms) {
+absl::StatusOr<std::optional<SignalRow>> SqliteStore::findSignal(const std::string& idempotency_key,
+                                                                 int64_t since_unix_ms) {
   std::lock_guard lock(mu_);
   return signals_.findByKey(idempotency_key, since_unix_ms);
 }
@@ -294,6 +295,35 @@ absl::Status SqliteStore::decideApproval(const v1::Approval& decided, const Audi
 absl::Status SqliteStore::updateApproval(const v1::Approval& approval) {
   std::lock_guard lock(mu_);
   return approvals_.replaceIf(approval, approval.state());
+}
+
+// --- integrations ---
+
+absl::Status SqliteStore::addIntegration(const IntegrationRow& row, const AuditEntry& audit) {
+  std::lock_guard lock(mu_);
+  return inTransaction(db_, [&]() -> absl::Status {
+    if (auto s = integrations_.add(row); !s.ok()) return s;
+    return audit_.append(audit).status();
+  });
+}
+
+absl::Status SqliteStore::updateIntegration(const IntegrationRow& row, const AuditEntry& audit) {
+  std::lock_guard lock(mu_);
+  return inTransaction(db_, [&]() -> absl::Status {
+    if (auto s = integrations_.update(row); !s.ok()) return s;
+    return audit_.append(audit).status();
+  });
+}
+
+absl::StatusOr<std::optional<IntegrationRow>> SqliteStore::findIntegration(
+    const std::string& name) {
+  std::lock_guard lock(mu_);
+  return integrations_.find(name);
+}
+
+absl::StatusOr<std::vector<IntegrationRow>> SqliteStore::listIntegrations() {
+  std::lock_guard lock(mu_);
+  return integrations_.list();
 }
 
 }  // namespace bulkhead::controller

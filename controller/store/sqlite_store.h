@@ -88,6 +88,10 @@ class SqliteStore final : public Store {
   absl::Status decideApproval(const bulkhead::v1::Approval& decided,
                               const AuditEntry& audit) override;
   absl::Status updateApproval(const bulkhead::v1::Approval& approval) override;
+  absl::Status addIntegration(const IntegrationRow& row, const AuditEntry& audit) override;
+  absl::Status updateIntegration(const IntegrationRow& row, const AuditEntry& audit) override;
+  absl::StatusOr<std::optional<IntegrationRow>> findIntegration(const std::string& name) override;
+  absl::StatusOr<std::vector<IntegrationRow>> listIntegrations() override;
 
   // Test hooks: runs raw SQL (used to simulate tampering); reads one PRAGMA's value.
   absl::Status execForTest(const std::string& sql);
@@ -106,6 +110,7 @@ class SqliteStore final : public Store {
   SqliteCustody custody_;
   SqliteSignals signals_;
   SqliteApprovals approvals_;
+  SqliteIntegrations integrations_;
 };
 
 }  // namespace bulkhead::controller

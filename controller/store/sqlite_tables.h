@@ -154,4 +154,19 @@ class SqliteApprovals {
   sqlite3* db_;
 };
 
+// integrations: the webhook integrations (the record is an Integration).
+class SqliteIntegrations {
+ public:
+  explicit SqliteIntegrations(sqlite3* db) : db_(db) {}
+  // AlreadyExists when the name or the token hash is taken.
+  absl::Status add(const IntegrationRow& row);
+  // NotFound when there is no such integration.
+  absl::Status update(const IntegrationRow& row);
+  absl::StatusOr<std::optional<IntegrationRow>> find(const std::string& name);
+  absl::StatusOr<std::vector<IntegrationRow>> list();
+
+ private:
+  sqlite3* db_;
+};
+
 }  // namespace bulkhead::controller

@@ -145,6 +145,13 @@ struct SignalRow {
   bulkhead::v1::SignalRecord record;  // id, time, deliverer, signal, disposition, actions
 };
 
+// One webhook integration (controller/service/integrations.h): its bearer token's SHA-256
+// (hex; the token itself is never stored) and its record.
+struct IntegrationRow {
+  std::string token_sha256;
+  bulkhead::v1::Integration record;  // name, format, config, creation, revocation
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -255,6 +262,18 @@ class Store {
   // Replaces the record of a decided approval (the outcome of its action, as it ends); the
   // state must stay what it is (FailedPrecondition otherwise).
   virtual absl::Status updateApproval(const bulkhead::v1::Approval& approval) = 0;
+
+  // Webhook integrations. Adds `row` with its audit row, in one transaction; AlreadyExists
+  // when the name (or the token's hash) is taken: then nothing is written.
+  virtual absl::Status addIntegration(const IntegrationRow& row, const AuditEntry& audit) = 0;
+  // Replaces the record of integration `row.record.name()` (its revocation) with its audit
+  // row, in one transaction; NotFound when there is no such integration.
+  virtual absl::Status updateIntegration(const IntegrationRow& row, const AuditEntry& audit) = 0;
+  // By name, revoked or not.
+  virtual absl::StatusOr<std::optional<IntegrationRow>> findIntegration(
+      const std::string& name) = 0;
+  // Every integration, revoked ones too, ordered by name.
+  virtual absl::StatusOr<std::vector<IntegrationRow>> listIntegrations() = 0;
 };
 
 }  // namespace bulkhead::controller

@@ -166,6 +166,14 @@ class JsonContractTest(unittest.TestCase):
         self.assertEqual(approved["state"], "approved", approved)
         self.ran.add("approve")
         self.assertEqual(len(self.cli("approvals", "--all")["approvals"]), 2)
+        # webhook integrations
+        created = self.cli("integrations", "create", "contract-am", "--format", "alertmanager")
+        self.assertEqual(len(created["token"]), 64, created)
+        self.assertEqual(created["integration"]["format"], "alertmanager", created)
+        listed = self.cli("integrations")
+        self.assertIn("contract-am", [i["name"] for i in listed["integrations"]])
+        revoked = self.cli("integrations", "revoke", "contract-am", "--reason", "contract test")
+        self.assertIsInstance(revoked["revoked_unix_ms"], int)
         # offline commands: policies and the PKI
         self.offline("policy", "check", os.path.join(REPO, "policies"))
         bad = os.path.join(tmp, "contract-bad-policy")

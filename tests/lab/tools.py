@@ -695,7 +695,8 @@ class Alertmanager:
                  address: Optional[str] = None, bearer: Optional[str] = None,
                  group_by: Sequence[str] = ("alertname",), group_wait: str = "0s",
                  group_interval: str = "1s", repeat_interval: str = "1h",
-                 send_resolved: bool = True, dir: Optional[str] = None):
+                 send_resolved: bool = True, dir: Optional[str] = None,
+                 ca_file: Optional[str] = None):
         self.lab, self.node, self.port = lab, node, port
         self.address = address or lab.ip4(node)
         self.root = tool_root("prometheus-alertmanager")
@@ -705,9 +706,13 @@ class Alertmanager:
         self.startup_seconds = None
         os.makedirs(os.path.join(self.dir, "data"), exist_ok=True)
         hc = ""
+        if bearer is not None or ca_file is not None:
+            hc = "        http_config:\n"
         if bearer is not None:
-            hc = (f"        http_config:\n          authorization:\n"
-                  f"            type: Bearer\n            credentials: {json.dumps(bearer)}\n")
+            hc += (f"          authorization:\n"
+                   f"            type: Bearer\n            credentials: {json.dumps(bearer)}\n")
+        if ca_file is not None:  # an https:// webhook_url whose certificate this CA signed
+            hc += f"          tls_config:\n            ca_file: {json.dumps(ca_file)}\n"
         with open(self.config, "w") as f:
             f.write(f"""route:
   receiver: hook

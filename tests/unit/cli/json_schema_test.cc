@@ -21,21 +21,28 @@ const fs::path kSchemaDir = fs::path(BULKHEAD_SOURCE_DIR) / "cli" / "schemas";
 
 // Every message a command prints (the command schemas refer to these).
 std::vector<const google::protobuf::Descriptor*> printedMessages() {
-  return {v1::ListHostsResponse::descriptor(),
-          v1::HostStatus::descriptor(),
-          v1::ContainmentResponse::descriptor(),
-          v1::ListBlocksResponse::descriptor(),
-          v1::HostActionResponse::descriptor(),
-          v1::ListEvidenceResponse::descriptor(),
-          v1::EvidenceRecord::descriptor(),
-          v1::VerifyEvidenceResponse::descriptor(),
-          v1::ShowEvidenceResponse::descriptor(),
-          v1::ListAuditResponse::descriptor(),
-          v1::VerifyAuditResponse::descriptor(),
-          v1::SubmitSignalResponse::descriptor(),
-          v1::ListSignalsResponse::descriptor(),
-          v1::ListApprovalsResponse::descriptor(),
-          v1::Approval::descriptor()};
+  std::vector<const google::protobuf::Descriptor*> out = {v1::ListHostsResponse::descriptor(),
+                                                          v1::HostStatus::descriptor(),
+                                                          v1::ContainmentResponse::descriptor(),
+                                                          v1::ListBlocksResponse::descriptor(),
+                                                          v1::HostActionResponse::descriptor(),
+                                                          v1::ListEvidenceResponse::descriptor(),
+                                                          v1::EvidenceRecord::descriptor(),
+                                                          v1::VerifyEvidenceResponse::descriptor(),
+                                                          v1::ShowEvidenceResponse::descriptor(),
+                                                          v1::ListAuditResponse::descriptor(),
+                                                          v1::VerifyAuditResponse::descriptor(),
+                                                          v1::SubmitSignalResponse::descriptor(),
+                                                          v1::ListSignalsResponse::descriptor(),
+                                                          v1::ListApprovalsResponse::descriptor(),
+                                                          v1::Approval::descriptor()};
+  // `integrations`, `integrations create`, `integrations revoke`.
+  for (const auto* d :
+       {v1::ListIntegrationsResponse::descriptor(), v1::CreateIntegrationResponse::descriptor(),
+        v1::Integration::descriptor()}) {
+    out.push_back(d);
+  }
+  return out;
 }
 
 std::string schemaFileOf(const std::string& command) {

@@ -7,6 +7,8 @@
 #include <set>
 #include <string>
 
+#include "common/format.h"
+
 namespace bulkhead::controller {
 namespace {
 
@@ -21,6 +23,8 @@ const std::set<A> kMutating = {A::kIsolate,         A::kRelease,      A::kBlock,
                                A::kKillConnections, A::kKillSessions, A::kKillProcess,  A::kCapture,
                                A::kGetEvidence,     A::kShowEvidence, A::kSubmitSignal, A::kApprove,
                                A::kReject};
+// Who may post signals to the controller, and with which token: admins only.
+const std::set<A> kAdminOnly = {A::kCreateIntegration, A::kRevokeIntegration};
 
 TEST(ActionRules, OneRowPerActionWithTheAuditNamesTheTrailHasAlwaysUsed) {
   const std::map<A, std::string> expected = {
@@ -49,6 +53,9 @@ TEST(ActionRules, OneRowPerActionWithTheAuditNamesTheTrailHasAlwaysUsed) {
       {A::kListApprovals, "approvals"},
       {A::kApprove, "approve"},
       {A::kReject, "reject"},
+      {A::kListIntegrations, "integrations"},
+      {A::kCreateIntegration, "integration-create"},
+      {A::kRevokeIntegration, "integration-revoke"},
   };
   ASSERT_EQ(actionRules().size(), expected.size());
   std::set<std::string_view> names;
@@ -63,8 +70,10 @@ TEST(ActionRules, OneRowPerActionWithTheAuditNamesTheTrailHasAlwaysUsed) {
 
 TEST(ActionRules, MutatingActionsNeedAResponderAndReadsAViewer) {
   for (const auto& rule : actionRules()) {
-    EXPECT_EQ(rule.min_role, kMutating.contains(rule.action) ? Role::kResponder : Role::kViewer)
-        << rule.name;
+    const Role want = kAdminOnly.contains(rule.action)  ? Role::kAdmin
+                      : kMutating.contains(rule.action) ? Role::kResponder
+                                                        : Role::kViewer;
+    EXPECT_EQ(rule.min_role, want) << rule.name;
   }
 }
 
@@ -72,7 +81,7 @@ TEST(Authorize, AViewerIsRefusedEveryMutatingActionAndAllowedEveryRead) {
   const Caller viewer = operatorWith(Role::kViewer);
   for (const auto& rule : actionRules()) {
     absl::Status s = authorize(viewer, rule.action);
-    if (kMutating.contains(rule.action)) {
+    if (kMutating.contains(rule.action) || kAdminOnly.contains(rule.action)) {
       EXPECT_TRUE(absl::IsPermissionDenied(s)) << rule.name << ": " << s;
       EXPECT_EQ(s.message(), "operator \"alice\" has role viewer: read only") << rule.name;
     } else {
@@ -81,12 +90,17 @@ TEST(Authorize, AViewerIsRefusedEveryMutatingActionAndAllowedEveryRead) {
   }
 }
 
-TEST(Authorize, RespondersAndAdminsMayDoEverything) {
-  for (Role role : {Role::kResponder, Role::kAdmin}) {
-    for (const auto& rule : actionRules()) {
-      EXPECT_TRUE(authorize(operatorWith(role), rule.action).ok())
-          << roleName(role) << " " << rule.name;
+TEST(Authorize, RespondersMayDoEverythingButManageIntegrationsAndAdminsEverything) {
+  for (const auto& rule : actionRules()) {
+    absl::Status s = authorize(operatorWith(Role::kResponder), rule.action);
+    if (kAdminOnly.contains(rule.action)) {
+      EXPECT_TRUE(absl::IsPermissionDenied(s)) << rule.name;
+      EXPECT_EQ(s.message(),
+                fmt::format("operator \"alice\" has role responder: {} needs admin", rule.name));
+    } else {
+      EXPECT_TRUE(s.ok()) << "responder " << rule.name;
     }
+    EXPECT_TRUE(authorize(operatorWith(Role::kAdmin), rule.action).ok()) << "admin " << rule.name;
   }
 }
 

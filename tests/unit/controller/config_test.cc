@@ -123,6 +123,32 @@ TEST(ControllerFlags, BadValuesNameTheFlagAndValue) {
   }
 }
 
+TEST(ControllerFlags, WebhookListenerIsOffByDefaultAndNeedsItsOwnCertificate) {
+  auto off = parseControllerFlags(kRequired);
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_TRUE(off->config.webhook_listen.empty());
+  EXPECT_EQ(off->config.webhook_body_limit, 1U << 20);
+  EXPECT_EQ(off->config.webhook_rate, 120U);
+  auto no_cert = parseControllerFlags(with({"--webhook-listen", "10.77.0.1:9443"}));
+  EXPECT_EQ(std::string(no_cert.status().message())
+                .rfind("--webhook-listen: needs --webhook-cert and --webhook-key", 0),
+            0U)
+      << no_cert.status();
+  auto on = parseControllerFlags(
+      with({"--webhook-listen", "10.77.0.1:9443", "--webhook-cert", "/w.crt", "--webhook-key",
+            "/w.key", "--webhook-body-limit", "64KiB", "--webhook-rate", "30"}));
+  ASSERT_TRUE(on.ok()) << on.status();
+  EXPECT_EQ(on->config.webhook_listen, "10.77.0.1:9443");
+  EXPECT_EQ(on->config.webhook_cert, "/w.crt");
+  EXPECT_EQ(on->config.webhook_body_limit, 64U << 10);
+  EXPECT_EQ(on->config.webhook_rate, 30U);
+  for (auto [flag, value] :
+       {std::pair{"--webhook-rate", "0"}, std::pair{"--webhook-body-limit", "lots"}}) {
+    auto bad = parseControllerFlags(with({flag, value}));
+    EXPECT_EQ(std::string(bad.status().message()).rfind(flag, 0), 0U) << bad.status();
+  }
+}
+
 TEST(ControllerFlags, UnknownFlagIsOneClearError) {
   auto cmd = parseControllerFlags(with({"--bogus", "1"}));
   ASSERT_FALSE(cmd.ok());

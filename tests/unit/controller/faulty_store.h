@@ -180,6 +180,22 @@ class FaultyStore final : public Store {
     if (auto s = fault("updateApproval"); !s.ok()) return s;
     return real_.updateApproval(approval);
   }
+  absl::Status addIntegration(const IntegrationRow& row, const AuditEntry& audit) override {
+    if (auto s = fault("addIntegration"); !s.ok()) return s;
+    return real_.addIntegration(row, audit);
+  }
+  absl::Status updateIntegration(const IntegrationRow& row, const AuditEntry& audit) override {
+    if (auto s = fault("updateIntegration"); !s.ok()) return s;
+    return real_.updateIntegration(row, audit);
+  }
+  absl::StatusOr<std::optional<IntegrationRow>> findIntegration(const std::string& name) override {
+    if (auto s = fault("findIntegration"); !s.ok()) return s;
+    return real_.findIntegration(name);
+  }
+  absl::StatusOr<std::vector<IntegrationRow>> listIntegrations() override {
+    if (auto s = fault("listIntegrations"); !s.ok()) return s;
+    return real_.listIntegrations();
+  }
 
  private:
   struct Fault {

@@ -316,5 +316,38 @@ TEST_F(SqliteStoreTest, AppendsAfterReopenContinueTheChain) {
   EXPECT_EQ(v->rows, 2);
 }
 
+TEST_F(SqliteStoreTest, IntegrationsAreAddedOnceRevokedAndKeptWithTheirAuditRows) {
+  auto store = open();
+  IntegrationRow row;
+  row.token_sha256 = std::string(64, 'a');
+  row.record.set_name("am");
+  row.record.set_format("alertmanager");
+  row.record.set_created_unix_ms(1700000000000);
+  ASSERT_TRUE(store->addIntegration(row, entry("integration-create", "am")).ok());
+  // The same name, or the same token hash, is refused and writes nothing (no audit row).
+  IntegrationRow same_name = row;
+  same_name.token_sha256 = std::string(64, 'b');
+  EXPECT_TRUE(
+      absl::IsAlreadyExists(store->addIntegration(same_name, entry("integration-create", "am"))));
+  IntegrationRow same_token = row;
+  same_token.record.set_name("other");
+  EXPECT_FALSE(store->addIntegration(same_token, entry("integration-create", "other")).ok());
+  EXPECT_EQ(store->listAudit(0)->size(), 1U);
+  row.record.set_revoked_unix_ms(1700000001000);
+  ASSERT_TRUE(store->updateIntegration(row, entry("integration-revoke", "am")).ok());
+  IntegrationRow missing = row;
+  missing.record.set_name("nope");
+  EXPECT_TRUE(absl::IsNotFound(store->updateIntegration(missing, entry("x", "nope"))));
+  store.reset();
+  store = open();
+  auto found = store->findIntegration("am");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->token_sha256, std::string(64, 'a'));
+  EXPECT_EQ((*found)->record.revoked_unix_ms(), 1700000001000);
+  EXPECT_FALSE(store->findIntegration("nope")->has_value());
+  EXPECT_EQ(store->listIntegrations()->size(), 1U);
+  EXPECT_EQ(store->listAudit(0)->size(), 2U);
+}
+
 }  // namespace
 }  // namespace bulkhead::controller
