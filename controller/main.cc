@@ -4,7 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <set>
 #include <fstream>
 #include <sstream>
@@ -23,6 +28,7 @@
 #include "common/tls/tls.h"
 #include "controller/core/blocks.h"
 #include "controller/core/config.h"
+#include "controller/crowdsec/poller.h"
 #include "controller/rpc/peer_gate.h"
 #include "controller/service/policies.h"
 #include "controller/service/record_text.h"
@@ -70,6 +76,47 @@ absl::StatusOr<std::set<std::string>> loadRevoked(const std::filesystem::path& p
   return serials;
 }
 
+// The CrowdSec bouncer's fetch from the flags: the API key file must be a regular file no
+// other user can read or write (it is a credential); its first line, trimmed, is the key.
+absl::StatusOr<crowdsec::Fetch> crowdsecFetch(const ControllerConfig& config) {
+  struct stat st {};
+  const std::string& path = config.crowdsec_key_file;
+  if (::stat(path.c_str(), &st) != 0) {
+    return absl::NotFoundError(
+        fmt::format("--crowdsec-key-file: {}: {}", path, std::strerror(errno)));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(
+        fmt::format("--crowdsec-key-file: {}: not a regular file", path));
+  }
+  if ((st.st_mode & (S_IROTH | S_IWOTH)) != 0) {
+    return absl::PermissionDeniedError(fmt::format(
+        "--crowdsec-key-file: {} is accessible to other users (mode {:o}): the bouncer key is "
+        "a credential; chmod 600 it",
+        path, st.st_mode & 07777));
+  }
+  auto text = readFile(path);
+  if (!text.ok()) {
+    return absl::NotFoundError(fmt::format("--crowdsec-key-file: {}", text.status().message()));
+  }
+  std::string key = text->substr(0, text->find('\n'));
+  while (!key.empty() && std::isspace(static_cast<unsigned char>(key.back()))) key.pop_back();
+  while (!key.empty() && std::isspace(static_cast<unsigned char>(key.front()))) key.erase(0, 1);
+  if (key.empty()) {
+    return absl::InvalidArgumentError(fmt::format("--crowdsec-key-file: {} is empty", path));
+  }
+  if (!config.crowdsec_ca.empty() && ::access(config.crowdsec_ca.c_str(), R_OK) != 0) {
+    return absl::NotFoundError(
+        fmt::format("--crowdsec-ca: {}: {}", config.crowdsec_ca, std::strerror(errno)));
+  }
+  auto fetch = crowdsec::httpFetch(crowdsec::HttpOptions{
+      .url = config.crowdsec_lapi, .api_key = key, .ca_file = config.crowdsec_ca});
+  if (!fetch.ok()) {
+    return absl::InvalidArgumentError(fmt::format("--crowdsec-lapi: {}", fetch.status().message()));
+  }
+  return fetch;
+}
+
 int run(int argc, char** argv) {
   // Signals are taken synchronously by the main thread: block them before any thread starts.
   sigset_t signals;
@@ -97,6 +144,21 @@ int run(int argc, char** argv) {
     return fail(fmt::format("{}", s));
   }
   gpr_set_log_function(grpcLog);
+
+  // The CrowdSec bouncer's flags are checked before anything is created.
+  std::optional<crowdsec::Fetch> crowdsec_fetch;
+  std::string crowdsec_from;
+  if (!config.crowdsec_lapi.empty()) {
+    auto fetch = crowdsecFetch(config);
+    if (!fetch.ok()) return fail(std::string(fetch.status().message()));
+    crowdsec_fetch = *std::move(fetch);
+    crowdsec_from = "crowdsec:" + *crowdsec::hostPortOf(config.crowdsec_lapi);
+    if (config.policy_dir.empty()) {
+      spdlog::warn(
+          "--crowdsec-lapi without --policy-dir: no playbook, CrowdSec decisions are "
+          "recorded as signals and cause nothing");
+    }
+  }
 
   auto identity = loadIdentity(config.identity_dir);
   if (!identity.ok()) return fail(fmt::format("{}", identity.status()));
@@ -217,6 +279,17 @@ int run(int argc, char** argv) {
     spdlog::info("playbooks: {} from {}/playbooks", (*server)->signals().playbookCount(),
                  config.policy_dir);
   }
+  // The CrowdSec bouncer: one poller, the only one for its API key (CrowdSec keeps one cursor
+  // per key; two controllers must not share one).
+  std::unique_ptr<crowdsec::Poller> crowdsec_poller;
+  if (crowdsec_fetch) {
+    crowdsec_poller = std::make_unique<crowdsec::Poller>(
+        (*server)->signals(), crowdsec_from, *std::move(crowdsec_fetch),
+        crowdsec::PollerOptions{.interval = config.crowdsec_interval});
+    crowdsec_poller->start();
+    spdlog::info("crowdsec: polling {} every {} ms as {}", config.crowdsec_lapi,
+                 config.crowdsec_interval.count(), crowdsec_from);
+  }
 
   std::string host = config.listen.host.find(':') != std::string::npos
                          ? fmt::format("[{}]", config.listen.host)
@@ -281,6 +354,7 @@ int run(int argc, char** argv) {
     spdlog::info("{}: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     break;
   }
+  if (crowdsec_poller) crowdsec_poller->stop();
   (*server)->shutdown();
   AuditEntry stop{.at_unix_ms = clock.nowUnixMs(), .operator_name = "controller",
                   .action = kControllerStopAction, .target = start.target, .outcome = "ok"};

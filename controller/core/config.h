@@ -44,6 +44,12 @@ struct ControllerConfig {
   std::string crl_file;
   // --cert-expiry-warning: certificates expiring within this are logged and flagged in `hosts`.
   std::chrono::milliseconds cert_expiry_warning{std::chrono::hours(24 * 30)};
+  // The CrowdSec bouncer (controller/crowdsec/): off when crowdsec_lapi is empty.
+  std::string crowdsec_lapi;      // --crowdsec-lapi URL: http(s)://HOST:PORT of the local API
+  std::string crowdsec_key_file;  // --crowdsec-key-file FILE: the bouncer's API key (required
+                                  // with --crowdsec-lapi; not readable by others)
+  std::string crowdsec_ca;        // --crowdsec-ca FILE: CA of an https:// LAPI
+  std::chrono::milliseconds crowdsec_interval{1000};  // --crowdsec-interval DUR
   std::string log_format = "text";
   std::string log_level = "info";
 };
