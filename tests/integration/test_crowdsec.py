@@ -12,6 +12,10 @@
   - `--range 10.77.0.64/28` likewise;
   - a simulated decision (pushed as an agent would, see CrowdSec.add_simulated_decision) does
     nothing: 1.4.6 keeps it out of the stream;
+  - a decision deleted while the controller is down is unblocked at its restart (the startup
+    answer's old deletions unblock nothing and fail nothing);
+  - a deleted bouncer (403) is logged once, the controller keeps polling and resumes when the
+    key is back;
   - a bouncer key file readable by others: the controller refuses to start, naming it.
 
 Measures decision added -> every host refusing the attacker over several runs and prints
@@ -21,6 +25,7 @@ Root only.
 
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -96,9 +101,10 @@ class CrowdSecBouncerTest(unittest.TestCase):
         with os.fdopen(fd, "w") as f:
             f.write(cls.key + "\n")
         cls.fleet = Fleet(cls.lab)
-        cls.fleet.start_controller(extra=[
+        cls.controller_extra = [
             "--crowdsec-lapi", cls.cs.url, "--crowdsec-key-file", cls.key_file,
-            "--crowdsec-interval", f"{int(INTERVAL_S * 1000)}ms"])
+            "--crowdsec-interval", f"{int(INTERVAL_S * 1000)}ms"]
+        cls.fleet.start_controller(extra=cls.controller_extra)
         for h in HOSTS:
             cls.fleet.start_agent(h, labels={"role": "web"})
         cls.fleet.wait_online(list(HOSTS))
@@ -228,7 +234,42 @@ class CrowdSecBouncerTest(unittest.TestCase):
                f"start {fig(befores)}")
         self.assertLess(max(afters), INTERVAL_S + 0.5)
 
-    def test_e_a_key_file_others_can_read_is_refused(self):
+    def test_e_a_deletion_while_the_controller_is_down_unblocks_at_its_restart(self):
+        wait_until(self.all_reachable, 10, interval=0.1, desc="reachable before")
+        self.cs.add_decision(ip=ATTACKER, duration="10m")
+        wait_until(self.none_reachable, 5, interval=0.05, desc="blocked")
+        self.fleet.kill_controller(signal.SIGTERM)
+        self.cs.delete_decisions(ip=ATTACKER)
+        time.sleep(2 * INTERVAL_S)
+        self.assertTrue(self.none_reachable())  # the agents keep the block meanwhile
+        self.fleet.start_controller(extra=self.controller_extra)
+        self.fleet.wait_online(list(HOSTS))
+        # The startup answer lists it (and every earlier decision) as deleted: it is unblocked;
+        # the earlier ones were already passed on (duplicates) and unblock nothing.
+        wait_until(self.all_reachable, 10, interval=0.1, desc="unblocked after the restart")
+        sig = self.crowdsec_signals()[0]
+        self.assertTrue(sig["signal"].get("resolved"), sig)
+        self.assertEqual(sig["disposition"], "acted", sig)
+        log = self.lab.log_text(self.fleet.controller)
+        self.assertNotIn("failed", " ".join(a.get("outcome", "") for s in
+                                             self.crowdsec_signals() for a in s.get("actions", [])))
+        self.assertNotIn("[error]", log)
+
+    def test_f_a_refused_key_is_logged_once_and_polling_resumes(self):
+        wait_until(self.all_reachable, 10, interval=0.1, desc="reachable before")
+        self.cs.cscli("bouncers", "delete", "bulkhead")
+        time.sleep(4 * INTERVAL_S)
+        log = self.lab.log_text(self.fleet.controller)
+        self.assertEqual(log.count("HTTP 403"), 1, log[-3000:])
+        self.assertIsNone(self.fleet.controller.poll())  # still running
+        self.cs.add_bouncer("bulkhead", self.key)  # the same key again
+        self.cs.add_decision(ip=ATTACKER, duration="1m")
+        wait_until(self.none_reachable, 15, interval=0.1, desc="blocked once the key works")
+        self.assertIn("polling again", self.lab.log_text(self.fleet.controller))
+        self.cs.delete_decisions(ip=ATTACKER)
+        wait_until(self.all_reachable, 10, interval=0.1, desc="unblocked")
+
+    def test_g_a_key_file_others_can_read_is_refused(self):
         path = os.path.join(self.lab.tmpdir, "open.key")
         with open(path, "w") as f:
             f.write("k\n")
