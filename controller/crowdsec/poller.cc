@@ -354,19 +354,20 @@ void Poller::submit(v1::Signal signal) {
   }
   std::weak_ptr<Shared> weak = shared_;
   v1::Signal copy = signal;
-  intake_.submit(SignalDelivery{.delivered_by = delivered_by_}, std::move(signal),
-                 [weak, copy = std::move(copy)](absl::StatusOr<SignalOutcome> outcome) mutable {
-                   if (outcome.ok()) return;
-                   spdlog::warn("crowdsec: {} {} not taken: {}", copy.idempotency_key(),
-                                copy.addresses_size() ? copy.addresses(0) : "", outcome.status());
-                   auto shared = weak.lock();
-                   if (!shared) return;
-                   std::lock_guard lock(shared->mu);
-                   ++shared->stats.refused;
-                   if (absl::IsUnavailable(outcome.status()) && shared->retry.size() < 100000) {
-                     shared->retry.push_back(std::move(copy));
-                   }
-                 });
+  intake_.submit(
+      SignalDelivery{.delivered_by = delivered_by_}, std::move(signal),
+      [weak, copy = std::move(copy)](const absl::StatusOr<SignalOutcome>& outcome) mutable {
+        if (outcome.ok()) return;
+        spdlog::warn("crowdsec: {} {} not taken: {}", copy.idempotency_key(),
+                     copy.addresses_size() ? copy.addresses(0) : "", outcome.status());
+        auto shared = weak.lock();
+        if (!shared) return;
+        std::lock_guard lock(shared->mu);
+        ++shared->stats.refused;
+        if (absl::IsUnavailable(outcome.status()) && shared->retry.size() < 100000) {
+          shared->retry.push_back(std::move(copy));
+        }
+      });
 }
 
 void Poller::forgetOld() {
