@@ -7,10 +7,14 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <deque>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
+#include "common/tls/pki.h"
 #include "controller/crowdsec/decisions.h"
 #include "controller/crowdsec/poller.h"
 #include "gtest/gtest.h"
@@ -446,6 +450,57 @@ TEST(CrowdSecHttp, WrongKeyOversizedAndUnreachable) {
   EXPECT_EQ(r.status, 0);
   EXPECT_FALSE(r.answered);
   EXPECT_FALSE(r.error.empty());
+}
+
+// An https LAPI: verified against --crowdsec-ca; refused without it (a private CA) or with
+// another CA.
+TEST(CrowdSecHttp, HttpsVerifiesTheServerAgainstTheCaFile) {
+  namespace fs = std::filesystem;
+  char tmpl[] = "/tmp/bulkhead-crowdsec-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const fs::path dir(tmpl);
+  auto ca = createCa("lapi-ca", std::chrono::hours(24));
+  auto other = createCa("other-ca", std::chrono::hours(24));
+  ASSERT_TRUE(ca.ok() && other.ok());
+  auto leaf = issueCert(
+      *ca,
+      CertRequest{.kind = PeerKind::kController, .name = "lapi", .ip_addresses = {"127.0.0.1"}});
+  ASSERT_TRUE(leaf.ok()) << leaf.status();
+  auto write = [&](const char* name, const std::string& text) {
+    std::ofstream(dir / name) << text;
+    return (dir / name).string();
+  };
+  const std::string ca_file = write("ca.pem", ca->cert_pem);
+  const std::string other_file = write("other.pem", other->cert_pem);
+  httplib::SSLServer server(write("tls.crt", leaf->cert_pem).c_str(),
+                            write("tls.key", leaf->key_pem).c_str());
+  ASSERT_TRUE(server.is_valid());
+  server.Get("/v1/decisions/stream", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(kEmpty, "application/json");
+  });
+  const int port = server.bind_to_any_port("127.0.0.1");
+  std::thread thread([&] { server.listen_after_bind(); });
+  while (!server.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const std::string url = "https://127.0.0.1:" + std::to_string(port);
+
+  FetchResult r;
+  {
+    auto good = httpFetch(HttpOptions{.url = url, .api_key = "k", .ca_file = ca_file});
+    ASSERT_TRUE(good.ok()) << good.status();
+    r = (*good)(true);
+    EXPECT_EQ(r.status, 200) << r.error;
+    EXPECT_EQ(r.body, kEmpty);
+  }  // its kept-alive connection closed
+  for (const std::string& ca_path : {std::string(), other_file}) {
+    auto bad = httpFetch(HttpOptions{.url = url, .api_key = "k", .ca_file = ca_path});
+    ASSERT_TRUE(bad.ok());
+    r = (*bad)(true);
+    EXPECT_EQ(r.status, 0) << ca_path;
+    EXPECT_FALSE(r.answered) << ca_path;
+  }
+  server.stop();
+  thread.join();
+  fs::remove_all(dir);
 }
 
 TEST(CrowdSecHttp, Urls) {
