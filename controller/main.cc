@@ -1,33 +1,37 @@
 // bulkhead-controller: builds the real dependencies (flags, logging, identity, SQLite store,
 // gRPC server) and runs until SIGTERM/SIGINT. Startup failures print one line and exit 2.
+#include <grpc/support/log.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
-#include <set>
 #include <fstream>
-#include <sstream>
 #include <iostream>
+#include <memory>
+#include <optional>
+#include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
-#include <grpc/support/log.h>
-#include <spdlog/spdlog.h>
-
 #include "common/format.h"
 #include "common/logging.h"
-#include "common/tls/pki.h"
 #include "common/runtime.h"
 #include "common/tls/pki.h"
 #include "common/tls/tls.h"
 #include "controller/core/blocks.h"
 #include "controller/core/config.h"
+#include "controller/crowdsec/poller.h"
 #include "controller/rpc/peer_gate.h"
-#include "controller/service/policies.h"
-#include "controller/service/record_text.h"
 #include "controller/rpc/server.h"
 #include "controller/rpc/system_clock.h"
+#include "controller/service/policies.h"
+#include "controller/service/record_text.h"
 #include "controller/store/audit_key.h"
 #include "controller/store/data_dir.h"
 #include "controller/store/sqlite_store.h"
@@ -57,8 +61,8 @@ void grpcLog(gpr_log_func_args* args) {
 
 // The revoked serials of the CRL at `path`, checked against the fleet CA. A missing file
 // revokes nothing unless it was named with --crl.
-absl::StatusOr<std::set<std::string>> loadRevoked(const std::filesystem::path& path,
-                                                  bool named, const std::string& ca_pem) {
+absl::StatusOr<std::set<std::string>> loadRevoked(const std::filesystem::path& path, bool named,
+                                                  const std::string& ca_pem) {
   std::error_code ec;
   if (!named && !std::filesystem::exists(path, ec)) return std::set<std::string>{};
   auto pem = readFile(path);
@@ -69,6 +73,47 @@ absl::StatusOr<std::set<std::string>> loadRevoked(const std::filesystem::path& p
         fmt::format("--crl: {}: {}", path.string(), serials.status().message()));
   }
   return serials;
+}
+
+// The CrowdSec bouncer's fetch from the flags: the API key file must be a regular file no
+// other user can read or write (it is a credential); its first line, trimmed, is the key.
+absl::StatusOr<crowdsec::Fetch> crowdsecFetch(const ControllerConfig& config) {
+  struct stat st {};
+  const std::string& path = config.crowdsec_key_file;
+  if (::stat(path.c_str(), &st) != 0) {
+    return absl::NotFoundError(
+        fmt::format("--crowdsec-key-file: {}: {}", path, std::strerror(errno)));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(
+        fmt::format("--crowdsec-key-file: {}: not a regular file", path));
+  }
+  if ((st.st_mode & (S_IROTH | S_IWOTH)) != 0) {
+    return absl::PermissionDeniedError(fmt::format(
+        "--crowdsec-key-file: {} is accessible to other users (mode {:o}): the bouncer key is "
+        "a credential; chmod 600 it",
+        path, st.st_mode & 07777));
+  }
+  auto text = readFile(path);
+  if (!text.ok()) {
+    return absl::NotFoundError(fmt::format("--crowdsec-key-file: {}", text.status().message()));
+  }
+  std::string key = text->substr(0, text->find('\n'));
+  while (!key.empty() && std::isspace(static_cast<unsigned char>(key.back()))) key.pop_back();
+  while (!key.empty() && std::isspace(static_cast<unsigned char>(key.front()))) key.erase(0, 1);
+  if (key.empty()) {
+    return absl::InvalidArgumentError(fmt::format("--crowdsec-key-file: {} is empty", path));
+  }
+  if (!config.crowdsec_ca.empty() && ::access(config.crowdsec_ca.c_str(), R_OK) != 0) {
+    return absl::NotFoundError(
+        fmt::format("--crowdsec-ca: {}: {}", config.crowdsec_ca, std::strerror(errno)));
+  }
+  auto fetch = crowdsec::httpFetch(crowdsec::HttpOptions{
+      .url = config.crowdsec_lapi, .api_key = key, .ca_file = config.crowdsec_ca});
+  if (!fetch.ok()) {
+    return absl::InvalidArgumentError(fmt::format("--crowdsec-lapi: {}", fetch.status().message()));
+  }
+  return fetch;
 }
 
 int run(int argc, char** argv) {
@@ -98,6 +143,21 @@ int run(int argc, char** argv) {
     return fail(fmt::format("{}", s));
   }
   gpr_set_log_function(grpcLog);
+
+  // The CrowdSec bouncer's flags are checked before anything is created.
+  std::optional<crowdsec::Fetch> crowdsec_fetch;
+  std::string crowdsec_from;
+  if (!config.crowdsec_lapi.empty()) {
+    auto fetch = crowdsecFetch(config);
+    if (!fetch.ok()) return fail(std::string(fetch.status().message()));
+    crowdsec_fetch = *std::move(fetch);
+    crowdsec_from = "crowdsec:" + *crowdsec::hostPortOf(config.crowdsec_lapi);
+    if (config.policy_dir.empty()) {
+      spdlog::warn(
+          "--crowdsec-lapi without --policy-dir: no playbook, CrowdSec decisions are "
+          "recorded as signals and cause nothing");
+    }
+  }
 
   auto identity = loadIdentity(config.identity_dir);
   if (!identity.ok()) return fail(fmt::format("{}", identity.status()));
@@ -167,7 +227,7 @@ int run(int argc, char** argv) {
                    crl_path.string());
     }
   }
-  (void)gate.admit(identity->self);   // logs the controller's own certificate near expiry
+  (void)gate.admit(identity->self);  // logs the controller's own certificate near expiry
   ServerOptions options;
   options.containment.endpoints = endpoints;
   options.containment.selector_limit = config.selector_limit;
@@ -194,7 +254,7 @@ int run(int argc, char** argv) {
   options.signals.approval_expiry = config.approval_expiry;
   options.listen = config.listen_text;
   auto tls = RotatingServerCredentials::create(*identity,
-                                              std::filesystem::path(config.runtime_dir) / "tls");
+                                               std::filesystem::path(config.runtime_dir) / "tls");
   if (!tls.ok()) return fail(fmt::format("--runtime-dir: {}", tls.status()));
   options.credentials = (*tls)->credentials();
   options.fleet.heartbeat_interval = config.heartbeat_interval;
@@ -222,15 +282,26 @@ int run(int argc, char** argv) {
   // Webhooks: after the playbooks are in force, so the first signal meets them.
   std::unique_ptr<webhook::Listener> webhooks;
   if (!config.webhook_listen.empty()) {
-    auto listener = webhook::Listener::start(
-        clock, (*server)->integrations(), (*server)->signals(),
-        webhook::ListenerOptions{.listen = config.webhook_listen,
-                                 .cert_file = config.webhook_cert,
-                                 .key_file = config.webhook_key,
-                                 .body_limit = config.webhook_body_limit,
-                                 .rate_per_minute = config.webhook_rate});
+    auto listener =
+        webhook::Listener::start(clock, (*server)->integrations(), (*server)->signals(),
+                                 webhook::ListenerOptions{.listen = config.webhook_listen,
+                                                          .cert_file = config.webhook_cert,
+                                                          .key_file = config.webhook_key,
+                                                          .body_limit = config.webhook_body_limit,
+                                                          .rate_per_minute = config.webhook_rate});
     if (!listener.ok()) return fail(fmt::format("{}", listener.status()));
     webhooks = *std::move(listener);
+  }
+  // The CrowdSec bouncer: one poller, the only one for its API key (CrowdSec keeps one cursor
+  // per key; two controllers must not share one).
+  std::unique_ptr<crowdsec::Poller> crowdsec_poller;
+  if (crowdsec_fetch) {
+    crowdsec_poller = std::make_unique<crowdsec::Poller>(
+        (*server)->signals(), crowdsec_from, *std::move(crowdsec_fetch),
+        crowdsec::PollerOptions{.interval = config.crowdsec_interval});
+    crowdsec_poller->start();
+    spdlog::info("crowdsec: polling {} every {} ms as {}", config.crowdsec_lapi,
+                 config.crowdsec_interval.count(), crowdsec_from);
   }
 
   std::string host = config.listen.host.find(':') != std::string::npos
@@ -239,8 +310,10 @@ int run(int argc, char** argv) {
   spdlog::info("listening on {}:{} as controller \"{}\" (data {}, heartbeat {} ms / timeout {} ms)",
                host, (*server)->port(), identity->self.name, config.data_dir,
                config.heartbeat_interval.count(), config.heartbeat_timeout.count());
-  AuditEntry start{.at_unix_ms = clock.nowUnixMs(), .operator_name = "controller",
-                   .action = kControllerStartAction, .target = fmt::format("{}:{}", host, (*server)->port()),
+  AuditEntry start{.at_unix_ms = clock.nowUnixMs(),
+                   .operator_name = "controller",
+                   .action = kControllerStartAction,
+                   .target = fmt::format("{}:{}", host, (*server)->port()),
                    .outcome = "ok"};
   if (auto row = (*store)->appendAudit(start); !row.ok()) {
     spdlog::error("audit: cannot record controller start: {}", row.status());
@@ -261,7 +334,7 @@ int run(int argc, char** argv) {
       } else if (*replaced) {
         spdlog::info("SIGHUP: certificate replaced: new connections get serial {}",
                      (*tls)->current().serial);
-        (void)gate.admit((*tls)->current());   // logs it when near expiry
+        (void)gate.admit((*tls)->current());  // logs it when near expiry
       }
       if (auto revoked = loadRevoked(crl_path, crl_named, identity->ca_pem); !revoked.ok()) {
         spdlog::error("SIGHUP: revocations not reloaded, the previous {} stay in force: {}",
@@ -297,9 +370,13 @@ int run(int argc, char** argv) {
     break;
   }
   if (webhooks) webhooks->stop();  // no new signals from integrations; those taken are answered
+  if (crowdsec_poller) crowdsec_poller->stop();
   (*server)->shutdown();
-  AuditEntry stop{.at_unix_ms = clock.nowUnixMs(), .operator_name = "controller",
-                  .action = kControllerStopAction, .target = start.target, .outcome = "ok"};
+  AuditEntry stop{.at_unix_ms = clock.nowUnixMs(),
+                  .operator_name = "controller",
+                  .action = kControllerStopAction,
+                  .target = start.target,
+                  .outcome = "ok"};
   if (auto row = (*store)->appendAudit(stop); !row.ok()) {
     spdlog::error("audit: cannot record controller stop: {}", row.status());
   }

@@ -276,6 +276,26 @@ def webhook_seeds():
     put("webhook_fuzz", "am_missing", b'\x00{"version":"4","alerts":[{"status":"firing","labels":{}}]}')
     put("webhook_fuzz", "falco_bad", b'\x01{"rule":"r","priority":"Loud"}')
 
+
+def crowdsec_seeds():
+    # CrowdSec 1.4.6's /v1/decisions/stream answers, as seen in the lab (test_detection_tools).
+    d = {"duration": "59.981466914s", "id": 1, "origin": "cscli",
+         "scenario": "manual 'ban' from 'bulkhead-lab'", "scope": "Ip", "type": "ban",
+         "value": "10.77.0.66"}
+    put("crowdsec_fuzz", "seed-empty", '{"new":null,"deleted":null}')
+    put("crowdsec_fuzz", "seed-new", json.dumps({"new": [d, dict(d, id=2, scope="Range",
+                                                                   value="10.77.9.0/24",
+                                                                   duration="3h59m58s")],
+                                                 "deleted": None}))
+    put("crowdsec_fuzz", "seed-deleted", json.dumps({"new": None, "deleted": [
+        dict(d, duration="-6.2s"), dict(d, id=3, scope="Country", value="FR")]}))
+    put("crowdsec_fuzz", "seed-later", json.dumps({"new": [dict(
+        d, id=4, value="fd77::66", simulated=True, until="2026-12-04T03:00:00Z",
+        type="captcha")], "deleted": []}))
+    put("crowdsec_fuzz", "seed-bad", '{"new":[{"id":"1","duration":"1x"}]}')
+    put("crowdsec_fuzz", "seed-duration", "1h2m3.5s")
+
+
 if __name__ == "__main__":
     parse_seeds()
     policy_seeds()
@@ -287,3 +307,4 @@ if __name__ == "__main__":
     logins_seeds()
     proc_seeds()
     webhook_seeds()
+    crowdsec_seeds()

@@ -40,6 +40,9 @@ PROJECT_RULES = [
      "controller/playbook/ is pure: no store, no service, no rpc"),
     ("controller/store/", r"^(controller/(rpc|service)|agent|cli)/",
      "controller/store/ stores: it never calls service/ or rpc/"),
+    ("controller/crowdsec/", r"^controller/rpc/",
+     "controller/crowdsec/ is a front door: it hands signals to service/'s SignalIntake, "
+     "never through rpc/"),
     ("controller/service/", r"^controller/rpc/",
      "controller/service/ is what every front door calls: it never includes rpc/"),
     ("controller/service/", r"^controller/webhook/",
@@ -251,6 +254,8 @@ def self_test():
         "controller/webhook/w1.cc": '#include "controller/rpc/server.h"\n',
         "controller/webhook/formats_x.cc": '#include "controller/service/signals.h"\n',
         "controller/service/s7.cc": '#include "controller/webhook/listener.h"\n',
+        "controller/crowdsec/s7.cc": '#include "controller/rpc/server.h"\n',
+        "controller/crowdsec/s8.cc": "#include <grpcpp/grpcpp.h>\n",
     }
     allowed = {
         "agent/linux/ok.cc": '#include <nftables/libnftables.h>\n#include "agent/core/flow.h"\n',
@@ -265,6 +270,7 @@ def self_test():
         "controller/rpc/ok2.cc": '#include "controller/service/audit.h"\n',
         "controller/webhook/ok.cc": ('#include "controller/service/signal_intake.h"\n'
                                      "#include <httplib.h>\n"),
+        "controller/crowdsec/ok.cc": '#include "controller/service/signal_intake.h"\n',
     }
     with tempfile.TemporaryDirectory() as root:
         for rel, text in {**cases, **allowed}.items():

@@ -80,6 +80,7 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   std::string approval_expiry = "1h";
   std::string webhook_listen, webhook_cert, webhook_key;
   std::string webhook_body_limit = "1MiB", webhook_rate = "120";
+  std::string crowdsec_lapi, crowdsec_key_file, crowdsec_ca, crowdsec_interval = "1s";
   std::vector<std::string> advertise;
 
   po::options_description desc(
@@ -142,6 +143,15 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
       "largest webhook body accepted; larger ones are answered 413 (default 1MiB)")(
       "webhook-rate", po::value(&webhook_rate)->value_name("N"),
       "webhook requests a minute per integration; more are answered 429 (default 120)")(
+      "crowdsec-lapi", po::value(&crowdsec_lapi)->value_name("URL"),
+      "poll this CrowdSec local API's decision stream (http(s)://HOST:PORT) as a bouncer and "
+      "hand its decisions to the playbooks (default: off); one controller per API key")(
+      "crowdsec-key-file", po::value(&crowdsec_key_file)->value_name("FILE"),
+      "the bouncer API key (cscli bouncers add), not readable by others (required with "
+      "--crowdsec-lapi)")("crowdsec-ca", po::value(&crowdsec_ca)->value_name("FILE"),
+                          "CA certificate(s) to verify an https:// LAPI (default: the system's)")(
+      "crowdsec-interval", po::value(&crowdsec_interval)->value_name("DUR"),
+      "poll the CrowdSec LAPI this often (default 1s; backs off to 10s while it fails)")(
       "log-format", po::value(&log_format)->value_name("text|json"), "log format (default text)")(
       "log-level", po::value(&log_level)->value_name("LEVEL"),
       "trace, debug, info, warn, error or off (default info)");
@@ -279,6 +289,27 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   auto rate = parsePositive("--webhook-rate", webhook_rate);
   if (!rate.ok()) return rate.status();
   c.webhook_rate = *rate;
+
+  c.crowdsec_lapi = crowdsec_lapi;
+  c.crowdsec_key_file = crowdsec_key_file;
+  c.crowdsec_ca = crowdsec_ca;
+  if (crowdsec_lapi.empty()) {
+    for (const char* flag : {"crowdsec-key-file", "crowdsec-ca", "crowdsec-interval"}) {
+      if (vm.count(flag)) {
+        return absl::InvalidArgumentError(fmt::format("--{}: needs --crowdsec-lapi", flag));
+      }
+    }
+  } else if (crowdsec_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--crowdsec-key-file: required with --crowdsec-lapi (the bouncer's API key)");
+  }
+  auto cs_interval = parseDuration("--crowdsec-interval", crowdsec_interval);
+  if (!cs_interval.ok()) return cs_interval.status();
+  if (*cs_interval < std::chrono::milliseconds(100) || *cs_interval > std::chrono::hours(1)) {
+    return absl::InvalidArgumentError(fmt::format(
+        "--crowdsec-interval: invalid value \"{}\": use 100ms to 1h", crowdsec_interval));
+  }
+  c.crowdsec_interval = *cs_interval;
 
   if (log_format != "text" && log_format != "json") {
     return absl::InvalidArgumentError(

@@ -13,14 +13,14 @@
 namespace bulkhead::controller {
 
 struct ControllerConfig {
-  HostPort listen;                    // --listen ADDR:PORT
-  std::string listen_text;            // as given, for logs
-  std::vector<HostPort> advertise;    // --advertise IP:PORT (IP literals agents dial)
-  std::string identity_dir;           // --identity DIR
-  std::string data_dir;               // --data-dir DIR
-  std::string audit_key;              // --audit-key FILE (default IDENTITY_DIR/audit.key)
-  std::string runtime_dir;            // --runtime-dir DIR (default DATA_DIR/run): live TLS copy
-  std::string policy_dir;             // --policy-dir DIR; empty = no policies
+  HostPort listen;                  // --listen ADDR:PORT
+  std::string listen_text;          // as given, for logs
+  std::vector<HostPort> advertise;  // --advertise IP:PORT (IP literals agents dial)
+  std::string identity_dir;         // --identity DIR
+  std::string data_dir;             // --data-dir DIR
+  std::string audit_key;            // --audit-key FILE (default IDENTITY_DIR/audit.key)
+  std::string runtime_dir;          // --runtime-dir DIR (default DATA_DIR/run): live TLS copy
+  std::string policy_dir;           // --policy-dir DIR; empty = no policies
   std::chrono::milliseconds heartbeat_interval{5000};
   std::chrono::milliseconds heartbeat_timeout{15000};
   uint32_t selector_limit = 10;
@@ -52,13 +52,19 @@ struct ControllerConfig {
   std::string webhook_key;                // --webhook-key FILE (required with --webhook-listen)
   uint64_t webhook_body_limit = 1 << 20;  // --webhook-body-limit SIZE
   uint32_t webhook_rate = 120;            // --webhook-rate N: requests a minute per integration
+  // The CrowdSec bouncer (controller/crowdsec/): off when crowdsec_lapi is empty.
+  std::string crowdsec_lapi;      // --crowdsec-lapi URL: http(s)://HOST:PORT of the local API
+  std::string crowdsec_key_file;  // --crowdsec-key-file FILE: the bouncer's API key (required
+                                  // with --crowdsec-lapi; not readable by others)
+  std::string crowdsec_ca;        // --crowdsec-ca FILE: CA of an https:// LAPI
+  std::chrono::milliseconds crowdsec_interval{1000};  // --crowdsec-interval DUR
   std::string log_format = "text";
   std::string log_level = "info";
 };
 
 struct ControllerCommandLine {
-  bool help = false;        // --help: print `usage` and exit 0
-  bool version = false;     // --version
+  bool help = false;     // --help: print `usage` and exit 0
+  bool version = false;  // --version
   std::string usage;
   ControllerConfig config;  // valid only when !help && !version
 };

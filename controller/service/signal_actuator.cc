@@ -76,9 +76,16 @@ void ServiceActuator::start(const Caller& caller, const PlannedAction& action,
     case ActionKind::kUnblock: {
       auto join = joinOf(action.addresses.size(), done);
       if (!join) return;
+      const bool unblock = action.kind == ActionKind::kUnblock;
       for (const Cidr& cidr : action.addresses) {
-        auto finished = [join](const absl::Status& s, const ContainmentResult& r) {
-          join->part(s, hostStates(r));
+        auto finished = [join, unblock](const absl::Status& s, const ContainmentResult& r) {
+          // The end of a detection whose block never was (suppressed, expired, or a CrowdSec
+          // decision older than this controller): nothing to undo is not a failure.
+          if (unblock && absl::IsNotFound(s)) {
+            join->part(absl::OkStatus(), "nothing was blocked");
+          } else {
+            join->part(s, hostStates(r));
+          }
         };
         if (action.kind == ActionKind::kBlock) {
           BlockRequest req{.hosts = action.fleet_wide ? std::vector<std::string>{} : action.hosts,

@@ -77,6 +77,35 @@ TEST(ControllerFlags, AllFlags) {
   EXPECT_EQ(c.advertise[1].host, "fd77::1");
 }
 
+TEST(ControllerFlags, CrowdSec) {
+  auto cmd = parseControllerFlags(kRequired);
+  ASSERT_TRUE(cmd.ok());
+  EXPECT_TRUE(cmd->config.crowdsec_lapi.empty());  // off by default
+  cmd = parseControllerFlags(with({"--crowdsec-lapi", "http://10.77.0.1:8080",
+                                   "--crowdsec-key-file", "/k", "--crowdsec-ca", "/ca",
+                                   "--crowdsec-interval", "250ms"}));
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(cmd->config.crowdsec_lapi, "http://10.77.0.1:8080");
+  EXPECT_EQ(cmd->config.crowdsec_key_file, "/k");
+  EXPECT_EQ(cmd->config.crowdsec_ca, "/ca");
+  EXPECT_EQ(cmd->config.crowdsec_interval, std::chrono::milliseconds(250));
+  struct Case {
+    std::vector<std::string> args;
+    const char* names;
+  };
+  for (const Case& c :
+       {Case{{"--crowdsec-lapi", "http://x"}, "--crowdsec-key-file"},
+        Case{{"--crowdsec-key-file", "/k"}, "--crowdsec-key-file: needs --crowdsec-lapi"},
+        Case{{"--crowdsec-interval", "1s"}, "--crowdsec-interval: needs --crowdsec-lapi"},
+        Case{{"--crowdsec-lapi", "http://x", "--crowdsec-key-file", "/k", "--crowdsec-interval",
+              "10ms"},
+             "--crowdsec-interval"}}) {
+    cmd = parseControllerFlags(with(c.args));
+    ASSERT_FALSE(cmd.ok());
+    EXPECT_NE(cmd.status().message().find(c.names), std::string::npos) << cmd.status();
+  }
+}
+
 TEST(ControllerFlags, MissingRequiredFlagIsNamed) {
   for (const char* flag : {"--listen", "--identity", "--data-dir"}) {
     std::vector<std::string> args;
