@@ -21,6 +21,7 @@
 #include "agent/core/processes.h"
 #include "agent/linux/proc_files.h"
 #include "agent/linux/proc_scan.h"
+#include "common/format.h"
 
 namespace bulkhead::agent::collect {
 namespace {
