@@ -123,7 +123,7 @@ class FakeStoppedCapture final : public StoppedCapture {
  public:
   explicit FakeStoppedCapture(FakeHost* host) : host_(host) {}
   absl::Status collect(const v1::Command& command, const v1::CaptureState& state,
-                       const std::vector<int>& pids, std::chrono::milliseconds limit) override {
+                       const std::vector<int>& pids, std::chrono::milliseconds max) override {
     std::vector<std::string> seen;
     for (int pid : pids) {
       seen.push_back(fmt::format("{}{}", pid, host_->stopped.count(pid) ? "(T)" : "(running)"));
@@ -131,7 +131,7 @@ class FakeStoppedCapture final : public StoppedCapture {
     host_->events.push_back(
         fmt::format("collect {} [{}]", state.capture_id(), fmt::join(seen, " ")));
     command_id = command.id();
-    this->limit = limit;
+    limit = max;
     return collected;
   }
   absl::StatusOr<v1::CaptureResult> upload(const v1::Command&,
