@@ -377,9 +377,11 @@ class CaptureTest(unittest.TestCase):
         self.assertEqual(res["capture"]["capture_id"], res["capture_id"])
         print(f"kill-process --capture-first: implant stopped {res['stopped_for_capture_ms']} ms "
               f"for the capture", file=sys.stderr)
-        # dead afterwards, inside the host's own pid namespace
-        wait_until(lambda: self.lab.sh("h1", f"test -e /proc/{pid}", check=False).returncode != 0,
-                   10, desc="implant gone")
+        # dead afterwards, inside the host's own pid namespace (a zombie until the lab reaps it)
+        def dead():
+            r = self.lab.sh("h1", f"cut -d' ' -f3 /proc/{pid}/stat 2>/dev/null", check=False)
+            return r.stdout.strip() in ("", "Z", "X")
+        wait_until(dead, 10, desc="implant dead")
 
         out = os.path.join(self.out_dir, "kill-capture-first.tar.gz")
         self.evidence("get", eid, "--output", out)
