@@ -30,8 +30,8 @@ using nlohmann::json;
 
 constexpr size_t kStatusCap = 1 << 20;
 constexpr size_t kStatCap = 4096;
-constexpr size_t kCmdlineCap = 256 * 1024;
-constexpr size_t kEnvironCap = 256 * 1024;
+constexpr size_t kCmdlineCap = size_t{256} * 1024;
+constexpr size_t kEnvironCap = size_t{256} * 1024;
 constexpr size_t kMapsCap = 16 * kMiB;  // per process
 constexpr size_t kFdInfoCap = 4096;
 
