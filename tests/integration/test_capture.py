@@ -124,6 +124,8 @@ class CaptureTest(unittest.TestCase):
         os.chmod(exe, 0o755)
         sha = sha256_file(exe)
         pidfile = os.path.join(d, "pid")
+        if os.path.exists(pidfile):   # an earlier implant's on this host: wait for this one's
+            os.unlink(pidfile)
         p = self.lab.spawn(host, [exe, "-c", IMPLANT_CODE, pidfile],
                            env={"PYTHONHOME": "/usr", "PATH": "/usr/bin:/bin"}, label="implant")
         wait_until(lambda: os.path.exists(pidfile) or p.poll() is not None, 15,
