@@ -24,6 +24,47 @@ namespace {
 // The agent's wait and the call's deadline: killing waits for processes to exit.
 constexpr uint32_t kWaitMs = 15000;
 constexpr std::chrono::milliseconds kCallTimeout{20000};
+// --capture-first: the capture, the kill and the upload (as `bulkhead capture` waits).
+constexpr uint32_t kCaptureFirstWaitMs = 300000;
+constexpr std::chrono::milliseconds kCaptureFirstCallTimeout{310000};
+constexpr std::chrono::milliseconds kMaxCaptureLimit{600000};  // the agent's cap
+
+// --capture-limit as milliseconds (0: not given, the agent's default); false (with the message
+// written) when it is bad or given without --capture-first.
+bool captureLimit(const char* command, const po::variables_map& vm, const std::string& limit,
+                  uint32_t* ms, Io& io) {
+  *ms = 0;
+  if (limit.empty()) return true;
+  if (!vm["capture-first"].as<bool>()) {
+    io.err << fmt::format("bulkhead {}: --capture-limit: only with --capture-first\n", command);
+    return false;
+  }
+  auto d = parseDuration("--capture-limit", limit);
+  if (!d.ok()) {
+    io.err << fmt::format("bulkhead {}: {}\n", command, std::string(d.status().message()));
+    return false;
+  }
+  if (*d > kMaxCaptureLimit) {
+    io.err << fmt::format(
+        "bulkhead {}: --capture-limit: invalid value \"{}\": more than 10m (the agent's cap)\n",
+        command, limit);
+    return false;
+  }
+  *ms = static_cast<uint32_t>(d->count());
+  return true;
+}
+
+// Capture first: the match's fields and the longer wait of `req` and of the call.
+template <typename Match, typename Request>
+void setCaptureFirst(bool first, uint32_t limit_ms, Match* m, Request* req,
+                     std::chrono::milliseconds* call_timeout) {
+  m->set_capture_first(first);
+  m->set_capture_limit_ms(limit_ms);
+  if (first) {
+    req->set_wait_ms(kCaptureFirstWaitMs);
+    *call_timeout = kCaptureFirstCallTimeout;
+  }
+}
 
 // A text field as table text: "-" when empty. printTable escapes what is not printable.
 std::string str(const std::string& s) { return s.empty() ? "-" : s; }
@@ -93,6 +134,18 @@ int printKill(const std::string& command, const GlobalOptions& g, const v1::Host
       }
       printTable(io.out, rows);
     }
+    if (!k.capture_id().empty()) {
+      if (k.has_capture()) {
+        io.out << fmt::format(
+            "captured first: capture {}, evidence {} ({} bytes); processes stopped {} ms for it\n",
+            escapeNonPrintable(k.capture_id()), escapeNonPrintable(k.capture().evidence_id()),
+            k.capture().size(), k.stopped_for_capture_ms());
+      } else {
+        io.out << fmt::format("capture {} FAILED, killed without it: {}\n",
+                              escapeNonPrintable(k.capture_id()),
+                              escapeNonPrintable(k.capture_error()));
+      }
+    }
     printProcesses(io.out, k.killed(), "killed", false);
     printProcesses(io.out, k.spared(), "spared (protected)", true);
     printProcesses(io.out, k.still_alive(), "STILL ALIVE", false);
@@ -143,14 +196,22 @@ int sessions(const GlobalOptions& g, const std::vector<std::string>& args, Io& i
 int killSessions(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
   std::string host, user, from, reason;
   uint32_t session = 0;
-  po::options_description opts("kill-sessions HOST (--user U | --session ID | --from CIDR | --all) [--freeze] --reason TEXT");
+  std::string capture_limit;
+  po::options_description opts(
+      "kill-sessions HOST (--user U | --session ID | --from CIDR | --all) [--freeze | "
+      "--capture-first [--capture-limit DUR]] --reason TEXT");
   opts.add_options()
       ("host", po::value(&host)->required(), "host id")
       ("user", po::value(&user), "every session of this user")
       ("session", po::value(&session), "this session id (see `bulkhead sessions`)")
       ("from", po::value(&from), "every session whose remote address is in CIDR")
       ("all", po::bool_switch(), "every interactive (remote or tty) session")
-      ("freeze", po::bool_switch(), "stop the processes and capture their records before the kill")
+      ("freeze", po::bool_switch(), "stop the processes and show their records before the kill")
+      ("capture-first", po::bool_switch(),
+       "stop the processes, take a full signed capture of the host (with their maps, fds and "
+       "binaries) while they are stopped, then kill them (killed even if the capture fails)")
+      ("capture-limit", po::value(&capture_limit),
+       "longest the processes stay stopped for the capture (default 60s, at most 10m)")
       ("reason", po::value(&reason)->required(), "why (audited)");
   po::positional_options_description pos;
   pos.add("host", 1);
@@ -179,6 +240,8 @@ int killSessions(const GlobalOptions& g, const std::vector<std::string>& args, I
       return kUsage;
     }
   }
+  uint32_t limit_ms = 0;
+  if (!captureLimit("kill-sessions", vm, capture_limit, &limit_ms, io)) return kUsage;
   auto client = connectClient("kill-sessions", g, io.err);
   if (!client) return kUsage;
   v1::KillSessionsRequest req;
@@ -191,8 +254,10 @@ int killSessions(const GlobalOptions& g, const std::vector<std::string>& args, I
   m->set_from_cidr(from);
   m->set_all(all);
   m->set_freeze(vm["freeze"].as<bool>());
+  std::chrono::milliseconds call_timeout = kCallTimeout;
+  setCaptureFirst(vm["capture-first"].as<bool>(), limit_ms, m, &req, &call_timeout);
   v1::HostActionResponse resp;
-  auto ctx = client->context(kCallTimeout);
+  auto ctx = client->context(call_timeout);
   grpc::Status st = client->stub().KillSessions(ctx.get(), req, &resp);
   if (!st.ok()) return reportRpcError("kill-sessions", client->controller(), st, io.err);
   return printKill("kill-sessions", g, resp, io);
@@ -201,13 +266,21 @@ int killSessions(const GlobalOptions& g, const std::vector<std::string>& args, I
 int killProcess(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
   std::string host, exe, user, reason;
   int pid = 0;
-  po::options_description opts("kill-process HOST (--pid N | --exe PATH | --user U) [--tree] --reason TEXT");
+  std::string capture_limit;
+  po::options_description opts(
+      "kill-process HOST (--pid N | --exe PATH | --user U) [--tree] [--capture-first "
+      "[--capture-limit DUR]] --reason TEXT");
   opts.add_options()
       ("host", po::value(&host)->required(), "host id")
       ("pid", po::value(&pid), "this process")
       ("exe", po::value(&exe), "every process running this binary (absolute path)")
       ("user", po::value(&user), "every process of this user")
       ("tree", po::bool_switch(), "and their descendants")
+      ("capture-first", po::bool_switch(),
+       "stop the processes, take a full signed capture of the host (with their maps, fds and "
+       "binaries) while they are stopped, then kill them (killed even if the capture fails)")
+      ("capture-limit", po::value(&capture_limit),
+       "longest the processes stay stopped for the capture (default 60s, at most 10m)")
       ("reason", po::value(&reason)->required(), "why (audited)");
   po::positional_options_description pos;
   pos.add("host", 1);
@@ -229,6 +302,8 @@ int killProcess(const GlobalOptions& g, const std::vector<std::string>& args, Io
     io.err << fmt::format("bulkhead kill-process: --exe: invalid value \"{}\": expected an absolute path\n", exe);
     return kUsage;
   }
+  uint32_t limit_ms = 0;
+  if (!captureLimit("kill-process", vm, capture_limit, &limit_ms, io)) return kUsage;
   auto client = connectClient("kill-process", g, io.err);
   if (!client) return kUsage;
   v1::KillProcessRequest req;
@@ -244,8 +319,10 @@ int killProcess(const GlobalOptions& g, const std::vector<std::string>& args, Io
     m->set_user(user);
   }
   m->set_tree(vm["tree"].as<bool>());
+  std::chrono::milliseconds call_timeout = kCallTimeout;
+  setCaptureFirst(vm["capture-first"].as<bool>(), limit_ms, m, &req, &call_timeout);
   v1::HostActionResponse resp;
-  auto ctx = client->context(kCallTimeout);
+  auto ctx = client->context(call_timeout);
   grpc::Status st = client->stub().KillProcess(ctx.get(), req, &resp);
   if (!st.ok()) return reportRpcError("kill-process", client->controller(), st, io.err);
   return printKill("kill-process", g, resp, io);
@@ -256,9 +333,13 @@ int killProcess(const GlobalOptions& g, const std::vector<std::string>& args, Io
 void addSessionCommands(std::map<std::string, CommandInfo>& table) {
   table["sessions"] = {"HOST: login sessions (id, user, tty, remote, leader, processes)", sessions};
   table["kill-sessions"] = {
-      "HOST (--user U | --session ID | --from CIDR | --all) [--freeze] --reason TEXT", killSessions};
-  table["kill-process"] = {"HOST (--pid N | --exe PATH | --user U) [--tree] --reason TEXT",
-                           killProcess};
+      "HOST (--user U | --session ID | --from CIDR | --all) [--freeze | --capture-first "
+      "[--capture-limit DUR]] --reason TEXT",
+      killSessions};
+  table["kill-process"] = {
+      "HOST (--pid N | --exe PATH | --user U) [--tree] [--capture-first [--capture-limit DUR]] "
+      "--reason TEXT",
+      killProcess};
 }
 
 }  // namespace bulkhead::cli

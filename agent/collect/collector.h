@@ -47,6 +47,9 @@ struct CollectContext {
   std::filesystem::path proc_root = "/proc";
   std::filesystem::path root = "/";          // file collectors read root / "etc/passwd", ...
   uint64_t max_binary_bytes = 100 * kMiB;    // per recovered executable (ArtifactSink::copy cap)
+  // A capture-first kill: the processes it holds stopped for this capture (the
+  // stopped_processes collector records each in full). Empty for an ordinary capture.
+  std::vector<int> target_pids;
 };
 
 // Where a collector writes. Thread-safe against the engine sealing it at the time limit; used

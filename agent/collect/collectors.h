@@ -31,7 +31,12 @@ std::unique_ptr<Collector> makeTempFilesCollector();
 // shadow-free), sudoers.jsonl, shell_history.jsonl.
 std::unique_ptr<Collector> makePersistenceCollector();
 
-// All of the above, most volatile first.
+// stopped_processes.jsonl (+ binaries/<sha256>): each of CollectContext::target_pids in full
+// (status, cmdline, environ, every mapping, every fd, the executable's hash and bytes). Run
+// only by capture-first kills, not part of defaultCollectors().
+std::unique_ptr<Collector> makeStoppedProcessCollector();
+
+// All of the above but stopped_processes, most volatile first.
 std::vector<std::unique_ptr<Collector>> defaultCollectors();
 
 }  // namespace bulkhead::agent::collect

@@ -823,11 +823,13 @@ StepOutcome evidenceStep(DaemonState& d, Teardown& teardown) {
   deps.now_unix_ms = nowUnixMs;
   d.capture_worker = std::make_unique<CaptureWorker>(cwo, std::move(signer), std::move(deps));
   d.daemon->setCaptureWorker(d.capture_worker.get());
-  // No command arrives any more by then: stop the upload in flight, then wait for a running
-  // capture.
+  if (d.process_actions) d.process_actions->setStoppedCapture(d.capture_worker.get());
+  // No command arrives any more by then: stop the upload in flight, wait for a capture-first
+  // kill still using the worker, then for a running capture.
   teardown.add("evidence", [&d] {
     d.daemon->setCaptureWorker(nullptr);
     d.uploader->cancel();
+    if (d.process_actions) d.process_actions->setStoppedCapture(nullptr);
     d.capture_worker.reset();
     d.uploader.reset();
   });

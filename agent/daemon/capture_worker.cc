@@ -8,8 +8,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <future>
 #include <nlohmann/json.hpp>
+#include <optional>
 
+#include "agent/collect/collectors.h"
 #include "agent/linux/proc_files.h"
 #include "common/format.h"
 #include "common/identity.h"
@@ -207,6 +210,7 @@ CaptureWorker::~CaptureWorker() {
     stopping_ = true;
   }
   idle_cv_.notify_all();
+  first_thread_.stop();
   thread_.stop();
 }
 
@@ -292,34 +296,33 @@ void CaptureWorker::answer(const v1::CommandResult& r) {
   deps_.send(m);
 }
 
-void CaptureWorker::capture(const v1::Command& c) {
-  const auto& req = c.capture();
+absl::StatusOr<CaptureWorker::Collected> CaptureWorker::collectBundle(
+    const v1::Command& c, const v1::CaptureState& req, const std::vector<int>& pids,
+    std::shared_ptr<const std::atomic<bool>> cancel, bool send_progress) {
   const std::string& capture_id = req.capture_id();
   if (!isPlainName(capture_id)) {
-    answer(failure(c.id(), fmt::format("capture: invalid capture id \"{}\"", capture_id)));
-    return;
+    return absl::InvalidArgumentError(
+        fmt::format("capture: invalid capture id \"{}\"", capture_id));
   }
   if (!signer_.ok()) {
-    answer(failure(c.id(), fmt::format("capture refused: cannot load the agent's signing key: {}",
-                                       signer_.status())));
-    return;
+    return absl::FailedPreconditionError(
+        fmt::format("capture refused: cannot load the agent's signing key: {}", signer_.status()));
   }
   std::error_code ec;
   fs::create_directories(options_.spool_dir, ec);
   if (ec || ::chmod(options_.spool_dir.c_str(), 0700) != 0) {
-    answer(failure(c.id(), fmt::format("capture: cannot prepare the spool directory {}: {}",
-                                       options_.spool_dir.string(),
-                                       ec ? ec.message() : std::strerror(errno))));
-    return;
+    return absl::UnavailableError(fmt::format("capture: cannot prepare the spool directory {}: {}",
+                                              options_.spool_dir.string(),
+                                              ec ? ec.message() : std::strerror(errno)));
   }
   if (fs::exists(options_.spool_dir / (capture_id + kSidecarSuffix))) {
-    answer(failure(c.id(), fmt::format("capture {} is already spooled on this host and waiting "
-                                       "for upload; not captured again",
-                                       capture_id)));
-    return;
+    return absl::AlreadyExistsError(fmt::format(
+        "capture {} is already spooled on this host and waiting for upload; not captured again",
+        capture_id));
   }
-  spdlog::info("capture {} ({}) requested by {}: {}", capture_id, c.id(), c.requested_by(),
-               c.reason());
+  spdlog::info(
+      "capture {} ({}) requested by {}: {}{}", capture_id, c.id(), c.requested_by(), c.reason(),
+      pids.empty() ? "" : fmt::format(" (capture-first: {} stopped processes)", pids.size()));
   int64_t received_at = deps_.now_unix_ms();
   CaptureOptions o;
   o.context.capture_id = capture_id;
@@ -331,11 +334,15 @@ void CaptureWorker::capture(const v1::Command& c) {
   o.context.requested_at_unix_ms = req.controller_time_unix_ms();
   o.context.controller_time_unix_ms = req.controller_time_unix_ms();
   o.context.received_at_unix_ms = received_at;
+  o.context.target_pids = pids;
   if (req.max_binary_bytes() != 0) o.context.max_binary_bytes = req.max_binary_bytes();
   o.collector_time_limit = std::chrono::milliseconds(req.collector_time_limit_ms());
   o.spool_dir = options_.spool_dir;
+  o.cancel = std::move(cancel);
 
   auto collectors = deps_.collectors();
+  // The stopped processes first: they are what the capture is for.
+  if (!pids.empty()) collectors.insert(collectors.begin(), collect::makeStoppedProcessCollector());
   if (options_.test_hang_collector) collectors.push_back(makeTestHangCollector());
   // Progress is informational: every collector, and for byte stages (packing) at most one
   // message per 250 ms plus the end; never the same (stage, done, total) twice in a row.
@@ -345,6 +352,7 @@ void CaptureWorker::capture(const v1::Command& c) {
   auto last_sent = std::chrono::steady_clock::time_point{};
   CaptureProgress on_progress = [&](v1::CaptureStage stage, const std::string& detail,
                                     uint64_t done, uint64_t total) {
+    if (!send_progress) return;
     auto now = std::chrono::steady_clock::now();
     bool same_stage = stage == last_stage;
     if (same_stage && done == last_done && total == last_total) return;
@@ -360,10 +368,11 @@ void CaptureWorker::capture(const v1::Command& c) {
   };
   auto outcome = deps_.run_capture(o, std::move(collectors), *signer_, on_progress);
   if (!outcome.ok()) {
-    answer(failure(c.id(), fmt::format("capture {} failed: {}", capture_id, outcome.status())));
-    return;
+    return absl::Status(outcome.status().code(),
+                        fmt::format("capture {} failed: {}", capture_id, outcome.status()));
   }
-  SpooledBundle spooled;
+  Collected out;
+  SpooledBundle& spooled = out.spooled;
   spooled.bundle = outcome->bundle;
   spooled.sidecar = options_.spool_dir / (capture_id + kSidecarSuffix);
   spooled.header.set_capture_id(capture_id);
@@ -378,6 +387,17 @@ void CaptureWorker::capture(const v1::Command& c) {
   }
   spdlog::info("capture {}: bundle {} ({} bytes, {} files) in {} ms", capture_id,
                outcome->bundle.string(), outcome->size, outcome->files, outcome->duration_ms);
+  out.outcome = *std::move(outcome);
+  return out;
+}
+
+void CaptureWorker::capture(const v1::Command& c) {
+  auto collected = collectBundle(c, c.capture(), {}, nullptr, true);
+  if (!collected.ok()) {
+    answer(failure(c.id(), std::string(collected.status().message())));
+    return;
+  }
+  const SpooledBundle& spooled = collected->spooled;
   auto receipt = uploadSpooled(spooled, c.id());
   if (!receipt.ok()) {
     answer(
@@ -387,9 +407,96 @@ void CaptureWorker::capture(const v1::Command& c) {
   v1::CommandResult r;
   r.set_command_id(c.id());
   r.set_ok(true);
-  *r.mutable_capture() =
-      captureResult(spooled.header, *receipt, outcome->duration_ms, outcome->collectors);
+  *r.mutable_capture() = captureResult(spooled.header, *receipt, collected->outcome.duration_ms,
+                                       collected->outcome.collectors);
   answer(r);
+}
+
+absl::Status CaptureWorker::collect(const v1::Command& command, const v1::CaptureState& state,
+                                    const std::vector<int>& pids, std::chrono::milliseconds limit) {
+  // Shared with the task: the caller may stop waiting (limit) before the task ends.
+  struct Wait {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;    // GUARDED_BY(mu)
+    absl::Status status;  // GUARDED_BY(mu)
+  };
+  auto wait = std::make_shared<Wait>();
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  auto finish = [wait](absl::Status s) {
+    std::lock_guard lock(wait->mu);
+    wait->done = true;
+    wait->status = std::move(s);
+    wait->cv.notify_all();
+  };
+  bool posted = first_thread_.post([this, command, state, pids, cancel, finish] {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return finish(absl::UnavailableError("the agent is stopping"));
+    }
+    auto collected = collectBundle(command, state, pids, cancel, false);
+    if (!collected.ok()) return finish(collected.status());
+    if (cancel->load()) {
+      // Finished just after the caller gave up: keep it spooled; the retries upload it.
+      return finish(absl::DeadlineExceededError("finished after the limit"));
+    }
+    {
+      std::lock_guard lock(mu_);
+      collected_[state.capture_id()] = *std::move(collected);
+    }
+    finish(absl::OkStatus());
+  });
+  if (!posted) return absl::UnavailableError("the agent is stopping");
+  std::unique_lock lock(wait->mu);
+  if (!wait->cv.wait_for(lock, limit, [&] { return wait->done; })) {
+    cancel->store(true);
+    return absl::DeadlineExceededError(fmt::format(
+        "capture {} not finished within {} ms: cancelled", state.capture_id(), limit.count()));
+  }
+  return wait->status;
+}
+
+absl::StatusOr<v1::CaptureResult> CaptureWorker::upload(const v1::Command& command,
+                                                        const v1::CaptureState& state) {
+  std::optional<Collected> collected;
+  {
+    std::lock_guard lock(mu_);
+    auto it = collected_.find(state.capture_id());
+    if (it != collected_.end()) {
+      collected = std::move(it->second);
+      collected_.erase(it);
+    }
+  }
+  if (!collected) {
+    return absl::NotFoundError(fmt::format("capture {}: nothing collected", state.capture_id()));
+  }
+  // On the capture thread, in order with the retries (which may have taken the bundle first:
+  // then its content address is the evidence id).
+  auto promise = std::make_shared<std::promise<absl::StatusOr<v1::EvidenceReceipt>>>();
+  auto future = promise->get_future();
+  const SpooledBundle spooled = collected->spooled;
+  post([this, promise, spooled, id = command.id()] {
+    if (!fs::exists(spooled.bundle)) {
+      v1::EvidenceReceipt already;
+      already.set_evidence_id(spooled.header.sha256());
+      already.set_already_stored(true);
+      promise->set_value(already);
+      return;
+    }
+    promise->set_value(uploadSpooled(spooled, id));
+  });
+  absl::StatusOr<v1::EvidenceReceipt> receipt;
+  try {
+    receipt = future.get();
+  } catch (const std::future_error&) {  // dropped unrun: the agent is stopping
+    receipt = absl::UnavailableError("the agent is stopping");
+  }
+  if (!receipt.ok()) {
+    return absl::Status(receipt.status().code(),
+                        keptOnHostError(spooled.bundle, std::string(receipt.status().message())));
+  }
+  return captureResult(spooled.header, *receipt, collected->outcome.duration_ms,
+                       collected->outcome.collectors);
 }
 
 absl::StatusOr<v1::EvidenceReceipt> CaptureWorker::uploadSpooled(const SpooledBundle& s,

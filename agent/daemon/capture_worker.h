@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -23,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "agent/capture/capture.h"
 #include "agent/collect/collector.h"
+#include "agent/daemon/stopped_capture.h"
 #include "bulkhead/v1/agent.pb.h"
 #include "common/scheduler.h"
 #include "evidence/signing.h"
@@ -74,7 +76,11 @@ struct CaptureWorkerOptions {
   std::chrono::milliseconds retry_every{60'000};
 };
 
-class CaptureWorker {
+// Also the capture engine of capture-first kills (StoppedCapture): their collection runs on a
+// thread of its own ("bh-capfirst"), so stopped processes never wait behind an ordinary
+// capture or an upload retry; their upload runs on the capture thread, in order with the
+// others.
+class CaptureWorker final : public StoppedCapture {
  public:
   // The capture engine (agent::runCapture in the daemon; a fake in tests).
   using RunCapture = std::function<absl::StatusOr<CaptureOutcome>(
@@ -102,7 +108,7 @@ class CaptureWorker {
   // Stops and joins: a capture in progress finishes first (collectors are bounded by their
   // time limits); cancel uploads beforehand (EvidenceUploader::cancel). Queued captures are
   // dropped unanswered (the controller times them out).
-  ~CaptureWorker();
+  ~CaptureWorker() override;
   CaptureWorker(const CaptureWorker&) = delete;
   CaptureWorker& operator=(const CaptureWorker&) = delete;
 
@@ -113,7 +119,26 @@ class CaptureWorker {
   // Tests: blocks until the queue is empty and nothing is running.
   void waitIdle();
 
+  // StoppedCapture (called from the process-actions thread). `command` is the kill command;
+  // its progress is not sent (the kill's result carries the capture's).
+  absl::Status collect(const v1::Command& command, const v1::CaptureState& state,
+                       const std::vector<int>& pids, std::chrono::milliseconds limit) override;
+  absl::StatusOr<v1::CaptureResult> upload(const v1::Command& command,
+                                           const v1::CaptureState& state) override;
+
  private:
+  // A bundle collected and spooled, not yet uploaded.
+  struct Collected {
+    SpooledBundle spooled;
+    CaptureOutcome outcome;
+  };
+  // Checks the request, prepares the spool directory, runs the capture (with
+  // the stopped_processes collector when `pids` is not empty) and writes the sidecar. Errors
+  // carry the text the command's answer gives. `progress`: send CommandProgress for `c`.
+  absl::StatusOr<Collected> collectBundle(const v1::Command& c, const v1::CaptureState& req,
+                                          const std::vector<int>& pids,
+                                          std::shared_ptr<const std::atomic<bool>> cancel,
+                                          bool send_progress);
   // Queues a retry of every spooled bundle unless one is queued already.
   void queueRetry();
   // The retry `retry_every` after the last one (an earlier one, explicit, supersedes it).
@@ -138,6 +163,9 @@ class CaptureWorker {
   bool retry_queued_ = false; // GUARDED_BY(mu_)
   int pending_ = 0;           // GUARDED_BY(mu_); posted and not yet finished
   uint64_t retry_generation_ = 0;  // touched on the thread only
+  // Capture-first bundles collected, by capture id, until upload() takes them.
+  std::map<std::string, Collected> collected_;  // GUARDED_BY(mu_)
+  Scheduler first_thread_{"bh-capfirst"};       // capture-first collections
   Scheduler thread_{"bh-capture"};  // last: stopped first on destruction
 };
 

@@ -1,15 +1,15 @@
 #include "agent/daemon/process_actions.h"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <functional>
 #include <map>
 #include <set>
-
-#include <fmt/format.h>
-#include <fmt/ranges.h>
-#include <spdlog/spdlog.h>
+#include <type_traits>
 
 #include "agent/linux/proc_files.h"
 #include "agent/linux/process_killer.h"
@@ -127,10 +127,21 @@ struct KillRun {
   std::string error;
 };
 
+// What evidence a kill takes before it kills.
+struct Evidence {
+  bool freeze = false;                        // ProcessRecords in the result
+  const v1::Command* command = nullptr;       // capture-first: the kill command
+  const v1::CaptureState* capture = nullptr;  // capture-first: set (with command)
+  std::chrono::milliseconds limit{0};
+  StoppedCapture* capturer = nullptr;  // may be null: the capture then fails
+};
+
 // The stop / re-scan / capture / cut / kill pipeline shared by kill-sessions and kill-process.
-KillRun stopAndKill(const Selector& select, bool freeze, FlowKiller* flows, ProcFs& procfs,
-                    ProcessSignaller& signaller, const ProcessActionsOptions& opt,
+// Once anything is stopped, the kill happens whatever the capture does.
+KillRun stopAndKill(const Selector& select, const Evidence& evidence, FlowKiller* flows,
+                    ProcFs& procfs, ProcessSignaller& signaller, const ProcessActionsOptions& opt,
                     const std::string& what) {
+  const bool freeze = evidence.freeze || evidence.capture != nullptr;
   KillRun run;
   auto all = procfs.scan(true);
   if (!all.ok()) {
@@ -212,6 +223,27 @@ KillRun stopAndKill(const Selector& select, bool freeze, FlowKiller* flows, Proc
     result.set_freeze_method(v1::FREEZE_METHOD_SIGSTOP);
   }
 
+  // Capture first: the whole host while the victims are held, bounded by the limit.
+  absl::Status captured = absl::OkStatus();
+  if (evidence.capture != nullptr) {
+    result.set_capture_id(evidence.capture->capture_id());
+    if (evidence.capturer == nullptr) {
+      captured = absl::UnavailableError("this agent has no capture engine");
+    } else {
+      const auto started = std::chrono::steady_clock::now();
+      captured = evidence.capturer->collect(*evidence.command, *evidence.capture,
+                                            std::vector<int>(victims.begin(), victims.end()),
+                                            evidence.limit);
+      const auto stopped_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::steady_clock::now() - started)
+                                  .count();
+      result.set_stopped_for_capture_ms(stopped_ms);
+      spdlog::info("capture-first {}: {} processes stopped {} ms for capture {}: {}", what,
+                   victims.size(), stopped_ms, evidence.capture->capture_id(),
+                   captured.ok() ? "collected" : std::string(captured.message()));
+    }
+  }
+
   // Cut the victims' TCP connections (the peer gets a RST at once), then kill.
   size_t cut = 0;
   if (flows != nullptr) {
@@ -239,10 +271,32 @@ KillRun stopAndKill(const Selector& select, bool freeze, FlowKiller* flows, Proc
     *(alive_set.count(p.pid) ? result.add_still_alive() : result.add_killed()) = processEntry(p);
   }
   for (auto& [pid, e] : spared) *result.add_spared() = std::move(e);
+  std::vector<std::string> errors;
   if (!alive.empty()) {
+    errors.push_back(fmt::format("{} process(es) still alive {} ms after SIGKILL: {}", alive.size(),
+                                 opt.kill_wait.count(), fmt::join(alive, ", ")));
+  }
+  // The victims are dead (or reported alive): now the bundle may travel.
+  if (evidence.capture != nullptr) {
+    if (captured.ok()) {
+      auto uploaded = evidence.capturer->upload(*evidence.command, *evidence.capture);
+      if (uploaded.ok()) {
+        *result.mutable_capture() = *std::move(uploaded);
+      } else {
+        captured = uploaded.status();
+      }
+    }
+    if (!captured.ok()) {
+      result.set_capture_error(utf8(std::string(captured.message())));
+      errors.push_back(
+          fmt::format("capture-first: no evidence stored ({}); the processes were "
+                      "killed without it",
+                      std::string(captured.message())));
+    }
+  }
+  if (!errors.empty()) {
     run.failed = true;
-    run.error = fmt::format("{} process(es) still alive {} ms after SIGKILL: {}", alive.size(),
-                            opt.kill_wait.count(), fmt::join(alive, ", "));
+    run.error = fmt::format("{}", fmt::join(errors, "; "));
   }
   return run;
 }
@@ -257,7 +311,29 @@ v1::CommandResult finish(const v1::Command& c, KillRun run) {
   return r;
 }
 
+// The evidence `k` (KillSessions or KillProcess) asks for.
+template <typename Kill>
+Evidence evidenceOf(const v1::Command& c, const Kill& k, const ProcessActionsOptions& opt,
+                    StoppedCapture* capturer) {
+  Evidence e;
+  if constexpr (std::is_same_v<Kill, v1::KillSessions>) e.freeze = k.freeze();
+  if (k.capture_first()) {
+    e.command = &c;
+    e.capture = &k.capture();
+    e.limit = k.capture_limit_ms() == 0 ? opt.capture_limit
+                                        : std::min(opt.max_capture_limit,
+                                                   std::chrono::milliseconds(k.capture_limit_ms()));
+    e.capturer = capturer;
+  }
+  return e;
+}
+
 }  // namespace
+
+void ProcessActions::setStoppedCapture(StoppedCapture* capture) {
+  std::lock_guard lock(capture_mu_);
+  capture_ = capture;
+}
 
 v1::CommandResult ProcessActions::run(const v1::Command& c) {
   if (c.has_list_sessions()) {
@@ -337,7 +413,11 @@ v1::CommandResult ProcessActions::run(const v1::Command& c) {
     };
     spdlog::info("kill-sessions {} requested by {}: sessions {}", what, c.requested_by(),
                  fmt::join(ids, ", "));
-    KillRun run = stopAndKill(select, k.freeze(), flows_, *procfs_, *signaller_, options_, what);
+    std::unique_lock capture_lock(capture_mu_, std::defer_lock);
+    if (k.capture_first()) capture_lock.lock();
+    KillRun run =
+        stopAndKill(select, evidenceOf(c, k, options_, k.capture_first() ? capture_ : nullptr),
+                    flows_, *procfs_, *signaller_, options_, what);
     if (!run.refused) {
       for (auto& s : matched) *run.result.add_sessions() = std::move(s);
     }
@@ -399,7 +479,11 @@ v1::CommandResult ProcessActions::run(const v1::Command& c) {
       return out;
     };
     spdlog::info("kill-process {}{} requested by {}", what, tree ? " --tree" : "", c.requested_by());
-    return finish(c, stopAndKill(select, false, flows_, *procfs_, *signaller_, options_, what));
+    std::unique_lock capture_lock(capture_mu_, std::defer_lock);
+    if (k.capture_first()) capture_lock.lock();
+    return finish(
+        c, stopAndKill(select, evidenceOf(c, k, options_, k.capture_first() ? capture_ : nullptr),
+                       flows_, *procfs_, *signaller_, options_, what));
   }
 
   return failed(c, "not a session or process command");

@@ -2,9 +2,16 @@
 //
 // A kill first stops every chosen process (SIGSTOP through a pinned pidfd) so none can fork
 // away, re-scans until no new member of the sessions (or new descendant, with --tree)
-// appears, optionally captures evidence (--freeze: process records with the exe hash and
-// open sockets), destroys the stopped processes' TCP sockets, then SIGKILLs them all and
-// waits for them to exit. Protected processes (pid 1, the agent, the sshd listener, the
+// appears, optionally captures evidence, destroys the stopped processes' TCP sockets, then
+// SIGKILLs them all and waits for them to exit. Evidence, two levels:
+// - --freeze: a ProcessRecord per victim in the result (exe hash, TCP sockets); no evidence
+//   store needed.
+// - --capture-first (implies --freeze): a full signed capture of the host taken while the
+//   victims are stopped (StoppedCapture), with each victim's maps, fds, status, cmdline,
+//   environ and executable; bounded by capture_limit_ms. Then the kill, whatever became of the
+//   capture; then the upload. The result names the capture and evidence id, or why there is
+//   none (then the command fails: the operator asked for evidence and has none, though the
+//   processes are dead). Protected processes (pid 1, the agent, the sshd listener, the
 // configured list) are spared and listed; a request that would touch only protected
 // processes, or names an unknown user or session, is refused with nothing done.
 //
@@ -17,9 +24,11 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "agent/core/processes.h"
+#include "agent/daemon/stopped_capture.h"
 #include "agent/linux/flow_killer.h"
 #include "agent/linux/proc_fs.h"
 #include "agent/linux/proc_scan.h"
@@ -33,6 +42,8 @@ struct ProcessActionsOptions {
   Protection protection;
   std::chrono::milliseconds kill_wait{3000};   // for the processes to exit after SIGKILL
   int max_rounds = 8;                          // re-scans for late forks
+  std::chrono::milliseconds capture_limit{60000};       // capture-first, when the command says 0
+  std::chrono::milliseconds max_capture_limit{600000};  // longer requests are cut to this
 };
 
 class ProcessActions {
@@ -46,7 +57,14 @@ class ProcessActions {
   // Runs one command (list_sessions, kill_sessions or kill_process). Blocks.
   bulkhead::v1::CommandResult run(const bulkhead::v1::Command& command);
 
+  // The engine of capture-first kills (not owned; nullptr: they kill without evidence and say
+  // so). Blocks until a kill using the previous one has finished, so the daemon can unset it
+  // before destroying it.
+  void setStoppedCapture(StoppedCapture* capture);
+
  private:
+  std::mutex capture_mu_;              // held by a capture-first kill while it runs
+  StoppedCapture* capture_ = nullptr;  // GUARDED_BY(capture_mu_)
   SessionSource* sessions_;
   FlowKiller* flows_;
   ProcFs* procfs_;

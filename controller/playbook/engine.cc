@@ -24,13 +24,14 @@ constexpr auto kWindow = std::chrono::minutes(1);
 
 bool actsOnAddresses(ActionKind kind) {
   return kind == ActionKind::kBlock || kind == ActionKind::kKillConnections ||
-         kind == ActionKind::kKillSessions;
+         kind == ActionKind::kKillSessions || kind == ActionKind::kStopCaptureKill;
 }
 
 // Actions that disturb the hosts they touch: the blast radius and protected hosts apply.
 bool disturbsHosts(ActionKind kind) {
-  return kind == ActionKind::kKillSessions || kind == ActionKind::kCapture ||
-         kind == ActionKind::kIsolate || kind == ActionKind::kCaptureThenIsolate;
+  return kind == ActionKind::kKillSessions || kind == ActionKind::kStopCaptureKill ||
+         kind == ActionKind::kCapture || kind == ActionKind::kIsolate ||
+         kind == ActionKind::kCaptureThenIsolate;
 }
 
 bool isolates(ActionKind kind) {

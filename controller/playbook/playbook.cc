@@ -36,13 +36,14 @@ constexpr std::array<std::pair<v1::Severity, std::string_view>, 5> kSeverities =
 }};
 
 // The kinds a playbook may name, in the order the error message lists them.
-constexpr std::array<std::pair<ActionKind, std::string_view>, 6> kWritableActions = {{
+constexpr std::array<std::pair<ActionKind, std::string_view>, 7> kWritableActions = {{
     {ActionKind::kBlock, "block"},
     {ActionKind::kKillConnections, "kill-connections"},
     {ActionKind::kKillSessions, "kill-sessions"},
     {ActionKind::kCapture, "capture"},
     {ActionKind::kIsolate, "isolate"},
     {ActionKind::kCaptureThenIsolate, "capture-then-isolate"},
+    {ActionKind::kStopCaptureKill, "stop-capture-kill"},
 }};
 
 constexpr std::array<std::pair<Scope, std::string_view>, 4> kScopes = {{
@@ -71,7 +72,7 @@ bool isPlaybookName(std::string_view s) {
 
 bool actsOnAddresses(ActionKind kind) {
   return kind == ActionKind::kBlock || kind == ActionKind::kKillConnections ||
-         kind == ActionKind::kKillSessions;
+         kind == ActionKind::kKillSessions || kind == ActionKind::kStopCaptureKill;
 }
 bool isolates(ActionKind kind) {
   return kind == ActionKind::kIsolate || kind == ActionKind::kCaptureThenIsolate;
@@ -238,9 +239,11 @@ std::optional<PlaybookAction> parseAction(const YAML::Node& node, int line, Yaml
   }
   const std::string_view name = actionKindName(action.kind);
   if (!scope) {
-    scope = actsOnAddresses(action.kind)
-                ? (action.kind == ActionKind::kKillSessions ? Scope::kReportingHost : Scope::kFleet)
-                : Scope::kAffectedHost;
+    scope = actsOnAddresses(action.kind) ? (action.kind == ActionKind::kKillSessions ||
+                                                    action.kind == ActionKind::kStopCaptureKill
+                                                ? Scope::kReportingHost
+                                                : Scope::kFleet)
+                                         : Scope::kAffectedHost;
   }
   action.scope = *scope;
   if (!actsOnAddresses(action.kind) && action.scope == Scope::kFleet) {

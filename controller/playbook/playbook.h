@@ -30,6 +30,9 @@ enum class ActionKind {
   kCapture,             // take a capture of a host
   kIsolate,             // isolate a host (with exemption sets)
   kCaptureThenIsolate,  // capture, then isolate whatever the capture's outcome
+  // kill-sessions from the signal's addresses with capture first: the sessions' processes are
+  // stopped, the host captured while they are, then killed whatever the capture's outcome.
+  kStopCaptureKill,
   // Only planned by the engine for a resolved signal, never written in a playbook:
   kUnblock,
   kRelease,

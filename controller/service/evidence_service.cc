@@ -41,17 +41,6 @@ absl::Status internalError(const std::string& id, const std::exception& e) {
 
 absl::Status shuttingDown() { return absl::UnavailableError("controller shutting down"); }
 
-// "cap-20261123T170102Z-web-03-3f2a": the request time (UTC), the host and 4 random hex digits.
-std::string newCaptureId(int64_t now_ms, const std::string& host) {
-  std::time_t secs = static_cast<std::time_t>(now_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-  std::random_device rd;
-  return fmt::format("cap-{}-{}-{:04x}", stamp, host, rd() & 0xffff);
-}
-
 // The checks of one stored bundle: the file against its id and signed manifest, the signer,
 // and the custody chain. Blocks on disk.
 void verifyStored(EvidenceBackend& backend, Store& store, const EvidenceRow& row,
@@ -88,6 +77,16 @@ void verifyStored(EvidenceBackend& backend, Store& store, const EvidenceRow& row
 }
 
 }  // namespace
+
+std::string newCaptureId(int64_t now_ms, const std::string& host) {
+  std::time_t secs = static_cast<std::time_t>(now_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+  std::random_device rd;
+  return fmt::format("cap-{}-{}-{:04x}", stamp, host, rd() & 0xffff);
+}
 
 OpenedBundle::OpenedBundle(int fd, std::string path, StoredEvidence evidence)
     : fd_(fd), path_(std::move(path)), evidence_(std::move(evidence)) {}

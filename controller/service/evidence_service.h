@@ -33,6 +33,10 @@
 
 namespace bulkhead::controller {
 
+// "cap-20261123T170102Z-web-03-3f2a": the request time (UTC), the host and 4 random hex digits.
+// The id of every capture: an operator's, and the one a capture-first kill takes.
+std::string newCaptureId(int64_t now_ms, const std::string& host);
+
 // A stored bundle's record with its custody events.
 struct StoredEvidence {
   EvidenceRow row;

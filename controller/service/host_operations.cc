@@ -1,5 +1,8 @@
 #include "controller/service/host_operations.h"
 
+#include <spdlog/spdlog.h>
+
+#include <chrono>
 #include <utility>
 
 #include "common/format.h"
@@ -7,6 +10,7 @@
 #include "controller/core/legacy_result.h"
 #include "controller/core/validate.h"
 #include "controller/service/audit.h"
+#include "controller/service/evidence_service.h"
 
 namespace bulkhead::controller {
 
@@ -15,6 +19,8 @@ namespace v1 = bulkhead::v1;
 namespace {
 
 constexpr size_t kMaxAuditDetail = 8192;
+// A capture-first kill waits for the capture, the kill and the upload (as a capture does).
+constexpr std::chrono::milliseconds kDefaultCaptureFirstWait{300000};
 
 // "killed 3: 1201 bhtest (sleep 1000), ...; spared 1: 1 root (holder) [pid 1]"; "" when the
 // agent sent no result.
@@ -51,6 +57,13 @@ std::string summarize(const std::string& action, const v1::CommandResult& r) {
     s += fmt::format("; frozen ({}), {} records",
                      k.freeze_method() == v1::FREEZE_METHOD_SIGSTOP ? "sigstop" : "?",
                      k.records_size());
+  }
+  if (!k.capture_id().empty()) {
+    s += k.has_capture()
+             ? fmt::format("; captured first: capture {}, evidence {}, stopped {} ms",
+                           k.capture_id(), k.capture().evidence_id(), k.stopped_for_capture_ms())
+             : fmt::format("; capture {} FAILED (killed anyway): {}", k.capture_id(),
+                           k.capture_error());
   }
   s += fmt::format("; connections cut {}", r.has_kill_connections()
                                                ? r.kill_connections().connections_cut()
@@ -176,8 +189,21 @@ void HostOperations::killSessions(const Caller& caller, const KillSessionsReques
   if (m.freeze()) what += ", freeze first";
   v1::Command c;
   *c.mutable_kill_sessions() = m;
-  run(caller.audit_name, OperatorAction::kKillSessions, req.host, req.reason, std::move(c), req.wait_ms,
-      std::move(done), what);
+  std::string capture_id;
+  if (m.capture_first()) {
+    auto id = recordCaptureFirst(caller.audit_name, req.host, req.reason,
+                                 c.mutable_kill_sessions()->mutable_capture(), c);
+    if (!id.ok()) {
+      return refuse(caller.audit_name, OperatorAction::kKillSessions, req.host, req.reason,
+                    id.status(), done);
+    }
+    capture_id = *id;
+    what += fmt::format(", capture first (capture {})", capture_id);
+  } else {
+    c.mutable_kill_sessions()->clear_capture();
+  }
+  run(caller.audit_name, OperatorAction::kKillSessions, req.host, req.reason, std::move(c),
+      req.wait_ms, std::move(done), what, capture_id);
 }
 
 void HostOperations::killProcess(const Caller& caller, const KillProcessRequest& req,
@@ -195,8 +221,21 @@ void HostOperations::killProcess(const Caller& caller, const KillProcessRequest&
                                         : fmt::format("user {}", m.user());
   v1::Command c;
   *c.mutable_kill_process() = m;
-  run(caller.audit_name, OperatorAction::kKillProcess, req.host, req.reason, std::move(c), req.wait_ms,
-      std::move(done), what);
+  std::string capture_id;
+  if (m.capture_first()) {
+    auto id = recordCaptureFirst(caller.audit_name, req.host, req.reason,
+                                 c.mutable_kill_process()->mutable_capture(), c);
+    if (!id.ok()) {
+      return refuse(caller.audit_name, OperatorAction::kKillProcess, req.host, req.reason,
+                    id.status(), done);
+    }
+    capture_id = *id;
+    what += fmt::format(", capture first (capture {})", capture_id);
+  } else {
+    c.mutable_kill_process()->clear_capture();
+  }
+  run(caller.audit_name, OperatorAction::kKillProcess, req.host, req.reason, std::move(c),
+      req.wait_ms, std::move(done), what, capture_id);
 }
 
 void HostOperations::killConnections(const Caller& caller, const KillConnectionsRequest& req,
@@ -218,10 +257,32 @@ void HostOperations::killConnections(const Caller& caller, const KillConnections
                     : fmt::format("remote {} port {}", req.remote_cidr, req.port));
 }
 
+absl::StatusOr<std::string> HostOperations::recordCaptureFirst(const std::string& operator_name,
+                                                               const std::string& host,
+                                                               const std::string& reason,
+                                                               v1::CaptureState* state,
+                                                               v1::Command& command) {
+  const int64_t now = clock_.nowUnixMs();
+  CaptureRow row{.capture_id = newCaptureId(now, host),
+                 .host_id = host,
+                 .requested_by = operator_name,
+                 .reason = reason,
+                 .requested_at_unix_ms = now};
+  row.command_id = fmt::format("kill-{}", row.capture_id);
+  if (auto s = store_.addCapture(row); !s.ok()) {
+    return absl::InternalError(fmt::format("recording the capture: {}", s));
+  }
+  state->Clear();
+  state->set_capture_id(row.capture_id);
+  state->set_controller_time_unix_ms(now);
+  command.set_id(row.command_id);
+  return row.capture_id;
+}
+
 void HostOperations::run(const std::string& operator_name, OperatorAction action_id,
                          const std::string& host, const std::string& reason, v1::Command command,
-                         uint32_t wait_ms, HostActionDone done,
-                         const std::string& accepted_detail) {
+                         uint32_t wait_ms, HostActionDone done, const std::string& accepted_detail,
+                         const std::string& capture_id) {
   command.set_reason(reason);
   command.set_requested_by(operator_name);
   const std::string action(actionName(action_id));
@@ -230,60 +291,88 @@ void HostOperations::run(const std::string& operator_name, OperatorAction action
     if (auto s =
             recordAccepted(store_, clock_, operator_name, action, host, reason, accepted_detail);
         !s.ok()) {
+      failCapture(capture_id, "failed");
       done(s, HostActionResult{.host_id = host});
       return;
     }
     result_action = action + ".result";
   }
-  actions_.run(
-      host, std::move(command), wait_ms,
-      [this, operator_name, action, result_action, host, reason,
-       done = std::move(done)](const HostActions::Answer& a) {
-        absl::Status status;
-        std::string detail;
-        HostActionResult result{.host_id = host};
-        switch (a.kind) {
-          case HostActions::Answer::Kind::kOffline:
-            status = absl::UnavailableError(fmt::format("{}: {}", host, a.error));
-            break;
-          case HostActions::Answer::Kind::kTimeout:
-            status = absl::DeadlineExceededError(fmt::format("{}: {}", host, a.error));
-            break;
-          case HostActions::Answer::Kind::kShutdown:
-            status = absl::UnavailableError(a.error);
-            break;
-          case HostActions::Answer::Kind::kDone: {
-            v1::CommandResult r = a.result;
-            convertOlderAgentResult(host, action, r);
-            result.ok = r.ok();
-            result.refused = r.refused();
-            result.error = r.error();
-            if (r.refused()) {
-              // The request is at fault and nothing was done: a precondition the
-              // caller broke.
-              status = absl::FailedPreconditionError(r.error());
-            } else {
-              detail = summarizeResult(action, r);
-            }
-            switch (r.result_case()) {
-              case v1::CommandResult::kKillConnections:
-                result.output = std::move(*r.mutable_kill_connections());
-                break;
-              case v1::CommandResult::kListSessions:
-                result.output = std::move(*r.mutable_list_sessions());
-                break;
-              case v1::CommandResult::kKillProcesses:
-                result.output = std::move(*r.mutable_kill_processes());
-                break;
-              default:
-                break;
-            }
-            break;
-          }
+  HostActions::Done on_answer = [this, operator_name, action, result_action, host, reason,
+                                 capture_id, done = std::move(done)](const HostActions::Answer& a) {
+    if (!capture_id.empty()) {
+      // The upload marks a stored capture "received"; anything else ends it here.
+      const bool stored = a.kind == HostActions::Answer::Kind::kDone &&
+                          a.result.has_kill_processes() && a.result.kill_processes().has_capture();
+      if (!stored) {
+        failCapture(capture_id,
+                    a.kind == HostActions::Answer::Kind::kTimeout ? "timeout" : "failed");
+      }
+    }
+    absl::Status status;
+    std::string detail;
+    HostActionResult result{.host_id = host};
+    switch (a.kind) {
+      case HostActions::Answer::Kind::kOffline:
+        status = absl::UnavailableError(fmt::format("{}: {}", host, a.error));
+        break;
+      case HostActions::Answer::Kind::kTimeout:
+        status = absl::DeadlineExceededError(fmt::format("{}: {}", host, a.error));
+        break;
+      case HostActions::Answer::Kind::kShutdown: status = absl::UnavailableError(a.error); break;
+      case HostActions::Answer::Kind::kDone: {
+        v1::CommandResult r = a.result;
+        convertOlderAgentResult(host, action, r);
+        if (!capture_id.empty() && r.has_kill_processes() &&
+            r.kill_processes().capture_id().empty() && r.kill_processes().killed_size() > 0) {
+          // An agent that predates capture-first killed without capturing.
+          r.set_ok(false);
+          r.set_error(
+              fmt::format("{}{}the agent does not know --capture-first: the "
+                          "processes were killed without a capture",
+                          r.error(), r.error().empty() ? "" : "; "));
         }
-        done(recordCall(store_, clock_, operator_name, result_action, host, reason, status, detail),
-             std::move(result));
-      });
+        result.ok = r.ok();
+        result.refused = r.refused();
+        result.error = r.error();
+        if (r.refused()) {
+          // The request is at fault and nothing was done: a precondition the
+          // caller broke.
+          status = absl::FailedPreconditionError(r.error());
+        } else {
+          detail = summarizeResult(action, r);
+        }
+        switch (r.result_case()) {
+          case v1::CommandResult::kKillConnections:
+            result.output = std::move(*r.mutable_kill_connections());
+            break;
+          case v1::CommandResult::kListSessions:
+            result.output = std::move(*r.mutable_list_sessions());
+            break;
+          case v1::CommandResult::kKillProcesses:
+            result.output = std::move(*r.mutable_kill_processes());
+            break;
+          default: break;
+        }
+        break;
+      }
+    }
+    done(recordCall(store_, clock_, operator_name, result_action, host, reason, status, detail),
+         std::move(result));
+  };
+  if (capture_id.empty()) {
+    actions_.run(host, std::move(command), wait_ms, std::move(on_answer));
+  } else {
+    actions_.runFor(host, std::move(command),
+                    wait_ms == 0 ? kDefaultCaptureFirstWait : std::chrono::milliseconds(wait_ms),
+                    std::move(on_answer));
+  }
+}
+
+void HostOperations::failCapture(const std::string& capture_id, const std::string& state) {
+  if (capture_id.empty()) return;
+  if (auto s = store_.setCaptureState(capture_id, state); !s.ok()) {
+    spdlog::error("capture {}: cannot record state {}: {}", capture_id, state, s);
+  }
 }
 
 }  // namespace bulkhead::controller

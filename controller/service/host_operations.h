@@ -16,6 +16,7 @@
 #include <variant>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "bulkhead/v1/agent.pb.h"
 #include "controller/core/clock.h"
 #include "controller/core/requests.h"
@@ -61,9 +62,22 @@ class HostOperations {
   // (`accepted_detail` non-empty) is first audited as accepted and its answer as
   // "<action>.result"; a read gets one row, after the answer, as `action`. Either way the
   // answer's row carries a summary of the result.
+  // A capture-first kill (`capture_id` non-empty) waits `wait_ms` or 5 minutes, uncapped (its
+  // capture, kill and upload), and ends its capture record "failed" or "timeout" unless the
+  // agent reports the bundle stored.
   void run(const std::string& operator_name, OperatorAction action, const std::string& host,
            const std::string& reason, bulkhead::v1::Command command, uint32_t wait_ms,
-           HostActionDone done, const std::string& accepted_detail = "");
+           HostActionDone done, const std::string& accepted_detail = "",
+           const std::string& capture_id = "");
+  // Capture first: records the capture the kill takes (so its upload is accepted and kept with
+  // chain of custody like any capture's), fills `state` and names `command` after it. Returns
+  // the capture id.
+  absl::StatusOr<std::string> recordCaptureFirst(const std::string& operator_name,
+                                                 const std::string& host, const std::string& reason,
+                                                 bulkhead::v1::CaptureState* state,
+                                                 bulkhead::v1::Command& command);
+  // Sets a capture-first capture's final state (no-op for an empty id).
+  void failCapture(const std::string& capture_id, const std::string& state);
   // authorize(caller, action), then validateRequest(req): the first refusal.
   template <typename Request>
   absl::Status admitted(const Caller& caller, OperatorAction action, const Request& req);

@@ -130,7 +130,8 @@ void ServiceActuator::start(const Caller& caller, const PlannedAction& action,
       return;
     }
     case ActionKind::kKillConnections:
-    case ActionKind::kKillSessions: {
+    case ActionKind::kKillSessions:
+    case ActionKind::kStopCaptureKill: {
       auto join = joinOf(action.hosts.size() * action.addresses.size(), done);
       if (!join) return;
       for (const std::string& host : action.hosts) {
@@ -148,6 +149,9 @@ void ServiceActuator::start(const Caller& caller, const PlannedAction& action,
           } else {
             KillSessionsRequest req{.host = host, .reason = reason};
             req.match.set_from_cidr(cidr.toString());
+            // The agent stops, captures, then kills (killed even if the capture fails; the
+            // failure is this part's error).
+            req.match.set_capture_first(action.kind == ActionKind::kStopCaptureKill);
             operations_.killSessions(caller, req, finished);
           }
         }

@@ -8,8 +8,13 @@ summary must name it. `verify` passes on a fresh bundle and fails naming the fil
 stored byte changes; every `get` is in the custody record; a hung collector (h2's agent runs
 with --test-hang-collector) is cut at its time limit; a capture over 64 MiB (h3: an implant
 with 80 MiB of random bytes appended) streams through; `isolate --capture-first` captures the
-firewall and connections as the intruder left them, then isolates.
+firewall and connections as the intruder left them, then isolates. `kill-process
+--capture-first` stops the implant, captures the host with the implant's maps, fds and binary
+while it is stopped, then kills it; with a capture that cannot finish in time (--capture-limit
+1ms) the kill still happens and the failure is reported (exit 1).
 """
+
+import statistics
 
 import hashlib
 import io
@@ -119,6 +124,8 @@ class CaptureTest(unittest.TestCase):
         os.chmod(exe, 0o755)
         sha = sha256_file(exe)
         pidfile = os.path.join(d, "pid")
+        if os.path.exists(pidfile):   # an earlier implant's on this host: wait for this one's
+            os.unlink(pidfile)
         p = self.lab.spawn(host, [exe, "-c", IMPLANT_CODE, pidfile],
                            env={"PYTHONHOME": "/usr", "PATH": "/usr/bin:/bin"}, label="implant")
         wait_until(lambda: os.path.exists(pidfile) or p.poll() is not None, 15,
@@ -353,6 +360,101 @@ class CaptureTest(unittest.TestCase):
         agent = json.loads(after.read("metadata.json"))["agent_pid"]
         self.assertFalse(any(f.get("pid") == agent for f in show["summary"]["findings"]),
                          "the agent's own controller channel is not a finding")
+
+    def kill_capture_first(self, host, *match, expect=0, limit=None):
+        extra = ["--capture-limit", limit] if limit else []
+        rc, doc, err = self.fleet.cli("kill-process", host, *match, "--capture-first", *extra,
+                                      "--reason", "INC-47 stop-capture-kill", timeout=330)
+        self.assertEqual(rc, expect, f"kill-process {match}: {err} {doc}")
+        self.assertIsInstance(doc, dict, err)
+        return doc["kill_processes"], err
+
+    def test_kill_process_capture_first(self):
+        pid, sha = self.plant_implant("h1")
+        res, _ = self.kill_capture_first("h1", "--pid", str(pid))
+        self.assertEqual([p["pid"] for p in res["killed"]], [pid])
+        self.assertEqual(res["capture_error"], "")
+        eid = res["capture"]["evidence_id"]
+        self.assertTrue(res["capture_id"].startswith("cap-"), res)
+        self.assertEqual(res["capture"]["capture_id"], res["capture_id"])
+        print(f"kill-process --capture-first: implant stopped {res['stopped_for_capture_ms']} ms "
+              f"for the capture", file=sys.stderr)
+        # dead afterwards, inside the host's own pid namespace (a zombie until the lab reaps it)
+        def dead():
+            r = self.lab.sh("h1", f"cut -d' ' -f3 /proc/{pid}/stat 2>/dev/null", check=False)
+            return r.stdout.strip() in ("", "Z", "X")
+        wait_until(dead, 10, desc="implant dead")
+
+        out = os.path.join(self.out_dir, "kill-capture-first.tar.gz")
+        self.evidence("get", eid, "--output", out)
+        self.assertEqual(sha256_file(out), eid)
+        b = Bundle(out)
+        recs = [r for r in b.jsonl("stopped_processes.jsonl") if r["pid"] == pid]
+        self.assertEqual(len(recs), 1, b.jsonl("stopped_processes.jsonl"))
+        r = recs[0]
+        self.assertEqual(r["state"], "T", "captured while stopped")
+        self.assertEqual(r["exe_sha256"], sha)
+        self.assertTrue(r["exe"].endswith("(deleted)"), r["exe"])
+        self.assertEqual(hashlib.sha256(b.read(r["binary"])).hexdigest(), sha,
+                         "the deleted binary's bytes are in the bundle")
+        self.assertTrue(any("libpython" in m or "implant" in m for m in r["maps"]), r["maps"][:5])
+        self.assertTrue(any("[stack]" in m for m in r["maps"]))
+        socks = [f for f in r["fds"] if f["socket_inode"]]
+        self.assertGreaterEqual(len(socks), 2, r["fds"])   # the listener and the C2 connection
+        self.assertIn("pos", socks[0])
+        self.assertTrue(any(line.startswith("State:\tT") for line in r["status"]), r["status"])
+        self.assertIn(IMPLANT_CODE.strip().splitlines()[0], " ".join(r["cmdline"]))
+        self.assertIn("PYTHONHOME=/usr", r["environ"])
+        # ... with the host's full volatile state, as any capture
+        conns = [s for s in b.jsonl("sockets.jsonl") if pid in (s.get("pids") or [])]
+        self.assertTrue(any(s.get("remote_address") == ATTACKER4 and s.get("remote_port") == C2_PORT
+                            for s in conns), conns)
+        self.assertTrue(b.jsonl("processes.jsonl"))
+        self.assertEqual(json.loads(b.read("metadata.json"))["capture_id"], res["capture_id"])
+        # stored with its custody record, and verifiable
+        v, _ = self.evidence("verify", eid)
+        self.assertTrue(v["ok"], v)
+        self.assertEqual(v["record"]["capture_id"], res["capture_id"])
+        self.assertIn("received", [c["action"] for c in v["record"]["custody"]])
+        show, _ = self.evidence("show", eid)
+        self.assertTrue(any(d["pid"] == pid for d in show["summary"]["deleted_executables"]))
+        rc, audit, err = self.fleet.cli("audit", timeout=30)
+        self.assertEqual(rc, 0, err)
+        rows = [x for x in audit["records"] if x.get("action") == "kill-process.result"]
+        self.assertTrue(any(eid in x.get("detail", "") for x in rows), rows[-2:])
+
+    def test_kill_process_capture_first_failure_still_kills(self):
+        victim = self.lab.spawn("h1", ["sleep", "4711"], label="victim")
+        self.addCleanup(lambda: (victim.kill(), victim.wait()))
+        wait_until(lambda: "sleep 4711" in self.lab.sh("h1", "ps -eo args", check=False).stdout,
+                   10, desc="victim up")
+        pid = int(self.lab.sh("h1", "pgrep -f '^sleep 4711$'").stdout.split()[0])
+        # 1 ms is not enough for a full capture: it is cancelled, the kill goes on
+        res, err = self.kill_capture_first("h1", "--pid", str(pid), expect=1, limit="1ms")
+        self.assertEqual([p["pid"] for p in res["killed"]], [pid])
+        self.assertIsNone(res["capture"])
+        self.assertIn("not finished within 1 ms", res["capture_error"])
+        self.assertIn("killed without it", err)
+        victim.wait(timeout=10)
+        rc, text, err = self.fleet.cli("kill-process", "h1", "--pid", "999999", "--capture-first",
+                                       "--capture-limit", "1ms", "--reason", "x", json_out=False,
+                                       timeout=60)
+        self.assertEqual(rc, 2, f"{text} {err}")   # matches nothing: refused, nothing captured
+
+    def test_kill_process_capture_first_stop_times(self):
+        """Figures: how long the processes stay stopped for a full capture."""
+        times = []
+        for i in range(5):
+            v = self.lab.spawn("h1", ["sleep", f"48{i}0"], label="victim")
+            self.addCleanup(lambda v=v: (v.kill(), v.wait()))
+            wait_until(lambda i=i: self.lab.sh("h1", f"pgrep -f '^sleep 48{i}0$'",
+                                               check=False).returncode == 0, 10, desc="victim")
+            pid = int(self.lab.sh("h1", f"pgrep -f '^sleep 48{i}0$'").stdout.split()[0])
+            res, _ = self.kill_capture_first("h1", "--pid", str(pid))
+            self.assertTrue(res["capture"]["evidence_id"])
+            times.append(int(res["stopped_for_capture_ms"]))
+        print(f"capture-first stop time over {len(times)} kills: min {min(times)} ms, median "
+              f"{statistics.median(times)} ms, max {max(times)} ms", file=sys.stderr)
 
     def test_bad_input_changes_nothing(self):
         before = self.evidence("list")[0].get("evidence", [])

@@ -2,13 +2,17 @@
 """Sessions and processes in the lab, with real SSH sessions: a real sshd in host h1 (UsePAM yes, so
 pam_loginuid gives every login its audit session id), real ssh clients from the attacker and
 the jump host with key authentication, test users created here (machine-wide: the lab shares
-/etc) and deleted at the end. Then kill-sessions (--from, --user, --session, --freeze),
+/etc) and deleted at the end. Then kill-sessions (--from, --user, --session, --freeze,
+--capture-first: the session's processes in a signed bundle, captured while stopped),
 kill-process (--exe, --tree) and the refusals (pid 1, the agent, protected processes, unknown
 user or session: exit 2, nothing killed). Root only.
 """
 
+import hashlib
+import json
 import os
 import shutil
+import tarfile
 import subprocess
 import sys
 import time
@@ -278,6 +282,45 @@ LogLevel VERBOSE
                         sshd_socks)
         evil.wait(timeout=15)
         self.assertEqual(self.pids_running(f"sleep 3{tag}"), [])
+
+    def test_04b_capture_first_bundle_holds_the_stopped_session(self):
+        tag = str(int(time.time() * 1000) % 100000)
+        evil = self.ssh("attacker", self.mallory, f"nohup sleep 3{tag} >/dev/null 2>&1 & sleep 2{tag}")
+        s = self.wait_session(self.mallory, f"sleep 2{tag}")
+        doc, _ = self.kill("kill-sessions", HOST, "--from", f"{self.lab.ip4('attacker')}/32",
+                           "--capture-first")
+        res = doc["kill_processes"]
+        self.assertEqual([x["id"] for x in res["sessions"]], [s["id"]])
+        self.assertEqual(res["capture_error"], "")
+        eid = res["capture"]["evidence_id"]
+        killed = {p["pid"]: p for p in res["killed"]}
+        sleeps = [p for p in killed.values() if p["cmdline"].startswith(f"sleep 2{tag}")]
+        self.assertEqual(len(sleeps), 1)
+        evil.wait(timeout=15)
+        for t in (f"sleep 2{tag}", f"sleep 3{tag}"):
+            self.assertEqual(self.pids_running(t), [], t)
+        print(f"kill-sessions --capture-first: {len(killed)} processes stopped "
+              f"{res['stopped_for_capture_ms']} ms for the capture", file=sys.stderr)
+
+        out = os.path.join(self.lab.tmpdir, "session-capture-first.tar.gz")
+        rc, got, err = self.fleet.cli("evidence", "get", eid, "--output", out, timeout=120)
+        self.assertEqual(rc, 0, err)
+        with tarfile.open(out, "r:gz") as tar:
+            top = tar.getnames()[0].split("/", 1)[0]
+            data = tar.extractfile(f"{top}/artifacts/stopped_processes.jsonl").read()
+            recs = {r["pid"]: r for r in map(json.loads, data.decode().splitlines())}
+            self.assertEqual(set(recs), set(killed), "every killed process is in the bundle")
+            with open("/bin/sleep", "rb") as f:
+                sleep_sha = hashlib.sha256(f.read()).hexdigest()
+            r = recs[sleeps[0]["pid"]]
+            self.assertEqual(r["state"], "T")
+            self.assertEqual(r["exe_sha256"], sleep_sha)
+            self.assertEqual(hashlib.sha256(tar.extractfile(f"{top}/{r['binary']}").read())
+                             .hexdigest(), sleep_sha)
+            self.assertTrue(r["maps"] and r["fds"] is not None, r)
+            # the session's sshd holds the attacker's TCP connection: a socket fd in its record
+            sshd = [x for x in recs.values() if any("sshd" in a for a in x["cmdline"] or [])]
+            self.assertTrue(any(f["socket_inode"] for x in sshd for f in x["fds"]), sshd)
 
     def test_05_kill_process_exe_and_tree(self):
         d = os.path.join(self.lab.tmpdir, f"bin{int(time.time() * 1000) % 100000}")

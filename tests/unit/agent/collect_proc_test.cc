@@ -1,7 +1,9 @@
 // The /proc collectors (metadata, processes, open_files, sockets) against a fixture proc tree
 // in a temp dir (CollectContext.proc_root), then against the real /proc of this process.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -12,8 +14,8 @@
 #include <thread>
 
 #include "agent/collect/collectors.h"
-#include "agent/linux/proc_files.h"
 #include "agent/core/processes.h"
+#include "agent/linux/proc_files.h"
 #include "agent/linux/proc_scan.h"
 #include "tests/unit/agent/memory_sink.h"
 
@@ -354,6 +356,57 @@ TEST(RealProc, FindsItselfWithTheRightHash) {
   for (const auto& h : sink.of("hidden_pids.jsonl")) {
     EXPECT_NE(h["pid"], tid.load()) << "a thread reported as a hidden process";
   }
+}
+
+TEST(RealProc, StoppedProcessesRecordsAChildInFullWithItsBinary) {
+  // A child of this test (never another process of the machine), stopped as a capture-first
+  // kill would hold it, with a pipe open; and a pid that does not exist.
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::execl("/bin/sleep", "sleep", "1000", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // exec'd
+  ASSERT_EQ(::kill(child, SIGSTOP), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CollectContext ctx;
+  ctx.target_pids = {child, 999999999};
+  MemorySink sink;
+  absl::Status s = makeStoppedProcessCollector()->collect(ctx, sink);
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  ::close(fds[0]);
+  ASSERT_TRUE(s.ok()) << s;
+  auto recs = sink.of("stopped_processes.jsonl");
+  ASSERT_EQ(recs.size(), 2u);
+  const json& r = recs[0];
+  EXPECT_EQ(r["pid"], child);
+  EXPECT_EQ(r["state"], "T");
+  EXPECT_EQ(r["cmdline"], json::array({"sleep", "1000"}));
+  EXPECT_TRUE(r["environ"].is_array());
+  EXPECT_GT(r["maps"].size(), 3u);
+  bool stack = false;
+  for (const auto& line : r["maps"])
+    stack |= line.get<std::string>().find("[stack]") != std::string::npos;
+  EXPECT_TRUE(stack) << r["maps"].dump();
+  ASSERT_TRUE(r["fds"].is_array());
+  EXPECT_GE(r["fds"].size(), 3u);  // stdin, stdout, stderr at least
+  EXPECT_TRUE(r["fds"][0].contains("pos")) << r["fds"][0].dump();
+  bool state_line = false;
+  for (const auto& line : r["status"])
+    state_line |= line.get<std::string>().rfind("State:\tT", 0) == 0;
+  EXPECT_TRUE(state_line);
+  auto sha = sha256OfFile("/bin/sleep");
+  ASSERT_TRUE(sha.ok());
+  EXPECT_EQ(r["exe_sha256"], *sha);
+  EXPECT_EQ(r["binary"], "binaries/" + *sha);
+  EXPECT_EQ(sink.files.count("binaries/" + *sha), 1u);
+  EXPECT_EQ(recs[1]["pid"], 999999999);
+  EXPECT_TRUE(recs[1].contains("error"));
 }
 
 TEST(RealProc, MetadataNamesThePidNamespace) {

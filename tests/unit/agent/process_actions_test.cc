@@ -6,6 +6,7 @@
 #include "fake_processes.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
@@ -65,12 +66,14 @@ class ProcessActionsOrder : public ::testing::Test {
     host_.on_first_stop = [](FakeHost& h) { h.add(102, 101, 5, "forked"); };
   }
 
-  // Runs `c` with a flow killer over `flows` and the sessions `sessions`.
+  // Runs `c` with a flow killer over `flows` and the sessions `sessions` (and `capture` as the
+  // capture-first engine).
   v1::CommandResult run(const v1::Command& c, std::vector<Flow> flows,
-                        std::vector<SessionInfo> sessions = {}) {
+                        std::vector<SessionInfo> sessions = {}, StoppedCapture* capture = nullptr) {
     RecordingFlowKiller killer(&host_, std::move(flows));
     FixedSessions source(std::move(sessions));
     ProcessActions actions(&source, &killer, &procfs_, &signaller_, fakeOptions());
+    actions.setStoppedCapture(capture);
     return actions.run(c);
   }
 
@@ -112,6 +115,166 @@ TEST_F(ProcessActionsOrder, KillSessionsWithFreezeStopsRescansRecordsCutsThenKil
   EXPECT_EQ(k.sessions(0).user(), "alice");
   EXPECT_EQ(k.sessions(0).processes(), 2u);
   EXPECT_TRUE(host_.procs.count(200));
+}
+
+// Logs "collect" (with the pids and which of them are stopped at that moment) and "upload" to
+// the host's events; answers with `collected` and `uploaded`.
+class FakeStoppedCapture final : public StoppedCapture {
+ public:
+  explicit FakeStoppedCapture(FakeHost* host) : host_(host) {}
+  absl::Status collect(const v1::Command& command, const v1::CaptureState& state,
+                       const std::vector<int>& pids, std::chrono::milliseconds max) override {
+    std::vector<std::string> seen;
+    for (int pid : pids) {
+      seen.push_back(fmt::format("{}{}", pid, host_->stopped.count(pid) ? "(T)" : "(running)"));
+    }
+    host_->events.push_back(
+        fmt::format("collect {} [{}]", state.capture_id(), fmt::join(seen, " ")));
+    command_id = command.id();
+    limit = max;
+    return collected;
+  }
+  absl::StatusOr<v1::CaptureResult> upload(const v1::Command&,
+                                           const v1::CaptureState& state) override {
+    host_->events.push_back(fmt::format("upload {}", state.capture_id()));
+    return uploaded;
+  }
+
+  absl::Status collected = absl::OkStatus();
+  absl::StatusOr<v1::CaptureResult> uploaded;
+  std::string command_id;
+  std::chrono::milliseconds limit{0};
+
+ private:
+  FakeHost* host_;
+};
+
+v1::CaptureResult storedAs(const std::string& evidence_id) {
+  v1::CaptureResult r;
+  r.set_capture_id("cap-1");
+  r.set_evidence_id(evidence_id);
+  return r;
+}
+
+v1::Command captureFirstSessionKill() {
+  v1::Command c;
+  c.set_id("kill-cap-1");
+  c.mutable_kill_sessions()->set_session_id(5);
+  c.mutable_kill_sessions()->set_capture_first(true);
+  c.mutable_kill_sessions()->mutable_capture()->set_capture_id("cap-1");
+  return c;
+}
+
+SessionInfo session5() {
+  SessionInfo s5;
+  s5.id = 5;
+  s5.user = "alice";
+  s5.pids = {100, 101};
+  return s5;
+}
+
+TEST_F(ProcessActionsOrder, CaptureFirstStopsEverythingCapturesWhileStoppedKillsThenUploads) {
+  FakeStoppedCapture capture(&host_);
+  capture.uploaded = storedAs("ab12");
+
+  v1::CommandResult r = run(captureFirstSessionKill(), {flowOwnedBy(100)}, {session5()}, &capture);
+
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_THAT(host_.events,
+              ElementsAre("scan+sockets", "stop 100", "stop 101",              //
+                          "scan+sockets", "stop 100", "stop 101", "stop 102",  // the late fork
+                          "scan+sockets",                                      //
+                          "record tcp", "record 100", "record 101", "record 102",
+                          "collect cap-1 [100(T) 101(T) 102(T)]",  // every victim held
+                          "cut", "cut flow of 100",                // sockets seen, then cut
+                          "kill 100", "kill 101", "kill 102",      //
+                          "upload cap-1"));                        // after the kill
+  EXPECT_EQ(capture.command_id, "kill-cap-1");
+  EXPECT_EQ(capture.limit, std::chrono::milliseconds(60000));  // the default
+  const v1::KillProcessesResult& k = r.kill_processes();
+  EXPECT_EQ(k.capture_id(), "cap-1");
+  ASSERT_TRUE(k.has_capture());
+  EXPECT_EQ(k.capture().evidence_id(), "ab12");
+  EXPECT_EQ(k.capture_error(), "");
+  EXPECT_TRUE(k.frozen());  // capture-first implies the records too
+  EXPECT_EQ(k.records_size(), 3);
+  EXPECT_EQ(k.killed_size(), 3);
+}
+
+TEST_F(ProcessActionsOrder, AFailedCaptureStillKillsAndSaysWhy) {
+  FakeStoppedCapture capture(&host_);
+  capture.collected = absl::DeadlineExceededError("capture cap-1 not finished within 5 ms");
+  v1::Command c = captureFirstSessionKill();
+  c.mutable_kill_sessions()->set_capture_limit_ms(5);
+
+  v1::CommandResult r = run(c, {}, {session5()}, &capture);
+
+  EXPECT_FALSE(r.ok());
+  EXPECT_FALSE(r.refused());
+  EXPECT_THAT(r.error(), ::testing::HasSubstr("no evidence stored (capture cap-1 not finished "
+                                              "within 5 ms); the processes were killed"));
+  EXPECT_EQ(capture.limit, std::chrono::milliseconds(5));
+  EXPECT_THAT(host_.events, ::testing::IsSupersetOf({"kill 100", "kill 101", "kill 102"}));
+  EXPECT_THAT(host_.events, ::testing::Not(::testing::Contains("upload cap-1")));
+  const v1::KillProcessesResult& k = r.kill_processes();
+  EXPECT_EQ(k.killed_size(), 3);
+  EXPECT_EQ(k.capture_id(), "cap-1");
+  EXPECT_FALSE(k.has_capture());
+  EXPECT_EQ(k.capture_error(), "capture cap-1 not finished within 5 ms");
+  EXPECT_TRUE(host_.procs.count(200));
+}
+
+TEST_F(ProcessActionsOrder, AFailedUploadAfterTheKillIsReported) {
+  FakeStoppedCapture capture(&host_);
+  capture.uploaded = absl::UnavailableError("evidence kept on the host at /spool/cap-1.tar.gz");
+
+  v1::CommandResult r = run(captureFirstSessionKill(), {}, {session5()}, &capture);
+
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.kill_processes().killed_size(), 3);
+  EXPECT_EQ(r.kill_processes().capture_error(), "evidence kept on the host at /spool/cap-1.tar.gz");
+  EXPECT_EQ(host_.events.back(), "upload cap-1");
+}
+
+TEST_F(ProcessActionsOrder, WithoutACaptureEngineTheKillStillHappens) {
+  v1::CommandResult r = run(captureFirstSessionKill(), {}, {session5()}, nullptr);
+
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.kill_processes().killed_size(), 3);
+  EXPECT_EQ(r.kill_processes().capture_error(), "this agent has no capture engine");
+}
+
+TEST_F(ProcessActionsOrder, CaptureFirstKillProcessTreeCapturesTheStoppedTree) {
+  FakeStoppedCapture capture(&host_);
+  capture.uploaded = storedAs("cd34");
+  v1::Command c;
+  c.set_id("kill-cap-2");
+  c.mutable_kill_process()->set_pid(101);
+  c.mutable_kill_process()->set_tree(true);
+  c.mutable_kill_process()->set_capture_first(true);
+  c.mutable_kill_process()->set_capture_limit_ms(999999999);  // cut to the agent's maximum
+  c.mutable_kill_process()->mutable_capture()->set_capture_id("cap-2");
+
+  v1::CommandResult r = run(c, {}, {}, &capture);
+
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_THAT(host_.events, ::testing::Contains("collect cap-2 [101(T) 102(T)]"));
+  EXPECT_EQ(capture.limit, std::chrono::milliseconds(600000));
+  EXPECT_EQ(r.kill_processes().capture().evidence_id(), "cd34");
+  EXPECT_TRUE(host_.procs.count(100));
+}
+
+TEST_F(ProcessActionsOrder, ARefusedCaptureFirstKillCapturesNothing) {
+  FakeStoppedCapture capture(&host_);
+  v1::Command c;
+  c.mutable_kill_process()->set_pid(1);  // protected only
+  c.mutable_kill_process()->set_capture_first(true);
+  c.mutable_kill_process()->mutable_capture()->set_capture_id("cap-3");
+
+  v1::CommandResult r = run(c, {}, {}, &capture);
+
+  EXPECT_TRUE(r.refused());
+  for (const auto& e : host_.events) EXPECT_EQ(e.find("collect"), std::string::npos) << e;
 }
 
 TEST_F(ProcessActionsOrder, KillProcessTreeWithoutFreezeRecordsNothing) {

@@ -35,6 +35,14 @@ TEST(SessionCommands, KillSessionsUsageErrors) {
            {{"kill-sessions", "h1", "--session", "abc", "--reason", "x"}, "session"},
            {{"kill-sessions", "h1", "--all"}, "reason"},
            {{"kill-sessions", "--all", "--reason", "x"}, "host"},
+           {{"kill-sessions", "h1", "--all", "--capture-limit", "5s", "--reason", "x"},
+            "--capture-limit: only with --capture-first"},
+           {{"kill-sessions", "h1", "--all", "--capture-first", "--capture-limit", "soon",
+             "--reason", "x"},
+            "--capture-limit"},
+           {{"kill-sessions", "h1", "--all", "--capture-first", "--capture-limit", "11m",
+             "--reason", "x"},
+            "more than 10m"},
        }) {
     CliRun r = run(c.args);
     EXPECT_EQ(r.code, kUsage) << c.args[2];
@@ -50,11 +58,14 @@ TEST(SessionCommands, KillProcessUsageErrors) {
   };
   for (const auto& c : std::vector<Case>{
            {{"kill-process", "h1", "--reason", "x"}, "exactly one of"},
-           {{"kill-process", "h1", "--pid", "5", "--exe", "/bin/x", "--reason", "x"}, "exactly one of"},
+           {{"kill-process", "h1", "--pid", "5", "--exe", "/bin/x", "--reason", "x"},
+            "exactly one of"},
            {{"kill-process", "h1", "--pid", "0", "--reason", "x"}, "--pid"},
            {{"kill-process", "h1", "--pid", "-3", "--reason", "x"}, "--pid"},
            {{"kill-process", "h1", "--exe", "sleep", "--reason", "x"}, "--exe"},
            {{"kill-process", "h1", "--pid", "5"}, "reason"},
+           {{"kill-process", "h1", "--pid", "5", "--capture-limit", "1s", "--reason", "x"},
+            "only with --capture-first"},
        }) {
     CliRun r = run(c.args);
     EXPECT_EQ(r.code, kUsage) << c.args[2];

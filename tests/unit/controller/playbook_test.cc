@@ -79,6 +79,29 @@ default_ttl: 30m
   EXPECT_EQ(p->default_ttl, std::chrono::minutes(30));
 }
 
+TEST(PlaybookParse, StopCaptureKillActsOnTheReportingHostsSessionsFromTheAddresses) {
+  auto p = parsePlaybook("sck.yaml", R"(name: implant-session
+description: keep the evidence, then end the intruder's sessions
+match:
+  source: wazuh
+actions:
+  - action: stop-capture-kill
+)");
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_EQ(p->actions.size(), 1u);
+  EXPECT_EQ(p->actions[0].kind, ActionKind::kStopCaptureKill);
+  EXPECT_EQ(actionKindName(p->actions[0].kind), "stop-capture-kill");
+  EXPECT_EQ(p->actions[0].scope, Scope::kReportingHost);
+  EXPECT_THAT(errorOf(R"(name: x
+description: d
+match: {}
+actions:
+  - action: stop-capture-kill
+    ttl: 5m
+)"),
+              HasSubstr("ttl: not allowed for stop-capture-kill"));
+}
+
 TEST(PlaybookParse, EveryErrorNamesItsLineAndField) {
   std::string e = errorOf(R"(name: Bad_Name
 description: ""

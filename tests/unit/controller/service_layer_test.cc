@@ -414,6 +414,56 @@ TEST_F(HostOperationsTest, AKillIsAuditedAsAcceptedSentAndAnsweredWithTheAgentsR
   EXPECT_EQ(std::get<v1::KillProcessesResult>(result.output).killed(0).pid(), 41);
 }
 
+TEST_F(HostOperationsTest, ACaptureFirstKillRecordsItsCaptureAndEndsItFailedWithoutABundle) {
+  KillSessionsRequest req{.host = "web-01", .reason = "intruder", .wait_ms = 5000};
+  req.match.set_from_cidr("203.0.113.7/32");
+  req.match.set_capture_first(true);
+  req.match.mutable_capture()->set_capture_id("operator-chosen");  // replaced by the controller
+  auto answered = std::async(std::launch::async, [&] {
+    return await([&](HostActionDone done) { ops_.killSessions(kAlice, req, std::move(done)); });
+  });
+  for (int i = 0; i < 500 && fleet_.sent().empty(); ++i) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  ASSERT_EQ(fleet_.sent().size(), 1u);
+  const v1::Command sent = fleet_.sent()[0].second;
+  EXPECT_TRUE(sent.kill_sessions().capture_first());
+  const std::string id = sent.kill_sessions().capture().capture_id();
+  EXPECT_EQ(id.rfind("cap-", 0), 0u) << id;
+  EXPECT_NE(id.find("-web-01-"), std::string::npos) << id;
+  EXPECT_EQ(sent.id(), "kill-" + id);
+  EXPECT_GT(sent.kill_sessions().capture().controller_time_unix_ms(), 0);
+  // Recorded before the command left, so the agent's upload of the bundle is accepted.
+  auto row = store_->getCapture(id);
+  ASSERT_TRUE(row.ok()) << row.status();
+  EXPECT_EQ(row->state, "requested");
+  EXPECT_EQ(row->requested_by, "alice");
+  EXPECT_EQ(row->command_id, sent.id());
+  EXPECT_EQ(audit().back().outcome, "accepted");
+  EXPECT_EQ(audit().back().detail, "from 203.0.113.7/32, capture first (capture " + id + ")");
+
+  v1::CommandResult r;
+  r.set_ok(false);
+  r.set_error("capture-first: no evidence stored (too slow); the processes were killed");
+  v1::KillProcessesResult& k = *r.mutable_kill_processes();
+  k.set_capture_id(id);
+  k.set_capture_error("too slow");
+  v1::ProcessEntry& killed = *k.add_killed();
+  killed.set_pid(77);
+  killed.set_user("mallory");
+  killed.set_cmdline("bash");
+  fleet_.answer("web-01", r);
+  auto [status, result] = answered.get();
+  EXPECT_TRUE(status.ok()) << status;  // the call went through; the agent's answer says why
+  EXPECT_FALSE(result.ok);
+  EXPECT_EQ(std::get<v1::KillProcessesResult>(result.output).killed_size(), 1);
+  EXPECT_EQ(store_->getCapture(id)->state, "failed");
+  EXPECT_EQ(audit().back().action, "kill-sessions.result");
+  EXPECT_NE(audit().back().detail.find("capture " + id + " FAILED (killed anyway): too slow"),
+            std::string::npos)
+      << audit().back().detail;
+}
+
 TEST_F(HostOperationsTest, AViewerCannotKillAndNothingIsSentButTheRefusalIsAudited) {
   KillSessionsRequest req{.host = "web-01", .reason = "intruder", .wait_ms = 5000};
   req.match.set_user("mallory");
