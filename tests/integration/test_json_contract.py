@@ -30,7 +30,7 @@ def all_commands():
                    if f.endswith(".schema.json") and f != "messages.schema.json")
     two_word = {"audit-export", "evidence-list", "evidence-get", "evidence-verify",
                 "evidence-show", "pki-init", "pki-issue", "pki-revoke", "policy-check",
-                "playbook-check", "playbook-test"}
+                "playbook-check", "playbook-test", "integrations-create", "integrations-revoke"}
     return {n.replace("-", " ", 1) if n in two_word else n for n in names}
 
 
