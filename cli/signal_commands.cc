@@ -375,16 +375,6 @@ int playbookTest(const GlobalOptions& g, const std::vector<std::string>& args, I
   return kOk;
 }
 
-std::string approvalStateText(v1::ApprovalState state) {
-  switch (state) {
-    case v1::APPROVAL_STATE_PENDING: return "pending";
-    case v1::APPROVAL_STATE_APPROVED: return "approved";
-    case v1::APPROVAL_STATE_REJECTED: return "rejected";
-    case v1::APPROVAL_STATE_EXPIRED: return "expired";
-    default: return "unknown";
-  }
-}
-
 int approvalsCommand(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
   bool all = false;
   uint32_t limit = 0;
@@ -428,9 +418,10 @@ int approvalsCommand(const GlobalOptions& g, const std::vector<std::string>& arg
           fmt::format("{} at {}: {}", a.decided_by(), utcTime(a.decided_unix_ms()), a.reason());
       if (!a.outcome().empty()) decided += "; " + a.outcome();
     }
-    rows.push_back({a.approval_id(), approvalStateText(a.state()), utcTime(a.requested_unix_ms()),
-                    utcTime(a.expires_unix_ms()), a.signal_id(), a.requested_by(), a.playbook(),
-                    a.action().action(), a.action().target(), a.action().detail(), decided});
+    rows.push_back({a.approval_id(), std::string(controller::approvalStateText(a.state())),
+                    utcTime(a.requested_unix_ms()), utcTime(a.expires_unix_ms()), a.signal_id(),
+                    a.requested_by(), a.playbook(), a.action().action(), a.action().target(),
+                    a.action().detail(), decided});
   }
   printTable(io.out, rows);
   return kOk;
@@ -476,9 +467,9 @@ int decideCommand(const std::string& command, const GlobalOptions& g,
     return kOk;
   }
   io.out << fmt::format("approval {}: {} by {}: {} {} {} (signal {}): {}\n", resp.approval_id(),
-                        approvalStateText(resp.state()), resp.decided_by(), resp.playbook(),
-                        resp.action().action(), resp.action().target(), resp.signal_id(),
-                        resp.outcome());
+                        controller::approvalStateText(resp.state()), resp.decided_by(),
+                        resp.playbook(), resp.action().action(), resp.action().target(),
+                        resp.signal_id(), resp.outcome());
   return kOk;
 }
 

@@ -317,6 +317,16 @@ std::string_view dispositionText(v1::SignalDisposition d) {
   }
 }
 
+std::string_view approvalStateText(v1::ApprovalState state) {
+  switch (state) {
+    case v1::APPROVAL_STATE_PENDING: return "pending";
+    case v1::APPROVAL_STATE_APPROVED: return "approved";
+    case v1::APPROVAL_STATE_REJECTED: return "rejected";
+    case v1::APPROVAL_STATE_EXPIRED: return "expired";
+    default: return "unknown";
+  }
+}
+
 absl::StatusOr<uint32_t> parseCount(std::string_view field, std::string_view text) {
   uint32_t n = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);

@@ -115,6 +115,8 @@ std::string_view severityName(bulkhead::v1::Severity severity);
 // What a signal caused, for people (the CLI, the audit rows' outcome): "acted",
 // "no playbook matched", "suppressed by a guardrail", ...
 std::string_view dispositionText(bulkhead::v1::SignalDisposition disposition);
+// An approval's state for people and messages: "pending", "approved", "rejected", "expired".
+std::string_view approvalStateText(bulkhead::v1::ApprovalState state);
 
 // A count in a playbook or guardrail file (rate_per_minute, blast_radius): 1 to 1,000,000.
 // Errors: "FIELD: invalid value "TEXT": expected 1 to 1000000".

@@ -80,16 +80,6 @@ v1::SignalAction toRecord(const PlannedAction& a, const std::string& approval_id
   return out;
 }
 
-std::string approvalStateText(v1::ApprovalState state) {
-  switch (state) {
-    case v1::APPROVAL_STATE_PENDING: return "pending";
-    case v1::APPROVAL_STATE_APPROVED: return "approved";
-    case v1::APPROVAL_STATE_REJECTED: return "rejected";
-    case v1::APPROVAL_STATE_EXPIRED: return "expired";
-    default: return "unknown";
-  }
-}
-
 // "isolate h2 (exempt ir-jump-host for 3600 s) of playbook db, signal sig-1-2"
 std::string describeApproval(const v1::Approval& a) {
   return fmt::format("{} {} ({}) of playbook {}, signal {}", a.action().action(),
