@@ -14,12 +14,12 @@ std::string auditOutcome(const absl::Status& s) {
   return fmt::format("error: {}", s.message());
 }
 
-absl::Status recordCall(Store& store, const Clock& clock, const std::string& operator_name,
-                        const std::string& action, const std::string& target,
-                        const std::string& reason, const absl::Status& result,
-                        const std::string& detail) {
+AuditEntry callEntry(int64_t at_unix_ms, const std::string& operator_name,
+                     const std::string& action, const std::string& target,
+                     const std::string& reason, const absl::Status& result,
+                     const std::string& detail) {
   AuditEntry e;
-  e.at_unix_ms = clock.nowUnixMs();
+  e.at_unix_ms = at_unix_ms;
   e.operator_name = operator_name;
   e.action = action;
   e.target = evidence::boundedText(escapeNonPrintable(target), kMaxAuditTarget, false);
@@ -30,6 +30,15 @@ absl::Status recordCall(Store& store, const Clock& clock, const std::string& ope
     e.detail = evidence::boundedText(escapeNonPrintable(std::string(result.message())),
                                      kMaxAuditText, false);
   }
+  return e;
+}
+
+absl::Status recordCall(Store& store, const Clock& clock, const std::string& operator_name,
+                        const std::string& action, const std::string& target,
+                        const std::string& reason, const absl::Status& result,
+                        const std::string& detail) {
+  const AuditEntry e =
+      callEntry(clock.nowUnixMs(), operator_name, action, target, reason, result, detail);
   auto row = store.appendAudit(e);
   if (!row.ok()) {
     spdlog::error("audit: cannot record {} by {}: {}", action, operator_name, row.status());

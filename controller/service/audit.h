@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -22,6 +23,13 @@ inline constexpr size_t kMaxAuditText = 8192;
 
 // "ok", "denied" (permission or authentication refusals) or "error: MESSAGE".
 std::string auditOutcome(const absl::Status& status);
+
+// The row recordCall() writes for a call at `at_unix_ms`, for a caller that writes it in a
+// transaction of its own (Store::addSignals): escaped and clipped the same way.
+AuditEntry callEntry(int64_t at_unix_ms, const std::string& operator_name,
+                     const std::string& action, const std::string& target,
+                     const std::string& reason, const absl::Status& result,
+                     const std::string& detail = "");
 
 // Appends the audit row of a call and returns the status to answer with: `result`, or
 // INTERNAL when the row could not be written (a call is never answered unaudited).

@@ -107,7 +107,6 @@ SignalService::SignalService(const Clock& clock, Store& store, HostDirectory& ho
 
 SignalService::~SignalService() { shutdown(); }
 
-void SignalService::shutdown() { worker_.stop(); }
 
 absl::Status SignalService::reload() {
   if (options_.policy_dir.empty()) return absl::OkStatus();
@@ -157,171 +156,250 @@ void SignalService::submit(SignalDelivery from, v1::Signal signal, SignalDone do
                     describe(signal), "", valid));
     return;
   }
-  auto shared = std::make_shared<SignalDone>(std::move(done));
-  // Runs on the worker: `process` and `actionEnded` are the only users of in_flight_.
-  const bool posted = worker_.post([this, from = std::move(from), signal = std::move(signal),
-                                    shared]() mutable { process(from, signal, *shared); });
-  if (!posted) (*shared)(absl::UnavailableError("the controller is shutting down: not recorded"));
-}
-
-void SignalService::process(const SignalDelivery& from, const v1::Signal& signal,
-                            SignalDone& done) {
-  const int64_t now_ms = clock_.nowUnixMs();
-  std::string key =
-      signal.idempotency_key().empty() ? derivedIdempotencyKey(signal) : signal.idempotency_key();
-  key = fmt::format("{}/{}/{}", signalSourceName(signal.source()), signal.integration(), key);
-
-  // A duplicate is answered before the engine sees it: it counts against no rate cap.
-  const int64_t dedupe_since = now_ms - options_.dedupe_window.count();
-  auto earlier = store_.findSignal(key, dedupe_since);
-  if (earlier.ok() && earlier->has_value()) {
-    const std::string& first_id = (*earlier)->record.signal_id();
-    (void)recordCall(store_, clock_, from.delivered_by, auditAction(OperatorAction::kSubmitSignal),
-                     describe(signal), first_id, absl::OkStatus(),
-                     "duplicate: idempotency key seen before, nothing done");
-    done(SignalOutcome{.signal_id = first_id, .disposition = v1::SIGNAL_DISPOSITION_DUPLICATE});
+  bool post = false;
+  {
+    std::lock_guard lock(queue_mu_);
+    if (!closed_) {
+      queue_.push_back(Queued{std::move(from), std::move(signal), std::move(done)});
+      post = !std::exchange(drain_posted_, true);
+      done = nullptr;
+    }
+  }
+  if (done) {
+    done(absl::UnavailableError("the controller is shutting down: not recorded"));
     return;
   }
+  // A failed post means shutdown() began: it answers what is queued.
+  if (post) (void)worker_.post([this] { drain(); });
+}
 
-  DirectoryFleet fleet(hosts_);
-  Decision decision;
-  std::string signal_id;
-  std::vector<std::string> approval_ids;  // per action: the approval it waits for, or ""
-  std::optional<PlaybookEngine::Rates> rates_before;  // put back if the signal is not recorded
+void SignalService::shutdown() {
+  {
+    std::lock_guard lock(queue_mu_);
+    closed_ = true;
+  }
+  // Runs a drain already posted (recording those signals), then stops.
+  worker_.stop();
+  std::deque<Queued> left;
+  {
+    std::lock_guard lock(queue_mu_);
+    left.swap(queue_);
+  }
+  for (Queued& q : left) {
+    q.done(absl::UnavailableError("the controller is shutting down: not recorded"));
+  }
+}
+
+void SignalService::drain() {
+  std::vector<Queued> batch;
+  {
+    std::lock_guard lock(queue_mu_);
+    const size_t n = std::min(queue_.size(), kMaxBatch);
+    batch.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      batch.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+  }
+  processBatch(batch);
+  {
+    std::lock_guard lock(queue_mu_);
+    if (queue_.empty()) {
+      drain_posted_ = false;
+      return;
+    }
+  }
+  // Fails only once shutdown() began: it answers what is still queued.
+  (void)worker_.post([this] { drain(); });
+}
+
+void SignalService::processBatch(std::vector<Queued>& batch) {
+  if (batch.empty()) return;
+  const int64_t now_ms = clock_.nowUnixMs();
+  const int64_t dedupe_since = now_ms - options_.dedupe_window.count();
+  // What each signal of the batch became before the commit.
+  struct Planned {
+    std::string key;
+    std::string signal_id;  // the duplicate's first signal, or the new one's
+    bool duplicate = false;
+    Decision decision;
+    std::vector<std::string> approval_ids;  // per action: the approval it waits for, or ""
+  };
+  std::vector<Planned> planned(batch.size());
+  std::vector<SignalWrite> writes;
+  writes.reserve(batch.size());
+  std::map<std::string, std::string> keys_in_batch;  // idempotency key -> its signal's id
+  DirectoryFleet fleet(hosts_);  // one snapshot of the fleet for the batch
+  PlaybookEngine::Rates rates_before;  // put back if the batch is not recorded
   {
     std::lock_guard lock(mu_);
     rates_before = engine_.rates();
-    decision = engine_.decide(signal, from.reporting_host, fleet, std::chrono::steady_clock::now());
-    signal_id = fmt::format("sig-{}-{}", now_ms, ++sequence_);
-    for (const PlannedAction& a : decision.actions) {
-      approval_ids.push_back(a.verdict == Verdict::kNeedsApproval
-                                 ? fmt::format("apr-{}-{}", now_ms, ++sequence_)
-                                 : std::string());
+  }
+
+  for (size_t n = 0; n < batch.size(); ++n) {
+    const Queued& q = batch[n];
+    const v1::Signal& signal = q.signal;
+    Planned& p = planned[n];
+    p.key = signal.idempotency_key().empty() ? derivedIdempotencyKey(signal)
+                                             : signal.idempotency_key();
+    p.key = fmt::format("{}/{}/{}", signalSourceName(signal.source()), signal.integration(), p.key);
+    const std::string target = describe(signal);
+
+    // A duplicate is answered before the engine sees it: it counts against no rate cap.
+    if (auto it = keys_in_batch.find(p.key); it != keys_in_batch.end()) {
+      p.duplicate = true;
+      p.signal_id = it->second;
+    } else if (auto earlier = store_.findSignal(p.key, dedupe_since);
+               earlier.ok() && earlier->has_value()) {
+      p.duplicate = true;
+      p.signal_id = (*earlier)->record.signal_id();
     }
-  }
-  auto giveBackRates = [&] {
-    std::lock_guard lock(mu_);
-    engine_.restoreRates(*std::move(rates_before));
-  };
+    if (p.duplicate) {
+      SignalWrite write;
+      write.audit.push_back(callEntry(now_ms, q.from.delivered_by,
+                                      auditAction(OperatorAction::kSubmitSignal), target,
+                                      p.signal_id, absl::OkStatus(),
+                                      "duplicate: idempotency key seen before, nothing done"));
+      writes.push_back(std::move(write));
+      continue;
+    }
 
-  SignalRow row;
-  row.idempotency_key = key;
-  v1::SignalRecord& record = row.record;
-  record.set_signal_id(signal_id);
-  record.set_received_unix_ms(now_ms);
-  record.set_delivered_by(from.delivered_by);
-  *record.mutable_signal() = signal;
-  record.set_disposition(decision.disposition);
-  for (size_t i = 0; i < decision.actions.size(); ++i) {
-    *record.add_actions() = toRecord(decision.actions[i], approval_ids[i]);
+    {
+      std::lock_guard lock(mu_);
+      p.decision =
+          engine_.decide(signal, q.from.reporting_host, fleet, std::chrono::steady_clock::now());
+      p.signal_id = fmt::format("sig-{}-{}", now_ms, ++sequence_);
+      for (const PlannedAction& a : p.decision.actions) {
+        p.approval_ids.push_back(a.verdict == Verdict::kNeedsApproval
+                                     ? fmt::format("apr-{}-{}", now_ms, ++sequence_)
+                                     : std::string());
+      }
+    }
+    keys_in_batch.emplace(p.key, p.signal_id);
+    const Decision& decision = p.decision;
+
+    SignalWrite write;
+    SignalRow& row = write.row.emplace();
+    row.idempotency_key = p.key;
+    v1::SignalRecord& record = row.record;
+    record.set_signal_id(p.signal_id);
+    record.set_received_unix_ms(now_ms);
+    record.set_delivered_by(q.from.delivered_by);
+    *record.mutable_signal() = signal;
+    record.set_disposition(decision.disposition);
+    std::string summary;
+    for (size_t i = 0; i < decision.actions.size(); ++i) {
+      const PlannedAction& a = decision.actions[i];
+      *record.add_actions() = toRecord(a, p.approval_ids[i]);
+      summary += fmt::format("{}{} {} {}: {}", summary.empty() ? "" : "; ", a.playbook,
+                             actionKindName(a.kind), a.target(), verdictName(a.verdict));
+    }
+    write.audit.push_back(AuditEntry{.at_unix_ms = now_ms,
+                                     .operator_name = q.from.delivered_by,
+                                     .action = auditAction(OperatorAction::kSubmitSignal),
+                                     .target = escapeNonPrintable(target),
+                                     .reason = p.signal_id,
+                                     .outcome = std::string(dispositionText(decision.disposition)),
+                                     .detail = escapeNonPrintable(summary)});
+    // One row per action that did not start (suppressed, simulated, waiting), each naming the
+    // playbook and the signal; a waiting action's approval is written with them.
+    for (size_t i = 0; i < decision.actions.size(); ++i) {
+      const PlannedAction& a = decision.actions[i];
+      if (a.verdict == Verdict::kStart) continue;
+      const std::string what =
+          a.verdict == Verdict::kNeedsApproval
+              ? std::string(verdictName(a.verdict)) + " " + p.approval_ids[i]
+              : std::string(verdictName(a.verdict));
+      const std::string detail =
+          fmt::format("{} {}: {}{}", actionKindName(a.kind), a.detail(), what,
+                      a.why.empty() ? "" : " (" + a.why + ")");
+      write.audit.push_back(callEntry(now_ms, "playbook:" + a.playbook, kSignalActionAuditAction,
+                                      a.target().empty() ? target : a.target(), p.signal_id,
+                                      absl::OkStatus(), detail));
+      if (a.verdict != Verdict::kNeedsApproval) continue;
+      v1::Approval& approval = write.approvals.emplace_back();
+      approval.set_approval_id(p.approval_ids[i]);
+      approval.set_signal_id(p.signal_id);
+      approval.set_playbook(a.playbook);
+      *approval.mutable_action() = record.actions(static_cast<int>(i));
+      approval.set_requested_by(q.from.delivered_by);
+      approval.set_requested_unix_ms(now_ms);
+      approval.set_expires_unix_ms(now_ms + options_.approval_expiry.count());
+      approval.set_state(v1::APPROVAL_STATE_PENDING);
+      approval.set_action_index(static_cast<uint32_t>(i));
+      approval.set_reporting_host(q.from.reporting_host);
+    }
+    // And one when a rate cap starts suppressing.
+    if (decision.rate_cap_reached) {
+      spdlog::warn("signals: a rate cap started suppressing automatic actions (signal {})",
+                   p.signal_id);
+      write.audit.push_back(callEntry(now_ms, "controller", kSignalRateCapAuditAction, target,
+                                      p.signal_id, absl::OkStatus(),
+                                      "automatic actions suppressed from here on"));
+    }
+    writes.push_back(std::move(write));
   }
 
-  const std::string target = describe(signal);
-  std::vector<AuditEntry> rows;
-  std::string summary;
-  for (const PlannedAction& a : decision.actions) {
-    summary += fmt::format("{}{} {} {}: {}", summary.empty() ? "" : "; ", a.playbook,
-                           actionKindName(a.kind), a.target(), verdictName(a.verdict));
-  }
-  AuditEntry signal_row{.at_unix_ms = now_ms,
-                        .operator_name = from.delivered_by,
-                        .action = auditAction(OperatorAction::kSubmitSignal),
-                        .target = escapeNonPrintable(target),
-                        .reason = signal_id,
-                        .outcome = std::string(dispositionText(decision.disposition)),
-                        .detail = escapeNonPrintable(summary)};
-  auto recorded = store_.addSignal(row, dedupe_since, signal_row);
+  auto recorded = store_.addSignals(writes, dedupe_since);
   if (!recorded.ok()) {
-    giveBackRates();
-    spdlog::error("signal {} from {} not recorded: {}", target, from.delivered_by,
-                  recorded.status());
-    done(absl::UnavailableError(
+    {
+      std::lock_guard lock(mu_);
+      engine_.restoreRates(std::move(rates_before));
+    }
+    if (batch.size() > 1) {
+      spdlog::warn("signals: a batch of {} was not recorded ({}): taking them one by one",
+                   batch.size(), recorded.status());
+      for (Queued& q : batch) {
+        std::vector<Queued> one;
+        one.push_back(std::move(q));
+        processBatch(one);
+      }
+      return;
+    }
+    spdlog::error("signal {} from {} not recorded: {}", describe(batch[0].signal),
+                  batch[0].from.delivered_by, recorded.status());
+    batch[0].done(absl::UnavailableError(
         fmt::format("the signal could not be recorded, nothing done: {}", recorded.status())));
     return;
   }
-  if (recorded->has_value()) {  // another controller recorded the same key meanwhile
-    giveBackRates();
-    done(SignalOutcome{.signal_id = (*recorded)->record.signal_id(),
-                       .disposition = v1::SIGNAL_DISPOSITION_DUPLICATE});
-    return;
-  }
-  // One row per action that did not start (suppressed, simulated, waiting), and one when a
-  // rate cap starts suppressing: each names the playbook and the signal. A waiting action's
-  // row is written with its approval, in one transaction.
-  for (size_t i = 0; i < decision.actions.size(); ++i) {
-    const PlannedAction& a = decision.actions[i];
-    if (a.verdict == Verdict::kStart) continue;
-    const std::string what = a.verdict == Verdict::kNeedsApproval
-                                 ? std::string(verdictName(a.verdict)) + " " + approval_ids[i]
-                                 : std::string(verdictName(a.verdict));
-    const std::string action_target = a.target().empty() ? target : a.target();
-    const std::string detail = fmt::format("{} {}: {}{}", actionKindName(a.kind), a.detail(), what,
-                                           a.why.empty() ? "" : " (" + a.why + ")");
-    if (a.verdict != Verdict::kNeedsApproval) {
-      (void)recordCall(store_, clock_, "playbook:" + a.playbook, kSignalActionAuditAction,
-                       action_target, signal_id, absl::OkStatus(), detail);
+
+  for (size_t n = 0; n < batch.size(); ++n) {
+    Queued& q = batch[n];
+    const Planned& p = planned[n];
+    const std::optional<SignalRow>& earlier = (*recorded)[n];
+    if (p.duplicate || earlier.has_value()) {
+      // (earlier: another controller recorded the same key meanwhile.)
+      q.done(SignalOutcome{.signal_id = earlier ? earlier->record.signal_id() : p.signal_id,
+                           .disposition = v1::SIGNAL_DISPOSITION_DUPLICATE});
       continue;
     }
-    // The same row recordCall would write, but in the approval's transaction.
-    AuditEntry action_row{
-        .at_unix_ms = now_ms,
-        .operator_name = "playbook:" + a.playbook,
-        .action = kSignalActionAuditAction,
-        .target = evidence::boundedText(escapeNonPrintable(action_target), kMaxAuditTarget, false),
-        .reason = signal_id,
-        .outcome = "ok",
-        .detail = evidence::boundedText(escapeNonPrintable(detail), kMaxAuditText, false)};
-    v1::Approval approval;
-    approval.set_approval_id(approval_ids[i]);
-    approval.set_signal_id(signal_id);
-    approval.set_playbook(a.playbook);
-    *approval.mutable_action() = record.actions(static_cast<int>(i));
-    approval.set_requested_by(from.delivered_by);
-    approval.set_requested_unix_ms(now_ms);
-    approval.set_expires_unix_ms(now_ms + options_.approval_expiry.count());
-    approval.set_state(v1::APPROVAL_STATE_PENDING);
-    approval.set_action_index(static_cast<uint32_t>(i));
-    approval.set_reporting_host(from.reporting_host);
-    if (auto s = store_.addApproval(approval, action_row); !s.ok()) {
-      // The signal stands recorded; its record says this action will not run.
-      spdlog::error("signal {}: approval {} not recorded: {}", signal_id, approval_ids[i], s);
-      record.mutable_actions(static_cast<int>(i))
-          ->set_outcome(fmt::format("failed: approval not recorded: {}", s.message()));
-      if (auto u = store_.updateSignal(row); !u.ok()) {
-        spdlog::warn("signal {}: record not updated: {}", signal_id, u);
-      }
-    }
-  }
-  if (decision.rate_cap_reached) {
-    spdlog::warn("signals: a rate cap started suppressing automatic actions (signal {})",
-                 signal_id);
-    (void)recordCall(store_, clock_, "controller", kSignalRateCapAuditAction, target, signal_id,
-                     absl::OkStatus(), "automatic actions suppressed from here on");
-  }
-
-  SignalOutcome outcome{.signal_id = signal_id,
-                        .disposition = decision.disposition,
-                        .actions = {record.actions().begin(), record.actions().end()}};
-
-  // The actions start before the answer goes out: enforcement never waits on the caller, and
-  // a caller that has its answer knows the actions were handed to the fleet.
-  for (size_t i = 0; i < decision.actions.size(); ++i) {
-    const PlannedAction& a = decision.actions[i];
-    if (a.verdict != Verdict::kStart) continue;
-    InFlight& flight = in_flight_[signal_id];
-    flight.row = row;
-    ++flight.running;
-    Caller caller{
-        .audit_name = "playbook:" + a.playbook, .is_operator = true, .role = Role::kResponder};
-    const std::string reason = fmt::format("signal {}: {}", signal_id, target);
-    actuator_.start(caller, a, reason,
-                    [this, signal_id, i](const absl::Status& status, const std::string& result) {
-                      worker_.post([this, signal_id, i, status, result] {
-                        actionEnded(signal_id, i, status, result);
+    const SignalRow& row = *writes[n].row;
+    const Decision& decision = p.decision;
+    SignalOutcome outcome{.signal_id = p.signal_id,
+                          .disposition = decision.disposition,
+                          .actions = {row.record.actions().begin(), row.record.actions().end()}};
+    // The actions start before the answer goes out: enforcement never waits on the caller,
+    // and a caller that has its answer knows the actions were handed to the fleet.
+    const std::string target = describe(q.signal);
+    for (size_t i = 0; i < decision.actions.size(); ++i) {
+      const PlannedAction& a = decision.actions[i];
+      if (a.verdict != Verdict::kStart) continue;
+      InFlight& flight = in_flight_[p.signal_id];
+      flight.row = row;
+      ++flight.running;
+      Caller caller{
+          .audit_name = "playbook:" + a.playbook, .is_operator = true, .role = Role::kResponder};
+      const std::string reason = fmt::format("signal {}: {}", p.signal_id, target);
+      actuator_.start(caller, a, reason,
+                      [this, signal_id = p.signal_id, i](const absl::Status& status,
+                                                         const std::string& result) {
+                        worker_.post([this, signal_id, i, status, result] {
+                          actionEnded(signal_id, i, status, result);
+                        });
                       });
-                    });
+    }
+    q.done(std::move(outcome));
   }
-  done(std::move(outcome));
 }
 
 void SignalService::actionEnded(const std::string& signal_id, size_t index,

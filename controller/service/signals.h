@@ -1,16 +1,19 @@
 // Signals in, playbooks decide, guardrails cap, everything audited (controller/playbook/).
 //
-// SignalService is the SignalIntake every front door hands detections to. For each signal, on
-// its own "bh-signals" thread (so the rate caps and the duplicate check see one order):
+// SignalService is the SignalIntake every front door hands detections to. Signals queue, and
+// its own "bh-signals" thread takes them in batches of up to kMaxBatch, in the order they came
+// (so the rate caps and the duplicate check see one order). For each signal:
 //  1. checks its fields (validateSignal) and, for an agent's report, takes the reporting host
 //     from the certificate;
 //  2. deduplicates it: the same idempotency key (scoped by source and integration) within the
 //     dedupe window is answered DUPLICATE with the first signal's id, and does nothing;
 //  3. lets the PlaybookEngine decide under the guardrails;
-//  4. records the signal, its decision and its audit rows (one for the signal, one per
-//     suppressed, simulated or waiting action, one when a rate cap starts suppressing) in one
-//     transaction, and only then answers and starts the actions. Nothing is answered as
-//     recorded that was not.
+//  4. records the signal, its decision, its approvals and its audit rows (one for the signal,
+//     one per suppressed, simulated or waiting action, one when a rate cap starts suppressing)
+//     in one transaction with the rest of its batch (a group commit: one sync to disk per
+//     batch, not per signal), and only then starts the actions and answers. Nothing is answered
+//     as recorded that was not. When a batch's commit fails, its signals are taken again one
+//     by one, so one bad signal or one failed commit costs no other signal its record.
 // The actions run through the service layer's own operations (SignalActuator), with the
 // playbook as the caller ("playbook:NAME") and the signal's id in the reason, so their own
 // audit rows name both. Their ends are written back into the signal's record.
@@ -25,6 +28,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -117,11 +121,23 @@ class SignalService final : public SignalIntake {
   size_t expireApprovals();
   static constexpr size_t kMaxExpiriesPerPass = 100;
 
-  // Refuses new signals (UNAVAILABLE) and stops the thread. Idempotent.
+  // Refuses new signals (UNAVAILABLE), records what is queued, stops the thread. Idempotent.
   void shutdown();
 
+  // The most signals one commit records.
+  static constexpr size_t kMaxBatch = 512;
+
  private:
-  void process(const SignalDelivery& from, const bulkhead::v1::Signal& signal, SignalDone& done);
+  struct Queued {
+    SignalDelivery from;
+    bulkhead::v1::Signal signal;
+    SignalDone done;
+  };
+  // Takes up to kMaxBatch queued signals and processes them; posts itself again while more
+  // wait (so action ends and expiries run between batches). On the signals thread.
+  void drain();
+  // Decides, records (one commit) and answers `batch`; on a failed commit, each alone.
+  void processBatch(std::vector<Queued>& batch);
   void actionEnded(const std::string& signal_id, size_t index, const absl::Status& status,
                    const std::string& summary);
   // Shared by approve() and reject(): checks, records the decision (compare-and-set).
@@ -146,6 +162,10 @@ class SignalService final : public SignalIntake {
     int running = 0;
   };
   std::map<std::string, InFlight> in_flight_;
+  std::mutex queue_mu_;
+  std::deque<Queued> queue_;      // GUARDED_BY(queue_mu_); oldest first
+  bool drain_posted_ = false;     // GUARDED_BY(queue_mu_)
+  bool closed_ = false;           // GUARDED_BY(queue_mu_); shutdown() began
   mutable std::mutex mu_;
   PlaybookEngine engine_;  // GUARDED_BY(mu_); used on the signals thread and by preview
   uint64_t sequence_ = 0;  // GUARDED_BY(mu_)

@@ -222,16 +222,32 @@ absl::StatusOr<CustodyVerification> SqliteStore::verifyCustody(const std::string
 
 // --- signals ---
 
-absl::StatusOr<std::optional<SignalRow>> SqliteStore::addSignal(const SignalRow& row,
-                                                                int64_t dedupe_since_unix_ms,
-                                                                const AuditEntry& audit) {
+absl::StatusOr<std::vector<std::optional<SignalRow>>> SqliteStore::addSignals(
+    const std::vector<SignalWrite>& writes, int64_t dedupe_since_unix_ms) {
   std::lock_guard lock(mu_);
-  return inTransaction(db_, [&]() -> absl::StatusOr<std::optional<SignalRow>> {
-    auto earlier = signals_.findByKey(row.idempotency_key, dedupe_since_unix_ms);
-    if (!earlier.ok() || earlier->has_value()) return earlier;
-    if (auto s = signals_.add(row); !s.ok()) return s;
-    if (auto appended = audit_.append(audit); !appended.ok()) return appended.status();
-    return std::optional<SignalRow>();
+  using Results = std::vector<std::optional<SignalRow>>;
+  return inTransaction(db_, [&]() -> absl::StatusOr<Results> {
+    Results out;
+    out.reserve(writes.size());
+    for (const SignalWrite& write : writes) {
+      if (write.row) {
+        auto earlier = signals_.findByKey(write.row->idempotency_key, dedupe_since_unix_ms);
+        if (!earlier.ok()) return earlier.status();
+        if (earlier->has_value()) {
+          out.push_back(*std::move(earlier));
+          continue;
+        }
+        if (auto s = signals_.add(*write.row); !s.ok()) return s;
+        for (const v1::Approval& approval : write.approvals) {
+          if (auto s = approvals_.add(approval); !s.ok()) return s;
+        }
+      }
+      for (const AuditEntry& entry : write.audit) {
+        if (auto appended = audit_.append(entry); !appended.ok()) return appended.status();
+      }
+      out.emplace_back();
+    }
+    return out;
   });
 }
 
@@ -258,14 +274,6 @@ absl::StatusOr<SignalRow> SqliteStore::getSignal(const std::string& signal_id) {
 }
 
 // --- approvals ---
-
-absl::Status SqliteStore::addApproval(const v1::Approval& approval, const AuditEntry& audit) {
-  std::lock_guard lock(mu_);
-  return inTransaction(db_, [&]() -> absl::Status {
-    if (auto s = approvals_.add(approval); !s.ok()) return s;
-    return audit_.append(audit).status();
-  });
-}
 
 absl::StatusOr<v1::Approval> SqliteStore::getApproval(const std::string& approval_id) {
   std::lock_guard lock(mu_);

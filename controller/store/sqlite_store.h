@@ -69,17 +69,14 @@ class SqliteStore final : public Store {
       const std::string& capture_id) override;
   absl::StatusOr<std::vector<CustodyEntry>> listCustody(const std::string& evidence_id) override;
   absl::StatusOr<CustodyVerification> verifyCustody(const std::string& evidence_id) override;
-  absl::StatusOr<std::optional<SignalRow>> addSignal(const SignalRow& row,
-                                                     int64_t dedupe_since_unix_ms,
-                                                     const AuditEntry& audit) override;
+  absl::StatusOr<std::vector<std::optional<SignalRow>>> addSignals(
+      const std::vector<SignalWrite>& writes, int64_t dedupe_since_unix_ms) override;
   absl::StatusOr<std::optional<SignalRow>> findSignal(const std::string& idempotency_key,
                                                       int64_t since_unix_ms) override;
   absl::Status updateSignal(const SignalRow& row) override;
   absl::StatusOr<std::vector<SignalRow>> listSignals(int64_t since_unix_ms,
                                                      size_t limit) override;
   absl::StatusOr<SignalRow> getSignal(const std::string& signal_id) override;
-  absl::Status addApproval(const bulkhead::v1::Approval& approval,
-                           const AuditEntry& audit) override;
   absl::StatusOr<bulkhead::v1::Approval> getApproval(const std::string& approval_id) override;
   absl::StatusOr<std::vector<bulkhead::v1::Approval>> listApprovals(bool pending_only,
                                                                     size_t limit) override;

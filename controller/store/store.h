@@ -145,6 +145,13 @@ struct SignalRow {
   bulkhead::v1::SignalRecord record;  // id, time, deliverer, signal, disposition, actions
 };
 
+// One signal to record with what is written with it (Store::addSignals).
+struct SignalWrite {
+  std::optional<SignalRow> row;  // none: only the audit rows (a duplicate's answer)
+  std::vector<bulkhead::v1::Approval> approvals;  // PENDING: the signal's waiting actions
+  std::vector<AuditEntry> audit;  // the signal's row first, then its actions'
+};
+
 // One webhook integration (controller/service/integrations.h): its bearer token's SHA-256
 // (hex; the token itself is never stored) and its record.
 struct IntegrationRow {
@@ -222,12 +229,14 @@ class Store {
   // Recomputes the bundle's custody chain; reports the first event that does not match.
   virtual absl::StatusOr<CustodyVerification> verifyCustody(const std::string& evidence_id) = 0;
 
-  // Signals. Records `row` with its audit row, in one transaction, unless a signal with the
-  // same idempotency key was received at or after `dedupe_since_unix_ms`: then nothing is
-  // written and that earlier signal is returned (the audit row is not written either).
-  virtual absl::StatusOr<std::optional<SignalRow>> addSignal(const SignalRow& row,
-                                                             int64_t dedupe_since_unix_ms,
-                                                             const AuditEntry& audit) = 0;
+  // Signals, as a group commit: each write in order, all in one transaction (one sync to disk
+  // for the lot), or on error none of them. A write with a row records it with its approvals
+  // and audit rows, unless a signal with the same idempotency key was received at or after
+  // `dedupe_since_unix_ms` (stored, or recorded earlier in this call): then that write writes
+  // nothing and its result is the earlier signal. A write without a row writes its audit rows
+  // only. The result has one entry per write; nullopt: written.
+  virtual absl::StatusOr<std::vector<std::optional<SignalRow>>> addSignals(
+      const std::vector<SignalWrite>& writes, int64_t dedupe_since_unix_ms) = 0;
   // The newest signal with `idempotency_key` received at or after `since_unix_ms`, if any.
   virtual absl::StatusOr<std::optional<SignalRow>> findSignal(const std::string& idempotency_key,
                                                               int64_t since_unix_ms) = 0;
@@ -239,10 +248,8 @@ class Store {
   // The signal with this id; NotFound "no signal ..." if unknown.
   virtual absl::StatusOr<SignalRow> getSignal(const std::string& signal_id) = 0;
 
-  // Approvals (automatic actions waiting for a responder). Records `approval` (state PENDING)
-  // with its audit row, in one transaction. AlreadyExists if the id is taken.
-  virtual absl::Status addApproval(const bulkhead::v1::Approval& approval,
-                                   const AuditEntry& audit) = 0;
+  // Approvals (automatic actions waiting for a responder): written with their signal
+  // (addSignals).
   // NotFound "no approval ..." if unknown.
   virtual absl::StatusOr<bulkhead::v1::Approval> getApproval(const std::string& approval_id) = 0;
   // Pending ones (oldest expiry first) when `pending_only`, else the newest requested first;

@@ -30,6 +30,12 @@ class FaultyStore final : public Store {
     std::lock_guard lock(mu_);
     faults_[method] = Fault{absl::OkStatus(), true};
   }
+  // How many times `method` was called (failed calls too).
+  int calls(const std::string& method) {
+    std::lock_guard lock(mu_);
+    auto it = calls_.find(method);
+    return it == calls_.end() ? 0 : it->second;
+  }
   // True until the armed fault of `method` has fired.
   bool armed(const std::string& method) {
     std::lock_guard lock(mu_);
@@ -128,11 +134,10 @@ class FaultyStore final : public Store {
     if (auto s = fault("verifyCustody"); !s.ok()) return s;
     return real_.verifyCustody(evidence_id);
   }
-  absl::StatusOr<std::optional<SignalRow>> addSignal(const SignalRow& row,
-                                                     int64_t dedupe_since_unix_ms,
-                                                     const AuditEntry& audit) override {
-    if (auto s = fault("addSignal"); !s.ok()) return s;
-    return real_.addSignal(row, dedupe_since_unix_ms, audit);
+  absl::StatusOr<std::vector<std::optional<SignalRow>>> addSignals(
+      const std::vector<SignalWrite>& writes, int64_t dedupe_since_unix_ms) override {
+    if (auto s = fault("addSignals"); !s.ok()) return s;
+    return real_.addSignals(writes, dedupe_since_unix_ms);
   }
   absl::StatusOr<std::optional<SignalRow>> findSignal(const std::string& idempotency_key,
                                                       int64_t since_unix_ms) override {
@@ -151,11 +156,6 @@ class FaultyStore final : public Store {
   absl::StatusOr<SignalRow> getSignal(const std::string& signal_id) override {
     if (auto s = fault("getSignal"); !s.ok()) return s;
     return real_.getSignal(signal_id);
-  }
-  absl::Status addApproval(const bulkhead::v1::Approval& approval,
-                           const AuditEntry& audit) override {
-    if (auto s = fault("addApproval"); !s.ok()) return s;
-    return real_.addApproval(approval, audit);
   }
   absl::StatusOr<bulkhead::v1::Approval> getApproval(const std::string& approval_id) override {
     if (auto s = fault("getApproval"); !s.ok()) return s;
@@ -207,6 +207,7 @@ class FaultyStore final : public Store {
     Fault f;
     {
       std::lock_guard lock(mu_);
+      ++calls_[method];
       auto it = faults_.find(method);
       if (it == faults_.end()) return absl::OkStatus();
       f = std::move(it->second);
@@ -219,6 +220,7 @@ class FaultyStore final : public Store {
   Store& real_;
   std::mutex mu_;
   std::map<std::string, Fault> faults_;  // GUARDED_BY(mu_)
+  std::map<std::string, int> calls_;     // GUARDED_BY(mu_)
 };
 
 }  // namespace bulkhead::controller::testing

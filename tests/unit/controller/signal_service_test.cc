@@ -40,7 +40,8 @@ class FakeDirectory final : public HostDirectory {
   bool online(const std::string&) override { return true; }
 };
 
-// Records every start; answers OK at once.
+// Records every start; answers OK at once, or, with a gate, once the gate opens (holding the
+// signals thread meanwhile, so the signals submitted then queue up).
 class FakeActuator final : public SignalActuator {
  public:
   struct Started {
@@ -55,6 +56,7 @@ class FakeActuator final : public SignalActuator {
       std::lock_guard lock(mu);
       started.push_back({caller.audit_name, action.kind, action.target(), reason});
     }
+    if (gate.valid()) gate.wait_for(std::chrono::seconds(10));
     done(absl::OkStatus(), "hosts 3 enforced");
   }
   std::vector<Started> all() {
@@ -63,6 +65,7 @@ class FakeActuator final : public SignalActuator {
   }
   std::mutex mu;
   std::vector<Started> started;
+  std::shared_future<void> gate;  // set before any signal is submitted
 };
 
 class SignalServiceTest : public ::testing::Test {
@@ -159,7 +162,7 @@ TEST_F(SignalServiceTest, ARecordedSignalActsAsItsPlaybookNamingTheSignal) {
 }
 
 TEST_F(SignalServiceTest, AFailedCommitAnswersAnErrorAndStartsNothing) {
-  faulty_->failNext("addSignal");
+  faulty_->failNext("addSignals");
   auto out = submit(ban("203.0.113.7"));
   ASSERT_FALSE(out.ok());
   EXPECT_TRUE(absl::IsUnavailable(out.status())) << out.status();
@@ -193,6 +196,87 @@ TEST_F(SignalServiceTest, AReplayedKeyActsOnceAndCountsAgainstNoCap) {
   clock_.advance(std::chrono::hours(25));
   auto later = submit(ban("203.0.113.7", "f2b:sshd:203.0.113.7:1700000000"));
   EXPECT_NE(later->disposition, v1::SIGNAL_DISPOSITION_DUPLICATE);
+}
+
+TEST_F(SignalServiceTest, SignalsArrivingTogetherAreRecordedInOneCommitInTheirOrder) {
+  std::promise<void> open;
+  actuator_.gate = open.get_future().share();
+  // The first signal's action holds the signals thread; the next four queue behind it.
+  std::vector<std::promise<absl::StatusOr<SignalOutcome>>> answers(5);
+  auto send = [&](size_t n, const v1::Signal& s) {
+    service_->submit(SignalDelivery{.delivered_by = "host:h1", .reporting_host = "h1"}, s,
+                     [&answers, n](absl::StatusOr<SignalOutcome> o) {
+                       answers[n].set_value(std::move(o));
+                     });
+  };
+  send(0, ban("203.0.113.7"));
+  for (int i = 0; i < 1000 && actuator_.all().empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_EQ(actuator_.all().size(), 1u);
+  const int commits_before = faulty_->calls("addSignals");
+  send(1, ban("198.51.100.1", "k1"));
+  send(2, ban("198.51.100.1", "k1"));  // the same key, in the same batch
+  send(3, ban("198.51.100.2"));        // past the playbook's cap (two signals a minute)
+  send(4, ban("198.51.100.1", "k1"));
+  open.set_value();
+  std::vector<absl::StatusOr<SignalOutcome>> out;
+  for (auto& a : answers) out.push_back(a.get_future().get());
+  for (const auto& o : out) ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(faulty_->calls("addSignals"), commits_before + 1);  // the four: one commit
+  EXPECT_EQ(out[1]->disposition, v1::SIGNAL_DISPOSITION_ACTED);
+  EXPECT_EQ(out[2]->disposition, v1::SIGNAL_DISPOSITION_DUPLICATE);
+  EXPECT_EQ(out[2]->signal_id, out[1]->signal_id);
+  EXPECT_EQ(out[4]->disposition, v1::SIGNAL_DISPOSITION_DUPLICATE);
+  EXPECT_EQ(out[4]->signal_id, out[1]->signal_id);
+  EXPECT_EQ(out[3]->disposition, v1::SIGNAL_DISPOSITION_SUPPRESSED);
+  EXPECT_EQ(actuator_.all().size(), 4u);  // two signals, two actions each
+  auto listed = real_->listSignals(0, 10);
+  ASSERT_EQ(listed->size(), 3u);
+  // The audit trail has them in the order they came, each duplicate naming the first.
+  std::vector<std::string> order;
+  for (const AuditEntry& e : audit()) {
+    if (e.action == "signal") order.push_back(e.reason + " " + e.outcome);
+  }
+  ASSERT_EQ(order.size(), 5u);
+  EXPECT_EQ(order[1], out[1]->signal_id + " acted");
+  EXPECT_EQ(order[2], out[1]->signal_id + " ok");  // the duplicate's row
+  EXPECT_EQ(order[3], out[3]->signal_id + " suppressed by a guardrail");
+  EXPECT_EQ(order[4], out[1]->signal_id + " ok");
+  EXPECT_TRUE(real_->verifyAudit()->ok);
+}
+
+TEST_F(SignalServiceTest, WhenABatchFailsToCommitEachSignalIsTakenAgainAlone) {
+  std::promise<void> open;
+  actuator_.gate = open.get_future().share();
+  std::vector<std::promise<absl::StatusOr<SignalOutcome>>> answers(3);
+  auto send = [&](size_t n, const v1::Signal& s) {
+    service_->submit(SignalDelivery{.delivered_by = "host:h1", .reporting_host = "h1"}, s,
+                     [&answers, n](absl::StatusOr<SignalOutcome> o) {
+                       answers[n].set_value(std::move(o));
+                     });
+  };
+  send(0, ban("203.0.113.7"));
+  for (int i = 0; i < 1000 && actuator_.all().empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_EQ(actuator_.all().size(), 1u);
+  const int commits_before = faulty_->calls("addSignals");
+  faulty_->failNext("addSignals");  // the batch of the next two
+  send(1, ban("198.51.100.1"));
+  send(2, ban("198.51.100.1"));  // its duplicate
+  open.set_value();
+  std::vector<absl::StatusOr<SignalOutcome>> out;
+  for (auto& a : answers) out.push_back(a.get_future().get());
+  for (const auto& o : out) ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(faulty_->calls("addSignals"), commits_before + 3);  // the batch, then each
+  // Nothing was lost, nothing was counted twice: the retry decided afresh, so the failed
+  // batch took no room under the cap, and the duplicate still names the first.
+  EXPECT_EQ(out[1]->disposition, v1::SIGNAL_DISPOSITION_ACTED);
+  EXPECT_EQ(out[2]->disposition, v1::SIGNAL_DISPOSITION_DUPLICATE);
+  EXPECT_EQ(out[2]->signal_id, out[1]->signal_id);
+  EXPECT_EQ(real_->listSignals(0, 10)->size(), 2u);
+  EXPECT_EQ(actuator_.all().size(), 4u);
 }
 
 TEST_F(SignalServiceTest, SuppressionsAndTheRateCapAreAudited) {
