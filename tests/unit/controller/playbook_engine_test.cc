@@ -327,5 +327,32 @@ TEST(AutomationGuardrailsFile, ParsesAndNamesErrors) {
   EXPECT_THAT(e, HasSubstr("automation.yaml:3: x: unknown field"));
 }
 
+// The shipped playbooks act on what the shipped front doors send: fail2ban's action names the
+// jail ("sshd"), sshguard's backend names itself ("sshguard"), and both end in a fleet-wide
+// block that their unban / release lifts.
+TEST(PlaybookEngine, TheShippedPlaybooksActOnWhatTheShippedFrontDoorsSend) {
+  auto shipped = loadPlaybookDir(BULKHEAD_PLAYBOOK_DIR);
+  ASSERT_TRUE(shipped.ok()) << shipped.status();
+  FakeFleet fleet = labFleet();
+  for (auto [source, rule] : {std::pair{v1::SIGNAL_SOURCE_FAIL2BAN, "sshd"},
+                              std::pair{v1::SIGNAL_SOURCE_SSHGUARD, "sshguard"}}) {
+    SCOPED_TRACE(rule);
+    PlaybookEngine engine(*shipped, guardrails());
+    v1::Signal s = fail2ban("203.0.113.7");
+    s.set_source(source);
+    s.set_rule(rule);
+    Decision ban = engine.decide(s, "h1", fleet, kT0);
+    EXPECT_EQ(ban.disposition, v1::SIGNAL_DISPOSITION_ACTED);
+    ASSERT_FALSE(ban.actions.empty());
+    EXPECT_EQ(ban.actions[0].playbook, "ssh-brute-force");
+    EXPECT_EQ(ban.actions[0].kind, ActionKind::kBlock);
+    EXPECT_EQ(ban.actions[0].target(), "all");
+    s.set_resolved(true);
+    Decision release = engine.decide(s, "h1", fleet, kT0);
+    ASSERT_EQ(release.actions.size(), 1u);
+    EXPECT_EQ(release.actions[0].kind, ActionKind::kUnblock);
+  }
+}
+
 }  // namespace
 }  // namespace bulkhead::controller
