@@ -7,8 +7,10 @@ from Debian 12's package (scripts/lab-tools.sh fetches it):
   API) to the webhook with that bearer token, verifying the listener's certificate
   (tls_config ca_file). The alert names h2 (role=db) with severity critical: the signal is
   recorded as source alertmanager from integration:am, and the shipped implant-alert playbook's
-  capture-then-isolate of h2 waits for approval (approval_for_isolate: role=db). The resolved
-  alert is a new signal that releases nothing (release_on_resolve: false). A wrong, missing or
+  capture-then-isolate of h2 waits for approval (approval_for_isolate: role=db); a second
+  operator (bob, a responder) approves it, and h2 is isolated: the attacker can no longer
+  connect to it, h1 is untouched. The resolved alert is a new signal that releases nothing
+  (release_on_resolve: false): h2 stays isolated. A wrong, missing or
   revoked token is answered 401 and nothing is recorded.
 
 Prints the delay from Alertmanager's API to the signal recorded. Root only.
@@ -61,6 +63,12 @@ class WebhooksTest(unittest.TestCase):
         cls.fleet.start_agent("h1", labels={"role": "web"})
         cls.fleet.start_agent("h2", labels={"role": "db"})
         cls.fleet.wait_online(["h1", "h2"])
+        cls.servers = [cls.lab.tcp_server(h, 7000) for h in ("h1", "h2")]
+        r = subprocess.run([cls.fleet.bin("bulkhead"), "pki", "issue", "operator", "--name", "bob",
+                            "--role", "responder", "--dir", cls.fleet.pki],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise RuntimeError(f"pki issue operator bob: {r.stderr}")
 
     def setUp(self):
         self._stops = []
@@ -80,6 +88,9 @@ class WebhooksTest(unittest.TestCase):
         rc, doc, err = self.fleet.cli(*args)
         self.assertEqual(rc, 0, err)
         return doc
+
+    def reachable(self, host):
+        return self.lab.tcp_probe("attacker", self.lab.ip4(host), 7000, timeout=0.5)
 
     def signals(self, integration):
         return [s for s in self.doc("signals").get("signals", [])
@@ -133,10 +144,20 @@ class WebhooksTest(unittest.TestCase):
         self.assertEqual(firing["disposition"], "awaiting-approval", firing)
         self.assertTrue(any(a["outcome"].startswith("awaiting approval")
                             for a in firing["actions"]), firing)
-        # TODO(approvals, issue 12): approve the pending isolation as a second operator
-        # (`bulkhead approve ID --reason ...` with another responder's identity) once the
-        # approvals work lands, then wait for h2 to be isolated (`bulkhead status h2`).
         self.assertFalse(any(a["outcome"] == "started" for a in firing["actions"]), firing)
+        self.assertTrue(self.reachable("h2"))
+
+        # A second operator (not the integration that requested it) approves: h2 is isolated.
+        waiting = [a for a in firing["actions"] if a["outcome"].startswith("awaiting approval")]
+        approval_id = waiting[0]["outcome"].split()[2].rstrip(":")
+        bob = os.path.join(self.fleet.pki, "operators", "bob")
+        rc, decided, err = self.fleet.cli("approve", approval_id, "--reason", "INC-7 beaconing",
+                                          identity=bob)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual((decided["state"], decided["decided_by"], decided["requested_by"]),
+                         ("approved", "bob", "integration:am"), decided)
+        wait_until(lambda: not self.reachable("h2"), 60, interval=0.2, desc="h2 isolated")
+        self.assertTrue(self.reachable("h1"))
 
         am.resolve(labels)
         wait_until(lambda: any(s["signal"].get("resolved") for s in self.signals("am")), 20,
@@ -146,6 +167,7 @@ class WebhooksTest(unittest.TestCase):
         self.assertEqual(resolved["signal"]["rule"], "ImplantBeacon")
         self.assertFalse(any(a["action"] == "release" for a in resolved.get("actions", [])),
                          resolved)
+        self.assertFalse(self.reachable("h2"))  # still isolated
         # Alertmanager repeats nothing within repeat_interval, and a repeat would be a
         # duplicate: still one firing and one resolved signal.
         time.sleep(1.5)
