@@ -227,12 +227,13 @@ RunResult runOnce(const Options& o, int run) {
 }
 
 template <typename T, typename F>
-void printStat(const char* name, std::vector<T> runs, F value, const char* unit) {
+void printStat(const char* name, std::vector<T> runs, F value, const char* unit,
+               int decimals = 0) {
   std::vector<double> v;
   for (const T& r : runs) v.push_back(value(r));
   std::sort(v.begin(), v.end());
-  std::printf("%-34s min %10.0f  median %10.0f  max %10.0f %s\n", name, v.front(),
-              v[v.size() / 2], v.back(), unit);
+  std::printf("%-40s min %10.*f  median %10.*f  max %10.*f %s\n", name, decimals, v.front(),
+              decimals, v[v.size() / 2], decimals, v.back(), unit);
 }
 
 }  // namespace
@@ -280,9 +281,9 @@ int main(int argc, char** argv) {
             "/s");
   printStat("baseline: one-row commits/s", runs,
             [](const RunResult& r) { return r.baseline_commits_per_s; }, "/s");
-  printStat("ratio signals / baseline commits (x100)", runs,
-            [](const RunResult& r) { return 100 * r.signals_per_s / r.baseline_commits_per_s; },
-            "");
+  printStat("ratio signals / baseline commits", runs,
+            [](const RunResult& r) { return r.signals_per_s / r.baseline_commits_per_s; }, "x",
+            1);
   printStat("cpu during ingest (% of one core)", runs,
             [](const RunResult& r) { return r.cpu_percent; }, "%");
   printStat("rss after the run", runs, [](const RunResult& r) { return double(r.rss_kb); },

@@ -2,9 +2,41 @@
 
 #include <nlohmann/json.hpp>
 
+#include <mutex>
+#include <unordered_map>
+
 #include "common/format.h"
 
 namespace bulkhead::controller::sqlite {
+namespace {
+
+struct CachedStatement {
+  sqlite3_stmt* stmt = nullptr;
+  bool in_use = false;
+};
+using StatementCache = std::unordered_map<std::string, CachedStatement>;
+
+// Every connection's cache. Nodes of unordered_map never move, so a Stmt keeps a pointer to
+// its entry's flag until it ends.
+std::mutex cache_mu;
+std::unordered_map<sqlite3*, StatementCache>& caches() {
+  static auto* all = new std::unordered_map<sqlite3*, StatementCache>();
+  return *all;
+}
+
+}  // namespace
+
+void Close::operator()(sqlite3* db) const {
+  {
+    std::lock_guard lock(cache_mu);
+    auto it = caches().find(db);
+    if (it != caches().end()) {
+      for (auto& [sql, cached] : it->second) sqlite3_finalize(cached.stmt);
+      caches().erase(it);
+    }
+  }
+  sqlite3_close_v2(db);
+}
 
 absl::Status exec(sqlite3* db, const char* sql) {
   char* err = nullptr;
@@ -65,10 +97,38 @@ absl::Status Transaction::commit() {
 }
 
 Stmt::Stmt(sqlite3* db, const char* sql) : db_(db) {
-  rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  {
+    std::lock_guard lock(cache_mu);
+    StatementCache& cache = caches()[db];
+    auto it = cache.find(sql);
+    if (it != cache.end() && !it->second.in_use) {
+      it->second.in_use = true;
+      in_use_ = &it->second.in_use;
+      stmt_ = it->second.stmt;
+      rc_ = SQLITE_OK;
+      return;
+    }
+  }
+  rc_ = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
+  if (rc_ != SQLITE_OK || stmt_ == nullptr) return;
+  std::lock_guard lock(cache_mu);
+  StatementCache& cache = caches()[db];
+  if (cache.size() < kMaxCachedStatements && !cache.contains(sql)) {
+    auto [it, added] = cache.emplace(sql, CachedStatement{stmt_, true});
+    in_use_ = &it->second.in_use;
+  }
 }
 
-Stmt::~Stmt() { sqlite3_finalize(stmt_); }
+Stmt::~Stmt() {
+  if (in_use_ == nullptr) {
+    sqlite3_finalize(stmt_);
+    return;
+  }
+  sqlite3_reset(stmt_);  // ends a read that did not step to its end
+  sqlite3_clear_bindings(stmt_);
+  std::lock_guard lock(cache_mu);
+  *in_use_ = false;
+}
 
 absl::Status Stmt::prepared() const {
   if (rc_ == SQLITE_OK) return absl::OkStatus();

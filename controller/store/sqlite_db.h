@@ -6,6 +6,7 @@
 
 #include <sqlite3.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -26,8 +27,9 @@ absl::Status exec(sqlite3* db, const char* sql);
 // Internal "<what>: <the connection's last error>".
 absl::Status error(sqlite3* db, std::string_view what);
 
+// Finalizes the connection's cached statements (Stmt), then closes it.
 struct Close {
-  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+  void operator()(sqlite3* db) const;
 };
 using Connection = std::unique_ptr<sqlite3, Close>;
 
@@ -67,7 +69,12 @@ auto inTransaction(sqlite3* db, Body&& body) -> std::invoke_result_t<Body> {
   return result;
 }
 
-// A prepared statement, finalized on scope exit.
+// A prepared statement. Statements are cached per connection by their SQL text (up to
+// kMaxCachedStatements each; Close finalizes them): a Stmt whose SQL ran before on the same
+// connection reuses its compiled program instead of parsing it again, and on scope exit it is
+// reset with its bindings cleared (a cached statement in use by another Stmt is not shared:
+// that one prepares its own, finalized on scope exit).
+inline constexpr size_t kMaxCachedStatements = 128;
 class Stmt {
  public:
   Stmt(sqlite3* db, const char* sql);
@@ -108,6 +115,7 @@ class Stmt {
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
   int rc_;
+  bool* in_use_ = nullptr;  // the cache entry's flag when stmt_ is cached
 };
 
 // Whether `sql`, its one parameter ?1 bound to `key`, returns a row.
