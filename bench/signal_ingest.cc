@@ -227,8 +227,7 @@ RunResult runOnce(const Options& o, int run) {
 }
 
 template <typename T, typename F>
-void printStat(const char* name, std::vector<T> runs, F value, const char* unit,
-               int decimals = 0) {
+void printStat(const char* name, std::vector<T> runs, F value, const char* unit, int decimals = 0) {
   std::vector<double> v;
   for (const T& r : runs) v.push_back(value(r));
   std::sort(v.begin(), v.end());
@@ -281,9 +280,9 @@ int main(int argc, char** argv) {
             "/s");
   printStat("baseline: one-row commits/s", runs,
             [](const RunResult& r) { return r.baseline_commits_per_s; }, "/s");
-  printStat("ratio signals / baseline commits", runs,
-            [](const RunResult& r) { return r.signals_per_s / r.baseline_commits_per_s; }, "x",
-            1);
+  printStat(
+      "ratio signals / baseline commits", runs,
+      [](const RunResult& r) { return r.signals_per_s / r.baseline_commits_per_s; }, "x", 1);
   printStat("cpu during ingest (% of one core)", runs,
             [](const RunResult& r) { return r.cpu_percent; }, "%");
   printStat("rss after the run", runs, [](const RunResult& r) { return double(r.rss_kb); },

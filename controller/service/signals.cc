@@ -107,7 +107,6 @@ SignalService::SignalService(const Clock& clock, Store& store, HostDirectory& ho
 
 SignalService::~SignalService() { shutdown(); }
 
-
 absl::Status SignalService::reload() {
   if (options_.policy_dir.empty()) return absl::OkStatus();
   namespace fs = std::filesystem;
@@ -229,8 +228,8 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
   std::vector<SignalWrite> writes;
   writes.reserve(batch.size());
   std::map<std::string, std::string> keys_in_batch;  // idempotency key -> its signal's id
-  DirectoryFleet fleet(hosts_);  // one snapshot of the fleet for the batch
-  PlaybookEngine::Rates rates_before;  // put back if the batch is not recorded
+  DirectoryFleet fleet(hosts_);                      // one snapshot of the fleet for the batch
+  PlaybookEngine::Rates rates_before;                // put back if the batch is not recorded
   {
     std::lock_guard lock(mu_);
     rates_before = engine_.rates();
@@ -240,8 +239,8 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
     const Queued& q = batch[n];
     const v1::Signal& signal = q.signal;
     Planned& p = planned[n];
-    p.key = signal.idempotency_key().empty() ? derivedIdempotencyKey(signal)
-                                             : signal.idempotency_key();
+    p.key =
+        signal.idempotency_key().empty() ? derivedIdempotencyKey(signal) : signal.idempotency_key();
     p.key = fmt::format("{}/{}/{}", signalSourceName(signal.source()), signal.integration(), p.key);
     const std::string target = describe(signal);
 
@@ -256,10 +255,9 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
     }
     if (p.duplicate) {
       SignalWrite write;
-      write.audit.push_back(callEntry(now_ms, q.from.delivered_by,
-                                      auditAction(OperatorAction::kSubmitSignal), target,
-                                      p.signal_id, absl::OkStatus(),
-                                      "duplicate: idempotency key seen before, nothing done"));
+      write.audit.push_back(callEntry(
+          now_ms, q.from.delivered_by, auditAction(OperatorAction::kSubmitSignal), target,
+          p.signal_id, absl::OkStatus(), "duplicate: idempotency key seen before, nothing done"));
       writes.push_back(std::move(write));
       continue;
     }
@@ -306,13 +304,11 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
     for (size_t i = 0; i < decision.actions.size(); ++i) {
       const PlannedAction& a = decision.actions[i];
       if (a.verdict == Verdict::kStart) continue;
-      const std::string what =
-          a.verdict == Verdict::kNeedsApproval
-              ? std::string(verdictName(a.verdict)) + " " + p.approval_ids[i]
-              : std::string(verdictName(a.verdict));
-      const std::string detail =
-          fmt::format("{} {}: {}{}", actionKindName(a.kind), a.detail(), what,
-                      a.why.empty() ? "" : " (" + a.why + ")");
+      const std::string what = a.verdict == Verdict::kNeedsApproval
+                                   ? std::string(verdictName(a.verdict)) + " " + p.approval_ids[i]
+                                   : std::string(verdictName(a.verdict));
+      const std::string detail = fmt::format("{} {}: {}{}", actionKindName(a.kind), a.detail(),
+                                             what, a.why.empty() ? "" : " (" + a.why + ")");
       write.audit.push_back(callEntry(now_ms, "playbook:" + a.playbook, kSignalActionAuditAction,
                                       a.target().empty() ? target : a.target(), p.signal_id,
                                       absl::OkStatus(), detail));

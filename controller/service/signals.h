@@ -163,9 +163,9 @@ class SignalService final : public SignalIntake {
   };
   std::map<std::string, InFlight> in_flight_;
   std::mutex queue_mu_;
-  std::deque<Queued> queue_;      // GUARDED_BY(queue_mu_); oldest first
-  bool drain_posted_ = false;     // GUARDED_BY(queue_mu_)
-  bool closed_ = false;           // GUARDED_BY(queue_mu_); shutdown() began
+  std::deque<Queued> queue_;   // GUARDED_BY(queue_mu_); oldest first
+  bool drain_posted_ = false;  // GUARDED_BY(queue_mu_)
+  bool closed_ = false;        // GUARDED_BY(queue_mu_); shutdown() began
   mutable std::mutex mu_;
   PlaybookEngine engine_;  // GUARDED_BY(mu_); used on the signals thread and by preview
   uint64_t sequence_ = 0;  // GUARDED_BY(mu_)

@@ -1,8 +1,7 @@
 #include "controller/store/sqlite_db.h"
 
-#include <nlohmann/json.hpp>
-
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <unordered_map>
 
 #include "common/format.h"

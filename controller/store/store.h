@@ -149,7 +149,7 @@ struct SignalRow {
 struct SignalWrite {
   std::optional<SignalRow> row;  // none: only the audit rows (a duplicate's answer)
   std::vector<bulkhead::v1::Approval> approvals;  // PENDING: the signal's waiting actions
-  std::vector<AuditEntry> audit;  // the signal's row first, then its actions'
+  std::vector<AuditEntry> audit;                  // the signal's row first, then its actions'
 };
 
 // One webhook integration (controller/service/integrations.h): its bearer token's SHA-256

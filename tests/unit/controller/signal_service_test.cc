@@ -204,10 +204,9 @@ TEST_F(SignalServiceTest, SignalsArrivingTogetherAreRecordedInOneCommitInTheirOr
   // The first signal's action holds the signals thread; the next four queue behind it.
   std::vector<std::promise<absl::StatusOr<SignalOutcome>>> answers(5);
   auto send = [&](size_t n, const v1::Signal& s) {
-    service_->submit(SignalDelivery{.delivered_by = "host:h1", .reporting_host = "h1"}, s,
-                     [&answers, n](absl::StatusOr<SignalOutcome> o) {
-                       answers[n].set_value(std::move(o));
-                     });
+    service_->submit(
+        SignalDelivery{.delivered_by = "host:h1", .reporting_host = "h1"}, s,
+        [&answers, n](absl::StatusOr<SignalOutcome> o) { answers[n].set_value(std::move(o)); });
   };
   send(0, ban("203.0.113.7"));
   for (int i = 0; i < 1000 && actuator_.all().empty(); ++i) {
@@ -251,10 +250,9 @@ TEST_F(SignalServiceTest, WhenABatchFailsToCommitEachSignalIsTakenAgainAlone) {
   actuator_.gate = open.get_future().share();
   std::vector<std::promise<absl::StatusOr<SignalOutcome>>> answers(3);
   auto send = [&](size_t n, const v1::Signal& s) {
-    service_->submit(SignalDelivery{.delivered_by = "host:h1", .reporting_host = "h1"}, s,
-                     [&answers, n](absl::StatusOr<SignalOutcome> o) {
-                       answers[n].set_value(std::move(o));
-                     });
+    service_->submit(
+        SignalDelivery{.delivered_by = "host:h1", .reporting_host = "h1"}, s,
+        [&answers, n](absl::StatusOr<SignalOutcome> o) { answers[n].set_value(std::move(o)); });
   };
   send(0, ban("203.0.113.7"));
   for (int i = 0; i < 1000 && actuator_.all().empty(); ++i) {
