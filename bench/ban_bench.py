@@ -3,7 +3,7 @@
 block enforced on every host, and its unban -> the block lifted everywhere.
 
 Each cycle runs, in h1, the command fail2ban's shipped action runs on a ban
-(packaging/integrations/fail2ban/action.d/bulkhead.conf: `bulkhead-agent signal --source
+(packaging/integrations/fail2ban/action.d/bulkhead.conf: `bulkhead-report signal --source
 fail2ban --rule sshd --ip ADDR ...`, through the agent's local socket, its stream, the
 controller's SignalService and the shipped ssh-brute-force playbook), then its unban
 (`--resolved`). Each host's kernel is watched with `nft monitor elements` in its own network
@@ -12,7 +12,7 @@ set (lifted when it reports it deleted, or the agent's table deleted). The figur
 command starts (its process start-up included, as fail2ban pays it) to the LAST host's kernel
 event. fail2ban's own time from the log line to running its action is not included.
 
-The same again through sshguard's backend (`bulkhead-agent sshguard-backend`, one long-running
+The same again through sshguard's backend (`bulkhead-report sshguard-backend`, one long-running
 process reading `block ADDR 4 32` / `release ...` lines on its stdin, as sshguard runs it): the
 path without a process start per ban.
 
@@ -20,8 +20,9 @@ The baseline, measured in the same run: the same command with an address no play
 (a `sshguard` signal with an unknown rule: recorded and answered, nothing enforced), i.e. the
 front door's own round trip.
 
-A second baseline: `bulkhead-agent --help` run the same way (the process start and the
-harness's fork into h1, which every per-ban figure above includes).
+Two more baselines: `bulkhead-report signal --help` run the same way (the process start and the
+harness's fork into h1, which every per-ban figure above includes), and `bulkhead-agent signal
+--help` (the daemon's binary, which the action ran before bulkhead-report existed).
 
 The bench's playbooks are the repository's with the rate caps raised (so a cycle every few
 hundred ms is not capped): the figure is the path's speed, not the guardrails'.
@@ -137,7 +138,7 @@ def main() -> int:
         reporter = names[0]
 
         def signal(address, key, extra=(), source="fail2ban", rule="sshd"):
-            argv = [fleet.bin("bulkhead-agent"), "signal", "--source", source, "--rule", rule,
+            argv = [fleet.bin("bulkhead-report"), "signal", "--source", source, "--rule", rule,
                     "--ip", address, "--key", key, "--timeout", "5s",
                     "--state-dir", fleet.agent_state_dir(reporter), *extra]
             t0 = time.monotonic()
@@ -146,7 +147,7 @@ def main() -> int:
                 raise RuntimeError(f"signal failed ({r.returncode}): {r.stderr.strip()}")
             return t0, time.monotonic()
 
-        backend = lab.spawn(reporter, [fleet.bin("bulkhead-agent"), "sshguard-backend",
+        backend = lab.spawn(reporter, [fleet.bin("bulkhead-report"), "sshguard-backend",
                                        "--state-dir", fleet.agent_state_dir(reporter)],
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, text=True, bufsize=1)
@@ -161,7 +162,8 @@ def main() -> int:
                 return None
             return 1000 * (max(seen) - t0), 1000 * (min(seen) - t0)
 
-        front_door, process_start, ban_all, unban_all, ban_first = [], [], [], [], []
+        front_door, ban_all, unban_all, ban_first = [], [], [], []
+        process_start = {"bulkhead-report": [], "bulkhead-agent": []}
         guard_ban, guard_release = [], []
         try:
             for i in range(a.cycles):
@@ -170,9 +172,10 @@ def main() -> int:
                 t0, t1 = signal(address, f"bench:{i}:noop", source="sshguard", rule="bench-noop")
                 front_door.append(1000 * (t1 - t0))
                 # And the process start alone (the harness's fork into h1 included).
-                t0 = time.monotonic()
-                lab.run(reporter, [fleet.bin("bulkhead-agent"), "--help"], timeout=30)
-                process_start.append(1000 * (time.monotonic() - t0))
+                for binary, times in process_start.items():
+                    t0 = time.monotonic()
+                    lab.run(reporter, [fleet.bin(binary), "signal", "--help"], timeout=30)
+                    times.append(1000 * (time.monotonic() - t0))
                 for kind, extra, out in (("add", ["--ttl", "600s"], ban_all),
                                          ("delete", ["--resolved"], unban_all)):
                     t0, _ = signal(address, f"bench:{i}:{kind}", extra)
@@ -205,7 +208,7 @@ def main() -> int:
             backend.wait(timeout=10)
 
     def line(name, v):
-        print(f"{name:44s} min {min(v):7.1f}  p50 {pct(v, 50):7.1f}  p99 {pct(v, 99):7.1f}  "
+        print(f"{name:48s} min {min(v):7.1f}  p50 {pct(v, 50):7.1f}  p99 {pct(v, 99):7.1f}  "
               f"max {max(v):7.1f} ms")
 
     print(f"ban bench: {a.hosts} hosts, {a.cycles} cycles (p99 of {a.cycles} is the "
@@ -216,7 +219,8 @@ def main() -> int:
     line("sshguard block -> every host enforcing", guard_ban)
     line("sshguard release -> lifted on every host", guard_release)
     line("baseline: signal round trip, no action", front_door)
-    line("baseline: bulkhead-agent --help in h1", process_start)
+    for binary, times in process_start.items():
+        line(f"baseline: {binary} signal --help in h1", times)
     print(f"ratio p50 ban-everywhere / baseline p50: {pct(ban_all, 50) / pct(front_door, 50):.2f}; "
           f"sshguard block p50 / baseline p50: {pct(guard_ban, 50) / pct(front_door, 50):.2f}")
     return 0

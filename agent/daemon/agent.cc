@@ -886,21 +886,8 @@ int runDaemon(const AgentConfig& config) {
 }  // namespace
 
 int agentMain(const std::vector<std::string>& args) {
-  // The reporting subcommands run under fail2ban, wazuh-execd or sshguard, which stop them
-  // with SIGTERM: the daemon's signal mask is not theirs.
-  if (!args.empty() && isReportSubcommand(args.front())) {
-    ::signal(SIGPIPE, SIG_IGN);
-    auto command = parseReportCommand(args);
-    if (!command.ok()) {
-      printError(fmt::format("{}", command.status().message()));
-      return kExitUsage;
-    }
-    if (command->help) {
-      std::cout << "usage:\n" << reportUsage();
-      return kExitOk;
-    }
-    return runReportCommand(*command, processReportIo(command->state_dir));
-  }
+  // The reporting subcommands: the daemon's signal mask is not theirs.
+  if (!args.empty() && isReportSubcommand(args.front())) return reportMain(args);
   // Before any thread exists: stop signals are received synchronously, SIGPIPE is ignored.
   sigset_t set = stopSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);

@@ -1,6 +1,7 @@
 #include "agent/daemon/report_commands.h"
 
 #include <poll.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -229,6 +230,22 @@ int runReportCommand(const ReportCommand& command, const ReportIo& io) {
     case ReportMode::kSshguard: return runSshguard(command, io);
   }
   return kExitUsage;
+}
+
+int reportMain(const std::vector<std::string>& args) {
+  // They run under fail2ban, wazuh-execd or sshguard, which stop them with SIGTERM (the
+  // default action); a reader gone away is an error, not a signal.
+  ::signal(SIGPIPE, SIG_IGN);
+  auto command = parseReportCommand(args);
+  if (!command.ok()) {
+    std::fprintf(stderr, "bulkhead-agent: %s\n", std::string(command.status().message()).c_str());
+    return kExitUsage;
+  }
+  if (command->help) {
+    std::fputs(("usage:\n" + reportUsage()).c_str(), stdout);
+    return kExitOk;
+  }
+  return runReportCommand(*command, processReportIo(command->state_dir));
 }
 
 ReportIo processReportIo(const std::filesystem::path& state_dir) {

@@ -12,6 +12,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "agent/core/signal_args.h"
@@ -31,6 +32,11 @@ struct ReportIo {
   std::function<void(const std::string&)> out;  // stdout, flushed (Wazuh reads check_keys)
   std::function<void(const std::string&)> err;  // one diagnostic line, newline added
 };
+
+// The whole reporting subcommand `args` (argv[1..], argv[1] one of isReportSubcommand's):
+// parses, prints help or runs it against the process's own I/O; returns the exit status.
+// `bulkhead-agent signal ...` and the lean `bulkhead-report signal ...` both end here.
+int reportMain(const std::vector<std::string>& args);
 
 // Runs `command` (mode kSignal, kWazuh or kSshguard; not help).
 int runReportCommand(const ReportCommand& command, const ReportIo& io);

@@ -104,7 +104,7 @@ class SignalsTest(unittest.TestCase):
         f2b = tools.Fail2ban(
             self.lab, "h1", logpath=sshd.log_path, action_conf=ACTION_CONF,
             banaction="bulkhead",
-            action_params={"bulkhead": self.fleet.bin("bulkhead-agent"),
+            action_params={"bulkhead": self.fleet.bin("bulkhead-report"),
                            "state_dir": self.fleet.agent_state_dir("h1")},
             maxretry=3, findtime=60, bantime=120)
         self.started(f2b).start()

@@ -52,7 +52,7 @@ class Fleet:
 
     def bin(self, name: str) -> str:
         sub = {"bulkhead": "cli", "bulkhead-controller": "controller",
-               "bulkhead-agent": "agent"}.get(name, "bench")
+               "bulkhead-agent": "agent", "bulkhead-report": "agent"}.get(name, "bench")
         return os.path.join(self.build_dir, sub, name)
 
     def _make_pki(self):
