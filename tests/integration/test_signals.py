@@ -9,6 +9,10 @@
   guardrails    a signal naming the controller or a protected address does nothing but an audit
                 row; `bulkhead playbook test` changes nothing; a replayed key acts once.
   bad input     an unknown source, a bad address: exit 2, one line, nothing recorded.
+  rate caps     1,000 sshguard blocks within seconds, through h1's agent (bulkhead-report
+                sshguard-backend, as sshguard runs it): the shipped playbook's cap (120 actions a
+                minute, two per signal) lets 60 act; the other 940 are recorded as suppressed,
+                the cap's start is audited once, and only 60 addresses are blocked.
   approvals     an isolation of a role=db host waits for approval: listed by `bulkhead
                 approvals`, refused to the operator who reported it, approved by a second
                 operator, and the host is really isolated; a second one expires as rejected
@@ -323,6 +327,62 @@ class ApprovalsTest(unittest.TestCase):
         self.assertEqual(rc, 2, err)
         self.assertIn("already expired", err)
         self.assertTrue(self.reachable("h2"))
+
+
+@unittest.skipUnless(IS_ROOT, "the lab needs root")
+class RateCapTest(unittest.TestCase):
+    """Its own lab, so the cap's window starts empty."""
+
+    SIGNALS = 1000
+
+    @classmethod
+    def setUpClass(cls):
+        cls.lab = Lab(hosts=3)
+        cls.addClassCleanup(cls.lab.close)
+        cls.fleet = Fleet(cls.lab, log_level="info")
+        cls.fleet.start_controller()
+        for h in ("h1", "h2", "h3"):
+            cls.fleet.start_agent(h, labels={"role": "web"})
+        cls.fleet.wait_online(["h1", "h2", "h3"])
+
+    def tearDown(self):
+        outcome = getattr(self, "_outcome", None)
+        if outcome is not None and not getattr(outcome, "success", True):
+            self.lab.mark_failed()
+            print(self.lab.dump_logs(), file=sys.stderr)
+
+    def test_a_thousand_signals_in_a_minute_are_capped_and_the_cap_is_audited(self):
+        lines = "".join(f"block 10.77.{100 + i // 250}.{1 + i % 250} 4 32\n"
+                        for i in range(self.SIGNALS))
+        t0 = time.monotonic()
+        r = self.lab.run("h1", [self.fleet.bin("bulkhead-report"), "sshguard-backend",
+                                "--state-dir", self.fleet.agent_state_dir("h1")],
+                         input=lines, timeout=55)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        report(f"{self.SIGNALS} signals through h1's agent, one at a time, in {elapsed:.1f} s")
+        self.assertLess(elapsed, 60, "the test needs them within the cap's minute")
+
+        rc, doc, err = self.fleet.cli("signals", "--limit", str(self.SIGNALS + 10))
+        self.assertEqual(rc, 0, err)
+        mine = [s for s in doc["signals"] if s["delivered_by"] == "host:h1"]
+        self.assertEqual(len(mine), self.SIGNALS)
+        by = {}
+        for s in mine:
+            by[s["disposition"]] = by.get(s["disposition"], 0) + 1
+        self.assertEqual(by, {"acted": 60, "suppressed": self.SIGNALS - 60}, by)
+        suppressed = [s for s in mine if s["disposition"] == "suppressed"]
+        self.assertTrue(all(a["outcome"].startswith("suppressed") and "rate cap" in a["outcome"]
+                            for s in suppressed for a in s["actions"]), suppressed[0])
+
+        rc, doc, err = self.fleet.cli("audit", "--limit", "5000")
+        self.assertEqual(rc, 0, err)
+        caps = [r for r in doc["records"] if r["action"] == "signal-rate-cap"]
+        self.assertEqual(len(caps), 1, caps)
+        rc, doc, err = self.fleet.cli("blocks")
+        self.assertEqual(rc, 0, err)
+        fleet_blocks = [b for b in doc["entries"] if b["fleet_wide"]]
+        self.assertEqual(len(fleet_blocks), 60, len(fleet_blocks))
 
 
 if __name__ == "__main__":
