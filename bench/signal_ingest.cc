@@ -204,6 +204,7 @@ RunResult runOnce(const Options& o, int run) {
       }
     };
     std::vector<std::thread> producers;
+    producers.reserve(static_cast<size_t>(o.producers));
     for (int p = 0; p < o.producers; ++p) producers.emplace_back(produce);
     for (std::thread& t : producers) t.join();
     {
@@ -229,6 +230,7 @@ RunResult runOnce(const Options& o, int run) {
 template <typename T, typename F>
 void printStat(const char* name, std::vector<T> runs, F value, const char* unit, int decimals = 0) {
   std::vector<double> v;
+  v.reserve(runs.size());
   for (const T& r : runs) v.push_back(value(r));
   std::sort(v.begin(), v.end());
   std::printf("%-40s min %10.*f  median %10.*f  max %10.*f %s\n", name, decimals, v.front(),

@@ -1,13 +1,13 @@
 // The /proc collectors (metadata, processes, open_files, sockets) against a fixture proc tree
 // in a temp dir (CollectContext.proc_root), then against the real /proc of this process.
 #include <gtest/gtest.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>

@@ -125,6 +125,7 @@ class FakeStoppedCapture final : public StoppedCapture {
   absl::Status collect(const v1::Command& command, const v1::CaptureState& state,
                        const std::vector<int>& pids, std::chrono::milliseconds max) override {
     std::vector<std::string> seen;
+    seen.reserve(pids.size());
     for (int pid : pids) {
       seen.push_back(fmt::format("{}{}", pid, host_->stopped.count(pid) ? "(T)" : "(running)"));
     }

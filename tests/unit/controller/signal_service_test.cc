@@ -220,6 +220,7 @@ TEST_F(SignalServiceTest, SignalsArrivingTogetherAreRecordedInOneCommitInTheirOr
   send(4, ban("198.51.100.1", "k1"));
   open.set_value();
   std::vector<absl::StatusOr<SignalOutcome>> out;
+  out.reserve(answers.size());
   for (auto& a : answers) out.push_back(a.get_future().get());
   for (const auto& o : out) ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(faulty_->calls("addSignals"), commits_before + 1);  // the four: one commit
@@ -265,6 +266,7 @@ TEST_F(SignalServiceTest, WhenABatchFailsToCommitEachSignalIsTakenAgainAlone) {
   send(2, ban("198.51.100.1"));  // its duplicate
   open.set_value();
   std::vector<absl::StatusOr<SignalOutcome>> out;
+  out.reserve(answers.size());
   for (auto& a : answers) out.push_back(a.get_future().get());
   for (const auto& o : out) ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(faulty_->calls("addSignals"), commits_before + 3);  // the batch, then each

@@ -15,7 +15,6 @@ namespace bulkhead::controller::webhook {
 namespace {
 
 namespace v1 = bulkhead::v1;
-using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 std::string sample(const std::string& name) {
