@@ -1,10 +1,10 @@
 #include "agent/daemon/report_commands.h"
 
 #include <poll.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -235,7 +235,7 @@ int runReportCommand(const ReportCommand& command, const ReportIo& io) {
 int reportMain(const std::vector<std::string>& args) {
   // They run under fail2ban, wazuh-execd or sshguard, which stop them with SIGTERM (the
   // default action); a reader gone away is an error, not a signal.
-  ::signal(SIGPIPE, SIG_IGN);
+  std::signal(SIGPIPE, SIG_IGN);
   auto command = parseReportCommand(args);
   if (!command.ok()) {
     std::fprintf(stderr, "bulkhead-agent: %s\n", std::string(command.status().message()).c_str());
