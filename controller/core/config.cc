@@ -68,6 +68,35 @@ absl::StatusOr<uint64_t> parseByteSize(const char* flag, const std::string& text
 
 }  // namespace
 
+absl::StatusOr<BackupCommandLine> parseBackupFlags(const std::vector<std::string>& args) {
+  BackupCommandLine out;
+  po::options_description desc(
+      "Usage: bulkhead-controller backup --data-dir DIR --to FILE\n"
+      "A consistent copy of the controller's database, taken while it runs (SQLite's online\n"
+      "backup). Copy DIR/evidence beside it: bundles never change once stored");
+  desc.add_options()("help,h", "print this help and exit")(
+      "data-dir", po::value(&out.data_dir)->value_name("DIR"),
+      "the controller's --data-dir (required)")(
+      "to", po::value(&out.to)->value_name("FILE"), "the backup to create; never replaced (required)");
+  std::ostringstream usage;
+  usage << desc;
+  out.usage = usage.str();
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(desc).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return absl::InvalidArgumentError(std::string(e.what()));
+  }
+  if (vm.count("help")) {
+    out.help = true;
+    return out;
+  }
+  if (out.data_dir.empty()) return absl::InvalidArgumentError("--data-dir: required");
+  if (out.to.empty()) return absl::InvalidArgumentError("--to: required");
+  return out;
+}
+
 absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std::string>& args) {
   std::string listen, identity, data_dir, audit_key, runtime_dir, policy_dir, hb_interval = "5s",
                                                                               hb_timeout = "15s";
@@ -84,7 +113,8 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   std::vector<std::string> advertise;
 
   po::options_description desc(
-      "Usage: bulkhead-controller --listen ADDR:PORT --identity DIR --data-dir DIR [options]");
+      "Usage: bulkhead-controller --listen ADDR:PORT --identity DIR --data-dir DIR [options]\n"
+      "       bulkhead-controller backup --data-dir DIR --to FILE   (see backup --help)");
   desc.add_options()("help,h", "print this help and exit")("version", "print the version and exit")(
       "listen", po::value(&listen)->value_name("ADDR:PORT"),
       "address to serve agents and operators on (required)")(

@@ -73,6 +73,17 @@ struct ControllerCommandLine {
 // value at fault (unknown flags, missing required flags, bad durations or addresses).
 absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std::string>& args);
 
+// `bulkhead-controller backup --data-dir DIR --to FILE` (controller/store/backup.h).
+struct BackupCommandLine {
+  bool help = false;
+  std::string usage;
+  std::string data_dir;  // the running controller's --data-dir
+  std::string to;        // the backup file to create (never replaced)
+};
+
+// Parses the arguments after "backup". Errors are one line naming the flag.
+absl::StatusOr<BackupCommandLine> parseBackupFlags(const std::vector<std::string>& args);
+
 // The IP literals the controller can be dialled at, with their port: the --listen address
 // when it is an IP literal other than a wildcard (0.0.0.0, ::), every --advertise, and every
 // IP address of the controller's certificate (`certificate_ips`, its subjectAltName: the

@@ -261,5 +261,20 @@ TEST(ControllerFlags, MaxEvidenceBytes) {
   }
 }
 
+TEST(BackupFlags, BothFlagsAreRequiredAndNamed) {
+  auto ok = parseBackupFlags({"--data-dir", "/var/lib/bulkhead", "--to", "/backup/b.db"});
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->data_dir, "/var/lib/bulkhead");
+  EXPECT_EQ(ok->to, "/backup/b.db");
+  auto no_to = parseBackupFlags({"--data-dir", "/var/lib/bulkhead"});
+  ASSERT_FALSE(no_to.ok());
+  EXPECT_EQ(no_to.status().message(), "--to: required");
+  auto no_dir = parseBackupFlags({"--to", "b.db"});
+  ASSERT_FALSE(no_dir.ok());
+  EXPECT_EQ(no_dir.status().message(), "--data-dir: required");
+  EXPECT_FALSE(parseBackupFlags({"--data-dir", "d", "--to", "b", "--listen", "x"}).ok());
+  EXPECT_TRUE(parseBackupFlags({"--help"})->help);
+}
+
 }  // namespace
 }  // namespace bulkhead::controller
