@@ -5,7 +5,7 @@
 //
 // Exactly one poller per API key: CrowdSec keeps one "last pull" cursor per key, so two
 // pollers sharing a key each see part of the changes. A controller runs at most one poller;
-// two controllers must not share a key (electing one is issue 16's work).
+// two controllers must not share a key.
 #pragma once
 
 #include <atomic>

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The CrowdSec bouncer (issue 12, front door 2) against the REAL CrowdSec 1.4.6 local API
+"""The CrowdSec bouncer (the controller polling a CrowdSec local API) against the REAL CrowdSec 1.4.6 local API
 (tests/lab/tools.py, fetched by scripts/lab-tools.sh), in the lab:
 
   the LAPI runs in ctl (`crowdsec -no-cs`, private config); `cscli bouncers add` gives the key;

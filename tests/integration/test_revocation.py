@@ -82,7 +82,7 @@ class RevocationTest(unittest.TestCase):
         wait_until(lambda: re.search(pattern, self.controller_log(since)), timeout, interval=0.1,
                    desc=f"controller log matching {pattern!r}")
 
-    # ---- item 14: the controller name travels with the identity -----------------------------
+    # ---- the controller name travels with the identity -----------------------------
 
     def test_controller_name_comes_from_the_identity(self):
         # setUpClass already ran four agents and the CLI without --controller-name.
@@ -117,7 +117,7 @@ class RevocationTest(unittest.TestCase):
         self.assertNotIn("EXPIRING SOON", out)
         self.wait_log(r'certificate expiring: agent "h3"')
 
-    # ---- item 5: revocation ------------------------------------------------------------------
+    # ---- revocation ------------------------------------------------------------------
 
     def test_revoked_operator_is_refused_after_sighup(self):
         r = self.pki("pki", "issue", "operator", "--name", "alice", "--role", "responder",

@@ -1,4 +1,4 @@
-"""Detection tools pull the trigger (issue 12), in the lab with real programs:
+"""Detection tools pull the trigger, in the lab with real programs:
 
   fail2ban      the real fail2ban 1.0.2 on h1 watches h1's real sshd; failed logins from the
                 attacker trigger its ban; through the shipped action

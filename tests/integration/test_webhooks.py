@@ -1,4 +1,4 @@
-"""HTTPS webhooks on the controller (issue 12, front door 3), with the real Alertmanager 0.25
+"""HTTPS webhooks on the controller, with the real Alertmanager 0.25
 from Debian 12's package (scripts/lab-tools.sh fetches it):
 
   The controller serves `POST /v1/signals/NAME` on its own address and certificate

@@ -296,7 +296,7 @@ TEST_F(CollectProcKernelTest, SocketsWithOwners) {
   EXPECT_EQ(r["ifindex"], static_cast<int>(::if_nametoindex("lo")));
 }
 
-// The benchmark load: 1,000 extra processes and 5,000 sockets (2,500 loopback TCP
+// The capture benchmark's load: 1,000 extra processes and 5,000 sockets (2,500 loopback TCP
 // connections, both ends held here). Prints each collector's time; the target is <= 2 s for
 // the whole capture, asserted loosely here (shared CI machines), reported exactly.
 TEST_F(CollectProcKernelTest, BenchmarkThousandProcessesFiveThousandSockets) {
