@@ -135,16 +135,64 @@ int runBackup(const std::vector<std::string>& args) {
     return 1;
   }
   std::cout << fmt::format(
-      "backup {}: {} bytes, schema {}, {} audit rows, {} hosts' desired state, {} evidence "
+      "backup {}: {} bytes, schema {}, {} audit rows, {} desired states, {} evidence "
       "bundles recorded (copy {} too: its files never change)\n",
-      cmd->to, summary->bytes, summary->schema_version, summary->audit_rows, summary->hosts,
+      cmd->to, summary->bytes, summary->schema_version, summary->audit_rows,
+      summary->desired_states,
       summary->evidence_bundles, (data_dir / "evidence").string());
+  return 0;
+}
+
+// `bulkhead-controller restore`: exit 0 with a one-line summary, 1 when nothing was restored,
+// 2 for bad flags.
+int runRestore(const std::vector<std::string>& args) {
+  ::umask(077);
+  auto cmd = parseRestoreFlags(args);
+  if (!cmd.ok()) return fail(fmt::format("restore: {} (see restore --help)", cmd.status()));
+  if (cmd->help) {
+    std::cout << cmd->usage;
+    return 0;
+  }
+  auto restoreFailed = [](const absl::Status& s) {
+    std::cerr << "bulkhead-controller: restore: " << s.message() << "\n";
+    return 1;
+  };
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(cmd->audit_key, ec)) {
+    return restoreFailed(absl::NotFoundError(fmt::format(
+        "audit key {} not found: a restore needs the key the backup's audit chain was written "
+        "with",
+        cmd->audit_key)));
+  }
+  if (auto s = prepareDataDir(cmd->data_dir); !s.ok()) return restoreFailed(s);
+  auto key = loadOrCreateAuditKey(cmd->audit_key, cmd->data_dir);
+  if (!key.ok()) return restoreFailed(key.status());
+  SystemClock clock;
+  AuditEntry row{.at_unix_ms = clock.nowUnixMs(),
+                 .operator_name = "controller",
+                 .action = kControllerRestoreAction,
+                 .target = "all",
+                 .reason = cmd->from,
+                 .outcome = "ok",
+                 .detail = fmt::format("restored from {}", cmd->from)};
+  const std::filesystem::path database = std::filesystem::path(cmd->data_dir) / "controller.db";
+  auto summary = restoreDatabase(cmd->from, database, {.audit_key = *std::move(key)}, row);
+  if (!summary.ok()) return restoreFailed(summary.status());
+  std::cout << fmt::format(
+      "restored {} into {}: {} audit rows (chain verified), {} desired states, "
+      "generations raised by {}; {} evidence bundles recorded: their files belong in {}\n",
+      cmd->from, database.string(), summary->copy.audit_rows, summary->states_raised,
+      kRestoreGenerationStep, summary->copy.evidence_bundles,
+      (std::filesystem::path(cmd->data_dir) / "evidence").string());
   return 0;
 }
 
 int run(int argc, char** argv) {
   if (argc > 1 && std::string_view(argv[1]) == "backup") {
     return runBackup(std::vector<std::string>(argv + 2, argv + argc));
+  }
+  if (argc > 1 && std::string_view(argv[1]) == "restore") {
+    return runRestore(std::vector<std::string>(argv + 2, argv + argc));
   }
   // Signals are taken synchronously by the main thread: block them before any thread starts.
   sigset_t signals;

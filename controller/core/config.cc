@@ -97,6 +97,47 @@ absl::StatusOr<BackupCommandLine> parseBackupFlags(const std::vector<std::string
   return out;
 }
 
+absl::StatusOr<RestoreCommandLine> parseRestoreFlags(const std::vector<std::string>& args) {
+  RestoreCommandLine out;
+  std::string identity;
+  po::options_description desc(
+      "Usage: bulkhead-controller restore --from FILE --data-dir DIR [--identity DIR | "
+      "--audit-key FILE]\n"
+      "Installs a `backup` as the database of a stopped controller and raises every host's\n"
+      "desired-state generation so agents that saw later changes take the restored state.\n"
+      "Copy the backed-up evidence directory into DIR/evidence as well");
+  desc.add_options()("help,h", "print this help and exit")(
+      "from", po::value(&out.from)->value_name("FILE"), "the backup file (required)")(
+      "data-dir", po::value(&out.data_dir)->value_name("DIR"),
+      "the controller's --data-dir; must hold no database (required)")(
+      "identity", po::value(&identity)->value_name("DIR"),
+      "the controller's identity directory, for its audit.key")(
+      "audit-key", po::value(&out.audit_key)->value_name("FILE"),
+      "the audit chain's key, if not IDENTITY_DIR/audit.key");
+  std::ostringstream usage;
+  usage << desc;
+  out.usage = usage.str();
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(desc).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return absl::InvalidArgumentError(std::string(e.what()));
+  }
+  if (vm.count("help")) {
+    out.help = true;
+    return out;
+  }
+  if (out.from.empty()) return absl::InvalidArgumentError("--from: required");
+  if (out.data_dir.empty()) return absl::InvalidArgumentError("--data-dir: required");
+  if (out.audit_key.empty() && identity.empty()) {
+    return absl::InvalidArgumentError(
+        "--identity or --audit-key: required (the key the backup's audit chain was written with)");
+  }
+  if (out.audit_key.empty()) out.audit_key = (std::filesystem::path(identity) / "audit.key").string();
+  return out;
+}
+
 absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std::string>& args) {
   std::string listen, identity, data_dir, audit_key, runtime_dir, policy_dir, hb_interval = "5s",
                                                                               hb_timeout = "15s";
@@ -114,7 +155,8 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
 
   po::options_description desc(
       "Usage: bulkhead-controller --listen ADDR:PORT --identity DIR --data-dir DIR [options]\n"
-      "       bulkhead-controller backup --data-dir DIR --to FILE   (see backup --help)");
+      "       bulkhead-controller backup --data-dir DIR --to FILE   (see backup --help)\n"
+      "       bulkhead-controller restore --from FILE --data-dir DIR --identity DIR");
   desc.add_options()("help,h", "print this help and exit")("version", "print the version and exit")(
       "listen", po::value(&listen)->value_name("ADDR:PORT"),
       "address to serve agents and operators on (required)")(

@@ -84,6 +84,19 @@ struct BackupCommandLine {
 // Parses the arguments after "backup". Errors are one line naming the flag.
 absl::StatusOr<BackupCommandLine> parseBackupFlags(const std::vector<std::string>& args);
 
+// `bulkhead-controller restore --from FILE --data-dir DIR [--identity DIR | --audit-key FILE]`.
+struct RestoreCommandLine {
+  bool help = false;
+  std::string usage;
+  std::string from;       // a `backup` file
+  std::string data_dir;   // the controller's --data-dir, without a database yet
+  std::string audit_key;  // the audit chain's key (default IDENTITY_DIR/audit.key)
+};
+
+// Parses the arguments after "restore". --audit-key or --identity is required (the key must
+// be the one the backup's chain was written with).
+absl::StatusOr<RestoreCommandLine> parseRestoreFlags(const std::vector<std::string>& args);
+
 // The IP literals the controller can be dialled at, with their port: the --listen address
 // when it is an IP literal other than a wildcard (0.0.0.0, ::), every --advertise, and every
 // IP address of the controller's certificate (`certificate_ips`, its subjectAltName: the

@@ -77,7 +77,7 @@ std::vector<std::string> auditActionNames() {
   std::vector<std::string> names;
   for (const ActionRule& rule : actionRules()) names.emplace_back(rule.name);
   for (const char* own : {kEvidenceReceivedAction, kControllerStartAction, kControllerStopAction,
-                          kAuditKeyedAction, kSignalActionAuditAction, kSignalRateCapAuditAction,
+                          kControllerRestoreAction, kAuditKeyedAction, kSignalActionAuditAction, kSignalRateCapAuditAction,
                           kApprovalExpiredAuditAction, kWebhookRefusedAuditAction}) {
     names.emplace_back(own);
   }

@@ -17,6 +17,7 @@ namespace bulkhead::controller {
 inline constexpr char kEvidenceReceivedAction[] = "evidence-received";  // an agent's upload
 inline constexpr char kControllerStartAction[] = "controller-start";
 inline constexpr char kControllerStopAction[] = "controller-stop";
+inline constexpr char kControllerRestoreAction[] = "controller-restore";
 
 // The custody actions the controller records, as stored.
 inline constexpr char kCustodyRequested[] = "requested";

@@ -113,7 +113,7 @@ absl::StatusOr<BackupSummary> backupDatabase(const fs::path& database, const fs:
         summary.schema_version = static_cast<int>(*version);
         summary.audit_rows = *audit;
         summary.evidence_bundles = *evidence;
-        summary.hosts = *hosts;
+        summary.desired_states = *hosts;
       }
     }
     copy->reset();
@@ -134,6 +134,50 @@ absl::StatusOr<BackupSummary> backupDatabase(const fs::path& database, const fs:
   const fs::path dir = to.has_parent_path() ? to.parent_path() : fs::path(".");
   if (auto s = syncPath(dir, O_RDONLY | O_DIRECTORY); !s.ok()) return s;
   summary.bytes = fs::file_size(to, ec);
+  return summary;
+}
+
+absl::StatusOr<RestoreSummary> restoreDatabase(const fs::path& from, const fs::path& database,
+                                               SqliteStoreOptions options, AuditEntry audit) {
+  std::error_code ec;
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    const fs::path existing(database.string() + suffix);
+    if (fs::exists(fs::symlink_status(existing, ec))) {
+      return absl::AlreadyExistsError(fmt::format(
+          "{} exists: a restore never replaces a database (stop the controller and move the "
+          "data directory's database aside first)",
+          existing.string()));
+    }
+  }
+  RestoreSummary summary;
+  auto copied = backupDatabase(from, database);
+  if (!copied.ok()) return copied.status();
+  summary.copy = *copied;
+  auto store = SqliteStore::create(database, std::move(options));
+  // Closes the restored database and removes it again.
+  auto undo = [&](const absl::Status& why) {
+    if (store.ok()) store->reset();
+    for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(database.string() + suffix, ec);
+    return why;
+  };
+  if (!store.ok()) return undo(store.status());
+  auto verified = (*store)->verifyAudit();
+  if (!verified.ok()) return undo(verified.status());
+  if (!verified->ok) {
+    return undo(absl::DataLossError(
+        fmt::format("the backup's audit chain does not verify (row {}: {}): not restored",
+                    verified->first_bad_id, verified->problem)));
+  }
+  auto states = (*store)->loadDesiredStates();
+  if (!states.ok()) return undo(states.status());
+  for (auto& [host, state] : *states) {
+    state.set_generation(state.generation() + kRestoreGenerationStep);
+  }
+  summary.states_raised = static_cast<int64_t>(states->size());
+  audit.detail = fmt::format("{}{}{} audit rows, {} desired states, generations raised by {}",
+                             audit.detail, audit.detail.empty() ? "" : "; ",
+                             summary.copy.audit_rows, states->size(), kRestoreGenerationStep);
+  if (auto row = (*store)->commitChange(*states, audit); !row.ok()) return undo(row.status());
   return summary;
 }
 

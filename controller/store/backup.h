@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "absl/status/statusor.h"
+#include "controller/store/sqlite_store.h"
 
 namespace bulkhead::controller {
 
@@ -13,7 +14,7 @@ struct BackupSummary {
   int schema_version = 0;        // of the copy
   int64_t audit_rows = 0;        // rows in the copy's audit trail
   int64_t evidence_bundles = 0;  // bundles the copy records (their files are not in it)
-  int64_t hosts = 0;             // hosts with a desired state
+  int64_t desired_states = 0;    // desired states (one per host, one for the fleet-wide blocks)
 };
 
 // Copies the SQLite database at `database` to `to` with SQLite's online backup, in one step:
@@ -25,5 +26,25 @@ struct BackupSummary {
 // the copy: they never change once stored, so a plain copy of that directory goes with it.
 absl::StatusOr<BackupSummary> backupDatabase(const std::filesystem::path& database,
                                              const std::filesystem::path& to);
+
+// How much a restore raises every host's desired-state generation. Agents keep the newest
+// generation they were sent and ignore older ones; after a backup the controller may have sent
+// later ones, so the restored states must outrank them: 2^32 is more changes than a fleet
+// makes between a backup and its restore.
+inline constexpr uint64_t kRestoreGenerationStep = uint64_t{1} << 32;
+
+struct RestoreSummary {
+  BackupSummary copy;        // what the restored database holds
+  int64_t states_raised = 0;  // desired states whose generation was raised
+};
+
+// Installs the backup `from` as the database `database` (as backupDatabase copies: checked,
+// synced, renamed into place; refused when `database` exists), opens it with `options` (the
+// audit key the backup's chain was written with) and raises every desired state's generation
+// by kRestoreGenerationStep, writing `audit` (the restore's row) in the same transaction. On
+// a failure after the copy, the copy is removed again: nothing half-restored is left.
+absl::StatusOr<RestoreSummary> restoreDatabase(const std::filesystem::path& from,
+                                               const std::filesystem::path& database,
+                                               SqliteStoreOptions options, AuditEntry audit);
 
 }  // namespace bulkhead::controller

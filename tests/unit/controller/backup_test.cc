@@ -66,7 +66,7 @@ TEST_F(BackupTest, ACopyTakenWhileTheControllerWritesIsWholeAndItsChainVerifies)
   ASSERT_TRUE(summary.ok()) << summary.status();
   EXPECT_GE(summary->audit_rows, 200);
   EXPECT_LE(summary->audit_rows, written.load());
-  EXPECT_EQ(summary->hosts, 1);
+  EXPECT_EQ(summary->desired_states, 1);
   EXPECT_EQ(summary->schema_version, SqliteStore::latestSchemaVersion());
   EXPECT_EQ(summary->bytes, fs::file_size(dir_ / "copy.db"));
   EXPECT_FALSE(fs::exists(dir_ / "copy.db.partial"));
@@ -105,6 +105,62 @@ TEST_F(BackupTest, AnUnwritableTargetLeavesNoPartialFile) {
   ASSERT_FALSE(refused.ok());
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("--to: cannot write"));
   EXPECT_FALSE(fs::exists(dir_ / "no-such-dir"));
+}
+
+TEST_F(BackupTest, ARestoreOutranksEveryGenerationSentAfterTheBackupAndIsAudited) {
+  bulkhead::v1::DesiredState isolated;
+  isolated.set_generation(7);
+  ASSERT_TRUE(store_->saveDesiredState("web-01", isolated).ok());
+  ASSERT_TRUE(store_->appendAudit(row(1)).ok());
+  ASSERT_TRUE(backupDatabase(dir_ / "controller.db", dir_ / "b.db").ok());
+  // After the backup the controller sent web-01 generation 8: its agent holds that.
+  isolated.set_generation(8);
+  ASSERT_TRUE(store_->saveDesiredState("web-01", isolated).ok());
+
+  fs::create_directories(dir_ / "restored");
+  const AuditEntry restore{.at_unix_ms = 99,
+                           .operator_name = "controller",
+                           .action = "controller-restore",
+                           .target = "all",
+                           .reason = "b.db",
+                           .outcome = "ok"};
+  auto restored = restoreDatabase(dir_ / "b.db", dir_ / "restored" / "controller.db", {}, restore);
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(restored->states_raised, 1);
+  auto store = SqliteStore::create(dir_ / "restored" / "controller.db");
+  ASSERT_TRUE(store.ok());
+  EXPECT_EQ((*store)->loadDesiredStates()->at("web-01").generation(), 7 + kRestoreGenerationStep);
+  EXPECT_GT(7 + kRestoreGenerationStep, 8u);
+  auto verified = (*store)->verifyAudit();
+  ASSERT_TRUE(verified.ok());
+  EXPECT_TRUE(verified->ok) << verified->problem;
+  auto last = (*store)->listAudit(1);
+  ASSERT_EQ(last->size(), 1u);
+  EXPECT_EQ(last->back().action, "controller-restore");
+  EXPECT_THAT(last->back().detail, HasSubstr("generations raised by 4294967296"));
+
+  // A second restore onto the same directory is refused: nothing is replaced.
+  auto again = restoreDatabase(dir_ / "b.db", dir_ / "restored" / "controller.db", {}, restore);
+  ASSERT_FALSE(again.ok());
+  EXPECT_THAT(std::string(again.status().message()), HasSubstr("never replaces a database"));
+}
+
+TEST_F(BackupTest, ABackupWhoseChainDoesNotVerifyIsNotRestored) {
+  ASSERT_TRUE(store_->appendAudit(row(1)).ok());
+  ASSERT_TRUE(store_->appendAudit(row(2)).ok());
+  ASSERT_TRUE(backupDatabase(dir_ / "controller.db", dir_ / "b.db").ok());
+  {
+    auto tampered = SqliteStore::create(dir_ / "b.db");
+    ASSERT_TRUE(tampered.ok());
+    ASSERT_TRUE((*tampered)->execForTest("UPDATE audit SET target = 'nothing' WHERE id = 1").ok());
+  }
+  fs::create_directories(dir_ / "restored");
+  auto restored = restoreDatabase(
+      dir_ / "b.db", dir_ / "restored" / "controller.db", {},
+      AuditEntry{.operator_name = "controller", .action = "controller-restore", .outcome = "ok"});
+  ASSERT_FALSE(restored.ok());
+  EXPECT_THAT(std::string(restored.status().message()), HasSubstr("does not verify"));
+  EXPECT_FALSE(fs::exists(dir_ / "restored" / "controller.db"));
 }
 
 }  // namespace

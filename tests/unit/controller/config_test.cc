@@ -1,5 +1,6 @@
 #include "controller/core/config.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 namespace bulkhead::controller {
@@ -274,6 +275,21 @@ TEST(BackupFlags, BothFlagsAreRequiredAndNamed) {
   EXPECT_EQ(no_dir.status().message(), "--data-dir: required");
   EXPECT_FALSE(parseBackupFlags({"--data-dir", "d", "--to", "b", "--listen", "x"}).ok());
   EXPECT_TRUE(parseBackupFlags({"--help"})->help);
+}
+
+TEST(RestoreFlags, TheAuditKeyComesFromTheIdentityUnlessGiven) {
+  auto by_identity = parseRestoreFlags({"--from", "b.db", "--data-dir", "/d", "--identity", "/id"});
+  ASSERT_TRUE(by_identity.ok()) << by_identity.status();
+  EXPECT_EQ(by_identity->audit_key, "/id/audit.key");
+  auto by_key = parseRestoreFlags({"--from", "b.db", "--data-dir", "/d", "--audit-key", "/k"});
+  ASSERT_TRUE(by_key.ok());
+  EXPECT_EQ(by_key->audit_key, "/k");
+  auto no_key = parseRestoreFlags({"--from", "b.db", "--data-dir", "/d"});
+  ASSERT_FALSE(no_key.ok());
+  EXPECT_THAT(std::string(no_key.status().message()),
+              ::testing::HasSubstr("--identity or --audit-key: required"));
+  EXPECT_EQ(parseRestoreFlags({"--data-dir", "/d", "--identity", "/id"}).status().message(),
+            "--from: required");
 }
 
 }  // namespace

@@ -18,7 +18,7 @@ namespace v1 = bulkhead::v1;
 TEST(AuditText, EveryActionTheControllerWritesReadsAsItsOwnValueInBothPhases) {
   std::set<v1::AuditAction> seen;
   const auto names = auditActionNames();
-  ASSERT_EQ(names.size(), actionRules().size() + 8);
+  ASSERT_EQ(names.size(), actionRules().size() + 9);
   for (const std::string& name : names) {
     const AuditReading call = readAuditText(name, "ok");
     EXPECT_NE(call.action, v1::AUDIT_ACTION_UNSPECIFIED) << name;
@@ -42,6 +42,8 @@ TEST(AuditText, TheControllersOwnRowsAndTheTableNamesReadAsNamed) {
             v1::AUDIT_ACTION_EVIDENCE_RECEIVED);
   EXPECT_EQ(readAuditText(kControllerStartAction, "ok").action, v1::AUDIT_ACTION_CONTROLLER_START);
   EXPECT_EQ(readAuditText(kControllerStopAction, "ok").action, v1::AUDIT_ACTION_CONTROLLER_STOP);
+  EXPECT_EQ(readAuditText(kControllerRestoreAction, "ok").action,
+            v1::AUDIT_ACTION_CONTROLLER_RESTORE);
   EXPECT_EQ(readAuditText(kAuditKeyedAction, "ok").action, v1::AUDIT_ACTION_AUDIT_KEYED);
   EXPECT_EQ(readAuditText(kApprovalExpiredAuditAction, "ok").action,
             v1::AUDIT_ACTION_APPROVAL_EXPIRED);
