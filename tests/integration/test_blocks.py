@@ -207,10 +207,13 @@ class BlocksTest(unittest.TestCase):
 
     def test_restart_and_restore_keep_blocks_with_their_remaining_time(self):
         lab, h = self.lab, "h3"
-        self.block(ATTACKER4, h, "--ttl", "60s", "--reason", "INC-7 long")
-        self.block(ATTACKER6, h, "--ttl", "2s", "--reason", "INC-7 short")
-        self.assertFalse(self.can_connect("attacker", lab.ip4(h)))
+        # The short block is probed right after it is made (a blocked probe waits out its 1 s
+        # timeout, so probing the other address first could outlast a short TTL on a busy
+        # machine).
+        self.block(ATTACKER6, h, "--ttl", "3s", "--reason", "INC-7 short")
         self.assertFalse(self.can_connect("attacker", lab.ip6(h)))
+        self.block(ATTACKER4, h, "--ttl", "60s", "--reason", "INC-7 long")
+        self.assertFalse(self.can_connect("attacker", lab.ip4(h)))
         # agent restart (kill -9, start): still blocked
         self.fleet.kill_agent(h)
         self.fleet.start_agent(h, LABELS[h])
@@ -220,7 +223,7 @@ class BlocksTest(unittest.TestCase):
         self.fleet.kill_agent(h)
         lab.run(h, ["nft", "flush", "ruleset"], check=True)
         self.assertTrue(self.can_connect("attacker", lab.ip4(h)))
-        time.sleep(2.5)
+        time.sleep(3.5)  # past the short block's 3 s, whatever the steps above took
         r = lab.run(h, [self.fleet.bin("bulkhead-agent"), "--restore", "--state-dir",
                         self.fleet.agent_state_dir(h)], timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
