@@ -138,8 +138,7 @@ int runBackup(const std::vector<std::string>& args) {
       "backup {}: {} bytes, schema {}, {} audit rows, {} desired states, {} evidence "
       "bundles recorded (copy {} too: its files never change)\n",
       cmd->to, summary->bytes, summary->schema_version, summary->audit_rows,
-      summary->desired_states,
-      summary->evidence_bundles, (data_dir / "evidence").string());
+      summary->desired_states, summary->evidence_bundles, (data_dir / "evidence").string());
   return 0;
 }
 

@@ -66,6 +66,24 @@ absl::StatusOr<uint64_t> parseByteSize(const char* flag, const std::string& text
   return n << shift->second;
 }
 
+// Parses `args` against `desc` and sets `usage` to its help text. INVALID_ARGUMENT with
+// program_options' own line (unknown flag, missing value) on an error.
+absl::StatusOr<po::variables_map> parseOptions(const po::options_description& desc,
+                                               const std::vector<std::string>& args,
+                                               std::string& usage) {
+  std::ostringstream text;
+  text << desc;
+  usage = text.str();
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(desc).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return absl::InvalidArgumentError(std::string(e.what()));
+  }
+  return vm;
+}
+
 }  // namespace
 
 absl::StatusOr<BackupCommandLine> parseBackupFlags(const std::vector<std::string>& args) {
@@ -76,19 +94,11 @@ absl::StatusOr<BackupCommandLine> parseBackupFlags(const std::vector<std::string
       "backup). Copy DIR/evidence beside it: bundles never change once stored");
   desc.add_options()("help,h", "print this help and exit")(
       "data-dir", po::value(&out.data_dir)->value_name("DIR"),
-      "the controller's --data-dir (required)")(
-      "to", po::value(&out.to)->value_name("FILE"), "the backup to create; never replaced (required)");
-  std::ostringstream usage;
-  usage << desc;
-  out.usage = usage.str();
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(desc).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    return absl::InvalidArgumentError(std::string(e.what()));
-  }
-  if (vm.count("help")) {
+      "the controller's --data-dir (required)")("to", po::value(&out.to)->value_name("FILE"),
+                                                "the backup to create; never replaced (required)");
+  auto vm = parseOptions(desc, args, out.usage);
+  if (!vm.ok()) return vm.status();
+  if (vm->count("help")) {
     out.help = true;
     return out;
   }
@@ -114,17 +124,9 @@ absl::StatusOr<RestoreCommandLine> parseRestoreFlags(const std::vector<std::stri
       "the controller's identity directory, for its audit.key")(
       "audit-key", po::value(&out.audit_key)->value_name("FILE"),
       "the audit chain's key, if not IDENTITY_DIR/audit.key");
-  std::ostringstream usage;
-  usage << desc;
-  out.usage = usage.str();
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(desc).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    return absl::InvalidArgumentError(std::string(e.what()));
-  }
-  if (vm.count("help")) {
+  auto vm = parseOptions(desc, args, out.usage);
+  if (!vm.ok()) return vm.status();
+  if (vm->count("help")) {
     out.help = true;
     return out;
   }
@@ -134,7 +136,8 @@ absl::StatusOr<RestoreCommandLine> parseRestoreFlags(const std::vector<std::stri
     return absl::InvalidArgumentError(
         "--identity or --audit-key: required (the key the backup's audit chain was written with)");
   }
-  if (out.audit_key.empty()) out.audit_key = (std::filesystem::path(identity) / "audit.key").string();
+  if (out.audit_key.empty())
+    out.audit_key = (std::filesystem::path(identity) / "audit.key").string();
   return out;
 }
 
@@ -229,17 +232,9 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
       "trace, debug, info, warn, error or off (default info)");
 
   ControllerCommandLine out;
-  std::ostringstream usage;
-  usage << desc;
-  out.usage = usage.str();
-
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(desc).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    return absl::InvalidArgumentError(std::string(e.what()));
-  }
+  auto parsed = parseOptions(desc, args, out.usage);
+  if (!parsed.ok()) return parsed.status();
+  const po::variables_map& vm = *parsed;
   if (vm.count("help")) {
     out.help = true;
     return out;

@@ -34,7 +34,7 @@ absl::StatusOr<BackupSummary> backupDatabase(const std::filesystem::path& databa
 inline constexpr uint64_t kRestoreGenerationStep = uint64_t{1} << 32;
 
 struct RestoreSummary {
-  BackupSummary copy;        // what the restored database holds
+  BackupSummary copy;         // what the restored database holds
   int64_t states_raised = 0;  // desired states whose generation was raised
 };
 

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -101,11 +102,35 @@ class SignalServiceTest : public ::testing::Test {
   }
 
   absl::StatusOr<SignalOutcome> submit(const v1::Signal& s, const std::string& from_host = "h1") {
-    std::promise<absl::StatusOr<SignalOutcome>> p;
+    return submitLater(s, from_host).get();
+  }
+  // Submits `s` without waiting for its answer.
+  std::future<absl::StatusOr<SignalOutcome>> submitLater(const v1::Signal& s,
+                                                         const std::string& from_host = "h1") {
+    auto p = std::make_shared<std::promise<absl::StatusOr<SignalOutcome>>>();
+    auto answer = p->get_future();
     service_->submit(
         SignalDelivery{.delivered_by = "host:" + from_host, .reporting_host = from_host}, s,
-        [&](absl::StatusOr<SignalOutcome> o) { p.set_value(std::move(o)); });
-    return p.get_future().get();
+        [p](absl::StatusOr<SignalOutcome> o) { p->set_value(std::move(o)); });
+    return answer;
+  }
+  // Submits `s` and returns once its first action holds the signals thread at the actuator's
+  // gate (until `open` is set): signals submitted meanwhile queue up as one batch.
+  std::future<absl::StatusOr<SignalOutcome>> holdTheSignalsThread(const v1::Signal& s,
+                                                                  std::promise<void>& open) {
+    actuator_.gate = open.get_future().share();
+    auto answer = submitLater(s);
+    for (int i = 0; i < 1000 && actuator_.all().empty(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return answer;
+  }
+  static std::vector<absl::StatusOr<SignalOutcome>> answersOf(
+      std::vector<std::future<absl::StatusOr<SignalOutcome>>>& answers) {
+    std::vector<absl::StatusOr<SignalOutcome>> out;
+    out.reserve(answers.size());
+    for (auto& a : answers) out.push_back(a.get());
+    return out;
   }
   static v1::Signal ban(const std::string& ip, const std::string& key = "") {
     v1::Signal s;
@@ -199,29 +224,18 @@ TEST_F(SignalServiceTest, AReplayedKeyActsOnceAndCountsAgainstNoCap) {
 }
 
 TEST_F(SignalServiceTest, SignalsArrivingTogetherAreRecordedInOneCommitInTheirOrder) {
-  std::promise<void> open;
-  actuator_.gate = open.get_future().share();
   // The first signal's action holds the signals thread; the next four queue behind it.
-  std::vector<std::promise<absl::StatusOr<SignalOutcome>>> answers(5);
-  auto send = [&](size_t n, const v1::Signal& s) {
-    service_->submit(
-        SignalDelivery{.delivered_by = "host:h1", .reporting_host = "h1"}, s,
-        [&answers, n](absl::StatusOr<SignalOutcome> o) { answers[n].set_value(std::move(o)); });
-  };
-  send(0, ban("203.0.113.7"));
-  for (int i = 0; i < 1000 && actuator_.all().empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
+  std::promise<void> open;
+  std::vector<std::future<absl::StatusOr<SignalOutcome>>> answers;
+  answers.push_back(holdTheSignalsThread(ban("203.0.113.7"), open));
   ASSERT_EQ(actuator_.all().size(), 1u);
   const int commits_before = faulty_->calls("addSignals");
-  send(1, ban("198.51.100.1", "k1"));
-  send(2, ban("198.51.100.1", "k1"));  // the same key, in the same batch
-  send(3, ban("198.51.100.2"));        // past the playbook's cap (two signals a minute)
-  send(4, ban("198.51.100.1", "k1"));
+  answers.push_back(submitLater(ban("198.51.100.1", "k1")));
+  answers.push_back(submitLater(ban("198.51.100.1", "k1")));  // the same key, in the same batch
+  answers.push_back(submitLater(ban("198.51.100.2")));  // past the playbook's cap (two a minute)
+  answers.push_back(submitLater(ban("198.51.100.1", "k1")));
   open.set_value();
-  std::vector<absl::StatusOr<SignalOutcome>> out;
-  out.reserve(answers.size());
-  for (auto& a : answers) out.push_back(a.get_future().get());
+  const auto out = answersOf(answers);
   for (const auto& o : out) ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(faulty_->calls("addSignals"), commits_before + 1);  // the four: one commit
   EXPECT_EQ(out[1]->disposition, v1::SIGNAL_DISPOSITION_ACTED);
@@ -248,26 +262,15 @@ TEST_F(SignalServiceTest, SignalsArrivingTogetherAreRecordedInOneCommitInTheirOr
 
 TEST_F(SignalServiceTest, WhenABatchFailsToCommitEachSignalIsTakenAgainAlone) {
   std::promise<void> open;
-  actuator_.gate = open.get_future().share();
-  std::vector<std::promise<absl::StatusOr<SignalOutcome>>> answers(3);
-  auto send = [&](size_t n, const v1::Signal& s) {
-    service_->submit(
-        SignalDelivery{.delivered_by = "host:h1", .reporting_host = "h1"}, s,
-        [&answers, n](absl::StatusOr<SignalOutcome> o) { answers[n].set_value(std::move(o)); });
-  };
-  send(0, ban("203.0.113.7"));
-  for (int i = 0; i < 1000 && actuator_.all().empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
+  std::vector<std::future<absl::StatusOr<SignalOutcome>>> answers;
+  answers.push_back(holdTheSignalsThread(ban("203.0.113.7"), open));
   ASSERT_EQ(actuator_.all().size(), 1u);
   const int commits_before = faulty_->calls("addSignals");
   faulty_->failNext("addSignals");  // the batch of the next two
-  send(1, ban("198.51.100.1"));
-  send(2, ban("198.51.100.1"));  // its duplicate
+  answers.push_back(submitLater(ban("198.51.100.1")));
+  answers.push_back(submitLater(ban("198.51.100.1")));  // its duplicate
   open.set_value();
-  std::vector<absl::StatusOr<SignalOutcome>> out;
-  out.reserve(answers.size());
-  for (auto& a : answers) out.push_back(a.get_future().get());
+  const auto out = answersOf(answers);
   for (const auto& o : out) ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(faulty_->calls("addSignals"), commits_before + 3);  // the batch, then each
   // Nothing was lost, nothing was counted twice: the retry decided afresh, so the failed
