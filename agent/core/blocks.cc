@@ -165,9 +165,9 @@ BlockElements blockElements(const v1::DesiredState& state, int64_t now_unix_ms) 
       keys.push_back(addr);
     } else {
       for (uint8_t p : protos) {
-        const char* pn = p == kTcp ? "tcp" : "udp";
-        keys.push_back(port == 0 ? fmt::format("{} . {}", addr, pn)
-                                 : fmt::format("{} . {} . {}", addr, pn, port));
+        // The protocol's number, not its name: see protoText in ruleset.cc.
+        keys.push_back(port == 0 ? fmt::format("{} . {}", addr, static_cast<int>(p))
+                                 : fmt::format("{} . {} . {}", addr, static_cast<int>(p), port));
       }
     }
     for (const char* dir : {"in", "out"}) {

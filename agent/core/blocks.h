@@ -34,8 +34,8 @@
 
 namespace bulkhead::agent {
 
-// set name -> element key text (e.g. "10.77.0.66 . tcp . 22") -> absolute expiry (unix ms, 0 =
-// permanent). Only blocks still in force at `now` are present.
+// set name -> element key text (e.g. "10.77.0.66 . 6 . 22": protocols by number) -> absolute expiry
+// (unix ms, 0 = permanent). Only blocks still in force at `now` are present.
 using BlockElements = std::map<std::string, std::map<std::string, int64_t>>;
 
 // Checks every block: remote_cidr parses (v4 or v6), direction is unspecified/IN/OUT/BOTH,

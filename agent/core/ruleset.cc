@@ -246,7 +246,10 @@ std::string cidrText(const Cidr& c) {
   return isHostPrefix(c) ? addrText(c.family, c.addr) : c.toString();
 }
 
-std::string protoText(uint8_t p) { return p == kTcp ? "tcp" : "udp"; }
+// Protocols are written as numbers, never names: nft resolves a name through /etc/protocols
+// (netbase), which a minimal server may lack and an intruder may delete, and then rejects the
+// whole ruleset ("Could not resolve protocol name"). Numbers need no file.
+std::string protoText(uint8_t p) { return std::to_string(p); }
 
 std::string portText(uint32_t lo, uint32_t hi) {
   return lo == hi ? fmt::format("{}", lo) : fmt::format("{}-{}", lo, hi);
@@ -444,8 +447,8 @@ std::string renderRuleset(const v1::DesiredState& state, int64_t now_unix_ms) {
     out += "    ip6 saddr . meta l4proto . th dport @exempt_in6 accept\n";
     out += "    ip saddr . meta l4proto . th sport @exempt_out4 accept\n";
     out += "    ip6 saddr . meta l4proto . th sport @exempt_out6 accept\n";
-    out += "    ip saddr @exempt_icmp4 meta l4proto icmp accept\n";
-    out += "    ip6 saddr @exempt_icmp6 meta l4proto ipv6-icmp accept\n";
+    out += "    ip saddr @exempt_icmp4 meta l4proto 1 accept\n";    // 1: icmp (protoText)
+    out += "    ip6 saddr @exempt_icmp6 meta l4proto 58 accept\n";  // 58: ipv6-icmp
     out += "    meta nfproto ipv4 udp sport 67 udp dport 68 accept\n";
     out += "    meta nfproto ipv6 udp sport 547 udp dport 546 accept\n";
     out +=
@@ -473,8 +476,8 @@ std::string renderRuleset(const v1::DesiredState& state, int64_t now_unix_ms) {
     out += "    ip6 daddr . meta l4proto . th sport @exempt_in6 accept\n";
     out += "    ip daddr . meta l4proto . th dport @exempt_out4 accept\n";
     out += "    ip6 daddr . meta l4proto . th dport @exempt_out6 accept\n";
-    out += "    ip daddr @exempt_icmp4 meta l4proto icmp accept\n";
-    out += "    ip6 daddr @exempt_icmp6 meta l4proto ipv6-icmp accept\n";
+    out += "    ip daddr @exempt_icmp4 meta l4proto 1 accept\n";    // 1: icmp (protoText)
+    out += "    ip6 daddr @exempt_icmp6 meta l4proto 58 accept\n";  // 58: ipv6-icmp
     out += "    meta nfproto ipv4 udp sport 68 udp dport 67 accept\n";
     out += "    meta nfproto ipv6 udp sport 546 udp dport 547 accept\n";
     out +=

@@ -88,10 +88,10 @@ TEST(Blocks, PortProtoAndDirectionPickSetAndKey) {
                        block("fd77::/64", 0, v1::DIRECTION_OUT, v1::PROTOCOL_ANY, 53),
                        block("10.77.0.67", 0, v1::DIRECTION_IN, v1::PROTOCOL_UDP, 0)});
   auto e = blockElements(s, kNow);
-  EXPECT_EQ(e.at("blk4_in_port_32").count("10.77.0.66 . tcp . 22"), 1u);
-  EXPECT_EQ(e.at("blk6_out_port_64").count("fd77:: . tcp . 53"), 1u);
-  EXPECT_EQ(e.at("blk6_out_port_64").count("fd77:: . udp . 53"), 1u);
-  EXPECT_EQ(e.at("blk4_in_proto_32").count("10.77.0.67 . udp"), 1u);
+  EXPECT_EQ(e.at("blk4_in_port_32").count("10.77.0.66 . 6 . 22"), 1u);
+  EXPECT_EQ(e.at("blk6_out_port_64").count("fd77:: . 6 . 53"), 1u);
+  EXPECT_EQ(e.at("blk6_out_port_64").count("fd77:: . 17 . 53"), 1u);
+  EXPECT_EQ(e.at("blk4_in_proto_32").count("10.77.0.67 . 17"), 1u);
   EXPECT_EQ(e.count("blk4_out_port_32"), 0u);
   EXPECT_NE(renderBlockRules(e, "output").find(
                 "ip6 daddr & ffff:ffff:ffff:ffff:: . meta l4proto . th dport @blk6_out_port_64 drop"),

@@ -245,11 +245,38 @@ TEST(RenderRuleset, OverlappingExemptionsAreNormalised) {
   *iso->add_exemptions() = rule(v1::DIRECTION_IN, v1::PROTOCOL_ICMP, "10.77.1.7/32");
   *iso->add_exemptions() = rule(v1::DIRECTION_IN, v1::PROTOCOL_ICMP, "10.77.0.0/16");
   const std::string text = renderRuleset(s, kNow);
-  EXPECT_THAT(
-      setElements(text, "exempt_in4"),
-      ::testing::ElementsAre("10.77.0.0/16 . tcp . 5000-6000", "10.77.0.50 . tcp . 6001-6200",
-                             "10.77.0.50 . udp . 5432", "10.77.1.0/24 . tcp . 22"));
+  EXPECT_THAT(setElements(text, "exempt_in4"),
+              ::testing::ElementsAre("10.77.0.0/16 . 6 . 5000-6000", "10.77.0.50 . 6 . 6001-6200",
+                                     "10.77.0.50 . 17 . 5432", "10.77.1.0/24 . 6 . 22"));
   EXPECT_THAT(setElements(text, "exempt_icmp4"), ::testing::ElementsAre("10.77.0.0/16"));
+}
+
+// nft resolves protocol names through /etc/protocols; on a host without it (a minimal server
+// without netbase, or an intruder who deleted it) a ruleset naming one is rejected whole and
+// the host stays open. Found by the package test on a clean Debian root.
+TEST(RenderRuleset, NamesNoProtocolSoItNeedsNoEtcProtocols) {
+  v1::DesiredState s = exemptionsState();
+  v1::Block tcp;
+  tcp.set_remote_cidr("10.77.0.66/32");
+  tcp.set_protocol(v1::PROTOCOL_TCP);
+  tcp.mutable_ports()->set_first(22);
+  tcp.mutable_ports()->set_last(22);
+  *s.add_blocks() = tcp;
+  v1::Block udp = tcp;
+  udp.set_protocol(v1::PROTOCOL_UDP);
+  udp.clear_ports();
+  *s.add_blocks() = udp;
+  const std::string text = renderRuleset(s, kNow);
+  // (`tcp sport` is a header match, no lookup; set elements and l4proto values are.)
+  for (const char* name :
+       {"l4proto tcp", "l4proto udp", "l4proto icmp", "l4proto ipv6-icmp", " . tcp . ", " . udp . ",
+        " . tcp,", " . udp,", " . tcp\n", " . udp\n"}) {
+    EXPECT_EQ(text.find(name), std::string::npos) << name << " in\n" << text;
+  }
+  EXPECT_NE(text.find("meta l4proto 1 accept"), std::string::npos);
+  EXPECT_NE(text.find("meta l4proto 58 accept"), std::string::npos);
+  EXPECT_NE(text.find("10.77.0.66 . 6 . 22"), std::string::npos) << text;
+  EXPECT_NE(text.find("10.77.0.66 . 17"), std::string::npos) << text;
 }
 
 TEST(RenderRuleset, InvalidEntriesAreLeftOutNeverWidened) {
