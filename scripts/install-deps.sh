@@ -22,6 +22,8 @@ PACKAGES=(
   nftables iproute2 util-linux procps python3 openssh-server openssh-client conntrack
   # the lab checks every `bulkhead --json` document against cli/schemas/
   python3-jsonschema
+  # the Debian packages (scripts/package.sh) and their tests on a clean root
+  debhelper lintian mmdebstrap
 )
 
 if [ "$(id -u)" -ne 0 ]; then

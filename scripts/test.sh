@@ -8,6 +8,11 @@
 #   4. fuzz     scripts/fuzz.sh: each libFuzzer target for ${BULKHEAD_FUZZ_SECONDS:-20} s.
 #   5. tidy     scripts/clang_tidy_changed.py: clang-tidy on the lines changed since
 #               scripts/clang-tidy-base, warnings-clean.
+#   6. package  (runs right after stage 1, on its build tree) scripts/package.sh: the Debian
+#               packages of stage 1's binaries (lintian-clean),
+#               and a second version of them; then the tests labelled "package": install,
+#               upgrade, purge and an upgrade while isolated on a clean Debian 12 root made by
+#               mmdebstrap from the package mirror (cached in BUILD_DIR/pkgroot).
 # Stage 1 always runs. Locally BULKHEAD_CI_STAGES (comma-separated, e.g. "asan,fuzz"; "none"
 # for stage 1 only) picks the others; with CI=true all run whatever it says. Arguments go to
 # stage 1's ctest. Every stage runs even if an earlier one failed; the exit status is non-zero
@@ -17,7 +22,7 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 export BUILD_DIR
 
-all_stages="asan,tsan,fuzz,tidy"
+all_stages="package,asan,tsan,fuzz,tidy"
 stages=${BULKHEAD_CI_STAGES:-$all_stages}
 if [ "${CI:-}" = "true" ]; then stages=$all_stages; fi
 
@@ -65,14 +70,25 @@ normal_stage() {
   # Leftovers of an interrupted earlier run (namespaces whose creator is gone).
   python3 tests/lab/bhlab.py cleanup >/dev/null 2>&1 || true
   # One run so its summary covers every test. Unit tests run two at a time; tests labelled
-  # "root" (kernel and lab) are RUN_SERIAL: they build namespaces and time traffic.
-  (cd "$BUILD_DIR" && ctest -j 2 --output-on-failure --timeout 900 "$@")
+  # "root" (kernel and lab) are RUN_SERIAL: they build namespaces and time traffic. The
+  # "package" tests need the packages: stage 6.
+  (cd "$BUILD_DIR" && ctest -j 2 --output-on-failure --timeout 900 -LE package "$@")
+}
+
+package_stage() {
+  scripts/package.sh --prebuilt "$BUILD_DIR" || return
+  local next
+  next="$(dpkg-parsechangelog -S Version)+next"
+  scripts/package.sh --prebuilt "$BUILD_DIR" --version "$next" --out "$BUILD_DIR/deb-next" \
+    --no-lintian --no-dbgsym || return
+  (cd "$BUILD_DIR" && ctest --output-on-failure --timeout 2400 -L package)
 }
 
 run_stage normal normal_stage "$@"
 for stage in ${stages//,/ }; do
   case "$stage" in
     none) ;;
+    package) run_stage package package_stage ;;
     asan) run_stage asan scripts/sanitize.sh asan ;;
     tsan) run_stage tsan scripts/sanitize.sh tsan ;;
     fuzz) run_stage fuzz scripts/fuzz.sh ;;
