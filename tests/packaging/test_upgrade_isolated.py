@@ -4,7 +4,10 @@
 A clean Debian 12 root (tests/packaging/pkgroot.py) gets the packages; lab host h1 runs the
 agent from that root (`chroot`, in h1's own network, PID and mount namespaces) with the command
 line of the installed unit, its ${CONTROLLER} taken from the edited /etc/default/bulkhead-agent.
-The controller and the operator's CLI come from the build tree.
+The unit's CapabilityBoundingSet= and NoNewPrivileges= are applied with setpriv, so the agent
+runs with exactly the capabilities its unit grants (the rest of the unit's sandboxing needs
+systemd, which the lab does not run). The controller and the operator's CLI come from the build
+tree.
 
   upgrade   h1 is isolated; then, while a prober in the attacker's namespace tries a new TCP
             connection to h1 about every 0.1 s and h1's table is listed every ~20 ms,
@@ -174,9 +177,17 @@ class PackagedAgentTest(unittest.TestCase):
             print(self.lab.dump_logs(), file=sys.stderr)
 
     def unit_argv(self, unit: str) -> list:
-        text = open(self.root.host_path(f"/lib/systemd/system/{unit}")).read()
+        """The unit's command as systemd would start it: its ExecStart= with the environment
+        file, its CapabilityBoundingSet= and NoNewPrivileges= (setpriv, inside the root)."""
+        with open(self.root.host_path(f"/lib/systemd/system/{unit}")) as f:
+            text = f.read()
         env = read_default(self.root.host_path("/etc/default/bulkhead-agent"))
-        return ["chroot", self.root.path, *unit_exec_start(text, env)]
+        caps = next(l for l in text.splitlines() if l.startswith("CapabilityBoundingSet="))
+        bounding = ",".join(["-all"] + [f"+{c.lower().removeprefix('cap_')}"
+                                        for c in caps.split("=", 1)[1].split()])
+        self.assertIn("NoNewPrivileges=yes", text.splitlines())
+        return ["chroot", self.root.path, "setpriv", f"--bounding-set={bounding}",
+                "--no-new-privs", "--", *unit_exec_start(text, env)]
 
     def start_agent(self):
         type(self).agent = self.lab.spawn("h1", self.unit_argv("bulkhead-agent.service"),
@@ -239,7 +250,8 @@ class PackagedAgentTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertFalse(self.reachable(), "the restore unit left h1 open")
 
-        unit = open(self.root.host_path("/lib/systemd/system/bulkhead-restore.service")).read()
+        with open(self.root.host_path("/lib/systemd/system/bulkhead-restore.service")) as f:
+            unit = f.read()
         for line in ("DefaultDependencies=no", "After=nftables.service local-fs.target",
                      "Before=network-pre.target", "WantedBy=sysinit.target"):
             self.assertIn(line, unit.splitlines())
