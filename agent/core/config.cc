@@ -16,31 +16,33 @@ namespace {
 
 po::options_description options() {
   po::options_description o("bulkhead-agent options");
-  o.add_options()
-      ("controller", po::value<std::string>(), "controller ADDR:PORT (name or IP literal)")
-      ("identity", po::value<std::string>(), "identity DIR holding ca.crt, tls.crt, tls.key")
-      ("state-dir", po::value<std::string>(), "state DIR (desired state, pinned IPs, agent.sock)")
-      ("label", po::value<std::vector<std::string>>()->composing(), "label k=v (repeatable)")
-      ("controller-name", po::value<std::string>(),
-       "TLS name expected in the controller certificate (default bulkhead-controller)")
-      ("log-format", po::value<std::string>(), "text | json (default text)")
-      ("log-level", po::value<std::string>(),
-       "trace | debug | info | warn | error | critical | off (default info)")
-      ("protect-exe", po::value<std::vector<std::string>>()->composing(),
-       "never kill processes running this absolute exe path (repeatable)")
-      ("protect-comm", po::value<std::vector<std::string>>()->composing(),
-       "never kill processes with this name (comm; repeatable)")
-      ("capture-spool-dir", po::value<std::string>(),
-       "DIR for evidence bundles not yet acknowledged by the controller (default "
-       "<state-dir>/evidence)")
-      ("test-hang-collector", po::bool_switch(),
-       "testing only: adds a collector that never returns, to prove time limits")
-      ("allow-root-netns", po::bool_switch(),
-       "allow enforcement in the initial network namespace (real hosts only)")
-      ("restore", po::bool_switch(), "apply the persisted desired state and exit (boot)")
-      ("status", po::bool_switch(), "print the running agent's status and exit")
-      ("help", po::bool_switch(), "print this help")
-      ("version", po::bool_switch(), "print the version");
+  o.add_options()("controller", po::value<std::string>(),
+                  "controller ADDR:PORT (name or IP literal)")(
+      "identity", po::value<std::string>(), "identity DIR holding ca.crt, tls.crt, tls.key")(
+      "state-dir", po::value<std::string>(), "state DIR (desired state, pinned IPs, agent.sock)")(
+      "label", po::value<std::vector<std::string>>()->composing(), "label k=v (repeatable)")(
+      "controller-name", po::value<std::string>(),
+      "TLS name expected in the controller certificate (default bulkhead-controller)")(
+      "log-format", po::value<std::string>(), "text | json (default text)")(
+      "log-level", po::value<std::string>(),
+      "trace | debug | info | warn | error | critical | off (default info)")(
+      "protect-exe", po::value<std::vector<std::string>>()->composing(),
+      "never kill processes running this absolute exe path (repeatable)")(
+      "protect-comm", po::value<std::vector<std::string>>()->composing(),
+      "never kill processes with this name (comm; repeatable)")(
+      "capture-spool-dir", po::value<std::string>(),
+      "DIR for evidence bundles not yet acknowledged by the controller (default "
+      "<state-dir>/evidence)")(
+      "test-protocol-version", po::value<std::string>(),
+      "testing only: announce protocol MAJOR.MINOR instead of this build's")(
+      "test-hang-collector", po::bool_switch(),
+      "testing only: adds a collector that never returns, to prove time limits")(
+      "allow-root-netns", po::bool_switch(),
+      "allow enforcement in the initial network namespace (real hosts only)")(
+      "restore", po::bool_switch(), "apply the persisted desired state and exit (boot)")(
+      "status", po::bool_switch(), "print the running agent's status and exit")(
+      "help", po::bool_switch(), "print this help")("version", po::bool_switch(),
+                                                    "print the version");
   return o;
 }
 
@@ -183,6 +185,12 @@ absl::StatusOr<AgentConfig> parseAgentArgs(const std::vector<std::string>& raw) 
     if (c.capture_spool_dir.empty()) return invalid("--capture-spool-dir", "", "empty path");
   }
   c.test_hang_collector = vm["test-hang-collector"].as<bool>();
+  if (vm.count("test-protocol-version")) {
+    const std::string text = get("test-protocol-version");
+    if (auto s = parseProtocolVersion(text, &c.protocol); !s.ok()) {
+      return invalid("--test-protocol-version", text, "expected MAJOR.MINOR, e.g. 1.0");
+    }
+  }
   if (vm.count("label")) {
     for (const auto& text : vm["label"].as<std::vector<std::string>>()) {
       auto kv = parseLabel("--label", text);

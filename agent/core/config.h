@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/parse.h"
+#include "common/protocol_version.h"
 
 namespace bulkhead::agent {
 
@@ -41,6 +42,9 @@ struct AgentConfig {
   std::filesystem::path capture_spool_dir;
   // Testing only: every capture also runs a collector that never returns (time-limit tests).
   bool test_hang_collector = false;
+  // Testing only (--test-protocol-version): the protocol version this agent announces and
+  // checks the controller's against, to prove how peers of other versions are treated.
+  ProtocolVersion protocol = kProtocolVersion;
 };
 
 // Parses argv[1..]. `bulkhead-agent status --state-dir DIR` and `--status` both select

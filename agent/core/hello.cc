@@ -117,6 +117,8 @@ bulkhead::v1::Hello buildHello(const HelloInputs& in) {
   for (const auto& [k, v] : in.labels) (*h.mutable_labels())[k] = v;
   h.set_os(printable(osDescription(in.facts), 256, true));
   h.set_agent_version(in.agent_version);
+  h.mutable_protocol()->set_major(in.protocol.major);
+  h.mutable_protocol()->set_minor(in.protocol.minor);
   h.set_enforced_generation(in.enforced_generation);
   h.set_ruleset_hash(in.ruleset_hash);
   h.set_sent_at_unix_ms(in.now_unix_ms);

@@ -10,6 +10,7 @@
 
 #include "bulkhead/v1/agent.pb.h"
 #include "common/parse.h"
+#include "common/protocol_version.h"
 
 namespace bulkhead::agent {
 
@@ -48,6 +49,7 @@ struct HelloInputs {
   HostFacts facts;
   Labels labels;
   std::string agent_version;
+  ProtocolVersion protocol = kProtocolVersion;
   uint64_t enforced_generation = 0;
   std::string ruleset_hash;
   int64_t now_unix_ms = 0;

@@ -266,6 +266,7 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
     in.facts = collectHostFacts();
     in.labels = config_.labels;
     in.agent_version = BULKHEAD_VERSION;
+    in.protocol = config_.protocol;
     in.enforced_generation = s.enforced_generation;
     in.ruleset_hash = s.ruleset_hash;
     in.now_unix_ms = nowUnixMs();
@@ -770,6 +771,11 @@ StepOutcome sessionOptionsStep(DaemonState& d, Teardown&) {
   SessionOptions& opts = d.session_options;
   opts.targets = grpcTargets(d.pin);
   opts.credentials = clientCredentials(*d.identity);
+  opts.protocol = config.protocol;
+  if (!(config.protocol == kProtocolVersion)) {
+    spdlog::warn("--test-protocol-version: announcing protocol {} (this build speaks {})",
+                 protocolText(config.protocol), protocolText(kProtocolVersion));
+  }
   opts.ssl_target_name = config.controller_name_given || d.identity->controller_name.empty()
                              ? config.controller_name
                              : d.identity->controller_name;

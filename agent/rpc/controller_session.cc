@@ -1,8 +1,10 @@
 #include "agent/rpc/controller_session.h"
 
-#include <deque>
-
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <deque>
+#include <utility>
 
 #include "common/callback_order.h"
 
@@ -91,6 +93,7 @@ class ControllerSession::Impl : public std::enable_shared_from_this<Impl> {
   std::condition_variable cv_;
   Stream* stream_ = nullptr;         // GUARDED_BY(mu_); deleted by its own OnDone
   bool connected_ = false;           // GUARDED_BY(mu_)
+  std::string refusal_;              // GUARDED_BY(mu_): why onWelcome ended the stream
   bool started_ = false;             // GUARDED_BY(mu_)
   bool stopping_ = false;            // GUARDED_BY(mu_)
   uint64_t epoch_ = 0;               // GUARDED_BY(mu_): bumps with every stream
@@ -275,6 +278,17 @@ void ControllerSession::Impl::welcomeTimeout(uint64_t epoch) {
 }
 
 void ControllerSession::Impl::onWelcome(Stream* s, const v1::Welcome& w) {
+  const ProtocolVersion theirs =
+      peerProtocol(w.has_protocol(), w.protocol().major(), w.protocol().minor());
+  if (auto refused = checkPeerProtocol("this agent", "the controller", theirs, options_.protocol);
+      !refused.ok()) {
+    spdlog::error("controller refused: {}", std::string(refused.message()));
+    std::lock_guard<std::mutex> lock(mu_);
+    if (s != stream_ || stopping_) return;
+    refusal_ = std::string(refused.message());
+    stream_->cancel();  // onStreamDone reports the refusal and schedules the retry
+    return;
+  }
   uint64_t epoch;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -312,8 +326,10 @@ void ControllerSession::Impl::onStreamDone(Stream* s, const grpc::Status& status
                                            bool was_connected) {
   std::chrono::milliseconds delay{0};
   bool notify_handler = false;
+  std::string reason = describeGrpcStatus(status);
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (s == stream_ && !refusal_.empty()) reason = std::exchange(refusal_, {});
     if (s == stream_) {
       stream_ = nullptr;
       connected_ = false;
@@ -328,7 +344,7 @@ void ControllerSession::Impl::onStreamDone(Stream* s, const grpc::Status& status
     cv_.notify_all();
   }
   if (!notify_handler) return;
-  handler_->onDisconnected(describeGrpcStatus(status), was_connected, delay);
+  handler_->onDisconnected(reason, was_connected, delay);
   std::lock_guard<std::mutex> lock(mu_);
   --busy_;
   cv_.notify_all();

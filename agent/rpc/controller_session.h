@@ -7,6 +7,8 @@
 // handler. At most one write is outstanding per stream; later ones wait in a queue.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -14,11 +16,10 @@
 #include <string>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-
 #include "agent/core/backoff.h"
 #include "agent/rpc/timer_queue.h"
 #include "bulkhead/v1/agent.grpc.pb.h"
+#include "common/protocol_version.h"
 
 namespace bulkhead::agent {
 
@@ -58,6 +59,9 @@ struct SessionOptions {
   bool local_subchannel_pool = false;
   std::chrono::milliseconds default_heartbeat{10'000};  // if Welcome gives 0
   std::chrono::milliseconds welcome_timeout{15'000};    // stream open without Welcome: cancel
+  // The protocol this agent speaks: a Welcome of another major ends the stream (the reason
+  // goes to onDisconnected) and the session retries with backoff.
+  ProtocolVersion protocol = kProtocolVersion;
 };
 
 // Builds the channel arguments used by every agent stream (keepalive and reconnect backoff as

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/format.h"
+#include "common/protocol_version.h"
 #include "controller/core/blocks.h"
 #include "controller/core/hello.h"
 #include "controller/rpc/agent_stream.h"
@@ -70,6 +71,18 @@ grpc::Status Fleet::onHello(const std::shared_ptr<AgentStream>& stream, const v1
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(valid.status().message()));
   }
   HelloInfo info = *std::move(valid);
+  const ProtocolVersion agent_protocol =
+      peerProtocol(hello.has_protocol(), hello.protocol().major(), hello.protocol().minor());
+  if (auto s = checkPeerProtocol(
+          "this controller",
+          fmt::format("agent {} (bulkhead {})", host_id,
+                      hello.agent_version().empty() ? "of unknown version" : hello.agent_version()),
+          agent_protocol);
+      !s.ok()) {
+    spdlog::warn("agent channel: host {} from {} refused: {}", host_id, stream->peer(),
+                 std::string(s.message()));
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, std::string(s.message()));
+  }
 
   Deferred after;
   std::lock_guard lock(mu_);
@@ -106,6 +119,8 @@ grpc::Status Fleet::onHello(const std::shared_ptr<AgentStream>& stream, const v1
                hello.enforced_generation());
 
   v1::ControllerMessage welcome;
+  welcome.mutable_welcome()->mutable_protocol()->set_major(kProtocolVersion.major);
+  welcome.mutable_welcome()->mutable_protocol()->set_minor(kProtocolVersion.minor);
   welcome.mutable_welcome()->set_host_id(host_id);
   welcome.mutable_welcome()->set_heartbeat_interval_ms(
       static_cast<uint32_t>(options_.heartbeat_interval.count()));

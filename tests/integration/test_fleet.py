@@ -106,6 +106,32 @@ class FleetTest(unittest.TestCase):
         rc, out, err = self.fleet.cli("audit", "--verify", json_out=False)
         self.assertEqual(rc, 0, err + out)
 
+    # ---- protocol versions ---------------------------------------------------------------------
+
+    def test_agent_protocol_versions_older_minor_works_other_major_refused(self):
+        self.ensure_all_online()
+        self.fleet.kill_agent("h3")
+        self.fleet.wait_online(["h3"], timeout=10, online=False)
+        # An agent of another major: refused with the reason, never listed online, retried.
+        p = self.fleet.start_agent("h3", LABELS["h3"], extra=["--test-protocol-version", "2.0"])
+        reason = "speaks protocol 2.0, this controller speaks 1."
+        wait_until(lambda: reason in self.lab.log_text(p), 15, interval=0.2,
+                   desc="the refusal in the agent's log")
+        self.assertFalse(self.fleet.hosts()["h3"]["online"])
+        status = self.lab.run("h3", [self.fleet.bin("bulkhead-agent"), "status", "--state-dir",
+                                     self.fleet.agent_state_dir("h3")], timeout=20)
+        self.assertIn("upgrade this controller", status.stdout + status.stderr)
+        self.fleet.kill_agent("h3")
+        # An agent one minor older (1.0, the releases before the exchange): works, contains.
+        self.fleet.start_agent("h3", LABELS["h3"], extra=["--test-protocol-version", "1.0"])
+        self.fleet.wait_online(["h3"], timeout=20)
+        rc, doc, err = self.fleet.cli("isolate", "h3", "--reason", "protocol 1.0 agent")
+        self.assertEqual(rc, 0, f"{err} {doc}")
+        rc, doc, err = self.fleet.cli("release", "h3", "--reason", "protocol 1.0 agent")
+        self.assertEqual(rc, 0, f"{err} {doc}")
+        self.fleet.kill_agent("h3")
+        self.ensure_all_online()
+
     # ---- identities ----------------------------------------------------------------------------
 
     def test_agent_from_another_ca_is_refused_and_not_listed(self):

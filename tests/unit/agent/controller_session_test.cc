@@ -52,6 +52,8 @@ class FakeController final : public v1::AgentChannel::CallbackService {
   int streams_done = 0;
   uint32_t heartbeat_ms = 100;
   bool push_desired_state = false;
+  uint32_t welcome_major = 0;  // non-zero: Welcome.protocol is welcome_major.welcome_minor
+  uint32_t welcome_minor = 0;
 
   template <typename Pred>
   bool waitFor(Pred pred, std::chrono::milliseconds timeout = 5000ms) {
@@ -89,6 +91,10 @@ class FakeController final : public v1::AgentChannel::CallbackService {
         ControllerMessage w;
         w.mutable_welcome()->set_host_id(peer_);
         w.mutable_welcome()->set_heartbeat_interval_ms(f_->heartbeat_ms);
+        if (f_->welcome_major != 0) {
+          w.mutable_welcome()->mutable_protocol()->set_major(f_->welcome_major);
+          w.mutable_welcome()->mutable_protocol()->set_minor(f_->welcome_minor);
+        }
         std::lock_guard<std::mutex> lock(mu_);
         pending_.push_back(w);
         if (f_->push_desired_state) {
@@ -281,6 +287,43 @@ TEST_F(ControllerSessionTest, ReconnectsAfterControllerRestart) {
     ASSERT_GE(h.retry_delays.size(), 3u);
     EXPECT_LT(h.retry_delays[0], h.retry_delays[2]);   // grows (50 -> 200 ms, jitter 20 %)
     for (auto d : h.retry_delays) EXPECT_LE(d, 480ms);  // capped at 400 ms + 20 %
+  }
+  s.stop();
+  stopServer();
+}
+
+TEST_F(ControllerSessionTest, ControllerOfAnotherMajorProtocolIsLeftWithTheReason) {
+  fake_.welcome_major = kProtocolVersion.major + 1;
+  startServer(0);
+  FakeHandler h;
+  ControllerSession s(options(pki_.agent, pki_.ca), &timers_, &h);
+  s.start();
+  ASSERT_TRUE(h.waitFor([&] { return h.disconnects >= 2; }, 5000ms));  // and retried
+  {
+    std::lock_guard<std::mutex> lock(h.mu);
+    EXPECT_EQ(h.connects, 0);
+    EXPECT_NE(h.last_reason.find("the controller speaks protocol " +
+                                 std::to_string(kProtocolVersion.major + 1) + ".0"),
+              std::string::npos)
+        << h.last_reason;
+    EXPECT_NE(h.last_reason.find("upgrade this agent"), std::string::npos) << h.last_reason;
+  }
+  EXPECT_FALSE(s.connected());
+  s.stop();
+  stopServer();
+}
+
+TEST_F(ControllerSessionTest, ControllerOfAnOlderMinorProtocolIsUsed) {
+  fake_.welcome_major = kProtocolVersion.major;
+  fake_.welcome_minor = 0;
+  startServer(0);
+  FakeHandler h;
+  ControllerSession s(options(pki_.agent, pki_.ca), &timers_, &h);
+  s.start();
+  ASSERT_TRUE(h.waitFor([&] { return h.connects == 1; }));
+  {
+    std::lock_guard<std::mutex> lock(fake_.mu);
+    ASSERT_FALSE(fake_.hellos.empty());
   }
   s.stop();
   stopServer();

@@ -1,5 +1,6 @@
 // The controller's gRPC server end to end over loopback mTLS: real certificates from a test
 // CA, real streams, a fake clock for heartbeat timeouts.
+#include "common/protocol_version.h"
 #include "tests/unit/controller/server_harness.h"
 
 namespace bulkhead::controller {
@@ -45,6 +46,45 @@ TEST_F(ServerTest, AgentCannotClaimAnotherHostsId) {
   auto s = a->finish();
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_NE(s.error_message().find("db-01"), std::string::npos);
+  EXPECT_EQ(hosts().hosts_size(), 0);
+}
+
+TEST_F(ServerTest, WelcomeCarriesTheControllersProtocolAndOlderAgentsAreWelcome) {
+  // FakeAgent::hello sends no protocol: an agent from before the exchange (1.0).
+  auto old_agent = agent("web-01");
+  ASSERT_TRUE(old_agent->hello("web-01"));
+  v1::ControllerMessage m;
+  ASSERT_TRUE(old_agent->read(&m));
+  ASSERT_TRUE(m.has_welcome());
+  EXPECT_EQ(m.welcome().protocol().major(), kProtocolVersion.major);
+  EXPECT_EQ(m.welcome().protocol().minor(), kProtocolVersion.minor);
+  // A newer minor of the same major is welcome too.
+  auto newer = agent("web-02");
+  v1::AgentMessage hello;
+  hello.mutable_hello()->set_host_id("web-02");
+  hello.mutable_hello()->mutable_protocol()->set_major(kProtocolVersion.major);
+  hello.mutable_hello()->mutable_protocol()->set_minor(kProtocolVersion.minor + 1);
+  ASSERT_TRUE(newer->write(hello));
+  ASSERT_TRUE(newer->read(&m));
+  EXPECT_TRUE(m.has_welcome());
+}
+
+TEST_F(ServerTest, AgentOfAnotherMajorProtocolIsRefusedWithTheReason) {
+  auto a = agent("web-01");
+  v1::AgentMessage hello;
+  hello.mutable_hello()->set_host_id("web-01");
+  hello.mutable_hello()->set_agent_version("9.0.0");
+  hello.mutable_hello()->mutable_protocol()->set_major(kProtocolVersion.major + 1);
+  ASSERT_TRUE(a->write(hello));
+  v1::ControllerMessage m;
+  EXPECT_FALSE(a->read(&m));
+  auto s = a->finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(s.error_message().find("agent web-01 (bulkhead 9.0.0) speaks protocol " +
+                                   std::to_string(kProtocolVersion.major + 1) + ".0"),
+            std::string::npos)
+      << s.error_message();
+  EXPECT_NE(s.error_message().find("upgrade this controller"), std::string::npos);
   EXPECT_EQ(hosts().hosts_size(), 0);
 }
 
