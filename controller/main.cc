@@ -25,6 +25,7 @@
 #include "common/runtime.h"
 #include "common/tls/pki.h"
 #include "common/tls/tls.h"
+#include "common/version.h"
 #include "controller/core/blocks.h"
 #include "controller/core/config.h"
 #include "controller/crowdsec/poller.h"
@@ -211,7 +212,7 @@ int run(int argc, char** argv) {
     return 0;
   }
   if (cmd->version) {
-    std::cout << "bulkhead-controller " << BULKHEAD_VERSION << "\n";
+    std::cout << versionLine("bulkhead-controller") << "\n";
     return 0;
   }
   const ControllerConfig& config = cmd->config;

@@ -46,6 +46,7 @@
 #include "common/format.h"
 #include "common/logging.h"
 #include "common/tls/tls.h"
+#include "common/version.h"
 #include "evidence/signing.h"
 
 namespace bulkhead::agent {
@@ -903,7 +904,7 @@ int agentMain(const std::vector<std::string>& args) {
       std::cout << agentUsage();
       return kExitOk;
     case AgentMode::kVersion:
-      std::cout << "bulkhead-agent " << BULKHEAD_VERSION << "\n";
+      std::cout << versionLine("bulkhead-agent") << "\n";
       return kExitOk;
     case AgentMode::kStatus:
       return runStatus(*config);
