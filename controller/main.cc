@@ -194,6 +194,10 @@ int run(int argc, char** argv) {
   if (argc > 1 && std::string_view(argv[1]) == "restore") {
     return runRestore(std::vector<std::string>(argv + 2, argv + argc));
   }
+  if (argc > 1 && std::string_view(argv[1]) == "completion") {
+    return completionCommand(std::vector<std::string>(argv + 2, argv + argc),
+                             controllerCompletion(), std::cout, std::cerr);
+  }
   // Signals are taken synchronously by the main thread: block them before any thread starts.
   sigset_t signals;
   sigemptyset(&signals);

@@ -22,6 +22,8 @@ PACKAGES=(
   nftables iproute2 util-linux procps python3 openssh-server openssh-client conntrack
   # the lab checks every `bulkhead --json` document against cli/schemas/
   python3-jsonschema
+  # manual pages from the programs' --help (help2man), checked by man-db and groff in the tests
+  help2man man-db groff-base
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -889,6 +889,10 @@ int runDaemon(const AgentConfig& config) {
 int agentMain(const std::vector<std::string>& args) {
   // The reporting subcommands: the daemon's signal mask is not theirs.
   if (!args.empty() && isReportSubcommand(args.front())) return reportMain(args);
+  if (!args.empty() && args.front() == "completion") {
+    return completionCommand({args.begin() + 1, args.end()}, agentCompletion(), std::cout,
+                             std::cerr);
+  }
   // Before any thread exists: stop signals are received synchronously, SIGPIPE is ignored.
   sigset_t set = stopSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
