@@ -62,8 +62,8 @@ std::vector<ShellFlag> describeCommand(const std::string& name);
 // The global options (before or after the command).
 std::vector<ShellFlag> globalFlags();
 
-// The bash completion of `bulkhead`: every command of commands(), each with its own flags and
-// the global ones.
+// The bash completion of `bulkhead` (printed by `bulkhead completion bash`, which is not in
+// commands()): every command of commands(), each with its own flags and the global ones.
 ShellCompletion bulkheadCompletion();
 
 // Registration hooks, one per command family.
