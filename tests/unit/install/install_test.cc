@@ -87,14 +87,11 @@ std::vector<std::string> words(const std::string& text) {
 // one is the word being completed), from a real bash.
 std::set<std::string> complete(const fs::path& script, const std::string& function,
                                const std::vector<std::string>& line) {
-  std::vector<std::string> argv = {
-      "bash",
-      "-c",
+  // $1 the script, $2 the function, then the words.
+  const std::string driver =
       "source \"$1\" || exit 3; f=$2; shift 2; COMP_WORDS=(\"$@\"); COMP_CWORD=$(($# - 1)); "
-      "$f || exit 4; printf '%s\\n' \"${COMPREPLY[@]}\"",
-      "bash",
-      script.string(),
-      function};
+      "$f || exit 4; printf '%s\\n' \"${COMPREPLY[@]}\"";
+  std::vector<std::string> argv = {"bash", "-c", driver, "bash", script.string(), function};
   argv.insert(argv.end(), line.begin(), line.end());
   const Ran ran = runProgram(argv);
   EXPECT_EQ(ran.code, 0) << ran.err;
@@ -158,7 +155,7 @@ TEST(HelpTest, HelpAllShowsEveryCommandsOptions) {
   for (const auto& [name, info] : cli::commands()) {
     std::vector<std::string> argv = {BULKHEAD_BIN};
     for (const auto& w : words(name)) argv.push_back(w);
-    argv.push_back("--help");
+    argv.emplace_back("--help");
     const Ran help = runProgram(argv);
     ASSERT_EQ(help.code, 0) << name << ": " << help.err;
     EXPECT_THAT(ran.out, ::testing::HasSubstr(help.out)) << name;
@@ -222,7 +219,7 @@ TEST(CompletionTest, BulkheadOffersEveryFlagOfEveryCommandAsItsHelpListsThem) {
       argv.push_back(w);
       line.push_back(w);
     }
-    argv.push_back("--help");
+    argv.emplace_back("--help");
     const Ran help = runProgram(argv);
     ASSERT_EQ(help.code, 0) << name << ": " << help.err;
     std::set<std::string> expected = flagsInHelp(help.out);
@@ -317,7 +314,7 @@ TEST(ManualTest, TheBulkheadPageCarriesEveryCommandWithItsFlags) {
     EXPECT_THAT(text, ::testing::HasSubstr("bulkhead " + name)) << name;
     std::vector<std::string> argv = {BULKHEAD_BIN};
     for (const auto& w : words(name)) argv.push_back(w);
-    argv.push_back("--help");
+    argv.emplace_back("--help");
     for (const auto& flag : flagsInHelp(runProgram(argv).out)) {
       EXPECT_THAT(text, ::testing::HasSubstr(flag)) << name;
     }
