@@ -8,9 +8,18 @@
 
 #include "agent/core/signal_args.h"
 #include "agent/daemon/report_commands.h"
+#include "common/version.h"
 
 int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.size() == 1 && args.front() == "--version") {
+    std::printf("%s\n", bulkhead::versionLine("bulkhead-report").c_str());
+    return 0;
+  }
+  if (args.size() == 1 && args.front() == "--help") {
+    std::printf("usage:\n%s", bulkhead::agent::reportUsage().c_str());
+    return 0;
+  }
   if (args.empty() || !bulkhead::agent::isReportSubcommand(args.front())) {
     std::fprintf(stderr, "usage:\n%s", bulkhead::agent::reportUsage().c_str());
     return 2;

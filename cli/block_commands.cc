@@ -151,7 +151,7 @@ int runBlockCommand(const std::string& command, bool with_ttl, const GlobalOptio
   pos.add("host", -1);
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs(command, args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs(command, args, opts, pos, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   Req req;
@@ -212,7 +212,7 @@ int blocks(const GlobalOptions& g, const std::vector<std::string>& args, Io& io)
   pos.add("host", 1);
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("blocks", args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("blocks", args, opts, pos, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   auto client = OperatorClient::create(g);
@@ -263,7 +263,7 @@ int killConnections(const GlobalOptions& g, const std::vector<std::string>& args
   pos.add("host", 1);
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("kill-connections", args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("kill-connections", args, opts, pos, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   auto bad = [&](const std::string& msg) {

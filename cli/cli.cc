@@ -1,35 +1,104 @@
 #include "cli/cli.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <exception>
 #include <ostream>
+#include <sstream>
 
 #include <boost/program_options.hpp>
 
 #include "cli/args.h"
 #include "common/parse.h"
+#include "common/version.h"
 
 namespace po = boost::program_options;
 
 namespace bulkhead::cli {
 namespace {
 
+// Where the global options land. They are accepted before or after the command.
+struct GlobalFlags {
+  GlobalOptions g;
+  std::string timeout_text;
+  bool help = false;
+  bool help_all = false;
+  bool version = false;
+};
+
+const char* envOr(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return (v != nullptr && *v != '\0') ? v : fallback;
+}
+
+po::options_description globalOptions(GlobalFlags& f) {
+  po::options_description global("global options");
+  global.add_options()
+      ("controller",
+       po::value(&f.g.controller)->default_value(envOr("BULKHEAD_CONTROLLER", "")),
+       "controller ADDR:PORT")
+      ("identity", po::value(&f.g.identity)->default_value(envOr("BULKHEAD_IDENTITY", "")),
+       "operator identity directory (ca.crt, tls.crt, tls.key)")
+      ("controller-name", po::value(&f.g.controller_name)->default_value(f.g.controller_name),
+       "name in the controller's certificate (default: the identity's controller-name file)")
+      ("json", po::bool_switch(&f.g.json), "print one machine-readable JSON document")
+      ("timeout", po::value(&f.timeout_text)->default_value("10s"), "RPC timeout")
+      ("help,h", po::bool_switch(&f.help), "show help")
+      ("help-all", po::bool_switch(&f.help_all),
+       "show help, then the options of every command (the manual page)")
+      ("version", po::bool_switch(&f.version), "print the version and the git revision");
+  return global;
+}
+
 void printUsage(std::ostream& os) {
-  os << "usage: bulkhead [--controller ADDR:PORT] [--identity DIR] [--json] [--timeout DUR] "
-        "COMMAND [ARGS]\n\ncommands:\n";
+  // "Usage: " as help2man reads it (the manual page's SYNOPSIS).
+  os << "Usage: bulkhead [global options] COMMAND [ARGS]\n\ncommands:\n";
+  size_t width = 0;
+  for (const auto& [name, info] : commands()) width = std::max(width, name.size());
   for (const auto& [name, info] : commands()) {
-    os << "  " << name;
-    for (size_t i = name.size(); i < 18; ++i) os << ' ';
-    os << info.summary << "\n";
+    os << "  " << name << std::string(width + 2 - name.size(), ' ') << info.summary << "\n";
   }
+  GlobalFlags defaults;
+  os << "\n" << globalOptions(defaults);
+  os << "\n`bulkhead completion bash` prints the bash completion script (every command and "
+        "flag above).";
   os << "\nenvironment: BULKHEAD_CONTROLLER, BULKHEAD_IDENTITY supply the defaults of "
         "--controller and --identity.\nexit status: 0 done, 1 some target failed or controller "
         "unreachable, 2 bad usage or input.\n";
 }
 
-const char* envOr(const char* name, const char* fallback) {
-  const char* v = std::getenv(name);
-  return (v != nullptr && *v != '\0') ? v : fallback;
+// printUsage, then every command's --help under a heading line "bulkhead NAME:" (a subsection
+// of the manual page).
+void printHelpAll(std::ostream& os) {
+  printUsage(os);
+  std::ostringstream discarded;
+  for (const auto& [name, info] : commands()) {
+    os << "\nbulkhead " << name << ":\n";
+    Io io{os, discarded};
+    info.run(GlobalOptions{}, {"--help"}, io);
+  }
+}
+
+int completion(const GlobalOptions& /*g*/, const std::vector<std::string>& args, Io& io) {
+  std::string shell;
+  po::options_description opts("completion bash");
+  opts.add_options()("shell", po::value(&shell), "the shell: bash (positional)");
+  po::positional_options_description pos;
+  pos.add("shell", 1);
+  po::variables_map vm;
+  bool help = false;
+  if (!parseCommandArgs("completion", args, opts, pos, vm, io, &help)) {
+    return help ? kOk : kUsage;
+  }
+  if (shell != "bash") {
+    io.err << "bulkhead completion: "
+           << (shell.empty() ? std::string("SHELL: required")
+                             : "invalid shell \"" + shell + "\"")
+           << ": bash is the one supported\n";
+    return kUsage;
+  }
+  io.out << bashCompletionScript(bulkheadCompletion());
+  return kOk;
 }
 
 }  // namespace
@@ -52,20 +121,9 @@ const std::map<std::string, CommandInfo>& commands() {
 }
 
 int runCli(const std::vector<std::string>& argv, Io& io) {
-  GlobalOptions g;
-  std::string timeout_text;
-  bool help = false;
-  po::options_description global("global options");
-  global.add_options()
-      ("controller", po::value(&g.controller)->default_value(envOr("BULKHEAD_CONTROLLER", "")),
-       "controller ADDR:PORT")
-      ("identity", po::value(&g.identity)->default_value(envOr("BULKHEAD_IDENTITY", "")),
-       "operator identity directory (ca.crt, tls.crt, tls.key)")
-      ("controller-name", po::value(&g.controller_name)->default_value(g.controller_name),
-       "name in the controller's certificate (default: the identity's controller-name file)")
-      ("json", po::bool_switch(&g.json), "print one machine-readable JSON document")
-      ("timeout", po::value(&timeout_text)->default_value("10s"), "RPC timeout")
-      ("help,h", po::bool_switch(&help), "show help");
+  GlobalFlags flags;
+  GlobalOptions& g = flags.g;
+  const po::options_description global = globalOptions(flags);
   std::vector<std::string> rest;
   try {
     auto parsed = po::command_line_parser(argv).options(global).allow_unregistered().run();
@@ -78,15 +136,27 @@ int runCli(const std::vector<std::string>& argv, Io& io) {
     io.err << "bulkhead: " << e.what() << "\n";
     return kUsage;
   }
-  auto timeout = parseDuration("--timeout", timeout_text);
+  if (flags.version) {
+    io.out << versionLine("bulkhead") << "\n";
+    return kOk;
+  }
+  if (flags.help_all) {
+    printHelpAll(io.out);
+    return kOk;
+  }
+  auto timeout = parseDuration("--timeout", flags.timeout_text);
   if (!timeout.ok()) {
     io.err << "bulkhead: " << timeout.status().message() << "\n";
     return kUsage;
   }
   g.timeout = *timeout;
   if (rest.empty()) {
-    printUsage(help ? io.out : io.err);
-    return help ? kOk : kUsage;
+    printUsage(flags.help ? io.out : io.err);
+    return flags.help ? kOk : kUsage;
+  }
+  // Not in commands(): it prints a script, not a document of the --json contract.
+  if (rest[0] == "completion") {
+    return completion(g, std::vector<std::string>(rest.begin() + 1, rest.end()), io);
   }
   // Longest match: two-word commands ("pki init") before one-word ones.
   const auto& table = commands();
@@ -102,7 +172,7 @@ int runCli(const std::vector<std::string>& argv, Io& io) {
     return kUsage;
   }
   std::vector<std::string> args(rest.begin() + static_cast<long>(used), rest.end());
-  if (help) args.emplace_back("--help");
+  if (flags.help) args.emplace_back("--help");
   try {
     return it->second.run(g, args, io);
   } catch (const std::exception& e) {
@@ -111,17 +181,42 @@ int runCli(const std::vector<std::string>& argv, Io& io) {
   }
 }
 
-}  // namespace bulkhead::cli
+std::vector<ShellFlag> describeCommand(const std::string& name) {
+  std::ostringstream discarded;
+  std::vector<ShellFlag> flags;
+  Io io{discarded, discarded, &flags};
+  commands().at(name).run(GlobalOptions{}, {"--help"}, io);
+  return flags;
+}
 
-namespace bulkhead::cli {
+std::vector<ShellFlag> globalFlags() {
+  GlobalFlags unused;
+  return shellFlagsOf(globalOptions(unused));
+}
+
+ShellCompletion bulkheadCompletion() {
+  ShellCompletion spec{.program = "bulkhead", .flags = globalFlags(), .commands = {}};
+  for (const auto& [name, info] : commands()) {
+    std::vector<ShellFlag> flags = describeCommand(name);
+    for (const auto& global : spec.flags) {
+      const bool own = std::any_of(flags.begin(), flags.end(),
+                                   [&](const ShellFlag& f) { return f.name == global.name; });
+      if (!own) flags.push_back(global);  // --help: the command's
+    }
+    spec.commands.push_back({name, std::move(flags)});
+  }
+  return spec;
+}
 
 bool parseCommandArgs(const std::string& command, const std::vector<std::string>& args,
                       po::options_description& options,
                       const po::positional_options_description& positional,
-                      po::variables_map& vm, std::ostream& out, std::ostream& err,
-                      bool* help_shown) {
+                      po::variables_map& vm, Io& io, bool* help_shown) {
   *help_shown = false;
   options.add_options()("help,h", "show help for this command");
+  if (io.described_flags != nullptr) *io.described_flags = shellFlagsOf(options);
+  std::ostream& out = io.out;
+  std::ostream& err = io.err;
   try {
     auto parsed = po::command_line_parser(args).options(options).positional(positional).run();
     po::store(parsed, vm);

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "common/completion.h"
+
 namespace bulkhead::cli {
 
 enum ExitCode : int { kOk = 0, kFailed = 1, kUsage = 2 };
@@ -30,6 +32,9 @@ struct GlobalOptions {
 struct Io {
   std::ostream& out;
   std::ostream& err;
+  // Set while the command is described rather than run (describeCommand): parseCommandArgs
+  // stores the command's flags here, then answers as for --help.
+  std::vector<ShellFlag>* described_flags = nullptr;
 };
 
 // A command takes its own arguments (everything after the command name) and returns an exit
@@ -48,6 +53,18 @@ const std::map<std::string, CommandInfo>& commands();
 
 // Runs the CLI on argv (without the program name). Never throws.
 int runCli(const std::vector<std::string>& argv, Io& io);
+
+// The flags of command `name` (a key of commands()) besides the global ones, from the options
+// it parses: the command is run with --help (no side effects, nothing printed). Empty for a
+// command that parses no options (a group such as "evidence").
+std::vector<ShellFlag> describeCommand(const std::string& name);
+
+// The global options (before or after the command).
+std::vector<ShellFlag> globalFlags();
+
+// The bash completion of `bulkhead` (printed by `bulkhead completion bash`, which is not in
+// commands()): every command of commands(), each with its own flags and the global ones.
+ShellCompletion bulkheadCompletion();
 
 // Registration hooks, one per command family.
 void addPkiCommands(std::map<std::string, CommandInfo>& table);

@@ -219,7 +219,7 @@ int isolate(const GlobalOptions& g, const std::vector<std::string>& args, Io& io
   pos.add("host", -1);
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("isolate", args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("isolate", args, opts, pos, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   uint32_t wait_ms = 0;
@@ -267,7 +267,7 @@ int release(const GlobalOptions& g, const std::vector<std::string>& args, Io& io
   pos.add("host", -1);
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("release", args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("release", args, opts, pos, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   uint32_t wait_ms = 0;

@@ -424,7 +424,7 @@ int capture(const GlobalOptions& g, const std::vector<std::string>& args, Io& io
   pos.add("host", 1);
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("capture", args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("capture", args, opts, pos, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   auto usage = [&](const std::string& line) {
@@ -491,7 +491,7 @@ int evidenceList(const GlobalOptions& g, const std::vector<std::string>& args, I
   po::positional_options_description pos;
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("evidence list", args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("evidence list", args, opts, pos, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   auto client = connectClient("evidence list", g, io.err);
@@ -532,7 +532,7 @@ bool parseIdArgs(const std::string& command, const std::vector<std::string>& arg
   pos.add("id", 1);
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs(command, args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs(command, args, opts, pos, vm, io, &help)) {
     *code = help ? kOk : kUsage;
     return false;
   }

@@ -59,7 +59,7 @@ int hosts(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) 
   opts.add_options()("selector", po::value(&selector), "only hosts with these labels (k=v[,k=v])");
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("hosts", args, opts, {}, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("hosts", args, opts, {}, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   if (vm.count("selector") != 0) {
@@ -119,7 +119,7 @@ int status(const GlobalOptions& g, const std::vector<std::string>& args, Io& io)
   pos.add("host", 1);
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("status", args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("status", args, opts, pos, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   auto client = connectClient("status", g, io.err);
@@ -304,7 +304,7 @@ int audit(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) 
        "with --verify: an earlier `audit export` file; rows missing after its head fail");
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("audit", args, opts, {}, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("audit", args, opts, {}, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   v1::VerifyAuditRequest verify_req;
@@ -371,7 +371,7 @@ int auditExport(const GlobalOptions& g, const std::vector<std::string>& args, Io
        "the JSON-lines file; FILE.sig (signature) and FILE.crt (signer) are written beside it");
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("audit export", args, opts, {}, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("audit export", args, opts, {}, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   if (since < 0) {

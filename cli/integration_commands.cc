@@ -25,7 +25,7 @@ int integrationsList(const GlobalOptions& g, const std::vector<std::string>& arg
   po::positional_options_description pos;
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("integrations", args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("integrations", args, opts, pos, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   auto client = OperatorClient::create(g);
@@ -67,7 +67,7 @@ int integrationsCreate(const GlobalOptions& g, const std::vector<std::string>& a
   pos.add("name", 1);
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("integrations create", args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("integrations create", args, opts, pos, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   auto bad = [&](const std::string& message) {
@@ -116,7 +116,7 @@ int integrationsRevoke(const GlobalOptions& g, const std::vector<std::string>& a
   pos.add("name", 1);
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("integrations revoke", args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("integrations revoke", args, opts, pos, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   if (reason.empty()) {

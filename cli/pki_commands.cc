@@ -141,7 +141,7 @@ int pkiInit(const GlobalOptions& g, const std::vector<std::string>& args, Io& io
       ("admin-name", po::value(&admin)->default_value("admin"), "name of the first operator");
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("pki init", args, opts, {}, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("pki init", args, opts, {}, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   // The global option parser takes --controller-name wherever it appears on the line.
@@ -271,7 +271,7 @@ int pkiIssue(const GlobalOptions& g, const std::vector<std::string>& args, Io& i
   pos.add("kind", 1);
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("pki issue", args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("pki issue", args, opts, pos, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   CertRequest req;
@@ -430,7 +430,7 @@ int pkiRevoke(const GlobalOptions& g, const std::vector<std::string>& args, Io& 
       ("reason", po::value(&reason)->required(), "why (kept in DIR/ca/revoked.json)");
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("pki revoke", args, opts, {}, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("pki revoke", args, opts, {}, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   auto usage = [&](const std::string& message) {

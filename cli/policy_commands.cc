@@ -46,7 +46,7 @@ int policyCheck(const GlobalOptions& g, const std::vector<std::string>& args, Io
   pos.add("dir", 1);
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("policy check", args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("policy check", args, opts, pos, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   auto library = loadPolicyDir(dir);

@@ -168,7 +168,7 @@ int sessions(const GlobalOptions& g, const std::vector<std::string>& args, Io& i
   pos.add("host", 1);
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("sessions", args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("sessions", args, opts, pos, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   auto client = connectClient("sessions", g, io.err);
@@ -217,7 +217,7 @@ int killSessions(const GlobalOptions& g, const std::vector<std::string>& args, I
   pos.add("host", 1);
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("kill-sessions", args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("kill-sessions", args, opts, pos, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   bool all = vm["all"].as<bool>();
@@ -286,7 +286,7 @@ int killProcess(const GlobalOptions& g, const std::vector<std::string>& args, Io
   pos.add("host", 1);
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("kill-process", args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("kill-process", args, opts, pos, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   int given = (vm.count("pid") != 0) + (vm.count("exe") != 0) + (vm.count("user") != 0);

@@ -142,7 +142,7 @@ int signalCommand(const GlobalOptions& g, const std::vector<std::string>& args, 
   po::positional_options_description pos;
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("signal", args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("signal", args, opts, pos, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   auto bad = [&](const absl::Status& s) {
@@ -209,7 +209,7 @@ int signalsCommand(const GlobalOptions& g, const std::vector<std::string>& args,
   po::positional_options_description pos;
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("signals", args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("signals", args, opts, pos, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   v1::ListSignalsRequest req;
@@ -274,7 +274,7 @@ int playbookCheck(const GlobalOptions& g, const std::vector<std::string>& args, 
   pos.add("dir", 1);
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("playbook check", args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("playbook check", args, opts, pos, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   auto set = controller::loadPlaybookDir(dir);
@@ -335,7 +335,7 @@ int playbookTest(const GlobalOptions& g, const std::vector<std::string>& args, I
   pos.add("file", 1);
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("playbook test", args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("playbook test", args, opts, pos, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   std::ifstream in(file);
@@ -385,7 +385,7 @@ int approvalsCommand(const GlobalOptions& g, const std::vector<std::string>& arg
   po::positional_options_description pos;
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs("approvals", args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs("approvals", args, opts, pos, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   v1::ListApprovalsRequest req;
@@ -438,7 +438,7 @@ int decideCommand(const std::string& command, const GlobalOptions& g,
   pos.add("id", 1);
   po::variables_map vm;
   bool help = false;
-  if (!parseCommandArgs(command, args, opts, pos, vm, io.out, io.err, &help)) {
+  if (!parseCommandArgs(command, args, opts, pos, vm, io, &help)) {
     return help ? kOk : kUsage;
   }
   if (id.empty()) {

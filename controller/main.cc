@@ -25,6 +25,7 @@
 #include "common/runtime.h"
 #include "common/tls/pki.h"
 #include "common/tls/tls.h"
+#include "common/version.h"
 #include "controller/core/blocks.h"
 #include "controller/core/config.h"
 #include "controller/crowdsec/poller.h"
@@ -193,6 +194,10 @@ int run(int argc, char** argv) {
   if (argc > 1 && std::string_view(argv[1]) == "restore") {
     return runRestore(std::vector<std::string>(argv + 2, argv + argc));
   }
+  if (argc > 1 && std::string_view(argv[1]) == "completion") {
+    return completionCommand(std::vector<std::string>(argv + 2, argv + argc),
+                             controllerCompletion(), std::cout, std::cerr);
+  }
   // Signals are taken synchronously by the main thread: block them before any thread starts.
   sigset_t signals;
   sigemptyset(&signals);
@@ -211,7 +216,7 @@ int run(int argc, char** argv) {
     return 0;
   }
   if (cmd->version) {
-    std::cout << "bulkhead-controller " << BULKHEAD_VERSION << "\n";
+    std::cout << versionLine("bulkhead-controller") << "\n";
     return 0;
   }
   const ControllerConfig& config = cmd->config;

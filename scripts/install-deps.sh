@@ -24,6 +24,8 @@ PACKAGES=(
   python3-jsonschema
   # the Debian packages (scripts/package.sh) and their tests on a clean root
   debhelper lintian mmdebstrap
+  # manual pages from the programs' --help (help2man), checked by man-db and groff in the tests
+  help2man man-db groff-base
 )
 
 if [ "$(id -u)" -ne 0 ]; then

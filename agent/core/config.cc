@@ -7,6 +7,7 @@
 #include <boost/program_options.hpp>
 
 #include "absl/status/status.h"
+#include "agent/core/signal_args.h"
 #include "common/format.h"
 #include "common/identity.h"
 
@@ -63,14 +64,31 @@ bool isValidTlsName(const std::string& s) {
 
 std::string agentUsage() {
   std::ostringstream ss;
-  ss << "usage:\n"
-        "  bulkhead-agent --controller ADDR:PORT --identity DIR --state-dir DIR [--label k=v]...\n"
-        "  bulkhead-agent --restore --state-dir DIR     apply the persisted state and exit\n"
-        "  bulkhead-agent status --state-dir DIR        print the running agent's status\n"
-        "  bulkhead-agent signal|wazuh-active-response|sshguard-backend ... --help\n"
-        "                                               report detections (see their --help)\n\n"
+  // "Usage:" and "or:" as help2man reads them (the manual page's SYNOPSIS).
+  ss << "Usage: bulkhead-agent --controller ADDR:PORT --identity DIR --state-dir DIR "
+        "[--label k=v]...\n"
+        "  or:  bulkhead-agent --restore --state-dir DIR\n"
+        "  or:  bulkhead-agent status --state-dir DIR\n"
+        "  or:  bulkhead-agent signal|wazuh-active-response|sshguard-backend ... --help\n"
+        "  or:  bulkhead-agent completion bash\n\n"
+        "commands:\n"
+        "  status              print the running agent's status\n"
+        "  signal, wazuh-active-response, sshguard-backend\n"
+        "                      report detections (see their --help)\n"
+        "  completion bash     print the bash completion script\n\n"
      << options();
   return ss.str();
+}
+
+ShellCompletion agentCompletion() {
+  const std::vector<ShellFlag> flags = shellFlagsOf(options());
+  return {.program = "bulkhead-agent",
+          .flags = flags,
+          .commands = {{"status", flags},
+                       {"signal", reportFlags(ReportMode::kSignal)},
+                       {"wazuh-active-response", reportFlags(ReportMode::kWazuh)},
+                       {"sshguard-backend", reportFlags(ReportMode::kSshguard)},
+                       {"completion", {}}}};
 }
 
 absl::StatusOr<AgentConfig> parseAgentArgs(const std::vector<std::string>& raw) {

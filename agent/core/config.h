@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/completion.h"
 #include "common/parse.h"
 #include "common/protocol_version.h"
 
@@ -53,5 +54,8 @@ absl::StatusOr<AgentConfig> parseAgentArgs(const std::vector<std::string>& args)
 
 // Usage text for --help.
 std::string agentUsage();
+
+// The bash completion of bulkhead-agent: its flags, `status` and the reporting subcommands.
+ShellCompletion agentCompletion();
 
 }  // namespace bulkhead::agent

@@ -68,6 +68,10 @@ std::string reportUsage() {
   return ss.str();
 }
 
+std::vector<ShellFlag> reportFlags(ReportMode mode) {
+  return shellFlagsOf(mode == ReportMode::kSignal ? signalOptions() : commonOptions());
+}
+
 absl::StatusOr<ReportCommand> parseReportCommand(const std::vector<std::string>& raw) {
   if (raw.empty() || !isReportSubcommand(raw.front())) {
     return absl::InvalidArgumentError("expected signal, wazuh-active-response or sshguard-backend");

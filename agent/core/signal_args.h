@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "agent/core/signal.h"
 #include "bulkhead/v1/signals.pb.h"
+#include "common/completion.h"
 
 namespace bulkhead::agent {
 
@@ -49,5 +50,8 @@ absl::StatusOr<ReportCommand> parseReportCommand(const std::vector<std::string>&
 
 // Usage of the three subcommands (for --help and `bulkhead-agent --help`).
 std::string reportUsage();
+
+// The flags parseReportCommand accepts in `mode`.
+std::vector<ShellFlag> reportFlags(ReportMode mode);
 
 }  // namespace bulkhead::agent

@@ -46,6 +46,7 @@
 #include "common/format.h"
 #include "common/logging.h"
 #include "common/tls/tls.h"
+#include "common/version.h"
 #include "evidence/signing.h"
 
 namespace bulkhead::agent {
@@ -894,6 +895,10 @@ int runDaemon(const AgentConfig& config) {
 int agentMain(const std::vector<std::string>& args) {
   // The reporting subcommands: the daemon's signal mask is not theirs.
   if (!args.empty() && isReportSubcommand(args.front())) return reportMain(args);
+  if (!args.empty() && args.front() == "completion") {
+    return completionCommand({args.begin() + 1, args.end()}, agentCompletion(), std::cout,
+                             std::cerr);
+  }
   // Before any thread exists: stop signals are received synchronously, SIGPIPE is ignored.
   sigset_t set = stopSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
@@ -909,7 +914,7 @@ int agentMain(const std::vector<std::string>& args) {
       std::cout << agentUsage();
       return kExitOk;
     case AgentMode::kVersion:
-      std::cout << "bulkhead-agent " << BULKHEAD_VERSION << "\n";
+      std::cout << versionLine("bulkhead-agent") << "\n";
       return kExitOk;
     case AgentMode::kStatus:
       return runStatus(*config);

@@ -66,14 +66,15 @@ absl::StatusOr<uint64_t> parseByteSize(const char* flag, const std::string& text
   return n << shift->second;
 }
 
-// Parses `args` against `desc` and sets `usage` to its help text. INVALID_ARGUMENT with
-// program_options' own line (unknown flag, missing value) on an error.
+// Parses `args` against `desc` and sets `usage` to its help text and `flags` to its flags.
+// INVALID_ARGUMENT with program_options' own line (unknown flag, missing value) on an error.
 absl::StatusOr<po::variables_map> parseOptions(const po::options_description& desc,
                                                const std::vector<std::string>& args,
-                                               std::string& usage) {
+                                               std::string& usage, std::vector<ShellFlag>& flags) {
   std::ostringstream text;
   text << desc;
   usage = text.str();
+  flags = shellFlagsOf(desc);
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(args).options(desc).run(), vm);
@@ -96,7 +97,7 @@ absl::StatusOr<BackupCommandLine> parseBackupFlags(const std::vector<std::string
       "data-dir", po::value(&out.data_dir)->value_name("DIR"),
       "the controller's --data-dir (required)")("to", po::value(&out.to)->value_name("FILE"),
                                                 "the backup to create; never replaced (required)");
-  auto vm = parseOptions(desc, args, out.usage);
+  auto vm = parseOptions(desc, args, out.usage, out.flags);
   if (!vm.ok()) return vm.status();
   if (vm->count("help")) {
     out.help = true;
@@ -124,7 +125,7 @@ absl::StatusOr<RestoreCommandLine> parseRestoreFlags(const std::vector<std::stri
       "the controller's identity directory, for its audit.key")(
       "audit-key", po::value(&out.audit_key)->value_name("FILE"),
       "the audit chain's key, if not IDENTITY_DIR/audit.key");
-  auto vm = parseOptions(desc, args, out.usage);
+  auto vm = parseOptions(desc, args, out.usage, out.flags);
   if (!vm.ok()) return vm.status();
   if (vm->count("help")) {
     out.help = true;
@@ -158,8 +159,11 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
 
   po::options_description desc(
       "Usage: bulkhead-controller --listen ADDR:PORT --identity DIR --data-dir DIR [options]\n"
-      "       bulkhead-controller backup --data-dir DIR --to FILE   (see backup --help)\n"
-      "       bulkhead-controller restore --from FILE --data-dir DIR --identity DIR");
+      "  or:  bulkhead-controller backup --data-dir DIR --to FILE\n"
+      "  or:  bulkhead-controller restore --from FILE --data-dir DIR --identity DIR\n"
+      "  or:  bulkhead-controller completion bash\n\n"
+      "backup and restore: see their --help; completion: prints the bash completion script\n\n"
+      "options");
   desc.add_options()("help,h", "print this help and exit")("version", "print the version and exit")(
       "listen", po::value(&listen)->value_name("ADDR:PORT"),
       "address to serve agents and operators on (required)")(
@@ -232,7 +236,7 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
       "trace, debug, info, warn, error or off (default info)");
 
   ControllerCommandLine out;
-  auto parsed = parseOptions(desc, args, out.usage);
+  auto parsed = parseOptions(desc, args, out.usage, out.flags);
   if (!parsed.ok()) return parsed.status();
   const po::variables_map& vm = *parsed;
   if (vm.count("help")) {
@@ -385,6 +389,15 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   c.log_format = log_format;
   c.log_level = log_level;  // validated by setupLogging
   return out;
+}
+
+ShellCompletion controllerCompletion() {
+  const std::vector<std::string> help = {"--help"};
+  return {.program = "bulkhead-controller",
+          .flags = parseControllerFlags(help)->flags,
+          .commands = {{"backup", parseBackupFlags(help)->flags},
+                       {"restore", parseRestoreFlags(help)->flags},
+                       {"completion", {}}}};
 }
 
 std::vector<HostPort> dialableEndpoints(const ControllerConfig& config,

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/completion.h"
 #include "common/parse.h"
 
 namespace bulkhead::controller {
@@ -66,6 +67,7 @@ struct ControllerCommandLine {
   bool help = false;     // --help: print `usage` and exit 0
   bool version = false;  // --version
   std::string usage;
+  std::vector<ShellFlag> flags;  // the flags `usage` lists (shell completion)
   ControllerConfig config;  // valid only when !help && !version
 };
 
@@ -77,6 +79,7 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
 struct BackupCommandLine {
   bool help = false;
   std::string usage;
+  std::vector<ShellFlag> flags;  // the flags `usage` lists (shell completion)
   std::string data_dir;  // the running controller's --data-dir
   std::string to;        // the backup file to create (never replaced)
 };
@@ -88,6 +91,7 @@ absl::StatusOr<BackupCommandLine> parseBackupFlags(const std::vector<std::string
 struct RestoreCommandLine {
   bool help = false;
   std::string usage;
+  std::vector<ShellFlag> flags;  // the flags `usage` lists (shell completion)
   std::string from;       // a `backup` file
   std::string data_dir;   // the controller's --data-dir, without a database yet
   std::string audit_key;  // the audit chain's key (default IDENTITY_DIR/audit.key)
@@ -96,6 +100,9 @@ struct RestoreCommandLine {
 // Parses the arguments after "restore". --audit-key or --identity is required (the key must
 // be the one the backup's chain was written with).
 absl::StatusOr<RestoreCommandLine> parseRestoreFlags(const std::vector<std::string>& args);
+
+// The bash completion of bulkhead-controller: its flags, `backup`, `restore`.
+ShellCompletion controllerCompletion();
 
 // The IP literals the controller can be dialled at, with their port: the --listen address
 // when it is an IP literal other than a wildcard (0.0.0.0, ::), every --advertise, and every
