@@ -212,12 +212,12 @@ std::string PrometheusMetrics::scrape() {
     families.push_back(std::move(blocks));
   }
   if (sources_.store) {
-    auto figures = sources_.store(audit_seen_id_);
-    if (!figures.ok()) {
-      spdlog::warn("metrics: store figures left out of this scrape: {}",
-                   figures.status().ToString());
-    } else {
-      audit_seen_id_ = figures->last_audit_id;
+    // The audit rows added since the last scrape, a bounded range a call (the first scrape
+    // after a start reads the whole table, in steps).
+    absl::StatusOr<StoreFigures> figures;
+    do {
+      figures = sources_.store(audit_seen_id_);
+      if (!figures.ok()) break;
       for (const AuditTally& t : figures->audit) {
         const CommandLabels l = commandLabels(t);
         if (l.signal) {
@@ -225,7 +225,14 @@ std::string PrometheusMetrics::scrape() {
         } else {
           commands_[{l.kind, l.phase, l.outcome}] += t.rows;
         }
+        audit_rows_ += t.rows;
       }
+      audit_seen_id_ = figures->last_audit_id;
+    } while (figures->last_audit_id < figures->newest_audit_id);
+    if (!figures.ok()) {
+      spdlog::warn("metrics: store figures left out of this scrape: {}",
+                   figures.status().ToString());
+    } else {
       auto commands = family("bulkhead_commands_total",
                              "Actions recorded in the audit trail, all of it (operators' and "
                              "automatic, reads included), by kind, phase (call or result) and "
@@ -244,7 +251,7 @@ std::string PrometheusMetrics::scrape() {
         signals.metric.push_back(counter(static_cast<double>(n), {{"disposition", disposition}}));
       }
       auto rows = family("bulkhead_audit_rows", "Rows in the audit trail", MetricType::Gauge);
-      rows.metric.push_back(gauge(static_cast<double>(figures->audit_rows)));
+      rows.metric.push_back(gauge(static_cast<double>(audit_rows_)));
       auto bytes =
           family("bulkhead_evidence_bytes", "Bytes of evidence bundles stored", MetricType::Gauge);
       bytes.metric.push_back(gauge(static_cast<double>(figures->evidence_bytes)));

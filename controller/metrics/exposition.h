@@ -79,6 +79,7 @@ class PrometheusMetrics final : public Metrics {
   prometheus::Family<prometheus::Counter>* tamper_;
   std::mutex scrape_mu_;  // one scrape at a time; guards what follows
   int64_t audit_seen_id_ = 0;
+  uint64_t audit_rows_ = 0;  // the audit table is append-only: the rows tallied so far
   // Audit rows by (kind, phase, outcome), and submitted signals by disposition, since start.
   std::map<std::tuple<std::string, std::string, std::string>, uint64_t> commands_;
   std::map<std::string, uint64_t> signals_;

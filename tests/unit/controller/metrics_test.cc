@@ -72,7 +72,7 @@ v1::HostSummary host(const std::string& id, bool online, bool isolated, int64_t 
 
 TEST(PrometheusMetrics, ScrapeReadsTheSourcesAndTheCountedEvents) {
   std::vector<int64_t> asked;
-  int scrape = 0;
+  int calls = 0;
   PrometheusMetrics m(ScrapeSources{
       .hosts =
           [] {
@@ -82,18 +82,26 @@ TEST(PrometheusMetrics, ScrapeReadsTheSourcesAndTheCountedEvents) {
           },
       .blocks_in_force = [] { return size_t{4}; },
       .store = [&](int64_t after) -> absl::StatusOr<StoreFigures> {
+        // The first scrape reads the table in two steps; the second reads one newer row.
         asked.push_back(after);
         StoreFigures f;
-        if (scrape++ == 0) {
-          f.audit = {{"isolate", "ok", 2},
-                     {"isolate.result", "ok", 1},
-                     {signalAction(), "suppressed by a guardrail", 1}};
-          f.last_audit_id = 7;
-        } else {
-          f.audit = {{"isolate", "ok", 1}};
-          f.last_audit_id = 9;
+        switch (calls++) {
+          case 0:
+            f.audit = {{"isolate", "ok", 2},
+                       {"isolate.result", "ok", 1},
+                       {signalAction(), "suppressed by a guardrail", 1}};
+            f.last_audit_id = 7;
+            f.newest_audit_id = 9;
+            break;
+          case 1:
+            f.audit = {{"release", "ok", 2}};
+            f.last_audit_id = f.newest_audit_id = 9;
+            break;
+          default:
+            f.audit = {{"isolate", "ok", 1}};
+            f.last_audit_id = f.newest_audit_id = 10;
+            break;
         }
-        f.audit_rows = f.last_audit_id;
         f.evidence_bytes = 1234;
         f.evidence_bundles = 1;
         return f;
@@ -126,7 +134,10 @@ TEST(PrometheusMetrics, ScrapeReadsTheSourcesAndTheCountedEvents) {
       first,
       HasSubstr("bulkhead_commands_total{kind=\"isolate\",phase=\"call\",outcome=\"ok\"} 2"));
   EXPECT_THAT(first, HasSubstr("bulkhead_signals_total{disposition=\"suppressed\"} 1"));
-  EXPECT_THAT(first, HasSubstr("bulkhead_audit_rows 7"));
+  EXPECT_THAT(first, HasSubstr("bulkhead_audit_rows 6"));
+  EXPECT_THAT(
+      first,
+      HasSubstr("bulkhead_commands_total{kind=\"release\",phase=\"call\",outcome=\"ok\"} 2"));
   EXPECT_THAT(first, HasSubstr("bulkhead_evidence_bytes 1234"));
   EXPECT_THAT(first, HasSubstr("bulkhead_evidence_free_bytes 5000000"));
   EXPECT_THAT(
@@ -149,7 +160,8 @@ TEST(PrometheusMetrics, ScrapeReadsTheSourcesAndTheCountedEvents) {
 
   // The second scrape reads only the audit rows after the first's, and adds them up.
   const std::string second = m.scrape();
-  EXPECT_EQ(asked, (std::vector<int64_t>{0, 7}));
+  EXPECT_EQ(asked, (std::vector<int64_t>{0, 7, 9}));
+  EXPECT_THAT(second, HasSubstr("bulkhead_audit_rows 7"));
   EXPECT_THAT(
       second,
       HasSubstr("bulkhead_commands_total{kind=\"isolate\",phase=\"call\",outcome=\"ok\"} 3"));
@@ -199,7 +211,7 @@ TEST_F(MetricsStoreTest, FiguresTallyTheAuditRowsAfterAnId) {
   audit("isolate.result", "error: timed out");
   auto all = store_->figures(0);
   ASSERT_TRUE(all.ok()) << all.status();
-  EXPECT_EQ(all->audit_rows, 4u);
+  EXPECT_EQ(all->newest_audit_id, all->last_audit_id);
   EXPECT_EQ(all->evidence_bytes, 0u);
   ASSERT_EQ(all->audit.size(), 2u);
   EXPECT_EQ(all->audit[0].action, "isolate");
