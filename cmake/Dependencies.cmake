@@ -15,6 +15,9 @@ pkg_check_modules(NFTABLES REQUIRED IMPORTED_TARGET libnftables)
 pkg_check_modules(NL REQUIRED IMPORTED_TARGET libnl-3.0 libnl-route-3.0 libnl-nf-3.0)
 # PkgConfig::HTTPLIB: the CrowdSec LAPI client and the HTTPS webhook listener (with OpenSSL)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+# prometheus-cpp::core: the controller's metrics (registry, text serializer); served by our own
+# cpp-httplib listener, so prometheus-cpp's pull (civetweb) part is not used
+find_package(prometheus-cpp CONFIG REQUIRED)
 if(BULKHEAD_TESTS)
   find_package(GTest REQUIRED)
 endif()

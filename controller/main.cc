@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -29,6 +30,8 @@
 #include "controller/core/blocks.h"
 #include "controller/core/config.h"
 #include "controller/crowdsec/poller.h"
+#include "controller/metrics/exposition.h"
+#include "controller/metrics/listener.h"
 #include "controller/rpc/peer_gate.h"
 #include "controller/rpc/server.h"
 #include "controller/rpc/system_clock.h"
@@ -37,6 +40,7 @@
 #include "controller/store/audit_key.h"
 #include "controller/store/backup.h"
 #include "controller/store/data_dir.h"
+#include "controller/store/evidence_files.h"
 #include "controller/store/sqlite_store.h"
 #include "controller/webhook/listener.h"
 #include "evidence/signing.h"
@@ -350,9 +354,31 @@ int run(int argc, char** argv) {
   options.evidence.max_uploads_per_host = config.max_evidence_uploads_per_host;
   options.evidence.idle_timeout = config.evidence_idle_timeout;
   options.audit_signer = *std::move(audit_signer);
+  // Metrics: counted from the start; the scrape-time sources read the server, which the
+  // listener (started after it, stopped before it) never scrapes before it exists.
+  ControllerServer* serving = nullptr;
+  std::atomic<int64_t> controller_not_after_ms{identity->self.not_after_unix * 1000};
+  std::unique_ptr<metrics::PrometheusMetrics> prometheus;
+  if (config.metrics_listen) {
+    const EvidenceFiles evidence_files(options.evidence.dir);
+    Store* db = store->get();
+    prometheus = std::make_unique<metrics::PrometheusMetrics>(metrics::ScrapeSources{
+        .hosts = [&serving] { return serving->fleet().listHosts({}); },
+        .blocks_in_force = [&serving,
+                            &clock] { return serving->fleet().blocksInForce(clock.nowUnixMs()); },
+        .store = [db](int64_t after_id) { return db->figures(after_id); },
+        .evidence_free_bytes = [evidence_files] { return evidence_files.availableBytes(); },
+        .controller_certificate =
+            [&controller_not_after_ms, name = identity->self.name] {
+              return metrics::CertificateExpiry{
+                  .kind = "controller", .name = name, .not_after_unix_ms = controller_not_after_ms};
+            }});
+    options.metrics = prometheus.get();
+  }
   auto server = ControllerServer::start(clock, **store, options);
   if (!server.ok()) return fail(fmt::format("{}", server.status()));
   g_grpc_started = true;
+  serving = server->get();
   if (auto s = (*server)->signals().reload(); !s.ok()) {
     return fail(fmt::format("--policy-dir: {}", s));
   }
@@ -372,6 +398,27 @@ int run(int argc, char** argv) {
                                                           .rate_per_minute = config.webhook_rate});
     if (!listener.ok()) return fail(fmt::format("{}", listener.status()));
     webhooks = *std::move(listener);
+  }
+  // Metrics and health: ready while the store takes a write and the policies are loaded.
+  std::unique_ptr<metrics::Listener> metrics_listener;
+  if (prometheus) {
+    Store* db = store->get();
+    auto listener = metrics::Listener::start(metrics::ListenerOptions{
+        .listen = *config.metrics_listen,
+        .scrape = [&prometheus] { return prometheus->scrape(); },
+        .checks =
+            [db, &policies, &config] {
+              std::vector<metrics::ReadinessCheck> checks;
+              checks.push_back({"store", db->probeWrite()});
+              if (!config.policy_dir.empty() && policies.current() == nullptr) {
+                checks.push_back(
+                    {"policies", absl::UnavailableError(fmt::format(
+                                     "no exemption sets loaded from {}", config.policy_dir))});
+              }
+              return checks;
+            }});
+    if (!listener.ok()) return fail(fmt::format("{}", listener.status()));
+    metrics_listener = *std::move(listener);
   }
   // The CrowdSec bouncer: one poller, the only one for its API key (CrowdSec keeps one cursor
   // per key; two controllers must not share one).
@@ -416,6 +463,7 @@ int run(int argc, char** argv) {
         spdlog::info("SIGHUP: certificate replaced: new connections get serial {}",
                      (*tls)->current().serial);
         (void)gate.admit((*tls)->current());  // logs it when near expiry
+        controller_not_after_ms = (*tls)->current().not_after_unix * 1000;
       }
       if (auto revoked = loadRevoked(crl_path, crl_named, identity->ca_pem); !revoked.ok()) {
         spdlog::error("SIGHUP: revocations not reloaded, the previous {} stay in force: {}",
@@ -450,6 +498,7 @@ int run(int argc, char** argv) {
     spdlog::info("{}: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     break;
   }
+  if (metrics_listener) metrics_listener->stop();  // scrapes read the server: stop them first
   if (webhooks) webhooks->stop();  // no new signals from integrations; those taken are answered
   if (crowdsec_poller) crowdsec_poller->stop();
   (*server)->shutdown();

@@ -43,6 +43,9 @@ PROJECT_RULES = [
     ("controller/crowdsec/", r"^controller/rpc/",
      "controller/crowdsec/ is a front door: it hands signals to service/'s SignalIntake, "
      "never through rpc/"),
+    ("controller/metrics/", r"^controller/(rpc|webhook|crowdsec)/",
+     "controller/metrics/ sits beside rpc/: it reads the fleet and the store through the "
+     "functions main.cc hands it"),
     ("controller/service/", r"^controller/rpc/",
      "controller/service/ is what every front door calls: it never includes rpc/"),
     ("controller/service/", r"^controller/webhook/",

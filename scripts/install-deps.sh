@@ -13,6 +13,8 @@ PACKAGES=(
   libyaml-cpp-dev nlohmann-json3-dev libgtest-dev libgmock-dev libarchive-dev
   # HTTP: the CrowdSec LAPI client and the HTTPS webhook listener
   libcpp-httplib-dev
+  # the controller's Prometheus metrics (prometheus-cpp core)
+  prometheus-cpp-dev
   # sanitizer, fuzz and static-check stages of scripts/test.sh: clang with its sanitizer and
   # libFuzzer runtimes, llvm-symbolizer for readable reports, clang-tidy
   clang libclang-rt-14-dev llvm clang-tidy

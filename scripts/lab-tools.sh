@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fetches the real detection tools the lab tests drive (tests/lab/tools.py), from Debian 12's
+# Fetches the real tools the lab tests drive (detection tools: tests/lab/tools.py; Prometheus
+# and promtool for the controller's metrics and alert rules), from Debian 12's
 # packages, WITHOUT installing them: `apt-get download` + `dpkg-deb -x` into a cache dir, so no
 # maintainer script runs (they would start services, register with CrowdSec's central API and,
 # for the bouncers, rewrite the machine's firewall). The tests start each daemon themselves,
@@ -19,8 +20,9 @@ declare -A WANT=(
   [fail2ban]=1.0.2
   [crowdsec]=1.4.6
   [prometheus-alertmanager]=0.25.0
+  [prometheus]=2.42.0+ds
 )
-ORDER=(fail2ban crowdsec prometheus-alertmanager)
+ORDER=(fail2ban crowdsec prometheus-alertmanager prometheus)
 
 die() { echo "lab-tools: $*" >&2; exit 1; }
 

@@ -155,6 +155,7 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   std::string webhook_listen, webhook_cert, webhook_key;
   std::string webhook_body_limit = "1MiB", webhook_rate = "120";
   std::string crowdsec_lapi, crowdsec_key_file, crowdsec_ca, crowdsec_interval = "1s";
+  std::string metrics_listen;
   std::vector<std::string> advertise;
 
   po::options_description desc(
@@ -231,6 +232,9 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
                           "CA certificate(s) to verify an https:// LAPI (default: the system's)")(
       "crowdsec-interval", po::value(&crowdsec_interval)->value_name("DUR"),
       "poll the CrowdSec LAPI this often (default 1s; backs off to 10s while it fails)")(
+      "metrics-listen", po::value(&metrics_listen)->value_name("ADDR:PORT"),
+      "serve Prometheus metrics (/metrics) and health (/healthz, /readyz) over plain HTTP on "
+      "this address, meant for loopback or a management network; off when unset")(
       "log-format", po::value(&log_format)->value_name("text|json"), "log format (default text)")(
       "log-level", po::value(&log_level)->value_name("LEVEL"),
       "trace, debug, info, warn, error or off (default info)");
@@ -345,6 +349,12 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
         "--approval-expiry: invalid value \"{}\": must be longer than 0s", approval_expiry));
   }
   c.approval_expiry = *approvals;
+
+  if (vm.count("metrics-listen")) {
+    auto metrics = parseHostPort("--metrics-listen", metrics_listen);
+    if (!metrics.ok()) return metrics.status();
+    c.metrics_listen = *metrics;
+  }
 
   c.webhook_listen = webhook_listen;
   if (!webhook_listen.empty() && (webhook_cert.empty() || webhook_key.empty())) {

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,8 @@ struct ControllerConfig {
                                   // with --crowdsec-lapi; not readable by others)
   std::string crowdsec_ca;        // --crowdsec-ca FILE: CA of an https:// LAPI
   std::chrono::milliseconds crowdsec_interval{1000};  // --crowdsec-interval DUR
+  // The metrics and health listener (controller/metrics/): plain HTTP, off when unset.
+  std::optional<HostPort> metrics_listen;  // --metrics-listen ADDR:PORT
   std::string log_format = "text";
   std::string log_level = "info";
 };

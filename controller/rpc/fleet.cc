@@ -238,6 +238,12 @@ void Fleet::onMessage(AgentStream& stream, const v1::AgentMessage& msg) {
           *out->mutable_report() = r;
           return true;
         });
+        if (options_.metrics != nullptr) {
+          int64_t applied_us = 0;
+          for (const auto& step : r.steps()) applied_us += std::max<int64_t>(0, step.duration_us());
+          options_.metrics->agentApplied(r.ok(), static_cast<double>(applied_us) / 1e6,
+                                         r.flows_cut());
+        }
         if (r.ok()) {
           spdlog::info("host {}: enforced generation {} (ruleset {}, {} flows cut)", host_id,
                        r.enforced_generation(), r.ruleset_hash().substr(0, 12), r.flows_cut());
@@ -251,6 +257,7 @@ void Fleet::onMessage(AgentStream& stream, const v1::AgentMessage& msg) {
     case v1::AgentMessage::kTamper:
       current = registry_.addTamper(host_id, stream.session(), msg.tamper());
       if (current) {
+        if (options_.metrics != nullptr) options_.metrics->tamperEvent(host_id);
         spdlog::warn("host {}: tamper event: {} (restored: {})", host_id, msg.tamper().what(),
                      msg.tamper().restored());
       }
@@ -370,7 +377,9 @@ void Fleet::flagLocked(const std::string& host, uint64_t session, const std::str
   v1::TamperEvent e;
   e.set_at_unix_ms(clock_.nowUnixMs());
   e.set_what(what);
-  registry_.addTamper(host, session, e);
+  if (registry_.addTamper(host, session, e) && options_.metrics != nullptr) {
+    options_.metrics->tamperEvent(host);
+  }
 }
 
 void Fleet::setOpReadyHandler(std::function<void(std::shared_ptr<PendingOp>)> handler) {
@@ -594,6 +603,18 @@ std::optional<v1::HostStatus> Fleet::getHost(const std::string& host_id) {
 bool Fleet::online(const std::string& host_id) {
   std::lock_guard lock(mu_);
   return registry_.online(host_id);
+}
+
+size_t Fleet::blocksInForce(int64_t now_unix_ms) {
+  std::lock_guard lock(mu_);
+  size_t n = 0;
+  for (const auto& [host, state] : desired_) {
+    if (host == kFleetStateKey) continue;
+    for (const auto& b : state.blocks()) {
+      if (b.expires_at_unix_ms() == 0 || b.expires_at_unix_ms() > now_unix_ms) ++n;
+    }
+  }
+  return n;
 }
 
 }  // namespace bulkhead::controller

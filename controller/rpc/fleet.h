@@ -30,6 +30,7 @@
 #include "controller/rpc/peer_gate.h"
 #include "controller/service/fleet_control.h"
 #include "controller/service/host_directory.h"
+#include "controller/service/metrics.h"
 #include "controller/service/signal_intake.h"
 #include "controller/store/store.h"
 
@@ -44,6 +45,9 @@ struct FleetOptions {
   // Where signals that agents forward (AgentMessage.signal) go. Not owned; must outlive the
   // server. nullptr: every SignalReport is answered with an error receipt.
   SignalIntake* signals = nullptr;
+  // Counts agents' reports and tamper events. Not owned; must outlive the fleet. nullptr:
+  // nothing counted.
+  Metrics* metrics = nullptr;
 };
 
 class Fleet final : public FleetControl, public HostDirectory {
@@ -109,6 +113,9 @@ class Fleet final : public FleetControl, public HostDirectory {
 
   // --- operator reads (HostDirectory; consistent snapshots) ---
   std::vector<bulkhead::v1::HostSummary> listHosts(const Labels& selector) override;
+  // Blocks in the hosts' desired states not expired at `now_unix_ms`, one per host and block
+  // (a fleet-wide block counts once per host it was added to). For the metrics.
+  size_t blocksInForce(int64_t now_unix_ms);
   std::optional<bulkhead::v1::HostStatus> getHost(const std::string& host_id) override;
   bool online(const std::string& host_id) override;
 

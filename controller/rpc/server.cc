@@ -5,6 +5,7 @@
 #include "bulkhead/v1/agent.grpc.pb.h"
 #include "common/format.h"
 #include "controller/rpc/agent_stream.h"
+#include "controller/rpc/call_metrics.h"
 #include "controller/webhook/formats.h"
 
 namespace bulkhead::controller {
@@ -34,6 +35,7 @@ ControllerServer::ControllerServer(const Clock& clock, Store& store, ServerOptio
       fleet_(clock, store, [this] {
         FleetOptions fleet = options_.fleet;
         if (fleet.signals == nullptr) fleet.signals = &agent_signals_;
+        if (fleet.metrics == nullptr) fleet.metrics = options_.metrics;
         return fleet;
       }()),
       names_(clock, options_.policies != nullptr ? *options_.policies : default_policies_,
@@ -84,6 +86,11 @@ absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::start(const 
   builder.RegisterService(s->agent_service_.get());
   builder.RegisterService(s->operator_service_.get());
   builder.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
+  if (s->options_.metrics != nullptr) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> timers;
+    timers.push_back(std::make_unique<CallMetricsFactory>(*s->options_.metrics));
+    builder.experimental().SetInterceptorCreators(std::move(timers));
+  }
   // Agents ping every 30-60 s (keepalive); accept pings down to 10 s apart without data, so a
   // well-configured agent never collects strikes, and drop a peer after 3 strikes.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);

@@ -2,23 +2,24 @@
 // the background schedulers (heartbeat sweep, store flush).
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/status/statusor.h"
+#include "common/scheduler.h"
 #include "controller/core/clock.h"
-#include "controller/service/containment.h"
 #include "controller/rpc/evidence.h"
 #include "controller/rpc/fleet.h"
+#include "controller/rpc/operator_service.h"
+#include "controller/service/containment.h"
+#include "controller/service/metrics.h"
 #include "controller/service/policies.h"
 #include "controller/service/signal_actuator.h"
 #include "controller/service/signals.h"
-#include "controller/rpc/operator_service.h"
-#include "common/scheduler.h"
 #include "controller/store/store.h"
 #include "evidence/signing.h"
 
@@ -42,6 +43,9 @@ struct ServerOptions {
   // The controller's key and certificate, signing audit exports; unset: ExportAudit fails
   // UNAVAILABLE.
   std::optional<evidence::Signer> audit_signer;
+  // Operator calls timed, agents' reports counted (and fleet.metrics, when unset). Not owned;
+  // must outlive the server. nullptr: nothing counted.
+  Metrics* metrics = nullptr;
 };
 
 class ControllerServer {

@@ -1,5 +1,6 @@
 #include "controller/store/sqlite_store.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -332,6 +333,49 @@ absl::StatusOr<std::optional<IntegrationRow>> SqliteStore::findIntegration(
 absl::StatusOr<std::vector<IntegrationRow>> SqliteStore::listIntegrations() {
   std::lock_guard lock(mu_);
   return integrations_.list();
+}
+
+absl::StatusOr<StoreFigures> SqliteStore::figures(int64_t audit_after_id) {
+  std::lock_guard lock(mu_);
+  StoreFigures out;
+  // Counts of the whole audit table would scan it (0.2 s a million rows): the caller sums the
+  // tallies instead. MAX(id) and the evidence counts are cheap (rowid, a small table).
+  sqlite::Stmt count(db_,
+                     "SELECT (SELECT COALESCE(MAX(id), 0) FROM audit), (SELECT COUNT(*) FROM "
+                     "evidence), (SELECT COALESCE(SUM(size), 0) FROM evidence)");
+  if (auto s = count.prepared(); !s.ok()) return s;
+  if (count.step() != SQLITE_ROW) return sqlite::error(db_, "store figures");
+  out.newest_audit_id = count.i64(0);
+  out.evidence_bundles = static_cast<uint64_t>(count.i64(1));
+  out.evidence_bytes = static_cast<uint64_t>(count.i64(2));
+  out.last_audit_id = std::max(
+      audit_after_id, std::min(out.newest_audit_id, audit_after_id + StoreFigures::kAuditTallyIds));
+  // "error: <text>" rows are grouped as one outcome: the text varies, the kind does not.
+  sqlite::Stmt st(db_,
+                  "SELECT action, CASE WHEN substr(outcome, 1, 7) = 'error: ' THEN 'error: ' "
+                  "ELSE outcome END, COUNT(*) FROM audit WHERE id > ?1 AND id <= ?2 "
+                  "GROUP BY 1, 2");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, audit_after_id);
+  st.bind(2, out.last_audit_id);
+  auto rows = st.collect(
+      [](sqlite::Stmt& r) {
+        return AuditTally{r.text(0), r.text(1), static_cast<uint64_t>(r.i64(2))};
+      },
+      "audit tally");
+  if (!rows.ok()) return rows.status();
+  out.audit = *std::move(rows);
+  return out;
+}
+
+absl::Status SqliteStore::probeWrite() {
+  std::lock_guard lock(mu_);
+  return inTransaction(db_, [this]() -> absl::Status {
+    sqlite::Stmt read(db_, "PRAGMA user_version");
+    if (auto s = read.prepared(); !s.ok()) return s;
+    if (read.step() != SQLITE_ROW) return sqlite::error(db_, "write probe: schema version");
+    return sqlite::exec(db_, fmt::format("PRAGMA user_version = {}", read.i64(0)).c_str());
+  });
 }
 
 }  // namespace bulkhead::controller

@@ -89,6 +89,8 @@ class SqliteStore final : public Store {
   absl::Status updateIntegration(const IntegrationRow& row, const AuditEntry& audit) override;
   absl::StatusOr<std::optional<IntegrationRow>> findIntegration(const std::string& name) override;
   absl::StatusOr<std::vector<IntegrationRow>> listIntegrations() override;
+  absl::StatusOr<StoreFigures> figures(int64_t audit_after_id) override;
+  absl::Status probeWrite() override;
 
   // Test hooks: runs raw SQL (used to simulate tampering); reads one PRAGMA's value.
   absl::Status execForTest(const std::string& sql);

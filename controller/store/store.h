@@ -159,6 +159,25 @@ struct IntegrationRow {
   bulkhead::v1::Integration record;  // name, format, config, creation, revocation
 };
 
+// Audit rows of one action with one outcome, counted (Store::figures).
+struct AuditTally {
+  std::string action;   // as stored ("isolate", "isolate.result")
+  std::string outcome;  // as stored, except that every "error: <text>" reads "error: "
+  uint64_t rows = 0;
+};
+
+// What the metrics read of the store at a scrape (controller/metrics/).
+struct StoreFigures {
+  // The rows with ids in (asked id, last_audit_id], grouped: at most kAuditTallyIds ids a call,
+  // so the store's lock is never held for long; call again while last_audit_id < newest.
+  static constexpr int64_t kAuditTallyIds = 50'000;
+  std::vector<AuditTally> audit;
+  int64_t last_audit_id = 0;    // where the tally ended (the asked id when none is newer)
+  int64_t newest_audit_id = 0;  // the table's newest row
+  uint64_t evidence_bundles = 0;
+  uint64_t evidence_bytes = 0;  // sum of the stored bundles' sizes
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -281,6 +300,13 @@ class Store {
       const std::string& name) = 0;
   // Every integration, revoked ones too, ordered by name.
   virtual absl::StatusOr<std::vector<IntegrationRow>> listIntegrations() = 0;
+
+  // The counts the metrics expose; the audit rows after `audit_after_id` tallied (a range of
+  // the primary key), so a caller that keeps the running sums reads each row once.
+  virtual absl::StatusOr<StoreFigures> figures(int64_t audit_after_id) = 0;
+  // Proves the store takes a durable write now: a write transaction that rewrites the schema
+  // version with its own value, committed (and synced) like every change. Changes nothing.
+  virtual absl::Status probeWrite() = 0;
 };
 
 }  // namespace bulkhead::controller

@@ -153,6 +153,23 @@ TEST(ControllerFlags, BadValuesNameTheFlagAndValue) {
   }
 }
 
+TEST(ControllerFlags, MetricsListenerIsOffByDefault) {
+  auto off = parseControllerFlags(kRequired);
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_FALSE(off->config.metrics_listen.has_value());
+  auto on = parseControllerFlags(with({"--metrics-listen", "127.0.0.1:9464"}));
+  ASSERT_TRUE(on.ok()) << on.status();
+  ASSERT_TRUE(on->config.metrics_listen.has_value());
+  EXPECT_EQ(on->config.metrics_listen->host, "127.0.0.1");
+  EXPECT_EQ(on->config.metrics_listen->port, 9464);
+  auto v6 = parseControllerFlags(with({"--metrics-listen", "[::1]:9464"}));
+  ASSERT_TRUE(v6.ok()) << v6.status();
+  EXPECT_EQ(v6->config.metrics_listen->host, "::1");
+  auto bad = parseControllerFlags(with({"--metrics-listen", "localhost"}));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(std::string(bad.status().message()).rfind("--metrics-listen", 0), 0U) << bad.status();
+}
+
 TEST(ControllerFlags, WebhookListenerIsOffByDefaultAndNeedsItsOwnCertificate) {
   auto off = parseControllerFlags(kRequired);
   ASSERT_TRUE(off.ok()) << off.status();

@@ -196,6 +196,14 @@ class FaultyStore final : public Store {
     if (auto s = fault("listIntegrations"); !s.ok()) return s;
     return real_.listIntegrations();
   }
+  absl::StatusOr<StoreFigures> figures(int64_t audit_after_id) override {
+    if (auto s = fault("figures"); !s.ok()) return s;
+    return real_.figures(audit_after_id);
+  }
+  absl::Status probeWrite() override {
+    if (auto s = fault("probeWrite"); !s.ok()) return s;
+    return real_.probeWrite();
+  }
 
  private:
   struct Fault {
