@@ -34,7 +34,7 @@ po::options_description options() {
       "capture-spool-dir", po::value<std::string>(),
       "DIR for evidence bundles not yet acknowledged by the controller (default "
       "<state-dir>/evidence)")(
-      "test-protocol-version", po::value<std::string>(),
+      "test-protocol", po::value<std::string>(),
       "testing only: announce protocol MAJOR.MINOR instead of this build's")(
       "test-hang-collector", po::bool_switch(),
       "testing only: adds a collector that never returns, to prove time limits")(
@@ -203,10 +203,10 @@ absl::StatusOr<AgentConfig> parseAgentArgs(const std::vector<std::string>& raw) 
     if (c.capture_spool_dir.empty()) return invalid("--capture-spool-dir", "", "empty path");
   }
   c.test_hang_collector = vm["test-hang-collector"].as<bool>();
-  if (vm.count("test-protocol-version")) {
-    const std::string text = get("test-protocol-version");
+  if (vm.count("test-protocol")) {
+    const std::string text = get("test-protocol");
     if (auto s = parseProtocolVersion(text, &c.protocol); !s.ok()) {
-      return invalid("--test-protocol-version", text, "expected MAJOR.MINOR, e.g. 1.0");
+      return invalid("--test-protocol", text, "expected MAJOR.MINOR, e.g. 1.0");
     }
   }
   if (vm.count("label")) {

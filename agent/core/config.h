@@ -43,7 +43,7 @@ struct AgentConfig {
   std::filesystem::path capture_spool_dir;
   // Testing only: every capture also runs a collector that never returns (time-limit tests).
   bool test_hang_collector = false;
-  // Testing only (--test-protocol-version): the protocol version this agent announces and
+  // Testing only (--test-protocol): the protocol version this agent announces and
   // checks the controller's against, to prove how peers of other versions are treated.
   ProtocolVersion protocol = kProtocolVersion;
 };

@@ -774,7 +774,7 @@ StepOutcome sessionOptionsStep(DaemonState& d, Teardown&) {
   opts.credentials = clientCredentials(*d.identity);
   opts.protocol = config.protocol;
   if (!(config.protocol == kProtocolVersion)) {
-    spdlog::warn("--test-protocol-version: announcing protocol {} (this build speaks {})",
+    spdlog::warn("--test-protocol: announcing protocol {} (this build speaks {})",
                  protocolText(config.protocol), protocolText(kProtocolVersion));
   }
   opts.ssl_target_name = config.controller_name_given || d.identity->controller_name.empty()

@@ -113,7 +113,7 @@ class FleetTest(unittest.TestCase):
         self.fleet.kill_agent("h3")
         self.fleet.wait_online(["h3"], timeout=10, online=False)
         # An agent of another major: refused with the reason, never listed online, retried.
-        p = self.fleet.start_agent("h3", LABELS["h3"], extra=["--test-protocol-version", "2.0"])
+        p = self.fleet.start_agent("h3", LABELS["h3"], extra=["--test-protocol", "2.0"])
         reason = "speaks protocol 2.0, this controller speaks 1."
         wait_until(lambda: reason in self.lab.log_text(p), 15, interval=0.2,
                    desc="the refusal in the agent's log")
@@ -123,7 +123,7 @@ class FleetTest(unittest.TestCase):
         self.assertIn("upgrade this controller", status.stdout + status.stderr)
         self.fleet.kill_agent("h3")
         # An agent one minor older (1.0, the releases before the exchange): works, contains.
-        self.fleet.start_agent("h3", LABELS["h3"], extra=["--test-protocol-version", "1.0"])
+        self.fleet.start_agent("h3", LABELS["h3"], extra=["--test-protocol", "1.0"])
         self.fleet.wait_online(["h3"], timeout=20)
         rc, doc, err = self.fleet.cli("isolate", "h3", "--reason", "protocol 1.0 agent")
         self.assertEqual(rc, 0, f"{err} {doc}")
