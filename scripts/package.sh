@@ -43,7 +43,7 @@ git ls-files -z --cached --others --exclude-standard |
 cd "$out/src"
 rev=$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)
 echo "package.sh: building from $root (git $rev) in $out/src${prebuilt:+, binaries of $prebuilt}"
-BULKHEAD_PREBUILT="$prebuilt" BULKHEAD_DEB_VERSION="$version" \
+BULKHEAD_PREBUILT="$prebuilt" BULKHEAD_DEB_VERSION="$version" BULKHEAD_GIT_REVISION="$rev" \
   dpkg-buildpackage --build=binary --no-sign ${prebuilt:+--no-check-builddeps} \
   -j"$(nproc)" >"$out/build.log" 2>&1 || {
   tail -n 40 "$out/build.log"
