@@ -84,8 +84,11 @@ class MetricsTest(unittest.TestCase):
             self.lab.mark_failed()
             print(self.lab.dump_logs(), file=sys.stderr)
 
-    def get(self, url):
+    def get(self, url, allow_unreachable=False):
+        """(HTTP status, body); with allow_unreachable, (None, "") when nothing listens yet."""
         r = self.lab.run("ctl", [sys.executable, "-c", FETCH, url], timeout=20)
+        if allow_unreachable and r.returncode != 0 and "Connection refused" in r.stderr:
+            return None, ""
         self.assertEqual(r.returncode, 0, r.stderr)
         code, _, body = r.stdout.partition("\n")
         return int(code), body
@@ -167,8 +170,9 @@ scrape_configs:
                                f"--web.listen-address={PROMETHEUS}"], label="prometheus")
 
         def query(expr):
+            # Prometheus may not listen yet (it starts in the background): retried.
             code, body = self.get(f"http://{PROMETHEUS}/api/v1/query?query=" +
-                                  urllib_quote(expr))
+                                  urllib_quote(expr), allow_unreachable=True)
             if code != 200:
                 return None
             result = json.loads(body)["data"]["result"]

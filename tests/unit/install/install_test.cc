@@ -224,7 +224,7 @@ TEST(CompletionTest, BulkheadOffersEveryFlagOfEveryCommandAsItsHelpListsThem) {
     ASSERT_EQ(help.code, 0) << name << ": " << help.err;
     std::set<std::string> expected = flagsInHelp(help.out);
     expected.insert(global.begin(), global.end());
-    line.push_back("--");
+    line.emplace_back("--");
     EXPECT_EQ(complete(script, "_bulkhead", line), expected) << name;
   }
 }
