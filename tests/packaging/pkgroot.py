@@ -23,6 +23,9 @@ from typing import Dict, List, Optional, Sequence
 
 SUITE = "bookworm"
 VARIANT = "apt"
+BUILD_DIR = os.environ.get("BULKHEAD_BUILD_DIR", "build")
+DEB_DIR = os.environ.get("BULKHEAD_DEB_DIR", os.path.join(BUILD_DIR, "deb"))
+DEB_NEXT_DIR = os.environ.get("BULKHEAD_DEB_NEXT_DIR", os.path.join(BUILD_DIR, "deb-next"))
 
 
 def _sources() -> str:
@@ -94,6 +97,10 @@ class Root:
                                  f"{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
         return r
 
+    def apt_install(self, *args: str) -> subprocess.CompletedProcess:
+        """apt-get install -y --no-install-recommends ARGS (packages or .deb paths inside)."""
+        return self.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *args])
+
     def copy_in(self, files: Sequence[str], dest: str) -> List[str]:
         """Copies files into the root's `dest`; returns their paths inside the root."""
         os.makedirs(self.host_path(dest), exist_ok=True)
@@ -144,3 +151,13 @@ def debs(deb_dir: str) -> List[str]:
 def control_field(deb: str, field: str) -> str:
     return subprocess.run(["dpkg-deb", "-f", deb, field], check=True, capture_output=True,
                           text=True).stdout.strip()
+
+
+def fresh_root(test_class) -> None:
+    """setUpClass of the package tests: test_class.debs and .next_debs (the packages and their
+    second version), .root (a fresh root with apt's lists updated, closed at class cleanup)."""
+    test_class.debs = debs(DEB_DIR)
+    test_class.next_debs = debs(DEB_NEXT_DIR)
+    test_class.root = Root(BUILD_DIR)
+    test_class.addClassCleanup(test_class.root.close)
+    test_class.root.run(["apt-get", "update", "-q"])

@@ -26,9 +26,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pkgroot  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
-BUILD_DIR = os.environ.get("BULKHEAD_BUILD_DIR", "build")
-DEB_DIR = os.environ.get("BULKHEAD_DEB_DIR", os.path.join(BUILD_DIR, "deb"))
-DEB_NEXT_DIR = os.environ.get("BULKHEAD_DEB_NEXT_DIR", os.path.join(BUILD_DIR, "deb-next"))
 OURS = {"bulkhead", "bulkhead-agent", "bulkhead-controller"}
 UNITS = ("bulkhead-agent.service", "bulkhead-restore.service", "bulkhead-controller.service")
 
@@ -47,11 +44,7 @@ ALLOWED_LEFTOVERS = ("/var/lib/bulkhead", "/var/lib/bulkhead-audit", "/etc/passw
 class PackageLifecycleTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.debs = pkgroot.debs(DEB_DIR)
-        cls.next_debs = pkgroot.debs(DEB_NEXT_DIR)
-        cls.root = pkgroot.Root(BUILD_DIR)
-        cls.addClassCleanup(cls.root.close)
-        cls.root.run(["apt-get", "update", "-q"])
+        pkgroot.fresh_root(cls)
 
     def test_1_installs_with_only_declared_dependencies(self):
         depends = [pkgroot.control_field(d, "Depends") for d in self.debs]
@@ -61,7 +54,7 @@ class PackageLifecycleTest(unittest.TestCase):
         type(self).baseline = self.root.snapshot()
         type(self).baseline_packages = set(before)
         inside = self.root.copy_in(self.debs, "/tmp/debs")
-        self.root.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *inside])
+        self.root.apt_install(*inside)
         after = self.root.installed()
         self.assertEqual(set(after) - set(before), OURS,
                          "installing the packages pulled in more than they declare")
@@ -84,7 +77,7 @@ class PackageLifecycleTest(unittest.TestCase):
     def test_3_units_verify(self):
         # man-db: verify checks each unit's Documentation=man:... page (a tool of the test,
         # installed after test_1 proved the packages need nothing undeclared).
-        self.root.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "man-db"])
+        self.root.apt_install("man-db")
         # The tool goes again, with what its own scripts made (timers, caches).
         self.addCleanup(self.root.run, ["apt-get", "purge", "-y", "-q", "man-db"])
         paths = [f"/lib/systemd/system/{u}" for u in UNITS]
@@ -136,9 +129,8 @@ class PackageLifecycleTest(unittest.TestCase):
         with open(default) as f:
             edited = f.read()
         inside = self.root.copy_in(self.next_debs, "/tmp/debs-next")
-        self.root.run(["apt-get", "install", "-y", "-q", "--no-install-recommends",
-                       "-o", "Dpkg::Options::=--force-confdef",
-                       "-o", "Dpkg::Options::=--force-confold", *inside])
+        self.root.apt_install("-o", "Dpkg::Options::=--force-confdef",
+                              "-o", "Dpkg::Options::=--force-confold", *inside)
         versions = self.root.installed()
         want = pkgroot.control_field(self.next_debs[0], "Version")
         for p in OURS:

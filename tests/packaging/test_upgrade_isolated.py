@@ -47,9 +47,6 @@ from bhlab import Lab, wait_until  # noqa: E402
 from fleet import Fleet  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
-BUILD_DIR = os.environ.get("BULKHEAD_BUILD_DIR", "build")
-DEB_DIR = os.environ.get("BULKHEAD_DEB_DIR", os.path.join(BUILD_DIR, "deb"))
-DEB_NEXT_DIR = os.environ.get("BULKHEAD_DEB_NEXT_DIR", os.path.join(BUILD_DIR, "deb-next"))
 PORT = 7000
 
 # Debian's /etc/nftables.conf as the nftables package ships it (the boot-time ruleset).
@@ -145,13 +142,9 @@ class Watch:
 class PackagedAgentTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.debs = pkgroot.debs(DEB_DIR)
-        cls.next_debs = pkgroot.debs(DEB_NEXT_DIR)
-        cls.root = pkgroot.Root(BUILD_DIR)
-        cls.addClassCleanup(cls.root.close)
-        cls.root.run(["apt-get", "update", "-q"])
+        pkgroot.fresh_root(cls)
         inside = cls.root.copy_in(cls.debs, "/tmp/debs")
-        cls.root.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *inside])
+        cls.root.apt_install(*inside)
         cls.root.copy_in(cls.next_debs, "/tmp/debs-next")
 
         cls.lab = Lab(hosts=1)
