@@ -36,6 +36,7 @@
 #include "common/tls/pki.h"
 #include "common/runtime.h"
 #include "common/tls/tls.h"
+#include "common/version.h"
 
 namespace bulkhead::bench {
 namespace {
@@ -76,7 +77,7 @@ class LoadAgent final : public SessionHandler {
     h->set_hostname(host_id_);
     (*h->mutable_labels())["loadgen"] = "1";
     h->set_os("bulkhead-loadgen");
-    h->set_agent_version(BULKHEAD_VERSION);
+    h->set_agent_version(std::string(projectVersion()));
     h->set_sent_at_unix_ms(nowUnixMs());
     return m;
   }

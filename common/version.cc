@@ -2,9 +2,13 @@
 
 namespace bulkhead {
 
+std::string_view projectVersion() { return BULKHEAD_VERSION; }
+
 std::string versionLine(std::string_view program) {
   std::string line(program);
-  line += " " BULKHEAD_VERSION " (git ";
+  line += " ";
+  line += projectVersion();
+  line += " (git ";
   line += gitRevision();
   line += ")";
   return line;

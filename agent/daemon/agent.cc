@@ -266,7 +266,7 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
     in.host_id = host_id_;
     in.facts = collectHostFacts();
     in.labels = config_.labels;
-    in.agent_version = BULKHEAD_VERSION;
+    in.agent_version = projectVersion();
     in.protocol = config_.protocol;
     in.enforced_generation = s.enforced_generation;
     in.ruleset_hash = s.ruleset_hash;
@@ -355,7 +355,7 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
         v1::CommandResult r;
         r.set_command_id(c.id());
         r.set_ok(false);
-        r.set_error(fmt::format("command not supported by bulkhead-agent {}", BULKHEAD_VERSION));
+        r.set_error(fmt::format("command not supported by bulkhead-agent {}", projectVersion()));
         onCommandResult(r);
       }
     }
@@ -599,7 +599,7 @@ StepOutcome statusSocketStep(DaemonState& d, Teardown& teardown) {
   }
   d.status_server = *std::move(server);
   teardown.add("status socket", [&d] { d.status_server.reset(); });
-  spdlog::info("bulkhead-agent {} starting as host {} (state dir {})", BULKHEAD_VERSION, d.host_id,
+  spdlog::info("bulkhead-agent {} starting as host {} (state dir {})", projectVersion(), d.host_id,
                d.config.state_dir.string());
   return StepOutcome::next();
 }
@@ -816,7 +816,7 @@ StepOutcome evidenceStep(DaemonState& d, Teardown& teardown) {
   cwo.spool_dir = d.config.capture_spool_dir;
   cwo.host_id = d.host_id;
   cwo.hostname = collectHostFacts().hostname;
-  cwo.agent_version = BULKHEAD_VERSION;
+  cwo.agent_version = projectVersion();
   cwo.test_hang_collector = d.config.test_hang_collector;
   if (cwo.test_hang_collector) spdlog::warn("--test-hang-collector: every capture runs test-hang");
   CaptureWorker::Deps deps;

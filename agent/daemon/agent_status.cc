@@ -6,6 +6,7 @@
 
 #include "absl/time/time.h"
 #include "common/json.h"
+#include "common/version.h"
 
 namespace bulkhead::agent {
 namespace {
@@ -28,7 +29,7 @@ std::string statusToJson(const AgentStatus& s, int64_t now_unix_ms) {
   }
   nlohmann::json j = {
       {"host_id", s.host_id},
-      {"agent_version", BULKHEAD_VERSION},
+      {"agent_version", projectVersion()},
       {"pid", static_cast<int64_t>(::getpid())},
       {"now", timeOrNull(now_unix_ms)},
       {"controller",

@@ -17,6 +17,7 @@ the packages (scripts/package.sh) and a second version of them for the upgrade.
 """
 
 import os
+import re
 import stat
 import sys
 import unittest
@@ -26,8 +27,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pkgroot  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 OURS = {"bulkhead", "bulkhead-agent", "bulkhead-controller"}
 UNITS = ("bulkhead-agent.service", "bulkhead-restore.service", "bulkhead-controller.service")
+
+def upstream_version() -> str:
+    """The upstream part of debian/changelog's newest version ("0.2.0" of "0.2.0-1"): what the
+    packaged programs' --version must print."""
+    with open(os.path.join(REPO, "debian", "changelog")) as f:
+        m = re.match(r"bulkhead \(([^)+~-]+)", f.readline())
+    if not m:
+        raise RuntimeError("debian/changelog: no version on its first line")
+    return m.group(1)
+
 
 # What purge may leave behind, each for a reason:
 #   /var/lib/bulkhead, /var/lib/bulkhead-audit: the controller's database, evidence and audit
@@ -72,7 +84,7 @@ class PackageLifecycleTest(unittest.TestCase):
             with self.subTest(prog=prog, flag="--version"):
                 r = self.root.run([f"/usr/bin/{prog}", "--version"], check=False)
                 self.assertEqual(r.returncode, 0, f"{prog} --version: {r.stderr}")
-                self.assertIn("0.1.0", r.stdout)
+                self.assertIn(f"{prog} {upstream_version()} (git ", r.stdout)
 
     def test_3_units_verify(self):
         # man-db: verify checks each unit's Documentation=man:... page (a tool of the test,

@@ -121,7 +121,7 @@ TEST(VersionTest, EveryProgramPrintsTheVersionAndTheGitRevision) {
     const Ran ran = runProgram({p.path, "--version"});
     EXPECT_EQ(ran.code, 0) << p.name << ": " << ran.err;
     EXPECT_EQ(ran.err, "") << p.name;
-    const std::regex line(p.name + " " + BULKHEAD_VERSION + R"( \(git [A-Za-z0-9._+~-]+\)\n)");
+    const std::regex line(p.name + " " + std::string(projectVersion()) + R"( \(git [A-Za-z0-9._+~-]+\)\n)");
     EXPECT_TRUE(std::regex_match(ran.out, line)) << p.name << ": " << ran.out;
     EXPECT_EQ(ran.out, versionLine(p.name) + "\n") << p.name << " built at another revision";
   }
@@ -298,7 +298,7 @@ TEST(ManualTest, EveryPageHasItsSectionsAndRendersWithoutWarnings) {
     for (const std::string section : {".TH ", ".SH NAME", ".SH SYNOPSIS", ".SH DESCRIPTION"}) {
       EXPECT_THAT(text, ::testing::HasSubstr(section)) << file;
     }
-    EXPECT_THAT(text, ::testing::HasSubstr(std::string(BULKHEAD_VERSION))) << file;
+    EXPECT_THAT(text, ::testing::HasSubstr(std::string(projectVersion()))) << file;
     if (!have_man) continue;
     const Ran rendered =
         runProgram({"man", "--warnings", "-l", manPage(file).string()}, "MANWIDTH=80");
