@@ -3,6 +3,8 @@
 #   lint      buf lint
 #   breaking  buf breaking against proto/ of the previous commit (HEAD~1), taken with git archive
 #             so it works in worktrees; BULKHEAD_PROTO_AGAINST=REF compares with another commit.
+#   breaking-release  the same against the previous release (tests/compat/previous-release):
+#             what its agents and controllers send must still parse here, and the reverse.
 # buf comes from scripts/install-deps.sh (/opt/bulkhead-tools); its absence is a failure.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -18,8 +20,12 @@ case "${1:-}" in
     "$buf" lint
     echo "check_proto: buf lint: proto/ is clean"
     ;;
-  breaking)
-    ref="${BULKHEAD_PROTO_AGAINST:-HEAD~1}"
+  breaking|breaking-release)
+    if [ "$1" = breaking-release ]; then
+      ref=$(grep -v '^#' "$root/tests/compat/previous-release" | grep -m1 . | cut -d' ' -f2)
+    else
+      ref="${BULKHEAD_PROTO_AGAINST:-HEAD~1}"
+    fi
     if ! git -C "$root" rev-parse --verify -q "$ref^{commit}" >/dev/null; then
       echo "check_proto: no commit $ref to compare with (a shallow clone?)" >&2
       exit 1
@@ -31,7 +37,7 @@ case "${1:-}" in
     echo "check_proto: buf breaking: proto/ is wire-compatible with $ref"
     ;;
   *)
-    echo "usage: check_proto.sh lint|breaking" >&2
+    echo "usage: check_proto.sh lint|breaking|breaking-release" >&2
     exit 2
     ;;
 esac

@@ -32,11 +32,11 @@ case "$mode" in
     ninja -C "$dir" -j "$jobs"
     cd "$dir"
     # Unit tests (fuzz corpus replays included) and kernel tests (label root, RUN_SERIAL);
-    # not the lab tests nor the package tests (label package: they need the .deb files of
-    # the normal build). Root-only tests skip themselves when not root. Left out: two tests
+    # not the lab tests, nor the package and compat tests (labels package and compat: they need
+    # the normal build's .deb files and the previous release's build). Root-only tests skip themselves when not root. Left out: two tests
     # whose assertions are resource figures that ASan changes by design (peak RSS with its
     # shadow memory and quarantine; wall time at its 2-3x slowdown).
-    exec ctest -j 2 --output-on-failure --timeout 900 -LE package \
+    exec ctest -j 2 --output-on-failure --timeout 900 -LE 'package|compat' \
       -E '^lab_|^EvidenceServerTest\.CaptureLargerThan64MiBStreamsThrough$|^Capture\.EngineTimeForABusyHost$'
     ;;
   tsan)

@@ -13,6 +13,10 @@
 #               and a second version of them; then the tests labelled "package": install,
 #               upgrade, purge and an upgrade while isolated on a clean Debian 12 root made by
 #               mmdebstrap from the package mirror (cached in BUILD_DIR/pkgroot).
+#   7. compat   (also on stage 1's build tree) scripts/build-previous-release.sh: the previous
+#               release's programs from its tag (tests/compat/previous-release); then the test
+#               labelled "compat": that release's agent with this controller and the reverse,
+#               isolating and releasing in the lab.
 # Stage 1 always runs. Locally BULKHEAD_CI_STAGES (comma-separated, e.g. "asan,fuzz"; "none"
 # for stage 1 only) picks the others; with CI=true all run whatever it says. Arguments go to
 # stage 1's ctest. Every stage runs even if an earlier one failed; the exit status is non-zero
@@ -22,7 +26,7 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 export BUILD_DIR
 
-all_stages="package,asan,tsan,fuzz,tidy"
+all_stages="package,compat,asan,tsan,fuzz,tidy"
 stages=${BULKHEAD_CI_STAGES:-$all_stages}
 if [ "${CI:-}" = "true" ]; then stages=$all_stages; fi
 
@@ -71,8 +75,8 @@ normal_stage() {
   python3 tests/lab/bhlab.py cleanup >/dev/null 2>&1 || true
   # One run so its summary covers every test. Unit tests run two at a time; tests labelled
   # "root" (kernel and lab) are RUN_SERIAL: they build namespaces and time traffic. The
-  # "package" tests need the packages: stage 6.
-  (cd "$BUILD_DIR" && ctest -j 2 --output-on-failure --timeout 900 -LE package "$@")
+  # "package" and "compat" tests need the packages and the previous release: stages 6 and 7.
+  (cd "$BUILD_DIR" && ctest -j 2 --output-on-failure --timeout 900 -LE 'package|compat' "$@")
 }
 
 package_stage() {
@@ -84,11 +88,17 @@ package_stage() {
   (cd "$BUILD_DIR" && ctest --output-on-failure --timeout 2400 -L package)
 }
 
+compat_stage() {
+  scripts/build-previous-release.sh "$BUILD_DIR/previous-release" || return
+  (cd "$BUILD_DIR" && ctest --output-on-failure --timeout 900 -L compat)
+}
+
 run_stage normal normal_stage "$@"
 for stage in ${stages//,/ }; do
   case "$stage" in
     none) ;;
     package) run_stage package package_stage ;;
+    compat) run_stage compat compat_stage ;;
     asan) run_stage asan scripts/sanitize.sh asan ;;
     tsan) run_stage tsan scripts/sanitize.sh tsan ;;
     fuzz) run_stage fuzz scripts/fuzz.sh ;;

@@ -294,6 +294,9 @@ TEST_F(ControllerSessionTest, ReconnectsAfterControllerRestart) {
 
 TEST_F(ControllerSessionTest, ControllerOfAnotherMajorProtocolIsLeftWithTheReason) {
   fake_.welcome_major = kProtocolVersion.major + 1;
+  // Right behind its Welcome the controller sends a desired state: an agent that left the
+  // controller must not act on it.
+  fake_.push_desired_state = true;
   startServer(0);
   FakeHandler h;
   ControllerSession s(options(pki_.agent, pki_.ca), &timers_, &h);
@@ -307,6 +310,7 @@ TEST_F(ControllerSessionTest, ControllerOfAnotherMajorProtocolIsLeftWithTheReaso
               std::string::npos)
         << h.last_reason;
     EXPECT_NE(h.last_reason.find("upgrade this agent"), std::string::npos) << h.last_reason;
+    EXPECT_EQ(h.desired_generation, 0u) << "a refused controller's message reached the agent";
   }
   EXPECT_FALSE(s.connected());
   s.stop();
