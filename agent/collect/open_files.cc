@@ -11,6 +11,7 @@
 
 #include "agent/collect/collectors.h"
 #include "agent/linux/proc_files.h"
+#include "common/lines.h"
 
 namespace bulkhead::agent::collect {
 namespace {
@@ -67,12 +68,8 @@ class OpenFilesCollector final : public Collector {
   }
 
   static bool mappings(int pid, std::string_view text, ArtifactSink& sink) {
-    size_t pos = 0;
-    while (pos < text.size()) {
-      size_t eol = text.find('\n', pos);
-      if (eol == std::string_view::npos) eol = text.size();
-      auto m = proc::parseMapsLine(text.substr(pos, eol - pos));
-      pos = eol + 1;
+    for (std::string_view line : splitLines(text)) {
+      auto m = proc::parseMapsLine(line);
       if (!m || !proc::interestingMapping(*m)) continue;
       proc::LinkFlags flags = proc::linkFlags(m->path);
       json r{{"pid", pid},

@@ -22,6 +22,7 @@
 #include "agent/linux/proc_files.h"
 #include "agent/linux/proc_scan.h"
 #include "common/format.h"
+#include "common/lines.h"
 
 namespace bulkhead::agent::collect {
 namespace {
@@ -38,31 +39,22 @@ constexpr size_t kFdInfoCap = 4096;
 // The lines of `text` (no trailing empty line).
 json lines(std::string_view text) {
   json out = json::array();
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t eol = text.find('\n', pos);
-    if (eol == std::string_view::npos) eol = text.size();
-    out.push_back(proc::utf8(text.substr(pos, eol - pos)));
-    pos = eol + 1;
-  }
+  for (std::string_view line : splitLines(text)) out.push_back(proc::utf8(line));
   return out;
 }
 
 // "pos:\t0\nflags:\t02\n..." -> {"pos": "0", "flags": "02", ...} (first two fields only).
 void addFdInfo(std::string_view text, json* out) {
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t eol = text.find('\n', pos);
-    if (eol == std::string_view::npos) eol = text.size();
-    std::string_view line = text.substr(pos, eol - pos);
-    pos = eol + 1;
-    size_t colon = line.find(':');
+  for (std::string_view line : splitLines(text)) {
+    const size_t colon = line.find(':');
     if (colon == std::string_view::npos) continue;
-    std::string_view key = line.substr(0, colon);
-    std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
-      value.remove_prefix(1);
-    if (key == "pos" || key == "flags") (*out)[std::string(key)] = std::string(value);
+    const std::string_view key = line.substr(0, colon);
+    if (key == "pos" || key == "flags") {
+      std::string_view value = line.substr(colon + 1);
+      while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+        value.remove_prefix(1);
+      (*out)[std::string(key)] = std::string(value);
+    }
   }
 }
 

@@ -1,11 +1,12 @@
 #include "agent/core/hello.h"
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 
-#include <fmt/format.h>
+#include "common/lines.h"
 
 namespace bulkhead::agent {
 
@@ -60,15 +61,10 @@ std::string unquote(std::string_view v) {
 }
 
 std::string osReleaseValue(std::string_view text, std::string_view key) {
-  size_t pos = 0;
-  while (pos <= text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(pos, end - pos);
+  for (std::string_view line : splitLines(text)) {
     if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == '=') {
       return unquote(line.substr(key.size() + 1));
     }
-    pos = end + 1;
   }
   return "";
 }

@@ -1,6 +1,7 @@
 #include "agent/core/processes.h"
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/sysmacros.h>
@@ -11,7 +12,7 @@
 #include <map>
 #include <set>
 
-#include <fmt/format.h>
+#include "common/lines.h"
 
 namespace bulkhead::agent {
 namespace {
@@ -21,19 +22,6 @@ bool parseNumber(std::string_view s, T* out, int base = 10) {
   if (s.empty()) return false;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out, base);
   return ec == std::errc() && p == s.data() + s.size();
-}
-
-std::vector<std::string_view> splitSpaces(std::string_view s) {
-  std::vector<std::string_view> out;
-  size_t i = 0;
-  while (i < s.size()) {
-    while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
-    size_t j = i;
-    while (j < s.size() && s[j] != ' ' && s[j] != '\t') ++j;
-    if (j > i) out.push_back(s.substr(i, j - i));
-    i = j;
-  }
-  return out;
 }
 
 std::string_view trim(std::string_view s) {
@@ -102,12 +90,7 @@ absl::StatusOr<ProcStat> parseProcStat(std::string_view text) {
 
 ProcStatus parseProcStatus(std::string_view text) {
   ProcStatus st;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t eol = text.find('\n', pos);
-    if (eol == std::string_view::npos) eol = text.size();
-    std::string_view line = text.substr(pos, eol - pos);
-    pos = eol + 1;
+  for (std::string_view line : splitLines(text)) {
     size_t colon = line.find(':');
     if (colon == std::string_view::npos) continue;
     std::string_view key = line.substr(0, colon);
@@ -169,12 +152,8 @@ std::string ttyName(int tty_nr) {
 
 std::vector<ProcNetSocket> parseProcNetTcp(std::string_view text, bool v6) {
   std::vector<ProcNetSocket> out;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t eol = text.find('\n', pos);
-    if (eol == std::string_view::npos) eol = text.size();
-    auto f = splitSpaces(text.substr(pos, eol - pos));
-    pos = eol + 1;
+  for (std::string_view line : splitLines(text)) {
+    auto f = splitSpaces(line);
     // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
     if (f.size() < 10 || f[0].empty() || f[0].back() != ':') continue;
     ProcNetSocket s;
@@ -299,12 +278,7 @@ bool sessionMatches(const SessionInfo& s, const SessionMatch& m) {
 
 absl::StatusOr<LogindSession> parseLoginctlShow(std::string_view text) {
   LogindSession s;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t eol = text.find('\n', pos);
-    if (eol == std::string_view::npos) eol = text.size();
-    std::string_view line = text.substr(pos, eol - pos);
-    pos = eol + 1;
+  for (std::string_view line : splitLines(text)) {
     size_t eq = line.find('=');
     if (eq == std::string_view::npos) continue;
     std::string_view key = line.substr(0, eq);
@@ -333,12 +307,8 @@ absl::StatusOr<LogindSession> parseLoginctlShow(std::string_view text) {
 
 std::vector<std::string> parseLoginctlList(std::string_view text) {
   std::vector<std::string> ids;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t eol = text.find('\n', pos);
-    if (eol == std::string_view::npos) eol = text.size();
-    auto f = splitSpaces(text.substr(pos, eol - pos));
-    pos = eol + 1;
+  for (std::string_view line : splitLines(text)) {
+    auto f = splitSpaces(line);
     if (!f.empty()) ids.emplace_back(f[0]);
   }
   return ids;
