@@ -1,13 +1,22 @@
 #!/usr/bin/env python3
-"""The packaged agent keeps an isolated host isolated through an upgrade and a reboot.
+"""The packaged controller, CLI and agent set up as the README says, and the packaged agent
+keeping an isolated host isolated through an upgrade and a reboot.
 
-A clean Debian 12 root (tests/packaging/pkgroot.py) gets the packages; lab host h1 runs the
-agent from that root (`chroot`, in h1's own network, PID and mount namespaces) with the command
-line of the installed unit, its ${CONTROLLER} taken from the edited /etc/default/bulkhead-agent.
-The unit's CapabilityBoundingSet= and NoNewPrivileges= are applied with setpriv, so the agent
-runs with exactly the capabilities its unit grants (the rest of the unit's sandboxing needs
-systemd, which the lab does not run). The controller and the operator's CLI come from the build
-tree.
+A clean Debian 12 root (tests/packaging/pkgroot.py) gets the packages. Every program runs from
+that root (`chroot`), each in its lab node's own network, PID and mount namespaces:
+
+  set-up    the README's steps, in the root: `bulkhead pki init` with the controller's address,
+            the controller's identity installed root:bulkhead 0640, the controller started
+            (node ctl) with its unit's command line and settings, as user bulkhead; an agent
+            identity issued and copied to /etc/bulkhead/identity, CONTROLLER appended to
+            /etc/default/bulkhead-agent, the agent started (node h1) with its unit's command
+            line; the operator's `bulkhead` (node jump) with the admin identity `pki init`
+            made. h1 comes online with the packaged agent's version.
+
+Each program starts as systemd would start its unit: ExecStart= expanded from its
+EnvironmentFile=, under its User=/Group=, UMask=, CapabilityBoundingSet= and NoNewPrivileges=
+(setpriv), with the StateDirectory= and RuntimeDirectory= systemd would create. The rest of the
+units' sandboxing needs systemd, which the lab does not run.
 
   upgrade   h1 is isolated; then, while a prober in the attacker's namespace tries a new TCP
             connection to h1 about every 0.1 s and h1's table is listed every ~20 ms,
@@ -31,8 +40,8 @@ import json
 import os
 import re
 import shlex
-import shutil
 import signal
+import stat
 import sys
 import threading
 import time
@@ -44,7 +53,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lab"))
 
 import pkgroot  # noqa: E402
 from bhlab import Lab, wait_until  # noqa: E402
-from fleet import Fleet  # noqa: E402
+from fleet import CONTROLLER_PORT, Fleet  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
 PORT = 7000
@@ -139,7 +148,7 @@ class Watch:
 
 
 @unittest.skipUnless(IS_ROOT, "needs root (lab, chroot)")
-class PackagedAgentTest(unittest.TestCase):
+class PackagedFleetTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         pkgroot.fresh_root(cls)
@@ -149,19 +158,23 @@ class PackagedAgentTest(unittest.TestCase):
 
         cls.lab = Lab(hosts=1)
         cls.addClassCleanup(cls.lab.close)
+        # The fleet's addresses and waits; its programs are the packaged ones, in the root.
         cls.fleet = Fleet(cls.lab)
-        cls.fleet.start_controller()
-        # The host's identity copied in and CONTROLLER set, as the README tells an admin to.
-        ident = cls.root.host_path("/etc/bulkhead/identity")
-        for f in os.listdir(cls.fleet.agent_identity("h1")):
-            shutil.copy(os.path.join(cls.fleet.agent_identity("h1"), f), ident)
-        with open(cls.root.host_path("/etc/default/bulkhead-agent"), "a") as f:
-            f.write(f"CONTROLLER={cls.fleet.controller_addr}\n")
-        # h1's own mount namespace: the root's /proc shows h1's processes only.
-        cls.lab.run("h1", ["mount", "-t", "proc", "proc", cls.root.host_path("/proc")],
-                    check=True)
+        cls.fleet.programs = {"bulkhead": "/usr/bin/bulkhead"}
+        cls.fleet.cli_prefix = ["chroot", cls.root.path]
+        cls.fleet.pki = "/etc/bulkhead/pki"
+        # Each node's own mount namespace: the root's /proc there shows that node's processes.
+        for node in ("ctl", "h1", "jump"):
+            cls.lab.run(node, ["mount", "-t", "proc", "proc", cls.root.host_path("/proc")],
+                        check=True)
         cls.server = cls.lab.tcp_server("h1", PORT)
-        cls.agent = None
+        cls.controller = cls.agent = None
+
+    def in_root(self, node: str, script: str):
+        """A README step: `sh -c script` in the root, in lab node `node`."""
+        r = self.lab.run(node, ["chroot", self.root.path, "sh", "-ec", script], timeout=60)
+        self.assertEqual(r.returncode, 0, f"{script}: {r.stdout} {r.stderr}")
+        return r
 
     def tearDown(self):
         outcome = getattr(self, "_outcome", None)
@@ -170,22 +183,87 @@ class PackagedAgentTest(unittest.TestCase):
             print(self.lab.dump_logs(), file=sys.stderr)
 
     def unit_argv(self, unit: str) -> list:
-        """The unit's command as systemd would start it: its ExecStart= with the environment
-        file, its CapabilityBoundingSet= and NoNewPrivileges= (setpriv, inside the root)."""
+        """The unit's command as systemd would start it (inside the root): its ExecStart= with
+        its EnvironmentFile=, under its UMask=, User=, Group=, CapabilityBoundingSet= and
+        NoNewPrivileges= (setpriv), after creating its StateDirectory= and RuntimeDirectory=
+        as systemd does (owned by User=, with the units' modes)."""
         with open(self.root.host_path(f"/lib/systemd/system/{unit}")) as f:
-            text = f.read()
-        env = read_default(self.root.host_path("/etc/default/bulkhead-agent"))
-        caps = next(l for l in text.splitlines() if l.startswith("CapabilityBoundingSet="))
+            lines = f.read().splitlines()
+        keys = {}
+        for line in lines:
+            if "=" in line and not line.startswith("#"):
+                k, v = line.split("=", 1)
+                keys.setdefault(k, v)
+        env = {}
+        for line in lines:
+            if line.startswith("EnvironmentFile="):
+                path = line.split("=", 1)[1].lstrip("-")
+                if os.path.exists(self.root.host_path(path)):
+                    env.update(read_default(self.root.host_path(path)))
+        self.assertIn("NoNewPrivileges=yes", lines)
         bounding = ",".join(["-all"] + [f"+{c.lower().removeprefix('cap_')}"
-                                        for c in caps.split("=", 1)[1].split()])
-        self.assertIn("NoNewPrivileges=yes", text.splitlines())
-        return ["chroot", self.root.path, "setpriv", f"--bounding-set={bounding}",
-                "--no-new-privs", "--", *unit_exec_start(text, env)]
+                                        for c in keys["CapabilityBoundingSet"].split()])
+        user, group = keys.get("User", "root"), keys.get("Group", "root")
+        for kind, base in (("StateDirectory", "/var/lib"), ("RuntimeDirectory", "/run")):
+            for name in keys.get(kind, "").split():
+                mode = keys.get(f"{kind}Mode", "0755")
+                self.in_root("jump", f"install -d -o {user} -g {group} -m {mode} {base}/{name}")
+        ids = ["--reuid", user, "--regid", group, "--init-groups"] if user != "root" else []
+        return ["chroot", self.root.path, "sh", "-c", 'umask "$0"; exec "$@"',
+                keys.get("UMask", "0022"), "setpriv", *ids, f"--bounding-set={bounding}",
+                "--no-new-privs", "--", *unit_exec_start("\n".join(lines), env)]
 
     def start_agent(self):
         type(self).agent = self.lab.spawn("h1", self.unit_argv("bulkhead-agent.service"),
                                           label="packaged-agent")
         self.fleet.wait_online(["h1"], timeout=30)
+
+    def test_0_set_up_as_the_readme_says(self):
+        ctl = self.lab.ip4("ctl")
+        # On the controller's machine (README, "Install from Debian packages").
+        self.in_root("ctl", f"bulkhead pki init --dir /etc/bulkhead/pki --controller-ip {ctl}")
+        self.in_root("ctl", "install -o root -g bulkhead -m 0640 /etc/bulkhead/pki/controller/* "
+                            "/etc/bulkhead/controller/")
+        type(self).controller = self.lab.spawn(
+            "ctl", self.unit_argv("bulkhead-controller.service"), label="packaged-controller")
+        wait_until(lambda: self.controller.poll() is not None or
+                   self.lab.tcp_probe("jump", ctl, CONTROLLER_PORT), 20, interval=0.2,
+                   desc="the packaged controller listening")
+        self.assertIsNone(self.controller.poll(), self.lab.log_text(self.controller))
+        self.in_root("ctl", "bulkhead pki issue agent --host-id h1 --dir /etc/bulkhead/pki")
+        # On the server: the identity copied over, CONTROLLER set.
+        self.in_root("h1", "cp /etc/bulkhead/pki/agents/h1/* /etc/bulkhead/identity/ && "
+                           "chmod 0600 /etc/bulkhead/identity/tls.key")
+        self.in_root("h1", f"echo CONTROLLER={ctl}:{CONTROLLER_PORT} >> "
+                           "/etc/default/bulkhead-agent")
+        self.start_agent()
+        # The operator's CLI (packaged) lists the packaged agent with its version.
+        host = self.fleet.hosts()["h1"]
+        self.assertTrue(host["online"], host)
+        version = self.root.installed()["bulkhead-agent"]
+        self.assertTrue(version.startswith(host["agent_version"]), (version, host))
+        # The controller runs as its system user, its state private to it.
+        for path in ("/var/lib/bulkhead", "/var/lib/bulkhead-audit"):
+            st = os.stat(self.root.host_path(path))
+            self.assertEqual(stat.S_IMODE(st.st_mode), 0o700, path)
+            self.assertEqual(st.st_uid, self.root_uid("bulkhead"), path)
+        self.assertEqual(self.proc_uid(self.controller), self.root_uid("bulkhead"))
+
+    def root_uid(self, user: str) -> int:
+        with open(self.root.host_path("/etc/passwd")) as f:
+            for line in f:
+                fields = line.split(":")
+                if fields[0] == user:
+                    return int(fields[2])
+        raise AssertionError(f"no user {user} in the root")
+
+    def proc_uid(self, proc) -> int:
+        """The real uid of the program proc started (after sh, chroot and setpriv exec'd)."""
+        with open(f"/proc/{proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return int(line.split()[1])
+        raise AssertionError("no Uid line")
 
     def reachable(self) -> bool:
         return self.lab.tcp_probe("attacker", self.lab.ip4("h1"), PORT, timeout=0.5)
@@ -196,7 +274,6 @@ class PackagedAgentTest(unittest.TestCase):
         return doc
 
     def test_1_upgrade_while_isolated_never_opens_the_host(self):
-        self.start_agent()
         self.assertTrue(self.reachable(), "h1 unreachable before any containment")
         with Watch(self.lab, self.lab.ip4("h1"), self.server) as open_host:
             time.sleep(1.0)
