@@ -400,12 +400,17 @@ TEST(CrowdSecPoller, StopWaitsForTheExchangeInProgressAndStartsNoOther) {
     std::unique_lock lock(mu);
     ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return calls == 1; }));
   }
+  std::atomic<bool> stopping{false};
   std::atomic<bool> stopped{false};
   std::thread stopper([&] {
+    stopping = true;
     poller.stop();
     stopped = true;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Released once the stopper is inside stop() (give it 300 ms from its last step before the
+  // call): released earlier, a second poll could start before stop() begins.
+  while (!stopping.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   EXPECT_FALSE(stopped.load());  // the exchange is still running
   {
     std::lock_guard lock(mu);

@@ -152,12 +152,17 @@ TEST_F(NameCacheTest, DestructionWaitsForTheResolutionInProgressAndStartsNoOther
     ASSERT_TRUE(
         resolver.cv.wait_for(lock, std::chrono::seconds(10), [&] { return resolver.calls == 1; }));
   }
+  std::atomic<bool> destroying{false};
   std::atomic<bool> destroyed{false};
   std::thread destroyer([&] {
+    destroying = true;
     cache.reset();
     destroyed = true;
   });
-  std::this_thread::sleep_for(milliseconds(100));
+  // Released once the destroyer is inside the destructor (300 ms after its last step before
+  // it): released earlier, "b.lab" could start resolving before destruction begins.
+  while (!destroying.load()) std::this_thread::sleep_for(milliseconds(1));
+  std::this_thread::sleep_for(milliseconds(300));
   EXPECT_FALSE(destroyed.load());  // "a.lab" is still being resolved
   {
     std::lock_guard lock(resolver.mu);
