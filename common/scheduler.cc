@@ -44,6 +44,11 @@ void Scheduler::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+bool Scheduler::stopping() const {
+  std::lock_guard lock(mu_);
+  return stopping_;
+}
+
 void Scheduler::run() {
   std::unique_lock lock(mu_);
   for (;;) {

@@ -33,6 +33,9 @@ class Scheduler {
   // Runs what is already due, then stops the thread; later tasks never run. Idempotent.
   // REQUIRES: not called from a task.
   void stop();
+  // True once stop() has begun: a long task may return early, and a task that was due when
+  // stop() began (so still runs) may skip its work. Thread-safe.
+  bool stopping() const;
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -46,7 +49,7 @@ class Scheduler {
   bool add(Clock::time_point due, std::chrono::milliseconds period, std::function<void()> fn);
   void run();
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::priority_queue<Task, std::vector<Task>, std::greater<>> tasks_;   // GUARDED_BY(mu_)
   uint64_t seq_ = 0;

@@ -168,8 +168,9 @@ Poller::~Poller() { stop(); }
 
 void Poller::start() {
   std::lock_guard lock(mu_);
-  if (thread_.joinable() || stopping_) return;
-  thread_ = std::thread([this] { run(); });
+  if (thread_ || stopping_) return;
+  thread_ = std::make_unique<Scheduler>("bh-crowdsec");
+  thread_->post([this] { tick(); });
 }
 
 void Poller::stop() {
@@ -177,8 +178,8 @@ void Poller::stop() {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  // stopping_ set: start() no longer changes thread_.
+  if (thread_) thread_->stop();
 }
 
 PollerStats Poller::stats() const {
@@ -186,19 +187,16 @@ PollerStats Poller::stats() const {
   return shared_->stats;
 }
 
-void Poller::run() {
-  pthread_setname_np(pthread_self(), "bh-crowdsec");
-  for (;;) {
-    const bool ok = pollOnce();
-    milliseconds wait = options_.interval;
-    if (!ok) {
-      // interval, 2x, 4x, ... up to max_backoff
-      for (int i = 1; i < consecutive_failures_ && wait < options_.max_backoff; ++i) wait *= 2;
-      wait = std::min(wait, std::max(options_.max_backoff, options_.interval));
-    }
-    std::unique_lock lock(mu_);
-    if (cv_.wait_for(lock, wait, [this] { return stopping_; })) return;
+void Poller::tick() {
+  if (thread_->stopping()) return;  // due when stop() began: no new exchange
+  const bool ok = pollOnce();
+  milliseconds wait = options_.interval;
+  if (!ok) {
+    // interval, 2x, 4x, ... up to max_backoff
+    for (int i = 1; i < consecutive_failures_ && wait < options_.max_backoff; ++i) wait *= 2;
+    wait = std::min(wait, std::max(options_.max_backoff, options_.interval));
   }
+  thread_->after(wait, [this] { tick(); });  // refused once stop() has begun
 }
 
 void Poller::failed(const std::string& state, bool resync) {

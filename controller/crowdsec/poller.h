@@ -10,7 +10,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -18,10 +17,10 @@
 #include <mutex>
 #include <set>
 #include <string>
-#include <thread>
 #include <unordered_map>
 
 #include "absl/status/statusor.h"
+#include "common/scheduler.h"
 #include "controller/crowdsec/decisions.h"
 #include "controller/service/signal_intake.h"
 
@@ -107,7 +106,8 @@ class Poller {
   PollerStats stats() const;
 
  private:
-  void run();
+  // One poll on the thread, then the next one scheduled (after interval, or the backoff).
+  void tick();
   void use(const StreamAnswer& answer, bool startup, const std::string& sha256);
   void submit(bulkhead::v1::Signal signal);
   void failed(const std::string& state, bool resync);
@@ -138,9 +138,9 @@ class Poller {
   std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
 
   std::mutex mu_;
-  std::condition_variable cv_;
   bool stopping_ = false;  // GUARDED_BY(mu_)
-  std::thread thread_;
+  // Set once by start() (under mu_), then unchanged until destruction. Last: destroyed first.
+  std::unique_ptr<Scheduler> thread_;
 };
 
 }  // namespace bulkhead::controller::crowdsec

@@ -44,17 +44,11 @@ absl::StatusOr<std::vector<std::string>> NameCache::Lookup::resolve(const std::s
 NameCache::NameCache(const Clock& clock, const Policies& policies, NameResolver& resolver,
                      NameCacheOptions options)
     : clock_(clock), policies_(policies), resolver_(resolver), options_(options) {
-  thread_ = std::thread([this] { run(); });
+  thread_.post([this] { update(/*refresh=*/true); });
+  thread_.every(options_.poll, [this] { update(/*refresh=*/false); });
 }
 
-NameCache::~NameCache() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-  }
-  wake_.notify_all();
-  thread_.join();
-}
+NameCache::~NameCache() { thread_.stop(); }
 
 NameCache::Lookup NameCache::lookup() const {
   std::lock_guard lock(mu_);
@@ -68,45 +62,42 @@ std::optional<NameCache::Entry> NameCache::entry(const std::string& name) const 
   return it->second;
 }
 
-void NameCache::run() {
-  pthread_setname_np(pthread_self(), "bh-dns");
+void NameCache::update(bool refresh) {
+  if (thread_.stopping()) return;
   std::unique_lock lock(mu_);
-  auto next_refresh = std::chrono::steady_clock::now();
-  while (!stop_) {
-    auto library = policies_.current();
-    const bool changed = library != library_;
-    const bool due = std::chrono::steady_clock::now() >= next_refresh;
-    if (changed || due) {
-      const std::vector<std::string> names = namesIn(*library);
-      std::vector<std::string> todo;
-      if (changed) {
-        // Names the new library no longer uses are forgotten; new ones resolved now.
-        std::map<std::string, Entry> kept;
-        for (const auto& n : names) {
-          auto it = entries_.find(n);
-          if (it != entries_.end()) {
-            kept.insert(*it);
-          } else {
-            kept.emplace(n, Entry{});
-          }
-        }
-        entries_ = std::move(kept);
-        library_ = library;
-      }
+  auto library = policies_.current();
+  const bool changed = library != library_;
+  if (changed || refresh) {
+    const std::vector<std::string> names = namesIn(*library);
+    std::vector<std::string> todo;
+    if (changed) {
+      // Names the new library no longer uses are forgotten; new ones resolved now.
+      std::map<std::string, Entry> kept;
       for (const auto& n : names) {
-        if (due || entries_.at(n).resolved_at_unix_ms == 0) todo.push_back(n);
+        auto it = entries_.find(n);
+        if (it != entries_.end()) {
+          kept.insert(*it);
+        } else {
+          kept.emplace(n, Entry{});
+        }
       }
-      resolveAll(todo, lock);
-      if (due) next_refresh = std::chrono::steady_clock::now() + options_.refresh;
+      entries_ = std::move(kept);
+      library_ = library;
     }
-    wake_.wait_for(lock, options_.poll, [this] { return stop_; });
+    for (const auto& n : names) {
+      if (refresh || entries_.at(n).resolved_at_unix_ms == 0) todo.push_back(n);
+    }
+    resolveAll(todo, lock);
   }
+  lock.unlock();
+  // The next refresh comes `refresh` after this one ends, however long it took.
+  if (refresh) thread_.after(options_.refresh, [this] { update(/*refresh=*/true); });
 }
 
 void NameCache::resolveAll(const std::vector<std::string>& names,
                            std::unique_lock<std::mutex>& lock) {
   for (const auto& name : names) {
-    if (stop_) return;
+    if (thread_.stopping()) return;
     lock.unlock();
     auto answer = resolver_.resolve(name);
     const int64_t now = clock_.nowUnixMs();

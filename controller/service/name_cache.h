@@ -5,17 +5,16 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "common/policy.h"
+#include "common/scheduler.h"
 #include "controller/core/clock.h"
 #include "controller/service/policies.h"
 
@@ -68,8 +67,10 @@ class NameCache {
   std::optional<Entry> entry(const std::string& name) const;
 
  private:
-  void run();
-  // Resolves `names` (without the lock) and stores the answers.
+  // On the thread: takes up the library in force if it changed (its new names are resolved),
+  // and with `refresh` resolves every name again and schedules the next refresh.
+  void update(bool refresh);
+  // Resolves `names` (without the lock) and stores the answers; returns early once stopping.
   void resolveAll(const std::vector<std::string>& names, std::unique_lock<std::mutex>& lock);
 
   const Clock& clock_;
@@ -77,11 +78,9 @@ class NameCache {
   NameResolver& resolver_;
   const NameCacheOptions options_;
   mutable std::mutex mu_;
-  std::condition_variable wake_;
-  bool stop_ = false;                             // GUARDED_BY(mu_)
   std::shared_ptr<const PolicyLibrary> library_;  // GUARDED_BY(mu_) the one resolved for
   std::map<std::string, Entry> entries_;          // GUARDED_BY(mu_)
-  std::thread thread_;
+  Scheduler thread_{"bh-dns"};                    // last: stopped first on destruction
 };
 
 // The DNS names (not literal addresses) used by the rules of `library`, sorted, unique.

@@ -1,5 +1,6 @@
 // Scheduler (common/scheduler.h): posted work runs in order on its one thread; stop() runs
-// what is due and drops what is not; nothing is accepted after stop().
+// what is due and drops what is not; nothing is accepted after stop(); tasks can tell that
+// stop() has begun.
 #include "common/scheduler.h"
 
 #include <gmock/gmock.h>
@@ -44,6 +45,29 @@ TEST(Scheduler, StopDropsWorkNotYetDueAndRefusesNewWork) {
   s.stop();
   EXPECT_FALSE(late_ran);
   EXPECT_FALSE(s.post([] {}));
+}
+
+TEST(Scheduler, TasksSeeStoppingOnceStopBegins) {
+  Scheduler s("test-sched");
+  EXPECT_FALSE(s.stopping());
+  std::promise<void> started;
+  bool running_saw_stop = false;
+  bool due_saw_stop = false;
+  // The first task runs until stop() begins; the second is due by then, so it still runs.
+  ASSERT_TRUE(s.post([&] {
+    started.set_value();
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!s.stopping() && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    running_saw_stop = s.stopping();
+  }));
+  ASSERT_TRUE(s.post([&] { due_saw_stop = s.stopping(); }));
+  started.get_future().wait();
+  s.stop();
+  EXPECT_TRUE(running_saw_stop);
+  EXPECT_TRUE(due_saw_stop);
+  EXPECT_TRUE(s.stopping());
 }
 
 TEST(Scheduler, ATaskThatThrowsDoesNotStopTheOthers) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
@@ -342,6 +343,86 @@ TEST(CrowdSecPoller, ThreadPollsEveryIntervalAndStops) {
   std::this_thread::sleep_for(std::chrono::milliseconds(60));
   EXPECT_EQ(calls.load(), seen);
   poller.stop();  // idempotent
+}
+
+TEST(CrowdSecPoller, ThreadBacksOffWhileFailingUpToMaxBackoff) {
+  FakeIntake intake;
+  std::mutex mu;
+  std::vector<std::chrono::steady_clock::time_point> at;
+  Poller poller(
+      intake, "crowdsec:x",
+      [&](bool) {
+        std::lock_guard lock(mu);
+        at.push_back(std::chrono::steady_clock::now());
+        return FetchResult{.status = 0, .error = "Connection", .answered = false};
+      },
+      PollerOptions{.interval = std::chrono::milliseconds(10),
+                    .max_backoff = std::chrono::milliseconds(40)});
+  poller.start();
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    {
+      std::lock_guard lock(mu);
+      if (at.size() >= 9 || std::chrono::steady_clock::now() > give_up) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  poller.stop();
+  ASSERT_GE(at.size(), 9u);
+  // After the nth failure in a row: interval * 2^(n-1), at most max_backoff.
+  const std::vector<int> least_ms{10, 20, 40, 40, 40, 40, 40, 40};
+  for (size_t i = 0; i < least_ms.size(); ++i) {
+    EXPECT_GE(at[i + 1] - at[i], std::chrono::milliseconds(least_ms[i])) << "gap " << i;
+  }
+  // Doubling without the cap would wait 1280 ms before the 9th poll.
+  EXPECT_LT(at[8] - at[7], std::chrono::milliseconds(640));
+  EXPECT_EQ(poller.stats().failures, at.size());
+}
+
+TEST(CrowdSecPoller, StopWaitsForTheExchangeInProgressAndStartsNoOther) {
+  FakeIntake intake;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool released = false;
+  int calls = 0;
+  Poller poller(
+      intake, "crowdsec:x",
+      [&](bool) {
+        std::unique_lock lock(mu);
+        ++calls;
+        cv.notify_all();
+        cv.wait(lock, [&] { return released; });
+        return FetchResult{.status = 200, .body = kEmpty, .answered = true};
+      },
+      PollerOptions{.interval = std::chrono::milliseconds(0)});  // the next poll due at once
+  poller.start();
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return calls == 1; }));
+  }
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> stopped{false};
+  std::thread stopper([&] {
+    stopping = true;
+    poller.stop();
+    stopped = true;
+  });
+  // Released once the stopper is inside stop() (give it 300 ms from its last step before the
+  // call): released earlier, a second poll could start before stop() begins.
+  while (!stopping.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_FALSE(stopped.load());  // the exchange is still running
+  {
+    std::lock_guard lock(mu);
+    released = true;
+  }
+  cv.notify_all();
+  stopper.join();
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(poller.stats().polls, 1u);
+  poller.start();  // no restart after stop()
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  EXPECT_EQ(calls, 1);
 }
 
 // ---- HTTP against a local server -----------------------------------------------------------

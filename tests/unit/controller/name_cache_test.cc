@@ -3,11 +3,14 @@
 #include "controller/service/name_cache.h"
 
 #include <gtest/gtest.h>
-#include <cstdlib>
 
 #include <atomic>
+#include <condition_variable>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <mutex>
 #include <thread>
 
 #include "tests/unit/controller/fake_clock.h"
@@ -115,6 +118,60 @@ TEST_F(NameCacheTest, AFailedRefreshKeepsTheLastGoodAnswerAndALookupWarns) {
   auto fresh = cache.lookup();
   EXPECT_TRUE(fresh.resolve("api.lab").ok());
   EXPECT_TRUE(fresh.warnings().empty());
+}
+
+// Blocks every resolution until released; counts them.
+class BlockingResolver final : public NameResolver {
+ public:
+  absl::StatusOr<std::vector<std::string>> resolve(const std::string& name) override {
+    std::unique_lock lock(mu);
+    ++calls;
+    cv.notify_all();
+    cv.wait(lock, [this] { return released; });
+    (void)name;
+    return std::vector<std::string>{"10.77.2.1"};
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  bool released = false;  // GUARDED_BY(mu)
+  int calls = 0;          // GUARDED_BY(mu)
+};
+
+TEST_F(NameCacheTest, DestructionWaitsForTheResolutionInProgressAndStartsNoOther) {
+  writeSet(dir_, "a", "a.lab");
+  writeSet(dir_, "b", "b.lab");
+  writeSet(dir_, "c", "c.lab");
+  Policies policies(dir_.string());
+  ASSERT_TRUE(policies.reload().ok());
+  BlockingResolver resolver;
+  auto cache = std::make_unique<NameCache>(
+      clock_, policies, resolver,
+      NameCacheOptions{.refresh = std::chrono::hours(1), .poll = milliseconds(1)});
+  {
+    std::unique_lock lock(resolver.mu);
+    ASSERT_TRUE(
+        resolver.cv.wait_for(lock, std::chrono::seconds(10), [&] { return resolver.calls == 1; }));
+  }
+  std::atomic<bool> destroying{false};
+  std::atomic<bool> destroyed{false};
+  std::thread destroyer([&] {
+    destroying = true;
+    cache.reset();
+    destroyed = true;
+  });
+  // Released once the destroyer is inside the destructor (300 ms after its last step before
+  // it): released earlier, "b.lab" could start resolving before destruction begins.
+  while (!destroying.load()) std::this_thread::sleep_for(milliseconds(1));
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_FALSE(destroyed.load());  // "a.lab" is still being resolved
+  {
+    std::lock_guard lock(resolver.mu);
+    resolver.released = true;
+  }
+  resolver.cv.notify_all();
+  destroyer.join();
+  std::lock_guard lock(resolver.mu);
+  EXPECT_EQ(resolver.calls, 1);  // neither "b.lab" nor "c.lab"
 }
 
 }  // namespace
