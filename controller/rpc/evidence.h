@@ -1,7 +1,8 @@
 // Evidence on the controller: receives bundles from agents (AgentChannel
-// .UploadEvidence), stores them content-addressed (EvidenceFiles) with their custody record
-// (Store), checks them on receipt (evidence::verifyBundle), and routes the progress of capture
-// commands (agent progress, upload bytes) to the Capture calls waiting for them.
+// .UploadEvidence) and hands them to the EvidenceIntake (controller/service/evidence_intake.h),
+// which stores them content-addressed (EvidenceFiles) with their custody record (Store) and
+// checks them on receipt (evidence::verifyBundle); routes the progress of capture commands
+// (agent progress, upload bytes) to the Capture calls waiting for them.
 //
 // Threading: upload reactions run on gRPC threads and only write the received chunk to its
 // part file; store reads and writes, fsync and verification run on the hub's I/O thread.
@@ -21,29 +22,20 @@
 #include "absl/status/status.h"
 #include "bulkhead/v1/agent.pb.h"
 #include "bulkhead/v1/operator.pb.h"
+#include "common/scheduler.h"
 #include "controller/core/clock.h"
 #include "controller/rpc/fleet.h"
-#include "common/scheduler.h"
 #include "controller/service/evidence_backend.h"
+#include "controller/service/evidence_intake.h"
 #include "controller/store/evidence_files.h"
 #include "controller/store/store.h"
 
 namespace bulkhead::controller {
 
-// Limits on uploads; a refused upload ends with RESOURCE_EXHAUSTED (before any byte is
-// written) and an audit row, and its agent keeps the bundle and retries later.
-struct EvidenceOptions {
-  std::filesystem::path dir;               // <data-dir>/evidence; empty: evidence disabled
-  std::string ca_pem;                      // fleet CA, checks the signer of each bundle
-  uint64_t max_bytes = uint64_t{8} << 30;  // bigger uploads are refused before any byte
-  uint64_t progress_every = 4 << 20;       // upload progress is reported every this many bytes
-  // Bytes stored for one host plus its uploads in progress may not pass this.
-  uint64_t host_quota_bytes = uint64_t{32} << 30;
-  // An upload is refused unless the evidence file system keeps this much free after it (and
-  // after every upload in progress).
-  uint64_t reserve_bytes = uint64_t{1} << 30;
-  uint32_t max_uploads = 16;          // uploads in progress at once, all hosts
-  uint32_t max_uploads_per_host = 2;  // uploads in progress at once, one host
+// The evidence store's directory, the limits on uploads (EvidenceIntakeOptions) and the
+// transport's own limit.
+struct EvidenceOptions : EvidenceIntakeOptions {
+  std::filesystem::path dir;  // <data-dir>/evidence; empty: evidence disabled
   // An upload whose next message does not come within this is cancelled (audited, nothing
   // stored), so a stalled agent cannot hold a place among the uploads in progress.
   std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};
@@ -95,22 +87,12 @@ class EvidenceHub final : public EvidenceBackend {
  private:
   class Upload;
 
-  // Uploads in progress (admitted, not finished), of one host or of all.
-  struct InFlight {
-    uint32_t uploads = 0;
-    uint64_t bytes = 0;
-  };
-  // Admits an upload of `size` bytes from `host` past the limits of EvidenceOptions, or says
-  // which one refuses it (RESOURCE_EXHAUSTED; INTERNAL if the store cannot tell). Blocks on
-  // the store and statvfs: I/O thread. A success must be paired with release().
-  grpc::Status admit(const std::string& host, uint64_t size);
-  void release(const std::string& host, uint64_t size);  // thread-safe
-
   const Clock& clock_;
   Store& store_;
   Fleet& fleet_;
   const EvidenceOptions options_;
   EvidenceFiles files_;
+  EvidenceIntake intake_;  // the uploads' logic; its progress goes to publish()
   std::mutex mu_;
   struct Watcher {
     std::string host;
@@ -118,9 +100,6 @@ class EvidenceHub final : public EvidenceBackend {
   };
   std::map<std::string, Watcher> watchers_;     // GUARDED_BY(mu_); by command id
   bool stopped_ = false;                        // GUARDED_BY(mu_)
-  std::mutex inflight_mu_;
-  std::map<std::string, InFlight> inflight_;  // by host; GUARDED_BY(inflight_mu_)
-  InFlight inflight_total_;                   // GUARDED_BY(inflight_mu_)
   Scheduler events_{"bh-ev-events"};
   Scheduler io_{"bh-evidence"};
 };

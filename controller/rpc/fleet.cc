@@ -5,8 +5,9 @@
 #include "common/format.h"
 #include "common/protocol_version.h"
 #include "controller/core/blocks.h"
-#include "controller/core/hello.h"
 #include "controller/rpc/agent_stream.h"
+#include "controller/rpc/audit.h"
+#include "controller/service/agent_admission.h"
 
 namespace bulkhead::controller {
 
@@ -51,38 +52,18 @@ absl::Status Fleet::restore() {
 
 grpc::Status Fleet::onHello(const std::shared_ptr<AgentStream>& stream, const v1::Hello& hello) {
   const std::string& host_id = stream->hostId();
-  if (options_.gate != nullptr && options_.gate->isRevoked(stream->certSerial())) {
-    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                        fmt::format("the agent certificate of \"{}\" (serial {}) is revoked",
-                                    host_id, stream->certSerial()));
+  RevocationCheck is_revoked;
+  if (PeerGate* gate = options_.gate; gate != nullptr) {
+    is_revoked = [gate](const std::string& serial) { return gate->isRevoked(serial); };
   }
-  if (!hello.host_id().empty() && hello.host_id() != host_id) {
-    spdlog::warn("agent channel: {} with certificate for host \"{}\" claimed host_id \"{}\"",
-                 stream->peer(), host_id, hello.host_id());
-    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                        fmt::format("hello.host_id \"{}\" does not match the certificate's host "
-                                    "id \"{}\"",
-                                    hello.host_id(), host_id));
+  auto admitted =
+      admitAgentHello({.host_id = host_id, .serial = stream->certSerial()}, hello, is_revoked);
+  if (!admitted.ok()) {
+    spdlog::warn("agent channel: refused {} (host {}): {}", stream->peer(), host_id,
+                 admitted.status().message());
+    return toGrpcStatus(admitted.status());
   }
-  auto valid = helloInfoFrom(hello);
-  if (!valid.ok()) {
-    spdlog::warn("agent channel: hello of host {} from {} refused: {}", host_id, stream->peer(),
-                 valid.status().message());
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(valid.status().message()));
-  }
-  HelloInfo info = *std::move(valid);
-  const ProtocolVersion agent_protocol =
-      peerProtocol(hello.has_protocol(), hello.protocol().major(), hello.protocol().minor());
-  if (auto s = checkPeerProtocol(
-          "this controller",
-          fmt::format("agent {} (bulkhead {})", host_id,
-                      hello.agent_version().empty() ? "of unknown version" : hello.agent_version()),
-          agent_protocol);
-      !s.ok()) {
-    spdlog::warn("agent channel: host {} from {} refused: {}", host_id, stream->peer(),
-                 std::string(s.message()));
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, std::string(s.message()));
-  }
+  HelloInfo info = *std::move(admitted);
 
   Deferred after;
   std::lock_guard lock(mu_);

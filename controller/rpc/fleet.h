@@ -60,9 +60,11 @@ class Fleet final : public FleetControl, public HostDirectory {
 
   // --- stream reactions (gRPC threads; never block) ---
   // The stream's hello. Registers the stream (superseding an older one of the same host) and
-  // queues Welcome and the host's desired state. A non-OK status refuses the stream: a host id
-  // other than the certificate's (PERMISSION_DENIED), a field that fails helloInfoFrom
-  // (INVALID_ARGUMENT naming it). An enforced generation above the newest this controller
+  // queues Welcome and the host's desired state. A non-OK status refuses the stream, logged:
+  // admitAgentHello's refusals (controller/service/agent_admission.h: a revoked certificate or
+  // a host id other than the certificate's, PERMISSION_DENIED; a field that fails
+  // helloInfoFrom, INVALID_ARGUMENT naming it; another protocol major, FAILED_PRECONDITION),
+  // or UNAVAILABLE while shutting down. An enforced generation above the newest this controller
   // issued for the host is ignored and recorded as a tamper event; so are such generations
   // in heartbeats and state reports (onMessage).
   grpc::Status onHello(const std::shared_ptr<AgentStream>& stream, const bulkhead::v1::Hello& hello);
