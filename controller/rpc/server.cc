@@ -83,6 +83,10 @@ absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::start(const 
   if (auto st = s->evidence_.init(); !st.ok()) return st;
   grpc::ServerBuilder builder;
   builder.AddListeningPort(s->options_.listen, s->options_.credentials, &s->port_);
+  // gRPC sets SO_REUSEPORT by default: a second controller started by mistake on the same
+  // port would then take a share of the agents and operators, each half of the fleet seeing a
+  // different database. Without it, the second one fails to start.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(s->agent_service_.get());
   builder.RegisterService(s->operator_service_.get());
   builder.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);

@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -289,6 +290,13 @@ absl::StatusOr<std::unique_ptr<Listener>> Listener::start(const Clock& clock,
     if (res.status == 405) message = "method: only POST";
     if (res.status == 400) message = "request: malformed HTTP";
     res.set_content(json{{"error", message}}.dump() + "\n", "application/json");
+  });
+  // SO_REUSEADDR only: cpp-httplib's default adds SO_REUSEPORT, with which a second process
+  // (a second controller started by mistake) binds the same port and takes a share of the
+  // alerts instead of failing.
+  server.set_socket_options([](int sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
   });
   const auto& [host, port] = *address;
   if (port == 0) {

@@ -1,5 +1,7 @@
 // The controller's gRPC server end to end over loopback mTLS: real certificates from a test
 // CA, real streams, a fake clock for heartbeat timeouts.
+#include <gmock/gmock.h>
+
 #include "common/protocol_version.h"
 #include "tests/unit/controller/server_harness.h"
 
@@ -28,6 +30,17 @@ TEST_F(ServerTest, AgentGetsWelcomeAndIsListedOnlineWithLabels) {
   // Closing the stream takes the host offline at once.
   EXPECT_TRUE(a->finish().ok());
   EXPECT_TRUE(eventually([&] { return !listedOnline("web-01"); }));
+}
+
+TEST_F(ServerTest, ASecondControllerOnTheSamePortFailsToStartInsteadOfSharingIt) {
+  auto other_store = SqliteStore::create(dir_ / "second.db");
+  ASSERT_TRUE(other_store.ok()) << other_store.status();
+  ServerOptions o;
+  o.listen = fmt::format("127.0.0.1:{}", server_->port());
+  o.credentials = serverCredentials(controller_id_);
+  auto second = ControllerServer::start(clock_, **other_store, o);
+  ASSERT_FALSE(second.ok()) << "a second controller shares the port";
+  EXPECT_THAT(std::string(second.status().message()), ::testing::HasSubstr("--listen"));
 }
 
 TEST_F(ServerTest, EmptyHelloHostIdTakesTheCertificateName) {

@@ -3,6 +3,7 @@
 // limit, the rate limit, content types, and nothing submitted from a malformed batch.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <fmt/format.h>
 #include <httplib.h>
 
 #include <filesystem>
@@ -245,6 +246,18 @@ TEST_F(WebhookListenerTest, BadCertificateOrAddressFailsNamingTheFlag) {
                                                   .cert_file = (dir_ / "tls.crt").string(),
                                                   .key_file = (dir_ / "tls.key").string()});
   EXPECT_THAT(std::string(bad_addr.status().message()), HasSubstr("--webhook-listen"));
+}
+
+TEST_F(WebhookListenerTest, ASecondListenerOnTheSamePortFailsInsteadOfSharingIt) {
+  start();
+  auto second = Listener::start(
+      clock_, *integrations_, intake_,
+      ListenerOptions{.listen = fmt::format("127.0.0.1:{}", listener_->port()),
+                      .cert_file = (dir_ / "tls.crt").string(),
+                      .key_file = (dir_ / "tls.key").string()});
+  if (second.ok()) (*second)->stop();
+  ASSERT_FALSE(second.ok()) << "a second listener shares the port";
+  EXPECT_THAT(std::string(second.status().message()), HasSubstr("--webhook-listen"));
 }
 
 TEST(IntegrationServiceTest, CreateListRevokeAreAuthorizedAndAudited) {
