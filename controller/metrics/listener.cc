@@ -74,7 +74,10 @@ absl::StatusOr<std::unique_ptr<Listener>> Listener::start(ListenerOptions option
     return absl::UnavailableError(fmt::format(
         "--metrics-listen: cannot listen on {}:{} (address in use or not local?)", host, port));
   }
-  l->thread_ = std::thread([&server] { server.listen_after_bind(); });
+  l->thread_ = std::thread([&server, returned = &l->listen_returned_] {
+    server.listen_after_bind();
+    *returned = true;
+  });
   // stop() before the accept loop runs would be lost (cpp-httplib ignores it) and the join
   // would wait forever: return once it runs.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -91,6 +94,12 @@ absl::StatusOr<std::unique_ptr<Listener>> Listener::start(ListenerOptions option
 Listener::~Listener() { stop(); }
 
 void Listener::stop() {
+  // cpp-httplib's stop() is lost when it comes before listen_after_bind() runs its loop
+  // (is_running() still false), and the join would wait for ever: wait for the loop to run,
+  // or for the thread to have ended.
+  while (server_ && thread_.joinable() && !server_->is_running() && !listen_returned_) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   if (server_) server_->stop();
   if (thread_.joinable()) thread_.join();
 }

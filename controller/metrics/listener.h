@@ -7,6 +7,7 @@
 //   anything else 404; other methods 405.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -60,6 +61,7 @@ class Listener {
   const ListenerOptions options_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
+  std::atomic<bool> listen_returned_{false};  // the thread's listen_after_bind() has returned
   int port_ = 0;
 };
 

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <nlohmann/json.hpp>
@@ -309,7 +310,10 @@ absl::StatusOr<std::unique_ptr<Listener>> Listener::start(const Clock& clock,
         fmt::format("--webhook-listen: cannot listen on {} (address in use or not local?)",
                     l->options_.listen));
   }
-  l->thread_ = std::thread([&server] { server.listen_after_bind(); });
+  l->thread_ = std::thread([&server, returned = &l->listen_returned_] {
+    server.listen_after_bind();
+    *returned = true;
+  });
   spdlog::info("webhook listener on {} (port {})", l->options_.listen, l->port_);
   return l;
 }
@@ -317,6 +321,12 @@ absl::StatusOr<std::unique_ptr<Listener>> Listener::start(const Clock& clock,
 Listener::~Listener() { stop(); }
 
 void Listener::stop() {
+  // cpp-httplib's stop() is lost when it comes before listen_after_bind() runs its loop
+  // (is_running() still false), and the join would wait for ever: wait for the loop to run,
+  // or for the thread to have ended.
+  while (server_ && thread_.joinable() && !server_->is_running() && !listen_returned_) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   if (server_) server_->stop();
   if (thread_.joinable()) thread_.join();
 }

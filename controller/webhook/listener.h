@@ -15,6 +15,7 @@
 // in a bounded way.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -114,6 +115,7 @@ class Listener {
   Handler handler_;
   std::unique_ptr<httplib::SSLServer> server_;
   std::thread thread_;
+  std::atomic<bool> listen_returned_{false};  // the thread's listen_after_bind() has returned
   int port_ = 0;
 };
 

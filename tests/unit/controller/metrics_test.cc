@@ -278,6 +278,16 @@ TEST(MetricsListener, ServesMetricsAndHealth) {
   (*listener)->stop();
 }
 
+// A stop() before the listening thread runs its loop used to be lost, and stop() then waited
+// for ever.
+TEST(MetricsListener, StopRightAfterStartReturns) {
+  for (int i = 0; i < 100; ++i) {
+    auto listener = Listener::start(ListenerOptions{.listen = {"127.0.0.1", 0}});
+    ASSERT_TRUE(listener.ok()) << listener.status();
+    (*listener)->stop();
+  }
+}
+
 TEST(MetricsListener, AnAddressInUseNamesTheFlag) {
   auto first = Listener::start(ListenerOptions{.listen = {"127.0.0.1", 0}});
   ASSERT_TRUE(first.ok());

@@ -248,6 +248,16 @@ TEST_F(WebhookListenerTest, BadCertificateOrAddressFailsNamingTheFlag) {
   EXPECT_THAT(std::string(bad_addr.status().message()), HasSubstr("--webhook-listen"));
 }
 
+// A stop() before the listening thread runs its loop used to be lost, and stop() then waited
+// for ever.
+TEST_F(WebhookListenerTest, StopRightAfterStartReturns) {
+  for (int i = 0; i < 100; ++i) {
+    start();
+    listener_->stop();
+    listener_.reset();
+  }
+}
+
 TEST_F(WebhookListenerTest, ASecondListenerOnTheSamePortFailsInsteadOfSharingIt) {
   start();
   auto second = Listener::start(
