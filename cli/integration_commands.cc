@@ -4,6 +4,7 @@
 //   bulkhead integrations revoke NAME --reason R                   refuse its token from now on
 #include <fmt/format.h>
 
+#include <cctype>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -76,7 +77,15 @@ int integrationsCreate(const GlobalOptions& g, const std::vector<std::string>& a
   };
   v1::CreateIntegrationRequest req;
   req.set_name(name);
+  // Typed for this controller, as text for an older one (which reads only the text). A name
+  // that is no format goes as text only: the controller's refusal names the formats.
   req.set_format(format);
+  std::string value_name = "INTEGRATION_FORMAT_";
+  for (char c : format)
+    value_name += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (v1::IntegrationFormat typed; v1::IntegrationFormat_Parse(value_name, &typed)) {
+    req.set_format_type(typed);
+  }
   if (!mapping.empty()) {
     std::ifstream in(mapping);
     if (!in) return bad(fmt::format("--mapping: cannot read {}", mapping));

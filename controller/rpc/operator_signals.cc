@@ -102,8 +102,8 @@ grpc::ServerUnaryReactor* OperatorService::CreateIntegration(
     grpc::CallbackServerContext* ctx, const v1::CreateIntegrationRequest* req,
     v1::CreateIntegrationResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  auto created =
-      integrations_.create(identify(*ctx), req->name(), req->format(), req->config_json());
+  auto created = integrations_.create(identify(*ctx), req->name(), req->format(),
+                                      req->format_type(), req->config_json());
   if (!created.ok()) {
     reactor->Finish(toGrpcStatus(created.status()));
     return reactor;

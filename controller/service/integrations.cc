@@ -7,6 +7,7 @@
 #include "common/format.h"
 #include "common/text.h"
 #include "controller/service/audit.h"
+#include "controller/service/record_text.h"
 #include "evidence/hash.h"
 
 namespace bulkhead::controller {
@@ -33,6 +34,24 @@ absl::Status checkName(const std::string& name) {
   return absl::OkStatus();
 }
 
+// The format a create request names, as text; INVALID_ARGUMENT when its two forms disagree or
+// the typed one is a value this controller does not know. An unknown text is left to the
+// format check (which names the formats).
+absl::StatusOr<std::string> chosenFormat(const std::string& text, v1::IntegrationFormat type) {
+  if (type == v1::INTEGRATION_FORMAT_UNSPECIFIED) return text;
+  const std::string typed = integrationFormatText(type);
+  if (typed.empty()) {
+    return absl::InvalidArgumentError(
+        fmt::format("format_type: unknown value {} (expected alertmanager, falco or generic)",
+                    static_cast<int>(type)));
+  }
+  if (!text.empty() && text != typed) {
+    return absl::InvalidArgumentError(
+        fmt::format("format: \"{}\" disagrees with format_type {}", text, typed));
+  }
+  return typed;
+}
+
 AuditEntry auditRow(const Clock& clock, const std::string& who, const std::string& action,
                     const std::string& target, const std::string& reason,
                     const std::string& detail) {
@@ -51,12 +70,14 @@ IntegrationService::IntegrationService(const Clock& clock, Store& store, ConfigC
     : clock_(clock), store_(store), check_config_(std::move(check_config)) {}
 
 absl::StatusOr<IntegrationService::Created> IntegrationService::create(
-    const Caller& caller, const std::string& name, const std::string& format,
-    const std::string& config_json) {
+    const Caller& caller, const std::string& name, const std::string& format_text,
+    v1::IntegrationFormat format_type, const std::string& config_json) {
   const std::string action = auditAction(OperatorAction::kCreateIntegration);
   absl::Status check = authorize(caller, OperatorAction::kCreateIntegration);
   if (check.ok()) check = checkName(name);
-  if (check.ok() && check_config_) check = check_config_(format, config_json);
+  auto format = chosenFormat(format_text, format_type);
+  if (check.ok()) check = format.status();
+  if (check.ok() && check_config_) check = check_config_(*format, config_json);
   if (!check.ok()) return recordCall(store_, clock_, caller.audit_name, action, name, "", check);
   unsigned char raw[kTokenBytes];
   if (RAND_bytes(raw, sizeof raw) != 1) {
@@ -69,12 +90,13 @@ absl::StatusOr<IntegrationService::Created> IntegrationService::create(
   IntegrationRow row;
   row.token_sha256 = evidence::sha256Hex(out.token);
   row.record.set_name(name);
-  row.record.set_format(format);
+  row.record.set_format(*format);
+  row.record.set_format_type(readIntegrationFormat(*format));
   row.record.set_config_json(config_json);
   row.record.set_created_unix_ms(clock_.nowUnixMs());
   row.record.set_created_by(caller.audit_name);
   const std::string detail = fmt::format(
-      "format {}{}; token sha256 {}", format,
+      "format {}{}; token sha256 {}", *format,
       config_json.empty() ? ""
                           : fmt::format(", config sha256 {}", evidence::sha256Hex(config_json)),
       row.token_sha256.substr(0, 16));
@@ -84,7 +106,7 @@ absl::StatusOr<IntegrationService::Created> IntegrationService::create(
     // Nothing was written (one transaction): record the refusal on its own.
     return recordCall(store_, clock_, caller.audit_name, action, name, "", added);
   }
-  spdlog::info("integration {} ({}) created by {}", name, format, caller.audit_name);
+  spdlog::info("integration {} ({}) created by {}", name, *format, caller.audit_name);
   out.integration = row.record;
   return out;
 }
@@ -100,7 +122,10 @@ absl::StatusOr<std::vector<v1::Integration>> IntegrationService::list(const Call
     return s;
   }
   std::vector<v1::Integration> out;
-  for (auto& r : *rows) out.push_back(std::move(r.record));
+  for (auto& r : *rows) {
+    fillTypedFields(r.record);
+    out.push_back(std::move(r.record));
+  }
   return out;
 }
 
@@ -138,6 +163,7 @@ absl::StatusOr<v1::Integration> IntegrationService::revoke(const Caller& caller,
     return recordCall(store_, clock_, caller.audit_name, action, name, reason, updated);
   }
   spdlog::info("integration {} revoked by {}", name, caller.audit_name);
+  fillTypedFields(row.record);
   return row.record;
 }
 

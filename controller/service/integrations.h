@@ -54,10 +54,13 @@ class IntegrationService final : public IntegrationDirectory {
     bulkhead::v1::Integration integration;
     std::string token;  // shown once
   };
-  // ALREADY_EXISTS when the name is taken (revoked names stay taken);
+  // The format is `format` (its text, as older CLIs send it) or `format_type`; both given, they
+  // must agree. ALREADY_EXISTS when the name is taken (revoked names stay taken);
   // INVALID_ARGUMENT naming the field.
   absl::StatusOr<Created> create(const Caller& caller, const std::string& name,
-                                 const std::string& format, const std::string& config_json);
+                                 const std::string& format,
+                                 bulkhead::v1::IntegrationFormat format_type,
+                                 const std::string& config_json);
   absl::StatusOr<std::vector<bulkhead::v1::Integration>> list(const Caller& caller);
   // NOT_FOUND for an unknown name; FAILED_PRECONDITION when already revoked; INVALID_ARGUMENT
   // without a reason.

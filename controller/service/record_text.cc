@@ -38,6 +38,24 @@ Enum byName(std::string_view text, std::string_view prefix, Parse parse, Enum no
   return value;
 }
 
+// "KILL_CONNECTIONS" -> "kill-connections".
+std::string enumText(std::string_view suffix) {
+  std::string out;
+  for (const char c : suffix) {
+    out += c == '_' ? '-' : (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  }
+  return out;
+}
+
+void fillTypedFields(v1::SignalAction& action) {
+  if (action.kind() == v1::SIGNAL_ACTION_KIND_UNSPECIFIED) {
+    action.set_kind(readSignalActionKind(action.action()));
+  }
+  if (action.state() == v1::SIGNAL_ACTION_STATE_UNSPECIFIED) {
+    action.set_state(readSignalActionState(action.outcome()));
+  }
+}
+
 }  // namespace
 
 AuditReading readAuditText(std::string_view action, std::string_view outcome) {
@@ -71,6 +89,72 @@ v1::CustodyAction readCustodyAction(std::string_view action) {
       action, "CUSTODY_ACTION_",
       [](const std::string& n, v1::CustodyAction* v) { return v1::CustodyAction_Parse(n, v); },
       v1::CUSTODY_ACTION_UNSPECIFIED);
+}
+
+v1::SignalActionKind readSignalActionKind(std::string_view action) {
+  return byName(
+      action, "SIGNAL_ACTION_KIND_",
+      [](const std::string& n, v1::SignalActionKind* v) {
+        return v1::SignalActionKind_Parse(n, v);
+      },
+      v1::SIGNAL_ACTION_KIND_UNSPECIFIED);
+}
+
+v1::SignalActionState readSignalActionState(std::string_view outcome) {
+  // An approval's decision comes first: what follows its "): " is the action's own outcome.
+  for (std::string_view decided : {"approved by ", "rejected by ", "expired ("}) {
+    if (!outcome.starts_with(decided)) continue;
+    const size_t end = outcome.find("): ");
+    if (end == std::string_view::npos) return v1::SIGNAL_ACTION_STATE_UNSPECIFIED;
+    outcome.remove_prefix(end + 3);
+    break;
+  }
+  std::string_view head = outcome.substr(0, outcome.find(':'));
+  if (head.starts_with("awaiting approval")) return v1::SIGNAL_ACTION_STATE_AWAITING_APPROVAL;
+  if (head == "rejected, not run") return v1::SIGNAL_ACTION_STATE_NOT_RUN;
+  std::string words(head);
+  for (char& c : words) c = c == ' ' ? '-' : c;
+  return byName(
+      words, "SIGNAL_ACTION_STATE_",
+      [](const std::string& n, v1::SignalActionState* v) {
+        return v1::SignalActionState_Parse(n, v);
+      },
+      v1::SIGNAL_ACTION_STATE_UNSPECIFIED);
+}
+
+v1::IntegrationFormat readIntegrationFormat(std::string_view format) {
+  return byName(
+      format, "INTEGRATION_FORMAT_",
+      [](const std::string& n, v1::IntegrationFormat* v) {
+        return v1::IntegrationFormat_Parse(n, v);
+      },
+      v1::INTEGRATION_FORMAT_UNSPECIFIED);
+}
+
+std::string integrationFormatText(v1::IntegrationFormat format) {
+  constexpr std::string_view kPrefix = "INTEGRATION_FORMAT_";
+  if (format == v1::INTEGRATION_FORMAT_UNSPECIFIED || !v1::IntegrationFormat_IsValid(format)) {
+    return {};
+  }
+  return enumText(std::string_view(v1::IntegrationFormat_Name(format)).substr(kPrefix.size()));
+}
+
+void fillTypedFields(v1::SignalRecord& record) {
+  for (v1::SignalAction& action : *record.mutable_actions()) fillTypedFields(action);
+}
+
+void fillTypedFields(v1::Approval& approval) {
+  fillTypedFields(*approval.mutable_action());
+  if (approval.outcome_state() == v1::SIGNAL_ACTION_STATE_UNSPECIFIED &&
+      !approval.outcome().empty()) {
+    approval.set_outcome_state(readSignalActionState(approval.outcome()));
+  }
+}
+
+void fillTypedFields(v1::Integration& integration) {
+  if (integration.format_type() == v1::INTEGRATION_FORMAT_UNSPECIFIED) {
+    integration.set_format_type(readIntegrationFormat(integration.format()));
+  }
 }
 
 std::vector<std::string> auditActionNames() {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "bulkhead/v1/operator.pb.h"
+#include "bulkhead/v1/signals.pb.h"
 
 namespace bulkhead::controller {
 
@@ -44,6 +45,26 @@ AuditReading readAuditText(std::string_view action, std::string_view outcome);
 // Reads a custody event's stored action ("requested", "collected", "received", "get", "show",
 // "verify"); UNSPECIFIED for other text.
 bulkhead::v1::CustodyAction readCustodyAction(std::string_view action);
+
+// A playbook action's name ("kill-connections"); UNSPECIFIED for other text.
+bulkhead::v1::SignalActionKind readSignalActionKind(std::string_view action);
+
+// A signal action's or an approval's outcome text: "started", "simulated", "suppressed: ...",
+// "awaiting approval ID: ...", "skipped: ...", "done[: ...]", "failed: ...", "not run", each
+// also after an approval's "approved by NAME (ID): ", "rejected by NAME (ID): " or
+// "expired (ID): rejected, not run". UNSPECIFIED for other text (a newer controller's).
+bulkhead::v1::SignalActionState readSignalActionState(std::string_view outcome);
+
+// An integration format's name ("alertmanager", "falco", "generic"); UNSPECIFIED otherwise.
+bulkhead::v1::IntegrationFormat readIntegrationFormat(std::string_view format);
+// The name of a format; empty for UNSPECIFIED or a value this controller does not know.
+std::string integrationFormatText(bulkhead::v1::IntegrationFormat format);
+
+// Records stored before the typed fields existed (an older controller's rows) get them from
+// their text; typed fields already set are kept.
+void fillTypedFields(bulkhead::v1::SignalRecord& record);
+void fillTypedFields(bulkhead::v1::Approval& approval);
+void fillTypedFields(bulkhead::v1::Integration& integration);
 
 // Every action name the controller writes to the audit table (without the result suffix):
 // the operator actions' names in table order, then the controller's own.

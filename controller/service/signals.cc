@@ -10,6 +10,7 @@
 #include "common/format.h"
 #include "common/text.h"
 #include "controller/service/audit.h"
+#include "controller/service/record_text.h"
 #include "evidence/json_read.h"
 
 namespace bulkhead::controller {
@@ -77,6 +78,8 @@ v1::SignalAction toRecord(const PlannedAction& a, const std::string& approval_id
   if (!approval_id.empty()) outcome += " " + approval_id;
   if (!a.why.empty()) outcome += ": " + a.why;
   out.set_outcome(outcome);
+  out.set_kind(readSignalActionKind(actionKindName(a.kind)));
+  out.set_state(readSignalActionState(verdictName(a.verdict)));
   return out;
 }
 
@@ -405,9 +408,10 @@ void SignalService::actionEnded(const std::string& signal_id, size_t index,
   InFlight& flight = it->second;
   v1::SignalRecord& record = flight.row.record;
   if (index < static_cast<size_t>(record.actions_size())) {
-    record.mutable_actions(static_cast<int>(index))
-        ->set_outcome(status.ok() ? "done" + (summary.empty() ? "" : ": " + summary)
-                                  : fmt::format("failed: {}", status));
+    v1::SignalAction& action = *record.mutable_actions(static_cast<int>(index));
+    action.set_outcome(status.ok() ? "done" + (summary.empty() ? "" : ": " + summary)
+                                   : fmt::format("failed: {}", status));
+    action.set_state(status.ok() ? v1::SIGNAL_ACTION_STATE_DONE : v1::SIGNAL_ACTION_STATE_FAILED);
   }
   if (auto s = store_.updateSignal(flight.row); !s.ok()) {
     spdlog::warn("signal {}: action outcome not recorded: {}", signal_id, s);
@@ -440,6 +444,7 @@ absl::StatusOr<std::vector<v1::SignalRecord>> SignalService::list(const Caller& 
   for (SignalRow& row : *rows) {
     bytes += row.record.ByteSizeLong() + 8;
     if (!out.empty() && bytes > kMaxResponseBytes) break;  // the rest: ask with an earlier since
+    fillTypedFields(row.record);
     out.push_back(std::move(row.record));
   }
   return out;
@@ -493,6 +498,7 @@ absl::StatusOr<std::vector<v1::Approval>> SignalService::listApprovals(const Cal
   for (v1::Approval& a : *rows) {
     bytes += a.ByteSizeLong() + 8;
     if (!out.empty() && bytes > kMaxResponseBytes) break;
+    fillTypedFields(a);
     out.push_back(std::move(a));
   }
   return out;
@@ -524,6 +530,7 @@ absl::StatusOr<v1::Approval> SignalService::decide(const Caller& caller,
   auto stored = store_.getApproval(approval_id);
   if (!stored.ok()) return refuse(stored.status());
   v1::Approval approval = *std::move(stored);
+  fillTypedFields(approval);
   const int64_t now_ms = clock_.nowUnixMs();
   if (approval.state() != v1::APPROVAL_STATE_PENDING) {
     const bool expired = approval.state() == v1::APPROVAL_STATE_EXPIRED;
@@ -585,6 +592,8 @@ absl::StatusOr<v1::Approval> SignalService::decide(const Caller& caller,
   decided.set_decided_unix_ms(now_ms);
   decided.set_reason(reason);
   decided.set_outcome(approve ? "started" : "not run");
+  decided.set_outcome_state(approve ? v1::SIGNAL_ACTION_STATE_STARTED
+                                    : v1::SIGNAL_ACTION_STATE_NOT_RUN);
   AuditEntry row{.at_unix_ms = now_ms,
                  .operator_name = caller.audit_name,
                  .action = action,
@@ -600,10 +609,12 @@ absl::StatusOr<v1::Approval> SignalService::decide(const Caller& caller,
   const std::string verdict = fmt::format("{} by {} ({})", approve ? "approved" : "rejected",
                                           caller.audit_name, approval_id);
   if (!approve) {
-    setSignalOutcome(approval.signal_id(), approval.action_index(), verdict + ": not run");
+    setSignalOutcome(approval.signal_id(), approval.action_index(), v1::SIGNAL_ACTION_STATE_NOT_RUN,
+                     verdict + ": not run");
     return decided;
   }
-  setSignalOutcome(approval.signal_id(), approval.action_index(), verdict + ": started");
+  setSignalOutcome(approval.signal_id(), approval.action_index(), v1::SIGNAL_ACTION_STATE_STARTED,
+                   verdict + ": started");
   // The action runs as the approver, not as the playbook: the person who let it through is the
   // one its own audit rows (isolate, block, ...) name, and the reason ties them to the approval,
   // the signal and the approver's own words, so an auditor reads the whole chain from one row.
@@ -629,21 +640,26 @@ void SignalService::approvedActionEnded(const std::string& approval_id, const ab
   v1::Approval approval = *std::move(stored);
   const std::string outcome = status.ok() ? "done" + (summary.empty() ? "" : ": " + summary)
                                           : fmt::format("failed: {}", status);
+  const v1::SignalActionState state =
+      status.ok() ? v1::SIGNAL_ACTION_STATE_DONE : v1::SIGNAL_ACTION_STATE_FAILED;
   approval.set_outcome(outcome);
+  approval.set_outcome_state(state);
   if (auto s = store_.updateApproval(approval); !s.ok()) {
     spdlog::warn("approval {}: outcome not recorded: {}", approval_id, s);
   }
   setSignalOutcome(
-      approval.signal_id(), approval.action_index(),
+      approval.signal_id(), approval.action_index(), state,
       fmt::format("approved by {} ({}): {}", approval.decided_by(), approval_id, outcome));
 }
 
 void SignalService::setSignalOutcome(const std::string& signal_id, uint32_t index,
-                                     const std::string& outcome) {
-  worker_.post([this, signal_id, index, outcome] {
+                                     v1::SignalActionState state, const std::string& outcome) {
+  worker_.post([this, signal_id, index, state, outcome] {
     auto write = [&](v1::SignalRecord& record) {
       if (index < static_cast<uint32_t>(record.actions_size())) {
-        record.mutable_actions(static_cast<int>(index))->set_outcome(outcome);
+        v1::SignalAction& action = *record.mutable_actions(static_cast<int>(index));
+        action.set_outcome(outcome);
+        action.set_state(state);
       }
     };
     // A record in flight (other actions of the signal still running) is rewritten whole as
@@ -678,6 +694,7 @@ size_t SignalService::expireApprovals() {
     decided.set_decided_unix_ms(now_ms);
     decided.set_reason("nobody decided before it expired: rejected");
     decided.set_outcome("not run");
+    decided.set_outcome_state(v1::SIGNAL_ACTION_STATE_NOT_RUN);
     AuditEntry row{
         .at_unix_ms = now_ms,
         .operator_name = "controller",
@@ -696,7 +713,7 @@ size_t SignalService::expireApprovals() {
     ++expired;
     spdlog::info("approval {} expired: {} not run", approval.approval_id(),
                  describeApproval(approval));
-    setSignalOutcome(approval.signal_id(), approval.action_index(),
+    setSignalOutcome(approval.signal_id(), approval.action_index(), v1::SIGNAL_ACTION_STATE_NOT_RUN,
                      fmt::format("expired ({}): rejected, not run", approval.approval_id()));
   }
   return expired;

@@ -144,9 +144,10 @@ class SignalService final : public SignalIntake {
   absl::StatusOr<bulkhead::v1::Approval> decide(const Caller& caller,
                                                 const std::string& approval_id,
                                                 const std::string& reason, bool approve);
-  // Writes `outcome` as the outcome of action `index` of signal `signal_id` (on the signals
-  // thread, so a record in flight is updated too).
-  void setSignalOutcome(const std::string& signal_id, uint32_t index, const std::string& outcome);
+  // Writes `outcome` (and its `state`) as the outcome of action `index` of signal `signal_id`
+  // (on the signals thread, so a record in flight is updated too).
+  void setSignalOutcome(const std::string& signal_id, uint32_t index,
+                        bulkhead::v1::SignalActionState state, const std::string& outcome);
   void approvedActionEnded(const std::string& approval_id, const absl::Status& status,
                            const std::string& summary);
 

@@ -183,7 +183,12 @@ TEST_F(SignalServiceTest, ARecordedSignalActsAsItsPlaybookNamingTheSignal) {
     if ((*now)[0].record.actions(1).outcome().starts_with("done")) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  EXPECT_EQ(real_->listSignals(0, 10)->at(0).record.actions(0).outcome(), "done: hosts 3 enforced");
+  const v1::SignalAction done = real_->listSignals(0, 10)->at(0).record.actions(0);
+  EXPECT_EQ(done.outcome(), "done: hosts 3 enforced");
+  // Stored typed as well as in text.
+  EXPECT_EQ(done.kind(), v1::SIGNAL_ACTION_KIND_BLOCK);
+  EXPECT_EQ(done.state(), v1::SIGNAL_ACTION_STATE_DONE);
+  EXPECT_EQ(out->actions[0].state(), v1::SIGNAL_ACTION_STATE_STARTED);
 }
 
 TEST_F(SignalServiceTest, AFailedCommitAnswersAnErrorAndStartsNothing) {
@@ -398,11 +403,16 @@ TEST_F(ApprovalTest, ApproveRunsTheActionOnceAsTheApproverAndRecordsItsOutcome) 
   EXPECT_EQ(pending.expires_unix_ms() - pending.requested_unix_ms(), 3'600'000);
   // `bulkhead signals` names the approval the action waits for.
   EXPECT_THAT(signalOutcome(pending.signal_id()), HasSubstr("awaiting approval " + id));
+  EXPECT_EQ(real_->getSignal(pending.signal_id())->record.actions(0).state(),
+            v1::SIGNAL_ACTION_STATE_AWAITING_APPROVAL);
+  EXPECT_EQ(pending.action().kind(), v1::SIGNAL_ACTION_KIND_ISOLATE);
+  EXPECT_EQ(pending.outcome_state(), v1::SIGNAL_ACTION_STATE_UNSPECIFIED);
 
   auto approved = service_->approve(responder("bob"), id, "INC-7: confirmed implant");
   ASSERT_TRUE(approved.ok()) << approved.status();
   EXPECT_EQ(approved->state(), v1::APPROVAL_STATE_APPROVED);
   EXPECT_EQ(approved->decided_by(), "bob");
+  EXPECT_EQ(approved->outcome_state(), v1::SIGNAL_ACTION_STATE_STARTED);
   auto started = actuator_.all();
   ASSERT_EQ(started.size(), 1u);
   EXPECT_EQ(started[0].caller, "bob");
@@ -411,13 +421,17 @@ TEST_F(ApprovalTest, ApproveRunsTheActionOnceAsTheApproverAndRecordsItsOutcome) 
   EXPECT_THAT(started[0].reason, HasSubstr("approval " + id + " of signal " + pending.signal_id()));
   EXPECT_THAT(started[0].reason, HasSubstr("INC-7: confirmed implant"));
   // Its end is written into the approval and the signal's record.
-  EXPECT_EQ(waitForOutcome(id, "done").outcome(), "done: hosts 3 enforced");
+  const v1::Approval ended = waitForOutcome(id, "done");
+  EXPECT_EQ(ended.outcome(), "done: hosts 3 enforced");
+  EXPECT_EQ(ended.outcome_state(), v1::SIGNAL_ACTION_STATE_DONE);
   for (int i = 0;
        i < 400 && !signalOutcome(pending.signal_id()).ends_with("done: hosts 3 enforced"); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   EXPECT_EQ(signalOutcome(pending.signal_id()),
             "approved by bob (" + id + "): done: hosts 3 enforced");
+  EXPECT_EQ(real_->getSignal(pending.signal_id())->record.actions(0).state(),
+            v1::SIGNAL_ACTION_STATE_DONE);
   // Once only: a second decision is refused and starts nothing.
   auto again = service_->approve(responder("dave"), id, "again");
   EXPECT_TRUE(absl::IsFailedPrecondition(again.status())) << again.status();
@@ -447,6 +461,7 @@ TEST_F(ApprovalTest, RejectAndExpiryRunNothingAndAreAudited) {
   auto r = service_->reject(responder("bob"), rejected, "false positive");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->state(), v1::APPROVAL_STATE_REJECTED);
+  EXPECT_EQ(r->outcome_state(), v1::SIGNAL_ACTION_STATE_NOT_RUN);
   EXPECT_EQ(auditRows("reject"), 1);
   // Not yet due: nothing expires.
   EXPECT_EQ(service_->expireApprovals(), 0u);
@@ -455,6 +470,7 @@ TEST_F(ApprovalTest, RejectAndExpiryRunNothingAndAreAudited) {
   v1::Approval expired = *real_->getApproval(expiring);
   EXPECT_EQ(expired.state(), v1::APPROVAL_STATE_EXPIRED);
   EXPECT_EQ(expired.decided_by(), "controller");
+  EXPECT_EQ(expired.outcome_state(), v1::SIGNAL_ACTION_STATE_NOT_RUN);
   EXPECT_EQ(real_->getApproval(rejected)->state(), v1::APPROVAL_STATE_REJECTED);
   const AuditEntry last = [&] {
     AuditEntry found;

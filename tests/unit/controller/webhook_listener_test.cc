@@ -1,9 +1,9 @@
 // The HTTPS webhook listener on 127.0.0.1 with a certificate of its own: integrations from a
 // real IntegrationService on SQLite, a fake SignalIntake. Token checks, revocation, the body
 // limit, the rate limit, content types, and nothing submitted from a malformed batch.
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <fmt/format.h>
 #include <httplib.h>
 
 #include <filesystem>
@@ -13,6 +13,7 @@
 
 #include "common/tls/pki.h"
 #include "controller/service/integrations.h"
+#include "controller/service/record_text.h"
 #include "controller/store/sqlite_store.h"
 #include "controller/webhook/formats.h"
 #include "controller/webhook/listener.h"
@@ -79,7 +80,8 @@ class WebhookListenerTest : public ::testing::Test {
           if (!f.ok()) return f.status();
           return parseFormatConfig(*f, config).status();
         });
-    auto created = integrations_->create(admin_, "am", "alertmanager", "");
+    auto created =
+        integrations_->create(admin_, "am", "alertmanager", v1::INTEGRATION_FORMAT_UNSPECIFIED, "");
     ASSERT_TRUE(created.ok()) << created.status();
     token_ = created->token;
   }
@@ -160,7 +162,8 @@ TEST_F(WebhookListenerTest, RefusesMissingWrongAndRevokedTokens) {
 }
 
 TEST_F(WebhookListenerTest, ATokenOpensOnlyItsOwnIntegration) {
-  auto other = integrations_->create(admin_, "falco", "falco", "");
+  auto other =
+      integrations_->create(admin_, "falco", "falco", v1::INTEGRATION_FORMAT_UNSPECIFIED, "");
   ASSERT_TRUE(other.ok());
   start();
   EXPECT_EQ(post("falco", kAlert, token_)->status, 401);
@@ -270,6 +273,9 @@ TEST_F(WebhookListenerTest, ASecondListenerOnTheSamePortFailsInsteadOfSharingIt)
   EXPECT_THAT(std::string(second.status().message()), HasSubstr("--webhook-listen"));
 }
 
+// The text form alone, as an older CLI sends it.
+constexpr v1::IntegrationFormat kAnyFormatType = v1::INTEGRATION_FORMAT_UNSPECIFIED;
+
 TEST(IntegrationServiceTest, CreateListRevokeAreAuthorizedAndAudited) {
   FakeClock clock;
   const fs::path dir =
@@ -286,15 +292,18 @@ TEST(IntegrationServiceTest, CreateListRevokeAreAuthorizedAndAudited) {
   Caller admin{.audit_name = "alice", .is_operator = true, .role = Role::kAdmin};
   Caller responder{.audit_name = "bob", .is_operator = true, .role = Role::kResponder};
   Caller viewer{.audit_name = "carol", .is_operator = true, .role = Role::kViewer};
-  EXPECT_TRUE(absl::IsPermissionDenied(svc.create(responder, "x", "alertmanager", "").status()));
-  EXPECT_THAT(std::string(svc.create(admin, "Bad Name", "alertmanager", "").status().message()),
-              HasSubstr("name:"));
-  EXPECT_THAT(std::string(svc.create(admin, "g", "generic", "").status().message()),
+  EXPECT_TRUE(absl::IsPermissionDenied(
+      svc.create(responder, "x", "alertmanager", kAnyFormatType, "").status()));
+  EXPECT_THAT(
+      std::string(
+          svc.create(admin, "Bad Name", "alertmanager", kAnyFormatType, "").status().message()),
+      HasSubstr("name:"));
+  EXPECT_THAT(std::string(svc.create(admin, "g", "generic", kAnyFormatType, "").status().message()),
               HasSubstr("mapping: required"));
-  auto made = svc.create(admin, "am", "alertmanager", "");
+  auto made = svc.create(admin, "am", "alertmanager", kAnyFormatType, "");
   ASSERT_TRUE(made.ok()) << made.status();
   EXPECT_EQ(made->token.size(), 64U);
-  EXPECT_TRUE(absl::IsAlreadyExists(svc.create(admin, "am", "falco", "").status()));
+  EXPECT_TRUE(absl::IsAlreadyExists(svc.create(admin, "am", "falco", kAnyFormatType, "").status()));
   // The token is not stored, its hash is.
   auto row = (*store)->findIntegration("am");
   ASSERT_TRUE(row.ok() && row->has_value());
@@ -304,6 +313,7 @@ TEST(IntegrationServiceTest, CreateListRevokeAreAuthorizedAndAudited) {
   ASSERT_TRUE(listed.ok());
   ASSERT_EQ(listed->size(), 1U);
   EXPECT_EQ((*listed)[0].created_by(), "alice");
+  EXPECT_EQ((*listed)[0].format_type(), v1::INTEGRATION_FORMAT_ALERTMANAGER);
   EXPECT_TRUE(absl::IsInvalidArgument(svc.revoke(admin, "am", "").status()));
   EXPECT_TRUE(absl::IsNotFound(svc.revoke(admin, "nope", "r").status()));
   EXPECT_TRUE(absl::IsPermissionDenied(svc.revoke(responder, "am", "r").status()));
@@ -319,6 +329,62 @@ TEST(IntegrationServiceTest, CreateListRevokeAreAuthorizedAndAudited) {
   EXPECT_EQ(std::count(actions.begin(), actions.end(), "integration-create"), 5);
   EXPECT_EQ(std::count(actions.begin(), actions.end(), "integration-revoke"), 5);
   EXPECT_EQ(std::count(actions.begin(), actions.end(), "integrations"), 1);
+  fs::remove_all(dir);
+}
+
+// The contract's IntegrationFormat values and the formats the listener reads are one list.
+TEST(IntegrationServiceTest, EveryIntegrationFormatIsAWebhookFormat) {
+  const auto* values = v1::IntegrationFormat_descriptor();
+  for (int i = 0; i < values->value_count(); ++i) {
+    const auto value = static_cast<v1::IntegrationFormat>(values->value(i)->number());
+    if (value == v1::INTEGRATION_FORMAT_UNSPECIFIED) continue;
+    auto parsed = parseFormat(integrationFormatText(value));
+    ASSERT_TRUE(parsed.ok()) << values->value(i)->name() << ": " << parsed.status();
+    EXPECT_EQ(readIntegrationFormat(formatName(*parsed)), value);
+  }
+  for (Format f : {Format::kAlertmanager, Format::kFalco, Format::kGeneric}) {
+    EXPECT_NE(readIntegrationFormat(formatName(f)), v1::INTEGRATION_FORMAT_UNSPECIFIED)
+        << formatName(f);
+  }
+  EXPECT_EQ(integrationFormatText(v1::INTEGRATION_FORMAT_UNSPECIFIED), "");
+}
+
+// A current CLI names the format typed (and as text, for older controllers); either alone
+// works, both must agree, and an unknown typed value is refused: nothing is created.
+TEST(IntegrationServiceTest, FormatTypedOrAsTextBothMustAgree) {
+  FakeClock clock;
+  const fs::path dir =
+      fs::temp_directory_path() / ("bh-integration-format-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto store = SqliteStore::create(dir / "db.sqlite");
+  ASSERT_TRUE(store.ok());
+  IntegrationService svc(clock, **store, [](const std::string& format, const std::string& config) {
+    auto f = parseFormat(format);
+    if (!f.ok()) return f.status();
+    return parseFormatConfig(*f, config).status();
+  });
+  Caller admin{.audit_name = "alice", .is_operator = true, .role = Role::kAdmin};
+
+  auto typed = svc.create(admin, "typed", "", v1::INTEGRATION_FORMAT_FALCO, "");
+  ASSERT_TRUE(typed.ok()) << typed.status();
+  EXPECT_EQ(typed->integration.format(), "falco");
+  EXPECT_EQ(typed->integration.format_type(), v1::INTEGRATION_FORMAT_FALCO);
+  auto both = svc.create(admin, "both", "alertmanager", v1::INTEGRATION_FORMAT_ALERTMANAGER, "");
+  ASSERT_TRUE(both.ok()) << both.status();
+  EXPECT_EQ(both->integration.format_type(), v1::INTEGRATION_FORMAT_ALERTMANAGER);
+
+  auto disagree = svc.create(admin, "x", "falco", v1::INTEGRATION_FORMAT_GENERIC, "");
+  EXPECT_TRUE(absl::IsInvalidArgument(disagree.status()));
+  EXPECT_THAT(std::string(disagree.status().message()),
+              HasSubstr("format: \"falco\" disagrees with format_type generic"));
+  auto unknown = svc.create(admin, "y", "", static_cast<v1::IntegrationFormat>(42), "");
+  EXPECT_THAT(std::string(unknown.status().message()), HasSubstr("format_type: unknown value 42"));
+  auto neither = svc.create(admin, "z", "", v1::INTEGRATION_FORMAT_UNSPECIFIED, "");
+  EXPECT_TRUE(absl::IsInvalidArgument(neither.status()));
+  auto listed = svc.list(admin);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 2U);  // both, typed: nothing of the refused ones
   fs::remove_all(dir);
 }
 
