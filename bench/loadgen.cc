@@ -9,11 +9,14 @@
 //   bulkhead-loadgen --controller ADDR:PORT --ca-dir DIR -n N [--hold DUR]
 //
 // DIR holds ca.crt and ca.key (the fleet CA, e.g. PKI_DIR/ca from `bulkhead pki init`).
+#include <fmt/format.h>
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
+#include <boost/program_options.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -24,16 +27,12 @@
 #include <string>
 #include <vector>
 
-#include <boost/program_options.hpp>
-#include <fmt/format.h>
-#include <grpcpp/grpcpp.h>
-
 #include "agent/daemon/controller_pin.h"
 #include "agent/rpc/controller_session.h"
 #include "agent/rpc/timer_queue.h"
 #include "common/format.h"
 #include "common/parse.h"
-#include "common/tls/pki.h"
+#include "common/pki/pki.h"
 #include "common/runtime.h"
 #include "common/tls/tls.h"
 #include "common/version.h"

@@ -113,6 +113,7 @@ const std::map<std::string, CommandInfo>& commands() {
     addPolicyCommands(*t);
     addSignalCommands(*t);
     addIntegrationCommands(*t);
+    addTokenCommands(*t);
     addSessionCommands(*t);
     addEvidenceCommands(*t);
     return t;

@@ -76,5 +76,6 @@ void addSessionCommands(std::map<std::string, CommandInfo>& table);
 void addEvidenceCommands(std::map<std::string, CommandInfo>& table);
 void addSignalCommands(std::map<std::string, CommandInfo>& table);
 void addIntegrationCommands(std::map<std::string, CommandInfo>& table);
+void addTokenCommands(std::map<std::string, CommandInfo>& table);
 
 }  // namespace bulkhead::cli

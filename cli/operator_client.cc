@@ -89,6 +89,12 @@ int reportRpcError(const std::string& command, const std::string& controller,
       err << "bulkhead " << command << ": refused by the controller: " << status.error_message()
           << "\n";
       return kFailed;
+    case grpc::StatusCode::UNIMPLEMENTED:
+      err << "bulkhead " << command << ": " << controller
+          << " does not serve this call (UNIMPLEMENTED): an older controller, or not the "
+             "controller's operator port (its enrollment port serves enrollment only)"
+          << (status.error_message().empty() ? "" : ": " + status.error_message()) << "\n";
+      return kFailed;
     default:
       err << "bulkhead " << command << ": " << status.error_message() << "\n";
       return kFailed;

@@ -11,18 +11,18 @@
 //   DIR/operators/NAME/{ca.crt,tls.crt,tls.key,controller-name}
 //                                              --identity for the CLI (init issues "admin")
 //   DIR/agents/HOST_ID/{...}                   --identity for bulkhead-agent
+#include <arpa/inet.h>
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
-#include <optional>
-#include <set>
-#include <ostream>
-
-#include <arpa/inet.h>
-#include <fmt/chrono.h>
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <ostream>
+#include <set>
 
 #include "cli/args.h"
 #include "cli/cli.h"
@@ -30,7 +30,7 @@
 #include "common/certificate.h"
 #include "common/format.h"
 #include "common/parse.h"
-#include "common/tls/pki.h"
+#include "common/pki/pki.h"
 #include "common/tls/tls.h"
 
 namespace po = boost::program_options;

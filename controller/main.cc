@@ -23,8 +23,8 @@
 
 #include "common/format.h"
 #include "common/logging.h"
+#include "common/pki/pki.h"
 #include "common/runtime.h"
-#include "common/tls/pki.h"
 #include "common/tls/tls.h"
 #include "common/version.h"
 #include "controller/core/blocks.h"
@@ -337,6 +337,25 @@ int run(int argc, char** argv) {
   options.policies = &policies;
   options.signals.policy_dir = config.policy_dir;
   options.signals.approval_expiry = config.approval_expiry;
+  if (!config.enroll_listen.empty()) {
+    auto ca_key = readFile(config.ca_key);
+    if (!ca_key.ok()) return fail(fmt::format("--ca-key: {}", ca_key.status()));
+    // The key must be the fleet CA's: a certificate it signs must verify against ca.crt.
+    CertAndKey ca{identity->ca_pem, *std::move(ca_key)};
+    auto probe = issueCert(ca, CertRequest{.kind = PeerKind::kAgent,
+                                           .name = "ca-key-check",
+                                           .validity = std::chrono::seconds(3600)});
+    if (!probe.ok() || !checkIdentityFiles(ca.cert_pem, probe->cert_pem, probe->key_pem).ok()) {
+      return fail(fmt::format("--ca-key: {} is not the key of the fleet CA in {}/ca.crt",
+                              config.ca_key, config.identity_dir));
+    }
+    options.enrollment.ca = std::move(ca);
+    options.enrollment.controller_name = identity->self.name;
+    options.enrollment.agent_validity =
+        std::chrono::duration_cast<std::chrono::seconds>(config.enroll_validity);
+    options.enroll_listen = config.enroll_listen;
+    options.enroll_credentials = serverCredentialsWithoutClientCertificates(*identity);
+  }
   options.listen = config.listen_text;
   auto tls = RotatingServerCredentials::create(*identity,
                                                std::filesystem::path(config.runtime_dir) / "tls");

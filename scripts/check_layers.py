@@ -78,16 +78,18 @@ GRPC_ALLOWED = ("controller/rpc/", "agent/rpc/", "cli/", "common/tls/", "control
 SOURCE_DIRS = ("agent", "controller", "common", "evidence", "cli", "tests", "bench", "fuzz")
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]')
 
-COMMON_TLS_WHY = ("common/ is the part without TLS, the CA or gRPC; common/tls/ builds on it, "
-                  "not the other way")
+COMMON_TLS_WHY = ("common/ is the part without TLS, the CA or gRPC; common/pki/ and common/tls/ "
+                  "build on it, not the other way")
 
 
 def project_rules_for(rel):
     """(forbidden included path (regex), why) of every project rule for the file at rel."""
     rules = [(forbidden, why) for folder, forbidden, why in PROJECT_RULES
              if rel.startswith(folder)]
-    if rel.startswith("common/") and not rel.startswith("common/tls/"):
-        rules.append((r"^common/tls/", COMMON_TLS_WHY))
+    if rel.startswith("common/") and not rel.startswith(("common/tls/", "common/pki/")):
+        rules.append((r"^common/(tls|pki)/", COMMON_TLS_WHY))
+    if rel.startswith("common/pki/"):
+        rules.append((r"^common/tls/", "common/pki/ is the CA alone; common/tls/ builds on it"))
     return rules
 
 
@@ -247,7 +249,7 @@ def self_test():
         "agent/core/l.cc": "#include <sys/pidfd.h>\n",
         "controller/core/m.cc": "#include <grpcpp/grpcpp.h>\n",
         "agent/daemon/n.cc": '#include "bulkhead/v1/agent.grpc.pb.h"\n',
-        "common/o.cc": '#include "common/tls/pki.h"\n',
+        "common/o.cc": '#include "common/pki/pki.h"\n',
         "controller/service/s1.cc": '#include "controller/rpc/fleet.h"\n',
         "controller/service/s2.cc": "#include <grpcpp/grpcpp.h>\n",
         "controller/service/s3.cc": '#include "bulkhead/v1/operator.grpc.pb.h"\n',

@@ -69,10 +69,12 @@ std::string agentUsage() {
         "[--label k=v]...\n"
         "  or:  bulkhead-agent --restore --state-dir DIR\n"
         "  or:  bulkhead-agent status --state-dir DIR\n"
+        "  or:  bulkhead-agent enroll --token TOKEN [--host-id ID] [--identity DIR]\n"
         "  or:  bulkhead-agent signal|wazuh-active-response|sshguard-backend ... --help\n"
         "  or:  bulkhead-agent completion bash\n\n"
         "commands:\n"
         "  status              print the running agent's status\n"
+        "  enroll              get this server's identity with a join token (see its --help)\n"
         "  signal, wazuh-active-response, sshguard-backend\n"
         "                      report detections (see their --help)\n"
         "  completion bash     print the bash completion script\n\n"
@@ -85,6 +87,14 @@ ShellCompletion agentCompletion() {
   return {.program = "bulkhead-agent",
           .flags = flags,
           .commands = {{"status", flags},
+                       // agent/daemon/enroll_command.cc's flags.
+                       {"enroll",
+                        {{"--help", false},
+                         {"--token", true},
+                         {"--token-file", true},
+                         {"--host-id", true},
+                         {"--identity", true},
+                         {"--timeout", true}}},
                        {"signal", reportFlags(ReportMode::kSignal)},
                        {"wazuh-active-response", reportFlags(ReportMode::kWazuh)},
                        {"sshguard-backend", reportFlags(ReportMode::kSshguard)},

@@ -1,21 +1,20 @@
 #include "agent/daemon/agent.h"
 
 #include <fcntl.h>
+#include <fmt/ranges.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <memory>
-#include <atomic>
 #include <random>
-
-#include <fmt/ranges.h>
-#include <spdlog/spdlog.h>
 
 #include "agent/capture/capture.h"
 #include "agent/collect/collectors.h"
@@ -25,6 +24,7 @@
 #include "agent/daemon/agent_status.h"
 #include "agent/daemon/capture_worker.h"
 #include "agent/daemon/controller_pin.h"
+#include "agent/daemon/enroll_command.h"
 #include "agent/daemon/kill_connections.h"
 #include "agent/daemon/process_actions.h"
 #include "agent/daemon/reconcile_worker.h"
@@ -35,10 +35,10 @@
 #include "agent/linux/netns_guard.h"
 #include "agent/linux/nftables_firewall.h"
 #include "agent/linux/process_killer.h"
-#include "agent/linux/sock_diag_flow_killer.h"
-#include "agent/linux/tamper_watch.h"
 #include "agent/linux/signal_socket.h"
+#include "agent/linux/sock_diag_flow_killer.h"
 #include "agent/linux/status_socket.h"
+#include "agent/linux/tamper_watch.h"
 #include "agent/rpc/controller_session.h"
 #include "agent/rpc/evidence_uploader.h"
 #include "agent/rpc/signal_forwarder.h"
@@ -895,6 +895,9 @@ int runDaemon(const AgentConfig& config) {
 int agentMain(const std::vector<std::string>& args) {
   // The reporting subcommands: the daemon's signal mask is not theirs.
   if (!args.empty() && isReportSubcommand(args.front())) return reportMain(args);
+  if (!args.empty() && args.front() == "enroll") {
+    return enrollMain({args.begin() + 1, args.end()}, std::cout, std::cerr);
+  }
   if (!args.empty() && args.front() == "completion") {
     return completionCommand({args.begin() + 1, args.end()}, agentCompletion(), std::cout,
                              std::cerr);

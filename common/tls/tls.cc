@@ -15,7 +15,7 @@
 #include "absl/status/status.h"
 #include "common/certificate.h"
 #include "common/format.h"
-#include "common/tls/pki.h"
+#include "common/pki/pki.h"
 
 namespace bulkhead {
 
@@ -131,6 +131,13 @@ std::shared_ptr<grpc::ServerCredentials> serverCredentials(const IdentityFiles& 
   grpc::SslServerCredentialsOptions opts(
       GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   opts.pem_root_certs = id.ca_pem;
+  opts.pem_key_cert_pairs.push_back({id.key_pem, id.cert_pem});
+  return grpc::SslServerCredentials(opts);
+}
+
+std::shared_ptr<grpc::ServerCredentials> serverCredentialsWithoutClientCertificates(
+    const IdentityFiles& id) {
+  grpc::SslServerCredentialsOptions opts(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
   opts.pem_key_cert_pairs.push_back({id.key_pem, id.cert_pem});
   return grpc::SslServerCredentials(opts);
 }

@@ -44,6 +44,10 @@ absl::Status writeIdentity(const std::filesystem::path& dir, const std::string& 
 // Server credentials that require and verify a client certificate from the same CA.
 std::shared_ptr<grpc::ServerCredentials> serverCredentials(const IdentityFiles& id);
 
+// Server credentials that present our certificate and ask for none (the enrollment listener:
+// its callers have no certificate yet).
+std::shared_ptr<grpc::ServerCredentials> serverCredentialsWithoutClientCertificates(
+    const IdentityFiles& id);
 // Client credentials presenting our certificate and verifying the server against the CA.
 std::shared_ptr<grpc::ChannelCredentials> clientCredentials(const IdentityFiles& id);
 

@@ -153,6 +153,7 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   std::string crl_file, cert_expiry_warning = "30d";
   std::string approval_expiry = "1h";
   std::string webhook_listen, webhook_cert, webhook_key;
+  std::string enroll_listen, ca_key, enroll_validity = "365d";
   std::string webhook_body_limit = "1MiB", webhook_rate = "120";
   std::string crowdsec_lapi, crowdsec_key_file, crowdsec_ca, crowdsec_interval = "1s";
   std::string metrics_listen;
@@ -213,6 +214,14 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
       "approval-expiry", po::value(&approval_expiry)->value_name("DUR"),
       "an automatic action waiting for approval that nobody decides within this expires as "
       "rejected (default 1h)")(
+      "enroll-listen", po::value(&enroll_listen)->value_name("ADDR:PORT"),
+      "serve enrollment (`bulkhead-agent enroll --token`) on this address: TLS without client "
+      "certificates, the Enrollment service only; off when unset")(
+      "ca-key", po::value(&ca_key)->value_name("FILE"),
+      "the fleet CA's private key (pki/ca/ca.key), which signs enrolled agents' certificates "
+      "(required with --enroll-listen; not readable by others)")(
+      "enroll-validity", po::value(&enroll_validity)->value_name("DUR"),
+      "how long an enrolled agent's certificate lasts (default 365d, at most a year)")(
       "webhook-listen", po::value(&webhook_listen)->value_name("ADDR:PORT"),
       "serve HTTPS webhooks (POST /v1/signals/NAME) on this address; off when unset")(
       "webhook-cert", po::value(&webhook_cert)->value_name("FILE"),
@@ -355,6 +364,16 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
     if (!metrics.ok()) return metrics.status();
     c.metrics_listen = *metrics;
   }
+
+  c.enroll_listen = enroll_listen;
+  c.ca_key = ca_key;
+  if (!enroll_listen.empty() && ca_key.empty()) {
+    return absl::InvalidArgumentError(
+        "--enroll-listen: needs --ca-key (the fleet CA's key, which signs enrolled agents)");
+  }
+  auto validity = parseDuration("--enroll-validity", enroll_validity);
+  if (!validity.ok()) return validity.status();
+  c.enroll_validity = *validity;
 
   c.webhook_listen = webhook_listen;
   if (!webhook_listen.empty() && (webhook_cert.empty() || webhook_key.empty())) {

@@ -48,6 +48,11 @@ struct ControllerConfig {
   std::chrono::milliseconds cert_expiry_warning{std::chrono::hours(24 * 30)};
   // --approval-expiry: a pending approval nobody decided within this expires (as rejected).
   std::chrono::milliseconds approval_expiry{std::chrono::hours(1)};
+  // Enrollment with join tokens (service/enrollment.h): off while enroll_listen is empty.
+  std::string enroll_listen;  // --enroll-listen ADDR:PORT
+  std::string ca_key;         // --ca-key FILE: the fleet CA's key (required with --enroll-listen)
+  // --enroll-validity: how long enrolled agents' certificates last.
+  std::chrono::milliseconds enroll_validity{std::chrono::hours(24 * 365)};
   // The HTTPS webhook listener (controller/webhook/): off while webhook_listen is empty.
   std::string webhook_listen;             // --webhook-listen ADDR:PORT
   std::string webhook_cert;               // --webhook-cert FILE (required with --webhook-listen)

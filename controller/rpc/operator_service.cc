@@ -68,7 +68,7 @@ class ExportWriter final : public grpc::ServerWriteReactor<v1::AuditExportChunk>
 OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet,
                                  Containment& containment, HostOperations& host_operations,
                                  EvidenceService& evidence_service, SignalService& signals,
-                                 IntegrationService& integrations,
+                                 IntegrationService& integrations, EnrollmentService& enrollment,
                                  const evidence::Signer* audit_signer)
     : fleet_(fleet),
       containment_(containment),
@@ -77,7 +77,8 @@ OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet,
       host_operations_(host_operations),
       evidence_service_(evidence_service),
       signals_(signals),
-      integrations_(integrations) {}
+      integrations_(integrations),
+      enrollment_(enrollment) {}
 
 Caller OperatorService::identify(const grpc::CallbackServerContext& ctx) {
   Caller c;

@@ -6,25 +6,26 @@
 // served; viewers may only read, responders and admins may act.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "bulkhead/v1/operator.grpc.pb.h"
 #include "common/identity.h"
 #include "controller/core/clock.h"
-#include "controller/service/containment.h"
-#include "controller/service/evidence_service.h"
 #include "controller/rpc/evidence.h"
 #include "controller/rpc/fleet.h"
+#include "controller/service/audit_trail.h"
+#include "controller/service/authorization.h"
+#include "controller/service/containment.h"
+#include "controller/service/enrollment.h"
+#include "controller/service/evidence_service.h"
 #include "controller/service/host_actions.h"
 #include "controller/service/host_inventory.h"
 #include "controller/service/host_operations.h"
 #include "controller/service/integrations.h"
 #include "controller/service/signals.h"
-#include "controller/service/audit_trail.h"
-#include "controller/service/authorization.h"
 #include "controller/store/store.h"
 #include "evidence/signing.h"
 
@@ -37,13 +38,15 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   OperatorService(const Clock& clock, Store& store, Fleet& fleet, Containment& containment,
                   HostOperations& host_operations, EvidenceService& evidence_service,
                   SignalService& signals, IntegrationService& integrations,
-                  const evidence::Signer* audit_signer = nullptr);
+                  EnrollmentService& enrollment, const evidence::Signer* audit_signer = nullptr);
 
   // The generated base keeps the sync-API overloads of every method; keep them visible.
   using Base = bulkhead::v1::Operator::CallbackService;
   using Base::Approve;
   using Base::Block;
   using Base::Capture;
+  using Base::CreateIntegration;
+  using Base::CreateJoinToken;
   using Base::ExportAudit;
   using Base::GetEvidence;
   using Base::GetHost;
@@ -56,19 +59,20 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   using Base::ListBlocks;
   using Base::ListEvidence;
   using Base::ListHosts;
+  using Base::ListIntegrations;
+  using Base::ListJoinTokens;
   using Base::ListSessions;
   using Base::ListSignals;
   using Base::PreviewSignal;
   using Base::Reject;
   using Base::Release;
+  using Base::RevokeIntegration;
+  using Base::RevokeJoinToken;
   using Base::ShowEvidence;
   using Base::SubmitSignal;
   using Base::Unblock;
   using Base::VerifyAudit;
   using Base::VerifyEvidence;
-  using Base::CreateIntegration;
-  using Base::ListIntegrations;
-  using Base::RevokeIntegration;
 
   grpc::ServerUnaryReactor* ListHosts(grpc::CallbackServerContext* ctx,
                                       const bulkhead::v1::ListHostsRequest* req,
@@ -164,6 +168,17 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
                                               const bulkhead::v1::RevokeIntegrationRequest* req,
                                               bulkhead::v1::Integration* resp) override;
 
+  // Join tokens (operator_signals.cc): EnrollmentService checks, stores and audits.
+  grpc::ServerUnaryReactor* CreateJoinToken(grpc::CallbackServerContext* ctx,
+                                            const bulkhead::v1::CreateJoinTokenRequest* req,
+                                            bulkhead::v1::CreateJoinTokenResponse* resp) override;
+  grpc::ServerUnaryReactor* ListJoinTokens(grpc::CallbackServerContext* ctx,
+                                           const bulkhead::v1::ListJoinTokensRequest* req,
+                                           bulkhead::v1::ListJoinTokensResponse* resp) override;
+  grpc::ServerUnaryReactor* RevokeJoinToken(grpc::CallbackServerContext* ctx,
+                                            const bulkhead::v1::RevokeJoinTokenRequest* req,
+                                            bulkhead::v1::JoinToken* resp) override;
+
   // The caller of one call, as its certificate says. Refuses revoked certificates (the
   // Fleet's PeerGate).
   Caller identify(const grpc::CallbackServerContext& ctx);
@@ -177,6 +192,7 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   EvidenceService& evidence_service_;  // capture and the calls on stored evidence
   SignalService& signals_;
   IntegrationService& integrations_;
+  EnrollmentService& enrollment_;
 };
 
 }  // namespace bulkhead::controller

@@ -1,7 +1,8 @@
 // Operator service: signals (SubmitSignal, ListSignals, PreviewSignal) and approvals
 // (ListApprovals, Approve, Reject), translated for SignalService
 // (controller/service/signals.h), which checks, records, decides and audits; and the webhook
-// integrations, for IntegrationService (controller/service/integrations.h).
+// integrations, for IntegrationService (controller/service/integrations.h); join tokens, for
+// EnrollmentService (controller/service/enrollment.h).
 #include "controller/rpc/audit.h"
 #include "controller/rpc/operator_service.h"
 
@@ -138,6 +139,51 @@ grpc::ServerUnaryReactor* OperatorService::RevokeIntegration(
     return reactor;
   }
   *resp = std::move(*revoked);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorService::CreateJoinToken(grpc::CallbackServerContext* ctx,
+                                                           const v1::CreateJoinTokenRequest* req,
+                                                           v1::CreateJoinTokenResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  std::map<std::string, std::string> labels(req->labels().begin(), req->labels().end());
+  auto created = enrollment_.createToken(identify(*ctx), labels, req->ttl_seconds(),
+                                         req->max_uses(), req->reason());
+  if (!created.ok()) {
+    reactor->Finish(toGrpcStatus(created.status()));
+    return reactor;
+  }
+  *resp->mutable_token() = std::move(created->token);
+  resp->set_token_text(std::move(created->text));
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorService::ListJoinTokens(grpc::CallbackServerContext* ctx,
+                                                          const v1::ListJoinTokensRequest*,
+                                                          v1::ListJoinTokensResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  auto tokens = enrollment_.listTokens(identify(*ctx));
+  if (!tokens.ok()) {
+    reactor->Finish(toGrpcStatus(tokens.status()));
+    return reactor;
+  }
+  for (auto& t : *tokens) *resp->add_tokens() = std::move(t);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorService::RevokeJoinToken(grpc::CallbackServerContext* ctx,
+                                                           const v1::RevokeJoinTokenRequest* req,
+                                                           v1::JoinToken* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  auto revoked = enrollment_.revokeToken(identify(*ctx), req->token_id(), req->reason());
+  if (!revoked.ok()) {
+    reactor->Finish(toGrpcStatus(revoked.status()));
+    return reactor;
+  }
+  *resp = *std::move(revoked);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -67,10 +67,19 @@ ControllerServer::ControllerServer(const Clock& clock, Store& store, ServerOptio
         if (!parsed.ok()) return parsed.status();
         return webhook::parseFormatConfig(*parsed, config_json).status();
       });
+  EnrollmentOptions enrollment = options_.enrollment;
+  enrollment.controller_addresses.clear();
+  for (const auto& e : options_.containment.endpoints) {
+    enrollment.controller_addresses.push_back(e.ip().find(':') != std::string::npos
+                                                  ? fmt::format("[{}]:{}", e.ip(), e.port())
+                                                  : fmt::format("{}:{}", e.ip(), e.port()));
+  }
+  enrollment_ = std::make_unique<EnrollmentService>(clock, store, std::move(enrollment));
+  enrollment_rpc_ = std::make_unique<EnrollmentRpc>(*enrollment_);
   agent_service_ = std::make_unique<AgentChannelService>(&fleet_, &evidence_);
   operator_service_ = std::make_unique<OperatorService>(
       clock, store, fleet_, containment_, *host_operations_, *evidence_service_, *signals_,
-      *integrations_, options_.audit_signer ? &*options_.audit_signer : nullptr);
+      *integrations_, *enrollment_, options_.audit_signer ? &*options_.audit_signer : nullptr);
 }
 
 absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::start(const Clock& clock,
@@ -81,6 +90,7 @@ absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::start(const 
     return absl::Status(st.code(), fmt::format("restoring from the store: {}", st.message()));
   }
   if (auto st = s->evidence_.init(); !st.ok()) return st;
+  if (auto st = s->startEnrollment(); !st.ok()) return st;
   grpc::ServerBuilder builder;
   builder.AddListeningPort(s->options_.listen, s->options_.credentials, &s->port_);
   // gRPC sets SO_REUSEPORT by default: a second controller started by mistake on the same
@@ -120,11 +130,45 @@ absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::start(const 
   return s;
 }
 
+absl::Status ControllerServer::startEnrollment() {
+  if (options_.enroll_listen.empty()) return absl::OkStatus();
+  if (!enrollment_->enabled()) {
+    return absl::InvalidArgumentError("--enroll-listen: needs --ca-key (the fleet CA's key)");
+  }
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.enroll_listen, options_.enroll_credentials, &enroll_port_);
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.RegisterService(enrollment_rpc_.get());
+  builder.SetMaxReceiveMessageSize(kMaxEnrollMessageBytes);
+  enroll_server_ = builder.BuildAndStart();
+  if (!enroll_server_ || enroll_port_ == 0) {
+    enroll_server_.reset();
+    return absl::UnavailableError(
+        fmt::format("--enroll-listen: cannot listen on {} (address in use or not local?)",
+                    options_.enroll_listen));
+  }
+  std::vector<std::string> addresses;
+  for (const auto& e : options_.containment.endpoints) {
+    addresses.push_back(e.ip().find(':') != std::string::npos
+                            ? fmt::format("[{}]:{}", e.ip(), enroll_port_)
+                            : fmt::format("{}:{}", e.ip(), enroll_port_));
+  }
+  spdlog::info("enrollment listener on {} (port {}); tokens name {}", options_.enroll_listen,
+               enroll_port_,
+               addresses.empty() ? "no address" : fmt::format("{}", fmt::join(addresses, ", ")));
+  enrollment_->setEnrollAddresses(std::move(addresses));
+  return absl::OkStatus();
+}
+
 ControllerServer::~ControllerServer() { shutdown(); }
 
 void ControllerServer::shutdown(std::chrono::milliseconds grace) {
   if (stopped_) return;
   stopped_ = true;
+  if (enroll_server_) {
+    enroll_server_->Shutdown(std::chrono::system_clock::now() + grace);
+    enroll_server_->Wait();
+  }
   fleet_.closeAllStreams(grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller shutting down"));
   signals_->shutdown();      // no new signals; the ones taken are decided and recorded
   integrations_->flushRefusals();  // refused webhook requests counted but not yet audited

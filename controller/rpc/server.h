@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "common/scheduler.h"
 #include "controller/core/clock.h"
+#include "controller/rpc/enrollment_server.h"
 #include "controller/rpc/evidence.h"
 #include "controller/rpc/fleet.h"
 #include "controller/rpc/operator_service.h"
@@ -27,6 +28,8 @@ namespace bulkhead::controller {
 
 // Largest message the server accepts (a bigger one fails the call with RESOURCE_EXHAUSTED).
 inline constexpr int kMaxReceiveMessageBytes = 4 * 1024 * 1024;
+// Largest message the enrollment listener accepts (a token and a CSR are about 2 KiB).
+inline constexpr int kMaxEnrollMessageBytes = 64 * 1024;
 
 struct ServerOptions {
   std::string listen;                                   // "ADDR:PORT" as gRPC takes it; port 0 picks one
@@ -43,6 +46,13 @@ struct ServerOptions {
   // The controller's key and certificate, signing audit exports; unset: ExportAudit fails
   // UNAVAILABLE.
   std::optional<evidence::Signer> audit_signer;
+  // Enrollment (service/enrollment.h): the CA and the controller's name; the addresses are
+  // filled in from containment.endpoints and the enrollment listener's port. Without a CA key
+  // enrollment is off. `enroll_listen` ("ADDR:PORT"; empty: no enrollment listener) serves the
+  // Enrollment service alone with `enroll_credentials` (TLS without client certificates).
+  EnrollmentOptions enrollment;
+  std::string enroll_listen;
+  std::shared_ptr<grpc::ServerCredentials> enroll_credentials;
   // Operator calls timed, agents' reports counted (and fleet.metrics, when unset). Not owned;
   // must outlive the server. nullptr: nothing counted.
   Metrics* metrics = nullptr;
@@ -57,6 +67,7 @@ class ControllerServer {
   ~ControllerServer();   // shutdown()
 
   int port() const { return port_; }
+  int enrollPort() const { return enroll_port_; }  // 0: no enrollment listener
   Fleet& fleet() { return fleet_; }
   // Signals: the intake every front door uses, and reload() of playbooks on SIGHUP.
   SignalService& signals() { return *signals_; }
@@ -84,6 +95,8 @@ class ControllerServer {
     SignalIntake* target = nullptr;
   };
   ControllerServer(const Clock& clock, Store& store, ServerOptions options);
+  // Binds and starts the enrollment listener when one is asked for.
+  absl::Status startEnrollment();
 
   ServerOptions options_;
   LateSignalIntake agent_signals_;
@@ -105,12 +118,16 @@ class ControllerServer {
   std::unique_ptr<ServiceActuator> actuator_;
   std::unique_ptr<SignalService> signals_;
   std::unique_ptr<IntegrationService> integrations_;
+  std::unique_ptr<EnrollmentService> enrollment_;
+  std::unique_ptr<EnrollmentRpc> enrollment_rpc_;
+  std::unique_ptr<grpc::Server> enroll_server_;  // serves enrollment_rpc_ alone
   std::unique_ptr<AgentChannelService> agent_service_;
   std::unique_ptr<OperatorService> operator_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<Scheduler> timers_;   // sweep
   std::unique_ptr<Scheduler> io_;       // store flush
   int port_ = 0;
+  int enroll_port_ = 0;
   bool stopped_ = false;
 };
 

@@ -42,6 +42,9 @@ constexpr std::array kRules = {
     ActionRule{A::kListIntegrations, "integrations", Role::kViewer},
     ActionRule{A::kCreateIntegration, "integration-create", Role::kAdmin},
     ActionRule{A::kRevokeIntegration, "integration-revoke", Role::kAdmin},
+    ActionRule{A::kCreateJoinToken, "token-create", Role::kAdmin},
+    ActionRule{A::kListJoinTokens, "tokens", Role::kAdmin},
+    ActionRule{A::kRevokeJoinToken, "token-revoke", Role::kAdmin},
 };
 
 constexpr bool inOrder() {
@@ -51,7 +54,7 @@ constexpr bool inOrder() {
   return true;
 }
 static_assert(inOrder(), "kRules: one row per OperatorAction, in declaration order");
-static_assert(kRules.size() == static_cast<size_t>(A::kRevokeIntegration) + 1,
+static_assert(kRules.size() == static_cast<size_t>(A::kRevokeJoinToken) + 1,
               "kRules: a row for every OperatorAction");
 
 }  // namespace

@@ -44,6 +44,11 @@ enum class OperatorAction {
   kListIntegrations,   // integrations
   kCreateIntegration,  // integration-create
   kRevokeIntegration,  // integration-revoke
+
+  // Join tokens for enrollment (service/enrollment.h).
+  kCreateJoinToken,  // token-create
+  kListJoinTokens,   // tokens
+  kRevokeJoinToken,  // token-revoke
 };
 
 struct ActionRule {

@@ -1,6 +1,7 @@
 #include "controller/service/record_text.h"
 
 #include "controller/service/authorization.h"
+#include "controller/service/enrollment.h"
 #include "controller/service/integrations.h"
 #include "controller/service/signal_intake.h"
 #include "controller/store/store.h"
@@ -161,8 +162,9 @@ std::vector<std::string> auditActionNames() {
   std::vector<std::string> names;
   for (const ActionRule& rule : actionRules()) names.emplace_back(rule.name);
   for (const char* own : {kEvidenceReceivedAction, kControllerStartAction, kControllerStopAction,
-                          kControllerRestoreAction, kAuditKeyedAction, kSignalActionAuditAction, kSignalRateCapAuditAction,
-                          kApprovalExpiredAuditAction, kWebhookRefusedAuditAction}) {
+                          kControllerRestoreAction, kAuditKeyedAction, kSignalActionAuditAction,
+                          kSignalRateCapAuditAction, kApprovalExpiredAuditAction,
+                          kWebhookRefusedAuditAction, kAgentEnrollAuditAction}) {
     names.emplace_back(own);
   }
   return names;

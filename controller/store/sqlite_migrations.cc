@@ -124,6 +124,21 @@ constexpr const char* kMigrations[] = {
         record BLOB NOT NULL);
       CREATE UNIQUE INDEX integrations_by_token ON integrations(token_sha256);
     )sql",
+    // 7: join tokens (their secrets stored as SHA-256 only) and the hosts enrolled with them.
+    R"sql(
+      CREATE TABLE join_tokens(
+        id TEXT PRIMARY KEY NOT NULL,
+        secret_sha256 TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        record BLOB NOT NULL);
+      CREATE INDEX join_tokens_by_time ON join_tokens(created_at);
+      CREATE TABLE enrollments(
+        host_id TEXT PRIMARY KEY NOT NULL,
+        token_id TEXT NOT NULL,
+        serial TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        enrolled_at INTEGER NOT NULL);
+    )sql",
 };
 
 }  // namespace

@@ -23,7 +23,8 @@ SqliteStore::SqliteStore(sqlite3* db, std::string audit_key)
       custody_(db),
       signals_(db),
       approvals_(db),
-      integrations_(db) {}
+      integrations_(db),
+      join_tokens_(db) {}
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::create(const std::filesystem::path& path,
                                                                  SqliteStoreOptions options) {
@@ -322,6 +323,62 @@ absl::Status SqliteStore::updateIntegration(const IntegrationRow& row, const Aud
     if (auto s = integrations_.update(row); !s.ok()) return s;
     return audit_.append(audit).status();
   });
+}
+
+absl::Status SqliteStore::addJoinToken(const JoinTokenRow& row, const AuditEntry& audit) {
+  std::lock_guard lock(mu_);
+  return inTransaction(db_, [&]() -> absl::Status {
+    if (auto s = join_tokens_.add(row); !s.ok()) return s;
+    return audit_.append(audit).status();
+  });
+}
+
+absl::Status SqliteStore::updateJoinToken(const JoinTokenRow& row, const AuditEntry& audit) {
+  std::lock_guard lock(mu_);
+  return inTransaction(db_, [&]() -> absl::Status {
+    if (auto s = join_tokens_.update(row); !s.ok()) return s;
+    return audit_.append(audit).status();
+  });
+}
+
+absl::StatusOr<std::optional<JoinTokenRow>> SqliteStore::findJoinToken(
+    const std::string& token_id) {
+  std::lock_guard lock(mu_);
+  return join_tokens_.find(token_id);
+}
+
+absl::StatusOr<std::vector<JoinTokenRow>> SqliteStore::listJoinTokens() {
+  std::lock_guard lock(mu_);
+  return join_tokens_.list();
+}
+
+absl::StatusOr<JoinTokenRow> SqliteStore::redeemJoinToken(const EnrollmentRow& enrollment,
+                                                          const RedeemCheck& check,
+                                                          const AuditEntry& audit) {
+  std::lock_guard lock(mu_);
+  return inTransaction(db_, [&]() -> absl::StatusOr<JoinTokenRow> {
+    auto found = join_tokens_.find(enrollment.token_id);
+    if (!found.ok()) return found.status();
+    if (!found->has_value()) {
+      return absl::NotFoundError(fmt::format("no join token \"{}\"", enrollment.token_id));
+    }
+    auto known = join_tokens_.hostKnown(enrollment.host_id);
+    if (!known.ok()) return known.status();
+    JoinTokenRow row = **std::move(found);
+    if (auto s = check(row, *known); !s.ok()) return s;
+    row.record.set_uses(row.record.uses() + 1);
+    row.record.add_enrolled_hosts(enrollment.host_id);
+    if (auto s = join_tokens_.update(row); !s.ok()) return s;
+    if (auto s = join_tokens_.addEnrollment(enrollment); !s.ok()) return s;
+    if (auto s = audit_.append(audit); !s.ok()) return s.status();
+    return row;
+  });
+}
+
+absl::StatusOr<std::optional<EnrollmentRow>> SqliteStore::findEnrollment(
+    const std::string& host_id) {
+  std::lock_guard lock(mu_);
+  return join_tokens_.findEnrollment(host_id);
 }
 
 absl::StatusOr<std::optional<IntegrationRow>> SqliteStore::findIntegration(

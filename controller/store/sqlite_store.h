@@ -89,6 +89,14 @@ class SqliteStore final : public Store {
   absl::Status updateIntegration(const IntegrationRow& row, const AuditEntry& audit) override;
   absl::StatusOr<std::optional<IntegrationRow>> findIntegration(const std::string& name) override;
   absl::StatusOr<std::vector<IntegrationRow>> listIntegrations() override;
+  absl::Status addJoinToken(const JoinTokenRow& row, const AuditEntry& audit) override;
+  absl::Status updateJoinToken(const JoinTokenRow& row, const AuditEntry& audit) override;
+  absl::StatusOr<std::optional<JoinTokenRow>> findJoinToken(const std::string& token_id) override;
+  absl::StatusOr<std::vector<JoinTokenRow>> listJoinTokens() override;
+  absl::StatusOr<JoinTokenRow> redeemJoinToken(const EnrollmentRow& enrollment,
+                                               const RedeemCheck& check,
+                                               const AuditEntry& audit) override;
+  absl::StatusOr<std::optional<EnrollmentRow>> findEnrollment(const std::string& host_id) override;
   absl::StatusOr<StoreFigures> figures(int64_t audit_after_id) override;
   absl::Status probeWrite() override;
 
@@ -110,6 +118,7 @@ class SqliteStore final : public Store {
   SqliteSignals signals_;
   SqliteApprovals approvals_;
   SqliteIntegrations integrations_;
+  SqliteJoinTokens join_tokens_;
 };
 
 }  // namespace bulkhead::controller

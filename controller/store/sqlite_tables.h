@@ -169,4 +169,25 @@ class SqliteIntegrations {
   sqlite3* db_;
 };
 
+// join_tokens and enrollments: join tokens (the record is a JoinToken) and the hosts enrolled
+// with them.
+class SqliteJoinTokens {
+ public:
+  explicit SqliteJoinTokens(sqlite3* db) : db_(db) {}
+  // AlreadyExists when the id is taken.
+  absl::Status add(const JoinTokenRow& row);
+  // NotFound when there is no such token.
+  absl::Status update(const JoinTokenRow& row);
+  absl::StatusOr<std::optional<JoinTokenRow>> find(const std::string& token_id);
+  absl::StatusOr<std::vector<JoinTokenRow>> list();
+  // Whether `host_id` is enrolled or in the hosts table.
+  absl::StatusOr<bool> hostKnown(const std::string& host_id);
+  // AlreadyExists when the host is enrolled.
+  absl::Status addEnrollment(const EnrollmentRow& row);
+  absl::StatusOr<std::optional<EnrollmentRow>> findEnrollment(const std::string& host_id);
+
+ private:
+  sqlite3* db_;
+};
+
 }  // namespace bulkhead::controller

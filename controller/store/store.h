@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -13,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "bulkhead/v1/containment.pb.h"
+#include "bulkhead/v1/enrollment.pb.h"
 #include "bulkhead/v1/signals.pb.h"
 #include "controller/core/registry.h"
 
@@ -159,6 +161,26 @@ struct IntegrationRow {
   bulkhead::v1::Integration record;  // name, format, config, creation, revocation
 };
 
+// One join token (controller/service/enrollment.h): its secret's SHA-256 (hex; the secret is
+// never stored) and its record.
+struct JoinTokenRow {
+  std::string secret_sha256;
+  bulkhead::v1::JoinToken record;
+};
+
+// A host enrolled with a join token: what the controller knows of it from the token.
+struct EnrollmentRow {
+  std::string host_id;
+  std::string token_id;
+  std::string serial;  // its certificate's, as PeerIdentity::serial
+  std::map<std::string, std::string> labels;
+  int64_t enrolled_unix_ms = 0;
+};
+
+// Decides whether a join token may be redeemed now (Store::redeemJoinToken): OK, or the
+// refusal. `host_known`: the host id is enrolled already or known to the registry.
+using RedeemCheck = std::function<absl::Status(const JoinTokenRow& token, bool host_known)>;
+
 // Audit rows of one action with one outcome, counted (Store::figures).
 struct AuditTally {
   std::string action;   // as stored ("isolate", "isolate.result")
@@ -300,6 +322,27 @@ class Store {
       const std::string& name) = 0;
   // Every integration, revoked ones too, ordered by name.
   virtual absl::StatusOr<std::vector<IntegrationRow>> listIntegrations() = 0;
+
+  // Join tokens. Adds `row` with its audit row, in one transaction; AlreadyExists when the id
+  // is taken.
+  virtual absl::Status addJoinToken(const JoinTokenRow& row, const AuditEntry& audit) = 0;
+  // Replaces the record of token `row.record.token_id()` (its revocation) with its audit row,
+  // in one transaction; NotFound when there is no such token.
+  virtual absl::Status updateJoinToken(const JoinTokenRow& row, const AuditEntry& audit) = 0;
+  virtual absl::StatusOr<std::optional<JoinTokenRow>> findJoinToken(
+      const std::string& token_id) = 0;
+  // Every token, revoked and used-up ones too, newest first.
+  virtual absl::StatusOr<std::vector<JoinTokenRow>> listJoinTokens() = 0;
+  // In one transaction: reads token `enrollment.token_id` (NotFound if unknown) and whether
+  // `enrollment.host_id` is known, asks `check`, and only if it says OK counts one use of the
+  // token, adds the host to its enrolled hosts, records `enrollment` and appends `audit`.
+  // Answers the token as updated; `check`'s refusal (nothing written) otherwise.
+  virtual absl::StatusOr<JoinTokenRow> redeemJoinToken(const EnrollmentRow& enrollment,
+                                                       const RedeemCheck& check,
+                                                       const AuditEntry& audit) = 0;
+  // The enrollment of `host_id`, if it enrolled with a token.
+  virtual absl::StatusOr<std::optional<EnrollmentRow>> findEnrollment(
+      const std::string& host_id) = 0;
 
   // The counts the metrics expose; the audit rows after `audit_after_id` tallied (a range of
   // the primary key), so a caller that keeps the running sums reads each row once.

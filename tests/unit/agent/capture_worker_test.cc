@@ -8,7 +8,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
-#include "common/tls/pki.h"
+#include "common/pki/pki.h"
 
 namespace bulkhead::agent {
 namespace {

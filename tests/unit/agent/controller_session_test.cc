@@ -4,15 +4,15 @@
 #pragma GCC diagnostic ignored "-Woverloaded-virtual"
 #include "agent/rpc/controller_session.h"
 
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
 
-#include <grpcpp/grpcpp.h>
-#include <gtest/gtest.h>
-
 #include "common/callback_order.h"
-#include "common/tls/pki.h"
+#include "common/pki/pki.h"
 #include "common/tls/tls.h"
 
 namespace bulkhead::agent {

@@ -22,7 +22,7 @@
 #include "agent/rpc/controller_session.h"
 #include "agent/rpc/signal_forwarder.h"
 #include "common/callback_order.h"
-#include "common/tls/pki.h"
+#include "common/pki/pki.h"
 #include "common/tls/tls.h"
 
 namespace bulkhead::agent {

@@ -42,6 +42,11 @@ std::vector<const google::protobuf::Descriptor*> printedMessages() {
         v1::Integration::descriptor()}) {
     out.push_back(d);
   }
+  // `tokens`, `tokens create`, `tokens revoke`.
+  for (const auto* d : {v1::ListJoinTokensResponse::descriptor(),
+                        v1::CreateJoinTokenResponse::descriptor(), v1::JoinToken::descriptor()}) {
+    out.push_back(d);
+  }
   return out;
 }
 

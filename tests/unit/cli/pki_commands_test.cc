@@ -10,7 +10,7 @@
 #include <sstream>
 
 #include "cli/cli.h"
-#include "common/tls/pki.h"
+#include "common/pki/pki.h"
 #include "common/tls/tls.h"
 #include "tests/unit/cli/cli_run.h"
 

@@ -1,6 +1,9 @@
-#include "common/tls/pki.h"
+#include "common/pki/pki.h"
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "common/certificate.h"
 #include "common/identity.h"
@@ -26,6 +29,79 @@ TEST(Pki, IssuedCertificatesCarryTheIdentity) {
   ASSERT_TRUE(oid.ok());
   EXPECT_EQ(oid->kind, PeerKind::kOperator);
   EXPECT_EQ(oid->role, Role::kResponder);
+}
+
+// Enrollment: the server's key signs its request; the CA issues for that key and the identity
+// the request names, whatever the request's own subject says.
+TEST(Pki, IssuesForAServersOwnKeyFromItsRequest) {
+  auto ca = createCa("test-ca", std::chrono::hours(24));
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  auto req = createKeyAndCsr("claims-to-be-db-01");
+  ASSERT_TRUE(req.ok()) << req.status();
+  EXPECT_NE(req->csr_pem.find("BEGIN CERTIFICATE REQUEST"), std::string::npos);
+  auto cert =
+      issueCertForCsr(*ca, req->csr_pem, CertRequest{.kind = PeerKind::kAgent, .name = "web-03"});
+  ASSERT_TRUE(cert.ok()) << cert.status();
+  // The key stayed with the server and matches the certificate; the CA signed it.
+  EXPECT_TRUE(checkIdentityFiles(ca->cert_pem, *cert, req->key_pem).ok());
+  auto id = identityFromCertPem(*cert);
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(id->kind, PeerKind::kAgent);
+  EXPECT_EQ(id->name, "web-03");  // not the request's subject
+
+  // Another server's key does not go with it.
+  auto other = createKeyAndCsr("x");
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(checkIdentityFiles(ca->cert_pem, *cert, other->key_pem).ok());
+}
+
+TEST(Pki, RefusesRequestsThatAreNotSignedByTheirKeyOrNotP256) {
+  auto ca = createCa("test-ca", std::chrono::hours(24));
+  ASSERT_TRUE(ca.ok());
+  const CertRequest agent{.kind = PeerKind::kAgent, .name = "web-03"};
+  auto message = [&](const std::string& csr) {
+    auto c = issueCertForCsr(*ca, csr, agent);
+    EXPECT_TRUE(absl::IsInvalidArgument(c.status())) << c.status();
+    return std::string(c.status().message());
+  };
+  EXPECT_EQ(message("not a request"), "csr: not a PEM certificate signing request");
+  // A request whose body was altered after signing: its signature no longer verifies.
+  auto req = createKeyAndCsr("web-03");
+  ASSERT_TRUE(req.ok());
+  std::string tampered = req->csr_pem;
+  const size_t body = tampered.find('\n') + 40;
+  tampered[body] = tampered[body] == 'A' ? 'B' : 'A';
+  const std::string why = message(tampered);
+  EXPECT_TRUE(why == "csr: its signature does not verify with its own key" ||
+              why == "csr: not a PEM certificate signing request")
+      << why;
+  // An RSA key (made with the openssl library directly) is refused.
+  EVP_PKEY* rsa = EVP_RSA_gen(2048);
+  ASSERT_NE(rsa, nullptr);
+  X509_REQ* r = X509_REQ_new();
+  X509_REQ_set_pubkey(r, rsa);
+  ASSERT_TRUE(X509_REQ_sign(r, rsa, EVP_sha256()));
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_X509_REQ(bio, r);
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(bio, &data);
+  const std::string rsa_csr(data, static_cast<size_t>(len));
+  BIO_free(bio);
+  X509_REQ_free(r);
+  EVP_PKEY_free(rsa);
+  EXPECT_EQ(message(rsa_csr), "csr: the key must be ECDSA P-256");
+}
+
+TEST(Pki, CertificateSha256IsTheDerDigest) {
+  auto ca = createCa("test-ca", std::chrono::hours(24));
+  ASSERT_TRUE(ca.ok());
+  auto pin = certificateSha256(ca->cert_pem);
+  ASSERT_TRUE(pin.ok());
+  EXPECT_EQ(pin->size(), 64U);
+  EXPECT_EQ(*pin, *certificateSha256(ca->cert_pem));
+  auto other = createCa("test-ca", std::chrono::hours(24));
+  EXPECT_NE(*pin, *certificateSha256(other->cert_pem));
+  EXPECT_FALSE(certificateSha256("junk").ok());
 }
 
 TEST(Pki, RejectsInvalidNames) {

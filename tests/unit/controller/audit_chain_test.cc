@@ -189,7 +189,8 @@ TEST_F(AuditChainTest, AnOldUnkeyedDatabaseMigratesWithAMarkerAndKeepsVerifying)
     auto old = open("");
     append(*old, 1, 4);
     ASSERT_TRUE(old->execForTest("ALTER TABLE audit DROP COLUMN mac; DROP TABLE signals; "
-                                 "DROP TABLE approvals; DROP TABLE integrations")
+                                 "DROP TABLE approvals; DROP TABLE integrations; "
+                                 "DROP TABLE join_tokens; DROP TABLE enrollments")
                     .ok());
     ASSERT_TRUE(old->execForTest("PRAGMA user_version=3").ok());
   }

@@ -24,7 +24,8 @@ const std::set<A> kMutating = {A::kIsolate,         A::kRelease,      A::kBlock,
                                A::kGetEvidence,     A::kShowEvidence, A::kSubmitSignal, A::kApprove,
                                A::kReject};
 // Who may post signals to the controller, and with which token: admins only.
-const std::set<A> kAdminOnly = {A::kCreateIntegration, A::kRevokeIntegration};
+const std::set<A> kAdminOnly = {A::kCreateIntegration, A::kRevokeIntegration, A::kCreateJoinToken,
+                                A::kListJoinTokens, A::kRevokeJoinToken};
 
 TEST(ActionRules, OneRowPerActionWithTheAuditNamesTheTrailHasAlwaysUsed) {
   const std::map<A, std::string> expected = {
@@ -56,6 +57,9 @@ TEST(ActionRules, OneRowPerActionWithTheAuditNamesTheTrailHasAlwaysUsed) {
       {A::kListIntegrations, "integrations"},
       {A::kCreateIntegration, "integration-create"},
       {A::kRevokeIntegration, "integration-revoke"},
+      {A::kCreateJoinToken, "token-create"},
+      {A::kListJoinTokens, "tokens"},
+      {A::kRevokeJoinToken, "token-revoke"},
   };
   ASSERT_EQ(actionRules().size(), expected.size());
   std::set<std::string_view> names;

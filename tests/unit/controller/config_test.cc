@@ -170,6 +170,24 @@ TEST(ControllerFlags, MetricsListenerIsOffByDefault) {
   EXPECT_EQ(std::string(bad.status().message()).rfind("--metrics-listen", 0), 0U) << bad.status();
 }
 
+TEST(ControllerFlags, EnrollmentIsOffByDefaultAndNeedsTheCaKey) {
+  auto off = parseControllerFlags(kRequired);
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_TRUE(off->config.enroll_listen.empty());
+  EXPECT_EQ(off->config.enroll_validity, std::chrono::hours(24 * 365));
+  auto no_key = parseControllerFlags(with({"--enroll-listen", "10.77.0.1:7444"}));
+  EXPECT_EQ(std::string(no_key.status().message()).rfind("--enroll-listen: needs --ca-key", 0), 0U)
+      << no_key.status();
+  auto on = parseControllerFlags(with({"--enroll-listen", "10.77.0.1:7444", "--ca-key",
+                                       "/pki/ca/ca.key", "--enroll-validity", "90d"}));
+  ASSERT_TRUE(on.ok()) << on.status();
+  EXPECT_EQ(on->config.enroll_listen, "10.77.0.1:7444");
+  EXPECT_EQ(on->config.ca_key, "/pki/ca/ca.key");
+  EXPECT_EQ(on->config.enroll_validity, std::chrono::hours(24 * 90));
+  auto bad = parseControllerFlags(with({"--enroll-validity", "2y"}));
+  EXPECT_EQ(std::string(bad.status().message()).rfind("--enroll-validity", 0), 0U) << bad.status();
+}
+
 TEST(ControllerFlags, WebhookListenerIsOffByDefaultAndNeedsItsOwnCertificate) {
   auto off = parseControllerFlags(kRequired);
   ASSERT_TRUE(off.ok()) << off.status();

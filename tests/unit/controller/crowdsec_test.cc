@@ -15,7 +15,7 @@
 #include <mutex>
 #include <thread>
 
-#include "common/tls/pki.h"
+#include "common/pki/pki.h"
 #include "controller/crowdsec/decisions.h"
 #include "controller/crowdsec/poller.h"
 #include "gtest/gtest.h"

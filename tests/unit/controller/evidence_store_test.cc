@@ -186,7 +186,8 @@ TEST_F(EvidenceStoreTest, MigratesASchema2DatabaseKeepingItsRows) {
       store_
           ->execForTest(
               "DROP TABLE captures; DROP TABLE evidence; DROP TABLE custody; DROP TABLE signals; "
-              "DROP TABLE approvals; DROP TABLE integrations; "
+              "DROP TABLE approvals; DROP TABLE integrations; DROP TABLE join_tokens; "
+              "DROP TABLE enrollments; "
               "ALTER TABLE audit DROP COLUMN mac; PRAGMA user_version=2")
           .ok());
   store_.reset();

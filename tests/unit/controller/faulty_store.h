@@ -196,6 +196,32 @@ class FaultyStore final : public Store {
     if (auto s = fault("listIntegrations"); !s.ok()) return s;
     return real_.listIntegrations();
   }
+  absl::Status addJoinToken(const JoinTokenRow& row, const AuditEntry& audit) override {
+    if (auto s = fault("addJoinToken"); !s.ok()) return s;
+    return real_.addJoinToken(row, audit);
+  }
+  absl::Status updateJoinToken(const JoinTokenRow& row, const AuditEntry& audit) override {
+    if (auto s = fault("updateJoinToken"); !s.ok()) return s;
+    return real_.updateJoinToken(row, audit);
+  }
+  absl::StatusOr<std::optional<JoinTokenRow>> findJoinToken(const std::string& id) override {
+    if (auto s = fault("findJoinToken"); !s.ok()) return s;
+    return real_.findJoinToken(id);
+  }
+  absl::StatusOr<std::vector<JoinTokenRow>> listJoinTokens() override {
+    if (auto s = fault("listJoinTokens"); !s.ok()) return s;
+    return real_.listJoinTokens();
+  }
+  absl::StatusOr<JoinTokenRow> redeemJoinToken(const EnrollmentRow& enrollment,
+                                               const RedeemCheck& check,
+                                               const AuditEntry& audit) override {
+    if (auto s = fault("redeemJoinToken"); !s.ok()) return s;
+    return real_.redeemJoinToken(enrollment, check, audit);
+  }
+  absl::StatusOr<std::optional<EnrollmentRow>> findEnrollment(const std::string& host_id) override {
+    if (auto s = fault("findEnrollment"); !s.ok()) return s;
+    return real_.findEnrollment(host_id);
+  }
   absl::StatusOr<StoreFigures> figures(int64_t audit_after_id) override {
     if (auto s = fault("figures"); !s.ok()) return s;
     return real_.figures(audit_after_id);

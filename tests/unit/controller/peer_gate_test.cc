@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "common/certificate.h"
-#include "common/tls/pki.h"
+#include "common/pki/pki.h"
 #include "fake_clock.h"
 
 namespace bulkhead::controller {

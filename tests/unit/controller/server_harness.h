@@ -14,7 +14,7 @@
 #include "bulkhead/v1/operator.grpc.pb.h"
 #include "common/certificate.h"
 #include "common/format.h"
-#include "common/tls/pki.h"
+#include "common/pki/pki.h"
 #include "common/tls/tls.h"
 #include "controller/rpc/server.h"
 #include "controller/store/sqlite_store.h"

@@ -11,7 +11,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
-#include "common/tls/pki.h"
+#include "common/pki/pki.h"
 #include "controller/service/integrations.h"
 #include "controller/service/record_text.h"
 #include "controller/store/sqlite_store.h"

@@ -12,7 +12,7 @@
 #include <sstream>
 #include <string>
 
-#include "common/tls/pki.h"
+#include "common/pki/pki.h"
 #include "evidence/signing.h"
 
 namespace bulkhead::evidence::testing {

@@ -255,8 +255,12 @@ TEST(CompletionTest, AgentOffersItsFlagsAndSubcommands) {
     EXPECT_THAT(signal_flags, IsSupersetOf(offered)) << sub;
   }
   EXPECT_EQ(complete(script, "_bulkhead_agent", {"bulkhead-agent", ""}),
-            (std::set<std::string>{"completion", "signal", "sshguard-backend", "status",
+            (std::set<std::string>{"completion", "enroll", "signal", "sshguard-backend", "status",
                                    "wazuh-active-response"}));
+  // enroll's flags are the ones its --help names.
+  const Ran enroll_help = runProgram({BULKHEAD_AGENT_BIN, "enroll", "--help"});
+  EXPECT_EQ(complete(script, "_bulkhead_agent", {"bulkhead-agent", "enroll", "--"}),
+            flagsInHelp(enroll_help.out));
 }
 
 TEST(CompletionTest, ControllerOffersItsFlagsAndSubcommands) {

@@ -38,6 +38,24 @@ absl::StatusOr<CertAndKey> createCa(const std::string& name, std::chrono::hours 
 // SAN); agents and operators get clientAuth.
 absl::StatusOr<CertAndKey> issueCert(const CertAndKey& ca, const CertRequest& request);
 
+// A fresh P-256 key and a certificate signing request for it (CN `name`), as made on a server
+// that enrolls: the key stays there, the request goes to the controller.
+struct KeyAndCsr {
+  std::string key_pem;
+  std::string csr_pem;
+};
+absl::StatusOr<KeyAndCsr> createKeyAndCsr(const std::string& name);
+
+// Issues the certificate of `request` for the public key of `csr_pem` (PKCS#10, PEM), signed
+// by `ca`. The request's own signature must verify and its key be ECDSA P-256; its subject is
+// ignored (`request` names the certificate). INVALID_ARGUMENT "csr: ..." otherwise.
+absl::StatusOr<std::string> issueCertForCsr(const CertAndKey& ca, std::string_view csr_pem,
+                                            const CertRequest& request);
+
+// Lower-case hex SHA-256 of a PEM certificate's DER encoding: the CA pin of a join token
+// (`openssl x509 -in ca.crt -outform DER | sha256sum`).
+absl::StatusOr<std::string> certificateSha256(std::string_view pem);
+
 // One revoked certificate, as a CRL entry.
 struct RevokedCert {
   std::string serial;           // upper-case hex, as PeerIdentity::serial

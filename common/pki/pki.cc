@@ -1,4 +1,4 @@
-#include "common/tls/pki.h"
+#include "common/pki/pki.h"
 
 #include <arpa/inet.h>
 #include <openssl/bn.h>
@@ -77,8 +77,7 @@ X509Ptr newCert(EVP_PKEY* key, std::chrono::seconds validity) {
   BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert.get()));
   BN_free(bn);
   X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);  // tolerate small clock skew
-  X509_gmtime_adj(X509_getm_notAfter(cert.get()),
-                  static_cast<long>(validity.count()));
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), static_cast<long>(validity.count()));
   X509_set_pubkey(cert.get(), key);
   return cert;
 }
@@ -131,7 +130,10 @@ absl::StatusOr<CertAndKey> createCa(const std::string& name, std::chrono::hours 
   return toPems(cert.get(), key.get());
 }
 
-absl::StatusOr<CertAndKey> issueCert(const CertAndKey& ca, const CertRequest& request) {
+namespace {
+
+// A leaf certificate for `request` with the public key of `key`, signed by `ca`.
+absl::StatusOr<X509Ptr> signLeaf(const CertAndKey& ca, const CertRequest& request, EVP_PKEY* key) {
   if (!isValidName(request.name)) {
     return absl::InvalidArgumentError(
         fmt::format("name: invalid value \"{}\": use 1-63 characters of [A-Za-z0-9._-], not "
@@ -142,9 +144,7 @@ absl::StatusOr<CertAndKey> issueCert(const CertAndKey& ca, const CertRequest& re
   PKeyPtr ca_key = readKey(ca.key_pem);
   if (!ca_cert || !ca_key)
     return absl::InvalidArgumentError("pki: unreadable CA certificate or key");
-  PKeyPtr key = newKey();
-  if (!key) return sslError("generating a key");
-  X509Ptr cert = newCert(key.get(), request.validity);
+  X509Ptr cert = newCert(key, request.validity);
   setSubject(cert.get(), std::string(peerKindName(request.kind)), request.name,
              request.kind == PeerKind::kOperator ? std::string(roleName(request.role)) : "");
   X509_set_issuer_name(cert.get(), X509_get_subject_name(ca_cert.get()));
@@ -170,7 +170,73 @@ absl::StatusOr<CertAndKey> issueCert(const CertAndKey& ca, const CertRequest& re
     if (auto s = addExt(cert.get(), ca_cert.get(), nid, value); !s.ok()) return s;
   }
   if (!X509_sign(cert.get(), ca_key.get(), EVP_sha256())) return sslError("signing");
-  return toPems(cert.get(), key.get());
+  return cert;
+}
+
+using ReqPtr = std::unique_ptr<X509_REQ, Deleter<X509_REQ, X509_REQ_free>>;
+
+}  // namespace
+
+absl::StatusOr<CertAndKey> issueCert(const CertAndKey& ca, const CertRequest& request) {
+  PKeyPtr key = newKey();
+  if (!key) return sslError("generating a key");
+  auto cert = signLeaf(ca, request, key.get());
+  if (!cert.ok()) return cert.status();
+  return toPems(cert->get(), key.get());
+}
+
+absl::StatusOr<KeyAndCsr> createKeyAndCsr(const std::string& name) {
+  PKeyPtr key = newKey();
+  if (!key) return sslError("generating a key");
+  ReqPtr req(X509_REQ_new());
+  X509_REQ_set_version(req.get(), 0);
+  X509_NAME* subject = X509_REQ_get_subject_name(req.get());
+  X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8,
+                             reinterpret_cast<const unsigned char*>(name.c_str()), -1, -1, 0);
+  X509_REQ_set_pubkey(req.get(), key.get());
+  if (!X509_REQ_sign(req.get(), key.get(), EVP_sha256())) return sslError("signing the request");
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!PEM_write_bio_X509_REQ(bio.get(), req.get())) return sslError("writing the request");
+  auto key_pem = keyPem(key.get());
+  if (!key_pem.ok()) return key_pem.status();
+  return KeyAndCsr{.key_pem = *std::move(key_pem), .csr_pem = bioString(bio.get())};
+}
+
+absl::StatusOr<std::string> issueCertForCsr(const CertAndKey& ca, std::string_view csr_pem,
+                                            const CertRequest& request) {
+  BioPtr bio(BIO_new_mem_buf(csr_pem.data(), static_cast<int>(csr_pem.size())));
+  ReqPtr req(PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr));
+  if (!req) return absl::InvalidArgumentError("csr: not a PEM certificate signing request");
+  EVP_PKEY* key = X509_REQ_get0_pubkey(req.get());
+  if (key == nullptr) return absl::InvalidArgumentError("csr: no public key");
+  if (X509_REQ_verify(req.get(), key) != 1) {
+    return absl::InvalidArgumentError("csr: its signature does not verify with its own key");
+  }
+  char group[64] = {};
+  size_t group_len = 0;
+  if (EVP_PKEY_get_base_id(key) != EVP_PKEY_EC ||
+      !EVP_PKEY_get_utf8_string_param(key, "group", group, sizeof group, &group_len) ||
+      std::string_view(group) != "prime256v1") {
+    return absl::InvalidArgumentError("csr: the key must be ECDSA P-256");
+  }
+  auto cert = signLeaf(ca, request, key);
+  if (!cert.ok()) return cert.status();
+  return certPem(cert->get());
+}
+
+absl::StatusOr<std::string> certificateSha256(std::string_view pem) {
+  X509Ptr cert = readCert(std::string(pem));
+  if (!cert) return absl::InvalidArgumentError("not a PEM certificate");
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (!X509_digest(cert.get(), EVP_sha256(), digest, &len)) return sslError("hashing");
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < len; ++i) {
+    hex += kHex[digest[i] >> 4];
+    hex += kHex[digest[i] & 0xf];
+  }
+  return hex;
 }
 
 absl::StatusOr<std::string> normalizeSerial(std::string_view text) {
@@ -229,8 +295,7 @@ absl::StatusOr<std::string> createCrl(const CertAndKey& ca, const std::vector<Re
     BN_free(bn);
     Asn1TimePtr when(ASN1_TIME_set(nullptr, static_cast<time_t>(entry.revoked_at_unix)));
     X509_REVOKED* rev = X509_REVOKED_new();
-    if (!serial || !when || rev == nullptr ||
-        !X509_REVOKED_set_serialNumber(rev, serial.get()) ||
+    if (!serial || !when || rev == nullptr || !X509_REVOKED_set_serialNumber(rev, serial.get()) ||
         !X509_REVOKED_set_revocationDate(rev, when.get()) ||
         !X509_CRL_add0_revoked(crl.get(), rev)) {
       X509_REVOKED_free(rev);

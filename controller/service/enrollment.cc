@@ -1,0 +1,301 @@
+#include "controller/service/enrollment.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <spdlog/spdlog.h>
+
+#include "absl/time/time.h"
+#include "common/certificate.h"
+#include "common/format.h"
+#include "common/identity.h"
+#include "common/join_token.h"
+#include "common/parse.h"
+#include "common/text.h"
+#include "controller/service/audit.h"
+#include "evidence/hash.h"
+
+namespace bulkhead::controller {
+namespace {
+
+namespace v1 = bulkhead::v1;
+
+constexpr uint32_t kMinTtlSeconds = 60;
+constexpr uint32_t kMaxTtlSeconds = 30 * 24 * 3600;
+constexpr uint32_t kDefaultTtlSeconds = 3600;
+constexpr uint32_t kMaxUses = 100'000;
+constexpr size_t kMaxLabels = 32;
+constexpr int64_t kRefusalRowIntervalMs = int64_t{60} * 1000;
+constexpr size_t kMaxRefusalKeys = 1000;
+constexpr char kOtherRefusals[] = "(other tokens)";
+
+std::string randomHex(size_t bytes) {
+  std::vector<unsigned char> raw(bytes);
+  if (RAND_bytes(raw.data(), static_cast<int>(raw.size())) != 1) return {};
+  std::string hex = evidence::toHex(raw.data(), raw.size());
+  OPENSSL_cleanse(raw.data(), raw.size());
+  return hex;
+}
+
+std::string utc(int64_t unix_ms) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMillis(unix_ms), absl::UTCTimeZone());
+}
+
+std::string labelText(const std::map<std::string, std::string>& labels) {
+  std::string out;
+  for (const auto& [k, v] : labels) out += (out.empty() ? "" : ",") + k + "=" + v;
+  return out.empty() ? "(none)" : out;
+}
+
+}  // namespace
+
+absl::Status checkRedeemable(const JoinTokenRow& token, const std::string& secret_sha256,
+                             const std::string& host_id, bool host_known, int64_t now_unix_ms) {
+  const v1::JoinToken& t = token.record;
+  // The secret first: without it, nothing about the token is told.
+  if (secret_sha256 != token.secret_sha256) {
+    return absl::PermissionDeniedError(fmt::format(
+        "join token {} is not valid here (unknown, or its secret does not match)", t.token_id()));
+  }
+  if (t.revoked_unix_ms() != 0) {
+    return absl::PermissionDeniedError(
+        fmt::format("join token {} was revoked at {}: ask an "
+                    "admin for a new one",
+                    t.token_id(), utc(t.revoked_unix_ms())));
+  }
+  if (now_unix_ms >= t.expires_unix_ms()) {
+    return absl::PermissionDeniedError(
+        fmt::format("join token {} expired at {}: ask an admin for a new one", t.token_id(),
+                    utc(t.expires_unix_ms())));
+  }
+  if (t.uses() >= t.max_uses()) {
+    return absl::PermissionDeniedError(fmt::format("join token {} is used up ({} of {} uses)",
+                                                   t.token_id(), t.uses(), t.max_uses()));
+  }
+  if (host_known) {
+    return absl::AlreadyExistsError(
+        fmt::format("host id \"{}\" is already enrolled or known to the controller: choose another "
+                    "--host-id (a token never takes over an existing host)",
+                    host_id));
+  }
+  return absl::OkStatus();
+}
+
+EnrollmentService::EnrollmentService(const Clock& clock, Store& store, EnrollmentOptions options)
+    : clock_(clock), store_(store), options_(std::move(options)) {}
+
+absl::StatusOr<EnrollmentService::Created> EnrollmentService::createToken(
+    const Caller& caller, const std::map<std::string, std::string>& labels, uint32_t ttl_seconds,
+    uint32_t max_uses, const std::string& reason) {
+  const std::string action = auditAction(OperatorAction::kCreateJoinToken);
+  if (ttl_seconds == 0) ttl_seconds = kDefaultTtlSeconds;
+  if (max_uses == 0) max_uses = 1;
+  absl::Status check = authorize(caller, OperatorAction::kCreateJoinToken);
+  if (check.ok() && !enabled()) {
+    check = absl::FailedPreconditionError(
+        "enrollment is off on this controller: start it with --enroll-listen ADDR:PORT and "
+        "--ca-key FILE (the fleet CA's key, pki/ca/ca.key)");
+  }
+  if (check.ok() && options_.enroll_addresses.empty()) {
+    check = absl::FailedPreconditionError(
+        "no enrollment address to put in the token: the controller certificate names no IP "
+        "address (issue it with `pki init --controller-ip IP`)");
+  }
+  if (check.ok() && reason.empty()) check = absl::InvalidArgumentError("reason: required");
+  if (check.ok() && (ttl_seconds < kMinTtlSeconds || ttl_seconds > kMaxTtlSeconds)) {
+    check = absl::InvalidArgumentError(
+        fmt::format("ttl: {} s is out of range (60 s to 30 days)", ttl_seconds));
+  }
+  if (check.ok() && max_uses > kMaxUses) {
+    check = absl::InvalidArgumentError(fmt::format("uses: {} is more than {}", max_uses, kMaxUses));
+  }
+  if (check.ok() && labels.size() > kMaxLabels) {
+    check = absl::InvalidArgumentError(
+        fmt::format("labels: {} labels, at most {}", labels.size(), kMaxLabels));
+  }
+  for (const auto& [k, v] : labels) {
+    if (!check.ok()) break;
+    check = parseLabel("labels", k + "=" + v).status();
+  }
+  if (!check.ok()) return recordCall(store_, clock_, caller.audit_name, action, "", reason, check);
+
+  const std::string id = "jt-" + randomHex(8);
+  const std::string secret = randomHex(32);
+  auto pin = certificateSha256(options_.ca.cert_pem);
+  if (id.size() != 19 || secret.empty() || !pin.ok()) {
+    return recordCall(store_, clock_, caller.audit_name, action, "", reason,
+                      absl::InternalError("no random bytes or no CA pin for the token"));
+  }
+  const int64_t now = clock_.nowUnixMs();
+  JoinTokenRow row;
+  row.secret_sha256 = evidence::sha256Hex(secret);
+  v1::JoinToken& t = row.record;
+  t.set_token_id(id);
+  for (const auto& [k, v] : labels) (*t.mutable_labels())[k] = v;
+  t.set_expires_unix_ms(now + int64_t{ttl_seconds} * 1000);
+  t.set_max_uses(max_uses);
+  t.set_created_unix_ms(now);
+  t.set_created_by(caller.audit_name);
+  const std::string detail =
+      fmt::format("labels {}; expires {}; {} use{}", labelText(labels), utc(t.expires_unix_ms()),
+                  max_uses, max_uses == 1 ? "" : "s");
+  AuditEntry audit =
+      callEntry(now, caller.audit_name, action, id, reason, absl::OkStatus(), detail);
+  if (absl::Status added = store_.addJoinToken(row, audit); !added.ok()) {
+    return recordCall(store_, clock_, caller.audit_name, action, id, reason, added);
+  }
+  spdlog::info("join token {} created by {}: {}", id, caller.audit_name, detail);
+  Created out{.token = t,
+              .text = formatJoinToken(JoinTokenText{.token_id = id,
+                                                    .secret = secret,
+                                                    .enroll_addresses = options_.enroll_addresses,
+                                                    .controller_name = options_.controller_name,
+                                                    .ca_sha256 = *pin})};
+  return out;
+}
+
+absl::StatusOr<std::vector<v1::JoinToken>> EnrollmentService::listTokens(const Caller& caller) {
+  const std::string action = auditAction(OperatorAction::kListJoinTokens);
+  if (auto s = authorize(caller, OperatorAction::kListJoinTokens); !s.ok()) {
+    return recordCall(store_, clock_, caller.audit_name, action, "", "", s);
+  }
+  auto rows = store_.listJoinTokens();
+  if (auto s = recordCall(store_, clock_, caller.audit_name, action, "", "", rows.status());
+      !s.ok()) {
+    return s;
+  }
+  std::vector<v1::JoinToken> out;
+  for (JoinTokenRow& r : *rows) out.push_back(std::move(r.record));
+  return out;
+}
+
+absl::StatusOr<v1::JoinToken> EnrollmentService::revokeToken(const Caller& caller,
+                                                             const std::string& token_id,
+                                                             const std::string& reason) {
+  const std::string action = auditAction(OperatorAction::kRevokeJoinToken);
+  absl::Status check = authorize(caller, OperatorAction::kRevokeJoinToken);
+  if (check.ok() && reason.empty()) check = absl::InvalidArgumentError("reason: required");
+  absl::StatusOr<std::optional<JoinTokenRow>> found = std::optional<JoinTokenRow>();
+  if (check.ok()) {
+    found = store_.findJoinToken(token_id);
+    if (!found.ok()) {
+      check = found.status();
+    } else if (!found->has_value()) {
+      check = absl::NotFoundError(fmt::format("no join token \"{}\"", token_id));
+    } else if ((*found)->record.revoked_unix_ms() != 0) {
+      check =
+          absl::FailedPreconditionError(fmt::format("join token {} is already revoked", token_id));
+    }
+  }
+  if (!check.ok()) {
+    return recordCall(store_, clock_, caller.audit_name, action, token_id, reason, check);
+  }
+  JoinTokenRow row = **std::move(found);
+  const int64_t now = clock_.nowUnixMs();
+  row.record.set_revoked_unix_ms(now);
+  row.record.set_revoked_by(caller.audit_name);
+  row.record.set_revoke_reason(reason);
+  AuditEntry audit =
+      callEntry(now, caller.audit_name, action, token_id, reason, absl::OkStatus(),
+                fmt::format("{} of {} uses made", row.record.uses(), row.record.max_uses()));
+  if (absl::Status s = store_.updateJoinToken(row, audit); !s.ok()) {
+    return recordCall(store_, clock_, caller.audit_name, action, token_id, reason, s);
+  }
+  spdlog::info("join token {} revoked by {}", token_id, caller.audit_name);
+  return row.record;
+}
+
+absl::Status EnrollmentService::refuse(const std::string& key, const std::string& peer,
+                                       const std::string& host_id, const absl::Status& why) {
+  spdlog::warn("enrollment refused (from {}, host id \"{}\"): {}", peer,
+               escapeNonPrintable(host_id.substr(0, 64)), why.message());
+  const int64_t now = clock_.nowUnixMs();
+  uint64_t counted = 0;
+  {
+    std::lock_guard lock(mu_);
+    std::string slot = key;
+    if (!refusals_.contains(slot) && refusals_.size() >= kMaxRefusalKeys) slot = kOtherRefusals;
+    Refusals& r = refusals_[slot];
+    ++r.unrecorded;
+    if (r.last_row_unix_ms != 0 && now - r.last_row_unix_ms < kRefusalRowIntervalMs) return why;
+    r.last_row_unix_ms = now;
+    counted = r.unrecorded;
+    r.unrecorded = 0;
+  }
+  const std::string detail = fmt::format("from {}; {} refusal{} since the last row of this token",
+                                         peer, counted, counted == 1 ? "" : "s");
+  (void)recordCall(store_, clock_, "enroll:" + escapeNonPrintable(host_id.substr(0, 64)),
+                   kAgentEnrollAuditAction, key, "", why, detail);
+  return why;
+}
+
+absl::StatusOr<v1::EnrollResponse> EnrollmentService::enroll(const std::string& token_text,
+                                                             const std::string& host_id,
+                                                             const std::string& csr_pem,
+                                                             const std::string& peer) {
+  auto token = parseJoinToken(token_text);
+  if (!token.ok()) return refuse("(malformed)", peer, host_id, token.status());
+  const std::string& id = token->token_id;
+  if (!isValidName(host_id)) {
+    return refuse(id, peer, host_id,
+                  absl::InvalidArgumentError(fmt::format(
+                      "host id \"{}\": use 1-63 characters of [A-Za-z0-9._-], not starting with "
+                      "'.' or '-'",
+                      escapeNonPrintable(host_id.substr(0, 64)))));
+  }
+  const std::string secret_sha256 = evidence::sha256Hex(token->secret);
+  const int64_t now = clock_.nowUnixMs();
+  // A first look, so a refused token costs no signature; the redeem transaction checks again.
+  auto found = store_.findJoinToken(id);
+  if (!found.ok()) return found.status();
+  if (!found->has_value()) {
+    return refuse(
+        id, peer, host_id,
+        absl::PermissionDeniedError(fmt::format(
+            "join token {} is not valid here (unknown, or its secret does not match)", id)));
+  }
+  if (auto s = checkRedeemable(**found, secret_sha256, host_id, false, now); !s.ok()) {
+    return refuse(id, peer, host_id, s);
+  }
+  CertRequest request{
+      .kind = PeerKind::kAgent, .name = host_id, .validity = options_.agent_validity};
+  auto cert = issueCertForCsr(options_.ca, csr_pem, request);
+  if (!cert.ok()) return refuse(id, peer, host_id, cert.status());
+  auto identity = identityFromCertPem(*cert);
+  if (!identity.ok()) return identity.status();
+
+  std::map<std::string, std::string> labels((*found)->record.labels().begin(),
+                                            (*found)->record.labels().end());
+  EnrollmentRow enrollment{.host_id = host_id,
+                           .token_id = id,
+                           .serial = identity->serial,
+                           .labels = labels,
+                           .enrolled_unix_ms = now};
+  AuditEntry audit =
+      callEntry(now, "enroll:" + host_id, kAgentEnrollAuditAction, host_id, id, absl::OkStatus(),
+                fmt::format("from {}; token {}; serial {}; labels {}", peer, id, identity->serial,
+                            labelText(labels)));
+  auto redeemed = store_.redeemJoinToken(
+      enrollment,
+      [&](const JoinTokenRow& row, bool host_known) {
+        return checkRedeemable(row, secret_sha256, host_id, host_known, now);
+      },
+      audit);
+  if (!redeemed.ok()) {
+    if (absl::IsPermissionDenied(redeemed.status()) || absl::IsAlreadyExists(redeemed.status())) {
+      return refuse(id, peer, host_id, redeemed.status());
+    }
+    return redeemed.status();  // the store failed: nothing issued, nothing counted
+  }
+  spdlog::info("host {} enrolled from {} with join token {} (serial {}, use {} of {})", host_id,
+               peer, id, identity->serial, redeemed->record.uses(), redeemed->record.max_uses());
+  v1::EnrollResponse out;
+  out.set_cert_pem(*cert);
+  out.set_ca_pem(options_.ca.cert_pem);
+  out.set_controller_name(options_.controller_name);
+  for (const std::string& a : options_.controller_addresses) out.add_controller_addresses(a);
+  for (const auto& [k, v] : labels) (*out.mutable_labels())[k] = v;
+  out.set_token_id(id);
+  return out;
+}
+
+}  // namespace bulkhead::controller

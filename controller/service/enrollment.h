@@ -1,0 +1,106 @@
+// Join tokens and enrollment: admins create tokens (`bulkhead tokens`), new servers redeem them
+// for an agent certificate (`bulkhead-agent enroll`). The controller signs with the fleet CA's
+// key, which it holds only when enrollment is on (`--ca-key`).
+//
+// A token is an id and a 32-byte secret; the store keeps the secret's SHA-256 only. A token
+// carries labels, an expiry and a number of uses; each use enrolls one new host id, which no
+// host known to the controller may already have (a token cannot take over an existing host).
+// Every call is audited: the operator calls like every operator call, each enrollment with
+// the host, the token and the certificate's serial, and refused enrollments at most once a
+// minute per token (with the count), so an unauthenticated caller cannot flood the chain.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "bulkhead/v1/enrollment.pb.h"
+#include "common/pki/pki.h"
+#include "controller/core/clock.h"
+#include "controller/service/authorization.h"
+#include "controller/store/store.h"
+
+namespace bulkhead::controller {
+
+// The audit action of enrollments and of (bounded) refused enrollment attempts.
+inline constexpr char kAgentEnrollAuditAction[] = "agent-enroll";
+
+struct EnrollmentOptions {
+  // The fleet CA; its key signs enrolled agents' certificates. No key: enrollment is off
+  // (tokens are refused at creation; listing and revoking still work).
+  CertAndKey ca;
+  std::string controller_name;
+  std::vector<std::string> enroll_addresses;      // "IP:PORT" put in tokens
+  std::vector<std::string> controller_addresses;  // "IP:PORT" agents stream to
+  std::chrono::seconds agent_validity{std::chrono::hours(24 * 365)};
+};
+
+class EnrollmentService {
+ public:
+  // `options.ca`, when it has a key, is the CA's certificate and key (checked by the caller
+  // at start-up).
+  EnrollmentService(const Clock& clock, Store& store, EnrollmentOptions options);
+
+  bool enabled() const { return !options_.ca.key_pem.empty(); }
+  // Where new servers enroll ("IP:PORT"), known once the enrollment listener is bound; set
+  // before the operator service serves.
+  void setEnrollAddresses(std::vector<std::string> addresses) {
+    options_.enroll_addresses = std::move(addresses);
+  }
+
+  struct Created {
+    bulkhead::v1::JoinToken token;
+    std::string text;  // the whole token (formatJoinToken); shown once
+  };
+  // Admins only. FAILED_PRECONDITION when enrollment is off; INVALID_ARGUMENT naming the field: a
+  // label, ttl (60 s .. 30 days), uses (1 .. 100000), a missing reason.
+  absl::StatusOr<Created> createToken(const Caller& caller,
+                                      const std::map<std::string, std::string>& labels,
+                                      uint32_t ttl_seconds, uint32_t max_uses,
+                                      const std::string& reason);
+  absl::StatusOr<std::vector<bulkhead::v1::JoinToken>> listTokens(const Caller& caller);
+  // NOT_FOUND for an unknown id; FAILED_PRECONDITION when already revoked.
+  absl::StatusOr<bulkhead::v1::JoinToken> revokeToken(const Caller& caller,
+                                                      const std::string& token_id,
+                                                      const std::string& reason);
+
+  const std::string& caPem() const { return options_.ca.cert_pem; }
+
+  // Redeems one use of `token_text` for a certificate for `host_id` with the key of `csr_pem`.
+  // `peer` (the caller's address) is for the audit row. INVALID_ARGUMENT for a malformed
+  // token, host id or request; PERMISSION_DENIED for an unknown, wrong, revoked, expired or
+  // used-up token; ALREADY_EXISTS for a host id the controller knows. Each message is one line.
+  absl::StatusOr<bulkhead::v1::EnrollResponse> enroll(const std::string& token_text,
+                                                      const std::string& host_id,
+                                                      const std::string& csr_pem,
+                                                      const std::string& peer);
+
+ private:
+  // Audits a refused enrollment unless this token's last refusal row is under a minute old
+  // (then counted into the next row). Returns `why`.
+  absl::Status refuse(const std::string& key, const std::string& peer, const std::string& host_id,
+                      const absl::Status& why);
+
+  const Clock& clock_;
+  Store& store_;
+  EnrollmentOptions options_;
+
+  struct Refusals {
+    int64_t last_row_unix_ms = 0;
+    uint64_t unrecorded = 0;
+  };
+  std::mutex mu_;
+  std::map<std::string, Refusals> refusals_;  // by token id; bounded (kMaxRefusalKeys)
+};
+
+// Whether `token` may be redeemed at `now_unix_ms` for a host (`host_known`: the id is taken):
+// OK or the PERMISSION_DENIED / ALREADY_EXISTS refusal, one line. Pure; the store's redeem
+// transaction asks it again.
+absl::Status checkRedeemable(const JoinTokenRow& token, const std::string& secret_sha256,
+                             const std::string& host_id, bool host_known, int64_t now_unix_ms);
+
+}  // namespace bulkhead::controller

@@ -1,0 +1,128 @@
+// SqliteJoinTokens (sqlite_tables.h).
+#include <nlohmann/json.hpp>
+
+#include "common/format.h"
+#include "controller/store/sqlite_db.h"
+#include "controller/store/sqlite_tables.h"
+
+namespace bulkhead::controller {
+namespace {
+
+using sqlite::Stmt;
+
+absl::StatusOr<JoinTokenRow> readToken(Stmt& st) {
+  JoinTokenRow row;
+  row.secret_sha256 = st.text(0);
+  if (!row.record.ParseFromString(st.text(1))) {
+    return absl::DataLossError("join_tokens: a stored record does not parse");
+  }
+  return row;
+}
+
+}  // namespace
+
+absl::Status SqliteJoinTokens::add(const JoinTokenRow& row) {
+  Stmt st(db_,
+          "INSERT INTO join_tokens(id, secret_sha256, created_at, record) VALUES(?1, ?2, ?3, ?4) "
+          "ON CONFLICT DO NOTHING");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, row.record.token_id());
+  st.bind(2, row.secret_sha256);
+  st.bind(3, row.record.created_unix_ms());
+  st.bindBlob(4, row.record.SerializeAsString());
+  if (auto s = st.run(); !s.ok()) return s;
+  if (sqlite3_changes(db_) == 0) {
+    return absl::AlreadyExistsError(
+        fmt::format("a join token \"{}\" exists", row.record.token_id()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteJoinTokens::update(const JoinTokenRow& row) {
+  Stmt st(db_, "UPDATE join_tokens SET record = ?2 WHERE id = ?1");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, row.record.token_id());
+  st.bindBlob(2, row.record.SerializeAsString());
+  if (auto s = st.run(); !s.ok()) return s;
+  if (sqlite3_changes(db_) == 0) {
+    return absl::NotFoundError(fmt::format("no join token \"{}\"", row.record.token_id()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<JoinTokenRow>> SqliteJoinTokens::find(const std::string& token_id) {
+  Stmt st(db_, "SELECT secret_sha256, record FROM join_tokens WHERE id = ?1");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, token_id);
+  const int rc = st.step();
+  if (rc == SQLITE_DONE) return std::optional<JoinTokenRow>();
+  if (rc != SQLITE_ROW) return sqlite::error(db_, "find join token");
+  auto row = readToken(st);
+  if (!row.ok()) return row.status();
+  return std::optional<JoinTokenRow>(*std::move(row));
+}
+
+absl::StatusOr<std::vector<JoinTokenRow>> SqliteJoinTokens::list() {
+  Stmt st(db_, "SELECT secret_sha256, record FROM join_tokens ORDER BY created_at DESC, id");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  std::vector<JoinTokenRow> out;
+  int rc;
+  while ((rc = st.step()) == SQLITE_ROW) {
+    auto row = readToken(st);
+    if (!row.ok()) return row.status();
+    out.push_back(*std::move(row));
+  }
+  if (rc != SQLITE_DONE) return sqlite::error(db_, "list join tokens");
+  return out;
+}
+
+absl::StatusOr<bool> SqliteJoinTokens::hostKnown(const std::string& host_id) {
+  Stmt st(db_,
+          "SELECT EXISTS(SELECT 1 FROM enrollments WHERE host_id = ?1) OR "
+          "EXISTS(SELECT 1 FROM hosts WHERE host_id = ?1)");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, host_id);
+  if (st.step() != SQLITE_ROW) return sqlite::error(db_, "look up host");
+  return st.i64(0) != 0;
+}
+
+absl::Status SqliteJoinTokens::addEnrollment(const EnrollmentRow& row) {
+  Stmt st(db_,
+          "INSERT INTO enrollments(host_id, token_id, serial, labels, enrolled_at) "
+          "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, row.host_id);
+  st.bind(2, row.token_id);
+  st.bind(3, row.serial);
+  st.bind(4, nlohmann::json(row.labels).dump());
+  st.bind(5, row.enrolled_unix_ms);
+  if (auto s = st.run(); !s.ok()) return s;
+  if (sqlite3_changes(db_) == 0) {
+    return absl::AlreadyExistsError(fmt::format("host \"{}\" is enrolled already", row.host_id));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<EnrollmentRow>> SqliteJoinTokens::findEnrollment(
+    const std::string& host_id) {
+  Stmt st(db_,
+          "SELECT host_id, token_id, serial, labels, enrolled_at FROM enrollments "
+          "WHERE host_id = ?1");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, host_id);
+  const int rc = st.step();
+  if (rc == SQLITE_DONE) return std::optional<EnrollmentRow>();
+  if (rc != SQLITE_ROW) return sqlite::error(db_, "find enrollment");
+  EnrollmentRow row{.host_id = st.text(0),
+                    .token_id = st.text(1),
+                    .serial = st.text(2),
+                    .enrolled_unix_ms = st.i64(4)};
+  const auto labels = nlohmann::json::parse(st.text(3), nullptr, false);
+  if (!labels.is_object()) return absl::DataLossError("enrollments: stored labels do not parse");
+  for (const auto& [k, v] : labels.items()) {
+    if (v.is_string()) row.labels[k] = v.get<std::string>();
+  }
+  return std::optional<EnrollmentRow>(std::move(row));
+}
+
+}  // namespace bulkhead::controller
