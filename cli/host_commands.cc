@@ -140,10 +140,14 @@ int status(const GlobalOptions& g, const std::vector<std::string>& args, Io& io)
       {"host", h.host_id()},
       {"hostname", h.hostname()},
       {"state", h.online() ? "online" : "offline"},
-      {"last seen", fmt::format("{} ({})", utcTime(h.last_seen_unix_ms()),
-                                ago(h.last_seen_unix_ms(), now))},
+      {"last seen",
+       fmt::format("{} ({})", utcTime(h.last_seen_unix_ms()), ago(h.last_seen_unix_ms(), now))},
       {"addresses", joinList(h.addresses())},
-      {"labels", joinLabels(h.labels())},
+      {"labels",
+       h.labels_from_enrollment()
+           ? fmt::format("{} (from its join token; the agent reports: {})", joinLabels(h.labels()),
+                         h.reported_labels().empty() ? "none" : joinLabels(h.reported_labels()))
+           : joinLabels(h.labels())},
       {"os", h.os()},
       {"agent", h.agent_version()},
   };

@@ -337,7 +337,7 @@ int run(int argc, char** argv) {
   options.policies = &policies;
   options.signals.policy_dir = config.policy_dir;
   options.signals.approval_expiry = config.approval_expiry;
-  if (!config.enroll_listen.empty()) {
+  if (!config.ca_key.empty()) {
     auto ca_key = readFile(config.ca_key);
     if (!ca_key.ok()) return fail(fmt::format("--ca-key: {}", ca_key.status()));
     // The key must be the fleet CA's: a certificate it signs must verify against ca.crt.
@@ -353,8 +353,14 @@ int run(int argc, char** argv) {
     options.enrollment.controller_name = identity->self.name;
     options.enrollment.agent_validity =
         std::chrono::duration_cast<std::chrono::seconds>(config.enroll_validity);
-    options.enroll_listen = config.enroll_listen;
-    options.enroll_credentials = serverCredentialsWithoutClientCertificates(*identity);
+    if (!config.enroll_listen.empty()) {
+      options.enroll_listen = config.enroll_listen;
+      options.enroll_credentials = serverCredentialsWithoutClientCertificates(*identity);
+    }
+    spdlog::info(
+        "the fleet CA's key is loaded: agents' certificates are renewed over their "
+        "streams{}",
+        config.enroll_listen.empty() ? "" : ", new servers enroll with join tokens");
   }
   options.listen = config.listen_text;
   auto tls = RotatingServerCredentials::create(*identity,

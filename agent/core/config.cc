@@ -34,6 +34,9 @@ po::options_description options() {
       "capture-spool-dir", po::value<std::string>(),
       "DIR for evidence bundles not yet acknowledged by the controller (default "
       "<state-dir>/evidence)")(
+      "renew-before", po::value<std::string>(),
+      "ask the controller to renew this agent's certificate when it ends within DUR (default "
+      "30d; a controller without --ca-key refuses, and `hosts` flags the certificate)")(
       "test-protocol", po::value<std::string>(),
       "testing only: announce protocol MAJOR.MINOR instead of this build's")(
       "test-hang-collector", po::bool_switch(),
@@ -162,15 +165,15 @@ absl::StatusOr<AgentConfig> parseAgentArgs(const std::vector<std::string>& raw) 
   c.allow_root_netns = vm["allow-root-netns"].as<bool>();
 
   if (c.mode == AgentMode::kStatus) {
-    for (const char* f :
-         {"controller", "identity", "label", "controller-name", "capture-spool-dir"}) {
+    for (const char* f : {"controller", "identity", "label", "controller-name", "capture-spool-dir",
+                          "renew-before"}) {
       if (vm.count(f)) return absl::InvalidArgumentError(fmt::format("--{}: not used by status", f));
     }
     return c;
   }
   if (c.mode == AgentMode::kRestore) {
-    for (const char* f :
-         {"controller", "identity", "label", "controller-name", "capture-spool-dir"}) {
+    for (const char* f : {"controller", "identity", "label", "controller-name", "capture-spool-dir",
+                          "renew-before"}) {
       if (vm.count(f)) {
         return absl::InvalidArgumentError(
             fmt::format("--{}: not used by --restore (it reads the state dir only)", f));
@@ -211,6 +214,11 @@ absl::StatusOr<AgentConfig> parseAgentArgs(const std::vector<std::string>& raw) 
   if (vm.count("capture-spool-dir")) {
     c.capture_spool_dir = get("capture-spool-dir");
     if (c.capture_spool_dir.empty()) return invalid("--capture-spool-dir", "", "empty path");
+  }
+  if (vm.count("renew-before")) {
+    auto d = parseDuration("--renew-before", get("renew-before"));
+    if (!d.ok()) return d.status();
+    c.renew_before = *d;
   }
   c.test_hang_collector = vm["test-hang-collector"].as<bool>();
   if (vm.count("test-protocol")) {

@@ -2,6 +2,7 @@
 // checks (identity files, state dir) are start-up steps of the daemon, not of this parser.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -41,6 +42,9 @@ struct AgentConfig {
   // Evidence captures: bundles are written here and stay until the controller has
   // acknowledged them (default <state-dir>/evidence, created 0700).
   std::filesystem::path capture_spool_dir;
+  // A certificate ending within this is renewed over the stream (agent/daemon/cert_renewer.h)
+  // by a controller that holds the CA key.
+  std::chrono::milliseconds renew_before{std::chrono::hours(24 * 30)};
   // Testing only: every capture also runs a collector that never returns (time-limit tests).
   bool test_hang_collector = false;
   // Testing only (--test-protocol): the protocol version this agent announces and

@@ -23,6 +23,7 @@
 #include "agent/core/hello.h"
 #include "agent/daemon/agent_status.h"
 #include "agent/daemon/capture_worker.h"
+#include "agent/daemon/cert_renewer.h"
 #include "agent/daemon/controller_pin.h"
 #include "agent/daemon/enroll_command.h"
 #include "agent/daemon/kill_connections.h"
@@ -232,7 +233,22 @@ void logReport(const v1::StateReport& r) {
 class AgentDaemon final : public SessionHandler, public ReconcileSink {
  public:
   AgentDaemon(const AgentConfig& config, std::string host_id, StatusBoard* board)
-      : config_(config), host_id_(std::move(host_id)), board_(board) {}
+      : config_(config),
+        host_id_(std::move(host_id)),
+        board_(board),
+        renewer_(
+            CertRenewer::Options{.identity_dir = config.identity_dir,
+                                 .host_id = host_id_,
+                                 .renew_before = std::chrono::duration_cast<std::chrono::seconds>(
+                                     config.renew_before)},
+            CertRenewer::Deps{.send = [this](const v1::AgentMessage& m) { return trySend(m); },
+                              .reconnect =
+                                  [this](const std::string& reason) {
+                                    if (ControllerSession* s = session_.load()) {
+                                      s->reconnect(reason);
+                                    }
+                                  },
+                              .now_unix = [] { return nowUnixMs() / 1000; }}) {}
 
   void setWorker(ReconcileWorker* worker) { worker_ = worker; }
   // Session and process commands; null (refused) where enforcement is not allowed.
@@ -303,10 +319,13 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
     last_warned_reason_.clear();
     if (CaptureWorker* cw = capture_worker_.load()) cw->retryPending();
     if (SignalForwarder* f = signals_.load()) f->onConnected();
+    renewer_.onConnected();
   }
 
   void onMessage(const v1::ControllerMessage& m) override {
-    if (m.has_signal_receipt()) {
+    if (m.has_renewal()) {
+      renewer_.onRenewal(m.renewal());
+    } else if (m.has_signal_receipt()) {
       if (SignalForwarder* f = signals_.load()) f->onReceipt(m.signal_receipt());
     } else if (m.has_desired_state()) {
       spdlog::debug("desired state generation {} received", m.desired_state().generation());
@@ -436,6 +455,7 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
   std::atomic<ControllerSession*> session_{nullptr};
   std::atomic<CaptureWorker*> capture_worker_{nullptr};
   std::atomic<SignalForwarder*> signals_{nullptr};
+  CertRenewer renewer_;  // after session_, which its reconnect uses
   // Touched only from onConnected/onDisconnected, which the session serialises.
   std::string last_warned_reason_;
   std::chrono::steady_clock::time_point last_warned_at_{};

@@ -64,6 +64,7 @@ class ControllerSession::Impl : public std::enable_shared_from_this<Impl> {
 
   void stop();
   bool send(const AgentMessage& m);
+  void reconnect(const std::string& reason);
   bool connected() const {
     std::lock_guard<std::mutex> lock(mu_);
     return connected_;
@@ -357,6 +358,13 @@ void ControllerSession::Impl::onStreamDeleted() {
   cv_.notify_all();   // under the lock: stop() cannot return (and free us) before we unlock
 }
 
+void ControllerSession::Impl::reconnect(const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stream_ == nullptr || stopping_) return;
+  refusal_ = reason;  // onStreamDone reports it instead of "cancelled"
+  stream_->cancel();
+}
+
 bool ControllerSession::Impl::send(const AgentMessage& m) {
   std::lock_guard<std::mutex> lock(mu_);
   if (stream_ == nullptr || !connected_ || stopping_) return false;
@@ -386,5 +394,6 @@ void ControllerSession::start() { impl_->start(); }
 void ControllerSession::stop() { impl_->stop(); }
 bool ControllerSession::send(const AgentMessage& m) { return impl_->send(m); }
 bool ControllerSession::connected() const { return impl_->connected(); }
+void ControllerSession::reconnect(const std::string& reason) { impl_->reconnect(reason); }
 
 }  // namespace bulkhead::agent

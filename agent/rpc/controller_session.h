@@ -94,6 +94,11 @@ class ControllerSession {
 
   bool connected() const;
 
+  // Ends the current stream so the next attempt (after the first backoff step) connects
+  // afresh, with reloaded credentials (SessionOptions::reload_credentials): a renewed
+  // certificate is used at once. `reason` goes to onDisconnected. No-op without a stream.
+  void reconnect(const std::string& reason);
+
  private:
   class Impl;
   std::shared_ptr<Impl> impl_;   // shared with pending timer callbacks

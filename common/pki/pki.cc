@@ -185,21 +185,37 @@ absl::StatusOr<CertAndKey> issueCert(const CertAndKey& ca, const CertRequest& re
   return toPems(cert->get(), key.get());
 }
 
-absl::StatusOr<KeyAndCsr> createKeyAndCsr(const std::string& name) {
-  PKeyPtr key = newKey();
-  if (!key) return sslError("generating a key");
+namespace {
+
+absl::StatusOr<std::string> csrFor(EVP_PKEY* key, const std::string& name) {
   ReqPtr req(X509_REQ_new());
   X509_REQ_set_version(req.get(), 0);
   X509_NAME* subject = X509_REQ_get_subject_name(req.get());
   X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8,
                              reinterpret_cast<const unsigned char*>(name.c_str()), -1, -1, 0);
-  X509_REQ_set_pubkey(req.get(), key.get());
-  if (!X509_REQ_sign(req.get(), key.get(), EVP_sha256())) return sslError("signing the request");
+  X509_REQ_set_pubkey(req.get(), key);
+  if (!X509_REQ_sign(req.get(), key, EVP_sha256())) return sslError("signing the request");
   BioPtr bio(BIO_new(BIO_s_mem()));
   if (!PEM_write_bio_X509_REQ(bio.get(), req.get())) return sslError("writing the request");
+  return bioString(bio.get());
+}
+
+}  // namespace
+
+absl::StatusOr<KeyAndCsr> createKeyAndCsr(const std::string& name) {
+  PKeyPtr key = newKey();
+  if (!key) return sslError("generating a key");
+  auto csr = csrFor(key.get(), name);
+  if (!csr.ok()) return csr.status();
   auto key_pem = keyPem(key.get());
   if (!key_pem.ok()) return key_pem.status();
-  return KeyAndCsr{.key_pem = *std::move(key_pem), .csr_pem = bioString(bio.get())};
+  return KeyAndCsr{.key_pem = *std::move(key_pem), .csr_pem = *std::move(csr)};
+}
+
+absl::StatusOr<std::string> createCsrForKey(std::string_view key_pem, const std::string& name) {
+  PKeyPtr key = readKey(std::string(key_pem));
+  if (!key) return absl::InvalidArgumentError("not a PEM private key");
+  return csrFor(key.get(), name);
 }
 
 absl::StatusOr<std::string> issueCertForCsr(const CertAndKey& ca, std::string_view csr_pem,

@@ -45,6 +45,8 @@ struct KeyAndCsr {
   std::string csr_pem;
 };
 absl::StatusOr<KeyAndCsr> createKeyAndCsr(const std::string& name);
+// A certificate signing request (CN `name`) for an existing key: a renewal keeps the key.
+absl::StatusOr<std::string> createCsrForKey(std::string_view key_pem, const std::string& name);
 
 // Issues the certificate of `request` for the public key of `csr_pem` (PKCS#10, PEM), signed
 // by `ca`. The request's own signature must verify and its key be ECDSA P-256; its subject is

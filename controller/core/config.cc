@@ -219,7 +219,8 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
       "certificates, the Enrollment service only; off when unset")(
       "ca-key", po::value(&ca_key)->value_name("FILE"),
       "the fleet CA's private key (pki/ca/ca.key), which signs enrolled agents' certificates "
-      "(required with --enroll-listen; not readable by others)")(
+      "and renews agents' certificates over their streams (required with --enroll-listen; "
+      "not readable by others)")(
       "enroll-validity", po::value(&enroll_validity)->value_name("DUR"),
       "how long an enrolled agent's certificate lasts (default 365d, at most a year)")(
       "webhook-listen", po::value(&webhook_listen)->value_name("ADDR:PORT"),

@@ -28,6 +28,8 @@ uint64_t HostRegistry::connect(const std::string& host_id, const HelloInfo& hell
   h.hostname = hello.hostname;
   h.addresses = hello.addresses;
   h.labels = hello.labels;
+  h.reported_labels = hello.reported_labels;
+  h.labels_from_enrollment = hello.labels_from_enrollment;
   h.os = hello.os;
   h.agent_version = hello.agent_version;
   h.enforced_generation = hello.enforced_generation;

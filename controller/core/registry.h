@@ -26,7 +26,11 @@ inline constexpr size_t kMaxTamperEvents = 50;
 struct HelloInfo {
   std::string hostname;
   std::vector<std::string> addresses;   // CIDR notation ("10.77.0.11/16")
+  // The host's labels: the agent's claim, or for a host enrolled with a join token the
+  // token's (then the claim is in reported_labels and labels_from_enrollment is set).
   Labels labels;
+  Labels reported_labels;
+  bool labels_from_enrollment = false;
   std::string os;
   std::string agent_version;
   uint64_t enforced_generation = 0;
@@ -37,7 +41,9 @@ struct HostInfo {
   std::string host_id;
   std::string hostname;
   std::vector<std::string> addresses;
-  Labels labels;
+  Labels labels;           // as HelloInfo::labels: what selectors and exemption sets use
+  Labels reported_labels;  // the agent's claim when labels_from_enrollment (not persisted)
+  bool labels_from_enrollment = false;
   std::string os;
   std::string agent_version;
   int64_t first_seen_unix_ms = 0;

@@ -164,6 +164,7 @@ void AgentStream::OnReadDone(bool ok) {
     }
   } else {
     if (in_.has_signal()) onSignal(in_.signal());
+    if (in_.has_renew()) onRenew(in_.renew());
     fleet_->onMessage(*this, in_);  // a signal, too, counts as a sign of life
   }
   {
@@ -229,6 +230,25 @@ void AgentStream::onSignal(const v1::SignalReport& report) {
                    self->signals_in_flight_.fetch_sub(1);
                    self->send(std::move(m));
                  });
+}
+
+void AgentStream::onRenew(const v1::RenewCertificate& request) {
+  ControllerMessage m;
+  auto* answer = m.mutable_renewal();
+  answer->set_request_id(request.request_id());
+  AgentRenewal* renewal = fleet_->renewal();
+  if (renewal == nullptr) {
+    answer->set_error("certificate renewal is not enabled on this controller");
+  } else {
+    // Signing and one audit row: short enough for this reaction.
+    auto cert = renewal->renew(host_id_, cert_serial_, request.csr_pem());
+    if (cert.ok()) {
+      answer->set_cert_pem(*std::move(cert));
+    } else {
+      answer->set_error(std::string(cert.status().message()));
+    }
+  }
+  send(std::move(m));
 }
 
 void AgentStream::OnCancel() {

@@ -82,6 +82,8 @@ class AgentStream final
   // A SignalReport (read side): submits it to the Fleet's SignalIntake and answers with a
   // SignalReceipt of the same report_id, queued like any other write, once the intake is done.
   void onSignal(const bulkhead::v1::SignalReport& report);
+  // Answers a certificate renewal request (Fleet::renewal()) with one CertificateRenewal.
+  void onRenew(const bulkhead::v1::RenewCertificate& request);
 
   Fleet* const fleet_;
   grpc::CallbackServerContext* const ctx_;

@@ -41,6 +41,12 @@ Fleet::~Fleet() = default;
 absl::Status Fleet::restore() {
   auto hosts = store_.loadHosts();
   if (!hosts.ok()) return hosts.status();
+  // The stored labels of an enrolled host are its token's; say so until its agent is back.
+  for (HostInfo& h : *hosts) {
+    auto enrolled = store_.findEnrollment(h.host_id);
+    if (!enrolled.ok()) return enrolled.status();
+    h.labels_from_enrollment = enrolled->has_value();
+  }
   auto desired = store_.loadDesiredStates();
   if (!desired.ok()) return desired.status();
   std::lock_guard lock(mu_);
@@ -64,6 +70,16 @@ grpc::Status Fleet::onHello(const std::shared_ptr<AgentStream>& stream, const v1
     return toGrpcStatus(admitted.status());
   }
   HelloInfo info = *std::move(admitted);
+  // A host enrolled with a join token has the token's labels: the controller's truth, not the
+  // agent's claim (which is only shown).
+  if (auto enrolled = store_.findEnrollment(host_id); !enrolled.ok()) {
+    spdlog::error("hello from {}: cannot read its enrollment: {}", host_id, enrolled.status());
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the controller cannot read its store");
+  } else if (enrolled->has_value()) {
+    info.reported_labels = std::move(info.labels);
+    info.labels = (*enrolled)->labels;
+    info.labels_from_enrollment = true;
+  }
 
   Deferred after;
   std::lock_guard lock(mu_);
@@ -540,6 +556,8 @@ v1::HostSummary Fleet::summaryLocked(const HostInfo& h) const {
   s.set_hostname(h.hostname);
   for (const auto& a : h.addresses) s.add_addresses(a);
   for (const auto& [k, v] : h.labels) (*s.mutable_labels())[k] = v;
+  s.set_labels_from_enrollment(h.labels_from_enrollment);
+  for (const auto& [k, v] : h.reported_labels) (*s.mutable_reported_labels())[k] = v;
   s.set_os(h.os);
   s.set_agent_version(h.agent_version);
   s.set_online(registry_.online(h.host_id));

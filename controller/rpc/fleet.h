@@ -9,6 +9,8 @@
 // mu_ is released.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <chrono>
 #include <functional>
 #include <map>
@@ -19,8 +21,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/status/statusor.h"
 #include "bulkhead/v1/agent.pb.h"
 #include "bulkhead/v1/operator.pb.h"
@@ -28,6 +28,7 @@
 #include "controller/core/containment.h"
 #include "controller/core/registry.h"
 #include "controller/rpc/peer_gate.h"
+#include "controller/service/enrollment.h"
 #include "controller/service/fleet_control.h"
 #include "controller/service/host_directory.h"
 #include "controller/service/metrics.h"
@@ -45,6 +46,9 @@ struct FleetOptions {
   // Where signals that agents forward (AgentMessage.signal) go. Not owned; must outlive the
   // server. nullptr: every SignalReport is answered with an error receipt.
   SignalIntake* signals = nullptr;
+  // Renews agents' certificates (AgentMessage.renew). Not owned; must outlive the server.
+  // nullptr: every request is answered with an error.
+  AgentRenewal* renewal = nullptr;
   // Counts agents' reports and tamper events. Not owned; must outlive the fleet. nullptr:
   // nothing counted.
   Metrics* metrics = nullptr;
@@ -85,6 +89,7 @@ class Fleet final : public FleetControl, public HostDirectory {
   std::vector<std::string> closeRevokedStreams();
   PeerGate* gate() const { return options_.gate; }
   SignalIntake* signals() const { return options_.signals; }
+  AgentRenewal* renewal() const { return options_.renewal; }
 
   // --- containment (FleetControl; called from the controller's containment thread) ---
   void setOpReadyHandler(std::function<void(std::shared_ptr<PendingOp>)> handler) override;

@@ -35,6 +35,7 @@ ControllerServer::ControllerServer(const Clock& clock, Store& store, ServerOptio
       fleet_(clock, store, [this] {
         FleetOptions fleet = options_.fleet;
         if (fleet.signals == nullptr) fleet.signals = &agent_signals_;
+        if (fleet.renewal == nullptr) fleet.renewal = &agent_renewal_;
         if (fleet.metrics == nullptr) fleet.metrics = options_.metrics;
         return fleet;
       }()),
@@ -76,6 +77,7 @@ ControllerServer::ControllerServer(const Clock& clock, Store& store, ServerOptio
   }
   enrollment_ = std::make_unique<EnrollmentService>(clock, store, std::move(enrollment));
   enrollment_rpc_ = std::make_unique<EnrollmentRpc>(*enrollment_);
+  agent_renewal_.target = enrollment_.get();
   agent_service_ = std::make_unique<AgentChannelService>(&fleet_, &evidence_);
   operator_service_ = std::make_unique<OperatorService>(
       clock, store, fleet_, containment_, *host_operations_, *evidence_service_, *signals_,

@@ -94,12 +94,24 @@ class ControllerServer {
     }
     SignalIntake* target = nullptr;
   };
+  // The fleet's AgentRenewal: forwards to enrollment_, built after the fleet.
+  class LateRenewal final : public AgentRenewal {
+   public:
+    absl::StatusOr<std::string> renew(const std::string& host_id, const std::string& serial,
+                                      const std::string& csr_pem) override {
+      if (target == nullptr) return absl::UnavailableError("renewal is not ready");
+      return target->renew(host_id, serial, csr_pem);
+    }
+    AgentRenewal* target = nullptr;
+  };
+
   ControllerServer(const Clock& clock, Store& store, ServerOptions options);
   // Binds and starts the enrollment listener when one is asked for.
   absl::Status startEnrollment();
 
   ServerOptions options_;
   LateSignalIntake agent_signals_;
+  LateRenewal agent_renewal_;
   Fleet fleet_;
   Policies default_policies_{std::string()};
   GetaddrinfoResolver default_resolver_;

@@ -298,4 +298,54 @@ absl::StatusOr<v1::EnrollResponse> EnrollmentService::enroll(const std::string& 
   return out;
 }
 
+absl::StatusOr<std::string> EnrollmentService::renew(const std::string& host_id,
+                                                     const std::string& serial,
+                                                     const std::string& csr_pem) {
+  const std::string who = "agent:" + host_id;
+  const int64_t now = clock_.nowUnixMs();
+  absl::Status check = absl::OkStatus();
+  if (!enabled()) {
+    check = absl::FailedPreconditionError(
+        "certificate renewal is off on this controller (it has no --ca-key): renew with "
+        "`bulkhead pki issue agent --replace`");
+  } else {
+    std::lock_guard lock(mu_);
+    auto it = last_renewal_ms_.find(host_id);
+    const int64_t min_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(kMinRenewalInterval).count();
+    if (it != last_renewal_ms_.end() && now - it->second < min_ms) {
+      check = absl::ResourceExhaustedError(fmt::format(
+          "renewed less than {} minutes ago: retried later", kMinRenewalInterval.count()));
+    } else {
+      last_renewal_ms_[host_id] = now;
+    }
+  }
+  absl::StatusOr<std::string> cert =
+      check.ok() ? issueCertForCsr(options_.ca, csr_pem,
+                                   CertRequest{.kind = PeerKind::kAgent,
+                                               .name = host_id,
+                                               .validity = options_.agent_validity})
+                 : absl::StatusOr<std::string>(check);
+  if (!cert.ok()) {
+    spdlog::warn("certificate renewal of {} refused: {}", host_id, cert.status().message());
+    if (auto s = recordCall(store_, clock_, who, kAgentRenewAuditAction, host_id, "", cert.status(),
+                            fmt::format("serial {}", serial));
+        !s.ok()) {
+      return s;
+    }
+    return cert.status();
+  }
+  auto issued = identityFromCertPem(*cert);
+  if (!issued.ok()) return issued.status();
+  if (auto s =
+          recordCall(store_, clock_, who, kAgentRenewAuditAction, host_id, "", absl::OkStatus(),
+                     fmt::format("serial {} -> {}, not after {}", serial, issued->serial,
+                                 utc(issued->not_after_unix * 1000)));
+      !s.ok()) {
+    return s;  // not audited: not issued
+  }
+  spdlog::info("certificate of {} renewed: serial {} -> {}", host_id, serial, issued->serial);
+  return cert;
+}
+
 }  // namespace bulkhead::controller

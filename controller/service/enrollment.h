@@ -28,6 +28,23 @@ namespace bulkhead::controller {
 
 // The audit action of enrollments and of (bounded) refused enrollment attempts.
 inline constexpr char kAgentEnrollAuditAction[] = "agent-enroll";
+// The audit action of certificate renewals over an agent's stream.
+inline constexpr char kAgentRenewAuditAction[] = "agent-renew";
+
+// Renews agents' certificates over their authenticated streams. Thread-safe.
+class AgentRenewal {
+ public:
+  virtual ~AgentRenewal() = default;
+  // A new certificate (PEM) for agent `host_id`, whose stream presented certificate `serial`,
+  // for the key of `csr_pem`. FAILED_PRECONDITION when renewal is off (no CA key);
+  // RESOURCE_EXHAUSTED when this host renewed less than kMinRenewalInterval ago;
+  // INVALID_ARGUMENT for a bad request. Audited either way.
+  virtual absl::StatusOr<std::string> renew(const std::string& host_id, const std::string& serial,
+                                            const std::string& csr_pem) = 0;
+};
+
+// A host renews at most this often (a misbehaving agent cannot flood the audit chain).
+inline constexpr std::chrono::minutes kMinRenewalInterval{10};
 
 struct EnrollmentOptions {
   // The fleet CA; its key signs enrolled agents' certificates. No key: enrollment is off
@@ -39,7 +56,7 @@ struct EnrollmentOptions {
   std::chrono::seconds agent_validity{std::chrono::hours(24 * 365)};
 };
 
-class EnrollmentService {
+class EnrollmentService final : public AgentRenewal {
  public:
   // `options.ca`, when it has a key, is the CA's certificate and key (checked by the caller
   // at start-up).
@@ -79,6 +96,9 @@ class EnrollmentService {
                                                       const std::string& csr_pem,
                                                       const std::string& peer);
 
+  absl::StatusOr<std::string> renew(const std::string& host_id, const std::string& serial,
+                                    const std::string& csr_pem) override;
+
  private:
   // Audits a refused enrollment unless this token's last refusal row is under a minute old
   // (then counted into the next row). Returns `why`.
@@ -95,6 +115,7 @@ class EnrollmentService {
   };
   std::mutex mu_;
   std::map<std::string, Refusals> refusals_;  // by token id; bounded (kMaxRefusalKeys)
+  std::map<std::string, int64_t> last_renewal_ms_;  // by host id
 };
 
 // Whether `token` may be redeemed at `now_unix_ms` for a host (`host_known`: the id is taken):

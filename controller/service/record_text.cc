@@ -161,10 +161,11 @@ void fillTypedFields(v1::Integration& integration) {
 std::vector<std::string> auditActionNames() {
   std::vector<std::string> names;
   for (const ActionRule& rule : actionRules()) names.emplace_back(rule.name);
-  for (const char* own : {kEvidenceReceivedAction, kControllerStartAction, kControllerStopAction,
-                          kControllerRestoreAction, kAuditKeyedAction, kSignalActionAuditAction,
-                          kSignalRateCapAuditAction, kApprovalExpiredAuditAction,
-                          kWebhookRefusedAuditAction, kAgentEnrollAuditAction}) {
+  for (const char* own :
+       {kEvidenceReceivedAction, kControllerStartAction, kControllerStopAction,
+        kControllerRestoreAction, kAuditKeyedAction, kSignalActionAuditAction,
+        kSignalRateCapAuditAction, kApprovalExpiredAuditAction, kWebhookRefusedAuditAction,
+        kAgentEnrollAuditAction, kAgentRenewAuditAction}) {
     names.emplace_back(own);
   }
   return names;

@@ -368,6 +368,12 @@ absl::StatusOr<JoinTokenRow> SqliteStore::redeemJoinToken(const EnrollmentRow& e
     if (auto s = check(row, *known); !s.ok()) return s;
     row.record.set_uses(row.record.uses() + 1);
     row.record.add_enrolled_hosts(enrollment.host_id);
+    // The record keeps the latest hosts only (the enrollments table has every one), so a
+    // token of many uses is not rewritten whole and ever larger at each use.
+    auto* hosts = row.record.mutable_enrolled_hosts();
+    if (static_cast<size_t>(hosts->size()) > kMaxEnrolledHostsListed) {
+      hosts->DeleteSubrange(0, hosts->size() - static_cast<int>(kMaxEnrolledHostsListed));
+    }
     if (auto s = join_tokens_.update(row); !s.ok()) return s;
     if (auto s = join_tokens_.addEnrollment(enrollment); !s.ok()) return s;
     if (auto s = audit_.append(audit); !s.ok()) return s.status();

@@ -168,6 +168,9 @@ struct JoinTokenRow {
   bulkhead::v1::JoinToken record;
 };
 
+// JoinToken.enrolled_hosts keeps the latest this many host ids.
+inline constexpr size_t kMaxEnrolledHostsListed = 100;
+
 // A host enrolled with a join token: what the controller knows of it from the token.
 struct EnrollmentRow {
   std::string host_id;

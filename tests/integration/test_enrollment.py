@@ -2,22 +2,26 @@
 """Enrollment with join tokens in the lab: an admin creates a token with `bulkhead tokens
 create`; on a lab host, `bulkhead-agent enroll --token` makes the host's key there, gets its
 certificate from the controller's enrollment listener, and the agent started with that
-identity comes online. Used-up, revoked, malformed, forged-pin and unreachable tokens and a
+identity comes online with the token's labels (what it claims itself is only shown as
+reported). Used-up, revoked, malformed, forged-pin and unreachable tokens and a
 taken host id each get one line, and nothing is written. The enrollment listener serves
-nothing but enrollment. Root only.
+nothing but enrollment. An agent whose certificate nears its end renews it over its stream
+(same key, a new certificate) and reconnects with it. Root only.
 """
 
 import base64
 import json
 import os
 import stat
+import subprocess
 import sys
+import time
 import unittest
 
 LAB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab")
 sys.path.insert(0, os.path.abspath(LAB_DIR))
 
-from bhlab import Lab  # noqa: E402
+from bhlab import Lab, wait_until  # noqa: E402
 from fleet import Fleet  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
@@ -112,8 +116,18 @@ class EnrollmentTest(unittest.TestCase):
                                        f"{ident}/tls.key"]).stdout
         self.assertEqual(pub_cert, pub_key)
 
-        self.fleet.start_agent("h1", identity=ident)
+        # The agent claims another role: the controller keeps the token's labels.
+        self.fleet.start_agent("h1", identity=ident, labels={"role": "db"})
         self.fleet.wait_online(["web-new-1"], timeout=30)
+        host = self.fleet.hosts()["web-new-1"]
+        self.assertEqual(host["labels"], {"role": "web", "env": "prod"})
+        self.assertTrue(host["labels_from_enrollment"])
+        self.assertEqual(host["reported_labels"], {"role": "db"})
+        rc, doc, err = self.fleet.cli("hosts", "--selector", "role=db")
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("web-new-1", [h["host_id"] for h in doc.get("hosts", [])])
+        rc, doc, err = self.fleet.cli("hosts", "--selector", "role=web")
+        self.assertIn("web-new-1", [h["host_id"] for h in doc.get("hosts", [])])
         record = self.token_record(made["token"]["token_id"])
         self.assertEqual(record["uses"], 1)
         self.assertEqual(record["enrolled_hosts"], ["web-new-1"])
@@ -164,6 +178,33 @@ class EnrollmentTest(unittest.TestCase):
         r = self.enroll("h2", good["token_text"], "web-g", identity=ident)
         self.assertEqual(r.returncode, 1)
         self.assertIn("already holds an identity", r.stderr)
+
+    def test_an_agent_renews_its_certificate_over_its_stream(self):
+        ident = self.fleet.agent_identity("h2")  # 825 days: replaced by a 10-day one
+        subprocess.run([self.fleet.bin("bulkhead"), "pki", "issue", "agent", "--host-id", "h2",
+                        "--dir", self.fleet.pki, "--valid-for", "10d", "--replace"],
+                       check=True, capture_output=True, text=True, timeout=30)
+        with open(os.path.join(ident, "tls.key")) as f:
+            key = f.read()
+        with open(os.path.join(ident, "tls.crt")) as f:
+            short = f.read()
+        self.fleet.start_agent("h2", extra=["--renew-before", "30d"])
+        year_ms = 300 * 24 * 3600 * 1000
+
+        def renewed():
+            h = self.fleet.hosts().get("h2")
+            return h is not None and h["online"] and \
+                int(h.get("cert_not_after_unix_ms", 0)) > time.time() * 1000 + year_ms
+        wait_until(renewed, 30, interval=0.3, desc="h2 online with a renewed certificate")
+        with open(os.path.join(ident, "tls.key")) as f:
+            self.assertEqual(f.read(), key)  # the key never changes
+        with open(os.path.join(ident, "tls.crt")) as f:
+            self.assertNotEqual(f.read(), short)
+        rc, audit, err = self.fleet.cli("audit", "--limit", "500")
+        self.assertEqual(rc, 0, err)
+        rows = [a for a in audit["records"] if a["action"] == "agent-renew"]
+        self.assertEqual([a["outcome"] for a in rows], ["ok"], rows)
+        self.assertEqual(rows[0]["operator"], "agent:h2")
 
     def test_the_enrollment_listener_serves_nothing_else(self):
         # The admin's own certificate gets no operator call answered on the enrollment port.

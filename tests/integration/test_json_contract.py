@@ -30,7 +30,8 @@ def all_commands():
                    if f.endswith(".schema.json") and f != "messages.schema.json")
     two_word = {"audit-export", "evidence-list", "evidence-get", "evidence-verify",
                 "evidence-show", "pki-init", "pki-issue", "pki-revoke", "policy-check",
-                "playbook-check", "playbook-test", "integrations-create", "integrations-revoke"}
+                "playbook-check", "playbook-test", "integrations-create", "integrations-revoke",
+                "tokens-create", "tokens-revoke"}
     return {n.replace("-", " ", 1) if n in two_word else n for n in names}
 
 
@@ -41,7 +42,9 @@ class JsonContractTest(unittest.TestCase):
         cls.lab = Lab(hosts=2)
         cls.addClassCleanup(cls.lab.close)
         cls.fleet = Fleet(cls.lab)
-        cls.fleet.start_controller()
+        # The CA key: `tokens create` needs enrollment on.
+        cls.fleet.start_controller(extra=[
+            "--enroll-listen", "[::]:7444", "--ca-key", os.path.join(cls.fleet.pki, "ca", "ca.key")])
         for h, labels in HOSTS.items():
             cls.fleet.start_agent(h, labels)
         cls.fleet.wait_online(HOSTS, timeout=20)
@@ -173,6 +176,15 @@ class JsonContractTest(unittest.TestCase):
         listed = self.cli("integrations")
         self.assertIn("contract-am", [i["name"] for i in listed["integrations"]])
         revoked = self.cli("integrations", "revoke", "contract-am", "--reason", "contract test")
+        self.assertIsInstance(revoked["revoked_unix_ms"], int)
+        # join tokens
+        token = self.cli("tokens", "create", "--labels", "role=web", "--uses", "3", "--reason",
+                         "contract test")
+        self.assertTrue(token["token_text"].startswith("bhjt1."), token)
+        self.assertEqual(token["token"]["max_uses"], 3, token)
+        tokens = self.cli("tokens")
+        self.assertEqual([t["token_id"] for t in tokens["tokens"]], [token["token"]["token_id"]])
+        revoked = self.cli("tokens", "revoke", token["token"]["token_id"], "--reason", "contract")
         self.assertIsInstance(revoked["revoked_unix_ms"], int)
         # offline commands: policies and the PKI
         self.offline("policy", "check", os.path.join(REPO, "policies"))
