@@ -79,8 +79,10 @@ Run once(int hosts, const fs::path& tmp, const bulkhead::CertAndKey& ca, int ind
       std::exit(1);
     }
     std::vector<std::string> csrs;
+    csrs.reserve(static_cast<size_t>(hosts));
     for (int i = 0; i < hosts; ++i) csrs.push_back(bulkhead::createKeyAndCsr("x")->csr_pem);
     std::vector<double> each_ms;
+    each_ms.reserve(static_cast<size_t>(hosts));
     const auto start = SteadyClock::now();
     for (int i = 0; i < hosts; ++i) {
       const auto t0 = SteadyClock::now();
@@ -110,6 +112,7 @@ template <typename F>
 void printStat(const char* name, const std::vector<Run>& runs, F value, const char* unit,
                int decimals) {
   std::vector<double> v;
+  v.reserve(runs.size());
   for (const Run& r : runs) v.push_back(value(r));
   std::sort(v.begin(), v.end());
   std::printf("%-44s min %9.*f  median %9.*f  max %9.*f %s\n", name, decimals, v.front(), decimals,
@@ -141,6 +144,7 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::warn);  // one info line per enrollment otherwise
   auto ca = bulkhead::createCa("bench-ca", std::chrono::hours(24));
   std::vector<Run> all;
+  all.reserve(static_cast<size_t>(runs));
   for (int i = 0; i < runs; ++i) all.push_back(once(hosts, tmp, *ca, i));
   std::printf("%d enrollments a run, %d runs (one token, --uses %d; SQLite in %s)\n", hosts, runs,
               hosts, tmp.c_str());

@@ -33,9 +33,7 @@ int64_t nowMs() {
 }
 
 std::string joinLabels(const google::protobuf::Map<std::string, std::string>& labels) {
-  std::map<std::string, std::string> sorted(labels.begin(), labels.end());
-  std::string out;
-  for (const auto& [k, v] : sorted) out += (out.empty() ? "" : ",") + k + "=" + v;
+  const std::string out = labelsText(Labels(labels.begin(), labels.end()));
   return out.empty() ? "-" : out;
 }
 

@@ -21,9 +21,7 @@ namespace {
 namespace v1 = bulkhead::v1;
 
 std::string labelList(const google::protobuf::Map<std::string, std::string>& labels) {
-  std::map<std::string, std::string> sorted(labels.begin(), labels.end());
-  std::string out;
-  for (const auto& [k, v] : sorted) out += (out.empty() ? "" : ",") + k + "=" + v;
+  const std::string out = labelsText(Labels(labels.begin(), labels.end()));
   return out.empty() ? "-" : out;
 }
 
@@ -97,7 +95,7 @@ int tokensCreate(const GlobalOptions& g, const std::vector<std::string>& args, I
   auto duration = parseDuration("--ttl", ttl);
   if (!duration.ok()) return bad(std::string(duration.status().message()));
   const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(*duration).count();
-  if (seconds < 60 || seconds > 30 * 24 * 3600) {
+  if (seconds < 60 || seconds > int64_t{30} * 24 * 3600) {
     return bad(fmt::format("--ttl: invalid value \"{}\": from 1m to 30d", ttl));
   }
   if (uses == 0) return bad("--uses: invalid value \"0\": at least 1");

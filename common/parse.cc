@@ -198,4 +198,15 @@ bool Cidr::contains(const Cidr& other) const {
   return true;
 }
 
+std::string labelsText(const Labels& labels) {
+  std::string out;
+  for (const auto& [k, v] : labels) {
+    if (!out.empty()) out += ',';
+    out += k;
+    out += '=';
+    out += v;
+  }
+  return out;
+}
+
 }  // namespace bulkhead

@@ -35,6 +35,8 @@ using Labels = std::map<std::string, std::string>;
 // "k=v[,k=v]...": every pair must match. An empty text is rejected.
 absl::StatusOr<Labels> parseSelector(std::string_view field, std::string_view text);
 bool selectorMatches(const Labels& selector, const Labels& labels);
+// "k=v,k=v" in key order; empty for no labels.
+std::string labelsText(const Labels& labels);
 
 struct Cidr {
   int family = 0;                  // AF_INET or AF_INET6

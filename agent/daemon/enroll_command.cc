@@ -130,9 +130,7 @@ int enrollMain(const std::vector<std::string>& args, std::ostream& out, std::ost
     err << "bulkhead-agent enroll: " << s.message() << "\n";
     return kRefused;
   }
-  std::string labels;
-  std::map<std::string, std::string> sorted(answer->labels().begin(), answer->labels().end());
-  for (const auto& [k, v] : sorted) labels += (labels.empty() ? "" : ",") + k + "=" + v;
+  const std::string labels = labelsText(Labels(answer->labels().begin(), answer->labels().end()));
   const std::string controller =
       answer->controller_addresses().empty() ? "ADDR:PORT" : answer->controller_addresses(0);
   out << fmt::format(

@@ -72,10 +72,12 @@ grpc::Status Fleet::onHello(const std::shared_ptr<AgentStream>& stream, const v1
   HelloInfo info = *std::move(admitted);
   // A host enrolled with a join token has the token's labels: the controller's truth, not the
   // agent's claim (which is only shown).
-  if (auto enrolled = store_.findEnrollment(host_id); !enrolled.ok()) {
+  auto enrolled = store_.findEnrollment(host_id);
+  if (!enrolled.ok()) {
     spdlog::error("hello from {}: cannot read its enrollment: {}", host_id, enrolled.status());
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the controller cannot read its store");
-  } else if (enrolled->has_value()) {
+  }
+  if (enrolled->has_value()) {
     info.reported_labels = std::move(info.labels);
     info.labels = (*enrolled)->labels;
     info.labels_from_enrollment = true;

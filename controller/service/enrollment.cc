@@ -41,8 +41,7 @@ std::string utc(int64_t unix_ms) {
 }
 
 std::string labelText(const std::map<std::string, std::string>& labels) {
-  std::string out;
-  for (const auto& [k, v] : labels) out += (out.empty() ? "" : ",") + k + "=" + v;
+  const std::string out = labelsText(labels);
   return out.empty() ? "(none)" : out;
 }
 
@@ -114,7 +113,7 @@ absl::StatusOr<EnrollmentService::Created> EnrollmentService::createToken(
   }
   for (const auto& [k, v] : labels) {
     if (!check.ok()) break;
-    check = parseLabel("labels", k + "=" + v).status();
+    check = parseLabel("labels", fmt::format("{}={}", k, v)).status();
   }
   if (!check.ok()) return recordCall(store_, clock_, caller.audit_name, action, "", reason, check);
 

@@ -32,7 +32,7 @@ class CertRenewerTest : public ::testing::Test {
     key_pem_ = agent->key_pem;
     cert_pem_ = agent->cert_pem;
     ASSERT_TRUE(writeIdentity(dir_, ca_.cert_pem, agent->cert_pem, agent->key_pem, false).ok());
-    now_ = identityFromCertPem(agent->cert_pem)->not_after_unix - 10 * 24 * 3600;
+    now_ = identityFromCertPem(agent->cert_pem)->not_after_unix - int64_t{10} * 24 * 3600;
   }
   void TearDown() override { fs::remove_all(dir_); }
 

@@ -45,7 +45,7 @@ TEST(JoinToken, MalformedTokensNameWhatIsWrong) {
   EXPECT_THAT(message("bhjt1.@@@"), HasSubstr("not base64url"));
   const std::string whole = formatJoinToken(sample());
   EXPECT_THAT(message(whole.substr(0, whole.size() / 2)), HasSubstr("damaged"));
-  auto with = [](JoinTokenText t) { return formatJoinToken(t); };
+  auto with = [](const JoinTokenText& t) { return formatJoinToken(t); };
   JoinTokenText t = sample();
   t.secret = "short";
   EXPECT_THAT(message(with(t)), HasSubstr("\"secret\""));

@@ -87,5 +87,12 @@ TEST(ParsePort, Range) {
   EXPECT_FALSE(parsePort("--port", "ssh").ok());
 }
 
+TEST(LabelsText, KeyOrderedPairsAndEmptyForNone) {
+  EXPECT_EQ(labelsText({}), "");
+  EXPECT_EQ(labelsText({{"role", "web"}, {"env", "prod"}}), "env=prod,role=web");
+  EXPECT_EQ(*parseSelector("s", labelsText({{"a", "1"}, {"b", "2"}})),
+            (Labels{{"a", "1"}, {"b", "2"}}));
+}
+
 }  // namespace
 }  // namespace bulkhead

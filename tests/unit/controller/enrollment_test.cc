@@ -108,7 +108,7 @@ TEST_F(EnrollmentTest, OnlyAdminsManageTokensAndBadValuesAreRefusedUnwritten) {
   EXPECT_TRUE(
       absl::IsPermissionDenied(service_->createToken(responder_, {}, 3600, 1, "x").status()));
   EXPECT_TRUE(absl::IsPermissionDenied(service_->listTokens(responder_).status()));
-  auto message = [&](std::map<std::string, std::string> labels, uint32_t ttl, uint32_t uses,
+  auto message = [&](const std::map<std::string, std::string>& labels, uint32_t ttl, uint32_t uses,
                      const std::string& reason) {
     auto made = service_->createToken(admin_, labels, ttl, uses, reason);
     EXPECT_TRUE(absl::IsInvalidArgument(made.status())) << made.status();
