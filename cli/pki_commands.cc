@@ -420,14 +420,17 @@ int pkiRevoke(const GlobalOptions& g, const std::vector<std::string>& args, Io& 
   std::string name;
   std::string kind_text;
   std::string reason;
+  std::string controller_issued;
   po::options_description opts("pki revoke");
-  opts.add_options()
-      ("dir", po::value(&dir)->required(), "PKI directory made by pki init")
-      ("serial", po::value(&serial_text), "revoke the certificate with this serial (hex)")
-      ("name", po::value(&name),
-       "revoke every unrevoked certificate of this host id or operator name")
-      ("kind", po::value(&kind_text), "with --name: only agent or operator certificates")
-      ("reason", po::value(&reason)->required(), "why (kept in DIR/ca/revoked.json)");
+  opts.add_options()("dir", po::value(&dir)->required(), "PKI directory made by pki init")(
+      "serial", po::value(&serial_text), "revoke the certificate with this serial (hex)")(
+      "name", po::value(&name),
+      "revoke every unrevoked certificate of this host id or operator name")(
+      "kind", po::value(&kind_text), "with --name: only agent or operator certificates")(
+      "issued-by-controller", po::value(&controller_issued),
+      "with --serial: the certificate of this agent host id that the controller issued (an "
+      "enrollment or a renewal: its serial is in `bulkhead audit`), not this directory")(
+      "reason", po::value(&reason)->required(), "why (kept in DIR/ca/revoked.json)");
   po::variables_map vm;
   bool help = false;
   if (!parseCommandArgs("pki revoke", args, opts, {}, vm, io, &help)) {
@@ -439,6 +442,13 @@ int pkiRevoke(const GlobalOptions& g, const std::vector<std::string>& args, Io& 
   };
   if (serial_text.empty() == name.empty()) return usage("give exactly one of --serial or --name");
   if (reason.empty()) return usage("--reason: must not be empty");
+  if (!controller_issued.empty()) {
+    if (serial_text.empty()) return usage("--issued-by-controller: only with --serial");
+    if (!isValidName(controller_issued)) {
+      return usage(fmt::format("--issued-by-controller: invalid value \"{}\": a host id",
+                               controller_issued));
+    }
+  }
   std::optional<PeerKind> kind;
   if (!kind_text.empty()) {
     if (kind_text == "agent") {
@@ -461,19 +471,29 @@ int pkiRevoke(const GlobalOptions& g, const std::vector<std::string>& args, Io& 
   const auto issued = issuedCerts(root);
 
   std::vector<const IssuedCert*> chosen;
+  IssuedCert by_controller;  // --issued-by-controller: known only by its serial and host id
   if (!serial_text.empty()) {
     auto serial = normalizeSerial(serial_text);
     if (!serial.ok()) return usage(fmt::format("--{}", serial.status().message()));
     auto it = issued.find(*serial);
-    if (it == issued.end()) {
-      return usage(fmt::format("--serial: no certificate with serial {} was issued from {}",
-                               *serial, dir));
+    if (it != issued.end()) {
+      chosen.push_back(&it->second);
+    } else if (!controller_issued.empty()) {
+      by_controller.id.kind = PeerKind::kAgent;
+      by_controller.id.name = controller_issued;
+      by_controller.id.serial = *serial;
+      by_controller.source = "the controller";
+      chosen.push_back(&by_controller);
+    } else {
+      return usage(fmt::format(
+          "--serial: no certificate with serial {} was issued from {} (one the controller "
+          "issued, by enrollment or renewal: add --issued-by-controller HOST_ID)",
+          *serial, dir));
     }
     if (already.count(*serial) != 0) {
       return usage(fmt::format("--serial: {} ({} \"{}\") is already revoked", *serial,
-                               peerKindName(it->second.id.kind), it->second.id.name));
+                               peerKindName(chosen[0]->id.kind), chosen[0]->id.name));
     }
-    chosen.push_back(&it->second);
   } else {
     bool known = false;
     for (const auto& [serial, cert] : issued) {

@@ -12,6 +12,7 @@ nothing but enrollment. An agent whose certificate nears its end renews it over 
 import base64
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -136,6 +137,17 @@ class EnrollmentTest(unittest.TestCase):
         rows = [a for a in audit["records"] if a["action"] == "agent-enroll"]
         self.assertTrue(any(a["target"] == "web-new-1" and a["outcome"] == "ok" for a in rows),
                         rows)
+        # A compromised enrolled host is cut off like any other: its serial (the controller
+        # issued it, so the PKI directory never saw it) into the CRL, SIGHUP.
+        r = self.lab.run("ctl", ["openssl", "x509", "-noout", "-serial", "-in",
+                                 os.path.join(ident, "tls.crt")])
+        serial = r.stdout.strip().split("=", 1)[1]
+        r = self.lab.run("ctl", [self.fleet.bin("bulkhead"), "pki", "revoke", "--dir",
+                                 self.fleet.pki, "--serial", serial, "--issued-by-controller",
+                                 "web-new-1", "--reason", "INC-11 compromised"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.fleet.controller.send_signal(signal.SIGHUP)
+        self.fleet.wait_online(["web-new-1"], timeout=30, online=False)
         # The same host id again, even with uses left: refused, nothing written.
         other = os.path.join(self.lab.tmpdir, "enrolled-again")
         r = self.enroll("h2", text, "web-new-1", identity=other)

@@ -114,6 +114,31 @@ TEST_F(PkiCommandsTest, RevokeBySerialNamesOnlyThatCertificate) {
             (std::set<std::string>{web1.serial, web2.serial}));
 }
 
+// A certificate the controller issued (an enrollment, a renewal) was never in this directory:
+// revoked by its serial and host id, into the same CRL.
+TEST_F(PkiCommandsTest, RevokeACertificateTheControllerIssuedBySerialAndHostId) {
+  ASSERT_EQ(run({"pki", "init", "--dir", pki()}).code, kOk);
+  auto r = run({"pki", "revoke", "--dir", pki(), "--serial", "7C24E323", "--reason", "x"});
+  EXPECT_EQ(r.code, kUsage);
+  EXPECT_NE(r.err.find("add --issued-by-controller HOST_ID"), std::string::npos) << r.err;
+  r = run({"pki", "revoke", "--dir", pki(), "--name", "web-07", "--issued-by-controller", "web-07",
+           "--reason", "x"});
+  EXPECT_EQ(r.code, kUsage);
+  EXPECT_NE(r.err.find("only with --serial"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "pki" / "ca" / "crl.pem"));
+
+  r = run({"pki", "revoke", "--dir", pki(), "--serial", "7c:24:e3:23", "--issued-by-controller",
+           "web-07", "--reason", "INC-9 host compromised"});
+  ASSERT_EQ(r.code, kOk) << r.err;
+  EXPECT_NE(r.out.find("revoked agent web-07 (serial 7C24E323)"), std::string::npos) << r.out;
+  EXPECT_EQ(crlSerials(dir_ / "pki" / "ca" / "crl.pem"), std::set<std::string>{"7C24E323"});
+  EXPECT_EQ(crlSerials(dir_ / "pki" / "controller" / "crl.pem"), std::set<std::string>{"7C24E323"});
+  r = run({"pki", "revoke", "--dir", pki(), "--serial", "7C24E323", "--issued-by-controller",
+           "web-07", "--reason", "again"});
+  EXPECT_EQ(r.code, kUsage);
+  EXPECT_NE(r.err.find("already revoked"), std::string::npos) << r.err;
+}
+
 TEST_F(PkiCommandsTest, RevokeOfUnknownNameOrSerialIsAClearErrorAndWritesNothing) {
   ASSERT_EQ(run({"pki", "init", "--dir", pki()}).code, kOk);
   auto r = run({"pki", "revoke", "--dir", pki(), "--name", "mallory", "--reason", "x"});
