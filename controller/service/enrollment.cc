@@ -302,29 +302,29 @@ absl::StatusOr<std::string> EnrollmentService::renew(const std::string& host_id,
                                                      const std::string& csr_pem) {
   const std::string who = "agent:" + host_id;
   const int64_t now = clock_.nowUnixMs();
-  absl::Status check = absl::OkStatus();
-  if (!enabled()) {
-    check = absl::FailedPreconditionError(
-        "certificate renewal is off on this controller (it has no --ca-key): renew with "
-        "`bulkhead pki issue agent --replace`");
-  } else {
+  {
+    // One request a host per interval gets an answer and an audit row, whatever it is; the
+    // rest are refused unaudited, so a misbehaving agent cannot flood the chain.
     std::lock_guard lock(mu_);
     auto it = last_renewal_ms_.find(host_id);
     const int64_t min_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(kMinRenewalInterval).count();
     if (it != last_renewal_ms_.end() && now - it->second < min_ms) {
-      check = absl::ResourceExhaustedError(fmt::format(
-          "renewed less than {} minutes ago: retried later", kMinRenewalInterval.count()));
-    } else {
-      last_renewal_ms_[host_id] = now;
+      spdlog::debug("certificate renewal of {}: asked again within {} minutes", host_id,
+                    kMinRenewalInterval.count());
+      return absl::ResourceExhaustedError(fmt::format(
+          "asked less than {} minutes ago: retried later", kMinRenewalInterval.count()));
     }
+    last_renewal_ms_[host_id] = now;
   }
   absl::StatusOr<std::string> cert =
-      check.ok() ? issueCertForCsr(options_.ca, csr_pem,
-                                   CertRequest{.kind = PeerKind::kAgent,
-                                               .name = host_id,
-                                               .validity = options_.agent_validity})
-                 : absl::StatusOr<std::string>(check);
+      enabled() ? issueCertForCsr(options_.ca, csr_pem,
+                                  CertRequest{.kind = PeerKind::kAgent,
+                                              .name = host_id,
+                                              .validity = options_.agent_validity})
+                : absl::StatusOr<std::string>(absl::FailedPreconditionError(
+                      "certificate renewal is off on this controller (it has no --ca-key): "
+                      "renew with `bulkhead pki issue agent --replace`"));
   if (!cert.ok()) {
     spdlog::warn("certificate renewal of {} refused: {}", host_id, cert.status().message());
     if (auto s = recordCall(store_, clock_, who, kAgentRenewAuditAction, host_id, "", cert.status(),

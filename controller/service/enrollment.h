@@ -37,13 +37,14 @@ class AgentRenewal {
   virtual ~AgentRenewal() = default;
   // A new certificate (PEM) for agent `host_id`, whose stream presented certificate `serial`,
   // for the key of `csr_pem`. FAILED_PRECONDITION when renewal is off (no CA key);
-  // RESOURCE_EXHAUSTED when this host renewed less than kMinRenewalInterval ago;
-  // INVALID_ARGUMENT for a bad request. Audited either way.
+  // INVALID_ARGUMENT for a bad request; both audited. RESOURCE_EXHAUSTED, unaudited, when
+  // this host asked less than kMinRenewalInterval ago (one audited answer a host per interval).
   virtual absl::StatusOr<std::string> renew(const std::string& host_id, const std::string& serial,
                                             const std::string& csr_pem) = 0;
 };
 
-// A host renews at most this often (a misbehaving agent cannot flood the audit chain).
+// A host's renewal requests are answered (and audited) at most this often, so a misbehaving
+// agent cannot flood the audit chain.
 inline constexpr std::chrono::minutes kMinRenewalInterval{10};
 
 struct EnrollmentOptions {

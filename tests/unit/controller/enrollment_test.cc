@@ -228,7 +228,8 @@ TEST_F(EnrollmentTest, AFailedCommitIssuesNothingAndCountsNoUse) {
 }
 
 // Renewal over an agent's stream: the stream's host id, whatever the request says; at most one
-// per host every kMinRenewalInterval; audited; refused when the controller has no CA key.
+// answered per host every kMinRenewalInterval (more are refused unaudited); audited; refused
+// when the controller has no CA key.
 TEST_F(EnrollmentTest, RenewalIssuesForTheStreamsHostAtMostOnceInTenMinutes) {
   auto req = createKeyAndCsr("claims-db-01");
   auto cert = service_->renew("web-01", "0A0B", req->csr_pem);
@@ -243,11 +244,16 @@ TEST_F(EnrollmentTest, RenewalIssuesForTheStreamsHostAtMostOnceInTenMinutes) {
   clock_.advance(std::chrono::minutes(11));
   EXPECT_TRUE(service_->renew("web-01", "0A0B", req->csr_pem).ok());
   EXPECT_TRUE(absl::IsInvalidArgument(service_->renew("web-03", "0E", "junk").status()));
+  for (int i = 0; i < 100; ++i) {  // asked again at once: refused, not audited
+    EXPECT_TRUE(
+        absl::IsResourceExhausted(service_->renew("web-01", "0A0B", req->csr_pem).status()));
+  }
   const auto rows = audit(kAgentRenewAuditAction);
-  ASSERT_EQ(rows.size(), 5U);
+  ASSERT_EQ(rows.size(), 4U);  // web-01, web-02, web-01 again, web-03's bad request
   EXPECT_EQ(rows[0].operator_name, "agent:web-01");
   EXPECT_THAT(rows[0].detail, HasSubstr("serial 0A0B -> " + id->serial));
-  EXPECT_NE(rows[1].outcome, "ok");
+  EXPECT_EQ(rows[1].operator_name, "agent:web-02");
+  EXPECT_NE(rows[3].outcome, "ok");
 
   EnrollmentService off(clock_, *real_, EnrollmentOptions{.ca = {ca_.cert_pem, ""}});
   auto refused = off.renew("web-01", "0A0B", req->csr_pem);
