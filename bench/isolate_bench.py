@@ -3,10 +3,20 @@
 live flows, then bulkhead-isolate-bench from the jump host for N isolate/release cycles.
 
     python3 bench/isolate_bench.py [--build-dir build] [--cycles 200]
+    python3 bench/isolate_bench.py --tenants [--runs 5] [--cycles 100]
+
+--tenants: what tenants and role bindings cost an isolate. First the single-team install
+(no tenant but default, the admin's certificate role), then with 50 tenants and 200 bindings
+in the store, runs alternating between the admin (--tenant default) and an operator whose
+only role is a responder binding limited by labels (role=web), on the same host. Prints each
+run's figures and the min/median/max of the runs' isolate+release p50, and the ratios.
 """
 
 import argparse
 import os
+import re
+import statistics
+import subprocess
 import sys
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -16,10 +26,64 @@ from bhlab import Lab  # noqa: E402
 from fleet import Fleet  # noqa: E402
 
 
+def run_bench(lab, fleet, identity, cycles, tenant=""):
+    argv = [fleet.bin("bulkhead-isolate-bench"), "--controller", fleet.controller_addr,
+            "--identity", identity, "--host", "h1", "--cycles", str(cycles)]
+    if tenant:
+        argv += ["--tenant", tenant]
+    r = lab.run("jump", argv, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError(f"bench failed: {r.stderr}")
+    both = re.search(r"^both\s+n=\d+\s+rpc p50\s+([\d.]+) ms", r.stdout, re.M)
+    return r.stdout, float(both.group(1))
+
+
+def summary(name, values, base=None):
+    line = (f"{name:<34} p50 of isolate+release: min {min(values):.2f}  median "
+            f"{statistics.median(values):.2f}  max {max(values):.2f} ms")
+    if base:
+        line += f"   ratio (median) {statistics.median(values) / statistics.median(base):.2f}x"
+    print(line)
+
+
+def compare_tenants(lab, fleet, runs, cycles):
+    single = [run_bench(lab, fleet, fleet.admin_identity, cycles)[1] for _ in range(runs)]
+    cli = [fleet.bin("bulkhead"), "--controller", fleet.controller_addr, "--identity",
+           fleet.admin_identity]
+    def admin(*args):
+        r = subprocess.run(cli + list(args), capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"bulkhead {' '.join(args)}: {r.stderr}")
+    for i in range(50):
+        admin("tenants", "create", f"t{i:02}", "--reason", "bench")
+    for i in range(196):
+        admin("access", "grant", f"op{i:03}", f"--tenant=t{i % 50:02}", "--role", "viewer",
+              "--reason", "bench")
+    subprocess.run([fleet.bin("bulkhead"), "pki", "issue", "operator", "--name", "ann",
+                    "--role", "none", "--dir", fleet.pki], check=True, capture_output=True,
+                   timeout=30)
+    admin("access", "grant", "ann", "--tenant=default", "--role", "responder", "--hosts",
+          "role=web", "--reason", "bench")
+    for i in range(3):
+        admin("access", "grant", "ann", f"--tenant=t{i:02}", "--role", "viewer", "--reason",
+              "bench")
+    ann = os.path.join(fleet.pki, "operators", "ann")
+    admin_runs, bound_runs = [], []
+    for _ in range(runs):
+        admin_runs.append(run_bench(lab, fleet, fleet.admin_identity, cycles, "default")[1])
+        bound_runs.append(run_bench(lab, fleet, ann, cycles, "default")[1])
+    print(f"{runs} runs of {cycles} isolate/release cycles each, host h1 (role=web)")
+    summary("single team (no tenants)", single)
+    summary("admin, 50 tenants, 200 bindings", admin_runs, single)
+    summary("label-bound responder (binding)", bound_runs, single)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-dir", default=os.path.join(REPO, "build"))
     ap.add_argument("--cycles", type=int, default=200)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--tenants", action="store_true")
     a = ap.parse_args()
     with Lab(hosts=1) as lab:
         fleet = Fleet(lab, os.path.abspath(a.build_dir), heartbeat_interval="5s",
@@ -28,12 +92,12 @@ def main() -> int:
         fleet.start_agent("h1", {"role": "web"})
         fleet.wait_online(["h1"])
         lab.tcp_server("h1", 5000)
-        r = lab.run("jump", [fleet.bin("bulkhead-isolate-bench"), "--controller",
-                             fleet.controller_addr, "--identity", fleet.admin_identity,
-                             "--host", "h1", "--cycles", str(a.cycles)], timeout=600)
-        sys.stdout.write(r.stdout)
-        sys.stderr.write(r.stderr)
-        return r.returncode
+        if a.tenants:
+            compare_tenants(lab, fleet, a.runs, a.cycles)
+            return 0
+        out, _ = run_bench(lab, fleet, fleet.admin_identity, a.cycles)
+        sys.stdout.write(out)
+        return 0
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 // acknowledged, measured from the operator's side over one mTLS channel.
 //
 //   bulkhead-isolate-bench --controller ADDR:PORT --identity DIR --host ID [--cycles 200]
+//                          [--tenant NAME]
 //
 // Each cycle is one Isolate and one Release of HOST, each waiting for the agent's verified
 // acknowledgement (outcome ENFORCED). Prints p50/p90/p99/max per operation and the agent's
@@ -75,6 +76,7 @@ int main(int argc, char** argv) {
   std::string identity;
   std::string host;
   std::string controller_name;
+  std::string tenant;
   int cycles = 200;
   po::options_description opts("bulkhead-isolate-bench");
   opts.add_options()("controller", po::value(&controller)->required(), "ADDR:PORT")(
@@ -82,7 +84,8 @@ int main(int argc, char** argv) {
       "host", po::value(&host)->required(), "host id to isolate and release")(
       "cycles", po::value(&cycles)->default_value(200), "isolate/release cycles")(
       "controller-name", po::value(&controller_name)->default_value("bulkhead-controller"),
-      "TLS name of the controller");
+      "TLS name of the controller")("tenant", po::value(&tenant),
+                                    "the tenant to act in (request metadata bulkhead-tenant)");
   try {
     po::variables_map vm;
     po::store(po::parse_command_line(argc, argv, opts), vm);
@@ -112,6 +115,7 @@ int main(int argc, char** argv) {
     bulkhead::v1::ContainmentResponse resp;
     grpc::ClientContext ictx;
     ictx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    if (!tenant.empty()) ictx.AddMetadata("bulkhead-tenant", tenant);
     auto t0 = Clock::now();
     if (!record(stub->Isolate(&ictx, ireq, &resp), resp, t0, isolate)) return 1;
 
@@ -121,6 +125,7 @@ int main(int argc, char** argv) {
     rreq.set_wait_ms(5000);
     grpc::ClientContext rctx;
     rctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    if (!tenant.empty()) rctx.AddMetadata("bulkhead-tenant", tenant);
     resp.Clear();
     t0 = Clock::now();
     if (!record(stub->Release(&rctx, rreq, &resp), resp, t0, release)) return 1;

@@ -62,6 +62,9 @@ class Directory final : public bh::HostDirectory {
   }
   std::vector<v1::HostSummary> listHosts(const bulkhead::Labels&) override { return hosts_; }
   std::optional<v1::HostStatus> getHost(const std::string&) override { return std::nullopt; }
+  bool applyLabels(const std::string&, const bulkhead::Labels&, const std::string&) override {
+    return false;  // not used here
+  }
   bool online(const std::string&) override { return true; }
 
  private:

@@ -1,15 +1,16 @@
 #include "cli/cli.h"
 
 #include <algorithm>
+#include <boost/program_options.hpp>
 #include <cstdlib>
 #include <exception>
 #include <ostream>
 #include <sstream>
 
-#include <boost/program_options.hpp>
-
 #include "cli/args.h"
+#include "common/identity.h"
 #include "common/parse.h"
+#include "common/text.h"
 #include "common/version.h"
 
 namespace po = boost::program_options;
@@ -33,20 +34,22 @@ const char* envOr(const char* name, const char* fallback) {
 
 po::options_description globalOptions(GlobalFlags& f) {
   po::options_description global("global options");
-  global.add_options()
-      ("controller",
-       po::value(&f.g.controller)->default_value(envOr("BULKHEAD_CONTROLLER", "")),
-       "controller ADDR:PORT")
-      ("identity", po::value(&f.g.identity)->default_value(envOr("BULKHEAD_IDENTITY", "")),
-       "operator identity directory (ca.crt, tls.crt, tls.key)")
-      ("controller-name", po::value(&f.g.controller_name)->default_value(f.g.controller_name),
-       "name in the controller's certificate (default: the identity's controller-name file)")
-      ("json", po::bool_switch(&f.g.json), "print one machine-readable JSON document")
-      ("timeout", po::value(&f.timeout_text)->default_value("10s"), "RPC timeout")
-      ("help,h", po::bool_switch(&f.help), "show help")
-      ("help-all", po::bool_switch(&f.help_all),
-       "show help, then the options of every command (the manual page)")
-      ("version", po::bool_switch(&f.version), "print the version and the git revision");
+  global.add_options()("controller",
+                       po::value(&f.g.controller)->default_value(envOr("BULKHEAD_CONTROLLER", "")),
+                       "controller ADDR:PORT")(
+      "identity", po::value(&f.g.identity)->default_value(envOr("BULKHEAD_IDENTITY", "")),
+      "operator identity directory (ca.crt, tls.crt, tls.key)")(
+      "tenant", po::value(&f.g.tenant)->default_value(envOr("BULKHEAD_TENANT", "")),
+      "the tenant to act in (NAME, or '*' for every tenant you hold a role in); needed when "
+      "you hold roles in several")(
+      "controller-name", po::value(&f.g.controller_name)->default_value(f.g.controller_name),
+      "name in the controller's certificate (default: the identity's controller-name file)")(
+      "json", po::bool_switch(&f.g.json), "print one machine-readable JSON document")(
+      "timeout", po::value(&f.timeout_text)->default_value("10s"), "RPC timeout")(
+      "help,h", po::bool_switch(&f.help), "show help")(
+      "help-all", po::bool_switch(&f.help_all),
+      "show help, then the options of every command (the manual page)")(
+      "version", po::bool_switch(&f.version), "print the version and the git revision");
   return global;
 }
 
@@ -62,8 +65,9 @@ void printUsage(std::ostream& os) {
   os << "\n" << globalOptions(defaults);
   os << "\n`bulkhead completion bash` prints the bash completion script (every command and "
         "flag above).";
-  os << "\nenvironment: BULKHEAD_CONTROLLER, BULKHEAD_IDENTITY supply the defaults of "
-        "--controller and --identity.\nexit status: 0 done, 1 some target failed or controller "
+  os << "\nenvironment: BULKHEAD_CONTROLLER, BULKHEAD_IDENTITY, BULKHEAD_TENANT supply the "
+        "defaults of --controller, --identity and --tenant.\nexit status: 0 done, 1 some target "
+        "failed or controller "
         "unreachable, 2 bad usage or input.\n";
 }
 
@@ -114,6 +118,7 @@ const std::map<std::string, CommandInfo>& commands() {
     addSignalCommands(*t);
     addIntegrationCommands(*t);
     addTokenCommands(*t);
+    addTenantCommands(*t);
     addSessionCommands(*t);
     addEvidenceCommands(*t);
     return t;
@@ -151,6 +156,11 @@ int runCli(const std::vector<std::string>& argv, Io& io) {
     return kUsage;
   }
   g.timeout = *timeout;
+  if (!g.tenant.empty() && g.tenant != "*" && !isValidName(g.tenant)) {
+    io.err << "bulkhead: --tenant: invalid value \"" << escapeNonPrintable(g.tenant.substr(0, 64))
+           << "\": a tenant name (1-63 characters of [A-Za-z0-9._-]) or '*'\n";
+    return kUsage;
+  }
   if (rest.empty()) {
     printUsage(flags.help ? io.out : io.err);
     return flags.help ? kOk : kUsage;

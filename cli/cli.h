@@ -21,6 +21,7 @@ enum ExitCode : int { kOk = 0, kFailed = 1, kUsage = 2 };
 struct GlobalOptions {
   std::string controller;        // ADDR:PORT; --controller or $BULKHEAD_CONTROLLER
   std::string identity;          // DIR; --identity or $BULKHEAD_IDENTITY
+  std::string tenant;            // NAME or "*"; --tenant or $BULKHEAD_TENANT; empty: not chosen
   // TLS name in the controller cert. Unless given (controller_name_given), the identity's
   // controller-name file wins over this default.
   std::string controller_name = "bulkhead-controller";
@@ -77,5 +78,6 @@ void addEvidenceCommands(std::map<std::string, CommandInfo>& table);
 void addSignalCommands(std::map<std::string, CommandInfo>& table);
 void addIntegrationCommands(std::map<std::string, CommandInfo>& table);
 void addTokenCommands(std::map<std::string, CommandInfo>& table);
+void addTenantCommands(std::map<std::string, CommandInfo>& table);
 
 }  // namespace bulkhead::cli

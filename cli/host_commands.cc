@@ -1,17 +1,17 @@
 // `bulkhead hosts`, `bulkhead status HOST`, `bulkhead audit`.
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <ostream>
 #include <sstream>
-
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "cli/args.h"
 #include "cli/cli.h"
@@ -78,8 +78,13 @@ int hosts(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) 
     printJson(io.out, resp);
     return kOk;
   }
+  // The TENANT column only where there is more than the single team's tenant.
+  const bool tenants = std::any_of(resp.hosts().begin(), resp.hosts().end(), [](const auto& h) {
+    return !h.tenant().empty() && h.tenant() != "default";
+  });
   std::vector<std::vector<std::string>> rows = {
       {"HOST", "STATE", "CONTAINMENT", "LAST SEEN", "ADDRESSES", "LABELS", "AGENT"}};
+  if (tenants) rows[0].insert(rows[0].begin() + 1, "TENANT");
   int64_t now = nowMs();
   for (const auto& h : resp.hosts()) {
     std::string containment = h.isolated() ? "isolated" : "open";
@@ -87,6 +92,7 @@ int hosts(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) 
     rows.push_back({h.host_id(), h.online() ? "online" : "offline", containment,
                     ago(h.last_seen_unix_ms(), now), joinList(h.addresses()),
                     joinLabels(h.labels()), h.agent_version()});
+    if (tenants) rows.back().insert(rows.back().begin() + 1, h.tenant());
   }
   printTable(io.out, rows);
   bool expiring_header = false;
@@ -137,12 +143,17 @@ int status(const GlobalOptions& g, const std::vector<std::string>& args, Io& io)
   std::vector<std::vector<std::string>> rows = {
       {"host", h.host_id()},
       {"hostname", h.hostname()},
+      {"tenant", h.tenant().empty() ? "default" : h.tenant()},
       {"state", h.online() ? "online" : "offline"},
       {"last seen",
        fmt::format("{} ({})", utcTime(h.last_seen_unix_ms()), ago(h.last_seen_unix_ms(), now))},
       {"addresses", joinList(h.addresses())},
       {"labels",
-       h.labels_from_enrollment()
+       !h.labels_set_by().empty()
+           ? fmt::format("{} (set by {}; the agent reports: {})", joinLabels(h.labels()),
+                         h.labels_set_by(),
+                         h.reported_labels().empty() ? "none" : joinLabels(h.reported_labels()))
+       : h.labels_from_enrollment()
            ? fmt::format("{} (from its join token; the agent reports: {})", joinLabels(h.labels()),
                          h.reported_labels().empty() ? "none" : joinLabels(h.reported_labels()))
            : joinLabels(h.labels())},
@@ -434,12 +445,54 @@ int auditExport(const GlobalOptions& g, const std::vector<std::string>& args, Io
   return kOk;
 }
 
+int label(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
+  std::string host, reason;
+  std::vector<std::string> set, remove;
+  po::options_description opts("label HOST K=V... [--remove K]... --reason R");
+  opts.add_options()("host", po::value(&host)->required(), "host id (positional, first)")(
+      "set", po::value(&set)->multitoken(), "K=V to add or replace (positional, repeatable)")(
+      "remove", po::value(&remove), "a key to drop (repeatable)")(
+      "reason", po::value(&reason), "why (ticket id); required, audited");
+  po::positional_options_description pos;
+  pos.add("host", 1).add("set", -1);
+  po::variables_map vm;
+  bool help = false;
+  if (!parseCommandArgs("label", args, opts, pos, vm, io, &help)) return help ? kOk : kUsage;
+  auto bad = [&](const std::string& message) {
+    io.err << "bulkhead label: " << message << "\n";
+    return kUsage;
+  };
+  if (reason.empty()) return bad("--reason: required (a ticket id)");
+  if (set.empty() && remove.empty()) return bad("give at least one K=V or --remove K");
+  v1::SetHostLabelsRequest req;
+  req.set_host(host);
+  for (const auto& text : set) {
+    auto kv = parseLabel("K=V", text);
+    if (!kv.ok()) return bad(std::string(kv.status().message()));
+    (*req.mutable_set())[kv->first] = kv->second;
+  }
+  for (const auto& key : remove) req.add_remove(key);
+  req.set_reason(reason);
+  return callAndPrint<v1::HostSummary>(
+      "label", g, io,
+      [&](auto& stub, grpc::ClientContext* ctx, v1::HostSummary* resp) {
+        return stub.SetHostLabels(ctx, req, resp);
+      },
+      [&](const v1::HostSummary& h) {
+        io.out << fmt::format(
+            "{}: labels {} (set by {}; the agent's claim {} is only shown)\n", h.host_id(),
+            joinLabels(h.labels()), h.labels_set_by(),
+            h.reported_labels().empty() ? "none" : joinLabels(h.reported_labels()));
+      });
+}
+
 }  // namespace
 
 void addHostCommands(std::map<std::string, CommandInfo>& table) {
   table["hosts"] = {"list hosts with their state, labels and containment", hosts};
   table["status"] = {"show one host: connection, containment, last apply, tamper events",
                      status};
+  table["label"] = {"set a host's labels as the controller's truth (admins of its tenant)", label};
   table["audit"] = {"show the audit trail", audit};
   table["audit export"] = {"write the audit rows as a signed JSON-lines file", auditExport};
 }

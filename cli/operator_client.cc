@@ -37,14 +37,15 @@ absl::StatusOr<std::unique_ptr<OperatorClient>> OperatorClient::create(
                            ? fmt::format("ipv6:[{}]:{}", hp->host, hp->port)
                            : fmt::format("{}:{}", hp->host, hp->port);
   auto channel = grpc::CreateCustomChannel(target, clientCredentials(*id), args);
-  return std::unique_ptr<OperatorClient>(
-      new OperatorClient(options.controller, options.timeout, v1::Operator::NewStub(channel)));
+  return std::unique_ptr<OperatorClient>(new OperatorClient(
+      options.controller, options.tenant, options.timeout, v1::Operator::NewStub(channel)));
 }
 
 std::unique_ptr<grpc::ClientContext> OperatorClient::context(
     std::chrono::milliseconds timeout) const {
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->set_deadline(std::chrono::system_clock::now() + std::max(timeout, timeout_));
+  if (!tenant_.empty()) ctx->AddMetadata("bulkhead-tenant", tenant_);
   return ctx;
 }
 

@@ -1,16 +1,17 @@
 // A connection to the controller's Operator service with the operator's mTLS identity.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <ostream>
 #include <string>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/status/statusor.h"
 #include "bulkhead/v1/operator.grpc.pb.h"
 #include "cli/cli.h"
+#include "cli/output.h"
 
 namespace bulkhead::cli {
 
@@ -21,17 +22,22 @@ class OperatorClient {
 
   v1::Operator::Stub& stub() { return *stub_; }
 
-  // A fresh context whose deadline is the --timeout (or `timeout` if longer).
+  // A fresh context whose deadline is the --timeout (or `timeout` if longer), naming the
+  // --tenant in the request metadata "bulkhead-tenant" when one was chosen.
   std::unique_ptr<grpc::ClientContext> context(std::chrono::milliseconds timeout = {}) const;
 
   const std::string& controller() const { return controller_; }
 
  private:
-  OperatorClient(std::string controller, std::chrono::milliseconds timeout,
+  OperatorClient(std::string controller, std::string tenant, std::chrono::milliseconds timeout,
                  std::unique_ptr<v1::Operator::Stub> stub)
-      : controller_(std::move(controller)), timeout_(timeout), stub_(std::move(stub)) {}
+      : controller_(std::move(controller)),
+        tenant_(std::move(tenant)),
+        timeout_(timeout),
+        stub_(std::move(stub)) {}
 
   std::string controller_;
+  std::string tenant_;
   std::chrono::milliseconds timeout_;
   std::unique_ptr<v1::Operator::Stub> stub_;
 };
@@ -46,6 +52,29 @@ std::unique_ptr<OperatorClient> connectClient(const std::string& command,
 // unreachable, refused identity, internal errors).
 int reportRpcError(const std::string& command, const std::string& controller,
                    const grpc::Status& status, std::ostream& err);
+
+// The common shape of a command with one unary call: connects (exit 2 with one line on a bad
+// flag or identity), runs `call(stub, context, response)` and answers with the response as
+// JSON (--json) or as `print(response)` writes it (exit 0), or with reportRpcError's line.
+template <typename Response, typename Call, typename Print>
+int callAndPrint(const std::string& command, const GlobalOptions& g, Io& io, Call call,
+                 Print print) {
+  auto client = OperatorClient::create(g);
+  if (!client.ok()) {
+    io.err << "bulkhead " << command << ": " << client.status().message() << "\n";
+    return kUsage;
+  }
+  Response resp;
+  auto ctx = (*client)->context(g.timeout);
+  const grpc::Status st = call((*client)->stub(), ctx.get(), &resp);
+  if (!st.ok()) return reportRpcError(command, (*client)->controller(), st, io.err);
+  if (g.json) {
+    printJson(io.out, resp);
+  } else {
+    print(resp);
+  }
+  return kOk;
+}
 
 // The request's targets from the command line: host ids, a selector or all, whichever the
 // user gave (the commands check first that exactly one was given).

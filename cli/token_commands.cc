@@ -1,7 +1,8 @@
 // Join tokens for enrolling agents (controller/service/enrollment.h; admins only):
 //   bulkhead tokens                                        list them
 //   bulkhead tokens create --labels K=V,... --ttl DUR --uses N --reason R
-//                                                          a new one; prints it once
+//                                                          a new one for the --tenant's
+//                                                          hosts; prints it once
 //   bulkhead tokens revoke ID --reason R                   refuse it from now on
 #include <fmt/format.h>
 
@@ -48,7 +49,7 @@ int tokensList(const GlobalOptions& g, const std::vector<std::string>& args, Io&
                              std::chrono::system_clock::now().time_since_epoch())
                              .count();
   std::vector<std::vector<std::string>> rows = {
-      {"TOKEN", "LABELS", "USES", "EXPIRES", "BY", "STATE"}};
+      {"TOKEN", "TENANT", "LABELS", "USES", "EXPIRES", "BY", "STATE"}};
   for (const v1::JoinToken& t : resp.tokens()) {
     std::string state = "active";
     if (t.revoked_unix_ms() != 0) {
@@ -59,9 +60,9 @@ int tokensList(const GlobalOptions& g, const std::vector<std::string>& args, Io&
     } else if (now_ms >= t.expires_unix_ms()) {
       state = "expired";
     }
-    rows.push_back({t.token_id(), labelList(t.labels()),
-                    fmt::format("{}/{}", t.uses(), t.max_uses()), utcTime(t.expires_unix_ms()),
-                    t.created_by(), state});
+    rows.push_back({t.token_id(), t.tenant().empty() ? "default" : t.tenant(),
+                    labelList(t.labels()), fmt::format("{}/{}", t.uses(), t.max_uses()),
+                    utcTime(t.expires_unix_ms()), t.created_by(), state});
   }
   printTable(io.out, rows);
   return kOk;
@@ -114,11 +115,11 @@ int tokensCreate(const GlobalOptions& g, const std::vector<std::string>& args, I
   }
   const v1::JoinToken& t = resp.token();
   io.out << fmt::format(
-      "join token {} (labels {}; {} use{}; expires {}). Shown this once; the controller keeps "
-      "only its SHA-256:\n{}\n"
+      "join token {} (tenant {}; labels {}; {} use{}; expires {}). Shown this once; the "
+      "controller keeps only its SHA-256:\n{}\n"
       "on each server: bulkhead-agent enroll --token TOKEN [--host-id ID]\n",
-      t.token_id(), labelList(t.labels()), t.max_uses(), t.max_uses() == 1 ? "" : "s",
-      utcTime(t.expires_unix_ms()), resp.token_text());
+      t.token_id(), t.tenant().empty() ? "default" : t.tenant(), labelList(t.labels()),
+      t.max_uses(), t.max_uses() == 1 ? "" : "s", utcTime(t.expires_unix_ms()), resp.token_text());
   return kOk;
 }
 

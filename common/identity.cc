@@ -19,17 +19,21 @@ std::string_view peerKindName(PeerKind kind) {
 }
 
 absl::StatusOr<Role> parseRole(std::string_view text) {
+  if (text == "none") return Role::kNone;
   if (text == "viewer") return Role::kViewer;
   if (text == "responder") return Role::kResponder;
+  if (text == "approver") return Role::kApprover;
   if (text == "admin") return Role::kAdmin;
-  return absl::InvalidArgumentError(
-      fmt::format("role: invalid value \"{}\": expected viewer, responder or admin", text));
+  return absl::InvalidArgumentError(fmt::format(
+      "role: invalid value \"{}\": expected none, viewer, responder, approver or admin", text));
 }
 
 std::string_view roleName(Role role) {
   switch (role) {
+    case Role::kNone: return "none";
     case Role::kViewer: return "viewer";
     case Role::kResponder: return "responder";
+    case Role::kApprover: return "approver";
     case Role::kAdmin: return "admin";
   }
   return "unknown";

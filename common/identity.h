@@ -15,9 +15,11 @@ enum class PeerKind { kController, kAgent, kOperator };
 
 std::string_view peerKindName(PeerKind kind);
 
-// Operator roles, weakest first. viewer: read only; responder: containment actions;
-// admin: everything.
-enum class Role { kViewer, kResponder, kAdmin };
+// Operator roles, weakest first. none: nothing of its own (a certificate for someone whose
+// roles are all bindings, controller/service/tenancy.h); viewer: read only; responder:
+// containment actions; approver: also approves automatic actions waiting for a person; admin:
+// everything. A certificate's role is its holder's role in tenant "default" on every host.
+enum class Role { kNone, kViewer, kResponder, kApprover, kAdmin };
 
 absl::StatusOr<Role> parseRole(std::string_view text);
 std::string_view roleName(Role role);

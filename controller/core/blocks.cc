@@ -9,6 +9,21 @@
 
 namespace bulkhead::controller {
 
+std::string fleetStateKey(std::string_view tenant) {
+  if (tenant == "default") return kFleetStateKey;
+  return fmt::format("{}:{}", kFleetStateKey, tenant);
+}
+
+std::optional<std::string> tenantOfFleetStateKey(std::string_view key) {
+  const std::string_view base = kFleetStateKey;
+  if (key == base) return std::string("default");
+  if (key.size() > base.size() + 1 && key.substr(0, base.size()) == base &&
+      key[base.size()] == ':') {
+    return std::string(key.substr(base.size() + 1));
+  }
+  return std::nullopt;
+}
+
 namespace v1 = bulkhead::v1;
 
 namespace {

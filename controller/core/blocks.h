@@ -16,8 +16,13 @@
 
 namespace bulkhead::controller {
 
-// The desired_state row holding the fleet-wide blocks (not a host: ids never contain '@').
+// The desired_state row holding the fleet-wide blocks of tenant "default" (not a host: ids never
+// contain '@'); another tenant's are under fleetStateKey(tenant).
 inline constexpr char kFleetStateKey[] = "@fleet";
+// kFleetStateKey for "default", "@fleet:" and the name for another tenant.
+std::string fleetStateKey(std::string_view tenant);
+// The tenant whose fleet-wide blocks `key` holds; nullopt when it is a host's.
+std::optional<std::string> tenantOfFleetStateKey(std::string_view key);
 
 // One CIDR that can never be blocked (policies/guardrails/protected.yaml).
 struct ProtectedCidr {

@@ -22,6 +22,7 @@ struct TargetHost {
   Labels labels;
   std::vector<std::string> addresses;   // CIDR notation, as the agent reported them
   bool online = false;
+  std::string tenant = "default";  // the tenant it belongs to
 };
 
 struct TargetRequest {

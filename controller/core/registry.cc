@@ -30,6 +30,8 @@ uint64_t HostRegistry::connect(const std::string& host_id, const HelloInfo& hell
   h.labels = hello.labels;
   h.reported_labels = hello.reported_labels;
   h.labels_from_enrollment = hello.labels_from_enrollment;
+  h.tenant = hello.tenant;
+  h.labels_set_by = hello.labels_set_by;
   h.os = hello.os;
   h.agent_version = hello.agent_version;
   h.enforced_generation = hello.enforced_generation;
@@ -75,6 +77,18 @@ bool HostRegistry::setReport(const std::string& host_id, uint64_t session,
   e->info.ruleset_hash = report.ruleset_hash();
   e->info.last_report = report;
   e->dirty = true;
+  return true;
+}
+
+bool HostRegistry::setLabels(const std::string& host_id, const Labels& labels,
+                             const std::string& set_by) {
+  auto it = hosts_.find(host_id);
+  if (it == hosts_.end()) return false;
+  HostInfo& h = it->second.info;
+  if (!h.labels_from_enrollment && h.labels_set_by.empty()) h.reported_labels = h.labels;
+  h.labels = labels;
+  h.labels_set_by = set_by;
+  it->second.dirty = true;
   return true;
 }
 

@@ -31,6 +31,8 @@ struct HelloInfo {
   Labels labels;
   Labels reported_labels;
   bool labels_from_enrollment = false;
+  std::string labels_set_by;       // an admin's `bulkhead label` (then labels are those)
+  std::string tenant = "default";  // an enrolled host's token's; else "default"
   std::string os;
   std::string agent_version;
   uint64_t enforced_generation = 0;
@@ -44,6 +46,8 @@ struct HostInfo {
   Labels labels;           // as HelloInfo::labels: what selectors and exemption sets use
   Labels reported_labels;  // the agent's claim when labels_from_enrollment (not persisted)
   bool labels_from_enrollment = false;
+  std::string labels_set_by;       // as HelloInfo::labels_set_by
+  std::string tenant = "default";  // as HelloInfo::tenant (from the enrollment, not persisted here)
   std::string os;
   std::string agent_version;
   int64_t first_seen_unix_ms = 0;
@@ -80,6 +84,10 @@ class HostRegistry {
                  const bulkhead::v1::StateReport& report);
   bool addTamper(const std::string& host_id, uint64_t session,
                  const bulkhead::v1::TamperEvent& event);
+
+  // An admin set the host's labels (`bulkhead label`): they become its labels, and the agent's
+  // claim, if that was what it had, moves to reported_labels. False for an unknown host.
+  bool setLabels(const std::string& host_id, const Labels& labels, const std::string& set_by);
 
   // The stream of `session` ended. Ignored unless it is the host's current session.
   void disconnect(const std::string& host_id, uint64_t session);

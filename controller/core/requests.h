@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,13 @@ struct ListHostsRequest {
 
 struct GetHostRequest {
   std::string host;
+};
+
+struct SetHostLabelsRequest {
+  std::string host;
+  std::map<std::string, std::string> set;
+  std::vector<std::string> remove;
+  std::string reason;
 };
 
 struct ListAuditRequest {

@@ -146,6 +146,13 @@ absl::Status validateRequest(const GetHostRequest& req) {
   return Checks().text("host", req.host, kMaxIdBytes).done();
 }
 
+absl::Status validateRequest(const SetHostLabelsRequest& req) {
+  return Checks()
+      .text("host", req.host, kMaxIdBytes)
+      .text("reason", req.reason, kMaxReasonBytes)
+      .done();
+}
+
 absl::Status validateRequest(const IsolateRequest& req) {
   Checks c;
   hostTargets(c, req.hosts, req.selector, req.all)

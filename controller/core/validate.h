@@ -48,6 +48,7 @@ absl::Status checkRange(std::string_view field, uint64_t value, uint64_t lo, uin
 // checkText("id", id, kMaxIdBytes).)
 absl::Status validateRequest(const ListHostsRequest& req);
 absl::Status validateRequest(const GetHostRequest& req);
+absl::Status validateRequest(const SetHostLabelsRequest& req);
 absl::Status validateRequest(const IsolateRequest& req);
 absl::Status validateRequest(const ReleaseRequest& req);
 absl::Status validateRequest(const ListAuditRequest& req);

@@ -46,13 +46,22 @@ absl::Status Fleet::restore() {
     auto enrolled = store_.findEnrollment(h.host_id);
     if (!enrolled.ok()) return enrolled.status();
     h.labels_from_enrollment = enrolled->has_value();
+    if (enrolled->has_value()) h.tenant = (*enrolled)->tenant;
+    auto set = store_.findHostLabels(h.host_id);
+    if (!set.ok()) return set.status();
+    if (set->has_value()) {
+      h.labels = (*set)->labels;
+      h.labels_set_by = (*set)->set_by;
+    }
   }
   auto desired = store_.loadDesiredStates();
   if (!desired.ok()) return desired.status();
   std::lock_guard lock(mu_);
   registry_.restore(*std::move(hosts));
   desired_ = *std::move(desired);
-  desired_.erase(kFleetStateKey);   // the fleet-wide blocks: Containment's, not a host
+  // The fleet-wide blocks of each tenant: Containment's, not hosts.
+  std::erase_if(desired_,
+                [](const auto& row) { return tenantOfFleetStateKey(row.first).has_value(); });
   return absl::OkStatus();
 }
 
@@ -81,6 +90,18 @@ grpc::Status Fleet::onHello(const std::shared_ptr<AgentStream>& stream, const v1
     info.reported_labels = std::move(info.labels);
     info.labels = (*enrolled)->labels;
     info.labels_from_enrollment = true;
+    info.tenant = (*enrolled)->tenant;
+  }
+  // Labels an admin set win over both (`bulkhead label`).
+  auto set = store_.findHostLabels(host_id);
+  if (!set.ok()) {
+    spdlog::error("hello from {}: cannot read its labels: {}", host_id, set.status());
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the controller cannot read its store");
+  }
+  if (set->has_value()) {
+    if (!info.labels_from_enrollment) info.reported_labels = std::move(info.labels);
+    info.labels = (*set)->labels;
+    info.labels_set_by = (*set)->set_by;
   }
 
   Deferred after;
@@ -390,7 +411,7 @@ std::map<std::string, TargetHost> Fleet::targets() {
   std::lock_guard lock(mu_);
   std::map<std::string, TargetHost> out;
   for (const HostInfo* h : registry_.list()) {
-    out[h->host_id] = TargetHost{h->labels, h->addresses, registry_.online(h->host_id)};
+    out[h->host_id] = TargetHost{h->labels, h->addresses, registry_.online(h->host_id), h->tenant};
   }
   return out;
 }
@@ -559,6 +580,8 @@ v1::HostSummary Fleet::summaryLocked(const HostInfo& h) const {
   for (const auto& a : h.addresses) s.add_addresses(a);
   for (const auto& [k, v] : h.labels) (*s.mutable_labels())[k] = v;
   s.set_labels_from_enrollment(h.labels_from_enrollment);
+  s.set_tenant(h.tenant);
+  s.set_labels_set_by(h.labels_set_by);
   for (const auto& [k, v] : h.reported_labels) (*s.mutable_reported_labels())[k] = v;
   s.set_os(h.os);
   s.set_agent_version(h.agent_version);
@@ -601,6 +624,12 @@ std::optional<v1::HostStatus> Fleet::getHost(const std::string& host_id) {
   return st;
 }
 
+bool Fleet::applyLabels(const std::string& host_id, const Labels& labels,
+                        const std::string& set_by) {
+  std::lock_guard lock(mu_);
+  return registry_.setLabels(host_id, labels, set_by);
+}
+
 bool Fleet::online(const std::string& host_id) {
   std::lock_guard lock(mu_);
   return registry_.online(host_id);
@@ -610,7 +639,7 @@ size_t Fleet::blocksInForce(int64_t now_unix_ms) {
   std::lock_guard lock(mu_);
   size_t n = 0;
   for (const auto& [host, state] : desired_) {
-    if (host == kFleetStateKey) continue;
+    if (tenantOfFleetStateKey(host)) continue;
     for (const auto& b : state.blocks()) {
       if (b.expires_at_unix_ms() == 0 || b.expires_at_unix_ms() > now_unix_ms) ++n;
     }

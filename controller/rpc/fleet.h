@@ -125,6 +125,8 @@ class Fleet final : public FleetControl, public HostDirectory {
   size_t blocksInForce(int64_t now_unix_ms);
   std::optional<bulkhead::v1::HostStatus> getHost(const std::string& host_id) override;
   bool online(const std::string& host_id) override;
+  bool applyLabels(const std::string& host_id, const Labels& labels,
+                   const std::string& set_by) override;
 
  private:
   // Stream work collected under mu_ and run after it is released (declare before the lock).

@@ -78,7 +78,8 @@ OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet,
       evidence_service_(evidence_service),
       signals_(signals),
       integrations_(integrations),
-      enrollment_(enrollment) {}
+      enrollment_(enrollment),
+      tenants_(clock, store) {}
 
 Caller OperatorService::identify(const grpc::CallbackServerContext& ctx) {
   Caller c;
@@ -105,6 +106,12 @@ Caller OperatorService::identify(const grpc::CallbackServerContext& ctx) {
   }
   c.is_operator = true;
   c.role = id->role;
+  std::string requested;
+  const auto& metadata = ctx.client_metadata();
+  if (auto it = metadata.find(kTenantMetadata); it != metadata.end()) {
+    requested.assign(it->second.data(), it->second.size());
+  }
+  tenants_.scopeCaller(c, requested);
   return c;
 }
 
@@ -125,6 +132,17 @@ grpc::ServerUnaryReactor* OperatorService::GetHost(grpc::CallbackServerContext* 
                                                    v1::HostStatus* resp) {
   auto* reactor = ctx->DefaultReactor();
   auto host = inventory_.getHost(identify(*ctx), fromProto(*req));
+  const absl::Status status = host.status();
+  if (host.ok()) *resp = *std::move(host);
+  reactor->Finish(toGrpcStatus(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorService::SetHostLabels(grpc::CallbackServerContext* ctx,
+                                                         const v1::SetHostLabelsRequest* req,
+                                                         v1::HostSummary* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  auto host = inventory_.setLabels(identify(*ctx), fromProto(*req));
   const absl::Status status = host.status();
   if (host.ok()) *resp = *std::move(host);
   reactor->Finish(toGrpcStatus(status));

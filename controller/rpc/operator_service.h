@@ -26,6 +26,7 @@
 #include "controller/service/host_operations.h"
 #include "controller/service/integrations.h"
 #include "controller/service/signals.h"
+#include "controller/service/tenants.h"
 #include "controller/store/store.h"
 #include "evidence/signing.h"
 
@@ -47,13 +48,16 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   using Base::Capture;
   using Base::CreateIntegration;
   using Base::CreateJoinToken;
+  using Base::CreateTenant;
   using Base::ExportAudit;
   using Base::GetEvidence;
   using Base::GetHost;
+  using Base::GrantAccess;
   using Base::Isolate;
   using Base::KillConnections;
   using Base::KillProcess;
   using Base::KillSessions;
+  using Base::ListAccess;
   using Base::ListApprovals;
   using Base::ListAudit;
   using Base::ListBlocks;
@@ -63,11 +67,14 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   using Base::ListJoinTokens;
   using Base::ListSessions;
   using Base::ListSignals;
+  using Base::ListTenants;
   using Base::PreviewSignal;
   using Base::Reject;
   using Base::Release;
+  using Base::RevokeAccess;
   using Base::RevokeIntegration;
   using Base::RevokeJoinToken;
+  using Base::SetHostLabels;
   using Base::ShowEvidence;
   using Base::SubmitSignal;
   using Base::Unblock;
@@ -179,8 +186,29 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
                                             const bulkhead::v1::RevokeJoinTokenRequest* req,
                                             bulkhead::v1::JoinToken* resp) override;
 
-  // The caller of one call, as its certificate says. Refuses revoked certificates (the
-  // Fleet's PeerGate).
+  // Tenants and role bindings (operator_tenants.cc): TenantService checks, stores and audits.
+  grpc::ServerUnaryReactor* ListTenants(grpc::CallbackServerContext* ctx,
+                                        const bulkhead::v1::ListTenantsRequest* req,
+                                        bulkhead::v1::ListTenantsResponse* resp) override;
+  grpc::ServerUnaryReactor* CreateTenant(grpc::CallbackServerContext* ctx,
+                                         const bulkhead::v1::CreateTenantRequest* req,
+                                         bulkhead::v1::Tenant* resp) override;
+  grpc::ServerUnaryReactor* ListAccess(grpc::CallbackServerContext* ctx,
+                                       const bulkhead::v1::ListAccessRequest* req,
+                                       bulkhead::v1::ListAccessResponse* resp) override;
+  grpc::ServerUnaryReactor* GrantAccess(grpc::CallbackServerContext* ctx,
+                                        const bulkhead::v1::GrantAccessRequest* req,
+                                        bulkhead::v1::RoleBinding* resp) override;
+  grpc::ServerUnaryReactor* RevokeAccess(grpc::CallbackServerContext* ctx,
+                                         const bulkhead::v1::RevokeAccessRequest* req,
+                                         bulkhead::v1::RoleBinding* resp) override;
+  grpc::ServerUnaryReactor* SetHostLabels(grpc::CallbackServerContext* ctx,
+                                          const bulkhead::v1::SetHostLabelsRequest* req,
+                                          bulkhead::v1::HostSummary* resp) override;
+
+  // The caller of one call, as its certificate says, with its grants and the tenant it chose
+  // (request metadata kTenantMetadata; TenantService::scopeCaller). Refuses revoked
+  // certificates (the Fleet's PeerGate).
   Caller identify(const grpc::CallbackServerContext& ctx);
 
  private:
@@ -193,6 +221,10 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   SignalService& signals_;
   IntegrationService& integrations_;
   EnrollmentService& enrollment_;
+  TenantService tenants_;  // tenants, bindings, and each caller's scope
 };
+
+// The request metadata naming the call's tenant: a name, or "*" (`bulkhead --tenant`).
+inline constexpr char kTenantMetadata[] = "bulkhead-tenant";
 
 }  // namespace bulkhead::controller

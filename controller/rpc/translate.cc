@@ -184,6 +184,13 @@ GetHostRequest fromProto(const v1::GetHostRequest& req) {
   return GetHostRequest{.host = req.host()};
 }
 
+SetHostLabelsRequest fromProto(const v1::SetHostLabelsRequest& req) {
+  return SetHostLabelsRequest{.host = req.host(),
+                              .set = {req.set().begin(), req.set().end()},
+                              .remove = {req.remove().begin(), req.remove().end()},
+                              .reason = req.reason()};
+}
+
 ListAuditRequest fromProto(const v1::ListAuditRequest& req) {
   return ListAuditRequest{.before_id = req.before_id(), .limit = req.limit()};
 }

@@ -18,6 +18,7 @@ namespace bulkhead::controller {
 
 ListHostsRequest fromProto(const bulkhead::v1::ListHostsRequest& req);
 GetHostRequest fromProto(const bulkhead::v1::GetHostRequest& req);
+SetHostLabelsRequest fromProto(const bulkhead::v1::SetHostLabelsRequest& req);
 ListAuditRequest fromProto(const bulkhead::v1::ListAuditRequest& req);
 IsolateRequest fromProto(const bulkhead::v1::IsolateRequest& req);
 CaptureRequest fromProto(const bulkhead::v1::CaptureRequest& req);

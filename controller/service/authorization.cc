@@ -4,47 +4,56 @@
 #include <cstdlib>
 
 #include "common/format.h"
+#include "controller/service/tenancy.h"
 
 namespace bulkhead::controller {
 
 namespace {
 
 using A = OperatorAction;
+using S = ActionScope;
 
 // Reads (records, hashes, listings) are open to viewers; whatever changes a host, or collects
-// or reads host data (capture, evidence get and show), needs a responder.
+// or reads host data (capture, evidence get and show), needs a responder; deciding an
+// automatic action waiting for a person, an approver; managing who may do what, an admin.
 constexpr std::array kRules = {
-    ActionRule{A::kListHosts, "hosts", Role::kViewer},
-    ActionRule{A::kGetHost, "status", Role::kViewer},
-    ActionRule{A::kIsolate, "isolate", Role::kResponder},
-    ActionRule{A::kRelease, "release", Role::kResponder},
-    ActionRule{A::kListAudit, "audit", Role::kViewer},
-    ActionRule{A::kVerifyAudit, "audit-verify", Role::kViewer},
-    ActionRule{A::kExportAudit, "audit-export", Role::kViewer},
-    ActionRule{A::kBlock, "block", Role::kResponder},
-    ActionRule{A::kUnblock, "unblock", Role::kResponder},
-    ActionRule{A::kListBlocks, "blocks", Role::kViewer},
-    ActionRule{A::kKillConnections, "kill-connections", Role::kResponder},
-    ActionRule{A::kListSessions, "sessions", Role::kViewer},
-    ActionRule{A::kKillSessions, "kill-sessions", Role::kResponder},
-    ActionRule{A::kKillProcess, "kill-process", Role::kResponder},
-    ActionRule{A::kCapture, "capture", Role::kResponder},
-    ActionRule{A::kListEvidence, "evidence-list", Role::kViewer},
-    ActionRule{A::kGetEvidence, "evidence-get", Role::kResponder},
-    ActionRule{A::kVerifyEvidence, "evidence-verify", Role::kViewer},
-    ActionRule{A::kShowEvidence, "evidence-show", Role::kResponder},
-    ActionRule{A::kSubmitSignal, "signal", Role::kResponder},
-    ActionRule{A::kListSignals, "signals", Role::kViewer},
-    ActionRule{A::kPreviewSignal, "signal-preview", Role::kViewer},
-    ActionRule{A::kListApprovals, "approvals", Role::kViewer},
-    ActionRule{A::kApprove, "approve", Role::kResponder},
-    ActionRule{A::kReject, "reject", Role::kResponder},
-    ActionRule{A::kListIntegrations, "integrations", Role::kViewer},
-    ActionRule{A::kCreateIntegration, "integration-create", Role::kAdmin},
-    ActionRule{A::kRevokeIntegration, "integration-revoke", Role::kAdmin},
-    ActionRule{A::kCreateJoinToken, "token-create", Role::kAdmin},
-    ActionRule{A::kListJoinTokens, "tokens", Role::kAdmin},
-    ActionRule{A::kRevokeJoinToken, "token-revoke", Role::kAdmin},
+    ActionRule{A::kListHosts, "hosts", Role::kViewer, S::kHosts},
+    ActionRule{A::kGetHost, "status", Role::kViewer, S::kHosts},
+    ActionRule{A::kIsolate, "isolate", Role::kResponder, S::kHosts},
+    ActionRule{A::kRelease, "release", Role::kResponder, S::kHosts},
+    ActionRule{A::kListAudit, "audit", Role::kViewer, S::kDefaultTenant},
+    ActionRule{A::kVerifyAudit, "audit-verify", Role::kViewer, S::kDefaultTenant},
+    ActionRule{A::kExportAudit, "audit-export", Role::kViewer, S::kDefaultTenant},
+    ActionRule{A::kBlock, "block", Role::kResponder, S::kHosts},
+    ActionRule{A::kUnblock, "unblock", Role::kResponder, S::kHosts},
+    ActionRule{A::kListBlocks, "blocks", Role::kViewer, S::kHosts},
+    ActionRule{A::kKillConnections, "kill-connections", Role::kResponder, S::kHosts},
+    ActionRule{A::kListSessions, "sessions", Role::kViewer, S::kHosts},
+    ActionRule{A::kKillSessions, "kill-sessions", Role::kResponder, S::kHosts},
+    ActionRule{A::kKillProcess, "kill-process", Role::kResponder, S::kHosts},
+    ActionRule{A::kCapture, "capture", Role::kResponder, S::kHosts},
+    ActionRule{A::kListEvidence, "evidence-list", Role::kViewer, S::kDefaultTenant},
+    ActionRule{A::kGetEvidence, "evidence-get", Role::kResponder, S::kDefaultTenant},
+    ActionRule{A::kVerifyEvidence, "evidence-verify", Role::kViewer, S::kDefaultTenant},
+    ActionRule{A::kShowEvidence, "evidence-show", Role::kResponder, S::kDefaultTenant},
+    ActionRule{A::kSubmitSignal, "signal", Role::kResponder, S::kDefaultTenant},
+    ActionRule{A::kListSignals, "signals", Role::kViewer, S::kDefaultTenant},
+    ActionRule{A::kPreviewSignal, "signal-preview", Role::kViewer, S::kDefaultTenant},
+    ActionRule{A::kListApprovals, "approvals", Role::kViewer, S::kDefaultTenant},
+    ActionRule{A::kApprove, "approve", Role::kApprover, S::kDefaultTenant},
+    ActionRule{A::kReject, "reject", Role::kApprover, S::kDefaultTenant},
+    ActionRule{A::kListIntegrations, "integrations", Role::kViewer, S::kDefaultTenant},
+    ActionRule{A::kCreateIntegration, "integration-create", Role::kAdmin, S::kDefaultTenant},
+    ActionRule{A::kRevokeIntegration, "integration-revoke", Role::kAdmin, S::kDefaultTenant},
+    ActionRule{A::kCreateJoinToken, "token-create", Role::kAdmin, S::kTenant},
+    ActionRule{A::kListJoinTokens, "tokens", Role::kAdmin, S::kTenant},
+    ActionRule{A::kRevokeJoinToken, "token-revoke", Role::kAdmin, S::kTenant},
+    ActionRule{A::kListTenants, "tenants", Role::kViewer, S::kHosts},
+    ActionRule{A::kCreateTenant, "tenant-create", Role::kAdmin, S::kInstall},
+    ActionRule{A::kListAccess, "access", Role::kViewer, S::kHosts},
+    ActionRule{A::kGrantAccess, "access-grant", Role::kAdmin, S::kTenant},
+    ActionRule{A::kRevokeAccess, "access-revoke", Role::kAdmin, S::kTenant},
+    ActionRule{A::kSetHostLabels, "label", Role::kAdmin, S::kHosts},
 };
 
 constexpr bool inOrder() {
@@ -54,8 +63,14 @@ constexpr bool inOrder() {
   return true;
 }
 static_assert(inOrder(), "kRules: one row per OperatorAction, in declaration order");
-static_assert(kRules.size() == static_cast<size_t>(A::kRevokeJoinToken) + 1,
+static_assert(kRules.size() == static_cast<size_t>(A::kSetHostLabels) + 1,
               "kRules: a row for every OperatorAction");
+
+// " in tenant acme" after a role, except for the single-team case (tenant default alone).
+std::string suffixFor(const Caller& caller) {
+  const std::string where = tenantsText(caller);
+  return where == kDefaultTenant ? "" : fmt::format(" in {}", where);
+}
 
 }  // namespace
 
@@ -71,15 +86,39 @@ std::string_view actionName(OperatorAction action) { return ruleFor(action).name
 
 absl::Status authorize(const Caller& caller, OperatorAction action) {
   if (!caller.refusal.ok()) return caller.refusal;
-  const Role needed = ruleFor(action).min_role;
-  if (caller.role >= needed) return absl::OkStatus();
-  if (caller.role == Role::kViewer) {
-    return absl::PermissionDeniedError(
-        fmt::format("operator \"{}\" has role viewer: read only", caller.audit_name));
+  const ActionRule& rule = ruleFor(action);
+  const std::string where = tenantsText(caller);
+  if (rule.scope == ActionScope::kInstall && !isInstallAdmin(caller)) {
+    return absl::PermissionDeniedError(fmt::format(
+        "operator \"{}\": {} is for the install's admins (admin in tenant default on every host)",
+        caller.audit_name, rule.name));
   }
-  return absl::PermissionDeniedError(fmt::format("operator \"{}\" has role {}: {} needs {}",
-                                                 caller.audit_name, roleName(caller.role),
-                                                 actionName(action), roleName(needed)));
+  if (rule.scope == ActionScope::kDefaultTenant && where != kDefaultTenant) {
+    return absl::PermissionDeniedError(
+        fmt::format("{} is kept for tenant default only in this release (this call is for {}): its "
+                    "records carry no tenant yet",
+                    rule.name, where));
+  }
+  if (caller.all_tenants && rule.min_role > Role::kViewer && !isInstallAdmin(caller)) {
+    return absl::PermissionDeniedError(
+        fmt::format("operator \"{}\": {} across every tenant (--tenant '*') is for the "
+                    "install's admins: choose one tenant with --tenant NAME",
+                    caller.audit_name, rule.name));
+  }
+  const Role held = roleInCallTenants(caller, /*every_host=*/rule.scope != ActionScope::kHosts);
+  if (held >= rule.min_role) return absl::OkStatus();
+  if (held == Role::kNone) {
+    return absl::PermissionDeniedError(
+        fmt::format("operator \"{}\" has no role {}in {}", caller.audit_name,
+                    rule.scope == ActionScope::kHosts ? "" : "on every host ", where));
+  }
+  if (held == Role::kViewer) {
+    return absl::PermissionDeniedError(fmt::format("operator \"{}\" has role viewer{}: read only",
+                                                   caller.audit_name, suffixFor(caller)));
+  }
+  return absl::PermissionDeniedError(
+      fmt::format("operator \"{}\" has role {}{}: {} needs {}", caller.audit_name, roleName(held),
+                  suffixFor(caller), rule.name, roleName(rule.min_role)));
 }
 
 std::string auditAction(OperatorAction action) { return std::string(actionName(action)); }

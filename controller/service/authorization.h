@@ -6,9 +6,11 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "common/identity.h"
+#include "common/parse.h"
 
 namespace bulkhead::controller {
 
@@ -49,12 +51,32 @@ enum class OperatorAction {
   kCreateJoinToken,  // token-create
   kListJoinTokens,   // tokens
   kRevokeJoinToken,  // token-revoke
+
+  // Tenants and role bindings (service/tenants.h).
+  kListTenants,    // tenants
+  kCreateTenant,   // tenant-create
+  kListAccess,     // access
+  kGrantAccess,    // access-grant
+  kRevokeAccess,   // access-revoke
+  kSetHostLabels,  // label
+};
+
+// Where an action's role is looked for (tenancy.h).
+enum class ActionScope {
+  kHosts,          // any binding in the call's tenants; the hosts it reaches are filtered by
+                   // the caller's role on each (hostsInScope)
+  kTenant,         // a binding on every host of the call's tenant(s)
+  kDefaultTenant,  // the same, and the call's tenant must be "default": the records it reads or
+                   // writes (audit, evidence, signals, approvals, integrations) carry no tenant
+                   // yet, so no other tenant may reach them
+  kInstall,        // the install's admins only (admin in tenant "default" on every host)
 };
 
 struct ActionRule {
   OperatorAction action;
   std::string_view name;  // the audit action
   Role min_role;          // the least role allowed to ask for it
+  ActionScope scope;
 };
 
 // The table, one row per OperatorAction in declaration order.
@@ -64,17 +86,31 @@ std::string_view actionName(OperatorAction action);
 // The same as a string: the `action` of the audit rows this action writes.
 std::string auditAction(OperatorAction action);
 
+// One role of a caller in one tenant, on the hosts whose labels match `hosts` (empty: every
+// host of the tenant).
+struct Grant {
+  std::string tenant;
+  Role role = Role::kViewer;
+  Labels hosts;
+};
+
 // The caller of one operator call, as the front door established it (for gRPC: the client
-// certificate, checked against the CRL).
+// certificate, checked against the CRL, its bindings and the tenant it chose).
 struct Caller {
   std::string audit_name;  // operator name, or "KIND:CN" for a non-operator, or "unauthenticated"
   bool is_operator = false;
+  // Without `grants`: the caller holds `role` in tenant "default" on every host (the callers
+  // the controller makes itself: playbooks, tests).
   Role role = Role::kViewer;
+  std::vector<Grant> grants;         // the certificate's role in "default" and the store's bindings
+  std::vector<std::string> tenants;  // the call's tenants; empty: "default" alone
+  bool all_tenants = false;          // chosen as "*": every tenant of the caller
   absl::Status refusal;  // non-OK: every call of this caller is refused with it
 };
 
-// OK when `caller` may ask for `action`; else the caller's own refusal (not an operator,
-// revoked, unauthenticated) or PERMISSION_DENIED naming the role.
+// OK when `caller` may ask for `action` in the call's tenants (tenancy.h: where the role is
+// looked for, by the action's scope); else the caller's own refusal (not an operator,
+// revoked, unauthenticated, no tenant chosen) or PERMISSION_DENIED naming the role.
 absl::Status authorize(const Caller& caller, OperatorAction action);
 
 }  // namespace bulkhead::controller

@@ -1,15 +1,18 @@
 // Containment's block operations: block, unblock, list, and the propagation of fleet-wide
 // blocks to hosts that join or reconnect later. All of it runs on the containment thread.
+#include "controller/core/blocks.h"
+
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <set>
 
 #include "common/format.h"
 #include "common/saturating.h"
-#include "controller/core/blocks.h"
 #include "controller/core/validate.h"
 #include "controller/service/audit.h"
 #include "controller/service/containment.h"
+#include "controller/service/tenancy.h"
 
 namespace bulkhead::controller {
 
@@ -47,9 +50,15 @@ void Containment::listBlocks(const Caller& caller, ListBlocksRequest req, Blocks
          &Containment::doListBlocks);
 }
 
+std::map<std::string, TargetHost> Containment::targetsFor(const Caller& caller,
+                                                          OperatorAction action) {
+  return hostsInScope(caller, ruleFor(action).min_role, fleet_.targets());
+}
+
 absl::StatusOr<std::vector<std::string>> Containment::blockTargets(
-    bool all, const std::vector<std::string>& hosts, const std::string& selector, bool yes) {
-  auto known = fleet_.targets();
+    const Caller& caller, OperatorAction action, bool all, const std::vector<std::string>& hosts,
+    const std::string& selector, bool yes) {
+  auto known = targetsFor(caller, action);
   if (!all) {
     return resolveTargets(known, TargetRequest{hosts, selector, yes}, options_.selector_limit);
   }
@@ -61,12 +70,12 @@ absl::StatusOr<std::vector<std::string>> Containment::blockTargets(
   return targets;
 }
 
-void Containment::doBlock(const std::string& operator_name, const BlockRequest& req,
-                          ContainmentDone& done) {
+void Containment::doBlock(const Caller& caller, const BlockRequest& req, ContainmentDone& done) {
+  const std::string& operator_name = caller.audit_name;
   const std::string target = auditTarget(req);
   auto refuse = [&](const absl::Status& status) {
-    done(recordCall(store_, clock_, operator_name, auditAction(OperatorAction::kBlock), target, req.reason, status,
-                    fmt::format("cidr {}", req.remote_cidr)),
+    done(recordCall(store_, clock_, operator_name, auditAction(OperatorAction::kBlock), target,
+                    req.reason, status, fmt::format("cidr {}", req.remote_cidr)),
          {});
   };
   if (isBlank(req.reason)) return refuse(absl::InvalidArgumentError("reason: required"));
@@ -79,7 +88,8 @@ void Containment::doBlock(const std::string& operator_name, const BlockRequest& 
   if (auto s = checkBlockGuardrails(*match, blockGuardrails(), req.yes); !s.ok()) {
     return refuse(s);
   }
-  auto resolved = blockTargets(req.all, req.hosts, req.selector, req.yes);
+  auto resolved =
+      blockTargets(caller, OperatorAction::kBlock, req.all, req.hosts, req.selector, req.yes);
   if (!resolved.ok()) return refuse(resolved.status());
   const std::vector<std::string> targets = *std::move(resolved);
   const int64_t now = clock_.nowUnixMs();
@@ -89,52 +99,95 @@ void Containment::doBlock(const std::string& operator_name, const BlockRequest& 
   const auto current = fleet_.desiredStates(targets);
   std::map<std::string, v1::DesiredState> states;
   for (const auto& h : targets) states[h] = withBlock(current.at(h), block, now, options_.endpoints);
+  // `all`: fleet-wide in each of the call's tenants where the caller holds the role on every
+  // host (hosts joining later get it too); elsewhere only the hosts it reaches now.
   std::map<std::string, v1::DesiredState> fleet_state;
+  std::vector<std::string> partial_tenants;
   if (req.all) {
-    v1::DesiredState f;
-    for (const auto& b : fleet_blocks_) *f.add_blocks() = b;
-    f.set_generation(fleet_generation_);
-    fleet_state[kFleetStateKey] = withBlock(f, block, now, {});
+    for (const std::string& tenant : callTenants(caller)) {
+      if (!holdsOnEveryHost(caller, tenant, ruleFor(OperatorAction::kBlock).min_role)) {
+        partial_tenants.push_back(tenant);
+        continue;
+      }
+      v1::DesiredState f;
+      const TenantBlocks& existing = fleet_blocks_[tenant];
+      for (const auto& b : existing.blocks) *f.add_blocks() = b;
+      f.set_generation(existing.generation);
+      fleet_state[fleetStateKey(tenant)] = withBlock(f, block, now, {});
+    }
   }
 
-  auto op = newOp(OperatorAction::kBlock, operator_name, target, req.reason, req.wait_ms, std::move(done));
+  auto op = newOp(OperatorAction::kBlock, operator_name, target, req.reason, req.wait_ms,
+                  std::move(done));
+  for (const auto& tenant : partial_tenants) {
+    op->result.warnings.push_back(fmt::format(
+        "your role does not cover every host of tenant {}: the block is on the hosts you reach "
+        "now, and hosts joining it later do not get it",
+        tenant));
+  }
   std::string detail = fmt::format("block {} ({}); hosts {}", match->describe(), block.id(),
                                    targets.empty() ? "none yet" : joinedHosts(targets));
   if (req.ttl_ms > 0) detail += fmt::format("; ttl {} ms", req.ttl_ms);
-  if (req.all) detail += "; fleet-wide (hosts joining later get it too)";
-  // commitAndWait persists the fleet row with the hosts' states and the audit row, atomically;
-  // the in-memory fleet list follows only what was persisted.
-  if (commitAndWait(op, targets, states, {}, detail, fleet_state) && req.all) {
-    fleet_blocks_.assign(fleet_state[kFleetStateKey].blocks().begin(),
-                         fleet_state[kFleetStateKey].blocks().end());
-    fleet_generation_ = fleet_state[kFleetStateKey].generation();
+  for (const auto& [key, state] : fleet_state) {
+    const std::string tenant = *tenantOfFleetStateKey(key);
+    detail += tenant == kDefaultTenant
+                  ? std::string("; fleet-wide (hosts joining later get it too)")
+                  : fmt::format("; tenant-wide in {} (hosts joining later get it too)", tenant);
+  }
+  // commitAndWait persists the fleet rows with the hosts' states and the audit row,
+  // atomically; the in-memory fleet lists follow only what was persisted.
+  if (commitAndWait(op, targets, states, {}, detail, fleet_state)) adoptFleetState(fleet_state);
+}
+
+void Containment::adoptFleetState(const std::map<std::string, v1::DesiredState>& fleet_state) {
+  for (const auto& [key, state] : fleet_state) {
+    TenantBlocks& t = fleet_blocks_[*tenantOfFleetStateKey(key)];
+    fleet_generation_ += state.generation() - t.generation;
+    t.blocks.assign(state.blocks().begin(), state.blocks().end());
+    t.generation = state.generation();
   }
 }
 
-void Containment::doUnblock(const std::string& operator_name, const UnblockRequest& req,
+void Containment::doUnblock(const Caller& caller, const UnblockRequest& req,
                             ContainmentDone& done) {
+  const std::string& operator_name = caller.audit_name;
   const std::string target = auditTarget(req);
   auto refuse = [&](const absl::Status& status) {
-    done(recordCall(store_, clock_, operator_name, auditAction(OperatorAction::kUnblock), target, req.reason, status,
-                    fmt::format("cidr {}", req.remote_cidr)),
+    done(recordCall(store_, clock_, operator_name, auditAction(OperatorAction::kUnblock), target,
+                    req.reason, status, fmt::format("cidr {}", req.remote_cidr)),
          {});
   };
   if (isBlank(req.reason)) return refuse(absl::InvalidArgumentError("reason: required"));
   auto match = parseBlockMatch(req.remote_cidr, req.protocol, req.port, req.direction);
   if (!match.ok()) return refuse(match.status());
   const int64_t now = clock_.nowUnixMs();
-  const bool fleet_wide = std::any_of(fleet_blocks_.begin(), fleet_blocks_.end(),
-                                      [&](const v1::Block& b) {
-                                        return sameMatch(b, *match) &&
-                                               (b.expires_at_unix_ms() == 0 ||
-                                                b.expires_at_unix_ms() > now);
-                                      });
-  if (!req.all && fleet_wide) {
+  // The call's tenants where the match is a fleet-wide block.
+  std::vector<std::string> fleet_wide;
+  for (const std::string& tenant : callTenants(caller)) {
+    const auto it = fleet_blocks_.find(tenant);
+    if (it == fleet_blocks_.end()) continue;
+    if (std::any_of(it->second.blocks.begin(), it->second.blocks.end(), [&](const v1::Block& b) {
+          return sameMatch(b, *match) &&
+                 (b.expires_at_unix_ms() == 0 || b.expires_at_unix_ms() > now);
+        })) {
+      fleet_wide.push_back(tenant);
+    }
+  }
+  if (!req.all && !fleet_wide.empty()) {
     return refuse(absl::FailedPreconditionError(
         fmt::format("{} is a fleet-wide block: remove it with --all; nothing was changed",
                     match->describe())));
   }
-  auto resolved = blockTargets(req.all, req.hosts, req.selector, req.yes);
+  for (const auto& tenant : fleet_wide) {
+    if (!holdsOnEveryHost(caller, tenant, ruleFor(OperatorAction::kUnblock).min_role)) {
+      return refuse(absl::PermissionDeniedError(fmt::format(
+          "{} is a fleet-wide block of tenant {}: removing it needs your role on every host "
+          "of the tenant; nothing was changed",
+          match->describe(), tenant)));
+    }
+  }
+  auto resolved =
+      blockTargets(caller, OperatorAction::kUnblock, req.all, req.hosts, req.selector, req.yes);
   if (!resolved.ok()) return refuse(resolved.status());
   const std::vector<std::string> targets = *std::move(resolved);
   const auto current = fleet_.desiredStates(targets);
@@ -147,41 +200,43 @@ void Containment::doUnblock(const std::string& operator_name, const UnblockReque
     }
   }
   std::map<std::string, v1::DesiredState> fleet_state;
-  if (req.all && fleet_wide) {
-    v1::DesiredState f;
-    for (const auto& b : fleet_blocks_) *f.add_blocks() = b;
-    f.set_generation(fleet_generation_);
-    if (auto next = withoutBlock(f, *match, now, {})) fleet_state[kFleetStateKey] = *next;
+  if (req.all) {
+    for (const auto& tenant : fleet_wide) {
+      const TenantBlocks& existing = fleet_blocks_[tenant];
+      v1::DesiredState f;
+      for (const auto& b : existing.blocks) *f.add_blocks() = b;
+      f.set_generation(existing.generation);
+      if (auto next = withoutBlock(f, *match, now, {})) fleet_state[fleetStateKey(tenant)] = *next;
+    }
   }
   if (order.empty() && fleet_state.empty()) {
     return refuse(absl::NotFoundError(
         fmt::format("no block {} on {}; nothing was changed", match->describe(), target)));
   }
-  auto op = newOp(OperatorAction::kUnblock, operator_name, target, req.reason, req.wait_ms, std::move(done));
+  auto op = newOp(OperatorAction::kUnblock, operator_name, target, req.reason, req.wait_ms,
+                  std::move(done));
   const bool persisted = commitAndWait(
       op, order, states, {},
       fmt::format("unblock {}; hosts {}{}", match->describe(),
                   order.empty() ? "none" : joinedHosts(order),
                   fleet_state.empty() ? "" : "; fleet-wide"),
       fleet_state);
-  if (persisted && !fleet_state.empty()) {
-    fleet_blocks_.assign(fleet_state[kFleetStateKey].blocks().begin(),
-                         fleet_state[kFleetStateKey].blocks().end());
-    fleet_generation_ = fleet_state[kFleetStateKey].generation();
-  }
+  if (persisted) adoptFleetState(fleet_state);
 }
 
-void Containment::doListBlocks(const std::string& operator_name, const ListBlocksRequest& req,
+void Containment::doListBlocks(const Caller& caller, const ListBlocksRequest& req,
                                BlocksDone& done) {
+  const std::string& operator_name = caller.audit_name;
   const std::string target = auditTarget(req);
   const int64_t now = clock_.nowUnixMs();
-  auto known = fleet_.targets();
+  auto known = targetsFor(caller, OperatorAction::kListBlocks);
   std::vector<std::string> hosts;
   if (!req.host.empty()) {
     if (!known.count(req.host)) {
-      done(recordCall(store_, clock_, operator_name, auditAction(OperatorAction::kListBlocks), target, "",
-                      absl::NotFoundError(fmt::format("unknown host \"{}\"", req.host))),
-           {});
+      done(
+          recordCall(store_, clock_, operator_name, auditAction(OperatorAction::kListBlocks),
+                     target, "", absl::NotFoundError(fmt::format("unknown host \"{}\"", req.host))),
+          {});
       return;
     }
     hosts.push_back(req.host);
@@ -193,36 +248,46 @@ void Containment::doListBlocks(const std::string& operator_name, const ListBlock
   };
   std::set<std::string> fleet_ids;
   std::vector<BlockEntry> entries;
-  for (const auto& b : fleet_blocks_) {
-    if (b.expires_at_unix_ms() != 0 && b.expires_at_unix_ms() <= now) continue;
-    fleet_ids.insert(b.id());
-    entries.push_back(BlockEntry{.block = b, .fleet_wide = true, .remaining_ms = remaining(b)});
+  for (const std::string& tenant : callTenants(caller)) {
+    const auto it = fleet_blocks_.find(tenant);
+    if (it == fleet_blocks_.end()) continue;
+    for (const auto& b : it->second.blocks) {
+      if (b.expires_at_unix_ms() != 0 && b.expires_at_unix_ms() <= now) continue;
+      fleet_ids.insert(b.id());
+      entries.push_back(BlockEntry{.block = b, .fleet_wide = true, .remaining_ms = remaining(b)});
+    }
   }
   for (const auto& [h, state] : fleet_.desiredStates(hosts)) {
     for (const auto& b : state.blocks()) {
-      if (fleet_ids.count(b.id()) || (b.expires_at_unix_ms() != 0 && b.expires_at_unix_ms() <= now)) {
+      if (fleet_ids.count(b.id()) ||
+          (b.expires_at_unix_ms() != 0 && b.expires_at_unix_ms() <= now)) {
         continue;
       }
       entries.push_back(BlockEntry{.block = b, .host_id = h, .remaining_ms = remaining(b)});
     }
   }
-  absl::Status status = recordCall(store_, clock_, operator_name, auditAction(OperatorAction::kListBlocks), target, "",
-                                   absl::OkStatus(), fmt::format("{} blocks", entries.size()));
+  absl::Status status =
+      recordCall(store_, clock_, operator_name, auditAction(OperatorAction::kListBlocks), target,
+                 "", absl::OkStatus(), fmt::format("{} blocks", entries.size()));
   done(status, status.ok() ? std::move(entries) : std::vector<BlockEntry>{});
 }
 
 void Containment::propagateFleetBlocks() {
   if (fleet_blocks_.empty()) return;
   const int64_t now = clock_.nowUnixMs();
+  const auto targets = fleet_.targets();
   std::vector<std::string> all;
-  for (const auto& [h, t] : fleet_.targets()) all.push_back(h);
+  for (const auto& [h, t] : targets) all.push_back(h);
   if (all == propagated_hosts_ && fleet_generation_ == propagated_generation_) return;
   const auto current = fleet_.desiredStates(all);
   std::map<std::string, v1::DesiredState> states;
   std::vector<std::string> order;
   std::string added;
   for (const auto& [h, state] : current) {
-    auto missing = missingFleetBlocks(state, fleet_blocks_, now);
+    // Only the host's own tenant's fleet-wide blocks.
+    const auto tenant_blocks = fleet_blocks_.find(targets.at(h).tenant);
+    if (tenant_blocks == fleet_blocks_.end()) continue;
+    auto missing = missingFleetBlocks(state, tenant_blocks->second.blocks, now);
     if (missing.empty()) continue;
     v1::DesiredState next = state;
     for (const auto& b : missing) next = withBlock(next, b, now, options_.endpoints);

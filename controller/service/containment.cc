@@ -9,6 +9,7 @@
 #include "controller/core/containment.h"
 #include "controller/core/validate.h"
 #include "controller/service/audit.h"
+#include "controller/service/tenancy.h"
 
 namespace bulkhead::controller {
 
@@ -75,9 +76,13 @@ Containment::Containment(const Clock& clock, Store& store, FleetControl& fleet, 
     thread_.post([this, op] { complete(op, false); });
   });
   if (auto stored = store_.loadDesiredStates(); stored.ok()) {
-    if (auto it = stored->find(kFleetStateKey); it != stored->end()) {
-      fleet_blocks_.assign(it->second.blocks().begin(), it->second.blocks().end());
-      fleet_generation_ = it->second.generation();
+    for (const auto& [key, state] : *stored) {
+      const auto tenant = tenantOfFleetStateKey(key);
+      if (!tenant) continue;
+      fleet_blocks_[*tenant] =
+          TenantBlocks{.blocks = {state.blocks().begin(), state.blocks().end()},
+                       .generation = state.generation()};
+      fleet_generation_ += state.generation();
     }
   } else {
     spdlog::error("fleet-wide blocks not loaded: {}", stored.status());
@@ -139,8 +144,9 @@ void Containment::release(const Caller& caller, ReleaseRequest req, ContainmentD
          &Containment::doRelease);
 }
 
-void Containment::doIsolate(const std::string& operator_name, const IsolateRequest& req,
+void Containment::doIsolate(const Caller& caller, const IsolateRequest& req,
                             ContainmentDone& done) {
+  const std::string& operator_name = caller.audit_name;
   const std::string target = auditTarget(req);
   auto refuse = [&](const absl::Status& status) {
     done(recordCall(store_, clock_, operator_name, auditAction(OperatorAction::kIsolate), target, req.reason, status,
@@ -158,7 +164,7 @@ void Containment::doIsolate(const std::string& operator_name, const IsolateReque
         "--advertise IP:PORT, --listen on an IP address, or a certificate that names its IP "
         "addresses (pki init --controller-ip)"));
   }
-  auto known = fleet_.targets();
+  auto known = targetsFor(caller, OperatorAction::kIsolate);
   auto targets = resolveTargets(known, TargetRequest{req.hosts, req.selector, req.yes},
                                 options_.selector_limit);
   if (!targets.ok()) return refuse(targets.status());
@@ -246,15 +252,17 @@ void Containment::doIsolate(const std::string& operator_name, const IsolateReque
   commitAndWait(op, allowed, states, set_names, detail);
 }
 
-void Containment::doRelease(const std::string& operator_name, const ReleaseRequest& req,
+void Containment::doRelease(const Caller& caller, const ReleaseRequest& req,
                             ContainmentDone& done) {
+  const std::string& operator_name = caller.audit_name;
   const std::string target = auditTarget(req);
   auto refuse = [&](const absl::Status& status) {
     done(recordCall(store_, clock_, operator_name, auditAction(OperatorAction::kRelease), target, req.reason, status), {});
   };
   if (isBlank(req.reason)) return refuse(absl::InvalidArgumentError("reason: required"));
-  auto targets = resolveTargets(fleet_.targets(), TargetRequest{req.hosts, req.selector, req.yes},
-                                options_.selector_limit);
+  auto targets =
+      resolveTargets(targetsFor(caller, OperatorAction::kRelease),
+                     TargetRequest{req.hosts, req.selector, req.yes}, options_.selector_limit);
   if (!targets.ok()) return refuse(targets.status());
   const auto current = fleet_.desiredStates(*targets);
   std::map<std::string, v1::DesiredState> states;

@@ -81,9 +81,10 @@ class Containment {
   void release(const Caller& caller, ReleaseRequest req, ContainmentDone done);
 
   // Blocks (implemented in blocks.cc), on the same thread as isolate/release so that every
-  // change of a desired state is serialised. Fleet-wide blocks (`all`) are stored once (under
-  // kFleetStateKey) and added to every host's desired state, including hosts that join or
-  // reconnect later (checked every expiry_interval).
+  // change of a desired state is serialised. Fleet-wide blocks (`all` by a caller holding the
+  // role on every host of its tenant) are stored once per tenant (fleetStateKey) and added to
+  // the desired state of every host of that tenant, including hosts that join or reconnect
+  // later (checked every expiry_interval); never to another tenant's.
   void block(const Caller& caller, BlockRequest req, ContainmentDone done);
   void unblock(const Caller& caller, UnblockRequest req, ContainmentDone done);
   void listBlocks(const Caller& caller, ListBlocksRequest req, BlocksDone done);
@@ -104,7 +105,7 @@ class Containment {
   // thread.
   template <typename Request, typename Done>
   void submit(OperatorAction action, const Caller& caller, Request req, Done done,
-              void (Containment::*work)(const std::string&, const Request&, Done&)) {
+              void (Containment::*work)(const Caller&, const Request&, Done&)) {
     // Computed before `req` moves into the work (argument order is unspecified).
     const std::string target = auditTarget(req);
     std::string reason;
@@ -119,14 +120,12 @@ class Containment {
     }
     postOrRefuse(
         caller.audit_name, action, target, reason, [done](const absl::Status& s) { done(s, {}); },
-        [this, work, name = caller.audit_name, req = std::move(req), done]() mutable {
-          (this->*work)(name, req, done);
+        [this, work, caller, req = std::move(req), done]() mutable {
+          (this->*work)(caller, req, done);
         });
   }
-  void doIsolate(const std::string& operator_name, const IsolateRequest& req,
-                 ContainmentDone& done);
-  void doRelease(const std::string& operator_name, const ReleaseRequest& req,
-                 ContainmentDone& done);
+  void doIsolate(const Caller& caller, const IsolateRequest& req, ContainmentDone& done);
+  void doRelease(const Caller& caller, const ReleaseRequest& req, ContainmentDone& done);
   // Persists `states` (and `persist_only`) with the audit row, publishes, and completes the op
   // when answered. False when nothing could be persisted (op->done got the error).
   bool commitAndWait(const std::shared_ptr<PendingOp>& op, const std::vector<std::string>& order,
@@ -136,19 +135,29 @@ class Containment {
                      const std::map<std::string, bulkhead::v1::DesiredState>& persist_only = {});
   void complete(const std::shared_ptr<PendingOp>& op, bool shutting_down);
   void expireIsolations();
-  void doBlock(const std::string& operator_name, const BlockRequest& req, ContainmentDone& done);
-  void doUnblock(const std::string& operator_name, const UnblockRequest& req,
-                 ContainmentDone& done);
-  void doListBlocks(const std::string& operator_name, const ListBlocksRequest& req,
-                    BlocksDone& done);
-  // Adds the fleet-wide blocks a known host lacks (new or re-registered hosts).
+  void doBlock(const Caller& caller, const BlockRequest& req, ContainmentDone& done);
+  void doUnblock(const Caller& caller, const UnblockRequest& req, ContainmentDone& done);
+  void doListBlocks(const Caller& caller, const ListBlocksRequest& req, BlocksDone& done);
+  // Takes persisted fleet-wide rows (fleetStateKey) as the tenants' fleet-wide blocks.
+  void adoptFleetState(const std::map<std::string, bulkhead::v1::DesiredState>& fleet_state);
+  // Adds the fleet-wide blocks of its tenant a known host lacks (new or re-registered hosts).
   void propagateFleetBlocks();
   BlockGuardrails blockGuardrails() const;
-  // The hosts a block or unblock names: every known host with `all` (which takes no hosts or
-  // selector), else the hosts or the selector under resolveTargets' rules.
-  absl::StatusOr<std::vector<std::string>> blockTargets(bool all,
+  // The hosts a block or unblock names: every host `caller` reaches with `action`'s role with
+  // `all` (which takes no hosts or selector), else the hosts or the selector under
+  // resolveTargets' rules among those.
+  absl::StatusOr<std::vector<std::string>> blockTargets(const Caller& caller, OperatorAction action,
+                                                        bool all,
                                                         const std::vector<std::string>& hosts,
                                                         const std::string& selector, bool yes);
+  // The known hosts `caller` reaches with `action`'s role (tenancy.h): the others are unknown
+  // to it.
+  std::map<std::string, TargetHost> targetsFor(const Caller& caller, OperatorAction action);
+  // The fleet-wide blocks of `tenant` (containment thread only).
+  struct TenantBlocks {
+    std::vector<bulkhead::v1::Block> blocks;
+    uint64_t generation = 0;
+  };
   std::chrono::milliseconds waitFor(uint32_t wait_ms) const;
   // A new operation of `action` (its id, caller, audit target, reason and wait), answering `done`.
   std::shared_ptr<PendingOp> newOp(OperatorAction action, const std::string& operator_name,
@@ -162,8 +171,9 @@ class Containment {
   const NameCache& names_;   // exemption DNS names, resolved off this thread
   const ContainmentOptions options_;
   std::atomic<uint64_t> next_op_{1};
-  std::vector<bulkhead::v1::Block> fleet_blocks_;   // containment thread only
-  uint64_t fleet_generation_ = 0;                   // containment thread only
+  // Fleet-wide blocks by tenant, each stored under fleetStateKey(tenant).
+  std::map<std::string, TenantBlocks> fleet_blocks_;  // containment thread only
+  uint64_t fleet_generation_ = 0;  // the sum of every tenant's (containment thread only)
   uint64_t next_block_ = 1;                         // containment thread only
   // What propagateFleetBlocks() last checked: only a new host (or a fleet-wide change) can
   // lack a fleet-wide block, so nothing is scanned while these stay the same.

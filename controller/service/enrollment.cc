@@ -12,12 +12,18 @@
 #include "common/parse.h"
 #include "common/text.h"
 #include "controller/service/audit.h"
+#include "controller/service/tenancy.h"
 #include "evidence/hash.h"
 
 namespace bulkhead::controller {
 namespace {
 
 namespace v1 = bulkhead::v1;
+
+// A token's tenant; tokens made before tenants carry none and enroll into "default".
+std::string tenantOf(const v1::JoinToken& token) {
+  return token.tenant().empty() ? std::string(kDefaultTenant) : token.tenant();
+}
 
 constexpr uint32_t kMinTtlSeconds = 60;
 constexpr uint32_t kMaxTtlSeconds = 30 * 24 * 3600;
@@ -89,6 +95,10 @@ absl::StatusOr<EnrollmentService::Created> EnrollmentService::createToken(
   if (ttl_seconds == 0) ttl_seconds = kDefaultTtlSeconds;
   if (max_uses == 0) max_uses = 1;
   absl::Status check = authorize(caller, OperatorAction::kCreateJoinToken);
+  if (check.ok() && callTenants(caller).size() != 1) {
+    check = absl::InvalidArgumentError(
+        "tenant: a join token enrolls hosts into one tenant: choose it with --tenant NAME");
+  }
   if (check.ok() && !enabled()) {
     check = absl::FailedPreconditionError(
         "enrollment is off on this controller: start it with --enroll-listen ADDR:PORT and "
@@ -134,9 +144,10 @@ absl::StatusOr<EnrollmentService::Created> EnrollmentService::createToken(
   t.set_max_uses(max_uses);
   t.set_created_unix_ms(now);
   t.set_created_by(caller.audit_name);
+  t.set_tenant(callTenants(caller).front());
   const std::string detail =
-      fmt::format("labels {}; expires {}; {} use{}", labelText(labels), utc(t.expires_unix_ms()),
-                  max_uses, max_uses == 1 ? "" : "s");
+      fmt::format("tenant {}; labels {}; expires {}; {} use{}", t.tenant(), labelText(labels),
+                  utc(t.expires_unix_ms()), max_uses, max_uses == 1 ? "" : "s");
   AuditEntry audit =
       callEntry(now, caller.audit_name, action, id, reason, absl::OkStatus(), detail);
   if (absl::Status added = store_.addJoinToken(row, audit); !added.ok()) {
@@ -163,7 +174,9 @@ absl::StatusOr<std::vector<v1::JoinToken>> EnrollmentService::listTokens(const C
     return s;
   }
   std::vector<v1::JoinToken> out;
-  for (JoinTokenRow& r : *rows) out.push_back(std::move(r.record));
+  for (JoinTokenRow& r : *rows) {
+    if (inCallTenants(caller, tenantOf(r.record))) out.push_back(std::move(r.record));
+  }
   return out;
 }
 
@@ -178,7 +191,8 @@ absl::StatusOr<v1::JoinToken> EnrollmentService::revokeToken(const Caller& calle
     found = store_.findJoinToken(token_id);
     if (!found.ok()) {
       check = found.status();
-    } else if (!found->has_value()) {
+    } else if (!found->has_value() || !inCallTenants(caller, tenantOf((*found)->record))) {
+      // Another tenant's token reads exactly as an unknown one.
       check = absl::NotFoundError(fmt::format("no join token \"{}\"", token_id));
     } else if ((*found)->record.revoked_unix_ms() != 0) {
       check =
@@ -268,11 +282,12 @@ absl::StatusOr<v1::EnrollResponse> EnrollmentService::enroll(const std::string& 
                            .token_id = id,
                            .serial = identity->serial,
                            .labels = labels,
-                           .enrolled_unix_ms = now};
+                           .enrolled_unix_ms = now,
+                           .tenant = tenantOf((*found)->record)};
   AuditEntry audit =
       callEntry(now, "enroll:" + host_id, kAgentEnrollAuditAction, host_id, id, absl::OkStatus(),
-                fmt::format("from {}; token {}; serial {}; labels {}", peer, id, identity->serial,
-                            labelText(labels)));
+                fmt::format("from {}; token {}; serial {}; tenant {}; labels {}", peer, id,
+                            identity->serial, enrollment.tenant, labelText(labels)));
   auto redeemed = store_.redeemJoinToken(
       enrollment,
       [&](const JoinTokenRow& row, bool host_known) {

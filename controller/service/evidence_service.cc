@@ -17,6 +17,7 @@
 #include "controller/core/validate.h"
 #include "controller/service/audit.h"
 #include "controller/service/record_text.h"
+#include "controller/service/tenancy.h"
 #include "evidence/bundle.h"
 #include "evidence/json_read.h"
 #include "evidence/summary.h"
@@ -152,7 +153,10 @@ void EvidenceService::capture(const Caller& caller, const CaptureRequest& req,
     result = absl::InvalidArgumentError("--reason is required");
   } else if (result.ok() && host.empty()) {
     result = absl::InvalidArgumentError("host: required");
-  } else if (result.ok() && !hosts_.getHost(host)) {
+  } else if (auto found = result.ok() ? hosts_.getHost(host) : std::nullopt;
+             result.ok() && (!found || roleOnHost(caller, found->host()) <
+                                           ruleFor(OperatorAction::kCapture).min_role)) {
+    // Another tenant's host, or one out of the caller's reach, reads exactly as unknown.
     result = absl::NotFoundError(fmt::format("unknown host \"{}\"", host));
   } else if (result.ok() && !hosts_.online(host)) {
     result = absl::UnavailableError(fmt::format("host {} is offline", host));

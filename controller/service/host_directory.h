@@ -22,6 +22,10 @@ class HostDirectory {
   virtual std::optional<bulkhead::v1::HostStatus> getHost(const std::string& host_id) = 0;
   // Whether `host_id` has a live stream.
   virtual bool online(const std::string& host_id) = 0;
+  // Makes `labels` (already persisted) the host's labels at once, set by `set_by`; false for an
+  // unknown host.
+  virtual bool applyLabels(const std::string& host_id, const Labels& labels,
+                           const std::string& set_by) = 0;
 };
 
 }  // namespace bulkhead::controller

@@ -4,10 +4,18 @@
 #include "common/parse.h"
 #include "controller/core/validate.h"
 #include "controller/service/audit.h"
+#include "controller/service/tenancy.h"
 
 namespace bulkhead::controller {
 
 namespace v1 = bulkhead::v1;
+
+namespace {
+
+// As many labels as a join token may carry.
+constexpr size_t kMaxHostLabels = 32;
+
+}  // namespace
 
 HostInventory::HostInventory(const Clock& clock, Store& store, HostDirectory& hosts)
     : clock_(clock), store_(store), hosts_(hosts) {}
@@ -27,7 +35,12 @@ absl::StatusOr<std::vector<v1::HostSummary>> HostInventory::listHosts(const Call
         selector = *std::move(parsed);
       }
     }
-    if (status.ok()) hosts = hosts_.listHosts(selector);
+    if (status.ok()) {
+      // Only the hosts the caller reaches (tenancy.h): the others are not there for it.
+      for (auto& h : hosts_.listHosts(selector)) {
+        if (roleOnHost(caller, h) >= Role::kViewer) hosts.push_back(std::move(h));
+      }
+    }
   }
   status = recordCall(store_, clock_, caller.audit_name,
                       auditAction(OperatorAction::kListHosts),
@@ -44,6 +57,8 @@ absl::StatusOr<v1::HostStatus> HostInventory::getHost(const Caller& caller,
   v1::HostStatus host;
   if (status.ok()) {
     auto found = hosts_.getHost(req.host);
+    // Out of reach reads exactly as unknown.
+    if (found && roleOnHost(caller, found->host()) < Role::kViewer) found.reset();
     if (!found) {
       status = absl::NotFoundError(fmt::format("unknown host \"{}\"", req.host));
     } else {
@@ -54,6 +69,64 @@ absl::StatusOr<v1::HostStatus> HostInventory::getHost(const Caller& caller,
                       auditAction(OperatorAction::kGetHost), req.host, "", status);
   if (!status.ok()) return status;
   return host;
+}
+
+absl::StatusOr<v1::HostSummary> HostInventory::setLabels(const Caller& caller,
+                                                         const SetHostLabelsRequest& req) {
+  const std::string action = auditAction(OperatorAction::kSetHostLabels);
+  absl::Status status = authorize(caller, OperatorAction::kSetHostLabels);
+  if (status.ok()) status = validateRequest(req);
+  if (status.ok() && isBlank(req.reason)) status = absl::InvalidArgumentError("reason: required");
+  if (status.ok() && req.set.empty() && req.remove.empty()) {
+    status = absl::InvalidArgumentError("labels: give at least one K=V to set or a key to remove");
+  }
+  for (const auto& [k, v] : req.set) {
+    if (!status.ok()) break;
+    status = parseLabel("set", fmt::format("{}={}", k, v)).status();
+  }
+  for (const auto& k : req.remove) {
+    if (!status.ok()) break;
+    status = parseLabel("remove", fmt::format("{}=x", k)).status();
+  }
+  Labels labels;
+  if (status.ok()) {
+    auto found = hosts_.getHost(req.host);
+    // Out of reach reads exactly as unknown.
+    if (found &&
+        roleOnHost(caller, found->host()) < ruleFor(OperatorAction::kSetHostLabels).min_role) {
+      found.reset();
+    }
+    if (!found) {
+      status = absl::NotFoundError(fmt::format("unknown host \"{}\"", req.host));
+    } else {
+      labels = Labels(found->host().labels().begin(), found->host().labels().end());
+    }
+  }
+  for (const auto& [k, v] : req.set) labels[k] = v;
+  for (const auto& k : req.remove) labels.erase(k);
+  if (status.ok() && labels.size() > kMaxHostLabels) {
+    status = absl::InvalidArgumentError(
+        fmt::format("labels: {} labels, at most {}", labels.size(), kMaxHostLabels));
+  }
+  if (!status.ok()) {
+    return recordCall(store_, clock_, caller.audit_name, action, req.host, req.reason, status);
+  }
+  const int64_t now = clock_.nowUnixMs();
+  const AuditEntry audit =
+      callEntry(now, caller.audit_name, action, req.host, req.reason, absl::OkStatus(),
+                fmt::format("labels {}", labelsText(labels)));
+  if (auto s = store_.setHostLabels(HostLabelsRow{.host_id = req.host,
+                                                  .labels = labels,
+                                                  .set_by = caller.audit_name,
+                                                  .set_unix_ms = now},
+                                    audit);
+      !s.ok()) {
+    return recordCall(store_, clock_, caller.audit_name, action, req.host, req.reason, s);
+  }
+  hosts_.applyLabels(req.host, labels, caller.audit_name);
+  auto after = hosts_.getHost(req.host);
+  if (!after) return absl::NotFoundError(fmt::format("unknown host \"{}\"", req.host));
+  return after->host();
 }
 
 }  // namespace bulkhead::controller

@@ -26,6 +26,12 @@ class HostInventory {
                                                                    const ListHostsRequest& req);
   // One host's status; NOT_FOUND naming an unknown host.
   absl::StatusOr<bulkhead::v1::HostStatus> getHost(const Caller& caller, const GetHostRequest& req);
+  // Sets the controller's labels of a host (admins of its tenant): `set` then `remove` applied
+  // to its labels, stored with the audit row, then applied at once. INVALID_ARGUMENT naming a
+  // bad label, key or missing reason; NOT_FOUND for a host unknown or out of reach. Answers
+  // the host as listed.
+  absl::StatusOr<bulkhead::v1::HostSummary> setLabels(const Caller& caller,
+                                                      const SetHostLabelsRequest& req);
 
  private:
   const Clock& clock_;

@@ -11,6 +11,7 @@
 #include "controller/core/validate.h"
 #include "controller/service/audit.h"
 #include "controller/service/evidence_service.h"
+#include "controller/service/tenancy.h"
 
 namespace bulkhead::controller {
 
@@ -150,6 +151,13 @@ absl::Status HostOperations::admitted(const Caller& caller, OperatorAction actio
   return status;
 }
 
+bool HostOperations::reaches(const Caller& caller, OperatorAction action, const std::string& host) {
+  const auto known = fleet_.targets();
+  const auto it = known.find(host);
+  return it != known.end() &&
+         roleOn(caller, it->second.tenant, it->second.labels) >= ruleFor(action).min_role;
+}
+
 void HostOperations::refuse(const std::string& operator_name, OperatorAction action,
                             const std::string& host, const std::string& reason,
                             const absl::Status& status, HostActionDone& done,
@@ -162,7 +170,8 @@ void HostOperations::refuse(const std::string& operator_name, OperatorAction act
 void HostOperations::listSessions(const Caller& caller, const ListSessionsRequest& req,
                                   HostActionDone done) {
   absl::Status status = admitted(caller, OperatorAction::kListSessions, req);
-  if (status.ok() && !fleet_.known(req.host)) status = unknownHost(req.host);
+  if (status.ok() && !reaches(caller, OperatorAction::kListSessions, req.host))
+    status = unknownHost(req.host);
   if (!status.ok()) {
     return refuse(caller.audit_name, OperatorAction::kListSessions, req.host, "", status, done);
   }
@@ -177,7 +186,8 @@ void HostOperations::killSessions(const Caller& caller, const KillSessionsReques
   const auto& m = req.match;
   absl::Status status = admitted(caller, OperatorAction::kKillSessions, req);
   if (status.ok()) status = required(req);
-  if (status.ok() && !fleet_.known(req.host)) status = unknownHost(req.host);
+  if (status.ok() && !reaches(caller, OperatorAction::kKillSessions, req.host))
+    status = unknownHost(req.host);
   if (!status.ok()) {
     return refuse(caller.audit_name, OperatorAction::kKillSessions, req.host, req.reason, status,
                   done);
@@ -211,7 +221,8 @@ void HostOperations::killProcess(const Caller& caller, const KillProcessRequest&
   const auto& m = req.match;
   absl::Status status = admitted(caller, OperatorAction::kKillProcess, req);
   if (status.ok()) status = required(req);
-  if (status.ok() && !fleet_.known(req.host)) status = unknownHost(req.host);
+  if (status.ok() && !reaches(caller, OperatorAction::kKillProcess, req.host))
+    status = unknownHost(req.host);
   if (!status.ok()) {
     return refuse(caller.audit_name, OperatorAction::kKillProcess, req.host, req.reason, status,
                   done);
@@ -242,7 +253,8 @@ void HostOperations::killConnections(const Caller& caller, const KillConnections
                                      HostActionDone done) {
   absl::Status status = admitted(caller, OperatorAction::kKillConnections, req);
   if (status.ok()) status = required(req);
-  if (status.ok() && !fleet_.known(req.host)) status = unknownHost(req.host);
+  if (status.ok() && !reaches(caller, OperatorAction::kKillConnections, req.host))
+    status = unknownHost(req.host);
   if (!status.ok()) {
     return refuse(caller.audit_name, OperatorAction::kKillConnections, req.host, req.reason, status,
                   done, fmt::format("remote {}", req.remote_cidr));

@@ -81,6 +81,9 @@ class HostOperations {
   // authorize(caller, action), then validateRequest(req): the first refusal.
   template <typename Request>
   absl::Status admitted(const Caller& caller, OperatorAction action, const Request& req);
+  // Whether `host` is known and `caller` holds `action`'s role on it (tenancy.h); a host out
+  // of reach is answered as unknown.
+  bool reaches(const Caller& caller, OperatorAction action, const std::string& host);
   // Audits a refusal of `action` and hands it to `done`.
   void refuse(const std::string& operator_name, OperatorAction action, const std::string& host,
               const std::string& reason, const absl::Status& status, HostActionDone& done,

@@ -88,14 +88,15 @@ absl::StatusOr<bool> SqliteJoinTokens::hostKnown(const std::string& host_id) {
 
 absl::Status SqliteJoinTokens::addEnrollment(const EnrollmentRow& row) {
   Stmt st(db_,
-          "INSERT INTO enrollments(host_id, token_id, serial, labels, enrolled_at) "
-          "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING");
+          "INSERT INTO enrollments(host_id, token_id, serial, labels, enrolled_at, tenant) "
+          "VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING");
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, row.host_id);
   st.bind(2, row.token_id);
   st.bind(3, row.serial);
   st.bind(4, nlohmann::json(row.labels).dump());
   st.bind(5, row.enrolled_unix_ms);
+  st.bind(6, row.tenant);
   if (auto s = st.run(); !s.ok()) return s;
   if (sqlite3_changes(db_) == 0) {
     return absl::AlreadyExistsError(fmt::format("host \"{}\" is enrolled already", row.host_id));
@@ -106,7 +107,7 @@ absl::Status SqliteJoinTokens::addEnrollment(const EnrollmentRow& row) {
 absl::StatusOr<std::optional<EnrollmentRow>> SqliteJoinTokens::findEnrollment(
     const std::string& host_id) {
   Stmt st(db_,
-          "SELECT host_id, token_id, serial, labels, enrolled_at FROM enrollments "
+          "SELECT host_id, token_id, serial, labels, enrolled_at, tenant FROM enrollments "
           "WHERE host_id = ?1");
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, host_id);
@@ -116,7 +117,8 @@ absl::StatusOr<std::optional<EnrollmentRow>> SqliteJoinTokens::findEnrollment(
   EnrollmentRow row{.host_id = st.text(0),
                     .token_id = st.text(1),
                     .serial = st.text(2),
-                    .enrolled_unix_ms = st.i64(4)};
+                    .enrolled_unix_ms = st.i64(4),
+                    .tenant = st.text(5)};
   const auto labels = nlohmann::json::parse(st.text(3), nullptr, false);
   if (!labels.is_object()) return absl::DataLossError("enrollments: stored labels do not parse");
   for (const auto& [k, v] : labels.items()) {

@@ -139,6 +139,29 @@ constexpr const char* kMigrations[] = {
         labels TEXT NOT NULL,
         enrolled_at INTEGER NOT NULL);
     )sql",
+    // 8: tenants (a fresh install and every older one has "default"), operators' role bindings,
+    // the tenant an enrolled host joined, and the labels admins set (`bulkhead label`).
+    R"sql(
+      CREATE TABLE tenants(
+        name TEXT PRIMARY KEY NOT NULL,
+        created_at INTEGER NOT NULL,
+        record BLOB NOT NULL);
+      INSERT INTO tenants(name, created_at, record) VALUES('default', 0, X'0A0764656661756C74');
+      CREATE TABLE role_bindings(
+        id TEXT PRIMARY KEY NOT NULL,
+        operator TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        hosts TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        record BLOB NOT NULL);
+      CREATE UNIQUE INDEX role_bindings_by_scope ON role_bindings(operator, tenant, hosts);
+      ALTER TABLE enrollments ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+      CREATE TABLE host_labels(
+        host_id TEXT PRIMARY KEY NOT NULL,
+        labels TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        set_at INTEGER NOT NULL);
+    )sql",
 };
 
 }  // namespace

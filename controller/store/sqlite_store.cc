@@ -24,7 +24,8 @@ SqliteStore::SqliteStore(sqlite3* db, std::string audit_key)
       signals_(db),
       approvals_(db),
       integrations_(db),
-      join_tokens_(db) {}
+      join_tokens_(db),
+      tenants_(db) {}
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::create(const std::filesystem::path& path,
                                                                  SqliteStoreOptions options) {
@@ -323,6 +324,58 @@ absl::Status SqliteStore::updateIntegration(const IntegrationRow& row, const Aud
     if (auto s = integrations_.update(row); !s.ok()) return s;
     return audit_.append(audit).status();
   });
+}
+
+absl::Status SqliteStore::addTenant(const v1::Tenant& tenant, const AuditEntry& audit) {
+  std::lock_guard lock(mu_);
+  return inTransaction(db_, [&]() -> absl::Status {
+    if (auto s = tenants_.add(tenant); !s.ok()) return s;
+    return audit_.append(audit).status();
+  });
+}
+
+absl::StatusOr<std::vector<v1::Tenant>> SqliteStore::listTenants() {
+  std::lock_guard lock(mu_);
+  return tenants_.list();
+}
+
+absl::Status SqliteStore::addRoleBinding(const v1::RoleBinding& binding, const AuditEntry& audit) {
+  std::lock_guard lock(mu_);
+  return inTransaction(db_, [&]() -> absl::Status {
+    if (auto s = tenants_.addBinding(binding); !s.ok()) return s;
+    return audit_.append(audit).status();
+  });
+}
+
+absl::StatusOr<v1::RoleBinding> SqliteStore::removeRoleBinding(const std::string& binding_id,
+                                                               const AuditEntry& audit) {
+  std::lock_guard lock(mu_);
+  return inTransaction(db_, [&]() -> absl::StatusOr<v1::RoleBinding> {
+    auto removed = tenants_.removeBinding(binding_id);
+    if (!removed.ok()) return removed.status();
+    if (auto row = audit_.append(audit); !row.ok()) return row.status();
+    return removed;
+  });
+}
+
+absl::StatusOr<std::vector<v1::RoleBinding>> SqliteStore::listRoleBindings(
+    const std::string& operator_name) {
+  std::lock_guard lock(mu_);
+  return tenants_.listBindings(operator_name);
+}
+
+absl::Status SqliteStore::setHostLabels(const HostLabelsRow& row, const AuditEntry& audit) {
+  std::lock_guard lock(mu_);
+  return inTransaction(db_, [&]() -> absl::Status {
+    if (auto s = tenants_.setHostLabels(row); !s.ok()) return s;
+    return audit_.append(audit).status();
+  });
+}
+
+absl::StatusOr<std::optional<HostLabelsRow>> SqliteStore::findHostLabels(
+    const std::string& host_id) {
+  std::lock_guard lock(mu_);
+  return tenants_.findHostLabels(host_id);
 }
 
 absl::Status SqliteStore::addJoinToken(const JoinTokenRow& row, const AuditEntry& audit) {

@@ -89,6 +89,16 @@ class SqliteStore final : public Store {
   absl::Status updateIntegration(const IntegrationRow& row, const AuditEntry& audit) override;
   absl::StatusOr<std::optional<IntegrationRow>> findIntegration(const std::string& name) override;
   absl::StatusOr<std::vector<IntegrationRow>> listIntegrations() override;
+  absl::Status addTenant(const bulkhead::v1::Tenant& tenant, const AuditEntry& audit) override;
+  absl::StatusOr<std::vector<bulkhead::v1::Tenant>> listTenants() override;
+  absl::Status addRoleBinding(const bulkhead::v1::RoleBinding& binding,
+                              const AuditEntry& audit) override;
+  absl::StatusOr<bulkhead::v1::RoleBinding> removeRoleBinding(const std::string& binding_id,
+                                                              const AuditEntry& audit) override;
+  absl::StatusOr<std::vector<bulkhead::v1::RoleBinding>> listRoleBindings(
+      const std::string& operator_name) override;
+  absl::Status setHostLabels(const HostLabelsRow& row, const AuditEntry& audit) override;
+  absl::StatusOr<std::optional<HostLabelsRow>> findHostLabels(const std::string& host_id) override;
   absl::Status addJoinToken(const JoinTokenRow& row, const AuditEntry& audit) override;
   absl::Status updateJoinToken(const JoinTokenRow& row, const AuditEntry& audit) override;
   absl::StatusOr<std::optional<JoinTokenRow>> findJoinToken(const std::string& token_id) override;
@@ -119,6 +129,7 @@ class SqliteStore final : public Store {
   SqliteApprovals approvals_;
   SqliteIntegrations integrations_;
   SqliteJoinTokens join_tokens_;
+  SqliteTenants tenants_;
 };
 
 }  // namespace bulkhead::controller

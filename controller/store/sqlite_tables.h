@@ -190,4 +190,24 @@ class SqliteJoinTokens {
   sqlite3* db_;
 };
 
+// Tenants, operators' role bindings, and the labels admins set on hosts.
+class SqliteTenants {
+ public:
+  explicit SqliteTenants(sqlite3* db) : db_(db) {}
+  // AlreadyExists when the name is taken.
+  absl::Status add(const bulkhead::v1::Tenant& tenant);
+  absl::StatusOr<std::vector<bulkhead::v1::Tenant>> list();
+  // AlreadyExists when the operator has a binding in that tenant with that selector.
+  absl::Status addBinding(const bulkhead::v1::RoleBinding& binding);
+  // NotFound when there is no such binding.
+  absl::StatusOr<bulkhead::v1::RoleBinding> removeBinding(const std::string& binding_id);
+  absl::StatusOr<std::vector<bulkhead::v1::RoleBinding>> listBindings(
+      const std::string& operator_name);
+  absl::Status setHostLabels(const HostLabelsRow& row);
+  absl::StatusOr<std::optional<HostLabelsRow>> findHostLabels(const std::string& host_id);
+
+ private:
+  sqlite3* db_;
+};
+
 }  // namespace bulkhead::controller

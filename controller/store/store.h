@@ -16,6 +16,7 @@
 #include "bulkhead/v1/containment.pb.h"
 #include "bulkhead/v1/enrollment.pb.h"
 #include "bulkhead/v1/signals.pb.h"
+#include "bulkhead/v1/tenants.pb.h"
 #include "controller/core/registry.h"
 
 namespace bulkhead::controller {
@@ -178,6 +179,15 @@ struct EnrollmentRow {
   std::string serial;  // its certificate's, as PeerIdentity::serial
   std::map<std::string, std::string> labels;
   int64_t enrolled_unix_ms = 0;
+  std::string tenant = "default";  // the token's
+};
+
+// The labels an admin set on a host (`bulkhead label`): the controller's truth for it.
+struct HostLabelsRow {
+  std::string host_id;
+  std::map<std::string, std::string> labels;
+  std::string set_by;
+  int64_t set_unix_ms = 0;
 };
 
 // Decides whether a join token may be redeemed now (Store::redeemJoinToken): OK, or the
@@ -345,6 +355,30 @@ class Store {
                                                        const AuditEntry& audit) = 0;
   // The enrollment of `host_id`, if it enrolled with a token.
   virtual absl::StatusOr<std::optional<EnrollmentRow>> findEnrollment(
+      const std::string& host_id) = 0;
+
+  // Tenants. Adds `tenant` with its audit row, in one transaction; AlreadyExists when the name
+  // is taken (nothing written).
+  virtual absl::Status addTenant(const bulkhead::v1::Tenant& tenant, const AuditEntry& audit) = 0;
+  // Every tenant by name; "default" is always there.
+  virtual absl::StatusOr<std::vector<bulkhead::v1::Tenant>> listTenants() = 0;
+  // Role bindings. Adds `binding` with its audit row, in one transaction; AlreadyExists when the
+  // operator has one in that tenant with the same host selector (nothing written).
+  virtual absl::Status addRoleBinding(const bulkhead::v1::RoleBinding& binding,
+                                      const AuditEntry& audit) = 0;
+  // Removes binding `binding_id` with its audit row, in one transaction, answering it as it
+  // was; NotFound when there is no such binding.
+  virtual absl::StatusOr<bulkhead::v1::RoleBinding> removeRoleBinding(const std::string& binding_id,
+                                                                      const AuditEntry& audit) = 0;
+  // The bindings of `operator_name` (empty: of every operator), by tenant, operator and id.
+  virtual absl::StatusOr<std::vector<bulkhead::v1::RoleBinding>> listRoleBindings(
+      const std::string& operator_name) = 0;
+
+  // Replaces the labels an admin set on `row.host_id` with `row`, with its audit row, in one
+  // transaction.
+  virtual absl::Status setHostLabels(const HostLabelsRow& row, const AuditEntry& audit) = 0;
+  // The labels an admin set on `host_id`, if any.
+  virtual absl::StatusOr<std::optional<HostLabelsRow>> findHostLabels(
       const std::string& host_id) = 0;
 
   // The counts the metrics expose; the audit rows after `audit_after_id` tallied (a range of

@@ -31,7 +31,8 @@ def all_commands():
     two_word = {"audit-export", "evidence-list", "evidence-get", "evidence-verify",
                 "evidence-show", "pki-init", "pki-issue", "pki-revoke", "policy-check",
                 "playbook-check", "playbook-test", "integrations-create", "integrations-revoke",
-                "tokens-create", "tokens-revoke"}
+                "tokens-create", "tokens-revoke", "tenants-create", "access-grant",
+                "access-revoke"}
     return {n.replace("-", " ", 1) if n in two_word else n for n in names}
 
 
@@ -159,7 +160,7 @@ class JsonContractTest(unittest.TestCase):
         rejected = self.cli("reject", ids[waiting[0]], "--reason", "contract: false positive")
         self.assertEqual(rejected["state"], "rejected", rejected)
         r = subprocess.run([self.fleet.bin("bulkhead"), "pki", "issue", "operator", "--name",
-                            "contract-bob", "--role", "responder", "--dir", self.fleet.pki],
+                            "contract-bob", "--role", "approver", "--dir", self.fleet.pki],
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
         rc, approved, err = self.fleet.cli(
@@ -186,6 +187,22 @@ class JsonContractTest(unittest.TestCase):
         self.assertEqual([t["token_id"] for t in tokens["tokens"]], [token["token"]["token_id"]])
         revoked = self.cli("tokens", "revoke", token["token"]["token_id"], "--reason", "contract")
         self.assertIsInstance(revoked["revoked_unix_ms"], int)
+        # labels, tenants and role bindings (last: a second tenant makes the admin name one)
+        labelled = self.cli("label", "h1", "owner=it", "--reason", "contract")
+        self.assertEqual(labelled["labels_set_by"], "admin", labelled)
+        self.assertEqual(labelled["labels"]["owner"], "it", labelled)
+        self.assertEqual([t["name"] for t in self.cli("tenants")["tenants"]], ["default"])
+        made = self.cli("tenants", "create", "contract-co", "--reason", "contract")
+        self.assertIsInstance(made["created_unix_ms"], int)
+        grant = self.cli("access", "grant", "contract-bob", "--tenant=contract-co", "--role",
+                         "viewer", "--hosts", "role=web", "--reason", "contract")
+        self.assertEqual((grant["role"], grant["role_name"], grant["hosts"]),
+                         ("viewer", "viewer", "role=web"), grant)
+        listed = self.cli("access", "--tenant=contract-co")
+        self.assertEqual([b["binding_id"] for b in listed["bindings"]], [grant["binding_id"]])
+        gone = self.cli("access", "revoke", grant["binding_id"], "--tenant=contract-co",
+                        "--reason", "contract")
+        self.assertEqual(gone["operator_name"], "contract-bob", gone)
         # offline commands: policies and the PKI
         self.offline("policy", "check", os.path.join(REPO, "policies"))
         bad = os.path.join(tmp, "contract-bad-policy")

@@ -231,7 +231,7 @@ class ApprovalsTest(unittest.TestCase):
         cls.servers = [cls.lab.tcp_server(h, 7000) for h in ("h2", "h3")]
         for name in ("alice", "bob"):
             r = subprocess.run([cls.fleet.bin("bulkhead"), "pki", "issue", "operator", "--name",
-                                name, "--role", "responder", "--dir", cls.fleet.pki],
+                                name, "--role", "approver", "--dir", cls.fleet.pki],
                                capture_output=True, text=True, timeout=30)
             if r.returncode != 0:
                 raise RuntimeError(f"pki issue operator {name}: {r.stderr}")

@@ -8,7 +8,7 @@ from Debian 12's package (scripts/lab-tools.sh fetches it):
   (tls_config ca_file). The alert names h2 (role=db) with severity critical: the signal is
   recorded as source alertmanager from integration:am, and the shipped implant-alert playbook's
   capture-then-isolate of h2 waits for approval (approval_for_isolate: role=db); a second
-  operator (bob, a responder) approves it, and h2 is isolated: the attacker can no longer
+  operator (bob, an approver) approves it, and h2 is isolated: the attacker can no longer
   connect to it, h1 is untouched. The resolved alert is a new signal that releases nothing
   (release_on_resolve: false): h2 stays isolated. A wrong, missing or
   revoked token is answered 401 and nothing is recorded.
@@ -65,7 +65,7 @@ class WebhooksTest(unittest.TestCase):
         cls.fleet.wait_online(["h1", "h2"])
         cls.servers = [cls.lab.tcp_server(h, 7000) for h in ("h1", "h2")]
         r = subprocess.run([cls.fleet.bin("bulkhead"), "pki", "issue", "operator", "--name", "bob",
-                            "--role", "responder", "--dir", cls.fleet.pki],
+                            "--role", "approver", "--dir", cls.fleet.pki],
                            capture_output=True, text=True, timeout=30)
         if r.returncode != 0:
             raise RuntimeError(f"pki issue operator bob: {r.stderr}")

@@ -47,6 +47,11 @@ std::vector<const google::protobuf::Descriptor*> printedMessages() {
                         v1::CreateJoinTokenResponse::descriptor(), v1::JoinToken::descriptor()}) {
     out.push_back(d);
   }
+  // `tenants`, `tenants create`, `access`, `access grant`, `access revoke`.
+  for (const auto* d : {v1::ListTenantsResponse::descriptor(), v1::Tenant::descriptor(),
+                        v1::ListAccessResponse::descriptor(), v1::RoleBinding::descriptor()}) {
+    out.push_back(d);
+  }
   return out;
 }
 

@@ -188,10 +188,12 @@ TEST_F(AuditChainTest, AnOldUnkeyedDatabaseMigratesWithAMarkerAndKeepsVerifying)
     // A database as the previous schema (v3) left it: no mac column.
     auto old = open("");
     append(*old, 1, 4);
-    ASSERT_TRUE(old->execForTest("ALTER TABLE audit DROP COLUMN mac; DROP TABLE signals; "
-                                 "DROP TABLE approvals; DROP TABLE integrations; "
-                                 "DROP TABLE join_tokens; DROP TABLE enrollments")
-                    .ok());
+    ASSERT_TRUE(
+        old->execForTest("ALTER TABLE audit DROP COLUMN mac; DROP TABLE signals; "
+                         "DROP TABLE approvals; DROP TABLE integrations; "
+                         "DROP TABLE join_tokens; DROP TABLE enrollments; DROP TABLE tenants; "
+                         "DROP TABLE role_bindings; DROP TABLE host_labels")
+            .ok());
     ASSERT_TRUE(old->execForTest("PRAGMA user_version=3").ok());
   }
   {

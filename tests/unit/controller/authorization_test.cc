@@ -19,13 +19,15 @@ Caller operatorWith(Role role) {
 }
 
 // The actions that change a host or collect or read its data; everything else is a read.
-const std::set<A> kMutating = {A::kIsolate,         A::kRelease,      A::kBlock,        A::kUnblock,
-                               A::kKillConnections, A::kKillSessions, A::kKillProcess,  A::kCapture,
-                               A::kGetEvidence,     A::kShowEvidence, A::kSubmitSignal, A::kApprove,
-                               A::kReject};
-// Who may post signals to the controller, and with which token: admins only.
+const std::set<A> kMutating = {A::kIsolate,         A::kRelease,      A::kBlock,       A::kUnblock,
+                               A::kKillConnections, A::kKillSessions, A::kKillProcess, A::kCapture,
+                               A::kGetEvidence,     A::kShowEvidence, A::kSubmitSignal};
+// Deciding an automatic action waiting for a person: approvers (and admins).
+const std::set<A> kApproverOnly = {A::kApprove, A::kReject};
+// Who may post signals to the controller, enroll hosts, and who may do what: admins only.
 const std::set<A> kAdminOnly = {A::kCreateIntegration, A::kRevokeIntegration, A::kCreateJoinToken,
-                                A::kListJoinTokens, A::kRevokeJoinToken};
+                                A::kListJoinTokens,    A::kRevokeJoinToken,   A::kCreateTenant,
+                                A::kGrantAccess,       A::kRevokeAccess,      A::kSetHostLabels};
 
 TEST(ActionRules, OneRowPerActionWithTheAuditNamesTheTrailHasAlwaysUsed) {
   const std::map<A, std::string> expected = {
@@ -60,6 +62,12 @@ TEST(ActionRules, OneRowPerActionWithTheAuditNamesTheTrailHasAlwaysUsed) {
       {A::kCreateJoinToken, "token-create"},
       {A::kListJoinTokens, "tokens"},
       {A::kRevokeJoinToken, "token-revoke"},
+      {A::kListTenants, "tenants"},
+      {A::kCreateTenant, "tenant-create"},
+      {A::kListAccess, "access"},
+      {A::kGrantAccess, "access-grant"},
+      {A::kRevokeAccess, "access-revoke"},
+      {A::kSetHostLabels, "label"},
   };
   ASSERT_EQ(actionRules().size(), expected.size());
   std::set<std::string_view> names;
@@ -74,9 +82,10 @@ TEST(ActionRules, OneRowPerActionWithTheAuditNamesTheTrailHasAlwaysUsed) {
 
 TEST(ActionRules, MutatingActionsNeedAResponderAndReadsAViewer) {
   for (const auto& rule : actionRules()) {
-    const Role want = kAdminOnly.contains(rule.action)  ? Role::kAdmin
-                      : kMutating.contains(rule.action) ? Role::kResponder
-                                                        : Role::kViewer;
+    const Role want = kAdminOnly.contains(rule.action)      ? Role::kAdmin
+                      : kApproverOnly.contains(rule.action) ? Role::kApprover
+                      : kMutating.contains(rule.action)     ? Role::kResponder
+                                                            : Role::kViewer;
     EXPECT_EQ(rule.min_role, want) << rule.name;
   }
 }
@@ -85,7 +94,13 @@ TEST(Authorize, AViewerIsRefusedEveryMutatingActionAndAllowedEveryRead) {
   const Caller viewer = operatorWith(Role::kViewer);
   for (const auto& rule : actionRules()) {
     absl::Status s = authorize(viewer, rule.action);
-    if (kMutating.contains(rule.action) || kAdminOnly.contains(rule.action)) {
+    if (rule.scope == ActionScope::kInstall) {
+      EXPECT_TRUE(absl::IsPermissionDenied(s)) << rule.name << ": " << s;
+      EXPECT_EQ(s.message(), fmt::format("operator \"alice\": {} is for the install's admins "
+                                         "(admin in tenant default on every host)",
+                                         rule.name));
+    } else if (kMutating.contains(rule.action) || kAdminOnly.contains(rule.action) ||
+               kApproverOnly.contains(rule.action)) {
       EXPECT_TRUE(absl::IsPermissionDenied(s)) << rule.name << ": " << s;
       EXPECT_EQ(s.message(), "operator \"alice\" has role viewer: read only") << rule.name;
     } else {
@@ -94,17 +109,28 @@ TEST(Authorize, AViewerIsRefusedEveryMutatingActionAndAllowedEveryRead) {
   }
 }
 
-TEST(Authorize, RespondersMayDoEverythingButManageIntegrationsAndAdminsEverything) {
+TEST(Authorize, RespondersMayDoEverythingButDecideApprovalsAndManageAndAdminsEverything) {
   for (const auto& rule : actionRules()) {
     absl::Status s = authorize(operatorWith(Role::kResponder), rule.action);
-    if (kAdminOnly.contains(rule.action)) {
+    if (rule.scope == ActionScope::kInstall) {
       EXPECT_TRUE(absl::IsPermissionDenied(s)) << rule.name;
-      EXPECT_EQ(s.message(),
-                fmt::format("operator \"alice\" has role responder: {} needs admin", rule.name));
+    } else if (kAdminOnly.contains(rule.action) || kApproverOnly.contains(rule.action)) {
+      EXPECT_TRUE(absl::IsPermissionDenied(s)) << rule.name;
+      EXPECT_EQ(s.message(), fmt::format("operator \"alice\" has role responder: {} needs {}",
+                                         rule.name, roleName(rule.min_role)));
     } else {
       EXPECT_TRUE(s.ok()) << "responder " << rule.name;
     }
+    const absl::Status approver = authorize(operatorWith(Role::kApprover), rule.action);
+    EXPECT_EQ(approver.ok(), !kAdminOnly.contains(rule.action)) << "approver " << rule.name;
     EXPECT_TRUE(authorize(operatorWith(Role::kAdmin), rule.action).ok()) << "admin " << rule.name;
+  }
+}
+
+TEST(Authorize, ACertificateWithRoleNoneMayDoNothingOnItsOwn) {
+  for (const auto& rule : actionRules()) {
+    EXPECT_TRUE(absl::IsPermissionDenied(authorize(operatorWith(Role::kNone), rule.action)))
+        << rule.name;
   }
 }
 

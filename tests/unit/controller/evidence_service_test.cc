@@ -89,6 +89,9 @@ class FakeFleet final : public FleetControl, public HostDirectory {
     s.mutable_host()->set_host_id(host);
     return s;
   }
+  bool applyLabels(const std::string&, const Labels&, const std::string&) override {
+    return false;  // not used here
+  }
   bool online(const std::string& host) override {
     return online_.contains(host) && online_.at(host);
   }

@@ -187,7 +187,8 @@ TEST_F(EvidenceStoreTest, MigratesASchema2DatabaseKeepingItsRows) {
           ->execForTest(
               "DROP TABLE captures; DROP TABLE evidence; DROP TABLE custody; DROP TABLE signals; "
               "DROP TABLE approvals; DROP TABLE integrations; DROP TABLE join_tokens; "
-              "DROP TABLE enrollments; "
+              "DROP TABLE enrollments; DROP TABLE tenants; DROP TABLE role_bindings; "
+              "DROP TABLE host_labels; "
               "ALTER TABLE audit DROP COLUMN mac; PRAGMA user_version=2")
           .ok());
   store_.reset();

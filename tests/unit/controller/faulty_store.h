@@ -222,6 +222,37 @@ class FaultyStore final : public Store {
     if (auto s = fault("findEnrollment"); !s.ok()) return s;
     return real_.findEnrollment(host_id);
   }
+  absl::Status addTenant(const bulkhead::v1::Tenant& tenant, const AuditEntry& audit) override {
+    if (auto s = fault("addTenant"); !s.ok()) return s;
+    return real_.addTenant(tenant, audit);
+  }
+  absl::StatusOr<std::vector<bulkhead::v1::Tenant>> listTenants() override {
+    if (auto s = fault("listTenants"); !s.ok()) return s;
+    return real_.listTenants();
+  }
+  absl::Status addRoleBinding(const bulkhead::v1::RoleBinding& binding,
+                              const AuditEntry& audit) override {
+    if (auto s = fault("addRoleBinding"); !s.ok()) return s;
+    return real_.addRoleBinding(binding, audit);
+  }
+  absl::StatusOr<bulkhead::v1::RoleBinding> removeRoleBinding(const std::string& binding_id,
+                                                              const AuditEntry& audit) override {
+    if (auto s = fault("removeRoleBinding"); !s.ok()) return s;
+    return real_.removeRoleBinding(binding_id, audit);
+  }
+  absl::StatusOr<std::vector<bulkhead::v1::RoleBinding>> listRoleBindings(
+      const std::string& operator_name) override {
+    if (auto s = fault("listRoleBindings"); !s.ok()) return s;
+    return real_.listRoleBindings(operator_name);
+  }
+  absl::Status setHostLabels(const HostLabelsRow& row, const AuditEntry& audit) override {
+    if (auto s = fault("setHostLabels"); !s.ok()) return s;
+    return real_.setHostLabels(row, audit);
+  }
+  absl::StatusOr<std::optional<HostLabelsRow>> findHostLabels(const std::string& host_id) override {
+    if (auto s = fault("findHostLabels"); !s.ok()) return s;
+    return real_.findHostLabels(host_id);
+  }
   absl::StatusOr<StoreFigures> figures(int64_t audit_after_id) override {
     if (auto s = fault("figures"); !s.ok()) return s;
     return real_.figures(audit_after_id);

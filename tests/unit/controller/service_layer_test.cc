@@ -3,11 +3,13 @@
 // directly.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <future>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <variant>
 
@@ -30,7 +32,15 @@ class FakeFleetControl final : public FleetControl {
   explicit FakeFleetControl(std::map<std::string, TargetHost> hosts) : hosts_(std::move(hosts)) {}
 
   void setOpReadyHandler(std::function<void(std::shared_ptr<PendingOp>)>) override {}
-  std::map<std::string, TargetHost> targets() override { return hosts_; }
+  std::map<std::string, TargetHost> targets() override {
+    std::lock_guard lock(mu_);
+    return hosts_;
+  }
+  // A host joins the fleet.
+  void add(const std::string& host, TargetHost target) {
+    std::lock_guard lock(mu_);
+    hosts_[host] = std::move(target);
+  }
   std::map<std::string, v1::DesiredState> desiredStates(
       const std::vector<std::string>& hosts) override {
     std::lock_guard lock(mu_);
@@ -70,7 +80,10 @@ class FakeFleetControl final : public FleetControl {
     return true;
   }
   std::vector<std::shared_ptr<PendingOp>> pendingOps() override { return {}; }
-  bool known(const std::string& host) override { return hosts_.contains(host); }
+  bool known(const std::string& host) override {
+    std::lock_guard lock(mu_);
+    return hosts_.contains(host);
+  }
   bool sendCommand(const std::string& host, v1::Command command, std::string* why) override {
     std::lock_guard lock(mu_);
     if (!hosts_.contains(host)) {
@@ -107,8 +120,8 @@ class FakeFleetControl final : public FleetControl {
   }
 
  private:
-  const std::map<std::string, TargetHost> hosts_;
   std::mutex mu_;
+  std::map<std::string, TargetHost> hosts_;
   std::map<std::string, v1::DesiredState> states_;
   int publishes_ = 0;
   std::vector<std::pair<std::string, v1::Command>> sent_;
@@ -135,7 +148,10 @@ class ContainmentServiceTest : public ::testing::Test {
  protected:
   ContainmentServiceTest()
       : fleet_({{"web-01", {{{"role", "web"}}, {"10.77.1.11/16"}, true}},
-                {"db-01", {{{"role", "db"}}, {"10.77.1.21/16"}, true}}}),
+                {"db-01", {{{"role", "db"}}, {"10.77.1.21/16"}, true}},
+                {"acme-web", {{{"role", "web"}, {"env", "prod"}}, {"10.77.2.11/16"}, true, "acme"}},
+                {"acme-dev", {{{"role", "web"}, {"env", "dev"}}, {"10.77.2.12/16"}, true, "acme"}},
+                {"beta-web", {{{"role", "web"}}, {"10.77.3.11/16"}, true, "beta"}}}),
         policies_(testPolicyLibrary()) {
     char tmpl[] = "/tmp/bh-containment-service-XXXXXX";
     dir_ = mkdtemp(tmpl);
@@ -323,6 +339,104 @@ TEST_F(ContainmentServiceTest, IsolateAndReleaseRefuseAllHostsFromAnyFrontDoor) 
   EXPECT_FALSE(fleet_.state("web-01").has_isolation());
   EXPECT_FALSE(fleet_.state("db-01").has_isolation());
   EXPECT_EQ(audit().back().action, "release");
+}
+
+// A provider's responder for tenant acme only (bindings; its certificate holds no role).
+Caller acmeResponder(Labels hosts = {}) {
+  return Caller{.audit_name = "ann",
+                .is_operator = true,
+                .role = Role::kNone,
+                .grants = {Grant{.tenant = "acme", .role = Role::kResponder, .hosts = hosts}},
+                .tenants = {"acme"}};
+}
+
+TEST_F(ContainmentServiceTest, AnotherTenantsHostIsRefusedExactlyLikeAnUnknownOne) {
+  Answer other = await([&](ContainmentDone done) {
+    containment_->isolate(acmeResponder(),
+                          IsolateRequest{.hosts = {"beta-web"}, .reason = "incident 7"},
+                          std::move(done));
+  });
+  Answer unknown = await([&](ContainmentDone done) {
+    containment_->isolate(acmeResponder(),
+                          IsolateRequest{.hosts = {"nope-9"}, .reason = "incident 7"},
+                          std::move(done));
+  });
+  EXPECT_TRUE(absl::IsNotFound(other.status)) << other.status;
+  EXPECT_EQ(other.status.message(), "unknown host \"beta-web\"");
+  EXPECT_EQ(unknown.status.message(), "unknown host \"nope-9\"");
+  EXPECT_FALSE(fleet_.state("beta-web").has_isolation());
+  EXPECT_EQ(audit().back().operator_name, "ann");  // audited, like every refusal
+  // The default tenant's single team does not reach acme's hosts either.
+  Answer single_team = await([&](ContainmentDone done) {
+    containment_->isolate(kAlice, IsolateRequest{.hosts = {"acme-web"}, .reason = "x"},
+                          std::move(done));
+  });
+  EXPECT_TRUE(absl::IsNotFound(single_team.status)) << single_team.status;
+}
+
+TEST_F(ContainmentServiceTest, ASelectorAndBlockAllReachOnlyTheCallersTenantAndBinding) {
+  Answer isolated = await([&](ContainmentDone done) {
+    containment_->isolate(acmeResponder(), IsolateRequest{.selector = "role=web", .reason = "i"},
+                          std::move(done));
+  });
+  ASSERT_TRUE(isolated.status.ok()) << isolated.status;
+  std::set<std::string> reached;
+  for (const auto& o : isolated.result.outcomes) reached.insert(o.host_id());
+  EXPECT_EQ(reached, (std::set<std::string>{"acme-dev", "acme-web"}));
+  EXPECT_FALSE(fleet_.state("web-01").has_isolation());
+  EXPECT_FALSE(fleet_.state("beta-web").has_isolation());
+
+  // A responder bound to env=prod blocks --all: acme's prod host only, and no tenant-wide
+  // entry (its binding does not cover hosts that join later), which the answer says.
+  Answer partial = await([&](ContainmentDone done) {
+    containment_->block(acmeResponder({{"env", "prod"}}),
+                        BlockRequest{.all = true, .remote_cidr = "203.0.113.7/32", .reason = "c2"},
+                        std::move(done));
+  });
+  ASSERT_TRUE(partial.status.ok()) << partial.status;
+  ASSERT_EQ(partial.result.outcomes.size(), 1u);
+  EXPECT_EQ(partial.result.outcomes[0].host_id(), "acme-web");
+  ASSERT_EQ(partial.result.warnings.size(), 1u);
+  EXPECT_NE(partial.result.warnings[0].find("every host of tenant acme"), std::string::npos);
+  EXPECT_EQ(fleet_.state("acme-dev").blocks_size(), 0);
+
+  // The tenant's responder on every host: tenant-wide, stored for acme alone.
+  Answer all = await([&](ContainmentDone done) {
+    containment_->block(acmeResponder(),
+                        BlockRequest{.all = true, .remote_cidr = "203.0.113.9/32", .reason = "c2"},
+                        std::move(done));
+  });
+  ASSERT_TRUE(all.status.ok()) << all.status;
+  EXPECT_TRUE(all.result.warnings.empty());
+  EXPECT_EQ(fleet_.state("acme-web").blocks_size(), 2);
+  EXPECT_EQ(fleet_.state("acme-dev").blocks_size(), 1);
+  EXPECT_EQ(fleet_.state("web-01").blocks_size(), 0);
+  EXPECT_EQ(fleet_.state("beta-web").blocks_size(), 0);
+  auto stored = store_->loadDesiredStates();
+  ASSERT_TRUE(stored.ok());
+  EXPECT_TRUE(stored->contains("@fleet:acme"));
+  EXPECT_FALSE(stored->contains("@fleet"));
+  const auto rows = audit();
+  EXPECT_TRUE(std::any_of(rows.begin(), rows.end(), [](const AuditEntry& e) {
+    return e.action == "block" && e.detail.find("tenant-wide in acme") != std::string::npos;
+  }));
+
+  // Hosts joining later: acme's gets the block, another tenant's does not.
+  fleet_.add("acme-new", TargetHost{{{"role", "db"}}, {"10.77.2.13/16"}, true, "acme"});
+  fleet_.add("beta-new", TargetHost{{{"role", "db"}}, {"10.77.3.13/16"}, true, "beta"});
+  for (int i = 0; i < 100 && fleet_.state("acme-new").blocks_size() == 0; ++i) {
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  EXPECT_EQ(fleet_.state("acme-new").blocks_size(), 1);
+  EXPECT_EQ(fleet_.state("beta-new").blocks_size(), 0);
+
+  // Listed for acme; nothing of it for the default tenant's viewer.
+  auto listed = std::make_shared<std::promise<std::vector<BlockEntry>>>();
+  containment_->listBlocks(kBob, ListBlocksRequest{},
+                           [listed](const absl::Status&, std::vector<BlockEntry> b) {
+                             listed->set_value(std::move(b));
+                           });
+  EXPECT_TRUE(listed->get_future().get().empty());
 }
 
 TEST_F(ContainmentServiceTest, AuditTrailVerifiesForAViewerAndRecordsEveryCallRefusalsToo) {

@@ -38,6 +38,9 @@ class FakeDirectory final : public HostDirectory {
     return out;
   }
   std::optional<v1::HostStatus> getHost(const std::string&) override { return std::nullopt; }
+  bool applyLabels(const std::string&, const Labels&, const std::string&) override {
+    return false;  // not used here
+  }
   bool online(const std::string&) override { return true; }
 };
 
@@ -365,8 +368,8 @@ class ApprovalTest : public SignalServiceTest {
     ADD_FAILURE() << "no approval for " << out->signal_id;
     return "";
   }
-  static Caller responder(const std::string& name) {
-    return Caller{.audit_name = name, .is_operator = true, .role = Role::kResponder};
+  static Caller approver(const std::string& name) {
+    return Caller{.audit_name = name, .is_operator = true, .role = Role::kApprover};
   }
   // Waits until the signals thread has written `want` (a prefix) as the approval's outcome.
   v1::Approval waitForOutcome(const std::string& id, const std::string& want) {
@@ -408,7 +411,7 @@ TEST_F(ApprovalTest, ApproveRunsTheActionOnceAsTheApproverAndRecordsItsOutcome) 
   EXPECT_EQ(pending.action().kind(), v1::SIGNAL_ACTION_KIND_ISOLATE);
   EXPECT_EQ(pending.outcome_state(), v1::SIGNAL_ACTION_STATE_UNSPECIFIED);
 
-  auto approved = service_->approve(responder("bob"), id, "INC-7: confirmed implant");
+  auto approved = service_->approve(approver("bob"), id, "INC-7: confirmed implant");
   ASSERT_TRUE(approved.ok()) << approved.status();
   EXPECT_EQ(approved->state(), v1::APPROVAL_STATE_APPROVED);
   EXPECT_EQ(approved->decided_by(), "bob");
@@ -433,7 +436,7 @@ TEST_F(ApprovalTest, ApproveRunsTheActionOnceAsTheApproverAndRecordsItsOutcome) 
   EXPECT_EQ(real_->getSignal(pending.signal_id())->record.actions(0).state(),
             v1::SIGNAL_ACTION_STATE_DONE);
   // Once only: a second decision is refused and starts nothing.
-  auto again = service_->approve(responder("dave"), id, "again");
+  auto again = service_->approve(approver("dave"), id, "again");
   EXPECT_TRUE(absl::IsFailedPrecondition(again.status())) << again.status();
   EXPECT_THAT(std::string(again.status().message()), HasSubstr("already approved by bob"));
   EXPECT_EQ(actuator_.all().size(), 1u);
@@ -458,7 +461,7 @@ TEST_F(ApprovalTest, RejectAndExpiryRunNothingAndAreAudited) {
   const std::string rejected = alert("integration:am", "implant-1");
   const std::string expiring = alert("integration:am", "implant-2");
   ASSERT_NE(rejected, expiring);
-  auto r = service_->reject(responder("bob"), rejected, "false positive");
+  auto r = service_->reject(approver("bob"), rejected, "false positive");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->state(), v1::APPROVAL_STATE_REJECTED);
   EXPECT_EQ(r->outcome_state(), v1::SIGNAL_ACTION_STATE_NOT_RUN);
@@ -484,7 +487,7 @@ TEST_F(ApprovalTest, RejectAndExpiryRunNothingAndAreAudited) {
   EXPECT_THAT(last.detail, HasSubstr("rejected"));
   EXPECT_EQ(auditRows(kApprovalExpiredAuditAction), 1);
   // Nothing ran, and an expired approval cannot be approved any more.
-  auto late = service_->approve(responder("bob"), expiring, "too late");
+  auto late = service_->approve(approver("bob"), expiring, "too late");
   EXPECT_TRUE(absl::IsFailedPrecondition(late.status())) << late.status();
   EXPECT_TRUE(actuator_.all().empty());
   EXPECT_EQ(service_->expireApprovals(), 0u);
@@ -494,18 +497,23 @@ TEST_F(ApprovalTest, RejectAndExpiryRunNothingAndAreAudited) {
   EXPECT_THAT(signalOutcome(expired.signal_id()), HasSubstr("expired (" + expiring + ")"));
 }
 
-TEST_F(ApprovalTest, APersonMayNotApproveTheirOwnRequestNorAViewerAny) {
+TEST_F(ApprovalTest, APersonMayNotApproveTheirOwnRequestNorAViewerOrAResponderAny) {
   const std::string id = alert("operator:alice");
-  auto own = service_->approve(responder("alice"), id, "mine");
+  auto own = service_->approve(approver("alice"), id, "mine");
   EXPECT_TRUE(absl::IsPermissionDenied(own.status())) << own.status();
   EXPECT_THAT(std::string(own.status().message()), HasSubstr("another responder must approve"));
   auto viewer = service_->approve(viewer_, id, "looks bad");
   EXPECT_TRUE(absl::IsPermissionDenied(viewer.status())) << viewer.status();
-  auto no_reason = service_->approve(responder("bob"), id, "");
+  const Caller responder{.audit_name = "rita", .is_operator = true, .role = Role::kResponder};
+  auto not_approver = service_->approve(responder, id, "looks bad");
+  EXPECT_TRUE(absl::IsPermissionDenied(not_approver.status())) << not_approver.status();
+  EXPECT_EQ(not_approver.status().message(),
+            "operator \"rita\" has role responder: approve needs approver");
+  auto no_reason = service_->approve(approver("bob"), id, "");
   EXPECT_TRUE(absl::IsInvalidArgument(no_reason.status())) << no_reason.status();
   EXPECT_TRUE(actuator_.all().empty());
   EXPECT_EQ(real_->getApproval(id)->state(), v1::APPROVAL_STATE_PENDING);
-  EXPECT_TRUE(service_->approve(responder("bob"), id, "INC-8").ok());
+  EXPECT_TRUE(service_->approve(approver("bob"), id, "INC-8").ok());
   EXPECT_EQ(actuator_.all().size(), 1u);
 }
 
@@ -517,11 +525,11 @@ TEST_F(ApprovalTest, OfTwoRacingDecisionsOneWins) {
     std::shared_future<void> ready = go.get_future().share();
     auto approve = std::async(std::launch::async, [&] {
       ready.wait();
-      return service_->approve(responder("bob"), id, "go");
+      return service_->approve(approver("bob"), id, "go");
     });
     auto reject = std::async(std::launch::async, [&] {
       ready.wait();
-      return service_->reject(responder("dave"), id, "stop");
+      return service_->reject(approver("dave"), id, "stop");
     });
     go.set_value();
     auto a = approve.get();
@@ -542,7 +550,7 @@ TEST_F(ApprovalTest, PendingApprovalsSurviveARestartAndStillExpire) {
   auto pending = service_->listApprovals(viewer_, false, 0);
   ASSERT_TRUE(pending.ok());
   ASSERT_EQ(pending->size(), 2u);
-  EXPECT_TRUE(service_->approve(responder("bob"), kept, "after restart").ok());
+  EXPECT_TRUE(service_->approve(approver("bob"), kept, "after restart").ok());
   EXPECT_EQ(actuator_.all().size(), 1u);
   clock_.advance(std::chrono::hours(2));
   EXPECT_EQ(service_->expireApprovals(), 1u);
@@ -553,7 +561,7 @@ TEST_F(ApprovalTest, AFailedCommitChangesNothing) {
   const std::string id = alert();
   const size_t audit_before = audit().size();
   faulty_->failNext("decideApproval");
-  auto out = service_->approve(responder("bob"), id, "INC-9");
+  auto out = service_->approve(approver("bob"), id, "INC-9");
   EXPECT_TRUE(absl::IsUnavailable(out.status())) << out.status();
   EXPECT_TRUE(actuator_.all().empty());
   EXPECT_EQ(real_->getApproval(id)->state(), v1::APPROVAL_STATE_PENDING);
@@ -572,7 +580,7 @@ TEST_F(ApprovalTest, AFailedCommitChangesNothing) {
                   ->execForTest("CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN "
                                 "SELECT RAISE(ABORT, 'injected'); END")
                   .ok());
-  auto failed = service_->reject(responder("bob"), second, "x");
+  auto failed = service_->reject(approver("bob"), second, "x");
   EXPECT_FALSE(failed.ok());
   ASSERT_TRUE(real_->execForTest("DROP TRIGGER no_audit").ok());
   EXPECT_EQ(real_->getApproval(second)->state(), v1::APPROVAL_STATE_PENDING);
@@ -584,7 +592,7 @@ TEST_F(ApprovalTest, GuardrailsAreCheckedAgainWhenApproved) {
   std::ofstream(dir_ / "policies" / "guardrails" / "automation.yaml")
       << "approval_for_isolate: [role=db]\nprotected_hosts: [role=db]\n";
   ASSERT_TRUE(service_->reload().ok());
-  auto out = service_->approve(responder("bob"), id, "INC-10");
+  auto out = service_->approve(approver("bob"), id, "INC-10");
   EXPECT_TRUE(absl::IsFailedPrecondition(out.status())) << out.status();
   EXPECT_THAT(std::string(out.status().message()), HasSubstr("guardrail"));
   EXPECT_TRUE(actuator_.all().empty());

@@ -1,0 +1,307 @@
+#!/usr/bin/env python3
+"""Tenants in the lab: a provider runs one controller for two customers, acme and beta.
+
+The install's admin creates both tenants and one join token for each; h1 enrolls into acme
+(role=web, env=prod), h2 into beta, and h3 stays in the default tenant. Beta's own admin
+(a `--role none` certificate with an admin binding in beta) then tries every Operator RPC
+against acme: each one is refused exactly like an unknown host, token or binding, or keeps
+to beta, or is kept for tenant default. The cases are generated from the service's method
+list in operator.proto, so a new RPC without a case (and a tenant check) fails this test.
+Also: `block --all` by acme reaches acme's hosts only; a label-bound responder reaches only
+the hosts of its binding; a customer's viewer reads its tenant and changes nothing. Root only.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import unittest
+
+LAB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab")
+sys.path.insert(0, os.path.abspath(LAB_DIR))
+
+from bhlab import Lab, wait_until  # noqa: E402
+from fleet import Fleet  # noqa: E402
+
+IS_ROOT = os.geteuid() == 0
+ENROLL_PORT = 7444
+OPERATOR_PROTO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "proto",
+                              "bulkhead", "v1", "operator.proto")
+
+
+def operator_rpcs():
+    with open(OPERATOR_PROTO) as f:
+        text = f.read()
+    service = text[text.index("service Operator {"):]
+    service = service[:service.index("\n}")]
+    return re.findall(r"^\s*rpc (\w+)\(", service, re.M)
+
+
+@unittest.skipUnless(IS_ROOT, "the lab needs root")
+class TenantsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.lab = Lab(hosts=3)
+        cls.addClassCleanup(cls.lab.close)
+        cls.fleet = Fleet(cls.lab)
+        cls.fleet.start_controller(extra=[
+            "--enroll-listen", f"[::]:{ENROLL_PORT}",
+            "--ca-key", os.path.join(cls.fleet.pki, "ca", "ca.key")])
+        cls.fleet.start_agent("h3")
+        cls.fleet.wait_online(["h3"])
+        # Once there is a second tenant the install's admin holds several and must name one:
+        # the fleet helpers (hosts, wait_online) read across all of them.
+        cls.fleet.cli_prefix = ["env", "BULKHEAD_TENANT=*"]
+        for tenant in ("acme", "beta"):
+            cls.admin("tenants", "create", tenant, "--reason", "contract")
+        cls.tokens = {}
+        for node, host, tenant, labels in (("h1", "acme-web", "acme", "role=web,env=prod"),
+                                           ("h2", "beta-web", "beta", "role=web")):
+            made = cls.admin("tokens", "create", f"--tenant={tenant}", "--labels", labels,
+                             "--reason", "onboarding")
+            cls.tokens[tenant] = made
+            ident = os.path.join(cls.lab.tmpdir, f"enrolled-{host}")
+            r = cls.lab.run(node, [cls.fleet.bin("bulkhead-agent"), "enroll", "--token",
+                                   made["token_text"], "--host-id", host, "--identity", ident,
+                                   "--timeout", "5s"], timeout=30)
+            if r.returncode != 0:
+                raise RuntimeError(f"enroll {host}: {r.stderr}")
+            cls.fleet.start_agent(node, identity=ident, labels={"role": "db"})
+        cls.fleet.wait_online(["acme-web", "beta-web", "h3"], timeout=30)
+        cls.servers = [cls.lab.tcp_server(h, 7000) for h in ("h1", "h2", "h3")]
+        # People: beta's admin, acme's responder bound to env=prod, acme's customer viewer.
+        cls.identities = {}
+        for name, tenant, role, hosts in (("bea", "beta", "admin", ""),
+                                          ("ann", "acme", "responder", "env=prod"),
+                                          ("carl", "acme", "viewer", "")):
+            r = subprocess.run([cls.fleet.bin("bulkhead"), "pki", "issue", "operator", "--name",
+                                name, "--role", "none", "--dir", cls.fleet.pki],
+                               capture_output=True, text=True, timeout=30)
+            if r.returncode != 0:
+                raise RuntimeError(f"pki issue operator {name}: {r.stderr}")
+            cls.identities[name] = os.path.join(cls.fleet.pki, "operators", name)
+            extra = ["--hosts", hosts] if hosts else []
+            cls.admin("access", "grant", name, f"--tenant={tenant}", "--role", role, *extra,
+                      "--reason", "contract")
+        cls.acme_binding = cls.admin("access", f"--tenant=acme")["bindings"][0]["binding_id"]
+
+    @classmethod
+    def admin(cls, *args):
+        rc, doc, err = cls.fleet.cli(*args)
+        if rc != 0:
+            raise RuntimeError(f"bulkhead {' '.join(args)}: {err}")
+        return doc
+
+    def tearDown(self):
+        outcome = getattr(self, "_outcome", None)
+        if outcome is not None and not getattr(outcome, "success", True):
+            self.lab.mark_failed()
+
+    def as_(self, who, *args, json_out=True):
+        """`bulkhead ARGS` as operator `who`, naming no tenant (theirs is chosen for them)."""
+        prefix, self.fleet.cli_prefix = self.fleet.cli_prefix, []
+        try:
+            return self.fleet.cli(*args, identity=self.identities[who], json_out=json_out)
+        finally:
+            self.fleet.cli_prefix = prefix
+
+    def reachable(self, host: str) -> bool:
+        return self.lab.tcp_probe("attacker", self.lab.ip4(host), 7000)
+
+    # ---- the cases, one per Operator RPC ----------------------------------------------------
+    #
+    # Each is (kind, argv with {X} for the other tenant's object); kinds:
+    #   unknown  refused with exactly the answer for a name nobody has ({X} -> a made-up one)
+    #   own      answers with beta's things only: `check(doc)` holds
+    #   default  refused: kept for tenant default (its records carry no tenant yet)
+    #   install  refused: for the install's admins
+    def cases(self):
+        acme_token = self.tokens["acme"]["token"]["token_id"]
+        return {
+            "ListHosts": ("own", ["hosts"],
+                          lambda d: [h["host_id"] for h in d.get("hosts", [])] == ["beta-web"]),
+            "GetHost": ("unknown", ["status", "{X}"], "acme-web"),
+            "Isolate": ("unknown", ["isolate", "{X}", "--reason", "x"], "acme-web"),
+            "Release": ("unknown", ["release", "{X}", "--reason", "x"], "acme-web"),
+            "ListAudit": ("default", ["audit"]),
+            "VerifyAudit": ("default", ["audit", "--verify"]),
+            "ExportAudit": ("default", ["audit", "export", "--output",
+                                        os.path.join(self.lab.tmpdir, "bea-export.jsonl")]),
+            "Block": ("unknown", ["block", "203.0.113.5", "{X}", "--reason", "x"], "acme-web"),
+            "Unblock": ("unknown", ["unblock", "203.0.113.5", "{X}", "--reason", "x"],
+                        "acme-web"),
+            "ListBlocks": ("unknown", ["blocks", "--host", "{X}"], "acme-web"),
+            "KillConnections": ("unknown", ["kill-connections", "{X}", "--remote",
+                                            "203.0.113.5", "--reason", "x"], "acme-web"),
+            "ListSessions": ("unknown", ["sessions", "{X}"], "acme-web"),
+            "KillSessions": ("unknown", ["kill-sessions", "{X}", "--all", "--reason", "x"],
+                             "acme-web"),
+            "KillProcess": ("unknown", ["kill-process", "{X}", "--pid", "1", "--reason", "x"],
+                            "acme-web"),
+            "Capture": ("unknown", ["capture", "{X}", "--reason", "x"], "acme-web"),
+            "ListEvidence": ("default", ["evidence", "list"]),
+            "GetEvidence": ("default", ["evidence", "get", "0123456789abcdef"]),
+            "VerifyEvidence": ("default", ["evidence", "verify", "0123456789abcdef"]),
+            "ShowEvidence": ("default", ["evidence", "show", "0123456789abcdef"]),
+            "SubmitSignal": ("default", ["signal", "--source", "cli", "--rule", "r", "--ip",
+                                         "203.0.113.5", "--host", "acme-web"]),
+            "ListSignals": ("default", ["signals"]),
+            "PreviewSignal": ("default", ["playbook", "test", self.signal_file()]),
+            "ListApprovals": ("default", ["approvals"]),
+            "Approve": ("default", ["approve", "apr-none", "--reason", "x"]),
+            "Reject": ("default", ["reject", "apr-none", "--reason", "x"]),
+            "CreateIntegration": ("default", ["integrations", "create", "bea-hook", "--format",
+                                              "alertmanager"]),
+            "ListIntegrations": ("default", ["integrations"]),
+            "RevokeIntegration": ("default", ["integrations", "revoke", "none", "--reason", "x"]),
+            "CreateJoinToken": ("own", ["tokens", "create", "--reason", "beta servers"],
+                                lambda d: d["token"]["tenant"] == "beta"),
+            "ListJoinTokens": ("own", ["tokens"],
+                               lambda d: {t["tenant"] for t in d.get("tokens", [])} == {"beta"}),
+            "RevokeJoinToken": ("unknown", ["tokens", "revoke", "{X}", "--reason", "x"],
+                                acme_token),
+            "ListTenants": ("own", ["tenants"],
+                            lambda d: [t["name"] for t in d["tenants"]] == ["beta"]),
+            "CreateTenant": ("install", ["tenants", "create", "gamma", "--reason", "x"]),
+            "ListAccess": ("own", ["access"],
+                           lambda d: {b["tenant"] for b in d["bindings"]} == {"beta"}),
+            "GrantAccess": ("own", ["access", "grant", "zed", "--role", "viewer", "--reason",
+                                    "x"], lambda d: d["tenant"] == "beta"),
+            "RevokeAccess": ("unknown", ["access", "revoke", "{X}", "--reason", "x"],
+                             self.acme_binding),
+            "SetHostLabels": ("unknown", ["label", "{X}", "env=dev", "--reason", "x"],
+                              "acme-web"),
+        }
+
+    def signal_file(self) -> str:
+        path = os.path.join(self.lab.tmpdir, "tenant-signal.json")
+        with open(path, "w") as f:
+            f.write('{"source": "cli", "rule": "r", "addresses": ["203.0.113.5"]}\n')
+        return path
+
+    def test_every_rpc_keeps_beta_out_of_acme(self):
+        cases = self.cases()
+        rpcs = operator_rpcs()
+        self.assertGreaterEqual(len(rpcs), 36, rpcs)
+        missing = [r for r in rpcs if r not in cases]
+        self.assertEqual(missing, [], "Operator RPCs without a tenant case here: give each one a "
+                                      "case (and the service a tenant check)")
+        for rpc in rpcs:
+            kind, argv, *rest = cases[rpc]
+            with self.subTest(rpc=rpc):
+                if kind == "unknown":
+                    real = [a.replace("{X}", rest[0]) for a in argv]
+                    made_up = [a.replace("{X}", "nobody-has-this") for a in argv]
+                    rc, _, err = self.as_("bea", *real, json_out=False)
+                    rc2, _, err2 = self.as_("bea", *made_up, json_out=False)
+                    self.assertNotEqual(rc, 0, f"{rpc} on acme's {rest[0]} succeeded")
+                    self.assertEqual((rc, err.replace(rest[0], "nobody-has-this")), (rc2, err2),
+                                     f"{rpc}: acme's object is told apart from an unknown one")
+                elif kind == "own":
+                    rc, doc, err = self.as_("bea", *argv)
+                    self.assertEqual(rc, 0, err)
+                    self.assertTrue(rest[0](doc), f"{rpc}: {doc}")
+                else:
+                    rc, _, err = self.as_("bea", *argv, json_out=False)
+                    self.assertNotEqual(rc, 0, f"{rpc} succeeded")
+                    want = ("kept for tenant default only" if kind == "default"
+                            else "for the install's admins")
+                    self.assertIn(want, err, rpc)
+        # Nothing of acme changed.
+        host = self.fleet.hosts()["acme-web"]
+        self.assertFalse(host["isolated"])
+        self.assertEqual(host["tenant"], "acme")
+        self.assertTrue(self.reachable("h1"))
+        rc, doc, err = self.fleet.cli("tokens", "--tenant=acme")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([t["revoked_unix_ms"] for t in doc["tokens"]], [0])
+        rc, doc, err = self.fleet.cli("access", "--tenant=acme")
+        self.assertIn(self.acme_binding, [b["binding_id"] for b in doc["bindings"]])
+        # The refusals are audited, for the default tenant's auditors.
+        rc, doc, err = self.fleet.cli("audit", "--limit", "400", "--tenant=default")
+        self.assertEqual(rc, 0, err)
+        rows = [r for r in doc["records"] if r["operator"] == "bea" and r["target"] == "acme-web"]
+        self.assertTrue(any(r["action"] == "isolate" and r["outcome"].startswith("error: unknown")
+                            for r in rows), rows)
+
+    def test_block_all_and_selectors_stay_in_the_tenant_and_the_binding(self):
+        # ann: responder on acme's env=prod hosts. A selector matching every web host reaches
+        # acme-web only (beta-web and h3 are role=web or unlabelled in other tenants).
+        rc, doc, err = self.as_("ann", "isolate", "--selector", "role=web", "--reason", "INC-1",
+                                "--yes")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([o["host_id"] for o in doc["outcomes"]], ["acme-web"])
+        wait_until(lambda: not self.reachable("h1"), 10, desc="acme-web isolated")
+        self.assertTrue(self.reachable("h2"))
+        self.assertTrue(self.reachable("h3"))
+        rc, doc, err = self.as_("ann", "release", "acme-web", "--reason", "INC-1 done")
+        self.assertEqual(rc, 0, err)
+        wait_until(lambda: self.reachable("h1"), 10, desc="acme-web released")
+
+        # The install's admin blocks --all in acme: acme's hosts, and no other tenant's.
+        attacker = self.lab.ip4("attacker")
+        rc, doc, err = self.fleet.cli("block", attacker, "--all", "--reason", "INC-2",
+                                      "--tenant=acme")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([o["host_id"] for o in doc["outcomes"]], ["acme-web"])
+        wait_until(lambda: not self.reachable("h1"), 10, desc="acme-web blocked")
+        self.assertTrue(self.reachable("h2"))
+        self.assertTrue(self.reachable("h3"))
+        rc, doc, err = self.as_("bea", "blocks")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(doc.get("blocks", []), [])
+        rc, doc, err = self.fleet.cli("unblock", attacker, "--all", "--reason", "INC-2 done",
+                                      "--tenant=acme")
+        self.assertEqual(rc, 0, err)
+        wait_until(lambda: self.reachable("h1"), 10, desc="acme-web unblocked")
+
+    def test_a_customers_viewer_reads_its_tenant_and_changes_nothing(self):
+        rc, doc, err = self.as_("carl", "hosts")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([(h["host_id"], h["tenant"]) for h in doc["hosts"]],
+                         [("acme-web", "acme")])
+        rc, _, err = self.as_("carl", "isolate", "acme-web", "--reason", "x", json_out=False)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("read only", err)
+        # The agent's own claim (role=db) selects nothing: the token's labels hold.
+        rc, doc, err = self.as_("carl", "hosts", "--selector", "role=db")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(doc.get("hosts", []), [])
+        # An operator with several tenants must choose; none is guessed.
+        r = self.lab.run("jump", [self.fleet.bin("bulkhead"), "--controller",
+                                  self.fleet.controller_addr, "--identity",
+                                  self.fleet.admin_identity, "hosts"], timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("has roles in tenants acme, beta, default: choose one with --tenant",
+                      r.stderr)
+
+    def test_labels_an_admin_sets_decide_what_a_binding_reaches(self):
+        # ann is a responder on acme's env=prod hosts; acme-web is env=prod until the install's
+        # admin relabels it, and then it is out of ann's reach, answered as unknown.
+        rc, doc, err = self.fleet.cli("label", "acme-web", "env=staging", "--reason", "CHG-9",
+                                      "--tenant=acme")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(doc["labels"], {"role": "web", "env": "staging"})
+        self.assertEqual(doc["labels_set_by"], "admin")
+        self.assertEqual(doc["reported_labels"], {"role": "db"})  # the agent's claim, shown
+        rc, _, err = self.as_("ann", "isolate", "acme-web", "--reason", "x", json_out=False)
+        self.assertNotEqual(rc, 0)
+        self.assertIn('unknown host "acme-web"', err)
+        # The labels hold across the agent's reconnection (they are the controller's).
+        self.fleet.kill_agent("h1")
+        self.fleet.start_agent("h1", identity=os.path.join(self.lab.tmpdir, "enrolled-acme-web"),
+                               labels={"role": "db"})
+        self.fleet.wait_online(["acme-web"], timeout=30)
+        self.assertEqual(self.fleet.hosts()["acme-web"]["labels"],
+                         {"role": "web", "env": "staging"})
+        rc, doc, err = self.fleet.cli("label", "acme-web", "env=prod", "--reason", "CHG-9 back",
+                                      "--tenant=acme")
+        self.assertEqual(rc, 0, err)
+        rc, doc, err = self.as_("ann", "isolate", "acme-web", "--reason", "INC-3")
+        self.assertEqual(rc, 0, err)
+        rc, doc, err = self.as_("ann", "release", "acme-web", "--reason", "INC-3 done")
+        self.assertEqual(rc, 0, err)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
