@@ -48,12 +48,13 @@ def summary(name, values, base=None):
 
 def compare_tenants(lab, fleet, runs, cycles):
     single = [run_bench(lab, fleet, fleet.admin_identity, cycles)[1] for _ in range(runs)]
-    cli = [fleet.bin("bulkhead"), "--controller", fleet.controller_addr, "--identity",
-           fleet.admin_identity]
+
     def admin(*args):
-        r = subprocess.run(cli + list(args), capture_output=True, text=True, timeout=60)
-        if r.returncode != 0:
-            raise RuntimeError(f"bulkhead {' '.join(args)}: {r.stderr}")
+        rc, _, err = fleet.cli(*args)
+        if rc != 0:
+            raise RuntimeError(f"bulkhead {' '.join(args)}: {err}")
+
+    fleet.cli_prefix = ["env", "BULKHEAD_TENANT=*"]  # the admin holds every tenant
     for i in range(50):
         admin("tenants", "create", f"t{i:02}", "--reason", "bench")
     for i in range(196):
