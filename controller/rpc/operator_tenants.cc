@@ -12,8 +12,9 @@ namespace {
 template <typename T>
 grpc::ServerUnaryReactor* finish(grpc::ServerUnaryReactor* reactor, absl::StatusOr<T> result,
                                  T* resp) {
+  const absl::Status status = result.status();
   if (result.ok()) *resp = *std::move(result);
-  reactor->Finish(toGrpcStatus(result.status()));
+  reactor->Finish(toGrpcStatus(status));
   return reactor;
 }
 

@@ -277,6 +277,7 @@ void Containment::propagateFleetBlocks() {
   const int64_t now = clock_.nowUnixMs();
   const auto targets = fleet_.targets();
   std::vector<std::string> all;
+  all.reserve(targets.size());
   for (const auto& [h, t] : targets) all.push_back(h);
   if (all == propagated_hosts_ && fleet_generation_ == propagated_generation_) return;
   const auto current = fleet_.desiredStates(all);

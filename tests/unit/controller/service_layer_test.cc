@@ -346,7 +346,7 @@ Caller acmeResponder(Labels hosts = {}) {
   return Caller{.audit_name = "ann",
                 .is_operator = true,
                 .role = Role::kNone,
-                .grants = {Grant{.tenant = "acme", .role = Role::kResponder, .hosts = hosts}},
+                .grants = {Grant{.tenant = "acme", .role = Role::kResponder, .hosts = std::move(hosts)}},
                 .tenants = {"acme"}};
 }
 
