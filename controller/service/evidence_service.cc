@@ -125,7 +125,25 @@ absl::StatusOr<EvidenceRow> EvidenceService::find(const Caller& caller, Operator
   if (auto s = checkText("id", id, kMaxIdBytes); !s.ok()) return s;
   if (evidence_ == nullptr || !evidence_->enabled()) return noEvidenceStore();
   if (id.empty()) return absl::InvalidArgumentError("id: required");
-  return store_.getEvidence(id);
+  auto row = store_.getEvidence(id);
+  if (row.ok() && !reaches(caller, action, row->host_id)) {
+    // Another tenant's bundle, or one of a host out of reach, reads exactly as an unknown id
+    // (the store's own words for one).
+    std::string want = id;
+    for (char& ch : want) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return absl::NotFoundError(fmt::format("no evidence with id {}", want));
+  }
+  return row;
+}
+
+bool EvidenceService::reaches(const Caller& caller, OperatorAction action,
+                              const std::string& host_id) {
+  const Role needed = ruleFor(action).min_role;
+  if (auto host = hosts_.getHost(host_id)) return roleOnHost(caller, host->host()) >= needed;
+  // A host the fleet no longer knows: its bundles stay with tenant default.
+  v1::HostSummary gone;
+  gone.set_host_id(host_id);
+  return roleOnHost(caller, gone) >= needed;
 }
 
 absl::StatusOr<StoredEvidence> EvidenceService::withCustody(const Caller& caller,
@@ -272,6 +290,10 @@ absl::StatusOr<EvidencePage> EvidenceService::list(const Caller& caller,
     if (!rows.ok()) {
       status = rows.status();
     } else {
+      // Only the bundles of hosts the caller reaches.
+      std::erase_if(*rows, [&](const EvidenceRow& r) {
+        return !reaches(caller, OperatorAction::kListEvidence, r.host_id);
+      });
       size_t bytes = 0;
       size_t i = req.offset;
       for (; i < rows->size() && page.evidence.size() < kMaxListedEvidence; ++i) {

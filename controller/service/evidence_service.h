@@ -129,6 +129,9 @@ class EvidenceService {
  private:
   // For the calls on one stored bundle: the caller's refusal, no evidence store, or why `id`
   // names no single bundle; else the bundle's row.
+  // Whether `caller` holds `action`'s role on `host_id` (tenancy.h); a host the fleet no
+  // longer knows counts as tenant default's, without labels.
+  bool reaches(const Caller& caller, OperatorAction action, const std::string& host_id);
   absl::StatusOr<EvidenceRow> find(const Caller& caller, OperatorAction action,
                                    const std::string& id);
   // Appends `action`'s custody event to `row`'s bundle and reads the record back with it.

@@ -83,7 +83,13 @@ class TenantsTest(unittest.TestCase):
             extra = ["--hosts", hosts] if hosts else []
             cls.admin("access", "grant", name, f"--tenant={tenant}", "--role", role, *extra,
                       "--reason", "contract")
-        cls.acme_binding = cls.admin("access", f"--tenant=acme")["bindings"][0]["binding_id"]
+        cls.acme_binding = cls.admin("access", "--tenant=acme")["bindings"][0]["binding_id"]
+        # Evidence of acme's host, taken by ann (acme's responder on it).
+        rc, cap, err = cls.as_("ann", "capture", "acme-web", "--reason", "INC-0", "--output",
+                               os.path.join(cls.lab.tmpdir, "acme.tar.gz"), timeout=300)
+        if rc != 0:
+            raise RuntimeError(f"capture acme-web as ann: {err}")
+        cls.acme_evidence = cap["record"]["evidence_id"]
 
     @classmethod
     def admin(cls, *args):
@@ -97,13 +103,15 @@ class TenantsTest(unittest.TestCase):
         if outcome is not None and not getattr(outcome, "success", True):
             self.lab.mark_failed()
 
-    def as_(self, who, *args, json_out=True):
+    @classmethod
+    def as_(cls, who, *args, json_out=True, timeout=60):
         """`bulkhead ARGS` as operator `who`, naming no tenant (theirs is chosen for them)."""
-        prefix, self.fleet.cli_prefix = self.fleet.cli_prefix, []
+        prefix, cls.fleet.cli_prefix = cls.fleet.cli_prefix, []
         try:
-            return self.fleet.cli(*args, identity=self.identities[who], json_out=json_out)
+            return cls.fleet.cli(*args, identity=cls.identities[who], json_out=json_out,
+                                 timeout=timeout)
         finally:
-            self.fleet.cli_prefix = prefix
+            cls.fleet.cli_prefix = prefix
 
     def reachable(self, host: str) -> bool:
         return self.lab.tcp_probe("attacker", self.lab.ip4(host), 7000)
@@ -139,10 +147,13 @@ class TenantsTest(unittest.TestCase):
             "KillProcess": ("unknown", ["kill-process", "{X}", "--pid", "1", "--reason", "x"],
                             "acme-web"),
             "Capture": ("unknown", ["capture", "{X}", "--reason", "x"], "acme-web"),
-            "ListEvidence": ("default", ["evidence", "list"]),
-            "GetEvidence": ("default", ["evidence", "get", "0123456789abcdef"]),
-            "VerifyEvidence": ("default", ["evidence", "verify", "0123456789abcdef"]),
-            "ShowEvidence": ("default", ["evidence", "show", "0123456789abcdef"]),
+            "ListEvidence": ("own", ["evidence", "list"],
+                             lambda d: d.get("evidence", []) == []),
+            "GetEvidence": ("unknown", ["evidence", "get", "{X}", "--output",
+                                        os.path.join(self.lab.tmpdir, "bea-get.tar.gz")],
+                            self.acme_evidence),
+            "VerifyEvidence": ("unknown", ["evidence", "verify", "{X}"], self.acme_evidence),
+            "ShowEvidence": ("unknown", ["evidence", "show", "{X}"], self.acme_evidence),
             "SubmitSignal": ("default", ["signal", "--source", "cli", "--rule", "r", "--ip",
                                          "203.0.113.5", "--host", "acme-web"]),
             "ListSignals": ("default", ["signals"]),
@@ -190,12 +201,14 @@ class TenantsTest(unittest.TestCase):
             kind, argv, *rest = cases[rpc]
             with self.subTest(rpc=rpc):
                 if kind == "unknown":
+                    # A made-up name of the same shape (evidence ids are hex).
+                    fake = "f" * len(rest[0]) if rpc.endswith("Evidence") else "nobody-has-this"
                     real = [a.replace("{X}", rest[0]) for a in argv]
-                    made_up = [a.replace("{X}", "nobody-has-this") for a in argv]
+                    made_up = [a.replace("{X}", fake) for a in argv]
                     rc, _, err = self.as_("bea", *real, json_out=False)
                     rc2, _, err2 = self.as_("bea", *made_up, json_out=False)
                     self.assertNotEqual(rc, 0, f"{rpc} on acme's {rest[0]} succeeded")
-                    self.assertEqual((rc, err.replace(rest[0], "nobody-has-this")), (rc2, err2),
+                    self.assertEqual((rc, err.replace(rest[0], fake)), (rc2, err2),
                                      f"{rpc}: acme's object is told apart from an unknown one")
                 elif kind == "own":
                     rc, doc, err = self.as_("bea", *argv)
@@ -217,6 +230,12 @@ class TenantsTest(unittest.TestCase):
         self.assertEqual([t["revoked_unix_ms"] for t in doc["tokens"]], [0])
         rc, doc, err = self.fleet.cli("access", "--tenant=acme")
         self.assertIn(self.acme_binding, [b["binding_id"] for b in doc["bindings"]])
+        # acme's own people see its evidence (carl, its viewer, lists and verifies it).
+        rc, doc, err = self.as_("carl", "evidence", "list")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([e["evidence_id"] for e in doc["evidence"]], [self.acme_evidence])
+        rc, doc, err = self.as_("carl", "evidence", "verify", self.acme_evidence)
+        self.assertEqual(rc, 0, err)
         # The refusals are audited, for the default tenant's auditors.
         rc, doc, err = self.fleet.cli("audit", "--limit", "400", "--tenant=default")
         self.assertEqual(rc, 0, err)
