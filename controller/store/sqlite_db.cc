@@ -190,4 +190,21 @@ absl::StatusOr<bool> exists(sqlite3* db, const char* sql, const std::string& key
   return rc == SQLITE_ROW;
 }
 
+std::string labelsJson(const std::map<std::string, std::string>& labels) {
+  return nlohmann::json(labels).dump();
+}
+
+absl::StatusOr<std::map<std::string, std::string>> readLabelsJson(const std::string& text,
+                                                                  std::string_view table) {
+  const auto doc = nlohmann::json::parse(text, nullptr, false);
+  if (!doc.is_object()) {
+    return absl::DataLossError(fmt::format("{}: stored labels do not parse", table));
+  }
+  std::map<std::string, std::string> labels;
+  for (const auto& [k, v] : doc.items()) {
+    if (v.is_string()) labels[k] = v.get<std::string>();
+  }
+  return labels;
+}
+
 }  // namespace bulkhead::controller::sqlite

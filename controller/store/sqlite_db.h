@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -120,5 +121,11 @@ class Stmt {
 
 // Whether `sql`, its one parameter ?1 bound to `key`, returns a row.
 absl::StatusOr<bool> exists(sqlite3* db, const char* sql, const std::string& key);
+
+// Labels as a column stores them: a JSON object of strings; and back, DataLoss naming `table`
+// when the stored text is not one.
+std::string labelsJson(const std::map<std::string, std::string>& labels);
+absl::StatusOr<std::map<std::string, std::string>> readLabelsJson(const std::string& text,
+                                                                  std::string_view table);
 
 }  // namespace bulkhead::controller::sqlite

@@ -1,6 +1,4 @@
 // SqliteHosts and SqliteDesiredStates (sqlite_tables.h).
-#include <nlohmann/json.hpp>
-
 #include "common/format.h"
 #include "controller/core/blocks.h"
 #include "controller/store/sqlite_db.h"
@@ -17,11 +15,9 @@ HostInfo readHost(Stmt& st) {
   h.host_id = st.text(0);
   h.hostname = st.text(1);
   h.addresses = st.strings(2);
-  auto labels = nlohmann::json::parse(st.text(3), nullptr, false);
-  if (labels.is_object()) {
-    for (const auto& [k, v] : labels.items()) {
-      if (v.is_string()) h.labels[k] = v.get<std::string>();
-    }
+  // A row whose labels do not read keeps none: the agent reports them again when it connects.
+  if (auto labels = sqlite::readLabelsJson(st.text(3), "hosts"); labels.ok()) {
+    h.labels = *std::move(labels);
   }
   h.os = st.text(4);
   h.agent_version = st.text(5);
@@ -54,7 +50,7 @@ absl::Status SqliteHosts::save(const std::vector<HostInfo>& hosts,
     up.bind(1, h.host_id);
     up.bind(2, h.hostname);
     up.bindStrings(3, h.addresses);
-    up.bind(4, nlohmann::json(h.labels).dump());
+    up.bind(4, sqlite::labelsJson(h.labels));
     up.bind(5, h.os);
     up.bind(6, h.agent_version);
     up.bind(7, h.first_seen_unix_ms);

@@ -1,6 +1,4 @@
 // SqliteJoinTokens (sqlite_tables.h).
-#include <nlohmann/json.hpp>
-
 #include "common/format.h"
 #include "controller/store/sqlite_db.h"
 #include "controller/store/sqlite_tables.h"
@@ -94,7 +92,7 @@ absl::Status SqliteJoinTokens::addEnrollment(const EnrollmentRow& row) {
   st.bind(1, row.host_id);
   st.bind(2, row.token_id);
   st.bind(3, row.serial);
-  st.bind(4, nlohmann::json(row.labels).dump());
+  st.bind(4, sqlite::labelsJson(row.labels));
   st.bind(5, row.enrolled_unix_ms);
   st.bind(6, row.tenant);
   if (auto s = st.run(); !s.ok()) return s;
@@ -119,11 +117,9 @@ absl::StatusOr<std::optional<EnrollmentRow>> SqliteJoinTokens::findEnrollment(
                     .serial = st.text(2),
                     .enrolled_unix_ms = st.i64(4),
                     .tenant = st.text(5)};
-  const auto labels = nlohmann::json::parse(st.text(3), nullptr, false);
-  if (!labels.is_object()) return absl::DataLossError("enrollments: stored labels do not parse");
-  for (const auto& [k, v] : labels.items()) {
-    if (v.is_string()) row.labels[k] = v.get<std::string>();
-  }
+  auto labels = sqlite::readLabelsJson(st.text(3), "enrollments");
+  if (!labels.ok()) return labels.status();
+  row.labels = *std::move(labels);
   return std::optional<EnrollmentRow>(std::move(row));
 }
 

@@ -1,6 +1,4 @@
 // SqliteTenants (sqlite_tables.h).
-#include <nlohmann/json.hpp>
-
 #include "common/format.h"
 #include "controller/store/sqlite_db.h"
 #include "controller/store/sqlite_tables.h"
@@ -114,7 +112,7 @@ absl::Status SqliteTenants::setHostLabels(const HostLabelsRow& row) {
           "ON CONFLICT(host_id) DO UPDATE SET labels = ?2, set_by = ?3, set_at = ?4");
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, row.host_id);
-  st.bind(2, nlohmann::json(row.labels).dump());
+  st.bind(2, sqlite::labelsJson(row.labels));
   st.bind(3, row.set_by);
   st.bind(4, row.set_unix_ms);
   return st.run();
@@ -129,11 +127,9 @@ absl::StatusOr<std::optional<HostLabelsRow>> SqliteTenants::findHostLabels(
   if (rc == SQLITE_DONE) return std::optional<HostLabelsRow>();
   if (rc != SQLITE_ROW) return sqlite::error(db_, "find host labels");
   HostLabelsRow row{.host_id = host_id, .set_by = st.text(1), .set_unix_ms = st.i64(2)};
-  const auto labels = nlohmann::json::parse(st.text(0), nullptr, false);
-  if (!labels.is_object()) return absl::DataLossError("host_labels: stored labels do not parse");
-  for (const auto& [k, v] : labels.items()) {
-    if (v.is_string()) row.labels[k] = v.get<std::string>();
-  }
+  auto labels = sqlite::readLabelsJson(st.text(0), "host_labels");
+  if (!labels.ok()) return labels.status();
+  row.labels = *std::move(labels);
   return std::optional<HostLabelsRow>(std::move(row));
 }
 
