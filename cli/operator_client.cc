@@ -2,20 +2,103 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
+#include <iostream>
+
+#include "cli/output.h"
+#include "common/certificate.h"
 #include "common/format.h"
 #include "common/parse.h"
+#include "common/pki/pki.h"
 #include "common/text.h"
 #include "common/tls/tls.h"
 
 namespace bulkhead::cli {
 
-absl::StatusOr<std::unique_ptr<OperatorClient>> OperatorClient::create(
-    const GlobalOptions& options) {
-  if (options.controller.empty()) {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The controller's address: --controller, or the identity directory's controller file.
+std::string controllerAddress(const GlobalOptions& options) {
+  if (!options.controller.empty() || options.identity.empty()) return options.controller;
+  auto text = readFile(fs::path(options.identity) / kControllerAddressFile);
+  if (!text.ok()) return {};
+  const std::string line = text->substr(0, text->find('\n'));
+  return line;
+}
+
+std::unique_ptr<v1::Operator::Stub> stubFor(const std::string& target, const IdentityFiles& id,
+                                            const std::string& controller_name) {
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride(controller_name);
+  args.SetMaxReceiveMessageSize(64 << 20);
+  return v1::Operator::NewStub(grpc::CreateCustomChannel(target, clientCredentials(id), args));
+}
+
+// Renews when the certificate has run two thirds of its time (renewCertificate); answers the
+// identity to use: on any failure the current one, after one line on standard error (none
+// when the controller answered a moment ago).
+IdentityFiles renewIfDue(v1::Operator::Stub& stub, const fs::path& dir, IdentityFiles id,
+                         std::chrono::milliseconds timeout) {
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  const int64_t lifetime = id.self.not_after_unix - id.self.not_before_unix;
+  if (lifetime <= 0 || id.self.not_after_unix - now > lifetime / 3) return id;
+  auto renewed = renewCertificate(stub, dir, id, timeout);
+  if (renewed.ok()) return *std::move(renewed);
+  if (!absl::IsResourceExhausted(renewed.status())) {
+    std::cerr << fmt::format("bulkhead: certificate {} ends at {}: not renewed: {}\n",
+                             id.self.serial, utcTime(id.self.not_after_unix * 1000),
+                             renewed.status().message());
+  }
+  return id;
+}
+
+}  // namespace
+
+absl::StatusOr<IdentityFiles> renewCertificate(v1::Operator::Stub& stub,
+                                               const std::filesystem::path& dir,
+                                               const IdentityFiles& id,
+                                               std::chrono::milliseconds timeout) {
+  auto csr = createCsrForKey(id.key_pem, id.self.name);
+  if (!csr.ok()) return csr.status();
+  v1::RenewOperatorCertificateRequest req;
+  req.set_csr_pem(*csr);
+  v1::RenewOperatorCertificateResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+  const grpc::Status st = stub.RenewOperatorCertificate(&ctx, req, &resp);
+  if (!st.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(st.error_code()),
+                        escapeNonPrintable(st.error_message()));
+  }
+  auto fresh = identityFromCertPem(resp.cert_pem());
+  absl::Status check = fresh.status();
+  if (check.ok() && (fresh->kind != PeerKind::kOperator || fresh->name != id.self.name)) {
+    check = absl::InvalidArgumentError("the controller issued a certificate for another identity");
+  }
+  if (check.ok()) check = checkIdentityFiles(id.ca_pem, resp.cert_pem(), id.key_pem);
+  if (check.ok() && fresh->not_after_unix < id.self.not_after_unix) {
+    check = absl::InvalidArgumentError("the new certificate ends before the current one");
+  }
+  if (check.ok()) check = writeFileAtomic(dir / "tls.crt", resp.cert_pem(), 0644);
+  if (!check.ok()) return check;
+  IdentityFiles out = id;
+  out.cert_pem = resp.cert_pem();
+  out.self = *std::move(fresh);
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<OperatorClient>> OperatorClient::create(const GlobalOptions& options,
+                                                                       bool renew_when_due) {
+  const std::string controller = controllerAddress(options);
+  if (controller.empty()) {
     return absl::InvalidArgumentError(
         "--controller: required (ADDR:PORT, or set BULKHEAD_CONTROLLER)");
   }
-  auto hp = parseHostPort("--controller", options.controller);
+  auto hp = parseHostPort("--controller", controller);
   if (!hp.ok()) return hp.status();
   if (options.identity.empty()) {
     return absl::InvalidArgumentError(
@@ -28,17 +111,21 @@ absl::StatusOr<std::unique_ptr<OperatorClient>> OperatorClient::create(
         "--identity: {} holds a {} identity, not an operator one", options.identity,
         peerKindName(id->self.kind)));
   }
-  grpc::ChannelArguments args;
-  args.SetSslTargetNameOverride(options.controller_name_given || id->controller_name.empty()
-                                    ? options.controller_name
-                                    : id->controller_name);
-  args.SetMaxReceiveMessageSize(64 << 20);
+  const std::string name = options.controller_name_given || id->controller_name.empty()
+                               ? options.controller_name
+                               : id->controller_name;
   std::string target = hp->host.find(':') != std::string::npos
                            ? fmt::format("ipv6:[{}]:{}", hp->host, hp->port)
                            : fmt::format("{}:{}", hp->host, hp->port);
-  auto channel = grpc::CreateCustomChannel(target, clientCredentials(*id), args);
-  return std::unique_ptr<OperatorClient>(new OperatorClient(
-      options.controller, options.tenant, options.timeout, v1::Operator::NewStub(channel)));
+  auto stub = stubFor(target, *id, name);
+  IdentityFiles current =
+      renew_when_due ? renewIfDue(*stub, options.identity, *id, options.timeout) : *id;
+  if (current.cert_pem != id->cert_pem) stub = stubFor(target, current, name);
+  auto client = std::unique_ptr<OperatorClient>(
+      new OperatorClient(controller, options.tenant, options.timeout, std::move(stub)));
+  client->identity_ = std::move(current);
+  client->identity_dir_ = options.identity;
+  return client;
 }
 
 std::unique_ptr<grpc::ClientContext> OperatorClient::context(
@@ -50,13 +137,32 @@ std::unique_ptr<grpc::ClientContext> OperatorClient::context(
 }
 
 std::unique_ptr<OperatorClient> connectClient(const std::string& command,
-                                              const GlobalOptions& options, std::ostream& err) {
-  auto client = OperatorClient::create(options);
+                                              const GlobalOptions& options, std::ostream& err,
+                                              bool renew_when_due) {
+  auto client = OperatorClient::create(options, renew_when_due);
   if (!client.ok()) {
     err << "bulkhead " << command << ": " << client.status().message() << "\n";
     return nullptr;
   }
   return *std::move(client);
+}
+
+absl::StatusOr<v1::OperatorRole> parseGrantableRole(const std::string& flag,
+                                                    const std::string& text) {
+  static constexpr v1::OperatorRole kWire[] = {v1::OPERATOR_ROLE_NONE, v1::OPERATOR_ROLE_VIEWER,
+                                               v1::OPERATOR_ROLE_RESPONDER,
+                                               v1::OPERATOR_ROLE_APPROVER, v1::OPERATOR_ROLE_ADMIN};
+  if (text.empty()) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}: required (viewer, responder, approver or admin)", flag));
+  }
+  auto role = parseRole(text);
+  if (!role.ok() || *role == Role::kNone) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}: invalid value \"{}\": expected viewer, responder, approver or admin", flag,
+                    escapeNonPrintable(text.substr(0, 64))));
+  }
+  return kWire[static_cast<size_t>(*role)];
 }
 
 int reportRpcError(const std::string& command, const std::string& controller,

@@ -3,6 +3,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <filesystem>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -12,13 +13,18 @@
 #include "bulkhead/v1/operator.grpc.pb.h"
 #include "cli/cli.h"
 #include "cli/output.h"
+#include "common/tls/tls.h"
 
 namespace bulkhead::cli {
 
 class OperatorClient {
  public:
-  // Validates --controller and loads --identity; errors name the flag or file at fault.
-  static absl::StatusOr<std::unique_ptr<OperatorClient>> create(const GlobalOptions& options);
+  // Validates --controller (or the identity's controller file) and loads --identity; errors
+  // name the flag or file at fault. When `renew_when_due` and the certificate has run two
+  // thirds of its time, first renews it (renewCertificate); a failed renewal is one line on
+  // standard error and the call goes on with the current certificate.
+  static absl::StatusOr<std::unique_ptr<OperatorClient>> create(const GlobalOptions& options,
+                                                                bool renew_when_due = true);
 
   v1::Operator::Stub& stub() { return *stub_; }
 
@@ -27,6 +33,9 @@ class OperatorClient {
   std::unique_ptr<grpc::ClientContext> context(std::chrono::milliseconds timeout = {}) const;
 
   const std::string& controller() const { return controller_; }
+  // The identity the connection uses, and its directory.
+  const IdentityFiles& identity() const { return identity_; }
+  const std::string& identityDir() const { return identity_dir_; }
 
  private:
   OperatorClient(std::string controller, std::string tenant, std::chrono::milliseconds timeout,
@@ -40,12 +49,23 @@ class OperatorClient {
   std::string tenant_;
   std::chrono::milliseconds timeout_;
   std::unique_ptr<v1::Operator::Stub> stub_;
+  IdentityFiles identity_;
+  std::string identity_dir_;
 };
+
+// A new certificate for identity `id` (directory `dir`) from the controller, for the same
+// key: tls.crt is replaced atomically once the answer checks out (this operator, this key, the
+// fleet CA, a later end). The controller's refusal as its status; nothing written on error.
+absl::StatusOr<IdentityFiles> renewCertificate(v1::Operator::Stub& stub,
+                                               const std::filesystem::path& dir,
+                                               const IdentityFiles& id,
+                                               std::chrono::milliseconds timeout);
 
 // OperatorClient::create, or nullptr after one line on `err` naming the command and the flag
 // or file at fault (exit 2 for the caller).
 std::unique_ptr<OperatorClient> connectClient(const std::string& command,
-                                              const GlobalOptions& options, std::ostream& err);
+                                              const GlobalOptions& options, std::ostream& err,
+                                              bool renew_when_due = true);
 
 // Prints one line for a failed RPC and returns the exit code: 2 for bad input the controller
 // rejected (invalid argument, unknown host, precondition), 1 for everything else (controller
@@ -75,6 +95,11 @@ int callAndPrint(const std::string& command, const GlobalOptions& g, Io& io, Cal
   }
   return kOk;
 }
+
+// A role to grant, as `--role` gives it: viewer, responder, approver or admin. INVALID_ARGUMENT
+// naming `flag` otherwise.
+absl::StatusOr<v1::OperatorRole> parseGrantableRole(const std::string& flag,
+                                                    const std::string& text);
 
 // The request's targets from the command line: host ids, a selector or all, whichever the
 // user gave (the commands check first that exactly one was given).

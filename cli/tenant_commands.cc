@@ -129,26 +129,17 @@ int accessGrant(const GlobalOptions& g, const std::vector<std::string>& args, Io
     io.err << "bulkhead access grant: " << message << "\n";
     return kUsage;
   };
-  if (role_text.empty()) return bad("--role: required (viewer, responder, approver or admin)");
-  auto role = parseRole(role_text);
-  if (!role.ok() || *role == Role::kNone) {
-    return bad(
-        fmt::format("--role: invalid value \"{}\": expected viewer, responder, approver "
-                    "or admin",
-                    role_text));
-  }
+  auto role = parseGrantableRole("--role", role_text);
+  if (!role.ok()) return bad(std::string(role.status().message()));
   if (!hosts.empty()) {
     if (auto parsed = parseSelector("--hosts", hosts); !parsed.ok()) {
       return bad(std::string(parsed.status().message()));
     }
   }
   if (reason.empty()) return bad("--reason: required (a contract or ticket id)");
-  static constexpr v1::OperatorRole kWire[] = {v1::OPERATOR_ROLE_NONE, v1::OPERATOR_ROLE_VIEWER,
-                                               v1::OPERATOR_ROLE_RESPONDER,
-                                               v1::OPERATOR_ROLE_APPROVER, v1::OPERATOR_ROLE_ADMIN};
   v1::GrantAccessRequest req;
   req.set_operator_name(operator_name);
-  req.set_role(kWire[static_cast<size_t>(*role)]);
+  req.set_role(*role);
   req.set_hosts(hosts);
   req.set_reason(reason);
   return callAndPrint<v1::RoleBinding>(

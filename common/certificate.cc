@@ -36,9 +36,9 @@ std::string serialHex(X509* cert) {
   return out;
 }
 
-int64_t notAfterUnix(X509* cert) {
+int64_t unixTime(const ASN1_TIME* time) {
   struct tm tm {};
-  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) != 1) return 0;
+  if (ASN1_TIME_to_tm(time, &tm) != 1) return 0;
   return static_cast<int64_t>(timegm(&tm));
 }
 
@@ -66,12 +66,13 @@ absl::StatusOr<PeerIdentity> identityFromCertPem(std::string_view pem) {
     id.kind = PeerKind::kController;
   else
     return absl::PermissionDeniedError(fmt::format("certificate: unknown OU \"{}\"", unit));
-  if (!isValidName(cn)) {
+  if (id.kind == PeerKind::kOperator ? !isValidOperatorName(cn) : !isValidName(cn)) {
     return absl::PermissionDeniedError(fmt::format("certificate: invalid CN \"{}\"", cn));
   }
   id.name = cn;
   id.serial = serialHex(cert.get());
-  id.not_after_unix = notAfterUnix(cert.get());
+  id.not_before_unix = unixTime(X509_get0_notBefore(cert.get()));
+  id.not_after_unix = unixTime(X509_get0_notAfter(cert.get()));
   if (id.kind == PeerKind::kOperator) {
     auto role = parseRole(subjectField(subject, NID_title));
     if (!role.ok())

@@ -51,6 +51,17 @@ bool isValidName(std::string_view name) {
   return true;
 }
 
+bool isValidOperatorName(std::string_view name) {
+  const size_t at = name.find('@');
+  if (at == std::string_view::npos) return isValidName(name);
+  return name.size() <= 64 && isValidName(name.substr(0, at)) && isValidName(name.substr(at + 1));
+}
+
+std::string operatorNameInTenant(std::string_view name, std::string_view tenant) {
+  if (tenant == "default") return std::string(name);
+  return std::string(name) + "@" + std::string(tenant);
+}
+
 bool isValidDnsName(std::string_view name) {
   if (name.empty() || name.size() > 253) return false;
   size_t start = 0;

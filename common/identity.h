@@ -29,11 +29,21 @@ struct PeerIdentity {
   std::string name;           // host id for agents, operator name for operators
   Role role = Role::kViewer;  // operators only
   std::string serial;         // certificate serial, upper-case hex as `openssl x509 -serial`
-  int64_t not_after_unix = 0; // certificate expiry (seconds since the epoch)
+  int64_t not_before_unix = 0;  // certificate start (seconds since the epoch)
+  int64_t not_after_unix = 0;   // certificate expiry (seconds since the epoch)
 };
 
 // Host ids and operator names: 1-63 characters of [A-Za-z0-9._-], not starting with '.' or '-'.
 bool isValidName(std::string_view name);
+
+// An operator's name: a name as above, or "NAME@TENANT" (two such names, 64 characters at
+// most), as an operator token outside tenant "default" issues it, so no tenant's admin can
+// make a name another tenant knows.
+bool isValidOperatorName(std::string_view name);
+
+// The name an operator token of `tenant` gives operator `name`: "NAME@TENANT", or `name`
+// alone in tenant "default".
+std::string operatorNameInTenant(std::string_view name, std::string_view tenant);
 
 // A DNS name as a certificate's subjectAltName carries it: dot-separated labels of 1-63
 // characters of [A-Za-z0-9-], not starting or ending with '-', 253 characters at most.

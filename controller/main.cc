@@ -6,9 +6,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -21,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/certificate.h"
 #include "common/format.h"
 #include "common/logging.h"
 #include "common/pki/pki.h"
@@ -35,6 +38,7 @@
 #include "controller/rpc/peer_gate.h"
 #include "controller/rpc/server.h"
 #include "controller/rpc/system_clock.h"
+#include "controller/service/audit.h"
 #include "controller/service/policies.h"
 #include "controller/service/record_text.h"
 #include "controller/store/audit_key.h"
@@ -64,6 +68,65 @@ void grpcLog(gpr_log_func_args* args) {
   spdlog::level::level_enum level = spdlog::level::debug;
   if (g_grpc_started && args->severity == GPR_LOG_SEVERITY_ERROR) level = spdlog::level::warn;
   spdlog::log(level, "grpc: {}", args->message);
+}
+
+// How often a controller holding the CA's key looks at its own certificate's end.
+constexpr std::chrono::seconds kSelfRenewalCheck{5};
+
+// Renews the controller's own certificate once it has run two thirds of its time: a new one for
+// the same key from the fleet CA (reissueControllerCert: same name, addresses and length),
+// presented to new connections at once and written to IDENTITY_DIR/tls.crt for the next start.
+// Audited as controller-renew, the failures too, at most one failure row per tenth of the
+// certificate's span (a minute at least). Returns whether the certificate was replaced.
+bool renewOwnCertificateIfDue(RotatingServerCredentials& tls, const CertAndKey& ca,
+                              const std::string& identity_dir, Store& store, const Clock& clock) {
+  static int64_t last_failure_unix = 0;
+  const PeerIdentity& live = tls.current();
+  const int64_t now = clock.nowUnixMs() / 1000;
+  const int64_t span = live.not_after_unix - live.not_before_unix;
+  if (span <= 0 || live.not_after_unix - now > span / 3) return false;
+  if (last_failure_unix != 0 && now - last_failure_unix < std::max<int64_t>(60, span / 10)) {
+    return false;
+  }
+  const std::filesystem::path dir(identity_dir);
+  absl::StatusOr<IdentityFiles> next = loadIdentity(dir);
+  absl::Status done = next.status();
+  if (done.ok() && next->self.serial != live.serial) {
+    done = absl::FailedPreconditionError(
+        fmt::format("{}/tls.crt is not the certificate in use (serial {}): send SIGHUP to use it",
+                    identity_dir, next->self.serial));
+  }
+  absl::StatusOr<std::string> cert = done.ok()
+                                         ? reissueControllerCert(ca, next->cert_pem, next->key_pem)
+                                         : absl::StatusOr<std::string>(done);
+  done = cert.status();
+  std::string detail;
+  if (done.ok()) {
+    next->cert_pem = *cert;
+    auto fresh = identityFromCertPem(*cert);
+    done = fresh.status();
+    if (done.ok()) {
+      next->self = *fresh;
+      detail = fmt::format("serial {} -> {}, not after {}", live.serial, fresh->serial,
+                           fresh->not_after_unix);
+    }
+  }
+  if (done.ok()) done = tls.replace(*next).status();
+  if (done.ok()) {
+    // In use now; on disk for the next start. A read-only identity directory keeps the old one
+    // there: said in the row, so the next start's expiry is no surprise.
+    if (absl::Status written = writeFileAtomic(dir / "tls.crt", *cert, 0644); !written.ok()) {
+      detail += fmt::format("; not written to {}: {}", identity_dir, written.message());
+    }
+    spdlog::info("own certificate renewed: {}", detail);
+  } else {
+    last_failure_unix = now;
+    spdlog::error("own certificate (serial {}, ends {} s from now) not renewed: {}", live.serial,
+                  live.not_after_unix - now, done);
+  }
+  (void)recordCall(store, clock, "controller", kControllerRenewAction, live.serial, "", done,
+                   detail);
+  return done.ok();
 }
 
 // The revoked serials of the CRL at `path`, checked against the fleet CA. A missing file
@@ -353,10 +416,7 @@ int run(int argc, char** argv) {
     options.enrollment.controller_name = identity->self.name;
     options.enrollment.agent_validity =
         std::chrono::duration_cast<std::chrono::seconds>(config.enroll_validity);
-    if (!config.enroll_listen.empty()) {
-      options.enroll_listen = config.enroll_listen;
-      options.enroll_credentials = serverCredentialsWithoutClientCertificates(*identity);
-    }
+    if (!config.enroll_listen.empty()) options.enroll_listen = config.enroll_listen;
     spdlog::info(
         "the fleet CA's key is loaded: agents' certificates are renewed over their "
         "streams{}",
@@ -367,6 +427,9 @@ int run(int argc, char** argv) {
                                                std::filesystem::path(config.runtime_dir) / "tls");
   if (!tls.ok()) return fail(fmt::format("--runtime-dir: {}", tls.status()));
   options.credentials = (*tls)->credentials();
+  if (!options.enroll_listen.empty()) {
+    options.enroll_credentials = (*tls)->credentialsWithoutClientCertificates();
+  }
   options.fleet.heartbeat_interval = config.heartbeat_interval;
   options.fleet.heartbeat_timeout = config.heartbeat_timeout;
   options.fleet.gate = &gate;
@@ -472,9 +535,24 @@ int run(int argc, char** argv) {
     spdlog::error("audit: cannot record controller start: {}", row.status());
   }
 
+  // With the CA's key the controller renews its own certificate: checked between signals.
+  const bool self_renewal = !options.enrollment.ca.key_pem.empty();
   for (;;) {
     int sig = 0;
-    if (sigwait(&signals, &sig) != 0) continue;
+    if (self_renewal) {
+      timespec wait{.tv_sec = kSelfRenewalCheck.count(), .tv_nsec = 0};
+      sig = sigtimedwait(&signals, nullptr, &wait);
+      if (sig < 0) {
+        if (errno == EAGAIN && renewOwnCertificateIfDue(**tls, options.enrollment.ca,
+                                                        config.identity_dir, **store, clock)) {
+          (void)gate.admit((*tls)->current());
+          controller_not_after_ms = (*tls)->current().not_after_unix * 1000;
+        }
+        continue;
+      }
+    } else if (sigwait(&signals, &sig) != 0) {
+      continue;
+    }
     if (sig == SIGHUP) {
       // The controller's own certificate: a replaced tls.crt/tls.key (`pki issue controller
       // --replace`) is presented to new connections from the next second; a bad one is refused

@@ -293,6 +293,7 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
   }
 
   v1::AgentMessage heartbeat() override {
+    renewer_.onHeartbeat();
     AgentStatus s = board_->snapshot();
     v1::AgentMessage m;
     auto* hb = m.mutable_heartbeat();

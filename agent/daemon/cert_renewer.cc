@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "common/certificate.h"
 #include "common/format.h"
 #include "common/pki/pki.h"
@@ -14,11 +16,39 @@ namespace v1 = bulkhead::v1;
 CertRenewer::CertRenewer(Options options, Deps deps)
     : options_(std::move(options)), deps_(std::move(deps)) {}
 
+std::chrono::seconds CertRenewer::retryInterval() const {
+  return std::min<std::chrono::seconds>(std::chrono::minutes(10), options_.renew_before / 4);
+}
+
 bool CertRenewer::onConnected() {
+  {
+    std::lock_guard lock(mu_);
+    pending_.reset();  // a request on an earlier stream gets no answer on this one
+    refused_at_unix_ = 0;
+  }
+  return askIfDue();
+}
+
+bool CertRenewer::onHeartbeat() {
+  {
+    std::lock_guard lock(mu_);
+    const int64_t now = deps_.now_unix();
+    if (pending_.has_value() || not_after_unix_ == 0) return false;
+    if (not_after_unix_ - now > options_.renew_before.count()) return false;
+    if (refused_at_unix_ != 0 && now - refused_at_unix_ < retryInterval().count()) return false;
+  }
+  return askIfDue();
+}
+
+bool CertRenewer::askIfDue() {
   auto id = loadIdentity(options_.identity_dir);
   if (!id.ok()) {
     spdlog::warn("certificate renewal: cannot read the identity: {}", id.status());
     return false;
+  }
+  {
+    std::lock_guard lock(mu_);
+    not_after_unix_ = id->self.not_after_unix;
   }
   const int64_t left = id->self.not_after_unix - deps_.now_unix();
   if (left > options_.renew_before.count()) return false;
@@ -36,9 +66,13 @@ bool CertRenewer::onConnected() {
   }
   m.mutable_renew()->set_request_id(request_id);
   m.mutable_renew()->set_csr_pem(*std::move(csr));
-  if (!deps_.send(m)) return false;
-  spdlog::info("certificate (serial {}) ends in {} h: asked the controller to renew it",
-               id->self.serial, left / 3600);
+  if (!deps_.send(m)) {
+    std::lock_guard lock(mu_);
+    pending_.reset();
+    return false;
+  }
+  spdlog::info("certificate (serial {}) ends in {} s: asked the controller to renew it",
+               id->self.serial, left);
   return true;
 }
 
@@ -50,6 +84,8 @@ bool CertRenewer::onRenewal(const v1::CertificateRenewal& renewal) {
   }
   if (!renewal.error().empty()) {
     spdlog::warn("certificate renewal refused by the controller: {}", renewal.error());
+    std::lock_guard lock(mu_);
+    refused_at_unix_ = deps_.now_unix();
     return false;
   }
   auto id = loadIdentity(options_.identity_dir);
@@ -73,12 +109,20 @@ bool CertRenewer::onRenewal(const v1::CertificateRenewal& renewal) {
         "certificate renewal: the new certificate does not check out, kept the "
         "current one: {}",
         check.message());
+    std::lock_guard lock(mu_);
+    refused_at_unix_ = deps_.now_unix();
     return false;
   }
   if (auto s = writeFileAtomic(options_.identity_dir / "tls.crt", renewal.cert_pem(), 0644);
       !s.ok()) {
     spdlog::error("certificate renewal: {}", s);
+    std::lock_guard lock(mu_);
+    refused_at_unix_ = deps_.now_unix();
     return false;
+  }
+  {
+    std::lock_guard lock(mu_);
+    not_after_unix_ = fresh->not_after_unix;
   }
   spdlog::info(
       "certificate renewed: serial {} -> {}, valid until {} (unix); reconnecting with "

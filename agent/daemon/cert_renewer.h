@@ -3,8 +3,10 @@
 // `renew_before`, it asks once for a new certificate for the same key. A renewal that checks
 // out (this host id, this key, the fleet CA in the directory, a later expiry) replaces tls.crt
 // atomically (the key never changes, so the directory is never a mismatched pair), and the
-// session reconnects to use it at once. A refusal is logged; the agent asks again at its next
-// connection, and `bulkhead hosts` flags the certificate as expiring meanwhile.
+// session reconnects to use it at once. A long-lived stream renews too: each heartbeat asks
+// when a renewal is due, none is waiting for its answer, and the last refusal is older than
+// retryInterval(). A refusal is logged; `bulkhead hosts` flags the certificate as expiring
+// meanwhile.
 #pragma once
 
 #include <chrono>
@@ -35,6 +37,12 @@ class CertRenewer {
 
   // The stream is up: asks for a renewal when one is due. Returns whether it asked.
   bool onConnected();
+  // A heartbeat goes out: asks when a renewal is due (the expiry is read at connection and
+  // after a renewal, so this reads no file until then), none is waiting for its answer, and
+  // the last refusal is at least retryInterval() old. Returns whether it asked.
+  bool onHeartbeat();
+  // A quarter of renew_before, at most ten minutes.
+  std::chrono::seconds retryInterval() const;
   // The controller's answer. Returns whether tls.crt was replaced.
   bool onRenewal(const bulkhead::v1::CertificateRenewal& renewal);
 
@@ -44,6 +52,11 @@ class CertRenewer {
   std::mutex mu_;
   uint64_t next_id_ = 1;             // GUARDED_BY(mu_)
   std::optional<uint64_t> pending_;  // GUARDED_BY(mu_): the request waiting for its answer
+  int64_t not_after_unix_ = 0;       // GUARDED_BY(mu_): the current certificate's; 0 unread
+  int64_t refused_at_unix_ = 0;      // GUARDED_BY(mu_): the last refusal's time
+
+  // Reads the identity and asks when its certificate ends within renew_before.
+  bool askIfDue();
 };
 
 }  // namespace bulkhead::agent

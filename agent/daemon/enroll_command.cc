@@ -8,13 +8,13 @@
 #include <ostream>
 #include <sstream>
 
-#include "agent/rpc/enrollment_client.h"
 #include "common/certificate.h"
 #include "common/format.h"
 #include "common/identity.h"
 #include "common/join_token.h"
 #include "common/parse.h"
 #include "common/pki/pki.h"
+#include "common/tls/enrollment_client.h"
 #include "common/tls/tls.h"
 
 namespace bulkhead::agent {

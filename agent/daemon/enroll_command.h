@@ -1,5 +1,5 @@
 // `bulkhead-agent enroll --token TOKEN [--host-id ID] [--identity DIR]`: makes this server's
-// key here, sends a certificate request with a join token (agent/rpc/enrollment_client.h) and
+// key here, sends a certificate request with a join token (common/tls/enrollment_client.h) and
 // writes the identity directory the agent then starts with. Nothing is written unless the
 // controller issued a certificate that checks out; an existing identity is never overwritten.
 #pragma once

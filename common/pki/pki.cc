@@ -9,11 +9,13 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <cctype>
 #include <memory>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_join.h"
+#include "common/certificate.h"
 #include "common/format.h"
 
 namespace bulkhead {
@@ -76,7 +78,10 @@ X509Ptr newCert(EVP_PKEY* key, std::chrono::seconds validity) {
   BIGNUM* bn = BN_bin2bn(serial, sizeof serial, nullptr);
   BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert.get()));
   BN_free(bn);
-  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);  // tolerate small clock skew
+  // Starts a little early to tolerate clock skew: an hour, or a quarter of a short validity (a
+  // lab's two-minute certificates), so a certificate's span stays close to its validity.
+  const long skew = std::min<long>(3600, static_cast<long>(validity.count()) / 4);
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -skew);
   X509_gmtime_adj(X509_getm_notAfter(cert.get()), static_cast<long>(validity.count()));
   X509_set_pubkey(cert.get(), key);
   return cert;
@@ -134,7 +139,9 @@ namespace {
 
 // A leaf certificate for `request` with the public key of `key`, signed by `ca`.
 absl::StatusOr<X509Ptr> signLeaf(const CertAndKey& ca, const CertRequest& request, EVP_PKEY* key) {
-  if (!isValidName(request.name)) {
+  const bool valid = request.kind == PeerKind::kOperator ? isValidOperatorName(request.name)
+                                                         : isValidName(request.name);
+  if (!valid) {
     return absl::InvalidArgumentError(
         fmt::format("name: invalid value \"{}\": use 1-63 characters of [A-Za-z0-9._-], not "
                     "starting with '.' or '-'",
@@ -353,21 +360,24 @@ absl::StatusOr<std::set<std::string>> revokedSerials(const std::string& crl_pem,
   return serials;
 }
 
-absl::StatusOr<std::vector<std::string>> certificateIpAddresses(std::string_view pem) {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
-      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
-  std::unique_ptr<X509, decltype(&X509_free)> cert(
-      PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), &X509_free);
-  if (!cert) return absl::InvalidArgumentError("certificate: not a PEM X.509 certificate");
+namespace {
+
+// The subjectAltName entries of `cert` of type `type` (GEN_DNS, GEN_IPADD) as text.
+std::vector<std::string> altNames(X509* cert, int type) {
   std::unique_ptr<GENERAL_NAMES, decltype(&GENERAL_NAMES_free)> names(
-      static_cast<GENERAL_NAMES*>(
-          X509_get_ext_d2i(cert.get(), NID_subject_alt_name, nullptr, nullptr)),
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)),
       &GENERAL_NAMES_free);
   std::vector<std::string> out;
   if (!names) return out;
   for (int i = 0; i < sk_GENERAL_NAME_num(names.get()); ++i) {
     const GENERAL_NAME* name = sk_GENERAL_NAME_value(names.get(), i);
-    if (name->type != GEN_IPADD) continue;
+    if (name->type != type) continue;
+    if (type == GEN_DNS) {
+      const ASN1_IA5STRING* dns = name->d.dNSName;
+      out.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(dns)),
+                       static_cast<size_t>(ASN1_STRING_length(dns)));
+      continue;
+    }
     const ASN1_OCTET_STRING* ip = name->d.iPAddress;
     const int len = ASN1_STRING_length(ip);
     if (len != 4 && len != 16) continue;
@@ -378,6 +388,40 @@ absl::StatusOr<std::vector<std::string>> certificateIpAddresses(std::string_view
     }
   }
   return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> certificateIpAddresses(std::string_view pem) {
+  X509Ptr cert = readCert(std::string(pem));
+  if (!cert) return absl::InvalidArgumentError("certificate: not a PEM X.509 certificate");
+  return altNames(cert.get(), GEN_IPADD);
+}
+
+absl::StatusOr<std::string> reissueControllerCert(const CertAndKey& ca, std::string_view cert_pem,
+                                                  std::string_view key_pem) {
+  X509Ptr cert = readCert(std::string(cert_pem));
+  if (!cert) return absl::InvalidArgumentError("certificate: not a PEM X.509 certificate");
+  auto id = identityFromCertPem(cert_pem);
+  if (!id.ok()) return id.status();
+  if (id->kind != PeerKind::kController) {
+    return absl::InvalidArgumentError("certificate: not a controller certificate");
+  }
+  // The span includes the early start newCert() gives: a quarter of a short validity, or an
+  // hour.
+  const int64_t span = id->not_after_unix - id->not_before_unix;
+  const int64_t validity = span > 5 * 3600 ? span - 3600 : span * 4 / 5;
+  if (validity <= 0) return absl::InvalidArgumentError("certificate: ends before it starts");
+  CertRequest request{.kind = PeerKind::kController,
+                      .name = id->name,
+                      .ip_addresses = altNames(cert.get(), GEN_IPADD),
+                      .validity = std::chrono::seconds(validity)};
+  for (std::string& dns : altNames(cert.get(), GEN_DNS)) {
+    if (dns != id->name) request.dns_names.push_back(std::move(dns));
+  }
+  auto csr = createCsrForKey(key_pem, id->name);
+  if (!csr.ok()) return csr.status();
+  return issueCertForCsr(ca, *csr, request);
 }
 
 absl::Status checkIdentityFiles(const std::string& ca_pem, const std::string& cert_pem,

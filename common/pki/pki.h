@@ -85,4 +85,10 @@ absl::Status checkIdentityFiles(const std::string& ca_pem, const std::string& ce
 // certificate without IP entries gives an empty list.
 absl::StatusOr<std::vector<std::string>> certificateIpAddresses(std::string_view pem);
 
+// A new controller certificate like `cert_pem` (the same name, DNS names and IP addresses, and
+// as long) for the key `key_pem`, signed by `ca`: how a controller holding the CA key renews its
+// own certificate. INVALID_ARGUMENT when `cert_pem` is not a controller certificate.
+absl::StatusOr<std::string> reissueControllerCert(const CertAndKey& ca, std::string_view cert_pem,
+                                                  std::string_view key_pem);
+
 }  // namespace bulkhead

@@ -135,13 +135,6 @@ std::shared_ptr<grpc::ServerCredentials> serverCredentials(const IdentityFiles& 
   return grpc::SslServerCredentials(opts);
 }
 
-std::shared_ptr<grpc::ServerCredentials> serverCredentialsWithoutClientCertificates(
-    const IdentityFiles& id) {
-  grpc::SslServerCredentialsOptions opts(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
-  opts.pem_key_cert_pairs.push_back({id.key_pem, id.cert_pem});
-  return grpc::SslServerCredentials(opts);
-}
-
 std::shared_ptr<grpc::ChannelCredentials> clientCredentials(const IdentityFiles& id) {
   grpc::SslCredentialsOptions opts;
   opts.pem_root_certs = id.ca_pem;
@@ -199,14 +192,25 @@ absl::StatusOr<std::unique_ptr<RotatingServerCredentials>> RotatingServerCredent
   if (auto s = self->writeGeneration(id); !s.ok()) return s;
   self->current_ = id;
   const fs::path current = self->live_dir_ / kCurrentLink;
-  self->provider_ = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-      (current / "tls.key").string(), (current / "tls.crt").string(),
-      (current / "ca.crt").string(), static_cast<unsigned>(refresh.count()));
+  auto watch = [&] {
+    return std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+        (current / "tls.key").string(), (current / "tls.crt").string(),
+        (current / "ca.crt").string(), static_cast<unsigned>(refresh.count()));
+  };
+  self->provider_ = watch();
   grpc::experimental::TlsServerCredentialsOptions opts(self->provider_);
   opts.watch_root_certs();
   opts.watch_identity_key_cert_pairs();
   opts.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   self->credentials_ = grpc::experimental::TlsServerCredentials(opts);
+  // A provider of its own: gRPC 1.51's distributor, when a second watcher of the same provider
+  // watches the root certificates the first did not, tells the provider the identity is no
+  // longer watched, and a renewed certificate is then never presented on either port.
+  self->open_provider_ = watch();
+  grpc::experimental::TlsServerCredentialsOptions open(self->open_provider_);
+  open.watch_identity_key_cert_pairs();
+  open.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  self->credentials_without_client_certificates_ = grpc::experimental::TlsServerCredentials(open);
   return self;
 }
 

@@ -31,6 +31,9 @@ struct IdentityFiles {
 
 // The file of an identity directory naming the controller's certificate name.
 inline constexpr const char* kControllerNameFile = "controller-name";
+// The file of an operator identity directory naming the controller's address ("IP:PORT"), as
+// `bulkhead enroll` writes it: the CLI's --controller when none is given.
+inline constexpr const char* kControllerAddressFile = "controller";
 
 // Reads DIR/{ca.crt,tls.crt,tls.key} and DIR/controller-name if present. Errors name the
 // missing or unreadable file, or a controller-name that is not a DNS name.
@@ -44,10 +47,6 @@ absl::Status writeIdentity(const std::filesystem::path& dir, const std::string& 
 // Server credentials that require and verify a client certificate from the same CA.
 std::shared_ptr<grpc::ServerCredentials> serverCredentials(const IdentityFiles& id);
 
-// Server credentials that present our certificate and ask for none (the enrollment listener:
-// its callers have no certificate yet).
-std::shared_ptr<grpc::ServerCredentials> serverCredentialsWithoutClientCertificates(
-    const IdentityFiles& id);
 // Client credentials presenting our certificate and verifying the server against the CA.
 std::shared_ptr<grpc::ChannelCredentials> clientCredentials(const IdentityFiles& id);
 
@@ -79,6 +78,11 @@ class RotatingServerCredentials {
 
   // Require and verify a client certificate from the fleet CA, as serverCredentials() does.
   std::shared_ptr<grpc::ServerCredentials> credentials() const { return credentials_; }
+  // The same live identity, asking no client certificate: for the enrollment listener, which
+  // so presents a renewed or replaced certificate as soon as the mTLS port does.
+  std::shared_ptr<grpc::ServerCredentials> credentialsWithoutClientCertificates() const {
+    return credentials_without_client_certificates_;
+  }
   const PeerIdentity& current() const { return current_.self; }
 
   // Makes `next` the live identity. True when it differs from the current one, false when it
@@ -96,7 +100,9 @@ class RotatingServerCredentials {
   uint64_t generation_ = 0;
   IdentityFiles current_;
   std::shared_ptr<grpc::experimental::CertificateProviderInterface> provider_;
+  std::shared_ptr<grpc::experimental::CertificateProviderInterface> open_provider_;
   std::shared_ptr<grpc::ServerCredentials> credentials_;
+  std::shared_ptr<grpc::ServerCredentials> credentials_without_client_certificates_;
 };
 
 }  // namespace bulkhead

@@ -106,6 +106,7 @@ Caller OperatorService::identify(const grpc::CallbackServerContext& ctx) {
   }
   c.is_operator = true;
   c.role = id->role;
+  c.cert_serial = id->serial;
   std::string requested;
   const auto& metadata = ctx.client_metadata();
   if (auto it = metadata.find(kTenantMetadata); it != metadata.end()) {

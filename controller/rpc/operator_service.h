@@ -71,6 +71,7 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   using Base::PreviewSignal;
   using Base::Reject;
   using Base::Release;
+  using Base::RenewOperatorCertificate;
   using Base::RevokeAccess;
   using Base::RevokeIntegration;
   using Base::RevokeJoinToken;
@@ -205,6 +206,9 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   grpc::ServerUnaryReactor* SetHostLabels(grpc::CallbackServerContext* ctx,
                                           const bulkhead::v1::SetHostLabelsRequest* req,
                                           bulkhead::v1::HostSummary* resp) override;
+  grpc::ServerUnaryReactor* RenewOperatorCertificate(
+      grpc::CallbackServerContext* ctx, const bulkhead::v1::RenewOperatorCertificateRequest* req,
+      bulkhead::v1::RenewOperatorCertificateResponse* resp) override;
 
   // The caller of one call, as its certificate says, with its grants and the tenant it chose
   // (request metadata kTenantMetadata; TenantService::scopeCaller). Refuses revoked

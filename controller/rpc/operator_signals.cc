@@ -3,6 +3,8 @@
 // (controller/service/signals.h), which checks, records, decides and audits; and the webhook
 // integrations, for IntegrationService (controller/service/integrations.h); join tokens, for
 // EnrollmentService (controller/service/enrollment.h).
+#include <optional>
+
 #include "controller/rpc/audit.h"
 #include "controller/rpc/operator_service.h"
 
@@ -148,8 +150,13 @@ grpc::ServerUnaryReactor* OperatorService::CreateJoinToken(grpc::CallbackServerC
                                                            v1::CreateJoinTokenResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   std::map<std::string, std::string> labels(req->labels().begin(), req->labels().end());
+  std::optional<OperatorTokenSpec> op;
+  if (!req->operator_name().empty() || req->operator_role() != v1::OPERATOR_ROLE_UNSPECIFIED) {
+    op = OperatorTokenSpec{
+        .name = req->operator_name(), .role = req->operator_role(), .hosts = req->operator_hosts()};
+  }
   auto created = enrollment_.createToken(identify(*ctx), labels, req->ttl_seconds(),
-                                         req->max_uses(), req->reason());
+                                         req->max_uses(), req->reason(), op);
   if (!created.ok()) {
     reactor->Finish(toGrpcStatus(created.status()));
     return reactor;
@@ -157,6 +164,19 @@ grpc::ServerUnaryReactor* OperatorService::CreateJoinToken(grpc::CallbackServerC
   *resp->mutable_token() = std::move(created->token);
   resp->set_token_text(std::move(created->text));
   reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorService::RenewOperatorCertificate(
+    grpc::CallbackServerContext* ctx, const v1::RenewOperatorCertificateRequest* req,
+    v1::RenewOperatorCertificateResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  auto cert = enrollment_.renewOperator(identify(*ctx), req->csr_pem());
+  if (cert.ok()) {
+    resp->set_cert_pem(*std::move(cert));
+    resp->set_ca_pem(enrollment_.caPem());
+  }
+  reactor->Finish(toGrpcStatus(cert.status()));
   return reactor;
 }
 

@@ -54,6 +54,7 @@ constexpr std::array kRules = {
     ActionRule{A::kGrantAccess, "access-grant", Role::kAdmin, S::kTenant},
     ActionRule{A::kRevokeAccess, "access-revoke", Role::kAdmin, S::kTenant},
     ActionRule{A::kSetHostLabels, "label", Role::kAdmin, S::kHosts},
+    ActionRule{A::kRenewOperatorCertificate, "operator-renew", Role::kNone, S::kSelf},
 };
 
 constexpr bool inOrder() {
@@ -63,7 +64,7 @@ constexpr bool inOrder() {
   return true;
 }
 static_assert(inOrder(), "kRules: one row per OperatorAction, in declaration order");
-static_assert(kRules.size() == static_cast<size_t>(A::kSetHostLabels) + 1,
+static_assert(kRules.size() == static_cast<size_t>(A::kRenewOperatorCertificate) + 1,
               "kRules: a row for every OperatorAction");
 
 // " in tenant acme" after a role, except for the single-team case (tenant default alone).
@@ -87,6 +88,13 @@ std::string_view actionName(OperatorAction action) { return ruleFor(action).name
 absl::Status authorize(const Caller& caller, OperatorAction action) {
   if (!caller.refusal.ok()) return caller.refusal;
   const ActionRule& rule = ruleFor(action);
+  if (rule.scope == ActionScope::kSelf) {
+    // The identity matters here, not the tenant choice (its refusal does not count).
+    if (caller.is_operator) return absl::OkStatus();
+    return absl::PermissionDeniedError(
+        fmt::format("\"{}\" is not an operator identity", caller.audit_name));
+  }
+  if (!caller.tenant_refusal.ok()) return caller.tenant_refusal;
   const std::string where = tenantsText(caller);
   if (rule.scope == ActionScope::kInstall && !isInstallAdmin(caller)) {
     return absl::PermissionDeniedError(fmt::format(

@@ -53,12 +53,13 @@ enum class OperatorAction {
   kRevokeJoinToken,  // token-revoke
 
   // Tenants and role bindings (service/tenants.h).
-  kListTenants,    // tenants
-  kCreateTenant,   // tenant-create
-  kListAccess,     // access
-  kGrantAccess,    // access-grant
-  kRevokeAccess,   // access-revoke
-  kSetHostLabels,  // label
+  kListTenants,               // tenants
+  kCreateTenant,              // tenant-create
+  kListAccess,                // access
+  kGrantAccess,               // access-grant
+  kRevokeAccess,              // access-revoke
+  kSetHostLabels,             // label
+  kRenewOperatorCertificate,  // operator-renew
 };
 
 // Where an action's role is looked for (tenancy.h).
@@ -70,6 +71,7 @@ enum class ActionScope {
                    // writes (audit, signals, approvals, integrations) carry no tenant yet, so
                    // no other tenant may reach them
   kInstall,        // the install's admins only (admin in tenant "default" on every host)
+  kSelf,           // the caller's own identity: any operator, whatever its roles and tenants
 };
 
 struct ActionRule {
@@ -99,6 +101,7 @@ struct Grant {
 struct Caller {
   std::string audit_name;  // operator name, or "KIND:CN" for a non-operator, or "unauthenticated"
   bool is_operator = false;
+  std::string cert_serial;  // the certificate the call came with (PeerIdentity::serial)
   // Without `grants`: the caller holds `role` in tenant "default" on every host (the callers
   // the controller makes itself: playbooks, tests).
   Role role = Role::kViewer;
@@ -106,11 +109,15 @@ struct Caller {
   std::vector<std::string> tenants;  // the call's tenants; empty: "default" alone
   bool all_tenants = false;          // chosen as "*": every tenant of the caller
   absl::Status refusal;  // non-OK: every call of this caller is refused with it
+  // Non-OK: no tenant could be chosen (chooseTenants); every call is refused with it but those
+  // about the caller's own identity (ActionScope::kSelf).
+  absl::Status tenant_refusal;
 };
 
 // OK when `caller` may ask for `action` in the call's tenants (tenancy.h: where the role is
 // looked for, by the action's scope); else the caller's own refusal (not an operator,
-// revoked, unauthenticated, no tenant chosen) or PERMISSION_DENIED naming the role.
+// revoked, unauthenticated, no tenant chosen) or PERMISSION_DENIED naming the role. An action of
+// scope kSelf needs an operator identity only.
 absl::Status authorize(const Caller& caller, OperatorAction action);
 
 }  // namespace bulkhead::controller

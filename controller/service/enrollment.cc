@@ -13,6 +13,7 @@
 #include "common/text.h"
 #include "controller/service/audit.h"
 #include "controller/service/tenancy.h"
+#include "controller/service/tenants.h"
 #include "evidence/hash.h"
 
 namespace bulkhead::controller {
@@ -76,6 +77,12 @@ absl::Status checkRedeemable(const JoinTokenRow& token, const std::string& secre
     return absl::PermissionDeniedError(fmt::format("join token {} is used up ({} of {} uses)",
                                                    t.token_id(), t.uses(), t.max_uses()));
   }
+  if (host_known && !t.operator_name().empty()) {
+    return absl::AlreadyExistsError(fmt::format(
+        "operator \"{}\" is already enrolled or holds a role: ask an admin for a token with "
+        "another --operator name (a token never takes over an existing operator)",
+        t.operator_name()));
+  }
   if (host_known) {
     return absl::AlreadyExistsError(
         fmt::format("host id \"{}\" is already enrolled or known to the controller: choose another "
@@ -90,7 +97,7 @@ EnrollmentService::EnrollmentService(const Clock& clock, Store& store, Enrollmen
 
 absl::StatusOr<EnrollmentService::Created> EnrollmentService::createToken(
     const Caller& caller, const std::map<std::string, std::string>& labels, uint32_t ttl_seconds,
-    uint32_t max_uses, const std::string& reason) {
+    uint32_t max_uses, const std::string& reason, const std::optional<OperatorTokenSpec>& op) {
   const std::string action = auditAction(OperatorAction::kCreateJoinToken);
   if (ttl_seconds == 0) ttl_seconds = kDefaultTtlSeconds;
   if (max_uses == 0) max_uses = 1;
@@ -125,6 +132,16 @@ absl::StatusOr<EnrollmentService::Created> EnrollmentService::createToken(
     if (!check.ok()) break;
     check = parseLabel("labels", fmt::format("{}={}", k, v)).status();
   }
+  const int64_t now = clock_.nowUnixMs();
+  std::optional<v1::RoleBinding> binding;  // an operator token's, as it will be granted
+  if (check.ok() && op.has_value()) {
+    auto made = operatorBinding(caller, labels, max_uses, reason, *op, now);
+    if (made.ok()) {
+      binding = *std::move(made);
+    } else {
+      check = made.status();
+    }
+  }
   if (!check.ok()) return recordCall(store_, clock_, caller.audit_name, action, "", reason, check);
 
   const std::string id = "jt-" + randomHex(8);
@@ -134,7 +151,6 @@ absl::StatusOr<EnrollmentService::Created> EnrollmentService::createToken(
     return recordCall(store_, clock_, caller.audit_name, action, "", reason,
                       absl::InternalError("no random bytes or no CA pin for the token"));
   }
-  const int64_t now = clock_.nowUnixMs();
   JoinTokenRow row;
   row.secret_sha256 = evidence::sha256Hex(secret);
   v1::JoinToken& t = row.record;
@@ -145,9 +161,17 @@ absl::StatusOr<EnrollmentService::Created> EnrollmentService::createToken(
   t.set_created_unix_ms(now);
   t.set_created_by(caller.audit_name);
   t.set_tenant(callTenants(caller).front());
+  std::string what = fmt::format("labels {}", labelText(labels));
+  if (binding.has_value()) {
+    t.set_operator_name(binding->operator_name());
+    t.set_operator_role(binding->role());
+    t.set_operator_hosts(binding->hosts());
+    what = fmt::format("operator {} as {} on {}", binding->operator_name(), binding->role_name(),
+                       binding->hosts().empty() ? "every host" : "hosts " + binding->hosts());
+  }
   const std::string detail =
-      fmt::format("tenant {}; labels {}; expires {}; {} use{}", t.tenant(), labelText(labels),
-                  utc(t.expires_unix_ms()), max_uses, max_uses == 1 ? "" : "s");
+      fmt::format("tenant {}; {}; expires {}; {} use{}", t.tenant(), what, utc(t.expires_unix_ms()),
+                  max_uses, max_uses == 1 ? "" : "s");
   AuditEntry audit =
       callEntry(now, caller.audit_name, action, id, reason, absl::OkStatus(), detail);
   if (absl::Status added = store_.addJoinToken(row, audit); !added.ok()) {
@@ -161,6 +185,40 @@ absl::StatusOr<EnrollmentService::Created> EnrollmentService::createToken(
                                                     .controller_name = options_.controller_name,
                                                     .ca_sha256 = *pin})};
   return out;
+}
+
+absl::StatusOr<v1::RoleBinding> EnrollmentService::operatorBinding(
+    const Caller& caller, const std::map<std::string, std::string>& labels, uint32_t max_uses,
+    const std::string& reason, const OperatorTokenSpec& op, int64_t now_unix_ms) {
+  if (!labels.empty()) {
+    return absl::InvalidArgumentError(
+        "labels: an operator token carries none (labels are hosts'; the operator's reach is "
+        "its --hosts selector)");
+  }
+  if (max_uses != 1) {
+    return absl::InvalidArgumentError(
+        fmt::format("uses: an operator token enrolls one operator, not {}", max_uses));
+  }
+  if (!isValidName(op.name)) {
+    return absl::InvalidArgumentError(
+        fmt::format("operator: invalid value \"{}\": use 1-63 characters of [A-Za-z0-9._-], "
+                    "not starting with '.' or '-'",
+                    escapeNonPrintable(op.name.substr(0, 64))));
+  }
+  const std::string tenant = callTenants(caller).front();
+  const std::string name = operatorNameInTenant(op.name, tenant);
+  auto binding =
+      makeRoleBinding(name, tenant, op.role, op.hosts, caller.audit_name, reason, now_unix_ms);
+  if (!binding.ok()) return binding.status();
+  auto held = store_.listRoleBindings(name);
+  if (!held.ok()) return held.status();
+  if (!held->empty()) {
+    return absl::AlreadyExistsError(fmt::format(
+        "operator \"{}\" holds a role already: grant it more with `bulkhead access grant`, or "
+        "choose another name",
+        name));
+  }
+  return binding;
 }
 
 absl::StatusOr<std::vector<v1::JoinToken>> EnrollmentService::listTokens(const Caller& caller) {
@@ -248,13 +306,6 @@ absl::StatusOr<v1::EnrollResponse> EnrollmentService::enroll(const std::string& 
   auto token = parseJoinToken(token_text);
   if (!token.ok()) return refuse("(malformed)", peer, host_id, token.status());
   const std::string& id = token->token_id;
-  if (!isValidName(host_id)) {
-    return refuse(id, peer, host_id,
-                  absl::InvalidArgumentError(fmt::format(
-                      "host id \"{}\": use 1-63 characters of [A-Za-z0-9._-], not starting with "
-                      "'.' or '-'",
-                      escapeNonPrintable(host_id.substr(0, 64)))));
-  }
   const std::string secret_sha256 = evidence::sha256Hex(token->secret);
   const int64_t now = clock_.nowUnixMs();
   // A first look, so a refused token costs no signature; the redeem transaction checks again.
@@ -268,6 +319,23 @@ absl::StatusOr<v1::EnrollResponse> EnrollmentService::enroll(const std::string& 
   }
   if (auto s = checkRedeemable(**found, secret_sha256, host_id, false, now); !s.ok()) {
     return refuse(id, peer, host_id, s);
+  }
+  const std::string& operator_name = (*found)->record.operator_name();
+  if (!operator_name.empty()) {
+    if (!host_id.empty() && host_id != operator_name) {
+      return refuse(id, peer, host_id,
+                    absl::InvalidArgumentError(
+                        fmt::format("join token {} enrolls operator \"{}\", not \"{}\"", id,
+                                    operator_name, escapeNonPrintable(host_id.substr(0, 64)))));
+    }
+    return enrollOperator(**found, secret_sha256, csr_pem, peer);
+  }
+  if (!isValidName(host_id)) {
+    return refuse(id, peer, host_id,
+                  absl::InvalidArgumentError(fmt::format(
+                      "host id \"{}\": use 1-63 characters of [A-Za-z0-9._-], not starting with "
+                      "'.' or '-'",
+                      escapeNonPrintable(host_id.substr(0, 64)))));
   }
   CertRequest request{
       .kind = PeerKind::kAgent, .name = host_id, .validity = options_.agent_validity};
@@ -312,25 +380,125 @@ absl::StatusOr<v1::EnrollResponse> EnrollmentService::enroll(const std::string& 
   return out;
 }
 
+absl::StatusOr<v1::EnrollResponse> EnrollmentService::enrollOperator(
+    const JoinTokenRow& token, const std::string& secret_sha256, const std::string& csr_pem,
+    const std::string& peer) {
+  const v1::JoinToken& t = token.record;
+  const std::string& id = t.token_id();
+  const std::string& name = t.operator_name();
+  const int64_t now = clock_.nowUnixMs();
+  // The binding as the token's creator made it; checked again, as the store may be older.
+  auto binding = makeRoleBinding(name, tenantOf(t), t.operator_role(), t.operator_hosts(),
+                                 t.created_by(), fmt::format("operator token {}", id), now);
+  if (!binding.ok()) return refuse(id, peer, name, binding.status());
+  auto cert = issueCertForCsr(options_.ca, csr_pem,
+                              CertRequest{.kind = PeerKind::kOperator,
+                                          .name = name,
+                                          .role = Role::kNone,
+                                          .validity = options_.agent_validity});
+  if (!cert.ok()) return refuse(id, peer, name, cert.status());
+  auto identity = identityFromCertPem(*cert);
+  if (!identity.ok()) return identity.status();
+  const OperatorEnrollmentRow row{.name = name,
+                                  .token_id = id,
+                                  .serial = identity->serial,
+                                  .enrolled_unix_ms = now,
+                                  .binding = *binding};
+  const std::string reach = binding->hosts().empty() ? "every host" : "hosts " + binding->hosts();
+  AuditEntry audit =
+      callEntry(now, "enroll:" + name, kOperatorEnrollAuditAction, name, id, absl::OkStatus(),
+                fmt::format("from {}; token {}; serial {}; tenant {}; {} {} on {}", peer, id,
+                            identity->serial, binding->tenant(), binding->binding_id(),
+                            binding->role_name(), reach));
+  auto redeemed = store_.redeemOperatorToken(
+      row,
+      [&](const JoinTokenRow& r, bool known) {
+        return checkRedeemable(r, secret_sha256, name, known, now);
+      },
+      audit);
+  if (!redeemed.ok()) {
+    if (absl::IsPermissionDenied(redeemed.status()) || absl::IsAlreadyExists(redeemed.status())) {
+      return refuse(id, peer, name, redeemed.status());
+    }
+    return redeemed.status();  // the store failed: nothing issued, nothing counted
+  }
+  spdlog::info("operator {} enrolled from {} with operator token {} (serial {}; {} in {} on {})",
+               name, peer, id, identity->serial, binding->role_name(), binding->tenant(), reach);
+  v1::EnrollResponse out;
+  out.set_cert_pem(*cert);
+  out.set_ca_pem(options_.ca.cert_pem);
+  out.set_controller_name(options_.controller_name);
+  for (const std::string& a : options_.controller_addresses) out.add_controller_addresses(a);
+  out.set_token_id(id);
+  out.set_operator_name(name);
+  *out.mutable_binding() = *binding;
+  return out;
+}
+
+std::chrono::milliseconds EnrollmentService::minRenewalInterval() const {
+  return std::min<std::chrono::milliseconds>(kMinRenewalInterval, options_.agent_validity / 4);
+}
+
+bool EnrollmentService::renewalDue(const std::string& key, int64_t now_unix_ms) {
+  std::lock_guard lock(mu_);
+  auto it = last_renewal_ms_.find(key);
+  if (it != last_renewal_ms_.end() && now_unix_ms - it->second < minRenewalInterval().count()) {
+    return false;
+  }
+  last_renewal_ms_[key] = now_unix_ms;
+  return true;
+}
+
+absl::StatusOr<std::string> EnrollmentService::renewOperator(const Caller& caller,
+                                                             const std::string& csr_pem) {
+  const std::string action = auditAction(OperatorAction::kRenewOperatorCertificate);
+  if (auto s = authorize(caller, OperatorAction::kRenewOperatorCertificate); !s.ok()) {
+    return recordCall(store_, clock_, caller.audit_name, action, "", "", s);
+  }
+  const int64_t now = clock_.nowUnixMs();
+  // As for agents: one request an operator per interval is answered and audited.
+  if (!renewalDue("operator:" + caller.audit_name, now)) {
+    return absl::ResourceExhaustedError(fmt::format(
+        "asked less than {} s ago: ask again later",
+        std::chrono::duration_cast<std::chrono::seconds>(minRenewalInterval()).count()));
+  }
+  absl::StatusOr<std::string> cert =
+      enabled() ? issueCertForCsr(options_.ca, csr_pem,
+                                  CertRequest{.kind = PeerKind::kOperator,
+                                              .name = caller.audit_name,
+                                              .role = caller.role,
+                                              .validity = options_.agent_validity})
+                : absl::StatusOr<std::string>(absl::FailedPreconditionError(
+                      "certificate renewal is off on this controller (it has no --ca-key): "
+                      "renew with `bulkhead pki issue operator --replace`"));
+  if (!cert.ok()) {
+    return recordCall(store_, clock_, caller.audit_name, action, caller.audit_name, "",
+                      cert.status(), fmt::format("serial {}", caller.cert_serial));
+  }
+  auto issued = identityFromCertPem(*cert);
+  if (!issued.ok()) return issued.status();
+  if (auto s = recordCall(store_, clock_, caller.audit_name, action, caller.audit_name, "",
+                          absl::OkStatus(),
+                          fmt::format("serial {} -> {}, not after {}", caller.cert_serial,
+                                      issued->serial, utc(issued->not_after_unix * 1000)));
+      !s.ok()) {
+    return s;  // not audited: not issued
+  }
+  spdlog::info("certificate of operator {} renewed: serial {} -> {}", caller.audit_name,
+               caller.cert_serial, issued->serial);
+  return cert;
+}
+
 absl::StatusOr<std::string> EnrollmentService::renew(const std::string& host_id,
                                                      const std::string& serial,
                                                      const std::string& csr_pem) {
   const std::string who = "agent:" + host_id;
   const int64_t now = clock_.nowUnixMs();
-  {
-    // One request a host per interval gets an answer and an audit row, whatever it is; the
-    // rest are refused unaudited, so a misbehaving agent cannot flood the chain.
-    std::lock_guard lock(mu_);
-    auto it = last_renewal_ms_.find(host_id);
-    const int64_t min_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(kMinRenewalInterval).count();
-    if (it != last_renewal_ms_.end() && now - it->second < min_ms) {
-      spdlog::debug("certificate renewal of {}: asked again within {} minutes", host_id,
-                    kMinRenewalInterval.count());
-      return absl::ResourceExhaustedError(fmt::format(
-          "asked less than {} minutes ago: retried later", kMinRenewalInterval.count()));
-    }
-    last_renewal_ms_[host_id] = now;
+  // One request a host per interval gets an answer and an audit row, whatever it is; the rest
+  // are refused unaudited, so a misbehaving agent cannot flood the chain.
+  if (!renewalDue(host_id, now)) {
+    spdlog::debug("certificate renewal of {}: asked again too soon", host_id);
+    return absl::ResourceExhaustedError("asked again too soon: retried later");
   }
   absl::StatusOr<std::string> cert =
       enabled() ? issueCertForCsr(options_.ca, csr_pem,

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,15 @@ namespace bulkhead::controller {
 inline constexpr char kAgentEnrollAuditAction[] = "agent-enroll";
 // The audit action of certificate renewals over an agent's stream.
 inline constexpr char kAgentRenewAuditAction[] = "agent-renew";
+// The audit action of operators' enrollments with operator tokens (`bulkhead enroll`).
+inline constexpr char kOperatorEnrollAuditAction[] = "operator-enroll";
+
+// What makes a join token an operator token (`tokens create --operator NAME --role R`).
+struct OperatorTokenSpec {
+  std::string name;  // as asked; "@TENANT" is appended outside tenant "default"
+  bulkhead::v1::OperatorRole role = bulkhead::v1::OPERATOR_ROLE_UNSPECIFIED;
+  std::string hosts;  // a selector "k=v,..."; empty: every host of the tenant
+};
 
 // Renews agents' certificates over their authenticated streams. Thread-safe.
 class AgentRenewal {
@@ -75,11 +85,14 @@ class EnrollmentService final : public AgentRenewal {
     std::string text;  // the whole token (formatJoinToken); shown once
   };
   // Admins only. FAILED_PRECONDITION when enrollment is off; INVALID_ARGUMENT naming the field: a
-  // label, ttl (60 s .. 30 days), uses (1 .. 100000), a missing reason.
+  // label, ttl (60 s .. 30 days), uses (1 .. 100000), a missing reason. With `op`, an operator
+  // token: one use, no labels, a valid name, role and selector (makeRoleBinding's checks);
+  // ALREADY_EXISTS when an operator of that name has bindings already.
   absl::StatusOr<Created> createToken(const Caller& caller,
                                       const std::map<std::string, std::string>& labels,
                                       uint32_t ttl_seconds, uint32_t max_uses,
-                                      const std::string& reason);
+                                      const std::string& reason,
+                                      const std::optional<OperatorTokenSpec>& op = std::nullopt);
   absl::StatusOr<std::vector<bulkhead::v1::JoinToken>> listTokens(const Caller& caller);
   // NOT_FOUND for an unknown id; FAILED_PRECONDITION when already revoked.
   absl::StatusOr<bulkhead::v1::JoinToken> revokeToken(const Caller& caller,
@@ -89,6 +102,9 @@ class EnrollmentService final : public AgentRenewal {
   const std::string& caPem() const { return options_.ca.cert_pem; }
 
   // Redeems one use of `token_text` for a certificate for `host_id` with the key of `csr_pem`.
+  // An operator token issues an operator certificate (role none) for the token's operator name
+  // (`host_id` empty or that name) and adds its role binding in the same transaction;
+  // ALREADY_EXISTS when that name enrolled or holds a binding since the token was made.
   // `peer` (the caller's address) is for the audit row. INVALID_ARGUMENT for a malformed
   // token, host id or request; PERMISSION_DENIED for an unknown, wrong, revoked, expired or
   // used-up token; ALREADY_EXISTS for a host id the controller knows. Each message is one line.
@@ -99,6 +115,16 @@ class EnrollmentService final : public AgentRenewal {
 
   absl::StatusOr<std::string> renew(const std::string& host_id, const std::string& serial,
                                     const std::string& csr_pem) override;
+
+  // A new certificate for the calling operator's key (`csr_pem`): the same name and certificate
+  // role, the enrolled identities' validity. FAILED_PRECONDITION when renewal is off (no CA
+  // key); INVALID_ARGUMENT for a bad request; RESOURCE_EXHAUSTED (unaudited) when asked again
+  // within minRenewalInterval(). Audited as operator-renew.
+  absl::StatusOr<std::string> renewOperator(const Caller& caller, const std::string& csr_pem);
+
+  // How often one identity's renewal is answered: kMinRenewalInterval, or a quarter of the
+  // validity when that is shorter (a lab's two-minute certificates renew every 30 s).
+  std::chrono::milliseconds minRenewalInterval() const;
 
  private:
   // Audits a refused enrollment unless this token's last refusal row is under a minute old
@@ -116,7 +142,19 @@ class EnrollmentService final : public AgentRenewal {
   };
   std::mutex mu_;
   std::map<std::string, Refusals> refusals_;  // by token id; bounded (kMaxRefusalKeys)
-  std::map<std::string, int64_t> last_renewal_ms_;  // by host id
+  // Whether `key` (a host id, or "operator:" and a name) may be answered now: records the time.
+  bool renewalDue(const std::string& key, int64_t now_unix_ms);
+  // An operator token's binding as checked at creation (INVALID_ARGUMENT naming the field;
+  // ALREADY_EXISTS when the name holds a role).
+  absl::StatusOr<bulkhead::v1::RoleBinding> operatorBinding(
+      const Caller& caller, const std::map<std::string, std::string>& labels, uint32_t max_uses,
+      const std::string& reason, const OperatorTokenSpec& op, int64_t now_unix_ms);
+  absl::StatusOr<bulkhead::v1::EnrollResponse> enrollOperator(const JoinTokenRow& token,
+                                                              const std::string& secret_sha256,
+                                                              const std::string& csr_pem,
+                                                              const std::string& peer);
+
+  std::map<std::string, int64_t> last_renewal_ms_;  // by host id, "operator:NAME"
 };
 
 // Whether `token` may be redeemed at `now_unix_ms` for a host (`host_known`: the id is taken):

@@ -165,7 +165,8 @@ std::vector<std::string> auditActionNames() {
        {kEvidenceReceivedAction, kControllerStartAction, kControllerStopAction,
         kControllerRestoreAction, kAuditKeyedAction, kSignalActionAuditAction,
         kSignalRateCapAuditAction, kApprovalExpiredAuditAction, kWebhookRefusedAuditAction,
-        kAgentEnrollAuditAction, kAgentRenewAuditAction}) {
+        kAgentEnrollAuditAction, kAgentRenewAuditAction, kOperatorEnrollAuditAction,
+        kControllerRenewAction}) {
     names.emplace_back(own);
   }
   return names;

@@ -19,6 +19,7 @@ inline constexpr char kEvidenceReceivedAction[] = "evidence-received";  // an ag
 inline constexpr char kControllerStartAction[] = "controller-start";
 inline constexpr char kControllerStopAction[] = "controller-stop";
 inline constexpr char kControllerRestoreAction[] = "controller-restore";
+inline constexpr char kControllerRenewAction[] = "controller-renew";  // its own certificate
 
 // The custody actions the controller records, as stored.
 inline constexpr char kCustodyRequested[] = "requested";

@@ -36,11 +36,11 @@ std::vector<std::string> tenantsOf(const Caller& caller, const std::vector<std::
 
 void chooseTenants(Caller& caller, std::string_view requested,
                    const std::vector<std::string>& existing) {
-  if (!caller.refusal.ok()) return;
+  if (!caller.refusal.ok() || !caller.tenant_refusal.ok()) return;
   const std::vector<std::string> mine = tenantsOf(caller, existing);
   if (requested == kEveryTenant) {
     if (mine.empty()) {
-      caller.refusal = absl::PermissionDeniedError(
+      caller.tenant_refusal = absl::PermissionDeniedError(
           fmt::format("operator \"{}\" has no role in any tenant", caller.audit_name));
       return;
     }
@@ -51,7 +51,7 @@ void chooseTenants(Caller& caller, std::string_view requested,
   if (!requested.empty()) {
     if (std::find(mine.begin(), mine.end(), requested) == mine.end()) {
       // The same answer whether the tenant exists or not.
-      caller.refusal = absl::PermissionDeniedError(fmt::format(
+      caller.tenant_refusal = absl::PermissionDeniedError(fmt::format(
           "operator \"{}\" has no role in tenant \"{}\"", caller.audit_name, requested));
       return;
     }
@@ -63,11 +63,11 @@ void chooseTenants(Caller& caller, std::string_view requested,
     return;
   }
   if (mine.empty()) {
-    caller.refusal = absl::PermissionDeniedError(
+    caller.tenant_refusal = absl::PermissionDeniedError(
         fmt::format("operator \"{}\" has no role in any tenant", caller.audit_name));
     return;
   }
-  caller.refusal = absl::FailedPreconditionError(
+  caller.tenant_refusal = absl::FailedPreconditionError(
       fmt::format("operator \"{}\" has roles in tenants {}: choose one with --tenant NAME (or "
                   "BULKHEAD_TENANT), or every one with --tenant '*'",
                   caller.audit_name, absl::StrJoin(mine, ", ")));

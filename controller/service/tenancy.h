@@ -40,9 +40,9 @@ bool isInstallAdmin(const Caller& caller);
 std::vector<std::string> tenantsOf(const Caller& caller, const std::vector<std::string>& existing);
 
 // Sets `caller.tenants` (and `all_tenants`) from the tenant it asked for (`requested`: a name,
-// "*", or empty) and the tenants that exist; or sets `caller.refusal`: PERMISSION_DENIED when it
-// has no role in the tenant named (or in any), FAILED_PRECONDITION listing its tenants when it
-// named none and holds roles in several.
+// "*", or empty) and the tenants that exist; or sets `caller.tenant_refusal`: PERMISSION_DENIED
+// when it has no role in the tenant named (or in any), FAILED_PRECONDITION listing its tenants when
+// it named none and holds roles in several.
 void chooseTenants(Caller& caller, std::string_view requested,
                    const std::vector<std::string>& existing);
 

@@ -152,6 +152,47 @@ absl::StatusOr<std::vector<v1::RoleBinding>> TenantService::listAccess(
   return out;
 }
 
+absl::StatusOr<v1::RoleBinding> makeRoleBinding(const std::string& operator_name,
+                                                const std::string& tenant,
+                                                v1::OperatorRole wire_role,
+                                                const std::string& hosts,
+                                                const std::string& created_by,
+                                                const std::string& reason, int64_t now_unix_ms) {
+  if (!isValidOperatorName(operator_name)) {
+    return absl::InvalidArgumentError(
+        fmt::format("operator: invalid value \"{}\": use 1-63 characters of [A-Za-z0-9._-] "
+                    "(NAME@TENANT for an operator enrolled in a tenant)",
+                    escapeNonPrintable(operator_name.substr(0, 64))));
+  }
+  auto role = fromOperatorRole(wire_role);
+  if (!role.ok()) return role.status();
+  if (*role == Role::kNone) {
+    return absl::InvalidArgumentError(
+        "role: expected viewer, responder, approver or admin (to take a role away, revoke its "
+        "binding)");
+  }
+  Labels selector;
+  if (!hosts.empty()) {
+    auto parsed = parseSelector("hosts", hosts);
+    if (!parsed.ok()) return parsed.status();
+    selector = *std::move(parsed);
+  }
+  if (isBlank(reason)) return absl::InvalidArgumentError("reason: required");
+  v1::RoleBinding b;
+  b.set_operator_name(operator_name);
+  b.set_tenant(tenant);
+  b.set_role(toOperatorRole(*role));
+  b.set_role_name(std::string(roleName(*role)));
+  b.set_hosts(labelsText(selector));
+  b.set_created_unix_ms(now_unix_ms);
+  b.set_created_by(created_by);
+  b.set_reason(reason);
+  b.set_binding_id("rb-" + evidence::sha256Hex(fmt::format("{}\n{}\n{}\n{}", operator_name,
+                                                           b.tenant(), b.hosts(), now_unix_ms))
+                               .substr(0, 16));
+  return b;
+}
+
 absl::StatusOr<v1::RoleBinding> TenantService::grantAccess(const Caller& caller,
                                                            const std::string& operator_name,
                                                            v1::OperatorRole wire_role,
@@ -164,46 +205,16 @@ absl::StatusOr<v1::RoleBinding> TenantService::grantAccess(const Caller& caller,
     check = absl::InvalidArgumentError(
         "tenant: a binding is in one tenant: choose it with --tenant NAME");
   }
-  if (check.ok() && !isValidName(operator_name)) {
-    check = absl::InvalidArgumentError(
-        fmt::format("operator: invalid value \"{}\": use 1-63 characters of [A-Za-z0-9._-]",
-                    escapeNonPrintable(operator_name.substr(0, 64))));
-  }
-  auto parsed_role = fromOperatorRole(wire_role);
-  if (check.ok() && !parsed_role.ok()) check = parsed_role.status();
-  const Role role = parsed_role.ok() ? *parsed_role : Role::kNone;
-  if (check.ok() && role == Role::kNone) {
-    check = absl::InvalidArgumentError(
-        "role: expected viewer, responder, approver or admin (to take a role away, revoke its "
-        "binding)");
-  }
-  Labels selector;
-  if (check.ok() && !hosts.empty()) {
-    auto parsed = parseSelector("hosts", hosts);
-    if (!parsed.ok()) {
-      check = parsed.status();
-    } else {
-      selector = *std::move(parsed);
-    }
-  }
-  if (check.ok() && isBlank(reason)) check = absl::InvalidArgumentError("reason: required");
-  const std::string target = fmt::format("{}@{}", operator_name, tenants.front());
+  const int64_t now = clock_.nowUnixMs();
+  const std::string tenant = tenants.empty() ? std::string() : tenants.front();
+  absl::StatusOr<v1::RoleBinding> made =
+      makeRoleBinding(operator_name, tenant, wire_role, hosts, caller.audit_name, reason, now);
+  if (check.ok()) check = made.status();
+  const std::string target = fmt::format("{}@{}", operator_name, tenant);
   if (!check.ok()) {
     return recordCall(store_, clock_, caller.audit_name, action, target, reason, check);
   }
-  const int64_t now = clock_.nowUnixMs();
-  v1::RoleBinding b;
-  b.set_operator_name(operator_name);
-  b.set_tenant(tenants.front());
-  b.set_role(toOperatorRole(role));
-  b.set_role_name(std::string(roleName(role)));
-  b.set_hosts(labelsText(selector));
-  b.set_created_unix_ms(now);
-  b.set_created_by(caller.audit_name);
-  b.set_reason(reason);
-  b.set_binding_id("rb-" + evidence::sha256Hex(fmt::format("{}\n{}\n{}\n{}", operator_name,
-                                                           b.tenant(), b.hosts(), now))
-                               .substr(0, 16));
+  const v1::RoleBinding& b = *made;
   const std::string detail =
       fmt::format("{} {} on {}", b.binding_id(), b.role_name(),
                   b.hosts().empty() ? "every host" : fmt::format("hosts {}", b.hosts()));

@@ -22,8 +22,8 @@ class TenantService {
   // Completes an identified operator `caller` (its certificate role in Caller::role): its
   // grants (the certificate's role in "default" on every host, and its bindings) and the
   // call's tenants from `requested` (a name, "*" or empty; tenancy.h chooseTenants). On a
-  // store error, or when no tenant can be chosen, sets `caller.refusal` instead. A caller
-  // already refused is left as it is.
+  // store error, or when no tenant can be chosen, sets `caller.refusal` (store) or
+  // `caller.tenant_refusal` instead. A caller already refused is left as it is.
   void scopeCaller(Caller& caller, std::string_view requested);
 
   // The call's tenants, by name.
@@ -55,6 +55,14 @@ class TenantService {
 
 // The wire enum of a role and back (OPERATOR_ROLE_UNSPECIFIED reads as an error).
 bulkhead::v1::OperatorRole toOperatorRole(Role role);
+
+// A new binding of `operator_name` in `tenant`, checked: INVALID_ARGUMENT naming the field for
+// a bad operator name, a role that is not viewer .. admin, a bad host selector or a blank
+// reason. Pure.
+absl::StatusOr<bulkhead::v1::RoleBinding> makeRoleBinding(
+    const std::string& operator_name, const std::string& tenant, bulkhead::v1::OperatorRole role,
+    const std::string& hosts, const std::string& created_by, const std::string& reason,
+    int64_t now_unix_ms);
 absl::StatusOr<Role> fromOperatorRole(bulkhead::v1::OperatorRole role);
 
 }  // namespace bulkhead::controller

@@ -102,6 +102,33 @@ absl::Status SqliteJoinTokens::addEnrollment(const EnrollmentRow& row) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<bool> SqliteJoinTokens::operatorKnown(const std::string& name) {
+  Stmt st(db_,
+          "SELECT EXISTS(SELECT 1 FROM operator_enrollments WHERE name = ?1) OR "
+          "EXISTS(SELECT 1 FROM role_bindings WHERE operator = ?1)");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, name);
+  if (st.step() != SQLITE_ROW) return sqlite::error(db_, "look up operator");
+  return st.i64(0) != 0;
+}
+
+absl::Status SqliteJoinTokens::addOperatorEnrollment(const OperatorEnrollmentRow& row) {
+  Stmt st(db_,
+          "INSERT INTO operator_enrollments(name, token_id, serial, tenant, enrolled_at) "
+          "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, row.name);
+  st.bind(2, row.token_id);
+  st.bind(3, row.serial);
+  st.bind(4, row.binding.tenant());
+  st.bind(5, row.enrolled_unix_ms);
+  if (auto s = st.run(); !s.ok()) return s;
+  if (sqlite3_changes(db_) == 0) {
+    return absl::AlreadyExistsError(fmt::format("operator \"{}\" is enrolled already", row.name));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::optional<EnrollmentRow>> SqliteJoinTokens::findEnrollment(
     const std::string& host_id) {
   Stmt st(db_,

@@ -162,6 +162,15 @@ constexpr const char* kMigrations[] = {
         set_by TEXT NOT NULL,
         set_at INTEGER NOT NULL);
     )sql",
+    // 9: operators enrolled with operator tokens (`bulkhead enroll`).
+    R"sql(
+      CREATE TABLE operator_enrollments(
+        name TEXT PRIMARY KEY NOT NULL,
+        token_id TEXT NOT NULL,
+        serial TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        enrolled_at INTEGER NOT NULL);
+    )sql",
 };
 
 }  // namespace

@@ -434,6 +434,29 @@ absl::StatusOr<JoinTokenRow> SqliteStore::redeemJoinToken(const EnrollmentRow& e
   });
 }
 
+absl::StatusOr<JoinTokenRow> SqliteStore::redeemOperatorToken(
+    const OperatorEnrollmentRow& enrollment, const RedeemCheck& check, const AuditEntry& audit) {
+  std::lock_guard lock(mu_);
+  return inTransaction(db_, [&]() -> absl::StatusOr<JoinTokenRow> {
+    auto found = join_tokens_.find(enrollment.token_id);
+    if (!found.ok()) return found.status();
+    if (!found->has_value()) {
+      return absl::NotFoundError(fmt::format("no join token \"{}\"", enrollment.token_id));
+    }
+    auto known = join_tokens_.operatorKnown(enrollment.name);
+    if (!known.ok()) return known.status();
+    JoinTokenRow row = **std::move(found);
+    if (auto s = check(row, *known); !s.ok()) return s;
+    row.record.set_uses(row.record.uses() + 1);
+    row.record.add_enrolled_hosts(enrollment.name);
+    if (auto s = join_tokens_.update(row); !s.ok()) return s;
+    if (auto s = join_tokens_.addOperatorEnrollment(enrollment); !s.ok()) return s;
+    if (auto s = tenants_.addBinding(enrollment.binding); !s.ok()) return s;
+    if (auto s = audit_.append(audit); !s.ok()) return s.status();
+    return row;
+  });
+}
+
 absl::StatusOr<std::optional<EnrollmentRow>> SqliteStore::findEnrollment(
     const std::string& host_id) {
   std::lock_guard lock(mu_);

@@ -106,6 +106,9 @@ class SqliteStore final : public Store {
   absl::StatusOr<JoinTokenRow> redeemJoinToken(const EnrollmentRow& enrollment,
                                                const RedeemCheck& check,
                                                const AuditEntry& audit) override;
+  absl::StatusOr<JoinTokenRow> redeemOperatorToken(const OperatorEnrollmentRow& enrollment,
+                                                   const RedeemCheck& check,
+                                                   const AuditEntry& audit) override;
   absl::StatusOr<std::optional<EnrollmentRow>> findEnrollment(const std::string& host_id) override;
   absl::StatusOr<StoreFigures> figures(int64_t audit_after_id) override;
   absl::Status probeWrite() override;

@@ -185,6 +185,10 @@ class SqliteJoinTokens {
   // AlreadyExists when the host is enrolled.
   absl::Status addEnrollment(const EnrollmentRow& row);
   absl::StatusOr<std::optional<EnrollmentRow>> findEnrollment(const std::string& host_id);
+  // Whether an operator enrolled as `name` or a role binding names it.
+  absl::StatusOr<bool> operatorKnown(const std::string& name);
+  // AlreadyExists when an operator enrolled with that name.
+  absl::Status addOperatorEnrollment(const OperatorEnrollmentRow& row);
 
  private:
   sqlite3* db_;

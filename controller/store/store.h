@@ -182,6 +182,16 @@ struct EnrollmentRow {
   std::string tenant = "default";  // the token's
 };
 
+// An operator enrolled with an operator token: its name (the certificate's CN) and the role
+// binding the token gave it.
+struct OperatorEnrollmentRow {
+  std::string name;
+  std::string token_id;
+  std::string serial;
+  int64_t enrolled_unix_ms = 0;
+  bulkhead::v1::RoleBinding binding;  // its tenant is the token's
+};
+
 // The labels an admin set on a host (`bulkhead label`): the controller's truth for it.
 struct HostLabelsRow {
   std::string host_id;
@@ -353,6 +363,12 @@ class Store {
   virtual absl::StatusOr<JoinTokenRow> redeemJoinToken(const EnrollmentRow& enrollment,
                                                        const RedeemCheck& check,
                                                        const AuditEntry& audit) = 0;
+  // As redeemJoinToken, for an operator token: `check` is told the name is known when an
+  // operator enrolled with it or a role binding names it; on OK, records `enrollment` and adds
+  // its binding, in the same transaction.
+  virtual absl::StatusOr<JoinTokenRow> redeemOperatorToken(const OperatorEnrollmentRow& enrollment,
+                                                           const RedeemCheck& check,
+                                                           const AuditEntry& audit) = 0;
   // The enrollment of `host_id`, if it enrolled with a token.
   virtual absl::StatusOr<std::optional<EnrollmentRow>> findEnrollment(
       const std::string& host_id) = 0;

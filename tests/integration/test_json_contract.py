@@ -187,6 +187,20 @@ class JsonContractTest(unittest.TestCase):
         self.assertEqual([t["token_id"] for t in tokens["tokens"]], [token["token"]["token_id"]])
         revoked = self.cli("tokens", "revoke", token["token"]["token_id"], "--reason", "contract")
         self.assertIsInstance(revoked["revoked_unix_ms"], int)
+        # an operator token: enrolled with (the key made here), then the certificate renewed
+        op = self.cli("tokens", "create", "--operator", "contract-ops", "--role", "viewer",
+                      "--reason", "contract")
+        self.assertEqual(op["token"]["operator_name"], "contract-ops", op)
+        ops_dir = os.path.join(tmp, "contract-ops")
+        rc, binding, err = self.fleet.cli("enroll", "--token", op["token_text"], identity=ops_dir)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual((binding["operator_name"], binding["role_name"]),
+                         ("contract-ops", "viewer"), binding)
+        self.ran.add("enroll")
+        rc, renewed, err = self.fleet.cli("renew", identity=ops_dir)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("BEGIN CERTIFICATE", renewed["cert_pem"], renewed)
+        self.ran.add("renew")
         # labels, tenants and role bindings (last: a second tenant makes the admin name one)
         labelled = self.cli("label", "h1", "owner=it", "--reason", "contract")
         self.assertEqual(labelled["labels_set_by"], "admin", labelled)

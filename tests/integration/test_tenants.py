@@ -182,6 +182,9 @@ class TenantsTest(unittest.TestCase):
                              self.acme_binding),
             "SetHostLabels": ("unknown", ["label", "{X}", "env=dev", "--reason", "x"],
                               "acme-web"),
+            # The caller's own certificate, whatever tenant it names.
+            "RenewOperatorCertificate": ("own", ["renew"],
+                                         lambda d: "BEGIN CERTIFICATE" in d["cert_pem"]),
         }
 
     def signal_file(self) -> str:

@@ -110,6 +110,44 @@ TEST_F(CliTest, PkiInitIssuesAndRefusesToReplaceTheCa) {
   EXPECT_NE(r.err.find("role"), std::string::npos);
 }
 
+// Operator tokens and enrollment: bad input is one line naming the flag, before anything is
+// sent or written.
+TEST_F(CliTest, OperatorTokensAndEnrollmentRefuseBadInputBeforeAnyCall) {
+  ASSERT_EQ(run({"pki", "init", "--dir", pki()}).code, kOk);
+  const std::vector<std::string> admin = {"--controller", "127.0.0.1:1", "--identity",
+                                          pki() + "/operators/admin"};
+  auto with = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), admin.begin(), admin.end());
+    return run(args);
+  };
+  auto r = with({"tokens", "create", "--operator", "dave", "--reason", "r"});
+  EXPECT_EQ(r.code, kUsage);
+  EXPECT_NE(r.err.find("--role: required"), std::string::npos) << r.err;
+  r = with({"tokens", "create", "--operator", "dave", "--role", "none", "--reason", "r"});
+  EXPECT_NE(r.err.find("--role: invalid value \"none\""), std::string::npos) << r.err;
+  r = with({"tokens", "create", "--operator", "dave", "--role", "viewer", "--uses", "3", "--reason",
+            "r"});
+  EXPECT_NE(r.err.find("--uses: an operator token enrolls one operator"), std::string::npos);
+  r = with({"tokens", "create", "--operator", "dave", "--role", "viewer", "--labels", "a=b",
+            "--reason", "r"});
+  EXPECT_NE(r.err.find("--labels"), std::string::npos);
+  r = with({"tokens", "create", "--role", "viewer", "--reason", "r"});
+  EXPECT_NE(r.err.find("name it with --operator"), std::string::npos);
+  EXPECT_EQ(countLines(r.err), 1);
+
+  const std::string ident = (dir_ / "new-operator").string();
+  r = run({"--identity", ident, "enroll", "--token", "bhjt1.garbage"});
+  EXPECT_EQ(r.code, kUsage);
+  EXPECT_EQ(countLines(r.err), 1) << r.err;
+  r = run({"enroll", "--token", "bhjt1.x"});
+  EXPECT_EQ(r.code, kUsage);
+  r = run({"--identity", pki() + "/operators/admin", "enroll", "--token-file",
+           (dir_ / "no-such-file").string()});
+  EXPECT_EQ(r.code, kUsage);
+  EXPECT_NE(r.err.find("--token-file"), std::string::npos);
+  EXPECT_FALSE(fs::exists(dir_ / "new-operator"));
+}
+
 TEST_F(CliTest, PkiRejectsBadInput) {
   EXPECT_EQ(run({"pki", "init", "--dir", pki(), "--controller-ip", "10.77.0.300"}).code, kUsage);
   EXPECT_FALSE(fs::exists(dir_ / "pki" / "ca")) << "nothing is written on bad input";

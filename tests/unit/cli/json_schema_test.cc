@@ -47,6 +47,8 @@ std::vector<const google::protobuf::Descriptor*> printedMessages() {
                         v1::CreateJoinTokenResponse::descriptor(), v1::JoinToken::descriptor()}) {
     out.push_back(d);
   }
+  // `renew` (`enroll` prints the RoleBinding below).
+  out.push_back(v1::RenewOperatorCertificateResponse::descriptor());
   // `tenants`, `tenants create`, `access`, `access grant`, `access revoke`.
   for (const auto* d : {v1::ListTenantsResponse::descriptor(), v1::Tenant::descriptor(),
                         v1::ListAccessResponse::descriptor(), v1::RoleBinding::descriptor()}) {

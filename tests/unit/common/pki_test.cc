@@ -135,6 +135,36 @@ TEST(Identity, ReadsTheControllersIpAddressesFromItsCertificate) {
   EXPECT_FALSE(certificateIpAddresses("not a certificate").ok());
 }
 
+// A controller holding the CA's key renews its own certificate: the same name, DNS names,
+// addresses and length, for the same key, so agents and operators verify it as before.
+TEST(Identity, AControllerCertificateIsReissuedAlikeForTheSameKey) {
+  auto ca = createCa("test-ca", std::chrono::hours(24));
+  ASSERT_TRUE(ca.ok());
+  for (const auto validity : {std::chrono::seconds(120), std::chrono::seconds(86400 * 90)}) {
+    CertRequest ctl{.kind = PeerKind::kController,
+                    .name = "bulkhead-controller",
+                    .dns_names = {"ctl.example"},
+                    .ip_addresses = {"10.77.0.1", "fd77::1"},
+                    .validity = validity};
+    auto old = issueCert(*ca, ctl);
+    ASSERT_TRUE(old.ok()) << old.status();
+    auto next = reissueControllerCert(*ca, old->cert_pem, old->key_pem);
+    ASSERT_TRUE(next.ok()) << next.status();
+    EXPECT_TRUE(checkIdentityFiles(ca->cert_pem, *next, old->key_pem).ok());
+    auto a = identityFromCertPem(old->cert_pem);
+    auto b = identityFromCertPem(*next);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(b->kind, PeerKind::kController);
+    EXPECT_EQ(b->name, "bulkhead-controller");
+    EXPECT_NE(b->serial, a->serial);
+    EXPECT_EQ(b->not_after_unix - b->not_before_unix, a->not_after_unix - a->not_before_unix);
+    EXPECT_EQ(*certificateIpAddresses(*next), (std::vector<std::string>{"10.77.0.1", "fd77::1"}));
+  }
+  auto agent = issueCert(*ca, CertRequest{.kind = PeerKind::kAgent, .name = "web-03"});
+  ASSERT_TRUE(agent.ok());
+  EXPECT_FALSE(reissueControllerCert(*ca, agent->cert_pem, agent->key_pem).ok());
+}
+
 TEST(Identity, RejectsCaAndGarbage) {
   auto ca = createCa("test-ca", std::chrono::hours(24));
   ASSERT_TRUE(ca.ok());

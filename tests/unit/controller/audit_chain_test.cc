@@ -192,7 +192,8 @@ TEST_F(AuditChainTest, AnOldUnkeyedDatabaseMigratesWithAMarkerAndKeepsVerifying)
         old->execForTest("ALTER TABLE audit DROP COLUMN mac; DROP TABLE signals; "
                          "DROP TABLE approvals; DROP TABLE integrations; "
                          "DROP TABLE join_tokens; DROP TABLE enrollments; DROP TABLE tenants; "
-                         "DROP TABLE role_bindings; DROP TABLE host_labels")
+                         "DROP TABLE role_bindings; DROP TABLE host_labels; "
+                         "DROP TABLE operator_enrollments")
             .ok());
     ASSERT_TRUE(old->execForTest("PRAGMA user_version=3").ok());
   }

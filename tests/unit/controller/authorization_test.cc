@@ -68,6 +68,7 @@ TEST(ActionRules, OneRowPerActionWithTheAuditNamesTheTrailHasAlwaysUsed) {
       {A::kGrantAccess, "access-grant"},
       {A::kRevokeAccess, "access-revoke"},
       {A::kSetHostLabels, "label"},
+      {A::kRenewOperatorCertificate, "operator-renew"},
   };
   ASSERT_EQ(actionRules().size(), expected.size());
   std::set<std::string_view> names;
@@ -82,6 +83,10 @@ TEST(ActionRules, OneRowPerActionWithTheAuditNamesTheTrailHasAlwaysUsed) {
 
 TEST(ActionRules, MutatingActionsNeedAResponderAndReadsAViewer) {
   for (const auto& rule : actionRules()) {
+    if (rule.scope == ActionScope::kSelf) {
+      EXPECT_EQ(rule.min_role, Role::kNone) << rule.name;  // the caller's own identity
+      continue;
+    }
     const Role want = kAdminOnly.contains(rule.action)      ? Role::kAdmin
                       : kApproverOnly.contains(rule.action) ? Role::kApprover
                       : kMutating.contains(rule.action)     ? Role::kResponder
@@ -129,6 +134,14 @@ TEST(Authorize, RespondersMayDoEverythingButDecideApprovalsAndManageAndAdminsEve
 
 TEST(Authorize, ACertificateWithRoleNoneMayDoNothingOnItsOwn) {
   for (const auto& rule : actionRules()) {
+    if (rule.scope == ActionScope::kSelf) {
+      // Its own certificate's renewal: any operator, whatever tenant it could not choose.
+      Caller unsure = operatorWith(Role::kNone);
+      unsure.tenant_refusal = absl::FailedPreconditionError("has roles in tenants a, b");
+      EXPECT_TRUE(authorize(unsure, rule.action).ok()) << rule.name;
+      EXPECT_TRUE(absl::IsFailedPrecondition(authorize(unsure, A::kListHosts)));
+      continue;
+    }
     EXPECT_TRUE(absl::IsPermissionDenied(authorize(operatorWith(Role::kNone), rule.action)))
         << rule.name;
   }

@@ -261,5 +261,134 @@ TEST_F(EnrollmentTest, RenewalIssuesForTheStreamsHostAtMostOnceInTenMinutes) {
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("pki issue agent --replace"));
 }
 
+// An operator token enrolls one named operator of the token's tenant: its key stays with it, its
+// certificate holds no role of its own ("NAME@TENANT"), and its role binding is added in the
+// same step. Nothing about it can reach another tenant's names or be used twice.
+TEST_F(EnrollmentTest, AnOperatorTokenEnrollsOneOperatorWithItsBindingInTheTokensTenant) {
+  const Caller acme_admin{.audit_name = "carol",
+                          .is_operator = true,
+                          .role = Role::kNone,
+                          .grants = {Grant{.tenant = "acme", .role = Role::kAdmin, .hosts = {}}},
+                          .tenants = {"acme"}};
+  const OperatorTokenSpec dave{
+      .name = "dave", .role = v1::OPERATOR_ROLE_VIEWER, .hosts = "env=prod"};
+  auto made = service_->createToken(acme_admin, {}, 3600, 1, "CUST-7", dave);
+  ASSERT_TRUE(made.ok()) << made.status();
+  EXPECT_EQ(made->token.operator_name(), "dave@acme");
+  EXPECT_EQ(made->token.tenant(), "acme");
+
+  // A server cannot take it as an agent's token; the use is not spent.
+  auto as_host = enroll(made->text, "web-01");
+  EXPECT_TRUE(absl::IsInvalidArgument(as_host.status())) << as_host.status();
+  EXPECT_THAT(std::string(as_host.status().message()), HasSubstr("enrolls operator \"dave@acme\""));
+
+  auto req = createKeyAndCsr("operator");
+  ASSERT_TRUE(req.ok());
+  auto answer = service_->enroll(made->text, "", req->csr_pem, "ipv4:10.77.0.9:50000");
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->operator_name(), "dave@acme");
+  auto id = identityFromCertPem(answer->cert_pem());
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(id->kind, PeerKind::kOperator);
+  EXPECT_EQ(id->name, "dave@acme");
+  EXPECT_EQ(id->role, Role::kNone);
+  EXPECT_TRUE(checkIdentityFiles(ca_.cert_pem, answer->cert_pem(), req->key_pem).ok());
+  auto bindings = real_->listRoleBindings("dave@acme");
+  ASSERT_TRUE(bindings.ok());
+  ASSERT_EQ(bindings->size(), 1U);
+  EXPECT_EQ((*bindings)[0].tenant(), "acme");
+  EXPECT_EQ((*bindings)[0].role_name(), "viewer");
+  EXPECT_EQ((*bindings)[0].hosts(), "env=prod");
+  EXPECT_EQ((*bindings)[0].created_by(), "carol");
+  EXPECT_EQ((*bindings)[0].binding_id(), answer->binding().binding_id());
+  const auto rows = audit(kOperatorEnrollAuditAction);
+  ASSERT_EQ(rows.size(), 1U);
+  EXPECT_EQ(rows[0].operator_name, "enroll:dave@acme");
+  EXPECT_THAT(rows[0].detail, HasSubstr("tenant acme"));
+
+  // Once only, and the name is taken from then on.
+  auto twice = service_->enroll(made->text, "", req->csr_pem, "peer");
+  EXPECT_TRUE(absl::IsPermissionDenied(twice.status())) << twice.status();
+  auto again = service_->createToken(acme_admin, {}, 3600, 1, "CUST-8", dave);
+  EXPECT_TRUE(absl::IsAlreadyExists(again.status())) << again.status();
+
+  // A name granted a role after the token was made is not taken over by it.
+  auto erin = service_->createToken(
+      acme_admin, {}, 3600, 1, "CUST-9",
+      OperatorTokenSpec{.name = "erin", .role = v1::OPERATOR_ROLE_RESPONDER, .hosts = ""});
+  ASSERT_TRUE(erin.ok()) << erin.status();
+  v1::RoleBinding direct;
+  direct.set_binding_id("rb-direct");
+  direct.set_operator_name("erin@acme");
+  direct.set_tenant("acme");
+  direct.set_role(v1::OPERATOR_ROLE_ADMIN);
+  ASSERT_TRUE(real_->addRoleBinding(direct, AuditEntry{.action = "access-grant"}).ok());
+  auto taken = service_->enroll(erin->text, "", req->csr_pem, "peer");
+  EXPECT_TRUE(absl::IsAlreadyExists(taken.status())) << taken.status();
+  EXPECT_EQ(real_->listRoleBindings("erin@acme")->size(), 1U);
+
+  // Refused at creation, naming the field: labels, several uses, no role, a name with a tenant.
+  EXPECT_THAT(std::string(service_->createToken(acme_admin, {{"role", "web"}}, 3600, 1, "r", dave)
+                              .status()
+                              .message()),
+              HasSubstr("labels:"));
+  EXPECT_THAT(
+      std::string(service_->createToken(acme_admin, {}, 3600, 5, "r", dave).status().message()),
+      HasSubstr("uses:"));
+  EXPECT_THAT(
+      std::string(service_
+                      ->createToken(acme_admin, {}, 3600, 1, "r",
+                                    OperatorTokenSpec{.name = "frank", .role = {}, .hosts = ""})
+                      .status()
+                      .message()),
+      HasSubstr("role"));
+  EXPECT_THAT(std::string(service_
+                              ->createToken(acme_admin, {}, 3600, 1, "r",
+                                            OperatorTokenSpec{.name = "bob@beta",
+                                                              .role = v1::OPERATOR_ROLE_ADMIN,
+                                                              .hosts = ""})
+                              .status()
+                              .message()),
+              HasSubstr("operator: invalid value"));
+  // In tenant default the name stays as asked.
+  auto plain = service_->createToken(
+      admin_, {}, 3600, 1, "r",
+      OperatorTokenSpec{.name = "grace", .role = v1::OPERATOR_ROLE_RESPONDER, .hosts = ""});
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->token.operator_name(), "grace");
+}
+
+// An operator renews its own certificate: same name and certificate role, whatever tenant it
+// chose; answered once an interval (a quarter of the validity when that is shorter than ten
+// minutes); audited.
+TEST_F(EnrollmentTest, AnOperatorRenewsItsOwnCertificateOnceAnInterval) {
+  EnrollmentService short_lived(
+      clock_, *real_, EnrollmentOptions{.ca = ca_, .agent_validity = std::chrono::seconds(120)});
+  EXPECT_EQ(short_lived.minRenewalInterval(), std::chrono::seconds(30));
+  Caller dave{
+      .audit_name = "dave@acme", .is_operator = true, .cert_serial = "0A", .role = Role::kNone};
+  dave.tenant_refusal =
+      absl::FailedPreconditionError("has roles in tenants acme, beta: choose one");
+  auto req = createKeyAndCsr("dave");
+  ASSERT_TRUE(req.ok());
+  auto cert = short_lived.renewOperator(dave, req->csr_pem);
+  ASSERT_TRUE(cert.ok()) << cert.status();
+  auto id = identityFromCertPem(*cert);
+  EXPECT_EQ(id->kind, PeerKind::kOperator);
+  EXPECT_EQ(id->name, "dave@acme");
+  EXPECT_EQ(id->role, Role::kNone);
+  EXPECT_EQ(id->not_after_unix - id->not_before_unix, 150);  // 30 s early for clock skew
+  EXPECT_TRUE(checkIdentityFiles(ca_.cert_pem, *cert, req->key_pem).ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(short_lived.renewOperator(dave, req->csr_pem).status()));
+  clock_.advance(std::chrono::seconds(31));
+  EXPECT_TRUE(short_lived.renewOperator(dave, req->csr_pem).ok());
+  const Caller agent{.audit_name = "agent:web-01", .is_operator = false};
+  EXPECT_TRUE(absl::IsPermissionDenied(short_lived.renewOperator(agent, req->csr_pem).status()));
+  const auto rows = audit("operator-renew");
+  ASSERT_EQ(rows.size(), 3U);
+  EXPECT_EQ(rows[0].operator_name, "dave@acme");
+  EXPECT_THAT(rows[0].detail, HasSubstr("serial 0A -> " + id->serial));
+}
+
 }  // namespace
 }  // namespace bulkhead::controller

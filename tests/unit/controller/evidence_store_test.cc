@@ -188,7 +188,7 @@ TEST_F(EvidenceStoreTest, MigratesASchema2DatabaseKeepingItsRows) {
               "DROP TABLE captures; DROP TABLE evidence; DROP TABLE custody; DROP TABLE signals; "
               "DROP TABLE approvals; DROP TABLE integrations; DROP TABLE join_tokens; "
               "DROP TABLE enrollments; DROP TABLE tenants; DROP TABLE role_bindings; "
-              "DROP TABLE host_labels; "
+              "DROP TABLE host_labels; DROP TABLE operator_enrollments; "
               "ALTER TABLE audit DROP COLUMN mac; PRAGMA user_version=2")
           .ok());
   store_.reset();

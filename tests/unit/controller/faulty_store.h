@@ -218,6 +218,12 @@ class FaultyStore final : public Store {
     if (auto s = fault("redeemJoinToken"); !s.ok()) return s;
     return real_.redeemJoinToken(enrollment, check, audit);
   }
+  absl::StatusOr<JoinTokenRow> redeemOperatorToken(const OperatorEnrollmentRow& enrollment,
+                                                   const RedeemCheck& check,
+                                                   const AuditEntry& audit) override {
+    if (auto s = fault("redeemOperatorToken"); !s.ok()) return s;
+    return real_.redeemOperatorToken(enrollment, check, audit);
+  }
   absl::StatusOr<std::optional<EnrollmentRow>> findEnrollment(const std::string& host_id) override {
     if (auto s = fault("findEnrollment"); !s.ok()) return s;
     return real_.findEnrollment(host_id);

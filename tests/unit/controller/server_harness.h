@@ -44,6 +44,7 @@ class Pki {
     id.self = *identityFromCertPem(c->cert_pem);
     return id;
   }
+  const CertAndKey& ca() const { return ca_; }
 
  private:
   CertAndKey ca_;

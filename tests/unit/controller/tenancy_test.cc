@@ -30,7 +30,7 @@ Caller withGrants(std::vector<Grant> grants, std::string name = "pat") {
 TEST(ChooseTenants, ASingleTeamActsInDefaultWithoutNamingIt) {
   Caller c{.audit_name = "alice", .is_operator = true, .role = Role::kResponder};
   chooseTenants(c, "", kTenants);
-  ASSERT_TRUE(c.refusal.ok()) << c.refusal;
+  ASSERT_TRUE(c.tenant_refusal.ok()) << c.tenant_refusal;
   EXPECT_EQ(c.tenants, std::vector<std::string>{"default"});
   EXPECT_EQ(tenantsText(c), "default");
 }
@@ -38,8 +38,8 @@ TEST(ChooseTenants, ASingleTeamActsInDefaultWithoutNamingIt) {
 TEST(ChooseTenants, SeveralTenantsAndNoneNamedIsRefusedWithTheList) {
   Caller c = withGrants({{"acme", Role::kResponder, {}}, {"beta", Role::kViewer, {}}});
   chooseTenants(c, "", kTenants);
-  EXPECT_TRUE(absl::IsFailedPrecondition(c.refusal)) << c.refusal;
-  EXPECT_EQ(c.refusal.message(),
+  EXPECT_TRUE(absl::IsFailedPrecondition(c.tenant_refusal)) << c.tenant_refusal;
+  EXPECT_EQ(c.tenant_refusal.message(),
             "operator \"pat\" has roles in tenants acme, beta: choose one with --tenant NAME (or "
             "BULKHEAD_TENANT), or every one with --tenant '*'");
 }
@@ -49,21 +49,21 @@ TEST(ChooseTenants, AnUnknownTenantReadsExactlyLikeOneWithoutARole) {
   chooseTenants(unknown, "nope", kTenants);
   Caller other = withGrants({{"acme", Role::kResponder, {}}});
   chooseTenants(other, "beta", kTenants);
-  EXPECT_TRUE(absl::IsPermissionDenied(unknown.refusal));
-  EXPECT_EQ(unknown.refusal.message(), "operator \"pat\" has no role in tenant \"nope\"");
-  EXPECT_EQ(other.refusal.message(), "operator \"pat\" has no role in tenant \"beta\"");
+  EXPECT_TRUE(absl::IsPermissionDenied(unknown.tenant_refusal));
+  EXPECT_EQ(unknown.tenant_refusal.message(), "operator \"pat\" has no role in tenant \"nope\"");
+  EXPECT_EQ(other.tenant_refusal.message(), "operator \"pat\" has no role in tenant \"beta\"");
 }
 
 TEST(ChooseTenants, StarIsEveryTenantOfTheCallerAndAnInstallAdminHoldsThemAll) {
   Caller c = withGrants({{"acme", Role::kViewer, {}}, {"beta", Role::kViewer, {}}});
   chooseTenants(c, "*", kTenants);
-  ASSERT_TRUE(c.refusal.ok());
+  ASSERT_TRUE(c.tenant_refusal.ok());
   EXPECT_TRUE(c.all_tenants);
   EXPECT_EQ(c.tenants, (std::vector<std::string>{"acme", "beta"}));
   Caller admin{.audit_name = "root", .is_operator = true, .role = Role::kAdmin};
   EXPECT_EQ(tenantsOf(admin, kTenants), kTenants);
   chooseTenants(admin, "beta", kTenants);
-  EXPECT_TRUE(admin.refusal.ok());
+  EXPECT_TRUE(admin.tenant_refusal.ok());
   EXPECT_EQ(roleOn(admin, "beta", {}), Role::kAdmin);
   EXPECT_EQ(roleOn(admin, "acme", {}), Role::kNone);  // not this call's tenant
 }
@@ -172,12 +172,12 @@ TEST_F(TenantServiceTest, ABindingGivesARoleInItsTenantAndRevokingItTakesItAway)
   ASSERT_TRUE(service_->createTenant(root, "acme", "contract").ok());
   ASSERT_TRUE(service_->createTenant(root, "beta", "contract").ok());
   // An install admin now holds three tenants: it must choose.
-  EXPECT_TRUE(absl::IsFailedPrecondition(scoped("root", Role::kAdmin, "").refusal));
+  EXPECT_TRUE(absl::IsFailedPrecondition(scoped("root", Role::kAdmin, "").tenant_refusal));
   root = scoped("root", Role::kAdmin, "acme");
-  ASSERT_TRUE(root.refusal.ok()) << root.refusal;
+  ASSERT_TRUE(root.tenant_refusal.ok()) << root.tenant_refusal;
 
   // A customer's own staff: a `--role none` certificate and a viewer binding in acme.
-  EXPECT_TRUE(absl::IsPermissionDenied(scoped("carol", Role::kNone, "").refusal));
+  EXPECT_TRUE(absl::IsPermissionDenied(scoped("carol", Role::kNone, "").tenant_refusal));
   auto granted =
       service_->grantAccess(root, "carol", v1::OPERATOR_ROLE_VIEWER, "", "customer staff");
   ASSERT_TRUE(granted.ok()) << granted.status();
@@ -189,11 +189,11 @@ TEST_F(TenantServiceTest, ABindingGivesARoleInItsTenantAndRevokingItTakesItAway)
       service_->grantAccess(root, "carol", v1::OPERATOR_ROLE_RESPONDER, "env", "x").status()));
 
   Caller carol = scoped("carol", Role::kNone, "");
-  ASSERT_TRUE(carol.refusal.ok()) << carol.refusal;
+  ASSERT_TRUE(carol.tenant_refusal.ok()) << carol.tenant_refusal;
   EXPECT_EQ(carol.tenants, std::vector<std::string>{"acme"});
   EXPECT_TRUE(authorize(carol, OperatorAction::kListHosts).ok());
   EXPECT_TRUE(absl::IsPermissionDenied(authorize(carol, OperatorAction::kIsolate)));
-  EXPECT_EQ(scoped("carol", Role::kNone, "beta").refusal.message(),
+  EXPECT_EQ(scoped("carol", Role::kNone, "beta").tenant_refusal.message(),
             "operator \"carol\" has no role in tenant \"beta\"");
   // Carol sees her own binding; the tenant's admin sees them all.
   auto own = service_->listAccess(carol, "");
@@ -209,7 +209,7 @@ TEST_F(TenantServiceTest, ABindingGivesARoleInItsTenantAndRevokingItTakesItAway)
   auto revoked = service_->revokeAccess(root, granted->binding_id(), "contract ended");
   ASSERT_TRUE(revoked.ok()) << revoked.status();
   EXPECT_EQ(audit().back().action, "access-revoke");
-  EXPECT_EQ(scoped("carol", Role::kNone, "").refusal.message(),
+  EXPECT_EQ(scoped("carol", Role::kNone, "").tenant_refusal.message(),
             "operator \"carol\" has no role in any tenant");
 }
 
@@ -220,7 +220,7 @@ TEST_F(TenantServiceTest, AnAdminOfOneTenantManagesItsBindingsOnlyAndCreatesNoTe
   ASSERT_TRUE(
       service_->grantAccess(root, "dana", v1::OPERATOR_ROLE_ADMIN, "", "acme's admin").ok());
   Caller dana = scoped("dana", Role::kNone, "");
-  ASSERT_TRUE(dana.refusal.ok());
+  ASSERT_TRUE(dana.tenant_refusal.ok());
   auto viewer = service_->grantAccess(dana, "erin", v1::OPERATOR_ROLE_RESPONDER, "env=prod", "x");
   ASSERT_TRUE(viewer.ok()) << viewer.status();
   EXPECT_EQ(viewer->hosts(), "env=prod");

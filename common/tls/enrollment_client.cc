@@ -1,4 +1,4 @@
-#include "agent/rpc/enrollment_client.h"
+#include "common/tls/enrollment_client.h"
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/tls_certificate_verifier.h>
@@ -9,7 +9,7 @@
 #include "common/parse.h"
 #include "common/pki/pki.h"
 
-namespace bulkhead::agent {
+namespace bulkhead {
 namespace {
 
 namespace v1 = bulkhead::v1;
@@ -99,4 +99,4 @@ absl::StatusOr<v1::EnrollResponse> enrollWithToken(const JoinTokenText& token,
   return last;
 }
 
-}  // namespace bulkhead::agent
+}  // namespace bulkhead
