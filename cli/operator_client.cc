@@ -24,8 +24,7 @@ std::string controllerAddress(const GlobalOptions& options) {
   if (!options.controller.empty() || options.identity.empty()) return options.controller;
   auto text = readFile(fs::path(options.identity) / kControllerAddressFile);
   if (!text.ok()) return {};
-  const std::string line = text->substr(0, text->find('\n'));
-  return line;
+  return text->substr(0, text->find('\n'));
 }
 
 std::unique_ptr<v1::Operator::Stub> stubFor(const std::string& target, const IdentityFiles& id,

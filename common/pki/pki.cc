@@ -410,7 +410,8 @@ absl::StatusOr<std::string> reissueControllerCert(const CertAndKey& ca, std::str
   // The span includes the early start newCert() gives: a quarter of a short validity, or an
   // hour.
   const int64_t span = id->not_after_unix - id->not_before_unix;
-  const int64_t validity = span > 5 * 3600 ? span - 3600 : span * 4 / 5;
+  constexpr int64_t kHour = 3600;
+  const int64_t validity = span > 5 * kHour ? span - kHour : span * 4 / 5;
   if (validity <= 0) return absl::InvalidArgumentError("certificate: ends before it starts");
   CertRequest request{.kind = PeerKind::kController,
                       .name = id->name,

@@ -172,11 +172,12 @@ grpc::ServerUnaryReactor* OperatorService::RenewOperatorCertificate(
     v1::RenewOperatorCertificateResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   auto cert = enrollment_.renewOperator(identify(*ctx), req->csr_pem());
+  const absl::Status status = cert.status();
   if (cert.ok()) {
     resp->set_cert_pem(*std::move(cert));
     resp->set_ca_pem(enrollment_.caPem());
   }
-  reactor->Finish(toGrpcStatus(cert.status()));
+  reactor->Finish(toGrpcStatus(status));
   return reactor;
 }
 
