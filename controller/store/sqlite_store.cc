@@ -405,29 +405,40 @@ absl::StatusOr<std::vector<JoinTokenRow>> SqliteStore::listJoinTokens() {
   return join_tokens_.list();
 }
 
+// One use of join token `token_id` by `enrolled` (a host id or an operator name; `known`:
+// whether the controller knows that name): `check`'s refusal, or the token as counted and
+// written. Inside the caller's transaction.
+absl::StatusOr<JoinTokenRow> SqliteStore::useJoinToken(const std::string& token_id,
+                                                       const std::string& enrolled, bool known,
+                                                       const RedeemCheck& check) {
+  auto found = join_tokens_.find(token_id);
+  if (!found.ok()) return found.status();
+  if (!found->has_value()) {
+    return absl::NotFoundError(fmt::format("no join token \"{}\"", token_id));
+  }
+  JoinTokenRow row = **std::move(found);
+  if (auto s = check(row, known); !s.ok()) return s;
+  row.record.set_uses(row.record.uses() + 1);
+  row.record.add_enrolled_hosts(enrolled);
+  // The record keeps the latest names only (the enrollments tables have every one), so a
+  // token of many uses is not rewritten whole and ever larger at each use.
+  auto* names = row.record.mutable_enrolled_hosts();
+  if (static_cast<size_t>(names->size()) > kMaxEnrolledHostsListed) {
+    names->DeleteSubrange(0, names->size() - static_cast<int>(kMaxEnrolledHostsListed));
+  }
+  if (auto s = join_tokens_.update(row); !s.ok()) return s;
+  return row;
+}
+
 absl::StatusOr<JoinTokenRow> SqliteStore::redeemJoinToken(const EnrollmentRow& enrollment,
                                                           const RedeemCheck& check,
                                                           const AuditEntry& audit) {
   std::lock_guard lock(mu_);
   return inTransaction(db_, [&]() -> absl::StatusOr<JoinTokenRow> {
-    auto found = join_tokens_.find(enrollment.token_id);
-    if (!found.ok()) return found.status();
-    if (!found->has_value()) {
-      return absl::NotFoundError(fmt::format("no join token \"{}\"", enrollment.token_id));
-    }
     auto known = join_tokens_.hostKnown(enrollment.host_id);
     if (!known.ok()) return known.status();
-    JoinTokenRow row = **std::move(found);
-    if (auto s = check(row, *known); !s.ok()) return s;
-    row.record.set_uses(row.record.uses() + 1);
-    row.record.add_enrolled_hosts(enrollment.host_id);
-    // The record keeps the latest hosts only (the enrollments table has every one), so a
-    // token of many uses is not rewritten whole and ever larger at each use.
-    auto* hosts = row.record.mutable_enrolled_hosts();
-    if (static_cast<size_t>(hosts->size()) > kMaxEnrolledHostsListed) {
-      hosts->DeleteSubrange(0, hosts->size() - static_cast<int>(kMaxEnrolledHostsListed));
-    }
-    if (auto s = join_tokens_.update(row); !s.ok()) return s;
+    auto row = useJoinToken(enrollment.token_id, enrollment.host_id, *known, check);
+    if (!row.ok()) return row.status();
     if (auto s = join_tokens_.addEnrollment(enrollment); !s.ok()) return s;
     if (auto s = audit_.append(audit); !s.ok()) return s.status();
     return row;
@@ -438,18 +449,10 @@ absl::StatusOr<JoinTokenRow> SqliteStore::redeemOperatorToken(
     const OperatorEnrollmentRow& enrollment, const RedeemCheck& check, const AuditEntry& audit) {
   std::lock_guard lock(mu_);
   return inTransaction(db_, [&]() -> absl::StatusOr<JoinTokenRow> {
-    auto found = join_tokens_.find(enrollment.token_id);
-    if (!found.ok()) return found.status();
-    if (!found->has_value()) {
-      return absl::NotFoundError(fmt::format("no join token \"{}\"", enrollment.token_id));
-    }
     auto known = join_tokens_.operatorKnown(enrollment.name);
     if (!known.ok()) return known.status();
-    JoinTokenRow row = **std::move(found);
-    if (auto s = check(row, *known); !s.ok()) return s;
-    row.record.set_uses(row.record.uses() + 1);
-    row.record.add_enrolled_hosts(enrollment.name);
-    if (auto s = join_tokens_.update(row); !s.ok()) return s;
+    auto row = useJoinToken(enrollment.token_id, enrollment.name, *known, check);
+    if (!row.ok()) return row.status();
     if (auto s = join_tokens_.addOperatorEnrollment(enrollment); !s.ok()) return s;
     if (auto s = tenants_.addBinding(enrollment.binding); !s.ok()) return s;
     if (auto s = audit_.append(audit); !s.ok()) return s.status();

@@ -118,6 +118,9 @@ class SqliteStore final : public Store {
   absl::StatusOr<int64_t> pragmaForTest(const std::string& name);
 
  private:
+  absl::StatusOr<JoinTokenRow> useJoinToken(const std::string& token_id,
+                                            const std::string& enrolled, bool known,
+                                            const RedeemCheck& check);
   SqliteStore(sqlite3* db, std::string audit_key);
 
   std::mutex mu_;  // guards the connection and every table below
