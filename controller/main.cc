@@ -74,57 +74,55 @@ void grpcLog(gpr_log_func_args* args) {
 constexpr std::chrono::seconds kSelfRenewalCheck{5};
 
 // Renews the controller's own certificate once it has run two thirds of its time: a new one for
-// the same key from the fleet CA (reissueControllerCert: same name, addresses and length),
-// presented to new connections at once and written to IDENTITY_DIR/tls.crt for the next start.
-// Audited as controller-renew, the failures too, at most one failure row per tenth of the
-// certificate's span (a minute at least). Returns whether the certificate was replaced.
+// the live key from the fleet CA (reissueControllerCert: same name, addresses and length),
+// presented to new connections at once, and written to IDENTITY_DIR/tls.crt for the next start
+// when that directory holds the live key (an operator may have put another identity there for
+// a SIGHUP: it is left alone, and the row says so). Audited as controller-renew, the failures
+// too, at most one failure a tenth of the certificate's span (a minute at least). Returns
+// whether the certificate was replaced.
 bool renewOwnCertificateIfDue(RotatingServerCredentials& tls, const CertAndKey& ca,
                               const std::string& identity_dir, Store& store, const Clock& clock) {
   static int64_t last_failure_unix = 0;
-  const PeerIdentity& live = tls.current();
+  const IdentityFiles live = tls.currentIdentity();  // a copy: replace() changes the live one
   const int64_t now = clock.nowUnixMs() / 1000;
-  const int64_t span = live.not_after_unix - live.not_before_unix;
-  if (span <= 0 || live.not_after_unix - now > span / 3) return false;
+  const int64_t span = live.self.not_after_unix - live.self.not_before_unix;
+  if (span <= 0 || live.self.not_after_unix - now > span / 3) return false;
   if (last_failure_unix != 0 && now - last_failure_unix < std::max<int64_t>(60, span / 10)) {
     return false;
   }
-  const std::filesystem::path dir(identity_dir);
-  absl::StatusOr<IdentityFiles> next = loadIdentity(dir);
-  absl::Status done = next.status();
-  if (done.ok() && next->self.serial != live.serial) {
-    done = absl::FailedPreconditionError(
-        fmt::format("{}/tls.crt is not the certificate in use (serial {}): send SIGHUP to use it",
-                    identity_dir, next->self.serial));
-  }
-  absl::StatusOr<std::string> cert = done.ok()
-                                         ? reissueControllerCert(ca, next->cert_pem, next->key_pem)
-                                         : absl::StatusOr<std::string>(done);
-  done = cert.status();
+  IdentityFiles next = live;
   std::string detail;
+  absl::StatusOr<std::string> cert = reissueControllerCert(ca, live.cert_pem, live.key_pem);
+  absl::Status done = cert.status();
   if (done.ok()) {
-    next->cert_pem = *cert;
+    next.cert_pem = *cert;
     auto fresh = identityFromCertPem(*cert);
     done = fresh.status();
     if (done.ok()) {
-      next->self = *fresh;
-      detail = fmt::format("serial {} -> {}, not after {}", live.serial, fresh->serial,
+      next.self = *fresh;
+      detail = fmt::format("serial {} -> {}, not after {}", live.self.serial, fresh->serial,
                            fresh->not_after_unix);
     }
   }
-  if (done.ok()) done = tls.replace(*next).status();
+  if (done.ok()) done = tls.replace(next).status();
   if (done.ok()) {
-    // In use now; on disk for the next start. A read-only identity directory keeps the old one
-    // there: said in the row, so the next start's expiry is no surprise.
-    if (absl::Status written = writeFileAtomic(dir / "tls.crt", *cert, 0644); !written.ok()) {
+    const std::filesystem::path dir(identity_dir);
+    auto on_disk = loadIdentity(dir);
+    absl::Status written =
+        !on_disk.ok() ? on_disk.status()
+        : on_disk->key_pem != live.key_pem
+            ? absl::FailedPreconditionError("it holds another key (a SIGHUP would switch to it)")
+            : writeFileAtomic(dir / "tls.crt", *cert, 0644);
+    if (!written.ok()) {
       detail += fmt::format("; not written to {}: {}", identity_dir, written.message());
     }
     spdlog::info("own certificate renewed: {}", detail);
   } else {
     last_failure_unix = now;
-    spdlog::error("own certificate (serial {}, ends {} s from now) not renewed: {}", live.serial,
-                  live.not_after_unix - now, done);
+    spdlog::error("own certificate (serial {}, ends {} s from now) not renewed: {}",
+                  live.self.serial, live.self.not_after_unix - now, done);
   }
-  (void)recordCall(store, clock, "controller", kControllerRenewAction, live.serial, "", done,
+  (void)recordCall(store, clock, "controller", kControllerRenewAction, live.self.serial, "", done,
                    detail);
   return done.ok();
 }

@@ -84,6 +84,8 @@ class RotatingServerCredentials {
     return credentials_without_client_certificates_;
   }
   const PeerIdentity& current() const { return current_.self; }
+  // The live identity whole, its key included (a renewal reissues its certificate).
+  const IdentityFiles& currentIdentity() const { return current_; }
 
   // Makes `next` the live identity. True when it differs from the current one, false when it
   // is the same certificate and key (nothing written). INVALID_ARGUMENT, and nothing changes,
