@@ -428,9 +428,10 @@ int pkiRevoke(const GlobalOptions& g, const std::vector<std::string>& args, Io& 
       "revoke every unrevoked certificate of this host id or operator name")(
       "kind", po::value(&kind_text), "with --name: only agent or operator certificates")(
       "issued-by-controller", po::value(&controller_issued),
-      "with --serial: the certificate of this agent host id that the controller issued (an "
-      "enrollment or a renewal: its serial is in `bulkhead audit`), not this directory")(
-      "reason", po::value(&reason)->required(), "why (kept in DIR/ca/revoked.json)");
+      "with --serial: the certificate of this host id (or, with --kind operator, operator "
+      "name) that the controller issued (an enrollment or a renewal: its serial is in "
+      "`bulkhead audit`), not this directory")("reason", po::value(&reason)->required(),
+                                               "why (kept in DIR/ca/revoked.json)");
   po::variables_map vm;
   bool help = false;
   if (!parseCommandArgs("pki revoke", args, opts, {}, vm, io, &help)) {
@@ -442,13 +443,6 @@ int pkiRevoke(const GlobalOptions& g, const std::vector<std::string>& args, Io& 
   };
   if (serial_text.empty() == name.empty()) return usage("give exactly one of --serial or --name");
   if (reason.empty()) return usage("--reason: must not be empty");
-  if (!controller_issued.empty()) {
-    if (serial_text.empty()) return usage("--issued-by-controller: only with --serial");
-    if (!isValidName(controller_issued)) {
-      return usage(fmt::format("--issued-by-controller: invalid value \"{}\": a host id",
-                               controller_issued));
-    }
-  }
   std::optional<PeerKind> kind;
   if (!kind_text.empty()) {
     if (kind_text == "agent") {
@@ -459,7 +453,19 @@ int pkiRevoke(const GlobalOptions& g, const std::vector<std::string>& args, Io& 
       return usage(fmt::format("--kind: invalid value \"{}\": expected agent or operator",
                                kind_text));
     }
-    if (name.empty()) return usage("--kind: only with --name");
+    if (name.empty() && controller_issued.empty()) {
+      return usage("--kind: only with --name or --issued-by-controller");
+    }
+  }
+  if (!controller_issued.empty()) {
+    if (serial_text.empty()) return usage("--issued-by-controller: only with --serial");
+    const bool is_operator = kind == PeerKind::kOperator;
+    if (is_operator ? !isValidOperatorName(controller_issued) : !isValidName(controller_issued)) {
+      return usage(fmt::format("--issued-by-controller: invalid value \"{}\": {}",
+                               controller_issued,
+                               is_operator ? "an operator name (NAME or NAME@TENANT)"
+                                           : "a host id (an operator's: add --kind operator)"));
+    }
   }
   const fs::path root(dir);
   auto ca = loadCa(root);
@@ -479,7 +485,7 @@ int pkiRevoke(const GlobalOptions& g, const std::vector<std::string>& args, Io& 
     if (it != issued.end()) {
       chosen.push_back(&it->second);
     } else if (!controller_issued.empty()) {
-      by_controller.id.kind = PeerKind::kAgent;
+      by_controller.id.kind = kind.value_or(PeerKind::kAgent);
       by_controller.id.name = controller_issued;
       by_controller.id.serial = *serial;
       by_controller.source = "the controller";

@@ -6,7 +6,8 @@ two minutes long renews it over its stream while the stream stays up (`--renew-b
 and an operator enrolled with an operator token (`bulkhead enroll`) renews its own each time
 the CLI finds it two thirds through. Both keep working across several renewals: the agent
 stays online and can be isolated, the operator's every call succeeds. A revoked host cannot
-renew: it is cut off and its certificate runs out. Root only; about three minutes.
+renew: it is cut off and its certificate runs out; a revoked operator's calls and renewals
+are refused. Root only; about three minutes.
 """
 
 import json
@@ -145,6 +146,22 @@ class RenewalTest(unittest.TestCase):
         self.assertGreaterEqual(sum(a["outcome"] == "ok" for a in ops_rows), 2, ops_rows)
         self.assertTrue(any(a["action"] == "operator-enroll" and a["target"] == "ops"
                             for a in audit["records"]))
+
+        # A stolen laptop: the operator's certificate (the controller issued it, so the PKI
+        # directory never saw it) revoked by its serial, SIGHUP; its calls and renewals stop.
+        r = self.lab.run("ctl", ["openssl", "x509", "-noout", "-serial", "-in",
+                                 os.path.join(self.ops_dir, "tls.crt")])
+        serial = r.stdout.strip().split("=", 1)[1]
+        r = self.lab.run("ctl", [self.fleet.bin("bulkhead"), "pki", "revoke", "--dir",
+                                 self.fleet.pki, "--serial", serial, "--issued-by-controller",
+                                 "ops", "--kind", "operator", "--reason", "INC-13 laptop stolen"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.fleet.controller.send_signal(signal.SIGHUP)
+        wait_until(lambda: self.ops("hosts").returncode != 0, 15, interval=0.5,
+                   desc="the revoked operator refused")
+        r = self.ops("renew")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("revoked", r.stderr)
 
 
 if __name__ == "__main__":

@@ -137,6 +137,19 @@ TEST_F(PkiCommandsTest, RevokeACertificateTheControllerIssuedBySerialAndHostId) 
            "web-07", "--reason", "again"});
   EXPECT_EQ(r.code, kUsage);
   EXPECT_NE(r.err.find("already revoked"), std::string::npos) << r.err;
+
+  // An operator the controller enrolled in a tenant (`bulkhead enroll`): NAME@TENANT, with
+  // --kind operator; the same name as a host id is refused, saying so.
+  r = run({"pki", "revoke", "--dir", pki(), "--serial", "0A0B0C0D", "--issued-by-controller",
+           "carl@acme", "--reason", "laptop stolen"});
+  EXPECT_EQ(r.code, kUsage);
+  EXPECT_NE(r.err.find("add --kind operator"), std::string::npos) << r.err;
+  r = run({"pki", "revoke", "--dir", pki(), "--serial", "0A0B0C0D", "--issued-by-controller",
+           "carl@acme", "--kind", "operator", "--reason", "laptop stolen"});
+  ASSERT_EQ(r.code, kOk) << r.err;
+  EXPECT_NE(r.out.find("revoked operator carl@acme (serial 0A0B0C0D)"), std::string::npos) << r.out;
+  EXPECT_EQ(crlSerials(dir_ / "pki" / "ca" / "crl.pem"),
+            (std::set<std::string>{"7C24E323", "0A0B0C0D"}));
 }
 
 TEST_F(PkiCommandsTest, RevokeOfUnknownNameOrSerialIsAClearErrorAndWritesNothing) {
