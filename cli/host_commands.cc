@@ -18,6 +18,7 @@
 #include "cli/operator_client.h"
 #include "cli/output.h"
 #include "common/format.h"
+#include "common/identity.h"
 #include "common/parse.h"
 #include "evidence/signing.h"
 
@@ -363,12 +364,18 @@ int audit(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) 
     printJson(io.out, resp);
     return kOk;
   }
+  // A TENANT column once any row is outside "default": a single team never sees it.
+  const bool tenants = std::any_of(resp.records().begin(), resp.records().end(), [](const auto& r) {
+    return !r.tenant().empty() && r.tenant() != kDefaultTenant;
+  });
   std::vector<std::vector<std::string>> rows = {
       {"ID", "AT", "OPERATOR", "ACTION", "TARGET", "OUTCOME", "REASON"}};
+  if (tenants) rows.front().insert(rows.front().begin() + 2, "TENANT");
   for (const auto& r : resp.records()) {
     rows.push_back({std::to_string(r.id()), utcTime(r.at_unix_ms()), r.operator_(), r.action(),
                     r.target().empty() ? "-" : r.target(), r.outcome(),
                     r.reason().empty() ? "-" : r.reason()});
+    if (tenants) rows.back().insert(rows.back().begin() + 2, r.tenant());
   }
   printTable(io.out, rows);
   return kOk;

@@ -58,7 +58,7 @@ bool isValidOperatorName(std::string_view name) {
 }
 
 std::string operatorNameInTenant(std::string_view name, std::string_view tenant) {
-  if (tenant == "default") return std::string(name);
+  if (tenant == kDefaultTenant) return std::string(name);
   return std::string(name) + "@" + std::string(tenant);
 }
 

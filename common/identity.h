@@ -15,6 +15,11 @@ enum class PeerKind { kController, kAgent, kOperator };
 
 std::string_view peerKindName(PeerKind kind);
 
+// The tenant every install has and a single team never leaves; the name a call uses to span
+// all of its caller's tenants.
+inline constexpr char kDefaultTenant[] = "default";
+inline constexpr char kEveryTenant[] = "*";
+
 // Operator roles, weakest first. none: nothing of its own (a certificate for someone whose
 // roles are all bindings, controller/service/tenancy.h); viewer: read only; responder:
 // containment actions; approver: also approves automatic actions waiting for a person; admin:

@@ -122,8 +122,8 @@ bool renewOwnCertificateIfDue(RotatingServerCredentials& tls, const CertAndKey& 
     spdlog::error("own certificate (serial {}, ends {} s from now) not renewed: {}",
                   live.self.serial, live.self.not_after_unix - now, done);
   }
-  (void)recordCall(store, clock, "controller", kControllerRenewAction, live.self.serial, "", done,
-                   detail);
+  (void)recordCall(store, clock, AuditActor{.name = "controller"}, kControllerRenewAction,
+                   live.self.serial, "", done, detail);
   return done.ok();
 }
 

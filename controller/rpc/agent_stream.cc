@@ -241,7 +241,10 @@ void AgentStream::onRenew(const v1::RenewCertificate& request) {
     answer->set_error("certificate renewal is not enabled on this controller");
   } else {
     // Signing and one audit row: short enough for this reaction.
-    auto cert = renewal->renew(host_id_, cert_serial_, request.csr_pem());
+    const auto host = fleet_->getHost(host_id_);
+    const std::string tenant =
+        host && !host->host().tenant().empty() ? host->host().tenant() : kDefaultTenant;
+    auto cert = renewal->renew(host_id_, tenant, cert_serial_, request.csr_pem());
     if (cert.ok()) {
       answer->set_cert_pem(*std::move(cert));
     } else {

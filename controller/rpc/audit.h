@@ -20,12 +20,12 @@ inline absl::Status fromGrpcStatus(const grpc::Status& s) {
 }
 
 // recordCall() (controller/service/audit.h) for a gRPC status.
-inline grpc::Status recordCall(Store& store, const Clock& clock, const std::string& operator_name,
+inline grpc::Status recordCall(Store& store, const Clock& clock, const AuditActor& actor,
                                const std::string& action, const std::string& target,
                                const std::string& reason, const grpc::Status& result,
                                const std::string& detail = "") {
-  return toGrpcStatus(recordCall(store, clock, operator_name, action, target, reason,
-                                 fromGrpcStatus(result), detail));
+  return toGrpcStatus(
+      recordCall(store, clock, actor, action, target, reason, fromGrpcStatus(result), detail));
 }
 
 }  // namespace bulkhead::controller

@@ -71,7 +71,9 @@ class EvidenceHub::Upload final : public grpc::ServerReadReactor<v1::EvidenceUpl
         return;
       }
     }
-    intake_ = hub_->intake_.receive(id->name);
+    const auto host = hub_->fleet_.getHost(id->name);
+    intake_ = hub_->intake_.receive(
+        id->name, host && !host->host().tenant().empty() ? host->host().tenant() : kDefaultTenant);
     readNext();
     watchIdle(hub_->options_.idle_timeout);
   }

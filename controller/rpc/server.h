@@ -97,10 +97,11 @@ class ControllerServer {
   // The fleet's AgentRenewal: forwards to enrollment_, built after the fleet.
   class LateRenewal final : public AgentRenewal {
    public:
-    absl::StatusOr<std::string> renew(const std::string& host_id, const std::string& serial,
+    absl::StatusOr<std::string> renew(const std::string& host_id, const std::string& tenant,
+                                      const std::string& serial,
                                       const std::string& csr_pem) override {
       if (target == nullptr) return absl::UnavailableError("renewal is not ready");
-      return target->renew(host_id, serial, csr_pem);
+      return target->renew(host_id, tenant, serial, csr_pem);
     }
     AgentRenewal* target = nullptr;
   };

@@ -301,6 +301,7 @@ v1::AuditRecord toProto(const AuditEntry& row) {
   r.set_prev_hash(row.prev_hash);
   r.set_hash(row.hash);
   r.set_mac(row.mac);
+  r.set_tenant(row.tenant);
   const AuditReading reading = readAuditText(row.action, row.outcome);
   r.set_action_type(reading.action);
   r.set_phase(reading.phase);

@@ -4,9 +4,16 @@
 
 #include "common/format.h"
 #include "common/text.h"
+#include "controller/service/tenancy.h"
 #include "evidence/json_read.h"
 
 namespace bulkhead::controller {
+
+AuditActor auditActor(const Caller& caller) {
+  const std::vector<std::string> tenants = callTenants(caller);
+  return AuditActor{.name = caller.audit_name,
+                    .tenant = tenants.size() == 1 ? tenants.front() : std::string(kEveryTenant)};
+}
 
 std::string auditOutcome(const absl::Status& s) {
   if (s.ok()) return "ok";
@@ -14,13 +21,13 @@ std::string auditOutcome(const absl::Status& s) {
   return fmt::format("error: {}", s.message());
 }
 
-AuditEntry callEntry(int64_t at_unix_ms, const std::string& operator_name,
-                     const std::string& action, const std::string& target,
-                     const std::string& reason, const absl::Status& result,
-                     const std::string& detail) {
+AuditEntry callEntry(int64_t at_unix_ms, const AuditActor& actor, const std::string& action,
+                     const std::string& target, const std::string& reason,
+                     const absl::Status& result, const std::string& detail) {
   AuditEntry e;
   e.at_unix_ms = at_unix_ms;
-  e.operator_name = operator_name;
+  e.operator_name = actor.name;
+  e.tenant = actor.tenant;
   e.action = action;
   e.target = evidence::boundedText(escapeNonPrintable(target), kMaxAuditTarget, false);
   e.reason = escapeNonPrintable(reason);
@@ -33,36 +40,36 @@ AuditEntry callEntry(int64_t at_unix_ms, const std::string& operator_name,
   return e;
 }
 
-absl::Status recordCall(Store& store, const Clock& clock, const std::string& operator_name,
+absl::Status recordCall(Store& store, const Clock& clock, const AuditActor& actor,
                         const std::string& action, const std::string& target,
                         const std::string& reason, const absl::Status& result,
                         const std::string& detail) {
-  const AuditEntry e =
-      callEntry(clock.nowUnixMs(), operator_name, action, target, reason, result, detail);
+  const AuditEntry e = callEntry(clock.nowUnixMs(), actor, action, target, reason, result, detail);
   auto row = store.appendAudit(e);
   if (!row.ok()) {
-    spdlog::error("audit: cannot record {} by {}: {}", action, operator_name, row.status());
+    spdlog::error("audit: cannot record {} by {}: {}", action, actor.name, row.status());
     return absl::InternalError(
         fmt::format("audit trail unavailable, call refused: {}", row.status()));
   }
   if (!result.ok()) {
-    spdlog::info("operator {}: {} {} -> {}", operator_name, action, target, e.outcome);
+    spdlog::info("operator {}: {} {} -> {}", actor.name, action, target, e.outcome);
   }
   return result;
 }
 
-absl::Status recordAccepted(Store& store, const Clock& clock, const std::string& operator_name,
+absl::Status recordAccepted(Store& store, const Clock& clock, const AuditActor& actor,
                             const std::string& action, const std::string& target,
                             const std::string& reason, const std::string& detail) {
   AuditEntry e{.at_unix_ms = clock.nowUnixMs(),
-               .operator_name = operator_name,
+               .operator_name = actor.name,
                .action = action,
                .target = target,
                .reason = reason,
                .outcome = "accepted",
-               .detail = detail};
+               .detail = detail,
+               .tenant = actor.tenant};
   if (auto row = store.appendAudit(e); !row.ok()) {
-    spdlog::error("audit: cannot record {} {} by {} as accepted: {}", action, target, operator_name,
+    spdlog::error("audit: cannot record {} {} by {} as accepted: {}", action, target, actor.name,
                   row.status());
     return absl::InternalError(
         fmt::format("audit trail unavailable, nothing sent to {}: {}", target, row.status()));

@@ -11,6 +11,7 @@
 #include "common/identity.h"
 #include "controller/core/validate.h"
 #include "controller/service/audit.h"
+#include "controller/service/tenancy.h"
 #include "controller/store/audit_export.h"
 #include "evidence/hash.h"
 #include "evidence/json_read.h"
@@ -24,6 +25,16 @@ constexpr uint32_t kMaxAuditLimit = 10000;
 // A listed audit field beyond this is clipped (the stored row and its hash are intact).
 constexpr size_t kMaxListedAuditField = 16384;
 
+// The rows a caller reads (tenancy.h): an install admin asking for every tenant reads every
+// row; anyone else the rows of the call's tenants, and, asking for every tenant of its own,
+// its own calls across tenants too.
+AuditScope scopeOf(const Caller& caller) {
+  if (caller.all_tenants && isInstallAdmin(caller)) return {};
+  AuditScope scope{.tenants = callTenants(caller)};
+  if (caller.all_tenants) scope.cross_tenant_operator = caller.audit_name;
+  return scope;
+}
+
 }  // namespace
 
 AuditTrail::AuditTrail(const Clock& clock, Store& store, const evidence::Signer* signer)
@@ -36,7 +47,7 @@ absl::StatusOr<AuditPage> AuditTrail::list(const Caller& caller, const ListAudit
   const uint32_t limit = req.limit == 0 ? kDefaultAuditLimit : std::min(req.limit, kMaxAuditLimit);
   AuditPage page;
   if (status.ok()) {
-    auto rows = store_.listAuditPage(req.before_id, limit);
+    auto rows = store_.listAuditPage(req.before_id, limit, scopeOf(caller));
     if (!rows.ok()) {
       status = rows.status();
     } else {
@@ -66,8 +77,7 @@ absl::StatusOr<AuditPage> AuditTrail::list(const Caller& caller, const ListAudit
                           std::make_move_iterator(newest.rend()));
     }
   }
-  status = recordCall(store_, clock_, caller.audit_name,
-                      auditAction(OperatorAction::kListAudit),
+  status = recordCall(store_, clock_, auditActor(caller), auditAction(OperatorAction::kListAudit),
                       req.before_id > 0 ? fmt::format("limit={} before={}", limit, req.before_id)
                                         : fmt::format("limit={}", limit),
                       "", status);
@@ -100,9 +110,8 @@ absl::StatusOr<AuditVerification> AuditTrail::verify(const Caller& caller, int64
       if (!v->ok) spdlog::error("audit verify: {}", detail);
     }
   }
-  status = recordCall(store_, clock_, caller.audit_name,
-                      auditAction(OperatorAction::kVerifyAudit), "audit", "",
-                      v.status(), detail);
+  status = recordCall(store_, clock_, auditActor(caller), auditAction(OperatorAction::kVerifyAudit),
+                      "audit", "", v.status(), detail);
   if (!status.ok()) return status;
   return v;
 }
@@ -119,14 +128,16 @@ absl::StatusOr<AuditExport> AuditTrail::exportFrom(const Caller& caller, int64_t
   AuditExport out;
   std::string detail;
   if (status.ok()) {
-    auto rows = store_.listAuditFrom(since);
+    const AuditScope scope = scopeOf(caller);
+    auto rows = store_.listAuditFrom(since, scope);
     if (!rows.ok()) {
       status = rows.status();
     } else {
       auto self = identityFromCertPem(signer_->certPem());
       AuditExportHeader header{.controller = self.ok() ? self->name : std::string(),
                                .exported_at_unix_ms = clock_.nowUnixMs(),
-                               .since_id = since};
+                               .since_id = since,
+                               .tenants = scope.tenants};
       out.text = auditExportText(header, *rows);
       auto signature = signer_->sign(out.text);
       if (!signature.ok()) {
@@ -135,14 +146,14 @@ absl::StatusOr<AuditExport> AuditTrail::exportFrom(const Caller& caller, int64_t
         out.signature = *std::move(signature);
         out.certificate_pem = signer_->certPem();
         detail = rows->empty() ? "no rows"
-                               : fmt::format("rows {} to {}, head hash {}, file sha256 {}",
-                                             rows->front().id, rows->back().id, rows->back().hash,
-                                             evidence::sha256Hex(out.text));
+                               : fmt::format("{} rows from {} to {}, head hash {}, file sha256 {}",
+                                             rows->size(), rows->front().id, rows->back().id,
+                                             rows->back().hash, evidence::sha256Hex(out.text));
+        if (!scope.tenants.empty()) detail += fmt::format("; {}", tenantsText(caller));
       }
     }
   }
-  status = recordCall(store_, clock_, caller.audit_name,
-                      auditAction(OperatorAction::kExportAudit),
+  status = recordCall(store_, clock_, auditActor(caller), auditAction(OperatorAction::kExportAudit),
                       fmt::format("since={}", since), "", status, detail);
   if (!status.ok()) return status;
   return out;

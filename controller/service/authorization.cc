@@ -21,9 +21,9 @@ constexpr std::array kRules = {
     ActionRule{A::kGetHost, "status", Role::kViewer, S::kHosts},
     ActionRule{A::kIsolate, "isolate", Role::kResponder, S::kHosts},
     ActionRule{A::kRelease, "release", Role::kResponder, S::kHosts},
-    ActionRule{A::kListAudit, "audit", Role::kViewer, S::kDefaultTenant},
+    ActionRule{A::kListAudit, "audit", Role::kViewer, S::kTenant},
     ActionRule{A::kVerifyAudit, "audit-verify", Role::kViewer, S::kDefaultTenant},
-    ActionRule{A::kExportAudit, "audit-export", Role::kViewer, S::kDefaultTenant},
+    ActionRule{A::kExportAudit, "audit-export", Role::kViewer, S::kTenant},
     ActionRule{A::kBlock, "block", Role::kResponder, S::kHosts},
     ActionRule{A::kUnblock, "unblock", Role::kResponder, S::kHosts},
     ActionRule{A::kListBlocks, "blocks", Role::kViewer, S::kHosts},
@@ -102,10 +102,11 @@ absl::Status authorize(const Caller& caller, OperatorAction action) {
         caller.audit_name, rule.name));
   }
   if (rule.scope == ActionScope::kDefaultTenant && where != kDefaultTenant) {
-    return absl::PermissionDeniedError(
-        fmt::format("{} is kept for tenant default only in this release (this call is for {}): its "
-                    "records carry no tenant yet",
-                    rule.name, where));
+    return absl::PermissionDeniedError(fmt::format(
+        "{} is kept for tenant default only in this release (this call is for {}): {}", rule.name,
+        where,
+        action == OperatorAction::kVerifyAudit ? "it checks the whole chain, every tenant's rows"
+                                               : "its records carry no tenant yet"));
   }
   if (caller.all_tenants && rule.min_role > Role::kViewer && !isInstallAdmin(caller)) {
     return absl::PermissionDeniedError(

@@ -68,8 +68,8 @@ enum class ActionScope {
                    // the caller's role on each (hostsInScope)
   kTenant,         // a binding on every host of the call's tenant(s)
   kDefaultTenant,  // the same, and the call's tenant must be "default": the records it reads or
-                   // writes (audit, signals, approvals, integrations) carry no tenant yet, so
-                   // no other tenant may reach them
+                   // writes (signals, approvals, integrations; the whole audit chain's check)
+                   // carry no tenant yet or span every tenant, so no other tenant may reach them
   kInstall,        // the install's admins only (admin in tenant "default" on every host)
   kSelf,           // the caller's own identity: any operator, whatever its roles and tenants
 };

@@ -74,7 +74,7 @@ void Containment::doBlock(const Caller& caller, const BlockRequest& req, Contain
   const std::string& operator_name = caller.audit_name;
   const std::string target = auditTarget(req);
   auto refuse = [&](const absl::Status& status) {
-    done(recordCall(store_, clock_, operator_name, auditAction(OperatorAction::kBlock), target,
+    done(recordCall(store_, clock_, auditActor(caller), auditAction(OperatorAction::kBlock), target,
                     req.reason, status, fmt::format("cidr {}", req.remote_cidr)),
          {});
   };
@@ -117,8 +117,13 @@ void Containment::doBlock(const Caller& caller, const BlockRequest& req, Contain
     }
   }
 
-  auto op = newOp(OperatorAction::kBlock, operator_name, target, req.reason, req.wait_ms,
-                  std::move(done));
+  AuditActor actor = actorFor(caller, targetsFor(caller, OperatorAction::kBlock), targets);
+  if (fleet_state.size() > 1) {
+    actor.tenant = kEveryTenant;
+  } else if (fleet_state.size() == 1 && targets.empty()) {
+    actor.tenant = callTenants(caller).size() == 1 ? callTenants(caller).front() : actor.tenant;
+  }
+  auto op = newOp(OperatorAction::kBlock, actor, target, req.reason, req.wait_ms, std::move(done));
   for (const auto& tenant : partial_tenants) {
     op->result.warnings.push_back(fmt::format(
         "your role does not cover every host of tenant {}: the block is on the hosts you reach "
@@ -150,11 +155,10 @@ void Containment::adoptFleetState(const std::map<std::string, v1::DesiredState>&
 
 void Containment::doUnblock(const Caller& caller, const UnblockRequest& req,
                             ContainmentDone& done) {
-  const std::string& operator_name = caller.audit_name;
   const std::string target = auditTarget(req);
   auto refuse = [&](const absl::Status& status) {
-    done(recordCall(store_, clock_, operator_name, auditAction(OperatorAction::kUnblock), target,
-                    req.reason, status, fmt::format("cidr {}", req.remote_cidr)),
+    done(recordCall(store_, clock_, auditActor(caller), auditAction(OperatorAction::kUnblock),
+                    target, req.reason, status, fmt::format("cidr {}", req.remote_cidr)),
          {});
   };
   if (isBlank(req.reason)) return refuse(absl::InvalidArgumentError("reason: required"));
@@ -213,8 +217,11 @@ void Containment::doUnblock(const Caller& caller, const UnblockRequest& req,
     return refuse(absl::NotFoundError(
         fmt::format("no block {} on {}; nothing was changed", match->describe(), target)));
   }
-  auto op = newOp(OperatorAction::kUnblock, operator_name, target, req.reason, req.wait_ms,
-                  std::move(done));
+  AuditActor actor = actorFor(caller, targetsFor(caller, OperatorAction::kUnblock), order);
+  if (fleet_state.size() > 1) actor.tenant = kEveryTenant;
+  if (fleet_state.size() == 1 && order.empty()) actor.tenant = fleet_wide.front();
+  auto op =
+      newOp(OperatorAction::kUnblock, actor, target, req.reason, req.wait_ms, std::move(done));
   const bool persisted = commitAndWait(
       op, order, states, {},
       fmt::format("unblock {}; hosts {}{}", match->describe(),
@@ -226,7 +233,6 @@ void Containment::doUnblock(const Caller& caller, const UnblockRequest& req,
 
 void Containment::doListBlocks(const Caller& caller, const ListBlocksRequest& req,
                                BlocksDone& done) {
-  const std::string& operator_name = caller.audit_name;
   const std::string target = auditTarget(req);
   const int64_t now = clock_.nowUnixMs();
   auto known = targetsFor(caller, OperatorAction::kListBlocks);
@@ -234,7 +240,7 @@ void Containment::doListBlocks(const Caller& caller, const ListBlocksRequest& re
   if (!req.host.empty()) {
     if (!known.count(req.host)) {
       done(
-          recordCall(store_, clock_, operator_name, auditAction(OperatorAction::kListBlocks),
+          recordCall(store_, clock_, auditActor(caller), auditAction(OperatorAction::kListBlocks),
                      target, "", absl::NotFoundError(fmt::format("unknown host \"{}\"", req.host))),
           {});
       return;
@@ -267,8 +273,8 @@ void Containment::doListBlocks(const Caller& caller, const ListBlocksRequest& re
     }
   }
   absl::Status status =
-      recordCall(store_, clock_, operator_name, auditAction(OperatorAction::kListBlocks), target,
-                 "", absl::OkStatus(), fmt::format("{} blocks", entries.size()));
+      recordCall(store_, clock_, auditActor(caller), auditAction(OperatorAction::kListBlocks),
+                 target, "", absl::OkStatus(), fmt::format("{} blocks", entries.size()));
   done(status, status.ok() ? std::move(entries) : std::vector<BlockEntry>{});
 }
 
@@ -281,42 +287,49 @@ void Containment::propagateFleetBlocks() {
   for (const auto& [h, t] : targets) all.push_back(h);
   if (all == propagated_hosts_ && fleet_generation_ == propagated_generation_) return;
   const auto current = fleet_.desiredStates(all);
-  std::map<std::string, v1::DesiredState> states;
-  std::vector<std::string> order;
-  std::string added;
+  // One change (and audit row) per tenant, so each tenant's trail holds its own.
+  struct Additions {
+    std::map<std::string, v1::DesiredState> states;
+    std::vector<std::string> order;
+    std::string added;
+  };
+  std::map<std::string, Additions> by_tenant;
   for (const auto& [h, state] : current) {
     // Only the host's own tenant's fleet-wide blocks.
-    const auto tenant_blocks = fleet_blocks_.find(targets.at(h).tenant);
+    const std::string& tenant = targets.at(h).tenant;
+    const auto tenant_blocks = fleet_blocks_.find(tenant);
     if (tenant_blocks == fleet_blocks_.end()) continue;
     auto missing = missingFleetBlocks(state, tenant_blocks->second.blocks, now);
     if (missing.empty()) continue;
     v1::DesiredState next = state;
     for (const auto& b : missing) next = withBlock(next, b, now, options_.endpoints);
     next.set_generation(state.generation() + 1);
-    states[h] = std::move(next);
-    order.push_back(h);
-    added += fmt::format("{}{}: {} block(s)", added.empty() ? "" : "; ", h, missing.size());
+    Additions& a = by_tenant[tenant];
+    a.states[h] = std::move(next);
+    a.order.push_back(h);
+    a.added += fmt::format("{}{}: {} block(s)", a.added.empty() ? "" : "; ", h, missing.size());
   }
-  if (states.empty()) {
-    propagated_hosts_ = std::move(all);
-    propagated_generation_ = fleet_generation_;
-    return;
+  bool all_persisted = true;
+  for (const auto& [tenant, a] : by_tenant) {
+    AuditEntry e;
+    e.at_unix_ms = now;
+    e.operator_name = "controller";
+    e.tenant = tenant;
+    e.action = auditAction(OperatorAction::kBlock);
+    e.target = joinedHosts(a.order);
+    e.reason = "fleet-wide blocks for a host that joined or reconnected";
+    e.outcome = "ok";
+    e.detail = a.added;
+    if (auto row = store_.commitChange(a.states, e); !row.ok()) {
+      spdlog::error("fleet-wide blocks for {}: cannot persist (will retry): {}", e.target,
+                    row.status());
+      all_persisted = false;
+      continue;
+    }
+    spdlog::info("fleet-wide blocks added to {}", a.added);
+    fleet_.publish(nullptr, a.order, a.states, {});
   }
-  AuditEntry e;
-  e.at_unix_ms = now;
-  e.operator_name = "controller";
-  e.action = auditAction(OperatorAction::kBlock);
-  e.target = joinedHosts(order);
-  e.reason = "fleet-wide blocks for a host that joined or reconnected";
-  e.outcome = "ok";
-  e.detail = added;
-  if (auto row = store_.commitChange(states, e); !row.ok()) {
-    spdlog::error("fleet-wide blocks for {}: cannot persist (will retry): {}", e.target,
-                  row.status());
-    return;
-  }
-  spdlog::info("fleet-wide blocks added to {}", added);
-  fleet_.publish(nullptr, order, states, {});
+  if (!all_persisted) return;
   propagated_hosts_ = std::move(all);
   propagated_generation_ = fleet_generation_;
 }

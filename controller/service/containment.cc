@@ -111,13 +111,14 @@ std::chrono::milliseconds Containment::waitFor(uint32_t wait_ms) const {
   return std::min(std::chrono::milliseconds(wait_ms), options_.max_wait);
 }
 
-std::shared_ptr<PendingOp> Containment::newOp(OperatorAction action, const std::string& operator_name,
+std::shared_ptr<PendingOp> Containment::newOp(OperatorAction action, const AuditActor& actor,
                                               const std::string& target, const std::string& reason,
                                               uint32_t wait_ms, ContainmentDone done) {
   auto op = std::make_shared<PendingOp>();
   op->id = next_op_++;
   op->done = std::move(done);
-  op->operator_name = operator_name;
+  op->operator_name = actor.name;
+  op->tenant = actor.tenant;
   op->action = auditAction(action);
   op->target = target;
   op->reason = reason;
@@ -125,12 +126,24 @@ std::shared_ptr<PendingOp> Containment::newOp(OperatorAction action, const std::
   return op;
 }
 
-void Containment::postOrRefuse(const std::string& operator_name, OperatorAction action,
+AuditActor Containment::actorFor(const Caller& caller,
+                                 const std::map<std::string, TargetHost>& known,
+                                 const std::vector<std::string>& targets) {
+  AuditActor actor = auditActor(caller);
+  std::set<std::string> tenants;
+  for (const auto& h : targets) {
+    if (auto it = known.find(h); it != known.end()) tenants.insert(it->second.tenant);
+  }
+  if (tenants.size() == 1) actor.tenant = *tenants.begin();
+  return actor;
+}
+
+void Containment::postOrRefuse(const AuditActor& actor, OperatorAction action,
                                const std::string& target, const std::string& reason,
                                const std::function<void(const absl::Status&)>& refused,
                                std::function<void()> work) {
   if (!stopped_ && thread_.post(std::move(work))) return;
-  refused(recordCall(store_, clock_, operator_name, auditAction(action), target, reason,
+  refused(recordCall(store_, clock_, actor, auditAction(action), target, reason,
                      absl::UnavailableError("controller shutting down, nothing applied")));
 }
 
@@ -149,8 +162,8 @@ void Containment::doIsolate(const Caller& caller, const IsolateRequest& req,
   const std::string& operator_name = caller.audit_name;
   const std::string target = auditTarget(req);
   auto refuse = [&](const absl::Status& status) {
-    done(recordCall(store_, clock_, operator_name, auditAction(OperatorAction::kIsolate), target, req.reason, status,
-                    req.dry_run ? "dry run" : ""),
+    done(recordCall(store_, clock_, auditActor(caller), auditAction(OperatorAction::kIsolate),
+                    target, req.reason, status, req.dry_run ? "dry run" : ""),
          {});
   };
   if (isBlank(req.reason)) return refuse(absl::InvalidArgumentError("reason: required"));
@@ -222,7 +235,8 @@ void Containment::doIsolate(const Caller& caller, const IsolateRequest& req,
     set_names[h] = std::move(names);
   }
 
-  auto op = newOp(OperatorAction::kIsolate, operator_name, target, req.reason, req.wait_ms, std::move(done));
+  auto op = newOp(OperatorAction::kIsolate, actorFor(caller, known, *targets), target, req.reason,
+                  req.wait_ms, std::move(done));
   op->dry_run = req.dry_run;
   for (auto& o : refused) op->result.outcomes.push_back(std::move(o));
   for (const auto& w : lookup.warnings()) op->result.warnings.push_back(w);
@@ -257,19 +271,22 @@ void Containment::doRelease(const Caller& caller, const ReleaseRequest& req,
   const std::string& operator_name = caller.audit_name;
   const std::string target = auditTarget(req);
   auto refuse = [&](const absl::Status& status) {
-    done(recordCall(store_, clock_, operator_name, auditAction(OperatorAction::kRelease), target, req.reason, status), {});
+    done(recordCall(store_, clock_, auditActor(caller), auditAction(OperatorAction::kRelease),
+                    target, req.reason, status),
+         {});
   };
   if (isBlank(req.reason)) return refuse(absl::InvalidArgumentError("reason: required"));
-  auto targets =
-      resolveTargets(targetsFor(caller, OperatorAction::kRelease),
-                     TargetRequest{req.hosts, req.selector, req.yes}, options_.selector_limit);
+  const auto known = targetsFor(caller, OperatorAction::kRelease);
+  auto targets = resolveTargets(known, TargetRequest{req.hosts, req.selector, req.yes},
+                                options_.selector_limit);
   if (!targets.ok()) return refuse(targets.status());
   const auto current = fleet_.desiredStates(*targets);
   std::map<std::string, v1::DesiredState> states;
   for (const auto& h : *targets) {
     states[h] = releasedState(current.at(h), req.reason, operator_name, options_.endpoints);
   }
-  auto op = newOp(OperatorAction::kRelease, operator_name, target, req.reason, req.wait_ms, std::move(done));
+  auto op = newOp(OperatorAction::kRelease, actorFor(caller, known, *targets), target, req.reason,
+                  req.wait_ms, std::move(done));
   commitAndWait(op, *targets, states, {}, fmt::format("hosts {}", joined(*targets)));
 }
 
@@ -286,6 +303,7 @@ bool Containment::commitAndWait(const std::shared_ptr<PendingOp>& op,
   AuditEntry e;
   e.at_unix_ms = clock_.nowUnixMs();
   e.operator_name = op->operator_name;
+  e.tenant = op->tenant;
   e.action = op->action;
   e.target = op->target;
   e.reason = op->reason;
@@ -298,8 +316,8 @@ bool Containment::commitAndWait(const std::shared_ptr<PendingOp>& op,
     spdlog::error("{} {}: cannot persist: {}", op->action, op->target, row.status());
     absl::Status status = absl::InternalError(
         fmt::format("store unavailable, nothing applied: {}", row.status()));
-    op->done(recordCall(store_, clock_, op->operator_name, op->action, op->target, op->reason,
-                        status),
+    op->done(recordCall(store_, clock_, AuditActor{op->operator_name, op->tenant}, op->action,
+                        op->target, op->reason, status),
              {});
     return false;
   }
@@ -345,12 +363,14 @@ void Containment::complete(const std::shared_ptr<PendingOp>& op, bool shutting_d
   absl::Status status;
   if (op->dry_run) {
     // The only audit row of a dry run: its failure fails the call.
-    status = recordCall(store_, clock_, op->operator_name, op->action, op->target, op->reason,
-                        absl::OkStatus(), fmt::format("dry run; {}", summary));
+    status =
+        recordCall(store_, clock_, AuditActor{op->operator_name, op->tenant}, op->action,
+                   op->target, op->reason, absl::OkStatus(), fmt::format("dry run; {}", summary));
   } else {
     AuditEntry e;
     e.at_unix_ms = clock_.nowUnixMs();
     e.operator_name = op->operator_name;
+    e.tenant = op->tenant;
     e.action = op->action + ".result";
     e.target = op->target;
     e.reason = op->reason;
@@ -367,35 +387,42 @@ void Containment::complete(const std::shared_ptr<PendingOp>& op, bool shutting_d
 
 void Containment::expireIsolations() {
   const int64_t now = clock_.nowUnixMs();
-  std::map<std::string, v1::DesiredState> states;
-  std::vector<std::string> order;
+  // One change (and audit row) per tenant, so each tenant's trail holds its own releases.
+  std::map<std::string, std::map<std::string, v1::DesiredState>> by_tenant;
+  std::map<std::string, std::vector<std::string>> order_by_tenant;
+  const auto known = fleet_.targets();
   for (const auto& [host, state] : fleet_.allDesiredStates()) {
     if (!isolationExpired(state, now)) continue;
-    states[host] = releasedState(
+    const auto it = known.find(host);
+    const std::string tenant = it == known.end() ? kDefaultTenant : it->second.tenant;
+    by_tenant[tenant][host] = releasedState(
         state, fmt::format("ttl expired (isolated for: {})", state.isolation().reason()),
         "controller", options_.endpoints);
-    order.push_back(host);
+    order_by_tenant[tenant].push_back(host);
   }
-  if (states.empty()) return;
-  AuditEntry e;
-  e.at_unix_ms = now;
-  e.operator_name = "controller";
-  e.action = auditAction(OperatorAction::kRelease);
-  e.target = joined(order);
-  e.reason = "ttl expired";
-  e.outcome = "ok";
-  std::string gens;
-  for (const auto& h : order) {
-    gens += fmt::format("{}{}={}", gens.empty() ? "" : ",", h, states.at(h).generation());
+  for (const auto& [tenant, states] : by_tenant) {
+    const std::vector<std::string>& order = order_by_tenant.at(tenant);
+    AuditEntry e;
+    e.at_unix_ms = now;
+    e.operator_name = "controller";
+    e.tenant = tenant;
+    e.action = auditAction(OperatorAction::kRelease);
+    e.target = joined(order);
+    e.reason = "ttl expired";
+    e.outcome = "ok";
+    std::string gens;
+    for (const auto& h : order) {
+      gens += fmt::format("{}{}={}", gens.empty() ? "" : ",", h, states.at(h).generation());
+    }
+    e.detail = fmt::format("automatic release at expiry; generations {}", gens);
+    auto row = store_.commitChange(states, e);
+    if (!row.ok()) {
+      spdlog::error("ttl release of {}: cannot persist (will retry): {}", e.target, row.status());
+      continue;
+    }
+    spdlog::info("ttl expired: released {} (generations {})", e.target, gens);
+    fleet_.publish(nullptr, order, states, {});
   }
-  e.detail = fmt::format("automatic release at expiry; generations {}", gens);
-  auto row = store_.commitChange(states, e);
-  if (!row.ok()) {
-    spdlog::error("ttl release of {}: cannot persist (will retry): {}", e.target, row.status());
-    return;
-  }
-  spdlog::info("ttl expired: released {} (generations {})", e.target, gens);
-  fleet_.publish(nullptr, order, states, {});
 }
 
 }  // namespace bulkhead::controller

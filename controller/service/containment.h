@@ -96,8 +96,8 @@ class Containment {
  private:
   // Runs `work` on the containment thread; while shutting down, audits UNAVAILABLE ("nothing
   // applied") and hands that to `refused` instead.
-  void postOrRefuse(const std::string& operator_name, OperatorAction action,
-                    const std::string& target, const std::string& reason,
+  void postOrRefuse(const AuditActor& actor, OperatorAction action, const std::string& target,
+                    const std::string& reason,
                     const std::function<void(const absl::Status&)>& refused,
                     std::function<void()> work);
   // Audits and refuses `req` at once when `caller` may not ask for `action`, a field of `req`
@@ -113,13 +113,13 @@ class Containment {
     absl::Status allowed = authorize(caller, action);
     if (allowed.ok()) allowed = validateRequest(req);
     if (!allowed.ok()) {
-      done(recordCall(store_, clock_, caller.audit_name, auditAction(action), target, reason,
+      done(recordCall(store_, clock_, auditActor(caller), auditAction(action), target, reason,
                       allowed),
            {});
       return;
     }
     postOrRefuse(
-        caller.audit_name, action, target, reason, [done](const absl::Status& s) { done(s, {}); },
+        auditActor(caller), action, target, reason, [done](const absl::Status& s) { done(s, {}); },
         [this, work, caller, req = std::move(req), done]() mutable {
           (this->*work)(caller, req, done);
         });
@@ -153,6 +153,10 @@ class Containment {
   // The known hosts `caller` reaches with `action`'s role (tenancy.h): the others are unknown
   // to it.
   std::map<std::string, TargetHost> targetsFor(const Caller& caller, OperatorAction action);
+  // The caller as the audit rows of a change to `targets` (all in `known`) name it: in their
+  // tenant when they share one, else in the call's (auditActor).
+  static AuditActor actorFor(const Caller& caller, const std::map<std::string, TargetHost>& known,
+                             const std::vector<std::string>& targets);
   // The fleet-wide blocks of `tenant` (containment thread only).
   struct TenantBlocks {
     std::vector<bulkhead::v1::Block> blocks;
@@ -160,7 +164,7 @@ class Containment {
   };
   std::chrono::milliseconds waitFor(uint32_t wait_ms) const;
   // A new operation of `action` (its id, caller, audit target, reason and wait), answering `done`.
-  std::shared_ptr<PendingOp> newOp(OperatorAction action, const std::string& operator_name,
+  std::shared_ptr<PendingOp> newOp(OperatorAction action, const AuditActor& actor,
                                    const std::string& target, const std::string& reason,
                                    uint32_t wait_ms, ContainmentDone done);
 

@@ -142,13 +142,13 @@ absl::StatusOr<EnrollmentService::Created> EnrollmentService::createToken(
       check = made.status();
     }
   }
-  if (!check.ok()) return recordCall(store_, clock_, caller.audit_name, action, "", reason, check);
+  if (!check.ok()) return recordCall(store_, clock_, auditActor(caller), action, "", reason, check);
 
   const std::string id = "jt-" + randomHex(8);
   const std::string secret = randomHex(32);
   auto pin = certificateSha256(options_.ca.cert_pem);
   if (id.size() != 19 || secret.empty() || !pin.ok()) {
-    return recordCall(store_, clock_, caller.audit_name, action, "", reason,
+    return recordCall(store_, clock_, auditActor(caller), action, "", reason,
                       absl::InternalError("no random bytes or no CA pin for the token"));
   }
   JoinTokenRow row;
@@ -173,9 +173,9 @@ absl::StatusOr<EnrollmentService::Created> EnrollmentService::createToken(
       fmt::format("tenant {}; {}; expires {}; {} use{}", t.tenant(), what, utc(t.expires_unix_ms()),
                   max_uses, max_uses == 1 ? "" : "s");
   AuditEntry audit =
-      callEntry(now, caller.audit_name, action, id, reason, absl::OkStatus(), detail);
+      callEntry(now, auditActor(caller), action, id, reason, absl::OkStatus(), detail);
   if (absl::Status added = store_.addJoinToken(row, audit); !added.ok()) {
-    return recordCall(store_, clock_, caller.audit_name, action, id, reason, added);
+    return recordCall(store_, clock_, auditActor(caller), action, id, reason, added);
   }
   spdlog::info("join token {} created by {}: {}", id, caller.audit_name, detail);
   Created out{.token = t,
@@ -224,10 +224,10 @@ absl::StatusOr<v1::RoleBinding> EnrollmentService::operatorBinding(
 absl::StatusOr<std::vector<v1::JoinToken>> EnrollmentService::listTokens(const Caller& caller) {
   const std::string action = auditAction(OperatorAction::kListJoinTokens);
   if (auto s = authorize(caller, OperatorAction::kListJoinTokens); !s.ok()) {
-    return recordCall(store_, clock_, caller.audit_name, action, "", "", s);
+    return recordCall(store_, clock_, auditActor(caller), action, "", "", s);
   }
   auto rows = store_.listJoinTokens();
-  if (auto s = recordCall(store_, clock_, caller.audit_name, action, "", "", rows.status());
+  if (auto s = recordCall(store_, clock_, auditActor(caller), action, "", "", rows.status());
       !s.ok()) {
     return s;
   }
@@ -258,7 +258,7 @@ absl::StatusOr<v1::JoinToken> EnrollmentService::revokeToken(const Caller& calle
     }
   }
   if (!check.ok()) {
-    return recordCall(store_, clock_, caller.audit_name, action, token_id, reason, check);
+    return recordCall(store_, clock_, auditActor(caller), action, token_id, reason, check);
   }
   JoinTokenRow row = **std::move(found);
   const int64_t now = clock_.nowUnixMs();
@@ -266,10 +266,10 @@ absl::StatusOr<v1::JoinToken> EnrollmentService::revokeToken(const Caller& calle
   row.record.set_revoked_by(caller.audit_name);
   row.record.set_revoke_reason(reason);
   AuditEntry audit =
-      callEntry(now, caller.audit_name, action, token_id, reason, absl::OkStatus(),
+      callEntry(now, auditActor(caller), action, token_id, reason, absl::OkStatus(),
                 fmt::format("{} of {} uses made", row.record.uses(), row.record.max_uses()));
   if (absl::Status s = store_.updateJoinToken(row, audit); !s.ok()) {
-    return recordCall(store_, clock_, caller.audit_name, action, token_id, reason, s);
+    return recordCall(store_, clock_, auditActor(caller), action, token_id, reason, s);
   }
   spdlog::info("join token {} revoked by {}", token_id, caller.audit_name);
   return row.record;
@@ -294,7 +294,8 @@ absl::Status EnrollmentService::refuse(const std::string& key, const std::string
   }
   const std::string detail = fmt::format("from {}; {} refusal{} since the last row of this token",
                                          peer, counted, counted == 1 ? "" : "s");
-  (void)recordCall(store_, clock_, "enroll:" + escapeNonPrintable(host_id.substr(0, 64)),
+  (void)recordCall(store_, clock_,
+                   AuditActor{.name = "enroll:" + escapeNonPrintable(host_id.substr(0, 64))},
                    kAgentEnrollAuditAction, key, "", why, detail);
   return why;
 }
@@ -353,7 +354,8 @@ absl::StatusOr<v1::EnrollResponse> EnrollmentService::enroll(const std::string& 
                            .enrolled_unix_ms = now,
                            .tenant = tenantOf((*found)->record)};
   AuditEntry audit =
-      callEntry(now, "enroll:" + host_id, kAgentEnrollAuditAction, host_id, id, absl::OkStatus(),
+      callEntry(now, AuditActor{.name = "enroll:" + host_id, .tenant = enrollment.tenant},
+                kAgentEnrollAuditAction, host_id, id, absl::OkStatus(),
                 fmt::format("from {}; token {}; serial {}; tenant {}; labels {}", peer, id,
                             identity->serial, enrollment.tenant, labelText(labels)));
   auto redeemed = store_.redeemJoinToken(
@@ -406,7 +408,8 @@ absl::StatusOr<v1::EnrollResponse> EnrollmentService::enrollOperator(
                                   .binding = *binding};
   const std::string reach = binding->hosts().empty() ? "every host" : "hosts " + binding->hosts();
   AuditEntry audit =
-      callEntry(now, "enroll:" + name, kOperatorEnrollAuditAction, name, id, absl::OkStatus(),
+      callEntry(now, AuditActor{.name = "enroll:" + name, .tenant = binding->tenant()},
+                kOperatorEnrollAuditAction, name, id, absl::OkStatus(),
                 fmt::format("from {}; token {}; serial {}; tenant {}; {} {} on {}", peer, id,
                             identity->serial, binding->tenant(), binding->binding_id(),
                             binding->role_name(), reach));
@@ -453,7 +456,7 @@ absl::StatusOr<std::string> EnrollmentService::renewOperator(const Caller& calle
                                                              const std::string& csr_pem) {
   const std::string action = auditAction(OperatorAction::kRenewOperatorCertificate);
   if (auto s = authorize(caller, OperatorAction::kRenewOperatorCertificate); !s.ok()) {
-    return recordCall(store_, clock_, caller.audit_name, action, "", "", s);
+    return recordCall(store_, clock_, auditActor(caller), action, "", "", s);
   }
   const int64_t now = clock_.nowUnixMs();
   // As for agents: one request an operator per interval is answered and audited.
@@ -472,12 +475,12 @@ absl::StatusOr<std::string> EnrollmentService::renewOperator(const Caller& calle
                       "certificate renewal is off on this controller (it has no --ca-key): "
                       "renew with `bulkhead pki issue operator --replace`"));
   if (!cert.ok()) {
-    return recordCall(store_, clock_, caller.audit_name, action, caller.audit_name, "",
+    return recordCall(store_, clock_, auditActor(caller), action, caller.audit_name, "",
                       cert.status(), fmt::format("serial {}", caller.cert_serial));
   }
   auto issued = identityFromCertPem(*cert);
   if (!issued.ok()) return issued.status();
-  if (auto s = recordCall(store_, clock_, caller.audit_name, action, caller.audit_name, "",
+  if (auto s = recordCall(store_, clock_, auditActor(caller), action, caller.audit_name, "",
                           absl::OkStatus(),
                           fmt::format("serial {} -> {}, not after {}", caller.cert_serial,
                                       issued->serial, utc(issued->not_after_unix * 1000)));
@@ -490,9 +493,10 @@ absl::StatusOr<std::string> EnrollmentService::renewOperator(const Caller& calle
 }
 
 absl::StatusOr<std::string> EnrollmentService::renew(const std::string& host_id,
+                                                     const std::string& tenant,
                                                      const std::string& serial,
                                                      const std::string& csr_pem) {
-  const std::string who = "agent:" + host_id;
+  const AuditActor who{.name = "agent:" + host_id, .tenant = tenant};
   const int64_t now = clock_.nowUnixMs();
   // One request a host per interval gets an answer and an audit row, whatever it is; the rest
   // are refused unaudited, so a misbehaving agent cannot flood the chain.

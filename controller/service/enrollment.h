@@ -45,11 +45,13 @@ struct OperatorTokenSpec {
 class AgentRenewal {
  public:
   virtual ~AgentRenewal() = default;
-  // A new certificate (PEM) for agent `host_id`, whose stream presented certificate `serial`,
-  // for the key of `csr_pem`. FAILED_PRECONDITION when renewal is off (no CA key);
-  // INVALID_ARGUMENT for a bad request; both audited. RESOURCE_EXHAUSTED, unaudited, when
-  // this host asked less than kMinRenewalInterval ago (one audited answer a host per interval).
-  virtual absl::StatusOr<std::string> renew(const std::string& host_id, const std::string& serial,
+  // A new certificate (PEM) for agent `host_id` of `tenant` (its audit rows'), whose stream
+  // presented certificate `serial`, for the key of `csr_pem`. FAILED_PRECONDITION when renewal is
+  // off (no CA key); INVALID_ARGUMENT for a bad request; both audited. RESOURCE_EXHAUSTED,
+  // unaudited, when this host asked less than kMinRenewalInterval ago (one audited answer a host
+  // per interval).
+  virtual absl::StatusOr<std::string> renew(const std::string& host_id, const std::string& tenant,
+                                            const std::string& serial,
                                             const std::string& csr_pem) = 0;
 };
 
@@ -113,8 +115,8 @@ class EnrollmentService final : public AgentRenewal {
                                                       const std::string& csr_pem,
                                                       const std::string& peer);
 
-  absl::StatusOr<std::string> renew(const std::string& host_id, const std::string& serial,
-                                    const std::string& csr_pem) override;
+  absl::StatusOr<std::string> renew(const std::string& host_id, const std::string& tenant,
+                                    const std::string& serial, const std::string& csr_pem) override;
 
   // A new certificate for the calling operator's key (`csr_pem`): the same name and certificate
   // role, the enrolled identities' validity. FAILED_PRECONDITION when renewal is off (no CA

@@ -70,8 +70,8 @@ EvidenceIntake::EvidenceIntake(const Clock& clock, Store& store, EvidenceFiles& 
       options_(std::move(options)),
       progress_(std::move(progress)) {}
 
-std::unique_ptr<IncomingUpload> EvidenceIntake::receive(std::string host) {
-  return std::make_unique<IncomingUpload>(*this, std::move(host));
+std::unique_ptr<IncomingUpload> EvidenceIntake::receive(std::string host, std::string tenant) {
+  return std::make_unique<IncomingUpload>(*this, std::move(host), std::move(tenant));
 }
 
 absl::Status EvidenceIntake::admit(const std::string& host, uint64_t size) {
@@ -130,8 +130,10 @@ void EvidenceIntake::release(const std::string& host, uint64_t size) {
   inflight_total_.bytes -= size;
 }
 
-IncomingUpload::IncomingUpload(EvidenceIntake& intake, std::string host)
-    : intake_(intake), host_(std::move(host)), actor_(fmt::format("agent:{}", host_)) {}
+IncomingUpload::IncomingUpload(EvidenceIntake& intake, std::string host, std::string tenant)
+    : intake_(intake),
+      host_(std::move(host)),
+      actor_{.name = fmt::format("agent:{}", host_), .tenant = std::move(tenant)} {}
 
 IncomingUpload::~IncomingUpload() = default;
 
@@ -266,13 +268,13 @@ absl::StatusOr<UploadReceipt> IncomingUpload::complete() {
   events[0].detail =
       fmt::format("capture {} of {}: {}", capture_.capture_id, host_, capture_.reason);
   events[1].at_unix_ms = row.collected_at_unix_ms;
-  events[1].actor = actor_;
+  events[1].actor = actor_.name;
   events[1].action = kCustodyCollected;
   events[1].detail = fmt::format("{} files, manifest sha256 {}, clock offset {} ms", row.files,
                                  row.manifest_sha256.empty() ? "unknown" : row.manifest_sha256,
                                  row.clock_offset_ms);
   events[2].at_unix_ms = now;
-  events[2].actor = actor_;
+  events[2].actor = actor_.name;
   events[2].action = kCustodyReceived;
   events[2].detail = shown(fmt::format("{} bytes, sha256 {}, signature {}; {}", row.size, sha,
                                        row.signature_ok ? "ok" : "NOT OK", check),
@@ -305,7 +307,7 @@ absl::StatusOr<UploadReceipt> IncomingUpload::alreadyStored(const std::string& s
   CustodyEntry e;
   e.evidence_id = sha;
   e.at_unix_ms = now;
-  e.actor = actor_;
+  e.actor = actor_.name;
   e.action = kCustodyReceived;
   e.detail = fmt::format("again (capture {}): same sha256 as the stored copy, which is kept",
                          header_.capture_id);

@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "bulkhead/v1/agent.pb.h"
 #include "controller/core/clock.h"
+#include "controller/service/audit.h"
 #include "controller/store/evidence_files.h"
 #include "controller/store/store.h"
 
@@ -87,9 +88,9 @@ class EvidenceIntake {
   EvidenceIntake(const EvidenceIntake&) = delete;
   EvidenceIntake& operator=(const EvidenceIntake&) = delete;
 
-  // An upload from `host` (the certificate's host id, already authenticated). Must not
-  // outlive this.
-  std::unique_ptr<IncomingUpload> receive(std::string host);
+  // An upload from `host` (the certificate's host id, already authenticated) of `tenant` (its
+  // audit rows'). Must not outlive this.
+  std::unique_ptr<IncomingUpload> receive(std::string host, std::string tenant);
 
   const EvidenceIntakeOptions& options() const { return options_; }
 
@@ -129,7 +130,7 @@ class EvidenceIntake {
 //   release     once, when the call ends, whatever the outcome.
 class IncomingUpload {
  public:
-  IncomingUpload(EvidenceIntake& intake, std::string host);
+  IncomingUpload(EvidenceIntake& intake, std::string host, std::string tenant);
   ~IncomingUpload();  // removes a part file not committed
   IncomingUpload(const IncomingUpload&) = delete;
   IncomingUpload& operator=(const IncomingUpload&) = delete;
@@ -178,7 +179,7 @@ class IncomingUpload {
 
   EvidenceIntake& intake_;
   const std::string host_;
-  const std::string actor_;  // "agent:HOST"
+  const AuditActor actor_;  // "agent:HOST", in the host's tenant
   UploadHeader header_;
   CaptureRow capture_;
   std::unique_ptr<PartFile> part_;

@@ -110,7 +110,7 @@ EvidenceService::EvidenceService(const Clock& clock, Store& store, HostDirectory
 absl::Status EvidenceService::audit(const Caller& caller, const std::string& action,
                                     const std::string& target, const std::string& reason,
                                     const absl::Status& result, const std::string& detail) {
-  return recordCall(store_, clock_, caller.audit_name, action, target, reason, result, detail);
+  return recordCall(store_, clock_, auditActor(caller), action, target, reason, result, detail);
 }
 
 absl::Status EvidenceService::audit(const Caller& caller, OperatorAction action,
@@ -195,9 +195,9 @@ void EvidenceService::capture(const Caller& caller, const CaptureRequest& req,
     done(audit(caller, OperatorAction::kCapture, host, req.reason, result), std::nullopt);
     return;
   }
-  if (auto s = recordAccepted(store_, clock_, caller.audit_name,
-                              auditAction(OperatorAction::kCapture), host, req.reason,
-                              fmt::format("capture {}", row.capture_id));
+  if (auto s =
+          recordAccepted(store_, clock_, auditActor(caller), auditAction(OperatorAction::kCapture),
+                         host, req.reason, fmt::format("capture {}", row.capture_id));
       !s.ok()) {
     if (auto st = store_.setCaptureState(row.capture_id, "failed"); !st.ok()) {
       spdlog::error("capture {}: cannot record state failed: {}", row.capture_id, st);

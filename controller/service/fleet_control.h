@@ -39,6 +39,7 @@ struct PendingOp {
   ContainmentResult result;
   ContainmentDone done;  // called once, after settling
   std::string operator_name;
+  std::string tenant;  // of the op's audit rows (AuditEntry::tenant)
   std::string action;  // "isolate" | "release" | "block" | "unblock"
   std::string target;
   std::string reason;

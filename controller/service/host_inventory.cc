@@ -42,8 +42,7 @@ absl::StatusOr<std::vector<v1::HostSummary>> HostInventory::listHosts(const Call
       }
     }
   }
-  status = recordCall(store_, clock_, caller.audit_name,
-                      auditAction(OperatorAction::kListHosts),
+  status = recordCall(store_, clock_, auditActor(caller), auditAction(OperatorAction::kListHosts),
                       req.selector.empty() ? "*" : req.selector, "", status,
                       status.ok() ? fmt::format("{} hosts", hosts.size()) : "");
   if (!status.ok()) return status;
@@ -65,8 +64,8 @@ absl::StatusOr<v1::HostStatus> HostInventory::getHost(const Caller& caller,
       host = *std::move(found);
     }
   }
-  status = recordCall(store_, clock_, caller.audit_name,
-                      auditAction(OperatorAction::kGetHost), req.host, "", status);
+  status = recordCall(store_, clock_, auditActor(caller), auditAction(OperatorAction::kGetHost),
+                      req.host, "", status);
   if (!status.ok()) return status;
   return host;
 }
@@ -109,11 +108,11 @@ absl::StatusOr<v1::HostSummary> HostInventory::setLabels(const Caller& caller,
         fmt::format("labels: {} labels, at most {}", labels.size(), kMaxHostLabels));
   }
   if (!status.ok()) {
-    return recordCall(store_, clock_, caller.audit_name, action, req.host, req.reason, status);
+    return recordCall(store_, clock_, auditActor(caller), action, req.host, req.reason, status);
   }
   const int64_t now = clock_.nowUnixMs();
   const AuditEntry audit =
-      callEntry(now, caller.audit_name, action, req.host, req.reason, absl::OkStatus(),
+      callEntry(now, auditActor(caller), action, req.host, req.reason, absl::OkStatus(),
                 fmt::format("labels {}", labelsText(labels)));
   if (auto s = store_.setHostLabels(HostLabelsRow{.host_id = req.host,
                                                   .labels = labels,
@@ -121,7 +120,7 @@ absl::StatusOr<v1::HostSummary> HostInventory::setLabels(const Caller& caller,
                                                   .set_unix_ms = now},
                                     audit);
       !s.ok()) {
-    return recordCall(store_, clock_, caller.audit_name, action, req.host, req.reason, s);
+    return recordCall(store_, clock_, auditActor(caller), action, req.host, req.reason, s);
   }
   hosts_.applyLabels(req.host, labels, caller.audit_name);
   auto after = hosts_.getHost(req.host);

@@ -151,33 +151,35 @@ absl::Status HostOperations::admitted(const Caller& caller, OperatorAction actio
   return status;
 }
 
-bool HostOperations::reaches(const Caller& caller, OperatorAction action, const std::string& host) {
+std::optional<AuditActor> HostOperations::reaches(const Caller& caller, OperatorAction action,
+                                                  const std::string& host) {
   const auto known = fleet_.targets();
   const auto it = known.find(host);
-  return it != known.end() &&
-         roleOn(caller, it->second.tenant, it->second.labels) >= ruleFor(action).min_role;
+  if (it == known.end() ||
+      roleOn(caller, it->second.tenant, it->second.labels) < ruleFor(action).min_role) {
+    return std::nullopt;
+  }
+  return AuditActor{.name = caller.audit_name, .tenant = it->second.tenant};
 }
 
-void HostOperations::refuse(const std::string& operator_name, OperatorAction action,
-                            const std::string& host, const std::string& reason,
-                            const absl::Status& status, HostActionDone& done,
-                            const std::string& detail) {
-  done(recordCall(store_, clock_, operator_name, auditAction(action), host, reason,
-                  status, detail),
-       {});
+void HostOperations::refuse(const AuditActor& actor, OperatorAction action, const std::string& host,
+                            const std::string& reason, const absl::Status& status,
+                            HostActionDone& done, const std::string& detail) {
+  done(recordCall(store_, clock_, actor, auditAction(action), host, reason, status, detail), {});
 }
 
 void HostOperations::listSessions(const Caller& caller, const ListSessionsRequest& req,
                                   HostActionDone done) {
   absl::Status status = admitted(caller, OperatorAction::kListSessions, req);
-  if (status.ok() && !reaches(caller, OperatorAction::kListSessions, req.host))
+  std::optional<AuditActor> actor;
+  if (status.ok() && !(actor = reaches(caller, OperatorAction::kListSessions, req.host)))
     status = unknownHost(req.host);
   if (!status.ok()) {
-    return refuse(caller.audit_name, OperatorAction::kListSessions, req.host, "", status, done);
+    return refuse(auditActor(caller), OperatorAction::kListSessions, req.host, "", status, done);
   }
   v1::Command c;
   c.mutable_list_sessions();
-  run(caller.audit_name, OperatorAction::kListSessions, req.host, "", std::move(c), req.wait_ms,
+  run(*actor, OperatorAction::kListSessions, req.host, "", std::move(c), req.wait_ms,
       std::move(done));
 }
 
@@ -186,10 +188,11 @@ void HostOperations::killSessions(const Caller& caller, const KillSessionsReques
   const auto& m = req.match;
   absl::Status status = admitted(caller, OperatorAction::kKillSessions, req);
   if (status.ok()) status = required(req);
-  if (status.ok() && !reaches(caller, OperatorAction::kKillSessions, req.host))
+  std::optional<AuditActor> actor;
+  if (status.ok() && !(actor = reaches(caller, OperatorAction::kKillSessions, req.host)))
     status = unknownHost(req.host);
   if (!status.ok()) {
-    return refuse(caller.audit_name, OperatorAction::kKillSessions, req.host, req.reason, status,
+    return refuse(auditActor(caller), OperatorAction::kKillSessions, req.host, req.reason, status,
                   done);
   }
   std::string what = m.all()               ? "all sessions"
@@ -201,19 +204,18 @@ void HostOperations::killSessions(const Caller& caller, const KillSessionsReques
   *c.mutable_kill_sessions() = m;
   std::string capture_id;
   if (m.capture_first()) {
-    auto id = recordCaptureFirst(caller.audit_name, req.host, req.reason,
+    auto id = recordCaptureFirst(actor->name, req.host, req.reason,
                                  c.mutable_kill_sessions()->mutable_capture(), c);
     if (!id.ok()) {
-      return refuse(caller.audit_name, OperatorAction::kKillSessions, req.host, req.reason,
-                    id.status(), done);
+      return refuse(*actor, OperatorAction::kKillSessions, req.host, req.reason, id.status(), done);
     }
     capture_id = *id;
     what += fmt::format(", capture first (capture {})", capture_id);
   } else {
     c.mutable_kill_sessions()->clear_capture();
   }
-  run(caller.audit_name, OperatorAction::kKillSessions, req.host, req.reason, std::move(c),
-      req.wait_ms, std::move(done), what, capture_id);
+  run(*actor, OperatorAction::kKillSessions, req.host, req.reason, std::move(c), req.wait_ms,
+      std::move(done), what, capture_id);
 }
 
 void HostOperations::killProcess(const Caller& caller, const KillProcessRequest& req,
@@ -221,10 +223,11 @@ void HostOperations::killProcess(const Caller& caller, const KillProcessRequest&
   const auto& m = req.match;
   absl::Status status = admitted(caller, OperatorAction::kKillProcess, req);
   if (status.ok()) status = required(req);
-  if (status.ok() && !reaches(caller, OperatorAction::kKillProcess, req.host))
+  std::optional<AuditActor> actor;
+  if (status.ok() && !(actor = reaches(caller, OperatorAction::kKillProcess, req.host)))
     status = unknownHost(req.host);
   if (!status.ok()) {
-    return refuse(caller.audit_name, OperatorAction::kKillProcess, req.host, req.reason, status,
+    return refuse(auditActor(caller), OperatorAction::kKillProcess, req.host, req.reason, status,
                   done);
   }
   std::string what = m.pid() != 0       ? fmt::format("pid {}", m.pid())
@@ -234,37 +237,37 @@ void HostOperations::killProcess(const Caller& caller, const KillProcessRequest&
   *c.mutable_kill_process() = m;
   std::string capture_id;
   if (m.capture_first()) {
-    auto id = recordCaptureFirst(caller.audit_name, req.host, req.reason,
+    auto id = recordCaptureFirst(actor->name, req.host, req.reason,
                                  c.mutable_kill_process()->mutable_capture(), c);
     if (!id.ok()) {
-      return refuse(caller.audit_name, OperatorAction::kKillProcess, req.host, req.reason,
-                    id.status(), done);
+      return refuse(*actor, OperatorAction::kKillProcess, req.host, req.reason, id.status(), done);
     }
     capture_id = *id;
     what += fmt::format(", capture first (capture {})", capture_id);
   } else {
     c.mutable_kill_process()->clear_capture();
   }
-  run(caller.audit_name, OperatorAction::kKillProcess, req.host, req.reason, std::move(c),
-      req.wait_ms, std::move(done), what, capture_id);
+  run(*actor, OperatorAction::kKillProcess, req.host, req.reason, std::move(c), req.wait_ms,
+      std::move(done), what, capture_id);
 }
 
 void HostOperations::killConnections(const Caller& caller, const KillConnectionsRequest& req,
                                      HostActionDone done) {
   absl::Status status = admitted(caller, OperatorAction::kKillConnections, req);
   if (status.ok()) status = required(req);
-  if (status.ok() && !reaches(caller, OperatorAction::kKillConnections, req.host))
+  std::optional<AuditActor> actor;
+  if (status.ok() && !(actor = reaches(caller, OperatorAction::kKillConnections, req.host)))
     status = unknownHost(req.host);
   if (!status.ok()) {
-    return refuse(caller.audit_name, OperatorAction::kKillConnections, req.host, req.reason, status,
-                  done, fmt::format("remote {}", req.remote_cidr));
+    return refuse(auditActor(caller), OperatorAction::kKillConnections, req.host, req.reason,
+                  status, done, fmt::format("remote {}", req.remote_cidr));
   }
   v1::Command c;
   c.mutable_kill_connections()->set_remote_cidr(req.remote_cidr);
   c.mutable_kill_connections()->mutable_ports()->set_first(req.port);
   c.mutable_kill_connections()->mutable_ports()->set_last(req.port);
-  run(caller.audit_name, OperatorAction::kKillConnections, req.host, req.reason, std::move(c),
-      req.wait_ms, std::move(done),
+  run(*actor, OperatorAction::kKillConnections, req.host, req.reason, std::move(c), req.wait_ms,
+      std::move(done),
       req.port == 0 ? fmt::format("remote {}", req.remote_cidr)
                     : fmt::format("remote {} port {}", req.remote_cidr, req.port));
 }
@@ -291,17 +294,16 @@ absl::StatusOr<std::string> HostOperations::recordCaptureFirst(const std::string
   return row.capture_id;
 }
 
-void HostOperations::run(const std::string& operator_name, OperatorAction action_id,
-                         const std::string& host, const std::string& reason, v1::Command command,
-                         uint32_t wait_ms, HostActionDone done, const std::string& accepted_detail,
+void HostOperations::run(const AuditActor& actor, OperatorAction action_id, const std::string& host,
+                         const std::string& reason, v1::Command command, uint32_t wait_ms,
+                         HostActionDone done, const std::string& accepted_detail,
                          const std::string& capture_id) {
   command.set_reason(reason);
-  command.set_requested_by(operator_name);
+  command.set_requested_by(actor.name);
   const std::string action(actionName(action_id));
   std::string result_action = action;
   if (!accepted_detail.empty()) {
-    if (auto s =
-            recordAccepted(store_, clock_, operator_name, action, host, reason, accepted_detail);
+    if (auto s = recordAccepted(store_, clock_, actor, action, host, reason, accepted_detail);
         !s.ok()) {
       failCapture(capture_id, "failed");
       done(s, HostActionResult{.host_id = host});
@@ -309,8 +311,8 @@ void HostOperations::run(const std::string& operator_name, OperatorAction action
     }
     result_action = action + ".result";
   }
-  HostActions::Done on_answer = [this, operator_name, action, result_action, host, reason,
-                                 capture_id, done = std::move(done)](const HostActions::Answer& a) {
+  HostActions::Done on_answer = [this, actor, action, result_action, host, reason, capture_id,
+                                 done = std::move(done)](const HostActions::Answer& a) {
     if (!capture_id.empty()) {
       // The upload marks a stored capture "received"; anything else ends it here.
       const bool stored = a.kind == HostActions::Answer::Kind::kDone &&
@@ -368,7 +370,7 @@ void HostOperations::run(const std::string& operator_name, OperatorAction action
         break;
       }
     }
-    done(recordCall(store_, clock_, operator_name, result_action, host, reason, status, detail),
+    done(recordCall(store_, clock_, actor, result_action, host, reason, status, detail),
          std::move(result));
   };
   if (capture_id.empty()) {

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <variant>
 
@@ -20,6 +21,7 @@
 #include "bulkhead/v1/agent.pb.h"
 #include "controller/core/clock.h"
 #include "controller/core/requests.h"
+#include "controller/service/audit.h"
 #include "controller/service/authorization.h"
 #include "controller/service/fleet_control.h"
 #include "controller/service/host_actions.h"
@@ -65,7 +67,7 @@ class HostOperations {
   // A capture-first kill (`capture_id` non-empty) waits `wait_ms` or 5 minutes, uncapped (its
   // capture, kill and upload), and ends its capture record "failed" or "timeout" unless the
   // agent reports the bundle stored.
-  void run(const std::string& operator_name, OperatorAction action, const std::string& host,
+  void run(const AuditActor& actor, OperatorAction action, const std::string& host,
            const std::string& reason, bulkhead::v1::Command command, uint32_t wait_ms,
            HostActionDone done, const std::string& accepted_detail = "",
            const std::string& capture_id = "");
@@ -81,11 +83,13 @@ class HostOperations {
   // authorize(caller, action), then validateRequest(req): the first refusal.
   template <typename Request>
   absl::Status admitted(const Caller& caller, OperatorAction action, const Request& req);
-  // Whether `host` is known and `caller` holds `action`'s role on it (tenancy.h); a host out
-  // of reach is answered as unknown.
-  bool reaches(const Caller& caller, OperatorAction action, const std::string& host);
+  // When `host` is known and `caller` holds `action`'s role on it (tenancy.h): the caller as
+  // the host's audit rows name it, in the host's tenant. A host out of reach is answered as
+  // unknown.
+  std::optional<AuditActor> reaches(const Caller& caller, OperatorAction action,
+                                    const std::string& host);
   // Audits a refusal of `action` and hands it to `done`.
-  void refuse(const std::string& operator_name, OperatorAction action, const std::string& host,
+  void refuse(const AuditActor& actor, OperatorAction action, const std::string& host,
               const std::string& reason, const absl::Status& status, HostActionDone& done,
               const std::string& detail = "");
 

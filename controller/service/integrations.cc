@@ -78,10 +78,10 @@ absl::StatusOr<IntegrationService::Created> IntegrationService::create(
   auto format = chosenFormat(format_text, format_type);
   if (check.ok()) check = format.status();
   if (check.ok() && check_config_) check = check_config_(*format, config_json);
-  if (!check.ok()) return recordCall(store_, clock_, caller.audit_name, action, name, "", check);
+  if (!check.ok()) return recordCall(store_, clock_, auditActor(caller), action, name, "", check);
   unsigned char raw[kTokenBytes];
   if (RAND_bytes(raw, sizeof raw) != 1) {
-    return recordCall(store_, clock_, caller.audit_name, action, name, "",
+    return recordCall(store_, clock_, auditActor(caller), action, name, "",
                       absl::InternalError("no random bytes from OpenSSL for the token"));
   }
   Created out;
@@ -104,7 +104,7 @@ absl::StatusOr<IntegrationService::Created> IntegrationService::create(
       store_.addIntegration(row, auditRow(clock_, caller.audit_name, action, name, "", detail));
   if (!added.ok()) {
     // Nothing was written (one transaction): record the refusal on its own.
-    return recordCall(store_, clock_, caller.audit_name, action, name, "", added);
+    return recordCall(store_, clock_, auditActor(caller), action, name, "", added);
   }
   spdlog::info("integration {} ({}) created by {}", name, *format, caller.audit_name);
   out.integration = row.record;
@@ -114,10 +114,10 @@ absl::StatusOr<IntegrationService::Created> IntegrationService::create(
 absl::StatusOr<std::vector<v1::Integration>> IntegrationService::list(const Caller& caller) {
   const std::string action = auditAction(OperatorAction::kListIntegrations);
   if (auto s = authorize(caller, OperatorAction::kListIntegrations); !s.ok()) {
-    return recordCall(store_, clock_, caller.audit_name, action, "", "", s);
+    return recordCall(store_, clock_, auditActor(caller), action, "", "", s);
   }
   auto rows = store_.listIntegrations();
-  if (auto s = recordCall(store_, clock_, caller.audit_name, action, "", "", rows.status());
+  if (auto s = recordCall(store_, clock_, auditActor(caller), action, "", "", rows.status());
       !s.ok()) {
     return s;
   }
@@ -150,7 +150,7 @@ absl::StatusOr<v1::Integration> IntegrationService::revoke(const Caller& caller,
     }
   }
   if (!check.ok()) {
-    return recordCall(store_, clock_, caller.audit_name, action, name, reason, check);
+    return recordCall(store_, clock_, auditActor(caller), action, name, reason, check);
   }
   IntegrationRow row = std::move(**found);
   row.record.set_revoked_unix_ms(clock_.nowUnixMs());
@@ -160,7 +160,7 @@ absl::StatusOr<v1::Integration> IntegrationService::revoke(const Caller& caller,
       store_.updateIntegration(row, auditRow(clock_, caller.audit_name, action, name, reason,
                                              fmt::format("format {}", row.record.format())));
   if (!updated.ok()) {
-    return recordCall(store_, clock_, caller.audit_name, action, name, reason, updated);
+    return recordCall(store_, clock_, auditActor(caller), action, name, reason, updated);
   }
   spdlog::info("integration {} revoked by {}", name, caller.audit_name);
   fillTypedFields(row.record);

@@ -143,7 +143,7 @@ size_t SignalService::playbookCount() const {
 
 void SignalService::submitAsOperator(const Caller& caller, v1::Signal signal, SignalDone done) {
   if (absl::Status allowed = authorize(caller, OperatorAction::kSubmitSignal); !allowed.ok()) {
-    done(recordCall(store_, clock_, caller.audit_name, auditAction(OperatorAction::kSubmitSignal),
+    done(recordCall(store_, clock_, auditActor(caller), auditAction(OperatorAction::kSubmitSignal),
                     describe(signal), "", allowed));
     return;
   }
@@ -154,8 +154,8 @@ void SignalService::submitAsOperator(const Caller& caller, v1::Signal signal, Si
 void SignalService::submit(SignalDelivery from, v1::Signal signal, SignalDone done) {
   if (!from.reporting_host.empty()) signal.set_host(from.reporting_host);
   if (absl::Status valid = validateSignal(signal); !valid.ok()) {
-    done(recordCall(store_, clock_, from.delivered_by, auditAction(OperatorAction::kSubmitSignal),
-                    describe(signal), "", valid));
+    done(recordCall(store_, clock_, AuditActor{.name = from.delivered_by},
+                    auditAction(OperatorAction::kSubmitSignal), describe(signal), "", valid));
     return;
   }
   bool post = false;
@@ -258,9 +258,10 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
     }
     if (p.duplicate) {
       SignalWrite write;
-      write.audit.push_back(callEntry(
-          now_ms, q.from.delivered_by, auditAction(OperatorAction::kSubmitSignal), target,
-          p.signal_id, absl::OkStatus(), "duplicate: idempotency key seen before, nothing done"));
+      write.audit.push_back(callEntry(now_ms, AuditActor{.name = q.from.delivered_by},
+                                      auditAction(OperatorAction::kSubmitSignal), target,
+                                      p.signal_id, absl::OkStatus(),
+                                      "duplicate: idempotency key seen before, nothing done"));
       writes.push_back(std::move(write));
       continue;
     }
@@ -312,9 +313,9 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
                                    : std::string(verdictName(a.verdict));
       const std::string detail = fmt::format("{} {}: {}{}", actionKindName(a.kind), a.detail(),
                                              what, a.why.empty() ? "" : " (" + a.why + ")");
-      write.audit.push_back(callEntry(now_ms, "playbook:" + a.playbook, kSignalActionAuditAction,
-                                      a.target().empty() ? target : a.target(), p.signal_id,
-                                      absl::OkStatus(), detail));
+      write.audit.push_back(callEntry(
+          now_ms, AuditActor{.name = "playbook:" + a.playbook}, kSignalActionAuditAction,
+          a.target().empty() ? target : a.target(), p.signal_id, absl::OkStatus(), detail));
       if (a.verdict != Verdict::kNeedsApproval) continue;
       v1::Approval& approval = write.approvals.emplace_back();
       approval.set_approval_id(p.approval_ids[i]);
@@ -332,9 +333,9 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
     if (decision.rate_cap_reached) {
       spdlog::warn("signals: a rate cap started suppressing automatic actions (signal {})",
                    p.signal_id);
-      write.audit.push_back(callEntry(now_ms, "controller", kSignalRateCapAuditAction, target,
-                                      p.signal_id, absl::OkStatus(),
-                                      "automatic actions suppressed from here on"));
+      write.audit.push_back(
+          callEntry(now_ms, AuditActor{.name = "controller"}, kSignalRateCapAuditAction, target,
+                    p.signal_id, absl::OkStatus(), "automatic actions suppressed from here on"));
     }
     writes.push_back(std::move(write));
   }
@@ -427,14 +428,14 @@ absl::StatusOr<std::vector<v1::SignalRecord>> SignalService::list(const Caller& 
     allowed = absl::InvalidArgumentError("since: must not be negative");
   }
   if (!allowed.ok()) {
-    return recordCall(store_, clock_, caller.audit_name, auditAction(OperatorAction::kListSignals),
+    return recordCall(store_, clock_, auditActor(caller), auditAction(OperatorAction::kListSignals),
                       "", "", allowed);
   }
   if (limit == 0) limit = kDefaultListLimit;
   limit = std::min(limit, kMaxListLimit);
   auto rows = store_.listSignals(since_unix_ms, limit);
   absl::Status status = rows.ok() ? absl::OkStatus() : rows.status();
-  if (auto s = recordCall(store_, clock_, caller.audit_name,
+  if (auto s = recordCall(store_, clock_, auditActor(caller),
                           auditAction(OperatorAction::kListSignals), "", "", status);
       !s.ok()) {
     return s;
@@ -456,7 +457,7 @@ absl::StatusOr<SignalOutcome> SignalService::preview(const Caller& caller, v1::S
   absl::Status allowed = authorize(caller, OperatorAction::kPreviewSignal);
   if (allowed.ok()) allowed = validateSignal(signal);
   if (!allowed.ok()) {
-    return recordCall(store_, clock_, caller.audit_name,
+    return recordCall(store_, clock_, auditActor(caller),
                       auditAction(OperatorAction::kPreviewSignal), describe(signal), "", allowed);
   }
   DirectoryFleet fleet(hosts_);
@@ -465,7 +466,7 @@ absl::StatusOr<SignalOutcome> SignalService::preview(const Caller& caller, v1::S
     std::lock_guard lock(mu_);
     decision = engine_.preview(signal, reporting_host, fleet, std::chrono::steady_clock::now());
   }
-  if (auto s = recordCall(store_, clock_, caller.audit_name,
+  if (auto s = recordCall(store_, clock_, auditActor(caller),
                           auditAction(OperatorAction::kPreviewSignal), describe(signal), "",
                           absl::OkStatus(), std::string(dispositionText(decision.disposition)));
       !s.ok()) {
@@ -482,13 +483,13 @@ absl::StatusOr<std::vector<v1::Approval>> SignalService::listApprovals(const Cal
                                                                        bool all, uint32_t limit) {
   const std::string action = auditAction(OperatorAction::kListApprovals);
   if (absl::Status allowed = authorize(caller, OperatorAction::kListApprovals); !allowed.ok()) {
-    return recordCall(store_, clock_, caller.audit_name, action, "", "", allowed);
+    return recordCall(store_, clock_, auditActor(caller), action, "", "", allowed);
   }
   if (limit == 0) limit = kDefaultListLimit;
   limit = std::min(limit, kMaxListLimit);
   auto rows = store_.listApprovals(!all, limit);
   absl::Status status = rows.ok() ? absl::OkStatus() : rows.status();
-  if (auto s = recordCall(store_, clock_, caller.audit_name, action, all ? "all" : "pending", "",
+  if (auto s = recordCall(store_, clock_, auditActor(caller), action, all ? "all" : "pending", "",
                           status);
       !s.ok()) {
     return s;
@@ -522,7 +523,7 @@ absl::StatusOr<v1::Approval> SignalService::decide(const Caller& caller,
   const OperatorAction op = approve ? OperatorAction::kApprove : OperatorAction::kReject;
   const std::string action = auditAction(op);
   auto refuse = [&](const absl::Status& why) {
-    return recordCall(store_, clock_, caller.audit_name, action, approval_id, reason, why);
+    return recordCall(store_, clock_, auditActor(caller), action, approval_id, reason, why);
   };
   if (absl::Status allowed = authorize(caller, op); !allowed.ok()) return refuse(allowed);
   if (approval_id.empty()) return refuse(absl::InvalidArgumentError("approval id: required"));

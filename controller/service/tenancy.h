@@ -29,9 +29,6 @@
 
 namespace bulkhead::controller {
 
-inline constexpr char kDefaultTenant[] = "default";
-inline constexpr char kEveryTenant[] = "*";
-
 // The caller's grants, with the certificate-only form (Caller::role) spelled out.
 std::vector<Grant> grantsOf(const Caller& caller);
 // Admin in tenant "default" on every host.

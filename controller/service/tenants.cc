@@ -89,10 +89,10 @@ void TenantService::scopeCaller(Caller& caller, std::string_view requested) {
 absl::StatusOr<std::vector<v1::Tenant>> TenantService::listTenants(const Caller& caller) {
   const std::string action = auditAction(OperatorAction::kListTenants);
   if (auto s = authorize(caller, OperatorAction::kListTenants); !s.ok()) {
-    return recordCall(store_, clock_, caller.audit_name, action, "", "", s);
+    return recordCall(store_, clock_, auditActor(caller), action, "", "", s);
   }
   auto tenants = store_.listTenants();
-  if (auto s = recordCall(store_, clock_, caller.audit_name, action, "", "", tenants.status());
+  if (auto s = recordCall(store_, clock_, auditActor(caller), action, "", "", tenants.status());
       !s.ok()) {
     return s;
   }
@@ -116,16 +116,16 @@ absl::StatusOr<v1::Tenant> TenantService::createTenant(const Caller& caller,
   }
   if (check.ok() && isBlank(reason)) check = absl::InvalidArgumentError("reason: required");
   if (!check.ok())
-    return recordCall(store_, clock_, caller.audit_name, action, name, reason, check);
+    return recordCall(store_, clock_, auditActor(caller), action, name, reason, check);
   v1::Tenant t;
   t.set_name(name);
   t.set_created_unix_ms(clock_.nowUnixMs());
   t.set_created_by(caller.audit_name);
   t.set_reason(reason);
   const AuditEntry audit =
-      callEntry(t.created_unix_ms(), caller.audit_name, action, name, reason, absl::OkStatus());
+      callEntry(t.created_unix_ms(), auditActor(caller), action, name, reason, absl::OkStatus());
   if (absl::Status added = store_.addTenant(t, audit); !added.ok()) {
-    return recordCall(store_, clock_, caller.audit_name, action, name, reason, added);
+    return recordCall(store_, clock_, auditActor(caller), action, name, reason, added);
   }
   spdlog::info("tenant {} created by {}", name, caller.audit_name);
   return t;
@@ -135,10 +135,10 @@ absl::StatusOr<std::vector<v1::RoleBinding>> TenantService::listAccess(
     const Caller& caller, const std::string& operator_name) {
   const std::string action = auditAction(OperatorAction::kListAccess);
   if (auto s = authorize(caller, OperatorAction::kListAccess); !s.ok()) {
-    return recordCall(store_, clock_, caller.audit_name, action, operator_name, "", s);
+    return recordCall(store_, clock_, auditActor(caller), action, operator_name, "", s);
   }
   auto bindings = store_.listRoleBindings(operator_name);
-  if (auto s = recordCall(store_, clock_, caller.audit_name, action, operator_name, "",
+  if (auto s = recordCall(store_, clock_, auditActor(caller), action, operator_name, "",
                           bindings.status());
       !s.ok()) {
     return s;
@@ -212,16 +212,16 @@ absl::StatusOr<v1::RoleBinding> TenantService::grantAccess(const Caller& caller,
   if (check.ok()) check = made.status();
   const std::string target = fmt::format("{}@{}", operator_name, tenant);
   if (!check.ok()) {
-    return recordCall(store_, clock_, caller.audit_name, action, target, reason, check);
+    return recordCall(store_, clock_, auditActor(caller), action, target, reason, check);
   }
   const v1::RoleBinding& b = *made;
   const std::string detail =
       fmt::format("{} {} on {}", b.binding_id(), b.role_name(),
                   b.hosts().empty() ? "every host" : fmt::format("hosts {}", b.hosts()));
   const AuditEntry audit =
-      callEntry(now, caller.audit_name, action, target, reason, absl::OkStatus(), detail);
+      callEntry(now, auditActor(caller), action, target, reason, absl::OkStatus(), detail);
   if (absl::Status added = store_.addRoleBinding(b, audit); !added.ok()) {
-    return recordCall(store_, clock_, caller.audit_name, action, target, reason, added);
+    return recordCall(store_, clock_, auditActor(caller), action, target, reason, added);
   }
   spdlog::info("access granted by {}: {} {}", caller.audit_name, target, detail);
   return b;
@@ -245,13 +245,13 @@ absl::StatusOr<v1::RoleBinding> TenantService::revokeAccess(const Caller& caller
     }
   }
   if (!check.ok()) {
-    return recordCall(store_, clock_, caller.audit_name, action, binding_id, reason, check);
+    return recordCall(store_, clock_, auditActor(caller), action, binding_id, reason, check);
   }
-  const AuditEntry audit = callEntry(clock_.nowUnixMs(), caller.audit_name, action, binding_id,
+  const AuditEntry audit = callEntry(clock_.nowUnixMs(), auditActor(caller), action, binding_id,
                                      reason, absl::OkStatus());
   auto removed = store_.removeRoleBinding(binding_id, audit);
   if (!removed.ok()) {
-    return recordCall(store_, clock_, caller.audit_name, action, binding_id, reason,
+    return recordCall(store_, clock_, auditActor(caller), action, binding_id, reason,
                       removed.status());
   }
   spdlog::info("access revoked by {}: {} ({} in {})", caller.audit_name, binding_id,

@@ -31,6 +31,7 @@ std::string auditExportText(const AuditExportHeader& header, const std::vector<A
                               {"exported_at_unix_ms", header.exported_at_unix_ms},
                               {"since_id", header.since_id}};
   putText(head_line, "controller", header.controller);
+  if (!header.tenants.empty()) head_line["tenants"] = header.tenants;
   out += head_line.dump() + "\n";
   for (const auto& e : rows) {
     nlohmann::json row = {{"type", "row"},
@@ -44,6 +45,7 @@ std::string auditExportText(const AuditExportHeader& header, const std::vector<A
     putText(row, "reason", e.reason);
     putText(row, "outcome", e.outcome);
     putText(row, "detail", e.detail);
+    putText(row, "tenant", e.tenant);
     out += row.dump() + "\n";
   }
   nlohmann::json tail = {{"type", "head"},

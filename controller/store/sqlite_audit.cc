@@ -14,7 +14,8 @@ namespace {
 using sqlite::Stmt;
 
 constexpr const char* kAuditColumns =
-    "id, at_unix_ms, operator, action, target, reason, outcome, detail, prev_hash, hash, mac";
+    "id, at_unix_ms, operator, action, target, reason, outcome, detail, prev_hash, hash, mac, "
+    "tenant";
 
 AuditEntry readAudit(Stmt& st) {
   AuditEntry e;
@@ -29,7 +30,30 @@ AuditEntry readAudit(Stmt& st) {
   e.prev_hash = st.text(8);
   e.hash = st.text(9);
   e.mac = st.text(10);
+  e.tenant = st.text(11);
   return e;
+}
+
+// The WHERE clause of `scope` (with `and` before it when it is not the first condition), its
+// parameters numbered from `first_param`; bound by bindScope().
+std::string scopeCondition(const AuditScope& scope, int first_param) {
+  if (scope.tenants.empty()) return "1";
+  std::string in;
+  int n = first_param;
+  for (size_t i = 0; i < scope.tenants.size(); ++i) {
+    in += fmt::format("{}?{}", i == 0 ? "" : ", ", n++);
+  }
+  return fmt::format(
+      "(tenant IN ({}) OR (tenant = '{}' AND (?{} OR (?{} != '' AND operator = ?{}))))", in,
+      kEveryTenant, n, n + 1, n + 1);
+}
+
+void bindScope(Stmt& st, const AuditScope& scope, int first_param) {
+  if (scope.tenants.empty()) return;
+  int n = first_param;
+  for (const std::string& t : scope.tenants) st.bind(n++, t);
+  st.bind(n, static_cast<int64_t>(scope.every_cross_tenant_row ? 1 : 0));
+  st.bind(n + 1, scope.cross_tenant_operator);
 }
 
 }  // namespace
@@ -54,8 +78,8 @@ absl::StatusOr<AuditEntry> SqliteAudit::append(const AuditEntry& entry) {
   row.mac = std::move(link.mac);
   Stmt ins(db_, R"sql(
       INSERT INTO audit(id, at_unix_ms, operator, action, target, reason, outcome, detail,
-                        prev_hash, hash, mac)
-      VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11))sql");
+                        prev_hash, hash, mac, tenant)
+      VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12))sql");
   if (auto s = ins.prepared(); !s.ok()) return s;
   ins.bind(1, row.id);
   ins.bind(2, row.at_unix_ms);
@@ -68,6 +92,7 @@ absl::StatusOr<AuditEntry> SqliteAudit::append(const AuditEntry& entry) {
   ins.bind(9, row.prev_hash);
   ins.bind(10, row.hash);
   ins.bind(11, row.mac);
+  ins.bind(12, row.tenant);
   if (auto s = ins.run(); !s.ok()) return s;
   return row;
 }
@@ -108,20 +133,25 @@ absl::StatusOr<std::vector<AuditEntry>> SqliteAudit::list(size_t limit) {
   return st.collect(readAudit, "list audit");
 }
 
-absl::StatusOr<std::vector<AuditEntry>> SqliteAudit::page(int64_t before_id, size_t limit) {
-  Stmt st(db_, fmt::format("SELECT * FROM (SELECT {} FROM audit WHERE ?1 <= 0 OR id < ?1 "
-                           "ORDER BY id DESC LIMIT ?2) ORDER BY id",
-                           kAuditColumns));
+absl::StatusOr<std::vector<AuditEntry>> SqliteAudit::page(int64_t before_id, size_t limit,
+                                                          const AuditScope& scope) {
+  Stmt st(db_, fmt::format("SELECT * FROM (SELECT {} FROM audit WHERE (?1 <= 0 OR id < ?1) "
+                           "AND {} ORDER BY id DESC LIMIT ?2) ORDER BY id",
+                           kAuditColumns, scopeCondition(scope, 3)));
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, before_id);
   st.bind(2, static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX)));
+  bindScope(st, scope, 3);
   return st.collect(readAudit, "list audit");
 }
 
-absl::StatusOr<std::vector<AuditEntry>> SqliteAudit::from(int64_t first_id) {
-  Stmt st(db_, fmt::format("SELECT {} FROM audit WHERE id >= ?1 ORDER BY id", kAuditColumns));
+absl::StatusOr<std::vector<AuditEntry>> SqliteAudit::from(int64_t first_id,
+                                                          const AuditScope& scope) {
+  Stmt st(db_, fmt::format("SELECT {} FROM audit WHERE id >= ?1 AND {} ORDER BY id", kAuditColumns,
+                           scopeCondition(scope, 2)));
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, first_id);
+  bindScope(st, scope, 2);
   return st.collect(readAudit, "list audit");
 }
 

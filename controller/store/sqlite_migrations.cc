@@ -171,6 +171,11 @@ constexpr const char* kMigrations[] = {
         tenant TEXT NOT NULL,
         enrolled_at INTEGER NOT NULL);
     )sql",
+    // 10: the tenant of each audit row (rows before it belong to "default").
+    R"sql(
+      ALTER TABLE audit ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+      CREATE INDEX audit_by_tenant ON audit(tenant, id);
+    )sql",
 };
 
 }  // namespace

@@ -120,15 +120,16 @@ absl::StatusOr<std::vector<AuditEntry>> SqliteStore::listAudit(size_t limit) {
   return audit_.list(limit);
 }
 
-absl::StatusOr<std::vector<AuditEntry>> SqliteStore::listAuditPage(int64_t before_id,
-                                                                   size_t limit) {
+absl::StatusOr<std::vector<AuditEntry>> SqliteStore::listAuditPage(int64_t before_id, size_t limit,
+                                                                   const AuditScope& scope) {
   std::lock_guard lock(mu_);
-  return audit_.page(before_id, limit);
+  return audit_.page(before_id, limit, scope);
 }
 
-absl::StatusOr<std::vector<AuditEntry>> SqliteStore::listAuditFrom(int64_t first_id) {
+absl::StatusOr<std::vector<AuditEntry>> SqliteStore::listAuditFrom(int64_t first_id,
+                                                                   const AuditScope& scope) {
   std::lock_guard lock(mu_);
-  return audit_.from(first_id);
+  return audit_.from(first_id, scope);
 }
 
 absl::StatusOr<AuditVerification> SqliteStore::verifyAudit(

@@ -45,8 +45,12 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<HostInfo>> loadHosts() override;
   absl::StatusOr<AuditEntry> appendAudit(const AuditEntry& entry) override;
   absl::StatusOr<std::vector<AuditEntry>> listAudit(size_t limit) override;
-  absl::StatusOr<std::vector<AuditEntry>> listAuditPage(int64_t before_id, size_t limit) override;
-  absl::StatusOr<std::vector<AuditEntry>> listAuditFrom(int64_t first_id) override;
+  using Store::listAuditPage;
+  absl::StatusOr<std::vector<AuditEntry>> listAuditPage(int64_t before_id, size_t limit,
+                                                        const AuditScope& scope) override;
+  using Store::listAuditFrom;
+  absl::StatusOr<std::vector<AuditEntry>> listAuditFrom(int64_t first_id,
+                                                        const AuditScope& scope) override;
   using Store::verifyAudit;
   absl::StatusOr<AuditVerification> verifyAudit(
       const std::optional<AuditCheckpoint>& checkpoint) override;

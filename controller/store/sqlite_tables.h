@@ -61,8 +61,9 @@ class SqliteAudit {
   absl::Status startKeyedChain(int64_t now_unix_ms);
   // As Store::listAudit, listAuditPage, listAuditFrom, verifyAudit.
   absl::StatusOr<std::vector<AuditEntry>> list(size_t limit);
-  absl::StatusOr<std::vector<AuditEntry>> page(int64_t before_id, size_t limit);
-  absl::StatusOr<std::vector<AuditEntry>> from(int64_t first_id);
+  absl::StatusOr<std::vector<AuditEntry>> page(int64_t before_id, size_t limit,
+                                               const AuditScope& scope);
+  absl::StatusOr<std::vector<AuditEntry>> from(int64_t first_id, const AuditScope& scope);
   absl::StatusOr<AuditVerification> verify(const std::optional<AuditCheckpoint>& checkpoint);
 
  private:

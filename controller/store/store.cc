@@ -5,16 +5,17 @@
 namespace bulkhead::controller {
 
 std::string auditRecord(const AuditEntry& e) {
-  return ChainRecord()
-      .add(e.id)
+  ChainRecord record;
+  record.add(e.id)
       .add(e.at_unix_ms)
       .add(e.operator_name)
       .add(e.action)
       .add(e.target)
       .add(e.reason)
       .add(e.outcome)
-      .add(e.detail)
-      .bytes();
+      .add(e.detail);
+  if (e.tenant != kDefaultTenant) record.add(e.tenant);
+  return record.bytes();
 }
 
 std::string auditRowHash(const AuditEntry& e) { return chainLinkHash(e.prev_hash, auditRecord(e)); }

@@ -17,6 +17,7 @@
 #include "bulkhead/v1/enrollment.pb.h"
 #include "bulkhead/v1/signals.pb.h"
 #include "bulkhead/v1/tenants.pb.h"
+#include "common/identity.h"
 #include "controller/core/registry.h"
 
 namespace bulkhead::controller {
@@ -38,6 +39,9 @@ struct AuditEntry {
   std::string reason;
   std::string outcome;         // "ok", "accepted", "denied", "error: ..."
   std::string detail;
+  // The tenant the row belongs to: the call's tenant, or kEveryTenant ("*") for a call across
+  // tenants. Rows written before tenants read "default".
+  std::string tenant = kDefaultTenant;
   std::string prev_hash;       // hex SHA-256 of the previous row ("" chain start: 64 zeros)
   std::string hash;            // hex SHA-256 over prev_hash and this row's fields
   std::string mac;             // hex HMAC-SHA256(audit key, hash); "" before keyed chaining
@@ -54,12 +58,23 @@ struct AuditCheckpoint {
   std::string last_hash;
 };
 
+// Which audit rows a listing or an export holds: every row (`tenants` empty), or the rows of
+// `tenants` and, of the rows of calls across tenants ("*"), every one with
+// `every_cross_tenant_row`, else those of `cross_tenant_operator` ("": none).
+struct AuditScope {
+  std::vector<std::string> tenants;
+  bool every_cross_tenant_row = false;
+  std::string cross_tenant_operator;
+};
+
 // The hash-chain genesis value: the prev_hash of the first row.
 inline constexpr char kAuditGenesisHash[] =
     "0000000000000000000000000000000000000000000000000000000000000000";
 
 // The row's canonical bytes as its chain hashes them (ChainRecord, core/hash_chain.h): id,
-// at_unix_ms, operator, action, target, reason, outcome, detail.
+// at_unix_ms, operator, action, target, reason, outcome, detail, and then the tenant unless it
+// is "default" (so the rows written before tenants keep their hashes; the fields are
+// length-prefixed, so a ninth field never reads as part of the eighth).
 std::string auditRecord(const AuditEntry& e);
 
 // SHA-256 (hex) over prev_hash and every field of the row, each length-prefixed so that no two
@@ -240,12 +255,19 @@ class Store {
   virtual absl::StatusOr<AuditEntry> appendAudit(const AuditEntry& entry) = 0;
   // The newest `limit` rows (all if 0), oldest first.
   virtual absl::StatusOr<std::vector<AuditEntry>> listAudit(size_t limit) = 0;
-  // One page, newest first in selection: the newest `limit` rows whose id is below
+  // One page, newest first in selection: the newest `limit` rows of `scope` whose id is below
   // `before_id` (0: no bound), returned oldest first.
-  virtual absl::StatusOr<std::vector<AuditEntry>> listAuditPage(int64_t before_id,
-                                                                size_t limit) = 0;
-  // Every row with id >= first_id, oldest first.
-  virtual absl::StatusOr<std::vector<AuditEntry>> listAuditFrom(int64_t first_id) = 0;
+  virtual absl::StatusOr<std::vector<AuditEntry>> listAuditPage(int64_t before_id, size_t limit,
+                                                                const AuditScope& scope) = 0;
+  absl::StatusOr<std::vector<AuditEntry>> listAuditPage(int64_t before_id, size_t limit) {
+    return listAuditPage(before_id, limit, AuditScope{});
+  }
+  // Every row of `scope` with id >= first_id, oldest first.
+  virtual absl::StatusOr<std::vector<AuditEntry>> listAuditFrom(int64_t first_id,
+                                                                const AuditScope& scope) = 0;
+  absl::StatusOr<std::vector<AuditEntry>> listAuditFrom(int64_t first_id) {
+    return listAuditFrom(first_id, AuditScope{});
+  }
   // Recomputes the whole chain; reports the first row whose hash, link or MAC does not match.
   // With an audit key, the table must end in a keyed row and no unkeyed row may follow a keyed
   // one. With `checkpoint`, row checkpoint->last_id must still be there with that hash.

@@ -11,8 +11,10 @@ Also: `block --all` by acme reaches acme's hosts only; a label-bound responder r
 the hosts of its binding; a customer's viewer reads its tenant and changes nothing. Root only.
 """
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import unittest
@@ -22,6 +24,7 @@ sys.path.insert(0, os.path.abspath(LAB_DIR))
 
 from bhlab import Lab, wait_until  # noqa: E402
 from fleet import Fleet  # noqa: E402
+from test_audit import readme_recipe  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
 ENROLL_PORT = 7444
@@ -131,10 +134,13 @@ class TenantsTest(unittest.TestCase):
             "GetHost": ("unknown", ["status", "{X}"], "acme-web"),
             "Isolate": ("unknown", ["isolate", "{X}", "--reason", "x"], "acme-web"),
             "Release": ("unknown", ["release", "{X}", "--reason", "x"], "acme-web"),
-            "ListAudit": ("default", ["audit"]),
+            "ListAudit": ("own", ["audit", "--limit", "1000"],
+                          lambda d: d["records"] and {r["tenant"] for r in d["records"]} ==
+                          {"beta"}),
+            # The whole chain's check spans every tenant.
             "VerifyAudit": ("default", ["audit", "--verify"]),
-            "ExportAudit": ("default", ["audit", "export", "--output",
-                                        os.path.join(self.lab.tmpdir, "bea-export.jsonl")]),
+            "ExportAudit": ("own", ["audit", "export", "--output", self.bea_export],
+                            lambda d: self.export_tenants(d["output"]) == (["beta"], {"beta"})),
             "Block": ("unknown", ["block", "203.0.113.5", "{X}", "--reason", "x"], "acme-web"),
             "Unblock": ("unknown", ["unblock", "203.0.113.5", "{X}", "--reason", "x"],
                         "acme-web"),
@@ -186,6 +192,18 @@ class TenantsTest(unittest.TestCase):
             "RenewOperatorCertificate": ("own", ["renew"],
                                          lambda d: "BEGIN CERTIFICATE" in d["cert_pem"]),
         }
+
+    @property
+    def bea_export(self) -> str:
+        return os.path.join(self.lab.tmpdir, "bea-export.jsonl")
+
+    @staticmethod
+    def export_tenants(path):
+        """The header's tenants and the set of the rows' tenants of an audit export."""
+        with open(path) as f:
+            lines = [json.loads(line) for line in f]
+        return (lines[0].get("tenants"),
+                {r["tenant"] for r in lines if r["type"] == "row"})
 
     def signal_file(self) -> str:
         path = os.path.join(self.lab.tmpdir, "tenant-signal.json")
@@ -239,12 +257,15 @@ class TenantsTest(unittest.TestCase):
         self.assertEqual([e["evidence_id"] for e in doc["evidence"]], [self.acme_evidence])
         rc, doc, err = self.as_("carl", "evidence", "verify", self.acme_evidence)
         self.assertEqual(rc, 0, err)
-        # The refusals are audited, for the default tenant's auditors.
-        rc, doc, err = self.fleet.cli("audit", "--limit", "400", "--tenant=default")
+        # The refusals are audited in beta's trail (bea's calls), and none reaches acme's.
+        rc, doc, err = self.fleet.cli("audit", "--limit", "1000", "--tenant=beta")
         self.assertEqual(rc, 0, err)
         rows = [r for r in doc["records"] if r["operator"] == "bea" and r["target"] == "acme-web"]
         self.assertTrue(any(r["action"] == "isolate" and r["outcome"].startswith("error: unknown")
                             for r in rows), rows)
+        rc, doc, err = self.as_("carl", "audit", "--limit", "1000")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([r for r in doc["records"] if r["operator"] == "bea"], [])
 
     def test_block_all_and_selectors_stay_in_the_tenant_and_the_binding(self):
         # ann: responder on acme's env=prod hosts. A selector matching every web host reaches
@@ -276,6 +297,36 @@ class TenantsTest(unittest.TestCase):
                                       "--tenant=acme")
         self.assertEqual(rc, 0, err)
         wait_until(lambda: self.reachable("h1"), 10, desc="acme-web unblocked")
+
+    def test_each_tenant_reads_its_own_audit_trail(self):
+        # acme's viewer reads acme's rows: the enrollment of its host, ann's capture of it (its
+        # accepted row, and the agent's upload), and nothing of beta or of the install.
+        rc, doc, err = self.as_("carl", "audit", "--limit", "1000")
+        self.assertEqual(rc, 0, err)
+        rows = doc["records"]
+        self.assertEqual({r["tenant"] for r in rows}, {"acme"}, rows)
+        seen = {(r["operator"], r["action"], r["target"]) for r in rows}
+        self.assertIn(("enroll:acme-web", "agent-enroll", "acme-web"), seen)
+        self.assertIn(("ann", "capture", "acme-web"), seen)
+        self.assertIn(("agent:acme-web", "evidence-received"), {s[:2] for s in seen})
+        self.assertFalse(any("beta" in r["target"] or r["target"] == "h3" for r in rows), rows)
+        # The same rows, signed, checked with the README's recipe by someone without the
+        # controller: each row's hash holds.
+        out = os.path.join(self.lab.tmpdir, "carl-export")
+        os.makedirs(out)
+        rc, doc, err = self.as_("carl", "audit", "export", "--output",
+                                os.path.join(out, "audit.jsonl"))
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(self.export_tenants(doc["output"]), (["acme"], {"acme"}))
+        shutil.copy(os.path.join(self.fleet.pki, "ca", "ca.crt"), os.path.join(out, "ca.crt"))
+        r = subprocess.run(["bash", "-e", "-c", readme_recipe()], cwd=out, capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("chain ok:", r.stdout)
+        # The install's admin reads every tenant's rows with --tenant '*'.
+        rc, doc, err = self.fleet.cli("audit", "--limit", "5000")
+        self.assertEqual(rc, 0, err)
+        self.assertTrue({"acme", "beta", "default"} <= {r["tenant"] for r in doc["records"]})
 
     def test_a_customers_viewer_reads_its_tenant_and_changes_nothing(self):
         rc, doc, err = self.as_("carl", "hosts")

@@ -193,7 +193,8 @@ TEST_F(AuditChainTest, AnOldUnkeyedDatabaseMigratesWithAMarkerAndKeepsVerifying)
                          "DROP TABLE approvals; DROP TABLE integrations; "
                          "DROP TABLE join_tokens; DROP TABLE enrollments; DROP TABLE tenants; "
                          "DROP TABLE role_bindings; DROP TABLE host_labels; "
-                         "DROP TABLE operator_enrollments")
+                         "DROP TABLE operator_enrollments; DROP INDEX audit_by_tenant; "
+                         "ALTER TABLE audit DROP COLUMN tenant")
             .ok());
     ASSERT_TRUE(old->execForTest("PRAGMA user_version=3").ok());
   }

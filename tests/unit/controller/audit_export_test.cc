@@ -4,7 +4,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
+#include "controller/service/tenants.h"
 #include "controller/store/audit_key.h"
 #include "evidence/signing.h"
 #include "tests/unit/controller/server_harness.h"
@@ -66,10 +68,13 @@ class AuditExportTest : public ServerTest {
     grpc::Status status;
     std::string text, signature, cert;
   };
-  Export exportAudit(int64_t since = 0) {
-    auto stub = op(Role::kViewer, "vera");
+  // As operator `name` (certificate role `role`), in `tenant` ("": none named).
+  Export exportAudit(int64_t since = 0, const std::string& name = "vera", Role role = Role::kViewer,
+                     const std::string& tenant = "") {
+    auto stub = op(role, name);
     grpc::ClientContext ctx;
     deadline(&ctx);
+    if (!tenant.empty()) ctx.AddMetadata("bulkhead-tenant", tenant);
     v1::ExportAuditRequest req;
     req.set_since_id(since);
     auto reader = stub->ExportAudit(&ctx, req);
@@ -120,6 +125,61 @@ class AuditExportTest : public ServerTest {
     ASSERT_TRUE(store_->appendAudit(odd).ok());
     hosts();
   }
+  // The rows `name` lists in `tenant`, or the call's error.
+  absl::StatusOr<std::vector<v1::AuditRecord>> listAs(const std::string& name, Role role,
+                                                      const std::string& tenant) {
+    auto stub = op(role, name);
+    grpc::ClientContext ctx;
+    deadline(&ctx);
+    if (!tenant.empty()) ctx.AddMetadata("bulkhead-tenant", tenant);
+    v1::ListAuditRequest req;
+    req.set_limit(1000);
+    v1::ListAuditResponse resp;
+    if (auto s = stub->ListAudit(&ctx, req, &resp); !s.ok()) {
+      return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+    }
+    return std::vector<v1::AuditRecord>(resp.records().begin(), resp.records().end());
+  }
+  // Tenants acme and beta, carol a viewer of acme's every host, and rows of each tenant and
+  // of calls across tenants (by root and by carol), interleaved.
+  void twoTenants() {
+    for (const char* name : {"acme", "beta"}) {
+      v1::Tenant t;
+      t.set_name(name);
+      ASSERT_TRUE(store_
+                      ->addTenant(t, AuditEntry{.operator_name = "root",
+                                                .action = "tenant-create",
+                                                .target = name,
+                                                .outcome = "ok"})
+                      .ok());
+    }
+    auto binding = makeRoleBinding("carol", "acme", v1::OPERATOR_ROLE_VIEWER, "", "root",
+                                   "customer staff", 1700000000000);
+    ASSERT_TRUE(binding.ok()) << binding.status();
+    ASSERT_TRUE(store_
+                    ->addRoleBinding(*binding, AuditEntry{.operator_name = "root",
+                                                          .action = "access-grant",
+                                                          .outcome = "ok"})
+                    .ok());
+    for (const auto& [who, tenant, target] :
+         std::vector<std::tuple<std::string, std::string, std::string>>{
+             {"ann@acme", "acme", "acme-web"},
+             {"bea@beta", "beta", "beta-web"},
+             {"ann@acme", "acme", "acme-db"},
+             {"root", "*", "beta-web,acme-web"},
+             {"carol", "*", "acme-web"},
+             {"bea@beta", "beta", "beta-db"}}) {
+      ASSERT_TRUE(store_
+                      ->appendAudit(AuditEntry{.at_unix_ms = 1700000000000,
+                                               .operator_name = who,
+                                               .action = "isolate",
+                                               .target = target,
+                                               .reason = "INC-7",
+                                               .outcome = "accepted",
+                                               .tenant = tenant})
+                      .ok());
+    }
+  }
   fs::path out_;
 };
 
@@ -161,6 +221,67 @@ TEST_F(AuditExportTest, TheReadmeRecipeChecksAnExportAndCatchesEdits) {
   writeExport(cut, *signer->sign(cut), e.cert);
   EXPECT_NE(runRecipe(), 0) << recipeOutput();
   EXPECT_NE(recipeOutput().find("head does not match"), std::string::npos) << recipeOutput();
+}
+
+TEST_F(AuditExportTest, ATenantReadsAndExportsItsOwnRowsOnlyAndTheRecipeChecksThem) {
+  twoTenants();
+  // Carol (acme's viewer) lists acme's rows; never beta's, nor the install's, nor root's call
+  // across tenants (which names a beta host). Asking for every tenant of hers, she also sees
+  // her own call across tenants.
+  auto listed = listAs("carol", Role::kNone, "");
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  std::vector<std::string> seen;
+  for (const auto& r : *listed) seen.push_back(r.operator_() + " " + r.target() + " " + r.tenant());
+  EXPECT_EQ(seen, (std::vector<std::string>{"ann@acme acme-web acme", "ann@acme acme-db acme"}));
+  listed = listAs("carol", Role::kNone, "*");
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  seen.clear();
+  for (const auto& r : *listed) seen.push_back(r.operator_() + " " + r.target() + " " + r.tenant());
+  EXPECT_EQ(seen, (std::vector<std::string>{"ann@acme acme-web acme", "ann@acme acme-db acme",
+                                            "carol acme-web *", "carol limit=1000 acme"}))
+      << "her first listing is a row of acme, too";
+
+  Export e = exportAudit(0, "carol", Role::kNone);
+  ASSERT_TRUE(e.status.ok()) << e.status.error_message();
+  EXPECT_NE(e.text.find("\"tenants\":[\"acme\"]"), std::string::npos) << e.text;
+  EXPECT_EQ(e.text.find("beta"), std::string::npos) << e.text;
+  EXPECT_EQ(e.text.find("\"operator\":\"root\""), std::string::npos) << e.text;
+  // Acme's rows are not consecutive ids: each row's hash still checks.
+  writeExport(e.text, e.signature, e.cert);
+  ASSERT_EQ(runRecipe(), 0) << recipeOutput();
+  EXPECT_NE(recipeOutput().find("chain ok: 4 rows"), std::string::npos) << recipeOutput();
+  // The tenant is hashed: the same row claimed for another tenant (and signed again) fails.
+  std::string moved = e.text;
+  auto at = moved.find("\"tenant\":\"acme\"");
+  ASSERT_NE(at, std::string::npos);
+  moved.replace(at, 15, "\"tenant\":\"beta\"");
+  auto signer = evidence::Signer::fromPem(controller_id_.key_pem, controller_id_.cert_pem);
+  ASSERT_TRUE(signer.ok());
+  writeExport(moved, *signer->sign(moved), e.cert);
+  EXPECT_NE(runRecipe(), 0) << recipeOutput();
+  EXPECT_NE(recipeOutput().find("altered"), std::string::npos) << recipeOutput();
+
+  // The install's admin names the tenant it reads, or every one with "*".
+  auto in_beta = listAs("root", Role::kAdmin, "beta");
+  ASSERT_TRUE(in_beta.ok()) << in_beta.status();
+  for (const auto& r : *in_beta) EXPECT_EQ(r.tenant(), "beta") << r.DebugString();
+  EXPECT_EQ(in_beta->size(), 2u);
+  auto everything = listAs("root", Role::kAdmin, "*");
+  ASSERT_TRUE(everything.ok()) << everything.status();
+  auto all_rows = store_->listAudit(0);
+  ASSERT_TRUE(all_rows.ok());
+  EXPECT_EQ(everything->size(), all_rows->size() - 1);  // all but the row of this very call
+  auto no_choice = listAs("root", Role::kAdmin, "");
+  EXPECT_TRUE(absl::IsFailedPrecondition(no_choice.status())) << no_choice.status();
+
+  // The whole chain, every tenant's rows in it, still verifies; a row's tenant changed in the
+  // table does not.
+  EXPECT_TRUE(verify().ok());
+  ASSERT_TRUE(
+      store_->execForTest("UPDATE audit SET tenant = 'default' WHERE tenant = 'beta'").ok());
+  auto v = verify();
+  EXPECT_FALSE(v.ok());
+  EXPECT_NE(v.problem().find("hash"), std::string::npos) << v.problem();
 }
 
 TEST_F(AuditExportTest, ExportSinceAnIdStartsThere) {

@@ -232,31 +232,34 @@ TEST_F(EnrollmentTest, AFailedCommitIssuesNothingAndCountsNoUse) {
 // when the controller has no CA key.
 TEST_F(EnrollmentTest, RenewalIssuesForTheStreamsHostAtMostOnceInTenMinutes) {
   auto req = createKeyAndCsr("claims-db-01");
-  auto cert = service_->renew("web-01", "0A0B", req->csr_pem);
+  auto cert = service_->renew("web-01", kDefaultTenant, "0A0B", req->csr_pem);
   ASSERT_TRUE(cert.ok()) << cert.status();
   auto id = identityFromCertPem(*cert);
   EXPECT_EQ(id->name, "web-01");
   EXPECT_EQ(id->kind, PeerKind::kAgent);
   EXPECT_TRUE(checkIdentityFiles(ca_.cert_pem, *cert, req->key_pem).ok());
-  auto again = service_->renew("web-01", "0A0B", req->csr_pem);
+  auto again = service_->renew("web-01", kDefaultTenant, "0A0B", req->csr_pem);
   EXPECT_TRUE(absl::IsResourceExhausted(again.status())) << again.status();
-  EXPECT_TRUE(service_->renew("web-02", "0C0D", req->csr_pem).ok());  // per host
+  EXPECT_TRUE(service_->renew("web-02", "acme", "0C0D", req->csr_pem).ok());  // per host
   clock_.advance(std::chrono::minutes(11));
-  EXPECT_TRUE(service_->renew("web-01", "0A0B", req->csr_pem).ok());
-  EXPECT_TRUE(absl::IsInvalidArgument(service_->renew("web-03", "0E", "junk").status()));
+  EXPECT_TRUE(service_->renew("web-01", kDefaultTenant, "0A0B", req->csr_pem).ok());
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(service_->renew("web-03", kDefaultTenant, "0E", "junk").status()));
   for (int i = 0; i < 100; ++i) {  // asked again at once: refused, not audited
-    EXPECT_TRUE(
-        absl::IsResourceExhausted(service_->renew("web-01", "0A0B", req->csr_pem).status()));
+    EXPECT_TRUE(absl::IsResourceExhausted(
+        service_->renew("web-01", kDefaultTenant, "0A0B", req->csr_pem).status()));
   }
   const auto rows = audit(kAgentRenewAuditAction);
   ASSERT_EQ(rows.size(), 4U);  // web-01, web-02, web-01 again, web-03's bad request
   EXPECT_EQ(rows[0].operator_name, "agent:web-01");
   EXPECT_THAT(rows[0].detail, HasSubstr("serial 0A0B -> " + id->serial));
   EXPECT_EQ(rows[1].operator_name, "agent:web-02");
+  EXPECT_EQ(rows[1].tenant, "acme");  // the host's tenant
+  EXPECT_EQ(rows[0].tenant, kDefaultTenant);
   EXPECT_NE(rows[3].outcome, "ok");
 
   EnrollmentService off(clock_, *real_, EnrollmentOptions{.ca = {ca_.cert_pem, ""}});
-  auto refused = off.renew("web-01", "0A0B", req->csr_pem);
+  auto refused = off.renew("web-01", kDefaultTenant, "0A0B", req->csr_pem);
   EXPECT_TRUE(absl::IsFailedPrecondition(refused.status()));
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("pki issue agent --replace"));
 }

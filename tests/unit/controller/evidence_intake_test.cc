@@ -120,7 +120,7 @@ class EvidenceIntakeTest : public ::testing::Test {
   absl::StatusOr<UploadReceipt> upload(const std::string& host, const std::string& capture_id,
                                        const std::string& bytes,
                                        std::optional<UploadHeader> announced = std::nullopt) {
-    auto u = intake_->receive(host);
+    auto u = intake_->receive(host, kDefaultTenant);
     auto result = run(*u, announced ? *announced : header(capture_id, bytes), bytes);
     u->release();
     return result;
@@ -250,7 +250,7 @@ TEST_F(EvidenceIntakeTest, AnUnknownCaptureIsRefused) {
 TEST_F(EvidenceIntakeTest, AFinishedCaptureTakesOnlyItsOwnBytesAgainAsAReceipt) {
   ASSERT_TRUE(upload("web-01", "cap-1", "the bundle").ok());
   // The same bytes again (a lost receipt): answered from the header alone, nothing received.
-  auto u = intake_->receive("web-01");
+  auto u = intake_->receive("web-01", kDefaultTenant);
   ASSERT_TRUE(u->setHeader(header("cap-1", "the bundle")).ok());
   auto begun = u->begin();
   ASSERT_TRUE(begun.ok()) << begun.status();
@@ -281,7 +281,7 @@ TEST_F(EvidenceIntakeTest, OversizeUploadsAreRefusedBeforeAnyByteIsWritten) {
   EXPECT_NE(big.status().message().find("--max-evidence-bytes"), std::string::npos);
   // Over the host's quota, counting its uploads in progress.
   addCapture("cap-2", "web-01");
-  auto first = intake_->receive("web-01");
+  auto first = intake_->receive("web-01", kDefaultTenant);
   ASSERT_TRUE(first->setHeader(header("cap-1", "12345678")).ok());
   ASSERT_TRUE(first->begin().ok());
   auto over = upload("web-01", "cap-2", "abcdefgh");  // 8 in progress and 8 more: over 12
@@ -309,7 +309,7 @@ TEST_F(EvidenceIntakeTest, UploadsInProgressAreCappedPerHost) {
   options_.max_uploads_per_host = 1;
   restart();
   addCapture("cap-2", "web-01");
-  auto first = intake_->receive("web-01");
+  auto first = intake_->receive("web-01", kDefaultTenant);
   ASSERT_TRUE(first->setHeader(header("cap-1", "one")).ok());
   ASSERT_TRUE(first->begin().ok());
   auto second = upload("web-01", "cap-2", "two");

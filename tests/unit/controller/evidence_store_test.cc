@@ -188,7 +188,9 @@ TEST_F(EvidenceStoreTest, MigratesASchema2DatabaseKeepingItsRows) {
               "DROP TABLE captures; DROP TABLE evidence; DROP TABLE custody; DROP TABLE signals; "
               "DROP TABLE approvals; DROP TABLE integrations; DROP TABLE join_tokens; "
               "DROP TABLE enrollments; DROP TABLE tenants; DROP TABLE role_bindings; "
-              "DROP TABLE host_labels; DROP TABLE operator_enrollments; "
+              "DROP TABLE host_labels; DROP TABLE operator_enrollments; DROP INDEX "
+              "audit_by_tenant; "
+              "ALTER TABLE audit DROP COLUMN tenant; "
               "ALTER TABLE audit DROP COLUMN mac; PRAGMA user_version=2")
           .ok());
   store_.reset();

@@ -59,13 +59,17 @@ class FaultyStore final : public Store {
     if (auto s = fault("listAudit"); !s.ok()) return s;
     return real_.listAudit(limit);
   }
-  absl::StatusOr<std::vector<AuditEntry>> listAuditPage(int64_t before_id, size_t limit) override {
+  using Store::listAuditPage;
+  absl::StatusOr<std::vector<AuditEntry>> listAuditPage(int64_t before_id, size_t limit,
+                                                        const AuditScope& scope) override {
     if (auto s = fault("listAuditPage"); !s.ok()) return s;
-    return real_.listAuditPage(before_id, limit);
+    return real_.listAuditPage(before_id, limit, scope);
   }
-  absl::StatusOr<std::vector<AuditEntry>> listAuditFrom(int64_t first_id) override {
+  using Store::listAuditFrom;
+  absl::StatusOr<std::vector<AuditEntry>> listAuditFrom(int64_t first_id,
+                                                        const AuditScope& scope) override {
     if (auto s = fault("listAuditFrom"); !s.ok()) return s;
-    return real_.listAuditFrom(first_id);
+    return real_.listAuditFrom(first_id, scope);
   }
   using Store::verifyAudit;
   absl::StatusOr<AuditVerification> verifyAudit(

@@ -92,11 +92,15 @@ TEST(Authorize, RecordsWithoutATenantStayInDefaultAndStarMutationsAreForInstallA
   acme.tenants = {"acme"};
   EXPECT_TRUE(authorize(acme, OperatorAction::kIsolate).ok());
   EXPECT_TRUE(authorize(acme, OperatorAction::kCreateJoinToken).ok());
-  const absl::Status audit = authorize(acme, OperatorAction::kListAudit);
-  EXPECT_TRUE(absl::IsPermissionDenied(audit));
-  EXPECT_EQ(audit.message(),
-            "audit is kept for tenant default only in this release (this call is for tenant "
+  EXPECT_TRUE(authorize(acme, OperatorAction::kListAudit).ok());
+  const absl::Status signals = authorize(acme, OperatorAction::kListSignals);
+  EXPECT_TRUE(absl::IsPermissionDenied(signals));
+  EXPECT_EQ(signals.message(),
+            "signals is kept for tenant default only in this release (this call is for tenant "
             "acme): its records carry no tenant yet");
+  EXPECT_EQ(authorize(acme, OperatorAction::kVerifyAudit).message(),
+            "audit-verify is kept for tenant default only in this release (this call is for "
+            "tenant acme): it checks the whole chain, every tenant's rows");
   EXPECT_TRUE(absl::IsPermissionDenied(authorize(acme, OperatorAction::kCreateTenant)));
 
   Caller both = withGrants({{"acme", Role::kResponder, {}}, {"beta", Role::kResponder, {}}});
@@ -110,6 +114,7 @@ TEST(Authorize, RecordsWithoutATenantStayInDefaultAndStarMutationsAreForInstallA
   limited.tenants = {"acme"};
   EXPECT_TRUE(authorize(limited, OperatorAction::kIsolate).ok());
   EXPECT_TRUE(absl::IsPermissionDenied(authorize(limited, OperatorAction::kListJoinTokens)));
+  EXPECT_TRUE(absl::IsPermissionDenied(authorize(limited, OperatorAction::kListAudit)));
 }
 
 class TenantServiceTest : public ::testing::Test {
