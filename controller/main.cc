@@ -73,6 +73,12 @@ void grpcLog(gpr_log_func_args* args) {
 // How often a controller holding the CA's key looks at its own certificate's end.
 constexpr std::chrono::seconds kSelfRenewalCheck{5};
 
+// "12 exemption sets, 2 tenants with their own" for the start and reload lines.
+std::string describePolicies(const TenantPolicies& policies) {
+  return fmt::format("{} exemption sets, {} tenant{} with their own", policies.all().size(),
+                     policies.tenants.size(), policies.tenants.size() == 1 ? "" : "s");
+}
+
 // Renews the controller's own certificate once it has run two thirds of its time: a new one for
 // the live key from the fleet CA (reissueControllerCert: same name, addresses and length),
 // presented to new connections at once, and written to IDENTITY_DIR/tls.crt for the next start
@@ -326,8 +332,7 @@ int run(int argc, char** argv) {
       // Every problem, one per line, each naming its file and line.
       return fail(fmt::format("--policy-dir: {}", s));
     }
-    spdlog::info("policies: {} exemption sets from {}", policies.current()->sets.size(),
-                 config.policy_dir);
+    spdlog::info("policies: {} from {}", describePolicies(*policies.current()), config.policy_dir);
   }
   auto certificate_ips = certificateIpAddresses(identity->cert_pem);
   if (!certificate_ips.ok()) {
@@ -582,8 +587,8 @@ int run(int argc, char** argv) {
         spdlog::error("SIGHUP: policies in {} not reloaded, the previous ones stay in force: {}",
                       config.policy_dir, s);
       } else {
-        spdlog::info("SIGHUP: policies reloaded: {} exemption sets from {}",
-                     policies.current()->sets.size(), config.policy_dir);
+        spdlog::info("SIGHUP: policies reloaded: {} from {}", describePolicies(*policies.current()),
+                     config.policy_dir);
       }
       if (!config.policy_dir.empty()) {
         if (auto s = (*server)->signals().reload(); !s.ok()) {

@@ -211,12 +211,14 @@ void Containment::doIsolate(const Caller& caller, const IsolateRequest& req,
   const auto current = fleet_.desiredStates(allowed);
   const int64_t now = clock_.nowUnixMs();
   for (const auto& h : allowed) {
-    auto sets = exemptionSetsFor(*library, known.at(h).labels, requested,
+    // The host's tenant's sets only: another tenant's are unknown here.
+    auto sets = exemptionSetsFor(library->of(known.at(h).tenant), known.at(h).labels, requested,
                                  req.no_default_exemptions);
     if (!sets.ok()) return refuse(sets.status());
     std::vector<std::string> names;
     for (const auto* s : *sets) names.push_back(s->name);
-    const std::string key = joined(names);
+    // Per tenant: two tenants' sets may share a name.
+    const std::string key = known.at(h).tenant + "/" + joined(names);
     auto cached = resolved_by_sets.find(key);
     if (cached == resolved_by_sets.end()) {
       auto rules = resolveExemptions(*sets, lookup);

@@ -11,13 +11,25 @@
 
 namespace bulkhead::controller {
 
+namespace {
+
+void addNames(const ExemptionSet& set, std::set<std::string>& names) {
+  for (const PolicyRule& rule : set.rules) {
+    if (!rule.remote_cidr) names.insert(rule.remote);
+  }
+}
+
+}  // namespace
+
 std::vector<std::string> namesIn(const PolicyLibrary& library) {
   std::set<std::string> names;
-  for (const auto& [name, set] : library.sets) {
-    for (const PolicyRule& rule : set.rules) {
-      if (!rule.remote_cidr) names.insert(rule.remote);
-    }
-  }
+  for (const auto& [name, set] : library.sets) addNames(set, names);
+  return {names.begin(), names.end()};
+}
+
+std::vector<std::string> namesIn(const TenantPolicies& policies) {
+  std::set<std::string> names;
+  for (const ExemptionSet* set : policies.all()) addNames(*set, names);
   return {names.begin(), names.end()};
 }
 

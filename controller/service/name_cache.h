@@ -15,6 +15,7 @@
 
 #include "common/policy.h"
 #include "common/scheduler.h"
+#include "common/tenant_policy.h"
 #include "controller/core/clock.h"
 #include "controller/service/policies.h"
 
@@ -78,12 +79,14 @@ class NameCache {
   NameResolver& resolver_;
   const NameCacheOptions options_;
   mutable std::mutex mu_;
-  std::shared_ptr<const PolicyLibrary> library_;  // GUARDED_BY(mu_) the one resolved for
+  std::shared_ptr<const TenantPolicies> library_;  // GUARDED_BY(mu_) the one resolved for
   std::map<std::string, Entry> entries_;          // GUARDED_BY(mu_)
   Scheduler thread_{"bh-dns"};                    // last: stopped first on destruction
 };
 
 // The DNS names (not literal addresses) used by the rules of `library`, sorted, unique.
 std::vector<std::string> namesIn(const PolicyLibrary& library);
+// The same over every tenant's sets.
+std::vector<std::string> namesIn(const TenantPolicies& policies);
 
 }  // namespace bulkhead::controller

@@ -28,8 +28,8 @@ from test_audit import readme_recipe  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
 ENROLL_PORT = 7444
-OPERATOR_PROTO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "proto",
-                              "bulkhead", "v1", "operator.proto")
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+OPERATOR_PROTO = os.path.join(REPO, "proto", "bulkhead", "v1", "operator.proto")
 
 
 def operator_rpcs():
@@ -46,7 +46,18 @@ class TenantsTest(unittest.TestCase):
     def setUpClass(cls):
         cls.lab = Lab(hosts=3)
         cls.addClassCleanup(cls.lab.close)
-        cls.fleet = Fleet(cls.lab)
+        # The shipped sets (tenant default's and the shared library), acme's own set letting
+        # the service peer reach its port 7000, and acme's opt-in to the IR jump host only.
+        policies = os.path.join(cls.lab.tmpdir, "policies")
+        shutil.copytree(os.path.join(REPO, "policies"), policies)
+        os.makedirs(os.path.join(policies, "tenants", "acme"))
+        with open(os.path.join(policies, "tenants", "acme", "acme-ops.yaml"), "w") as f:
+            f.write("name: acme-ops\ndescription: acme's operations peer\nrules:\n"
+                    "  - direction: in\n    proto: tcp\n    remote: 10.77.0.50/32\n"
+                    "    port: 7000\n")
+        with open(os.path.join(policies, "tenants", "acme.yaml"), "w") as f:
+            f.write("shared: [ir-jump-host]\n")
+        cls.fleet = Fleet(cls.lab, policy_dir=policies)
         cls.fleet.start_controller(extra=[
             "--enroll-listen", f"[::]:{ENROLL_PORT}",
             "--ca-key", os.path.join(cls.fleet.pki, "ca", "ca.key")])
@@ -327,6 +338,35 @@ class TenantsTest(unittest.TestCase):
         rc, doc, err = self.fleet.cli("audit", "--limit", "5000")
         self.assertEqual(rc, 0, err)
         self.assertTrue({"acme", "beta", "default"} <= {r["tenant"] for r in doc["records"]})
+
+    def test_exemption_sets_are_the_tenants_own_and_the_shared_ones_it_opts_into(self):
+        # acme's own set keeps its operations peer (the service namespace) on port 7000; of
+        # the shared library acme opted into ir-jump-host only, so the shipped sets attached
+        # to every host of default (or by label) do not apply.
+        rc, doc, err = self.as_("ann", "isolate", "acme-web", "--exempt", "acme-ops",
+                                "--reason", "INC-3")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(doc["outcomes"][0]["exemption_sets"], ["acme-ops", "ir-jump-host"])
+        try:
+            wait_until(lambda: not self.reachable("h1"), 10, desc="acme-web isolated")
+            self.assertTrue(self.lab.tcp_probe("service", self.lab.ip4("h1"), 7000),
+                            "acme's own exemption set is enforced")
+        finally:
+            rc, _, err = self.as_("ann", "release", "acme-web", "--reason", "INC-3 done")
+            self.assertEqual(rc, 0, err)
+            wait_until(lambda: self.reachable("h1"), 10, desc="acme-web released")
+        # Beta has no sets: acme's is unknown to it, its name listed nowhere, nothing changed.
+        rc, _, err = self.as_("bea", "isolate", "beta-web", "--exempt", "acme-ops", "--reason",
+                              "x", json_out=False)
+        self.assertNotEqual(rc, 0)
+        self.assertIn('unknown exemption set "acme-ops" (known: none)', err)
+        self.assertTrue(self.reachable("h2"))
+        # The install's default tenant keeps the whole shipped library.
+        rc, doc, err = self.fleet.cli("isolate", "h3", "--reason", "INC-4", "--dry-run",
+                                      "--tenant=default")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("ir-jump-host", doc["outcomes"][0]["exemption_sets"])
+        self.assertNotIn("acme-ops", doc["outcomes"][0]["exemption_sets"])
 
     def test_a_customers_viewer_reads_its_tenant_and_changes_nothing(self):
         rc, doc, err = self.as_("carl", "hosts")

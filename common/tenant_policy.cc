@@ -1,0 +1,175 @@
+#include "common/tenant_policy.h"
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <system_error>
+
+#include "common/format.h"
+#include "common/identity.h"
+#include "common/yaml_doc.h"
+
+namespace bulkhead {
+namespace {
+
+const PolicyLibrary kNoSets;
+
+// The shared sets an opt-in file names: every one of `shared` for `shared: all`.
+std::vector<std::string> optedIn(const std::string& text, const PolicyLibrary& shared,
+                                 YamlErrors& errors) {
+  std::vector<std::string> names;
+  if (text.empty()) return names;
+  auto doc =
+      loadOneMapping(text, "opt-in", "a mapping with shared: all or shared: [SET, ...]", errors);
+  if (!doc) return names;
+  bool has_shared = false;
+  forEachEntry(*doc, 1, errors, [&](const std::string& key, const YAML::Node& value, int line) {
+    if (key != "shared") {
+      errors.add(line, key, "unknown field (expected shared)");
+      return;
+    }
+    has_shared = true;
+    if (value.IsScalar() && value.Scalar() == "all") {
+      for (const auto& [name, set] : shared.sets) names.push_back(name);
+      return;
+    }
+    if (!value.IsSequence()) {
+      errors.add(line, "shared",
+                 fmt::format("expected all or a list of set names, found {}", kindOf(value)));
+      return;
+    }
+    for (const YAML::Node& item : value) {
+      const int item_line = lineOf(item, line);
+      auto name = scalarOf(item, item_line, "shared", "a set name", errors);
+      if (!name) continue;
+      if (shared.find(*name) == nullptr) {
+        std::string known;
+        for (const auto& [n, s] : shared.sets) known += (known.empty() ? "" : ", ") + n;
+        errors.add(item_line, "shared",
+                   fmt::format("unknown shared set \"{}\" (shared: {})", *name,
+                               known.empty() ? "none" : known));
+        continue;
+      }
+      names.push_back(*name);
+    }
+  });
+  if (!has_shared && errors.empty()) errors.add(1, "shared", "missing (required)");
+  return names;
+}
+
+}  // namespace
+
+const PolicyLibrary& TenantPolicies::of(std::string_view tenant) const {
+  if (tenant == kDefaultTenant) return shared;
+  const auto it = tenants.find(std::string(tenant));
+  return it == tenants.end() ? kNoSets : it->second;
+}
+
+std::vector<const ExemptionSet*> TenantPolicies::all() const {
+  std::vector<const ExemptionSet*> out;
+  for (const auto& [name, set] : shared.sets) out.push_back(&set);
+  for (const auto& [tenant, library] : tenants) {
+    for (const auto& [name, set] : library.sets) {
+      // An opted-in shared set is a copy (same file): listed once, as the shared one.
+      const ExemptionSet* s = shared.find(name);
+      if (s == nullptr || s->file != set.file) out.push_back(&set);
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<TenantPolicies> buildTenantPolicies(
+    const PolicyFiles& shared, const std::map<std::string, TenantPolicyFiles>& tenants) {
+  TenantPolicies out;
+  std::vector<std::string> errors;
+  auto shared_library = buildPolicyLibrary(shared);
+  if (!shared_library.ok()) {
+    errors.push_back(std::string(shared_library.status().message()));
+  } else {
+    out.shared = *std::move(shared_library);
+  }
+  for (const auto& [tenant, files] : tenants) {
+    if (!isValidName(tenant) || tenant == kDefaultTenant) {
+      errors.push_back(fmt::format(
+          "tenants/{}: tenant: \"{}\" is not another tenant's name (1-63 of [A-Za-z0-9._-]; "
+          "tenant default's sets are the directory's own)",
+          tenant, tenant));
+      continue;
+    }
+    auto own = buildPolicyLibrary(files.sets);
+    if (!own.ok()) {
+      errors.push_back(std::string(own.status().message()));
+      continue;
+    }
+    YamlErrors opt_in_errors(files.opt_in.first);
+    const std::vector<std::string> names = optedIn(files.opt_in.second, out.shared, opt_in_errors);
+    if (!opt_in_errors.empty()) {
+      errors.push_back(std::string(opt_in_errors.status().message()));
+      continue;
+    }
+    PolicyLibrary library = *std::move(own);
+    bool clash = false;
+    for (const std::string& name : names) {
+      if (const ExemptionSet* mine = library.find(name)) {
+        errors.push_back(fmt::format("{}:{}: name: \"{}\" is also a shared set {} opts into ({})",
+                                     mine->file, mine->name_line, name, tenant,
+                                     files.opt_in.first));
+        clash = true;
+        continue;
+      }
+      library.sets.emplace(name, out.shared.sets.at(name));
+    }
+    if (!clash) out.tenants.emplace(tenant, std::move(library));
+  }
+  if (!errors.empty()) return absl::InvalidArgumentError(joinLines(errors));
+  return out;
+}
+
+absl::StatusOr<TenantPolicies> loadTenantPolicies(const std::string& dir) {
+  namespace fs = std::filesystem;
+  auto top = readYamlDir(dir, "policy-dir");
+  if (!top.ok()) return top.status();
+  std::vector<std::string> errors = std::move(top->errors);
+  std::map<std::string, TenantPolicyFiles> tenants;
+  const fs::path tenants_dir = fs::path(dir) / "tenants";
+  std::error_code ec;
+  if (fs::is_directory(tenants_dir, ec)) {
+    for (fs::directory_iterator it(tenants_dir, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (name.empty() || name.front() == '.') continue;
+      std::error_code type_ec;
+      if (it->is_directory(type_ec)) {
+        auto sets = readYamlDir(it->path().string(), "policy-dir");
+        if (!sets.ok()) {
+          errors.push_back(fmt::format("tenants/{}: {}", name, sets.status().message()));
+          continue;
+        }
+        for (const auto& e : sets->errors) errors.push_back(fmt::format("tenants/{}/{}", name, e));
+        TenantPolicyFiles& t = tenants[name];
+        if (t.opt_in.first.empty()) t.opt_in.first = fmt::format("tenants/{}.yaml", name);
+        for (auto& [file, text] : sets->files) {
+          t.sets.emplace_back(fmt::format("tenants/{}/{}", name, file), std::move(text));
+        }
+      } else if (it->path().extension() == ".yaml" && it->is_regular_file(type_ec)) {
+        const std::string tenant = it->path().stem().string();
+        std::ifstream in(it->path(), std::ios::binary);
+        std::ostringstream text;
+        text << in.rdbuf();
+        TenantPolicyFiles& t = tenants[tenant];
+        t.opt_in = {fmt::format("tenants/{}", name), text.str()};
+        if (!in.good() && !in.eof())
+          errors.push_back(fmt::format("tenants/{}:1: file: cannot read", name));
+      }
+    }
+    if (ec)
+      errors.push_back(
+          fmt::format("policy-dir: cannot list \"{}\": {}", tenants_dir.string(), ec.message()));
+  }
+  auto built = buildTenantPolicies(top->files, tenants);
+  if (!built.ok()) errors.push_back(std::string(built.status().message()));
+  if (!errors.empty()) return absl::InvalidArgumentError(joinLines(errors));
+  return built;
+}
+
+}  // namespace bulkhead
