@@ -19,10 +19,14 @@ namespace {
 namespace v1 = bulkhead::v1;
 
 // The fleet as the engine sees it: the host directory's snapshot.
+// The hosts of tenant default, the one the playbooks act in (the tenant of every host known).
 class DirectoryFleet final : public FleetView {
  public:
   explicit DirectoryFleet(HostDirectory& hosts) {
     for (const v1::HostSummary& h : hosts.listHosts({})) {
+      const std::string& tenant = h.tenant().empty() ? kDefaultTenant : h.tenant();
+      tenants_.emplace(h.host_id(), tenant);
+      if (tenant != kDefaultTenant) continue;
       FleetHost host;
       host.id = h.host_id();
       host.labels = Labels(h.labels().begin(), h.labels().end());
@@ -40,9 +44,15 @@ class DirectoryFleet final : public FleetView {
     return host(it->second);
   }
   std::vector<FleetHost> hosts() const override { return hosts_; }
+  // The tenant of host `id` ("default" when unknown).
+  std::string tenantOf(const std::string& id) const {
+    const auto it = tenants_.find(id);
+    return it == tenants_.end() ? kDefaultTenant : it->second;
+  }
 
  private:
   std::vector<FleetHost> hosts_;
+  std::map<std::string, std::string> tenants_;       // host id -> tenant, every tenant's
   std::multimap<std::string, std::string> by_name_;  // hostname -> id (ambiguous names: none)
 };
 
@@ -246,6 +256,11 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
         signal.idempotency_key().empty() ? derivedIdempotencyKey(signal) : signal.idempotency_key();
     p.key = fmt::format("{}/{}/{}", signalSourceName(signal.source()), signal.integration(), p.key);
     const std::string target = describe(signal);
+    // An agent's signal belongs to its host's tenant; the others come in through tenant
+    // default's front doors.
+    const std::string tenant =
+        q.from.reporting_host.empty() ? kDefaultTenant : fleet.tenantOf(q.from.reporting_host);
+    const AuditActor deliverer{.name = q.from.delivered_by, .tenant = tenant};
 
     // A duplicate is answered before the engine sees it: it counts against no rate cap.
     if (auto it = keys_in_batch.find(p.key); it != keys_in_batch.end()) {
@@ -258,18 +273,25 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
     }
     if (p.duplicate) {
       SignalWrite write;
-      write.audit.push_back(callEntry(now_ms, AuditActor{.name = q.from.delivered_by},
-                                      auditAction(OperatorAction::kSubmitSignal), target,
-                                      p.signal_id, absl::OkStatus(),
+      write.audit.push_back(callEntry(now_ms, deliverer, auditAction(OperatorAction::kSubmitSignal),
+                                      target, p.signal_id, absl::OkStatus(),
                                       "duplicate: idempotency key seen before, nothing done"));
       writes.push_back(std::move(write));
       continue;
     }
 
+    std::string not_acted;
     {
       std::lock_guard lock(mu_);
-      p.decision =
-          engine_.decide(signal, q.from.reporting_host, fleet, std::chrono::steady_clock::now());
+      if (tenant == kDefaultTenant) {
+        p.decision =
+            engine_.decide(signal, q.from.reporting_host, fleet, std::chrono::steady_clock::now());
+      } else {
+        // Recorded, never acted on: the playbooks are tenant default's and act on its hosts
+        // only, so another tenant's host cannot make them block or isolate anything.
+        p.decision = Decision{};
+        not_acted = fmt::format("tenant {}: no playbooks run for it in this release", tenant);
+      }
       p.signal_id = fmt::format("sig-{}-{}", now_ms, ++sequence_);
       for (const PlannedAction& a : p.decision.actions) {
         p.approval_ids.push_back(a.verdict == Verdict::kNeedsApproval
@@ -296,13 +318,15 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
       summary += fmt::format("{}{} {} {}: {}", summary.empty() ? "" : "; ", a.playbook,
                              actionKindName(a.kind), a.target(), verdictName(a.verdict));
     }
-    write.audit.push_back(AuditEntry{.at_unix_ms = now_ms,
-                                     .operator_name = q.from.delivered_by,
-                                     .action = auditAction(OperatorAction::kSubmitSignal),
-                                     .target = escapeNonPrintable(target),
-                                     .reason = p.signal_id,
-                                     .outcome = std::string(dispositionText(decision.disposition)),
-                                     .detail = escapeNonPrintable(summary)});
+    write.audit.push_back(
+        AuditEntry{.at_unix_ms = now_ms,
+                   .operator_name = q.from.delivered_by,
+                   .action = auditAction(OperatorAction::kSubmitSignal),
+                   .target = escapeNonPrintable(target),
+                   .reason = p.signal_id,
+                   .outcome = std::string(dispositionText(decision.disposition)),
+                   .detail = escapeNonPrintable(summary.empty() ? not_acted : summary),
+                   .tenant = tenant});
     // One row per action that did not start (suppressed, simulated, waiting), each naming the
     // playbook and the signal; a waiting action's approval is written with them.
     for (size_t i = 0; i < decision.actions.size(); ++i) {

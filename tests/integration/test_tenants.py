@@ -368,6 +368,27 @@ class TenantsTest(unittest.TestCase):
         self.assertIn("ir-jump-host", doc["outcomes"][0]["exemption_sets"])
         self.assertNotIn("acme-ops", doc["outcomes"][0]["exemption_sets"])
 
+    def test_a_signal_from_a_tenants_host_acts_on_no_other_tenant(self):
+        # sshguard on acme-web reports the attacker. The shipped playbook would block it on
+        # every host of tenant default: a host of acme must not make that happen. The signal
+        # is recorded, in acme's audit trail, and nothing is blocked anywhere.
+        attacker = self.lab.ip4("attacker")
+        r = self.lab.run("h1", [self.fleet.bin("bulkhead-report"), "sshguard-backend",
+                                "--state-dir", self.fleet.agent_state_dir("h1")],
+                         input=f"block {attacker} 4 32\n", timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        rc, doc, err = self.as_("carl", "audit", "--limit", "1000")
+        self.assertEqual(rc, 0, err)
+        rows = [r for r in doc["records"] if r["operator"] == "host:acme-web"]
+        self.assertEqual([(r["action"], r["outcome"], r["tenant"]) for r in rows],
+                         [("signal", "no playbook matched", "acme")], rows)
+        self.assertIn("no playbooks run for it", rows[0]["detail"])
+        rc, doc, err = self.fleet.cli("blocks", "--tenant=default")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(doc.get("blocks", []), [])
+        self.assertTrue(self.reachable("h3"))
+        self.assertTrue(self.reachable("h1"))
+
     def test_a_customers_viewer_reads_its_tenant_and_changes_nothing(self):
         rc, doc, err = self.as_("carl", "hosts")
         self.assertEqual(rc, 0, err)
