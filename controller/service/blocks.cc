@@ -102,6 +102,7 @@ void Containment::doBlock(const Caller& caller, const BlockRequest& req, Contain
   // `all`: fleet-wide in each of the call's tenants where the caller holds the role on every
   // host (hosts joining later get it too); elsewhere only the hosts it reaches now.
   std::map<std::string, v1::DesiredState> fleet_state;
+  std::vector<std::string> fleet_tenants;  // the tenants whose fleet-wide blocks change
   std::vector<std::string> partial_tenants;
   if (req.all) {
     for (const std::string& tenant : callTenants(caller)) {
@@ -114,15 +115,12 @@ void Containment::doBlock(const Caller& caller, const BlockRequest& req, Contain
       for (const auto& b : existing.blocks) *f.add_blocks() = b;
       f.set_generation(existing.generation);
       fleet_state[fleetStateKey(tenant)] = withBlock(f, block, now, {});
+      fleet_tenants.push_back(tenant);
     }
   }
 
-  AuditActor actor = actorFor(caller, targetsFor(caller, OperatorAction::kBlock), targets);
-  if (fleet_state.size() > 1) {
-    actor.tenant = kEveryTenant;
-  } else if (fleet_state.size() == 1 && targets.empty()) {
-    actor.tenant = callTenants(caller).size() == 1 ? callTenants(caller).front() : actor.tenant;
-  }
+  const AuditActor actor =
+      actorFor(caller, targetsFor(caller, OperatorAction::kBlock), targets, fleet_tenants);
   auto op = newOp(OperatorAction::kBlock, actor, target, req.reason, req.wait_ms, std::move(done));
   for (const auto& tenant : partial_tenants) {
     op->result.warnings.push_back(fmt::format(
@@ -204,24 +202,27 @@ void Containment::doUnblock(const Caller& caller, const UnblockRequest& req,
     }
   }
   std::map<std::string, v1::DesiredState> fleet_state;
+  std::vector<std::string> fleet_tenants;  // the tenants whose fleet-wide blocks change
   if (req.all) {
     for (const auto& tenant : fleet_wide) {
       const TenantBlocks& existing = fleet_blocks_[tenant];
       v1::DesiredState f;
       for (const auto& b : existing.blocks) *f.add_blocks() = b;
       f.set_generation(existing.generation);
-      if (auto next = withoutBlock(f, *match, now, {})) fleet_state[fleetStateKey(tenant)] = *next;
+      if (auto next = withoutBlock(f, *match, now, {})) {
+        fleet_state[fleetStateKey(tenant)] = *next;
+        fleet_tenants.push_back(tenant);
+      }
     }
   }
   if (order.empty() && fleet_state.empty()) {
     return refuse(absl::NotFoundError(
         fmt::format("no block {} on {}; nothing was changed", match->describe(), target)));
   }
-  AuditActor actor = actorFor(caller, targetsFor(caller, OperatorAction::kUnblock), order);
-  if (fleet_state.size() > 1) actor.tenant = kEveryTenant;
-  if (fleet_state.size() == 1 && order.empty()) actor.tenant = fleet_wide.front();
   auto op =
-      newOp(OperatorAction::kUnblock, actor, target, req.reason, req.wait_ms, std::move(done));
+      newOp(OperatorAction::kUnblock,
+            actorFor(caller, targetsFor(caller, OperatorAction::kUnblock), order, fleet_tenants),
+            target, req.reason, req.wait_ms, std::move(done));
   const bool persisted = commitAndWait(
       op, order, states, {},
       fmt::format("unblock {}; hosts {}{}", match->describe(),

@@ -128,13 +128,15 @@ std::shared_ptr<PendingOp> Containment::newOp(OperatorAction action, const Audit
 
 AuditActor Containment::actorFor(const Caller& caller,
                                  const std::map<std::string, TargetHost>& known,
-                                 const std::vector<std::string>& targets) {
+                                 const std::vector<std::string>& targets,
+                                 const std::vector<std::string>& fleet_tenants) {
   AuditActor actor = auditActor(caller);
-  std::set<std::string> tenants;
+  std::set<std::string> tenants(fleet_tenants.begin(), fleet_tenants.end());
   for (const auto& h : targets) {
     if (auto it = known.find(h); it != known.end()) tenants.insert(it->second.tenant);
   }
   if (tenants.size() == 1) actor.tenant = *tenants.begin();
+  if (tenants.size() > 1) actor.tenant = kEveryTenant;
   return actor;
 }
 

@@ -153,10 +153,12 @@ class Containment {
   // The known hosts `caller` reaches with `action`'s role (tenancy.h): the others are unknown
   // to it.
   std::map<std::string, TargetHost> targetsFor(const Caller& caller, OperatorAction action);
-  // The caller as the audit rows of a change to `targets` (all in `known`) name it: in their
-  // tenant when they share one, else in the call's (auditActor).
+  // The caller as the audit rows of a change to `targets` (all in `known`) and to the
+  // fleet-wide blocks of `fleet_tenants` name it: in the one tenant they all belong to, "*"
+  // when they span several, else in the call's (auditActor).
   static AuditActor actorFor(const Caller& caller, const std::map<std::string, TargetHost>& known,
-                             const std::vector<std::string>& targets);
+                             const std::vector<std::string>& targets,
+                             const std::vector<std::string>& fleet_tenants = {});
   // The fleet-wide blocks of `tenant` (containment thread only).
   struct TenantBlocks {
     std::vector<bulkhead::v1::Block> blocks;

@@ -320,6 +320,10 @@ class TenantsTest(unittest.TestCase):
         self.assertIn(("enroll:acme-web", "agent-enroll", "acme-web"), seen)
         self.assertIn(("ann", "capture", "acme-web"), seen)
         self.assertIn(("agent:acme-web", "evidence-received"), {s[:2] for s in seen})
+        # The install's admin's block --all in acme (test_block_all_..., run before this one)
+        # is acme's row too, and so is its result.
+        others = {(r["action"], r["target"]) for r in rows if r["operator"] not in ("ann", "carl")}
+        self.assertTrue({("block", "all"), ("block.result", "all")} <= others, others)
         self.assertFalse(any("beta" in r["target"] or r["target"] == "h3" for r in rows), rows)
         # The same rows, signed, checked with the README's recipe by someone without the
         # controller: each row's hash holds.
