@@ -1,6 +1,8 @@
 // SqliteAudit (sqlite_tables.h).
 #include <algorithm>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "common/format.h"
 #include "controller/core/hash_chain.h"
@@ -34,26 +36,39 @@ AuditEntry readAudit(Stmt& st) {
   return e;
 }
 
-// The WHERE clause of `scope` (with `and` before it when it is not the first condition), its
-// parameters numbered from `first_param`; bound by bindScope().
-std::string scopeCondition(const AuditScope& scope, int first_param) {
-  if (scope.tenants.empty()) return "1";
-  std::string in;
-  int n = first_param;
+// The rows of `scope` whose id satisfies `id_condition` (on parameter ?1), as one SELECT per
+// tenant (and one for the cross-tenant rows) joined with UNION ALL: each walks the
+// (tenant, id) index, so a page costs the same in a table of millions of rows whatever the
+// tenant's share. `order` ("ASC"/"DESC") and `limit` (a parameter, "" for none) apply to
+// each part. Tenants are bound from ?3 on by bindScope(), then the cross-tenant filter.
+std::string scopedRows(const AuditScope& scope, const std::string& id_condition,
+                       const std::string& order, const std::string& limit) {
+  std::vector<std::string> parts;
+  int n = 3;
   for (size_t i = 0; i < scope.tenants.size(); ++i) {
-    in += fmt::format("{}?{}", i == 0 ? "" : ", ", n++);
+    parts.push_back(
+        fmt::format("SELECT * FROM (SELECT {} FROM audit WHERE tenant = ?{} AND {} "
+                    "ORDER BY id {}{})",
+                    kAuditColumns, n++, id_condition, order, limit));
   }
-  return fmt::format(
-      "(tenant IN ({}) OR (tenant = '{}' AND (?{} OR (?{} != '' AND operator = ?{}))))", in,
-      kEveryTenant, n, n + 1, n + 1);
+  if (scope.every_cross_tenant_row || !scope.cross_tenant_operator.empty()) {
+    parts.push_back(
+        fmt::format("SELECT * FROM (SELECT {} FROM audit WHERE tenant = '{}' AND {} "
+                    "AND (?{} OR operator = ?{}) ORDER BY id {}{})",
+                    kAuditColumns, kEveryTenant, id_condition, n, n + 1, order, limit));
+  }
+  std::string sql;
+  for (const auto& part : parts) sql += (sql.empty() ? "" : " UNION ALL ") + part;
+  return sql;
 }
 
-void bindScope(Stmt& st, const AuditScope& scope, int first_param) {
-  if (scope.tenants.empty()) return;
-  int n = first_param;
+void bindScope(Stmt& st, const AuditScope& scope) {
+  int n = 3;
   for (const std::string& t : scope.tenants) st.bind(n++, t);
-  st.bind(n, static_cast<int64_t>(scope.every_cross_tenant_row ? 1 : 0));
-  st.bind(n + 1, scope.cross_tenant_operator);
+  if (scope.every_cross_tenant_row || !scope.cross_tenant_operator.empty()) {
+    st.bind(n, static_cast<int64_t>(scope.every_cross_tenant_row ? 1 : 0));
+    st.bind(n + 1, scope.cross_tenant_operator);
+  }
 }
 
 }  // namespace
@@ -135,23 +150,31 @@ absl::StatusOr<std::vector<AuditEntry>> SqliteAudit::list(size_t limit) {
 
 absl::StatusOr<std::vector<AuditEntry>> SqliteAudit::page(int64_t before_id, size_t limit,
                                                           const AuditScope& scope) {
-  Stmt st(db_, fmt::format("SELECT * FROM (SELECT {} FROM audit WHERE (?1 <= 0 OR id < ?1) "
-                           "AND {} ORDER BY id DESC LIMIT ?2) ORDER BY id",
-                           kAuditColumns, scopeCondition(scope, 3)));
+  // A plain bound on the id (not "?1 <= 0 OR ..."), so SQLite walks the index from it.
+  const int64_t below = before_id > 0 ? before_id : INT64_MAX;
+  const std::string rows =
+      scope.tenants.empty()
+          ? fmt::format("SELECT {} FROM audit WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+                        kAuditColumns)
+          : fmt::format("SELECT * FROM ({}) ORDER BY id DESC LIMIT ?2",
+                        scopedRows(scope, "id < ?1", "DESC", " LIMIT ?2"));
+  Stmt st(db_, fmt::format("SELECT * FROM ({}) ORDER BY id", rows));
   if (auto s = st.prepared(); !s.ok()) return s;
-  st.bind(1, before_id);
+  st.bind(1, below);
   st.bind(2, static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX)));
-  bindScope(st, scope, 3);
+  bindScope(st, scope);
   return st.collect(readAudit, "list audit");
 }
 
 absl::StatusOr<std::vector<AuditEntry>> SqliteAudit::from(int64_t first_id,
                                                           const AuditScope& scope) {
-  Stmt st(db_, fmt::format("SELECT {} FROM audit WHERE id >= ?1 AND {} ORDER BY id", kAuditColumns,
-                           scopeCondition(scope, 2)));
+  const std::string rows = scope.tenants.empty()
+                               ? fmt::format("SELECT {} FROM audit WHERE id >= ?1", kAuditColumns)
+                               : scopedRows(scope, "id >= ?1", "ASC", "");
+  Stmt st(db_, fmt::format("SELECT * FROM ({}) ORDER BY id", rows));
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, first_id);
-  bindScope(st, scope, 2);
+  bindScope(st, scope);
   return st.collect(readAudit, "list audit");
 }
 
