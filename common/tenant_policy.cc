@@ -1,9 +1,7 @@
 #include "common/tenant_policy.h"
 
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 #include <system_error>
 
 #include "common/format.h"
@@ -135,36 +133,34 @@ absl::StatusOr<TenantPolicies> loadTenantPolicies(const std::string& dir) {
   const fs::path tenants_dir = fs::path(dir) / "tenants";
   std::error_code ec;
   if (fs::is_directory(tenants_dir, ec)) {
+    // The opt-in files: tenants/NAME.yaml.
+    auto opt_ins = readYamlDir(tenants_dir.string(), "policy-dir");
+    if (!opt_ins.ok()) return opt_ins.status();
+    for (const auto& e : opt_ins->errors) errors.push_back("tenants/" + e);
+    for (auto& [file, text] : opt_ins->files) {
+      tenants[fs::path(file).stem().string()].opt_in = {"tenants/" + file, std::move(text)};
+    }
+    // The tenants' own sets: tenants/NAME/*.yaml.
     for (fs::directory_iterator it(tenants_dir, ec), end; !ec && it != end; it.increment(ec)) {
       const std::string name = it->path().filename().string();
-      if (name.empty() || name.front() == '.') continue;
       std::error_code type_ec;
-      if (it->is_directory(type_ec)) {
-        auto sets = readYamlDir(it->path().string(), "policy-dir");
-        if (!sets.ok()) {
-          errors.push_back(fmt::format("tenants/{}: {}", name, sets.status().message()));
-          continue;
-        }
-        for (const auto& e : sets->errors) errors.push_back(fmt::format("tenants/{}/{}", name, e));
-        TenantPolicyFiles& t = tenants[name];
-        if (t.opt_in.first.empty()) t.opt_in.first = fmt::format("tenants/{}.yaml", name);
-        for (auto& [file, text] : sets->files) {
-          t.sets.emplace_back(fmt::format("tenants/{}/{}", name, file), std::move(text));
-        }
-      } else if (it->path().extension() == ".yaml" && it->is_regular_file(type_ec)) {
-        const std::string tenant = it->path().stem().string();
-        std::ifstream in(it->path(), std::ios::binary);
-        std::ostringstream text;
-        text << in.rdbuf();
-        TenantPolicyFiles& t = tenants[tenant];
-        t.opt_in = {fmt::format("tenants/{}", name), text.str()};
-        if (!in.good() && !in.eof())
-          errors.push_back(fmt::format("tenants/{}:1: file: cannot read", name));
+      if (name.empty() || name.front() == '.' || !it->is_directory(type_ec)) continue;
+      auto sets = readYamlDir(it->path().string(), "policy-dir");
+      if (!sets.ok()) {
+        errors.push_back(fmt::format("tenants/{}: {}", name, sets.status().message()));
+        continue;
+      }
+      for (const auto& e : sets->errors) errors.push_back(fmt::format("tenants/{}/{}", name, e));
+      TenantPolicyFiles& t = tenants[name];
+      if (t.opt_in.first.empty()) t.opt_in.first = fmt::format("tenants/{}.yaml", name);
+      for (auto& [file, text] : sets->files) {
+        t.sets.emplace_back(fmt::format("tenants/{}/{}", name, file), std::move(text));
       }
     }
-    if (ec)
+    if (ec) {
       errors.push_back(
           fmt::format("policy-dir: cannot list \"{}\": {}", tenants_dir.string(), ec.message()));
+    }
   }
   auto built = buildTenantPolicies(top->files, tenants);
   if (!built.ok()) errors.push_back(std::string(built.status().message()));
