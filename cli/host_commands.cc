@@ -79,13 +79,9 @@ int hosts(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) 
     printJson(io.out, resp);
     return kOk;
   }
-  // The TENANT column only where there is more than the single team's tenant.
-  const bool tenants = std::any_of(resp.hosts().begin(), resp.hosts().end(), [](const auto& h) {
-    return !h.tenant().empty() && h.tenant() != "default";
-  });
   std::vector<std::vector<std::string>> rows = {
       {"HOST", "STATE", "CONTAINMENT", "LAST SEEN", "ADDRESSES", "LABELS", "AGENT"}};
-  if (tenants) rows[0].insert(rows[0].begin() + 1, "TENANT");
+  std::vector<std::string> tenants;
   int64_t now = nowMs();
   for (const auto& h : resp.hosts()) {
     std::string containment = h.isolated() ? "isolated" : "open";
@@ -93,8 +89,9 @@ int hosts(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) 
     rows.push_back({h.host_id(), h.online() ? "online" : "offline", containment,
                     ago(h.last_seen_unix_ms(), now), joinList(h.addresses()),
                     joinLabels(h.labels()), h.agent_version()});
-    if (tenants) rows.back().insert(rows.back().begin() + 1, h.tenant());
+    tenants.push_back(h.tenant());
   }
+  addTenantColumn(rows, 1, tenants);
   printTable(io.out, rows);
   bool expiring_header = false;
   for (const auto& h : resp.hosts()) {
@@ -144,7 +141,7 @@ int status(const GlobalOptions& g, const std::vector<std::string>& args, Io& io)
   std::vector<std::vector<std::string>> rows = {
       {"host", h.host_id()},
       {"hostname", h.hostname()},
-      {"tenant", h.tenant().empty() ? "default" : h.tenant()},
+      {"tenant", tenantOrDefault(h.tenant())},
       {"state", h.online() ? "online" : "offline"},
       {"last seen",
        fmt::format("{} ({})", utcTime(h.last_seen_unix_ms()), ago(h.last_seen_unix_ms(), now))},
@@ -364,19 +361,16 @@ int audit(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) 
     printJson(io.out, resp);
     return kOk;
   }
-  // A TENANT column once any row is outside "default": a single team never sees it.
-  const bool tenants = std::any_of(resp.records().begin(), resp.records().end(), [](const auto& r) {
-    return !r.tenant().empty() && r.tenant() != kDefaultTenant;
-  });
   std::vector<std::vector<std::string>> rows = {
       {"ID", "AT", "OPERATOR", "ACTION", "TARGET", "OUTCOME", "REASON"}};
-  if (tenants) rows.front().insert(rows.front().begin() + 2, "TENANT");
+  std::vector<std::string> tenants;
   for (const auto& r : resp.records()) {
     rows.push_back({std::to_string(r.id()), utcTime(r.at_unix_ms()), r.operator_(), r.action(),
                     r.target().empty() ? "-" : r.target(), r.outcome(),
                     r.reason().empty() ? "-" : r.reason()});
-    if (tenants) rows.back().insert(rows.back().begin() + 2, r.tenant());
+    tenants.push_back(r.tenant());
   }
+  addTenantColumn(rows, 2, tenants);
   printTable(io.out, rows);
   return kOk;
 }

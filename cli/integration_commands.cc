@@ -44,13 +44,16 @@ int integrationsList(const GlobalOptions& g, const std::vector<std::string>& arg
     return kOk;
   }
   std::vector<std::vector<std::string>> rows = {{"NAME", "FORMAT", "CREATED", "BY", "STATE"}};
+  std::vector<std::string> tenants;
   for (const v1::Integration& i : resp.integrations()) {
+    tenants.push_back(i.tenant());
     std::string state = i.revoked_unix_ms() == 0
                             ? "active"
                             : fmt::format("revoked {} by {}: {}", utcTime(i.revoked_unix_ms()),
                                           i.revoked_by(), i.revoke_reason());
     rows.push_back({i.name(), i.format(), utcTime(i.created_unix_ms()), i.created_by(), state});
   }
+  addTenantColumn(rows, 1, tenants);
   printTable(io.out, rows);
   return kOk;
 }

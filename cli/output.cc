@@ -8,10 +8,24 @@
 #include <cctype>
 #include <ctime>
 
+#include "common/identity.h"
 #include "common/json.h"
 #include "common/text.h"
 
 namespace bulkhead::cli {
+
+void addTenantColumn(std::vector<std::vector<std::string>>& rows, size_t at,
+                     const std::vector<std::string>& tenants) {
+  const bool others = std::any_of(tenants.begin(), tenants.end(), [](const std::string& t) {
+    return !t.empty() && t != kDefaultTenant;
+  });
+  if (!others) return;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    auto& row = rows[i];
+    const std::string cell = i == 0 ? "TENANT" : tenantOrDefault(tenants.at(i - 1));
+    row.insert(row.begin() + static_cast<std::ptrdiff_t>(std::min(at, row.size())), cell);
+  }
+}
 
 void printTable(std::ostream& out, const std::vector<std::vector<std::string>>& raw_rows) {
   std::vector<std::vector<std::string>> rows;

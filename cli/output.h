@@ -19,6 +19,12 @@ namespace bulkhead::cli {
 // Non-printable characters in cells are shown escaped (common/text.h): one row, one line.
 void printTable(std::ostream& out, const std::vector<std::vector<std::string>>& rows);
 
+// Puts a TENANT column at position `at` of a table (header first), `tenants[i]` being row
+// i + 1's tenant ("" reads "default"), when any row is outside "default": a single team never
+// sees it.
+void addTenantColumn(std::vector<std::vector<std::string>>& rows, size_t at,
+                     const std::vector<std::string>& tenants);
+
 // The `--json` contract (schemas in cli/schemas/, one per command). A protobuf message becomes
 // an object with the proto field names; every field is present (a oneof's only when set, an
 // unset message or proto3 `optional` field as null); 64-bit integers are JSON numbers; enum values

@@ -17,6 +17,7 @@
 #include "cli/operator_client.h"
 #include "cli/output.h"
 #include "common/format.h"
+#include "common/identity.h"
 #include "common/parse.h"
 #include "controller/playbook/engine.h"
 #include "controller/playbook/playbook.h"
@@ -122,6 +123,11 @@ absl::StatusOr<v1::Signal> signalFromJson(const nlohmann::json& doc) {
   return s;
 }
 
+// " in tenant acme" outside tenant default; "" in it (a single team never sees tenants).
+std::string inTenant(const std::string& tenant) {
+  return tenant.empty() || tenant == kDefaultTenant ? "" : " in tenant " + tenant;
+}
+
 int signalCommand(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
   std::string source, rule, host, severity, ttl, key, integration;
   std::vector<std::string> ips, labels;
@@ -194,7 +200,7 @@ int signalCommand(const GlobalOptions& g, const std::vector<std::string>& args, 
     printJson(io.out, resp);
     return kOk;
   }
-  io.out << fmt::format("signal {}: {}\n", resp.signal_id(),
+  io.out << fmt::format("signal {}{}: {}\n", resp.signal_id(), inTenant(resp.tenant()),
                         controller::dispositionText(resp.disposition()));
   printActions(io.out, resp.actions());
   return kOk;
@@ -240,7 +246,9 @@ int signalsCommand(const GlobalOptions& g, const std::vector<std::string>& args,
   }
   std::vector<std::vector<std::string>> rows = {
       {"RECEIVED", "SIGNAL", "FROM", "SOURCE", "RULE", "ADDRESSES", "HOST", "CAUSED"}};
+  std::vector<std::string> tenants;
   for (const v1::SignalRecord& r : resp.signals()) {
+    tenants.push_back(r.tenant());
     std::string addresses;
     for (const std::string& a : r.signal().addresses())
       addresses += (addresses.empty() ? "" : ",") + a;
@@ -253,6 +261,7 @@ int signalsCommand(const GlobalOptions& g, const std::vector<std::string>& args,
                     r.signal().rule(), addresses.empty() ? "-" : addresses,
                     r.signal().host().empty() ? "-" : r.signal().host(), caused});
   }
+  addTenantColumn(rows, 2, tenants);
   printTable(io.out, rows);
   return kOk;
 }
@@ -369,7 +378,7 @@ int playbookTest(const GlobalOptions& g, const std::vector<std::string>& args, I
     printJson(io.out, resp);
     return kOk;
   }
-  io.out << fmt::format("would be: {} (nothing was changed)\n",
+  io.out << fmt::format("would be{}: {} (nothing was changed)\n", inTenant(resp.tenant()),
                         controller::dispositionText(resp.disposition()));
   printActions(io.out, resp.actions());
   return kOk;
@@ -411,7 +420,9 @@ int approvalsCommand(const GlobalOptions& g, const std::vector<std::string>& arg
   std::vector<std::vector<std::string>> rows = {{"APPROVAL", "STATE", "REQUESTED", "EXPIRES",
                                                  "SIGNAL", "REQUESTED BY", "PLAYBOOK", "ACTION",
                                                  "TARGET", "DETAIL", "DECIDED"}};
+  std::vector<std::string> tenants;
   for (const v1::Approval& a : resp.approvals()) {
+    tenants.push_back(a.tenant());
     std::string decided = "-";
     if (a.state() != v1::APPROVAL_STATE_PENDING) {
       decided =
@@ -423,6 +434,7 @@ int approvalsCommand(const GlobalOptions& g, const std::vector<std::string>& arg
                     a.requested_by(), a.playbook(), a.action().action(), a.action().target(),
                     a.action().detail(), decided});
   }
+  addTenantColumn(rows, 2, tenants);
   printTable(io.out, rows);
   return kOk;
 }

@@ -21,6 +21,7 @@
 #include "cli/operator_client.h"
 #include "cli/output.h"
 #include "common/certificate.h"
+#include "common/identity.h"
 #include "common/join_token.h"
 #include "common/parse.h"
 #include "common/pki/pki.h"
@@ -86,7 +87,7 @@ int tokensList(const GlobalOptions& g, const std::vector<std::string>& args, Io&
         t.operator_name().empty()
             ? labelList(t.labels())
             : fmt::format("operator {} ({})", t.operator_name(), roleText(t.operator_role()));
-    rows.push_back({t.token_id(), t.tenant().empty() ? "default" : t.tenant(), what,
+    rows.push_back({t.token_id(), tenantOrDefault(t.tenant()), what,
                     fmt::format("{}/{}", t.uses(), t.max_uses()), utcTime(t.expires_unix_ms()),
                     t.created_by(), state});
   }
@@ -169,16 +170,15 @@ int tokensCreate(const GlobalOptions& g, const std::vector<std::string>& args, I
         "on the operator's machine: bulkhead enroll --token TOKEN --identity DIR\n",
         t.token_id(), t.operator_name(), roleText(t.operator_role()),
         t.operator_hosts().empty() ? "every host" : "hosts " + t.operator_hosts(),
-        t.tenant().empty() ? "default" : t.tenant(), utcTime(t.expires_unix_ms()),
-        resp.token_text());
+        tenantOrDefault(t.tenant()), utcTime(t.expires_unix_ms()), resp.token_text());
     return kOk;
   }
   io.out << fmt::format(
       "join token {} (tenant {}; labels {}; {} use{}; expires {}). Shown this once; the "
       "controller keeps only its SHA-256:\n{}\n"
       "on each server: bulkhead-agent enroll --token TOKEN [--host-id ID]\n",
-      t.token_id(), t.tenant().empty() ? "default" : t.tenant(), labelList(t.labels()),
-      t.max_uses(), t.max_uses() == 1 ? "" : "s", utcTime(t.expires_unix_ms()), resp.token_text());
+      t.token_id(), tenantOrDefault(t.tenant()), labelList(t.labels()), t.max_uses(),
+      t.max_uses() == 1 ? "" : "s", utcTime(t.expires_unix_ms()), resp.token_text());
   return kOk;
 }
 

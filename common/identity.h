@@ -20,6 +20,11 @@ std::string_view peerKindName(PeerKind kind);
 inline constexpr char kDefaultTenant[] = "default";
 inline constexpr char kEveryTenant[] = "*";
 
+// A record's tenant field as a name: "default" for a record written before tenants (empty).
+inline std::string tenantOrDefault(std::string_view tenant) {
+  return tenant.empty() ? std::string(kDefaultTenant) : std::string(tenant);
+}
+
 // Operator roles, weakest first. none: nothing of its own (a certificate for someone whose
 // roles are all bindings, controller/service/tenancy.h); viewer: read only; responder:
 // containment actions; approver: also approves automatic actions waiting for a person; admin:

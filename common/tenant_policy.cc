@@ -1,5 +1,6 @@
 #include "common/tenant_policy.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 #include <system_error>
@@ -13,47 +14,73 @@ namespace {
 
 const PolicyLibrary kNoSets;
 
-// The shared sets an opt-in file names: every one of `shared` for `shared: all`.
+// `all` or the names of a list, each checked against `available` (errors for `field`).
+std::vector<std::string> chosenNames(const YAML::Node& value, int line, std::string_view field,
+                                     std::string_view what,
+                                     const std::vector<std::string>* available,
+                                     YamlErrors& errors) {
+  if (value.IsScalar() && value.Scalar() == "all") {
+    return available == nullptr ? std::vector<std::string>{"all"} : *available;
+  }
+  std::vector<std::string> names;
+  if (!value.IsSequence()) {
+    errors.add(line, field,
+               fmt::format("expected all or a list of {} names, found {}", what, kindOf(value)));
+    return names;
+  }
+  for (const YAML::Node& item : value) {
+    const int item_line = lineOf(item, line);
+    auto name = scalarOf(item, item_line, field, fmt::format("a {} name", what), errors);
+    if (!name) continue;
+    if (available != nullptr &&
+        std::find(available->begin(), available->end(), *name) == available->end()) {
+      std::string known;
+      for (const std::string& n : *available) known += (known.empty() ? "" : ", ") + n;
+      errors.add(item_line, field,
+                 fmt::format("unknown shared {} \"{}\" (shared: {})", what, *name,
+                             known.empty() ? "none" : known));
+      continue;
+    }
+    names.push_back(*name);
+  }
+  return names;
+}
+
+}  // namespace
+
+TenantOptIn parseTenantOptIn(const std::string& text, const std::vector<std::string>* shared_sets,
+                             const std::vector<std::string>* shared_playbooks, YamlErrors& errors) {
+  TenantOptIn out;
+  if (text.empty()) return out;
+  auto doc = loadOneMapping(text, "opt-in",
+                            "a mapping with shared: and playbooks: (each all, or a list of names)",
+                            errors);
+  if (!doc) return out;
+  bool any = false;
+  forEachEntry(*doc, 1, errors, [&](const std::string& key, const YAML::Node& value, int line) {
+    if (key == "shared") {
+      out.sets = chosenNames(value, line, key, "set", shared_sets, errors);
+    } else if (key == "playbooks") {
+      out.playbooks = chosenNames(value, line, key, "playbook", shared_playbooks, errors);
+    } else {
+      errors.add(line, key, "unknown field (expected shared or playbooks)");
+      return;
+    }
+    any = true;
+  });
+  if (!any && errors.empty()) errors.add(1, "shared", "missing (required: shared or playbooks)");
+  return out;
+}
+
+namespace {
+
+// The shared sets an opt-in file names (its `playbooks:` is the playbooks' business).
 std::vector<std::string> optedIn(const std::string& text, const PolicyLibrary& shared,
                                  YamlErrors& errors) {
-  std::vector<std::string> names;
-  if (text.empty()) return names;
-  auto doc =
-      loadOneMapping(text, "opt-in", "a mapping with shared: all or shared: [SET, ...]", errors);
-  if (!doc) return names;
-  bool has_shared = false;
-  forEachEntry(*doc, 1, errors, [&](const std::string& key, const YAML::Node& value, int line) {
-    if (key != "shared") {
-      errors.add(line, key, "unknown field (expected shared)");
-      return;
-    }
-    has_shared = true;
-    if (value.IsScalar() && value.Scalar() == "all") {
-      for (const auto& [name, set] : shared.sets) names.push_back(name);
-      return;
-    }
-    if (!value.IsSequence()) {
-      errors.add(line, "shared",
-                 fmt::format("expected all or a list of set names, found {}", kindOf(value)));
-      return;
-    }
-    for (const YAML::Node& item : value) {
-      const int item_line = lineOf(item, line);
-      auto name = scalarOf(item, item_line, "shared", "a set name", errors);
-      if (!name) continue;
-      if (shared.find(*name) == nullptr) {
-        std::string known;
-        for (const auto& [n, s] : shared.sets) known += (known.empty() ? "" : ", ") + n;
-        errors.add(item_line, "shared",
-                   fmt::format("unknown shared set \"{}\" (shared: {})", *name,
-                               known.empty() ? "none" : known));
-        continue;
-      }
-      names.push_back(*name);
-    }
-  });
-  if (!has_shared && errors.empty()) errors.add(1, "shared", "missing (required)");
-  return names;
+  std::vector<std::string> sets;
+  for (const auto& [name, set] : shared.sets) sets.push_back(name);
+  // Any playbook name passes here: the playbooks' loader checks them against its library.
+  return parseTenantOptIn(text, &sets, nullptr, errors).sets;
 }
 
 }  // namespace

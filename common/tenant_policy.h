@@ -1,8 +1,10 @@
 // Exemption sets per tenant, from one policy directory:
 //   DIR/*.yaml               tenant default's sets, and the shared library
 //   DIR/tenants/NAME/*.yaml  tenant NAME's own sets
-//   DIR/tenants/NAME.yaml    the shared sets tenant NAME opts into:
+//   DIR/tenants/NAME.yaml    the shared sets (and playbooks, controller/playbook) tenant NAME
+//                            opts into:
 //                              shared: [ntp, dns-to-internal-resolvers]   (or: shared: all)
+//                              playbooks: [ssh-brute-force]               (or: playbooks: all)
 // A tenant uses its own sets and the shared ones it opted into, nothing else; a tenant with
 // neither isolates with none (its hosts keep only the controller). buildTenantPolicies() is
 // pure; loadTenantPolicies() is it plus reading the directory.
@@ -29,6 +31,20 @@ struct TenantPolicies {
   // Every set of every tenant, shared ones once.
   std::vector<const ExemptionSet*> all() const;
 };
+
+class YamlErrors;
+
+// What an opt-in file (DIR/tenants/NAME.yaml) chooses from the shared library: a mapping with
+// `shared:` (exemption sets) and/or `playbooks:`, each `all` or a list of names.
+struct TenantOptIn {
+  std::vector<std::string> sets;
+  std::vector<std::string> playbooks;
+};
+// Parses an opt-in file's `text` ("" chooses nothing). `all` stands for every name of the
+// shared library given, each name listed must be in it; a null library checks nothing and
+// reads `all` as the one name "all". Problems go to `errors` ("FILE:LINE: field: problem").
+TenantOptIn parseTenantOptIn(const std::string& text, const std::vector<std::string>* shared_sets,
+                             const std::vector<std::string>* shared_playbooks, YamlErrors& errors);
 
 // (file name, content) pairs, names relative to the policy directory.
 using PolicyFiles = std::vector<std::pair<std::string, std::string>>;

@@ -23,6 +23,7 @@ grpc::ServerUnaryReactor* OperatorService::SubmitSignal(grpc::CallbackServerCont
                                 return;
                               }
                               resp->set_signal_id(outcome->signal_id);
+                              resp->set_tenant(outcome->tenant);
                               resp->set_disposition(outcome->disposition);
                               for (auto& a : outcome->actions) *resp->add_actions() = std::move(a);
                               reactor->Finish(grpc::Status::OK);
@@ -54,6 +55,7 @@ grpc::ServerUnaryReactor* OperatorService::PreviewSignal(grpc::CallbackServerCon
     return reactor;
   }
   resp->set_disposition(outcome->disposition);
+  resp->set_tenant(outcome->tenant);
   for (auto& a : outcome->actions) *resp->add_actions() = std::move(a);
   reactor->Finish(grpc::Status::OK);
   return reactor;

@@ -29,8 +29,11 @@ constexpr size_t kMaxListedAuditField = 16384;
 // row; anyone else the rows of the call's tenants, and, asking for every tenant of its own,
 // its own calls across tenants too.
 AuditScope scopeOf(const Caller& caller) {
-  if (caller.all_tenants && isInstallAdmin(caller)) return {};
-  AuditScope scope{.tenants = callTenants(caller)};
+  if (readsEveryTenant(caller)) return {};
+  // Only the tenants where the caller holds a role on every host (with '*', a tenant where it
+  // holds a role on some hosts only stays out); authorize() let it through, so there is one.
+  AuditScope scope{.tenants = tenantsReadWhole(caller)};
+  if (scope.tenants.empty()) scope.tenants.emplace_back();  // no row: a tenant is never ""
   if (caller.all_tenants) scope.cross_tenant_operator = caller.audit_name;
   return scope;
 }

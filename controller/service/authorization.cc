@@ -36,15 +36,15 @@ constexpr std::array kRules = {
     ActionRule{A::kGetEvidence, "evidence-get", Role::kResponder, S::kHosts},
     ActionRule{A::kVerifyEvidence, "evidence-verify", Role::kViewer, S::kHosts},
     ActionRule{A::kShowEvidence, "evidence-show", Role::kResponder, S::kHosts},
-    ActionRule{A::kSubmitSignal, "signal", Role::kResponder, S::kDefaultTenant},
-    ActionRule{A::kListSignals, "signals", Role::kViewer, S::kDefaultTenant},
-    ActionRule{A::kPreviewSignal, "signal-preview", Role::kViewer, S::kDefaultTenant},
-    ActionRule{A::kListApprovals, "approvals", Role::kViewer, S::kDefaultTenant},
-    ActionRule{A::kApprove, "approve", Role::kApprover, S::kDefaultTenant},
-    ActionRule{A::kReject, "reject", Role::kApprover, S::kDefaultTenant},
-    ActionRule{A::kListIntegrations, "integrations", Role::kViewer, S::kDefaultTenant},
-    ActionRule{A::kCreateIntegration, "integration-create", Role::kAdmin, S::kDefaultTenant},
-    ActionRule{A::kRevokeIntegration, "integration-revoke", Role::kAdmin, S::kDefaultTenant},
+    ActionRule{A::kSubmitSignal, "signal", Role::kResponder, S::kTenant},
+    ActionRule{A::kListSignals, "signals", Role::kViewer, S::kTenant},
+    ActionRule{A::kPreviewSignal, "signal-preview", Role::kViewer, S::kTenant},
+    ActionRule{A::kListApprovals, "approvals", Role::kViewer, S::kTenant},
+    ActionRule{A::kApprove, "approve", Role::kApprover, S::kHosts},
+    ActionRule{A::kReject, "reject", Role::kApprover, S::kHosts},
+    ActionRule{A::kListIntegrations, "integrations", Role::kViewer, S::kTenant},
+    ActionRule{A::kCreateIntegration, "integration-create", Role::kAdmin, S::kTenant},
+    ActionRule{A::kRevokeIntegration, "integration-revoke", Role::kAdmin, S::kTenant},
     ActionRule{A::kCreateJoinToken, "token-create", Role::kAdmin, S::kTenant},
     ActionRule{A::kListJoinTokens, "tokens", Role::kAdmin, S::kTenant},
     ActionRule{A::kRevokeJoinToken, "token-revoke", Role::kAdmin, S::kTenant},
@@ -103,10 +103,9 @@ absl::Status authorize(const Caller& caller, OperatorAction action) {
   }
   if (rule.scope == ActionScope::kDefaultTenant && where != kDefaultTenant) {
     return absl::PermissionDeniedError(fmt::format(
-        "{} is kept for tenant default only in this release (this call is for {}): {}", rule.name,
-        where,
-        action == OperatorAction::kVerifyAudit ? "it checks the whole chain, every tenant's rows"
-                                               : "its records carry no tenant yet"));
+        "{} is kept for tenant default only in this release (this call is for {}): it checks "
+        "the whole chain, every tenant's rows",
+        rule.name, where));
   }
   if (caller.all_tenants && rule.min_role > Role::kViewer && !isInstallAdmin(caller)) {
     return absl::PermissionDeniedError(

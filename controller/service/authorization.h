@@ -67,9 +67,8 @@ enum class ActionScope {
   kHosts,          // any binding in the call's tenants; the hosts it reaches are filtered by
                    // the caller's role on each (hostsInScope)
   kTenant,         // a binding on every host of the call's tenant(s)
-  kDefaultTenant,  // the same, and the call's tenant must be "default": the records it reads or
-                   // writes (signals, approvals, integrations; the whole audit chain's check)
-                   // carry no tenant yet or span every tenant, so no other tenant may reach them
+  kDefaultTenant,  // the same, and the call's tenant must be "default": what it reads spans
+                   // every tenant (the whole audit chain's check), so no other tenant may
   kInstall,        // the install's admins only (admin in tenant "default" on every host)
   kSelf,           // the caller's own identity: any operator, whatever its roles and tenants
 };

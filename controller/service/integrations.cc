@@ -4,10 +4,13 @@
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "common/format.h"
 #include "common/text.h"
 #include "controller/service/audit.h"
 #include "controller/service/record_text.h"
+#include "controller/service/tenancy.h"
 #include "evidence/hash.h"
 
 namespace bulkhead::controller {
@@ -52,8 +55,8 @@ absl::StatusOr<std::string> chosenFormat(const std::string& text, v1::Integratio
   return typed;
 }
 
-AuditEntry auditRow(const Clock& clock, const std::string& who, const std::string& action,
-                    const std::string& target, const std::string& reason,
+AuditEntry auditRow(const Clock& clock, const std::string& who, const std::string& tenant,
+                    const std::string& action, const std::string& target, const std::string& reason,
                     const std::string& detail) {
   return AuditEntry{.at_unix_ms = clock.nowUnixMs(),
                     .operator_name = who,
@@ -61,7 +64,8 @@ AuditEntry auditRow(const Clock& clock, const std::string& who, const std::strin
                     .target = target,
                     .reason = escapeNonPrintable(reason),
                     .outcome = "ok",
-                    .detail = detail};
+                    .detail = detail,
+                    .tenant = tenant};
 }
 
 }  // namespace
@@ -74,6 +78,9 @@ absl::StatusOr<IntegrationService::Created> IntegrationService::create(
     v1::IntegrationFormat format_type, const std::string& config_json) {
   const std::string action = auditAction(OperatorAction::kCreateIntegration);
   absl::Status check = authorize(caller, OperatorAction::kCreateIntegration);
+  absl::StatusOr<std::string> tenant =
+      check.ok() ? singleCallTenant(caller, "an integration") : absl::StatusOr<std::string>(check);
+  check = tenant.status();
   if (check.ok()) check = checkName(name);
   auto format = chosenFormat(format_text, format_type);
   if (check.ok()) check = format.status();
@@ -95,13 +102,14 @@ absl::StatusOr<IntegrationService::Created> IntegrationService::create(
   row.record.set_config_json(config_json);
   row.record.set_created_unix_ms(clock_.nowUnixMs());
   row.record.set_created_by(caller.audit_name);
+  row.record.set_tenant(*tenant);
   const std::string detail = fmt::format(
       "format {}{}; token sha256 {}", *format,
       config_json.empty() ? ""
                           : fmt::format(", config sha256 {}", evidence::sha256Hex(config_json)),
       row.token_sha256.substr(0, 16));
-  absl::Status added =
-      store_.addIntegration(row, auditRow(clock_, caller.audit_name, action, name, "", detail));
+  absl::Status added = store_.addIntegration(
+      row, auditRow(clock_, caller.audit_name, *tenant, action, name, "", detail));
   if (!added.ok()) {
     // Nothing was written (one transaction): record the refusal on its own.
     return recordCall(store_, clock_, auditActor(caller), action, name, "", added);
@@ -121,8 +129,14 @@ absl::StatusOr<std::vector<v1::Integration>> IntegrationService::list(const Call
       !s.ok()) {
     return s;
   }
+  const std::vector<std::string> tenants = tenantsReadWhole(caller);
   std::vector<v1::Integration> out;
   for (auto& r : *rows) {
+    const std::string tenant = tenantOrDefault(r.record.tenant());
+    if (!readsEveryTenant(caller) &&
+        std::find(tenants.begin(), tenants.end(), tenant) == tenants.end()) {
+      continue;
+    }
     fillTypedFields(r.record);
     out.push_back(std::move(r.record));
   }
@@ -142,7 +156,9 @@ absl::StatusOr<v1::Integration> IntegrationService::revoke(const Caller& caller,
     found = store_.findIntegration(name);
     if (!found.ok()) {
       check = found.status();
-    } else if (!found->has_value()) {
+    } else if (!found->has_value() ||
+               !inCallTenants(caller, tenantOrDefault((*found)->record.tenant()))) {
+      // Another tenant's integration reads exactly as an unknown one.
       check = absl::NotFoundError(fmt::format("no integration \"{}\"", name));
     } else if ((*found)->record.revoked_unix_ms() != 0) {
       check =
@@ -156,9 +172,9 @@ absl::StatusOr<v1::Integration> IntegrationService::revoke(const Caller& caller,
   row.record.set_revoked_unix_ms(clock_.nowUnixMs());
   row.record.set_revoked_by(caller.audit_name);
   row.record.set_revoke_reason(reason);
-  absl::Status updated =
-      store_.updateIntegration(row, auditRow(clock_, caller.audit_name, action, name, reason,
-                                             fmt::format("format {}", row.record.format())));
+  absl::Status updated = store_.updateIntegration(
+      row, auditRow(clock_, caller.audit_name, tenantOrDefault(row.record.tenant()), action, name,
+                    reason, fmt::format("format {}", row.record.format())));
   if (!updated.ok()) {
     return recordCall(store_, clock_, auditActor(caller), action, name, reason, updated);
   }
@@ -190,9 +206,14 @@ void IntegrationService::refused(const std::string& name, const std::string& pee
                why);
   // Only names of stored integrations get their own key (a lookup, not the caller's text).
   std::string key = kUnknownKey;
-  if (auto found = store_.findIntegration(name); found.ok() && found->has_value()) key = name;
+  std::string tenant = kDefaultTenant;  // an unknown name's rows: the install's
+  if (auto found = store_.findIntegration(name); found.ok() && found->has_value()) {
+    key = name;
+    tenant = tenantOrDefault((*found)->record.tenant());
+  }
   std::lock_guard lock(mu_);
   Refusals& r = refusals_[key];
+  r.tenant = tenant;
   ++r.pending;
   r.last_why = why;
   r.last_peer = peer;
@@ -210,7 +231,7 @@ void IntegrationService::flushRefusals() {
 
 void IntegrationService::writeRefusalRow(const std::string& key, Refusals& r) {
   AuditEntry e = auditRow(
-      clock_, "webhook", kWebhookRefusedAuditAction,
+      clock_, "webhook", r.tenant, kWebhookRefusedAuditAction,
       key == kUnknownKey ? key : fmt::format("integration:{}", key), "",
       fmt::format(
           "{} request(s) refused{}; last: {} from {}", r.pending,

@@ -81,6 +81,7 @@ class IntegrationService final : public IntegrationDirectory {
     uint64_t pending = 0;  // refused since the last row
     std::string last_why;
     std::string last_peer;
+    std::string tenant;  // the integration's: its refusal rows go there
   };
   void writeRefusalRow(const std::string& key, Refusals& r);  // REQUIRES: mu_ held
 

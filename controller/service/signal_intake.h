@@ -28,10 +28,14 @@ struct SignalDelivery {
   // The host id from the agent's certificate when an agent forwarded the signal; the signal's
   // own `host` field is then replaced by it. Empty for every other front door.
   std::string reporting_host;
+  // The tenant the signal belongs to when no agent reported it: the integration's, or the
+  // operator's call's; empty: "default". (An agent's signal belongs to its host's tenant.)
+  std::string tenant;
 };
 
 struct SignalOutcome {
   std::string signal_id;
+  std::string tenant;  // the tenant it belongs to (whose playbooks decided)
   bulkhead::v1::SignalDisposition disposition = bulkhead::v1::SIGNAL_DISPOSITION_UNSPECIFIED;
   std::vector<bulkhead::v1::SignalAction> actions;
 };

@@ -2,15 +2,15 @@
 
 #include <spdlog/spdlog.h>
 
-#include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <algorithm>
 #include <utility>
 
 #include "common/format.h"
 #include "common/text.h"
+#include "controller/playbook/tenant_automation.h"
 #include "controller/service/audit.h"
 #include "controller/service/record_text.h"
+#include "controller/service/tenancy.h"
 #include "evidence/json_read.h"
 
 namespace bulkhead::controller {
@@ -18,22 +18,12 @@ namespace {
 
 namespace v1 = bulkhead::v1;
 
-// The fleet as the engine sees it: the host directory's snapshot.
-// The hosts of tenant default, the one the playbooks act in (the tenant of every host known).
-class DirectoryFleet final : public FleetView {
+// One tenant's hosts, as the engine sees them.
+class TenantFleet final : public FleetView {
  public:
-  explicit DirectoryFleet(HostDirectory& hosts) {
-    for (const v1::HostSummary& h : hosts.listHosts({})) {
-      const std::string& tenant = h.tenant().empty() ? kDefaultTenant : h.tenant();
-      tenants_.emplace(h.host_id(), tenant);
-      if (tenant != kDefaultTenant) continue;
-      FleetHost host;
-      host.id = h.host_id();
-      host.labels = Labels(h.labels().begin(), h.labels().end());
-      host.addresses.assign(h.addresses().begin(), h.addresses().end());
-      by_name_.emplace(h.hostname(), host.id);
-      hosts_.push_back(std::move(host));
-    }
+  void add(FleetHost host, const std::string& hostname) {
+    by_name_.emplace(hostname, host.id);
+    hosts_.push_back(std::move(host));
   }
   std::optional<FleetHost> host(const std::string& id_or_name) const override {
     for (const FleetHost& h : hosts_) {
@@ -44,6 +34,32 @@ class DirectoryFleet final : public FleetView {
     return host(it->second);
   }
   std::vector<FleetHost> hosts() const override { return hosts_; }
+
+ private:
+  std::vector<FleetHost> hosts_;
+  std::multimap<std::string, std::string> by_name_;  // hostname -> id (ambiguous names: none)
+};
+
+// The host directory's snapshot, split by tenant: a tenant's playbooks see its hosts only.
+class FleetSnapshot {
+ public:
+  explicit FleetSnapshot(HostDirectory& hosts) {
+    for (const v1::HostSummary& h : hosts.listHosts({})) {
+      const std::string tenant = tenantOrDefault(h.tenant());
+      tenants_.emplace(h.host_id(), tenant);
+      FleetHost host;
+      host.id = h.host_id();
+      host.labels = Labels(h.labels().begin(), h.labels().end());
+      host.addresses.assign(h.addresses().begin(), h.addresses().end());
+      fleets_[tenant].add(std::move(host), h.hostname());
+    }
+  }
+  // The hosts of `tenant` (none for a tenant without hosts).
+  const FleetView& of(const std::string& tenant) const {
+    static const TenantFleet kNoHosts;
+    const auto it = fleets_.find(tenant);
+    return it == fleets_.end() ? kNoHosts : it->second;
+  }
   // The tenant of host `id` ("default" when unknown).
   std::string tenantOf(const std::string& id) const {
     const auto it = tenants_.find(id);
@@ -51,19 +67,18 @@ class DirectoryFleet final : public FleetView {
   }
 
  private:
-  std::vector<FleetHost> hosts_;
-  std::map<std::string, std::string> tenants_;       // host id -> tenant, every tenant's
-  std::multimap<std::string, std::string> by_name_;  // hostname -> id (ambiguous names: none)
+  std::map<std::string, TenantFleet> fleets_;
+  std::map<std::string, std::string> tenants_;  // host id -> tenant
 };
 
-std::string readFile(const std::filesystem::path& path, absl::Status& error) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (!in.good() && !in.eof()) {
-    error = absl::InvalidArgumentError(fmt::format("{}: cannot read", path.string()));
-  }
-  return text.str();
+// The caller a playbook of `tenant` acts as: a responder on every host of that tenant, and of
+// no other.
+Caller playbookCaller(const std::string& playbook, const std::string& tenant) {
+  return Caller{.audit_name = "playbook:" + playbook,
+                .is_operator = true,
+                .role = Role::kResponder,
+                .grants = {Grant{.tenant = tenant, .role = Role::kResponder}},
+                .tenants = {tenant}};
 }
 
 // "fail2ban sshd 203.0.113.7 on h1", for audit targets and reasons.
@@ -99,6 +114,33 @@ std::string describeApproval(const v1::Approval& a) {
                      a.action().target(), a.action().detail(), a.playbook(), a.signal_id());
 }
 
+// OK when the caller holds the approver role on every host the approval's action touches
+// (`fleet`: its tenant's hosts), or on every host of `tenant` for a tenant-wide action.
+absl::Status approverCovers(const Caller& caller, const std::string& tenant,
+                            const v1::Approval& approval, const FleetView& fleet) {
+  const std::string& target = approval.action().target();
+  if (target == "all" || target.empty()) {
+    if (holdsOnEveryHost(caller, tenant, Role::kApprover)) return absl::OkStatus();
+    return absl::PermissionDeniedError(
+        fmt::format("operator \"{}\" is not an approver on every host of tenant {}: approval {} "
+                    "acts on all of them",
+                    caller.audit_name, tenant, approval.approval_id()));
+  }
+  // The host ids, joined by commas (PlannedAction::target).
+  for (size_t start = 0; start <= target.size();) {
+    const size_t end = std::min(target.find(',', start), target.size());
+    const std::string id = target.substr(start, end - start);
+    start = end + 1;
+    const std::optional<FleetHost> host = fleet.host(id);
+    if (!host || roleOn(caller, tenant, host->labels) < Role::kApprover) {
+      return absl::PermissionDeniedError(
+          fmt::format("operator \"{}\" is not an approver on host {} of approval {}",
+                      caller.audit_name, id, approval.approval_id()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 constexpr uint32_t kDefaultListLimit = 100;
 constexpr uint32_t kMaxListLimit = 10000;
 
@@ -111,8 +153,9 @@ SignalService::SignalService(const Clock& clock, Store& store, HostDirectory& ho
       hosts_(hosts),
       actuator_(actuator),
       options_(std::move(options)),
-      engine_(PlaybookSet{}, AutomationGuardrails{.blocks = options_.blocks}),
       worker_("bh-signals") {
+  engines_.try_emplace(kDefaultTenant, PlaybookSet{},
+                       AutomationGuardrails{.blocks = options_.blocks});
   if (options_.approval_check_period.count() > 0) {
     worker_.every(options_.approval_check_period, [this] { (void)expireApprovals(); });
   }
@@ -122,49 +165,54 @@ SignalService::~SignalService() { shutdown(); }
 
 absl::Status SignalService::reload() {
   if (options_.policy_dir.empty()) return absl::OkStatus();
-  namespace fs = std::filesystem;
-  const fs::path dir = fs::path(options_.policy_dir) / "playbooks";
-  PlaybookSet playbooks;
-  std::error_code ec;
-  if (fs::exists(dir, ec)) {
-    auto loaded = loadPlaybookDir(dir.string());
-    if (!loaded.ok()) return loaded.status();
-    playbooks = *std::move(loaded);
-  }
-  AutomationGuardrails guardrails{.blocks = options_.blocks};
-  const fs::path file = fs::path(options_.policy_dir) / "guardrails" / "automation.yaml";
-  if (fs::exists(file, ec)) {
-    absl::Status read_error;
-    std::string text = readFile(file, read_error);
-    if (!read_error.ok()) return read_error;
-    auto parsed = parseAutomationGuardrails("guardrails/automation.yaml", text, guardrails);
-    if (!parsed.ok()) return parsed.status();
-    guardrails = *std::move(parsed);
-  }
+  auto loaded = loadTenantAutomation(options_.policy_dir, options_.blocks);
+  if (!loaded.ok()) return loaded.status();
   std::lock_guard lock(mu_);
-  engine_.replace(std::move(playbooks), std::move(guardrails));
+  std::erase_if(engines_, [&](const auto& e) { return !loaded->contains(e.first); });
+  for (auto& [tenant, automation] : *loaded) {
+    // A tenant's rate windows stay across reloads.
+    if (auto it = engines_.find(tenant); it != engines_.end()) {
+      it->second.replace(std::move(automation.playbooks), std::move(automation.guardrails));
+    } else {
+      engines_.try_emplace(tenant, std::move(automation.playbooks),
+                           std::move(automation.guardrails));
+    }
+  }
   return absl::OkStatus();
 }
 
 size_t SignalService::playbookCount() const {
   std::lock_guard lock(mu_);
-  return engine_.playbooks().playbooks.size();
+  size_t n = 0;
+  for (const auto& [tenant, engine] : engines_) n += engine.playbooks().playbooks.size();
+  return n;
+}
+
+PlaybookEngine* SignalService::engineFor(const std::string& tenant) {
+  const auto it = engines_.find(tenant);
+  return it == engines_.end() ? nullptr : &it->second;
 }
 
 void SignalService::submitAsOperator(const Caller& caller, v1::Signal signal, SignalDone done) {
-  if (absl::Status allowed = authorize(caller, OperatorAction::kSubmitSignal); !allowed.ok()) {
+  absl::Status allowed = authorize(caller, OperatorAction::kSubmitSignal);
+  absl::StatusOr<std::string> tenant =
+      allowed.ok() ? singleCallTenant(caller, "a signal") : allowed;
+  if (!tenant.ok()) {
     done(recordCall(store_, clock_, auditActor(caller), auditAction(OperatorAction::kSubmitSignal),
-                    describe(signal), "", allowed));
+                    describe(signal), "", tenant.status()));
     return;
   }
-  submit(SignalDelivery{.delivered_by = "operator:" + caller.audit_name}, std::move(signal),
-         std::move(done));
+  submit(SignalDelivery{.delivered_by = "operator:" + caller.audit_name, .tenant = *tenant},
+         std::move(signal), std::move(done));
 }
 
 void SignalService::submit(SignalDelivery from, v1::Signal signal, SignalDone done) {
   if (!from.reporting_host.empty()) signal.set_host(from.reporting_host);
   if (absl::Status valid = validateSignal(signal); !valid.ok()) {
-    done(recordCall(store_, clock_, AuditActor{.name = from.delivered_by},
+    // (An agent's refused signal is recorded in tenant default: its host's tenant is looked up
+    // on the signals thread only.)
+    done(recordCall(store_, clock_,
+                    AuditActor{.name = from.delivered_by, .tenant = tenantOrDefault(from.tenant)},
                     auditAction(OperatorAction::kSubmitSignal), describe(signal), "", valid));
     return;
   }
@@ -232,6 +280,7 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
   // What each signal of the batch became before the commit.
   struct Planned {
     std::string key;
+    std::string tenant;
     std::string signal_id;  // the duplicate's first signal, or the new one's
     bool duplicate = false;
     Decision decision;
@@ -241,25 +290,29 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
   std::vector<SignalWrite> writes;
   writes.reserve(batch.size());
   std::map<std::string, std::string> keys_in_batch;  // idempotency key -> its signal's id
-  DirectoryFleet fleet(hosts_);                      // one snapshot of the fleet for the batch
-  PlaybookEngine::Rates rates_before;                // put back if the batch is not recorded
+  const FleetSnapshot fleet(hosts_);                 // one snapshot of the fleet for the batch
+  std::map<std::string, PlaybookEngine::Rates> rates_before;  // put back if not recorded
   {
     std::lock_guard lock(mu_);
-    rates_before = engine_.rates();
+    for (const auto& [tenant, engine] : engines_) rates_before.emplace(tenant, engine.rates());
   }
 
   for (size_t n = 0; n < batch.size(); ++n) {
     const Queued& q = batch[n];
     const v1::Signal& signal = q.signal;
     Planned& p = planned[n];
+    // An agent's signal belongs to its host's tenant; the others to their front door's.
+    const std::string tenant = q.from.reporting_host.empty()
+                                   ? tenantOrDefault(q.from.tenant)
+                                   : fleet.tenantOf(q.from.reporting_host);
+    p.tenant = tenant;
     p.key =
         signal.idempotency_key().empty() ? derivedIdempotencyKey(signal) : signal.idempotency_key();
     p.key = fmt::format("{}/{}/{}", signalSourceName(signal.source()), signal.integration(), p.key);
+    // Keys are per tenant: another tenant's signal with the same key is not a duplicate (and
+    // its answer never names this one). Tenant default's keep their form from before tenants.
+    if (tenant != kDefaultTenant) p.key = tenant + ":" + p.key;
     const std::string target = describe(signal);
-    // An agent's signal belongs to its host's tenant; the others come in through tenant
-    // default's front doors.
-    const std::string tenant =
-        q.from.reporting_host.empty() ? kDefaultTenant : fleet.tenantOf(q.from.reporting_host);
     const AuditActor deliverer{.name = q.from.delivered_by, .tenant = tenant};
 
     // A duplicate is answered before the engine sees it: it counts against no rate cap.
@@ -283,14 +336,14 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
     std::string not_acted;
     {
       std::lock_guard lock(mu_);
-      if (tenant == kDefaultTenant) {
-        p.decision =
-            engine_.decide(signal, q.from.reporting_host, fleet, std::chrono::steady_clock::now());
+      // The tenant's own playbooks decide, on its own hosts only: another tenant's signal
+      // cannot make them block or isolate anything of this one.
+      if (PlaybookEngine* engine = engineFor(tenant)) {
+        p.decision = engine->decide(signal, q.from.reporting_host, fleet.of(tenant),
+                                    std::chrono::steady_clock::now());
       } else {
-        // Recorded, never acted on: the playbooks are tenant default's and act on its hosts
-        // only, so another tenant's host cannot make them block or isolate anything.
         p.decision = Decision{};
-        not_acted = fmt::format("tenant {}: no playbooks run for it in this release", tenant);
+        not_acted = fmt::format("tenant {} has no playbooks", tenant);
       }
       p.signal_id = fmt::format("sig-{}-{}", now_ms, ++sequence_);
       for (const PlannedAction& a : p.decision.actions) {
@@ -309,6 +362,7 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
     record.set_signal_id(p.signal_id);
     record.set_received_unix_ms(now_ms);
     record.set_delivered_by(q.from.delivered_by);
+    record.set_tenant(tenant);
     *record.mutable_signal() = signal;
     record.set_disposition(decision.disposition);
     std::string summary;
@@ -337,9 +391,10 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
                                    : std::string(verdictName(a.verdict));
       const std::string detail = fmt::format("{} {}: {}{}", actionKindName(a.kind), a.detail(),
                                              what, a.why.empty() ? "" : " (" + a.why + ")");
-      write.audit.push_back(callEntry(
-          now_ms, AuditActor{.name = "playbook:" + a.playbook}, kSignalActionAuditAction,
-          a.target().empty() ? target : a.target(), p.signal_id, absl::OkStatus(), detail));
+      write.audit.push_back(
+          callEntry(now_ms, AuditActor{.name = "playbook:" + a.playbook, .tenant = tenant},
+                    kSignalActionAuditAction, a.target().empty() ? target : a.target(), p.signal_id,
+                    absl::OkStatus(), detail));
       if (a.verdict != Verdict::kNeedsApproval) continue;
       v1::Approval& approval = write.approvals.emplace_back();
       approval.set_approval_id(p.approval_ids[i]);
@@ -352,14 +407,15 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
       approval.set_state(v1::APPROVAL_STATE_PENDING);
       approval.set_action_index(static_cast<uint32_t>(i));
       approval.set_reporting_host(q.from.reporting_host);
+      approval.set_tenant(tenant);
     }
     // And one when a rate cap starts suppressing.
     if (decision.rate_cap_reached) {
       spdlog::warn("signals: a rate cap started suppressing automatic actions (signal {})",
                    p.signal_id);
-      write.audit.push_back(
-          callEntry(now_ms, AuditActor{.name = "controller"}, kSignalRateCapAuditAction, target,
-                    p.signal_id, absl::OkStatus(), "automatic actions suppressed from here on"));
+      write.audit.push_back(callEntry(
+          now_ms, AuditActor{.name = "controller", .tenant = tenant}, kSignalRateCapAuditAction,
+          target, p.signal_id, absl::OkStatus(), "automatic actions suppressed from here on"));
     }
     writes.push_back(std::move(write));
   }
@@ -368,7 +424,9 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
   if (!recorded.ok()) {
     {
       std::lock_guard lock(mu_);
-      engine_.restoreRates(std::move(rates_before));
+      for (auto& [tenant, rates] : rates_before) {
+        if (PlaybookEngine* engine = engineFor(tenant)) engine->restoreRates(std::move(rates));
+      }
     }
     if (batch.size() > 1) {
       spdlog::warn("signals: a batch of {} was not recorded ({}): taking them one by one",
@@ -394,12 +452,14 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
     if (p.duplicate || earlier.has_value()) {
       // (earlier: another controller recorded the same key meanwhile.)
       q.done(SignalOutcome{.signal_id = earlier ? earlier->record.signal_id() : p.signal_id,
+                           .tenant = p.tenant,
                            .disposition = v1::SIGNAL_DISPOSITION_DUPLICATE});
       continue;
     }
     const SignalRow& row = *writes[n].row;
     const Decision& decision = p.decision;
     SignalOutcome outcome{.signal_id = p.signal_id,
+                          .tenant = p.tenant,
                           .disposition = decision.disposition,
                           .actions = {row.record.actions().begin(), row.record.actions().end()}};
     // The actions start before the answer goes out: enforcement never waits on the caller,
@@ -411,8 +471,7 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
       InFlight& flight = in_flight_[p.signal_id];
       flight.row = row;
       ++flight.running;
-      Caller caller{
-          .audit_name = "playbook:" + a.playbook, .is_operator = true, .role = Role::kResponder};
+      const Caller caller = playbookCaller(a.playbook, row.record.tenant());
       const std::string reason = fmt::format("signal {}: {}", p.signal_id, target);
       actuator_.start(caller, a, reason,
                       [this, signal_id = p.signal_id, i](const absl::Status& status,
@@ -457,7 +516,12 @@ absl::StatusOr<std::vector<v1::SignalRecord>> SignalService::list(const Caller& 
   }
   if (limit == 0) limit = kDefaultListLimit;
   limit = std::min(limit, kMaxListLimit);
-  auto rows = store_.listSignals(since_unix_ms, limit);
+  const std::vector<std::string> tenants = tenantsReadWhole(caller);
+  absl::StatusOr<std::vector<SignalRow>> rows = std::vector<SignalRow>{};
+  // (No readable tenant: nothing, never "every tenant".)
+  if (!tenants.empty() || readsEveryTenant(caller)) {
+    rows = store_.listSignals(since_unix_ms, limit, tenants);
+  }
   absl::Status status = rows.ok() ? absl::OkStatus() : rows.status();
   if (auto s = recordCall(store_, clock_, auditActor(caller),
                           auditAction(OperatorAction::kListSignals), "", "", status);
@@ -479,16 +543,22 @@ absl::StatusOr<SignalOutcome> SignalService::preview(const Caller& caller, v1::S
                                                      const std::string& reporting_host) {
   if (!reporting_host.empty()) signal.set_host(reporting_host);
   absl::Status allowed = authorize(caller, OperatorAction::kPreviewSignal);
-  if (allowed.ok()) allowed = validateSignal(signal);
-  if (!allowed.ok()) {
+  absl::StatusOr<std::string> tenant =
+      allowed.ok() ? singleCallTenant(caller, "a signal") : allowed;
+  if (tenant.ok()) allowed = validateSignal(signal);
+  if (!tenant.ok() || !allowed.ok()) {
     return recordCall(store_, clock_, auditActor(caller),
-                      auditAction(OperatorAction::kPreviewSignal), describe(signal), "", allowed);
+                      auditAction(OperatorAction::kPreviewSignal), describe(signal), "",
+                      tenant.ok() ? allowed : tenant.status());
   }
-  DirectoryFleet fleet(hosts_);
+  const FleetSnapshot fleet(hosts_);
   Decision decision;
   {
     std::lock_guard lock(mu_);
-    decision = engine_.preview(signal, reporting_host, fleet, std::chrono::steady_clock::now());
+    if (const PlaybookEngine* engine = engineFor(*tenant)) {
+      decision = engine->preview(signal, reporting_host, fleet.of(*tenant),
+                                 std::chrono::steady_clock::now());
+    }
   }
   if (auto s = recordCall(store_, clock_, auditActor(caller),
                           auditAction(OperatorAction::kPreviewSignal), describe(signal), "",
@@ -496,7 +566,7 @@ absl::StatusOr<SignalOutcome> SignalService::preview(const Caller& caller, v1::S
       !s.ok()) {
     return s;
   }
-  SignalOutcome out{.disposition = decision.disposition};
+  SignalOutcome out{.tenant = *tenant, .disposition = decision.disposition};
   for (const PlannedAction& a : decision.actions) out.actions.push_back(toRecord(a));
   return out;
 }
@@ -511,7 +581,11 @@ absl::StatusOr<std::vector<v1::Approval>> SignalService::listApprovals(const Cal
   }
   if (limit == 0) limit = kDefaultListLimit;
   limit = std::min(limit, kMaxListLimit);
-  auto rows = store_.listApprovals(!all, limit);
+  const std::vector<std::string> tenants = tenantsReadWhole(caller);
+  absl::StatusOr<std::vector<v1::Approval>> rows = std::vector<v1::Approval>{};
+  if (!tenants.empty() || readsEveryTenant(caller)) {
+    rows = store_.listApprovals(!all, limit, tenants);
+  }
   absl::Status status = rows.ok() ? absl::OkStatus() : rows.status();
   if (auto s = recordCall(store_, clock_, auditActor(caller), action, all ? "all" : "pending", "",
                           status);
@@ -556,6 +630,16 @@ absl::StatusOr<v1::Approval> SignalService::decide(const Caller& caller,
   if (!stored.ok()) return refuse(stored.status());
   v1::Approval approval = *std::move(stored);
   fillTypedFields(approval);
+  // Another tenant's approval reads exactly as an unknown one.
+  const std::string tenant = tenantOrDefault(approval.tenant());
+  if (!inCallTenants(caller, tenant)) {
+    return refuse(absl::NotFoundError(fmt::format("no approval \"{}\"", approval_id)));
+  }
+  const FleetSnapshot fleet(hosts_);
+  if (absl::Status covers = approverCovers(caller, tenant, approval, fleet.of(tenant));
+      !covers.ok()) {
+    return refuse(covers);
+  }
   const int64_t now_ms = clock_.nowUnixMs();
   if (approval.state() != v1::APPROVAL_STATE_PENDING) {
     const bool expired = approval.state() == v1::APPROVAL_STATE_EXPIRED;
@@ -582,12 +666,13 @@ absl::StatusOr<v1::Approval> SignalService::decide(const Caller& caller,
   if (approve) {
     auto signal = store_.getSignal(approval.signal_id());
     if (!signal.ok()) return refuse(signal.status());
-    DirectoryFleet fleet(hosts_);
     Decision again;
     {
       std::lock_guard lock(mu_);
-      again = engine_.preview(signal->record.signal(), approval.reporting_host(), fleet,
-                              std::chrono::steady_clock::now());
+      if (const PlaybookEngine* engine = engineFor(tenant)) {
+        again = engine->preview(signal->record.signal(), approval.reporting_host(),
+                                fleet.of(tenant), std::chrono::steady_clock::now());
+      }
     }
     for (const PlannedAction& a : again.actions) {
       if (a.playbook == approval.playbook() &&
@@ -625,7 +710,8 @@ absl::StatusOr<v1::Approval> SignalService::decide(const Caller& caller,
                  .target = escapeNonPrintable(approval_id),
                  .reason = escapeNonPrintable(reason),
                  .outcome = "ok",
-                 .detail = escapeNonPrintable(describeApproval(approval))};
+                 .detail = escapeNonPrintable(describeApproval(approval)),
+                 .tenant = tenant};
   if (absl::Status s = store_.decideApproval(decided, row); !s.ok()) {
     // Lost the race (FAILED_PRECONDITION naming the winner) or the commit failed: nothing
     // changed, nothing started.
@@ -720,14 +806,14 @@ size_t SignalService::expireApprovals() {
     decided.set_reason("nobody decided before it expired: rejected");
     decided.set_outcome("not run");
     decided.set_outcome_state(v1::SIGNAL_ACTION_STATE_NOT_RUN);
-    AuditEntry row{
-        .at_unix_ms = now_ms,
-        .operator_name = "controller",
-        .action = kApprovalExpiredAuditAction,
-        .target = escapeNonPrintable(approval.approval_id()),
-        .reason = approval.signal_id(),
-        .outcome = "ok",
-        .detail = escapeNonPrintable("rejected, not run: " + describeApproval(approval))};
+    AuditEntry row{.at_unix_ms = now_ms,
+                   .operator_name = "controller",
+                   .action = kApprovalExpiredAuditAction,
+                   .target = escapeNonPrintable(approval.approval_id()),
+                   .reason = approval.signal_id(),
+                   .outcome = "ok",
+                   .detail = escapeNonPrintable("rejected, not run: " + describeApproval(approval)),
+                   .tenant = tenantOrDefault(approval.tenant())};
     // FAILED_PRECONDITION: a responder decided it meanwhile, which stands.
     if (absl::Status s = store_.decideApproval(decided, row); !s.ok()) {
       if (!absl::IsFailedPrecondition(s)) {

@@ -18,6 +18,12 @@
 // playbook as the caller ("playbook:NAME") and the signal's id in the reason, so their own
 // audit rows name both. Their ends are written back into the signal's record.
 //
+// Tenants: every signal belongs to one tenant: its agent's host's, its integration's, or the
+// operator's call's (the CrowdSec poller's are tenant default's). Only that tenant's playbooks
+// decide it, under its guardrails and rate caps, seeing only its hosts; a playbook acts as a
+// responder of that tenant alone, so "fleet" is the tenant's fleet. Idempotency keys, listings,
+// approvals and audit rows are per tenant; another tenant's approval reads as unknown.
+//
 // Approvals: an action a guardrail holds back (Verdict::kNeedsApproval) gets an approval row
 // (store, with its audit row) that expires after `approval_expiry`. approve() plans the signal
 // again under the guardrails in force (a protected address stays protected) and starts the
@@ -78,16 +84,18 @@ class SignalService final : public SignalIntake {
                 SignalServiceOptions options);
   ~SignalService() override;  // shutdown()
 
-  // Loads POLICY_DIR/playbooks/*.yaml and POLICY_DIR/guardrails/automation.yaml (both
-  // optional); on any error, one line per problem, the set in force stays.
+  // Loads every tenant's playbooks and guardrails (loadTenantAutomation: POLICY_DIR/playbooks,
+  // guardrails/automation.yaml, tenants/NAME/...; all optional); on any error, one line per
+  // problem, the sets in force stay.
   absl::Status reload();
-  // Playbooks and guardrails in force (counts, for the log).
+  // Playbooks in force, every tenant's (for the log).
   size_t playbookCount() const;
 
   void submit(SignalDelivery from, bulkhead::v1::Signal signal, SignalDone done) override;
 
   // `bulkhead signal` and `bulkhead signals`: `caller` must be an operator (responder to
-  // submit, viewer to list); audited like every operator call.
+  // submit, in one tenant, which the signal belongs to; viewer to list, the signals of the
+  // call's tenants where it holds a role on every host); audited like every operator call.
   void submitAsOperator(const Caller& caller, bulkhead::v1::Signal signal, SignalDone done);
   absl::StatusOr<std::vector<bulkhead::v1::SignalRecord>> list(const Caller& caller,
                                                                int64_t since_unix_ms,
@@ -102,13 +110,15 @@ class SignalService final : public SignalIntake {
   // state. Viewer; audited as "approvals".
   absl::StatusOr<std::vector<bulkhead::v1::Approval>> listApprovals(const Caller& caller, bool all,
                                                                     uint32_t limit);
-  // Decides a pending approval; `reason` is required. The caller must be a responder and, when
-  // a person requested the action (delivered the signal), another person (PERMISSION_DENIED
-  // naming why). FAILED_PRECONDITION when it is no longer pending or has expired, or, for an
-  // approval, when the guardrails in force now stop the action or the playbooks no longer plan
-  // it (then it stays pending). Approve starts the action; the answer says "started" and the
-  // action's end is written into the approval and the signal's record. Audited as "approve" /
-  // "reject" (the success row in the same transaction as the decision).
+  // Decides a pending approval; `reason` is required. The caller must be an approver of the
+  // approval's tenant on every host its action touches (on every host of the tenant for a
+  // tenant-wide one) and, when a person requested the action (delivered the signal), another
+  // person (PERMISSION_DENIED naming why); another tenant's approval is NOT_FOUND, as unknown.
+  // FAILED_PRECONDITION when it is no longer pending or has expired, or, for an approval, when the
+  // guardrails in force now stop the action or the playbooks no longer plan it (then it stays
+  // pending). Approve starts the action; the answer says "started" and the action's end is written
+  // into the approval and the signal's record. Audited as "approve" / "reject" (the success row in
+  // the same transaction as the decision).
   absl::StatusOr<bulkhead::v1::Approval> approve(const Caller& caller,
                                                  const std::string& approval_id,
                                                  const std::string& reason);
@@ -167,8 +177,13 @@ class SignalService final : public SignalIntake {
   std::deque<Queued> queue_;   // GUARDED_BY(queue_mu_); oldest first
   bool drain_posted_ = false;  // GUARDED_BY(queue_mu_)
   bool closed_ = false;        // GUARDED_BY(queue_mu_); shutdown() began
+  // The engine of `tenant`'s playbooks; null for a tenant that runs none. Needs mu_.
+  PlaybookEngine* engineFor(const std::string& tenant);
+
   mutable std::mutex mu_;
-  PlaybookEngine engine_;  // GUARDED_BY(mu_); used on the signals thread and by preview
+  // Per tenant (controller/playbook/tenant_automation.h): "default" always; used on the
+  // signals thread and by preview and approve.
+  std::map<std::string, PlaybookEngine> engines_;  // GUARDED_BY(mu_)
   uint64_t sequence_ = 0;  // GUARDED_BY(mu_)
   Scheduler worker_;       // "bh-signals"; last, so it stops before the members it uses go
 };

@@ -162,4 +162,24 @@ std::map<std::string, TargetHost> hostsInScope(const Caller& caller, Role min_ro
   return known;
 }
 
+bool readsEveryTenant(const Caller& caller) { return caller.all_tenants && isInstallAdmin(caller); }
+
+std::vector<std::string> tenantsReadWhole(const Caller& caller) {
+  if (readsEveryTenant(caller)) return {};
+  std::vector<std::string> out;
+  for (const std::string& t : callTenants(caller)) {
+    if (holdsOnEveryHost(caller, t, Role::kViewer)) out.push_back(t);
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> singleCallTenant(const Caller& caller, std::string_view what) {
+  const std::vector<std::string> tenants = callTenants(caller);
+  if (caller.all_tenants || tenants.size() != 1) {
+    return absl::InvalidArgumentError(fmt::format(
+        "tenant: {} belongs to one tenant: choose it with --tenant NAME, not '*'", what));
+  }
+  return tenants.front();
+}
+
 }  // namespace bulkhead::controller

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "bulkhead/v1/operator.pb.h"
 #include "common/identity.h"
 #include "common/parse.h"
@@ -62,6 +63,17 @@ Role roleOnHost(const Caller& caller, const bulkhead::v1::HostSummary& host);
 // Whether the caller holds at least `min_role` on every host of `tenant`, present and future
 // (an install admin, or a grant there without a selector), and `tenant` is one of the call's.
 bool holdsOnEveryHost(const Caller& caller, std::string_view tenant, Role min_role);
+
+// The tenants whose own records (signals, approvals, integrations) the caller lists: for an
+// install admin's `--tenant '*'` every tenant (empty); else those of the call's tenants where
+// it holds a role on every host (empty when none: then nothing is listed).
+std::vector<std::string> tenantsReadWhole(const Caller& caller);
+// True when tenantsReadWhole()'s empty answer means every tenant.
+bool readsEveryTenant(const Caller& caller);
+
+// The one tenant of a call that creates a record belonging to one tenant (`what`: "a signal",
+// "an integration"); INVALID_ARGUMENT for a call across tenants.
+absl::StatusOr<std::string> singleCallTenant(const Caller& caller, std::string_view what);
 
 // The hosts of `known` the caller reaches with at least `min_role`.
 std::map<std::string, TargetHost> hostsInScope(const Caller& caller, Role min_role,

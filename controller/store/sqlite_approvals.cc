@@ -49,8 +49,8 @@ absl::Status SqliteApprovals::add(const v1::Approval& a) {
     return absl::AlreadyExistsError(fmt::format("approval \"{}\" exists", a.approval_id()));
   }
   Stmt st(db_,
-          "INSERT INTO approvals(id, signal_id, requested_at, expires_at, state, record) "
-          "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+          "INSERT INTO approvals(id, signal_id, requested_at, expires_at, state, record, tenant) "
+          "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, a.approval_id());
   st.bind(2, a.signal_id());
@@ -58,6 +58,7 @@ absl::Status SqliteApprovals::add(const v1::Approval& a) {
   st.bind(4, a.expires_unix_ms());
   st.bind(5, stateText(a.state()));
   st.bindBlob(6, a.SerializeAsString());
+  st.bind(7, tenantOrDefault(a.tenant()));
   return st.run();
 }
 
@@ -73,13 +74,16 @@ absl::StatusOr<v1::Approval> SqliteApprovals::get(const std::string& approval_id
   return readApproval(st);
 }
 
-absl::StatusOr<std::vector<v1::Approval>> SqliteApprovals::list(bool pending_only, size_t limit) {
-  Stmt st(db_, pending_only ? "SELECT record FROM approvals WHERE state = 'pending' "
-                              "ORDER BY expires_at, rowid LIMIT ?1"
-                            : "SELECT record FROM approvals "
-                              "ORDER BY requested_at DESC, rowid DESC LIMIT ?1");
+absl::StatusOr<std::vector<v1::Approval>> SqliteApprovals::list(
+    bool pending_only, size_t limit, const std::vector<std::string>& tenants) {
+  const std::string filter = tenantFilter(tenants, 2);
+  Stmt st(db_, pending_only ? "SELECT record FROM approvals WHERE state = 'pending'" + filter +
+                                  " ORDER BY expires_at, rowid LIMIT ?1"
+                            : "SELECT record FROM approvals WHERE 1" + filter +
+                                  " ORDER BY requested_at DESC, rowid DESC LIMIT ?1");
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, static_cast<int64_t>(limit));
+  for (size_t i = 0; i < tenants.size(); ++i) st.bind(2 + static_cast<int>(i), tenants[i]);
   return readAll(db_, st, "list approvals");
 }
 

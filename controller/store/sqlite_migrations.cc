@@ -176,6 +176,13 @@ constexpr const char* kMigrations[] = {
       ALTER TABLE audit ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
       CREATE INDEX audit_by_tenant ON audit(tenant, id);
     )sql",
+    // 11: the tenant of each signal and approval (those before it belong to "default").
+    R"sql(
+      ALTER TABLE signals ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+      CREATE INDEX signals_by_tenant ON signals(tenant, received_at);
+      ALTER TABLE approvals ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+      CREATE INDEX approvals_by_tenant ON approvals(tenant, state, expires_at);
+    )sql",
 };
 
 }  // namespace

@@ -19,6 +19,15 @@ absl::StatusOr<SignalRow> readSignal(Stmt& st) {
 
 }  // namespace
 
+std::string tenantFilter(const std::vector<std::string>& tenants, int first_parameter) {
+  if (tenants.empty()) return "";
+  std::string out = " AND tenant IN (";
+  for (size_t i = 0; i < tenants.size(); ++i) {
+    out += fmt::format("{}?{}", i == 0 ? "" : ", ", first_parameter + static_cast<int>(i));
+  }
+  return out + ")";
+}
+
 absl::StatusOr<std::optional<SignalRow>> SqliteSignals::findByKey(const std::string& key,
                                                                   int64_t since_unix_ms) {
   Stmt st(db_,
@@ -37,12 +46,14 @@ absl::StatusOr<std::optional<SignalRow>> SqliteSignals::findByKey(const std::str
 
 absl::Status SqliteSignals::add(const SignalRow& row) {
   Stmt st(db_,
-          "INSERT INTO signals(id, received_at, idempotency_key, record) VALUES(?1, ?2, ?3, ?4)");
+          "INSERT INTO signals(id, received_at, idempotency_key, record, tenant) "
+          "VALUES(?1, ?2, ?3, ?4, ?5)");
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, row.record.signal_id());
   st.bind(2, row.record.received_unix_ms());
   st.bind(3, row.idempotency_key);
   st.bindBlob(4, row.record.SerializeAsString());
+  st.bind(5, tenantOrDefault(row.record.tenant()));
   return st.run();
 }
 
@@ -58,13 +69,14 @@ absl::Status SqliteSignals::update(const SignalRow& row) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<SignalRow>> SqliteSignals::list(int64_t since_unix_ms, size_t limit) {
-  Stmt st(db_,
-          "SELECT idempotency_key, record FROM signals WHERE received_at >= ?1 "
-          "ORDER BY received_at DESC, rowid DESC LIMIT ?2");
+absl::StatusOr<std::vector<SignalRow>> SqliteSignals::list(
+    int64_t since_unix_ms, size_t limit, const std::vector<std::string>& tenants) {
+  Stmt st(db_, "SELECT idempotency_key, record FROM signals WHERE received_at >= ?1" +
+                   tenantFilter(tenants, 3) + " ORDER BY received_at DESC, rowid DESC LIMIT ?2");
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, since_unix_ms);
   st.bind(2, static_cast<int64_t>(limit));
+  for (size_t i = 0; i < tenants.size(); ++i) st.bind(3 + static_cast<int>(i), tenants[i]);
   std::vector<SignalRow> out;
   int rc;
   while ((rc = st.step()) == SQLITE_ROW) {

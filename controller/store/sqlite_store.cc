@@ -266,10 +266,10 @@ absl::Status SqliteStore::updateSignal(const SignalRow& row) {
   return signals_.update(row);
 }
 
-absl::StatusOr<std::vector<SignalRow>> SqliteStore::listSignals(int64_t since_unix_ms,
-                                                                size_t limit) {
+absl::StatusOr<std::vector<SignalRow>> SqliteStore::listSignals(
+    int64_t since_unix_ms, size_t limit, const std::vector<std::string>& tenants) {
   std::lock_guard lock(mu_);
-  return signals_.list(since_unix_ms, limit);
+  return signals_.list(since_unix_ms, limit, tenants);
 }
 
 absl::StatusOr<SignalRow> SqliteStore::getSignal(const std::string& signal_id) {
@@ -284,10 +284,10 @@ absl::StatusOr<v1::Approval> SqliteStore::getApproval(const std::string& approva
   return approvals_.get(approval_id);
 }
 
-absl::StatusOr<std::vector<v1::Approval>> SqliteStore::listApprovals(bool pending_only,
-                                                                     size_t limit) {
+absl::StatusOr<std::vector<v1::Approval>> SqliteStore::listApprovals(
+    bool pending_only, size_t limit, const std::vector<std::string>& tenants) {
   std::lock_guard lock(mu_);
-  return approvals_.list(pending_only, limit);
+  return approvals_.list(pending_only, limit, tenants);
 }
 
 absl::StatusOr<std::vector<v1::Approval>> SqliteStore::listExpiredApprovals(int64_t now_unix_ms,

@@ -78,12 +78,14 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::optional<SignalRow>> findSignal(const std::string& idempotency_key,
                                                       int64_t since_unix_ms) override;
   absl::Status updateSignal(const SignalRow& row) override;
-  absl::StatusOr<std::vector<SignalRow>> listSignals(int64_t since_unix_ms,
-                                                     size_t limit) override;
+  using Store::listSignals;
+  absl::StatusOr<std::vector<SignalRow>> listSignals(
+      int64_t since_unix_ms, size_t limit, const std::vector<std::string>& tenants) override;
   absl::StatusOr<SignalRow> getSignal(const std::string& signal_id) override;
   absl::StatusOr<bulkhead::v1::Approval> getApproval(const std::string& approval_id) override;
-  absl::StatusOr<std::vector<bulkhead::v1::Approval>> listApprovals(bool pending_only,
-                                                                    size_t limit) override;
+  using Store::listApprovals;
+  absl::StatusOr<std::vector<bulkhead::v1::Approval>> listApprovals(
+      bool pending_only, size_t limit, const std::vector<std::string>& tenants) override;
   absl::StatusOr<std::vector<bulkhead::v1::Approval>> listExpiredApprovals(int64_t now_unix_ms,
                                                                            size_t limit) override;
   absl::Status decideApproval(const bulkhead::v1::Approval& decided,

@@ -117,7 +117,12 @@ class SqliteCustody {
   sqlite3* db_;
 };
 
-// signals: the detections received, with what each caused (the record is a SignalRecord).
+// " AND tenant IN (?N, ?N+1, ...)" for `tenants` bound from parameter `first_parameter` on;
+// "" for none (every tenant).
+std::string tenantFilter(const std::vector<std::string>& tenants, int first_parameter);
+
+// signals: the detections received, with what each caused (the record is a SignalRecord; its
+// tenant also in a column).
 class SqliteSignals {
  public:
   explicit SqliteSignals(sqlite3* db) : db_(db) {}
@@ -127,7 +132,9 @@ class SqliteSignals {
   absl::Status add(const SignalRow& row);
   // NotFound when there is no such signal.
   absl::Status update(const SignalRow& row);
-  absl::StatusOr<std::vector<SignalRow>> list(int64_t since_unix_ms, size_t limit);
+  // `tenants` empty: every tenant's.
+  absl::StatusOr<std::vector<SignalRow>> list(int64_t since_unix_ms, size_t limit,
+                                              const std::vector<std::string>& tenants);
   // NotFound when there is no such signal.
   absl::StatusOr<SignalRow> get(const std::string& signal_id);
 
@@ -135,8 +142,8 @@ class SqliteSignals {
   sqlite3* db_;
 };
 
-// Table `approvals`: the Approval message in `record`, its id, signal, times and state in
-// columns for the lookups (sqlite_approvals.cc).
+// Table `approvals`: the Approval message in `record`, its id, signal, times, state and tenant
+// in columns for the lookups (sqlite_approvals.cc).
 class SqliteApprovals {
  public:
   explicit SqliteApprovals(sqlite3* db) : db_(db) {}
@@ -144,7 +151,9 @@ class SqliteApprovals {
   absl::Status add(const bulkhead::v1::Approval& approval);
   // NotFound when there is no such approval.
   absl::StatusOr<bulkhead::v1::Approval> get(const std::string& approval_id);
-  absl::StatusOr<std::vector<bulkhead::v1::Approval>> list(bool pending_only, size_t limit);
+  // `tenants` empty: every tenant's.
+  absl::StatusOr<std::vector<bulkhead::v1::Approval>> list(bool pending_only, size_t limit,
+                                                           const std::vector<std::string>& tenants);
   absl::StatusOr<std::vector<bulkhead::v1::Approval>> expired(int64_t now_unix_ms, size_t limit);
   // Replaces the row while its state is `expected_state`; FailedPrecondition (naming the
   // stored state and decider) when it is not, NotFound when there is no such approval.

@@ -328,9 +328,13 @@ class Store {
                                                               int64_t since_unix_ms) = 0;
   // Replaces the record of signal `row.record.signal_id()` (its actions' outcomes as they end).
   virtual absl::Status updateSignal(const SignalRow& row) = 0;
-  // Signals received at or after `since_unix_ms`, newest first, at most `limit`.
-  virtual absl::StatusOr<std::vector<SignalRow>> listSignals(int64_t since_unix_ms,
-                                                             size_t limit) = 0;
+  // Signals of `tenants` (empty: of every tenant) received at or after `since_unix_ms`,
+  // newest first, at most `limit`.
+  virtual absl::StatusOr<std::vector<SignalRow>> listSignals(
+      int64_t since_unix_ms, size_t limit, const std::vector<std::string>& tenants) = 0;
+  absl::StatusOr<std::vector<SignalRow>> listSignals(int64_t since_unix_ms, size_t limit) {
+    return listSignals(since_unix_ms, limit, {});
+  }
   // The signal with this id; NotFound "no signal ..." if unknown.
   virtual absl::StatusOr<SignalRow> getSignal(const std::string& signal_id) = 0;
 
@@ -338,10 +342,14 @@ class Store {
   // (addSignals).
   // NotFound "no approval ..." if unknown.
   virtual absl::StatusOr<bulkhead::v1::Approval> getApproval(const std::string& approval_id) = 0;
-  // Pending ones (oldest expiry first) when `pending_only`, else the newest requested first;
-  // at most `limit`.
-  virtual absl::StatusOr<std::vector<bulkhead::v1::Approval>> listApprovals(bool pending_only,
-                                                                            size_t limit) = 0;
+  // The approvals of `tenants` (empty: of every tenant): pending ones (oldest expiry first)
+  // when `pending_only`, else the newest requested first; at most `limit`.
+  virtual absl::StatusOr<std::vector<bulkhead::v1::Approval>> listApprovals(
+      bool pending_only, size_t limit, const std::vector<std::string>& tenants) = 0;
+  absl::StatusOr<std::vector<bulkhead::v1::Approval>> listApprovals(bool pending_only,
+                                                                    size_t limit) {
+    return listApprovals(pending_only, limit, {});
+  }
   // Pending approvals whose expiry is at or before `now_unix_ms`, oldest expiry first, at most
   // `limit`.
   virtual absl::StatusOr<std::vector<bulkhead::v1::Approval>> listExpiredApprovals(

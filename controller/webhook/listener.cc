@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/format.h"
+#include "common/identity.h"
 #include "common/text.h"
 #include "controller/playbook/playbook.h"
 #include "controller/webhook/formats.h"
@@ -199,8 +200,10 @@ Response Handler::handle(const Request& request) {
   auto wait = std::make_shared<Wait>();
   wait->left = signals->size();
   wait->outcomes.resize(signals->size(), absl::UnknownError("not answered"));
+  // The signals belong to the integration's tenant.
   const SignalDelivery from{.delivered_by = "integration:" + integration->name(),
-                            .reporting_host = ""};
+                            .reporting_host = "",
+                            .tenant = integration->tenant()};
   for (size_t i = 0; i < signals->size(); ++i) {
     intake_.submit(from, std::move((*signals)[i]),
                    [wait, i](absl::StatusOr<SignalOutcome> outcome) {
@@ -232,7 +235,11 @@ Response Handler::handle(const Request& request) {
         status,
         json{{"error", std::string(first_error.message())}, {"signals", out}}.dump() + "\n"};
   }
-  return Response{202, json{{"integration", integration->name()}, {"signals", out}}.dump() + "\n"};
+  return Response{202, json{{"integration", integration->name()},
+                            {"tenant", tenantOrDefault(integration->tenant())},
+                            {"signals", out}}
+                               .dump() +
+                           "\n"};
 }
 
 Listener::Listener(const Clock& clock, IntegrationDirectory& directory, SignalIntake& intake,

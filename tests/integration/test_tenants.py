@@ -8,7 +8,8 @@ against acme: each one is refused exactly like an unknown host, token or binding
 to beta, or is kept for tenant default. The cases are generated from the service's method
 list in operator.proto, so a new RPC without a case (and a tenant check) fails this test.
 Also: `block --all` by acme reaches acme's hosts only; a label-bound responder reaches only
-the hosts of its binding; a customer's viewer reads its tenant and changes nothing. Root only.
+the hosts of its binding; a customer's viewer reads its tenant and changes nothing; acme's own
+playbooks act on acme's hosts only and its approvals are decided by its own approvers. Root only.
 """
 
 import json
@@ -57,6 +58,22 @@ class TenantsTest(unittest.TestCase):
                     "    port: 7000\n")
         with open(os.path.join(policies, "tenants", "acme.yaml"), "w") as f:
             f.write("shared: [ir-jump-host]\n")
+        # acme's own playbooks: sshguard's reports blocked on acme's hosts; an implant alert
+        # isolates the host once one of acme's approvers agrees (acme's own guardrail).
+        os.makedirs(os.path.join(policies, "tenants", "acme", "playbooks"))
+        os.makedirs(os.path.join(policies, "tenants", "acme", "guardrails"))
+        with open(os.path.join(policies, "tenants", "acme", "playbooks", "ssh.yaml"), "w") as f:
+            f.write("name: acme-ssh\ndescription: blocked on acme's servers\n"
+                    "match: {source: sshguard}\nactions: [{action: block, scope: fleet}]\n"
+                    "default_ttl: 10m\n")
+        with open(os.path.join(policies, "tenants", "acme", "playbooks", "implant.yaml"),
+                  "w") as f:
+            f.write("name: acme-implant\ndescription: isolated once approved\n"
+                    "match: {source: cli, rule: ^acme-implant$}\n"
+                    "actions: [{action: isolate, scope: affected-host, ttl: 1h}]\n")
+        with open(os.path.join(policies, "tenants", "acme", "guardrails", "automation.yaml"),
+                  "w") as f:
+            f.write("approval_for_isolate: [role=web]\n")
         cls.fleet = Fleet(cls.lab, policy_dir=policies)
         cls.fleet.start_controller(extra=[
             "--enroll-listen", f"[::]:{ENROLL_PORT}",
@@ -87,7 +104,8 @@ class TenantsTest(unittest.TestCase):
         cls.identities = {}
         for name, tenant, role, hosts in (("bea", "beta", "admin", ""),
                                           ("ann", "acme", "responder", "env=prod"),
-                                          ("carl", "acme", "viewer", "")):
+                                          ("carl", "acme", "viewer", ""),
+                                          ("dan", "acme", "approver", "")):
             r = subprocess.run([cls.fleet.bin("bulkhead"), "pki", "issue", "operator", "--name",
                                 name, "--role", "none", "--dir", cls.fleet.pki],
                                capture_output=True, text=True, timeout=30)
@@ -98,6 +116,15 @@ class TenantsTest(unittest.TestCase):
             cls.admin("access", "grant", name, f"--tenant={tenant}", "--role", role, *extra,
                       "--reason", "contract")
         cls.acme_binding = cls.admin("access", "--tenant=acme")["bindings"][0]["binding_id"]
+        # acme's webhook integration, and an action of acme's waiting for approval.
+        cls.admin("integrations", "create", "acme-hook", "--format", "alertmanager",
+                  "--tenant=acme")
+        cls.acme_signal = cls.admin("signal", "--source", "cli", "--rule", "acme-implant",
+                                    "--host", "acme-web", "--tenant=acme")
+        pending = cls.admin("approvals", "--tenant=acme")["approvals"]
+        if len(pending) != 1:
+            raise RuntimeError(f"acme's implant alert: {cls.acme_signal} / {pending}")
+        cls.acme_approval = pending[0]["approval_id"]
         # Evidence of acme's host, taken by ann (acme's responder on it).
         rc, cap, err = cls.as_("ann", "capture", "acme-web", "--reason", "INC-0", "--output",
                                os.path.join(cls.lab.tmpdir, "acme.tar.gz"), timeout=300)
@@ -135,7 +162,7 @@ class TenantsTest(unittest.TestCase):
     # Each is (kind, argv with {X} for the other tenant's object); kinds:
     #   unknown  refused with exactly the answer for a name nobody has ({X} -> a made-up one)
     #   own      answers with beta's things only: `check(doc)` holds
-    #   default  refused: kept for tenant default (its records carry no tenant yet)
+    #   default  refused: kept for tenant default (it checks every tenant's rows)
     #   install  refused: for the install's admins
     def cases(self):
         acme_token = self.tokens["acme"]["token"]["token_id"]
@@ -171,17 +198,28 @@ class TenantsTest(unittest.TestCase):
                             self.acme_evidence),
             "VerifyEvidence": ("unknown", ["evidence", "verify", "{X}"], self.acme_evidence),
             "ShowEvidence": ("unknown", ["evidence", "show", "{X}"], self.acme_evidence),
-            "SubmitSignal": ("default", ["signal", "--source", "cli", "--rule", "r", "--ip",
-                                         "203.0.113.5", "--host", "acme-web"]),
-            "ListSignals": ("default", ["signals"]),
-            "PreviewSignal": ("default", ["playbook", "test", self.signal_file()]),
-            "ListApprovals": ("default", ["approvals"]),
-            "Approve": ("default", ["approve", "apr-none", "--reason", "x"]),
-            "Reject": ("default", ["reject", "apr-none", "--reason", "x"]),
-            "CreateIntegration": ("default", ["integrations", "create", "bea-hook", "--format",
-                                              "alertmanager"]),
-            "ListIntegrations": ("default", ["integrations"]),
-            "RevokeIntegration": ("default", ["integrations", "revoke", "none", "--reason", "x"]),
+            # beta's signal is beta's: acme's playbooks never see it (beta runs none).
+            "SubmitSignal": ("own", ["signal", "--source", "cli", "--rule", "acme-implant",
+                                     "--ip", "203.0.113.5", "--host", "acme-web"],
+                             lambda d: d["tenant"] == "beta" and d["actions"] == []),
+            "ListSignals": ("own", ["signals"],
+                            lambda d: {s["tenant"] for s in d.get("signals", [])} == {"beta"}),
+            "PreviewSignal": ("own", ["playbook", "test", self.signal_file()],
+                              lambda d: d["tenant"] == "beta" and d["actions"] == []),
+            "ListApprovals": ("own", ["approvals", "--all"],
+                              lambda d: [a for a in d.get("approvals", [])
+                                         if a["tenant"] != "beta"] == []),
+            "Approve": ("unknown", ["approve", "{X}", "--reason", "x"], self.acme_approval),
+            "Reject": ("unknown", ["reject", "{X}", "--reason", "x"], self.acme_approval),
+            "CreateIntegration": ("own", ["integrations", "create", "bea-hook", "--format",
+                                          "alertmanager"],
+                                  lambda d: d["integration"]["tenant"] == "beta"),
+            "ListIntegrations": ("own", ["integrations"],
+                                 lambda d: [(i["name"], i["tenant"])
+                                            for i in d.get("integrations", [])] ==
+                                 [("bea-hook", "beta")]),
+            "RevokeIntegration": ("unknown", ["integrations", "revoke", "{X}", "--reason", "x"],
+                                  "acme-hook"),
             "CreateJoinToken": ("own", ["tokens", "create", "--reason", "beta servers"],
                                 lambda d: d["token"]["tenant"] == "beta"),
             "ListJoinTokens": ("own", ["tokens"],
@@ -260,6 +298,12 @@ class TenantsTest(unittest.TestCase):
         rc, doc, err = self.fleet.cli("tokens", "--tenant=acme")
         self.assertEqual(rc, 0, err)
         self.assertEqual([t["revoked_unix_ms"] for t in doc["tokens"]], [0])
+        rc, doc, err = self.fleet.cli("integrations", "--tenant=acme")
+        self.assertEqual([(i["name"], i["revoked_unix_ms"]) for i in doc["integrations"]],
+                         [("acme-hook", 0)])
+        rc, doc, err = self.fleet.cli("approvals", "--all", "--tenant=acme")
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("bea", [a["decided_by"] for a in doc["approvals"]])
         rc, doc, err = self.fleet.cli("access", "--tenant=acme")
         self.assertIn(self.acme_binding, [b["binding_id"] for b in doc["bindings"]])
         # acme's own people see its evidence (carl, its viewer, lists and verifies it).
@@ -372,26 +416,75 @@ class TenantsTest(unittest.TestCase):
         self.assertIn("ir-jump-host", doc["outcomes"][0]["exemption_sets"])
         self.assertNotIn("acme-ops", doc["outcomes"][0]["exemption_sets"])
 
-    def test_a_signal_from_a_tenants_host_acts_on_no_other_tenant(self):
-        # sshguard on acme-web reports the attacker. The shipped playbook would block it on
-        # every host of tenant default: a host of acme must not make that happen. The signal
-        # is recorded, in acme's audit trail, and nothing is blocked anywhere.
+    def test_a_tenants_playbooks_act_on_its_own_hosts_only(self):
+        # sshguard on beta-web reports the attacker: beta runs no playbooks (the shipped ones
+        # are tenant default's), so it is recorded in beta and nothing is blocked anywhere.
         attacker = self.lab.ip4("attacker")
-        r = self.lab.run("h1", [self.fleet.bin("bulkhead-report"), "sshguard-backend",
-                                "--state-dir", self.fleet.agent_state_dir("h1")],
-                         input=f"block {attacker} 4 32\n", timeout=30)
-        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+
+        def sshguard(node):
+            r = self.lab.run(node, [self.fleet.bin("bulkhead-report"), "sshguard-backend",
+                                    "--state-dir", self.fleet.agent_state_dir(node)],
+                             input=f"block {attacker} 4 32\n", timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+
+        sshguard("h2")
+        rc, doc, err = self.as_("bea", "audit", "--limit", "1000")
+        self.assertEqual(rc, 0, err)
+        rows = [r for r in doc["records"] if r["operator"] == "host:beta-web"]
+        self.assertEqual([(r["action"], r["outcome"], r["tenant"]) for r in rows],
+                         [("signal", "no playbook matched", "beta")], rows)
+        self.assertIn("tenant beta has no playbooks", rows[0]["detail"])
+        # On acme-web: acme's own playbook blocks it on acme's hosts, and on no other's.
+        sshguard("h1")
+        try:
+            wait_until(lambda: not self.reachable("h1"), 10, desc="blocked on acme-web")
+            self.assertTrue(self.reachable("h2"))
+            self.assertTrue(self.reachable("h3"))
+            for tenant in ("default", "beta"):
+                rc, doc, err = self.fleet.cli("blocks", f"--tenant={tenant}")
+                self.assertEqual(rc, 0, err)
+                self.assertEqual(doc.get("blocks", []), [], tenant)
+            rc, doc, err = self.as_("carl", "signals")
+            self.assertEqual(rc, 0, err)
+            acme = [s for s in doc["signals"] if s["delivered_by"] == "host:acme-web"]
+            self.assertEqual([(s["tenant"], [a["playbook"] for a in s["actions"]])
+                              for s in acme], [("acme", ["acme-ssh"])], acme)
+            rc, doc, err = self.as_("carl", "audit", "--limit", "1000")
+            self.assertEqual(rc, 0, err)
+            self.assertIn(("playbook:acme-ssh", "block", "all"),
+                          {(r["operator"], r["action"], r["target"]) for r in doc["records"]})
+        finally:
+            rc, _, err = self.fleet.cli("unblock", attacker, "--all", "--reason", "test done",
+                                        "--tenant=acme")
+            self.assertEqual(rc, 0, err)
+            wait_until(lambda: self.reachable("h1"), 10, desc="acme-web unblocked")
+
+    def test_a_tenants_approvals_are_decided_by_its_own_approvers(self):
+        # carl (acme's viewer) sees acme's pending approval; ann (a responder) may not decide
+        # it; dan (acme's approver) approves, and acme-web is isolated, as dan's action.
+        rc, doc, err = self.as_("carl", "approvals", "--all")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([(a["approval_id"], a["tenant"]) for a in doc["approvals"]],
+                         [(self.acme_approval, "acme")])
+        rc, _, err = self.as_("ann", "approve", self.acme_approval, "--reason", "x",
+                              json_out=False)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("approve needs approver", err)
+        rc, doc, err = self.as_("dan", "approve", self.acme_approval, "--reason", "INC-5")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(doc["state"], "approved")
+        try:
+            wait_until(lambda: not self.reachable("h1"), 15, desc="acme-web isolated")
+            self.assertTrue(self.reachable("h3"))
+            self.assertTrue(self.reachable("h2"))
+        finally:
+            rc, _, err = self.as_("dan", "release", "acme-web", "--reason", "INC-5 done")
+            self.assertEqual(rc, 0, err)
+            wait_until(lambda: self.reachable("h1"), 10, desc="acme-web released")
         rc, doc, err = self.as_("carl", "audit", "--limit", "1000")
         self.assertEqual(rc, 0, err)
-        rows = [r for r in doc["records"] if r["operator"] == "host:acme-web"]
-        self.assertEqual([(r["action"], r["outcome"], r["tenant"]) for r in rows],
-                         [("signal", "no playbook matched", "acme")], rows)
-        self.assertIn("no playbooks run for it", rows[0]["detail"])
-        rc, doc, err = self.fleet.cli("blocks", "--tenant=default")
-        self.assertEqual(rc, 0, err)
-        self.assertEqual(doc.get("blocks", []), [])
-        self.assertTrue(self.reachable("h3"))
-        self.assertTrue(self.reachable("h1"))
+        self.assertIn(("dan", "isolate", "acme-web"),
+                      {(r["operator"], r["action"], r["target"]) for r in doc["records"]})
 
     def test_a_customers_viewer_reads_its_tenant_and_changes_nothing(self):
         rc, doc, err = self.as_("carl", "hosts")

@@ -73,7 +73,9 @@ TEST(TenantPolicies, EveryProblemIsNamedWithItsFileAndLine) {
   const std::string errors(p.status().message());
   EXPECT_THAT(errors, HasSubstr("tenants/acme.yaml:1: shared: unknown shared set \"nope\" "
                                 "(shared: dns, ir-jump-host, ntp)"));
-  EXPECT_THAT(errors, HasSubstr("tenants/beta.yaml:1: share: unknown field (expected shared)"));
+  EXPECT_THAT(
+      errors,
+      HasSubstr("tenants/beta.yaml:1: share: unknown field (expected shared or playbooks)"));
   EXPECT_THAT(errors, HasSubstr("tenants/gamma.yaml:1: shared: expected all or a list of set "
                                 "names, found a scalar"));
   EXPECT_THAT(errors, HasSubstr("tenants/default: tenant: \"default\" is not another tenant's"));

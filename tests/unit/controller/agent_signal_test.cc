@@ -39,7 +39,8 @@ class FakeSignalIntake final : public SignalIntake {
   std::vector<v1::Signal> signals;
   bool hold = false;
   std::deque<SignalDone> held;
-  absl::StatusOr<SignalOutcome> answer = SignalOutcome{"sig-1", v1::SIGNAL_DISPOSITION_ACTED, {}};
+  absl::StatusOr<SignalOutcome> answer =
+      SignalOutcome{"sig-1", "default", v1::SIGNAL_DISPOSITION_ACTED, {}};
 };
 
 v1::AgentMessage report(uint64_t id, const std::string& ip = "203.0.113.7") {
@@ -138,7 +139,9 @@ TEST_F(AgentSignalTest, ReceiptsFollowTheIntakesOrderAndBoundInFlight) {
     std::lock_guard lock(intake_.mu);
     second = std::move(intake_.held[1]);
   }
-  std::thread([&] { second(SignalOutcome{"sig-2", v1::SIGNAL_DISPOSITION_DUPLICATE, {}}); }).join();
+  std::thread([&] {
+    second(SignalOutcome{"sig-2", "default", v1::SIGNAL_DISPOSITION_DUPLICATE, {}});
+  }).join();
   r = receipt(*a);
   EXPECT_EQ(r.report_id(), 2u);
   EXPECT_EQ(r.signal_id(), "sig-2");
@@ -161,7 +164,8 @@ TEST_F(AgentSignalTest, AnswerAfterTheStreamEndedIsDropped) {
     std::lock_guard lock(intake_.mu);
     done = std::move(intake_.held[0]);
   }
-  done(SignalOutcome{"sig-5", v1::SIGNAL_DISPOSITION_NO_MATCH, {}});  // nothing to write to
+  done(SignalOutcome{
+      "sig-5", "default", v1::SIGNAL_DISPOSITION_NO_MATCH, {}});  // nothing to write to
   // The server is still fine: a new stream of the same host gets its receipts.
   intake_.hold = false;
   auto b = online("web-01");

@@ -152,10 +152,11 @@ class FaultyStore final : public Store {
     if (auto s = fault("updateSignal"); !s.ok()) return s;
     return real_.updateSignal(row);
   }
-  absl::StatusOr<std::vector<SignalRow>> listSignals(int64_t since_unix_ms,
-                                                     size_t limit) override {
+  using Store::listSignals;
+  absl::StatusOr<std::vector<SignalRow>> listSignals(
+      int64_t since_unix_ms, size_t limit, const std::vector<std::string>& tenants) override {
     if (auto s = fault("listSignals"); !s.ok()) return s;
-    return real_.listSignals(since_unix_ms, limit);
+    return real_.listSignals(since_unix_ms, limit, tenants);
   }
   absl::StatusOr<SignalRow> getSignal(const std::string& signal_id) override {
     if (auto s = fault("getSignal"); !s.ok()) return s;
@@ -165,10 +166,11 @@ class FaultyStore final : public Store {
     if (auto s = fault("getApproval"); !s.ok()) return s;
     return real_.getApproval(approval_id);
   }
-  absl::StatusOr<std::vector<bulkhead::v1::Approval>> listApprovals(bool pending_only,
-                                                                    size_t limit) override {
+  using Store::listApprovals;
+  absl::StatusOr<std::vector<bulkhead::v1::Approval>> listApprovals(
+      bool pending_only, size_t limit, const std::vector<std::string>& tenants) override {
     if (auto s = fault("listApprovals"); !s.ok()) return s;
-    return real_.listApprovals(pending_only, limit);
+    return real_.listApprovals(pending_only, limit, tenants);
   }
   absl::StatusOr<std::vector<bulkhead::v1::Approval>> listExpiredApprovals(int64_t now_unix_ms,
                                                                            size_t limit) override {

@@ -23,16 +23,21 @@ namespace v1 = bulkhead::v1;
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
+// h1, h2 (role=web) and h3 (role=db) of tenant default; a1 (web) and a2 (db) of tenant acme;
+// b1 (web) of tenant beta.
 class FakeDirectory final : public HostDirectory {
  public:
   std::vector<v1::HostSummary> listHosts(const Labels&) override {
     std::vector<v1::HostSummary> out;
-    for (const char* id : {"h1", "h2", "h3"}) {
+    for (const char* id : {"h1", "h2", "h3", "a1", "a2", "b1"}) {
       v1::HostSummary h;
       h.set_host_id(id);
       h.set_hostname(id);
-      (*h.mutable_labels())["role"] = std::string(id) == "h3" ? "db" : "web";
-      h.add_addresses(std::string("10.77.0.1") + id[1]);
+      const std::string name(id);
+      (*h.mutable_labels())["role"] = name == "h3" || name == "a2" ? "db" : "web";
+      h.add_addresses(std::string(name[0] == 'h' ? "10.77.0.1" : "10.77.1.1") + id[1]);
+      if (name[0] == 'a') h.set_tenant("acme");
+      if (name[0] == 'b') h.set_tenant("beta");
       out.push_back(h);
     }
     return out;
@@ -53,12 +58,13 @@ class FakeActuator final : public SignalActuator {
     ActionKind kind;
     std::string target;
     std::string reason;
+    std::vector<std::string> tenants;  // the caller's tenants
   };
   void start(const Caller& caller, const PlannedAction& action, const std::string& reason,
              std::function<void(const absl::Status&, const std::string&)> done) override {
     {
       std::lock_guard lock(mu);
-      started.push_back({caller.audit_name, action.kind, action.target(), reason});
+      started.push_back({caller.audit_name, action.kind, action.target(), reason, caller.tenants});
     }
     if (gate.valid()) gate.wait_for(std::chrono::seconds(10));
     done(absl::OkStatus(), "hosts 3 enforced");
@@ -599,5 +605,214 @@ TEST_F(ApprovalTest, GuardrailsAreCheckedAgainWhenApproved) {
   EXPECT_EQ(real_->getApproval(id)->state(), v1::APPROVAL_STATE_PENDING);
 }
 
+// Tenants: acme has its own playbook and guardrails, beta opts into the shared "ssh".
+class TenantSignalTest : public ApprovalTest {
+ protected:
+  void SetUp() override {
+    ApprovalTest::SetUp();
+    const fs::path acme = dir_ / "policies" / "tenants" / "acme";
+    fs::create_directories(acme / "playbooks");
+    fs::create_directories(acme / "guardrails");
+    std::ofstream(acme / "playbooks" / "acme-ssh.yaml")
+        << "name: acme-ssh\ndescription: d\nmatch: {source: fail2ban}\nrate_per_minute: 2\n"
+           "actions: [{action: block}]\n";
+    std::ofstream(acme / "playbooks" / "acme-implant.yaml")
+        << "name: acme-implant\ndescription: d\nmatch: {source: alertmanager}\n"
+           "actions: [{action: isolate, scope: affected-host, ttl: 1h}]\n";
+    std::ofstream(acme / "guardrails" / "automation.yaml") << "approval_for_isolate: [role=db]\n";
+    std::ofstream(dir_ / "policies" / "tenants" / "beta.yaml") << "playbooks: [ssh]\n";
+    ASSERT_TRUE(service_->reload().ok());
+  }
+  absl::StatusOr<SignalOutcome> deliver(const v1::Signal& s, SignalDelivery from) {
+    std::promise<absl::StatusOr<SignalOutcome>> p;
+    service_->submit(std::move(from), s,
+                     [&](absl::StatusOr<SignalOutcome> o) { p.set_value(std::move(o)); });
+    return p.get_future().get();
+  }
+  static Caller of(const std::string& name, const std::string& tenant, Role role) {
+    return Caller{.audit_name = name,
+                  .is_operator = true,
+                  .grants = {Grant{.tenant = tenant, .role = role}},
+                  .tenants = {tenant}};
+  }
+};
+
+TEST_F(TenantSignalTest, EachTenantRunsItsOwnPlaybooksOnItsOwnHostsOnly) {
+  EXPECT_EQ(service_->playbookCount(), 5u);  // ssh, implant; acme-ssh, acme-implant; beta's ssh
+  auto acme = submit(ban("203.0.113.7"), "a1");
+  ASSERT_TRUE(acme.ok()) << acme.status();
+  EXPECT_EQ(acme->disposition, v1::SIGNAL_DISPOSITION_ACTED);
+  auto started = actuator_.all();
+  ASSERT_EQ(started.size(), 1u);  // acme-ssh's block; not the shared ssh's two actions
+  EXPECT_EQ(started[0].caller, "playbook:acme-ssh");
+  EXPECT_EQ(started[0].tenants, std::vector<std::string>{"acme"});  // its fleet is acme's
+  EXPECT_EQ(real_->getSignal(acme->signal_id)->record.tenant(), "acme");
+
+  // beta opted into the shared ssh: it runs as beta's, on beta's hosts.
+  auto beta = submit(ban("203.0.113.8"), "b1");
+  ASSERT_TRUE(beta.ok()) << beta.status();
+  started = actuator_.all();
+  ASSERT_EQ(started.size(), 3u);
+  EXPECT_EQ(started[1].caller, "playbook:ssh");
+  EXPECT_EQ(started[1].tenants, std::vector<std::string>{"beta"});
+
+  // The install's own hosts run the install's playbooks, as tenant default's.
+  auto mine = submit(ban("203.0.113.9"), "h1");
+  ASSERT_TRUE(mine.ok()) << mine.status();
+  started = actuator_.all();
+  ASSERT_EQ(started.size(), 5u);
+  EXPECT_EQ(started[3].caller, "playbook:ssh");
+  EXPECT_EQ(started[3].tenants, std::vector<std::string>{"default"});
+
+  // Each signal's audit row is in its tenant.
+  std::map<std::string, std::string> tenant_of;
+  for (const AuditEntry& e : audit()) {
+    if (e.action == "signal") tenant_of[e.reason] = e.tenant;
+  }
+  EXPECT_EQ(tenant_of[acme->signal_id], "acme");
+  EXPECT_EQ(tenant_of[beta->signal_id], "beta");
+  EXPECT_EQ(tenant_of[mine->signal_id], "default");
+}
+
+TEST_F(TenantSignalTest, ATenantWithoutPlaybooksActsOnNothingAndAnIntegrationsSignalIsItsTenants) {
+  auto gamma = deliver(ban("203.0.113.7"),
+                       SignalDelivery{.delivered_by = "integration:siem", .tenant = "gamma"});
+  ASSERT_TRUE(gamma.ok()) << gamma.status();
+  EXPECT_EQ(gamma->disposition, v1::SIGNAL_DISPOSITION_NO_MATCH);
+  EXPECT_TRUE(actuator_.all().empty());
+  EXPECT_EQ(real_->getSignal(gamma->signal_id)->record.tenant(), "gamma");
+  auto acme = deliver(ban("203.0.113.7"),
+                      SignalDelivery{.delivered_by = "integration:acme-siem", .tenant = "acme"});
+  ASSERT_TRUE(acme.ok()) << acme.status();
+  ASSERT_EQ(actuator_.all().size(), 1u);
+  EXPECT_EQ(actuator_.all()[0].caller, "playbook:acme-ssh");
+}
+
+TEST_F(TenantSignalTest, RateCapsAndIdempotencyKeysArePerTenant) {
+  // acme's playbook takes 2 a minute: the third is suppressed...
+  for (int i = 0; i < 3; ++i) {
+    auto out = submit(ban("203.0.113." + std::to_string(10 + i)), "a1");
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(out->disposition,
+              i < 2 ? v1::SIGNAL_DISPOSITION_ACTED : v1::SIGNAL_DISPOSITION_SUPPRESSED);
+  }
+  // ... and no other tenant's automation loses any of its room for it.
+  auto mine = submit(ban("203.0.113.20"), "h1");
+  ASSERT_TRUE(mine.ok()) << mine.status();
+  EXPECT_EQ(mine->disposition, v1::SIGNAL_DISPOSITION_ACTED);
+
+  // The same key in two tenants: two signals, neither a duplicate of the other.
+  auto first = submit(ban("203.0.113.30", "alert-1"), "h2");
+  auto second = submit(ban("203.0.113.30", "alert-1"), "b1");
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_NE(second->disposition, v1::SIGNAL_DISPOSITION_DUPLICATE);
+  EXPECT_NE(first->signal_id, second->signal_id);
+  EXPECT_EQ(submit(ban("203.0.113.30", "alert-1"), "b1")->disposition,
+            v1::SIGNAL_DISPOSITION_DUPLICATE);
+}
+
+TEST_F(TenantSignalTest, ATenantListsAndDecidesItsOwnApprovalsOnly) {
+  const std::string mine = alert();  // h3 of default, waiting for approval
+  ASSERT_FALSE(mine.empty());
+  v1::Signal s;
+  s.set_source(v1::SIGNAL_SOURCE_ALERTMANAGER);
+  s.set_rule("implant");
+  s.set_host("a2");
+  auto acme_signal =
+      deliver(s, SignalDelivery{.delivered_by = "integration:acme-am", .tenant = "acme"});
+  ASSERT_TRUE(acme_signal.ok()) << acme_signal.status();
+  EXPECT_EQ(acme_signal->disposition, v1::SIGNAL_DISPOSITION_AWAITING_APPROVAL);
+
+  const Caller acme_viewer = of("ann@acme", "acme", Role::kViewer);
+  auto listed = service_->listApprovals(acme_viewer, false, 0);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ(listed->at(0).tenant(), "acme");
+  EXPECT_EQ(listed->at(0).action().target(), "a2");
+  const std::string theirs = listed->at(0).approval_id();
+  // The install's viewer sees default's only; its admin with '*' sees both.
+  ASSERT_EQ(service_->listApprovals(viewer_, false, 0)->size(), 1u);
+  EXPECT_EQ(service_->listApprovals(viewer_, false, 0)->at(0).approval_id(), mine);
+  Caller admin{.audit_name = "root", .is_operator = true, .role = Role::kAdmin};
+  admin.tenants = {"acme", "default"};
+  admin.all_tenants = true;
+  EXPECT_EQ(service_->listApprovals(admin, false, 0)->size(), 2u);
+  // Signals too.
+  auto signals = service_->list(acme_viewer, 0, 0);
+  ASSERT_TRUE(signals.ok()) << signals.status();
+  ASSERT_EQ(signals->size(), 1u);
+  EXPECT_EQ(signals->at(0).signal_id(), acme_signal->signal_id);
+
+  // acme's approver: default's approval reads as unknown; its own runs, as acme's.
+  const Caller acme_approver = of("amy@acme", "acme", Role::kApprover);
+  auto refused = service_->approve(acme_approver, mine, "not yours");
+  EXPECT_TRUE(absl::IsNotFound(refused.status())) << refused.status();
+  EXPECT_EQ(refused.status().message(), "no approval \"" + mine + "\"");
+  EXPECT_TRUE(absl::IsNotFound(service_->reject(acme_approver, mine, "no").status()));
+  EXPECT_EQ(real_->getApproval(mine)->state(), v1::APPROVAL_STATE_PENDING);
+  // An approver of acme's web hosts only does not cover a2 (role=db).
+  Caller web_only = of("wes@acme", "acme", Role::kApprover);
+  web_only.grants[0].hosts = {{"role", "web"}};
+  auto narrow = service_->approve(web_only, theirs, "web only");
+  EXPECT_TRUE(absl::IsPermissionDenied(narrow.status())) << narrow.status();
+  EXPECT_THAT(std::string(narrow.status().message()), HasSubstr("not an approver on host a2"));
+  auto approved = service_->approve(acme_approver, theirs, "INC-9");
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  auto started = actuator_.all();
+  ASSERT_EQ(started.size(), 1u);
+  EXPECT_EQ(started[0].caller, "amy@acme");
+  EXPECT_EQ(started[0].target, "a2");
+  // The refusals and the decision are audited: the decision in acme, the refusal in the
+  // refused caller's call's tenant.
+  int acme_approve = 0;
+  for (const AuditEntry& e : audit()) {
+    if (e.action == "approve" && e.outcome == "ok") {
+      EXPECT_EQ(e.tenant, "acme");
+      ++acme_approve;
+    }
+  }
+  EXPECT_EQ(acme_approve, 1);
+}
+
+TEST_F(TenantSignalTest, ASignalFromAnOperatorBelongsToTheCallsOneTenant) {
+  std::promise<absl::StatusOr<SignalOutcome>> p;
+  // Even the install's admin names one tenant: a signal across tenants is nobody's.
+  Caller everywhere{.audit_name = "root",
+                    .is_operator = true,
+                    .role = Role::kAdmin,
+                    .tenants = {"acme", "beta", "default"},
+                    .all_tenants = true};
+  service_->submitAsOperator(everywhere, ban("203.0.113.7"),
+                             [&](absl::StatusOr<SignalOutcome> o) { p.set_value(std::move(o)); });
+  auto out = p.get_future().get();
+  EXPECT_TRUE(absl::IsInvalidArgument(out.status())) << out.status();
+  EXPECT_THAT(std::string(out.status().message()), HasSubstr("choose it with --tenant NAME"));
+
+  std::promise<absl::StatusOr<SignalOutcome>> q;
+  service_->submitAsOperator(of("pat", "acme", Role::kResponder), ban("203.0.113.7"),
+                             [&](absl::StatusOr<SignalOutcome> o) { q.set_value(std::move(o)); });
+  auto acme = q.get_future().get();
+  ASSERT_TRUE(acme.ok()) << acme.status();
+  EXPECT_EQ(real_->getSignal(acme->signal_id)->record.tenant(), "acme");
+  ASSERT_EQ(actuator_.all().size(), 1u);
+  EXPECT_EQ(actuator_.all()[0].caller, "playbook:acme-ssh");
+}
+
+TEST_F(TenantSignalTest, ReloadNamesEveryTenantProblemAndKeepsWhatIsInForce) {
+  std::ofstream(dir_ / "policies" / "tenants" / "beta.yaml") << "playbooks: [nope]\n";
+  std::ofstream(dir_ / "policies" / "tenants" / "acme.yaml") << "playbooks: [ssh]\n";
+  fs::create_directories(dir_ / "policies" / "tenants" / "acme" / "playbooks");
+  std::ofstream(dir_ / "policies" / "tenants" / "acme" / "playbooks" / "ssh.yaml")
+      << "name: ssh\ndescription: d\nmatch: {source: fail2ban}\nactions: [{action: block}]\n";
+  absl::Status s = service_->reload();
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("tenants/beta.yaml:1: playbooks: unknown shared playbook \"nope\" "
+                        "(shared: implant, ssh)"));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("tenants/acme/playbooks/ssh.yaml:1: name: \"ssh\" is also a shared "
+                        "playbook acme opts into (tenants/acme.yaml)"));
+  EXPECT_EQ(service_->playbookCount(), 5u);  // the sets in force stay
+}
 }  // namespace
 }  // namespace bulkhead::controller

@@ -349,5 +349,56 @@ TEST_F(SqliteStoreTest, IntegrationsAreAddedOnceRevokedAndKeptWithTheirAuditRows
   EXPECT_EQ(store->listAudit(0)->size(), 2U);
 }
 
+TEST_F(SqliteStoreTest, SignalsAndApprovalsListPerTenantAndOlderOnesAreDefaults) {
+  auto store = open();
+  auto write = [](const std::string& id, const std::string& tenant) {
+    SignalWrite w;
+    SignalRow& row = w.row.emplace();
+    row.idempotency_key = "k-" + id;
+    row.record.set_signal_id(id);
+    row.record.set_received_unix_ms(1700000000000);
+    row.record.set_tenant(tenant);
+    v1::Approval& a = w.approvals.emplace_back();
+    a.set_approval_id("apr-" + id);
+    a.set_signal_id(id);
+    a.set_state(v1::APPROVAL_STATE_PENDING);
+    a.set_expires_unix_ms(1700000600000);
+    a.set_tenant(tenant);
+    return w;
+  };
+  // One written before tenants (no tenant field), one of acme's.
+  ASSERT_TRUE(store->addSignals({write("old", ""), write("acme-1", "acme")}, 0).ok());
+  auto ids = [](const auto& rows) {
+    std::vector<std::string> out;
+    for (const auto& r : rows) out.push_back(r.record.signal_id());
+    return out;
+  };
+  EXPECT_EQ(ids(*store->listSignals(0, 10, {"default"})), std::vector<std::string>{"old"});
+  EXPECT_EQ(ids(*store->listSignals(0, 10, {"acme"})), std::vector<std::string>{"acme-1"});
+  EXPECT_TRUE(store->listSignals(0, 10, {"beta"})->empty());
+  EXPECT_EQ(store->listSignals(0, 10, {"acme", "default"})->size(), 2U);
+  EXPECT_EQ(store->listSignals(0, 10)->size(), 2U);  // no tenant named: every tenant's
+  auto approvals = store->listApprovals(true, 10, {"acme"});
+  ASSERT_EQ(approvals->size(), 1U);
+  EXPECT_EQ(approvals->at(0).approval_id(), "apr-acme-1");
+  EXPECT_EQ(store->listApprovals(false, 10, {"default"})->at(0).approval_id(), "apr-old");
+
+  // A database of schema 10 (no tenant columns) migrates: its rows are tenant default's.
+  ASSERT_TRUE(store
+                  ->execForTest("DELETE FROM signals WHERE id = 'acme-1'; "
+                                "DELETE FROM approvals WHERE id = 'apr-acme-1'; "
+                                "DROP INDEX signals_by_tenant; DROP INDEX approvals_by_tenant; "
+                                "ALTER TABLE signals DROP COLUMN tenant; "
+                                "ALTER TABLE approvals DROP COLUMN tenant; PRAGMA user_version=10")
+                  .ok());
+  store.reset();
+  store = open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(*store->schemaVersion(), SqliteStore::latestSchemaVersion());
+  EXPECT_EQ(ids(*store->listSignals(0, 10, {"default"})), std::vector<std::string>{"old"});
+  EXPECT_EQ(store->listApprovals(true, 10, {"default"})->size(), 1U);
+  EXPECT_TRUE(store->listApprovals(true, 10, {"acme"})->empty());
+}
+
 }  // namespace
 }  // namespace bulkhead::controller

@@ -87,17 +87,15 @@ TEST(RoleOn, TheHighestMatchingGrantOfTheHostsTenantOnly) {
   EXPECT_EQ(hostsInScope(c, Role::kViewer, fleet).size(), 2u);
 }
 
-TEST(Authorize, RecordsWithoutATenantStayInDefaultAndStarMutationsAreForInstallAdmins) {
+TEST(Authorize, TheWholeChainStaysInDefaultAndStarMutationsAreForInstallAdmins) {
   Caller acme = withGrants({{"acme", Role::kAdmin, {}}});
   acme.tenants = {"acme"};
   EXPECT_TRUE(authorize(acme, OperatorAction::kIsolate).ok());
   EXPECT_TRUE(authorize(acme, OperatorAction::kCreateJoinToken).ok());
   EXPECT_TRUE(authorize(acme, OperatorAction::kListAudit).ok());
-  const absl::Status signals = authorize(acme, OperatorAction::kListSignals);
-  EXPECT_TRUE(absl::IsPermissionDenied(signals));
-  EXPECT_EQ(signals.message(),
-            "signals is kept for tenant default only in this release (this call is for tenant "
-            "acme): its records carry no tenant yet");
+  EXPECT_TRUE(authorize(acme, OperatorAction::kListSignals).ok());
+  EXPECT_TRUE(authorize(acme, OperatorAction::kApprove).ok());
+  EXPECT_TRUE(authorize(acme, OperatorAction::kCreateIntegration).ok());
   EXPECT_EQ(authorize(acme, OperatorAction::kVerifyAudit).message(),
             "audit-verify is kept for tenant default only in this release (this call is for "
             "tenant acme): it checks the whole chain, every tenant's rows");
@@ -115,6 +113,27 @@ TEST(Authorize, RecordsWithoutATenantStayInDefaultAndStarMutationsAreForInstallA
   EXPECT_TRUE(authorize(limited, OperatorAction::kIsolate).ok());
   EXPECT_TRUE(absl::IsPermissionDenied(authorize(limited, OperatorAction::kListJoinTokens)));
   EXPECT_TRUE(absl::IsPermissionDenied(authorize(limited, OperatorAction::kListAudit)));
+  EXPECT_TRUE(absl::IsPermissionDenied(authorize(limited, OperatorAction::kListSignals)));
+  EXPECT_TRUE(absl::IsPermissionDenied(authorize(limited, OperatorAction::kCreateIntegration)));
+  // Approving is checked per host of the approval (SignalService), like a host action.
+  EXPECT_TRUE(authorize(limited, OperatorAction::kApprove).ok());
+}
+
+TEST(Tenancy, TenantsReadWholeLeavesOutTenantsHeldOnSomeHostsOnly) {
+  Caller c = withGrants({{"acme", Role::kViewer, {}}, {"beta", Role::kAdmin, {{"env", "prod"}}}});
+  c.tenants = {"acme", "beta"};
+  c.all_tenants = true;
+  EXPECT_EQ(tenantsReadWhole(c), std::vector<std::string>{"acme"});
+  EXPECT_FALSE(readsEveryTenant(c));
+  EXPECT_TRUE(absl::IsInvalidArgument(singleCallTenant(c, "a signal").status()));
+  c.tenants = {"beta"};
+  c.all_tenants = false;
+  EXPECT_TRUE(tenantsReadWhole(c).empty());
+  EXPECT_EQ(*singleCallTenant(c, "a signal"), "beta");
+  Caller admin = withGrants({{"default", Role::kAdmin, {}}});
+  admin.all_tenants = true;
+  admin.tenants = {"acme", "default"};
+  EXPECT_TRUE(readsEveryTenant(admin));
 }
 
 class TenantServiceTest : public ::testing::Test {

@@ -36,6 +36,7 @@ class FakeIntake final : public SignalIntake {
       std::lock_guard lock(mu);
       out.signal_id = "sig-" + std::to_string(got.size() + 1);
       got.emplace_back(from.delivered_by, std::move(signal));
+      tenants.push_back(from.tenant);
     }
     out.disposition = v1::SIGNAL_DISPOSITION_ACTED;
     done(out);
@@ -46,6 +47,7 @@ class FakeIntake final : public SignalIntake {
   }
   std::mutex mu;
   std::vector<std::pair<std::string, v1::Signal>> got;
+  std::vector<std::string> tenants;  // each signal's delivery tenant
 };
 
 const char kAlert[] =
@@ -169,6 +171,48 @@ TEST_F(WebhookListenerTest, ATokenOpensOnlyItsOwnIntegration) {
   EXPECT_EQ(post("falco", kAlert, token_)->status, 401);
   EXPECT_EQ(post("am", kAlert, other->token)->status, 401);
   EXPECT_EQ(intake_.count(), 0U);
+}
+
+TEST_F(WebhookListenerTest, ATenantsIntegrationDeliversIntoItsTenantAndNoOtherSeesIt) {
+  const Caller acme{.audit_name = "ann@acme",
+                    .is_operator = true,
+                    .grants = {Grant{.tenant = "acme", .role = Role::kAdmin}},
+                    .tenants = {"acme"}};
+  auto created = integrations_->create(acme, "acme-am", "alertmanager",
+                                       v1::INTEGRATION_FORMAT_UNSPECIFIED, "");
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->integration.tenant(), "acme");
+  start();
+  ASSERT_EQ(post("acme-am", kAlert, created->token)->status, 202);
+  ASSERT_EQ(post("am", kAlert, token_)->status, 202);
+  ASSERT_EQ(intake_.count(), 2U);
+  EXPECT_EQ(intake_.tenants[0], "acme");
+  EXPECT_EQ(intake_.tenants[1], "default");
+
+  // Each tenant lists its own; the install's admin with '*' lists both.
+  auto listed = integrations_->list(acme);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 1U);
+  EXPECT_EQ(listed->at(0).name(), "acme-am");
+  ASSERT_EQ(integrations_->list(admin_)->size(), 1U);
+  EXPECT_EQ(integrations_->list(admin_)->at(0).name(), "am");
+  Caller everywhere = admin_;
+  everywhere.tenants = {"acme", "default"};
+  everywhere.all_tenants = true;
+  EXPECT_EQ(integrations_->list(everywhere)->size(), 2U);
+  // Another tenant's integration reads as unknown: not revoked.
+  auto refused = integrations_->revoke(acme, "am", "not yours");
+  EXPECT_TRUE(absl::IsNotFound(refused.status())) << refused.status();
+  EXPECT_EQ(refused.status().message(), "no integration \"am\"");
+  EXPECT_EQ(post("am", kAlert, token_)->status, 202);
+  // Its creation row is in acme's trail.
+  bool in_acme = false;
+  auto rows = store_->listAudit(0);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  for (const AuditEntry& e : *rows) {
+    in_acme |= e.action == "integration-create" && e.target == "acme-am" && e.tenant == "acme";
+  }
+  EXPECT_TRUE(in_acme);
 }
 
 TEST_F(WebhookListenerTest, RefusalsAreAuditedOnceAMinuteWithACount) {
