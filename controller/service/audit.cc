@@ -15,6 +15,10 @@ AuditActor auditActor(const Caller& caller) {
                     .tenant = tenants.size() == 1 ? tenants.front() : std::string(kEveryTenant)};
 }
 
+AuditActor auditActorOn(const Caller& caller, std::string_view host_tenant) {
+  return AuditActor{.name = caller.audit_name, .tenant = tenantOrDefault(host_tenant)};
+}
+
 std::string auditOutcome(const absl::Status& s) {
   if (s.ok()) return "ok";
   if (absl::IsPermissionDenied(s) || absl::IsUnauthenticated(s)) return "denied";

@@ -30,6 +30,10 @@ struct AuditActor {
 // The caller's audit name and the tenant of its call: the call's one tenant, or kEveryTenant
 // ("*") when the call spans several (`--tenant '*'` by a caller with roles in more than one).
 AuditActor auditActor(const Caller& caller);
+// The actor of a call about one host the caller reaches, of tenant `host_tenant` ("" reads
+// "default"): its rows go in the host's tenant, whatever the call named (a `--tenant '*'`
+// status of acme's host is one of acme's rows).
+AuditActor auditActorOn(const Caller& caller, std::string_view host_tenant);
 
 // "ok", "denied" (permission or authentication refusals) or "error: MESSAGE".
 std::string auditOutcome(const absl::Status& status);

@@ -107,16 +107,21 @@ EvidenceService::EvidenceService(const Clock& clock, Store& store, HostDirectory
                                  HostActions& actions, EvidenceBackend* evidence)
     : clock_(clock), store_(store), hosts_(hosts), actions_(actions), evidence_(evidence) {}
 
-absl::Status EvidenceService::audit(const Caller& caller, const std::string& action,
-                                    const std::string& target, const std::string& reason,
-                                    const absl::Status& result, const std::string& detail) {
-  return recordCall(store_, clock_, auditActor(caller), action, target, reason, result, detail);
+AuditActor EvidenceService::actorOn(const Caller& caller, const std::string& host_id) {
+  const auto host = hosts_.getHost(host_id);
+  return auditActorOn(caller, host ? host->host().tenant() : std::string(kDefaultTenant));
 }
 
-absl::Status EvidenceService::audit(const Caller& caller, OperatorAction action,
+absl::Status EvidenceService::audit(const AuditActor& actor, const std::string& action,
                                     const std::string& target, const std::string& reason,
                                     const absl::Status& result, const std::string& detail) {
-  return audit(caller, auditAction(action), target, reason, result, detail);
+  return recordCall(store_, clock_, actor, action, target, reason, result, detail);
+}
+
+absl::Status EvidenceService::audit(const AuditActor& actor, OperatorAction action,
+                                    const std::string& target, const std::string& reason,
+                                    const absl::Status& result, const std::string& detail) {
+  return audit(actor, auditAction(action), target, reason, result, detail);
 }
 
 absl::StatusOr<EvidenceRow> EvidenceService::find(const Caller& caller, OperatorAction action,
@@ -167,6 +172,9 @@ void EvidenceService::capture(const Caller& caller, const CaptureRequest& req,
   if (result.ok()) result = validateRequest(req);
   const std::string& host = req.host;
   if (result.ok() && (evidence_ == nullptr || !evidence_->enabled())) result = noEvidenceStore();
+  // A capture of a host the caller reaches is a row of the host's tenant; a refused one is
+  // the call's (an unknown host tells nothing of its tenant).
+  AuditActor actor = auditActor(caller);
   if (result.ok() && isBlank(req.reason)) {
     result = absl::InvalidArgumentError("--reason is required");
   } else if (result.ok() && host.empty()) {
@@ -176,8 +184,11 @@ void EvidenceService::capture(const Caller& caller, const CaptureRequest& req,
                                            ruleFor(OperatorAction::kCapture).min_role)) {
     // Another tenant's host, or one out of the caller's reach, reads exactly as unknown.
     result = absl::NotFoundError(fmt::format("unknown host \"{}\"", host));
-  } else if (result.ok() && !hosts_.online(host)) {
-    result = absl::UnavailableError(fmt::format("host {} is offline", host));
+  } else if (result.ok()) {
+    actor = auditActorOn(caller, found->host().tenant());
+    if (!hosts_.online(host)) {
+      result = absl::UnavailableError(fmt::format("host {} is offline", host));
+    }
   }
   const int64_t now = clock_.nowUnixMs();
   CaptureRow row{.capture_id = newCaptureId(now, host),
@@ -192,12 +203,11 @@ void EvidenceService::capture(const Caller& caller, const CaptureRequest& req,
     }
   }
   if (!result.ok()) {
-    done(audit(caller, OperatorAction::kCapture, host, req.reason, result), std::nullopt);
+    done(audit(actor, OperatorAction::kCapture, host, req.reason, result), std::nullopt);
     return;
   }
-  if (auto s =
-          recordAccepted(store_, clock_, auditActor(caller), auditAction(OperatorAction::kCapture),
-                         host, req.reason, fmt::format("capture {}", row.capture_id));
+  if (auto s = recordAccepted(store_, clock_, actor, auditAction(OperatorAction::kCapture), host,
+                              req.reason, fmt::format("capture {}", row.capture_id));
       !s.ok()) {
     if (auto st = store_.setCaptureState(row.capture_id, "failed"); !st.ok()) {
       spdlog::error("capture {}: cannot record state failed: {}", row.capture_id, st);
@@ -218,7 +228,7 @@ void EvidenceService::capture(const Caller& caller, const CaptureRequest& req,
   const auto wait = req.wait_ms == 0 ? kDefaultCaptureWait : std::chrono::milliseconds(req.wait_ms);
   actions_.runFor(
       host, std::move(command), wait,
-      [this, done = std::move(done), caller, row, wait](const HostActions::Answer& a) {
+      [this, done = std::move(done), caller, actor, row, wait](const HostActions::Answer& a) {
         evidence_->unwatch(row.command_id);
         absl::Status answer;
         std::string detail = fmt::format("capture {}", row.capture_id);
@@ -272,7 +282,7 @@ void EvidenceService::capture(const Caller& caller, const CaptureRequest& req,
           }
         }
         absl::Status status =
-            audit(caller, "capture.result", row.host_id, row.reason, answer, detail);
+            audit(actor, "capture.result", row.host_id, row.reason, answer, detail);
         if (!status.ok()) stored.reset();
         done(status, std::move(stored));
       });
@@ -305,8 +315,9 @@ absl::StatusOr<EvidencePage> EvidenceService::list(const Caller& caller,
       if (i < rows->size()) page.next_offset = static_cast<uint32_t>(i);
     }
   }
-  status = audit(caller, OperatorAction::kListEvidence, req.host.empty() ? "*" : req.host, "",
-                 status, status.ok() ? fmt::format("{} bundles", page.evidence.size()) : "");
+  status =
+      audit(auditActor(caller), OperatorAction::kListEvidence, req.host.empty() ? "*" : req.host,
+            "", status, status.ok() ? fmt::format("{} bundles", page.evidence.size()) : "");
   if (!status.ok()) return status;
   return page;
 }
@@ -339,7 +350,8 @@ absl::StatusOr<OpenedBundle> EvidenceService::get(const Caller& caller, const st
         withCustody(caller, *row, kCustodyGet, fmt::format("download of {} bytes", row->size));
     status = evidence.status();
   }
-  status = audit(caller, OperatorAction::kGetEvidence, target, "", status,
+  status = audit(row.ok() ? actorOn(caller, row->host_id) : auditActor(caller),
+                 OperatorAction::kGetEvidence, target, "", status,
                  status.ok() ? fmt::format("{} bytes", row->size) : "");
   if (!status.ok()) return status;
   return OpenedBundle(opened.releaseFd(), path, *std::move(evidence));
@@ -348,12 +360,13 @@ absl::StatusOr<OpenedBundle> EvidenceService::get(const Caller& caller, const st
 void EvidenceService::verify(const Caller& caller, const std::string& id, VerifyDone done) {
   auto row = find(caller, OperatorAction::kVerifyEvidence, id);
   if (!row.ok()) {
-    done(audit(caller, OperatorAction::kVerifyEvidence, id, "", row.status()), {});
+    done(audit(auditActor(caller), OperatorAction::kVerifyEvidence, id, "", row.status()), {});
     return;
   }
   // `done` is moved into the work; kept here too in case the work is dropped.
   auto shared_done = std::make_shared<VerifyDone>(std::move(done));
-  bool posted = evidence_->postIo([this, caller, row = *row, shared_done] {
+  const AuditActor actor = actorOn(caller, row->host_id);
+  bool posted = evidence_->postIo([this, caller, actor, row = *row, shared_done] {
     const VerifyDone& answer = *shared_done;
     try {
       EvidenceVerification result;
@@ -369,15 +382,15 @@ void EvidenceService::verify(const Caller& caller, const std::string& id, Verify
       if (stored.ok()) result.evidence = *std::move(stored);
       if (!result.ok) spdlog::error("evidence verify {}: {}", row.id, outcome);
       absl::Status status =
-          audit(caller, OperatorAction::kVerifyEvidence, row.id, "", custody, outcome);
+          audit(actor, OperatorAction::kVerifyEvidence, row.id, "", custody, outcome);
       answer(status, status.ok() ? std::move(result) : EvidenceVerification{});
     } catch (const std::exception& e) {
-      answer(audit(caller, OperatorAction::kVerifyEvidence, row.id, "", internalError(row.id, e)),
+      answer(audit(actor, OperatorAction::kVerifyEvidence, row.id, "", internalError(row.id, e)),
              {});
     }
   });
   if (!posted) {
-    (*shared_done)(audit(caller, OperatorAction::kVerifyEvidence, row->id, "", shuttingDown()), {});
+    (*shared_done)(audit(actor, OperatorAction::kVerifyEvidence, row->id, "", shuttingDown()), {});
   }
 }
 
@@ -385,12 +398,13 @@ void EvidenceService::show(const Caller& caller, const std::string& id, ShownByt
                            ShowDone done) {
   auto row = find(caller, OperatorAction::kShowEvidence, id);
   if (!row.ok()) {
-    done(audit(caller, OperatorAction::kShowEvidence, id, "", row.status()), {});
+    done(audit(auditActor(caller), OperatorAction::kShowEvidence, id, "", row.status()), {});
     return;
   }
   auto shared_done = std::make_shared<ShowDone>(std::move(done));
-  bool posted = evidence_->postIo([this, caller, row = *row, answer_bytes = std::move(answer_bytes),
-                                   shared_done] {
+  const AuditActor actor = actorOn(caller, row->host_id);
+  bool posted = evidence_->postIo([this, caller, actor, row = *row,
+                                   answer_bytes = std::move(answer_bytes), shared_done] {
     const ShowDone& answer = *shared_done;
     try {
       auto stored = evidence_->files().bundlePath(row.id);
@@ -421,15 +435,14 @@ void EvidenceService::show(const Caller& caller, const std::string& id, ShownByt
         result = absl::ResourceExhaustedError(fmt::format(
             "evidence {}: the summary is larger than {} bytes", row.id, kMaxResponseBytes));
       }
-      absl::Status status = audit(caller, OperatorAction::kShowEvidence, row.id, "", result);
+      absl::Status status = audit(actor, OperatorAction::kShowEvidence, row.id, "", result);
       answer(status, status.ok() ? std::move(shown) : ShownEvidence{});
     } catch (const std::exception& e) {
-      answer(audit(caller, OperatorAction::kShowEvidence, row.id, "", internalError(row.id, e)),
-             {});
+      answer(audit(actor, OperatorAction::kShowEvidence, row.id, "", internalError(row.id, e)), {});
     }
   });
   if (!posted) {
-    (*shared_done)(audit(caller, OperatorAction::kShowEvidence, row->id, "", shuttingDown()), {});
+    (*shared_done)(audit(actor, OperatorAction::kShowEvidence, row->id, "", shuttingDown()), {});
   }
 }
 

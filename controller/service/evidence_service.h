@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "controller/core/clock.h"
 #include "controller/core/requests.h"
+#include "controller/service/audit.h"
 #include "controller/service/authorization.h"
 #include "controller/service/evidence_backend.h"
 #include "controller/service/host_actions.h"
@@ -137,10 +138,13 @@ class EvidenceService {
   // Appends `action`'s custody event to `row`'s bundle and reads the record back with it.
   absl::StatusOr<StoredEvidence> withCustody(const Caller& caller, const EvidenceRow& row,
                                              const std::string& action, const std::string& detail);
-  absl::Status audit(const Caller& caller, const std::string& action, const std::string& target,
+  // Who a row about a bundle or capture of `host_id` (a host the caller reaches) is by: in the
+  // host's tenant (a host the fleet no longer knows: "default", as its bundles).
+  AuditActor actorOn(const Caller& caller, const std::string& host_id);
+  absl::Status audit(const AuditActor& actor, const std::string& action, const std::string& target,
                      const std::string& reason, const absl::Status& result,
                      const std::string& detail = "");
-  absl::Status audit(const Caller& caller, OperatorAction action, const std::string& target,
+  absl::Status audit(const AuditActor& actor, OperatorAction action, const std::string& target,
                      const std::string& reason, const absl::Status& result,
                      const std::string& detail = "");
 

@@ -54,6 +54,7 @@ absl::StatusOr<v1::HostStatus> HostInventory::getHost(const Caller& caller,
   absl::Status status = authorize(caller, OperatorAction::kGetHost);
   if (status.ok()) status = validateRequest(req);
   v1::HostStatus host;
+  AuditActor actor = auditActor(caller);
   if (status.ok()) {
     auto found = hosts_.getHost(req.host);
     // Out of reach reads exactly as unknown.
@@ -62,10 +63,11 @@ absl::StatusOr<v1::HostStatus> HostInventory::getHost(const Caller& caller,
       status = absl::NotFoundError(fmt::format("unknown host \"{}\"", req.host));
     } else {
       host = *std::move(found);
+      actor = auditActorOn(caller, host.host().tenant());
     }
   }
-  status = recordCall(store_, clock_, auditActor(caller), auditAction(OperatorAction::kGetHost),
-                      req.host, "", status);
+  status = recordCall(store_, clock_, actor, auditAction(OperatorAction::kGetHost), req.host, "",
+                      status);
   if (!status.ok()) return status;
   return host;
 }
@@ -88,6 +90,7 @@ absl::StatusOr<v1::HostSummary> HostInventory::setLabels(const Caller& caller,
     status = parseLabel("remove", fmt::format("{}=x", k)).status();
   }
   Labels labels;
+  AuditActor actor = auditActor(caller);
   if (status.ok()) {
     auto found = hosts_.getHost(req.host);
     // Out of reach reads exactly as unknown.
@@ -99,6 +102,7 @@ absl::StatusOr<v1::HostSummary> HostInventory::setLabels(const Caller& caller,
       status = absl::NotFoundError(fmt::format("unknown host \"{}\"", req.host));
     } else {
       labels = Labels(found->host().labels().begin(), found->host().labels().end());
+      actor = auditActorOn(caller, found->host().tenant());
     }
   }
   for (const auto& [k, v] : req.set) labels[k] = v;
@@ -108,19 +112,18 @@ absl::StatusOr<v1::HostSummary> HostInventory::setLabels(const Caller& caller,
         fmt::format("labels: {} labels, at most {}", labels.size(), kMaxHostLabels));
   }
   if (!status.ok()) {
-    return recordCall(store_, clock_, auditActor(caller), action, req.host, req.reason, status);
+    return recordCall(store_, clock_, actor, action, req.host, req.reason, status);
   }
   const int64_t now = clock_.nowUnixMs();
-  const AuditEntry audit =
-      callEntry(now, auditActor(caller), action, req.host, req.reason, absl::OkStatus(),
-                fmt::format("labels {}", labelsText(labels)));
+  const AuditEntry audit = callEntry(now, actor, action, req.host, req.reason, absl::OkStatus(),
+                                     fmt::format("labels {}", labelsText(labels)));
   if (auto s = store_.setHostLabels(HostLabelsRow{.host_id = req.host,
                                                   .labels = labels,
                                                   .set_by = caller.audit_name,
                                                   .set_unix_ms = now},
                                     audit);
       !s.ok()) {
-    return recordCall(store_, clock_, auditActor(caller), action, req.host, req.reason, s);
+    return recordCall(store_, clock_, actor, action, req.host, req.reason, s);
   }
   hosts_.applyLabels(req.host, labels, caller.audit_name);
   auto after = hosts_.getHost(req.host);

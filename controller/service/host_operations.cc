@@ -159,7 +159,7 @@ std::optional<AuditActor> HostOperations::reaches(const Caller& caller, Operator
       roleOn(caller, it->second.tenant, it->second.labels) < ruleFor(action).min_role) {
     return std::nullopt;
   }
-  return AuditActor{.name = caller.audit_name, .tenant = it->second.tenant};
+  return auditActorOn(caller, it->second.tenant);
 }
 
 void HostOperations::refuse(const AuditActor& actor, OperatorAction action, const std::string& host,

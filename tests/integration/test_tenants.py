@@ -354,6 +354,10 @@ class TenantsTest(unittest.TestCase):
         wait_until(lambda: self.reachable("h1"), 10, desc="acme-web unblocked")
 
     def test_each_tenant_reads_its_own_audit_trail(self):
+        # The install's admin reads acme's host and evidence with --tenant '*': rows of acme's.
+        for argv in (("status", "acme-web"), ("evidence", "show", self.acme_evidence)):
+            rc, _, err = self.fleet.cli(*argv)
+            self.assertEqual(rc, 0, err)
         # acme's viewer reads acme's rows: the enrollment of its host, ann's capture of it (its
         # accepted row, and the agent's upload), and nothing of beta or of the install.
         rc, doc, err = self.as_("carl", "audit", "--limit", "1000")
@@ -367,7 +371,8 @@ class TenantsTest(unittest.TestCase):
         # The install's admin's block --all in acme (test_block_all_..., run before this one)
         # is acme's row too, and so is its result.
         others = {(r["action"], r["target"]) for r in rows if r["operator"] not in ("ann", "carl")}
-        self.assertTrue({("block", "all"), ("block.result", "all")} <= others, others)
+        self.assertTrue({("block", "all"), ("block.result", "all"), ("status", "acme-web"),
+                         ("evidence-show", self.acme_evidence)} <= others, others)
         self.assertFalse(any("beta" in r["target"] or r["target"] == "h3" for r in rows), rows)
         # The same rows, signed, checked with the README's recipe by someone without the
         # controller: each row's hash holds.
