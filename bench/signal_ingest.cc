@@ -10,8 +10,13 @@
 // the store's single-row durable commit rate (appendAudit, one transaction each): what the
 // intake would reach if every signal were one commit.
 //
+// With --tenants N the hosts are spread over N tenants (default, t1, ...), every other tenant
+// opting into all the shared playbooks (a copy of --policy-dir with tenants/tK.yaml), and each
+// ban is reported by a host of tenant (address % N): N engines, each with its own rate caps.
+//
 //   build/bench/bulkhead-signal-bench [--signals 20000] [--runs 5] [--hosts 50]
 //       [--dup-ratio 0.5] [--producers 4] [--window 4096] [--policy-dir policies] [--tmp /tmp]
+//       [--tenants 1]
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -48,12 +53,16 @@ class WallClock final : public bh::Clock {
   }
 };
 
+// Host i is of tenant i % tenants ("default" for 0, else "tK").
+std::string tenantName(int k) { return k == 0 ? "default" : fmt::format("t{}", k); }
+
 class Directory final : public bh::HostDirectory {
  public:
-  explicit Directory(int hosts) {
+  Directory(int hosts, int tenants) {
     for (int i = 0; i < hosts; ++i) {
       v1::HostSummary h;
       h.set_host_id(fmt::format("host-{:03}", i));
+      h.set_tenant(tenantName(i % tenants));
       h.set_hostname(h.host_id());
       (*h.mutable_labels())["role"] = i % 10 == 0 ? "db" : "web";
       h.add_addresses(fmt::format("10.77.{}.{}", 1 + i / 250, 1 + i % 250));
@@ -115,6 +124,7 @@ struct Options {
   int window = 4096;
   std::string policy_dir = "policies";
   std::string tmp = "/tmp";
+  int tenants = 1;
 };
 
 struct RunResult {
@@ -152,9 +162,19 @@ RunResult runOnce(const Options& o, int run) {
     r.baseline_commits_per_s = baselineCommitsPerSecond(**store, 500);
 
     WallClock clock;
-    Directory directory(o.hosts);
+    Directory directory(o.hosts, o.tenants);
     InstantActuator actuator;
     bh::SignalServiceOptions options{.policy_dir = o.policy_dir};
+    if (o.tenants > 1) {
+      // The shipped playbooks for every tenant: each opts into all of them.
+      const fs::path policies = dir / "policies";
+      fs::copy(o.policy_dir, policies, fs::copy_options::recursive);
+      fs::create_directories(policies / "tenants");
+      for (int k = 1; k < o.tenants; ++k) {
+        std::ofstream(policies / "tenants" / (tenantName(k) + ".yaml")) << "playbooks: all\n";
+      }
+      options.policy_dir = policies.string();
+    }
     options.blocks.controller_ips = {"10.77.0.1"};
     bh::SignalService service(clock, **store, directory, actuator, options);
     if (absl::Status s = service.reload(); !s.ok()) {
@@ -187,8 +207,11 @@ RunResult runOnce(const Options& o, int run) {
         s.add_addresses(fmt::format("198.18.{}.{}", (n >> 8) & 0xff, n & 0xff));
         s.set_ttl_seconds(600);
         s.set_idempotency_key(fmt::format("ban-{}", n));
-        service.submit(bh::SignalDelivery{.delivered_by = "host:host-001",
-                                          .reporting_host = "host-001"},
+        // One tenant: host-001 reports all; else a host of tenant n % tenants (so a replayed
+        // key comes from the same tenant, and stays a duplicate).
+        const std::string host =
+            o.tenants == 1 ? "host-001" : fmt::format("host-{:03}", n % o.tenants);
+        service.submit(bh::SignalDelivery{.delivered_by = "host:" + host, .reporting_host = host},
                        std::move(s), [&](absl::StatusOr<bh::SignalOutcome> out) {
                          if (!out.ok()) {
                            failed.fetch_add(1);
@@ -255,6 +278,8 @@ int main(int argc, char** argv) {
     else if (flag == "--window") o.window = std::atoi(value);
     else if (flag == "--policy-dir") o.policy_dir = value;
     else if (flag == "--tmp") o.tmp = value;
+    else if (flag == "--tenants")
+      o.tenants = std::atoi(value);
     else {
       std::fprintf(stderr, "unknown flag %s (see the comment at the top of signal_ingest.cc)\n",
                    flag.c_str());
@@ -262,14 +287,16 @@ int main(int argc, char** argv) {
     }
   }
   if (o.signals <= 0 || o.runs <= 0 || o.hosts <= 0 || o.producers <= 0 || o.window <= 0 ||
-      o.dup_ratio < 0 || o.dup_ratio >= 1) {
-    std::fprintf(stderr, "counts must be positive and --dup-ratio in [0, 1)\n");
+      o.tenants <= 0 || o.tenants > o.hosts || o.dup_ratio < 0 || o.dup_ratio >= 1) {
+    std::fprintf(stderr,
+                 "counts must be positive, --tenants at most --hosts, --dup-ratio in [0, 1)\n");
     return 2;
   }
-  std::printf("signal ingest: %d signals x %d runs, %d hosts, %.0f%% duplicates, %d producers, "
-              "window %d, store in %s\n",
-              o.signals, o.runs, o.hosts, o.dup_ratio * 100, o.producers, o.window,
-              o.tmp.c_str());
+  std::printf(
+      "signal ingest: %d signals x %d runs, %d hosts in %d tenants, %.0f%% duplicates, "
+      "%d producers, window %d, store in %s\n",
+      o.signals, o.runs, o.hosts, o.tenants, o.dup_ratio * 100, o.producers, o.window,
+      o.tmp.c_str());
   std::vector<RunResult> runs;
   for (int run = 0; run < o.runs; ++run) {
     RunResult r = runOnce(o, run);

@@ -42,8 +42,8 @@ PlaybookSet playbooksIn(const fs::path& dir, const std::string& name,
     errors.emplace_back(read.status().message());
     return {};
   }
-  for (const std::string& e : read->errors) errors.push_back(name + "/" + e);
-  for (auto& [file, text] : read->files) file = name + "/" + file;
+  for (const std::string& e : read->errors) errors.push_back(fmt::format("{}/{}", name, e));
+  for (auto& [file, text] : read->files) file = fmt::format("{}/{}", name, file);
   auto set = buildPlaybookSet(read->files);
   if (!set.ok()) {
     errors.emplace_back(set.status().message());

@@ -370,6 +370,7 @@ TEST_F(SqliteStoreTest, SignalsAndApprovalsListPerTenantAndOlderOnesAreDefaults)
   ASSERT_TRUE(store->addSignals({write("old", ""), write("acme-1", "acme")}, 0).ok());
   auto ids = [](const auto& rows) {
     std::vector<std::string> out;
+    out.reserve(rows.size());
     for (const auto& r : rows) out.push_back(r.record.signal_id());
     return out;
   };
