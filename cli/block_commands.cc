@@ -131,6 +131,9 @@ int printBlockOutcomes(const GlobalOptions& g, const std::string& what,
     rows.push_back(
         {o.host_id(), enumText(o.state()), std::to_string(o.generation()), cut, detail});
   }
+  std::vector<std::string> tenants;
+  for (const auto& o : resp.outcomes()) tenants.push_back(o.tenant());
+  addTenantColumn(rows, 1, tenants);
   io.out << what << "\n";
   printTable(io.out, rows);
   return all_done ? kOk : kFailed;
@@ -232,7 +235,9 @@ int blocks(const GlobalOptions& g, const std::vector<std::string>& args, Io& io)
   }
   std::vector<std::vector<std::string>> rows = {
       {"CIDR", "PROTO", "PORT", "DIRECTION", "WHERE", "REMAINING", "BY", "REASON"}};
+  std::vector<std::string> tenants;
   for (const auto& e : resp.entries()) {
+    tenants.push_back(e.tenant());
     const auto& b = e.block();
     const char* dir = b.direction() == v1::DIRECTION_IN    ? "in"
                       : b.direction() == v1::DIRECTION_OUT ? "out"
@@ -246,6 +251,8 @@ int blocks(const GlobalOptions& g, const std::vector<std::string>& args, Io& io)
     io.out << "no blocks in force\n";
     return kOk;
   }
+  // "all hosts" of a fleet-wide block means its tenant's: the column says which.
+  addTenantColumn(rows, 5, tenants);
   printTable(io.out, rows);
   return kOk;
 }

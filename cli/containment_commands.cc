@@ -70,6 +70,9 @@ int printOutcomes(const GlobalOptions& g, const v1::ContainmentResponse& resp, I
     rows.push_back({o.host_id(), enumText(o.state()), std::to_string(o.generation()), cut,
                     apply, detail});
   }
+  std::vector<std::string> tenants;
+  for (const auto& o : resp.outcomes()) tenants.push_back(o.tenant());
+  addTenantColumn(rows, 1, tenants);
   printTable(io.out, rows);
   for (const auto& w : resp.warnings()) io.out << "warning: " << escapeNonPrintable(w) << "\n";
   for (const auto& o : resp.outcomes()) {

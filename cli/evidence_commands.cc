@@ -25,6 +25,7 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/output.h"
+#include "common/identity.h"
 #include "common/parse.h"
 #include "common/text.h"
 #include "evidence/hash.h"
@@ -389,6 +390,9 @@ Download download(OperatorClient& client, const std::string& command, const std:
 void printRecordSummary(std::ostream& out, const v1::EvidenceRecord& r) {
   out << fmt::format("evidence {}\n", r.evidence_id());
   out << fmt::format("  host        {}\n", escapeNonPrintable(r.host_id()));
+  if (!r.tenant().empty() && r.tenant() != kDefaultTenant) {
+    out << fmt::format("  tenant      {}\n", escapeNonPrintable(r.tenant()));
+  }
   out << fmt::format("  capture     {}\n", escapeNonPrintable(r.capture_id()));
   out << fmt::format("  requested   {} by {}: {}\n", utcTime(r.requested_at_unix_ms()),
                      escapeNonPrintable(r.requested_by()), escapeNonPrintable(r.reason()));
@@ -520,6 +524,9 @@ int evidenceList(const GlobalOptions& g, const std::vector<std::string>& args, I
                     humanBytes(r.size()), r.requested_by(), r.reason(),
                     r.signature_ok() ? "ok" : "NOT VALID"});
   }
+  std::vector<std::string> tenants;
+  for (const auto& r : resp.evidence()) tenants.push_back(r.tenant());
+  addTenantColumn(rows, 2, tenants);
   printTable(io.out, rows);
   return kOk;
 }

@@ -360,6 +360,7 @@ void EvidenceHub::toProto(const EvidenceRow& r, const std::vector<CustodyEntry>*
   }
   out->set_file_name(clipped(r.file_name, kMaxUploadFileName));
   out->set_clock_offset_ms(r.clock_offset_ms);
+  out->set_tenant(r.tenant);
   if (custody == nullptr) return;
   auto toEvent = [](const CustodyEntry& e) {
     v1::CustodyEvent c;

@@ -357,6 +357,7 @@ BlocksDone finishWith(v1::ListBlocksResponse* resp, grpc::ServerUnaryReactor* re
       e->set_fleet_wide(b.fleet_wide);
       e->set_host_id(std::move(b.host_id));
       e->set_remaining_ms(b.remaining_ms);
+      e->set_tenant(std::move(b.tenant));
     }
     reactor->Finish(toGrpcStatus(status));
   };

@@ -119,9 +119,10 @@ void Containment::doBlock(const Caller& caller, const BlockRequest& req, Contain
     }
   }
 
-  const AuditActor actor =
-      actorFor(caller, targetsFor(caller, OperatorAction::kBlock), targets, fleet_tenants);
+  const auto known = targetsFor(caller, OperatorAction::kBlock);
+  const AuditActor actor = actorFor(caller, known, targets, fleet_tenants);
   auto op = newOp(OperatorAction::kBlock, actor, target, req.reason, req.wait_ms, std::move(done));
+  op->host_tenants = hostTenants(known, targets);
   for (const auto& tenant : partial_tenants) {
     op->result.warnings.push_back(fmt::format(
         "your role does not cover every host of tenant {}: the block is on the hosts you reach "
@@ -219,10 +220,10 @@ void Containment::doUnblock(const Caller& caller, const UnblockRequest& req,
     return refuse(absl::NotFoundError(
         fmt::format("no block {} on {}; nothing was changed", match->describe(), target)));
   }
-  auto op =
-      newOp(OperatorAction::kUnblock,
-            actorFor(caller, targetsFor(caller, OperatorAction::kUnblock), order, fleet_tenants),
-            target, req.reason, req.wait_ms, std::move(done));
+  const auto known = targetsFor(caller, OperatorAction::kUnblock);
+  auto op = newOp(OperatorAction::kUnblock, actorFor(caller, known, order, fleet_tenants), target,
+                  req.reason, req.wait_ms, std::move(done));
+  op->host_tenants = hostTenants(known, order);
   const bool persisted = commitAndWait(
       op, order, states, {},
       fmt::format("unblock {}; hosts {}{}", match->describe(),
@@ -261,7 +262,8 @@ void Containment::doListBlocks(const Caller& caller, const ListBlocksRequest& re
     for (const auto& b : it->second.blocks) {
       if (b.expires_at_unix_ms() != 0 && b.expires_at_unix_ms() <= now) continue;
       fleet_ids.insert(b.id());
-      entries.push_back(BlockEntry{.block = b, .fleet_wide = true, .remaining_ms = remaining(b)});
+      entries.push_back(BlockEntry{
+          .block = b, .fleet_wide = true, .remaining_ms = remaining(b), .tenant = tenant});
     }
   }
   for (const auto& [h, state] : fleet_.desiredStates(hosts)) {
@@ -270,7 +272,8 @@ void Containment::doListBlocks(const Caller& caller, const ListBlocksRequest& re
           (b.expires_at_unix_ms() != 0 && b.expires_at_unix_ms() <= now)) {
         continue;
       }
-      entries.push_back(BlockEntry{.block = b, .host_id = h, .remaining_ms = remaining(b)});
+      entries.push_back(BlockEntry{
+          .block = b, .host_id = h, .remaining_ms = remaining(b), .tenant = known.at(h).tenant});
     }
   }
   absl::Status status =

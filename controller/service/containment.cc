@@ -126,6 +126,15 @@ std::shared_ptr<PendingOp> Containment::newOp(OperatorAction action, const Audit
   return op;
 }
 
+std::map<std::string, std::string> Containment::hostTenants(
+    const std::map<std::string, TargetHost>& known, const std::vector<std::string>& hosts) {
+  std::map<std::string, std::string> tenants;
+  for (const auto& h : hosts) {
+    if (auto it = known.find(h); it != known.end()) tenants[h] = it->second.tenant;
+  }
+  return tenants;
+}
+
 AuditActor Containment::actorFor(const Caller& caller,
                                  const std::map<std::string, TargetHost>& known,
                                  const std::vector<std::string>& targets,
@@ -241,6 +250,7 @@ void Containment::doIsolate(const Caller& caller, const IsolateRequest& req,
 
   auto op = newOp(OperatorAction::kIsolate, actorFor(caller, known, *targets), target, req.reason,
                   req.wait_ms, std::move(done));
+  op->host_tenants = hostTenants(known, *targets);
   op->dry_run = req.dry_run;
   for (auto& o : refused) op->result.outcomes.push_back(std::move(o));
   for (const auto& w : lookup.warnings()) op->result.warnings.push_back(w);
@@ -291,6 +301,7 @@ void Containment::doRelease(const Caller& caller, const ReleaseRequest& req,
   }
   auto op = newOp(OperatorAction::kRelease, actorFor(caller, known, *targets), target, req.reason,
                   req.wait_ms, std::move(done));
+  op->host_tenants = hostTenants(known, *targets);
   commitAndWait(op, *targets, states, {}, fmt::format("hosts {}", joined(*targets)));
 }
 
@@ -352,6 +363,11 @@ void Containment::complete(const std::shared_ptr<PendingOp>& op, bool shutting_d
                                    op->wait.count());
   }
   if (!fleet_.settle(op, open_state, open_error)) return;   // already completed
+  for (auto& o : op->result.outcomes) {
+    if (auto it = op->host_tenants.find(o.host_id()); it != op->host_tenants.end()) {
+      o.set_tenant(it->second);
+    }
+  }
 
   std::map<std::string, std::vector<std::string>> by_state;
   for (const auto& o : op->result.outcomes) {

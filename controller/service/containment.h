@@ -44,6 +44,7 @@ struct BlockEntry {
   bool fleet_wide = false;
   std::string host_id;
   int64_t remaining_ms = 0;  // 0: permanent
+  std::string tenant;        // of the fleet-wide block, or of its host
 };
 using BlocksDone = std::function<void(const absl::Status& status, std::vector<BlockEntry> blocks)>;
 
@@ -159,6 +160,9 @@ class Containment {
   static AuditActor actorFor(const Caller& caller, const std::map<std::string, TargetHost>& known,
                              const std::vector<std::string>& targets,
                              const std::vector<std::string>& fleet_tenants = {});
+  // The tenant of each of `hosts` found in `known`, as the op's outcomes name them.
+  static std::map<std::string, std::string> hostTenants(
+      const std::map<std::string, TargetHost>& known, const std::vector<std::string>& hosts);
   // The fleet-wide blocks of `tenant` (containment thread only).
   struct TenantBlocks {
     std::vector<bulkhead::v1::Block> blocks;

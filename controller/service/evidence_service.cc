@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "common/format.h"
+#include "common/identity.h"
 #include "controller/core/validate.h"
 #include "controller/service/audit.h"
 #include "controller/service/record_text.h"
@@ -108,8 +109,12 @@ EvidenceService::EvidenceService(const Clock& clock, Store& store, HostDirectory
     : clock_(clock), store_(store), hosts_(hosts), actions_(actions), evidence_(evidence) {}
 
 AuditActor EvidenceService::actorOn(const Caller& caller, const std::string& host_id) {
+  return auditActorOn(caller, tenantOfHost(host_id));
+}
+
+std::string EvidenceService::tenantOfHost(const std::string& host_id) {
   const auto host = hosts_.getHost(host_id);
-  return auditActorOn(caller, host ? host->host().tenant() : std::string(kDefaultTenant));
+  return tenantOrDefault(host ? host->host().tenant() : std::string());
 }
 
 absl::Status EvidenceService::audit(const AuditActor& actor, const std::string& action,
@@ -138,6 +143,7 @@ absl::StatusOr<EvidenceRow> EvidenceService::find(const Caller& caller, Operator
     for (char& ch : want) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     return absl::NotFoundError(fmt::format("no evidence with id {}", want));
   }
+  if (row.ok()) row->tenant = tenantOfHost(row->host_id);
   return row;
 }
 
@@ -272,6 +278,7 @@ void EvidenceService::capture(const Caller& caller, const CaptureRequest& req,
                                    row.capture_id, e.id, e.size, e.files,
                                    e.signature_ok ? "ok" : "NOT OK");
               stored = StoredEvidence{.row = e, .custody = *std::move(custody)};
+              stored->row.tenant = actor.tenant;
             }
             break;
           }
@@ -307,6 +314,7 @@ absl::StatusOr<EvidencePage> EvidenceService::list(const Caller& caller,
       size_t bytes = 0;
       size_t i = req.offset;
       for (; i < rows->size() && page.evidence.size() < kMaxListedEvidence; ++i) {
+        (*rows)[i].tenant = tenantOfHost((*rows)[i].host_id);
         const size_t size = record_bytes((*rows)[i]);
         if (!page.evidence.empty() && bytes + size > kMaxResponseBytes) break;
         bytes += size;

@@ -141,6 +141,8 @@ class EvidenceService {
   // Who a row about a bundle or capture of `host_id` (a host the caller reaches) is by: in the
   // host's tenant (a host the fleet no longer knows: "default", as its bundles).
   AuditActor actorOn(const Caller& caller, const std::string& host_id);
+  // The tenant of `host_id`; "default" for a host the fleet no longer knows.
+  std::string tenantOfHost(const std::string& host_id);
   absl::Status audit(const AuditActor& actor, const std::string& action, const std::string& target,
                      const std::string& reason, const absl::Status& result,
                      const std::string& detail = "");

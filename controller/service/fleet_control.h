@@ -43,6 +43,7 @@ struct PendingOp {
   std::string action;  // "isolate" | "release" | "block" | "unblock"
   std::string target;
   std::string reason;
+  std::map<std::string, std::string> host_tenants;  // host → tenant, named in its outcome
   std::chrono::milliseconds wait{5000};
   size_t waiting = 0;  // outcomes still open
   bool settled = false;

@@ -127,6 +127,9 @@ struct EvidenceRow {
   std::string file_name;
   int64_t clock_offset_ms = 0;
   std::string path;
+  // The tenant of the bundle's host. The store keeps none (a bundle belongs to its host's
+  // tenant): EvidenceService fills it on the rows it answers with, else empty.
+  std::string tenant;
 };
 
 // One event of a bundle's custody record. `id` (global, increasing), `prev_hash` and `hash`

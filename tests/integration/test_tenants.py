@@ -309,9 +309,11 @@ class TenantsTest(unittest.TestCase):
         # acme's own people see its evidence (carl, its viewer, lists and verifies it).
         rc, doc, err = self.as_("carl", "evidence", "list")
         self.assertEqual(rc, 0, err)
-        self.assertEqual([e["evidence_id"] for e in doc["evidence"]], [self.acme_evidence])
+        self.assertEqual([(e["evidence_id"], e["tenant"]) for e in doc["evidence"]],
+                         [(self.acme_evidence, "acme")])
         rc, doc, err = self.as_("carl", "evidence", "verify", self.acme_evidence)
         self.assertEqual(rc, 0, err)
+        self.assertEqual(doc["record"]["tenant"], "acme")
         # The refusals are audited in beta's trail (bea's calls), and none reaches acme's.
         rc, doc, err = self.fleet.cli("audit", "--limit", "1000", "--tenant=beta")
         self.assertEqual(rc, 0, err)
@@ -328,7 +330,8 @@ class TenantsTest(unittest.TestCase):
         rc, doc, err = self.as_("ann", "isolate", "--selector", "role=web", "--reason", "INC-1",
                                 "--yes")
         self.assertEqual(rc, 0, err)
-        self.assertEqual([o["host_id"] for o in doc["outcomes"]], ["acme-web"])
+        self.assertEqual([(o["host_id"], o["tenant"]) for o in doc["outcomes"]],
+                         [("acme-web", "acme")])
         wait_until(lambda: not self.reachable("h1"), 10, desc="acme-web isolated")
         self.assertTrue(self.reachable("h2"))
         self.assertTrue(self.reachable("h3"))
@@ -341,13 +344,19 @@ class TenantsTest(unittest.TestCase):
         rc, doc, err = self.fleet.cli("block", attacker, "--all", "--reason", "INC-2",
                                       "--tenant=acme")
         self.assertEqual(rc, 0, err)
-        self.assertEqual([o["host_id"] for o in doc["outcomes"]], ["acme-web"])
+        self.assertEqual([(o["host_id"], o["tenant"]) for o in doc["outcomes"]],
+                         [("acme-web", "acme")])
         wait_until(lambda: not self.reachable("h1"), 10, desc="acme-web blocked")
         self.assertTrue(self.reachable("h2"))
         self.assertTrue(self.reachable("h3"))
+        # acme's fleet-wide block names its tenant; beta sees no block at all.
+        rc, doc, err = self.fleet.cli("blocks", "--tenant=acme")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([(e["fleet_wide"], e["tenant"], e["block"]["remote_cidr"])
+                          for e in doc["entries"]], [(True, "acme", f"{attacker}/32")])
         rc, doc, err = self.as_("bea", "blocks")
         self.assertEqual(rc, 0, err)
-        self.assertEqual(doc.get("blocks", []), [])
+        self.assertEqual(doc["entries"], [])
         rc, doc, err = self.fleet.cli("unblock", attacker, "--all", "--reason", "INC-2 done",
                                       "--tenant=acme")
         self.assertEqual(rc, 0, err)
@@ -448,7 +457,7 @@ class TenantsTest(unittest.TestCase):
             for tenant in ("default", "beta"):
                 rc, doc, err = self.fleet.cli("blocks", f"--tenant={tenant}")
                 self.assertEqual(rc, 0, err)
-                self.assertEqual(doc.get("blocks", []), [], tenant)
+                self.assertEqual(doc["entries"], [], tenant)
             rc, doc, err = self.as_("carl", "signals")
             self.assertEqual(rc, 0, err)
             acme = [s for s in doc["signals"] if s["delivered_by"] == "host:acme-web"]

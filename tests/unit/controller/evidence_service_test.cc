@@ -87,6 +87,9 @@ class FakeFleet final : public FleetControl, public HostDirectory {
     if (!online_.contains(host)) return std::nullopt;
     v1::HostStatus s;
     s.mutable_host()->set_host_id(host);
+    std::lock_guard lock(mu_);
+    if (auto it = tenants_.find(host); it != tenants_.end())
+      s.mutable_host()->set_tenant(it->second);
     return s;
   }
   bool applyLabels(const std::string&, const Labels&, const std::string&) override {
@@ -110,11 +113,17 @@ class FakeFleet final : public FleetControl, public HostDirectory {
     std::lock_guard lock(mu_);
     return sent_;
   }
+  // Moves `host` to `tenant` (hosts are the default tenant's until then).
+  void setTenant(const std::string& host, const std::string& tenant) {
+    std::lock_guard lock(mu_);
+    tenants_[host] = tenant;
+  }
 
  private:
   const std::map<std::string, bool> online_{{"web-01", true}, {"db-01", false}};
   std::mutex mu_;
   std::vector<std::pair<std::string, v1::Command>> sent_;
+  std::map<std::string, std::string> tenants_;
   std::function<void(const std::string&, const v1::CommandResult&)> listener_;
 };
 
@@ -327,6 +336,7 @@ TEST_F(EvidenceServiceTest, ACaptureIsAuditedAsAcceptedBeforeItIsSentAndAnswersW
   ASSERT_TRUE(c.status.ok()) << c.status;
   ASSERT_TRUE(c.evidence.has_value());
   EXPECT_EQ(c.evidence->row.id, kBundleId);
+  EXPECT_EQ(c.evidence->row.tenant, "default");
   ASSERT_EQ(c.evidence->custody.size(), 1u);
   EXPECT_TRUE(backend_->watchers().empty());
   rows = audit();
@@ -449,6 +459,30 @@ TEST_F(EvidenceServiceTest, ListStopsAPageBeforeItsAnswerGrowsTooLarge) {
   ASSERT_TRUE(past.ok()) << past.status();
   EXPECT_TRUE(past->evidence.empty());
   EXPECT_EQ(audit().back().target, "*");
+}
+
+TEST_F(EvidenceServiceTest, EveryRecordNamesTheTenantOfItsHost) {
+  storeBundle("cap-1", "bundle bytes");
+  fleet_.setTenant("web-01", "acme");
+  const Caller acme_responder{.audit_name = "carl",
+                              .is_operator = true,
+                              .role = Role::kNone,
+                              .grants = {Grant{.tenant = "acme", .role = Role::kResponder}},
+                              .tenants = {"acme"}};
+  auto page = service_->list(acme_responder, {}, [](const EvidenceRow&) { return size_t{100}; });
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->evidence.size(), 1u);
+  EXPECT_EQ(page->evidence[0].tenant, "acme");
+  auto opened = service_->get(acme_responder, kBundleId);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(opened->evidence().row.tenant, "acme");
+  ::close(opened->releaseFd());
+  // The default tenant's team reads it as an unknown id, and lists nothing.
+  const auto alice = operatorWith("alice", Role::kResponder);
+  EXPECT_TRUE(absl::IsNotFound(service_->get(alice, kBundleId).status()));
+  auto none = service_->list(alice, {}, [](const EvidenceRow&) { return size_t{100}; });
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->evidence.empty());
 }
 
 TEST_F(EvidenceServiceTest, VerifyNamesTheProblemAndRecordsItInCustodyAndAudit) {

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <tuple>
 #include <variant>
 
 #include "controller/service/audit_trail.h"
@@ -211,6 +212,7 @@ TEST_F(ContainmentServiceTest, IsolateCommitsAuditsPublishesAndAnswersWithTheOut
   EXPECT_EQ(a.result.outcomes[0].host_id(), "web-01");
   EXPECT_EQ(a.result.outcomes[0].state(), v1::HostOutcome::STATE_ENFORCED);
   EXPECT_EQ(a.result.outcomes[0].generation(), 1u);
+  EXPECT_EQ(a.result.outcomes[0].tenant(), "default");
   EXPECT_TRUE(fleet_.state("web-01").has_isolation());
   auto rows = audit();
   ASSERT_GE(rows.size(), 2u);
@@ -381,7 +383,10 @@ TEST_F(ContainmentServiceTest, ASelectorAndBlockAllReachOnlyTheCallersTenantAndB
   });
   ASSERT_TRUE(isolated.status.ok()) << isolated.status;
   std::set<std::string> reached;
-  for (const auto& o : isolated.result.outcomes) reached.insert(o.host_id());
+  for (const auto& o : isolated.result.outcomes) {
+    reached.insert(o.host_id());
+    EXPECT_EQ(o.tenant(), "acme") << o.host_id();  // every result names its tenant
+  }
   EXPECT_EQ(reached, (std::set<std::string>{"acme-dev", "acme-web"}));
   EXPECT_FALSE(fleet_.state("web-01").has_isolation());
   EXPECT_FALSE(fleet_.state("beta-web").has_isolation());
@@ -396,6 +401,7 @@ TEST_F(ContainmentServiceTest, ASelectorAndBlockAllReachOnlyTheCallersTenantAndB
   ASSERT_TRUE(partial.status.ok()) << partial.status;
   ASSERT_EQ(partial.result.outcomes.size(), 1u);
   EXPECT_EQ(partial.result.outcomes[0].host_id(), "acme-web");
+  EXPECT_EQ(partial.result.outcomes[0].tenant(), "acme");
   ASSERT_EQ(partial.result.warnings.size(), 1u);
   EXPECT_NE(partial.result.warnings[0].find("every host of tenant acme"), std::string::npos);
   EXPECT_EQ(fleet_.state("acme-dev").blocks_size(), 0);
@@ -430,13 +436,23 @@ TEST_F(ContainmentServiceTest, ASelectorAndBlockAllReachOnlyTheCallersTenantAndB
   EXPECT_EQ(fleet_.state("acme-new").blocks_size(), 1);
   EXPECT_EQ(fleet_.state("beta-new").blocks_size(), 0);
 
-  // Listed for acme; nothing of it for the default tenant's viewer.
-  auto listed = std::make_shared<std::promise<std::vector<BlockEntry>>>();
-  containment_->listBlocks(kBob, ListBlocksRequest{},
-                           [listed](const absl::Status&, std::vector<BlockEntry> b) {
-                             listed->set_value(std::move(b));
-                           });
-  EXPECT_TRUE(listed->get_future().get().empty());
+  // Listed for acme, each entry naming its tenant; nothing of it for the default tenant's viewer.
+  auto listBlocks = [&](const Caller& caller) {
+    auto listed = std::make_shared<std::promise<std::vector<BlockEntry>>>();
+    containment_->listBlocks(caller, ListBlocksRequest{},
+                             [listed](const absl::Status&, std::vector<BlockEntry> b) {
+                               listed->set_value(std::move(b));
+                             });
+    return listed->get_future().get();
+  };
+  std::set<std::tuple<std::string, std::string, std::string>> acme_blocks;
+  for (const auto& e : listBlocks(acmeResponder())) {
+    acme_blocks.emplace(e.block.remote_cidr(), e.fleet_wide ? "all" : e.host_id, e.tenant);
+  }
+  EXPECT_EQ(acme_blocks,
+            (std::set<std::tuple<std::string, std::string, std::string>>{
+                {"203.0.113.7/32", "acme-web", "acme"}, {"203.0.113.9/32", "all", "acme"}}));
+  EXPECT_TRUE(listBlocks(kBob).empty());
 }
 
 TEST_F(ContainmentServiceTest, AuditTrailVerifiesForAViewerAndRecordsEveryCallRefusalsToo) {
