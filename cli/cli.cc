@@ -42,6 +42,9 @@ po::options_description globalOptions(GlobalFlags& f) {
       "tenant", po::value(&f.g.tenant)->default_value(envOr("BULKHEAD_TENANT", "")),
       "the tenant to act in (NAME, or '*' for every tenant you hold a role in); needed when "
       "you hold roles in several")(
+      "incident", po::value(&f.g.incident)->default_value(envOr("BULKHEAD_INCIDENT", "")),
+      "the open incident this command is part of (its id, e.g. INC-42): recorded in the "
+      "incident's timeline")(
       "controller-name", po::value(&f.g.controller_name)->default_value(f.g.controller_name),
       "name in the controller's certificate (default: the identity's controller-name file)")(
       "json", po::bool_switch(&f.g.json), "print one machine-readable JSON document")(
@@ -119,6 +122,7 @@ const std::map<std::string, CommandInfo>& commands() {
     addIntegrationCommands(*t);
     addTokenCommands(*t);
     addTenantCommands(*t);
+    addIncidentCommands(*t);
     addSessionCommands(*t);
     addEvidenceCommands(*t);
     return t;
@@ -159,6 +163,12 @@ int runCli(const std::vector<std::string>& argv, Io& io) {
   if (!g.tenant.empty() && g.tenant != "*" && !isValidName(g.tenant)) {
     io.err << "bulkhead: --tenant: invalid value \"" << escapeNonPrintable(g.tenant.substr(0, 64))
            << "\": a tenant name (1-63 characters of [A-Za-z0-9._-]) or '*'\n";
+    return kUsage;
+  }
+  if (!g.incident.empty() && !isValidName(g.incident)) {
+    io.err << "bulkhead: --incident: invalid value \""
+           << escapeNonPrintable(g.incident.substr(0, 64))
+           << "\": an incident id (1-63 characters of [A-Za-z0-9._-], e.g. INC-42)\n";
     return kUsage;
   }
   if (rest.empty()) {

@@ -22,6 +22,7 @@ struct GlobalOptions {
   std::string controller;        // ADDR:PORT; --controller or $BULKHEAD_CONTROLLER
   std::string identity;          // DIR; --identity or $BULKHEAD_IDENTITY
   std::string tenant;            // NAME or "*"; --tenant or $BULKHEAD_TENANT; empty: not chosen
+  std::string incident;          // ID; --incident or $BULKHEAD_INCIDENT; empty: none
   // TLS name in the controller cert. Unless given (controller_name_given), the identity's
   // controller-name file wins over this default.
   std::string controller_name = "bulkhead-controller";
@@ -79,5 +80,6 @@ void addSignalCommands(std::map<std::string, CommandInfo>& table);
 void addIntegrationCommands(std::map<std::string, CommandInfo>& table);
 void addTokenCommands(std::map<std::string, CommandInfo>& table);
 void addTenantCommands(std::map<std::string, CommandInfo>& table);
+void addIncidentCommands(std::map<std::string, CommandInfo>& table);
 
 }  // namespace bulkhead::cli

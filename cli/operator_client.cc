@@ -120,8 +120,8 @@ absl::StatusOr<std::unique_ptr<OperatorClient>> OperatorClient::create(const Glo
   IdentityFiles current =
       renew_when_due ? renewIfDue(*stub, options.identity, *id, options.timeout) : *id;
   if (current.cert_pem != id->cert_pem) stub = stubFor(target, current, name);
-  auto client = std::unique_ptr<OperatorClient>(
-      new OperatorClient(controller, options.tenant, options.timeout, std::move(stub)));
+  auto client = std::unique_ptr<OperatorClient>(new OperatorClient(
+      controller, options.tenant, options.incident, options.timeout, std::move(stub)));
   client->identity_ = std::move(current);
   client->identity_dir_ = options.identity;
   return client;
@@ -132,6 +132,7 @@ std::unique_ptr<grpc::ClientContext> OperatorClient::context(
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->set_deadline(std::chrono::system_clock::now() + std::max(timeout, timeout_));
   if (!tenant_.empty()) ctx->AddMetadata("bulkhead-tenant", tenant_);
+  if (!incident_.empty()) ctx->AddMetadata("bulkhead-incident", incident_);
   return ctx;
 }
 

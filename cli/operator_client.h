@@ -29,7 +29,8 @@ class OperatorClient {
   v1::Operator::Stub& stub() { return *stub_; }
 
   // A fresh context whose deadline is the --timeout (or `timeout` if longer), naming the
-  // --tenant in the request metadata "bulkhead-tenant" when one was chosen.
+  // --tenant in the request metadata "bulkhead-tenant" when one was chosen, and the --incident
+  // in "bulkhead-incident".
   std::unique_ptr<grpc::ClientContext> context(std::chrono::milliseconds timeout = {}) const;
 
   const std::string& controller() const { return controller_; }
@@ -38,15 +39,17 @@ class OperatorClient {
   const std::string& identityDir() const { return identity_dir_; }
 
  private:
-  OperatorClient(std::string controller, std::string tenant, std::chrono::milliseconds timeout,
-                 std::unique_ptr<v1::Operator::Stub> stub)
+  OperatorClient(std::string controller, std::string tenant, std::string incident,
+                 std::chrono::milliseconds timeout, std::unique_ptr<v1::Operator::Stub> stub)
       : controller_(std::move(controller)),
         tenant_(std::move(tenant)),
+        incident_(std::move(incident)),
         timeout_(timeout),
         stub_(std::move(stub)) {}
 
   std::string controller_;
   std::string tenant_;
+  std::string incident_;
   std::chrono::milliseconds timeout_;
   std::unique_ptr<v1::Operator::Stub> stub_;
   IdentityFiles identity_;

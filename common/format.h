@@ -3,7 +3,12 @@
 // fmt::format, and include this header to format absl::string_view and absl::Status.
 #pragma once
 
+#include <fmt/chrono.h>
 #include <fmt/format.h>
+
+#include <cstdint>
+#include <ctime>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -25,3 +30,14 @@ struct fmt::formatter<absl::Status> : fmt::formatter<fmt::string_view> {
     return fmt::formatter<fmt::string_view>::format(fmt::string_view(m.data(), m.size()), ctx);
   }
 };
+
+namespace bulkhead {
+
+// A Unix time in milliseconds as messages and audit rows show it: "2026-12-05T20:13:35Z" (UTC,
+// whole seconds).
+inline std::string utcTimeText(int64_t unix_ms) {
+  const auto secs = static_cast<std::time_t>(unix_ms / 1000 - (unix_ms % 1000 < 0 ? 1 : 0));
+  return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(secs));
+}
+
+}  // namespace bulkhead

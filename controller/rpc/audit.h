@@ -2,10 +2,12 @@
 // absl::Status versions (controller/service/audit.h).
 #pragma once
 
-#include <string>
-
 #include <grpcpp/grpcpp.h>
 
+#include <string>
+#include <utility>
+
+#include "absl/status/statusor.h"
 #include "controller/core/clock.h"
 #include "controller/service/audit.h"
 #include "controller/store/store.h"
@@ -17,6 +19,16 @@ inline grpc::Status toGrpcStatus(const absl::Status& s) {
 }
 inline absl::Status fromGrpcStatus(const grpc::Status& s) {
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+}
+
+// Finishes a unary call's `reactor` with `result`'s status, its value moved into `resp` when OK.
+template <typename T>
+grpc::ServerUnaryReactor* finishUnary(grpc::ServerUnaryReactor* reactor, absl::StatusOr<T> result,
+                                      T* resp) {
+  const absl::Status status = result.status();
+  if (result.ok()) *resp = *std::move(result);
+  reactor->Finish(toGrpcStatus(status));
+  return reactor;
 }
 
 // recordCall() (controller/service/audit.h) for a gRPC status.

@@ -79,7 +79,8 @@ OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet,
       signals_(signals),
       integrations_(integrations),
       enrollment_(enrollment),
-      tenants_(clock, store) {}
+      tenants_(clock, store),
+      incidents_(clock, store) {}
 
 Caller OperatorService::identify(const grpc::CallbackServerContext& ctx) {
   Caller c;
@@ -113,6 +114,11 @@ Caller OperatorService::identify(const grpc::CallbackServerContext& ctx) {
     requested.assign(it->second.data(), it->second.size());
   }
   tenants_.scopeCaller(c, requested);
+  std::string incident;
+  if (auto it = metadata.find(kIncidentMetadata); it != metadata.end()) {
+    incident.assign(it->second.data(), it->second.size());
+  }
+  incidents_.scopeCaller(c, incident);
   return c;
 }
 

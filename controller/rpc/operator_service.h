@@ -24,6 +24,7 @@
 #include "controller/service/host_actions.h"
 #include "controller/service/host_inventory.h"
 #include "controller/service/host_operations.h"
+#include "controller/service/incidents.h"
 #include "controller/service/integrations.h"
 #include "controller/service/signals.h"
 #include "controller/service/tenants.h"
@@ -46,6 +47,7 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   using Base::Approve;
   using Base::Block;
   using Base::Capture;
+  using Base::CloseIncident;
   using Base::CreateIntegration;
   using Base::CreateJoinToken;
   using Base::CreateTenant;
@@ -63,11 +65,14 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   using Base::ListBlocks;
   using Base::ListEvidence;
   using Base::ListHosts;
+  using Base::ListIncidents;
   using Base::ListIntegrations;
   using Base::ListJoinTokens;
   using Base::ListSessions;
   using Base::ListSignals;
   using Base::ListTenants;
+  using Base::NoteIncident;
+  using Base::OpenIncident;
   using Base::PreviewSignal;
   using Base::Reject;
   using Base::Release;
@@ -77,6 +82,7 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   using Base::RevokeJoinToken;
   using Base::SetHostLabels;
   using Base::ShowEvidence;
+  using Base::ShowIncident;
   using Base::SubmitSignal;
   using Base::Unblock;
   using Base::VerifyAudit;
@@ -209,10 +215,26 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   grpc::ServerUnaryReactor* RenewOperatorCertificate(
       grpc::CallbackServerContext* ctx, const bulkhead::v1::RenewOperatorCertificateRequest* req,
       bulkhead::v1::RenewOperatorCertificateResponse* resp) override;
+  grpc::ServerUnaryReactor* OpenIncident(grpc::CallbackServerContext* ctx,
+                                         const bulkhead::v1::OpenIncidentRequest* req,
+                                         bulkhead::v1::Incident* resp) override;
+  grpc::ServerUnaryReactor* ListIncidents(grpc::CallbackServerContext* ctx,
+                                          const bulkhead::v1::ListIncidentsRequest* req,
+                                          bulkhead::v1::ListIncidentsResponse* resp) override;
+  grpc::ServerUnaryReactor* ShowIncident(grpc::CallbackServerContext* ctx,
+                                         const bulkhead::v1::ShowIncidentRequest* req,
+                                         bulkhead::v1::ShowIncidentResponse* resp) override;
+  grpc::ServerUnaryReactor* NoteIncident(grpc::CallbackServerContext* ctx,
+                                         const bulkhead::v1::IncidentNoteRequest* req,
+                                         bulkhead::v1::Incident* resp) override;
+  grpc::ServerUnaryReactor* CloseIncident(grpc::CallbackServerContext* ctx,
+                                          const bulkhead::v1::CloseIncidentRequest* req,
+                                          bulkhead::v1::Incident* resp) override;
 
-  // The caller of one call, as its certificate says, with its grants and the tenant it chose
-  // (request metadata kTenantMetadata; TenantService::scopeCaller). Refuses revoked
-  // certificates (the Fleet's PeerGate).
+  // The caller of one call, as its certificate says, with its grants, the tenant it chose
+  // (request metadata kTenantMetadata; TenantService::scopeCaller) and the incident the call is
+  // part of (kIncidentMetadata; IncidentService::scopeCaller). Refuses revoked certificates
+  // (the Fleet's PeerGate).
   Caller identify(const grpc::CallbackServerContext& ctx);
 
  private:
@@ -226,9 +248,12 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   IntegrationService& integrations_;
   EnrollmentService& enrollment_;
   TenantService tenants_;  // tenants, bindings, and each caller's scope
+  IncidentService incidents_;  // incidents, and each caller's --incident
 };
 
 // The request metadata naming the call's tenant: a name, or "*" (`bulkhead --tenant`).
 inline constexpr char kTenantMetadata[] = "bulkhead-tenant";
+// The request metadata naming the incident a call is part of (`bulkhead --incident`).
+inline constexpr char kIncidentMetadata[] = "bulkhead-incident";
 
 }  // namespace bulkhead::controller

@@ -6,20 +6,6 @@ namespace bulkhead::controller {
 
 namespace v1 = bulkhead::v1;
 
-namespace {
-
-// Finishes `reactor` with `result`'s status, its value moved into `resp` when OK.
-template <typename T>
-grpc::ServerUnaryReactor* finish(grpc::ServerUnaryReactor* reactor, absl::StatusOr<T> result,
-                                 T* resp) {
-  const absl::Status status = result.status();
-  if (result.ok()) *resp = *std::move(result);
-  reactor->Finish(toGrpcStatus(status));
-  return reactor;
-}
-
-}  // namespace
-
 grpc::ServerUnaryReactor* OperatorService::ListTenants(grpc::CallbackServerContext* ctx,
                                                        const v1::ListTenantsRequest*,
                                                        v1::ListTenantsResponse* resp) {
@@ -35,8 +21,8 @@ grpc::ServerUnaryReactor* OperatorService::ListTenants(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* OperatorService::CreateTenant(grpc::CallbackServerContext* ctx,
                                                         const v1::CreateTenantRequest* req,
                                                         v1::Tenant* resp) {
-  return finish(ctx->DefaultReactor(),
-                tenants_.createTenant(identify(*ctx), req->name(), req->reason()), resp);
+  return finishUnary(ctx->DefaultReactor(),
+                     tenants_.createTenant(identify(*ctx), req->name(), req->reason()), resp);
 }
 
 grpc::ServerUnaryReactor* OperatorService::ListAccess(grpc::CallbackServerContext* ctx,
@@ -54,17 +40,17 @@ grpc::ServerUnaryReactor* OperatorService::ListAccess(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* OperatorService::GrantAccess(grpc::CallbackServerContext* ctx,
                                                        const v1::GrantAccessRequest* req,
                                                        v1::RoleBinding* resp) {
-  return finish(ctx->DefaultReactor(),
-                tenants_.grantAccess(identify(*ctx), req->operator_name(), req->role(),
-                                     req->hosts(), req->reason()),
-                resp);
+  return finishUnary(ctx->DefaultReactor(),
+                     tenants_.grantAccess(identify(*ctx), req->operator_name(), req->role(),
+                                          req->hosts(), req->reason()),
+                     resp);
 }
 
 grpc::ServerUnaryReactor* OperatorService::RevokeAccess(grpc::CallbackServerContext* ctx,
                                                         const v1::RevokeAccessRequest* req,
                                                         v1::RoleBinding* resp) {
-  return finish(ctx->DefaultReactor(),
-                tenants_.revokeAccess(identify(*ctx), req->binding_id(), req->reason()), resp);
+  return finishUnary(ctx->DefaultReactor(),
+                     tenants_.revokeAccess(identify(*ctx), req->binding_id(), req->reason()), resp);
 }
 
 }  // namespace bulkhead::controller

@@ -302,6 +302,7 @@ v1::AuditRecord toProto(const AuditEntry& row) {
   r.set_hash(row.hash);
   r.set_mac(row.mac);
   r.set_tenant(row.tenant);
+  r.set_incident(row.incident);
   const AuditReading reading = readAuditText(row.action, row.outcome);
   r.set_action_type(reading.action);
   r.set_phase(reading.phase);
@@ -318,6 +319,18 @@ v1::EvidenceRecord toProto(const EvidenceRow& row) {
 v1::EvidenceRecord toProto(const StoredEvidence& evidence) {
   v1::EvidenceRecord out;
   EvidenceHub::toProto(evidence.row, &evidence.custody, &out);
+  return out;
+}
+
+v1::ShowIncidentResponse toProto(const IncidentTimeline& timeline) {
+  v1::ShowIncidentResponse out;
+  *out.mutable_incident() = timeline.incident;
+  for (const AuditEntry& row : timeline.records) *out.add_records() = toProto(row);
+  for (const auto& [row, custody] : timeline.evidence) {
+    EvidenceHub::toProto(row, &custody, out.add_evidence());
+  }
+  out.set_now_unix_ms(timeline.now_unix_ms);
+  out.set_regulator_deadline_unix_ms(timeline.incident.detected_unix_ms() + kRegulatorDeadlineMs);
   return out;
 }
 

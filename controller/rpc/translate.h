@@ -13,6 +13,7 @@
 #include "controller/service/evidence_service.h"
 #include "controller/service/host_inventory.h"
 #include "controller/service/host_operations.h"
+#include "controller/service/incidents.h"
 
 namespace bulkhead::controller {
 
@@ -37,6 +38,8 @@ bulkhead::v1::AuditRecord toProto(const AuditEntry& row);
 bulkhead::v1::EvidenceRecord toProto(const EvidenceRow& row);
 bulkhead::v1::EvidenceRecord toProto(const StoredEvidence& evidence);
 bulkhead::v1::VerifyEvidenceResponse toProto(const EvidenceVerification& verification);
+// An incident's timeline, with its 72-hour mark.
+bulkhead::v1::ShowIncidentResponse toProto(const IncidentTimeline& timeline);
 // The record, and `shown.summary` as the typed summary (toEvidenceSummary).
 bulkhead::v1::ShowEvidenceResponse toProto(const ShownEvidence& shown);
 // evidence::summarize()'s document as the typed message: a null or absent field stays unset,

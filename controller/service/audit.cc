@@ -12,11 +12,14 @@ namespace bulkhead::controller {
 AuditActor auditActor(const Caller& caller) {
   const std::vector<std::string> tenants = callTenants(caller);
   return AuditActor{.name = caller.audit_name,
-                    .tenant = tenants.size() == 1 ? tenants.front() : std::string(kEveryTenant)};
+                    .tenant = tenants.size() == 1 ? tenants.front() : std::string(kEveryTenant),
+                    .incident = caller.incident};
 }
 
 AuditActor auditActorOn(const Caller& caller, std::string_view host_tenant) {
-  return AuditActor{.name = caller.audit_name, .tenant = tenantOrDefault(host_tenant)};
+  return AuditActor{.name = caller.audit_name,
+                    .tenant = tenantOrDefault(host_tenant),
+                    .incident = caller.incident};
 }
 
 std::string auditOutcome(const absl::Status& s) {
@@ -32,6 +35,7 @@ AuditEntry callEntry(int64_t at_unix_ms, const AuditActor& actor, const std::str
   e.at_unix_ms = at_unix_ms;
   e.operator_name = actor.name;
   e.tenant = actor.tenant;
+  e.incident = actor.incident;
   e.action = action;
   e.target = evidence::boundedText(escapeNonPrintable(target), kMaxAuditTarget, false);
   e.reason = escapeNonPrintable(reason);
@@ -71,7 +75,8 @@ absl::Status recordAccepted(Store& store, const Clock& clock, const AuditActor& 
                .reason = reason,
                .outcome = "accepted",
                .detail = detail,
-               .tenant = actor.tenant};
+               .tenant = actor.tenant,
+               .incident = actor.incident};
   if (auto row = store.appendAudit(e); !row.ok()) {
     spdlog::error("audit: cannot record {} {} by {} as accepted: {}", action, target, actor.name,
                   row.status());

@@ -25,6 +25,7 @@ inline constexpr size_t kMaxAuditText = 8192;
 struct AuditActor {
   std::string name;
   std::string tenant = kDefaultTenant;
+  std::string incident;  // the incident the call is part of; "" for none
 };
 
 // The caller's audit name and the tenant of its call: the call's one tenant, or kEveryTenant

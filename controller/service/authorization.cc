@@ -55,6 +55,11 @@ constexpr std::array kRules = {
     ActionRule{A::kRevokeAccess, "access-revoke", Role::kAdmin, S::kTenant},
     ActionRule{A::kSetHostLabels, "label", Role::kAdmin, S::kHosts},
     ActionRule{A::kRenewOperatorCertificate, "operator-renew", Role::kNone, S::kSelf},
+    ActionRule{A::kOpenIncident, "incident-open", Role::kResponder, S::kHosts},
+    ActionRule{A::kListIncidents, "incidents", Role::kViewer, S::kTenant},
+    ActionRule{A::kShowIncident, "incident-show", Role::kViewer, S::kTenant},
+    ActionRule{A::kNoteIncident, "incident-note", Role::kResponder, S::kHosts},
+    ActionRule{A::kCloseIncident, "incident-close", Role::kResponder, S::kHosts},
 };
 
 constexpr bool inOrder() {
@@ -64,7 +69,7 @@ constexpr bool inOrder() {
   return true;
 }
 static_assert(inOrder(), "kRules: one row per OperatorAction, in declaration order");
-static_assert(kRules.size() == static_cast<size_t>(A::kRenewOperatorCertificate) + 1,
+static_assert(kRules.size() == static_cast<size_t>(A::kCloseIncident) + 1,
               "kRules: a row for every OperatorAction");
 
 // " in tenant acme" after a role, except for the single-team case (tenant default alone).

@@ -60,6 +60,11 @@ enum class OperatorAction {
   kRevokeAccess,              // access-revoke
   kSetHostLabels,             // label
   kRenewOperatorCertificate,  // operator-renew
+  kOpenIncident,              // incident-open
+  kListIncidents,             // incidents
+  kShowIncident,              // incident-show
+  kNoteIncident,              // incident-note
+  kCloseIncident,             // incident-close
 };
 
 // Where an action's role is looked for (tenancy.h).
@@ -111,6 +116,9 @@ struct Caller {
   // Non-OK: no tenant could be chosen (chooseTenants); every call is refused with it but those
   // about the caller's own identity (ActionScope::kSelf).
   absl::Status tenant_refusal;
+  // The incident the call is part of (`--incident ID`, an open incident of the call's one
+  // tenant: IncidentService::scopeCaller); "" for none. Every audit row of the call names it.
+  std::string incident;
 };
 
 // OK when `caller` may ask for `action` in the call's tenants (tenancy.h: where the role is

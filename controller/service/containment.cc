@@ -119,6 +119,7 @@ std::shared_ptr<PendingOp> Containment::newOp(OperatorAction action, const Audit
   op->done = std::move(done);
   op->operator_name = actor.name;
   op->tenant = actor.tenant;
+  op->incident = actor.incident;
   op->action = auditAction(action);
   op->target = target;
   op->reason = reason;
@@ -319,6 +320,7 @@ bool Containment::commitAndWait(const std::shared_ptr<PendingOp>& op,
   e.at_unix_ms = clock_.nowUnixMs();
   e.operator_name = op->operator_name;
   e.tenant = op->tenant;
+  e.incident = op->incident;
   e.action = op->action;
   e.target = op->target;
   e.reason = op->reason;
@@ -331,8 +333,8 @@ bool Containment::commitAndWait(const std::shared_ptr<PendingOp>& op,
     spdlog::error("{} {}: cannot persist: {}", op->action, op->target, row.status());
     absl::Status status = absl::InternalError(
         fmt::format("store unavailable, nothing applied: {}", row.status()));
-    op->done(recordCall(store_, clock_, AuditActor{op->operator_name, op->tenant}, op->action,
-                        op->target, op->reason, status),
+    op->done(recordCall(store_, clock_, AuditActor{op->operator_name, op->tenant, op->incident},
+                        op->action, op->target, op->reason, status),
              {});
     return false;
   }
@@ -383,14 +385,15 @@ void Containment::complete(const std::shared_ptr<PendingOp>& op, bool shutting_d
   absl::Status status;
   if (op->dry_run) {
     // The only audit row of a dry run: its failure fails the call.
-    status =
-        recordCall(store_, clock_, AuditActor{op->operator_name, op->tenant}, op->action,
-                   op->target, op->reason, absl::OkStatus(), fmt::format("dry run; {}", summary));
+    status = recordCall(store_, clock_, AuditActor{op->operator_name, op->tenant, op->incident},
+                        op->action, op->target, op->reason, absl::OkStatus(),
+                        fmt::format("dry run; {}", summary));
   } else {
     AuditEntry e;
     e.at_unix_ms = clock_.nowUnixMs();
     e.operator_name = op->operator_name;
     e.tenant = op->tenant;
+    e.incident = op->incident;
     e.action = op->action + ".result";
     e.target = op->target;
     e.reason = op->reason;

@@ -4,7 +4,6 @@
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
-#include "absl/time/time.h"
 #include "common/certificate.h"
 #include "common/format.h"
 #include "common/identity.h"
@@ -43,10 +42,6 @@ std::string randomHex(size_t bytes) {
   return hex;
 }
 
-std::string utc(int64_t unix_ms) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMillis(unix_ms), absl::UTCTimeZone());
-}
-
 std::string labelText(const std::map<std::string, std::string>& labels) {
   const std::string out = labelsText(labels);
   return out.empty() ? "(none)" : out;
@@ -66,12 +61,12 @@ absl::Status checkRedeemable(const JoinTokenRow& token, const std::string& secre
     return absl::PermissionDeniedError(
         fmt::format("join token {} was revoked at {}: ask an "
                     "admin for a new one",
-                    t.token_id(), utc(t.revoked_unix_ms())));
+                    t.token_id(), utcTimeText(t.revoked_unix_ms())));
   }
   if (now_unix_ms >= t.expires_unix_ms()) {
     return absl::PermissionDeniedError(
         fmt::format("join token {} expired at {}: ask an admin for a new one", t.token_id(),
-                    utc(t.expires_unix_ms())));
+                    utcTimeText(t.expires_unix_ms())));
   }
   if (t.uses() >= t.max_uses()) {
     return absl::PermissionDeniedError(fmt::format("join token {} is used up ({} of {} uses)",
@@ -170,8 +165,8 @@ absl::StatusOr<EnrollmentService::Created> EnrollmentService::createToken(
                        binding->hosts().empty() ? "every host" : "hosts " + binding->hosts());
   }
   const std::string detail =
-      fmt::format("tenant {}; {}; expires {}; {} use{}", t.tenant(), what, utc(t.expires_unix_ms()),
-                  max_uses, max_uses == 1 ? "" : "s");
+      fmt::format("tenant {}; {}; expires {}; {} use{}", t.tenant(), what,
+                  utcTimeText(t.expires_unix_ms()), max_uses, max_uses == 1 ? "" : "s");
   AuditEntry audit =
       callEntry(now, auditActor(caller), action, id, reason, absl::OkStatus(), detail);
   if (absl::Status added = store_.addJoinToken(row, audit); !added.ok()) {
@@ -483,7 +478,7 @@ absl::StatusOr<std::string> EnrollmentService::renewOperator(const Caller& calle
   if (auto s = recordCall(store_, clock_, auditActor(caller), action, caller.audit_name, "",
                           absl::OkStatus(),
                           fmt::format("serial {} -> {}, not after {}", caller.cert_serial,
-                                      issued->serial, utc(issued->not_after_unix * 1000)));
+                                      issued->serial, utcTimeText(issued->not_after_unix * 1000)));
       !s.ok()) {
     return s;  // not audited: not issued
   }
@@ -526,7 +521,7 @@ absl::StatusOr<std::string> EnrollmentService::renew(const std::string& host_id,
   if (auto s =
           recordCall(store_, clock_, who, kAgentRenewAuditAction, host_id, "", absl::OkStatus(),
                      fmt::format("serial {} -> {}, not after {}", serial, issued->serial,
-                                 utc(issued->not_after_unix * 1000)));
+                                 utcTimeText(issued->not_after_unix * 1000)));
       !s.ok()) {
     return s;  // not audited: not issued
   }

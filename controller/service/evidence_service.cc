@@ -201,7 +201,9 @@ void EvidenceService::capture(const Caller& caller, const CaptureRequest& req,
                  .host_id = host,
                  .requested_by = caller.audit_name,
                  .reason = req.reason,
-                 .requested_at_unix_ms = now};
+                 .requested_at_unix_ms = now,
+                 .incident = actor.incident,
+                 .incident_tenant = actor.incident.empty() ? "" : actor.tenant};
   row.command_id = fmt::format("capture-{}", row.capture_id);
   if (result.ok()) {
     if (auto s = store_.addCapture(row); !s.ok()) {

@@ -40,6 +40,7 @@ struct PendingOp {
   ContainmentDone done;  // called once, after settling
   std::string operator_name;
   std::string tenant;  // of the op's audit rows (AuditEntry::tenant)
+  std::string incident;  // of the op's audit rows (AuditEntry::incident)
   std::string action;  // "isolate" | "release" | "block" | "unblock"
   std::string target;
   std::string reason;

@@ -204,7 +204,7 @@ void HostOperations::killSessions(const Caller& caller, const KillSessionsReques
   *c.mutable_kill_sessions() = m;
   std::string capture_id;
   if (m.capture_first()) {
-    auto id = recordCaptureFirst(actor->name, req.host, req.reason,
+    auto id = recordCaptureFirst(*actor, req.host, req.reason,
                                  c.mutable_kill_sessions()->mutable_capture(), c);
     if (!id.ok()) {
       return refuse(*actor, OperatorAction::kKillSessions, req.host, req.reason, id.status(), done);
@@ -237,7 +237,7 @@ void HostOperations::killProcess(const Caller& caller, const KillProcessRequest&
   *c.mutable_kill_process() = m;
   std::string capture_id;
   if (m.capture_first()) {
-    auto id = recordCaptureFirst(actor->name, req.host, req.reason,
+    auto id = recordCaptureFirst(*actor, req.host, req.reason,
                                  c.mutable_kill_process()->mutable_capture(), c);
     if (!id.ok()) {
       return refuse(*actor, OperatorAction::kKillProcess, req.host, req.reason, id.status(), done);
@@ -272,7 +272,7 @@ void HostOperations::killConnections(const Caller& caller, const KillConnections
                     : fmt::format("remote {} port {}", req.remote_cidr, req.port));
 }
 
-absl::StatusOr<std::string> HostOperations::recordCaptureFirst(const std::string& operator_name,
+absl::StatusOr<std::string> HostOperations::recordCaptureFirst(const AuditActor& actor,
                                                                const std::string& host,
                                                                const std::string& reason,
                                                                v1::CaptureState* state,
@@ -280,9 +280,11 @@ absl::StatusOr<std::string> HostOperations::recordCaptureFirst(const std::string
   const int64_t now = clock_.nowUnixMs();
   CaptureRow row{.capture_id = newCaptureId(now, host),
                  .host_id = host,
-                 .requested_by = operator_name,
+                 .requested_by = actor.name,
                  .reason = reason,
-                 .requested_at_unix_ms = now};
+                 .requested_at_unix_ms = now,
+                 .incident = actor.incident,
+                 .incident_tenant = actor.incident.empty() ? "" : actor.tenant};
   row.command_id = fmt::format("kill-{}", row.capture_id);
   if (auto s = store_.addCapture(row); !s.ok()) {
     return absl::InternalError(fmt::format("recording the capture: {}", s));

@@ -72,10 +72,10 @@ class HostOperations {
            HostActionDone done, const std::string& accepted_detail = "",
            const std::string& capture_id = "");
   // Capture first: records the capture the kill takes (so its upload is accepted and kept with
-  // chain of custody like any capture's), fills `state` and names `command` after it. Returns
-  // the capture id.
-  absl::StatusOr<std::string> recordCaptureFirst(const std::string& operator_name,
-                                                 const std::string& host, const std::string& reason,
+  // chain of custody like any capture's, and with the actor's incident), fills `state` and
+  // names `command` after it. Returns the capture id.
+  absl::StatusOr<std::string> recordCaptureFirst(const AuditActor& actor, const std::string& host,
+                                                 const std::string& reason,
                                                  bulkhead::v1::CaptureState* state,
                                                  bulkhead::v1::Command& command);
   // Sets a capture-first capture's final state (no-op for an empty id).

@@ -46,6 +46,7 @@ std::string auditExportText(const AuditExportHeader& header, const std::vector<A
     putText(row, "outcome", e.outcome);
     putText(row, "detail", e.detail);
     putText(row, "tenant", e.tenant);
+    if (!e.incident.empty()) putText(row, "incident", e.incident);
     out += row.dump() + "\n";
   }
   nlohmann::json tail = {{"type", "head"},

@@ -2,7 +2,8 @@
 //   {"type":"header","format":"bulkhead-audit-export","version":1,"controller":NAME,
 //    "exported_at_unix_ms":T,"since_id":S[,"tenants":[NAME,...]]}
 //   {"type":"row","id":..,"at_unix_ms":..,"operator":..,"action":..,"target":..,"reason":..,
-//    "outcome":..,"detail":..,"tenant":..,"prev_hash":..,"hash":..}  (one per row, oldest first)
+//    "outcome":..,"detail":..,"tenant":..[,"incident":..],"prev_hash":..,"hash":..}
+//                                                          (one per row, oldest first)
 //   {"type":"head","last_id":N,"last_hash":H,"rows":COUNT}            (the checkpoint)
 // With "tenants" the file holds those tenants' rows only (a tenant's own export): each row's
 // hash still checks, but a row links to the chain's previous row, which may be another

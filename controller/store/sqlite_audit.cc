@@ -17,7 +17,7 @@ using sqlite::Stmt;
 
 constexpr const char* kAuditColumns =
     "id, at_unix_ms, operator, action, target, reason, outcome, detail, prev_hash, hash, mac, "
-    "tenant";
+    "tenant, incident";
 
 AuditEntry readAudit(Stmt& st) {
   AuditEntry e;
@@ -33,6 +33,7 @@ AuditEntry readAudit(Stmt& st) {
   e.hash = st.text(9);
   e.mac = st.text(10);
   e.tenant = st.text(11);
+  e.incident = st.text(12);
   return e;
 }
 
@@ -93,8 +94,8 @@ absl::StatusOr<AuditEntry> SqliteAudit::append(const AuditEntry& entry) {
   row.mac = std::move(link.mac);
   Stmt ins(db_, R"sql(
       INSERT INTO audit(id, at_unix_ms, operator, action, target, reason, outcome, detail,
-                        prev_hash, hash, mac, tenant)
-      VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12))sql");
+                        prev_hash, hash, mac, tenant, incident)
+      VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13))sql");
   if (auto s = ins.prepared(); !s.ok()) return s;
   ins.bind(1, row.id);
   ins.bind(2, row.at_unix_ms);
@@ -108,8 +109,19 @@ absl::StatusOr<AuditEntry> SqliteAudit::append(const AuditEntry& entry) {
   ins.bind(10, row.hash);
   ins.bind(11, row.mac);
   ins.bind(12, row.tenant);
+  ins.bind(13, row.incident);
   if (auto s = ins.run(); !s.ok()) return s;
   return row;
+}
+
+absl::StatusOr<std::vector<AuditEntry>> SqliteAudit::ofIncident(const std::string& tenant,
+                                                                const std::string& incident) {
+  Stmt st(db_, fmt::format("SELECT {} FROM audit WHERE incident = ?2 AND tenant = ?1 ORDER BY id",
+                           kAuditColumns));
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, tenant);
+  st.bind(2, incident);
+  return st.collect(readAudit, "list the audit rows of an incident");
 }
 
 absl::Status SqliteAudit::startKeyedChain(int64_t now_unix_ms) {

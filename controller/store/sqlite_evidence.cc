@@ -11,7 +11,8 @@ namespace {
 using sqlite::Stmt;
 
 constexpr const char* kCaptureColumns =
-    "capture_id, host_id, requested_by, reason, requested_at, command_id, state";
+    "capture_id, host_id, requested_by, reason, requested_at, command_id, state, incident, "
+    "incident_tenant";
 constexpr const char* kEvidenceColumns =
     "id, capture_id, host_id, requested_by, reason, requested_at, collected_at, received_at, "
     "size, manifest_sha256, files, signature_ok, collector_errors, file_name, clock_offset_ms, "
@@ -48,7 +49,7 @@ absl::Status SqliteCaptures::add(const CaptureRow& c) {
   auto taken = sqlite::exists(db_, "SELECT 1 FROM captures WHERE capture_id = ?1", c.capture_id);
   if (!taken.ok()) return taken.status();
   if (*taken) return absl::AlreadyExistsError(fmt::format("capture \"{}\" exists", c.capture_id));
-  Stmt st(db_, fmt::format("INSERT INTO captures({}) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+  Stmt st(db_, fmt::format("INSERT INTO captures({}) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                            kCaptureColumns));
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, c.capture_id);
@@ -58,6 +59,8 @@ absl::Status SqliteCaptures::add(const CaptureRow& c) {
   st.bind(5, c.requested_at_unix_ms);
   st.bind(6, c.command_id);
   st.bind(7, c.state);
+  st.bind(8, c.incident);
+  st.bind(9, c.incident_tenant);
   return st.run();
 }
 
@@ -76,7 +79,9 @@ absl::StatusOr<CaptureRow> SqliteCaptures::get(const std::string& capture_id) {
                     .reason = st.text(3),
                     .requested_at_unix_ms = st.i64(4),
                     .command_id = st.text(5),
-                    .state = st.text(6)};
+                    .state = st.text(6),
+                    .incident = st.text(7),
+                    .incident_tenant = st.text(8)};
 }
 
 absl::StatusOr<bool> SqliteCaptures::setState(const std::string& capture_id,
@@ -124,6 +129,18 @@ absl::StatusOr<std::vector<EvidenceRow>> SqliteEvidence::list(const std::string&
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, host_id);
   return st.collect(readEvidence, "list evidence");
+}
+
+absl::StatusOr<std::vector<EvidenceRow>> SqliteEvidence::ofIncident(const std::string& tenant,
+                                                                    const std::string& incident) {
+  Stmt st(db_, fmt::format("SELECT {} FROM evidence WHERE capture_id IN (SELECT capture_id FROM "
+                           "captures WHERE incident = ?2 AND incident_tenant = ?1) "
+                           "ORDER BY received_at, id",
+                           kEvidenceColumns));
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, tenant);
+  st.bind(2, incident);
+  return st.collect(readEvidence, "list the evidence of an incident");
 }
 
 absl::StatusOr<EvidenceRow> SqliteEvidence::get(const std::string& id_or_prefix) {

@@ -183,6 +183,21 @@ constexpr const char* kMigrations[] = {
       ALTER TABLE approvals ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
       CREATE INDEX approvals_by_tenant ON approvals(tenant, state, expires_at);
     )sql",
+    // 12: incidents; the incident of each audit row and capture ("" for none, as every row
+    // before it).
+    R"sql(
+      CREATE TABLE incidents(
+        tenant TEXT NOT NULL,
+        id TEXT NOT NULL,
+        opened_at INTEGER NOT NULL,
+        record BLOB NOT NULL,
+        PRIMARY KEY(tenant, id));
+      ALTER TABLE audit ADD COLUMN incident TEXT NOT NULL DEFAULT '';
+      CREATE INDEX audit_by_incident ON audit(incident, id) WHERE incident != '';
+      ALTER TABLE captures ADD COLUMN incident TEXT NOT NULL DEFAULT '';
+      ALTER TABLE captures ADD COLUMN incident_tenant TEXT NOT NULL DEFAULT '';
+      CREATE INDEX captures_by_incident ON captures(incident) WHERE incident != '';
+    )sql",
 };
 
 }  // namespace

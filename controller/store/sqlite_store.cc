@@ -25,7 +25,8 @@ SqliteStore::SqliteStore(sqlite3* db, std::string audit_key)
       approvals_(db),
       integrations_(db),
       join_tokens_(db),
-      tenants_(db) {}
+      tenants_(db),
+      incidents_(db) {}
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::create(const std::filesystem::path& path,
                                                                  SqliteStoreOptions options) {
@@ -377,6 +378,46 @@ absl::StatusOr<std::optional<HostLabelsRow>> SqliteStore::findHostLabels(
     const std::string& host_id) {
   std::lock_guard lock(mu_);
   return tenants_.findHostLabels(host_id);
+}
+
+absl::Status SqliteStore::addIncident(const v1::Incident& incident, const AuditEntry& audit) {
+  std::lock_guard lock(mu_);
+  return inTransaction(db_, [&]() -> absl::Status {
+    if (auto s = incidents_.add(incident); !s.ok()) return s;
+    return audit_.append(audit).status();
+  });
+}
+
+absl::Status SqliteStore::updateIncident(const v1::Incident& incident, const AuditEntry& audit) {
+  std::lock_guard lock(mu_);
+  return inTransaction(db_, [&]() -> absl::Status {
+    if (auto s = incidents_.update(incident); !s.ok()) return s;
+    return audit_.append(audit).status();
+  });
+}
+
+absl::StatusOr<v1::Incident> SqliteStore::getIncident(const std::string& tenant,
+                                                      const std::string& id) {
+  std::lock_guard lock(mu_);
+  return incidents_.find(tenant, id);
+}
+
+absl::StatusOr<std::vector<v1::Incident>> SqliteStore::listIncidents(
+    const std::vector<std::string>& tenants) {
+  std::lock_guard lock(mu_);
+  return incidents_.list(tenants);
+}
+
+absl::StatusOr<std::vector<AuditEntry>> SqliteStore::listIncidentAudit(const std::string& tenant,
+                                                                       const std::string& id) {
+  std::lock_guard lock(mu_);
+  return audit_.ofIncident(tenant, id);
+}
+
+absl::StatusOr<std::vector<EvidenceRow>> SqliteStore::listIncidentEvidence(
+    const std::string& tenant, const std::string& id) {
+  std::lock_guard lock(mu_);
+  return evidence_.ofIncident(tenant, id);
 }
 
 absl::Status SqliteStore::addJoinToken(const JoinTokenRow& row, const AuditEntry& audit) {

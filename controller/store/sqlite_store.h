@@ -105,6 +105,18 @@ class SqliteStore final : public Store {
       const std::string& operator_name) override;
   absl::Status setHostLabels(const HostLabelsRow& row, const AuditEntry& audit) override;
   absl::StatusOr<std::optional<HostLabelsRow>> findHostLabels(const std::string& host_id) override;
+  absl::Status addIncident(const bulkhead::v1::Incident& incident,
+                           const AuditEntry& audit) override;
+  absl::Status updateIncident(const bulkhead::v1::Incident& incident,
+                              const AuditEntry& audit) override;
+  absl::StatusOr<bulkhead::v1::Incident> getIncident(const std::string& tenant,
+                                                     const std::string& id) override;
+  absl::StatusOr<std::vector<bulkhead::v1::Incident>> listIncidents(
+      const std::vector<std::string>& tenants) override;
+  absl::StatusOr<std::vector<AuditEntry>> listIncidentAudit(const std::string& tenant,
+                                                            const std::string& id) override;
+  absl::StatusOr<std::vector<EvidenceRow>> listIncidentEvidence(const std::string& tenant,
+                                                                const std::string& id) override;
   absl::Status addJoinToken(const JoinTokenRow& row, const AuditEntry& audit) override;
   absl::Status updateJoinToken(const JoinTokenRow& row, const AuditEntry& audit) override;
   absl::StatusOr<std::optional<JoinTokenRow>> findJoinToken(const std::string& token_id) override;
@@ -142,6 +154,7 @@ class SqliteStore final : public Store {
   SqliteIntegrations integrations_;
   SqliteJoinTokens join_tokens_;
   SqliteTenants tenants_;
+  SqliteIncidents incidents_;
 };
 
 }  // namespace bulkhead::controller

@@ -61,6 +61,9 @@ class SqliteAudit {
   absl::Status startKeyedChain(int64_t now_unix_ms);
   // As Store::listAudit, listAuditPage, listAuditFrom, verifyAudit.
   absl::StatusOr<std::vector<AuditEntry>> list(size_t limit);
+  // As Store::listIncidentAudit.
+  absl::StatusOr<std::vector<AuditEntry>> ofIncident(const std::string& tenant,
+                                                     const std::string& incident);
   absl::StatusOr<std::vector<AuditEntry>> page(int64_t before_id, size_t limit,
                                                const AuditScope& scope);
   absl::StatusOr<std::vector<AuditEntry>> from(int64_t first_id, const AuditScope& scope);
@@ -97,6 +100,9 @@ class SqliteEvidence {
   absl::StatusOr<EvidenceRow> get(const std::string& id_or_prefix);
   absl::StatusOr<uint64_t> bytesOfHost(const std::string& host_id);
   absl::StatusOr<std::optional<EvidenceRow>> forCapture(const std::string& capture_id);
+  // As Store::listIncidentEvidence.
+  absl::StatusOr<std::vector<EvidenceRow>> ofIncident(const std::string& tenant,
+                                                      const std::string& incident);
 
  private:
   sqlite3* db_;
@@ -219,6 +225,20 @@ class SqliteTenants {
       const std::string& operator_name);
   absl::Status setHostLabels(const HostLabelsRow& row);
   absl::StatusOr<std::optional<HostLabelsRow>> findHostLabels(const std::string& host_id);
+
+ private:
+  sqlite3* db_;
+};
+
+// incidents: one row per (tenant, id); the record is an Incident.
+class SqliteIncidents {
+ public:
+  explicit SqliteIncidents(sqlite3* db) : db_(db) {}
+  // As Store::addIncident, updateIncident, getIncident, listIncidents (without the audit row).
+  absl::Status add(const bulkhead::v1::Incident& incident);
+  absl::Status update(const bulkhead::v1::Incident& incident);
+  absl::StatusOr<bulkhead::v1::Incident> find(const std::string& tenant, const std::string& id);
+  absl::StatusOr<std::vector<bulkhead::v1::Incident>> list(const std::vector<std::string>& tenants);
 
  private:
   sqlite3* db_;

@@ -1,5 +1,6 @@
 #include "controller/store/store.h"
 
+#include "common/format.h"
 #include "controller/core/hash_chain.h"
 
 namespace bulkhead::controller {
@@ -14,7 +15,10 @@ std::string auditRecord(const AuditEntry& e) {
       .add(e.reason)
       .add(e.outcome)
       .add(e.detail);
-  if (e.tenant != kDefaultTenant) record.add(e.tenant);
+  // Fields added later are hashed only when set, so older rows keep their hashes; a row of an
+  // incident always hashes its tenant first, so the two can never be mistaken for each other.
+  if (e.tenant != kDefaultTenant || !e.incident.empty()) record.add(e.tenant);
+  if (!e.incident.empty()) record.add(e.incident);
   return record.bytes();
 }
 
@@ -36,6 +40,10 @@ std::string custodyRecord(const CustodyEntry& e) {
 
 std::string custodyEventHash(const CustodyEntry& e) {
   return chainLinkHash(e.prev_hash, custodyRecord(e));
+}
+
+absl::Status unknownIncident(const std::string& id) {
+  return absl::NotFoundError(fmt::format("unknown incident \"{}\"", id));
 }
 
 }  // namespace bulkhead::controller

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "bulkhead/v1/containment.pb.h"
 #include "bulkhead/v1/enrollment.pb.h"
+#include "bulkhead/v1/incidents.pb.h"
 #include "bulkhead/v1/signals.pb.h"
 #include "bulkhead/v1/tenants.pb.h"
 #include "common/identity.h"
@@ -42,6 +43,8 @@ struct AuditEntry {
   // The tenant the row belongs to: the call's tenant, or kEveryTenant ("*") for a call across
   // tenants. Rows written before tenants read "default".
   std::string tenant = kDefaultTenant;
+  // The incident the call was part of (`--incident ID`, of `tenant`); "" for none.
+  std::string incident;
   std::string prev_hash;       // hex SHA-256 of the previous row ("" chain start: 64 zeros)
   std::string hash;            // hex SHA-256 over prev_hash and this row's fields
   std::string mac;             // hex HMAC-SHA256(audit key, hash); "" before keyed chaining
@@ -106,6 +109,9 @@ struct CaptureRow {
   int64_t requested_at_unix_ms = 0;
   std::string command_id;
   std::string state = "requested";
+  // The incident it was taken for, and that incident's tenant ("" for none).
+  std::string incident;
+  std::string incident_tenant;
 };
 
 // One stored evidence bundle. `id` is the hex SHA-256 of the bundle (its content address);
@@ -430,6 +436,27 @@ class Store {
   virtual absl::StatusOr<std::optional<HostLabelsRow>> findHostLabels(
       const std::string& host_id) = 0;
 
+  // Incidents, by (tenant, id). Adds `incident` with its audit row, in one transaction;
+  // AlreadyExists when the tenant has that id (nothing written).
+  virtual absl::Status addIncident(const bulkhead::v1::Incident& incident,
+                                   const AuditEntry& audit) = 0;
+  // Replaces the record of an existing incident, with its audit row, in one transaction;
+  // NotFound (unknownIncident) when there is none.
+  virtual absl::Status updateIncident(const bulkhead::v1::Incident& incident,
+                                      const AuditEntry& audit) = 0;
+  // NotFound (unknownIncident) when `tenant` has no incident `id`.
+  virtual absl::StatusOr<bulkhead::v1::Incident> getIncident(const std::string& tenant,
+                                                             const std::string& id) = 0;
+  // The incidents of `tenants`, newest opened first.
+  virtual absl::StatusOr<std::vector<bulkhead::v1::Incident>> listIncidents(
+      const std::vector<std::string>& tenants) = 0;
+  // The audit rows of incident `id` of `tenant`, oldest first.
+  virtual absl::StatusOr<std::vector<AuditEntry>> listIncidentAudit(const std::string& tenant,
+                                                                    const std::string& id) = 0;
+  // The bundles of the captures taken for incident `id` of `tenant`, oldest received first.
+  virtual absl::StatusOr<std::vector<EvidenceRow>> listIncidentEvidence(const std::string& tenant,
+                                                                        const std::string& id) = 0;
+
   // The counts the metrics expose; the audit rows after `audit_after_id` tallied (a range of
   // the primary key), so a caller that keeps the running sums reads each row once.
   virtual absl::StatusOr<StoreFigures> figures(int64_t audit_after_id) = 0;
@@ -437,5 +464,8 @@ class Store {
   // version with its own value, committed (and synced) like every change. Changes nothing.
   virtual absl::Status probeWrite() = 0;
 };
+
+// NOT_FOUND "unknown incident \"ID\"": every store's words for an incident it lacks.
+absl::Status unknownIncident(const std::string& id);
 
 }  // namespace bulkhead::controller

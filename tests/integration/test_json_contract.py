@@ -32,7 +32,8 @@ def all_commands():
                 "evidence-show", "pki-init", "pki-issue", "pki-revoke", "policy-check",
                 "playbook-check", "playbook-test", "integrations-create", "integrations-revoke",
                 "tokens-create", "tokens-revoke", "tenants-create", "access-grant",
-                "access-revoke"}
+                "access-revoke", "incident-open", "incident-list", "incident-show",
+                "incident-note", "incident-close"}
     return {n.replace("-", " ", 1) if n in two_word else n for n in names}
 
 
@@ -201,6 +202,24 @@ class JsonContractTest(unittest.TestCase):
         self.assertEqual(rc, 0, err)
         self.assertIn("BEGIN CERTIFICATE", renewed["cert_pem"], renewed)
         self.ran.add("renew")
+        # incidents: what is done with --incident is in the incident's timeline
+        opened = self.cli("incident", "open", "INC-7", "--title", "contract run", "--severity",
+                          "high", "--detected-at", "2026-01-02T03:04:05Z")
+        self.assertEqual((opened["state"], opened["severity"], opened["detected_unix_ms"]),
+                         ("open", "high", 1767323045000), opened)
+        self.cli("isolate", "h2", "--reason", "INC-7 contract", "--incident", "INC-7")
+        self.cli("release", "h2", "--reason", "INC-7 contract", "--incident", "INC-7")
+        self.cli("incident", "note", "INC-7", "contract note")
+        shown = self.cli("incident", "show", "INC-7")
+        self.assertEqual([(r["action"], r["incident"]) for r in shown["records"]
+                          if r["action"] in ("isolate", "release", "incident-note")],
+                         [("isolate", "INC-7"), ("release", "INC-7"), ("incident-note", "INC-7")],
+                         shown)
+        self.assertEqual(shown["regulator_deadline_unix_ms"], 1767323045000 + 72 * 3600 * 1000)
+        listed = self.cli("incident", "list")
+        self.assertEqual([i["incident_id"] for i in listed["incidents"]], ["INC-7"])
+        closed = self.cli("incident", "close", "INC-7", "--summary", "contract done")
+        self.assertEqual(closed["state"], "closed", closed)
         # labels, tenants and role bindings (last: a second tenant makes the admin name one)
         labelled = self.cli("label", "h1", "owner=it", "--reason", "contract")
         self.assertEqual(labelled["labels_set_by"], "admin", labelled)

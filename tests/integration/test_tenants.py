@@ -125,9 +125,13 @@ class TenantsTest(unittest.TestCase):
         if len(pending) != 1:
             raise RuntimeError(f"acme's implant alert: {cls.acme_signal} / {pending}")
         cls.acme_approval = pending[0]["approval_id"]
-        # Evidence of acme's host, taken by ann (acme's responder on it).
+        # Evidence of acme's host, taken by ann (acme's responder on it) for acme's incident.
+        rc, _, err = cls.as_("ann", "incident", "open", "INC-A1", "--title", "acme breach")
+        if rc != 0:
+            raise RuntimeError(f"incident open as ann: {err}")
         rc, cap, err = cls.as_("ann", "capture", "acme-web", "--reason", "INC-0", "--output",
-                               os.path.join(cls.lab.tmpdir, "acme.tar.gz"), timeout=300)
+                               os.path.join(cls.lab.tmpdir, "acme.tar.gz"), "--incident",
+                               "INC-A1", timeout=300)
         if rc != 0:
             raise RuntimeError(f"capture acme-web as ann: {err}")
         cls.acme_evidence = cap["record"]["evidence_id"]
@@ -237,6 +241,14 @@ class TenantsTest(unittest.TestCase):
                              self.acme_binding),
             "SetHostLabels": ("unknown", ["label", "{X}", "env=dev", "--reason", "x"],
                               "acme-web"),
+            "OpenIncident": ("own", ["incident", "open", "INC-B1", "--title", "beta breach"],
+                             lambda d: d["tenant"] == "beta"),
+            "ListIncidents": ("own", ["incident", "list"],
+                              lambda d: [(i["incident_id"], i["tenant"])
+                                         for i in d.get("incidents", [])] == [("INC-B1", "beta")]),
+            "ShowIncident": ("unknown", ["incident", "show", "{X}"], "INC-A1"),
+            "NoteIncident": ("unknown", ["incident", "note", "{X}", "x"], "INC-A1"),
+            "CloseIncident": ("unknown", ["incident", "close", "{X}", "--summary", "x"], "INC-A1"),
             # The caller's own certificate, whatever tenant it names.
             "RenewOperatorCertificate": ("own", ["renew"],
                                          lambda d: "BEGIN CERTIFICATE" in d["cert_pem"]),
@@ -361,6 +373,33 @@ class TenantsTest(unittest.TestCase):
                                       "--tenant=acme")
         self.assertEqual(rc, 0, err)
         wait_until(lambda: self.reachable("h1"), 10, desc="acme-web unblocked")
+
+    def test_an_incident_is_its_tenants_alone(self):
+        # acme's viewer reads acme's incident: ann's capture and its bundle are in it.
+        rc, doc, err = self.as_("carl", "incident", "show", "INC-A1")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(doc["incident"]["tenant"], "acme")
+        self.assertIn(("ann", "capture", "acme-web"),
+                      {(r["operator"], r["action"], r["target"]) for r in doc["records"]})
+        self.assertEqual([e["evidence_id"] for e in doc["evidence"]], [self.acme_evidence])
+        self.assertTrue(doc["evidence"][0]["custody"], doc)
+        # beta's admin acting "for" acme's incident is told exactly what a made-up id gets,
+        # and nothing is done.
+        rc, _, err = self.as_("bea", "hosts", "--incident", "INC-A1", json_out=False)
+        rc2, _, err2 = self.as_("bea", "hosts", "--incident", "INC-Z9", json_out=False)
+        self.assertNotEqual(rc, 0)
+        self.assertEqual((rc, err.replace("INC-A1", "INC-Z9")), (rc2, err2))
+        self.assertIn('unknown incident "INC-Z9"', err2)
+        # Closed, it takes no more actions: the isolation is refused and the host stays open.
+        rc, doc, err = self.as_("ann", "incident", "close", "INC-A1", "--summary", "contained")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(doc["state"], "closed")
+        rc, _, err = self.as_("ann", "isolate", "acme-web", "--reason", "late", "--incident",
+                              "INC-A1", json_out=False)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("incident INC-A1 is closed", err)
+        self.assertFalse(self.fleet.hosts()["acme-web"]["isolated"])
+        self.assertTrue(self.reachable("h1"))
 
     def test_each_tenant_reads_its_own_audit_trail(self):
         # The install's admin reads acme's host and evidence with --tenant '*': rows of acme's.

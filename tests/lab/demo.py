@@ -94,11 +94,15 @@ def main() -> int:
         os.unlink(implant)
         print(f"implant pid {open(pidfile).read()} on h1, its file deleted")
 
+        say("Open the incident: everything done with --incident INC-42 is its timeline")
+        show(fleet, "incident", "open", "INC-42", "--title", "webshell on h1", "--severity",
+             "high")
+
         say("Capture h1's volatile state first, then contain it, keeping the database "
             "replication (and, by default, the jump host)")
         t0 = time.time()
         rc = show(fleet, "isolate", "h1", "--capture-first", "--exempt", "postgres-replication",
-                  "--reason", "INC-42 webshell on h1")
+                  "--reason", "webshell on h1", "--incident", "INC-42")
         t1 = time.time()
         if rc != 0:
             print("isolation did not complete: see the lab logs", file=sys.stderr)
@@ -134,7 +138,9 @@ def main() -> int:
         show(fleet, "status", "h1")
 
         say("Release h1")
-        show(fleet, "release", "h1", "--reason", "INC-42 cleaned up")
+        show(fleet, "incident", "note", "INC-42",
+             "implant kworker-update recovered from memory; web root restored")
+        show(fleet, "release", "h1", "--reason", "cleaned up", "--incident", "INC-42")
         ok = lab.tcp_probe("attacker", lab.ip4("h1"), 2222, timeout=1)
         print(f"new connection to h1:2222 after release: {'connected' if ok else 'BLOCKED (bad)'}")
 
@@ -152,6 +158,11 @@ def main() -> int:
         print("new attacker connection to h1:2222: blocked (the block is fleet-wide)")
         show(fleet, "signals")
         show(fleet, "blocks")
+
+        say("The incident's timeline: every action, its evidence, the regulator clock")
+        show(fleet, "incident", "show", "INC-42")
+        show(fleet, "incident", "close", "INC-42", "--summary",
+             "webshell removed, implant recovered, h1 released")
 
         say("The audit trail")
         show(fleet, "audit", "--limit", "8")

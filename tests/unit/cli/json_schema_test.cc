@@ -54,6 +54,11 @@ std::vector<const google::protobuf::Descriptor*> printedMessages() {
                         v1::ListAccessResponse::descriptor(), v1::RoleBinding::descriptor()}) {
     out.push_back(d);
   }
+  // `incident open|note|close` (the incident), `incident list`, `incident show`.
+  for (const auto* d : {v1::Incident::descriptor(), v1::ListIncidentsResponse::descriptor(),
+                        v1::ShowIncidentResponse::descriptor()}) {
+    out.push_back(d);
+  }
   return out;
 }
 

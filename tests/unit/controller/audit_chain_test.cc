@@ -194,7 +194,11 @@ TEST_F(AuditChainTest, AnOldUnkeyedDatabaseMigratesWithAMarkerAndKeepsVerifying)
                          "DROP TABLE join_tokens; DROP TABLE enrollments; DROP TABLE tenants; "
                          "DROP TABLE role_bindings; DROP TABLE host_labels; "
                          "DROP TABLE operator_enrollments; DROP INDEX audit_by_tenant; "
-                         "ALTER TABLE audit DROP COLUMN tenant")
+                         "ALTER TABLE audit DROP COLUMN tenant; DROP TABLE incidents; "
+                         "DROP INDEX audit_by_incident; ALTER TABLE audit DROP COLUMN incident; "
+                         "DROP INDEX captures_by_incident; "
+                         "ALTER TABLE captures DROP COLUMN incident; "
+                         "ALTER TABLE captures DROP COLUMN incident_tenant")
             .ok());
     ASSERT_TRUE(old->execForTest("PRAGMA user_version=3").ok());
   }

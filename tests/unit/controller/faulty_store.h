@@ -261,6 +261,36 @@ class FaultyStore final : public Store {
     if (auto s = fault("setHostLabels"); !s.ok()) return s;
     return real_.setHostLabels(row, audit);
   }
+  absl::Status addIncident(const bulkhead::v1::Incident& incident,
+                           const AuditEntry& audit) override {
+    if (auto s = fault("addIncident"); !s.ok()) return s;
+    return real_.addIncident(incident, audit);
+  }
+  absl::Status updateIncident(const bulkhead::v1::Incident& incident,
+                              const AuditEntry& audit) override {
+    if (auto s = fault("updateIncident"); !s.ok()) return s;
+    return real_.updateIncident(incident, audit);
+  }
+  absl::StatusOr<bulkhead::v1::Incident> getIncident(const std::string& tenant,
+                                                     const std::string& id) override {
+    if (auto s = fault("getIncident"); !s.ok()) return s;
+    return real_.getIncident(tenant, id);
+  }
+  absl::StatusOr<std::vector<bulkhead::v1::Incident>> listIncidents(
+      const std::vector<std::string>& tenants) override {
+    if (auto s = fault("listIncidents"); !s.ok()) return s;
+    return real_.listIncidents(tenants);
+  }
+  absl::StatusOr<std::vector<AuditEntry>> listIncidentAudit(const std::string& tenant,
+                                                            const std::string& id) override {
+    if (auto s = fault("listIncidentAudit"); !s.ok()) return s;
+    return real_.listIncidentAudit(tenant, id);
+  }
+  absl::StatusOr<std::vector<EvidenceRow>> listIncidentEvidence(const std::string& tenant,
+                                                                const std::string& id) override {
+    if (auto s = fault("listIncidentEvidence"); !s.ok()) return s;
+    return real_.listIncidentEvidence(tenant, id);
+  }
   absl::StatusOr<std::optional<HostLabelsRow>> findHostLabels(const std::string& host_id) override {
     if (auto s = fault("findHostLabels"); !s.ok()) return s;
     return real_.findHostLabels(host_id);

@@ -390,7 +390,13 @@ TEST_F(SqliteStoreTest, SignalsAndApprovalsListPerTenantAndOlderOnesAreDefaults)
                                 "DELETE FROM approvals WHERE id = 'apr-acme-1'; "
                                 "DROP INDEX signals_by_tenant; DROP INDEX approvals_by_tenant; "
                                 "ALTER TABLE signals DROP COLUMN tenant; "
-                                "ALTER TABLE approvals DROP COLUMN tenant; PRAGMA user_version=10")
+                                "ALTER TABLE approvals DROP COLUMN tenant; "
+                                "DROP TABLE incidents; DROP INDEX audit_by_incident; "
+                                "ALTER TABLE audit DROP COLUMN incident; "
+                                "DROP INDEX captures_by_incident; "
+                                "ALTER TABLE captures DROP COLUMN incident; "
+                                "ALTER TABLE captures DROP COLUMN incident_tenant; "
+                                "PRAGMA user_version=10")
                   .ok());
   store.reset();
   store = open();
