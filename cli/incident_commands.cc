@@ -25,12 +25,10 @@ namespace {
 
 namespace v1 = bulkhead::v1;
 
-constexpr int64_t kHourMs = int64_t{3600} * 1000;
-
 // "3d 4h 12m", "4h 12m", "12m" (whole minutes, `ms` >= 0).
 std::string spanText(int64_t ms) {
   const int64_t minutes = ms / 60000;
-  const int64_t days = minutes / (24 * 60);
+  const int64_t days = minutes / (int64_t{24} * 60);
   const int64_t hours = minutes / 60 % 24;
   if (days > 0) return fmt::format("{}d {}h {}m", days, hours, minutes % 60);
   if (hours > 0) return fmt::format("{}h {}m", hours, minutes % 60);

@@ -379,6 +379,7 @@ BlocksDone finishWith(v1::ListBlocksResponse* resp, grpc::ServerUnaryReactor* re
 HostActionDone finishWith(v1::HostActionResponse* resp, grpc::ServerUnaryReactor* reactor) {
   return [resp, reactor](const absl::Status& status, HostActionResult result) {
     resp->set_host_id(std::move(result.host_id));
+    resp->set_tenant(std::move(result.tenant));
     resp->set_ok(result.ok);
     resp->set_refused(result.refused);
     resp->set_error(std::move(result.error));

@@ -308,7 +308,7 @@ void HostOperations::run(const AuditActor& actor, OperatorAction action_id, cons
     if (auto s = recordAccepted(store_, clock_, actor, action, host, reason, accepted_detail);
         !s.ok()) {
       failCapture(capture_id, "failed");
-      done(s, HostActionResult{.host_id = host});
+      done(s, HostActionResult{.host_id = host, .tenant = actor.tenant});
       return;
     }
     result_action = action + ".result";
@@ -326,7 +326,7 @@ void HostOperations::run(const AuditActor& actor, OperatorAction action_id, cons
     }
     absl::Status status;
     std::string detail;
-    HostActionResult result{.host_id = host};
+    HostActionResult result{.host_id = host, .tenant = actor.tenant};
     switch (a.kind) {
       case HostActions::Answer::Kind::kOffline:
         status = absl::UnavailableError(fmt::format("{}: {}", host, a.error));

@@ -33,6 +33,7 @@ namespace bulkhead::controller {
 // fault (then the status is FAILED_PRECONDITION); refused=false: the action failed.
 struct HostActionResult {
   std::string host_id;
+  std::string tenant;  // the host's; "" when refused before the host was found
   bool ok = false;
   bool refused = false;
   std::string error;
@@ -60,7 +61,8 @@ class HostOperations {
                        HostActionDone done);
 
  private:
-  // Sends `command` to `host` and hands the agent's answer to `done`. A write action
+  // Sends `command` to `host` and hands the agent's answer to `done`; `actor` is the host's
+  // (auditActorOn), so the result names the host's tenant. A write action
   // (`accepted_detail` non-empty) is first audited as accepted and its answer as
   // "<action>.result"; a read gets one row, after the answer, as `action`. Either way the
   // answer's row carries a summary of the result.

@@ -374,6 +374,11 @@ class TenantsTest(unittest.TestCase):
         self.assertEqual(rc, 0, err)
         wait_until(lambda: self.reachable("h1"), 10, desc="acme-web unblocked")
 
+    def test_a_host_actions_result_names_the_hosts_tenant(self):
+        rc, doc, err = self.as_("ann", "sessions", "acme-web")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual((doc["host_id"], doc["tenant"]), ("acme-web", "acme"), doc)
+
     def test_an_incident_is_its_tenants_alone(self):
         # acme's viewer reads acme's incident: ann's capture and its bundle are in it.
         rc, doc, err = self.as_("carl", "incident", "show", "INC-A1")

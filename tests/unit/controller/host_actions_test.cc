@@ -164,6 +164,7 @@ TEST_F(HostActionsTest, AnOlderAgentsDocumentIsConvertedAndAuditedAlike) {
   want.set_host_id("h1");
   want.set_ok(true);
   *want.mutable_kill_processes() = killedSession7().kill_processes();
+  want.set_tenant("default");
   EXPECT_EQ(r.resp.SerializeAsString(), want.SerializeAsString()) << r.resp.DebugString();
   const AuditEntry* row = lastAudit("kill-sessions.result");
   ASSERT_NE(row, nullptr);

@@ -538,6 +538,7 @@ TEST_F(HostOperationsTest, AKillIsAuditedAsAcceptedSentAndAnsweredWithTheAgentsR
   ASSERT_TRUE(status.ok()) << status;
   EXPECT_TRUE(result.ok);
   EXPECT_EQ(result.host_id, "web-01");
+  EXPECT_EQ(result.tenant, "default");
   EXPECT_EQ(audit().back().action, "kill-process.result");
   EXPECT_EQ(audit().back().detail, "killed 1: 41 bob (xmrig); spared 0; connections cut 0");
   ASSERT_TRUE(std::holds_alternative<v1::KillProcessesResult>(result.output));
