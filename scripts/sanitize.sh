@@ -6,11 +6,14 @@
 #                              kernel tests. The lab tests (tests/integration) are not run.
 #   scripts/sanitize.sh tsan   build-tsan: TSan. Builds and runs the controller's and agent's
 #                              RPC tests and the agent's threaded workers (tsan case below).
+#   scripts/sanitize.sh MODE --build-only   builds, runs nothing (test.sh builds ahead with it).
 # Prints the CTest summary; exit status non-zero when a build or a test fails. A UBSan finding
 # aborts its test; ASan, LSan and TSan reports fail theirs. Suppressions: scripts/sanitizers/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode=${1:?usage: scripts/sanitize.sh asan|tsan}
+mode=${1:?usage: scripts/sanitize.sh asan|tsan [--build-only]}
+build_only=false
+[ "${2:-}" = "--build-only" ] && build_only=true
 # shellcheck source=sanitizers/env.sh
 source scripts/sanitizers/env.sh
 
@@ -30,6 +33,7 @@ case "$mode" in
     cmake -S . -B "$dir" "${common_args[@]}" -DBULKHEAD_SANITIZE=address,undefined \
       -DBULKHEAD_FUZZ=ON >/dev/null
     ninja -C "$dir" -j "$jobs"
+    $build_only && exit 0
     cd "$dir"
     # Unit tests (fuzz corpus replays included) and kernel tests (label root, RUN_SERIAL);
     # not the lab tests, nor the package and compat tests (labels package and compat: they need
@@ -56,6 +60,7 @@ case "$mode" in
     export LD_LIBRARY_PATH="$absl_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     cmake -S . -B "$dir" "${common_args[@]}" -DBULKHEAD_SANITIZE=thread >/dev/null
     ninja -C "$dir" -j "$jobs" "${targets[@]}"
+    $build_only && exit 0
     # The instrumented absl must be the one loaded, or the reports are gRPC's hand-offs.
     # ldd's output is read whole first: piped into grep -q under pipefail, grep's early exit
     # can kill ldd with SIGPIPE and fail the check at random (it did, once, in CI).

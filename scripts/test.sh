@@ -31,7 +31,8 @@ stages=${BULKHEAD_CI_STAGES:-$all_stages}
 if [ "${CI:-}" = "true" ]; then stages=$all_stages; fi
 
 logs=$(mktemp -d)
-trap 'rm -rf "$logs"' EXIT
+# On exit, a background build still running (an interrupted run) is stopped.
+trap '[ -e "$logs/prebuild.pid" ] && pkill -P "$(cat "$logs/prebuild.pid")" 2>/dev/null; rm -rf "$logs"' EXIT
 summary=()
 total_passed=0
 total_failed=0
@@ -68,9 +69,52 @@ run_stage() {
   summary+=("$(printf '%-7s %5d passed, %3d failed  exit %-3d %5d s' "$name" "$passed" "$failed" "$rc" "$secs")")
 }
 
+# Builds ahead: while stage 1's tests run (the lab tests mostly wait on the network), the
+# builds of the later stages (the previous release, build-asan, build-tsan) run one after the
+# other in the background at the lowest CPU priority, so the tests keep the CPU they need.
+# Each later stage first waits for its build to end (prebuild_wait), then builds again in the
+# foreground: a no-op when the background build succeeded, the failure shown when it did not.
+# Their output goes to $logs/prebuild-NAME.log and is shown only if it failed.
+prebuild_start() {
+  local wanted=() name
+  for name in compat asan tsan; do
+    case ",$stages," in *",$name,"*) wanted+=("$name") ;; esac
+  done
+  [ ${#wanted[@]} -eq 0 ] && return
+  for name in "${wanted[@]}"; do : >"$logs/prebuild-$name.wanted"; done
+  (
+    for name in "${wanted[@]}"; do
+      case "$name" in
+        compat) nice -n 19 scripts/build-previous-release.sh "$BUILD_DIR/previous-release" ;;
+        *) nice -n 19 scripts/sanitize.sh "$name" --build-only ;;
+      esac >"$logs/prebuild-$name.log" 2>&1
+      echo $? >"$logs/prebuild-$name.done"
+    done
+  ) </dev/null >/dev/null 2>&1 &
+  # A file, not a variable: this runs inside run_stage's pipeline, a subshell.
+  echo $! >"$logs/prebuild.pid"
+  echo "test.sh: building ahead in the background (pid $!): ${wanted[*]}"
+}
+
+# prebuild_wait NAME: waits for NAME's background build, if one was started.
+prebuild_wait() {
+  local name=$1
+  [ -e "$logs/prebuild-$name.wanted" ] || return 0
+  local pid
+  pid=$(cat "$logs/prebuild.pid")
+  while [ ! -e "$logs/prebuild-$name.done" ] && kill -0 "$pid" 2>/dev/null; do
+    sleep 2
+  done
+  if [ "$(cat "$logs/prebuild-$name.done" 2>/dev/null)" != 0 ]; then
+    echo "test.sh: the background build for $name failed; building it again here. Its log:"
+    tail -n 40 "$logs/prebuild-$name.log"
+  fi
+}
+
 normal_stage() {
   scripts/install-deps.sh || return
   scripts/build.sh || return
+  prebuild_start
   # Leftovers of an interrupted earlier run (namespaces whose creator is gone).
   python3 tests/lab/bhlab.py cleanup >/dev/null 2>&1 || true
   # One run so its summary covers every test. Unit tests run two at a time; tests labelled
@@ -89,6 +133,7 @@ package_stage() {
 }
 
 compat_stage() {
+  prebuild_wait compat
   scripts/build-previous-release.sh "$BUILD_DIR/previous-release" || return
   (cd "$BUILD_DIR" && ctest --output-on-failure --timeout 900 -L compat)
 }
@@ -99,8 +144,8 @@ for stage in ${stages//,/ }; do
     none) ;;
     package) run_stage package package_stage ;;
     compat) run_stage compat compat_stage ;;
-    asan) run_stage asan scripts/sanitize.sh asan ;;
-    tsan) run_stage tsan scripts/sanitize.sh tsan ;;
+    asan) prebuild_wait asan; run_stage asan scripts/sanitize.sh asan ;;
+    tsan) prebuild_wait tsan; run_stage tsan scripts/sanitize.sh tsan ;;
     fuzz) run_stage fuzz scripts/fuzz.sh ;;
     tidy) run_stage tidy scripts/clang_tidy_changed.py --build "$BUILD_DIR" ;;
     *) echo "test.sh: unknown stage \"$stage\" in BULKHEAD_CI_STAGES ($all_stages, none)"; any_failed=1 ;;
