@@ -4,19 +4,28 @@
 //   bulkhead incident show ID            the timeline and the regulator clock
 //   bulkhead incident note ID TEXT
 //   bulkhead incident close ID --summary TEXT
+//   bulkhead incident report ID --format html|pdf|json|md --output FILE
+//                                        the signed report: FILE, FILE.manifest, FILE.sig,
+//                                        FILE.crt (evidence/report_manifest.h)
+//   bulkhead incident verify-report FILE [--ca CA.crt]
 // Any command run with the global --incident ID (or BULKHEAD_INCIDENT) is recorded as part of
 // the incident. The tenant is the global --tenant (or BULKHEAD_TENANT).
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <filesystem>
 
 #include "absl/time/time.h"
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/files.h"
 #include "cli/operator_client.h"
 #include "cli/output.h"
 #include "common/identity.h"
 #include "common/text.h"
+#include "evidence/hash.h"
+#include "evidence/report_manifest.h"
+#include "evidence/signing.h"
 
 namespace po = boost::program_options;
 
@@ -267,6 +276,192 @@ int incidentClose(const GlobalOptions& g, const std::vector<std::string>& args, 
       });
 }
 
+// What a report's three companion files are called.
+std::vector<std::string> reportFiles(const std::string& file) {
+  return {file, file + ".manifest", file + ".sig", file + ".crt"};
+}
+
+// The manifest's facts once `manifest` is checked against `signature` and `cert`, and `file`
+// against the manifest's size and SHA-256. With `ca_pem`, the signer must also be the fleet's
+// controller. The error names what does not match.
+absl::StatusOr<evidence::ReportManifest> checkReport(const std::string& file,
+                                                     const std::string& manifest,
+                                                     const std::string& signature,
+                                                     const std::string& cert,
+                                                     const std::string& ca_pem) {
+  if (auto st = evidence::checkSignature(cert, manifest, signature); !st.ok()) {
+    return absl::InvalidArgumentError(
+        fmt::format("the signature does not match the manifest: the manifest was altered ({})",
+                    std::string(st.message())));
+  }
+  if (!ca_pem.empty()) {
+    if (auto st = evidence::checkControllerSigner(cert, ca_pem); !st.ok()) {
+      return absl::PermissionDeniedError(std::string(st.message()));
+    }
+  }
+  auto m = evidence::parseReportManifest(manifest);
+  if (!m.ok()) return m.status();
+  if (file.size() != m->size || evidence::sha256Hex(file) != m->sha256) {
+    return absl::InvalidArgumentError(fmt::format(
+        "the report does not match its signed manifest (sha256 {}, {} bytes; the manifest "
+        "says {}, {} bytes): the report was altered",
+        evidence::sha256Hex(file), file.size(), m->sha256, m->size));
+  }
+  return m;
+}
+
+int incidentReport(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
+  std::string id, format, output;
+  po::options_description opts("incident report ID --format F --output FILE");
+  opts.add_options()("id", po::value(&id)->required(), "the incident's id")(
+      "format", po::value(&format)->value_name("F"), "html, pdf, json or md; required")(
+      "output", po::value(&output)->value_name("FILE"),
+      "the report; FILE.manifest (its SHA-256, signed), FILE.sig and FILE.crt (the "
+      "controller's signature and certificate) are written beside it; required");
+  po::positional_options_description pos;
+  pos.add("id", 1);
+  po::variables_map vm;
+  bool help = false;
+  if (!parseCommandArgs("incident report", args, opts, pos, vm, io, &help)) {
+    return help ? kOk : kUsage;
+  }
+  const std::map<std::string, v1::IncidentReportFormat> formats = {
+      {"html", v1::INCIDENT_REPORT_FORMAT_HTML},
+      {"pdf", v1::INCIDENT_REPORT_FORMAT_PDF},
+      {"json", v1::INCIDENT_REPORT_FORMAT_JSON},
+      {"md", v1::INCIDENT_REPORT_FORMAT_MARKDOWN}};
+  auto bad = [&](const std::string& message) {
+    io.err << "bulkhead incident report: " << message << "\n";
+    return kUsage;
+  };
+  if (format.empty()) return bad("--format: required (html, pdf, json or md)");
+  if (!formats.contains(format)) {
+    return bad(fmt::format("--format: invalid value \"{}\": html, pdf, json or md",
+                           escapeNonPrintable(format)));
+  }
+  if (output.empty()) return bad("--output: required (the report file)");
+  for (const auto& path : reportFiles(output)) {
+    std::error_code ec;
+    if (std::filesystem::symlink_status(path, ec).type() != std::filesystem::file_type::not_found) {
+      return bad(fmt::format("--output: {} exists; nothing written", path));
+    }
+  }
+  auto client = connectClient("incident report", g, io.err);
+  if (!client) return kUsage;
+  v1::IncidentReportRequest req;
+  req.set_incident_id(id);
+  req.set_format(formats.at(format));
+  // Printing a PDF takes a browser's start: more than the default call time.
+  auto ctx = client->context(std::chrono::minutes(2));
+  auto reader = client->stub().ReportIncident(ctx.get(), req);
+  v1::IncidentReportChunk chunk;
+  std::string file, manifest, signature, cert;
+  while (reader->Read(&chunk)) {
+    file += chunk.data();
+    if (!chunk.manifest().empty()) manifest = chunk.manifest();
+    if (!chunk.signature().empty()) signature = chunk.signature();
+    if (!chunk.certificate_pem().empty()) cert = chunk.certificate_pem();
+  }
+  grpc::Status st = reader->Finish();
+  if (!st.ok()) return reportRpcError("incident report", client->controller(), st, io.err);
+  auto checked = checkReport(file, manifest, signature, cert, client->identity().ca_pem);
+  if (!checked.ok()) {
+    io.err << "bulkhead incident report: the answer does not check out: "
+           << checked.status().message() << "; nothing written\n";
+    return kFailed;
+  }
+  const std::vector<std::string> paths = reportFiles(output);
+  const std::vector<const std::string*> data = {&file, &manifest, &signature, &cert};
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (auto s = writeNewFile(paths[i], *data[i]); !s.ok()) {
+      io.err << "bulkhead incident report: " << s.message() << "\n";
+      return kFailed;
+    }
+  }
+  if (g.json) {
+    printJson(io.out, {{"output", output},
+                       {"manifest", paths[1]},
+                       {"signature", paths[2]},
+                       {"certificate", paths[3]},
+                       {"incident", checked->incident},
+                       {"tenant", checked->tenant},
+                       {"format", checked->format},
+                       {"size", checked->size},
+                       {"sha256", checked->sha256},
+                       {"generated", checked->generated}});
+  } else {
+    io.out << fmt::format(
+        "incident {} report ({}, {} bytes, sha256 {}) written to {}\n"
+        "signed by controller {}: {}, {}, {}; check it with `bulkhead incident verify-report "
+        "{}`\n",
+        checked->incident, checked->format, checked->size, checked->sha256, output,
+        checked->controller, paths[1], paths[2], paths[3], output);
+  }
+  return kOk;
+}
+
+int incidentVerifyReport(const GlobalOptions& g, const std::vector<std::string>& args, Io& io) {
+  std::string file, ca;
+  po::options_description opts("incident verify-report FILE");
+  opts.add_options()("file", po::value(&file)->required(), "the report")(
+      "ca", po::value(&ca)->value_name("CA.crt"),
+      "the fleet CA certificate the controller's is checked against (default: the "
+      "identity's ca.crt)");
+  po::positional_options_description pos;
+  pos.add("file", 1);
+  po::variables_map vm;
+  bool help = false;
+  if (!parseCommandArgs("incident verify-report", args, opts, pos, vm, io, &help)) {
+    return help ? kOk : kUsage;
+  }
+  if (ca.empty() && !g.identity.empty()) ca = (std::filesystem::path(g.identity) / "ca.crt");
+  if (ca.empty()) {
+    io.err << "bulkhead incident verify-report: --ca: required (the fleet CA certificate), "
+              "or --identity DIR holding ca.crt\n";
+    return kUsage;
+  }
+  std::vector<std::string> contents;
+  for (const auto& path : reportFiles(file)) {
+    auto text = readWholeFile(path);
+    if (!text.ok()) {
+      io.err << "bulkhead incident verify-report: " << text.status().message() << "\n";
+      return kUsage;
+    }
+    contents.push_back(*std::move(text));
+  }
+  auto ca_pem = readWholeFile(ca);
+  if (!ca_pem.ok()) {
+    io.err << "bulkhead incident verify-report: --ca: " << ca_pem.status().message() << "\n";
+    return kUsage;
+  }
+  auto checked = checkReport(contents[0], contents[1], contents[2], contents[3], *ca_pem);
+  if (g.json) {
+    nlohmann::json doc = {{"file", file}, {"ok", checked.ok()}};
+    if (checked.ok()) {
+      doc.update({{"incident", checked->incident},
+                  {"tenant", checked->tenant},
+                  {"format", checked->format},
+                  {"size", checked->size},
+                  {"sha256", checked->sha256},
+                  {"generated", checked->generated},
+                  {"controller", checked->controller}});
+    } else {
+      doc["problem"] = std::string(checked.status().message());
+    }
+    printJson(io.out, doc);
+  } else if (checked.ok()) {
+    io.out << fmt::format(
+        "{}: verified: the report of incident {} (tenant {}, {}, sha256 {}), generated {}, "
+        "signed by controller {}\n",
+        file, checked->incident, checked->tenant, checked->format, checked->sha256,
+        checked->generated, checked->controller);
+  } else {
+    io.err << fmt::format("bulkhead incident verify-report: {}: NOT VERIFIED: {}\n", file,
+                          std::string(checked.status().message()));
+  }
+  return checked.ok() ? kOk : kFailed;
+}
+
 }  // namespace
 
 void addIncidentCommands(std::map<std::string, CommandInfo>& table) {
@@ -276,6 +471,10 @@ void addIncidentCommands(std::map<std::string, CommandInfo>& table) {
                             incidentShow};
   table["incident note"] = {"ID TEXT: add a note to an open incident", incidentNote};
   table["incident close"] = {"ID --summary TEXT: close an incident", incidentClose};
+  table["incident report"] = {
+      "ID --format html|pdf|json|md --output FILE: the incident's report, signed", incidentReport};
+  table["incident verify-report"] = {
+      "FILE: check a report against its signed manifest and the fleet CA", incidentVerifyReport};
 }
 
 }  // namespace bulkhead::cli

@@ -114,8 +114,11 @@ absl::Status checkSignature(std::string_view cert_pem, std::string_view data,
   return absl::OkStatus();
 }
 
-absl::Status checkSigner(std::string_view cert_pem, std::string_view ca_pem,
-                         std::string_view host_id) {
+namespace {
+
+// `cert_pem` issued by `ca_pem` (expiry not checked), of `kind`, named `name` (empty: any).
+absl::Status checkIssued(std::string_view cert_pem, std::string_view ca_pem, PeerKind kind,
+                         std::string_view name) {
   auto cert = readCert(cert_pem, "signer certificate");
   if (!cert.ok()) return cert.status();
   auto ca = readCert(ca_pem, "CA certificate");
@@ -137,15 +140,27 @@ absl::Status checkSigner(std::string_view cert_pem, std::string_view ca_pem,
   }
   auto id = identityFromCertPem(cert_pem);
   if (!id.ok()) return absl::PermissionDeniedError(fmt::format("signer {}", id.status()));
-  if (id->kind != PeerKind::kAgent) {
+  if (id->kind != kind) {
     return absl::PermissionDeniedError(fmt::format(
-        "signer certificate: a {} certificate, not an agent's (OU=agent)", peerKindName(id->kind)));
+        "signer certificate: a {} certificate, not {} (OU={})", peerKindName(id->kind),
+        kind == PeerKind::kAgent ? "an agent's" : "the controller's", peerKindName(kind)));
   }
-  if (!host_id.empty() && id->name != host_id) {
+  if (!name.empty() && id->name != name) {
     return absl::PermissionDeniedError(
-        fmt::format("signer certificate: issued to host \"{}\", not \"{}\"", id->name, host_id));
+        fmt::format("signer certificate: issued to host \"{}\", not \"{}\"", id->name, name));
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status checkSigner(std::string_view cert_pem, std::string_view ca_pem,
+                         std::string_view host_id) {
+  return checkIssued(cert_pem, ca_pem, PeerKind::kAgent, host_id);
+}
+
+absl::Status checkControllerSigner(std::string_view cert_pem, std::string_view ca_pem) {
+  return checkIssued(cert_pem, ca_pem, PeerKind::kController, "");
 }
 
 }  // namespace bulkhead::evidence

@@ -37,6 +37,8 @@ absl::Status checkSignature(std::string_view cert_pem, std::string_view data,
 // `host_id` (empty `host_id`: any agent). Expiry is not checked: evidence outlives certificates.
 absl::Status checkSigner(std::string_view cert_pem, std::string_view ca_pem,
                          std::string_view host_id);
-
+// OK if `cert_pem` was issued by `ca_pem` and is a controller certificate (OU=controller), as
+// an audit export's or an incident report's signer must be. Expiry is not checked either.
+absl::Status checkControllerSigner(std::string_view cert_pem, std::string_view ca_pem);
 
 }  // namespace bulkhead::evidence

@@ -40,6 +40,10 @@ PROJECT_RULES = [
      "controller/playbook/ is pure: no store, no service, no rpc"),
     ("controller/store/", r"^(controller/(rpc|service)|agent|cli)/",
      "controller/store/ stores: it never calls service/ or rpc/"),
+    ("controller/store/", r"^controller/report/",
+     "controller/store/ stores: the report reads it, not the other way"),
+    ("controller/report/", r"^(controller/(rpc|service|webhook|crowdsec|metrics)|agent|cli)/",
+     "controller/report/ renders what service/ hands it: it never calls service/ or rpc/"),
     ("controller/crowdsec/", r"^controller/rpc/",
      "controller/crowdsec/ is a front door: it hands signals to service/'s SignalIntake, "
      "never through rpc/"),

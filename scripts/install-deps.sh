@@ -26,6 +26,9 @@ PACKAGES=(
   python3-jsonschema
   # the Debian packages (scripts/package.sh) and their tests on a clean root
   debhelper lintian mmdebstrap
+  # incident reports: the controller prints PDF with headless Chromium; the lab test reads the
+  # PDF's text (poppler-utils' pdftotext)
+  chromium poppler-utils
   # manual pages from the programs' --help (help2man), checked by man-db and groff in the tests
   help2man man-db groff-base
 )

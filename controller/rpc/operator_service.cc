@@ -11,59 +11,13 @@
 #include "common/parse.h"
 #include "common/tls/tls.h"
 #include "controller/rpc/audit.h"
+#include "controller/rpc/chunk_writer.h"
 #include "controller/rpc/translate.h"
 #include "evidence/json_read.h"
 
 namespace bulkhead::controller {
 
 namespace v1 = bulkhead::v1;
-
-namespace {
-
-constexpr size_t kExportChunk = 1 << 20;
-
-// Writes prepared messages one after the other, then finishes OK; or only finishes with
-// `failure` when that is not OK.
-class ExportWriter final : public grpc::ServerWriteReactor<v1::AuditExportChunk> {
- public:
-  ExportWriter(std::vector<v1::AuditExportChunk> chunks, const grpc::Status& failure)
-      : chunks_(std::move(chunks)) {
-    const ReactorTurn turn(this);
-    if (!failure.ok()) {
-      Finish(failure);
-    } else {
-      next();
-    }
-  }
-  void OnWriteDone(bool ok) override {
-    const ReactorTurn turn(this);
-    operationDone(&chunks_);   // the write side: next_ was moved by the last callback
-    if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
-      return;
-    }
-    next();
-  }
-  void OnDone() override {
-    afterEveryTurn(this);
-    delete this;
-  }
-
- private:
-  void next() {
-    if (next_ == chunks_.size()) {
-      Finish(grpc::Status::OK);
-      return;
-    }
-    const v1::AuditExportChunk* chunk = &chunks_[next_++];
-    operationStarts(&chunks_);
-    StartWrite(chunk);
-  }
-  std::vector<v1::AuditExportChunk> chunks_;
-  size_t next_ = 0;
-};
-
-}  // namespace
 
 OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet,
                                  Containment& containment, HostOperations& host_operations,
@@ -80,7 +34,9 @@ OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet,
       integrations_(integrations),
       enrollment_(enrollment),
       tenants_(clock, store),
-      incidents_(clock, store) {}
+      incidents_(clock, store, audit_signer, &pdf_, [&evidence_service](const std::string& id) {
+        return evidence_service.bundlePath(id);
+      }) {}
 
 Caller OperatorService::identify(const grpc::CallbackServerContext& ctx) {
   Caller c;
@@ -211,14 +167,14 @@ grpc::ServerWriteReactor<v1::AuditExportChunk>* OperatorService::ExportAudit(
   std::vector<v1::AuditExportChunk> chunks;
   if (exported.ok()) {
     const std::string& text = exported->text;
-    for (size_t at = 0; at < text.size(); at += kExportChunk) {
-      chunks.emplace_back().set_data(text.substr(at, kExportChunk));
+    for (size_t at = 0; at < text.size(); at += kStreamChunkBytes) {
+      chunks.emplace_back().set_data(text.substr(at, kStreamChunkBytes));
     }
     auto& last = chunks.emplace_back();
     last.set_signature(exported->signature);
     last.set_certificate_pem(exported->certificate_pem);
   }
-  return new ExportWriter(std::move(chunks), toGrpcStatus(exported.status()));
+  return new ChunkWriter<v1::AuditExportChunk>(std::move(chunks), toGrpcStatus(exported.status()));
 }
 
 }  // namespace bulkhead::controller

@@ -77,6 +77,7 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   using Base::Reject;
   using Base::Release;
   using Base::RenewOperatorCertificate;
+  using Base::ReportIncident;
   using Base::RevokeAccess;
   using Base::RevokeIntegration;
   using Base::RevokeJoinToken;
@@ -230,6 +231,8 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   grpc::ServerUnaryReactor* CloseIncident(grpc::CallbackServerContext* ctx,
                                           const bulkhead::v1::CloseIncidentRequest* req,
                                           bulkhead::v1::Incident* resp) override;
+  grpc::ServerWriteReactor<bulkhead::v1::IncidentReportChunk>* ReportIncident(
+      grpc::CallbackServerContext* ctx, const bulkhead::v1::IncidentReportRequest* req) override;
 
   // The caller of one call, as its certificate says, with its grants, the tenant it chose
   // (request metadata kTenantMetadata; TenantService::scopeCaller) and the incident the call is
@@ -248,6 +251,7 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   IntegrationService& integrations_;
   EnrollmentService& enrollment_;
   TenantService tenants_;  // tenants, bindings, and each caller's scope
+  ChromiumPdf pdf_;        // prints incident reports as PDF
   IncidentService incidents_;  // incidents, and each caller's --incident
 };
 

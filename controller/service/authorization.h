@@ -65,6 +65,7 @@ enum class OperatorAction {
   kShowIncident,              // incident-show
   kNoteIncident,              // incident-note
   kCloseIncident,             // incident-close
+  kReportIncident,            // incident-report
 };
 
 // Where an action's role is looked for (tenancy.h).

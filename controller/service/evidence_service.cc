@@ -108,6 +108,11 @@ EvidenceService::EvidenceService(const Clock& clock, Store& store, HostDirectory
                                  HostActions& actions, EvidenceBackend* evidence)
     : clock_(clock), store_(store), hosts_(hosts), actions_(actions), evidence_(evidence) {}
 
+absl::StatusOr<std::filesystem::path> EvidenceService::bundlePath(const std::string& id) const {
+  if (evidence_ == nullptr) return absl::UnavailableError("this controller stores no evidence");
+  return evidence_->files().bundlePath(id);
+}
+
 AuditActor EvidenceService::actorOn(const Caller& caller, const std::string& host_id) {
   return auditActorOn(caller, tenantOfHost(host_id));
 }

@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -121,6 +122,9 @@ class EvidenceService {
   // The bundle `id` (an evidence id or a unique prefix of one), opened by its content address
   // (never by a path read from the database) with its custody event "get" recorded.
   absl::StatusOr<OpenedBundle> get(const Caller& caller, const std::string& id);
+  // Where bundle `id` is stored (EvidenceFiles::bundlePath), for a caller that has checked its
+  // access already (an incident's report); UNAVAILABLE without evidence storage.
+  absl::StatusOr<std::filesystem::path> bundlePath(const std::string& id) const;
   // Checks the stored bundle against its id and signed manifest, its signer and its custody
   // chain, on the I/O thread; records the outcome as a custody event "verify".
   void verify(const Caller& caller, const std::string& id, VerifyDone done);

@@ -2,12 +2,16 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/certificate.h"
 #include "common/format.h"
 #include "common/identity.h"
 #include "common/text.h"
 #include "controller/core/validate.h"
 #include "controller/service/audit.h"
 #include "controller/service/tenancy.h"
+#include "evidence/bundle.h"
+#include "evidence/hash.h"
+#include "evidence/report_manifest.h"
 
 namespace bulkhead::controller {
 namespace {
@@ -45,9 +49,37 @@ absl::Status checkRequiredText(std::string_view field, const std::string& text) 
   return checkText(field, text, kMaxIncidentText);
 }
 
+// The SHA-256 of each recovered binary of a bundle (its manifest's files "binaries/<sha256>");
+// An error saying why when the bundle or its manifest cannot be read.
+absl::StatusOr<std::vector<std::string>> recoveredBinaries(const BundlePath& bundle_path,
+                                                           const std::string& id) {
+  if (!bundle_path) return absl::UnavailableError("this controller stores no evidence");
+  auto bundle = bundle_path(id);
+  if (!bundle.ok()) return bundle.status();
+  auto text = evidence::readMember(*bundle, "manifest.json", 64 << 20);
+  if (!text.ok()) return text.status();
+  const nlohmann::json manifest = nlohmann::json::parse(*text, nullptr, false);
+  if (!manifest.is_object() || !manifest.contains("files") || !manifest["files"].is_array()) {
+    return absl::DataLossError("manifest.json lists no files");
+  }
+  std::vector<std::string> out;
+  for (const auto& f : manifest["files"]) {
+    if (!f.is_object() || !f.contains("path") || !f["path"].is_string()) continue;
+    const std::string path = f["path"].get<std::string>();
+    if (path.starts_with("binaries/")) out.push_back(path.substr(9));
+  }
+  return out;
+}
+
 }  // namespace
 
-IncidentService::IncidentService(const Clock& clock, Store& store) : clock_(clock), store_(store) {}
+IncidentService::IncidentService(const Clock& clock, Store& store, const evidence::Signer* signer,
+                                 const PdfRenderer* pdf, BundlePath bundle_path)
+    : clock_(clock),
+      store_(store),
+      signer_(signer),
+      pdf_(pdf),
+      bundle_path_(std::move(bundle_path)) {}
 
 void IncidentService::scopeCaller(Caller& caller, std::string_view requested) {
   // A caller refused already, or without a tenant, is refused with that whatever it names.
@@ -150,30 +182,29 @@ absl::StatusOr<v1::Incident> IncidentService::find(const Caller& caller, Operato
   return store_.getIncident(*tenant, id);
 }
 
+absl::Status IncidentService::readTimeline(const v1::Incident& incident, IncidentTimeline& out) {
+  out.incident = incident;
+  auto records = store_.listIncidentAudit(incident.tenant(), incident.incident_id());
+  if (!records.ok()) return records.status();
+  out.records = *std::move(records);
+  auto evidence = store_.listIncidentEvidence(incident.tenant(), incident.incident_id());
+  if (!evidence.ok()) return evidence.status();
+  for (EvidenceRow& row : *evidence) {
+    auto custody = store_.listCustody(row.id);
+    if (!custody.ok()) return custody.status();
+    row.tenant = incident.tenant();
+    out.evidence.emplace_back(std::move(row), *std::move(custody));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<IncidentTimeline> IncidentService::show(const Caller& caller,
                                                        const std::string& id) {
   const std::string action = auditAction(OperatorAction::kShowIncident);
   absl::StatusOr<v1::Incident> incident = find(caller, OperatorAction::kShowIncident, id);
   IncidentTimeline timeline;
   absl::Status status = incident.status();
-  if (status.ok()) {
-    timeline.incident = *incident;
-    auto records = store_.listIncidentAudit(incident->tenant(), id);
-    status = records.status();
-    if (status.ok()) timeline.records = *std::move(records);
-  }
-  if (status.ok()) {
-    auto evidence = store_.listIncidentEvidence(incident->tenant(), id);
-    status = evidence.status();
-    for (size_t i = 0; status.ok() && i < evidence->size(); ++i) {
-      auto custody = store_.listCustody((*evidence)[i].id);
-      status = custody.status();
-      if (status.ok()) {
-        (*evidence)[i].tenant = incident->tenant();
-        timeline.evidence.emplace_back((*evidence)[i], *std::move(custody));
-      }
-    }
-  }
+  if (status.ok()) status = readTimeline(*incident, timeline);
   AuditActor actor = auditActor(caller);
   status = recordCall(store_, clock_, actor, action, id, "", status,
                       status.ok() ? fmt::format("{} records, {} bundles", timeline.records.size(),
@@ -182,6 +213,83 @@ absl::StatusOr<IncidentTimeline> IncidentService::show(const Caller& caller,
   if (!status.ok()) return status;
   timeline.now_unix_ms = clock_.nowUnixMs();
   return timeline;
+}
+
+absl::StatusOr<SignedReport> IncidentService::report(const Caller& caller, const std::string& id,
+                                                     const std::string& format) {
+  const std::string action = auditAction(OperatorAction::kReportIncident);
+  absl::StatusOr<v1::Incident> incident = find(caller, OperatorAction::kReportIncident, id);
+  absl::Status status = incident.status();
+  absl::StatusOr<ReportFormat> kind = parseReportFormat(format);
+  if (status.ok()) status = kind.status();
+  if (status.ok() && signer_ == nullptr) {
+    status = absl::UnavailableError("this controller has no signing key for reports");
+  }
+  if (status.ok() && *kind == ReportFormat::kPdf && pdf_ == nullptr) {
+    status = absl::FailedPreconditionError("this controller cannot print PDF; ask for html");
+  }
+  IncidentTimeline timeline;
+  if (status.ok()) status = readTimeline(*incident, timeline);
+  SignedReport out;
+  std::string detail;
+  if (status.ok()) {
+    auto self = identityFromCertPem(signer_->certPem());
+    ReportInput input{.incident = timeline.incident,
+                      .records = std::move(timeline.records),
+                      .evidence = {},
+                      .generated_at_unix_ms = clock_.nowUnixMs(),
+                      .controller = self.ok() ? self->name : std::string(),
+                      .regulator_deadline_ms = kRegulatorDeadlineMs};
+    for (auto& [row, custody] : timeline.evidence) {
+      auto binaries = recoveredBinaries(bundle_path_, row.id);
+      input.evidence.push_back(ReportEvidence{
+          .row = row,
+          .custody = std::move(custody),
+          .binaries = binaries.ok() ? *std::move(binaries) : std::vector<std::string>{},
+          .problem = binaries.ok()
+                         ? std::string()
+                         : fmt::format("bundle unreadable: {}", binaries.status().message())});
+    }
+    const nlohmann::json doc = reportDocument(input);
+    switch (*kind) {
+      case ReportFormat::kJson: out.file = renderJsonReport(doc); break;
+      case ReportFormat::kMarkdown: out.file = renderMarkdownReport(doc); break;
+      case ReportFormat::kHtml: out.file = renderHtmlReport(doc); break;
+      case ReportFormat::kPdf: {
+        auto pdf = pdf_->render(renderHtmlReport(doc));
+        if (pdf.ok()) {
+          out.file = *std::move(pdf);
+        } else {
+          status = pdf.status();
+        }
+        break;
+      }
+    }
+    if (status.ok()) {
+      out.format = reportFormatName(*kind);
+      const std::string sha = evidence::sha256Hex(out.file);
+      out.manifest = evidence::reportManifestText(
+          evidence::ReportManifest{.incident = incident->incident_id(),
+                                   .tenant = incident->tenant(),
+                                   .format = out.format,
+                                   .size = out.file.size(),
+                                   .sha256 = sha,
+                                   .generated = utcTimeText(input.generated_at_unix_ms),
+                                   .controller = input.controller});
+      auto signature = signer_->sign(out.manifest);
+      if (signature.ok()) {
+        out.signature = *std::move(signature);
+        out.certificate_pem = signer_->certPem();
+        detail = fmt::format("{} report, {} bytes, sha256 {}; {} records, {} bundles", out.format,
+                             out.file.size(), sha, input.records.size(), input.evidence.size());
+      } else {
+        status = signature.status();
+      }
+    }
+  }
+  status = recordCall(store_, clock_, auditActor(caller), action, id, "", status, detail);
+  if (!status.ok()) return status;
+  return out;
 }
 
 absl::StatusOr<v1::Incident> IncidentService::note(const Caller& caller,

@@ -3,6 +3,8 @@
 // must be an open one of the call's tenant, and then every audit row of the call names it.
 #pragma once
 
+#include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -11,8 +13,11 @@
 #include "absl/status/statusor.h"
 #include "bulkhead/v1/incidents.pb.h"
 #include "controller/core/clock.h"
+#include "controller/report/incident_report.h"
+#include "controller/report/pdf.h"
 #include "controller/service/authorization.h"
 #include "controller/store/store.h"
+#include "evidence/signing.h"
 
 namespace bulkhead::controller {
 
@@ -28,9 +33,27 @@ struct IncidentTimeline {
   int64_t now_unix_ms = 0;
 };
 
+// A signed report (`incident report`): the file, and the manifest (evidence/report_manifest.h)
+// naming its SHA-256, signed with the controller's key (DER ECDSA over SHA-256 of the manifest)
+// whose certificate is `certificate_pem`.
+struct SignedReport {
+  std::string format;  // json, md, html, pdf
+  std::string file;
+  std::string manifest;
+  std::string signature;
+  std::string certificate_pem;
+};
+
+// Where the evidence bundle with this id is stored (EvidenceService::bundlePath).
+using BundlePath = std::function<absl::StatusOr<std::filesystem::path>(const std::string& id)>;
+
 class IncidentService {
  public:
-  IncidentService(const Clock& clock, Store& store);
+  // `signer` signs reports and `pdf` prints them (not owned; nullptr: report fails UNAVAILABLE,
+  // or for PDF only, FAILED_PRECONDITION); `bundle_path` finds the bundles a report reads the
+  // recovered binaries from (empty: none is read, each is named as unreadable).
+  IncidentService(const Clock& clock, Store& store, const evidence::Signer* signer = nullptr,
+                  const PdfRenderer* pdf = nullptr, BundlePath bundle_path = {});
 
   // Sets `caller.incident` from `requested` (empty: none); a caller refused already, or
   // without a tenant, is left as it is. An incident belongs to one tenant,
@@ -48,6 +71,12 @@ class IncidentService {
   // The call's tenants' incidents, newest opened first.
   absl::StatusOr<std::vector<bulkhead::v1::Incident>> list(const Caller& caller);
   absl::StatusOr<IncidentTimeline> show(const Caller& caller, const std::string& id);
+  // The incident's report in `format` (incident_report.h: json, md, html, pdf), signed. The
+  // recovered binaries are read from the evidence bundles' manifests; a bundle that cannot be
+  // read is named in the report's evidence row, never left out. Audited as "incident-report"
+  // with the file's SHA-256.
+  absl::StatusOr<SignedReport> report(const Caller& caller, const std::string& id,
+                                      const std::string& format);
   // A note on an open incident, kept as its audit row (action "incident-note").
   absl::StatusOr<bulkhead::v1::Incident> note(const Caller& caller,
                                               const bulkhead::v1::IncidentNoteRequest& req);
@@ -61,8 +90,14 @@ class IncidentService {
   absl::StatusOr<bulkhead::v1::Incident> find(const Caller& caller, OperatorAction action,
                                               const std::string& id);
 
+  // The incident's audit rows and its evidence with custody (show and report).
+  absl::Status readTimeline(const bulkhead::v1::Incident& incident, IncidentTimeline& out);
+
   const Clock& clock_;
   Store& store_;
+  const evidence::Signer* const signer_;
+  const PdfRenderer* const pdf_;
+  const BundlePath bundle_path_;
 };
 
 }  // namespace bulkhead::controller

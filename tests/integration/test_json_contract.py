@@ -33,7 +33,7 @@ def all_commands():
                 "playbook-check", "playbook-test", "integrations-create", "integrations-revoke",
                 "tokens-create", "tokens-revoke", "tenants-create", "access-grant",
                 "access-revoke", "incident-open", "incident-list", "incident-show",
-                "incident-note", "incident-close"}
+                "incident-note", "incident-close", "incident-report", "incident-verify-report"}
     return {n.replace("-", " ", 1) if n in two_word else n for n in names}
 
 
@@ -220,6 +220,18 @@ class JsonContractTest(unittest.TestCase):
         self.assertEqual([i["incident_id"] for i in listed["incidents"]], ["INC-7"])
         closed = self.cli("incident", "close", "INC-7", "--summary", "contract done")
         self.assertEqual(closed["state"], "closed", closed)
+        # its report, signed; the file holds the same timeline
+        report = os.path.join(tmp, "INC-7.json")
+        made = self.cli("incident", "report", "INC-7", "--format", "json", "--output", report)
+        self.assertEqual((made["incident"], made["format"], made["manifest"]),
+                         ("INC-7", "json", report + ".manifest"), made)
+        with open(report, encoding="utf-8") as f:
+            doc = json.load(f)
+        ids = [r["id"] for r in doc["timeline"]]
+        self.assertEqual(ids[:len(shown["records"])], [r["id"] for r in shown["records"]])
+        self.assertEqual(doc["incident"]["summary"], "contract done")
+        checked = self.cli("incident", "verify-report", report)
+        self.assertEqual((checked["ok"], checked["sha256"]), (True, made["sha256"]), checked)
         # labels, tenants and role bindings (last: a second tenant makes the admin name one)
         labelled = self.cli("label", "h1", "owner=it", "--reason", "contract")
         self.assertEqual(labelled["labels_set_by"], "admin", labelled)

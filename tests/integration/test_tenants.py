@@ -249,6 +249,10 @@ class TenantsTest(unittest.TestCase):
             "ShowIncident": ("unknown", ["incident", "show", "{X}"], "INC-A1"),
             "NoteIncident": ("unknown", ["incident", "note", "{X}", "x"], "INC-A1"),
             "CloseIncident": ("unknown", ["incident", "close", "{X}", "--summary", "x"], "INC-A1"),
+            "ReportIncident": ("unknown", ["incident", "report", "{X}", "--format", "json",
+                                           "--output",
+                                           os.path.join(self.lab.tmpdir, "never-written.json")],
+                               "INC-A1"),
             # The caller's own certificate, whatever tenant it names.
             "RenewOperatorCertificate": ("own", ["renew"],
                                          lambda d: "BEGIN CERTIFICATE" in d["cert_pem"]),

@@ -6,7 +6,9 @@ PID and mount namespaces; an attacker with a live TCP session into h1; the payme
 (the `service` node) streaming to h1; an implant on h1 whose binary was deleted. The responder
 captures h1's state and then isolates it keeping the database flow (`isolate --capture-first`):
 the attacker's session dies at once, the database stream never misses a write; the evidence is
-listed, summarised (the implant named) and verified; then h1 is released. Everything runs inside namespaces this script creates and removes.
+listed, summarised (the implant named) and verified; then h1 is released. The incident INC-42
+holds it all: its timeline, and at the end its signed PDF report (kept in BUILD/demo/INC-42.pdf).
+Everything runs inside namespaces this script creates and removes.
 
     python3 tests/lab/demo.py [--build-dir build] [--keep]
 """
@@ -14,6 +16,7 @@ listed, summarised (the implant named) and verified; then h1 is released. Everyt
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import time
 
@@ -163,6 +166,25 @@ def main() -> int:
         show(fleet, "incident", "show", "INC-42")
         show(fleet, "incident", "close", "INC-42", "--summary",
              "webshell removed, implant recovered, h1 released")
+
+        say("The signed report for lawyers, insurers and the regulator")
+        # Kept after the lab is gone: beside the build, replacing an earlier demo's report.
+        out_dir = os.path.join(fleet.build_dir, "demo")
+        os.makedirs(out_dir, exist_ok=True)
+        report = os.path.join(out_dir, "INC-42.pdf")
+        for suffix in ("", ".manifest", ".sig", ".crt"):
+            if os.path.exists(report + suffix):
+                os.remove(report + suffix)
+        show(fleet, "incident", "report", "INC-42", "--format", "pdf", "--output", report)
+        show(fleet, "incident", "verify-report", report)
+        if shutil.which("pdftotext") and os.path.exists(report):
+            text = subprocess.run(["pdftotext", "-layout", report, "-"], capture_output=True,
+                                  text=True, timeout=60).stdout
+            lines = text.splitlines()
+            start = next((i for i, line in enumerate(lines) if "Timeline" in line), None)
+            if start is not None:
+                print(f"the timeline in {report} (pdftotext):")
+                print("\n".join(line.rstrip() for line in lines[start:start + 14]))
 
         say("The audit trail")
         show(fleet, "audit", "--limit", "8")

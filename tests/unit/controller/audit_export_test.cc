@@ -8,6 +8,8 @@
 
 #include "controller/service/tenants.h"
 #include "controller/store/audit_key.h"
+#include "evidence/hash.h"
+#include "evidence/report_manifest.h"
 #include "evidence/signing.h"
 #include "tests/unit/controller/server_harness.h"
 
@@ -30,10 +32,10 @@ void writeFile(const fs::path& p, const std::string& data) {
   std::ofstream(p, std::ios::binary | std::ios::trunc) << data;
 }
 
-// The shell block under "<!-- audit-export-recipe -->" in README.md.
-std::string readmeRecipe() {
+// The shell block under `marker` in README.md.
+std::string readmeRecipe(const std::string& marker_text = "<!-- audit-export-recipe -->") {
   std::string readme = readFile(BULKHEAD_README);
-  auto marker = readme.find("<!-- audit-export-recipe -->");
+  auto marker = readme.find(marker_text);
   EXPECT_NE(marker, std::string::npos);
   auto start = readme.find("```sh\n", marker);
   auto end = readme.find("\n```\n", start);
@@ -341,6 +343,105 @@ TEST_F(AuditExportTest, VerifyAuditDetectsARewrittenRowAndATruncatedTail) {
   EXPECT_FALSE(v.ok());
   EXPECT_EQ(v.first_bad_id(), 2);
   EXPECT_NE(v.problem().find("MAC does not match"), std::string::npos) << v.problem();
+}
+
+// An incident's report, as `bulkhead incident report` asks for it: the file, and the manifest
+// the controller signed. The README's recipe checks it with stock tools, and catches an edit.
+TEST_F(AuditExportTest, AnIncidentReportIsSignedAndTheReadmeRecipeChecksIt) {
+  auto stub = op(Role::kResponder, "alice");
+  {
+    grpc::ClientContext ctx;
+    deadline(&ctx);
+    v1::OpenIncidentRequest req;
+    req.set_incident_id("INC-42");
+    req.set_title("ransomware on web-01");
+    v1::Incident resp;
+    auto st = stub->OpenIncident(&ctx, req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+  {
+    grpc::ClientContext ctx;
+    deadline(&ctx);
+    ctx.AddMetadata("bulkhead-incident", "INC-42");
+    v1::ListHostsRequest req;
+    v1::ListHostsResponse resp;
+    ASSERT_TRUE(stub->ListHosts(&ctx, req, &resp).ok());
+  }
+  struct Report {
+    grpc::Status status;
+    std::string file, manifest, signature, cert;
+  };
+  auto report = [&](v1::IncidentReportFormat format, const std::string& who, Role role) {
+    auto s = op(role, who);
+    grpc::ClientContext ctx;
+    deadline(&ctx);
+    v1::IncidentReportRequest req;
+    req.set_incident_id("INC-42");
+    req.set_format(format);
+    auto reader = s->ReportIncident(&ctx, req);
+    Report r;
+    v1::IncidentReportChunk chunk;
+    while (reader->Read(&chunk)) {
+      r.file += chunk.data();
+      if (!chunk.manifest().empty()) r.manifest = chunk.manifest();
+      if (!chunk.signature().empty()) r.signature = chunk.signature();
+      if (!chunk.certificate_pem().empty()) r.cert = chunk.certificate_pem();
+    }
+    r.status = reader->Finish();
+    return r;
+  };
+
+  Report json_report = report(v1::INCIDENT_REPORT_FORMAT_JSON, "vera", Role::kViewer);
+  ASSERT_TRUE(json_report.status.ok()) << json_report.status.error_message();
+  auto doc = nlohmann::json::parse(json_report.file);
+  EXPECT_EQ(doc["incident"]["id"], "INC-42");
+  std::vector<std::string> actions;
+  for (const auto& r : doc["timeline"]) actions.push_back(r["action"]);
+  EXPECT_EQ(actions, (std::vector<std::string>{"incident-open", "hosts"}));
+  EXPECT_TRUE(
+      evidence::checkSignature(json_report.cert, json_report.manifest, json_report.signature).ok());
+  EXPECT_TRUE(evidence::checkControllerSigner(json_report.cert, controller_id_.ca_pem).ok());
+  auto manifest = evidence::parseReportManifest(json_report.manifest);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  EXPECT_EQ(manifest->sha256, evidence::sha256Hex(json_report.file));
+  EXPECT_EQ(manifest->format, "json");
+  EXPECT_EQ(manifest->incident, "INC-42");
+
+  // The recipe, on the HTML report saved under the README's name.
+  Report html = report(v1::INCIDENT_REPORT_FORMAT_HTML, "vera", Role::kViewer);
+  ASSERT_TRUE(html.status.ok()) << html.status.error_message();
+  EXPECT_TRUE(html.file.starts_with("<!DOCTYPE html>"));
+  writeFile(out_ / "recipe.sh", readmeRecipe("<!-- incident-report-recipe -->"));
+  writeFile(out_ / "INC-42.pdf", html.file);
+  writeFile(out_ / "INC-42.pdf.manifest", html.manifest);
+  writeFile(out_ / "INC-42.pdf.sig", html.signature);
+  writeFile(out_ / "INC-42.pdf.crt", html.cert);
+  EXPECT_EQ(runRecipe(), 0) << recipeOutput();
+  EXPECT_NE(recipeOutput().find("the report matches its signed manifest"), std::string::npos)
+      << recipeOutput();
+  std::string edited = html.file;
+  edited.replace(edited.find("INC-42"), 6, "INC-43");
+  writeFile(out_ / "INC-42.pdf", edited);
+  EXPECT_NE(runRecipe(), 0) << recipeOutput();
+
+  // Audited with the file's hash; a bad format is refused naming it, and audited too.
+  auto rows = store_->listAudit(100);
+  ASSERT_TRUE(rows.ok());
+  int reports = 0;
+  for (const auto& r : *rows) {
+    if (r.action != "incident-report") continue;
+    ++reports;
+    EXPECT_EQ(r.operator_name, "vera");
+  }
+  EXPECT_EQ(reports, 2);
+  Report bad = report(v1::INCIDENT_REPORT_FORMAT_UNSPECIFIED, "vera", Role::kViewer);
+  EXPECT_EQ(bad.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(bad.status.error_message(), "format: required (html, pdf, json or md)");
+  EXPECT_TRUE(bad.file.empty());
+  // Without a role, no report (refused like every other call).
+  Report none = report(v1::INCIDENT_REPORT_FORMAT_HTML, "nobody", Role::kNone);
+  EXPECT_EQ(none.status.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+      << none.status.error_message();
 }
 
 }  // namespace

@@ -76,6 +76,7 @@ TEST(ActionRules, OneRowPerActionWithTheAuditNamesTheTrailHasAlwaysUsed) {
       {A::kShowIncident, "incident-show"},
       {A::kNoteIncident, "incident-note"},
       {A::kCloseIncident, "incident-close"},
+      {A::kReportIncident, "incident-report"},
   };
   ASSERT_EQ(actionRules().size(), expected.size());
   std::set<std::string_view> names;

@@ -9,8 +9,11 @@
 #include <memory>
 
 #include "common/format.h"
+#include "common/pki/pki.h"
 #include "controller/service/audit.h"
 #include "controller/store/sqlite_store.h"
+#include "evidence/hash.h"
+#include "evidence/report_manifest.h"
 #include "tests/unit/controller/fake_clock.h"
 
 namespace bulkhead::controller {
@@ -252,6 +255,94 @@ TEST_F(IncidentServiceTest, ACallAcrossTenantsCannotBePartOfAnIncident) {
   EXPECT_TRUE(absl::IsInvalidArgument(scoped.refusal)) << scoped.refusal;
   EXPECT_NE(scoped.refusal.message().find("choose it with --tenant NAME"), std::string::npos)
       << scoped.refusal;
+}
+
+// A PDF engine for tests: the HTML it was given, behind a PDF header; or a failure.
+class FakePdf : public PdfRenderer {
+ public:
+  explicit FakePdf(absl::Status failure = absl::OkStatus()) : failure_(std::move(failure)) {}
+  absl::StatusOr<std::string> render(std::string_view html) const override {
+    if (!failure_.ok()) return failure_;
+    return "%PDF-1.7\n" + std::string(html);
+  }
+
+ private:
+  absl::Status failure_;
+};
+
+TEST_F(IncidentServiceTest, AReportIsSignedAuditedAndNamesABundleItCouldNotRead) {
+  auto ca = createCa("test-ca", std::chrono::hours(1));
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  auto cert = issueCert(*ca, CertRequest{.kind = PeerKind::kController, .name = "controller"});
+  ASSERT_TRUE(cert.ok()) << cert.status();
+  auto signer = evidence::Signer::fromPem(cert->key_pem, cert->cert_pem);
+  ASSERT_TRUE(signer.ok()) << signer.status();
+  const FakePdf pdf;
+  IncidentService service(clock_, *store_, &*signer, &pdf, [this](const std::string& id) {
+    return absl::StatusOr<std::filesystem::path>(dir_ / (id + ".tar.gz"));
+  });
+  ASSERT_TRUE(service.open(responder(), openRequest("INC-42")).ok());
+  act(with(responder(), "INC-42"), "isolate", "web-01");
+  // A bundle of the incident whose file is gone: listed, with the reason, never left out.
+  ASSERT_TRUE(store_
+                  ->addCapture(CaptureRow{.capture_id = "cap-1",
+                                          .host_id = "web-01",
+                                          .requested_by = "alice",
+                                          .reason = "INC work",
+                                          .command_id = "capture-cap-1",
+                                          .incident = "INC-42",
+                                          .incident_tenant = "default"})
+                  .ok());
+  ASSERT_TRUE(store_
+                  ->addEvidence(
+                      EvidenceRow{.id = kBundleId, .capture_id = "cap-1", .host_id = "web-01"}, {})
+                  .ok());
+
+  const Caller viewer{.audit_name = "vic", .is_operator = true};
+  auto json_report = service.report(viewer, "INC-42", "json");
+  ASSERT_TRUE(json_report.ok()) << json_report.status();
+  const auto doc = nlohmann::json::parse(json_report->file);
+  ASSERT_EQ(doc["timeline"].size(), 2u);
+  EXPECT_EQ(doc["timeline"][1]["action"], "isolate");
+  ASSERT_EQ(doc["evidence"].size(), 1u);
+  EXPECT_EQ(doc["evidence"][0]["sha256"], kBundleId);
+  EXPECT_TRUE(doc["evidence"][0]["problem"].get<std::string>().starts_with("bundle unreadable"))
+      << doc["evidence"][0]["problem"];
+
+  auto pdf_report = service.report(viewer, "INC-42", "pdf");
+  ASSERT_TRUE(pdf_report.ok()) << pdf_report.status();
+  EXPECT_TRUE(pdf_report->file.starts_with("%PDF-1.7\n<!DOCTYPE html>"));
+  EXPECT_EQ(pdf_report->format, "pdf");
+  EXPECT_TRUE(evidence::checkSignature(pdf_report->certificate_pem, pdf_report->manifest,
+                                       pdf_report->signature)
+                  .ok());
+  auto manifest = evidence::parseReportManifest(pdf_report->manifest);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  EXPECT_EQ(manifest->sha256, evidence::sha256Hex(pdf_report->file));
+  EXPECT_EQ(manifest->size, pdf_report->file.size());
+  EXPECT_EQ(manifest->incident, "INC-42");
+  EXPECT_EQ(manifest->tenant, "default");
+  EXPECT_EQ(manifest->controller, "controller");
+  // Each report is an audit row naming the file's hash (not part of the incident's timeline
+  // unless asked for with --incident).
+  const auto rows = audit();
+  ASSERT_FALSE(rows.empty());
+  EXPECT_EQ(rows.back().action, "incident-report");
+  EXPECT_EQ(rows.back().incident, "");
+  EXPECT_NE(rows.back().detail.find(manifest->sha256), std::string::npos) << rows.back().detail;
+
+  // Another tenant's viewer reads it as unknown; bad formats and a failing engine are refused.
+  auto other = service.report(acmeOperator(Role::kViewer), "INC-42", "json");
+  EXPECT_TRUE(absl::IsNotFound(other.status())) << other.status();
+  auto docx = service.report(viewer, "INC-42", "docx");
+  EXPECT_EQ(docx.status().message(), "format: \"docx\" is not one of html, pdf, json, md");
+  const FakePdf broken(absl::FailedPreconditionError("pdf: \"chromium\" is not installed"));
+  IncidentService no_engine(clock_, *store_, &*signer, &broken);
+  auto refused = no_engine.report(viewer, "INC-42", "pdf");
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  EXPECT_TRUE(no_engine.report(viewer, "INC-42", "html").ok());
+  auto unsigned_report = service_->report(viewer, "INC-42", "html");
+  EXPECT_TRUE(absl::IsUnavailable(unsigned_report.status())) << unsigned_report.status();
 }
 
 }  // namespace
