@@ -1,11 +1,11 @@
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -83,6 +83,7 @@ absl::StatusOr<std::string> ChromiumPdf::render(std::string_view html) const {
       fmt::format("--print-to-pdf={}", pdf.string()),
       fmt::format("file://{}", page.string())};
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
 

@@ -242,13 +242,13 @@ absl::StatusOr<SignedReport> IncidentService::report(const Caller& caller, const
                       .regulator_deadline_ms = kRegulatorDeadlineMs};
     for (auto& [row, custody] : timeline.evidence) {
       auto binaries = recoveredBinaries(bundle_path_, row.id);
-      input.evidence.push_back(ReportEvidence{
-          .row = row,
-          .custody = std::move(custody),
-          .binaries = binaries.ok() ? *std::move(binaries) : std::vector<std::string>{},
-          .problem = binaries.ok()
-                         ? std::string()
-                         : fmt::format("bundle unreadable: {}", binaries.status().message())});
+      ReportEvidence e{.row = row, .custody = std::move(custody)};
+      if (binaries.ok()) {
+        e.binaries = *std::move(binaries);
+      } else {
+        e.problem = fmt::format("bundle unreadable: {}", binaries.status().message());
+      }
+      input.evidence.push_back(std::move(e));
     }
     const nlohmann::json doc = reportDocument(input);
     switch (*kind) {
