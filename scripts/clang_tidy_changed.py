@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE_DIRS = ("agent/", "cli/", "common/", "controller/", "evidence/", "fuzz/", "bench/",
@@ -152,8 +153,11 @@ def main():
                               for p, rs in changes.items()])
 
     def run(unit):
+        start = time.monotonic()
         r = subprocess.run([tidy, "-p", build, "--quiet", f"--line-filter={line_filter}", unit],
                            capture_output=True, text=True)
+        # Progress as each unit ends, so a log cut short still shows how far it got.
+        print(f"clang-tidy: {rel(unit)} checked in {time.monotonic() - start:.0f} s", flush=True)
         return unit, r.returncode, r.stdout, r.stderr
 
     diag = re.compile(r"^(/[^:]+):(\d+):(\d+): (warning|error): (.*)$")

@@ -7,7 +7,8 @@
 #   3. tsan     scripts/sanitize.sh tsan: the controller/agent RPC tests under TSan (build-tsan).
 #   4. fuzz     scripts/fuzz.sh: each libFuzzer target for ${BULKHEAD_FUZZ_SECONDS:-20} s.
 #   5. tidy     scripts/clang_tidy_changed.py: clang-tidy on the lines changed since
-#               scripts/clang-tidy-base, warnings-clean.
+#               scripts/clang-tidy-base, warnings-clean (run in the background as soon as
+#               stage 1's build ends; this stage prints its output).
 #   6. package  (runs right after stage 1, on its build tree) scripts/package.sh: the Debian
 #               packages of stage 1's binaries (lintian-clean),
 #               and a second version of them; then the tests labelled "package": install,
@@ -34,6 +35,8 @@ logs=$(mktemp -d)
 # On exit, a background build still running (an interrupted run) is stopped.
 trap '[ -e "$logs/prebuild.pid" ] && pkill -P "$(cat "$logs/prebuild.pid")" 2>/dev/null; rm -rf "$logs"' EXIT
 summary=()
+# elapsed: minutes and seconds since test.sh started.
+elapsed() { printf '%d:%02d' $((SECONDS / 60)) $((SECONDS % 60)); }
 total_passed=0
 total_failed=0
 any_failed=0
@@ -44,7 +47,8 @@ any_failed=0
 run_stage() {
   local name=$1
   shift
-  echo "=== stage $name: $*"
+  # The time since test.sh started, so a log cut short by CI's time limit shows where it went.
+  echo "=== stage $name (at $(elapsed)): $*"
   local start=$SECONDS
   "$@" 2>&1 | tee "$logs/$name.log"
   local rc=${PIPESTATUS[0]}
@@ -70,25 +74,28 @@ run_stage() {
 }
 
 # Builds ahead: while stage 1's tests run (the lab tests mostly wait on the network), the
-# builds of the later stages (the previous release, build-asan, build-tsan) run one after the
-# other in the background at the lowest CPU priority, so the tests keep the CPU they need.
-# Each later stage first waits for its build to end (prebuild_wait), then builds again in the
-# foreground: a no-op when the background build succeeded, the failure shown when it did not.
-# Their output goes to $logs/prebuild-NAME.log and is shown only if it failed.
+# clang-tidy check (it needs only stage 1's build tree) and the builds of the later stages (the
+# previous release, build-asan, build-tsan) run one after the other in the background at the
+# lowest CPU priority, so the tests keep the CPU they need. The tidy stage prints that run's
+# output. Each other later stage first waits for its build to end (prebuild_wait), then builds
+# again in the foreground: a no-op when the background build succeeded, the failure shown when
+# it did not. Build output goes to $logs/prebuild-NAME.log and is shown only if it failed.
 prebuild_start() {
   local wanted=() name
-  for name in compat asan tsan; do
+  for name in tidy compat asan tsan; do
     case ",$stages," in *",$name,"*) wanted+=("$name") ;; esac
   done
   [ ${#wanted[@]} -eq 0 ] && return
   for name in "${wanted[@]}"; do : >"$logs/prebuild-$name.wanted"; done
   (
     for name in "${wanted[@]}"; do
+      start=$SECONDS
       case "$name" in
+        tidy) nice -n 19 scripts/clang_tidy_changed.py --build "$BUILD_DIR" ;;
         compat) nice -n 19 scripts/build-previous-release.sh "$BUILD_DIR/previous-release" ;;
         *) nice -n 19 scripts/sanitize.sh "$name" --build-only ;;
       esac >"$logs/prebuild-$name.log" 2>&1
-      echo $? >"$logs/prebuild-$name.done"
+      echo "$? $((SECONDS - start)) $(elapsed)" >"$logs/prebuild-$name.done"
     done
   ) </dev/null >/dev/null 2>&1 &
   # A file, not a variable: this runs inside run_stage's pipeline, a subshell.
@@ -96,19 +103,37 @@ prebuild_start() {
   echo "test.sh: building ahead in the background (pid $!): ${wanted[*]}"
 }
 
-# prebuild_wait NAME: waits for NAME's background build, if one was started.
+# prebuild_wait NAME: waits for NAME's background run, if one was started; prints how long it
+# took and when it ended. Returns 0 when it ran and succeeded, 1 otherwise.
 prebuild_wait() {
   local name=$1
-  [ -e "$logs/prebuild-$name.wanted" ] || return 0
-  local pid
+  [ -e "$logs/prebuild-$name.wanted" ] || return 1
+  local pid rc secs at
   pid=$(cat "$logs/prebuild.pid")
   while [ ! -e "$logs/prebuild-$name.done" ] && kill -0 "$pid" 2>/dev/null; do
     sleep 2
   done
-  if [ "$(cat "$logs/prebuild-$name.done" 2>/dev/null)" != 0 ]; then
-    echo "test.sh: the background build for $name failed; building it again here. Its log:"
+  read -r rc secs at 2>/dev/null <"$logs/prebuild-$name.done" || rc=""
+  if [ "$rc" != 0 ]; then
+    echo "test.sh: the background run for $name failed (exit ${rc:-none}); its log ends:"
     tail -n 40 "$logs/prebuild-$name.log"
+    return 1
   fi
+  echo "test.sh: the background run for $name took $secs s, ended at $at"
+}
+
+# The tidy stage: the background run's output and exit status, or a run here when none ended.
+tidy_stage() {
+  prebuild_wait tidy >/dev/null
+  local rc="" secs at
+  read -r rc secs at 2>/dev/null <"$logs/prebuild-tidy.done"
+  if [ -z "$rc" ]; then
+    scripts/clang_tidy_changed.py --build "$BUILD_DIR"
+    return
+  fi
+  cat "$logs/prebuild-tidy.log"
+  echo "test.sh: this ran in the background: $secs s, ended at $at"
+  return "$rc"
 }
 
 normal_stage() {
@@ -133,7 +158,7 @@ package_stage() {
 }
 
 compat_stage() {
-  prebuild_wait compat
+  prebuild_wait compat || true
   scripts/build-previous-release.sh "$BUILD_DIR/previous-release" || return
   (cd "$BUILD_DIR" && ctest --output-on-failure --timeout 900 -L compat)
 }
@@ -144,10 +169,10 @@ for stage in ${stages//,/ }; do
     none) ;;
     package) run_stage package package_stage ;;
     compat) run_stage compat compat_stage ;;
-    asan) prebuild_wait asan; run_stage asan scripts/sanitize.sh asan ;;
-    tsan) prebuild_wait tsan; run_stage tsan scripts/sanitize.sh tsan ;;
+    asan) prebuild_wait asan || true; run_stage asan scripts/sanitize.sh asan ;;
+    tsan) prebuild_wait tsan || true; run_stage tsan scripts/sanitize.sh tsan ;;
     fuzz) run_stage fuzz scripts/fuzz.sh ;;
-    tidy) run_stage tidy scripts/clang_tidy_changed.py --build "$BUILD_DIR" ;;
+    tidy) run_stage tidy tidy_stage ;;
     *) echo "test.sh: unknown stage \"$stage\" in BULKHEAD_CI_STAGES ($all_stages, none)"; any_failed=1 ;;
   esac
 done
