@@ -123,6 +123,7 @@ const std::map<std::string, CommandInfo>& commands() {
     addTokenCommands(*t);
     addTenantCommands(*t);
     addIncidentCommands(*t);
+    addNotifyCommands(*t);
     addSessionCommands(*t);
     addEvidenceCommands(*t);
     return t;

@@ -81,5 +81,6 @@ void addIntegrationCommands(std::map<std::string, CommandInfo>& table);
 void addTokenCommands(std::map<std::string, CommandInfo>& table);
 void addTenantCommands(std::map<std::string, CommandInfo>& table);
 void addIncidentCommands(std::map<std::string, CommandInfo>& table);
+void addNotifyCommands(std::map<std::string, CommandInfo>& table);
 
 }  // namespace bulkhead::cli

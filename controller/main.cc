@@ -35,6 +35,9 @@
 #include "controller/crowdsec/poller.h"
 #include "controller/metrics/exposition.h"
 #include "controller/metrics/listener.h"
+#include "controller/notify/channels.h"
+#include "controller/notify/notifier.h"
+#include "controller/notify/transport.h"
 #include "controller/rpc/peer_gate.h"
 #include "controller/rpc/server.h"
 #include "controller/rpc/system_clock.h"
@@ -147,6 +150,26 @@ absl::StatusOr<std::set<std::string>> loadRevoked(const std::filesystem::path& p
         fmt::format("--crl: {}: {}", path.string(), serials.status().message()));
   }
   return serials;
+}
+
+// The notification channels of POLICY_DIR/notifications/*.yaml (none without a policy dir),
+// each secret file checked readable and private now, so a mistake stops the start (or a
+// reload) rather than the first delivery.
+absl::StatusOr<std::vector<notify::Channel>> loadNotifyChannels(const std::string& policy_dir) {
+  if (policy_dir.empty()) return std::vector<notify::Channel>{};
+  auto channels = notify::loadChannelDir(policy_dir + "/notifications");
+  if (!channels.ok()) return channels.status();
+  for (const notify::Channel& c : *channels) {
+    for (const auto& [field, path] :
+         {std::pair{"secret_file", &c.secret_file}, std::pair{"password_file", &c.password_file}}) {
+      if (path->empty()) continue;
+      if (auto secret = notify::readSecret(fmt::format("{}: {}", c.file, field), *path);
+          !secret.ok()) {
+        return secret.status();
+      }
+    }
+  }
+  return channels;
 }
 
 // The CrowdSec bouncer's fetch from the flags: the API key file must be a regular file no
@@ -334,6 +357,12 @@ int run(int argc, char** argv) {
     }
     spdlog::info("policies: {} from {}", describePolicies(*policies.current()), config.policy_dir);
   }
+  auto notify_channels = loadNotifyChannels(config.policy_dir);
+  if (!notify_channels.ok()) return fail(fmt::format("--policy-dir: {}", notify_channels.status()));
+  if (!notify_channels->empty()) {
+    spdlog::info("notifications: {} channels from {}/notifications", notify_channels->size(),
+                 config.policy_dir);
+  }
   auto certificate_ips = certificateIpAddresses(identity->cert_pem);
   if (!certificate_ips.ok()) {
     return fail(
@@ -466,6 +495,12 @@ int run(int argc, char** argv) {
             }});
     options.metrics = prometheus.get();
   }
+  // Notifications: the audit trail's events, queued in the store and delivered on the
+  // notifier's own thread (controller/notify/notifier.h); containment never waits on them.
+  notify::NetworkTransport notify_transport({.mail_host = identity->self.name});
+  notify::Notifier notifier(**store, clock, notify_transport, *std::move(notify_channels));
+  options.notifications = &notifier;
+  notifier.start();  // before the server: every row from here on is announced
   auto server = ControllerServer::start(clock, **store, options);
   if (!server.ok()) return fail(fmt::format("{}", server.status()));
   g_grpc_started = true;
@@ -598,6 +633,15 @@ int run(int argc, char** argv) {
           spdlog::info("SIGHUP: playbooks reloaded: {} from {}/playbooks",
                        (*server)->signals().playbookCount(), config.policy_dir);
         }
+        if (auto channels = loadNotifyChannels(config.policy_dir); !channels.ok()) {
+          spdlog::error(
+              "SIGHUP: notification channels in {}/notifications not reloaded, the previous "
+              "ones stay in force: {}",
+              config.policy_dir, channels.status());
+        } else {
+          spdlog::info("SIGHUP: notification channels reloaded: {}", channels->size());
+          notifier.setChannels(*std::move(channels));
+        }
       }
       continue;
     }
@@ -608,6 +652,7 @@ int run(int argc, char** argv) {
   if (webhooks) webhooks->stop();  // no new signals from integrations; those taken are answered
   if (crowdsec_poller) crowdsec_poller->stop();
   (*server)->shutdown();
+  notifier.stop();  // after the server: the last results' rows are routed at the next start
   AuditEntry stop{.at_unix_ms = clock.nowUnixMs(),
                   .operator_name = "controller",
                   .action = kControllerStopAction,

@@ -47,6 +47,9 @@ PROJECT_RULES = [
     ("controller/crowdsec/", r"^controller/rpc/",
      "controller/crowdsec/ is a front door: it hands signals to service/'s SignalIntake, "
      "never through rpc/"),
+    ("controller/notify/", r"^controller/(rpc|webhook|crowdsec|metrics)/",
+     "controller/notify/ sits beside rpc/: it reads the audit trail from the store and answers "
+     "operators through service/'s NotificationService"),
     ("controller/metrics/", r"^controller/(rpc|webhook|crowdsec)/",
      "controller/metrics/ sits beside rpc/: it reads the fleet and the store through the "
      "functions main.cc hands it"),
@@ -265,6 +268,7 @@ def self_test():
         "controller/service/s7.cc": '#include "controller/webhook/listener.h"\n',
         "controller/crowdsec/s7.cc": '#include "controller/rpc/server.h"\n',
         "controller/crowdsec/s8.cc": "#include <grpcpp/grpcpp.h>\n",
+        "controller/notify/n1.cc": '#include "controller/rpc/server.h"\n',
     }
     allowed = {
         "agent/linux/ok.cc": '#include <nftables/libnftables.h>\n#include "agent/core/flow.h"\n',
@@ -280,6 +284,8 @@ def self_test():
         "controller/webhook/ok.cc": ('#include "controller/service/signal_intake.h"\n'
                                      "#include <httplib.h>\n"),
         "controller/crowdsec/ok.cc": '#include "controller/service/signal_intake.h"\n',
+        "controller/notify/ok.cc": ('#include "controller/service/notifications.h"\n'
+                                    '#include "controller/store/store.h"\n'),
     }
     with tempfile.TemporaryDirectory() as root:
         for rel, text in {**cases, **allowed}.items():

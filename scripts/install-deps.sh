@@ -11,8 +11,9 @@ PACKAGES=(
   libnftables-dev libnl-3-dev libnl-route-3-dev libnl-nf-3-dev
   libspdlog-dev libfmt-dev libboost-program-options-dev libsqlite3-dev libssl-dev
   libyaml-cpp-dev nlohmann-json3-dev libgtest-dev libgmock-dev libarchive-dev
-  # HTTP: the CrowdSec LAPI client and the HTTPS webhook listener
-  libcpp-httplib-dev
+  # HTTP: the CrowdSec LAPI client and the HTTPS webhook listener; libcurl: the notifications
+  # (HTTPS webhooks, SMTP)
+  libcpp-httplib-dev libcurl4-openssl-dev
   # the controller's Prometheus metrics (prometheus-cpp core)
   prometheus-cpp-dev
   # sanitizer, fuzz and static-check stages of scripts/test.sh: clang with its sanitizer and

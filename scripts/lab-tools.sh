@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fetches the real tools the lab tests drive (detection tools: tests/lab/tools.py; Prometheus
-# and promtool for the controller's metrics and alert rules), from Debian 12's
+# and promtool for the controller's metrics and alert rules; aiosmtpd, with its python3-public,
+# the SMTP server the notifications' email is sent to), from Debian 12's
 # packages, WITHOUT installing them: `apt-get download` + `dpkg-deb -x` into a cache dir, so no
 # maintainer script runs (they would start services, register with CrowdSec's central API and,
 # for the bouncers, rewrite the machine's firewall). The tests start each daemon themselves,
@@ -21,8 +22,10 @@ declare -A WANT=(
   [crowdsec]=1.4.6
   [prometheus-alertmanager]=0.25.0
   [prometheus]=2.42.0+ds
+  [python3-aiosmtpd]=1.4.3
+  [python3-public]=2.3
 )
-ORDER=(fail2ban crowdsec prometheus-alertmanager prometheus)
+ORDER=(fail2ban crowdsec prometheus-alertmanager prometheus python3-aiosmtpd python3-public)
 
 die() { echo "lab-tools: $*" >&2; exit 1; }
 

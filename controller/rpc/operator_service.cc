@@ -23,7 +23,8 @@ OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet,
                                  Containment& containment, HostOperations& host_operations,
                                  EvidenceService& evidence_service, SignalService& signals,
                                  IntegrationService& integrations, EnrollmentService& enrollment,
-                                 const evidence::Signer* audit_signer)
+                                 const evidence::Signer* audit_signer,
+                                 NotificationBackend* notifications)
     : fleet_(fleet),
       containment_(containment),
       inventory_(clock, store, fleet),
@@ -34,9 +35,10 @@ OperatorService::OperatorService(const Clock& clock, Store& store, Fleet& fleet,
       integrations_(integrations),
       enrollment_(enrollment),
       tenants_(clock, store),
-      incidents_(clock, store, audit_signer, &pdf_, [&evidence_service](const std::string& id) {
-        return evidence_service.bundlePath(id);
-      }) {}
+      incidents_(
+          clock, store, audit_signer, &pdf_,
+          [&evidence_service](const std::string& id) { return evidence_service.bundlePath(id); }),
+      notifications_(clock, store, notifications) {}
 
 Caller OperatorService::identify(const grpc::CallbackServerContext& ctx) {
   Caller c;

@@ -26,6 +26,7 @@
 #include "controller/service/host_operations.h"
 #include "controller/service/incidents.h"
 #include "controller/service/integrations.h"
+#include "controller/service/notifications.h"
 #include "controller/service/signals.h"
 #include "controller/service/tenants.h"
 #include "controller/store/store.h"
@@ -40,7 +41,8 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   OperatorService(const Clock& clock, Store& store, Fleet& fleet, Containment& containment,
                   HostOperations& host_operations, EvidenceService& evidence_service,
                   SignalService& signals, IntegrationService& integrations,
-                  EnrollmentService& enrollment, const evidence::Signer* audit_signer = nullptr);
+                  EnrollmentService& enrollment, const evidence::Signer* audit_signer = nullptr,
+                  NotificationBackend* notifications = nullptr);
 
   // The generated base keeps the sync-API overloads of every method; keep them visible.
   using Base = bulkhead::v1::Operator::CallbackService;
@@ -68,6 +70,7 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   using Base::ListIncidents;
   using Base::ListIntegrations;
   using Base::ListJoinTokens;
+  using Base::ListNotifyChannels;
   using Base::ListSessions;
   using Base::ListSignals;
   using Base::ListTenants;
@@ -85,6 +88,7 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   using Base::ShowEvidence;
   using Base::ShowIncident;
   using Base::SubmitSignal;
+  using Base::TestNotify;
   using Base::Unblock;
   using Base::VerifyAudit;
   using Base::VerifyEvidence;
@@ -233,6 +237,12 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
                                           bulkhead::v1::Incident* resp) override;
   grpc::ServerWriteReactor<bulkhead::v1::IncidentReportChunk>* ReportIncident(
       grpc::CallbackServerContext* ctx, const bulkhead::v1::IncidentReportRequest* req) override;
+  grpc::ServerUnaryReactor* ListNotifyChannels(
+      grpc::CallbackServerContext* ctx, const bulkhead::v1::ListNotifyChannelsRequest* req,
+      bulkhead::v1::ListNotifyChannelsResponse* resp) override;
+  grpc::ServerUnaryReactor* TestNotify(grpc::CallbackServerContext* ctx,
+                                       const bulkhead::v1::TestNotifyRequest* req,
+                                       bulkhead::v1::TestNotifyResponse* resp) override;
 
   // The caller of one call, as its certificate says, with its grants, the tenant it chose
   // (request metadata kTenantMetadata; TenantService::scopeCaller) and the incident the call is
@@ -253,6 +263,7 @@ class OperatorService final : public bulkhead::v1::Operator::CallbackService {
   TenantService tenants_;  // tenants, bindings, and each caller's scope
   ChromiumPdf pdf_;        // prints incident reports as PDF
   IncidentService incidents_;  // incidents, and each caller's --incident
+  NotificationService notifications_;  // notification channels: listing, test
 };
 
 // The request metadata naming the call's tenant: a name, or "*" (`bulkhead --tenant`).

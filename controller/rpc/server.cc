@@ -81,7 +81,8 @@ ControllerServer::ControllerServer(const Clock& clock, Store& store, ServerOptio
   agent_service_ = std::make_unique<AgentChannelService>(&fleet_, &evidence_);
   operator_service_ = std::make_unique<OperatorService>(
       clock, store, fleet_, containment_, *host_operations_, *evidence_service_, *signals_,
-      *integrations_, *enrollment_, options_.audit_signer ? &*options_.audit_signer : nullptr);
+      *integrations_, *enrollment_, options_.audit_signer ? &*options_.audit_signer : nullptr,
+      options_.notifications);
 }
 
 absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::start(const Clock& clock,

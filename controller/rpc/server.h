@@ -18,6 +18,7 @@
 #include "controller/rpc/operator_service.h"
 #include "controller/service/containment.h"
 #include "controller/service/metrics.h"
+#include "controller/service/notifications.h"
 #include "controller/service/policies.h"
 #include "controller/service/signal_actuator.h"
 #include "controller/service/signals.h"
@@ -56,6 +57,9 @@ struct ServerOptions {
   // Operator calls timed, agents' reports counted (and fleet.metrics, when unset). Not owned;
   // must outlive the server. nullptr: nothing counted.
   Metrics* metrics = nullptr;
+  // The notification channels (controller/notify/'s Notifier). Not owned; must outlive the
+  // server. nullptr: none (`notify channels` lists nothing, `notify test` finds no channel).
+  NotificationBackend* notifications = nullptr;
 };
 
 class ControllerServer {

@@ -61,6 +61,8 @@ constexpr std::array kRules = {
     ActionRule{A::kNoteIncident, "incident-note", Role::kResponder, S::kHosts},
     ActionRule{A::kCloseIncident, "incident-close", Role::kResponder, S::kHosts},
     ActionRule{A::kReportIncident, "incident-report", Role::kViewer, S::kTenant},
+    ActionRule{A::kListNotifyChannels, "notify-channels", Role::kViewer, S::kTenant},
+    ActionRule{A::kTestNotify, "notify-test", Role::kResponder, S::kTenant},
 };
 
 constexpr bool inOrder() {
@@ -70,7 +72,7 @@ constexpr bool inOrder() {
   return true;
 }
 static_assert(inOrder(), "kRules: one row per OperatorAction, in declaration order");
-static_assert(kRules.size() == static_cast<size_t>(A::kReportIncident) + 1,
+static_assert(kRules.size() == static_cast<size_t>(A::kTestNotify) + 1,
               "kRules: a row for every OperatorAction");
 
 // " in tenant acme" after a role, except for the single-team case (tenant default alone).

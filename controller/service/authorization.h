@@ -66,6 +66,9 @@ enum class OperatorAction {
   kNoteIncident,              // incident-note
   kCloseIncident,             // incident-close
   kReportIncident,            // incident-report
+  // Notification channels (service/notifications.h).
+  kListNotifyChannels,  // notify-channels
+  kTestNotify,          // notify-test
 };
 
 // Where an action's role is looked for (tenancy.h).

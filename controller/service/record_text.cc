@@ -166,7 +166,7 @@ std::vector<std::string> auditActionNames() {
         kControllerRestoreAction, kAuditKeyedAction, kSignalActionAuditAction,
         kSignalRateCapAuditAction, kApprovalExpiredAuditAction, kWebhookRefusedAuditAction,
         kAgentEnrollAuditAction, kAgentRenewAuditAction, kOperatorEnrollAuditAction,
-        kControllerRenewAction}) {
+        kControllerRenewAction, kNotifyAction}) {
     names.emplace_back(own);
   }
   return names;

@@ -20,6 +20,8 @@ inline constexpr char kControllerStartAction[] = "controller-start";
 inline constexpr char kControllerStopAction[] = "controller-stop";
 inline constexpr char kControllerRestoreAction[] = "controller-restore";
 inline constexpr char kControllerRenewAction[] = "controller-renew";  // its own certificate
+// A notification delivered to a channel, or failed for good (controller/notify/).
+inline constexpr char kNotifyAction[] = "notify";
 
 // The custody actions the controller records, as stored.
 inline constexpr char kCustodyRequested[] = "requested";

@@ -190,6 +190,15 @@ absl::StatusOr<std::vector<AuditEntry>> SqliteAudit::from(int64_t first_id,
   return st.collect(readAudit, "list audit");
 }
 
+absl::StatusOr<std::vector<AuditEntry>> SqliteAudit::after(int64_t after_id, size_t limit) {
+  Stmt st(db_,
+          fmt::format("SELECT {} FROM audit WHERE id > ?1 ORDER BY id LIMIT ?2", kAuditColumns));
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, after_id);
+  st.bind(2, static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX)));
+  return st.collect(readAudit, "list audit");
+}
+
 absl::StatusOr<AuditVerification> SqliteAudit::verify(
     const std::optional<AuditCheckpoint>& checkpoint) {
   Stmt st(db_, fmt::format("SELECT {} FROM audit ORDER BY id", kAuditColumns));

@@ -198,6 +198,28 @@ constexpr const char* kMigrations[] = {
       ALTER TABLE captures ADD COLUMN incident_tenant TEXT NOT NULL DEFAULT '';
       CREATE INDEX captures_by_incident ON captures(incident) WHERE incident != '';
     )sql",
+    // 13: notifications: the deliveries queued for each channel, and how far the audit trail
+    // has been routed to them.
+    R"sql(
+      CREATE TABLE notifications(
+        id INTEGER PRIMARY KEY,
+        channel TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        event TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT NOT NULL,
+        UNIQUE(channel, event_id));
+      CREATE INDEX notifications_due ON notifications(next_attempt_at) WHERE state = 'pending';
+      CREATE TABLE notify_cursor(
+        only INTEGER PRIMARY KEY CHECK(only = 1),
+        audit_id INTEGER NOT NULL);
+    )sql",
 };
 
 }  // namespace

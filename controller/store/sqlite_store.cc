@@ -26,7 +26,8 @@ SqliteStore::SqliteStore(sqlite3* db, std::string audit_key)
       integrations_(db),
       join_tokens_(db),
       tenants_(db),
-      incidents_(db) {}
+      incidents_(db),
+      notifications_(db) {}
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::create(const std::filesystem::path& path,
                                                                  SqliteStoreOptions options) {
@@ -394,6 +395,46 @@ absl::Status SqliteStore::updateIncident(const v1::Incident& incident, const Aud
     if (auto s = incidents_.update(incident); !s.ok()) return s;
     return audit_.append(audit).status();
   });
+}
+
+// --- notifications ---
+
+absl::StatusOr<std::vector<AuditEntry>> SqliteStore::listAuditAfter(int64_t after_id,
+                                                                    size_t limit) {
+  std::lock_guard lock(mu_);
+  return audit_.after(after_id, limit);
+}
+
+absl::StatusOr<std::optional<int64_t>> SqliteStore::notifyCursor() {
+  std::lock_guard lock(mu_);
+  return notifications_.cursor();
+}
+
+absl::Status SqliteStore::queueNotifications(const std::vector<NotificationRow>& rows,
+                                             int64_t cursor) {
+  std::lock_guard lock(mu_);
+  return inTransaction(db_, [&] { return notifications_.queue(rows, cursor); });
+}
+
+absl::StatusOr<std::vector<NotificationRow>> SqliteStore::dueNotifications(int64_t now_unix_ms,
+                                                                           size_t limit) {
+  std::lock_guard lock(mu_);
+  return notifications_.due(now_unix_ms, limit);
+}
+
+absl::Status SqliteStore::updateNotification(const NotificationRow& row,
+                                             const std::optional<AuditEntry>& audit) {
+  std::lock_guard lock(mu_);
+  return inTransaction(db_, [&]() -> absl::Status {
+    if (auto s = notifications_.update(row); !s.ok()) return s;
+    if (!audit) return absl::OkStatus();
+    return audit_.append(*audit).status();
+  });
+}
+
+absl::StatusOr<std::vector<NotificationCount>> SqliteStore::countNotifications() {
+  std::lock_guard lock(mu_);
+  return notifications_.counts();
 }
 
 absl::StatusOr<v1::Incident> SqliteStore::getIncident(const std::string& tenant,

@@ -128,6 +128,15 @@ class SqliteStore final : public Store {
                                                    const RedeemCheck& check,
                                                    const AuditEntry& audit) override;
   absl::StatusOr<std::optional<EnrollmentRow>> findEnrollment(const std::string& host_id) override;
+  absl::StatusOr<std::vector<AuditEntry>> listAuditAfter(int64_t after_id, size_t limit) override;
+  absl::StatusOr<std::optional<int64_t>> notifyCursor() override;
+  absl::Status queueNotifications(const std::vector<NotificationRow>& rows,
+                                  int64_t cursor) override;
+  absl::StatusOr<std::vector<NotificationRow>> dueNotifications(int64_t now_unix_ms,
+                                                                size_t limit) override;
+  absl::Status updateNotification(const NotificationRow& row,
+                                  const std::optional<AuditEntry>& audit) override;
+  absl::StatusOr<std::vector<NotificationCount>> countNotifications() override;
   absl::StatusOr<StoreFigures> figures(int64_t audit_after_id) override;
   absl::Status probeWrite() override;
 
@@ -155,6 +164,7 @@ class SqliteStore final : public Store {
   SqliteJoinTokens join_tokens_;
   SqliteTenants tenants_;
   SqliteIncidents incidents_;
+  SqliteNotifications notifications_;
 };
 
 }  // namespace bulkhead::controller

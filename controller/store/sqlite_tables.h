@@ -67,6 +67,8 @@ class SqliteAudit {
   absl::StatusOr<std::vector<AuditEntry>> page(int64_t before_id, size_t limit,
                                                const AuditScope& scope);
   absl::StatusOr<std::vector<AuditEntry>> from(int64_t first_id, const AuditScope& scope);
+  // As Store::listAuditAfter.
+  absl::StatusOr<std::vector<AuditEntry>> after(int64_t after_id, size_t limit);
   absl::StatusOr<AuditVerification> verify(const std::optional<AuditCheckpoint>& checkpoint);
 
  private:
@@ -239,6 +241,22 @@ class SqliteIncidents {
   absl::Status update(const bulkhead::v1::Incident& incident);
   absl::StatusOr<bulkhead::v1::Incident> find(const std::string& tenant, const std::string& id);
   absl::StatusOr<std::vector<bulkhead::v1::Incident>> list(const std::vector<std::string>& tenants);
+
+ private:
+  sqlite3* db_;
+};
+
+// notifications and notify_cursor: the deliveries queued for the notification channels.
+class SqliteNotifications {
+ public:
+  explicit SqliteNotifications(sqlite3* db) : db_(db) {}
+  // As Store::notifyCursor, queueNotifications (REQUIRES: a transaction), dueNotifications,
+  // updateNotification (without the audit row), countNotifications.
+  absl::StatusOr<std::optional<int64_t>> cursor();
+  absl::Status queue(const std::vector<NotificationRow>& rows, int64_t cursor);
+  absl::StatusOr<std::vector<NotificationRow>> due(int64_t now_unix_ms, size_t limit);
+  absl::Status update(const NotificationRow& row);
+  absl::StatusOr<std::vector<NotificationCount>> counts();
 
  private:
   sqlite3* db_;

@@ -247,6 +247,28 @@ struct StoreFigures {
   uint64_t evidence_bytes = 0;  // sum of the stored bundles' sizes
 };
 
+// One delivery of one event (an audit row) to one notification channel.
+struct NotificationRow {
+  int64_t id = 0;
+  std::string channel;
+  std::string event_id;  // unique per event: "audit-<row id>" or "test-<...>"
+  std::string tenant;
+  std::string kind;      // "isolate", "enforcement-failure", ... (notify/events.h)
+  std::string severity;  // "info", "warning", "critical"
+  std::string event;     // the event as JSON, what each channel's message is made from
+  std::string state;     // "pending", "delivered", "failed"
+  int attempts = 0;
+  int64_t created_unix_ms = 0;
+  int64_t next_attempt_unix_ms = 0;
+  std::string last_error;  // the last failed attempt's error; "" none
+};
+
+struct NotificationCount {
+  std::string channel;
+  std::string state;
+  int64_t count = 0;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -456,6 +478,29 @@ class Store {
   // The bundles of the captures taken for incident `id` of `tenant`, oldest received first.
   virtual absl::StatusOr<std::vector<EvidenceRow>> listIncidentEvidence(const std::string& tenant,
                                                                         const std::string& id) = 0;
+
+  // Notifications (controller/notify/): the rows after the audit cursor are routed to channels
+  // and queued; a queued delivery is tried until it is delivered or finally fails.
+  // At most `limit` audit rows with id > `after_id`, oldest first.
+  virtual absl::StatusOr<std::vector<AuditEntry>> listAuditAfter(int64_t after_id,
+                                                                 size_t limit) = 0;
+  // The id of the last audit row routed; nullopt before the first routing.
+  virtual absl::StatusOr<std::optional<int64_t>> notifyCursor() = 0;
+  // Queues `rows` (their id, state and attempts are assigned: pending, 0) and moves the cursor
+  // to `cursor`, in one transaction. A row whose (channel, event_id) is already queued is
+  // skipped: each event reaches each channel once.
+  virtual absl::Status queueNotifications(const std::vector<NotificationRow>& rows,
+                                          int64_t cursor) = 0;
+  // The pending deliveries due at `now_unix_ms` (next_attempt_unix_ms <= now), oldest first,
+  // at most `limit`.
+  virtual absl::StatusOr<std::vector<NotificationRow>> dueNotifications(int64_t now_unix_ms,
+                                                                        size_t limit) = 0;
+  // Replaces the state, attempts, next attempt and last error of delivery `row.id`; with
+  // `audit`, appends that row in the same transaction (a delivery's end is audited).
+  virtual absl::Status updateNotification(const NotificationRow& row,
+                                          const std::optional<AuditEntry>& audit) = 0;
+  // How many deliveries are in each state, by channel.
+  virtual absl::StatusOr<std::vector<NotificationCount>> countNotifications() = 0;
 
   // The counts the metrics expose; the audit rows after `audit_after_id` tallied (a range of
   // the primary key), so a caller that keeps the running sums reads each row once.

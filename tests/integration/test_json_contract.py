@@ -33,7 +33,8 @@ def all_commands():
                 "playbook-check", "playbook-test", "integrations-create", "integrations-revoke",
                 "tokens-create", "tokens-revoke", "tenants-create", "access-grant",
                 "access-revoke", "incident-open", "incident-list", "incident-show",
-                "incident-note", "incident-close", "incident-report", "incident-verify-report"}
+                "incident-note", "incident-close", "incident-report", "incident-verify-report",
+                "notify-channels", "notify-test"}
     return {n.replace("-", " ", 1) if n in two_word else n for n in names}
 
 
@@ -43,7 +44,26 @@ class JsonContractTest(unittest.TestCase):
     def setUpClass(cls):
         cls.lab = Lab(hosts=2)
         cls.addClassCleanup(cls.lab.close)
-        cls.fleet = Fleet(cls.lab)
+        # A notification channel, for `notify channels` and `notify test`: a webhook to a
+        # receiver in the service node (tests/lab/notify_sinks.py).
+        policies = os.path.join(cls.lab.tmpdir, "policies")
+        shutil.copytree(os.path.join(REPO, "policies"), policies)
+        os.makedirs(os.path.join(policies, "notifications"))
+        key = os.path.join(cls.lab.tmpdir, "contract.key")
+        with open(key, "w") as f:
+            f.write("contract-secret\n")
+        os.chmod(key, 0o600)
+        sink = f"http://{cls.lab.ip4('service')}:8088/hook"
+        with open(os.path.join(policies, "notifications", "contract.yaml"), "w") as f:
+            f.write(f"name: contract\ntype: webhook\nurl: {sink}\nsecret_file: {key}\n"
+                    "allow_insecure: true\n")
+        cls.lab.spawn("service", [sys.executable, os.path.join(LAB_DIR, "notify_sinks.py"),
+                                  "http", "8088", "--out",
+                                  os.path.join(cls.lab.tmpdir, "contract-hooks.jsonl")],
+                      label="http-sink")
+        wait_until(lambda: cls.lab.tcp_probe("jump", cls.lab.ip4("service"), 8088), 15,
+                   interval=0.1, desc="the webhook receiver listening")
+        cls.fleet = Fleet(cls.lab, policy_dir=policies)
         # The CA key: `tokens create` needs enrollment on.
         cls.fleet.start_controller(extra=[
             "--enroll-listen", "[::]:7444", "--ca-key", os.path.join(cls.fleet.pki, "ca", "ca.key")])
@@ -232,6 +252,11 @@ class JsonContractTest(unittest.TestCase):
         self.assertEqual(doc["incident"]["summary"], "contract done")
         checked = self.cli("incident", "verify-report", report)
         self.assertEqual((checked["ok"], checked["sha256"]), (True, made["sha256"]), checked)
+        # notification channels
+        channels = self.cli("notify", "channels")["channels"]
+        self.assertEqual([(c["name"], c["type"]) for c in channels], [("contract", "webhook")])
+        tested = self.cli("notify", "test", "contract")
+        self.assertEqual(tested["channel"]["name"], "contract", tested)
         # labels, tenants and role bindings (last: a second tenant makes the admin name one)
         labelled = self.cli("label", "h1", "owner=it", "--reason", "contract")
         self.assertEqual(labelled["labels_set_by"], "admin", labelled)

@@ -253,6 +253,11 @@ class TenantsTest(unittest.TestCase):
                                            "--output",
                                            os.path.join(self.lab.tmpdir, "never-written.json")],
                                "INC-A1"),
+            # This lab has no channels: beta sees none, and acme's name reads as unknown (the
+            # unit tests, notify_test.cc, hold channels of two tenants).
+            "ListNotifyChannels": ("own", ["notify", "channels"],
+                                   lambda d: d.get("channels", []) == []),
+            "TestNotify": ("unknown", ["notify", "test", "{X}"], "acme-siem"),
             # The caller's own certificate, whatever tenant it names.
             "RenewOperatorCertificate": ("own", ["renew"],
                                          lambda d: "BEGIN CERTIFICATE" in d["cert_pem"]),

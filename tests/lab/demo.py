@@ -8,12 +8,15 @@ captures h1's state and then isolates it keeping the database flow (`isolate --c
 the attacker's session dies at once, the database stream never misses a write; the evidence is
 listed, summarised (the implant named) and verified; then h1 is released. The incident INC-42
 holds it all: its timeline, and at the end its signed PDF report (kept in BUILD/demo/INC-42.pdf).
+The SOC's chat channel (a Slack-compatible webhook, its receiver in the lab) is told of each
+action as it happens.
 Everything runs inside namespaces this script creates and removes.
 
     python3 tests/lab/demo.py [--build-dir build] [--keep]
 """
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -23,7 +26,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bhlab import Lab, read_json, wait_until  # noqa: E402
-from fleet import Fleet  # noqa: E402
+from fleet import REPO, Fleet  # noqa: E402
 
 BOLD = "\033[1m" if sys.stdout.isatty() else ""
 RESET = "\033[0m" if sys.stdout.isatty() else ""
@@ -43,6 +46,35 @@ def show(fleet, *args, node="jump"):
     return rc
 
 
+def soc_channel(lab) -> str:
+    """A policy directory whose notifications go to a Slack-compatible receiver in the service
+    node (tests/lab/notify_sinks.py, started here); returns the directory."""
+    policies = os.path.join(lab.tmpdir, "policies")
+    shutil.copytree(os.path.join(REPO, "policies"), policies)
+    os.makedirs(os.path.join(policies, "notifications"))
+    with open(os.path.join(policies, "notifications", "soc-chat.yaml"), "w") as f:
+        f.write(f"name: soc-chat\ntype: slack\nurl: http://{lab.ip4('service')}:8088/slack\n"
+                "allow_insecure: true\n")
+    sink = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notify_sinks.py")
+    lab.spawn("service", [sys.executable, sink, "http", "8088", "--out",
+                          os.path.join(lab.tmpdir, "soc-chat.jsonl")], label="soc-chat")
+    wait_until(lambda: lab.tcp_probe("jump", lab.ip4("service"), 8088), 15,
+               desc="the SOC chat receiver")
+    return policies
+
+
+def soc_messages(lab, seen: int = 0) -> int:
+    """Prints the SOC chat's messages after the first `seen`; returns how many it has now."""
+    path = os.path.join(lab.tmpdir, "soc-chat.jsonl")
+    if not os.path.exists(path):
+        return seen
+    with open(path, encoding="utf-8") as f:
+        texts = [json.loads(json.loads(line)["body"])["text"].split("\n")[0] for line in f]
+    for t in texts[seen:]:
+        print(f"SOC chat <- {t[:150]}")
+    return len(texts)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build-dir", default=None)
@@ -58,7 +90,8 @@ def main() -> int:
             lab.mark_failed()
         say("A lab: controller, hosts h1-h3, jump host, database (service), attacker; "
             "no route outside")
-        fleet = Fleet(lab, build_dir, heartbeat_interval="1s", heartbeat_timeout="3s")
+        fleet = Fleet(lab, build_dir, heartbeat_interval="1s", heartbeat_timeout="3s",
+                      policy_dir=soc_channel(lab))
         print(f"fleet PKI in {fleet.pki} (ECDSA CA, controller, admin operator, 3 agents)")
         fleet.start_controller()
         labels = {"h1": {"role": "web", "env": "prod"}, "h2": {"role": "db", "env": "prod"},
@@ -130,6 +163,10 @@ def main() -> int:
         ok6 = lab.tcp_probe("attacker", lab.ip6("h1"), 2222, timeout=1)
         print(f"new attacker connection over IPv6: {'CONNECTED (bad)' if ok6 else 'blocked'}")
 
+        say("The SOC's chat was told, from the audit trail, as it happened")
+        time.sleep(1.5)
+        told = soc_messages(lab)
+
         say("The evidence: stored by its SHA-256, signed by h1's agent, with a custody record")
         rc, doc, err = fleet.cli("evidence", "list", "--host", "h1")
         evidence_id = doc["evidence"][-1]["evidence_id"] if rc == 0 and doc.get("evidence") else ""
@@ -146,6 +183,9 @@ def main() -> int:
         show(fleet, "release", "h1", "--reason", "cleaned up", "--incident", "INC-42")
         ok = lab.tcp_probe("attacker", lab.ip4("h1"), 2222, timeout=1)
         print(f"new connection to h1:2222 after release: {'connected' if ok else 'BLOCKED (bad)'}")
+        time.sleep(1.5)
+        soc_messages(lab, told)
+        show(fleet, "notify", "channels")
 
         say("A detection tool on h3 (sshguard) reports the attacker through h3's agent; the "
             "ssh-brute-force playbook blocks it on every host")

@@ -59,6 +59,11 @@ std::vector<const google::protobuf::Descriptor*> printedMessages() {
                         v1::ShowIncidentResponse::descriptor()}) {
     out.push_back(d);
   }
+  // `notify channels`, `notify test`.
+  for (const auto* d :
+       {v1::ListNotifyChannelsResponse::descriptor(), v1::TestNotifyResponse::descriptor()}) {
+    out.push_back(d);
+  }
   return out;
 }
 

@@ -195,6 +195,7 @@ TEST_F(AuditChainTest, AnOldUnkeyedDatabaseMigratesWithAMarkerAndKeepsVerifying)
                          "DROP TABLE role_bindings; DROP TABLE host_labels; "
                          "DROP TABLE operator_enrollments; DROP INDEX audit_by_tenant; "
                          "ALTER TABLE audit DROP COLUMN tenant; DROP TABLE incidents; "
+                         "DROP TABLE notifications; DROP TABLE notify_cursor; "
                          "DROP INDEX audit_by_incident; ALTER TABLE audit DROP COLUMN incident; "
                          "DROP INDEX captures_by_incident; "
                          "ALTER TABLE captures DROP COLUMN incident; "

@@ -18,12 +18,12 @@ Caller operatorWith(Role role) {
   return Caller{.audit_name = "alice", .is_operator = true, .role = role, .refusal = {}};
 }
 
-// The actions that change a host or collect or read its data, or write an incident's record;
-// everything else is a read.
+// The actions that change a host or collect or read its data, write an incident's record or
+// send a message out (a test notification); everything else is a read.
 const std::set<A> kMutating = {
-    A::kIsolate,      A::kRelease,      A::kBlock,        A::kUnblock,      A::kKillConnections,
-    A::kKillSessions, A::kKillProcess,  A::kCapture,      A::kGetEvidence,  A::kShowEvidence,
-    A::kSubmitSignal, A::kOpenIncident, A::kNoteIncident, A::kCloseIncident};
+    A::kIsolate,      A::kRelease,      A::kBlock,        A::kUnblock,       A::kKillConnections,
+    A::kKillSessions, A::kKillProcess,  A::kCapture,      A::kGetEvidence,   A::kShowEvidence,
+    A::kSubmitSignal, A::kOpenIncident, A::kNoteIncident, A::kCloseIncident, A::kTestNotify};
 // Deciding an automatic action waiting for a person: approvers (and admins).
 const std::set<A> kApproverOnly = {A::kApprove, A::kReject};
 // Who may post signals to the controller, enroll hosts, and who may do what: admins only.
@@ -77,6 +77,8 @@ TEST(ActionRules, OneRowPerActionWithTheAuditNamesTheTrailHasAlwaysUsed) {
       {A::kNoteIncident, "incident-note"},
       {A::kCloseIncident, "incident-close"},
       {A::kReportIncident, "incident-report"},
+      {A::kListNotifyChannels, "notify-channels"},
+      {A::kTestNotify, "notify-test"},
   };
   ASSERT_EQ(actionRules().size(), expected.size());
   std::set<std::string_view> names;

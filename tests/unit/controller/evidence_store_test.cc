@@ -190,6 +190,7 @@ TEST_F(EvidenceStoreTest, MigratesASchema2DatabaseKeepingItsRows) {
               "DROP TABLE enrollments; DROP TABLE tenants; DROP TABLE role_bindings; "
               "DROP TABLE host_labels; DROP TABLE operator_enrollments; DROP INDEX "
               "audit_by_tenant; DROP TABLE incidents; DROP INDEX audit_by_incident; "
+              "DROP TABLE notifications; DROP TABLE notify_cursor; "
               "ALTER TABLE audit DROP COLUMN incident; "
               "ALTER TABLE audit DROP COLUMN tenant; "
               "ALTER TABLE audit DROP COLUMN mac; PRAGMA user_version=2")

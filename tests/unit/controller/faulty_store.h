@@ -295,6 +295,33 @@ class FaultyStore final : public Store {
     if (auto s = fault("findHostLabels"); !s.ok()) return s;
     return real_.findHostLabels(host_id);
   }
+  absl::StatusOr<std::vector<AuditEntry>> listAuditAfter(int64_t after_id, size_t limit) override {
+    if (auto s = fault("listAuditAfter"); !s.ok()) return s;
+    return real_.listAuditAfter(after_id, limit);
+  }
+  absl::StatusOr<std::optional<int64_t>> notifyCursor() override {
+    if (auto s = fault("notifyCursor"); !s.ok()) return s;
+    return real_.notifyCursor();
+  }
+  absl::Status queueNotifications(const std::vector<NotificationRow>& rows,
+                                  int64_t cursor) override {
+    if (auto s = fault("queueNotifications"); !s.ok()) return s;
+    return real_.queueNotifications(rows, cursor);
+  }
+  absl::StatusOr<std::vector<NotificationRow>> dueNotifications(int64_t now_unix_ms,
+                                                                size_t limit) override {
+    if (auto s = fault("dueNotifications"); !s.ok()) return s;
+    return real_.dueNotifications(now_unix_ms, limit);
+  }
+  absl::Status updateNotification(const NotificationRow& row,
+                                  const std::optional<AuditEntry>& audit) override {
+    if (auto s = fault("updateNotification"); !s.ok()) return s;
+    return real_.updateNotification(row, audit);
+  }
+  absl::StatusOr<std::vector<NotificationCount>> countNotifications() override {
+    if (auto s = fault("countNotifications"); !s.ok()) return s;
+    return real_.countNotifications();
+  }
   absl::StatusOr<StoreFigures> figures(int64_t audit_after_id) override {
     if (auto s = fault("figures"); !s.ok()) return s;
     return real_.figures(audit_after_id);

@@ -391,6 +391,7 @@ TEST_F(SqliteStoreTest, SignalsAndApprovalsListPerTenantAndOlderOnesAreDefaults)
                                 "DROP INDEX signals_by_tenant; DROP INDEX approvals_by_tenant; "
                                 "ALTER TABLE signals DROP COLUMN tenant; "
                                 "ALTER TABLE approvals DROP COLUMN tenant; "
+                                "DROP TABLE notifications; DROP TABLE notify_cursor; "
                                 "DROP TABLE incidents; DROP INDEX audit_by_incident; "
                                 "ALTER TABLE audit DROP COLUMN incident; "
                                 "DROP INDEX captures_by_incident; "
