@@ -3,8 +3,9 @@
 # for the compatibility test (tests/compat): the release named in tests/compat/previous-release,
 # from its tag when this clone has it, else from the commit the tag names.
 #   usage: scripts/build-previous-release.sh [OUT]   (default: ${BUILD_DIR:-build}/previous-release)
-# OUT/src is the release's source (git archive), OUT/build its build tree: no tests, optimised
-# for build time (-O1, no debug information), warnings not errors (an older compiler's verdicts
+# OUT/src is the release's source (git archive), OUT/build its build tree: no tests, built for
+# build time (-O0, no debug information, no hardening: _FORTIFY_SOURCE needs optimisation),
+# warnings not errors (an older compiler's verdicts
 # are not this release's to fix). Prints where the programs are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +32,7 @@ if [ "$(cat "$OUT/src/.commit" 2>/dev/null)" != "$commit" ]; then
   echo "$commit" > "$OUT/src/.commit"
 fi
 cmake -S "$OUT/src" -B "$OUT/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_CXX_FLAGS_RELEASE="-O1 -DNDEBUG" -DBULKHEAD_TESTS=OFF -DBULKHEAD_WERROR=OFF >/dev/null
+  -DCMAKE_CXX_FLAGS_RELEASE="-O0 -DNDEBUG" -DBULKHEAD_HARDEN=OFF -DBULKHEAD_TESTS=OFF -DBULKHEAD_WERROR=OFF >/dev/null
 ninja -C "$OUT/build" -j "$(nproc)" bulkhead bulkhead-agent bulkhead-controller
 echo "previous release $tag ($commit) built in $OUT/build:"
 for p in cli/bulkhead agent/bulkhead-agent controller/bulkhead-controller; do

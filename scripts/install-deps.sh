@@ -6,6 +6,8 @@ set -euo pipefail
 PACKAGES=(
   # toolchain
   g++ cmake ninja-build pkg-config git
+  # lld: links the test programs several times faster than GNU ld (cmake/Linker.cmake)
+  lld
   # libraries
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libnftables-dev libnl-3-dev libnl-route-3-dev libnl-nf-3-dev
