@@ -76,8 +76,8 @@ std::string slackBody(const Event& event);
 std::string webhookSignature(std::string_view secret, int64_t unix_seconds, std::string_view body);
 
 // An email (RFC 5322, UTF-8, CRLF line ends) telling the event: From, To, Subject (the
-// summary), Date, Message-ID (from the event id and `host`, so a resend is recognisably the same
-// message) and a plain text body with every field.
+// summary without the detail), Date, Message-ID (from the event id and `host`, so a resend is
+// recognisably the same message) and a plain text body (base64) with every field.
 std::string emailMessage(const Event& event, std::string_view from,
                          const std::vector<std::string>& to, std::string_view host,
                          int64_t now_unix_ms);
