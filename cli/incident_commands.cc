@@ -34,14 +34,15 @@ namespace {
 
 namespace v1 = bulkhead::v1;
 
-// "3d 4h 12m", "4h 12m", "12m" (whole minutes, `ms` >= 0).
+// "3d 4h 12m", "4h 12m", "12m" (whole minutes), or "42s" under a minute (`ms` >= 0).
 std::string spanText(int64_t ms) {
   const int64_t minutes = ms / 60000;
   const int64_t days = minutes / (int64_t{24} * 60);
   const int64_t hours = minutes / 60 % 24;
   if (days > 0) return fmt::format("{}d {}h {}m", days, hours, minutes % 60);
   if (hours > 0) return fmt::format("{}h {}m", hours, minutes % 60);
-  return fmt::format("{}m", minutes);
+  if (minutes > 0) return fmt::format("{}m", minutes);
+  return fmt::format("{}s", ms / 1000);
 }
 
 // The regulator clock of an incident at `now`: time since detection and where the 72-hour mark
@@ -197,7 +198,21 @@ int incidentShow(const GlobalOptions& g, const std::vector<std::string>& args, I
         io.out << "  clock       "
                << regulatorClock(resp.incident(), resp.regulator_deadline_unix_ms(),
                                  resp.now_unix_ms())
-               << "\n\ntimeline\n";
+               << "\n\nhosts isolated\n";
+        if (resp.hosts_size() == 0) io.out << "  none isolated in this incident\n";
+        std::vector<std::vector<std::string>> hosts = {
+            {"HOST", "ISOLATED", "RELEASED", "ISOLATED FOR", "FLOWS CUT"}};
+        for (const v1::IncidentHost& h : resp.hosts()) {
+          const bool released = h.released_unix_ms() != 0;
+          const int64_t end = released ? h.released_unix_ms() : resp.now_unix_ms();
+          hosts.push_back({h.host_id(), utcTime(h.isolated_unix_ms()),
+                           released ? utcTime(h.released_unix_ms()) : "still isolated",
+                           spanText(std::max<int64_t>(0, end - h.isolated_unix_ms())) +
+                               (released ? "" : " so far"),
+                           std::to_string(h.flows_cut())});
+        }
+        if (resp.hosts_size() > 0) printTable(io.out, hosts);
+        io.out << "\ntimeline\n";
         std::vector<std::vector<std::string>> rows = {
             {"TIME", "WHO", "ACTION", "TARGET", "OUTCOME", "WHY", "DETAIL"}};
         for (const v1::AuditRecord& r : resp.records()) {

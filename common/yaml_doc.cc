@@ -132,6 +132,16 @@ std::optional<std::string> scalarOf(const YAML::Node& node, int line, std::strin
   return node.Scalar();
 }
 
+std::optional<bool> boolOf(const YAML::Node& node, int line, std::string_view field,
+                           YamlErrors& errors) {
+  auto text = scalarOf(node, line, field, "true or false", errors);
+  if (!text) return std::nullopt;
+  if (*text == "true") return true;
+  if (*text == "false") return false;
+  errors.add(line, field, fmt::format("invalid value \"{}\": expected true or false", *text));
+  return std::nullopt;
+}
+
 absl::StatusOr<YamlDir> readYamlDir(const std::string& dir, std::string_view field) {
   namespace fs = std::filesystem;
   std::error_code ec;

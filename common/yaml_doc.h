@@ -61,6 +61,10 @@ std::optional<YAML::Node> loadOneMapping(
 std::optional<std::string> scalarOf(const YAML::Node& node, int line, std::string_view field,
                                     std::string_view what, YamlErrors& errors);
 
+// `true` or `false`, or nullopt with "field: invalid value "X": expected true or false".
+std::optional<bool> boolOf(const YAML::Node& node, int line, std::string_view field,
+                           YamlErrors& errors);
+
 // Iterates a mapping's entries, reporting non-scalar and duplicate keys; calls
 // `fn(key, value, key_line)` for the others.
 template <typename Fn>

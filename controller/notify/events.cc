@@ -50,6 +50,26 @@ std::optional<std::pair<std::string, Severity>> kindOf(const AuditEntry& row) {
   if (r.action == v1::AUDIT_ACTION_APPROVAL_EXPIRED) {
     return std::pair{"approval-expired", Severity::kWarning};
   }
+  if (r.action == v1::AUDIT_ACTION_TAMPER) {
+    // Restored: the agent did its job, and a person should still look; not restored: the host
+    // may be open.
+    return std::pair{"tamper",
+                     r.outcome == v1::AUDIT_OUTCOME_OK ? Severity::kWarning : Severity::kCritical};
+  }
+  if (r.action == v1::AUDIT_ACTION_HOST_OFFLINE) {
+    return std::pair{"host-offline", Severity::kWarning};
+  }
+  if (r.action == v1::AUDIT_ACTION_CERTIFICATE_EXPIRING) {
+    return std::pair{"certificate-expiry", Severity::kWarning};
+  }
+  // A renewal that failed leaves a certificate running out: the controller's own stops every
+  // agent's stream when it ends.
+  if ((r.action == v1::AUDIT_ACTION_CONTROLLER_RENEW || r.action == v1::AUDIT_ACTION_AGENT_RENEW) &&
+      r.outcome != v1::AUDIT_OUTCOME_OK) {
+    return std::pair{"certificate-expiry", r.action == v1::AUDIT_ACTION_CONTROLLER_RENEW
+                                               ? Severity::kCritical
+                                               : Severity::kWarning};
+  }
   if (r.action == v1::AUDIT_ACTION_SIGNAL_ACTION &&
       row.detail.find(fmt::format(": {} ", verdictName(Verdict::kNeedsApproval))) !=
           std::string::npos) {
@@ -128,6 +148,9 @@ const std::vector<std::string>& eventKinds() {
                                                  "capture",
                                                  "approval-pending",
                                                  "approval-expired",
+                                                 "tamper",
+                                                 "host-offline",
+                                                 "certificate-expiry",
                                                  "test"};
   return kinds;
 }

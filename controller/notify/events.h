@@ -1,6 +1,7 @@
 // What the notification channels are told: the events that audit rows announce (containment
-// done or failed, evidence stored, an approval waiting or expired), and the messages made of
-// them for each kind of channel. Pure.
+// done or failed, evidence stored, an approval waiting or expired, tampering, an isolated host
+// offline, a certificate running out), and the messages made of them for each kind of
+// channel. Pure.
 //
 // The audit trail is the source: every event is an audit row (the notifier routes the rows
 // after its cursor), so whatever the controller did is announced once it is on record, and a
@@ -32,6 +33,11 @@ absl::StatusOr<Severity> parseSeverity(std::string_view field, std::string_view 
 //   capture: an evidence bundle received and stored;
 //   approval-pending: a playbook's action waits for a person; approval-expired: nobody
 //     decided in time, so it did not run;
+//   tamper: a host's agent found its ruleset changed behind its back (critical when it could
+//     not restore it);
+//   host-offline: an isolated host's agent went offline;
+//   certificate-expiry: a peer connected with a certificate that expires soon, or a
+//     certificate renewal failed (the controller's own: critical);
 //   test: `bulkhead notify test CHANNEL`.
 const std::vector<std::string>& eventKinds();
 

@@ -199,7 +199,8 @@ absl::StatusOr<AutomationGuardrails> parseAutomationGuardrails(std::string_view 
   YamlErrors errors(file_name);
   std::optional<YAML::Node> doc = loadOneMapping(
       yaml, "guardrail file",
-      "a mapping with protected_hosts, rate_per_minute, blast_radius, approval_for_isolate",
+      "a mapping with protected_hosts, rate_per_minute, blast_radius, approval_for_isolate, "
+      "require_incident",
       errors);
   if (!doc) return errors.status();
   AutomationGuardrails out = std::move(defaults);
@@ -239,10 +240,12 @@ absl::StatusOr<AutomationGuardrails> parseAutomationGuardrails(std::string_view 
       count(value, vline, key, out.rate_per_minute);
     } else if (key == "blast_radius") {
       count(value, vline, key, out.blast_radius);
+    } else if (key == "require_incident") {
+      if (auto flag = boolOf(value, vline, key, errors)) out.require_incident = *flag;
     } else {
       errors.add(key_line, key,
                  "unknown field (expected protected_hosts, rate_per_minute, blast_radius, "
-                 "approval_for_isolate)");
+                 "approval_for_isolate, require_incident)");
     }
   });
   if (!errors.empty()) return errors.status();

@@ -51,6 +51,10 @@ struct AutomationGuardrails {
   uint32_t rate_per_minute = 120;            // automatic actions per minute, all playbooks
   uint32_t blast_radius = 10;                // more hosts than this: approval
   std::vector<Labels> approval_for_isolate;  // isolating a matching host: approval
+  // Not for automation: a person's action that changes containment or collects evidence
+  // (isolate, release, block, unblock, kill-*, capture) must name an open incident
+  // (`--incident ID`); authorization.h refuses it otherwise.
+  bool require_incident = false;
 };
 
 // Parses POLICY_DIR/guardrails/automation.yaml (schema: controller/playbook/README.md).

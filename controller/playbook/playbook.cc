@@ -9,7 +9,10 @@
 
 #include "absl/status/status.h"
 #include "common/format.h"
+#include "common/identity.h"
+#include "common/text.h"
 #include "common/yaml_doc.h"
+#include "controller/core/validate.h"
 
 namespace bulkhead::controller {
 namespace {
@@ -76,16 +79,6 @@ bool actsOnAddresses(ActionKind kind) {
 }
 bool isolates(ActionKind kind) {
   return kind == ActionKind::kIsolate || kind == ActionKind::kCaptureThenIsolate;
-}
-
-std::optional<bool> boolOf(const YAML::Node& node, int line, std::string_view field,
-                           YamlErrors& errors) {
-  auto text = scalarOf(node, line, field, "true or false", errors);
-  if (!text) return std::nullopt;
-  if (*text == "true") return true;
-  if (*text == "false") return false;
-  errors.add(line, field, fmt::format("invalid value \"{}\": expected true or false", *text));
-  return std::nullopt;
 }
 
 // A scalar or a list of scalars.
@@ -353,6 +346,62 @@ std::string_view severityName(v1::Severity severity) {
   return "unknown";
 }
 
+namespace {
+
+// `incident: {id: INC-42}` or `incident: {open: TITLE, severity: high}`.
+void parseIncident(const YAML::Node& node, int line, PlaybookIncident& out, YamlErrors& errors) {
+  if (!node.IsMap()) {
+    return errors.add(
+        line, "incident",
+        fmt::format("expected a mapping with id, or open and severity, found {}", kindOf(node)));
+  }
+  bool has_severity = false;
+  forEachEntry(node, line, errors, [&](const std::string& key, const YAML::Node& value, int kl) {
+    const int vline = lineOf(value, kl);
+    const std::string field = "incident." + key;
+    auto text = scalarOf(value, vline, field, "a text", errors);
+    if (!text) return;
+    if (key == "id") {
+      if (!isValidName(*text)) {
+        return errors.add(vline, field,
+                          fmt::format("invalid value \"{}\": 1-63 characters of [A-Za-z0-9._-], "
+                                      "e.g. INC-42",
+                                      escapeNonPrintable(text->substr(0, 64))));
+      }
+      out.id = *text;
+    } else if (key == "open") {
+      if (isBlank(*text) || text->size() > 256) {
+        return errors.add(vline, field, "the title of the incident it opens: 1 to 256 bytes");
+      }
+      out.open = *text;
+    } else if (key == "severity") {
+      has_severity = true;
+      static constexpr std::pair<v1::IncidentSeverity, std::string_view> kNames[] = {
+          {v1::INCIDENT_SEVERITY_LOW, "low"},
+          {v1::INCIDENT_SEVERITY_MEDIUM, "medium"},
+          {v1::INCIDENT_SEVERITY_HIGH, "high"},
+          {v1::INCIDENT_SEVERITY_CRITICAL, "critical"}};
+      for (const auto& [severity, name] : kNames) {
+        if (name == *text) return void(out.severity = severity);
+      }
+      errors.add(vline, field,
+                 fmt::format("unknown severity \"{}\" (expected low, medium, high, critical)",
+                             escapeNonPrintable(*text)));
+    } else {
+      errors.add(kl, field, "unknown field (expected id, or open and severity)");
+    }
+  });
+  if (!out.id.empty() && !out.open.empty()) {
+    errors.add(line, "incident", "id and open: give one (attach to an incident, or open one)");
+  } else if (out.id.empty() && out.open.empty() && errors.empty()) {
+    errors.add(line, "incident", "missing id or open");
+  } else if (!out.id.empty() && has_severity) {
+    errors.add(line, "incident.severity", "only with open (the incident id names has its own)");
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<Playbook> parsePlaybook(std::string_view file_name, std::string_view yaml) {
   YamlErrors errors(file_name);
   std::optional<YAML::Node> doc =
@@ -415,10 +464,13 @@ absl::StatusOr<Playbook> parsePlaybook(std::string_view file_name, std::string_v
       auto ttl = parseDuration("default_ttl", *text);
       if (!ttl.ok()) return errors.add(vline, ttl.status());
       playbook.default_ttl = *ttl;
+    } else if (key == "incident") {
+      parseIncident(value, vline, playbook.incident, errors);
     } else {
       errors.add(key_line, key,
                  "unknown field (expected name, description, match, actions, simulate, "
-                 "rate_per_minute, default_ttl, unblock_on_resolve, release_on_resolve)");
+                 "rate_per_minute, default_ttl, unblock_on_resolve, release_on_resolve, "
+                 "incident)");
     }
   });
   if (!has_name) errors.add(1, "name", "missing (required)");

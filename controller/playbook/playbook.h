@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "bulkhead/v1/incidents.pb.h"
 #include "bulkhead/v1/signals.pb.h"
 #include "common/parse.h"
 
@@ -69,6 +70,18 @@ struct PlaybookMatch {
   std::optional<Labels> affected_host;   // ... the affected host's labels
 };
 
+// The incident a playbook's actions belong to (`incident:`); none when `id` and `open` are
+// both empty. With `id`, the actions attach to that incident of the signal's tenant while it
+// is open (and run without one otherwise: containment never waits on paperwork). With `open`,
+// the first action opens an incident with that title, and later ones attach to it while it
+// stays open; once a person closes it, the next action opens a new one.
+struct PlaybookIncident {
+  std::string id;
+  std::string open;  // the title of an incident it opens
+  bulkhead::v1::IncidentSeverity severity = bulkhead::v1::INCIDENT_SEVERITY_MEDIUM;
+  bool any() const { return !id.empty() || !open.empty(); }
+};
+
 struct Playbook {
   std::string name;  // [a-z0-9-]{1,63}, unique across a directory
   std::string description;
@@ -84,6 +97,7 @@ struct Playbook {
   // isolations (default not: a responder releases).
   bool unblock_on_resolve = true;
   bool release_on_resolve = false;
+  PlaybookIncident incident;
   std::string file;
   int name_line = 1;
 };

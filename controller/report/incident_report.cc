@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 #include <map>
 #include <set>
 #include <utility>
@@ -171,7 +172,7 @@ std::vector<Table> tables(const json& doc) {
   out.push_back(std::move(ind));
 
   Table hosts{"Affected hosts and containment",
-              {"host", "isolated", "released", "isolated for"},
+              {"host", "isolated", "released", "isolated for", "flows cut"},
               {},
               {1, 2}};
   for (const auto& h : doc["hosts"]) {
@@ -180,7 +181,8 @@ std::vector<Table> tables(const json& doc) {
          h["released_at"].is_null() ? "not released in this incident" : text(h["released_at"]),
          h["isolated_seconds"].is_null()
              ? ""
-             : fmt::format("{} s", h["isolated_seconds"].get<int64_t>())});
+             : fmt::format("{} s", h["isolated_seconds"].get<int64_t>()),
+         text(h["flows_cut"])});
   }
   out.push_back(std::move(hosts));
 
@@ -277,6 +279,49 @@ std::vector<std::string> hostsInStates(std::string_view detail,
   return out;
 }
 
+std::vector<HostContainment> containmentOf(const std::vector<AuditEntry>& records) {
+  std::vector<HostContainment> out;
+  auto of = [&out](const std::string& host) -> HostContainment& {
+    for (HostContainment& h : out) {
+      if (h.host == host) return h;
+    }
+    return out.emplace_back(HostContainment{.host = host});
+  };
+  for (const AuditEntry& r : records) {
+    const bool isolate = r.action == "isolate.result";
+    if (!isolate && r.action != "release.result") continue;
+    for (const std::string& host : hostsInStates(r.detail, {"enforced", "pending"})) {
+      HostContainment& h = of(host);
+      if (isolate && (h.isolated_at_unix_ms == 0 || h.released_at_unix_ms != 0)) {
+        h.isolated_at_unix_ms = r.at_unix_ms;
+        h.released_at_unix_ms = 0;
+      } else if (!isolate && h.isolated_at_unix_ms != 0 && h.released_at_unix_ms == 0) {
+        h.released_at_unix_ms = r.at_unix_ms;
+      }
+    }
+    if (!isolate) continue;
+    // "h1 (12 flows cut)": the count before the marker, after the host's name and " (".
+    static constexpr std::string_view kMarker = " flows cut)";
+    for (size_t at = r.detail.find(kMarker); at != std::string::npos;
+         at = r.detail.find(kMarker, at + 1)) {
+      const size_t open = r.detail.rfind(" (", at);
+      if (open == std::string::npos) continue;
+      uint64_t n = 0;
+      const char* first = r.detail.data() + open + 2;
+      const auto [end, ec] = std::from_chars(first, r.detail.data() + at, n);
+      if (ec != std::errc() || end != r.detail.data() + at) continue;
+      const size_t name_start = r.detail.find_last_of(":,", open);
+      if (name_start == std::string::npos) continue;
+      const std::string name(
+          trimmed(std::string_view(r.detail).substr(name_start + 1, open - name_start - 1)));
+      if (!name.empty()) of(name).flows_cut += n;
+    }
+  }
+  // A host only ever released in this incident was not isolated in it.
+  std::erase_if(out, [](const HostContainment& h) { return h.isolated_at_unix_ms == 0; });
+  return out;
+}
+
 json reportDocument(const ReportInput& in) {
   const bulkhead::v1::Incident& inc = in.incident;
   const int64_t detected =
@@ -311,12 +356,6 @@ json reportDocument(const ReportInput& in) {
   std::vector<std::string> blocked, accounts, binaries;
   std::map<std::string, int64_t> actions_by_actor;
   std::vector<std::string> actor_order;
-  struct HostSpan {
-    int64_t isolated = 0;
-    int64_t released = 0;
-  };
-  std::map<std::string, HostSpan> spans;
-  std::vector<std::string> host_order;
   json timeline = json::array();
   json notes = json::array();
   for (const AuditEntry& r : in.records) {
@@ -349,20 +388,6 @@ json reportDocument(const ReportInput& in) {
         if (words.size() >= 2) addOnce(accounts, std::string(words[1]));
       }
     }
-    const bool isolate = r.action == "isolate.result";
-    if (isolate || r.action == "release.result") {
-      for (const std::string& host : hostsInStates(r.detail, {"enforced", "pending"})) {
-        HostSpan& span = spans[host];
-        if (std::find(host_order.begin(), host_order.end(), host) == host_order.end()) {
-          host_order.push_back(host);
-        }
-        if (isolate && (span.isolated == 0 || span.released != 0)) {
-          span = HostSpan{r.at_unix_ms, 0};
-        } else if (!isolate && span.isolated != 0 && span.released == 0) {
-          span.released = r.at_unix_ms;
-        }
-      }
-    }
   }
   json evidence = json::array();
   for (const ReportEvidence& e : in.evidence) {
@@ -392,15 +417,13 @@ json reportDocument(const ReportInput& in) {
                         {"custody", custody}});
   }
   json hosts = json::array();
-  for (const std::string& h : host_order) {
-    const HostSpan& s = spans[h];
-    const int64_t end = s.released != 0 ? s.released : clock_end;
-    hosts.push_back(
-        {{"host", h},
-         {"isolated_at", timeOrNull(s.isolated)},
-         {"released_at", timeOrNull(s.released)},
-         {"still_isolated", s.isolated != 0 && s.released == 0},
-         {"isolated_seconds", s.isolated != 0 ? json((end - s.isolated) / 1000) : json(nullptr)}});
+  for (const HostContainment& h : containmentOf(in.records)) {
+    hosts.push_back({{"host", h.host},
+                     {"isolated_at", timeOrNull(h.isolated_at_unix_ms)},
+                     {"released_at", timeOrNull(h.released_at_unix_ms)},
+                     {"still_isolated", h.released_at_unix_ms == 0},
+                     {"isolated_seconds", h.isolatedMs(clock_end) / 1000},
+                     {"flows_cut", h.flows_cut}});
   }
   json actors = json::array();
   for (const std::string& a : actor_order) {

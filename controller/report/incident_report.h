@@ -63,6 +63,22 @@ std::string renderMarkdownReport(const nlohmann::json& doc);
 // are never broken across lines.
 std::string renderHtmlReport(const nlohmann::json& doc);
 
+// How one host of an incident was contained, from the incident's "isolate.result" and
+// "release.result" rows: its last isolation (a host isolated again after a release starts a
+// new span), and the flows its isolations cut ("h1 (12 flows cut)" in the results' detail).
+struct HostContainment {
+  std::string host;
+  int64_t isolated_at_unix_ms = 0;
+  int64_t released_at_unix_ms = 0;  // 0: still isolated (as far as this incident says)
+  uint64_t flows_cut = 0;           // over every isolation of the host in the incident
+  // Milliseconds isolated up to its release, or up to `now` while still isolated.
+  int64_t isolatedMs(int64_t now_unix_ms) const {
+    return (released_at_unix_ms != 0 ? released_at_unix_ms : now_unix_ms) - isolated_at_unix_ms;
+  }
+};
+// In the order the hosts first appear in `records` (oldest first).
+std::vector<HostContainment> containmentOf(const std::vector<AuditEntry>& records);
+
 // The hosts named in a containment result's detail ("2 enforced: h1, h2; 1 pending: h3
 // (why)") in the given states, in the order they appear.
 std::vector<std::string> hostsInStates(std::string_view detail,

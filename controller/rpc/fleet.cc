@@ -2,12 +2,18 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <iterator>
+#include <utility>
+
 #include "common/format.h"
 #include "common/protocol_version.h"
+#include "common/text.h"
 #include "controller/core/blocks.h"
 #include "controller/rpc/agent_stream.h"
 #include "controller/rpc/audit.h"
 #include "controller/service/agent_admission.h"
+#include "controller/service/record_text.h"
 
 namespace bulkhead::controller {
 
@@ -22,6 +28,10 @@ std::string overclaim(const char* what, uint64_t claimed, uint64_t issued) {
       "issued for the host: ignored",
       what, claimed, issued);
 }
+
+// The most controller-own audit rows (hosts offline) kept for the next flush while the store
+// fails; beyond it they are logged only.
+constexpr size_t kMaxPendingRows = 100000;
 
 }  // namespace
 
@@ -303,7 +313,32 @@ void Fleet::onStreamDone(AgentStream* stream) {
     streams_.erase(it);
     spdlog::info("host {} disconnected ({})", stream->hostId(), stream->peer());
   }
+  // (A stream the sweep already timed out, or one a newer stream superseded, is no news.)
+  const bool was_online = registry_.session(stream->hostId()) == stream->session();
   registry_.disconnect(stream->hostId(), stream->session());
+  if (was_online) noteOfflineLocked(stream->hostId(), "its stream ended");
+}
+
+void Fleet::noteOfflineLocked(const std::string& host_id, const std::string& why) {
+  if (closing_) return;  // the controller's own shutdown: every stream ends
+  const auto d = desired_.find(host_id);
+  if (d == desired_.end() || !d->second.isolation().enabled()) return;
+  if (pending_rows_.size() >= kMaxPendingRows) {
+    spdlog::error("host {}: isolated host offline ({}): not audited, {} rows wait already", host_id,
+                  why, pending_rows_.size());
+    return;
+  }
+  const HostInfo* info = registry_.find(host_id);
+  pending_rows_.push_back(AuditEntry{
+      .at_unix_ms = clock_.nowUnixMs(),
+      .operator_name = "controller",
+      .action = kHostOfflineAction,
+      .target = host_id,
+      .outcome = "ok",
+      .detail = fmt::format("isolated host offline: {}; its isolation stays in force on the "
+                            "host, unseen, until its agent reconnects",
+                            why),
+      .tenant = info != nullptr ? info->tenant : std::string(kDefaultTenant)});
 }
 
 void Fleet::sweep() {
@@ -312,6 +347,8 @@ void Fleet::sweep() {
   for (const auto& expired : registry_.sweep()) {
     spdlog::warn("host {} offline: no message for more than {} ms", expired.host_id,
                  options_.heartbeat_timeout.count());
+    noteOfflineLocked(expired.host_id, fmt::format("no message for more than {} ms",
+                                                   options_.heartbeat_timeout.count()));
     auto it = streams_.find(expired.host_id);
     if (it != streams_.end() && it->second->session() == expired.session) {
       after.finish.emplace_back(it->second,
@@ -323,15 +360,67 @@ void Fleet::sweep() {
 
 absl::Status Fleet::flush() {
   HostRegistry::Dirty dirty;
+  std::vector<AuditEntry> offline;
+  std::vector<PeerIdentity> expiring;
+  if (options_.gate != nullptr) expiring = options_.gate->takeExpiring();
+  std::vector<AuditEntry> rows;
   {
     std::lock_guard lock(mu_);
     dirty = registry_.takeDirty();
+    offline = std::exchange(pending_rows_, {});
+    rows = offline;
+    const int64_t now = clock_.nowUnixMs();
+    auto tenantOf = [this](const std::string& host) {
+      const HostInfo* info = registry_.find(host);
+      return info != nullptr ? info->tenant : std::string(kDefaultTenant);
+    };
+    // One row per host for its tamper events since the last flush (a host under attack may
+    // report many: the row counts them and tells the last).
+    std::map<std::string, std::vector<const v1::TamperEvent*>> tamper_by_host;
+    for (const TamperRecord& t : dirty.tamper) tamper_by_host[t.host_id].push_back(&t.event);
+    for (const auto& [host, events] : tamper_by_host) {
+      const bool restored = std::all_of(events.begin(), events.end(),
+                                        [](const v1::TamperEvent* e) { return e->restored(); });
+      const v1::TamperEvent& last = *events.back();
+      rows.push_back(AuditEntry{
+          .at_unix_ms = now,
+          .operator_name = "agent:" + host,
+          .action = kTamperAction,
+          .target = host,
+          .outcome = restored ? "ok" : "error: not restored",
+          .detail = escapeNonPrintable(fmt::format(
+              "{} tamper event{}; last at {}: {} ({})", events.size(),
+              events.size() == 1 ? "" : "s", utcTimeText(last.at_unix_ms()), last.what(),
+              last.restored() ? fmt::format("restored in {} us", last.restore_latency_us())
+                              : std::string("not restored"))),
+          .tenant = tenantOf(host)});
+    }
+    for (const PeerIdentity& p : expiring) {
+      const bool agent = p.kind == PeerKind::kAgent;
+      rows.push_back(AuditEntry{
+          .at_unix_ms = now,
+          .operator_name = "controller",
+          .action = kCertificateExpiringAction,
+          .target = p.name,
+          .outcome = "ok",
+          .detail = escapeNonPrintable(fmt::format(
+              "the {} certificate of \"{}\" (serial {}) expires {} (in {} h){}",
+              peerKindName(p.kind), p.name, p.serial, utcTimeText(p.not_after_unix * 1000),
+              (p.not_after_unix * 1000 - now) / 3'600'000,
+              agent ? "; its agent renews it on its own: if it cannot, issue a new one"
+                    : "; renew it with bulkhead renew (the CLI also does when it is due)")),
+          .tenant = agent ? tenantOf(p.name) : std::string(kDefaultTenant)});
+    }
   }
-  if (dirty.hosts.empty() && dirty.tamper.empty()) return absl::OkStatus();
-  absl::Status s = store_.saveHosts(dirty.hosts, dirty.tamper);
+  if (dirty.hosts.empty() && dirty.tamper.empty() && rows.empty()) return absl::OkStatus();
+  absl::Status s = store_.saveHosts(dirty.hosts, dirty.tamper, rows);
   if (!s.ok()) {
+    if (options_.gate != nullptr) options_.gate->restoreExpiring(std::move(expiring));
     std::lock_guard lock(mu_);
     registry_.restoreDirty(std::move(dirty));
+    offline.insert(offline.end(), std::make_move_iterator(pending_rows_.begin()),
+                   std::make_move_iterator(pending_rows_.end()));
+    pending_rows_ = std::move(offline);
   }
   return s;
 }

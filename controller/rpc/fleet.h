@@ -152,6 +152,9 @@ class Fleet final : public FleetControl, public HostDirectory {
   };
   // Applies `answer` to every waiter of `host`; a waiter it answers (returns true for) is
   // closed and its op reported ready when it was the last. REQUIRES: mu_
+  // Queues a "host-offline" audit row when `host_id` is isolated (not while the controller
+  // itself shuts down). Needs mu_.
+  void noteOfflineLocked(const std::string& host_id, const std::string& why);
   void answerLocked(const std::string& host,
                     const std::function<bool(const Waiter&, bulkhead::v1::HostOutcome*)>& answer);
 
@@ -164,6 +167,8 @@ class Fleet final : public FleetControl, public HostDirectory {
   std::unordered_map<std::string, std::shared_ptr<AgentStream>> streams_;    // GUARDED_BY(mu_)
   std::map<std::string, bulkhead::v1::DesiredState> desired_;                // GUARDED_BY(mu_)
   bool closing_ = false;                                                     // GUARDED_BY(mu_)
+  // Controller-own audit rows (isolated hosts going offline) waiting for the next flush.
+  std::vector<AuditEntry> pending_rows_;                                     // GUARDED_BY(mu_)
   std::unordered_map<std::string, std::vector<Waiter>> waiters_;             // GUARDED_BY(mu_)
   std::map<uint64_t, std::shared_ptr<PendingOp>> pending_ops_;               // GUARDED_BY(mu_)
   std::function<void(std::shared_ptr<PendingOp>)> op_ready_;                 // GUARDED_BY(mu_)

@@ -2,28 +2,11 @@
 // NotificationService (controller/service/notifications.h), which checks and audits.
 #include "controller/rpc/audit.h"
 #include "controller/rpc/operator_service.h"
+#include "controller/rpc/translate.h"
 
 namespace bulkhead::controller {
 
 namespace v1 = bulkhead::v1;
-
-namespace {
-
-v1::NotifyChannel toProto(const ChannelSummary& c) {
-  v1::NotifyChannel out;
-  out.set_name(c.name);
-  out.set_type(c.type);
-  out.set_tenant(c.tenant);
-  out.set_destination(c.destination);
-  for (const std::string& k : c.kinds) out.add_kinds(k);
-  out.set_min_severity(c.min_severity);
-  out.set_pending(c.pending);
-  out.set_delivered(c.delivered);
-  out.set_failed(c.failed);
-  return out;
-}
-
-}  // namespace
 
 grpc::ServerUnaryReactor* OperatorService::ListNotifyChannels(
     grpc::CallbackServerContext* ctx, const v1::ListNotifyChannelsRequest* /*req*/,

@@ -13,6 +13,7 @@
 #include "controller/rpc/audit.h"
 #include "controller/rpc/chunk_writer.h"
 #include "controller/rpc/translate.h"
+#include "controller/service/tenancy.h"
 #include "evidence/json_read.h"
 
 namespace bulkhead::controller {
@@ -77,6 +78,7 @@ Caller OperatorService::identify(const grpc::CallbackServerContext& ctx) {
     incident.assign(it->second.data(), it->second.size());
   }
   incidents_.scopeCaller(c, incident);
+  c.incident_required_by = signals_.tenantRequiringIncident(callTenants(c));
   return c;
 }
 

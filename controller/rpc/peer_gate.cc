@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <utility>
+
 #include "common/format.h"
 
 namespace bulkhead::controller {
@@ -42,6 +44,7 @@ absl::Status PeerGate::admit(const PeerIdentity& peer) {
     {
       std::lock_guard lock(mu_);
       first = warned_.insert(peer.serial).second;
+      if (first && expiring_.size() < kMaxExpiringKept) expiring_.push_back(peer);
     }
     if (first) {
       const int64_t days = (peer.not_after_unix * 1000 - clock_.nowUnixMs()) / 86'400'000;
@@ -52,6 +55,18 @@ absl::Status PeerGate::admit(const PeerIdentity& peer) {
     }
   }
   return absl::OkStatus();
+}
+
+std::vector<PeerIdentity> PeerGate::takeExpiring() {
+  std::lock_guard lock(mu_);
+  return std::exchange(expiring_, {});
+}
+
+void PeerGate::restoreExpiring(std::vector<PeerIdentity> peers) {
+  std::lock_guard lock(mu_);
+  for (PeerIdentity& p : peers) {
+    if (expiring_.size() < kMaxExpiringKept) expiring_.push_back(std::move(p));
+  }
 }
 
 }  // namespace bulkhead::controller

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "common/identity.h"
@@ -28,8 +29,15 @@ class PeerGate {
   size_t revokedCount() const;
 
   // PERMISSION_DENIED naming the certificate when `peer` is revoked; otherwise OK, after
-  // logging (once per serial) a certificate that expires soon.
+  // logging (once per serial) a certificate that expires soon and keeping it for
+  // takeExpiring().
   absl::Status admit(const PeerIdentity& peer);
+  // The certificates found expiring soon since the last call (each serial once per run), for
+  // their audit rows (Fleet::flush); at most kMaxExpiringKept wait, the rest only logged.
+  std::vector<PeerIdentity> takeExpiring();
+  // Puts back what a failed flush could not write.
+  void restoreExpiring(std::vector<PeerIdentity> peers);
+  static constexpr size_t kMaxExpiringKept = 10000;
   bool isRevoked(const std::string& serial) const;
   bool expiresSoon(int64_t not_after_unix) const;
 
@@ -39,6 +47,7 @@ class PeerGate {
   mutable std::mutex mu_;
   std::shared_ptr<const std::set<std::string>> revoked_;  // GUARDED_BY(mu_); never null
   std::set<std::string> warned_;                          // GUARDED_BY(mu_)
+  std::vector<PeerIdentity> expiring_;                    // GUARDED_BY(mu_)
 };
 
 }  // namespace bulkhead::controller

@@ -331,6 +331,27 @@ v1::ShowIncidentResponse toProto(const IncidentTimeline& timeline) {
   }
   out.set_now_unix_ms(timeline.now_unix_ms);
   out.set_regulator_deadline_unix_ms(timeline.incident.detected_unix_ms() + kRegulatorDeadlineMs);
+  for (const HostContainment& h : timeline.hosts) {
+    v1::IncidentHost& host = *out.add_hosts();
+    host.set_host_id(h.host);
+    host.set_isolated_unix_ms(h.isolated_at_unix_ms);
+    host.set_released_unix_ms(h.released_at_unix_ms);
+    host.set_flows_cut(h.flows_cut);
+  }
+  return out;
+}
+
+v1::NotifyChannel toProto(const ChannelSummary& c) {
+  v1::NotifyChannel out;
+  out.set_name(c.name);
+  out.set_type(c.type);
+  out.set_tenant(c.tenant);
+  out.set_destination(c.destination);
+  for (const std::string& k : c.kinds) out.add_kinds(k);
+  out.set_min_severity(c.min_severity);
+  out.set_pending(c.pending);
+  out.set_delivered(c.delivered);
+  out.set_failed(c.failed);
   return out;
 }
 

@@ -14,6 +14,7 @@
 #include "controller/service/host_inventory.h"
 #include "controller/service/host_operations.h"
 #include "controller/service/incidents.h"
+#include "controller/service/notifications.h"
 
 namespace bulkhead::controller {
 
@@ -40,6 +41,7 @@ bulkhead::v1::EvidenceRecord toProto(const StoredEvidence& evidence);
 bulkhead::v1::VerifyEvidenceResponse toProto(const EvidenceVerification& verification);
 // An incident's timeline, with its 72-hour mark.
 bulkhead::v1::ShowIncidentResponse toProto(const IncidentTimeline& timeline);
+bulkhead::v1::NotifyChannel toProto(const ChannelSummary& channel);
 // The record, and `shown.summary` as the typed summary (toEvidenceSummary).
 bulkhead::v1::ShowEvidenceResponse toProto(const ShownEvidence& shown);
 // evidence::summarize()'s document as the typed message: a null or absent field stays unset,

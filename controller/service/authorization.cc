@@ -93,6 +93,20 @@ const ActionRule& ruleFor(OperatorAction action) {
 
 std::string_view actionName(OperatorAction action) { return ruleFor(action).name; }
 
+bool needsIncidentUnderPolicy(OperatorAction action) {
+  switch (action) {
+    case A::kIsolate:
+    case A::kRelease:
+    case A::kBlock:
+    case A::kUnblock:
+    case A::kKillConnections:
+    case A::kKillSessions:
+    case A::kKillProcess:
+    case A::kCapture: return true;
+    default: return false;
+  }
+}
+
 absl::Status authorize(const Caller& caller, OperatorAction action) {
   if (!caller.refusal.ok()) return caller.refusal;
   const ActionRule& rule = ruleFor(action);
@@ -122,7 +136,17 @@ absl::Status authorize(const Caller& caller, OperatorAction action) {
                     caller.audit_name, rule.name));
   }
   const Role held = roleInCallTenants(caller, /*every_host=*/rule.scope != ActionScope::kHosts);
-  if (held >= rule.min_role) return absl::OkStatus();
+  if (held >= rule.min_role) {
+    if (caller.incident.empty() && !caller.incident_required_by.empty() &&
+        needsIncidentUnderPolicy(action)) {
+      return absl::FailedPreconditionError(fmt::format(
+          "--incident: required for {} in tenant {} (its guardrails say require_incident): "
+          "name an open incident with --incident ID, or open one with bulkhead incident open "
+          "ID --title TEXT",
+          rule.name, caller.incident_required_by));
+    }
+    return absl::OkStatus();
+  }
   if (held == Role::kNone) {
     return absl::PermissionDeniedError(
         fmt::format("operator \"{}\" has no role {}in {}", caller.audit_name,

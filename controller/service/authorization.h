@@ -123,12 +123,22 @@ struct Caller {
   // The incident the call is part of (`--incident ID`, an open incident of the call's one
   // tenant: IncidentService::scopeCaller); "" for none. Every audit row of the call names it.
   std::string incident;
+  // A tenant of the call whose guardrails say `require_incident: true` (engine.h); "" for
+  // none. Then an action that changes containment or collects evidence needs `incident`.
+  std::string incident_required_by;
 };
+
+// The actions a `require_incident` policy covers: those that change a host's containment or
+// collect its data (isolate, release, block, unblock, kill-connections, kill-sessions,
+// kill-process, capture). Dry runs of them too: they are audited as the action.
+bool needsIncidentUnderPolicy(OperatorAction action);
 
 // OK when `caller` may ask for `action` in the call's tenants (tenancy.h: where the role is
 // looked for, by the action's scope); else the caller's own refusal (not an operator,
 // revoked, unauthenticated, no tenant chosen) or PERMISSION_DENIED naming the role. An action of
-// scope kSelf needs an operator identity only.
+// scope kSelf needs an operator identity only. FAILED_PRECONDITION for an action
+// needsIncidentUnderPolicy() covers without `caller.incident` when `incident_required_by` says a
+// tenant's policy requires one.
 absl::Status authorize(const Caller& caller, OperatorAction action);
 
 }  // namespace bulkhead::controller

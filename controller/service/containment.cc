@@ -373,8 +373,14 @@ void Containment::complete(const std::shared_ptr<PendingOp>& op, bool shutting_d
 
   std::map<std::string, std::vector<std::string>> by_state;
   for (const auto& o : op->result.outcomes) {
-    by_state[stateName(o.state())].push_back(
-        o.error().empty() ? o.host_id() : fmt::format("{} ({})", o.host_id(), o.error()));
+    // The flows an enforcement cut ride along in the row (the incident timeline reads them).
+    std::string entry = o.host_id();
+    if (!o.error().empty()) {
+      entry += fmt::format(" ({})", o.error());
+    } else if (o.state() == v1::HostOutcome::STATE_ENFORCED && o.report().flows_cut() > 0) {
+      entry += fmt::format(" ({} flows cut)", o.report().flows_cut());
+    }
+    by_state[stateName(o.state())].push_back(std::move(entry));
   }
   std::string summary;
   for (const auto& [state, hosts] : by_state) {

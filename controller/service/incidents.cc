@@ -187,6 +187,7 @@ absl::Status IncidentService::readTimeline(const v1::Incident& incident, Inciden
   auto records = store_.listIncidentAudit(incident.tenant(), incident.incident_id());
   if (!records.ok()) return records.status();
   out.records = *std::move(records);
+  out.hosts = containmentOf(out.records);
   auto evidence = store_.listIncidentEvidence(incident.tenant(), incident.incident_id());
   if (!evidence.ok()) return evidence.status();
   for (EvidenceRow& row : *evidence) {

@@ -30,6 +30,7 @@ struct IncidentTimeline {
   bulkhead::v1::Incident incident;
   std::vector<AuditEntry> records;
   std::vector<std::pair<EvidenceRow, std::vector<CustodyEntry>>> evidence;
+  std::vector<HostContainment> hosts;  // from `records` (containmentOf)
   int64_t now_unix_ms = 0;
 };
 

@@ -166,7 +166,8 @@ std::vector<std::string> auditActionNames() {
         kControllerRestoreAction, kAuditKeyedAction, kSignalActionAuditAction,
         kSignalRateCapAuditAction, kApprovalExpiredAuditAction, kWebhookRefusedAuditAction,
         kAgentEnrollAuditAction, kAgentRenewAuditAction, kOperatorEnrollAuditAction,
-        kControllerRenewAction, kNotifyAction}) {
+        kControllerRenewAction, kNotifyAction, kTamperAction, kHostOfflineAction,
+        kCertificateExpiringAction}) {
     names.emplace_back(own);
   }
   return names;

@@ -22,6 +22,15 @@ inline constexpr char kControllerRestoreAction[] = "controller-restore";
 inline constexpr char kControllerRenewAction[] = "controller-renew";  // its own certificate
 // A notification delivered to a channel, or failed for good (controller/notify/).
 inline constexpr char kNotifyAction[] = "notify";
+// A host's tamper events between two store flushes, in one row: its agent found its ruleset
+// changed behind its back (restored, or not), or it claimed a generation this controller
+// never issued (never "restored").
+inline constexpr char kTamperAction[] = "tamper";
+// An isolated host's agent went offline (its stream ended, or no message in time).
+inline constexpr char kHostOfflineAction[] = "host-offline";
+// A peer (agent or operator) connected with a certificate that expires soon; once per
+// certificate per controller run.
+inline constexpr char kCertificateExpiringAction[] = "certificate-expiring";
 
 // The custody actions the controller records, as stored.
 inline constexpr char kCustodyRequested[] = "requested";

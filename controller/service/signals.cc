@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "common/format.h"
@@ -188,6 +189,17 @@ size_t SignalService::playbookCount() const {
   return n;
 }
 
+std::string SignalService::tenantRequiringIncident(const std::vector<std::string>& tenants) const {
+  std::lock_guard lock(mu_);
+  const auto install = engines_.find(kDefaultTenant);
+  for (const std::string& tenant : tenants) {
+    auto it = engines_.find(tenant);
+    if (it == engines_.end()) it = install;
+    if (it != engines_.end() && it->second.guardrails().require_incident) return tenant;
+  }
+  return "";
+}
+
 PlaybookEngine* SignalService::engineFor(const std::string& tenant) {
   const auto it = engines_.find(tenant);
   return it == engines_.end() ? nullptr : &it->second;
@@ -273,6 +285,69 @@ void SignalService::drain() {
   (void)worker_.post([this] { drain(); });
 }
 
+std::string SignalService::incidentFor(const std::string& tenant, const std::string& playbook,
+                                       const PlaybookIncident& config, const std::string& signal_id,
+                                       int64_t now_ms, std::string& why) {
+  if (!config.id.empty()) {
+    auto incident = store_.getIncident(tenant, config.id);
+    if (incident.ok() && incident->state() == v1::INCIDENT_STATE_OPEN) return config.id;
+    why = incident.ok() ? fmt::format("incident {} is closed: actions not attached", config.id)
+                        : fmt::format("incident {}: {}: actions not attached", config.id,
+                                      incident.status().message());
+    spdlog::warn("playbook {} (tenant {}): {}", playbook, tenant, why);
+    return "";
+  }
+  const std::string opener = "playbook:" + playbook;
+  auto listed = store_.listIncidents({tenant});
+  if (!listed.ok()) {
+    why = fmt::format("incidents not read ({}): actions not attached", listed.status().message());
+    spdlog::warn("playbook {} (tenant {}): {}", playbook, tenant, why);
+    return "";
+  }
+  for (const v1::Incident& i : *listed) {  // newest opened first
+    if (i.state() == v1::INCIDENT_STATE_OPEN && i.opened_by() == opener) return i.incident_id();
+  }
+  // "ssh-brute-force-20261206-091200": the playbook's name (cut to leave room) and the time.
+  const std::string stamp = utcTimeText(now_ms);  // "2026-12-06T09:12:00.000Z"
+  std::string compact;
+  for (char c : stamp.substr(0, 19)) {
+    if (c == 'T') {
+      compact += '-';
+    } else if (c != ':' && c != '-') {
+      compact += c;
+    }
+  }
+  const std::string base = fmt::format("{}-{}", playbook.substr(0, 40), compact);
+  v1::Incident incident;
+  incident.set_tenant(tenant);
+  incident.set_title(config.open);
+  incident.set_severity(config.severity);
+  incident.set_state(v1::INCIDENT_STATE_OPEN);
+  incident.set_opened_by(opener);
+  incident.set_opened_unix_ms(now_ms);
+  incident.set_detected_unix_ms(now_ms);
+  absl::Status added;
+  for (int n = 1; n <= 9; ++n) {
+    incident.set_incident_id(n == 1 ? base : fmt::format("{}-{}", base, n));
+    const AuditEntry row = callEntry(
+        now_ms, AuditActor{.name = opener, .tenant = tenant, .incident = incident.incident_id()},
+        auditAction(OperatorAction::kOpenIncident), incident.incident_id(), config.open,
+        absl::OkStatus(),
+        fmt::format("opened by its playbook for signal {}; detected {}", signal_id,
+                    utcTimeText(now_ms)));
+    added = store_.addIncident(incident, row);
+    if (added.code() != absl::StatusCode::kAlreadyExists) break;
+  }
+  if (!added.ok()) {
+    why = fmt::format("no incident opened ({}): actions not attached", added.message());
+    spdlog::error("playbook {} (tenant {}): {}", playbook, tenant, why);
+    return "";
+  }
+  spdlog::info("incident {} opened in tenant {} by playbook {} (signal {})", incident.incident_id(),
+               tenant, playbook, signal_id);
+  return incident.incident_id();
+}
+
 void SignalService::processBatch(std::vector<Queued>& batch) {
   if (batch.empty()) return;
   const int64_t now_ms = clock_.nowUnixMs();
@@ -285,12 +360,15 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
     bool duplicate = false;
     Decision decision;
     std::vector<std::string> approval_ids;  // per action: the approval it waits for, or ""
+    std::vector<std::string> incidents;     // per action: its playbook's incident, or ""
   };
   std::vector<Planned> planned(batch.size());
   std::vector<SignalWrite> writes;
   writes.reserve(batch.size());
   std::map<std::string, std::string> keys_in_batch;  // idempotency key -> its signal's id
   const FleetSnapshot fleet(hosts_);                 // one snapshot of the fleet for the batch
+  // (tenant, playbook) -> the incident its actions take in this batch, and why none.
+  std::map<std::pair<std::string, std::string>, std::pair<std::string, std::string>> incidents;
   std::map<std::string, PlaybookEngine::Rates> rates_before;  // put back if not recorded
   {
     std::lock_guard lock(mu_);
@@ -334,6 +412,7 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
     }
 
     std::string not_acted;
+    std::map<std::string, PlaybookIncident> incident_configs;  // playbook -> its incident:
     {
       std::lock_guard lock(mu_);
       // The tenant's own playbooks decide, on its own hosts only: another tenant's signal
@@ -350,10 +429,34 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
         p.approval_ids.push_back(a.verdict == Verdict::kNeedsApproval
                                      ? fmt::format("apr-{}-{}", now_ms, ++sequence_)
                                      : std::string());
+        const PlaybookEngine* engine = engineFor(tenant);
+        const Playbook* playbook = engine ? engine->playbooks().find(a.playbook) : nullptr;
+        if (playbook != nullptr && playbook->incident.any()) {
+          incident_configs.emplace(a.playbook, playbook->incident);
+        }
       }
     }
     keys_in_batch.emplace(p.key, p.signal_id);
     const Decision& decision = p.decision;
+    // The incident of each action: its playbook's (opened now when it says open).
+    std::string incident_notes;
+    std::string signal_incident;
+    for (const PlannedAction& a : decision.actions) {
+      std::string id;
+      if (auto c = incident_configs.find(a.playbook); c != incident_configs.end()) {
+        auto [it, fresh] = incidents.try_emplace({tenant, a.playbook});
+        if (fresh) {
+          it->second.first =
+              incidentFor(tenant, a.playbook, c->second, p.signal_id, now_ms, it->second.second);
+          if (!it->second.second.empty()) {
+            incident_notes += fmt::format("; {}: {}", a.playbook, it->second.second);
+          }
+        }
+        id = it->second.first;
+      }
+      if (signal_incident.empty()) signal_incident = id;
+      p.incidents.push_back(std::move(id));
+    }
 
     SignalWrite write;
     SignalRow& row = write.row.emplace();
@@ -372,15 +475,16 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
       summary += fmt::format("{}{} {} {}: {}", summary.empty() ? "" : "; ", a.playbook,
                              actionKindName(a.kind), a.target(), verdictName(a.verdict));
     }
-    write.audit.push_back(
-        AuditEntry{.at_unix_ms = now_ms,
-                   .operator_name = q.from.delivered_by,
-                   .action = auditAction(OperatorAction::kSubmitSignal),
-                   .target = escapeNonPrintable(target),
-                   .reason = p.signal_id,
-                   .outcome = std::string(dispositionText(decision.disposition)),
-                   .detail = escapeNonPrintable(summary.empty() ? not_acted : summary),
-                   .tenant = tenant});
+    write.audit.push_back(AuditEntry{
+        .at_unix_ms = now_ms,
+        .operator_name = q.from.delivered_by,
+        .action = auditAction(OperatorAction::kSubmitSignal),
+        .target = escapeNonPrintable(target),
+        .reason = p.signal_id,
+        .outcome = std::string(dispositionText(decision.disposition)),
+        .detail = escapeNonPrintable((summary.empty() ? not_acted : summary) + incident_notes),
+        .tenant = tenant,
+        .incident = signal_incident});
     // One row per action that did not start (suppressed, simulated, waiting), each naming the
     // playbook and the signal; a waiting action's approval is written with them.
     for (size_t i = 0; i < decision.actions.size(); ++i) {
@@ -391,10 +495,12 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
                                    : std::string(verdictName(a.verdict));
       const std::string detail = fmt::format("{} {}: {}{}", actionKindName(a.kind), a.detail(),
                                              what, a.why.empty() ? "" : " (" + a.why + ")");
-      write.audit.push_back(
-          callEntry(now_ms, AuditActor{.name = "playbook:" + a.playbook, .tenant = tenant},
-                    kSignalActionAuditAction, a.target().empty() ? target : a.target(), p.signal_id,
-                    absl::OkStatus(), detail));
+      write.audit.push_back(callEntry(
+          now_ms,
+          AuditActor{
+              .name = "playbook:" + a.playbook, .tenant = tenant, .incident = p.incidents[i]},
+          kSignalActionAuditAction, a.target().empty() ? target : a.target(), p.signal_id,
+          absl::OkStatus(), detail));
       if (a.verdict != Verdict::kNeedsApproval) continue;
       v1::Approval& approval = write.approvals.emplace_back();
       approval.set_approval_id(p.approval_ids[i]);
@@ -471,7 +577,8 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
       InFlight& flight = in_flight_[p.signal_id];
       flight.row = row;
       ++flight.running;
-      const Caller caller = playbookCaller(a.playbook, row.record.tenant());
+      Caller caller = playbookCaller(a.playbook, row.record.tenant());
+      caller.incident = p.incidents[i];
       const std::string reason = fmt::format("signal {}: {}", p.signal_id, target);
       actuator_.start(caller, a, reason,
                       [this, signal_id = p.signal_id, i](const absl::Status& status,
@@ -695,6 +802,28 @@ absl::StatusOr<v1::Approval> SignalService::decide(const Caller& caller,
           planned->why.empty() ? "" : " " + planned->why)));
     }
   }
+  // The action's incident: the approver's (--incident), else its playbook's, opened if need be.
+  Caller acting = caller;
+  if (approve && acting.incident.empty()) {
+    std::optional<PlaybookIncident> config;
+    {
+      std::lock_guard lock(mu_);
+      const PlaybookEngine* engine = engineFor(tenant);
+      const Playbook* playbook = engine ? engine->playbooks().find(approval.playbook()) : nullptr;
+      if (playbook != nullptr && playbook->incident.any()) config = playbook->incident;
+    }
+    std::string why;
+    if (config) {
+      acting.incident =
+          incidentFor(tenant, approval.playbook(), *config, approval.signal_id(), now_ms, why);
+    }
+    if (acting.incident.empty() && !caller.incident_required_by.empty()) {
+      return refuse(absl::FailedPreconditionError(fmt::format(
+          "--incident: required in tenant {} (its guardrails say require_incident){}: approve "
+          "with --incident ID: not started (still pending)",
+          caller.incident_required_by, why.empty() ? "" : "; " + why)));
+    }
+  }
 
   v1::Approval decided = approval;
   decided.set_state(approve ? v1::APPROVAL_STATE_APPROVED : v1::APPROVAL_STATE_REJECTED);
@@ -711,7 +840,8 @@ absl::StatusOr<v1::Approval> SignalService::decide(const Caller& caller,
                  .reason = escapeNonPrintable(reason),
                  .outcome = "ok",
                  .detail = escapeNonPrintable(describeApproval(approval)),
-                 .tenant = tenant};
+                 .tenant = tenant,
+                 .incident = acting.incident};
   if (absl::Status s = store_.decideApproval(decided, row); !s.ok()) {
     // Lost the race (FAILED_PRECONDITION naming the winner) or the commit failed: nothing
     // changed, nothing started.
@@ -732,7 +862,7 @@ absl::StatusOr<v1::Approval> SignalService::decide(const Caller& caller,
   const std::string action_reason =
       fmt::format("approval {} of signal {} (playbook {}): {}", approval_id, approval.signal_id(),
                   approval.playbook(), reason);
-  actuator_.start(caller, *planned, action_reason,
+  actuator_.start(acting, *planned, action_reason,
                   [this, approval_id](const absl::Status& status, const std::string& summary) {
                     worker_.post([this, approval_id, status, summary] {
                       approvedActionEnded(approval_id, status, summary);

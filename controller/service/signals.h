@@ -90,6 +90,9 @@ class SignalService final : public SignalIntake {
   absl::Status reload();
   // Playbooks in force, every tenant's (for the log).
   size_t playbookCount() const;
+  // The first of `tenants` whose guardrails say `require_incident: true` (a tenant the policy
+  // directory does not name has the install's guardrails); "" when none does.
+  std::string tenantRequiringIncident(const std::vector<std::string>& tenants) const;
 
   void submit(SignalDelivery from, bulkhead::v1::Signal signal, SignalDone done) override;
 
@@ -148,6 +151,13 @@ class SignalService final : public SignalIntake {
   void drain();
   // Decides, records (one commit) and answers `batch`; on a failed commit, each alone.
   void processBatch(std::vector<Queued>& batch);
+  // The incident the actions of `playbook` (`config`, its `incident:`) take for a signal of
+  // `tenant`: the named one while it is open; or the newest open one the playbook opened,
+  // else a new one, opened now with its audit row ("incident-open" by "playbook:NAME").
+  // "" when none applies, with `why` (for the signal's audit row and the log).
+  std::string incidentFor(const std::string& tenant, const std::string& playbook,
+                          const PlaybookIncident& config, const std::string& signal_id,
+                          int64_t now_ms, std::string& why);
   void actionEnded(const std::string& signal_id, size_t index, const absl::Status& status,
                    const std::string& summary);
   // Shared by approve() and reject(): checks, records the decision (compare-and-set).

@@ -77,10 +77,17 @@ absl::StatusOr<int64_t> SqliteStore::pragmaForTest(const std::string& name) {
 // --- hosts, desired states ---
 
 absl::Status SqliteStore::saveHosts(const std::vector<HostInfo>& hosts,
-                                    const std::vector<TamperRecord>& tamper) {
-  if (hosts.empty() && tamper.empty()) return absl::OkStatus();
+                                    const std::vector<TamperRecord>& tamper,
+                                    const std::vector<AuditEntry>& audit) {
+  if (hosts.empty() && tamper.empty() && audit.empty()) return absl::OkStatus();
   std::lock_guard lock(mu_);
-  return inTransaction(db_, [&] { return hosts_.save(hosts, tamper); });
+  return inTransaction(db_, [&]() -> absl::Status {
+    if (auto s = hosts_.save(hosts, tamper); !s.ok()) return s;
+    for (const AuditEntry& e : audit) {
+      if (auto row = audit_.append(e); !row.ok()) return row.status();
+    }
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<std::vector<HostInfo>> SqliteStore::loadHosts() {

@@ -41,7 +41,8 @@ class SqliteStore final : public Store {
   absl::StatusOr<int> schemaVersion();
 
   absl::Status saveHosts(const std::vector<HostInfo>& hosts,
-                         const std::vector<TamperRecord>& tamper) override;
+                         const std::vector<TamperRecord>& tamper,
+                         const std::vector<AuditEntry>& audit) override;
   absl::StatusOr<std::vector<HostInfo>> loadHosts() override;
   absl::StatusOr<AuditEntry> appendAudit(const AuditEntry& entry) override;
   absl::StatusOr<std::vector<AuditEntry>> listAudit(size_t limit) override;

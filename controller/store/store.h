@@ -273,10 +273,12 @@ class Store {
  public:
   virtual ~Store() = default;
 
-  // Upserts the host rows and appends the tamper events, in one transaction. Tamper events
-  // beyond kMaxTamperEvents per host are pruned.
+  // Upserts the host rows, appends the tamper events and the audit rows that tell of them (and
+  // of hosts going offline), in one transaction. Tamper events beyond kMaxTamperEvents per
+  // host are pruned.
   virtual absl::Status saveHosts(const std::vector<HostInfo>& hosts,
-                                 const std::vector<TamperRecord>& tamper) = 0;
+                                 const std::vector<TamperRecord>& tamper,
+                                 const std::vector<AuditEntry>& audit) = 0;
   // Every host with its last kMaxTamperEvents tamper events, ordered by host id. The
   // connection fields (connected_since) are not persisted and read back as 0.
   virtual absl::StatusOr<std::vector<HostInfo>> loadHosts() = 0;

@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import unittest
 
 LAB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab")
@@ -47,7 +48,20 @@ class IncidentReportTest(unittest.TestCase):
                 raise unittest.SkipTest(f"{tool} is not installed (scripts/install-deps.sh)")
         cls.lab = Lab(hosts=2)
         cls.addClassCleanup(cls.lab.close)
-        cls.fleet = Fleet(cls.lab)
+        # The shipped policies, with every action of a person needing an incident, and a
+        # playbook that opens its own.
+        policies = os.path.join(cls.lab.tmpdir, "policies")
+        shutil.copytree(os.path.join(REPO, "policies"), policies)
+        with open(os.path.join(policies, "guardrails", "automation.yaml"), "a",
+                  encoding="utf-8") as f:
+            f.write("\nrequire_incident: true\n")
+        with open(os.path.join(policies, "playbooks", "lab-beacon.yaml"), "w",
+                  encoding="utf-8") as f:
+            f.write("name: lab-beacon\ndescription: a C2 beacon seen by the SIEM\n"
+                    "match: {source: cli, rule: ^beacon$}\n"
+                    "actions: [{action: block, scope: fleet, ttl: 10m}]\n"
+                    "incident: {open: C2 beacon, severity: high}\n")
+        cls.fleet = Fleet(cls.lab, policy_dir=policies)
         cls.fleet.start_controller()
         for h in ("h1", "h2"):
             cls.fleet.start_agent(h)
@@ -70,6 +84,42 @@ class IncidentReportTest(unittest.TestCase):
         self.assertEqual((made["incident"], made["format"]), ("INC-42", fmt), made)
         return path
 
+    def test_actions_belong_to_incidents_by_policy_and_by_playbook(self):
+        # require_incident: a person's block without --incident is refused and changes nothing.
+        rc, _, err = self.fleet.cli("block", "10.77.9.10/32", "h2", "--reason", "c2")
+        self.assertNotEqual(rc, 0, err)
+        self.assertIn("--incident: required for block in tenant default", err)
+        blocks = self.ok("blocks")
+        self.assertNotIn("10.77.9.10/32", json.dumps(blocks))
+        # A playbook's actions are not held back: it opens its incident and acts in it.
+        sig = self.ok("signal", "--source", "cli", "--rule", "beacon", "--ip", "10.77.9.11",
+                      "--key", "beacon-1")
+        self.assertEqual(sig["disposition"], "acted", sig)
+        mine = [i for i in self.ok("incident", "list")["incidents"]
+                if i["opened_by"] == "playbook:lab-beacon"]
+        self.assertEqual(len(mine), 1, mine)
+        self.assertEqual((mine[0]["title"], mine[0]["severity"]), ("C2 beacon", "high"), mine)
+        incident = mine[0]["incident_id"]
+
+        def rows():
+            return self.ok("incident", "show", incident)["records"]
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+                r["action"] == "block.result" for r in rows()):
+            time.sleep(0.2)
+        actions = [(r["operator"], r["action"]) for r in rows()]
+        self.assertIn(("playbook:lab-beacon", "incident-open"), actions)
+        self.assertIn(("playbook:lab-beacon", "block"), actions)
+        self.assertIn(("playbook:lab-beacon", "block.result"), actions)
+        self.assertTrue(any(a == "signal" for _, a in actions), actions)
+        # A second detection while it is open joins it.
+        self.ok("signal", "--source", "cli", "--rule", "beacon", "--ip", "10.77.9.12",
+                "--key", "beacon-2")
+        mine = [i for i in self.ok("incident", "list")["incidents"]
+                if i["opened_by"] == "playbook:lab-beacon"]
+        self.assertEqual(len(mine), 1, mine)
+
     def test_the_report_is_the_incidents_every_action_signed_and_printed(self):
         self.ok("incident", "open", "INC-42", "--title", "webshell on h1", "--severity", "high")
         self.ok("incident", "open", "INC-43", "--title", "phishing on h2")
@@ -80,6 +130,13 @@ class IncidentReportTest(unittest.TestCase):
                 timeout=300)
         self.ok("release", "h1", "--reason", "rebuilt", "--incident", "INC-42")
         self.ok("incident", "note", "INC-42", "next: rotate the VPN credentials")
+
+        # `incident show`: how long each host stayed isolated, and the flows cut.
+        shown = self.ok("incident", "show", "INC-42")
+        self.assertEqual([h["host_id"] for h in shown["hosts"]], ["h1"], shown["hosts"])
+        h1 = shown["hosts"][0]
+        self.assertGreater(int(h1["released_unix_ms"]), int(h1["isolated_unix_ms"]), h1)
+        self.assertGreaterEqual(int(h1.get("flows_cut", 0)), 0, h1)
 
         # Completeness against the audit trail: every row of INC-42, in order; none of INC-43.
         audit = self.ok("audit", "--limit", "1000")["records"]

@@ -213,11 +213,25 @@ class NotificationsTest(unittest.TestCase):
         self.assertNotEqual(rc, 0)
         self.assertIn('unknown notification channel "pager"', err)
 
+        # The isolated host's agent dies: the channels hear that it went offline (the email
+        # too: a warning); slack wants isolate and release only.
+        self.fleet.kill_agent("h1")
+        offline = wait_until(
+            lambda: [e for e in (json.loads(h["body"]) for h in self.posts("/hook"))
+                     if e["kind"] == "host-offline"], 30, interval=0.2,
+            desc="the host-offline event")
+        self.assertEqual((offline[0]["target"], offline[0]["severity"], offline[0]["actor"]),
+                         ("h1", "warning", "controller"), offline)
+        self.assertIn("isolated host offline", offline[0]["detail"])
+        wait_until(lambda: len(self.mails()) == 2, 30, interval=0.2, desc="the offline email")
+        self.fleet.start_agent("h1")
+        self.fleet.wait_online(["h1"], timeout=20)
+
         # The release reaches the channels that want it (the email wants warning and above).
         self.ok("release", "h1", "--reason", "rebuilt")
         wait_until(lambda: len(self.posts("/slack")) == 2, 30, interval=0.2,
                    desc="the release on slack")
-        self.assertEqual(len(self.mails()), 1)
+        self.assertEqual(len(self.mails()), 2)
 
 
 if __name__ == "__main__":

@@ -170,5 +170,32 @@ TEST(Authorize, TheCallersOwnRefusalWinsWhateverTheRoleAndAction) {
   }
 }
 
+TEST(Authorize, UnderRequireIncidentEveryContainmentActionNeedsAnIncidentAndNothingElseDoes) {
+  const std::set<A> covered = {A::kIsolate,         A::kRelease,      A::kBlock,       A::kUnblock,
+                               A::kKillConnections, A::kKillSessions, A::kKillProcess, A::kCapture};
+  Caller bob = operatorWith(Role::kAdmin);
+  bob.incident_required_by = "default";
+  for (const auto& rule : actionRules()) {
+    EXPECT_EQ(needsIncidentUnderPolicy(rule.action), covered.contains(rule.action)) << rule.name;
+    const absl::Status s = authorize(bob, rule.action);
+    if (!covered.contains(rule.action)) {
+      EXPECT_TRUE(s.ok()) << rule.name << ": " << s;
+      continue;
+    }
+    EXPECT_TRUE(absl::IsFailedPrecondition(s)) << rule.name << ": " << s;
+    EXPECT_NE(s.message().find("--incident: required for " + std::string(rule.name) +
+                               " in tenant default"),
+              std::string_view::npos)
+        << s;
+  }
+  // With an incident, or without the policy, they are allowed; the role check comes first.
+  bob.incident = "INC-42";
+  for (A a : covered) EXPECT_TRUE(authorize(bob, a).ok()) << actionName(a);
+  Caller viewer = operatorWith(Role::kViewer);
+  viewer.incident_required_by = "default";
+  EXPECT_TRUE(absl::IsPermissionDenied(authorize(viewer, A::kIsolate)));
+  EXPECT_TRUE(authorize(operatorWith(Role::kResponder), A::kIsolate).ok());
+}
+
 }  // namespace
 }  // namespace bulkhead::controller

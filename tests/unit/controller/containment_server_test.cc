@@ -639,6 +639,59 @@ TEST_F(ContainmentServerTest, TamperEventsShowInStatus) {
   ASSERT_TRUE(a->write(t));
   EXPECT_TRUE(eventually([&] { return status("web-01").tamper_events_size() == 1; }));
   EXPECT_EQ(status("web-01").tamper_events(0).what(), "table inet bulkhead deleted");
+
+  // And on record: one audit row per host per flush, by the agent, counting its events.
+  auto tamperRows = [&] {
+    std::vector<AuditEntry> out;
+    for (const AuditEntry& r : auditRows()) {
+      if (r.action == "tamper") out.push_back(r);
+    }
+    return out;
+  };
+  ASSERT_TRUE(eventually([&] { return tamperRows().size() == 1; }));
+  AuditEntry row = tamperRows()[0];
+  EXPECT_EQ(row.operator_name, "agent:web-01");
+  EXPECT_EQ(row.target, "web-01");
+  EXPECT_EQ(row.outcome, "ok");
+  EXPECT_NE(row.detail.find("1 tamper event; last at "), std::string::npos) << row.detail;
+  EXPECT_NE(row.detail.find("table inet bulkhead deleted (restored in 1200 us)"), std::string::npos)
+      << row.detail;
+  // One that could not be restored is an error row.
+  t.mutable_tamper()->set_what("chain input flushed");
+  t.mutable_tamper()->set_restored(false);
+  ASSERT_TRUE(a->write(t));
+  ASSERT_TRUE(eventually([&] { return tamperRows().size() == 2; }));
+  row = tamperRows()[1];
+  EXPECT_EQ(row.outcome, "error: not restored");
+  EXPECT_NE(row.detail.find("chain input flushed (not restored)"), std::string::npos) << row.detail;
+}
+
+TEST_F(ContainmentServerTest, AnIsolatedHostGoingOfflineIsAuditedOnceAndAnotherHostIsNot) {
+  auto web1 = online("web-01");
+  auto web2 = online("web-02");
+  auto call = isolateAsync(isolateReq({"web-01"}));
+  v1::ControllerMessage m;
+  ASSERT_TRUE(web1->readUntil(v1::ControllerMessage::kDesiredState, &m));
+  ASSERT_TRUE(web1->report(m.desired_state().generation(), true));
+  ASSERT_TRUE(get(call).status.ok());
+  auto offlineRows = [&] {
+    std::vector<AuditEntry> out;
+    for (const AuditEntry& r : auditRows()) {
+      if (r.action == "host-offline") out.push_back(r);
+    }
+    return out;
+  };
+  web2->finish();
+  web1->finish();
+  ASSERT_TRUE(eventually([&] { return offlineRows().size() == 1; }));
+  // Several flushes later, still one: web-02 was not isolated.
+  std::this_thread::sleep_for(milliseconds(400));
+  const std::vector<AuditEntry> rows = offlineRows();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].target, "web-01");
+  EXPECT_EQ(rows[0].operator_name, "controller");
+  EXPECT_NE(rows[0].detail.find("isolated host offline: its stream ended"), std::string::npos)
+      << rows[0].detail;
 }
 
 // A resolver the test scripts: answers from a table, blocks until told otherwise (bounded), or

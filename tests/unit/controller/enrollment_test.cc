@@ -166,7 +166,7 @@ TEST_F(EnrollmentTest, UsedUpExpiredRevokedWrongOrTakenAreRefusedAndIssueNothing
   auto taken = enroll(two, "web-01");  // a host the controller knows
   EXPECT_TRUE(absl::IsAlreadyExists(taken.status()));
   EXPECT_THAT(std::string(taken.status().message()), HasSubstr("already enrolled or known"));
-  ASSERT_TRUE(real_->saveHosts({HostInfo{.host_id = "db-01"}}, {}).ok());
+  ASSERT_TRUE(real_->saveHosts({HostInfo{.host_id = "db-01"}}, {}, {}).ok());
   EXPECT_TRUE(absl::IsAlreadyExists(enroll(two, "db-01").status()));  // registered, not enrolled
 
   auto wrong = parseJoinToken(two);

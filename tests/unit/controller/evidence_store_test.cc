@@ -180,7 +180,7 @@ TEST_F(EvidenceStoreTest, MigratesASchema2DatabaseKeepingItsRows) {
                .target = "h1",
                .outcome = "ok"};
   ASSERT_TRUE(store_->appendAudit(e).ok());
-  ASSERT_TRUE(store_->saveHosts({HostInfo{.host_id = "old-01"}}, {}).ok());
+  ASSERT_TRUE(store_->saveHosts({HostInfo{.host_id = "old-01"}}, {}, {}).ok());
   // Back to what schema 2 left: no evidence tables.
   ASSERT_TRUE(
       store_

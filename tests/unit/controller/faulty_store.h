@@ -43,9 +43,10 @@ class FaultyStore final : public Store {
   }
 
   absl::Status saveHosts(const std::vector<HostInfo>& hosts,
-                         const std::vector<TamperRecord>& tamper) override {
+                         const std::vector<TamperRecord>& tamper,
+                         const std::vector<AuditEntry>& audit) override {
     if (auto s = fault("saveHosts"); !s.ok()) return s;
-    return real_.saveHosts(hosts, tamper);
+    return real_.saveHosts(hosts, tamper, audit);
   }
   absl::StatusOr<std::vector<HostInfo>> loadHosts() override {
     if (auto s = fault("loadHosts"); !s.ok()) return s;

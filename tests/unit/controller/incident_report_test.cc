@@ -52,8 +52,8 @@ ReportInput scriptedIncident() {
       row(12, kT0 + 2 * kMinute + 40, "alice", "isolate.result", "web-01,web-02",
           "error: 1 enforced: web-01; 1 pending: web-02 (no acknowledgement within 5000 ms: "
           "will apply, later)",
-          "1 enforced: web-01; 1 pending: web-02 (no acknowledgement within 5000 ms: will "
-          "apply, later)"),
+          "1 enforced: web-01 (12 flows cut); 1 pending: web-02 (no acknowledgement within "
+          "5000 ms: will apply, later)"),
       row(13, kT0 + 3 * kMinute, "playbook:c2-beacon", "block", "all", "accepted",
           "block 10.77.0.9/32 (blk-1); hosts web-01,web-02"),
       row(14, kT0 + 4 * kMinute, "bob", "kill-sessions", "web-01", "accepted", ""),
@@ -102,6 +102,28 @@ std::vector<std::string> strings(const json& list) {
   return out;
 }
 
+TEST(IncidentReport, ContainmentIsEachHostsLastIsolationAndEveryFlowItsIsolationsCut) {
+  const std::vector<AuditEntry> rows = {
+      row(1, 1000, "a", "release.result", "db", "ok", "1 enforced: db"),
+      row(2, 2000, "a", "isolate.result", "web,app", "ok",
+          "2 enforced: app (3 flows cut), web (1 flows cut)"),
+      row(3, 5000, "a", "release.result", "app", "ok", "1 enforced: app"),
+      row(4, 9000, "a", "isolate.result", "app", "error: 1 failed: app (nft: x)",
+          "1 failed: app (nft: 2 flows cut)"),
+      row(5, 10000, "a", "isolate.result", "app", "ok", "1 enforced: app (2 flows cut)"),
+  };
+  const std::vector<HostContainment> hosts = containmentOf(rows);
+  ASSERT_EQ(hosts.size(), 2u);  // db was only released in this incident
+  EXPECT_EQ(hosts[0].host, "app");
+  EXPECT_EQ(hosts[0].isolated_at_unix_ms, 10000);  // isolated again after its release
+  EXPECT_EQ(hosts[0].released_at_unix_ms, 0);
+  EXPECT_EQ(hosts[0].flows_cut, 5u);  // the failed attempt's text counts for nothing
+  EXPECT_EQ(hosts[0].isolatedMs(12000), 2000);
+  EXPECT_EQ(hosts[1].host, "web");
+  EXPECT_EQ(hosts[1].flows_cut, 1u);
+  EXPECT_EQ(hosts[1].isolatedMs(12000), 10000);
+}
+
 TEST(IncidentReport, TheTimelineIsEveryRowOfTheIncidentInOrderAndNothingElse) {
   const ReportInput in = scriptedIncident();
   const json doc = reportDocument(in);
@@ -135,6 +157,8 @@ TEST(IncidentReport, IndicatorsHostsAndActorsAreReadFromTheRowsAndBundles) {
   EXPECT_EQ(doc["hosts"][1]["host"], "web-02");
   EXPECT_TRUE(doc["hosts"][1]["still_isolated"].get<bool>());
   EXPECT_TRUE(doc["hosts"][1]["released_at"].is_null());
+  EXPECT_EQ(doc["hosts"][0]["flows_cut"], 12);
+  EXPECT_EQ(doc["hosts"][1]["flows_cut"], 0);
   ASSERT_EQ(doc["actors"].size(), 4u);
   EXPECT_EQ(doc["actors"][0]["name"], "alice");
   EXPECT_EQ(doc["actors"][0]["actions"], 4);

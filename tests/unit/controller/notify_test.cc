@@ -60,6 +60,13 @@ TEST(EventOfAuditRow, ResultsCapturesAndApprovalsAreAnnouncedCallsAndReadsAreNot
       {"approval-expired", "ok", "", "approval-expired", Severity::kWarning},
       {"signal-action", "ok", "isolate web-1: awaiting approval ap-1 (blast radius)",
        "approval-pending", Severity::kWarning},
+      {"tamper", "ok", "", "tamper", Severity::kWarning},
+      {"tamper", "error: not restored", "", "tamper", Severity::kCritical},
+      {"host-offline", "ok", "", "host-offline", Severity::kWarning},
+      {"certificate-expiring", "ok", "", "certificate-expiry", Severity::kWarning},
+      {"controller-renew", "error: the CA key is unreadable", "", "certificate-expiry",
+       Severity::kCritical},
+      {"agent-renew", "error: revoked", "", "certificate-expiry", Severity::kWarning},
   };
   for (const Case& c : announced) {
     AuditEntry r = row(c.action, c.outcome);
@@ -78,7 +85,7 @@ TEST(EventOfAuditRow, ResultsCapturesAndApprovalsAreAnnouncedCallsAndReadsAreNot
   for (const AuditEntry& quiet :
        {row("isolate", "accepted"), row("isolate", "denied"), row("hosts"), row("status"),
         row("audit"), row("notify"), row("notify-test"), row("evidence-received", "error: hash"),
-        row("incident-report"), suppressed}) {
+        row("incident-report"), row("controller-renew"), row("agent-renew"), suppressed}) {
     EXPECT_FALSE(eventOfAuditRow(quiet).has_value()) << quiet.action << " " << quiet.detail;
   }
 }

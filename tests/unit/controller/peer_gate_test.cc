@@ -63,5 +63,30 @@ TEST(PeerGate, ExpiresSoonWithinTheWarningWindow) {
   EXPECT_FALSE(gate.expiresSoon(now + int64_t{31} * 86400));
 }
 
+TEST(PeerGate, ExpiringCertificatesAreKeptOnceEachForTheirAuditRows) {
+  FakeClock clock(1'700'000'000'000);
+  PeerGate gate(clock, std::chrono::hours(24 * 30));
+  const PeerIdentity soon{.kind = PeerKind::kAgent,
+                          .name = "web-01",
+                          .serial = "0A",
+                          .not_after_unix = 1'700'000'000 + 86400};
+  PeerIdentity later = soon;
+  later.serial = "0B";
+  later.not_after_unix = 1'700'000'000 + int64_t{90} * 86400;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(gate.admit(soon).ok());
+    EXPECT_TRUE(gate.admit(later).ok());
+  }
+  auto taken = gate.takeExpiring();
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].serial, "0A");
+  EXPECT_TRUE(gate.takeExpiring().empty());
+  EXPECT_TRUE(gate.admit(soon).ok());
+  EXPECT_TRUE(gate.takeExpiring().empty()) << "once per certificate";
+  // A flush that failed puts them back.
+  gate.restoreExpiring(std::move(taken));
+  EXPECT_EQ(gate.takeExpiring().size(), 1u);
+}
+
 }  // namespace
 }  // namespace bulkhead::controller

@@ -157,6 +157,39 @@ TEST(PlaybookParse, MissingFieldsAndWrongShapes) {
   EXPECT_THAT(errorOf("name: x\nname: y\n"), HasSubstr("p.yaml:2: name: field given twice"));
 }
 
+TEST(PlaybookParse, AnIncidentToAttachToOrToOpen) {
+  auto none = parsePlaybook("p.yaml", kFleetBlock);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->incident.any());
+  auto attach = parsePlaybook("p.yaml", std::string(kFleetBlock) + "incident: {id: INC-42}\n");
+  ASSERT_TRUE(attach.ok()) << attach.status();
+  EXPECT_EQ(attach->incident.id, "INC-42");
+  EXPECT_EQ(attach->incident.open, "");
+  auto open = parsePlaybook("p.yaml", std::string(kFleetBlock) +
+                                          "incident:\n  open: SSH brute force\n  severity: high\n");
+  ASSERT_TRUE(open.ok()) << open.status();
+  EXPECT_EQ(open->incident.open, "SSH brute force");
+  EXPECT_EQ(open->incident.severity, v1::INCIDENT_SEVERITY_HIGH);
+
+  const std::string base(kFleetBlock);  // 11 lines
+  EXPECT_THAT(errorOf(base + "incident: INC-42\n"),
+              HasSubstr("p.yaml:12: incident: expected a mapping with id, or open and severity, "
+                        "found a scalar"));
+  EXPECT_THAT(errorOf(base + "incident: {id: INC-42, open: x}\n"),
+              HasSubstr("p.yaml:12: incident: id and open: give one"));
+  EXPECT_THAT(errorOf(base + "incident: {id: 'INC 42'}\n"),
+              HasSubstr("p.yaml:12: incident.id: invalid value \"INC 42\""));
+  EXPECT_THAT(errorOf(base + "incident: {open: x, severity: urgent}\n"),
+              HasSubstr("p.yaml:12: incident.severity: unknown severity \"urgent\""));
+  EXPECT_THAT(errorOf(base + "incident: {id: INC-1, severity: high}\n"),
+              HasSubstr("p.yaml:12: incident.severity: only with open"));
+  EXPECT_THAT(errorOf(base + "incident: {title: x}\n"),
+              HasSubstr("p.yaml:12: incident.title: unknown field (expected id, or open and "
+                        "severity)"));
+  EXPECT_THAT(errorOf(base + "incident: {}\n"),
+              HasSubstr("p.yaml:12: incident: missing id or open"));
+}
+
 TEST(PlaybookSet, DuplicateNamesAndEveryFileReported) {
   auto set = buildPlaybookSet(
       {{"a.yaml", kFleetBlock}, {"b.yaml", kFleetBlock}, {"c.yaml", "name: [x]\n"}});

@@ -59,12 +59,14 @@ class FakeActuator final : public SignalActuator {
     std::string target;
     std::string reason;
     std::vector<std::string> tenants;  // the caller's tenants
+    std::string incident;              // the caller's incident
   };
   void start(const Caller& caller, const PlannedAction& action, const std::string& reason,
              std::function<void(const absl::Status&, const std::string&)> done) override {
     {
       std::lock_guard lock(mu);
-      started.push_back({caller.audit_name, action.kind, action.target(), reason, caller.tenants});
+      started.push_back({caller.audit_name, action.kind, action.target(), reason, caller.tenants,
+                         caller.incident});
     }
     if (gate.valid()) gate.wait_for(std::chrono::seconds(10));
     done(absl::OkStatus(), "hosts 3 enforced");
@@ -339,6 +341,96 @@ TEST_F(SignalServiceTest, ABadReloadKeepsThePlaybooksInForce) {
   EXPECT_EQ(submit(ban("203.0.113.7"))->disposition, v1::SIGNAL_DISPOSITION_ACTED);
 }
 
+// Playbooks with `incident:` attach their actions to an incident, or open one.
+TEST_F(SignalServiceTest, APlaybookOpensItsIncidentAndAttachesToItWhileItIsOpen) {
+  std::ofstream(dir_ / "policies" / "playbooks" / "beacon.yaml")
+      << "name: beacon\ndescription: d\nmatch: {source: alertmanager}\n"
+         "actions: [{action: block}]\nincident: {open: C2 beacon, severity: high}\n";
+  ASSERT_TRUE(service_->reload().ok());
+  auto beacon = [&](const std::string& ip) {
+    v1::Signal s;
+    s.set_source(v1::SIGNAL_SOURCE_ALERTMANAGER);
+    s.set_rule("beacon");
+    s.add_addresses(ip);
+    return submit(s);
+  };
+  auto first = beacon("203.0.113.7");
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto started = actuator_.all();
+  ASSERT_EQ(started.size(), 1u);
+  const std::string id = started[0].incident;
+  EXPECT_THAT(id, ::testing::StartsWith("beacon-"));
+  auto incident = real_->getIncident("default", id);
+  ASSERT_TRUE(incident.ok()) << incident.status();
+  EXPECT_EQ(incident->title(), "C2 beacon");
+  EXPECT_EQ(incident->severity(), v1::INCIDENT_SEVERITY_HIGH);
+  EXPECT_EQ(incident->opened_by(), "playbook:beacon");
+  EXPECT_EQ(incident->state(), v1::INCIDENT_STATE_OPEN);
+  // The opening and the signal are rows of the incident's timeline.
+  auto rows = real_->listIncidentAudit("default", id);
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].action, "incident-open");
+  EXPECT_EQ((*rows)[0].operator_name, "playbook:beacon");
+  EXPECT_EQ((*rows)[1].action, "signal");
+  EXPECT_EQ((*rows)[1].reason, first->signal_id);
+
+  // The next signal attaches to the same incident; a playbook without `incident:` to none.
+  ASSERT_TRUE(beacon("203.0.113.8").ok());
+  ASSERT_TRUE(submit(ban("198.51.100.1")).ok());
+  started = actuator_.all();
+  ASSERT_EQ(started.size(), 4u);
+  EXPECT_EQ(started[1].incident, id);
+  EXPECT_EQ(started[2].incident, "");
+  EXPECT_EQ(real_->listIncidents({"default"})->size(), 1u);
+
+  // Once a person closes it, the next action opens a new one (same second: a new id).
+  v1::Incident closed = *incident;
+  closed.set_state(v1::INCIDENT_STATE_CLOSED);
+  ASSERT_TRUE(real_
+                  ->updateIncident(closed, AuditEntry{.operator_name = "ann",
+                                                      .action = "incident-close",
+                                                      .target = id,
+                                                      .incident = id})
+                  .ok());
+  ASSERT_TRUE(beacon("203.0.113.9").ok());
+  started = actuator_.all();
+  ASSERT_EQ(started.size(), 5u);
+  EXPECT_NE(started[4].incident, id);
+  EXPECT_THAT(started[4].incident, ::testing::StartsWith("beacon-"));
+  EXPECT_EQ(real_->listIncidents({"default"})->size(), 2u);
+}
+
+TEST_F(SignalServiceTest, APlaybookNamingAnIncidentActsWithoutItUntilItIsOpen) {
+  std::ofstream(dir_ / "policies" / "playbooks" / "beacon.yaml")
+      << "name: beacon\ndescription: d\nmatch: {source: alertmanager}\n"
+         "actions: [{action: block}]\nincident: {id: INC-7}\n";
+  ASSERT_TRUE(service_->reload().ok());
+  v1::Signal s;
+  s.set_source(v1::SIGNAL_SOURCE_ALERTMANAGER);
+  s.add_addresses("203.0.113.7");
+  // No INC-7 yet: the block still runs (containment never waits on paperwork), and the
+  // signal's row says why it is not attached.
+  auto out = submit(s);
+  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_EQ(actuator_.all().size(), 1u);
+  EXPECT_EQ(actuator_.all()[0].incident, "");
+  EXPECT_THAT(audit().back().detail, HasSubstr("incident INC-7: unknown incident"));
+
+  v1::Incident inc;
+  inc.set_incident_id("INC-7");
+  inc.set_tenant("default");
+  inc.set_title("t");
+  inc.set_state(v1::INCIDENT_STATE_OPEN);
+  ASSERT_TRUE(
+      real_->addIncident(inc, AuditEntry{.operator_name = "ann", .action = "incident-open"}).ok());
+  s.set_addresses(0, "203.0.113.8");
+  ASSERT_TRUE(submit(s).ok());
+  ASSERT_EQ(actuator_.all().size(), 2u);
+  EXPECT_EQ(actuator_.all()[1].incident, "INC-7");
+  EXPECT_EQ(audit().back().incident, "INC-7");
+}
+
 // Approvals: an isolation of a role=db host (h3) waits for a responder.
 class ApprovalTest : public SignalServiceTest {
  protected:
@@ -461,6 +553,25 @@ TEST_F(ApprovalTest, ApproveRunsTheActionOnceAsTheApproverAndRecordsItsOutcome) 
   }
   EXPECT_EQ(approve_ok, 1);
   EXPECT_EQ(approve_refused, 1);
+}
+
+TEST_F(ApprovalTest, AnApprovedActionRunsInTheApproversIncidentWhichThePolicyCanRequire) {
+  const std::string id = alert();
+  ASSERT_FALSE(id.empty());
+  Caller bob = approver("bob");
+  bob.incident_required_by = "default";
+  auto refused = service_->approve(bob, id, "looks right");
+  ASSERT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("--incident: required in tenant default"));
+  EXPECT_EQ(real_->getApproval(id)->state(), v1::APPROVAL_STATE_PENDING);
+  EXPECT_TRUE(actuator_.all().empty());
+  bob.incident = "INC-9";
+  auto approved = service_->approve(bob, id, "looks right");
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  ASSERT_EQ(actuator_.all().size(), 1u);
+  EXPECT_EQ(actuator_.all()[0].incident, "INC-9");
+  EXPECT_EQ(audit().back().incident, "INC-9");
 }
 
 TEST_F(ApprovalTest, RejectAndExpiryRunNothingAndAreAudited) {
@@ -672,6 +783,33 @@ TEST_F(TenantSignalTest, EachTenantRunsItsOwnPlaybooksOnItsOwnHostsOnly) {
   EXPECT_EQ(tenant_of[acme->signal_id], "acme");
   EXPECT_EQ(tenant_of[beta->signal_id], "beta");
   EXPECT_EQ(tenant_of[mine->signal_id], "default");
+}
+
+TEST_F(TenantSignalTest, RequireIncidentIsATenantsAndTheInstallsHoldsForTenantsWithoutTheirOwn) {
+  EXPECT_EQ(service_->tenantRequiringIncident({"default", "acme", "beta", "gamma"}), "");
+  std::ofstream(dir_ / "policies" / "tenants" / "acme" / "guardrails" / "automation.yaml")
+      << "approval_for_isolate: [role=db]\nrequire_incident: true\n";
+  ASSERT_TRUE(service_->reload().ok());
+  EXPECT_EQ(service_->tenantRequiringIncident({"acme"}), "acme");
+  EXPECT_EQ(service_->tenantRequiringIncident({"default", "beta", "gamma"}), "");
+  EXPECT_EQ(service_->tenantRequiringIncident({"beta", "acme"}), "acme");
+  // The install's guardrails are the defaults of every tenant without a file of its own.
+  std::ofstream(dir_ / "policies" / "guardrails" / "automation.yaml")
+      << "approval_for_isolate: [role=db]\nrequire_incident: true\n";
+  std::ofstream(dir_ / "policies" / "tenants" / "acme" / "guardrails" / "automation.yaml")
+      << "require_incident: false\n";
+  ASSERT_TRUE(service_->reload().ok());
+  EXPECT_EQ(service_->tenantRequiringIncident({"acme"}), "");
+  EXPECT_EQ(service_->tenantRequiringIncident({"beta"}), "beta");
+  EXPECT_EQ(service_->tenantRequiringIncident({"gamma"}), "gamma");  // no folder at all
+  EXPECT_EQ(service_->tenantRequiringIncident({"default"}), "default");
+  // A bad value is an error naming the file and line; what is in force stays.
+  std::ofstream(dir_ / "policies" / "guardrails" / "automation.yaml") << "require_incident: yes\n";
+  auto bad = service_->reload();
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.message()),
+              HasSubstr("guardrails/automation.yaml:1: require_incident: invalid value \"yes\""));
+  EXPECT_EQ(service_->tenantRequiringIncident({"default"}), "default");
 }
 
 TEST_F(TenantSignalTest, ATenantWithoutPlaybooksActsOnNothingAndAnIntegrationsSignalIsItsTenants) {

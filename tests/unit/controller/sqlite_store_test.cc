@@ -158,9 +158,9 @@ TEST_F(SqliteStoreTest, ReopenKeepsHostsAuditAndDesiredState) {
     bulkhead::v1::TamperEvent ev;
     ev.set_what("nft flush ruleset");
     ev.set_at_unix_ms(18);
-    ASSERT_TRUE(store->saveHosts({h}, {{"web-01", ev}}).ok());
+    ASSERT_TRUE(store->saveHosts({h}, {{"web-01", ev}}, {}).ok());
     h.last_seen_unix_ms = 30;  // an update of the same row
-    ASSERT_TRUE(store->saveHosts({h}, {}).ok());
+    ASSERT_TRUE(store->saveHosts({h}, {}, {}).ok());
     ASSERT_TRUE(store->appendAudit(entry("isolate", "web-01")).ok());
     bulkhead::v1::DesiredState d;
     d.set_generation(3);
@@ -230,7 +230,7 @@ TEST_F(SqliteStoreTest, TamperEventsArePrunedPerHost) {
     ev.set_at_unix_ms(i);
     events.push_back({"web-01", ev});
   }
-  ASSERT_TRUE(store->saveHosts({h}, events).ok());
+  ASSERT_TRUE(store->saveHosts({h}, events, {}).ok());
   auto hosts = store->loadHosts();
   ASSERT_TRUE(hosts.ok());
   const auto& evs = (*hosts)[0].tamper_events;
