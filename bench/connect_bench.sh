@@ -8,6 +8,9 @@
 #
 # Environment: BUILD (build dir, default: ../build next to this script), HEARTBEAT (heartbeat
 # interval the controller tells agents, default the controller's own), PORT (default 7443),
+# CONTROLLER_ARGS (more controller flags, split on spaces, e.g. "--grpc-arg grpc.http2.bdp_probe=0"),
+# CONTROLLER_PREFIX (a command the controller runs under, e.g. "heaptrack -o /tmp/ht": then the
+# figures are the wrapper's, read the profile instead),
 # KEEP=1 keeps the temp dir, ISOLATE_RUNS=R: then R times isolate every stream with one
 # `bulkhead isolate --selector loadgen=1 --yes` and release them, printing each call's time until
 # every host is acknowledged (the load generator's streams acknowledge desired states at once).
@@ -52,8 +55,8 @@ trap cleanup EXIT
 
 HB_ARGS=()
 [[ -n ${HEARTBEAT:-} ]] && HB_ARGS=(--heartbeat-interval "$HEARTBEAT" --heartbeat-timeout "$(( ${HEARTBEAT%s} * 3 ))s")
-"$BUILD/controller/bulkhead-controller" --listen "127.0.0.1:$PORT" --identity "$T/pki/controller" \
-  --data-dir "$T/data" --log-level warn "${HB_ARGS[@]}" >"$T/controller.log" 2>&1 &
+${CONTROLLER_PREFIX:-} "$BUILD/controller/bulkhead-controller" --listen "127.0.0.1:$PORT" --identity "$T/pki/controller" \
+  --data-dir "$T/data" --log-level warn "${HB_ARGS[@]}" ${CONTROLLER_ARGS:-} >"$T/controller.log" 2>&1 &
 CTL=$!
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }

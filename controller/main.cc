@@ -465,6 +465,10 @@ int run(int argc, char** argv) {
   options.fleet.heartbeat_interval = config.heartbeat_interval;
   options.fleet.heartbeat_timeout = config.heartbeat_timeout;
   options.fleet.gate = &gate;
+  options.channel_args = config.grpc_args;
+  for (const auto& [name, value] : config.grpc_args) {
+    spdlog::warn("--grpc-arg {}={}: a gRPC channel argument the tests do not cover", name, value);
+  }
   options.evidence.dir = std::filesystem::path(config.data_dir) / "evidence";
   options.evidence.ca_pem = identity->ca_pem;
   options.evidence.max_bytes = config.max_evidence_bytes;

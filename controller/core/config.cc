@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <boost/program_options.hpp>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -11,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "common/format.h"
+#include "common/text.h"
 
 namespace bulkhead::controller {
 namespace po = boost::program_options;
@@ -157,7 +159,7 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   std::string webhook_body_limit = "1MiB", webhook_rate = "120";
   std::string crowdsec_lapi, crowdsec_key_file, crowdsec_ca, crowdsec_interval = "1s";
   std::string metrics_listen;
-  std::vector<std::string> advertise;
+  std::vector<std::string> advertise, grpc_args;
 
   po::options_description desc(
       "Usage: bulkhead-controller --listen ADDR:PORT --identity DIR --data-dir DIR [options]\n"
@@ -171,6 +173,9 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
       "address to serve agents and operators on (required)")(
       "advertise", po::value(&advertise)->value_name("IP:PORT"),
       "an IP literal and port agents dial (repeatable); always kept reachable on isolated hosts")(
+      "grpc-arg", po::value(&grpc_args)->value_name("grpc.NAME=N"),
+      "a gRPC channel argument of the listener, e.g. grpc.http2.bdp_probe=0 (repeatable; for "
+      "tuning and benchmarks)")(
       "identity", po::value(&identity)->value_name("DIR"),
       "controller identity directory: ca.crt, tls.crt, tls.key (required)")(
       "data-dir", po::value(&data_dir)->value_name("DIR"),
@@ -316,6 +321,26 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   auto limit = parsePositive("--selector-limit", selector_limit);
   if (!limit.ok()) return limit.status();
   c.selector_limit = *limit;
+
+  for (const std::string& arg : grpc_args) {
+    const size_t eq = arg.find('=');
+    const std::string name = arg.substr(0, eq);
+    int value = 0;
+    const char* first = eq == std::string::npos ? nullptr : arg.data() + eq + 1;
+    const char* last = arg.data() + arg.size();
+    const bool named =
+        name.starts_with("grpc.") && name.size() > 5 &&
+        name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789._") == std::string::npos;
+    const bool numbered =
+        first != nullptr && first != last && std::from_chars(first, last, value).ptr == last;
+    if (!named || !numbered) {
+      return absl::InvalidArgumentError(
+          fmt::format("--grpc-arg: invalid value \"{}\": expected grpc.NAME=INTEGER (e.g. "
+                      "grpc.http2.bdp_probe=0)",
+                      escapeNonPrintable(arg.substr(0, 128))));
+    }
+    c.grpc_args.emplace_back(name, value);
+  }
 
   for (auto [flag, text, max, dest] :
        {std::tuple{"--block-confirm-prefix-v4", &block_confirm_v4, 32, &c.block_confirm_prefix_v4},

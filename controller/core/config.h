@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -25,6 +26,10 @@ struct ControllerConfig {
   std::string policy_dir;           // --policy-dir DIR; empty = no policies
   std::chrono::milliseconds heartbeat_interval{5000};
   std::chrono::milliseconds heartbeat_timeout{15000};
+  // --grpc-arg grpc.NAME=INTEGER (repeatable): gRPC channel arguments of the agent and
+  // operator listener, after the controller's own (so they replace them). For tuning and
+  // benchmarks (bench/connect_bench.sh); the defaults are what is tested.
+  std::vector<std::pair<std::string, int>> grpc_args;
   uint32_t selector_limit = 10;
   // A block wider than these prefix lengths needs `yes`.
   int block_confirm_prefix_v4 = 16;

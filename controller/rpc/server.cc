@@ -116,6 +116,9 @@ absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::start(const 
   // Our own pings find dead TCP connections that the heartbeat timeout would find later.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
+  for (const auto& [name, value] : s->options_.channel_args) {
+    builder.AddChannelArgument(name, value);
+  }
   s->server_ = builder.BuildAndStart();
   if (!s->server_ || s->port_ == 0) {
     s->server_.reset();

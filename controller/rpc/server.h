@@ -8,6 +8,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/scheduler.h"
@@ -42,6 +44,8 @@ struct ServerOptions {
   NameCacheOptions names;             // when exemption DNS names are resolved
   std::chrono::milliseconds sweep_interval{500};
   std::chrono::milliseconds flush_interval{1000};
+  // Channel arguments of the listener applied after the controller's own (--grpc-arg).
+  std::vector<std::pair<std::string, int>> channel_args;
   EvidenceOptions evidence;           // dir empty: no evidence store (captures refused)
   SignalServiceOptions signals;       // policy_dir empty: no playbooks (signals recorded only)
   // The controller's key and certificate, signing audit exports; unset: ExportAudit fails

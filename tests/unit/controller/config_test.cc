@@ -142,6 +142,10 @@ TEST(ControllerFlags, BadValuesNameTheFlagAndValue) {
       {with({"--advertise", "controller.example:7443"}), "--advertise"},
       {with({"--advertise", "0.0.0.0:7443"}), "--advertise"},
       {with({"--advertise", "10.77.0.1"}), "--advertise"},
+      {with({"--grpc-arg", "grpc.http2.bdp_probe"}), "--grpc-arg: invalid value"},
+      {with({"--grpc-arg", "grpc.http2.bdp_probe=off"}), "expected grpc.NAME=INTEGER"},
+      {with({"--grpc-arg", "http2.bdp_probe=0"}), "--grpc-arg: invalid value"},
+      {with({"--grpc-arg", "grpc.x=1; rm"}), "--grpc-arg: invalid value"},
       {{"--listen", "10.77.0.1", "--identity", "/id", "--data-dir", "/d"}, "--listen"},
       {{"--listen", "10.77.0.1:99999", "--identity", "/id", "--data-dir", "/d"}, "--listen"},
   };
@@ -151,6 +155,18 @@ TEST(ControllerFlags, BadValuesNameTheFlagAndValue) {
     EXPECT_NE(std::string(cmd.status().message()).find(c.expect), std::string::npos)
         << cmd.status().message();
   }
+}
+
+TEST(ControllerFlags, GrpcArgumentsAreNameAndIntegerInOrder) {
+  auto none = parseControllerFlags(with({}));
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->config.grpc_args.empty());
+  auto two = parseControllerFlags(
+      with({"--grpc-arg", "grpc.http2.bdp_probe=0", "--grpc-arg", "grpc.tsi.max_frame_size=4096"}));
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(two->config.grpc_args,
+            (std::vector<std::pair<std::string, int>>{{"grpc.http2.bdp_probe", 0},
+                                                      {"grpc.tsi.max_frame_size", 4096}}));
 }
 
 TEST(ControllerFlags, MetricsListenerIsOffByDefault) {
