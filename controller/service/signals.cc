@@ -438,12 +438,15 @@ void SignalService::processBatch(std::vector<Queued>& batch) {
     }
     keys_in_batch.emplace(p.key, p.signal_id);
     const Decision& decision = p.decision;
-    // The incident of each action: its playbook's (opened now when it says open).
+    // The incident of each action that starts now: its playbook's (opened now when it says
+    // open). A simulated, suppressed or waiting action opens none (an approved one takes it
+    // when it starts: decide()).
     std::string incident_notes;
     std::string signal_incident;
     for (const PlannedAction& a : decision.actions) {
       std::string id;
-      if (auto c = incident_configs.find(a.playbook); c != incident_configs.end()) {
+      if (auto c = incident_configs.find(a.playbook);
+          a.verdict == Verdict::kStart && c != incident_configs.end()) {
         auto [it, fresh] = incidents.try_emplace({tenant, a.playbook});
         if (fresh) {
           it->second.first =

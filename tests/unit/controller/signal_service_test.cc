@@ -399,6 +399,25 @@ TEST_F(SignalServiceTest, APlaybookOpensItsIncidentAndAttachesToItWhileItIsOpen)
   EXPECT_NE(started[4].incident, id);
   EXPECT_THAT(started[4].incident, ::testing::StartsWith("beacon-"));
   EXPECT_EQ(real_->listIncidents({"default"})->size(), 2u);
+
+  // A simulating playbook records what it would do and opens nothing.
+  std::ofstream(dir_ / "policies" / "playbooks" / "beacon.yaml")
+      << "name: beacon\ndescription: d\nmatch: {source: alertmanager}\nsimulate: true\n"
+         "actions: [{action: block}]\nincident: {open: C2 beacon, severity: high}\n";
+  ASSERT_TRUE(service_->reload().ok());
+  v1::Incident second = *real_->getIncident("default", started[4].incident);
+  second.set_state(v1::INCIDENT_STATE_CLOSED);
+  ASSERT_TRUE(real_
+                  ->updateIncident(second, AuditEntry{.operator_name = "ann",
+                                                      .action = "incident-close",
+                                                      .target = second.incident_id(),
+                                                      .incident = second.incident_id()})
+                  .ok());
+  auto simulated = beacon("203.0.113.10");
+  ASSERT_TRUE(simulated.ok()) << simulated.status();
+  EXPECT_EQ(simulated->disposition, v1::SIGNAL_DISPOSITION_SIMULATED);
+  EXPECT_EQ(actuator_.all().size(), 5u);
+  EXPECT_EQ(real_->listIncidents({"default"})->size(), 2u);
 }
 
 TEST_F(SignalServiceTest, APlaybookNamingAnIncidentActsWithoutItUntilItIsOpen) {
