@@ -124,6 +124,7 @@ class ControllerSession::Impl::Stream final
   void begin() {
     const ReactorTurn turn(this);
     AddHold();   // released when the read side ends; no write starts after that
+    operationStarts(&current_);  // the constructor and this, before the first OnWriteDone
     StartWrite(&current_);
     operationStarts(&incoming_);
     StartRead(&incoming_);
@@ -143,6 +144,7 @@ class ControllerSession::Impl::Stream final
   void cancel() { ctx_.TryCancel(); }
 
   void OnWriteDone(bool ok) override {
+    operationDone(&current_);  // the write's start may have been on another thread
     const ReactorTurn turn(this);
     std::lock_guard<std::mutex> lock(mu_);
     writing_ = false;
@@ -195,6 +197,7 @@ class ControllerSession::Impl::Stream final
     writing_ = true;
     current_ = std::move(queue_.front());
     queue_.pop_front();
+    operationStarts(&current_);
     StartWrite(&current_);
   }
 
