@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <ctime>
 #include <optional>
 #include <utility>
 
@@ -308,16 +309,8 @@ std::string SignalService::incidentFor(const std::string& tenant, const std::str
     if (i.state() == v1::INCIDENT_STATE_OPEN && i.opened_by() == opener) return i.incident_id();
   }
   // "ssh-brute-force-20261206-091200": the playbook's name (cut to leave room) and the time.
-  const std::string stamp = utcTimeText(now_ms);  // "2026-12-06T09:12:00.000Z"
-  std::string compact;
-  for (char c : stamp.substr(0, 19)) {
-    if (c == 'T') {
-      compact += '-';
-    } else if (c != ':' && c != '-') {
-      compact += c;
-    }
-  }
-  const std::string base = fmt::format("{}-{}", playbook.substr(0, 40), compact);
+  const std::string base = fmt::format("{}-{:%Y%m%d-%H%M%S}", playbook.substr(0, 40),
+                                       fmt::gmtime(static_cast<std::time_t>(now_ms / 1000)));
   v1::Incident incident;
   incident.set_tenant(tenant);
   incident.set_title(config.open);
