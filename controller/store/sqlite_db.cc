@@ -150,6 +150,11 @@ void Stmt::bindStrings(int i, const std::vector<std::string>& v) {
 
 int Stmt::step() { return sqlite3_step(stmt_); }
 
+void Stmt::reset() {
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+}
+
 absl::Status Stmt::run() {
   int rc = step();
   if (rc == SQLITE_DONE || rc == SQLITE_ROW) {
@@ -179,32 +184,6 @@ std::vector<std::string> Stmt::strings(int col) {
     if (e.is_string()) out.push_back(e.get<std::string>());
   }
   return out;
-}
-
-absl::StatusOr<bool> exists(sqlite3* db, const char* sql, const std::string& key) {
-  Stmt st(db, sql);
-  if (auto s = st.prepared(); !s.ok()) return s;
-  st.bind(1, key);
-  int rc = st.step();
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return error(db, sql);
-  return rc == SQLITE_ROW;
-}
-
-std::string labelsJson(const std::map<std::string, std::string>& labels) {
-  return nlohmann::json(labels).dump();
-}
-
-absl::StatusOr<std::map<std::string, std::string>> readLabelsJson(const std::string& text,
-                                                                  std::string_view table) {
-  const auto doc = nlohmann::json::parse(text, nullptr, false);
-  if (!doc.is_object()) {
-    return absl::DataLossError(fmt::format("{}: stored labels do not parse", table));
-  }
-  std::map<std::string, std::string> labels;
-  for (const auto& [k, v] : doc.items()) {
-    if (v.is_string()) labels[k] = v.get<std::string>();
-  }
-  return labels;
 }
 
 }  // namespace bulkhead::controller::sqlite

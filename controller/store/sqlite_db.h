@@ -95,6 +95,8 @@ class Stmt {
   int step();
   // Steps once (a write), then resets the statement and its bindings for the next run.
   absl::Status run();
+  // Ready to run again, with no bindings.
+  void reset();
   int64_t i64(int col);
   std::string text(int col);  // also reads blobs
   // A list bound with bindStrings(); elements that are not strings, or text that does not
@@ -118,14 +120,5 @@ class Stmt {
   int rc_;
   bool* in_use_ = nullptr;  // the cache entry's flag when stmt_ is cached
 };
-
-// Whether `sql`, its one parameter ?1 bound to `key`, returns a row.
-absl::StatusOr<bool> exists(sqlite3* db, const char* sql, const std::string& key);
-
-// Labels as a column stores them: a JSON object of strings; and back, DataLoss naming `table`
-// when the stored text is not one.
-std::string labelsJson(const std::map<std::string, std::string>& labels);
-absl::StatusOr<std::map<std::string, std::string>> readLabelsJson(const std::string& text,
-                                                                  std::string_view table);
 
 }  // namespace bulkhead::controller::sqlite

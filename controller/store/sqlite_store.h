@@ -1,21 +1,15 @@
 // Store on an embedded SQLite database: WAL journal, synchronous=FULL (a commit is on disk,
 // WAL included, before it returns: an acknowledged containment or audit row survives a power
-// loss), a busy timeout, and
-// schema migrations from version 1 tracked in PRAGMA user_version. One connection guarded by a
-// mutex: every method is thread-safe and blocks on disk I/O, so callers on latency-sensitive
-// threads (stream reactors) must not call it.
+// loss), a busy timeout, and schema migrations from version 1 tracked in PRAGMA user_version.
+// One connection guarded by the store's lock (SqlStore).
 #pragma once
 
 #include <filesystem>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "controller/store/sqlite_tables.h"
-#include "controller/store/store.h"
-
-struct sqlite3;
+#include "controller/store/sql_store.h"
 
 namespace bulkhead::controller {
 
@@ -25,147 +19,24 @@ struct SqliteStoreOptions {
   std::string audit_key;
 };
 
-class SqliteStore final : public Store {
+class SqliteStore final : public SqlStore {
  public:
   // Opens (creating if missing) the database at `path` and migrates it to the newest schema.
   // Fails if the file cannot be opened or written, or was written by a newer version. With an
   // audit key, a table whose last row has no MAC gets the "audit-keyed" marker row.
   static absl::StatusOr<std::unique_ptr<SqliteStore>> create(const std::filesystem::path& path,
                                                              SqliteStoreOptions options = {});
-  ~SqliteStore() override;
-  SqliteStore(const SqliteStore&) = delete;
-  SqliteStore& operator=(const SqliteStore&) = delete;
 
   // The newest schema version this build knows.
   static int latestSchemaVersion();
   absl::StatusOr<int> schemaVersion();
 
-  absl::Status saveHosts(const std::vector<HostInfo>& hosts,
-                         const std::vector<TamperRecord>& tamper,
-                         const std::vector<AuditEntry>& audit) override;
-  absl::StatusOr<std::vector<HostInfo>> loadHosts() override;
-  absl::StatusOr<AuditEntry> appendAudit(const AuditEntry& entry) override;
-  absl::StatusOr<std::vector<AuditEntry>> listAudit(size_t limit) override;
-  using Store::listAuditPage;
-  absl::StatusOr<std::vector<AuditEntry>> listAuditPage(int64_t before_id, size_t limit,
-                                                        const AuditScope& scope) override;
-  using Store::listAuditFrom;
-  absl::StatusOr<std::vector<AuditEntry>> listAuditFrom(int64_t first_id,
-                                                        const AuditScope& scope) override;
-  using Store::verifyAudit;
-  absl::StatusOr<AuditVerification> verifyAudit(
-      const std::optional<AuditCheckpoint>& checkpoint) override;
-  absl::Status saveDesiredState(const std::string& host_id,
-                                const bulkhead::v1::DesiredState& state) override;
-  absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>> loadDesiredStates() override;
-  absl::StatusOr<AuditEntry> commitChange(
-      const std::map<std::string, bulkhead::v1::DesiredState>& states,
-      const AuditEntry& entry) override;
-  absl::Status addCapture(const CaptureRow& capture) override;
-  absl::StatusOr<CaptureRow> getCapture(const std::string& capture_id) override;
-  absl::Status setCaptureState(const std::string& capture_id, const std::string& state) override;
-  absl::StatusOr<std::vector<CustodyEntry>> addEvidence(
-      const EvidenceRow& row, const std::vector<CustodyEntry>& events) override;
-  absl::StatusOr<CustodyEntry> appendCustody(const CustodyEntry& event) override;
-  absl::StatusOr<std::vector<EvidenceRow>> listEvidence(const std::string& host_id) override;
-  absl::StatusOr<EvidenceRow> getEvidence(const std::string& id_or_prefix) override;
-  absl::StatusOr<uint64_t> evidenceBytesOfHost(const std::string& host_id) override;
-  absl::StatusOr<std::optional<EvidenceRow>> evidenceForCapture(
-      const std::string& capture_id) override;
-  absl::StatusOr<std::vector<CustodyEntry>> listCustody(const std::string& evidence_id) override;
-  absl::StatusOr<CustodyVerification> verifyCustody(const std::string& evidence_id) override;
-  absl::StatusOr<std::vector<std::optional<SignalRow>>> addSignals(
-      const std::vector<SignalWrite>& writes, int64_t dedupe_since_unix_ms) override;
-  absl::StatusOr<std::optional<SignalRow>> findSignal(const std::string& idempotency_key,
-                                                      int64_t since_unix_ms) override;
-  absl::Status updateSignal(const SignalRow& row) override;
-  using Store::listSignals;
-  absl::StatusOr<std::vector<SignalRow>> listSignals(
-      int64_t since_unix_ms, size_t limit, const std::vector<std::string>& tenants) override;
-  absl::StatusOr<SignalRow> getSignal(const std::string& signal_id) override;
-  absl::StatusOr<bulkhead::v1::Approval> getApproval(const std::string& approval_id) override;
-  using Store::listApprovals;
-  absl::StatusOr<std::vector<bulkhead::v1::Approval>> listApprovals(
-      bool pending_only, size_t limit, const std::vector<std::string>& tenants) override;
-  absl::StatusOr<std::vector<bulkhead::v1::Approval>> listExpiredApprovals(int64_t now_unix_ms,
-                                                                           size_t limit) override;
-  absl::Status decideApproval(const bulkhead::v1::Approval& decided,
-                              const AuditEntry& audit) override;
-  absl::Status updateApproval(const bulkhead::v1::Approval& approval) override;
-  absl::Status addIntegration(const IntegrationRow& row, const AuditEntry& audit) override;
-  absl::Status updateIntegration(const IntegrationRow& row, const AuditEntry& audit) override;
-  absl::StatusOr<std::optional<IntegrationRow>> findIntegration(const std::string& name) override;
-  absl::StatusOr<std::vector<IntegrationRow>> listIntegrations() override;
-  absl::Status addTenant(const bulkhead::v1::Tenant& tenant, const AuditEntry& audit) override;
-  absl::StatusOr<std::vector<bulkhead::v1::Tenant>> listTenants() override;
-  absl::Status addRoleBinding(const bulkhead::v1::RoleBinding& binding,
-                              const AuditEntry& audit) override;
-  absl::StatusOr<bulkhead::v1::RoleBinding> removeRoleBinding(const std::string& binding_id,
-                                                              const AuditEntry& audit) override;
-  absl::StatusOr<std::vector<bulkhead::v1::RoleBinding>> listRoleBindings(
-      const std::string& operator_name) override;
-  absl::Status setHostLabels(const HostLabelsRow& row, const AuditEntry& audit) override;
-  absl::StatusOr<std::optional<HostLabelsRow>> findHostLabels(const std::string& host_id) override;
-  absl::Status addIncident(const bulkhead::v1::Incident& incident,
-                           const AuditEntry& audit) override;
-  absl::Status updateIncident(const bulkhead::v1::Incident& incident,
-                              const AuditEntry& audit) override;
-  absl::StatusOr<bulkhead::v1::Incident> getIncident(const std::string& tenant,
-                                                     const std::string& id) override;
-  absl::StatusOr<std::vector<bulkhead::v1::Incident>> listIncidents(
-      const std::vector<std::string>& tenants) override;
-  absl::StatusOr<std::vector<AuditEntry>> listIncidentAudit(const std::string& tenant,
-                                                            const std::string& id) override;
-  absl::StatusOr<std::vector<EvidenceRow>> listIncidentEvidence(const std::string& tenant,
-                                                                const std::string& id) override;
-  absl::Status addJoinToken(const JoinTokenRow& row, const AuditEntry& audit) override;
-  absl::Status updateJoinToken(const JoinTokenRow& row, const AuditEntry& audit) override;
-  absl::StatusOr<std::optional<JoinTokenRow>> findJoinToken(const std::string& token_id) override;
-  absl::StatusOr<std::vector<JoinTokenRow>> listJoinTokens() override;
-  absl::StatusOr<JoinTokenRow> redeemJoinToken(const EnrollmentRow& enrollment,
-                                               const RedeemCheck& check,
-                                               const AuditEntry& audit) override;
-  absl::StatusOr<JoinTokenRow> redeemOperatorToken(const OperatorEnrollmentRow& enrollment,
-                                                   const RedeemCheck& check,
-                                                   const AuditEntry& audit) override;
-  absl::StatusOr<std::optional<EnrollmentRow>> findEnrollment(const std::string& host_id) override;
-  absl::StatusOr<std::vector<AuditEntry>> listAuditAfter(int64_t after_id, size_t limit) override;
-  absl::StatusOr<std::optional<int64_t>> notifyCursor() override;
-  absl::Status queueNotifications(const std::vector<NotificationRow>& rows,
-                                  int64_t cursor) override;
-  absl::StatusOr<std::vector<NotificationRow>> dueNotifications(int64_t now_unix_ms,
-                                                                size_t limit) override;
-  absl::Status updateNotification(const NotificationRow& row,
-                                  const std::optional<AuditEntry>& audit) override;
-  absl::StatusOr<std::vector<NotificationCount>> countNotifications() override;
-  absl::StatusOr<StoreFigures> figures(int64_t audit_after_id) override;
-  absl::Status probeWrite() override;
-
-  // Test hooks: runs raw SQL (used to simulate tampering); reads one PRAGMA's value.
-  absl::Status execForTest(const std::string& sql);
+  // Test hook: reads one PRAGMA's value.
   absl::StatusOr<int64_t> pragmaForTest(const std::string& name);
 
  private:
-  absl::StatusOr<JoinTokenRow> useJoinToken(const std::string& token_id,
-                                            const std::string& enrolled, bool known,
-                                            const RedeemCheck& check);
-  SqliteStore(sqlite3* db, std::string audit_key);
-
-  std::mutex mu_;  // guards the connection and every table below
-  sqlite3* db_;    // owned, closed by the destructor
-  SqliteHosts hosts_;
-  SqliteDesiredStates desired_states_;
-  SqliteAudit audit_;
-  SqliteCaptures captures_;
-  SqliteEvidence evidence_;
-  SqliteCustody custody_;
-  SqliteSignals signals_;
-  SqliteApprovals approvals_;
-  SqliteIntegrations integrations_;
-  SqliteJoinTokens join_tokens_;
-  SqliteTenants tenants_;
-  SqliteIncidents incidents_;
-  SqliteNotifications notifications_;
+  using SqlStore::SqlStore;
+  absl::Status rewriteSchemaVersion() override;
 };
 
 }  // namespace bulkhead::controller

@@ -1,4 +1,4 @@
-// SqliteAudit (sqlite_tables.h).
+// SqlAudit (sql_tables.h).
 #include <algorithm>
 #include <cstdint>
 #include <string>
@@ -7,13 +7,13 @@
 #include "common/format.h"
 #include "controller/core/hash_chain.h"
 #include "controller/store/audit_key.h"
-#include "controller/store/sqlite_db.h"
-#include "controller/store/sqlite_tables.h"
+#include "controller/store/sql_db.h"
+#include "controller/store/sql_tables.h"
 
 namespace bulkhead::controller {
 namespace {
 
-using sqlite::Stmt;
+using sql::Stmt;
 
 constexpr const char* kAuditColumns =
     "id, at_unix_ms, operator, action, target, reason, outcome, detail, prev_hash, hash, mac, "
@@ -41,21 +41,22 @@ AuditEntry readAudit(Stmt& st) {
 // tenant (and one for the cross-tenant rows) joined with UNION ALL: each walks the
 // (tenant, id) index, so a page costs the same in a table of millions of rows whatever the
 // tenant's share. `order` ("ASC"/"DESC") and `limit` (a parameter, "" for none) apply to
-// each part. Tenants are bound from ?3 on by bindScope(), then the cross-tenant filter.
+// each part. Tenants are bound from ?`first` on by bindScope(), then the cross-tenant filter
+// (parameters are numbered without gaps: PostgreSQL infers each one's type from its use).
 std::string scopedRows(const AuditScope& scope, const std::string& id_condition,
-                       const std::string& order, const std::string& limit) {
+                       const std::string& order, const std::string& limit, int first) {
   std::vector<std::string> parts;
-  int n = 3;
+  int n = first;
   for (size_t i = 0; i < scope.tenants.size(); ++i) {
     parts.push_back(
         fmt::format("SELECT * FROM (SELECT {} FROM audit WHERE tenant = ?{} AND {} "
-                    "ORDER BY id {}{})",
+                    "ORDER BY id {}{}) AS part",
                     kAuditColumns, n++, id_condition, order, limit));
   }
   if (scope.every_cross_tenant_row || !scope.cross_tenant_operator.empty()) {
     parts.push_back(
         fmt::format("SELECT * FROM (SELECT {} FROM audit WHERE tenant = '{}' AND {} "
-                    "AND (?{} OR operator = ?{}) ORDER BY id {}{})",
+                    "AND (?{} OR operator = ?{}) ORDER BY id {}{}) AS part",
                     kAuditColumns, kEveryTenant, id_condition, n, n + 1, order, limit));
   }
   std::string sql;
@@ -63,8 +64,8 @@ std::string scopedRows(const AuditScope& scope, const std::string& id_condition,
   return sql;
 }
 
-void bindScope(Stmt& st, const AuditScope& scope) {
-  int n = 3;
+void bindScope(Stmt& st, const AuditScope& scope, int first) {
+  int n = first;
   for (const std::string& t : scope.tenants) st.bind(n++, t);
   if (scope.every_cross_tenant_row || !scope.cross_tenant_operator.empty()) {
     st.bind(n, static_cast<int64_t>(scope.every_cross_tenant_row ? 1 : 0));
@@ -74,7 +75,7 @@ void bindScope(Stmt& st, const AuditScope& scope) {
 
 }  // namespace
 
-absl::StatusOr<AuditEntry> SqliteAudit::append(const AuditEntry& entry) {
+absl::StatusOr<AuditEntry> SqlAudit::append(const AuditEntry& entry) {
   AuditEntry row = entry;
   row.prev_hash = kAuditGenesisHash;
   row.id = 1;
@@ -82,11 +83,11 @@ absl::StatusOr<AuditEntry> SqliteAudit::append(const AuditEntry& entry) {
     Stmt head(db_, "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1");
     if (auto s = head.prepared(); !s.ok()) return s;
     int rc = head.step();
-    if (rc == SQLITE_ROW) {
+    if (rc == sql::kRow) {
       row.id = head.i64(0) + 1;
       row.prev_hash = head.text(1);
-    } else if (rc != SQLITE_DONE) {
-      return sqlite::error(db_, "audit head");
+    } else if (rc != sql::kDone) {
+      return sql::error(db_, "audit head");
     }
   }
   ChainLink link = nextChainLink(row.prev_hash, auditRecord(row), key_);
@@ -114,8 +115,8 @@ absl::StatusOr<AuditEntry> SqliteAudit::append(const AuditEntry& entry) {
   return row;
 }
 
-absl::StatusOr<std::vector<AuditEntry>> SqliteAudit::ofIncident(const std::string& tenant,
-                                                                const std::string& incident) {
+absl::StatusOr<std::vector<AuditEntry>> SqlAudit::ofIncident(const std::string& tenant,
+                                                             const std::string& incident) {
   Stmt st(db_, fmt::format("SELECT {} FROM audit WHERE incident = ?2 AND tenant = ?1 ORDER BY id",
                            kAuditColumns));
   if (auto s = st.prepared(); !s.ok()) return s;
@@ -124,15 +125,15 @@ absl::StatusOr<std::vector<AuditEntry>> SqliteAudit::ofIncident(const std::strin
   return st.collect(readAudit, "list the audit rows of an incident");
 }
 
-absl::Status SqliteAudit::startKeyedChain(int64_t now_unix_ms) {
+absl::Status SqlAudit::startKeyedChain(int64_t now_unix_ms) {
   if (key_.empty()) return absl::OkStatus();
   int64_t last_id = 0;
   {
     Stmt head(db_, "SELECT id, mac FROM audit ORDER BY id DESC LIMIT 1");
     if (auto s = head.prepared(); !s.ok()) return s;
     int rc = head.step();
-    if (rc == SQLITE_DONE) return absl::OkStatus();  // empty: keyed from the first row
-    if (rc != SQLITE_ROW) return sqlite::error(db_, "audit head");
+    if (rc == sql::kDone) return absl::OkStatus();  // empty: keyed from the first row
+    if (rc != sql::kRow) return sql::error(db_, "audit head");
     if (!head.text(1).empty()) return absl::OkStatus();  // already keyed
     last_id = head.i64(0);
   }
@@ -148,49 +149,48 @@ absl::Status SqliteAudit::startKeyedChain(int64_t now_unix_ms) {
   return append(marker).status();
 }
 
-absl::StatusOr<std::vector<AuditEntry>> SqliteAudit::list(size_t limit) {
+absl::StatusOr<std::vector<AuditEntry>> SqlAudit::list(size_t limit) {
   std::string sql = limit == 0
                         ? fmt::format("SELECT {} FROM audit ORDER BY id", kAuditColumns)
                         : fmt::format(
                               "SELECT * FROM (SELECT {} FROM audit ORDER BY id DESC LIMIT {}) "
-                              "ORDER BY id",
+                              "AS newest ORDER BY id",
                               kAuditColumns, limit);
   Stmt st(db_, sql);
   if (auto s = st.prepared(); !s.ok()) return s;
   return st.collect(readAudit, "list audit");
 }
 
-absl::StatusOr<std::vector<AuditEntry>> SqliteAudit::page(int64_t before_id, size_t limit,
-                                                          const AuditScope& scope) {
+absl::StatusOr<std::vector<AuditEntry>> SqlAudit::page(int64_t before_id, size_t limit,
+                                                       const AuditScope& scope) {
   // A plain bound on the id (not "?1 <= 0 OR ..."), so SQLite walks the index from it.
   const int64_t below = before_id > 0 ? before_id : INT64_MAX;
   const std::string rows =
       scope.tenants.empty()
           ? fmt::format("SELECT {} FROM audit WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
                         kAuditColumns)
-          : fmt::format("SELECT * FROM ({}) ORDER BY id DESC LIMIT ?2",
-                        scopedRows(scope, "id < ?1", "DESC", " LIMIT ?2"));
-  Stmt st(db_, fmt::format("SELECT * FROM ({}) ORDER BY id", rows));
+          : fmt::format("SELECT * FROM ({}) AS parts ORDER BY id DESC LIMIT ?2",
+                        scopedRows(scope, "id < ?1", "DESC", " LIMIT ?2", 3));
+  Stmt st(db_, fmt::format("SELECT * FROM ({}) AS page ORDER BY id", rows));
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, below);
   st.bind(2, static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX)));
-  bindScope(st, scope);
+  if (!scope.tenants.empty()) bindScope(st, scope, 3);
   return st.collect(readAudit, "list audit");
 }
 
-absl::StatusOr<std::vector<AuditEntry>> SqliteAudit::from(int64_t first_id,
-                                                          const AuditScope& scope) {
+absl::StatusOr<std::vector<AuditEntry>> SqlAudit::from(int64_t first_id, const AuditScope& scope) {
   const std::string rows = scope.tenants.empty()
                                ? fmt::format("SELECT {} FROM audit WHERE id >= ?1", kAuditColumns)
-                               : scopedRows(scope, "id >= ?1", "ASC", "");
-  Stmt st(db_, fmt::format("SELECT * FROM ({}) ORDER BY id", rows));
+                               : scopedRows(scope, "id >= ?1", "ASC", "", 2);
+  Stmt st(db_, fmt::format("SELECT * FROM ({}) AS page ORDER BY id", rows));
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, first_id);
-  bindScope(st, scope);
+  if (!scope.tenants.empty()) bindScope(st, scope, 2);
   return st.collect(readAudit, "list audit");
 }
 
-absl::StatusOr<std::vector<AuditEntry>> SqliteAudit::after(int64_t after_id, size_t limit) {
+absl::StatusOr<std::vector<AuditEntry>> SqlAudit::after(int64_t after_id, size_t limit) {
   Stmt st(db_,
           fmt::format("SELECT {} FROM audit WHERE id > ?1 ORDER BY id LIMIT ?2", kAuditColumns));
   if (auto s = st.prepared(); !s.ok()) return s;
@@ -199,7 +199,7 @@ absl::StatusOr<std::vector<AuditEntry>> SqliteAudit::after(int64_t after_id, siz
   return st.collect(readAudit, "list audit");
 }
 
-absl::StatusOr<AuditVerification> SqliteAudit::verify(
+absl::StatusOr<AuditVerification> SqlAudit::verify(
     const std::optional<AuditCheckpoint>& checkpoint) {
   Stmt st(db_, fmt::format("SELECT {} FROM audit ORDER BY id", kAuditColumns));
   if (auto s = st.prepared(); !s.ok()) return s;
@@ -212,7 +212,7 @@ absl::StatusOr<AuditVerification> SqliteAudit::verify(
   ChainVerifier verifier(kAuditGenesisHash, key_, std::move(wording), chain_checkpoint);
   // Streamed row by row: the table can be far larger than memory wants to hold.
   int rc;
-  while ((rc = st.step()) == SQLITE_ROW) {
+  while ((rc = st.step()) == sql::kRow) {
     AuditEntry e = readAudit(st);
     if (!verifier.add({.id = e.id,
                        .record = auditRecord(e),
@@ -222,7 +222,7 @@ absl::StatusOr<AuditVerification> SqliteAudit::verify(
       break;
     }
   }
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sqlite::error(db_, "verify audit");
+  if (rc != sql::kRow && rc != sql::kDone) return sql::error(db_, "verify audit");
   ChainVerification chain = verifier.finish();
   return AuditVerification{.ok = chain.ok,
                            .rows = chain.links,

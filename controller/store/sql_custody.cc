@@ -1,15 +1,15 @@
-// SqliteCustody (sqlite_tables.h).
+// SqlCustody (sql_tables.h).
 #include <utility>
 
 #include "common/format.h"
 #include "controller/core/hash_chain.h"
-#include "controller/store/sqlite_db.h"
-#include "controller/store/sqlite_tables.h"
+#include "controller/store/sql_db.h"
+#include "controller/store/sql_tables.h"
 
 namespace bulkhead::controller {
 namespace {
 
-using sqlite::Stmt;
+using sql::Stmt;
 
 constexpr const char* kCustodyColumns =
     "rowid, evidence_id, at, actor, action, detail, prev_hash, hash";
@@ -27,7 +27,7 @@ CustodyEntry readCustody(Stmt& st) {
 
 }  // namespace
 
-absl::StatusOr<CustodyEntry> SqliteCustody::append(const CustodyEntry& event) {
+absl::StatusOr<CustodyEntry> SqlCustody::append(const CustodyEntry& event) {
   CustodyEntry e = event;
   e.prev_hash = e.evidence_id;
   {
@@ -35,16 +35,16 @@ absl::StatusOr<CustodyEntry> SqliteCustody::append(const CustodyEntry& event) {
     if (auto s = head.prepared(); !s.ok()) return s;
     head.bind(1, e.evidence_id);
     int rc = head.step();
-    if (rc == SQLITE_ROW) {
+    if (rc == sql::kRow) {
       e.prev_hash = head.text(0);
-    } else if (rc != SQLITE_DONE) {
-      return sqlite::error(db_, "custody head");
+    } else if (rc != sql::kDone) {
+      return sql::error(db_, "custody head");
     }
   }
   e.hash = nextChainLink(e.prev_hash, custodyRecord(e), /*key=*/"").hash;
   Stmt ins(db_, R"sql(
       INSERT INTO custody(evidence_id, at, actor, action, detail, prev_hash, hash)
-      VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7))sql");
+      VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING rowid)sql");
   if (auto s = ins.prepared(); !s.ok()) return s;
   ins.bind(1, e.evidence_id);
   ins.bind(2, e.at_unix_ms);
@@ -53,12 +53,12 @@ absl::StatusOr<CustodyEntry> SqliteCustody::append(const CustodyEntry& event) {
   ins.bind(5, e.detail);
   ins.bind(6, e.prev_hash);
   ins.bind(7, e.hash);
-  if (auto s = ins.run(); !s.ok()) return s;
-  e.id = sqlite3_last_insert_rowid(db_);
+  if (ins.step() != sql::kRow) return sql::error(db_, "append custody");
+  e.id = ins.i64(0);
   return e;
 }
 
-absl::StatusOr<std::vector<CustodyEntry>> SqliteCustody::list(const std::string& evidence_id) {
+absl::StatusOr<std::vector<CustodyEntry>> SqlCustody::list(const std::string& evidence_id) {
   Stmt st(db_, fmt::format("SELECT {} FROM custody WHERE evidence_id = ?1 ORDER BY rowid",
                            kCustodyColumns));
   if (auto s = st.prepared(); !s.ok()) return s;
@@ -66,7 +66,7 @@ absl::StatusOr<std::vector<CustodyEntry>> SqliteCustody::list(const std::string&
   return st.collect(readCustody, "list custody");
 }
 
-absl::StatusOr<CustodyVerification> SqliteCustody::verify(const std::string& evidence_id) {
+absl::StatusOr<CustodyVerification> SqlCustody::verify(const std::string& evidence_id) {
   auto events = list(evidence_id);
   if (!events.ok()) return events.status();
   if (events->empty()) {

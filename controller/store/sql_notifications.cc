@@ -1,11 +1,11 @@
-// SqliteNotifications (sqlite_tables.h).
+// SqlNotifications (sql_tables.h).
 #include "common/format.h"
-#include "controller/store/sqlite_db.h"
-#include "controller/store/sqlite_tables.h"
+#include "controller/store/sql_db.h"
+#include "controller/store/sql_tables.h"
 
 namespace bulkhead::controller {
 
-using sqlite::Stmt;
+using sql::Stmt;
 
 namespace {
 
@@ -32,16 +32,16 @@ NotificationRow readRow(Stmt& st) {
 
 }  // namespace
 
-absl::StatusOr<std::optional<int64_t>> SqliteNotifications::cursor() {
+absl::StatusOr<std::optional<int64_t>> SqlNotifications::cursor() {
   Stmt st(db_, "SELECT audit_id FROM notify_cursor WHERE only = 1");
   if (auto s = st.prepared(); !s.ok()) return s;
   const int rc = st.step();
-  if (rc == SQLITE_DONE) return std::optional<int64_t>();
-  if (rc != SQLITE_ROW) return sqlite::error(db_, "read the notification cursor");
+  if (rc == sql::kDone) return std::optional<int64_t>();
+  if (rc != sql::kRow) return sql::error(db_, "read the notification cursor");
   return std::optional<int64_t>(st.i64(0));
 }
 
-absl::Status SqliteNotifications::queue(const std::vector<NotificationRow>& rows, int64_t cursor) {
+absl::Status SqlNotifications::queue(const std::vector<NotificationRow>& rows, int64_t cursor) {
   Stmt insert(db_,
               "INSERT INTO notifications(channel, event_id, tenant, kind, severity, event, state, "
               "attempts, created_at, next_attempt_at, last_error) "
@@ -67,8 +67,8 @@ absl::Status SqliteNotifications::queue(const std::vector<NotificationRow>& rows
   return move.run();
 }
 
-absl::StatusOr<std::vector<NotificationRow>> SqliteNotifications::due(int64_t now_unix_ms,
-                                                                      size_t limit) {
+absl::StatusOr<std::vector<NotificationRow>> SqlNotifications::due(int64_t now_unix_ms,
+                                                                   size_t limit) {
   Stmt st(db_, fmt::format("SELECT {} FROM notifications WHERE state = 'pending' AND "
                            "next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
                            kColumns));
@@ -78,7 +78,7 @@ absl::StatusOr<std::vector<NotificationRow>> SqliteNotifications::due(int64_t no
   return st.collect(readRow, "list due notifications");
 }
 
-absl::Status SqliteNotifications::update(const NotificationRow& row) {
+absl::Status SqlNotifications::update(const NotificationRow& row) {
   Stmt st(db_,
           "UPDATE notifications SET state = ?2, attempts = ?3, next_attempt_at = ?4, "
           "last_error = ?5 WHERE id = ?1");
@@ -89,13 +89,13 @@ absl::Status SqliteNotifications::update(const NotificationRow& row) {
   st.bind(4, row.next_attempt_unix_ms);
   st.bind(5, row.last_error);
   if (auto s = st.run(); !s.ok()) return s;
-  if (sqlite3_changes(db_) == 0) {
+  if (db_->changes() == 0) {
     return absl::NotFoundError(fmt::format("no queued notification {}", row.id));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<NotificationCount>> SqliteNotifications::counts() {
+absl::StatusOr<std::vector<NotificationCount>> SqlNotifications::counts() {
   Stmt st(db_,
           "SELECT channel, state, count(*) FROM notifications GROUP BY channel, state "
           "ORDER BY channel, state");

@@ -1,9 +1,9 @@
 // The SQLite store's tables, one class each: the SQL that reads and writes that table and
-// nothing else. SqliteStore composes them, holding the lock and opening the transactions that
+// nothing else. SqlStore composes them, holding the lock and opening the transactions that
 // span several. Internal to controller/store.
 //
 // Every method REQUIRES the store's lock held. A method that writes more than one statement
-// REQUIRES an open transaction (sqlite::Transaction), so that it is applied whole or not at all.
+// REQUIRES an open transaction (sql::Transaction), so that it is applied whole or not at all.
 #pragma once
 
 #include <cstdint>
@@ -17,14 +17,16 @@
 #include "bulkhead/v1/containment.pb.h"
 #include "controller/store/store.h"
 
-struct sqlite3;
+namespace bulkhead::controller::sql {
+class Db;
+}  // namespace bulkhead::controller::sql
 
 namespace bulkhead::controller {
 
 // hosts and tamper_events: the registry's rows.
-class SqliteHosts {
+class SqlHosts {
  public:
-  explicit SqliteHosts(sqlite3* db) : db_(db) {}
+  explicit SqlHosts(sql::Db* db) : db_(db) {}
   // Upserts the rows, appends the events and prunes each host's beyond kMaxTamperEvents.
   // REQUIRES: a transaction.
   absl::Status save(const std::vector<HostInfo>& hosts, const std::vector<TamperRecord>& tamper);
@@ -32,27 +34,27 @@ class SqliteHosts {
   absl::StatusOr<std::vector<HostInfo>> load();
 
  private:
-  sqlite3* db_;
+  sql::Db* db_;
 };
 
 // desired_state: one row per host (and "@fleet").
-class SqliteDesiredStates {
+class SqlDesiredStates {
  public:
-  explicit SqliteDesiredStates(sqlite3* db) : db_(db) {}
+  explicit SqlDesiredStates(sql::Db* db) : db_(db) {}
   absl::Status put(const std::string& host_id, const bulkhead::v1::DesiredState& state);
   // DataLoss when a row does not parse.
   absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>> load();
 
  private:
-  sqlite3* db_;
+  sql::Db* db_;
 };
 
 // audit: the hash-chained (and, with a key, MACed) rows; the chain itself is
 // core/hash_chain.h.
-class SqliteAudit {
+class SqlAudit {
  public:
   // `key` empty: rows get no MAC and verification checks the hash chain only.
-  SqliteAudit(sqlite3* db, std::string key) : db_(db), key_(std::move(key)) {}
+  SqlAudit(sql::Db* db, std::string key) : db_(db), key_(std::move(key)) {}
   // Appends `entry` after the last row: id, prev_hash, hash and mac assigned. REQUIRES: a
   // transaction.
   absl::StatusOr<AuditEntry> append(const AuditEntry& entry);
@@ -72,14 +74,14 @@ class SqliteAudit {
   absl::StatusOr<AuditVerification> verify(const std::optional<AuditCheckpoint>& checkpoint);
 
  private:
-  sqlite3* db_;
+  sql::Db* db_;
   const std::string key_;
 };
 
 // captures: the captures operators requested.
-class SqliteCaptures {
+class SqlCaptures {
  public:
-  explicit SqliteCaptures(sqlite3* db) : db_(db) {}
+  explicit SqlCaptures(sql::Db* db) : db_(db) {}
   // AlreadyExists if the id is taken.
   absl::Status add(const CaptureRow& capture);
   // NotFound "no capture ..." if unknown.
@@ -88,13 +90,13 @@ class SqliteCaptures {
   absl::StatusOr<bool> setState(const std::string& capture_id, const std::string& state);
 
  private:
-  sqlite3* db_;
+  sql::Db* db_;
 };
 
 // evidence: the stored bundles' rows.
-class SqliteEvidence {
+class SqlEvidence {
  public:
-  explicit SqliteEvidence(sqlite3* db) : db_(db) {}
+  explicit SqlEvidence(sql::Db* db) : db_(db) {}
   absl::StatusOr<bool> contains(const std::string& id);
   absl::Status add(const EvidenceRow& row);
   // As Store::listEvidence, getEvidence, evidenceBytesOfHost, evidenceForCapture.
@@ -107,13 +109,13 @@ class SqliteEvidence {
                                                       const std::string& incident);
 
  private:
-  sqlite3* db_;
+  sql::Db* db_;
 };
 
 // custody: one hash chain per bundle (core/hash_chain.h), starting at the evidence id.
-class SqliteCustody {
+class SqlCustody {
  public:
-  explicit SqliteCustody(sqlite3* db) : db_(db) {}
+  explicit SqlCustody(sql::Db* db) : db_(db) {}
   // Appends `event` to its bundle's chain: id, prev_hash and hash assigned. REQUIRES: a
   // transaction.
   absl::StatusOr<CustodyEntry> append(const CustodyEntry& event);
@@ -122,7 +124,7 @@ class SqliteCustody {
   absl::StatusOr<CustodyVerification> verify(const std::string& evidence_id);
 
  private:
-  sqlite3* db_;
+  sql::Db* db_;
 };
 
 // " AND tenant IN (?N, ?N+1, ...)" for `tenants` bound from parameter `first_parameter` on;
@@ -131,12 +133,11 @@ std::string tenantFilter(const std::vector<std::string>& tenants, int first_para
 
 // signals: the detections received, with what each caused (the record is a SignalRecord; its
 // tenant also in a column).
-class SqliteSignals {
+class SqlSignals {
  public:
-  explicit SqliteSignals(sqlite3* db) : db_(db) {}
+  explicit SqlSignals(sql::Db* db) : db_(db) {}
   // The newest signal with `key` received at or after `since_unix_ms`, if any.
-  absl::StatusOr<std::optional<SignalRow>> findByKey(const std::string& key,
-                                                     int64_t since_unix_ms);
+  absl::StatusOr<std::optional<SignalRow>> findByKey(const std::string& key, int64_t since_unix_ms);
   absl::Status add(const SignalRow& row);
   // NotFound when there is no such signal.
   absl::Status update(const SignalRow& row);
@@ -147,14 +148,14 @@ class SqliteSignals {
   absl::StatusOr<SignalRow> get(const std::string& signal_id);
 
  private:
-  sqlite3* db_;
+  sql::Db* db_;
 };
 
 // Table `approvals`: the Approval message in `record`, its id, signal, times, state and tenant
-// in columns for the lookups (sqlite_approvals.cc).
-class SqliteApprovals {
+// in columns for the lookups (sql_approvals.cc).
+class SqlApprovals {
  public:
-  explicit SqliteApprovals(sqlite3* db) : db_(db) {}
+  explicit SqlApprovals(sql::Db* db) : db_(db) {}
   // AlreadyExists if the id is taken.
   absl::Status add(const bulkhead::v1::Approval& approval);
   // NotFound when there is no such approval.
@@ -169,13 +170,13 @@ class SqliteApprovals {
                          bulkhead::v1::ApprovalState expected_state);
 
  private:
-  sqlite3* db_;
+  sql::Db* db_;
 };
 
 // integrations: the webhook integrations (the record is an Integration).
-class SqliteIntegrations {
+class SqlIntegrations {
  public:
-  explicit SqliteIntegrations(sqlite3* db) : db_(db) {}
+  explicit SqlIntegrations(sql::Db* db) : db_(db) {}
   // AlreadyExists when the name or the token hash is taken.
   absl::Status add(const IntegrationRow& row);
   // NotFound when there is no such integration.
@@ -184,14 +185,14 @@ class SqliteIntegrations {
   absl::StatusOr<std::vector<IntegrationRow>> list();
 
  private:
-  sqlite3* db_;
+  sql::Db* db_;
 };
 
 // join_tokens and enrollments: join tokens (the record is a JoinToken) and the hosts enrolled
 // with them.
-class SqliteJoinTokens {
+class SqlJoinTokens {
  public:
-  explicit SqliteJoinTokens(sqlite3* db) : db_(db) {}
+  explicit SqlJoinTokens(sql::Db* db) : db_(db) {}
   // AlreadyExists when the id is taken.
   absl::Status add(const JoinTokenRow& row);
   // NotFound when there is no such token.
@@ -209,13 +210,13 @@ class SqliteJoinTokens {
   absl::Status addOperatorEnrollment(const OperatorEnrollmentRow& row);
 
  private:
-  sqlite3* db_;
+  sql::Db* db_;
 };
 
 // Tenants, operators' role bindings, and the labels admins set on hosts.
-class SqliteTenants {
+class SqlTenants {
  public:
-  explicit SqliteTenants(sqlite3* db) : db_(db) {}
+  explicit SqlTenants(sql::Db* db) : db_(db) {}
   // AlreadyExists when the name is taken.
   absl::Status add(const bulkhead::v1::Tenant& tenant);
   absl::StatusOr<std::vector<bulkhead::v1::Tenant>> list();
@@ -229,13 +230,13 @@ class SqliteTenants {
   absl::StatusOr<std::optional<HostLabelsRow>> findHostLabels(const std::string& host_id);
 
  private:
-  sqlite3* db_;
+  sql::Db* db_;
 };
 
 // incidents: one row per (tenant, id); the record is an Incident.
-class SqliteIncidents {
+class SqlIncidents {
  public:
-  explicit SqliteIncidents(sqlite3* db) : db_(db) {}
+  explicit SqlIncidents(sql::Db* db) : db_(db) {}
   // As Store::addIncident, updateIncident, getIncident, listIncidents (without the audit row).
   absl::Status add(const bulkhead::v1::Incident& incident);
   absl::Status update(const bulkhead::v1::Incident& incident);
@@ -243,13 +244,13 @@ class SqliteIncidents {
   absl::StatusOr<std::vector<bulkhead::v1::Incident>> list(const std::vector<std::string>& tenants);
 
  private:
-  sqlite3* db_;
+  sql::Db* db_;
 };
 
 // notifications and notify_cursor: the deliveries queued for the notification channels.
-class SqliteNotifications {
+class SqlNotifications {
  public:
-  explicit SqliteNotifications(sqlite3* db) : db_(db) {}
+  explicit SqlNotifications(sql::Db* db) : db_(db) {}
   // As Store::notifyCursor, queueNotifications (REQUIRES: a transaction), dueNotifications,
   // updateNotification (without the audit row), countNotifications.
   absl::StatusOr<std::optional<int64_t>> cursor();
@@ -259,7 +260,7 @@ class SqliteNotifications {
   absl::StatusOr<std::vector<NotificationCount>> counts();
 
  private:
-  sqlite3* db_;
+  sql::Db* db_;
 };
 
 }  // namespace bulkhead::controller

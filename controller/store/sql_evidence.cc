@@ -1,14 +1,14 @@
-// SqliteCaptures and SqliteEvidence (sqlite_tables.h).
+// SqlCaptures and SqlEvidence (sql_tables.h).
 #include <cctype>
 
 #include "common/format.h"
-#include "controller/store/sqlite_db.h"
-#include "controller/store/sqlite_tables.h"
+#include "controller/store/sql_db.h"
+#include "controller/store/sql_tables.h"
 
 namespace bulkhead::controller {
 namespace {
 
-using sqlite::Stmt;
+using sql::Stmt;
 
 constexpr const char* kCaptureColumns =
     "capture_id, host_id, requested_by, reason, requested_at, command_id, state, incident, "
@@ -45,8 +45,8 @@ bool isHex(const std::string& s) {
 
 }  // namespace
 
-absl::Status SqliteCaptures::add(const CaptureRow& c) {
-  auto taken = sqlite::exists(db_, "SELECT 1 FROM captures WHERE capture_id = ?1", c.capture_id);
+absl::Status SqlCaptures::add(const CaptureRow& c) {
+  auto taken = sql::exists(db_, "SELECT 1 FROM captures WHERE capture_id = ?1", c.capture_id);
   if (!taken.ok()) return taken.status();
   if (*taken) return absl::AlreadyExistsError(fmt::format("capture \"{}\" exists", c.capture_id));
   Stmt st(db_, fmt::format("INSERT INTO captures({}) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -64,15 +64,15 @@ absl::Status SqliteCaptures::add(const CaptureRow& c) {
   return st.run();
 }
 
-absl::StatusOr<CaptureRow> SqliteCaptures::get(const std::string& capture_id) {
+absl::StatusOr<CaptureRow> SqlCaptures::get(const std::string& capture_id) {
   Stmt st(db_, fmt::format("SELECT {} FROM captures WHERE capture_id = ?1", kCaptureColumns));
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, capture_id);
   int rc = st.step();
-  if (rc == SQLITE_DONE) {
+  if (rc == sql::kDone) {
     return absl::NotFoundError(fmt::format("no capture \"{}\" was requested", capture_id));
   }
-  if (rc != SQLITE_ROW) return sqlite::error(db_, "get capture");
+  if (rc != sql::kRow) return sql::error(db_, "get capture");
   return CaptureRow{.capture_id = st.text(0),
                     .host_id = st.text(1),
                     .requested_by = st.text(2),
@@ -84,21 +84,21 @@ absl::StatusOr<CaptureRow> SqliteCaptures::get(const std::string& capture_id) {
                     .incident_tenant = st.text(8)};
 }
 
-absl::StatusOr<bool> SqliteCaptures::setState(const std::string& capture_id,
-                                              const std::string& state) {
+absl::StatusOr<bool> SqlCaptures::setState(const std::string& capture_id,
+                                           const std::string& state) {
   Stmt st(db_, "UPDATE captures SET state = ?2 WHERE capture_id = ?1");
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, capture_id);
   st.bind(2, state);
   if (auto s = st.run(); !s.ok()) return s;
-  return sqlite3_changes(db_) != 0;
+  return db_->changes() != 0;
 }
 
-absl::StatusOr<bool> SqliteEvidence::contains(const std::string& id) {
-  return sqlite::exists(db_, "SELECT 1 FROM evidence WHERE id = ?1", id);
+absl::StatusOr<bool> SqlEvidence::contains(const std::string& id) {
+  return sql::exists(db_, "SELECT 1 FROM evidence WHERE id = ?1", id);
 }
 
-absl::Status SqliteEvidence::add(const EvidenceRow& r) {
+absl::Status SqlEvidence::add(const EvidenceRow& r) {
   Stmt ins(db_, fmt::format("INSERT INTO evidence({}) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
                             "?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                             kEvidenceColumns));
@@ -122,7 +122,7 @@ absl::Status SqliteEvidence::add(const EvidenceRow& r) {
   return ins.run();
 }
 
-absl::StatusOr<std::vector<EvidenceRow>> SqliteEvidence::list(const std::string& host_id) {
+absl::StatusOr<std::vector<EvidenceRow>> SqlEvidence::list(const std::string& host_id) {
   Stmt st(db_, fmt::format(
                    "SELECT {} FROM evidence WHERE ?1 = '' OR host_id = ?1 ORDER BY received_at, id",
                    kEvidenceColumns));
@@ -131,8 +131,8 @@ absl::StatusOr<std::vector<EvidenceRow>> SqliteEvidence::list(const std::string&
   return st.collect(readEvidence, "list evidence");
 }
 
-absl::StatusOr<std::vector<EvidenceRow>> SqliteEvidence::ofIncident(const std::string& tenant,
-                                                                    const std::string& incident) {
+absl::StatusOr<std::vector<EvidenceRow>> SqlEvidence::ofIncident(const std::string& tenant,
+                                                                 const std::string& incident) {
   Stmt st(db_, fmt::format("SELECT {} FROM evidence WHERE capture_id IN (SELECT capture_id FROM "
                            "captures WHERE incident = ?2 AND incident_tenant = ?1) "
                            "ORDER BY received_at, id",
@@ -143,7 +143,7 @@ absl::StatusOr<std::vector<EvidenceRow>> SqliteEvidence::ofIncident(const std::s
   return st.collect(readEvidence, "list the evidence of an incident");
 }
 
-absl::StatusOr<EvidenceRow> SqliteEvidence::get(const std::string& id_or_prefix) {
+absl::StatusOr<EvidenceRow> SqlEvidence::get(const std::string& id_or_prefix) {
   std::string want = id_or_prefix;
   for (char& ch : want) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   if (!isHex(want) || want.size() > 64) {
@@ -171,16 +171,15 @@ absl::StatusOr<EvidenceRow> SqliteEvidence::get(const std::string& id_or_prefix)
   return std::move((*found)[0]);
 }
 
-absl::StatusOr<uint64_t> SqliteEvidence::bytesOfHost(const std::string& host_id) {
+absl::StatusOr<uint64_t> SqlEvidence::bytesOfHost(const std::string& host_id) {
   Stmt st(db_, "SELECT COALESCE(SUM(size), 0) FROM evidence WHERE host_id = ?1");
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, host_id);
-  if (st.step() != SQLITE_ROW) return sqlite::error(db_, "evidence bytes of host");
+  if (st.step() != sql::kRow) return sql::error(db_, "evidence bytes of host");
   return static_cast<uint64_t>(st.i64(0));
 }
 
-absl::StatusOr<std::optional<EvidenceRow>> SqliteEvidence::forCapture(
-    const std::string& capture_id) {
+absl::StatusOr<std::optional<EvidenceRow>> SqlEvidence::forCapture(const std::string& capture_id) {
   Stmt st(
       db_,
       fmt::format("SELECT {} FROM evidence WHERE capture_id = ?1 ORDER BY received_at DESC LIMIT 1",
@@ -188,8 +187,8 @@ absl::StatusOr<std::optional<EvidenceRow>> SqliteEvidence::forCapture(
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, capture_id);
   int rc = st.step();
-  if (rc == SQLITE_DONE) return std::optional<EvidenceRow>();
-  if (rc != SQLITE_ROW) return sqlite::error(db_, "evidence for capture");
+  if (rc == sql::kDone) return std::optional<EvidenceRow>();
+  if (rc != sql::kRow) return sql::error(db_, "evidence for capture");
   return std::optional<EvidenceRow>(readEvidence(st));
 }
 

@@ -1,12 +1,12 @@
-// SqliteHosts and SqliteDesiredStates (sqlite_tables.h).
+// SqlHosts and SqlDesiredStates (sql_tables.h).
 #include "common/format.h"
 #include "controller/core/blocks.h"
-#include "controller/store/sqlite_db.h"
-#include "controller/store/sqlite_tables.h"
+#include "controller/store/sql_db.h"
+#include "controller/store/sql_tables.h"
 
 namespace bulkhead::controller {
 
-using sqlite::Stmt;
+using sql::Stmt;
 
 namespace {
 
@@ -16,7 +16,7 @@ HostInfo readHost(Stmt& st) {
   h.hostname = st.text(1);
   h.addresses = st.strings(2);
   // A row whose labels do not read keeps none: the agent reports them again when it connects.
-  if (auto labels = sqlite::readLabelsJson(st.text(3), "hosts"); labels.ok()) {
+  if (auto labels = sql::readLabelsJson(st.text(3), "hosts"); labels.ok()) {
     h.labels = *std::move(labels);
   }
   h.os = st.text(4);
@@ -31,8 +31,8 @@ HostInfo readHost(Stmt& st) {
 
 }  // namespace
 
-absl::Status SqliteHosts::save(const std::vector<HostInfo>& hosts,
-                               const std::vector<TamperRecord>& tamper) {
+absl::Status SqlHosts::save(const std::vector<HostInfo>& hosts,
+                            const std::vector<TamperRecord>& tamper) {
   Stmt up(db_, R"sql(
       INSERT INTO hosts(host_id, hostname, addresses, labels, os, agent_version,
                         first_seen_unix_ms, last_seen_unix_ms, enforced_generation,
@@ -50,7 +50,7 @@ absl::Status SqliteHosts::save(const std::vector<HostInfo>& hosts,
     up.bind(1, h.host_id);
     up.bind(2, h.hostname);
     up.bindStrings(3, h.addresses);
-    up.bind(4, sqlite::labelsJson(h.labels));
+    up.bind(4, sql::labelsJson(h.labels));
     up.bind(5, h.os);
     up.bind(6, h.agent_version);
     up.bind(7, h.first_seen_unix_ms);
@@ -85,7 +85,7 @@ absl::Status SqliteHosts::save(const std::vector<HostInfo>& hosts,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<HostInfo>> SqliteHosts::load() {
+absl::StatusOr<std::vector<HostInfo>> SqlHosts::load() {
   absl::StatusOr<std::vector<HostInfo>> out;
   {
     Stmt st(db_, R"sql(
@@ -101,7 +101,7 @@ absl::StatusOr<std::vector<HostInfo>> SqliteHosts::load() {
   Stmt ev(db_, "SELECT host_id, event FROM tamper_events ORDER BY id");
   if (auto s = ev.prepared(); !s.ok()) return s;
   int rc;
-  while ((rc = ev.step()) == SQLITE_ROW) {
+  while ((rc = ev.step()) == sql::kRow) {
     auto it = index.find(ev.text(0));
     if (it == index.end()) continue;
     bulkhead::v1::TamperEvent e;
@@ -110,12 +110,12 @@ absl::StatusOr<std::vector<HostInfo>> SqliteHosts::load() {
     list.push_back(std::move(e));
     while (list.size() > kMaxTamperEvents) list.pop_front();
   }
-  if (rc != SQLITE_DONE) return sqlite::error(db_, "load tamper events");
+  if (rc != sql::kDone) return sql::error(db_, "load tamper events");
   return out;
 }
 
-absl::Status SqliteDesiredStates::put(const std::string& host_id,
-                                      const bulkhead::v1::DesiredState& state) {
+absl::Status SqlDesiredStates::put(const std::string& host_id,
+                                   const bulkhead::v1::DesiredState& state) {
   Stmt st(db_, R"sql(
       INSERT INTO desired_state(host_id, generation, state) VALUES(?1, ?2, ?3)
       ON CONFLICT(host_id) DO UPDATE SET generation=excluded.generation, state=excluded.state)sql");
@@ -126,21 +126,21 @@ absl::Status SqliteDesiredStates::put(const std::string& host_id,
   return st.run();
 }
 
-absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>> SqliteDesiredStates::load() {
+absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>> SqlDesiredStates::load() {
   Stmt st(db_, "SELECT host_id, state FROM desired_state");
   if (auto s = st.prepared(); !s.ok()) return s;
   std::map<std::string, bulkhead::v1::DesiredState> out;
   int rc;
-  while ((rc = st.step()) == SQLITE_ROW) {
+  while ((rc = st.step()) == sql::kRow) {
     bulkhead::v1::DesiredState d;
     if (!d.ParseFromString(st.text(1))) {
       return absl::DataLossError(
           fmt::format("desired_state: row for host \"{}\" does not parse", st.text(0)));
     }
-    readUnsetProtocolsAsAny(d);   // rows written before PROTOCOL_ANY existed carry 0
+    readUnsetProtocolsAsAny(d);  // rows written before PROTOCOL_ANY existed carry 0
     out[st.text(0)] = std::move(d);
   }
-  if (rc != SQLITE_DONE) return sqlite::error(db_, "load desired states");
+  if (rc != sql::kDone) return sql::error(db_, "load desired states");
   return out;
 }
 

@@ -1,16 +1,16 @@
-// SqliteApprovals (sqlite_tables.h).
+// SqlApprovals (sql_tables.h).
 #include <cctype>
 #include <string_view>
 
 #include "common/format.h"
-#include "controller/store/sqlite_db.h"
-#include "controller/store/sqlite_tables.h"
+#include "controller/store/sql_db.h"
+#include "controller/store/sql_tables.h"
 
 namespace bulkhead::controller {
 namespace {
 
 namespace v1 = bulkhead::v1;
-using sqlite::Stmt;
+using sql::Stmt;
 
 // The state column: the enum's name after the prefix, lower case ("pending").
 std::string stateText(v1::ApprovalState state) {
@@ -28,22 +28,22 @@ absl::StatusOr<v1::Approval> readApproval(Stmt& st) {
   return out;
 }
 
-absl::StatusOr<std::vector<v1::Approval>> readAll(sqlite3* db, Stmt& st, std::string_view what) {
+absl::StatusOr<std::vector<v1::Approval>> readAll(sql::Db* db, Stmt& st, std::string_view what) {
   std::vector<v1::Approval> out;
   int rc;
-  while ((rc = st.step()) == SQLITE_ROW) {
+  while ((rc = st.step()) == sql::kRow) {
     auto a = readApproval(st);
     if (!a.ok()) return a.status();
     out.push_back(*std::move(a));
   }
-  if (rc != SQLITE_DONE) return sqlite::error(db, what);
+  if (rc != sql::kDone) return sql::error(db, what);
   return out;
 }
 
 }  // namespace
 
-absl::Status SqliteApprovals::add(const v1::Approval& a) {
-  auto taken = sqlite::exists(db_, "SELECT 1 FROM approvals WHERE id = ?1", a.approval_id());
+absl::Status SqlApprovals::add(const v1::Approval& a) {
+  auto taken = sql::exists(db_, "SELECT 1 FROM approvals WHERE id = ?1", a.approval_id());
   if (!taken.ok()) return taken.status();
   if (*taken) {
     return absl::AlreadyExistsError(fmt::format("approval \"{}\" exists", a.approval_id()));
@@ -62,24 +62,24 @@ absl::Status SqliteApprovals::add(const v1::Approval& a) {
   return st.run();
 }
 
-absl::StatusOr<v1::Approval> SqliteApprovals::get(const std::string& approval_id) {
+absl::StatusOr<v1::Approval> SqlApprovals::get(const std::string& approval_id) {
   Stmt st(db_, "SELECT record FROM approvals WHERE id = ?1");
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, approval_id);
   int rc = st.step();
-  if (rc == SQLITE_DONE) {
+  if (rc == sql::kDone) {
     return absl::NotFoundError(fmt::format("no approval \"{}\"", approval_id));
   }
-  if (rc != SQLITE_ROW) return sqlite::error(db_, "get approval");
+  if (rc != sql::kRow) return sql::error(db_, "get approval");
   return readApproval(st);
 }
 
-absl::StatusOr<std::vector<v1::Approval>> SqliteApprovals::list(
+absl::StatusOr<std::vector<v1::Approval>> SqlApprovals::list(
     bool pending_only, size_t limit, const std::vector<std::string>& tenants) {
   const std::string filter = tenantFilter(tenants, 2);
   Stmt st(db_, pending_only ? "SELECT record FROM approvals WHERE state = 'pending'" + filter +
                                   " ORDER BY expires_at, rowid LIMIT ?1"
-                            : "SELECT record FROM approvals WHERE 1" + filter +
+                            : "SELECT record FROM approvals WHERE TRUE" + filter +
                                   " ORDER BY requested_at DESC, rowid DESC LIMIT ?1");
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, static_cast<int64_t>(limit));
@@ -87,8 +87,7 @@ absl::StatusOr<std::vector<v1::Approval>> SqliteApprovals::list(
   return readAll(db_, st, "list approvals");
 }
 
-absl::StatusOr<std::vector<v1::Approval>> SqliteApprovals::expired(int64_t now_unix_ms,
-                                                                   size_t limit) {
+absl::StatusOr<std::vector<v1::Approval>> SqlApprovals::expired(int64_t now_unix_ms, size_t limit) {
   Stmt st(db_,
           "SELECT record FROM approvals WHERE state = 'pending' AND expires_at <= ?1 "
           "ORDER BY expires_at, rowid LIMIT ?2");
@@ -98,7 +97,7 @@ absl::StatusOr<std::vector<v1::Approval>> SqliteApprovals::expired(int64_t now_u
   return readAll(db_, st, "list expired approvals");
 }
 
-absl::Status SqliteApprovals::replaceIf(const v1::Approval& a, v1::ApprovalState expected_state) {
+absl::Status SqlApprovals::replaceIf(const v1::Approval& a, v1::ApprovalState expected_state) {
   Stmt st(db_, "UPDATE approvals SET state = ?2, record = ?3 WHERE id = ?1 AND state = ?4");
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, a.approval_id());
@@ -106,7 +105,7 @@ absl::Status SqliteApprovals::replaceIf(const v1::Approval& a, v1::ApprovalState
   st.bindBlob(3, a.SerializeAsString());
   st.bind(4, stateText(expected_state));
   if (auto s = st.run(); !s.ok()) return s;
-  if (sqlite3_changes(db_) == 1) return absl::OkStatus();
+  if (db_->changes() == 1) return absl::OkStatus();
   auto stored = get(a.approval_id());
   if (!stored.ok()) return stored.status();
   std::string by = stored->state() == v1::APPROVAL_STATE_EXPIRED ? " (rejected)"

@@ -1,12 +1,12 @@
-// SqliteIntegrations (sqlite_tables.h).
+// SqlIntegrations (sql_tables.h).
 #include "common/format.h"
-#include "controller/store/sqlite_db.h"
-#include "controller/store/sqlite_tables.h"
+#include "controller/store/sql_db.h"
+#include "controller/store/sql_tables.h"
 
 namespace bulkhead::controller {
 namespace {
 
-using sqlite::Stmt;
+using sql::Stmt;
 
 constexpr char kColumns[] = "token_sha256, record";
 
@@ -21,7 +21,7 @@ absl::StatusOr<IntegrationRow> readIntegration(Stmt& st) {
 
 }  // namespace
 
-absl::Status SqliteIntegrations::add(const IntegrationRow& row) {
+absl::Status SqlIntegrations::add(const IntegrationRow& row) {
   Stmt st(db_,
           "INSERT INTO integrations(name, format, token_sha256, created_at, revoked_at, record) "
           "VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING");
@@ -33,7 +33,7 @@ absl::Status SqliteIntegrations::add(const IntegrationRow& row) {
   st.bind(5, row.record.revoked_unix_ms());
   st.bindBlob(6, row.record.SerializeAsString());
   if (auto s = st.run(); !s.ok()) return s;
-  if (sqlite3_changes(db_) == 0) {
+  if (db_->changes() == 0) {
     return absl::AlreadyExistsError(
         fmt::format("an integration named \"{}\" exists (revoked ones too keep their name)",
                     row.record.name()));
@@ -41,42 +41,42 @@ absl::Status SqliteIntegrations::add(const IntegrationRow& row) {
   return absl::OkStatus();
 }
 
-absl::Status SqliteIntegrations::update(const IntegrationRow& row) {
+absl::Status SqlIntegrations::update(const IntegrationRow& row) {
   Stmt st(db_, "UPDATE integrations SET revoked_at = ?2, record = ?3 WHERE name = ?1");
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, row.record.name());
   st.bind(2, row.record.revoked_unix_ms());
   st.bindBlob(3, row.record.SerializeAsString());
   if (auto s = st.run(); !s.ok()) return s;
-  if (sqlite3_changes(db_) == 0) {
+  if (db_->changes() == 0) {
     return absl::NotFoundError(fmt::format("no integration \"{}\"", row.record.name()));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::optional<IntegrationRow>> SqliteIntegrations::find(const std::string& name) {
+absl::StatusOr<std::optional<IntegrationRow>> SqlIntegrations::find(const std::string& name) {
   Stmt st(db_, fmt::format("SELECT {} FROM integrations WHERE name = ?1", kColumns));
   if (auto s = st.prepared(); !s.ok()) return s;
   st.bind(1, name);
   int rc = st.step();
-  if (rc == SQLITE_DONE) return std::optional<IntegrationRow>();
-  if (rc != SQLITE_ROW) return sqlite::error(db_, "find integration");
+  if (rc == sql::kDone) return std::optional<IntegrationRow>();
+  if (rc != sql::kRow) return sql::error(db_, "find integration");
   auto row = readIntegration(st);
   if (!row.ok()) return row.status();
   return std::optional<IntegrationRow>(std::move(*row));
 }
 
-absl::StatusOr<std::vector<IntegrationRow>> SqliteIntegrations::list() {
+absl::StatusOr<std::vector<IntegrationRow>> SqlIntegrations::list() {
   Stmt st(db_, fmt::format("SELECT {} FROM integrations ORDER BY name", kColumns));
   if (auto s = st.prepared(); !s.ok()) return s;
   std::vector<IntegrationRow> out;
   int rc;
-  while ((rc = st.step()) == SQLITE_ROW) {
+  while ((rc = st.step()) == sql::kRow) {
     auto row = readIntegration(st);
     if (!row.ok()) return row.status();
     out.push_back(std::move(*row));
   }
-  if (rc != SQLITE_DONE) return sqlite::error(db_, "list integrations");
+  if (rc != sql::kDone) return sql::error(db_, "list integrations");
   return out;
 }
 
