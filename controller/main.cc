@@ -1,5 +1,6 @@
-// bulkhead-controller: builds the real dependencies (flags, logging, identity, SQLite store,
-// gRPC server) and runs until SIGTERM/SIGINT. Startup failures print one line and exit 2.
+// bulkhead-controller: builds the real dependencies (flags, logging, identity, SQLite or
+// PostgreSQL store, gRPC server) and runs until SIGTERM/SIGINT. Startup failures print one line and
+// exit 2.
 #include <grpc/support/log.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -48,6 +49,7 @@
 #include "controller/store/backup.h"
 #include "controller/store/data_dir.h"
 #include "controller/store/evidence_files.h"
+#include "controller/store/postgres_store.h"
 #include "controller/store/sqlite_store.h"
 #include "controller/webhook/listener.h"
 #include "evidence/signing.h"
@@ -341,13 +343,29 @@ int run(int argc, char** argv) {
                             config.identity_dir, peerKindName(identity->self.kind)));
   }
   if (auto s = prepareDataDir(config.data_dir); !s.ok()) return fail(fmt::format("{}", s));
+  std::error_code key_ec;
+  if (!config.store.empty() && !std::filesystem::exists(config.audit_key, key_ec)) {
+    // A key made here would differ from the other controllers': their rows would not verify.
+    return fail(fmt::format(
+        "--audit-key: {} not found. Every controller on one --store database needs the same "
+        "audit key: create it once (openssl rand -hex 32 > FILE; chmod 600 FILE) and copy it "
+        "to each",
+        config.audit_key));
+  }
   auto audit_key = loadOrCreateAuditKey(config.audit_key, config.data_dir);
   if (!audit_key.ok()) return fail(fmt::format("{}", audit_key.status()));
   auto audit_signer = evidence::Signer::fromPem(identity->key_pem, identity->cert_pem);
   if (!audit_signer.ok()) return fail(fmt::format("--identity: {}", audit_signer.status()));
-  auto store = SqliteStore::create(std::filesystem::path(config.data_dir) / "controller.db",
-                                   {.audit_key = *std::move(audit_key)});
-  if (!store.ok()) return fail(fmt::format("--data-dir: {}", store.status()));
+  absl::StatusOr<std::unique_ptr<SqlStore>> store;
+  if (config.store.empty()) {
+    store = SqliteStore::create(std::filesystem::path(config.data_dir) / "controller.db",
+                                {.audit_key = *std::move(audit_key)});
+    if (!store.ok()) return fail(fmt::format("--data-dir: {}", store.status()));
+  } else {
+    store = PostgresStore::create(config.store, {.audit_key = *std::move(audit_key)});
+    if (!store.ok()) return fail(fmt::format("{}", store.status()));
+    spdlog::info("store: PostgreSQL {}", redactedUrl(config.store));
+  }
 
   Policies policies(config.policy_dir);
   if (!config.policy_dir.empty()) {

@@ -18,6 +18,15 @@ PACKAGES=(
   libcpp-httplib-dev libcurl4-openssl-dev
   # the controller's Prometheus metrics (prometheus-cpp core)
   prometheus-cpp-dev
+  # PostgreSQL client libraries: the controller's PostgreSQL store (libpqxx) and the tests'
+  # throw-away server helper (libpq: tests/unit/controller/temp_postgres.h)
+  libpqxx-dev libpq-dev
+  # what the PostgreSQL 15 server binaries that scripts/lab-tools.sh extracts (never installs:
+  # postgresql-15's scripts would create and start the machine's own cluster) link (readelf
+  # NEEDED of postgres and initdb), and tzdata, its time zones (built with
+  # --with-system-tzdata). Not libllvm: the tests run it with jit=off
+  libpq5 libicu72 libxml2 libldap-2.5-0 libgssapi-krb5-2 liblz4-1 libzstd1 libpam0g libssl3
+  libsystemd0 zlib1g tzdata
   # sanitizer, fuzz and static-check stages of scripts/test.sh: clang with its sanitizer and
   # libFuzzer runtimes, llvm-symbolizer for readable reports, clang-tidy
   clang libclang-rt-14-dev llvm clang-tidy

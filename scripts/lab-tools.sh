@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Fetches the real tools the lab tests drive (detection tools: tests/lab/tools.py; Prometheus
 # and promtool for the controller's metrics and alert rules; aiosmtpd, with its python3-public,
-# the SMTP server the notifications' email is sent to), from Debian 12's
-# packages, WITHOUT installing them: `apt-get download` + `dpkg-deb -x` into a cache dir, so no
-# maintainer script runs (they would start services, register with CrowdSec's central API and,
-# for the bouncers, rewrite the machine's firewall). The tests start each daemon themselves,
-# inside a lab node, with a private configuration.
+# the SMTP server the notifications' email is sent to; the PostgreSQL 15 server that the
+# controller's PostgreSQL tests start in a temporary directory: tests/unit/controller/
+# temp_postgres.h), from Debian 12's packages, WITHOUT installing them: `apt-get download` +
+# `dpkg-deb -x` into a cache dir, so no maintainer script runs (they would start services,
+# register with CrowdSec's central API and, for the bouncers, rewrite the machine's firewall;
+# PostgreSQL's would create and start the machine's own cluster). The tests start each daemon
+# themselves, inside a lab node or a private namespace, with a private configuration.
 #
 #   ${BULKHEAD_LAB_TOOLS:-/var/cache/bulkhead/lab-tools}/<package>/   the extracted package
 #   .../<package>/.bulkhead-stamp                                     "<package> <version>"
 #
 # Idempotent and quick when cached (no apt call at all when every stamp matches). One line per
 # tool on stdout. Exit 1 with a clear message if the mirror cannot be reached or carries another
-# upstream version than the one the tests were written against.
+# upstream version than the one the tests were written against. A wanted version is exact, or a
+# glob (`15.*`) for a package whose security updates move the minor version (PostgreSQL).
 set -euo pipefail
 
 CACHE=${BULKHEAD_LAB_TOOLS:-/var/cache/bulkhead/lab-tools}
@@ -24,8 +27,12 @@ declare -A WANT=(
   [prometheus]=2.42.0+ds
   [python3-aiosmtpd]=1.4.3
   [python3-public]=2.3
+  # binaries in usr/lib/postgresql/15/bin, relocatable (they find usr/share/postgresql/15 of the
+  # same tree); any 15.x: Debian's security updates follow upstream's minor releases
+  [postgresql-15]='15.*'
 )
-ORDER=(fail2ban crowdsec prometheus-alertmanager prometheus python3-aiosmtpd python3-public)
+ORDER=(fail2ban crowdsec prometheus-alertmanager prometheus python3-aiosmtpd python3-public
+  postgresql-15)
 
 die() { echo "lab-tools: $*" >&2; exit 1; }
 
@@ -34,10 +41,23 @@ upstream() { local v=${1#*:}; echo "${v%-*}"; }
 
 stamp_of() { cat "$CACHE/$1/.bulkhead-stamp" 2>/dev/null || true; }
 
+# wanted PACKAGE DEBIAN_VERSION: whether the version's upstream part is the one wanted, exactly,
+# or matching the glob when the wanted version has a `*`
+wanted() {
+  local u w=${WANT[$1]}
+  u=$(upstream "$2")
+  if [[ $w == *'*'* ]]; then
+    # shellcheck disable=SC2053  # unquoted on purpose: a glob
+    [[ $u == $w ]]
+  else
+    [ "$u" = "$w" ]
+  fi
+}
+
 todo=()
 for p in "${ORDER[@]}"; do
   s=$(stamp_of "$p")
-  if [ -n "$s" ] && [ "$(upstream "${s#* }")" = "${WANT[$p]}" ]; then
+  if [ -n "$s" ] && wanted "$p" "${s#* }"; then
     echo "lab-tools: $p ${s#* } (cached in $CACHE/$p)"
   else
     todo+=("$p")
@@ -56,7 +76,7 @@ candidate() { apt-cache policy "$1" 2>/dev/null | sed -n 's/^  Candidate: //p'; 
 need_update=0
 for p in "${todo[@]}"; do
   c=$(candidate "$p")
-  if [ -z "$c" ] || [ "$c" = "(none)" ] || [ "$(upstream "$c")" != "${WANT[$p]}" ]; then need_update=1; fi
+  if [ -z "$c" ] || [ "$c" = "(none)" ] || ! wanted "$p" "$c"; then need_update=1; fi
 done
 if [ "$need_update" -eq 1 ]; then
   echo "lab-tools: apt-get update (package lists missing or stale)" >&2
@@ -75,7 +95,7 @@ for p in "${todo[@]}"; do
   if [ -z "$c" ] || [ "$c" = "(none)" ]; then
     die "$p: no candidate version in the package lists (is bookworm main in the apt sources?)"
   fi
-  [ "$(upstream "$c")" = "${WANT[$p]}" ] ||
+  wanted "$p" "$c" ||
     die "$p: the mirror has $c, the tests are written for ${WANT[$p]} (Debian 12)"
   # apt drops privileges to _apt for downloads; the cache dir may not be writable for it
   if ! (cd "$dl" && apt-get -q -o APT::Sandbox::User=root download "$p=$c" >"$dl/$p.log" 2>&1); then

@@ -145,8 +145,8 @@ absl::StatusOr<RestoreCommandLine> parseRestoreFlags(const std::vector<std::stri
 }
 
 absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std::string>& args) {
-  std::string listen, identity, data_dir, audit_key, runtime_dir, policy_dir, hb_interval = "5s",
-                                                                              hb_timeout = "15s";
+  std::string listen, identity, data_dir, store, audit_key, runtime_dir, policy_dir,
+      hb_interval = "5s", hb_timeout = "15s";
   std::string selector_limit = "10", log_format = "text", log_level = "info";
   std::string block_confirm_v4 = "16", block_confirm_v6 = "48";
   std::string max_evidence_bytes = "8GiB", evidence_host_quota = "32GiB", evidence_reserve = "1GiB";
@@ -180,6 +180,10 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
       "controller identity directory: ca.crt, tls.crt, tls.key (required)")(
       "data-dir", po::value(&data_dir)->value_name("DIR"),
       "state directory, created if missing, kept private (0700) (required)")(
+      "store", po::value(&store)->value_name("URL"),
+      "where the controller's state lives: postgresql://USER@HOST/DB?... for several "
+      "controllers sharing one PostgreSQL database (each needs the same --audit-key); "
+      "default: SQLite in --data-dir")(
       "audit-key", po::value(&audit_key)->value_name("FILE"),
       "HMAC key of the audit chain, outside --data-dir; created (0600) if missing "
       "(default IDENTITY_DIR/audit.key)")(
@@ -290,6 +294,14 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
   if (data_dir.empty()) return absl::InvalidArgumentError("--data-dir: empty directory name");
   c.identity_dir = identity;
   c.data_dir = data_dir;
+  if (vm.count("store") != 0) {
+    if (!store.starts_with("postgresql://") && !store.starts_with("postgres://")) {
+      return absl::InvalidArgumentError(
+          "--store: want postgresql://USER@HOST/DB?... (a PostgreSQL connection URI); without "
+          "--store the state is a SQLite database in --data-dir");
+    }
+    c.store = store;
+  }
   if (vm.count("audit-key") != 0 && audit_key.empty()) {
     return absl::InvalidArgumentError("--audit-key: empty file name");
   }

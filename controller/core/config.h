@@ -21,6 +21,9 @@ struct ControllerConfig {
   std::vector<HostPort> advertise;  // --advertise IP:PORT (IP literals agents dial)
   std::string identity_dir;         // --identity DIR
   std::string data_dir;             // --data-dir DIR
+  // --store postgresql://...: the PostgreSQL database several controllers share; empty: the
+  // SQLite database DATA_DIR/controller.db.
+  std::string store;
   std::string audit_key;            // --audit-key FILE (default IDENTITY_DIR/audit.key)
   std::string runtime_dir;          // --runtime-dir DIR (default DATA_DIR/run): live TLS copy
   std::string policy_dir;           // --policy-dir DIR; empty = no policies

@@ -33,7 +33,7 @@ NotificationRow readRow(Stmt& st) {
 }  // namespace
 
 absl::StatusOr<std::optional<int64_t>> SqlNotifications::cursor() {
-  Stmt st(db_, "SELECT audit_id FROM notify_cursor WHERE only = 1");
+  Stmt st(db_, "SELECT audit_id FROM notify_cursor WHERE \"only\" = 1");
   if (auto s = st.prepared(); !s.ok()) return s;
   const int rc = st.step();
   if (rc == sql::kDone) return std::optional<int64_t>();
@@ -60,8 +60,8 @@ absl::Status SqlNotifications::queue(const std::vector<NotificationRow>& rows, i
     if (auto s = insert.run(); !s.ok()) return s;
   }
   Stmt move(db_,
-            "INSERT INTO notify_cursor(only, audit_id) VALUES(1, ?1) "
-            "ON CONFLICT(only) DO UPDATE SET audit_id = excluded.audit_id");
+            "INSERT INTO notify_cursor(\"only\", audit_id) VALUES(1, ?1) "
+            "ON CONFLICT(\"only\") DO UPDATE SET audit_id = excluded.audit_id");
   if (auto s = move.prepared(); !s.ok()) return s;
   move.bind(1, cursor);
   return move.run();

@@ -44,6 +44,21 @@ TEST(ControllerFlags, AuditKeyDefaultsToTheIdentityDirectory) {
   EXPECT_NE(std::string(cmd.status().message()).find("--audit-key"), std::string::npos);
 }
 
+TEST(ControllerFlags, StoreIsSqliteInTheDataDirUnlessAPostgresUrlIsGiven) {
+  auto cmd = parseControllerFlags(kRequired);
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_TRUE(cmd->config.store.empty());
+  cmd = parseControllerFlags(with({"--store", "postgresql://bh@db1/bulkhead?sslmode=require"}));
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(cmd->config.store, "postgresql://bh@db1/bulkhead?sslmode=require");
+  for (const char* bad : {"", "/var/lib/bulkhead/controller.db", "mysql://db1/x"}) {
+    cmd = parseControllerFlags(with({"--store", bad}));
+    ASSERT_FALSE(cmd.ok()) << bad;
+    EXPECT_THAT(std::string(cmd.status().message()),
+                ::testing::HasSubstr("--store: want postgresql://"));
+  }
+}
+
 TEST(ControllerFlags, AllFlags) {
   auto cmd = parseControllerFlags(with({"--policy-dir",
                                         "/p",
