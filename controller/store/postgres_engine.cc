@@ -187,13 +187,21 @@ std::unique_ptr<pqxx::result> PgDb::run(const std::string& sql,
       changes_ = r->affected_rows();
       return r;
     }
-    pqxx::connection* c = connection();
-    if (c == nullptr) return nullptr;
-    pqxx::nontransaction autocommit(*c);
-    auto r = std::make_unique<pqxx::result>(
-        autocommit.exec_params(sql, pqxx::prepare::make_dynamic_params(params)));
-    changes_ = r->affected_rows();
-    return r;
+    for (int attempt = 0;; ++attempt) {
+      pqxx::connection* c = connection();
+      if (c == nullptr) return nullptr;
+      try {
+        pqxx::nontransaction autocommit(*c);
+        auto r = std::make_unique<pqxx::result>(
+            autocommit.exec_params(sql, pqxx::prepare::make_dynamic_params(params)));
+        changes_ = r->affected_rows();
+        return r;
+      } catch (const pqxx::broken_connection& e) {
+        // A read is run again on a new connection, once; a write may have been done.
+        if (attempt > 0 || !sql.starts_with("SELECT")) throw;
+        fail(e, true);
+      }
+    }
   } catch (const pqxx::broken_connection& e) {
     fail(e, true);
   } catch (const std::exception& e) {
@@ -228,19 +236,24 @@ absl::Status PgDb::exec(const std::string& sql) {
 
 absl::Status PgDb::begin() {
   rollback();
-  pqxx::connection* c = connection();
-  if (c == nullptr) return absl::UnavailableError(last_error_);
-  try {
-    tx_ = std::make_unique<pqxx::work>(*c);
-    tx_->exec(fmt::format("SELECT pg_advisory_xact_lock({})", kWriteLock));
-    return absl::OkStatus();
-  } catch (const pqxx::broken_connection& e) {
-    fail(e, true);
-    return absl::UnavailableError(last_error_);
-  } catch (const std::exception& e) {
-    fail(e, false);
-    tx_.reset();
-    return absl::InternalError(fmt::format("begin a transaction: {}", last_error_));
+  // A connection the server closed (a restart, a failover) shows only when used: nothing is
+  // done before the lock is held, so a lost one is opened again and the begin retried, once.
+  for (int attempt = 0;; ++attempt) {
+    pqxx::connection* c = connection();
+    if (c == nullptr) return absl::UnavailableError(last_error_);
+    try {
+      tx_ = std::make_unique<pqxx::work>(*c);
+      tx_->exec(fmt::format("SELECT pg_advisory_xact_lock({})", kWriteLock));
+      return absl::OkStatus();
+    } catch (const pqxx::broken_connection& e) {
+      fail(e, true);
+      if (attempt == 0) continue;
+      return absl::UnavailableError(last_error_);
+    } catch (const std::exception& e) {
+      fail(e, false);
+      tx_.reset();
+      return absl::InternalError(fmt::format("begin a transaction: {}", last_error_));
+    }
   }
 }
 
