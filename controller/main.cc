@@ -22,6 +22,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "common/certificate.h"
@@ -49,6 +50,7 @@
 #include "controller/store/backup.h"
 #include "controller/store/data_dir.h"
 #include "controller/store/evidence_files.h"
+#include "controller/store/postgres_active_lock.h"
 #include "controller/store/postgres_store.h"
 #include "controller/store/sqlite_store.h"
 #include "controller/webhook/listener.h"
@@ -60,6 +62,9 @@ using namespace bulkhead;
 using namespace bulkhead::controller;
 
 constexpr int kExitUsage = 2;
+// Stopped because another controller is (or may be) active on the shared database
+// (postgres_active_lock.h); systemd starts it again as a standby.
+constexpr int kExitNotActive = 3;
 std::atomic<bool> g_grpc_started{false};
 
 int fail(const std::string& message) {
@@ -356,6 +361,40 @@ int run(int argc, char** argv) {
   if (!audit_key.ok()) return fail(fmt::format("{}", audit_key.status()));
   auto audit_signer = evidence::Signer::fromPem(identity->key_pem, identity->cert_pem);
   if (!audit_signer.ok()) return fail(fmt::format("--identity: {}", audit_signer.status()));
+  // On a shared database, one controller is active at a time: wait here as a standby until
+  // this one holds the active lock, then (after the takeover delay) load the state and serve.
+  std::unique_ptr<PostgresActiveLock> active_lock;
+  std::unique_ptr<ActiveLockWatch> active_watch;
+  if (!config.store.empty()) {
+    active_lock = std::make_unique<PostgresActiveLock>(config.store);
+    std::string last_wait;
+    for (;;) {
+      auto held = active_lock->tryAcquire();
+      if (held.ok() && *held) break;
+      std::string wait = held.ok() ? "another controller is active on this database"
+                                   : std::string(held.status().message());
+      if (wait != last_wait) {
+        spdlog::info("standby: {}; taking over when it stops (checking every {} ms)", wait,
+                     kCheckInterval.count());
+        last_wait = wait;
+      }
+      const timespec pause{.tv_sec = 0, .tv_nsec = kCheckInterval.count() * 1'000'000};
+      const int sig = sigtimedwait(&signals, nullptr, &pause);
+      if (sig == SIGTERM || sig == SIGINT) {
+        spdlog::info("standby: {}: exiting", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        return 0;
+      }
+    }
+    spdlog::info("active: this controller holds the active lock of {}; serving in {} ms",
+                 redactedUrl(config.store), kTakeoverDelay.count());
+    active_watch = watchActiveLock(active_lock.get(), [](const std::string& reason) {
+      // Prompt, not graceful: another controller may be serving these hosts already.
+      spdlog::critical("stopping at once: {}", reason);
+      spdlog::shutdown();
+      std::_Exit(kExitNotActive);
+    });
+    std::this_thread::sleep_for(kTakeoverDelay);
+  }
   absl::StatusOr<std::unique_ptr<SqlStore>> store;
   if (config.store.empty()) {
     store = SqliteStore::create(std::filesystem::path(config.data_dir) / "controller.db",

@@ -10,12 +10,15 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/str_split.h"
 #include "common/format.h"
 #include "controller/store/audit_key.h"
 #include "controller/store/evidence_files.h"
+#include "controller/store/postgres_active_lock.h"
 #include "controller/store/postgres_store.h"
 #include "controller/store/sqlite_store.h"
 #include "temp_postgres.h"
@@ -62,6 +65,17 @@ class PostgresEnvironment : public ::testing::Environment {
 };
 [[maybe_unused]] const auto* const kPostgresEnvironment =
     ::testing::AddGlobalTestEnvironment(new PostgresEnvironment);
+
+// Polls `done` every 50 ms for up to `limit`; whether it came true.
+bool wait_for(const std::function<bool()>& done,
+              std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return true;
+}
 
 // A URL of `server` whose tables live in schema `schema` (made by the caller).
 std::string schemaUrl(const testing::TempPostgres& server, const std::string& schema) {
@@ -956,6 +970,77 @@ TEST_P(PostgresStoreTest, AControllerWithAnotherAuditKeyIsRefused) {
   EXPECT_NE(other.status().message().find(auditKeyId(kOtherKey)), std::string::npos)
       << other.status();
   EXPECT_NE(open(kKey), nullptr);
+}
+
+// One controller active per database: a second one waits until the first one's session ends.
+TEST_P(PostgresStoreTest, TheActiveLockIsHeldByOneControllerAndFreedWhenItStops) {
+  auto server = sharedPostgres();
+  ASSERT_TRUE(server.ok());
+  const std::string url = schemaUrl(**server, schema_);
+  auto a = std::make_unique<PostgresActiveLock>(url);
+  PostgresActiveLock b(url);
+  ASSERT_TRUE(*a->tryAcquire());
+  EXPECT_TRUE(*a->tryAcquire());  // held already
+  EXPECT_TRUE(*a->confirm());
+  EXPECT_FALSE(*b.tryAcquire());
+  a.reset();  // the active controller dies: its session ends
+  EXPECT_TRUE(wait_for([&b] { return *b.tryAcquire(); }));
+  EXPECT_TRUE(*b.confirm());
+}
+
+// The server restarts: every session (and lock) is gone. A standby that takes the lock first
+// wins; the old active one's confirm() then says another holds it. Alone, it takes it again.
+TEST_P(PostgresStoreTest, AfterARestartTheActiveLockGoesToWhoeverTakesItFirst) {
+  auto server = sharedPostgres();
+  ASSERT_TRUE(server.ok());
+  const std::string url = schemaUrl(**server, schema_);
+  PostgresActiveLock a(url);
+  PostgresActiveLock b(url);
+  ASSERT_TRUE(*a.tryAcquire());
+  ASSERT_TRUE((*server)->restart().ok());
+  auto b_took = b.tryAcquire();
+  ASSERT_TRUE(b_took.ok()) << b_took.status();
+  EXPECT_TRUE(*b_took);
+  auto a_holds = a.confirm();
+  ASSERT_TRUE(a_holds.ok()) << a_holds.status();
+  EXPECT_FALSE(*a_holds);
+  ASSERT_TRUE((*server)->restart().ok());
+  a_holds = a.confirm();  // b's session is gone too: a takes it again
+  ASSERT_TRUE(a_holds.ok()) << a_holds.status();
+  EXPECT_TRUE(*a_holds);
+  auto b_holds = b.confirm();
+  ASSERT_TRUE(b_holds.ok()) << b_holds.status();
+  EXPECT_FALSE(*b_holds);
+}
+
+// An active controller that cannot reach the database stops within kFenceAfter (then a
+// standby may take over), not before.
+TEST_P(PostgresStoreTest, AnActiveControllerCutOffFromTheDatabaseStopsItself) {
+  auto server = sharedPostgres();
+  ASSERT_TRUE(server.ok());
+  PostgresActiveLock lock(schemaUrl(**server, schema_));
+  ASSERT_TRUE(*lock.tryAcquire());
+  std::mutex mu;
+  std::string reason;
+  std::chrono::steady_clock::time_point stopped_at;
+  auto watch = watchActiveLock(&lock, [&](const std::string& why) {
+    std::lock_guard l(mu);
+    reason = why;
+    stopped_at = std::chrono::steady_clock::now();
+  });
+  ASSERT_TRUE((*server)->stop().ok());
+  const auto cut_at = std::chrono::steady_clock::now();
+  EXPECT_TRUE(wait_for(
+      [&] {
+        std::lock_guard l(mu);
+        return !reason.empty();
+      },
+      kFenceAfter + std::chrono::seconds(5)));
+  watch.reset();
+  ASSERT_TRUE((*server)->restart().ok());
+  std::lock_guard l(mu);
+  EXPECT_NE(reason.find("could not be confirmed"), std::string::npos) << reason;
+  EXPECT_GE(stopped_at - cut_at, kFenceAfter - kCheckInterval);
 }
 
 TEST_P(PostgresStoreTest, AnUnreachableServerIsAClearError) {
