@@ -1,7 +1,11 @@
 #include "agent/core/config.h"
 
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <sstream>
 
 #include <boost/program_options.hpp>
@@ -17,8 +21,9 @@ namespace {
 
 po::options_description options() {
   po::options_description o("bulkhead-agent options");
-  o.add_options()("controller", po::value<std::string>(),
-                  "controller ADDR:PORT (name or IP literal)")(
+  o.add_options()("controller", po::value<std::vector<std::string>>()->composing(),
+                  "controller ADDR:PORT (name or IP literal); repeatable: the replicas of one "
+                  "controller, tried in turn until one answers")(
       "identity", po::value<std::string>(), "identity DIR holding ca.crt, tls.crt, tls.key")(
       "state-dir", po::value<std::string>(), "state DIR (desired state, pinned IPs, agent.sock)")(
       "label", po::value<std::vector<std::string>>()->composing(), "label k=v (repeatable)")(
@@ -63,13 +68,29 @@ bool isValidTlsName(const std::string& s) {
   });
 }
 
+// The same controller: the port, and the host as an address (IP literals) or a name (without
+// case).
+bool sameController(const HostPort& a, const HostPort& b) {
+  if (a.port != b.port) return false;
+  for (int family : {AF_INET, AF_INET6}) {
+    std::array<unsigned char, sizeof(in6_addr)> x{}, y{};
+    const bool xa = inet_pton(family, a.host.c_str(), x.data()) == 1;
+    const bool ya = inet_pton(family, b.host.c_str(), y.data()) == 1;
+    if (xa || ya) return xa && ya && x == y;
+  }
+  return std::equal(a.host.begin(), a.host.end(), b.host.begin(), b.host.end(), [](char x, char y) {
+    return std::tolower(static_cast<unsigned char>(x)) ==
+           std::tolower(static_cast<unsigned char>(y));
+  });
+}
+
 }  // namespace
 
 std::string agentUsage() {
   std::ostringstream ss;
   // "Usage:" and "or:" as help2man reads them (the manual page's SYNOPSIS).
-  ss << "Usage: bulkhead-agent --controller ADDR:PORT --identity DIR --state-dir DIR "
-        "[--label k=v]...\n"
+  ss << "Usage: bulkhead-agent --controller ADDR:PORT [--controller ADDR:PORT]... --identity DIR "
+        "--state-dir DIR [--label k=v]...\n"
         "  or:  bulkhead-agent --restore --state-dir DIR\n"
         "  or:  bulkhead-agent status --state-dir DIR\n"
         "  or:  bulkhead-agent enroll --token TOKEN [--host-id ID] [--identity DIR]\n"
@@ -183,9 +204,21 @@ absl::StatusOr<AgentConfig> parseAgentArgs(const std::vector<std::string>& raw) 
   }
 
   if (!vm.count("controller")) return absl::InvalidArgumentError("--controller: required (ADDR:PORT)");
-  auto hp = parseHostPort("--controller", get("controller"));
-  if (!hp.ok()) return hp.status();
-  c.controller = *hp;
+  std::vector<std::string> controller_texts;
+  for (const auto& text : vm["controller"].as<std::vector<std::string>>()) {
+    auto hp = parseHostPort("--controller", text);
+    if (!hp.ok()) return hp.status();
+    for (size_t i = 0; i < c.controllers.size(); ++i) {
+      if (sameController(c.controllers[i], *hp)) {
+        return invalid(
+            "--controller", text,
+            fmt::format("the same controller as \"{}\", given before", controller_texts[i]));
+      }
+    }
+    c.controllers.push_back(*std::move(hp));
+    controller_texts.push_back(text);
+  }
+  c.controller = c.controllers.front();
   if (!vm.count("identity")) return absl::InvalidArgumentError("--identity: required (DIR)");
   c.identity_dir = get("identity");
   if (c.identity_dir.empty()) return invalid("--identity", "", "empty path");

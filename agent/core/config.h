@@ -24,7 +24,10 @@ enum class AgentMode {
 
 struct AgentConfig {
   AgentMode mode = AgentMode::kRun;
-  HostPort controller;                                  // kRun
+  // kRun: every --controller in the order given (the replicas of one controller, sharing its
+  // database; one is active at a time). `controller` is the first of them.
+  std::vector<HostPort> controllers;
+  HostPort controller;
   std::string controller_name = "bulkhead-controller";  // TLS name checked in the controller cert
   bool controller_name_given = false;  // --controller-name given: overrides the identity's file
   std::filesystem::path identity_dir;                   // kRun
@@ -53,7 +56,9 @@ struct AgentConfig {
 };
 
 // Parses argv[1..]. `bulkhead-agent status --state-dir DIR` and `--status` both select
-// kStatus. Errors are one line naming the flag and the value at fault.
+// kStatus. Errors are one line naming the flag and the value at fault. `--controller` may be
+// given several times; the same controller twice (host names compared without case, IP
+// literals by address, and the port) is refused.
 absl::StatusOr<AgentConfig> parseAgentArgs(const std::vector<std::string>& args);
 
 // Usage text for --help.

@@ -8,11 +8,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <random>
 
@@ -183,15 +185,25 @@ Enforcement makeEnforcement(const absl::Status& allowed) {
   return e;
 }
 
-std::vector<v1::Endpoint> endpointsOf(const PinnedController& pin) {
-  std::vector<v1::Endpoint> out;
-  for (const auto& ip : pin.ips) {
-    v1::Endpoint ep;
-    ep.set_ip(ip);
-    ep.set_port(pin.port);
-    out.push_back(std::move(ep));
-  }
-  return out;
+// "host:port", "[v6]:port".
+std::string controllerText(const std::string& host, uint16_t port) {
+  return host.find(':') == std::string::npos ? fmt::format("{}:{}", host, port)
+                                             : fmt::format("[{}]:{}", host, port);
+}
+
+std::string controllersText(const std::vector<HostPort>& controllers) {
+  std::vector<std::string> out;
+  for (const auto& c : controllers) out.push_back(controllerText(c.host, c.port));
+  return fmt::format("{}", fmt::join(out, ","));
+}
+
+// Every pin in the state dir (--restore, and the restore step before pinning); unreadable pin
+// files are logged and left out.
+std::vector<PinnedController> readPinsLogged(const fs::path& state_dir) {
+  std::vector<absl::Status> errors;
+  auto pins = readPins(state_dir, &errors);
+  for (const auto& e : errors) spdlog::warn("controller pin left out: {}", e);
+  return pins;
 }
 
 std::string describeWatchEvent(const TamperEvent& e) {
@@ -303,11 +315,18 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
     return m;
   }
 
-  void onConnected(const v1::Welcome& w) override {
+  // Which --controller each session target belongs to (the logs name the replica). Set before
+  // the session starts.
+  void setTargetControllers(std::map<std::string, std::string> by_target) {
+    target_controllers_ = std::move(by_target);
+  }
+
+  void onConnectedTo(const v1::Welcome& w, const std::string& target) override {
     int64_t now = nowUnixMs();
     board_->update([&](AgentStatus& s) {
       s.connected = true;
       s.connected_since_unix_ms = now;
+      s.controller_target = target;
       s.last_connect_error.clear();
       ++s.connect_count;
     });
@@ -315,9 +334,9 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
       spdlog::warn("controller knows this agent as \"{}\", certificate says \"{}\"", w.host_id(),
                    host_id_);
     }
-    spdlog::info("connected to controller {} as {} (heartbeat every {} ms)", config_.controller.host,
+    spdlog::info("connected to controller {} as {} (heartbeat every {} ms)", replica(target),
                  host_id_, w.heartbeat_interval_ms());
-    last_warned_reason_.clear();
+    warned_.clear();  // the next failure is warned again
     if (CaptureWorker* cw = capture_worker_.load()) cw->retryPending();
     if (SignalForwarder* f = signals_.load()) f->onConnected();
     renewer_.onConnected();
@@ -381,28 +400,33 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
     }
   }
 
-  void onDisconnected(const std::string& reason, bool was_connected,
-                      std::chrono::milliseconds retry_in) override {
+  void onDisconnectedFrom(const std::string& reason, bool was_connected,
+                          std::chrono::milliseconds retry_in, const std::string& target,
+                          const std::string& next_target) override {
     if (SignalForwarder* f = signals_.load()) f->onDisconnected(reason);
     board_->update([&](AgentStatus& s) {
       s.connected = false;
+      s.controller_target.clear();
       s.last_connect_error = reason;
       s.last_disconnect_unix_ms = nowUnixMs();
     });
+    const std::string next =
+        next_target == target
+            ? fmt::format("retrying in {} ms", retry_in.count())
+            : fmt::format("failing over to {} in {} ms", replica(next_target), retry_in.count());
     auto now = std::chrono::steady_clock::now();
+    // Warned once a minute per target and reason: with several replicas the reasons alternate.
+    Warned& warned = warned_[target];
     if (was_connected) {
-      spdlog::warn("disconnected from controller: {}; reconnecting in {} ms", reason,
-                   retry_in.count());
-    } else if (reason != last_warned_reason_ || now - last_warned_at_ > std::chrono::minutes(1)) {
-      spdlog::warn("cannot reach controller {}:{}: {}; retrying in {} ms", config_.controller.host,
-                   config_.controller.port, reason, retry_in.count());
+      spdlog::warn("disconnected from controller {}: {}; {}", replica(target), reason, next);
+    } else if (reason != warned.reason || now - warned.at > std::chrono::minutes(1)) {
+      spdlog::warn("cannot reach controller {}: {}; {}", replica(target), reason, next);
     } else {
-      spdlog::debug("controller still unreachable: {}; retrying in {} ms", reason,
-                    retry_in.count());
+      spdlog::debug("controller {} still unreachable: {}; {}", replica(target), reason, next);
       return;
     }
-    last_warned_reason_ = reason;
-    last_warned_at_ = now;
+    warned.reason = reason;
+    warned.at = now;
   }
 
   // ReconcileSink (worker thread).
@@ -446,6 +470,18 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
     }
   }
 
+  struct Warned {
+    std::string reason;
+    std::chrono::steady_clock::time_point at{};
+  };
+
+  // "ctl-a.example:7443 (ipv4:10.77.0.2:7443)": the --controller and the target.
+  std::string replica(const std::string& target) const {
+    auto it = target_controllers_.find(target);
+    if (it == target_controllers_.end()) return target;
+    return fmt::format("{} ({})", it->second, target);
+  }
+
   const AgentConfig& config_;
   std::string host_id_;
   StatusBoard* board_;
@@ -457,9 +493,9 @@ class AgentDaemon final : public SessionHandler, public ReconcileSink {
   std::atomic<CaptureWorker*> capture_worker_{nullptr};
   std::atomic<SignalForwarder*> signals_{nullptr};
   CertRenewer renewer_;  // after session_, which its reconnect uses
-  // Touched only from onConnected/onDisconnected, which the session serialises.
-  std::string last_warned_reason_;
-  std::chrono::steady_clock::time_point last_warned_at_{};
+  std::map<std::string, std::string> target_controllers_;  // written before the session starts
+  // Touched only from onConnectedTo/onDisconnectedFrom, which the session serialises.
+  std::map<std::string, Warned> warned_;  // by target
 };
 
 int runStatus(const AgentConfig& config) {
@@ -489,8 +525,8 @@ int runRestore(const AgentConfig& config) {
     printError(fmt::format("--restore: {}", allowed));
     return kExitFailure;
   }
-  std::vector<v1::Endpoint> controller;
-  if (auto pin = readPin(config.state_dir); pin.ok()) controller = endpointsOf(*pin);
+  // Every pinned controller stays reachable (a fail-closed isolation keeps them all).
+  std::vector<v1::Endpoint> controller = controllerEndpoints(readPinsLogged(config.state_dir));
   Enforcement enforcement = makeEnforcement(allowed);
   Reconciler reconciler(ReconcilerOptions{config.state_dir, controller, allowed},
                         enforcement.firewall.get(), enforcement.killer.get(), nowUnixMs);
@@ -542,7 +578,7 @@ struct DaemonState {
   std::unique_ptr<SignalForwarder> signal_forwarder;
   std::unique_ptr<SignalSocketServer> signal_server;
   std::random_device rd;
-  PinnedController pin;
+  std::vector<PinnedController> pins;  // the pinned controllers, in --controller order
   SessionOptions session_options;
   std::unique_ptr<EvidenceUploader> uploader;
   std::unique_ptr<CaptureWorker> capture_worker;
@@ -599,7 +635,7 @@ StepOutcome netnsStep(DaemonState& d, Teardown&) {
   d.enforce_ok = checkEnforcementAllowed(netns, d.config.allow_root_netns);
   d.board.update([&](AgentStatus& s) {
     s.host_id = d.host_id;
-    s.controller = fmt::format("{}:{}", d.config.controller.host, d.config.controller.port);
+    s.controller = controllersText(d.config.controllers);
     s.netns_verdict = netns.verdict == NetnsVerdict::kInitial      ? "initial"
                       : netns.verdict == NetnsVerdict::kNotInitial ? "not-initial"
                                                                    : "unknown";
@@ -626,17 +662,19 @@ StepOutcome statusSocketStep(DaemonState& d, Teardown& teardown) {
 }
 
 // Enforces the persisted state before anything else, with the controller endpoints known so
-// far (an IP literal, or the last pin), so a restarted agent converges before it connects.
+// far (the IP literals among --controller, and every previous pin), so a restarted agent
+// converges before it connects.
 StepOutcome restoreStep(DaemonState& d, Teardown& teardown) {
   const AgentConfig& config = d.config;
-  std::vector<v1::Endpoint> known_controller;
-  if (auto literal = resolveWithGetaddrinfo(config.controller.host);
-      literal.ok() && literal->size() == 1 && literal->front() == config.controller.host) {
-    known_controller = endpointsOf(PinnedController{config.controller.host, config.controller.port,
-                                                    *literal, 0});
-  } else if (auto old = readPin(config.state_dir); old.ok()) {
-    known_controller = endpointsOf(*old);
+  std::vector<PinnedController> known;
+  for (const auto& c : config.controllers) {
+    if (auto literal = resolveWithGetaddrinfo(c.host);
+        literal.ok() && literal->size() == 1 && literal->front() == c.host) {
+      known.push_back(PinnedController{c.host, c.port, *literal, 0});
+    }
   }
+  for (auto& pin : readPinsLogged(config.state_dir)) known.push_back(std::move(pin));
+  std::vector<v1::Endpoint> known_controller = controllerEndpoints(known);
   d.enforcement = makeEnforcement(d.enforce_ok);
   d.reconciler = std::make_unique<Reconciler>(
       ReconcilerOptions{config.state_dir, known_controller, d.enforce_ok},
@@ -763,15 +801,22 @@ StepOutcome tamperWatchStep(DaemonState& d, Teardown& teardown) {
   return StepOutcome::next();
 }
 
-// Pins the controller's IPs; an unresolvable name without a previous pin is retried until a
+// Pins the controllers' IPs. A controller whose name does not resolve and that has no previous
+// pin is left out (the others are used); while none can be pinned, pinning is retried until a
 // stop signal.
 StepOutcome pinStep(DaemonState& d, Teardown&) {
   Backoff pin_backoff(BackoffPolicy{}, (static_cast<uint64_t>(d.rd()) << 32) | d.rd());
   for (;;) {
-    auto p = pinController(d.config.controller, d.config.state_dir, resolveWithGetaddrinfo,
-                           nowUnixMs());
+    auto p = pinControllers(d.config.controllers, d.config.state_dir, resolveWithGetaddrinfo,
+                            nowUnixMs());
     if (p.ok()) {
-      d.pin = *std::move(p);
+      for (const auto& u : p->unpinned) {
+        spdlog::warn(
+            "controller {} left out until the agent restarts (no address, no previous "
+            "pin): {}",
+            controllerText(u.controller.host, u.controller.port), u.why);
+      }
+      d.pins = std::move(p->pins);
       break;
     }
     auto delay = pin_backoff.next();
@@ -782,16 +827,35 @@ StepOutcome pinStep(DaemonState& d, Teardown&) {
       return StepOutcome::exit(kExitOk);
     }
   }
-  d.board.update([&](AgentStatus& s) { s.controller_ips = d.pin.ips; });
-  spdlog::info("controller {} pinned to {}", d.config.controller.host, fmt::join(d.pin.ips, ", "));
-  d.worker->pinnedController(endpointsOf(d.pin));
+  d.board.update([&](AgentStatus& s) {
+    s.controller_ips.clear();
+    for (const auto& pin : d.pins) {
+      for (const auto& ip : pin.ips) {
+        if (std::find(s.controller_ips.begin(), s.controller_ips.end(), ip) ==
+            s.controller_ips.end()) {
+          s.controller_ips.push_back(ip);
+        }
+      }
+    }
+  });
+  for (const auto& pin : d.pins) {
+    spdlog::info("controller {} pinned to {}", controllerText(pin.host, pin.port),
+                 fmt::join(pin.ips, ", "));
+  }
+  // Isolation keeps every pinned replica reachable, whichever one is active.
+  d.worker->pinnedController(controllerEndpoints(d.pins));
   return StepOutcome::next();
 }
 
 StepOutcome sessionOptionsStep(DaemonState& d, Teardown&) {
   const AgentConfig& config = d.config;
   SessionOptions& opts = d.session_options;
-  opts.targets = grpcTargets(d.pin);
+  opts.targets = grpcTargets(d.pins);
+  std::map<std::string, std::string> by_target;
+  for (const auto& pin : d.pins) {
+    for (const auto& t : grpcTargets(pin)) by_target.emplace(t, controllerText(pin.host, pin.port));
+  }
+  d.daemon->setTargetControllers(std::move(by_target));
   opts.credentials = clientCredentials(*d.identity);
   opts.protocol = config.protocol;
   if (!(config.protocol == kProtocolVersion)) {

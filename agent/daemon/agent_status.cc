@@ -36,6 +36,7 @@ std::string statusToJson(const AgentStatus& s, int64_t now_unix_ms) {
        {{"address", s.controller},
         {"pinned_ips", s.controller_ips},
         {"connected", s.connected},
+        {"target", s.controller_target},
         {"connected_since", timeOrNull(s.connected_since_unix_ms)},
         {"last_disconnect", timeOrNull(s.last_disconnect_unix_ms)},
         {"last_connect_error", s.last_connect_error},

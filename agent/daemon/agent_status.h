@@ -14,9 +14,10 @@ namespace bulkhead::agent {
 
 struct AgentStatus {
   std::string host_id;
-  std::string controller;                 // ADDR:PORT as configured
-  std::vector<std::string> controller_ips;
+  std::string controller;                   // ADDR:PORT as configured (several: comma-separated)
+  std::vector<std::string> controller_ips;  // every pinned controller's
   bool connected = false;
+  std::string controller_target;  // the gRPC target (replica) of the connected stream
   int64_t connected_since_unix_ms = 0;
   int64_t last_disconnect_unix_ms = 0;
   std::string last_connect_error;

@@ -75,7 +75,7 @@ class ControllerSession::Impl : public std::enable_shared_from_this<Impl> {
 
   void attempt();                            // opens a stream unless one exists
   void onWelcome(Stream* s, const v1::Welcome& w);
-  void onStreamDone(Stream* s, const grpc::Status& status, bool was_connected);
+  void onStreamDone(Stream* s, const grpc::Status& status);
   void onStreamDeleted();
   void heartbeatTick(uint64_t epoch);
   void welcomeTimeout(uint64_t epoch);
@@ -83,7 +83,7 @@ class ControllerSession::Impl : public std::enable_shared_from_this<Impl> {
   void schedule(std::chrono::milliseconds delay, std::function<void(Impl*)> fn);  // REQUIRES: mu_
 
   // Guards a handler call made outside mu_: stop() waits for these to finish.
-  bool enterCallback(uint64_t epoch);  // false if stopping or the epoch is stale
+  bool enterCallback(uint64_t epoch);  // false if stopping, stale or not accepted
   void leaveCallback();
 
   SessionOptions options_;
@@ -103,7 +103,7 @@ class ControllerSession::Impl : public std::enable_shared_from_this<Impl> {
   std::chrono::milliseconds heartbeat_interval_{10'000};  // GUARDED_BY(mu_)
   std::vector<TimerQueue::Id> timers_pending_;  // GUARDED_BY(mu_)
   Backoff backoff_;                  // GUARDED_BY(mu_)
-  size_t target_index_ = 0;          // GUARDED_BY(mu_)
+  size_t target_index_ = 0;          // GUARDED_BY(mu_): of the stream, or the next attempt's
   std::vector<std::shared_ptr<grpc::Channel>> channels_;  // GUARDED_BY(mu_)
 };
 
@@ -185,7 +185,7 @@ class ControllerSession::Impl::Stream final
   void OnDone(const grpc::Status& status) override {
     afterEveryTurn(this);
     Impl* session = session_;
-    session->onStreamDone(this, status, welcomed_);
+    session->onStreamDone(this, status);
     delete this;
     session->onStreamDeleted();   // the last touch: stop() may return after it
   }
@@ -227,7 +227,8 @@ void ControllerSession::Impl::schedule(std::chrono::milliseconds delay,
 
 bool ControllerSession::Impl::enterCallback(uint64_t epoch) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (stopping_ || epoch != epoch_) return false;
+  // Not connected_: the Welcome was refused, nothing of that controller reaches the handler.
+  if (stopping_ || epoch != epoch_ || !connected_) return false;
   ++busy_;
   return true;
 }
@@ -294,6 +295,7 @@ void ControllerSession::Impl::onWelcome(Stream* s, const v1::Welcome& w) {
     return;
   }
   uint64_t epoch;
+  std::string target;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (s != stream_ || stopping_) return;
@@ -303,9 +305,10 @@ void ControllerSession::Impl::onWelcome(Stream* s, const v1::Welcome& w) {
                               ? std::chrono::milliseconds(w.heartbeat_interval_ms())
                               : options_.default_heartbeat;
     epoch = epoch_;
+    target = options_.targets[target_index_ % options_.targets.size()];
     ++busy_;
   }
-  handler_->onConnected(w);
+  handler_->onConnectedTo(w, target);
   std::lock_guard<std::mutex> lock(mu_);
   --busy_;
   cv_.notify_all();
@@ -326,20 +329,30 @@ void ControllerSession::Impl::heartbeatTick(uint64_t epoch) {
 
 void ControllerSession::Impl::retryTick() { attempt(); }
 
-void ControllerSession::Impl::onStreamDone(Stream* s, const grpc::Status& status,
-                                           bool was_connected) {
+void ControllerSession::Impl::onStreamDone(Stream* s, const grpc::Status& status) {
   std::chrono::milliseconds delay{0};
   bool notify_handler = false;
+  bool was_connected = false;
   std::string reason = describeGrpcStatus(status);
+  std::string target, next_target;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (s == stream_ && !refusal_.empty()) reason = std::exchange(refusal_, {});
     if (s == stream_) {
+      // Accepted by this session: a Welcome it refused (another major protocol) is a failed
+      // attempt like no answer at all, so another replica is tried next.
+      was_connected = connected_;
       stream_ = nullptr;
       connected_ = false;
       ++epoch_;   // stale heartbeats and timeouts of this stream do nothing
       if (!stopping_) {
-        if (!was_connected) ++target_index_;   // try the next pinned address family
+        const size_t n = options_.targets.size();
+        target = options_.targets[target_index_ % n];
+        // A failed attempt moves on to the next target (the next address family of this
+        // controller, then the next replica). After a stream that was connected the same
+        // target is tried first: a restarted controller, a renewed certificate, a blip.
+        if (!was_connected) target_index_ = (target_index_ + 1) % n;
+        next_target = options_.targets[target_index_ % n];
         delay = backoff_.next();
         ++busy_;
         notify_handler = true;
@@ -348,7 +361,7 @@ void ControllerSession::Impl::onStreamDone(Stream* s, const grpc::Status& status
     cv_.notify_all();
   }
   if (!notify_handler) return;
-  handler_->onDisconnected(reason, was_connected, delay);
+  handler_->onDisconnectedFrom(reason, was_connected, delay, target, next_target);
   std::lock_guard<std::mutex> lock(mu_);
   --busy_;
   cv_.notify_all();

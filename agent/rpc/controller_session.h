@@ -33,19 +33,38 @@ class SessionHandler {
   virtual bulkhead::v1::AgentMessage hello() = 0;
   // A Heartbeat to send now.
   virtual bulkhead::v1::AgentMessage heartbeat() = 0;
-  // The controller accepted the stream.
-  virtual void onConnected(const bulkhead::v1::Welcome& welcome) = 0;
   // Any controller message after Welcome.
   virtual void onMessage(const bulkhead::v1::ControllerMessage& message) = 0;
-  // The stream ended (or never opened); `reason` is one line ("UNAVAILABLE: ...").
-  // `retry_in` is the delay before the next attempt.
-  virtual void onDisconnected(const std::string& reason, bool was_connected,
-                              std::chrono::milliseconds retry_in) = 0;
+
+  // The controller accepted the stream (a Welcome of a protocol this agent speaks).
+  virtual void onConnected(const bulkhead::v1::Welcome& /*welcome*/) {}
+  // The stream ended (or never opened, or its Welcome was refused); `reason` is one line
+  // ("UNAVAILABLE: ..."). `was_connected`: onConnected was called for it. `retry_in` is the
+  // delay before the next attempt.
+  virtual void onDisconnected(const std::string& /*reason*/, bool /*was_connected*/,
+                              std::chrono::milliseconds /*retry_in*/) {}
+
+  // What the session calls: the two events above with the targets they concern (entries of
+  // SessionOptions::targets): the stream's, and for a disconnection the next attempt's (the
+  // same target after a stream that was connected, the next one after a failed attempt).
+  // By default they forward to onConnected / onDisconnected; a handler that logs which
+  // controller replica it is on overrides these instead.
+  virtual void onConnectedTo(const bulkhead::v1::Welcome& welcome, const std::string& /*target*/) {
+    onConnected(welcome);
+  }
+  virtual void onDisconnectedFrom(const std::string& reason, bool was_connected,
+                                  std::chrono::milliseconds retry_in, const std::string& /*target*/,
+                                  const std::string& /*next_target*/) {
+    onDisconnected(reason, was_connected, retry_in);
+  }
 };
 
 struct SessionOptions {
-  // gRPC target URIs tried in turn after each failed attempt, e.g.
-  // "ipv4:10.77.0.2:7443,10.77.0.3:7443" and "ipv6:[fd77::2]:7443".
+  // gRPC target URIs, e.g. "ipv4:10.77.0.2:7443,10.77.0.3:7443" and "ipv6:[fd77::2]:7443"
+  // (each controller replica's, in turn). The first attempt uses the first; an attempt that
+  // fails (no stream, or no Welcome this agent accepts) moves the next attempt to the next
+  // target, round and round; after a stream that was connected ends, the next attempt goes
+  // to the same target first, and moves on if that fails.
   std::vector<std::string> targets;
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   // Called before each connection attempt; non-null: credentials to use from now on (the

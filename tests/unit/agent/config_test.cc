@@ -41,6 +41,56 @@ TEST(AgentConfig, ControllerNameAndV6Endpoint) {
   EXPECT_TRUE(c->allow_root_netns);
 }
 
+TEST(AgentConfig, OneControllerIsTheOnlyReplica) {
+  auto c = parse({"--controller", "ctl.example:7443", "--identity", "i", "--state-dir", "s"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->controllers.size(), 1u);
+  EXPECT_EQ(c->controllers[0].host, "ctl.example");
+  EXPECT_EQ(c->controllers[0].port, 7443);
+  EXPECT_EQ(c->controller.host, "ctl.example");
+  EXPECT_EQ(c->controller.port, 7443);
+}
+
+TEST(AgentConfig, SeveralControllersKeepTheirOrder) {
+  auto c = parse({"--controller", "ctl-b.example:7443", "--identity", "i", "--controller",
+                  "10.77.0.3:7443", "--state-dir", "s", "--controller", "[fd77::4]:8443",
+                  "--controller", "ctl-b.example:8443"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->controllers.size(), 4u);
+  EXPECT_EQ(c->controllers[0].host, "ctl-b.example");
+  EXPECT_EQ(c->controllers[1].host, "10.77.0.3");
+  EXPECT_EQ(c->controllers[2].host, "fd77::4");
+  EXPECT_EQ(c->controllers[2].port, 8443);
+  EXPECT_EQ(c->controllers[3].host, "ctl-b.example");  // another port: another controller
+  EXPECT_EQ(c->controllers[3].port, 8443);
+  EXPECT_EQ(c->controller.host, "ctl-b.example");  // the first, for single-controller code
+  EXPECT_EQ(c->controller.port, 7443);
+  EXPECT_NE(agentUsage().find("[--controller ADDR:PORT]..."), std::string::npos);
+  EXPECT_NE(agentUsage().find("repeatable"), std::string::npos);
+}
+
+TEST(AgentConfig, TheSameControllerTwiceIsRefusedNamingBoth) {
+  auto dup = [](std::string a, std::string b) {
+    return parse({"--controller", a, "--controller", "other:1", "--controller", b, "--identity",
+                  "i", "--state-dir", "s"});
+  };
+  auto c = dup("ctl.example:7443", "ctl.example:7443");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.status().message(),
+            "--controller: invalid value \"ctl.example:7443\": the same controller as "
+            "\"ctl.example:7443\", given before");
+  // Names without case, IP literals by address.
+  auto upper = dup("ctl.example:7443", "CTL.Example:7443");
+  ASSERT_FALSE(upper.ok());
+  EXPECT_NE(std::string(upper.status().message()).find("\"CTL.Example:7443\""), std::string::npos)
+      << upper.status();
+  EXPECT_FALSE(dup("[fd77::2]:7443", "[fd77:0::2]:7443").ok());
+  EXPECT_FALSE(dup("10.77.0.2:7443", "10.77.0.2:7443").ok());
+  EXPECT_TRUE(dup("10.77.0.2:7443", "10.77.0.3:7443").ok());
+  EXPECT_TRUE(dup("[fd77::2]:7443", "[fd77::3]:7443").ok());
+}
+
 TEST(AgentConfig, RejectsBadInputNamingTheFlag) {
   expectError({"--identity", "i", "--state-dir", "s"}, "--controller");
   expectError({"--controller", "10.77.0.2", "--identity", "i", "--state-dir", "s"}, "--controller");

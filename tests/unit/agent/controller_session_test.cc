@@ -182,6 +182,23 @@ class FakeHandler final : public SessionHandler {
     retry_delays.push_back(retry_in);
     cv.notify_all();
   }
+  // Records the targets, then the defaults forward to onConnected / onDisconnected above.
+  void onConnectedTo(const v1::Welcome& w, const std::string& target) override {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      connected_targets.push_back(target);
+    }
+    SessionHandler::onConnectedTo(w, target);
+  }
+  void onDisconnectedFrom(const std::string& reason, bool was_connected,
+                          std::chrono::milliseconds retry_in, const std::string& target,
+                          const std::string& next_target) override {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ends.push_back({target, next_target, was_connected});
+    }
+    SessionHandler::onDisconnectedFrom(reason, was_connected, retry_in, target, next_target);
+  }
   template <typename Pred>
   bool waitFor(Pred pred, std::chrono::milliseconds timeout = 5000ms) {
     std::unique_lock<std::mutex> lock(mu);
@@ -194,23 +211,32 @@ class FakeHandler final : public SessionHandler {
   uint64_t desired_generation = 0;
   std::string welcome_host, last_reason;
   std::vector<std::chrono::milliseconds> retry_delays;
+  struct End {
+    std::string target, next;
+    bool was_connected;
+  };
+  std::vector<std::string> connected_targets;
+  std::vector<End> ends;
 };
 
 class ControllerSessionTest : public ::testing::Test {
  protected:
   void SetUp() override { pki_ = Pki::make(); }
 
-  void startServer(int port) {
+  void startServer(int port) { startFake(&fake_, port, &server_, &port_); }
+  // A fake controller on 127.0.0.1:port (0: any), its port in *bound.
+  void startFake(FakeController* fake, int port, std::unique_ptr<grpc::Server>* server,
+                 int* bound) {
     IdentityFiles id;
     id.ca_pem = pki_.ca.cert_pem;
     id.cert_pem = pki_.controller.cert_pem;
     id.key_pem = pki_.controller.key_pem;
     grpc::ServerBuilder b;
-    b.AddListeningPort("127.0.0.1:" + std::to_string(port), serverCredentials(id), &port_);
-    b.RegisterService(&fake_);
-    server_ = b.BuildAndStart();
-    ASSERT_NE(server_, nullptr);
-    ASSERT_GT(port_, 0);
+    b.AddListeningPort("127.0.0.1:" + std::to_string(port), serverCredentials(id), bound);
+    b.RegisterService(fake);
+    *server = b.BuildAndStart();
+    ASSERT_NE(*server, nullptr);
+    ASSERT_GT(*bound, 0);
   }
   void stopServer() {
     server_->Shutdown(std::chrono::system_clock::now() + 1s);
@@ -361,6 +387,82 @@ TEST_F(ControllerSessionTest, StopWhileUnreachableReturnsPromptly) {
   auto t0 = std::chrono::steady_clock::now();
   s.stop();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+}
+
+// Two replicas of one controller: the stream is on the first; when it dies the same target is
+// tried once more (a restart is the likely cause), then the session fails over to the second.
+TEST_F(ControllerSessionTest, FailsOverToTheNextReplicaWhenTheConnectedOneDies) {
+  startServer(0);
+  FakeController fake_b;
+  std::unique_ptr<grpc::Server> server_b;
+  int port_b = 0;
+  startFake(&fake_b, 0, &server_b, &port_b);
+  const std::string a = "ipv4:127.0.0.1:" + std::to_string(port_);
+  const std::string b = "ipv4:127.0.0.1:" + std::to_string(port_b);
+  FakeHandler h;
+  SessionOptions o = options(pki_.agent, pki_.ca);
+  o.targets = {a, b};
+  ControllerSession s(o, &timers_, &h);
+  s.start();
+  ASSERT_TRUE(h.waitFor([&] { return h.connects == 1; }));
+  stopServer();  // replica A dies
+  ASSERT_TRUE(h.waitFor([&] { return h.connects == 2; }, 5000ms));
+  {
+    std::lock_guard<std::mutex> lock(h.mu);
+    EXPECT_EQ(h.connected_targets, (std::vector<std::string>{a, b}));
+    ASSERT_EQ(h.ends.size(), 2u);
+    EXPECT_TRUE(h.ends[0].was_connected);
+    EXPECT_EQ(h.ends[0].target, a);
+    EXPECT_EQ(h.ends[0].next, a);  // the connected replica first
+    EXPECT_FALSE(h.ends[1].was_connected);
+    EXPECT_EQ(h.ends[1].target, a);
+    EXPECT_EQ(h.ends[1].next, b);  // then the next one
+    EXPECT_EQ(h.lost, 1);
+  }
+  {
+    std::lock_guard<std::mutex> lock(fake_b.mu);
+    ASSERT_EQ(fake_b.hellos.size(), 1u);
+    EXPECT_EQ(fake_b.peers[0], "web-03");
+  }
+  EXPECT_TRUE(s.connected());
+  s.stop();
+  server_b->Shutdown(std::chrono::system_clock::now() + 1s);
+  server_b->Wait();
+}
+
+// A replica whose Welcome is refused (another major protocol, mid-upgrade) is a failed attempt:
+// the next replica is tried, and nothing the refused one sent reaches the handler.
+TEST_F(ControllerSessionTest, ReplicaOfAnotherMajorProtocolIsLeftForTheNext) {
+  fake_.welcome_major = kProtocolVersion.major + 1;
+  fake_.push_desired_state = true;
+  startServer(0);
+  FakeController fake_b;
+  std::unique_ptr<grpc::Server> server_b;
+  int port_b = 0;
+  startFake(&fake_b, 0, &server_b, &port_b);
+  const std::string a = "ipv4:127.0.0.1:" + std::to_string(port_);
+  const std::string b = "ipv4:127.0.0.1:" + std::to_string(port_b);
+  FakeHandler h;
+  SessionOptions o = options(pki_.agent, pki_.ca);
+  o.targets = {a, b};
+  ControllerSession s(o, &timers_, &h);
+  s.start();
+  ASSERT_TRUE(h.waitFor([&] { return h.connects == 1; }));
+  {
+    std::lock_guard<std::mutex> lock(h.mu);
+    EXPECT_EQ(h.connected_targets, std::vector<std::string>{b});
+    ASSERT_EQ(h.ends.size(), 1u);
+    EXPECT_FALSE(h.ends[0].was_connected);
+    EXPECT_EQ(h.ends[0].target, a);
+    EXPECT_EQ(h.ends[0].next, b);
+    EXPECT_NE(h.last_reason.find("upgrade this agent"), std::string::npos) << h.last_reason;
+    EXPECT_EQ(h.desired_generation, 0u) << "a refused controller's message reached the agent";
+    EXPECT_EQ(h.lost, 0);
+  }
+  s.stop();
+  stopServer();
+  server_b->Shutdown(std::chrono::system_clock::now() + 1s);
+  server_b->Wait();
 }
 
 TEST(TimerQueue, RunsInOrderAndCancels) {

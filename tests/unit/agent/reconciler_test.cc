@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include "agent/core/ruleset.h"
+#include "agent/daemon/controller_pin.h"
 #include "agent/daemon/kill_connections.h"
 #include "agent/daemon/state_file.h"
 #include "agent/linux/ruleset_hash.h"
@@ -343,6 +345,54 @@ TEST_F(ReconcilerTest, NewPinnedControllerIsRenderedWhileIsolated) {
   EXPECT_TRUE(r->ok());
   EXPECT_NE(fw_.table.find("10.77.0.8"), std::string::npos);
   EXPECT_FALSE(rec->setPinnedController({endpoint("10.77.0.8", 7443)}).has_value());
+}
+
+// Two replicas of the controller pinned (the session may be on either): an isolation keeps
+// both reachable, whatever the desired state lists, and so does a fail-closed isolation.
+TEST_F(ReconcilerTest, IsolationKeepsEveryPinnedControllerReplica) {
+  const std::vector<PinnedController> pins = {
+      {"ctl-a.example", 7443, {"10.77.0.21", "fd77::21"}, 1},
+      {"ctl-b.example", 7443, {"10.77.0.22"}, 1}};
+  killer_.flows = {
+      tcp("10.77.1.11", 40010, "10.77.0.21", 7443),  // replica A: kept
+      tcp("10.77.1.11", 40011, "10.77.0.22", 7443),  // replica B: kept
+      tcp("10.77.1.11", 40012, "10.77.0.23", 7443),  // not a replica: cut
+      tcp("10.77.1.11", 40013, "10.77.0.22", 7444),  // replica B, another port: cut
+  };
+  Reconciler rec(ReconcilerOptions{dir_.path(), controllerEndpoints(pins), absl::OkStatus()}, &fw_,
+                 &killer_, [this] { return now_; });
+  auto r = rec.apply(isolated(5));  // lists 10.77.0.2 only
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(r.flows_cut(), 2u);
+  ASSERT_EQ(killer_.flows.size(), 2u);
+  EXPECT_EQ(killer_.flows[0].local_port, 40010);
+  EXPECT_EQ(killer_.flows[1].local_port, 40011);
+  for (const char* ip : {"10.77.0.2", "10.77.0.21", "10.77.0.22", "fd77::21"}) {
+    EXPECT_NE(fw_.table.find(ip), std::string::npos) << ip << " missing from\n" << fw_.table;
+  }
+  v1::DesiredState merged = isolated(5);
+  for (const auto& ep : controllerEndpoints(pins)) *merged.add_controller_endpoints() = ep;
+  EXPECT_TRUE(flowKept(tcp("10.77.1.11", 40020, "10.77.0.21", 7443), merged, kNow));
+  EXPECT_TRUE(flowKept(tcp("10.77.1.11", 40021, "10.77.0.22", 7443), merged, kNow));
+
+  // Fail-closed (an unreadable state at start): controller-only, both replicas still kept.
+  TempDir closed_dir;
+  ASSERT_TRUE(writeFileAtomic(desiredStatePath(closed_dir.path()), "\xff garbage", 0600).ok());
+  FakeFirewall closed_fw;
+  killer_.flows = {tcp("10.77.1.11", 40010, "10.77.0.21", 7443),
+                   tcp("10.77.1.11", 40011, "10.77.0.22", 7443),
+                   tcp("10.77.1.11", 22, "10.77.0.66", 51234)};
+  Reconciler closed(
+      ReconcilerOptions{closed_dir.path(), controllerEndpoints(pins), absl::OkStatus()}, &closed_fw,
+      &killer_, [this] { return now_; });
+  auto c = closed.restore();
+  ASSERT_TRUE(c.has_value());
+  EXPECT_TRUE(c->left_closed());
+  EXPECT_TRUE(closed.state().fail_closed);
+  EXPECT_EQ(killer_.flows.size(), 2u);  // the two replicas' channels survive
+  for (const char* ip : {"10.77.0.21", "10.77.0.22", "fd77::21"}) {
+    EXPECT_NE(closed_fw.table.find(ip), std::string::npos) << ip;
+  }
 }
 
 v1::DesiredState withBlocks(uint64_t gen, std::vector<std::pair<const char*, int64_t>> blocks) {

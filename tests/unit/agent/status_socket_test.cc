@@ -76,6 +76,7 @@ TEST(AgentStatusJson, CarriesTheFieldsOperatorsRead) {
   s.host_id = "web-03";
   s.controller = "10.77.0.2:7443";
   s.connected = true;
+  s.controller_target = "ipv4:10.77.0.2:7443";
   s.connected_since_unix_ms = 1700000000000;
   s.last_connect_error = "UNAVAILABLE: x";
   s.enforced_generation = 4;
@@ -89,6 +90,7 @@ TEST(AgentStatusJson, CarriesTheFieldsOperatorsRead) {
   auto j = nlohmann::json::parse(statusToJson(s, 1700000002000));
   EXPECT_EQ(j["host_id"], "web-03");
   EXPECT_EQ(j["controller"]["connected"], true);
+  EXPECT_EQ(j["controller"]["target"], "ipv4:10.77.0.2:7443");
   EXPECT_EQ(j["controller"]["connected_since"], "2023-11-14T22:13:20.000Z");
   EXPECT_EQ(j["controller"]["last_connect_error"], "UNAVAILABLE: x");
   EXPECT_EQ(j["enforcement"]["enforced_generation"], 4);
