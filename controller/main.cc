@@ -526,7 +526,7 @@ int run(int argc, char** argv) {
   for (const auto& [name, value] : config.grpc_args) {
     spdlog::warn("--grpc-arg {}={}: a gRPC channel argument the tests do not cover", name, value);
   }
-  options.evidence.dir = std::filesystem::path(config.data_dir) / "evidence";
+  options.evidence.dir = config.evidence_dir;
   options.evidence.ca_pem = identity->ca_pem;
   options.evidence.max_bytes = config.max_evidence_bytes;
   options.evidence.host_quota_bytes = config.evidence_host_quota;

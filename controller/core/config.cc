@@ -145,7 +145,7 @@ absl::StatusOr<RestoreCommandLine> parseRestoreFlags(const std::vector<std::stri
 }
 
 absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std::string>& args) {
-  std::string listen, identity, data_dir, store, audit_key, runtime_dir, policy_dir,
+  std::string listen, identity, data_dir, store, evidence_dir, audit_key, runtime_dir, policy_dir,
       hb_interval = "5s", hb_timeout = "15s";
   std::string selector_limit = "10", log_format = "text", log_level = "info";
   std::string block_confirm_v4 = "16", block_confirm_v6 = "48";
@@ -184,9 +184,12 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
       "where the controller's state lives: postgresql://USER@HOST/DB?... for several "
       "controllers sharing one PostgreSQL database (each needs the same --audit-key); "
       "default: SQLite in --data-dir")(
-      "audit-key", po::value(&audit_key)->value_name("FILE"),
-      "HMAC key of the audit chain, outside --data-dir; created (0600) if missing "
-      "(default IDENTITY_DIR/audit.key)")(
+      "evidence-dir", po::value(&evidence_dir)->value_name("DIR"),
+      "where evidence bundles are stored (default DATA_DIR/evidence); with --store, a "
+      "directory every controller of the database mounts (bundles are written once, by "
+      "rename)")("audit-key", po::value(&audit_key)->value_name("FILE"),
+                 "HMAC key of the audit chain, outside --data-dir; created (0600) if missing "
+                 "(default IDENTITY_DIR/audit.key)")(
       "runtime-dir", po::value(&runtime_dir)->value_name("DIR"),
       "private directory (0700) for the live copy of the identity that SIGHUP replaces "
       "(default DATA_DIR/run; the systemd unit: /run/bulkhead-controller)")(
@@ -302,6 +305,11 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
     }
     c.store = store;
   }
+  if (vm.count("evidence-dir") != 0 && evidence_dir.empty()) {
+    return absl::InvalidArgumentError("--evidence-dir: empty directory name");
+  }
+  c.evidence_dir =
+      evidence_dir.empty() ? (std::filesystem::path(data_dir) / "evidence").string() : evidence_dir;
   if (vm.count("audit-key") != 0 && audit_key.empty()) {
     return absl::InvalidArgumentError("--audit-key: empty file name");
   }

@@ -24,6 +24,9 @@ struct ControllerConfig {
   // --store postgresql://...: the PostgreSQL database several controllers share; empty: the
   // SQLite database DATA_DIR/controller.db.
   std::string store;
+  // --evidence-dir DIR: the evidence bundles (default DATA_DIR/evidence). Controllers sharing a
+  // --store database share it too (a network file system), so any of them serves a bundle.
+  std::string evidence_dir;
   std::string audit_key;            // --audit-key FILE (default IDENTITY_DIR/audit.key)
   std::string runtime_dir;          // --runtime-dir DIR (default DATA_DIR/run): live TLS copy
   std::string policy_dir;           // --policy-dir DIR; empty = no policies

@@ -51,6 +51,10 @@ TEST(ControllerFlags, StoreIsSqliteInTheDataDirUnlessAPostgresUrlIsGiven) {
   cmd = parseControllerFlags(with({"--store", "postgresql://bh@db1/bulkhead?sslmode=require"}));
   ASSERT_TRUE(cmd.ok()) << cmd.status();
   EXPECT_EQ(cmd->config.store, "postgresql://bh@db1/bulkhead?sslmode=require");
+  EXPECT_EQ(cmd->config.evidence_dir, "/data/evidence");
+  cmd = parseControllerFlags(with({"--evidence-dir", "/mnt/shared/evidence"}));
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(cmd->config.evidence_dir, "/mnt/shared/evidence");
   for (const char* bad : {"", "/var/lib/bulkhead/controller.db", "mysql://db1/x"}) {
     cmd = parseControllerFlags(with({"--store", bad}));
     ASSERT_FALSE(cmd.ok()) << bad;
