@@ -193,6 +193,7 @@ std::string controllerText(const std::string& host, uint16_t port) {
 
 std::string controllersText(const std::vector<HostPort>& controllers) {
   std::vector<std::string> out;
+  out.reserve(controllers.size());
   for (const auto& c : controllers) out.push_back(controllerText(c.host, c.port));
   return fmt::format("{}", fmt::join(out, ","));
 }

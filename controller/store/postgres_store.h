@@ -3,7 +3,8 @@
 // (synchronous_commit: a commit is on the server's disk before it returns). Writes take turns
 // across every controller on the database (postgres_engine.h), so each chain (audit, custody)
 // stays one chain whichever controller appends. A lost connection is opened again at the next
-// call; a call that was cut off answers Unavailable.
+// write transaction or read (nothing was done yet); a call cut off midway answers an error
+// (its transaction rolled back, or Unavailable when the commit's outcome is unknown).
 #pragma once
 
 #include <memory>

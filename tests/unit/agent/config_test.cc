@@ -70,7 +70,7 @@ TEST(AgentConfig, SeveralControllersKeepTheirOrder) {
 }
 
 TEST(AgentConfig, TheSameControllerTwiceIsRefusedNamingBoth) {
-  auto dup = [](std::string a, std::string b) {
+  auto dup = [](const std::string& a, const std::string& b) {
     return parse({"--controller", a, "--controller", "other:1", "--controller", b, "--identity",
                   "i", "--state-dir", "s"});
   };

@@ -107,6 +107,7 @@ struct FakeDns {
 
 std::vector<std::string> hostsOf(const std::vector<PinnedController>& pins) {
   std::vector<std::string> out;
+  out.reserve(pins.size());
   for (const auto& p : pins) out.push_back(fmt::format("{}:{}", p.host, p.port));
   return out;
 }
@@ -143,6 +144,7 @@ TEST(ControllerPins, OneFilePerControllerTheFirstInControllerJson) {
                                       "ipv4:10.77.0.3:7443", "ipv6:[fd77::4]:8443"}));
   auto eps = controllerEndpoints(back);
   std::vector<std::string> ep_text;
+  ep_text.reserve(eps.size());
   for (const auto& e : eps) ep_text.push_back(fmt::format("{} {}", e.ip(), e.port()));
   EXPECT_EQ(ep_text, (std::vector<std::string>{"10.77.0.2 7443", "fd77::2 7443", "10.77.0.3 7443",
                                                "fd77::4 8443"}));

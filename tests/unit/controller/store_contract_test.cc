@@ -67,8 +67,8 @@ class PostgresEnvironment : public ::testing::Environment {
     ::testing::AddGlobalTestEnvironment(new PostgresEnvironment);
 
 // Polls `done` every 50 ms for up to `limit`; whether it came true.
-bool wait_for(const std::function<bool()>& done,
-              std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+bool waitFor(const std::function<bool()>& done,
+             std::chrono::milliseconds limit = std::chrono::seconds(10)) {
   const auto until = std::chrono::steady_clock::now() + limit;
   while (!done()) {
     if (std::chrono::steady_clock::now() > until) return false;
@@ -984,7 +984,7 @@ TEST_P(PostgresStoreTest, TheActiveLockIsHeldByOneControllerAndFreedWhenItStops)
   EXPECT_TRUE(*a->confirm());
   EXPECT_FALSE(*b.tryAcquire());
   a.reset();  // the active controller dies: its session ends
-  EXPECT_TRUE(wait_for([&b] { return *b.tryAcquire(); }));
+  EXPECT_TRUE(waitFor([&b] { return *b.tryAcquire(); }));
   EXPECT_TRUE(*b.confirm());
 }
 
@@ -1030,7 +1030,7 @@ TEST_P(PostgresStoreTest, AnActiveControllerCutOffFromTheDatabaseStopsItself) {
   });
   ASSERT_TRUE((*server)->stop().ok());
   const auto cut_at = std::chrono::steady_clock::now();
-  EXPECT_TRUE(wait_for(
+  EXPECT_TRUE(waitFor(
       [&] {
         std::lock_guard l(mu);
         return !reason.empty();
