@@ -93,10 +93,10 @@ class LabPostgres:
         start)."""
         if not self.proc or self.proc.poll() is not None:
             return
-        # the node has its own pid namespace: nobody's processes there are this server's
-        self.lab.run(self.node, ["pkill", "-KILL", "-u", "nobody"], timeout=10)
+        # the node has its own pid namespace: nobody's postgres processes there are this server's
+        self.lab.run(self.node, ["pkill", "-KILL", "-u", "nobody", "-x", "postgres"], timeout=10)
         self.proc.wait(timeout=15)
-        wait_until(lambda: self.lab.run(self.node, ["pgrep", "-u", "nobody"],
+        wait_until(lambda: self.lab.run(self.node, ["pgrep", "-u", "nobody", "-x", "postgres"],
                                         timeout=10).returncode == 1,
                    10, interval=0.1, desc="every postgres process gone")
 
