@@ -65,6 +65,8 @@ class PgDb final : public sql::Db {
   std::unique_ptr<pqxx::result> run(const std::string& sql, const std::vector<std::string>& params);
   // The connection, opened again if it was lost; nullptr (lastError() set) when it cannot be.
   pqxx::connection* connection();
+  // A statement refused before it was sent: `why` becomes the last error.
+  void refuse(std::string why) { last_error_ = std::move(why); }
 
  private:
   void fail(const std::exception& e, bool connection_lost);
@@ -104,11 +106,21 @@ class PgCursor final : public sql::Cursor {
     params_.resize(static_cast<size_t>(max_parameter));
   }
   absl::Status prepared() const override { return absl::OkStatus(); }
-  // A parameter the SQL does not name is dropped, as SQLite does.
+  // A parameter the SQL does not name is dropped, as SQLite does. PostgreSQL's text holds no
+  // NUL byte, and libpq would cut the value there: such a value fails the statement (a row
+  // stored cut would no longer match its hash).
   void bind(int i, int64_t v) override { set(i, std::to_string(v)); }
-  void bind(int i, const std::string& v) override { set(i, v); }
+  void bind(int i, const std::string& v) override {
+    if (v.find('\0') != std::string::npos) nul_parameter_ = i;
+    set(i, v);
+  }
   void bindBlob(int i, const std::string& v) override { set(i, byteaText(v)); }
   int step() override {
+    if (nul_parameter_ != 0) {
+      db_->refuse(
+          fmt::format("parameter {}: text with a NUL byte cannot be stored", nul_parameter_));
+      return 1;
+    }
     if (!result_) {
       result_ = db_->run(sql_, params_);
       if (!result_) return 1;  // SQLite's SQLITE_ERROR: an error, lastError() says which
@@ -120,6 +132,7 @@ class PgCursor final : public sql::Cursor {
   }
   void reset() override {
     result_.reset();
+    nul_parameter_ = 0;
     for (std::string& p : params_) p.clear();
   }
   int64_t i64(int col) override {
@@ -149,6 +162,7 @@ class PgCursor final : public sql::Cursor {
   std::vector<std::string> params_;
   std::unique_ptr<pqxx::result> result_;
   size_t row_ = 0;
+  int nul_parameter_ = 0;  // a text parameter holding a NUL byte, else 0
 };
 
 PgDb::~PgDb() {

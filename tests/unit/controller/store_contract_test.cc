@@ -1043,6 +1043,20 @@ TEST_P(PostgresStoreTest, AnActiveControllerCutOffFromTheDatabaseStopsItself) {
   EXPECT_GE(stopped_at - cut_at, kFenceAfter - kCheckInterval);
 }
 
+// libpq would cut a text at a NUL byte: the row would be stored other than it was hashed.
+TEST_P(PostgresStoreTest, TextWithANulByteIsRefusedNotCut) {
+  auto store = open(kKey);
+  ASSERT_NE(store, nullptr);
+  AuditEntry e = entry(1);
+  e.detail = std::string("before\0after", 12);
+  auto row = store->appendAudit(e);
+  EXPECT_FALSE(row.ok());
+  EXPECT_NE(row.status().message().find("NUL byte"), std::string::npos) << row.status();
+  EXPECT_TRUE(store->listAudit(0)->empty());
+  append(*store, 2, 3);
+  EXPECT_TRUE(store->verifyAudit()->ok);
+}
+
 TEST_P(PostgresStoreTest, AnUnreachableServerIsAClearError) {
   auto s = PostgresStore::create("postgresql://bulkhead:secret@/x?host=/nonexistent");
   EXPECT_EQ(s.status().code(), absl::StatusCode::kUnavailable) << s.status();
