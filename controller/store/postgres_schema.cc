@@ -1,6 +1,7 @@
 #include "controller/store/postgres_schema.h"
 
 #include <iterator>
+#include <vector>
 
 #include "common/format.h"
 
@@ -197,30 +198,24 @@ absl::StatusOr<int> schemaVersion(sql::Db* db) {
 }
 
 absl::Status migrate(sql::Db* db) {
-  return sql::inTransaction(db, [db]() -> absl::Status {
-    if (auto s = db->exec("CREATE TABLE IF NOT EXISTS schema_version("
-                          "\"only\" INTEGER PRIMARY KEY CHECK(\"only\" = 1), "
-                          "version INTEGER NOT NULL)");
-        !s.ok()) {
-      return s;
-    }
-    auto version = schemaVersion(db);
-    if (!version.ok()) return version.status();
-    if (*version > latestSchemaVersion()) {
-      return absl::FailedPreconditionError(
-          fmt::format("schema version {} is newer than this controller knows ({})", *version,
-                      latestSchemaVersion()));
-    }
-    for (int v = *version; v < latestSchemaVersion(); ++v) {
-      if (auto s = db->exec(kMigrations[v]); !s.ok()) {
-        return absl::InternalError(fmt::format("migration to schema {}: {}", v + 1, s.message()));
-      }
-    }
-    return db->exec(
-        fmt::format("INSERT INTO schema_version(\"only\", version) VALUES(1, {}) "
-                    "ON CONFLICT(\"only\") DO UPDATE SET version = excluded.version",
-                    latestSchemaVersion()));
-  });
+  // The version's table first, in the same transaction (DDL is transactional here).
+  return sql::migrate(
+      db, std::vector<const char*>(std::begin(kMigrations), std::end(kMigrations)),
+      [db]() -> absl::StatusOr<int> {
+        if (auto s = db->exec("CREATE TABLE IF NOT EXISTS schema_version("
+                              "\"only\" INTEGER PRIMARY KEY CHECK(\"only\" = 1), "
+                              "version INTEGER NOT NULL)");
+            !s.ok()) {
+          return s;
+        }
+        return schemaVersion(db);
+      },
+      [](int latest) {
+        return fmt::format(
+            "INSERT INTO schema_version(\"only\", version) VALUES(1, {}) "
+            "ON CONFLICT(\"only\") DO UPDATE SET version = excluded.version",
+            latest);
+      });
 }
 
 }  // namespace bulkhead::controller::postgres

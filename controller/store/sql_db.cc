@@ -46,6 +46,26 @@ absl::Status Transaction::commit() {
   return absl::OkStatus();
 }
 
+absl::Status migrate(Db* db, const std::vector<const char*>& steps,
+                     const std::function<absl::StatusOr<int>()>& version,
+                     const std::function<std::string(int)>& set_version) {
+  const int latest = static_cast<int>(steps.size());
+  return inTransaction(db, [&]() -> absl::Status {
+    auto current = version();
+    if (!current.ok()) return current.status();
+    if (*current > latest) {
+      return absl::FailedPreconditionError(fmt::format(
+          "schema version {} is newer than this controller knows ({})", *current, latest));
+    }
+    for (int v = *current; v < latest; ++v) {
+      if (auto s = db->exec(steps[static_cast<size_t>(v)]); !s.ok()) {
+        return absl::InternalError(fmt::format("migration to schema {}: {}", v + 1, s.message()));
+      }
+    }
+    return db->exec(set_version(latest));
+  });
+}
+
 absl::StatusOr<bool> exists(Db* db, const std::string& sql, const std::string& key) {
   Stmt st(db, sql);
   if (auto s = st.prepared(); !s.ok()) return s;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -137,6 +138,13 @@ auto inTransaction(Db* db, Body&& body) -> std::invoke_result_t<Body> {
   if (auto s = tx->commit(); !s.ok()) return s;
   return result;
 }
+
+// Brings a database's schema to the newest of `steps` (step N, 1-based, moves version N-1 to N),
+// in one write transaction: `version` reads the database's version, `set_version` is the SQL
+// that records the newest. FailedPrecondition when the database was written by a newer version.
+absl::Status migrate(Db* db, const std::vector<const char*>& steps,
+                     const std::function<absl::StatusOr<int>()>& version,
+                     const std::function<std::string(int)>& set_version);
 
 // Whether `sql`, its one parameter ?1 bound to `key`, returns a row.
 absl::StatusOr<bool> exists(Db* db, const std::string& sql, const std::string& key);

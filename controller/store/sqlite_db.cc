@@ -1,7 +1,6 @@
 #include "controller/store/sqlite_db.h"
 
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <unordered_map>
 
 #include "common/format.h"
@@ -80,21 +79,6 @@ absl::StatusOr<Connection> open(const std::filesystem::path& path) {
   return db;
 }
 
-absl::StatusOr<Transaction> Transaction::begin(sqlite3* db) {
-  if (auto s = exec(db, "BEGIN IMMEDIATE"); !s.ok()) return s;
-  return Transaction(db);
-}
-
-Transaction::~Transaction() {
-  if (db_ != nullptr) exec(db_, "ROLLBACK").IgnoreError();
-}
-
-absl::Status Transaction::commit() {
-  if (auto s = exec(db_, "COMMIT"); !s.ok()) return s;
-  db_ = nullptr;
-  return absl::OkStatus();
-}
-
 Stmt::Stmt(sqlite3* db, const char* sql) : db_(db) {
   {
     std::lock_guard lock(cache_mu);
@@ -144,10 +128,6 @@ void Stmt::bindBlob(int i, const std::string& v) {
   sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
 }
 
-void Stmt::bindStrings(int i, const std::vector<std::string>& v) {
-  bind(i, nlohmann::json(v).dump());
-}
-
 int Stmt::step() { return sqlite3_step(stmt_); }
 
 void Stmt::reset() {
@@ -174,16 +154,6 @@ std::string Stmt::text(int col) {
   int n = sqlite3_column_bytes(stmt_, col);
   return p == nullptr ? std::string()
                       : std::string(static_cast<const char*>(p), static_cast<size_t>(n));
-}
-
-std::vector<std::string> Stmt::strings(int col) {
-  std::vector<std::string> out;
-  auto list = nlohmann::json::parse(text(col), nullptr, false);
-  if (!list.is_array()) return out;
-  for (const auto& e : list) {
-    if (e.is_string()) out.push_back(e.get<std::string>());
-  }
-  return out;
 }
 
 }  // namespace bulkhead::controller::sqlite

@@ -39,37 +39,6 @@ using Connection = std::unique_ptr<sqlite3, Close>;
 // ..." when the file cannot be opened or written, or WAL is unavailable.
 absl::StatusOr<Connection> open(const std::filesystem::path& path);
 
-// One write transaction (BEGIN IMMEDIATE). Rolled back when it leaves scope uncommitted, so
-// no return path leaves it open or half-applied.
-class Transaction {
- public:
-  static absl::StatusOr<Transaction> begin(sqlite3* db);
-  Transaction(Transaction&& other) noexcept : db_(std::exchange(other.db_, nullptr)) {}
-  Transaction& operator=(Transaction&&) = delete;
-  Transaction(const Transaction&) = delete;
-  Transaction& operator=(const Transaction&) = delete;
-  ~Transaction();
-  // Commits; on failure the transaction is rolled back when it leaves scope.
-  absl::Status commit();
-
- private:
-  explicit Transaction(sqlite3* db) : db_(db) {}
-  sqlite3* db_;
-};
-
-// Runs `body` (returning absl::Status or absl::StatusOr<T>) in one transaction, committed when
-// it returns OK and rolled back otherwise. Returns what `body` returned, or the failure to
-// begin or commit.
-template <typename Body>
-auto inTransaction(sqlite3* db, Body&& body) -> std::invoke_result_t<Body> {
-  auto tx = Transaction::begin(db);
-  if (!tx.ok()) return tx.status();
-  auto result = std::forward<Body>(body)();
-  if (!result.ok()) return result;
-  if (auto s = tx->commit(); !s.ok()) return s;
-  return result;
-}
-
 // A prepared statement. Statements are cached per connection by their SQL text (up to
 // kMaxCachedStatements each; Close finalizes them): a Stmt whose SQL ran before on the same
 // connection reuses its compiled program instead of parsing it again, and on scope exit it is
@@ -89,8 +58,6 @@ class Stmt {
   void bind(int i, int64_t v);
   void bind(int i, const std::string& v);
   void bindBlob(int i, const std::string& v);
-  // A list of strings, stored as a JSON array (text).
-  void bindStrings(int i, const std::vector<std::string>& v);
   // SQLITE_ROW, SQLITE_DONE or an error code.
   int step();
   // Steps once (a write), then resets the statement and its bindings for the next run.
@@ -99,21 +66,6 @@ class Stmt {
   void reset();
   int64_t i64(int col);
   std::string text(int col);  // also reads blobs
-  // A list bound with bindStrings(); elements that are not strings, or text that does not
-  // parse, are left out.
-  std::vector<std::string> strings(int col);
-
-  // Steps through every result row, `read(*this)` for each. `what` names the query in errors.
-  template <typename Read>
-  auto collect(Read read, std::string_view what)
-      -> absl::StatusOr<std::vector<std::invoke_result_t<Read, Stmt&>>> {
-    std::vector<std::invoke_result_t<Read, Stmt&>> out;
-    int rc;
-    while ((rc = step()) == SQLITE_ROW) out.push_back(read(*this));
-    if (rc != SQLITE_DONE) return error(db_, what);
-    return out;
-  }
-
  private:
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;

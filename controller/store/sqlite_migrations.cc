@@ -1,9 +1,9 @@
 #include "controller/store/sqlite_migrations.h"
 
 #include <iterator>
+#include <vector>
 
 #include "common/format.h"
-#include "controller/store/sqlite_db.h"
 
 namespace bulkhead::controller::sqlite {
 namespace {
@@ -226,29 +226,18 @@ constexpr const char* kMigrations[] = {
 
 int latestSchemaVersion() { return static_cast<int>(std::size(kMigrations)); }
 
-absl::StatusOr<int> schemaVersion(sqlite3* db) {
-  Stmt st(db, "PRAGMA user_version");
+absl::StatusOr<int> schemaVersion(sql::Db* db) {
+  sql::Stmt st(db, "PRAGMA user_version");
   if (auto s = st.prepared(); !s.ok()) return s;
-  if (st.step() != SQLITE_ROW) return error(db, "PRAGMA user_version");
+  if (st.step() != sql::kRow) return sql::error(db, "PRAGMA user_version");
   return static_cast<int>(st.i64(0));
 }
 
-absl::Status migrate(sqlite3* db) {
-  return inTransaction(db, [db]() -> absl::Status {
-    auto version = schemaVersion(db);
-    if (!version.ok()) return version.status();
-    if (*version > latestSchemaVersion()) {
-      return absl::FailedPreconditionError(
-          fmt::format("schema version {} is newer than this controller knows ({})", *version,
-                      latestSchemaVersion()));
-    }
-    for (int v = *version; v < latestSchemaVersion(); ++v) {
-      if (auto s = exec(db, kMigrations[v]); !s.ok()) {
-        return absl::InternalError(fmt::format("migration to schema {}: {}", v + 1, s.message()));
-      }
-    }
-    return exec(db, fmt::format("PRAGMA user_version={}", latestSchemaVersion()).c_str());
-  });
+absl::Status migrate(sql::Db* db) {
+  return sql::migrate(
+      db, std::vector<const char*>(std::begin(kMigrations), std::end(kMigrations)),
+      [db] { return schemaVersion(db); },
+      [](int latest) { return fmt::format("PRAGMA user_version={}", latest); });
 }
 
 }  // namespace bulkhead::controller::sqlite

@@ -2,10 +2,9 @@
 // Internal to controller/store.
 #pragma once
 
-#include <sqlite3.h>
-
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "controller/store/sql_db.h"
 
 namespace bulkhead::controller::sqlite {
 
@@ -13,10 +12,10 @@ namespace bulkhead::controller::sqlite {
 int latestSchemaVersion();
 
 // The database's schema version (PRAGMA user_version; 0 for a new file).
-absl::StatusOr<int> schemaVersion(sqlite3* db);
+absl::StatusOr<int> schemaVersion(sql::Db* db);
 
-// Applies every migration the database lacks, in one transaction. FailedPrecondition when the
-// database was written by a newer version.
-absl::Status migrate(sqlite3* db);
+// Applies every migration the SQLite database `db` lacks, in one transaction. FailedPrecondition
+// when the database was written by a newer version.
+absl::Status migrate(sql::Db* db);
 
 }  // namespace bulkhead::controller::sqlite

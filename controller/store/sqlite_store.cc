@@ -17,7 +17,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::create(const std::file
                                                                  SqliteStoreOptions options) {
   auto db = sqlite::openEngine(path);
   if (!db.ok()) return db.status();
-  if (auto s = sqlite::migrate((*db)->handle()); !s.ok()) {
+  if (auto s = sqlite::migrate(db->get()); !s.ok()) {
     return absl::PermissionDeniedError(
         fmt::format("cannot use database {}: {}", path.string(), s.message()));
   }
@@ -33,7 +33,7 @@ int SqliteStore::latestSchemaVersion() { return sqlite::latestSchemaVersion(); }
 
 absl::StatusOr<int> SqliteStore::schemaVersion() {
   std::lock_guard lock(mu_);
-  return sqlite::schemaVersion(handleOf(db_.get()));
+  return sqlite::schemaVersion(db_.get());
 }
 
 absl::StatusOr<int64_t> SqliteStore::pragmaForTest(const std::string& name) {
@@ -46,12 +46,10 @@ absl::StatusOr<int64_t> SqliteStore::pragmaForTest(const std::string& name) {
 }
 
 absl::Status SqliteStore::rewriteSchemaVersion() {
-  sqlite3* db = handleOf(db_.get());
-  return sqlite::inTransaction(db, [db]() -> absl::Status {
-    sqlite::Stmt read(db, "PRAGMA user_version");
-    if (auto s = read.prepared(); !s.ok()) return s;
-    if (read.step() != SQLITE_ROW) return sqlite::error(db, "write probe: schema version");
-    return sqlite::exec(db, fmt::format("PRAGMA user_version = {}", read.i64(0)).c_str());
+  return sql::inTransaction(db_.get(), [this]() -> absl::Status {
+    auto version = sqlite::schemaVersion(db_.get());
+    if (!version.ok()) return version.status();
+    return db_->exec(fmt::format("PRAGMA user_version = {}", *version));
   });
 }
 

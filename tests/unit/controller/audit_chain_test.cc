@@ -13,6 +13,7 @@
 #include "controller/store/audit_key.h"
 #include "controller/store/data_dir.h"
 #include "controller/store/sqlite_store.h"
+#include "store_test_rows.h"
 
 namespace bulkhead::controller {
 namespace {
@@ -45,41 +46,6 @@ class AuditChainTest : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? *std::move(s) : nullptr;
   }
-  static AuditEntry entry(int i) {
-    return AuditEntry{.at_unix_ms = 1700000000000 + i,
-                      .operator_name = "alice",
-                      .action = "isolate",
-                      .target = fmt::format("web-{:02}", i),
-                      .reason = "INC-42",
-                      .outcome = "ok"};
-  }
-  static void append(SqliteStore& store, int from, int to) {
-    for (int i = from; i <= to; ++i) ASSERT_TRUE(store.appendAudit(entry(i)).ok());
-  }
-  // What an attacker with write access to the database (and not the key) does: edits row
-  // `id` and recomputes the unkeyed hash chain from there to the end. With `strip_macs`, also
-  // clears the MACs of the rows rewritten.
-  static void rewriteFrom(SqliteStore& store, int64_t id, bool strip_macs = false) {
-    auto rows = store.listAudit(0);
-    ASSERT_TRUE(rows.ok());
-    std::string prev;
-    for (auto& e : *rows) {
-      if (e.id < id) {
-        prev = e.hash;
-        continue;
-      }
-      if (e.id == id) e.reason = "routine maintenance";
-      if (!prev.empty()) e.prev_hash = prev;
-      e.hash = auditRowHash(e);
-      prev = e.hash;
-      ASSERT_TRUE(store
-                      .execForTest(fmt::format(
-                          "UPDATE audit SET reason = '{}', prev_hash = '{}', hash = '{}'{} "
-                          "WHERE id = {}",
-                          e.reason, e.prev_hash, e.hash, strip_macs ? ", mac = ''" : "", e.id))
-                      .ok());
-    }
-  }
   fs::path dir_;
   fs::path path_;
 };
@@ -88,7 +54,7 @@ TEST_F(AuditChainTest, AnOldUnkeyedDatabaseMigratesWithAMarkerAndKeepsVerifying)
   {
     // A database as the previous schema (v3) left it: no mac column.
     auto old = open("");
-    append(*old, 1, 4);
+    testing::appendAuditRows(*old, 1, 4);
     ASSERT_TRUE(
         old->execForTest("ALTER TABLE audit DROP COLUMN mac; DROP TABLE signals; "
                          "DROP TABLE approvals; DROP TABLE integrations; "
@@ -115,7 +81,7 @@ TEST_F(AuditChainTest, AnOldUnkeyedDatabaseMigratesWithAMarkerAndKeepsVerifying)
     EXPECT_EQ(marker.mac, auditRowMac(kKey, marker));
     EXPECT_NE(marker.detail.find(auditKeyId(kKey)), std::string::npos) << marker.detail;
     for (int i = 0; i < 4; ++i) EXPECT_EQ((*rows)[i].mac, "");
-    append(*store, 5, 6);
+    testing::appendAuditRows(*store, 5, 6);
     auto v = store->verifyAudit();
     ASSERT_TRUE(v.ok());
     EXPECT_TRUE(v->ok) << v->problem;
@@ -128,7 +94,7 @@ TEST_F(AuditChainTest, AnOldUnkeyedDatabaseMigratesWithAMarkerAndKeepsVerifying)
     EXPECT_EQ(store->listAudit(0)->size(), 7u);
     // An old, unkeyed row rewritten with every later hash recomputed: the marker's MAC, over
     // a hash that chains through the old rows, catches it.
-    rewriteFrom(*store, 2);
+    testing::rewriteAuditFrom(*store, 2);
     auto v = store->verifyAudit();
     ASSERT_TRUE(v.ok());
     EXPECT_FALSE(v->ok);

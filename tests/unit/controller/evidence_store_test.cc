@@ -10,6 +10,7 @@
 
 #include "controller/store/evidence_files.h"
 #include "controller/store/sqlite_store.h"
+#include "store_test_rows.h"
 
 namespace bulkhead::controller {
 namespace {
@@ -40,41 +41,8 @@ class EvidenceStoreTest : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? *std::move(s) : nullptr;
   }
-  static CaptureRow capture(const std::string& id, const std::string& host = "web-03") {
-    return CaptureRow{.capture_id = id,
-                      .host_id = host,
-                      .requested_by = "alice",
-                      .reason = "INC-42",
-                      .requested_at_unix_ms = 1000,
-                      .command_id = "capture-" + id};
-  }
-  // Stores bundle `id` of capture `capture_id` with its three first custody events.
-  void addBundle(const std::string& id, const std::string& capture_id,
-                 const std::string& host = "web-03") {
-    ASSERT_TRUE(store_->addCapture(capture(capture_id, host)).ok());
-    EvidenceRow r{.id = id,
-                  .capture_id = capture_id,
-                  .host_id = host,
-                  .requested_by = "alice",
-                  .reason = "INC-42",
-                  .requested_at_unix_ms = 1000,
-                  .collected_at_unix_ms = 2000,
-                  .received_at_unix_ms = 3000,
-                  .size = 123,
-                  .manifest_sha256 = kId3,
-                  .files = 7,
-                  .signature_ok = true,
-                  .collector_errors = {"btmp: timeout"},
-                  .file_name = capture_id + ".tar.gz",
-                  .clock_offset_ms = -5,
-                  .path = EvidenceFiles::relativePath(id)};
-    std::vector<CustodyEntry> events(3);
-    events[0] = {.at_unix_ms = 1000, .actor = "alice", .action = "requested", .detail = "INC-42"};
-    events[1] = {.at_unix_ms = 2000, .actor = "agent:" + host, .action = "collected"};
-    events[2] = {.at_unix_ms = 3000, .actor = "agent:" + host, .action = "received"};
-    auto added = store_->addEvidence(r, events);
-    ASSERT_TRUE(added.ok()) << added.status();
-    ASSERT_EQ(added->size(), 3u);
+  void addBundle(const std::string& id, const std::string& capture_id) {
+    testing::addBundle(*store_, id, capture_id, "web-03", kId3);
   }
   fs::path dir_;
   fs::path path_;

@@ -28,16 +28,6 @@ class SqliteStoreTest : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? *std::move(s) : nullptr;
   }
-  static AuditEntry entry(const std::string& action, const std::string& target) {
-    AuditEntry e;
-    e.at_unix_ms = 1700000000000;
-    e.operator_name = "alice";
-    e.action = action;
-    e.target = target;
-    e.reason = "INC-42";
-    e.outcome = "ok";
-    return e;
-  }
   fs::path dir_;
   fs::path path_;
 };

@@ -21,6 +21,7 @@
 #include "controller/store/postgres_active_lock.h"
 #include "controller/store/postgres_store.h"
 #include "controller/store/sqlite_store.h"
+#include "store_test_rows.h"
 #include "temp_postgres.h"
 
 namespace bulkhead::controller {
@@ -149,76 +150,10 @@ class StoreContract : public ::testing::TestWithParam<std::string> {
     e.outcome = "ok";
     return e;
   }
-  static AuditEntry entry(int i) {
-    return AuditEntry{.at_unix_ms = 1700000000000 + i,
-                      .operator_name = "alice",
-                      .action = "isolate",
-                      .target = fmt::format("web-{:02}", i),
-                      .reason = "INC-42",
-                      .outcome = "ok"};
-  }
-  static void append(SqlStore& store, int from, int to) {
-    for (int i = from; i <= to; ++i) ASSERT_TRUE(store.appendAudit(entry(i)).ok());
-  }
-  // What an attacker with write access to the database (and not the key) does: edits row
-  // `id` and recomputes the unkeyed hash chain from there to the end. With `strip_macs`, also
-  // clears the MACs of the rows rewritten.
-  static void rewriteFrom(SqlStore& store, int64_t id, bool strip_macs = false) {
-    auto rows = store.listAudit(0);
-    ASSERT_TRUE(rows.ok());
-    std::string prev;
-    for (auto& e : *rows) {
-      if (e.id < id) {
-        prev = e.hash;
-        continue;
-      }
-      if (e.id == id) e.reason = "routine maintenance";
-      if (!prev.empty()) e.prev_hash = prev;
-      e.hash = auditRowHash(e);
-      prev = e.hash;
-      ASSERT_TRUE(store
-                      .execForTest(fmt::format(
-                          "UPDATE audit SET reason = '{}', prev_hash = '{}', hash = '{}'{} "
-                          "WHERE id = {}",
-                          e.reason, e.prev_hash, e.hash, strip_macs ? ", mac = ''" : "", e.id))
-                      .ok());
-    }
-  }
-  static CaptureRow capture(const std::string& id, const std::string& host = "web-03") {
-    return CaptureRow{.capture_id = id,
-                      .host_id = host,
-                      .requested_by = "alice",
-                      .reason = "INC-42",
-                      .requested_at_unix_ms = 1000,
-                      .command_id = "capture-" + id};
-  }
-  // Stores bundle `id` of capture `capture_id` with its three first custody events.
+  // Bundle `id` of capture `capture_id` in this test's store (store_test_rows.h).
   void addBundle(const std::string& id, const std::string& capture_id,
                  const std::string& host = "web-03") {
-    ASSERT_TRUE(store_->addCapture(capture(capture_id, host)).ok());
-    EvidenceRow r{.id = id,
-                  .capture_id = capture_id,
-                  .host_id = host,
-                  .requested_by = "alice",
-                  .reason = "INC-42",
-                  .requested_at_unix_ms = 1000,
-                  .collected_at_unix_ms = 2000,
-                  .received_at_unix_ms = 3000,
-                  .size = 123,
-                  .manifest_sha256 = kId3,
-                  .files = 7,
-                  .signature_ok = true,
-                  .collector_errors = {"btmp: timeout"},
-                  .file_name = capture_id + ".tar.gz",
-                  .clock_offset_ms = -5,
-                  .path = EvidenceFiles::relativePath(id)};
-    std::vector<CustodyEntry> events(3);
-    events[0] = {.at_unix_ms = 1000, .actor = "alice", .action = "requested", .detail = "INC-42"};
-    events[1] = {.at_unix_ms = 2000, .actor = "agent:" + host, .action = "collected"};
-    events[2] = {.at_unix_ms = 3000, .actor = "agent:" + host, .action = "received"};
-    auto added = store_->addEvidence(r, events);
-    ASSERT_TRUE(added.ok()) << added.status();
-    ASSERT_EQ(added->size(), 3u);
+    testing::addBundle(*store_, id, capture_id, host, kId3);
   }
 
   fs::path dir_;
@@ -549,7 +484,8 @@ TEST_P(StoreContract, DuplicatesAreRefusedAndChangeNothing) {
   store_ = open();
   ASSERT_NE(store_, nullptr);
   addBundle(kId1, "cap-1");
-  EXPECT_EQ(store_->addCapture(capture("cap-1")).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_->addCapture(testing::captureRow("cap-1")).code(),
+            absl::StatusCode::kAlreadyExists);
   EvidenceRow again{.id = kId1, .capture_id = "cap-1", .host_id = "web-03"};
   auto r = store_->addEvidence(again, {CustodyEntry{.action = "received"}});
   EXPECT_EQ(r.status().code(), absl::StatusCode::kAlreadyExists);
@@ -561,7 +497,7 @@ TEST_P(StoreContract, DuplicatesAreRefusedAndChangeNothing) {
 
 TEST_P(StoreContract, KeyedRowsCarryAMacOfTheirHashAndVerify) {
   auto store = open(kKey);
-  append(*store, 1, 3);
+  testing::appendAuditRows(*store, 1, 3);
   auto rows = store->listAudit(0);
   ASSERT_TRUE(rows.ok());
   ASSERT_EQ(rows->size(), 3u);  // an empty table starts keyed: no marker row
@@ -579,8 +515,8 @@ TEST_P(StoreContract, AMiddleRowEditedWithEveryLaterHashRecomputedIsDetected) {
   {
     // Without a key (the chain before this change) the rewrite goes unnoticed...
     auto unkeyed = open("");
-    append(*unkeyed, 1, 6);
-    rewriteFrom(*unkeyed, 3);
+    testing::appendAuditRows(*unkeyed, 1, 6);
+    testing::rewriteAuditFrom(*unkeyed, 3);
     auto v = unkeyed->verifyAudit();
     ASSERT_TRUE(v.ok());
     EXPECT_TRUE(v->ok);
@@ -588,8 +524,8 @@ TEST_P(StoreContract, AMiddleRowEditedWithEveryLaterHashRecomputedIsDetected) {
   fresh();
   // ...with one, the edited row's MAC no longer matches.
   auto store = open(kKey);
-  append(*store, 1, 6);
-  rewriteFrom(*store, 3);
+  testing::appendAuditRows(*store, 1, 6);
+  testing::rewriteAuditFrom(*store, 3);
   auto v = store->verifyAudit();
   ASSERT_TRUE(v.ok());
   EXPECT_FALSE(v->ok);
@@ -599,15 +535,15 @@ TEST_P(StoreContract, AMiddleRowEditedWithEveryLaterHashRecomputedIsDetected) {
 
 TEST_P(StoreContract, StrippedMacsAreDetected) {
   auto store = open(kKey);
-  append(*store, 1, 6);
-  rewriteFrom(*store, 4, /*strip_macs=*/true);
+  testing::appendAuditRows(*store, 1, 6);
+  testing::rewriteAuditFrom(*store, 4, /*strip_macs=*/true);
   auto v = store->verifyAudit();
   ASSERT_TRUE(v.ok());
   EXPECT_FALSE(v->ok);
   EXPECT_EQ(v->first_bad_id, 4);
   EXPECT_NE(v->problem.find("no MAC"), std::string::npos) << v->problem;
   // Every MAC stripped: the table looks unkeyed, which a keyed controller refuses.
-  rewriteFrom(*store, 1, /*strip_macs=*/true);
+  testing::rewriteAuditFrom(*store, 1, /*strip_macs=*/true);
   v = store->verifyAudit();
   ASSERT_TRUE(v.ok());
   EXPECT_FALSE(v->ok);
@@ -621,7 +557,7 @@ TEST_P(StoreContract, AWrongKeyIsDetectedAndNamed) {
   }
   {
     auto store = open(kKey);
-    append(*store, 1, 3);
+    testing::appendAuditRows(*store, 1, 3);
   }
   auto store = open(kOtherKey);
   auto v = store->verifyAudit();
@@ -634,7 +570,7 @@ TEST_P(StoreContract, AWrongKeyIsDetectedAndNamed) {
 
 TEST_P(StoreContract, TailRowsDeletedAreDetectedAgainstACheckpoint) {
   auto store = open(kKey);
-  append(*store, 1, 6);
+  testing::appendAuditRows(*store, 1, 6);
   auto head = store->verifyAudit();
   ASSERT_TRUE(head.ok() && head->ok);
   const AuditCheckpoint checkpoint{head->last_id, head->last_hash};
@@ -654,7 +590,7 @@ TEST_P(StoreContract, TailRowsDeletedAreDetectedAgainstACheckpoint) {
   EXPECT_NE(v->problem.find("table ends at row 4"), std::string::npos) << v->problem;
 
   // Deleted, then new rows appended under the same ids: row 6 is there but not the same.
-  append(*store, 7, 8);
+  testing::appendAuditRows(*store, 7, 8);
   v = store->verifyAudit(checkpoint);
   ASSERT_TRUE(v.ok());
   EXPECT_FALSE(v->ok);
@@ -734,7 +670,7 @@ TEST_P(StoreContract, TwoStoresOnOneDatabaseAppendToOneChain) {
   std::atomic<int> failures{0};
   auto writer = [&failures](SqlStore* store, const std::string& name) {
     for (int i = 0; i < kEach; ++i) {
-      AuditEntry e = entry(i);
+      AuditEntry e = testing::auditEntry(i);
       e.operator_name = name;
       if (!store->appendAudit(e).ok()) ++failures;
     }
@@ -919,14 +855,14 @@ std::vector<std::string> postgresIfUnderTest() {
 TEST_P(PostgresStoreTest, AStoreReconnectsAfterTheServerRestartsAndLosesNothingAcknowledged) {
   auto store = open(kKey);
   ASSERT_NE(store, nullptr);
-  append(*store, 1, 5);
+  testing::appendAuditRows(*store, 1, 5);
   auto server = sharedPostgres();
   ASSERT_TRUE(server.ok());
   ASSERT_TRUE((*server)->restart().ok());
   int failed = 0;
   int64_t appended = 5;
   for (int i = 6; i <= 8; ++i) {
-    auto row = store->appendAudit(entry(i));
+    auto row = store->appendAudit(testing::auditEntry(i));
     if (!row.ok()) {
       ++failed;
       EXPECT_EQ(row.status().code(), absl::StatusCode::kUnavailable) << row.status();
@@ -962,7 +898,7 @@ TEST_P(PostgresStoreTest, AControllerWithAnotherAuditKeyIsRefused) {
   {
     auto store = open(kKey);
     ASSERT_NE(store, nullptr);
-    append(*store, 1, 2);
+    testing::appendAuditRows(*store, 1, 2);
   }
   auto server = sharedPostgres();
   auto other = PostgresStore::create(schemaUrl(**server, schema_), {.audit_key = kOtherKey});
@@ -1047,13 +983,13 @@ TEST_P(PostgresStoreTest, AnActiveControllerCutOffFromTheDatabaseStopsItself) {
 TEST_P(PostgresStoreTest, TextWithANulByteIsRefusedNotCut) {
   auto store = open(kKey);
   ASSERT_NE(store, nullptr);
-  AuditEntry e = entry(1);
+  AuditEntry e = testing::auditEntry(1);
   e.detail = std::string("before\0after", 12);
   auto row = store->appendAudit(e);
   EXPECT_FALSE(row.ok());
   EXPECT_NE(row.status().message().find("NUL byte"), std::string::npos) << row.status();
   EXPECT_TRUE(store->listAudit(0)->empty());
-  append(*store, 2, 3);
+  testing::appendAuditRows(*store, 2, 3);
   EXPECT_TRUE(store->verifyAudit()->ok);
 }
 
