@@ -10,6 +10,10 @@ live flows, then bulkhead-isolate-bench from the jump host for N isolate/release
 in the store, runs alternating between the admin (--tenant default) and an operator whose
 only role is a responder binding limited by labels (role=web), on the same host. Prints each
 run's figures and the min/median/max of the runs' isolate+release p50, and the ratios.
+
+--stores: the same isolate/release cycles on SQLite (the baseline) and on PostgreSQL 15 (the
+lab-tools build, in node ctl, unix socket: tests/lab/postgres.py), runs alternating, the
+controller restarted on the other store each time.
 """
 
 import argparse
@@ -79,12 +83,51 @@ def compare_tenants(lab, fleet, runs, cycles):
     summary("label-bound responder (binding)", bound_runs, single)
 
 
+def compare_stores(lab, fleet, runs, cycles):
+    import signal
+    import subprocess as sp
+    from bhlab import wait_until
+    from postgres import LabPostgres
+
+    pg = LabPostgres(lab, "ctl")
+    key = os.path.join(lab.tmpdir, "shared-audit.key")
+    sp.run(["sh", "-c", f"umask 077; openssl rand -hex 32 > {key}"], check=True, timeout=10)
+    stores = {"sqlite": [], "postgresql": [], "postgresql-p99": [], "sqlite-p99": []}
+    for _ in range(runs):
+        for name, extra in (("sqlite", []),
+                            ("postgresql", ["--store", pg.url(), "--audit-key", key])):
+            # Each store counts its own generations: h1 starts afresh (released, no state) so
+            # it takes the new controller's generation 1.
+            fleet.kill_controller(signal.SIGTERM)
+            fleet.kill_agent("h1", signal.SIGTERM)
+            import shutil
+            shutil.rmtree(fleet.agent_state_dir("h1"), ignore_errors=True)
+            fleet.start_controller(extra)
+            fleet.start_agent("h1", {"role": "web"})
+            fleet.wait_online(["h1"], timeout=30)
+            out, p50 = run_bench(lab, fleet, fleet.admin_identity, cycles)
+            p99 = re.search(r"^both\s+n=\d+\s+rpc p50\s+[\d.]+ ms\s+p90\s+[\d.]+ ms\s+p99\s+([\d.]+) ms",
+                            out, re.M)
+            stores[name].append(p50)
+            if p99:
+                stores[name + "-p99"].append(float(p99.group(1)))
+    print(f"{runs} runs of {cycles} isolate/release cycles each, host h1, runs alternating")
+    summary("SQLite (baseline)", stores["sqlite"])
+    summary("PostgreSQL 15 (unix socket)", stores["postgresql"], stores["sqlite"])
+    if stores["sqlite-p99"] and stores["postgresql-p99"]:
+        print(f"p99: SQLite median {statistics.median(stores['sqlite-p99']):.2f} ms, "
+              f"PostgreSQL median {statistics.median(stores['postgresql-p99']):.2f} ms")
+    fleet.kill_controller(signal.SIGTERM)
+    pg.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-dir", default=os.path.join(REPO, "build"))
     ap.add_argument("--cycles", type=int, default=200)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--tenants", action="store_true")
+    ap.add_argument("--stores", action="store_true")
     a = ap.parse_args()
     with Lab(hosts=1) as lab:
         fleet = Fleet(lab, os.path.abspath(a.build_dir), heartbeat_interval="5s",
@@ -95,6 +138,9 @@ def main() -> int:
         lab.tcp_server("h1", 5000)
         if a.tenants:
             compare_tenants(lab, fleet, a.runs, a.cycles)
+            return 0
+        if a.stores:
+            compare_stores(lab, fleet, a.runs, a.cycles)
             return 0
         out, _ = run_bench(lab, fleet, fleet.admin_identity, a.cycles)
         sys.stdout.write(out)
