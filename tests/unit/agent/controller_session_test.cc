@@ -428,6 +428,9 @@ TEST_F(ControllerSessionTest, FailsOverToTheNextReplicaWhenTheConnectedOneDies) 
   s.stop();
   server_b->Shutdown(std::chrono::system_clock::now() + 1s);
   server_b->Wait();
+  // fake_b lives on this stack: its stream's OnDone (a gRPC thread) must be over, and seen
+  // through its mutex, before the stack is reused.
+  EXPECT_TRUE(fake_b.waitFor([&] { return fake_b.streams_done == 1; }));
 }
 
 // A replica whose Welcome is refused (another major protocol, mid-upgrade) is a failed attempt:
@@ -463,6 +466,7 @@ TEST_F(ControllerSessionTest, ReplicaOfAnotherMajorProtocolIsLeftForTheNext) {
   stopServer();
   server_b->Shutdown(std::chrono::system_clock::now() + 1s);
   server_b->Wait();
+  EXPECT_TRUE(fake_b.waitFor([&] { return fake_b.streams_done == 1; }));  // as above
 }
 
 TEST(TimerQueue, RunsInOrderAndCancels) {
