@@ -1,6 +1,6 @@
 // The controller's persistent state behind one interface: the host registry, the audit trail
 // (hash-chained) and the desired containment state of every host. SqliteStore is the embedded
-// implementation; a PostgreSQL one can follow for HA.
+// implementation, PostgresStore the one several controllers share (both SqlStore: sql_store.h).
 #pragma once
 
 #include <cstdint>
