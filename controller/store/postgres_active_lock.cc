@@ -8,18 +8,12 @@
 #include <thread>
 
 #include "common/format.h"
+#include "controller/store/postgres_engine.h"
 #include "controller/store/postgres_store.h"
 
 namespace bulkhead::controller {
 
-namespace {
-
-std::string trimmed(std::string text) {
-  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-  return text;
-}
-
-}  // namespace
+using postgres::trimmed;
 
 // The lock's own session, on libpq directly: one connection, one query at a time.
 struct PostgresActiveLock::Session {

@@ -8,6 +8,11 @@
 
 namespace bulkhead::controller::postgres {
 
+std::string trimmed(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  return text;
+}
+
 std::string dollarParameters(const std::string& sql, int* max_parameter) {
   std::string out;
   out.reserve(sql.size());
@@ -93,11 +98,6 @@ std::string byteaText(const std::string& bytes) {
   return out;
 }
 
-std::string trimmed(std::string text) {
-  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-  return text;
-}
-
 class PgCursor final : public sql::Cursor {
  public:
   PgCursor(PgDb* db, const std::string& sql) : db_(db) {
@@ -138,8 +138,9 @@ class PgCursor final : public sql::Cursor {
   int64_t i64(int col) override {
     const pqxx::field f = field(col);
     if (f.is_null()) return 0;
+    // A boolean column (an EXISTS, a comparison) reads as 1 or 0, as SQLite gives it.
     std::string_view text = f.c_str();
-    if (text == "t" || text == "f") return text == "t" ? 1 : 0;  // a boolean
+    if (text == "t" || text == "f") return text == "t" ? 1 : 0;
     return f.as<int64_t>();
   }
   std::string text(int col) override {

@@ -23,6 +23,9 @@ inline constexpr int64_t kWriteLock = 0x62756c6b;
 // connect to PostgreSQL ..." when it cannot.
 absl::StatusOr<std::unique_ptr<sql::Db>> connect(const std::string& url);
 
+// A server's or libpq's message without its trailing newline.
+std::string trimmed(std::string text);
+
 // "?N" placeholders outside quoted text and identifiers rewritten as "$N"; `max_parameter` set
 // to the highest N.
 std::string dollarParameters(const std::string& sql, int* max_parameter);

@@ -10,10 +10,6 @@
 
 namespace bulkhead::controller {
 
-bool isPostgresUrl(const std::string& store) {
-  return store.starts_with("postgresql://") || store.starts_with("postgres://");
-}
-
 std::string redactedUrl(const std::string& url) {
   // scheme://user:password@ -> scheme://user:***@ ; password=... -> password=***
   static const std::regex kUserInfo(R"(^(postgres(ql)?://[^:/@?]*):[^@/?]*@)");

@@ -34,9 +34,6 @@ class PostgresStore final : public SqlStore {
   absl::Status rewriteSchemaVersion() override;
 };
 
-// Whether a --store value names a PostgreSQL database ("postgresql://" or "postgres://").
-bool isPostgresUrl(const std::string& store);
-
 // `url` with its password, if any, replaced by "***": what logs and errors may show.
 std::string redactedUrl(const std::string& url);
 

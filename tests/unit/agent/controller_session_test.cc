@@ -243,6 +243,15 @@ class ControllerSessionTest : public ::testing::Test {
     server_->Wait();
     server_.reset();
   }
+  // A second replica (fake_b_) for the failover tests, and its gRPC target.
+  void startReplicaB() { startFake(&fake_b_, 0, &server_b_, &port_b_); }
+  static std::string target(int port) { return "ipv4:127.0.0.1:" + std::to_string(port); }
+  // Stops it once its one stream's OnDone (a gRPC thread) is over, seen through its mutex.
+  void stopReplicaB() {
+    server_b_->Shutdown(std::chrono::system_clock::now() + 1s);
+    server_b_->Wait();
+    EXPECT_TRUE(fake_b_.waitFor([&] { return fake_b_.streams_done == 1; }));
+  }
 
   SessionOptions options(const CertAndKey& client, const CertAndKey& ca) {
     IdentityFiles id;
@@ -263,6 +272,9 @@ class ControllerSessionTest : public ::testing::Test {
   FakeController fake_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  FakeController fake_b_;
+  std::unique_ptr<grpc::Server> server_b_;
+  int port_b_ = 0;
   TimerQueue timers_;
 };
 
@@ -393,12 +405,9 @@ TEST_F(ControllerSessionTest, StopWhileUnreachableReturnsPromptly) {
 // tried once more (a restart is the likely cause), then the session fails over to the second.
 TEST_F(ControllerSessionTest, FailsOverToTheNextReplicaWhenTheConnectedOneDies) {
   startServer(0);
-  FakeController fake_b;
-  std::unique_ptr<grpc::Server> server_b;
-  int port_b = 0;
-  startFake(&fake_b, 0, &server_b, &port_b);
-  const std::string a = "ipv4:127.0.0.1:" + std::to_string(port_);
-  const std::string b = "ipv4:127.0.0.1:" + std::to_string(port_b);
+  startReplicaB();
+  const std::string a = target(port_);
+  const std::string b = target(port_b_);
   FakeHandler h;
   SessionOptions o = options(pki_.agent, pki_.ca);
   o.targets = {a, b};
@@ -420,17 +429,13 @@ TEST_F(ControllerSessionTest, FailsOverToTheNextReplicaWhenTheConnectedOneDies) 
     EXPECT_EQ(h.lost, 1);
   }
   {
-    std::lock_guard<std::mutex> lock(fake_b.mu);
-    ASSERT_EQ(fake_b.hellos.size(), 1u);
-    EXPECT_EQ(fake_b.peers[0], "web-03");
+    std::lock_guard<std::mutex> lock(fake_b_.mu);
+    ASSERT_EQ(fake_b_.hellos.size(), 1u);
+    EXPECT_EQ(fake_b_.peers[0], "web-03");
   }
   EXPECT_TRUE(s.connected());
   s.stop();
-  server_b->Shutdown(std::chrono::system_clock::now() + 1s);
-  server_b->Wait();
-  // fake_b lives on this stack: its stream's OnDone (a gRPC thread) must be over, and seen
-  // through its mutex, before the stack is reused.
-  EXPECT_TRUE(fake_b.waitFor([&] { return fake_b.streams_done == 1; }));
+  stopReplicaB();
 }
 
 // A replica whose Welcome is refused (another major protocol, mid-upgrade) is a failed attempt:
@@ -439,12 +444,9 @@ TEST_F(ControllerSessionTest, ReplicaOfAnotherMajorProtocolIsLeftForTheNext) {
   fake_.welcome_major = kProtocolVersion.major + 1;
   fake_.push_desired_state = true;
   startServer(0);
-  FakeController fake_b;
-  std::unique_ptr<grpc::Server> server_b;
-  int port_b = 0;
-  startFake(&fake_b, 0, &server_b, &port_b);
-  const std::string a = "ipv4:127.0.0.1:" + std::to_string(port_);
-  const std::string b = "ipv4:127.0.0.1:" + std::to_string(port_b);
+  startReplicaB();
+  const std::string a = target(port_);
+  const std::string b = target(port_b_);
   FakeHandler h;
   SessionOptions o = options(pki_.agent, pki_.ca);
   o.targets = {a, b};
@@ -464,9 +466,7 @@ TEST_F(ControllerSessionTest, ReplicaOfAnotherMajorProtocolIsLeftForTheNext) {
   }
   s.stop();
   stopServer();
-  server_b->Shutdown(std::chrono::system_clock::now() + 1s);
-  server_b->Wait();
-  EXPECT_TRUE(fake_b.waitFor([&] { return fake_b.streams_done == 1; }));  // as above
+  stopReplicaB();
 }
 
 TEST(TimerQueue, RunsInOrderAndCancels) {
