@@ -30,6 +30,7 @@
 #include "common/logging.h"
 #include "common/pki/pki.h"
 #include "common/runtime.h"
+#include "common/scheduler.h"
 #include "common/tls/tls.h"
 #include "common/version.h"
 #include "controller/core/blocks.h"
@@ -51,6 +52,7 @@
 #include "controller/store/data_dir.h"
 #include "controller/store/evidence_files.h"
 #include "controller/store/postgres_active_lock.h"
+#include "controller/store/postgres_bus.h"
 #include "controller/store/postgres_store.h"
 #include "controller/store/sqlite_store.h"
 #include "controller/webhook/listener.h"
@@ -65,6 +67,8 @@ constexpr int kExitUsage = 2;
 // Stopped because another controller is (or may be) active on the shared database
 // (postgres_active_lock.h); systemd starts it again as a standby.
 constexpr int kExitNotActive = 3;
+// The channel of the controllers serving one database at once (Fleet::onReplicaEvent).
+constexpr const char* kReplicaChannel = "bulkhead_replicas";
 std::atomic<bool> g_grpc_started{false};
 
 int fail(const std::string& message) {
@@ -365,7 +369,7 @@ int run(int argc, char** argv) {
   // this one holds the active lock, then (after the takeover delay) load the state and serve.
   std::unique_ptr<PostgresActiveLock> active_lock;
   std::unique_ptr<ActiveLockWatch> active_watch;
-  if (!config.store.empty()) {
+  if (!config.store.empty() && config.replica.empty()) {
     active_lock = std::make_unique<PostgresActiveLock>(config.store);
     std::string last_wait;
     for (;;) {
@@ -404,6 +408,22 @@ int run(int argc, char** argv) {
     store = PostgresStore::create(config.store, {.audit_key = *std::move(audit_key)});
     if (!store.ok()) return fail(fmt::format("{}", store.status()));
     spdlog::info("store: PostgreSQL {}", redactedUrl(config.store));
+  }
+  // Several controllers serving at once (--replica): each commits desired states with a notice
+  // to the others; the link carries where hosts stream and their agents' answers; the one
+  // holding the singleton lease runs the fleet-wide work.
+  std::unique_ptr<PostgresBus> replica_bus;
+  std::unique_ptr<SingletonLease> singleton_lease;
+  std::function<bool()> runs_singletons;
+  if (!config.replica.empty()) {
+    (*store)->announceChangesAs(config.replica);
+    active_lock = std::make_unique<PostgresActiveLock>(config.store);
+    singleton_lease = std::make_unique<SingletonLease>(active_lock.get(), [](bool leading) {
+      spdlog::info(leading ? "replicas: this controller runs the singletons (TTL releases, "
+                             "fleet-wide blocks, notifications, the CrowdSec poller)"
+                           : "replicas: this controller no longer runs the singletons");
+    });
+    runs_singletons = [lease = singleton_lease.get()] { return lease->leading(); };
   }
 
   Policies policies(config.policy_dir);
@@ -522,6 +542,27 @@ int run(int argc, char** argv) {
   options.fleet.heartbeat_interval = config.heartbeat_interval;
   options.fleet.heartbeat_timeout = config.heartbeat_timeout;
   options.fleet.gate = &gate;
+  options.containment.runs_singletons = runs_singletons;
+  ControllerServer* serving = nullptr;
+  if (!config.replica.empty()) {
+    // Notices are handled on the bus's thread once the server is up (serving is set); the bus
+    // is stopped before the server.
+    replica_bus = std::make_unique<PostgresBus>(
+        config.store, std::vector<std::string>{SqlStore::kDesiredChannel, kReplicaChannel},
+        kReplicaChannel,
+        PostgresBus::Handlers{
+            .notice =
+                [&serving](const std::string& channel, const std::string& payload) {
+                  if (channel == SqlStore::kDesiredChannel) {
+                    serving->fleet().onDesiredChanged(payload);
+                  } else {
+                    serving->fleet().onReplicaEvent(payload);
+                  }
+                },
+            .connected = [&serving] { serving->fleet().onReplicaLinkUp(); }});
+    options.fleet.replica = config.replica;
+    options.fleet.link = replica_bus.get();
+  }
   options.channel_args = config.grpc_args;
   for (const auto& [name, value] : config.grpc_args) {
     spdlog::warn("--grpc-arg {}={}: a gRPC channel argument the tests do not cover", name, value);
@@ -537,7 +578,6 @@ int run(int argc, char** argv) {
   options.audit_signer = *std::move(audit_signer);
   // Metrics: counted from the start; the scrape-time sources read the server, which the
   // listener (started after it, stopped before it) never scrapes before it exists.
-  ControllerServer* serving = nullptr;
   std::atomic<int64_t> controller_not_after_ms{identity->self.not_after_unix * 1000};
   std::unique_ptr<metrics::PrometheusMetrics> prometheus;
   if (config.metrics_listen) {
@@ -559,13 +599,22 @@ int run(int argc, char** argv) {
   // Notifications: the audit trail's events, queued in the store and delivered on the
   // notifier's own thread (controller/notify/notifier.h); containment never waits on them.
   notify::NetworkTransport notify_transport({.mail_host = identity->self.name});
-  notify::Notifier notifier(**store, clock, notify_transport, *std::move(notify_channels));
+  notify::Notifier notifier(**store, clock, notify_transport, *std::move(notify_channels),
+                            {.runs = runs_singletons});
   options.notifications = &notifier;
   notifier.start();  // before the server: every row from here on is announced
   auto server = ControllerServer::start(clock, **store, options);
   if (!server.ok()) return fail(fmt::format("{}", server.status()));
   g_grpc_started = true;
   serving = server->get();
+  std::unique_ptr<Scheduler> replica_ticks;
+  if (replica_bus) {
+    replica_bus->start();
+    replica_ticks = std::make_unique<Scheduler>("bh-replicas");
+    replica_ticks->every(std::chrono::seconds(1), [serving] { serving->fleet().replicaTick(); });
+    spdlog::info("replicas: serving as \"{}\" with the other controllers of {}", config.replica,
+                 redactedUrl(config.store));
+  }
   if (auto s = (*server)->signals().reload(); !s.ok()) {
     return fail(fmt::format("--policy-dir: {}", s));
   }
@@ -613,7 +662,7 @@ int run(int argc, char** argv) {
   if (crowdsec_fetch) {
     crowdsec_poller = std::make_unique<crowdsec::Poller>(
         (*server)->signals(), crowdsec_from, *std::move(crowdsec_fetch),
-        crowdsec::PollerOptions{.interval = config.crowdsec_interval});
+        crowdsec::PollerOptions{.interval = config.crowdsec_interval, .runs = runs_singletons});
     crowdsec_poller->start();
     spdlog::info("crowdsec: polling {} every {} ms as {}", config.crowdsec_lapi,
                  config.crowdsec_interval.count(), crowdsec_from);
@@ -712,6 +761,8 @@ int run(int argc, char** argv) {
   if (metrics_listener) metrics_listener->stop();  // scrapes read the server: stop them first
   if (webhooks) webhooks->stop();  // no new signals from integrations; those taken are answered
   if (crowdsec_poller) crowdsec_poller->stop();
+  if (replica_ticks) replica_ticks->stop();
+  if (replica_bus) replica_bus->stop();  // its handlers call into the server
   (*server)->shutdown();
   notifier.stop();  // after the server: the last results' rows are routed at the next start
   AuditEntry stop{.at_unix_ms = clock.nowUnixMs(),

@@ -145,8 +145,8 @@ absl::StatusOr<RestoreCommandLine> parseRestoreFlags(const std::vector<std::stri
 }
 
 absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std::string>& args) {
-  std::string listen, identity, data_dir, store, evidence_dir, audit_key, runtime_dir, policy_dir,
-      hb_interval = "5s", hb_timeout = "15s";
+  std::string listen, identity, data_dir, store, replica, evidence_dir, audit_key, runtime_dir,
+      policy_dir, hb_interval = "5s", hb_timeout = "15s";
   std::string selector_limit = "10", log_format = "text", log_level = "info";
   std::string block_confirm_v4 = "16", block_confirm_v6 = "48";
   std::string max_evidence_bytes = "8GiB", evidence_host_quota = "32GiB", evidence_reserve = "1GiB";
@@ -184,6 +184,10 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
       "where the controller's state lives: postgresql://USER@HOST/DB?... for several "
       "controllers sharing one PostgreSQL database (each needs the same --audit-key); "
       "default: SQLite in --data-dir")(
+      "replica", po::value(&replica)->value_name("NAME"),
+      "with --store: serve agents and operators at the same time as the database's other "
+      "controllers, named NAME (letters, digits, '-', '_'; unique among them); without it one "
+      "controller serves at a time and the others wait as standbys")(
       "evidence-dir", po::value(&evidence_dir)->value_name("DIR"),
       "where evidence bundles are stored (default DATA_DIR/evidence); with --store, a "
       "directory every controller of the database mounts (bundles are written once, by "
@@ -304,6 +308,21 @@ absl::StatusOr<ControllerCommandLine> parseControllerFlags(const std::vector<std
           "--store the state is a SQLite database in --data-dir");
     }
     c.store = store;
+  }
+  if (vm.count("replica") != 0) {
+    if (store.empty()) {
+      return absl::InvalidArgumentError(
+          "--replica: needs --store (controllers serving at once share a PostgreSQL database)");
+    }
+    const bool valid = !replica.empty() && replica.size() <= 64 &&
+                       replica.find_first_not_of(
+                           "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                           "0123456789-_") == std::string::npos;
+    if (!valid) {
+      return absl::InvalidArgumentError(
+          fmt::format("--replica: \"{}\": want 1 to 64 letters, digits, '-' or '_'", replica));
+    }
+    c.replica = replica;
   }
   if (vm.count("evidence-dir") != 0 && evidence_dir.empty()) {
     return absl::InvalidArgumentError("--evidence-dir: empty directory name");

@@ -24,6 +24,9 @@ struct ControllerConfig {
   // --store postgresql://...: the PostgreSQL database several controllers share; empty: the
   // SQLite database DATA_DIR/controller.db.
   std::string store;
+  // --replica NAME (with --store): serve at once with the other controllers of the database,
+  // as NAME (unique among them); empty: one serves at a time, the others wait as standbys.
+  std::string replica;
   // --evidence-dir DIR: the evidence bundles (default DATA_DIR/evidence). Controllers sharing a
   // --store database share it too (a network file system), so any of them serves a bundle.
   std::string evidence_dir;

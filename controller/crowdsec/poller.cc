@@ -189,6 +189,10 @@ PollerStats Poller::stats() const {
 
 void Poller::tick() {
   if (thread_->stopping()) return;  // due when stop() began: no new exchange
+  if (options_.runs && !options_.runs()) {
+    thread_->after(options_.interval, [this] { tick(); });
+    return;
+  }
   const bool ok = pollOnce();
   milliseconds wait = options_.interval;
   if (!ok) {

@@ -41,6 +41,9 @@ using Fetch = std::function<FetchResult(bool startup)>;
 
 struct PollerOptions {
   std::chrono::milliseconds interval{1000};      // between polls while all is well
+  // Whether this controller polls now (several controllers on one database: the one holding
+  // the singleton lock). Null: always.
+  std::function<bool()> runs;
   std::chrono::milliseconds max_backoff{10000};  // the interval doubles up to this on failures
   // How long a submitted decision's key is remembered, so a decision listed again (the LAPI's
   // deleted list overlaps by 2 s; a resync lists everything) is not submitted twice.

@@ -67,6 +67,7 @@ void Notifier::start() {
   }
   scheduler_ = std::make_unique<Scheduler>("bh-notify");
   scheduler_->every(options_.poll, [this] {
+    if (options_.runs && !options_.runs()) return;
     if (auto s = runOnce(); !s.ok()) spdlog::warn("notifications: {} (tried again)", s);
   });
 }

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -49,6 +50,9 @@ struct NotifierOptions {
   std::chrono::milliseconds max_retry{std::chrono::minutes(5)};
   std::chrono::milliseconds give_up_after{std::chrono::hours(24)};
   size_t batch = 500;  // audit rows read, and deliveries tried, per pass at most
+  // Whether this controller delivers now (several controllers on one database: the one holding
+  // the singleton lock). Null: always.
+  std::function<bool()> runs;
 };
 
 class Notifier final : public NotificationBackend {

@@ -6,6 +6,8 @@
 #include <iterator>
 #include <utility>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_split.h"
 #include "common/format.h"
 #include "common/protocol_version.h"
 #include "common/text.h"
@@ -27,6 +29,37 @@ std::string overclaim(const char* what, uint64_t claimed, uint64_t issued) {
       "agent reported {} {}, above generation {}, the newest this controller "
       "issued for the host: ignored",
       what, claimed, issued);
+}
+
+// The largest serialized ReplicaEvent sent: base64 of it stays under the 7,000 bytes a
+// ReplicaLink payload may hold.
+constexpr size_t kMaxReplicaEvent = 5000;
+
+// The operator's words for a host whose agent streams to another controller.
+std::string elsewhere(const std::string& replica) {
+  return fmt::format(
+      "host's agent streams to controller replica \"{}\": send this command through that "
+      "controller",
+      replica);
+}
+
+HostInfo hostInfoFromSummary(const v1::HostSummary& s) {
+  HostInfo h;
+  h.host_id = s.host_id();
+  h.hostname = s.hostname();
+  h.addresses = {s.addresses().begin(), s.addresses().end()};
+  h.labels = {s.labels().begin(), s.labels().end()};
+  h.reported_labels = {s.reported_labels().begin(), s.reported_labels().end()};
+  h.labels_from_enrollment = s.labels_from_enrollment();
+  h.labels_set_by = s.labels_set_by();
+  h.tenant = s.tenant();
+  h.os = s.os();
+  h.agent_version = s.agent_version();
+  h.first_seen_unix_ms = s.first_seen_unix_ms();
+  h.last_seen_unix_ms = s.last_seen_unix_ms();
+  h.enforced_generation = s.enforced_generation();
+  h.ruleset_hash = s.ruleset_hash();
+  return h;
 }
 
 // The most controller-own audit rows (hosts offline) kept for the next flush while the store
@@ -114,11 +147,24 @@ grpc::Status Fleet::onHello(const std::shared_ptr<AgentStream>& stream, const v1
     info.labels_set_by = (*set)->set_by;
   }
 
+  // With other controllers on the database, the host's newest state may be one of theirs (an
+  // agent failing over from another controller brings it).
+  std::optional<v1::DesiredState> stored;
+  if (options_.link != nullptr) {
+    auto states = store_.loadDesiredStatesOf({host_id});
+    if (!states.ok()) {
+      spdlog::error("hello from {}: cannot read its desired state: {}", host_id, states.status());
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the controller cannot read its store");
+    }
+    if (auto it = states->find(host_id); it != states->end()) stored = it->second;
+  }
+
   Deferred after;
   std::lock_guard lock(mu_);
   if (closing_) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "controller is shutting down");
   }
+  if (stored && stored->generation() > issuedGenerationLocked(host_id)) desired_[host_id] = *stored;
   const uint64_t issued = issuedGenerationLocked(host_id);
   const bool overclaimed = !acceptedGeneration(info.enforced_generation, issued);
   if (overclaimed) {
@@ -147,6 +193,8 @@ grpc::Status Fleet::onHello(const std::shared_ptr<AgentStream>& stream, const v1
   streams_[host_id] = stream;
   spdlog::info("host {} connected from {} (enforced generation {})", host_id, stream->peer(),
                hello.enforced_generation());
+  remote_.erase(host_id);
+  announceStreamsLocked({host_id}, true);
 
   v1::ControllerMessage welcome;
   welcome.mutable_welcome()->mutable_protocol()->set_major(kProtocolVersion.major);
@@ -162,13 +210,8 @@ grpc::Status Fleet::onHello(const std::shared_ptr<AgentStream>& stream, const v1
     stream->enqueue(std::move(state));
   }
   const uint64_t enforced = info.enforced_generation;
-  answerLocked(host_id, [enforced](const Waiter& w, v1::HostOutcome* out) {
-    if (!w.command_id.empty() || ackFromEnforced(enforced, w.generation) != AckResult::kEnforced) {
-      return false;
-    }
-    out->set_state(v1::HostOutcome::STATE_ENFORCED);
-    return true;
-  });
+  answerEnforcedLocked(host_id, enforced);
+  if (enforced > 0) announceAckLocked(host_id, nullptr, enforced);
   after.kick.push_back(stream);
   return grpc::Status::OK;
 }
@@ -188,17 +231,13 @@ void Fleet::onMessage(AgentStream& stream, const v1::AgentMessage& msg) {
         }
         break;
       }
+      const HostInfo* before = registry_.find(host_id);
+      const uint64_t was = before != nullptr ? before->enforced_generation : 0;
       current = registry_.setEnforced(host_id, stream.session(), enforced,
                                       msg.heartbeat().ruleset_hash());
       if (!current) break;
-      answerLocked(host_id, [enforced](const Waiter& w, v1::HostOutcome* out) {
-        if (!w.command_id.empty() ||
-            ackFromEnforced(enforced, w.generation) != AckResult::kEnforced) {
-          return false;
-        }
-        out->set_state(v1::HostOutcome::STATE_ENFORCED);
-        return true;
-      });
+      answerEnforcedLocked(host_id, enforced);
+      if (enforced != was) announceAckLocked(host_id, nullptr, enforced);
       break;
     }
     case v1::AgentMessage::kCommandResult: {
@@ -250,24 +289,8 @@ void Fleet::onMessage(AgentStream& stream, const v1::AgentMessage& msg) {
       current = registry_.setReport(host_id, stream.session(), claimed);
       if (current) {
         const auto& r = claimed;
-        answerLocked(host_id, [&r](const Waiter& w, v1::HostOutcome* out) {
-          if (!w.command_id.empty()) return false;
-          switch (ackFromReport(r, w.generation)) {
-            case AckResult::kNone:
-              return false;
-            case AckResult::kEnforced:
-              out->set_state(v1::HostOutcome::STATE_ENFORCED);
-              break;
-            case AckResult::kFailed:
-              out->set_state(v1::HostOutcome::STATE_FAILED);
-              out->set_error(fmt::format("{} (host left {})",
-                                         r.error().empty() ? "enforcement failed" : r.error(),
-                                         r.left_closed() ? "closed" : "open"));
-              break;
-          }
-          *out->mutable_report() = r;
-          return true;
-        });
+        answerReportLocked(host_id, r);
+        announceAckLocked(host_id, &r, 0);
         if (options_.metrics != nullptr) {
           int64_t applied_us = 0;
           for (const auto& step : r.steps()) applied_us += std::max<int64_t>(0, step.duration_us());
@@ -312,6 +335,7 @@ void Fleet::onStreamDone(AgentStream* stream) {
   if (it != streams_.end() && it->second.get() == stream) {
     streams_.erase(it);
     spdlog::info("host {} disconnected ({})", stream->hostId(), stream->peer());
+    announceStreamsLocked({stream->hostId()}, false);
   }
   // (A stream the sweep already timed out, or one a newer stream superseded, is no news.)
   const bool was_online = registry_.session(stream->hostId()) == stream->session();
@@ -350,6 +374,7 @@ void Fleet::sweep() {
     noteOfflineLocked(expired.host_id, fmt::format("no message for more than {} ms",
                                                    options_.heartbeat_timeout.count()));
     auto it = streams_.find(expired.host_id);
+    announceStreamsLocked({expired.host_id}, false);
     if (it != streams_.end() && it->second->session() == expired.session) {
       after.finish.emplace_back(it->second,
                                 grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -471,6 +496,215 @@ void Fleet::answerLocked(const std::string& host,
   if (list.empty()) waiters_.erase(it);
 }
 
+void Fleet::answerReportLocked(const std::string& host, const v1::StateReport& r) {
+  answerLocked(host, [&r](const Waiter& w, v1::HostOutcome* out) {
+    if (!w.command_id.empty()) return false;
+    switch (ackFromReport(r, w.generation)) {
+      case AckResult::kNone: return false;
+      case AckResult::kEnforced: out->set_state(v1::HostOutcome::STATE_ENFORCED); break;
+      case AckResult::kFailed:
+        out->set_state(v1::HostOutcome::STATE_FAILED);
+        out->set_error(fmt::format("{} (host left {})",
+                                   r.error().empty() ? "enforcement failed" : r.error(),
+                                   r.left_closed() ? "closed" : "open"));
+        break;
+    }
+    *out->mutable_report() = r;
+    return true;
+  });
+}
+
+void Fleet::answerEnforcedLocked(const std::string& host, uint64_t enforced) {
+  answerLocked(host, [enforced](const Waiter& w, v1::HostOutcome* out) {
+    if (!w.command_id.empty() || ackFromEnforced(enforced, w.generation) != AckResult::kEnforced) {
+      return false;
+    }
+    out->set_state(v1::HostOutcome::STATE_ENFORCED);
+    out->set_error("");
+    return true;
+  });
+}
+
+// --- several controllers on one database ---
+
+void Fleet::sendReplicaLocked(v1::ReplicaEvent event) {
+  if (options_.link == nullptr) return;
+  event.set_replica(options_.replica);
+  options_.link->send(absl::Base64Escape(event.SerializeAsString()));
+}
+
+void Fleet::announceStreamsLocked(const std::vector<std::string>& hosts, bool up) {
+  if (options_.link == nullptr) return;
+  v1::ReplicaEvent event;
+  v1::ReplicaHosts* batch = up ? event.mutable_up() : event.mutable_down();
+  for (const auto& host : hosts) {
+    v1::HostSummary* s = batch->add_hosts();
+    if (const HostInfo* h = registry_.find(host); up && h != nullptr) {
+      *s = summaryLocked(*h);
+    } else {
+      s->set_host_id(host);
+    }
+    if (event.ByteSizeLong() >= kMaxReplicaEvent) {
+      sendReplicaLocked(event);
+      batch->clear_hosts();
+    }
+  }
+  if (batch->hosts_size() > 0) sendReplicaLocked(std::move(event));
+}
+
+void Fleet::announceAckLocked(const std::string& host, const v1::StateReport* report,
+                              uint64_t enforced) {
+  if (options_.link == nullptr) return;
+  v1::ReplicaEvent event;
+  v1::ReplicaAck* ack = event.mutable_ack();
+  ack->set_host_id(host);
+  ack->set_enforced_generation(enforced);
+  if (report != nullptr) {
+    *ack->mutable_report() = *report;
+    // The steps are detail; the answer fits without them.
+    if (event.ByteSizeLong() >= kMaxReplicaEvent) ack->mutable_report()->clear_steps();
+  }
+  sendReplicaLocked(std::move(event));
+}
+
+bool Fleet::remoteOnlineLocked(const std::string& host) const { return remote_.contains(host); }
+
+void Fleet::onReplicaEvent(const std::string& payload) {
+  std::string bytes;
+  v1::ReplicaEvent event;
+  if (!absl::Base64Unescape(payload, &bytes) || !event.ParseFromString(bytes) ||
+      event.replica().empty()) {
+    spdlog::warn("replicas: an event that does not parse ignored ({} bytes)", payload.size());
+    return;
+  }
+  const std::string& from = event.replica();
+  if (from == options_.replica) return;
+  Deferred after;
+  std::lock_guard lock(mu_);
+  if (!replicas_seen_.contains(from)) spdlog::info("replicas: controller \"{}\" serves", from);
+  replicas_seen_[from] = clock_.nowUnixMs();
+  switch (event.body_case()) {
+    case v1::ReplicaEvent::kUp:
+      for (const v1::HostSummary& s : event.up().hosts()) {
+        const std::string& host = s.host_id();
+        remote_[host] = from;
+        remote_enforced_[host] = s.enforced_generation();
+        if (auto it = streams_.find(host); it != streams_.end()) {
+          // Its agent left this controller for that one: this stream is a dead one.
+          after.finish.emplace_back(
+              it->second, grpc::Status(grpc::StatusCode::ABORTED,
+                                       fmt::format("the host streams to \"{}\" now", from)));
+          registry_.disconnect(host, it->second->session());
+          streams_.erase(it);
+        }
+        if (!registry_.online(host)) registry_.restore({hostInfoFromSummary(s)});
+      }
+      break;
+    case v1::ReplicaEvent::kDown:
+      for (const v1::HostSummary& s : event.down().hosts()) {
+        if (auto it = remote_.find(s.host_id()); it != remote_.end() && it->second == from) {
+          remote_.erase(it);
+        }
+      }
+      break;
+    case v1::ReplicaEvent::kAck: {
+      const v1::ReplicaAck& ack = event.ack();
+      remote_enforced_[ack.host_id()] =
+          ack.has_report() ? ack.report().enforced_generation() : ack.enforced_generation();
+      if (ack.has_report()) {
+        answerReportLocked(ack.host_id(), ack.report());
+      } else {
+        answerEnforcedLocked(ack.host_id(), ack.enforced_generation());
+      }
+      break;
+    }
+    case v1::ReplicaEvent::kSync: {
+      std::vector<std::string> here;
+      for (const auto& [host, stream] : streams_) {
+        if (registry_.online(host)) here.push_back(host);
+      }
+      announceStreamsLocked(here, true);
+      break;
+    }
+    default: break;
+  }
+}
+
+void Fleet::onDesiredChanged(const std::string& payload) {
+  std::vector<std::string> words = absl::StrSplit(payload, ' ', absl::SkipEmpty());
+  if (words.size() < 2 || words[0] == options_.replica) return;
+  words.erase(words.begin());
+  reloadDesiredStates(words);
+}
+
+void Fleet::reloadDesiredStates(const std::vector<std::string>& hosts) {
+  std::vector<std::string> wanted;
+  for (const auto& h : hosts) {
+    if (!tenantOfFleetStateKey(h)) wanted.push_back(h);
+  }
+  if (wanted.empty()) return;
+  auto states = store_.loadDesiredStatesOf(wanted);
+  if (!states.ok()) {
+    spdlog::error("replicas: cannot read the desired states of {} hosts: {}", wanted.size(),
+                  states.status());
+    return;
+  }
+  Deferred after;
+  std::lock_guard lock(mu_);
+  for (auto& [host, state] : *states) {
+    if (state.generation() <= issuedGenerationLocked(host)) continue;
+    desired_[host] = state;
+    auto s = streams_.find(host);
+    if (s == streams_.end() || !registry_.online(host)) continue;
+    v1::ControllerMessage m;
+    *m.mutable_desired_state() = agentWireState(state);
+    if (s->second->enqueue(std::move(m))) after.kick.push_back(s->second);
+  }
+}
+
+void Fleet::onReplicaLinkUp() {
+  {
+    std::lock_guard lock(mu_);
+    v1::ReplicaEvent sync;
+    sync.mutable_sync();
+    sendReplicaLocked(std::move(sync));
+    std::vector<std::string> here;
+    for (const auto& [host, stream] : streams_) {
+      if (registry_.online(host)) here.push_back(host);
+    }
+    announceStreamsLocked(here, true);
+  }
+  auto all = store_.loadDesiredStates();
+  if (!all.ok()) {
+    spdlog::error("replicas: cannot read the desired states: {}", all.status());
+    return;
+  }
+  std::vector<std::string> hosts;
+  for (const auto& [host, state] : *all) hosts.push_back(host);
+  reloadDesiredStates(hosts);
+}
+
+void Fleet::replicaTick() {
+  std::lock_guard lock(mu_);
+  v1::ReplicaEvent alive;
+  alive.mutable_alive();
+  sendReplicaLocked(std::move(alive));
+  const int64_t cutoff = clock_.nowUnixMs() - options_.replica_timeout.count();
+  for (auto it = replicas_seen_.begin(); it != replicas_seen_.end();) {
+    if (it->second >= cutoff) {
+      ++it;
+      continue;
+    }
+    const std::string gone = it->first;
+    size_t hosts = std::erase_if(remote_, [&gone](const auto& r) { return r.second == gone; });
+    spdlog::warn(
+        "replicas: nothing from controller \"{}\" for {} ms: its {} hosts count as "
+        "offline until their agents reconnect",
+        gone, options_.replica_timeout.count(), hosts);
+    it = replicas_seen_.erase(it);
+  }
+}
+
 uint64_t Fleet::issuedGenerationLocked(const std::string& host) const {
   auto it = desired_.find(host);
   return it == desired_.end() ? 0 : it->second.generation();
@@ -500,7 +734,8 @@ std::map<std::string, TargetHost> Fleet::targets() {
   std::lock_guard lock(mu_);
   std::map<std::string, TargetHost> out;
   for (const HostInfo* h : registry_.list()) {
-    out[h->host_id] = TargetHost{h->labels, h->addresses, registry_.online(h->host_id), h->tenant};
+    out[h->host_id] =
+        TargetHost{h->labels, h->addresses, onlineAnywhereLocked(h->host_id), h->tenant};
   }
   return out;
 }
@@ -546,6 +781,20 @@ bool Fleet::publish(const std::shared_ptr<PendingOp>& op, const std::vector<std:
     if (auto n = sets.find(host); n != sets.end()) {
       for (const auto& name : n->second) out->add_exemption_sets(name);
     }
+    if (!stream && remoteOnlineLocked(host)) {
+      // The controller its agent streams to read the state at the commit's notice; its
+      // agent's answer comes back on the link.
+      if (auto e = remote_enforced_.find(host);
+          e != remote_enforced_.end() &&
+          ackFromEnforced(e->second, generation) == AckResult::kEnforced) {
+        out->set_state(v1::HostOutcome::STATE_ENFORCED);
+        continue;
+      }
+      out->set_state(v1::HostOutcome::STATE_PENDING);
+      waiters_[host].push_back(Waiter{op, op->result.outcomes.size() - 1, generation, ""});
+      ++op->waiting;
+      continue;
+    }
     if (!stream) {
       out->set_state(v1::HostOutcome::STATE_PENDING);
       out->set_error("host offline: will apply when its agent reconnects");
@@ -576,7 +825,9 @@ bool Fleet::preview(const std::shared_ptr<PendingOp>& op, const std::vector<std:
     auto s = streams_.find(host);
     if (s == streams_.end() || !registry_.online(host)) {
       out->set_state(v1::HostOutcome::STATE_FAILED);
-      out->set_error("host offline: a dry run needs its agent connected");
+      auto r = remote_.find(host);
+      out->set_error(r != remote_.end() ? elsewhere(r->second)
+                                        : "host offline: a dry run needs its agent connected");
       continue;
     }
     v1::ControllerMessage m;
@@ -606,7 +857,8 @@ bool Fleet::sendCommand(const std::string& host, v1::Command command, std::strin
   std::lock_guard lock(mu_);
   auto s = streams_.find(host);
   if (s == streams_.end() || !registry_.online(host)) {
-    *why = "host offline: its agent must be connected";
+    auto r = remote_.find(host);
+    *why = r != remote_.end() ? elsewhere(r->second) : "host offline: its agent must be connected";
     return false;
   }
   v1::ControllerMessage m;
@@ -674,7 +926,7 @@ v1::HostSummary Fleet::summaryLocked(const HostInfo& h) const {
   for (const auto& [k, v] : h.reported_labels) (*s.mutable_reported_labels())[k] = v;
   s.set_os(h.os);
   s.set_agent_version(h.agent_version);
-  s.set_online(registry_.online(h.host_id));
+  s.set_online(onlineAnywhereLocked(h.host_id));
   s.set_last_seen_unix_ms(h.last_seen_unix_ms);
   s.set_first_seen_unix_ms(h.first_seen_unix_ms);
   s.set_connected_since_unix_ms(s.online() ? h.connected_since_unix_ms : 0);
@@ -721,7 +973,7 @@ bool Fleet::applyLabels(const std::string& host_id, const Labels& labels,
 
 bool Fleet::online(const std::string& host_id) {
   std::lock_guard lock(mu_);
-  return registry_.online(host_id);
+  return onlineAnywhereLocked(host_id);
 }
 
 size_t Fleet::blocksInForce(int64_t now_unix_ms) {

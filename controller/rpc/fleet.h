@@ -24,9 +24,11 @@
 #include "absl/status/statusor.h"
 #include "bulkhead/v1/agent.pb.h"
 #include "bulkhead/v1/operator.pb.h"
+#include "bulkhead/v1/replica.pb.h"
 #include "controller/core/clock.h"
 #include "controller/core/containment.h"
 #include "controller/core/registry.h"
+#include "controller/core/replica_link.h"
 #include "controller/rpc/peer_gate.h"
 #include "controller/service/enrollment.h"
 #include "controller/service/fleet_control.h"
@@ -52,6 +54,12 @@ struct FleetOptions {
   // Counts agents' reports and tamper events. Not owned; must outlive the fleet. nullptr:
   // nothing counted.
   Metrics* metrics = nullptr;
+  // Several controllers serving one database at once: this one's name (unique among them) and
+  // the link to the others (not owned; must outlive the fleet). Empty/nullptr: the only one.
+  std::string replica;
+  ReplicaLink* link = nullptr;
+  // Hosts streaming to a controller not heard from for this long count as offline.
+  std::chrono::milliseconds replica_timeout{6000};
 };
 
 class Fleet final : public FleetControl, public HostDirectory {
@@ -75,6 +83,23 @@ class Fleet final : public FleetControl, public HostDirectory {
   void onMessage(AgentStream& stream, const bulkhead::v1::AgentMessage& msg);
   // OnDone of a stream: unregisters it.
   void onStreamDone(AgentStream* stream);
+
+  // --- several controllers on one database (FleetOptions::replica) ---
+  // Another controller's event (a ReplicaLink payload): where hosts stream, their agents'
+  // acknowledgements. Malformed ones and this controller's own are ignored. Any thread.
+  void onReplicaEvent(const std::string& payload);
+  // A store change notice (SqlStore::kDesiredChannel, "REPLICA HOST ..."): another controller
+  // committed new desired states for these hosts; they are read from the store and pushed to
+  // those streaming here. Blocks on the store: not on a stream reaction's thread.
+  void onDesiredChanged(const std::string& payload);
+  // The link (re)connected: asks every controller for its streams and tells its own, then
+  // reads every desired state again (notices sent while it was down are lost).
+  void onReplicaLinkUp();
+  // Every second: tells the others this controller serves; forgets the hosts of controllers
+  // not heard from within replica_timeout.
+  void replicaTick();
+  // FleetControl: reads `hosts`' states from the store; pushes newer ones to streams here.
+  void reloadDesiredStates(const std::vector<std::string>& hosts) override;
 
   // --- maintenance ---
   // Marks hosts offline whose heartbeat is overdue and ends their streams.
@@ -157,6 +182,21 @@ class Fleet final : public FleetControl, public HostDirectory {
   void noteOfflineLocked(const std::string& host_id, const std::string& why);
   void answerLocked(const std::string& host,
                     const std::function<bool(const Waiter&, bulkhead::v1::HostOutcome*)>& answer);
+  // answerLocked with an agent's state report / enforced generation. REQUIRES: mu_
+  void answerReportLocked(const std::string& host, const bulkhead::v1::StateReport& report);
+  void answerEnforcedLocked(const std::string& host, uint64_t enforced);
+  // Sends `event` (from this replica) on the link, if any. REQUIRES: mu_
+  void sendReplicaLocked(bulkhead::v1::ReplicaEvent event);
+  // `hosts` stream here now (up) or no longer (down). REQUIRES: mu_
+  void announceStreamsLocked(const std::vector<std::string>& hosts, bool up);
+  // The agent of `host` answered here: tells the other controllers. REQUIRES: mu_
+  void announceAckLocked(const std::string& host, const bulkhead::v1::StateReport* report,
+                         uint64_t enforced);
+  // Whether `host` streams to another controller heard from lately. REQUIRES: mu_
+  bool remoteOnlineLocked(const std::string& host) const;
+  bool onlineAnywhereLocked(const std::string& host) const {
+    return registry_.online(host) || remoteOnlineLocked(host);
+  }
 
   const Clock& clock_;
   Store& store_;
@@ -177,6 +217,13 @@ class Fleet final : public FleetControl, public HostDirectory {
       command_listener_;                                                     // GUARDED_BY(mu_)
   std::function<void(const std::string&, const bulkhead::v1::CommandProgress&)>
       progress_listener_;                                                    // GUARDED_BY(mu_)
+  // Hosts streaming to other controllers: host → that controller's name.
+  std::unordered_map<std::string, std::string> remote_;  // GUARDED_BY(mu_)
+  // Their agents' newest enforced generation heard on the link (answers a call whose commit
+  // the agent acknowledged before this controller started waiting).
+  std::unordered_map<std::string, uint64_t> remote_enforced_;  // GUARDED_BY(mu_)
+  // Other controllers → when one of their events last arrived (unix ms).
+  std::map<std::string, int64_t> replicas_seen_;  // GUARDED_BY(mu_)
 };
 
 }  // namespace bulkhead::controller

@@ -75,22 +75,29 @@ Containment::Containment(const Clock& clock, Store& store, FleetControl& fleet, 
     // shutdown() settles the op.
     thread_.post([this, op] { complete(op, false); });
   });
-  if (auto stored = store_.loadDesiredStates(); stored.ok()) {
-    for (const auto& [key, state] : *stored) {
-      const auto tenant = tenantOfFleetStateKey(key);
-      if (!tenant) continue;
-      fleet_blocks_[*tenant] =
-          TenantBlocks{.blocks = {state.blocks().begin(), state.blocks().end()},
-                       .generation = state.generation()};
-      fleet_generation_ += state.generation();
-    }
-  } else {
-    spdlog::error("fleet-wide blocks not loaded: {}", stored.status());
-  }
+  loadFleetBlocks();
   thread_.every(options_.expiry_interval, [this] {
+    if (options_.runs_singletons && !options_.runs_singletons()) return;
     expireIsolations();
     propagateFleetBlocks();
   });
+}
+
+void Containment::loadFleetBlocks() {
+  auto stored = store_.loadDesiredStates();
+  if (!stored.ok()) {
+    spdlog::error("fleet-wide blocks not loaded: {}", stored.status());
+    return;
+  }
+  fleet_blocks_.clear();
+  fleet_generation_ = 0;
+  for (const auto& [key, state] : *stored) {
+    const auto tenant = tenantOfFleetStateKey(key);
+    if (!tenant) continue;
+    fleet_blocks_[*tenant] = TenantBlocks{.blocks = {state.blocks().begin(), state.blocks().end()},
+                                          .generation = state.generation()};
+    fleet_generation_ += state.generation();
+  }
 }
 
 Containment::~Containment() { shutdown(); }
@@ -333,6 +340,16 @@ bool Containment::commitAndWait(const std::shared_ptr<PendingOp>& op,
     spdlog::error("{} {}: cannot persist: {}", op->action, op->target, row.status());
     absl::Status status = absl::InternalError(
         fmt::format("store unavailable, nothing applied: {}", row.status()));
+    if (absl::IsAborted(row.status())) {
+      // Another controller on the database changed a host first: its state is read again, so
+      // the same command, run again, builds on it.
+      std::vector<std::string> hosts;
+      for (const auto& [h, state] : persisted) hosts.push_back(h);
+      fleet_.reloadDesiredStates(hosts);
+      loadFleetBlocks();
+      status = absl::AbortedError(
+          fmt::format("{}: nothing applied; run the command again", row.status().message()));
+    }
     op->done(recordCall(store_, clock_, AuditActor{op->operator_name, op->tenant, op->incident},
                         op->action, op->target, op->reason, status),
              {});
@@ -447,6 +464,7 @@ void Containment::expireIsolations() {
     auto row = store_.commitChange(states, e);
     if (!row.ok()) {
       spdlog::error("ttl release of {}: cannot persist (will retry): {}", e.target, row.status());
+      if (absl::IsAborted(row.status())) fleet_.reloadDesiredStates(order);
       continue;
     }
     spdlog::info("ttl expired: released {} (generations {})", e.target, gens);

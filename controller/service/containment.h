@@ -66,6 +66,10 @@ struct ContainmentOptions {
   std::vector<ProtectedCidr> protected_cidrs;
   int block_confirm_prefix_v4 = 16;
   int block_confirm_prefix_v6 = 48;
+  // Whether this controller runs the fleet-wide work now (TTL releases, fleet-wide blocks
+  // reaching new hosts): with several controllers on one database, only the one holding the
+  // singleton lock does. Null: always.
+  std::function<bool()> runs_singletons;
 };
 
 class Containment {
@@ -182,6 +186,9 @@ class Containment {
   const ContainmentOptions options_;
   std::atomic<uint64_t> next_op_{1};
   // Fleet-wide blocks by tenant, each stored under fleetStateKey(tenant).
+  // Reads the fleet-wide blocks of every tenant from the store (at start, and after another
+  // controller on the database changed them first).
+  void loadFleetBlocks();
   std::map<std::string, TenantBlocks> fleet_blocks_;  // containment thread only
   uint64_t fleet_generation_ = 0;  // the sum of every tenant's (containment thread only)
   uint64_t next_block_ = 1;                         // containment thread only

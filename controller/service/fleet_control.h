@@ -81,6 +81,9 @@ class FleetControl {
   virtual bool settle(const std::shared_ptr<PendingOp>& op,
                       bulkhead::v1::HostOutcome::State open_state,
                       const std::string& open_error) = 0;
+  // Reads the desired states of `hosts` from the store again (another controller on the
+  // database changed them) and pushes each newer one to its host if its stream is here.
+  virtual void reloadDesiredStates(const std::vector<std::string>& /*hosts*/) {}
   // Ops still waiting (for shutdown).
   virtual std::vector<std::shared_ptr<PendingOp>> pendingOps() = 0;
 

@@ -5,6 +5,7 @@
 
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "common/format.h"
@@ -150,6 +151,42 @@ class Watch final : public ActiveLockWatch {
 };
 
 }  // namespace
+
+SingletonLease::SingletonLease(PostgresActiveLock* lock, std::function<void(bool)> changed)
+    : lock_(lock), changed_(std::move(changed)), thread_([this] { run(); }) {}
+
+SingletonLease::~SingletonLease() {
+  {
+    std::lock_guard l(mu_);
+    done_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void SingletonLease::run() {
+  std::optional<std::chrono::steady_clock::time_point> taken;
+  std::unique_lock l(mu_);
+  do {
+    l.unlock();
+    auto held = taken ? lock_->confirm() : lock_->tryAcquire();
+    const auto now = std::chrono::steady_clock::now();
+    if (held.ok() && *held) {
+      if (!taken) taken = now;
+      if (!leading_ && now - *taken >= kTakeoverDelay) {
+        leading_ = true;
+        changed_(true);
+      }
+    } else {
+      taken.reset();
+      if (leading_) {
+        leading_ = false;
+        changed_(false);
+      }
+    }
+    l.lock();
+  } while (!cv_.wait_for(l, kCheckInterval, [this] { return done_; }));
+}
 
 std::unique_ptr<ActiveLockWatch> watchActiveLock(PostgresActiveLock* lock,
                                                  std::function<void(const std::string&)> stop) {

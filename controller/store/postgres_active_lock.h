@@ -10,11 +10,15 @@
 // once. A controller that stops for either reason exits; systemd starts it again as a standby.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
 
@@ -61,5 +65,30 @@ class ActiveLockWatch {
 };
 std::unique_ptr<ActiveLockWatch> watchActiveLock(PostgresActiveLock* lock,
                                                  std::function<void(const std::string&)> stop);
+
+// Several controllers serving at once (`--replica`): the same lock, held by one of them, says
+// which runs the singletons (TTL releases, fleet-wide blocks, notifications, the CrowdSec
+// poller). Every kCheckInterval the lease takes the lock if it is free, or confirms it; it
+// leads kTakeoverDelay after taking it (longer than the previous holder takes to notice) and
+// stops leading at the first check that does not confirm it (singletons need the database
+// anyway). `changed` is called on the lease's thread when leading starts or stops.
+class SingletonLease {
+ public:
+  SingletonLease(PostgresActiveLock* lock, std::function<void(bool leading)> changed);
+  ~SingletonLease();
+  SingletonLease(const SingletonLease&) = delete;
+  SingletonLease& operator=(const SingletonLease&) = delete;
+  bool leading() const { return leading_; }
+
+ private:
+  void run();
+  PostgresActiveLock* lock_;
+  std::function<void(bool)> changed_;
+  std::atomic<bool> leading_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;  // last: starts after the rest is built
+};
 
 }  // namespace bulkhead::controller

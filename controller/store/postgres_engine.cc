@@ -63,6 +63,7 @@ class PgDb final : public sql::Db {
   absl::Status commit() override;
   void rollback() override;
   int64_t changes() override { return changes_; }
+  absl::Status notify(const std::string& channel, const std::string& payload) override;
   std::string lastError() override { return last_error_; }
 
   // Runs `sql` ($N parameters, as text) in the open transaction or on its own; nullptr with
@@ -247,6 +248,14 @@ absl::Status PgDb::exec(const std::string& sql) {
     fail(e, false);
     return absl::InternalError(fmt::format("postgresql: {}", last_error_));
   }
+}
+
+absl::Status PgDb::notify(const std::string& channel, const std::string& payload) {
+  if (!tx_) return absl::FailedPreconditionError("notify: outside a write transaction");
+  if (run("SELECT pg_notify($1, $2)", {channel, payload}) == nullptr) {
+    return absl::InternalError(fmt::format("notify {}: {}", channel, last_error_));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status PgDb::begin() {

@@ -60,6 +60,12 @@ class Db {
   virtual void rollback() = 0;
   // Rows the last INSERT, UPDATE or DELETE changed.
   virtual int64_t changes() = 0;
+  // Inside a write transaction: sends `payload` on `channel` to every listener on the database
+  // when the transaction commits, not before and not if it rolls back (PostgreSQL's NOTIFY). An
+  // engine without listeners (SQLite: one process) does nothing.
+  virtual absl::Status notify(const std::string& /*channel*/, const std::string& /*payload*/) {
+    return absl::OkStatus();
+  }
   // The engine's words for the last error.
   virtual std::string lastError() = 0;
 };
@@ -84,6 +90,8 @@ class Stmt {
   void bindStrings(int i, const std::vector<std::string>& v);
   // kRow, kDone or an error.
   int step() { return cursor_->step(); }
+  // Ready to run again, with no bindings.
+  void reset() { cursor_->reset(); }
   // Steps once (a write), then resets the statement and its bindings for the next run.
   absl::Status run();
   int64_t i64(int col) { return cursor_->i64(col); }

@@ -126,21 +126,74 @@ absl::Status SqlDesiredStates::put(const std::string& host_id,
   return st.run();
 }
 
+absl::Status SqlDesiredStates::putNewer(const std::string& host_id,
+                                        const bulkhead::v1::DesiredState& state) {
+  Stmt st(db_, R"sql(
+      INSERT INTO desired_state(host_id, generation, state) VALUES(?1, ?2, ?3)
+      ON CONFLICT(host_id) DO UPDATE SET generation=excluded.generation, state=excluded.state
+      WHERE desired_state.generation < excluded.generation)sql");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  st.bind(1, host_id);
+  st.bind(2, static_cast<int64_t>(state.generation()));
+  st.bindBlob(3, state.SerializeAsString());
+  if (auto s = st.run(); !s.ok()) return s;
+  if (db_->changes() > 0) return absl::OkStatus();
+  Stmt stored(db_, "SELECT generation FROM desired_state WHERE host_id = ?1");
+  if (auto s = stored.prepared(); !s.ok()) return s;
+  stored.bind(1, host_id);
+  const int64_t generation = stored.step() == sql::kRow ? stored.i64(0) : 0;
+  return absl::AbortedError(fmt::format(
+      "host {}: another controller changed its state first (generation {} is stored, this "
+      "change was generation {})",
+      host_id, generation, state.generation()));
+}
+
+namespace {
+
+// One desired_state row's state; DataLoss naming the host when it does not parse.
+absl::StatusOr<bulkhead::v1::DesiredState> readDesiredState(Stmt& st) {
+  bulkhead::v1::DesiredState d;
+  if (!d.ParseFromString(st.text(1))) {
+    return absl::DataLossError(
+        fmt::format("desired_state: row for host \"{}\" does not parse", st.text(0)));
+  }
+  readUnsetProtocolsAsAny(d);  // rows written before PROTOCOL_ANY existed carry 0
+  return d;
+}
+
+}  // namespace
+
 absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>> SqlDesiredStates::load() {
   Stmt st(db_, "SELECT host_id, state FROM desired_state");
   if (auto s = st.prepared(); !s.ok()) return s;
   std::map<std::string, bulkhead::v1::DesiredState> out;
   int rc;
   while ((rc = st.step()) == sql::kRow) {
-    bulkhead::v1::DesiredState d;
-    if (!d.ParseFromString(st.text(1))) {
-      return absl::DataLossError(
-          fmt::format("desired_state: row for host \"{}\" does not parse", st.text(0)));
-    }
-    readUnsetProtocolsAsAny(d);  // rows written before PROTOCOL_ANY existed carry 0
-    out[st.text(0)] = std::move(d);
+    auto d = readDesiredState(st);
+    if (!d.ok()) return d.status();
+    out[st.text(0)] = *std::move(d);
   }
   if (rc != sql::kDone) return sql::error(db_, "load desired states");
+  return out;
+}
+
+absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>> SqlDesiredStates::loadOf(
+    const std::vector<std::string>& hosts) {
+  Stmt st(db_, "SELECT host_id, state FROM desired_state WHERE host_id = ?1");
+  if (auto s = st.prepared(); !s.ok()) return s;
+  std::map<std::string, bulkhead::v1::DesiredState> out;
+  for (const std::string& host : hosts) {
+    st.bind(1, host);
+    int rc = st.step();
+    if (rc == sql::kRow) {
+      auto d = readDesiredState(st);
+      if (!d.ok()) return d.status();
+      out[host] = *std::move(d);
+      rc = st.step();
+    }
+    if (rc != sql::kDone) return sql::error(db_, "load desired states");
+    st.reset();
+  }
   return out;
 }
 

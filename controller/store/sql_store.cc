@@ -81,10 +81,34 @@ absl::StatusOr<AuditEntry> SqlStore::commitChange(
   std::lock_guard lock(mu_);
   return inTransaction(db_.get(), [&]() -> absl::StatusOr<AuditEntry> {
     for (const auto& [host, state] : states) {
-      if (auto s = desired_states_.put(host, state); !s.ok()) return s;
+      if (auto s = desired_states_.putNewer(host, state); !s.ok()) return s;
+    }
+    if (!replica_.empty()) {
+      // NOTIFY payloads must stay under 8000 bytes.
+      constexpr size_t kPayloadLimit = 7000;
+      std::string payload = replica_;
+      for (auto it = states.begin(); it != states.end(); ++it) {
+        payload += ' ';
+        payload += it->first;
+        if (payload.size() >= kPayloadLimit || std::next(it) == states.end()) {
+          if (auto s = db_->notify(kDesiredChannel, payload); !s.ok()) return s;
+          payload = replica_;
+        }
+      }
     }
     return audit_.append(entry);
   });
+}
+
+absl::StatusOr<std::map<std::string, v1::DesiredState>> SqlStore::loadDesiredStatesOf(
+    const std::vector<std::string>& hosts) {
+  std::lock_guard lock(mu_);
+  return desired_states_.loadOf(hosts);
+}
+
+void SqlStore::announceChangesAs(std::string replica) {
+  std::lock_guard lock(mu_);
+  replica_ = std::move(replica);
 }
 
 // --- audit ---

@@ -39,6 +39,8 @@ class SqlStore : public Store {
   absl::Status saveDesiredState(const std::string& host_id,
                                 const bulkhead::v1::DesiredState& state) override;
   absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>> loadDesiredStates() override;
+  absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>> loadDesiredStatesOf(
+      const std::vector<std::string>& hosts) override;
   absl::StatusOr<AuditEntry> commitChange(
       const std::map<std::string, bulkhead::v1::DesiredState>& states,
       const AuditEntry& entry) override;
@@ -122,6 +124,12 @@ class SqlStore : public Store {
   absl::StatusOr<StoreFigures> figures(int64_t audit_after_id) override;
   absl::Status probeWrite() override;
 
+  // From now on every commitChange also sends, when it commits, the ids of the hosts it changed
+  // on kDesiredChannel to the controllers listening on the database (none on SQLite): payloads
+  // of "REPLICA HOST HOST ..." (several when long), REPLICA naming this controller.
+  void announceChangesAs(std::string replica);
+  static constexpr const char* kDesiredChannel = "bulkhead_desired";
+
   // Test hook: runs raw SQL (used to simulate tampering).
   absl::Status execForTest(const std::string& sql);
 
@@ -142,6 +150,7 @@ class SqlStore : public Store {
                                             const std::string& enrolled, bool known,
                                             const RedeemCheck& check);
 
+  std::string replica_;  // GUARDED_BY(mu_); empty: commitChange announces nothing
   SqlHosts hosts_;
   SqlDesiredStates desired_states_;
   SqlAudit audit_;

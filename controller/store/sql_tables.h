@@ -42,8 +42,14 @@ class SqlDesiredStates {
  public:
   explicit SqlDesiredStates(sql::Db* db) : db_(db) {}
   absl::Status put(const std::string& host_id, const bulkhead::v1::DesiredState& state);
+  // Writes `state` only over a row of a lower generation (or none): Aborted naming the host and
+  // the stored generation otherwise (another controller changed the host first).
+  absl::Status putNewer(const std::string& host_id, const bulkhead::v1::DesiredState& state);
   // DataLoss when a row does not parse.
   absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>> load();
+  // The rows of `hosts` (hosts without one are left out).
+  absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>> loadOf(
+      const std::vector<std::string>& hosts);
 
  private:
   sql::Db* db_;

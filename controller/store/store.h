@@ -313,9 +313,22 @@ class Store {
                                         const bulkhead::v1::DesiredState& state) = 0;
   virtual absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>>
   loadDesiredStates() = 0;
+  // The desired states of `hosts` that have one.
+  virtual absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>> loadDesiredStatesOf(
+      const std::vector<std::string>& hosts) {
+    auto all = loadDesiredStates();
+    if (!all.ok()) return all.status();
+    std::map<std::string, bulkhead::v1::DesiredState> out;
+    for (const auto& h : hosts) {
+      if (auto it = all->find(h); it != all->end()) out.insert(*it);
+    }
+    return out;
+  }
 
   // Replaces the desired states of several hosts and appends the audit row recording the
   // change, in one transaction: either all of it is durable or none. Returns the audit row.
+  // Each state's generation must be above the stored one: Aborted, nothing written, when
+  // another controller on the database changed one of the hosts first (SqlStore).
   virtual absl::StatusOr<AuditEntry> commitChange(
       const std::map<std::string, bulkhead::v1::DesiredState>& states, const AuditEntry& entry) = 0;
 

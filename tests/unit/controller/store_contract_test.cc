@@ -19,6 +19,7 @@
 #include "controller/store/audit_key.h"
 #include "controller/store/evidence_files.h"
 #include "controller/store/postgres_active_lock.h"
+#include "controller/store/postgres_bus.h"
 #include "controller/store/postgres_store.h"
 #include "controller/store/sqlite_store.h"
 #include "store_test_rows.h"
@@ -725,6 +726,41 @@ TEST_P(StoreContract, AnApprovalIsDecidedOnceAcrossStores) {
   EXPECT_EQ(b->listAudit(0)->size(), 1u);
 }
 
+// Two controllers change one host from the same generation: the first commit wins, the second
+// is refused (Aborted, naming the host and the stored generation) and writes nothing, neither
+// the state nor its audit row. Built on the stored generation, it goes through.
+TEST_P(StoreContract, AChangeBuiltOnAnOlderGenerationIsRefusedAndWritesNothing) {
+  auto a = open();
+  auto b = open();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  v1::DesiredState isolated;
+  isolated.set_generation(1);
+  isolated.mutable_isolation()->set_enabled(true);
+  v1::DesiredState blocked;
+  blocked.set_generation(1);
+  blocked.add_blocks()->set_id("b-1");
+  ASSERT_TRUE(a->commitChange({{"web-01", isolated}}, entry("isolate", "web-01")).ok());
+  auto refused =
+      b->commitChange({{"web-02", blocked}, {"web-01", blocked}}, entry("block", "web-01,web-02"));
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kAborted) << refused.status();
+  EXPECT_NE(refused.status().message().find("host web-01"), std::string::npos);
+  EXPECT_NE(refused.status().message().find("generation 1 is stored"), std::string::npos);
+  auto states = b->loadDesiredStates();
+  ASSERT_TRUE(states.ok());
+  ASSERT_EQ(states->size(), 1u);  // web-02's row, written first, is gone with the rest
+  EXPECT_TRUE(states->at("web-01").isolation().enabled());
+  EXPECT_EQ(b->listAudit(0)->size(), 1u);
+  blocked.set_generation(2);
+  ASSERT_TRUE(b->commitChange({{"web-01", blocked}}, entry("block", "web-01")).ok());
+  auto mine = a->loadDesiredStatesOf({"web-01", "web-09"});
+  ASSERT_TRUE(mine.ok()) << mine.status();
+  ASSERT_EQ(mine->size(), 1u);  // web-09 has none
+  EXPECT_EQ(mine->at("web-01").generation(), 2u);
+  EXPECT_EQ(mine->at("web-01").blocks_size(), 1);
+  EXPECT_TRUE(a->verifyAudit()->ok);
+}
+
 // Every table a round trip: what the service layer's tests (on SQLite) rely on, on each engine.
 TEST_P(StoreContract, TenantsBindingsLabelsIncidentsTokensAndNotificationsRoundTrip) {
   auto store = open();
@@ -922,6 +958,68 @@ TEST_P(PostgresStoreTest, TheActiveLockIsHeldByOneControllerAndFreedWhenItStops)
   a.reset();  // the active controller dies: its session ends
   EXPECT_TRUE(waitFor([&b] { return *b.tryAcquire(); }));
   EXPECT_TRUE(*b.confirm());
+}
+
+// Controllers serving at once: a committed change is announced to every listener at its
+// commit, with its sender and hosts; a refused one announces nothing. What a controller sends
+// on the link reaches the others (NOTIFY channels span the database: the payloads here are
+// this test's own).
+TEST_P(PostgresStoreTest, ACommittedChangeIsAnnouncedAndARefusedOneIsNot) {
+  auto server = sharedPostgres();
+  ASSERT_TRUE(server.ok());
+  const std::string url = schemaUrl(**server, schema_);
+  std::mutex mu;
+  std::vector<std::string> heard;
+  std::atomic<int> connected{0};
+  PostgresBus bus(
+      url, {SqlStore::kDesiredChannel, "bulkhead_test"}, "bulkhead_test",
+      PostgresBus::Handlers{.notice =
+                                [&](const std::string& channel, const std::string& payload) {
+                                  std::lock_guard lock(mu);
+                                  heard.push_back(channel + ": " + payload);
+                                },
+                            .connected = [&connected] { ++connected; }});
+  bus.start();
+  ASSERT_TRUE(waitFor([&connected] { return connected > 0; }));
+  auto store = open();
+  ASSERT_NE(store, nullptr);
+  const std::string me = "replica-" + schema_;
+  store->announceChangesAs(me);
+  v1::DesiredState d;
+  d.set_generation(1);
+  ASSERT_TRUE(store->commitChange({{"h-a", d}, {"h-b", d}}, entry("isolate", "h-a,h-b")).ok());
+  ASSERT_FALSE(store->commitChange({{"h-c", d}, {"h-a", d}}, entry("isolate", "h-a,h-c")).ok());
+  bus.send(me + " says hello");
+  const std::string change = fmt::format("{}: {} h-a h-b", SqlStore::kDesiredChannel, me);
+  const std::string hello = "bulkhead_test: " + me + " says hello";
+  auto has = [&](const std::string& what) {
+    std::lock_guard lock(mu);
+    return std::find(heard.begin(), heard.end(), what) != heard.end();
+  };
+  EXPECT_TRUE(waitFor([&] { return has(change) && has(hello); }));
+  std::lock_guard lock(mu);
+  for (const auto& h : heard) {
+    EXPECT_EQ(h.find("h-c"), std::string::npos) << "a refused change was announced: " << h;
+  }
+}
+
+// Of two controllers' singleton leases, one leads (after the takeover delay); when its
+// controller stops, the other leads.
+TEST_P(PostgresStoreTest, OneSingletonLeaseLeadsAndTheOtherTakesOverWhenItStops) {
+  auto server = sharedPostgres();
+  ASSERT_TRUE(server.ok());
+  const std::string url = schemaUrl(**server, schema_);
+  auto lock_a = std::make_unique<PostgresActiveLock>(url);
+  PostgresActiveLock lock_b(url);
+  auto a = std::make_unique<SingletonLease>(lock_a.get(), [](bool) {});
+  ASSERT_TRUE(waitFor([&a] { return a->leading(); }));
+  SingletonLease b(&lock_b, [](bool) {});
+  std::this_thread::sleep_for(kTakeoverDelay + 2 * kCheckInterval);
+  EXPECT_TRUE(a->leading());
+  EXPECT_FALSE(b.leading());
+  a.reset();
+  lock_a.reset();  // its session ends: PostgreSQL frees the lock
+  EXPECT_TRUE(waitFor([&b] { return b.leading(); }));
 }
 
 // The server restarts: every session (and lock) is gone. A standby that takes the lock first
