@@ -14,6 +14,11 @@ run's figures and the min/median/max of the runs' isolate+release p50, and the r
 --stores: the same isolate/release cycles on SQLite (the baseline) and on PostgreSQL 15 (the
 lab-tools build, in node ctl, unix socket: tests/lab/postgres.py), runs alternating, the
 controller restarted on the other store each time.
+
+--replicas: two controllers serving one PostgreSQL 15 database at once (--replica a, c); h1's
+agent streams to c. Runs alternate between calls to c (the baseline: the agent's own
+controller) and calls to a (the state reaches c at the commit's notice, the acknowledgement
+comes back to a on the link).
 """
 
 import argparse
@@ -121,6 +126,56 @@ def compare_stores(lab, fleet, runs, cycles):
     pg.close()
 
 
+def compare_replicas(lab, fleet, runs, cycles):
+    import signal
+    import subprocess as sp
+    from bhlab import wait_until
+    from postgres import LabPostgres
+
+    pg = LabPostgres(lab, "ctl")
+    key = os.path.join(lab.tmpdir, "shared-audit.key")
+    sp.run(["sh", "-c", f"umask 077; openssl rand -hex 32 > {key}"], check=True, timeout=10)
+    fleet.kill_controller(signal.SIGTERM)
+    fleet.kill_agent("h1", signal.SIGTERM)
+    import shutil
+    shutil.rmtree(fleet.agent_state_dir("h1"), ignore_errors=True)
+    ctl = lab.ip4("ctl")
+    procs = {}
+    for name, port in (("a", 7443), ("c", 7445)):
+        argv = fleet.controller_argv(["--store", pg.url(), "--audit-key", key, "--replica", name])
+        argv[argv.index("--listen") + 1] = f"[::]:{port}"
+        argv[argv.index("--data-dir") + 1] = os.path.join(lab.tmpdir, f"controller-{name}")
+        procs[name] = lab.spawn("ctl", argv, label=f"controller-{name}")
+        wait_until(lambda port=port: lab.tcp_probe("jump", ctl, port), 20, interval=0.1,
+                   desc=f"controller {name} listening")
+    argv = fleet.agent_argv("h1", {"role": "web"})
+    argv[argv.index("--controller") + 1] = f"{ctl}:7445"
+    fleet.agents["h1"] = lab.spawn("h1", argv + ["--controller", f"{ctl}:7443"], label="agent-h1")
+    figures = {"c": [], "a": [], "c-p99": [], "a-p99": []}
+    for name in ("a", "c"):
+        fleet.controller_addr = f"{ctl}:{7443 if name == 'a' else 7445}"
+        fleet.wait_online(["h1"], timeout=30)
+    for _ in range(runs):
+        for name, port in (("c", 7445), ("a", 7443)):
+            fleet.controller_addr = f"{ctl}:{port}"
+            out, p50 = run_bench(lab, fleet, fleet.admin_identity, cycles)
+            p99 = re.search(r"^both\s+n=\d+\s+rpc p50\s+[\d.]+ ms\s+p90\s+[\d.]+ ms\s+p99\s+([\d.]+) ms",
+                            out, re.M)
+            figures[name].append(p50)
+            if p99:
+                figures[name + "-p99"].append(float(p99.group(1)))
+    print(f"{runs} runs of {cycles} isolate/release cycles each, h1 streaming to c, runs alternating")
+    summary("call to c (the agent's controller)", figures["c"])
+    summary("call to a (another controller)", figures["a"], figures["c"])
+    if figures["c-p99"] and figures["a-p99"]:
+        print(f"p99: to c median {statistics.median(figures['c-p99']):.2f} ms, "
+              f"to a median {statistics.median(figures['a-p99']):.2f} ms")
+    for p in procs.values():
+        p.terminate()
+        p.wait(timeout=15)
+    pg.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-dir", default=os.path.join(REPO, "build"))
@@ -128,6 +183,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--tenants", action="store_true")
     ap.add_argument("--stores", action="store_true")
+    ap.add_argument("--replicas", action="store_true")
     a = ap.parse_args()
     with Lab(hosts=1) as lab:
         fleet = Fleet(lab, os.path.abspath(a.build_dir), heartbeat_interval="5s",
@@ -141,6 +197,9 @@ def main() -> int:
             return 0
         if a.stores:
             compare_stores(lab, fleet, a.runs, a.cycles)
+            return 0
+        if a.replicas:
+            compare_replicas(lab, fleet, a.runs, a.cycles)
             return 0
         out, _ = run_bench(lab, fleet, fleet.admin_identity, a.cycles)
         sys.stdout.write(out)
