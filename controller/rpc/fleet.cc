@@ -34,14 +34,10 @@ std::string overclaim(const char* what, uint64_t claimed, uint64_t issued) {
 // The largest serialized ReplicaEvent sent: base64 of it stays under the 7,000 bytes a
 // ReplicaLink payload may hold.
 constexpr size_t kMaxReplicaEvent = 5000;
-
-// The operator's words for a host whose agent streams to another controller.
-std::string elsewhere(const std::string& replica) {
-  return fmt::format(
-      "host's agent streams to controller replica \"{}\": send this command through that "
-      "controller",
-      replica);
-}
+// Larger events go in pieces, at most this many (2.5 MB).
+constexpr size_t kMaxReplicaEventPieces = 500;
+// Commands relayed here awaiting the agent's answer, at most.
+constexpr size_t kMaxRelayed = 10000;
 
 HostInfo hostInfoFromSummary(const v1::HostSummary& s) {
   HostInfo h;
@@ -77,7 +73,8 @@ Fleet::Fleet(const Clock& clock, Store& store, FleetOptions options)
     : clock_(clock),
       store_(store),
       options_(options),
-      registry_(clock, options.heartbeat_timeout) {}
+      registry_(clock, options.heartbeat_timeout),
+      pieces_(kMaxReplicaEventPieces) {}
 
 Fleet::~Fleet() = default;
 
@@ -244,25 +241,25 @@ void Fleet::onMessage(AgentStream& stream, const v1::AgentMessage& msg) {
       current = registry_.touch(host_id, stream.session());
       if (!current) break;
       const auto& r = msg.command_result();
-      if (command_listener_) command_listener_(host_id, r);
-      answerLocked(host_id, [&r](const Waiter& w, v1::HostOutcome* out) {
-        if (w.command_id.empty() || w.command_id != r.command_id()) return false;
-        if (r.ok()) {
-          out->set_state(v1::HostOutcome::STATE_DRY_RUN);
-          out->set_ruleset_text(r.preview().ruleset_text());
-          for (const auto& f : r.preview().would_cut()) *out->add_flows_cut() = f;
-          for (const auto& f : r.preview().would_keep()) *out->add_flows_kept() = f;
-        } else {
-          out->set_state(v1::HostOutcome::STATE_FAILED);
-          out->set_error(r.error().empty() ? "dry run failed on the agent" : r.error());
-        }
-        return true;
-      });
+      commandResultLocked(host_id, r);
+      if (auto relayed = relayed_.find(r.command_id()); relayed != relayed_.end()) {
+        v1::ReplicaEvent event;
+        event.mutable_result()->set_host_id(host_id);
+        *event.mutable_result()->mutable_result() = r;
+        relayed_.erase(relayed);
+        sendReplicaLocked(std::move(event));
+      }
       break;
     }
     case v1::AgentMessage::kProgress:
       current = registry_.touch(host_id, stream.session());
       if (current && progress_listener_) progress_listener_(host_id, msg.progress());
+      if (current && relayed_.contains(msg.progress().command_id())) {
+        v1::ReplicaEvent event;
+        event.mutable_result()->set_host_id(host_id);
+        *event.mutable_result()->mutable_progress() = msg.progress();
+        sendReplicaLocked(std::move(event));
+      }
       break;
     case v1::AgentMessage::kStateReport: {
       const uint64_t issued = issuedGenerationLocked(host_id);
@@ -496,6 +493,23 @@ void Fleet::answerLocked(const std::string& host,
   if (list.empty()) waiters_.erase(it);
 }
 
+void Fleet::commandResultLocked(const std::string& host, const v1::CommandResult& r) {
+  if (command_listener_) command_listener_(host, r);
+  answerLocked(host, [&r](const Waiter& w, v1::HostOutcome* out) {
+    if (w.command_id.empty() || w.command_id != r.command_id()) return false;
+    if (r.ok()) {
+      out->set_state(v1::HostOutcome::STATE_DRY_RUN);
+      out->set_ruleset_text(r.preview().ruleset_text());
+      for (const auto& f : r.preview().would_cut()) *out->add_flows_cut() = f;
+      for (const auto& f : r.preview().would_keep()) *out->add_flows_kept() = f;
+    } else {
+      out->set_state(v1::HostOutcome::STATE_FAILED);
+      out->set_error(r.error().empty() ? "dry run failed on the agent" : r.error());
+    }
+    return true;
+  });
+}
+
 void Fleet::answerReportLocked(const std::string& host, const v1::StateReport& r) {
   answerLocked(host, [&r](const Waiter& w, v1::HostOutcome* out) {
     if (!w.command_id.empty()) return false;
@@ -530,7 +544,21 @@ void Fleet::answerEnforcedLocked(const std::string& host, uint64_t enforced) {
 void Fleet::sendReplicaLocked(v1::ReplicaEvent event) {
   if (options_.link == nullptr) return;
   event.set_replica(options_.replica);
-  options_.link->send(absl::Base64Escape(event.SerializeAsString()));
+  std::string bytes = event.SerializeAsString();
+  if (bytes.size() <= kMaxReplicaEvent) {
+    options_.link->send(absl::Base64Escape(bytes));
+    return;
+  }
+  // Too large for one notice: in pieces, which the others put together (in order: one
+  // sender's notices arrive in the order they were sent).
+  if (bytes.size() > kMaxReplicaEventPieces * kMaxReplicaEvent) {
+    spdlog::error("replicas: an event of {} bytes is too large to send: dropped", bytes.size());
+    return;
+  }
+  for (const v1::ReplicaEvent& piece :
+       splitReplicaEvent(options_.replica, next_piece_key_++, bytes, kMaxReplicaEvent)) {
+    options_.link->send(absl::Base64Escape(piece.SerializeAsString()));
+  }
 }
 
 void Fleet::announceStreamsLocked(const std::vector<std::string>& hosts, bool up) {
@@ -577,13 +605,30 @@ void Fleet::onReplicaEvent(const std::string& payload) {
     spdlog::warn("replicas: an event that does not parse ignored ({} bytes)", payload.size());
     return;
   }
-  const std::string& from = event.replica();
-  if (from == options_.replica) return;
+  if (event.replica() == options_.replica) return;
   Deferred after;
   std::lock_guard lock(mu_);
+  replicaEventLocked(event, after);
+}
+
+void Fleet::replicaEventLocked(const v1::ReplicaEvent& event, Deferred& after) {
+  const std::string& from = event.replica();
   if (!replicas_seen_.contains(from)) spdlog::info("replicas: controller \"{}\" serves", from);
   replicas_seen_[from] = clock_.nowUnixMs();
   switch (event.body_case()) {
+    case v1::ReplicaEvent::kPart: {
+      const v1::ReplicaPart& part = event.part();
+      const std::optional<std::string> whole = pieces_.add(from, part);
+      if (!whole) return;
+      v1::ReplicaEvent inner;
+      if (!inner.ParseFromString(*whole) || inner.replica() != from || inner.has_part()) {
+        spdlog::warn("replicas: an event in {} pieces from \"{}\" does not parse", part.count(),
+                     from);
+        return;
+      }
+      replicaEventLocked(inner, after);
+      return;
+    }
     case v1::ReplicaEvent::kUp:
       for (const v1::HostSummary& s : event.up().hosts()) {
         const std::string& host = s.host_id();
@@ -624,6 +669,29 @@ void Fleet::onReplicaEvent(const std::string& payload) {
         if (registry_.online(host)) here.push_back(host);
       }
       announceStreamsLocked(here, true);
+      break;
+    }
+    case v1::ReplicaEvent::kCommand: {
+      const std::string& host = event.command().host_id();
+      auto s = streams_.find(host);
+      if (s == streams_.end() || !registry_.online(host)) return;  // not here: theirs times out
+      if (relayed_.size() >= kMaxRelayed) {
+        spdlog::warn("replicas: {} relayed commands never answered: forgotten", relayed_.size());
+        relayed_.clear();
+      }
+      v1::ControllerMessage m;
+      *m.mutable_command() = event.command().command();
+      const std::string id = m.command().id();
+      if (s->second->enqueue(std::move(m))) {
+        relayed_[id] = from;
+        after.kick.push_back(s->second);
+      }
+      break;
+    }
+    case v1::ReplicaEvent::kResult: {
+      const v1::ReplicaResult& r = event.result();
+      if (r.has_result()) commandResultLocked(r.host_id(), r.result());
+      if (r.has_progress() && progress_listener_) progress_listener_(r.host_id(), r.progress());
       break;
     }
     default: break;
@@ -701,6 +769,7 @@ void Fleet::replicaTick() {
         "replicas: nothing from controller \"{}\" for {} ms: its {} hosts count as "
         "offline until their agents reconnect",
         gone, options_.replica_timeout.count(), hosts);
+    pieces_.forget(gone);
     it = replicas_seen_.erase(it);
   }
 }
@@ -823,11 +892,11 @@ bool Fleet::preview(const std::shared_ptr<PendingOp>& op, const std::vector<std:
       for (const auto& name : n->second) out->add_exemption_sets(name);
     }
     auto s = streams_.find(host);
-    if (s == streams_.end() || !registry_.online(host)) {
+    const bool here = s != streams_.end() && registry_.online(host);
+    const bool elsewhere = !here && options_.link != nullptr && remoteOnlineLocked(host);
+    if (!here && !elsewhere) {
       out->set_state(v1::HostOutcome::STATE_FAILED);
-      auto r = remote_.find(host);
-      out->set_error(r != remote_.end() ? elsewhere(r->second)
-                                        : "host offline: a dry run needs its agent connected");
+      out->set_error("host offline: a dry run needs its agent connected");
       continue;
     }
     v1::ControllerMessage m;
@@ -838,6 +907,16 @@ bool Fleet::preview(const std::shared_ptr<PendingOp>& op, const std::vector<std:
     cmd->set_requested_by(op->operator_name);
     *cmd->mutable_preview_state()->mutable_state() = agentWireState(st->second);
     std::string id = cmd->id();
+    if (elsewhere) {
+      v1::ReplicaEvent event;
+      event.mutable_command()->set_host_id(host);
+      *event.mutable_command()->mutable_command() = std::move(*cmd);
+      sendReplicaLocked(std::move(event));
+      out->set_state(v1::HostOutcome::STATE_DRY_RUN);
+      waiters_[host].push_back(Waiter{op, op->result.outcomes.size() - 1, 0, std::move(id)});
+      ++op->waiting;
+      continue;
+    }
     if (!s->second->enqueue(std::move(m))) {
       out->set_state(v1::HostOutcome::STATE_FAILED);
       out->set_error("host disconnecting: a dry run needs its agent connected");
@@ -857,8 +936,15 @@ bool Fleet::sendCommand(const std::string& host, v1::Command command, std::strin
   std::lock_guard lock(mu_);
   auto s = streams_.find(host);
   if (s == streams_.end() || !registry_.online(host)) {
-    auto r = remote_.find(host);
-    *why = r != remote_.end() ? elsewhere(r->second) : "host offline: its agent must be connected";
+    if (options_.link != nullptr && remoteOnlineLocked(host)) {
+      // The controller its agent streams to sends it and relays the answer.
+      v1::ReplicaEvent event;
+      event.mutable_command()->set_host_id(host);
+      *event.mutable_command()->mutable_command() = std::move(command);
+      sendReplicaLocked(std::move(event));
+      return true;
+    }
+    *why = "host offline: its agent must be connected";
     return false;
   }
   v1::ControllerMessage m;

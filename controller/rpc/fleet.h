@@ -29,6 +29,7 @@
 #include "controller/core/containment.h"
 #include "controller/core/registry.h"
 #include "controller/core/replica_link.h"
+#include "controller/core/replica_pieces.h"
 #include "controller/rpc/peer_gate.h"
 #include "controller/service/enrollment.h"
 #include "controller/service/fleet_control.h"
@@ -192,6 +193,11 @@ class Fleet final : public FleetControl, public HostDirectory {
   // The agent of `host` answered here: tells the other controllers. REQUIRES: mu_
   void announceAckLocked(const std::string& host, const bulkhead::v1::StateReport* report,
                          uint64_t enforced);
+  // A CommandResult from `host`'s agent (here, or relayed by another controller): to the
+  // command listener and the dry runs waiting for it. REQUIRES: mu_
+  void commandResultLocked(const std::string& host, const bulkhead::v1::CommandResult& r);
+  // Handles another controller's event (pieces put together first). REQUIRES: mu_
+  void replicaEventLocked(const bulkhead::v1::ReplicaEvent& event, Deferred& after);
   // Whether `host` streams to another controller heard from lately. REQUIRES: mu_
   bool remoteOnlineLocked(const std::string& host) const;
   bool onlineAnywhereLocked(const std::string& host) const {
@@ -224,6 +230,10 @@ class Fleet final : public FleetControl, public HostDirectory {
   std::unordered_map<std::string, uint64_t> remote_enforced_;  // GUARDED_BY(mu_)
   // Other controllers → when one of their events last arrived (unix ms).
   std::map<std::string, int64_t> replicas_seen_;  // GUARDED_BY(mu_)
+  // Commands relayed here by other controllers: command id → the controller to answer.
+  std::unordered_map<std::string, std::string> relayed_;  // GUARDED_BY(mu_)
+  ReplicaAssembler pieces_;      // GUARDED_BY(mu_): events arriving in pieces
+  uint64_t next_piece_key_ = 1;  // GUARDED_BY(mu_)
 };
 
 }  // namespace bulkhead::controller

@@ -5,7 +5,8 @@ the lab. PostgreSQL 15 runs in node ctl from the lab-tools cache (tests/lab/post
   Controllers a, b and c listen on three ports of node ctl; h1's agent streams to a, h2's to b,
   h3's to c (each knows all three). Every controller lists every host online. An isolate sent
   to a reaches h3 (streaming to c) and its acknowledgement comes back to a's caller: the call
-  answers "enforced" and the attacker's probe fails; release the same way. Cross-controller
+  answers "enforced" and the attacker's probe fails; release the same way. A session list and
+  a dry run of h3 through a are relayed by c and answered. Cross-controller
   and same-controller isolate/release round trips are timed (p50, p99 printed).
 
   h1 is isolated through b with a 10 s TTL; a (holding the singleton lease) is killed -9: a
@@ -150,6 +151,20 @@ class ReplicasTest(unittest.TestCase):
         # A host's status through another controller: its desired state, online.
         status = self.ok_at("b", "status", "h3")
         self.assertTrue(status["host"]["online"], status)
+        # One-shot commands and dry runs are relayed: c sends them on h3's stream and relays
+        # the agent's answer back to a.
+        doc = self.ok_at("a", "sessions", "h3")
+        self.assertIn("sessions", doc["list_sessions"], doc)
+        saved = self.fleet.controller_addr
+        self.fleet.controller_addr = self.addr("a")
+        try:
+            rc, out, err = self.fleet.cli("isolate", "h3", "--dry-run", "--reason", "INC-20",
+                                          json_out=False)
+        finally:
+            self.fleet.controller_addr = saved
+        self.assertEqual(rc, 0, err)
+        self.assertIn("table inet bulkhead", out)
+        self.assertTrue(self.reachable("h3"), "a dry run changed h3")
 
         remote = self.round_trips("a", "h3")
         local = self.round_trips("c", "h3")
@@ -205,7 +220,8 @@ class ReplicasTest(unittest.TestCase):
         starts = [r for r in records if r["action"] == "controller-start"]
         self.assertEqual(len(starts), 3, starts)
         isolates = [r for r in records if r["action"] == "isolate" and r["outcome"] == "ok"]
-        self.assertEqual(len(isolates), 2 * ROUNDS + 4, [r["reason"] for r in isolates])
+        # INC-20 (and its dry run), the timed ones, INC-21, INC-22, INC-23.
+        self.assertEqual(len(isolates), 2 * ROUNDS + 5, [r["reason"] for r in isolates])
         ttl = [r for r in records if r["action"] == "release" and r["reason"] == "ttl expired"]
         self.assertEqual(len(ttl), 1, ttl)
         print(f"\nisolate/release round trips through the CLI ({2 * ROUNDS} calls each): "
