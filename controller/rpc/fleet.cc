@@ -703,6 +703,21 @@ void Fleet::onDesiredChanged(const std::string& payload) {
   if (words.size() < 2 || words[0] == options_.replica) return;
   words.erase(words.begin());
   reloadDesiredStates(words);
+  std::function<void()> listener;
+  {
+    std::lock_guard lock(mu_);
+    listener = fleet_blocks_listener_;
+  }
+  if (listener && std::any_of(words.begin(), words.end(), [](const std::string& w) {
+        return tenantOfFleetStateKey(w).has_value();
+      })) {
+    listener();
+  }
+}
+
+void Fleet::setFleetBlocksListener(std::function<void()> listener) {
+  std::lock_guard lock(mu_);
+  fleet_blocks_listener_ = std::move(listener);
 }
 
 void Fleet::reloadDesiredStates(const std::vector<std::string>& hosts) {

@@ -101,6 +101,7 @@ class Fleet final : public FleetControl, public HostDirectory {
   void replicaTick();
   // FleetControl: reads `hosts`' states from the store; pushes newer ones to streams here.
   void reloadDesiredStates(const std::vector<std::string>& hosts) override;
+  void setFleetBlocksListener(std::function<void()> listener) override;
 
   // --- maintenance ---
   // Marks hosts offline whose heartbeat is overdue and ends their streams.
@@ -232,6 +233,7 @@ class Fleet final : public FleetControl, public HostDirectory {
   std::map<std::string, int64_t> replicas_seen_;  // GUARDED_BY(mu_)
   // Commands relayed here by other controllers: command id → the controller to answer.
   std::unordered_map<std::string, std::string> relayed_;  // GUARDED_BY(mu_)
+  std::function<void()> fleet_blocks_listener_;           // GUARDED_BY(mu_)
   ReplicaAssembler pieces_;      // GUARDED_BY(mu_): events arriving in pieces
   uint64_t next_piece_key_ = 1;  // GUARDED_BY(mu_)
 };

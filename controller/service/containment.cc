@@ -76,6 +76,9 @@ Containment::Containment(const Clock& clock, Store& store, FleetControl& fleet, 
     thread_.post([this, op] { complete(op, false); });
   });
   loadFleetBlocks();
+  // Another controller on the database changed fleet-wide blocks: read them again, so hosts
+  // joining later get them from whichever controller runs the singletons.
+  fleet_.setFleetBlocksListener([this] { thread_.post([this] { loadFleetBlocks(); }); });
   thread_.every(options_.expiry_interval, [this] {
     if (options_.runs_singletons && !options_.runs_singletons()) return;
     expireIsolations();
@@ -105,6 +108,7 @@ Containment::~Containment() { shutdown(); }
 void Containment::shutdown() {
   if (stopped_.exchange(true)) return;
   fleet_.setOpReadyHandler(nullptr);
+  fleet_.setFleetBlocksListener(nullptr);
   thread_.post([this] {
     for (auto& op : fleet_.pendingOps()) complete(op, true);
   });
