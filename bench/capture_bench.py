@@ -27,7 +27,10 @@ from fleet import Fleet  # noqa: E402
 LOAD = r"""
 import os, resource, signal, socket, sys, time
 procs, pairs, ready = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-resource.setrlimit(resource.RLIMIT_NOFILE, (pairs * 2 + 1024, pairs * 2 + 1024))
+# Each holder process keeps as many connection pairs as its open-files limit allows (the hard
+# limit may be below what all of them need, and raising it may not be permitted).
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+per = max(1, (hard - 1024) // 2) if hard != resource.RLIM_INFINITY else pairs
 kids = []
 for _ in range(procs):
     pid = os.fork()
@@ -35,14 +38,30 @@ for _ in range(procs):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.execv("/bin/sleep", ["sleep", "3600"])
     kids.append(pid)
-l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("127.0.0.1", 0)); l.listen(4096)
-held = []
-for _ in range(pairs):
-    c = socket.create_connection(l.getsockname())
-    s, _ = l.accept()
-    held += [c, s]
-open(ready, "w").write(str(len(held)))
+r, w = os.pipe()
+left = pairs
+while left > 0:
+    n = min(per, left)
+    left -= n
+    pid = os.fork()
+    if pid == 0:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n * 2 + 1024), hard))
+        l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        l.bind(("127.0.0.1", 0)); l.listen(4096)
+        held = []
+        for _ in range(n):
+            c = socket.create_connection(l.getsockname())
+            s, _ = l.accept()
+            held += [c, s]
+        os.write(w, b"%d\n" % len(held))
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        while True: time.sleep(3600)
+    kids.append(pid)
+total, buf = 0, b""
+while buf.count(b"\n") < len(kids) - procs:
+    buf += os.read(r, 4096)
+total = sum(int(x) for x in buf.split())
+open(ready, "w").write(str(total))
 def stop(*_):
     for k in kids:
         try: os.kill(k, signal.SIGKILL)
@@ -68,9 +87,10 @@ def capture_once(fleet, out_dir, label, i):
                .decode().splitlines() if x.strip()]
         procs = sum(1 for _ in t.extractfile(f"{top}/artifacts/processes.jsonl"))
         socks = sum(1 for _ in t.extractfile(f"{top}/artifacts/sockets.jsonl"))
+    size = os.path.getsize(out)
     os.unlink(out)
     return {"collect_s": (manifest["finished_at_unix_ms"] - manifest["started_at_unix_ms"]) / 1e3,
-            "wall_s": wall, "size": int(doc["size"]), "procs": procs, "sockets": socks,
+            "wall_s": wall, "size": size, "procs": procs, "sockets": socks,
             "collectors": {e["collector"]: e["duration_ms"] for e in log}}
 
 
