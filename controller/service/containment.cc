@@ -348,6 +348,7 @@ bool Containment::commitAndWait(const std::shared_ptr<PendingOp>& op,
       // Another controller on the database changed a host first: its state is read again, so
       // the same command, run again, builds on it.
       std::vector<std::string> hosts;
+      hosts.reserve(persisted.size());
       for (const auto& [h, state] : persisted) hosts.push_back(h);
       fleet_.reloadDesiredStates(hosts);
       loadFleetBlocks();

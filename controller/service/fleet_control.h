@@ -84,9 +84,9 @@ class FleetControl {
   // Reads the desired states of `hosts` from the store again (another controller on the
   // database changed them) and pushes each newer one to its host if its stream is here.
   virtual void reloadDesiredStates(const std::vector<std::string>& /*hosts*/) {}
-  // Called (on any thread, no lock held) when another controller on the database changed a
-  // tenant's fleet-wide blocks (fleetStateKey). Null to unset.
-  virtual void setFleetBlocksListener(std::function<void()> /*listener*/) {}
+  // `listener` is called (on any thread, no lock held) when another controller on the database
+  // changed a tenant's fleet-wide blocks (fleetStateKey). Null to unset.
+  virtual void setFleetBlocksListener(std::function<void()> listener) = 0;
   // Ops still waiting (for shutdown).
   virtual std::vector<std::shared_ptr<PendingOp>> pendingOps() = 0;
 

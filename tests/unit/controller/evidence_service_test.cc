@@ -38,6 +38,7 @@ class FakeFleet final : public FleetControl, public HostDirectory {
  public:
   // FleetControl: only what HostActions uses.
   void setOpReadyHandler(std::function<void(std::shared_ptr<PendingOp>)>) override {}
+  void setFleetBlocksListener(std::function<void()>) override {}
   std::map<std::string, TargetHost> targets() override { return {}; }
   std::map<std::string, v1::DesiredState> desiredStates(const std::vector<std::string>&) override {
     return {};

@@ -33,6 +33,7 @@ class FakeFleetControl final : public FleetControl {
   explicit FakeFleetControl(std::map<std::string, TargetHost> hosts) : hosts_(std::move(hosts)) {}
 
   void setOpReadyHandler(std::function<void(std::shared_ptr<PendingOp>)>) override {}
+  void setFleetBlocksListener(std::function<void()>) override {}
   std::map<std::string, TargetHost> targets() override {
     std::lock_guard lock(mu_);
     return hosts_;
