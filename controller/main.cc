@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "common/certificate.h"
 #include "common/format.h"
 #include "common/logging.h"
@@ -608,6 +609,12 @@ int run(int argc, char** argv) {
   g_grpc_started = true;
   serving = server->get();
   std::unique_ptr<Scheduler> replica_ticks;
+  // Whichever way run() returns from here, the link's thread (which calls into the server) and
+  // the ticks stop before the server is destroyed.
+  absl::Cleanup stop_replicas = [&replica_ticks, &replica_bus] {
+    if (replica_ticks) replica_ticks->stop();
+    if (replica_bus) replica_bus->stop();
+  };
   if (replica_bus) {
     replica_bus->start();
     replica_ticks = std::make_unique<Scheduler>("bh-replicas");
@@ -761,8 +768,7 @@ int run(int argc, char** argv) {
   if (metrics_listener) metrics_listener->stop();  // scrapes read the server: stop them first
   if (webhooks) webhooks->stop();  // no new signals from integrations; those taken are answered
   if (crowdsec_poller) crowdsec_poller->stop();
-  if (replica_ticks) replica_ticks->stop();
-  if (replica_bus) replica_bus->stop();  // its handlers call into the server
+  std::move(stop_replicas).Invoke();  // the link's handlers call into the server
   (*server)->shutdown();
   notifier.stop();  // after the server: the last results' rows are routed at the next start
   AuditEntry stop{.at_unix_ms = clock.nowUnixMs(),
