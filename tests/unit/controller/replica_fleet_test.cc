@@ -56,7 +56,8 @@ class ReplicaFleetTest : public ::testing::Test {
     store_ = *std::move(s);
     fleet_ = std::make_unique<Fleet>(clock_, *store_, FleetOptions{.replica = "a", .link = &link_});
     ASSERT_TRUE(fleet_->restore().ok());
-    fleet_->setOpReadyHandler([this](std::shared_ptr<PendingOp> op) { ready_.push_back(op); });
+    fleet_->setOpReadyHandler(
+        [this](std::shared_ptr<PendingOp> op) { ready_.push_back(std::move(op)); });
   }
   void TearDown() override {
     fleet_.reset();
