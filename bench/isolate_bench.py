@@ -47,6 +47,14 @@ def run_bench(lab, fleet, identity, cycles, tenant=""):
     return r.stdout, float(both.group(1))
 
 
+def run_bench_tails(lab, fleet, cycles):
+    """run_bench as the admin: the isolate+release p50 and p99 (None when none is printed)."""
+    out, p50 = run_bench(lab, fleet, fleet.admin_identity, cycles)
+    p99 = re.search(r"^both\s+n=\d+\s+rpc p50\s+[\d.]+ ms\s+p90\s+[\d.]+ ms\s+p99\s+([\d.]+) ms",
+                    out, re.M)
+    return p50, float(p99.group(1)) if p99 else None
+
+
 def summary(name, values, base=None):
     line = (f"{name:<34} p50 of isolate+release: min {min(values):.2f}  median "
             f"{statistics.median(values):.2f}  max {max(values):.2f} ms")
@@ -110,12 +118,10 @@ def compare_stores(lab, fleet, runs, cycles):
             fleet.start_controller(extra)
             fleet.start_agent("h1", {"role": "web"})
             fleet.wait_online(["h1"], timeout=30)
-            out, p50 = run_bench(lab, fleet, fleet.admin_identity, cycles)
-            p99 = re.search(r"^both\s+n=\d+\s+rpc p50\s+[\d.]+ ms\s+p90\s+[\d.]+ ms\s+p99\s+([\d.]+) ms",
-                            out, re.M)
+            p50, p99 = run_bench_tails(lab, fleet, cycles)
             stores[name].append(p50)
-            if p99:
-                stores[name + "-p99"].append(float(p99.group(1)))
+            if p99 is not None:
+                stores[name + "-p99"].append(p99)
     print(f"{runs} runs of {cycles} isolate/release cycles each, host h1, runs alternating")
     summary("SQLite (baseline)", stores["sqlite"])
     summary("PostgreSQL 15 (unix socket)", stores["postgresql"], stores["sqlite"])
@@ -142,9 +148,9 @@ def compare_replicas(lab, fleet, runs, cycles):
     ctl = lab.ip4("ctl")
     procs = {}
     for name, port in (("a", 7443), ("c", 7445)):
-        argv = fleet.controller_argv(["--store", pg.url(), "--audit-key", key, "--replica", name])
-        argv[argv.index("--listen") + 1] = f"[::]:{port}"
-        argv[argv.index("--data-dir") + 1] = os.path.join(lab.tmpdir, f"controller-{name}")
+        argv = fleet.other_controller_argv(
+            port, os.path.join(lab.tmpdir, f"controller-{name}"),
+            ["--store", pg.url(), "--audit-key", key, "--replica", name])
         procs[name] = lab.spawn("ctl", argv, label=f"controller-{name}")
         wait_until(lambda port=port: lab.tcp_probe("jump", ctl, port), 20, interval=0.1,
                    desc=f"controller {name} listening")
@@ -158,12 +164,10 @@ def compare_replicas(lab, fleet, runs, cycles):
     for _ in range(runs):
         for name, port in (("c", 7445), ("a", 7443)):
             fleet.controller_addr = f"{ctl}:{port}"
-            out, p50 = run_bench(lab, fleet, fleet.admin_identity, cycles)
-            p99 = re.search(r"^both\s+n=\d+\s+rpc p50\s+[\d.]+ ms\s+p90\s+[\d.]+ ms\s+p99\s+([\d.]+) ms",
-                            out, re.M)
+            p50, p99 = run_bench_tails(lab, fleet, cycles)
             figures[name].append(p50)
-            if p99:
-                figures[name + "-p99"].append(float(p99.group(1)))
+            if p99 is not None:
+                figures[name + "-p99"].append(p99)
     print(f"{runs} runs of {cycles} isolate/release cycles each, h1 streaming to c, runs alternating")
     summary("call to c (the agent's controller)", figures["c"])
     summary("call to a (another controller)", figures["a"], figures["c"])

@@ -67,10 +67,8 @@ class PostgresStoreTest(unittest.TestCase):
     def replica_b_argv(self):
         """Controller B: the same node, identity, database and key as A, listening on PORT_B,
         its own data directory."""
-        argv = self.fleet.controller_argv(self.store_args())
-        argv[argv.index("--listen") + 1] = f"[::]:{PORT_B}"
-        argv[argv.index("--data-dir") + 1] = os.path.join(self.lab.tmpdir, "controller-b-data")
-        return argv
+        return self.fleet.other_controller_argv(
+            PORT_B, os.path.join(self.lab.tmpdir, "controller-b-data"), self.store_args())
 
     def test_controllers_share_one_database_through_a_crash_and_a_failover(self):
         lab, fleet = self.lab, self.fleet

@@ -78,14 +78,10 @@ class ReplicasTest(unittest.TestCase):
 
     def start_replica(self, name):
         port = PORTS[name]
-        argv = self.fleet.controller_argv(
-            ["--store", self.pg.url(), "--audit-key", self.key, "--replica", name])
-        argv[argv.index("--listen") + 1] = f"[::]:{port}"
-        argv[argv.index("--data-dir") + 1] = os.path.join(self.lab.tmpdir, f"controller-{name}")
-        for i, a in enumerate(argv):
-            if a == "--advertise":
-                ip = argv[i + 1].rsplit(":", 1)[0]
-                argv[i + 1] = f"{ip}:{port}"
+        argv = self.fleet.other_controller_argv(
+            port, os.path.join(self.lab.tmpdir, f"controller-{name}"),
+            ["--store", self.pg.url(), "--audit-key", self.key, "--replica", name],
+            advertise_port=True)
         p = self.lab.spawn("ctl", argv, label=f"controller-{name}")
         wait_until(lambda: p.poll() is not None or
                    self.lab.tcp_probe("jump", self.lab.ip4("ctl"), port), 20, interval=0.1,

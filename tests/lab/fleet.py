@@ -96,6 +96,19 @@ class Fleet:
                 "--heartbeat-timeout", self.heartbeat_timeout, "--log-level", self.log_level,
                 *extra]
 
+    def other_controller_argv(self, port: int, data_dir: str, extra: Iterable[str] = (),
+                              advertise_port: bool = False) -> List[str]:
+        """controller_argv of another controller in node ctl (the same identity): listening on
+        `port` with its own `data_dir`; with advertise_port, --advertise names `port` too."""
+        argv = self.controller_argv(extra)
+        argv[argv.index("--listen") + 1] = f"[::]:{port}"
+        argv[argv.index("--data-dir") + 1] = data_dir
+        if advertise_port:
+            for i, a in enumerate(argv[:-1]):
+                if a == "--advertise":
+                    argv[i + 1] = f"{argv[i + 1].rsplit(':', 1)[0]}:{port}"
+        return argv
+
     def start_controller(self, extra: Iterable[str] = (), timeout: float = 15.0):
         self.controller = self.lab.spawn("ctl", self.controller_argv(extra), label="controller")
         wait_until(lambda: self.controller.poll() is not None or
