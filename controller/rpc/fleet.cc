@@ -595,6 +595,14 @@ void Fleet::announceAckLocked(const std::string& host, const v1::StateReport* re
   sendReplicaLocked(std::move(event));
 }
 
+void Fleet::announceStreamsHereLocked() {
+  std::vector<std::string> here;
+  for (const auto& [host, stream] : streams_) {
+    if (registry_.online(host)) here.push_back(host);
+  }
+  announceStreamsLocked(here, true);
+}
+
 bool Fleet::remoteOnlineLocked(const std::string& host) const { return remote_.contains(host); }
 
 void Fleet::onReplicaEvent(const std::string& payload) {
@@ -664,11 +672,7 @@ void Fleet::replicaEventLocked(const v1::ReplicaEvent& event, Deferred& after) {
       break;
     }
     case v1::ReplicaEvent::kSync: {
-      std::vector<std::string> here;
-      for (const auto& [host, stream] : streams_) {
-        if (registry_.online(host)) here.push_back(host);
-      }
-      announceStreamsLocked(here, true);
+      announceStreamsHereLocked();
       break;
     }
     case v1::ReplicaEvent::kCommand: {
@@ -751,11 +755,7 @@ void Fleet::onReplicaLinkUp() {
     v1::ReplicaEvent sync;
     sync.mutable_sync();
     sendReplicaLocked(std::move(sync));
-    std::vector<std::string> here;
-    for (const auto& [host, stream] : streams_) {
-      if (registry_.online(host)) here.push_back(host);
-    }
-    announceStreamsLocked(here, true);
+    announceStreamsHereLocked();
   }
   auto all = store_.loadDesiredStates();
   if (!all.ok()) {

@@ -191,6 +191,9 @@ class Fleet final : public FleetControl, public HostDirectory {
   void sendReplicaLocked(bulkhead::v1::ReplicaEvent event);
   // `hosts` stream here now (up) or no longer (down). REQUIRES: mu_
   void announceStreamsLocked(const std::vector<std::string>& hosts, bool up);
+  // Every host streaming here, up (another controller asked, or the link reconnected).
+  // REQUIRES: mu_
+  void announceStreamsHereLocked();
   // The agent of `host` answered here: tells the other controllers. REQUIRES: mu_
   void announceAckLocked(const std::string& host, const bulkhead::v1::StateReport* report,
                          uint64_t enforced);
