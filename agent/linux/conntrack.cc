@@ -2,16 +2,22 @@
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
+#include <linux/netlink.h>
 #include <netinet/in.h>
 #include <netlink/errno.h>
 #include <netlink/netfilter/ct.h>
 #include <netlink/netfilter/nfnl.h>
 #include <netlink/netlink.h>
 #include <netlink/object.h>
+#include <poll.h>
+#include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
-#include <fstream>
 #include <cstring>
+#include <fstream>
+#include <span>
+#include <vector>
 
 #include "common/format.h"
 
@@ -83,6 +89,93 @@ absl::Status dumpCache(nl_sock* sock, std::unique_ptr<nl_cache, CacheDeleter>* o
     return absl::UnavailableError(fmt::format("conntrack dump failed: {}", nl_geterror(err)));
   }
   out->reset(cache);
+  return absl::OkStatus();
+}
+
+// Delete requests sent to the kernel in one datagram. Only failures are answered, so the
+// answers of a batch fit the socket's receive buffer (default 208 KiB; an answer with its copy
+// of the request takes about 1 KiB of it) even when every entry of the batch has expired.
+constexpr size_t kDeleteBatch = 128;
+
+// Deletes the entries of `batch`: one send for all of its requests, then the answers. Only the
+// last request asks for an acknowledgement; the kernel handles a datagram's requests in order,
+// so that acknowledgement (or that request's own error) comes after every other answer.
+// Appends deleted entries to report->conntrack_deleted and failures to report->errors; an entry
+// already gone (ENOENT: it expired meanwhile) is neither. Returns an error only when the batch
+// could not be sent or its answers not read, naming how many entries are in doubt.
+absl::Status deleteBatch(nl_sock* sock, std::span<std::pair<nfnl_ct*, Flow>> batch,
+                         uint32_t* next_seq, CutReport* report) {
+  std::vector<char> datagram;
+  if (*next_seq > UINT32_MAX - batch.size()) *next_seq = 1U << 31;  // no wrap inside a batch
+  const uint32_t first_seq = *next_seq;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    nl_msg* msg = nullptr;
+    if (int err = nfnl_ct_build_delete_request(batch[i].first, 0, &msg); err < 0) {
+      return absl::InternalError(
+          fmt::format("conntrack: cannot build a delete request: {}", nl_geterror(err)));
+    }
+    nlmsghdr* h = nlmsg_hdr(msg);
+    // Sequence numbers of our own, apart from libnl's (whose counters must stay in step for
+    // its next dump); every answer to these is read here.
+    h->nlmsg_seq = (*next_seq)++;
+    h->nlmsg_pid = 0;
+    h->nlmsg_flags = NLM_F_REQUEST | (i + 1 == batch.size() ? NLM_F_ACK : 0);
+    const auto* bytes = reinterpret_cast<const char*>(h);
+    datagram.insert(datagram.end(), bytes, bytes + NLMSG_ALIGN(h->nlmsg_len));
+    nlmsg_free(msg);
+  }
+  const uint32_t last_seq = first_seq + static_cast<uint32_t>(batch.size()) - 1;
+  if (int err = nl_sendto(sock, datagram.data(), datagram.size()); err < 0) {
+    return absl::UnavailableError(fmt::format("conntrack: sending {} delete requests failed: {}",
+                                              batch.size(), nl_geterror(err)));
+  }
+  std::vector<bool> failed(batch.size(), false);
+  std::vector<char> answer(64 * 1024);
+  const int fd = nl_socket_get_fd(sock);
+  for (bool done = false; !done;) {
+    // The kernel answers while handling the send, so the answers are queued by now; the
+    // bound only guards against an answer that never comes.
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 1000) <= 0) {
+      return absl::DeadlineExceededError(fmt::format(
+          "conntrack: no acknowledgement for {} delete requests within 1 s", batch.size()));
+    }
+    const ssize_t got = recv(fd, answer.data(), answer.size(), 0);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return absl::UnavailableError(
+          fmt::format("conntrack: reading the answers to {} delete requests failed: {}",
+                      batch.size(), std::strerror(errno)));
+    }
+    // The answers, one nlmsghdr after another (what NLMSG_OK and NLMSG_NEXT walk, without
+    // their casts).
+    for (size_t at = 0; at + sizeof(nlmsghdr) <= static_cast<size_t>(got);) {
+      nlmsghdr h;
+      std::memcpy(&h, answer.data() + at, sizeof h);
+      if (h.nlmsg_len < sizeof h || at + h.nlmsg_len > static_cast<size_t>(got)) break;
+      const size_t here = at;
+      at += NLMSG_ALIGN(h.nlmsg_len);
+      if (h.nlmsg_type != NLMSG_ERROR || h.nlmsg_len < NLMSG_HDRLEN + sizeof(nlmsgerr) ||
+          h.nlmsg_seq < first_seq || h.nlmsg_seq > last_seq) {
+        continue;
+      }
+      nlmsgerr answer_error;
+      std::memcpy(&answer_error, answer.data() + here + NLMSG_HDRLEN, sizeof answer_error);
+      const size_t i = h.nlmsg_seq - first_seq;
+      const int error = -answer_error.error;
+      if (error != 0) {
+        failed[i] = true;
+        if (error != ENOENT) {
+          report->errors.push_back(fmt::format("{}: delete failed: {}", ctFlowText(batch[i].second),
+                                               std::strerror(error)));
+        }
+      }
+      if (h.nlmsg_seq == last_seq) done = true;
+    }
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (!failed[i]) report->conntrack_deleted.push_back(batch[i].second);
+  }
   return absl::OkStatus();
 }
 
@@ -210,20 +303,22 @@ absl::Status ConntrackTable::cut(const FlowSelector& selector, bool dry_run, Cut
       report->conntrack_kept.push_back(f);
     }
   }
-  for (auto& [ct, flow] : chosen) {
-    if (dry_run) {
+  if (dry_run) {
+    for (auto& [ct, flow] : chosen) {
       report->conntrack_deleted.push_back(flow);
-    } else {
-      int err = nfnl_ct_del(sock_, ct, 0);
-      if (err == 0) {
-        report->conntrack_deleted.push_back(flow);
-      } else if (err != -NLE_OBJ_NOTFOUND) {  // NOTFOUND: expired meanwhile
-        report->errors.push_back(
-            fmt::format("{}: delete failed: {}", ctFlowText(flow), nl_geterror(err)));
-      }
+      nfnl_ct_put(ct);
     }
-    nfnl_ct_put(ct);
+    return absl::OkStatus();
   }
+  std::span<std::pair<nfnl_ct*, Flow>> rest(chosen);
+  absl::Status status;
+  while (!rest.empty() && status.ok()) {
+    const size_t n = std::min(rest.size(), kDeleteBatch);
+    status = deleteBatch(sock_, rest.first(n), &batch_seq_, report);
+    rest = rest.subspan(n);
+  }
+  for (auto& [ct, flow] : chosen) nfnl_ct_put(ct);
+  return status;
   return absl::OkStatus();
 }
 

@@ -78,6 +78,8 @@ class ConntrackTable {
  private:
   explicit ConntrackTable(nl_sock* sock);
   nl_sock* sock_;  // owned
+  // The sequence numbers of cut()'s batched deletes, far from libnl's own for the dumps.
+  uint32_t batch_seq_ = 1U << 31;
 };
 
 }  // namespace bulkhead::agent

@@ -270,6 +270,58 @@ TEST_F(ConntrackTest, DeletesChosenEntriesV4AndV6) {
   EXPECT_EQ(procConntrackLines(dport4), 0);
 }
 
+// More entries than one batch of delete requests, some of which expire (here: another socket
+// deletes them) between the dump and the delete: those are skipped silently, the rest deleted
+// and reported, whichever batch they fall in.
+TEST_F(ConntrackTest, DeletesEntriesInBatchesAndSkipsTheOnesAlreadyGone) {
+  Fd receiver(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_storage ss;
+  socklen_t len = test::makeAddr(AF_INET, 0, &ss);
+  ASSERT_EQ(bind(receiver.get(), reinterpret_cast<sockaddr*>(&ss), len), 0);
+  const uint16_t port = test::localPort(receiver.get());
+  constexpr size_t kEntries = 300;  // more than two batches
+  std::vector<Fd> senders(kEntries);
+  for (Fd& s : senders) ASSERT_TRUE(sendUdp(AF_INET, 0, port, &s));
+  const std::string needle = "dport=" + std::to_string(port) + " ";
+  ASSERT_EQ(procConntrackLines(needle), static_cast<int>(kEntries));
+
+  auto table = ConntrackTable::create();
+  ASSERT_TRUE(table.ok()) << table.status();
+  auto other = ConntrackTable::create();
+  ASSERT_TRUE(other.ok()) << other.status();
+  auto to_port = [&](const Flow& f) { return f.proto == FlowProto::kUdp && f.remote_port == port; };
+  CutReport gone_first;
+  bool first = true;
+  CutReport report;
+  // The selector runs after the dump: on its first call, the entries from odd source ports
+  // are deleted through the other socket.
+  ASSERT_TRUE(
+      (*table)
+          ->cut(
+              [&](const Flow& f) {
+                if (first) {
+                  first = false;
+                  EXPECT_TRUE(
+                      (*other)
+                          ->cut([&](const Flow& g) { return to_port(g) && g.local_port % 2 == 1; },
+                                false, &gone_first)
+                          .ok());
+                }
+                return to_port(f);
+              },
+              false, &report)
+          .ok());
+  ASSERT_TRUE(gone_first.errors.empty()) << gone_first.errors.front();
+  EXPECT_GT(gone_first.conntrack_deleted.size(), 0u);
+  EXPECT_TRUE(report.errors.empty()) << report.errors.front();
+  EXPECT_EQ(report.conntrack_deleted.size() + gone_first.conntrack_deleted.size(), kEntries);
+  for (const Flow& f : report.conntrack_deleted) EXPECT_EQ(f.local_port % 2, 0) << f.toString();
+  EXPECT_EQ(procConntrackLines(needle), 0);
+  // The socket still answers a dump after the batches (its sequence numbers stayed in step).
+  auto after = (*table)->list();
+  EXPECT_TRUE(after.ok()) << after.status();
+}
+
 TEST(ConntrackEmpty, NamespaceWithoutTrackingIsNotAnError) {
   BULKHEAD_REQUIRE_PRIVATE_NETNS();
   auto fw = NftablesFirewall::create();
