@@ -20,10 +20,11 @@ import concurrent.futures
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 import tempfile
+
+import compile_db
 
 # (folder the including file is in, forbidden included path (regex), why). Checked in order;
 # every matching rule reports.
@@ -140,8 +141,8 @@ def check_tree(root):
 
 def compile_args(entry):
     """The compiler and its options from a compile_commands.json entry, without the source,
-    the output and the dependency-file options."""
-    args = entry["arguments"] if "arguments" in entry else shlex.split(entry["command"])
+    the output, the dependency-file and the precompiled header's options."""
+    args = compile_db.without_pch(compile_db.arguments(entry))
     if os.path.basename(args[0]) in ("ccache", "sccache"):
         args = args[1:]
     out, skip = [], False

@@ -23,7 +23,10 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+
+import compile_db
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE_DIRS = ("agent/", "cli/", "common/", "controller/", "evidence/", "fuzz/", "bench/",
@@ -152,9 +155,20 @@ def main():
     line_filter = json.dumps([{"name": os.path.join(ROOT, p), "lines": [list(r) for r in rs]}
                               for p, rs in changes.items()])
 
+    # The build's commands without the precompiled header's options: clang-tidy cannot load
+    # gcc's precompiled header (cmake/PrecompiledHeaders.cmake).
+    db_dir = tempfile.TemporaryDirectory(prefix="bulkhead-tidy-")
+    with open(db_path) as f:
+        entries = json.load(f)
+    for e in entries:
+        e["arguments"] = compile_db.without_pch(compile_db.arguments(e))
+        e.pop("command", None)
+    with open(os.path.join(db_dir.name, "compile_commands.json"), "w") as f:
+        json.dump(entries, f)
+
     def run(unit):
         start = time.monotonic()
-        r = subprocess.run([tidy, "-p", build, "--quiet", f"--line-filter={line_filter}", unit],
+        r = subprocess.run([tidy, "-p", db_dir.name, "--quiet", f"--line-filter={line_filter}", unit],
                            capture_output=True, text=True)
         # Progress as each unit ends, so a log cut short still shows how far it got.
         print(f"clang-tidy: {rel(unit)} checked in {time.monotonic() - start:.0f} s", flush=True)

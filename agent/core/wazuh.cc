@@ -59,7 +59,9 @@ void applyRule(const nlohmann::json* rule, WazuhMessage& m) {
     m.signal.set_rule(clip(description));
   }
   auto& labels = *m.signal.mutable_labels();
-  if (!description.empty()) labels["rule_description"] = clip(description);
+  // The key as a std::string: gcc 12 reports a false -Warray-bounds in protobuf's Map when a
+  // literal longer than std::string's inline buffer is the key (seen with the precompiled header).
+  if (!description.empty()) labels[std::string("rule_description")] = clip(description);
   if (m.rule_level >= 0) labels["rule_level"] = std::to_string(m.rule_level);
   if (const nlohmann::json* groups = jsonArray(*rule, "groups")) {
     std::string joined;
