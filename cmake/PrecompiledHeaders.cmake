@@ -3,11 +3,12 @@
 # operator.grpc.pb.h alone is 6 s of gcc's time, the 14 #include lines of
 # controller/rpc/operator_service.cc 12 s of its 36 s.
 #
-# Every target that uses the generated protocol (links bulkhead_proto, directly or through
-# another of our libraries) reuses one precompiled header of the protocol, gRPC, protobuf,
-# abseil, spdlog, fmt and nlohmann/json: product code the one of bulkhead_pch (made at the top
-# level, with its flags), test code the one of bulkhead_test_pch (made in tests/, with the test
-# code's own optimisation flags, plus GoogleTest). Fuzz targets keep their own flags and build
+# In every target that uses the generated protocol (links bulkhead_proto, directly or through
+# another of our libraries), the files that include the protocol or gRPC (directly or through
+# the project's headers) reuse one precompiled header of the protocol, gRPC, protobuf, abseil,
+# spdlog, fmt and nlohmann/json: product code the one of bulkhead_pch (made at the top level,
+# with its flags), test code the one of bulkhead_test_pch (made in tests/, with the test code's
+# own optimisation flags, plus GoogleTest). Fuzz targets keep their own flags and build
 # without. Each file still includes what it uses: a precompiled header only saves parsing, and
 # the layering check (scripts/check_layers.py) reads the #include lines. gcc checks that a
 # precompiled header fits the file's flags (-Winvalid-pch, an error with BULKHEAD_WERROR).
