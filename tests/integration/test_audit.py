@@ -20,7 +20,7 @@ LAB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab")
 sys.path.insert(0, os.path.abspath(LAB_DIR))
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-from bhlab import Lab  # noqa: E402
+from bhlab import Lab, case_failed  # noqa: E402
 from fleet import Fleet  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
@@ -64,8 +64,7 @@ class AuditTest(unittest.TestCase):
         cls.db = os.path.join(cls.fleet.data_dir, "controller.db")
 
     def tearDown(self):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None and not getattr(outcome, "success", True):
+        if case_failed(self):
             self.lab.mark_failed()
             print(self.lab.dump_logs(), file=sys.stderr)
 

@@ -20,7 +20,7 @@ import unittest
 LAB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab")
 sys.path.insert(0, os.path.abspath(LAB_DIR))
 
-from bhlab import Lab, read_json, wait_until  # noqa: E402
+from bhlab import Lab, case_failed, read_json, wait_until  # noqa: E402
 from fleet import REPO, Fleet  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
@@ -54,8 +54,7 @@ class BlocksTest(unittest.TestCase):
         self.ensure_running()
 
     def tearDown(self):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None and not getattr(outcome, "success", True):
+        if case_failed(self):
             self.lab.mark_failed()
             print(self.lab.dump_logs(), file=sys.stderr)
         self.ensure_running()

@@ -24,7 +24,7 @@ import unittest
 LAB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab")
 sys.path.insert(0, os.path.abspath(LAB_DIR))
 
-from bhlab import Lab, wait_until  # noqa: E402
+from bhlab import Lab, case_failed, wait_until  # noqa: E402
 import tools  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
@@ -65,8 +65,7 @@ class DetectionToolsTest(unittest.TestCase):
                 stop()
             except Exception as e:  # keep stopping the others
                 report(f"stop failed: {e}")
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None and not getattr(outcome, "success", True):
+        if case_failed(self):
             self.lab.mark_failed()
             print(self.lab.dump_logs(), file=sys.stderr)
 

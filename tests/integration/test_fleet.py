@@ -15,7 +15,7 @@ import unittest
 LAB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab")
 sys.path.insert(0, os.path.abspath(LAB_DIR))
 
-from bhlab import Lab, wait_until  # noqa: E402
+from bhlab import Lab, case_failed, wait_until  # noqa: E402
 from fleet import CONTROLLER_PORT, Fleet  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
@@ -36,8 +36,7 @@ class FleetTest(unittest.TestCase):
         cls.fleet.wait_online(LABELS, timeout=20)
 
     def tearDown(self):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None and not getattr(outcome, "success", True):
+        if case_failed(self):
             self.lab.mark_failed()
             print(self.lab.dump_logs(), file=sys.stderr)
 

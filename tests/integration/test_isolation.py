@@ -19,7 +19,7 @@ import unittest
 LAB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab")
 sys.path.insert(0, os.path.abspath(LAB_DIR))
 
-from bhlab import Lab, read_json, wait_until  # noqa: E402
+from bhlab import Lab, case_failed, read_json, wait_until  # noqa: E402
 from fleet import REPO, Fleet  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
@@ -56,8 +56,7 @@ class IsolationTest(unittest.TestCase):
         self.ensure_running()
 
     def tearDown(self):
-        outcome = getattr(self, "_outcome", None)
-        failed = outcome is not None and not getattr(outcome, "success", True)
+        failed = case_failed(self)
         if failed:
             self.lab.mark_failed()
             print(self.lab.dump_logs(), file=sys.stderr)

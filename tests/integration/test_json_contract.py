@@ -17,7 +17,7 @@ LAB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab")
 sys.path.insert(0, os.path.abspath(LAB_DIR))
 
 import json_contract  # noqa: E402
-from bhlab import Lab, wait_until  # noqa: E402
+from bhlab import Lab, case_failed, wait_until  # noqa: E402
 from fleet import REPO, Fleet  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
@@ -73,8 +73,7 @@ class JsonContractTest(unittest.TestCase):
         cls.ran = set()
 
     def tearDown(self):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None and not getattr(outcome, "success", True):
+        if case_failed(self):
             self.lab.mark_failed()
             print(self.lab.dump_logs(), file=sys.stderr)
 

@@ -17,7 +17,7 @@ LAB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab")
 sys.path.insert(0, os.path.abspath(LAB_DIR))
 
 import bhlab  # noqa: E402
-from bhlab import Lab, LabError, read_json, wait_until  # noqa: E402
+from bhlab import Lab, LabError, case_failed, read_json, wait_until  # noqa: E402
 
 BHLAB = os.path.join(os.path.abspath(LAB_DIR), "bhlab.py")
 IS_ROOT = os.geteuid() == 0
@@ -43,8 +43,7 @@ class LabTest(unittest.TestCase):
 
     def tearDown(self):
         # keep the logs of a failed test and show them
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None and not getattr(outcome, "success", True):
+        if case_failed(self):
             self.lab.mark_failed()
             print(self.lab.dump_logs(), file=sys.stderr)
 

@@ -26,7 +26,7 @@ import unittest
 LAB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab")
 sys.path.insert(0, os.path.abspath(LAB_DIR))
 
-from bhlab import Lab, wait_until  # noqa: E402
+from bhlab import Lab, case_failed, wait_until  # noqa: E402
 from fleet import REPO, Fleet  # noqa: E402
 from tools import TOOLS_DIR  # noqa: E402
 
@@ -96,8 +96,7 @@ class NotificationsTest(unittest.TestCase):
         cls.mail_dir = os.path.join(tmp, "mail")
 
     def tearDown(self):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None and not getattr(outcome, "success", True):
+        if case_failed(self):
             self.lab.mark_failed()
             print(self.lab.dump_logs(), file=sys.stderr)
 

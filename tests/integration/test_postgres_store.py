@@ -25,7 +25,7 @@ import unittest
 LAB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab")
 sys.path.insert(0, os.path.abspath(LAB_DIR))
 
-from bhlab import Lab, wait_until  # noqa: E402
+from bhlab import Lab, case_failed, wait_until  # noqa: E402
 from fleet import Fleet  # noqa: E402
 from postgres import LabPostgres  # noqa: E402
 
@@ -47,8 +47,7 @@ class PostgresStoreTest(unittest.TestCase):
         cls.key = os.path.join(cls.lab.tmpdir, "shared-audit.key")
 
     def tearDown(self):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None and not getattr(outcome, "success", True):
+        if case_failed(self):
             self.lab.mark_failed()
             print(self.lab.dump_logs(), file=sys.stderr)
 

@@ -21,7 +21,7 @@ import unittest
 LAB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab")
 sys.path.insert(0, os.path.abspath(LAB_DIR))
 
-from bhlab import Lab, wait_until  # noqa: E402
+from bhlab import Lab, case_failed, wait_until  # noqa: E402
 from fleet import Fleet  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
@@ -45,8 +45,7 @@ class RenewalTest(unittest.TestCase):
             "--enroll-validity", "2m"])
 
     def tearDown(self):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None and not getattr(outcome, "success", True):
+        if case_failed(self):
             self.lab.mark_failed()
 
     def short_agent(self, host: str, renew_before: str):

@@ -22,7 +22,7 @@ import uuid
 LAB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab")
 sys.path.insert(0, os.path.abspath(LAB_DIR))
 
-from bhlab import Lab, wait_until  # noqa: E402
+from bhlab import Lab, case_failed, wait_until  # noqa: E402
 from fleet import Fleet  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
@@ -108,8 +108,7 @@ LogLevel VERBOSE
                 subprocess.run(["userdel", "-f", u], capture_output=True, timeout=30)
 
     def tearDown(self):
-        outcome = getattr(self, "_outcome", None)
-        failed = outcome is not None and not getattr(outcome, "success", True)
+        failed = case_failed(self)
         if failed:
             self.lab.mark_failed()
             print(self.lab.dump_logs(), file=sys.stderr)

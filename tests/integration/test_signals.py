@@ -32,7 +32,7 @@ import unittest
 LAB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab")
 sys.path.insert(0, os.path.abspath(LAB_DIR))
 
-from bhlab import Lab, read_json, wait_until  # noqa: E402
+from bhlab import Lab, case_failed, read_json, wait_until  # noqa: E402
 from fleet import REPO, Fleet  # noqa: E402
 import tools  # noqa: E402
 
@@ -68,8 +68,7 @@ class SignalsTest(unittest.TestCase):
                 stop()
             except Exception as e:  # keep stopping the others
                 report(f"stop failed: {e}")
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None and not getattr(outcome, "success", True):
+        if case_failed(self):
             self.lab.mark_failed()
             print(self.lab.dump_logs(), file=sys.stderr)
 
@@ -237,8 +236,7 @@ class ApprovalsTest(unittest.TestCase):
                 raise RuntimeError(f"pki issue operator {name}: {r.stderr}")
 
     def tearDown(self):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None and not getattr(outcome, "success", True):
+        if case_failed(self):
             self.lab.mark_failed()
             print(self.lab.dump_logs(), file=sys.stderr)
 
@@ -346,8 +344,7 @@ class RateCapTest(unittest.TestCase):
         cls.fleet.wait_online(["h1", "h2", "h3"])
 
     def tearDown(self):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None and not getattr(outcome, "success", True):
+        if case_failed(self):
             self.lab.mark_failed()
             print(self.lab.dump_logs(), file=sys.stderr)
 

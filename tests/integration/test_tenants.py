@@ -23,7 +23,7 @@ import unittest
 LAB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab")
 sys.path.insert(0, os.path.abspath(LAB_DIR))
 
-from bhlab import Lab, wait_until  # noqa: E402
+from bhlab import Lab, case_failed, wait_until  # noqa: E402
 from fleet import Fleet  # noqa: E402
 from test_audit import readme_recipe  # noqa: E402
 
@@ -144,8 +144,7 @@ class TenantsTest(unittest.TestCase):
         return doc
 
     def tearDown(self):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None and not getattr(outcome, "success", True):
+        if case_failed(self):
             self.lab.mark_failed()
 
     @classmethod

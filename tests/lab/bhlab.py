@@ -86,6 +86,16 @@ class LabError(RuntimeError):
 # small helpers
 # --------------------------------------------------------------------------------------------
 
+def case_failed(case) -> bool:
+    """Whether the unittest.TestCase `case` has failed or errored so far; for its tearDown,
+    which keeps and prints the lab's logs then. (Python 3.11's unittest resets
+    `case._outcome.success` before tearDown runs, so the result's lists are read instead.)"""
+    result = getattr(getattr(case, "_outcome", None), "result", None)
+    if result is None:
+        return False
+    return any(test is case for test, _ in list(result.failures) + list(result.errors))
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05,
                desc: str = "condition"):
     """Poll predicate until it returns something truthy; return that value.

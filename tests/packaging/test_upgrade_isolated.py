@@ -52,7 +52,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "lab"))
 
 import pkgroot  # noqa: E402
-from bhlab import Lab, wait_until  # noqa: E402
+from bhlab import Lab, case_failed, wait_until  # noqa: E402
 from fleet import CONTROLLER_PORT, Fleet  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
@@ -177,8 +177,7 @@ class PackagedFleetTest(unittest.TestCase):
         return r
 
     def tearDown(self):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None and not getattr(outcome, "success", True):
+        if case_failed(self):
             self.lab.mark_failed()
             print(self.lab.dump_logs(), file=sys.stderr)
 
