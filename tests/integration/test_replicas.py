@@ -18,6 +18,7 @@ the lab. PostgreSQL 15 runs in node ctl from the lab-tools cache (tests/lab/post
 Root only.
 """
 
+import hashlib
 import os
 import statistics
 import subprocess
@@ -28,7 +29,7 @@ import unittest
 LAB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab")
 sys.path.insert(0, os.path.abspath(LAB_DIR))
 
-from bhlab import Lab, wait_until  # noqa: E402
+from bhlab import Lab, case_failed, wait_until  # noqa: E402
 from fleet import CONTROLLER_PORT, Fleet  # noqa: E402
 from postgres import LabPostgres  # noqa: E402
 
@@ -55,8 +56,7 @@ class ReplicasTest(unittest.TestCase):
         cls.controllers = {}
 
     def tearDown(self):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None and not getattr(outcome, "success", True):
+        if case_failed(self):
             self.lab.mark_failed()
             print(self.lab.dump_logs(), file=sys.stderr)
 
@@ -80,7 +80,9 @@ class ReplicasTest(unittest.TestCase):
         port = PORTS[name]
         argv = self.fleet.other_controller_argv(
             port, os.path.join(self.lab.tmpdir, f"controller-{name}"),
-            ["--store", self.pg.url(), "--audit-key", self.key, "--replica", name],
+            ["--store", self.pg.url(), "--audit-key", self.key, "--replica", name,
+             # Evidence where every controller serves it (README: one shared directory).
+             "--evidence-dir", os.path.join(self.lab.tmpdir, "evidence")],
             advertise_port=True)
         p = self.lab.spawn("ctl", argv, label=f"controller-{name}")
         wait_until(lambda: p.poll() is not None or
@@ -162,6 +164,19 @@ class ReplicasTest(unittest.TestCase):
         self.assertIn("table inet bulkhead", out)
         self.assertTrue(self.reachable("h3"), "a dry run changed h3")
 
+        # A capture asked of a: c sends it on h3's stream, h3 uploads the bundle to c, a relays
+        # the progress and downloads the stored bundle; b serves it too.
+        bundle = os.path.join(lab.tmpdir, "h3-through-a.tar.gz")
+        doc = self.ok_at("a", "capture", "h3", "--reason", "INC-20", "--output", bundle)
+        record = doc["record"]
+        self.assertEqual(record["host_id"], "h3", doc)
+        self.assertTrue(record.get("signature_ok"), doc)
+        with open(bundle, "rb") as f:
+            self.assertEqual(hashlib.sha256(f.read()).hexdigest(), record["evidence_id"],
+                             "the downloaded bytes are the evidence id")
+        verified = self.ok_at("b", "evidence", "verify", record["evidence_id"])
+        self.assertTrue(verified["ok"], verified)
+
         remote = self.round_trips("a", "h3")
         local = self.round_trips("c", "h3")
 
@@ -198,6 +213,18 @@ class ReplicasTest(unittest.TestCase):
         released_after_s = time.monotonic() - isolated_at
         self.assertGreaterEqual(released_after_s, TTL_S - 1)
 
+        # The agent lifts an expired isolation by itself; the controllers' own release (the
+        # singleton's sweep, now on b or c) is its audit row. Awaited before PostgreSQL
+        # restarts below, which would take the lock away and delay the sweep.
+        def ttl_rows():
+            rc, doc, _ = self.cli_at("c", "audit", "--limit", "500", timeout=20)
+            if rc != 0:
+                return []
+            return [r for r in doc["records"]
+                    if r["action"] == "release" and r["reason"] == "ttl expired"]
+        wait_until(ttl_rows, 15, interval=0.2, desc="the TTL release in the audit trail")
+        ttl_row_after_s = time.monotonic() - isolated_at
+
         # PostgreSQL restarts under the controllers: they listen again, and a change through b
         # reaches h3 on c.
         self.pg.kill9()
@@ -227,7 +254,8 @@ class ReplicasTest(unittest.TestCase):
               f"p99 {p(local, 0.99):.1f} ms (min {local[0]:.1f}, max {local[-1]:.1f}); "
               f"ratio of medians {statistics.median(remote) / statistics.median(local):.2f}\n"
               f"a killed -9 -> h1 reconnected in {failover_s:.2f} s, singleton lease moved in "
-              f"{lease_s:.2f} s; TTL {TTL_S} s release after {released_after_s:.1f} s")
+              f"{lease_s:.2f} s; TTL {TTL_S} s: h1 reachable after {released_after_s:.1f} s, "
+              f"the controllers' release audited after {ttl_row_after_s:.1f} s")
 
 
 if __name__ == "__main__":
