@@ -130,7 +130,7 @@ absl::Status deleteBatch(nl_sock* sock, std::span<std::pair<nfnl_ct*, Flow>> bat
                                               batch.size(), nl_geterror(err)));
   }
   std::vector<bool> failed(batch.size(), false);
-  std::vector<char> answer(64 * 1024);
+  std::vector<char> answer(size_t{64} * 1024);
   const int fd = nl_socket_get_fd(sock);
   for (bool done = false; !done;) {
     // The kernel answers while handling the send, so the answers are queued by now; the
