@@ -72,7 +72,9 @@ class ConntrackTable {
   // Dumps, asks `selector` about each entry, then deletes the chosen ones (after the dump).
   // Appends to report->conntrack_deleted (or, with dry_run, the entries that would be
   // deleted), report->conntrack_kept and report->errors. Entries that vanished meanwhile are
-  // skipped silently. Returns an error only when the dump itself fails.
+  // skipped silently. Deletes go to the kernel in batches; returns an error when the dump fails,
+  // or when a batch could not be sent or its answers not read (then later batches are not
+  // tried, and what was reported deleted stays reported).
   absl::Status cut(const FlowSelector& selector, bool dry_run, CutReport* report);
 
  private:
