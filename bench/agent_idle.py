@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The agent at rest, in the lab (root): a controller and one agent (h1), connected and idle.
 For each run and each variant, starts the agent, waits until the controller lists it online,
-lets it idle, then reads from /proc: RSS (VmRSS), PSS (smaps_rollup: all, anonymous, file),
-its threads, and the CPU it used over the idle window. Prints min/median/max per variant and
+lets it idle, then reads from /proc: RSS (VmRSS) at the start of the idle window (before the
+agent's first trim of clean library pages, 15 s after it starts) and at its end, PSS
+(smaps_rollup: all, anonymous, file), its threads, and the CPU it used over the idle window. Prints min/median/max per variant and
 each variant's median against the first one (the baseline), measured in the same run.
 Targets (DESIGN.md): RSS <= 15 MB, CPU <= 0.1 % of a core.
 
@@ -87,11 +88,13 @@ def measure(lab, fleet, env, idle: float) -> dict:
         fleet.wait_online(["h1"], timeout=30)
         time.sleep(2)  # the first state report and its enforcement settle
         t0, c0 = time.monotonic(), cpu_ticks(p.pid)
+        rss_start = status_kb(p.pid, "VmRSS")  # before the agent's first trim (15 s after start)
         time.sleep(idle)
         c1, t1 = cpu_ticks(p.pid), time.monotonic()
         pss = pss_kb(p.pid)
         measure.last_files = rss_by_file(p.pid)
-        return {"rss_kb": status_kb(p.pid, "VmRSS"), "hwm_kb": status_kb(p.pid, "VmHWM"),
+        return {"rss_start_kb": rss_start, "rss_kb": status_kb(p.pid, "VmRSS"),
+                "hwm_kb": status_kb(p.pid, "VmHWM"),
                 "pss_kb": pss.get("Pss", 0), "pss_anon_kb": pss.get("Pss_Anon", 0),
                 "pss_file_kb": pss.get("Pss_File", 0), "threads": status_kb(p.pid, "Threads"),
                 "cpu_pct": 100.0 * (c1 - c0) / CLK_TCK / (t1 - t0)}
@@ -138,7 +141,7 @@ def main() -> int:
     print(f"\nagent idle, {args.runs} runs of {args.idle:.0f} s (min / median / max):")
     for name, _ in variants:
         rs = results[name]
-        for key, unit in (("rss_kb", "KiB"), ("pss_kb", "KiB"), ("pss_anon_kb", "KiB"),
+        for key, unit in (("rss_start_kb", "KiB"), ("rss_kb", "KiB"), ("pss_kb", "KiB"), ("pss_anon_kb", "KiB"),
                           ("pss_file_kb", "KiB"), ("hwm_kb", "KiB"), ("threads", ""),
                           ("cpu_pct", "% of a core")):
             vals = [r[key] for r in rs]

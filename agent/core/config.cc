@@ -42,6 +42,9 @@ po::options_description options() {
       "renew-before", po::value<std::string>(),
       "ask the controller to renew this agent's certificate when it ends within DUR (default "
       "30d; a controller without --ca-key refuses, and `hosts` flags the certificate)")(
+      "keep-resident-pages", po::bool_switch(),
+      "keep clean library pages mapped while idle (by default they are given back 15 s after "
+      "start and every 5 min; the first command after idling maps back what it runs)")(
       "test-protocol", po::value<std::string>(),
       "testing only: announce protocol MAJOR.MINOR instead of this build's")(
       "test-hang-collector", po::bool_switch(),
@@ -253,6 +256,7 @@ absl::StatusOr<AgentConfig> parseAgentArgs(const std::vector<std::string>& raw) 
     if (!d.ok()) return d.status();
     c.renew_before = *d;
   }
+  c.keep_resident_pages = vm["keep-resident-pages"].as<bool>();
   c.test_hang_collector = vm["test-hang-collector"].as<bool>();
   if (vm.count("test-protocol")) {
     const std::string text = get("test-protocol");

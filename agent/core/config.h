@@ -48,6 +48,9 @@ struct AgentConfig {
   // A certificate ending within this is renewed over the stream (agent/daemon/cert_renewer.h)
   // by a controller that holds the CA key.
   std::chrono::milliseconds renew_before{std::chrono::hours(24 * 30)};
+  // Keep clean library pages mapped while idle (agent/linux/resident_pages.h): by default the
+  // daemon gives them back 15 s after start and then every 5 min.
+  bool keep_resident_pages = false;
   // Testing only: every capture also runs a collector that never returns (time-limit tests).
   bool test_hang_collector = false;
   // Testing only (--test-protocol): the protocol version this agent announces and

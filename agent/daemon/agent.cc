@@ -38,6 +38,7 @@
 #include "agent/linux/netns_guard.h"
 #include "agent/linux/nftables_firewall.h"
 #include "agent/linux/process_killer.h"
+#include "agent/linux/resident_pages.h"
 #include "agent/linux/signal_socket.h"
 #include "agent/linux/sock_diag_flow_killer.h"
 #include "agent/linux/status_socket.h"
@@ -943,10 +944,32 @@ StepOutcome sessionStep(DaemonState& d, Teardown& teardown) {
   return StepOutcome::next();
 }
 
+// Clean library pages are given back once start-up has settled, then at this interval: what
+// the idle agent uses comes back as minor faults (resident_pages.h).
+constexpr std::chrono::seconds kFirstResidentTrim{15};
+constexpr std::chrono::seconds kResidentTrimEvery{300};
+
+void trimResidentPages() {
+  auto trim = dropCleanFilePages();
+  if (!trim.ok()) {
+    spdlog::debug("clean library pages not given back: {}", trim.status());
+    return;
+  }
+  spdlog::debug(
+      "gave back {} KiB of clean pages of {} read-only file mappings ({} KiB written "
+      "copies kept)",
+      trim->bytes / 1024, trim->mappings, trim->kept_bytes / 1024);
+}
+
 StepOutcome serveStep(DaemonState& d, Teardown&) {
   d.served = true;
   int sig = 0;
-  while ((sig = waitForStopSignal(std::chrono::seconds(3600))) == 0) {
+  const bool trim = !d.config.keep_resident_pages;
+  std::chrono::seconds wait = trim ? kFirstResidentTrim : std::chrono::hours(1);
+  while ((sig = waitForStopSignal(wait)) == 0) {
+    if (!trim) continue;
+    trimResidentPages();
+    wait = kResidentTrimEvery;
   }
   spdlog::info("signal {} received, disconnecting (enforced state stays in the kernel)", sig);
   return StepOutcome::next();

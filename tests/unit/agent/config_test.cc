@@ -136,6 +136,16 @@ TEST(AgentConfig, HelpAndVersion) {
   EXPECT_NE(agentUsage().find("--state-dir"), std::string::npos);
 }
 
+TEST(AgentConfig, ResidentPagesAreGivenBackUnlessKept) {
+  auto d = parse({"--controller", "c:1", "--identity", "i", "--state-dir", "s"});
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_FALSE(d->keep_resident_pages);
+  auto k = parse(
+      {"--controller", "c:1", "--identity", "i", "--state-dir", "s", "--keep-resident-pages"});
+  ASSERT_TRUE(k.ok()) << k.status();
+  EXPECT_TRUE(k->keep_resident_pages);
+}
+
 TEST(AgentConfig, CaptureFlags) {
   auto d = parse({"--controller", "c:1", "--identity", "i", "--state-dir", "/var/lib/bh"});
   ASSERT_TRUE(d.ok()) << d.status();
