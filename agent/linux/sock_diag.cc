@@ -39,11 +39,22 @@ absl::Status walkSockDiagDatagram(const uint8_t* data, size_t len,
           *done = true;
           return false;
         }
-        if (type == SOCK_DIAG_BY_FAMILY) {
+        if (type == SOCK_DIAG_BY_FAMILY || type == TCPDIAG_GETSOCK) {
           if (absl::Status s = each(m.payload, m.payload_len); !s.ok()) return s;
         }
         return true;
       });
+}
+
+SockDiagRequest<inet_diag_req> tcpBothFamiliesDumpRequest(uint32_t seq, uint32_t states) {
+  SockDiagRequest<inet_diag_req> req{};
+  req.h.nlmsg_len = sizeof req;
+  req.h.nlmsg_type = TCPDIAG_GETSOCK;
+  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.h.nlmsg_seq = seq;
+  req.r.idiag_family = AF_INET;  // routes the request; the kernel dumps it for AF_UNSPEC
+  req.r.idiag_states = states;
+  return req;
 }
 
 absl::StatusOr<SockDiagSocket> SockDiagSocket::open(int rcvbuf_bytes) {

@@ -4,6 +4,7 @@
 // and by the socket collector (agent/collect/sockets.cc: inet, UNIX and packet dumps).
 #pragma once
 
+#include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 
@@ -17,8 +18,8 @@
 
 namespace bulkhead::agent {
 
-// Pure. Walks the netlink messages of one datagram of a SOCK_DIAG_BY_FAMILY dump: calls
-// `each(payload, length)` for every SOCK_DIAG_BY_FAMILY message (an error from it ends the
+// Pure. Walks the netlink messages of one datagram of a SOCK_DIAG_BY_FAMILY or TCPDIAG_GETSOCK
+// dump: calls `each(payload, length)` for every message of either type (an error from it ends the
 // walk and is returned) and sets *done at NLMSG_DONE. NLMSG_ERROR, an NLMSG_DONE carrying an
 // error, and a message whose length runs past the datagram are errors; other message types
 // are skipped.
@@ -44,6 +45,15 @@ SockDiagRequest<Req> sockDiagDumpRequest(uint32_t seq, uint8_t family) {
   req.r.sdiag_family = family;
   return req;
 }
+
+// A dump of the TCP sockets of both families (IPv4 and IPv6) in `states` (a TCPF_* mask), as
+// one walk of the kernel's TCP hash table. That table is shared by every network namespace and
+// sized by the machine's memory (262,144 buckets on a 24 GiB machine); the walk costs about as
+// much on a host with three sockets as with thousands: 1.9 ms here, once per family with
+// SOCK_DIAG_BY_FAMILY. This is the kernel's legacy TCPDIAG_GETSOCK request (struct
+// inet_diag_req), which it answers for AF_UNSPEC; the answers are inet_diag_msg records, each
+// with its own family, under nlmsg_type TCPDIAG_GETSOCK.
+SockDiagRequest<inet_diag_req> tcpBothFamiliesDumpRequest(uint32_t seq, uint32_t states);
 
 // One NETLINK_SOCK_DIAG socket, bound to the network namespace of the thread that opened it.
 // Movable, not copyable; not thread-safe.

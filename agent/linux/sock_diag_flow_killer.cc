@@ -191,6 +191,17 @@ SockDiagFlowKiller::SockDiagFlowKiller(Options options, SockDiagSocket diag,
 
 SockDiagFlowKiller::~SockDiagFlowKiller() = default;
 
+absl::StatusOr<std::vector<DiagSocket>> SockDiagFlowKiller::dumpTcpBothFamilies() {
+  auto req = tcpBothFamiliesDumpRequest(diag_.nextSeq(), cutStatesMask());
+  std::vector<DiagSocket> out;
+  absl::Status s =
+      diag_.dump(&req, sizeof req, kDumpTimeout, [&out](const uint8_t* data, size_t n, bool* done) {
+        return parseInetDiagDump(data, n, &out, done);
+      });
+  if (!s.ok()) return s;
+  return out;
+}
+
 absl::StatusOr<std::vector<DiagSocket>> SockDiagFlowKiller::dumpTcp(int family) {
   auto req = sockDiagDumpRequest<inet_diag_req_v2>(diag_.nextSeq(), static_cast<uint8_t>(family));
   req.r.sdiag_protocol = IPPROTO_TCP;
@@ -290,15 +301,20 @@ absl::StatusOr<CutReport> SockDiagFlowKiller::cut(const FlowSelector& selector, 
   if (options_.sockets) {
     std::vector<DiagSocket> all;
     bool dumped = false;
-    for (int family : {AF_INET, AF_INET6}) {
-      auto d = dumpTcp(family);
-      if (!d.ok()) {
-        report.errors.push_back(fmt::format("{} TCP sockets not enumerated, none of them cut: {}",
-                                            family == AF_INET ? "IPv4" : "IPv6", d.status()));
-        continue;
-      }
+    if (auto both = dumpTcpBothFamilies(); both.ok()) {
+      all = *std::move(both);
       dumped = true;
-      all.insert(all.end(), d->begin(), d->end());
+    } else {  // a kernel without the legacy request: one dump per family
+      for (int family : {AF_INET, AF_INET6}) {
+        auto d = dumpTcp(family);
+        if (!d.ok()) {
+          report.errors.push_back(fmt::format("{} TCP sockets not enumerated, none of them cut: {}",
+                                              family == AF_INET ? "IPv4" : "IPv6", d.status()));
+          continue;
+        }
+        dumped = true;
+        all.insert(all.end(), d->begin(), d->end());
+      }
     }
     if (!dumped) fatal.push_back("socket dump failed");
     if (options_.resolve_owners) resolveSocketOwners(&all);

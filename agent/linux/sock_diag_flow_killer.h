@@ -80,14 +80,19 @@ class SockDiagFlowKiller final : public FlowKiller {
   SockDiagFlowKiller(const SockDiagFlowKiller&) = delete;
   SockDiagFlowKiller& operator=(const SockDiagFlowKiller&) = delete;
 
-  // Order: dump TCP sockets (v4, v6), destroy the chosen ones in batches, then dump conntrack
+  // Order: dump TCP sockets (v4 and v6 in one dump; one per family if the kernel refuses
+  // that), destroy the chosen ones in batches, then dump conntrack
   // and delete the chosen entries. Returns an error only when nothing could be enumerated;
   // partial failures are listed in CutReport::errors. A kernel without
   // CONFIG_INET_DIAG_DESTROY yields one clear error and no destroyed sockets (the chosen
   // connections stay established; only the firewall stalls them).
   absl::StatusOr<CutReport> cut(const FlowSelector& selector, bool dry_run) override;
 
-  // Dumps TCP sockets of `family` (AF_INET or AF_INET6) in cutStatesMask() states.
+  // Dumps the TCP sockets of both families in cutStatesMask() states with one walk of the
+  // kernel's TCP table (tcpBothFamiliesDumpRequest, sock_diag.h).
+  absl::StatusOr<std::vector<DiagSocket>> dumpTcpBothFamilies();
+  // Dumps TCP sockets of `family` (AF_INET or AF_INET6) in cutStatesMask() states: the way
+  // when a kernel refuses the dump of both.
   absl::StatusOr<std::vector<DiagSocket>> dumpTcp(int family);
 
  private:

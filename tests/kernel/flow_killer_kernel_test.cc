@@ -1,5 +1,6 @@
 // SockDiagFlowKiller against the real kernel: SOCK_DESTROY of loopback TCP sockets (IPv4 and
 // IPv6) and conntrack deletion, inside this process's private network namespace.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
@@ -123,6 +124,41 @@ INSTANTIATE_TEST_SUITE_P(Families, FlowKillerTest, ::testing::Values(AF_INET, AF
                          [](const ::testing::TestParamInfo<int>& p) {
                            return p.param == AF_INET ? "IPv4" : "IPv6";
                          });
+
+// The one dump of both families finds exactly what the two per-family dumps find: the sockets
+// of 3 IPv4 and 2 IPv6 connections (both ends), with the family the kernel gives each.
+TEST(FlowKillerDump, BothFamiliesInOneDumpMatchTheDumpsPerFamily) {
+  BULKHEAD_REQUIRE_PRIVATE_NETNS();
+  Fd l4 = test::listenLoopback(AF_INET);
+  Fd l6 = test::listenLoopback(AF_INET6);
+  std::string err;
+  auto c4 = test::connectMany(AF_INET, l4, 3, &err);
+  ASSERT_EQ(c4.size(), 3u) << err;
+  auto c6 = test::connectMany(AF_INET6, l6, 2, &err);
+  ASSERT_EQ(c6.size(), 2u) << err;
+
+  auto killer = makeKiller();
+  ASSERT_NE(killer, nullptr);
+  auto both = killer->dumpTcpBothFamilies();
+  ASSERT_TRUE(both.ok()) << both.status();
+  auto keys = [](const std::vector<DiagSocket>& v) {
+    std::multiset<std::string> out;
+    for (const DiagSocket& s : v) out.insert(fmt::format("{} {}", s.family, s.flow.toString()));
+    return out;
+  };
+  std::multiset<std::string> per_family;
+  size_t v4 = 0;
+  size_t v6 = 0;
+  for (int family : {AF_INET, AF_INET6}) {
+    auto d = killer->dumpTcp(family);
+    ASSERT_TRUE(d.ok()) << d.status();
+    for (const DiagSocket& s : *d) (family == AF_INET ? v4 : v6) += s.family == family ? 1 : 0;
+    per_family.merge(keys(*d));
+  }
+  EXPECT_EQ(v4, 6u);  // both ends of each connection; listeners are not in cutStatesMask()
+  EXPECT_EQ(v6, 4u);
+  EXPECT_EQ(keys(*both), per_family);
+}
 
 TEST(FlowKillerMapped, V4MappedSocketIsReportedAsIPv4) {
   BULKHEAD_REQUIRE_PRIVATE_NETNS();

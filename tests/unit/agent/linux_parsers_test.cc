@@ -17,6 +17,7 @@
 #include "agent/linux/nftables_firewall.h"
 #include "agent/linux/proc_files.h"
 #include "agent/linux/ruleset_hash.h"
+#include "agent/linux/sock_diag.h"
 #include "agent/linux/sock_diag_flow_killer.h"
 #include "agent/linux/tamper_watch.h"
 
@@ -122,6 +123,27 @@ TEST(SockDiagParse, DumpOfV4V6AndMappedSockets) {
   appendMsg(&d, NLMSG_DONE, intPayload(0));
   ASSERT_TRUE(parseInetDiagDump(d.data(), d.size(), &out, &done).ok());
   EXPECT_TRUE(done);
+}
+
+// The answers to the dump of both families (tcpBothFamiliesDumpRequest) come as
+// TCPDIAG_GETSOCK messages, mixed families; other message types are still skipped.
+TEST(SockDiagParse, LegacyTcpDumpAnswersOfBothFamilies) {
+  std::vector<uint8_t> b;
+  appendMsg(&b, TCPDIAG_GETSOCK, diagMsg(AF_INET6, "fd77::11", 443, "fd77::66", 40000, 8));
+  appendMsg(&b, NLMSG_NOOP, intPayload(0));
+  appendMsg(&b, TCPDIAG_GETSOCK, diagMsg(AF_INET, "10.77.0.11", 22, "10.77.0.66", 51234, 7));
+  std::vector<DiagSocket> out;
+  bool done = false;
+  ASSERT_TRUE(parseInetDiagDump(b.data(), b.size(), &out, &done).ok());
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(describeFlow(out[0].flow), "tcp [fd77::11]:443 <- [fd77::66]:40000");
+  EXPECT_EQ(describeFlow(out[1].flow), "tcp 10.77.0.11:22 <- 10.77.0.66:51234");
+
+  auto req = tcpBothFamiliesDumpRequest(5, 1u << 1);
+  EXPECT_EQ(req.h.nlmsg_type, TCPDIAG_GETSOCK);
+  EXPECT_EQ(req.h.nlmsg_len, sizeof req);
+  EXPECT_EQ(req.h.nlmsg_flags, NLM_F_REQUEST | NLM_F_DUMP);
+  EXPECT_EQ(req.r.idiag_states, 1u << 1);
 }
 
 TEST(SockDiagParse, ErrorsAndTruncation) {
