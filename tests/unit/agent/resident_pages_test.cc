@@ -36,7 +36,7 @@ TEST(ReadOnlyFileMappingsTest, KeepsOnlyFilesMappedWithoutWritePermission) {
 }
 
 TEST(CleanFilePageRunsTest, JoinsPresentFilePagesAndSkipsCopiesAndAbsentPages) {
-  const PageRange mapping{0x10000, 6 * 0x1000};
+  const PageRange mapping{0x10000, size_t{6} * 0x1000};
   // file, file, private copy (present, not file), absent, file, file
   const std::vector<uint64_t> entries{kPresent | kFile, kPresent | kFile,     kPresent, 0,
                                       kPresent | kFile, kPresent | kFile | 42};
