@@ -15,6 +15,17 @@ run's figures and the min/median/max of the runs' isolate+release p50, and the r
 lab-tools build, in node ctl, unix socket: tests/lab/postgres.py), runs alternating, the
 controller restarted on the other store each time.
 
+--after-trim: the isolate an agent answers after idling. 15 s after it starts (then every
+5 min) the agent unmaps its clean library pages (agent/linux/resident_pages.h), so its first
+isolate faults the code it runs back in. Each run starts h1's agent with
+--keep-resident-pages (the baseline), then as shipped; each idles 20 s, then one isolate is
+timed, and one more right after it, with the agent's minor page faults for each.
+
+--baseline-agent PATH: two agent programs on the same host, runs alternating: PATH (the
+baseline, e.g. a build of the commit before a change) and the build's agent. Each run restarts
+h1's agent and times --cycles isolate/release cycles. Prints the min/median/max of the runs'
+isolate p50 (operator call) and agent apply p50, and the ratios.
+
 --replicas: two controllers serving one PostgreSQL 15 database at once (--replica a, c); h1's
 agent streams to c. Runs alternate between calls to c (the baseline: the agent's own
 controller) and calls to a (the state reaches c at the commit's notice, the acknowledgement
@@ -24,9 +35,11 @@ comes back to a on the link).
 import argparse
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
+import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "lab"))
@@ -53,6 +66,78 @@ def run_bench_tails(lab, fleet, cycles):
     p99 = re.search(r"^both\s+n=\d+\s+rpc p50\s+[\d.]+ ms\s+p90\s+[\d.]+ ms\s+p99\s+([\d.]+) ms",
                     out, re.M)
     return p50, float(p99.group(1)) if p99 else None
+
+
+def minor_faults(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[7])  # field 10, minflt
+
+
+def isolate_once(lab, fleet):
+    """One isolate+release cycle: the agent's own apply time of the isolate (its steps' sum: the
+    bench's first call also pays for its channel) and the agent's minor faults meanwhile."""
+    pid = fleet.agents["h1"].pid
+    before = minor_faults(pid)
+    out, _ = run_bench(lab, fleet, fleet.admin_identity, 1)
+    faults = minor_faults(pid) - before
+    m = re.search(r"^isolate\s+n=1\s.*agent apply p50\s+([\d.]+) ms", out, re.M)
+    return float(m.group(1)), faults
+
+
+def compare_after_trim(lab, fleet, runs):
+    """Per run, h1's agent twice: with --keep-resident-pages (the baseline), then as shipped."""
+    ms = {"kept": {"idle": [], "again": []}, "trimmed": {"idle": [], "again": []}}
+    faults = {"kept": {"idle": [], "again": []}, "trimmed": {"idle": [], "again": []}}
+    for run in range(runs):
+        for variant, extra in (("kept", ["--keep-resident-pages"]), ("trimmed", [])):
+            fleet.kill_agent("h1", signal.SIGTERM)
+            fleet.wait_online(["h1"], online=False, timeout=30)
+            fleet.start_agent("h1", {"role": "web"}, extra=extra)
+            fleet.wait_online(["h1"])
+            time.sleep(20)  # past the agent's first trim, 15 s after it starts
+            for when in ("idle", "again"):
+                t, f = isolate_once(lab, fleet)
+                ms[variant][when].append(t)
+                faults[variant][when].append(f)
+            print(f"run {run + 1} {variant}: after idling {ms[variant]['idle'][-1]:.2f} ms "
+                  f"({faults[variant]['idle'][-1]} minor faults), right after "
+                  f"{ms[variant]['again'][-1]:.2f} ms ({faults[variant]['again'][-1]})",
+                  flush=True)
+    base = statistics.median(ms["kept"]["idle"])
+    print("agent apply time of one isolate, ms min / median / max:")
+    for variant in ("kept", "trimmed"):
+        for when, what in (("idle", "after 20 s idle"), ("again", "right after another")):
+            v, f = ms[variant][when], faults[variant][when]
+            print(f"  {variant:8} {what:20} {min(v):7.2f} / {statistics.median(v):7.2f} / "
+                  f"{max(v):7.2f}   minor faults median {statistics.median(f):5.0f}   "
+                  f"{statistics.median(v) / base:.2f}x kept-after-idle")
+
+
+def compare_agents(lab, fleet, runs, cycles, baseline_bin):
+    built = fleet.bin("bulkhead-agent")
+    rpc = {"baseline": [], "built": []}
+    apply = {"baseline": [], "built": []}
+    for run in range(runs):
+        for variant, program in (("baseline", baseline_bin), ("built", built)):
+            fleet.kill_agent("h1", signal.SIGTERM)
+            fleet.wait_online(["h1"], online=False, timeout=30)
+            fleet.programs["bulkhead-agent"] = program
+            fleet.start_agent("h1", {"role": "web"})
+            fleet.wait_online(["h1"])
+            out, _ = run_bench(lab, fleet, fleet.admin_identity, cycles)
+            m = re.search(r"^isolate\s+n=\d+\s+rpc p50\s+([\d.]+) ms.*agent apply p50\s+([\d.]+) ms",
+                          out, re.M)
+            rpc[variant].append(float(m.group(1)))
+            apply[variant].append(float(m.group(2)))
+            print(f"run {run + 1} {variant}: isolate p50 {rpc[variant][-1]:.2f} ms, agent apply "
+                  f"p50 {apply[variant][-1]:.2f} ms", flush=True)
+    print(f"isolate p50 over {runs} runs of {cycles} cycles, ms min / median / max:")
+    for name, values in (("operator call", rpc), ("agent apply", apply)):
+        base = statistics.median(values["baseline"])
+        for variant in ("baseline", "built"):
+            v = values[variant]
+            print(f"  {name:14} {variant:9} {min(v):7.2f} / {statistics.median(v):7.2f} / "
+                  f"{max(v):7.2f}   {statistics.median(v) / base:.2f}x baseline")
 
 
 def summary(name, values, base=None):
@@ -188,6 +273,8 @@ def main() -> int:
     ap.add_argument("--tenants", action="store_true")
     ap.add_argument("--stores", action="store_true")
     ap.add_argument("--replicas", action="store_true")
+    ap.add_argument("--after-trim", action="store_true")
+    ap.add_argument("--baseline-agent", metavar="PATH")
     a = ap.parse_args()
     with Lab(hosts=1) as lab:
         fleet = Fleet(lab, os.path.abspath(a.build_dir), heartbeat_interval="5s",
@@ -204,6 +291,12 @@ def main() -> int:
             return 0
         if a.replicas:
             compare_replicas(lab, fleet, a.runs, a.cycles)
+            return 0
+        if a.baseline_agent:
+            compare_agents(lab, fleet, a.runs, a.cycles, os.path.abspath(a.baseline_agent))
+            return 0
+        if a.after_trim:
+            compare_after_trim(lab, fleet, a.runs)
             return 0
         out, _ = run_bench(lab, fleet, fleet.admin_identity, a.cycles)
         sys.stdout.write(out)
