@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "agent/capture/file_sink.h"
+#include "agent/collect/fd_table.h"
 #include "common/format.h"
 #include "common/json.h"
 #include "evidence/bundle.h"
@@ -128,7 +129,9 @@ absl::StatusOr<CaptureOutcome> runCapture(
   } cleanup{work};
 
   // Threads keep what they touch alive: the context, the collector, the sink, the board.
-  auto shared_ctx = std::make_shared<const collect::CollectContext>(ctx);
+  auto capture_ctx = std::make_shared<collect::CollectContext>(ctx);
+  capture_ctx->fd_table = std::make_shared<collect::FdTable>();  // one /proc fd walk per capture
+  std::shared_ptr<const collect::CollectContext> shared_ctx = std::move(capture_ctx);
   auto copies = std::make_shared<SharedCopies>(work / "copies", options.max_binaries_total);
   auto board = std::make_shared<Board>();
   std::vector<Run> runs(collectors.size());

@@ -31,6 +31,8 @@ namespace bulkhead::agent::collect {
 
 inline constexpr uint64_t kMiB = 1024 * 1024;
 
+class FdTable;  // fd_table.h
+
 struct CollectContext {
   std::string capture_id;
   std::string host_id;
@@ -50,6 +52,10 @@ struct CollectContext {
   // A capture-first kill: the processes it holds stopped for this capture (the
   // stopped_processes collector records each in full). Empty for an ordinary capture.
   std::vector<int> target_pids;
+  // The open fds of every process, walked once for every collector that reads them
+  // (fd_table.h). The capture engine sets a new one per capture; null when a collector runs on
+  // its own (tests): it then walks for itself.
+  std::shared_ptr<FdTable> fd_table;
 };
 
 // Where a collector writes. Thread-safe against the engine sealing it at the time limit; used

@@ -1,6 +1,7 @@
 // open_files.jsonl (every fd of every process: what it points at, whether that was deleted)
 // and memory_maps.jsonl (only the mappings that hide code: deleted files, memfd files and
-// anonymous executable memory), read from <proc_root>/PID/fd and <proc_root>/PID/maps.
+// anonymous executable memory), read from <proc_root>/PID/fd (the capture's shared walk,
+// fd_table.h) and <proc_root>/PID/maps.
 #include <fcntl.h>
 #include <fmt/format.h>
 
@@ -10,6 +11,8 @@
 #include <vector>
 
 #include "agent/collect/collectors.h"
+#include "agent/collect/fd_table.h"
+#include "agent/linux/fd_walk.h"
 #include "agent/linux/proc_files.h"
 #include "common/lines.h"
 
@@ -25,6 +28,17 @@ class OpenFilesCollector final : public Collector {
   std::string_view name() const override { return "open_files"; }
 
   absl::Status collect(const CollectContext& ctx, ArtifactSink& sink) override {
+    // The fds come from the capture's one walk of /proc/*/fd, shared with the sockets
+    // collector (fd_table.h); the maps are read here.
+    std::shared_ptr<const proc::FdWalk> walk = openFds(ctx, sink);
+    if (walk == nullptr) return absl::OkStatus();  // stopped while another collector walked
+    if (walk->end == proc::FdWalk::End::kNoProc) return absl::UnavailableError(walk->error);
+    if (std::string warning = fdWalkIncomplete(*walk, sink, "open files"); !warning.empty()) {
+      sink.warn(warning);
+    }
+    for (const proc::ProcessFds& process : walk->processes) {
+      if (sink.stopped() || !fileDescriptors(process, sink)) return absl::OkStatus();
+    }
     proc::ScopedFd proc_fd = proc::openDir(AT_FDCWD, ctx.proc_root.c_str());
     if (!proc_fd.ok()) {
       return absl::UnavailableError(
@@ -42,7 +56,6 @@ class OpenFilesCollector final : public Collector {
       std::snprintf(name, sizeof name, "%d", pid);
       proc::ScopedFd dir = proc::openDir(proc_fd.get(), name);
       if (!dir.ok()) continue;  // exited
-      if (!fileDescriptors(pid, dir.get(), sink)) return absl::OkStatus();
       if (!proc::readFileAt(dir.get(), "maps", kMapsCap, &maps)) continue;
       if (!mappings(pid, maps, sink)) return absl::OkStatus();
     }
@@ -51,20 +64,16 @@ class OpenFilesCollector final : public Collector {
 
  private:
   // False once the sink refuses records.
-  static bool fileDescriptors(int pid, int dir, ArtifactSink& sink) {
-    proc::ScopedFd fds = proc::openDir(dir, "fd");
-    if (!fds.ok()) return true;  // exited, or a kernel thread without a table
-    bool more = true;
-    proc::forEachNumericEntry(fds.get(), ".", [&](int fd, const char* entry) {
-      auto target = proc::readLinkAt(fds.get(), entry);
-      if (!target) return true;  // closed meanwhile
-      more = sink.record("open_files.jsonl", json{{"pid", pid},
-                                                  {"fd", fd},
-                                                  {"target", proc::utf8(*target)},
-                                                  {"deleted", proc::linkFlags(*target).deleted}});
-      return more && !sink.stopped();
-    });
-    return more;
+  static bool fileDescriptors(const proc::ProcessFds& process, ArtifactSink& sink) {
+    for (const proc::OpenFd& fd : process.fds) {
+      if (!sink.record("open_files.jsonl", json{{"pid", process.pid},
+                                                {"fd", fd.fd},
+                                                {"target", proc::utf8(fd.target)},
+                                                {"deleted", proc::linkFlags(fd.target).deleted}})) {
+        return false;
+      }
+    }
+    return true;
   }
 
   static bool mappings(int pid, std::string_view text, ArtifactSink& sink) {

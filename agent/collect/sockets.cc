@@ -1,7 +1,7 @@
 // sockets.jsonl: every TCP, UDP and raw socket (IPv4 and IPv6), UNIX socket and packet socket
 // of the agent's network namespace, from NETLINK_SOCK_DIAG dumps (inet_diag, unix_diag,
-// packet_diag), with the pids and comms holding each one, found by one scan of
-// <proc_root>/*/fd for "socket:[INODE]" links.
+// packet_diag), with the pids and comms holding each one, found among the "socket:[INODE]"
+// links of the capture's one walk of <proc_root>/*/fd (fd_table.h, shared with open_files).
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -23,8 +23,10 @@
 #include <vector>
 
 #include "agent/collect/collectors.h"
-#include "agent/linux/proc_files.h"
+#include "agent/collect/fd_table.h"
 #include "agent/collect/sock_diag_records.h"
+#include "agent/linux/fd_walk.h"
+#include "agent/linux/proc_files.h"
 #include "agent/linux/sock_diag.h"
 #include "agent/linux/sock_diag_flow_killer.h"
 #include "common/format.h"
@@ -35,8 +37,6 @@ namespace {
 using nlohmann::json;
 
 constexpr std::chrono::milliseconds kRecvTimeout{3000};  // per recv: the kernel answers at once
-// The sockets are written after the owner scan: past this, write them with the owners found.
-constexpr std::chrono::milliseconds kOwnerScanBudget{5000};
 
 // TCP state names (linux/tcp_states.h numbering), lower case as `ss` prints them.
 const char* tcpStateName(uint8_t state) {
@@ -256,48 +256,31 @@ class SocketScan {
     });
   }
 
-  // One pass over <proc_root>/*/fd: which pids hold each dumped socket, and their comms.
-  // Bounded by kOwnerScanBudget (then a warning) and by sink.stopped().
+  // Which pids hold each dumped socket, and their comms, from the capture's one walk of
+  // <proc_root>/*/fd (fd_table.h: shared with open_files, bounded by kFdWalkBudget, then a
+  // warning) unless sink.stopped().
   void findOwners() {
     for (const Row& row : rows_) {
       if (row.inode != 0) owners_.try_emplace(row.inode);
     }
     if (owners_.empty()) return;
-    proc::ScopedFd proc_fd = proc::openDir(AT_FDCWD, ctx_.proc_root.c_str());
-    if (!proc_fd.ok()) {
-      sink_.warn(fmt::format("socket owners not found: cannot open {}: {}", ctx_.proc_root.string(),
-                             std::strerror(errno)));
-      return;
+    std::shared_ptr<const proc::FdWalk> walk = openFds(ctx_, sink_);
+    if (walk == nullptr) return;  // stopped while another collector walked
+    if (std::string warning = fdWalkIncomplete(*walk, sink_, "socket owners"); !warning.empty()) {
+      sink_.warn(warning);
     }
-    std::string comm;
-    const auto deadline = std::chrono::steady_clock::now() + kOwnerScanBudget;
-    proc::forEachNumericEntry(proc_fd.get(), ".", [&](int pid, const char* name) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        sink_.warn(
-            fmt::format("socket owners incomplete: the /proc fd scan passed its {} ms budget",
-                        kOwnerScanBudget.count()));
-        return false;
-      }
-      proc::ScopedFd dir = proc::openDir(proc_fd.get(), name);
-      if (!dir.ok()) return !sink_.stopped();
+    for (const proc::ProcessFds& process : walk->processes) {
       bool owns = false;
-      proc::forEachSocketInode(dir.get(), [&](uint64_t inode) {
-        auto it = owners_.find(inode);
-        if (it == owners_.end()) return true;  // another network namespace's socket
-        it->second.push_back(pid);
+      for (const proc::OpenFd& fd : process.fds) {
+        auto it = owners_.find(proc::socketInodeFromLink(fd.target));
+        if (it == owners_.end()) continue;  // not a socket, or another network namespace's
+        it->second.push_back(process.pid);
         owns = true;
-        return true;
-      });
-      if (owns && !comms_.count(pid)) {
-        json c = nullptr;
-        if (proc::readFileAt(dir.get(), "comm", 64, &comm)) {
-          if (!comm.empty() && comm.back() == '\n') comm.pop_back();
-          c = proc::utf8(comm);
-        }
-        comms_[pid] = std::move(c);
       }
-      return !sink_.stopped();
-    });
+      if (owns) {
+        comms_[process.pid] = process.comm ? json(proc::utf8(*process.comm)) : json(nullptr);
+      }
+    }
   }
 
   const CollectContext& ctx_;

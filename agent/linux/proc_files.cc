@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <charconv>
 #include <limits>
+#include <utility>
 
 #include "agent/core/processes.h"
 #include "common/json.h"
@@ -88,7 +89,10 @@ std::optional<std::string> readLinkAt(int dirfd, const char* name) {
 
 bool forEachNumericEntry(int dirfd, const char* name,
                          absl::FunctionRef<bool(int number, const char* entry)> each) {
-  ScopedFd fd = openDir(dirfd, name);
+  return forEachNumericEntry(openDir(dirfd, name), each);
+}
+
+bool forEachNumericEntry(ScopedFd fd, absl::FunctionRef<bool(int number, const char* entry)> each) {
   if (!fd.ok()) return false;
   DIR* d = ::fdopendir(fd.get());
   if (d == nullptr) return false;
@@ -107,9 +111,9 @@ bool forEachNumericEntry(int dirfd, const char* name,
 
 bool forEachSocketInode(int pid_dirfd, absl::FunctionRef<bool(uint64_t inode)> each) {
   ScopedFd fds = openDir(pid_dirfd, "fd");
-  if (!fds.ok()) return false;
-  return forEachNumericEntry(fds.get(), ".", [&](int, const char* fd) {
-    auto target = readLinkAt(fds.get(), fd);
+  const int fds_fd = fds.get();
+  return forEachNumericEntry(std::move(fds), [&](int, const char* fd) {
+    auto target = readLinkAt(fds_fd, fd);
     if (!target) return true;
     uint64_t inode = socketInodeFromLink(*target);
     return inode == 0 || each(inode);

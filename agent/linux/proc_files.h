@@ -56,6 +56,9 @@ std::optional<std::string> readLinkAt(int dirfd, const char* name);
 // returns false to stop early. False if the directory cannot be opened.
 bool forEachNumericEntry(int dirfd, const char* name,
                          absl::FunctionRef<bool(int number, const char* entry)> each);
+// The same over the directory `dir` itself, which it takes over and closes (no second open of
+// it; callers that read the entries keep `dir.get()` for the *at calls, valid until it returns).
+bool forEachNumericEntry(ScopedFd dir, absl::FunctionRef<bool(int number, const char* entry)> each);
 
 // Calls `each(inode)` for every socket among the open fds of the process whose /proc directory
 // is `pid_dirfd` (links "socket:[N]" in its fd/), in directory order; `each` returns false to

@@ -12,10 +12,13 @@
 #include <ctime>
 #include <fstream>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <random>
 #include <thread>
 
 #include "agent/collect/collectors.h"
+#include "agent/collect/fd_table.h"
 #include "common/format.h"
 #include "evidence/bundle.h"
 #include "evidence/summary.h"
@@ -322,6 +325,32 @@ TEST(Capture, CancelStopsWithoutABundle) {
   EXPECT_EQ(out.status().code(), absl::StatusCode::kCancelled);
   EXPECT_FALSE(std::filesystem::exists(o.spool_dir / (o.context.capture_id + ".tar.gz")));
   EXPECT_FALSE(std::filesystem::exists(o.spool_dir / (o.context.capture_id + ".work")));
+}
+
+TEST(Capture, CollectorsOfOneCaptureShareOneFdTable) {
+  TempDir dir;
+  auto seen = std::make_shared<std::vector<const collect::FdTable*>>();
+  auto mu = std::make_shared<std::mutex>();
+  auto note = [seen, mu](const CollectContext& ctx, ArtifactSink&) {
+    std::lock_guard lock(*mu);
+    seen->push_back(ctx.fd_table.get());
+    return absl::OkStatus();
+  };
+  auto o = options(dir);
+  for (int capture = 0; capture < 2; ++capture) {
+    o.context.capture_id = fmt::format("cap-fd-table-{}", capture);
+    std::vector<std::unique_ptr<Collector>> cs;
+    cs.push_back(fake("open_files", note));
+    cs.push_back(fake("sockets", note));
+    auto out = runCapture(o, std::move(cs), Pki::signer(), nullptr);
+    ASSERT_TRUE(out.ok()) << out.status();
+  }
+  ASSERT_EQ(seen->size(), 4u);
+  EXPECT_NE((*seen)[0], nullptr);
+  EXPECT_EQ((*seen)[0], (*seen)[1]);  // one table per capture
+  EXPECT_EQ((*seen)[2], (*seen)[3]);
+  EXPECT_NE((*seen)[0], (*seen)[2]);       // a new one for the next capture
+  EXPECT_EQ(o.context.fd_table, nullptr);  // the caller's context is left as it was
 }
 
 TEST(Capture, BadCaptureIdIsRefused) {

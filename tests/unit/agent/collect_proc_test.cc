@@ -1,6 +1,8 @@
 // The /proc collectors (metadata, processes, open_files, sockets) against a fixture proc tree
-// in a temp dir (CollectContext.proc_root), then against the real /proc of this process.
+// in a temp dir (CollectContext.proc_root), the capture's shared fd walk (fd_table.h) that
+// open_files and sockets read, then the collectors against the real /proc of this process.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,10 +13,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <thread>
 
 #include "agent/collect/collectors.h"
+#include "agent/collect/fd_table.h"
 #include "agent/core/processes.h"
+#include "agent/linux/fd_walk.h"
 #include "agent/linux/proc_files.h"
 #include "agent/linux/proc_scan.h"
 #include "tests/unit/agent/memory_sink.h"
@@ -317,6 +323,189 @@ TEST_F(FixtureProc, OpenFilesAndMaps) {
   EXPECT_TRUE(maps[1]["path"].is_null());
   EXPECT_EQ(maps[1]["perms"], "rwxp");
   EXPECT_TRUE(maps[2]["memfd"].get<bool>());
+}
+
+// ---- the shared fd walk (fd_table.h) ----------------------------------------------------
+
+// A real socket's link text: the sockets collector dumps the real network namespace, the
+// fixture's fd links name it.
+class SharedFdWalk : public FixtureProc {
+ protected:
+  void SetUp() override {
+    FixtureProc::SetUp();
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair_), 0);
+    struct stat st {};
+    ASSERT_EQ(::fstat(pair_[0], &st), 0);
+    inode_ = st.st_ino;
+    link_ = "socket:[" + std::to_string(inode_) + "]";
+  }
+  void TearDown() override {
+    ::close(pair_[0]);
+    ::close(pair_[1]);
+    FixtureProc::TearDown();
+  }
+  // Process `pid` with fd links {fd: target} and a comm file.
+  void addHolder(int pid, const std::string& comm, const std::map<int, std::string>& fds) {
+    fs::path p = addProcess(pid, comm, "/usr/bin/" + comm);
+    fs::create_directories(p / "fd");
+    for (const auto& [fd, target] : fds) fs::create_symlink(target, p / "fd" / std::to_string(fd));
+    write(p / "comm", comm + "\n");
+  }
+  json socketRecord(const MemorySink& sink) const {
+    for (const auto& r : sink.of("sockets.jsonl")) {
+      if (r["inode"] == inode_) return r;
+    }
+    return nullptr;
+  }
+
+  int pair_[2] = {-1, -1};
+  uint64_t inode_ = 0;
+  std::string link_;
+};
+
+TEST_F(SharedFdWalk, WalkReadsEveryFdAndTheCommOfSocketHolders) {
+  addHolder(100, "holder", {{0, "/dev/null"}, {5, link_}});
+  addHolder(300, "plain", {{1, "/etc/passwd"}});
+  addProcess(2, "kthreadd", "");  // no fd directory: left out
+  proc::FdWalk walk = proc::walkOpenFds(proc_, std::chrono::seconds(5), [] { return false; });
+  EXPECT_EQ(walk.end, proc::FdWalk::End::kComplete);
+  std::map<int, proc::ProcessFds> by_pid;
+  for (auto& p : walk.processes) by_pid[p.pid] = p;
+  ASSERT_EQ(by_pid.size(), 2u);
+  EXPECT_EQ(by_pid[100].comm, "holder");
+  ASSERT_EQ(by_pid[100].fds.size(), 2u);
+  std::map<int, std::string> fds;
+  for (const auto& f : by_pid[100].fds) fds[f.fd] = f.target;
+  EXPECT_EQ(fds, (std::map<int, std::string>{{0, "/dev/null"}, {5, link_}}));
+  EXPECT_FALSE(by_pid[300].comm.has_value());  // holds no socket: comm not read
+  EXPECT_EQ(by_pid[300].fds.size(), 1u);
+
+  auto missing = proc::walkOpenFds(dir_ / "nope", std::chrono::seconds(5), [] { return false; });
+  EXPECT_EQ(missing.end, proc::FdWalk::End::kNoProc);
+  EXPECT_NE(missing.error.find("cannot open"), std::string::npos) << missing.error;
+}
+
+TEST_F(SharedFdWalk, OpenFilesAndSocketOwnersComeFromOneWalk) {
+  addHolder(100, "holder", {{0, "/dev/null"}, {5, link_}, {6, "/tmp/gone (deleted)"}});
+  addHolder(200, "child", {{7, link_}});  // inherited
+  addHolder(300, "plain", {{1, "/etc/passwd"}});
+  ctx_.fd_table = std::make_shared<FdTable>();
+  MemorySink files;
+  MemorySink sockets;
+  // Concurrently, as the engine runs them: whichever asks first walks, the other waits.
+  absl::Status files_status;
+  std::thread t([&] { files_status = makeOpenFilesCollector()->collect(ctx_, files); });
+  absl::Status sockets_status = makeSocketCollector()->collect(ctx_, sockets);
+  t.join();
+  ASSERT_TRUE(files_status.ok()) << files_status;
+  ASSERT_TRUE(sockets_status.ok()) << sockets_status;
+  EXPECT_EQ(ctx_.fd_table->walks(), 1);
+
+  std::map<std::pair<int, int>, json> opened;
+  for (const auto& r : files.of("open_files.jsonl")) {
+    opened[{r["pid"].get<int>(), r["fd"].get<int>()}] = r;
+  }
+  ASSERT_EQ(opened.size(), 5u) << json(files.of("open_files.jsonl")).dump();
+  auto at = [&](int pid, int fd) { return opened[std::make_pair(pid, fd)]; };
+  EXPECT_EQ(at(100, 5)["target"], link_);
+  EXPECT_FALSE(at(100, 5)["deleted"].get<bool>());
+  EXPECT_TRUE(at(100, 6)["deleted"].get<bool>());
+  EXPECT_EQ(at(200, 7)["target"], link_);
+  EXPECT_EQ(at(300, 1)["target"], "/etc/passwd");
+  EXPECT_TRUE(files.warnings.empty()) << files.warnings.front();
+
+  json r = socketRecord(sockets);
+  ASSERT_TRUE(r.is_object()) << "the socketpair is not in sockets.jsonl";
+  EXPECT_EQ(r["pids"], json({100, 200}));
+  EXPECT_EQ(r["comms"], json({"holder", "child"}));
+  for (const auto& w : sockets.warnings) EXPECT_EQ(w.find("owners"), std::string::npos) << w;
+
+  // A capture's table walks once however often it is asked: an fd opened since is not seen.
+  fs::create_symlink(link_, proc_ / "300" / "fd" / "9");
+  MemorySink files_again;
+  MemorySink sockets_again;
+  ASSERT_TRUE(makeOpenFilesCollector()->collect(ctx_, files_again).ok());
+  ASSERT_TRUE(makeSocketCollector()->collect(ctx_, sockets_again).ok());
+  EXPECT_EQ(files_again.of("open_files.jsonl").size(), 5u);
+  EXPECT_EQ(socketRecord(sockets_again)["pids"], json({100, 200}));
+  EXPECT_EQ(ctx_.fd_table->walks(), 1);
+}
+
+TEST_F(SharedFdWalk, AWalkPastItsBudgetIsReportedByBothCollectors) {
+  addHolder(100, "holder", {{5, link_}});
+  ctx_.fd_table = std::make_shared<FdTable>(std::chrono::milliseconds(-1));  // already past
+  MemorySink files;
+  MemorySink sockets;
+  ASSERT_TRUE(makeOpenFilesCollector()->collect(ctx_, files).ok());
+  ASSERT_TRUE(makeSocketCollector()->collect(ctx_, sockets).ok());
+  EXPECT_EQ(ctx_.fd_table->walks(), 1);
+  EXPECT_TRUE(files.of("open_files.jsonl").empty());
+  ASSERT_EQ(files.warnings.size(), 1u);
+  EXPECT_EQ(files.warnings[0].rfind("open files incomplete: the /proc fd scan passed its", 0), 0u)
+      << files.warnings[0];
+  bool warned = false;
+  for (const auto& w : sockets.warnings) {
+    warned |= w.rfind("socket owners incomplete: the /proc fd scan passed its", 0) == 0;
+  }
+  EXPECT_TRUE(warned);
+  json r = socketRecord(sockets);
+  ASSERT_TRUE(r.is_object());
+  EXPECT_EQ(r["pids"], json::array());  // written all the same, without owners
+}
+
+TEST_F(SharedFdWalk, AWalkCutByItsCollectorIsReportedByTheOther) {
+  addHolder(100, "holder", {{5, link_}});
+  ctx_.fd_table = std::make_shared<FdTable>();
+  MemorySink stopped;
+  stopped.stop = true;
+  ASSERT_TRUE(makeOpenFilesCollector()->collect(ctx_, stopped).ok());
+  EXPECT_TRUE(stopped.warnings.empty());  // its own stop: the engine reports it
+  MemorySink sockets;
+  ASSERT_TRUE(makeSocketCollector()->collect(ctx_, sockets).ok());
+  EXPECT_EQ(ctx_.fd_table->walks(), 1);
+  bool warned = false;
+  for (const auto& w : sockets.warnings) {
+    warned |= w.rfind("socket owners incomplete: the /proc fd scan was cut", 0) == 0;
+  }
+  EXPECT_TRUE(warned);
+}
+
+// A sink whose stopped() holds its caller until `release`: keeps a walk going on its thread.
+class HoldingSink final : public ArtifactSink {
+ public:
+  bool record(std::string_view, const json&) override { return true; }
+  bool file(std::string_view, std::string_view) override { return true; }
+  absl::StatusOr<Copied> copy(std::string_view, int, uint64_t) override { return Copied{}; }
+  bool has(std::string_view) const override { return false; }
+  void warn(std::string_view) override {}
+  bool stopped() const override {
+    held = true;
+    while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return false;
+  }
+  mutable std::atomic<bool> held{false};
+  std::atomic<bool> release{false};
+};
+
+TEST_F(SharedFdWalk, AWaiterWhoseSinkStopsLeavesWithoutTheWalk) {
+  addHolder(100, "holder", {{5, link_}});
+  auto table = std::make_shared<FdTable>();
+  ctx_.fd_table = table;
+  HoldingSink walker;
+  std::shared_ptr<const proc::FdWalk> walked;
+  std::thread t([&] { walked = table->get(ctx_, walker); });
+  while (!walker.held) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  MemorySink waiter;
+  waiter.stop = true;
+  EXPECT_EQ(table->get(ctx_, waiter), nullptr);  // returns while the walk is still going
+  walker.release = true;
+  t.join();
+  ASSERT_NE(walked, nullptr);
+  EXPECT_EQ(walked->end, proc::FdWalk::End::kComplete);
+  EXPECT_EQ(walked->processes.size(), 1u);
+  MemorySink late;
+  EXPECT_EQ(table->get(ctx_, late), walked);  // the same walk for everyone after
+  EXPECT_EQ(table->walks(), 1);
 }
 
 // ---- the real /proc ------------------------------------------------------------------------

@@ -1,0 +1,60 @@
+#include "agent/linux/fd_walk.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "agent/linux/proc_files.h"
+
+namespace bulkhead::agent::proc {
+
+FdWalk walkOpenFds(const std::filesystem::path& proc_root, std::chrono::milliseconds budget,
+                   absl::FunctionRef<bool()> stop) {
+  const auto deadline = std::chrono::steady_clock::now() + budget;
+  FdWalk walk;
+  walk.budget = budget;
+  ScopedFd proc_fd = openDir(AT_FDCWD, proc_root.c_str());
+  if (!proc_fd.ok()) {
+    walk.end = FdWalk::End::kNoProc;
+    walk.error = fmt::format("cannot open {}: {}", proc_root.string(), std::strerror(errno));
+    return walk;
+  }
+  std::string comm;
+  forEachNumericEntry(proc_fd.get(), ".", [&](int pid, const char* name) {
+    if (stop()) {
+      walk.end = FdWalk::End::kStopped;
+      return false;
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      walk.end = FdWalk::End::kOverBudget;
+      return false;
+    }
+    ScopedFd dir = openDir(proc_fd.get(), name);
+    if (!dir.ok()) return true;  // exited
+    ScopedFd fds = openDir(dir.get(), "fd");
+    if (!fds.ok()) return true;  // exited, or a kernel thread without a table
+    ProcessFds process;
+    process.pid = pid;
+    bool sockets = false;
+    const int fds_fd = fds.get();
+    forEachNumericEntry(std::move(fds), [&](int fd, const char* entry) {
+      std::optional<std::string> target = readLinkAt(fds_fd, entry);
+      if (!target) return true;  // closed meanwhile
+      sockets = sockets || socketInodeFromLink(*target) != 0;
+      process.fds.push_back(OpenFd{fd, *std::move(target)});
+      return true;
+    });
+    if (sockets && readFileAt(dir.get(), "comm", 64, &comm)) {
+      if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+      process.comm = comm;
+    }
+    walk.processes.push_back(std::move(process));
+    return true;
+  });
+  return walk;
+}
+
+}  // namespace bulkhead::agent::proc
