@@ -51,6 +51,12 @@ const char* datagramStateName(uint8_t state) {
   return state == 7 /* TCP_CLOSE */ ? "unconnected" : tcpStateName(state);
 }
 
+const char* inetFamilyName(uint8_t family) { return family == AF_INET ? "inet" : "inet6"; }
+
+const char* inetProtocolName(uint8_t protocol) {
+  return protocol == IPPROTO_TCP ? "tcp" : protocol == IPPROTO_UDP ? "udp" : "raw";
+}
+
 const char* unixTypeName(uint8_t type) {
   switch (type) {
     case SOCK_STREAM: return "stream";
@@ -165,20 +171,16 @@ class SocketScan {
     dumped += dumpPacket() ? 1 : 0;
     if (dumped == 0) return absl::UnavailableError("no sock_diag dump succeeded (see warnings)");
     findOwners();
+    // Inet sockets first (dumped first), their records built one at a time as they are written.
+    for (const InetRow& row : inet_rows_) {
+      if (sink_.stopped()) return absl::OkStatus();
+      json record = inetRecord(row);
+      addOwners(row.socket.inode, &record);
+      if (!sink_.record("sockets.jsonl", record)) return absl::OkStatus();
+    }
     for (auto& row : rows_) {
       if (sink_.stopped()) return absl::OkStatus();
-      json pids = json::array();
-      json comms = json::array();
-      if (auto it = owners_.find(row.inode); row.inode != 0 && it != owners_.end()) {
-        std::sort(it->second.begin(), it->second.end());
-        it->second.erase(std::unique(it->second.begin(), it->second.end()), it->second.end());
-        for (int pid : it->second) {
-          pids.push_back(pid);
-          comms.push_back(comms_[pid]);
-        }
-      }
-      row.record["pids"] = std::move(pids);
-      row.record["comms"] = std::move(comms);
+      addOwners(row.inode, &row.record);
       if (!sink_.record("sockets.jsonl", row.record)) return absl::OkStatus();
     }
     return absl::OkStatus();
@@ -186,6 +188,45 @@ class SocketScan {
 
  private:
   using Row = SocketRecord;
+
+  // An inet socket as dumped: a host may hold hundreds of thousands, so its record is built
+  // only when written (not kept as a JSON object per socket meanwhile).
+  struct InetRow {
+    DiagSocket socket;
+    uint8_t family = 0;    // of the dump: AF_INET, AF_INET6
+    uint8_t protocol = 0;  // IPPROTO_TCP, IPPROTO_UDP, IPPROTO_RAW
+  };
+
+  static json inetRecord(const InetRow& row) {
+    const DiagSocket& s = row.socket;
+    json r;
+    r["family"] = inetFamilyName(row.family);
+    r["protocol"] = inetProtocolName(row.protocol);
+    r["state"] = row.protocol == IPPROTO_TCP ? tcpStateName(s.state) : datagramStateName(s.state);
+    r["local_address"] = addressText(s.family, s.id.idiag_src);
+    r["local_port"] = ntohs(s.id.idiag_sport);
+    r["remote_address"] = addressText(s.family, s.id.idiag_dst);
+    r["remote_port"] = ntohs(s.id.idiag_dport);
+    r["inode"] = s.inode;
+    r["uid"] = s.uid;
+    return r;
+  }
+
+  // "pids" and "comms" of the socket `inode`: its owners in pid order (none if unknown).
+  void addOwners(uint64_t inode, json* record) {
+    json pids = json::array();
+    json comms = json::array();
+    if (auto it = owners_.find(inode); inode != 0 && it != owners_.end()) {
+      std::sort(it->second.begin(), it->second.end());
+      it->second.erase(std::unique(it->second.begin(), it->second.end()), it->second.end());
+      for (int pid : it->second) {
+        pids.push_back(pid);
+        comms.push_back(comms_[pid]);
+      }
+    }
+    (*record)["pids"] = std::move(pids);
+    (*record)["comms"] = std::move(comms);
+  }
 
   // Sends one dump request and feeds every answer datagram to `on_datagram` until it sets
   // *done. False (with a warning naming `what`, unless stopped) when the dump failed; the
@@ -214,28 +255,15 @@ class SocketScan {
     req.r.sdiag_protocol = protocol;
     req.r.sdiag_raw_protocol = protocol == IPPROTO_RAW ? IPPROTO_RAW : 0;  // raw: every protocol
     req.r.idiag_states = ~0u;
-    const char* proto = protocol == IPPROTO_TCP ? "tcp" : protocol == IPPROTO_UDP ? "udp" : "raw";
-    const char* fam = family == AF_INET ? "inet" : "inet6";
     std::vector<DiagSocket> found;
-    bool ok = dump(&req, sizeof req,
-                   fmt::format("{} {} sockets{}", fam, proto,
-                               protocol == IPPROTO_RAW ? " (needs raw_diag)" : ""),
-                   [&](const uint8_t* data, size_t n, bool* done) {
-                     return parseInetDiagDump(data, n, &found, done);
-                   });
-    for (const DiagSocket& s : found) {
-      json r;
-      r["family"] = fam;
-      r["protocol"] = proto;
-      r["state"] = protocol == IPPROTO_TCP ? tcpStateName(s.state) : datagramStateName(s.state);
-      r["local_address"] = addressText(s.family, s.id.idiag_src);
-      r["local_port"] = ntohs(s.id.idiag_sport);
-      r["remote_address"] = addressText(s.family, s.id.idiag_dst);
-      r["remote_port"] = ntohs(s.id.idiag_dport);
-      r["inode"] = s.inode;
-      r["uid"] = s.uid;
-      rows_.push_back(Row{std::move(r), s.inode});
-    }
+    bool ok =
+        dump(&req, sizeof req,
+             fmt::format("{} {} sockets{}", inetFamilyName(family), inetProtocolName(protocol),
+                         protocol == IPPROTO_RAW ? " (needs raw_diag)" : ""),
+             [&](const uint8_t* data, size_t n, bool* done) {
+               return parseInetDiagDump(data, n, &found, done);
+             });
+    for (const DiagSocket& s : found) inet_rows_.push_back(InetRow{s, family, protocol});
     return ok;
   }
 
@@ -260,6 +288,9 @@ class SocketScan {
   // <proc_root>/*/fd (fd_table.h: shared with open_files, bounded by kFdWalkBudget, then a
   // warning) unless sink.stopped().
   void findOwners() {
+    for (const InetRow& row : inet_rows_) {
+      if (row.socket.inode != 0) owners_.try_emplace(row.socket.inode);
+    }
     for (const Row& row : rows_) {
       if (row.inode != 0) owners_.try_emplace(row.inode);
     }
@@ -286,7 +317,8 @@ class SocketScan {
   const CollectContext& ctx_;
   ArtifactSink& sink_;
   std::optional<SockDiagSocket> diag_;
-  std::vector<Row> rows_;
+  std::vector<InetRow> inet_rows_;
+  std::vector<Row> rows_;                                  // UNIX and packet sockets
   std::unordered_map<uint64_t, std::vector<int>> owners_;  // socket inode -> pids
   std::unordered_map<int, json> comms_;
 };
