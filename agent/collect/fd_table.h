@@ -22,8 +22,10 @@ namespace bulkhead::agent::collect {
 
 // How long the walk may take: the sockets collector writes its records only after it (they
 // carry their owners), so past this the walk stops and both collectors write what it found,
-// each with a warning (fdWalkIncomplete).
-inline constexpr std::chrono::milliseconds kFdWalkBudget{5000};
+// each with a warning (fdWalkIncomplete). 10 s of the collectors' default 15 s time limit
+// (collector.h) leaves the sockets collector time to write; open_files, which had the whole 15 s
+// for its own walk before the walk was shared, loses little.
+inline constexpr std::chrono::milliseconds kFdWalkBudget{10000};
 
 class FdTable {
  public:
