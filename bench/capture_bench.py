@@ -2,10 +2,10 @@
 """Capture benchmark in the lab (root): a controller and one agent (h1); h1 first as it is, then
 with 1,000 extra processes and 5,000 extra sockets (2,500 established TCP connections over
 loopback, both ends). For each, N captures from the jump host; prints the medians of the time
-the agent spent collecting and packing (manifest started -> finished), the end-to-end time of
-`bulkhead capture --output` (request, collect, upload, store, download) and the bundle size, and
-each collector's median duration. Target (DESIGN.md): capture of a host with 1,000 processes
-<= 2 s.
+the agent spent collecting (manifest started -> finished: packing comes after), the end-to-end
+time of `bulkhead capture --output` (request, collect, pack, upload, store, download) and the
+bundle size, and each collector's median duration. Target (DESIGN.md): capture of a host with
+1,000 processes <= 2 s.
 
     python3 bench/capture_bench.py [--build-dir build] [--runs 5] [--procs 1000] [--sockets 5000]
 """
@@ -98,7 +98,7 @@ def report(label, runs):
     med = lambda k: statistics.median(r[k] for r in runs)  # noqa: E731
     print(f"{label}: {runs[0]['procs']} processes, {runs[0]['sockets']} sockets, "
           f"{len(runs)} runs")
-    print(f"  collect+pack median {med('collect_s'):.3f} s (min {min(r['collect_s'] for r in runs):.3f},"
+    print(f"  collection median {med('collect_s'):.3f} s (min {min(r['collect_s'] for r in runs):.3f},"
           f" max {max(r['collect_s'] for r in runs):.3f})")
     print(f"  end to end (capture --output) median {med('wall_s'):.3f} s")
     print(f"  bundle median {med('size') / 2**20:.2f} MiB")
