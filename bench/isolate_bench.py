@@ -84,16 +84,21 @@ def isolate_once(lab, fleet):
     return float(m.group(1)), faults
 
 
+def restart_agent(fleet, extra=()):
+    """Stops h1's agent, starts fleet.bin("bulkhead-agent") with `extra` flags, waits online."""
+    fleet.kill_agent("h1", signal.SIGTERM)
+    fleet.wait_online(["h1"], online=False, timeout=30)
+    fleet.start_agent("h1", {"role": "web"}, extra=extra)
+    fleet.wait_online(["h1"])
+
+
 def compare_after_trim(lab, fleet, runs):
     """Per run, h1's agent twice: with --keep-resident-pages (the baseline), then as shipped."""
     ms = {"kept": {"idle": [], "again": []}, "trimmed": {"idle": [], "again": []}}
     faults = {"kept": {"idle": [], "again": []}, "trimmed": {"idle": [], "again": []}}
     for run in range(runs):
         for variant, extra in (("kept", ["--keep-resident-pages"]), ("trimmed", [])):
-            fleet.kill_agent("h1", signal.SIGTERM)
-            fleet.wait_online(["h1"], online=False, timeout=30)
-            fleet.start_agent("h1", {"role": "web"}, extra=extra)
-            fleet.wait_online(["h1"])
+            restart_agent(fleet, extra)
             time.sleep(20)  # past the agent's first trim, 15 s after it starts
             for when in ("idle", "again"):
                 t, f = isolate_once(lab, fleet)
@@ -119,11 +124,8 @@ def compare_agents(lab, fleet, runs, cycles, baseline_bin):
     apply = {"baseline": [], "built": []}
     for run in range(runs):
         for variant, program in (("baseline", baseline_bin), ("built", built)):
-            fleet.kill_agent("h1", signal.SIGTERM)
-            fleet.wait_online(["h1"], online=False, timeout=30)
             fleet.programs["bulkhead-agent"] = program
-            fleet.start_agent("h1", {"role": "web"})
-            fleet.wait_online(["h1"])
+            restart_agent(fleet)
             out, _ = run_bench(lab, fleet, fleet.admin_identity, cycles)
             m = re.search(r"^isolate\s+n=\d+\s+rpc p50\s+([\d.]+) ms.*agent apply p50\s+([\d.]+) ms",
                           out, re.M)

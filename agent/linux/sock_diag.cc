@@ -47,11 +47,7 @@ absl::Status walkSockDiagDatagram(const uint8_t* data, size_t len,
 }
 
 SockDiagRequest<inet_diag_req> tcpBothFamiliesDumpRequest(uint32_t seq, uint32_t states) {
-  SockDiagRequest<inet_diag_req> req{};
-  req.h.nlmsg_len = sizeof req;
-  req.h.nlmsg_type = TCPDIAG_GETSOCK;
-  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  req.h.nlmsg_seq = seq;
+  auto req = dumpRequest<inet_diag_req>(TCPDIAG_GETSOCK, seq);
   req.r.idiag_family = AF_INET;  // routes the request; the kernel dumps it for AF_UNSPEC
   req.r.idiag_states = states;
   return req;

@@ -35,13 +35,19 @@ struct SockDiagRequest {
   nlmsghdr h;
   Req r;
 };
+// A dump request of netlink message `type` with a zeroed body.
 template <typename Req>
-SockDiagRequest<Req> sockDiagDumpRequest(uint32_t seq, uint8_t family) {
+SockDiagRequest<Req> dumpRequest(uint16_t type, uint32_t seq) {
   SockDiagRequest<Req> req{};
   req.h.nlmsg_len = sizeof req;
-  req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  req.h.nlmsg_type = type;
   req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   req.h.nlmsg_seq = seq;
+  return req;
+}
+template <typename Req>
+SockDiagRequest<Req> sockDiagDumpRequest(uint32_t seq, uint8_t family) {
+  auto req = dumpRequest<Req>(SOCK_DIAG_BY_FAMILY, seq);
   req.r.sdiag_family = family;
   return req;
 }
