@@ -42,6 +42,45 @@ bool command(PGconn* c, const char* sql, const std::vector<const char*>& params)
   return false;
 }
 
+// Sends the first payloads of `out` (at most kBatchPayloads of them, or about kBatchBytes of
+// SQL) as NOTIFYs on `channel` in one round trip, and removes them from `out`: one simple
+// query of several statements runs as one transaction, so PostgreSQL delivers them together
+// at its commit, in this order. A batch that fails is lost (logged), as one payload was; a
+// payload that cannot be quoted (not text in the connection's encoding) is dropped (logged).
+bool notifyBatch(PGconn* c, const std::string& channel, std::deque<std::string>& out) {
+  constexpr size_t kBatchPayloads = 512;
+  constexpr size_t kBatchBytes = 512 * 1024;
+  std::string sql;
+  size_t batched = 0;
+  char* ch = PQescapeLiteral(c, channel.data(), channel.size());
+  while (ch != nullptr && !out.empty() && batched < kBatchPayloads && sql.size() < kBatchBytes) {
+    const std::string payload = std::move(out.front());
+    out.pop_front();
+    char* p = PQescapeLiteral(c, payload.data(), payload.size());
+    if (p == nullptr) {
+      spdlog::warn("replicas: an event that cannot be quoted dropped: {}", lastError(c));
+      continue;
+    }
+    sql += fmt::format("SELECT pg_notify({}, {});", ch, p);
+    PQfreemem(p);
+    ++batched;
+  }
+  if (ch == nullptr) {
+    spdlog::warn("replicas: {} events lost: cannot quote the channel name: {}", out.size(),
+                 lastError(c));
+    out.clear();
+    return false;
+  }
+  PQfreemem(ch);
+  if (batched == 0) return true;
+  PGresult* r = PQexec(c, sql.c_str());
+  const ExecStatusType status = PQresultStatus(r);
+  PQclear(r);
+  if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) return true;
+  spdlog::warn("replicas: {} events lost: {}", batched, lastError(c));
+  return false;
+}
+
 }  // namespace
 
 PostgresBus::PostgresBus(std::string url, std::vector<std::string> listen, std::string send_channel,
@@ -124,11 +163,9 @@ void PostgresBus::run() {
       }
     }
     bool lost = false;
-    for (const std::string& payload : out) {
-      if (!command(conn.get(), "SELECT pg_notify($1, $2)",
-                   {send_channel_.c_str(), payload.c_str()})) {
+    while (!out.empty() && !lost) {
+      if (!notifyBatch(conn.get(), send_channel_, out)) {
         lost = PQstatus(conn.get()) != CONNECTION_OK;
-        if (lost) break;
       }
     }
     if (!lost) {
