@@ -413,6 +413,12 @@ int run(int argc, char** argv) {
   // Several controllers serving at once (--replica): each commits desired states with a notice
   // to the others; the link carries where hosts stream and their agents' answers; the one
   // holding the singleton lease runs the fleet-wide work.
+  // Desired states another controller changed are read from the store on a thread of their
+  // own: a read waits behind this controller's store writes, which wait for the database's
+  // write lock (every controller's writes take turns), and the bus's thread must keep taking
+  // the others' notices meanwhile (their "alive" ones above all: 6 s without one, a
+  // controller's hosts count as offline). Declared before the bus, which posts to it.
+  std::unique_ptr<Scheduler> replica_loads;
   std::unique_ptr<PostgresBus> replica_bus;
   std::unique_ptr<SingletonLease> singleton_lease;
   std::function<bool()> runs_singletons;
@@ -548,19 +554,24 @@ int run(int argc, char** argv) {
   if (!config.replica.empty()) {
     // Notices are handled on the bus's thread once the server is up (serving is set); the bus
     // is stopped before the server.
+    replica_loads = std::make_unique<Scheduler>("bh-replica-load");
     replica_bus = std::make_unique<PostgresBus>(
         config.store, std::vector<std::string>{SqlStore::kDesiredChannel, kReplicaChannel},
         kReplicaChannel,
         PostgresBus::Handlers{
             .notice =
-                [&serving](const std::string& channel, const std::string& payload) {
+                [&serving, &replica_loads](const std::string& channel, const std::string& payload) {
                   if (channel == SqlStore::kDesiredChannel) {
-                    serving->fleet().onDesiredChanged(payload);
+                    replica_loads->post(
+                        [&serving, payload] { serving->fleet().onDesiredChanged(payload); });
                   } else {
                     serving->fleet().onReplicaEvent(payload);
                   }
                 },
-            .connected = [&serving] { serving->fleet().onReplicaLinkUp(); }});
+            .connected =
+                [&serving, &replica_loads] {
+                  replica_loads->post([&serving] { serving->fleet().onReplicaLinkUp(); });
+                }});
     options.fleet.replica = config.replica;
     options.fleet.link = replica_bus.get();
   }
@@ -611,9 +622,10 @@ int run(int argc, char** argv) {
   std::unique_ptr<Scheduler> replica_ticks;
   // Whichever way run() returns from here, the link's thread (which calls into the server) and
   // the ticks stop before the server is destroyed.
-  absl::Cleanup stop_replicas = [&replica_ticks, &replica_bus] {
+  absl::Cleanup stop_replicas = [&replica_ticks, &replica_bus, &replica_loads] {
     if (replica_ticks) replica_ticks->stop();
     if (replica_bus) replica_bus->stop();
+    if (replica_loads) replica_loads->stop();
   };
   if (replica_bus) {
     replica_bus->start();

@@ -623,6 +623,13 @@ void Fleet::replicaEventLocked(const v1::ReplicaEvent& event, Deferred& after) {
   const std::string& from = event.replica();
   if (!replicas_seen_.contains(from)) spdlog::info("replicas: controller \"{}\" serves", from);
   replicas_seen_[from] = clock_.nowUnixMs();
+  if (replicas_forgotten_.erase(from) > 0) {
+    spdlog::warn("replicas: controller \"{}\" is heard from again: asking where hosts stream",
+                 from);
+    v1::ReplicaEvent sync;
+    sync.mutable_sync();
+    sendReplicaLocked(std::move(sync));
+  }
   switch (event.body_case()) {
     case v1::ReplicaEvent::kPart: {
       const v1::ReplicaPart& part = event.part();
@@ -782,9 +789,10 @@ void Fleet::replicaTick() {
     size_t hosts = std::erase_if(remote_, [&gone](const auto& r) { return r.second == gone; });
     spdlog::warn(
         "replicas: nothing from controller \"{}\" for {} ms: its {} hosts count as "
-        "offline until their agents reconnect",
+        "offline until it is heard from again or their agents reconnect",
         gone, options_.replica_timeout.count(), hosts);
     pieces_.forget(gone);
+    replicas_forgotten_.insert(gone);
     it = replicas_seen_.erase(it);
   }
 }

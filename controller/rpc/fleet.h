@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -97,7 +98,9 @@ class Fleet final : public FleetControl, public HostDirectory {
   // reads every desired state again (notices sent while it was down are lost).
   void onReplicaLinkUp();
   // Every second: tells the others this controller serves; forgets the hosts of controllers
-  // not heard from within replica_timeout.
+  // not heard from within replica_timeout. A controller forgotten so that speaks again (it
+  // was stalled, or the link was slow, not dead) is asked to tell its streams again, so its
+  // hosts count as online again without their agents reconnecting.
   void replicaTick();
   // FleetControl: reads `hosts`' states from the store; pushes newer ones to streams here.
   void reloadDesiredStates(const std::vector<std::string>& hosts) override;
@@ -234,6 +237,8 @@ class Fleet final : public FleetControl, public HostDirectory {
   std::unordered_map<std::string, uint64_t> remote_enforced_;  // GUARDED_BY(mu_)
   // Other controllers → when one of their events last arrived (unix ms).
   std::map<std::string, int64_t> replicas_seen_;  // GUARDED_BY(mu_)
+  // Other controllers whose hosts replicaTick() forgot, not heard from since.
+  std::set<std::string> replicas_forgotten_;  // GUARDED_BY(mu_)
   // Commands relayed here by other controllers: command id → the controller to answer.
   std::unordered_map<std::string, std::string> relayed_;  // GUARDED_BY(mu_)
   std::function<void()> fleet_blocks_listener_;           // GUARDED_BY(mu_)

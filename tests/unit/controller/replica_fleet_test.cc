@@ -166,6 +166,31 @@ TEST_F(ReplicaFleetTest, AHostOfAControllerNotHeardFromIsOfflineAfterTheTimeout)
   EXPECT_TRUE(alive);
 }
 
+// A controller forgotten after the timeout (stalled, or its notices delayed: not dead) that
+// speaks again is asked, once, where hosts stream; its answer makes its hosts online again
+// without their agents reconnecting.
+TEST_F(ReplicaFleetTest, AControllerHeardFromAgainAfterTheTimeoutIsAskedForItsStreams) {
+  upAtC();
+  clock_.advance(std::chrono::seconds(7));
+  fleet_->replicaTick();
+  ASSERT_FALSE(fleet_->online("web-01"));
+  auto syncs = [this] {
+    int n = 0;
+    for (const auto& e : link_.events()) n += e.has_sync() && e.replica() == "a" ? 1 : 0;
+    return n;
+  };
+  link_.sent.clear();
+  v1::ReplicaEvent alive = fromC();
+  alive.mutable_alive();
+  fleet_->onReplicaEvent(encoded(alive));
+  EXPECT_EQ(syncs(), 1);
+  upAtC();  // c's answer to the sync
+  EXPECT_TRUE(fleet_->online("web-01"));
+  link_.sent.clear();
+  fleet_->onReplicaEvent(encoded(alive));
+  EXPECT_EQ(syncs(), 0) << "asked again although c was never forgotten since";
+}
+
 // A one-shot command for a host on c goes on the link; c's relayed result reaches the command
 // listener. Events from this controller itself are ignored.
 TEST_F(ReplicaFleetTest, ACommandIsRelayedAndItsResultComesBack) {
