@@ -1,4 +1,6 @@
 // SqlHosts and SqlDesiredStates (sql_tables.h).
+#include <set>
+
 #include "common/format.h"
 #include "controller/core/blocks.h"
 #include "controller/store/sql_db.h"
@@ -29,36 +31,82 @@ HostInfo readHost(Stmt& st) {
   return h;
 }
 
-}  // namespace
+// Rows per multi-row INSERT: far under both engines' parameter limits (SQLite 32,766,
+// PostgreSQL 65,535) with 11 columns; a few hundred rows make one round trip instead of one
+// each.
+constexpr size_t kRowsPerStatement = 200;
 
-absl::Status SqlHosts::save(const std::vector<HostInfo>& hosts,
-                            const std::vector<TamperRecord>& tamper) {
-  Stmt up(db_, R"sql(
+// "(?1, ?2, ?3), (?4, ?5, ?6)" for 2 rows of 3 columns.
+std::string valueRows(size_t rows, size_t columns) {
+  std::string out;
+  size_t n = 0;
+  for (size_t r = 0; r < rows; ++r) {
+    out += r == 0 ? "(" : ", (";
+    for (size_t c = 0; c < columns; ++c) out += fmt::format("{}?{}", c == 0 ? "" : ", ", ++n);
+    out += ')';
+  }
+  return out;
+}
+
+constexpr size_t kHostColumns = 11;
+
+std::string upsertHostsSql(size_t rows) {
+  return fmt::format(R"sql(
       INSERT INTO hosts(host_id, hostname, addresses, labels, os, agent_version,
                         first_seen_unix_ms, last_seen_unix_ms, enforced_generation,
                         ruleset_hash, last_report)
-      VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+      VALUES{}
       ON CONFLICT(host_id) DO UPDATE SET
         hostname=excluded.hostname, addresses=excluded.addresses, labels=excluded.labels,
         os=excluded.os, agent_version=excluded.agent_version,
         first_seen_unix_ms=excluded.first_seen_unix_ms,
         last_seen_unix_ms=excluded.last_seen_unix_ms,
         enforced_generation=excluded.enforced_generation,
-        ruleset_hash=excluded.ruleset_hash, last_report=excluded.last_report)sql");
+        ruleset_hash=excluded.ruleset_hash, last_report=excluded.last_report)sql",
+                     valueRows(rows, kHostColumns));
+}
+
+// Upserts hosts[begin, end) in one statement. REQUIRES: no host id twice among them (an
+// upsert may not change one row twice).
+absl::Status upsertHosts(sql::Db* db, const std::vector<HostInfo>& hosts, size_t begin,
+                         size_t end) {
+  Stmt up(db, upsertHostsSql(end - begin));
   if (auto s = up.prepared(); !s.ok()) return s;
-  for (const auto& h : hosts) {
-    up.bind(1, h.host_id);
-    up.bind(2, h.hostname);
-    up.bindStrings(3, h.addresses);
-    up.bind(4, sql::labelsJson(h.labels));
-    up.bind(5, h.os);
-    up.bind(6, h.agent_version);
-    up.bind(7, h.first_seen_unix_ms);
-    up.bind(8, h.last_seen_unix_ms);
-    up.bind(9, static_cast<int64_t>(h.enforced_generation));
-    up.bind(10, h.ruleset_hash);
-    up.bindBlob(11, h.last_report.SerializeAsString());
-    if (auto s = up.run(); !s.ok()) return s;
+  int i = 0;
+  for (size_t k = begin; k < end; ++k) {
+    const HostInfo& h = hosts[k];
+    up.bind(++i, h.host_id);
+    up.bind(++i, h.hostname);
+    up.bindStrings(++i, h.addresses);
+    up.bind(++i, sql::labelsJson(h.labels));
+    up.bind(++i, h.os);
+    up.bind(++i, h.agent_version);
+    up.bind(++i, h.first_seen_unix_ms);
+    up.bind(++i, h.last_seen_unix_ms);
+    up.bind(++i, static_cast<int64_t>(h.enforced_generation));
+    up.bind(++i, h.ruleset_hash);
+    up.bindBlob(++i, h.last_report.SerializeAsString());
+  }
+  return up.run();
+}
+
+}  // namespace
+
+absl::Status SqlHosts::save(const std::vector<HostInfo>& hosts,
+                            const std::vector<TamperRecord>& tamper) {
+  // In statements of up to kRowsPerStatement rows; a host listed twice starts a new one, so
+  // its later row wins as when each row had a statement of its own.
+  std::set<std::string> in_statement;
+  size_t begin = 0;
+  for (size_t k = 0; k <= hosts.size(); ++k) {
+    const bool flush = k == hosts.size() || k - begin == kRowsPerStatement ||
+                       in_statement.contains(hosts[k].host_id);
+    if (flush && k > begin) {
+      if (auto s = upsertHosts(db_, hosts, begin, k); !s.ok()) return s;
+      begin = k;
+      in_statement.clear();
+    }
+    if (k < hosts.size()) in_statement.insert(hosts[k].host_id);
   }
   if (!tamper.empty()) {
     Stmt ins(db_, "INSERT INTO tamper_events(host_id, at_unix_ms, event) VALUES(?1, ?2, ?3)");
@@ -126,26 +174,49 @@ absl::Status SqlDesiredStates::put(const std::string& host_id,
   return st.run();
 }
 
-absl::Status SqlDesiredStates::putNewer(const std::string& host_id,
-                                        const bulkhead::v1::DesiredState& state) {
-  Stmt st(db_, R"sql(
-      INSERT INTO desired_state(host_id, generation, state) VALUES(?1, ?2, ?3)
-      ON CONFLICT(host_id) DO UPDATE SET generation=excluded.generation, state=excluded.state
-      WHERE desired_state.generation < excluded.generation)sql");
-  if (auto s = st.prepared(); !s.ok()) return s;
-  st.bind(1, host_id);
-  st.bind(2, static_cast<int64_t>(state.generation()));
-  st.bindBlob(3, state.SerializeAsString());
-  if (auto s = st.run(); !s.ok()) return s;
-  if (db_->changes() > 0) return absl::OkStatus();
-  Stmt stored(db_, "SELECT generation FROM desired_state WHERE host_id = ?1");
-  if (auto s = stored.prepared(); !s.ok()) return s;
-  stored.bind(1, host_id);
-  const int64_t generation = stored.step() == sql::kRow ? stored.i64(0) : 0;
-  return absl::AbortedError(fmt::format(
-      "host {}: another controller changed its state first (generation {} is stored, this "
-      "change was generation {})",
-      host_id, generation, state.generation()));
+absl::Status SqlDesiredStates::putAllNewer(
+    const std::map<std::string, bulkhead::v1::DesiredState>& states) {
+  auto it = states.begin();
+  while (it != states.end()) {
+    std::vector<std::pair<const std::string*, const bulkhead::v1::DesiredState*>> rows;
+    for (; it != states.end() && rows.size() < kRowsPerStatement; ++it) {
+      rows.emplace_back(&it->first, &it->second);
+    }
+    Stmt st(db_, fmt::format(R"sql(
+        INSERT INTO desired_state(host_id, generation, state) VALUES{}
+        ON CONFLICT(host_id) DO UPDATE SET generation=excluded.generation, state=excluded.state
+        WHERE desired_state.generation < excluded.generation)sql",
+                             valueRows(rows.size(), 3)));
+    if (auto s = st.prepared(); !s.ok()) return s;
+    int i = 0;
+    for (const auto& [host, state] : rows) {
+      st.bind(++i, *host);
+      st.bind(++i, static_cast<int64_t>(state->generation()));
+      st.bindBlob(++i, state->SerializeAsString());
+    }
+    if (auto s = st.run(); !s.ok()) return s;
+    if (db_->changes() == static_cast<int64_t>(rows.size())) continue;
+    // A row was kept: name the first host whose stored row is not the one written.
+    Stmt stored(db_, "SELECT generation, state FROM desired_state WHERE host_id = ?1");
+    if (auto s = stored.prepared(); !s.ok()) return s;
+    for (const auto& [host, state] : rows) {
+      stored.reset();
+      stored.bind(1, *host);
+      const bool found = stored.step() == sql::kRow;
+      const int64_t generation = found ? stored.i64(0) : 0;
+      if (!found || generation != static_cast<int64_t>(state->generation()) ||
+          stored.text(1) != state->SerializeAsString()) {
+        return absl::AbortedError(fmt::format(
+            "host {}: another controller changed its state first (generation {} is stored, "
+            "this change was generation {})",
+            *host, generation, state->generation()));
+      }
+    }
+    return absl::AbortedError(
+        "another controller changed the state of one of the hosts first (at the same "
+        "generation)");
+  }
+  return absl::OkStatus();
 }
 
 namespace {

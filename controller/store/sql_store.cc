@@ -80,9 +80,7 @@ absl::StatusOr<AuditEntry> SqlStore::commitChange(
     const std::map<std::string, bulkhead::v1::DesiredState>& states, const AuditEntry& entry) {
   std::lock_guard lock(mu_);
   return inTransaction(db_.get(), [&]() -> absl::StatusOr<AuditEntry> {
-    for (const auto& [host, state] : states) {
-      if (auto s = desired_states_.putNewer(host, state); !s.ok()) return s;
-    }
+    if (auto s = desired_states_.putAllNewer(states); !s.ok()) return s;
     if (!replica_.empty()) {
       // NOTIFY payloads must stay under 8000 bytes.
       constexpr size_t kPayloadLimit = 7000;

@@ -42,9 +42,11 @@ class SqlDesiredStates {
  public:
   explicit SqlDesiredStates(sql::Db* db) : db_(db) {}
   absl::Status put(const std::string& host_id, const bulkhead::v1::DesiredState& state);
-  // Writes `state` only over a row of a lower generation (or none): Aborted naming the host and
-  // the stored generation otherwise (another controller changed the host first).
-  absl::Status putNewer(const std::string& host_id, const bulkhead::v1::DesiredState& state);
+  // Writes each state only over a row of a lower generation (or none), a few hundred rows per
+  // statement (one round trip each on PostgreSQL, not one per host): Aborted naming a host
+  // and its stored generation when that is not lower (another controller changed the host
+  // first); what was written must then be rolled back. REQUIRES: a transaction.
+  absl::Status putAllNewer(const std::map<std::string, bulkhead::v1::DesiredState>& states);
   // DataLoss when a row does not parse.
   absl::StatusOr<std::map<std::string, bulkhead::v1::DesiredState>> load();
   // The rows of `hosts` (hosts without one are left out).

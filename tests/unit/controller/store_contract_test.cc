@@ -726,6 +726,60 @@ TEST_P(StoreContract, AnApprovalIsDecidedOnceAcrossStores) {
   EXPECT_EQ(b->listAudit(0)->size(), 1u);
 }
 
+// A change of hundreds of hosts (written several hundred rows per statement) stores every
+// state; one refused host in a later statement refuses the whole change, the rows of the
+// statements before it included. Hundreds of host rows are saved, a host listed twice keeping
+// its later row.
+TEST_P(StoreContract, AChangeOfHundredsOfHostsIsWrittenWholeOrNotAtAll) {
+  auto store = open();
+  ASSERT_NE(store, nullptr);
+  constexpr int kHosts = 450;
+  auto name = [](int i) { return fmt::format("web-{:03}", i); };
+  std::map<std::string, v1::DesiredState> change;
+  for (int i = 0; i < kHosts; ++i) {
+    v1::DesiredState& d = change[name(i)];
+    d.set_generation(1);
+    d.mutable_isolation()->set_enabled(i % 2 == 0);
+  }
+  ASSERT_TRUE(store->commitChange(change, entry("isolate", "many")).ok());
+  auto states = store->loadDesiredStates();
+  ASSERT_TRUE(states.ok());
+  ASSERT_EQ(states->size(), static_cast<size_t>(kHosts));
+  EXPECT_TRUE(states->at(name(448)).isolation().enabled());
+  EXPECT_FALSE(states->at(name(449)).isolation().enabled());
+  // Generation 2 of every host, but web-300 (in the second statement) is at 3 already.
+  v1::DesiredState newer;
+  newer.set_generation(3);
+  ASSERT_TRUE(store->commitChange({{name(300), newer}}, entry("isolate", name(300))).ok());
+  for (auto& [host, d] : change) d.set_generation(2);
+  auto refused = store->commitChange(change, entry("release", "many"));
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kAborted) << refused.status();
+  EXPECT_NE(refused.status().message().find("host " + name(300)), std::string::npos)
+      << refused.status();
+  EXPECT_NE(refused.status().message().find("generation 3 is stored"), std::string::npos);
+  states = store->loadDesiredStates();
+  ASSERT_TRUE(states.ok());
+  EXPECT_EQ(states->at(name(0)).generation(), 1u) << "a row of the first statement was kept";
+  EXPECT_EQ(states->at(name(449)).generation(), 1u);
+  EXPECT_EQ(store->listAudit(0)->size(), 2u);
+
+  std::vector<HostInfo> hosts;
+  for (int i = 0; i < kHosts; ++i) {
+    HostInfo& h = hosts.emplace_back();
+    h.host_id = name(i);
+    h.hostname = name(i) + ".example";
+    h.last_seen_unix_ms = 1000 + i;
+  }
+  hosts.push_back(hosts[5]);
+  hosts.back().hostname = "renamed.example";
+  ASSERT_TRUE(store->saveHosts(hosts, {}, {}).ok());
+  auto saved = store->loadHosts();
+  ASSERT_TRUE(saved.ok());
+  ASSERT_EQ(saved->size(), static_cast<size_t>(kHosts));
+  EXPECT_EQ((*saved)[5].hostname, "renamed.example");
+  EXPECT_EQ((*saved)[449].last_seen_unix_ms, 1449);
+}
+
 // Two controllers change one host from the same generation: the first commit wins, the second
 // is refused (Aborted, naming the host and the stored generation) and writes nothing, neither
 // the state nor its audit row. Built on the stored generation, it goes through.
