@@ -3,9 +3,9 @@
 with 1,000 extra processes and 5,000 extra sockets (2,500 established TCP connections over
 loopback, both ends). For each, N captures from the jump host; prints the medians of the time
 the agent spent collecting (manifest started -> finished: packing comes after), the end-to-end
-time of `bulkhead capture --output` (request, collect, pack, upload, store, download) and the
-bundle size, and each collector's median duration. Target (DESIGN.md): capture of a host with
-1,000 processes <= 2 s.
+time of `bulkhead capture --output` (request, collect, pack, upload, store, download), the
+agent's CPU time per capture (all its threads, min and max too) and the bundle size, and each
+collector's median duration. Target (DESIGN.md): capture of a host with 1,000 processes <= 2 s.
 
     python3 bench/capture_bench.py [--build-dir build] [--runs 5] [--procs 1000] [--sockets 5000]
 """
@@ -72,12 +72,22 @@ while True: time.sleep(3600)
 """
 
 
+def cpu_seconds(pid):
+    """User + system CPU of process `pid` (all its threads, exited ones included), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def capture_once(fleet, out_dir, label, i):
     out = os.path.join(out_dir, f"{label}-{i}.tar.gz")
+    agent_pid = fleet.agents["h1"].pid
+    cpu0 = cpu_seconds(agent_pid)
     t0 = time.monotonic()
     rc, doc, err = fleet.cli("capture", "h1", "--reason", f"bench {label} {i}", "--output", out,
                              timeout=600)
     wall = time.monotonic() - t0
+    cpu = cpu_seconds(agent_pid) - cpu0
     if rc != 0:
         raise RuntimeError(f"capture failed ({rc}): {err}")
     with tarfile.open(out, "r:gz") as t:
@@ -90,7 +100,7 @@ def capture_once(fleet, out_dir, label, i):
     size = os.path.getsize(out)
     os.unlink(out)
     return {"collect_s": (manifest["finished_at_unix_ms"] - manifest["started_at_unix_ms"]) / 1e3,
-            "wall_s": wall, "size": size, "procs": procs, "sockets": socks,
+            "wall_s": wall, "cpu_s": cpu, "size": size, "procs": procs, "sockets": socks,
             "collectors": {e["collector"]: e["duration_ms"] for e in log}}
 
 
@@ -100,7 +110,9 @@ def report(label, runs):
           f"{len(runs)} runs")
     print(f"  collection median {med('collect_s'):.3f} s (min {min(r['collect_s'] for r in runs):.3f},"
           f" max {max(r['collect_s'] for r in runs):.3f})")
-    print(f"  end to end (capture --output) median {med('wall_s'):.3f} s")
+    for key, what in (("wall_s", "end to end (capture --output)"), ("cpu_s", "agent CPU")):
+        print(f"  {what} median {med(key):.3f} s (min {min(r[key] for r in runs):.3f}, "
+              f"max {max(r[key] for r in runs):.3f})")
     print(f"  bundle median {med('size') / 2**20:.2f} MiB")
     names = runs[0]["collectors"].keys()
     print("  collectors (median ms): " + ", ".join(
