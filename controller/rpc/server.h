@@ -33,8 +33,6 @@ namespace bulkhead::controller {
 inline constexpr int kMaxReceiveMessageBytes = 4 * 1024 * 1024;
 // Largest message the enrollment listener accepts (a token and a CSR are about 2 KiB).
 inline constexpr int kMaxEnrollMessageBytes = 64 * 1024;
-// Largest TLS record the agent listener writes (grpc.tsi.max_frame_size; --grpc-arg overrides).
-inline constexpr int kTlsFrameBytes = 4 * 1024;
 
 struct ServerOptions {
   std::string listen;                                   // "ADDR:PORT" as gRPC takes it; port 0 picks one

@@ -49,7 +49,7 @@ bool command(PGconn* c, const char* sql, const std::vector<const char*>& params)
 // payload that cannot be quoted (not text in the connection's encoding) is dropped (logged).
 bool notifyBatch(PGconn* c, const std::string& channel, std::deque<std::string>& out) {
   constexpr size_t kBatchPayloads = 512;
-  constexpr size_t kBatchBytes = 512 * 1024;
+  constexpr size_t kBatchBytes = size_t{512} * 1024;
   std::string sql;
   size_t batched = 0;
   char* ch = PQescapeLiteral(c, channel.data(), channel.size());
