@@ -1,4 +1,6 @@
 // SqlHosts and SqlDesiredStates (sql_tables.h).
+#include <algorithm>
+#include <bit>
 #include <set>
 
 #include "common/format.h"
@@ -34,7 +36,15 @@ HostInfo readHost(Stmt& st) {
 // Rows per multi-row INSERT: far under both engines' parameter limits (SQLite 32,766,
 // PostgreSQL 65,535) with 11 columns; a few hundred rows make one round trip instead of one
 // each.
-constexpr size_t kRowsPerStatement = 200;
+constexpr size_t kMaxRowsPerStatement = 256;
+
+// How many of `remaining` rows the next statement writes: a power of two, at most
+// kMaxRowsPerStatement. The statements' SQL then takes at most 9 texts per table, so they
+// stay few in SQLite's statement cache (bounded, and kept for the connection's life) however
+// the row counts vary; any count takes at most log2 of it extra statements.
+size_t rowsInNextStatement(size_t remaining) {
+  return std::min(kMaxRowsPerStatement, std::bit_floor(remaining));
+}
 
 // "(?1, ?2, ?3), (?4, ?5, ?6)" for 2 rows of 3 columns.
 std::string valueRows(size_t rows, size_t columns) {
@@ -66,47 +76,50 @@ std::string upsertHostsSql(size_t rows) {
                      valueRows(rows, kHostColumns));
 }
 
-// Upserts hosts[begin, end) in one statement. REQUIRES: no host id twice among them (an
-// upsert may not change one row twice).
+// Upserts hosts[begin, end), in statements of rowsInNextStatement() rows. REQUIRES: no host id
+// twice among them (an upsert may not change one row twice).
 absl::Status upsertHosts(sql::Db* db, const std::vector<HostInfo>& hosts, size_t begin,
                          size_t end) {
-  Stmt up(db, upsertHostsSql(end - begin));
-  if (auto s = up.prepared(); !s.ok()) return s;
-  int i = 0;
-  for (size_t k = begin; k < end; ++k) {
-    const HostInfo& h = hosts[k];
-    up.bind(++i, h.host_id);
-    up.bind(++i, h.hostname);
-    up.bindStrings(++i, h.addresses);
-    up.bind(++i, sql::labelsJson(h.labels));
-    up.bind(++i, h.os);
-    up.bind(++i, h.agent_version);
-    up.bind(++i, h.first_seen_unix_ms);
-    up.bind(++i, h.last_seen_unix_ms);
-    up.bind(++i, static_cast<int64_t>(h.enforced_generation));
-    up.bind(++i, h.ruleset_hash);
-    up.bindBlob(++i, h.last_report.SerializeAsString());
+  while (begin < end) {
+    const size_t rows = rowsInNextStatement(end - begin);
+    Stmt up(db, upsertHostsSql(rows));
+    if (auto s = up.prepared(); !s.ok()) return s;
+    int i = 0;
+    for (size_t k = begin; k < begin + rows; ++k) {
+      const HostInfo& h = hosts[k];
+      up.bind(++i, h.host_id);
+      up.bind(++i, h.hostname);
+      up.bindStrings(++i, h.addresses);
+      up.bind(++i, sql::labelsJson(h.labels));
+      up.bind(++i, h.os);
+      up.bind(++i, h.agent_version);
+      up.bind(++i, h.first_seen_unix_ms);
+      up.bind(++i, h.last_seen_unix_ms);
+      up.bind(++i, static_cast<int64_t>(h.enforced_generation));
+      up.bind(++i, h.ruleset_hash);
+      up.bindBlob(++i, h.last_report.SerializeAsString());
+    }
+    if (auto s = up.run(); !s.ok()) return s;
+    begin += rows;
   }
-  return up.run();
+  return absl::OkStatus();
 }
 
 }  // namespace
 
 absl::Status SqlHosts::save(const std::vector<HostInfo>& hosts,
                             const std::vector<TamperRecord>& tamper) {
-  // In statements of up to kRowsPerStatement rows; a host listed twice starts a new one, so
-  // its later row wins as when each row had a statement of its own.
-  std::set<std::string> in_statement;
+  // A host listed twice starts a new run of statements, so its later row wins as when each
+  // row had a statement of its own.
+  std::set<std::string> in_run;
   size_t begin = 0;
   for (size_t k = 0; k <= hosts.size(); ++k) {
-    const bool flush = k == hosts.size() || k - begin == kRowsPerStatement ||
-                       in_statement.contains(hosts[k].host_id);
-    if (flush && k > begin) {
+    if (k == hosts.size() || in_run.contains(hosts[k].host_id)) {
       if (auto s = upsertHosts(db_, hosts, begin, k); !s.ok()) return s;
       begin = k;
-      in_statement.clear();
+      in_run.clear();
     }
-    if (k < hosts.size()) in_statement.insert(hosts[k].host_id);
+    if (k < hosts.size()) in_run.insert(hosts[k].host_id);
   }
   if (!tamper.empty()) {
     Stmt ins(db_, "INSERT INTO tamper_events(host_id, at_unix_ms, event) VALUES(?1, ?2, ?3)");
@@ -177,11 +190,12 @@ absl::Status SqlDesiredStates::put(const std::string& host_id,
 absl::Status SqlDesiredStates::putAllNewer(
     const std::map<std::string, bulkhead::v1::DesiredState>& states) {
   auto it = states.begin();
-  while (it != states.end()) {
+  for (size_t remaining = states.size(); remaining > 0;) {
     std::vector<std::pair<const std::string*, const bulkhead::v1::DesiredState*>> rows;
-    for (; it != states.end() && rows.size() < kRowsPerStatement; ++it) {
+    for (const size_t take = rowsInNextStatement(remaining); rows.size() < take; ++it) {
       rows.emplace_back(&it->first, &it->second);
     }
+    remaining -= rows.size();
     Stmt st(db_, fmt::format(R"sql(
         INSERT INTO desired_state(host_id, generation, state) VALUES{}
         ON CONFLICT(host_id) DO UPDATE SET generation=excluded.generation, state=excluded.state
