@@ -74,8 +74,9 @@ def minor_faults(pid: int) -> int:
 
 
 def isolate_once(lab, fleet):
-    """One isolate+release cycle: the agent's own apply time of the isolate (its steps' sum: the
-    bench's first call also pays for its channel) and the agent's minor faults meanwhile."""
+    """One isolate+release cycle: the agent's own apply time of the isolate (its report's
+    duration: the bench's first call also pays for its channel) and the agent's minor faults
+    meanwhile."""
     pid = fleet.agents["h1"].pid
     before = minor_faults(pid)
     out, _ = run_bench(lab, fleet, fleet.admin_identity, 1)

@@ -6,11 +6,14 @@
 //
 // Each cycle is one Isolate and one Release of HOST, each waiting for the agent's verified
 // acknowledgement (outcome ENFORCED). Prints p50/p90/p99/max per operation and the agent's
-// own apply time (sum of its step durations). Not a test: it prints figures.
+// own apply time (the report's duration_us; from an agent older than that field, the sum of
+// its steps), then each step's p50 in the agent's order (some steps overlap, so these can add
+// up to more than the apply). Not a test: it prints figures.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <boost/program_options.hpp>
@@ -31,6 +34,15 @@ namespace {
 struct Samples {
   std::vector<double> rpc_ms;
   std::vector<double> agent_ms;
+  // Per step name, in the order the agent first reported them: its durations in ms.
+  std::vector<std::pair<std::string, std::vector<double>>> step_ms;
+
+  void addStep(const std::string& name, double ms) {
+    auto it = std::find_if(step_ms.begin(), step_ms.end(),
+                           [&](const auto& entry) { return entry.first == name; });
+    if (it == step_ms.end()) it = step_ms.insert(step_ms.end(), {name, {}});
+    it->second.push_back(ms);
+  }
 };
 
 double percentile(std::vector<double> v, double p) {
@@ -46,6 +58,11 @@ void print(const char* name, const Samples& s) {
              name, s.rpc_ms.size(), percentile(s.rpc_ms, 50), percentile(s.rpc_ms, 90),
              percentile(s.rpc_ms, 99), percentile(s.rpc_ms, 100), percentile(s.agent_ms, 50),
              percentile(s.agent_ms, 99));
+  std::string steps;
+  for (const auto& [step, ms] : s.step_ms) {
+    steps += fmt::format("  {} {:.2f}", step, percentile(ms, 50));
+  }
+  fmt::print("{:<8} agent steps p50 (ms):{}\n", name, steps);
 }
 
 // Records one outcome; returns false (after printing why) unless the host is ENFORCED.
@@ -61,8 +78,13 @@ bool record(const grpc::Status& st, const bulkhead::v1::ContainmentResponse& res
     fmt::print(stderr, "not enforced: {}\n", resp.ShortDebugString());
     return false;
   }
-  int64_t us = 0;
-  for (const auto& step : resp.outcomes(0).report().steps()) us += step.duration_us();
+  const auto& report = resp.outcomes(0).report();
+  int64_t steps_us = 0;
+  for (const auto& step : report.steps()) {
+    steps_us += step.duration_us();
+    s.addStep(step.name(), static_cast<double>(step.duration_us()) / 1000.0);
+  }
+  const int64_t us = report.duration_us() > 0 ? report.duration_us() : steps_us;
   s.rpc_ms.push_back(ms);
   s.agent_ms.push_back(static_cast<double>(us) / 1000.0);
   return true;
@@ -137,6 +159,9 @@ int main(int argc, char** argv) {
   Samples all = isolate;
   all.rpc_ms.insert(all.rpc_ms.end(), release.rpc_ms.begin(), release.rpc_ms.end());
   all.agent_ms.insert(all.agent_ms.end(), release.agent_ms.begin(), release.agent_ms.end());
+  for (const auto& [step, ms] : release.step_ms) {
+    for (double one : ms) all.addStep(step, one);
+  }
   print("both", all);
   fmt::print("target (DESIGN.md): p50 <= 10 ms, p99 <= 50 ms -> p50 {} / p99 {}\n",
              percentile(all.rpc_ms, 50) <= 10 ? "met" : "MISSED",

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
@@ -20,21 +21,44 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
-// Runs one named step, timing it and recording it in the report.
+int64_t microsSince(SteadyClock::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - t0).count();
+}
+
+// What one step did, timed on the thread that ran it.
+struct StepResult {
+  absl::Status status;
+  std::string detail;  // on success: what the step did
+  int64_t duration_us = 0;
+};
+
+// Runs `fn` (which may fill in a detail), timing it.
+StepResult timeStep(const std::function<absl::Status(std::string*)>& fn) {
+  auto t0 = SteadyClock::now();
+  StepResult r;
+  r.status = fn(&r.detail);
+  r.duration_us = microsSince(t0);
+  return r;
+}
+
+void addStep(const std::string& name, const StepResult& result, v1::Step* step) {
+  step->set_name(name);
+  step->set_ok(result.status.ok());
+  step->set_detail(result.status.ok() ? result.detail : std::string(result.status.message()));
+  step->set_duration_us(result.duration_us);
+}
+
+// Records named steps in the report, in the order they are recorded. Not thread-safe: a step
+// run on another thread is timed there (timeStep) and recorded here once it is done.
 class Steps {
  public:
   explicit Steps(google::protobuf::RepeatedPtrField<v1::Step>* out) : out_(out) {}
   absl::Status run(const std::string& name, const std::function<absl::Status(std::string*)>& fn) {
-    auto t0 = SteadyClock::now();
-    std::string detail;
-    absl::Status s = fn(&detail);
-    auto* step = out_->Add();
-    step->set_name(name);
-    step->set_ok(s.ok());
-    step->set_detail(s.ok() ? detail : std::string(s.message()));
-    step->set_duration_us(
-        std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - t0).count());
-    return s;
+    return record(name, timeStep(fn));
+  }
+  absl::Status record(const std::string& name, const StepResult& result) {
+    addStep(name, result, out_->Add());
+    return result.status;
   }
 
  private:
@@ -94,6 +118,14 @@ void Reconciler::noteDesired(const v1::DesiredState& s) {
 
 v1::StateReport Reconciler::enforce(const v1::DesiredState& desired, bool fail_closed,
                                     bool incremental) {
+  const auto started = SteadyClock::now();
+  v1::StateReport r = enforceSteps(desired, fail_closed, incremental);
+  r.set_duration_us(microsSince(started));
+  return r;
+}
+
+v1::StateReport Reconciler::enforceSteps(const v1::DesiredState& desired, bool fail_closed,
+                                         bool incremental) {
   v1::StateReport r;
   r.set_generation(desired.generation());
   Steps steps(r.mutable_steps());
@@ -121,6 +153,30 @@ v1::StateReport Reconciler::enforce(const v1::DesiredState& desired, bool fail_c
   const BlockElements before = state_.table_expected ? kernel_blocks_ : BlockElements();
   std::string hash;
   std::string base;
+  // Cut what the new state drops: everything not kept while isolated, and (a block wins over
+  // an exemption) whatever a block matches, whenever blocks were added. Only with a table.
+  const bool cut_flows = want_table && (active || blocksAdded(before, blocks));
+  CutReport cut;
+  // The cut runs on a thread of its own once the new table is in the kernel (a cut flow cannot
+  // come back through it), while this thread reads the table back: sock_diag and conntrack
+  // against nf_tables, separate kernel paths. Declared after what it reads, so that leaving
+  // this function on any path waits for it first.
+  std::future<StepResult> cutting;
+  // Waits for the cut and records it; an enumeration that failed is an error only for a
+  // report that is otherwise a success (its own error says more).
+  auto finishCut = [&] {
+    if (!cutting.valid()) return;
+    const StepResult done = cutting.get();
+    (void)steps.record("cut flows", done);
+    r.set_flows_cut(
+        static_cast<uint32_t>(cut.sockets_destroyed.size() + cut.conntrack_deleted.size()));
+    if (!done.status.ok() && r.ok()) {
+      r.set_ok(false);
+      r.set_error(
+          fmt::format("ruleset enforced, but established flows were not cut: {}", done.status));
+      r.set_left_closed(true);
+    }
+  };
   if (want_table) {
     v1::DesiredState without_blocks = merged;
     without_blocks.clear_blocks();
@@ -157,6 +213,24 @@ v1::StateReport Reconciler::enforce(const v1::DesiredState& desired, bool fail_c
         return fail(fmt::format("the ruleset was not applied, previous one kept: {}", s));
       }
     }
+    if (cut_flows) {
+      cutting = std::async(std::launch::async, [&] {
+        return timeStep([&](std::string* d) {
+          const FlowFilter filter(merged, active);
+          const BlockMatcher matcher(merged, now);
+          auto c = killer_->cut(
+              [&](const Flow& f) { return !filter.kept(f) || matcher.blocked(f); }, false);
+          if (!c.ok()) return c.status();
+          cut = *std::move(c);
+          *d = fmt::format(
+              "{} sockets destroyed, {} conntrack entries deleted, {} kept{}",
+              cut.sockets_destroyed.size(), cut.conntrack_deleted.size(),
+              cut.sockets_kept.size() + cut.conntrack_kept.size(),
+              cut.errors.empty() ? "" : fmt::format("; errors: {}", fmt::join(cut.errors, "; ")));
+          return absl::OkStatus();
+        });
+      });
+    }
     auto s = steps.run("read back", [&](std::string* d) {
       auto back = firewall_->readBack();
       if (!back.ok()) return back.status();
@@ -165,9 +239,12 @@ v1::StateReport Reconciler::enforce(const v1::DesiredState& desired, bool fail_c
       return absl::OkStatus();
     });
     if (!s.ok()) {
-      // The apply reported success but the table cannot be read back: not enforced.
+      // The apply reported success but the table cannot be read back: not enforced. The flows
+      // the new table drops were cut all the same; the report says so.
       state_.ruleset_hash.clear();
-      return fail(fmt::format("ruleset applied but not read back from the kernel: {}", s));
+      fail(fmt::format("ruleset applied but not read back from the kernel: {}", s));
+      finishCut();
+      return r;
     }
   } else {
     if (auto s = steps.run("remove table", [&](std::string*) { return firewall_->remove(); });
@@ -196,30 +273,7 @@ v1::StateReport Reconciler::enforce(const v1::DesiredState& desired, bool fail_c
   r.set_enforced_generation(desired.generation());
   r.set_ruleset_hash(hash);
 
-  // Cut what the new state drops: everything not kept while isolated, and (a block wins over
-  // an exemption) whatever a block matches, whenever blocks were added.
-  if (active || blocksAdded(before, blocks)) {
-    FlowFilter filter(merged, active);
-    BlockMatcher matcher(merged, now);
-    CutReport cut;
-    auto s = steps.run("cut flows", [&](std::string* d) {
-      auto c = killer_->cut(
-          [&](const Flow& f) { return !filter.kept(f) || matcher.blocked(f); }, false);
-      if (!c.ok()) return c.status();
-      cut = *std::move(c);
-      *d = fmt::format("{} sockets destroyed, {} conntrack entries deleted, {} kept{}",
-                       cut.sockets_destroyed.size(), cut.conntrack_deleted.size(),
-                       cut.sockets_kept.size() + cut.conntrack_kept.size(),
-                       cut.errors.empty() ? "" : fmt::format("; errors: {}", fmt::join(cut.errors, "; ")));
-      return absl::OkStatus();
-    });
-    r.set_flows_cut(static_cast<uint32_t>(cut.sockets_destroyed.size() + cut.conntrack_deleted.size()));
-    if (!s.ok()) {
-      r.set_ok(false);
-      r.set_error(fmt::format("ruleset enforced, but established flows were not cut: {}", s));
-      r.set_left_closed(true);
-    }
-  }
+  finishCut();
   r.set_applied_at_unix_ms(now_());
   return r;
 }
@@ -278,20 +332,26 @@ v1::StateReport Reconciler::apply(const v1::DesiredState& desired) {
     r.set_applied_at_unix_ms(now_());
     return r;
   }
-  auto t0 = SteadyClock::now();
-  absl::Status persisted = persistDesiredState(options_.state_dir, desired);
-  auto persist_us =
-      std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - t0).count();
+  // The copy on disk is written (and synced) on a thread of its own while the state is
+  // enforced, and the report waits for both: an acknowledged state is always on disk. An agent
+  // that dies before the write is done restarts with the older copy, as it did when the write
+  // came first and it died before it was done; the controller, holding no acknowledgement,
+  // sends the state again.
+  const auto started = SteadyClock::now();
+  std::future<StepResult> persisting =
+      std::async(std::launch::async, [dir = options_.state_dir, copy = desired] {
+        return timeStep([&](std::string* d) {
+          *d = desiredStatePath(dir).string();
+          return persistDesiredState(dir, copy);
+        });
+      });
   desired_ = desired;
   noteDesired(desired);
   v1::StateReport r = enforce(desired, false);
-  v1::Step step;
-  step.set_name("persist");
-  step.set_ok(persisted.ok());
-  step.set_detail(persisted.ok() ? desiredStatePath(options_.state_dir).string()
-                                 : std::string(persisted.message()));
-  step.set_duration_us(persist_us);
-  r.mutable_steps()->Add(std::move(step));
+  const StepResult persist = persisting.get();
+  r.set_duration_us(microsSince(started));
+  const absl::Status& persisted = persist.status;
+  addStep("persist", persist, r.mutable_steps()->Add());
   std::rotate(r.mutable_steps()->rbegin(), r.mutable_steps()->rbegin() + 1,
               r.mutable_steps()->rend());   // persist is the first step
   if (!persisted.ok() && r.ok()) {

@@ -1,10 +1,14 @@
 // The reconcile loop's decisions and side effects, one step at a time: desired state ->
-// persisted copy -> rendered ruleset -> kernel (apply = dry-run check + atomic commit, read
-// back, hash) -> cut flows -> StateReport. The kernel and the clock come in through the constructor (NftablesFirewall and
+// persisted copy -> rendered ruleset -> kernel (apply = one atomic commit, read back, hash)
+// -> cut flows -> StateReport. Two steps overlap others on short-lived threads of their own,
+// and every report waits for them: the persisted copy is written while the state is enforced,
+// and flows are cut (once the new table is committed) while the table is read back. The
+// kernel and the clock come in through the constructor (NftablesFirewall and
 // SockDiagFlowKiller in the daemon, fakes in unit tests).
 //
 // Thread-safety: none. The daemon drives one Reconciler from one thread (the nft context it
-// uses must stay on one thread).
+// uses must stay on one thread; only the FlowKiller is called from another, one call at a
+// time).
 #pragma once
 
 #include <cstdint>
@@ -90,6 +94,9 @@ class Reconciler {
   // With `incremental`, a change of blocks only is applied as element add/delete batches.
   bulkhead::v1::StateReport enforce(const bulkhead::v1::DesiredState& state, bool fail_closed,
                                     bool incremental = true);
+  // enforce() without the report's duration_us.
+  bulkhead::v1::StateReport enforceSteps(const bulkhead::v1::DesiredState& state, bool fail_closed,
+                                         bool incremental);
   bulkhead::v1::DesiredState withPinnedController(const bulkhead::v1::DesiredState& s) const;
   void noteDesired(const bulkhead::v1::DesiredState& s);
 

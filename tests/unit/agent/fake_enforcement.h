@@ -2,6 +2,7 @@
 // live flows.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,8 @@ class FakeFirewall final : public Firewall {
   }
   absl::StatusOr<std::string> readBack() override {
     ++reads;
+    if (on_read_back) on_read_back();
+    if (!read_error.ok()) return read_error;
     if (!present) return absl::NotFoundError("no table inet bulkhead");
     return "read back: " + table;
   }
@@ -57,6 +60,8 @@ class FakeFirewall final : public Firewall {
 
   absl::Status check_error = absl::OkStatus();
   absl::Status apply_error = absl::OkStatus();
+  absl::Status read_error = absl::OkStatus();  // readBack() fails with it
+  std::function<void()> on_read_back;          // called at the start of each readBack()
   bool present = false;
   std::string table;
   std::vector<std::string> checked;
@@ -70,6 +75,7 @@ class FakeFlowKiller final : public FlowKiller {
   absl::StatusOr<CutReport> cut(const FlowSelector& selector, bool dry_run) override {
     ++calls;
     last_dry_run = dry_run;
+    if (on_cut) on_cut();
     if (!error.ok()) return error;
     CutReport r;
     std::vector<Flow> alive;
@@ -88,6 +94,7 @@ class FakeFlowKiller final : public FlowKiller {
 
   std::vector<Flow> flows;
   absl::Status error = absl::OkStatus();
+  std::function<void()> on_cut;  // called at the start of each cut()
   int calls = 0;
   bool last_dry_run = false;
 };

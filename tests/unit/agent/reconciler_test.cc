@@ -5,8 +5,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <limits>
+#include <mutex>
 
 #include <gtest/gtest.h>
 
@@ -335,6 +338,61 @@ TEST_F(ReconcilerTest, CutFailureIsReportedWithTheRulesetInForce) {
   EXPECT_EQ(r.enforced_generation(), 5u);
   EXPECT_NE(r.error().find("not cut"), std::string::npos);
   EXPECT_TRUE(fw_.present);
+}
+
+// Both wait (boundedly) until the other has started: run one after the other, the first
+// would give up waiting and the test fails.
+TEST_F(ReconcilerTest, FlowsAreCutWhileTheTableIsReadBack) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool reading = false;
+  bool cutting = false;
+  bool read_saw_cut = false;
+  bool cut_saw_read = false;
+  auto meet = [&](bool* mine, const bool* other, bool* saw) {
+    std::unique_lock<std::mutex> lock(mu);
+    *mine = true;
+    cv.notify_all();
+    *saw = cv.wait_for(lock, std::chrono::seconds(2), [&] { return *other; });
+  };
+  fw_.on_read_back = [&] { meet(&reading, &cutting, &read_saw_cut); };
+  killer_.on_cut = [&] { meet(&cutting, &reading, &cut_saw_read); };
+  auto rec = make();
+  auto r = rec->apply(isolated(5));
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_TRUE(read_saw_cut);
+  EXPECT_TRUE(cut_saw_read);
+  EXPECT_EQ(r.flows_cut(), 1u);
+  std::vector<std::string> names;
+  for (const auto& s : r.steps()) names.push_back(s.name());
+  EXPECT_EQ(names, (std::vector<std::string>{"persist", "validate", "render", "apply",
+                                              "read back", "cut flows"}));
+}
+
+TEST_F(ReconcilerTest, AFailedReadBackIsReportedWithTheFlowsTheNewTableCut) {
+  auto rec = make();
+  fw_.read_error = absl::InternalError("netlink dump interrupted");
+  auto r = rec->apply(isolated(5));
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.error().find("not read back"), std::string::npos) << r.error();
+  EXPECT_EQ(r.enforced_generation(), 0u);
+  EXPECT_TRUE(hasStep(r, "cut flows"));
+  EXPECT_EQ(r.flows_cut(), 1u);
+  EXPECT_EQ(killer_.flows.size(), 3u);
+}
+
+TEST_F(ReconcilerTest, AStateThatCannotBePersistedIsEnforcedAndSaysSo) {
+  auto rec = std::make_unique<Reconciler>(
+      ReconcilerOptions{dir_.path() / "missing", {endpoint("10.77.0.9", 7443)}, absl::OkStatus()},
+      &fw_, &killer_, [this] { return now_; });
+  auto r = rec->apply(isolated(5));
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.error().find("not persisted"), std::string::npos) << r.error();
+  EXPECT_EQ(r.steps(0).name(), "persist");
+  EXPECT_FALSE(r.steps(0).ok());
+  EXPECT_TRUE(fw_.present);
+  EXPECT_EQ(r.enforced_generation(), 5u);
+  EXPECT_EQ(r.flows_cut(), 1u);
 }
 
 TEST_F(ReconcilerTest, NewPinnedControllerIsRenderedWhileIsolated) {
