@@ -21,6 +21,13 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
+// A step run alongside others on a thread of its own; when no thread can be started (a host
+// out of processes or threads, as under a fork bomb), libstdc++ runs it deferred, in the
+// thread that waits for it: the same steps, one after the other. Such a step captures by
+// reference only: libstdc++ has already moved the function object into the thread that
+// failed to start, so what it captured by value would be gone by then.
+constexpr auto kAlongside = std::launch::async | std::launch::deferred;
+
 int64_t microsSince(SteadyClock::time_point t0) {
   return std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - t0).count();
 }
@@ -214,7 +221,7 @@ v1::StateReport Reconciler::enforceSteps(const v1::DesiredState& desired, bool f
       }
     }
     if (cut_flows) {
-      cutting = std::async(std::launch::async, [&] {
+      cutting = std::async(kAlongside, [&] {
         return timeStep([&](std::string* d) {
           const FlowFilter filter(merged, active);
           const BlockMatcher matcher(merged, now);
@@ -338,13 +345,14 @@ v1::StateReport Reconciler::apply(const v1::DesiredState& desired) {
   // came first and it died before it was done; the controller, holding no acknowledgement,
   // sends the state again.
   const auto started = SteadyClock::now();
-  std::future<StepResult> persisting =
-      std::async(std::launch::async, [dir = options_.state_dir, copy = desired] {
-        return timeStep([&](std::string* d) {
-          *d = desiredStatePath(dir).string();
-          return persistDesiredState(dir, copy);
-        });
-      });
+  const std::filesystem::path dir = options_.state_dir;
+  const v1::DesiredState copy = desired;  // the writer's own: it serialises while we read
+  std::future<StepResult> persisting = std::async(kAlongside, [&dir, &copy] {
+    return timeStep([&](std::string* d) {
+      *d = desiredStatePath(dir).string();
+      return persistDesiredState(dir, copy);
+    });
+  });
   desired_ = desired;
   noteDesired(desired);
   v1::StateReport r = enforce(desired, false);

@@ -2,14 +2,20 @@
 #include "agent/daemon/reconciler.h"
 
 #include <arpa/inet.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <condition_variable>
 #include <filesystem>
 #include <limits>
 #include <mutex>
+#include <system_error>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -379,6 +385,42 @@ TEST_F(ReconcilerTest, AFailedReadBackIsReportedWithTheFlowsTheNewTableCut) {
   EXPECT_TRUE(hasStep(r, "cut flows"));
   EXPECT_EQ(r.flows_cut(), 1u);
   EXPECT_EQ(killer_.flows.size(), 3u);
+}
+
+// A host out of processes (a fork bomb) refuses the agent new threads: the steps that run
+// alongside run one after the other instead, and the isolation is enforced all the same. In a
+// child process limited to no processes (as nobody when run as root, whom the limit does not
+// bind); it exits 0 when the apply was whole, 77 when threads could still be started.
+TEST_F(ReconcilerTest, WithoutThreadsTheStepsRunOneAfterTheOther) {
+  ASSERT_EQ(::chmod(dir_.path().c_str(), 0777), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::geteuid() == 0 &&
+        (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0)) {
+      ::_exit(2);
+    }
+    const rlimit none{0, 0};
+    if (::setrlimit(RLIMIT_NPROC, &none) != 0) ::_exit(3);
+    try {
+      std::thread([] {}).join();
+      ::_exit(77);
+    } catch (const std::system_error&) {
+    }
+    auto rec = make();
+    auto r = rec->apply(isolated(5));
+    bool whole = r.ok() && r.flows_cut() == 1 && fw_.present && hasStep(r, "persist") &&
+                 hasStep(r, "cut flows") && r.steps(0).name() == "persist";
+    auto persisted = loadDesiredState(dir_.path());
+    whole = whole && persisted.ok() && persisted->has_value();
+    if (!whole) std::fprintf(stderr, "not whole: %s\n", r.ShortDebugString().c_str());
+    ::_exit(whole ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 77) GTEST_SKIP() << "threads could still be started";
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 TEST_F(ReconcilerTest, AStateThatCannotBePersistedIsEnforcedAndSaysSo) {
