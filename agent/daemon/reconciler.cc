@@ -345,12 +345,10 @@ v1::StateReport Reconciler::apply(const v1::DesiredState& desired) {
   // came first and it died before it was done; the controller, holding no acknowledgement,
   // sends the state again.
   const auto started = SteadyClock::now();
-  const std::filesystem::path dir = options_.state_dir;
-  const v1::DesiredState copy = desired;  // the writer's own: it serialises while we read
-  std::future<StepResult> persisting = std::async(kAlongside, [&dir, &copy] {
+  std::future<StepResult> persisting = std::async(kAlongside, [&] {
     return timeStep([&](std::string* d) {
-      *d = desiredStatePath(dir).string();
-      return persistDesiredState(dir, copy);
+      *d = desiredStatePath(options_.state_dir).string();
+      return persistDesiredState(options_.state_dir, desired);
     });
   });
   desired_ = desired;
@@ -358,14 +356,13 @@ v1::StateReport Reconciler::apply(const v1::DesiredState& desired) {
   v1::StateReport r = enforce(desired, false);
   const StepResult persist = persisting.get();
   r.set_duration_us(microsSince(started));
-  const absl::Status& persisted = persist.status;
   addStep("persist", persist, r.mutable_steps()->Add());
   std::rotate(r.mutable_steps()->rbegin(), r.mutable_steps()->rbegin() + 1,
               r.mutable_steps()->rend());   // persist is the first step
-  if (!persisted.ok() && r.ok()) {
+  if (!persist.status.ok() && r.ok()) {
     r.set_ok(false);
     r.set_error(fmt::format("enforced, but not persisted (an agent restart would lose it): {}",
-                            persisted));
+                            persist.status));
     r.set_left_closed(state_.isolated);
   }
   return r;
