@@ -36,7 +36,8 @@ po::options_description globalOptions(GlobalFlags& f) {
   po::options_description global("global options");
   global.add_options()("controller",
                        po::value(&f.g.controller)->default_value(envOr("BULKHEAD_CONTROLLER", "")),
-                       "controller ADDR:PORT")(
+                       "controller ADDR:PORT; several controllers serving one database as "
+                       "ADDR:PORT,ADDR:PORT...: the first that connects takes the call")(
       "identity", po::value(&f.g.identity)->default_value(envOr("BULKHEAD_IDENTITY", "")),
       "operator identity directory (ca.crt, tls.crt, tls.key)")(
       "tenant", po::value(&f.g.tenant)->default_value(envOr("BULKHEAD_TENANT", "")),
@@ -161,6 +162,7 @@ int runCli(const std::vector<std::string>& argv, Io& io) {
     return kUsage;
   }
   g.timeout = *timeout;
+  g.notes = &io.err;
   if (!g.tenant.empty() && g.tenant != "*" && !isValidName(g.tenant)) {
     io.err << "bulkhead: --tenant: invalid value \"" << escapeNonPrintable(g.tenant.substr(0, 64))
            << "\": a tenant name (1-63 characters of [A-Za-z0-9._-]) or '*'\n";

@@ -6,7 +6,7 @@
 
 #include <chrono>
 #include <functional>
-#include <iosfwd>
+#include <iostream>
 #include <map>
 #include <optional>
 #include <string>
@@ -19,7 +19,7 @@ namespace bulkhead::cli {
 enum ExitCode : int { kOk = 0, kFailed = 1, kUsage = 2 };
 
 struct GlobalOptions {
-  std::string controller;        // ADDR:PORT; --controller or $BULKHEAD_CONTROLLER
+  std::string controller;        // ADDR:PORT[,ADDR:PORT...]; --controller or $BULKHEAD_CONTROLLER
   std::string identity;          // DIR; --identity or $BULKHEAD_IDENTITY
   std::string tenant;            // NAME or "*"; --tenant or $BULKHEAD_TENANT; empty: not chosen
   std::string incident;          // ID; --incident or $BULKHEAD_INCIDENT; empty: none
@@ -29,6 +29,9 @@ struct GlobalOptions {
   bool controller_name_given = false;
   bool json = false;
   std::chrono::milliseconds timeout{10'000};
+  // Where lines about the connection go that do not end the command (a controller skipped for
+  // the next one): runCli points it at io.err.
+  std::ostream* notes = &std::cerr;
 };
 
 struct Io {

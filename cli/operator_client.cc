@@ -2,9 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
+#include "absl/strings/str_split.h"
 #include "cli/output.h"
 #include "common/certificate.h"
 #include "common/format.h"
@@ -19,6 +21,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// How long the CLI waits for one of several controllers to connect before it tries the next.
+constexpr std::chrono::milliseconds kReplicaConnectBudget{3000};
+
 // The controller's address: --controller, or the identity directory's controller file.
 std::string controllerAddress(const GlobalOptions& options) {
   if (!options.controller.empty() || options.identity.empty()) return options.controller;
@@ -27,12 +32,43 @@ std::string controllerAddress(const GlobalOptions& options) {
   return text->substr(0, text->find('\n'));
 }
 
-std::unique_ptr<v1::Operator::Stub> stubFor(const std::string& target, const IdentityFiles& id,
-                                            const std::string& controller_name) {
+struct ControllerTarget {
+  std::string address;  // as the user wrote it: for messages
+  std::string target;   // for gRPC
+};
+
+// "ADDR:PORT[,ADDR:PORT...]": every entry must parse; the error names the one that does not.
+absl::StatusOr<std::vector<ControllerTarget>> controllerTargets(const std::string& text) {
+  std::vector<ControllerTarget> out;
+  for (const std::string& address : std::vector<std::string>(absl::StrSplit(text, ','))) {
+    auto hp = parseHostPort("--controller", address);
+    if (!hp.ok()) return hp.status();
+    out.push_back({address, hp->host.find(':') != std::string::npos
+                                ? fmt::format("ipv6:[{}]:{}", hp->host, hp->port)
+                                : fmt::format("{}:{}", hp->host, hp->port)});
+  }
+  return out;
+}
+
+std::shared_ptr<grpc::Channel> channelFor(const std::string& target, const IdentityFiles& id,
+                                          const std::string& controller_name) {
   grpc::ChannelArguments args;
   args.SetSslTargetNameOverride(controller_name);
   args.SetMaxReceiveMessageSize(64 << 20);
-  return v1::Operator::NewStub(grpc::CreateCustomChannel(target, clientCredentials(id), args));
+  return grpc::CreateCustomChannel(target, clientCredentials(id), args);
+}
+
+// True once `channel` is connected (TLS handshake done); false as soon as an attempt failed
+// (refused, reset, handshake refused) or when `budget` runs out first (no answer at all).
+bool connects(grpc::Channel& channel, std::chrono::milliseconds budget) {
+  const auto deadline = std::chrono::system_clock::now() + budget;
+  grpc_connectivity_state state = channel.GetState(/*try_to_connect=*/true);
+  while (state != GRPC_CHANNEL_READY) {
+    if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN) return false;
+    if (!channel.WaitForStateChange(state, deadline)) return false;
+    state = channel.GetState(/*try_to_connect=*/false);
+  }
+  return true;
 }
 
 // Renews when the certificate has run two thirds of its time (renewCertificate); answers the
@@ -92,13 +128,13 @@ absl::StatusOr<IdentityFiles> renewCertificate(v1::Operator::Stub& stub,
 
 absl::StatusOr<std::unique_ptr<OperatorClient>> OperatorClient::create(const GlobalOptions& options,
                                                                        bool renew_when_due) {
-  const std::string controller = controllerAddress(options);
-  if (controller.empty()) {
+  const std::string controllers = controllerAddress(options);
+  if (controllers.empty()) {
     return absl::InvalidArgumentError(
         "--controller: required (ADDR:PORT, or set BULKHEAD_CONTROLLER)");
   }
-  auto hp = parseHostPort("--controller", controller);
-  if (!hp.ok()) return hp.status();
+  auto targets = controllerTargets(controllers);
+  if (!targets.ok()) return targets.status();
   if (options.identity.empty()) {
     return absl::InvalidArgumentError(
         "--identity: required (an operator identity directory, or set BULKHEAD_IDENTITY)");
@@ -113,15 +149,33 @@ absl::StatusOr<std::unique_ptr<OperatorClient>> OperatorClient::create(const Glo
   const std::string name = options.controller_name_given || id->controller_name.empty()
                                ? options.controller_name
                                : id->controller_name;
-  std::string target = hp->host.find(':') != std::string::npos
-                           ? fmt::format("ipv6:[{}]:{}", hp->host, hp->port)
-                           : fmt::format("{}:{}", hp->host, hp->port);
-  auto stub = stubFor(target, *id, name);
+  // Several controllers serving one database: the first that connects takes the call. Each
+  // one skipped is a line on standard error; the last is used without waiting, so that when
+  // none answers the call fails as with one controller, naming the last.
+  const ControllerTarget* chosen = &targets->back();
+  std::shared_ptr<grpc::Channel> channel;
+  const auto budget = std::min(options.timeout, kReplicaConnectBudget);
+  for (size_t i = 0; i + 1 < targets->size(); ++i) {
+    channel = channelFor((*targets)[i].target, *id, name);
+    if (connects(*channel, budget)) {
+      chosen = &(*targets)[i];
+      break;
+    }
+    *options.notes << fmt::format(
+        "bulkhead: controller {} did not connect (refused, or no answer within {} ms); trying "
+        "{}\n",
+        (*targets)[i].address, budget.count(), (*targets)[i + 1].address);
+    channel.reset();
+  }
+  if (!channel) channel = channelFor(chosen->target, *id, name);
+  auto stub = v1::Operator::NewStub(channel);
   IdentityFiles current =
       renew_when_due ? renewIfDue(*stub, options.identity, *id, options.timeout) : *id;
-  if (current.cert_pem != id->cert_pem) stub = stubFor(target, current, name);
+  if (current.cert_pem != id->cert_pem) {
+    stub = v1::Operator::NewStub(channelFor(chosen->target, current, name));
+  }
   auto client = std::unique_ptr<OperatorClient>(new OperatorClient(
-      controller, options.tenant, options.incident, options.timeout, std::move(stub)));
+      chosen->address, options.tenant, options.incident, options.timeout, std::move(stub)));
   client->identity_ = std::move(current);
   client->identity_dir_ = options.identity;
   return client;

@@ -20,9 +20,12 @@ namespace bulkhead::cli {
 class OperatorClient {
  public:
   // Validates --controller (or the identity's controller file) and loads --identity; errors
-  // name the flag or file at fault. When `renew_when_due` and the certificate has run two
-  // thirds of its time, first renews it (renewCertificate); a failed renewal is one line on
-  // standard error and the call goes on with the current certificate.
+  // name the flag or file at fault. Given several controllers (ADDR:PORT,ADDR:PORT...), connects
+  // to the first that connects within 3 s (the --timeout if shorter), one line on standard error
+  // for each one skipped; the last is used without that wait. Nothing is sent before a
+  // controller is chosen, so no call is ever made twice. When `renew_when_due` and the certificate
+  // has run two thirds of its time, first renews it (renewCertificate); a failed renewal is one
+  // line on standard error and the call goes on with the current certificate.
   static absl::StatusOr<std::unique_ptr<OperatorClient>> create(const GlobalOptions& options,
                                                                 bool renew_when_due = true);
 
@@ -33,6 +36,7 @@ class OperatorClient {
   // in "bulkhead-incident".
   std::unique_ptr<grpc::ClientContext> context(std::chrono::milliseconds timeout = {}) const;
 
+  // The address of the controller the calls go to (one of --controller's).
   const std::string& controller() const { return controller_; }
   // The identity the connection uses, and its directory.
   const IdentityFiles& identity() const { return identity_; }

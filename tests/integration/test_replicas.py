@@ -10,9 +10,10 @@ the lab. PostgreSQL 15 runs in node ctl from the lab-tools cache (tests/lab/post
   and same-controller isolate/release round trips are timed (p50, p99 printed).
 
   h1 is isolated through b with a 10 s TTL; a (holding the singleton lease) is killed -9: a
-  call to a fails clearly; a call to c about h2 is answered; h1's agent reconnects to b or c
-  (time printed) and the new singleton holder releases h1 when its TTL ends. PostgreSQL is
-  killed and restarted: the controllers listen again and an isolate through b reaches h3 on c.
+  call to a fails clearly; a call given all three (a first) skips a, says so, and b answers;
+  h1's agent reconnects to b or c (time printed) and the new singleton holder releases h1 when
+  its TTL ends. PostgreSQL is killed and restarted: the controllers listen again and an
+  isolate through b reaches h3 on c.
   `bulkhead audit --verify` checks one chain holding rows of all three controllers.
 
 Root only.
@@ -64,8 +65,10 @@ class ReplicasTest(unittest.TestCase):
         return f"{self.lab.ip4('ctl')}:{PORTS[name]}"
 
     def cli_at(self, name, *args, timeout=60):
+        """The CLI against controller `name`, or against several: "a,b,c" (--controller's list,
+        the first that connects takes the call)."""
         saved = self.fleet.controller_addr
-        self.fleet.controller_addr = self.addr(name)
+        self.fleet.controller_addr = ",".join(self.addr(n) for n in name.split(","))
         try:
             return self.fleet.cli(*args, timeout=timeout)
         finally:
@@ -192,11 +195,15 @@ class ReplicasTest(unittest.TestCase):
         self.controllers["a"].kill()
         self.controllers["a"].wait(timeout=15)
         killed_at = time.monotonic()
-        # A call to the dead controller fails clearly; one to a live one is answered.
+        # A call to the dead controller alone fails clearly. Given every controller, dead one
+        # first, the CLI says it skips it and the next one answers.
         rc, _, err = self.cli_at("a", "hosts", timeout=30)
         self.assertNotEqual(rc, 0)
         self.assertTrue(err.strip(), "a failed call says why")
-        doc = self.ok_at("c", "isolate", "h2", "--reason", "INC-22")
+        rc, doc, err = self.cli_at("a,b,c", "isolate", "h2", "--reason", "INC-22", timeout=60)
+        self.assertEqual(rc, 0, f"{err} {doc}")
+        self.assertIn(f"controller {self.addr('a')} did not connect", err)
+        self.assertIn(f"trying {self.addr('b')}", err)
         self.assertEqual(self.outcome(doc, "h2")["state"], "enforced", doc)
         self.assertFalse(self.reachable("h2"))
 

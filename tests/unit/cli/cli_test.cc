@@ -6,8 +6,10 @@
 #include <filesystem>
 #include <sstream>
 
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include "bulkhead/v1/operator.grpc.pb.h"
 #include "common/tls/tls.h"
 
 namespace bulkhead::cli {
@@ -164,6 +166,87 @@ TEST_F(CliTest, UnreachableControllerExitsOne) {
   EXPECT_EQ(r.code, kFailed);
   EXPECT_NE(r.err.find("cannot reach the controller at 127.0.0.1:1"), std::string::npos);
   EXPECT_EQ(countLines(r.err), 1);
+}
+
+// A stand-in controller with the pki's controller identity: answers ListHosts with one host
+// named after itself, so a test sees which of several controllers took the call.
+class NamedController final : public v1::Operator::CallbackService {
+ public:
+  NamedController(const std::string& pki, std::string name) : name_(std::move(name)) {
+    auto id = loadIdentity(fs::path(pki) / "controller");
+    EXPECT_TRUE(id.ok()) << id.status();
+    if (!id.ok()) return;
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", serverCredentials(*id), &port_);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+  }
+  ~NamedController() override {
+    if (server_) server_->Shutdown(std::chrono::system_clock::now());
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+  grpc::ServerUnaryReactor* ListHosts(grpc::CallbackServerContext* ctx,
+                                      const v1::ListHostsRequest* /*request*/,
+                                      v1::ListHostsResponse* response) override {
+    response->add_hosts()->set_host_id(name_);
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+ private:
+  std::string name_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+TEST_F(CliTest, SeveralControllersTheFirstThatConnectsTakesTheCall) {
+  ASSERT_EQ(run({"pki", "init", "--dir", pki()}).code, kOk);
+  NamedController a(pki(), "from-a");
+  NamedController b(pki(), "from-b");
+  ASSERT_FALSE(a.address().ends_with(":0"));
+  ASSERT_FALSE(b.address().ends_with(":0"));
+  const std::string admin = pki() + "/operators/admin";
+  const std::string down = "127.0.0.1:1";  // refused
+
+  // All up: the first, and nothing said.
+  auto r = run(
+      {"--controller", a.address() + "," + b.address(), "--identity", admin, "--json", "hosts"});
+  EXPECT_EQ(r.code, kOk) << r.err;
+  EXPECT_NE(r.out.find("from-a"), std::string::npos) << r.out;
+  EXPECT_EQ(r.err, "");
+
+  // The first refuses: the next takes the call, and the skipped one is named.
+  r = run({"--controller", down + "," + b.address(), "--identity", admin, "--json", "hosts"});
+  EXPECT_EQ(r.code, kOk) << r.err;
+  EXPECT_NE(r.out.find("from-b"), std::string::npos) << r.out;
+  EXPECT_EQ(countLines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("controller " + down + " did not connect"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("trying " + b.address()), std::string::npos) << r.err;
+
+  // Two down, the third up.
+  r = run({"--controller", down + ",127.0.0.1:2," + a.address(), "--identity", admin, "--json",
+           "hosts"});
+  EXPECT_EQ(r.code, kOk) << r.err;
+  EXPECT_NE(r.out.find("from-a"), std::string::npos) << r.out;
+  EXPECT_EQ(countLines(r.err), 2) << r.err;
+
+  // None up: failed as with one controller, the last named, each skipped one named before it.
+  r = run({"--controller", down + ",127.0.0.1:2", "--identity", admin, "--timeout", "2s", "hosts"});
+  EXPECT_EQ(r.code, kFailed);
+  EXPECT_NE(r.err.find("did not connect"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("cannot reach the controller at 127.0.0.1:2"), std::string::npos) << r.err;
+  EXPECT_EQ(countLines(r.err), 2) << r.err;
+
+  // A bad entry anywhere is a usage error before anything is dialled.
+  r = run({"--controller", a.address() + ",nohostport", "--identity", admin, "hosts"});
+  EXPECT_EQ(r.code, kUsage);
+  EXPECT_NE(r.err.find("--controller"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("nohostport"), std::string::npos) << r.err;
+  r = run({"--controller", a.address() + ",", "--identity", admin, "hosts"});
+  EXPECT_EQ(r.code, kUsage);
+  EXPECT_NE(r.err.find("--controller"), std::string::npos) << r.err;
 }
 
 TEST_F(CliTest, AgentIdentityCannotBeUsedAsOperator) {
