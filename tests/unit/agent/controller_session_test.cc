@@ -68,10 +68,12 @@ class FakeController final : public v1::AgentChannel::CallbackService {
       const ReactorTurn turn(this);
       auto id = peerIdentity(*ctx->auth_context());
       peer_ = id.ok() ? id->name : "";
+      operationStarts(&in_);  // the constructor, before the first OnReadDone (on another thread)
       StartRead(&in_);
     }
     void OnReadDone(bool ok) override {
       const ReactorTurn turn(this);
+      operationDone(&in_);
       if (!ok) {
         std::lock_guard<std::mutex> lock(mu_);
         read_done_ = true;
@@ -104,6 +106,7 @@ class FakeController final : public v1::AgentChannel::CallbackService {
         }
         if (!writing_) writeNextLocked();
       }
+      operationStarts(&in_);
       StartRead(&in_);
     }
     void OnWriteDone(bool) override {
