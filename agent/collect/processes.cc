@@ -17,11 +17,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <system_error>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -86,36 +89,78 @@ class ProcessScan {
       return absl::UnavailableError(
           fmt::format("cannot list {}: {}", ctx_.proc_root.string(), std::strerror(errno)));
     }
+    // The hidden pid probe's kill() calls (about 0.15 s: a pid namespace's margin is 32,768
+    // pids) run beside the scan on a thread of their own, joined before this returns.
+    std::optional<HiddenProbe> probe;
+    if (ctx_.proc_root == "/proc") probe = prepareHiddenProbe(pids);
+    ProbeThread prober;
+    if (probe) {
+      try {
+        prober.thread =
+            std::thread([&probe, &stop = prober.stop] { probeCandidates(&*probe, stop); });
+      } catch (const std::system_error&) {
+        probeCandidates(&*probe, prober.stop);  // no thread to spare: probed here, first
+      }
+    }
     for (int pid : pids) {
       if (sink_.stopped()) return absl::OkStatus();
       std::optional<json> r = readProcess(pid);
       if (!r) continue;  // exited meanwhile
       if (!sink_.record("processes.jsonl", *r)) return absl::OkStatus();
     }
-    if (ctx_.proc_root == "/proc") probeHidden(pids, listed_at_ms);
+    prober.join();
+    if (probe) recordHidden(*probe, listed_at_ms);
     return absl::OkStatus();
   }
 
  private:
+  // What the hidden pid probe works on: the pids 1..limit, those listed marked.
+  struct HiddenProbe {
+    int limit = 0;
+    std::vector<bool> listed;
+    std::vector<int> candidates;  // found by kill(), not listed; newest first
+    int cut_at = 0;               // when the time budget cut the probe: the lowest pid probed
+  };
+
+  // The probe's thread; its destructor (an early return) stops the probe and joins it.
+  struct ProbeThread {
+    std::thread thread;
+    std::atomic<bool> stop{false};
+    void join() {
+      if (thread.joinable()) thread.join();
+    }
+    ~ProbeThread() {
+      stop = true;
+      join();
+    }
+  };
+
+  // The per-process files: two system calls fewer per file on procfs (readPidFileAt), the
+  // checked read elsewhere (a fixture tree).
+  bool readPidFile(int dir, const char* name, size_t cap) {
+    return on_procfs_ ? proc::readPidFileAt(dir, name, cap, &buf_)
+                      : proc::readFileAt(dir, name, cap, &buf_);
+  }
+
   std::optional<json> readProcess(int pid) {
     char name[16];
     std::snprintf(name, sizeof name, "%d", pid);
     proc::ScopedFd dir = proc::openDir(proc_fd_, name);
-    if (!dir.ok() || !proc::readFileAt(dir.get(), "stat", kStatCap, &buf_)) return std::nullopt;
+    if (!dir.ok() || !readPidFile(dir.get(), "stat", kStatCap)) return std::nullopt;
     auto st = parseProcStat(buf_);
     if (!st.ok()) {
       sink_.warn(fmt::format("pid {}: {}", pid, st.status()));
       return std::nullopt;
     }
-    if (!proc::readFileAt(dir.get(), "status", kStatusCap, &buf_)) return std::nullopt;
+    if (!readPidFile(dir.get(), "status", kStatusCap)) return std::nullopt;
     ProcStatus status = parseProcStatus(buf_);
 
     json r;
     r["pid"] = pid;
     r["ppid"] = status.ppid >= 0 ? status.ppid : st->ppid;
     r["comm"] = proc::utf8(st->comm);
-    r["cmdline"] = proc::readFileAt(dir.get(), "cmdline", kCmdlineCap, &buf_) ? proc::splitNul(buf_)
-                                                                              : json::array();
+    r["cmdline"] =
+        readPidFile(dir.get(), "cmdline", kCmdlineCap) ? proc::splitNul(buf_) : json::array();
     r["state"] = std::string(1, st->state);
     r["uid"] = status.uid ? json(*status.uid) : json(nullptr);
     r["euid"] = status.euid ? json(*status.euid) : json(nullptr);
@@ -132,8 +177,8 @@ class ProcessScan {
     addExe(pid, dir.get(), &r);
     r["cwd"] = link(dir.get(), "cwd");
     r["root"] = link(dir.get(), "root");
-    r["environ"] = proc::readFileAt(dir.get(), "environ", kEnvironCap, &buf_) ? proc::splitNul(buf_)
-                                                                              : json(nullptr);
+    r["environ"] =
+        readPidFile(dir.get(), "environ", kEnvironCap) ? proc::splitNul(buf_) : json(nullptr);
     return r;
   }
 
@@ -212,7 +257,7 @@ class ProcessScan {
   }
 
   json auditId(int dir, const char* file) {
-    if (!proc::readFileAt(dir, file, 64, &buf_)) return nullptr;
+    if (!readPidFile(dir, file, 64)) return nullptr;
     auto id = proc::auditIdOrUnset(buf_);
     return id ? json(*id) : json(nullptr);
   }
@@ -235,13 +280,17 @@ class ProcessScan {
   // finds them) but were not listed, excluding threads (Tgid != pid) and processes that
   // started after the listing or appear in a second listing. Probes from the top down for at
   // most kHiddenProbeBudget (a warning says how far it got when cut).
-  void probeHidden(const std::vector<int>& pids, std::optional<int64_t> listed_at_ms) {
+  //
+  // prepareHiddenProbe (the scan's thread) sets the probe up, nullopt when it cannot be
+  // meaningful; probeCandidates (the probe's thread) makes the kill() calls; recordHidden (the
+  // scan's thread, after the scan) checks and records what they found.
+  std::optional<HiddenProbe> prepareHiddenProbe(const std::vector<int>& pids) {
     // kill() numbers pids in the agent's pid namespace, /proc in the one it was mounted for:
     // probing is meaningful only when they are the same (/proc/self names the agent).
     auto self = proc::readLinkAt(proc_fd_, "self");
     if (!self || *self != std::to_string(::getpid())) {
       sink_.warn("hidden pids not probed: /proc belongs to another pid namespace");
-      return;
+      return std::nullopt;
     }
     int pid_max = 4194304;  // PID_MAX_LIMIT
     if (proc::readFileAt(proc_fd_, "sys/kernel/pid_max", 64, &buf_)) {
@@ -249,40 +298,51 @@ class ProcessScan {
       if (v > 0) pid_max = v;
     }
     int highest = pids.empty() ? 0 : *std::max_element(pids.begin(), pids.end());
-    const int limit = std::min(pid_max, highest + kHiddenProbeMargin);
-    std::vector<bool> listed(static_cast<size_t>(limit) + 1, false);
+    HiddenProbe probe;
+    probe.limit = std::min(pid_max, highest + kHiddenProbeMargin);
+    probe.listed.assign(static_cast<size_t>(probe.limit) + 1, false);
     for (int p : pids) {
-      if (p <= limit) listed[static_cast<size_t>(p)] = true;
+      if (p <= probe.limit) probe.listed[static_cast<size_t>(p)] = true;
     }
-    // Newest pids first (pids are handed out upwards, wrapping at pid_max), within a time
-    // budget: a kill() costs about 0.5 us, and pid_max may be 4194304.
-    std::vector<int> candidates;
+    return probe;
+  }
+
+  // Newest pids first (pids are handed out upwards, wrapping at pid_max), within a time
+  // budget: a kill() costs about 0.5 us, and pid_max may be 4194304. Touches only *probe.
+  static void probeCandidates(HiddenProbe* probe, const std::atomic<bool>& stop) {
     const auto deadline = std::chrono::steady_clock::now() + kHiddenProbeBudget;
-    for (int p = limit; p >= 1; --p) {
-      if ((p & 4095) == 0 && sink_.stopped()) return;
+    for (int p = probe->limit; p >= 1; --p) {
+      if ((p & 4095) == 0 && stop) return;
       if ((p & 4095) == 0 && std::chrono::steady_clock::now() > deadline) {
-        sink_.warn(fmt::format("hidden pid probe cut at its {} ms budget: pids {}..{} probed",
-                               kHiddenProbeBudget.count(), p + 1, limit));
-        break;
+        probe->cut_at = p + 1;
+        return;
       }
-      if (listed[static_cast<size_t>(p)]) continue;
-      if (::kill(p, 0) == 0 || errno == EPERM) candidates.push_back(p);
+      if (probe->listed[static_cast<size_t>(p)]) continue;
+      if (::kill(p, 0) == 0 || errno == EPERM) probe->candidates.push_back(p);
     }
-    if (candidates.empty()) return;
+  }
+
+  void recordHidden(const HiddenProbe& probe, std::optional<int64_t> listed_at_ms) {
+    if (probe.cut_at != 0) {
+      sink_.warn(fmt::format("hidden pid probe cut at its {} ms budget: pids {}..{} probed",
+                             kHiddenProbeBudget.count(), probe.cut_at, probe.limit));
+    }
+    if (probe.candidates.empty()) return;
+    const int limit = probe.limit;
     std::vector<bool> relisted(static_cast<size_t>(limit) + 1, false);
     proc::forEachNumericEntry(proc_fd_, ".", [&](int p, const char*) {
       if (p <= limit) relisted[static_cast<size_t>(p)] = true;
       return true;
     });
-    for (int p : candidates) {
+    for (int p : probe.candidates) {
       if (sink_.stopped()) return;
       if (relisted[static_cast<size_t>(p)]) continue;  // started after the first listing
       char name[16];
       std::snprintf(name, sizeof name, "%d", p);
       proc::ScopedFd dir = proc::openDir(proc_fd_, name);
-      if (!dir.ok() || !proc::readFileAt(dir.get(), "status", kStatusCap, &buf_)) continue;
+      if (!dir.ok() || !readPidFile(dir.get(), "status", kStatusCap)) continue;
       if (parseProcStatus(buf_).tgid != p) continue;  // a thread: never listed
-      if (!proc::readFileAt(dir.get(), "stat", kStatCap, &buf_)) continue;
+      if (!readPidFile(dir.get(), "stat", kStatCap)) continue;
       auto st = parseProcStat(buf_);
       if (!st.ok()) continue;
       if (listed_at_ms &&
@@ -298,6 +358,7 @@ class ProcessScan {
   const CollectContext& ctx_;
   ArtifactSink& sink_;
   const int proc_fd_;
+  const bool on_procfs_ = proc::onProcfs(proc_fd_);
   uint64_t ticks_ = 100;
   std::optional<int64_t> btime_ms_;
   std::string buf_;  // reused by every read

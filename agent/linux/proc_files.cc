@@ -2,7 +2,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -76,6 +78,29 @@ bool readFileAt(int dirfd, const char* name, size_t cap, std::string* out) {
     }
     if (n == 0) break;
     out->append(buf, static_cast<size_t>(n));
+  }
+  return true;
+}
+
+bool onProcfs(int fd) {
+  struct statfs fs {};
+  return ::fstatfs(fd, &fs) == 0 && fs.f_type == PROC_SUPER_MAGIC;
+}
+
+bool readPidFileAt(int dirfd, const char* name, size_t cap, std::string* out) {
+  out->clear();
+  ScopedFd fd(::openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+  if (!fd.ok()) return false;
+  char buf[16384];
+  while (out->size() < cap) {
+    const size_t want = std::min(sizeof buf, cap - out->size());
+    ssize_t n = ::read(fd.get(), buf, want);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    out->append(buf, static_cast<size_t>(n));
+    if (static_cast<size_t>(n) < want) break;
   }
   return true;
 }

@@ -48,6 +48,18 @@ ScopedFd openDir(int dirfd, const char* name);
 // read (a process that exited).
 bool readFileAt(int dirfd, const char* name, size_t cap, std::string* out);
 
+// True if `fd` is on procfs (fstatfs), where readPidFileAt may be used.
+bool onProcfs(int fd);
+
+// readFileAt for the files of a /proc/PID directory on procfs that the kernel generates whole
+// for each read (stat, status, cmdline, environ, loginuid, sessionid: single-record seq files
+// and the cmdline/environ readers fill the caller's buffer as far as the content goes), at two
+// system calls fewer per file: a read shorter than asked is the end (no read() returning 0),
+// and no fstat (procfs makes them regular files). Not for multi-record files (/proc/net/*,
+// maps, mounts), which can return short reads before their end. `dirfd` must be on procfs
+// (onProcfs).
+bool readPidFileAt(int dirfd, const char* name, size_t cap, std::string* out);
+
 // readlinkat(dirfd, name); nullopt if it is not a readable link (e.g. a kernel thread's exe).
 std::optional<std::string> readLinkAt(int dirfd, const char* name);
 
