@@ -4,8 +4,9 @@ with 1,000 extra processes and 5,000 extra sockets (2,500 established TCP connec
 loopback, both ends). For each, N captures from the jump host; prints the medians of the time
 the agent spent collecting (manifest started -> finished: packing comes after), the end-to-end
 time of `bulkhead capture --output` (request, collect, pack, upload, store, download), the
-agent's CPU time per capture (all its threads, min and max too) and the bundle size, and each
-collector's median duration. Target (DESIGN.md): capture of a host with 1,000 processes <= 2 s.
+time the agent spent packing and what comes after it (upload, store, download and the CLI's
+verification), timed from the CLI's progress lines; the agent's CPU time per capture (all its
+threads, min and max too) and the bundle size, and each collector's median duration. Target (DESIGN.md): capture of a host with 1,000 processes <= 2 s.
 
     python3 bench/capture_bench.py [--build-dir build] [--runs 5] [--procs 1000] [--sockets 5000]
 """
@@ -16,7 +17,6 @@ import os
 import statistics
 import sys
 import tarfile
-import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "lab"))
@@ -79,17 +79,39 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# Runs a command in the jump host and prints each line of its output (standard error merged)
+# with the seconds since the start, so the stages of `capture`'s progress can be timed.
+STAMP = r"""
+import subprocess, sys, time
+t0 = time.monotonic()
+p = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+for line in p.stdout:
+    print(f"{time.monotonic() - t0:.4f} {line.rstrip()}", flush=True)
+rc = p.wait()
+print(f"{time.monotonic() - t0:.4f} exit {rc}")
+sys.exit(rc)
+"""
+
+
+def stage_start(lines, text):
+    """Seconds at which the first progress line containing `text` came."""
+    return next((float(t) for t, rest in lines if text in rest), None)
+
+
 def capture_once(fleet, out_dir, label, i):
     out = os.path.join(out_dir, f"{label}-{i}.tar.gz")
     agent_pid = fleet.agents["h1"].pid
     cpu0 = cpu_seconds(agent_pid)
-    t0 = time.monotonic()
-    rc, doc, err = fleet.cli("capture", "h1", "--reason", f"bench {label} {i}", "--output", out,
-                             timeout=600)
-    wall = time.monotonic() - t0
+    argv = [*fleet.cli_prefix, fleet.bin("bulkhead"), "--controller", fleet.controller_addr,
+            "--identity", fleet.admin_identity, "capture", "h1", "--reason",
+            f"bench {label} {i}", "--output", out]
+    r = fleet.lab.run("jump", [sys.executable, "-c", STAMP, *argv], timeout=600)
     cpu = cpu_seconds(agent_pid) - cpu0
-    if rc != 0:
-        raise RuntimeError(f"capture failed ({rc}): {err}")
+    if r.returncode != 0:
+        raise RuntimeError(f"capture failed ({r.returncode}): {r.stdout}")
+    lines = [tuple(x.split(" ", 1)) for x in r.stdout.splitlines() if " " in x]
+    wall = float(lines[-1][0])  # the CLI's start to its exit, without the wrapper's own start
+    packing, uploading = stage_start(lines, " packing "), stage_start(lines, " uploading ")
     with tarfile.open(out, "r:gz") as t:
         top = t.getnames()[0].split("/", 1)[0]
         manifest = json.load(t.extractfile(f"{top}/manifest.json"))
@@ -101,6 +123,8 @@ def capture_once(fleet, out_dir, label, i):
     os.unlink(out)
     return {"collect_s": (manifest["finished_at_unix_ms"] - manifest["started_at_unix_ms"]) / 1e3,
             "wall_s": wall, "cpu_s": cpu, "size": size, "procs": procs, "sockets": socks,
+            "pack_s": uploading - packing if packing and uploading else 0.0,
+            "after_s": wall - uploading if uploading else 0.0,
             "collectors": {e["collector"]: e["duration_ms"] for e in log}}
 
 
@@ -110,7 +134,10 @@ def report(label, runs):
           f"{len(runs)} runs")
     print(f"  collection median {med('collect_s'):.3f} s (min {min(r['collect_s'] for r in runs):.3f},"
           f" max {max(r['collect_s'] for r in runs):.3f})")
-    for key, what in (("wall_s", "end to end (capture --output)"), ("cpu_s", "agent CPU")):
+    for key, what in (("wall_s", "end to end (capture --output)"),
+                      ("pack_s", "packing (first packing to first uploading line)"),
+                      ("after_s", "upload, store, download and verify (to the last line)"),
+                      ("cpu_s", "agent CPU")):
         print(f"  {what} median {med(key):.3f} s (min {min(r[key] for r in runs):.3f}, "
               f"max {max(r[key] for r in runs):.3f})")
     print(f"  bundle median {med('size') / 2**20:.2f} MiB")
