@@ -6,7 +6,9 @@ the agent spent collecting (manifest started -> finished: packing comes after), 
 time of `bulkhead capture --output` (request, collect, pack, upload, store, download), the
 time the agent spent packing and what comes after it (upload, store, download and the CLI's
 verification), timed from the CLI's progress lines; the agent's CPU time per capture (all its
-threads, min and max too) and the bundle size, and each collector's median duration. Target (DESIGN.md): capture of a host with 1,000 processes <= 2 s.
+threads, min and max too) and the bundle size, and each collector's median duration. Target
+(DESIGN.md): capture end to end with 10,000 processes and 50,000 sockets <= 2 s
+(--procs 10000 --sockets 50000).
 
     python3 bench/capture_bench.py [--build-dir build] [--runs 5] [--procs 1000] [--sockets 5000]
 """

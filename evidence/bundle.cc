@@ -56,8 +56,9 @@ bool isReservedMember(std::string_view path) {
   return path == kManifest || path == kSignature || path == kCertificate;
 }
 
-// zlib's fastest level: packing comes after collection, on the responder's clock. On a host
-// with 10,000 processes and 50,000 sockets level 6 (zlib's default) took about 0.3 s of CPU.
+// zlib's fastest level: packing comes after collection, on the responder's clock. A capture of
+// a host with 10,000 processes and 50,000 sockets (40 MiB to pack) packed in 0.24 s at zlib's
+// default level 6, 0.11 s at level 1, for a bundle of 1.44 MiB instead of 0.95.
 constexpr const char* kGzipLevel = "1";
 
 class FileBundleWriter final : public BundleWriter {
