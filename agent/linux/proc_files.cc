@@ -7,6 +7,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <limits>
@@ -45,6 +46,24 @@ std::string_view nextField(std::string_view* s) {
   return f;
 }
 
+// Appends what `fd` reads to *out, at most `cap` bytes in all, until a read returns 0 or, with
+// `short_read_ends`, a read returns less than asked. False on a read error.
+bool readUpTo(int fd, size_t cap, bool short_read_ends, std::string* out) {
+  char buf[16384];
+  while (out->size() < cap) {
+    const size_t want = std::min(sizeof buf, cap - out->size());
+    ssize_t n = ::read(fd, buf, want);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    if (n == 0) break;
+    out->append(buf, static_cast<size_t>(n));
+    if (short_read_ends && static_cast<size_t>(n) < want) break;
+  }
+  return true;
+}
+
 }  // namespace
 
 ScopedFd& ScopedFd::operator=(ScopedFd&& o) noexcept {
@@ -69,17 +88,7 @@ bool readFileAt(int dirfd, const char* name, size_t cap, std::string* out) {
   if (!fd.ok()) return false;
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
-  char buf[16384];
-  while (out->size() < cap) {
-    ssize_t n = ::read(fd.get(), buf, std::min(sizeof buf, cap - out->size()));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    if (n == 0) break;
-    out->append(buf, static_cast<size_t>(n));
-  }
-  return true;
+  return readUpTo(fd.get(), cap, /*short_read_ends=*/false, out);
 }
 
 bool onProcfs(int fd) {
@@ -91,18 +100,7 @@ bool readPidFileAt(int dirfd, const char* name, size_t cap, std::string* out) {
   out->clear();
   ScopedFd fd(::openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
   if (!fd.ok()) return false;
-  char buf[16384];
-  while (out->size() < cap) {
-    const size_t want = std::min(sizeof buf, cap - out->size());
-    ssize_t n = ::read(fd.get(), buf, want);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    out->append(buf, static_cast<size_t>(n));
-    if (static_cast<size_t>(n) < want) break;
-  }
-  return true;
+  return readUpTo(fd.get(), cap, /*short_read_ends=*/true, out);
 }
 
 std::optional<std::string> readLinkAt(int dirfd, const char* name) {
