@@ -18,6 +18,8 @@ pkg_check_modules(NL REQUIRED IMPORTED_TARGET libnl-3.0 libnl-route-3.0 libnl-nf
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 # PkgConfig::PQXX (libpqxx 6.4, with libpq): the controller's PostgreSQL store
 pkg_check_modules(PQXX REQUIRED IMPORTED_TARGET libpqxx libpq)
+# PkgConfig::TCMALLOC: the controller's allocator (gperftools' tcmalloc_minimal; controller/)
+pkg_check_modules(TCMALLOC REQUIRED IMPORTED_TARGET libtcmalloc_minimal)
 # prometheus-cpp::core: the controller's metrics (registry, text serializer); served by our own
 # cpp-httplib listener, so prometheus-cpp's pull (civetweb) part is not used
 find_package(prometheus-cpp CONFIG REQUIRED)

@@ -18,6 +18,8 @@ PACKAGES=(
   libcpp-httplib-dev libcurl4-openssl-dev
   # the controller's Prometheus metrics (prometheus-cpp core)
   prometheus-cpp-dev
+  # tcmalloc (gperftools): the controller's allocator (controller/CMakeLists.txt)
+  libgoogle-perftools-dev
   # PostgreSQL client libraries: the controller's PostgreSQL store (libpqxx) and the tests'
   # throw-away server helper (libpq: tests/unit/controller/temp_postgres.h)
   libpqxx-dev libpq-dev

@@ -4,6 +4,8 @@
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/security/tls_credentials_options.h>
+#include <openssl/crypto.h>
+#include <openssl/ssl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -141,6 +143,28 @@ std::shared_ptr<grpc::ChannelCredentials> clientCredentials(const IdentityFiles&
   opts.pem_private_key = id.key_pem;
   opts.pem_cert_chain = id.cert_pem;
   return grpc::SslCredentials(opts);
+}
+
+namespace {
+
+// OpenSSL's CRYPTO_EX_new: `parent` is the SSL being created.
+void releaseBuffersOfNewSsl(void* parent, void* /*ptr*/, CRYPTO_EX_DATA* /*ad*/, int /*idx*/,
+                            long /*argl*/, void* /*argp*/) {  // NOLINT(google-runtime-int)
+  SSL_set_mode(static_cast<SSL*>(parent), SSL_MODE_RELEASE_BUFFERS);
+}
+
+}  // namespace
+
+absl::Status releaseIdleTlsBuffersProcessWide() {
+  // The index is registered once per process: OpenSSL runs every registered new_func for each
+  // SSL object, so a second registration would only repeat the same call.
+  static const int index = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL, 0, nullptr,
+                                                   &releaseBuffersOfNewSsl, nullptr, nullptr);
+  if (index < 0) {
+    return absl::InternalError(
+        "OpenSSL refused an ex_data index for SSL objects: idle TLS buffers are kept");
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<PeerIdentity> peerIdentity(const grpc::AuthContext& auth) {
