@@ -85,6 +85,21 @@ ControllerServer::ControllerServer(const Clock& clock, Store& store, ServerOptio
       options_.notifications);
 }
 
+void setAgentTransportArguments(grpc::ServerBuilder& builder) {
+  // Agents ping every 30-60 s (keepalive); accept pings down to 10 s apart without data, so a
+  // well-configured agent never collects strikes, and drop a peer after 3 strikes.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 3);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // Our own pings find dead TCP connections that the heartbeat timeout would find later.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
+  // Without the probe gRPC 1.51 would announce 64 KiB; the lookahead announces the window the
+  // probe starts from (SETTINGS_INITIAL_WINDOW_SIZE, and the connection's window with it).
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kStreamWindowBytes);
+}
+
 absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::start(const Clock& clock,
                                                                           Store& store,
                                                                           ServerOptions options) {
@@ -108,14 +123,7 @@ absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::start(const 
     timers.push_back(std::make_unique<CallMetricsFactory>(*s->options_.metrics));
     builder.experimental().SetInterceptorCreators(std::move(timers));
   }
-  // Agents ping every 30-60 s (keepalive); accept pings down to 10 s apart without data, so a
-  // well-configured agent never collects strikes, and drop a peer after 3 strikes.
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 3);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  // Our own pings find dead TCP connections that the heartbeat timeout would find later.
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
+  setAgentTransportArguments(builder);
   for (const auto& [name, value] : s->options_.channel_args) {
     builder.AddChannelArgument(name, value);
   }

@@ -34,6 +34,19 @@ inline constexpr int kMaxReceiveMessageBytes = 4 * 1024 * 1024;
 // Largest message the enrollment listener accepts (a token and a CSR are about 2 KiB).
 inline constexpr int kMaxEnrollMessageBytes = 64 * 1024;
 
+// How much of one stream, and of one connection, a peer may send before the controller has
+// read it: gRPC's initial window with its bandwidth-delay probing on, so that an evidence
+// upload over a long link is not held to 64 KiB per round trip.
+inline constexpr int kStreamWindowBytes = 4 * 1024 * 1024;
+
+// The HTTP/2 transport settings of the agents' and operators' listener (not enrollment's):
+// keepalive pings and the peers' ping limits, and a fixed flow-control window of
+// kStreamWindowBytes instead of gRPC's bandwidth-delay probing. The probe sends a ping for
+// nearly every message an agent sends (heartbeats, acknowledgements) and arms a timer for the
+// next one: with 10,000 agents it cost a third of an isolate of all of them and 40 % of the
+// idle CPU (README, "Figures"). Channel arguments given later (--grpc-arg) override these.
+void setAgentTransportArguments(grpc::ServerBuilder& builder);
+
 struct ServerOptions {
   std::string listen;                                   // "ADDR:PORT" as gRPC takes it; port 0 picks one
   std::shared_ptr<grpc::ServerCredentials> credentials; // mTLS (serverCredentials())
