@@ -64,7 +64,7 @@ TEST(AgentTransport, APeerMayHaveMostOfTheWindowInFlightBeforeTheControllerReads
 
   // Three quarters of the window in messages of 256 KiB: each one's write completes only once
   // the controller's window let it onto the wire. With a 64 KiB window the first never would.
-  constexpr size_t kMessage = 256 * 1024;
+  constexpr size_t kMessage = size_t{256} * 1024;
   const int messages = static_cast<int>(kStreamWindowBytes * 3 / 4 / kMessage);
   for (int i = 0; i < messages; ++i) {
     call->Write(bytes(kMessage), tag(2 + i));
