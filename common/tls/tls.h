@@ -53,7 +53,7 @@ std::shared_ptr<grpc::ChannelCredentials> clientCredentials(const IdentityFiles&
 // Makes every TLS connection this process opens from now on give back its OpenSSL record
 // buffers while idle (SSL_MODE_RELEASE_BUFFERS, as nginx does): on the controller, with tens of
 // thousands of idle agent streams, about 7 KiB less per connection with glibc's allocator and
-// about 8 KiB with tcmalloc (bench/connect_bench.sh). gRPC creates its SSL objects itself and
+// with tcmalloc alike (bench/connect_bench.sh). gRPC creates its SSL objects itself and
 // has no hook for their mode, so the mode is set from OpenSSL's documented creation callback
 // for SSL objects (an ex_data index's new_func), which SSL_new runs after copying its
 // context's mode. Process-wide and for every later SSL object, gRPC's and any other; calling it

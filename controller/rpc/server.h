@@ -43,8 +43,9 @@ inline constexpr int kStreamWindowBytes = 4 * 1024 * 1024;
 // keepalive pings and the peers' ping limits, and a fixed flow-control window of
 // kStreamWindowBytes instead of gRPC's bandwidth-delay probing. The probe sends a ping for
 // nearly every message an agent sends (heartbeats, acknowledgements) and arms a timer for the
-// next one: with 10,000 agents it cost a third of an isolate of all of them and 40 % of the
-// idle CPU (README, "Figures"). Channel arguments given later (--grpc-arg) override these.
+// next one: with 10,000 agents it cost about a third of the time of an isolate of all of them
+// and about 40 % of the idle CPU (README, "Figures"). The controller adds the arguments of
+// --grpc-arg after these.
 void setAgentTransportArguments(grpc::ServerBuilder& builder);
 
 struct ServerOptions {
