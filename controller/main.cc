@@ -547,8 +547,7 @@ int run(int argc, char** argv) {
     spdlog::warn("{}", released.message());
   }
 #ifdef BULKHEAD_WITH_TCMALLOC
-  spdlog::info("memory: allocator {}; idle TLS connections give back their record buffers",
-               tc_version(nullptr, nullptr, nullptr));
+  spdlog::info("memory: allocator {}", tc_version(nullptr, nullptr, nullptr));
 #endif
   auto tls = RotatingServerCredentials::create(*identity,
                                                std::filesystem::path(config.runtime_dir) / "tls");
