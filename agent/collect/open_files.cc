@@ -52,11 +52,11 @@ class OpenFilesCollector final : public Collector {
     std::string maps;
     for (int pid : pids) {
       if (sink.stopped()) return absl::OkStatus();
-      char name[16];
-      std::snprintf(name, sizeof name, "%d", pid);
-      proc::ScopedFd dir = proc::openDir(proc_fd.get(), name);
-      if (!dir.ok()) continue;  // exited
-      if (!proc::readFileAt(dir.get(), "maps", kMapsCap, &maps)) continue;
+      // One file per process: opened by its path, with no directory fd of <pid> to open and
+      // close (two system calls fewer per process).
+      char path[32];
+      std::snprintf(path, sizeof path, "%d/maps", pid);
+      if (!proc::readFileAt(proc_fd.get(), path, kMapsCap, &maps)) continue;  // exited
       if (!mappings(pid, maps, sink)) return absl::OkStatus();
     }
     return absl::OkStatus();

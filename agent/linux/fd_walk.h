@@ -42,10 +42,10 @@ struct FdWalk {
 };
 
 // Walks every numeric directory of `proc_root`: opens <pid>/fd, reads each link, and reads
-// <pid>/comm when one of them is a socket. Each process is read relative to a directory fd of
-// <pid> (an exiting process fails its reads; a reused pid never answers them). A link that
-// vanishes meanwhile is skipped. Checks `stop()` and the time spent against `budget` before
-// each process and stops there (End says which), keeping what it walked.
+// <pid>/comm when one of them is a socket. Each process is read relative to its open <pid>/fd
+// directory, comm as fd/../comm (an exiting process fails its reads; a reused pid never answers
+// them). A link that vanishes meanwhile is skipped. Checks `stop()` and the time spent against
+// `budget` before each process and stops there (End says which), keeping what it walked.
 FdWalk walkOpenFds(const std::filesystem::path& proc_root, std::chrono::milliseconds budget,
                    absl::FunctionRef<bool()> stop);
 

@@ -587,6 +587,32 @@ TEST(RealProc, APidFileLongerThanOneReadIsReadWholeAndUpToItsCap) {
   EXPECT_FALSE(proc::onProcfs(tmp.get()));
 }
 
+TEST(RealProc, AnExitedProcessAnswersNoCommThroughTheFdDirectoryOpenedBeforeItExited) {
+  // walkOpenFds reads a socket holder's comm as <pid>/fd/../comm: the ".." must be the process
+  // that was opened, not whatever holds the pid later. A child of this test, reaped with its
+  // fd directory still open here: the read that worked before fails after.
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::execl("/bin/sleep", "sleep", "1000", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  std::string comm;
+  bool alive_read = false;
+  proc::ScopedFd fds;
+  for (int i = 0; i < 200 && comm != "sleep\n"; ++i) {  // until it has exec'd
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    fds = proc::openDir(AT_FDCWD, ("/proc/" + std::to_string(child) + "/fd").c_str());
+    ASSERT_TRUE(fds.ok());
+    alive_read = proc::readFileAt(fds.get(), "../comm", 64, &comm);
+  }
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  EXPECT_TRUE(alive_read);
+  EXPECT_EQ(comm, "sleep\n");
+  EXPECT_FALSE(proc::readFileAt(fds.get(), "../comm", 64, &comm)) << "read after exit: " << comm;
+}
+
 TEST(RealProc, StoppedProcessesRecordsAChildInFullWithItsBinary) {
   // A child of this test (never another process of the machine), stopped as a capture-first
   // kill would hold it, with a pipe open; and a pid that does not exist.
