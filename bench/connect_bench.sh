@@ -13,7 +13,8 @@
 # figures are the wrapper's, read the profile instead),
 # KEEP=1 keeps the temp dir, ISOLATE_RUNS=R: then R times isolate every stream with one
 # `bulkhead isolate --selector loadgen=1 --yes` and release them, printing each call's time until
-# every host is acknowledged (the load generator's streams acknowledge desired states at once).
+# every host is acknowledged (the load generator's streams acknowledge desired states at once)
+# and the CPU time the controller, the load generators and the CLI spent during it.
 # REPLICAS=K (default 1): K controllers (--replica r0 ... on PORT, PORT+1, ...) share one
 # PostgreSQL 15 database (initdb in the temp dir, unix socket only, run as nobody; the binaries
 # from scripts/lab-tools.sh, BULKHEAD_PG_BIN overrides), N/K streams each from one load generator
@@ -150,13 +151,25 @@ if [[ ${ISOLATE_RUNS:-0} -gt 0 ]]; then
   CLI=("$BUILD/cli/bulkhead" --controller "127.0.0.1:$PORT" --identity "$T/pki/operators/admin" --json)
   enforced() { grep -o '"state": "enforced"' "$1" | wc -l; }
   echo
+  sum_over_loadgens() { local s=0; for p in "${LGS[@]}"; do s=$((s + $(cpu_ticks "$p"))); done; echo "$s"; }
   for i in $(seq "$ISOLATE_RUNS"); do
     for op in isolate release; do
+      # The CPU each side spent during the call: with everything on the same cores, their sum
+      # over the number of cores is a floor under the call's time.
+      c0=$(sum_over_controllers cpu_ticks); l0=$(sum_over_loadgens)
       s=$(date +%s.%N)
-      "${CLI[@]}" "$op" --selector loadgen=1 --yes --reason "bench $i" --wait 120s >"$T/$op.$i.json" 2>"$T/$op.$i.err" || true
+      { TIMEFORMAT='%U %S'; time "${CLI[@]}" "$op" --selector loadgen=1 --yes --reason "bench $i" --wait 120s \
+          >"$T/$op.$i.json" 2>"$T/$op.$i.err"; } 2>"$T/$op.$i.time" || true
       e=$(date +%s.%N)
+      c1=$(sum_over_controllers cpu_ticks); l1=$(sum_over_loadgens)
       awk -v op="$op" -v i="$i" -v s="$s" -v e="$e" -v ok="$(enforced "$T/$op.$i.json")" -v n="$N" \
-        'BEGIN { printf "%s %d: %.3f s, %d of %d hosts acknowledged\n", op, i, e - s, ok, n }'
+          -v ctl=$(( c1 - c0 )) -v lg=$(( l1 - l0 )) -v tck="$TCK" -v cores="$(nproc)" \
+          -v cli="$(awk '{ print $1 + $2 }' "$T/$op.$i.time")" -v k="$REPLICAS" '
+        BEGIN {
+          sum = ctl / tck + lg / tck + cli
+          ctls = k > 1 ? "controllers" : "controller"
+          printf "%s %d: %.3f s, %d of %d hosts acknowledged; CPU: %s %.2f s, load generators %.2f s, CLI %.2f s (%.2f s over %d cores: at least %.2f s)\n", op, i, e - s, ok, n, ctls, ctl / tck, lg / tck, cli, sum, cores, sum / cores
+        }'
     done
   done
 fi
