@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <ctime>
+#include <map>
 
 #include "common/identity.h"
 #include "common/json.h"
@@ -114,39 +115,62 @@ std::string enumText(const pb::EnumValueDescriptor& value) {
   return name;
 }
 
+namespace {
+
+// One field of contractJson's object: false when it has no key there (an unset oneof member);
+// else its key in *name and its value in *value.
+bool fieldJson(const pb::Message& message, const pb::Reflection& r, const pb::FieldDescriptor& f,
+               std::string* name, nlohmann::json* value) {
+  if (f.real_containing_oneof() != nullptr && !r.HasField(message, &f)) return false;
+  *name = f.name();
+  if (f.is_map()) {
+    nlohmann::json map = nlohmann::json::object();
+    const pb::FieldDescriptor& key = *f.message_type()->map_key();
+    const pb::FieldDescriptor& val = *f.message_type()->map_value();
+    for (int k = 0; k < r.FieldSize(message, &f); ++k) {
+      const pb::Message& entry = r.GetRepeatedMessage(message, &f, k);
+      const pb::Reflection& er = *entry.GetReflection();
+      nlohmann::json key_json = scalarJson(entry, er, key, -1);
+      map[key_json.is_string() ? key_json.get<std::string>() : key_json.dump()] =
+          scalarJson(entry, er, val, -1);
+    }
+    *value = std::move(map);
+  } else if (f.is_repeated()) {
+    nlohmann::json items = nlohmann::json::array();
+    for (int k = 0; k < r.FieldSize(message, &f); ++k)
+      items.push_back(scalarJson(message, r, f, k));
+    *value = std::move(items);
+  } else if (f.has_presence() && !r.HasField(message, &f)) {
+    *value = nullptr;  // an unset message or proto3 `optional` field
+  } else if (isEmbeddedJson(f)) {
+    name->resize(name->size() - kJsonSuffix.size());
+    *value = parseForeignJson(r.GetString(message, &f)).value_or(nlohmann::json(nullptr));
+  } else {
+    *value = scalarJson(message, r, f, -1);
+  }
+  return true;
+}
+
+// `text` (dumped with an indent of 2) as it stands `depth` spaces further in: its line breaks
+// are all structural, since a dumped string escapes its own.
+std::string indented(std::string text, size_t depth) {
+  const std::string pad(depth, ' ');
+  for (size_t at = text.find('\n'); at != std::string::npos; at = text.find('\n', at + 1)) {
+    text.insert(at + 1, pad);
+  }
+  return text;
+}
+
+}  // namespace
+
 nlohmann::json contractJson(const pb::Message& message) {
   const pb::Descriptor& d = *message.GetDescriptor();
   const pb::Reflection& r = *message.GetReflection();
   nlohmann::json out = nlohmann::json::object();
+  std::string name;
+  nlohmann::json value;
   for (int i = 0; i < d.field_count(); ++i) {
-    const pb::FieldDescriptor& f = *d.field(i);
-    if (f.real_containing_oneof() != nullptr && !r.HasField(message, &f)) continue;
-    std::string name = f.name();
-    if (f.is_map()) {
-      nlohmann::json map = nlohmann::json::object();
-      const pb::FieldDescriptor& key = *f.message_type()->map_key();
-      const pb::FieldDescriptor& val = *f.message_type()->map_value();
-      for (int k = 0; k < r.FieldSize(message, &f); ++k) {
-        const pb::Message& entry = r.GetRepeatedMessage(message, &f, k);
-        const pb::Reflection& er = *entry.GetReflection();
-        nlohmann::json key_json = scalarJson(entry, er, key, -1);
-        map[key_json.is_string() ? key_json.get<std::string>() : key_json.dump()] =
-            scalarJson(entry, er, val, -1);
-      }
-      out[name] = std::move(map);
-    } else if (f.is_repeated()) {
-      nlohmann::json items = nlohmann::json::array();
-      for (int k = 0; k < r.FieldSize(message, &f); ++k)
-        items.push_back(scalarJson(message, r, f, k));
-      out[name] = std::move(items);
-    } else if (f.has_presence() && !r.HasField(message, &f)) {
-      out[name] = nullptr;  // an unset message or proto3 `optional` field
-    } else if (isEmbeddedJson(f)) {
-      name.resize(name.size() - kJsonSuffix.size());
-      out[name] = parseForeignJson(r.GetString(message, &f)).value_or(nlohmann::json(nullptr));
-    } else {
-      out[name] = scalarJson(message, r, f, -1);
-    }
+    if (fieldJson(message, r, *d.field(i), &name, &value)) out[name] = std::move(value);
   }
   return out;
 }
@@ -231,7 +255,50 @@ std::string humanBytes(uint64_t bytes) {
 }
 
 void printJson(std::ostream& out, const google::protobuf::Message& message) {
-  printJson(out, contractJson(message));
+  const pb::Descriptor& d = *message.GetDescriptor();
+  const pb::Reflection& r = *message.GetReflection();
+  // Every key in the order nlohmann's object prints them (std::map's): with its value in
+  // `values`, or with the repeated message field whose elements are converted one at a time.
+  std::map<std::string, const pb::FieldDescriptor*> keys;
+  std::map<std::string, nlohmann::json> values;
+  for (int i = 0; i < d.field_count(); ++i) {
+    const pb::FieldDescriptor& f = *d.field(i);
+    if (f.is_repeated() && !f.is_map() && f.cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE &&
+        r.FieldSize(message, &f) > 0) {
+      keys[f.name()] = &f;
+      continue;
+    }
+    std::string name;
+    nlohmann::json value;
+    if (fieldJson(message, r, f, &name, &value)) {
+      keys[name] = nullptr;
+      values[name] = std::move(value);
+    }
+  }
+  if (keys.empty()) {
+    out << "{}\n";
+    return;
+  }
+  out << "{\n";
+  const char* comma = "";
+  for (const auto& [name, streamed] : keys) {
+    out << comma << "  " << dumpJson(nlohmann::json(name)) << ": ";
+    comma = ",\n";
+    if (streamed == nullptr) {
+      out << indented(dumpJson(values[name], 2), 2);
+      continue;
+    }
+    out << "[\n";
+    const char* item_comma = "";
+    for (int k = 0; k < r.FieldSize(message, streamed); ++k) {
+      out << item_comma << "    "
+          << indented(dumpJson(contractJson(r.GetRepeatedMessage(message, streamed, k)), 2),
+                      4);
+      item_comma = ",\n";
+    }
+    out << "\n  ]";
+  }
+  out << "\n}\n";
 }
 
 void printJson(std::ostream& out, const nlohmann::json& doc) { out << dumpJson(doc, 2) << "\n"; }

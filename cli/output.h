@@ -47,6 +47,9 @@ std::string enumText(Enum value) {
 }
 
 // Prints one JSON document (contractJson for a message), indented, non-UTF-8 bytes replaced.
+// The elements of the message's top-level lists of messages are converted and written one at a
+// time, so a response for 10,000 hosts never stands in memory as one JSON tree; the bytes are
+// those of printJson(out, contractJson(message)).
 void printJson(std::ostream& out, const google::protobuf::Message& message);
 void printJson(std::ostream& out, const nlohmann::json& doc);
 

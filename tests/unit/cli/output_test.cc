@@ -1,6 +1,7 @@
 // Text output: what the controller or an agent sent is shown escaped, one row per line.
 #include "cli/output.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <sstream>
@@ -160,6 +161,51 @@ TEST(JsonContract, AnUnsetOptionalFieldIsNullASetOneItsValue) {
   EXPECT_TRUE(doc["summary"]["capture_id"].is_null());
   EXPECT_TRUE(doc["summary"]["collected_at_unix_ms"].is_null());
   EXPECT_EQ(doc["summary"]["kernel_tainted"], 0);
+}
+
+// printJson writes a message's top-level lists element by element (a response for 10,000
+// hosts is never one JSON tree); the bytes must be those of the whole document dumped at once.
+TEST(JsonContract, AMessagePrintedListByListIsTheWholeDocumentByteForByte) {
+  auto whole = [](const google::protobuf::Message& m) {
+    std::ostringstream out;
+    printJson(out, contractJson(m));
+    return out.str();
+  };
+  auto streamed = [](const google::protobuf::Message& m) {
+    std::ostringstream out;
+    printJson(out, m);
+    return out.str();
+  };
+  v1::ContainmentResponse resp;
+  EXPECT_EQ(streamed(resp), whole(resp));  // empty lists: "[]", not streamed
+  for (int i = 0; i < 3; ++i) {
+    auto* o = resp.add_outcomes();
+    o->set_host_id(fmt::format("web-0{}", i));
+    o->set_state(i == 1 ? v1::HostOutcome::STATE_FAILED : v1::HostOutcome::STATE_ENFORCED);
+    o->set_error(i == 1 ? "line one\nline \"two\"\t\xff" : "");
+    o->add_exemption_sets("db");
+    o->add_exemption_sets("dns");
+    if (i != 2) o->mutable_report()->set_ruleset_hash("abc");
+    o->mutable_report()->add_steps()->set_duration_us(17);
+  }
+  resp.add_warnings("a warning\nwith a break");
+  const std::string text = streamed(resp);
+  EXPECT_EQ(text, whole(resp));
+  EXPECT_NE(text.find("\\n"), std::string::npos);  // the error's line break, escaped
+  // A message whose list of messages sits beside a oneof, a map and nested lists.
+  v1::HostActionResponse action;
+  action.set_host_id("web-01");
+  v1::KillProcessesResult& k = *action.mutable_kill_processes();
+  k.add_killed()->set_pid(1);
+  k.add_records()->add_sockets()->set_inode(7);
+  EXPECT_EQ(streamed(action), whole(action));
+  v1::ListHostsResponse hosts;
+  for (int i = 0; i < 2; ++i) {
+    auto* h = hosts.add_hosts();
+    h->set_host_id(fmt::format("h{}", i));
+    (*h->mutable_labels())["role"] = "web";
+  }
+  EXPECT_EQ(streamed(hosts), whole(hosts));
 }
 
 TEST(JsonContract, InvalidUtf8FromAHostIsReplacedNotFatal) {
