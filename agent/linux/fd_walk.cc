@@ -34,9 +34,9 @@ FdWalk walkOpenFds(const std::filesystem::path& proc_root, std::chrono::millisec
       return false;
     }
     // <pid>/fd opened in one step, and <pid>/comm read through it as fd/../comm: no directory
-    // fd of <pid> to open and close for each process (about 4 us each on a host where a system
-    // call costs 1 us), and still no answer from a reused pid: ".." is the directory of the
-    // process that was opened, whose lookups fail once it has exited.
+    // fd of <pid> to open and close for each process (two system calls; one costs 1 us before
+    // any work on the 2-core VM measured), and still no answer from a reused pid: ".." is the
+    // directory of the process that was opened, whose lookups fail once it has exited.
     char path[32];
     std::snprintf(path, sizeof path, "%s/fd", name);
     ScopedFd fds = openDir(proc_fd.get(), path);
